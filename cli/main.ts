@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+/**
+ * The `dmabox` command. Each subcommand lives in its own module under cli/ and exports
+ * `run(argv: string[]): Promise<number>` (the exit status); this file only dispatches, so
+ * subcommands load only what they use.
+ */
+import { DmaboxError } from '../common/errors.js';
+
+interface Command { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }
+
+const commands: Record<string, Command> = {
+  // one line per subcommand: name: { summary, load: () => import('./name.js') },
+};
+
+function usage(): string {
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `usage: dmabox <command> [options]\n\ncommands:\n${lines.join('\n')}\n`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '-h' || name === '--help' || name === 'help') { process.stdout.write(usage()); return name ? 0 : 2; }
+  const cmd = commands[name];
+  if (!cmd) { process.stderr.write(`dmabox: unknown command '${name}'\n\n${usage()}`); return 2; }
+  try {
+    return await (await cmd.load()).run(rest);
+  } catch (e) {
+    if (e instanceof DmaboxError || (e instanceof Error && typeof (e as { code?: unknown }).code === 'string')) {
+      process.stderr.write(`dmabox ${name}: ${(e as Error & { code: string }).code}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
