@@ -10,6 +10,7 @@ interface Command { summary: string; load: () => Promise<{ run(argv: string[]): 
 
 const commands: Record<string, Command> = {
   // one line per subcommand: name: { summary, load: () => import('./name.js') },
+  policy: { summary: 'check policies, show them resolved, print their JSON Schema', load: () => import('./policy.js') },
 };
 
 function usage(): string {

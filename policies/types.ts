@@ -1,0 +1,59 @@
+/**
+ * A resolved policy: every default filled in, sizes in bytes, durations in milliseconds. This is
+ * what the manager consumes; `policies/schema.ts` is the one description it is checked against.
+ */
+
+export type DeviceSelector =
+  | { pci: string }
+  | { id: string; index: number }
+  | { sim: 'nvme'; capacity: number; blockSize: 512 | 4096; maxQueues: number; mqes: number; serial: string }
+  | { sim: 'e1000e'; mac: string; peer: 'none' | 'echo' };
+
+export interface DriverOptions {
+  name: 'nvme' | 'e1000e';
+  queues: number;
+  depth: number;
+  interrupts: 'polling' | 'msix';
+}
+
+export interface WindowGrant {
+  /** Bytes, a multiple of the IOMMU page size (of 2 MiB with hugePages). */
+  size: number;
+  hugePages: boolean;
+  label?: string;
+}
+
+export interface ContainerOptions { uid: number; gid: number; memory: number; seccomp: string }
+
+export interface RestartPolicy {
+  maxRestarts: number;
+  /** Milliseconds. */
+  window: number;
+  backoff: { initial: number; max: number };
+}
+
+export type Linkback =
+  | { nbd: { socket: string; export: string } }
+  | { nbd: { port: number; export: string } }
+  | { tap: { interface: string } };
+
+export interface Policy {
+  version: 1;
+  name: string;
+  device: DeviceSelector;
+  driver: DriverOptions;
+  windows: WindowGrant[];
+  container: ContainerOptions;
+  restart: RestartPolicy;
+  onIommuFault: 'log' | 'restart' | 'stop';
+  linkback?: Linkback;
+  unconfined: boolean;
+}
+
+/** One policy with where it came from. */
+export interface LoadedPolicy {
+  policy: Policy;
+  file: string;
+  /** The line its YAML document starts on. */
+  line: number;
+}
