@@ -1,0 +1,576 @@
+/**
+ * One NBD client connection: a streaming parser over reusable buffers for the handshake and the
+ * transmission phase, pipelined requests served out of order, and simple replies.
+ *
+ * Input arrives in chunks of any size. The parser has one target at a time (`want` bytes into `dst`
+ * at `dstPos`, or discarded when `dst` is null) and a state saying what the target is. Headers and
+ * option data go into buffers owned by the connection; only a write's payload and a read's reply get
+ * a Buffer of their own ("the data"). Request state lives in pooled slots whose completion callbacks
+ * are bound once, so a request allocates no closure.
+ *
+ * Limits, each answering a hostile or broken client without hurting others: a handshake deadline,
+ * a cap on options per handshake and on option size, a cap on requests and bytes in flight (input is
+ * paused, not buffered, beyond it), a pause while the client does not read its replies, and a hard
+ * disconnect on anything that desynchronises the stream (bad magic, unknown client flags, a write
+ * payload beyond what a server must accept).
+ */
+import type { Socket } from 'node:net';
+import { blockErrorKind, type BlockErrorKind } from '../block-device.js';
+import type { NbdExport } from './export.js';
+import { handleOption, optionTooBig, type HandshakeContext } from './handshake.js';
+import {
+  CLIENT_FLAGS_SIZE, HANDSHAKE_GREETING_SIZE, IHAVEOPT_HI, IHAVEOPT_LO, NBD_CMD_DISC, NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
+  NBD_EINVAL, NBD_EIO, NBD_ENOMEM, NBD_ENOSPC, NBD_EOVERFLOW, NBD_EPERM, NBD_ESHUTDOWN, NBD_FLAG_C_FIXED_NEWSTYLE,
+  NBD_FLAG_C_NO_ZEROES, NBD_FLAG_FIXED_NEWSTYLE, NBD_FLAG_NO_ZEROES, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA,
+  NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, NBD_OPT_EXPORT_NAME, NBD_PORTABLE_MAX_PAYLOAD,
+  NBD_REQUEST_MAGIC, NBDMAGIC_HI, NBDMAGIC_LO, OPTION_HEADER_SIZE, REQUEST_SIZE, SIMPLE_REPLY_SIZE,
+  commandName, errorName,
+} from './protocol.js';
+import { ReplyWriter, writeSimpleReplyHeader } from './reply-writer.js';
+
+/** What a connection needs from its server. */
+export interface ConnectionHost {
+  lookup(name: string): NbdExport | undefined;
+  list(): Iterable<NbdExport>;
+  readonly limits: ConnectionLimits;
+  event(e: NbdEvent): void;
+  /** The connection reached transmission with `exp` (false: the server is shutting down, drop it). */
+  attached(conn: NbdConnection, exp: NbdExport): boolean;
+  closed(conn: NbdConnection): void;
+}
+
+export interface ConnectionLimits {
+  /** A client must reach transmission within this many milliseconds. */
+  handshakeTimeoutMs: number;
+  /** Options per handshake before the client is deemed a denial of service. */
+  maxOptions: number;
+  /** Longest option data read; longer options are skipped and answered NBD_REP_ERR_TOO_BIG. */
+  maxOptionLength: number;
+  /** Requests in flight per connection before input is paused. */
+  maxInFlight: number;
+  /** Payload bytes held for in-flight requests before input is paused. */
+  maxInFlightBytes: number;
+  /** Reply bytes queued on the socket before input is paused. */
+  maxQueuedReplyBytes: number;
+}
+
+/** Logging hook events. Device errors and protocol violations carry what happened for an operator. */
+export type NbdEvent =
+  | { type: 'connect'; conn: number; peer: string }
+  | { type: 'refused'; peer: string; reason: string }
+  | { type: 'transmission'; conn: number; export: string; via: 'go' | 'export-name' }
+  | { type: 'protocol-error'; conn: number; export?: string; message: string }
+  | { type: 'handshake-timeout'; conn: number; peer: string }
+  | { type: 'device-error'; conn: number; export: string; command: string; offset: number; length: number; kind: BlockErrorKind; error: unknown }
+  | { type: 'close'; conn: number; export?: string; reason: string };
+
+/** §Error values: how each device failure kind goes on the wire. */
+function nbdError(kind: BlockErrorKind): number {
+  switch (kind) {
+    case 'EPERM': return NBD_EPERM;
+    case 'ENOMEM': return NBD_ENOMEM;
+    case 'EINVAL': case 'ENOTSUP': return NBD_EINVAL;
+    case 'ENOSPC': case 'EDQUOT': case 'EFBIG': return NBD_ENOSPC;
+    case 'EOVERFLOW': return NBD_EOVERFLOW;
+    case 'ESHUTDOWN': return NBD_ESHUTDOWN;
+    default: return NBD_EIO;
+  }
+}
+
+// Parser states.
+const S_CLIENT_FLAGS = 0;
+const S_OPT_HEADER = 1;
+const S_OPT_DATA = 2;
+const S_OPT_SKIP = 3;
+const S_REQ_HEADER = 4;
+const S_REQ_PAYLOAD = 5;
+const S_REQ_SKIP = 6;
+const S_DONE = 7; // no more input is read (DISC, ABORT, closed)
+
+const TWO32 = 0x100000000;
+
+/** One request from header to reply. Pooled; `onDone`/`onFail` are bound once. */
+class Slot {
+  type = 0;
+  flags = 0;
+  handleHi = 0;
+  handleLo = 0;
+  offset = 0;
+  length = 0;
+  /** Write payload, or read reply (16-byte header then the data). */
+  data: Buffer | null = null;
+  /** Reply error decided before the device was asked (for a skipped write payload). */
+  early = 0;
+  /** A FUA write on a device without FUA: flush before replying. */
+  flushAfter = false;
+  readonly onDone: () => void;
+  readonly onFail: (err: unknown) => void;
+  constructor(conn: NbdConnection) {
+    this.onDone = () => conn.completed(this);
+    this.onFail = (err: unknown) => conn.failed(this, err);
+  }
+}
+
+export class NbdConnection implements HandshakeContext {
+  readonly id: number;
+  readonly peer: string;
+  private readonly socket: Socket;
+  private readonly host: ConnectionHost;
+  private readonly limits: ConnectionLimits;
+  private readonly replies: ReplyWriter;
+
+  private state = S_CLIENT_FLAGS;
+  private want = CLIENT_FLAGS_SIZE;
+  private dst: Buffer | null;
+  private dstPos = 0;
+  /** Input not yet consumed while paused. */
+  private pending: Buffer | null = null;
+  private pendingPos = 0;
+  private readonly head = Buffer.allocUnsafe(REQUEST_SIZE);
+  private optBuf: Buffer | null;
+
+  noZeroes = false;
+  private fixedNewstyle = false;
+  private options = 0;
+  private option = 0;
+  private exp: NbdExport | null = null;
+  private handshakeTimer: NodeJS.Timeout | null;
+  private current: Slot | null = null;
+  private readonly freeSlots: Slot[] = [];
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  private paused = false;
+  /** Inside consume(): replies sent from there must not re-enter it. */
+  private consuming = false;
+  private closing = false;
+  private dead = false;
+  private closeReason = 'client closed the connection';
+
+  constructor(id: number, socket: Socket, host: ConnectionHost) {
+    this.id = id;
+    this.socket = socket;
+    this.host = host;
+    this.limits = host.limits;
+    this.peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
+    this.dst = this.head;
+    this.optBuf = Buffer.allocUnsafe(this.limits.maxOptionLength);
+    this.replies = new ReplyWriter(socket);
+    socket.setNoDelay?.(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.unblock());
+    socket.on('error', (err: Error) => { this.closeReason = `socket error: ${err.message}`; });
+    socket.on('close', () => this.onClose());
+    this.handshakeTimer = setTimeout(() => {
+      this.handshakeTimer = null;
+      host.event({ type: 'handshake-timeout', conn: id, peer: this.peer });
+      this.hangUp(`handshake not finished within ${this.limits.handshakeTimeoutMs} ms`);
+    }, this.limits.handshakeTimeoutMs);
+    this.handshakeTimer.unref?.();
+    // §Newstyle negotiation: NBDMAGIC, IHAVEOPT, handshake flags.
+    const g = Buffer.allocUnsafe(HANDSHAKE_GREETING_SIZE);
+    g.writeUInt32BE(NBDMAGIC_HI, 0);
+    g.writeUInt32BE(NBDMAGIC_LO, 4);
+    g.writeUInt32BE(IHAVEOPT_HI, 8);
+    g.writeUInt32BE(IHAVEOPT_LO, 12);
+    g.writeUInt16BE(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES, 16);
+    socket.write(g);
+  }
+
+  /** The export in use, once in transmission. */
+  get export(): NbdExport | null {
+    return this.exp;
+  }
+
+  lookup(name: string): NbdExport | undefined {
+    return this.host.lookup(name);
+  }
+
+  list(): Iterable<NbdExport> {
+    return this.host.list();
+  }
+
+  send(bytes: Buffer): void {
+    if (!this.dead) this.socket.write(bytes);
+  }
+
+  /** Stop reading; finish requests in flight, send their replies, then close (server shutdown). */
+  drainAndClose(reason: string): void {
+    if (!this.exp) {
+      this.hangUp(reason);
+      return;
+    }
+    this.closeReason = reason;
+    this.beginClosing();
+  }
+
+  /** Hard disconnect (§Terminating the transmission phase). In-flight device work completes unseen. */
+  hangUp(reason: string): void {
+    if (this.dead) return;
+    this.closeReason = reason;
+    this.state = S_DONE;
+    this.pending = null;
+    this.socket.destroy();
+  }
+
+  // ---- input ------------------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.state === S_DONE) return;
+    if (this.pending !== null) {
+      // A chunk that was already on its way when the socket was paused: keep it behind the rest.
+      this.pending = Buffer.concat([this.pending.subarray(this.pendingPos), chunk]);
+    } else {
+      this.pending = chunk;
+    }
+    this.pendingPos = 0;
+    this.consume();
+    if (this.pending !== null && !this.paused && this.state !== S_DONE) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** Input may no longer be read before the next request header: too much in flight or unread replies. */
+  private blocked(): boolean {
+    return this.inFlight >= this.limits.maxInFlight
+      || this.inFlightBytes >= this.limits.maxInFlightBytes
+      || this.socket.writableLength >= this.limits.maxQueuedReplyBytes;
+  }
+
+  private consume(): void {
+    this.consuming = true;
+    try {
+      this.consumeLoop();
+    } finally {
+      this.consuming = false;
+    }
+  }
+
+  private consumeLoop(): void {
+    while (this.pending !== null && this.state !== S_DONE) {
+      if (this.state === S_REQ_HEADER && this.dstPos === 0 && this.blocked()) return;
+      const chunk = this.pending;
+      const take = Math.min(chunk.length - this.pendingPos, this.want);
+      if (this.dst !== null) chunk.copy(this.dst, this.dstPos, this.pendingPos, this.pendingPos + take);
+      this.dstPos += take;
+      this.pendingPos += take;
+      this.want -= take;
+      if (this.pendingPos === chunk.length) this.pending = null;
+      if (this.want === 0) this.filled();
+    }
+  }
+
+  private unblock(): void {
+    if (!this.paused || this.dead || this.state === S_DONE) return;
+    this.consume();
+    if (this.pending === null && this.state !== S_DONE) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private expect(state: number, n: number, dst: Buffer | null): void {
+    this.state = state;
+    this.want = n;
+    this.dst = dst;
+    this.dstPos = 0;
+    if (n === 0) this.filled();
+  }
+
+  /** The current target is complete. */
+  private filled(): void {
+    switch (this.state) {
+      case S_CLIENT_FLAGS: return this.clientFlags();
+      case S_OPT_HEADER: return this.optionHeader();
+      case S_OPT_DATA: return this.optionDone(this.optBuf!.subarray(0, this.dstPos));
+      case S_OPT_SKIP: return this.after(optionTooBig(this, this.option, this.dstPos, this.limits.maxOptionLength));
+      case S_REQ_HEADER: return this.request();
+      case S_REQ_PAYLOAD: return this.payloadDone();
+      case S_REQ_SKIP: return this.skipDone();
+    }
+  }
+
+  // ---- handshake --------------------------------------------------------------------------------
+
+  private clientFlags(): void {
+    const f = this.head.readUInt32BE(0);
+    // §Client flags: the server MUST drop the connection on an unknown flag.
+    if ((f & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) !== 0) {
+      return this.violation(`unknown client flags 0x${f.toString(16)}`);
+    }
+    this.fixedNewstyle = (f & NBD_FLAG_C_FIXED_NEWSTYLE) !== 0;
+    this.noZeroes = (f & NBD_FLAG_C_NO_ZEROES) !== 0;
+    this.expect(S_OPT_HEADER, OPTION_HEADER_SIZE, this.head);
+  }
+
+  private optionHeader(): void {
+    const h = this.head;
+    if (h.readUInt32BE(0) !== IHAVEOPT_HI || h.readUInt32BE(4) !== IHAVEOPT_LO) {
+      return this.violation('option without the IHAVEOPT magic');
+    }
+    if (++this.options > this.limits.maxOptions) {
+      return this.violation(`more than ${this.limits.maxOptions} options in one handshake`);
+    }
+    this.option = h.readUInt32BE(8);
+    const len = h.readUInt32BE(12);
+    if (!this.fixedNewstyle && this.option !== NBD_OPT_EXPORT_NAME) {
+      return this.violation(`option ${this.option} from a client that did not set NBD_FLAG_C_FIXED_NEWSTYLE`);
+    }
+    if (len > this.limits.maxOptionLength) {
+      if (this.option === NBD_OPT_EXPORT_NAME) return this.violation(`NBD_OPT_EXPORT_NAME of ${len} bytes`);
+      return this.expect(S_OPT_SKIP, len, null);
+    }
+    this.expect(S_OPT_DATA, len, this.optBuf);
+  }
+
+  private optionDone(data: Buffer): void {
+    this.after(handleOption(this, this.option, data));
+  }
+
+  private after(outcome: ReturnType<typeof handleOption>): void {
+    switch (outcome.next) {
+      case 'continue':
+        return this.expect(S_OPT_HEADER, OPTION_HEADER_SIZE, this.head);
+      case 'abort':
+        this.state = S_DONE;
+        this.closeReason = 'client sent NBD_OPT_ABORT';
+        this.socket.end();
+        return;
+      case 'disconnect':
+        return this.violation(outcome.reason);
+      case 'transmission': {
+        const exp = outcome.export;
+        if (!this.host.attached(this, exp)) {
+          this.hangUp('server is shutting down');
+          return;
+        }
+        if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+        this.handshakeTimer = null;
+        this.exp = exp;
+        this.optBuf = null;
+        this.host.event({ type: 'transmission', conn: this.id, export: exp.name, via: this.option === NBD_OPT_EXPORT_NAME ? 'export-name' : 'go' });
+        return this.expect(S_REQ_HEADER, REQUEST_SIZE, this.head);
+      }
+    }
+  }
+
+  // ---- transmission -----------------------------------------------------------------------------
+
+  private slot(): Slot {
+    return this.freeSlots.pop() ?? new Slot(this);
+  }
+
+  private release(s: Slot): void {
+    s.data = null;
+    s.early = 0;
+    s.flushAfter = false;
+    if (this.freeSlots.length < this.limits.maxInFlight) this.freeSlots.push(s);
+  }
+
+  /** A 28-byte request header is in `head` (§Request message). */
+  private request(): void {
+    const h = this.head;
+    const exp = this.exp!;
+    if (h.readUInt32BE(0) !== NBD_REQUEST_MAGIC) return this.violation('request without NBD_REQUEST_MAGIC');
+    const flags = h.readUInt16BE(4);
+    const type = h.readUInt16BE(6);
+    const offHi = h.readUInt32BE(16);
+    // An offset of 2^53 or more is past any export; keep it exact enough to fail the range check.
+    const offset = offHi >= 0x200000 ? Number.MAX_SAFE_INTEGER : offHi * TWO32 + h.readUInt32BE(20);
+    const length = h.readUInt32BE(24);
+    const s = this.slot();
+    s.type = type;
+    s.flags = flags;
+    s.handleHi = h.readUInt32BE(8);
+    s.handleLo = h.readUInt32BE(12);
+    s.offset = offset;
+    s.length = length;
+    const st = exp.stats;
+    const fuaOk = (exp.flags & NBD_FLAG_SEND_FUA) !== 0 ? NBD_CMD_FLAG_FUA : 0;
+    const inRange = offset + length <= exp.size;
+    const aligned = offset % exp.minBlockSize === 0 && length % exp.minBlockSize === 0;
+    switch (type) {
+      case NBD_CMD_READ: {
+        st.reads++;
+        const err = (flags & ~fuaOk) !== 0 || length > exp.maxPayload || !inRange || !aligned ? NBD_EINVAL : 0;
+        if (err) return this.early(s, err);
+        const b = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE + length);
+        s.data = b;
+        this.submit(s, exp.device.read(offset, b.subarray(SIMPLE_REPLY_SIZE)));
+        return this.next();
+      }
+      case NBD_CMD_WRITE: {
+        st.writes++;
+        if (length > exp.maxPayload) {
+          // §Size constraints: a payload over 2^25 may be deemed a denial of service; below that
+          // the payload is skipped to stay in step and the request refused.
+          if (length > NBD_PORTABLE_MAX_PAYLOAD) {
+            this.release(s);
+            return this.violation(`write of ${length} bytes, over the ${exp.maxPayload}-byte maximum payload`);
+          }
+          s.early = NBD_EINVAL;
+        } else if (exp.readOnly) s.early = NBD_EPERM;
+        else if ((flags & ~fuaOk) !== 0 || !aligned) s.early = NBD_EINVAL;
+        else if (!inRange) s.early = NBD_ENOSPC;
+        if (s.early !== 0) {
+          this.current = s;
+          return this.expect(S_REQ_SKIP, length, null);
+        }
+        s.data = Buffer.allocUnsafe(length);
+        this.current = s;
+        return this.expect(S_REQ_PAYLOAD, length, s.data);
+      }
+      case NBD_CMD_DISC:
+        this.release(s);
+        this.closeReason = 'client sent NBD_CMD_DISC';
+        return this.beginClosing();
+      case NBD_CMD_FLUSH: {
+        st.flushes++;
+        const err = (exp.flags & NBD_FLAG_SEND_FLUSH) === 0 || (flags & ~fuaOk) !== 0 || offset !== 0 || length !== 0 ? NBD_EINVAL : 0;
+        if (err) return this.early(s, err);
+        this.submit(s, exp.device.flush());
+        return this.next();
+      }
+      case NBD_CMD_TRIM: {
+        st.trims++;
+        const err = exp.readOnly ? NBD_EPERM
+          : (exp.flags & NBD_FLAG_SEND_TRIM) === 0 || (flags & ~fuaOk) !== 0 || !inRange || !aligned ? NBD_EINVAL : 0;
+        if (err) return this.early(s, err);
+        const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
+        s.flushAfter = fua && exp.fuaViaFlush;
+        this.submit(s, exp.device.trim(offset, length, fua && !exp.fuaViaFlush));
+        return this.next();
+      }
+      case NBD_CMD_WRITE_ZEROES: {
+        st.writeZeroes++;
+        const err = exp.readOnly ? NBD_EPERM
+          : (exp.flags & NBD_FLAG_SEND_WRITE_ZEROES) === 0 || (flags & ~(fuaOk | NBD_CMD_FLAG_NO_HOLE)) !== 0 || !aligned ? NBD_EINVAL
+            : !inRange ? NBD_ENOSPC : 0;
+        if (err) return this.early(s, err);
+        const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
+        s.flushAfter = fua && exp.fuaViaFlush;
+        this.submit(s, exp.device.writeZeroes(offset, length, fua && !exp.fuaViaFlush, (flags & NBD_CMD_FLAG_NO_HOLE) !== 0));
+        return this.next();
+      }
+      default:
+        // §Error values: an unknown command SHOULD get EINVAL (CACHE and BLOCK_STATUS are not offered).
+        st.otherRequests++;
+        return this.early(s, NBD_EINVAL);
+    }
+  }
+
+  private next(): void {
+    this.expect(S_REQ_HEADER, REQUEST_SIZE, this.head);
+  }
+
+  /** Refuse a request without asking the device; the next header follows. */
+  private early(s: Slot, err: number): void {
+    this.inFlight++;
+    this.reply(s, err);
+    this.next();
+  }
+
+  private payloadDone(): void {
+    const s = this.current!;
+    this.current = null;
+    const exp = this.exp!;
+    const fua = (s.flags & NBD_CMD_FLAG_FUA) !== 0;
+    s.flushAfter = fua && exp.fuaViaFlush;
+    this.submit(s, exp.device.write(s.offset, s.data!, fua && !exp.fuaViaFlush));
+    this.next();
+  }
+
+  private skipDone(): void {
+    const s = this.current!;
+    this.current = null;
+    this.early(s, s.early);
+  }
+
+  private submit(s: Slot, p: Promise<void>): void {
+    this.inFlight++;
+    if (s.data) this.inFlightBytes += s.data.length;
+    p.then(s.onDone, s.onFail);
+  }
+
+  /** The device finished a request. */
+  completed(s: Slot): void {
+    if (s.flushAfter) {
+      s.flushAfter = false;
+      this.exp!.device.flush().then(s.onDone, s.onFail);
+      return;
+    }
+    const st = this.exp!.stats;
+    if (s.type === NBD_CMD_READ) st.bytesRead += s.length;
+    else if (s.type === NBD_CMD_WRITE) st.bytesWritten += s.length;
+    this.reply(s, 0);
+  }
+
+  /** The device failed a request. */
+  failed(s: Slot, err: unknown): void {
+    const exp = this.exp!;
+    const kind = blockErrorKind(err);
+    exp.stats.deviceErrors++;
+    this.host.event({ type: 'device-error', conn: this.id, export: exp.name, command: commandName(s.type), offset: s.offset, length: s.length, kind, error: err });
+    this.reply(s, nbdError(kind));
+  }
+
+  /** Send the reply for a slot, release it, and let input flow again if it was held back. */
+  private reply(s: Slot, err: number): void {
+    if (s.data) this.inFlightBytes -= s.data.length;
+    this.inFlight--;
+    if (err !== 0) {
+      const errs = this.exp!.stats.errors;
+      const name = errorName(err);
+      errs[name] = (errs[name] ?? 0) + 1;
+    }
+    if (!this.dead) {
+      if (err === 0 && s.type === NBD_CMD_READ) {
+        writeSimpleReplyHeader(s.data!, 0, s.handleHi, s.handleLo);
+        this.socket.write(s.data!);
+      } else {
+        // §Simple reply message: an error reply to a read carries no data.
+        this.replies.simple(err, s.handleHi, s.handleLo);
+      }
+    }
+    this.release(s);
+    if (this.closing) this.maybeFinishClosing();
+    else if (this.paused && !this.consuming) this.unblock();
+  }
+
+  // ---- ending -----------------------------------------------------------------------------------
+
+  private beginClosing(): void {
+    // §NBD_CMD_DISC: handle all outstanding requests, then close.
+    this.state = S_DONE;
+    this.pending = null;
+    this.closing = true;
+    this.socket.pause();
+    this.maybeFinishClosing();
+  }
+
+  private maybeFinishClosing(): void {
+    if (this.inFlight !== 0 || this.dead) return;
+    this.replies.flush();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+  }
+
+  private violation(message: string): void {
+    if (this.exp) this.exp.stats.protocolErrors++;
+    this.host.event({ type: 'protocol-error', conn: this.id, ...(this.exp ? { export: this.exp.name } : {}), message });
+    this.hangUp(`protocol error: ${message}`);
+  }
+
+  private onClose(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.state = S_DONE;
+    this.pending = null;
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    this.host.event({ type: 'close', conn: this.id, ...(this.exp ? { export: this.exp.name } : {}), reason: this.closeReason });
+    this.host.closed(this);
+  }
+}
+

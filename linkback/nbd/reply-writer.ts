@@ -1,0 +1,71 @@
+/**
+ * Simple replies without data (write, flush, trim acknowledgements and every error) are 16 bytes
+ * each. Instead of one Buffer and one write(2) per reply, they are packed into reusable batch
+ * buffers and sent once per event-loop turn: at queue depth 16 that is one system call for up to 16
+ * replies, and nothing allocated per reply. A batch buffer goes back to the free list when the
+ * socket reports it written (writes complete in order, so a FIFO knows which one).
+ *
+ * Read replies carry their data and are written by the caller as one Buffer (header in front), so
+ * each message stays contiguous on the wire; replies may interleave in any order (§Transmission).
+ */
+import type { Socket } from 'node:net';
+import { NBD_SIMPLE_REPLY_MAGIC, SIMPLE_REPLY_SIZE } from './protocol.js';
+
+const BATCH_BYTES = SIMPLE_REPLY_SIZE * 256;
+
+export class ReplyWriter {
+  private cur: Buffer;
+  private len = 0;
+  private scheduled = false;
+  private readonly free: Buffer[] = [];
+  private readonly sent: Buffer[] = [];
+  private readonly flushBound = (): void => { this.scheduled = false; this.flush(); };
+  private readonly writtenBound = (): void => {
+    const b = this.sent.shift();
+    if (b && this.free.length < 4) this.free.push(b);
+  };
+
+  constructor(private readonly socket: Socket) {
+    this.cur = Buffer.allocUnsafe(BATCH_BYTES);
+  }
+
+  /** Queue a simple reply with no data: error 0 for success. The handle is echoed as two 32-bit halves. */
+  simple(error: number, handleHi: number, handleLo: number): void {
+    if (this.len === BATCH_BYTES) this.flush();
+    const b = this.cur;
+    const at = this.len;
+    b.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, at);
+    b.writeUInt32BE(error, at + 4);
+    b.writeUInt32BE(handleHi, at + 8);
+    b.writeUInt32BE(handleLo, at + 12);
+    this.len = at + SIMPLE_REPLY_SIZE;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  /** Write the queued replies now (before closing the connection, or when the batch is full). */
+  flush(): void {
+    if (this.len === 0) return;
+    const s = this.socket;
+    if (s.destroyed || !s.writable) {
+      this.len = 0;
+      return;
+    }
+    const full = this.cur;
+    const n = this.len;
+    this.sent.push(full);
+    this.cur = this.free.pop() ?? Buffer.allocUnsafe(BATCH_BYTES);
+    this.len = 0;
+    s.write(full.subarray(0, n), this.writtenBound);
+  }
+}
+
+/** Fill the 16-byte simple reply header in front of a read reply's data. */
+export function writeSimpleReplyHeader(b: Buffer, error: number, handleHi: number, handleLo: number): void {
+  b.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, 0);
+  b.writeUInt32BE(error, 4);
+  b.writeUInt32BE(handleHi, 8);
+  b.writeUInt32BE(handleLo, 12);
+}
