@@ -1,0 +1,287 @@
+/**
+ * An I/O queue pair with its data buffers: the low-level, allocation-free I/O API.
+ *
+ * Each tracker slot owns one read buffer (device-WRITE-only window) and one write buffer
+ * (device-READ-only window) of `bufferBytes`, and, when a buffer spans more than two memory
+ * pages, two PRP lists (device-READ-only) prefilled at set-up with the IOVA of every page of the
+ * slot's buffers (NVMe 1.4 §4.3: PRP1 carries the first page and its offset, PRP2 either the
+ * second page or a pointer to a list of the following pages, all with offset 0). So no PRP is
+ * built on the hot path: a transfer of any length up to the buffer, starting at any dword offset
+ * in it, uses a prefix of the slot's list.
+ *
+ * Use: `acquire()` a slot (-1: queue full, wait), for a write fill `writeData(slot)`, then one of
+ * the submit calls with a completion handler (a function kept per slot, not a closure per I/O),
+ * `ring()` once per batch, and `poll()` (or let the controller poll / take the MSI-X vector).
+ * The handler runs with the slot already free; a read's data is in `readData(slot)` until that
+ * slot is submitted again.
+ */
+import type { DmaAllocator, DmaWindow, RegisterSpace } from '../platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../platform.js';
+import { DSM_AD, DSM_RANGE, NvmOpcode, WZ_DEAC } from './commands.js';
+import { QueuePair } from './queue.js';
+import { NvmeArgumentError } from './status.js';
+
+/** Memory page size the driver programs (CC.MPS = 0: 4 KiB, §3.1.5). */
+export const MEM_PAGE = 4096;
+const TWO32 = 0x1_0000_0000;
+
+export type SlotHandler = (slot: number, status: number, dw0: number) => void;
+
+export interface IoQueueOptions {
+  qid: number;
+  entries: number;
+  /** Bytes of data buffer per slot and direction (a multiple of 4 KiB, at most 2 MiB). */
+  bufferBytes: number;
+  dstrd: number;
+  regs: RegisterSpace;
+  dma: DmaAllocator;
+  onProtocolError: (message: string) => void;
+  label: string;
+}
+
+export class IoQueue {
+  readonly qp: QueuePair;
+  readonly qid: number;
+  readonly bufferBytes: number;
+  /** Completion handler for each busy slot. */
+  private readonly handlers: (SlotHandler | null)[];
+  private readonly readWin: DmaWindow;
+  private readonly writeWin: DmaWindow;
+  private readonly listWin: DmaWindow | undefined;
+  private readonly readViews: Uint8Array[];
+  private readonly writeViews: Uint8Array[];
+  /** Per slot: IOVA of the read buffer, write buffer, read list and write list (as numbers, < 2^53). */
+  private readonly readIova: Float64Array;
+  private readonly writeIova: Float64Array;
+  private readonly readList: Float64Array;
+  private readonly writeList: Float64Array;
+  private readonly dma: DmaAllocator;
+  now: () => number = () => performance.now();
+
+  constructor(o: IoQueueOptions) {
+    if (o.bufferBytes % MEM_PAGE !== 0 || o.bufferBytes <= 0 || o.bufferBytes > 2 * 1024 * 1024) {
+      throw new NvmeArgumentError(`bufferBytes ${o.bufferBytes} is not a multiple of 4096 between 4096 and 2 MiB`, 'pass e.g. 65536');
+    }
+    this.qid = o.qid;
+    this.bufferBytes = o.bufferBytes;
+    this.dma = o.dma;
+    this.qp = new QueuePair({
+      qid: o.qid,
+      entries: o.entries,
+      dstrd: o.dstrd,
+      regs: o.regs,
+      dma: o.dma,
+      label: o.label,
+      onProtocolError: o.onProtocolError,
+      onComplete: (slot, status, dw0) => this.complete(slot, status, dw0),
+    });
+    const n = this.qp.slots;
+    const allocated: DmaWindow[] = [];
+    try {
+      // Least privilege per direction: read data is only written by the device, write data only read.
+      this.readWin = o.dma.alloc(n * o.bufferBytes, DEVICE_WRITES, { align: MEM_PAGE, label: `${o.label} q${o.qid} read data` });
+      allocated.push(this.readWin);
+      this.writeWin = o.dma.alloc(n * o.bufferBytes, DEVICE_READS, { align: MEM_PAGE, label: `${o.label} q${o.qid} write data` });
+      allocated.push(this.writeWin);
+      const pages = o.bufferBytes / MEM_PAGE;
+      // A list is needed only when a transfer can span more than two pages (§4.3); one 4 KiB list
+      // page holds 512 entries, enough for a 2 MiB buffer plus an unaligned start.
+      this.listWin = pages >= 2 ? o.dma.alloc(2 * n * MEM_PAGE, DEVICE_READS, { align: MEM_PAGE, label: `${o.label} q${o.qid} prp lists` }) : undefined;
+    } catch (e) {
+      for (const w of allocated) o.dma.free(w);
+      this.qp.close();
+      throw e;
+    }
+    this.handlers = new Array<SlotHandler | null>(n).fill(null);
+    this.readViews = [];
+    this.writeViews = [];
+    this.readIova = new Float64Array(n);
+    this.writeIova = new Float64Array(n);
+    this.readList = new Float64Array(n);
+    this.writeList = new Float64Array(n);
+    const rBase = Number(this.readWin.iova);
+    const wBase = Number(this.writeWin.iova);
+    const B = o.bufferBytes;
+    for (let s = 0; s < n; s++) {
+      this.readViews.push(this.readWin.bytes.subarray(s * B, (s + 1) * B));
+      this.writeViews.push(this.writeWin.bytes.subarray(s * B, (s + 1) * B));
+      this.readIova[s] = rBase + s * B;
+      this.writeIova[s] = wBase + s * B;
+      if (this.listWin) {
+        const lBase = Number(this.listWin.iova);
+        this.readList[s] = lBase + 2 * s * MEM_PAGE;
+        this.writeList[s] = lBase + (2 * s + 1) * MEM_PAGE;
+        const v = this.listWin.view;
+        // Entry k describes page k + 1 of the buffer (page 0 is in PRP1).
+        for (let k = 0; k + 1 < B / MEM_PAGE + 1 && k < 512; k++) {
+          const r = this.readIova[s]! + (k + 1) * MEM_PAGE;
+          const w = this.writeIova[s]! + (k + 1) * MEM_PAGE;
+          // The entry past the buffer end (for an unaligned start) points at the buffer's own
+          // last page + 1 only if it exists; otherwise leave it 0 (never used: length is checked).
+          if (k + 1 < B / MEM_PAGE) {
+            v.setUint32(2 * s * MEM_PAGE + 8 * k, r % TWO32, true);
+            v.setUint32(2 * s * MEM_PAGE + 8 * k + 4, Math.floor(r / TWO32), true);
+            v.setUint32((2 * s + 1) * MEM_PAGE + 8 * k, w % TWO32, true);
+            v.setUint32((2 * s + 1) * MEM_PAGE + 8 * k + 4, Math.floor(w / TWO32), true);
+          }
+        }
+      }
+    }
+  }
+
+  get slots(): number {
+    return this.qp.slots;
+  }
+  get inFlight(): number {
+    return this.qp.inFlight;
+  }
+
+  acquire(): number {
+    return this.qp.acquire();
+  }
+  release(slot: number): void {
+    this.qp.release(slot);
+  }
+  /** The slot's read buffer (device writes it). */
+  readData(slot: number): Uint8Array {
+    return this.readViews[slot]!;
+  }
+  /** The slot's write buffer (device reads it). */
+  writeData(slot: number): Uint8Array {
+    return this.writeViews[slot]!;
+  }
+
+  /**
+   * Read `blocks` logical blocks at `lba` into the slot's read buffer at byte `offset` (dword
+   * aligned). `blockShift` is log2 of the block size.
+   */
+  read(slot: number, nsid: number, lba: number, blocks: number, blockShift: number, offset: number, done: SlotHandler): void {
+    this.rw(slot, NvmOpcode.READ, nsid, lba, blocks, blockShift, offset, done, this.readIova, this.readList);
+  }
+
+  /** Write `blocks` blocks at `lba` from the slot's write buffer at byte `offset`. */
+  write(slot: number, nsid: number, lba: number, blocks: number, blockShift: number, offset: number, done: SlotHandler): void {
+    this.rw(slot, NvmOpcode.WRITE, nsid, lba, blocks, blockShift, offset, done, this.writeIova, this.writeList);
+  }
+
+  /** Flush (§6.8): commit the volatile write cache of the namespace. */
+  flush(slot: number, nsid: number, done: SlotHandler): void {
+    this.handlers[slot] = done;
+    this.qp.submit(slot, NvmOpcode.FLUSH, nsid, 0, 0, 0, 0, 0, 0, 0, 0, this.now());
+  }
+
+  /** Write Zeroes (§6.16); `deallocate` sets DEAC (the blocks may be deallocated). */
+  writeZeroes(slot: number, nsid: number, lba: number, blocks: number, deallocate: boolean, done: SlotHandler): void {
+    checkNlb(blocks);
+    this.handlers[slot] = done;
+    const cdw12 = ((blocks - 1) | (deallocate ? WZ_DEAC : 0)) >>> 0;
+    this.qp.submit(slot, NvmOpcode.WRITE_ZEROES, nsid, 0, 0, 0, 0, lba % TWO32, Math.floor(lba / TWO32), cdw12, 0, this.now());
+  }
+
+  /**
+   * Dataset Management with Attribute Deallocate (§6.7): one range of `blocks` (< 2^32) at `lba`,
+   * described in the slot's write buffer (the device reads the range list).
+   */
+  discard(slot: number, nsid: number, lba: number, blocks: number, done: SlotHandler): void {
+    if (!Number.isInteger(blocks) || blocks < 1 || blocks > 0xffff_ffff) {
+      throw new NvmeArgumentError(`discard of ${blocks} blocks: one range holds 1 to 2^32 - 1 blocks`);
+    }
+    const v = new DataView(this.writeViews[slot]!.buffer, this.writeViews[slot]!.byteOffset, DSM_RANGE.SIZE);
+    v.setUint32(DSM_RANGE.CATTR, 0, true);
+    v.setUint32(DSM_RANGE.NLB, blocks, true);
+    v.setUint32(DSM_RANGE.SLBA, lba % TWO32, true);
+    v.setUint32(DSM_RANGE.SLBA + 4, Math.floor(lba / TWO32), true);
+    this.handlers[slot] = done;
+    const a = this.writeIova[slot]!;
+    // CDW10 NR = 0 (one range, 0's based); CDW11 AD.
+    this.qp.submit(slot, NvmOpcode.DATASET_MANAGEMENT, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, 0, DSM_AD, 0, 0, this.now());
+  }
+
+  /**
+   * Submit a raw NVM command with no data (for tests of error statuses and for vendor commands);
+   * the slot's write buffer is PRP1.
+   */
+  raw(slot: number, opcode: number, nsid: number, cdw10: number, cdw11: number, cdw12: number, done: SlotHandler): void {
+    this.handlers[slot] = done;
+    const a = this.writeIova[slot]!;
+    this.qp.submit(slot, opcode, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, cdw10, cdw11, cdw12, 0, this.now());
+  }
+
+  /** Ring the SQ doorbell once for the batch. */
+  ring(): void {
+    this.qp.ring();
+  }
+
+  /** Reap up to `max` completions; one CQ doorbell. */
+  poll(max = 0x7fffffff): number {
+    return this.qp.poll(max);
+  }
+
+  /** Give up on a slot (reset or close): its handler sees STATUS_ABANDONED. */
+  abandon(slot: number): void {
+    this.qp.abandon(slot);
+  }
+
+  close(): void {
+    this.qp.close();
+    this.dma.free(this.readWin);
+    this.dma.free(this.writeWin);
+    if (this.listWin) this.dma.free(this.listWin);
+  }
+
+  private rw(
+    slot: number,
+    opcode: number,
+    nsid: number,
+    lba: number,
+    blocks: number,
+    blockShift: number,
+    offset: number,
+    done: SlotHandler,
+    bufIova: Float64Array,
+    lists: Float64Array,
+  ): void {
+    checkNlb(blocks);
+    const bytes = blocks << blockShift;
+    if ((offset & 3) !== 0 || offset < 0 || offset + bytes > this.bufferBytes) {
+      throw new NvmeArgumentError(
+        `transfer of ${bytes} bytes at buffer offset ${offset} does not fit a ${this.bufferBytes}-byte slot buffer or is not dword aligned`,
+        'split the transfer (the block API does) or open the controller with a larger bufferBytes',
+      );
+    }
+    this.handlers[slot] = done;
+    const p1 = bufIova[slot]! + offset;
+    // Pages touched: from the page holding byte 0 to the page holding the last byte (§4.3).
+    const firstPage = Math.floor(offset / MEM_PAGE);
+    const pages = Math.floor((offset + bytes - 1) / MEM_PAGE) - firstPage + 1;
+    let p2 = 0;
+    if (pages === 2) p2 = bufIova[slot]! + (firstPage + 1) * MEM_PAGE;
+    else if (pages > 2) p2 = lists[slot]! + firstPage * 8;
+    this.qp.submit(
+      slot,
+      opcode,
+      nsid,
+      p1 % TWO32,
+      Math.floor(p1 / TWO32),
+      p2 % TWO32,
+      Math.floor(p2 / TWO32),
+      lba % TWO32,
+      Math.floor(lba / TWO32),
+      blocks - 1,
+      0,
+      this.now(),
+    );
+  }
+
+  private complete(slot: number, status: number, dw0: number): void {
+    const h = this.handlers[slot];
+    this.handlers[slot] = null;
+    if (h !== null && h !== undefined) h(slot, status, dw0);
+  }
+}
+
+function checkNlb(blocks: number): void {
+  if (!Number.isInteger(blocks) || blocks < 1 || blocks > 0x10000) {
+    throw new NvmeArgumentError(`${blocks} blocks: one command moves 1 to 65536 blocks (NLB is 16 bits, 0's based)`);
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The block API of one namespace: read, write, flush, write zeroes and discard as Promises, many
+ * in flight across the I/O queues. Transfers larger than the controller's limit (MDTS, §5.15.2.2,
+ * and the slot buffer size) are split into several commands issued together. Data is copied
+ * between the caller's arrays and the slot buffers (the DMA windows); for zero-copy use the
+ * low-level IoQueue API.
+ *
+ * LBAs are `number`s (exact below 2^53 blocks, far beyond any namespace); sizes come from
+ * Identify Namespace (§5.15.2.1: NSZE, FLBAS, LBAF).
+ */
+import type { NvmeController } from './controller.js';
+import type { IdentifyNamespace } from './identify.js';
+import type { IoQueue } from './ioqueue.js';
+import { NvmOpcode } from './commands.js';
+import { NvmeArgumentError, NvmeStatusError } from './status.js';
+import { STATUS_ABANDONED } from './queue.js';
+
+export class Namespace {
+  readonly nsid: number;
+  readonly info: IdentifyNamespace;
+  readonly blockSize: number;
+  readonly blockShift: number;
+  /** NSZE in blocks. */
+  readonly blockCount: number;
+  private readonly ctrl: NvmeController;
+
+  constructor(ctrl: NvmeController, nsid: number, info: IdentifyNamespace) {
+    this.ctrl = ctrl;
+    this.nsid = nsid;
+    this.info = info;
+    this.blockSize = info.blockSize;
+    this.blockShift = Math.log2(info.blockSize);
+    if (info.nsze > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new NvmeArgumentError(`namespace ${nsid}: NSZE ${info.nsze} blocks is beyond 2^53`);
+    }
+    this.blockCount = Number(info.nsze);
+  }
+
+  get bytes(): number {
+    return this.blockCount * this.blockSize;
+  }
+
+  /** Blocks one command may move. */
+  get maxBlocksPerCommand(): number {
+    return Math.min(0x10000, Math.floor(this.ctrl.maxTransferBytes / this.blockSize));
+  }
+
+  /** Read `blocks` blocks at `lba`. `bufferOffset` (dword aligned) places the data at an offset in the DMA buffer (tests unaligned PRP1). */
+  async read(lba: number, blocks: number, options: { bufferOffset?: number } = {}): Promise<Uint8Array> {
+    this.checkRange('read', lba, blocks);
+    const out = new Uint8Array(blocks * this.blockSize);
+    const off = options.bufferOffset ?? 0;
+    const per = this.perCommand(off);
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += per) {
+      const n = Math.min(per, blocks - done);
+      parts.push(
+        this.io(`read of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => q.read(slot, this.nsid, lba + done, n, this.blockShift, off, h), (q, slot) => {
+          out.set(q.readData(slot).subarray(off, off + (n << this.blockShift)), done << this.blockShift);
+        }),
+      );
+    }
+    await Promise.all(parts);
+    return out;
+  }
+
+  /** Write `data` (a whole number of blocks) at `lba`. */
+  async write(lba: number, data: Uint8Array, options: { bufferOffset?: number } = {}): Promise<void> {
+    if (data.length === 0 || data.length % this.blockSize !== 0) {
+      throw new NvmeArgumentError(`write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, 'pad the data to the block size');
+    }
+    const blocks = data.length / this.blockSize;
+    this.checkRange('write', lba, blocks);
+    const off = options.bufferOffset ?? 0;
+    const per = this.perCommand(off);
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += per) {
+      const n = Math.min(per, blocks - done);
+      parts.push(
+        this.io(`write of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => {
+          q.writeData(slot).set(data.subarray(done << this.blockShift, (done + n) << this.blockShift), off);
+          q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h);
+        }),
+      );
+    }
+    await Promise.all(parts);
+  }
+
+  /** Flush the volatile write cache (§6.8). */
+  async flush(): Promise<void> {
+    await this.io('flush', (q, slot, h) => q.flush(slot, this.nsid, h));
+  }
+
+  /** Write Zeroes (§6.16) over `blocks` blocks at `lba`, split at 65536 blocks per command. */
+  async writeZeroes(lba: number, blocks: number, options: { deallocate?: boolean } = {}): Promise<void> {
+    this.checkRange('write zeroes', lba, blocks);
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += 0x10000) {
+      const n = Math.min(0x10000, blocks - done);
+      parts.push(this.io(`write zeroes of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => q.writeZeroes(slot, this.nsid, lba + done, n, options.deallocate ?? false, h)));
+    }
+    await Promise.all(parts);
+  }
+
+  /** Deallocate `blocks` blocks at `lba` (Dataset Management, AD, §6.7); reads of them then return zeroes on this project's model. */
+  async discard(lba: number, blocks: number): Promise<void> {
+    this.checkRange('discard', lba, blocks);
+    const max = 0xffff_ffff;
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += max) {
+      const n = Math.min(max, blocks - done);
+      parts.push(this.io(`discard of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => q.discard(slot, this.nsid, lba + done, n, h)));
+    }
+    await Promise.all(parts);
+  }
+
+  /**
+   * A raw NVM command without range checks, resolving with the 15-bit status (0 = success):
+   * for tests of the controller's error handling.
+   */
+  async rawStatus(opcode: number, cdw10: number, cdw11: number, cdw12: number, nsid = this.nsid): Promise<number> {
+    let status = 0;
+    await this.io(`opcode 0x${opcode.toString(16)}`, (q, slot, h) => q.raw(slot, opcode, nsid, cdw10, cdw11, cdw12, h), undefined, (s) => {
+      status = s;
+    });
+    return status;
+  }
+
+  /** Raw read/write (no range checks), for tests: resolves with the status. */
+  async rawRw(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, lba: number, blocks: number): Promise<number> {
+    let status = 0;
+    await this.io(
+      `raw rw`,
+      (q, slot, h) => (opcode === NvmOpcode.READ ? q.read : q.write).call(q, slot, this.nsid, lba, blocks, this.blockShift, 0, h),
+      undefined,
+      (s) => {
+        status = s;
+      },
+    );
+    return status;
+  }
+
+  private perCommand(offset: number): number {
+    if ((offset & 3) !== 0 || offset < 0 || offset >= this.ctrl.maxTransferBytes) {
+      throw new NvmeArgumentError(`buffer offset ${offset} must be dword aligned and below ${this.ctrl.maxTransferBytes}`);
+    }
+    // With an offset the transfer must still end inside the slot buffer.
+    const n = Math.min(this.maxBlocksPerCommand, Math.floor((this.ctrl.maxTransferBytes - offset) / this.blockSize));
+    if (n < 1) throw new NvmeArgumentError(`buffer offset ${offset} leaves no room for a ${this.blockSize}-byte block`);
+    return n;
+  }
+
+  private checkRange(what: string, lba: number, blocks: number): void {
+    if (!Number.isSafeInteger(lba) || lba < 0 || !Number.isSafeInteger(blocks) || blocks < 1 || lba + blocks > this.blockCount) {
+      throw new NvmeArgumentError(
+        `${what} of ${blocks} block(s) at LBA ${lba}: outside namespace ${this.nsid} (LBAs 0..${this.blockCount - 1})`,
+        'pass a whole LBA and a count of at least 1 that ends inside the namespace',
+      );
+    }
+  }
+
+  /**
+   * One command: take a slot (waiting while every queue is full), submit, and settle on completion.
+   * `onData` runs on success while the slot buffer still holds the data. With `onStatus`, a
+   * non-zero status resolves instead of rejecting.
+   */
+  private async io(
+    what: string,
+    submit: (q: IoQueue, slot: number, h: (slot: number, status: number) => void) => void,
+    onData?: (q: IoQueue, slot: number) => void,
+    onStatus?: (status: number) => void,
+  ): Promise<void> {
+    const ctrl = this.ctrl;
+    for (;;) {
+      ctrl.assertUsable(what);
+      const q = ctrl.pickQueue();
+      const slot = q ? q.acquire() : -1;
+      if (q && slot >= 0) {
+        return new Promise<void>((resolve, reject) => {
+          const h = (s: number, status: number): void => {
+            if (status === STATUS_ABANDONED) return reject(ctrl.abandonError(what));
+            if (status !== 0 && !onStatus) return reject(new NvmeStatusError(`namespace ${this.nsid}: ${what}`, status));
+            try {
+              if (status === 0) onData?.(q, s);
+              onStatus?.(status);
+              resolve();
+            } catch (e) {
+              reject(e);
+            }
+          };
+          try {
+            submit(q, slot, h);
+          } catch (e) {
+            q.release(slot);
+            throw e;
+          }
+          ctrl.track();
+        });
+      }
+      await ctrl.waitForSlot();
+    }
+  }
+}

@@ -1,0 +1,298 @@
+/**
+ * One NVMe queue pair: a submission queue the device reads and a completion queue it writes
+ * (NVMe 1.4 §4.1 "Submission Queue & Completion Queue Definition"), plus the CID tracker table.
+ *
+ * The hot path allocates nothing: commands are written as dwords into the SQ's Uint32Array; the
+ * tracker is typed arrays indexed by slot; a command's CID is its slot number with a small
+ * generation counter in the high bits, so a stale or forged CID in a completion is recognised as
+ * unknown (counted, logged, never trusted: it completes nothing).
+ *
+ * Submission (§4.1.1/§7.2.1 style): copy the command to sq[tail], advance tail modulo the size,
+ * and ring the SQ tail doorbell once per batch (`ring`). Completion (§4.6, §7.2.2): an entry is
+ * new when its Phase Tag equals the phase we expect; read the phase first, then the entry; flip
+ * the expected phase each time the head wraps; ring the CQ head doorbell once per batch.
+ */
+import type { DmaAllocator, DmaWindow, RegisterSpace } from '../platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../platform.js';
+import { CQE_DW, CQE_DW3, CQE_SIZE, SQE_DW, SQE_SIZE } from './commands.js';
+import { cqHeadDoorbell, sqTailDoorbell } from './registers.js';
+
+/** Receives every completion of a queue: the slot it belongs to, the 15-bit status, and DW0. */
+export type CompletionHandler = (slot: number, status: number, dw0: number) => void;
+
+/**
+ * The status a handler receives for a command the driver gave up on (timeout, reset, close): out
+ * of the 15-bit range of real statuses, so it can never be confused with one the device sent.
+ */
+export const STATUS_ABANDONED = 0x10000;
+
+/** Tracker slot states. */
+const FREE = 0;
+const BUSY = 1;
+
+export interface QueuePairOptions {
+  qid: number;
+  /** Entries per queue (both SQ and CQ); the SQ holds at most entries - 1 commands (§4.1.1). */
+  entries: number;
+  dstrd: number;
+  regs: RegisterSpace;
+  dma: DmaAllocator;
+  onComplete: CompletionHandler;
+  /** Called with a description when a completion names a CID we did not issue. */
+  onProtocolError: (message: string) => void;
+  /** Called to report how much of the SQ the device has consumed (SQHD), for flow control. */
+  label: string;
+}
+
+export class QueuePair {
+  readonly qid: number;
+  readonly entries: number;
+  /** Commands that can be outstanding at once: entries - 1 (a full SQ has tail + 1 == head). */
+  readonly slots: number;
+  readonly sq: DmaWindow;
+  readonly cq: DmaWindow;
+  /** Monotonic submit time (ms) of each busy slot, for timeouts. */
+  readonly startedAt: Float64Array;
+  /** Opcode of each busy slot (for messages and Abort decisions). */
+  readonly opcodeOf: Uint8Array;
+  /** Timeout escalation stage of each busy slot (0 on submit; the controller moves it on). */
+  readonly stage: Uint8Array;
+  /** Completions whose CID matched no outstanding command. */
+  unknownCids = 0;
+  /** Commands currently outstanding. */
+  inFlight = 0;
+
+  private readonly sq32: Uint32Array;
+  private readonly cq32: Uint32Array;
+  private readonly regs: RegisterSpace;
+  private readonly dma: DmaAllocator;
+  private readonly sqDoorbell: number;
+  private readonly cqDoorbell: number;
+  private readonly onComplete: CompletionHandler;
+  private readonly onProtocolError: (message: string) => void;
+  private readonly state: Uint8Array;
+  private readonly gen: Uint8Array;
+  private readonly free: Uint16Array;
+  private freeTop: number;
+  private readonly slotBits: number;
+  private readonly slotMask: number;
+  private sqTail = 0;
+  /** The device's SQ head as last reported in a completion (SQHD). */
+  private sqHead = 0;
+  private cqHead = 0;
+  private phase = 1;
+  /** Entries written since the last SQ doorbell. */
+  private unrung = 0;
+  private closed = false;
+
+  constructor(o: QueuePairOptions) {
+    if (!Number.isInteger(o.entries) || o.entries < 2 || o.entries > 4096) {
+      throw new RangeError(`queue ${o.qid}: ${o.entries} entries is outside 2..4096`);
+    }
+    this.qid = o.qid;
+    this.entries = o.entries;
+    this.slots = o.entries - 1;
+    this.regs = o.regs;
+    this.dma = o.dma;
+    this.onComplete = o.onComplete;
+    this.onProtocolError = o.onProtocolError;
+    this.sqDoorbell = sqTailDoorbell(o.qid, o.dstrd);
+    this.cqDoorbell = cqHeadDoorbell(o.qid, o.dstrd);
+    // Least privilege (§4.1): the device only reads the SQ and only writes the CQ.
+    this.sq = o.dma.alloc(o.entries * SQE_SIZE, DEVICE_READS, { align: 4096, label: `${o.label} sq${o.qid}` });
+    try {
+      this.cq = o.dma.alloc(o.entries * CQE_SIZE, DEVICE_WRITES, { align: 4096, label: `${o.label} cq${o.qid}` });
+    } catch (e) {
+      o.dma.free(this.sq);
+      throw e;
+    }
+    this.sq32 = new Uint32Array(this.sq.bytes.buffer, this.sq.bytes.byteOffset, (o.entries * SQE_SIZE) >>> 2);
+    this.cq32 = new Uint32Array(this.cq.bytes.buffer, this.cq.bytes.byteOffset, (o.entries * CQE_SIZE) >>> 2);
+    this.cq32.fill(0);
+    this.startedAt = new Float64Array(this.slots);
+    this.opcodeOf = new Uint8Array(this.slots);
+    this.stage = new Uint8Array(this.slots);
+    this.state = new Uint8Array(this.slots);
+    this.gen = new Uint8Array(this.slots);
+    this.slotBits = Math.max(1, Math.ceil(Math.log2(this.slots)));
+    this.slotMask = (1 << this.slotBits) - 1;
+    this.free = new Uint16Array(this.slots);
+    for (let i = 0; i < this.slots; i++) this.free[i] = this.slots - 1 - i;
+    this.freeTop = this.slots;
+  }
+
+  /** Free tracker slots (commands that may still be submitted). */
+  get available(): number {
+    return this.freeTop;
+  }
+
+  /** Take a tracker slot, or -1 when the queue is full (the caller should wait, not fail). */
+  acquire(): number {
+    if (this.freeTop === 0 || this.closed) return -1;
+    return this.free[--this.freeTop]!;
+  }
+
+  /** Return a slot that was acquired but never submitted. */
+  release(slot: number): void {
+    if (this.state[slot] !== FREE) throw new Error(`queue ${this.qid}: slot ${slot} is in flight`);
+    this.free[this.freeTop++] = slot;
+  }
+
+  /** The CID the next submission of `slot` carries (16 bits: generation above the slot number). */
+  cidOf(slot: number): number {
+    return ((this.gen[slot]! << this.slotBits) | slot) & 0xffff;
+  }
+
+  /**
+   * Write a command into the next SQ entry for `slot` (acquired before). Dwords not given are
+   * zero. PRPs are given as two 32-bit halves each so nothing is converted to bigint here.
+   * The doorbell is not rung: call `ring()` once per batch.
+   */
+  submit(
+    slot: number,
+    opcode: number,
+    nsid: number,
+    prp1Lo: number,
+    prp1Hi: number,
+    prp2Lo: number,
+    prp2Hi: number,
+    cdw10: number,
+    cdw11: number,
+    cdw12: number,
+    cdw13: number,
+    now: number,
+  ): void {
+    const base = this.sqTail << 4;
+    const q = this.sq32;
+    q[base + SQE_DW.CDW0] = ((this.cidOf(slot) << 16) | (opcode & 0xff)) >>> 0;
+    q[base + SQE_DW.NSID] = nsid;
+    q[base + 2] = 0;
+    q[base + 3] = 0;
+    q[base + SQE_DW.MPTR_LO] = 0;
+    q[base + SQE_DW.MPTR_HI] = 0;
+    q[base + SQE_DW.PRP1_LO] = prp1Lo;
+    q[base + SQE_DW.PRP1_HI] = prp1Hi;
+    q[base + SQE_DW.PRP2_LO] = prp2Lo;
+    q[base + SQE_DW.PRP2_HI] = prp2Hi;
+    q[base + SQE_DW.CDW10] = cdw10;
+    q[base + SQE_DW.CDW11] = cdw11;
+    q[base + SQE_DW.CDW12] = cdw12;
+    q[base + SQE_DW.CDW13] = cdw13;
+    q[base + SQE_DW.CDW14] = 0;
+    q[base + SQE_DW.CDW15] = 0;
+    this.state[slot] = BUSY;
+    this.startedAt[slot] = now;
+    this.opcodeOf[slot] = opcode;
+    this.stage[slot] = 0;
+    this.inFlight++;
+    this.unrung++;
+    if (++this.sqTail === this.entries) this.sqTail = 0;
+  }
+
+  /** Commands written but not yet announced to the device. */
+  get pending(): number {
+    return this.unrung;
+  }
+
+  /** Ring the SQ tail doorbell once for everything submitted since the last ring (§3.1.24). */
+  ring(): void {
+    if (this.unrung === 0 || this.closed) return;
+    this.unrung = 0;
+    this.regs.write32(this.sqDoorbell, this.sqTail);
+  }
+
+  /**
+   * Consume up to `max` new completions, calling the handler for each, and ring the CQ head
+   * doorbell once if any were consumed (§3.1.25). Returns how many were consumed.
+   */
+  poll(max: number): number {
+    if (this.closed) return 0;
+    const q = this.cq32;
+    let n = 0;
+    while (n < max) {
+      const i = this.cqHead << 2;
+      // The Phase Tag first (§4.6: a new entry has P equal to the current phase), then the rest.
+      const dw3 = q[i + CQE_DW.CID_STATUS]!;
+      if (((dw3 >>> CQE_DW3.P) & 1) !== this.phase) break;
+      const dw0 = q[i + CQE_DW.DW0]!;
+      const dw2 = q[i + CQE_DW.SQHD_SQID]!;
+      if (++this.cqHead === this.entries) {
+        this.cqHead = 0;
+        this.phase ^= 1;
+      }
+      n++;
+      this.sqHead = dw2 & 0xffff;
+      const cid = dw3 & 0xffff;
+      const slot = cid & this.slotMask;
+      const status = (dw3 >>> 17) & 0x7fff;
+      if (slot >= this.slots || this.state[slot] !== BUSY || this.cidOf(slot) !== cid || (dw2 >>> 16) !== this.qid) {
+        this.unknownCids++;
+        this.onProtocolError(
+          `queue ${this.qid}: completion for CID ${cid} (SQID ${dw2 >>> 16}) matches no command in flight; ignored`,
+        );
+        continue;
+      }
+      this.finish(slot);
+      this.onComplete(slot, status, dw0);
+    }
+    if (n > 0) this.regs.write32(this.cqDoorbell, this.cqHead);
+    return n;
+  }
+
+  /**
+   * Give up on a slot without a completion (after a reset or on close): its handler sees
+   * STATUS_ABANDONED. Its generation moves on, so a late completion with the old CID is
+   * recognised as unknown.
+   */
+  abandon(slot: number): void {
+    if (this.state[slot] !== BUSY) return;
+    this.finish(slot);
+    this.onComplete(slot, STATUS_ABANDONED, 0);
+  }
+
+  /**
+   * Forget the ring positions after the controller was disabled (CC.EN = 0 deletes every queue,
+   * §7.3.2), so the queue can be created again at entry 0 with phase 1. Every slot must have been
+   * abandoned first.
+   */
+  resetRing(): void {
+    if (this.inFlight !== 0) throw new Error(`queue ${this.qid}: resetRing with ${this.inFlight} command(s) in flight`);
+    this.sqTail = 0;
+    this.sqHead = 0;
+    this.cqHead = 0;
+    this.phase = 1;
+    this.unrung = 0;
+    this.cq32.fill(0);
+  }
+
+  /** The SQ head the device last reported (SQHD), for diagnostics. */
+  get deviceSqHead(): number {
+    return this.sqHead;
+  }
+
+  /** Slot numbers of every command in flight, oldest first by submit time (cold path). */
+  busySlots(): number[] {
+    const out: number[] = [];
+    for (let s = 0; s < this.slots; s++) if (this.state[s] === BUSY) out.push(s);
+    return out.sort((a, b) => this.startedAt[a]! - this.startedAt[b]!);
+  }
+
+  isBusy(slot: number): boolean {
+    return this.state[slot] === BUSY;
+  }
+
+  /** Release the queue memory. The device must no longer use it (queue deleted or controller disabled). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.dma.free(this.sq);
+    this.dma.free(this.cq);
+  }
+
+  private finish(slot: number): void {
+    this.state[slot] = FREE;
+    this.gen[slot] = (this.gen[slot]! + 1) & ((1 << (16 - this.slotBits)) - 1);
+    this.inFlight--;
+    this.free[this.freeTop++] = slot;
+  }
+}
