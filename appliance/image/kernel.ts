@@ -1,0 +1,141 @@
+/**
+ * The guest kernel: Debian's current `linux-image-<KVER>` package, resolved through the
+ * `linux-image-amd64` meta-package at set-up time (Debian rotates the ABI number, so it is never
+ * hard-coded), fetched with `apt-get download`, unpacked with `dpkg-deb -x` into a cache folder (it is
+ * never installed on the host), and given a `modules.dep` with `depmod -b` (the .deb ships none).
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApplianceError } from './errors.js';
+import { execOk, execTool } from './exec.js';
+
+/** A kernel unpacked in the cache. */
+export interface KernelTree {
+  /** `linux-image-6.1.0-56-amd64` */
+  readonly pkg: string;
+  /** `6.1.0-56-amd64`, the name under /lib/modules */
+  readonly kver: string;
+  /** The unpacked package root (holds boot/ and lib/modules/KVER/). */
+  readonly root: string;
+  /** The bootable image, root/boot/vmlinuz-KVER. */
+  readonly vmlinuz: string;
+  /** root/lib/modules/KVER */
+  readonly modulesDir: string;
+}
+
+const KERNEL_PKG = /^linux-image-(\d+\.\d+\.\d+-\d+-[a-z0-9]+)$/;
+
+/**
+ * Parse `apt-cache depends linux-image-amd64` and return the versioned kernel package it depends on.
+ * Returns undefined when apt knows no such dependency (empty package lists: run `apt-get update`).
+ * Alternatives (`|Depends:`) and virtual names (`<...>`) are skipped; the first concrete
+ * `linux-image-X.Y.Z-N-FLAVOUR` wins.
+ */
+export function parseKernelDepends(output: string): { pkg: string; kver: string } | undefined {
+  for (const line of output.split('\n')) {
+    const m = /^\s*\|?(?:Pre)?Depends:\s*(\S+)\s*$/.exec(line);
+    if (!m) continue;
+    const name = m[1]!;
+    const k = KERNEL_PKG.exec(name);
+    if (k) return { pkg: name, kver: k[1]! };
+  }
+  return undefined;
+}
+
+export interface KernelFetchOptions {
+  /** The folder kernels are unpacked into: DIR/KVER/ (created). */
+  cacheDir: string;
+  /** The meta-package to follow (default `linux-image-amd64`). */
+  meta?: string;
+  /** Progress messages. */
+  log?: (msg: string) => void;
+}
+
+function isRoot(): boolean { return typeof process.getuid === 'function' && process.getuid() === 0; }
+
+/** Ask apt which kernel package the meta-package currently points at; runs `apt-get update` once if apt knows nothing. */
+export async function resolveKernelPackage(meta = 'linux-image-amd64', log: (m: string) => void = () => {}): Promise<{ pkg: string; kver: string }> {
+  const ask = async () => parseKernelDepends((await execTool('apt-cache', ['depends', meta], { timeoutMs: 60_000 })).stdout);
+  let found = await ask();
+  if (found) return found;
+  if (!isRoot()) {
+    throw new ApplianceError('ERR_IMAGE_NOT_ROOT', `apt does not know the package '${meta}' (empty package lists) and only root can run 'apt-get update'`,
+      { fix: 'run `apt-get update` as root once, then retry' });
+  }
+  log(`apt-cache knows no '${meta}': running apt-get update`);
+  await execOk('apt-get', ['update', '-qq'], { what: 'apt-get update', code: 'ERR_IMAGE_KERNEL_RESOLVE', timeoutMs: 300_000 });
+  found = await ask();
+  if (!found) {
+    throw new ApplianceError('ERR_IMAGE_KERNEL_RESOLVE', `'apt-cache depends ${meta}' names no linux-image-X.Y.Z-N-FLAVOUR package even after apt-get update`,
+      { fix: 'check /etc/apt/sources.list has Debian main for this release' });
+  }
+  return found;
+}
+
+/** The kernels already unpacked in the cache (complete ones only), newest name last. */
+export function cachedKernels(cacheDir: string): string[] {
+  if (!existsSync(cacheDir)) return [];
+  return readdirSync(cacheDir).filter((k) => existsSync(join(cacheDir, k, '.complete'))).sort();
+}
+
+export function kernelTree(cacheDir: string, kver: string): KernelTree {
+  const root = join(cacheDir, kver, 'root');
+  return {
+    pkg: `linux-image-${kver}`, kver, root,
+    vmlinuz: join(root, 'boot', `vmlinuz-${kver}`),
+    modulesDir: join(root, 'lib', 'modules', kver),
+  };
+}
+
+/**
+ * Make sure the current Debian kernel is unpacked in the cache and has modules.dep; a rerun with the
+ * same kernel version does nothing but ask apt-cache. When apt cannot answer (offline, no lists) and
+ * a kernel is already cached, that one is used and the reason is logged.
+ */
+export async function fetchKernel(options: KernelFetchOptions): Promise<KernelTree> {
+  const log = options.log ?? (() => {});
+  let resolved: { pkg: string; kver: string };
+  try {
+    resolved = await resolveKernelPackage(options.meta, log);
+  } catch (e) {
+    const cached = cachedKernels(options.cacheDir);
+    if (cached.length === 0) throw e;
+    log(`cannot resolve the current kernel (${(e as Error).message.split('\n')[0]}); using the cached ${cached.at(-1)}`);
+    return kernelTree(options.cacheDir, cached.at(-1)!);
+  }
+  const tree = kernelTree(options.cacheDir, resolved.kver);
+  const dir = join(options.cacheDir, resolved.kver);
+  if (existsSync(join(dir, '.complete'))) return tree;
+
+  log(`fetching ${resolved.pkg} (apt-get download, unpacked into ${dir}, not installed)`);
+  rmSync(dir, { recursive: true, force: true });
+  const dl = join(dir, 'download');
+  mkdirSync(dl, { recursive: true });
+  // APT::Sandbox::User=root: apt's _apt user may not write into a root-owned cache folder.
+  await execOk('apt-get', ['download', '-q', '-o', 'APT::Sandbox::User=root', resolved.pkg], {
+    cwd: dl, what: `downloading ${resolved.pkg}`, code: 'ERR_IMAGE_KERNEL_DOWNLOAD',
+    fix: 'check the network and the apt sources (`apt-get update`), then retry',
+  });
+  const deb = readdirSync(dl).find((f) => f.startsWith(`${resolved.pkg}_`) && f.endsWith('.deb'));
+  if (!deb) throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `apt-get download ${resolved.pkg} succeeded but left no .deb in ${dl}`);
+  const tmpRoot = join(dir, 'root.partial');
+  await execOk('dpkg-deb', ['-x', join(dl, deb), tmpRoot], { what: `unpacking ${deb}` });
+  renameSync(tmpRoot, tree.root);
+  if (!existsSync(tree.vmlinuz)) throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `${deb} holds no boot/vmlinuz-${resolved.kver}`);
+  await execOk('depmod', ['-b', tree.root, resolved.kver], { what: 'depmod', fix: 'install kmod (`apt-get install kmod`)' });
+  rmSync(dl, { recursive: true, force: true });
+  writeFileSync(join(dir, '.complete'), `${deb}\n`);
+  return tree;
+}
+
+/** The kernel's build config (root/boot/config-KVER) as a map CONFIG_X -> 'y' | 'm' | value. */
+export function readKernelConfig(tree: KernelTree): Map<string, string> {
+  const out = new Map<string, string>();
+  const file = join(tree.root, 'boot', `config-${tree.kver}`);
+  if (!existsSync(file)) return out;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^(CONFIG_\w+)=(.*)$/.exec(line);
+    if (m) out.set(m[1]!, m[2]!);
+  }
+  return out;
+}

@@ -1,0 +1,220 @@
+/**
+ * Booting the lab machine once to run one command in it: `launchLab(options)`.
+ *
+ * Makes a run folder (the guest's run channel: the command script, the NVMe disk images, the DMAR
+ * trace, the exit status), starts QEMU, streams the serial console line by line with timestamps to
+ * a log file (and to stderr or a callback when asked), enforces the timeout (QEMU is killed, the
+ * error names the log and quotes its last lines), and returns the guest command's exit status with
+ * the DMAR faults QEMU recorded. The run folder is removed afterwards; the log stays.
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants, createWriteStream, existsSync, closeSync, mkdirSync, mkdtempSync, openSync, ftruncateSync, readFileSync, realpathSync, rmSync, writeFileSync, copyFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { ApplianceError } from '../image/errors.js';
+import { commandScript } from './command.js';
+import { LineSplitter, decideOutcome, newConsoleState, readConsoleLine, stamp, type ConsoleState } from './console.js';
+import { parseDmarTrace, type DmarFault } from './dmar.js';
+import { GUEST_RUN_DIR, TAG_HOSTROOT, TAG_RUN } from './init-script.js';
+import { labMac, placeDevices, qemuArgs, type Accel, type MachineSpec, type NicNet } from './machine.js';
+import { labCacheDir, setupLab, type LabImage } from './setup.js';
+
+export interface LabOptions {
+  /** NVMe controllers, each with its own zero-filled raw disk of sizeMiB (sparse on the host). */
+  nvme?: { sizeMiB: number }[];
+  /** e1000e NICs on slirp or on a connected socket fd of this process. */
+  e1000e?: { net: NicNet }[];
+  /** The guest command, an argv (argv[0] looked up on the host's PATH as the guest sees it). */
+  command: string[];
+  /** Working directory in the guest (default: this process's, real path). */
+  cwd?: string;
+  /** Extra environment for the guest command. */
+  env?: Record<string, string>;
+  /** Kill QEMU after this long (default 10 minutes). */
+  timeoutMs?: number;
+  /** Record QEMU's vtd_dmar_fault trace and return its faults. */
+  dmarTrace?: boolean;
+  /** The console log (default .cache/lab/logs/lab-TIME.log). */
+  logFile?: string;
+  /** Also copy every console line to stderr. */
+  echo?: boolean;
+  /** Called with each console line (no timestamp). */
+  onLine?: (line: string) => void;
+  /** tcg (default: software emulation, what the lab is measured with) or kvm (see README: nested KVM
+   *  failed on the development VM with `failed to set MSR 0x10a`, so it is opt-in only). */
+  accel?: Accel;
+  memMiB?: number;
+  cpus?: number;
+  /** An image from setupLab() (default: set up now, from the cache). */
+  image?: LabImage;
+  /** Keep the run folder (disk images, trace) for inspection. */
+  keepRunDir?: boolean;
+}
+
+export interface LabResult {
+  /** The guest command's exit status. */
+  status: number;
+  logFile: string;
+  /** Faults from QEMU's trace (empty unless dmarTrace). */
+  dmarFaults: DmarFault[];
+  /** A copy of the raw trace next to the log (LOG.dmar), when dmarTrace. */
+  dmarTraceFile?: string;
+  /** The devices, where the guest saw them, and their IOMMU groups. */
+  devices: { kind: 'nvme' | 'e1000e'; index: number; bdf: string; group?: number }[];
+  timings: { setupMs: number; initMs?: number; bootMs?: number; commandMs?: number; totalMs: number };
+  accel: Accel;
+}
+
+const DEFAULT_TIMEOUT_MS = 600_000;
+const TAIL_LINES = 25;
+
+/** Find a program on PATH, or undefined. */
+export function which(program: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, program);
+    try { accessSync(p, constants.X_OK); return p; } catch { /* next */ }
+  }
+  return undefined;
+}
+
+export function kvmUsable(): boolean {
+  try { accessSync('/dev/kvm', constants.R_OK | constants.W_OK); return true; } catch { return false; }
+}
+
+function validate(o: LabOptions): void {
+  const bad = (msg: string, fix?: string) => new ApplianceError('ERR_LAB_OPTIONS', msg, fix ? { fix } : {});
+  if (!Array.isArray(o.command) || o.command.length === 0 || o.command.some((a) => typeof a !== 'string')) {
+    throw bad('the lab command must be a non-empty array of strings (program, then arguments)', "e.g. command: ['node', '-e', '1']");
+  }
+  for (const [i, n] of (o.nvme ?? []).entries()) {
+    if (!Number.isInteger(n.sizeMiB) || n.sizeMiB < 1 || n.sizeMiB > 1 << 20) throw bad(`nvme[${i}].sizeMiB must be an integer from 1 to 1048576, got ${n.sizeMiB}`);
+  }
+  for (const [i, e] of (o.e1000e ?? []).entries()) {
+    if (e.net !== 'slirp' && !(typeof e.net === 'object' && Number.isInteger(e.net.fd) && e.net.fd >= 0)) throw bad(`e1000e[${i}].net must be 'slirp' or { fd: N } with an open socket fd`);
+  }
+  if (o.timeoutMs !== undefined && !(o.timeoutMs > 0)) throw bad(`timeoutMs must be positive, got ${o.timeoutMs}`);
+}
+
+/** Boot the lab, run the command, return its status. Throws ApplianceError on timeout, guest death or bad options. */
+export async function launchLab(options: LabOptions): Promise<LabResult> {
+  validate(options);
+  const t0 = performance.now();
+  const qemu = which('qemu-system-x86_64');
+  if (!qemu) {
+    throw new ApplianceError('ERR_LAB_QEMU_MISSING', 'qemu-system-x86_64 is not installed (or not on PATH)',
+      { fix: 'as root: apt-get install qemu-system-x86  (or: npm run setup)' });
+  }
+  const image = options.image ?? await setupLab();
+  const setupMs = options.image ? 0 : performance.now() - t0;
+  const accel: Accel = options.accel ?? 'tcg';
+  if (accel === 'kvm' && !kvmUsable()) throw new ApplianceError('ERR_LAB_OPTIONS', 'accel kvm asked for, but /dev/kvm cannot be opened for read and write', { fix: "use accel 'tcg' (the default)" });
+
+  const runDir = mkdtempSync(join(tmpdir(), 'dmabox-lab-'));
+  const logFile = options.logFile ?? join(labCacheDir(), 'logs', `lab-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
+  mkdirSync(dirname(logFile), { recursive: true });
+
+  const nvme = (options.nvme ?? []).map((n, i) => {
+    const image = join(runDir, `nvme${i}.img`);
+    const fd = openSync(image, 'w');
+    try { ftruncateSync(fd, n.sizeMiB * 1024 * 1024); } finally { closeSync(fd); }
+    return { image, serial: `lab${i}` };
+  });
+  // Socket fds are handed to QEMU as fds 3, 4, ... in the order of the NICs that use them.
+  const passFds: number[] = [];
+  const e1000e = (options.e1000e ?? []).map((e, i) => {
+    if (e.net === 'slirp') return { net: 'slirp' as const, mac: labMac(i) };
+    passFds.push(e.net.fd);
+    return { net: { fd: 2 + passFds.length }, mac: labMac(i) };
+  });
+  const placed = placeDevices(nvme.length, e1000e.length);
+  const traceHost = join(runDir, 'dmar.trace');
+  const spec: MachineSpec = {
+    kernel: image.kernel.vmlinuz, initrd: image.initrd, accel,
+    memMiB: options.memMiB ?? 2048, cpus: options.cpus ?? 2, nvme, e1000e,
+    shares: [{ tag: TAG_HOSTROOT, path: '/', readonly: true }, { tag: TAG_RUN, path: runDir, readonly: false }],
+    ...(options.dmarTrace ? { dmarTraceFile: traceHost } : {}),
+  };
+  const args = qemuArgs(spec);
+
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: '/tmp', TERM: 'dumb', LANG: 'C.UTF-8',
+    DMABOX_LAB: '1',
+    DMABOX_LAB_RUN: GUEST_RUN_DIR,
+    DMABOX_LAB_NVME: placed.filter((p) => p.kind === 'nvme').map((p) => p.bdf).join(','),
+    DMABOX_LAB_E1000E: placed.filter((p) => p.kind === 'e1000e').map((p) => p.bdf).join(','),
+    ...(options.dmarTrace ? { DMABOX_LAB_DMAR_TRACE: `${GUEST_RUN_DIR}/dmar.trace` } : {}),
+    ...options.env,
+  };
+  const cwd = realpathSync(options.cwd ?? process.cwd());
+  writeFileSync(join(runDir, 'cmd.sh'), commandScript({ argv: options.command, cwd, env }));
+  if (options.dmarTrace) writeFileSync(traceHost, '');
+
+  const log = createWriteStream(logFile);
+  log.write(`# dmabox lab ${new Date().toISOString()} accel=${accel}\n# ${qemu} ${args.join(' ')}\n# command (cwd ${cwd}): ${options.command.join(' ')}\n`);
+  const state: ConsoleState = newConsoleState();
+  const tail: string[] = [];
+  const qemuStart = performance.now();
+  const emit = (line: string, prefix = ''): void => {
+    const ms = performance.now() - qemuStart;
+    const text = `${stamp(ms)} ${prefix}${line}`;
+    log.write(`${text}\n`);
+    tail.push(text);
+    if (tail.length > TAIL_LINES) tail.shift();
+    if (options.echo) process.stderr.write(`${prefix}${line}\n`);
+    if (!prefix) { readConsoleLine(state, line, ms); options.onLine?.(line); }
+  };
+
+  const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe', ...passFds] });
+  const out = new LineSplitter((l) => emit(l));
+  const err = new LineSplitter((l) => emit(l, 'qemu: '));
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => out.push(d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => err.push(d));
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+  const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal }); });
+  });
+  out.flush(); err.flush();
+  const totalMs = performance.now() - t0;
+  log.write(`# qemu exited code=${exit.code} signal=${exit.signal} after ${((performance.now() - qemuStart) / 1000).toFixed(3)} s\n`);
+  await new Promise<void>((r) => log.end(r));
+
+  let dmarFaults: DmarFault[] = [];
+  let dmarTraceFile: string | undefined;
+  if (options.dmarTrace && existsSync(traceHost)) {
+    dmarFaults = parseDmarTrace(readFileSync(traceHost, 'utf8'));
+    dmarTraceFile = `${logFile}.dmar`;
+    copyFileSync(traceHost, dmarTraceFile);
+  }
+  const rcPath = join(runDir, 'rc');
+  const rcText = existsSync(rcPath) && statSync(rcPath).size > 0 ? readFileSync(rcPath, 'utf8').trim() : '';
+  if (!options.keepRunDir) rmSync(runDir, { recursive: true, force: true });
+
+  const lastLines = `\n  last lines:\n    ${tail.join('\n    ')}`;
+  if (timedOut) {
+    throw new ApplianceError('ERR_LAB_TIMEOUT', `the lab did not finish within ${timeoutMs / 1000} s; QEMU was killed. Log: ${logFile}${lastLines}`,
+      { fix: 'read the log; raise the timeout (--timeout S) if the guest was still making progress' });
+  }
+  const outcome = decideOutcome(exit, state, /^\d+$/.test(rcText) ? Number(rcText) : undefined);
+  if (outcome.kind === 'init-failed') {
+    throw new ApplianceError('ERR_LAB_GUEST_SETUP', `the lab guest's /init failed before the command ran: ${outcome.reason}. Log: ${logFile}${lastLines}`);
+  }
+  if (outcome.kind === 'died') {
+    throw new ApplianceError('ERR_LAB_GUEST_DIED', `the lab guest died: ${outcome.reason}. Log: ${logFile}${lastLines}`);
+  }
+  const groups = new Map(state.bound.map((b) => [b.bdf, b.group]));
+  return {
+    status: outcome.status, logFile, dmarFaults, ...(dmarTraceFile ? { dmarTraceFile } : {}), accel,
+    devices: placed.map((p) => ({ ...p, ...(groups.has(p.bdf) ? { group: groups.get(p.bdf)! } : {}) })),
+    timings: {
+      setupMs, totalMs,
+      ...(state.initAtMs !== undefined ? { initMs: state.initAtMs } : {}),
+      ...(state.runAtMs !== undefined ? { bootMs: state.runAtMs } : {}),
+      ...(state.runAtMs !== undefined && state.doneAtMs !== undefined ? { commandMs: state.doneAtMs - state.runAtMs } : {}),
+    },
+  };
+}

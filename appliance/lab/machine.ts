@@ -1,0 +1,121 @@
+/**
+ * The lab machine as data, and the QEMU command line that builds it. Pure: no files, no processes.
+ *
+ * A q35 PC with an emulated Intel VT-d IOMMU (`intel-iommu`, interrupt remapping on by default),
+ * NVMe controllers (`nvme`, one raw disk each, serial lab0, lab1, ...) and e1000e NICs (the 82574L
+ * model) at fixed PCI slots, the isa-debug-exit port at 0xf4 for the guest's exit status, the host
+ * root and the run channel over virtio-9p, and the serial console on stdio. Under TCG (no /dev/kvm,
+ * the default of the project's machines) or KVM, where VT-d interrupt remapping needs
+ * `kernel-irqchip=split`.
+ *
+ * PCI slots: NVMe i at 00:(1+i).0, then the e1000e NICs; so the suite's one NVMe and one e1000e are
+ * 00:01.0 and 00:02.0. The 9p devices sit at 00:1d.0 and 00:1e.0, out of the way.
+ */
+
+export type Accel = 'tcg' | 'kvm';
+
+export interface NvmeSpec {
+  /** Host path of the raw disk image. */
+  image: string;
+  /** Controller serial number (Identify Controller SN): lab0, lab1, ... */
+  serial: string;
+}
+
+/** slirp: QEMU's user-mode network (the guest is 10.0.2.15, slirp answers for 10.0.2.2).
+ *  { fd }: a connected socket (stream or datagram) handed to QEMU as that fd (`-netdev socket,fd=N`). */
+export type NicNet = 'slirp' | { fd: number };
+
+export interface E1000eSpec { net: NicNet; mac: string }
+
+export interface ShareSpec { tag: string; path: string; readonly: boolean }
+
+export interface MachineSpec {
+  kernel: string;
+  initrd: string;
+  /** Extra kernel command-line words after the lab's own. */
+  append?: readonly string[];
+  accel: Accel;
+  memMiB: number;
+  cpus: number;
+  nvme: readonly NvmeSpec[];
+  e1000e: readonly E1000eSpec[];
+  shares: readonly ShareSpec[];
+  /** When set, QEMU's vtd_dmar_fault trace events go to this file (`-trace vtd_dmar_fault -D FILE`). */
+  dmarTraceFile?: string;
+}
+
+/** A device of the machine and where the guest sees it. */
+export interface PlacedDevice { kind: 'nvme' | 'e1000e'; index: number; bdf: string }
+
+/** Slots 0x01.. for the devices under test; 0x1d/0x1e for the 9p shares; 0x1f is the ICH9 LPC bridge. */
+const FIRST_SLOT = 0x01;
+const SHARE_SLOTS = [0x1e, 0x1d];
+const LAST_DEVICE_SLOT = 0x1c;
+
+export function placeDevices(nvme: number, e1000e: number): PlacedDevice[] {
+  const out: PlacedDevice[] = [];
+  let slot = FIRST_SLOT;
+  const take = (kind: 'nvme' | 'e1000e', index: number): void => {
+    if (slot > LAST_DEVICE_SLOT) throw new RangeError(`too many devices: at most ${LAST_DEVICE_SLOT - FIRST_SLOT + 1} NVMe and e1000e together`);
+    out.push({ kind, index, bdf: `0000:00:${slot.toString(16).padStart(2, '0')}.0` });
+    slot++;
+  };
+  for (let i = 0; i < nvme; i++) take('nvme', i);
+  for (let i = 0; i < e1000e; i++) take('e1000e', i);
+  return out;
+}
+
+/** The default MAC of e1000e i: QEMU's own prefix 52:54:00, then 12:34:56+i (the first is QEMU's usual default). */
+export function labMac(index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index > 0xa9) throw new RangeError(`e1000e index ${index} out of range 0..169`);
+  return `52:54:00:12:34:${(0x56 + index).toString(16).padStart(2, '0')}`;
+}
+
+/** The kernel command line: serial console, reboot on panic (QEMU exits with -no-reboot), VT-d on. */
+export function kernelCommandLine(extra: readonly string[] = []): string {
+  return ['console=ttyS0', 'panic=-1', 'intel_iommu=on', 'rdinit=/init', ...extra].join(' ');
+}
+
+function checkOption(value: string, what: string): string {
+  // QEMU's option syntax splits on ',' (doubled to escape): refuse instead of guessing.
+  if (value.includes(',')) throw new RangeError(`${what} '${value}' contains a ',', which QEMU's option parser would split`);
+  return value;
+}
+
+/** The qemu-system-x86_64 argument list for `spec` (the program name not included). */
+export function qemuArgs(spec: MachineSpec): string[] {
+  if (!Number.isInteger(spec.cpus) || spec.cpus < 1) throw new RangeError(`cpus must be a positive integer, got ${spec.cpus}`);
+  if (!Number.isInteger(spec.memMiB) || spec.memMiB < 256) throw new RangeError(`memMiB must be an integer >= 256, got ${spec.memMiB}`);
+  if (spec.shares.length > SHARE_SLOTS.length) throw new RangeError(`at most ${SHARE_SLOTS.length} 9p shares`);
+  const placed = placeDevices(spec.nvme.length, spec.e1000e.length);
+  const machine = spec.accel === 'kvm' ? 'q35,accel=kvm,kernel-irqchip=split' : 'q35,accel=tcg';
+  const args = [
+    '-M', machine, '-cpu', spec.accel === 'kvm' ? 'host' : 'max', '-m', `${spec.memMiB}M`, '-smp', String(spec.cpus),
+    '-nodefaults', '-no-reboot', '-display', 'none', '-serial', 'stdio',
+    '-device', spec.accel === 'kvm' ? 'intel-iommu,intremap=on' : 'intel-iommu',
+  ];
+  for (const p of placed) {
+    const addr = p.bdf.slice('0000:00:'.length, -2);
+    if (p.kind === 'nvme') {
+      const n = spec.nvme[p.index]!;
+      args.push('-drive', `if=none,id=nvme${p.index},file=${checkOption(n.image, 'NVMe image path')},format=raw`,
+        '-device', `nvme,drive=nvme${p.index},serial=${checkOption(n.serial, 'NVMe serial')},bus=pcie.0,addr=0x${addr}`);
+    } else {
+      const e = spec.e1000e[p.index]!;
+      if (e.net === 'slirp') args.push('-netdev', `user,id=net${p.index}`);
+      else {
+        if (!Number.isInteger(e.net.fd) || e.net.fd < 3) throw new RangeError(`e1000e ${p.index}: socket fd must be an integer >= 3, got ${e.net.fd}`);
+        args.push('-netdev', `socket,id=net${p.index},fd=${e.net.fd}`);
+      }
+      args.push('-device', `e1000e,netdev=net${p.index},mac=${checkOption(e.mac, 'MAC')},bus=pcie.0,addr=0x${addr}`);
+    }
+  }
+  args.push('-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04');
+  for (const [i, s] of spec.shares.entries()) {
+    args.push('-fsdev', `local,id=fs${i},path=${checkOption(s.path, '9p share path')},security_model=none,multidevs=remap${s.readonly ? ',readonly=on' : ''}`,
+      '-device', `virtio-9p-pci,fsdev=fs${i},mount_tag=${checkOption(s.tag, '9p tag')},bus=pcie.0,addr=0x${SHARE_SLOTS[i]!.toString(16)}`);
+  }
+  if (spec.dmarTraceFile !== undefined) args.push('-trace', 'vtd_dmar_fault', '-D', checkOption(spec.dmarTraceFile, 'trace file'));
+  args.push('-kernel', spec.kernel, '-initrd', spec.initrd, '-append', kernelCommandLine(spec.append));
+  return args;
+}

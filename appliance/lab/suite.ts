@@ -1,0 +1,94 @@
+/**
+ * The lab suite: `runLabSuite({ strict })`, called by scripts/run-tests.ts (`npm test`, `npm run
+ * test:lab`). Sets up the lab (cached), boots it ONCE with one NVMe (64 MiB), one e1000e on slirp and
+ * QEMU's DMAR fault trace on, runs every compiled lab test inside the guest
+ *   node node_modules/uvu/bin.js dist/test/lab '\.test\.js$'
+ * from the checkout, with DMABOX_LAB=1 and DMABOX_LAB_DMAR_TRACE naming the trace file as the
+ * guest sees it, prints the guest's output live, and returns uvu's counts.
+ *
+ * It never passes silently: no qemu, or root needed and missing, gives `skippedReason` (the caller
+ * turns a skip into a failure in CI); a guest that dies or times out, or a run that ends before
+ * uvu's summary, is a failure naming the log.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseUvuSummary } from '../../scripts/run-tests.js';
+import { ApplianceError } from '../image/errors.js';
+import { launchLab, which } from './launch.js';
+import { isRoot, repoRoot, setupLab } from './setup.js';
+
+export interface LabSuiteResult { passed: number; failed: number; skipped: number; skippedReason?: string }
+
+/** Generous but bounded: boot and the suite take well under a minute once the cache is warm. */
+export const SUITE_TIMEOUT_MS = 20 * 60_000;
+
+const SKIP_CODES = new Set(['ERR_IMAGE_NOT_ROOT', 'ERR_IMAGE_TOOL_MISSING', 'ERR_LAB_QEMU_MISSING']);
+
+function countTests(dir: string): number {
+  if (!existsSync(dir)) return 0;
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) n += countTests(join(dir, e.name));
+    else if (/\.test\.js$/.test(e.name)) n++;
+  }
+  return n;
+}
+
+export async function runLabSuite(options: { strict: boolean; timeoutMs?: number }): Promise<LabSuiteResult> {
+  const say = (m: string) => console.log(`lab: ${m}`);
+  const root = repoRoot();
+  if (!which('qemu-system-x86_64') && !isRoot()) {
+    return { passed: 0, failed: 0, skipped: 1, skippedReason: 'qemu-system-x86_64 is not installed and this is not root, so it cannot be installed (as root: npm run setup)' };
+  }
+  const labTests = join(root, 'dist', 'test', 'lab');
+  const files = countTests(labTests);
+  if (files === 0) {
+    console.error(`lab: no compiled lab tests under ${labTests} (run npm run build): counted as one failure`);
+    return { passed: 0, failed: 1, skipped: 0 };
+  }
+
+  let image;
+  try {
+    image = await setupLab({ log: (m) => say(`setup: ${m}`) });
+  } catch (e) {
+    if (e instanceof ApplianceError && SKIP_CODES.has(e.code)) return { passed: 0, failed: 0, skipped: 1, skippedReason: `${e.code}: ${e.message}` };
+    console.error(`lab: set-up failed: ${(e as Error).message}`);
+    return { passed: 0, failed: 1, skipped: 0 };
+  }
+  say(`set-up ${(image.ms / 1000).toFixed(1)} s (${image.cached ? 'cached' : 'built'}), kernel ${image.kernel.kver}; booting with 1 NVMe, 1 e1000e, DMAR trace; ${files} lab test file(s)`);
+
+  let inCommand = false;
+  let output = '';
+  let result;
+  try {
+    result = await launchLab({
+      image, nvme: [{ sizeMiB: 64 }], e1000e: [{ net: 'slirp' }], dmarTrace: true, cwd: root,
+      command: ['node', 'node_modules/uvu/bin.js', 'dist/test/lab', '\\.test\\.js$'],
+      env: { FORCE_COLOR: '0', NODE_OPTIONS: '--enable-source-maps' },
+      timeoutMs: options.timeoutMs ?? SUITE_TIMEOUT_MS,
+      onLine: (line) => {
+        // Live: /init's markers and everything from the command on; the kernel's boot chatter stays in the log.
+        if (line.startsWith('dmabox-lab: run')) inCommand = true;
+        if (inCommand) output += `${line}\n`;
+        if (inCommand || line.startsWith('dmabox-lab:')) console.log(`  | ${line}`);
+        if (line.startsWith('dmabox-lab: done')) inCommand = false;
+      },
+    });
+  } catch (e) {
+    console.error(`lab: FAILED: ${(e as Error).message}`);
+    return { passed: 0, failed: 1, skipped: 0 };
+  }
+  const t = result.timings;
+  say(`boot (QEMU start to the command) ${((t.bootMs ?? 0) / 1000).toFixed(1)} s, suite in the guest ${((t.commandMs ?? 0) / 1000).toFixed(1)} s, ` +
+    `total with set-up ${(t.totalMs / 1000).toFixed(1)} s; DMAR faults traced: ${result.dmarFaults.length}; log: ${result.logFile}`);
+  const counts = parseUvuSummary(output);
+  if (!counts) {
+    console.error(`lab: the guest command exited ${result.status} before uvu printed its summary: counted as one failure (log: ${result.logFile})`);
+    return { passed: 0, failed: 1, skipped: 0 };
+  }
+  if (result.status !== 0 && counts.failed === 0) {
+    console.error(`lab: uvu reported no failure but exited ${result.status}: counted as one failure (log: ${result.logFile})`);
+    return { ...counts, failed: 1 };
+  }
+  return counts;
+}
