@@ -1,0 +1,200 @@
+/**
+ * The device side of DMA: what a device model calls to read and write host memory.
+ *
+ * One `DeviceDma` is bound to one PCI function: its bus-master enable bit and its IOMMU domain.
+ * Every transfer is checked whole before a byte moves: bus mastering on, each page present with
+ * the needed permission, each page backed by memory. A refused transfer returns false (or -1 for
+ * the value readers), is recorded in the IOMMU's fault log, and leaves memory untouched: there
+ * are no partial transfers. IOVAs are `number`s (exact below 2^53).
+ *
+ * The single-page case (queue entries, descriptors, 4 KiB data) is the fast path: one cached
+ * page-table lookup, one cached region lookup, no allocation for the value helpers.
+ */
+import type { DmaAccess, FaultReason, IommuDomain, SimIommu } from './iommu.js';
+import { IOMMU_PAGE, PERM_READ, PERM_WRITE } from './iommu.js';
+import type { PhysicalMemory } from './memory.js';
+import { SimError } from './errors.js';
+
+/** What the DMA engine needs from its function. */
+export interface DmaRequester {
+  /** PCI address, `0000:00:01.0`. */
+  readonly address: string;
+  /** Command register bit 2 (PCI Local Bus 3.0 §6.2.2): without it the function issues no DMA. */
+  readonly busMasterEnabled: boolean;
+}
+
+const COPY_LOOP_MAX = 64;
+
+export class DeviceDma {
+  private readonly fn: DmaRequester;
+  private readonly iommu: SimIommu;
+  private readonly domain: IommuDomain;
+  private readonly mem: PhysicalMemory;
+  private readonly passthrough: boolean;
+  /** Transfers refused (any reason) by this engine. */
+  refused = 0;
+
+  constructor(fn: DmaRequester, iommu: SimIommu, domain: IommuDomain, mem: PhysicalMemory) {
+    this.fn = fn;
+    this.iommu = iommu;
+    this.domain = domain;
+    this.mem = mem;
+    this.passthrough = iommu.passthrough;
+  }
+
+  /** Copy `len` bytes at `iova` into `dst[off..]`. False (and a logged fault) when refused. */
+  read(iova: number, dst: Uint8Array, off: number, len: number): boolean {
+    if (!this.args(iova, dst, off, len)) return true;
+    if (!this.allowed(iova, len, PERM_READ, 'read')) return false;
+    let done = 0;
+    while (done < len) {
+      const pos = iova + done;
+      const phys = this.phys(pos);
+      const chunk = this.run(pos, phys, len - done);
+      const r = this.mem.find(phys, chunk)!;
+      const at = phys - r.base;
+      if (chunk <= COPY_LOOP_MAX) {
+        const src = r.bytes;
+        for (let i = 0; i < chunk; i++) dst[off + done + i] = src[at + i]!;
+      } else {
+        dst.set(r.bytes.subarray(at, at + chunk), off + done);
+      }
+      done += chunk;
+    }
+    return true;
+  }
+
+  /** Copy `len` bytes from `src[off..]` to `iova`. False (and a logged fault) when refused. */
+  write(iova: number, src: Uint8Array, off: number, len: number): boolean {
+    if (!this.args(iova, src, off, len)) return true;
+    if (!this.allowed(iova, len, PERM_WRITE, 'write')) return false;
+    let done = 0;
+    while (done < len) {
+      const pos = iova + done;
+      const phys = this.phys(pos);
+      const chunk = this.run(pos, phys, len - done);
+      const r = this.mem.find(phys, chunk)!;
+      const at = phys - r.base;
+      if (chunk <= COPY_LOOP_MAX) {
+        const dstb = r.bytes;
+        for (let i = 0; i < chunk; i++) dstb[at + i] = src[off + done + i]!;
+      } else {
+        r.bytes.set(src.subarray(off + done, off + done + chunk), at);
+      }
+      done += chunk;
+    }
+    return true;
+  }
+
+  /** A little-endian 32-bit value at `iova`, or -1 when refused. */
+  readU32(iova: number): number {
+    const view = this.single(iova, 4, PERM_READ, 'read');
+    if (view === undefined) return -1;
+    return view.getUint32(this.at, true);
+  }
+
+  /** A little-endian 64-bit value at `iova` as a number (exact below 2^53: addresses, PRP entries), or -1 when refused. */
+  readU64(iova: number): number {
+    const view = this.single(iova, 8, PERM_READ, 'read');
+    if (view === undefined) return -1;
+    return view.getUint32(this.at, true) + view.getUint32(this.at + 4, true) * 0x1_0000_0000;
+  }
+
+  /** Write a little-endian 32-bit value at `iova`. False when refused. */
+  writeU32(iova: number, value: number): boolean {
+    const view = this.single(iova, 4, PERM_WRITE, 'write');
+    if (view === undefined) return false;
+    view.setUint32(this.at, value >>> 0, true);
+    return true;
+  }
+
+  /** Write a 64-bit value given as two 32-bit halves. False when refused. */
+  writeU64(iova: number, lo: number, hi: number): boolean {
+    const view = this.single(iova, 8, PERM_WRITE, 'write');
+    if (view === undefined) return false;
+    view.setUint32(this.at, lo >>> 0, true);
+    view.setUint32(this.at + 4, hi >>> 0, true);
+    return true;
+  }
+
+  /** Offset into the view `single` returned. Set by `single`, read right after. */
+  private at = 0;
+
+  /** Check a small access that may cross a page; returns the region's view with `this.at` set. */
+  private single(iova: number, len: number, need: number, access: DmaAccess): DataView | undefined {
+    if (!this.allowed(iova, len, need, access)) return undefined;
+    const phys = this.phys(iova);
+    const r = this.mem.find(phys, len);
+    if (r !== undefined) {
+      this.at = phys - r.base;
+      return r.view;
+    }
+    // Crosses a page boundary onto a physically separate page: bounce through a small buffer.
+    if (access === 'read') this.read(iova, this.bounce, 0, len);
+    else throw new SimError('ERR_SIM_ARG', `value write at IOVA 0x${iova.toString(16)} crosses into a non-contiguous page`, { fix: 'use write() for unaligned multi-page stores' });
+    this.at = 0;
+    return this.bounceView;
+  }
+
+  private readonly bounce = new Uint8Array(8);
+  private readonly bounceView = new DataView(this.bounce.buffer);
+
+  private args(iova: number, buf: Uint8Array, off: number, len: number): boolean {
+    if (!Number.isSafeInteger(iova) || iova < 0 || !Number.isInteger(off) || off < 0 || !Number.isInteger(len) || len < 0 || off + len > buf.length) {
+      throw new SimError('ERR_SIM_ARG', `DMA iova 0x${iova.toString(16)} off ${off} len ${len}: bad arguments for a buffer of ${buf.length} bytes`, {
+        fix: 'IOVA a non-negative integer below 2^53, off + len within the buffer',
+      });
+    }
+    return len > 0;
+  }
+
+  /** Check the whole range: bus master, every page present with `need`, every page backed. */
+  private allowed(iova: number, len: number, need: number, access: DmaAccess): boolean {
+    if (!this.fn.busMasterEnabled) return this.refuse(iova, len, access, 'no-bus-master');
+    const last = iova + len - 1;
+    const lastPage = Math.floor(last / IOMMU_PAGE);
+    for (let page = Math.floor(iova / IOMMU_PAGE); page <= lastPage; page++) {
+      let physPage: number;
+      if (this.passthrough) {
+        physPage = page;
+      } else {
+        const e = this.domain.lookup(page);
+        if (e < 0) return this.refuse(iova, len, access, 'not-present');
+        if ((e & need) === 0) return this.refuse(iova, len, access, need === PERM_READ ? 'no-read' : 'no-write');
+        physPage = Math.floor(e / 4);
+      }
+      const from = Math.max(iova, page * IOMMU_PAGE);
+      const to = Math.min(last + 1, (page + 1) * IOMMU_PAGE);
+      if (this.mem.find(physPage * IOMMU_PAGE + (from - page * IOMMU_PAGE), to - from) === undefined) {
+        return this.refuse(iova, len, access, 'unbacked');
+      }
+    }
+    return true;
+  }
+
+  private refuse(iova: number, len: number, access: DmaAccess, reason: FaultReason): false {
+    this.refused++;
+    this.iommu.recordFault(this.fn.address, iova, len, access, reason);
+    return false;
+  }
+
+  /** Physical address of an IOVA already checked by `allowed`. */
+  private phys(iova: number): number {
+    if (this.passthrough) return iova;
+    const page = Math.floor(iova / IOMMU_PAGE);
+    return Math.floor(this.domain.lookup(page) / 4) * IOMMU_PAGE + (iova - page * IOMMU_PAGE);
+  }
+
+  /** How many bytes from `pos` (at `phys`) are physically contiguous in one region, up to `max`. */
+  private run(pos: number, phys: number, max: number): number {
+    let chunk = Math.min(max, IOMMU_PAGE - (pos % IOMMU_PAGE));
+    const r = this.mem.find(phys, chunk)!;
+    const end = r.base + r.size;
+    while (chunk < max) {
+      const next = Math.min(max - chunk, IOMMU_PAGE);
+      if (this.phys(pos + chunk) !== phys + chunk || phys + chunk + next > end) break;
+      chunk += next;
+    }
+    return chunk;
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The device side of PRPs (NVMe 1.4 §4.3, memory page size 4 KiB from CC.MPS = 0): turn PRP1,
+ * PRP2 and any PRP lists into a list of (IOVA, length) segments, reading list pages through the
+ * IOMMU. Segments go into preallocated typed arrays: nothing is allocated per command.
+ */
+import type { DeviceDma } from '../dma.js';
+
+export const PAGE = 4096;
+
+/** Why a walk failed; `ok` otherwise. */
+export const PrpResult = Object.freeze({
+  OK: 0,
+  /** A list page could not be read through the IOMMU: Data Transfer Error. */
+  LIST_FAULT: 1,
+  /** An entry after PRP1 had a non-zero offset, or PRP1 was not dword aligned: PRP Offset Invalid. */
+  BAD_OFFSET: 2,
+});
+
+export class PrpWalker {
+  /** Segment IOVAs and lengths of the last walk. */
+  readonly addr: Float64Array;
+  readonly len: Uint32Array;
+  count = 0;
+  private readonly dma: DeviceDma;
+  private readonly maxSegments: number;
+
+  constructor(dma: DeviceDma, maxBytes: number) {
+    this.dma = dma;
+    this.maxSegments = Math.ceil(maxBytes / PAGE) + 1;
+    this.addr = new Float64Array(this.maxSegments);
+    this.len = new Uint32Array(this.maxSegments);
+  }
+
+  /** Describe `bytes` bytes (at most the constructor's maxBytes) given PRP1 and PRP2. */
+  walk(prp1: number, prp2: number, bytes: number): number {
+    this.count = 0;
+    if ((prp1 & 3) !== 0) return PrpResult.BAD_OFFSET;
+    const first = Math.min(bytes, PAGE - (prp1 % PAGE));
+    this.push(prp1, first);
+    let left = bytes - first;
+    if (left === 0) return PrpResult.OK;
+    if (left <= PAGE) {
+      // PRP2 is the second (and last) page: it must have no offset.
+      if (prp2 % PAGE !== 0) return PrpResult.BAD_OFFSET;
+      this.push(prp2, left);
+      return PrpResult.OK;
+    }
+    // PRP2 points into a PRP list (qword aligned, may start mid-page); the last entry of a list
+    // page chains to the next list page when more entries follow.
+    if ((prp2 & 7) !== 0) return PrpResult.BAD_OFFSET;
+    let entry = prp2;
+    while (left > 0) {
+      const lastInPage = entry % PAGE === PAGE - 8;
+      const e = this.dma.readU64(entry);
+      if (e < 0) return PrpResult.LIST_FAULT;
+      if (lastInPage && left > PAGE) {
+        if ((e & 7) !== 0) return PrpResult.BAD_OFFSET;
+        entry = e;
+        continue;
+      }
+      if (e % PAGE !== 0) return PrpResult.BAD_OFFSET;
+      const n = Math.min(left, PAGE);
+      this.push(e, n);
+      left -= n;
+      entry += 8;
+    }
+    return PrpResult.OK;
+  }
+
+  /** Copy `len` bytes from `src[off..]` to the walked segments (device writes host memory). */
+  toHost(src: Uint8Array, off: number): boolean {
+    for (let i = 0; i < this.count; i++) {
+      const n = this.len[i]!;
+      if (!this.dma.write(this.addr[i]!, src, off, n)) return false;
+      off += n;
+    }
+    return true;
+  }
+
+  /** Copy from the walked segments into `dst[off..]` (device reads host memory). */
+  fromHost(dst: Uint8Array, off: number): boolean {
+    for (let i = 0; i < this.count; i++) {
+      const n = this.len[i]!;
+      if (!this.dma.read(this.addr[i]!, dst, off, n)) return false;
+      off += n;
+    }
+    return true;
+  }
+
+  private push(addr: number, len: number): void {
+    // Merge with the previous segment when contiguous (fewer IOMMU checks and copies).
+    const c = this.count;
+    if (c > 0 && this.addr[c - 1]! + this.len[c - 1]! === addr) {
+      this.len[c - 1] = this.len[c - 1]! + len;
+      return;
+    }
+    this.addr[c] = addr;
+    this.len[c] = len;
+    this.count = c + 1;
+  }
+}

@@ -1,0 +1,332 @@
+/**
+ * A simulated PCI Express function: config space, memory BARs dispatched to a model's register
+ * handlers, MSI-X, INTx, bus mastering, function-level reset.
+ *
+ * Config space (PCI Local Bus 3.0 §6.1, type 0 header) is 4 KiB of bytes with a per-byte writable
+ * mask; writes that matter (Command, MSI-X Message Control, PCIe Device Control) have side
+ * effects here. Capabilities, in list order: PCI Power Management (0x40), MSI-X (0x50, when the
+ * model declares it), PCI Express (0x60, Device Capabilities with Function Level Reset Capability).
+ */
+import { EventEmitter } from 'node:events';
+import type { IrqKind } from '../drivers/platform.js';
+import { DeviceDma } from './dma.js';
+import { SimError } from './errors.js';
+import type { IommuDomain, SimIommu } from './iommu.js';
+import type { PhysicalMemory } from './memory.js';
+import type { BarDecl, DeviceModel } from './model.js';
+import { Msix, MSIX_MC_ENABLE, MSIX_MC_FMASK } from './msix.js';
+import { DeviceWork, type WorkMode, type WorkOwner } from './sched.js';
+
+export const CONFIG_SIZE = 4096;
+
+/** Type 0 header offsets (PCI Local Bus 3.0 §6.1). */
+export const PCI_VENDOR_ID = 0x00;
+export const PCI_DEVICE_ID = 0x02;
+export const PCI_COMMAND = 0x04;
+export const PCI_STATUS = 0x06;
+export const PCI_REVISION_ID = 0x08;
+export const PCI_CLASS_CODE = 0x09;
+export const PCI_HEADER_TYPE = 0x0e;
+export const PCI_BAR0 = 0x10;
+export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
+export const PCI_SUBSYSTEM_ID = 0x2e;
+export const PCI_CAPABILITIES_POINTER = 0x34;
+export const PCI_INTERRUPT_LINE = 0x3c;
+export const PCI_INTERRUPT_PIN = 0x3d;
+
+/** Command register bits (§6.2.2). */
+export const CMD_MEMORY_SPACE = 1 << 1;
+export const CMD_BUS_MASTER = 1 << 2;
+export const CMD_INTX_DISABLE = 1 << 10;
+/** Status register bits (§6.2.3): Interrupt Status, Capabilities List. */
+export const STATUS_INTX = 1 << 3;
+export const STATUS_CAP_LIST = 1 << 4;
+
+/** Capability IDs (PCI Code and ID Assignment §2). */
+export const CAP_ID_PM = 0x01;
+export const CAP_ID_MSI = 0x05;
+export const CAP_ID_PCIE = 0x10;
+export const CAP_ID_MSIX = 0x11;
+
+/** Where this simulator places its capabilities. */
+export const CAP_PM_OFFSET = 0x40;
+export const CAP_MSIX_OFFSET = 0x50;
+export const CAP_PCIE_OFFSET = 0x60;
+
+/** PCIe capability (PCIe Base 4.0 §7.5.3): Device Capabilities at +4, Device Control at +8. */
+export const PCIE_DEVCAP = 4;
+export const PCIE_DEVCTL = 8;
+/** DevCap bit 28: Function Level Reset Capability (§7.5.3.3). */
+export const PCIE_DEVCAP_FLR = 1 << 28;
+/** DevCtl bit 15: Initiate Function Level Reset (§7.5.3.4); always reads 0. */
+export const PCIE_DEVCTL_BCR_FLR = 1 << 15;
+
+const ALL_ONES = 0xffffffff;
+
+export class PciFunction extends EventEmitter implements WorkOwner {
+  readonly address: string;
+  readonly model: DeviceModel;
+  readonly iommu: SimIommu;
+  readonly domain: IommuDomain;
+  /** The device-side DMA engine: what the model calls to touch host memory. */
+  readonly dma: DeviceDma;
+  readonly msix: Msix | undefined;
+  readonly intx: boolean;
+  /** Raw config space. Drivers go through the platform's ConfigSpace. */
+  readonly config = new Uint8Array(CONFIG_SIZE);
+  private readonly cfg = new DataView(this.config.buffer);
+  private readonly writable = new Uint8Array(CONFIG_SIZE);
+  private readonly bars: (BarDecl | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined];
+  private readonly works: DeviceWork[] = [];
+  /** The hang switch: while true the model's work does not run. */
+  hung = false;
+  /** Where interrupts go: set by the platform. */
+  irqSink: ((kind: IrqKind, vector: number) => void) | undefined;
+  /** Function-level resets done. */
+  resets = 0;
+  /** Interrupts raised while INTx was the mode and Interrupt Disable was set, or nothing was routed. */
+  intxSuppressed = 0;
+
+  constructor(address: string, model: DeviceModel, iommu: SimIommu, mem: PhysicalMemory) {
+    super();
+    this.address = address;
+    this.model = model;
+    this.iommu = iommu;
+    this.domain = iommu.domain(address);
+    this.dma = new DeviceDma(this, iommu, this.domain, mem);
+    this.intx = model.intx === true;
+    this.msix = model.msix ? new Msix(model.msix.vectors) : undefined;
+    if (this.msix !== undefined) {
+      const msix = this.msix;
+      msix.sink = (v) => {
+        if (this.irqSink === undefined) msix.lost++;
+        else this.irqSink('msix', v);
+      };
+    }
+    this.build();
+  }
+
+  get busMasterEnabled(): boolean {
+    return (this.cfg.getUint16(PCI_COMMAND, true) & CMD_BUS_MASTER) !== 0;
+  }
+
+  get memoryEnabled(): boolean {
+    return (this.cfg.getUint16(PCI_COMMAND, true) & CMD_MEMORY_SPACE) !== 0;
+  }
+
+  /** Wrap a model routine so doorbells can kick it (see sim/sched.ts). */
+  work(routine: () => void, mode: WorkMode = 'deferred'): DeviceWork {
+    const w = new DeviceWork(this, routine, mode);
+    this.works.push(w);
+    return w;
+  }
+
+  /** Switch every work routine of this function to 'sync' or 'deferred'. */
+  setWorkMode(mode: WorkMode): void {
+    for (const w of this.works) w.mode = mode;
+  }
+
+  /** The hang switch for fault tests: the device stops processing (registers still answer). */
+  hang(): void {
+    this.hung = true;
+  }
+
+  resume(): void {
+    this.hung = false;
+    for (const w of this.works) w.resumed();
+  }
+
+  workFailed(error: unknown): void {
+    // With no 'error' listener this throws, as a model bug should.
+    this.emit('error', error);
+  }
+
+  /**
+   * Signal interrupt `vector`: through MSI-X when it is enabled, else INTx when the function has a
+   * pin and Interrupt Disable is clear. Returns what happened.
+   */
+  interrupt(vector: number): 'delivered' | 'pending' | 'disabled' | 'intx' | 'suppressed' {
+    if (this.msix !== undefined && this.msix.enabled) return this.msix.raise(vector);
+    if (this.intx) {
+      this.cfg.setUint16(PCI_STATUS, this.cfg.getUint16(PCI_STATUS, true) | STATUS_INTX, true);
+      if ((this.cfg.getUint16(PCI_COMMAND, true) & CMD_INTX_DISABLE) !== 0 || this.irqSink === undefined) {
+        this.intxSuppressed++;
+        return 'suppressed';
+      }
+      this.irqSink('intx', 0);
+      return 'intx';
+    }
+    return 'disabled';
+  }
+
+  /** The model deasserts INTx (its interrupt cause register was read or cleared). */
+  lowerIntx(): void {
+    this.cfg.setUint16(PCI_STATUS, this.cfg.getUint16(PCI_STATUS, true) & ~STATUS_INTX, true);
+  }
+
+  // ---- config space ----
+
+  cfgRead(offset: number, size: 1 | 2 | 4): number {
+    if (size === 1) return this.cfg.getUint8(offset);
+    if (size === 2) return this.cfg.getUint16(offset, true);
+    return this.cfg.getUint32(offset, true);
+  }
+
+  cfgWrite(offset: number, size: 1 | 2 | 4, value: number): void {
+    for (let i = 0; i < size; i++) {
+      const m = this.writable[offset + i]!;
+      const b = (value >>> (8 * i)) & 0xff;
+      this.config[offset + i] = (this.config[offset + i]! & ~m) | (b & m);
+    }
+    const end = offset + size;
+    const touches = (at: number, len: number): boolean => offset < at + len && at < end;
+    if (this.msix !== undefined && touches(CAP_MSIX_OFFSET + 2, 2)) {
+      this.msix.setControl(this.cfg.getUint16(CAP_MSIX_OFFSET + 2, true));
+    }
+    if (touches(CAP_PCIE_OFFSET + PCIE_DEVCTL, 2)) {
+      const ctl = this.cfg.getUint16(CAP_PCIE_OFFSET + PCIE_DEVCTL, true);
+      if ((ctl & PCIE_DEVCTL_BCR_FLR) !== 0) {
+        this.cfg.setUint16(CAP_PCIE_OFFSET + PCIE_DEVCTL, ctl & ~PCIE_DEVCTL_BCR_FLR, true);
+        this.flr();
+      }
+    }
+  }
+
+  // ---- BARs ----
+
+  /** Size of a memory BAR, or 0 when the function has none at `index` (or it is a 64-bit BAR's upper half). */
+  barSize(index: number): number {
+    return this.bars[index]?.size ?? 0;
+  }
+
+  /** A 32-bit read inside a BAR (the caller checked bounds and alignment). Memory space disabled: all ones. */
+  barRead32(index: number, offset: number): number {
+    if (!this.memoryEnabled) return ALL_ONES;
+    const m = this.msix, d = this.model.msix;
+    if (m !== undefined && d !== undefined && d.bar === index) {
+      if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableRead32(offset - d.tableOffset);
+      if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaRead32(offset - d.pbaOffset);
+    }
+    return this.bars[index]!.handler.read32(offset) >>> 0;
+  }
+
+  barWrite32(index: number, offset: number, value: number): void {
+    if (!this.memoryEnabled) return;
+    const m = this.msix, d = this.model.msix;
+    if (m !== undefined && d !== undefined && d.bar === index) {
+      if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableWrite32(offset - d.tableOffset, value);
+      if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaWrite32(offset - d.pbaOffset, value);
+    }
+    this.bars[index]!.handler.write32(offset, value >>> 0);
+  }
+
+  // ---- reset ----
+
+  /**
+   * Function-level reset (PCIe Base 4.0 §6.6.2): the model's registers return to power-on values,
+   * scheduled work is dropped, MSI-X returns to disabled with every vector masked, and Bus Master
+   * Enable is cleared. BARs and Memory Space Enable stay, as VFIO restores them after its reset.
+   */
+  flr(): void {
+    this.resets++;
+    for (const w of this.works) w.cancel();
+    const cmd = this.cfg.getUint16(PCI_COMMAND, true);
+    this.cfg.setUint16(PCI_COMMAND, cmd & ~(CMD_BUS_MASTER | CMD_INTX_DISABLE), true);
+    this.lowerIntx();
+    if (this.msix !== undefined) {
+      this.msix.reset();
+      this.cfg.setUint16(CAP_MSIX_OFFSET + 2, this.cfg.getUint16(CAP_MSIX_OFFSET + 2, true) & ~(MSIX_MC_ENABLE | MSIX_MC_FMASK), true);
+    }
+    this.model.reset();
+    this.emit('reset');
+  }
+
+  // ---- construction ----
+
+  private build(): void {
+    const { ids } = this.model;
+    const c = this.cfg;
+    const w16 = (off: number, mask: number): void => { this.writable[off] = mask & 0xff; this.writable[off + 1] = (mask >>> 8) & 0xff; };
+    const w32 = (off: number, mask: number): void => { w16(off, mask & 0xffff); w16(off + 2, mask >>> 16); };
+    c.setUint16(PCI_VENDOR_ID, ids.vendor, true);
+    c.setUint16(PCI_DEVICE_ID, ids.device, true);
+    c.setUint8(PCI_REVISION_ID, ids.revision);
+    c.setUint8(PCI_CLASS_CODE, ids.classCode & 0xff);
+    c.setUint8(PCI_CLASS_CODE + 1, (ids.classCode >>> 8) & 0xff);
+    c.setUint8(PCI_CLASS_CODE + 2, (ids.classCode >>> 16) & 0xff);
+    c.setUint8(PCI_HEADER_TYPE, 0);
+    c.setUint16(PCI_SUBSYSTEM_VENDOR_ID, ids.subsystemVendor ?? ids.vendor, true);
+    c.setUint16(PCI_SUBSYSTEM_ID, ids.subsystemDevice ?? ids.device, true);
+    c.setUint16(PCI_STATUS, STATUS_CAP_LIST, true);
+    w16(PCI_COMMAND, CMD_MEMORY_SPACE | CMD_BUS_MASTER | CMD_INTX_DISABLE);
+    this.writable[PCI_INTERRUPT_LINE] = 0xff;
+    c.setUint8(PCI_INTERRUPT_PIN, this.intx ? 1 : 0);
+
+    // Memory BARs (§6.2.5.1): bit 0 = 0 memory, bits 2:1 = 10b for 64-bit; the low bits below the
+    // size read as zero, so writing all ones and reading back gives the size.
+    for (const bar of this.model.bars) {
+      const is64 = bar.is64 !== false;
+      if (!Number.isInteger(bar.index) || bar.index < 0 || bar.index > (is64 ? 4 : 5) || this.bars[bar.index] !== undefined || (is64 && this.bars[bar.index + 1] !== undefined)) {
+        throw new SimError('ERR_SIM_ARG', `${this.model.name}: BAR ${bar.index} is out of range or overlaps another BAR`);
+      }
+      if (!Number.isInteger(bar.size) || bar.size < 4096 || (bar.size & (bar.size - 1)) !== 0) {
+        throw new SimError('ERR_SIM_ARG', `${this.model.name}: BAR ${bar.index} size ${bar.size} is not a power of two >= 4096`);
+      }
+      this.bars[bar.index] = bar;
+      const off = PCI_BAR0 + 4 * bar.index;
+      c.setUint32(off, is64 ? 0b100 : 0, true);
+      w32(off, ~(bar.size - 1) & ~0xf);
+      if (is64) w32(off + 4, ALL_ONES);
+    }
+
+    // Capability list.
+    const caps: number[] = [CAP_PM_OFFSET];
+    if (this.msix !== undefined) caps.push(CAP_MSIX_OFFSET);
+    caps.push(CAP_PCIE_OFFSET);
+    c.setUint8(PCI_CAPABILITIES_POINTER, caps[0]!);
+    const next = (at: number): number => caps[caps.indexOf(at) + 1] ?? 0;
+
+    // PCI Power Management (PCI PM 1.2 §3.2): PMC version 3, PMCSR PowerState (bits 1:0) writable.
+    c.setUint8(CAP_PM_OFFSET, CAP_ID_PM);
+    c.setUint8(CAP_PM_OFFSET + 1, next(CAP_PM_OFFSET));
+    c.setUint16(CAP_PM_OFFSET + 2, 0x0003, true);
+    w16(CAP_PM_OFFSET + 4, 0x0003);
+
+    const d = this.model.msix;
+    if (this.msix !== undefined && d !== undefined) {
+      const bar = this.bars[d.bar];
+      if (bar === undefined || d.vectors < 1 || d.vectors > 2048 || d.tableOffset % 8 !== 0 || d.pbaOffset % 8 !== 0 ||
+          d.tableOffset + this.msix.tableSize > bar.size || d.pbaOffset + this.msix.pbaSize > bar.size ||
+          (d.tableOffset < d.pbaOffset + this.msix.pbaSize && d.pbaOffset < d.tableOffset + this.msix.tableSize)) {
+        throw new SimError('ERR_SIM_ARG', `${this.model.name}: MSI-X table/PBA (BAR ${d.bar}, table 0x${d.tableOffset.toString(16)}, PBA 0x${d.pbaOffset.toString(16)}, ${d.vectors} vectors) do not fit the BAR or overlap`);
+      }
+      // MSI-X capability (§6.8.2): Message Control (Table Size N-1, Function Mask, Enable),
+      // Table Offset/BIR, PBA Offset/BIR.
+      c.setUint8(CAP_MSIX_OFFSET, CAP_ID_MSIX);
+      c.setUint8(CAP_MSIX_OFFSET + 1, next(CAP_MSIX_OFFSET));
+      c.setUint16(CAP_MSIX_OFFSET + 2, d.vectors - 1, true);
+      w16(CAP_MSIX_OFFSET + 2, MSIX_MC_ENABLE | MSIX_MC_FMASK);
+      c.setUint32(CAP_MSIX_OFFSET + 4, d.tableOffset | d.bar, true);
+      c.setUint32(CAP_MSIX_OFFSET + 8, d.pbaOffset | d.bar, true);
+    }
+
+    // PCI Express capability v2, endpoint (§7.5.3): FLR capable; Initiate FLR writable.
+    c.setUint8(CAP_PCIE_OFFSET, CAP_ID_PCIE);
+    c.setUint8(CAP_PCIE_OFFSET + 1, 0);
+    c.setUint16(CAP_PCIE_OFFSET + 2, 0x0002, true);
+    c.setUint32(CAP_PCIE_OFFSET + PCIE_DEVCAP, PCIE_DEVCAP_FLR, true);
+    w16(CAP_PCIE_OFFSET + PCIE_DEVCTL, 0xffff);
+  }
+
+  /** BAR base addresses are not meaningful in the simulator; give each a distinct one for tools that read them. */
+  assignBarAddresses(base: number): void {
+    for (const bar of this.bars) {
+      if (bar === undefined) continue;
+      const off = PCI_BAR0 + 4 * bar.index;
+      const lo = this.cfg.getUint32(off, true) & 0xf;
+      this.cfg.setUint32(off, (lo | (base & ~0xf)) >>> 0, true);
+      if (bar.is64 !== false) this.cfg.setUint32(off + 4, Math.floor(base / 0x1_0000_0000), true);
+      base += bar.size;
+    }
+  }
+}
