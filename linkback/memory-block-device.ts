@@ -105,7 +105,7 @@ export class MemoryBlockDevice implements BlockDevice {
   trim(offset: number, length: number, _fua: boolean): Promise<void> {
     const bad = this.check(offset, length, true);
     if (bad) return bad;
-    this.zero(offset, length, false);
+    this.zero(offset, length, true);
     return RESOLVED;
   }
 

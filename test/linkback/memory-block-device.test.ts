@@ -1,0 +1,93 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BlockDeviceError, blockErrorKind } from '../../linkback/block-device.js';
+import { MemoryBlockDevice } from '../../linkback/memory-block-device.js';
+import { DmaboxError } from '../../common/errors.js';
+
+async function rejectsWith(p: Promise<unknown>, kind: string): Promise<BlockDeviceError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, BlockDeviceError);
+    assert.is((e as BlockDeviceError).kind, kind);
+    assert.is((e as BlockDeviceError).code, `ERR_BLOCK_${kind}`);
+    return e as BlockDeviceError;
+  }
+  throw new assert.Assertion({ message: `expected a ${kind} rejection` });
+}
+
+test('a 1 GiB device costs nothing until written and reads zeroes', async () => {
+  const d = new MemoryBlockDevice({ size: 1 << 30 });
+  assert.is(d.allocatedBytes, 0);
+  const b = new Uint8Array(4096).fill(0xaa);
+  await d.read((1 << 30) - 4096, b);
+  assert.ok(b.every((x) => x === 0));
+  assert.is(d.allocatedBytes, 0);
+});
+
+test('writes spanning chunks read back exactly; only touched chunks are allocated', async () => {
+  const d = new MemoryBlockDevice({ size: 1 << 20, chunkSize: 4096 });
+  const data = new Uint8Array(3 * 4096 + 1024).map((_, i) => (i * 7 + 3) & 0xff);
+  await d.write(4096 - 512, data, false);
+  assert.is(d.allocatedBytes, 5 * 4096);
+  const back = new Uint8Array(data.length + 1024);
+  await d.read(4096 - 1024, back);
+  assert.ok(back.subarray(0, 512).every((x) => x === 0));
+  assert.equal(back.subarray(512, 512 + data.length), data);
+  assert.ok(back.subarray(512 + data.length).every((x) => x === 0));
+});
+
+test('trim and write-zeroes release whole chunks and zero partial ones; NO_HOLE keeps them', async () => {
+  const d = new MemoryBlockDevice({ size: 1 << 20, chunkSize: 4096 });
+  await d.write(0, new Uint8Array(16384).fill(1), false);
+  assert.is(d.allocatedBytes, 16384);
+  await d.trim(512, 8192, false); // zeroes 512..4096, frees chunk 1, zeroes 8192..8704
+  assert.is(d.allocatedBytes, 3 * 4096);
+  const b = new Uint8Array(16384);
+  await d.read(0, b);
+  assert.ok(b.subarray(0, 512).every((x) => x === 1));
+  assert.ok(b.subarray(512, 8704).every((x) => x === 0));
+  assert.ok(b.subarray(8704).every((x) => x === 1));
+  await d.writeZeroes(8192, 8192, false, true);
+  assert.is(d.allocatedBytes, 3 * 4096, 'NO_HOLE keeps chunks allocated');
+  await d.writeZeroes(20480, 4096, false, true);
+  assert.is(d.allocatedBytes, 4 * 4096, 'NO_HOLE provisions a hole');
+  await d.writeZeroes(0, 16384, false, false);
+  assert.is(d.allocatedBytes, 4096);
+  await d.read(0, b);
+  assert.ok(b.every((x) => x === 0));
+});
+
+test('out of range, misaligned, read-only and thin-provisioning errors carry their kind', async () => {
+  const d = new MemoryBlockDevice({ size: 8192 });
+  await rejectsWith(d.read(4096, new Uint8Array(8192)), 'EINVAL');
+  await rejectsWith(d.write(4096, new Uint8Array(8192), false), 'ENOSPC');
+  await rejectsWith(d.write(100, new Uint8Array(512), false), 'EINVAL');
+  await rejectsWith(d.read(0, new Uint8Array(100)), 'EINVAL');
+  const ro = new MemoryBlockDevice({ size: 8192, readOnly: true });
+  await rejectsWith(ro.write(0, new Uint8Array(512), false), 'EPERM');
+  await rejectsWith(ro.trim(0, 512, false), 'EPERM');
+  const thin = new MemoryBlockDevice({ size: 1 << 20, chunkSize: 4096, maxAllocatedBytes: 8192 });
+  await thin.write(0, new Uint8Array(8192).fill(9), false);
+  await rejectsWith(thin.write(8192, new Uint8Array(512), false), 'ENOSPC');
+  await thin.write(4096, new Uint8Array(512), false); // within an allocated chunk: fine
+  const keep = new Uint8Array(8192);
+  await thin.read(0, keep);
+  assert.is(keep[0], 9, 'a failed write changed nothing');
+});
+
+test('bad geometry is refused with a clear error', () => {
+  assert.throws(() => new MemoryBlockDevice({ size: 1000 }), (e: unknown) => e instanceof DmaboxError && e.code === 'ERR_BLOCK_GEOMETRY' && /1000/.test(e.message));
+  assert.throws(() => new MemoryBlockDevice({ size: 4096, blockSize: 768 }), /power of two/);
+  assert.throws(() => new MemoryBlockDevice({ size: 4096, chunkSize: 256 }), /chunk size/);
+});
+
+test('blockErrorKind maps foreign errors to EIO and keeps ours', () => {
+  assert.is(blockErrorKind(new BlockDeviceError('ENOSPC', 'x')), 'ENOSPC');
+  assert.is(blockErrorKind(new Error('boom')), 'EIO');
+  assert.is(blockErrorKind({ kind: 'EPERM' }), 'EPERM');
+  assert.is(blockErrorKind({ kind: 'EWHAT' }), 'EIO');
+  assert.is(blockErrorKind(undefined), 'EIO');
+});
+
+test.run();

@@ -1,0 +1,240 @@
+/**
+ * Test helpers for the NBD server: a raw protocol client over a real socket (so tests can be both
+ * a well-behaved client and a hostile one), and block devices that complete when a test says so.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BlockCapabilities, BlockDevice } from '../../../linkback/block-device.js';
+import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
+import * as P from '../../../linkback/nbd/protocol.js';
+
+export function tempDir(): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-nbd-'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A socket with an exact-length reader. Every wait is bounded. */
+export class RawClient {
+  readonly socket: net.Socket;
+  private buf = Buffer.alloc(0);
+  private waiter: (() => void) | null = null;
+  closed = false;
+  readonly closedP: Promise<void>;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (d: Buffer) => { this.buf = Buffer.concat([this.buf, d]); this.waiter?.(); });
+    socket.on('error', () => {});
+    this.closedP = new Promise((r) => socket.on('close', () => { this.closed = true; this.waiter?.(); r(); }));
+  }
+
+  static connect(where: string | number): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const s = typeof where === 'string' ? net.connect(where) : net.connect(where, '127.0.0.1');
+      s.once('error', reject);
+      s.once('connect', () => { s.off('error', reject); resolve(new RawClient(s)); });
+    });
+  }
+
+  get buffered(): number {
+    return this.buf.length;
+  }
+
+  write(b: Uint8Array): void {
+    this.socket.write(b);
+  }
+
+  /** Exactly n bytes; rejects if the connection closes first or after `ms`. */
+  async read(n: number, ms = 3000): Promise<Buffer> {
+    const deadline = Date.now() + ms;
+    while (this.buf.length < n) {
+      if (this.closed) throw new Error(`connection closed with ${this.buf.length} of ${n} bytes`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${n} bytes (have ${this.buf.length})`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.waiter = () => { clearTimeout(t); this.waiter = null; r(); };
+      });
+    }
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  /** Resolves true when the server closes the connection within `ms`, false otherwise. */
+  async waitClosed(ms = 3000): Promise<boolean> {
+    let t: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((r) => { t = setTimeout(() => r(false), ms); });
+    const r = await Promise.race([this.closedP.then(() => true), timeout]);
+    clearTimeout(t);
+    return r;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  // ---- handshake ----
+
+  /** Read the greeting, send client flags. Returns the handshake flags. */
+  async greet(clientFlags = P.NBD_FLAG_C_FIXED_NEWSTYLE | P.NBD_FLAG_C_NO_ZEROES): Promise<number> {
+    const g = await this.read(18);
+    if (g.readUInt32BE(0) !== P.NBDMAGIC_HI || g.readUInt32BE(4) !== P.NBDMAGIC_LO) throw new Error('no NBDMAGIC');
+    if (g.readUInt32BE(8) !== P.IHAVEOPT_HI || g.readUInt32BE(12) !== P.IHAVEOPT_LO) throw new Error('no IHAVEOPT');
+    const f = Buffer.alloc(4);
+    f.writeUInt32BE(clientFlags >>> 0);
+    this.write(f);
+    return g.readUInt16BE(16);
+  }
+
+  sendOption(option: number, data: Uint8Array = new Uint8Array(0), declaredLength = data.length): void {
+    const h = Buffer.alloc(16);
+    h.writeUInt32BE(P.IHAVEOPT_HI, 0);
+    h.writeUInt32BE(P.IHAVEOPT_LO, 4);
+    h.writeUInt32BE(option >>> 0, 8);
+    h.writeUInt32BE(declaredLength >>> 0, 12);
+    this.write(Buffer.concat([h, data]));
+  }
+
+  async optionReply(): Promise<{ option: number; type: number; data: Buffer }> {
+    const h = await this.read(20);
+    if (h.readUInt32BE(0) !== P.OPT_REPLY_MAGIC_HI || h.readUInt32BE(4) !== P.OPT_REPLY_MAGIC_LO) throw new Error('bad option reply magic');
+    const len = h.readUInt32BE(16);
+    return { option: h.readUInt32BE(8), type: h.readUInt32BE(12), data: Buffer.from(await this.read(len)) };
+  }
+
+  /** NBD_OPT_INFO / NBD_OPT_GO: all replies up to and including the final one. */
+  async infoOrGo(option: number, name: string, infos: number[] = []): Promise<{ infos: Map<number, Buffer>; final: number; message: string }> {
+    this.sendOption(option, infoData(name, infos));
+    const got = new Map<number, Buffer>();
+    for (;;) {
+      const r = await this.optionReply();
+      if (r.option !== option) throw new Error(`reply for option ${r.option}, asked ${option}`);
+      if (r.type === P.NBD_REP_INFO) got.set(r.data.readUInt16BE(0), r.data.subarray(2));
+      else return { infos: got, final: r.type, message: r.data.toString() };
+    }
+  }
+
+  /** Greet and GO to an export: the client is then in transmission. */
+  async open(name: string): Promise<{ size: number; flags: number }> {
+    await this.greet();
+    const r = await this.infoOrGo(P.NBD_OPT_GO, name, [P.NBD_INFO_BLOCK_SIZE]);
+    if (r.final !== P.NBD_REP_ACK) throw new Error(`GO ${name}: reply ${r.final.toString(16)} ${r.message}`);
+    const e = r.infos.get(P.NBD_INFO_EXPORT)!;
+    return { size: Number(e.readBigUInt64BE(0)), flags: e.readUInt16BE(8) };
+  }
+
+  // ---- transmission ----
+
+  request(type: number, handle: number, offset: number, length: number, opts: { flags?: number; data?: Uint8Array; magic?: number } = {}): void {
+    const h = Buffer.alloc(28);
+    h.writeUInt32BE(opts.magic ?? P.NBD_REQUEST_MAGIC, 0);
+    h.writeUInt16BE(opts.flags ?? 0, 4);
+    h.writeUInt16BE(type, 6);
+    h.writeBigUInt64BE(BigInt(handle), 8);
+    h.writeBigUInt64BE(BigInt(offset), 16);
+    h.writeUInt32BE(length >>> 0, 24);
+    this.write(opts.data ? Buffer.concat([h, opts.data]) : h);
+  }
+
+  /** One simple reply; `dataLength(handle)` says how many data bytes follow a successful one. */
+  async reply(dataLength: (handle: number) => number = () => 0): Promise<{ error: number; handle: number; data: Buffer }> {
+    const h = await this.read(16);
+    if (h.readUInt32BE(0) !== P.NBD_SIMPLE_REPLY_MAGIC) throw new Error('bad simple reply magic');
+    const error = h.readUInt32BE(4);
+    const handle = Number(h.readBigUInt64BE(8));
+    const n = error === 0 ? dataLength(handle) : 0;
+    return { error, handle, data: Buffer.from(await this.read(n)) };
+  }
+
+  async readAt(handle: number, offset: number, length: number): Promise<{ error: number; data: Buffer }> {
+    this.request(P.NBD_CMD_READ, handle, offset, length);
+    const r = await this.reply(() => length);
+    if (r.handle !== handle) throw new Error(`reply handle ${r.handle}, expected ${handle}`);
+    return r;
+  }
+
+  async writeAt(handle: number, offset: number, data: Uint8Array, flags = 0): Promise<number> {
+    this.request(P.NBD_CMD_WRITE, handle, offset, data.length, { data, flags });
+    const r = await this.reply();
+    if (r.handle !== handle) throw new Error(`reply handle ${r.handle}, expected ${handle}`);
+    return r.error;
+  }
+}
+
+export function infoData(name: string, infos: number[]): Buffer {
+  const n = Buffer.from(name);
+  const b = Buffer.alloc(4 + n.length + 2 + 2 * infos.length);
+  b.writeUInt32BE(n.length, 0);
+  n.copy(b, 4);
+  b.writeUInt16BE(infos.length, 4 + n.length);
+  infos.forEach((t, i) => b.writeUInt16BE(t, 6 + n.length + 2 * i));
+  return b;
+}
+
+/** Deterministic bytes for a pattern check. */
+export function pattern(length: number, seed: number): Buffer {
+  const b = Buffer.alloc(length);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+/**
+ * A memory device whose operations complete only when the test releases them (or after a delay),
+ * to test pipelining, out-of-order replies, and that a write is acknowledged only once done.
+ */
+export class GatedDevice implements BlockDevice {
+  readonly inner: MemoryBlockDevice;
+  readonly size: number;
+  readonly blockSize: number;
+  readonly readOnly = false;
+  readonly capabilities: BlockCapabilities;
+  readonly held: { op: string; offset: number; release(): void; fail(err: unknown): void }[] = [];
+  readonly log: string[] = [];
+  /** Hold every operation until released (true) or complete at once (false). */
+  gate = true;
+
+  constructor(size: number, caps: Partial<BlockCapabilities> = {}) {
+    this.inner = new MemoryBlockDevice({ size });
+    this.size = size;
+    this.blockSize = 512;
+    this.capabilities = { flush: true, fua: true, trim: true, writeZeroes: true, multiConn: true, ...caps };
+  }
+
+  private hold(op: string, offset: number, run: () => Promise<void>): Promise<void> {
+    this.log.push(`${op}@${offset}:start`);
+    if (!this.gate) return run().then(() => { this.log.push(`${op}@${offset}:done`); });
+    return new Promise((resolve, reject) => {
+      this.held.push({
+        op, offset,
+        release: () => run().then(() => { this.log.push(`${op}@${offset}:done`); resolve(); }, reject),
+        fail: (err) => reject(err),
+      });
+    });
+  }
+
+  async waitHeld(n: number, ms = 3000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.held.length < n) {
+      if (Date.now() > deadline) throw new Error(`only ${this.held.length} of ${n} operations reached the device`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  read(offset: number, into: Uint8Array): Promise<void> { return this.hold('read', offset, () => this.inner.read(offset, into)); }
+  write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    const copy = Uint8Array.from(data);
+    return this.hold(fua ? 'write-fua' : 'write', offset, () => this.inner.write(offset, copy, fua));
+  }
+  flush(): Promise<void> { return this.hold('flush', 0, () => this.inner.flush()); }
+  trim(offset: number, length: number, fua: boolean): Promise<void> { return this.hold('trim', offset, () => this.inner.trim(offset, length, fua)); }
+  writeZeroes(offset: number, length: number, fua: boolean, noHole: boolean): Promise<void> {
+    return this.hold('zero', offset, () => this.inner.writeZeroes(offset, length, fua, noHole));
+  }
+}
