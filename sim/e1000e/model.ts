@@ -25,14 +25,22 @@
  * send. A descriptor-ring fetch that is refused stops that ring (`ringFault`), as a real DMA
  * engine stops on a completion error, until the next reset.
  *
- * Processing is synchronous: a TDT write transmits everything queued before it returns, and the
- * wire delivers to the peer at once. `paused` (the 'hang' switch of the fault tests) leaves
- * queued TX descriptors alone and refuses RX until it is cleared.
+ * Transmit runs as the function's work routine (sim/sched.ts), kicked by TDT and TCTL writes:
+ * inside the write ('sync') or after the driver's batch ('deferred'); the wire delivers to the
+ * peer at once. The function's hang switch stops transmit and refuses receive.
+ *
+ * PCI (as QEMU's e1000e and the 82574L show it): 8086:10d3, class 020000 (Ethernet), BAR0 128 KiB
+ * of registers (32-bit memory BAR), BAR3 16 KiB holding the MSI-X table (offset 0) and PBA
+ * (offset 0x2000), 5 MSI-X vectors, an INTA# pin.
  */
 import { REG, CTRL, STATUS, EERD, CTRL_EXT, ICR, IVAR, RCTL, TCTL, RAH, STAT, STAT_FIRST, STAT_LAST, BAR0_SIZE,
-  RAR_ENTRIES, MTA_DWORDS, rctlBufferSize } from '../../drivers/e1000e/regs.js';
+  RAR_ENTRIES, MTA_DWORDS, PCI_VENDOR_INTEL, PCI_DEVICE_82574L, rctlBufferSize } from '../../drivers/e1000e/regs.js';
 import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS, TXD, TXD_CMD, TXD_STA, ETH } from '../../drivers/e1000e/descriptors.js';
 import type { FrameSink, WirePort } from '../wire.js';
+import type { BarDecl, DeviceModel, MsixDecl, PciIds } from '../model.js';
+import type { PciFunction } from '../pci.js';
+import type { DeviceWork } from '../sched.js';
+import { RegisterTable } from '../regs.js';
 
 /** The DMA calls the model makes (sim/dma.ts DeviceDma has these). */
 export interface SimDeviceDma {
@@ -79,13 +87,16 @@ const EEPROM_WORDS = 64;
 const EEPROM_CHECKSUM_WORD = 0x3f;
 const EEPROM_SUM = 0xbaba;
 
-export class E1000eModel implements WirePort {
+export class E1000eModel implements WirePort, DeviceModel {
+  readonly name = 'e1000e';
+  readonly ids: PciIds = { vendor: PCI_VENDOR_INTEL, device: PCI_DEVICE_82574L, classCode: 0x020000, revision: 0 };
+  readonly bars: readonly BarDecl[];
+  readonly msix: MsixDecl = { vectors: 5, bar: 3, tableOffset: 0, pbaOffset: 0x2000 };
+  readonly intx = true;
   readonly mac: Uint8Array;
   readonly counters: E1000eModelCounters = {
     rxDmaDropped: 0, txDmaDropped: 0, rxNoDescriptor: 0, rxFiltered: 0, rxDisabled: 0, txFrames: 0, txUnsupported: 0,
   };
-  /** The 'hang' switch: no TX processing and no RX while set. */
-  paused = false;
   /** Set when a descriptor fetch or write-back was refused: that ring stops until reset. */
   ringFault: 'rx' | 'tx' | null = null;
 
@@ -93,6 +104,8 @@ export class E1000eModel implements WirePort {
   private readonly eeprom = new Uint16Array(EEPROM_WORDS);
   private dma: SimDeviceDma | null = null;
   private irq: SimIrqLine | null = null;
+  private fn: PciFunction | null = null;
+  private txWork: DeviceWork | null = null;
   private wire: FrameSink | null = null;
   // Preallocated scratch: nothing is allocated per frame.
   private readonly desc = new Uint8Array(DESC_SIZE);
@@ -112,13 +125,36 @@ export class E1000eModel implements WirePort {
     let sum = 0;
     for (let i = 0; i < EEPROM_CHECKSUM_WORD; i++) sum = (sum + this.eeprom[i]!) & 0xffff;
     this.eeprom[EEPROM_CHECKSUM_WORD] = (EEPROM_SUM - sum) & 0xffff;
+    this.bars = [
+      { index: 0, size: BAR0_SIZE, handler: this, is64: false },
+      { index: 3, size: 0x4000, handler: new RegisterTable(0x4000, []), is64: false },
+    ];
     this.powerOn();
   }
 
-  /** Connect the model to its function's DMA engine and interrupt line (the PCI glue calls this). */
-  bind(dma: SimDeviceDma, irq: SimIrqLine): void {
-    this.dma = dma;
-    this.irq = irq;
+  /** DeviceModel: take the function's DMA engine, interrupt line and a work routine for transmit. */
+  attach(fn: PciFunction): void {
+    this.fn = fn;
+    this.dma = fn.dma;
+    this.irq = {
+      msixEnabled: () => fn.msix !== undefined && fn.msix.enabled,
+      raise: (v) => { fn.interrupt(v); },
+    };
+    this.txWork = fn.work(() => this.transmit());
+  }
+
+  /** DeviceModel: function-level reset. */
+  reset(): void {
+    this.powerOn();
+  }
+
+  private get hung(): boolean {
+    return this.fn !== null && this.fn.hung;
+  }
+
+  private kickTx(): void {
+    if (this.txWork !== null) this.txWork.kick();
+    else this.transmit();
   }
 
   // ---- wire side (sim/wire.ts) ----
@@ -218,11 +254,11 @@ export class E1000eModel implements WirePort {
       case REG.RDH: case REG.RDT: case REG.TDH: r[offset >>> 2] = value & 0xffff; break;
       case REG.TDT:
         r[REG.TDT / 4] = value & 0xffff;
-        this.transmit();
+        this.kickTx();
         return;
       case REG.TCTL:
         r[REG.TCTL / 4] = value;
-        this.transmit();
+        this.kickTx();
         return;
       default:
         if (offset >= STAT_FIRST && offset <= STAT_LAST) return; // statistics are read-only
@@ -236,7 +272,10 @@ export class E1000eModel implements WirePort {
     if ((icr & ICR.INT_ASSERTED) && (r[REG.CTRL_EXT / 4]! & CTRL_EXT.IAME)) {
       r[REG.IMS / 4] = (r[REG.IMS / 4]! & ~r[REG.IAM / 4]!) >>> 0;
     }
-    if (r[REG.IMS / 4] === 0 || (icr & ICR.INT_ASSERTED)) r[REG.ICR / 4] = 0;
+    if (r[REG.IMS / 4] === 0 || (icr & ICR.INT_ASSERTED)) {
+      r[REG.ICR / 4] = 0;
+      if (icr & ICR.INT_ASSERTED) this.fn?.lowerIntx();
+    }
     return icr;
   }
 
@@ -303,7 +342,7 @@ export class E1000eModel implements WirePort {
 
   private transmit(): void {
     const r = this.regs;
-    if (!(r[REG.TCTL / 4]! & TCTL.EN) || this.paused || this.ringFault === 'tx' || this.dma === null) return;
+    if (!(r[REG.TCTL / 4]! & TCTL.EN) || this.hung || this.ringFault === 'tx' || this.dma === null) return;
     const dma = this.dma;
     const n = r[REG.TDLEN / 4]! / DESC_SIZE;
     if (n === 0) return;
@@ -368,7 +407,7 @@ export class E1000eModel implements WirePort {
   private rx(frame: Uint8Array, len: number): boolean {
     const r = this.regs;
     const rctl = r[REG.RCTL / 4]!;
-    if (!(rctl & RCTL.EN) || !this.linkUp() || this.paused || this.ringFault === 'rx' || this.dma === null) {
+    if (!(rctl & RCTL.EN) || !this.linkUp() || this.hung || this.ringFault === 'rx' || this.dma === null) {
       this.counters.rxDisabled++;
       return false;
     }

@@ -1,0 +1,45 @@
+/**
+ * A batch of packets: buffer indices and lengths in preallocated typed arrays, reused for every
+ * call (nothing is allocated per packet). The indices refer to a driver's RX or TX buffer pool;
+ * `E1000e.rxData(index)` / `txData(index)` give a packet's bytes.
+ */
+export class PacketBatch {
+  readonly capacity: number;
+  /** Packets in the batch: entries 0..count-1 are valid. */
+  count = 0;
+  /** Buffer index of each packet in its pool. */
+  readonly buf: Uint32Array;
+  /** Frame length in bytes (without FCS). */
+  readonly len: Uint16Array;
+
+  constructor(capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 65536) {
+      throw new RangeError(`PacketBatch: capacity ${capacity} must be an integer from 1 to 65536`);
+    }
+    this.capacity = capacity;
+    this.buf = new Uint32Array(capacity);
+    this.len = new Uint16Array(capacity);
+  }
+
+  /** Append one packet; false when the batch is full. */
+  push(buf: number, len: number): boolean {
+    if (this.count === this.capacity) return false;
+    this.buf[this.count] = buf;
+    this.len[this.count] = len;
+    this.count++;
+    return true;
+  }
+
+  /** Drop the first `n` packets, moving the rest to the front (what tx() does with what it took). */
+  shift(n: number): void {
+    if (n >= this.count) { this.count = 0; return; }
+    if (n <= 0) return;
+    this.buf.copyWithin(0, n, this.count);
+    this.len.copyWithin(0, n, this.count);
+    this.count -= n;
+  }
+
+  clear(): void {
+    this.count = 0;
+  }
+}

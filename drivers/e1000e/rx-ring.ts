@@ -1,0 +1,145 @@
+/**
+ * The receive ring: N legacy RX descriptors (§7.1.4) in a window the device may read and write
+ * (it writes back length, status and errors), each pointing at a buffer of the RX pool, whose
+ * window the device may only write.
+ *
+ * Ownership (§7.1.8): descriptors from RDH up to RDT-1 belong to the device; software gives
+ * descriptors back by moving RDT. `next` is the next descriptor software looks at; after a harvest
+ * RDT is set to the last descriptor harvested, so one slot always stays between tail and head
+ * (RDH == RDT means "no descriptors", never "all").
+ *
+ * Hot path: status, length and the refill are typed-array accesses at computed offsets; one RDT
+ * write per batch; nothing allocated.
+ */
+import type { DmaWindow, RegisterSpace } from '../platform.js';
+import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS_FRAME } from './descriptors.js';
+import { REG } from './regs.js';
+import type { PacketBatch } from './batch.js';
+import type { PacketPool } from './pool.js';
+
+export interface RxRingCounters {
+  /** Frames handed to the caller. */
+  packets: number;
+  bytes: number;
+  /** Descriptors written back with ERRORS set (CE, SE, SEQ, CXE, RXE: the simulator reports blocked DMA as RXE). */
+  errors: number;
+  /** Frames that spanned several descriptors (longer than one buffer): dropped. */
+  fragmented: number;
+  /** Harvests that stopped because the pool had no buffer to refill the ring with. */
+  poolEmpty: number;
+}
+
+export class RxRing {
+  readonly size: number;
+  readonly window: DmaWindow;
+  readonly pool: PacketPool;
+  readonly counters: RxRingCounters = { packets: 0, bytes: 0, errors: 0, fragmented: 0, poolEmpty: 0 };
+  private readonly regs: RegisterSpace;
+  private readonly d8: Uint8Array;
+  private readonly d16: Uint16Array;
+  private readonly d32: Uint32Array;
+  /** Pool buffer index behind each descriptor. */
+  private readonly bufOf: Uint32Array;
+  private next = 0;
+  /** Inside a frame that spans descriptors: drop until its EOP. */
+  private dropping = false;
+
+  constructor(regs: RegisterSpace, window: DmaWindow, size: number, pool: PacketPool) {
+    this.regs = regs;
+    this.window = window;
+    this.size = size;
+    this.pool = pool;
+    const b = window.bytes;
+    this.d8 = b;
+    this.d16 = new Uint16Array(b.buffer, b.byteOffset, (size * DESC_SIZE) / 2);
+    this.d32 = new Uint32Array(b.buffer, b.byteOffset, (size * DESC_SIZE) / 4);
+    this.bufOf = new Uint32Array(size);
+  }
+
+  /** Fill every descriptor with a buffer and hand the ring to the device (§4.6.5 receive init). */
+  start(): void {
+    for (let i = 0; i < this.size; i++) {
+      const buf = this.pool.alloc();
+      if (buf < 0) throw new RangeError(`rx ring: the pool has ${this.pool.count} buffers, fewer than the ring's ${this.size}`);
+      this.bufOf[i] = buf;
+      this.arm(i, buf);
+    }
+    this.next = 0;
+    this.dropping = false;
+    const iova = this.window.iova;
+    this.regs.write32(REG.RDBAL, Number(iova & 0xffffffffn));
+    this.regs.write32(REG.RDBAH, Number(iova >> 32n));
+    this.regs.write32(REG.RDLEN, this.size * DESC_SIZE);
+    this.regs.write32(REG.RDH, 0);
+    this.regs.write32(REG.RDT, this.size - 1);
+  }
+
+  /** Buffer address in, write-back half cleared (DD = 0). */
+  private arm(i: number, buf: number): void {
+    const iova = this.pool.iova(buf);
+    const d = i * 4;
+    this.d32[d] = iova >>> 0;
+    this.d32[d + 1] = Math.floor(iova / 0x1_0000_0000);
+    this.d32[d + 2] = 0;
+    this.d32[d + 3] = 0;
+  }
+
+  /** True when the next descriptor has been written back (a frame is waiting). */
+  ready(): boolean {
+    return (this.d8[this.next * DESC_SIZE + RXD.STATUS]! & RXD_STATUS.DD) !== 0;
+  }
+
+  /**
+   * Take up to `batch.capacity - batch.count` received frames into `batch` (appended), refilling
+   * each descriptor with a fresh pool buffer. The caller owns the returned buffers and gives them
+   * back with `pool.free` (E1000e.rxFree). Returns how many were added.
+   */
+  harvest(batch: PacketBatch): number {
+    const d8 = this.d8, d16 = this.d16, pool = this.pool, size = this.size;
+    let i = this.next;
+    let taken = 0;
+    let seen = 0;
+    const room = batch.capacity - batch.count;
+    while (taken < room) {
+      const base = i * DESC_SIZE;
+      const status = d8[base + RXD.STATUS]!;
+      if ((status & RXD_STATUS.DD) === 0) break;
+      const errors = d8[base + RXD.ERRORS]!;
+      const buf = this.bufOf[i]!;
+      if ((status & RXD_STATUS.EOP) === 0 || this.dropping) {
+        // A frame longer than one buffer (LPE is off, so only a misconfigured peer sends one): dropped whole.
+        if (!this.dropping) this.counters.fragmented++;
+        this.dropping = (status & RXD_STATUS.EOP) === 0;
+        this.arm(i, buf);
+      } else if (errors & RXD_ERRORS_FRAME) {
+        this.counters.errors++;
+        this.arm(i, buf);
+      } else {
+        const fresh = pool.alloc();
+        if (fresh < 0) { this.counters.poolEmpty++; break; }
+        const len = d16[(base + RXD.LENGTH) >>> 1]!;
+        batch.buf[batch.count] = buf;
+        batch.len[batch.count] = len;
+        batch.count++;
+        this.bufOf[i] = fresh;
+        this.arm(i, fresh);
+        this.counters.packets++;
+        this.counters.bytes += len;
+        taken++;
+      }
+      seen++;
+      i = i + 1 === size ? 0 : i + 1;
+    }
+    if (seen > 0) {
+      this.next = i;
+      // Give the harvested descriptors back: RDT = the last one harvested.
+      this.regs.write32(REG.RDT, i === 0 ? size - 1 : i - 1);
+    }
+    return taken;
+  }
+
+  /** Return every buffer to the pool (the device must be stopped). */
+  release(): void {
+    for (let i = 0; i < this.size; i++) this.pool.free(this.bufOf[i]!);
+  }
+}
