@@ -1,0 +1,187 @@
+/**
+ * The real seam: libc through koffi. The only file of dmabox that touches koffi, and it loads koffi
+ * on the first `createKoffiSys()` call, not at import.
+ *
+ * Every wrapper reads `koffi.errno()` on the line right after the call that failed: any later call
+ * (even Node's own I/O) would overwrite it (LAB-NOTES).
+ */
+import { createRequire } from 'node:module';
+import { SyscallError, VfioArgError, VfioCode, VfioError } from './errors.js';
+import { ioctlName } from './uapi.js';
+import { MAX_VIEW_BYTES, type PollHandle, type Rlimit, type Sys } from './sys.js';
+
+/** seccomp(2)'s syscall number per architecture (arch/x86/entry/syscalls/syscall_64.tbl; asm-generic/unistd.h). */
+const SYS_SECCOMP: Readonly<Record<string, number>> = Object.freeze({ x64: 317, arm64: 277 });
+
+const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+
+type Fn = ((...args: unknown[]) => unknown) & { info?: unknown };
+
+interface KoffiModule {
+  load(path: string): { func(...def: unknown[]): Fn };
+  errno(): number;
+  view(ptr: unknown, len: number): ArrayBuffer;
+  address(value: unknown): bigint;
+  node: { poll(fd: number, opts: { readable: boolean }, cb: (...args: unknown[]) => void): { close(): void } };
+}
+
+export function createKoffiSys(): Sys {
+  const require = createRequire(import.meta.url);
+  const koffi = require('koffi') as KoffiModule;
+  const libc = koffi.load('libc.so.6');
+
+  const c = {
+    open: libc.func('int open(const char *path, int flags, int mode)'),
+    close: libc.func('int close(int fd)'),
+    ioctlPtr: libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
+    ioctlInt: libc.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']),
+    mmap: libc.func('mmap', 'void *', ['uintptr_t', 'size_t', 'int', 'int', 'int', 'int64_t']),
+    munmap: libc.func('munmap', 'int', ['uintptr_t', 'size_t']),
+    memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
+    ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
+    pread: libc.func('pread', 'long', ['int', 'void *', 'size_t', 'int64_t']),
+    pwrite: libc.func('pwrite', 'long', ['int', 'void *', 'size_t', 'int64_t']),
+    read: libc.func('read', 'long', ['int', 'void *', 'size_t']),
+    write: libc.func('write', 'long', ['int', 'void *', 'size_t']),
+    eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
+    prctl: libc.func('int prctl(int option, ...)'),
+    syscall: libc.func('long syscall(long number, ...)'),
+    getrlimit: libc.func('getrlimit', 'int', ['int', 'void *']),
+    setrlimit: libc.func('setrlimit', 'int', ['int', 'void *']),
+  };
+
+  // Preallocated scratch for the eventfd counter and rlimits: no allocation per interrupt.
+  const counter = Buffer.alloc(8);
+  const rlim = Buffer.alloc(16);
+
+  function fail(op: string): never {
+    throw new SyscallError(op, koffi.errno());
+  }
+
+  function checkLength(op: string, n: number): void {
+    if (!Number.isSafeInteger(n) || n < 0) throw new VfioArgError(`length ${n} must be a non-negative integer`, op);
+  }
+
+  const sys: Sys = {
+    open(path, flags) {
+      const fd = c.open(path, flags, 0) as number;
+      if (fd < 0) fail(`open ${path}`);
+      return fd;
+    },
+    close(fd) {
+      if ((c.close(fd) as number) < 0) fail(`close fd ${fd}`);
+    },
+    ioctl(fd, request, arg) {
+      const r = (arg === undefined ? c.ioctlInt(fd, request, 0) : typeof arg === 'number' ? c.ioctlInt(fd, request, arg) : c.ioctlPtr(fd, request, arg)) as number;
+      if (r < 0) fail(`ioctl ${ioctlName(request)} on fd ${fd}`);
+      return r;
+    },
+    mmap(addr, length, prot, flags, fd, offset) {
+      checkLength('mmap', length);
+      const p = c.mmap(addr, length, prot, flags, fd, offset) as bigint;
+      if (p === MAP_FAILED) fail(`mmap ${length} bytes of fd ${fd} at offset 0x${offset.toString(16)}`);
+      return p;
+    },
+    munmap(addr, length) {
+      if ((c.munmap(addr, length) as number) < 0) fail(`munmap 0x${addr.toString(16)}`);
+    },
+    memfdCreate(name, flags) {
+      const fd = c.memfdCreate(name, flags) as number;
+      if (fd < 0) fail(`memfd_create ${name}`);
+      return fd;
+    },
+    ftruncate(fd, length) {
+      checkLength('ftruncate', length);
+      if ((c.ftruncate(fd, length) as number) < 0) fail(`ftruncate fd ${fd} to ${length}`);
+    },
+    pread(fd, buf, offset) {
+      const n = c.pread(fd, buf, buf.byteLength, offset) as number;
+      if (n < 0) fail(`pread ${buf.byteLength} bytes of fd ${fd} at 0x${offset.toString(16)}`);
+      return n;
+    },
+    pwrite(fd, buf, offset) {
+      const n = c.pwrite(fd, buf, buf.byteLength, offset) as number;
+      if (n < 0) fail(`pwrite ${buf.byteLength} bytes to fd ${fd} at 0x${offset.toString(16)}`);
+      return n;
+    },
+    eventfd(initval, flags) {
+      const fd = c.eventfd(initval, flags) as number;
+      if (fd < 0) fail('eventfd');
+      return fd;
+    },
+    eventfdRead(fd) {
+      const n = c.read(fd, counter, 8) as number;
+      if (n < 0) {
+        const errno = koffi.errno();
+        if (errno === 11) return 0n; // EAGAIN: counter is zero on a non-blocking eventfd
+        throw new SyscallError(`read eventfd ${fd}`, errno);
+      }
+      return counter.readBigUInt64LE(0);
+    },
+    eventfdWrite(fd, value) {
+      counter.writeBigUInt64LE(value, 0);
+      if ((c.write(fd, counter, 8) as number) < 0) fail(`write eventfd ${fd}`);
+    },
+    poll(fd, onReadable): PollHandle {
+      let closed = false;
+      // LAB-NOTES: the callback receives (status, events), although koffi's bundled types say (events).
+      const h = koffi.node.poll(fd, { readable: true }, (status: unknown, events: unknown) => {
+        if (closed) return;
+        if (typeof status === 'number' && status < 0) {
+          // The fd went bad (closed under us): stop rather than spin.
+          closed = true;
+          h.close();
+          return;
+        }
+        const ev = (events ?? status) as { readable?: boolean };
+        if (ev && ev.readable) onReadable();
+      });
+      return {
+        close() {
+          if (closed) return;
+          closed = true;
+          h.close();
+        },
+      };
+    },
+    prctl(option, arg2) {
+      const r = c.prctl(option, 'unsigned long', arg2, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0) as number;
+      if (r < 0) fail(`prctl ${option}`);
+      return r;
+    },
+    seccomp(operation, flags, program) {
+      const nr = SYS_SECCOMP[process.arch];
+      if (nr === undefined) throw new VfioArgError(`seccomp: no syscall number known for architecture ${process.arch}`, 'seccomp');
+      if (program.byteLength === 0 || program.byteLength % 8 !== 0 || program.byteLength / 8 > 4096) {
+        throw new VfioArgError(`a BPF program is 1 to 4096 instructions of 8 bytes; got ${program.byteLength} bytes`, 'seccomp');
+      }
+      // struct sock_fprog { unsigned short len; struct sock_filter *filter; } (linux/filter.h): len@0, filter@8.
+      const filter = Buffer.from(program); // a copy that stays alive across the call
+      const fprog = Buffer.alloc(16);
+      fprog.writeUInt16LE(program.byteLength / 8, 0);
+      fprog.writeBigUInt64LE(koffi.address(filter), 8);
+      const r = c.syscall(nr, 'long', operation, 'long', flags, 'void *', fprog) as number;
+      if (r < 0) fail('seccomp');
+      // With TSYNC a positive result is the id of a thread that could not be synchronised.
+      if (r > 0) throw new VfioError(VfioCode.SYSCALL, `thread ${r} could not be synchronised (TSYNC)`, { op: 'seccomp' });
+      void filter.length;
+    },
+    getrlimit(resource) {
+      if ((c.getrlimit(resource, rlim) as number) < 0) fail(`getrlimit ${resource}`);
+      return { cur: rlim.readBigUInt64LE(0), max: rlim.readBigUInt64LE(8) };
+    },
+    setrlimit(resource, limit: Rlimit) {
+      rlim.writeBigUInt64LE(limit.cur, 0);
+      rlim.writeBigUInt64LE(limit.max, 8);
+      if ((c.setrlimit(resource, rlim) as number) < 0) fail(`setrlimit ${resource}`);
+    },
+    view(addr, length) {
+      if (!Number.isSafeInteger(length) || length <= 0 || length > MAX_VIEW_BYTES) {
+        throw new VfioArgError(`a view is 1 byte to 4 GiB - 1 (koffi.view aborts above); got ${length}: map in pieces`, 'view');
+      }
+      if (addr === 0n) throw new VfioArgError('a view of address 0', 'view');
+      return koffi.view(addr, length);
+    },
+  };
+  return sys;
+}

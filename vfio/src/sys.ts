@@ -1,0 +1,98 @@
+/**
+ * The syscall seam: the whole host interface of dmabox in one place, like NetBSD's rumpuser.h.
+ * Nothing else in the project calls koffi. Every class of this package takes an optional `sys`, so
+ * tests hand in a fake; everything else gets the real one from `defaultSys()`, which loads koffi on
+ * first use only (importing this package never loads it).
+ *
+ * Conventions: a failing call throws `SyscallError` carrying the errno (read right after the call)
+ * and its name; results come back as return values. Addresses and 64-bit quantities are bigint;
+ * file descriptors and small sizes are numbers.
+ */
+import { createKoffiSys } from './sys-koffi.js';
+
+/** Open flags (asm-generic/fcntl.h). */
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+export const O_CLOEXEC = 0o2000000;
+/** mmap protections and flags (asm-generic/mman-common.h, mman.h). */
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_ANONYMOUS = 0x20;
+/** memfd_create flags (linux/memfd.h). */
+export const MFD_CLOEXEC = 1;
+/** eventfd flags (sys/eventfd.h). */
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+/** prctl options (linux/prctl.h). */
+export const PR_SET_NO_NEW_PRIVS = 38;
+export const PR_GET_NO_NEW_PRIVS = 39;
+/** seccomp(2) operation and flag (linux/seccomp.h). */
+export const SECCOMP_SET_MODE_FILTER = 1;
+export const SECCOMP_FILTER_FLAG_TSYNC = 1;
+/** Resource numbers (asm-generic/resource.h). */
+export const RLIMIT_MEMLOCK = 8;
+/** RLIM_INFINITY as the kernel reports it. */
+export const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
+
+/** koffi.view aborts the process (uncatchable) above 4 GiB, so the seam refuses at 4 GiB. */
+export const MAX_VIEW_BYTES = 2 ** 32 - 1;
+
+export interface Rlimit {
+  cur: bigint;
+  max: bigint;
+}
+
+/** A wait on an fd inside Node's event loop. */
+export interface PollHandle {
+  /** Stop waiting; idempotent. */
+  close(): void;
+}
+
+export interface Sys {
+  open(path: string, flags: number): number;
+  close(fd: number): void;
+  /**
+   * ioctl with a pointer argument (`arg` is a struct the kernel reads and may write back), an
+   * integer argument (`number`), or none (`undefined`). Returns the ioctl's non-negative result.
+   */
+  ioctl(fd: number, request: number, arg?: Uint8Array | number): number;
+  /** mmap; `addr` 0n lets the kernel choose. Returns the address. */
+  mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: bigint): bigint;
+  munmap(addr: bigint, length: number): void;
+  memfdCreate(name: string, flags: number): number;
+  ftruncate(fd: number, length: number): void;
+  /** Returns bytes read (fewer than asked at end of file). */
+  pread(fd: number, buf: Uint8Array, offset: bigint): number;
+  pwrite(fd: number, buf: Uint8Array, offset: bigint): number;
+  eventfd(initval: number, flags: number): number;
+  /** Read and reset an eventfd's 8-byte counter; 0n when it is zero and the fd is non-blocking. */
+  eventfdRead(fd: number): bigint;
+  /** Add to an eventfd's counter. */
+  eventfdWrite(fd: number, value: bigint): void;
+  /** Call `onReadable` (in Node's event loop) each time `fd` becomes readable, until closed. */
+  poll(fd: number, onReadable: () => void): PollHandle;
+  prctl(option: number, arg2: number): number;
+  /** seccomp(2) with a classic BPF program given as bytes: 8 bytes per `struct sock_filter`. */
+  seccomp(operation: number, flags: number, program: Uint8Array): void;
+  getrlimit(resource: number): Rlimit;
+  setrlimit(resource: number, limit: Rlimit): void;
+  /** An ArrayBuffer aliasing `length` bytes of mapped memory at `addr` (refused at 4 GiB and above). */
+  view(addr: bigint, length: number): ArrayBuffer;
+}
+
+let current: Sys | undefined;
+
+/** The real seam (koffi over libc), created on first call; koffi itself is loaded only then. */
+export function defaultSys(): Sys {
+  if (!current) current = createKoffiSys();
+  return current;
+}
+
+/** Replace the process-wide default (tests); returns the previous one. */
+export function setDefaultSys(sys: Sys | undefined): Sys | undefined {
+  const prev = current;
+  current = sys;
+  return prev;
+}
