@@ -328,6 +328,11 @@ export class NvmeController {
     else w.resolve({ status, dw0 });
   }
 
+  /** The error for an I/O that completed only because the driver aborted it after a timeout. */
+  abortedError(what: string): Error {
+    return new NvmeTimeoutError(`${what}: no completion within ${this.opts.ioTimeoutMs} ms; aborted (Abort, §5.1) and failed`, 'retry the I/O; the controller is still usable');
+  }
+
   /** The error for a command abandoned by a reset after a timeout, or by close. */
   abandonError(what: string): Error {
     if (this.state === 'closed') return new NvmeControllerError('ERR_NVME_CLOSED', `${what}: the controller was closed with the command in flight`);

@@ -207,6 +207,38 @@ export class IoQueue {
     this.qp.submit(slot, opcode, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, cdw10, cdw11, cdw12, 0, this.now());
   }
 
+  /** IOVA of the slot's read buffer (the device writes it). */
+  readIovaOf(slot: number): bigint {
+    return BigInt(this.readIova[slot]!);
+  }
+  /** IOVA of the slot's write buffer (the device reads it). */
+  writeIovaOf(slot: number): bigint {
+    return BigInt(this.writeIova[slot]!);
+  }
+
+  /**
+   * Read or write with PRPs the caller chose: what a buggy or hostile driver would send. For
+   * confinement tests (the IOMMU must stop it) and for callers with their own DMA windows.
+   */
+  rwWithPrps(slot: number, opcode: number, nsid: number, lba: number, blocks: number, prp1: bigint, prp2: bigint, done: SlotHandler): void {
+    checkNlb(blocks);
+    this.handlers[slot] = done;
+    this.qp.submit(
+      slot,
+      opcode,
+      nsid,
+      Number(prp1 & 0xffff_ffffn),
+      Number(prp1 >> 32n),
+      Number(prp2 & 0xffff_ffffn),
+      Number(prp2 >> 32n),
+      lba % TWO32,
+      Math.floor(lba / TWO32),
+      blocks - 1,
+      0,
+      this.now(),
+    );
+  }
+
   /** Ring the SQ doorbell once for the batch. */
   ring(): void {
     this.qp.ring();

@@ -13,7 +13,7 @@ import type { IdentifyNamespace } from './identify.js';
 import type { IoQueue } from './ioqueue.js';
 import { NvmOpcode } from './commands.js';
 import { NvmeArgumentError, NvmeStatusError } from './status.js';
-import { STATUS_ABANDONED } from './queue.js';
+import { STATUS_ABANDONED, STATUS_TIMED_OUT } from './queue.js';
 
 export class Namespace {
   readonly nsid: number;
@@ -179,6 +179,7 @@ export class Namespace {
         return new Promise<void>((resolve, reject) => {
           const h = (s: number, status: number): void => {
             if (status === STATUS_ABANDONED) return reject(ctrl.abandonError(what));
+            if (status === STATUS_TIMED_OUT) return reject(ctrl.abortedError(what));
             if (status !== 0 && !onStatus) return reject(new NvmeStatusError(`namespace ${this.nsid}: ${what}`, status));
             try {
               if (status === 0) onData?.(q, s);

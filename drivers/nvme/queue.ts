@@ -25,6 +25,13 @@ export type CompletionHandler = (slot: number, status: number, dw0: number) => v
  * of the 15-bit range of real statuses, so it can never be confused with one the device sent.
  */
 export const STATUS_ABANDONED = 0x10000;
+/**
+ * The status a handler receives for a command that completed only because the driver aborted it
+ * after a timeout (the device answered Command Abort Requested, §5.1): the I/O timed out.
+ */
+export const STATUS_TIMED_OUT = 0x10001;
+/** Command Abort Requested (SCT 0, SC 07h) as a 15-bit status. */
+const ABORTED_BY_REQUEST = 0x07;
 
 /** Tracker slot states. */
 const FREE = 0;
@@ -224,7 +231,7 @@ export class QueuePair {
       this.sqHead = dw2 & 0xffff;
       const cid = dw3 & 0xffff;
       const slot = cid & this.slotMask;
-      const status = (dw3 >>> 17) & 0x7fff;
+      let status = (dw3 >>> 17) & 0x7fff;
       if (slot >= this.slots || this.state[slot] !== BUSY || this.cidOf(slot) !== cid || (dw2 >>> 16) !== this.qid) {
         this.unknownCids++;
         this.onProtocolError(
@@ -232,6 +239,7 @@ export class QueuePair {
         );
         continue;
       }
+      if (this.stage[slot] !== 0 && (status & 0x7ff) === ABORTED_BY_REQUEST) status = STATUS_TIMED_OUT;
       this.finish(slot);
       this.onComplete(slot, status, dw0);
     }
