@@ -1,0 +1,129 @@
+/**
+ * A buffer pool: fixed-size buffers inside one DMA window, handed out by index from a free stack
+ * (a Uint32Array), in the manner of ixy's mempool. Nothing is allocated on the hot path: a buffer
+ * is its index, and its offset and IOVA are computed (`offset(i) = base + i * size`), never stored
+ * in objects. One window means one IOMMU mapping for thousands of buffers.
+ *
+ * Empty pool: `alloc()` returns -1 ("should wait", the caller decides), it does not throw.
+ * Freeing a buffer twice, or an index the pool never had, throws ERR_DMA_POOL_FREE: that is a
+ * driver bug that would otherwise hand one buffer to two owners.
+ */
+import type { DmaWindow } from '../drivers/platform.js';
+import { DmaError } from './errors.js';
+
+export interface BufferPoolOptions {
+  /** Bytes of the window before the first buffer (default 0). */
+  offset?: number;
+  /** Number of buffers (default: as many as fit). */
+  count?: number;
+}
+
+export class BufferPool {
+  readonly window: DmaWindow;
+  readonly bufferSize: number;
+  readonly count: number;
+  readonly base: number;
+  /** The window's IOVA as a number (exact below 2^53), so per-buffer IOVAs need no bigint. */
+  private readonly iovaBase: number;
+  private readonly stack: Uint32Array;
+  private readonly out: Uint8Array;
+  private top: number;
+
+  constructor(window: DmaWindow, bufferSize: number, options: BufferPoolOptions = {}) {
+    const base = options.offset ?? 0;
+    if (!Number.isSafeInteger(bufferSize) || bufferSize <= 0) {
+      throw new DmaError('ERR_DMA_ARG', `buffer pool: buffer size ${bufferSize} is not a positive integer`);
+    }
+    if (!Number.isSafeInteger(base) || base < 0 || base >= window.size) {
+      throw new DmaError('ERR_DMA_ARG', `buffer pool: offset ${base} is outside the ${window.size}-byte window`);
+    }
+    const fit = Math.floor((window.size - base) / bufferSize);
+    const count = options.count ?? fit;
+    if (!Number.isSafeInteger(count) || count < 1 || count > fit) {
+      throw new DmaError('ERR_DMA_ARG', `buffer pool: ${count} buffers of ${bufferSize} bytes do not fit (room for ${fit})`, {
+        fix: 'allocate a larger window or ask for fewer buffers',
+      });
+    }
+    if (window.iova + BigInt(window.size) > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new DmaError('ERR_DMA_ARG', `buffer pool: window IOVA 0x${window.iova.toString(16)} is above 2^53`);
+    }
+    this.window = window;
+    this.bufferSize = bufferSize;
+    this.count = count;
+    this.base = base;
+    this.iovaBase = Number(window.iova) + base;
+    this.stack = new Uint32Array(count);
+    this.out = new Uint8Array(count);
+    // Lowest index on top: buffers come out in address order on a fresh pool.
+    for (let i = 0; i < count; i++) this.stack[i] = count - 1 - i;
+    this.top = count;
+  }
+
+  /** Free buffers. */
+  get available(): number {
+    return this.top;
+  }
+
+  /** A free buffer's index, or -1 when none is free. */
+  alloc(): number {
+    if (this.top === 0) return -1;
+    const i = this.stack[--this.top]!;
+    this.out[i] = 1;
+    return i;
+  }
+
+  /** Like alloc, but an empty pool is an error (setup code, not hot paths). */
+  allocOrThrow(): number {
+    const i = this.alloc();
+    if (i < 0) {
+      throw new DmaError('ERR_DMA_POOL_EXHAUSTED', `buffer pool of ${this.count} x ${this.bufferSize} bytes is empty`, {
+        fix: 'free buffers when the device is done with them, or make the pool larger',
+      });
+    }
+    return i;
+  }
+
+  free(index: number): void {
+    if ((index >>> 0) !== index || index >= this.count) {
+      throw new DmaError('ERR_DMA_POOL_FREE', `buffer pool: index ${index} is not a buffer of this pool (0..${this.count - 1})`);
+    }
+    if (this.out[index] === 0) {
+      throw new DmaError('ERR_DMA_POOL_FREE', `buffer pool: buffer ${index} freed twice`, { fix: 'free each buffer once, when the device has finished with it' });
+    }
+    this.out[index] = 0;
+    this.stack[this.top++] = index;
+  }
+
+  /** Whether a buffer is handed out. */
+  isAllocated(index: number): boolean {
+    return this.out[index] === 1;
+  }
+
+  /** Byte offset of buffer `index` in the window. */
+  offset(index: number): number {
+    return this.base + index * this.bufferSize;
+  }
+
+  /** Device address of buffer `index` as a number (exact below 2^53, checked at construction). */
+  iova(index: number): number {
+    return this.iovaBase + index * this.bufferSize;
+  }
+
+  /** Device address of buffer `index` as a bigint (allocates: not for hot paths). */
+  iovaBig(index: number): bigint {
+    return BigInt(this.iova(index));
+  }
+
+  /** Write buffer `index`'s IOVA as a little-endian 64-bit field (a descriptor's buffer address) without a bigint. */
+  writeIova(view: DataView, at: number, index: number): void {
+    const a = this.iovaBase + index * this.bufferSize;
+    view.setUint32(at, a % 0x1_0000_0000, true);
+    view.setUint32(at + 4, Math.floor(a / 0x1_0000_0000), true);
+  }
+
+  /** The CPU view of buffer `index` (allocates a subarray: for setup and tests). */
+  bytes(index: number): Uint8Array {
+    const o = this.offset(index);
+    return this.window.bytes.subarray(o, o + this.bufferSize);
+  }
+}
