@@ -52,8 +52,8 @@ export const DEFAULT_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
   maxOptions: 64,
   maxOptionLength: 16 * 1024,
   maxInFlight: 128,
-  maxInFlightBytes: 64 * 1024 * 1024,
-  maxQueuedReplyBytes: 16 * 1024 * 1024,
+  maxInFlightBytes: 32 * 1024 * 1024,
+  maxQueuedReplyBytes: 8 * 1024 * 1024,
 });
 
 function isLoopback(host: string): boolean {

@@ -1,0 +1,283 @@
+/**
+ * Hostile and broken clients, from raw sockets: each gets the protocol's answer or a closed
+ * connection, the server never crashes, and a well-behaved client connected the whole time keeps
+ * reading back what it wrote.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
+import { NbdServer, type NbdEvent } from '../../../linkback/nbd/server.js';
+import * as P from '../../../linkback/nbd/protocol.js';
+import { GatedDevice, RawClient, pattern, tempDir } from './helpers.js';
+
+const t = suite('nbd hostile clients');
+const tmp = tempDir();
+const sock = join(tmp.dir, 'nbd.sock');
+const MiB = 1 << 20;
+let server: NbdServer;
+let gated: GatedDevice;
+const events: NbdEvent[] = [];
+
+/** A client doing verified write/read cycles in the background the whole time. */
+class GoodClient {
+  ops = 0;
+  error: unknown = null;
+  private stop = false;
+  private done: Promise<void> = Promise.resolve();
+  private c!: RawClient;
+
+  async start(): Promise<void> {
+    this.c = await RawClient.connect(sock);
+    await this.c.open('disk');
+    this.done = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    let i = 0;
+    try {
+      while (!this.stop) {
+        const off = (i % 64) * 65536;
+        const data = pattern(65536, i + 1);
+        const e = await this.c.writeAt(2 * i, off, data);
+        if (e !== 0) throw new Error(`write error ${e}`);
+        const r = await this.c.readAt(2 * i + 1, off, 65536);
+        if (r.error !== 0 || !r.data.equals(data)) throw new Error(`read back differs at ${off}`);
+        this.ops++;
+        i++;
+        await new Promise((r) => setImmediate(r));
+      }
+    } catch (e) {
+      this.error = e;
+    }
+  }
+
+  /** Assert it made progress since `since` and saw no error. */
+  async progressed(since: number): Promise<number> {
+    const deadline = Date.now() + 3000;
+    while (this.ops <= since + 2 && !this.error && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.is(this.error, null, `good client failed: ${String(this.error)}`);
+    assert.ok(this.ops > since + 2, 'good client made progress');
+    return this.ops;
+  }
+
+  async finish(): Promise<void> {
+    this.stop = true;
+    await this.done;
+    this.c.destroy();
+  }
+}
+
+const good = new GoodClient();
+let mark = 0;
+
+t.before(async () => {
+  gated = new GatedDevice(8 * MiB);
+  server = new NbdServer({
+    exports: [
+      { name: 'disk', device: new MemoryBlockDevice({ size: 64 * MiB }) },
+      { name: 'gated', device: gated },
+      { name: 'unread', device: new MemoryBlockDevice({ size: 32 * MiB }) },
+    ],
+    maxConnections: 8,
+    limits: { handshakeTimeoutMs: 300, maxOptions: 8 },
+    onEvent: (e) => events.push(e),
+  });
+  await server.listenUnix(sock);
+  await good.start();
+});
+
+t.after.each(async () => {
+  mark = await good.progressed(mark);
+});
+
+t.after(async () => {
+  await good.finish();
+  assert.is(good.error, null);
+  await server.close();
+  tmp.remove();
+});
+
+t('truncated handshakes: closing at every point before transmission', async () => {
+  for (const cut of [0, 2, 4, 10, 16, 20]) {
+    const c = await RawClient.connect(sock);
+    await c.read(18);
+    const bytes = Buffer.concat([Buffer.from([0, 0, 0, 3]), Buffer.from('IHAVEOPT'), Buffer.from([0, 0, 0, 7, 0, 0, 0, 12])]);
+    c.write(bytes.subarray(0, cut));
+    c.destroy();
+  }
+  const early = await RawClient.connect(sock);
+  early.destroy(); // before even reading the greeting
+});
+
+t('unknown client flags: the server drops the connection (§Client flags)', async () => {
+  const c = await RawClient.connect(sock);
+  await c.greet(0xffff);
+  assert.ok(await c.waitClosed(1000));
+});
+
+t('bad option magic: dropped', async () => {
+  const c = await RawClient.connect(sock);
+  await c.greet();
+  c.write(Buffer.concat([Buffer.from('IHAVEOPX'), Buffer.alloc(8)]));
+  assert.ok(await c.waitClosed(1000));
+});
+
+t('a handshake that stalls is cut after the handshake timeout', async () => {
+  const before = server.stats().handshakeTimeouts;
+  const silent = await RawClient.connect(sock);
+  const half = await RawClient.connect(sock);
+  await half.greet();
+  half.write(Buffer.from('IHAVE')); // a partial option header, then nothing
+  const huge = await RawClient.connect(sock);
+  await huge.greet();
+  huge.sendOption(P.NBD_OPT_LIST, Buffer.alloc(100), 0xfffffff0); // promises 4 GiB, sends 100 bytes
+  const t0 = Date.now();
+  assert.ok(await silent.waitClosed(2000));
+  assert.ok(await half.waitClosed(2000));
+  assert.ok(await huge.waitClosed(2000));
+  assert.ok(Date.now() - t0 < 1500);
+  assert.is(server.stats().handshakeTimeouts - before, 3);
+});
+
+t('too many options: answered up to the limit, then dropped', async () => {
+  const c = await RawClient.connect(sock);
+  await c.greet();
+  for (let i = 0; i < 20; i++) c.sendOption(P.NBD_OPT_STRUCTURED_REPLY);
+  let answered = 0;
+  try {
+    for (;;) {
+      assert.is((await c.optionReply()).type, P.NBD_REP_ERR_UNSUP);
+      answered++;
+    }
+  } catch { /* closed */ }
+  assert.is(answered, 8);
+  assert.ok(await c.waitClosed(1000));
+});
+
+t('an oversized option is skipped and answered NBD_REP_ERR_TOO_BIG; an oversized EXPORT_NAME is dropped', async () => {
+  const c = await RawClient.connect(sock);
+  await c.greet();
+  c.sendOption(P.NBD_OPT_INFO, Buffer.alloc(100 * 1024, 0x41));
+  const r = await c.optionReply();
+  assert.is(r.type, P.NBD_REP_ERR_TOO_BIG);
+  const ok = await c.infoOrGo(P.NBD_OPT_INFO, 'disk', []);
+  assert.is(ok.final, P.NBD_REP_ACK, 'still in step after the skipped data');
+  c.sendOption(P.NBD_OPT_EXPORT_NAME, Buffer.alloc(100 * 1024, 0x41));
+  assert.ok(await c.waitClosed(1000));
+});
+
+t('bad request magic in transmission: dropped and counted', async () => {
+  const before = server.stats().exports['disk']!.protocolErrors;
+  const c = await RawClient.connect(sock);
+  await c.open('disk');
+  c.request(P.NBD_CMD_READ, 1, 0, 512, { magic: 0x12345678 });
+  assert.ok(await c.waitClosed(1000));
+  assert.is(server.stats().exports['disk']!.protocolErrors - before, 1);
+});
+
+t('a write promising more than 32 MiB: dropped without buffering it', async () => {
+  const c = await RawClient.connect(sock);
+  await c.open('disk');
+  c.request(P.NBD_CMD_WRITE, 1, 0, 0xffffff00, { data: Buffer.alloc(4096) });
+  assert.ok(await c.waitClosed(1000));
+  assert.is(c.buffered, 0);
+});
+
+t('a client that disconnects in the middle of a write payload: nothing is written', async () => {
+  const c = await RawClient.connect(sock);
+  await c.open('disk');
+  c.request(P.NBD_CMD_WRITE, 1, 32 * MiB, 65536, { data: pattern(30000, 1) });
+  await new Promise((r) => setTimeout(r, 20));
+  c.destroy();
+  const v = await RawClient.connect(sock);
+  await v.open('disk');
+  const r = await v.readAt(1, 32 * MiB, 65536);
+  assert.ok(r.data.every((x) => x === 0));
+  v.destroy();
+});
+
+t('a client that disconnects with requests in flight: the device finishes them, nobody is answered, no crash', async () => {
+  const c = await RawClient.connect(sock);
+  await c.open('gated');
+  for (let i = 0; i < 8; i++) c.request(P.NBD_CMD_READ, i, i * 4096, 4096);
+  c.request(P.NBD_CMD_WRITE, 99, 0, 4096, { data: pattern(4096, 3) });
+  await gated.waitHeld(9);
+  c.destroy();
+  await c.waitClosed();
+  for (const h of gated.held.splice(0, 4)) h.release();
+  for (const h of gated.held.splice(0)) h.fail(new Error('late failure after the client left'));
+  await new Promise((r) => setTimeout(r, 20));
+  const closes = events.filter((e) => e.type === 'close' && e.export === 'gated');
+  assert.ok(closes.length >= 1);
+  gated.gate = false;
+});
+
+t('garbage after the greeting and after GO: the server answers or hangs up, and carries on', async () => {
+  for (let round = 0; round < 6; round++) {
+    const cs = await Promise.all([0, 1, 2, 3].map(() => RawClient.connect(sock)));
+    await Promise.all(cs.map(async (c, i) => {
+      if (i % 2 === 0) await c.greet(); else await c.open('disk');
+      for (let k = 0; k < 5; k++) c.write(randomBytes(1 + Math.floor(Math.random() * 3000)));
+      // Either the server hangs up (bad magic) or it waits for more; both are fine, crashing is not.
+      await c.waitClosed(400);
+      c.destroy();
+    }));
+  }
+  // Garbage that looks like requests: valid magic, random everything else.
+  const c = await RawClient.connect(sock);
+  await c.open('disk');
+  for (let i = 0; i < 200; i++) {
+    const h = randomBytes(28);
+    h.writeUInt32BE(P.NBD_REQUEST_MAGIC, 0);
+    const type = h.readUInt16BE(6) % 10;
+    h.writeUInt16BE(type === P.NBD_CMD_WRITE || type === P.NBD_CMD_DISC ? P.NBD_CMD_READ : type, 6);
+    c.write(h);
+  }
+  // Random 64-bit offsets are past the 64 MiB export (all but with odds of 2^-38), so every request
+  // is answered with an error and no data, in step.
+  for (let i = 0; i < 200; i++) {
+    const r = await c.reply();
+    assert.ok(r.error === P.NBD_EINVAL || r.error === P.NBD_ENOSPC, `error ${r.error}`);
+  }
+  c.destroy();
+});
+
+t('a client that never reads its replies: input is paused, memory stays bounded', async () => {
+  const c = await RawClient.connect(sock);
+  await c.open('unread');
+  c.socket.pause(); // never read
+  const hdrs = Buffer.alloc(28 * 2000);
+  for (let i = 0; i < 2000; i++) {
+    const at = i * 28;
+    hdrs.writeUInt32BE(P.NBD_REQUEST_MAGIC, at);
+    hdrs.writeUInt16BE(P.NBD_CMD_READ, at + 6);
+    hdrs.writeUInt32BE(i, at + 12);
+    hdrs.writeUInt32BE((i % 32) * MiB, at + 20);
+    hdrs.writeUInt32BE(MiB, at + 24);
+  }
+  c.write(hdrs); // 2000 reads of 1 MiB: 2 GiB of replies
+  await new Promise((r) => setTimeout(r, 300));
+  const parsed = server.stats().exports['unread']!.reads;
+  assert.ok(parsed < 200, `only a bounded number of reads is taken in while replies are unread (took ${parsed})`);
+  c.destroy();
+});
+
+t('connections over the limit are closed at once; the counted refusal shows in stats', async () => {
+  // Let the server see earlier tests' connections go: only the good client remains.
+  for (let i = 0; i < 100 && server.stats().connectionsActive > 1; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.is(server.stats().connectionsActive, 1);
+  const before = server.stats().connectionsRefused;
+  const open: RawClient[] = [];
+  for (let i = 0; i < 12; i++) open.push(await RawClient.connect(sock));
+  await new Promise((r) => setTimeout(r, 50));
+  const closed = open.filter((c) => c.closed).length;
+  // 8 allowed, one of them is the good client.
+  assert.is(closed, 5);
+  assert.is(server.stats().connectionsRefused - before, 5);
+  for (const c of open) c.destroy();
+  await new Promise((r) => setTimeout(r, 50));
+});
+
+t.run();
