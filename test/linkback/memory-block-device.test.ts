@@ -13,7 +13,7 @@ async function rejectsWith(p: Promise<unknown>, kind: string): Promise<BlockDevi
     assert.is((e as BlockDeviceError).code, `ERR_BLOCK_${kind}`);
     return e as BlockDeviceError;
   }
-  throw new assert.Assertion({ message: `expected a ${kind} rejection` });
+  throw new Error(`expected a ${kind} rejection`);
 }
 
 test('a 1 GiB device costs nothing until written and reads zeroes', async () => {
