@@ -10,6 +10,9 @@
  * - TX buffers: device read only.
  *
  * Every wait on the device is bounded (options below) and ends in an E1000eError naming the register.
+ *
+ * Imports: drivers/platform.ts, this folder, and dma/pool.ts (pure code over a DmaWindow: a free
+ * stack of buffer indices; it touches no hardware).
  */
 import type { Platform, RegisterSpace, DmaWindow, IrqVector } from '../platform.js';
 import { DEVICE_READS, DEVICE_WRITES, DEVICE_READS_WRITES } from '../platform.js';
@@ -19,7 +22,7 @@ import { DESC_SIZE, RING_ALIGN_DESCS, ETH } from './descriptors.js';
 import { E1000eError } from './errors.js';
 import { RxRing } from './rx-ring.js';
 import { TxRing } from './tx-ring.js';
-import { WindowPool } from './pool.js';
+import { BufferPool } from '../../dma/pool.js';
 import type { PacketBatch } from './batch.js';
 
 export type E1000eInterruptMode = 'poll' | 'msix';
@@ -79,8 +82,8 @@ export class E1000e {
   readonly interrupts: E1000eInterruptMode;
   rxRing!: RxRing;
   txRing!: TxRing;
-  rxPool!: WindowPool;
-  txPool!: WindowPool;
+  rxPool!: BufferPool;
+  txPool!: BufferPool;
   private readonly opts: Required<E1000eOptions>;
   private readonly windows: DmaWindow[] = [];
   private readonly statTotals = new Map<string, number>();
@@ -183,15 +186,13 @@ export class E1000e {
   }
 
   private setupRings(): void {
-    const dma = this.platform.dma;
     const o = this.opts;
     const rxDesc = this.alloc(o.rxDescriptors * DESC_SIZE, DEVICE_READS_WRITES, 'e1000e rx descriptors');
     const txDesc = this.alloc(o.txDescriptors * DESC_SIZE, DEVICE_READS, 'e1000e tx descriptors');
     const rxBufs = this.alloc(o.rxBuffers * BUFFER_SIZE, DEVICE_WRITES, 'e1000e rx buffers');
     const txBufs = this.alloc(o.txBuffers * BUFFER_SIZE, DEVICE_READS, 'e1000e tx buffers');
-    void dma;
-    this.rxPool = new WindowPool(rxBufs, BUFFER_SIZE);
-    this.txPool = new WindowPool(txBufs, BUFFER_SIZE);
+    this.rxPool = new BufferPool(rxBufs, BUFFER_SIZE);
+    this.txPool = new BufferPool(txBufs, BUFFER_SIZE);
     this.rxRing = new RxRing(this.regs, rxDesc, o.rxDescriptors, this.rxPool);
     this.txRing = new TxRing(this.regs, txDesc, o.txDescriptors, this.txPool);
   }
@@ -289,7 +290,7 @@ export class E1000e {
   /** The bytes of RX pool buffer `buf` (a view, valid until rxFree). */
   rxData(buf: number, len: number): Uint8Array {
     const off = this.rxPool.offset(buf);
-    return this.rxPool.bytes.subarray(off, off + len);
+    return this.rxPool.window.bytes.subarray(off, off + len);
   }
 
   /** Give received buffers back (all of the batch's entries), and empty the batch. */
@@ -309,7 +310,7 @@ export class E1000e {
   /** The writable bytes of TX pool buffer `buf`. */
   txData(buf: number): Uint8Array {
     const off = this.txPool.offset(buf);
-    return this.txPool.bytes.subarray(off, off + BUFFER_SIZE);
+    return this.txPool.window.bytes.subarray(off, off + BUFFER_SIZE);
   }
 
   /**

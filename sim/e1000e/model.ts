@@ -108,8 +108,11 @@ export class E1000eModel implements WirePort, DeviceModel {
   private txWork: DeviceWork | null = null;
   private wire: FrameSink | null = null;
   // Preallocated scratch: nothing is allocated per frame.
-  private readonly desc = new Uint8Array(DESC_SIZE);
-  private readonly descView = new DataView(this.desc.buffer);
+  // Separate RX and TX scratch: a loopback wire receives inside transmit.
+  private readonly txDesc = new Uint8Array(DESC_SIZE);
+  private readonly txDescView = new DataView(this.txDesc.buffer);
+  private readonly rxDesc = new Uint8Array(DESC_SIZE);
+  private readonly rxDescView = new DataView(this.rxDesc.buffer);
   private readonly txFrame = new Uint8Array(TX_MAX);
   private readonly rxPad = new Uint8Array(ETH.MIN_FRAME + ETH.FCS);
   private readonly fcs = new Uint8Array(ETH.FCS);
@@ -350,8 +353,8 @@ export class E1000eModel implements WirePort, DeviceModel {
     const tail = r[REG.TDT / 4]!;
     let head = r[REG.TDH / 4]!;
     if (head >= n || tail >= n) return; // out-of-range pointers: the ring is not processed
-    const desc = this.desc;
-    const dv = this.descView;
+    const desc = this.txDesc;
+    const dv = this.txDescView;
     let causes = 0;
     while (head !== tail) {
       const at = base + head * DESC_SIZE;
@@ -438,8 +441,8 @@ export class E1000eModel implements WirePort, DeviceModel {
     if (crc) fcs32(frame, len, this.fcs);
 
     const base = r[REG.RDBAL / 4]! + r[REG.RDBAH / 4]! * 0x1_0000_0000;
-    const desc = this.desc;
-    const dv = this.descView;
+    const desc = this.rxDesc;
+    const dv = this.rxDescView;
     let done = 0;
     let blocked = false;
     while (done < total) {
