@@ -191,14 +191,14 @@ export function nvmeDriverSuite(target: NvmeTarget): void {
     const q = c.ioQueues[0]!;
     await ns.write(64, pattern(ns.blockSize, 64));
     // The write-data buffers are mapped device-READ-only: a read command aimed there must fault.
-    const target = c.platform.dma.alloc(4096, DEVICE_READS, { label: 'canary (device read-only)' });
-    target.bytes.fill(0x5a);
-    const before = await target_faults();
-    const status = await lowLevel(c, q, (slot, done) => q.rwWithPrps(slot, NvmOpcode.READ, ns.nsid, 64, 1, target.iova, 0n, done));
-    assert.ok(target.bytes.every((b) => b === 0x5a), 'target memory unchanged');
-    assert.ok((await target_faults()) > before, 'the IOMMU logged a fault');
+    const victim = c.platform.dma.alloc(4096, DEVICE_READS, { label: 'canary (device read-only)' });
+    victim.bytes.fill(0x5a);
+    const before = await faults();
+    const status = await lowLevel(c, q, (slot, done) => q.rwWithPrps(slot, NvmOpcode.READ, ns.nsid, 64, 1, victim.iova, 0n, done));
+    assert.ok(victim.bytes.every((b) => b === 0x5a), 'target memory unchanged');
+    assert.ok((await faults()) > before, 'the IOMMU logged a fault');
     if (target.reportsTransferErrors) assert.is(status, statusOf(Sct.GENERIC, GenericSc.DATA_TRANSFER_ERROR));
-    c.platform.dma.free(target);
+    c.platform.dma.free(victim);
     // The controller is still usable afterwards.
     assert.equal(await ns.read(64, 1), pattern(ns.blockSize, 64));
   });
@@ -218,9 +218,9 @@ export function nvmeDriverSuite(target: NvmeTarget): void {
     list.view.setBigUint64(0, buf.iova + 4096n, true);
     list.view.setBigUint64(8, goneIova, true); // the corrupted entry
     list.view.setBigUint64(16, buf.iova + 3n * 4096n, true);
-    const before = await target_faults();
+    const before = await faults();
     const status = await lowLevel(c, q, (slot, done) => q.rwWithPrps(slot, NvmOpcode.READ, ns.nsid, 128, blocks, buf.iova, list.iova, done));
-    assert.ok((await target_faults()) > before, 'the IOMMU logged a fault');
+    assert.ok((await faults()) > before, 'the IOMMU logged a fault');
     if (target.reportsTransferErrors) assert.is(status, statusOf(Sct.GENERIC, GenericSc.DATA_TRANSFER_ERROR));
     c.platform.dma.free(buf);
     c.platform.dma.free(list);
@@ -241,7 +241,7 @@ export function nvmeDriverSuite(target: NvmeTarget): void {
     ctrl = undefined;
   });
 
-  async function target_faults(): Promise<number> {
+  async function faults(): Promise<number> {
     return await target.faultCount();
   }
 
