@@ -231,6 +231,20 @@ export class SimNvme implements DeviceModel {
     this.swallowNext = n;
   }
 
+  /**
+   * Post a completion no command asked for (a misbehaving device): CID `cid` on the CQ of SQ
+   * `sqid`, then signal. For the driver's "unknown CID is never trusted" tests.
+   */
+  injectCompletion(sqid: number, cid: number, status = 0): void {
+    const sq = this.sqs[sqid];
+    if (sq === undefined) throw new SimError('ERR_SIM_ARG', `injectCompletion: SQ ${sqid} does not exist`);
+    this.complete(sq, cid, status, 0);
+    this.signal();
+  }
+
+  /** Make the next swallowed commands immune to Abort (Abort answers "not aborted"), to force a reset. */
+  unabortable = false;
+
   /** How many I/O queue pairs exist now. */
   get ioQueueCount(): number {
     let n = 0;
@@ -562,7 +576,7 @@ export class SimNvme implements DeviceModel {
   private abort(sqid: number, cid: number): number {
     const key = (sqid << 16) | cid;
     const sq = this.sqs[sqid];
-    if (sq !== undefined && this.held.delete(key)) {
+    if (sq !== undefined && !this.unabortable && this.held.delete(key)) {
       this.complete(sq, cid, statusOf(Sct.GENERIC, GenericSc.ABORTED_BY_REQUEST), 0);
       this.dw0 = 0;
     } else {
