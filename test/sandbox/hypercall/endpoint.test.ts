@@ -1,0 +1,211 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createServer, connect, type Socket } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  FaultKind, GuestEndpoint, HcStatus, HostEndpoint, HypercallError, HypercallRefused, LogLevel, ShutdownReason,
+  type FaultReport, type Heartbeat, type HostHandler, type LogRecord, type WindowMapping,
+} from '../../../sandbox/hypercall/index.js';
+import { duplexPair, sleep, tick } from './helpers.js';
+
+const WINDOWS: WindowMapping[] = [
+  { iova: 0x100000n, length: 0x200000n, offset: 0n, fdSlot: 3, deviceRead: true, deviceWrite: true, hugePages: false },
+  { iova: 0x40000000n, length: 0x1000000n, offset: 0x200000n, fdSlot: 3, deviceRead: false, deviceWrite: true, hugePages: true },
+];
+
+function setup(handler: Partial<HostHandler> = {}, hostExtra: Record<string, unknown> = {}) {
+  const [h, g] = duplexPair();
+  const violations: HypercallError[] = [];
+  const guestViolations: HypercallError[] = [];
+  const logs: LogRecord[] = [];
+  const beats: Heartbeat[] = [];
+  const faults: FaultReport[] = [];
+  let readyQueues = 0;
+  const host = new HostEndpoint(h, {
+    windowCount: WINDOWS.length,
+    handler: {
+      mapWindow: (id) => WINDOWS[id]!,
+      irqSetup: (r) => ({ granted: Math.min(r.vectors, 4), firstFdSlot: 5 }),
+      log: (r) => logs.push(r),
+      heartbeat: (b) => beats.push(b),
+      fault: (f) => faults.push(f),
+      ready: (r) => { readyQueues = r.queues; },
+      ...handler,
+    },
+    onViolation: (e) => violations.push(e),
+    ...hostExtra,
+  });
+  const shutdowns: number[] = [];
+  const guest = new GuestEndpoint(g, {
+    name: 'nvme-test',
+    handler: {
+      shutdown: async (r) => { shutdowns.push(r.deadlineMs); },
+      quiesce: (r) => r.deadlineMs === 77 ? 3 : 0,
+    },
+    onViolation: (e) => guestViolations.push(e),
+  });
+  return { host, guest, violations, guestViolations, logs, beats, faults, shutdowns, ready: () => readyQueues };
+}
+
+test('round trip of every call', async () => {
+  const s = setup();
+  const session = await s.guest.hello();
+  assert.equal(session, { version: 1, windowCount: 2, maxPayload: 1024, heartbeatMs: 1000 });
+  assert.is(s.host.state, 'running');
+  assert.is(s.host.peer?.name, 'nvme-test');
+  assert.is(s.host.peer?.pid, process.pid);
+  assert.equal(await s.guest.mapWindow(0), WINDOWS[0]);
+  assert.equal(await s.guest.mapWindow(1), WINDOWS[1]);
+  assert.equal(await s.guest.irqSetup('msix', 9), { granted: 4, firstFdSlot: 5 });
+  const before = process.hrtime.bigint();
+  const c = await s.guest.clock();
+  assert.ok(c.monotonicNs >= before && c.monotonicNs <= process.hrtime.bigint());
+  assert.ok(Math.abs(Number(c.realtimeNs / 1_000_000n) - Date.now()) < 1000);
+  s.guest.log(LogLevel.WARN, 'controller ready: CSTS.RDY=1 ✓');
+  s.guest.heartbeat({ completed: 10n, errors: 1n, bytes: 40960n, inflight: 2 });
+  s.guest.fault({ kind: FaultKind.DMA, code: 0x04, iova: 0x20000000n });
+  s.guest.ready(2);
+  await tick();
+  assert.equal(s.logs, [{ level: LogLevel.WARN, text: 'controller ready: CSTS.RDY=1 ✓' }]);
+  assert.equal(s.beats, [{ completed: 10n, errors: 1n, bytes: 40960n, inflight: 2 }]);
+  assert.equal(s.host.lastHeartbeat, s.beats[0]);
+  assert.equal(s.faults, [{ kind: FaultKind.DMA, code: 4, iova: 0x20000000n }]);
+  assert.is(s.ready(), 2);
+  assert.is(s.host.state, 'ready');
+  assert.equal(await s.host.quiesce(77), { inflight: 3 });
+  await s.host.shutdown(250, ShutdownReason.RESTART);
+  assert.equal(s.shutdowns, [250]);
+  assert.equal(s.violations, []);
+  assert.equal(s.guestViolations, []);
+  s.host.close();
+  await tick();
+  assert.is(s.guest.stopped?.code, 'ERR_HC_CLOSED');
+});
+
+test('log text is bounded to 512 bytes at a character boundary and control characters are neutralised', async () => {
+  const s = setup();
+  await s.guest.hello();
+  s.guest.log(LogLevel.INFO, 'é'.repeat(400));
+  s.guest.log(LogLevel.ERROR, 'fake\nERROR line \x1b[31mred');
+  await tick();
+  assert.is(Buffer.byteLength(s.logs[0]!.text), 512);
+  assert.is(s.logs[0]!.text, 'é'.repeat(256));
+  assert.is(s.logs[1]!.text, 'fake?ERROR line ?[31mred');
+  s.host.close();
+});
+
+test('a window outside the grant is denied and reported; the channel keeps working', async () => {
+  const s = setup();
+  await s.guest.hello();
+  const e = await s.guest.mapWindow(2).catch((x) => x);
+  assert.instance(e, HypercallRefused);
+  assert.is(e.status, HcStatus.DENIED);
+  assert.is(e.code, 'ERR_HC_REFUSED');
+  assert.is(s.violations.length, 1);
+  assert.is(s.violations[0]!.code, 'ERR_HC_BAD_FIELD');
+  assert.is(s.violations[0]!.decision, 'drop');
+  assert.equal(await s.guest.mapWindow(1), WINDOWS[1]);
+  s.host.close();
+});
+
+test('handler answers: a status is passed on; a throw or rejection becomes INTERNAL, not a crash', async () => {
+  const errors: unknown[] = [];
+  const s = setup({
+    mapWindow: (id) => (id === 0 ? HcStatus.EXHAUSTED : Promise.reject(new Error('manager bug'))),
+    irqSetup: () => { throw new Error('also a bug'); },
+  }, { onHandlerError: (e: unknown) => errors.push(e) });
+  await s.guest.hello();
+  assert.is((await s.guest.mapWindow(0).catch((x) => x)).status, HcStatus.EXHAUSTED);
+  assert.is((await s.guest.mapWindow(1).catch((x) => x)).status, HcStatus.INTERNAL);
+  assert.is((await s.guest.irqSetup('msix', 1).catch((x) => x)).status, HcStatus.INTERNAL);
+  assert.is(errors.length, 2);
+  assert.equal(s.violations, []);
+  s.host.close();
+});
+
+test('a guest whose handler fails answers INTERNAL; the host sees a refusal', async () => {
+  const [h, g] = duplexPair();
+  const host = new HostEndpoint(h, { windowCount: 0, handler: { mapWindow: () => HcStatus.DENIED, irqSetup: () => HcStatus.DENIED } });
+  const guest = new GuestEndpoint(g, { name: 'x', handler: { shutdown: () => { throw new Error('boom'); }, quiesce: () => Promise.reject(new Error('no')) } });
+  await guest.hello();
+  assert.is((await host.shutdown(10).catch((x) => x)).status, HcStatus.INTERNAL);
+  assert.is((await host.quiesce(10).catch((x) => x)).status, HcStatus.INTERNAL);
+  host.close();
+});
+
+test('a silent guest: no HELLO in time is a kill', async () => {
+  const [h] = duplexPair();
+  const violations: HypercallError[] = [];
+  const host = new HostEndpoint(h, { windowCount: 1, helloTimeoutMs: 30, handler: { mapWindow: () => HcStatus.DENIED, irqSetup: () => HcStatus.DENIED }, onViolation: (e) => violations.push(e) });
+  await sleep(60);
+  assert.equal(violations.map((v) => [v.code, v.decision]), [['ERR_HC_TIMEOUT', 'kill']]);
+  assert.is(host.state, 'stopped');
+});
+
+test('a guest that stops its heartbeats is declared dead; one that keeps them is not', async () => {
+  const s = setup({}, { heartbeatMs: 20, missedHeartbeats: 2 });
+  await s.guest.hello();
+  let n = 0n;
+  const beat = setInterval(() => s.guest.heartbeat({ completed: ++n, errors: 0n, bytes: 0n, inflight: 0 }), 10);
+  await sleep(120);
+  assert.equal(s.violations, []);
+  clearInterval(beat);
+  await sleep(80);
+  assert.equal(s.violations.map((v) => [v.code, v.decision]), [['ERR_HC_HEARTBEAT', 'kill']]);
+  assert.is(s.host.state, 'stopped');
+});
+
+test('a guest that never answers SHUTDOWN: the wait is bounded and ends in a kill', async () => {
+  const s = setup({}, { replyGraceMs: 20 });
+  await s.guest.hello();
+  // Replace the guest's answer with silence by stopping its decoding.
+  (s.guest as unknown as { decoder: { stop(): void } }).decoder.stop();
+  const t0 = Date.now();
+  const e = await s.host.shutdown(10).catch((x) => x);
+  assert.is(e.code, 'ERR_HC_TIMEOUT');
+  assert.ok(Date.now() - t0 < 500);
+  assert.equal(s.violations.map((v) => [v.code, v.decision]), [['ERR_HC_TIMEOUT', 'kill']]);
+  assert.is(s.host.state, 'stopped');
+});
+
+test('a silent manager: the guest wait is bounded', async () => {
+  const [, g] = duplexPair();
+  const guest = new GuestEndpoint(g, { name: 'x', timeoutMs: 30, handler: { shutdown: () => {}, quiesce: () => 0 } });
+  const e = await guest.hello().catch((x) => x);
+  assert.instance(e, HypercallError);
+  assert.is(e.code, 'ERR_HC_TIMEOUT');
+  guest.close();
+});
+
+test('pending requests fail with ERR_HC_CLOSED when the peer goes away', async () => {
+  const s = setup({ mapWindow: () => new Promise<WindowMapping>(() => {}) });
+  await s.guest.hello();
+  const p = s.guest.mapWindow(0).catch((x) => x);
+  await tick();
+  s.host.close();
+  const e = await p;
+  assert.is(e.code, 'ERR_HC_CLOSED');
+});
+
+test('works over a real unix socket, whatever the chunking', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-hc-'));
+  const path = join(dir, 'hc.sock');
+  const accepted = new Promise<Socket>((resolve) => {
+    const server = createServer((sock) => { server.close(); resolve(sock); });
+    server.listen(path);
+  });
+  await new Promise((r) => setTimeout(r, 10));
+  const client = connect(path);
+  const sock = await accepted;
+  const host = new HostEndpoint(sock, { windowCount: 2, handler: { mapWindow: (id) => WINDOWS[id]!, irqSetup: () => HcStatus.DENIED } });
+  const guest = new GuestEndpoint(client, { name: 'sock', handler: { shutdown: () => {}, quiesce: () => 0 } });
+  await guest.hello();
+  const maps = await Promise.all(Array.from({ length: 50 }, (_, i) => guest.mapWindow(i % 2)));
+  maps.forEach((m, i) => assert.equal(m, WINDOWS[i % 2]));
+  host.close();
+  guest.close();
+});
+
+test.run();
