@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
   if (sub === 'setup') {
     const { setupLab } = await import('../appliance/lab/setup.js');
     const image = await setupLab({ log: (m) => process.stderr.write(`lab setup: ${m}\n`) });
-    process.stdout.write(`kernel ${image.kernel.kver}: ${image.kernel.vmlinuz}\ninitramfs: ${image.initrd}\nmodules: ${image.modules.join(' ')}\n` +
+    process.stdout.write(`kernel ${image.kernel.kver}: ${image.bootKernel}\ninitramfs: ${image.initrd}\nmodules: ${image.modules.join(' ')}\n` +
       `${image.cached ? 'cached' : 'built'} in ${(image.ms / 1000).toFixed(1)} s\n`);
     return 0;
   }

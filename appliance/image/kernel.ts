@@ -6,6 +6,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { ApplianceError } from './errors.js';
 import { execOk, execTool } from './exec.js';
 
@@ -137,5 +138,39 @@ export function readKernelConfig(tree: KernelTree): Map<string, string> {
     const m = /^(CONFIG_\w+)=(.*)$/.exec(line);
     if (m) out.set(m[1]!, m[2]!);
   }
+  return out;
+}
+
+/** The xz stream header (xz file format 1.0.4, §2.1.1.1: magic FD 37 7A 58 5A 00). */
+const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+
+/**
+ * The uncompressed kernel (ELF vmlinux) unpacked from the bzImage, cached next to it, for PVH boot:
+ * QEMU enters an ELF kernel with a PVH entry note directly, skipping the firmware's kernel loading
+ * and the in-guest xz decompression, which under TCG costs seconds. Returns undefined (and the
+ * caller boots the bzImage) when the kernel lacks CONFIG_PVH, is not xz-compressed, or `xz` is missing.
+ */
+export function extractVmlinux(tree: KernelTree, log: (m: string) => void = () => {}): string | undefined {
+  const out = join(tree.root, 'boot', `vmlinux-${tree.kver}`);
+  if (existsSync(out)) return out;
+  const config = readKernelConfig(tree);
+  if (config.get('CONFIG_PVH') !== 'y' || config.get('CONFIG_KERNEL_XZ') !== 'y') {
+    log('kernel has no PVH entry or is not xz-compressed: booting the bzImage');
+    return undefined;
+  }
+  const bz = readFileSync(tree.vmlinuz);
+  const at = bz.indexOf(XZ_MAGIC);
+  if (at < 0) { log('no xz stream in the bzImage: booting it as is'); return undefined; }
+  let elf: Buffer;
+  try {
+    elf = execFileSync('xz', ['-dc', '--single-stream'], { input: bz.subarray(at), maxBuffer: 512 << 20, stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000 });
+  } catch (e) {
+    log(`cannot unpack vmlinux with xz (${(e as Error).message.split('\n')[0]}): booting the bzImage`);
+    return undefined;
+  }
+  if (elf.length < 4 || elf.readUInt32BE(0) !== 0x7f454c46) { log('the unpacked kernel is not an ELF file: booting the bzImage'); return undefined; }
+  const partial = `${out}.partial`;
+  writeFileSync(partial, elf);
+  renameSync(partial, out);
   return out;
 }

@@ -130,7 +130,7 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
   const placed = placeDevices(nvme.length, e1000e.length);
   const traceHost = join(runDir, 'dmar.trace');
   const spec: MachineSpec = {
-    kernel: image.kernel.vmlinuz, initrd: image.initrd, accel,
+    kernel: image.bootKernel, initrd: image.initrd, accel,
     memMiB: options.memMiB ?? 2048, cpus: options.cpus ?? 2, nvme, e1000e,
     shares: [{ tag: TAG_HOSTROOT, path: '/', readonly: true }, { tag: TAG_RUN, path: runDir, readonly: false }],
     ...(options.dmarTrace ? { dmarTraceFile: traceHost } : {}),

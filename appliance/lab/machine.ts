@@ -107,7 +107,7 @@ export function qemuArgs(spec: MachineSpec): string[] {
         if (!Number.isInteger(e.net.fd) || e.net.fd < 3) throw new RangeError(`e1000e ${p.index}: socket fd must be an integer >= 3, got ${e.net.fd}`);
         args.push('-netdev', `socket,id=net${p.index},fd=${e.net.fd}`);
       }
-      args.push('-device', `e1000e,netdev=net${p.index},mac=${checkOption(e.mac, 'MAC')},bus=pcie.0,addr=0x${addr}`);
+      args.push('-device', `e1000e,netdev=net${p.index},romfile=,mac=${checkOption(e.mac, 'MAC')},bus=pcie.0,addr=0x${addr}`);
     }
   }
   args.push('-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04');

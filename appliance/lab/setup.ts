@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { ApplianceError } from '../image/errors.js';
 import { execOk, execTool } from '../image/exec.js';
 import { buildInitramfs } from '../image/initramfs.js';
-import { fetchKernel, type KernelTree } from '../image/kernel.js';
+import { extractVmlinux, fetchKernel, type KernelTree } from '../image/kernel.js';
 import { kernelModules } from '../image/initramfs.js';
 import { LAB_MODULES, LAB_VFIO_IDS, labInitScript } from './init-script.js';
 
@@ -62,6 +62,8 @@ export async function ensurePackages(log: (m: string) => void = () => {}): Promi
 
 export interface LabImage {
   kernel: KernelTree;
+  /** What QEMU boots: the uncompressed ELF vmlinux (PVH entry, seconds faster under TCG) when it could be unpacked, else the bzImage. */
+  bootKernel: string;
   /** The initramfs file. */
   initrd: string;
   /** Modules the /init loads, in order. */
@@ -84,9 +86,10 @@ export async function setupLab(options: SetupOptions = {}): Promise<LabImage> {
   const cacheDir = options.cacheDir ?? labCacheDir();
   await ensurePackages(log);
   const kernel = await fetchKernel({ cacheDir: join(cacheDir, 'kernel'), log });
+  const bootKernel = extractVmlinux(kernel, log) ?? kernel.vmlinuz;
   const loadOrder = kernelModules(kernel, LAB_MODULES).map((m) => m.path.replace(/\.(xz|zst|gz)$/, ''));
   const init = labInitScript({ kver: kernel.kver, modules: loadOrder, vfioIds: LAB_VFIO_IDS });
   const image = buildInitramfs({ kernel, modules: LAB_MODULES, init, cacheDir: join(cacheDir, 'initrd'), name: 'lab' });
   if (!image.cached) log(`built ${image.path} (${image.modules.length} modules)`);
-  return { kernel, initrd: image.path, modules: image.modules.map((m) => m.name), cached: image.cached, ms: performance.now() - t0 };
+  return { kernel, bootKernel, initrd: image.path, modules: image.modules.map((m) => m.name), cached: image.cached, ms: performance.now() - t0 };
 }
