@@ -400,7 +400,6 @@ export class NvmeController {
         this.checkTimeouts();
         if (this.busy()) this.kick();
       }, every);
-      this.engineTimer.unref?.();
     }
   }
 
