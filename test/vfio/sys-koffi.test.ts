@@ -1,0 +1,160 @@
+/**
+ * The real seam (koffi over libc) on this machine: no VFIO needed for these calls. seccomp and
+ * prctl run in a child process, since they cannot be undone.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import {
+  defaultSys,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  MAP_SHARED,
+  MFD_CLOEXEC,
+  O_RDONLY,
+  PROT_READ,
+  PROT_WRITE,
+  RLIMIT_MEMLOCK,
+  SyscallError,
+  VfioCode,
+  VfioError,
+} from 'vfio-bindings';
+
+/** Run an ESM snippet in a child node with the same loader flags (tsx in the dev loop, none over dist). */
+function child(code: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [...process.execArgv, '--input-type=module', '-e', code], { encoding: 'utf8', cwd: process.cwd(), timeout: 30_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('importing the package does not load koffi; the first defaultSys() does', () => {
+  const r = child(`
+    import { createRequire } from 'node:module';
+    const req = createRequire(import.meta.url);
+    const v = await import('vfio-bindings');
+    const loaded = () => Object.keys(req.cache).some((k) => k.includes('/koffi/'));
+    const before = loaded();
+    v.defaultSys();
+    console.log(JSON.stringify({ before, after: loaded() }));
+  `);
+  assert.is(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout.trim()), { before: false, after: true });
+});
+
+test('a failing call raises SyscallError with errno number and name read right after it', () => {
+  const sys = defaultSys();
+  try {
+    sys.open('/nonexistent/dmabox', O_RDONLY);
+    assert.unreachable('open should fail');
+  } catch (e) {
+    assert.instance(e, SyscallError);
+    const err = e as SyscallError;
+    assert.is(err.errno, 2);
+    assert.is(err.errnoName, 'ENOENT');
+    assert.is(err.code, VfioCode.SYSCALL);
+    assert.match(err.message, /open \/nonexistent\/dmabox: failed \(ENOENT\)/);
+  }
+});
+
+test('memfd + ftruncate + mmap + view alias the same memory; pread/pwrite see it; ioctl on a memfd is ENOTTY', () => {
+  const sys = defaultSys();
+  const fd = sys.memfdCreate('dmabox-test', MFD_CLOEXEC);
+  try {
+    sys.ftruncate(fd, 8192);
+    const addr = sys.mmap(0n, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+    assert.is(addr % 4096n, 0n);
+    const u8 = new Uint8Array(sys.view(addr, 8192));
+    u8[4096] = 0x5a;
+    const b = new Uint8Array(1);
+    assert.is(sys.pread(fd, b, 4096n), 1);
+    assert.is(b[0], 0x5a);
+    sys.pwrite(fd, new Uint8Array([0xa5]), 10n);
+    assert.is(u8[10], 0xa5);
+    try {
+      sys.ioctl(fd, 0x3b64);
+      assert.unreachable('ioctl on a memfd');
+    } catch (e) {
+      assert.is((e as SyscallError).errnoName, 'ENOTTY');
+      assert.match((e as Error).message, /VFIO_GET_API_VERSION/);
+    }
+    sys.munmap(addr, 8192);
+  } finally {
+    sys.close(fd);
+  }
+});
+
+test('view refuses 4 GiB and more instead of letting koffi abort the process', () => {
+  const sys = defaultSys();
+  try {
+    sys.view(0x7f0000000000n, 2 ** 32);
+    assert.unreachable('view of 4 GiB');
+  } catch (e) {
+    assert.is((e as VfioError).code, VfioCode.ARG);
+    assert.match((e as Error).message, /in pieces/);
+  }
+});
+
+test('eventfd: write/read of the 8-byte counter, 0n when empty (non-blocking), poll wakes in the event loop', async () => {
+  const sys = defaultSys();
+  const fd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  try {
+    sys.eventfdWrite(fd, 3n);
+    assert.is(sys.eventfdRead(fd), 3n);
+    assert.is(sys.eventfdRead(fd), 0n);
+    const woke = new Promise<bigint>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('poll did not wake within 2 s')), 2000);
+      const h = sys.poll(fd, () => {
+        clearTimeout(t);
+        h.close();
+        resolve(sys.eventfdRead(fd));
+      });
+    });
+    setTimeout(() => sys.eventfdWrite(fd, 1n), 10);
+    assert.is(await woke, 1n);
+  } finally {
+    sys.close(fd);
+  }
+});
+
+test('getrlimit/setrlimit RLIMIT_MEMLOCK', () => {
+  const sys = defaultSys();
+  const l = sys.getrlimit(RLIMIT_MEMLOCK);
+  assert.type(l.cur, 'bigint');
+  assert.ok(l.cur <= l.max);
+  sys.setrlimit(RLIMIT_MEMLOCK, l);
+  assert.equal(sys.getrlimit(RLIMIT_MEMLOCK), l);
+});
+
+test('prctl(PR_SET_NO_NEW_PRIVS) and a TSYNC seccomp filter (getppid -> EPERM) take effect, in a child', () => {
+  const r = child(`
+    import * as v from 'vfio-bindings';
+    const sys = v.defaultSys();
+    const before = process.ppid;
+    sys.prctl(v.PR_SET_NO_NEW_PRIVS, 1);
+    const nnp = sys.prctl(v.PR_GET_NO_NEW_PRIVS, 0);
+    // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; } x 5 (linux/filter.h, linux/seccomp.h)
+    const ins = [
+      [0x20, 0, 0, 4],            // ld [4]: arch
+      [0x15, 1, 0, 0xc000003e],   // jeq AUDIT_ARCH_X86_64 ? next+1 : next
+      [0x06, 0, 0, 0x7fff0000],   // ret ALLOW (another arch: leave it alone)
+      [0x20, 0, 0, 0],            // ld [0]: nr
+      [0x15, 0, 1, 110],          // jeq __NR_getppid
+      [0x06, 0, 0, 0x00050001],   // ret ERRNO(EPERM)
+      [0x06, 0, 0, 0x7fff0000],   // ret ALLOW
+    ];
+    const prog = new Uint8Array(8 * ins.length);
+    const dv = new DataView(prog.buffer);
+    ins.forEach(([c, jt, jf, k], i) => { dv.setUint16(8*i, c, true); dv.setUint8(8*i+2, jt); dv.setUint8(8*i+3, jf); dv.setUint32(8*i+4, k, true); });
+    sys.seccomp(v.SECCOMP_SET_MODE_FILTER, v.SECCOMP_FILTER_FLAG_TSYNC, prog);
+    let bad = 'none';
+    try { sys.seccomp(v.SECCOMP_SET_MODE_FILTER, 0, new Uint8Array(3)); } catch (e) { bad = e.code; }
+    console.log(JSON.stringify({ before, nnp, after: process.ppid, bad }));
+  `);
+  assert.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim()) as { before: number; nnp: number; after: number; bad: string };
+  assert.ok(out.before > 0);
+  assert.is(out.nnp, 1);
+  assert.ok(out.after !== out.before, `getppid still answered ${out.after} under the filter`);
+  assert.is(out.bad, VfioCode.ARG);
+});
+
+test.run();
