@@ -1,6 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/platform.js';
+import { defaultSys } from 'vfio-bindings';
+import { MemfdMemoryProvider } from '../../dma/memfd.js';
+import type { Window } from '../../dma/window.js';
 import { SimMachine } from '../../sim/machine.js';
 import { CopyEngine, REG } from './toy-model.js';
 
@@ -124,6 +127,26 @@ test('different devices have different domains', () => {
   const w = pa.dma.alloc(4096, DEVICE_READS);
   assert.is(b.dma.readU32(Number(w.iova)), -1, "device B cannot read device A's window");
   assert.is(machine.iommu.faults('0000:00:02.0')[0]!.reason, 'not-present');
+});
+
+test('the simulator runs on memfd memory too: windows shareable by fd, DMA into them works', () => {
+  const machine = new SimMachine({ memory: new MemfdMemoryProvider({ sys: defaultSys(), hugePages: 'never' }) });
+  machine.attach(new CopyEngine(), { address: ADDR });
+  const p = machine.platform(ADDR, { busMaster: true });
+  const src = p.dma.alloc(4096, DEVICE_READS);
+  const dst = p.dma.alloc(4096, DEVICE_WRITES) as Window;
+  assert.ok(dst.memory.fd >= 0);
+  src.bytes.fill(0x42);
+  const bar = p.bar(0);
+  bar.write64(REG.SRC_LO, src.iova);
+  bar.write64(REG.DST_LO, dst.iova);
+  bar.write32(REG.LEN, 4096);
+  bar.write32(REG.DOORBELL, 1);
+  assert.is(bar.read32(REG.STATUS), 1);
+  const other = (dst.memory as unknown as { mapAgain(): { bytes: Uint8Array; unmap(): void } }).mapAgain();
+  assert.is(other.bytes[4095], 0x42, 'another mapping of the fd sees what the device wrote');
+  other.unmap();
+  p.close();
 });
 
 test.run();
