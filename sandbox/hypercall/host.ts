@@ -97,6 +97,7 @@ export class HostEndpoint extends Channel {
     this.helloTimer = setTimeout(() => {
       this.violation(new HypercallError('ERR_HC_TIMEOUT', 'kill', `no HELLO within ${options.helloTimeoutMs ?? 5000} ms of start`));
     }, options.helloTimeoutMs ?? 5000);
+    this.helloTimer.unref(); // a bound, not a reason to keep the process alive
   }
 
   get state(): HostState { return this.stateValue; }
@@ -209,6 +210,7 @@ export class HostEndpoint extends Channel {
     this.watchdog = setTimeout(() => {
       this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${hello.name}' (pid ${hello.pid}) for ${limit} ms`));
     }, limit);
+    this.watchdog.unref();
     const result = { version, windowCount: this.options.windowCount, maxPayload: this.options.maxPayload ?? HC_MAX_PAYLOAD, heartbeatMs: this.heartbeatMs };
     this.sendReply(HcType.HELLO, h.seq, HcStatus.OK, (w, o) => writeHelloResult(w, o, result));
     this.notify(HcType.HELLO, () => this.options.handler.hello?.(hello));
