@@ -24,7 +24,7 @@ export interface KernelTree {
   readonly modulesDir: string;
 }
 
-const KERNEL_PKG = /^linux-image-(\d+\.\d+\.\d+-\d+-[a-z0-9]+)$/;
+const KERNEL_PKG = /^linux-image-(\d+\.\d+\.\d+-\d+-[a-z0-9]+(?:-[a-z0-9]+)*)$/;
 
 /**
  * Parse `apt-cache depends linux-image-amd64` and return the versioned kernel package it depends on.

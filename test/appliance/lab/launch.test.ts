@@ -1,0 +1,134 @@
+/**
+ * launchLab without booting: a stand-in `qemu-system-x86_64` (a shell script first on PATH) plays
+ * the guest's side of the protocol (console markers, the rc file in the run channel, the DMAR trace
+ * file), so the launcher's streaming, logging, decoding, timeout and clean-up are tested for real.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launchLab } from '../../../appliance/lab/launch.js';
+import type { LabImage } from '../../../appliance/lab/setup.js';
+
+const FAKE = `#!/bin/sh
+# stand-in for qemu-system-x86_64 (test/appliance/lab/launch.test.ts)
+run=""; trace=""; prev=""
+for a in "$@"; do
+  case "$prev" in
+    -fsdev) case "$a" in *id=fs1,path=*) run="\${a#*id=fs1,path=}"; run="\${run%%,*}";; esac;;
+    -D) trace="$a";;
+  esac
+  prev="$a"
+done
+printf 'fake: run=%s\\r\\n' "$run"
+echo "qemu-stderr-line" >&2
+case "$FAKE_QEMU_MODE" in
+  exit)
+    printf '[    0.1] Linux version fake\\r\\ndmabox-lab: init 1.00\\r\\n'
+    printf 'dmabox-lab: bound 0000:00:01.0 0x1b36:0x0010 group 1\\r\\ndmabox-lab: bound 0000:00:02.0 0x8086:0x10d3 group 2\\r\\n'
+    printf 'dmabox-lab: run 1.10\\r\\n'
+    sed 's/^/cmd: /' "$run/cmd.sh"
+    [ -n "$trace" ] && echo "vtd_dmar_fault sid 0x8 fault 5 addr 0x20000000 write 1" >> "$trace"
+    ls "$run" | sed 's/^/file: /'
+    printf 'dmabox-lab: done 1.20\\r\\ndmabox-lab: exit 5'
+    echo 5 > "$run/rc"
+    exit 11;;
+  hang) printf 'dmabox-lab: init 1.0\\r\\n'; exec sleep 30;;
+  panic) printf '[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\\r\\n'; exit 0;;
+  initfail) printf 'dmabox-lab: init 1.0\\r\\ndmabox-lab: error 0000:00:01.0 (0x1b36:0x0010) did not bind to vfio-pci\\r\\ndmabox-lab: exit 125\\r\\n'; echo 125 > "$run/rc"; exit 251;;
+esac
+exit 1
+`;
+
+const bin = mkdtempSync(join(tmpdir(), 'dmabox-fakeqemu-'));
+writeFileSync(join(bin, 'qemu-system-x86_64'), FAKE);
+chmodSync(join(bin, 'qemu-system-x86_64'), 0o755);
+const oldPath = process.env.PATH;
+process.env.PATH = `${bin}:${oldPath}`;
+
+const image: LabImage = {
+  kernel: { pkg: 'linux-image-0.0.0-0-fake', kver: '0.0.0-0-fake', root: '/nonexistent', vmlinuz: '/nonexistent/vmlinuz', modulesDir: '/nonexistent/m' },
+  bootKernel: '/nonexistent/vmlinux', initrd: '/nonexistent/initrd.cpio', modules: [], cached: true, ms: 0,
+};
+
+async function launch(mode: string, extra: Partial<Parameters<typeof launchLab>[0]> = {}) {
+  process.env.FAKE_QEMU_MODE = mode;
+  const lines: string[] = [];
+  const logFile = join(bin, `${mode}.log`);
+  try {
+    const r = await launchLab({ image, nvme: [{ sizeMiB: 4 }], e1000e: [{ net: 'slirp' }], command: ['node', '-e', "console.log('x y')"], logFile, onLine: (l) => lines.push(l), ...extra });
+    return { r, lines, logFile };
+  } catch (e) {
+    return { e: e as Error & { code: string }, lines, logFile };
+  }
+}
+
+test('a guest that reports its exit: status from the rc file, devices with groups, DMAR faults, log, run folder removed', async () => {
+  const { r, lines, logFile } = await launch('exit', { dmarTrace: true, env: { EXTRA: 'yes' } });
+  assert.ok(r, 'resolved');
+  assert.is(r!.status, 5);
+  assert.equal(r!.devices, [{ kind: 'nvme', index: 0, bdf: '0000:00:01.0', group: 1 }, { kind: 'e1000e', index: 0, bdf: '0000:00:02.0', group: 2 }]);
+  assert.is(r!.dmarFaults.length, 1);
+  assert.is(r!.dmarFaults[0]!.addr, 0x20000000n);
+  assert.is(r!.dmarFaults[0]!.write, true);
+  assert.ok(existsSync(r!.dmarTraceFile!));
+  assert.ok(r!.timings.bootMs! >= r!.timings.initMs!);
+  assert.ok(r!.timings.commandMs! >= 0);
+  // The command script in the run channel, and the disk image beside it.
+  const cmd = lines.filter((l) => l.startsWith('cmd: ')).join('\n');
+  assert.match(cmd, /exec node -e 'console\.log\('\\''x y'\\''\)'/);
+  assert.match(cmd, /export DMABOX_LAB=1/);
+  assert.match(cmd, /export DMABOX_LAB_NVME=0000:00:01.0/);
+  assert.match(cmd, /export DMABOX_LAB_E1000E=0000:00:02.0/);
+  assert.match(cmd, /export DMABOX_LAB_DMAR_TRACE=\/run\/dmabox-lab\/dmar.trace/);
+  assert.match(cmd, /export EXTRA=yes/);
+  assert.ok(lines.includes('file: nvme0.img'));
+  // Log: header, stamped lines, QEMU's stderr marked.
+  const log = readFileSync(logFile, 'utf8');
+  assert.match(log, /^# dmabox lab /);
+  assert.match(log, /\[ +\d+\.\d{3}\] dmabox-lab: exit 5/);
+  assert.match(log, /\[ +\d+\.\d{3}\] qemu: qemu-stderr-line/);
+  const run = lines.find((l) => l.startsWith('fake: run='))!.slice('fake: run='.length);
+  assert.ok(run.includes('dmabox-lab-'), run);
+  assert.not.ok(existsSync(run), 'run folder removed');
+});
+
+test('timeout: QEMU is killed and the error names the log and quotes the last lines', async () => {
+  const t0 = Date.now();
+  const { e, logFile } = await launch('hang', { timeoutMs: 400 });
+  assert.ok(e, 'rejected');
+  assert.is(e!.code, 'ERR_LAB_TIMEOUT');
+  assert.ok(Date.now() - t0 < 5000, 'bounded');
+  assert.ok(e!.message.includes(logFile));
+  assert.match(e!.message, /dmabox-lab: init 1\.0/);
+});
+
+test('a panicking guest and a failing /init are errors, not exit statuses', async () => {
+  const p = await launch('panic');
+  assert.is(p.e?.code, 'ERR_LAB_GUEST_DIED');
+  assert.match(p.e!.message, /Kernel panic/);
+  const f = await launch('initfail');
+  assert.is(f.e?.code, 'ERR_LAB_GUEST_SETUP');
+  assert.match(f.e!.message, /did not bind to vfio-pci/);
+});
+
+test('bad options are refused before anything starts', async () => {
+  for (const bad of [{ command: [] }, { command: ['x'], nvme: [{ sizeMiB: 0 }] }, { command: ['x'], timeoutMs: -1 },
+    { command: ['x'], e1000e: [{ net: 'tap' as unknown as 'slirp' }] }]) {
+    try { await launchLab({ image, ...bad }); assert.unreachable(JSON.stringify(bad)); } catch (e) { assert.is((e as { code: string }).code, 'ERR_LAB_OPTIONS', JSON.stringify(bad)); }
+  }
+});
+
+test('no qemu on PATH: a clear error saying how to install it', async () => {
+  const saved = process.env.PATH;
+  process.env.PATH = bin + '-none';
+  try { await launchLab({ image, command: ['true'] }); assert.unreachable(); } catch (e) {
+    assert.is((e as { code: string }).code, 'ERR_LAB_QEMU_MISSING');
+    assert.match((e as Error).message, /apt-get install qemu-system-x86/);
+  } finally { process.env.PATH = saved; }
+});
+
+test.after(() => { process.env.PATH = oldPath; rmSync(bin, { recursive: true, force: true }); });
+
+test.run();
