@@ -8,6 +8,7 @@ import { machineSummary } from './machine.js';
 const benches: Record<string, () => Promise<{ run(argv: string[]): Promise<void> }>> = {
   // one line per benchmark: name: () => import('./name.js'),
   e1000e: () => import('./e1000e.js'),
+  nvme: () => import('./nvme.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -165,6 +165,7 @@ export class NvmeController {
       onComplete: (slot, status, dw0) => this.adminComplete(slot, status, dw0),
       onProtocolError: (m) => this.opts.log(m),
     });
+    this.admin.now = () => this.platform.clock.now();
     for (let i = 0; i < this.admin.slots; i++) this.adminWaiters.push(null);
 
     if (this.opts.interrupts === 'msix') {
@@ -201,6 +202,7 @@ export class NvmeController {
         label: 'nvme',
         onProtocolError: (m) => this.opts.log(m),
       });
+      ioq.qp.now = () => this.platform.clock.now();
       this.ioQueues.push(ioq);
       await this.createIoQueue(ioq);
       if (this.vectors.length) {
@@ -313,7 +315,6 @@ export class NvmeController {
         cdw11 >>> 0,
         cdw12 >>> 0,
         0,
-        this.platform.clock.now(),
       );
       this.admin.ring();
       this.kick();

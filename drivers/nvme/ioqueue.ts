@@ -56,7 +56,6 @@ export class IoQueue {
   private readonly readList: Float64Array;
   private readonly writeList: Float64Array;
   private readonly dma: DmaAllocator;
-  now: () => number = () => performance.now();
 
   constructor(o: IoQueueOptions) {
     if (o.bufferBytes % MEM_PAGE !== 0 || o.bufferBytes <= 0 || o.bufferBytes > 2 * 1024 * 1024) {
@@ -167,7 +166,7 @@ export class IoQueue {
   /** Flush (§6.8): commit the volatile write cache of the namespace. */
   flush(slot: number, nsid: number, done: SlotHandler): void {
     this.handlers[slot] = done;
-    this.qp.submit(slot, NvmOpcode.FLUSH, nsid, 0, 0, 0, 0, 0, 0, 0, 0, this.now());
+    this.qp.submit(slot, NvmOpcode.FLUSH, nsid, 0, 0, 0, 0, 0, 0, 0, 0);
   }
 
   /** Write Zeroes (§6.16); `deallocate` sets DEAC (the blocks may be deallocated). */
@@ -175,7 +174,7 @@ export class IoQueue {
     checkNlb(blocks);
     this.handlers[slot] = done;
     const cdw12 = ((blocks - 1) | (deallocate ? WZ_DEAC : 0)) >>> 0;
-    this.qp.submit(slot, NvmOpcode.WRITE_ZEROES, nsid, 0, 0, 0, 0, lba % TWO32, Math.floor(lba / TWO32), cdw12, 0, this.now());
+    this.qp.submit(slot, NvmOpcode.WRITE_ZEROES, nsid, 0, 0, 0, 0, lba % TWO32, Math.floor(lba / TWO32), cdw12, 0);
   }
 
   /**
@@ -194,7 +193,7 @@ export class IoQueue {
     this.handlers[slot] = done;
     const a = this.writeIova[slot]!;
     // CDW10 NR = 0 (one range, 0's based); CDW11 AD.
-    this.qp.submit(slot, NvmOpcode.DATASET_MANAGEMENT, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, 0, DSM_AD, 0, 0, this.now());
+    this.qp.submit(slot, NvmOpcode.DATASET_MANAGEMENT, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, 0, DSM_AD, 0, 0);
   }
 
   /**
@@ -204,7 +203,7 @@ export class IoQueue {
   raw(slot: number, opcode: number, nsid: number, cdw10: number, cdw11: number, cdw12: number, done: SlotHandler): void {
     this.handlers[slot] = done;
     const a = this.writeIova[slot]!;
-    this.qp.submit(slot, opcode, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, cdw10, cdw11, cdw12, 0, this.now());
+    this.qp.submit(slot, opcode, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, cdw10, cdw11, cdw12, 0);
   }
 
   /** IOVA of the slot's read buffer (the device writes it). */
@@ -235,7 +234,6 @@ export class IoQueue {
       Math.floor(lba / TWO32),
       blocks - 1,
       0,
-      this.now(),
     );
   }
 
@@ -301,7 +299,6 @@ export class IoQueue {
       Math.floor(lba / TWO32),
       blocks - 1,
       0,
-      this.now(),
     );
   }
 

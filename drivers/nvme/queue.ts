@@ -88,8 +88,11 @@ export class QueuePair {
   private sqHead = 0;
   private cqHead = 0;
   private phase = 1;
-  /** Entries written since the last SQ doorbell. */
+  /** Entries written since the last SQ doorbell, and their slots (stamped with the time at the ring). */
   private unrung = 0;
+  private readonly unrungSlots: Uint16Array;
+  /** The clock for submit times: read once per doorbell, not once per command. */
+  now: () => number = () => performance.now();
   private closed = false;
 
   constructor(o: QueuePairOptions) {
@@ -123,6 +126,7 @@ export class QueuePair {
     this.gen = new Uint8Array(this.slots);
     this.slotBits = Math.max(1, Math.ceil(Math.log2(this.slots)));
     this.slotMask = (1 << this.slotBits) - 1;
+    this.unrungSlots = new Uint16Array(this.slots);
     this.free = new Uint16Array(this.slots);
     for (let i = 0; i < this.slots; i++) this.free[i] = this.slots - 1 - i;
     this.freeTop = this.slots;
@@ -167,7 +171,6 @@ export class QueuePair {
     cdw11: number,
     cdw12: number,
     cdw13: number,
-    now: number,
   ): void {
     const base = this.sqTail << 4;
     const q = this.sq32;
@@ -188,11 +191,11 @@ export class QueuePair {
     q[base + SQE_DW.CDW14] = 0;
     q[base + SQE_DW.CDW15] = 0;
     this.state[slot] = BUSY;
-    this.startedAt[slot] = now;
+    this.startedAt[slot] = Infinity; // not announced yet: no timeout runs until ring()
     this.opcodeOf[slot] = opcode;
     this.stage[slot] = 0;
     this.inFlight++;
-    this.unrung++;
+    this.unrungSlots[this.unrung++] = slot;
     if (++this.sqTail === this.entries) this.sqTail = 0;
   }
 
@@ -204,6 +207,9 @@ export class QueuePair {
   /** Ring the SQ tail doorbell once for everything submitted since the last ring (§3.1.24). */
   ring(): void {
     if (this.unrung === 0 || this.closed) return;
+    // A command's timeout runs from the doorbell that announced it.
+    const t = this.now();
+    for (let i = 0; i < this.unrung; i++) this.startedAt[this.unrungSlots[i]!] = t;
     this.unrung = 0;
     this.regs.write32(this.sqDoorbell, this.sqTail);
   }
@@ -270,6 +276,7 @@ export class QueuePair {
     this.cqHead = 0;
     this.phase = 1;
     this.unrung = 0;
+    this.startedAt.fill(0);
     this.cq32.fill(0);
   }
 

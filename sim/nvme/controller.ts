@@ -99,7 +99,7 @@ export class SimNvme implements DeviceModel {
   readonly namespaces: SimNamespace[] = [];
   readonly maxTransfer: number;
   /** Counters for tests and benchmarks. */
-  readonly stats = { commands: 0, adminCommands: 0, dataTransferErrors: 0, badDoorbells: 0, interrupts: 0, fatal: 0 };
+  readonly stats = { commands: 0, adminCommands: 0, dataTransferErrors: 0, badDoorbells: 0, cqOverflows: 0, interrupts: 0, fatal: 0 };
   /** The last reason the controller refused to become ready or went fatal. */
   lastError = '';
 
@@ -127,6 +127,9 @@ export class SimNvme implements DeviceModel {
   private swallowNext = 0;
   private readonly sqe = new Uint8Array(64);
   private readonly sqe32 = new Uint32Array(this.sqe.buffer);
+  /** Submission entries fetched in one DMA read per batch (up to 64 at a time). */
+  private readonly fetch = new Uint8Array(64 * 64);
+  private readonly fetch32 = new Uint32Array(this.fetch.buffer);
   private readonly idBuf = new Uint8Array(IDENTIFY_SIZE);
   private readonly doorbellStride: number;
 
@@ -342,15 +345,25 @@ export class SimNvme implements DeviceModel {
         const sq = this.sqs[q];
         if (sq === undefined) continue;
         while (sq.head !== sq.tail && this.ready) {
+          // Fetch as many entries as are submitted, contiguous (up to the wrap), and fit in the CQ.
           const cq = sq.cq;
-          if ((cq.tail + 1) % cq.size === cq.head) break; // CQ full: wait for its head doorbell
-          if (!this.fn.dma.read(sq.base + sq.head * 64, this.sqe, 0, 64)) {
-            this.fatal(`SQ ${sq.id} entry ${sq.head} could not be fetched (IOMMU refused the read)`);
+          const submitted = sq.tail >= sq.head ? sq.tail - sq.head : sq.size - sq.head;
+          const cqRoom = (cq.head - cq.tail - 1 + cq.size) % cq.size;
+          const n = Math.min(submitted, cqRoom, 64);
+          if (n === 0) break; // CQ full: wait for its head doorbell
+          if (!this.fn.dma.read(sq.base + sq.head * 64, this.fetch, 0, n * 64)) {
+            this.fatal(`SQ ${sq.id} entries ${sq.head}..${sq.head + n - 1} could not be fetched (IOMMU refused the read)`);
             return;
           }
-          sq.head = (sq.head + 1) % sq.size;
           progress = true;
-          this.execute(sq);
+          const e = this.sqe32;
+          const f = this.fetch32;
+          for (let i = 0; i < n && this.ready; i++) {
+            const b = i << 4;
+            for (let k = 0; k < 16; k++) e[k] = f[b + k]!;
+            if (++sq.head === sq.size) sq.head = 0;
+            this.execute(sq);
+          }
         }
       }
     }
@@ -384,6 +397,12 @@ export class SimNvme implements DeviceModel {
   /** Post a completion (§4.6): DW0, DW1, SQHD|SQID, then CID|status with the phase tag last. */
   private complete(sq: Sq, cid: number, status: number, dw0: number): void {
     const cq = sq.cq;
+    if ((cq.tail + 1) % cq.size === cq.head) {
+      // Only an Abort's second completion or an injected one can meet a full CQ (fetching stops
+      // when the CQ has no room): drop it and count it rather than overwrite an unread entry.
+      this.stats.cqOverflows++;
+      return;
+    }
     const at = cq.base + cq.tail * 16;
     const dma = this.fn.dma;
     const ok = dma.writeU64(at, dw0, 0) && dma.writeU64(at + 8, ((sq.id << 16) | sq.head) >>> 0, ((((status << 1) | cq.phase) << 16) | cid) >>> 0);
