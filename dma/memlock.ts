@@ -36,11 +36,24 @@ export class MemlockAccount {
     return new MemlockAccount({ limit: Infinity });
   }
 
-  /** From the process: the soft limit (as getrlimit(RLIMIT_MEMLOCK) returned it) and VmLck from /proc/self/status. */
-  static fromProcess(softLimit: bigint | number): MemlockAccount {
+  /**
+   * From the process: the soft limit (as getrlimit(RLIMIT_MEMLOCK) returned it) and VmLck from
+   * /proc/self/status. A process with CAP_IPC_LOCK (root, usually) is not limited by the kernel
+   * (vfio_iommu_type1 skips the check), so neither are we; `exempt` says so.
+   */
+  static fromProcess(softLimit: bigint | number, status?: string): MemlockAccount {
+    const text = status ?? procStatus();
+    if (hasIpcLock(text)) {
+      const a = new MemlockAccount({ limit: Infinity, alreadyLocked: lockedNow(text) });
+      a.exempt = true;
+      return a;
+    }
     const limit = typeof softLimit === 'bigint' ? (softLimit >= 2n ** 63n - 1n ? Infinity : Number(softLimit)) : softLimit;
-    return new MemlockAccount({ limit, alreadyLocked: lockedNow() });
+    return new MemlockAccount({ limit, alreadyLocked: lockedNow(text) });
   }
+
+  /** True when the process holds CAP_IPC_LOCK and the kernel does not enforce the limit. */
+  exempt = false;
 
   get remaining(): number {
     return this.limit - this.baseline - this.charged;
@@ -62,12 +75,22 @@ export class MemlockAccount {
   }
 }
 
-/** VmLck of this process in bytes (0 when /proc is not there). */
-export function lockedNow(): number {
+function procStatus(): string {
   try {
-    const m = /^VmLck:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
+    return readFileSync('/proc/self/status', 'utf8');
   } catch {
-    return 0;
+    return '';
   }
+}
+
+/** VmLck of this process in bytes (0 when /proc is not there). */
+export function lockedNow(status: string = procStatus()): number {
+  const m = /^VmLck:\s+(\d+) kB$/m.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** CAP_IPC_LOCK is capability 14 (linux/capability.h); CapEff is a hex mask in /proc/PID/status. */
+export function hasIpcLock(status: string): boolean {
+  const m = /^CapEff:\s+([0-9a-f]+)$/m.exec(status);
+  return m !== null && ((BigInt(`0x${m[1]}`) >> 14n) & 1n) === 1n;
 }

@@ -50,6 +50,8 @@ export interface VfioPlatformOptions {
   busMaster?: boolean;
   /** Window memory (default: memfd through the seam). */
   memory?: DmaMemoryProvider;
+  /** Pinned-memory accounting (default: from RLIMIT_MEMLOCK and /proc/self/status; exempt with CAP_IPC_LOCK). */
+  memlock?: MemlockAccount;
   /** Huge pages for the memfd provider (default 'auto'). */
   hugePages?: 'auto' | 'never' | 'always';
 }
@@ -154,7 +156,7 @@ export class VfioPlatform implements Platform {
       const dma = new IommuDmaAllocator({
         backend: new VfioType1Backend(container),
         memory,
-        memlock: MemlockAccount.fromProcess(sys.getrlimit(RLIMIT_MEMLOCK).cur),
+        memlock: options.memlock ?? MemlockAccount.fromProcess(sys.getrlimit(RLIMIT_MEMLOCK).cur),
         name: `vfio:${address}`,
       });
       const p = new VfioPlatform(address, container, group, device, dma, receipt, options.sysfsRoot);

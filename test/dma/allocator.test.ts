@@ -103,12 +103,19 @@ test('memlock: refused with ERR_DMA_MEMLOCK and the way to raise it, before pinn
   assert.is(memlock.remaining, 16 * 1024);
 });
 
-test('memlock from the process: RLIM_INFINITY is unlimited; VmLck is the baseline', () => {
-  const inf = MemlockAccount.fromProcess(0xffff_ffff_ffff_ffffn);
+test('memlock from the process: RLIM_INFINITY is unlimited; VmLck is the baseline; CAP_IPC_LOCK exempts', () => {
+  const user = 'Name:\tnode\nVmLck:\t      12 kB\nCapEff:\t0000000000000000\n';
+  const root = 'Name:\tnode\nVmLck:\t       0 kB\nCapEff:\t000001ffffffffff\n';
+  const inf = MemlockAccount.fromProcess(0xffff_ffff_ffff_ffffn, user);
   assert.is(inf.limit, Infinity);
-  const lim = MemlockAccount.fromProcess(8n * 1024n * 1024n);
+  const lim = MemlockAccount.fromProcess(8n * 1024n * 1024n, user);
   assert.is(lim.limit, 8 * 1024 * 1024);
-  assert.ok(lim.baseline >= 0);
+  assert.is(lim.baseline, 12 * 1024);
+  assert.is(lim.exempt, false);
+  const r = MemlockAccount.fromProcess(8n * 1024n * 1024n, root);
+  assert.is(r.exempt, true);
+  assert.is(r.limit, Infinity, 'the kernel does not limit a CAP_IPC_LOCK process, so neither do we');
+  assert.ok(MemlockAccount.fromProcess(65536n).baseline >= 0, 'the real /proc/self/status parses');
 });
 
 test('a failed map rolls everything back', () => {

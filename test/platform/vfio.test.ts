@@ -5,7 +5,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { VFIO } from 'vfio-bindings';
+import { RLIMIT_MEMLOCK, VFIO } from 'vfio-bindings';
+import { MemlockAccount } from '../../dma/memlock.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/platform.js';
 import { VfioPlatform } from '../../platform/vfio.js';
 import { FakeSys } from '../vfio/fake-sys.js';
@@ -55,14 +56,27 @@ test('windows: memfd memory, IOVAs inside the reported ranges, mapped with exact
   assert.is(sys.pinned, 0n);
 });
 
-test('memlock: refused with ERR_DMA_MEMLOCK before MAP_DMA would fail', () => {
+test('memlock, unprivileged: refused with ERR_DMA_MEMLOCK before MAP_DMA would fail', () => {
   const sys = new FakeSys({ memlock: 64n * 1024n });
-  const p = VfioPlatform.open(ADDR, { sys, group: 1, hugePages: 'never' });
+  const unprivileged = 'VmLck:\t0 kB\nCapEff:\t0000000000000000\n';
+  const memlock = MemlockAccount.fromProcess(sys.getrlimit(RLIMIT_MEMLOCK).cur, unprivileged);
+  const p = VfioPlatform.open(ADDR, { sys, group: 1, hugePages: 'never', memlock });
   p.dma.alloc(32 * 1024, DEVICE_READS);
   const mappingsBefore = sys.mappings.size;
   assert.is(code(() => p.dma.alloc(64 * 1024, DEVICE_READS)), 'ERR_DMA_MEMLOCK');
   assert.is(sys.mappings.size, mappingsBefore, 'refused before any memory was made');
   assert.is(containerMaps(sys).length, 1);
+  p.close();
+});
+
+test('memlock, with CAP_IPC_LOCK: not counted by us; a kernel refusal is still explained', () => {
+  const sys = new FakeSys({ memlock: 64n * 1024n });
+  const root = 'VmLck:\t0 kB\nCapEff:\t000001ffffffffff\n';
+  const memlock = MemlockAccount.fromProcess(sys.getrlimit(RLIMIT_MEMLOCK).cur, root);
+  const p = VfioPlatform.open(ADDR, { sys, group: 1, hugePages: 'never', memlock });
+  assert.is(code(() => p.dma.alloc(128 * 1024, DEVICE_READS)), 'ERR_VFIO_MEMLOCK');
+  assert.is(p.dma.live, 0, 'nothing left behind');
+  assert.is(sys.mappings.size, 0, 'the memfd was unmapped again');
   p.close();
 });
 
