@@ -10,6 +10,7 @@ interface Command { summary: string; load: () => Promise<{ run(argv: string[]): 
 
 const commands: Record<string, Command> = {
   // one line per subcommand: name: { summary, load: () => import('./name.js') },
+  doctor: { summary: 'check IOMMU, interrupt remapping, VFIO, groups, memlock and huge pages', load: () => import('./doctor.js') },
   policy: { summary: 'check policies, show them resolved, print their JSON Schema', load: () => import('./policy.js') },
   lab: { summary: 'the QEMU lab: set it up, boot it and run a command on real VFIO', load: () => import('./lab.js') },
 };
