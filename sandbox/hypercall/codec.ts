@@ -52,7 +52,7 @@ export class FrameDecoder {
     while (i < n && !this.dead) {
       if (this.have < HEADER_SIZE) {
         const k = Math.min(HEADER_SIZE - this.have, n - i);
-        this.buf.set(chunk.subarray(i, i + k), this.have);
+        copy(chunk, this.buf, this.have, i, i + k);
         this.have += k;
         i += k;
         if (this.have < HEADER_SIZE) return;
@@ -61,7 +61,7 @@ export class FrameDecoder {
       const total = HEADER_SIZE + this.header.length;
       if (this.have < total) {
         const k = Math.min(total - this.have, n - i);
-        this.buf.set(chunk.subarray(i, i + k), this.have);
+        copy(chunk, this.buf, this.have, i, i + k);
         this.have += k;
         i += k;
       }
@@ -110,6 +110,12 @@ export class FrameDecoder {
     this.have = 0;
     this.sink.problem(error);
   }
+}
+
+/** Copy source[start, end) to target[at...] without allocating a view (Buffer.copy accepts any Uint8Array source). */
+const copyBytes = Buffer.prototype.copy;
+function copy(source: Uint8Array, target: Buffer, at: number, start: number, end: number): void {
+  copyBytes.call(source, target, at, start, end);
 }
 
 /** A whole frame, header and payload; `fill` writes the payload at offset HEADER_SIZE. */
