@@ -5,12 +5,14 @@
  * the model moving the data (copy) and without (a null data path), so the second figure is the
  * cost of the queues: driver plus the model's command handling. A CPU profile (node:inspector)
  * then splits the time between driver code, model code, the sim core (IOMMU, DMA engine, BAR
- * dispatch) and the rest. Options: --seconds=N (per case, default 2), --qd=N (default 32),
+ * dispatch) and the rest. Options: --seconds=N (per run, default 2), --repeat=N (runs per case, the
+ * median is reported with the spread, default 5), --qd=N (default 32),
  * --no-results (do not append to bench/RESULTS.md).
  */
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { fileURLToPath } from 'node:url';
+import { loadavg } from 'node:os';
 import { machineSummary } from './machine.js';
 import { SimMachine } from '../sim/machine.js';
 import { SimNvme } from '../sim/nvme/controller.js';
@@ -28,7 +30,10 @@ interface Case {
 
 interface Result {
   name: string;
+  /** Median over the repeats. */
   iops: number;
+  min: number;
+  max: number;
   usPerIo: number;
   ios: number;
   errors: number;
@@ -86,15 +91,24 @@ function drive(q: IoQueue, nsid: number, write: boolean, qd: number, ms: number)
   return { ios, errors, elapsed: performance.now() - t0 };
 }
 
-async function runCase(c: Case, qd: number, ms: number): Promise<Result> {
+async function runCase(c: Case, qd: number, ms: number, repeat: number): Promise<Result> {
   const { ctrl, close } = await setup(c.copy);
   const q = ctrl.ioQueues[0]!;
   const nsid = ctrl.namespaces[0]!.nsid;
   drive(q, nsid, c.write, qd, Math.min(300, ms / 4)); // warm-up (JIT)
-  const r = drive(q, nsid, c.write, qd, ms);
+  const runs: number[] = [];
+  let ios = 0;
+  let errors = 0;
+  for (let i = 0; i < repeat; i++) {
+    const r = drive(q, nsid, c.write, qd, ms);
+    runs.push((r.ios / r.elapsed) * 1000);
+    ios += r.ios;
+    errors += r.errors;
+  }
   await close();
-  const iops = (r.ios / r.elapsed) * 1000;
-  return { name: c.name, iops, usPerIo: (r.elapsed * 1000) / r.ios, ios: r.ios, errors: r.errors };
+  runs.sort((a, b) => a - b);
+  const iops = runs[Math.floor(runs.length / 2)]!;
+  return { name: c.name, iops, min: runs[0]!, max: runs.at(-1)!, usPerIo: 1e6 / iops, ios, errors };
 }
 
 interface ProfileNode {
@@ -149,6 +163,10 @@ async function profileCase(c: Case, qd: number, ms: number): Promise<{ share: Re
   return { share, top };
 }
 
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
 export async function run(argv: string[]): Promise<void> {
   const arg = (name: string, dflt: number): number => {
     const a = argv.find((x) => x.startsWith(`--${name}=`));
@@ -156,6 +174,7 @@ export async function run(argv: string[]): Promise<void> {
   };
   const seconds = arg('seconds', 2);
   const qd = arg('qd', 32);
+  const repeat = Math.max(1, arg('repeat', 5));
   const cases: Case[] = [
     { name: '4 KiB random read, no data copy', write: false, copy: false },
     { name: '4 KiB random write, no data copy', write: true, copy: false },
@@ -164,9 +183,11 @@ export async function run(argv: string[]): Promise<void> {
   ];
   const results: Result[] = [];
   for (const c of cases) {
-    const r = await runCase(c, qd, seconds * 1000);
+    const r = await runCase(c, qd, seconds * 1000, repeat);
     results.push(r);
-    console.log(`${r.name.padEnd(36)} QD${qd}: ${Math.round(r.iops).toLocaleString('en-US').padStart(10)} IOPS  ${r.usPerIo.toFixed(3)} us/IO  (${r.ios} I/Os, ${r.errors} errors)`);
+    console.log(
+      `${r.name.padEnd(36)} QD${qd}: ${fmt(r.iops).padStart(10)} IOPS median of ${repeat} (${fmt(r.min)} .. ${fmt(r.max)})  ${r.usPerIo.toFixed(3)} us/IO  (${r.ios} I/Os, ${r.errors} errors)`,
+    );
   }
   const prof = await profileCase(cases[0]!, qd, Math.max(1000, seconds * 500));
   console.log(`\nwhere the time goes (${cases[0]!.name}, CPU profile, self time):`);
@@ -186,9 +207,11 @@ export async function run(argv: string[]): Promise<void> {
       machineSummary(),
       `(nproc ${(await import('node:os')).availableParallelism()}, ${process.version}; driver and simulated controller in one process, one thread, model in sync mode, QD${qd}, ${seconds} s per case)`,
       '',
-      '| case | IOPS | us per I/O |',
-      '|---|---|---|',
-      ...results.map((r) => `| ${r.name} | ${Math.round(r.iops).toLocaleString('en-US')} | ${r.usPerIo.toFixed(3)} |`),
+      `Load average when it ended: ${loadavg().map((l) => l.toFixed(2)).join(', ')} (other work shares this machine: read the min..max spread).`,
+      '',
+      `| case | IOPS (median of ${repeat} x ${seconds} s) | min .. max | us per I/O (median) |`,
+      '|---|---|---|---|',
+      ...results.map((r) => `| ${r.name} | ${fmt(r.iops)} | ${fmt(r.min)} .. ${fmt(r.max)} | ${r.usPerIo.toFixed(3)} |`),
       '',
       `Self time by area (${cases[0]!.name}): ` +
         Object.entries(prof.share)
