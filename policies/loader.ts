@@ -61,7 +61,7 @@ export function parsePolicies(source: string, file: string): LoadResult {
     const value = validate(policySchema, root, '', ctx);
     for (const p of ctx.problems) problems.push({ file, ...p });
     if (value === INVALID) continue;
-    const policy = value as Policy;
+    const policy = normalize(value as Policy);
     const at = (path: string) => ctx.lines.get(path) ?? docLine;
     const rule = (path: string, message: string) => problems.push({ file, line: at(path), path, message });
     checkRules(policy, rule);
@@ -134,10 +134,19 @@ function toPNode(node: YamlNode, lineOf: (offset: number) => number, bad: (line:
   return { kind: 'scalar', line, value: null };
 }
 
+/** One spelling for each device: `0000:00:01.0` (domain added, lower case), `1b36:0010` (lower case). */
+function normalize(p: Policy): Policy {
+  const d = p.device;
+  if ('pci' in d) d.pci = (d.pci.length === 7 ? `0000:${d.pci}` : d.pci).toLowerCase();
+  if ('id' in d) d.id = d.id.toLowerCase();
+  if ('mac' in d) d.mac = d.mac.toLowerCase();
+  return p;
+}
+
 /** The rules that tie fields together. */
 function checkRules(p: Policy, rule: (path: string, message: string) => void): void {
   const dev = p.device;
-  const expectedDriver = 'sim' in dev ? dev.sim : 'id' in dev ? KNOWN_IDS[dev.id.toLowerCase()] : undefined;
+  const expectedDriver = 'sim' in dev ? dev.sim : 'id' in dev ? KNOWN_IDS[dev.id] : undefined;
   if (expectedDriver && expectedDriver !== p.driver.name) {
     rule('driver.name', `expected '${expectedDriver}' for device ${'sim' in dev ? `sim:${dev.sim}` : 'id' in dev ? dev.id : ''}, got '${p.driver.name}'`);
   }
@@ -174,8 +183,8 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
 
 function deviceKey(p: Policy): string | undefined {
   const d = p.device;
-  if ('pci' in d) return `pci ${d.pci.length === 7 ? `0000:${d.pci}` : d.pci}`.toLowerCase();
-  if ('id' in d) return `id ${d.id.toLowerCase()} #${d.index}`;
+  if ('pci' in d) return `pci ${d.pci}`;
+  if ('id' in d) return `id ${d.id} #${d.index}`;
   return undefined; // every simulated device is its own
 }
 

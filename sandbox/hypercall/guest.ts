@@ -6,6 +6,7 @@
 import type { Duplex } from 'node:stream';
 import { Channel, type ChannelOptions } from './channel.js';
 import type { FrameHeader } from './codec.js';
+import { DmaboxError } from '../../common/errors.js';
 import { HypercallError } from './errors.js';
 import {
   logBytes, readClockResult, readHelloResult, readIrqGrant, readQuiesce, readShutdown, readWindowMapping,
@@ -49,6 +50,20 @@ export class GuestEndpoint extends Channel {
 
   private get timeout(): number { return this.options.timeoutMs ?? 5000; }
 
+  /** The manager kills a container whose first frame is not HELLO: refuse here, with a clear error, instead. */
+  private started(call: string): void {
+    if (!this.session) throw new DmaboxError('ERR_HC_NOT_STARTED', `${call} before hello(): the first call on the channel must be hello()`, { fix: 'await guest.hello() first' });
+  }
+
+  private startedAsync(call: string): Promise<never> | undefined {
+    try {
+      this.started(call);
+      return undefined;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   /** Negotiate the version and learn the session limits. Must be the first call. */
   async hello(): Promise<HelloResult> {
     const hello = { minVersion: HC_MIN_VERSION, maxVersion: HC_VERSION, pid: this.options.pid ?? process.pid, name: this.options.name };
@@ -67,37 +82,61 @@ export class GuestEndpoint extends Channel {
   /** Map window `windowId` of the policy's grant (never an address: the manager chooses the IOVA). */
   mapWindow(windowId: number): Promise<WindowMapping> {
     if (!Number.isInteger(windowId) || windowId < 0 || windowId > 0xffffffff) return Promise.reject(new RangeError(`window id ${windowId}: expected a whole number`));
+    const early = this.startedAsync('mapWindow');
+    if (early) return early;
     return this.request(HcType.MAP_WINDOW, MAP_WINDOW.size, (v) => writeMapWindow(v, windowId), this.timeout, 'kill', readWindowMapping);
   }
 
   /** Ask for `vectors` interrupt vectors of a kind; the grant may be smaller. */
   irqSetup(kind: IrqKindName, vectors: number): Promise<IrqGrant> {
     if (!Number.isInteger(vectors) || vectors < 1 || vectors > 2048) return Promise.reject(new RangeError(`vectors ${vectors}: expected 1 to 2048`));
+    const early = this.startedAsync('irqSetup');
+    if (early) return early;
     return this.request(HcType.IRQ_SETUP, IRQ_SETUP.size, (v) => writeIrqSetup(v, { kind, vectors }), this.timeout, 'kill', readIrqGrant);
   }
 
   clock(): Promise<ClockResult> {
+    const early = this.startedAsync('clock');
+    if (early) return early;
     return this.request(HcType.CLOCK, CLOCK.size, undefined, this.timeout, 'kill', readClockResult);
   }
 
   /** A log line; text beyond 512 bytes of UTF-8 is cut. */
   log(level: LogLevel, text: string): void {
+    this.started('log');
     const bytes = logBytes(text);
     this.send(HcType.LOG, 0, LOG.headerSize + bytes.length, (v, b) => writeLog(v, b, level, bytes));
   }
 
   /** Progress counters: they must never go down. Send one at least every session.heartbeatMs. */
   heartbeat(h: Heartbeat): void {
+    this.started('heartbeat');
     this.send(HcType.HEARTBEAT, 0, HEARTBEAT.size, (v) => writeHeartbeat(v, h));
   }
 
   fault(f: FaultReport): void {
+    this.started('fault');
     this.send(HcType.FAULT, 0, FAULT.size, (v) => writeFault(v, f));
   }
 
   /** The driver brought the device up with `queues` queues and serves I/O. */
   ready(queues: number): void {
+    this.started('ready');
     this.send(HcType.READY, 0, READY.size, (v) => writeReady(v, { queues }));
+  }
+
+  /**
+   * Send a heartbeat every half period the manager asked for (so one late timer does not miss the
+   * deadline), reading the counters from `read`. Returns the function that stops it.
+   */
+  startHeartbeats(read: () => Heartbeat): () => void {
+    this.started('startHeartbeats');
+    const timer = setInterval(() => {
+      if (this.stopped) clearInterval(timer);
+      else this.heartbeat(read());
+    }, Math.max(5, Math.floor(this.session!.heartbeatMs / 2)));
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   protected handle(h: FrameHeader, v: DataView): void {

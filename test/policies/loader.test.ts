@@ -135,6 +135,8 @@ test('device shorthands expand to the mapping form', () => {
   const base = 'version: 1\nname: n\ndriver: nvme\nwindows: [{ size: 4096 }]\ndevice: ';
   assert.equal(parsePolicies(base + '"0000:00:01.0"\n', 'a').policies[0]!.policy.device, { pci: '0000:00:01.0' });
   assert.equal(parsePolicies(base + '"1b36:0010"\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0 });
+  assert.equal(parsePolicies(base + '"00:1F.2"\n', 'a').policies[0]!.policy.device, { pci: '0000:00:1f.2' }, 'domain added, lower case');
+  assert.equal(parsePolicies(base + '"1B36:0010"\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0 });
   assert.equal(parsePolicies(base + 'sim:nvme\n', 'a').policies[0]!.policy.device, { sim: 'nvme', capacity: 64 * 2 ** 20, blockSize: 512, maxQueues: 8, mqes: 1024, serial: 'sim0' });
 });
 

@@ -208,4 +208,28 @@ test('works over a real unix socket, whatever the chunking', async () => {
   guest.close();
 });
 
+test('guest calls before hello() fail here, clearly, instead of getting the container killed', async () => {
+  const s = setup();
+  const e = await s.guest.mapWindow(0).catch((x) => x);
+  assert.is(e.code, 'ERR_HC_NOT_STARTED');
+  assert.throws(() => s.guest.log(LogLevel.INFO, 'early'), /before hello\(\)/);
+  assert.throws(() => s.guest.heartbeat({ completed: 0n, errors: 0n, bytes: 0n, inflight: 0 }), /ERR_HC_NOT_STARTED|before hello/);
+  await tick();
+  assert.equal(s.violations, [], 'nothing reached the host');
+  s.host.close();
+});
+
+test('startHeartbeats keeps a short-period watchdog satisfied, and stops', async () => {
+  const s = setup({}, { heartbeatMs: 20, missedHeartbeats: 2 });
+  await s.guest.hello();
+  let n = 0n;
+  const stop = s.guest.startHeartbeats(() => ({ completed: ++n, errors: 0n, bytes: n * 4096n, inflight: 1 }));
+  await sleep(150);
+  assert.equal(s.violations, []);
+  assert.ok(s.beats.length >= 8, `beats ${s.beats.length}`);
+  stop();
+  await sleep(80);
+  assert.equal(s.violations.map((v) => v.code), ['ERR_HC_HEARTBEAT']);
+});
+
 test.run();
