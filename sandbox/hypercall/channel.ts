@@ -25,7 +25,7 @@ export class HypercallRefused extends DmaboxError {
 export interface ChannelOptions {
   /** Largest payload accepted (default HC_MAX_PAYLOAD). */
   maxPayload?: number;
-  /** Every violation, with its decision; the endpoint has already acted on 'kill' (it stopped). */
+  /** Every violation, with its decision; on 'kill' the endpoint stops right after. Called from the stream's data handler: must not throw. */
   onViolation?: (error: HypercallError) => void;
 }
 
