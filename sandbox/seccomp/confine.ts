@@ -12,6 +12,10 @@ import { DmaboxError } from '../../common/errors.js';
 
 export function confine(profileName: string, sys: Sys = defaultSys()): void {
   const program = compile(profile(profileName));
+  // Node creates process.stdout and process.stderr on first use (a pipe or socket handle): create
+  // them now, or logging after confinement would fail silently.
+  void process.stdout.fd;
+  void process.stderr.fd;
   try {
     sys.prctl(PR_SET_NO_NEW_PRIVS, 1);
   } catch (e) {
