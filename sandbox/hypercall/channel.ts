@@ -63,6 +63,12 @@ export abstract class Channel implements FrameSink {
   /** Handle a frame of an accepted type other than REPLY. May throw a HypercallError ('drop' or 'kill'). */
   protected abstract handle(header: FrameHeader, payload: DataView): void;
 
+  /**
+   * A hook for subclasses, run for every accepted frame (REPLY included) before it is read: rate
+   * limits and state. False drops the frame (the subclass reported why); a throw is a violation.
+   */
+  protected admit(_header: FrameHeader): boolean { return true; }
+
   /** A hook for subclasses: the endpoint stopped. */
   protected onStop(_error: HypercallError): void {}
 
@@ -79,6 +85,7 @@ export abstract class Channel implements FrameSink {
         throw new HypercallError('ERR_HC_BAD_TYPE', 'drop', `frame type ${h.type} (${typeName(h.type)}) seq ${h.seq} is not one this side accepts; dropped`);
       }
       if (h.ref !== 0 && h.type !== HcType.REPLY) throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `${typeName(h.type)} seq ${h.seq} has ref ${h.ref}; only REPLY frames carry a ref; dropped`);
+      if (!this.admit(h)) return;
       if (h.type === HcType.REPLY) this.reply(h, v);
       else this.handle(h, v);
     } catch (e) {

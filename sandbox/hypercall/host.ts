@@ -120,15 +120,20 @@ export class HostEndpoint extends Channel {
     clearTimeout(this.watchdog);
   }
 
-  protected handle(h: FrameHeader, v: DataView): void {
+  protected override admit(h: FrameHeader): boolean {
     const t = h.type as HcType;
     if (!this.buckets.take(t, this.now())) {
       this.rateDrop(t, h.seq);
-      return;
+      return false;
     }
     if (this.stateValue === 'hello' && t !== HcType.HELLO) {
       throw new HypercallError('ERR_HC_STATE', 'kill', `${typeName(t)} seq ${h.seq} before HELLO: the first frame must be HELLO`);
     }
+    return true;
+  }
+
+  protected handle(h: FrameHeader, v: DataView): void {
+    const t = h.type as HcType;
     try {
       this.dispatch(t, h, v);
     } catch (e) {

@@ -121,6 +121,24 @@ test('a REPLY to nothing is dropped', async () => {
   await stillServes(t);
 });
 
+test('unsolicited REPLY frames are rate-limited like any other, and flooding with them kills', async () => {
+  const t = await hostile(true, { floodLimit: 10 });
+  const reply = payload(REPLY.headerSize + 4, (v) => v.setUint8(REPLY.call, HcType.QUIESCE));
+  for (let i = 0; i < 40; i++) t.peer.send(HcType.REPLY, reply, { ref: 1000 + i });
+  await tick();
+  const codes = t.codes();
+  assert.is(codes.filter((c) => c === 'ERR_HC_UNEXPECTED_REPLY drop').length, 16, 'the REPLY burst is 16');
+  assert.is(codes.filter((c) => c === 'ERR_HC_RATE drop').length, 10);
+  assert.equal(codes.slice(-1), ['ERR_HC_FLOOD kill']);
+});
+
+test('a REPLY before HELLO is a kill too', async () => {
+  const t = await hostile(false);
+  t.peer.send(HcType.REPLY, payload(REPLY.headerSize + 4, (v) => v.setUint8(REPLY.call, HcType.QUIESCE)), { ref: 1 });
+  await tick();
+  assert.equal(t.codes(), ['ERR_HC_STATE kill']);
+});
+
 test('anything before HELLO is a kill', async () => {
   const t = await hostile(false);
   t.peer.send(HcType.CLOCK);
