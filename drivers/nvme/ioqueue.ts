@@ -111,18 +111,16 @@ export class IoQueue {
         this.readList[s] = lBase + 2 * s * MEM_PAGE;
         this.writeList[s] = lBase + (2 * s + 1) * MEM_PAGE;
         const v = this.listWin.view;
-        // Entry k describes page k + 1 of the buffer (page 0 is in PRP1).
-        for (let k = 0; k + 1 < B / MEM_PAGE + 1 && k < 512; k++) {
+        // Entry k describes page k + 1 of the buffer (page 0 is always in PRP1); a transfer that
+        // starts in page j uses the list from entry j (PRP2 = list + 8j). B <= 2 MiB: at most 511
+        // entries, so one list page never needs a chain pointer.
+        for (let k = 0; k + 1 < B / MEM_PAGE; k++) {
           const r = this.readIova[s]! + (k + 1) * MEM_PAGE;
           const w = this.writeIova[s]! + (k + 1) * MEM_PAGE;
-          // The entry past the buffer end (for an unaligned start) points at the buffer's own
-          // last page + 1 only if it exists; otherwise leave it 0 (never used: length is checked).
-          if (k + 1 < B / MEM_PAGE) {
-            v.setUint32(2 * s * MEM_PAGE + 8 * k, r % TWO32, true);
-            v.setUint32(2 * s * MEM_PAGE + 8 * k + 4, Math.floor(r / TWO32), true);
-            v.setUint32((2 * s + 1) * MEM_PAGE + 8 * k, w % TWO32, true);
-            v.setUint32((2 * s + 1) * MEM_PAGE + 8 * k + 4, Math.floor(w / TWO32), true);
-          }
+          v.setUint32(2 * s * MEM_PAGE + 8 * k, r >>> 0, true);
+          v.setUint32(2 * s * MEM_PAGE + 8 * k + 4, hi32(r), true);
+          v.setUint32((2 * s + 1) * MEM_PAGE + 8 * k, w >>> 0, true);
+          v.setUint32((2 * s + 1) * MEM_PAGE + 8 * k + 4, hi32(w), true);
         }
       }
     }
@@ -185,11 +183,12 @@ export class IoQueue {
     if (!Number.isInteger(blocks) || blocks < 1 || blocks > 0xffff_ffff) {
       throw new NvmeArgumentError(`discard of ${blocks} blocks: one range holds 1 to 2^32 - 1 blocks`);
     }
-    const v = new DataView(this.writeViews[slot]!.buffer, this.writeViews[slot]!.byteOffset, DSM_RANGE.SIZE);
-    v.setUint32(DSM_RANGE.CATTR, 0, true);
-    v.setUint32(DSM_RANGE.NLB, blocks, true);
-    v.setUint32(DSM_RANGE.SLBA, lba % TWO32, true);
-    v.setUint32(DSM_RANGE.SLBA + 4, Math.floor(lba / TWO32), true);
+    const v = this.writeWin.view;
+    const at = slot * this.bufferBytes;
+    v.setUint32(at + DSM_RANGE.CATTR, 0, true);
+    v.setUint32(at + DSM_RANGE.NLB, blocks, true);
+    v.setUint32(at + DSM_RANGE.SLBA, lba >>> 0, true);
+    v.setUint32(at + DSM_RANGE.SLBA + 4, hi32(lba), true);
     this.handlers[slot] = done;
     const a = this.writeIova[slot]!;
     // CDW10 NR = 0 (one range, 0's based); CDW11 AD.

@@ -130,6 +130,12 @@ export class SimNvme implements DeviceModel {
   /** Submission entries fetched in one DMA read per batch (up to 64 at a time). */
   private readonly fetch = new Uint8Array(64 * 64);
   private readonly fetch32 = new Uint32Array(this.fetch.buffer);
+  /** Completions of the current batch, written to the CQ in one DMA write (two at a wrap). */
+  private readonly stage = new Uint8Array(16 * 64);
+  private readonly stage32 = new Uint32Array(this.stage.buffer);
+  private stageCq: Cq | undefined;
+  private stageStart = 0;
+  private staged = 0;
   private readonly idBuf = new Uint8Array(IDENTIFY_SIZE);
   private readonly doorbellStride: number;
 
@@ -358,12 +364,16 @@ export class SimNvme implements DeviceModel {
           progress = true;
           const e = this.sqe32;
           const f = this.fetch32;
+          this.stageCq = cq;
+          this.stageStart = cq.tail;
+          this.staged = 0;
           for (let i = 0; i < n && this.ready; i++) {
             const b = i << 4;
             for (let k = 0; k < 16; k++) e[k] = f[b + k]!;
             if (++sq.head === sq.size) sq.head = 0;
             this.execute(sq);
           }
+          if (!this.flushStage()) return;
         }
       }
     }
@@ -403,6 +413,20 @@ export class SimNvme implements DeviceModel {
       this.stats.cqOverflows++;
       return;
     }
+    if (cq === this.stageCq) {
+      const i = this.staged++ << 2;
+      const st = this.stage32;
+      st[i] = dw0 >>> 0;
+      st[i + 1] = 0;
+      st[i + 2] = ((sq.id << 16) | sq.head) >>> 0;
+      st[i + 3] = ((((status << 1) | cq.phase) << 16) | cid) >>> 0;
+      if (++cq.tail === cq.size) {
+        cq.tail = 0;
+        cq.phase ^= 1;
+      }
+      cq.posted++;
+      return;
+    }
     const at = cq.base + cq.tail * 16;
     const dma = this.fn.dma;
     const ok = dma.writeU64(at, dw0, 0) && dma.writeU64(at + 8, ((sq.id << 16) | sq.head) >>> 0, ((((status << 1) | cq.phase) << 16) | cid) >>> 0);
@@ -415,6 +439,23 @@ export class SimNvme implements DeviceModel {
       cq.phase ^= 1;
     }
     cq.posted++;
+  }
+
+  /** Write the batch's staged completions (§4.6) to their CQ: one DMA write, two at a wrap. */
+  private flushStage(): boolean {
+    const cq = this.stageCq;
+    const n = this.staged;
+    this.stageCq = undefined;
+    this.staged = 0;
+    if (cq === undefined || n === 0) return true;
+    const first = Math.min(n, cq.size - this.stageStart);
+    const dma = this.fn.dma;
+    const ok = dma.write(cq.base + this.stageStart * 16, this.stage, 0, first * 16) && (first === n || dma.write(cq.base, this.stage, first * 16, (n - first) * 16));
+    if (!ok) {
+      this.fatal(`CQ ${cq.id} entries from ${this.stageStart} could not be written (IOMMU refused the write)`);
+      return false;
+    }
+    return true;
   }
 
   /** One interrupt per CQ that got entries (coalesced per processing run). */

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
 import { AdminOpcode, Cns, CREATE_CQ_IEN, CREATE_CQ_PC, CREATE_SQ_PC, FeatureId, NvmOpcode } from '../../../drivers/nvme/commands.js';
 import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../../drivers/nvme/status.js';
-import { DEVICE_READS } from '../../../drivers/platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/platform.js';
 import { ADDRESS, simRig, type SimRig } from './sim-target.js';
 import { lowLevel, pattern } from './suite.js';
 
@@ -148,6 +148,20 @@ test('doorbell stride (CAP.DSTRD = 3) is honoured', async () => {
   const got = await Promise.all(Array.from({ length: 24 }, (_, i) => ns.read(i, 1)));
   got.forEach((b, i) => assert.equal(b, pattern(512, 90 + i)));
   assert.is(rig.model.stats.badDoorbells, 0);
+});
+
+test('least privilege: SQs and PRP lists device-read-only, CQs and read data device-write-only, write data device-read-only', async () => {
+  await open({}, { bufferBytes: 16384 });
+  const q = c.ioQueues[0]!;
+  assert.equal(q.qp.sq.perm, DEVICE_READS);
+  assert.equal(q.qp.cq.perm, DEVICE_WRITES);
+  // What the IOMMU enforces: the device may not write into the SQ, nor read from a read buffer.
+  const iommuDomain = rig.machine.iommu.domain(ADDRESS);
+  const page = (iova: bigint): number => iommuDomain.lookup(Number(iova / 4096n));
+  assert.is(page(q.qp.sq.iova) & 3, 1, 'SQ: read only');
+  assert.is(page(q.qp.cq.iova) & 3, 2, 'CQ: write only');
+  assert.is(page(q.readIovaOf(0)) & 3, 2, 'read data: write only');
+  assert.is(page(q.writeIovaOf(0)) & 3, 1, 'write data: read only');
 });
 
 test.run();
