@@ -110,7 +110,7 @@ export function buildInitramfs(spec: InitramfsSpec): Initramfs {
   }
   entries.push({ type: 'file', path: 'init', data: spec.init, mode: 0o755 });
 
-  const tmp = `${path}.partial`;
+  const tmp = `${path}.partial-${process.pid}`;
   writeFileSync(tmp, buildCpio(entries));
   renameSync(tmp, path);
   return { path, modules: loadList, key, cached: false };

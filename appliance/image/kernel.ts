@@ -50,6 +50,8 @@ export interface KernelFetchOptions {
   meta?: string;
   /** Progress messages. */
   log?: (msg: string) => void;
+  /** How long apt's answer is trusted before asking again (ms; 0: always ask). */
+  resolveMaxAgeMs?: number;
 }
 
 function isRoot(): boolean { return typeof process.getuid === 'function' && process.getuid() === 0; }
@@ -76,7 +78,7 @@ export async function resolveKernelPackage(meta = 'linux-image-amd64', log: (m: 
 /** The kernels already unpacked in the cache (complete ones only), newest name last. */
 export function cachedKernels(cacheDir: string): string[] {
   if (!existsSync(cacheDir)) return [];
-  return readdirSync(cacheDir).filter((k) => existsSync(join(cacheDir, k, '.complete'))).sort();
+  return readdirSync(cacheDir).filter((k) => !k.startsWith('.') && existsSync(join(cacheDir, k, '.complete'))).sort();
 }
 
 export function kernelTree(cacheDir: string, kver: string): KernelTree {
@@ -95,9 +97,21 @@ export function kernelTree(cacheDir: string, kver: string): KernelTree {
  */
 export async function fetchKernel(options: KernelFetchOptions): Promise<KernelTree> {
   const log = options.log ?? (() => {});
-  let resolved: { pkg: string; kver: string };
+  const meta = options.meta ?? 'linux-image-amd64';
+  // apt-cache takes about a second here; its answer changes only when Debian rotates the kernel ABI,
+  // so it is remembered for a while (resolveMaxAgeMs, default 12 h) and asked again after that.
+  const memo = join(options.cacheDir, 'resolved.json');
+  const maxAge = options.resolveMaxAgeMs ?? 12 * 3600_000;
+  let resolved: { pkg: string; kver: string } | undefined;
   try {
-    resolved = await resolveKernelPackage(options.meta, log);
+    const m = JSON.parse(readFileSync(memo, 'utf8')) as { meta: string; pkg: string; kver: string; at: number };
+    if (m.meta === meta && Date.now() - m.at < maxAge && existsSync(join(options.cacheDir, m.kver, '.complete'))) resolved = { pkg: m.pkg, kver: m.kver };
+  } catch { /* no memo yet, or unreadable: ask apt */ }
+  if (resolved) return kernelTree(options.cacheDir, resolved.kver);
+  try {
+    resolved = await resolveKernelPackage(meta, log);
+    mkdirSync(options.cacheDir, { recursive: true });
+    writeFileSync(memo, JSON.stringify({ meta, ...resolved, at: Date.now() }));
   } catch (e) {
     const cached = cachedKernels(options.cacheDir);
     if (cached.length === 0) throw e;
@@ -109,23 +123,32 @@ export async function fetchKernel(options: KernelFetchOptions): Promise<KernelTr
   if (existsSync(join(dir, '.complete'))) return tree;
 
   log(`fetching ${resolved.pkg} (apt-get download, unpacked into ${dir}, not installed)`);
-  rmSync(dir, { recursive: true, force: true });
-  const dl = join(dir, 'download');
+  // Built in a private folder and renamed into place, so two set-ups running at once never see or
+  // remove each other's half-done work; the second to finish drops its copy.
+  const work = join(options.cacheDir, `.${resolved.kver}.partial-${process.pid}`);
+  rmSync(work, { recursive: true, force: true });
+  const dl = join(work, 'download');
   mkdirSync(dl, { recursive: true });
-  // APT::Sandbox::User=root: apt's _apt user may not write into a root-owned cache folder.
-  await execOk('apt-get', ['download', '-q', '-o', 'APT::Sandbox::User=root', resolved.pkg], {
-    cwd: dl, what: `downloading ${resolved.pkg}`, code: 'ERR_IMAGE_KERNEL_DOWNLOAD',
-    fix: 'check the network and the apt sources (`apt-get update`), then retry',
-  });
-  const deb = readdirSync(dl).find((f) => f.startsWith(`${resolved.pkg}_`) && f.endsWith('.deb'));
-  if (!deb) throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `apt-get download ${resolved.pkg} succeeded but left no .deb in ${dl}`);
-  const tmpRoot = join(dir, 'root.partial');
-  await execOk('dpkg-deb', ['-x', join(dl, deb), tmpRoot], { what: `unpacking ${deb}` });
-  renameSync(tmpRoot, tree.root);
-  if (!existsSync(tree.vmlinuz)) throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `${deb} holds no boot/vmlinuz-${resolved.kver}`);
-  await execOk('depmod', ['-b', tree.root, resolved.kver], { what: 'depmod', fix: 'install kmod (`apt-get install kmod`)' });
-  rmSync(dl, { recursive: true, force: true });
-  writeFileSync(join(dir, '.complete'), `${deb}\n`);
+  try {
+    // APT::Sandbox::User=root: apt's _apt user may not write into a root-owned cache folder.
+    await execOk('apt-get', ['download', '-q', '-o', 'APT::Sandbox::User=root', resolved.pkg], {
+      cwd: dl, what: `downloading ${resolved.pkg}`, code: 'ERR_IMAGE_KERNEL_DOWNLOAD',
+      fix: 'check the network and the apt sources (`apt-get update`), then retry',
+    });
+    const deb = readdirSync(dl).find((f) => f.startsWith(`${resolved.pkg}_`) && f.endsWith('.deb'));
+    if (!deb) throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `apt-get download ${resolved.pkg} succeeded but left no .deb in ${dl}`);
+    const root = join(work, 'root');
+    await execOk('dpkg-deb', ['-x', join(dl, deb), root], { what: `unpacking ${deb}` });
+    if (!existsSync(join(root, 'boot', `vmlinuz-${resolved.kver}`))) throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `${deb} holds no boot/vmlinuz-${resolved.kver}`);
+    await execOk('depmod', ['-b', root, resolved.kver], { what: 'depmod', fix: 'install kmod (`apt-get install kmod`)' });
+    rmSync(dl, { recursive: true, force: true });
+    writeFileSync(join(work, '.complete'), `${deb}\n`);
+    if (existsSync(join(dir, '.complete'))) return tree; // another set-up finished first
+    rmSync(dir, { recursive: true, force: true }); // a crashed earlier attempt
+    renameSync(work, dir);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
   return tree;
 }
 
@@ -169,7 +192,7 @@ export function extractVmlinux(tree: KernelTree, log: (m: string) => void = () =
     return undefined;
   }
   if (elf.length < 4 || elf.readUInt32BE(0) !== 0x7f454c46) { log('the unpacked kernel is not an ELF file: booting the bzImage'); return undefined; }
-  const partial = `${out}.partial`;
+  const partial = `${out}.partial-${process.pid}`;
   writeFileSync(partial, elf);
   renameSync(partial, out);
   return out;
