@@ -81,13 +81,9 @@ export class SimRamProvider implements DmaMemoryProvider {
     const region = this.mem.add(m.bytes, m.label);
     const mem = this.mem;
     let released = false;
+    // Keep what the inner provider adds (memfd's mapAgain), replace only release.
     return {
-      size: m.size,
-      bytes: m.bytes,
-      pageSize: m.pageSize,
-      fd: m.fd,
-      address: m.address,
-      label: m.label,
+      ...m,
       release() {
         if (released) return;
         released = true;

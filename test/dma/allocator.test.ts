@@ -141,4 +141,62 @@ test('close frees every window', () => {
   assert.is(dma.iova.freeRuns, 1, 'freed IOVAs merged back into the one range');
 });
 
+test('merged windows: one memory block, one mapping, laid out with their alignments', () => {
+  const { dma, backend, memory } = make({ avail: 2 });
+  const [sq, cq, big] = dma.allocMerged([
+    { size: 1024, label: 'sq' },
+    { size: 256, label: 'cq' },
+    { size: 5000, label: 'lists', align: 16384 },
+  ], DEVICE_READS_WRITES);
+  assert.is(backend.maps.size, 1);
+  assert.is(dma.mappings, 1);
+  assert.is(cq!.iova - sq!.iova, 4096n);
+  assert.is(big!.iova % 16384n, 0n);
+  assert.is(big!.size, 8192);
+  assert.is(sq!.label, 'sq');
+  assert.is(backend.maps.values().next().value!.size, Number(big!.iova - sq!.iova) + 8192);
+  cq!.bytes[0] = 1;
+  assert.is((sq as Window).memory, (cq as Window).memory, 'one memory block');
+  // Freeing some members keeps the mapping; the last one releases everything.
+  dma.free(sq!);
+  dma.free(big!);
+  assert.is(backend.maps.size, 1);
+  assert.is(cq!.bytes[0], 1);
+  dma.free(cq!);
+  assert.is(backend.maps.size, 0);
+  assert.is(memory.allocated, 0);
+  assert.is(dma.mappings, 0);
+  assert.is(code(() => dma.free(cq!)), 'ERR_DMA_WINDOW_STATE');
+});
+
+test('merged windows are revoked together (type1 v2 cannot split a mapping)', () => {
+  const { dma, backend } = make();
+  const [a, b] = dma.allocMerged([{ size: 4096 }, { size: 4096 }], DEVICE_WRITES, 'rx ring');
+  dma.revoke(b!);
+  assert.is((a as Window).state, 'revoked');
+  assert.is((b as Window).state, 'revoked');
+  assert.is(backend.maps.size, 0);
+  dma.free(a!);
+  dma.free(b!);
+  assert.is(dma.iova.allocated, 0n);
+  assert.is(code(() => dma.allocMerged([], DEVICE_READS)), 'ERR_DMA_ARG');
+  assert.is(code(() => dma.allocMerged([{ size: -1 }], DEVICE_READS)), 'ERR_DMA_ARG');
+});
+
+test('huge-page memory gets a huge-page-aligned IOVA', () => {
+  const backend = new RecordingBackend();
+  const heap = new HeapMemoryProvider();
+  const hugeish = {
+    name: 'huge',
+    allocate(size: number, o?: { label?: string }) {
+      const m = heap.allocate(Math.ceil(size / (2 << 20)) * (2 << 20), o);
+      return { ...m, pageSize: 2 << 20 };
+    },
+  };
+  const dma = new IommuDmaAllocator({ backend, memory: hugeish });
+  dma.alloc(4096, DEVICE_READS);
+  const w = dma.alloc(2 << 20, DEVICE_READS);
+  assert.is(w.iova % (2n << 20n), 0n);
+});
+
 test.run();
