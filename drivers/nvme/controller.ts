@@ -206,7 +206,7 @@ export class NvmeController {
       this.ioQueues.push(ioq);
       await this.createIoQueue(ioq);
       if (this.vectors.length) {
-        const v = this.vectors[q % this.vectors.length === 0 ? 0 : q]!;
+        const v = this.vectors[this.vectorOf(q)]!;
         v.onFire(() => this.onIoVector(ioq));
       }
     }
@@ -269,9 +269,14 @@ export class NvmeController {
     }
   }
 
+  /** The MSI-X vector of I/O queue `qid`: its own when there are enough, else the admin queue's (0). */
+  private vectorOf(qid: number): number {
+    return qid < this.vectors.length ? qid : 0;
+  }
+
   private async createIoQueue(q: IoQueue): Promise<void> {
     const qp = q.qp;
-    const iv = this.vectors.length ? (q.qid % this.vectors.length === 0 ? 0 : q.qid) : 0;
+    const iv = this.vectorOf(q.qid);
     const ien = this.vectors.length ? CREATE_CQ_IEN : 0;
     // Create I/O CQ (§5.3), then the SQ bound to it (§5.4): physically contiguous (PC=1).
     await this.adminCommand(`Create I/O CQ ${q.qid}`, AdminOpcode.CREATE_IO_CQ, 0, qp.cq.iova, 0n, ((qp.entries - 1) << 16) | q.qid, (iv << 16) | ien | CREATE_CQ_PC);
@@ -428,7 +433,7 @@ export class NvmeController {
   private onAdminVector(): void {
     this.admin.poll(0x7fffffff);
     // Vector 0 is shared with I/O queues whose qid is a multiple of the vector count.
-    for (const q of this.ioQueues) if (q.qid % this.vectors.length === 0) q.poll();
+    for (const q of this.ioQueues) if (this.vectorOf(q.qid) === 0) q.poll();
     this.wakeSlotWaiters();
   }
 
@@ -445,7 +450,7 @@ export class NvmeController {
    * During a reset, an admin command that times out fails at once and the controller is marked failed.
    */
   checkTimeouts(): void {
-    if (this.state !== 'ready' && this.state !== 'resetting') return;
+    if (this.state !== 'ready' && this.state !== 'resetting' && this.state !== 'init') return;
     const now = this.platform.clock.now();
     const a = this.admin;
     for (let s = 0; s < a.slots; s++) {
@@ -453,8 +458,8 @@ export class NvmeController {
       a.poll(0x7fffffff);
       if (!a.isBusy(s)) continue;
       const what = this.adminWaiters[s]?.what ?? `admin slot ${s}`;
-      if (this.state === 'resetting') {
-        this.abandonReason = `no completion within ${this.opts.adminTimeoutMs} ms during a controller reset`;
+      if (this.state !== 'ready') {
+        this.abandonReason = `no completion within ${this.opts.adminTimeoutMs} ms during controller ${this.state === 'init' ? 'initialisation' : 'reset'}`;
         a.abandon(s);
         continue;
       }

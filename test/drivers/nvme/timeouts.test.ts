@@ -123,6 +123,17 @@ test('CSTS.RDY that never comes: open fails with ERR_NVME_TIMEOUT after CAP.TO (
   p.close();
 });
 
+test('a controller that becomes ready but answers no admin command: open fails with ERR_NVME_TIMEOUT, bounded', async () => {
+  rig = simRig({ timeout: 1 });
+  rig.fn.hang();
+  const p = rig.machine.platform(ADDRESS);
+  const t0 = performance.now();
+  assert.is(await code(NvmeController.open(p, fast)), 'ERR_NVME_TIMEOUT');
+  assert.ok(performance.now() - t0 < 1000, `bounded (${Math.round(performance.now() - t0)} ms)`);
+  rig.fn.resume();
+  p.close();
+});
+
 test('CSTS.CFS at open is reported as ERR_NVME_FATAL with a fix', async () => {
   rig = simRig({ timeout: 1 });
   rig.model.fatal('test');
