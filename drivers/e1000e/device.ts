@@ -71,6 +71,12 @@ const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MEMORY = 1 << 1;
 const PCI_COMMAND_MASTER = 1 << 2;
 const ALL_CAUSES = 0xffffffff;
+/**
+ * Causes unmasked in MSI-X mode: RX and link. Each message auto-masks its queue cause (EIAC,
+ * §10.2.4.6; QEMU clears it from IMS), so the driver re-arms with this value before each wait, as a
+ * NAPI-style driver does after polling.
+ */
+const MSIX_IMS = ICR.RXT0 | ICR.RXO | ICR.LSC | ICR.RXQ0 | ICR.OTHER;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -223,7 +229,7 @@ export class E1000e {
     r.write32(REG.IVAR, (v0 << IVAR.RXQ0_SHIFT) | (v0 << IVAR.TXQ0_SHIFT) | (v0 << IVAR.OTHER_SHIFT));
     r.write32(REG.CTRL_EXT, (r.read32(REG.CTRL_EXT) | CTRL_EXT.PBA_CLR) >>> 0);
     r.write32(REG.EIAC, ICR.RXQ0 | ICR.TXQ0 | ICR.OTHER);
-    r.write32(REG.IMS, ICR.RXT0 | ICR.RXO | ICR.LSC | ICR.RXQ0 | ICR.OTHER);
+    r.write32(REG.IMS, MSIX_IMS);
   }
 
   private async readMac(): Promise<void> {
@@ -339,19 +345,23 @@ export class E1000e {
 
   /**
    * Wait until a frame is waiting in the RX ring or `timeoutMs` passes; true when one is. In MSI-X
-   * mode the wait ends on the interrupt; in poll mode the ring is checked every millisecond.
+   * mode only the interrupt (or the timeout) ends the wait: no polling behind its back, so a lost
+   * interrupt shows as a timeout. In poll mode the ring is checked every millisecond.
    */
   async waitRx(timeoutMs: number): Promise<boolean> {
     const clock = this.platform.clock;
     const deadline = clock.now() + timeoutMs;
+    // Re-arm first, then look at the ring: a frame that lands in between still raises the vector.
+    if (this.interrupts === 'msix' && !this.closed) this.regs.write32(REG.IMS, MSIX_IMS);
     while (!this.rxRing.ready()) {
       const left = deadline - clock.now();
       if (left <= 0) return false;
       if (this.interrupts === 'msix') {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(() => { this.wake = null; resolve(); }, Math.min(left, 50));
+          const t = setTimeout(() => { this.wake = null; resolve(); }, left);
           this.wake = () => { clearTimeout(t); resolve(); };
         });
+        if (!this.closed) this.regs.write32(REG.IMS, MSIX_IMS);
       } else {
         await clock.sleep(1);
       }

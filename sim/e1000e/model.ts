@@ -10,7 +10,8 @@
  *   SLU), STATUS (LU when SLU is set and a wire is attached; 1000 Mb/s full duplex), EERD reads
  *   of a 64-word EEPROM holding the MAC address (§6.1), RAL/RAH x16, MTA x128.
  * - Interrupts: ICR (read-to-clear when IMS is 0 or INT_ASSERTED is set, as QEMU 7.2 and
- *   §10.2.4.1 describe; write 1 to clear), ICS, IMS, IMC, IAM with CTRL_EXT.IAME, EIAC, and
+ *   §10.2.4.1 describe; write 1 to clear), ICS, IMS, IMC, IAM with CTRL_EXT.IAME, EIAC (auto-clear
+ *   and auto-mask of a cause once its message is sent: the driver re-arms through IMS), and
  *   MSI-X routing by IVAR (§10.2.4.9: RXQ0, TXQ0, OTHER); without MSI-X, vector 0 of whatever the
  *   host function delivers (MSI/INTx). No moderation: ITR, RDTR, TIDV are stored, not timed.
  * - RCTL (EN, UPE, MPE, BAM, MO, BSIZE/BSEX, SECRC, RDMTS, LPE), TCTL (EN, PSP), one RX and one
@@ -320,8 +321,12 @@ export class E1000eModel implements WirePort, DeviceModel {
       if (bits & TX_CAUSES) icr |= ICR.TXQ0;
       if (bits & ~(RX_CAUSES | TX_CAUSES | QUEUE_CAUSES) & 0x7fffffff) icr |= ICR.OTHER;
       const fire = icr & r[REG.IMS / 4]! & QUEUE_CAUSES;
-      icr = (icr & ~(fire & r[REG.EIAC / 4]!)) >>> 0;
+      // EIAC (§10.2.4.6): a message for an auto-clear cause clears it in ICR and, unless
+      // CTRL_EXT.IAME, masks it in IMS until the driver re-arms it (QEMU 7.2 does the same).
+      const autoClear = fire & r[REG.EIAC / 4]!;
+      icr = (icr & ~autoClear) >>> 0;
       r[REG.ICR / 4] = icr >>> 0;
+      if (autoClear && !(r[REG.CTRL_EXT / 4]! & CTRL_EXT.IAME)) r[REG.IMS / 4] = (r[REG.IMS / 4]! & ~autoClear) >>> 0;
       if (fire === 0) return;
       const ivar = r[REG.IVAR / 4]!;
       if (fire & ICR.RXQ0) this.raiseIvar(ivar >>> IVAR.RXQ0_SHIFT);

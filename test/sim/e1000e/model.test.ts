@@ -109,6 +109,27 @@ test('MSI-X: IVAR routes RX causes to their vector; an invalid entry raises noth
   p.close();
 });
 
+test('MSI-X with EIAC: the message auto-clears the cause in ICR and masks it in IMS until re-armed (as QEMU 7.2 does)', async () => {
+  const { p } = single();
+  const r = p.bar(0);
+  let fired = 0;
+  p.irq.enable('msix', 1)[0]!.onFire(() => { fired++; });
+  r.write32(REG.IVAR, IVAR.VALID << IVAR.RXQ0_SHIFT);
+  r.write32(REG.EIAC, ICR.RXQ0);
+  r.write32(REG.IMS, ICR.RXQ0);
+  r.write32(REG.ICS, ICR.RXT0);
+  await new Promise((res) => setImmediate(res));
+  assert.is(fired, 1);
+  assert.is(r.read32(REG.IMS) & ICR.RXQ0, 0, 'auto-masked');
+  r.write32(REG.ICS, ICR.RXT0);
+  await new Promise((res) => setImmediate(res));
+  assert.is(fired, 1, 'masked: no second message');
+  r.write32(REG.IMS, ICR.RXQ0); // re-arm: the pending cause is delivered
+  await new Promise((res) => setImmediate(res));
+  assert.is(fired, 2);
+  p.close();
+});
+
 test('with RCTL.SECRC clear the model stores the Ethernet FCS after the frame (checked against zlib crc32)', async () => {
   const { pa, pb } = pair();
   const A = await E1000e.open(pa);
