@@ -7,7 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { E1000e } from '../../../drivers/e1000e/device.js';
 import { PacketBatch } from '../../../drivers/e1000e/batch.js';
-import { REG } from '../../../drivers/e1000e/regs.js';
+import { REG, CTRL, EERD } from '../../../drivers/e1000e/regs.js';
+import type { Platform, RegisterSpace } from '../../../drivers/platform.js';
 import { pair, single, frame, MAC_A, MAC_B, ADDR_A, ADDR_B } from './harness.js';
 import { SimMachine } from '../../../sim/machine.js';
 import { E1000eModel } from '../../../sim/e1000e/model.js';
@@ -275,7 +276,7 @@ test('MSI-X: frames raise vector 0 (IVAR) and waitRx wakes on it; polling mode r
 });
 
 test('errors: wrong device, bad ring size, link that never comes up', async () => {
-  const { p } = single('none');
+  const { p, machine: machine0 } = single('none');
   try {
     await E1000e.open(p, { rxDescriptors: 100 });
     assert.unreachable('100 descriptors is not a multiple of 8');
@@ -289,6 +290,7 @@ test('errors: wrong device, bad ring size, link that never comes up', async () =
   } catch (e) {
     assert.is((e as { code?: string }).code, 'ERR_E1000E_LINK_TIMEOUT');
   }
+  assert.is(machine0.function(ADDR_A).domain.mappings, 0, 'the failed open unmapped the rings and pools it had mapped');
   const nic = await E1000e.open(p, { linkTimeoutMs: 10, requireLink: false });
   assert.is(nic.link().up, false);
   await nic.close();
@@ -307,6 +309,37 @@ test('errors: wrong device, bad ring size, link that never comes up', async () =
     assert.match((e as Error).message, /8086:100e is not an 82574L/);
   }
   q.close();
+});
+
+/** A platform whose BAR0 lies about one register (a device that never finishes something). */
+function lying(p: Platform, reg: number, orBits: number, andBits = 0xffffffff): Platform {
+  const bar = p.bar(0);
+  const fake: RegisterSpace = {
+    size: bar.size,
+    read32: (o) => (o === reg ? ((bar.read32(o) | orBits) & andBits) >>> 0 : bar.read32(o)),
+    write32: (o, v) => bar.write32(o, v),
+    read64: (o) => bar.read64(o),
+    write64: (o, v) => bar.write64(o, v),
+  };
+  return { name: p.name, config: p.config, dma: p.dma, irq: p.irq, clock: p.clock, reset: () => p.reset(), close: () => p.close(), bar: () => fake };
+}
+
+test('bounded waits: CTRL.RST that never clears and an EEPROM that never answers', async () => {
+  const { p } = single();
+  const t0 = Date.now();
+  try {
+    await E1000e.open(lying(p, REG.CTRL, CTRL.RST), { resetTimeoutMs: 50 });
+    assert.unreachable('the reset never completes');
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'ERR_E1000E_RESET_TIMEOUT');
+    assert.match((e as Error).message, /CTRL\.RST/);
+  }
+  assert.ok(Date.now() - t0 < 1000, 'gave up near the bound');
+  // EERD.DONE never sets: the MAC comes from RAL0/RAH0, which the reset loaded from the EEPROM.
+  const nic = await E1000e.open(lying(p, REG.EERD, 0, ~EERD.DONE), { eepromTimeoutMs: 20 });
+  assert.equal([...nic.mac], MAC_A);
+  await nic.close();
+  p.close();
 });
 
 test.run();
