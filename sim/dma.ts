@@ -12,7 +12,7 @@
  */
 import type { DmaAccess, FaultReason, IommuDomain, SimIommu } from './iommu.js';
 import { IOMMU_PAGE, PERM_READ, PERM_WRITE } from './iommu.js';
-import type { PhysicalMemory } from './memory.js';
+import type { PhysicalMemory, PhysRegion } from './memory.js';
 import { SimError } from './errors.js';
 
 /** What the DMA engine needs from its function. */
@@ -23,7 +23,8 @@ export interface DmaRequester {
   readonly busMasterEnabled: boolean;
 }
 
-const COPY_LOOP_MAX = 64;
+/** Up to this many bytes a plain loop beats subarray()+set() (measured: 64 B by loop ~2x slower). */
+const COPY_LOOP_MAX = 16;
 
 export class DeviceDma {
   private readonly fn: DmaRequester;
@@ -45,6 +46,19 @@ export class DeviceDma {
   /** Copy `len` bytes at `iova` into `dst[off..]`. False (and a logged fault) when refused. */
   read(iova: number, dst: Uint8Array, off: number, len: number): boolean {
     if (!this.args(iova, dst, off, len)) return true;
+    if ((iova % IOMMU_PAGE) + len <= IOMMU_PAGE) {
+      // Fast path: inside one page.
+      const r = this.one(iova, len, PERM_READ, 'read');
+      if (r === undefined) return false;
+      const at = this.at;
+      if (len <= COPY_LOOP_MAX) {
+        const src = r.bytes;
+        for (let i = 0; i < len; i++) dst[off + i] = src[at + i]!;
+      } else {
+        dst.set(r.bytes.subarray(at, at + len), off);
+      }
+      return true;
+    }
     if (!this.allowed(iova, len, PERM_READ, 'read')) return false;
     let done = 0;
     while (done < len) {
@@ -67,6 +81,18 @@ export class DeviceDma {
   /** Copy `len` bytes from `src[off..]` to `iova`. False (and a logged fault) when refused. */
   write(iova: number, src: Uint8Array, off: number, len: number): boolean {
     if (!this.args(iova, src, off, len)) return true;
+    if ((iova % IOMMU_PAGE) + len <= IOMMU_PAGE) {
+      const r = this.one(iova, len, PERM_WRITE, 'write');
+      if (r === undefined) return false;
+      const at = this.at;
+      if (len <= COPY_LOOP_MAX) {
+        const d = r.bytes;
+        for (let i = 0; i < len; i++) d[at + i] = src[off + i]!;
+      } else {
+        r.bytes.set(src.subarray(off, off + len), at);
+      }
+      return true;
+    }
     if (!this.allowed(iova, len, PERM_WRITE, 'write')) return false;
     let done = 0;
     while (done < len) {
@@ -122,6 +148,7 @@ export class DeviceDma {
 
   /** Check a small access that may cross a page; returns the region's view with `this.at` set. */
   private single(iova: number, len: number, need: number, access: DmaAccess): DataView | undefined {
+    if ((iova % IOMMU_PAGE) + len <= IOMMU_PAGE) return this.one(iova, len, need, access)?.view;
     if (!this.allowed(iova, len, need, access)) return undefined;
     const phys = this.phys(iova);
     const r = this.mem.find(phys, len);
@@ -138,6 +165,39 @@ export class DeviceDma {
 
   private readonly bounce = new Uint8Array(8);
   private readonly bounceView = new DataView(this.bounce.buffer);
+
+  /**
+   * Check and translate a transfer inside one page: the region holding it, with `this.at` set to
+   * the offset there, or undefined (fault logged).
+   */
+  private one(iova: number, len: number, need: number, access: DmaAccess): PhysRegion | undefined {
+    if (!this.fn.busMasterEnabled) {
+      this.refuse(iova, len, access, 'no-bus-master');
+      return undefined;
+    }
+    let phys = iova;
+    if (!this.passthrough) {
+      const page = Math.floor(iova / IOMMU_PAGE);
+      const e = this.domain.lookup(page);
+      if (e < 0) {
+        this.refuse(iova, len, access, 'not-present');
+        return undefined;
+      }
+      if ((e & need) === 0) {
+        this.refuse(iova, len, access, need === PERM_READ ? 'no-read' : 'no-write');
+        return undefined;
+      }
+      // e = physPage * 4 + perm, so physPage * 4096 = (e - perm) * 1024.
+      phys = (e - (e & 3)) * 1024 + (iova - page * IOMMU_PAGE);
+    }
+    const r = this.mem.find(phys, len);
+    if (r === undefined) {
+      this.refuse(iova, len, access, 'unbacked');
+      return undefined;
+    }
+    this.at = phys - r.base;
+    return r;
+  }
 
   private args(iova: number, buf: Uint8Array, off: number, len: number): boolean {
     if (!Number.isSafeInteger(iova) || iova < 0 || !Number.isInteger(off) || off < 0 || !Number.isInteger(len) || len < 0 || off + len > buf.length) {
