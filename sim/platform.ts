@@ -223,6 +223,26 @@ export class SimPlatform implements Platform {
     fn.cfgWrite(PCI_COMMAND, 2, cmd);
   }
 
+  /** False when the machine's IOMMU is in passthrough: nothing this device does is checked. */
+  get confined(): boolean {
+    return this.fn.iommu.confined;
+  }
+
+  /** For logs and `dmabox status`: the device, its DMA state and whether it is confined (with the warning if not). */
+  status(): { name: string; confined: boolean; warning: string | undefined; busMaster: boolean; hung: boolean; windows: number; mappings: number; faults: number } {
+    const iommu = this.fn.iommu.status();
+    return {
+      name: this.name,
+      confined: iommu.confined,
+      warning: iommu.warning,
+      busMaster: this.fn.busMasterEnabled,
+      hung: this.fn.hung,
+      windows: this.dma.live,
+      mappings: this.dma.mappings,
+      faults: this.fn.iommu.faults(this.fn.address).length,
+    };
+  }
+
   /** The DmaAllocator, typed as the interface (the concrete one adds revoke()). */
   get allocator(): DmaAllocator {
     return this.dma;

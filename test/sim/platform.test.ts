@@ -74,6 +74,7 @@ test('RX into a buffer whose window was revoked: the device faults, the memory i
   assert.is(f.length, 1);
   assert.is(f[0]!.reason, 'not-present');
   assert.is(f[0]!.vtdReason, 0x05);
+  assert.equal(p.status(), { name: 'sim:copy@0000:00:06.0', confined: true, warning: undefined, busMaster: true, hung: false, windows: 2, mappings: 1, faults: 1 });
   p.dma.free(rx);
 });
 
@@ -112,6 +113,8 @@ test('passthrough machine: windows get physical addresses and the status says un
   assert.is(w.iova, BigInt(region.base));
   assert.is(machine.status().iommu.confined, false);
   assert.match(machine.status().iommu.warning!, /NOT confined/);
+  assert.is(p.confined, false);
+  assert.match(p.status().warning!, /NOT confined/);
   // Even a device-read-only window is writable by the device: nothing is checked.
   const ro = p.dma.alloc(4096, DEVICE_READS);
   assert.ok(p.fn.dma.writeU32(Number(ro.iova), 1));
