@@ -137,6 +137,24 @@ test('MSI-X to eventfds: the vector fires its handler; take() drains; disable de
   assert.ok(vecs.every((v) => v.isClosed));
 });
 
+test('one interrupt reaches every handler, including one-shot waits that remove themselves', async () => {
+  const { sys, d } = open();
+  const [v] = d.enableInterrupts('msix', 1);
+  const seen: string[] = [];
+  v!.onFire(() => seen.push('a'));
+  const w1 = v!.wait(1000).then(() => seen.push('w1'));
+  const w2 = v!.wait(1000).then(() => seen.push('w2'));
+  v!.onFire(() => seen.push('b'));
+  sys.fire(BDF, 2, 0);
+  await Promise.all([w1, w2]);
+  assert.equal(seen.sort(), ['a', 'b', 'w1', 'w2']);
+  seen.length = 0;
+  sys.fire(BDF, 2, 0);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(seen.sort(), ['a', 'b'], 'the waits fired once and left');
+  d.close();
+});
+
 test('a vector that does not fire: wait() rejects with ERR_VFIO_IRQ_TIMEOUT', async () => {
   const { d } = open();
   const [v] = d.enableInterrupts('msi', 1);

@@ -202,18 +202,18 @@ export class Device {
       throw explain(e, VfioCode.REGION_MMAP, 'mmap failed', op);
     }
     const whole = areas.length === 1 && areas[0]!.offset === 0n && areas[0]!.size === r.size;
+    const scratch = new Uint8Array(4);
+    const sv = new DataView(scratch.buffer);
     const fallback = whole
       ? undefined
       : {
           read32: (off: number): number => {
-            const b = new Uint8Array(4);
-            this.sys.pread(this.fd, b, r.offset + BigInt(off));
-            return new DataView(b.buffer).getUint32(0, true);
+            if (this.sys.pread(this.fd, scratch, r.offset + BigInt(off)) !== 4) throw new VfioError(VfioCode.SYSCALL, `short read at BAR${index} offset ${off}`, { op });
+            return sv.getUint32(0, true);
           },
           write32: (off: number, v: number): void => {
-            const b = new Uint8Array(4);
-            new DataView(b.buffer).setUint32(0, v, true);
-            this.sys.pwrite(this.fd, b, r.offset + BigInt(off));
+            sv.setUint32(0, v, true);
+            if (this.sys.pwrite(this.fd, scratch, r.offset + BigInt(off)) !== 4) throw new VfioError(VfioCode.SYSCALL, `short write at BAR${index} offset ${off}`, { op });
           },
         };
     const mmio: Mmio = new Mmio(size, segments, {

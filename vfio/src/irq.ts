@@ -37,8 +37,14 @@ export class EventfdVector {
       this.poller = this.sys.poll(this.fd, () => {
         const n = this.sys.eventfdRead(this.fd);
         if (n === 0n) return;
-        // Copy: a one-shot handler removes itself while we iterate.
-        for (const h of this.handlers.slice()) h(n);
+        // No copy per interrupt: a handler that removes itself (wait's one-shot) shifts the
+        // next one into its slot, so step back onto it.
+        const hs = this.handlers;
+        for (let i = 0; i < hs.length; i++) {
+          const h = hs[i]!;
+          h(n);
+          if (hs[i] !== h) i--;
+        }
       });
     }
   }

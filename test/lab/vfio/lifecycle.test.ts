@@ -21,6 +21,12 @@ test('life cycle: API version, TYPE1v2, group status 1 then 3, device fd, close 
   c.setIommu();
   const d = g.device(nvme.address);
   assert.ok(d.info().pci);
+  try {
+    g.device('0000:00:1f.7');
+    assert.unreachable('no such device in the group');
+  } catch (e) {
+    assert.is((e as VfioError).code, VfioCode.DEVICE_NOT_FOUND, (e as Error).message);
+  }
   // A second open of the group while it is open: EBUSY, explained.
   try {
     Group.open(nvme.iommuGroup);
