@@ -45,6 +45,8 @@ export interface LabOptions {
   accel?: Accel;
   memMiB?: number;
   cpus?: number;
+  /** Extra kernel command-line words (after console=ttyS0 panic=-1 intel_iommu=on rdinit=/init). */
+  kernelArgs?: string[];
   /** An image from setupLab() (default: set up now, from the cache). */
   image?: LabImage;
   /** Keep the run folder (disk images, trace) for inspection. */
@@ -131,7 +133,7 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
   const traceHost = join(runDir, 'dmar.trace');
   const spec: MachineSpec = {
     kernel: image.bootKernel, initrd: image.initrd, accel,
-    memMiB: options.memMiB ?? 2048, cpus: options.cpus ?? 2, nvme, e1000e,
+    memMiB: options.memMiB ?? 2048, cpus: options.cpus ?? 2, nvme, e1000e, append: options.kernelArgs ?? [],
     shares: [{ tag: TAG_HOSTROOT, path: '/', readonly: true }, { tag: TAG_RUN, path: runDir, readonly: false }],
     ...(options.dmarTrace ? { dmarTraceFile: traceHost } : {}),
   };

@@ -38,7 +38,7 @@ test('the suite machine: q35 TCG, VT-d, NVMe at 00:01.0, e1000e at 00:02.0, debu
   assert.equal(values(a, '-D'), ['/tmp/run/dmar.trace']);
   assert.equal(values(a, '-kernel'), ['/k/vmlinux']);
   assert.equal(values(a, '-initrd'), ['/k/initrd.cpio']);
-  assert.equal(values(a, '-append'), ['console=ttyS0 panic=-1 intel_iommu=on rdinit=/init']);
+  assert.equal(values(a, '-append'), ['console=ttyS0 panic=-1 intel_iommu=on no_timer_check rdinit=/init']);
 });
 
 test('no trace flags without a trace file; KVM gets the split irqchip VT-d interrupt remapping needs', () => {
@@ -69,7 +69,7 @@ test('bad machine descriptions are refused with the reason', () => {
 });
 
 test('kernel command line: serial console, panic reboots (QEMU exits), VT-d on, extra words last', () => {
-  assert.is(kernelCommandLine(['quiet']), 'console=ttyS0 panic=-1 intel_iommu=on rdinit=/init quiet');
+  assert.is(kernelCommandLine(['quiet']), 'console=ttyS0 panic=-1 intel_iommu=on no_timer_check rdinit=/init quiet');
 });
 
 test.run();
