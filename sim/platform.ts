@@ -130,7 +130,6 @@ class SimInterrupts implements Interrupts {
     this.fn.irqSink = (k, v) => this.fire(k, v);
     const cmd = this.fn.cfgRead(PCI_COMMAND, 2);
     if (kind === 'msix') {
-      const msix = this.fn.msix!;
       const d = this.fn.model.msix!;
       // Program and unmask vectors 0..n-1 through the BAR, as the kernel does for VFIO_DEVICE_SET_IRQS.
       for (let v = 0; v < n; v++) {
@@ -143,7 +142,6 @@ class SimInterrupts implements Interrupts {
       this.fn.cfgWrite(PCI_COMMAND, 2, cmd | CMD_INTX_DISABLE);
       const mc = this.fn.cfgRead(CAP_MSIX_OFFSET + 2, 2);
       this.fn.cfgWrite(CAP_MSIX_OFFSET + 2, 2, mc | MSIX_MC_ENABLE);
-      void msix;
     } else {
       this.fn.cfgWrite(PCI_COMMAND, 2, cmd & ~CMD_INTX_DISABLE);
     }
