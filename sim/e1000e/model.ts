@@ -83,6 +83,9 @@ const TX_CAUSES = ICR.TXDW | ICR.TXQE;
 const QUEUE_CAUSES = ICR.RXQ0 | ICR.TXQ0 | ICR.OTHER;
 /** TX frame assembly limit: the 82574's largest TX packet (16288 bytes, §7.2.1 jumbo). */
 const TX_MAX = 16288;
+/** TX / RX descriptors fetched per DMA burst. */
+const TX_FETCH_MAX = 64;
+const RX_FETCH_MAX = 64;
 const EEPROM_WORDS = 64;
 /** §6.1: words 0x00..0x3F sum to 0xBABA. */
 const EEPROM_CHECKSUM_WORD = 0x3f;
@@ -110,10 +113,20 @@ export class E1000eModel implements WirePort, DeviceModel {
   private wire: FrameSink | null = null;
   // Preallocated scratch: nothing is allocated per frame.
   // Separate RX and TX scratch: a loopback wire receives inside transmit.
-  private readonly txDesc = new Uint8Array(DESC_SIZE);
-  private readonly txDescView = new DataView(this.txDesc.buffer);
+  private readonly txFetched = new Uint8Array(TX_FETCH_MAX * DESC_SIZE);
+  private readonly txFetchedView = new DataView(this.txFetched.buffer);
   private readonly rxDesc = new Uint8Array(DESC_SIZE);
   private readonly rxDescView = new DataView(this.rxDesc.buffer);
+  /**
+   * RX descriptor prefetch: buffer addresses of descriptors [rxCacheStart, +rxCacheCount), fetched
+   * in one burst. They belong to the device (between RDH and RDT), so software may not change them;
+   * the cache is dropped when RDBAL/RDBAH/RDLEN/RDH are written and on reset.
+   */
+  private readonly rxFetched = new Uint8Array(RX_FETCH_MAX * DESC_SIZE);
+  private readonly rxFetchedView = new DataView(this.rxFetched.buffer);
+  private readonly rxCache = new Float64Array(RX_FETCH_MAX);
+  private rxCacheStart = 0;
+  private rxCacheCount = 0;
   private readonly txFrame = new Uint8Array(TX_MAX);
   private readonly rxPad = new Uint8Array(ETH.MIN_FRAME + ETH.FCS);
   private readonly fcs = new Uint8Array(ETH.FCS);
@@ -194,6 +207,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.txLen = 0;
     this.txBlocked = false;
     this.ringFault = null;
+    this.rxCacheCount = 0;
   }
 
   // ---- registers (BAR0) ----
@@ -253,9 +267,11 @@ export class E1000eModel implements WirePort, DeviceModel {
         this.cause(0);
         return;
       case REG.IMC: r[REG.IMS / 4] = (r[REG.IMS / 4]! & ~value) >>> 0; return;
-      case REG.RDLEN: case REG.TDLEN: r[offset >>> 2] = value & 0xfff80; return;
-      case REG.RDBAL: case REG.TDBAL: r[offset >>> 2] = value & ~0xf; return;
-      case REG.RDH: case REG.RDT: case REG.TDH: r[offset >>> 2] = value & 0xffff; break;
+      case REG.RDLEN: case REG.TDLEN: r[offset >>> 2] = value & 0xfff80; this.rxCacheCount = 0; return;
+      case REG.RDBAL: case REG.TDBAL: r[offset >>> 2] = value & ~0xf; this.rxCacheCount = 0; return;
+      case REG.RDBAH: r[offset >>> 2] = value; this.rxCacheCount = 0; return;
+      case REG.RDH: r[offset >>> 2] = value & 0xffff; this.rxCacheCount = 0; return;
+      case REG.RDT: case REG.TDH: r[offset >>> 2] = value & 0xffff; return;
       case REG.TDT:
         r[REG.TDT / 4] = value & 0xffff;
         this.kickTx();
@@ -358,29 +374,36 @@ export class E1000eModel implements WirePort, DeviceModel {
     const tail = r[REG.TDT / 4]!;
     let head = r[REG.TDH / 4]!;
     if (head >= n || tail >= n) return; // out-of-range pointers: the ring is not processed
-    const desc = this.txDesc;
-    const dv = this.txDescView;
+    const fetched = this.txFetched;
+    const fv = this.txFetchedView;
     let causes = 0;
     while (head !== tail) {
-      const at = base + head * DESC_SIZE;
-      if (!dma.read(at, desc, 0, DESC_SIZE)) { this.ringFault = 'tx'; break; }
-      const cmd = desc[TXD.CMD]!;
-      if (cmd & TXD_CMD.DEXT) {
-        this.counters.txUnsupported++;
-      } else {
-        const len = dv.getUint16(TXD.LENGTH, true);
-        const addr = dv.getUint32(TXD.BUFFER_ADDR, true) + dv.getUint32(TXD.BUFFER_ADDR + 4, true) * 0x1_0000_0000;
-        if (this.txLen + len > TX_MAX) this.txBlocked = true; // oversize: dropped at EOP
-        else if (len > 0 && !dma.read(addr, this.txFrame, this.txLen, len)) this.txBlocked = true;
-        else this.txLen += len;
-        if (cmd & TXD_CMD.EOP) this.sendFrame();
+      // Fetch the descriptors up to the tail (or the ring's end) in one burst, as the hardware's
+      // descriptor prefetch does (§7.2.2): one DMA read per run instead of one per descriptor.
+      const run = Math.min(tail > head ? tail - head : n - head, TX_FETCH_MAX);
+      if (!dma.read(base + head * DESC_SIZE, fetched, 0, run * DESC_SIZE)) { this.ringFault = 'tx'; break; }
+      let k = 0;
+      for (; k < run; k++) {
+        const at = k * DESC_SIZE;
+        const cmd = fetched[at + TXD.CMD]!;
+        if (cmd & TXD_CMD.DEXT) {
+          this.counters.txUnsupported++;
+        } else {
+          const len = fv.getUint16(at + TXD.LENGTH, true);
+          const addr = fv.getUint32(at + TXD.BUFFER_ADDR, true) + fv.getUint32(at + TXD.BUFFER_ADDR + 4, true) * 0x1_0000_0000;
+          if (this.txLen + len > TX_MAX) this.txBlocked = true; // oversize: dropped at EOP
+          else if (len > 0 && !dma.read(addr, this.txFrame, this.txLen, len)) this.txBlocked = true;
+          else this.txLen += len;
+          if (cmd & TXD_CMD.EOP) this.sendFrame();
+        }
+        if (cmd & TXD_CMD.RS) {
+          fetched[at + TXD.STA] = (fetched[at + TXD.STA]! & 0xf0) | TXD_STA.DD;
+          if (!dma.write(base + (head + k) * DESC_SIZE + TXD.STA, fetched, at + TXD.STA, 1)) { this.ringFault = 'tx'; k++; break; }
+          causes |= ICR.TXDW;
+        }
       }
-      if (cmd & TXD_CMD.RS) {
-        desc[TXD.STA] = (desc[TXD.STA]! & 0xf0) | TXD_STA.DD;
-        if (!dma.write(at + TXD.STA, desc, TXD.STA, 1)) { this.ringFault = 'tx'; head = (head + 1) % n; break; }
-        causes |= ICR.TXDW;
-      }
-      head = (head + 1) % n;
+      head = (head + k) % n;
+      if (this.ringFault === 'tx') break;
     }
     r[REG.TDH / 4] = head;
     if (head === tail) causes |= ICR.TXQE;
@@ -452,8 +475,8 @@ export class E1000eModel implements WirePort, DeviceModel {
     let blocked = false;
     while (done < total) {
       const at = base + head * DESC_SIZE;
-      if (!dma.read(at, desc, 0, 8)) { this.ringFault = 'rx'; r[REG.RDH / 4] = head; return false; }
-      const addr = dv.getUint32(0, true) + dv.getUint32(4, true) * 0x1_0000_0000;
+      const addr = this.rxBufferAddress(head, tail, n, base);
+      if (addr < 0) { this.ringFault = 'rx'; r[REG.RDH / 4] = head; return false; }
       const chunk = Math.min(bufSize, total - done);
       if (addr !== 0 && !blocked) { // a null buffer address stores nothing (§7.1.7.2)
         const dataPart = Math.max(0, Math.min(chunk, len - done));
@@ -486,6 +509,19 @@ export class E1000eModel implements WirePort, DeviceModel {
     if (rdmts < 3 && (tail - head + n) % n <= n >>> (rdmts + 1)) causes |= ICR.RXDMT0;
     this.cause(causes);
     return !blocked;
+  }
+
+  /** The buffer address of RX descriptor `head`, from the prefetch cache or a new burst; -1 when the fetch is refused. */
+  private rxBufferAddress(head: number, tail: number, n: number, base: number): number {
+    const k = head - this.rxCacheStart;
+    if (k >= 0 && k < this.rxCacheCount) return this.rxCache[k]!;
+    const run = Math.min(tail > head ? tail - head : n - head, RX_FETCH_MAX);
+    if (!this.dma!.read(base + head * DESC_SIZE, this.rxFetched, 0, run * DESC_SIZE)) return -1;
+    const v = this.rxFetchedView;
+    for (let i = 0; i < run; i++) this.rxCache[i] = v.getUint32(i * DESC_SIZE, true) + v.getUint32(i * DESC_SIZE + 4, true) * 0x1_0000_0000;
+    this.rxCacheStart = head;
+    this.rxCacheCount = run;
+    return this.rxCache[0]!;
   }
 
   private miss(): void {
