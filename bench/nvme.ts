@@ -192,6 +192,9 @@ export async function run(argv: string[]): Promise<void> {
   const prof = await profileCase(cases[0]!, qd, Math.max(1000, seconds * 500));
   console.log(`\nwhere the time goes (${cases[0]!.name}, CPU profile, self time):`);
   for (const [k, v] of Object.entries(prof.share).sort((a, b) => b[1] - a[1])) console.log(`  ${v.toFixed(1).padStart(5)} %  ${k}`);
+  const driverShare = (prof.share['driver (drivers/nvme)'] ?? 0) / 100;
+  const driverUs = driverShare * results[0]!.usPerIo;
+  console.log(`driver's own cost: ${(driverShare * 100).toFixed(1)} % of ${results[0]!.usPerIo.toFixed(3)} us = ${driverUs.toFixed(3)} us per I/O (${fmt(1 / (driverUs / 1e6))} IOPS per core if the device cost nothing)`);
   console.log('hottest functions:');
   for (const t of prof.top) console.log(`  ${t.pct.toFixed(1).padStart(5)} %  ${t.fn}  [${t.where}]`);
 
@@ -207,6 +210,8 @@ export async function run(argv: string[]): Promise<void> {
       machineSummary(),
       `(nproc ${(await import('node:os')).availableParallelism()}, ${process.version}; driver and simulated controller in one process, one thread, model in sync mode, QD${qd}, ${seconds} s per case)`,
       '',
+      'No data copy: the model fetches, checks and completes each command (SQ fetch and CQ writes through the simulated IOMMU) but walks no PRPs and moves no data. With data copy: PRPs walked through the IOMMU and 4 KiB moved between the memory store and the window (a write copies twice: window to scratch, scratch to store).',
+      '',
       `Load average when it ended: ${loadavg().map((l) => l.toFixed(2)).join(', ')} (other work shares this machine: read the min..max spread).`,
       '',
       `| case | IOPS (median of ${repeat} x ${seconds} s) | min .. max | us per I/O (median) |`,
@@ -219,6 +224,8 @@ export async function run(argv: string[]): Promise<void> {
           .map(([k, v]) => `${k} ${v.toFixed(1)} %`)
           .join('; ') +
         '.',
+      '',
+      `Driver's own cost: ${(driverShare * 100).toFixed(1)} % of the median ${results[0]!.usPerIo.toFixed(3)} us = ${driverUs.toFixed(3)} us per I/O, i.e. about ${fmt(1 / (driverUs / 1e6))} IOPS per core for the driver alone.`,
       '',
       'Hottest functions: ' + prof.top.map((t) => `${t.fn} [${t.where}] ${t.pct.toFixed(1)} %`).join('; ') + '.',
     ];
