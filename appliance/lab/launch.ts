@@ -206,6 +206,8 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     throw new ApplianceError('ERR_LAB_GUEST_SETUP', `the lab guest's /init failed before the command ran: ${outcome.reason}. Log: ${logFile}${lastLines}`);
   }
   if (outcome.kind === 'died') {
+    // Before /init ran nothing of ours ran: a boot failure (kernel panic at boot, QEMU refusing the machine).
+    if (state.initAtMs === undefined) throw new ApplianceError('ERR_LAB_BOOT_FAILED', `the lab guest did not boot to /init: ${outcome.reason}. Log: ${logFile}${lastLines}`);
     throw new ApplianceError('ERR_LAB_GUEST_DIED', `the lab guest died: ${outcome.reason}. Log: ${logFile}${lastLines}`);
   }
   const groups = new Map(state.bound.map((b) => [b.bdf, b.group]));

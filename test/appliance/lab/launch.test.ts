@@ -35,7 +35,8 @@ case "$FAKE_QEMU_MODE" in
     echo 5 > "$run/rc"
     exit 11;;
   hang) printf 'dmabox-lab: init 1.0\\r\\n'; exec sleep 30;;
-  panic) printf '[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\\r\\n'; exit 0;;
+  bootpanic) printf '[    0.04] Kernel panic - not syncing: timer doesn'"'"'t work through Interrupt-remapped IO-APIC\\r\\n'; exit 0;;
+  panic) printf 'dmabox-lab: init 1.0\\r\\ndmabox-lab: run 1.1\\r\\n[    1.5] Kernel panic - not syncing: Fatal exception\\r\\n'; exit 0;;
   initfail) printf 'dmabox-lab: init 1.0\\r\\ndmabox-lab: error 0000:00:01.0 (0x1b36:0x0010) did not bind to vfio-pci\\r\\ndmabox-lab: exit 125\\r\\n'; echo 125 > "$run/rc"; exit 251;;
 esac
 exit 1
@@ -104,10 +105,13 @@ test('timeout: QEMU is killed and the error names the log and quotes the last li
   assert.match(e!.message, /dmabox-lab: init 1\.0/);
 });
 
-test('a panicking guest and a failing /init are errors, not exit statuses', async () => {
+test('a panicking guest and a failing /init are errors, not exit statuses; a panic before /init is a boot failure', async () => {
+  const b = await launch('bootpanic');
+  assert.is(b.e?.code, 'ERR_LAB_BOOT_FAILED');
+  assert.match(b.e!.message, /did not boot to \/init.*Interrupt-remapped IO-APIC/);
   const p = await launch('panic');
   assert.is(p.e?.code, 'ERR_LAB_GUEST_DIED');
-  assert.match(p.e!.message, /Kernel panic/);
+  assert.match(p.e!.message, /Kernel panic - not syncing: Fatal exception/);
   const f = await launch('initfail');
   assert.is(f.e?.code, 'ERR_LAB_GUEST_SETUP');
   assert.match(f.e!.message, /did not bind to vfio-pci/);
