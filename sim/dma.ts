@@ -128,37 +128,38 @@ export class DeviceDma {
 
   /** Write a little-endian 32-bit value at `iova`. False when refused. */
   writeU32(iova: number, value: number): boolean {
-    const view = this.single(iova, 4, PERM_WRITE, 'write');
-    if (view === undefined) return false;
-    view.setUint32(this.at, value >>> 0, true);
+    if ((iova % IOMMU_PAGE) > IOMMU_PAGE - 4) {
+      this.bounceView.setUint32(0, value >>> 0, true);
+      return this.write(iova, this.bounce, 0, 4);
+    }
+    const r = this.one(iova, 4, PERM_WRITE, 'write');
+    if (r === undefined) return false;
+    r.view.setUint32(this.at, value >>> 0, true);
     return true;
   }
 
   /** Write a 64-bit value given as two 32-bit halves. False when refused. */
   writeU64(iova: number, lo: number, hi: number): boolean {
-    const view = this.single(iova, 8, PERM_WRITE, 'write');
-    if (view === undefined) return false;
-    view.setUint32(this.at, lo >>> 0, true);
-    view.setUint32(this.at + 4, hi >>> 0, true);
+    if ((iova % IOMMU_PAGE) > IOMMU_PAGE - 8) {
+      this.bounceView.setUint32(0, lo >>> 0, true);
+      this.bounceView.setUint32(4, hi >>> 0, true);
+      return this.write(iova, this.bounce, 0, 8);
+    }
+    const r = this.one(iova, 8, PERM_WRITE, 'write');
+    if (r === undefined) return false;
+    r.view.setUint32(this.at, lo >>> 0, true);
+    r.view.setUint32(this.at + 4, hi >>> 0, true);
     return true;
   }
 
   /** Offset into the view `single` returned. Set by `single`, read right after. */
   private at = 0;
 
-  /** Check a small access that may cross a page; returns the region's view with `this.at` set. */
+  /** A small read that may cross a page: the view to read from, with `this.at` set. */
   private single(iova: number, len: number, need: number, access: DmaAccess): DataView | undefined {
     if ((iova % IOMMU_PAGE) + len <= IOMMU_PAGE) return this.one(iova, len, need, access)?.view;
-    if (!this.allowed(iova, len, need, access)) return undefined;
-    const phys = this.phys(iova);
-    const r = this.mem.find(phys, len);
-    if (r !== undefined) {
-      this.at = phys - r.base;
-      return r.view;
-    }
-    // Crosses a page boundary onto a physically separate page: bounce through a small buffer.
-    if (access === 'read') this.read(iova, this.bounce, 0, len);
-    else throw new SimError('ERR_SIM_ARG', `value write at IOVA 0x${iova.toString(16)} crosses into a non-contiguous page`, { fix: 'use write() for unaligned multi-page stores' });
+    // Crosses a page boundary: gather through a small buffer (the pages may be physically apart).
+    if (!this.read(iova, this.bounce, 0, len)) return undefined;
     this.at = 0;
     return this.bounceView;
   }

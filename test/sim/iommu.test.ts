@@ -98,6 +98,10 @@ test('pages that are not physically contiguous are gathered correctly', () => {
   assert.equal(back, src);
   // A 32-bit value straddling the two pages.
   assert.is(dma.readU32(0x50ffe), (src[0xffe]! | (src[0xfff]! << 8) | (src[0x1000]! << 16) | (src[0x1001]! << 24)) >>> 0);
+  assert.ok(dma.writeU32(0x50ffe, 0x44332211));
+  assert.equal([b.bytes[0xffe], b.bytes[0xfff], a.bytes[0], a.bytes[1]], [0x11, 0x22, 0x33, 0x44]);
+  assert.ok(dma.writeU64(0x50ffc, 0x11111111, 0x22222222));
+  assert.is(dma.readU64(0x50ffc), 0x22222222 * 2 ** 32 + 0x11111111);
 });
 
 test('canary regions stay untouched by a campaign of blocked DMA', () => {
