@@ -73,6 +73,8 @@ export class NvmeController {
   readonly ioQueues: IoQueue[] = [];
   /** Largest transfer per command in bytes (MDTS and bufferBytes honoured). */
   maxTransferBytes = 0;
+  /** Largest transfer per command the controller allows (MDTS, §5.15.2.2; capped at 2 MiB, one PRP list page). */
+  mdtsBytes = 0;
   /** Completions with an unknown CID, over all queues (each was logged and ignored). */
   get unknownCids(): number {
     return this.admin.unknownCids + this.ioQueues.reduce((n, q) => n + q.qp.unknownCids, 0);
@@ -180,8 +182,8 @@ export class NvmeController {
     await this.enableController();
     const id = await this.adminIdentify(Cns.CONTROLLER, 0);
     this.identify = parseIdentifyController(id);
-    const mdtsBytes = this.identify.mdts === 0 ? Infinity : MEM_PAGE * 2 ** this.identify.mdts;
-    this.maxTransferBytes = Math.min(mdtsBytes, this.opts.bufferBytes);
+    this.mdtsBytes = Math.min(this.identify.mdts === 0 ? Infinity : MEM_PAGE * 2 ** this.identify.mdts, 2 * 1024 * 1024);
+    this.maxTransferBytes = Math.min(this.mdtsBytes, this.opts.bufferBytes);
 
     // Number of Queues (§5.21.1.7): ask, then use what is granted (0's based both ways).
     const wanted = Math.max(1, Math.min(this.opts.queues, 0xfffe, this.vectors.length ? this.vectors.length - 1 : 0xfffe));

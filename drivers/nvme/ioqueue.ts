@@ -20,6 +20,7 @@ import { DEVICE_READS, DEVICE_WRITES } from '../platform.js';
 import { DSM_AD, DSM_RANGE, NvmOpcode, WZ_DEAC } from './commands.js';
 import { QueuePair } from './queue.js';
 import { NvmeArgumentError } from './status.js';
+import { fillPrp, PrpListSpace } from '../../dma/prp.js';
 
 /** Memory page size the driver programs (CC.MPS = 0: 4 KiB, §3.1.5). */
 export const MEM_PAGE = 4096;
@@ -56,6 +57,9 @@ export class IoQueue {
   private readonly readList: Float64Array;
   private readonly writeList: Float64Array;
   private readonly dma: DmaAllocator;
+  /** PRP lists for caller windows (zero copy): one page per tracker slot, made on first use. */
+  private zcLists: PrpListSpace | undefined;
+  private readonly prpOut = new DataView(new ArrayBuffer(16));
 
   constructor(o: IoQueueOptions) {
     if (o.bufferBytes % MEM_PAGE !== 0 || o.bufferBytes <= 0 || o.bufferBytes > 2 * 1024 * 1024) {
@@ -236,6 +240,34 @@ export class IoQueue {
     );
   }
 
+  /**
+   * Zero copy: read into, or write from, a window of the caller's at `offset` (dword aligned).
+   * The PRPs (and a PRP list when more than two pages are touched, §4.3) are built by
+   * dma/prp.ts's fillPrp into this slot's page of a device-read-only list window. The window's
+   * permission must match the direction (a read needs a device-writable window, a write a
+   * device-readable one); `bytes` must not exceed the controller's MDTS (the caller splits).
+   */
+  rwWindow(slot: number, opcode: number, nsid: number, lba: number, blocks: number, blockShift: number, win: DmaWindow, offset: number, done: SlotHandler): void {
+    checkNlb(blocks);
+    const bytes = blocks << blockShift;
+    const read = opcode === NvmOpcode.READ;
+    if (read ? !win.perm.write : !win.perm.read) {
+      throw new NvmeArgumentError(
+        `${read ? 'read into' : 'write from'} a window the device may not ${read ? 'write' : 'read'}`,
+        `allocate it with ${read ? 'DEVICE_WRITES' : 'DEVICE_READS'} (least privilege per direction)`,
+      );
+    }
+    if ((offset & 3) !== 0) throw new NvmeArgumentError(`buffer offset ${offset} is not dword aligned (PRP1, §4.3)`);
+    if (this.zcLists === undefined) {
+      const w = this.dma.alloc(this.qp.slots * MEM_PAGE, DEVICE_READS, { align: MEM_PAGE, label: `nvme q${this.qid} prp lists (zero copy)` });
+      this.zcLists = new PrpListSpace(w);
+    }
+    fillPrp(this.prpOut, 0, win, offset, bytes, this.zcLists, slot);
+    const o = this.prpOut;
+    this.handlers[slot] = done;
+    this.qp.submit(slot, opcode, nsid, o.getUint32(0, true), o.getUint32(4, true), o.getUint32(8, true), o.getUint32(12, true), lba >>> 0, hi32(lba), blocks - 1, 0);
+  }
+
   /** Ring the SQ doorbell once for the batch. */
   ring(): void {
     this.qp.ring();
@@ -256,6 +288,7 @@ export class IoQueue {
     this.dma.free(this.readWin);
     this.dma.free(this.writeWin);
     if (this.listWin) this.dma.free(this.listWin);
+    if (this.zcLists) this.dma.free(this.zcLists.window);
   }
 
   private rw(

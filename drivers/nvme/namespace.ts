@@ -8,6 +8,7 @@
  * LBAs are `number`s (exact below 2^53 blocks, far beyond any namespace); sizes come from
  * Identify Namespace (§5.15.2.1: NSZE, FLBAS, LBAF).
  */
+import type { DmaWindow } from '../platform.js';
 import type { NvmeController } from './controller.js';
 import type { IdentifyNamespace } from './identify.js';
 import type { IoQueue } from './ioqueue.js';
@@ -82,6 +83,35 @@ export class Namespace {
           q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h);
         }),
       );
+    }
+    await Promise.all(parts);
+  }
+
+  /**
+   * Zero copy: read `blocks` blocks at `lba` straight into `win` at `offset` (a window the device
+   * may write), split at MDTS. Nothing is copied by the driver.
+   */
+  async readInto(lba: number, blocks: number, win: DmaWindow, offset = 0): Promise<void> {
+    await this.zeroCopy(NvmOpcode.READ, lba, blocks, win, offset);
+  }
+
+  /** Zero copy: write `blocks` blocks at `lba` straight from `win` at `offset` (a window the device may read). */
+  async writeFrom(lba: number, blocks: number, win: DmaWindow, offset = 0): Promise<void> {
+    await this.zeroCopy(NvmOpcode.WRITE, lba, blocks, win, offset);
+  }
+
+  private async zeroCopy(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, lba: number, blocks: number, win: DmaWindow, offset: number): Promise<void> {
+    const what = opcode === NvmOpcode.READ ? 'read' : 'write';
+    this.checkRange(what, lba, blocks);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + blocks * this.blockSize > win.size) {
+      throw new NvmeArgumentError(`${what} of ${blocks} blocks at window offset ${offset}: beyond the ${win.size}-byte window`);
+    }
+    const per = Math.min(0x10000, Math.floor(this.ctrl.mdtsBytes / this.blockSize));
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += per) {
+      const n = Math.min(per, blocks - done);
+      const off = offset + (done << this.blockShift);
+      parts.push(this.io(`${what} of ${n} blocks at LBA ${lba + done} (zero copy)`, (q, slot, h) => q.rwWindow(slot, opcode, this.nsid, lba + done, n, this.blockShift, win, off, h)));
     }
     await Promise.all(parts);
   }
