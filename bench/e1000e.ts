@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- e1000e [--seconds=N] [--runs=N] [--no-record]`: packets per second with 64-byte frames at
+ * `npm run bench -- e1000e [--seconds=N] [--runs=N] [--no-record] [--only=models|driver]`
+ * (--only runs one measurement and records nothing: for profiling with `node --cpu-prof`): packets per second with 64-byte frames at
  * batch 32, and the driver's own cost per packet.
  *
  * Two measurements:
@@ -244,10 +245,17 @@ export async function run(argv: string[]): Promise<void> {
   const runsArg = argv.find((a) => a.startsWith('--runs='));
   const runs = runsArg ? Number(runsArg.slice('--runs='.length)) : 3;
   if (!(Number.isInteger(runs) && runs >= 1 && runs <= 50)) throw new RangeError(`bench e1000e: ${runsArg} must be an integer from 1 to 50`);
+  const onlyArg = argv.find((a) => a.startsWith('--only='));
+  const only = onlyArg?.slice('--only='.length);
+  if (only !== undefined && only !== 'models' && only !== 'driver') throw new RangeError(`bench e1000e: ${onlyArg} must be --only=models or --only=driver (for profiling one of them)`);
   const full: Result[] = [], alone: Result[] = [];
   for (let i = 0; i < runs; i++) {
-    full.push(await twoModels(seconds));
-    alone.push(await driverOnly(seconds));
+    if (only !== 'driver') full.push(await twoModels(seconds));
+    if (only !== 'models') alone.push(await driverOnly(seconds));
+  }
+  if (only !== undefined) {
+    for (const r of [...full, ...alone]) console.log(`${only}: ${(r.pps / 1e6).toFixed(2)} Mpps, driver ${r.driverNsPerPacket.toFixed(0)} ns/packet`);
+    return;
   }
   const mpps = (x: number) => (x / 1e6).toFixed(2);
   const range = (rs: Result[], f: (r: Result) => number, fmt: (x: number) => string) =>
