@@ -52,6 +52,8 @@ export interface DeviceModel {
   readonly ids: PciIds;
   readonly bars: readonly BarDecl[];
   readonly msix?: MsixDecl;
+  /** MSI (PCI 3.0 §6.8.1): how many vectors the function asks for (1, 2, 4, ... 32). */
+  readonly msi?: { readonly vectors: number };
   /** The function has an INTx pin (INTA#). */
   readonly intx?: boolean;
   /** Called once, after the function's config space is built. */

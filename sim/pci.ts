@@ -14,6 +14,7 @@ import { SimError } from './errors.js';
 import type { IommuDomain, SimIommu } from './iommu.js';
 import type { PhysicalMemory } from './memory.js';
 import type { BarDecl, DeviceModel } from './model.js';
+import { Msi, MSI_CAP_SIZE, MSI_MASK } from './msi.js';
 import { Msix, MSIX_MC_ENABLE, MSIX_MC_FMASK } from './msix.js';
 import { DeviceWork, type WorkMode, type WorkOwner } from './sched.js';
 
@@ -52,6 +53,8 @@ export const CAP_ID_MSIX = 0x11;
 export const CAP_PM_OFFSET = 0x40;
 export const CAP_MSIX_OFFSET = 0x50;
 export const CAP_PCIE_OFFSET = 0x60;
+/** After the PCIe capability (0x60..0x9b, v2 is 0x3c bytes). */
+export const CAP_MSI_OFFSET = 0xa0;
 
 /** PCIe capability (PCIe Base 4.0 §7.5.3): Device Capabilities at +4, Device Control at +8. */
 export const PCIE_DEVCAP = 4;
@@ -71,6 +74,7 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   /** The device-side DMA engine: what the model calls to touch host memory. */
   readonly dma: DeviceDma;
   readonly msix: Msix | undefined;
+  readonly msi: Msi | undefined;
   readonly intx: boolean;
   /** Raw config space. Drivers go through the platform's ConfigSpace. */
   readonly config = new Uint8Array(CONFIG_SIZE);
@@ -101,6 +105,14 @@ export class PciFunction extends EventEmitter implements WorkOwner {
       msix.sink = (v) => {
         if (this.irqSink === undefined) msix.lost++;
         else this.irqSink('msix', v);
+      };
+    }
+    this.msi = model.msi ? new Msi(this.cfg, CAP_MSI_OFFSET, model.msi.vectors) : undefined;
+    if (this.msi !== undefined) {
+      const msi = this.msi;
+      msi.sink = (v) => {
+        if (this.irqSink === undefined) msi.lost++;
+        else this.irqSink('msi', v);
       };
     }
     this.build();
@@ -142,11 +154,12 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   }
 
   /**
-   * Signal interrupt `vector`: through MSI-X when it is enabled, else INTx when the function has a
-   * pin and Interrupt Disable is clear. Returns what happened.
+   * Signal interrupt `vector`: through MSI-X when it is enabled, else MSI when it is enabled, else
+   * INTx when the function has a pin and Interrupt Disable is clear. Returns what happened.
    */
   interrupt(vector: number): 'delivered' | 'pending' | 'disabled' | 'intx' | 'suppressed' {
     if (this.msix !== undefined && this.msix.enabled) return this.msix.raise(vector);
+    if (this.msi !== undefined && this.msi.enabled) return this.msi.raise(vector);
     if (this.intx) {
       this.cfg.setUint16(PCI_STATUS, this.cfg.getUint16(PCI_STATUS, true) | STATUS_INTX, true);
       if ((this.cfg.getUint16(PCI_COMMAND, true) & CMD_INTX_DISABLE) !== 0 || this.irqSink === undefined) {
@@ -183,6 +196,7 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     if (this.msix !== undefined && touches(CAP_MSIX_OFFSET + 2, 2)) {
       this.msix.setControl(this.cfg.getUint16(CAP_MSIX_OFFSET + 2, true));
     }
+    if (this.msi !== undefined && touches(CAP_MSI_OFFSET, MSI_CAP_SIZE)) this.msi.configWritten();
     if (touches(CAP_PCIE_OFFSET + PCIE_DEVCTL, 2)) {
       const ctl = this.cfg.getUint16(CAP_PCIE_OFFSET + PCIE_DEVCTL, true);
       if ((ctl & PCIE_DEVCTL_BCR_FLR) !== 0) {
@@ -237,6 +251,7 @@ export class PciFunction extends EventEmitter implements WorkOwner {
       this.msix.reset();
       this.cfg.setUint16(CAP_MSIX_OFFSET + 2, this.cfg.getUint16(CAP_MSIX_OFFSET + 2, true) & ~(MSIX_MC_ENABLE | MSIX_MC_FMASK), true);
     }
+    this.msi?.reset();
     this.model.reset();
     this.emit('reset');
   }
@@ -283,6 +298,7 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     const caps: number[] = [CAP_PM_OFFSET];
     if (this.msix !== undefined) caps.push(CAP_MSIX_OFFSET);
     caps.push(CAP_PCIE_OFFSET);
+    if (this.msi !== undefined) caps.push(CAP_MSI_OFFSET);
     c.setUint8(PCI_CAPABILITIES_POINTER, caps[0]!);
     const next = (at: number): number => caps[caps.indexOf(at) + 1] ?? 0;
 
@@ -312,10 +328,19 @@ export class PciFunction extends EventEmitter implements WorkOwner {
 
     // PCI Express capability v2, endpoint (§7.5.3): FLR capable; Initiate FLR writable.
     c.setUint8(CAP_PCIE_OFFSET, CAP_ID_PCIE);
-    c.setUint8(CAP_PCIE_OFFSET + 1, 0);
+    c.setUint8(CAP_PCIE_OFFSET + 1, next(CAP_PCIE_OFFSET));
     c.setUint16(CAP_PCIE_OFFSET + 2, 0x0002, true);
     c.setUint32(CAP_PCIE_OFFSET + PCIE_DEVCAP, PCIE_DEVCAP_FLR, true);
     w16(CAP_PCIE_OFFSET + PCIE_DEVCTL, 0xffff);
+
+    // MSI (§6.8.1), 64-bit with per-vector masking.
+    if (this.msi !== undefined) {
+      c.setUint8(CAP_MSI_OFFSET, CAP_ID_MSI);
+      c.setUint8(CAP_MSI_OFFSET + 1, next(CAP_MSI_OFFSET));
+      this.msi.reset();
+      for (const [off, size, mask] of Msi.WRITABLE) (size === 2 ? w16 : w32)(CAP_MSI_OFFSET + off, mask);
+      w32(CAP_MSI_OFFSET + MSI_MASK, this.msi.vectors === 32 ? 0xffffffff : (1 << this.msi.vectors) - 1);
+    }
   }
 
   /** BAR base addresses are not meaningful in the simulator; give each a distinct one for tools that read them. */

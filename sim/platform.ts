@@ -6,8 +6,8 @@
  * - bar(i): a RegisterSpace over the function's BAR: 4-byte-aligned 32-bit accesses only, bounds
  *   checked; 64-bit registers as two 32-bit accesses, low dword first (NVMe 1.4 §3.1).
  * - dma: windows from the simulated IOMMU, mapped in this device's domain.
- * - irq: MSI-X (the function's table programmed and unmasked, as VFIO_DEVICE_SET_IRQS does) or
- *   INTx; handlers run from setImmediate, coalesced, never inside the device's register write.
+ * - irq: MSI-X (the function's table programmed and unmasked, as VFIO_DEVICE_SET_IRQS does),
+ *   MSI (address/data programmed, a power of two granted) or INTx; handlers run from setImmediate, coalesced, never inside the device's register write.
  * - clock: real monotonic time; sleep yields to the event loop so deferred device work runs.
  * - reset: function-level reset. close: interrupts off, windows freed, bus mastering off.
  *
@@ -21,8 +21,9 @@ import type { DmaMemoryProvider } from '../dma/memory.js';
 import { SimIommuBackend } from './backend.js';
 import { SimError } from './errors.js';
 import type { PhysicalMemory } from './memory.js';
+import { MSI_ADDR_HI, MSI_ADDR_LO, MSI_DATA, MSI_MC, MSI_MC_ENABLE, MSI_MC_MME_SHIFT } from './msi.js';
 import { MSIX_MC_ENABLE } from './msix.js';
-import { CAP_MSIX_OFFSET, CMD_BUS_MASTER, CMD_INTX_DISABLE, CMD_MEMORY_SPACE, CONFIG_SIZE, PCI_COMMAND, type PciFunction } from './pci.js';
+import { CAP_MSI_OFFSET, CAP_MSIX_OFFSET, CMD_BUS_MASTER, CMD_INTX_DISABLE, CMD_MEMORY_SPACE, CONFIG_SIZE, PCI_COMMAND, type PciFunction } from './pci.js';
 
 export interface SimPlatformOptions {
   /** Where window memory comes from (already registering simulated RAM). */
@@ -111,7 +112,7 @@ class SimInterrupts implements Interrupts {
   count(kind: IrqKind): number {
     if (kind === 'msix') return this.fn.msix?.vectors ?? 0;
     if (kind === 'intx') return this.fn.intx ? 1 : 0;
-    if (kind === 'msi') return 0;
+    if (kind === 'msi') return this.fn.msi?.vectors ?? 0;
     throw new SimError('ERR_SIM_IRQ', `${this.p.name}: unknown interrupt kind ${String(kind)}`, { fix: "use 'msix', 'msi' or 'intx'" });
   }
 
@@ -142,6 +143,15 @@ class SimInterrupts implements Interrupts {
       this.fn.cfgWrite(PCI_COMMAND, 2, cmd | CMD_INTX_DISABLE);
       const mc = this.fn.cfgRead(CAP_MSIX_OFFSET + 2, 2);
       this.fn.cfgWrite(CAP_MSIX_OFFSET + 2, 2, mc | MSIX_MC_ENABLE);
+    } else if (kind === 'msi') {
+      // MSI grants powers of two (§6.8.1.3): grant the smallest that covers n.
+      const mme = Math.ceil(Math.log2(n));
+      const at = CAP_MSI_OFFSET;
+      this.fn.cfgWrite(at + MSI_ADDR_LO, 4, MSI_ADDRESS);
+      this.fn.cfgWrite(at + MSI_ADDR_HI, 4, 0);
+      this.fn.cfgWrite(at + MSI_DATA, 2, 0);
+      this.fn.cfgWrite(PCI_COMMAND, 2, cmd | CMD_INTX_DISABLE);
+      this.fn.cfgWrite(at + MSI_MC, 2, (mme << MSI_MC_MME_SHIFT) | MSI_MC_ENABLE);
     } else {
       this.fn.cfgWrite(PCI_COMMAND, 2, cmd & ~CMD_INTX_DISABLE);
     }
@@ -154,6 +164,9 @@ class SimInterrupts implements Interrupts {
       for (let v = 0; v < this.vectors.length; v++) this.fn.barWrite32(d.bar, d.tableOffset + v * 16 + 12, 1);
       const mc = this.fn.cfgRead(CAP_MSIX_OFFSET + 2, 2);
       this.fn.cfgWrite(CAP_MSIX_OFFSET + 2, 2, mc & ~MSIX_MC_ENABLE);
+    } else if (this.kind === 'msi') {
+      const at = CAP_MSI_OFFSET + MSI_MC;
+      this.fn.cfgWrite(at, 2, this.fn.cfgRead(at, 2) & ~MSI_MC_ENABLE);
     } else if (this.kind === 'intx') {
       this.fn.cfgWrite(PCI_COMMAND, 2, this.fn.cfgRead(PCI_COMMAND, 2) | CMD_INTX_DISABLE);
     }

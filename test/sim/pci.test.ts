@@ -178,4 +178,50 @@ test('a model that throws in its work emits error on the function', () => {
   assert.is(errors.length, 1);
 });
 
+class MsiCopyEngine extends CopyEngine {
+  readonly msi = { vectors: 4 };
+}
+
+test('MSI: capability in the list, power-of-two grant, per-vector mask and pending, FLR', async () => {
+  const machine = new SimMachine();
+  const fn = machine.attach(new MsiCopyEngine(), { address: ADDR });
+  const p = machine.platform(ADDR, { busMaster: true });
+  const ids: number[] = [];
+  for (let at = p.config.read8(0x34); at !== 0; at = p.config.read8(at + 1)) ids.push(p.config.read8(at));
+  assert.equal(ids, [CAP_ID_PM, CAP_ID_MSIX, CAP_ID_PCIE, 0x05]);
+  assert.is(p.irq.count('msi'), 4);
+  assert.is((p.config.read16(0xa2) >> 1) & 7, 2, 'Multiple Message Capable: 4 vectors');
+  assert.throws(() => p.irq.enable('msi', 5), (e: { code: string }) => e.code === 'ERR_SIM_IRQ');
+  const vs = p.irq.enable('msi', 3);
+  assert.is((p.config.read16(0xa2) >> 4) & 7, 2, 'granted 4 (the power of two covering 3)');
+  assert.is(p.config.read32(0xa4), 0xfee00000);
+  const fired = [0, 0, 0];
+  vs.forEach((v, i) => v.onFire(() => fired[i]!++));
+  assert.is(fn.interrupt(2), 'delivered');
+  await p.clock.sleep(0);
+  assert.equal(fired, [0, 0, 1]);
+  // Mask vector 1: pending; unmask delivers.
+  p.config.write32(0xb0, 0b10);
+  assert.is(fn.interrupt(1), 'pending');
+  assert.is(p.config.read32(0xb4), 0b10);
+  p.config.write32(0xb4, 0); // Pending Bits are read-only
+  assert.is(p.config.read32(0xb4), 0b10);
+  p.config.write32(0xb0, 0);
+  assert.is(p.config.read32(0xb4), 0);
+  await p.clock.sleep(0);
+  assert.equal(fired, [0, 1, 1]);
+  assert.is(fn.interrupt(5), 'delivered', 'vector 5 folds into the 4 granted: 5 & 3 = 1');
+  await p.clock.sleep(0);
+  assert.equal(fired, [0, 2, 1]);
+  // MSI-X, when enabled, takes precedence.
+  p.irq.enable('msix', 1);
+  assert.is(p.config.read16(0xa2) & 1, 0, 'enabling MSI-X turned MSI off');
+  p.irq.disable();
+  p.irq.enable('msi', 1);
+  p.reset();
+  assert.is(p.config.read16(0xa2) & 1, 0, 'FLR disables MSI');
+  assert.is(p.config.read32(0xa4), 0);
+  assert.is(fn.msi!.enabled, false);
+});
+
 test.run();
