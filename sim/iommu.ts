@@ -67,6 +67,8 @@ export class SimIommu extends EventEmitter {
   private readonly log: DmaFault[] = [];
   /** Faults ever recorded (the log keeps the last 4096). */
   faultCount = 0;
+  /** Faults ever recorded, per reason. */
+  readonly faultsByReason: Record<FaultReason, number> = { 'not-present': 0, 'no-read': 0, 'no-write': 0, 'no-bus-master': 0, unbacked: 0 };
 
   constructor(options: { passthrough?: boolean } = {}) {
     super();
@@ -110,6 +112,7 @@ export class SimIommu extends EventEmitter {
     else if (reason === 'no-write') vtdReason = VTD_WRITE_FAULT;
     else if (reason === 'no-read') vtdReason = VTD_READ_FAULT;
     const fault: DmaFault = { seq: ++this.faultCount, device, iova, length, access, reason, vtdReason };
+    this.faultsByReason[reason]++;
     if (this.log.length === LOG_CAPACITY) this.log.shift();
     this.log.push(fault);
     if (this.listenerCount('fault') > 0) this.emit('fault', fault);

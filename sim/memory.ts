@@ -76,6 +76,11 @@ export class PhysicalMemory {
     return true;
   }
 
+  /** Every canary region whose bytes changed (empty: the oracle holds). */
+  damagedCanaries(): PhysRegion[] {
+    return this.regions.filter((r) => r.kind === 'canary' && !this.intact(r));
+  }
+
   remove(region: PhysRegion): void {
     const i = this.regions.indexOf(region);
     if (i < 0) throw new SimError('ERR_SIM_ARG', `physical region ${region.name} is not registered`);

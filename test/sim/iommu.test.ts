@@ -60,6 +60,7 @@ test('each fault reason is logged with device, IOVA, access and the VT-d code', 
     ['no-bus-master', 'read', null, 0x20000, DEV, 8],
   ]);
   assert.is(iommu.faultCount, 5);
+  assert.equal(iommu.faultsByReason, { 'not-present': 2, 'no-read': 1, 'no-write': 1, 'no-bus-master': 1, unbacked: 0 });
   assert.is(iommu.status().faults, 5);
   assert.equal(iommu.faults('0000:00:09.0'), []);
 });
@@ -116,10 +117,12 @@ test('canary regions stay untouched by a campaign of blocked DMA', () => {
     dma.writeU32(iova, 0x13131313);
   }
   assert.ok(mem.intact(canary));
+  assert.equal(mem.damagedCanaries(), []);
   assert.ok(ram.bytes.every((b) => b === 0));
   assert.is(iommu.faults().length, 14);
   canary.bytes[100] = 0;
   assert.not.ok(mem.intact(canary), 'the oracle does notice a change');
+  assert.equal(mem.damagedCanaries().map((r) => r.name), ['host kernel']);
 });
 
 test('unmap makes pages fault again; double map and stray unmap are refused', () => {
