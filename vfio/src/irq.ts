@@ -55,7 +55,10 @@ export class EventfdVector {
     if (i >= 0) this.handlers.splice(i, 1);
   }
 
-  /** Read and reset the counter without waiting: 0n if the vector has not fired (for polled drivers). */
+  /**
+   * Read and reset the counter without waiting: 0n if the vector has not fired (for polled
+   * drivers). Once onFire/wait has been used, the poller consumes the counter: count there.
+   */
   take(): bigint {
     this.assertOpen();
     return this.sys.eventfdRead(this.fd);
