@@ -137,9 +137,4 @@ export class RxRing {
     }
     return taken;
   }
-
-  /** Return every buffer to the pool (the device must be stopped). */
-  release(): void {
-    for (let i = 0; i < this.size; i++) this.pool.free(this.bufOf[i]!);
-  }
 }

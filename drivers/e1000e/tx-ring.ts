@@ -129,14 +129,4 @@ export class TxRing {
     batch.shift(n);
     return n;
   }
-
-  /** Return every in-flight buffer to the pool (the device must be stopped). */
-  release(): void {
-    let c = this.clean;
-    while (c !== this.tail) {
-      this.pool.free(this.bufOf[c]!);
-      c = c + 1 === this.size ? 0 : c + 1;
-    }
-    this.clean = this.tail;
-  }
 }

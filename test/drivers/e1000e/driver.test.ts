@@ -103,6 +103,7 @@ test('a full TX ring: tx() takes what fits, returns at once, and takes more once
   const tb = new PacketBatch(32);
   fill(A, tb, 20, MAC_B, MAC_A, 0, () => 64);
   assert.is(A.tx(tb), 7, 'an 8-descriptor ring holds 7 in flight (TDH == TDT means empty)');
+  assert.is(A.txRing.inFlight, 7);
   assert.is(tb.count, 13, 'the rest stay in the batch, at its front');
   assert.is(A.tx(tb), 0, 'full: nothing taken, no wait');
   assert.is(A.stats().tx.full, 13 + 13);
