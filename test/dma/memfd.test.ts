@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
 import { defaultSys } from 'vfio-bindings';
 import { hugePages, MemfdMemoryProvider, MFD_HUGETLB, type MemfdSys } from '../../dma/memfd.js';
 
@@ -24,6 +25,34 @@ test('the same memfd mapped twice shows the same bytes (real syscalls through th
   m.release();
   m.release();
   assert.is(provider.smallBlocks, 1);
+});
+
+test('another process handed the fd maps the same pages: it sees our bytes and we see its writes', () => {
+  const provider = new MemfdMemoryProvider({ sys: defaultSys(), hugePages: 'never' });
+  const m = provider.allocate(4096, { label: 'to share' });
+  try {
+    m.bytes[10] = 0x7b;
+    // The child gets the memfd as its fd 3 and maps it through the same seam.
+    const child = [
+      "import { defaultSys, PROT_READ, PROT_WRITE, MAP_SHARED } from 'vfio-bindings';",
+      'const sys = defaultSys();',
+      'const a = sys.mmap(0n, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0n);',
+      'const b = new Uint8Array(sys.view(a, 4096));',
+      'process.stdout.write(String(b[10]));',
+      'b[20] = 99;',
+      'sys.munmap(a, 4096);',
+    ].join('\n');
+    const r = spawnSync(process.execPath, [...process.execArgv, '--input-type=module', '-e', child], {
+      cwd: process.cwd(),
+      stdio: ['ignore', 'pipe', 'pipe', m.fd],
+      timeout: 30_000,
+    });
+    assert.is(r.status, 0, `child failed: ${r.stderr?.toString()}`);
+    assert.is(r.stdout.toString(), '123', 'the child read what we wrote');
+    assert.is(m.bytes[20], 99, 'we see what the child wrote');
+  } finally {
+    m.release();
+  }
 });
 
 test('huge pages from /proc/meminfo: used when free and the size is a multiple, else 4 KiB', () => {
