@@ -43,6 +43,15 @@ test('NVM command errors: invalid opcode, namespace, LBA range, MDTS, PRP offset
   const q = c.ioQueues[0]!;
   const st = await lowLevel(c, q, (slot, done) => q.rwWithPrps(slot, NvmOpcode.READ, ns.nsid, 0, 1, q.readIovaOf(slot) + 2n, 0n, done));
   assert.is(st, dnr(Sct.GENERIC, GenericSc.INVALID_PRP_OFFSET));
+  // Write Zeroes and Dataset Management ranges are checked by the device too.
+  assert.is(await ns.rawStatus(NvmOpcode.WRITE_ZEROES, ns.blockCount - 1, 0, 1), dnr(Sct.GENERIC, GenericSc.LBA_OUT_OF_RANGE));
+  const dsm = await lowLevel(c, q, (slot, done) => {
+    const v = new DataView(q.writeData(slot).buffer, q.writeData(slot).byteOffset, 16);
+    v.setUint32(4, 8, true); // 8 blocks
+    v.setUint32(8, ns.blockCount - 4, true); // starting 4 before the end
+    q.raw(slot, NvmOpcode.DATASET_MANAGEMENT, ns.nsid, 0, 4, 0, done);
+  });
+  assert.is(dsm, dnr(Sct.GENERIC, GenericSc.LBA_OUT_OF_RANGE));
   // The block API checks ranges before the device sees them, and says how to fix them.
   try {
     await ns.read(ns.blockCount, 1);
