@@ -1,6 +1,8 @@
 /**
  * Every ioctl number, constant, struct size and field offset vfio-bindings uses, checked against
- * the machine's <linux/vfio.h>: a C probe generated from our tables is compiled with gcc and run.
+ * the machine's <linux/vfio.h> (and the seam's own constants, seccomp's syscall number, struct
+ * sock_fprog and the errno table against libc's and the kernel's headers): a C probe generated
+ * from our tables is compiled with gcc and run.
  * A name we use that the header lacks fails the compile, and so the test. Without gcc or the
  * header the test FAILS (it never skips): the numbers would be unchecked.
  */
@@ -10,9 +12,17 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { _IO, IOCTL, LAYOUT, VFIO, VFIO_BASE, VFIO_TYPE } from 'vfio-bindings';
+import * as vb from 'vfio-bindings';
+import { _IO, ERRNO, IOCTL, LAYOUT, SOCK_FPROG, SYS_SECCOMP, VFIO, VFIO_BASE, VFIO_TYPE } from 'vfio-bindings';
 
 const INSTALL = 'install them: apt-get install gcc linux-libc-dev';
+
+/** The seam's constants (vfio-bindings' sys.ts), by their C names. */
+const SEAM_CONSTANTS = [
+  'O_RDONLY', 'O_RDWR', 'O_CLOEXEC', 'PROT_READ', 'PROT_WRITE', 'MAP_SHARED', 'MAP_PRIVATE', 'MAP_ANONYMOUS',
+  'MFD_CLOEXEC', 'EFD_CLOEXEC', 'EFD_NONBLOCK', 'PR_SET_NO_NEW_PRIVS', 'PR_GET_NO_NEW_PRIVS',
+  'SECCOMP_SET_MODE_FILTER', 'SECCOMP_FILTER_FLAG_TSYNC', 'RLIMIT_MEMLOCK',
+] as const;
 
 function probeSource(): string {
   const lines: string[] = [];
@@ -27,7 +37,16 @@ function probeSource(): string {
     emit(`sizeof(${struct})`, `sizeof(struct ${struct})`);
     for (const field of Object.keys(l.fields)) emit(`offsetof(${struct}.${field})`, `offsetof(struct ${struct}, ${field})`);
   }
-  return ['#include <stdio.h>', '#include <stddef.h>', '#include <linux/vfio.h>', 'int main(void) {', ...lines, '  return 0;', '}', ''].join('\n');
+  // The seam's own constants, against libc's and the kernel's headers.
+  for (const name of SEAM_CONSTANTS) emit(name, name);
+  emit('SYS_seccomp', 'SYS_seccomp');
+  emit('sizeof(sock_fprog)', 'sizeof(struct sock_fprog)');
+  emit('offsetof(sock_fprog.len)', 'offsetof(struct sock_fprog, len)');
+  emit('offsetof(sock_fprog.filter)', 'offsetof(struct sock_fprog, filter)');
+  emit('sizeof(sock_filter)', 'sizeof(struct sock_filter)');
+  for (const name of Object.keys(ERRNO)) emit(name, name);
+  const includes = ['stdio.h', 'stddef.h', 'errno.h', 'fcntl.h', 'sys/mman.h', 'sys/eventfd.h', 'sys/prctl.h', 'sys/resource.h', 'sys/syscall.h', 'linux/filter.h', 'linux/seccomp.h', 'linux/vfio.h'];
+  return ['#define _GNU_SOURCE', ...includes.map((h) => `#include <${h}>`), 'int main(void) {', ...lines, '  return 0;', '}', ''].join('\n');
 }
 
 function runProbe(): Map<string, bigint> {
@@ -93,6 +112,16 @@ test('every struct size and field offset matches', () => {
     }
   }
   assert.ok(n > 40, `only ${n} fields checked`);
+});
+
+test('the seam\'s constants, seccomp\'s syscall number, struct sock_fprog, and every errno name match libc and the kernel', () => {
+  for (const name of SEAM_CONSTANTS) check(name, (vb as unknown as Record<string, number>)[name]!);
+  check('SYS_seccomp', SYS_SECCOMP[process.arch]!);
+  check('sizeof(sock_fprog)', SOCK_FPROG.size);
+  check('offsetof(sock_fprog.len)', SOCK_FPROG.len);
+  check('offsetof(sock_fprog.filter)', SOCK_FPROG.filter);
+  check('sizeof(sock_filter)', SOCK_FPROG.filterSize);
+  for (const [name, n] of Object.entries(ERRNO)) check(name, n);
 });
 
 test.run();

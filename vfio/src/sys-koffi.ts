@@ -8,10 +8,7 @@
 import { createRequire } from 'node:module';
 import { SyscallError, VfioArgError, VfioCode, VfioError } from './errors.js';
 import { ioctlName } from './uapi.js';
-import { MAX_VIEW_BYTES, type PollHandle, type Rlimit, type Sys } from './sys.js';
-
-/** seccomp(2)'s syscall number per architecture (arch/x86/entry/syscalls/syscall_64.tbl; asm-generic/unistd.h). */
-const SYS_SECCOMP: Readonly<Record<string, number>> = Object.freeze({ x64: 317, arm64: 277 });
+import { MAX_VIEW_BYTES, SOCK_FPROG, SYS_SECCOMP, type PollHandle, type Rlimit, type Sys } from './sys.js';
 
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
@@ -152,14 +149,14 @@ export function createKoffiSys(): Sys {
     seccomp(operation, flags, program) {
       const nr = SYS_SECCOMP[process.arch];
       if (nr === undefined) throw new VfioArgError(`seccomp: no syscall number known for architecture ${process.arch}`, 'seccomp');
-      if (program.byteLength === 0 || program.byteLength % 8 !== 0 || program.byteLength / 8 > 4096) {
+      const n = program.byteLength / SOCK_FPROG.filterSize;
+      if (!Number.isInteger(n) || n < 1 || n > 4096) {
         throw new VfioArgError(`a BPF program is 1 to 4096 instructions of 8 bytes; got ${program.byteLength} bytes`, 'seccomp');
       }
-      // struct sock_fprog { unsigned short len; struct sock_filter *filter; } (linux/filter.h): len@0, filter@8.
       const filter = Buffer.from(program); // a copy that stays alive across the call
-      const fprog = Buffer.alloc(16);
-      fprog.writeUInt16LE(program.byteLength / 8, 0);
-      fprog.writeBigUInt64LE(koffi.address(filter), 8);
+      const fprog = Buffer.alloc(SOCK_FPROG.size);
+      fprog.writeUInt16LE(n, SOCK_FPROG.len);
+      fprog.writeBigUInt64LE(koffi.address(filter), SOCK_FPROG.filter);
       const r = c.syscall(nr, 'long', operation, 'long', flags, 'void *', fprog) as number;
       if (r < 0) fail('seccomp');
       // With TSYNC a positive result is the id of a thread that could not be synchronised.

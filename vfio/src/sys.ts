@@ -36,6 +36,11 @@ export const RLIMIT_MEMLOCK = 8;
 /** RLIM_INFINITY as the kernel reports it. */
 export const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
 
+/** seccomp(2)'s syscall number per Node architecture (arch/x86/entry/syscalls/syscall_64.tbl; asm-generic/unistd.h). */
+export const SYS_SECCOMP: Readonly<Record<string, number>> = Object.freeze({ x64: 317, arm64: 277 });
+/** struct sock_fprog (linux/filter.h) on 64-bit: { unsigned short len; struct sock_filter *filter; }; a sock_filter is 8 bytes. */
+export const SOCK_FPROG = Object.freeze({ size: 16, len: 0, filter: 8, filterSize: 8 });
+
 /** koffi.view aborts the process (uncatchable) above 4 GiB, so the seam refuses at 4 GiB. */
 export const MAX_VIEW_BYTES = 2 ** 32 - 1;
 
