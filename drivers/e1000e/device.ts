@@ -14,7 +14,7 @@
  * Imports: drivers/platform.ts, this folder, and dma/pool.ts (pure code over a DmaWindow: a free
  * stack of buffer indices; it touches no hardware).
  */
-import type { Platform, RegisterSpace, DmaWindow, IrqVector } from '../platform.js';
+import type { Platform, RegisterSpace, DmaWindow, DmaPerm, IrqVector } from '../platform.js';
 import { DEVICE_READS, DEVICE_WRITES, DEVICE_READS_WRITES } from '../platform.js';
 import { REG, CTRL, STATUS, EERD, CTRL_EXT, ICR, IVAR, RCTL, TCTL, TXDCTL, RAH, TIPG_COPPER, STAT, STAT32, STAT64,
   MTA_DWORDS, BAR0_SIZE, PCI_VENDOR_INTEL, PCI_DEVICE_82574L, statusSpeed } from './regs.js';
@@ -104,7 +104,7 @@ export class E1000e {
     this.interrupts = opts.interrupts;
     const bar = platform.bar(0);
     if (bar.size < BAR0_SIZE) {
-      throw new E1000eError('ERR_E1000E_DEVICE', `${platform.name}: BAR0 is ${bar.size} bytes; the 82574L has ${BAR0_SIZE} (§10.1)`);
+      throw new E1000eError('ERR_E1000E_DEVICE', `${platform.name}: BAR0 is ${bar.size} bytes; the 82574L's BAR0 has ${BAR0_SIZE}`);
     }
     this.regs = bar;
   }
@@ -133,7 +133,9 @@ export class E1000e {
   private async init(): Promise<void> {
     const r = this.regs;
     const cfg = this.platform.config;
-    cfg.write16(PCI_COMMAND, cfg.read16(PCI_COMMAND) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    // Memory space on; bus mastering stays off until the rings exist (below): a device left
+    // running by an earlier driver can issue no DMA while it is being reset.
+    cfg.write16(PCI_COMMAND, (cfg.read16(PCI_COMMAND) | PCI_COMMAND_MEMORY) & ~PCI_COMMAND_MASTER);
 
     // §4.6.1: interrupts masked for the whole initialisation.
     r.write32(REG.IMC, ALL_CAUSES);
@@ -161,6 +163,7 @@ export class E1000e {
     this.readStats(false);
 
     this.setupRings();
+    cfg.write16(PCI_COMMAND, cfg.read16(PCI_COMMAND) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
     if (this.interrupts === 'msix') this.setupMsix();
 
     // §4.6.5 receive: legacy descriptors (RFCTL.EXSTEN = 0), no checksum offload, 2048-byte buffers, strip CRC.
@@ -203,7 +206,7 @@ export class E1000e {
     this.txRing = new TxRing(this.regs, txDesc, o.txDescriptors, this.txPool);
   }
 
-  private alloc(size: number, perm: typeof DEVICE_READS, label: string): DmaWindow {
+  private alloc(size: number, perm: DmaPerm, label: string): DmaWindow {
     const page = this.platform.dma.pageSize;
     const w = this.platform.dma.alloc(Math.ceil(size / page) * page, perm, { label });
     this.windows.push(w);

@@ -2,8 +2,8 @@
  * The 82574L register map: the subset this driver and the simulator use.
  *
  * Source: Intel 82574 GbE Controller Family Datasheet (317694), chapter 10 "Driver Programming
- * Interface", §10.2 register descriptions. Offsets are byte offsets into BAR0 (128 KiB memory
- * BAR, §10.1). Every register is 32 bits wide and is accessed with exactly one 32-bit access.
+ * Interface", §10.2 register descriptions. Offsets are byte offsets into BAR0 (the 128 KiB memory
+ * BAR). Every register is 32 bits wide and is accessed with exactly one 32-bit access.
  * Names are the datasheet's mnemonics so this file reads beside it.
  *
  * The simulator (sim/e1000e) imports this file too; QEMU's e1000e in the lab keeps both honest.
@@ -89,9 +89,9 @@ export const REG = Object.freeze({
 export const MTA_DWORDS = 128;
 /** Receive address (RAL/RAH) pairs on the 82574 (§10.2.5). */
 export const RAR_ENTRIES = 16;
-/** BAR0 size: 128 KiB of memory-mapped registers (§10.1, PCI BAR0). */
+/** BAR0 size: 128 KiB of memory-mapped registers. */
 export const BAR0_SIZE = 0x20000;
-/** PCI identity of the 82574L (§9 PCIe configuration space: vendor 8086h, device 10D3h). */
+/** PCI identity of the 82574L: vendor 8086h, device 10D3h (what QEMU's e1000e reports too). */
 export const PCI_VENDOR_INTEL = 0x8086;
 export const PCI_DEVICE_82574L = 0x10d3;
 
@@ -151,7 +151,7 @@ export const EERD = Object.freeze({
   DATA_SHIFT: 16,
 });
 
-/** EEPROM word addresses (§6.1, EEPROM map): the Ethernet address is words 0..2, little-endian. */
+/** EEPROM word addresses (the NVM map): the Ethernet address is words 0..2, little-endian. */
 export const EEPROM_WORD = Object.freeze({ MAC0: 0, MAC1: 1, MAC2: 2 });
 
 /** CTRL_EXT fields (§10.2.2.5). */

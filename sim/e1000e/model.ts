@@ -8,7 +8,7 @@
  * What is modelled:
  * - CTRL (RST self-clearing: registers back to their reset values, RA0 reloaded from the EEPROM;
  *   SLU), STATUS (LU when SLU is set and a wire is attached; 1000 Mb/s full duplex), EERD reads
- *   of a 64-word EEPROM holding the MAC address (§6.1), RAL/RAH x16, MTA x128.
+ *   of a 64-word EEPROM holding the MAC address (the NVM map), RAL/RAH x16, MTA x128.
  * - Interrupts: ICR (read-to-clear when IMS is 0 or INT_ASSERTED is set, as QEMU 7.2 and
  *   §10.2.4.1 describe; write 1 to clear), ICS, IMS, IMC, IAM with CTRL_EXT.IAME, EIAC (auto-clear
  *   and auto-mask of a cause once its message is sent: the driver re-arms through IMS), and
@@ -81,13 +81,13 @@ export interface E1000eModelCounters {
 const RX_CAUSES = ICR.RXT0 | ICR.RXO | ICR.RXDMT0;
 const TX_CAUSES = ICR.TXDW | ICR.TXQE;
 const QUEUE_CAUSES = ICR.RXQ0 | ICR.TXQ0 | ICR.OTHER;
-/** TX frame assembly limit: the 82574's largest TX packet (16288 bytes, §7.2.1 jumbo). */
-const TX_MAX = 16288;
+/** TX frame assembly limit of the model (16 KiB); longer frames are dropped at EOP. */
+const TX_MAX = 16384;
 /** TX / RX descriptors fetched per DMA burst. */
 const TX_FETCH_MAX = 64;
 const RX_FETCH_MAX = 64;
 const EEPROM_WORDS = 64;
-/** §6.1: words 0x00..0x3F sum to 0xBABA. */
+/** The NVM map's checksum rule: words 0x00..0x3F sum to 0xBABA. */
 const EEPROM_CHECKSUM_WORD = 0x3f;
 const EEPROM_SUM = 0xbaba;
 
@@ -379,7 +379,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     let causes = 0;
     while (head !== tail) {
       // Fetch the descriptors up to the tail (or the ring's end) in one burst, as the hardware's
-      // descriptor prefetch does (§7.2.2): one DMA read per run instead of one per descriptor.
+      // descriptor prefetch does: one DMA read per run instead of one per descriptor.
       const run = Math.min(tail > head ? tail - head : n - head, TX_FETCH_MAX);
       if (!dma.read(base + head * DESC_SIZE, fetched, 0, run * DESC_SIZE)) { this.ringFault = 'tx'; break; }
       let k = 0;
@@ -531,7 +531,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.cause(ICR.RXO);
   }
 
-  /** Destination filter (§7.1.1): unicast exact match or UPE, multicast hash or MPE, broadcast BAM. */
+  /** Destination filter (receive filtering, §7.1): unicast exact match or UPE, multicast hash or MPE, broadcast BAM. */
   private accept(f: Uint8Array, rctl: number, mcast: boolean, bcast: boolean): boolean {
     if (bcast) return (rctl & (RCTL.BAM | RCTL.MPE)) !== 0;
     if (mcast) {

@@ -39,7 +39,7 @@ test('CTRL.RST self-clears and restores reset values; RA0 comes back from the EE
   p.close();
 });
 
-test('EERD reads the EEPROM: MAC in words 0..2, words 0..0x3f sum to 0xBABA (§6.1)', () => {
+test('EERD reads the EEPROM: MAC in words 0..2, words 0..0x3f sum to 0xBABA (the NVM map checksum)', () => {
   const { p } = single();
   const r = p.bar(0);
   const word = (w: number): number => {
