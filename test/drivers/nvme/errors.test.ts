@@ -149,6 +149,17 @@ test('MSI-X: every completion arrives by interrupt, none by the timeout poll', a
   assert.ok(rig.model.stats.interrupts >= 2, `interrupts ${rig.model.stats.interrupts}`);
 });
 
+test('namespace discovery: two namespaces with different block sizes, kept apart', async () => {
+  await open({ namespaces: [{ blocks: 1000 }, { blocks: 300, blockSize: 4096 }] });
+  assert.equal(c.namespaces.map((n) => [n.nsid, n.blockSize, n.blockCount]), [[1, 512, 1000], [2, 4096, 300]]);
+  const [a, b] = c.namespaces as [typeof c.namespaces[0], typeof c.namespaces[0]];
+  await a.write(0, pattern(512, 1));
+  await b.write(0, pattern(4096, 2));
+  assert.equal(await a.read(0, 1), pattern(512, 1));
+  assert.equal(await b.read(0, 1), pattern(4096, 2));
+  assert.is(c.identify.nn, 2);
+});
+
 test('doorbell stride (CAP.DSTRD = 3) is honoured', async () => {
   await open({ dstrd: 3 }, { queues: 3 });
   assert.is(c.cap.DSTRD, 3);
