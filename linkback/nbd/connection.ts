@@ -527,7 +527,7 @@ export class NbdConnection implements HandshakeContext {
     if (!this.dead) {
       if (err === 0 && s.type === NBD_CMD_READ) {
         writeSimpleReplyHeader(s.data!, 0, s.handleHi, s.handleLo);
-        this.socket.write(s.data!);
+        this.replies.data(s.data!);
       } else {
         // §Simple reply message: an error reply to a read carries no data.
         this.replies.simple(err, s.handleHi, s.handleLo);

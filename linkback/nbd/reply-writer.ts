@@ -17,6 +17,7 @@ export class ReplyWriter {
   private cur: Buffer;
   private len = 0;
   private scheduled = false;
+  private corked = false;
   private readonly free: Buffer[] = [];
   private readonly sent: Buffer[] = [];
   private readonly flushBound = (): void => { this.scheduled = false; this.flush(); };
@@ -45,12 +46,31 @@ export class ReplyWriter {
     }
   }
 
+  /**
+   * Send a complete message that carries data (a read reply). The socket is corked until the end of
+   * this event-loop turn, so the data replies and the batched simple replies of one turn leave in a
+   * single writev(2).
+   */
+  data(message: Buffer): void {
+    const s = this.socket;
+    if (s.destroyed || !s.writable) return;
+    if (!this.corked) {
+      this.corked = true;
+      s.cork();
+    }
+    s.write(message);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
   /** Write the queued replies now (before closing the connection, or when the batch is full). */
   flush(): void {
-    if (this.len === 0) return;
     const s = this.socket;
-    if (s.destroyed || !s.writable) {
+    if (this.len === 0 || s.destroyed || !s.writable) {
       this.len = 0;
+      this.uncork();
       return;
     }
     const full = this.cur;
@@ -59,6 +79,14 @@ export class ReplyWriter {
     this.cur = this.free.pop() ?? Buffer.allocUnsafe(BATCH_BYTES);
     this.len = 0;
     s.write(full.subarray(0, n), this.writtenBound);
+    this.uncork();
+  }
+
+  private uncork(): void {
+    if (this.corked) {
+      this.corked = false;
+      this.socket.uncork();
+    }
   }
 }
 
