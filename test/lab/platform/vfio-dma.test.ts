@@ -190,6 +190,21 @@ test('Identify Controller through PRP1+PRP2 (window offset 2048), completion rai
   p.dma.free(id);
 });
 
+test('merged windows: one MAP_DMA for three windows, Identify lands in the third at its own IOVA', async () => {
+  inLab();
+  const before = p.dma.mappings;
+  const [a, b, c] = p.dma.allocMerged([{ size: 4096, label: 'a' }, { size: 8192, label: 'b' }, { size: 4096, label: 'c', align: 65536 }], DEVICE_WRITES);
+  assert.is(p.dma.mappings, before + 1, 'one mapping');
+  assert.is(c!.iova % 65536n, 0n);
+  a!.bytes.fill(0x11);
+  b!.bytes.fill(0x22);
+  assert.is(await nvme.admin(0x06, (v, o) => { fillPrp(v, o + SQE_PRP1, c!, 0, 4096); v.setUint32(o + 40, 1, true); }), 0);
+  assert.is(text(c!.bytes, 4, 24), 'lab0');
+  assert.ok(a!.bytes.every((x) => x === 0x11) && b!.bytes.every((x) => x === 0x22), 'the neighbours are untouched');
+  for (const w of [a!, b!, c!]) p.dma.free(w);
+  assert.is(p.dma.mappings, before);
+});
+
 test('least privilege: a device write into a device-read-only window is blocked (DMAR reason 5), bytes kept', async () => {
   inLab();
   const ro = p.dma.alloc(4096, DEVICE_READS, { label: 'read-only target' });
