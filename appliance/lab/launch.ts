@@ -68,6 +68,8 @@ export interface LabResult {
 }
 
 const DEFAULT_TIMEOUT_MS = 600_000;
+/** Host folders the guest's /init covers with tmpfs or its own mounts (init-script.ts). */
+const GUEST_TMPFS = ['/tmp', '/run', '/dev', '/proc', '/sys'];
 const TAIL_LINES = 25;
 
 /** Find a program on PATH, or undefined. */
@@ -101,6 +103,12 @@ function validate(o: LabOptions): void {
 /** Boot the lab, run the command, return its status. Throws ApplianceError on timeout, guest death or bad options. */
 export async function launchLab(options: LabOptions): Promise<LabResult> {
   validate(options);
+  const cwd = realpathSync(options.cwd ?? process.cwd());
+  const hidden = GUEST_TMPFS.find((d) => cwd === d || cwd.startsWith(`${d}/`));
+  if (hidden) {
+    throw new ApplianceError('ERR_LAB_OPTIONS', `the working directory ${cwd} is under ${hidden}, which the guest covers with its own tmpfs: the command would not find it`,
+      { fix: `run from a checkout outside ${GUEST_TMPFS.join(', ')}` });
+  }
   const t0 = performance.now();
   const qemu = which('qemu-system-x86_64');
   if (!qemu) {
@@ -149,7 +157,6 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     ...(options.dmarTrace ? { DMABOX_LAB_DMAR_TRACE: `${GUEST_RUN_DIR}/dmar.trace` } : {}),
     ...options.env,
   };
-  const cwd = realpathSync(options.cwd ?? process.cwd());
   writeFileSync(join(runDir, 'cmd.sh'), commandScript({ argv: options.command, cwd, env }));
   if (options.dmarTrace) writeFileSync(traceHost, '');
 

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fetchKernel, parseKernelDepends } from '../../../appliance/image/kernel.js';
@@ -67,4 +68,59 @@ test('apt unreachable: the newest complete cached kernel is used, and said so; w
     }
   } finally { process.env.PATH = saved; rmSync(dir, { recursive: true }); }
 });
+// --- the fetch itself, against stand-in apt tools on PATH (dpkg-deb and depmod are the real ones) --
+function fakeApt(dir: string, download: 'ok' | 'fail'): void {
+  const bin = join(dir, 'bin');
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(join(bin, 'apt-cache'), '#!/bin/sh\necho "linux-image-amd64"\necho "  Depends: linux-image-6.1.0-97-amd64"\n');
+  const deb = join(dir, 'linux-image-6.1.0-97-amd64_6.1.1-1_amd64.deb');
+  writeFileSync(join(bin, 'apt-get'), download === 'ok'
+    ? `#!/bin/sh\ncp '${deb}' .\n`
+    : '#!/bin/sh\necho "E: Failed to fetch http://deb.debian.org/debian/pool/main/l/linux/x.deb  404  Not Found" >&2\nexit 100\n');
+  for (const t of ['apt-cache', 'apt-get']) chmodSync(join(bin, t), 0o755);
+  if (download === 'ok') {
+    const pkg = join(dir, 'pkg');
+    mkdirSync(join(pkg, 'DEBIAN'), { recursive: true });
+    mkdirSync(join(pkg, 'boot'), { recursive: true });
+    mkdirSync(join(pkg, 'lib', 'modules', '6.1.0-97-amd64', 'kernel'), { recursive: true });
+    writeFileSync(join(pkg, 'boot', 'vmlinuz-6.1.0-97-amd64'), 'not really a kernel');
+    writeFileSync(join(pkg, 'DEBIAN', 'control'), 'Package: linux-image-6.1.0-97-amd64\nVersion: 6.1.1-1\nArchitecture: amd64\nMaintainer: test <t@example.org>\nDescription: stand-in\n');
+    execFileSync('dpkg-deb', ['--build', '-Zgzip', pkg, deb], { stdio: 'ignore' });
+  }
+}
+
+test('fetch: apt-get download, dpkg-deb -x into the cache (not installed), depmod -b; a rerun does nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-kfetch-'));
+  const saved = process.env.PATH;
+  try {
+    fakeApt(dir, 'ok');
+    process.env.PATH = `${join(dir, 'bin')}:${saved}`;
+    const said: string[] = [];
+    const t = await fetchKernel({ cacheDir: join(dir, 'cache'), log: (m) => said.push(m) });
+    assert.is(t.kver, '6.1.0-97-amd64');
+    assert.is(readFileSync(t.vmlinuz, 'utf8'), 'not really a kernel');
+    assert.ok(existsSync(join(t.modulesDir, 'modules.dep')), 'depmod wrote modules.dep');
+    assert.ok(existsSync(join(dir, 'cache', '6.1.0-97-amd64', '.complete')));
+    assert.match(said.join('\n'), /fetching linux-image-6\.1\.0-97-amd64/);
+    said.length = 0;
+    await fetchKernel({ cacheDir: join(dir, 'cache'), resolveMaxAgeMs: 0, log: (m) => said.push(m) });
+    assert.equal(said, [], 'nothing fetched again');
+  } finally { process.env.PATH = saved; rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('fetch: a failed download is ERR_IMAGE_KERNEL_DOWNLOAD quoting apt, and leaves no half-done kernel', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-kfetch-'));
+  const saved = process.env.PATH;
+  try {
+    fakeApt(dir, 'fail');
+    process.env.PATH = `${join(dir, 'bin')}:${saved}`;
+    try { await fetchKernel({ cacheDir: join(dir, 'cache') }); assert.unreachable(); } catch (e) {
+      assert.is((e as { code: string }).code, 'ERR_IMAGE_KERNEL_DOWNLOAD');
+      assert.match((e as Error).message, /404 {2}Not Found/);
+      assert.match((e as Error).message, /fix: check the network/);
+    }
+    assert.equal(readdirSync(join(dir, 'cache')).filter((f) => f !== 'resolved.json'), []);
+  } finally { process.env.PATH = saved; rmSync(dir, { recursive: true, force: true }); }
+});
+
 test.run();

@@ -119,7 +119,7 @@ test('a panicking guest and a failing /init are errors, not exit statuses; a pan
 
 test('bad options are refused before anything starts', async () => {
   for (const bad of [{ command: [] }, { command: ['x'], nvme: [{ sizeMiB: 0 }] }, { command: ['x'], timeoutMs: -1 },
-    { command: ['x'], e1000e: [{ net: 'tap' as unknown as 'slirp' }] }]) {
+    { command: ['x'], e1000e: [{ net: 'tap' as unknown as 'slirp' }] }, { command: ['x'], cwd: '/tmp' }]) {
     try { await launchLab({ image, ...bad }); assert.unreachable(JSON.stringify(bad)); } catch (e) { assert.is((e as { code: string }).code, 'ERR_LAB_OPTIONS', JSON.stringify(bad)); }
   }
 });
