@@ -8,7 +8,7 @@
  * the DMAR faults QEMU recorded. The run folder is removed afterwards; the log stays.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants, createWriteStream, existsSync, closeSync, mkdirSync, mkdtempSync, openSync, ftruncateSync, readFileSync, realpathSync, rmSync, writeFileSync, copyFileSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, copyFileSync, createWriteStream, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { ApplianceError } from '../image/errors.js';
@@ -71,6 +71,18 @@ const DEFAULT_TIMEOUT_MS = 600_000;
 /** Host folders the guest's /init covers with tmpfs or its own mounts (init-script.ts). */
 const GUEST_TMPFS = ['/tmp', '/run', '/dev', '/proc', '/sys'];
 const TAIL_LINES = 25;
+/** Default-folder logs kept (with their .dmar traces); older ones are removed at each launch. */
+const LOGS_KEPT = 50;
+
+/** Remove all but the newest `keep` lab logs (lab-TIME.log and LOG.dmar) in the default log folder. */
+export function pruneLogs(dir: string, keep = LOGS_KEPT): void {
+  if (!existsSync(dir)) return;
+  const logs = readdirSync(dir).filter((f) => /^lab-.*\.log$/.test(f)).sort(); // ISO time names sort by age
+  for (const f of logs.slice(0, Math.max(0, logs.length - keep))) {
+    rmSync(join(dir, f), { force: true });
+    rmSync(join(dir, `${f}.dmar`), { force: true });
+  }
+}
 
 /** Find a program on PATH, or undefined. */
 export function which(program: string): string | undefined {
@@ -121,8 +133,10 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
   if (accel === 'kvm' && !kvmUsable()) throw new ApplianceError('ERR_LAB_OPTIONS', 'accel kvm asked for, but /dev/kvm cannot be opened for read and write', { fix: "use accel 'tcg' (the default)" });
 
   const runDir = mkdtempSync(join(tmpdir(), 'dmabox-lab-'));
-  const logFile = options.logFile ?? join(labCacheDir(), 'logs', `lab-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
+  const logDir = join(labCacheDir(), 'logs');
+  const logFile = options.logFile ?? join(logDir, `lab-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
   mkdirSync(dirname(logFile), { recursive: true });
+  if (!options.logFile) pruneLogs(logDir, LOGS_KEPT - 1);
 
   const nvme = (options.nvme ?? []).map((n, i) => {
     const image = join(runDir, `nvme${i}.img`);

@@ -10,9 +10,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApplianceError } from '../image/errors.js';
 import { execOk, execTool } from '../image/exec.js';
-import { buildInitramfs } from '../image/initramfs.js';
+import { buildInitramfs, kernelModules } from '../image/initramfs.js';
 import { extractVmlinux, fetchKernel, type KernelTree } from '../image/kernel.js';
-import { kernelModules } from '../image/initramfs.js';
 import { LAB_MODULES, LAB_VFIO_IDS, labInitScript } from './init-script.js';
 
 /** The repository root (this file is appliance/lab/setup.ts, or dist/appliance/lab/setup.js). */

@@ -5,10 +5,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchLab } from '../../../appliance/lab/launch.js';
+import { launchLab, pruneLogs } from '../../../appliance/lab/launch.js';
 import type { LabImage } from '../../../appliance/lab/setup.js';
 
 const FAKE = `#!/bin/sh
@@ -131,6 +131,15 @@ test('no qemu on PATH: a clear error saying how to install it', async () => {
     assert.is((e as { code: string }).code, 'ERR_LAB_QEMU_MISSING');
     assert.match((e as Error).message, /apt-get install qemu-system-x86/);
   } finally { process.env.PATH = saved; }
+});
+
+test('old logs are pruned, newest kept, with their traces; other files untouched', () => {
+  const d = join(bin, 'logs');
+  mkdirSync(d);
+  for (const t of ['2026-01-01', '2026-01-03', '2026-01-02']) { writeFileSync(join(d, `lab-${t}.log`), ''); writeFileSync(join(d, `lab-${t}.log.dmar`), ''); }
+  writeFileSync(join(d, 'notes.txt'), '');
+  pruneLogs(d, 2);
+  assert.equal(readdirSync(d).sort(), ['lab-2026-01-02.log', 'lab-2026-01-02.log.dmar', 'lab-2026-01-03.log', 'lab-2026-01-03.log.dmar', 'notes.txt']);
 });
 
 test.after(() => { process.env.PATH = oldPath; rmSync(bin, { recursive: true, force: true }); });
