@@ -1,0 +1,281 @@
+/**
+ * SandboxBlockClient: the manager's side of the block ring (layout.ts). Callers get Promises for
+ * read, write and flush; the client owns every request until it completes, so when a container
+ * dies the supervisor detaches the ring, and on the fresh container's ring the same requests are
+ * posted again (replay): callers see latency, not errors. Writes keep the caller's buffer until
+ * they complete, so a replayed write carries the same bytes.
+ *
+ * Nothing the container writes is trusted: the completion index must be within N of ours, every
+ * tag must be in flight with the same generation, the status must be known. A violation is
+ * dropped, counted and reported (`onViolation`), never thrown.
+ */
+import type { PollHandle, Sys } from 'vfio-bindings';
+import { DmaboxError } from '../../common/errors.js';
+import type { Shared } from '../shm.js';
+import { B, BLOCK_MAGIC, BlockOp, BlockStatus, cqOffset, CQE_BYTES, dataOffset, SQ_OFFSET, SQE_BYTES, checkGeometry, type RingGeometry } from './layout.js';
+
+export interface BlockLink {
+  sys: Sys;
+  shm: Shared;
+  /** Kicked by the manager when requests are posted. */
+  requestFd: number;
+  /** Kicked by the container when completions are posted. */
+  completionFd: number;
+}
+
+interface Req {
+  op: BlockOp;
+  lba: number;
+  blocks: number;
+  /** WRITE: the caller's bytes; READ: where the data goes. */
+  buf: Uint8Array | undefined;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  /** Submission order, to replay in order. */
+  order: number;
+}
+
+export class BlockIoError extends DmaboxError {
+  constructor(what: string, readonly status: number) {
+    super('ERR_SANDBOX_IO', `${what}: the sandboxed driver reports ${status === BlockStatus.RANGE ? 'a range error' : status === BlockStatus.BAD_REQUEST ? 'a malformed request' : 'an I/O error'} (status ${status})`);
+  }
+}
+
+export class SandboxBlockClient {
+  readonly geometry: RingGeometry;
+  private link: BlockLink | undefined;
+  private poller: PollHandle | undefined;
+  private u32!: Uint32Array;
+  private view!: DataView;
+  private data!: Uint8Array;
+  private cq = 0;
+  private sqTail = 0;
+  private cqHead = 0;
+  /** In flight per tag, and each tag's generation. */
+  private readonly inflight: (Req | undefined)[];
+  private readonly gen: Uint32Array;
+  private readonly freeTags: number[] = [];
+  /** Waiting for a tag or for a container. */
+  private backlog: Req[] = [];
+  private order = 0;
+  private failed: Error | undefined;
+  blockSize = 0;
+  blockCount = 0;
+  completed = 0;
+  errors = 0;
+  bytes = 0;
+  violations = 0;
+  replayed = 0;
+  /** performance.now() of the last completion (hang detection). */
+  lastCompletion = 0;
+  /** Called with a description of each thing the container wrote that could not be right. */
+  onViolation: (reason: string) => void = () => {};
+
+  constructor(geometry: RingGeometry = { entries: 32, slotBytes: 64 * 1024 }) {
+    checkGeometry(geometry);
+    this.geometry = geometry;
+    this.inflight = new Array<Req | undefined>(geometry.entries).fill(undefined);
+    this.gen = new Uint32Array(geometry.entries);
+    for (let t = geometry.entries - 1; t >= 0; t--) this.freeTags.push(t);
+  }
+
+  /** Requests in flight in the container plus those waiting. */
+  get pending(): number {
+    return this.geometry.entries - this.freeTags.length + this.backlog.length;
+  }
+  get attached(): boolean {
+    return this.link !== undefined;
+  }
+
+  /** Prepare a fresh ring memory for a container (header written, indices zero). */
+  initRing(shm: Shared): void {
+    shm.bytes.fill(0, 0, SQ_OFFSET);
+    shm.u32[B.MAGIC] = BLOCK_MAGIC;
+    shm.u32[B.ENTRIES] = this.geometry.entries;
+    shm.u32[B.SLOT_BYTES] = this.geometry.slotBytes;
+  }
+
+  /**
+   * Start using a container's ring once it said READY: check the geometry it published, then post
+   * everything waiting (replayed requests first, in their original order).
+   */
+  attach(link: BlockLink): void {
+    if (this.link) throw new DmaboxError('ERR_SANDBOX_STATE', 'the block client is already attached to a container');
+    const u32 = link.shm.u32;
+    const bs = u32[B.BLOCK_SIZE]!, count = u32[B.BLOCKS_LO]! + u32[B.BLOCKS_HI]! * 0x1_0000_0000;
+    if (bs < 512 || bs > 65536 || (bs & (bs - 1)) !== 0 || bs > this.geometry.slotBytes || count < 1 || !Number.isSafeInteger(count)) {
+      this.onViolation(`the container published block size ${bs} and ${count} blocks: not a device`);
+      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the container published an impossible geometry (block size ${bs}, ${count} blocks)`);
+    }
+    if (this.blockSize !== 0 && (bs !== this.blockSize || count !== this.blockCount)) {
+      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the device changed geometry across a restart (${this.blockSize} x ${this.blockCount} -> ${bs} x ${count})`);
+    }
+    this.blockSize = bs;
+    this.blockCount = count;
+    this.link = link;
+    this.u32 = u32;
+    this.view = link.shm.view;
+    this.data = link.shm.bytes;
+    this.cq = cqOffset(this.geometry);
+    this.sqTail = u32[B.SQ_TAIL]!;
+    this.cqHead = u32[B.CQ_HEAD]!;
+    this.poller = link.sys.poll(link.completionFd, () => {
+      link.sys.eventfdRead(link.completionFd);
+      this.reap();
+    });
+    this.lastCompletion = performance.now();
+    this.pump();
+  }
+
+  /**
+   * The container is gone: stop reading its ring and take every request in flight back, to be
+   * posted again on the next container. Returns how many were in flight.
+   */
+  detach(): number {
+    if (!this.link) return 0;
+    this.poller?.close();
+    this.poller = undefined;
+    this.link = undefined;
+    const back: Req[] = [];
+    for (let t = 0; t < this.inflight.length; t++) {
+      const r = this.inflight[t];
+      if (r === undefined) continue;
+      this.inflight[t] = undefined;
+      this.freeTags.push(t);
+      back.push(r);
+    }
+    back.sort((a, b) => a.order - b.order);
+    this.replayed += back.length;
+    this.backlog = back.concat(this.backlog);
+    return back.length;
+  }
+
+  /** The device is failed for good: every request, now and later, rejects with `error`. */
+  fail(error: Error): void {
+    this.failed = error;
+    this.detach();
+    const all = this.backlog;
+    this.backlog = [];
+    for (const r of all) r.reject(error);
+  }
+
+  read(lba: number, blocks: number): Promise<Uint8Array> {
+    this.checkRange('read', lba, blocks);
+    const out = new Uint8Array(blocks * this.blockSize);
+    const per = this.geometry.slotBytes / this.blockSize;
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += per) {
+      const n = Math.min(per, blocks - done);
+      parts.push(this.submit(BlockOp.READ, lba + done, n, out.subarray(done * this.blockSize, (done + n) * this.blockSize)));
+    }
+    return Promise.all(parts).then(() => out);
+  }
+
+  write(lba: number, data: Uint8Array): Promise<void> {
+    if (this.blockSize === 0) return Promise.reject(this.notReady());
+    if (data.length === 0 || data.length % this.blockSize !== 0) {
+      return Promise.reject(new DmaboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, { fix: 'pad the data to the block size' }));
+    }
+    const blocks = data.length / this.blockSize;
+    this.checkRange('write', lba, blocks);
+    const per = this.geometry.slotBytes / this.blockSize;
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += per) {
+      const n = Math.min(per, blocks - done);
+      parts.push(this.submit(BlockOp.WRITE, lba + done, n, data.subarray(done * this.blockSize, (done + n) * this.blockSize)));
+    }
+    return Promise.all(parts).then(() => undefined);
+  }
+
+  flush(): Promise<void> {
+    return this.submit(BlockOp.FLUSH, 0, 0, undefined);
+  }
+
+  private notReady(): DmaboxError {
+    return new DmaboxError('ERR_SANDBOX_NOT_READY', 'the sandboxed device has not published its geometry yet', { fix: 'wait for the sandbox to be ready (sandbox.ready())' });
+  }
+
+  private checkRange(what: string, lba: number, blocks: number): void {
+    if (this.blockSize === 0) throw this.notReady();
+    if (!Number.isSafeInteger(lba) || lba < 0 || !Number.isSafeInteger(blocks) || blocks < 1 || lba + blocks > this.blockCount) {
+      throw new DmaboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} block(s) at LBA ${lba}: outside the device (LBAs 0..${this.blockCount - 1})`, {
+        fix: 'pass a whole LBA and a count of at least 1 that ends inside the device',
+      });
+    }
+  }
+
+  private submit(op: BlockOp, lba: number, blocks: number, buf: Uint8Array | undefined): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise<void>((resolve, reject) => {
+      this.backlog.push({ op, lba, blocks, buf, resolve, reject, order: this.order++ });
+      this.pump();
+    });
+  }
+
+  /** Post waiting requests while tags are free. */
+  private pump(): void {
+    const link = this.link;
+    if (!link || this.backlog.length === 0) return;
+    let posted = 0;
+    const g = this.geometry, v = this.view, base = dataOffset(g);
+    while (this.backlog.length > 0 && this.freeTags.length > 0) {
+      const r = this.backlog.shift()!;
+      const tag = this.freeTags.pop()!;
+      const gen = (this.gen[tag] = (this.gen[tag]! + 1) >>> 0);
+      this.inflight[tag] = r;
+      if (r.op === BlockOp.WRITE) this.data.set(r.buf!, base + tag * g.slotBytes);
+      const e = SQ_OFFSET + (this.sqTail % g.entries) * SQE_BYTES;
+      v.setUint32(e, tag, true);
+      v.setUint32(e + 4, gen, true);
+      v.setUint32(e + 8, r.op, true);
+      v.setUint32(e + 12, r.blocks, true);
+      v.setUint32(e + 16, r.lba >>> 0, true);
+      v.setUint32(e + 20, Math.floor(r.lba / 0x1_0000_0000), true);
+      this.sqTail = (this.sqTail + 1) >>> 0;
+      posted++;
+    }
+    if (posted > 0) {
+      Atomics.store(this.u32, B.SQ_TAIL, this.sqTail);
+      link.sys.eventfdWrite(link.requestFd, 1n);
+    }
+  }
+
+  /** Take completions the container posted. */
+  reap(): void {
+    if (!this.link) return;
+    const g = this.geometry, v = this.view, base = dataOffset(g);
+    const tail = Atomics.load(this.u32, B.CQ_TAIL);
+    const n = (tail - this.cqHead) >>> 0;
+    if (n > g.entries) {
+      this.violations++;
+      this.onViolation(`completion index ${tail} is ${n} entries ahead of ours (${this.cqHead}); the ring holds ${g.entries}`);
+      return;
+    }
+    for (let i = 0; i < n; i++) {
+      const e = this.cq + (this.cqHead % g.entries) * CQE_BYTES;
+      this.cqHead = (this.cqHead + 1) >>> 0;
+      const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), status = v.getUint32(e + 8, true);
+      const r = tag < g.entries ? this.inflight[tag] : undefined;
+      if (r === undefined || this.gen[tag] !== gen || status > BlockStatus.IO_ERROR) {
+        this.violations++;
+        this.onViolation(`completion for tag ${tag} gen ${gen} status ${status}: no such request in flight`);
+        continue;
+      }
+      this.inflight[tag] = undefined;
+      this.freeTags.push(tag);
+      this.lastCompletion = performance.now();
+      if (status === BlockStatus.OK) {
+        const len = r.blocks * this.blockSize;
+        if (r.op === BlockOp.READ) r.buf!.set(this.data.subarray(base + tag * g.slotBytes, base + tag * g.slotBytes + len));
+        this.completed++;
+        this.bytes += len;
+        r.resolve();
+      } else {
+        this.errors++;
+        r.reject(new BlockIoError(`${r.op === BlockOp.READ ? 'read' : r.op === BlockOp.WRITE ? 'write' : 'flush'} of ${r.blocks} block(s) at LBA ${r.lba}`, status));
+      }
+    }
+    Atomics.store(this.u32, B.CQ_HEAD, this.cqHead);
+    this.pump();
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The sandbox block ring: block I/O between the manager (`SandboxBlockClient`) and the driver in a
+ * container (`BlockServer`), in one shared memfd with two eventfds (requests posted, completions
+ * posted). It is the data path the linkback (NBD, issue 7) is built on.
+ *
+ * Header (u32 words):
+ *
+ * | word | name | writer | meaning |
+ * |---|---|---|---|
+ * | 0 | MAGIC | manager | `0x6b6c6264` ("dblk") |
+ * | 1 | ENTRIES | manager | N: tags 0..N-1, N SQ and N CQ entries |
+ * | 2 | SLOT_BYTES | manager | data buffer bytes per tag |
+ * | 3 | BLOCK_SIZE | container | the device's logical block size, set before READY |
+ * | 4, 5 | BLOCKS_LO, BLOCKS_HI | container | the device's size in blocks |
+ * | 6 | SQ_TAIL | manager | requests posted (free-running) |
+ * | 7 | SQ_HEAD | container | requests taken |
+ * | 8 | CQ_TAIL | container | completions posted (free-running) |
+ * | 9 | CQ_HEAD | manager | completions taken |
+ *
+ * SQ entry (32 bytes at 64 + 32 i): `u32 tag, u32 gen, u32 op, u32 blocks, u32 lbaLo, u32 lbaHi, 0, 0`.
+ * CQ entry (16 bytes after the SQ): `u32 tag, u32 gen, u32 status, 0`. A tag's data buffer is
+ * `SLOT_BYTES` at `dataOffset + tag * SLOT_BYTES`: written by the manager for WRITE, by the
+ * container for READ. `gen` changes each time a tag is reused, so a stale or forged completion
+ * cannot settle a newer request.
+ */
+export const BLOCK_MAGIC = 0x6b6c6264;
+export const B = { MAGIC: 0, ENTRIES: 1, SLOT_BYTES: 2, BLOCK_SIZE: 3, BLOCKS_LO: 4, BLOCKS_HI: 5, SQ_TAIL: 6, SQ_HEAD: 7, CQ_TAIL: 8, CQ_HEAD: 9 } as const;
+export const SQ_OFFSET = 64;
+export const SQE_BYTES = 32;
+export const CQE_BYTES = 16;
+
+export const enum BlockOp { READ = 1, WRITE = 2, FLUSH = 3 }
+
+export const enum BlockStatus {
+  OK = 0,
+  /** A malformed request (op, tag, length). */
+  BAD_REQUEST = 1,
+  /** Outside the device. */
+  RANGE = 2,
+  /** The device reported an error. */
+  IO_ERROR = 3,
+}
+
+export interface RingGeometry {
+  entries: number;
+  slotBytes: number;
+}
+
+export function cqOffset(g: RingGeometry): number {
+  return SQ_OFFSET + g.entries * SQE_BYTES;
+}
+
+export function dataOffset(g: RingGeometry): number {
+  return Math.ceil((cqOffset(g) + g.entries * CQE_BYTES) / 4096) * 4096;
+}
+
+export function ringBytes(g: RingGeometry): number {
+  return dataOffset(g) + g.entries * g.slotBytes;
+}
+
+export function checkGeometry(g: RingGeometry): void {
+  if (!Number.isInteger(g.entries) || g.entries < 1 || g.entries > 1024) throw new RangeError(`block ring entries ${g.entries}: expected 1 to 1024`);
+  if (!Number.isInteger(g.slotBytes) || g.slotBytes < 4096 || g.slotBytes > 1 << 21 || g.slotBytes % 4096 !== 0) {
+    throw new RangeError(`block ring slot size ${g.slotBytes}: expected a multiple of 4096 from 4 KiB to 2 MiB`);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The Platform a driver sees inside a container (drivers/platform.ts), built only from what the
+ * manager handed over: register access through the simulated-BAR mailbox (the device model lives in
+ * the manager), DMA windows the manager mapped (sub-allocated by permission, dma.ts), and
+ * interrupt vectors as inherited eventfds the manager's simulated machine signals.
+ */
+import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../../drivers/platform.js';
+import type { PollHandle, Sys } from 'vfio-bindings';
+import { DmaboxError } from '../../common/errors.js';
+import { GuestMailbox, MailboxBar, MailboxConfig } from '../sim-bar/guest.js';
+import { IRQ_KIND_CODE } from '../sim-bar/layout.js';
+import { GrantAllocator } from './dma.js';
+
+class FdVector implements IrqVector {
+  readonly handlers: (() => void)[] = [];
+  constructor(readonly index: number) {}
+  onFire(handler: () => void): void {
+    this.handlers.push(handler);
+  }
+}
+
+class EventfdInterrupts implements Interrupts {
+  private pollers: PollHandle[] = [];
+  constructor(
+    private readonly sys: Sys,
+    private readonly mb: GuestMailbox,
+    private readonly counts: { msix: number; intx: number },
+    /** Inherited eventfds, vector i on fds[i]. */
+    private readonly fds: readonly number[],
+  ) {}
+
+  count(kind: IrqKind): number {
+    if (kind === 'msix') return Math.min(this.counts.msix, this.fds.length);
+    if (kind === 'intx') return this.fds.length > 0 ? this.counts.intx : 0;
+    return 0;
+  }
+
+  enable(kind: IrqKind, n: number): IrqVector[] {
+    const max = this.count(kind);
+    if (!Number.isInteger(n) || n < 1 || n > max) {
+      throw new DmaboxError('ERR_SANDBOX_IRQ', `cannot enable ${n} ${kind} vector(s): the sandbox was given ${max}`, { fix: `ask for 1..${max}, or give the container more vectors in the policy (driver.queues)` });
+    }
+    this.disable();
+    const granted = this.mb.irqEnable(IRQ_KIND_CODE[kind], n);
+    if (granted !== n) throw new DmaboxError('ERR_SANDBOX_IRQ', `the manager routed ${granted} of ${n} ${kind} vectors`);
+    const vectors: FdVector[] = [];
+    for (let i = 0; i < n; i++) {
+      const v = new FdVector(i), fd = this.fds[i]!;
+      this.sys.eventfdRead(fd); // drop anything left from an earlier routing
+      this.pollers.push(this.sys.poll(fd, () => {
+        if (this.sys.eventfdRead(fd) === 0n) return;
+        const hs = v.handlers;
+        for (let k = 0; k < hs.length; k++) hs[k]!();
+      }));
+      vectors.push(v);
+    }
+    return vectors;
+  }
+
+  disable(): void {
+    if (this.pollers.length === 0) return;
+    for (const p of this.pollers) p.close();
+    this.pollers = [];
+    this.mb.irqDisable();
+  }
+}
+
+const clock: Clock = {
+  now: () => performance.now(),
+  sleep: (ms: number) => new Promise<void>((resolve) => {
+    if (ms > 0) setTimeout(resolve, ms);
+    else setImmediate(resolve);
+  }),
+};
+
+export interface ContainerPlatformOptions {
+  name: string;
+  sys: Sys;
+  mailbox: GuestMailbox;
+  /** Size of each BAR (0: none), indices 0..5. */
+  bars: readonly number[];
+  irqCounts: { msix: number; intx: number };
+  irqFds: readonly number[];
+  dma: GrantAllocator;
+}
+
+export class ContainerPlatform implements Platform {
+  readonly name: string;
+  readonly config: ConfigSpace;
+  readonly dma: GrantAllocator;
+  readonly irq: EventfdInterrupts;
+  readonly clock = clock;
+  private readonly mb: GuestMailbox;
+  private readonly barSizes: readonly number[];
+  private readonly bars: (RegisterSpace | undefined)[] = [];
+  private closed = false;
+
+  constructor(o: ContainerPlatformOptions) {
+    this.name = o.name;
+    this.mb = o.mailbox;
+    this.config = new MailboxConfig(o.mailbox);
+    this.dma = o.dma;
+    this.irq = new EventfdInterrupts(o.sys, o.mailbox, o.irqCounts, o.irqFds);
+    this.barSizes = o.bars;
+  }
+
+  bar(index: number): RegisterSpace {
+    const size = Number.isInteger(index) && index >= 0 && index <= 5 ? (this.barSizes[index] ?? 0) : 0;
+    if (size === 0) throw new DmaboxError('ERR_SANDBOX_BAR', `${this.name}: BAR ${index} is not a memory BAR of this device`);
+    let b = this.bars[index];
+    if (!b) this.bars[index] = b = new MailboxBar(this.mb, index, size);
+    return b;
+  }
+
+  reset(): void {
+    this.mb.reset();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try { this.irq.disable(); } catch { /* the manager may be gone: it quarantines the device anyway */ }
+  }
+}

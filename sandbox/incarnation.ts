@@ -1,0 +1,162 @@
+/**
+ * One container process of a sandbox, from spawn to exit: the shared memory and eventfds made for
+ * it, the child itself (its own uid and gid when the manager is root), its hypercall endpoint and
+ * register mailbox. The supervisor makes a fresh incarnation for every (re)start; the device and
+ * its windows outlive incarnations.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Duplex } from 'node:stream';
+import { EFD_CLOEXEC, EFD_NONBLOCK, type Sys } from 'vfio-bindings';
+import { HcStatus, HostEndpoint, LogLevel, type FaultReport, type Heartbeat, type HypercallError } from './hypercall/index.js';
+import { createShared, type Shared } from './shm.js';
+import { HostMailbox } from './sim-bar/host.js';
+import { MAILBOX_BYTES } from './sim-bar/layout.js';
+import { ringBytes } from './block/layout.js';
+import type { SandboxBlockClient } from './block/client.js';
+import { BOOT_FDS, FIRST_DYNAMIC_FD, type ContainerBoot } from './container/boot.js';
+import type { SimDevice } from './sim-device.js';
+import type { Policy } from '../policies/types.js';
+
+/** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
+export function defaultEntry(): string {
+  const here = fileURLToPath(import.meta.url);
+  return fileURLToPath(new URL(`./container/main${extname(here)}`, import.meta.url));
+}
+
+export interface IncarnationHooks {
+  log(level: LogLevel, text: string): void;
+  heartbeat(h: Heartbeat): void;
+  fault(f: FaultReport): void;
+  ready(): void;
+  /** A hypercall or ring violation; `kill` when the container must go. */
+  violation(reason: string, kill: boolean): void;
+  exit(code: number | null, signal: NodeJS.Signals | null): void;
+}
+
+export interface IncarnationOptions {
+  policy: Policy;
+  device: SimDevice;
+  block: SandboxBlockClient;
+  sys: Sys;
+  hooks: IncarnationHooks;
+  /** Program to run instead of the real container (hostile-container tests). */
+  entry?: string;
+  /** Run as this uid/gid (only when the manager is root). */
+  credentials?: { uid: number; gid: number };
+  heartbeatMs: number;
+  helloTimeoutMs: number;
+  registerTimeoutMs: number;
+}
+
+export class Incarnation {
+  readonly child: ChildProcess;
+  readonly host: HostEndpoint;
+  readonly mailbox: HostMailbox;
+  readonly ring: Shared;
+  readonly startedAt = Date.now();
+  exited = false;
+  private readonly mailboxShm: Shared;
+  private readonly eventfds: number[] = [];
+  private readonly sys: Sys;
+
+  constructor(private readonly o: IncarnationOptions) {
+    const sys = (this.sys = o.sys);
+    const { policy, device, block } = o;
+    this.mailboxShm = createShared(sys, `${policy.name}-registers`, MAILBOX_BYTES);
+    this.ring = createShared(sys, `${policy.name}-block`, ringBytes(block.geometry));
+    block.initRing(this.ring);
+    const efd = (): number => { const fd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); this.eventfds.push(fd); return fd; };
+    const mailboxKick = efd(), blockRequest = efd(), blockCompletion = efd();
+    const irqCount = policy.driver.interrupts === 'msix' ? Math.min(device.irqCounts.msix, policy.driver.queues + 1) : 0;
+    const irqFds = device.newIrqFds(irqCount);
+    const boot: ContainerBoot = {
+      name: policy.name,
+      driver: { ...policy.driver },
+      fds: { ...BOOT_FDS },
+      mailboxBytes: MAILBOX_BYTES,
+      blockBytes: this.ring.size,
+      bars: device.barSizes(),
+      irq: device.irqCounts,
+      seccomp: policy.unconfined ? 'none' : policy.container.seccomp,
+      registerTimeoutMs: o.registerTimeoutMs,
+    };
+    // fd 3: hypercalls; 4..8: fixed (boot.ts); then one memfd per granted window; then irq eventfds.
+    const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe', this.mailboxShm.fd, mailboxKick, this.ring.fd, blockRequest, blockCompletion];
+    for (const g of device.grants) stdio.push(g.window.memory.fd);
+    const firstIrqSlot = stdio.length;
+    stdio.push(...irqFds);
+    const entry = o.entry ?? defaultEntry();
+    this.child = spawn(process.execPath, [...process.execArgv, entry, JSON.stringify(boot)], {
+      stdio: stdio as never,
+      ...(o.credentials ? { uid: o.credentials.uid, gid: o.credentials.gid } : {}),
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
+    });
+    const text = (level: LogLevel) => (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') o.hooks.log(level, `[stdio] ${line.replace(/[\x00-\x1f\x7f]/g, '?').slice(0, 512)}`);
+    };
+    this.child.stdout?.on('data', text(LogLevel.INFO));
+    this.child.stderr?.on('data', text(LogLevel.WARN));
+    this.child.on('exit', (code, signal) => {
+      this.exited = true;
+      o.hooks.exit(code, signal);
+    });
+    this.child.on('error', (e) => o.hooks.violation(`spawn failed: ${e.message}`, true));
+    const stream = this.child.stdio[3] as Duplex;
+    const grants = device.grants;
+    this.host = new HostEndpoint(stream, {
+      windowCount: grants.length,
+      heartbeatMs: o.heartbeatMs,
+      helloTimeoutMs: o.helloTimeoutMs,
+      handler: {
+        mapWindow: (id) => {
+          const g = grants[id]!;
+          return {
+            iova: g.window.iova,
+            length: BigInt(g.window.size),
+            offset: BigInt(g.window.offset),
+            fdSlot: FIRST_DYNAMIC_FD + id,
+            deviceRead: g.perm.read,
+            deviceWrite: g.perm.write,
+            hugePages: g.hugePages,
+          };
+        },
+        irqSetup: (r) => {
+          if (r.kind !== 'msix' || irqFds.length === 0) return HcStatus.DENIED;
+          return { granted: Math.min(r.vectors, irqFds.length), firstFdSlot: firstIrqSlot };
+        },
+        log: (r) => o.hooks.log(r.level, r.text),
+        heartbeat: (h) => o.hooks.heartbeat(h),
+        fault: (f) => o.hooks.fault(f),
+        ready: () => o.hooks.ready(),
+      },
+      onViolation: (e: HypercallError) => o.hooks.violation(`${e.code}: ${e.message}`, e.decision === 'kill'),
+    });
+    this.mailbox = new HostMailbox(sys, this.mailboxShm, mailboxKick, device, (reason) => o.hooks.violation(`register mailbox: ${reason}`, true));
+    this.mailbox.start();
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** The block client's link to this container's ring. */
+  blockLink(): { sys: Sys; shm: Shared; requestFd: number; completionFd: number } {
+    return { sys: this.sys, shm: this.ring, requestFd: this.eventfds[1]!, completionFd: this.eventfds[2]! };
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (!this.exited) this.child.kill(signal);
+  }
+
+  /** After exit: stop serving and release what was made for this container. */
+  dispose(): void {
+    this.mailbox.close();
+    (this.child.stdio[3] as Duplex | null)?.destroy();
+    this.mailboxShm.close();
+    this.ring.close();
+    for (const fd of this.eventfds) this.sys.close(fd);
+    this.eventfds.length = 0;
+  }
+}

@@ -1,0 +1,38 @@
+/** Shared helpers of the sandbox tests: a small simulated NVMe policy and bounded waits. */
+import { parsePolicies } from '../../policies/index.js';
+import type { Policy } from '../../policies/types.js';
+import type { SandboxEvent, Supervisor } from '../../sandbox/supervisor.js';
+
+export function simPolicy(name = 'sim-test', extra = ''): Policy {
+  const yaml = `
+version: 1
+name: ${name}
+device: { sim: nvme, capacity: 4MiB, blockSize: 512 }
+driver: { name: nvme, queues: 1, depth: 16 }
+windows:
+  - { size: 512KiB, label: queues }
+  - { size: 2MiB, label: data }
+restart: { maxRestarts: 2, window: 60s, backoff: { initial: 50ms, max: 1s } }
+${extra}
+`;
+  return parsePolicies(yaml, 'test.yaml').policies[0]!.policy;
+}
+
+/** Resolve when `pred` holds, polling every 10 ms; reject after `ms`. */
+export async function until(what: string, pred: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export function kinds(s: Supervisor): string[] {
+  return s.events.filter((e: SandboxEvent) => e.kind !== 'log').map((e) => e.kind);
+}
+
+export function pattern(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7 + (i >> 9)) & 0xff;
+  return b;
+}
