@@ -48,7 +48,7 @@ for (const interrupts of ['poll', 'msix'] as const) {
     rig.model.swallow(1);
     const t0 = performance.now();
     assert.is(await code(ns.read(1, 1)), 'ERR_NVME_TIMEOUT');
-    assert.ok(performance.now() - t0 < 2000, 'bounded');
+    assert.ok(performance.now() - t0 < 5000, 'bounded');
     assert.is(ctrl.aborts, 1);
     assert.is(ctrl.resets, 0);
     assert.equal(await ns.read(1, 1), pattern(512, 1));
@@ -64,7 +64,7 @@ test('an I/O the Abort cannot reach forces a controller reset; I/O works afterwa
   rig.model.swallow(1);
   const t0 = performance.now();
   assert.is(await code(ns.read(2, 1)), 'ERR_NVME_TIMEOUT');
-  assert.ok(performance.now() - t0 < 3000, 'bounded');
+  assert.ok(performance.now() - t0 < 5000, 'bounded');
   assert.is(ctrl.resets, 1);
   // The reset recreates the queues: the next I/Os go through (and wait for the reset to finish).
   assert.equal(await ns.read(2, 1), pattern(512, 2));
@@ -86,10 +86,10 @@ test('a controller that stops answering: the I/O fails with ERR_NVME_TIMEOUT, th
   // Escalation: Abort (no answer) then reset; the reset's admin commands get no answer either.
   for (let i = 0; i < 100 && ctrl.status().state !== 'failed'; i++) await new Promise((r) => setTimeout(r, 10));
   assert.is(ctrl.status().state, 'failed');
-  assert.ok(performance.now() - t0 < 3000, `bounded (${Math.round(performance.now() - t0)} ms)`);
+  assert.ok(performance.now() - t0 < 5000, `bounded (${Math.round(performance.now() - t0)} ms)`);
   const t1 = performance.now();
   assert.is(await code(ns.read(0, 1)), 'ERR_NVME_FATAL');
-  assert.ok(performance.now() - t1 < 50, 'fails fast once failed');
+  assert.ok(performance.now() - t1 < 200, 'fails fast once failed');
   rig.fn.resume();
 });
 
@@ -119,7 +119,7 @@ test('CSTS.RDY that never comes: open fails with ERR_NVME_TIMEOUT after CAP.TO (
   const t0 = performance.now();
   assert.is(await code(NvmeController.open(wrapped, fast)), 'ERR_NVME_TIMEOUT');
   const took = performance.now() - t0;
-  assert.ok(took >= 450 && took < 1500, `took ${Math.round(took)} ms`);
+  assert.ok(took >= 450 && took < 4000, `took ${Math.round(took)} ms`);
   p.close();
 });
 
@@ -129,7 +129,7 @@ test('a controller that becomes ready but answers no admin command: open fails w
   const p = rig.machine.platform(ADDRESS);
   const t0 = performance.now();
   assert.is(await code(NvmeController.open(p, fast)), 'ERR_NVME_TIMEOUT');
-  assert.ok(performance.now() - t0 < 1000, `bounded (${Math.round(performance.now() - t0)} ms)`);
+  assert.ok(performance.now() - t0 < 4000, `bounded (${Math.round(performance.now() - t0)} ms)`);
   rig.fn.resume();
   p.close();
 });
