@@ -12,34 +12,41 @@ test('life cycle: API version, TYPE1v2, group status 1 then 3, device fd, close 
   inLab();
   const nvme = findOne(NVME_IDS);
   const c = Container.open();
-  assert.is(c.apiVersion(), VFIO.VFIO_API_VERSION);
-  assert.ok(c.checkExtension(VFIO.VFIO_TYPE1v2_IOMMU));
-  const g = Group.open(nvme.iommuGroup);
-  assert.equal(g.status(), { flags: 1, viable: true, containerSet: false });
-  g.setContainer(c);
-  assert.is(g.status().flags, 3);
-  c.setIommu();
-  const d = g.device(nvme.address);
-  assert.ok(d.info().pci);
+  let g: Group | undefined;
   try {
-    g.device('0000:00:1f.7');
-    assert.unreachable('no such device in the group');
-  } catch (e) {
-    assert.is((e as VfioError).code, VfioCode.DEVICE_NOT_FOUND, (e as Error).message);
+    assert.is(c.apiVersion(), VFIO.VFIO_API_VERSION);
+    assert.ok(c.checkExtension(VFIO.VFIO_TYPE1v2_IOMMU));
+    g = Group.open(nvme.iommuGroup);
+    assert.equal(g.status(), { flags: 1, viable: true, containerSet: false });
+    g.setContainer(c);
+    assert.is(g.status().flags, 3);
+    c.setIommu();
+    const d = g.device(nvme.address);
+    assert.ok(d.info().pci);
+    try {
+      g.device('0000:00:1f.7');
+      assert.unreachable('no such device in the group');
+    } catch (e) {
+      assert.is((e as VfioError).code, VfioCode.DEVICE_NOT_FOUND, (e as Error).message);
+    }
+    // A second open of the group while it is open: EBUSY, explained.
+    try {
+      Group.open(nvme.iommuGroup);
+      assert.unreachable('a legacy group opens once');
+    } catch (e) {
+      assert.is((e as VfioError).code, VfioCode.GROUP_BUSY);
+    }
+    g.close();
+    assert.ok(d.isClosed, 'closing the group closed its device first');
+    assert.not.ok(c.iommuSet, 'the last group left: the kernel reset the container');
+    g.close();
+    c.close();
+    c.close();
+  } finally {
+    // On failure too: release the group (and device) so later tests can open it.
+    g?.close();
+    c.close();
   }
-  // A second open of the group while it is open: EBUSY, explained.
-  try {
-    Group.open(nvme.iommuGroup);
-    assert.unreachable('a legacy group opens once');
-  } catch (e) {
-    assert.is((e as VfioError).code, VfioCode.GROUP_BUSY);
-  }
-  g.close();
-  assert.ok(d.isClosed, 'closing the group closed its device first');
-  assert.not.ok(c.iommuSet, 'the last group left: the kernel reset the container');
-  g.close();
-  c.close();
-  c.close();
   // Everything was released: the group opens again.
   const again = Group.open(nvme.iommuGroup);
   assert.is(again.status().flags, 1);
