@@ -138,85 +138,96 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
   mkdirSync(dirname(logFile), { recursive: true });
   if (!options.logFile) pruneLogs(logDir, LOGS_KEPT - 1);
 
-  const nvme = (options.nvme ?? []).map((n, i) => {
-    const image = join(runDir, `nvme${i}.img`);
-    const fd = openSync(image, 'w');
-    try { ftruncateSync(fd, n.sizeMiB * 1024 * 1024); } finally { closeSync(fd); }
-    return { image, serial: `lab${i}` };
-  });
-  // Socket fds are handed to QEMU as fds 3, 4, ... in the order of the NICs that use them.
-  const passFds: number[] = [];
-  const e1000e = (options.e1000e ?? []).map((e, i) => {
-    if (e.net === 'slirp') return { net: 'slirp' as const, mac: labMac(i) };
-    passFds.push(e.net.fd);
-    return { net: { fd: 2 + passFds.length }, mac: labMac(i) };
-  });
-  const placed = placeDevices(nvme.length, e1000e.length);
-  const traceHost = join(runDir, 'dmar.trace');
-  const spec: MachineSpec = {
-    kernel: image.bootKernel, initrd: image.initrd, accel,
-    memMiB: options.memMiB ?? 2048, cpus: options.cpus ?? 2, nvme, e1000e, append: options.kernelArgs ?? [],
-    shares: [{ tag: TAG_HOSTROOT, path: '/', readonly: true }, { tag: TAG_RUN, path: runDir, readonly: false }],
-    ...(options.dmarTrace ? { dmarTraceFile: traceHost } : {}),
+  const run = async () => {
+    const nvme = (options.nvme ?? []).map((n, i) => {
+      const image = join(runDir, `nvme${i}.img`);
+      const fd = openSync(image, 'w');
+      try { ftruncateSync(fd, n.sizeMiB * 1024 * 1024); } finally { closeSync(fd); }
+      return { image, serial: `lab${i}` };
+    });
+    // Socket fds are handed to QEMU as fds 3, 4, ... in the order of the NICs that use them.
+    const passFds: number[] = [];
+    const e1000e = (options.e1000e ?? []).map((e, i) => {
+      if (e.net === 'slirp') return { net: 'slirp' as const, mac: labMac(i) };
+      passFds.push(e.net.fd);
+      return { net: { fd: 2 + passFds.length }, mac: labMac(i) };
+    });
+    const placed = placeDevices(nvme.length, e1000e.length);
+    const traceHost = join(runDir, 'dmar.trace');
+    const spec: MachineSpec = {
+      kernel: image.bootKernel, initrd: image.initrd, accel,
+      memMiB: options.memMiB ?? 2048, cpus: options.cpus ?? 2, nvme, e1000e, append: options.kernelArgs ?? [],
+      shares: [{ tag: TAG_HOSTROOT, path: '/', readonly: true }, { tag: TAG_RUN, path: runDir, readonly: false }],
+      ...(options.dmarTrace ? { dmarTraceFile: traceHost } : {}),
+    };
+    const args = qemuArgs(spec);
+
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      HOME: '/tmp', TERM: 'dumb', LANG: 'C.UTF-8',
+      DMABOX_LAB: '1',
+      DMABOX_LAB_RUN: GUEST_RUN_DIR,
+      DMABOX_LAB_NVME: placed.filter((p) => p.kind === 'nvme').map((p) => p.bdf).join(','),
+      DMABOX_LAB_E1000E: placed.filter((p) => p.kind === 'e1000e').map((p) => p.bdf).join(','),
+      ...(options.dmarTrace ? { DMABOX_LAB_DMAR_TRACE: `${GUEST_RUN_DIR}/dmar.trace` } : {}),
+      ...options.env,
+    };
+    writeFileSync(join(runDir, 'cmd.sh'), commandScript({ argv: options.command, cwd, env }));
+    if (options.dmarTrace) writeFileSync(traceHost, '');
+
+    const log = createWriteStream(logFile);
+    log.write(`# dmabox lab ${new Date().toISOString()} accel=${accel}\n# ${qemu} ${args.join(' ')}\n# command (cwd ${cwd}): ${options.command.join(' ')}\n`);
+    const state: ConsoleState = newConsoleState();
+    const tail: string[] = [];
+    const qemuStart = performance.now();
+    const emit = (line: string, prefix = ''): void => {
+      const ms = performance.now() - qemuStart;
+      const text = `${stamp(ms)} ${prefix}${line}`;
+      log.write(`${text}\n`);
+      tail.push(text);
+      if (tail.length > TAIL_LINES) tail.shift();
+      if (options.echo) process.stderr.write(`${prefix}${line}\n`);
+      if (!prefix) { readConsoleLine(state, line, ms); options.onLine?.(line); }
+    };
+
+    const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe', ...passFds] });
+    const out = new LineSplitter((l) => emit(l));
+    const err = new LineSplitter((l) => emit(l, 'qemu: '));
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => out.push(d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => err.push(d));
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    // If this process exits first (an uncaught error, process.exit), QEMU must not outlive it.
+    const killOnExit = (): void => { child.kill('SIGKILL'); };
+    process.once('exit', killOnExit);
+    const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
+      child.on('error', (e) => { clearTimeout(timer); process.off('exit', killOnExit); reject(e); });
+      child.on('close', (code, signal) => { clearTimeout(timer); process.off('exit', killOnExit); resolve({ code, signal }); });
+    });
+    out.flush(); err.flush();
+    const totalMs = performance.now() - t0;
+    log.write(`# qemu exited code=${exit.code} signal=${exit.signal} after ${((performance.now() - qemuStart) / 1000).toFixed(3)} s\n`);
+    await new Promise<void>((r) => log.end(r));
+
+    let dmarFaults: DmarFault[] = [];
+    let dmarTraceFile: string | undefined;
+    if (options.dmarTrace && existsSync(traceHost)) {
+      dmarFaults = parseDmarTrace(readFileSync(traceHost, 'utf8'));
+      dmarTraceFile = `${logFile}.dmar`;
+      copyFileSync(traceHost, dmarTraceFile);
+    }
+    const rcPath = join(runDir, 'rc');
+    const rcText = existsSync(rcPath) && statSync(rcPath).size > 0 ? readFileSync(rcPath, 'utf8').trim() : '';
+    return { exit, timedOut, timeoutMs, state, tail, dmarFaults, dmarTraceFile, rcText, placed, totalMs };
   };
-  const args = qemuArgs(spec);
-
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-    HOME: '/tmp', TERM: 'dumb', LANG: 'C.UTF-8',
-    DMABOX_LAB: '1',
-    DMABOX_LAB_RUN: GUEST_RUN_DIR,
-    DMABOX_LAB_NVME: placed.filter((p) => p.kind === 'nvme').map((p) => p.bdf).join(','),
-    DMABOX_LAB_E1000E: placed.filter((p) => p.kind === 'e1000e').map((p) => p.bdf).join(','),
-    ...(options.dmarTrace ? { DMABOX_LAB_DMAR_TRACE: `${GUEST_RUN_DIR}/dmar.trace` } : {}),
-    ...options.env,
-  };
-  writeFileSync(join(runDir, 'cmd.sh'), commandScript({ argv: options.command, cwd, env }));
-  if (options.dmarTrace) writeFileSync(traceHost, '');
-
-  const log = createWriteStream(logFile);
-  log.write(`# dmabox lab ${new Date().toISOString()} accel=${accel}\n# ${qemu} ${args.join(' ')}\n# command (cwd ${cwd}): ${options.command.join(' ')}\n`);
-  const state: ConsoleState = newConsoleState();
-  const tail: string[] = [];
-  const qemuStart = performance.now();
-  const emit = (line: string, prefix = ''): void => {
-    const ms = performance.now() - qemuStart;
-    const text = `${stamp(ms)} ${prefix}${line}`;
-    log.write(`${text}\n`);
-    tail.push(text);
-    if (tail.length > TAIL_LINES) tail.shift();
-    if (options.echo) process.stderr.write(`${prefix}${line}\n`);
-    if (!prefix) { readConsoleLine(state, line, ms); options.onLine?.(line); }
-  };
-
-  const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe', ...passFds] });
-  const out = new LineSplitter((l) => emit(l));
-  const err = new LineSplitter((l) => emit(l, 'qemu: '));
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => out.push(d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => err.push(d));
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  let timedOut = false;
-  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
-  const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal }); });
-  });
-  out.flush(); err.flush();
-  const totalMs = performance.now() - t0;
-  log.write(`# qemu exited code=${exit.code} signal=${exit.signal} after ${((performance.now() - qemuStart) / 1000).toFixed(3)} s\n`);
-  await new Promise<void>((r) => log.end(r));
-
-  let dmarFaults: DmarFault[] = [];
-  let dmarTraceFile: string | undefined;
-  if (options.dmarTrace && existsSync(traceHost)) {
-    dmarFaults = parseDmarTrace(readFileSync(traceHost, 'utf8'));
-    dmarTraceFile = `${logFile}.dmar`;
-    copyFileSync(traceHost, dmarTraceFile);
+  let r: Awaited<ReturnType<typeof run>>;
+  try {
+    r = await run();
+  } finally {
+    if (!options.keepRunDir) rmSync(runDir, { recursive: true, force: true });
   }
-  const rcPath = join(runDir, 'rc');
-  const rcText = existsSync(rcPath) && statSync(rcPath).size > 0 ? readFileSync(rcPath, 'utf8').trim() : '';
-  if (!options.keepRunDir) rmSync(runDir, { recursive: true, force: true });
-
+  const { exit, timedOut, timeoutMs, state, tail, dmarFaults, dmarTraceFile, rcText, placed, totalMs } = r;
   const lastLines = `\n  last lines:\n    ${tail.join('\n    ')}`;
   if (timedOut) {
     throw new ApplianceError('ERR_LAB_TIMEOUT', `the lab did not finish within ${timeoutMs / 1000} s; QEMU was killed. Log: ${logFile}${lastLines}`,
