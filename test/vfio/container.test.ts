@@ -150,6 +150,8 @@ test('bad input is refused before the kernel: no permission, bad size, number io
   throwsCode(() => c.map(mem, 0x10000n, -1, { read: true, write: true }), VfioCode.ARG, /positive integer/);
   throwsCode(() => c.map(mem, 0x10000 as unknown as bigint, 0x1000, { read: true, write: true }), VfioCode.ARG, /bigint/);
   throwsCode(() => c.unmap(0x10000n, 0n), VfioCode.ARG);
+  throwsCode(() => c.map(mem, -0x1000n, 0x1000, { read: true, write: true }), VfioCode.ARG, /unsigned 64-bit/);
+  throwsCode(() => c.unmap(-1n, 0x1000), VfioCode.ARG, /unsigned 64-bit/);
 });
 
 test('the last group leaving resets the IOMMU (as the kernel does); close is idempotent and closes the groups', () => {

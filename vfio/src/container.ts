@@ -154,6 +154,7 @@ export class Container {
     this.assertOpen(op);
     const len = this.size(size, op);
     if (typeof vaddr !== 'bigint' || typeof iova !== 'bigint') throw new VfioArgError('vaddr and iova must be bigint', op);
+    if (vaddr < 0n || iova < 0n || vaddr + len > 1n << 64n || iova + len > 1n << 64n) throw new VfioArgError('vaddr and iova must be unsigned 64-bit addresses', op);
     if (!perm || (!perm.read && !perm.write)) throw new VfioArgError('a mapping needs read, write or both (the kernel refuses neither)', op);
     const flags = (perm.read ? VFIO.VFIO_DMA_MAP_FLAG_READ : 0) | (perm.write ? VFIO.VFIO_DMA_MAP_FLAG_WRITE : 0);
     encodeDmaMap(this.mapArg, vaddr, iova, len, flags);
@@ -172,7 +173,7 @@ export class Container {
     const op = 'VFIO_IOMMU_UNMAP_DMA';
     this.assertOpen(op);
     const len = this.size(size, op);
-    if (typeof iova !== 'bigint') throw new VfioArgError('iova must be a bigint', op);
+    if (typeof iova !== 'bigint' || iova < 0n || iova + len > 1n << 64n) throw new VfioArgError('iova must be an unsigned 64-bit bigint', op);
     encodeDmaUnmap(this.unmapArg, iova, len);
     try {
       this.sys.ioctl(this.fd, IOCTL.VFIO_IOMMU_UNMAP_DMA, this.unmapArg);
