@@ -146,7 +146,11 @@ export class Incarnation {
     return { sys: this.sys, shm: this.ring, requestFd: this.eventfds[1]!, completionFd: this.eventfds[2]! };
   }
 
+  /** True once a SIGKILL was sent. */
+  killed = false;
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (signal === 'SIGKILL') this.killed = true;
     if (!this.exited) this.child.kill(signal);
   }
 

@@ -208,7 +208,7 @@ export class Supervisor extends EventEmitter {
   /** Kill the current container (SIGKILL); the exit handler quarantines and restarts. */
   kill(why: string): void {
     const inc = this.current;
-    if (!inc || inc.exited) return;
+    if (!inc || inc.exited || inc.killed) return;
     this.event('stop', `killing container pid ${inc.pid}: ${why}`, 'warn');
     inc.kill('SIGKILL');
   }

@@ -3,7 +3,7 @@ import { parsePolicies } from '../../policies/index.js';
 import type { Policy } from '../../policies/types.js';
 import type { SandboxEvent, Supervisor } from '../../sandbox/supervisor.js';
 
-export function simPolicy(name = 'sim-test', extra = ''): Policy {
+export function simPolicy(name = 'sim-test', extra = '', restart = '{ maxRestarts: 2, window: 60s, backoff: { initial: 50ms, max: 1s } }'): Policy {
   const yaml = `
 version: 1
 name: ${name}
@@ -12,7 +12,7 @@ driver: { name: nvme, queues: 1, depth: 16 }
 windows:
   - { size: 512KiB, label: queues }
   - { size: 2MiB, label: data }
-restart: { maxRestarts: 2, window: 60s, backoff: { initial: 50ms, max: 1s } }
+restart: ${restart}
 ${extra}
 `;
   return parsePolicies(yaml, 'test.yaml').policies[0]!.policy;
