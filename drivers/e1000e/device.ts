@@ -167,6 +167,11 @@ export class E1000e {
     if (this.interrupts === 'msix') this.setupMsix();
 
     // §4.6.5 receive: legacy descriptors (RFCTL.EXSTEN = 0), no checksum offload, 2048-byte buffers, strip CRC.
+    // No interrupt moderation or delay. (Every register used is written: QEMU 7.2's CTRL.RST
+    // reloads only the MAC address and leaves the rest as an earlier driver set it.)
+    r.write32(REG.ITR, 0);
+    r.write32(REG.RDTR, 0);
+    r.write32(REG.TIDV, 0);
     r.write32(REG.RFCTL, 0);
     r.write32(REG.RXCSUM, 0);
     this.rxRing.start();
