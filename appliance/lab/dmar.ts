@@ -7,6 +7,9 @@
  * (the `PID@time:` prefix may be absent, e.g. with other trace back-ends or -msg options).
  */
 
+/** The QEMU trace event (hw/i386/trace-events) the lab switches on with -trace. */
+export const DMAR_TRACE_EVENT = 'vtd_dmar_fault';
+
 export interface DmarFault {
   /** PCI requester id (source id): bus << 8 | device << 3 | function. */
   readonly sid: number;

@@ -7,14 +7,14 @@
  * error names the log and quotes its last lines), and returns the guest command's exit status with
  * the DMAR faults QEMU recorded. The run folder is removed afterwards; the log stays.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, closeSync, constants, copyFileSync, createWriteStream, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { ApplianceError } from '../image/errors.js';
 import { commandScript } from './command.js';
 import { LineSplitter, decideOutcome, newConsoleState, readConsoleLine, stamp, type ConsoleState } from './console.js';
-import { parseDmarTrace, type DmarFault } from './dmar.js';
+import { DMAR_TRACE_EVENT, parseDmarTrace, type DmarFault } from './dmar.js';
 import { GUEST_RUN_DIR, TAG_HOSTROOT, TAG_RUN } from './init-script.js';
 import { labMac, placeDevices, qemuArgs, type Accel, type MachineSpec, type NicNet } from './machine.js';
 import { labCacheDir, setupLab, type LabImage } from './setup.js';
@@ -94,6 +94,18 @@ export function which(program: string): string | undefined {
   return undefined;
 }
 
+/** QEMU trace events this binary knows (`-trace help`), asked once per QEMU path. */
+const traceEvents = new Map<string, Set<string>>();
+export function qemuTraceEvents(qemu: string): Set<string> {
+  let known = traceEvents.get(qemu);
+  if (!known) {
+    const out = spawnSync(qemu, ['-trace', 'help'], { encoding: 'utf8', timeout: 30_000 });
+    known = new Set(`${out.stdout ?? ''}`.split('\n').map((l) => l.trim()).filter(Boolean));
+    traceEvents.set(qemu, known);
+  }
+  return known;
+}
+
 export function kvmUsable(): boolean {
   try { accessSync('/dev/kvm', constants.R_OK | constants.W_OK); return true; } catch { return false; }
 }
@@ -126,6 +138,10 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
   if (!qemu) {
     throw new ApplianceError('ERR_LAB_QEMU_MISSING', 'qemu-system-x86_64 is not installed (or not on PATH)',
       { fix: 'as root: apt-get install qemu-system-x86  (or: npm run setup)' });
+  }
+  if (options.dmarTrace && !qemuTraceEvents(qemu).has(DMAR_TRACE_EVENT)) {
+    throw new ApplianceError('ERR_LAB_TRACE_UNSUPPORTED', `${qemu} has no trace event '${DMAR_TRACE_EVENT}' (\`${qemu} -trace help\`), so blocked DMA could not be counted`,
+      { fix: 'use QEMU 7.2 or later built with the log trace back-end (Debian 12: qemu-system-x86), or run without DMAR tracing' });
   }
   const image = options.image ?? await setupLab();
   const setupMs = options.image ? 0 : performance.now() - t0;

@@ -12,6 +12,8 @@
  * 00:01.0 and 00:02.0. The 9p devices sit at 00:1d.0 and 00:1e.0, out of the way.
  */
 
+import { DMAR_TRACE_EVENT } from './dmar.js';
+
 export type Accel = 'tcg' | 'kvm';
 
 export interface NvmeSpec {
@@ -120,7 +122,7 @@ export function qemuArgs(spec: MachineSpec): string[] {
     args.push('-fsdev', `local,id=fs${i},path=${checkOption(s.path, '9p share path')},security_model=none,multidevs=remap${s.readonly ? ',readonly=on' : ''}`,
       '-device', `virtio-9p-pci,fsdev=fs${i},mount_tag=${checkOption(s.tag, '9p tag')},bus=pcie.0,addr=0x${SHARE_SLOTS[i]!.toString(16)}`);
   }
-  if (spec.dmarTraceFile !== undefined) args.push('-trace', 'vtd_dmar_fault', '-D', checkOption(spec.dmarTraceFile, 'trace file'));
+  if (spec.dmarTraceFile !== undefined) args.push('-trace', DMAR_TRACE_EVENT, '-D', checkOption(spec.dmarTraceFile, 'trace file'));
   args.push('-kernel', spec.kernel, '-initrd', spec.initrd, '-append', kernelCommandLine(spec.append));
   return args;
 }

@@ -13,6 +13,7 @@ import type { LabImage } from '../../../appliance/lab/setup.js';
 
 const FAKE = `#!/bin/sh
 # stand-in for qemu-system-x86_64 (test/appliance/lab/launch.test.ts)
+if [ "$1" = -trace ] && [ "$2" = help ]; then echo vtd_dmar_fault; exit 0; fi
 run=""; trace=""; prev=""
 for a in "$@"; do
   case "$prev" in
@@ -122,6 +123,20 @@ test('bad options are refused before anything starts', async () => {
     { command: ['x'], e1000e: [{ net: 'tap' as unknown as 'slirp' }] }, { command: ['x'], cwd: '/tmp' }]) {
     try { await launchLab({ image, ...bad }); assert.unreachable(JSON.stringify(bad)); } catch (e) { assert.is((e as { code: string }).code, 'ERR_LAB_OPTIONS', JSON.stringify(bad)); }
   }
+});
+
+test('DMAR tracing asked of a QEMU without the trace event is refused, not silently empty', async () => {
+  const bin2 = mkdtempSync(join(tmpdir(), 'dmabox-fakeqemu2-'));
+  const saved = process.env.PATH;
+  try {
+    writeFileSync(join(bin2, 'qemu-system-x86_64'), '#!/bin/sh\necho breakpoint_insert\nexit 0\n');
+    chmodSync(join(bin2, 'qemu-system-x86_64'), 0o755);
+    process.env.PATH = `${bin2}:${saved}`;
+    try { await launchLab({ image, command: ['true'], dmarTrace: true }); assert.unreachable(); } catch (e) {
+      assert.is((e as { code: string }).code, 'ERR_LAB_TRACE_UNSUPPORTED');
+      assert.match((e as Error).message, /no trace event 'vtd_dmar_fault'/);
+    }
+  } finally { process.env.PATH = saved; rmSync(bin2, { recursive: true, force: true }); }
 });
 
 test('no qemu on PATH: a clear error saying how to install it', async () => {
