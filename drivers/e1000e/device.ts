@@ -60,7 +60,7 @@ export interface LinkStatus {
 export interface E1000eStats {
   device: Record<(typeof STAT32)[number] | 'GORC' | 'GOTC' | 'TOR' | 'TOT', number>;
   rx: { packets: number; bytes: number; errors: number; fragmented: number; poolEmpty: number };
-  tx: { packets: number; bytes: number; full: number };
+  tx: { packets: number; bytes: number; full: number; badHead: number };
   interrupts: number;
 }
 

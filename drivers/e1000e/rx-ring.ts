@@ -21,7 +21,7 @@ export interface RxRingCounters {
   /** Frames handed to the caller. */
   packets: number;
   bytes: number;
-  /** Descriptors written back with ERRORS set (CE, SE, SEQ, CXE, RXE: the simulator reports blocked DMA as RXE). */
+  /** Descriptors written back with ERRORS set (CE, SE, SEQ, CXE, RXE: the simulator reports blocked DMA as RXE) or an impossible length. */
   errors: number;
   /** Frames that spanned several descriptors (longer than one buffer): dropped. */
   fragmented: number;
@@ -40,6 +40,7 @@ export class RxRing {
   private readonly d32: Uint32Array;
   /** Pool buffer index behind each descriptor. */
   private readonly bufOf: Uint32Array;
+  private readonly bufferSize: number;
   private next = 0;
   /** Inside a frame that spans descriptors: drop until its EOP. */
   private dropping = false;
@@ -54,6 +55,7 @@ export class RxRing {
     this.d16 = new Uint16Array(b.buffer, b.byteOffset, (size * DESC_SIZE) / 2);
     this.d32 = new Uint32Array(b.buffer, b.byteOffset, (size * DESC_SIZE) / 4);
     this.bufOf = new Uint32Array(size);
+    this.bufferSize = pool.bufferSize;
   }
 
   /** Fill every descriptor with a buffer and hand the ring to the device (§4.6.5 receive init). */
@@ -111,7 +113,9 @@ export class RxRing {
         if (!this.dropping) this.counters.fragmented++;
         this.dropping = (status & RXD_STATUS.EOP) === 0;
         this.arm(i, buf);
-      } else if (errors & RXD_ERRORS_FRAME) {
+      } else if ((errors & RXD_ERRORS_FRAME) !== 0 || d16[(base + RXD.LENGTH) >>> 1]! - 1 >= this.bufferSize) {
+        // A flagged frame, or a length of 0 or beyond the buffer (a device that lies must not make
+        // the caller read a neighbour's buffer): recycled and counted.
         this.counters.errors++;
         this.arm(i, buf);
       } else {

@@ -24,6 +24,8 @@ export interface TxRingCounters {
   bytes: number;
   /** Frames the caller offered that did not fit (the ring was full). */
   full: number;
+  /** TDH reads that were not believed (outside the ring or beyond the tail). */
+  badHead: number;
 }
 
 /** CMD for every frame: one descriptor per frame (EOP), device appends the FCS (IFCS); no RS. */
@@ -33,7 +35,7 @@ export class TxRing {
   readonly size: number;
   readonly window: DmaWindow;
   readonly pool: PacketPool;
-  readonly counters: TxRingCounters = { packets: 0, bytes: 0, full: 0 };
+  readonly counters: TxRingCounters = { packets: 0, bytes: 0, full: 0, badHead: 0 };
   private readonly regs: RegisterSpace;
   private readonly d32: Uint32Array;
   private readonly bufOf: Uint32Array;
@@ -76,7 +78,11 @@ export class TxRing {
     const size = this.size, pool = this.pool, bufOf = this.bufOf;
     let c = this.clean;
     let n = 0;
-    if (head >= size) return 0; // a device reporting a head outside the ring is not trusted
+    // A head outside the ring, or outside [clean, tail] (descriptors never handed over), is not
+    // believed: freeing on its word would hand buffers out twice.
+    let done = head - c;
+    if (done < 0) done += size;
+    if (head >= size || done > this.inFlight) { this.counters.badHead++; return 0; }
     while (c !== head) {
       pool.free(bufOf[c]!);
       c = c + 1 === size ? 0 : c + 1;

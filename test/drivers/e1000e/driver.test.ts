@@ -343,4 +343,40 @@ test('bounded waits: CTRL.RST that never clears and an EEPROM that never answers
   p.close();
 });
 
+test('a device that lies: an RX length beyond the buffer is not handed out, a TDH beyond the tail frees nothing', async () => {
+  const { pa, pb } = pair();
+  const A = await E1000e.open(pa);
+  const B = await E1000e.open(pb);
+  const tb = new PacketBatch(4), rb = new PacketBatch(4);
+  fill(A, tb, 2, MAC_B, MAC_A, 0, () => 64);
+  A.tx(tb);
+  // Rewrite the first written-back RX descriptor's length as a hostile device could.
+  B.rxRing.window.view.setUint16(8, 4000, true);
+  assert.is(B.rx(rb), 1, 'only the honest frame');
+  assert.is(rb.len[0], 64);
+  assert.is(B.stats().rx.errors, 1);
+  B.rxFree(rb);
+  await A.close(); await B.close();
+  pa.close(); pb.close();
+
+  // TX: two frames in flight on a hung device, then TDH claims the device went past the tail.
+  const { pa: qa, pb: qb, machine } = pair();
+  const C = await E1000e.open(qa);
+  const D = await E1000e.open(qb);
+  machine.function(ADDR_A).hang();
+  fill(C, tb, 2, MAC_B, MAC_A, 0, () => 64);
+  assert.is(C.tx(tb), 2);
+  const freeBefore = C.txPool.available;
+  qa.bar(0).write32(REG.TDH, 100); // beyond the tail (2)
+  assert.is(C.txRing.reclaim(), 0, 'nothing freed');
+  assert.is(C.txPool.available, freeBefore);
+  assert.is(C.stats().tx.badHead, 1);
+  qa.bar(0).write32(REG.TDH, 0);
+  machine.function(ADDR_A).resume();
+  await new Promise((r) => setImmediate(r));
+  assert.is(C.txRing.reclaim(), 2, 'the honest head frees both');
+  await C.close(); await D.close();
+  qa.close(); qb.close();
+});
+
 test.run();
