@@ -8,6 +8,7 @@
  * (6) the driver starts on the Platform built from what was handed over; (7) READY and heartbeats
  * carrying the block server's progress counters. SHUTDOWN quiesces, closes the driver and exits.
  */
+import { closeSync, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { defaultSys, MAP_SHARED, PROT_READ, PROT_WRITE } from 'vfio-bindings';
 import { GuestEndpoint, LogLevel, type HelloResult } from '../hypercall/index.js';
@@ -75,7 +76,19 @@ async function start(): Promise<void> {
   if (boot.driver.name !== 'nvme') throw new Error(`driver '${boot.driver.name}' has no block service in a container yet`);
   const { NvmeController } = await import('../../drivers/nvme/index.js');
   // (5) confinement.
-  if (boot.seccomp !== 'none') confine(boot.seccomp, sys);
+  if (boot.seccomp !== 'none') {
+    confine(boot.seccomp, sys);
+    // Check it: opening the VFIO container device must now be refused by the filter (EPERM),
+    // not merely fail for lack of the file. A container that could open it refuses to run.
+    try {
+      closeSync(openSync('/dev/vfio/vfio', 'r'));
+      throw new Error('confinement check failed: /dev/vfio/vfio could be opened after confine()');
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== 'EPERM' && code !== 'EACCES') throw e;
+      log(LogLevel.INFO, `confined (seccomp '${boot.seccomp}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`);
+    }
+  }
   // (6) the driver. Per-slot buffers sized to what the windows hold: each direction's share.
   const perDir = Math.min(dma.available({ read: true, write: false }), dma.available({ read: false, write: true }));
   const slots = boot.driver.queues * boot.driver.depth;
