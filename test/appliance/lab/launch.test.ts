@@ -98,10 +98,10 @@ test('a guest that reports its exit: status from the rc file, devices with group
 
 test('timeout: QEMU is killed and the error names the log and quotes the last lines', async () => {
   const t0 = Date.now();
-  const { e, logFile } = await launch('hang', { timeoutMs: 400 });
+  const { e, logFile } = await launch('hang', { timeoutMs: 1500 });
   assert.ok(e, 'rejected');
   assert.is(e!.code, 'ERR_LAB_TIMEOUT');
-  assert.ok(Date.now() - t0 < 5000, 'bounded');
+  assert.ok(Date.now() - t0 < 15_000, 'bounded');
   assert.ok(e!.message.includes(logFile));
   assert.match(e!.message, /dmabox-lab: init 1\.0/);
 });
