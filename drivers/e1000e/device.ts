@@ -23,7 +23,7 @@ import { E1000eError } from './errors.js';
 import { RxRing } from './rx-ring.js';
 import { TxRing } from './tx-ring.js';
 import { BufferPool } from '../../dma/pool.js';
-import type { PacketBatch } from './batch.js';
+import { PacketBatch } from './batch.js';
 
 export type E1000eInterruptMode = 'poll' | 'msix';
 
@@ -97,6 +97,7 @@ export class E1000e {
   private irqCount = 0;
   private wake: (() => void) | null = null;
   private closed = false;
+  private readonly sendBatch = new PacketBatch(1);
 
   private constructor(platform: Platform, opts: Required<E1000eOptions>) {
     this.platform = platform;
@@ -335,14 +336,15 @@ export class E1000e {
     return this.txRing.send(batch);
   }
 
-  /** Copy one frame into a TX buffer and send it (control path: ARP, ICMP). False when no buffer or ring slot. */
-  send(frame: Uint8Array, batch: PacketBatch): boolean {
+  /** Copy one frame into a TX buffer and send it (control path: ARP, ICMP). False when no buffer or ring slot is free. */
+  send(frame: Uint8Array): boolean {
     if (frame.length < ETH.HEADER || frame.length > ETH.MAX_FRAME) {
       throw new RangeError(`e1000e send: a frame is ${ETH.HEADER} to ${ETH.MAX_FRAME} bytes without FCS, got ${frame.length}`);
     }
     const buf = this.txAlloc();
     if (buf < 0) return false;
     this.txData(buf).set(frame);
+    const batch = this.sendBatch;
     batch.clear();
     batch.push(buf, frame.length);
     if (this.tx(batch) === 1) return true;

@@ -14,7 +14,6 @@ import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { VfioPlatform } from '../../../platform/vfio.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
-import { PacketBatch } from '../../../drivers/e1000e/batch.js';
 import { DEVICE_WRITES } from '../../../drivers/platform.js';
 import { parseDmarTrace } from '../../../appliance/lab/dmar.js';
 import { gatewaySuite, receiveUntil } from '../../drivers/e1000e/suite.js';
@@ -69,8 +68,7 @@ dmar('the device write is blocked by VT-d (fault in the trace) and the memory st
         ring.setUint32(i * 16 + 4, Number(hole >> 32n), true);
       }
       // Provoke a frame: slirp answers an ARP request.
-      const batch = new PacketBatch(1);
-      assert.ok(nic.send(arpRequest(nic.mac, GUEST_IP, GATEWAY_IP), batch));
+      assert.ok(nic.send(arpRequest(nic.mac, GUEST_IP, GATEWAY_IP)));
       const deadline = Date.now() + REPLY_TIMEOUT_MS;
       let ours: ReturnType<typeof parseDmarTrace> = [];
       while (Date.now() < deadline) {
