@@ -21,6 +21,7 @@ import { SandboxBlockClient } from './block/client.js';
 import { LogLevel, ShutdownReason, type FaultReport, type Heartbeat } from './hypercall/index.js';
 import { Incarnation } from './incarnation.js';
 import { SimDevice } from './sim-device.js';
+import { describeFault, type FaultEvent, type FaultSink } from './faults.js';
 
 export type SandboxState = 'starting' | 'running' | 'quarantined' | 'backoff' | 'failed' | 'stopping' | 'stopped';
 
@@ -48,7 +49,7 @@ export interface SupervisorOptions {
 
 const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error', [LogLevel.WARN]: 'warn', [LogLevel.INFO]: 'info', [LogLevel.DEBUG]: 'debug' };
 
-export class Supervisor extends EventEmitter {
+export class Supervisor extends EventEmitter implements FaultSink {
   readonly policy: Policy;
   readonly device: SimDevice;
   readonly block: SandboxBlockClient;
@@ -95,6 +96,43 @@ export class Supervisor extends EventEmitter {
     this.device = new SimDevice(policy, this.o.sys);
     this.block = new SandboxBlockClient(options.ring);
     this.block.onViolation = (reason) => this.violation(`block ring: ${reason}`, true);
+    // The simulator's IOMMU reports its refusals directly; on VFIO a KmsgFaultMonitor calls onFault.
+    this.device.machine.iommu.on('fault', (f: { device: string; iova: number; access: 'read' | 'write'; reason: string; vtdReason: number | null }) => {
+      if (f.device !== this.device.address) return;
+      this.onFault({
+        device: f.device,
+        iova: BigInt(f.iova),
+        access: f.access,
+        reason: f.vtdReason === null ? f.reason : `${f.reason} (VT-d reason 0x${f.vtdReason.toString(16).padStart(2, '0')})`,
+        source: 'sim',
+        iommu: f.vtdReason !== null,
+      });
+    });
+  }
+
+  /** Faults seen (IOMMU refusals and others), the last 100 kept. */
+  faultCount = 0;
+  readonly faults: FaultEvent[] = [];
+
+  /** PCI address of the device (for fault attribution). */
+  get address(): string {
+    return this.device.address;
+  }
+
+  get action(): 'log' | 'restart' | 'stop' {
+    return this.policy.onIommuFault;
+  }
+
+  /** A fault attributed to this sandbox's device: recorded, and the policy's action applied to IOMMU refusals. */
+  onFault(f: FaultEvent): void {
+    this.faultCount++;
+    this.faults.push(f);
+    if (this.faults.length > 100) this.faults.shift();
+    if (!f.iommu) {
+      this.event('fault', `${describeFault(f)}: not an IOMMU refusal, logged`, 'warn');
+      return;
+    }
+    this.faultAction(this.policy.onIommuFault, describeFault(f));
   }
 
   get name(): string {
@@ -323,7 +361,8 @@ export class Supervisor extends EventEmitter {
       restarts: this.restarts,
       crashes: this.crashes,
       violations: this.violations,
-      faults: this.device.machine.iommu.faults(this.device.address).length,
+      faults: this.faultCount,
+      lastFault: this.faults.length > 0 ? describeFault(this.faults[this.faults.length - 1]!) : null,
       windows: this.device.grants.map((g) => ({ label: g.label, iova: `0x${g.window.iova.toString(16)}`, size: g.window.size, access: g.perm.read && g.perm.write ? 'read-write' : g.perm.read ? 'read' : 'write' })),
       io: {
         completed: this.block.completed,

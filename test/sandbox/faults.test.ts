@@ -1,0 +1,115 @@
+/**
+ * The IOMMU fault monitor: kernel log lines (VT-d and AMD-Vi, with and without the kmsg prefix)
+ * parsed and attributed by PCI address; on the simulator a DMA outside the windows becomes a fault
+ * event of the right sandbox and the policy's action (log, restart, stop) is taken.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KmsgFaultMonitor, parseFaultLine, type FaultEvent, type FaultSink } from '../../sandbox/faults.js';
+import { Supervisor } from '../../sandbox/supervisor.js';
+import { simPolicy, until } from './helpers.js';
+
+test('VT-d lines as the lab guest prints them (reason 5 write, 6 read), with and without the kmsg prefix', () => {
+  const w = parseFaultLine('DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x20000000 [fault reason 0x05] PTE Write access is not set');
+  assert.equal(w, { device: '0000:00:01.0', iova: 0x20000000n, access: 'write', reason: 'VT-d reason 0x05: PTE Write access is not set', source: 'dmar', iommu: true });
+  const r = parseFaultLine('3,812,16734521,-;DMAR: [DMA Read NO_PASID] Request device [00:02.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set');
+  assert.is(r?.device, '0000:00:02.0');
+  assert.is(r?.access, 'read');
+  assert.is(r?.iova, 0x1000n);
+  const old = parseFaultLine('DMAR: [DMA Read] Request device [0001:3a:00.1] PASID ffffffff fault addr 7f000 [fault reason 06] PTE Read access is not set');
+  assert.is(old?.device, '0001:3a:00.1');
+  assert.is(old?.iova, 0x7f000n);
+  assert.is(parseFaultLine('DMAR: DRHD: handling fault status reg 2'), undefined);
+  assert.is(parseFaultLine('nvme nvme0: pci function 0000:00:01.0'), undefined);
+});
+
+test('AMD-Vi lines, old and new formats; flags bit 5 is a write', () => {
+  const a = parseFaultLine('AMD-Vi: Event logged [IO_PAGE_FAULT device=00:01.0 domain=0x000a address=0x20000000 flags=0x0020]');
+  assert.is(a?.device, '0000:00:01.0');
+  assert.is(a?.access, 'write');
+  assert.is(a?.source, 'amd-vi');
+  const b = parseFaultLine('vfio-pci 0000:41:00.0: AMD-Vi: Event logged [IO_PAGE_FAULT domain=0x0012 address=0xfffff000 flags=0x0000]');
+  assert.is(b?.device, '0000:41:00.0');
+  assert.is(b?.access, 'read');
+  assert.is(b?.iova, 0xfffff000n);
+});
+
+test('the kmsg monitor attributes faults to the sandbox owning the device, skips history', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-kmsg-'));
+  const file = join(dir, 'kmsg');
+  const now = process.hrtime.bigint() / 1000n;
+  writeFileSync(file, [
+    `3,1,1,-;DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x5000 [fault reason 0x05] PTE Write access is not set`, // before start: history
+    `3,2,${now + 10_000_000n},-;DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x6000 [fault reason 0x05] PTE Write access is not set`,
+    `3,3,${now + 10_000_001n},-;DMAR: [DMA Read NO_PASID] Request device [00:03.0] fault addr 0x7000 [fault reason 0x06] PTE Read access is not set`,
+    `6,4,${now + 10_000_002n},-;e1000e 0000:00:02.0 eth0: NIC Link is Up`,
+    '',
+  ].join('\n'));
+  const got: FaultEvent[] = [];
+  const sink: FaultSink = { address: '0000:00:01.0', action: 'log', onFault: (f) => got.push(f) };
+  const m = new KmsgFaultMonitor(file);
+  m.add(sink);
+  m.start();
+  await until('the file to be read', () => m.faults === 2, 5000);
+  m.close();
+  assert.is(got.length, 1);
+  assert.is(got[0]!.iova, 0x6000n);
+  assert.is(m.unowned.length, 1);
+  assert.is(m.unowned[0]!.device, '0000:00:03.0');
+});
+
+/** A wild DMA by the sandbox's device: a write to an IOVA no window maps. */
+function wildWrite(s: Supervisor): boolean {
+  return s.device.fn.dma.write(0x7000_0000, new Uint8Array(64), 0, 64);
+}
+
+test("onIommuFault 'log': the fault is an event, the sandbox keeps serving", async () => {
+  const s = new Supervisor(simPolicy('fault-log', 'onIommuFault: log'));
+  try {
+    await s.start();
+    assert.is(wildWrite(s), false, 'the IOMMU refused it');
+    assert.is(s.faultCount, 1);
+    assert.equal({ device: s.faults[0]!.device, iova: s.faults[0]!.iova, access: s.faults[0]!.access }, { device: '0000:00:01.0', iova: 0x7000_0000n, access: 'write' });
+    assert.ok(s.events.some((e) => e.kind === 'fault' && e.text.includes('action log')));
+    assert.is(s.state, 'running');
+    assert.is(s.restarts, 0);
+    assert.equal((await s.block.read(0, 1)).length, 512);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("onIommuFault 'restart': the container is killed, quarantined and restarted", async () => {
+  const s = new Supervisor(simPolicy('fault-restart', 'onIommuFault: restart'));
+  try {
+    await s.start();
+    const pid = s.pid;
+    wildWrite(s);
+    await until('a restart', () => s.restarts === 1 && s.state === 'running', 15_000);
+    assert.is.not(s.pid, pid);
+    assert.ok(s.events.some((e) => e.kind === 'quarantine'));
+    assert.equal((await s.block.read(0, 1)).length, 512);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("onIommuFault 'stop': the device is failed, no restart", async () => {
+  const s = new Supervisor(simPolicy('fault-stop', 'onIommuFault: stop'));
+  try {
+    await s.start();
+    const failed = new Promise((r) => s.once('failed', r));
+    wildWrite(s);
+    await failed;
+    assert.is(s.state, 'failed');
+    assert.is(s.restarts, 0);
+    assert.is(s.device.fn.busMasterEnabled, false);
+  } finally {
+    await s.stop();
+  }
+});
+
+test.run();
