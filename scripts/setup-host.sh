@@ -5,10 +5,11 @@
 set -euo pipefail
 
 # gcc + linux-libc-dev: the vfio.h layout test compiles a C program against the kernel header.
-# qemu-system-x86, busybox-static, cpio, kmod: the lab (appliance/lab).
+# qemu-system-x86, busybox-static, cpio, kmod: the lab (appliance/lab); xz-utils: the lab unpacks the guest
+# kernel's vmlinux from the xz bzImage to boot it through PVH (seconds faster under TCG).
 # libnbd-bin, nbdkit, qemu-utils, fio, nbd-client: real NBD clients and peers for linkback tests and benches.
 # iproute2: network namespaces for the TAP tests.
-PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod libnbd-bin nbdkit qemu-utils fio iproute2)
+PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio iproute2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -32,6 +32,7 @@ export const LAB_PACKAGES: readonly { pkg: string; file: string }[] = [
   { pkg: 'busybox-static', file: '/bin/busybox' },
   { pkg: 'cpio', file: '/usr/bin/cpio' },
   { pkg: 'kmod', file: '/usr/sbin/depmod' },
+  { pkg: 'xz-utils', file: '/usr/bin/xz' },
 ];
 
 export function isRoot(): boolean { return typeof process.getuid === 'function' && process.getuid() === 0; }

@@ -4,7 +4,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fetchKernel, parseKernelDepends } from '../../../appliance/image/kernel.js';
+import { extractVmlinux, fetchKernel, kernelTree, parseKernelDepends } from '../../../appliance/image/kernel.js';
 
 test('the versioned kernel package is read from apt-cache depends', () => {
   const out = 'linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n';
@@ -121,6 +121,26 @@ test('fetch: a failed download is ERR_IMAGE_KERNEL_DOWNLOAD quoting apt, and lea
     }
     assert.equal(readdirSync(join(dir, 'cache')).filter((f) => f !== 'resolved.json'), []);
   } finally { process.env.PATH = saved; rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('vmlinux for PVH boot: unpacked from the xz stream inside the bzImage when the config allows, else undefined', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-vmlinux-'));
+  try {
+    const t = kernelTree(dir, '6.1.0-96-amd64');
+    mkdirSync(join(t.root, 'boot'), { recursive: true });
+    const elf = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46]), Buffer.alloc(4096, 7)]);
+    const xz = execFileSync('xz', ['-c', '--format=xz'], { input: elf });
+    writeFileSync(t.vmlinuz, Buffer.concat([Buffer.alloc(1000, 0x90), xz, Buffer.alloc(64, 0)])); // setup code, payload, trailer
+    const said: string[] = [];
+    writeFileSync(join(t.root, 'boot', `config-${t.kver}`), 'CONFIG_PVH=y\nCONFIG_KERNEL_GZIP=y\n');
+    assert.is(extractVmlinux(t, (m) => said.push(m)), undefined, 'not xz: the bzImage is booted');
+    assert.match(said.join(), /not xz-compressed/);
+    writeFileSync(join(t.root, 'boot', `config-${t.kver}`), 'CONFIG_PVH=y\nCONFIG_KERNEL_XZ=y\n');
+    const out = extractVmlinux(t);
+    assert.is(out, join(t.root, 'boot', `vmlinux-${t.kver}`));
+    assert.ok(readFileSync(out!).equals(elf));
+    assert.is(extractVmlinux(t), out, 'cached');
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
 test.run();
