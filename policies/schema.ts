@@ -112,6 +112,11 @@ const windowSchema: ObjectSchema = {
     size: { schema: { t: 'size', min: PAGE_SIZE, max: GiB, multipleOf: PAGE_SIZE, multipleWhy: 'the IOMMU page size' }, required: true, doc: 'Bytes the device may reach through this window (at most 1GiB: split larger grants).' },
     hugePages: { schema: { t: 'bool' }, default: false, doc: 'Back the window with 2MiB huge pages (fewer IOTLB misses; needs vm.nr_hugepages).' },
     label: { schema: { t: 'string', hint: 'a label of letters, digits and dashes', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$' }, doc: 'A name for logs and fault reports.' },
+    access: {
+      schema: { t: 'string', enum: ['split', 'read', 'write', 'read-write'], hint: `'split', 'read', 'write' or 'read-write'` },
+      default: 'split',
+      doc: `What the device may do to the window: 'read' (the host writes, the device reads: queues, write data), 'write' (the device writes: completions, read data), 'read-write', or 'split' (two mappings: the first half device-read, the second device-write; what the nvme and e1000e drivers need when one window serves both).`,
+    },
   },
 };
 

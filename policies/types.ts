@@ -21,6 +21,8 @@ export interface WindowGrant {
   size: number;
   hugePages: boolean;
   label?: string;
+  /** What the device may do to it; 'split': first half device-read, second half device-write. */
+  access: 'split' | 'read' | 'write' | 'read-write';
 }
 
 export interface ContainerOptions { uid: number; gid: number; memory: number; seccomp: string }

@@ -48,7 +48,7 @@ test('a good policy resolves with defaults filled in', () => {
   const p = policies[0]!.policy;
   assert.equal(p.device, { pci: '0000:00:01.0' });
   assert.equal(p.driver, { name: 'nvme', queues: 2, depth: 128, interrupts: 'polling' });
-  assert.equal(p.windows, [{ size: 2 * 2 ** 20, hugePages: false, label: 'queues' }, { size: 32 * 2 ** 20, hugePages: false, label: 'io-buffers' }]);
+  assert.equal(p.windows, [{ size: 2 * 2 ** 20, hugePages: false, label: 'queues', access: 'split' }, { size: 32 * 2 ** 20, hugePages: false, label: 'io-buffers', access: 'split' }]);
   assert.equal(p.container, { uid: 65534, gid: 65534, memory: 256 * 2 ** 20, seccomp: 'driver' });
   assert.equal(p.restart, { maxRestarts: 3, window: 60_000, backoff: { initial: 100, max: 30_000 } });
   assert.is(p.onIommuFault, 'stop');
@@ -60,6 +60,15 @@ test('the message of the brief: a bad size names file, line and field', () => {
   assert.equal(problems(edit(11, `  - size: big`)), [
     `lab-nvme.yaml:11: windows[1].size: expected a size like '64MiB' or a number of bytes, got 'big'`,
   ]);
+});
+
+test('window access: split by default, the device access given, anything else refused with the choices', () => {
+  const p = parsePolicies(edit(10, `    label: queues\n    access: read`), 'x.yaml').policies[0]!.policy;
+  assert.is(p.windows[0]!.access, 'read');
+  assert.is(p.windows[1]!.access, 'split');
+  const bad = problems(edit(10, `    label: queues\n    access: rw`));
+  assert.is(bad.length, 1);
+  assert.match(bad[0]!, /^lab-nvme\.yaml:11: windows\[0\]\.access: expected 'split', 'read', 'write' or 'read-write'/);
 });
 
 test('all problems are reported at once, in order', () => {
@@ -83,7 +92,7 @@ const CASES: Array<[string, string, string[]]> = [
   ['bad device shorthand', edit(3, 'device: nvme0').replace('  pci: "0000:00:01.0"\n', ''), [`lab-nvme.yaml:3: device: expected a mapping with pci | id | sim: nvme | sim: e1000e or a string like '0000:00:01.0', '1b36:0010' or 'sim:nvme', got 'nvme0'`]],
   ['unknown driver', edit(6, '  name: ahci'), [`lab-nvme.yaml:6: driver.name: expected one of 'nvme', 'e1000e', got 'ahci'`]],
   ['e1000e option on nvme', edit(7, '  queues: 2\n  interrupts: msi'), [`lab-nvme.yaml:8: driver.interrupts: expected 'polling' or 'msix', got 'msi'`]],
-  ['windows not a list', edit(8, 'windows: 64MiB').split('\n').filter((_, i) => i < 8 || i > 11).join('\n'), [`lab-nvme.yaml:8: windows: expected a list of a mapping with size, hugePages, label, got '64MiB'`]],
+  ['windows not a list', edit(8, 'windows: 64MiB').split('\n').filter((_, i) => i < 8 || i > 11).join('\n'), [`lab-nvme.yaml:8: windows: expected a list of a mapping with size, hugePages, label, access, got '64MiB'`]],
   ['no windows', edit(8, 'windows: []').split('\n').filter((_, i) => i < 8 || i > 11).join('\n'), [`lab-nvme.yaml:8: windows: expected at least 1 entry, got 0`]],
   ['window too large', edit(11, '  - size: 2GiB'), [`lab-nvme.yaml:11: windows[1].size: expected at most 1GiB, got 2GiB`]],
   ['decimal megabytes refused', edit(11, '  - size: 32MB'), [`lab-nvme.yaml:11: windows[1].size: expected a size like '64MiB' or a number of bytes, got '32MB'`]],
