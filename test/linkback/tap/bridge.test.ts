@@ -1,0 +1,257 @@
+/**
+ * The TAP bridge over fake ends (fakes.ts): order and batching both ways, back-pressure without
+ * loss ('wait'), bounded-queue drops ('drop'), partial acceptance, malformed frames, counters by
+ * frame class, link mirroring, stop(), and a port that breaks the contract.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { TapBridge, frameClass } from '../../../linkback/tap/bridge.js';
+import { TapError } from '../../../linkback/tap/errors.js';
+import { FakePort, FakeTap, seqOf, settle, testFrame, until } from './fakes.js';
+
+function setup(opts: ConstructorParameters<typeof TapBridge>[2] = {}, portOpts: ConstructorParameters<typeof FakePort>[0] = {}) {
+  const tap = new FakeTap();
+  const port = new FakePort(portOpts);
+  const errors: unknown[] = [];
+  const bridge = new TapBridge(tap, port, { waitMs: 10, onError: (e) => errors.push(e), ...opts });
+  return { tap, port, bridge, errors };
+}
+
+function frames(n: number, from = 0, len = 64): Uint8Array[] {
+  return Array.from({ length: n }, (_, i) => testFrame(from + i, len + (i % 7)));
+}
+
+test('TAP -> NIC: every frame, in order, byte for byte, in batches of at most 32; buffers all returned', async () => {
+  const { tap, port, bridge, errors } = setup();
+  bridge.start();
+  const sent = frames(100);
+  tap.push(...sent);
+  await until(() => port.sent.length === 100, '100 frames at the NIC');
+  for (let i = 0; i < 100; i++) assert.equal(port.sent[i], sent[i], `frame ${i}`);
+  assert.ok(Math.max(...port.txOffered) <= 32, `a batch of ${Math.max(...port.txOffered)} was offered`);
+  assert.ok(port.txOffered.length <= 10, `${port.txOffered.length} tx calls for 100 frames: not batched`);
+  const c = bridge.counters();
+  assert.is(c.toNic.frames, 100);
+  assert.is(c.toNic.bytes, sent.reduce((s, f) => s + f.length, 0));
+  assert.is(c.toNic.other, 100);
+  assert.is(c.queued, 0);
+  await bridge.stop();
+  assert.is(port.txAvailable, 1024);
+  assert.is(errors.length, 0);
+});
+
+test('NIC -> TAP: every frame, in order, at most 32 per rx() call; RX buffers all given back', async () => {
+  const { tap, port, bridge } = setup();
+  bridge.start();
+  const got = frames(70, 1000);
+  for (const f of got) port.deliver(f);
+  await until(() => tap.written.length === 70, '70 frames on the TAP');
+  for (let i = 0; i < 70; i++) assert.equal(tap.written[i], got[i], `frame ${i}`);
+  assert.ok(Math.max(...port.rxGiven) <= 32);
+  assert.is(port.rxOutstanding, 0);
+  assert.is(bridge.counters().toTap.frames, 70);
+  await bridge.stop();
+});
+
+test("back-pressure, whenFull 'wait': a full NIC ring loses nothing; the TAP is paused while the queue is full", async () => {
+  const { tap, port, bridge } = setup({ queueFrames: 64 });
+  port.txRoom = 0;
+  bridge.start();
+  tap.push(...frames(300));
+  await until(() => bridge.counters().queued === 64, 'the queue to fill');
+  await settle(30);
+  let c = bridge.counters();
+  assert.is(c.queued, 64, 'queue bounded');
+  assert.is(tap.inbound.length, 300 - 64, 'the rest stays in the host queue, unread');
+  assert.is(c.queueDrops, 0);
+  assert.ok(c.stalls > 0, 'retries counted as stalls');
+  assert.ok(c.queueFull > 0);
+  assert.not.ok(tap.watching, 'TAP paused');
+  port.txRoom = Infinity;
+  await until(() => port.sent.length === 300, 'all 300 frames once the ring has room');
+  for (let i = 0; i < 300; i++) assert.is(seqOf(port.sent[i]!), i, `frame ${i} in order`);
+  c = bridge.counters();
+  assert.is(c.toNic.frames, 300);
+  assert.is(c.queueDrops, 0);
+  assert.ok(tap.watching, 'TAP watched again');
+  await bridge.stop();
+});
+
+test("whenFull 'drop': the bounded queue keeps the first frames, later ones are dropped and counted", async () => {
+  const { tap, port, bridge } = setup({ queueFrames: 64, whenFull: 'drop' });
+  port.txRoom = 0;
+  bridge.start();
+  tap.push(...frames(300));
+  await until(() => tap.inbound.length === 0, 'the TAP drained');
+  let c = bridge.counters();
+  assert.is(c.queued, 64);
+  assert.is(c.queueDrops, 300 - 64);
+  port.txRoom = Infinity;
+  await until(() => port.sent.length === 64, 'the queued 64');
+  for (let i = 0; i < 64; i++) assert.is(seqOf(port.sent[i]!), i);
+  c = bridge.counters();
+  assert.is(c.toNic.frames + c.queueDrops, 300, 'every frame either sent or counted as dropped');
+  await bridge.stop();
+});
+
+test('a NIC that takes a few frames per call: order kept, bytes counted once, stalls counted', async () => {
+  const { tap, port, bridge } = setup();
+  const sent = frames(200);
+  bridge.start();
+  // Five frames of room per millisecond or so.
+  port.txRoom = 5;
+  const refill = setInterval(() => { port.txRoom = 5; }, 1);
+  tap.push(...sent);
+  try {
+    await until(() => port.sent.length === 200, '200 frames at five per call');
+  } finally {
+    clearInterval(refill);
+  }
+  for (let i = 0; i < 200; i++) assert.equal(port.sent[i], sent[i]);
+  const c = bridge.counters();
+  assert.is(c.toNic.frames, 200);
+  assert.is(c.toNic.bytes, sent.reduce((s, f) => s + f.length, 0));
+  assert.ok(c.stalls > 0);
+  await bridge.stop();
+  assert.is(port.txAvailable, 1024);
+});
+
+test('a NIC out of TX buffers pauses reading, and the bridge picks up again when buffers come back', async () => {
+  const { tap, port, bridge } = setup({}, { txBuffers: 4 });
+  port.txRoom = 0; // the ring holds nothing and the pool has 4 buffers
+  bridge.start();
+  tap.push(...frames(20));
+  await until(() => bridge.counters().queued === 4, 'four frames in hand');
+  await settle(20);
+  assert.is(tap.inbound.length, 16);
+  port.txRoom = Infinity;
+  await until(() => port.sent.length === 20, 'all 20 frames');
+  await bridge.stop();
+});
+
+test('runts and oversized frames from the TAP are counted and not sent; their buffers go back', async () => {
+  const { tap, port, bridge } = setup();
+  bridge.start();
+  tap.push(new Uint8Array(10), testFrame(1, 1600), testFrame(2, 60), testFrame(3, 1514));
+  await until(() => port.sent.length === 2, 'the two good frames');
+  await settle(10);
+  const c = bridge.counters();
+  assert.is(c.malformedFromTap, 2);
+  assert.is(c.toNic.frames, 2);
+  assert.is(seqOf(port.sent[0]!), 2);
+  assert.is(port.sent[1]!.length, 1514);
+  await bridge.stop();
+  assert.is(port.txAvailable, 1024);
+});
+
+function ethernet(type: number, payload: number[] = [], len = 60): Uint8Array {
+  const f = new Uint8Array(len);
+  f.fill(0xff, 0, 6);
+  f[12] = type >> 8; f[13] = type & 0xff;
+  f.set(payload, 14);
+  return f;
+}
+
+test('frame classes: ARP, IPv4 ICMP, other IPv4, IPv6, tagged ARP, other', async () => {
+  const arp = ethernet(0x0806);
+  const icmp = ethernet(0x0800, [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1]);
+  const udp = ethernet(0x0800, [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17]);
+  const v6 = ethernet(0x86dd);
+  const tagged = ethernet(0x8100, [0x00, 0x05, 0x08, 0x06]);
+  const lldp = ethernet(0x88cc);
+  assert.is(frameClass(arp, 0, 60), 2);
+  assert.is(frameClass(icmp, 0, 60), 3);
+  assert.is(frameClass(udp, 0, 60), 4);
+  assert.is(frameClass(v6, 0, 60), 5);
+  assert.is(frameClass(tagged, 0, 60), 2);
+  assert.is(frameClass(lldp, 0, 60), 6);
+  // A 14-byte IPv4 "frame" has no protocol byte: counted as IPv4, never read past its end.
+  assert.is(frameClass(ethernet(0x0800, [], 14), 0, 14), 4);
+
+  const { tap, port, bridge } = setup();
+  bridge.start();
+  tap.push(arp, icmp, icmp, udp, v6, tagged, lldp);
+  port.deliver(icmp);
+  port.deliver(arp);
+  await until(() => port.sent.length === 7 && tap.written.length === 2, 'frames both ways');
+  const c = bridge.counters();
+  assert.equal(c.toNic, { frames: 7, bytes: 420, arp: 2, icmp: 2, ipv4: 1, ipv6: 1, other: 1 });
+  assert.equal(c.toTap, { frames: 2, bytes: 120, arp: 1, icmp: 1, ipv4: 0, ipv6: 0, other: 0 });
+  await bridge.stop();
+});
+
+test('the NIC link is mirrored to the TAP carrier, changes counted', async () => {
+  const { tap, port, bridge } = setup();
+  bridge.start();
+  assert.equal(tap.carrier, [true]);
+  port.link = false;
+  await until(() => tap.carrier.length === 2, 'carrier off');
+  port.link = true;
+  await until(() => tap.carrier.length === 3, 'carrier on');
+  assert.equal(tap.carrier, [true, false, true]);
+  assert.is(bridge.counters().linkChanges, 2);
+  await bridge.stop();
+});
+
+test('a TAP that refuses writes: counted as tapWriteErrors, RX buffers still given back', async () => {
+  const { tap, port, bridge } = setup();
+  tap.writable = false;
+  bridge.start();
+  for (const f of frames(5)) port.deliver(f);
+  await until(() => bridge.counters().tapWriteErrors === 5, 'five write errors');
+  assert.is(port.rxOutstanding, 0);
+  assert.is(bridge.counters().toTap.frames, 0);
+  await bridge.stop();
+});
+
+test('stop(): orderly and bounded; queued frames go back to the NIC and are counted; nothing moves after', async () => {
+  const { tap, port, bridge } = setup({ queueFrames: 40, waitMs: 20 });
+  port.txRoom = 0;
+  bridge.start();
+  tap.push(...frames(40));
+  await until(() => bridge.counters().queued === 40, 'a full queue');
+  const t0 = Date.now();
+  await bridge.stop();
+  assert.ok(Date.now() - t0 < 200, `stop took ${Date.now() - t0} ms`);
+  const c = bridge.counters();
+  assert.is(c.stopDrops, 40);
+  assert.is(c.queued, 0);
+  assert.is(port.txAvailable, 1024, 'every queued buffer returned');
+  assert.not.ok(tap.watching);
+  const writes = tap.written.length, offered = port.txOffered.length;
+  port.txRoom = Infinity;
+  port.deliver(testFrame(9));
+  tap.push(testFrame(10));
+  await settle(40);
+  assert.is(tap.written.length, writes, 'no write after stop');
+  assert.is(port.txOffered.length, offered, 'no tx after stop');
+  await bridge.stop(); // idempotent
+  assert.throws(() => bridge.start(), (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_CLOSED');
+});
+
+test('a port whose tx() claims more than it was offered stops the bridge with ERR_TAP_PORT', async () => {
+  const { tap, port, bridge, errors } = setup();
+  port.lie = 5;
+  bridge.start();
+  tap.push(testFrame(1));
+  await until(() => errors.length > 0, 'the error');
+  assert.ok(errors[0] instanceof TapError);
+  assert.is((errors[0] as TapError).code, 'ERR_TAP_PORT');
+  assert.match((errors[0] as Error).message, /tx\(\) returned 5 for 1 frames/);
+  assert.not.ok(bridge.isRunning);
+  await bridge.stop();
+});
+
+test('options are checked, with what is allowed', () => {
+  const tap = new FakeTap(), port = new FakePort();
+  const code = (e: unknown): boolean => e instanceof TapError && e.code === 'ERR_TAP_ARG';
+  assert.throws(() => new TapBridge(tap, port, { batch: 0 }), code);
+  assert.throws(() => new TapBridge(tap, port, { batch: 1.5 }), code);
+  assert.throws(() => new TapBridge(tap, port, { batch: 64, queueFrames: 32 }), /queueFrames = 32 must be an integer from 64/);
+  assert.throws(() => new TapBridge(tap, port, { retryMs: 0 }), code);
+  assert.throws(() => new TapBridge(tap, port, { waitMs: 5000 }), code);
+  assert.throws(() => new TapBridge(tap, port, { whenFull: 'block' as 'wait' }), /'wait' or 'drop'/);
+  assert.throws(() => new TapBridge(tap, new FakePort({ bufferSize: 1000 })), (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_PORT');
+});
+
+test.run();
