@@ -101,8 +101,13 @@ export async function run(argv: string[]): Promise<number> {
   process.stderr.write(`lab: exit status ${r.status}; boot ${((t.bootMs ?? 0) / 1000).toFixed(1)} s, command ${((t.commandMs ?? 0) / 1000).toFixed(1)} s, total ${(t.totalMs / 1000).toFixed(1)} s; log ${r.logFile}\n`);
   if (args.dmarTrace) {
     process.stderr.write(`lab: ${r.dmarFaults.length} DMAR fault(s) traced${r.dmarTraceFile ? ` (${r.dmarTraceFile})` : ''}\n`);
-    for (const f of r.dmarFaults.slice(0, 20)) process.stderr.write(`  ${f.bdf} ${f.write ? 'write' : 'read'} 0x${f.addr.toString(16)}: reason ${f.reason}, ${f.reasonText}\n`);
-    if (r.dmarFaults.length > 20) process.stderr.write(`  ... ${r.dmarFaults.length - 20} more\n`);
+    const { groupDmarFaults } = await import('../appliance/lab/dmar.js');
+    const runs = groupDmarFaults(r.dmarFaults);
+    for (const g of runs.slice(0, 20)) {
+      const where = g.first === g.last ? `0x${g.first.toString(16)}` : `0x${g.first.toString(16)}..0x${g.last.toString(16)} (${g.count} faults)`;
+      process.stderr.write(`  ${g.bdf} ${g.write ? 'write' : 'read'} ${where}: reason ${g.reason}, ${g.reasonText}\n`);
+    }
+    if (runs.length > 20) process.stderr.write(`  ... ${runs.length - 20} more runs\n`);
   }
   return r.status;
 }

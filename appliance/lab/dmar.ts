@@ -82,3 +82,35 @@ export function parseDmarTrace(text: string): DmarFault[] {
   }
   return out;
 }
+
+/** A run of faults from one device, of one kind, at rising addresses close together (one blocked transfer, usually). */
+export interface DmarFaultRun {
+  readonly bdf: string;
+  readonly write: boolean;
+  readonly reason: number;
+  readonly reasonText: string;
+  /** Lowest and highest faulting address. */
+  readonly first: bigint;
+  readonly last: bigint;
+  readonly count: number;
+}
+
+/**
+ * Group faults for people to read: QEMU's devices split one transfer into small accesses (its NVMe
+ * fetches a 64-byte command as 16 reads of 4 bytes), each its own fault line. Consecutive faults of
+ * the same device, direction and reason, each at most `gap` bytes above the previous, form one run.
+ */
+export function groupDmarFaults(faults: readonly DmarFault[], gap = 4096n): DmarFaultRun[] {
+  const runs: DmarFaultRun[] = [];
+  let cur: { bdf: string; write: boolean; reason: number; reasonText: string; first: bigint; last: bigint; count: number } | undefined;
+  for (const f of faults) {
+    if (cur && cur.bdf === f.bdf && cur.write === f.write && cur.reason === f.reason && f.addr > cur.last && f.addr - cur.last <= gap) {
+      cur.last = f.addr;
+      cur.count++;
+      continue;
+    }
+    cur = { bdf: f.bdf, write: f.write, reason: f.reason, reasonText: f.reasonText, first: f.addr, last: f.addr, count: 1 };
+    runs.push(cur);
+  }
+  return runs;
+}
