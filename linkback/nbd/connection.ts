@@ -417,6 +417,16 @@ export class NbdConnection implements HandshakeContext {
           this.current = s;
           return this.expect(S_REQ_SKIP, length, null);
         }
+        const chunk = this.pending;
+        if (chunk !== null && chunk.length - this.pendingPos >= length) {
+          // The whole payload is in the chunk at hand: hand the device a view of it, no copy. Node
+          // gives every socket read a fresh buffer, so the view stays valid until the write is done.
+          s.data = chunk.subarray(this.pendingPos, this.pendingPos + length);
+          this.pendingPos += length;
+          if (this.pendingPos === chunk.length) this.pending = null;
+          this.current = s;
+          return this.payloadDone();
+        }
         s.data = Buffer.allocUnsafe(length);
         this.current = s;
         return this.expect(S_REQ_PAYLOAD, length, s.data);
