@@ -1,0 +1,81 @@
+/**
+ * The TAP test rig (root only): two simulated 82574L NICs cabled back to back, each driven
+ * in-process by the e1000e driver on its own SimPlatform, each bridged to a TAP interface that
+ * sits in its own network namespace: 10.77.0.1/24 in the first, 10.77.0.2/24 in the second.
+ * Used by ping.test.ts and by measure.ts. `close()` undoes everything, in order, and never throws
+ * before the namespaces are removed.
+ */
+import { E1000e, type E1000eInterruptMode } from '../../../drivers/e1000e/device.js';
+import { TapDevice } from '../../../linkback/tap/tun.js';
+import { TapBridge, type TapBridgeOptions } from '../../../linkback/tap/bridge.js';
+import { E1000ePort } from '../../../linkback/tap/nic-port.js';
+import { pair, type Pair } from '../../drivers/e1000e/harness.js';
+import type { WorkMode } from '../../../sim/sched.js';
+import { NetnsLab } from './netns.js';
+
+export const ADDR1 = '10.77.0.1';
+export const ADDR2 = '10.77.0.2';
+
+export interface RigOptions {
+  /** Interrupt mode of each NIC's driver. Default: the first by MSI-X, the second by polling. */
+  interrupts?: [E1000eInterruptMode, E1000eInterruptMode];
+  workMode?: WorkMode;
+  bridge?: TapBridgeOptions;
+}
+
+export interface Rig {
+  /** The simulated machine and the two NIC models (to unplug the wire: `sim.a.attachWire(null)`). */
+  sim: Pair;
+  lab: NetnsLab;
+  ns: [string, string];
+  nics: E1000e[];
+  taps: TapDevice[];
+  bridges: TapBridge[];
+  /** Errors the bridges reported. */
+  errors: unknown[];
+  close(): Promise<void>;
+}
+
+export async function makeRig(o: RigOptions = {}): Promise<Rig> {
+  const lab = NetnsLab.create(2);
+  const p = pair(o.workMode ?? 'deferred');
+  const rig: Rig = {
+    sim: p,
+    lab,
+    ns: lab.names as [string, string],
+    nics: [],
+    taps: [],
+    bridges: [],
+    errors: [],
+    close: async () => {
+      try {
+        for (const b of rig.bridges) await b.stop();
+        for (const t of rig.taps) t.close();
+        for (const n of rig.nics) await n.close();
+        p.pa.close();
+        p.pb.close();
+      } finally {
+        lab.cleanup();
+      }
+    },
+  };
+  try {
+    const modes = o.interrupts ?? ['msix', 'poll'];
+    rig.nics.push(await E1000e.open(p.pa, { interrupts: modes[0] }));
+    rig.nics.push(await E1000e.open(p.pb, { interrupts: modes[1] }));
+    for (const nic of rig.nics) {
+      // The TAP takes the NIC's MAC, so the NIC's unicast filter accepts the host's traffic.
+      const tap = TapDevice.open({ name: 'dmbxt%d', mac: nic.mac });
+      rig.taps.push(tap);
+      const bridge = new TapBridge(tap, new E1000ePort(nic), { ...o.bridge, onError: (e) => rig.errors.push(e) });
+      rig.bridges.push(bridge);
+      bridge.start();
+    }
+    lab.attach(rig.ns[0], rig.taps[0]!.name, `${ADDR1}/24`);
+    lab.attach(rig.ns[1], rig.taps[1]!.name, `${ADDR2}/24`);
+  } catch (e) {
+    await rig.close();
+    throw e;
+  }
+  return rig;
+}
