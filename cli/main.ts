@@ -12,6 +12,8 @@ const commands: Record<string, Command> = {
   // one line per subcommand: name: { summary, load: () => import('./name.js') },
   doctor: { summary: 'check IOMMU, interrupt remapping, VFIO, groups, memlock and huge pages', load: () => import('./doctor.js') },
   policy: { summary: 'check policies, show them resolved, print their JSON Schema', load: () => import('./policy.js') },
+  up: { summary: 'run sandboxes from policies in the foreground, supervised; SIGINT/SIGTERM stop them in order', load: () => import('./up.js') },
+  status: { summary: 'what the running sandboxes are doing (containers, uid, restarts, faults, windows, I/O) [--json]', load: () => import('./status.js') },
   lab: { summary: 'the QEMU lab: set it up, boot it and run a command on real VFIO', load: () => import('./lab.js') },
 };
 

@@ -90,6 +90,8 @@ export class Incarnation {
     const entry = o.entry ?? defaultEntry();
     this.child = spawn(process.execPath, [...process.execArgv, entry, JSON.stringify(boot)], {
       stdio: stdio as never,
+      // Its own process group: a terminal's Ctrl-C goes to the manager, which stops containers in order.
+      detached: true,
       ...(o.credentials ? { uid: o.credentials.uid, gid: o.credentials.gid } : {}),
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     });

@@ -1,0 +1,96 @@
+/**
+ * `dmabox up` and `dmabox status` on the simulator: up logs events, status answers over the control
+ * socket (text and JSON), SIGTERM stops everything in order, every line of an unconfined sandbox
+ * says UNCONFINED, a missing manager is a clear error.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run as up } from '../../cli/up.js';
+import { formatStatus, run as status } from '../../cli/status.js';
+import { until } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'dmabox-cli-'));
+
+function capture() {
+  const c = { out: '', err: '' };
+  return { c, io: { out: (s: string) => { c.out += s; }, err: (s: string) => { c.err += s; } } };
+}
+
+const POLICY = `version: 1
+name: cli-a
+device: { sim: nvme, capacity: 1MiB, blockSize: 512 }
+driver: { name: nvme, queues: 1, depth: 16 }
+windows: [ { size: 512KiB }, { size: 2MiB } ]
+---
+version: 1
+name: cli-b
+unconfined: true
+container: { seccomp: none }
+device: { sim: nvme, capacity: 1MiB, blockSize: 4096 }
+driver: { name: nvme, queues: 1, depth: 16 }
+windows: [ { size: 512KiB }, { size: 2MiB } ]
+`;
+
+test('up, status (text and --json), SIGTERM stops in order', async () => {
+  const file = join(dir, 'p.yaml');
+  writeFileSync(file, POLICY);
+  const sock = join(dir, 'control.sock');
+  const signals = new EventEmitter();
+  const u = capture();
+  const done = up([file, '--control', sock], u.io, signals);
+  await until('both sandboxes up', () => u.c.out.includes('up: cli-a running, cli-b UNCONFINED running'), 30_000);
+  assert.match(u.c.err, /WARNING .*UNCONFINED/);
+  const s = capture();
+  assert.is(await status(['--control', sock], s.io), 0);
+  const lines = s.c.out.trim().split('\n');
+  assert.match(lines[0]!, /^manager pid \d+/);
+  assert.ok(lines.some((l) => /^cli-a: running, sim:nvme@0000:00:01\.0 driver nvme, pid \d+ uid \d+/.test(l)), s.c.out);
+  const bLines = lines.filter((l) => l.includes('cli-b'));
+  assert.ok(bLines.length >= 3);
+  for (const l of bLines) assert.ok(l.includes('cli-b UNCONFINED'), `every line of cli-b says UNCONFINED: ${l}`);
+  assert.not.ok(lines.filter((l) => l.includes('cli-a')).some((l) => l.includes('UNCONFINED')));
+  const j = capture();
+  await status(['--json', '--control', sock], j.io);
+  const st = JSON.parse(j.c.out) as { sandboxes: { name: string; state: string; windows: unknown[]; unconfined: boolean }[] };
+  assert.equal(st.sandboxes.map((x) => [x.name, x.state, x.windows.length, x.unconfined]), [['cli-a', 'running', 4, false], ['cli-b', 'running', 4, true]]);
+  assert.ok(u.c.out.split('\n').filter((l) => l.includes(' cli-b ')).every((l) => l.includes('cli-b UNCONFINED')), 'event lines of cli-b say UNCONFINED');
+  signals.emit('SIGTERM', 'SIGTERM');
+  assert.is(await done, 0);
+  assert.match(u.c.out, /cli-a quarantine: bus mastering off/);
+  assert.match(u.c.out, /stopped: containers gone, devices quarantined, windows unmapped\n$/);
+  assert.not.ok(existsSync(sock), 'the control socket is removed');
+});
+
+test('status without a manager: a clear error with the fix', async () => {
+  try {
+    await status(['--control', join(dir, 'nobody.sock')], capture().io);
+    assert.unreachable();
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'ERR_SANDBOX_CONTROL');
+    assert.match((e as Error).message, /dmabox up POLICY/);
+  }
+});
+
+test('up with a bad policy starts nothing and says where', async () => {
+  const file = join(dir, 'bad.yaml');
+  writeFileSync(file, POLICY.replace('capacity: 1MiB, blockSize: 512', 'capacity: lots, blockSize: 512'));
+  const u = capture();
+  assert.is(await up([file, '--control', join(dir, 'x.sock')], u.io, new EventEmitter()), 1);
+  assert.match(u.c.err, /bad\.yaml:3: device\.capacity/);
+  assert.match(u.c.err, /nothing was started/);
+});
+
+test('formatStatus marks the invoking user when not root', () => {
+  const text = formatStatus({
+    manager: { pid: 1, uid: 1000, root: false, uptimeMs: 61_000, control: '/tmp/c.sock' },
+    sandboxes: [{ name: 'x', state: 'running', device: 'sim:nvme@0000:00:01.0', driver: 'nvme', pid: 2, uid: 1000, gid: 1000, uidFromPolicy: false, unconfined: false, uptimeMs: 5000, restarts: 1, crashes: 1, violations: 0, faults: 0, lastFault: null, windows: [], io: { completed: 1, errors: 0, bytes: 512, pending: 0, replayed: 0 } }],
+  });
+  assert.match(text, /not root: containers run as this user/);
+  assert.match(text, /uid 1000 gid 1000 \(invoking user\)/);
+});
+
+test.run();
