@@ -15,7 +15,7 @@
  * payload beyond what a server must accept).
  */
 import type { Socket } from 'node:net';
-import { blockErrorKind, type BlockErrorKind } from '../block-device.js';
+import { blockErrorKind, type BlockDevice, type BlockErrorKind } from '../block-device.js';
 import type { NbdExport } from './export.js';
 import { handleOption, optionTooBig, type HandshakeContext } from './handshake.js';
 import {
@@ -104,6 +104,8 @@ class Slot {
   early = 0;
   /** A FUA write on a device without FUA: flush before replying. */
   flushAfter = false;
+  /** The device the request went to (the export's device may be replaced meanwhile). */
+  device: BlockDevice | null = null;
   readonly onDone: () => void;
   readonly onFail: (err: unknown) => void;
   constructor(conn: NbdConnection) {
@@ -363,6 +365,7 @@ export class NbdConnection implements HandshakeContext {
 
   private release(s: Slot): void {
     s.data = null;
+    s.device = null;
     s.early = 0;
     s.flushAfter = false;
     if (this.freeSlots.length < this.limits.maxInFlight) this.freeSlots.push(s);
@@ -498,6 +501,7 @@ export class NbdConnection implements HandshakeContext {
   }
 
   private submit(s: Slot, p: Promise<void>): void {
+    s.device = this.exp!.device;
     this.inFlight++;
     if (s.data) this.inFlightBytes += s.data.length;
     p.then(s.onDone, s.onFail);
@@ -507,7 +511,7 @@ export class NbdConnection implements HandshakeContext {
   completed(s: Slot): void {
     if (s.flushAfter) {
       s.flushAfter = false;
-      this.exp!.device.flush().then(s.onDone, s.onFail);
+      s.device!.flush().then(s.onDone, s.onFail);
       return;
     }
     const st = this.exp!.stats;

@@ -57,7 +57,8 @@ export class NbdExport {
   readonly name: string;
   readonly nameBytes: Uint8Array;
   readonly description: string;
-  readonly device: BlockDevice;
+  /** The device serving new requests (replaceable: see `replaceDevice`). */
+  device: BlockDevice;
   readonly size: number;
   readonly readOnly: boolean;
   /** §Size constraints: minimum block size = the device's logical block (alignment of every request). */
@@ -109,6 +110,25 @@ export class NbdExport {
     if (caps.multiConn) flags |= NBD_FLAG_CAN_MULTI_CONN;
     this.flags = flags;
     this.fuaViaFlush = !caps.fua && caps.flush;
+  }
+
+  /**
+   * Serve later requests from another device, e.g. the same namespace through a restarted driver.
+   * Connected clients were told the size, block sizes and flags, so the new device must match them
+   * exactly. Requests already in flight complete on the old device.
+   */
+  replaceDevice(device: BlockDevice): void {
+    validateBlockDevice(device, `NBD export ${JSON.stringify(this.name)}`);
+    const old = this.device;
+    const a = old.capabilities;
+    const b = device.capabilities;
+    const same = device.size === old.size && device.blockSize === old.blockSize && device.readOnly === old.readOnly
+      && a.flush === b.flush && a.fua === b.fua && a.trim === b.trim && a.writeZeroes === b.writeZeroes && a.multiConn === b.multiConn;
+    if (!same) {
+      throw new DmaboxError('ERR_NBD_EXPORT', `NBD export ${JSON.stringify(this.name)}: the replacement device differs from the one clients were told about (size, block size, read-only or capabilities)`,
+        { fix: 'serve a different device under a new export name, or reconnect the clients' });
+    }
+    this.device = device;
   }
 
   /** A copy of the counters. */

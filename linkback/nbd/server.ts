@@ -14,6 +14,7 @@
 import { existsSync, lstatSync } from 'node:fs';
 import net from 'node:net';
 import { DmaboxError } from '../../common/errors.js';
+import type { BlockDevice } from '../block-device.js';
 import { NbdConnection, type ConnectionHost, type ConnectionLimits, type NbdEvent } from './connection.js';
 import { NbdExport, type NbdExportOptions, type NbdExportStats } from './export.js';
 import { NBD_DEFAULT_PORT } from './protocol.js';
@@ -119,6 +120,13 @@ export class NbdServer {
       throw new DmaboxError('ERR_NBD_CONFIG', `NBD export ${JSON.stringify(options.name)} already exists`);
     }
     this.exports.set(options.name, new NbdExport(options));
+  }
+
+  /** Serve an export's later requests from another, identical device (a restarted driver's). */
+  replaceDevice(name: string, device: BlockDevice): void {
+    const exp = this.exports.get(name);
+    if (!exp) throw new DmaboxError('ERR_NBD_CONFIG', `no NBD export named ${JSON.stringify(name)}`);
+    exp.replaceDevice(device);
   }
 
   /** Listen on a unix socket. The path must not exist (a stale socket is an error, not overwritten). */

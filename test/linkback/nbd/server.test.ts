@@ -116,4 +116,33 @@ test('a throwing logging hook does not take the server down', async () => {
   tmp.remove();
 });
 
+test('replaceDevice: later requests go to the new device; a device of another shape is refused', async () => {
+  const tmp = tempDir();
+  const first = new GatedDevice(1 << 20);
+  first.gate = false;
+  const s = new NbdServer({ exports: [{ name: 'r', device: first }] });
+  const path = join(tmp.dir, 'r.sock');
+  await s.listenUnix(path);
+  const c = await RawClient.connect(path);
+  await c.open('r');
+  assert.is(await c.writeAt(1, 0, Buffer.alloc(512, 1)), 0);
+  first.gate = true;
+  c.request(P.NBD_CMD_READ, 2, 0, 512); // in flight on the first device
+  await first.waitHeld(1);
+  const second = new GatedDevice(1 << 20);
+  second.gate = false;
+  await second.inner.write(0, new Uint8Array(512).fill(2), false);
+  s.replaceDevice('r', second);
+  assert.throws(() => s.replaceDevice('r', new MemoryBlockDevice({ size: 2 << 20 })), /differs/);
+  assert.throws(() => s.replaceDevice('nope', second), /no NBD export/);
+  first.held.shift()!.release();
+  const old = await c.reply(() => 512);
+  assert.equal([old.handle, old.data[0]], [2, 1], 'the in-flight read completed on the first device');
+  const now = await c.readAt(3, 0, 512);
+  assert.is(now.data[0], 2, 'later reads come from the replacement');
+  c.destroy();
+  await s.close();
+  tmp.remove();
+});
+
 test.run();
