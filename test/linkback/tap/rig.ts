@@ -6,9 +6,7 @@
  * before the namespaces are removed.
  */
 import { E1000e, type E1000eInterruptMode } from '../../../drivers/e1000e/device.js';
-import { TapDevice } from '../../../linkback/tap/tun.js';
-import { TapBridge, type TapBridgeOptions } from '../../../linkback/tap/bridge.js';
-import { E1000ePort } from '../../../linkback/tap/nic-port.js';
+import { linkTap, E1000ePort, type TapDevice, type TapBridge, type TapBridgeOptions, type TapLink } from '../../../linkback/tap/index.js';
 import { pair, type Pair } from '../../drivers/e1000e/harness.js';
 import type { WorkMode } from '../../../sim/sched.js';
 import { NetnsLab } from './netns.js';
@@ -29,6 +27,7 @@ export interface Rig {
   lab: NetnsLab;
   ns: [string, string];
   nics: E1000e[];
+  links: TapLink[];
   taps: TapDevice[];
   bridges: TapBridge[];
   /** Errors the bridges reported. */
@@ -44,13 +43,13 @@ export async function makeRig(o: RigOptions = {}): Promise<Rig> {
     lab,
     ns: lab.names as [string, string],
     nics: [],
+    links: [],
     taps: [],
     bridges: [],
     errors: [],
     close: async () => {
       try {
-        for (const b of rig.bridges) await b.stop();
-        for (const t of rig.taps) t.close();
+        for (const l of rig.links) await l.close();
         for (const n of rig.nics) await n.close();
         p.pa.close();
         p.pb.close();
@@ -64,12 +63,11 @@ export async function makeRig(o: RigOptions = {}): Promise<Rig> {
     rig.nics.push(await E1000e.open(p.pa, { interrupts: modes[0] }));
     rig.nics.push(await E1000e.open(p.pb, { interrupts: modes[1] }));
     for (const nic of rig.nics) {
-      // The TAP takes the NIC's MAC, so the NIC's unicast filter accepts the host's traffic.
-      const tap = TapDevice.open({ name: 'dmbxt%d', mac: nic.mac });
-      rig.taps.push(tap);
-      const bridge = new TapBridge(tap, new E1000ePort(nic), { ...o.bridge, onError: (e) => rig.errors.push(e) });
-      rig.bridges.push(bridge);
-      bridge.start();
+      // linkTap gives the TAP the NIC's MAC, so the NIC's unicast filter accepts the host's traffic.
+      const link = linkTap(new E1000ePort(nic), { name: 'dmbxt%d', ...o.bridge, onError: (e) => rig.errors.push(e) });
+      rig.links.push(link);
+      rig.taps.push(link.tap);
+      rig.bridges.push(link.bridge);
     }
     lab.attach(rig.ns[0], rig.taps[0]!.name, `${ADDR1}/24`);
     lab.attach(rig.ns[1], rig.taps[1]!.name, `${ADDR2}/24`);
