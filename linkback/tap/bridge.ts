@@ -153,6 +153,8 @@ export class TapBridge {
   private watching = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryArmed = false;
+  private backingOff = false;
+  private backoffTimer: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
   private link: boolean | null = null;
   private readonly pumpTapBound = (): void => this.pumpTap();
@@ -199,7 +201,7 @@ export class TapBridge {
     if (this.running) {
       this.running = false;
       this.pauseTap();
-      if (this.retryTimer !== null) { clearTimeout(this.retryTimer); this.retryTimer = null; this.retryArmed = false; }
+      this.clearTimers();
     }
     if (this.loop !== null) await this.loop;
     const q = this.queue;
@@ -239,6 +241,7 @@ export class TapBridge {
         port.txFree(buf);
         this.c.tapReadErrors++;
         this.report(e);
+        this.backOff();
         break;
       }
       if (n === 0) { port.txFree(buf); break; }
@@ -257,11 +260,23 @@ export class TapBridge {
       this.c.queueFull++;
       if (this.whenFull === 'drop') this.dropFromTap(this.batch - read);
       else this.pauseTap();
-    } else if (!this.watching) {
+    } else if (!this.watching && !this.backingOff) {
       this.resumeTap();
     }
     // Queued frames are offered again; a paused TAP (queue or NIC pool full) is looked at again.
-    if (q.count > 0 || !this.watching) this.armRetry();
+    if (q.count > 0 || (!this.watching && !this.backingOff)) this.armRetry();
+  }
+
+  /** A failing TAP read (the interface deleted under us, say): stop reading for `waitMs`, then try again. */
+  private backOff(): void {
+    if (this.backingOff) return;
+    this.backingOff = true;
+    this.pauseTap();
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = null;
+      this.backingOff = false;
+      this.pumpTap();
+    }, this.waitMs);
   }
 
   /** Offer the queue to the NIC; account what it took. */
@@ -411,6 +426,11 @@ export class TapBridge {
     }
   }
 
+  private clearTimers(): void {
+    if (this.retryTimer !== null) { clearTimeout(this.retryTimer); this.retryTimer = null; this.retryArmed = false; }
+    if (this.backoffTimer !== null) { clearTimeout(this.backoffTimer); this.backoffTimer = null; this.backingOff = false; }
+  }
+
   private portError(e: unknown): void {
     this.c.portErrors++;
     this.report(e);
@@ -424,7 +444,7 @@ export class TapBridge {
     });
     this.running = false;
     this.pauseTap();
-    if (this.retryTimer !== null) { clearTimeout(this.retryTimer); this.retryTimer = null; this.retryArmed = false; }
+    this.clearTimers();
     this.queue.clear();
     this.report(err);
   }

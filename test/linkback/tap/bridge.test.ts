@@ -242,6 +242,21 @@ test('a port whose tx() claims more than it was offered stops the bridge with ER
   await bridge.stop();
 });
 
+test('a failing TAP read is counted and backed off (no spin), and reading resumes when it works again', async () => {
+  const { tap, port, bridge, errors } = setup({ waitMs: 30 });
+  tap.readError = Object.assign(new Error('read failed (EBADFD)'), { code: 'EBADFD' });
+  bridge.start();
+  tap.push(testFrame(1));
+  await until(() => bridge.counters().tapReadErrors >= 1, 'the read error');
+  await settle(20);
+  assert.ok(bridge.counters().tapReadErrors <= 2, `${bridge.counters().tapReadErrors} read errors in 20 ms: spinning`);
+  assert.is(errors.length, bridge.counters().tapReadErrors);
+  tap.readError = null;
+  await until(() => port.sent.length === 1, 'the frame once reads work');
+  assert.is(port.txAvailable, 1024);
+  await bridge.stop();
+});
+
 test('options are checked, with what is allowed', () => {
   const tap = new FakeTap(), port = new FakePort();
   const code = (e: unknown): boolean => e instanceof TapError && e.code === 'ERR_TAP_ARG';

@@ -33,8 +33,12 @@ export class FakeTap implements FrameIo {
     return this.cb !== null;
   }
 
+  /** When set, read() throws it (a TAP whose interface went away). */
+  readError: Error | null = null;
+
   read(bytes: Uint8Array, offset: number, max: number): number {
     this.reads++;
+    if (this.readError !== null) throw this.readError;
     const f = this.inbound.shift();
     if (f === undefined) return 0;
     const n = Math.min(f.length, max);
