@@ -135,7 +135,7 @@ t('fio --ioengine=nbd: random writes then reads verified with crc32c at queue de
   const help = await must('fio', ['--enghelp']);
   assert.ok(/^\s*nbd$/m.test(help), 'this fio build lists the nbd engine');
   const out = await must('fio', [
-    '--name=verify', '--ioengine=nbd', `--uri=${unixUri('fio')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
+    '--name=verify', '--ioengine=nbd', '--verify_state_save=0', `--uri=${unixUri('fio')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
     '--size=32M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--output-format=json',
   ]);
   const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0]!;
@@ -152,7 +152,7 @@ t('several clients at once on several exports over both listeners', async () => 
   const jobs = await Promise.all([
     run('nbdcopy', [src, tcpUri('disk0')]),
     // Two fio jobs, two connections, each on its own half of the export.
-    run('fio', ['--name=two', '--ioengine=nbd', `--uri=${unixUri('fio')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=16M',
+    run('fio', ['--name=two', '--ioengine=nbd', '--verify_state_save=0', `--uri=${unixUri('fio')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=16M',
       '--offset_increment=16M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--numjobs=2', '--group_reporting']),
     run('nbdinfo', ['--json', unixUri('ro')]),
     run('qemu-img', ['info', '-f', 'raw', tcpUri('ro')]),
