@@ -77,6 +77,7 @@ export class Incarnation {
       fds: { ...BOOT_FDS },
       mailboxBytes: MAILBOX_BYTES,
       blockBytes: this.ring.size,
+      blockData: device.blockData!,
       bars: device.barSizes(),
       irq: device.irqCounts,
       seccomp: policy.unconfined ? 'none' : policy.container.seccomp,

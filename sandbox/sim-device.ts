@@ -84,6 +84,32 @@ export class SimDevice implements MailboxTarget {
     }
   }
 
+  /** Where the block ring's data areas are (grant indices; each area at offset 0 of its grant). */
+  blockData: { readGrant: number; writeGrant: number; bytes: number } | undefined;
+
+  /**
+   * Reserve `bytes` at the start of the largest device-write-only window (read data) and of the
+   * largest device-read-only window (write data): the block ring's data areas. Refuses, with the
+   * fix, when the policy's windows are too small.
+   */
+  reserveBlockData(bytes: number): { read: Window; write: Window } {
+    const pick = (read: boolean, write: boolean): number => {
+      let best = -1;
+      this.grants.forEach((g, i) => {
+        if (g.perm.read === read && g.perm.write === write && (best < 0 || g.window.size > this.grants[best]!.window.size)) best = i;
+      });
+      if (best < 0 || this.grants[best]!.window.size < bytes) {
+        throw new DmaboxError('ERR_SANDBOX_WINDOW', `policy ${this.policy.name}: the block ring needs ${bytes} bytes of device-${write ? 'write' : 'read'}-only window for its data buffers, and no such window is that large`, {
+          fix: `give the policy a window of at least ${2 * bytes} bytes with access 'split' (or one of ${bytes} bytes with access '${write ? 'write' : 'read'}'), on top of what the driver's queues need`,
+        });
+      }
+      return best;
+    };
+    const readGrant = pick(false, true), writeGrant = pick(true, false);
+    this.blockData = { readGrant, writeGrant, bytes };
+    return { read: this.grants[readGrant]!.window, write: this.grants[writeGrant]!.window };
+  }
+
   private grant(size: number, perm: DmaPerm, label: string, hugePages: boolean): void {
     const window = this.platform.dma.alloc(size, perm, { label });
     this.grants.push({ window, perm, label, hugePages });

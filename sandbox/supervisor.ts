@@ -18,6 +18,7 @@ import { defaultSys, type Sys } from 'vfio-bindings';
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
 import { SandboxBlockClient } from './block/client.js';
+import { dataAreaBytes } from './block/layout.js';
 import { LogLevel, ShutdownReason, type FaultReport, type Heartbeat } from './hypercall/index.js';
 import { Incarnation } from './incarnation.js';
 import { SimDevice } from './sim-device.js';
@@ -94,7 +95,14 @@ export class Supervisor extends EventEmitter implements FaultSink {
       ? { uid: policy.container.uid, gid: policy.container.gid, asPolicy: true }
       : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false };
     this.device = new SimDevice(policy, this.o.sys);
-    this.block = new SandboxBlockClient(options.ring);
+    try {
+      const geometry = options.ring ?? { entries: 16, slotBytes: 64 * 1024 };
+      const areas = this.device.reserveBlockData(dataAreaBytes(geometry));
+      this.block = new SandboxBlockClient(geometry, { read: areas.read.bytes, write: areas.write.bytes });
+    } catch (e) {
+      this.device.release();
+      throw e;
+    }
     this.block.onViolation = (reason) => this.violation(`block ring: ${reason}`, true);
     // The simulator's IOMMU reports its refusals directly; on VFIO a KmsgFaultMonitor calls onFault.
     this.device.machine.iommu.on('fault', (f: { device: string; iova: number; access: 'read' | 'write'; reason: string; vtdReason: number | null }) => {

@@ -12,7 +12,7 @@
 import type { PollHandle, Sys } from 'vfio-bindings';
 import { DmaboxError } from '../../common/errors.js';
 import type { Shared } from '../shm.js';
-import { B, BLOCK_MAGIC, BlockOp, BlockStatus, cqOffset, CQE_BYTES, dataOffset, SQ_OFFSET, SQE_BYTES, checkGeometry, type RingGeometry } from './layout.js';
+import { B, BLOCK_MAGIC, BlockOp, BlockStatus, cqOffset, CQE_BYTES, dataAreaBytes, SQ_OFFSET, SQE_BYTES, checkGeometry, type DataAreas, type RingGeometry } from './layout.js';
 
 export interface BlockLink {
   sys: Sys;
@@ -47,7 +47,7 @@ export class SandboxBlockClient {
   private poller: PollHandle | undefined;
   private u32!: Uint32Array;
   private view!: DataView;
-  private data!: Uint8Array;
+  private readonly data: DataAreas<Uint8Array>;
   private cq = 0;
   private sqTail = 0;
   private cqHead = 0;
@@ -71,9 +71,16 @@ export class SandboxBlockClient {
   /** Called with a description of each thing the container wrote that could not be right. */
   onViolation: (reason: string) => void = () => {};
 
-  constructor(geometry: RingGeometry = { entries: 32, slotBytes: 64 * 1024 }) {
+  /**
+   * `data`: the manager's views of the two data areas in the DMA windows (layout.ts), each
+   * `entries * slotBytes`; they outlive containers, so replayed writes are copied in again.
+   */
+  constructor(geometry: RingGeometry, data: DataAreas<Uint8Array>) {
     checkGeometry(geometry);
+    const need = dataAreaBytes(geometry);
+    if (data.read.length < need || data.write.length < need) throw new RangeError(`block data areas of ${data.read.length} and ${data.write.length} bytes: each needs ${need}`);
     this.geometry = geometry;
+    this.data = data;
     this.inflight = new Array<Req | undefined>(geometry.entries).fill(undefined);
     this.gen = new Uint32Array(geometry.entries);
     for (let t = geometry.entries - 1; t >= 0; t--) this.freeTags.push(t);
@@ -115,7 +122,6 @@ export class SandboxBlockClient {
     this.link = link;
     this.u32 = u32;
     this.view = link.shm.view;
-    this.data = link.shm.bytes;
     this.cq = cqOffset(this.geometry);
     this.sqTail = u32[B.SQ_TAIL]!;
     this.cqHead = u32[B.CQ_HEAD]!;
@@ -217,13 +223,13 @@ export class SandboxBlockClient {
     const link = this.link;
     if (!link || this.backlog.length === 0) return;
     let posted = 0;
-    const g = this.geometry, v = this.view, base = dataOffset(g);
+    const g = this.geometry, v = this.view;
     while (this.backlog.length > 0 && this.freeTags.length > 0) {
       const r = this.backlog.shift()!;
       const tag = this.freeTags.pop()!;
       const gen = (this.gen[tag] = (this.gen[tag]! + 1) >>> 0);
       this.inflight[tag] = r;
-      if (r.op === BlockOp.WRITE) this.data.set(r.buf!, base + tag * g.slotBytes);
+      if (r.op === BlockOp.WRITE) this.data.write.set(r.buf!, tag * g.slotBytes);
       const e = SQ_OFFSET + (this.sqTail % g.entries) * SQE_BYTES;
       v.setUint32(e, tag, true);
       v.setUint32(e + 4, gen, true);
@@ -243,7 +249,7 @@ export class SandboxBlockClient {
   /** Take completions the container posted. */
   reap(): void {
     if (!this.link) return;
-    const g = this.geometry, v = this.view, base = dataOffset(g);
+    const g = this.geometry, v = this.view;
     const tail = Atomics.load(this.u32, B.CQ_TAIL);
     const n = (tail - this.cqHead) >>> 0;
     if (n > g.entries) {
@@ -266,7 +272,7 @@ export class SandboxBlockClient {
       this.lastCompletion = performance.now();
       if (status === BlockStatus.OK) {
         const len = r.blocks * this.blockSize;
-        if (r.op === BlockOp.READ) r.buf!.set(this.data.subarray(base + tag * g.slotBytes, base + tag * g.slotBytes + len));
+        if (r.op === BlockOp.READ) r.buf!.set(this.data.read.subarray(tag * g.slotBytes, tag * g.slotBytes + len));
         this.completed++;
         this.bytes += len;
         r.resolve();

@@ -18,10 +18,15 @@
  * | 9 | CQ_HEAD | manager | completions taken |
  *
  * SQ entry (32 bytes at 64 + 32 i): `u32 tag, u32 gen, u32 op, u32 blocks, u32 lbaLo, u32 lbaHi, 0, 0`.
- * CQ entry (16 bytes after the SQ): `u32 tag, u32 gen, u32 status, 0`. A tag's data buffer is
- * `SLOT_BYTES` at `dataOffset + tag * SLOT_BYTES`: written by the manager for WRITE, by the
- * container for READ. `gen` changes each time a tag is reused, so a stale or forged completion
- * cannot settle a newer request.
+ * CQ entry (16 bytes after the SQ): `u32 tag, u32 gen, u32 status, 0`. `gen` changes each time a
+ * tag is reused, so a stale or forged completion cannot settle a newer request.
+ *
+ * Data is not in this memfd: it lives in the DMA windows, so the device moves it directly. Tag t
+ * owns `SLOT_BYTES` at `t * SLOT_BYTES` of two areas the manager reserves at the start of the
+ * largest window of each device permission: the write-data area (device-read-only: the manager
+ * fills it, the device reads it for WRITE) and the read-data area (device-write-only: the device
+ * fills it for READ, the manager copies it out). The container only builds the commands (PRPs
+ * pointing into those areas); it never copies block data.
  */
 export const BLOCK_MAGIC = 0x6b6c6264;
 export const B = { MAGIC: 0, ENTRIES: 1, SLOT_BYTES: 2, BLOCK_SIZE: 3, BLOCKS_LO: 4, BLOCKS_HI: 5, SQ_TAIL: 6, SQ_HEAD: 7, CQ_TAIL: 8, CQ_HEAD: 9 } as const;
@@ -50,12 +55,22 @@ export function cqOffset(g: RingGeometry): number {
   return SQ_OFFSET + g.entries * SQE_BYTES;
 }
 
-export function dataOffset(g: RingGeometry): number {
+/** Bytes of the ring memfd (header, SQ and CQ), page-rounded. */
+export function ringBytes(g: RingGeometry): number {
   return Math.ceil((cqOffset(g) + g.entries * CQE_BYTES) / 4096) * 4096;
 }
 
-export function ringBytes(g: RingGeometry): number {
-  return dataOffset(g) + g.entries * g.slotBytes;
+/** Bytes of each data area (one per direction). */
+export function dataAreaBytes(g: RingGeometry): number {
+  return g.entries * g.slotBytes;
+}
+
+/** Where the data areas are: the manager's views (client) or the device's addresses (server). */
+export interface DataAreas<T> {
+  /** Device-write-only: READ data lands here. */
+  read: T;
+  /** Device-read-only: WRITE data is taken from here. */
+  write: T;
 }
 
 export function checkGeometry(g: RingGeometry): void {

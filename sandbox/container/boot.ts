@@ -12,6 +12,8 @@ export interface ContainerBoot {
   fds: { hypercall: number; mailbox: number; mailboxKick: number; block: number; blockRequest: number; blockCompletion: number };
   mailboxBytes: number;
   blockBytes: number;
+  /** The block ring's data areas: at offset 0 of these window ids, `bytes` each (block/layout.ts). */
+  blockData: { readGrant: number; writeGrant: number; bytes: number };
   /** BAR sizes 0..5 (0: none). */
   bars: number[];
   irq: { msix: number; intx: number };
@@ -29,7 +31,7 @@ export function parseBoot(text: string | undefined): ContainerBoot {
   if (text === undefined) throw new Error('dmabox container: no boot descriptor (argv[2]); this program is started by the dmabox manager, not by hand');
   const b = JSON.parse(text) as ContainerBoot;
   const ok = typeof b.name === 'string' && typeof b.driver?.name === 'string' && Number.isInteger(b.driver.queues) && Number.isInteger(b.driver.depth)
-    && Array.isArray(b.bars) && b.bars.length === 6 && Number.isInteger(b.mailboxBytes) && Number.isInteger(b.blockBytes) && typeof b.seccomp === 'string';
+    && Number.isInteger(b.blockData?.readGrant) && Number.isInteger(b.blockData?.writeGrant) && Number.isInteger(b.blockData?.bytes) && Array.isArray(b.bars) && b.bars.length === 6 && Number.isInteger(b.mailboxBytes) && Number.isInteger(b.blockBytes) && typeof b.seccomp === 'string';
   if (!ok) throw new Error('dmabox container: malformed boot descriptor');
   return b;
 }

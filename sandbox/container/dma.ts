@@ -34,8 +34,13 @@ export class GrantAllocator implements DmaAllocator {
   private readonly freeLists = new Map<Grant, Range[]>();
   private readonly live = new Map<DmaWindow, Live>();
 
-  constructor(readonly grants: readonly Grant[]) {
-    for (const g of grants) this.freeLists.set(g, [{ start: 0, end: g.size }]);
+  /** `reserved`: bytes at the start of a window that are not the driver's (the block ring's data areas). */
+  constructor(readonly grants: readonly Grant[], reserved: readonly { grant: number; bytes: number }[] = []) {
+    for (const g of grants) {
+      const r = reserved.filter((x) => x.grant === g.id).reduce((n, x) => n + x.bytes, 0);
+      if (r > g.size) throw new DmaboxError('ERR_SANDBOX_DMA_EXHAUSTED', `window ${g.id}: ${r} reserved bytes do not fit its ${g.size}`);
+      this.freeLists.set(g, r < g.size ? [{ start: r, end: g.size }] : []);
+    }
   }
 
   /** Bytes still free in windows of a permission. */

@@ -19,6 +19,7 @@ import { BlockServer } from '../block/server.js';
 import { parseBoot } from './boot.js';
 import { GrantAllocator, type Grant } from './dma.js';
 import { ContainerPlatform } from './platform.js';
+import { NvmeDirect } from './nvme-direct.js';
 
 const boot = parseBoot(process.argv[2]);
 const sys = defaultSys();
@@ -70,7 +71,12 @@ async function start(): Promise<void> {
   // (3) the register mailbox and the block ring.
   const mailbox = new GuestMailbox(sys, mapShared(sys, boot.fds.mailbox, boot.mailboxBytes), boot.fds.mailboxKick, { timeoutMs: boot.registerTimeoutMs });
   const ring = mapShared(sys, boot.fds.block, boot.blockBytes);
-  const dma = new GrantAllocator(grants);
+  const bd = boot.blockData;
+  if (!grants[bd.readGrant]?.perm.write || grants[bd.readGrant]!.perm.read || !grants[bd.writeGrant]?.perm.read || grants[bd.writeGrant]!.perm.write) {
+    throw new Error('the block data areas are not in a device-write-only and a device-read-only window');
+  }
+  // The data areas are the ring's, not the driver's: keep them out of its allocations.
+  const dma = new GrantAllocator(grants, [{ grant: bd.readGrant, bytes: bd.bytes }, { grant: bd.writeGrant, bytes: bd.bytes }]);
   const platform = new ContainerPlatform({ name: `sandbox:${boot.name}`, sys, mailbox, bars: boot.bars, irqCounts: boot.irq, irqFds, dma });
   // (4) everything the driver will need, loaded now: nothing can be opened after (5).
   if (boot.driver.name !== 'nvme') throw new Error(`driver '${boot.driver.name}' has no block service in a container yet`);
@@ -89,10 +95,9 @@ async function start(): Promise<void> {
       log(LogLevel.INFO, `confined (seccomp '${boot.seccomp}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`);
     }
   }
-  // (6) the driver. Per-slot buffers sized to what the windows hold: each direction's share.
-  const perDir = Math.min(dma.available({ read: true, write: false }), dma.available({ read: false, write: true }));
-  const slots = boot.driver.queues * boot.driver.depth;
-  const bufferBytes = Math.max(4096, Math.min(64 * 1024, Math.floor((perDir * 0.6) / slots / 4096) * 4096));
+  // (6) the driver. Block data moves through the ring's areas (NvmeDirect), so the driver's own
+  // per-slot buffers (used only by its Promise API) are one page each.
+  const bufferBytes = 4096;
   const ctrl = await NvmeController.open(platform, {
     queues: boot.driver.queues,
     queueEntries: boot.driver.depth,
@@ -106,11 +111,12 @@ async function start(): Promise<void> {
   };
   const ns = ctrl.namespaces[0];
   if (!ns) throw new Error('the controller has no active namespace');
-  server = new BlockServer(sys, ring, boot.fds.blockRequest, boot.fds.blockCompletion, ns);
-  server.start();
+  server = new BlockServer(sys, ring, boot.fds.blockRequest, boot.fds.blockCompletion);
+  const direct = new NvmeDirect(ctrl, ns, { read: grants[bd.readGrant]!.iova, write: grants[bd.writeGrant]!.iova }, server.geometry, dma);
+  server.start(direct);
   const s = server;
   // (7) serving.
-  log(LogLevel.INFO, `${ctrl.describe()}: ${ns.blockCount} blocks of ${ns.blockSize} bytes, ${boot.driver.queues} queue(s), ${bufferBytes / 1024} KiB buffers${boot.seccomp === 'none' ? ', UNCONFINED' : ''}`);
+  log(LogLevel.INFO, `${ctrl.describe()}: ${ns.blockCount} blocks of ${ns.blockSize} bytes, ${boot.driver.queues} queue(s), ${direct.chunkBytes / 1024} KiB per command, data DMA'd in place${boot.seccomp === 'none' ? ', UNCONFINED' : ''}`);
   guest.ready(boot.driver.queues);
   guest.startHeartbeats(() => ({ completed: s.completed, errors: s.errors, bytes: s.bytesMoved, inflight: s.inflight }));
 }

@@ -7,38 +7,46 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'vfio-bindings';
 import { SandboxBlockClient } from '../../sandbox/block/client.js';
-import { BlockServer, type BlockDevice } from '../../sandbox/block/server.js';
-import { B, ringBytes } from '../../sandbox/block/layout.js';
+import { BlockServer, type DirectBlockDevice } from '../../sandbox/block/server.js';
+import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../sandbox/block/layout.js';
 import { createShared } from '../../sandbox/shm.js';
 import { pattern, until } from './helpers.js';
 
 const sys = defaultSys();
 
-class MemDevice implements BlockDevice {
+/** A device that DMAs between its store and the ring's data areas, as the NVMe device does. */
+class MemDevice implements DirectBlockDevice {
   readonly blockSize = 512;
   readonly blockCount = 256;
   readonly store = new Uint8Array(512 * 256);
   hold = false;
   private held: (() => void)[] = [];
-  async read(lba: number, blocks: number): Promise<Uint8Array> { await this.gate(); return this.store.slice(lba * 512, (lba + blocks) * 512); }
-  async write(lba: number, data: Uint8Array): Promise<void> { await this.gate(); this.store.set(data, lba * 512); }
+  constructor(private readonly areas: DataAreas<Uint8Array>, private readonly slot: number) {}
+  async read(tag: number, lba: number, blocks: number): Promise<void> { await this.gate(); this.areas.read.set(this.store.subarray(lba * 512, (lba + blocks) * 512), tag * this.slot); }
+  async write(tag: number, lba: number, blocks: number): Promise<void> { await this.gate(); this.store.set(this.areas.write.subarray(tag * this.slot, tag * this.slot + blocks * 512), lba * 512); }
   async flush(): Promise<void> { await this.gate(); }
   private gate(): Promise<void> { return this.hold ? new Promise((r) => this.held.push(r)) : Promise.resolve(); }
 }
 
-function pair(client: SandboxBlockClient, dev: BlockDevice) {
+const G = { entries: 4, slotBytes: 4096 };
+function areas(): DataAreas<Uint8Array> {
+  return { read: new Uint8Array(dataAreaBytes(G)), write: new Uint8Array(dataAreaBytes(G)) };
+}
+
+function pair(client: SandboxBlockClient, dev: DirectBlockDevice) {
   const shm = createShared(sys, 'block-test', ringBytes(client.geometry));
   client.initRing(shm);
   const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  const server = new BlockServer(sys, shm, req, cpl, dev);
-  server.start();
+  const server = new BlockServer(sys, shm, req, cpl);
+  server.start(dev);
   const link = { sys, shm, requestFd: req, completionFd: cpl };
   return { shm, server, link, close: () => { server.quiesce(); shm.close(); sys.close(req); sys.close(cpl); } };
 }
 
 test('round trips, transfers split at the slot size, flush, range errors', async () => {
-  const client = new SandboxBlockClient({ entries: 4, slotBytes: 4096 });
-  const dev = new MemDevice();
+  const a = areas();
+  const client = new SandboxBlockClient(G, a);
+  const dev = new MemDevice(a, G.slotBytes);
   const p = pair(client, dev);
   client.attach(p.link);
   assert.is(client.blockSize, 512);
@@ -55,13 +63,14 @@ test('round trips, transfers split at the slot size, flush, range errors', async
 });
 
 test('detach keeps requests in flight; a fresh ring replays them in order', async () => {
-  const client = new SandboxBlockClient({ entries: 4, slotBytes: 4096 });
-  const dev = new MemDevice();
+  const a = areas();
+  const client = new SandboxBlockClient(G, a);
+  const dev = new MemDevice(a, G.slotBytes);
   dev.hold = true;
   const p1 = pair(client, dev);
   client.attach(p1.link);
-  const a = pattern(1024, 5);
-  const w = client.write(0, a);
+  const d = pattern(1024, 5);
+  const w = client.write(0, d);
   const r = client.read(0, 2);
   await until('the server to take both', () => p1.server.inflight === 2, 2000);
   assert.is(client.detach(), 2);
@@ -70,15 +79,16 @@ test('detach keeps requests in flight; a fresh ring replays them in order', asyn
   const p2 = pair(client, dev);
   client.attach(p2.link);
   await w;
-  assert.equal(await r, a, 'the replayed read sees the replayed write: order kept');
+  assert.equal(await r, d, 'the replayed read sees the replayed write: order kept');
   assert.is(client.replayed, 2);
   client.detach();
   p2.close();
 });
 
 test('a ring the client cannot trust: forged tags and an impossible index are violations, never completions', async () => {
-  const client = new SandboxBlockClient({ entries: 4, slotBytes: 4096 });
-  const dev = new MemDevice();
+  const a = areas();
+  const client = new SandboxBlockClient(G, a);
+  const dev = new MemDevice(a, G.slotBytes);
   dev.hold = true;
   const p = pair(client, dev);
   const seen: string[] = [];

@@ -6,6 +6,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
+import { defaultSys } from 'vfio-bindings';
+import { parsePolicies } from '../../policies/index.js';
+import { SimDevice } from '../../sandbox/sim-device.js';
 import { Supervisor } from '../../sandbox/supervisor.js';
 import { simPolicy, until } from './helpers.js';
 
@@ -53,6 +56,41 @@ test('an unconfined policy: no seccomp, and every status and spawn line says UNC
     assert.ok(s.events.find((e) => e.kind === 'spawn')!.text.includes('UNCONFINED'));
   } finally {
     await s.stop();
+  }
+});
+
+test('least privilege of the windows: block write data device-read-only, read data device-write-only, access honoured', async () => {
+  const s = new Supervisor(simPolicy('windows'));
+  try {
+    const bd = s.device.blockData!;
+    const wr = s.device.grants[bd.writeGrant]!.window, rd = s.device.grants[bd.readGrant]!.window;
+    assert.equal(s.device.grants[bd.writeGrant]!.perm, { read: true, write: false });
+    assert.equal(s.device.grants[bd.readGrant]!.perm, { read: false, write: true });
+    s.device.fn.cfgWrite(4, 2, s.device.fn.cfgRead(4, 2) | 4); // bus mastering on, as a driver would
+    const buf = new Uint8Array(16);
+    assert.is(s.device.fn.dma.write(Number(wr.iova), buf, 0, 16), false, 'the device cannot write the write-data area');
+    assert.is(s.device.fn.dma.read(Number(wr.iova), buf, 0, 16), true);
+    assert.is(s.device.fn.dma.read(Number(rd.iova), buf, 0, 16), false, 'the device cannot read the read-data area');
+    assert.is(s.device.fn.dma.write(Number(rd.iova), buf, 0, 16), true);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a policy's explicit access: one mapping with exactly that permission", () => {
+  const p = parsePolicies(`version: 1
+name: explicit
+device: sim:nvme
+driver: nvme
+windows: [ { size: 64KiB, access: read, label: a }, { size: 64KiB, access: write, label: b }, { size: 64KiB, access: read-write, label: c }, { size: 2MiB } ]
+`, 'x.yaml').policies[0]!.policy;
+  const d = new SimDevice(p, defaultSys());
+  try {
+    assert.equal(d.grants.map((g) => [g.label, g.perm.read, g.perm.write]), [
+      ['a', true, false], ['b', false, true], ['c', true, true], ['window3.device-reads', true, false], ['window3.device-writes', false, true],
+    ]);
+  } finally {
+    d.release();
   }
 });
 
