@@ -8,7 +8,8 @@
  *   `onFrame` (a copy the callback may keep), and the returned `send` puts a frame on a's RX side.
  *
  * Delivery is synchronous: a transmitted frame is in the peer's RX ring (or counted as dropped
- * there) when the model's TDT write returns. A frame is handed over as (bytes, length) in the
+ * there) when the sender's transmit run ends (see WirePort.burst); an endpoint's `send` completes
+ * the frame before it returns. A frame is handed over as (bytes, length) in the
  * sender's own scratch buffer: a receiver must copy what it keeps. Frames carry no FCS; a model
  * that stores the CRC (e1000e with RCTL.SECRC clear) computes it.
  */
@@ -18,10 +19,20 @@ export type FrameSink = (frame: Uint8Array, len: number) => void;
 
 /** A NIC as the wire sees it. */
 export interface WirePort {
-  /** Plug (sink) or unplug (null) the cable; the link goes up or down with it. */
-  attachWire(sink: FrameSink | null): void;
+  /**
+   * Plug (sink) or unplug (null) the cable; the link goes up or down with it. `burst`, when given,
+   * is called by the NIC around each run of frames it sends (true before, false after), and is
+   * forwarded to the receiving NIC's `burst`.
+   */
+  attachWire(sink: FrameSink | null, burst?: (on: boolean) => void): void;
   /** A frame arrives. True when the NIC stored it in host memory. */
   receive(frame: Uint8Array, len: number): boolean;
+  /**
+   * Optional: the sender starts (true) or ends (false) a run of frames. A NIC may hold its
+   * descriptor write-backs until the run ends (the e1000e model does); outside a run it must
+   * complete each frame within `receive`.
+   */
+  burst?(on: boolean): void;
 }
 
 /** A connection that can be cut (both ends see link down). */
@@ -32,14 +43,14 @@ export interface Cable {
 /** Two NICs back to back. */
 export function backToBack(a: WirePort, b: WirePort): Cable {
   if (a === b) throw new RangeError('wire: backToBack needs two different NICs; use loopback(nic) for one');
-  a.attachWire((frame, len) => { b.receive(frame, len); });
-  b.attachWire((frame, len) => { a.receive(frame, len); });
+  a.attachWire((frame, len) => { b.receive(frame, len); }, (on) => b.burst?.(on));
+  b.attachWire((frame, len) => { a.receive(frame, len); }, (on) => a.burst?.(on));
   return { unplug: () => { a.attachWire(null); b.attachWire(null); } };
 }
 
 /** A NIC whose transmitted frames are received by itself. */
 export function loopback(a: WirePort): Cable {
-  a.attachWire((frame, len) => { a.receive(frame, len); });
+  a.attachWire((frame, len) => { a.receive(frame, len); }, (on) => a.burst?.(on));
   return { unplug: () => a.attachWire(null) };
 }
 

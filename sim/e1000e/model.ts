@@ -87,6 +87,8 @@ const TX_MAX = 16384;
 /** TX / RX descriptors fetched per DMA burst. */
 const TX_FETCH_MAX = 64;
 const RX_FETCH_MAX = 64;
+/** RX descriptors written back per DMA burst at most. */
+const RX_WB_MAX = 64;
 const EEPROM_WORDS = 64;
 /** The NVM map's checksum rule: words 0x00..0x3F sum to 0xBABA. */
 const EEPROM_CHECKSUM_WORD = 0x3f;
@@ -112,12 +114,11 @@ export class E1000eModel implements WirePort, DeviceModel {
   private fn: PciFunction | null = null;
   private txWork: DeviceWork | null = null;
   private wire: FrameSink | null = null;
+  private wireBurst: ((on: boolean) => void) | null = null;
   // Preallocated scratch: nothing is allocated per frame.
   // Separate RX and TX scratch: a loopback wire receives inside transmit.
   private readonly txFetched = new Uint8Array(TX_FETCH_MAX * DESC_SIZE);
   private readonly txFetchedView = new DataView(this.txFetched.buffer);
-  private readonly rxDesc = new Uint8Array(DESC_SIZE);
-  private readonly rxDescView = new DataView(this.rxDesc.buffer);
   /**
    * RX descriptor prefetch: buffer addresses of descriptors [rxCacheStart, +rxCacheCount), fetched
    * in one burst. They belong to the device (between RDH and RDT), so software may not change them;
@@ -128,6 +129,21 @@ export class E1000eModel implements WirePort, DeviceModel {
   private readonly rxCache = new Float64Array(RX_FETCH_MAX);
   private rxCacheStart = 0;
   private rxCacheCount = 0;
+  /**
+   * RX write-back coalescing: while a peer's transmit burst lasts (WirePort.burst), completed
+   * descriptors [wbStart, +wbCount) collect here (whole 16-byte descriptors, the buffer address
+   * rewritten as read) and go to host memory in one DMA write when the burst ends, the run would
+   * wrap or fill; then RDH moves and the causes are raised, so a woken driver sees DD. Outside a
+   * burst every frame is written back at once. `rxHead` is the device's head; RDH shows it after
+   * each write-back.
+   */
+  private readonly wbBuf = new Uint8Array(RX_WB_MAX * DESC_SIZE);
+  private readonly wbView = new DataView(this.wbBuf.buffer);
+  private wbStart = 0;
+  private wbCount = 0;
+  private wbCauses = 0;
+  private rxHead = 0;
+  private inBurst = false;
   private readonly txFrame = new Uint8Array(TX_MAX);
   private readonly rxPad = new Uint8Array(ETH.MIN_FRAME + ETH.FCS);
   private readonly fcs = new Uint8Array(ETH.FCS);
@@ -177,15 +193,24 @@ export class E1000eModel implements WirePort, DeviceModel {
 
   // ---- wire side (sim/wire.ts) ----
 
-  attachWire(sink: FrameSink | null): void {
+  attachWire(sink: FrameSink | null, burst?: (on: boolean) => void): void {
     const before = this.linkUp();
     this.wire = sink;
+    this.wireBurst = sink === null ? null : burst ?? null;
     if (before !== this.linkUp()) this.cause(ICR.LSC);
   }
 
   /** A frame arrives from the wire. True when it was written to host memory. */
   receive(frame: Uint8Array, len: number): boolean {
-    return this.rx(frame, len);
+    const ok = this.rx(frame, len);
+    if (!this.inBurst) this.flushWriteback();
+    return ok;
+  }
+
+  /** The peer starts (true) or ends (false) a burst of frames: write-backs wait for its end. */
+  burst(on: boolean): void {
+    this.inBurst = on;
+    if (!on) this.flushWriteback();
   }
 
   // ---- reset ----
@@ -209,6 +234,9 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.txBlocked = false;
     this.ringFault = null;
     this.rxCacheCount = 0;
+    this.wbCount = 0;
+    this.wbCauses = 0;
+    this.rxHead = 0;
   }
 
   // ---- registers (BAR0) ----
@@ -271,7 +299,12 @@ export class E1000eModel implements WirePort, DeviceModel {
       case REG.RDLEN: case REG.TDLEN: r[offset >>> 2] = value & 0xfff80; this.rxCacheCount = 0; return;
       case REG.RDBAL: case REG.TDBAL: r[offset >>> 2] = value & ~0xf; this.rxCacheCount = 0; return;
       case REG.RDBAH: r[offset >>> 2] = value; this.rxCacheCount = 0; return;
-      case REG.RDH: r[offset >>> 2] = value & 0xffff; this.rxCacheCount = 0; return;
+      case REG.RDH:
+        this.flushWriteback();
+        r[offset >>> 2] = value & 0xffff;
+        this.rxHead = value & 0xffff;
+        this.rxCacheCount = 0;
+        return;
       case REG.RDT: case REG.TDH: r[offset >>> 2] = value & 0xffff; return;
       case REG.TDT:
         r[REG.TDT / 4] = value & 0xffff;
@@ -378,6 +411,8 @@ export class E1000eModel implements WirePort, DeviceModel {
     const fetched = this.txFetched;
     const fv = this.txFetchedView;
     let causes = 0;
+    const burst = this.wireBurst;
+    if (burst !== null) burst(true);
     while (head !== tail) {
       // Fetch the descriptors up to the tail (or the ring's end) in one burst, as the hardware's
       // descriptor prefetch does: one DMA read per run instead of one per descriptor.
@@ -406,6 +441,7 @@ export class E1000eModel implements WirePort, DeviceModel {
       head = (head + k) % n;
       if (this.ringFault === 'tx') break;
     }
+    if (burst !== null) burst(false);
     r[REG.TDH / 4] = head;
     if (head === tail) causes |= ICR.TXQE;
     if (causes) this.cause(causes);
@@ -458,7 +494,7 @@ export class E1000eModel implements WirePort, DeviceModel {
 
     const dma = this.dma;
     const n = r[REG.RDLEN / 4]! / DESC_SIZE;
-    let head = r[REG.RDH / 4]!;
+    let head = this.rxHead;
     const tail = r[REG.RDT / 4]!;
     const bufSize = rctlBufferSize(rctl);
     const crc = (rctl & RCTL.SECRC) ? 0 : ETH.FCS;
@@ -470,14 +506,13 @@ export class E1000eModel implements WirePort, DeviceModel {
     if (crc) fcs32(frame, len, this.fcs);
 
     const base = r[REG.RDBAL / 4]! + r[REG.RDBAH / 4]! * 0x1_0000_0000;
-    const desc = this.rxDesc;
-    const dv = this.rxDescView;
+    const wb = this.wbBuf;
+    const wv = this.wbView;
     let done = 0;
     let blocked = false;
     while (done < total) {
-      const at = base + head * DESC_SIZE;
       const addr = this.rxBufferAddress(head, tail, n, base);
-      if (addr < 0) { this.ringFault = 'rx'; r[REG.RDH / 4] = head; return false; }
+      if (addr < 0) { this.flushWriteback(); this.ringFault = 'rx'; return false; }
       const chunk = Math.min(bufSize, total - done);
       if (addr !== 0 && !blocked) { // a null buffer address stores nothing (§7.1.7.2)
         const dataPart = Math.max(0, Math.min(chunk, len - done));
@@ -486,15 +521,21 @@ export class E1000eModel implements WirePort, DeviceModel {
       }
       done += chunk;
       const last = done >= total;
-      dv.setUint16(RXD.LENGTH, blocked ? 0 : chunk, true);
-      dv.setUint16(RXD.CSUM, 0, true);
-      desc[RXD.STATUS] = RXD_STATUS.DD | (last ? RXD_STATUS.EOP : 0);
-      desc[RXD.ERRORS] = blocked && last ? RXD_ERRORS.RXE : 0;
-      dv.setUint16(RXD.SPECIAL, 0, true);
-      if (!dma.write(at + RXD.LENGTH, desc, RXD.LENGTH, DESC_SIZE - RXD.LENGTH)) { this.ringFault = 'rx'; r[REG.RDH / 4] = (head + 1) % n; return false; }
-      head = (head + 1) % n;
+      // Queue this descriptor's write-back (contiguous, non-wrapping runs only).
+      if (this.wbCount > 0 && (this.wbStart + this.wbCount !== head || this.wbCount === RX_WB_MAX)) this.flushWriteback();
+      if (this.wbCount === 0) this.wbStart = head;
+      const o = this.wbCount * DESC_SIZE;
+      wv.setUint32(o + RXD.BUFFER_ADDR, addr % 0x1_0000_0000, true);
+      wv.setUint32(o + RXD.BUFFER_ADDR + 4, Math.floor(addr / 0x1_0000_0000), true);
+      wv.setUint16(o + RXD.LENGTH, blocked ? 0 : chunk, true);
+      wv.setUint16(o + RXD.CSUM, 0, true);
+      wb[o + RXD.STATUS] = RXD_STATUS.DD | (last ? RXD_STATUS.EOP : 0);
+      wb[o + RXD.ERRORS] = blocked && last ? RXD_ERRORS.RXE : 0;
+      wv.setUint16(o + RXD.SPECIAL, 0, true);
+      this.wbCount++;
+      head = head + 1 === n ? 0 : head + 1;
     }
-    r[REG.RDH / 4] = head;
+    this.rxHead = head;
     let causes = ICR.RXT0;
     if (blocked) {
       this.count(STAT.RXERRC);
@@ -508,8 +549,22 @@ export class E1000eModel implements WirePort, DeviceModel {
     // RXDMT0: free descriptors fell to RCTL.RDMTS's fraction of the ring (1/2, 1/4, 1/8).
     const rdmts = (rctl >>> 8) & 3;
     if (rdmts < 3 && (tail - head + n) % n <= n >>> (rdmts + 1)) causes |= ICR.RXDMT0;
-    this.cause(causes);
+    this.wbCauses |= causes;
     return !blocked;
+  }
+
+  /** Write the queued RX descriptors back in one DMA write, publish RDH, raise the causes. */
+  private flushWriteback(): void {
+    const count = this.wbCount;
+    if (count === 0) return;
+    this.wbCount = 0;
+    const r = this.regs;
+    const base = r[REG.RDBAL / 4]! + r[REG.RDBAH / 4]! * 0x1_0000_0000;
+    if (!this.dma!.write(base + this.wbStart * DESC_SIZE, this.wbBuf, 0, count * DESC_SIZE)) this.ringFault = 'rx';
+    r[REG.RDH / 4] = this.rxHead;
+    const causes = this.wbCauses;
+    this.wbCauses = 0;
+    if (causes) this.cause(causes);
   }
 
   /** The buffer address of RX descriptor `head`, from the prefetch cache or a new burst; -1 when the fetch is refused. */

@@ -10,7 +10,7 @@ import { REG, CTRL, STATUS, EERD, ICR, IVAR, RCTL, RAH, STAT } from '../../../dr
 import { E1000e } from '../../../drivers/e1000e/device.js';
 import { PacketBatch } from '../../../drivers/e1000e/batch.js';
 import { pair, single, frame, MAC_A, MAC_B, ADDR_A } from '../../drivers/e1000e/harness.js';
-import { loopback } from '../../../sim/wire.js';
+import { loopback, endpoint } from '../../../sim/wire.js';
 
 test('PCI identity: 8086:10d3, Ethernet class, BAR0 128 KiB, MSI-X with 5 vectors', () => {
   const { p } = single();
@@ -127,6 +127,28 @@ test('MSI-X with EIAC: the message auto-clears the cause in ICR and masks it in 
   r.write32(REG.IMS, ICR.RXQ0); // re-arm: the pending cause is delivered
   await new Promise((res) => setImmediate(res));
   assert.is(fired, 2);
+  p.close();
+});
+
+test('write-back coalescing: during a sender\'s burst descriptors complete together at its end; outside one at once', async () => {
+  const { p, nic } = single('none');
+  const ep = endpoint(nic, () => {});
+  const D = await E1000e.open(p);
+  const f = frame(MAC_A, MAC_B, 64, 1);
+  nic.burst(true);
+  nic.receive(f, 64);
+  nic.receive(f, 64);
+  assert.is(p.bar(0).read32(REG.RDH), 0, 'RDH not moved yet');
+  assert.not.ok(D.rxRing.ready(), 'no DD yet');
+  nic.burst(false);
+  assert.is(p.bar(0).read32(REG.RDH), 2);
+  assert.ok(D.rxRing.ready());
+  assert.ok(ep.send(f), 'outside a burst');
+  assert.is(p.bar(0).read32(REG.RDH), 3, 'completed within receive');
+  const rb = new PacketBatch(8);
+  assert.is(D.rx(rb), 3);
+  D.rxFree(rb);
+  await D.close();
   p.close();
 });
 
