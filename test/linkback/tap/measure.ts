@@ -59,6 +59,7 @@ async function flood(rig: Rig, frames: number, size: number): Promise<string> {
   const before = b.counters().toTap.frames;
   const aBefore = a.counters().toNic.frames;
   const devBefore = rig.nics[1]!.stats().device;
+  const tapDroppedBefore = tapDropped(rig);
   const t0 = performance.now();
   const r = await rig.lab.run(rig.ns[0], ['python3', '-c', FLOOD_PY, rig.taps[0]!.name, dst, String(frames), String(size)], 120_000);
   if (r.code !== 0) return `flood failed: ${r.stderr.trim()}`;
@@ -75,10 +76,16 @@ async function flood(rig: Rig, frames: number, size: number): Promise<string> {
   const dev = rig.nics[1]!.stats().device;
   const missed = (dev.MPC ?? 0) - (devBefore.MPC ?? 0);
   const noBuf = (dev.RNBC ?? 0) - (devBefore.RNBC ?? 0);
-  const tapDropped = spawnSync('ip', ['netns', 'exec', rig.ns[0], 'cat', `/sys/class/net/${rig.taps[0]!.name}/statistics/tx_dropped`], { encoding: 'utf8' }).stdout.trim();
+  const hostDropped = tapDropped(rig) - tapDroppedBefore;
   return `${size} B frames: offered ${sent} in ${(pySec * 1000).toFixed(0)} ms (${refused} refused by the socket); ` +
     `into NIC 1 ${intoNic}, out of TAP 2 ${delivered} in ${ms.toFixed(0)} ms = ${(delivered / (ms / 1000)).toFixed(0)} frames/s, ` +
-    `${((delivered * size * 8) / (ms / 1000) / 1e6).toFixed(1)} Mbit/s; lost: TAP 1 queue (tx_dropped, cumulative) ${tapDropped}, NIC 2 MPC ${missed}, RNBC ${noBuf}`;
+    `${((delivered * size * 8) / (ms / 1000) / 1e6).toFixed(1)} Mbit/s; lost: in TAP 1's host queue (tx_dropped) ${hostDropped}, NIC 2 MPC ${missed}, RNBC ${noBuf}`;
+}
+
+/** The TAP's tx_dropped: frames the host's queue for it overflowed (read in its namespace). */
+function tapDropped(rig: Rig): number {
+  const r = spawnSync('ip', ['netns', 'exec', rig.ns[0], 'cat', `/sys/class/net/${rig.taps[0]!.name}/statistics/tx_dropped`], { encoding: 'utf8' });
+  return Number(r.stdout.trim());
 }
 
 async function main(): Promise<void> {
