@@ -212,7 +212,8 @@ test('stop(): orderly and bounded; queued frames go back to the NIC and are coun
   await until(() => bridge.counters().queued === 40, 'a full queue');
   const t0 = Date.now();
   await bridge.stop();
-  assert.ok(Date.now() - t0 < 200, `stop took ${Date.now() - t0} ms`);
+  // Bounded by one waitRx (20 ms); generous for a loaded machine, far below "hangs".
+  assert.ok(Date.now() - t0 < 1000, `stop took ${Date.now() - t0} ms`);
   const c = bridge.counters();
   assert.is(c.stopDrops, 40);
   assert.is(c.queued, 0);
@@ -247,9 +248,12 @@ test('a failing TAP read is counted and backed off (no spin), and reading resume
   tap.readError = Object.assign(new Error('read failed (EBADFD)'), { code: 'EBADFD' });
   bridge.start();
   tap.push(testFrame(1));
+  const t0 = Date.now();
   await until(() => bridge.counters().tapReadErrors >= 1, 'the read error');
-  await settle(20);
-  assert.ok(bridge.counters().tapReadErrors <= 2, `${bridge.counters().tapReadErrors} read errors in 20 ms: spinning`);
+  await settle(40);
+  // One attempt per back-off period (30 ms) at most, however late the timers run on a loaded machine.
+  const bound = Math.floor((Date.now() - t0) / 30) + 2;
+  assert.ok(bridge.counters().tapReadErrors <= bound, `${bridge.counters().tapReadErrors} read errors in ${Date.now() - t0} ms: spinning`);
   assert.is(errors.length, bridge.counters().tapReadErrors);
   tap.readError = null;
   await until(() => port.sent.length === 1, 'the frame once reads work');
