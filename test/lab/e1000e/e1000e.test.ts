@@ -92,4 +92,61 @@ dmar('the device write is blocked by VT-d (fault in the trace) and the memory st
   }
 });
 
+dmar('least privilege on TX: a write-back (RS) into the read-only TX ring is refused (ring unchanged), a read of a revoked TX buffer faults', async () => {
+  const bdf = labNic();
+  const traceFile = process.env.DMABOX_LAB_DMAR_TRACE!;
+  assert.ok(traceFile && existsSync(traceFile), 'the lab runs with the DMAR trace on');
+  const faultsBefore = parseDmarTrace(readFileSync(traceFile, 'utf8')).length;
+  const p = VfioPlatform.open(bdf);
+  try {
+    const nic = await E1000e.open(p, { linkTimeoutMs: 10_000 });
+    try {
+      // (a) Descriptor 0 of a fresh ring, crafted with RS: the device will try to write DD back.
+      const buf = nic.txAlloc();
+      nic.txData(buf).set(arpRequest(nic.mac, GUEST_IP, GATEWAY_IP));
+      const ring = nic.txRing.window;
+      const iova = nic.txPool.iova(buf);
+      ring.view.setUint32(0, iova % 0x1_0000_0000, true);
+      ring.view.setUint32(4, Math.floor(iova / 0x1_0000_0000), true);
+      ring.view.setUint32(8, 42 | ((0x01 | 0x02 | 0x08) << 24), true); // EOP | IFCS | RS
+      ring.view.setUint32(12, 0, true);
+      p.bar(0).write32(0x03818, 1); // TDT
+      const waitFault = async (pred: (f: ReturnType<typeof parseDmarTrace>[number]) => boolean): Promise<boolean> => {
+        const deadline = Date.now() + REPLY_TIMEOUT_MS;
+        while (Date.now() < deadline) {
+          if (parseDmarTrace(readFileSync(traceFile, 'utf8')).slice(faultsBefore).some(pred)) return true;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        return false;
+      };
+      // The device sent the frame (TDH moved, GPTC counted it) and tried to write STA.DD back.
+      const r = p.bar(0);
+      const deadline = Date.now() + REPLY_TIMEOUT_MS;
+      while (r.read32(0x03810) !== 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.is(r.read32(0x03810), 1, 'TDH moved past the crafted descriptor');
+      assert.is(r.read32(0x04080), 1, 'GPTC: the frame was sent');
+      await new Promise((res) => setTimeout(res, 200));
+      assert.is(ring.bytes[12], 0, 'STA.DD never landed in the read-only ring');
+      // QEMU 7.2 records no DMAR fault for this write: the page was translated (read-only) for the
+      // descriptor fetch just before, and the refused write is dropped without a new translation
+      // (our reading of it). Memory is the oracle here, as LAB-NOTES.md advises.
+      // (b) The TX buffer window revoked, then a frame from it: the device's read is refused.
+      const buf2 = nic.txAlloc();
+      const iova2 = BigInt(nic.txPool.iova(buf2));
+      p.dma.revoke(nic.txPool.window);
+      ring.view.setUint32(16, Number(iova2 & 0xffffffffn), true);
+      ring.view.setUint32(20, Number(iova2 >> 32n), true);
+      ring.view.setUint32(24, 60 | ((0x01 | 0x02) << 24), true); // EOP | IFCS, no RS
+      ring.view.setUint32(28, 0, true);
+      p.bar(0).write32(0x03818, 2);
+      assert.ok(await waitFault((f) => f.bdf === bdf && !f.write && f.reason === 6 && f.addr >= iova2 && f.addr < iova2 + 2048n),
+        'a read fault (reason 6) at the revoked TX buffer');
+    } finally {
+      await nic.close();
+    }
+  } finally {
+    p.close();
+  }
+});
+
 dmar.run();

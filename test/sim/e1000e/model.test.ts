@@ -238,4 +238,29 @@ test('a TX buffer read the IOMMU refuses: fault logged (read), frame not sent, r
   pa.close(); pb.close();
 });
 
+test('a write-back (RS) into a read-only TX ring: refused and logged (no-write), the ring unchanged, the TX ring stops', async () => {
+  const { pa, pb, a, machine } = pair();
+  const A = await E1000e.open(pa);
+  const B = await E1000e.open(pb);
+  const buf = A.txAlloc();
+  A.txData(buf).set(frame(MAC_B, MAC_A, 64, 1));
+  const ring = A.txRing.window;
+  const iova = A.txPool.iova(buf);
+  ring.view.setUint32(0, iova % 0x1_0000_0000, true);
+  ring.view.setUint32(4, Math.floor(iova / 0x1_0000_0000), true);
+  ring.view.setUint32(8, 64 | ((0x01 | 0x02 | 0x08) << 24), true); // EOP | IFCS | RS
+  pa.bar(0).write32(REG.TDT, 1);
+  assert.is(a.counters.txFrames, 1, 'the frame itself went out');
+  assert.is(ring.bytes[12], 0, 'STA.DD not written');
+  const f = machine.iommu.faults(ADDR_A);
+  assert.is(f.length, 1);
+  assert.is(f[0]!.access, 'write');
+  assert.is(f[0]!.reason, 'no-write');
+  assert.is(f[0]!.vtdReason, 0x05);
+  assert.is(f[0]!.iova, Number(ring.iova) + 12);
+  assert.is(a.ringFault, 'tx', 'the TX engine stops, as on a completion error');
+  await A.close(); await B.close();
+  pa.close(); pb.close();
+});
+
 test.run();
