@@ -16,7 +16,8 @@ import { MAILBOX_BYTES } from './sim-bar/layout.js';
 import { ringBytes } from './block/layout.js';
 import type { SandboxBlockClient } from './block/client.js';
 import { BOOT_FDS, FIRST_DYNAMIC_FD, type ContainerBoot } from './container/boot.js';
-import type { SimDevice } from './sim-device.js';
+import type { SandboxDevice } from './device.js';
+import { SimDevice } from './sim-device.js';
 import type { Policy } from '../policies/types.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
@@ -37,7 +38,7 @@ export interface IncarnationHooks {
 
 export interface IncarnationOptions {
   policy: Policy;
-  device: SimDevice;
+  device: SandboxDevice;
   block: SandboxBlockClient;
   sys: Sys;
   hooks: IncarnationHooks;
@@ -53,26 +54,28 @@ export interface IncarnationOptions {
 export class Incarnation {
   readonly child: ChildProcess;
   readonly host: HostEndpoint;
-  readonly mailbox: HostMailbox;
+  /** The register mailbox (simulated devices only). */
+  readonly mailbox: HostMailbox | undefined;
   readonly ring: Shared;
   readonly startedAt = Date.now();
   exited = false;
-  private readonly mailboxShm: Shared;
+  private readonly mailboxShm: Shared | undefined;
   private readonly eventfds: number[] = [];
   private readonly sys: Sys;
 
   constructor(private readonly o: IncarnationOptions) {
     const sys = (this.sys = o.sys);
     const { policy, device, block } = o;
-    this.mailboxShm = createShared(sys, `${policy.name}-registers`, MAILBOX_BYTES);
+    this.mailboxShm = device instanceof SimDevice ? createShared(sys, `${policy.name}-registers`, MAILBOX_BYTES) : undefined;
     this.ring = createShared(sys, `${policy.name}-block`, ringBytes(block.geometry));
     block.initRing(this.ring);
     const efd = (): number => { const fd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); this.eventfds.push(fd); return fd; };
-    const mailboxKick = efd(), blockRequest = efd(), blockCompletion = efd();
+    const mailboxKick = this.mailboxShm ? efd() : -1, blockRequest = efd(), blockCompletion = efd();
     const irqCount = policy.driver.interrupts === 'msix' ? Math.min(device.irqCounts.msix, policy.driver.queues + 1) : 0;
     const irqFds = device.newIrqFds(irqCount);
     const boot: ContainerBoot = {
       name: policy.name,
+      device: device.kind,
       driver: { ...policy.driver },
       fds: { ...BOOT_FDS },
       mailboxBytes: MAILBOX_BYTES,
@@ -84,7 +87,8 @@ export class Incarnation {
       registerTimeoutMs: o.registerTimeoutMs,
     };
     // fd 3: hypercalls; 4..8: fixed (boot.ts); then one memfd per granted window; then irq eventfds.
-    const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe', this.mailboxShm.fd, mailboxKick, this.ring.fd, blockRequest, blockCompletion];
+    const slot4 = this.mailboxShm ? this.mailboxShm.fd : device.deviceFd()!;
+    const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe', slot4, this.mailboxShm ? mailboxKick : 'ignore', this.ring.fd, blockRequest, blockCompletion];
     for (const g of device.grants) stdio.push(g.window.memory.fd);
     const firstIrqSlot = stdio.length;
     stdio.push(...irqFds);
@@ -136,8 +140,10 @@ export class Incarnation {
       },
       onViolation: (e: HypercallError) => o.hooks.violation(`${e.code}: ${e.message}`, e.decision === 'kill'),
     });
-    this.mailbox = new HostMailbox(sys, this.mailboxShm, mailboxKick, device, (reason) => o.hooks.violation(`register mailbox: ${reason}`, true));
-    this.mailbox.start();
+    if (this.mailboxShm && device instanceof SimDevice) {
+      this.mailbox = new HostMailbox(sys, this.mailboxShm, mailboxKick, device, (reason) => o.hooks.violation(`register mailbox: ${reason}`, true));
+      this.mailbox.start();
+    }
   }
 
   get pid(): number | undefined {
@@ -146,7 +152,8 @@ export class Incarnation {
 
   /** The block client's link to this container's ring. */
   blockLink(): { sys: Sys; shm: Shared; requestFd: number; completionFd: number } {
-    return { sys: this.sys, shm: this.ring, requestFd: this.eventfds[1]!, completionFd: this.eventfds[2]! };
+    const n = this.eventfds.length;
+    return { sys: this.sys, shm: this.ring, requestFd: this.eventfds[n - 2]!, completionFd: this.eventfds[n - 1]! };
   }
 
   /** True once a SIGKILL was sent. */
@@ -159,9 +166,9 @@ export class Incarnation {
 
   /** After exit: stop serving and release what was made for this container. */
   dispose(): void {
-    this.mailbox.close();
+    this.mailbox?.close();
     (this.child.stdio[3] as Duplex | null)?.destroy();
-    this.mailboxShm.close();
+    this.mailboxShm?.close();
     this.ring.close();
     for (const fd of this.eventfds) this.sys.close(fd);
     this.eventfds.length = 0;

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
+import { KmsgFaultMonitor } from './faults.js';
 import { Supervisor, type SandboxEvent, type SupervisorOptions } from './supervisor.js';
 
 /** Where the control socket lives: $DMABOX_CONTROL, /run/dmabox (root), or a per-user folder. */
@@ -27,6 +28,8 @@ export interface ManagerOptions {
   /** Control socket path; null for none. Default: defaultControlPath(). */
   controlPath?: string | null;
   supervisor?: SupervisorOptions;
+  /** Kernel log to follow for IOMMU faults of real devices (default /dev/kmsg). */
+  kmsgPath?: string;
 }
 
 export class Manager extends EventEmitter {
@@ -35,22 +38,22 @@ export class Manager extends EventEmitter {
   readonly controlPath: string | null;
   private server: Server | undefined;
   private stopping: Promise<void> | undefined;
+  /** The kernel-log fault monitor, when any sandbox has a real device. */
+  kmsg: KmsgFaultMonitor | undefined;
 
   constructor(policies: readonly Policy[], private readonly options: ManagerOptions = {}) {
     super();
     this.controlPath = options.controlPath === undefined ? defaultControlPath() : options.controlPath;
-    for (const p of policies) {
-      if (!('sim' in p.device)) {
-        throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${p.name}: device ${JSON.stringify(p.device)} is a real PCI device; this manager runs simulated devices only so far`, {
-          fix: 'use a sim: device here; real devices run through VfioPlatform in the lab (test/lab/)',
-        });
-      }
-    }
     try {
       for (const p of policies) {
         const s = new Supervisor(p, options.supervisor);
         s.on('event', (e: SandboxEvent) => this.emit('event', e));
         this.sandboxes.push(s);
+        if (s.device.kind === 'vfio') {
+          // Real IOMMU faults arrive in the kernel log (needs root or CAP_SYSLOG).
+          this.kmsg ??= new KmsgFaultMonitor(options.kmsgPath ?? '/dev/kmsg');
+          this.kmsg.add(s);
+        }
       }
     } catch (e) {
       for (const s of this.sandboxes) s.device.release();
@@ -61,6 +64,7 @@ export class Manager extends EventEmitter {
   /** Open the control socket, start every sandbox; resolves when each is ready or failed. */
   async start(): Promise<void> {
     if (this.controlPath !== null) await this.listen(this.controlPath);
+    this.kmsg?.start();
     await Promise.all(this.sandboxes.map((s) => s.start().catch(() => undefined)));
   }
 
@@ -104,6 +108,7 @@ export class Manager extends EventEmitter {
     if (!this.stopping) {
       this.stopping = (async () => {
         await Promise.all(this.sandboxes.map((s) => s.stop()));
+        this.kmsg?.close();
         if (this.server) {
           await new Promise<void>((r) => this.server!.close(() => r()));
           if (this.controlPath) rmSync(this.controlPath, { force: true });

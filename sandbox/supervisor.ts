@@ -22,6 +22,8 @@ import { dataAreaBytes } from './block/layout.js';
 import { LogLevel, ShutdownReason, type FaultReport, type Heartbeat } from './hypercall/index.js';
 import { Incarnation } from './incarnation.js';
 import { SimDevice } from './sim-device.js';
+import { VfioDevice } from './vfio-device.js';
+import type { SandboxDevice } from './device.js';
 import { describeFault, type FaultEvent, type FaultSink } from './faults.js';
 
 export type SandboxState = 'starting' | 'running' | 'quarantined' | 'backoff' | 'failed' | 'stopping' | 'stopped';
@@ -52,7 +54,9 @@ const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error'
 
 export class Supervisor extends EventEmitter implements FaultSink {
   readonly policy: Policy;
-  readonly device: SimDevice;
+  readonly device: SandboxDevice;
+  /** The simulated device, when the policy's device is simulated (tests reach the model through it). */
+  readonly sim: SimDevice | undefined;
   readonly block: SandboxBlockClient;
   state: SandboxState = 'starting';
   /** Restarts done (not counting the first start). */
@@ -94,7 +98,13 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.credentials = root
       ? { uid: policy.container.uid, gid: policy.container.gid, asPolicy: true }
       : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false };
-    this.device = new SimDevice(policy, this.o.sys);
+    if (!('sim' in policy.device) && policy.driver.interrupts === 'msix') {
+      throw new DmaboxError('ERR_SANDBOX_IRQ', `policy ${policy.name}: MSI-X in a VFIO container is not supported yet (a confined container cannot create eventfds, and routing the manager's through SET_IRQS is not built)`, {
+        fix: 'set driver.interrupts: polling',
+      });
+    }
+    this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys);
+    this.sim = this.device instanceof SimDevice ? this.device : undefined;
     try {
       const geometry = options.ring ?? { entries: 16, slotBytes: 64 * 1024 };
       const areas = this.device.reserveBlockData(dataAreaBytes(geometry));
@@ -105,7 +115,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     }
     this.block.onViolation = (reason) => this.violation(`block ring: ${reason}`, true);
     // The simulator's IOMMU reports its refusals directly; on VFIO a KmsgFaultMonitor calls onFault.
-    this.device.machine.iommu.on('fault', (f: { device: string; iova: number; access: 'read' | 'write'; reason: string; vtdReason: number | null }) => {
+    this.sim?.machine.iommu.on('fault', (f: { device: string; iova: number; access: 'read' | 'write'; reason: string; vtdReason: number | null }) => {
       if (f.device !== this.device.address) return;
       this.onFault({
         device: f.device,
@@ -358,7 +368,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     return {
       name: this.policy.name,
       state: this.state,
-      device: `sim:nvme@${this.device.address}`,
+      device: this.device.description,
       driver: this.policy.driver.name,
       pid: this.pid ?? null,
       uid: this.credentials.uid,

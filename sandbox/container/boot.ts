@@ -9,7 +9,9 @@ export interface ContainerBoot {
   name: string;
   /** Driver name for HELLO and the module to load. */
   driver: { name: 'nvme' | 'e1000e'; queues: number; depth: number; interrupts: 'polling' | 'msix' };
-  fds: { hypercall: number; mailbox: number; mailboxKick: number; block: number; blockRequest: number; blockCompletion: number };
+  /** 'sim': registers through the mailbox (fds 4, 5); 'vfio': the device fd (fd 4). */
+  device: 'sim' | 'vfio';
+  fds: { hypercall: number; mailbox: number; mailboxKick: number; device: number; block: number; blockRequest: number; blockCompletion: number };
   mailboxBytes: number;
   blockBytes: number;
   /** The block ring's data areas: at offset 0 of these window ids, `bytes` each (block/layout.ts). */
@@ -23,14 +25,15 @@ export interface ContainerBoot {
   registerTimeoutMs: number;
 }
 
-export const BOOT_FDS = { hypercall: 3, mailbox: 4, mailboxKick: 5, block: 6, blockRequest: 7, blockCompletion: 8 } as const;
+/** Slot 4 is the register mailbox (sim) or the VFIO device fd; slot 5 the mailbox's kick eventfd (sim). */
+export const BOOT_FDS = { hypercall: 3, mailbox: 4, mailboxKick: 5, device: 4, block: 6, blockRequest: 7, blockCompletion: 8 } as const;
 /** The first fd after the fixed ones: window memfds, then interrupt eventfds. */
 export const FIRST_DYNAMIC_FD = 9;
 
 export function parseBoot(text: string | undefined): ContainerBoot {
   if (text === undefined) throw new Error('dmabox container: no boot descriptor (argv[2]); this program is started by the dmabox manager, not by hand');
   const b = JSON.parse(text) as ContainerBoot;
-  const ok = typeof b.name === 'string' && typeof b.driver?.name === 'string' && Number.isInteger(b.driver.queues) && Number.isInteger(b.driver.depth)
+  const ok = (b.device === 'sim' || b.device === 'vfio') && typeof b.name === 'string' && typeof b.driver?.name === 'string' && Number.isInteger(b.driver.queues) && Number.isInteger(b.driver.depth)
     && Number.isInteger(b.blockData?.readGrant) && Number.isInteger(b.blockData?.writeGrant) && Number.isInteger(b.blockData?.bytes) && Array.isArray(b.bars) && b.bars.length === 6 && Number.isInteger(b.mailboxBytes) && Number.isInteger(b.blockBytes) && typeof b.seccomp === 'string';
   if (!ok) throw new Error('dmabox container: malformed boot descriptor');
   return b;

@@ -66,12 +66,12 @@ test('least privilege of the windows: block write data device-read-only, read da
     const wr = s.device.grants[bd.writeGrant]!.window, rd = s.device.grants[bd.readGrant]!.window;
     assert.equal(s.device.grants[bd.writeGrant]!.perm, { read: true, write: false });
     assert.equal(s.device.grants[bd.readGrant]!.perm, { read: false, write: true });
-    s.device.fn.cfgWrite(4, 2, s.device.fn.cfgRead(4, 2) | 4); // bus mastering on, as a driver would
+    s.sim!.fn.cfgWrite(4, 2, s.sim!.fn.cfgRead(4, 2) | 4); // bus mastering on, as a driver would
     const buf = new Uint8Array(16);
-    assert.is(s.device.fn.dma.write(Number(wr.iova), buf, 0, 16), false, 'the device cannot write the write-data area');
-    assert.is(s.device.fn.dma.read(Number(wr.iova), buf, 0, 16), true);
-    assert.is(s.device.fn.dma.read(Number(rd.iova), buf, 0, 16), false, 'the device cannot read the read-data area');
-    assert.is(s.device.fn.dma.write(Number(rd.iova), buf, 0, 16), true);
+    assert.is(s.sim!.fn.dma.write(Number(wr.iova), buf, 0, 16), false, 'the device cannot write the write-data area');
+    assert.is(s.sim!.fn.dma.read(Number(wr.iova), buf, 0, 16), true);
+    assert.is(s.sim!.fn.dma.read(Number(rd.iova), buf, 0, 16), false, 'the device cannot read the read-data area');
+    assert.is(s.sim!.fn.dma.write(Number(rd.iova), buf, 0, 16), true);
   } finally {
     await s.stop();
   }

@@ -63,7 +63,7 @@ test('the kmsg monitor attributes faults to the sandbox owning the device, skips
 
 /** A wild DMA by the sandbox's device: a write to an IOVA no window maps. */
 function wildWrite(s: Supervisor): boolean {
-  return s.device.fn.dma.write(0x7000_0000, new Uint8Array(64), 0, 64);
+  return s.sim!.fn.dma.write(0x7000_0000, new Uint8Array(64), 0, 64);
 }
 
 test("onIommuFault 'log': the fault is an event, the sandbox keeps serving", async () => {
@@ -106,7 +106,7 @@ test("onIommuFault 'stop': the device is failed, no restart", async () => {
     await failed;
     assert.is(s.state, 'failed');
     assert.is(s.restarts, 0);
-    assert.is(s.device.fn.busMasterEnabled, false);
+    assert.is(s.sim!.fn.busMasterEnabled, false);
   } finally {
     await s.stop();
   }

@@ -28,7 +28,7 @@ async function run(mode: string, provoke?: (s: Supervisor) => Promise<unknown>):
     }
     await Promise.race([failed, new Promise((_, rej) => setTimeout(() => rej(new Error(`${mode}: not failed within 20 s: ${s.events.map((e) => e.kind + ' ' + e.text).join('\n')}`)), 20_000))]);
     assert.is(s.state, 'failed');
-    assert.is(s.device.fn.busMasterEnabled, false, 'quarantined');
+    assert.is(s.sim!.fn.busMasterEnabled, false, 'quarantined');
     assert.ok(s.device.quarantineLog.includes('flr'));
   } finally {
     clearInterval(tick);

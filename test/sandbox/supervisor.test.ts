@@ -10,7 +10,7 @@ import { kinds, pattern, simPolicy, until } from './helpers.js';
 
 test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, hang, limit, failed', async () => {
   const s = new Supervisor(simPolicy('cycle'), { hangMs: 800, heartbeatMs: 200 });
-  const fn = s.device.fn;
+  const fn = s.sim!.fn;
   // Record, at each quarantine event, what the device looked like: BME must be off and an FLR done
   // before the next container exists.
   const atQuarantine: { bme: boolean; resets: number; pid: number | undefined }[] = [];

@@ -1,0 +1,91 @@
+/**
+ * The device of a sandbox on real VFIO, held by the manager: the container, group and device fds
+ * (platform/vfio.ts's VfioPlatform), the policy's windows mapped with their device access. The
+ * container gets only a duplicate of the device fd (config space, BAR mmap, reset through it) and
+ * the window memfds: no container or group fd, so it can neither map more DMA nor open another
+ * device of the group.
+ */
+import type { Sys } from 'vfio-bindings';
+import { findPciFunctions } from 'vfio-bindings';
+import { DmaboxError } from '../common/errors.js';
+import type { Policy } from '../policies/types.js';
+import { VfioPlatform } from '../platform/vfio.js';
+import { SandboxDevice } from './device.js';
+
+const PCI_COMMAND = 0x04;
+/** PCI Local Bus 3.0 §6.2.2: Command register bit 2, Bus Master Enable. */
+const CMD_BUS_MASTER = 0x4;
+
+export function vfioAddress(policy: Policy): string {
+  const d = policy.device;
+  if ('pci' in d) return d.pci;
+  if ('id' in d) {
+    const [vendor, device] = d.id.split(':').map((x) => parseInt(x, 16)) as [number, number];
+    const found = findPciFunctions(vendor, device);
+    const f = found[d.index];
+    if (!f) throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: no PCI function ${d.id} number ${d.index} (found ${found.length})`, { fix: "check 'dmabox devices' and the policy's device" });
+    return f.address;
+  }
+  throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: not a PCI device`);
+}
+
+export class VfioDevice extends SandboxDevice {
+  readonly kind = 'vfio' as const;
+  readonly address: string;
+  readonly description: string;
+  readonly platform: VfioPlatform;
+  private released = false;
+
+  constructor(policy: Policy, sys: Sys) {
+    super(policy, sys);
+    this.address = vfioAddress(policy);
+    this.description = `vfio:${this.address}`;
+    this.platform = VfioPlatform.open(this.address, { sys, hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never' });
+    try {
+      this.mapWindows(this.platform.dma);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+  }
+
+  deviceFd(): number {
+    return this.platform.device.fd;
+  }
+
+  get irqCounts(): { msix: number; intx: number } {
+    return { msix: this.platform.device.irqCount('msix'), intx: this.platform.device.irqCount('intx') };
+  }
+
+  barSizes(): number[] {
+    return [0, 1, 2, 3, 4, 5].map((i) => {
+      try {
+        const r = this.platform.device.regionInfo(i);
+        return r.mmap ? Number(r.size) : 0;
+      } catch {
+        return 0;
+      }
+    });
+  }
+
+  quarantine(): void {
+    const c = this.platform.config;
+    c.write16(PCI_COMMAND, c.read16(PCI_COMMAND) & ~CMD_BUS_MASTER);
+    this.quarantineLog.push('bme-off');
+    this.platform.device.disableInterrupts();
+    this.platform.device.reset();
+    this.quarantineLog.push('flr');
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    try {
+      this.quarantine();
+    } finally {
+      this.quarantineLog.push('unmap');
+      this.closeIrqFds();
+      this.platform.close();
+    }
+  }
+}
