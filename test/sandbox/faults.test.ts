@@ -7,7 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { KmsgFaultMonitor, parseFaultLine, type FaultEvent, type FaultSink } from '../../sandbox/faults.js';
 import { Supervisor } from '../../sandbox/supervisor.js';
 import { simPolicy, until } from './helpers.js';
@@ -104,6 +105,26 @@ test("onIommuFault 'stop': the device is failed, no restart", async () => {
     const failed = new Promise((r) => s.once('failed', r));
     wildWrite(s);
     await failed;
+    assert.is(s.state, 'failed');
+    assert.is(s.restarts, 0);
+    assert.is(s.sim!.fn.busMasterEnabled, false);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a wild DMA from the container's driver: a fault of this device at that IOVA, policy 'stop' taken", async () => {
+  const entry = fileURLToPath(new URL(`./fixtures/wild-dma-container${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+  const s = new Supervisor(simPolicy('wild', 'onIommuFault: stop'), { entry });
+  try {
+    const failed = new Promise((r) => s.once('failed', r));
+    await s.start();
+    await failed;
+    const f = s.faults.find((x) => x.iommu)!;
+    assert.ok(f, 'an IOMMU fault was recorded');
+    assert.is(f.device, '0000:00:01.0');
+    assert.is(f.iova, 0x7000_0000n);
+    assert.is(f.access, 'write', 'the device tried to write the read data');
     assert.is(s.state, 'failed');
     assert.is(s.restarts, 0);
     assert.is(s.sim!.fn.busMasterEnabled, false);
