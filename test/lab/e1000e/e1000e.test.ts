@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { VfioPlatform } from '../../../platform/vfio.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
-import { DEVICE_WRITES } from '../../../drivers/platform.js';
+import { DEVICE_WRITES, DEVICE_READS_WRITES } from '../../../drivers/platform.js';
 import { parseDmarTrace } from '../../../appliance/lab/dmar.js';
 import { gatewaySuite, receiveUntil } from '../../drivers/e1000e/suite.js';
 import { arpRequest, parseArpReply, GUEST_IP, GATEWAY_IP } from '../../drivers/e1000e/packets.js';
@@ -101,7 +101,33 @@ dmar('least privilege on TX: a write-back (RS) into the read-only TX ring is ref
   try {
     const nic = await E1000e.open(p, { linkTimeoutMs: 10_000 });
     try {
-      // (a) Descriptor 0 of a fresh ring, crafted with RS: the device will try to write DD back.
+      const r = p.bar(0);
+      const useRing = (w: { iova: bigint; size: number }): void => {
+        r.write32(0x03800, Number(w.iova & 0xffffffffn)); // TDBAL
+        r.write32(0x03804, Number(w.iova >> 32n)); // TDBAH
+        r.write32(0x03808, w.size); // TDLEN
+        r.write32(0x03810, 0); // TDH
+        r.write32(0x03818, 0); // TDT
+      };
+      // (control) The same crafted descriptor in a ring the device MAY write: DD lands, so QEMU
+      // does attempt the write-back that (a) refuses.
+      {
+        const rw = p.dma.alloc(p.dma.pageSize, DEVICE_READS_WRITES, { label: 'e1000e lab: writable control ring' });
+        const b = nic.txAlloc();
+        nic.txData(b).set(arpRequest(nic.mac, GUEST_IP, GATEWAY_IP));
+        const a = nic.txPool.iova(b);
+        rw.view.setUint32(0, a % 0x1_0000_0000, true);
+        rw.view.setUint32(4, Math.floor(a / 0x1_0000_0000), true);
+        rw.view.setUint32(8, 42 | ((0x01 | 0x02 | 0x08) << 24), true); // EOP | IFCS | RS
+        useRing(rw);
+        r.write32(0x03818, 1);
+        const end = Date.now() + REPLY_TIMEOUT_MS;
+        while (rw.bytes[12] === 0 && Date.now() < end) await new Promise((res) => setTimeout(res, 10));
+        assert.is(rw.bytes[12]! & 1, 1, 'control: STA.DD written back into a writable ring');
+        r.read32(0x04080); // GPTC: clear the control frame's count
+        useRing(nic.txRing.window);
+      }
+      // (a) Descriptor 0 of the driver's (read-only) ring, crafted with RS: the device tries to write DD back.
       const buf = nic.txAlloc();
       nic.txData(buf).set(arpRequest(nic.mac, GUEST_IP, GATEWAY_IP));
       const ring = nic.txRing.window;
@@ -120,7 +146,6 @@ dmar('least privilege on TX: a write-back (RS) into the read-only TX ring is ref
         return false;
       };
       // The device sent the frame (TDH moved, GPTC counted it) and tried to write STA.DD back.
-      const r = p.bar(0);
       const deadline = Date.now() + REPLY_TIMEOUT_MS;
       while (r.read32(0x03810) !== 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
       assert.is(r.read32(0x03810), 1, 'TDH moved past the crafted descriptor');
