@@ -12,7 +12,8 @@
  * (flags bit 5: a write, AMD IOMMU spec §2.5.3 IO_PAGE_FAULT event). The kernel rate-limits these
  * lines (LAB-NOTES: about 3 per 5 s), so counts from kmsg are lower bounds.
  */
-import { createReadStream } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, readSync, statSync } from 'node:fs';
+import { defaultSys, type PollHandle, type Sys } from 'vfio-bindings';
 import { DmaboxError } from '../common/errors.js';
 
 export interface FaultEvent {
@@ -65,30 +66,64 @@ export interface FaultSink {
  * monitor's start are skipped (kmsg replays the whole buffer on open).
  */
 export class KmsgFaultMonitor {
-  private stream: ReturnType<typeof createReadStream> | undefined;
+  private fd = -1;
+  private poller: PollHandle | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private offset = 0;
   private rest = '';
+  private readonly buf = Buffer.alloc(8192);
   private readonly sinks = new Map<string, FaultSink>();
   /** Kernel monotonic microseconds at start: older records are history. */
   private readonly sinceUs: bigint;
   faults = 0;
   unowned: FaultEvent[] = [];
 
-  constructor(private readonly path = '/dev/kmsg', options: { includeHistory?: boolean } = {}) {
+  constructor(private readonly path = '/dev/kmsg', options: { includeHistory?: boolean; sys?: Sys } = {}) {
     this.sinceUs = options.includeHistory ? -1n : process.hrtime.bigint() / 1000n;
+    this.sys = options.sys;
   }
+  private readonly sys: Sys | undefined;
 
   add(sink: FaultSink): void {
     this.sinks.set(sink.address.toLowerCase(), sink);
   }
 
+  /**
+   * /dev/kmsg (a character device): opened non-blocking and polled in the event loop, one record
+   * per read, so no thread ever blocks on it. A plain file (tests): read as it grows, every 50 ms.
+   */
   start(): void {
     try {
-      this.stream = createReadStream(this.path, { encoding: 'utf8' });
+      const device = statSync(this.path).isCharacterDevice();
+      this.fd = openSync(this.path, fsConstants.O_RDONLY | (device ? fsConstants.O_NONBLOCK : 0));
+      if (device) {
+        this.poller = (this.sys ?? defaultSys()).poll(this.fd, () => this.drain(true));
+      } else {
+        this.timer = setInterval(() => this.drain(false), 50);
+        this.timer.unref();
+      }
     } catch (e) {
-      throw new DmaboxError('ERR_FAULTS_KMSG', `cannot read the kernel log ${this.path}`, { cause: e, fix: 'the manager needs CAP_SYSLOG or root to read /dev/kmsg' });
+      throw new DmaboxError('ERR_FAULTS_KMSG', `cannot follow the kernel log ${this.path}: ${(e as Error).message}`, { cause: e, fix: 'the manager needs root or CAP_SYSLOG to read /dev/kmsg' });
     }
-    this.stream.on('data', (chunk) => this.feed(String(chunk)));
-    this.stream.on('error', () => undefined); // EPIPE on a kmsg overrun: lines lost, reading goes on
+    this.drain(this.poller !== undefined);
+  }
+
+  private drain(device: boolean): void {
+    if (this.fd < 0) return;
+    for (let i = 0; i < 1000; i++) {
+      let n: number;
+      try {
+        n = readSync(this.fd, this.buf, 0, this.buf.length, device ? null : this.offset);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EPIPE') continue; // records overwritten before we read them: lost, go on
+        return; // EAGAIN: nothing more now
+      }
+      if (n <= 0) return;
+      this.offset += n;
+      // kmsg gives one record per read, without a newline at the end of the last one.
+      this.feed(this.buf.toString('utf8', 0, n) + (device ? '\n' : ''));
+    }
   }
 
   /** Feed text (one or more lines); exposed for tests. */
@@ -108,7 +143,10 @@ export class KmsgFaultMonitor {
   }
 
   close(): void {
-    this.stream?.destroy();
+    this.poller?.close();
+    clearInterval(this.timer);
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
   }
 }
 

@@ -109,7 +109,14 @@ export class Incarnation {
       this.exited = true;
       o.hooks.exit(code, signal);
     });
-    this.child.on('error', (e) => o.hooks.violation(`spawn failed: ${e.message}`, true));
+    this.child.on('error', (e) => {
+      o.hooks.log(LogLevel.ERROR, `container process error: ${e.message}`);
+      // A spawn that failed has no process and no 'exit': report it as one, so the supervisor goes on.
+      if (this.child.pid === undefined && !this.exited) {
+        this.exited = true;
+        o.hooks.exit(null, null);
+      }
+    });
     const stream = this.child.stdio[3] as Duplex;
     const grants = device.grants;
     this.host = new HostEndpoint(stream, {
