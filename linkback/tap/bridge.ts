@@ -229,7 +229,8 @@ export class TapBridge {
     const max = port.bufferSize;
     let read = 0;
     let full = false;
-    while (read < this.batch) {
+    // While backing off a failing read, the retry timer still offers queued frames, but reads nothing.
+    while (read < this.batch && !this.backingOff) {
       if (q.count === q.capacity) { full = true; break; }
       const buf = port.txAlloc();
       if (buf < 0) { full = true; break; }

@@ -245,8 +245,12 @@ test('a port whose tx() claims more than it was offered stops the bridge with ER
 
 test('a failing TAP read is counted and backed off (no spin), and reading resumes when it works again', async () => {
   const { tap, port, bridge, errors } = setup({ waitMs: 30 });
-  tap.readError = Object.assign(new Error('read failed (EBADFD)'), { code: 'EBADFD' });
   bridge.start();
+  // Queued frames keep the retry timer running through the back-off: it must not read either.
+  port.txRoom = 0;
+  tap.push(testFrame(0));
+  await until(() => bridge.counters().queued === 1, 'one frame queued');
+  tap.readError = Object.assign(new Error('read failed (EBADFD)'), { code: 'EBADFD' });
   tap.push(testFrame(1));
   const t0 = Date.now();
   await until(() => bridge.counters().tapReadErrors >= 1, 'the read error');
@@ -256,7 +260,9 @@ test('a failing TAP read is counted and backed off (no spin), and reading resume
   assert.ok(bridge.counters().tapReadErrors <= bound, `${bridge.counters().tapReadErrors} read errors in ${Date.now() - t0} ms: spinning`);
   assert.is(errors.length, bridge.counters().tapReadErrors);
   tap.readError = null;
-  await until(() => port.sent.length === 1, 'the frame once reads work');
+  port.txRoom = Infinity;
+  await until(() => port.sent.length === 2, 'both frames once reads work');
+  assert.equal(port.sent.map(seqOf), [0, 1]);
   assert.is(port.txAvailable, 1024);
   await bridge.stop();
 });
