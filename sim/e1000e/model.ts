@@ -84,6 +84,8 @@ const TX_CAUSES = ICR.TXDW | ICR.TXQE;
 const QUEUE_CAUSES = ICR.RXQ0 | ICR.TXQ0 | ICR.OTHER;
 /** TX frame assembly limit of the model (16 KiB); longer frames are dropped at EOP. */
 const TX_MAX = 16384;
+/** The sim's IOVAs are exact numbers below 2^53; anything beyond is refused before the DMA engine. */
+const MAX_IOVA = Number.MAX_SAFE_INTEGER;
 /** TX / RX descriptors fetched per DMA burst. */
 const TX_FETCH_MAX = 64;
 const RX_FETCH_MAX = 64;
@@ -401,7 +403,6 @@ export class E1000eModel implements WirePort, DeviceModel {
   private transmit(): void {
     const r = this.regs;
     if (!(r[REG.TCTL / 4]! & TCTL.EN) || this.hung || this.ringFault === 'tx' || this.dma === null) return;
-    const dma = this.dma;
     const n = r[REG.TDLEN / 4]! / DESC_SIZE;
     if (n === 0) return;
     const base = r[REG.TDBAL / 4]! + r[REG.TDBAH / 4]! * 0x1_0000_0000;
@@ -417,7 +418,7 @@ export class E1000eModel implements WirePort, DeviceModel {
       // Fetch the descriptors up to the tail (or the ring's end) in one burst, as the hardware's
       // descriptor prefetch does: one DMA read per run instead of one per descriptor.
       const run = Math.min(tail > head ? tail - head : n - head, TX_FETCH_MAX);
-      if (!dma.read(base + head * DESC_SIZE, fetched, 0, run * DESC_SIZE)) { this.ringFault = 'tx'; break; }
+      if (!this.dmaRead(base + head * DESC_SIZE, fetched, 0, run * DESC_SIZE)) { this.ringFault = 'tx'; break; }
       let k = 0;
       for (; k < run; k++) {
         const at = k * DESC_SIZE;
@@ -428,13 +429,13 @@ export class E1000eModel implements WirePort, DeviceModel {
           const len = fv.getUint16(at + TXD.LENGTH, true);
           const addr = fv.getUint32(at + TXD.BUFFER_ADDR, true) + fv.getUint32(at + TXD.BUFFER_ADDR + 4, true) * 0x1_0000_0000;
           if (this.txLen + len > TX_MAX) this.txBlocked = true; // oversize: dropped at EOP
-          else if (len > 0 && !dma.read(addr, this.txFrame, this.txLen, len)) this.txBlocked = true;
+          else if (len > 0 && !this.dmaRead(addr, this.txFrame, this.txLen, len)) this.txBlocked = true;
           else this.txLen += len;
           if (cmd & TXD_CMD.EOP) this.sendFrame();
         }
         if (cmd & TXD_CMD.RS) {
           fetched[at + TXD.STA] = (fetched[at + TXD.STA]! & 0xf0) | TXD_STA.DD;
-          if (!dma.write(base + (head + k) * DESC_SIZE + TXD.STA, fetched, at + TXD.STA, 1)) { this.ringFault = 'tx'; k++; break; }
+          if (!this.dmaWrite(base + (head + k) * DESC_SIZE + TXD.STA, fetched, at + TXD.STA, 1)) { this.ringFault = 'tx'; k++; break; }
           causes |= ICR.TXDW;
         }
       }
@@ -492,7 +493,6 @@ export class E1000eModel implements WirePort, DeviceModel {
     const bcast = mcast && isBroadcast(frame);
     if (!this.accept(frame, rctl, mcast, bcast)) { this.counters.rxFiltered++; return false; }
 
-    const dma = this.dma;
     const n = r[REG.RDLEN / 4]! / DESC_SIZE;
     let head = this.rxHead;
     const tail = r[REG.RDT / 4]!;
@@ -516,8 +516,8 @@ export class E1000eModel implements WirePort, DeviceModel {
       const chunk = Math.min(bufSize, total - done);
       if (addr !== 0 && !blocked) { // a null buffer address stores nothing (§7.1.7.2)
         const dataPart = Math.max(0, Math.min(chunk, len - done));
-        if (dataPart > 0 && !dma.write(addr, frame, done, dataPart)) blocked = true;
-        if (!blocked && chunk > dataPart && !dma.write(addr + dataPart, this.fcs, dataPart + done - len, chunk - dataPart)) blocked = true;
+        if (dataPart > 0 && !this.dmaWrite(addr, frame, done, dataPart)) blocked = true;
+        if (!blocked && chunk > dataPart && !this.dmaWrite(addr + dataPart, this.fcs, dataPart + done - len, chunk - dataPart)) blocked = true;
       }
       done += chunk;
       const last = done >= total;
@@ -560,7 +560,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.wbCount = 0;
     const r = this.regs;
     const base = r[REG.RDBAL / 4]! + r[REG.RDBAH / 4]! * 0x1_0000_0000;
-    if (!this.dma!.write(base + this.wbStart * DESC_SIZE, this.wbBuf, 0, count * DESC_SIZE)) this.ringFault = 'rx';
+    if (!this.dmaWrite(base + this.wbStart * DESC_SIZE, this.wbBuf, 0, count * DESC_SIZE)) this.ringFault = 'rx';
     r[REG.RDH / 4] = this.rxHead;
     const causes = this.wbCauses;
     this.wbCauses = 0;
@@ -572,12 +572,32 @@ export class E1000eModel implements WirePort, DeviceModel {
     const k = head - this.rxCacheStart;
     if (k >= 0 && k < this.rxCacheCount) return this.rxCache[k]!;
     const run = Math.min(tail > head ? tail - head : n - head, RX_FETCH_MAX);
-    if (!this.dma!.read(base + head * DESC_SIZE, this.rxFetched, 0, run * DESC_SIZE)) return -1;
+    if (!this.dmaRead(base + head * DESC_SIZE, this.rxFetched, 0, run * DESC_SIZE)) return -1;
     const v = this.rxFetchedView;
     for (let i = 0; i < run; i++) this.rxCache[i] = v.getUint32(i * DESC_SIZE, true) + v.getUint32(i * DESC_SIZE + 4, true) * 0x1_0000_0000;
     this.rxCacheStart = head;
     this.rxCacheCount = run;
     return this.rxCache[0]!;
+  }
+
+  /**
+   * DMA through the function's engine. Addresses come from registers and descriptors a hostile
+   * driver controls: one at or above 2^53 (no IOMMU domain reaches it; the sim's IOVAs are exact
+   * numbers below it) is refused here and logged as not present, like any unmapped IOVA.
+   */
+  private dmaRead(iova: number, dst: Uint8Array, off: number, len: number): boolean {
+    if (iova + len > MAX_IOVA) { this.refuse(iova, len, 'read'); return false; }
+    return this.dma!.read(iova, dst, off, len);
+  }
+
+  private dmaWrite(iova: number, src: Uint8Array, off: number, len: number): boolean {
+    if (iova + len > MAX_IOVA) { this.refuse(iova, len, 'write'); return false; }
+    return this.dma!.write(iova, src, off, len);
+  }
+
+  private refuse(iova: number, len: number, access: 'read' | 'write'): void {
+    const fn = this.fn;
+    if (fn !== null) fn.iommu.recordFault(fn.address, iova, len, access, 'not-present');
   }
 
   private miss(): void {
