@@ -26,7 +26,9 @@ async function run(mode: string, provoke?: (s: Supervisor) => Promise<unknown>):
     } else {
       s.start().catch(() => undefined);
     }
-    await Promise.race([failed, new Promise((_, rej) => setTimeout(() => rej(new Error(`${mode}: not failed within 20 s: ${s.events.map((e) => e.kind + ' ' + e.text).join('\n')}`)), 20_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([failed, new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`${mode}: not failed within 20 s: ${s.events.map((e) => e.kind + ' ' + e.text).join('\n')}`)), 20_000); })]);
+    clearTimeout(timer);
     assert.is(s.state, 'failed');
     assert.is(s.sim!.fn.busMasterEnabled, false, 'quarantined');
     assert.ok(s.device.quarantineLog.includes('flr'));

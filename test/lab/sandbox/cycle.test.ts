@@ -99,7 +99,9 @@ test("a wild DMA from the container's driver: a DMAR fault for this device, 'sto
   try {
     const failed = new Promise((r) => s.once('failed', r));
     await s.start();
-    await Promise.race([failed, new Promise((_, rej) => setTimeout(() => rej(new Error(`no fault handled within 30 s: ${s.events.map((e) => `${e.kind}: ${e.text}`).join('\n')}`)), 30_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([failed, new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`no fault handled within 30 s: ${s.events.map((e) => `${e.kind}: ${e.text}`).join('\n')}`)), 30_000); })]);
+    clearTimeout(timer);
     const f = s.faults.find((x) => x.iommu)!;
     assert.ok(f);
     assert.is(f.device, NVME);

@@ -1,0 +1,42 @@
+/**
+ * Measures the sandbox on the simulator (not a test; run by hand):
+ *   node --conditions=source --import tsx test/sandbox/measure.ts
+ * container spawn to READY, QD1 4 KiB read latency through the block ring and the container's
+ * driver, and QD16 4 KiB random-read throughput. Prints the machine (nproc, node, load average).
+ */
+import { availableParallelism, loadavg } from 'node:os';
+import { Supervisor } from '../../sandbox/supervisor.js';
+import { simPolicy } from './helpers.js';
+
+const s = new Supervisor(simPolicy('measure'));
+const t0 = performance.now();
+await s.start();
+const spawnMs = performance.now() - t0;
+const blocks = s.block.blockCount;
+const lat: number[] = [];
+for (let i = 0; i < 2000; i++) {
+  const a = performance.now();
+  await s.block.read((i * 8 * 7919) % (blocks - 8), 8);
+  lat.push(performance.now() - a);
+}
+lat.sort((a, b) => a - b);
+let done = 0;
+const end = performance.now() + 3000;
+async function worker(seed: number): Promise<void> {
+  let x = seed;
+  while (performance.now() < end) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    await s.block.read((x % ((blocks - 8) / 8)) * 8, 8);
+    done++;
+  }
+}
+const w0 = performance.now();
+await Promise.all(Array.from({ length: 16 }, (_, i) => worker(i + 1)));
+const secs = (performance.now() - w0) / 1000;
+await s.stop();
+console.log(JSON.stringify({
+  machine: { nproc: availableParallelism(), node: process.version, loadavg: loadavg().map((l) => l.toFixed(2)) },
+  spawnToReadyMs: Math.round(spawnMs),
+  qd1ReadUs: { median: Math.round(lat[1000]! * 1000), p99: Math.round(lat[1980]! * 1000) },
+  qd16: { iops: Math.round(done / secs), mibPerS: +((done * 4096) / secs / 2 ** 20).toFixed(1) },
+}));
