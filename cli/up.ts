@@ -1,14 +1,15 @@
 /**
- * `dmabox up POLICY... [--control PATH]`: start a sandbox per policy and supervise them in the
+ * `dmabox up POLICY... [--control PATH] [--bind]`: start a sandbox per policy and supervise them in the
  * foreground, one line per event on stdout. SIGINT or SIGTERM shuts down in order: each container
  * is asked to stop (bounded, then SIGKILL), its device quarantined (bus mastering off, FLR), its
- * windows unmapped. Exit status 0 after an orderly stop, 1 when a policy is invalid.
+ * windows unmapped, and with --bind each real device given back to its driver. Exit status 0
+ * after an orderly stop, 1 when a policy is invalid.
  */
 import { PolicyError, formatProblem, loadPolicyFiles, type LoadResult } from '../policies/loader.js';
 import { Manager } from '../sandbox/manager.js';
 import type { SandboxEvent } from '../sandbox/supervisor.js';
 
-const USAGE = `usage: dmabox up POLICY... [--control PATH]\n`;
+const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n`;
 
 export interface Io { out(s: string): void; err(s: string): void }
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
@@ -21,11 +22,14 @@ export function formatEvent(e: SandboxEvent, unconfined: boolean): string {
 export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventEmitter = process): Promise<number> {
   const files: string[] = [];
   let control: string | undefined;
+  let bind = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--control') {
       control = argv[++i];
       if (!control) { io.err(`dmabox up: --control needs a path\n${USAGE}`); return 2; }
+    } else if (a === '--bind') {
+      bind = true;
     } else if (a.startsWith('-')) { io.err(`dmabox up: unknown option ${a}\n${USAGE}`); return 2; }
     else files.push(a);
   }
@@ -42,7 +46,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   for (const w of result.warnings) io.err(`WARNING ${formatProblem(w)}\n`);
   const policies = result.policies.map((lp) => lp.policy);
   const unconfined = new Set(policies.filter((p) => p.unconfined).map((p) => p.name));
-  const manager = new Manager(policies, control ? { controlPath: control } : {});
+  const manager = new Manager(policies, { ...(control ? { controlPath: control } : {}), supervisor: { bind } });
   manager.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox))));
   if (process.getuid?.() !== 0) io.out(`not root: containers run as the invoking user (uid ${process.getuid?.()}), not the policies' uid/gid\n`);
   const stopped = new Promise<void>((resolve) => {

@@ -48,6 +48,8 @@ export interface SupervisorOptions {
   registerTimeoutMs?: number;
   /** Block ring geometry. */
   ring?: { entries: number; slotBytes: number };
+  /** Real devices: bind to vfio-pci at start, give back to the previous driver at stop. */
+  bind?: boolean;
 }
 
 const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error', [LogLevel.WARN]: 'warn', [LogLevel.INFO]: 'info', [LogLevel.DEBUG]: 'debug' };
@@ -75,7 +77,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private readyTimer: NodeJS.Timeout | undefined;
   private lastProgress = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'ring'>> & Pick<SupervisorOptions, 'entry'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'ring' | 'bind'>> & Pick<SupervisorOptions, 'entry'>;
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
@@ -103,7 +105,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         fix: 'set driver.interrupts: polling',
       });
     }
-    this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys);
+    this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys, { bind: options.bind });
     this.sim = this.device instanceof SimDevice ? this.device : undefined;
     try {
       const geometry = options.ring ?? { entries: 16, slotBytes: 64 * 1024 };

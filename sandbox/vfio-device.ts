@@ -36,11 +36,12 @@ export class VfioDevice extends SandboxDevice {
   readonly platform: VfioPlatform;
   private released = false;
 
-  constructor(policy: Policy, sys: Sys) {
+  /** `bind`: bind the function to vfio-pci first and give it back to its driver at release. */
+  constructor(policy: Policy, sys: Sys, options: { bind?: boolean } = {}) {
     super(policy, sys);
     this.address = vfioAddress(policy);
     this.description = `vfio:${this.address}`;
-    this.platform = VfioPlatform.open(this.address, { sys, hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never' });
+    this.platform = VfioPlatform.open(this.address, { sys, bind: options.bind === true, hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never' });
     try {
       this.mapWindows(this.platform.dma);
     } catch (e) {
