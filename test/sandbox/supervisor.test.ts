@@ -91,4 +91,25 @@ test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, h
   assert.equal(s.device.quarantineLog.slice(-3), ['bme-off', 'flr', 'unmap']);
 });
 
+test('MSI-X: vectors routed through IRQ_SETUP and the mailbox to inherited eventfds; I/O completes by interrupt, again after a restart', async () => {
+  const policy = simPolicy('msix');
+  policy.driver.interrupts = 'msix';
+  const s = new Supervisor(policy);
+  try {
+    await s.start();
+    const fn = s.sim!.fn;
+    const before = fn.msix!.delivered;
+    const d = pattern(32 * 1024, 9);
+    await s.block.write(7, d);
+    assert.equal(await s.block.read(7, 64), d);
+    assert.ok(s.events.some((e) => e.text.includes(', msix, ')), 'the driver runs in MSI-X mode');
+    assert.ok((fn.msix!.delivered) > before, 'interrupts were delivered');
+    process.kill(s.pid!, 'SIGKILL');
+    await until('the restart', () => s.restarts === 1 && s.state === 'running', 20_000);
+    assert.equal(await s.block.read(7, 64), d);
+  } finally {
+    await s.stop();
+  }
+});
+
 test.run();
