@@ -403,6 +403,7 @@ export class E1000eModel implements WirePort, DeviceModel {
   private transmit(): void {
     const r = this.regs;
     if (!(r[REG.TCTL / 4]! & TCTL.EN) || this.hung || this.ringFault === 'tx' || this.dma === null) return;
+    const dma = this.dma;
     const n = r[REG.TDLEN / 4]! / DESC_SIZE;
     if (n === 0) return;
     const base = r[REG.TDBAL / 4]! + r[REG.TDBAH / 4]! * 0x1_0000_0000;
@@ -418,7 +419,8 @@ export class E1000eModel implements WirePort, DeviceModel {
       // Fetch the descriptors up to the tail (or the ring's end) in one burst, as the hardware's
       // descriptor prefetch does: one DMA read per run instead of one per descriptor.
       const run = Math.min(tail > head ? tail - head : n - head, TX_FETCH_MAX);
-      if (!this.dmaRead(base + head * DESC_SIZE, fetched, 0, run * DESC_SIZE)) { this.ringFault = 'tx'; break; }
+      const at0 = base + head * DESC_SIZE;
+      if (!(at0 + run * DESC_SIZE <= MAX_IOVA ? dma.read(at0, fetched, 0, run * DESC_SIZE) : this.refuse(at0, run * DESC_SIZE, 'read'))) { this.ringFault = 'tx'; break; }
       let k = 0;
       for (; k < run; k++) {
         const at = k * DESC_SIZE;
@@ -429,7 +431,7 @@ export class E1000eModel implements WirePort, DeviceModel {
           const len = fv.getUint16(at + TXD.LENGTH, true);
           const addr = fv.getUint32(at + TXD.BUFFER_ADDR, true) + fv.getUint32(at + TXD.BUFFER_ADDR + 4, true) * 0x1_0000_0000;
           if (this.txLen + len > TX_MAX) this.txBlocked = true; // oversize: dropped at EOP
-          else if (len > 0 && !this.dmaRead(addr, this.txFrame, this.txLen, len)) this.txBlocked = true;
+          else if (len > 0 && !(addr + len <= MAX_IOVA ? dma.read(addr, this.txFrame, this.txLen, len) : this.refuse(addr, len, 'read'))) this.txBlocked = true;
           else this.txLen += len;
           if (cmd & TXD_CMD.EOP) this.sendFrame();
         }
@@ -493,6 +495,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     const bcast = mcast && isBroadcast(frame);
     if (!this.accept(frame, rctl, mcast, bcast)) { this.counters.rxFiltered++; return false; }
 
+    const dma = this.dma;
     const n = r[REG.RDLEN / 4]! / DESC_SIZE;
     let head = this.rxHead;
     const tail = r[REG.RDT / 4]!;
@@ -516,7 +519,7 @@ export class E1000eModel implements WirePort, DeviceModel {
       const chunk = Math.min(bufSize, total - done);
       if (addr !== 0 && !blocked) { // a null buffer address stores nothing (§7.1.7.2)
         const dataPart = Math.max(0, Math.min(chunk, len - done));
-        if (dataPart > 0 && !this.dmaWrite(addr, frame, done, dataPart)) blocked = true;
+        if (dataPart > 0 && !(addr + dataPart <= MAX_IOVA ? dma.write(addr, frame, done, dataPart) : this.refuse(addr, dataPart, 'write'))) blocked = true;
         if (!blocked && chunk > dataPart && !this.dmaWrite(addr + dataPart, this.fcs, dataPart + done - len, chunk - dataPart)) blocked = true;
       }
       done += chunk;
@@ -583,21 +586,22 @@ export class E1000eModel implements WirePort, DeviceModel {
   /**
    * DMA through the function's engine. Addresses come from registers and descriptors a hostile
    * driver controls: one at or above 2^53 (no IOMMU domain reaches it; the sim's IOVAs are exact
-   * numbers below it) is refused here and logged as not present, like any unmapped IOVA.
+   * numbers below it) is refused here and logged as not present, like any unmapped IOVA. The
+   * per-frame paths (TX descriptor burst and data, RX data) make the same check inline.
    */
   private dmaRead(iova: number, dst: Uint8Array, off: number, len: number): boolean {
-    if (iova + len > MAX_IOVA) { this.refuse(iova, len, 'read'); return false; }
-    return this.dma!.read(iova, dst, off, len);
+    return iova + len <= MAX_IOVA ? this.dma!.read(iova, dst, off, len) : this.refuse(iova, len, 'read');
   }
 
   private dmaWrite(iova: number, src: Uint8Array, off: number, len: number): boolean {
-    if (iova + len > MAX_IOVA) { this.refuse(iova, len, 'write'); return false; }
-    return this.dma!.write(iova, src, off, len);
+    return iova + len <= MAX_IOVA ? this.dma!.write(iova, src, off, len) : this.refuse(iova, len, 'write');
   }
 
-  private refuse(iova: number, len: number, access: 'read' | 'write'): void {
+  /** Log a transfer refused before the engine (beyond 2^53); returns false, the transfer's result. */
+  private refuse(iova: number, len: number, access: 'read' | 'write'): false {
     const fn = this.fn;
     if (fn !== null) fn.iommu.recordFault(fn.address, iova, len, access, 'not-present');
+    return false;
   }
 
   private miss(): void {
