@@ -81,6 +81,10 @@ export interface TapBridgeCounters {
   tapWriteErrors: number;
   portErrors: number;
   linkChanges: number;
+  /** Ports replaced under the running bridge (driver restarts: suspend + resume). */
+  portSwaps: number;
+  /** Queued frames lost at a restart: the old port's memory was gone, or the new port had no buffer for them. */
+  swapDrops: number;
   /** Frames queued now. */
   queued: number;
 }
@@ -125,9 +129,15 @@ function intOption(name: string, v: number | undefined, dflt: number, min: numbe
   return n;
 }
 
+function checkPort(port: NicPort): void {
+  if (!Number.isInteger(port.bufferSize) || port.bufferSize < port.maxFrame || port.maxFrame < ETH_HEADER) {
+    throw new TapError('ERR_TAP_PORT', `TAP bridge: port ${port.name} has bufferSize ${port.bufferSize} and maxFrame ${port.maxFrame}; buffers must hold a whole frame`);
+  }
+}
+
 export class TapBridge {
   readonly io: FrameIo;
-  readonly port: NicPort;
+  private nic: NicPort;
   private readonly batch: number;
   private readonly whenFull: 'wait' | 'drop';
   private readonly retryMs: number;
@@ -144,12 +154,18 @@ export class TapBridge {
   private readonly toTap = new Float64Array(SLOTS);
   private readonly c = {
     queueDrops: 0, malformedFromTap: 0, malformedFromNic: 0, stopDrops: 0, stalls: 0, queueFull: 0,
-    tapReadErrors: 0, tapWriteErrors: 0, portErrors: 0, linkChanges: 0,
+    tapReadErrors: 0, tapWriteErrors: 0, portErrors: 0, linkChanges: 0, portSwaps: 0, swapDrops: 0,
   };
   /** For 'drop' mode: where frames that have no room go. */
   private scratch: Uint8Array | null = null;
 
   private running = false;
+  private stopping = false;
+  private suspending = false;
+  private suspended = false;
+  /** Frames held across a suspension (a driver restart): `heldSlot` bytes per queue entry. */
+  private held: Uint8Array | null = null;
+  private heldSlot = 0;
   private watching = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryArmed = false;
@@ -162,7 +178,7 @@ export class TapBridge {
 
   constructor(io: FrameIo, port: NicPort, options: TapBridgeOptions = {}) {
     this.io = io;
-    this.port = port;
+    this.nic = port;
     this.batch = intOption('batch', options.batch, 32, 1, 256);
     const queueFrames = intOption('queueFrames', options.queueFrames, 256, this.batch, 65536);
     this.retryMs = intOption('retryMs', options.retryMs, 1, 1, 1000);
@@ -174,12 +190,15 @@ export class TapBridge {
     this.whenFull = whenFull;
     this.mirrorLink = options.mirrorLink ?? true;
     this.onError = options.onError;
-    if (!Number.isInteger(port.bufferSize) || port.bufferSize < port.maxFrame || port.maxFrame < ETH_HEADER) {
-      throw new TapError('ERR_TAP_PORT', `TAP bridge: port ${port.name} has bufferSize ${port.bufferSize} and maxFrame ${port.maxFrame}; buffers must hold a whole frame`);
-    }
+    checkPort(port);
     this.queue = new PacketBatch(queueFrames);
     this.meta = new Uint32Array(queueFrames);
     this.rxBatch = new PacketBatch(this.batch);
+  }
+
+  /** The NIC port frames go to and come from now (replacePort changes it). */
+  get port(): NicPort {
+    return this.nic;
   }
 
   get isRunning(): boolean {
@@ -189,6 +208,7 @@ export class TapBridge {
   /** Start moving frames both ways. */
   start(): void {
     if (this.running) return;
+    if (this.suspended || this.suspending) throw new TapError('ERR_TAP_ARG', `TAP bridge ${this.io.name}: suspended; carry on with resume(port)`);
     if (this.loop !== null) throw new TapError('ERR_TAP_CLOSED', `TAP bridge ${this.io.name}: stopped bridges do not restart; make a new one`);
     this.running = true;
     this.checkLink();
@@ -196,8 +216,110 @@ export class TapBridge {
     this.loop = this.rxLoop();
   }
 
+  /**
+   * A driver restart, first half: detach from the NIC port while the TAP stays (the host keeps its
+   * interface, addresses and routes, and sees a pause, not a failure). Reading the TAP pauses
+   * (frames wait in the host's queue), the RX loop ends (within `waitMs`), and frames still queued
+   * are copied out of the port's TX buffers into the bridge's own holding area (allocated once, at
+   * the first suspension) and their buffers given back if the port still answers. When this
+   * resolves the bridge holds no buffer and no view of the port: the old driver may close and
+   * unmap its windows. Frames the old driver had already accepted are the old device's: Ethernet
+   * is best effort, and the peers' protocols resend.
+   */
+  async suspend(): Promise<void> {
+    if (this.loop === null || this.stopping) {
+      throw new TapError('ERR_TAP_CLOSED', `TAP bridge ${this.io.name}: suspend on a bridge that is not running`);
+    }
+    if (this.suspended || this.suspending) throw new TapError('ERR_TAP_ARG', `TAP bridge ${this.io.name}: already suspended (resume it with the new port)`);
+    this.suspending = true;
+    try {
+      this.running = false;
+      this.pauseTap();
+      this.clearTimers();
+      await this.loop;
+      if (this.stopping) return;
+      this.holdQueue(this.nic);
+      this.suspended = true;
+    } finally {
+      this.suspending = false;
+    }
+  }
+
+  /**
+   * A driver restart, second half: carry on with `next` (the restarted driver's port). Held frames
+   * are copied into its TX buffers, in order, and offered first (a frame it has no buffer for, or
+   * longer than its maxFrame, is counted in `swapDrops`); its link is mirrored afresh.
+   */
+  resume(next: NicPort): void {
+    if (!this.suspended || this.stopping) {
+      throw new TapError('ERR_TAP_ARG', `TAP bridge ${this.io.name}: resume() needs a suspended bridge (call suspend() first)`);
+    }
+    checkPort(next);
+    const q = this.queue, meta = this.meta, held = this.held!, slot = this.heldSlot;
+    const bytes = next.txBytes;
+    let kept = 0;
+    for (let i = 0; i < q.count; i++) {
+      const len = q.len[i]!, m = meta[i]!, from = q.buf[i]! * slot;
+      const nb = len <= next.maxFrame ? next.txAlloc() : -1;
+      if (nb < 0) { this.c.swapDrops++; continue; }
+      bytes.set(held.subarray(from, from + len), next.txOffset(nb));
+      q.buf[kept] = nb;
+      q.len[kept] = len;
+      meta[kept] = m;
+      kept++;
+    }
+    q.count = kept;
+    this.nic = next;
+    this.link = null;
+    this.suspended = false;
+    this.c.portSwaps++;
+    this.running = true;
+    this.checkLink();
+    this.resumeTap();
+    if (q.count > 0) this.armRetry();
+    this.loop = this.rxLoop();
+  }
+
+  /** suspend() then resume(next), for a port replaced while the old one is still open. */
+  async replacePort(next: NicPort): Promise<void> {
+    checkPort(next);
+    await this.suspend();
+    if (this.stopping) return;
+    this.resume(next);
+  }
+
+  /** Queued frames out of the port's TX buffers into the holding area; queue entries become slot indices. */
+  private holdQueue(old: NicPort): void {
+    const q = this.queue, meta = this.meta;
+    if (this.held === null) {
+      this.heldSlot = old.maxFrame;
+      this.held = new Uint8Array(q.capacity * this.heldSlot);
+    }
+    const held = this.held, slot = this.heldSlot;
+    let oldBytes: Uint8Array | null = null;
+    try { oldBytes = old.txBytes; } catch { /* the old port is gone with its memory */ }
+    let kept = 0;
+    for (let i = 0; i < q.count; i++) {
+      const buf = q.buf[i]!, len = q.len[i]!, m = meta[i]!;
+      let src = -1;
+      try { src = old.txOffset(buf); } catch { /* as above */ }
+      if (oldBytes !== null && src >= 0 && src + len <= oldBytes.length && len <= slot) {
+        held.set(oldBytes.subarray(src, src + len), kept * slot);
+        q.buf[kept] = kept;
+        q.len[kept] = len;
+        meta[kept] = m;
+        kept++;
+      } else {
+        this.c.swapDrops++;
+      }
+      try { old.txFree(buf); } catch { /* a dead port's buffers die with it */ }
+    }
+    q.count = kept;
+  }
+
   /** Stop: no more reads or writes; resolves once the RX loop has ended (within `waitMs`). Idempotent. */
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.running) {
       this.running = false;
       this.pauseTap();
@@ -206,8 +328,11 @@ export class TapBridge {
     if (this.loop !== null) await this.loop;
     const q = this.queue;
     if (q.count > 0) {
-      for (let i = 0; i < q.count; i++) {
-        try { this.port.txFree(q.buf[i]!); } catch (e) { this.portError(e); }
+      // Suspended, the queue holds slots of the holding area, not port buffers.
+      if (!this.suspended) {
+        for (let i = 0; i < q.count; i++) {
+          try { this.port.txFree(q.buf[i]!); } catch (e) { this.portError(e); }
+        }
       }
       this.c.stopDrops += q.count;
       q.clear();

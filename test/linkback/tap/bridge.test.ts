@@ -267,6 +267,133 @@ test('a failing TAP read is counted and backed off (no spin), and reading resume
   await bridge.stop();
 });
 
+test('replacePort (a driver restart): the TAP stays, queued frames move to the new port in order, the old port is left alone', async () => {
+  const { tap, port: oldPort, bridge, errors } = setup({ waitMs: 20 });
+  oldPort.txRoom = 0; // the old driver stopped taking frames
+  bridge.start();
+  tap.push(...frames(10));
+  await until(() => bridge.counters().queued === 10, 'ten frames queued');
+  const next = new FakePort();
+  await bridge.replacePort(next);
+  assert.is(bridge.port, next);
+  assert.is(oldPort.txAvailable, 1024, 'the old buffers were given back');
+  await until(() => next.sent.length === 10, 'the queued frames on the new port');
+  tap.push(...frames(5, 10));
+  next.deliver(testFrame(500));
+  await until(() => next.sent.length === 15 && tap.written.length === 1, 'traffic both ways on the new port');
+  assert.equal(next.sent.map(seqOf), Array.from({ length: 15 }, (_, i) => i));
+  const oldCalls = oldPort.txOffered.length;
+  oldPort.deliver(testFrame(600));
+  await settle(30);
+  assert.is(tap.written.length, 1, 'nothing read from the old port');
+  assert.is(oldPort.txOffered.length, oldCalls, 'nothing offered to the old port');
+  const c = bridge.counters();
+  assert.is(c.portSwaps, 1);
+  assert.is(c.swapDrops, 0);
+  assert.is(c.toNic.frames, 15);
+  assert.is(tap.unwatches >= 1 && tap.watching, true, 'the TAP was paused during the swap and watched after');
+  assert.is(errors.length, 0);
+  await bridge.stop();
+  assert.is(next.txAvailable, 1024);
+});
+
+test('replacePort from a dead port: frames whose memory is gone are counted as swapDrops, never read from garbage', async () => {
+  const { tap, port: oldPort, bridge } = setup({ waitMs: 20 });
+  oldPort.txRoom = 0;
+  bridge.start();
+  tap.push(...frames(4));
+  await until(() => bridge.counters().queued === 4, 'four frames queued');
+  Object.defineProperty(oldPort, 'txBytes', { get() { throw new Error('the container is gone'); } });
+  oldPort.txFree = () => { throw new Error('the container is gone'); };
+  const next = new FakePort();
+  await bridge.replacePort(next);
+  const c = bridge.counters();
+  assert.is(c.swapDrops, 4);
+  assert.is(c.queued, 0);
+  assert.is(next.txAvailable, 1024, 'no buffer of the new port leaked');
+  tap.push(testFrame(99));
+  await until(() => next.sent.length === 1, 'new traffic flows');
+  await bridge.stop();
+});
+
+test('replacePort checks: a port whose buffers cannot hold its frames is refused; after stop() it says the bridge is not running', async () => {
+  const { bridge } = setup({ waitMs: 10 });
+  bridge.start();
+  await assertRejects(bridge.replacePort(new FakePort({ bufferSize: 1024 })), 'ERR_TAP_PORT');
+  assert.ok(bridge.isRunning, 'a refused replacement leaves the bridge running');
+  await bridge.stop();
+  await assertRejects(bridge.replacePort(new FakePort()), 'ERR_TAP_CLOSED');
+});
+
+test('stop() during replacePort: the replacement gives up, the queue goes back to the old port', async () => {
+  const { tap, port: oldPort, bridge } = setup({ waitMs: 30 });
+  oldPort.txRoom = 0;
+  bridge.start();
+  tap.push(...frames(3));
+  await until(() => bridge.counters().queued === 3, 'three frames queued');
+  const next = new FakePort();
+  const swap = bridge.replacePort(next);
+  await bridge.stop();
+  await swap;
+  assert.is(bridge.port, oldPort);
+  assert.is(oldPort.txAvailable, 1024);
+  assert.is(next.txAvailable, 1024);
+  assert.is(bridge.counters().stopDrops, 3);
+  assert.not.ok(bridge.isRunning);
+});
+
+test('suspend() then resume(): the bridge keeps no view of the old port, so its memory may go; frames arrive intact', async () => {
+  const { tap, port: oldPort, bridge, errors } = setup({ waitMs: 20 });
+  oldPort.txRoom = 0;
+  bridge.start();
+  const sent = frames(6);
+  tap.push(...sent);
+  await until(() => bridge.counters().queued === 6, 'six frames queued');
+  await bridge.suspend();
+  assert.is(oldPort.txAvailable, 1024, 'every old buffer given back');
+  assert.not.ok(bridge.isRunning);
+  assert.not.ok(tap.watching, 'the TAP is not read while suspended');
+  oldPort.txBytes.fill(0xee); // the old driver closed: its windows are gone
+  tap.push(testFrame(6));
+  await settle(20);
+  assert.is(tap.inbound.length, 1, 'frames wait in the host queue while suspended');
+  assert.throws(() => bridge.start(), /suspended; carry on with resume/);
+  await assertRejects(bridge.suspend(), 'ERR_TAP_ARG');
+  const next = new FakePort();
+  bridge.resume(next);
+  await until(() => next.sent.length === 7, 'all seven frames on the new port');
+  for (let i = 0; i < 6; i++) assert.equal(next.sent[i], sent[i], `held frame ${i} intact`);
+  assert.is(seqOf(next.sent[6]!), 6);
+  assert.is(bridge.counters().portSwaps, 1);
+  assert.is(errors.length, 0);
+  assert.throws(() => bridge.resume(new FakePort()), (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_ARG');
+  await bridge.stop();
+});
+
+test('stop() while suspended: held frames counted in stopDrops, no port touched', async () => {
+  const { tap, port: oldPort, bridge } = setup({ waitMs: 10 });
+  oldPort.txRoom = 0;
+  bridge.start();
+  tap.push(...frames(5));
+  await until(() => bridge.counters().queued === 5, 'five frames queued');
+  await bridge.suspend();
+  oldPort.txFree = () => { throw new Error('must not be called'); };
+  await bridge.stop();
+  assert.is(bridge.counters().stopDrops, 5);
+  assert.is(bridge.counters().queued, 0);
+});
+
+async function assertRejects(p: Promise<unknown>, code: string): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof TapError, String(e));
+    assert.is((e as TapError).code, code);
+    return;
+  }
+  assert.unreachable(`expected ${code}`);
+}
+
 test('options are checked, with what is allowed', () => {
   const tap = new FakeTap(), port = new FakePort();
   const code = (e: unknown): boolean => e instanceof TapError && e.code === 'ERR_TAP_ARG';
