@@ -55,6 +55,8 @@ const ALL_CAUSES = 0xffffffff;
  * NAPI-style driver does after polling.
  */
 const MSIX_IMS = ICR.RXT0 | ICR.RXO | ICR.LSC | ICR.RXQ0 | ICR.OTHER;
+/** Causes unmasked in INTx mode: RX and link (no auto-mask there). */
+const INTX_IMS = ICR.RXT0 | ICR.RXO | ICR.LSC;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -144,6 +146,7 @@ export class E1000e {
     this.setupRings();
     cfg.write16(PCI_COMMAND, cfg.read16(PCI_COMMAND) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
     if (this.interrupts === 'msix') this.setupMsix();
+    else if (this.interrupts === 'intx') this.setupIntx();
 
     // §4.6.5 receive: legacy descriptors (RFCTL.EXSTEN = 0), no checksum offload, 2048-byte buffers, strip CRC.
     // No interrupt moderation or delay. (Every register used is written: QEMU 7.2's CTRL.RST
@@ -217,6 +220,27 @@ export class E1000e {
     r.write32(REG.CTRL_EXT, (r.read32(REG.CTRL_EXT) | CTRL_EXT.PBA_CLR) >>> 0);
     r.write32(REG.EIAC, ICR.RXQ0 | ICR.TXQ0 | ICR.OTHER);
     r.write32(REG.IMS, MSIX_IMS);
+  }
+
+  /**
+   * INTx (legacy INTA#): RX and link causes unmasked. The line is level-triggered: the handler reads
+   * ICR, which clears the causes and deasserts it (§10.2.4.1), before the platform unmasks it.
+   */
+  private setupIntx(): void {
+    const irq = this.platform.irq;
+    if (irq.count('intx') < 1) {
+      throw new E1000eError('ERR_E1000E_IRQ', `${this.platform.name}: INTx asked for, but the function has no interrupt pin routed`, {
+        fix: "open with { interrupts: 'msix' } or { interrupts: 'poll' }",
+      });
+    }
+    this.vectors = irq.enable('intx', 1);
+    this.vectors[0]!.onFire(() => {
+      this.regs.read32(REG.ICR);
+      this.irqCount++;
+      const w = this.wake;
+      if (w !== null) { this.wake = null; w(); }
+    });
+    this.regs.write32(REG.IMS, INTX_IMS);
   }
 
   private async readMac(): Promise<void> {
@@ -333,8 +357,8 @@ export class E1000e {
 
   /**
    * Wait until a frame is waiting in the RX ring or `timeoutMs` passes; true when one is. In MSI-X
-   * mode only the interrupt (or the timeout) ends the wait: no polling behind its back, so a lost
-   * interrupt shows as a timeout. In poll mode the ring is checked every millisecond.
+   * and INTx modes only the interrupt (or the timeout) ends the wait: no polling behind its back,
+   * so a lost interrupt shows as a timeout. In poll mode the ring is checked every millisecond.
    */
   async waitRx(timeoutMs: number): Promise<boolean> {
     const clock = this.platform.clock;
@@ -344,12 +368,12 @@ export class E1000e {
     while (!this.rxRing.ready()) {
       const left = deadline - clock.now();
       if (left <= 0) return false;
-      if (this.interrupts === 'msix') {
+      if (this.interrupts !== 'poll') {
         await new Promise<void>((resolve) => {
           const t = setTimeout(() => { this.wake = null; resolve(); }, left);
           this.wake = () => { clearTimeout(t); resolve(); };
         });
-        if (!this.closed) this.regs.write32(REG.IMS, MSIX_IMS);
+        if (this.interrupts === 'msix' && !this.closed) this.regs.write32(REG.IMS, MSIX_IMS);
       } else {
         await clock.sleep(1);
       }

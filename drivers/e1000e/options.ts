@@ -5,7 +5,7 @@
 import { RING_ALIGN_DESCS } from './descriptors.js';
 import { E1000eError } from './errors.js';
 
-export type E1000eInterruptMode = 'poll' | 'msix';
+export type E1000eInterruptMode = 'poll' | 'msix' | 'intx';
 
 export interface E1000eOptions {
   /** RX descriptors: a multiple of 8 from 8 to 4096 (RDLEN is a multiple of 128 bytes, §10.2.5). Default 512. */
@@ -16,7 +16,7 @@ export interface E1000eOptions {
   rxBuffers?: number;
   /** Buffers in the TX pool. Default 2 x txDescriptors. */
   txBuffers?: number;
-  /** 'poll' (interrupts masked) or 'msix' (RX and link causes on MSI-X vector 0). Default 'poll'. */
+  /** 'poll' (interrupts masked), 'msix' (RX and link causes on MSI-X vector 0) or 'intx' (INTA#). Default 'poll'. */
   interrupts?: E1000eInterruptMode;
   /** Accept every unicast and multicast frame (RCTL.UPE, RCTL.MPE). Default false. */
   promiscuous?: boolean;
@@ -50,8 +50,8 @@ export function checkOptions(o: E1000eOptions): Required<E1000eOptions> {
   const rxDescriptors = ring('rxDescriptors', o.rxDescriptors);
   const txDescriptors = ring('txDescriptors', o.txDescriptors);
   const interrupts = o.interrupts ?? 'poll';
-  if (interrupts !== 'poll' && interrupts !== 'msix') {
-    throw new E1000eError('ERR_E1000E_OPTION', `e1000e: interrupts = ${String(interrupts)} must be 'poll' or 'msix'`);
+  if (interrupts !== 'poll' && interrupts !== 'msix' && interrupts !== 'intx') {
+    throw new E1000eError('ERR_E1000E_OPTION', `e1000e: interrupts = ${String(interrupts)} must be 'poll', 'msix' or 'intx'`);
   }
   return {
     rxDescriptors,

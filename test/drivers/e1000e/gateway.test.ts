@@ -10,7 +10,7 @@ import { E1000e } from '../../../drivers/e1000e/device.js';
 
 const GATEWAY_MAC = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 
-for (const interrupts of ['poll', 'msix'] as const) {
+for (const interrupts of ['poll', 'msix', 'intx'] as const) {
   gatewaySuite(`e1000e on the simulator (${interrupts})`, async () => {
     let send: (f: Uint8Array) => boolean = () => false;
     const s = withEndpoint((f) => {

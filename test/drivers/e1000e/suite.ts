@@ -85,15 +85,15 @@ export function gatewaySuite(name: string, open: () => Promise<NicUnderTest>, ti
     assert.ok(reply!.checksumOk, 'IP and ICMP checksums verify');
   });
 
-  s('the interrupt mode did what it says: MSI-X interrupts reached the driver, polling saw none', async (ctx) => {
+  s('the interrupt mode did what it says: MSI-X or INTx interrupts reached the driver, polling saw none', async (ctx) => {
     const { nic } = ctx.t!;
     // Interrupt handlers run from the event loop's poll phase (an eventfd on VFIO, setImmediate in
     // the simulator), which awaiting promises alone never reaches: give the loop a bounded chance.
     const deadline = Date.now() + 2000;
-    while (nic.interrupts === 'msix' && nic.stats().interrupts < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (nic.interrupts !== 'poll' && nic.stats().interrupts < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const n = nic.stats().interrupts;
     // Coalesced (platform.ts IrqVector): two replies may arrive as one call.
-    if (nic.interrupts === 'msix') assert.ok(n >= 1, `MSI-X interrupts delivered (saw ${n})`);
+    if (nic.interrupts !== 'poll') assert.ok(n >= 1, `${nic.interrupts} interrupts delivered (saw ${n})`);
     else assert.is(n, 0);
   });
 

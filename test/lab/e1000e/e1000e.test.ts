@@ -31,7 +31,7 @@ function labNic(): string {
 /** Under TCG everything is slow: a reply from slirp may take a while. */
 const REPLY_TIMEOUT_MS = 10_000;
 
-for (const interrupts of ['poll', 'msix'] as const) {
+for (const interrupts of ['poll', 'msix', 'intx'] as const) {
   gatewaySuite(`e1000e on QEMU through VFIO (${interrupts})`, async () => {
     const p = VfioPlatform.open(labNic());
     try {
