@@ -100,11 +100,6 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.credentials = root
       ? { uid: policy.container.uid, gid: policy.container.gid, asPolicy: true }
       : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false };
-    if (!('sim' in policy.device) && policy.driver.interrupts === 'msix') {
-      throw new DmaboxError('ERR_SANDBOX_IRQ', `policy ${policy.name}: MSI-X in a VFIO container is not supported yet (a confined container cannot create eventfds, and routing the manager's through SET_IRQS is not built)`, {
-        fix: 'set driver.interrupts: polling',
-      });
-    }
     this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys, { bind: options.bind });
     this.sim = this.device instanceof SimDevice ? this.device : undefined;
     try {

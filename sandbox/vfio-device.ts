@@ -6,7 +6,7 @@
  * device of the group.
  */
 import type { Sys } from 'vfio-bindings';
-import { findPciFunctions } from 'vfio-bindings';
+import { encodeIrqSetNone, findPciFunctions, IOCTL, VFIO } from 'vfio-bindings';
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
 import { VfioPlatform } from '../platform/vfio.js';
@@ -74,6 +74,13 @@ export class VfioDevice extends SandboxDevice {
     c.write16(PCI_COMMAND, c.read16(PCI_COMMAND) & ~CMD_BUS_MASTER);
     this.quarantineLog.push('bme-off');
     this.platform.device.disableInterrupts();
+    // The container routed vectors on its own dup of the device fd: stop them here too
+    // (DATA_NONE | ACTION_TRIGGER, count 0), before the reset.
+    for (const index of [VFIO.VFIO_PCI_MSIX_IRQ_INDEX, VFIO.VFIO_PCI_INTX_IRQ_INDEX]) {
+      try {
+        this.sys.ioctl(this.platform.device.fd, IOCTL.VFIO_DEVICE_SET_IRQS, encodeIrqSetNone(index, VFIO.VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0));
+      } catch { /* nothing routed on that index */ }
+    }
     this.platform.device.reset();
     this.quarantineLog.push('flr');
   }

@@ -19,11 +19,19 @@ class FdVector implements IrqVector {
   }
 }
 
-class EventfdInterrupts implements Interrupts {
+/** Who routes the device's vectors to the inherited eventfds: the manager (mailbox) or VFIO (SET_IRQS). */
+export interface IrqRouter {
+  /** Route vectors 0..n-1 of `kind` to fds[0..n-1]; returns how many were routed. */
+  route(kind: 'msix' | 'intx', n: number): number;
+  unroute(): void;
+}
+
+/** Interrupts on eventfds the manager created and handed over (a confined process cannot create them). */
+export class EventfdInterrupts implements Interrupts {
   private pollers: PollHandle[] = [];
   constructor(
     private readonly sys: Sys,
-    private readonly mb: GuestMailbox,
+    private readonly router: IrqRouter,
     private readonly counts: { msix: number; intx: number },
     /** Inherited eventfds, vector i on fds[i]. */
     private readonly fds: readonly number[],
@@ -40,8 +48,9 @@ class EventfdInterrupts implements Interrupts {
     if (!Number.isInteger(n) || n < 1 || n > max) {
       throw new DmaboxError('ERR_SANDBOX_IRQ', `cannot enable ${n} ${kind} vector(s): the sandbox was given ${max}`, { fix: `ask for 1..${max}, or give the container more vectors in the policy (driver.queues)` });
     }
+    if (kind === 'msi') throw new DmaboxError('ERR_SANDBOX_IRQ', 'MSI is not offered in a sandbox', { fix: "use 'msix'" });
     this.disable();
-    const granted = this.mb.irqEnable(IRQ_KIND_CODE[kind], n);
+    const granted = this.router.route(kind, n);
     if (granted !== n) throw new DmaboxError('ERR_SANDBOX_IRQ', `the manager routed ${granted} of ${n} ${kind} vectors`);
     const vectors: FdVector[] = [];
     for (let i = 0; i < n; i++) {
@@ -61,7 +70,7 @@ class EventfdInterrupts implements Interrupts {
     if (this.pollers.length === 0) return;
     for (const p of this.pollers) p.close();
     this.pollers = [];
-    this.mb.irqDisable();
+    this.router.unroute();
   }
 }
 
@@ -100,7 +109,8 @@ export class ContainerPlatform implements Platform {
     this.mb = o.mailbox;
     this.config = new MailboxConfig(o.mailbox);
     this.dma = o.dma;
-    this.irq = new EventfdInterrupts(o.sys, o.mailbox, o.irqCounts, o.irqFds);
+    const mb = o.mailbox;
+    this.irq = new EventfdInterrupts(o.sys, { route: (kind, n) => mb.irqEnable(IRQ_KIND_CODE[kind], n), unroute: () => mb.irqDisable() }, o.irqCounts, o.irqFds);
     this.barSizes = o.bars;
   }
 

@@ -91,7 +91,7 @@ async function start(): Promise<void> {
   let platform: Platform;
   if (boot.device === 'vfio') {
     // Real VFIO: the inherited device fd, nothing else (no container, no group).
-    platform = new VfioContainerPlatform(`sandbox:${boot.name}`, Device.fromFd(boot.fds.device, { sys, name: boot.name }), dma);
+    platform = new VfioContainerPlatform(`sandbox:${boot.name}`, Device.fromFd(boot.fds.device, { sys, name: boot.name }), dma, sys, irqFds);
   } else {
     const mailbox = new GuestMailbox(sys, mapShared(sys, boot.fds.mailbox, boot.mailboxBytes), boot.fds.mailboxKick, { timeoutMs: boot.registerTimeoutMs });
     platform = new ContainerPlatform({ name: `sandbox:${boot.name}`, sys, mailbox, bars: boot.bars, irqCounts: boot.irq, irqFds, dma });

@@ -1,7 +1,7 @@
 /**
  * Lab test of the sandbox on real VFIO (runs INSIDE the lab guest, DMABOX_LAB=1): QEMU's NVMe
  * behind VT-d driven by the nvme driver in an unprivileged, confined container that holds only the
- * device fd and its window memfds. The cycle: up, block I/O, kill -9 with requests in flight,
+ * device fd, its window memfds and the MSI-X eventfds the manager created. The cycle: up, block I/O, kill -9 with requests in flight,
  * quarantine (BME off, VFIO reset), restart, data intact, stop. Then a wild DMA from a container's
  * own driver: a DMAR fault in the kernel log for 00:01.0, the policy's 'stop' taken.
  * The device is left disabled and unmapped, and the blocks written are restored.
@@ -22,11 +22,11 @@ function inLab(): void {
 
 const NVME = (process.env.DMABOX_LAB_NVME ?? '0000:00:01.0').split(',')[0]!;
 
-function policy(name: string, extra = '') {
+function policy(name: string, extra = '', interrupts = 'polling') {
   return parsePolicies(`version: 1
 name: ${name}
 device: { pci: "${NVME}" }
-driver: { name: nvme, queues: 1, depth: 16, interrupts: polling }
+driver: { name: nvme, queues: 1, depth: 16, interrupts: ${interrupts} }
 windows: [ { size: 512KiB, label: queues }, { size: 2MiB, label: data } ]
 restart: { maxRestarts: 2, window: 60s, backoff: { initial: 50ms, max: 1s } }
 ${extra}
@@ -52,9 +52,9 @@ function field(pid: number, name: string): string {
   return line.slice(name.length + 1).trim();
 }
 
-test('up on VFIO, I/O, kill -9 with requests in flight, quarantine, restart, data intact, stop', async () => {
+test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, restart, data intact, stop', async () => {
   inLab();
-  const s = new Supervisor(policy('lab-cycle'), { helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 });
+  const s = new Supervisor(policy('lab-cycle', '', 'msix'), { helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 });
   const lba = 100_000; // 64 MiB disk: 131072 blocks
   let saved: Uint8Array | undefined;
   try {
@@ -64,6 +64,7 @@ test('up on VFIO, I/O, kill -9 with requests in flight, quarantine, restart, dat
     assert.is(field(pid, 'NoNewPrivs'), '1');
     assert.is(field(pid, 'Seccomp'), '2');
     assert.ok(s.events.some((e) => e.text.includes('open of /dev/vfio/vfio refused with EPERM')));
+    assert.ok(s.events.some((e) => e.text.includes(', msix, ')), 'the driver runs on MSI-X through the eventfds the manager handed over');
     saved = await s.block.read(lba, 256);
     const a = pattern(128 * 1024, 1);
     await s.block.write(lba, a);
