@@ -102,6 +102,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
       : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false };
     this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys, { bind: options.bind });
     this.sim = this.device instanceof SimDevice ? this.device : undefined;
+    if (this.device instanceof VfioDevice) for (const w of this.device.warnings) this.event('log', w, 'warn');
     try {
       const geometry = options.ring ?? { entries: 16, slotBytes: 64 * 1024 };
       const areas = this.device.reserveBlockData(dataAreaBytes(geometry));

@@ -6,7 +6,7 @@
  * device of the group.
  */
 import type { Sys } from 'vfio-bindings';
-import { encodeIrqSetNone, findPciFunctions, IOCTL, VFIO } from 'vfio-bindings';
+import { encodeIrqSetNone, findPciFunctions, IOCTL, iommuStatus, VFIO, type IommuStatus } from 'vfio-bindings';
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
 import { VfioPlatform } from '../platform/vfio.js';
@@ -37,10 +37,11 @@ export class VfioDevice extends SandboxDevice {
   private released = false;
 
   /** `bind`: bind the function to vfio-pci first and give it back to its driver at release. */
-  constructor(policy: Policy, sys: Sys, options: { bind?: boolean } = {}) {
+  constructor(policy: Policy, sys: Sys, options: { bind?: boolean; iommu?: IommuStatus } = {}) {
     super(policy, sys);
     this.address = vfioAddress(policy);
     this.description = `vfio:${this.address}`;
+    this.checkConfinement(options.iommu ?? iommuStatus());
     this.platform = VfioPlatform.open(this.address, { sys, bind: options.bind === true, hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never' });
     try {
       this.mapWindows(this.platform.dma);
@@ -49,6 +50,30 @@ export class VfioDevice extends SandboxDevice {
       throw e;
     }
   }
+
+  /**
+   * Refuse a device the IOMMU would not confine: no IOMMU at all, or vfio's no-IOMMU mode (DMA to
+   * anywhere), unless the policy says `unconfined: true`. A group whose default domain is identity
+   * (iommu=pt) is fine: VFIO attaches its own translated domain when the manager takes the group.
+   */
+  private checkConfinement(st: IommuStatus): void {
+    const why: string[] = [];
+    if (st.iommus.length === 0) why.push('no IOMMU is active on this host');
+    if (st.noIommuMode) why.push("vfio's enable_unsafe_noiommu_mode is on");
+    const group = st.groups.find((g) => g.devices.some((d) => d.address === this.address));
+    if (group?.domain === 'blocked') why.push(`group ${group.group} blocks all DMA`);
+    if (why.length === 0) return;
+    if (this.policy.unconfined) {
+      this.warnings.push(`UNCONFINED: ${why.join('; ')}: the device's DMA is not confined`);
+      return;
+    }
+    throw new DmaboxError('ERR_SANDBOX_NOT_CONFINED', `policy ${this.policy.name}: ${this.address} would not be confined: ${why.join('; ')}`, {
+      fix: "boot with the IOMMU on (intel_iommu=on / amd_iommu=on) and vfio's no-IOMMU mode off; 'dmabox doctor' says what is missing; or, for debugging only, unconfined: true",
+    });
+  }
+
+  /** Said at start (an unconfined policy on a host that cannot confine). */
+  readonly warnings: string[] = [];
 
   deviceFd(): number {
     return this.platform.device.fd;

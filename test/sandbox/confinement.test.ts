@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { defaultSys } from 'vfio-bindings';
 import { parsePolicies } from '../../policies/index.js';
 import { SimDevice } from '../../sandbox/sim-device.js';
+import { VfioDevice } from '../../sandbox/vfio-device.js';
 import { Supervisor } from '../../sandbox/supervisor.js';
 import { simPolicy, until } from './helpers.js';
 
@@ -92,6 +93,26 @@ windows: [ { size: 64KiB, access: read, label: a }, { size: 64KiB, access: write
   } finally {
     d.release();
   }
+});
+
+test('a real device the IOMMU would not confine is refused before anything is opened, unless unconfined', () => {
+  const lab = (extra: string) => parsePolicies(`version: 1
+name: real
+device: { pci: "0000:00:01.0" }
+driver: nvme
+windows: [ { size: 2MiB } ]
+${extra}`, 'x.yaml').policies[0]!.policy;
+  const none = { iommus: [], groups: [], interruptRemapping: { state: 'unknown' as const, evidence: '' }, vfio: false, noIommuMode: false, unsafeInterrupts: false, summary: '' };
+  try {
+    new VfioDevice(lab(''), defaultSys(), { iommu: none });
+    assert.unreachable('no IOMMU must be refused');
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'ERR_SANDBOX_NOT_CONFINED');
+    assert.match((e as Error).message, /no IOMMU is active/);
+    assert.match((e as Error).message, /dmabox doctor/);
+  }
+  const noiommu = { ...none, iommus: [{ name: 'dmar0', kind: 'intel-vt-d' as const }], noIommuMode: true };
+  assert.throws(() => new VfioDevice(lab(''), defaultSys(), { iommu: noiommu }), /enable_unsafe_noiommu_mode/);
 });
 
 test.run();
