@@ -345,7 +345,18 @@ export class TapBridge {
 
   // ---- TAP -> NIC ----
 
+  /** Runs in the poll callback and in timers: nothing may escape it (an escape would be an uncaught exception). */
   private pumpTap(): void {
+    try {
+      this.pumpTapTurn();
+    } catch (e) {
+      // A port that throws from txAlloc/txOffset/txFree/txBytes (a dead driver): count, back off.
+      this.portError(e);
+      this.backOff();
+    }
+  }
+
+  private pumpTapTurn(): void {
     if (!this.running) return;
     const port = this.port, io = this.io, q = this.queue, meta = this.meta;
     if (q.count > 0) this.offer();
@@ -393,9 +404,13 @@ export class TapBridge {
     if (q.count > 0 || (!this.watching && !this.backingOff)) this.armRetry();
   }
 
-  /** A failing TAP read (the interface deleted under us, say): stop reading for `waitMs`, then try again. */
+  /**
+   * A failing TAP read (the interface deleted under us) or a port that throws (a dead driver):
+   * neither read nor retry for `waitMs`, then try again, so a lasting failure costs one attempt per
+   * `waitMs`, never a spin.
+   */
   private backOff(): void {
-    if (this.backingOff) return;
+    if (this.backingOff || !this.running) return;
     this.backingOff = true;
     this.pauseTap();
     this.backoffTimer = setTimeout(() => {
@@ -414,6 +429,7 @@ export class TapBridge {
       k = this.port.tx(q);
     } catch (e) {
       this.portError(e);
+      this.backOff();
       return;
     }
     if (!Number.isInteger(k) || k < 0 || k > before || q.count !== before - k) {
@@ -451,7 +467,7 @@ export class TapBridge {
   }
 
   private armRetry(): void {
-    if (this.retryArmed || !this.running) return;
+    if (this.retryArmed || !this.running || this.backingOff) return;
     this.retryArmed = true;
     if (this.retryTimer === null) this.retryTimer = setTimeout(this.onRetryBound, this.retryMs);
     else this.retryTimer.refresh();
@@ -490,21 +506,27 @@ export class TapBridge {
         nextLinkCheck = now + this.waitMs;
       }
       if (!ready) continue;
-      if (this.drainRx() > 0) await yieldTurn();
+      // Yield a whole event-loop turn after every drain (a port may say ready and give nothing:
+      // awaiting only microtasks would starve the TAP side); after a throwing port, wait longer.
+      if (this.drainRx() >= 0) await yieldTurn();
+      else await sleep(this.waitMs);
     }
   }
 
-  /** Move up to one batch from the NIC to the TAP; returns how many frames the NIC gave. */
+  /** Move up to one batch from the NIC to the TAP; returns how many frames the NIC gave, -1 when the port threw. */
   private drainRx(): number {
-    const port = this.port, io = this.io, b = this.rxBatch;
-    b.clear();
-    let k: number;
     try {
-      k = port.rx(b);
+      return this.drainRxTurn();
     } catch (e) {
       this.portError(e);
-      return 0;
+      return -1;
     }
+  }
+
+  private drainRxTurn(): number {
+    const port = this.port, io = this.io, b = this.rxBatch;
+    b.clear();
+    const k = port.rx(b);
     if (!Number.isInteger(k) || k < 0 || k !== b.count) {
       this.fail(`rx() returned ${k} but the batch holds ${b.count} frames`);
       return 0;
@@ -522,11 +544,7 @@ export class TapBridge {
       if (io.write(bytes, off, len)) count(c, frameClass(bytes, off, len), len);
       else this.c.tapWriteErrors++;
     }
-    try {
-      port.rxFree(b);
-    } catch (e) {
-      this.portError(e);
-    }
+    port.rxFree(b);
     return k;
   }
 

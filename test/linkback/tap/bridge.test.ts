@@ -383,6 +383,30 @@ test('stop() while suspended: held frames counted in stopDrops, no port touched'
   assert.is(bridge.counters().queued, 0);
 });
 
+test('a dead driver (every port call throws): no uncaught exception, errors at a bounded rate, and a restart recovers', async () => {
+  const { tap, port: oldPort, bridge, errors } = setup({ waitMs: 20 });
+  bridge.start();
+  tap.push(testFrame(0));
+  await until(() => oldPort.sent.length === 1, 'traffic before the crash');
+  const dead = (): never => { throw new Error('driver container died'); };
+  oldPort.txAlloc = dead; oldPort.tx = dead; oldPort.rx = dead; oldPort.waitRx = () => Promise.resolve(true);
+  const t0 = Date.now();
+  tap.push(testFrame(1));
+  await settle(100);
+  const elapsed = Date.now() - t0;
+  const n = bridge.counters().portErrors;
+  assert.ok(n >= 1, 'the failures are counted');
+  // Each side retries at most once per waitMs (20 ms): about 2 x 100 / 20, never thousands.
+  assert.ok(n <= 2 * (elapsed / 20 + 2), `${n} port errors in ${elapsed} ms: spinning`);
+  assert.is(errors.length, n);
+  await bridge.suspend();
+  const next = new FakePort();
+  bridge.resume(next);
+  await until(() => next.sent.length === 1, 'the waiting frame on the restarted driver');
+  assert.is(seqOf(next.sent[0]!), 1);
+  await bridge.stop();
+});
+
 async function assertRejects(p: Promise<unknown>, code: string): Promise<void> {
   try {
     await p;
