@@ -47,7 +47,8 @@ export class DeviceDma {
 
   /** Copy `len` bytes at `iova` into `dst[off..]`. False (and a logged fault) when refused. */
   read(iova: number, dst: Uint8Array, off: number, len: number): boolean {
-    if (!this.args(iova, dst, off, len)) return true;
+    if (!isDeviceAddress(iova)) return this.refuse(iova, len, 'read', 'not-present');
+    if (!this.args(dst, off, len)) return true;
     if ((iova % IOMMU_PAGE) + len <= IOMMU_PAGE) {
       // Fast path: inside one page.
       const r = this.one(iova, len, PERM_READ, 'read');
@@ -82,7 +83,8 @@ export class DeviceDma {
 
   /** Copy `len` bytes from `src[off..]` to `iova`. False (and a logged fault) when refused. */
   write(iova: number, src: Uint8Array, off: number, len: number): boolean {
-    if (!this.args(iova, src, off, len)) return true;
+    if (!isDeviceAddress(iova)) return this.refuse(iova, len, 'write', 'not-present');
+    if (!this.args(src, off, len)) return true;
     if ((iova % IOMMU_PAGE) + len <= IOMMU_PAGE) {
       const r = this.one(iova, len, PERM_WRITE, 'write');
       if (r === undefined) return false;
@@ -202,10 +204,11 @@ export class DeviceDma {
     return r;
   }
 
-  private args(iova: number, buf: Uint8Array, off: number, len: number): boolean {
-    if (!Number.isSafeInteger(iova) || iova < 0 || !Number.isInteger(off) || off < 0 || !Number.isInteger(len) || len < 0 || off + len > buf.length) {
-      throw new SimError('ERR_SIM_ARG', `DMA iova 0x${iova.toString(16)} off ${off} len ${len}: bad arguments for a buffer of ${buf.length} bytes`, {
-        fix: 'IOVA a non-negative integer below 2^53, off + len within the buffer',
+  /** The model's own buffer arguments: a bad one is a bug in the model, so it throws. */
+  private args(buf: Uint8Array, off: number, len: number): boolean {
+    if (!Number.isInteger(off) || off < 0 || !Number.isInteger(len) || len < 0 || off + len > buf.length) {
+      throw new SimError('ERR_SIM_ARG', `DMA off ${off} len ${len}: bad arguments for a buffer of ${buf.length} bytes`, {
+        fix: 'off + len within the buffer',
       });
     }
     return len > 0;
@@ -260,4 +263,14 @@ export class DeviceDma {
     }
     return chunk;
   }
+}
+
+/**
+ * An IOVA the driver (possibly hostile) handed the device: anything that is not an exact
+ * non-negative integer (2^53 and above lose precision as numbers) is outside every mapping, so it
+ * is refused and logged as not present, as a real IOMMU refuses an address beyond its width. It
+ * must never throw: the model runs in the manager, and a driver must not be able to crash it.
+ */
+function isDeviceAddress(iova: number): boolean {
+  return Number.isSafeInteger(iova) && iova >= 0;
 }

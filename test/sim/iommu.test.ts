@@ -176,13 +176,27 @@ test('the fault log keeps the last 4096 entries and counts all', () => {
   assert.is(iommu.faults().length, 0);
 });
 
-test('bad DMA arguments are a model bug: thrown, not logged', () => {
+test('bad buffer arguments are a model bug: thrown, not logged', () => {
   const { dma, iommu } = rig();
   const buf = new Uint8Array(4);
-  assert.throws(() => dma.read(-1, buf, 0, 4), (e: { code: string }) => e.code === 'ERR_SIM_ARG');
   assert.throws(() => dma.read(0, buf, 2, 4), (e: { code: string }) => e.code === 'ERR_SIM_ARG');
+  assert.throws(() => dma.write(0, buf, -1, 2), (e: { code: string }) => e.code === 'ERR_SIM_ARG');
   assert.ok(dma.read(0, buf, 0, 0), 'zero bytes is a no-op');
   assert.is(iommu.faultCount, 0);
+});
+
+test('IOVAs a hostile driver can hand the device (negative, 2^53 and above, fractional) are refused and logged, never thrown', () => {
+  const { dma, iommu } = rig();
+  const buf = new Uint8Array(8);
+  for (const iova of [-1, -4096, 2 ** 53, 2 ** 64 - 4096, 0x1_0000_0000 * 0xffff_ffff, 4096.5]) {
+    assert.is(dma.read(iova, buf, 0, 8), false, `read 0x${iova.toString(16)}`);
+    assert.is(dma.write(iova, buf, 0, 8), false, `write 0x${iova.toString(16)}`);
+    assert.is(dma.readU64(iova), -1);
+    assert.is(dma.writeU32(iova, 1), false);
+  }
+  const reasons = new Set(iommu.faults().map((f) => f.reason));
+  assert.equal([...reasons], ['not-present']);
+  assert.is(iommu.faultCount, 24);
 });
 
 test.run();
