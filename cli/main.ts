@@ -14,6 +14,7 @@ const commands: Record<string, Command> = {
   policy: { summary: 'check policies, show them resolved, print their JSON Schema', load: () => import('./policy.js') },
   up: { summary: 'run sandboxes from policies in the foreground, supervised; SIGINT/SIGTERM stop them in order', load: () => import('./up.js') },
   status: { summary: 'what the running sandboxes are doing (containers, uid, restarts, faults, windows, I/O) [--json]', load: () => import('./status.js') },
+  demo: { summary: 'npm start: the demo policies (or those named) up on the simulator, each linkback served (NBD...) until Ctrl-C', load: () => import('./demo.js') },
   lab: { summary: 'the QEMU lab: set it up, boot it and run a command on real VFIO', load: () => import('./lab.js') },
 };
 

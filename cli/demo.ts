@@ -1,0 +1,129 @@
+/**
+ * `dmabox demo [POLICY...] [--socket PATH] [--control PATH]` (what `npm start` runs): bring up the
+ * demo policy (policies/examples/demo.yaml: the simulator, no IOMMU and no root needed), or the
+ * policies named, through the Manager, start the linkback each names (linkback/service.ts), print
+ * where they are and how to use them, and serve until SIGINT or SIGTERM. Then, in order: NBD
+ * clients answered and disconnected, linkbacks closed, containers stopped, devices quarantined and
+ * released, sockets removed. The line starting `ready:` says everything that can serve is serving.
+ *
+ * `--socket PATH` moves the one NBD unix socket of the policies to PATH (tests, a second demo).
+ * Exit status: 0 after an orderly stop; 1 when nothing could be served or a linkback failed to
+ * start; 2 for bad arguments.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startService, type Service } from '../linkback/service.js';
+import { PolicyError, formatProblem, loadPolicyFiles, type LoadResult } from '../policies/loader.js';
+import type { Policy } from '../policies/types.js';
+import type { SandboxEvent } from '../sandbox/supervisor.js';
+import { formatEvent } from './up.js';
+
+const USAGE = 'usage: dmabox demo [POLICY...] [--socket PATH] [--control PATH]\n';
+
+export interface Io { out(s: string): void; err(s: string): void }
+const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** policies/examples/demo.yaml from the sources (cli/) or the build (dist/cli/). */
+export function demoPolicyPath(): string {
+  for (const p of [join(here, '../policies/examples/demo.yaml'), join(here, '../../policies/examples/demo.yaml')]) if (existsSync(p)) return resolve(p);
+  throw new Error(`policies/examples/demo.yaml not found next to ${here}: run from a dmabox checkout`);
+}
+
+/** How to run this CLI again (for the status line): `node /abs/dist/cli/main.js` or `dmabox`. */
+function self(): string {
+  const main = process.argv[1];
+  return main && /main\.[jt]s$/.test(main) ? `node ${resolve(main)}` : 'dmabox';
+}
+
+function withSocket(policies: Policy[], socket: string): Policy[] | string {
+  const nbd = policies.filter((p) => p.linkback && 'nbd' in p.linkback && 'socket' in p.linkback.nbd);
+  if (nbd.length !== 1) return `--socket needs exactly one policy with an NBD unix socket linkback; these have ${nbd.length}`;
+  return policies.map((p) => (p === nbd[0] ? { ...p, linkback: { nbd: { socket: socket, export: (p.linkback as { nbd: { export: string } }).nbd.export } } } : p));
+}
+
+export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventEmitter = process): Promise<number> {
+  const files: string[] = [];
+  let control: string | undefined;
+  let socket: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--control' || a === '--socket') {
+      const v = argv[++i];
+      if (!v || !v.startsWith('/')) { io.err(`dmabox demo: ${a} needs an absolute path\n${USAGE}`); return 2; }
+      if (a === '--control') control = v; else socket = v;
+    } else if (a === '-h' || a === '--help') { io.out(USAGE); return 0; }
+    else if (a.startsWith('-')) { io.err(`dmabox demo: unknown option ${a}\n${USAGE}`); return 2; }
+    else files.push(a);
+  }
+  let result: LoadResult;
+  try {
+    result = loadPolicyFiles(files.length ? files : [demoPolicyPath()]);
+  } catch (e) {
+    if (!(e instanceof PolicyError)) throw e;
+    for (const p of e.problems) io.err(`${formatProblem(p)}\n`);
+    io.err(`${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}; nothing was started\n`);
+    return 1;
+  }
+  for (const w of result.warnings) io.err(`WARNING ${formatProblem(w)}\n`);
+  let policies = result.policies.map((lp) => lp.policy);
+  if (socket) {
+    const r = withSocket(policies, socket);
+    if (typeof r === 'string') { io.err(`dmabox demo: ${r}\n`); return 2; }
+    policies = r;
+  }
+  const unconfined = new Set(policies.filter((p) => p.unconfined).map((p) => p.name));
+  const uid = process.getuid?.();
+  io.out(uid === 0
+    ? 'root: containers run as each policy\'s uid/gid (default 65534)\n'
+    : `not root: containers run as the invoking user (uid ${uid}), not the policies' uid/gid; on the simulator nothing else needs root\n`);
+
+  // Signals that arrive while starting are honoured once the start is done.
+  let signalled: string | undefined;
+  let wake: (() => void) | undefined;
+  const onSignal = (sig: string): void => { signalled ??= sig; wake?.(); };
+  signals.on('SIGINT', onSignal);
+  signals.on('SIGTERM', onSignal);
+  const log = (sandbox: string, line: string, level?: string): void => io.out(`${new Date().toISOString().slice(11, 23)} ${sandbox} linkback${level && level !== 'info' ? ` [${level}]` : ''}: ${line}\n`);
+  let service: Service;
+  try {
+    service = await startService(policies, control ? { controlPath: control } : {}, log,
+      (m) => m.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox)))));
+  } catch (e) {
+    signals.off('SIGINT', onSignal);
+    signals.off('SIGTERM', onSignal);
+    throw e;
+  }
+  const { manager, linkbacks, unavailable } = service;
+  let code = 0;
+  io.out('\n');
+  for (const s of manager.sandboxes) io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.policy.driver.name} driver on ${s.device.description}\n`);
+  for (const l of linkbacks) {
+    io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
+    for (const u of l.usage()) io.out(`  ${u}\n`);
+  }
+  for (const u of unavailable) {
+    io.out(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}\n`);
+    if (u.kind === 'error') code = 1;
+  }
+  if (manager.controlPath) io.out(`status: ${self()} status${control ? ` --control ${control}` : ''}\n`);
+  if (linkbacks.length === 0) {
+    io.out('nothing to serve: no linkback is up\n');
+    code = 1;
+  }
+  if (code === 0) {
+    io.out(`ready: ${linkbacks.map((l) => `${l.sandbox} ${l.kind} ${l.addresses.join(' ')}`).join('; ')}; Ctrl-C to stop\n`);
+    if (!signalled) await new Promise<void>((r) => { wake = r; });
+    io.out(`${signalled}: stopping\n`);
+  }
+  signals.off('SIGINT', onSignal);
+  signals.off('SIGTERM', onSignal);
+  io.out(`closing ${linkbacks.length} linkback(s): clients answered and disconnected\n`);
+  await Promise.all(linkbacks.map((l) => l.close()));
+  io.out(`stopping ${manager.sandboxes.length} sandbox(es): containers, then devices (quarantined, windows unmapped)\n`);
+  await service.stop();
+  io.out('stopped\n');
+  return code;
+}

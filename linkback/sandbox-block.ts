@@ -1,0 +1,127 @@
+/**
+ * A sandboxed NVMe driver as a `BlockDevice`: the NBD server's requests go to the supervisor's
+ * `SandboxBlockClient` (sandbox/block/client.ts), which posts them on the block ring of whichever
+ * container is alive. The client keeps every request until it completes and replays those in flight
+ * on the next container after a crash, so a restart is latency here, never an error: the export
+ * keeps its device object across restarts (no `replaceDevice`).
+ *
+ * What the ring can carry decides the capabilities (sandbox/block/layout.ts: READ, WRITE, FLUSH):
+ * - flush: true. The ring does not publish the controller's VWC bit, so a flush is always offered;
+ *   it reaches the driver as an NVMe Flush, which is valid (and cheap) without a volatile cache.
+ * - fua: false. The ring has no FUA bit: the NBD server follows a FUA write with a flush before it
+ *   replies (linkback/README.md, "Transmission flags"), which is durable on any controller.
+ * - trim, writeZeroes: false. No ring op for Dataset Management or Write Zeroes yet.
+ * - multiConn: true. Every connection reaches one controller through one ring.
+ *
+ * Errors become errno kinds: the driver's I/O error `EIO`, a range or malformed request `EINVAL`
+ * (`ENOSPC` for a write past the end), a failed sandbox `EIO` with the supervisor's reason, a
+ * stopped one `ESHUTDOWN`.
+ *
+ * Reads: `SandboxBlockClient.read` returns a new array that is copied into the server's buffer (one
+ * allocation and one copy per read); a `readInto` on the client would remove both.
+ */
+import type { SandboxBlockClient } from '../sandbox/block/client.js';
+import { BlockDeviceError, validateBlockDevice, type BlockCapabilities, type BlockDevice, type BlockErrorKind } from './block-device.js';
+
+/** sandbox/block/layout.ts BlockStatus (a const enum there; the values are the ring's ABI). */
+const STATUS_BAD_REQUEST = 1;
+const STATUS_RANGE = 2;
+
+/** The errno kind of an error from the sandbox's block client. */
+export function sandboxErrorKind(err: unknown, write: boolean): BlockErrorKind {
+  const e = err as { code?: unknown; status?: unknown } | null;
+  switch (e?.code) {
+    case 'ERR_SANDBOX_IO':
+      if (e.status === STATUS_RANGE) return write ? 'ENOSPC' : 'EINVAL';
+      if (e.status === STATUS_BAD_REQUEST) return 'EINVAL';
+      return 'EIO';
+    case 'ERR_SANDBOX_ARG': return 'EINVAL';
+    case 'ERR_SANDBOX_STOPPED': return 'ESHUTDOWN';
+    default: return 'EIO'; // ERR_SANDBOX_FAILED (restart limit, IOMMU fault policy 'stop'), anything else
+  }
+}
+
+export interface SandboxBlockOptions {
+  /** Serve the device read-only. */
+  readOnly?: boolean;
+  /** Names the device in messages (the sandbox's policy name). */
+  label?: string;
+}
+
+export class SandboxBlockDevice implements BlockDevice {
+  readonly size: number;
+  readonly blockSize: number;
+  readonly readOnly: boolean;
+  readonly capabilities: BlockCapabilities = Object.freeze({ flush: true, fua: false, trim: false, writeZeroes: false, multiConn: true });
+  private readonly label: string;
+  private readonly shift: number;
+
+  /**
+   * `client` must have served once (a container said READY), so its geometry is known: build this
+   * after `supervisor.start()` or `supervisor.ready()` resolved.
+   */
+  constructor(private readonly client: SandboxBlockClient, options: SandboxBlockOptions = {}) {
+    this.label = options.label ?? 'sandboxed device';
+    if (client.blockSize === 0) {
+      throw new BlockDeviceError('EINVAL', `${this.label}: the sandbox has not published its geometry yet`, {
+        fix: 'export it after the sandbox is ready (await supervisor.ready())',
+      });
+    }
+    this.blockSize = client.blockSize;
+    this.shift = Math.log2(client.blockSize);
+    this.size = client.blockCount * client.blockSize;
+    this.readOnly = options.readOnly ?? false;
+    validateBlockDevice(this, this.label);
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    if (into.length === 0) return;
+    const [lba, blocks] = this.lbas('read', offset, into.length);
+    try {
+      into.set(await this.client.read(lba, blocks));
+    } catch (e) {
+      throw this.wrap(`read of ${into.length} bytes at ${offset}`, e, false);
+    }
+  }
+
+  async write(offset: number, data: Uint8Array, _fua: boolean): Promise<void> {
+    if (this.readOnly) throw new BlockDeviceError('EPERM', `${this.label} is served read-only`);
+    if (data.length === 0) return;
+    const [lba] = this.lbas('write', offset, data.length);
+    try {
+      await this.client.write(lba, data);
+    } catch (e) {
+      throw this.wrap(`write of ${data.length} bytes at ${offset}`, e, true);
+    }
+  }
+
+  async flush(): Promise<void> {
+    try {
+      await this.client.flush();
+    } catch (e) {
+      throw this.wrap('flush', e, false);
+    }
+  }
+
+  trim(): Promise<void> {
+    return Promise.reject(new BlockDeviceError('ENOTSUP', `${this.label}: trim is not carried by the sandbox's block ring`));
+  }
+
+  writeZeroes(): Promise<void> {
+    return Promise.reject(new BlockDeviceError('ENOTSUP', `${this.label}: write zeroes is not carried by the sandbox's block ring`));
+  }
+
+  private wrap(what: string, err: unknown, write: boolean): BlockDeviceError {
+    return new BlockDeviceError(sandboxErrorKind(err, write), `${this.label}: ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+
+  private lbas(what: string, offset: number, length: number): [number, number] {
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset % this.blockSize !== 0 || length % this.blockSize !== 0) {
+      throw new BlockDeviceError('EINVAL', `${this.label}: ${what} of ${length} bytes at ${offset} is not aligned to its ${this.blockSize}-byte blocks`);
+    }
+    if (offset + length > this.size) {
+      throw new BlockDeviceError(what === 'write' ? 'ENOSPC' : 'EINVAL', `${this.label}: ${what} of ${length} bytes at ${offset} ends past the device (${this.size} bytes)`);
+    }
+    return [Math.floor(offset / this.blockSize), length >>> this.shift];
+  }
+}
