@@ -8,8 +8,8 @@ set -euo pipefail
 # qemu-system-x86, busybox-static, cpio, kmod: the lab (appliance/lab); xz-utils: the lab unpacks the guest
 # kernel's vmlinux from the xz bzImage to boot it through PVH (seconds faster under TCG).
 # libnbd-bin, nbdkit, qemu-utils, fio, nbd-client: real NBD clients and peers for linkback tests and benches.
-# iproute2: network namespaces for the TAP tests.
-PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio iproute2)
+# iproute2, iputils-ping: network namespaces and ping for the TAP tests; e2fsprogs: mkfs.ext4 and e2fsck for the lab NBD test.
+PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio nbd-client iproute2 iputils-ping e2fsprogs)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

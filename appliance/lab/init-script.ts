@@ -5,7 +5,8 @@
  *   2. mounts the host's / read-only over 9p (tag `hostroot`) and the run channel (tag `labrun`,
  *      a host temp folder, writable, uncached) that carries the command and brings back its status;
  *   3. binds /dev, /proc, /sys into the host root, puts tmpfs on /tmp, /run and /dev/shm (the host
- *      root is read-only; tests write there), and the run channel at /run/dmabox-lab;
+ *      root is read-only; tests write there), and the run channel at /run/dmabox-lab; host folders
+ *      listed in the run channel's `keep` file (a checkout under /tmp) are bound back on top;
  *   4. binds every PCI function whose vendor:device is in the list to vfio-pci
  *      (driver_override, then drivers_probe) and checks /dev/vfio/GROUP appeared;
  *   5. chroots into the host root and runs /run/dmabox-lab/cmd.sh (written by the launcher);
@@ -79,6 +80,17 @@ say "modules loaded"
 mkdir -p /host /labrun
 mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose ${TAG_HOSTROOT} /host || fail "mount the host root over 9p (tag ${TAG_HOSTROOT})"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 ${TAG_RUN} /labrun || fail "mount the run channel over 9p (tag ${TAG_RUN})"
+# Host folders the command needs that the guest's own tmpfs would cover (the checkout, when it
+# lives under /tmp or /run): the launcher lists them in /labrun/keep; each is held aside here,
+# before the tmpfs goes on, and bound back on top of it below.
+n=0
+if [ -f /labrun/keep ]; then
+  while read -r p; do
+    [ -n "$p" ] || continue
+    mkdir -p /keep/$n && mount --bind "/host$p" /keep/$n || fail "hold $p aside"
+    n=$((n + 1))
+  done < /labrun/keep
+fi
 mount --bind /dev /host/dev || fail "bind /dev"
 mount --bind /proc /host/proc || fail "bind /proc"
 mount --bind /sys /host/sys || fail "bind /sys"
@@ -89,6 +101,15 @@ mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "mount tmpfs on /tmp"
 mount -t tmpfs -o mode=755 tmpfs /host/run || fail "mount tmpfs on /run"
 mkdir -p /host${GUEST_RUN_DIR}
 mount --bind /labrun /host${GUEST_RUN_DIR} || fail "bind the run channel"
+n=0
+if [ -f /labrun/keep ]; then
+  while read -r p; do
+    [ -n "$p" ] || continue
+    mkdir -p "/host$p" && mount --bind /keep/$n "/host$p" || fail "put $p back over the tmpfs"
+    say "kept $p"
+    n=$((n + 1))
+  done < /labrun/keep
+fi
 ip link set lo up 2>/dev/null
 
 for d in /sys/bus/pci/devices/*; do

@@ -69,7 +69,27 @@ export interface LabResult {
 
 const DEFAULT_TIMEOUT_MS = 600_000;
 /** Host folders the guest's /init covers with tmpfs or its own mounts (init-script.ts). */
+/** Folders the guest covers with its own file systems: a command's folder must not be under them... */
 const GUEST_TMPFS = ['/tmp', '/run', '/dev', '/proc', '/sys'];
+/** ...except these tmpfs ones, where /init binds the host folder back on top (`keep` in the run channel). */
+const GUEST_KEEPABLE = ['/tmp', '/run'];
+const KEEP_SAFE_PATH = /^\/[A-Za-z0-9._/+-]+$/;
+
+/**
+ * The host folders /init must bind back over the guest's tmpfs so the command finds its working
+ * directory (a checkout under /tmp, as CI's clones may be). Throws when the folder can not be kept.
+ */
+export function guestKeepPaths(cwd: string): string[] {
+  const hidden = GUEST_TMPFS.find((d) => cwd === d || cwd.startsWith(`${d}/`));
+  if (!hidden) return [];
+  const keepable = GUEST_KEEPABLE.includes(hidden) && cwd !== hidden && KEEP_SAFE_PATH.test(cwd) && !cwd.split('/').includes('..')
+    && !(cwd === GUEST_RUN_DIR || cwd.startsWith(`${GUEST_RUN_DIR}/`));
+  if (!keepable) {
+    throw new ApplianceError('ERR_LAB_OPTIONS', `the working directory ${cwd} is under ${hidden}, which the guest covers with its own file system: the command would not find it`,
+      { fix: `run from a checkout outside ${GUEST_TMPFS.join(', ')} (a folder under /tmp or /run works if its path has only letters, digits and ._+-)` });
+  }
+  return [cwd];
+}
 const TAIL_LINES = 25;
 /** Default-folder logs kept (with their .dmar traces); older ones are removed at each launch. */
 const LOGS_KEPT = 50;
@@ -128,11 +148,7 @@ function validate(o: LabOptions): void {
 export async function launchLab(options: LabOptions): Promise<LabResult> {
   validate(options);
   const cwd = realpathSync(options.cwd ?? process.cwd());
-  const hidden = GUEST_TMPFS.find((d) => cwd === d || cwd.startsWith(`${d}/`));
-  if (hidden) {
-    throw new ApplianceError('ERR_LAB_OPTIONS', `the working directory ${cwd} is under ${hidden}, which the guest covers with its own tmpfs: the command would not find it`,
-      { fix: `run from a checkout outside ${GUEST_TMPFS.join(', ')}` });
-  }
+  const keep = guestKeepPaths(cwd);
   const t0 = performance.now();
   const qemu = which('qemu-system-x86_64');
   if (!qemu) {
@@ -189,6 +205,7 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
       ...options.env,
     };
     writeFileSync(join(runDir, 'cmd.sh'), commandScript({ argv: options.command, cwd, env }));
+    if (keep.length) writeFileSync(join(runDir, 'keep'), keep.map((p) => `${p}\n`).join(''));
     if (options.dmarTrace) writeFileSync(traceHost, '');
 
     const log = createWriteStream(logFile);

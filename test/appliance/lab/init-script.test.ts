@@ -60,6 +60,14 @@ test('the exit byte written to /dev/port is the status, 0 to 255 (octal escape t
   }
 });
 
+test('host folders listed in the run channel\'s keep file are held aside before the tmpfs and bound back after it', () => {
+  const hold = script.indexOf('mount --bind "/host$p" /keep/$n');
+  const tmpfs = script.indexOf('tmpfs /host/tmp');
+  const back = script.indexOf('mount --bind /keep/$n "/host$p"');
+  assert.ok(hold > 0 && tmpfs > hold && back > tmpfs, 'hold, then tmpfs, then bind back');
+  assert.ok(script.indexOf('< /labrun/keep') > 0);
+});
+
 test('bad ids and module paths are refused', () => {
   assert.throws(() => labInitScript({ kver: 'k', modules: [], vfioIds: ['1B36:10'] }), /vendor:device/);
   assert.throws(() => labInitScript({ kver: 'k', modules: ['a b.ko'] }), /cannot quote/);

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchLab, pruneLogs } from '../../../appliance/lab/launch.js';
+import { guestKeepPaths, launchLab, pruneLogs } from '../../../appliance/lab/launch.js';
 import type { LabImage } from '../../../appliance/lab/setup.js';
 
 const FAKE = `#!/bin/sh
@@ -158,5 +158,14 @@ test('old logs are pruned, newest kept, with their traces; other files untouched
 });
 
 test.after(() => { process.env.PATH = oldPath; rmSync(bin, { recursive: true, force: true }); });
+
+test('a checkout under /tmp or /run is kept over the guest tmpfs; one under /proc, /dev or with odd characters is refused', () => {
+  assert.equal(guestKeepPaths('/work/main'), []);
+  assert.equal(guestKeepPaths('/tmp/ci-clone'), ['/tmp/ci-clone']);
+  assert.equal(guestKeepPaths('/run/ci/x'), ['/run/ci/x']);
+  for (const bad of ['/tmp', '/proc/1', '/dev/shm/x', '/tmp/a b', '/run/dmabox-lab/x', '/tmp/../etc']) {
+    assert.throws(() => guestKeepPaths(bad), (e: { code: string }) => e.code === 'ERR_LAB_OPTIONS', bad);
+  }
+});
 
 test.run();
