@@ -93,7 +93,12 @@ export class Incarnation {
     const firstIrqSlot = stdio.length;
     stdio.push(...irqFds);
     const entry = o.entry ?? defaultEntry();
-    this.child = spawn(process.execPath, [...process.execArgv, entry, JSON.stringify(boot)], {
+    // The policy's memory limit, as far as Node can apply it: the JS heap gets what the windows
+    // leave (a cgroup would bound the whole process; not done yet).
+    const windowBytes = policy.windows.reduce((n, w) => n + w.size, 0);
+    const heapMiB = Math.max(64, Math.floor((policy.container.memory - windowBytes) / 2 ** 20));
+    const heapArg = process.execArgv.some((a) => a.startsWith('--max-old-space-size')) ? [] : [`--max-old-space-size=${heapMiB}`];
+    this.child = spawn(process.execPath, [...process.execArgv, ...heapArg, entry, JSON.stringify(boot)], {
       stdio: stdio as never,
       // Its own process group: a terminal's Ctrl-C goes to the manager, which stops containers in order.
       detached: true,
