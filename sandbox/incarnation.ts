@@ -36,6 +36,26 @@ export interface IncarnationHooks {
   exit(code: number | null, signal: NodeJS.Signals | null): void;
 }
 
+/**
+ * Shared memory and eventfds a service hands to every container of a device, e.g. a NIC's packet
+ * rings (sandbox/net): appended after the interrupt eventfds; the container finds them in
+ * `boot.attachments[name]` (first fd slot, fd count, bytes of the first fd's memory).
+ */
+export interface ContainerAttachment {
+  name: string;
+  fds: number[];
+  bytes: number;
+}
+const attachments = new WeakMap<SandboxDevice, ContainerAttachment[]>();
+
+/** Hand `a` to every container spawned for `device` from now on. */
+export function attachToContainers(device: SandboxDevice, a: ContainerAttachment): void {
+  const list = attachments.get(device) ?? [];
+  if (list.some((x) => x.name === a.name)) throw new Error(`container attachment '${a.name}' is already registered for ${device.description}`);
+  list.push(a);
+  attachments.set(device, list);
+}
+
 export interface IncarnationOptions {
   policy: Policy;
   device: SandboxDevice;
@@ -92,13 +112,18 @@ export class Incarnation {
     for (const g of device.grants) stdio.push(g.window.memory.fd);
     const firstIrqSlot = stdio.length;
     stdio.push(...irqFds);
+    const attached: Record<string, { fdSlot: number; fds: number; bytes: number }> = {};
+    for (const a of attachments.get(device) ?? []) {
+      attached[a.name] = { fdSlot: stdio.length, fds: a.fds.length, bytes: a.bytes };
+      stdio.push(...a.fds);
+    }
     const entry = o.entry ?? defaultEntry();
     // The policy's memory limit, as far as Node can apply it: the JS heap gets what the windows
     // leave (a cgroup would bound the whole process; not done yet).
     const windowBytes = policy.windows.reduce((n, w) => n + w.size, 0);
     const heapMiB = Math.max(64, Math.floor((policy.container.memory - windowBytes) / 2 ** 20));
     const heapArg = process.execArgv.some((a) => a.startsWith('--max-old-space-size')) ? [] : [`--max-old-space-size=${heapMiB}`];
-    this.child = spawn(process.execPath, [...process.execArgv, ...heapArg, entry, JSON.stringify(boot)], {
+    this.child = spawn(process.execPath, [...process.execArgv, ...heapArg, entry, JSON.stringify({ ...boot, attachments: attached })], {
       stdio: stdio as never,
       // Its own process group: a terminal's Ctrl-C goes to the manager, which stops containers in order.
       detached: true,
