@@ -10,6 +10,9 @@ import type { IrqVector } from '../drivers/platform.js';
 import { MemfdMemoryProvider } from '../dma/memfd.js';
 import { SimMachine } from '../sim/machine.js';
 import { SimNvme } from '../sim/nvme/controller.js';
+import { E1000eModel } from '../sim/e1000e/model.js';
+import { attachPeer, type SimPeer } from './net/peer.js';
+import { parseMac } from './net/packets.js';
 import { CMD_BUS_MASTER, PCI_COMMAND, type PciFunction } from '../sim/pci.js';
 import type { SimPlatform } from '../sim/platform.js';
 import { DmaboxError } from '../common/errors.js';
@@ -28,26 +31,37 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
   readonly fn: PciFunction;
   readonly platform: SimPlatform;
   readonly address = SIM_ADDRESS;
-  readonly description = `sim:nvme@${SIM_ADDRESS}`;
+  readonly description: string;
+  /** The simulated 82574L and its link partner (policy `device: { sim: e1000e, peer }`); undefined for NVMe. */
+  readonly nic: E1000eModel | undefined;
+  peer: SimPeer | undefined;
   private vectors: IrqVector[] = [];
   private released = false;
 
   constructor(policy: Policy, sys: Sys) {
     super(policy, sys);
     const d = policy.device;
-    if (!('sim' in d) || d.sim !== 'nvme') {
-      throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: only simulated NVMe devices (device: sim:nvme) run in a simulated sandbox; got ${JSON.stringify(d)}`, {
-        fix: 'use a sim:nvme device, or a pci: device on a host with VFIO',
+    if (!('sim' in d) || (d.sim !== 'nvme' && d.sim !== 'e1000e')) {
+      throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: only simulated NVMe and e1000e devices (device: sim:nvme, sim:e1000e) run in a simulated sandbox; got ${JSON.stringify(d)}`, {
+        fix: 'use a sim:nvme or sim:e1000e device, or a pci: device on a host with VFIO',
       });
     }
+    this.description = `sim:${d.sim}@${SIM_ADDRESS}`;
     this.machine = new SimMachine({ memory: new MemfdMemoryProvider({ sys, hugePages: 'never', name: `dmabox-${policy.name}` }) });
-    const model = new SimNvme({
-      serial: d.serial,
-      namespaces: [{ blocks: Math.floor(d.capacity / d.blockSize), blockSize: d.blockSize }],
-      maxQueueEntries: d.mqes,
-      maxIoQueues: d.maxQueues,
-    });
-    this.fn = this.machine.attach(model, { address: SIM_ADDRESS });
+    if (d.sim === 'e1000e') {
+      // the 82574L model; its link partner on the simulated wire is in the manager too (sandbox/net/peer.ts)
+      this.nic = new E1000eModel({ mac: parseMac(d.mac) });
+      this.fn = this.machine.attach(this.nic, { address: SIM_ADDRESS });
+      this.peer = attachPeer(this.nic, d.peer);
+    } else {
+      const model = new SimNvme({
+        serial: d.serial,
+        namespaces: [{ blocks: Math.floor(d.capacity / d.blockSize), blockSize: d.blockSize }],
+        maxQueueEntries: d.mqes,
+        maxIoQueues: d.maxQueues,
+      });
+      this.fn = this.machine.attach(model, { address: SIM_ADDRESS });
+    }
     this.platform = this.machine.platform(SIM_ADDRESS);
     try {
       this.mapWindows(this.platform.dma);

@@ -25,6 +25,7 @@ import { SimDevice } from './sim-device.js';
 import { VfioDevice } from './vfio-device.js';
 import type { SandboxDevice } from './device.js';
 import { describeFault, type FaultEvent, type FaultSink } from './faults.js';
+import { SandboxNicPort } from './net/port.js';
 
 export type SandboxState = 'starting' | 'running' | 'quarantined' | 'backoff' | 'failed' | 'stopping' | 'stopped';
 
@@ -60,6 +61,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
   /** The simulated device, when the policy's device is simulated (tests reach the model through it). */
   readonly sim: SimDevice | undefined;
   readonly block: SandboxBlockClient;
+  /** A NIC driver's packet rings (sandbox/net), made before the first container and handed to each. */
+  readonly nic: SandboxNicPort | undefined;
   state: SandboxState = 'starting';
   /** Restarts done (not counting the first start). */
   restarts = 0;
@@ -104,9 +107,11 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.sim = this.device instanceof SimDevice ? this.device : undefined;
     if (this.device instanceof VfioDevice) for (const w of this.device.warnings) this.event('log', w, 'warn');
     try {
-      const geometry = options.ring ?? { entries: 16, slotBytes: 64 * 1024 };
+      // A NIC's container serves no block ring: the smallest geometry keeps its windows for the driver.
+      const geometry = options.ring ?? (policy.driver.name === 'nvme' ? { entries: 16, slotBytes: 64 * 1024 } : { entries: 1, slotBytes: 4096 });
       const areas = this.device.reserveBlockData(dataAreaBytes(geometry));
       this.block = new SandboxBlockClient(geometry, { read: areas.read.bytes, write: areas.write.bytes });
+      this.nic = policy.driver.name === 'e1000e' ? new SandboxNicPort(this, { sys: this.o.sys }) : undefined;
     } catch (e) {
       this.device.release();
       throw e;
@@ -217,15 +222,18 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private onReady(inc: Incarnation): void {
     if (this.current !== inc || this.state !== 'starting') return;
     clearTimeout(this.readyTimer);
-    try {
-      this.block.attach(inc.blockLink());
-    } catch (e) {
-      this.kill(`ready with a bad block ring: ${(e as Error).message}`);
-      return;
+    if (this.policy.driver.name === 'nvme') {
+      try {
+        this.block.attach(inc.blockLink());
+      } catch (e) {
+        this.kill(`ready with a bad block ring: ${(e as Error).message}`);
+        return;
+      }
     }
     this.state = 'running';
     this.lastProgress = performance.now();
-    this.event('ready', `serving ${this.block.blockCount} blocks of ${this.block.blockSize} bytes${this.block.pending > 0 ? `; ${this.block.pending} request(s) replayed` : ''}`);
+    if (this.nic) this.event('ready', 'serving the packet rings');
+    else this.event('ready', `serving ${this.block.blockCount} blocks of ${this.block.blockSize} bytes${this.block.pending > 0 ? `; ${this.block.pending} request(s) replayed` : ''}`);
     this.hangTimer = setInterval(() => this.checkHang(), Math.max(50, Math.floor(this.o.hangMs / 4)));
     this.hangTimer.unref();
     const w = this.readyWaiters;
@@ -352,6 +360,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private finishStop(): void {
     if (this.state === 'stopped') return;
     this.device.release();
+    this.nic?.close();
     this.state = 'stopped';
     this.block.fail(new DmaboxError('ERR_SANDBOX_STOPPED', `sandbox ${this.policy.name} was stopped`));
     this.event('stop', 'stopped: container gone, device quarantined, windows unmapped');

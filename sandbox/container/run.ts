@@ -23,6 +23,7 @@ import { parseBoot } from './boot.js';
 import { GrantAllocator, type Grant } from './dma.js';
 import { ContainerPlatform } from './platform.js';
 import { NvmeDirect } from './nvme-direct.js';
+import { runNicContainer } from './nic-run.js';
 
 /** What a started container has, for test fixtures that misbehave on purpose after READY. */
 export interface RunningContainer {
@@ -34,6 +35,8 @@ export interface RunningContainer {
 
 export function runContainer(afterReady?: (c: RunningContainer) => void): void {
 const boot = parseBoot(process.argv[2]);
+// A NIC driver serves the packet rings instead of the block ring (nic-run.ts).
+if (boot.driver.name === 'e1000e') return runNicContainer(boot);
 const sys = defaultSys();
 const sock = new Socket({ fd: boot.fds.hypercall, readable: true, writable: true });
 let server: BlockServer | undefined;

@@ -1,0 +1,151 @@
+/**
+ * A NIC driver container (driver: e1000e): what run.ts does for NVMe, with the packet rings
+ * (sandbox/net) in place of the block ring. run.ts dispatches here for `driver.name === 'e1000e'`.
+ *
+ * Order: (1) HELLO on fd 3; (2) MAP_WINDOW for every grant, IRQ_SETUP for MSI-X; (3) the register
+ * mailbox (simulator) or the device fd (VFIO), and the packet ring memfd with its kick and notify
+ * eventfds (boot.attachments.net); (4) the driver module loaded; (5) confine('driver') and its
+ * check; (6) E1000e.open on the container's Platform, then the ring server; (7) READY, heartbeats
+ * carrying the frames moved. SHUTDOWN stops the server, closes the driver and exits.
+ */
+import { closeSync, openSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { defaultSys, Device, MAP_SHARED, PROT_READ, PROT_WRITE } from 'vfio-bindings';
+import type { Platform } from '../../drivers/platform.js';
+import type { E1000e } from '../../drivers/e1000e/device.js';
+import { GuestEndpoint, LogLevel, type HelloResult } from '../hypercall/index.js';
+import { confine } from '../seccomp/confine.js';
+import { mapShared } from '../shm.js';
+import { GuestMailbox } from '../sim-bar/guest.js';
+import { NicServer } from '../net/server.js';
+import type { ContainerBoot } from './boot.js';
+import { GrantAllocator, type Grant } from './dma.js';
+import { ContainerPlatform } from './platform.js';
+import { VfioContainerPlatform } from './vfio-platform.js';
+
+/** The attachments the manager announced (incarnation.ts). */
+type BootWithAttachments = ContainerBoot & { attachments?: Record<string, { fdSlot: number; fds: number; bytes: number }> };
+
+/** What a started NIC container has, for test fixtures that misbehave on purpose after READY. */
+export interface RunningNicContainer {
+  nic: E1000e;
+  server: NicServer;
+  /** The packet ring as mapped here (a hostile fixture writes into it). */
+  ring: { u32: Uint32Array; bytes: Uint8Array };
+  notifyFd: number;
+  guest: GuestEndpoint;
+  log(level: LogLevel, text: string): void;
+}
+
+export function runNicContainer(boot: BootWithAttachments, afterReady?: (c: RunningNicContainer) => void): void {
+  const sys = defaultSys();
+  const sock = new Socket({ fd: boot.fds.hypercall, readable: true, writable: true });
+  let server: NicServer | undefined;
+  let closeDriver: (() => Promise<void>) | undefined;
+
+  const guest = new GuestEndpoint(sock, {
+    name: boot.driver.name,
+    timeoutMs: 10_000,
+    handler: {
+      shutdown: async () => {
+        await server?.stop();
+        await closeDriver?.();
+        setImmediate(() => process.exit(0));
+      },
+      quiesce: async () => {
+        await server?.stop();
+        return 0;
+      },
+    },
+    onViolation: (e) => {
+      if (e.decision === 'kill') {
+        process.stderr.write(`container ${boot.name}: hypercall channel lost (${e.code}): exiting\n`);
+        process.exit(3);
+      }
+    },
+  });
+
+  const log = (level: LogLevel, text: string): void => {
+    try { guest.log(level, text); } catch { process.stderr.write(`${text}\n`); }
+  };
+
+  async function start(): Promise<void> {
+    const session: HelloResult = await guest.hello();
+    // (2) the windows, each from its inherited memfd; the MSI-X eventfds.
+    const grants: Grant[] = [];
+    for (let id = 0; id < session.windowCount; id++) {
+      const m = await guest.mapWindow(id);
+      const length = Number(m.length);
+      const addr = sys.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_SHARED, m.fdSlot, m.offset);
+      grants.push({ id, iova: m.iova, size: length, perm: { read: m.deviceRead, write: m.deviceWrite }, bytes: new Uint8Array(sys.view(addr, length)) });
+    }
+    let irqFds: number[] = [];
+    if (boot.driver.interrupts === 'msix' && boot.irq.msix > 0) {
+      const g = await guest.irqSetup('msix', 1);
+      irqFds = Array.from({ length: g.granted }, (_, i) => g.firstFdSlot + i);
+    }
+    // (3) registers, and the packet rings.
+    const bd = boot.blockData;
+    // The manager reserved the (unused) block ring areas; keep them out of the driver's allocations all the same.
+    const dma = new GrantAllocator(grants, [{ grant: bd.readGrant, bytes: bd.bytes }, { grant: bd.writeGrant, bytes: bd.bytes }]);
+    let platform: Platform;
+    if (boot.device === 'vfio') {
+      platform = new VfioContainerPlatform(`sandbox:${boot.name}`, Device.fromFd(boot.fds.device, { sys, name: boot.name }), dma, sys, irqFds);
+      platform.config.read16(0);
+    } else {
+      const mailbox = new GuestMailbox(sys, mapShared(sys, boot.fds.mailbox, boot.mailboxBytes), boot.fds.mailboxKick, { timeoutMs: boot.registerTimeoutMs });
+      platform = new ContainerPlatform({ name: `sandbox:${boot.name}`, sys, mailbox, bars: boot.bars, irqCounts: boot.irq, irqFds, dma });
+    }
+    const net = boot.attachments?.net;
+    if (!net || net.fds !== 3 || !Number.isInteger(net.fdSlot) || !Number.isInteger(net.bytes)) {
+      throw new Error('no packet ring was handed to this container (boot.attachments.net): the manager must make the NIC port before spawning');
+    }
+    const ring = mapShared(sys, net.fdSlot, net.bytes);
+    const kickFd = net.fdSlot + 1, notifyFd = net.fdSlot + 2;
+    // (4) the driver module, loaded before confinement.
+    const { E1000e } = await import('../../drivers/e1000e/device.js');
+    // (5) confinement, checked.
+    if (boot.seccomp !== 'none') {
+      confine(boot.seccomp, sys);
+      try {
+        closeSync(openSync('/dev/vfio/vfio', 'r'));
+        throw new Error('confinement check failed: /dev/vfio/vfio could be opened after confine()');
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code !== 'EPERM' && code !== 'EACCES') throw e;
+        log(LogLevel.INFO, `confined (seccomp '${boot.seccomp}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`);
+      }
+    }
+    // (6) the driver: rings of the policy's depth, twice as many buffers; open with the link down
+    // rather than fail (an unplugged simulated cable must not make the container crash-loop).
+    const depth = boot.driver.depth;
+    const nic = await E1000e.open(platform, {
+      rxDescriptors: depth,
+      txDescriptors: depth,
+      rxBuffers: 2 * depth,
+      txBuffers: 2 * depth,
+      interrupts: boot.driver.interrupts === 'msix' ? 'msix' : 'poll',
+      requireLink: false,
+      linkTimeoutMs: 1000,
+    });
+    closeDriver = async () => {
+      try { await nic.close(); } catch { /* the manager quarantines the device anyway */ }
+      platform.close();
+    };
+    const s = (server = new NicServer(sys, ring, kickFd, notifyFd, nic));
+    s.start();
+    // (7) serving.
+    const link = nic.link();
+    log(LogLevel.INFO, `e1000e ${[...nic.mac].map((b) => b.toString(16).padStart(2, '0')).join(':')}: link ${link.up ? `up ${link.speedMbps} Mb/s` : 'down'}, ${depth} descriptors per ring, ${boot.driver.interrupts}, packet rings ${s.layout.txSlots}+${s.layout.rxSlots} slots, one copy per frame in the container${boot.seccomp === 'none' ? ', UNCONFINED' : ''}`);
+    guest.ready(1);
+    guest.startHeartbeats(() => ({ completed: BigInt(s.frames), errors: BigInt(s.counters.badEntries), bytes: BigInt(s.counters.bytes), inflight: 0 }));
+    afterReady?.({ nic, server: s, ring: { u32: ring.u32, bytes: ring.bytes }, notifyFd, guest, log });
+  }
+
+  start().catch((e: unknown) => {
+    const err = e as Error & { code?: string };
+    log(LogLevel.ERROR, `start failed: ${err.code ?? ''} ${err.message}`);
+    process.stderr.write(`container ${boot.name}: ${err.stack ?? err.message}\n`);
+    setTimeout(() => process.exit(2), 50);
+  });
+}
