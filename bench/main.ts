@@ -9,6 +9,7 @@ const benches: Record<string, () => Promise<{ run(argv: string[]): Promise<void>
   // one line per benchmark: name: () => import('./name.js'),
   e1000e: () => import('./e1000e.js'),
   nvme: () => import('./nvme.js'),
+  linkback: () => import('./linkback.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

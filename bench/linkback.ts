@@ -1,0 +1,156 @@
+/**
+ * `npm run bench -- linkback`: the block linkback end to end, with fio's nbd engine (4 KiB random
+ * read/write 50/50, queue depth 16, one job, time-based) over a unix socket, against:
+ *   1. the sandboxed simulated NVMe: the NVMe driver in its container, the simulated controller and
+ *      the NBD server in this (the manager's) process (linkback/service.ts, as `npm start` runs it);
+ *   2. the same driver and controller in-process, no container (linkback/nvme-block.ts);
+ *   3. `nbdkit memory` (Debian nbdkit), what a user would otherwise run.
+ * Each export is 128 MiB; fio works on its first 64 MiB, filled with random data first (nbdcopy)
+ * so every target reads written blocks. Targets run one after another, interleaved per repeat.
+ * Options: --seconds=N (per run, default 8), --repeat=N (default 1; the median is reported),
+ * --no-results (do not append to bench/RESULTS.md).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NvmeController } from '../drivers/nvme/controller.js';
+import { NbdServer } from '../linkback/nbd/server.js';
+import { NvmeBlockDevice } from '../linkback/nvme-block.js';
+import { startService } from '../linkback/service.js';
+import { parsePolicies } from '../policies/index.js';
+import type { Policy } from '../policies/types.js';
+import { SimMachine } from '../sim/machine.js';
+import { SimNvme } from '../sim/nvme/controller.js';
+import { machineSummary } from './machine.js';
+
+const MiB = 1 << 20;
+
+interface Target {
+  name: string;
+  /** Start serving `name` on `sock`; resolves to the stop function. */
+  start(sock: string): Promise<() => Promise<void>>;
+}
+
+function policy(sock: string): Policy {
+  return parsePolicies(`
+version: 1
+name: bench-nvme
+device: { sim: nvme, capacity: 128MiB }
+driver: nvme
+windows: [ { size: 1MiB, label: queues }, { size: 8MiB, label: io-buffers } ]
+linkback: { nbd: { socket: ${sock}, export: bench } }
+`, 'bench.yaml').policies[0]!.policy;
+}
+
+const targets: Target[] = [
+  {
+    name: 'sandboxed NVMe (container)',
+    async start(sock) {
+      const svc = await startService([policy(sock)], { controlPath: null }, () => undefined);
+      if (svc.linkbacks.length !== 1) throw new Error(`the sandbox did not come up: ${JSON.stringify(svc.unavailable)}`);
+      return () => svc.stop();
+    },
+  },
+  {
+    name: 'same driver in-process',
+    async start(sock) {
+      const p = policy(sock);
+      const d = p.device as Extract<Policy['device'], { sim: 'nvme' }>;
+      const machine = new SimMachine();
+      machine.attach(new SimNvme({ serial: d.serial, namespaces: [{ blocks: d.capacity / d.blockSize, blockSize: d.blockSize }], maxQueueEntries: d.mqes, maxIoQueues: d.maxQueues }), { address: '0000:00:01.0' });
+      const platform = machine.platform('0000:00:01.0');
+      const ctrl = await NvmeController.open(platform, { queues: p.driver.queues, queueEntries: p.driver.depth, interrupts: 'poll', log: () => undefined });
+      const server = new NbdServer({ exports: [{ name: 'bench', device: new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!) }] });
+      await server.listenUnix(sock);
+      return async () => { await server.close(); await ctrl.close(); platform.close(); };
+    },
+  },
+  {
+    name: 'nbdkit memory',
+    async start(sock) {
+      const child: ChildProcess = spawn('nbdkit', ['-f', '-U', sock, '-e', 'bench', 'memory', '128M'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const end = Date.now() + 10_000;
+      while (!existsSync(sock)) {
+        if (Date.now() > end || child.exitCode !== null) { child.kill('SIGKILL'); throw new Error('nbdkit did not create its socket within 10 s'); }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return () => new Promise<void>((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); });
+    },
+  },
+];
+
+function exec(cmd: string, args: string[], cwd: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { cwd, timeout: timeoutMs, maxBuffer: 64 * MiB, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} failed: ${stderr.trim() || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+async function measure(t: Target, dir: string, seconds: number, fill: string): Promise<{ iops: number; read: number; write: number }> {
+  const sock = join(dir, 'bench.sock');
+  rmSync(sock, { force: true });
+  const stop = await t.start(sock);
+  try {
+    const uri = `nbd+unix:///bench?socket=${sock}`;
+    await exec('nbdcopy', [fill, uri], dir, 120_000);
+    const out = await exec('fio', ['--name=linkback', '--ioengine=nbd', `--uri=${uri}`, '--rw=randrw', '--rwmixread=50', '--bs=4k', '--iodepth=16',
+      '--size=64M', '--time_based', `--runtime=${seconds}`, '--verify_state_save=0', '--output-format=json'], dir, (seconds + 60) * 1000);
+    const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { error: number; read: { iops: number }; write: { iops: number } }[] }).jobs[0]!;
+    if (job.error !== 0) throw new Error(`fio reported error ${job.error} against ${t.name}`);
+    return { iops: job.read.iops + job.write.iops, read: job.read.iops, write: job.write.iops };
+  } finally {
+    await stop();
+  }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const k = (n: number): string => `${Math.round(n).toLocaleString('en-US')}`;
+
+export async function run(argv: string[]): Promise<void> {
+  const opt = (name: string, dflt: number): number => {
+    const a = argv.find((x) => x.startsWith(`--${name}=`));
+    const v = a ? Number(a.slice(name.length + 3)) : dflt;
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${name}: expected a positive integer, got ${a}`);
+    return v;
+  };
+  const seconds = opt('seconds', 8), repeat = opt('repeat', 1);
+  for (const tool of ['fio', 'nbdcopy', 'nbdkit']) {
+    try { await exec('sh', ['-c', `command -v ${tool}`], tmpdir(), 5000); } catch { throw new Error(`${tool} is not installed: run scripts/setup-host.sh (Debian: fio, libnbd-bin, nbdkit)`); }
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-bench-linkback-'));
+  const fill = join(dir, 'fill.bin');
+  writeFileSync(fill, randomBytes(64 * MiB));
+  const runs = new Map<string, { iops: number; read: number; write: number }[]>(targets.map((t) => [t.name, []]));
+  try {
+    for (let r = 0; r < repeat; r++) {
+      for (const t of targets) {
+        const m = await measure(t, dir, seconds, fill);
+        runs.get(t.name)!.push(m);
+        console.log(`  run ${r + 1}: ${t.name}: ${k(m.iops)} IOPS (read ${k(m.read)}, write ${k(m.write)})`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const med = new Map([...runs].map(([n, xs]) => [n, median(xs.map((x) => x.iops))]));
+  const [sandboxed, inproc, nbdkit] = targets.map((t) => med.get(t.name)!);
+  const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+  const lines = [
+    `fio ${(await exec('fio', ['--version'], tmpdir(), 5000)).trim()} --ioengine=nbd, 4 KiB randrw 50/50, queue depth 16, one job, ${seconds} s per run, ${repeat} run(s) per target${repeat > 1 ? ' (median)' : ''}, unix socket, 64 MiB of a 128 MiB export prefilled;`,
+    `nproc ${availableParallelism()}, load average at the end ${load} (other work on the machine inflates these figures)`,
+    ...targets.map((t) => `- ${t.name}: ${k(med.get(t.name)!)} IOPS${repeat > 1 ? ` (runs: ${runs.get(t.name)!.map((x) => k(x.iops)).join(', ')})` : ''}`),
+    `- sandboxed / in-process: ${(sandboxed! / inproc!).toFixed(3)} (container cost ${((1 - sandboxed! / inproc!) * 100).toFixed(1)} %; target: within 5 %)`,
+    `- sandboxed / nbdkit memory: ${(sandboxed! / nbdkit!).toFixed(3)} (target: at least 1)`,
+  ];
+  console.log(lines.join('\n'));
+  if (!argv.includes('--no-results')) {
+    const file = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './RESULTS.md' : '../../bench/RESULTS.md', import.meta.url));
+    appendFileSync(file, `\n## ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: linkback\n${machineSummary()}\n\n${lines.join('\n')}\n`);
+    console.log(`appended to ${file}`);
+  }
+}
