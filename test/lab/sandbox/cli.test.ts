@@ -1,0 +1,47 @@
+/**
+ * Lab test of `dmabox up` and `dmabox status` on real VFIO (INSIDE the lab guest): the lab NVMe
+ * policy example (2 queues, MSI-X) comes up in a confined container, status reports it over the
+ * control socket, SIGTERM stops it in order and the command exits 0.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+function inLab(): void {
+  if (process.env.DMABOX_LAB !== '1') {
+    throw new Error('this test runs only inside the lab guest (DMABOX_LAB=1): use `npm run test:lab` or `dmabox lab run -- ...` (appliance/lab/README.md)');
+  }
+}
+
+const cli = fileURLToPath(new URL('../../../cli/main.js', import.meta.url));
+const policy = fileURLToPath(new URL('../../../../policies/examples/lab-nvme.yaml', import.meta.url));
+const control = '/run/dmabox-lab-cli-test.sock';
+
+test('dmabox up on the lab NVMe, status over the control socket, SIGTERM stops in order', async () => {
+  inLab();
+  const up = spawn(process.execPath, [cli, 'up', policy, '--control', control], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  up.stdout.on('data', (d) => { out += String(d); });
+  up.stderr.on('data', (d) => { out += String(d); });
+  const exited = new Promise<number | null>((r) => up.on('exit', (code) => r(code)));
+  const end = Date.now() + 90_000;
+  while (!out.includes('up: lab-nvme running')) {
+    if (Date.now() > end) { up.kill('SIGKILL'); throw new Error(`not up within 90 s:\n${out}`); }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const status = await new Promise<string>((resolve, reject) => execFile(process.execPath, [cli, 'status', '--json', '--control', control], (e, stdout) => (e ? reject(e) : resolve(stdout))));
+  const st = JSON.parse(status) as { sandboxes: { name: string; state: string; device: string; uid: number; windows: unknown[] }[] };
+  assert.is(st.sandboxes[0]!.name, 'lab-nvme');
+  assert.is(st.sandboxes[0]!.state, 'running');
+  assert.is(st.sandboxes[0]!.device, 'vfio:0000:00:01.0');
+  assert.is(st.sandboxes[0]!.uid, 65534);
+  assert.is(st.sandboxes[0]!.windows.length, 4);
+  up.kill('SIGTERM');
+  assert.is(await exited, 0);
+  assert.match(out, /lab-nvme quarantine: bus mastering off, function-level reset done/);
+  assert.match(out, /, msix, /);
+  assert.match(out, /stopped: containers gone, devices quarantined, windows unmapped/);
+});
+
+test.run();
