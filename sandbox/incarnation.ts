@@ -130,8 +130,22 @@ export class Incarnation {
       ...(o.credentials ? { uid: o.credentials.uid, gid: o.credentials.gid } : {}),
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     });
+    // The container's own stdout/stderr: at most 50 lines a second reach the log (a container
+    // printing in a loop must not flood the manager), cut to 512 characters, control characters replaced.
+    let windowStart = 0, lines = 0, dropped = 0;
     const text = (level: LogLevel) => (chunk: Buffer) => {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') o.hooks.log(level, `[stdio] ${line.replace(/[\x00-\x1f\x7f]/g, '?').slice(0, 512)}`);
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim() === '') continue;
+        const now = performance.now();
+        if (now - windowStart >= 1000) {
+          if (dropped > 0) o.hooks.log(LogLevel.WARN, `[stdio] ${dropped} line(s) dropped (more than 50 a second)`);
+          windowStart = now;
+          lines = 0;
+          dropped = 0;
+        }
+        if (++lines > 50) { dropped++; continue; }
+        o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(/[\x00-\x1f\x7f]/g, '?')}`);
+      }
     };
     this.child.stdout?.on('data', text(LogLevel.INFO));
     this.child.stderr?.on('data', text(LogLevel.WARN));

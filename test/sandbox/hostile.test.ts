@@ -86,4 +86,14 @@ test('a container that takes requests and never completes them: a hang, killed',
   assert.is(settled, 'ERR_SANDBOX_FAILED');
 });
 
+test('a container flooding its stdout and stderr: at most 50 lines a second logged, cut and cleaned; killed at the HELLO timeout', async () => {
+  const { s, texts, maxGap } = await run('hostile-chatty');
+  const stdio = s.events.filter((e) => e.text.startsWith('[stdio] chatter'));
+  assert.ok(stdio.length > 0 && stdio.length <= 50 * 5, `${stdio.length} stdio lines logged`);
+  assert.ok(stdio.every((e) => e.text.length <= 8 + 512 && !e.text.includes('\x1b')));
+  assert.ok(texts.some((t) => /line\(s\) dropped/.test(t)), 'the drop is said');
+  assert.ok(texts.some((t) => t.startsWith('violation: ERR_HC_TIMEOUT')));
+  assert.ok(maxGap < GAP_MS, `event loop gap ${maxGap} ms`);
+});
+
 test.run();
