@@ -165,8 +165,13 @@ export class SandboxBlockClient {
     for (const r of all) r.reject(error);
   }
 
+  /** Read `blocks` blocks at `lba`. Every problem, an argument out of range too, is a rejection. */
   read(lba: number, blocks: number): Promise<Uint8Array> {
-    this.checkRange('read', lba, blocks);
+    try {
+      this.checkRange('read', lba, blocks);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const out = new Uint8Array(blocks * this.blockSize);
     const per = this.geometry.slotBytes / this.blockSize;
     const parts: Promise<void>[] = [];
@@ -177,13 +182,18 @@ export class SandboxBlockClient {
     return Promise.all(parts).then(() => out);
   }
 
+  /** Write `data` (whole blocks) at `lba`; the client keeps `data` until the write completes (replay). */
   write(lba: number, data: Uint8Array): Promise<void> {
     if (this.blockSize === 0) return Promise.reject(this.notReady());
     if (data.length === 0 || data.length % this.blockSize !== 0) {
       return Promise.reject(new DmaboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, { fix: 'pad the data to the block size' }));
     }
     const blocks = data.length / this.blockSize;
-    this.checkRange('write', lba, blocks);
+    try {
+      this.checkRange('write', lba, blocks);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const per = this.geometry.slotBytes / this.blockSize;
     const parts: Promise<void>[] = [];
     for (let done = 0; done < blocks; done += per) {
