@@ -35,7 +35,7 @@ export type LinkbackStarter = (ctx: LinkbackContext) => Promise<Linkback>;
 /** linkback kind -> starter. */
 export const LINKBACK_KINDS: Record<string, () => Promise<LinkbackStarter>> = {
   nbd: () => import('./sandbox-nbd.js').then((m) => m.startNbdLinkback),
-  // tap: () => import('./tap/sandbox-link.js').then((m) => m.startTapLinkback),
+  tap: () => import('./tap/sandbox-link.js').then((m) => m.startTapLinkback),
 };
 
 /** The kind a policy's linkback names (`undefined`: none). */

@@ -118,12 +118,20 @@ export function runNicContainer(boot: BootWithAttachments, afterReady?: (c: Runn
     }
     // (6) the driver: rings of the policy's depth, twice as many buffers; open with the link down
     // rather than fail (an unplugged simulated cable must not make the container crash-loop).
+    // Pools of twice the ring, or what the policy's windows hold (at least a ring's worth for RX).
     const depth = boot.driver.depth;
+    const ringBytes = Math.ceil((depth * 16) / 4096) * 4096;
+    const fit = (perm: { read: boolean; write: boolean }, less: number): number => Math.floor(Math.max(0, dma.available(perm) - less) / 2048);
+    const rxBuffers = Math.min(2 * depth, fit({ read: false, write: true }, 0));
+    const txBuffers = Math.min(2 * depth, fit({ read: true, write: false }, ringBytes));
+    if (dma.available({ read: true, write: true }) < ringBytes || rxBuffers < depth + 1 || txBuffers < 1) {
+      throw new Error(`the policy's windows cannot hold the e1000e's rings of ${depth} descriptors: it needs ${ringBytes} bytes device read-write (RX descriptors, status written back), ${ringBytes} + at least 2 KiB device read-only (TX descriptors and buffers) and ${(depth + 1) * 2} KiB device write-only (RX buffers); free now: ${dma.available({ read: true, write: true })}, ${dma.available({ read: true, write: false })}, ${dma.available({ read: false, write: true })}. Fix: add a window { size: 64KiB, access: read-write } and a 'split' window of at least ${Math.ceil(((depth + 1) * 4096 + ringBytes) / 2 ** 20)} MiB, or lower driver.depth`);
+    }
     const nic = await E1000e.open(platform, {
       rxDescriptors: depth,
       txDescriptors: depth,
-      rxBuffers: 2 * depth,
-      txBuffers: 2 * depth,
+      rxBuffers,
+      txBuffers,
       interrupts: boot.driver.interrupts === 'msix' ? 'msix' : 'poll',
       requireLink: false,
       linkTimeoutMs: 1000,

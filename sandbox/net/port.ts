@@ -112,8 +112,8 @@ export class SandboxNicPort {
     supervisor.on('event', this.onEvent);
   }
 
-  /** Suspend `bridge` at every container exit and resume it at every READY. */
-  join(bridge: SuspendableBridge): void {
+  /** Suspend `bridge` at every container exit and resume it at every READY (null: no more). */
+  join(bridge: SuspendableBridge | null): void {
     this.bridge = bridge;
   }
 
