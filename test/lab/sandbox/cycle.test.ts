@@ -2,7 +2,7 @@
  * Lab test of the sandbox on real VFIO (runs INSIDE the lab guest, DMABOX_LAB=1): QEMU's NVMe
  * behind VT-d driven by the nvme driver in an unprivileged, confined container that holds only the
  * device fd, its window memfds and the MSI-X eventfds the manager created. The cycle: up, block I/O, kill -9 with requests in flight,
- * quarantine (BME off, VFIO reset), restart, data intact, stop. Then a wild DMA from a container's
+ * quarantine (BME off, VFIO reset), restart, data intact, the restart limit, failed. Then a wild DMA from a container's
  * own driver: a DMAR fault in the kernel log for 00:01.0, the policy's 'stop' taken.
  * The device is left disabled and unmapped, and the blocks written are restored.
  */
@@ -52,7 +52,7 @@ function field(pid: number, name: string): string {
   return line.slice(name.length + 1).trim();
 }
 
-test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, restart, data intact, stop', async () => {
+test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, restart, data intact, the restart limit, failed', async () => {
   inLab();
   const s = new Supervisor(policy('lab-cycle', '', 'msix'), { helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 });
   const lba = 100_000; // 64 MiB disk: 131072 blocks
@@ -84,6 +84,20 @@ test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, r
     expect.set(b, 64 * 512);
     assert.equal(await s.block.read(lba, 256), expect, 'earlier writes intact after the restart');
     await s.block.write(lba, saved);
+    assert.equal(await s.block.read(lba, 256), saved);
+    // The restart limit (2 in 60 s): one more restart, then the next death fails the device.
+    process.kill(s.pid!, 'SIGKILL');
+    await until('the second restart', () => s.restarts === 2 && s.state === 'running', 90_000);
+    const failed = new Promise((r) => s.once('failed', r));
+    process.kill(s.pid!, 'SIGKILL');
+    await failed;
+    assert.is(s.state, 'failed');
+    try {
+      await s.block.read(0, 1);
+      assert.unreachable('a failed device takes no requests');
+    } catch (e) {
+      assert.is((e as { code?: string }).code, 'ERR_SANDBOX_FAILED');
+    }
   } finally {
     await s.stop();
   }
