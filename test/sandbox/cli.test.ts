@@ -6,9 +6,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { run as up } from '../../cli/up.js';
 import { formatStatus, run as status } from '../../cli/status.js';
 import { until } from './helpers.js';
@@ -108,6 +109,21 @@ test('formatStatus marks the invoking user when not root', () => {
   });
   assert.match(text, /not root: containers run as this user/);
   assert.match(text, /uid 1000 gid 1000 \(invoking user\)/);
+});
+
+test('the manager killed with SIGKILL: its containers notice (hypercall channel closed) and exit by themselves', async () => {
+  const file = join(dir, 'orphan.yaml');
+  writeFileSync(file, POLICY.split('---')[0]!.replace('name: cli-a', 'name: orphan'));
+  const { spawn } = await import('node:child_process');
+  const cliMain = fileURLToPath(new URL(`../../cli/main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+  const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', join(dir, 'orphan.sock')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  m.stdout!.on('data', (d) => { out += String(d); });
+  await until('the sandbox up', () => out.includes('up: orphan running'), 30_000);
+  const pid = Number(/container pid (\d+)/.exec(out)![1]);
+  assert.ok(existsSync(`/proc/${pid}`));
+  m.kill('SIGKILL');
+  await until('the orphaned container to exit', () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z'), 10_000);
 });
 
 test.run();
