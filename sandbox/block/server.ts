@@ -35,6 +35,8 @@ export class BlockServer {
   bytesMoved = 0n;
   inflight = 0;
   private dev: DirectBlockDevice | undefined;
+  /** Each request the device failed, with its error (the container reports DMA errors as FAULT). */
+  onError: (e: unknown) => void = () => {};
 
   constructor(private readonly sys: Sys, shm: Shared, private readonly requestFd: number, private readonly completionFd: number) {
     this.u32 = shm.u32;
@@ -99,7 +101,7 @@ export class BlockServer {
     const p = op === BlockOp.READ ? dev.read(tag, lba, blocks) : op === BlockOp.WRITE ? dev.write(tag, lba, blocks) : dev.flush();
     p.then(
       () => { this.bytesMoved += BigInt(len); this.done(tag, gen, BlockStatus.OK); },
-      () => { this.errors++; this.done(tag, gen, BlockStatus.IO_ERROR); },
+      (e: unknown) => { this.errors++; this.onError(e); this.done(tag, gen, BlockStatus.IO_ERROR); },
     );
   }
 

@@ -14,7 +14,7 @@ import { defaultSys, Device, MAP_SHARED, PROT_READ, PROT_WRITE } from 'vfio-bind
 import type { Platform } from '../../drivers/platform.js';
 import type { Namespace, NvmeController } from '../../drivers/nvme/index.js';
 import { VfioContainerPlatform } from './vfio-platform.js';
-import { GuestEndpoint, LogLevel, type HelloResult } from '../hypercall/index.js';
+import { FaultKind, GuestEndpoint, LogLevel, type HelloResult } from '../hypercall/index.js';
 import { confine } from '../seccomp/confine.js';
 import { mapShared } from '../shm.js';
 import { GuestMailbox } from '../sim-bar/guest.js';
@@ -135,6 +135,13 @@ async function start(): Promise<void> {
   if (!ns) throw new Error('the controller has no active namespace');
   server = new BlockServer(sys, ring, boot.fds.blockRequest, boot.fds.blockCompletion);
   const direct = new NvmeDirect(ctrl, ns, { read: grants[bd.readGrant]!.iova, write: grants[bd.writeGrant]!.iova }, server.geometry, dma);
+  // A data transfer error (NVMe 1.4 §4.6.1.2.1, generic status 0x04: what a device reports when
+  // the IOMMU refused its DMA) or a timeout goes to the manager as FAULT, next to its IOMMU log.
+  server.onError = (e) => {
+    const err = e as { code?: string; sct?: number; sc?: number };
+    if (err.code === 'ERR_NVME_STATUS' && err.sct === 0 && err.sc === 0x04) guest.fault({ kind: FaultKind.DMA, code: 0x04, iova: 0n });
+    else if (err.code === 'ERR_NVME_TIMEOUT') guest.fault({ kind: FaultKind.TIMEOUT, code: 0, iova: 0n });
+  };
   server.start(direct);
   const s = server;
   // (7) serving.

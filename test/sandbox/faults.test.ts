@@ -133,4 +133,25 @@ test("a wild DMA from the container's driver: a fault of this device at that IOV
   }
 });
 
+test("a request whose DMA the IOMMU refuses: the caller gets ERR_SANDBOX_IO, the driver's FAULT and the IOMMU fault are both events", async () => {
+  const s = new Supervisor(simPolicy('refused', 'onIommuFault: log'));
+  try {
+    await s.start();
+    const area = s.device.grants[s.device.blockData!.readGrant]!.window;
+    s.sim!.platform.dma.revoke(area); // the read-data area is no longer mapped: the device's write faults
+    try {
+      await s.block.read(0, 8);
+      assert.unreachable('a read the device could not deliver must fail');
+    } catch (e) {
+      assert.is((e as { code?: string }).code, 'ERR_SANDBOX_IO');
+    }
+    await until('the driver fault', () => s.events.some((e) => e.kind === 'driver-fault'), 5000);
+    assert.ok(s.events.some((e) => e.kind === 'driver-fault' && e.text.includes('kind 1 code 4')));
+    assert.ok(s.faults.some((f) => f.iommu && f.access === 'write' && f.iova >= area.iova && f.iova < area.iova + BigInt(area.size)));
+    assert.is(s.state, 'running', "'log' keeps the sandbox serving");
+  } finally {
+    await s.stop();
+  }
+});
+
 test.run();
