@@ -1,0 +1,208 @@
+/**
+ * SandboxNicPort without a container: a stand-in supervisor (events, kill) and the test playing the
+ * container by writing into the ring memory. Slot ownership both ways, every kind of container
+ * lie refused with a kill, the reset at exit (losses counted), and the bridge suspended at exit
+ * and resumed at the next READY.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { EventEmitter } from 'node:events';
+import { defaultSys } from 'vfio-bindings';
+import { PacketBatch } from '../../../drivers/e1000e/batch.js';
+import { SandboxNicPort, type SuspendableBridge } from '../../../sandbox/net/port.js';
+import { N, entry } from '../../../sandbox/net/layout.js';
+import type { Supervisor } from '../../../sandbox/supervisor.js';
+
+const sys = defaultSys();
+
+class FakeSupervisor extends EventEmitter {
+  readonly name: string;
+  readonly device = { description: 'fake' };
+  readonly kills: string[] = [];
+  constructor(name: string) { super(); this.name = name; }
+  kill(why: string): void { this.kills.push(why); }
+  ready(): void { this.emit('event', { kind: 'ready', time: 0, sandbox: this.name, text: '' }); }
+  exit(): void { this.emit('event', { kind: 'exit', time: 0, sandbox: this.name, text: '' }); }
+}
+
+/** The container's part: publish a MAC, link and SERVING (what NicServer.start does). */
+function serve(p: SandboxNicPort, mac = [0x52, 0x54, 0, 1, 2, 3]): void {
+  const u = (p as unknown as { u32: Uint32Array }).u32;
+  u[N.MAC_LO] = (mac[0]! | (mac[1]! << 8) | (mac[2]! << 16) | (mac[3]! << 24)) >>> 0;
+  u[N.MAC_HI] = mac[4]! | (mac[5]! << 8);
+  u[N.LINK] = 1;
+  u[N.SERVING] = 1;
+}
+const u32 = (p: SandboxNicPort): Uint32Array => (p as unknown as { u32: Uint32Array }).u32;
+
+function setup(name: string): { sup: FakeSupervisor; port: SandboxNicPort } {
+  const sup = new FakeSupervisor(name);
+  const port = new SandboxNicPort(sup as unknown as Supervisor, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+  serve(port);
+  sup.ready();
+  return { sup, port };
+}
+
+/** The container hands over RX slot `slot` with `len` bytes. */
+function handOver(port: SandboxNicPort, ...entries: [number, number][]): void {
+  const u = u32(port), L = port.layout;
+  let t = u[N.RXC_TAIL]!;
+  for (const [slot, len] of entries) { u[(L.rxc >>> 2) + (t % L.rxSlots)] = entry(slot, len); t++; }
+  Atomics.store(u, N.RXC_TAIL, t);
+}
+
+test('attach at READY: MAC and link taken from the ring', () => {
+  const { port } = setup('p-attach');
+  try {
+    assert.ok(port.isAttached);
+    assert.ok(port.linkUp());
+    assert.equal([...port.mac], [0x52, 0x54, 0, 1, 2, 3]);
+  } finally { port.close(); }
+});
+
+test('TX: slots go bridge -> container -> back; a slot not held is refused', () => {
+  const { port } = setup('p-tx');
+  try {
+    const b = new PacketBatch(32);
+    const got: number[] = [];
+    for (let i = 0; i < 32; i++) { const s = port.txAlloc(); assert.ok(s >= 0); got.push(s); b.push(s, 60); }
+    assert.is(port.txAlloc(), -1, 'all 32 slots out');
+    assert.is(port.tx(b), 32);
+    assert.is(b.count, 0);
+    const u = u32(port), L = port.layout;
+    assert.is(u[N.TXS_TAIL], 32);
+    assert.is(u[(L.txs >>> 2)]! >>> 16, 60);
+    assert.throws(() => port.txFree(got[0]!), /not a TX slot the bridge holds/);
+    // the container copies 3 out and returns them
+    for (let i = 0; i < 3; i++) u[(L.txc >>> 2) + i] = got[i]!;
+    Atomics.store(u, N.TXC_TAIL, 3);
+    const s = port.txAlloc();
+    assert.ok(got.slice(0, 3).includes(s), 'a returned slot is reused');
+    port.txFree(s);
+  } finally { port.close(); }
+});
+
+test('RX: a good handover, then a duplicate kills', () => {
+  const { sup, port } = setup('p-rx');
+  try {
+    handOver(port, [4, 60], [9, 1514]);
+    const b = new PacketBatch(32);
+    assert.is(port.rx(b), 2);
+    assert.equal([b.buf[0], b.len[0], b.buf[1], b.len[1]], [4, 60, 9, 1514]);
+    handOver(port, [4, 60]); // slot 4 is the bridge's now
+    const b2 = new PacketBatch(32);
+    assert.is(port.rx(b2), 0);
+    assert.is(sup.kills.length, 1);
+    assert.match(sup.kills[0]!, 'a duplicate');
+    assert.is(port.isAttached, false);
+    port.rxFree(b); // the bridge can still give back what it holds
+  } finally { port.close(); }
+});
+
+for (const [what, act, says] of [
+  ['an impossible RX index', (p: SandboxNicPort) => Atomics.store(u32(p), N.RXC_TAIL, 1000), 'RX completion index moved by 1000'],
+  ['an unknown RX slot', (p: SandboxNicPort) => handOver(p, [32, 60]), 'names slot 32; there are 32'],
+  ['a runt', (p: SandboxNicPort) => handOver(p, [1, 13]), 'RX completion of 13 bytes'],
+  ['an oversized frame', (p: SandboxNicPort) => handOver(p, [1, 1515]), 'RX completion of 1515 bytes'],
+  ['a TX index with nothing posted', (p: SandboxNicPort) => Atomics.store(u32(p), N.TXC_TAIL, 1), 'TX completion index moved by 1 while the container holds 0'],
+] as const) {
+  test(`${what} kills the container and stops the port reading`, () => {
+    const { sup, port } = setup(`p-bad-${what.replace(/\W/g, '')}`.slice(0, 30));
+    try {
+      act(port);
+      const b = new PacketBatch(32);
+      assert.is(port.rx(b), 0);
+      assert.is(b.count, 0);
+      assert.is(sup.kills.length, 1);
+      assert.ok(sup.kills[0]!.includes(says), `${sup.kills[0]} says ${says}`);
+      assert.is(port.counters.violations, 1);
+      assert.is(port.rx(b), 0, 'nothing more is read');
+      assert.is(port.tx(b), 0);
+    } finally { port.close(); }
+  });
+}
+
+test('frames after a bad entry are not read; those before it are', () => {
+  const { sup, port } = setup('p-partial');
+  try {
+    handOver(port, [1, 60], [2, 60], [3, 9000 & 0xffff], [4, 60]);
+    const b = new PacketBatch(32);
+    assert.is(port.rx(b), 2);
+    assert.is(b.count, 2, 'count and batch agree (the bridge checks that)');
+    assert.is(sup.kills.length, 1);
+  } finally { port.close(); }
+});
+
+test('a READY with a multicast or zero MAC, or without SERVING, or with another MAC after a restart, kills', () => {
+  for (const [mac, serving, says] of [[[1, 0, 0, 0, 0, 1], 1, 'not a unicast'], [[0, 0, 0, 0, 0, 0], 1, 'not a unicast'], [[0x52, 0, 0, 0, 0, 1], 0, 'SERVING is not 1']] as const) {
+    const sup = new FakeSupervisor('p-mac');
+    const port = new SandboxNicPort(sup as unknown as Supervisor, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+    try {
+      serve(port, [...mac]);
+      u32(port)[N.SERVING] = serving;
+      sup.ready();
+      assert.is(port.isAttached, false);
+      assert.ok(sup.kills[0]?.includes(says), `${sup.kills[0]} says ${says}`);
+    } finally { port.close(); }
+  }
+  const { sup, port } = setup('p-mac2');
+  try {
+    sup.exit();
+    serve(port, [0x52, 0x54, 0, 9, 9, 9]);
+    sup.ready();
+    assert.is(port.isAttached, false);
+    assert.match(sup.kills[0]!, 'another MAC');
+  } finally { port.close(); }
+});
+
+test('exit: TX slots the container held are counted lost and come back; the ring is fresh; the bridge is suspended, then resumed at READY', async () => {
+  const { sup, port } = setup('p-exit');
+  const calls: string[] = [];
+  const bridge: SuspendableBridge = {
+    isRunning: true,
+    suspend: async () => { calls.push('suspend'); },
+    resume: (p) => { calls.push(p === port ? 'resume' : 'resume-other'); },
+  };
+  try {
+    port.join(bridge);
+    const b = new PacketBatch(32);
+    for (let i = 0; i < 5; i++) b.push(port.txAlloc(), 100);
+    port.tx(b);
+    const held = port.txAlloc(); // one the bridge keeps (queued)
+    handOver(port, [0, 60]); // one handed over, never taken
+    sup.exit();
+    assert.is(port.isAttached, false);
+    assert.is(port.counters.lostInRestart, 6);
+    const u = u32(port);
+    assert.is(u[N.TXS_TAIL], 0);
+    assert.is(u[N.RXC_TAIL], 0);
+    assert.is(u[N.RXF_TAIL], 32, 'every RX slot offered to the next container');
+    assert.is(u[N.SERVING], 0);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls, ['suspend']);
+    port.txFree(held); // the bridge gives back its queued slot (what suspend does)
+    let free = 0;
+    while (port.txAlloc() >= 0) free++;
+    assert.is(free, 32, 'every TX slot is free again');
+    serve(port);
+    sup.ready();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls, ['suspend', 'resume']);
+    assert.is(port.counters.attaches, 2);
+  } finally { port.close(); }
+});
+
+test('waitRx is bounded and wakes on the notify eventfd', async () => {
+  const { port } = setup('p-wait');
+  try {
+    const t0 = performance.now();
+    assert.is(await port.waitRx(30), false);
+    assert.ok(performance.now() - t0 < 1000);
+    const w = port.waitRx(5000);
+    handOver(port, [2, 60]);
+    sys.eventfdWrite(port.notifyFd, 1n);
+    assert.is(await w, true);
+  } finally { port.close(); }
+});
+
+test.run();
