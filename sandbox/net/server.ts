@@ -40,7 +40,10 @@ export class NicServer {
   readonly layout: NetLayout;
   readonly counters: NicServerCounters = { txFrames: 0, rxFrames: 0, bytes: 0, badEntries: 0, oversized: 0 };
   private readonly u32: Uint32Array;
-  private readonly bytes: Uint8Array;
+  /** Buffers over the ring and the driver's pools, made once: Buffer.copy moves a frame without making a view per frame. */
+  private readonly ring: Buffer;
+  private readonly txPool: Buffer;
+  private readonly rxPool: Buffer;
   private readonly txBatch = new PacketBatch(NET_BATCH);
   private readonly rxBatch = new PacketBatch(NET_BATCH);
   private txsHead: number;
@@ -55,7 +58,10 @@ export class NicServer {
 
   constructor(private readonly sys: Sys, shm: Shared, private readonly kickFd: number, private readonly notifyFd: number, private readonly nic: E1000e) {
     const u = (this.u32 = shm.u32);
-    this.bytes = shm.bytes;
+    this.ring = Buffer.from(shm.bytes.buffer, shm.bytes.byteOffset, shm.bytes.byteLength);
+    const tw = nic.txPool.window.bytes, rw = nic.rxPool.window.bytes;
+    this.txPool = Buffer.from(tw.buffer, tw.byteOffset, tw.byteLength);
+    this.rxPool = Buffer.from(rw.buffer, rw.byteOffset, rw.byteLength);
     if (u[N.MAGIC] !== NET_MAGIC || u[N.VERSION] !== NET_VERSION) {
       throw new RangeError(`net ring: magic 0x${u[N.MAGIC]!.toString(16)} version ${u[N.VERSION]} (expected 0x${NET_MAGIC.toString(16)} version ${NET_VERSION})`);
     }
@@ -141,8 +147,7 @@ export class NicServer {
         const buf = nic.txAlloc();
         if (buf < 0) break; // no driver buffer now: leave the entry for the next turn
         const from = L.txArea + slot * NET_SLOT_BYTES;
-        const pool = nic.txPool;
-        pool.window.bytes.set(this.bytes.subarray(from, from + len), pool.offset(buf));
+        this.ring.copy(this.txPool, nic.txPool.offset(buf), from, from + len);
         b.push(buf, len);
         this.counters.bytes += len;
         u[txcBase + (this.txcTail % L.txSlots)] = slot;
@@ -185,7 +190,7 @@ export class NicServer {
       free--;
       if (slot >= L.rxSlots) { this.counters.badEntries++; continue; }
       const off = pool.offset(b.buf[k]!);
-      this.bytes.set(pool.window.bytes.subarray(off, off + len), L.rxArea + slot * NET_SLOT_BYTES);
+      this.rxPool.copy(this.ring, L.rxArea + slot * NET_SLOT_BYTES, off, off + len);
       u[rxcBase + (this.rxcTail % L.rxSlots)] = entry(slot, len);
       this.rxcTail = (this.rxcTail + 1) >>> 0;
       this.counters.bytes += len;
