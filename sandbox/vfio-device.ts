@@ -9,7 +9,7 @@ import type { Sys } from 'vfio-bindings';
 import { encodeIrqSetNone, findPciFunctions, IOCTL, iommuStatus, VFIO, type IommuStatus } from 'vfio-bindings';
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
-import { VfioPlatform } from '../platform/vfio.js';
+import { VfioPlatform, type VfioPlatformOptions } from '../platform/vfio.js';
 import { SandboxDevice } from './device.js';
 
 const PCI_COMMAND = 0x04;
@@ -37,12 +37,16 @@ export class VfioDevice extends SandboxDevice {
   private released = false;
 
   /** `bind`: bind the function to vfio-pci first and give it back to its driver at release. */
-  constructor(policy: Policy, sys: Sys, options: { bind?: boolean; iommu?: IommuStatus } = {}) {
+  /**
+   * `iommu`: the host's IOMMU status (default: read now); `platform`: where to find the group and
+   * sysfs (tests over vfio-bindings' fake seam).
+   */
+  constructor(policy: Policy, sys: Sys, options: { bind?: boolean; iommu?: IommuStatus; platform?: Pick<VfioPlatformOptions, 'group' | 'sysfsRoot' | 'devDir'> } = {}) {
     super(policy, sys);
     this.address = vfioAddress(policy);
     this.description = `vfio:${this.address}`;
     this.checkConfinement(options.iommu ?? iommuStatus());
-    this.platform = VfioPlatform.open(this.address, { sys, bind: options.bind === true, hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never' });
+    this.platform = VfioPlatform.open(this.address, { ...options.platform, sys, bind: options.bind === true, hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never' });
     try {
       this.mapWindows(this.platform.dma);
     } catch (e) {
