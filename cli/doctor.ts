@@ -9,7 +9,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { iommuStatus, type IommuStatus } from 'vfio-bindings';
+import { groupBlockers, iommuStatus, type IommuStatus } from 'vfio-bindings';
 
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL' | 'SKIP';
 
@@ -42,8 +42,6 @@ export interface DoctorReport {
   alternatives?: string[];
 }
 
-/** Drivers a device may have without making its group unviable (the kernel's VFIO allows these). */
-const HARMLESS_DRIVERS = new Set(['vfio-pci', 'pci-stub', 'pcieport']);
 const MODULES = ['vfio', 'vfio_iommu_type1', 'vfio_pci'];
 const MiB = 2 ** 20;
 /** Below this memlock limit an unprivileged manager cannot pin a typical set of windows. */
@@ -183,7 +181,7 @@ function groupsCheck(s: IommuStatus, hasIommu: boolean, dev: string): Check {
   const problems: string[] = [];
   const fixes: string[] = [];
   for (const g of vfioGroups) {
-    const blockers = g.devices.filter((d) => d.driver !== undefined && !HARMLESS_DRIVERS.has(d.driver));
+    const blockers = groupBlockers(g.devices);
     if (blockers.length) {
       problems.push(`group ${g.group} is not viable: ${blockers.map((d) => `${d.address} is bound to ${d.driver}`).join(', ')}`);
       for (const d of blockers) fixes.push(`echo ${d.address} > /sys/bus/pci/devices/${d.address}/driver/unbind (or bind it to vfio-pci too)`);

@@ -15,6 +15,9 @@ const commands: Record<string, Command> = {
   up: { summary: 'run sandboxes from policies in the foreground, supervised; SIGINT/SIGTERM stop them in order', load: () => import('./up.js') },
   status: { summary: 'what the running sandboxes are doing (containers, uid, restarts, faults, windows, I/O) [--json]', load: () => import('./status.js') },
   demo: { summary: 'npm start: the demo policies (or those named) up on the simulator, each linkback served (NBD...) until Ctrl-C', load: () => import('./demo.js') },
+  devices: { summary: 'PCI functions: ids, driver, IOMMU group and whether VFIO can use it [--json] [--all]', load: () => import('./devices.js') },
+  bind: { summary: 'hand PCI functions to vfio-pci (remembers nothing: prints how to give each back)', load: () => import('./bind.js') },
+  unbind: { summary: 'take PCI functions off vfio-pci [--driver NAME] and let the kernel re-probe them', load: () => import('./unbind.js') },
   lab: { summary: 'the QEMU lab: set it up, boot it and run a command on real VFIO', load: () => import('./lab.js') },
 };
 

@@ -120,6 +120,19 @@ export function iommuGroupDevices(group: number, options: SysfsOptions = {}): Gr
   return names.sort().map((address) => ({ address, driver: linkName(join(rootOf(options), 'bus/pci/devices', address, 'driver')) }));
 }
 
+/**
+ * Drivers a group member may be bound to without making the group unviable for VFIO: vfio-pci
+ * itself, pci-stub, and pcieport (the kernel lets bridges keep their port driver). A member with
+ * no driver is harmless too. Any other driver means the host still owns a device that shares the
+ * IOMMU context, and VFIO refuses the whole group.
+ */
+export const VFIO_COMPATIBLE_DRIVERS: ReadonlySet<string> = new Set(['vfio-pci', 'pci-stub', 'pcieport']);
+
+/** The members that make a group unviable: those bound to a host driver VFIO does not accept. */
+export function groupBlockers(members: readonly GroupMember[]): GroupMember[] {
+  return members.filter((m) => m.driver !== undefined && !VFIO_COMPATIBLE_DRIVERS.has(m.driver));
+}
+
 function writer(options: SysfsOptions): (path: string, value: string) => void {
   return options.write ?? ((path, value) => writeFileSync(path, value));
 }

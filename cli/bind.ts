@@ -1,0 +1,2 @@
+/** `dmabox bind BDF...`: see cli/devices.ts. */
+export { bind as run } from './devices.js';
