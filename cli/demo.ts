@@ -7,8 +7,9 @@
  * released, sockets removed. The line starting `ready:` says everything that can serve is serving.
  *
  * `--socket PATH` moves the one NBD unix socket of the policies to PATH (tests, a second demo).
- * Exit status: 0 after an orderly stop; 1 when nothing could be served or a linkback failed to
- * start; 2 for bad arguments.
+ * What cannot run (a device the sandbox has no container for yet, a linkback kind not built yet, a
+ * sandbox that failed) is printed as NOT AVAILABLE YET or FAILED with the reason; the rest serves.
+ * Exit status: 0 after an orderly stop; 1 when no linkback could be started; 2 for bad arguments.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -104,10 +105,10 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
     for (const u of l.usage()) io.out(`  ${u}\n`);
   }
-  for (const u of unavailable) {
-    io.out(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}\n`);
-    if (u.kind === 'error') code = 1;
+  for (const s of manager.sandboxes) {
+    if (s.state === 'running' && !s.policy.linkback) io.out(`${s.name}: running, no linkback in its policy (it serves nothing to the host)\n`);
   }
+  for (const u of unavailable) io.out(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}\n`);
   if (manager.controlPath) io.out(`status: ${self()} status${control ? ` --control ${control}` : ''}\n`);
   if (linkbacks.length === 0) {
     io.out('nothing to serve: no linkback is up\n');

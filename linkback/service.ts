@@ -63,11 +63,12 @@ export async function startLinkbacks(manager: Manager, log: ServiceLog, unavaila
   const linkbacks: Linkback[] = [];
   for (const s of manager.sandboxes) {
     const kind = linkbackKind(s.policy);
-    if (kind === undefined) continue;
     if (s.state !== 'running') {
-      unavailable.push({ policy: s.name, what: 'linkback', kind: 'error', reason: `its sandbox is ${s.state}, so its ${kind} linkback was not started (see its events)` });
+      const last = [...s.events].reverse().find((e) => e.level === 'error' || e.kind === 'failed' || e.kind === 'exit');
+      unavailable.push({ policy: s.name, what: 'sandbox', kind: 'error', reason: `it is ${s.state}${kind ? `, so its ${kind} linkback was not started` : ''}${last ? `; last: ${last.kind}: ${last.text}` : ''}` });
       continue;
     }
+    if (kind === undefined) continue;
     try {
       const l = await startLinkback(s, log);
       if (l) linkbacks.push(l);
