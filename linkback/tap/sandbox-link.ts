@@ -43,6 +43,13 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
   if (link) {
     const l = link;
     port.join(l.bridge);
+    // A device marked failed gets no more containers: the host should see the cable pulled, not a
+    // link that swallows frames.
+    const onFailed = (): void => {
+      try { l.tap.setCarrier(false); } catch { /* closed already */ }
+      ctx.log(`TAP ${l.tap.name}: the sandbox failed; carrier off (the interface stays until the linkback closes)`, 'error');
+    };
+    supervisor.once('failed', onFailed);
     ctx.log(`TAP ${l.tap.name} (MAC ${formatMac(port.mac)}) bridged to the sandboxed NIC`);
     return {
       kind: 'tap',
@@ -54,6 +61,7 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
       ],
       status: () => ({ interface: l.tap.name, bridge: l.bridge.counters(), port: { ...port.counters } }),
       close: async () => {
+        supervisor.off('failed', onFailed);
         port.join(null);
         await l.close();
       },

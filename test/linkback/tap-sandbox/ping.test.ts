@@ -89,4 +89,28 @@ test('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping acr
   }
 });
 
+
+test('a sandbox marked failed pulls the TAP\'s carrier', async () => {
+  if (blocked) {
+    console.log(`    skipped: ${blocked}`);
+    return;
+  }
+  const name = `h11sf${(process.pid % 100000).toString(36)}`;
+  const s = new Supervisor(nicPolicy('tapsb-failed', { extra: `linkback: { tap: { interface: ${name} } }` }));
+  let link: Linkback | undefined;
+  try {
+    await s.start();
+    link = await startTapLinkback({ supervisor: s, policy: s.policy, log: () => undefined });
+    ip(['link', 'set', name, 'up']);
+    await until('carrier', () => !ip(['link', 'show', name]).includes('NO-CARRIER'), 5000);
+    s.faultAction('stop', 'test: an IOMMU fault with policy stop');
+    await until('failed', () => s.state === 'failed', 10_000);
+    await until('NO-CARRIER', () => ip(['link', 'show', name]).includes('NO-CARRIER'), 5000);
+  } finally {
+    await link?.close();
+    await s.stop();
+  }
+  assert.not.ok(ip(['-br', 'link']).includes(name), 'the interface is gone after close');
+});
+
 test.run();
