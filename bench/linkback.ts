@@ -8,6 +8,7 @@
  * Each export is 128 MiB; fio works on its first 64 MiB, filled with random data first (nbdcopy)
  * so every target reads written blocks. Targets run one after another, interleaved per repeat.
  * Options: --seconds=N (per run, default 8), --repeat=N (default 1; the median is reported),
+ * --interrupts=polling|msix (how both driver cases wait for completions; default polling, as npm start),
  * --no-results (do not append to bench/RESULTS.md).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -34,12 +35,15 @@ interface Target {
   start(sock: string): Promise<() => Promise<void>>;
 }
 
+/** How the driver waits for completions, in both driver cases (--interrupts=polling|msix). */
+let interrupts: 'polling' | 'msix' = 'polling';
+
 function policy(sock: string): Policy {
   return parsePolicies(`
 version: 1
 name: bench-nvme
 device: { sim: nvme, capacity: 128MiB }
-driver: nvme
+driver: { name: nvme, interrupts: ${interrupts} }
 windows: [ { size: 1MiB, label: queues }, { size: 8MiB, label: io-buffers } ]
 linkback: { nbd: { socket: ${sock}, export: bench } }
 `, 'bench.yaml').policies[0]!.policy;
@@ -62,7 +66,7 @@ const targets: Target[] = [
       const machine = new SimMachine();
       machine.attach(new SimNvme({ serial: d.serial, namespaces: [{ blocks: d.capacity / d.blockSize, blockSize: d.blockSize }], maxQueueEntries: d.mqes, maxIoQueues: d.maxQueues }), { address: '0000:00:01.0' });
       const platform = machine.platform('0000:00:01.0');
-      const ctrl = await NvmeController.open(platform, { queues: p.driver.queues, queueEntries: p.driver.depth, interrupts: 'poll', log: () => undefined });
+      const ctrl = await NvmeController.open(platform, { queues: p.driver.queues, queueEntries: p.driver.depth, interrupts: p.driver.interrupts === 'msix' ? 'msix' : 'poll', log: () => undefined });
       const server = new NbdServer({ exports: [{ name: 'bench', device: new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!) }] });
       await server.listenUnix(sock);
       return async () => { await server.close(); await ctrl.close(); platform.close(); };
@@ -119,6 +123,9 @@ export async function run(argv: string[]): Promise<void> {
     return v;
   };
   const seconds = opt('seconds', 8), repeat = opt('repeat', 1);
+  const irq = argv.find((x) => x.startsWith('--interrupts='))?.slice(13) ?? 'polling';
+  if (irq !== 'polling' && irq !== 'msix') throw new Error(`--interrupts: expected polling or msix, got ${irq}`);
+  interrupts = irq;
   for (const tool of ['fio', 'nbdcopy', 'nbdkit']) {
     try { await exec('sh', ['-c', `command -v ${tool}`], tmpdir(), 5000); } catch { throw new Error(`${tool} is not installed: run scripts/setup-host.sh (Debian: fio, libnbd-bin, nbdkit)`); }
   }
@@ -141,7 +148,7 @@ export async function run(argv: string[]): Promise<void> {
   const [sandboxed, inproc, nbdkit] = targets.map((t) => med.get(t.name)!);
   const load = loadavg().map((x) => x.toFixed(2)).join(' ');
   const lines = [
-    `fio ${(await exec('fio', ['--version'], tmpdir(), 5000)).trim()} --ioengine=nbd, 4 KiB randrw 50/50, queue depth 16, one job, ${seconds} s per run, ${repeat} run(s) per target${repeat > 1 ? ' (median)' : ''}, unix socket, 64 MiB of a 128 MiB export prefilled;`,
+    `fio ${(await exec('fio', ['--version'], tmpdir(), 5000)).trim()} --ioengine=nbd, 4 KiB randrw 50/50, queue depth 16, one job, driver ${interrupts}, ${seconds} s per run, ${repeat} run(s) per target${repeat > 1 ? ' (median)' : ''}, unix socket, 64 MiB of a 128 MiB export prefilled;`,
     `nproc ${availableParallelism()}, load average at the end ${load} (other work on the machine inflates these figures)`,
     ...targets.map((t) => `- ${t.name}: ${k(med.get(t.name)!)} IOPS${repeat > 1 ? ` (runs: ${runs.get(t.name)!.map((x) => k(x.iops)).join(', ')})` : ''}`),
     `- sandboxed / in-process: ${(sandboxed! / inproc!).toFixed(3)} (container cost ${((1 - sandboxed! / inproc!) * 100).toFixed(1)} %; target: within 5 %)`,
