@@ -397,6 +397,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         replayed: this.block.replayed,
       },
       heartbeat: this.lastHeartbeat ? { completed: Number(this.lastHeartbeat.completed), inflight: this.lastHeartbeat.inflight } : null,
+      ...(this.nic ? { net: { attached: this.nic.isAttached, link: this.nic.linkUp(), ...this.nic.counters } } : {}),
     };
   }
 }

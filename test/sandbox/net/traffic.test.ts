@@ -37,6 +37,8 @@ test('ARP and ping to the echo peer (10.0.2.2) through the container', async () 
       assert.equal([...echo!.payload], [...payload]);
     }
     assert.is(s.sim!.peer!.counters.echoReplies, 20);
+    const net = s.status().net as { attached: boolean; link: boolean; txFrames: number; rxFrames: number };
+    assert.equal([net.attached, net.link, net.txFrames, net.rxFrames], [true, true, 21, 21], 'dmabox status shows the packet counters');
     assert.is(port.counters.violations, 0);
   } finally {
     await s.stop();
