@@ -25,9 +25,21 @@ function socketAnswers(path: string, ms = 1000): Promise<boolean> {
   });
 }
 
-/** Make the socket's folder (0700 when we create it) and clear a stale socket. */
+/**
+ * Make the socket's folder (0700 when we create it), check nobody else can swap what is in it (an
+ * export is a raw disk: a folder in /tmp that another user owns or may write to is refused), and
+ * clear a stale socket.
+ */
 async function prepareSocket(path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const d = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!d.isDirectory() || (uid !== undefined && d.uid !== uid) || (d.mode & 0o022) !== 0) {
+    throw new DmaboxError('ERR_LINKBACK_SOCKET', `cannot serve NBD in ${dir}: it is ${!d.isDirectory() ? 'not a plain directory' : d.uid !== uid ? `owned by uid ${d.uid}, not this user (${uid})` : `writable by others (mode ${(d.mode & 0o777).toString(8)})`}`, {
+      fix: `use a socket in a directory only this user can write (remove ${dir} and let dmabox create it, or chmod go-w it)`,
+    });
+  }
   let st;
   try {
     st = lstatSync(path);

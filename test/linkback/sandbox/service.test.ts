@@ -5,7 +5,7 @@
  * released).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -56,6 +56,21 @@ test('a live socket or a plain file at the path: that linkback is FAILED with th
   }
   assert.ok(svc.manager.sandboxes.every((s) => s.state === 'stopped'));
   assert.ok(existsSync(file), 'a file that is not ours is left alone');
+  tmp.remove();
+});
+
+test('a socket folder another user could write to is refused with the reason', async () => {
+  const tmp = tempDir();
+  const open = join(tmp.dir, 'shared');
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  const svc = await startService([nbdPolicy('shared', join(open, 'd.sock'), { capacity: '4MiB' })], { controlPath: null }, () => undefined);
+  try {
+    assert.is(svc.linkbacks.length, 0);
+    assert.match(svc.unavailable[0]!.reason, /writable by others \(mode 777\)/);
+  } finally {
+    await svc.stop();
+  }
   tmp.remove();
 });
 
