@@ -2,7 +2,8 @@
  * Lab: the TAP linkback on real VFIO. The guest's TAP interface (10.0.2.15/24) pings slirp's
  * 10.0.2.2 through QEMU's e1000e, driven by our driver through vfio-pci behind VT-d
  * (test/linkback/tap/lab-ping.ts does the work in its own process, so a wedged device cannot take
- * the rest of the lab suite with it). Both interrupt modes.
+ * the rest of the lab suite with it). Both interrupt modes in-process; MSI-X through a sandboxed
+ * driver container that is killed and restarted between two pings (test/linkback/tap-sandbox/lab-ping.ts).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,9 +11,11 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
-const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'linkback', 'tap', 'lab-ping.js');
+const here = dirname(fileURLToPath(import.meta.url));
+const inProcess = join(here, '..', '..', 'linkback', 'tap', 'lab-ping.js');
+const sandboxed = join(here, '..', '..', 'linkback', 'tap-sandbox', 'lab-ping.js');
 
-function runPing(mode: string): Promise<{ code: number | null; out: string }> {
+function runPing(script: string, mode: string): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [script, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -30,10 +33,18 @@ test('inside the lab', () => {
 
 for (const mode of ['msix', 'poll']) {
   test(`the guest's TAP pings 10.0.2.2 through the e1000e driver on VFIO (${mode})`, async () => {
-    const r = await runPing(mode);
+    const r = await runPing(inProcess, mode);
     assert.is(r.code, 0, r.out);
     assert.match(r.out, /3 packets transmitted, 3 (packets )?received/);
   });
 }
+
+test('the same through a sandboxed driver (its own confined container, packet rings), across a kill -9 and restart (MSI-X)', async () => {
+  const r = await runPing(sandboxed, 'msix');
+  assert.is(r.code, 0, r.out);
+  assert.match(r.out, /lab-ping: PASS/);
+  assert.match(r.out, /"attaches":2/, 'a second container attached after the kill');
+  assert.match(r.out, /3 packets transmitted, 3 (packets )?received/);
+});
 
 test.run();
