@@ -1,11 +1,14 @@
 /**
  * `dmabox up POLICY... [--control PATH] [--bind]`: start a sandbox per policy and supervise them in the
- * foreground, one line per event on stdout. SIGINT or SIGTERM shuts down in order: each container
+ * foreground, one line per event on stdout, and start the linkback each policy names (NBD, TAP).
+ * SIGINT or SIGTERM shuts down in order: linkback clients answered and disconnected, then each container
  * is asked to stop (bounded, then SIGKILL), its device quarantined (bus mastering off, FLR), its
  * windows unmapped, and with --bind each real device given back to its driver. Exit status 0
  * after an orderly stop, 1 when a policy is invalid.
  */
 import { PolicyError, formatProblem, loadPolicyFiles, type LoadResult } from '../policies/loader.js';
+import type { Linkback } from '../linkback/registry.js';
+import { startLinkbacks } from '../linkback/service.js';
 import { Manager } from '../sandbox/manager.js';
 import type { SandboxEvent } from '../sandbox/supervisor.js';
 
@@ -49,18 +52,24 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   const manager = new Manager(policies, { ...(control ? { controlPath: control } : {}), supervisor: { bind } });
   manager.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox))));
   if (process.getuid?.() !== 0) io.out(`not root: containers run as the invoking user (uid ${process.getuid?.()}), not the policies' uid/gid\n`);
+  let linkbacks: Linkback[] = [];
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: string): void => {
-      io.out(`${sig}: stopping ${manager.sandboxes.length} sandbox(es)\n`);
+      io.out(`${sig}: stopping ${linkbacks.length} linkback(s), then ${manager.sandboxes.length} sandbox(es)\n`);
       signals.off('SIGINT', onSignal);
       signals.off('SIGTERM', onSignal);
-      manager.stop().then(resolve, resolve);
+      // Clients first (answered and disconnected), then containers and devices.
+      Promise.allSettled(linkbacks.map((l) => l.close())).then(() => manager.stop()).then(resolve, resolve);
     };
     signals.on('SIGINT', onSignal);
     signals.on('SIGTERM', onSignal);
   });
   await manager.start();
   io.out(`up: ${manager.sandboxes.map((s) => `${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''} ${s.state}`).join(', ')}; control socket ${manager.controlPath}\n`);
+  const started = await startLinkbacks(manager, (sandbox, line, level) => io.out(`${sandbox} linkback${level && level !== 'info' ? ` [${level}]` : ''}: ${line}\n`));
+  linkbacks = started.linkbacks;
+  for (const l of linkbacks) io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
+  for (const u of started.unavailable) io.err(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}\n`);
   await stopped;
   io.out('stopped: containers gone, devices quarantined, windows unmapped\n');
   return 0;

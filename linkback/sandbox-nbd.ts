@@ -7,52 +7,20 @@
  * A unix socket path that exists is taken over only when it is a stale socket (nothing answers a
  * connect); a live one, or a file that is not a socket, stops the start with the reason.
  */
-import { lstatSync, mkdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { dirname } from 'node:path';
+import { rmSync } from 'node:fs';
 import { DmaboxError } from '../common/errors.js';
+import { claimSocketPath } from '../common/unix-socket.js';
 import { NbdServer } from './nbd/server.js';
 import type { Linkback, LinkbackContext } from './registry.js';
 import { SandboxBlockDevice } from './sandbox-block.js';
 
-/** Resolves true when something accepts a connection on the unix socket `path` within `ms`. */
-function socketAnswers(path: string, ms = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(path);
-    const t = setTimeout(() => { c.destroy(); resolve(true); }, ms); // a listener too busy to accept is still alive
-    c.once('connect', () => { clearTimeout(t); c.destroy(); resolve(true); });
-    c.once('error', () => { clearTimeout(t); resolve(false); });
+function prepareSocket(path: string): Promise<void> {
+  return claimSocketPath(path, {
+    code: 'ERR_LINKBACK_SOCKET',
+    what: 'NBD',
+    busyFix: 'stop it (is another dmabox running?) or set another linkback.nbd.socket in the policy',
+    notSocketFix: `remove ${path} or set another linkback.nbd.socket in the policy`,
   });
-}
-
-/**
- * Make the socket's folder (0700 when we create it), check nobody else can swap what is in it (an
- * export is a raw disk: a folder in /tmp that another user owns or may write to is refused), and
- * clear a stale socket.
- */
-async function prepareSocket(path: string): Promise<void> {
-  const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const d = lstatSync(dir);
-  const uid = process.getuid?.();
-  if (!d.isDirectory() || (uid !== undefined && d.uid !== uid) || (d.mode & 0o022) !== 0) {
-    throw new DmaboxError('ERR_LINKBACK_SOCKET', `cannot serve NBD in ${dir}: it is ${!d.isDirectory() ? 'not a plain directory' : d.uid !== uid ? `owned by uid ${d.uid}, not this user (${uid})` : `writable by others (mode ${(d.mode & 0o777).toString(8)})`}`, {
-      fix: `use a socket in a directory only this user can write (remove ${dir} and let dmabox create it, or chmod go-w it)`,
-    });
-  }
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) {
-    throw new DmaboxError('ERR_LINKBACK_SOCKET', `cannot serve NBD on ${path}: it exists and is not a socket`, { fix: `remove ${path} or set another linkback.nbd.socket in the policy` });
-  }
-  if (await socketAnswers(path)) {
-    throw new DmaboxError('ERR_LINKBACK_SOCKET', `cannot serve NBD on ${path}: another server is listening there`, { fix: 'stop it (is another dmabox running?) or set another linkback.nbd.socket in the policy' });
-  }
-  rmSync(path, { force: true });
 }
 
 export function nbdUri(exportName: string, address: string): string {

@@ -7,11 +7,12 @@
  * one JSON line back. Nothing else is accepted; a line longer than 64 bytes closes the connection.
  */
 import { EventEmitter } from 'node:events';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { DmaboxError } from '../common/errors.js';
+import { claimSocketPath } from '../common/unix-socket.js';
 import type { Policy } from '../policies/types.js';
 import { KmsgFaultMonitor } from './faults.js';
 import { Supervisor, type SandboxEvent, type SupervisorOptions } from './supervisor.js';
@@ -68,9 +69,14 @@ export class Manager extends EventEmitter {
     await Promise.all(this.sandboxes.map((s) => s.start().catch(() => undefined)));
   }
 
-  private listen(path: string): Promise<void> {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    rmSync(path, { force: true });
+  private async listen(path: string): Promise<void> {
+    // Never delete a live manager's socket: only a stale one is taken over.
+    await claimSocketPath(path, {
+      code: 'ERR_SANDBOX_CONTROL',
+      what: 'the control socket',
+      busyFix: 'another dmabox manager is running (`dmabox status`); stop it, or give this one --control PATH',
+      notSocketFix: `remove ${path}, or give this manager --control PATH`,
+    });
     const server = createServer((conn) => {
       let buf = '';
       conn.setTimeout(2000, () => conn.destroy());
@@ -86,7 +92,7 @@ export class Manager extends EventEmitter {
       });
     });
     this.server = server;
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       server.once('error', (e) => reject(new DmaboxError('ERR_SANDBOX_CONTROL', `cannot listen on ${path}: ${e.message}`, { fix: 'is another dmabox up running? set DMABOX_CONTROL to another path' })));
       server.listen(path, () => {
         chmodSync(path, 0o600);

@@ -83,6 +83,44 @@ test('up, status (text and --json), SIGTERM stops in order', async () => {
   assert.not.ok(existsSync(sock), 'the control socket is removed');
 });
 
+test('up starts the linkback a policy names (NBD here) and closes it before the sandboxes; a second manager on the same control socket is refused', async () => {
+  const file = join(dir, 'nbd.yaml');
+  const nbdSock = join(dir, 'nbd', 'disk.sock');
+  writeFileSync(file, `version: 1
+name: cli-nbd
+device: { sim: nvme, capacity: 1MiB, blockSize: 512 }
+driver: { name: nvme, queues: 1, depth: 16 }
+windows: [ { size: 512KiB }, { size: 2MiB } ]
+linkback: { nbd: { socket: ${nbdSock}, export: disk } }
+`);
+  const sock = join(dir, 'control-nbd.sock');
+  const signals = new EventEmitter();
+  const u = capture();
+  const done = up([file, '--control', sock], u.io, signals);
+  await until('the NBD linkback', () => u.c.out.includes('cli-nbd: nbd linkback at'), 30_000);
+  // Asynchronously: the NBD server answers from this very event loop.
+  const { execFile } = await import('node:child_process');
+  const info = await new Promise<string>((resolve, reject) => {
+    execFile('nbdinfo', ['--size', `nbd+unix:///disk?socket=${nbdSock}`], { encoding: 'utf8', timeout: 20_000 }, (e, out) => (e ? reject(e) : resolve(out)));
+  });
+  assert.is(info.trim(), String(1024 * 1024));
+  // A second manager must not take (or delete) the live control socket.
+  const second = capture();
+  try {
+    await up([file, '--control', sock], second.io, new EventEmitter());
+    assert.unreachable('a second manager started on a live control socket');
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'ERR_SANDBOX_CONTROL');
+    assert.match((e as Error).message, /another server is listening there/);
+  }
+  assert.ok(existsSync(sock), 'the first manager\'s socket is still there');
+  signals.emit('SIGINT', 'SIGINT');
+  assert.is(await done, 0);
+  assert.match(u.c.out, /SIGINT: stopping 1 linkback\(s\), then 1 sandbox\(es\)/);
+  assert.not.ok(existsSync(nbdSock), 'the NBD socket is removed');
+  assert.not.ok(existsSync(sock), 'the control socket is removed');
+});
+
 test('status without a manager: a clear error with the fix', async () => {
   try {
     await status(['--control', join(dir, 'nobody.sock')], capture().io);
