@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startService, type Service } from '../linkback/service.js';
-import { PolicyError, formatProblem, loadPolicyFiles, type LoadResult } from '../policies/loader.js';
+import { loadPoliciesOrReport } from './load-policies.js';
 import type { Policy } from '../policies/types.js';
 import type { SandboxEvent } from '../sandbox/supervisor.js';
 import { formatEvent } from './up.js';
@@ -59,16 +59,8 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     else if (a.startsWith('-')) { io.err(`dmabox demo: unknown option ${a}\n${USAGE}`); return 2; }
     else files.push(a);
   }
-  let result: LoadResult;
-  try {
-    result = loadPolicyFiles(files.length ? files : [demoPolicyPath()]);
-  } catch (e) {
-    if (!(e instanceof PolicyError)) throw e;
-    for (const p of e.problems) io.err(`${formatProblem(p)}\n`);
-    io.err(`${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}; nothing was started\n`);
-    return 1;
-  }
-  for (const w of result.warnings) io.err(`WARNING ${formatProblem(w)}\n`);
+  const result = loadPoliciesOrReport(files.length ? files : [demoPolicyPath()], io, 'nothing was started');
+  if (!result) return 1;
   let policies = result.policies.map((lp) => lp.policy);
   if (socket) {
     const r = withSocket(policies, socket);

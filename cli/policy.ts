@@ -5,7 +5,7 @@
  */
 import { stringify } from 'yaml';
 import { policyJsonSchema } from '../policies/json-schema.js';
-import { PolicyError, formatProblem, loadPolicyFiles, type LoadResult } from '../policies/loader.js';
+import { loadPoliciesOrReport } from './load-policies.js';
 import { present } from '../policies/schema-dsl.js';
 import { policySchema } from '../policies/schema.js';
 
@@ -30,16 +30,8 @@ export async function run(argv: string[], io: Io = stdio): Promise<number> {
     case 'check':
     case 'show': {
       if (files.length === 0) { io.err(`dmabox policy ${sub}: name at least one policy file\n${USAGE}`); return 2; }
-      let result: LoadResult;
-      try {
-        result = loadPolicyFiles(files);
-      } catch (e) {
-        if (!(e instanceof PolicyError)) throw e;
-        for (const p of e.problems) io.err(`${formatProblem(p)}\n`);
-        io.err(`${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}; nothing was started\n`);
-        return 1;
-      }
-      for (const w of result.warnings) io.err(`WARNING ${formatProblem(w)}\n`);
+      const result = loadPoliciesOrReport(files, io);
+      if (!result) return 1;
       if (sub === 'check') {
         for (const f of files) {
           const names = result.policies.filter((lp) => lp.file === f).map((lp) => lp.policy.name);

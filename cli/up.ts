@@ -6,7 +6,7 @@
  * windows unmapped, and with --bind each real device given back to its driver. Exit status 0
  * after an orderly stop, 1 when a policy is invalid.
  */
-import { PolicyError, formatProblem, loadPolicyFiles, type LoadResult } from '../policies/loader.js';
+import { loadPoliciesOrReport } from './load-policies.js';
 import type { Linkback } from '../linkback/registry.js';
 import { startLinkbacks } from '../linkback/service.js';
 import { Manager } from '../sandbox/manager.js';
@@ -37,16 +37,8 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     else files.push(a);
   }
   if (files.length === 0) { io.err(`dmabox up: name at least one policy file\n${USAGE}`); return 2; }
-  let result: LoadResult;
-  try {
-    result = loadPolicyFiles(files);
-  } catch (e) {
-    if (!(e instanceof PolicyError)) throw e;
-    for (const p of e.problems) io.err(`${formatProblem(p)}\n`);
-    io.err(`${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}; nothing was started\n`);
-    return 1;
-  }
-  for (const w of result.warnings) io.err(`WARNING ${formatProblem(w)}\n`);
+  const result = loadPoliciesOrReport(files, io, 'nothing was started');
+  if (!result) return 1;
   const policies = result.policies.map((lp) => lp.policy);
   const unconfined = new Set(policies.filter((p) => p.unconfined).map((p) => p.name));
   const manager = new Manager(policies, { ...(control ? { controlPath: control } : {}), supervisor: { bind } });
