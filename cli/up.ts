@@ -12,7 +12,7 @@ import { startLinkbacks } from '../linkback/service.js';
 import { Manager } from '../sandbox/manager.js';
 import type { SandboxEvent } from '../sandbox/supervisor.js';
 
-const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n`;
+const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n          (as if every policy said device.bind: true)\n`;
 
 export interface Io { out(s: string): void; err(s: string): void }
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };

@@ -46,11 +46,27 @@ const simE1000e: ObjectSchema = {
   },
 };
 
+/** A real device's `bind`: the manager hands it to vfio-pci at start and back to its driver at stop. */
+const BIND_FIELD = {
+  schema: { t: 'bool' as const },
+  default: false,
+  doc: 'Bind the function to vfio-pci when the sandbox starts (driver_override, drivers_probe) and give it back to the driver it had when the sandbox stops. Without it the function must already be on vfio-pci (`dmabox bind`).',
+};
+
 export const deviceSchema: VariantSchema = {
   t: 'variant',
   doc: `The device the sandbox owns: a PCI address, a vendor:device id, or a simulated model.`,
   variants: [
-    { key: 'pci', schema: { t: 'object', fields: { pci: { schema: { t: 'string', hint: `a PCI address like '0000:00:01.0'`, pattern: PCI_ADDRESS }, required: true, doc: 'PCI address (domain:bus:device.function; the domain defaults to 0000).' } } } },
+    {
+      key: 'pci',
+      schema: {
+        t: 'object',
+        fields: {
+          pci: { schema: { t: 'string', hint: `a PCI address like '0000:00:01.0'`, pattern: PCI_ADDRESS }, required: true, doc: 'PCI address (domain:bus:device.function; the domain defaults to 0000).' },
+          bind: BIND_FIELD,
+        },
+      },
+    },
     {
       key: 'id',
       schema: {
@@ -58,6 +74,7 @@ export const deviceSchema: VariantSchema = {
         fields: {
           id: { schema: { t: 'string', hint: `a vendor:device id like '1b36:0010'`, pattern: PCI_ID }, required: true, doc: 'PCI vendor:device id, in hex.' },
           index: { schema: { t: 'int', min: 0, max: 255 }, default: 0, doc: 'Which of the matching functions, in bus order (0 = the first).' },
+          bind: BIND_FIELD,
         },
       },
     },

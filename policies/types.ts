@@ -4,8 +4,8 @@
  */
 
 export type DeviceSelector =
-  | { pci: string }
-  | { id: string; index: number }
+  | { pci: string; bind: boolean }
+  | { id: string; index: number; bind: boolean }
   | { sim: 'nvme'; capacity: number; blockSize: 512 | 4096; maxQueues: number; mqes: number; serial: string }
   | { sim: 'e1000e'; mac: string; peer: 'none' | 'echo' };
 

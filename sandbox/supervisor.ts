@@ -103,7 +103,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.credentials = root
       ? { uid: policy.container.uid, gid: policy.container.gid, asPolicy: true }
       : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false };
-    this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys, { bind: options.bind });
+    this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys, { bind: options.bind === true || ('bind' in policy.device && policy.device.bind) });
     this.sim = this.device instanceof SimDevice ? this.device : undefined;
     if (this.device instanceof VfioDevice) for (const w of this.device.warnings) this.event('log', w, 'warn');
     try {

@@ -46,7 +46,7 @@ test('a good policy resolves with defaults filled in', () => {
   assert.is(policies.length, 1);
   assert.is(warnings.length, 0);
   const p = policies[0]!.policy;
-  assert.equal(p.device, { pci: '0000:00:01.0' });
+  assert.equal(p.device, { pci: '0000:00:01.0', bind: false });
   assert.equal(p.driver, { name: 'nvme', queues: 2, depth: 128, interrupts: 'polling' });
   assert.equal(p.windows, [{ size: 2 * 2 ** 20, hugePages: false, label: 'queues', access: 'split' }, { size: 32 * 2 ** 20, hugePages: false, label: 'io-buffers', access: 'split' }]);
   assert.equal(p.container, { uid: 65534, gid: 65534, memory: 256 * 2 ** 20, seccomp: 'driver' });
@@ -142,10 +142,13 @@ test('unconfined: true is accepted, loudly, and lifts the uid rule', () => {
 
 test('device shorthands expand to the mapping form', () => {
   const base = 'version: 1\nname: n\ndriver: nvme\nwindows: [{ size: 4096 }]\ndevice: ';
-  assert.equal(parsePolicies(base + '"0000:00:01.0"\n', 'a').policies[0]!.policy.device, { pci: '0000:00:01.0' });
-  assert.equal(parsePolicies(base + '"1b36:0010"\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0 });
-  assert.equal(parsePolicies(base + '"00:1F.2"\n', 'a').policies[0]!.policy.device, { pci: '0000:00:1f.2' }, 'domain added, lower case');
-  assert.equal(parsePolicies(base + '"1B36:0010"\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0 });
+  assert.equal(parsePolicies(base + '"0000:00:01.0"\n', 'a').policies[0]!.policy.device, { pci: '0000:00:01.0', bind: false });
+  assert.equal(parsePolicies(base + '"1b36:0010"\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0, bind: false });
+  assert.equal(parsePolicies(base + '"00:1F.2"\n', 'a').policies[0]!.policy.device, { pci: '0000:00:1f.2', bind: false }, 'domain added, lower case');
+  assert.equal(parsePolicies(base + '{ pci: "00:01.0", bind: true }\n', 'a').policies[0]!.policy.device, { pci: '0000:00:01.0', bind: true }, 'bind asked for');
+  assert.equal(parsePolicies(base + '{ id: "1b36:0010", bind: true }\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0, bind: true });
+  assert.throws(() => parsePolicies(base + '{ pci: "00:01.0", bind: maybe }\n', 'a'), (e: Error) => /device\.bind/.test(e.message));
+  assert.equal(parsePolicies(base + '"1B36:0010"\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0, bind: false });
   assert.equal(parsePolicies(base + 'sim:nvme\n', 'a').policies[0]!.policy.device, { sim: 'nvme', capacity: 64 * 2 ** 20, blockSize: 512, maxQueues: 8, mqes: 1024, serial: 'sim0' });
 });
 
