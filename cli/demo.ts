@@ -1,6 +1,6 @@
 /**
- * `dmabox demo [POLICY...] [--socket PATH] [--control PATH]` (what `npm start` runs): bring up the
- * demo policy (policies/examples/demo.yaml: the simulator, no IOMMU and no root needed), or the
+ * `dmabox demo [POLICY...] [--socket PATH] [--control PATH] [--keep-privileges]` (what `npm start`
+ * runs): bring up the demo policy (policies/examples/demo.yaml: the simulator, no IOMMU and no root needed), or the
  * policies named, through the Manager, start the linkback each names (linkback/service.ts), print
  * where they are and how to use them, and serve until SIGINT or SIGTERM. Then, in order: NBD
  * clients answered and disconnected, linkbacks closed, containers stopped, devices quarantined and
@@ -9,6 +9,8 @@
  * `--socket PATH` moves the one NBD unix socket of the policies to PATH (tests, a second demo).
  * What cannot run (a device the sandbox has no container for yet, a linkback kind not built yet, a
  * sandbox that failed) is printed as NOT AVAILABLE YET or FAILED with the reason; the rest serves.
+ * As root the manager drops to CAP_SETUID, CAP_SETGID and CAP_KILL once everything is up
+ * (sandbox/privilege.ts), unless --keep-privileges.
  * Exit status: 0 after an orderly stop; 1 when no linkback could be started; 2 for bad arguments.
  */
 import { existsSync } from 'node:fs';
@@ -18,9 +20,9 @@ import { startService, type Service } from '../linkback/service.js';
 import { loadPoliciesOrReport } from './load-policies.js';
 import type { Policy } from '../policies/types.js';
 import type { SandboxEvent } from '../sandbox/supervisor.js';
-import { formatEvent } from './up.js';
+import { dropByDefault, endSetup, formatEvent } from './up.js';
 
-const USAGE = 'usage: dmabox demo [POLICY...] [--socket PATH] [--control PATH]\n';
+const USAGE = 'usage: dmabox demo [POLICY...] [--socket PATH] [--control PATH] [--keep-privileges]\n';
 
 export interface Io { out(s: string): void; err(s: string): void }
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
@@ -49,13 +51,15 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   const files: string[] = [];
   let control: string | undefined;
   let socket: string | undefined;
+  let keepPrivileges = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--control' || a === '--socket') {
       const v = argv[++i];
       if (!v || !v.startsWith('/')) { io.err(`dmabox demo: ${a} needs an absolute path\n${USAGE}`); return 2; }
       if (a === '--control') control = v; else socket = v;
-    } else if (a === '-h' || a === '--help') { io.out(USAGE); return 0; }
+    } else if (a === '--keep-privileges') keepPrivileges = true;
+    else if (a === '-h' || a === '--help') { io.out(USAGE); return 0; }
     else if (a.startsWith('-')) { io.err(`dmabox demo: unknown option ${a}\n${USAGE}`); return 2; }
     else files.push(a);
   }
@@ -82,7 +86,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   const log = (sandbox: string, line: string, level?: string): void => io.out(`${new Date().toISOString().slice(11, 23)} ${sandbox} linkback${level && level !== 'info' ? ` [${level}]` : ''}: ${line}\n`);
   let service: Service;
   try {
-    service = await startService(policies, control ? { controlPath: control } : {}, log,
+    service = await startService(policies, { ...(control ? { controlPath: control } : {}), dropPrivileges: dropByDefault(keepPrivileges, signals) }, log,
       (m) => m.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox)))));
   } catch (e) {
     signals.off('SIGINT', onSignal);
@@ -90,6 +94,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     throw e;
   }
   const { manager, linkbacks, unavailable } = service;
+  endSetup(manager, io);
   let code = 0;
   io.out('\n');
   for (const s of manager.sandboxes) io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.policy.driver.name} driver on ${s.device.description}\n`);

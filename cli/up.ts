@@ -1,18 +1,21 @@
 /**
- * `dmabox up POLICY... [--control PATH] [--bind]`: start a sandbox per policy and supervise them in the
+ * `dmabox up POLICY... [--control PATH] [--bind] [--keep-privileges]`: start a sandbox per policy and supervise them in the
  * foreground, one line per event on stdout, and start the linkback each policy names (NBD, TAP).
  * SIGINT or SIGTERM shuts down in order: linkback clients answered and disconnected, then each container
  * is asked to stop (bounded, then SIGKILL), its device quarantined (bus mastering off, FLR), its
  * windows unmapped, and with --bind each real device given back to its driver. Exit status 0
- * after an orderly stop, 1 when a policy is invalid.
+ * after an orderly stop, 1 when a policy is invalid. As root, once the sandboxes and linkbacks
+ * are up the manager drops to CAP_SETUID, CAP_SETGID and CAP_KILL (sandbox/privilege.ts) unless
+ * --keep-privileges.
  */
 import { loadPoliciesOrReport } from './load-policies.js';
 import type { Linkback } from '../linkback/registry.js';
+import type { Manager as ManagerType } from '../sandbox/manager.js';
 import { startLinkbacks } from '../linkback/service.js';
 import { Manager } from '../sandbox/manager.js';
 import type { SandboxEvent } from '../sandbox/supervisor.js';
 
-const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n          (as if every policy said device.bind: true)\n`;
+const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind] [--keep-privileges]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n          (as if every policy said device.bind: true)\n  --keep-privileges  as root, keep every capability after set-up (default: keep only\n          CAP_SETUID, CAP_SETGID, CAP_KILL; sandbox/README.md)\n`;
 
 export interface Io { out(s: string): void; err(s: string): void }
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
@@ -22,10 +25,31 @@ export function formatEvent(e: SandboxEvent, unconfined: boolean): string {
   return `${t} ${e.sandbox}${unconfined ? ' UNCONFINED' : ''} ${e.kind}${e.level && e.level !== 'info' ? ` [${e.level}]` : ''}: ${e.text}\n`;
 }
 
+/**
+ * Whether a manager started by this command drops privileges after set-up: when root, unless
+ * --keep-privileges, and only when the command runs the process (its signals are `process`'s, as
+ * from cli/main.ts). The drop is irreversible and covers the whole process, so a caller embedding
+ * `run()` with its own signal source (the in-process CLI tests) keeps its privileges.
+ */
+export function dropByDefault(keepPrivileges: boolean, signals: NodeJS.EventEmitter): boolean {
+  return process.getuid?.() === 0 && !keepPrivileges && signals === process;
+}
+
+/** After set-up: the privilege drop `manager` was asked for, one line saying what it kept, or why it failed. */
+export function endSetup(manager: ManagerType, io: Io): void {
+  try {
+    const r = manager.endSetup();
+    if (r) io.out(`privileges: kept ${r.kept.join(', ')} (no_new_privs, bounding set likewise); dropped ${r.dropped.length} others${r.threadsWithMore ? `; ${r.threadsWithMore} thread(s) Node started earlier keep theirs` : ''}\n`);
+  } catch (e) {
+    io.err(`privileges: NOT DROPPED, the manager keeps root's capabilities: ${(e as Error).message}\n`);
+  }
+}
+
 export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventEmitter = process): Promise<number> {
   const files: string[] = [];
   let control: string | undefined;
   let bind = false;
+  let keepPrivileges = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--control') {
@@ -33,6 +57,8 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
       if (!control) { io.err(`dmabox up: --control needs a path\n${USAGE}`); return 2; }
     } else if (a === '--bind') {
       bind = true;
+    } else if (a === '--keep-privileges') {
+      keepPrivileges = true;
     } else if (a.startsWith('-')) { io.err(`dmabox up: unknown option ${a}\n${USAGE}`); return 2; }
     else files.push(a);
   }
@@ -41,7 +67,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   if (!result) return 1;
   const policies = result.policies.map((lp) => lp.policy);
   const unconfined = new Set(policies.filter((p) => p.unconfined).map((p) => p.name));
-  const manager = new Manager(policies, { ...(control ? { controlPath: control } : {}), supervisor: { bind } });
+  const manager = new Manager(policies, { ...(control ? { controlPath: control } : {}), supervisor: { bind }, dropPrivileges: dropByDefault(keepPrivileges, signals) });
   manager.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox))));
   if (process.getuid?.() !== 0) io.out(`not root: containers run as the invoking user (uid ${process.getuid?.()}), not the policies' uid/gid\n`);
   let linkbacks: Linkback[] = [];
@@ -62,6 +88,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   linkbacks = started.linkbacks;
   for (const l of linkbacks) io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
   for (const u of started.unavailable) io.err(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}\n`);
+  endSetup(manager, io);
   await stopped;
   io.out('stopped: containers gone, devices quarantined, windows unmapped\n');
   return 0;

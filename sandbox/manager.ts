@@ -15,6 +15,7 @@ import { DmaboxError } from '../common/errors.js';
 import { claimSocketPath } from '../common/unix-socket.js';
 import type { Policy } from '../policies/types.js';
 import { KmsgFaultMonitor } from './faults.js';
+import { capsStatus, dropPrivileges, type PrivilegeReport } from './privilege.js';
 import { Supervisor, type SandboxEvent, type SupervisorOptions } from './supervisor.js';
 
 /** Where the control socket lives: $DMABOX_CONTROL, /run/dmabox (root), or a per-user folder. */
@@ -31,6 +32,12 @@ export interface ManagerOptions {
   supervisor?: SupervisorOptions;
   /** Kernel log to follow for IOMMU faults of real devices (default /dev/kmsg). */
   kmsgPath?: string;
+  /**
+   * At `endSetup()`, drop to the capabilities the manager still needs (sandbox/privilege.ts):
+   * CAP_SETUID, CAP_SETGID, CAP_KILL; bounding set likewise; no_new_privs. Needs root. Default false;
+   * `dmabox up` and `dmabox demo` turn it on when root unless --keep-privileges.
+   */
+  dropPrivileges?: boolean;
 }
 
 export class Manager extends EventEmitter {
@@ -41,6 +48,8 @@ export class Manager extends EventEmitter {
   private stopping: Promise<void> | undefined;
   /** The kernel-log fault monitor, when any sandbox has a real device. */
   kmsg: KmsgFaultMonitor | undefined;
+  /** What `endSetup()` kept and dropped, once it dropped. */
+  privilege: PrivilegeReport | undefined;
 
   constructor(policies: readonly Policy[], private readonly options: ManagerOptions = {}) {
     super();
@@ -67,6 +76,17 @@ export class Manager extends EventEmitter {
     if (this.controlPath !== null) await this.listen(this.controlPath);
     this.kmsg?.start();
     await Promise.all(this.sandboxes.map((s) => s.start().catch(() => undefined)));
+  }
+
+  /**
+   * Set-up is over (sandboxes started, their linkbacks up): with `dropPrivileges`, drop to the
+   * kept set now. Idempotent; returns the report, or undefined when the option is off. Throws
+   * PrivilegeError (ERR_SANDBOX_PRIVILEGE) when the drop fails; the manager then runs on unchanged.
+   */
+  endSetup(): PrivilegeReport | undefined {
+    if (!this.options.dropPrivileges) return undefined;
+    this.privilege ??= dropPrivileges();
+    return this.privilege;
   }
 
   private async listen(path: string): Promise<void> {
@@ -104,7 +124,7 @@ export class Manager extends EventEmitter {
   status(): Record<string, unknown> {
     const root = process.getuid?.() === 0;
     return {
-      manager: { pid: process.pid, uid: process.getuid?.() ?? null, root, uptimeMs: Date.now() - this.startedAt, control: this.controlPath },
+      manager: { pid: process.pid, uid: process.getuid?.() ?? null, root, uptimeMs: Date.now() - this.startedAt, control: this.controlPath, caps: capsStatus(this.privilege !== undefined) },
       sandboxes: this.sandboxes.map((s) => s.status()),
     };
   }

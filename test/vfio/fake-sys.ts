@@ -6,7 +6,7 @@
  * group and interrupt remapping (EPERM), group viability (EPERM) and busy (EBUSY), eventfds that
  * wake pollers, and mmap of BARs and memfds into fake addresses.
  */
-import { ERRNO, IOCTL, LAYOUT, RLIMIT_MEMLOCK, SyscallError, VFIO, type PollHandle, type Rlimit, type Sys } from 'vfio-bindings';
+import { ERRNO, IOCTL, LAYOUT, RLIMIT_MEMLOCK, SyscallError, VFIO, type CapSets, type PollHandle, type Rlimit, type Sys } from 'vfio-bindings';
 
 const E = ERRNO as Record<string, number>;
 
@@ -103,6 +103,8 @@ export class FakeSys implements Sys {
   pinned = 0n;
   denied: Set<string>;
   prctls: Array<[number, number]> = [];
+  /** The calling thread's capability sets (starts as root's full set of 41 capabilities). */
+  caps: CapSets = { effective: (1n << 41n) - 1n, permitted: (1n << 41n) - 1n, inheritable: 0n };
   seccomps: Array<{ operation: number; flags: number; program: Uint8Array }> = [];
   private nextFd = 3;
   private nextAddr = 0x7f00_0000_0000n;
@@ -522,6 +524,16 @@ export class FakeSys implements Sys {
   prctl(option: number, arg2: number): number {
     this.prctls.push([option, arg2]);
     return 0;
+  }
+
+  capget(): CapSets {
+    return { ...this.caps };
+  }
+
+  capset(sets: CapSets): void {
+    // As the kernel: permitted may only shrink, effective and inheritable must stay within it.
+    if ((sets.permitted & ~this.caps.permitted) !== 0n || (sets.effective & ~sets.permitted) !== 0n || (sets.inheritable & ~sets.permitted) !== 0n) fail('capset', 'EPERM');
+    this.caps = { ...sets };
   }
 
   seccomp(operation: number, flags: number, program: Uint8Array): void {

@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import { SyscallError, VfioArgError, VfioCode, VfioError } from './errors.js';
 import { ioctlName } from './uapi.js';
-import { MAX_VIEW_BYTES, SOCK_FPROG, SYS_SECCOMP, type PollHandle, type Rlimit, type Sys } from './sys.js';
+import { LINUX_CAPABILITY_VERSION_3, MAX_VIEW_BYTES, SOCK_FPROG, SYS_SECCOMP, type CapSets, type PollHandle, type Rlimit, type Sys } from './sys.js';
 
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
@@ -43,6 +43,8 @@ export function createKoffiSys(): Sys {
     eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
     prctl: libc.func('int prctl(int option, ...)'),
     syscall: libc.func('long syscall(long number, ...)'),
+    capget: libc.func('capget', 'int', ['void *', 'void *']),
+    capset: libc.func('capset', 'int', ['void *', 'void *']),
     getrlimit: libc.func('getrlimit', 'int', ['int', 'void *']),
     setrlimit: libc.func('setrlimit', 'int', ['int', 'void *']),
   };
@@ -50,6 +52,18 @@ export function createKoffiSys(): Sys {
   // Preallocated scratch for the eventfd counter and rlimits: no allocation per interrupt.
   const counter = Buffer.alloc(8);
   const rlim = Buffer.alloc(16);
+  // struct __user_cap_header_struct { u32 version; int pid; } and two struct __user_cap_data_struct
+  // { u32 effective, permitted, inheritable; } (low 32 capabilities, then the high ones).
+  const capHeader = Buffer.alloc(8);
+  const capData = Buffer.alloc(24);
+  function capHeaderSelf(): Buffer {
+    capHeader.writeUInt32LE(LINUX_CAPABILITY_VERSION_3, 0);
+    capHeader.writeInt32LE(0, 4); // pid 0: the calling thread
+    return capHeader;
+  }
+  const low = (v: bigint): number => Number(v & 0xffff_ffffn);
+  const high = (v: bigint): number => Number((v >> 32n) & 0xffff_ffffn);
+  const join64 = (at: number): bigint => BigInt(capData.readUInt32LE(at)) | (BigInt(capData.readUInt32LE(at + 12)) << 32n);
 
   function fail(op: string): never {
     throw new SyscallError(op, koffi.errno());
@@ -162,6 +176,18 @@ export function createKoffiSys(): Sys {
       // With TSYNC a positive result is the id of a thread that could not be synchronised.
       if (r > 0) throw new VfioError(VfioCode.SYSCALL, `thread ${r} could not be synchronised (TSYNC)`, { op: 'seccomp' });
       void filter.length;
+    },
+    capget(): CapSets {
+      if ((c.capget(capHeaderSelf(), capData) as number) < 0) fail('capget');
+      return { effective: join64(0), permitted: join64(4), inheritable: join64(8) };
+    },
+    capset(sets: CapSets) {
+      for (const [i, v] of [sets.effective, sets.permitted, sets.inheritable].entries()) {
+        if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new VfioArgError(`capability sets are 64-bit masks; got ${v}`, 'capset');
+        capData.writeUInt32LE(low(v), i * 4);
+        capData.writeUInt32LE(high(v), 12 + i * 4);
+      }
+      if ((c.capset(capHeaderSelf(), capData) as number) < 0) fail('capset');
     },
     getrlimit(resource) {
       if ((c.getrlimit(resource, rlim) as number) < 0) fail(`getrlimit ${resource}`);

@@ -28,6 +28,14 @@ export const EFD_NONBLOCK = 0o4000;
 /** prctl options (linux/prctl.h). */
 export const PR_SET_NO_NEW_PRIVS = 38;
 export const PR_GET_NO_NEW_PRIVS = 39;
+/** The calling thread's capability bounding set: read one (1 or 0) or drop one (needs CAP_SETPCAP). */
+export const PR_CAPBSET_READ = 23;
+export const PR_CAPBSET_DROP = 24;
+/** The ambient set; arg2 PR_CAP_AMBIENT_CLEAR_ALL empties it. */
+export const PR_CAP_AMBIENT = 47;
+export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+/** capget/capset header version with 64-bit sets (linux/capability.h, _LINUX_CAPABILITY_VERSION_3). */
+export const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 /** seccomp(2) operation and flag (linux/seccomp.h). */
 export const SECCOMP_SET_MODE_FILTER = 1;
 export const SECCOMP_FILTER_FLAG_TSYNC = 1;
@@ -43,6 +51,16 @@ export const SOCK_FPROG = Object.freeze({ size: 16, len: 0, filter: 8, filterSiz
 
 /** koffi.view aborts the process (uncatchable) above 4 GiB, so the seam refuses at 4 GiB. */
 export const MAX_VIEW_BYTES = 2 ** 32 - 1;
+
+/**
+ * The calling thread's capability sets (capget/capset, version 3): bit n is capability n
+ * (CAP_KILL = 5 is 1n << 5n). Capabilities are per thread: capset changes only the calling thread.
+ */
+export interface CapSets {
+  effective: bigint;
+  permitted: bigint;
+  inheritable: bigint;
+}
 
 export interface Rlimit {
   cur: bigint;
@@ -81,6 +99,10 @@ export interface Sys {
   prctl(option: number, arg2: number): number;
   /** seccomp(2) with a classic BPF program given as bytes: 8 bytes per `struct sock_filter`. */
   seccomp(operation: number, flags: number, program: Uint8Array): void;
+  /** capget(2) of the calling thread. */
+  capget(): CapSets;
+  /** capset(2) of the calling thread; a set may only shrink unless CAP_SETPCAP allows more. */
+  capset(sets: CapSets): void;
   getrlimit(resource: number): Rlimit;
   setrlimit(resource: number, limit: Rlimit): void;
   /** An ArrayBuffer aliasing `length` bytes of mapped memory at `addr` (refused at 4 GiB and above). */
