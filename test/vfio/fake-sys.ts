@@ -6,7 +6,7 @@
  * group and interrupt remapping (EPERM), group viability (EPERM) and busy (EBUSY), eventfds that
  * wake pollers, and mmap of BARs and memfds into fake addresses.
  */
-import { ERRNO, IOCTL, LAYOUT, RLIMIT_MEMLOCK, SyscallError, VFIO, type CapSets, type PollHandle, type Rlimit, type Sys } from 'vfio-bindings';
+import { ERRNO, IOCTL, LAYOUT, PR_CAPBSET_DROP, PR_CAPBSET_READ, RLIMIT_MEMLOCK, SyscallError, VFIO, type CapSets, type PollHandle, type Rlimit, type Sys } from 'vfio-bindings';
 
 const E = ERRNO as Record<string, number>;
 
@@ -105,6 +105,8 @@ export class FakeSys implements Sys {
   prctls: Array<[number, number]> = [];
   /** The calling thread's capability sets (starts as root's full set of 41 capabilities). */
   caps: CapSets = { effective: (1n << 41n) - 1n, permitted: (1n << 41n) - 1n, inheritable: 0n };
+  /** The bounding set, read and shrunk through prctl PR_CAPBSET_READ / PR_CAPBSET_DROP. */
+  bounding = (1n << 41n) - 1n;
   seccomps: Array<{ operation: number; flags: number; program: Uint8Array }> = [];
   private nextFd = 3;
   private nextAddr = 0x7f00_0000_0000n;
@@ -523,6 +525,13 @@ export class FakeSys implements Sys {
 
   prctl(option: number, arg2: number): number {
     this.prctls.push([option, arg2]);
+    if (option === PR_CAPBSET_READ || option === PR_CAPBSET_DROP) {
+      if (!Number.isInteger(arg2) || arg2 < 0 || arg2 > 40) fail('prctl', 'EINVAL');
+      const bit = 1n << BigInt(arg2);
+      if (option === PR_CAPBSET_READ) return (this.bounding & bit) !== 0n ? 1 : 0;
+      if ((this.caps.effective & (1n << 8n)) === 0n) fail('prctl', 'EPERM'); // CAP_SETPCAP
+      this.bounding &= ~bit;
+    }
     return 0;
   }
 
