@@ -121,8 +121,11 @@ export interface PrivilegeReport {
   dropped: string[];
   noNewPrivs: boolean;
   uid: number;
-  /** Threads Node started before the drop that still hold more (capabilities are per thread). */
-  threadsWithMore: number;
+  /**
+   * Threads Node started before the drop that still hold more (capabilities are per thread);
+   * null when a seam was handed in (its capabilities are not this process's).
+   */
+  threadsWithMore: number | null;
 }
 
 export interface DropOptions {
@@ -158,7 +161,7 @@ export function dropPrivileges(options: DropOptions = {}): PrivilegeReport {
       'start dmabox as root (not under a capability-restricted wrapper), or pass --keep-privileges');
   }
   const step = <T>(what: string, f: () => T): T => {
-    try { return f(); } catch (e) { throw new PrivilegeError(`dropping privileges: ${what} failed: ${(e as Error).message}`, 'the manager keeps running as it was; report the kernel version, or pass --keep-privileges', e); }
+    try { return f(); } catch (e) { throw new PrivilegeError(`dropping privileges: ${what} failed: ${(e as Error).message}`, 'the manager runs on with what the steps before left it (`dmabox status --json` shows manager.caps); report the kernel version, or pass --keep-privileges', e); }
   };
   step('PR_SET_NO_NEW_PRIVS', () => sys.prctl(PR_SET_NO_NEW_PRIVS, 1));
   step('PR_CAP_AMBIENT_CLEAR_ALL', () => sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL));
@@ -184,7 +187,7 @@ export function dropPrivileges(options: DropOptions = {}): PrivilegeReport {
     dropped: capNames(before.permitted & ~keep),
     noNewPrivs: true,
     uid: process.getuid?.() ?? -1,
-    threadsWithMore: options.sys ? 0 : threadsWithMore(keep),
+    threadsWithMore: options.sys ? null : threadsWithMore(keep),
   };
 }
 

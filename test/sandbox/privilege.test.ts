@@ -31,6 +31,7 @@ test('fake seam: no_new_privs, ambient cleared, bounding dropped while CAP_SETPC
   const r = dropPrivileges({ sys, lastCap: 40 });
   assert.equal(r.kept, ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
   assert.is(r.dropped.length, 38);
+  assert.is(r.threadsWithMore, null, 'a seam was handed in: this process\'s threads are not counted');
   assert.ok(r.dropped.includes('CAP_SYS_ADMIN') && r.dropped.includes('CAP_DAC_OVERRIDE') && r.dropped.includes('CAP_SETPCAP'));
   assert.equal(sys.caps, { effective: KEPT, permitted: KEPT, inheritable: 0n });
   assert.is(sys.bounding, KEPT);
@@ -57,6 +58,8 @@ test('fake seam: refused without CAP_SETPCAP, without a kept capability, or for 
   noKill.caps = { effective: noKill.caps.effective & ~(1n << 5n), permitted: noKill.caps.permitted & ~(1n << 5n), inheritable: 0n };
   assert.throws(() => dropPrivileges({ sys: noKill, lastCap: 40 }), /does not hold CAP_KILL/);
   assert.throws(() => dropPrivileges({ sys: new FakeSys(), lastCap: 40, keep: [41] }), /capability 41 is not one this kernel knows/);
+  // A step the kernel refuses (the fake knows capabilities 0..40): named, with the errno.
+  assert.throws(() => dropPrivileges({ sys: new FakeSys(), lastCap: 41 }), (e: unknown) => e instanceof PrivilegeError && /PR_CAPBSET_DROP 41 failed: .*EINVAL/.test((e as Error).message));
 });
 
 test('parseStatusCaps reads /proc status lines; capNames names a mask', () => {
@@ -102,7 +105,7 @@ test('as root, in a child: exactly the kept set; mount and DAC override gone; sp
   writeFileSync(script, CHILD);
   const r = spawnSync(process.execPath, [...process.execArgv, script, theirs, ours, mnt], { encoding: 'utf8', timeout: 30_000 });
   assert.is(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as Record<string, unknown> & { report: { kept: string[]; noNewPrivs: boolean }; status: string; exec: string; spawned: string; mount: { status: number | null } };
+  const out = JSON.parse(r.stdout) as Record<string, unknown> & { report: { kept: string[]; noNewPrivs: boolean; threadsWithMore: number | null }; status: string; exec: string; spawned: string; mount: { status: number | null } };
   const c = parseStatusCaps(out.status);
   assert.is(c.effective, KEPT, `CapEff ${c.effective.toString(16)}`);
   assert.is(c.permitted, KEPT);
@@ -111,6 +114,7 @@ test('as root, in a child: exactly the kept set; mount and DAC override gone; sp
   assert.is(c.ambient, 0n);
   assert.ok(c.noNewPrivs);
   assert.equal(out.report.kept, ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
+  assert.type(out.report.threadsWithMore, 'number');
   assert.is(out.readTheirs, 'EACCES', 'reading uid 65534\'s 0600 file needed CAP_DAC_OVERRIDE');
   assert.is(out.writeOurs, 'ok', 'a root-owned 0200 file (like sysfs unbind) is written by owner permission');
   assert.is.not(out.mount.status, 0, 'mount needs CAP_SYS_ADMIN');
