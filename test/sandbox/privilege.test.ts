@@ -101,7 +101,7 @@ test('as root, in a child: exactly the kept set; mount and DAC override gone; sp
   writeFileSync(ours, '');
   chmodSync(ours, 0o200);
   const mnt = mkdtempSync(join(dir, 'mnt-'));
-  const script = join(dir, 'child.mts');
+  const script = join(dir, 'child.mjs');
   writeFileSync(script, CHILD);
   const r = spawnSync(process.execPath, [...process.execArgv, script, theirs, ours, mnt], { encoding: 'utf8', timeout: 30_000 });
   assert.is(r.status, 0, r.stderr);
