@@ -26,9 +26,19 @@ function size(n: number): string {
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(n % (1 << 20) ? 1 : 0)}MiB` : `${n / 1024}KiB`;
 }
 
-export function formatStatus(st: { manager: { pid: number; uid: number; root: boolean; uptimeMs: number; control: string }; sandboxes: SandboxStatus[] }): string {
+type CapsStatus = { dropped: boolean; effective: string[]; bounding: number; noNewPrivs: boolean } | { error: string };
+
+/** What the manager still holds: `caps CAP_SETUID,CAP_SETGID,CAP_KILL (dropped after set-up)`. */
+function capsLine(c: CapsStatus | undefined): string {
+  if (!c) return '';
+  if ('error' in c) return `, caps unknown (${c.error})`;
+  const list = c.effective.length ? c.effective.join(',') : 'none';
+  return `, caps ${list}${c.dropped ? ' (dropped after set-up)' : c.effective.length > 3 ? ' (NOT dropped: --keep-privileges or not root)' : ''}`;
+}
+
+export function formatStatus(st: { manager: { pid: number; uid: number; root: boolean; uptimeMs: number; control: string; caps?: CapsStatus }; sandboxes: SandboxStatus[] }): string {
   const m = st.manager;
-  let out = `manager pid ${m.pid} uid ${m.uid}${m.root ? '' : ' (not root: containers run as this user)'}, up ${dur(m.uptimeMs)}, control ${m.control}\n`;
+  let out = `manager pid ${m.pid} uid ${m.uid}${m.root ? '' : ' (not root: containers run as this user)'}${capsLine(m.caps)}, up ${dur(m.uptimeMs)}, control ${m.control}\n`;
   for (const s of st.sandboxes) {
     const u = s.unconfined ? ' UNCONFINED' : '';
     out += `${s.name}${u}: ${s.state}, ${s.device} driver ${s.driver}, pid ${s.pid ?? '-'} uid ${s.uid} gid ${s.gid}${s.uidFromPolicy ? '' : ' (invoking user)'}, up ${dur(s.uptimeMs)}, restarts ${s.restarts}, faults ${s.faults}, violations ${s.violations}\n`;

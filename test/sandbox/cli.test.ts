@@ -149,6 +149,14 @@ test('formatStatus marks the invoking user when not root', () => {
   assert.match(text, /uid 1000 gid 1000 \(invoking user\)/);
 });
 
+test('formatStatus says which capabilities the manager still holds', () => {
+  const base = { pid: 1, uid: 0, root: true, uptimeMs: 1000, control: '/run/dmabox/control.sock' };
+  const dropped = formatStatus({ manager: { ...base, caps: { dropped: true, effective: ['CAP_SETGID', 'CAP_SETUID', 'CAP_KILL'], bounding: 3, noNewPrivs: true } }, sandboxes: [] });
+  assert.match(dropped, /^manager pid 1 uid 0, caps CAP_SETGID,CAP_SETUID,CAP_KILL \(dropped after set-up\), up/);
+  const kept = formatStatus({ manager: { ...base, caps: { dropped: false, effective: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_KILL', 'CAP_SYS_ADMIN'], bounding: 41, noNewPrivs: false } }, sandboxes: [] });
+  assert.match(kept, /NOT dropped/);
+});
+
 test('the manager killed with SIGKILL: its containers notice (hypercall channel closed) and exit by themselves', async () => {
   const file = join(dir, 'orphan.yaml');
   writeFileSync(file, POLICY.split('---')[0]!.replace('name: cli-a', 'name: orphan'));
