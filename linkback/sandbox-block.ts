@@ -17,8 +17,8 @@
  * (`ENOSPC` for a write past the end), a failed sandbox `EIO` with the supervisor's reason, a
  * stopped one `ESHUTDOWN`.
  *
- * Reads: `SandboxBlockClient.read` returns a new array that is copied into the server's buffer (one
- * allocation and one copy per read); a `readInto` on the client would remove both.
+ * Reads: `SandboxBlockClient.readInto` copies the data from the ring's data area straight into
+ * the server's buffer (one copy, no allocation per read).
  */
 import type { SandboxBlockClient } from '../sandbox/block/client.js';
 import { BlockDeviceError, validateBlockDevice, type BlockCapabilities, type BlockDevice, type BlockErrorKind } from './block-device.js';
@@ -78,7 +78,7 @@ export class SandboxBlockDevice implements BlockDevice {
     if (into.length === 0) return;
     const [lba, blocks] = this.lbas('read', offset, into.length);
     try {
-      into.set(await this.client.read(lba, blocks));
+      await this.client.readInto(lba, blocks, into);
     } catch (e) {
       throw this.wrap(`read of ${into.length} bytes at ${offset}`, e, false);
     }

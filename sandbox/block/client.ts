@@ -8,10 +8,18 @@
  * Nothing the container writes is trusted: the completion index must be within N of ours, every
  * tag must be in flight with the same generation, the status must be known. A violation is
  * dropped, counted and reported (`onViolation`), never thrown.
+ *
+ * Notifications (layout.ts, "Kicks"): requests posted in one turn share one kick of the request
+ * eventfd, sent at the end of the turn's microtasks, and none at all while the container has not
+ * yet taken what was posted before (it looks at SQ_TAIL again after publishing SQ_HEAD, so it
+ * cannot miss them). SQ_HEAD is read only as that hint, never to decide what is valid: a container
+ * that lies about it only stops being kicked, and its requests then time out (hang detection).
+ * `reap` takes completions until CQ_TAIL stops moving, for the container's side of the same rule.
  */
 import type { PollHandle, Sys } from 'vfio-bindings';
 import { DmaboxError } from '../../common/errors.js';
 import type { Shared } from '../shm.js';
+import { fence } from './fence.js';
 import { B, BLOCK_MAGIC, BlockOp, BlockStatus, cqOffset, CQE_BYTES, dataAreaBytes, SQ_OFFSET, SQE_BYTES, checkGeometry, type DataAreas, type RingGeometry } from './layout.js';
 
 export interface BlockLink {
@@ -70,6 +78,14 @@ export class SandboxBlockClient {
   lastCompletion = 0;
   /** Called with a description of each thing the container wrote that could not be right. */
   onViolation: (reason: string) => void = () => {};
+  /** Kicks of the request eventfd sent, and those left out because the container was still taking. */
+  kicks = 0;
+  kicksSaved = 0;
+  /** A kick is due at the end of this turn's microtasks; SQ_TAIL before the first request of the turn. */
+  private kickScheduled = false;
+  private kickBase = 0;
+  private readonly kickNow = (): void => this.kick();
+  private reapScheduled = false;
 
   /**
    * `data`: the manager's views of the two data areas in the DMA windows (layout.ts), each
@@ -125,6 +141,7 @@ export class SandboxBlockClient {
     this.cq = cqOffset(this.geometry);
     this.sqTail = u32[B.SQ_TAIL]!;
     this.cqHead = u32[B.CQ_HEAD]!;
+    this.kickScheduled = false;
     this.poller = link.sys.poll(link.completionFd, () => {
       link.sys.eventfdRead(link.completionFd);
       this.reap();
@@ -173,13 +190,30 @@ export class SandboxBlockClient {
       return Promise.reject(e);
     }
     const out = new Uint8Array(blocks * this.blockSize);
-    const per = this.geometry.slotBytes / this.blockSize;
+    return this.readInto(lba, blocks, out).then(() => out);
+  }
+
+  /**
+   * Read `blocks` blocks at `lba` straight into `into` (at least `blocks * blockSize` bytes; the
+   * data lands in its first bytes): no buffer of the client's, one copy out of the ring's data area.
+   */
+  readInto(lba: number, blocks: number, into: Uint8Array): Promise<void> {
+    try {
+      this.checkRange('read', lba, blocks);
+      if (into.length < blocks * this.blockSize) {
+        throw new DmaboxError('ERR_SANDBOX_ARG', `read of ${blocks} block(s) into ${into.length} bytes: needs ${blocks * this.blockSize}`, { fix: 'pass a buffer of blocks * blockSize bytes' });
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const bs = this.blockSize, per = this.geometry.slotBytes / bs;
+    if (blocks <= per) return this.submit(BlockOp.READ, lba, blocks, into);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < blocks; done += per) {
       const n = Math.min(per, blocks - done);
-      parts.push(this.submit(BlockOp.READ, lba + done, n, out.subarray(done * this.blockSize, (done + n) * this.blockSize)));
+      parts.push(this.submit(BlockOp.READ, lba + done, n, into.subarray(done * bs, (done + n) * bs)));
     }
-    return Promise.all(parts).then(() => out);
+    return Promise.all(parts).then(() => undefined);
   }
 
   /** Write `data` (whole blocks) at `lba`; the client keeps `data` until the write completes (replay). */
@@ -195,6 +229,7 @@ export class SandboxBlockClient {
       return Promise.reject(e);
     }
     const per = this.geometry.slotBytes / this.blockSize;
+    if (blocks <= per) return this.submit(BlockOp.WRITE, lba, blocks, data);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < blocks; done += per) {
       const n = Math.min(per, blocks - done);
@@ -251,21 +286,64 @@ export class SandboxBlockClient {
       posted++;
     }
     if (posted > 0) {
+      if (!this.kickScheduled) {
+        this.kickScheduled = true;
+        this.kickBase = Atomics.load(this.u32, B.SQ_TAIL);
+        queueMicrotask(this.kickNow);
+      }
       Atomics.store(this.u32, B.SQ_TAIL, this.sqTail);
-      link.sys.eventfdWrite(link.requestFd, 1n);
     }
   }
 
-  /** Take completions the container posted. */
+  /**
+   * One kick for the turn's requests, unless the container has not yet taken what was there
+   * before them (SQ_HEAD behind the turn's first entry): then it is awake or about to be (kicked
+   * for those), and after publishing SQ_HEAD it reads SQ_TAIL again (server.ts `take`), which our
+   * store precedes. If it has taken some of this turn's entries it may be asleep already: kick.
+   */
+  private kick(): void {
+    this.kickScheduled = false;
+    const link = this.link;
+    if (!link) return;
+    fence();
+    const behind = (this.kickBase - Atomics.load(this.u32, B.SQ_HEAD)) >>> 0;
+    if (behind !== 0 && behind <= this.geometry.entries) {
+      this.kicksSaved++;
+      return;
+    }
+    this.kicks++;
+    link.sys.eventfdWrite(link.requestFd, 1n);
+  }
+
+  /**
+   * Take completions the container posted, until CQ_TAIL stops moving: the container leaves out
+   * its kick while we have not published CQ_HEAD for what it posted before (server.ts), so after
+   * publishing it we look again. Bounded per call; more waits for the next turn.
+   */
   reap(): void {
-    if (!this.link) return;
+    for (let round = 0; round < 4; round++) {
+      if (!this.link) return;
+      const tail = Atomics.load(this.u32, B.CQ_TAIL);
+      if (tail === this.cqHead) return;
+      if (!this.reapTo(tail)) return;
+      Atomics.store(this.u32, B.CQ_HEAD, this.cqHead);
+      fence();
+      this.pump();
+    }
+    if (this.link && !this.reapScheduled && Atomics.load(this.u32, B.CQ_TAIL) !== this.cqHead) {
+      this.reapScheduled = true;
+      setImmediate(() => { this.reapScheduled = false; this.reap(); });
+    }
+  }
+
+  /** Take the completions up to `tail`; false on a violation of the ring's index. */
+  private reapTo(tail: number): boolean {
     const g = this.geometry, v = this.view;
-    const tail = Atomics.load(this.u32, B.CQ_TAIL);
     const n = (tail - this.cqHead) >>> 0;
     if (n > g.entries) {
       this.violations++;
       this.onViolation(`completion index ${tail} is ${n} entries ahead of ours (${this.cqHead}); the ring holds ${g.entries}`);
-      return;
+      return false;
     }
     for (let i = 0; i < n; i++) {
       const e = this.cq + (this.cqHead % g.entries) * CQE_BYTES;
@@ -291,7 +369,6 @@ export class SandboxBlockClient {
         r.reject(new BlockIoError(`${r.op === BlockOp.READ ? 'read' : r.op === BlockOp.WRITE ? 'write' : 'flush'} of ${r.blocks} block(s) at LBA ${r.lba}`, status));
       }
     }
-    Atomics.store(this.u32, B.CQ_HEAD, this.cqHead);
-    this.pump();
+    return true;
   }
 }

@@ -4,9 +4,15 @@
  * windows directly (a `DirectBlockDevice`): the container never copies block data. It checks what
  * it reads (a confused manager must not make the driver touch blocks outside the device) and keeps
  * the progress counters the container's heartbeats carry.
+ *
+ * Notifications (layout.ts, "Kicks"): one wake-up takes everything posted, and after publishing
+ * SQ_HEAD it looks at SQ_TAIL again (the manager leaves out its kick while we have not caught up).
+ * Completions of one turn share one kick of the completion eventfd, at the end of the turn's
+ * microtasks, and none while the manager has not yet taken the ones posted before.
  */
 import type { PollHandle, Sys } from 'vfio-bindings';
 import type { Shared } from '../shm.js';
+import { fence } from './fence.js';
 import { B, BLOCK_MAGIC, BlockOp, BlockStatus, cqOffset, CQE_BYTES, ringBytes, SQ_OFFSET, SQE_BYTES, type RingGeometry } from './layout.js';
 
 /** A block device that transfers into and out of the ring's per-tag buffers (DMA windows). */
@@ -35,6 +41,14 @@ export class BlockServer {
   bytesMoved = 0n;
   inflight = 0;
   private dev: DirectBlockDevice | undefined;
+  /** Kicks of the completion eventfd sent, and left out (the manager was still taking). */
+  kicks = 0;
+  kicksSaved = 0;
+  private kickScheduled = false;
+  /** CQ_TAIL before the first completion of this turn. */
+  private kickBase = 0;
+  private readonly kickNow = (): void => this.kick();
+  private takeScheduled = false;
   /** Each request the device failed, with its error (the container reports DMA errors as FAULT). */
   onError: (e: unknown) => void = () => {};
 
@@ -73,20 +87,33 @@ export class BlockServer {
     return new Promise((r) => this.quiesceWaiters.push(r));
   }
 
+  /**
+   * Take what the manager posted until SQ_TAIL stops moving, at most a few rings' worth per call
+   * (the rest on the next turn): after publishing SQ_HEAD, SQ_TAIL is read again, because the
+   * manager does not kick while it sees us behind (client.ts `kick`).
+   */
   private take(): void {
-    if (this.stopped) return;
     const g = this.geometry, v = this.view;
-    const tail = Atomics.load(this.u32, B.SQ_TAIL);
-    let n = (tail - this.sqHead) >>> 0;
-    if (n > g.entries) n = g.entries; // a confused manager: take at most one ring's worth
-    for (let i = 0; i < n; i++) {
-      const e = SQ_OFFSET + (this.sqHead % g.entries) * SQE_BYTES;
-      this.sqHead = (this.sqHead + 1) >>> 0;
-      const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), op = v.getUint32(e + 8, true), blocks = v.getUint32(e + 12, true);
-      const lba = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * 0x1_0000_0000;
-      this.run(tag, gen, op, blocks, lba);
+    for (let round = 0; round < 4; round++) {
+      if (this.stopped) return;
+      const tail = Atomics.load(this.u32, B.SQ_TAIL);
+      let n = (tail - this.sqHead) >>> 0;
+      if (n === 0) return;
+      if (n > g.entries) n = g.entries; // a confused manager: take at most one ring's worth
+      for (let i = 0; i < n; i++) {
+        const e = SQ_OFFSET + (this.sqHead % g.entries) * SQE_BYTES;
+        this.sqHead = (this.sqHead + 1) >>> 0;
+        const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), op = v.getUint32(e + 8, true), blocks = v.getUint32(e + 12, true);
+        const lba = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * 0x1_0000_0000;
+        this.run(tag, gen, op, blocks, lba);
+      }
+      Atomics.store(this.u32, B.SQ_HEAD, this.sqHead);
+      fence();
     }
-    Atomics.store(this.u32, B.SQ_HEAD, this.sqHead);
+    if (!this.stopped && !this.takeScheduled && Atomics.load(this.u32, B.SQ_TAIL) !== this.sqHead) {
+      this.takeScheduled = true;
+      setImmediate(() => { this.takeScheduled = false; this.take(); });
+    }
   }
 
   private run(tag: number, gen: number, op: number, blocks: number, lba: number): void {
@@ -121,9 +148,30 @@ export class BlockServer {
     this.view.setUint32(e + 4, gen, true);
     this.view.setUint32(e + 8, status, true);
     this.view.setUint32(e + 12, 0, true);
+    if (!this.kickScheduled) {
+      this.kickScheduled = true;
+      this.kickBase = this.cqTail;
+      queueMicrotask(this.kickNow);
+    }
     this.cqTail = (this.cqTail + 1) >>> 0;
     Atomics.store(this.u32, B.CQ_TAIL, this.cqTail);
     this.completed++;
+  }
+
+  /**
+   * One kick for the turn's completions, unless the manager has not yet taken those before them
+   * (CQ_HEAD behind the turn's first): then it will read CQ_TAIL again after publishing CQ_HEAD
+   * (client.ts `reap`). If it has taken some of this turn's, it may be asleep already: kick.
+   */
+  private kick(): void {
+    this.kickScheduled = false;
+    fence();
+    const behind = (this.kickBase - Atomics.load(this.u32, B.CQ_HEAD)) >>> 0;
+    if (behind !== 0 && behind <= this.geometry.entries) {
+      this.kicksSaved++;
+      return;
+    }
+    this.kicks++;
     this.sys.eventfdWrite(this.completionFd, 1n);
   }
 }

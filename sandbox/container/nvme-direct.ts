@@ -8,7 +8,7 @@
  */
 import { DEVICE_READS, type DmaAllocator } from '../../drivers/platform.js';
 import { NvmOpcode } from '../../drivers/nvme/commands.js';
-import { STATUS_ABANDONED, STATUS_TIMED_OUT, NvmeStatusError, type NvmeController, type Namespace } from '../../drivers/nvme/index.js';
+import { STATUS_ABANDONED, STATUS_TIMED_OUT, NvmeStatusError, type IoQueue, type NvmeController, type Namespace } from '../../drivers/nvme/index.js';
 import type { DataAreas, RingGeometry } from '../block/layout.js';
 import type { DirectBlockDevice } from '../block/server.js';
 
@@ -69,29 +69,45 @@ export class NvmeDirect implements DirectBlockDevice {
     return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => undefined);
   }
 
-  private async submit(opcode: number, lba: number, blocks: number, prp1: number, prp2: number): Promise<void> {
-    const ctrl = this.ctrl, what = `${opcode === NvmOpcode.READ ? 'read' : 'write'} of ${blocks} blocks at LBA ${lba}`;
+  private submit(opcode: number, lba: number, blocks: number, prp1: number, prp2: number): Promise<void> {
+    const ctrl = this.ctrl;
+    const q = ctrl.pickQueue(); // undefined unless the controller is ready
+    const slot = q ? q.acquire() : -1;
+    // The common case, a free slot now: one Promise, no async frame.
+    if (q && slot >= 0) return this.post(q, slot, opcode, lba, blocks, prp1, prp2);
+    return this.submitWhenFree(opcode, lba, blocks, prp1, prp2);
+  }
+
+  private async submitWhenFree(opcode: number, lba: number, blocks: number, prp1: number, prp2: number): Promise<void> {
+    const ctrl = this.ctrl;
     for (;;) {
-      ctrl.assertUsable(what);
+      ctrl.assertUsable(this.what(opcode, lba, blocks));
       const q = ctrl.pickQueue();
       const slot = q ? q.acquire() : -1;
-      if (q && slot >= 0) {
-        return new Promise<void>((resolve, reject) => {
-          try {
-            q.rwWithPrps(slot, opcode, this.ns.nsid, lba, blocks, BigInt(prp1), BigInt(prp2), (_s, status) => {
-              if (status === 0) resolve();
-              else if (status === STATUS_ABANDONED) reject(ctrl.abandonError(what));
-              else if (status === STATUS_TIMED_OUT) reject(ctrl.abortedError(what));
-              else reject(new NvmeStatusError(`namespace ${this.ns.nsid}: ${what}`, status));
-            });
-          } catch (e) {
-            q.release(slot);
-            throw e;
-          }
-          ctrl.track();
-        });
-      }
+      if (q && slot >= 0) return this.post(q, slot, opcode, lba, blocks, prp1, prp2);
       await ctrl.waitForSlot();
     }
+  }
+
+  private what(opcode: number, lba: number, blocks: number): string {
+    return `${opcode === NvmOpcode.READ ? 'read' : 'write'} of ${blocks} blocks at LBA ${lba}`;
+  }
+
+  private post(q: IoQueue, slot: number, opcode: number, lba: number, blocks: number, prp1: number, prp2: number): Promise<void> {
+    const ctrl = this.ctrl;
+    return new Promise<void>((resolve, reject) => {
+      try {
+        q.rwWithPrps(slot, opcode, this.ns.nsid, lba, blocks, BigInt(prp1), BigInt(prp2), (_s, status) => {
+          if (status === 0) resolve();
+          else if (status === STATUS_ABANDONED) reject(ctrl.abandonError(this.what(opcode, lba, blocks)));
+          else if (status === STATUS_TIMED_OUT) reject(ctrl.abortedError(this.what(opcode, lba, blocks)));
+          else reject(new NvmeStatusError(`namespace ${this.ns.nsid}: ${this.what(opcode, lba, blocks)}`, status));
+        });
+      } catch (e) {
+        q.release(slot);
+        throw e;
+      }
+      ctrl.track();
+    });
   }
 }

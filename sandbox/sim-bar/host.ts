@@ -3,11 +3,14 @@
  * applies the ring's entries in order to the simulated function and answers reads. Everything in
  * the ring is hostile: an index beyond the ring, an unknown op, a bad space, width or offset is
  * answered with a status (never thrown), and a ring index that could not have come from a correct
- * container is a violation (the supervisor kills the container). At most one ring's worth of
- * entries is applied per wake-up, so a flooding container cannot starve the manager's event loop.
+ * container is a violation (the supervisor kills the container). A wake-up applies entries until
+ * REQ_TAIL stops moving (the container leaves out its kick while it sees us behind, guest.ts), but
+ * at most one ring's worth, so a flooding container cannot starve the manager's event loop; the
+ * rest waits for the next turn.
  */
 import type { PollHandle, Sys } from 'vfio-bindings';
 import type { Shared } from '../shm.js';
+import { fence } from '../block/fence.js';
 import { ENTRY_BYTES, IRQ_KIND_CODE, MailboxOp, MailboxStatus, RING_ENTRIES, RING_OFFSET, SPACE_CONFIG, W } from './layout.js';
 
 /** What the mailbox drives: the simulated PCI function as the manager holds it. */
@@ -63,25 +66,33 @@ export class HostMailbox {
 
   /** Apply what is in the ring (also called directly by tests). */
   drain(): void {
-    if (this.closed) return;
     const u32 = this.u32;
-    const tail = Atomics.load(u32, W.REQ_TAIL);
-    const pending = (tail - this.head) >>> 0;
-    if (pending > RING_ENTRIES) {
-      this.close();
-      this.onViolation(`register ring tail ${tail} is ${pending} entries ahead of head ${this.head} (the ring holds ${RING_ENTRIES})`);
-      return;
+    let budget = RING_ENTRIES;
+    while (!this.closed) {
+      const tail = Atomics.load(u32, W.REQ_TAIL);
+      const pending = (tail - this.head) >>> 0;
+      if (pending === 0) return;
+      if (pending > RING_ENTRIES) {
+        this.close();
+        this.onViolation(`register ring tail ${tail} is ${pending} entries ahead of head ${this.head} (the ring holds ${RING_ENTRIES})`);
+        return;
+      }
+      if (budget === 0) break;
+      const n = pending < budget ? pending : budget;
+      budget -= n;
+      for (let k = 0; k < n; k++) {
+        const e = (this.head % RING_ENTRIES) * 4;
+        const w0 = this.ring[e]!, offset = this.ring[e + 1]!, value = this.ring[e + 2]!;
+        this.head = (this.head + 1) >>> 0;
+        this.apply(w0, offset, value, this.head);
+        if (this.closed) return;
+      }
+      // Publish, then look at REQ_TAIL again: entries posted meanwhile may have come without a kick.
+      Atomics.store(u32, W.REQ_HEAD, this.head);
+      fence();
     }
-    for (let n = 0; n < pending; n++) {
-      const e = (this.head % RING_ENTRIES) * 4;
-      const w0 = this.ring[e]!, offset = this.ring[e + 1]!, value = this.ring[e + 2]!;
-      this.head = (this.head + 1) >>> 0;
-      this.apply(w0, offset, value, this.head);
-      if (this.closed) return;
-    }
-    Atomics.store(u32, W.REQ_HEAD, this.head);
-    // More may have arrived without a kick we have not read yet: look again soon, bounded per turn.
-    if (!this.scheduled && Atomics.load(u32, W.REQ_TAIL) !== this.head) {
+    // A ring's worth applied and more is there: the rest on the next turn.
+    if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => { this.scheduled = false; this.drain(); });
     }
