@@ -9,11 +9,11 @@
  * tag must be in flight with the same generation, the status must be known. A violation is
  * dropped, counted and reported (`onViolation`), never thrown.
  *
- * Notifications (layout.ts, "Kicks"): requests posted in one turn share one kick of the request
- * eventfd, sent at the end of the turn's microtasks, and none at all while the container has not
- * yet taken what was posted before (it looks at SQ_TAIL again after publishing SQ_HEAD, so it
- * cannot miss them). SQ_HEAD is read only as that hint, never to decide what is valid: a container
- * that lies about it only stops being kicked, and its requests then time out (hang detection).
+ * Notifications (layout.ts, "Kicks"): posting kicks the request eventfd only when the container
+ * has taken everything posted before (it may be asleep); while it is still taking, no kick (it
+ * looks at SQ_TAIL again after publishing SQ_HEAD, so it cannot miss the new requests). SQ_HEAD
+ * is read only as that hint, never to decide what is valid: a container that lies about it only
+ * stops being kicked, and its requests then time out (hang detection).
  * `reap` takes completions until CQ_TAIL stops moving, for the container's side of the same rule.
  */
 import type { PollHandle, Sys } from 'vfio-bindings';
@@ -81,10 +81,6 @@ export class SandboxBlockClient {
   /** Kicks of the request eventfd sent, and those left out because the container was still taking. */
   kicks = 0;
   kicksSaved = 0;
-  /** A kick is due at the end of this turn's microtasks; SQ_TAIL before the first request of the turn. */
-  private kickScheduled = false;
-  private kickBase = 0;
-  private readonly kickNow = (): void => this.kick();
   private reapScheduled = false;
 
   /**
@@ -141,7 +137,6 @@ export class SandboxBlockClient {
     this.cq = cqOffset(this.geometry);
     this.sqTail = u32[B.SQ_TAIL]!;
     this.cqHead = u32[B.CQ_HEAD]!;
-    this.kickScheduled = false;
     this.poller = link.sys.poll(link.completionFd, () => {
       link.sys.eventfdRead(link.completionFd);
       this.reap();
@@ -268,7 +263,7 @@ export class SandboxBlockClient {
     const link = this.link;
     if (!link || this.backlog.length === 0) return;
     let posted = 0;
-    const g = this.geometry, v = this.view;
+    const g = this.geometry, v = this.view, base = this.sqTail;
     while (this.backlog.length > 0 && this.freeTags.length > 0) {
       const r = this.backlog.shift()!;
       const tag = this.freeTags.pop()!;
@@ -286,27 +281,21 @@ export class SandboxBlockClient {
       posted++;
     }
     if (posted > 0) {
-      if (!this.kickScheduled) {
-        this.kickScheduled = true;
-        this.kickBase = Atomics.load(this.u32, B.SQ_TAIL);
-        queueMicrotask(this.kickNow);
-      }
       Atomics.store(this.u32, B.SQ_TAIL, this.sqTail);
+      this.kick(link, base);
     }
   }
 
   /**
-   * One kick for the turn's requests, unless the container has not yet taken what was there
-   * before them (SQ_HEAD behind the turn's first entry): then it is awake or about to be (kicked
-   * for those), and after publishing SQ_HEAD it reads SQ_TAIL again (server.ts `take`), which our
-   * store precedes. If it has taken some of this turn's entries it may be asleep already: kick.
+   * Kick for the requests just posted from `base` on, unless the container has not yet taken what
+   * was there before them (SQ_HEAD behind `base`): then it is awake or about to be (kicked for
+   * those), and after publishing SQ_HEAD it reads SQ_TAIL again (server.ts `take`), which our
+   * store precedes. A kick at once, not at the end of the turn: the container starts on the
+   * first requests while we post the rest (measured: twice the QD16 rate of a kick per turn).
    */
-  private kick(): void {
-    this.kickScheduled = false;
-    const link = this.link;
-    if (!link) return;
+  private kick(link: BlockLink, base: number): void {
     fence();
-    const behind = (this.kickBase - Atomics.load(this.u32, B.SQ_HEAD)) >>> 0;
+    const behind = (base - Atomics.load(this.u32, B.SQ_HEAD)) >>> 0;
     if (behind !== 0 && behind <= this.geometry.entries) {
       this.kicksSaved++;
       return;

@@ -22,13 +22,12 @@
  * tag is reused, so a stale or forged completion cannot settle a newer request.
  *
  * Kicks: a side that posts (requests: the manager, completions: the container) stores its tail,
- * then kicks the other side's eventfd at most once per turn (after the turn's microtasks), and not
- * at all when the other side's head is behind this turn's first entry (it has not yet taken the
- * entries posted before). It may leave the kick out because the taker, after storing its head,
- * loads the tail again and goes on while it moved (a store, a full fence (fence.ts), then the
- * load, on both sides, so one of the two always sees the other). A head equal to or past the
- * turn's first entry gets the kick: the taker may have taken part of the turn and gone to sleep.
- * A head is only ever such a hint to the poster.
+ * then kicks the other side's eventfd, except when the other side's head is behind the first
+ * entry just posted (it has not yet taken the entries posted before). It may leave the kick out
+ * because the taker, after storing its head, loads the tail again and goes on while it moved (a
+ * store, a full fence (fence.ts), then the load, on both sides, so one of the two always sees the
+ * other). A head equal to or past the first new entry gets the kick: the taker may have taken it
+ * and gone to sleep. A head is only ever such a hint to the poster.
  *
  * Data is not in this memfd: it lives in the DMA windows, so the device moves it directly. Tag t
  * owns `SLOT_BYTES` at `t * SLOT_BYTES` of two areas the manager reserves at the start of the

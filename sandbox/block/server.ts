@@ -7,8 +7,8 @@
  *
  * Notifications (layout.ts, "Kicks"): one wake-up takes everything posted, and after publishing
  * SQ_HEAD it looks at SQ_TAIL again (the manager leaves out its kick while we have not caught up).
- * Completions of one turn share one kick of the completion eventfd, at the end of the turn's
- * microtasks, and none while the manager has not yet taken the ones posted before.
+ * A completion kicks the completion eventfd only when the manager has taken every completion
+ * before it (it may be asleep); while it is still taking, no kick.
  */
 import type { PollHandle, Sys } from 'vfio-bindings';
 import type { Shared } from '../shm.js';
@@ -44,10 +44,6 @@ export class BlockServer {
   /** Kicks of the completion eventfd sent, and left out (the manager was still taking). */
   kicks = 0;
   kicksSaved = 0;
-  private kickScheduled = false;
-  /** CQ_TAIL before the first completion of this turn. */
-  private kickBase = 0;
-  private readonly kickNow = (): void => this.kick();
   private takeScheduled = false;
   /** Each request the device failed, with its error (the container reports DMA errors as FAULT). */
   onError: (e: unknown) => void = () => {};
@@ -148,25 +144,21 @@ export class BlockServer {
     this.view.setUint32(e + 4, gen, true);
     this.view.setUint32(e + 8, status, true);
     this.view.setUint32(e + 12, 0, true);
-    if (!this.kickScheduled) {
-      this.kickScheduled = true;
-      this.kickBase = this.cqTail;
-      queueMicrotask(this.kickNow);
-    }
+    const base = this.cqTail;
     this.cqTail = (this.cqTail + 1) >>> 0;
     Atomics.store(this.u32, B.CQ_TAIL, this.cqTail);
     this.completed++;
+    this.kick(base);
   }
 
   /**
-   * One kick for the turn's completions, unless the manager has not yet taken those before them
-   * (CQ_HEAD behind the turn's first): then it will read CQ_TAIL again after publishing CQ_HEAD
-   * (client.ts `reap`). If it has taken some of this turn's, it may be asleep already: kick.
+   * Kick for the completion at `base`, unless the manager has not yet taken those before it
+   * (CQ_HEAD behind `base`): then it will read CQ_TAIL again after publishing CQ_HEAD (client.ts
+   * `reap`), which our store precedes.
    */
-  private kick(): void {
-    this.kickScheduled = false;
+  private kick(base: number): void {
     fence();
-    const behind = (this.kickBase - Atomics.load(this.u32, B.CQ_HEAD)) >>> 0;
+    const behind = (base - Atomics.load(this.u32, B.CQ_HEAD)) >>> 0;
     if (behind !== 0 && behind <= this.geometry.entries) {
       this.kicksSaved++;
       return;

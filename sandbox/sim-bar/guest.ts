@@ -5,10 +5,9 @@
  * Atomics.load for at most `timeoutMs` (then ERR_SIM_BAR_TIMEOUT). Nothing here allocates per
  * access.
  *
- * Kicks (layout.ts): posted writes of one turn share one kick, sent at the end of the turn's
- * microtasks; a read, which waits for its answer, kicks at once. No kick is sent while the
- * manager has not yet taken the entries before: it reads REQ_TAIL again after publishing
- * REQ_HEAD (host.ts `drain`).
+ * Kicks (layout.ts): an entry kicks the manager's eventfd only when the manager has taken every
+ * entry before it (it may be asleep); while it is still taking, no kick: it reads REQ_TAIL again
+ * after publishing REQ_HEAD (host.ts `drain`).
  */
 import type { ConfigSpace, RegisterSpace } from '../../drivers/platform.js';
 import type { Sys } from 'vfio-bindings';
@@ -34,10 +33,6 @@ export class GuestMailbox {
   /** Kicks sent, and left out because the manager was still taking earlier entries. */
   kicks = 0;
   kicksSaved = 0;
-  /** REQ_TAIL before the first entry not yet covered by a kick; -1: every entry is. */
-  private kickBase = -1;
-  private kickScheduled = false;
-  private readonly kickNow = (): void => this.kick();
 
   constructor(private readonly sys: Sys, shm: Shared, private readonly kickFd: number, options: { timeoutMs?: number } = {}) {
     this.u32 = shm.u32;
@@ -57,7 +52,6 @@ export class GuestMailbox {
   private post(w0: number, offset: number, value: number): number {
     const u32 = this.u32;
     if ((this.tail - Atomics.load(u32, W.REQ_HEAD)) >>> 0 >= RING_ENTRIES) {
-      this.kick(); // the entries filling the ring may not have been announced yet
       const deadline = performance.now() + this.timeoutMs;
       let spins = 0;
       while ((this.tail - Atomics.load(u32, W.REQ_HEAD)) >>> 0 >= RING_ENTRIES) {
@@ -69,23 +63,20 @@ export class GuestMailbox {
     this.ring[e + 1] = offset;
     this.ring[e + 2] = value;
     this.ring[e + 3] = 0;
-    if (this.kickBase < 0) this.kickBase = this.tail;
+    const base = this.tail;
     this.tail = (this.tail + 1) >>> 0;
     Atomics.store(u32, W.REQ_TAIL, this.tail);
     this.accesses++;
+    this.kick(base);
     return this.tail;
   }
 
   /**
-   * Kick the manager for the entries posted since the last kick, unless it has not yet taken the
-   * ones before them (REQ_HEAD behind the first): it will read REQ_TAIL again after publishing
-   * REQ_HEAD. If it has taken some of the new ones already, it may be asleep: kick.
+   * Kick the manager for the entry at `base`, unless it has not yet taken the ones before it
+   * (REQ_HEAD behind `base`): it will read REQ_TAIL again after publishing REQ_HEAD, which our
+   * store precedes.
    */
-  private kick(): void {
-    this.kickScheduled = false;
-    const base = this.kickBase;
-    if (base < 0) return;
-    this.kickBase = -1;
+  private kick(base: number): void {
     fence();
     const behind = (base - Atomics.load(this.u32, W.REQ_HEAD)) >>> 0;
     if (behind !== 0 && behind <= RING_ENTRIES) {
@@ -99,7 +90,6 @@ export class GuestMailbox {
   /** Post and wait for the answer. */
   private call(w0: number, offset: number, value: number, what: string): number {
     const seq = this.post(w0, offset, value);
-    this.kick();
     const u32 = this.u32;
     if (Atomics.load(u32, W.RESP_SEQ) !== seq) {
       const deadline = performance.now() + this.timeoutMs;
@@ -117,10 +107,6 @@ export class GuestMailbox {
 
   write(space: number, width: number, offset: number, value: number): void {
     this.post(word0(MailboxOp.WRITE, width, space), offset, value >>> 0);
-    if (!this.kickScheduled) {
-      this.kickScheduled = true;
-      queueMicrotask(this.kickNow);
-    }
   }
 
   read(space: number, width: number, offset: number): number {

@@ -21,9 +21,9 @@
  * kicks the eventfd; the manager applies writes and answers each read by setting RESP_VALUE,
  * RESP_STATUS and then RESP_SEQ, on which the container spins (Atomics.load, bounded).
  *
- * Kicks: posted writes of one turn share one kick (a read kicks at once: it waits), and the
- * container leaves the kick out while REQ_HEAD shows the manager has not yet taken the entries
- * before; the manager, after storing REQ_HEAD, loads REQ_TAIL again and goes on while it moved.
+ * Kicks: the container leaves the kick out while REQ_HEAD shows the manager has not yet taken the
+ * entries before the new one; the manager, after storing REQ_HEAD, loads REQ_TAIL again (behind a
+ * full fence, block/fence.ts) and goes on while it moved.
  * REQ_HEAD is only that hint to the container; the manager never trusts REQ_TAIL beyond the ring.
  */
 export const MAILBOX_BYTES = 8192;

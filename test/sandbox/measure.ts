@@ -2,7 +2,8 @@
  * Measures the sandbox on the simulator (not a test; run by hand):
  *   node --conditions=source --import tsx test/sandbox/measure.ts
  * container spawn to READY, QD1 4 KiB read latency through the block ring and the container's
- * driver, and QD16 4 KiB random-read throughput. Prints the machine (nproc, node, load average).
+ * driver, and QD16 4 KiB random-read throughput with the request kicks the manager sent (and left
+ * out, the container still taking) per request. Prints the machine (nproc, node, load average).
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { Supervisor } from '../../sandbox/supervisor.js';
@@ -30,13 +31,16 @@ async function worker(seed: number): Promise<void> {
     done++;
   }
 }
+const k0 = { kicks: s.block.kicks, saved: s.block.kicksSaved, done: s.block.completed };
 const w0 = performance.now();
 await Promise.all(Array.from({ length: 16 }, (_, i) => worker(i + 1)));
 const secs = (performance.now() - w0) / 1000;
+const reqs = s.block.completed - k0.done;
+const kicks = { perRequest: +((s.block.kicks - k0.kicks) / reqs).toFixed(3), leftOutPerRequest: +((s.block.kicksSaved - k0.saved) / reqs).toFixed(3) };
 await s.stop();
 console.log(JSON.stringify({
   machine: { nproc: availableParallelism(), node: process.version, loadavg: loadavg().map((l) => l.toFixed(2)) },
   spawnToReadyMs: Math.round(spawnMs),
   qd1ReadUs: { median: Math.round(lat[1000]! * 1000), p99: Math.round(lat[1980]! * 1000) },
-  qd16: { iops: Math.round(done / secs), mibPerS: +((done * 4096) / secs / 2 ** 20).toFixed(1) },
+  qd16: { iops: Math.round(done / secs), mibPerS: +((done * 4096) / secs / 2 ** 20).toFixed(1), requestKicks: kicks },
 }));
