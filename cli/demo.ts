@@ -44,7 +44,7 @@ function self(): string {
 function withSocket(policies: Policy[], socket: string): Policy[] | string {
   const nbd = policies.filter((p) => p.linkback && 'nbd' in p.linkback && 'socket' in p.linkback.nbd);
   if (nbd.length !== 1) return `--socket needs exactly one policy with an NBD unix socket linkback; these have ${nbd.length}`;
-  return policies.map((p) => (p === nbd[0] ? { ...p, linkback: { nbd: { socket: socket, export: (p.linkback as { nbd: { export: string } }).nbd.export } } } : p));
+  return policies.map((p) => (p === nbd[0] ? { ...p, linkback: { nbd: { ...(p.linkback as { nbd: { export: string; poll: number } }).nbd, socket } } } : p));
 }
 
 export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventEmitter = process): Promise<number> {

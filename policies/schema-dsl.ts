@@ -61,7 +61,7 @@ export function expected(s: Schema): string {
     case 'int': return s.values ? `one of ${s.values.join(', ')}` : `a whole number from ${s.min} to ${s.max}`;
     case 'bool': return 'true or false';
     case 'size': return `a size like '64MiB' or a number of bytes`;
-    case 'duration': return `a duration like '100ms' or '30s', or a number of milliseconds`;
+    case 'duration': return `a duration like '500us', '100ms' or '30s', or a number of milliseconds`;
     case 'array': return `a list of ${expected(s.items)}`;
     case 'object': return `a mapping with ${s.oneOf ? `one of ${s.oneOf.join(', ')}` : Object.keys(s.fields).join(', ')}`;
     case 'variant': {

@@ -195,6 +195,11 @@ export const policySchema: ObjectSchema = {
                 socket: { schema: { t: 'string', hint: 'an absolute path of at most 107 bytes', pattern: '^/', maxLength: 107 }, doc: 'Unix socket path (sun_path holds 108 bytes with the NUL).' },
                 port: { schema: { t: 'int', min: 1, max: 65535 }, doc: 'TCP port on 127.0.0.1 (loopback only).' },
                 export: { schema: { t: 'string', hint: 'an export name of 1 to 4096 bytes', pattern: '^[^\\x00]+$', maxLength: 4096 }, required: true, doc: 'NBD export name (at most 4096 bytes, NBD protocol, NBD_OPT_GO).' },
+                poll: {
+                  schema: durationMs(0, 10),
+                  default: '500us',
+                  doc: `Hybrid polling (sandbox/hybrid-poll.ts): how long the manager keeps looking at the sandbox's block ring and device doorbells on every event-loop turn after the last request or completion, instead of sleeping until the container kicks an eventfd. Saves a wake-up per batch of requests for CPU spent while a client is active; '0ms' never polls.`,
+                },
               },
             },
             doc: 'Serve the disk as an NBD export (NVMe only).',

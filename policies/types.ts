@@ -35,8 +35,8 @@ export interface RestartPolicy {
 }
 
 export type Linkback =
-  | { nbd: { socket: string; export: string } }
-  | { nbd: { port: number; export: string } }
+  | { nbd: { socket: string; export: string; poll: number } }
+  | { nbd: { port: number; export: string; poll: number } }
   | { tap: { interface: string } };
 
 export interface Policy {

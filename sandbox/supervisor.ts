@@ -18,6 +18,7 @@ import { defaultSys, type Sys } from 'vfio-bindings';
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
 import { SandboxBlockClient } from './block/client.js';
+import { HybridPoller, type Pollable } from './hybrid-poll.js';
 import { dataAreaBytes } from './block/layout.js';
 import { LogLevel, ShutdownReason, type FaultReport, type Heartbeat } from './hypercall/index.js';
 import { Incarnation } from './incarnation.js';
@@ -49,6 +50,8 @@ export interface SupervisorOptions {
   registerTimeoutMs?: number;
   /** Block ring geometry. */
   ring?: { entries: number; slotBytes: number };
+  /** Hybrid polling window in milliseconds (default: the policy's linkback.nbd.poll; 0 never polls). */
+  pollIdleMs?: number;
   /** Real devices: bind to vfio-pci at start, give back to the previous driver at stop. */
   bind?: boolean;
 }
@@ -74,13 +77,16 @@ export class Supervisor extends EventEmitter implements FaultSink {
   /** uid/gid containers run as, and whether that is the policy's (root) or the invoking user's. */
   readonly credentials: { uid: number; gid: number; asPolicy: boolean };
   private current: Incarnation | undefined;
+  /** Hybrid polling of the block ring (nvme with a poll window), else undefined. */
+  readonly poller: HybridPoller | undefined;
+  private readonly pollIdleMs: number;
   private readonly restartTimes: number[] = [];
   private backoffTimer: NodeJS.Timeout | undefined;
   private hangTimer: NodeJS.Timeout | undefined;
   private readyTimer: NodeJS.Timeout | undefined;
   private lastProgress = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'ring' | 'bind'>> & Pick<SupervisorOptions, 'entry'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'ring' | 'bind' | 'pollIdleMs'>> & Pick<SupervisorOptions, 'entry'>;
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
@@ -117,6 +123,25 @@ export class Supervisor extends EventEmitter implements FaultSink {
       throw e;
     }
     this.block.onViolation = (reason) => this.violation(`block ring: ${reason}`, true);
+    // Hybrid polling of the block ring and, for a simulated device, of its doorbells (hybrid-poll.ts).
+    const lb = policy.linkback;
+    const pollIdleMs = options.pollIdleMs ?? (lb && 'nbd' in lb ? lb.nbd.poll : 0);
+    this.pollIdleMs = pollIdleMs;
+    if (policy.driver.name === 'nvme' && pollIdleMs > 0) {
+      const block = this.block;
+      const both: Pollable[] = [block, block];
+      const one: Pollable[] = [block];
+      this.poller = new HybridPoller({
+        idleMs: pollIdleMs,
+        queues: () => {
+          const mb = this.current?.mailbox;
+          if (!mb) return one;
+          both[1] = mb;
+          return both;
+        },
+      });
+      block.onPost = () => this.poller!.wake();
+    }
     // The simulator's IOMMU reports its refusals directly; on VFIO a KmsgFaultMonitor calls onFault.
     this.sim?.machine.iommu.on('fault', (f: { device: string; iova: number; access: 'read' | 'write'; reason: string; vtdReason: number | null }) => {
       if (f.device !== this.device.address) return;
@@ -362,6 +387,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.device.release();
     this.nic?.close();
     this.state = 'stopped';
+    this.poller?.close();
     this.block.fail(new DmaboxError('ERR_SANDBOX_STOPPED', `sandbox ${this.policy.name} was stopped`));
     this.event('stop', 'stopped: container gone, device quarantined, windows unmapped');
     const w = this.readyWaiters;
@@ -395,6 +421,9 @@ export class Supervisor extends EventEmitter implements FaultSink {
         bytes: this.block.bytes,
         pending: this.block.pending,
         replayed: this.block.replayed,
+        // Eventfd kicks sent and left out (the other side was still taking, or polled).
+        requestKicks: { sent: this.block.kicks, leftOut: this.block.kicksSaved },
+        ...(this.poller ? { poll: { windowMs: this.pollIdleMs, polling: this.poller.polling, periods: this.poller.periods, turns: this.poller.turns } } : {}),
       },
       heartbeat: this.lastHeartbeat ? { completed: Number(this.lastHeartbeat.completed), inflight: this.lastHeartbeat.inflight } : null,
       ...(this.nic ? { net: { attached: this.nic.isAttached, link: this.nic.linkUp(), ...this.nic.counters } } : {}),

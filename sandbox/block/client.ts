@@ -15,10 +15,13 @@
  * is read only as that hint, never to decide what is valid: a container that lies about it only
  * stops being kicked, and its requests then time out (hang detection).
  * `reap` takes completions until CQ_TAIL stops moving, for the container's side of the same rule.
+ * A container that polls SQ_TAIL says so in SQ_POLLED and gets no kicks; while the manager polls
+ * (`setPolled`), it leaves out its completion kicks (layout.ts, "Polling").
  */
 import type { PollHandle, Sys } from 'vfio-bindings';
 import { DmaboxError } from '../../common/errors.js';
 import type { Shared } from '../shm.js';
+import type { Pollable } from '../hybrid-poll.js';
 import { fence } from './fence.js';
 import { B, BLOCK_MAGIC, BlockOp, BlockStatus, cqOffset, CQE_BYTES, dataAreaBytes, SQ_OFFSET, SQE_BYTES, checkGeometry, type DataAreas, type RingGeometry } from './layout.js';
 
@@ -49,7 +52,7 @@ export class BlockIoError extends DmaboxError {
   }
 }
 
-export class SandboxBlockClient {
+export class SandboxBlockClient implements Pollable {
   readonly geometry: RingGeometry;
   private link: BlockLink | undefined;
   private poller: PollHandle | undefined;
@@ -82,6 +85,7 @@ export class SandboxBlockClient {
   kicks = 0;
   kicksSaved = 0;
   private reapScheduled = false;
+  private polled = false;
 
   /**
    * `data`: the manager's views of the two data areas in the DMA windows (layout.ts), each
@@ -137,6 +141,7 @@ export class SandboxBlockClient {
     this.cq = cqOffset(this.geometry);
     this.sqTail = u32[B.SQ_TAIL]!;
     this.cqHead = u32[B.CQ_HEAD]!;
+    Atomics.store(u32, B.CQ_POLLED, this.polled ? 1 : 0);
     this.poller = link.sys.poll(link.completionFd, () => {
       link.sys.eventfdRead(link.completionFd);
       this.reap();
@@ -283,6 +288,7 @@ export class SandboxBlockClient {
     if (posted > 0) {
       Atomics.store(this.u32, B.SQ_TAIL, this.sqTail);
       this.kick(link, base);
+      this.onPost();
     }
   }
 
@@ -295,6 +301,10 @@ export class SandboxBlockClient {
    */
   private kick(link: BlockLink, base: number): void {
     fence();
+    if (Atomics.load(this.u32, B.SQ_POLLED) === 1) {
+      this.kicksSaved++;
+      return;
+    }
     const behind = (base - Atomics.load(this.u32, B.SQ_HEAD)) >>> 0;
     if (behind !== 0 && behind <= this.geometry.entries) {
       this.kicksSaved++;
@@ -309,12 +319,13 @@ export class SandboxBlockClient {
    * its kick while we have not published CQ_HEAD for what it posted before (server.ts), so after
    * publishing it we look again. Bounded per call; more waits for the next turn.
    */
-  reap(): void {
+  reap(): number {
+    const before = this.completed + this.errors;
     for (let round = 0; round < 4; round++) {
-      if (!this.link) return;
+      if (!this.link) break;
       const tail = Atomics.load(this.u32, B.CQ_TAIL);
-      if (tail === this.cqHead) return;
-      if (!this.reapTo(tail)) return;
+      if (tail === this.cqHead) break;
+      if (!this.reapTo(tail)) break;
       Atomics.store(this.u32, B.CQ_HEAD, this.cqHead);
       fence();
       this.pump();
@@ -323,7 +334,27 @@ export class SandboxBlockClient {
       this.reapScheduled = true;
       setImmediate(() => { this.reapScheduled = false; this.reap(); });
     }
+    return this.completed + this.errors - before;
   }
+
+  /**
+   * The manager polls (sandbox/hybrid-poll.ts): while `on`, CQ_POLLED tells the container to leave
+   * its completion kicks out, and `reap` is called every turn. Kept across containers: a fresh
+   * ring gets the current value when it is attached.
+   */
+  setPolled(on: boolean): void {
+    if (this.polled === on) return;
+    this.polled = on;
+    if (this.link) Atomics.store(this.u32, B.CQ_POLLED, on ? 1 : 0);
+  }
+
+  /** Pollable: take completions (the manager's hybrid poller, every turn). */
+  poll(): number {
+    return this.reap();
+  }
+
+  /** Called after requests were posted (the manager's poller starts on it). */
+  onPost: () => void = () => {};
 
   /** Take the completions up to `tail`; false on a violation of the ring's index. */
   private reapTo(tail: number): boolean {

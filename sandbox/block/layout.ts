@@ -16,6 +16,8 @@
  * | 7 | SQ_HEAD | container | requests taken |
  * | 8 | CQ_TAIL | container | completions posted (free-running) |
  * | 9 | CQ_HEAD | manager | completions taken |
+ * | 10 | SQ_POLLED | container | 1 while it looks at SQ_TAIL every turn: request kicks may be left out |
+ * | 11 | CQ_POLLED | manager | 1 while it looks at CQ_TAIL every turn: completion kicks may be left out |
  *
  * SQ entry (32 bytes at 64 + 32 i): `u32 tag, u32 gen, u32 op, u32 blocks, u32 lbaLo, u32 lbaHi, 0, 0`.
  * CQ entry (16 bytes after the SQ): `u32 tag, u32 gen, u32 status, 0`. `gen` changes each time a
@@ -29,6 +31,14 @@
  * other). A head equal to or past the first new entry gets the kick: the taker may have taken it
  * and gone to sleep. A head is only ever such a hint to the poster.
  *
+ * Polling (hybrid, as NAPI busy-poll or SPDK do it): a taker that looks at the other side's tail
+ * on every event-loop turn anyway sets its POLLED word, and the poster then leaves its kick out
+ * (the poster stores its tail, fences, then loads POLLED). The taker stops polling by storing 0,
+ * fencing, and looking at the tail once more, so one of the two always sees the other. Each kick
+ * left out is an eventfd write and a wake-up saved; on a VM a sleeping process takes ~50 us to
+ * wake (bench/RESULTS.md). POLLED is a hint like the heads: a container that sets SQ_POLLED and
+ * does not poll only stops being kicked, and its requests time out (hang detection).
+ *
  * Data is not in this memfd: it lives in the DMA windows, so the device moves it directly. Tag t
  * owns `SLOT_BYTES` at `t * SLOT_BYTES` of two areas the manager reserves at the start of the
  * largest window of each device permission: the write-data area (device-read-only: the manager
@@ -37,7 +47,7 @@
  * pointing into those areas); it never copies block data.
  */
 export const BLOCK_MAGIC = 0x6b6c6264;
-export const B = { MAGIC: 0, ENTRIES: 1, SLOT_BYTES: 2, BLOCK_SIZE: 3, BLOCKS_LO: 4, BLOCKS_HI: 5, SQ_TAIL: 6, SQ_HEAD: 7, CQ_TAIL: 8, CQ_HEAD: 9 } as const;
+export const B = { MAGIC: 0, ENTRIES: 1, SLOT_BYTES: 2, BLOCK_SIZE: 3, BLOCKS_LO: 4, BLOCKS_HI: 5, SQ_TAIL: 6, SQ_HEAD: 7, CQ_TAIL: 8, CQ_HEAD: 9, SQ_POLLED: 10, CQ_POLLED: 11 } as const;
 export const SQ_OFFSET = 64;
 export const SQE_BYTES = 32;
 export const CQE_BYTES = 16;

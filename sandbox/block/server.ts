@@ -8,7 +8,7 @@
  * Notifications (layout.ts, "Kicks"): one wake-up takes everything posted, and after publishing
  * SQ_HEAD it looks at SQ_TAIL again (the manager leaves out its kick while we have not caught up).
  * A completion kicks the completion eventfd only when the manager has taken every completion
- * before it (it may be asleep); while it is still taking, no kick.
+ * before it (it may be asleep); while it is still taking, no kick; while it polls (CQ_POLLED), none.
  */
 import type { PollHandle, Sys } from 'vfio-bindings';
 import type { Shared } from '../shm.js';
@@ -48,7 +48,16 @@ export class BlockServer {
   /** Each request the device failed, with its error (the container reports DMA errors as FAULT). */
   onError: (e: unknown) => void = () => {};
 
-  constructor(private readonly sys: Sys, shm: Shared, private readonly requestFd: number, private readonly completionFd: number) {
+  /**
+   * Poll SQ_TAIL every event-loop turn while requests are in flight (SQ_POLLED set, so the manager
+   * leaves its kicks out): for a driver that polls its device anyway, the turns are there already.
+   */
+  private readonly pollWhileBusy: boolean;
+  private polling = false;
+  private readonly pollTurnBound = (): void => this.pollTurn();
+
+  constructor(private readonly sys: Sys, shm: Shared, private readonly requestFd: number, private readonly completionFd: number, options: { pollWhileBusy?: boolean } = {}) {
+    this.pollWhileBusy = options.pollWhileBusy ?? false;
     this.u32 = shm.u32;
     this.view = shm.view;
     if (shm.u32[B.MAGIC] !== BLOCK_MAGIC) throw new RangeError('block ring: bad magic (not a dmabox block ring)');
@@ -112,6 +121,28 @@ export class BlockServer {
     }
   }
 
+  /** One look at SQ_TAIL while polling; when nothing is in flight, back to kicks (layout.ts, "Polling"). */
+  private pollTurn(): void {
+    if (!this.stopped) this.take();
+    if (this.inflight > 0 && !this.stopped) {
+      setImmediate(this.pollTurnBound);
+      return;
+    }
+    Atomics.store(this.u32, B.SQ_POLLED, 0);
+    fence();
+    if (this.stopped) {
+      this.polling = false;
+      return;
+    }
+    this.take();
+    if (this.inflight > 0) {
+      Atomics.store(this.u32, B.SQ_POLLED, 1);
+      setImmediate(this.pollTurnBound);
+      return;
+    }
+    this.polling = false;
+  }
+
   private run(tag: number, gen: number, op: number, blocks: number, lba: number): void {
     const g = this.geometry, dev = this.dev!, bs = dev.blockSize;
     if (tag >= g.entries || (op !== BlockOp.READ && op !== BlockOp.WRITE && op !== BlockOp.FLUSH)) return this.complete(tag, gen, BlockStatus.BAD_REQUEST);
@@ -121,6 +152,11 @@ export class BlockServer {
     }
     const len = op === BlockOp.FLUSH ? 0 : blocks * bs;
     this.inflight++;
+    if (this.pollWhileBusy && !this.polling) {
+      this.polling = true;
+      Atomics.store(this.u32, B.SQ_POLLED, 1);
+      setImmediate(this.pollTurnBound);
+    }
     const p = op === BlockOp.READ ? dev.read(tag, lba, blocks) : op === BlockOp.WRITE ? dev.write(tag, lba, blocks) : dev.flush();
     p.then(
       () => { this.bytesMoved += BigInt(len); this.done(tag, gen, BlockStatus.OK); },
@@ -158,6 +194,10 @@ export class BlockServer {
    */
   private kick(base: number): void {
     fence();
+    if (Atomics.load(this.u32, B.CQ_POLLED) === 1) {
+      this.kicksSaved++;
+      return;
+    }
     const behind = (base - Atomics.load(this.u32, B.CQ_HEAD)) >>> 0;
     if (behind !== 0 && behind <= this.geometry.entries) {
       this.kicksSaved++;

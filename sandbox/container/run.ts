@@ -133,7 +133,9 @@ async function start(): Promise<void> {
   };
   const ns = ctrl.namespaces[0];
   if (!ns) throw new Error('the controller has no active namespace');
-  server = new BlockServer(sys, ring, boot.fds.blockRequest, boot.fds.blockCompletion);
+  // A polling driver turns the event loop while I/O is in flight anyway: the ring is polled on the
+  // same turns and the manager's request kicks are left out (block/layout.ts, "Polling").
+  server = new BlockServer(sys, ring, boot.fds.blockRequest, boot.fds.blockCompletion, { pollWhileBusy: boot.driver.interrupts !== 'msix' });
   const direct = new NvmeDirect(ctrl, ns, { read: grants[bd.readGrant]!.iova, write: grants[bd.writeGrant]!.iova }, server.geometry, dma);
   // A data transfer error (NVMe 1.4 §4.6.1.2.1, generic status 0x04: what a device reports when
   // the IOMMU refused its DMA) or a timeout goes to the manager as FAULT, next to its IOMMU log.

@@ -7,7 +7,7 @@
  *
  * Kicks (layout.ts): an entry kicks the manager's eventfd only when the manager has taken every
  * entry before it (it may be asleep); while it is still taking, no kick: it reads REQ_TAIL again
- * after publishing REQ_HEAD (host.ts `drain`).
+ * after publishing REQ_HEAD (host.ts `drain`). While the manager polls the ring (HOST_POLLED), no kick.
  */
 import type { ConfigSpace, RegisterSpace } from '../../drivers/platform.js';
 import type { Sys } from 'vfio-bindings';
@@ -78,6 +78,10 @@ export class GuestMailbox {
    */
   private kick(base: number): void {
     fence();
+    if (Atomics.load(this.u32, W.HOST_POLLED) === 1) {
+      this.kicksSaved++;
+      return;
+    }
     const behind = (base - Atomics.load(this.u32, W.REQ_HEAD)) >>> 0;
     if (behind !== 0 && behind <= RING_ENTRIES) {
       this.kicksSaved++;

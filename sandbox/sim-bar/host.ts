@@ -11,6 +11,7 @@
 import type { PollHandle, Sys } from 'vfio-bindings';
 import type { Shared } from '../shm.js';
 import { fence } from '../block/fence.js';
+import type { Pollable } from '../hybrid-poll.js';
 import { ENTRY_BYTES, IRQ_KIND_CODE, MailboxOp, MailboxStatus, RING_ENTRIES, RING_OFFSET, SPACE_CONFIG, W } from './layout.js';
 
 /** What the mailbox drives: the simulated PCI function as the manager holds it. */
@@ -26,13 +27,14 @@ export interface MailboxTarget {
   reset(): void;
 }
 
-export class HostMailbox {
+export class HostMailbox implements Pollable {
   private readonly u32: Uint32Array;
   private readonly ring: Uint32Array;
   private poller: PollHandle | undefined;
   private head: number;
   private closed = false;
   private scheduled = false;
+  private polled = false;
   /** Entries applied, and entries refused with a status. */
   applied = 0;
   refused = 0;
@@ -64,18 +66,18 @@ export class HostMailbox {
     Atomics.store(this.u32, W.HOST_GONE, 1);
   }
 
-  /** Apply what is in the ring (also called directly by tests). */
-  drain(): void {
+  /** Apply what is in the ring (also called directly by tests); returns how many entries were applied. */
+  drain(): number {
     const u32 = this.u32;
     let budget = RING_ENTRIES;
     while (!this.closed) {
       const tail = Atomics.load(u32, W.REQ_TAIL);
       const pending = (tail - this.head) >>> 0;
-      if (pending === 0) return;
+      if (pending === 0) return RING_ENTRIES - budget;
       if (pending > RING_ENTRIES) {
         this.close();
         this.onViolation(`register ring tail ${tail} is ${pending} entries ahead of head ${this.head} (the ring holds ${RING_ENTRIES})`);
-        return;
+        return RING_ENTRIES - budget;
       }
       if (budget === 0) break;
       const n = pending < budget ? pending : budget;
@@ -85,7 +87,7 @@ export class HostMailbox {
         const w0 = this.ring[e]!, offset = this.ring[e + 1]!, value = this.ring[e + 2]!;
         this.head = (this.head + 1) >>> 0;
         this.apply(w0, offset, value, this.head);
-        if (this.closed) return;
+        if (this.closed) return RING_ENTRIES - budget;
       }
       // Publish, then look at REQ_TAIL again: entries posted meanwhile may have come without a kick.
       Atomics.store(u32, W.REQ_HEAD, this.head);
@@ -96,6 +98,22 @@ export class HostMailbox {
       this.scheduled = true;
       setImmediate(() => { this.scheduled = false; this.drain(); });
     }
+    return RING_ENTRIES;
+  }
+
+  /** Pollable: apply what the container posted (the manager's hybrid poller, every turn). */
+  poll(): number {
+    return this.drain();
+  }
+
+  /**
+   * The manager polls the ring every turn (sandbox/hybrid-poll.ts): while `on`, HOST_POLLED tells
+   * the container to leave its kicks out.
+   */
+  setPolled(on: boolean): void {
+    if (this.closed || this.polled === on) return;
+    this.polled = on;
+    Atomics.store(this.u32, W.HOST_POLLED, on ? 1 : 0);
   }
 
   private answer(seq: number, status: MailboxStatus, value: number): void {

@@ -13,6 +13,7 @@
  * | 3 | RESP_VALUE | manager | the answer |
  * | 4 | RESP_STATUS | manager | 0 ok, else a `MailboxStatus` |
  * | 5 | HOST_GONE | manager | 1 once the manager has let go (the container stops waiting) |
+ * | 6 | HOST_POLLED | manager | 1 while it applies the ring every event-loop turn (kicks may be left out) |
  *
  * The ring starts at byte 64: RING_ENTRIES entries of 16 bytes: `u32 word0` (op | width << 8 |
  * space << 16), `u32 offset`, `u32 value`, `u32 reserved`. Every access, posted write or read,
@@ -25,13 +26,15 @@
  * entries before the new one; the manager, after storing REQ_HEAD, loads REQ_TAIL again (behind a
  * full fence, block/fence.ts) and goes on while it moved.
  * REQ_HEAD is only that hint to the container; the manager never trusts REQ_TAIL beyond the ring.
+ * While HOST_POLLED is 1 the container leaves every kick out: the manager polls the ring as a
+ * device sees its doorbells, with no wake-up (block/layout.ts, "Polling", for the protocol).
  */
 export const MAILBOX_BYTES = 8192;
 export const RING_OFFSET = 64;
 export const RING_ENTRIES = 256;
 export const ENTRY_BYTES = 16;
 /** Word indices in the header. */
-export const W = { REQ_TAIL: 0, REQ_HEAD: 1, RESP_SEQ: 2, RESP_VALUE: 3, RESP_STATUS: 4, HOST_GONE: 5 } as const;
+export const W = { REQ_TAIL: 0, REQ_HEAD: 1, RESP_SEQ: 2, RESP_VALUE: 3, RESP_STATUS: 4, HOST_GONE: 5, HOST_POLLED: 6 } as const;
 
 export const enum MailboxOp {
   /** Posted register write (no answer). */

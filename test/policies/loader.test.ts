@@ -52,7 +52,7 @@ test('a good policy resolves with defaults filled in', () => {
   assert.equal(p.container, { uid: 65534, gid: 65534, memory: 256 * 2 ** 20, seccomp: 'driver' });
   assert.equal(p.restart, { maxRestarts: 3, window: 60_000, backoff: { initial: 100, max: 30_000 } });
   assert.is(p.onIommuFault, 'stop');
-  assert.equal(p.linkback, { nbd: { port: 10809, export: 'lab-nvme' } });
+  assert.equal(p.linkback, { nbd: { port: 10809, export: 'lab-nvme', poll: 0.5 } });
   assert.is(p.unconfined, false);
 });
 
@@ -102,11 +102,13 @@ const CASES: Array<[string, string, string[]]> = [
   ['windows exceed memory', GOOD + 'container: { memory: 32MiB }\n', [`lab-nvme.yaml:15: container.memory: expected at least the windows' total 34MiB (the driver maps its windows, so they count against its memory), got 32MiB`]],
   ['root uid', GOOD + 'container:\n  uid: 0\n', [`lab-nvme.yaml:16: container.uid: expected an unprivileged uid (default 65534), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`]],
   ['seccomp none', GOOD + 'container:\n  seccomp: none\n', [`lab-nvme.yaml:16: container.seccomp: expected a seccomp profile (default 'driver'), got 'none' (allowed only with unconfined: true)`]],
-  ['bad duration', GOOD + 'restart:\n  window: soon\n', [`lab-nvme.yaml:16: restart.window: expected a duration like '100ms' or '30s', or a number of milliseconds, got 'soon'`]],
+  ['bad duration', GOOD + 'restart:\n  window: soon\n', [`lab-nvme.yaml:16: restart.window: expected a duration like '500us', '100ms' or '30s', or a number of milliseconds, got 'soon'`]],
   ['backoff inverted', GOOD + 'restart:\n  backoff: { initial: 1m, max: 1s }\n', [`lab-nvme.yaml:16: restart.backoff.initial: expected at most restart.backoff.max (1000ms), got 60000ms`]],
   ['fault action', GOOD + 'onIommuFault: ignore\n', [`lab-nvme.yaml:15: onIommuFault: expected 'log', 'restart' or 'stop', got 'ignore'`]],
   ['nbd socket and port', edit(14, '  nbd: { port: 10809, socket: /tmp/x.sock, export: e }'), [`lab-nvme.yaml:14: linkback.nbd: socket and port cannot be used together: choose one`]],
   ['nbd without export', edit(14, '  nbd: { port: 10809 }'), [`lab-nvme.yaml:14: linkback.nbd.export: required field missing: expected an export name of 1 to 4096 bytes`]],
+  ['poll window too long', edit(14, '  nbd: { port: 10809, export: e, poll: 20ms }'), [`lab-nvme.yaml:14: linkback.nbd.poll: expected a duration from 0ms to 10ms, got 20ms`]],
+  ['poll window in seconds as a fraction', edit(14, '  nbd: { port: 10809, export: e, poll: 0.5ms }'), [`lab-nvme.yaml:14: linkback.nbd.poll: expected a duration like '500us', '100ms' or '30s', or a number of milliseconds, got '0.5ms'`]],
   ['relative socket', edit(14, '  nbd: { socket: x.sock, export: e }'), [`lab-nvme.yaml:14: linkback.nbd.socket: expected an absolute path of at most 107 bytes, got 'x.sock'`]],
   ['socket path too long', edit(14, `  nbd: { socket: /${'a'.repeat(110)}, export: e }`), [`lab-nvme.yaml:14: linkback.nbd.socket: expected at most 107 bytes, got 111`]],
   ['tap on a disk', edit(14, '  tap: { interface: dmabox0 }'), [`lab-nvme.yaml:14: linkback.tap: expected a network driver (e1000e) for a TAP linkback, got 'nvme': use linkback.nbd`]],

@@ -4,12 +4,15 @@
  * container spawn to READY, QD1 4 KiB read latency through the block ring and the container's
  * driver, and QD16 4 KiB random-read throughput with the request kicks the manager sent (and left
  * out, the container still taking) per request. Prints the machine (nproc, node, load average).
+ * DMABOX_POLL_MS=N sets the manager's hybrid polling window (sandbox/hybrid-poll.ts; default 0,
+ * as a policy without an NBD linkback).
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { Supervisor } from '../../sandbox/supervisor.js';
 import { simPolicy } from './helpers.js';
 
-const s = new Supervisor(simPolicy('measure'));
+const pollIdleMs = Number(process.env.DMABOX_POLL_MS ?? 0);
+const s = new Supervisor(simPolicy('measure'), { pollIdleMs });
 const t0 = performance.now();
 await s.start();
 const spawnMs = performance.now() - t0;
@@ -31,7 +34,7 @@ async function worker(seed: number): Promise<void> {
     done++;
   }
 }
-const k0 = { kicks: s.block.kicks, saved: s.block.kicksSaved, done: s.block.completed };
+const k0 = { kicks: s.block.kicks, saved: s.block.kicksSaved, done: s.block.completed, turns: s.poller?.turns ?? 0 };
 const w0 = performance.now();
 await Promise.all(Array.from({ length: 16 }, (_, i) => worker(i + 1)));
 const secs = (performance.now() - w0) / 1000;
@@ -42,5 +45,6 @@ console.log(JSON.stringify({
   machine: { nproc: availableParallelism(), node: process.version, loadavg: loadavg().map((l) => l.toFixed(2)) },
   spawnToReadyMs: Math.round(spawnMs),
   qd1ReadUs: { median: Math.round(lat[1000]! * 1000), p99: Math.round(lat[1980]! * 1000) },
-  qd16: { iops: Math.round(done / secs), mibPerS: +((done * 4096) / secs / 2 ** 20).toFixed(1), requestKicks: kicks },
+  qd16: { iops: Math.round(done / secs), mibPerS: +((done * 4096) / secs / 2 ** 20).toFixed(1), requestKicks: kicks, pollTurnsPerRequest: +(((s.poller?.turns ?? 0) - k0.turns) / reqs).toFixed(2) },
+  pollIdleMs,
 }));
