@@ -11,10 +11,16 @@
  * --interrupts=polling|msix (how both driver cases wait for completions; default polling, as npm start),
  * --targets=sandboxed,in-process,nbdkit (which to run, default all three; the ratios need the first two,
  * or the first and the last), --no-results (do not append to bench/RESULTS.md).
+ *
+ * Besides IOPS, each run reports CPU microseconds per request of every process involved (this
+ * process: the manager or the in-process server, from process.cpuUsage(); the container or nbdkit,
+ * from /proc/PID/stat; fio, from its own usr_cpu/sys_cpu). On a small machine the client and the
+ * server share the cores, so throughput follows the sum, and CPU per request is far steadier
+ * from run to run than IOPS (bench/RESULTS.md).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,12 +36,21 @@ import { machineSummary } from './machine.js';
 
 const MiB = 1 << 20;
 
+/** A started target: how to stop it, and the processes that serve it (for CPU accounting). */
+interface Serving {
+  stop(): Promise<void>;
+  /** Server processes other than this one: the driver container, nbdkit. */
+  pids(): number[];
+  /** Whether this process serves (the manager, or the in-process server). */
+  self: boolean;
+}
+
 interface Target {
   name: string;
   /** For --targets=. */
   key: 'sandboxed' | 'in-process' | 'nbdkit';
-  /** Start serving `name` on `sock`; resolves to the stop function. */
-  start(sock: string): Promise<() => Promise<void>>;
+  /** Start serving `name` on `sock`. */
+  start(sock: string): Promise<Serving>;
 }
 
 /** How the driver waits for completions, in both driver cases (--interrupts=polling|msix). */
@@ -59,7 +74,7 @@ const allTargets: Target[] = [
     async start(sock) {
       const svc = await startService([policy(sock)], { controlPath: null }, () => undefined);
       if (svc.linkbacks.length !== 1) throw new Error(`the sandbox did not come up: ${JSON.stringify(svc.unavailable)}`);
-      return () => svc.stop();
+      return { stop: () => svc.stop(), pids: () => svc.manager.sandboxes.flatMap((s) => (s.pid ? [s.pid] : [])), self: true };
     },
   },
   {
@@ -74,7 +89,7 @@ const allTargets: Target[] = [
       const ctrl = await NvmeController.open(platform, { queues: p.driver.queues, queueEntries: p.driver.depth, interrupts: p.driver.interrupts === 'msix' ? 'msix' : 'poll', log: () => undefined });
       const server = new NbdServer({ exports: [{ name: 'bench', device: new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!) }] });
       await server.listenUnix(sock);
-      return async () => { await server.close(); await ctrl.close(); platform.close(); };
+      return { stop: async () => { await server.close(); await ctrl.close(); platform.close(); }, pids: () => [], self: true };
     },
   },
   {
@@ -87,7 +102,7 @@ const allTargets: Target[] = [
         if (Date.now() > end || child.exitCode !== null) { child.kill('SIGKILL'); throw new Error('nbdkit did not create its socket within 10 s'); }
         await new Promise((r) => setTimeout(r, 20));
       }
-      return () => new Promise<void>((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); });
+      return { stop: () => new Promise<void>((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); }), pids: () => (child.pid ? [child.pid] : []), self: false };
     },
   },
 ];
@@ -101,24 +116,66 @@ function exec(cmd: string, args: string[], cwd: string, timeoutMs: number): Prom
   });
 }
 
-async function measure(t: Target, dir: string, seconds: number, fill: string): Promise<{ iops: number; read: number; write: number }> {
+/** CPU time (user + system) of a process in microseconds, from /proc (0 when it is gone). */
+function procCpuUs(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime is field 14, stime 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) / CLOCK_TICKS) * 1e6;
+  } catch {
+    return 0;
+  }
+}
+/** USER_HZ: 100 on every Linux architecture Node runs on (sysconf(_SC_CLK_TCK)). */
+const CLOCK_TICKS = 100;
+
+interface Measured {
+  iops: number;
+  read: number;
+  write: number;
+  /** CPU microseconds per request: this process (manager or in-process server), other server processes, fio. */
+  cpu: { self: number; others: number; fio: number };
+}
+
+async function measure(t: Target, dir: string, seconds: number, fill: string): Promise<Measured> {
   const sock = join(dir, 'bench.sock');
   rmSync(sock, { force: true });
-  const stop = await t.start(sock);
+  const serving = await t.start(sock);
   try {
     const uri = `nbd+unix:///bench?socket=${sock}`;
     await exec('nbdcopy', [fill, uri], dir, 120_000);
+    const pids = serving.pids();
+    const others0 = pids.reduce((a, p) => a + procCpuUs(p), 0);
+    const self0 = process.cpuUsage();
     const out = await exec('fio', ['--name=linkback', '--ioengine=nbd', `--uri=${uri}`, '--rw=randrw', '--rwmixread=50', '--bs=4k', '--iodepth=16',
       '--size=64M', '--time_based', `--runtime=${seconds}`, '--verify_state_save=0', '--output-format=json'], dir, (seconds + 60) * 1000);
-    const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { error: number; read: { iops: number }; write: { iops: number } }[] }).jobs[0]!;
+    const selfCpu = process.cpuUsage(self0);
+    const others = pids.reduce((a, p) => a + procCpuUs(p), 0) - others0;
+    type Job = { error: number; job_runtime: number; usr_cpu: number; sys_cpu: number; read: { iops: number; total_ios: number }; write: { iops: number; total_ios: number } };
+    const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Job[] }).jobs[0]!;
     if (job.error !== 0) throw new Error(`fio reported error ${job.error} against ${t.name}`);
-    return { iops: job.read.iops + job.write.iops, read: job.read.iops, write: job.write.iops };
+    const ios = job.read.total_ios + job.write.total_ios;
+    const fioUs = ((job.usr_cpu + job.sys_cpu) / 100) * job.job_runtime * 1000;
+    return {
+      iops: job.read.iops + job.write.iops,
+      read: job.read.iops,
+      write: job.write.iops,
+      cpu: { self: serving.self ? (selfCpu.user + selfCpu.system) / ios : 0, others: others / ios, fio: fioUs / ios },
+    };
   } finally {
-    await stop();
+    await serving.stop();
   }
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const medianCpu = (ms: Measured[]): Measured['cpu'] => ({ self: median(ms.map((m) => m.cpu.self)), others: median(ms.map((m) => m.cpu.others)), fio: median(ms.map((m) => m.cpu.fio)) });
+const us = (n: number): string => `${n.toFixed(1)} us`;
+/** CPU microseconds per request, named for the target: throughput on a 2-core machine is bound by their sum. */
+function cpuText(t: Target, c: Measured['cpu']): string {
+  const server = t.key === 'sandboxed' ? `manager ${us(c.self)} + container ${us(c.others)}` : t.key === 'nbdkit' ? `nbdkit ${us(c.others)}` : `server ${us(c.self)}`;
+  return `${server}, fio ${us(c.fio)}, total ${us(c.self + c.others + c.fio)}`;
+}
 const k = (n: number): string => `${Math.round(n).toLocaleString('en-US')}`;
 
 export async function run(argv: string[]): Promise<void> {
@@ -143,13 +200,13 @@ export async function run(argv: string[]): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-bench-linkback-'));
   const fill = join(dir, 'fill.bin');
   writeFileSync(fill, randomBytes(64 * MiB));
-  const runs = new Map<string, { iops: number; read: number; write: number }[]>(targets.map((t) => [t.name, []]));
+  const runs = new Map<string, Measured[]>(targets.map((t) => [t.name, []]));
   try {
     for (let r = 0; r < repeat; r++) {
       for (const t of targets) {
         const m = await measure(t, dir, seconds, fill);
         runs.get(t.name)!.push(m);
-        console.log(`  run ${r + 1}: ${t.name}: ${k(m.iops)} IOPS (read ${k(m.read)}, write ${k(m.write)})`);
+        console.log(`  run ${r + 1}: ${t.name}: ${k(m.iops)} IOPS (read ${k(m.read)}, write ${k(m.write)}); CPU per request: ${cpuText(t, m.cpu)}`);
       }
     }
   } finally {
@@ -161,7 +218,7 @@ export async function run(argv: string[]): Promise<void> {
   const lines = [
     `fio ${(await exec('fio', ['--version'], tmpdir(), 5000)).trim()} --ioengine=nbd, 4 KiB randrw 50/50, queue depth 16, one job, driver ${interrupts}, ${seconds} s per run, ${repeat} run(s) per target${repeat > 1 ? ' (median)' : ''}, unix socket, 64 MiB of a 128 MiB export prefilled;`,
     `nproc ${availableParallelism()}, load average at the end ${load} (other work on the machine inflates these figures)`,
-    ...targets.map((t) => `- ${t.name}: ${k(med.get(t.name)!)} IOPS${repeat > 1 ? ` (runs: ${runs.get(t.name)!.map((x) => k(x.iops)).join(', ')})` : ''}`),
+    ...targets.map((t) => `- ${t.name}: ${k(med.get(t.name)!)} IOPS${repeat > 1 ? ` (runs: ${runs.get(t.name)!.map((x) => k(x.iops)).join(', ')})` : ''}; CPU per request (median): ${cpuText(t, medianCpu(runs.get(t.name)!))}`),
   ];
   if (sandboxed !== undefined && inproc !== undefined) {
     lines.push(`- sandboxed / in-process: ${(sandboxed / inproc).toFixed(3)} (container cost ${((1 - sandboxed / inproc) * 100).toFixed(1)} %; target: within 5 %)`);
