@@ -101,6 +101,11 @@ export interface Clock {
   now(): number;
   /** Resolve after `ms` milliseconds (lets a simulated device make progress). */
   sleep(ms: number): Promise<void>;
+  /**
+   * A poll found nothing: let other threads have this CPU (sched_yield). Optional; given where the
+   * driver shares its cores with whoever completes its work (a container beside its manager).
+   */
+  idle?(): void;
 }
 
 export interface Platform {

@@ -12,7 +12,9 @@
  * the manager sleeps as before, so an idle sandbox costs nothing.
  *
  * Each turn goes through `setImmediate`, so sockets and timers are served between looks (libuv
- * polls them with a zero timeout while an immediate is pending). Ending a polling period is the
+ * polls them with a zero timeout while an immediate is pending). A turn that found nothing yields
+ * the CPU: the manager and a polling container put on one CPU by the scheduler would otherwise
+ * each spin out a time slice waiting for the other (measured: ~3k instead of ~50k IOPS over NBD). Ending a polling period is the
  * protocol of sandbox/block/layout.ts ("Polling"): POLLED words to 0, a full fence, one more look;
  * if that found work, polling goes on.
  */
@@ -32,6 +34,11 @@ export interface HybridPollerOptions {
   /** The queues to poll now (the current container's; read every turn, as containers come and go). */
   queues(): readonly Pollable[];
   clock?: () => number;
+  /**
+   * Called after a turn that found nothing: give the CPU away (sched_yield) so that a container
+   * on the same CPU, spinning for what we have to do, gets it now rather than after a time slice.
+   */
+  yield?: () => void;
 }
 
 export class HybridPoller {
@@ -82,6 +89,7 @@ export class HybridPoller {
     }
     const now = this.clock();
     if (found > 0) this.last = now;
+    else this.o.yield?.();
     if (now - this.last < this.o.idleMs) {
       setImmediate(this.turnBound);
       return;

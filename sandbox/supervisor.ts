@@ -131,8 +131,10 @@ export class Supervisor extends EventEmitter implements FaultSink {
       const block = this.block;
       const both: Pollable[] = [block, block];
       const one: Pollable[] = [block];
+      const sys = this.o.sys;
       this.poller = new HybridPoller({
         idleMs: pollIdleMs,
+        yield: () => sys.schedYield(),
         queues: () => {
           const mb = this.current?.mailbox;
           if (!mb) return one;

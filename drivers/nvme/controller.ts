@@ -421,8 +421,10 @@ export class NvmeController {
   private engine(): void {
     this.engineScheduled = false;
     if (this.state === 'closed') return;
-    this.admin.poll(0x7fffffff);
-    for (const q of this.ioQueues) q.poll();
+    let reaped = this.admin.poll(0x7fffffff);
+    for (const q of this.ioQueues) reaped += q.poll();
+    // Nothing yet: give the CPU to whoever completes our commands, if it waits for one (Clock.idle).
+    if (reaped === 0) this.platform.clock.idle?.();
     this.wakeSlotWaiters();
     const now = this.platform.clock.now();
     if (now - this.lastTimeoutScan >= 5) {

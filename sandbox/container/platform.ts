@@ -9,6 +9,7 @@ import type { PollHandle, Sys } from 'vfio-bindings';
 import { DmaboxError } from '../../common/errors.js';
 import { GuestMailbox, MailboxBar, MailboxConfig } from '../sim-bar/guest.js';
 import { IRQ_KIND_CODE } from '../sim-bar/layout.js';
+import { containerClock } from './clock.js';
 import { GrantAllocator } from './dma.js';
 
 class FdVector implements IrqVector {
@@ -74,13 +75,6 @@ export class EventfdInterrupts implements Interrupts {
   }
 }
 
-const clock: Clock = {
-  now: () => performance.now(),
-  sleep: (ms: number) => new Promise<void>((resolve) => {
-    if (ms > 0) setTimeout(resolve, ms);
-    else setImmediate(resolve);
-  }),
-};
 
 export interface ContainerPlatformOptions {
   name: string;
@@ -98,7 +92,7 @@ export class ContainerPlatform implements Platform {
   readonly config: ConfigSpace;
   readonly dma: GrantAllocator;
   readonly irq: EventfdInterrupts;
-  readonly clock = clock;
+  readonly clock: Clock;
   private readonly mb: GuestMailbox;
   private readonly barSizes: readonly number[];
   private readonly bars: (RegisterSpace | undefined)[] = [];
@@ -106,6 +100,7 @@ export class ContainerPlatform implements Platform {
 
   constructor(o: ContainerPlatformOptions) {
     this.name = o.name;
+    this.clock = containerClock(o.sys);
     this.mb = o.mailbox;
     this.config = new MailboxConfig(o.mailbox);
     this.dma = o.dma;

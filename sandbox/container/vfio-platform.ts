@@ -8,6 +8,7 @@
  */
 import type { Clock, ConfigSpace, Interrupts, Platform, RegisterSpace } from '../../drivers/platform.js';
 import { encodeIrqSetEventfds, encodeIrqSetNone, IOCTL, VFIO, type Device, type Mmio, type Sys } from 'vfio-bindings';
+import { containerClock } from './clock.js';
 import type { GrantAllocator } from './dma.js';
 import { EventfdInterrupts, type IrqRouter } from './platform.js';
 
@@ -19,24 +20,18 @@ function safeCount(device: Device, kind: 'msix' | 'intx'): number {
   }
 }
 
-const clock: Clock = {
-  now: () => performance.now(),
-  sleep: (ms: number) => new Promise<void>((resolve) => {
-    if (ms > 0) setTimeout(resolve, ms);
-    else setImmediate(resolve);
-  }),
-};
 
 const IRQ_INDEX = { msix: VFIO.VFIO_PCI_MSIX_IRQ_INDEX, intx: VFIO.VFIO_PCI_INTX_IRQ_INDEX } as const;
 
 export class VfioContainerPlatform implements Platform {
   readonly config: ConfigSpace;
   readonly irq: Interrupts;
-  readonly clock = clock;
+  readonly clock: Clock;
   private readonly bars: (Mmio | undefined)[] = [];
 
   /** `irqFds`: the eventfds the manager handed over (IRQ_SETUP), vector i on irqFds[i]. */
   constructor(readonly name: string, private readonly device: Device, readonly dma: GrantAllocator, sys: Sys, irqFds: readonly number[]) {
+    this.clock = containerClock(sys);
     this.config = device.config;
     let routed: number | undefined;
     const router: IrqRouter = {

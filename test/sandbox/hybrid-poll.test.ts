@@ -44,7 +44,8 @@ class FakeQueue implements Pollable {
 test('the poller looks every turn while entries come, and stops an idle window after the last', async () => {
   let now = 0;
   const q = new FakeQueue();
-  const p = new HybridPoller({ idleMs: 1, queues: () => [q], clock: () => now });
+  let yields = 0;
+  const p = new HybridPoller({ idleMs: 1, queues: () => [q], clock: () => now, yield: () => { yields++; } });
   p.wake();
   assert.ok(p.polling);
   assert.ok(q.polled, 'the queue is told at once, before the first turn');
@@ -55,9 +56,11 @@ test('the poller looks every turn while entries come, and stops an idle window a
   }
   assert.ok(p.polling);
   assert.ok(q.polls >= 5, `polled ${q.polls} times`);
+  assert.is(yields, 0, 'a turn that found work keeps the CPU');
   now += 0.6;
   await turn();
   assert.ok(p.polling, 'inside the window after the last entry');
+  assert.is(yields, 1, 'a turn that found nothing gives the CPU away');
   now += 0.5;
   await turn();
   await turn();

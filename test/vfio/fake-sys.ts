@@ -549,6 +549,12 @@ export class FakeSys implements Sys {
     this.seccomps.push({ operation, flags, program });
   }
 
+  /** Yields counted, for pollers' tests. */
+  yields = 0;
+  schedYield(): void {
+    this.yields++;
+  }
+
   getrlimit(resource: number): Rlimit {
     if (resource !== RLIMIT_MEMLOCK) fail('getrlimit', 'EINVAL');
     return { ...this.memlock };

@@ -115,6 +115,13 @@ test('eventfd: write/read of the 8-byte counter, 0n when empty (non-blocking), p
   }
 });
 
+test('sched_yield returns (the give-way of pollers; it cannot fail on Linux)', () => {
+  const sys = defaultSys();
+  const t0 = performance.now();
+  for (let i = 0; i < 1000; i++) sys.schedYield();
+  assert.ok(performance.now() - t0 < 5000);
+});
+
 test('getrlimit/setrlimit RLIMIT_MEMLOCK', () => {
   const sys = defaultSys();
   const l = sys.getrlimit(RLIMIT_MEMLOCK);

@@ -45,6 +45,7 @@ export function createKoffiSys(): Sys {
     syscall: libc.func('long syscall(long number, ...)'),
     capget: libc.func('capget', 'int', ['void *', 'void *']),
     capset: libc.func('capset', 'int', ['void *', 'void *']),
+    schedYield: libc.func('int sched_yield(void)'),
     getrlimit: libc.func('getrlimit', 'int', ['int', 'void *']),
     setrlimit: libc.func('setrlimit', 'int', ['int', 'void *']),
   };
@@ -188,6 +189,10 @@ export function createKoffiSys(): Sys {
         capData.writeUInt32LE(high(v), 12 + i * 4);
       }
       if ((c.capset(capHeaderSelf(), capData) as number) < 0) fail('capset');
+    },
+    schedYield() {
+      // Cannot fail on Linux (it always returns 0).
+      c.schedYield();
     },
     getrlimit(resource) {
       if ((c.getrlimit(resource, rlim) as number) < 0) fail(`getrlimit ${resource}`);

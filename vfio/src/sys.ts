@@ -103,6 +103,11 @@ export interface Sys {
   capget(): CapSets;
   /** capset(2) of the calling thread; a set may only shrink unless CAP_SETPCAP allows more. */
   capset(sets: CapSets): void;
+  /**
+   * sched_yield(2): let another runnable thread have this CPU now. For pollers that found nothing:
+   * two of them sharing a CPU would otherwise each spin a whole time slice waiting for the other.
+   */
+  schedYield(): void;
   getrlimit(resource: number): Rlimit;
   setrlimit(resource: number, limit: Rlimit): void;
   /** An ArrayBuffer aliasing `length` bytes of mapped memory at `addr` (refused at 4 GiB and above). */
