@@ -4,12 +4,13 @@
  *   1. the sandboxed simulated NVMe: the NVMe driver in its container, the simulated controller and
  *      the NBD server in this (the manager's) process (linkback/service.ts, as `npm start` runs it);
  *   2. the same driver and controller in-process, no container (linkback/nvme-block.ts);
- *   3. `nbdkit memory` (Debian nbdkit), what a user would otherwise run.
+ *   3. our NBD server over a memory device (no driver, no device model): what the server costs;
+ *   4. `nbdkit memory` (Debian nbdkit), what a user would otherwise run.
  * Each export is 128 MiB; fio works on its first 64 MiB, filled with random data first (nbdcopy)
  * so every target reads written blocks. Targets run one after another, interleaved per repeat.
  * Options: --seconds=N (per run, default 8), --repeat=N (default 1; the median is reported),
  * --interrupts=polling|msix (how both driver cases wait for completions; default polling, as npm start),
- * --targets=sandboxed,in-process,nbdkit (which to run, default all three; the ratios need the first two,
+ * --targets=sandboxed,in-process,memory,nbdkit (which to run, default all; the ratios need the first two,
  * or the first and the last), --no-results (do not append to bench/RESULTS.md).
  *
  * Besides IOPS, each run reports CPU microseconds per request of every process involved (this
@@ -25,6 +26,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NvmeController } from '../drivers/nvme/controller.js';
+import { MemoryBlockDevice } from '../linkback/memory-block-device.js';
 import { NbdServer } from '../linkback/nbd/server.js';
 import { NvmeBlockDevice } from '../linkback/nvme-block.js';
 import { startService } from '../linkback/service.js';
@@ -48,7 +50,7 @@ interface Serving {
 interface Target {
   name: string;
   /** For --targets=. */
-  key: 'sandboxed' | 'in-process' | 'nbdkit';
+  key: 'sandboxed' | 'in-process' | 'memory' | 'nbdkit';
   /** Start serving `name` on `sock`. */
   start(sock: string): Promise<Serving>;
 }
@@ -90,6 +92,16 @@ const allTargets: Target[] = [
       const server = new NbdServer({ exports: [{ name: 'bench', device: new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!) }] });
       await server.listenUnix(sock);
       return { stop: async () => { await server.close(); await ctrl.close(); platform.close(); }, pids: () => [], self: true };
+    },
+  },
+  {
+    // Our NBD server with no driver or device behind it: what the server itself costs.
+    name: 'dmabox NBD, memory device',
+    key: 'memory',
+    async start(sock) {
+      const server = new NbdServer({ exports: [{ name: 'bench', device: new MemoryBlockDevice({ size: 128 * MiB }) }] });
+      await server.listenUnix(sock);
+      return { stop: () => server.close(), pids: () => [], self: true };
     },
   },
   {
@@ -189,7 +201,7 @@ export async function run(argv: string[]): Promise<void> {
   const irq = argv.find((x) => x.startsWith('--interrupts='))?.slice(13) ?? 'polling';
   if (irq !== 'polling' && irq !== 'msix') throw new Error(`--interrupts: expected polling or msix, got ${irq}`);
   interrupts = irq;
-  const keys = (argv.find((x) => x.startsWith('--targets='))?.slice(10) ?? 'sandboxed,in-process,nbdkit').split(',');
+  const keys = (argv.find((x) => x.startsWith('--targets='))?.slice(10) ?? 'sandboxed,in-process,memory,nbdkit').split(',');
   for (const key of keys) {
     if (!allTargets.some((t) => t.key === key)) throw new Error(`--targets: unknown target '${key}'; known: ${allTargets.map((t) => t.key).join(', ')}`);
   }
@@ -213,7 +225,7 @@ export async function run(argv: string[]): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   const med = new Map([...runs].map(([n, xs]) => [n, median(xs.map((x) => x.iops))]));
-  const [sandboxed, inproc, nbdkit] = allTargets.map((t) => med.get(t.name));
+  const [sandboxed, inproc, , nbdkit] = allTargets.map((t) => med.get(t.name));
   const load = loadavg().map((x) => x.toFixed(2)).join(' ');
   const lines = [
     `fio ${(await exec('fio', ['--version'], tmpdir(), 5000)).trim()} --ioengine=nbd, 4 KiB randrw 50/50, queue depth 16, one job, driver ${interrupts}, ${seconds} s per run, ${repeat} run(s) per target${repeat > 1 ? ' (median)' : ''}, unix socket, 64 MiB of a 128 MiB export prefilled;`,
@@ -222,6 +234,9 @@ export async function run(argv: string[]): Promise<void> {
   ];
   if (sandboxed !== undefined && inproc !== undefined) {
     lines.push(`- sandboxed / in-process: ${(sandboxed / inproc).toFixed(3)} (container cost ${((1 - sandboxed / inproc) * 100).toFixed(1)} %; target: within 5 %)`);
+    const cs = medianCpu(runs.get(allTargets[0]!.name)!), ci = medianCpu(runs.get(allTargets[1]!.name)!);
+    const sb = cs.self + cs.others, ip = ci.self;
+    lines.push(`- server CPU per request, sandboxed against in-process: ${us(sb)} against ${us(ip)} (the sandbox adds ${us(sb - ip)}, ${((sb / ip - 1) * 100).toFixed(0)} %)`);
   }
   if (sandboxed !== undefined && nbdkit !== undefined) lines.push(`- sandboxed / nbdkit memory: ${(sandboxed / nbdkit).toFixed(3)} (target: at least 1)`);
   console.log(lines.join('\n'));
