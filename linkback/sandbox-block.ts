@@ -10,7 +10,9 @@
  *   it reaches the driver as an NVMe Flush, which is valid (and cheap) without a volatile cache.
  * - fua: false. The ring has no FUA bit: the NBD server follows a FUA write with a flush before it
  *   replies (linkback/README.md, "Transmission flags"), which is durable on any controller.
- * - trim, writeZeroes: false. No ring op for Dataset Management or Write Zeroes yet.
+ * - trim, writeZeroes: what the container published in the ring's CAPS at its first READY (for
+ *   NVMe, ONCS bits 2 and 3: Dataset Management, Write Zeroes); a restarted container must offer
+ *   the same (client.ts). Write zeroes deallocates unless the client asked for no holes.
  * - multiConn: true. Every connection reaches one controller through one ring.
  *
  * Errors become errno kinds: the driver's I/O error `EIO`, a range or malformed request `EINVAL`
@@ -36,6 +38,7 @@ export function sandboxErrorKind(err: unknown, write: boolean): BlockErrorKind {
       if (e.status === STATUS_BAD_REQUEST) return 'EINVAL';
       return 'EIO';
     case 'ERR_SANDBOX_ARG': return 'EINVAL';
+    case 'ERR_SANDBOX_UNSUPPORTED': return 'ENOTSUP';
     case 'ERR_SANDBOX_STOPPED': return 'ESHUTDOWN';
     default: return 'EIO'; // ERR_SANDBOX_FAILED (restart limit, IOMMU fault policy 'stop'), anything else
   }
@@ -52,7 +55,7 @@ export class SandboxBlockDevice implements BlockDevice {
   readonly size: number;
   readonly blockSize: number;
   readonly readOnly: boolean;
-  readonly capabilities: BlockCapabilities = Object.freeze({ flush: true, fua: false, trim: false, writeZeroes: false, multiConn: true });
+  readonly capabilities: BlockCapabilities;
   private readonly label: string;
   private readonly shift: number;
 
@@ -71,6 +74,7 @@ export class SandboxBlockDevice implements BlockDevice {
     this.shift = Math.log2(client.blockSize);
     this.size = client.blockCount * client.blockSize;
     this.readOnly = options.readOnly ?? false;
+    this.capabilities = Object.freeze({ flush: true, fua: false, trim: client.canDiscard, writeZeroes: client.canWriteZeroes, multiConn: true });
     validateBlockDevice(this, this.label);
   }
 
@@ -103,12 +107,28 @@ export class SandboxBlockDevice implements BlockDevice {
     }
   }
 
-  trim(): Promise<void> {
-    return Promise.reject(new BlockDeviceError('ENOTSUP', `${this.label}: trim is not carried by the sandbox's block ring`));
+  async trim(offset: number, length: number, _fua: boolean): Promise<void> {
+    if (this.readOnly) throw new BlockDeviceError('EPERM', `${this.label} is served read-only`);
+    if (!this.capabilities.trim) throw new BlockDeviceError('ENOTSUP', `${this.label}: the device does not deallocate (no trim)`);
+    if (length === 0) return;
+    const [lba, blocks] = this.lbas('trim', offset, length);
+    try {
+      await this.client.discard(lba, blocks);
+    } catch (e) {
+      throw this.wrap(`trim of ${length} bytes at ${offset}`, e, false);
+    }
   }
 
-  writeZeroes(): Promise<void> {
-    return Promise.reject(new BlockDeviceError('ENOTSUP', `${this.label}: write zeroes is not carried by the sandbox's block ring`));
+  async writeZeroes(offset: number, length: number, _fua: boolean, noHole: boolean): Promise<void> {
+    if (this.readOnly) throw new BlockDeviceError('EPERM', `${this.label} is served read-only`);
+    if (!this.capabilities.writeZeroes) throw new BlockDeviceError('ENOTSUP', `${this.label}: the device cannot write zeroes`);
+    if (length === 0) return;
+    const [lba, blocks] = this.lbas('write zeroes', offset, length);
+    try {
+      await this.client.writeZeroes(lba, blocks, noHole);
+    } catch (e) {
+      throw this.wrap(`write zeroes of ${length} bytes at ${offset}`, e, true);
+    }
   }
 
   private wrap(what: string, err: unknown, write: boolean): BlockDeviceError {
@@ -120,7 +140,7 @@ export class SandboxBlockDevice implements BlockDevice {
       throw new BlockDeviceError('EINVAL', `${this.label}: ${what} of ${length} bytes at ${offset} is not aligned to its ${this.blockSize}-byte blocks`);
     }
     if (offset + length > this.size) {
-      throw new BlockDeviceError(what === 'write' ? 'ENOSPC' : 'EINVAL', `${this.label}: ${what} of ${length} bytes at ${offset} ends past the device (${this.size} bytes)`);
+      throw new BlockDeviceError(what === 'write' || what === 'write zeroes' ? 'ENOSPC' : 'EINVAL', `${this.label}: ${what} of ${length} bytes at ${offset} ends past the device (${this.size} bytes)`);
     }
     return [Math.floor(offset / this.blockSize), length >>> this.shift];
   }

@@ -23,7 +23,7 @@ import { DmaboxError } from '../../common/errors.js';
 import type { Shared } from '../shm.js';
 import type { Pollable } from '../hybrid-poll.js';
 import { fence } from './fence.js';
-import { B, BLOCK_MAGIC, BlockOp, BlockStatus, cqOffset, CQE_BYTES, dataAreaBytes, SQ_OFFSET, SQE_BYTES, checkGeometry, type DataAreas, type RingGeometry } from './layout.js';
+import { B, BLOCK_CAPS_KNOWN, BLOCK_MAGIC, BlockCap, BlockFlag, BlockOp, BlockStatus, cqOffset, CQE_BYTES, dataAreaBytes, SQ_OFFSET, SQE_BYTES, checkGeometry, type DataAreas, type RingGeometry } from './layout.js';
 
 export interface BlockLink {
   sys: Sys;
@@ -38,6 +38,8 @@ interface Req {
   op: BlockOp;
   lba: number;
   blocks: number;
+  /** SQ entry flags (BlockFlag). */
+  flags: number;
   /** WRITE: the caller's bytes; READ: where the data goes. */
   buf: Uint8Array | undefined;
   resolve: () => void;
@@ -45,6 +47,8 @@ interface Req {
   /** Submission order, to replay in order. */
   order: number;
 }
+
+const OP_NAMES: Record<number, string> = { [BlockOp.READ]: 'read', [BlockOp.WRITE]: 'write', [BlockOp.FLUSH]: 'flush', [BlockOp.DISCARD]: 'discard', [BlockOp.WRITE_ZEROES]: 'write zeroes' };
 
 export class BlockIoError extends DmaboxError {
   constructor(what: string, readonly status: number) {
@@ -72,6 +76,10 @@ export class SandboxBlockClient implements Pollable {
   private failed: Error | undefined;
   blockSize = 0;
   blockCount = 0;
+  /** What the device does besides read, write and flush (the container's CAPS, fixed at the first READY). */
+  canDiscard = false;
+  canWriteZeroes = false;
+  private caps = -1;
   completed = 0;
   errors = 0;
   bytes = 0;
@@ -133,6 +141,18 @@ export class SandboxBlockClient implements Pollable {
     if (this.blockSize !== 0 && (bs !== this.blockSize || count !== this.blockCount)) {
       throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the device changed geometry across a restart (${this.blockSize} x ${this.blockCount} -> ${bs} x ${count})`);
     }
+    const caps = u32[B.CAPS]!;
+    if ((caps & ~BLOCK_CAPS_KNOWN) !== 0) {
+      this.onViolation(`the container published capabilities 0x${caps.toString(16)}: unknown bits`);
+      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the container published unknown device capabilities (0x${caps.toString(16)})`);
+    }
+    // Clients were told what the export does; a restarted driver must offer the same.
+    if (this.caps !== -1 && caps !== this.caps) {
+      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the device changed capabilities across a restart (0x${this.caps.toString(16)} -> 0x${caps.toString(16)})`);
+    }
+    this.caps = caps;
+    this.canDiscard = (caps & BlockCap.DISCARD) !== 0;
+    this.canWriteZeroes = (caps & BlockCap.WRITE_ZEROES) !== 0;
     this.blockSize = bs;
     this.blockCount = count;
     this.link = link;
@@ -242,6 +262,27 @@ export class SandboxBlockClient implements Pollable {
     return this.submit(BlockOp.FLUSH, 0, 0, undefined);
   }
 
+  /** Deallocate `blocks` blocks at `lba` (the device must offer it: `canDiscard`). */
+  discard(lba: number, blocks: number): Promise<void> {
+    return this.noData(BlockOp.DISCARD, 'discard', this.canDiscard, lba, blocks, 0);
+  }
+
+  /** Zero `blocks` blocks at `lba`, deallocating them unless `noHole` (the device must offer it: `canWriteZeroes`). */
+  writeZeroes(lba: number, blocks: number, noHole: boolean): Promise<void> {
+    return this.noData(BlockOp.WRITE_ZEROES, 'write zeroes', this.canWriteZeroes, lba, blocks, noHole ? BlockFlag.NO_HOLE : 0);
+  }
+
+  private noData(op: BlockOp, what: string, offered: boolean, lba: number, blocks: number, flags: number): Promise<void> {
+    try {
+      this.checkRange(what, lba, blocks);
+      if (!offered) throw new DmaboxError('ERR_SANDBOX_UNSUPPORTED', `${what}: the sandboxed device does not offer it`, { fix: 'check canDiscard / canWriteZeroes first' });
+      if (blocks > 0xffff_ffff) throw new DmaboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} blocks: at most 2^32 - 1 per request`, { fix: 'split the range' });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.submit(op, lba, blocks, undefined, flags);
+  }
+
   private notReady(): DmaboxError {
     return new DmaboxError('ERR_SANDBOX_NOT_READY', 'the sandboxed device has not published its geometry yet', { fix: 'wait for the sandbox to be ready (sandbox.ready())' });
   }
@@ -255,10 +296,10 @@ export class SandboxBlockClient implements Pollable {
     }
   }
 
-  private submit(op: BlockOp, lba: number, blocks: number, buf: Uint8Array | undefined): Promise<void> {
+  private submit(op: BlockOp, lba: number, blocks: number, buf: Uint8Array | undefined, flags = 0): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise<void>((resolve, reject) => {
-      this.backlog.push({ op, lba, blocks, buf, resolve, reject, order: this.order++ });
+      this.backlog.push({ op, lba, blocks, flags, buf, resolve, reject, order: this.order++ });
       this.pump();
     });
   }
@@ -282,6 +323,7 @@ export class SandboxBlockClient implements Pollable {
       v.setUint32(e + 12, r.blocks, true);
       v.setUint32(e + 16, r.lba >>> 0, true);
       v.setUint32(e + 20, Math.floor(r.lba / 0x1_0000_0000), true);
+      v.setUint32(e + 24, r.flags, true);
       this.sqTail = (this.sqTail + 1) >>> 0;
       posted++;
     }
@@ -379,14 +421,16 @@ export class SandboxBlockClient implements Pollable {
       this.freeTags.push(tag);
       this.lastCompletion = performance.now();
       if (status === BlockStatus.OK) {
-        const len = r.blocks * this.blockSize;
-        if (r.op === BlockOp.READ) r.buf!.set(this.data.read.subarray(tag * g.slotBytes, tag * g.slotBytes + len));
+        if (r.op === BlockOp.READ || r.op === BlockOp.WRITE) {
+          const len = r.blocks * this.blockSize;
+          if (r.op === BlockOp.READ) r.buf!.set(this.data.read.subarray(tag * g.slotBytes, tag * g.slotBytes + len));
+          this.bytes += len;
+        }
         this.completed++;
-        this.bytes += len;
         r.resolve();
       } else {
         this.errors++;
-        r.reject(new BlockIoError(`${r.op === BlockOp.READ ? 'read' : r.op === BlockOp.WRITE ? 'write' : 'flush'} of ${r.blocks} block(s) at LBA ${r.lba}`, status));
+        r.reject(new BlockIoError(`${OP_NAMES[r.op] ?? 'request'} of ${r.blocks} block(s) at LBA ${r.lba}`, status));
       }
     }
     return true;

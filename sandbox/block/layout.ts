@@ -18,8 +18,12 @@
  * | 9 | CQ_HEAD | manager | completions taken |
  * | 10 | SQ_POLLED | container | 1 while it looks at SQ_TAIL every turn: request kicks may be left out |
  * | 11 | CQ_POLLED | manager | 1 while it looks at CQ_TAIL every turn: completion kicks may be left out |
+ * | 12 | CAPS | container | what the device does besides READ, WRITE and FLUSH (`BlockCap`), set before READY |
  *
- * SQ entry (32 bytes at 64 + 32 i): `u32 tag, u32 gen, u32 op, u32 blocks, u32 lbaLo, u32 lbaHi, 0, 0`.
+ * SQ entry (32 bytes at 64 + 32 i): `u32 tag, u32 gen, u32 op, u32 blocks, u32 lbaLo, u32 lbaHi,
+ * u32 flags, 0`. `flags` is 0 but for WRITE_ZEROES, where `BlockFlag.NO_HOLE` asks for allocated
+ * zeroes (no deallocation). DISCARD and WRITE_ZEROES carry no data, so their `blocks` is bounded by
+ * the device, not by the slot; they are posted only when CAPS offers them.
  * CQ entry (16 bytes after the SQ): `u32 tag, u32 gen, u32 status, 0`. `gen` changes each time a
  * tag is reused, so a stale or forged completion cannot settle a newer request.
  *
@@ -47,12 +51,33 @@
  * pointing into those areas); it never copies block data.
  */
 export const BLOCK_MAGIC = 0x6b6c6264;
-export const B = { MAGIC: 0, ENTRIES: 1, SLOT_BYTES: 2, BLOCK_SIZE: 3, BLOCKS_LO: 4, BLOCKS_HI: 5, SQ_TAIL: 6, SQ_HEAD: 7, CQ_TAIL: 8, CQ_HEAD: 9, SQ_POLLED: 10, CQ_POLLED: 11 } as const;
+export const B = { MAGIC: 0, ENTRIES: 1, SLOT_BYTES: 2, BLOCK_SIZE: 3, BLOCKS_LO: 4, BLOCKS_HI: 5, SQ_TAIL: 6, SQ_HEAD: 7, CQ_TAIL: 8, CQ_HEAD: 9, SQ_POLLED: 10, CQ_POLLED: 11, CAPS: 12 } as const;
 export const SQ_OFFSET = 64;
 export const SQE_BYTES = 32;
 export const CQE_BYTES = 16;
 
-export const enum BlockOp { READ = 1, WRITE = 2, FLUSH = 3 }
+export const enum BlockOp {
+  READ = 1,
+  WRITE = 2,
+  FLUSH = 3,
+  /** Deallocate the blocks (NVMe Dataset Management, AD; NBD_CMD_TRIM). */
+  DISCARD = 4,
+  /** Zero the blocks, deallocating them unless NO_HOLE (NVMe Write Zeroes; NBD_CMD_WRITE_ZEROES). */
+  WRITE_ZEROES = 5,
+}
+
+/** CAPS bits. */
+export const enum BlockCap {
+  DISCARD = 1,
+  WRITE_ZEROES = 2,
+}
+export const BLOCK_CAPS_KNOWN = 3;
+
+/** SQ entry flags. */
+export const enum BlockFlag {
+  /** WRITE_ZEROES: the zeroed blocks must stay allocated. */
+  NO_HOLE = 1,
+}
 
 export const enum BlockStatus {
   OK = 0,

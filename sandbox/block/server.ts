@@ -13,7 +13,7 @@
 import type { PollHandle, Sys } from 'vfio-bindings';
 import type { Shared } from '../shm.js';
 import { fence } from './fence.js';
-import { B, BLOCK_MAGIC, BlockOp, BlockStatus, cqOffset, CQE_BYTES, ringBytes, SQ_OFFSET, SQE_BYTES, type RingGeometry } from './layout.js';
+import { B, BLOCK_MAGIC, BlockCap, BlockFlag, BlockOp, BlockStatus, cqOffset, CQE_BYTES, ringBytes, SQ_OFFSET, SQE_BYTES, type RingGeometry } from './layout.js';
 
 /** A block device that transfers into and out of the ring's per-tag buffers (DMA windows). */
 export interface DirectBlockDevice {
@@ -24,6 +24,10 @@ export interface DirectBlockDevice {
   /** Write `blocks` at `lba` from tag `tag`'s write buffer. */
   write(tag: number, lba: number, blocks: number): Promise<void>;
   flush(): Promise<void>;
+  /** Deallocate `blocks` at `lba` (offered in CAPS when present). */
+  discard?(lba: number, blocks: number): Promise<void>;
+  /** Zero `blocks` at `lba`; `noHole`: keep them allocated (offered in CAPS when present). */
+  writeZeroes?(lba: number, blocks: number, noHole: boolean): Promise<void>;
 }
 
 export class BlockServer {
@@ -77,6 +81,7 @@ export class BlockServer {
     this.u32[B.BLOCK_SIZE] = dev.blockSize;
     this.u32[B.BLOCKS_LO] = dev.blockCount >>> 0;
     this.u32[B.BLOCKS_HI] = Math.floor(dev.blockCount / 0x1_0000_0000);
+    this.u32[B.CAPS] = (dev.discard ? BlockCap.DISCARD : 0) | (dev.writeZeroes ? BlockCap.WRITE_ZEROES : 0);
     this.poller = this.sys.poll(this.requestFd, () => {
       this.sys.eventfdRead(this.requestFd);
       this.take();
@@ -110,7 +115,7 @@ export class BlockServer {
         this.sqHead = (this.sqHead + 1) >>> 0;
         const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), op = v.getUint32(e + 8, true), blocks = v.getUint32(e + 12, true);
         const lba = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * 0x1_0000_0000;
-        this.run(tag, gen, op, blocks, lba);
+        this.run(tag, gen, op, blocks, lba, v.getUint32(e + 24, true));
       }
       Atomics.store(this.u32, B.SQ_HEAD, this.sqHead);
       fence();
@@ -143,21 +148,28 @@ export class BlockServer {
     this.polling = false;
   }
 
-  private run(tag: number, gen: number, op: number, blocks: number, lba: number): void {
+  private run(tag: number, gen: number, op: number, blocks: number, lba: number, flags: number): void {
     const g = this.geometry, dev = this.dev!, bs = dev.blockSize;
-    if (tag >= g.entries || (op !== BlockOp.READ && op !== BlockOp.WRITE && op !== BlockOp.FLUSH)) return this.complete(tag, gen, BlockStatus.BAD_REQUEST);
-    if (op !== BlockOp.FLUSH) {
-      if (blocks < 1 || blocks * bs > g.slotBytes) return this.complete(tag, gen, BlockStatus.BAD_REQUEST);
+    if (tag >= g.entries) return this.complete(tag, gen, BlockStatus.BAD_REQUEST);
+    const data = op === BlockOp.READ || op === BlockOp.WRITE;
+    const ranged = data || (op === BlockOp.DISCARD && dev.discard !== undefined) || (op === BlockOp.WRITE_ZEROES && dev.writeZeroes !== undefined);
+    if (!ranged && op !== BlockOp.FLUSH) return this.complete(tag, gen, BlockStatus.BAD_REQUEST);
+    if (ranged) {
+      if (blocks < 1 || (data && blocks * bs > g.slotBytes)) return this.complete(tag, gen, BlockStatus.BAD_REQUEST);
       if (lba + blocks > dev.blockCount) return this.complete(tag, gen, BlockStatus.RANGE);
     }
-    const len = op === BlockOp.FLUSH ? 0 : blocks * bs;
+    const len = data ? blocks * bs : 0;
     this.inflight++;
     if (this.pollWhileBusy && !this.polling) {
       this.polling = true;
       Atomics.store(this.u32, B.SQ_POLLED, 1);
       setImmediate(this.pollTurnBound);
     }
-    const p = op === BlockOp.READ ? dev.read(tag, lba, blocks) : op === BlockOp.WRITE ? dev.write(tag, lba, blocks) : dev.flush();
+    const p = op === BlockOp.READ ? dev.read(tag, lba, blocks)
+      : op === BlockOp.WRITE ? dev.write(tag, lba, blocks)
+        : op === BlockOp.DISCARD ? dev.discard!(lba, blocks)
+          : op === BlockOp.WRITE_ZEROES ? dev.writeZeroes!(lba, blocks, (flags & BlockFlag.NO_HOLE) !== 0)
+            : dev.flush();
     p.then(
       () => { this.bytesMoved += BigInt(len); this.done(tag, gen, BlockStatus.OK); },
       (e: unknown) => { this.errors++; this.onError(e); this.done(tag, gen, BlockStatus.IO_ERROR); },

@@ -8,6 +8,7 @@
  */
 import { DEVICE_READS, type DmaAllocator } from '../../drivers/platform.js';
 import { NvmOpcode } from '../../drivers/nvme/commands.js';
+import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../drivers/nvme/identify.js';
 import { STATUS_ABANDONED, STATUS_TIMED_OUT, NvmeStatusError, type IoQueue, type NvmeController, type Namespace } from '../../drivers/nvme/index.js';
 import type { DataAreas, RingGeometry } from '../block/layout.js';
 import type { DirectBlockDevice } from '../block/server.js';
@@ -28,6 +29,9 @@ export class NvmeDirect implements DirectBlockDevice {
     this.chunkBytes = Math.floor(Math.min(ctrl.mdtsBytes, g.slotBytes) / PAGE) * PAGE;
     if (this.chunkBytes < this.blockSize) throw new RangeError(`a ${this.blockSize}-byte block does not fit one command of ${this.chunkBytes} bytes`);
     this.area = { read: Number(areas.read), write: Number(areas.write) };
+    const oncs = ctrl.identify.oncs;
+    this.discard = (oncs & ONCS_DSM) !== 0 ? (lba, blocks) => ns.discard(lba, blocks) : undefined;
+    this.writeZeroes = (oncs & ONCS_WRITE_ZEROES) !== 0 ? (lba, blocks, noHole) => ns.writeZeroes(lba, blocks, { deallocate: !noHole }) : undefined;
     const pages = g.slotBytes / PAGE;
     // One list page per tag and direction: entry k is page k + 1 of the tag's buffer (<= 511 entries).
     const lists = dma.alloc(2 * g.entries * PAGE, DEVICE_READS, { label: 'block ring prp lists' });
@@ -53,6 +57,11 @@ export class NvmeDirect implements DirectBlockDevice {
   flush(): Promise<void> {
     return this.ns.flush();
   }
+
+  /** Dataset Management with Deallocate (NVMe 1.4 §6.7), when ONCS offers it; undefined otherwise. */
+  readonly discard: ((lba: number, blocks: number) => Promise<void>) | undefined;
+  /** Write Zeroes (§6.16), deallocating unless `noHole`, when ONCS offers it; undefined otherwise. */
+  readonly writeZeroes: ((lba: number, blocks: number, noHole: boolean) => Promise<void>) | undefined;
 
   private transfer(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, area: number, listPage: number, tag: number, lba: number, blocks: number): Promise<void> {
     const bs = this.blockSize, per = this.chunkBytes / bs;

@@ -9,7 +9,7 @@ import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'vfio-bindings';
 import { BlockDeviceError } from '../../../linkback/block-device.js';
 import { SandboxBlockDevice, sandboxErrorKind } from '../../../linkback/sandbox-block.js';
 import { BlockIoError, SandboxBlockClient } from '../../../sandbox/block/client.js';
-import { dataAreaBytes, ringBytes, type DataAreas } from '../../../sandbox/block/layout.js';
+import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../../sandbox/block/layout.js';
 import { BlockServer, type DirectBlockDevice } from '../../../sandbox/block/server.js';
 import { createShared } from '../../../sandbox/shm.js';
 import { DmaboxError } from '../../../common/errors.js';
@@ -86,13 +86,73 @@ test('reads and writes across slots; alignment, range and read-only errors by ki
   assert.is(await kind(d.write(0, new Uint8Array(100), false)), 'EINVAL', 'misaligned length');
   assert.is(await kind(d.read(BS * COUNT, new Uint8Array(BS))), 'EINVAL', 'read past the end');
   assert.is(await kind(d.write(BS * (COUNT - 1), new Uint8Array(BS * 2), false)), 'ENOSPC', 'write past the end');
-  assert.is(await kind(d.trim()), 'ENOTSUP');
-  assert.is(await kind(d.writeZeroes()), 'ENOTSUP');
+  assert.is(await kind(d.trim(0, BS, false)), 'ENOTSUP', 'a device without discard');
+  assert.is(await kind(d.writeZeroes(0, BS, false, false)), 'ENOTSUP', 'a device without write zeroes');
+  assert.is(await r.client.discard(0, 1).then(() => 'ok', (e: DmaboxError) => e.code), 'ERR_SANDBOX_UNSUPPORTED', 'the client refuses too');
   r.dev.failNext = true;
   assert.is(await kind(d.read(0, new Uint8Array(BS))), 'EIO', 'the driver reports an I/O error');
   const ro = new SandboxBlockDevice(r.client, { readOnly: true });
   assert.is(await kind(ro.write(0, new Uint8Array(BS), false)), 'EPERM');
   r.close();
+});
+
+/** A device that also deallocates and zeroes, as an NVMe namespace with ONCS bits 2 and 3 does. */
+class TrimDevice extends MemDevice {
+  zeroed: { lba: number; blocks: number; noHole: boolean }[] = [];
+  async discard(lba: number, blocks: number): Promise<void> { this.store.fill(0, lba * BS, (lba + blocks) * BS); }
+  async writeZeroes(lba: number, blocks: number, noHole: boolean): Promise<void> {
+    this.zeroed.push({ lba, blocks, noHole });
+    this.store.fill(0, lba * BS, (lba + blocks) * BS);
+  }
+}
+
+test('trim and write zeroes through the ring when the container offers them; ranges beyond a slot; same offer after a restart', async () => {
+  const areas = { read: new Uint8Array(dataAreaBytes(G)), write: new Uint8Array(dataAreaBytes(G)) };
+  const client = new SandboxBlockClient(G, areas);
+  const rings: (() => void)[] = [];
+  const attach = (dev: DirectBlockDevice, poke?: (u32: Uint32Array) => void) => {
+    const shm = createShared(sys, 'sb-trim', ringBytes(G));
+    client.initRing(shm);
+    const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    const server = new BlockServer(sys, shm, req, cpl);
+    server.start(dev);
+    poke?.(shm.u32);
+    rings.push(() => { void server.quiesce(); shm.close(); sys.close(req); sys.close(cpl); });
+    client.attach({ sys, shm, requestFd: req, completionFd: cpl });
+  };
+  const dev = new TrimDevice(areas);
+  const violations: string[] = [];
+  client.onViolation = (r) => violations.push(r);
+  try {
+    attach(dev);
+    assert.ok(client.canDiscard && client.canWriteZeroes);
+    const d = new SandboxBlockDevice(client);
+    assert.equal({ ...d.capabilities }, { flush: true, fua: false, trim: true, writeZeroes: true, multiConn: true });
+    dev.store.fill(0xaa);
+    // 100 blocks: far more than one 8 KiB slot, and no data crosses the ring.
+    await d.trim(BS * 10, BS * 100, false);
+    assert.ok(dev.store.subarray(BS * 10, BS * 110).every((b) => b === 0));
+    assert.is(dev.store[BS * 110], 0xaa);
+    await d.writeZeroes(BS * 200, BS * 300, false, true);
+    await d.writeZeroes(BS * 600, BS * 8, false, false);
+    assert.equal(dev.zeroed, [{ lba: 200, blocks: 300, noHole: true }, { lba: 600, blocks: 8, noHole: false }]);
+    assert.ok(dev.store.subarray(BS * 200, BS * 500).every((b) => b === 0));
+    const kind = async (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: BlockDeviceError) => e.kind);
+    assert.is(await kind(d.trim(BS * (COUNT - 1), BS * 2, false)), 'EINVAL', 'trim past the end');
+    assert.is(await kind(d.writeZeroes(BS * (COUNT - 1), BS * 2, false, false)), 'ENOSPC', 'write zeroes past the end');
+    assert.is(await kind(new SandboxBlockDevice(client, { readOnly: true }).trim(0, BS, false)), 'EPERM');
+    // A restarted container must offer what clients were told.
+    client.detach();
+    assert.throws(() => attach(new MemDevice(areas)), /changed capabilities across a restart/);
+    // Unknown bits in CAPS: not a device this manager understands.
+    assert.throws(() => attach(dev, (u32) => { u32[B.CAPS] = 0x80; }), /unknown device capabilities/);
+    assert.match(violations.join('\n'), /capabilities 0x80/);
+    attach(dev);
+    await d.trim(0, BS, false);
+  } finally {
+    client.detach();
+    for (const c of rings) c();
+  }
 });
 
 test('errno kinds of the client errors', () => {
