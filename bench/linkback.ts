@@ -10,8 +10,12 @@
  * so every target reads written blocks. Targets run one after another, interleaved per repeat.
  * Options: --seconds=N (per run, default 8), --repeat=N (default 1; the median is reported),
  * --interrupts=polling|msix (how both driver cases wait for completions; default polling, as npm start),
+ * --poll=DURATION (the sandboxed policy's linkback.nbd.poll, hybrid polling: 0ms turns it off),
  * --targets=sandboxed,in-process,memory,nbdkit (which to run, default all; the ratios need the first two,
  * or the first and the last), --no-results (do not append to bench/RESULTS.md).
+ *
+ * --lab: run it inside the QEMU lab on real VFIO (sandboxed and in-process on QEMU's NVMe; the
+ * memory and nbdkit targets as references in the same guest); see `runInLab`.
  *
  * Besides IOPS, each run reports CPU microseconds per request of every process involved (this
  * process: the manager or the in-process server, from process.cpuUsage(); the container or nbdkit,
@@ -30,7 +34,9 @@ import { MemoryBlockDevice } from '../linkback/memory-block-device.js';
 import { NbdServer } from '../linkback/nbd/server.js';
 import { NvmeBlockDevice } from '../linkback/nvme-block.js';
 import { startService } from '../linkback/service.js';
+import { VfioPlatform } from '../platform/vfio.js';
 import { parsePolicies } from '../policies/index.js';
+import { formatDuration } from '../policies/units.js';
 import type { Policy } from '../policies/types.js';
 import { SimMachine } from '../sim/machine.js';
 import { SimNvme } from '../sim/nvme/controller.js';
@@ -58,14 +64,20 @@ interface Target {
 /** How the driver waits for completions, in both driver cases (--interrupts=polling|msix). */
 let interrupts: 'polling' | 'msix' = 'polling';
 
+/** The sandboxed target's linkback.nbd.poll (--poll=500us; default: the policy's default). */
+let pollWindow: string | undefined;
+
+/** Inside the lab guest (--in-lab): QEMU's NVMe function through real VFIO instead of the simulator. */
+let labBdf: string | undefined;
+
 function policy(sock: string): Policy {
   return parsePolicies(`
 version: 1
 name: bench-nvme
-device: { sim: nvme, capacity: 128MiB }
+device: ${labBdf ? `{ pci: "${labBdf}" }` : '{ sim: nvme, capacity: 128MiB }'}
 driver: { name: nvme, interrupts: ${interrupts} }
 windows: [ { size: 1MiB, label: queues }, { size: 8MiB, label: io-buffers } ]
-linkback: { nbd: { socket: ${sock}, export: bench } }
+linkback: { nbd: { socket: ${sock}, export: bench${pollWindow ? `, poll: ${pollWindow}` : ''} } }
 `, 'bench.yaml').policies[0]!.policy;
 }
 
@@ -84,6 +96,14 @@ const allTargets: Target[] = [
     key: 'in-process',
     async start(sock) {
       const p = policy(sock);
+      if (labBdf) {
+        // The same driver on the same function through VFIO, in this process.
+        const platform = await VfioPlatform.open(labBdf);
+        const ctrl = await NvmeController.open(platform, { queues: p.driver.queues, queueEntries: p.driver.depth, interrupts: p.driver.interrupts === 'msix' ? 'msix' : 'poll', log: () => undefined });
+        const server = new NbdServer({ exports: [{ name: 'bench', device: new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!) }] });
+        await server.listenUnix(sock);
+        return { stop: async () => { await server.close(); await ctrl.close(); platform.close(); }, pids: () => [], self: true };
+      }
       const d = p.device as Extract<Policy['device'], { sim: 'nvme' }>;
       const machine = new SimMachine();
       machine.attach(new SimNvme({ serial: d.serial, namespaces: [{ blocks: d.capacity / d.blockSize, blockSize: d.blockSize }], maxQueueEntries: d.mqes, maxIoQueues: d.maxQueues }), { address: '0000:00:01.0' });
@@ -190,7 +210,40 @@ function cpuText(t: Target, c: Measured['cpu']): string {
 }
 const k = (n: number): string => `${Math.round(n).toLocaleString('en-US')}`;
 
+/**
+ * `--lab`: the same benchmark inside the QEMU lab (appliance/lab), where the driver runs on QEMU's
+ * NVMe through real VFIO behind the emulated VT-d: a request crosses processes twice there (ring
+ * post and completion), not four times as on the simulator. The guest is TCG-emulated (CPU-bound
+ * JavaScript 4 to 13 times slower, LAB-NOTES.md), so its IOPS are the guest's, and what compares
+ * is sandboxed against in-process on the same function.
+ */
+async function runInLab(argv: string[]): Promise<void> {
+  const root = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '..' : '../..', import.meta.url));
+  const cli = join(root, 'dist', 'cli', 'main.js');
+  const bench = join(root, 'dist', 'bench', 'main.js');
+  if (!existsSync(cli) || !existsSync(bench)) throw new Error('the lab runs the built project: run `npm run build` first (npm run bench does)');
+  const pass = argv.filter((a) => a !== '--lab');
+  let out = '';
+  const go = (args: string[]): Promise<void> => new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['inherit', 'pipe', 'inherit'], cwd: root });
+    child.stdout!.on('data', (d: Buffer) => { process.stdout.write(d); out += d.toString(); });
+    child.on('error', reject);
+    child.on('exit', (code, sig) => (code === 0 ? resolve() : reject(new Error(`dmabox ${args.slice(0, 2).join(' ')} exited with ${code ?? sig}`))));
+  });
+  await go(['lab', 'setup']);
+  await go(['lab', 'run', '--nvme', '128M', '--timeout', '1500', '--', process.execPath, bench, 'linkback', '--in-lab', ...pass]);
+  const a = out.indexOf(RESULTS_BEGIN), b = out.indexOf(RESULTS_END);
+  if (a >= 0 && b > a) appendResults(out.slice(a + RESULTS_BEGIN.length, b).replace(/\r/g, '').replace(/^\n+/, '\n').replace(/\n+$/, '\n'));
+  else if (!pass.includes('--no-results')) throw new Error('the lab run printed no results section');
+}
+
 export async function run(argv: string[]): Promise<void> {
+  if (argv.includes('--lab')) return runInLab(argv);
+  if (argv.includes('--in-lab')) {
+    if (process.env.DMABOX_LAB !== '1') throw new Error('--in-lab runs inside the lab guest only: use --lab on the host');
+    labBdf = (process.env.DMABOX_LAB_NVME ?? '').split(',').filter(Boolean)[0];
+    if (!labBdf) throw new Error('the lab was started without an NVMe function (DMABOX_LAB_NVME is empty)');
+  }
   const opt = (name: string, dflt: number): number => {
     const a = argv.find((x) => x.startsWith(`--${name}=`));
     const v = a ? Number(a.slice(name.length + 3)) : dflt;
@@ -198,6 +251,8 @@ export async function run(argv: string[]): Promise<void> {
     return v;
   };
   const seconds = opt('seconds', 8), repeat = opt('repeat', 1);
+  pollWindow = argv.find((x) => x.startsWith('--poll='))?.slice(7);
+  if (pollWindow !== undefined && !/^[0-9]+ ?(us|ms)$/.test(pollWindow)) throw new Error(`--poll: expected a duration like 500us or 0ms, got ${pollWindow}`);
   const irq = argv.find((x) => x.startsWith('--interrupts='))?.slice(13) ?? 'polling';
   if (irq !== 'polling' && irq !== 'msix') throw new Error(`--interrupts: expected polling or msix, got ${irq}`);
   interrupts = irq;
@@ -227,8 +282,9 @@ export async function run(argv: string[]): Promise<void> {
   const med = new Map([...runs].map(([n, xs]) => [n, median(xs.map((x) => x.iops))]));
   const [sandboxed, inproc, , nbdkit] = allTargets.map((t) => med.get(t.name));
   const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+  const pollShown = formatDuration((policy('/unused.sock').linkback as { nbd: { poll: number } }).nbd.poll);
   const lines = [
-    `fio ${(await exec('fio', ['--version'], tmpdir(), 5000)).trim()} --ioengine=nbd, 4 KiB randrw 50/50, queue depth 16, one job, driver ${interrupts}, ${seconds} s per run, ${repeat} run(s) per target${repeat > 1 ? ' (median)' : ''}, unix socket, 64 MiB of a 128 MiB export prefilled;`,
+    `fio ${(await exec('fio', ['--version'], tmpdir(), 5000)).trim()} --ioengine=nbd, 4 KiB randrw 50/50, queue depth 16, one job, driver ${interrupts}, manager poll window ${pollShown}, ${seconds} s per run, ${repeat} run(s) per target${repeat > 1 ? ' (median)' : ''}, unix socket, 64 MiB of a 128 MiB export prefilled;`,
     `nproc ${availableParallelism()}, load average at the end ${load} (other work on the machine inflates these figures)`,
     ...targets.map((t) => `- ${t.name}: ${k(med.get(t.name)!)} IOPS${repeat > 1 ? ` (runs: ${runs.get(t.name)!.map((x) => k(x.iops)).join(', ')})` : ''}; CPU per request (median): ${cpuText(t, medianCpu(runs.get(t.name)!))}`),
   ];
@@ -241,8 +297,19 @@ export async function run(argv: string[]): Promise<void> {
   if (sandboxed !== undefined && nbdkit !== undefined) lines.push(`- sandboxed / nbdkit memory: ${(sandboxed / nbdkit).toFixed(3)} (target: at least 1)`);
   console.log(lines.join('\n'));
   if (!argv.includes('--no-results')) {
-    const file = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './RESULTS.md' : '../../bench/RESULTS.md', import.meta.url));
-    appendFileSync(file, `\n## ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: linkback\n${machineSummary()}\n\n${lines.join('\n')}\n`);
-    console.log(`appended to ${file}`);
+    const where = labBdf ? ` in the lab (QEMU TCG guest; QEMU's NVMe ${labBdf} through VFIO and VT-d)` : '';
+    const section = `\n## ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: linkback${where}\n${machineSummary()}\n\n${lines.join('\n')}\n`;
+    // The guest sees the checkout read-only: it hands the section to the host side (runInLab).
+    if (labBdf) console.log(`${RESULTS_BEGIN}\n${section}\n${RESULTS_END}`);
+    else appendResults(section);
   }
+}
+
+const RESULTS_BEGIN = '--- bench/RESULTS.md section begins ---';
+const RESULTS_END = '--- bench/RESULTS.md section ends ---';
+
+function appendResults(section: string): void {
+  const file = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './RESULTS.md' : '../../bench/RESULTS.md', import.meta.url));
+  appendFileSync(file, section);
+  console.log(`appended to ${file}`);
 }
