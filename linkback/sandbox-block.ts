@@ -8,8 +8,8 @@
  * What the ring can carry decides the capabilities (sandbox/block/layout.ts: READ, WRITE, FLUSH):
  * - flush: true. The ring does not publish the controller's VWC bit, so a flush is always offered;
  *   it reaches the driver as an NVMe Flush, which is valid (and cheap) without a volatile cache.
- * - fua: false. The ring has no FUA bit: the NBD server follows a FUA write with a flush before it
- *   replies (linkback/README.md, "Transmission flags"), which is durable on any controller.
+ * - fua: what the container published in CAPS (NVMe: always; the FUA bit of Write, §6.15), so a
+ *   FUA write is one command. Without it the NBD server follows a FUA write with a flush.
  * - trim, writeZeroes: what the container published in the ring's CAPS at its first READY (for
  *   NVMe, ONCS bits 2 and 3: Dataset Management, Write Zeroes); a restarted container must offer
  *   the same (client.ts). Write zeroes deallocates unless the client asked for no holes.
@@ -74,7 +74,7 @@ export class SandboxBlockDevice implements BlockDevice {
     this.shift = Math.log2(client.blockSize);
     this.size = client.blockCount * client.blockSize;
     this.readOnly = options.readOnly ?? false;
-    this.capabilities = Object.freeze({ flush: true, fua: false, trim: client.canDiscard, writeZeroes: client.canWriteZeroes, multiConn: true });
+    this.capabilities = Object.freeze({ flush: true, fua: client.canFua, trim: client.canDiscard, writeZeroes: client.canWriteZeroes, multiConn: true });
     validateBlockDevice(this, this.label);
   }
 
@@ -88,12 +88,12 @@ export class SandboxBlockDevice implements BlockDevice {
     }
   }
 
-  async write(offset: number, data: Uint8Array, _fua: boolean): Promise<void> {
+  async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     if (this.readOnly) throw new BlockDeviceError('EPERM', `${this.label} is served read-only`);
     if (data.length === 0) return;
     const [lba] = this.lbas('write', offset, data.length);
     try {
-      await this.client.write(lba, data);
+      await this.client.write(lba, data, fua && this.capabilities.fua);
     } catch (e) {
       throw this.wrap(`write of ${data.length} bytes at ${offset}`, e, true);
     }

@@ -34,6 +34,8 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
   readonly description: string;
   /** The simulated 82574L and its link partner (policy `device: { sim: e1000e, peer }`); undefined for NVMe. */
   readonly nic: E1000eModel | undefined;
+  /** The NVMe model (for its counters), when the device is sim:nvme. */
+  readonly nvme: SimNvme | undefined;
   peer: SimPeer | undefined;
   private vectors: IrqVector[] = [];
   private released = false;
@@ -54,7 +56,7 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
       this.fn = this.machine.attach(this.nic, { address: SIM_ADDRESS });
       this.peer = attachPeer(this.nic, d.peer);
     } else {
-      const model = new SimNvme({
+      const model = this.nvme = new SimNvme({
         serial: d.serial,
         namespaces: [{ blocks: Math.floor(d.capacity / d.blockSize), blockSize: d.blockSize }],
         maxQueueEntries: d.mqes,

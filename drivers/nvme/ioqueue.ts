@@ -17,7 +17,7 @@
  */
 import type { DmaAllocator, DmaWindow, RegisterSpace } from '../platform.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../platform.js';
-import { DSM_AD, DSM_RANGE, NvmOpcode, WZ_DEAC } from './commands.js';
+import { DSM_AD, DSM_RANGE, NvmOpcode, RW_FUA, WZ_DEAC } from './commands.js';
 import { QueuePair } from './queue.js';
 import { NvmeArgumentError } from './status.js';
 import { fillPrp, PrpListSpace } from '../../dma/prp.js';
@@ -221,8 +221,11 @@ export class IoQueue {
   /**
    * Read or write with PRPs the caller chose: what a buggy or hostile driver would send. For
    * confinement tests (the IOMMU must stop it) and for callers with their own DMA windows.
+   * `cdw12Flags`: RW_FUA (Force Unit Access, §6.15: the data is durable when the command completes)
+   * or 0; the NLB field is ours.
    */
-  rwWithPrps(slot: number, opcode: number, nsid: number, lba: number, blocks: number, prp1: bigint, prp2: bigint, done: SlotHandler): void {
+  rwWithPrps(slot: number, opcode: number, nsid: number, lba: number, blocks: number, prp1: bigint, prp2: bigint, done: SlotHandler, cdw12Flags = 0): void {
+    if ((cdw12Flags & ~RW_FUA) !== 0) throw new NvmeArgumentError(`CDW12 flags 0x${cdw12Flags.toString(16)}: only FUA (bit 30) is supported here`);
     checkNlb(blocks);
     this.handlers[slot] = done;
     this.qp.submit(
@@ -235,7 +238,7 @@ export class IoQueue {
       Number(prp2 >> 32n),
       lba % TWO32,
       Math.floor(lba / TWO32),
-      blocks - 1,
+      ((blocks - 1) | cdw12Flags) >>> 0,
       0,
     );
   }

@@ -79,6 +79,7 @@ export class SandboxBlockClient implements Pollable {
   /** What the device does besides read, write and flush (the container's CAPS, fixed at the first READY). */
   canDiscard = false;
   canWriteZeroes = false;
+  canFua = false;
   private caps = -1;
   completed = 0;
   errors = 0;
@@ -153,6 +154,7 @@ export class SandboxBlockClient implements Pollable {
     this.caps = caps;
     this.canDiscard = (caps & BlockCap.DISCARD) !== 0;
     this.canWriteZeroes = (caps & BlockCap.WRITE_ZEROES) !== 0;
+    this.canFua = (caps & BlockCap.FUA) !== 0;
     this.blockSize = bs;
     this.blockCount = count;
     this.link = link;
@@ -236,8 +238,15 @@ export class SandboxBlockClient implements Pollable {
     return Promise.all(parts).then(() => undefined);
   }
 
-  /** Write `data` (whole blocks) at `lba`; the client keeps `data` until the write completes (replay). */
-  write(lba: number, data: Uint8Array): Promise<void> {
+  /**
+   * Write `data` (whole blocks) at `lba`; the client keeps `data` until the write completes (replay).
+   * `fua`: durable when it completes (Force Unit Access; the device must offer it: `canFua`).
+   */
+  write(lba: number, data: Uint8Array, fua = false): Promise<void> {
+    if (fua && !this.canFua) {
+      return Promise.reject(new DmaboxError('ERR_SANDBOX_UNSUPPORTED', 'a FUA write: the sandboxed device does not offer it', { fix: 'check canFua first, or follow the write with a flush' }));
+    }
+    const flags = fua ? BlockFlag.FUA : 0;
     if (this.blockSize === 0) return Promise.reject(this.notReady());
     if (data.length === 0 || data.length % this.blockSize !== 0) {
       return Promise.reject(new DmaboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, { fix: 'pad the data to the block size' }));
@@ -249,11 +258,11 @@ export class SandboxBlockClient implements Pollable {
       return Promise.reject(e);
     }
     const per = this.geometry.slotBytes / this.blockSize;
-    if (blocks <= per) return this.submit(BlockOp.WRITE, lba, blocks, data);
+    if (blocks <= per) return this.submit(BlockOp.WRITE, lba, blocks, data, flags);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < blocks; done += per) {
       const n = Math.min(per, blocks - done);
-      parts.push(this.submit(BlockOp.WRITE, lba + done, n, data.subarray(done * this.blockSize, (done + n) * this.blockSize)));
+      parts.push(this.submit(BlockOp.WRITE, lba + done, n, data.subarray(done * this.blockSize, (done + n) * this.blockSize), flags));
     }
     return Promise.all(parts).then(() => undefined);
   }

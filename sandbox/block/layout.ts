@@ -22,7 +22,8 @@
  *
  * SQ entry (32 bytes at 64 + 32 i): `u32 tag, u32 gen, u32 op, u32 blocks, u32 lbaLo, u32 lbaHi,
  * u32 flags, 0`. `flags` is 0 but for WRITE_ZEROES, where `BlockFlag.NO_HOLE` asks for allocated
- * zeroes (no deallocation). DISCARD and WRITE_ZEROES carry no data, so their `blocks` is bounded by
+ * zeroes (no deallocation), and WRITE, where `BlockFlag.FUA` asks for the data to be durable when
+ * the request completes (only when CAPS offers it). DISCARD and WRITE_ZEROES carry no data, so their `blocks` is bounded by
  * the device, not by the slot; they are posted only when CAPS offers them.
  * CQ entry (16 bytes after the SQ): `u32 tag, u32 gen, u32 status, 0`. `gen` changes each time a
  * tag is reused, so a stale or forged completion cannot settle a newer request.
@@ -70,13 +71,17 @@ export const enum BlockOp {
 export const enum BlockCap {
   DISCARD = 1,
   WRITE_ZEROES = 2,
+  /** WRITE honours BlockFlag.FUA (NVMe: the FUA bit of Write, §6.15). */
+  FUA = 4,
 }
-export const BLOCK_CAPS_KNOWN = 3;
+export const BLOCK_CAPS_KNOWN = 7;
 
 /** SQ entry flags. */
 export const enum BlockFlag {
   /** WRITE_ZEROES: the zeroed blocks must stay allocated. */
   NO_HOLE = 1,
+  /** WRITE: durable when completed (Force Unit Access), offered in CAPS. */
+  FUA = 2,
 }
 
 export const enum BlockStatus {

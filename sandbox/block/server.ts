@@ -21,8 +21,10 @@ export interface DirectBlockDevice {
   readonly blockCount: number;
   /** Read `blocks` at `lba` into tag `tag`'s read buffer. */
   read(tag: number, lba: number, blocks: number): Promise<void>;
-  /** Write `blocks` at `lba` from tag `tag`'s write buffer. */
-  write(tag: number, lba: number, blocks: number): Promise<void>;
+  /** Write `blocks` at `lba` from tag `tag`'s write buffer; `fua` only when `fua` is offered. */
+  write(tag: number, lba: number, blocks: number, fua: boolean): Promise<void>;
+  /** Writes can be Force Unit Access (published in CAPS). */
+  readonly fua?: boolean;
   flush(): Promise<void>;
   /** Deallocate `blocks` at `lba` (offered in CAPS when present). */
   discard?(lba: number, blocks: number): Promise<void>;
@@ -81,7 +83,7 @@ export class BlockServer {
     this.u32[B.BLOCK_SIZE] = dev.blockSize;
     this.u32[B.BLOCKS_LO] = dev.blockCount >>> 0;
     this.u32[B.BLOCKS_HI] = Math.floor(dev.blockCount / 0x1_0000_0000);
-    this.u32[B.CAPS] = (dev.discard ? BlockCap.DISCARD : 0) | (dev.writeZeroes ? BlockCap.WRITE_ZEROES : 0);
+    this.u32[B.CAPS] = (dev.discard ? BlockCap.DISCARD : 0) | (dev.writeZeroes ? BlockCap.WRITE_ZEROES : 0) | (dev.fua ? BlockCap.FUA : 0);
     this.poller = this.sys.poll(this.requestFd, () => {
       this.sys.eventfdRead(this.requestFd);
       this.take();
@@ -166,7 +168,7 @@ export class BlockServer {
       setImmediate(this.pollTurnBound);
     }
     const p = op === BlockOp.READ ? dev.read(tag, lba, blocks)
-      : op === BlockOp.WRITE ? dev.write(tag, lba, blocks)
+      : op === BlockOp.WRITE ? dev.write(tag, lba, blocks, dev.fua === true && (flags & BlockFlag.FUA) !== 0)
         : op === BlockOp.DISCARD ? dev.discard!(lba, blocks)
           : op === BlockOp.WRITE_ZEROES ? dev.writeZeroes!(lba, blocks, (flags & BlockFlag.NO_HOLE) !== 0)
             : dev.flush();

@@ -7,7 +7,7 @@
  * and resets are the controller's (the same plumbing as Namespace).
  */
 import { DEVICE_READS, type DmaAllocator } from '../../drivers/platform.js';
-import { NvmOpcode } from '../../drivers/nvme/commands.js';
+import { NvmOpcode, RW_FUA } from '../../drivers/nvme/commands.js';
 import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../drivers/nvme/identify.js';
 import { STATUS_ABANDONED, STATUS_TIMED_OUT, NvmeStatusError, type IoQueue, type NvmeController, type Namespace } from '../../drivers/nvme/index.js';
 import type { DataAreas, RingGeometry } from '../block/layout.js';
@@ -50,8 +50,11 @@ export class NvmeDirect implements DirectBlockDevice {
     return this.transfer(NvmOpcode.READ, this.area.read, 2 * tag, tag, lba, blocks);
   }
 
-  write(tag: number, lba: number, blocks: number): Promise<void> {
-    return this.transfer(NvmOpcode.WRITE, this.area.write, 2 * tag + 1, tag, lba, blocks);
+  /** Every NVM Write takes FUA (NVMe 1.4 §6.15, CDW12 bit 30). */
+  readonly fua = true;
+
+  write(tag: number, lba: number, blocks: number, fua: boolean): Promise<void> {
+    return this.transfer(NvmOpcode.WRITE, this.area.write, 2 * tag + 1, tag, lba, blocks, fua ? RW_FUA : 0);
   }
 
   flush(): Promise<void> {
@@ -63,7 +66,7 @@ export class NvmeDirect implements DirectBlockDevice {
   /** Write Zeroes (§6.16), deallocating unless `noHole`, when ONCS offers it; undefined otherwise. */
   readonly writeZeroes: ((lba: number, blocks: number, noHole: boolean) => Promise<void>) | undefined;
 
-  private transfer(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, area: number, listPage: number, tag: number, lba: number, blocks: number): Promise<void> {
+  private transfer(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, area: number, listPage: number, tag: number, lba: number, blocks: number, flags = 0): Promise<void> {
     const bs = this.blockSize, per = this.chunkBytes / bs;
     const base = area + tag * this.g.slotBytes;
     const parts: Promise<void>[] = [];
@@ -73,27 +76,27 @@ export class NvmeDirect implements DirectBlockDevice {
       const pages = Math.ceil((n * bs) / PAGE);
       const prp1 = base + off;
       const prp2 = pages === 1 ? 0 : pages === 2 ? prp1 + PAGE : this.listBase + listPage * PAGE + 8 * (off / PAGE);
-      parts.push(this.submit(opcode, lba + done, n, prp1, prp2));
+      parts.push(this.submit(opcode, lba + done, n, prp1, prp2, flags));
     }
     return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => undefined);
   }
 
-  private submit(opcode: number, lba: number, blocks: number, prp1: number, prp2: number): Promise<void> {
+  private submit(opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
     const ctrl = this.ctrl;
     const q = ctrl.pickQueue(); // undefined unless the controller is ready
     const slot = q ? q.acquire() : -1;
     // The common case, a free slot now: one Promise, no async frame.
-    if (q && slot >= 0) return this.post(q, slot, opcode, lba, blocks, prp1, prp2);
-    return this.submitWhenFree(opcode, lba, blocks, prp1, prp2);
+    if (q && slot >= 0) return this.post(q, slot, opcode, lba, blocks, prp1, prp2, flags);
+    return this.submitWhenFree(opcode, lba, blocks, prp1, prp2, flags);
   }
 
-  private async submitWhenFree(opcode: number, lba: number, blocks: number, prp1: number, prp2: number): Promise<void> {
+  private async submitWhenFree(opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
     const ctrl = this.ctrl;
     for (;;) {
       ctrl.assertUsable(this.what(opcode, lba, blocks));
       const q = ctrl.pickQueue();
       const slot = q ? q.acquire() : -1;
-      if (q && slot >= 0) return this.post(q, slot, opcode, lba, blocks, prp1, prp2);
+      if (q && slot >= 0) return this.post(q, slot, opcode, lba, blocks, prp1, prp2, flags);
       await ctrl.waitForSlot();
     }
   }
@@ -102,7 +105,7 @@ export class NvmeDirect implements DirectBlockDevice {
     return `${opcode === NvmOpcode.READ ? 'read' : 'write'} of ${blocks} blocks at LBA ${lba}`;
   }
 
-  private post(q: IoQueue, slot: number, opcode: number, lba: number, blocks: number, prp1: number, prp2: number): Promise<void> {
+  private post(q: IoQueue, slot: number, opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
     const ctrl = this.ctrl;
     return new Promise<void>((resolve, reject) => {
       try {
@@ -111,7 +114,7 @@ export class NvmeDirect implements DirectBlockDevice {
           else if (status === STATUS_ABANDONED) reject(ctrl.abandonError(this.what(opcode, lba, blocks)));
           else if (status === STATUS_TIMED_OUT) reject(ctrl.abortedError(this.what(opcode, lba, blocks)));
           else reject(new NvmeStatusError(`namespace ${this.ns.nsid}: ${this.what(opcode, lba, blocks)}`, status));
-        });
+        }, flags);
       } catch (e) {
         q.release(slot);
         throw e;

@@ -99,7 +99,7 @@ export class SimNvme implements DeviceModel {
   readonly namespaces: SimNamespace[] = [];
   readonly maxTransfer: number;
   /** Counters for tests and benchmarks. */
-  readonly stats = { commands: 0, adminCommands: 0, dataTransferErrors: 0, badDoorbells: 0, cqOverflows: 0, interrupts: 0, fatal: 0 };
+  readonly stats = { commands: 0, adminCommands: 0, dataTransferErrors: 0, badDoorbells: 0, cqOverflows: 0, interrupts: 0, fatal: 0, fuaWrites: 0 };
   /** The last reason the controller refused to become ready or went fatal. */
   lastError = '';
 

@@ -28,9 +28,9 @@ export class NvmEngine {
   private readonly scratch: Uint8Array;
   private readonly dsm = new Uint8Array(DSM_RANGE.SIZE * DSM_RANGE.MAX_RANGES);
   private readonly dsmView = new DataView(this.dsm.buffer);
-  private readonly stats: { dataTransferErrors: number };
+  private readonly stats: { dataTransferErrors: number; fuaWrites: number };
 
-  constructor(dma: DeviceDma, prp: PrpWalker, ns: SimNamespace[], maxTransfer: number, copyData: boolean, stats: { dataTransferErrors: number }) {
+  constructor(dma: DeviceDma, prp: PrpWalker, ns: SimNamespace[], maxTransfer: number, copyData: boolean, stats: { dataTransferErrors: number; fuaWrites: number }) {
     this.dma = dma;
     this.prp = prp;
     this.ns = ns;
@@ -60,6 +60,9 @@ export class NvmEngine {
     }
     const bytes = nlb << ns.blockShift;
     if (bytes > this.maxTransfer) return INVALID_FIELD; // beyond MDTS (§5.15.2.2)
+    // FUA (CDW12 bit 30, §6.15): the model has no volatile cache to bypass (Flush is a no-op), so
+    // a completed write is durable anyway; counted, so tests can see what the driver asked for.
+    if (opc === NvmOpcode.WRITE && (d[12]! & 0x4000_0000) !== 0) this.stats.fuaWrites++;
     if (!this.copyData) return 0;
     const r = this.prp.walk(d[6]! + d[7]! * TWO32, d[8]! + d[9]! * TWO32, bytes);
     if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;

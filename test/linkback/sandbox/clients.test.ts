@@ -1,7 +1,7 @@
 /**
  * The sandboxed NVMe driver (a real container process, the simulated controller in the manager)
  * exported over NBD through linkback/service.ts, against real clients: nbdinfo, nbdcopy, qemu-img,
- * qemu-io (trim, write zeroes), and fio's nbd engine verifying crc32c at queue depth 16 while the test SIGKILLs the driver
+ * qemu-io (FUA writes, trim, write zeroes), and fio's nbd engine verifying crc32c at queue depth 16 while the test SIGKILLs the driver
  * container three times: the clients see no error, the supervisor counts 3 restarts.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -47,7 +47,7 @@ t('nbdinfo describes the sandboxed export: size, block sizes, what the ring can 
   assert.is(e['export-size'], 128 * MiB);
   assert.is(e['is_read_only'], false);
   assert.is(e['can_flush'], true);
-  assert.is(e['can_fua'], true, 'FUA served as write + flush');
+  assert.is(e['can_fua'], true, 'FUA: the NVMe Write FUA bit, through the ring');
   assert.is(e['can_trim'], true, 'the simulated controller offers Dataset Management (ONCS bit 2)');
   assert.is(e['can_zero'], true, 'and Write Zeroes (ONCS bit 3)');
   assert.is(e['can_multi_conn'], true);
@@ -80,11 +80,14 @@ t('nbdcopy: 64 MiB of random data in and back out unchanged; qemu-img compare ag
   assert.ok(st.exports['disk']!.bytesWritten >= 64 * MiB);
 });
 
-t('qemu-io: trim and write zeroes reach the sandboxed controller; the ranges read back as zeroes', async () => {
+t('qemu-io: FUA writes, trim and write zeroes reach the sandboxed controller; the ranges read back as zeroes', async () => {
   // In the half nbdcopy left unwritten, then written here: 100 MiB + 64 KiB and 110 MiB + 1 MiB.
   const at = 100 * MiB, zat = 110 * MiB;
   const io = (...cmds: string[]) => must('qemu-io', ['-f', 'raw', uri, ...cmds.flatMap((c) => ['-c', c])]);
-  await io(`write -P 0x5a ${at} 64k`, `write -P 0xa5 ${zat} 1M`, 'flush');
+  const fua0 = sandbox.sim!.nvme!.stats.fuaWrites;
+  await io(`write -P 0x5a ${at} 64k`, `write -f -P 0xa5 ${zat} 1M`, 'flush');
+  // 1 MiB with FUA: the slot size splits it into 64 KiB ring requests, each an NVMe Write with FUA.
+  assert.ok(sandbox.sim!.nvme!.stats.fuaWrites - fua0 >= 16, `FUA writes seen by the controller: ${sandbox.sim!.nvme!.stats.fuaWrites - fua0}`);
   await io(`read -P 0x5a ${at} 64k`, `read -P 0xa5 ${zat} 1M`);
   const st0 = (service.linkbacks[0]!.status() as { exports: Record<string, { trims: number; writeZeroes: number; deviceErrors: number }> }).exports['disk']!;
   await io(`discard ${at} 64k`, `write -z ${zat} 512k`, `write -z -u ${zat + 512 * 1024} 512k`);

@@ -98,7 +98,13 @@ test('reads and writes across slots; alignment, range and read-only errors by ki
 
 /** A device that also deallocates and zeroes, as an NVMe namespace with ONCS bits 2 and 3 does. */
 class TrimDevice extends MemDevice {
+  readonly fua = true;
+  fuaWrites = 0;
   zeroed: { lba: number; blocks: number; noHole: boolean }[] = [];
+  override async write(tag: number, lba: number, blocks: number, fua?: boolean): Promise<void> {
+    if (fua) this.fuaWrites++;
+    return super.write(tag, lba, blocks);
+  }
   async discard(lba: number, blocks: number): Promise<void> { this.store.fill(0, lba * BS, (lba + blocks) * BS); }
   async writeZeroes(lba: number, blocks: number, noHole: boolean): Promise<void> {
     this.zeroed.push({ lba, blocks, noHole });
@@ -127,7 +133,12 @@ test('trim and write zeroes through the ring when the container offers them; ran
     attach(dev);
     assert.ok(client.canDiscard && client.canWriteZeroes);
     const d = new SandboxBlockDevice(client);
-    assert.equal({ ...d.capabilities }, { flush: true, fua: false, trim: true, writeZeroes: true, multiConn: true });
+    assert.equal({ ...d.capabilities }, { flush: true, fua: true, trim: true, writeZeroes: true, multiConn: true });
+    // FUA goes through the ring as a flag of the write, kept for every slot-sized piece.
+    await d.write(0, bytes(BS * 40, 4), true);
+    assert.is(dev.fuaWrites, 3, '40 blocks in three 16-block pieces, each FUA');
+    await d.write(0, bytes(BS, 5), false);
+    assert.is(dev.fuaWrites, 3);
     dev.store.fill(0xaa);
     // 100 blocks: far more than one 8 KiB slot, and no data crosses the ring.
     await d.trim(BS * 10, BS * 100, false);
