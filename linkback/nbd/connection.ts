@@ -398,7 +398,7 @@ export class NbdConnection implements HandshakeContext {
         st.reads++;
         const err = (flags & ~fuaOk) !== 0 || length > exp.maxPayload || !inRange || !aligned ? NBD_EINVAL : 0;
         if (err) return this.early(s, err);
-        const b = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE + length);
+        const b = this.replies.replyBuffer(length);
         s.data = b;
         this.submit(s, exp.device.read(offset, b.subarray(SIMPLE_REPLY_SIZE)));
         return this.next();

@@ -12,6 +12,9 @@ import type { Socket } from 'node:net';
 import { NBD_SIMPLE_REPLY_MAGIC, SIMPLE_REPLY_SIZE } from './protocol.js';
 
 const BATCH_BYTES = SIMPLE_REPLY_SIZE * 256;
+/** Read-reply buffers kept for reuse: up to this many bytes per connection, of at most MAX_POOLED each. */
+const POOL_BYTES = 1 << 20;
+const MAX_POOLED = SIMPLE_REPLY_SIZE + (128 << 10);
 
 export class ReplyWriter {
   private cur: Buffer;
@@ -24,6 +27,14 @@ export class ReplyWriter {
   private readonly writtenBound = (): void => {
     const b = this.sent.shift();
     if (b && this.free.length < 4) this.free.push(b);
+  };
+  /** Read replies handed to the socket, in order; each goes back to `pool` once written. */
+  private readonly dataSent: Buffer[] = [];
+  private readonly pool = new Map<number, Buffer[]>();
+  private pooledBytes = 0;
+  private readonly dataWrittenBound = (err?: Error | null): void => {
+    const b = this.dataSent.shift();
+    if (b && !err) this.recycle(b);
   };
 
   constructor(private readonly socket: Socket) {
@@ -47,9 +58,33 @@ export class ReplyWriter {
   }
 
   /**
-   * Send a complete message that carries data (a read reply). The socket is corked until the end of
-   * this event-loop turn, so the data replies and the batched simple replies of one turn leave in a
-   * single writev(2).
+   * A buffer for a read reply of `length` data bytes (16-byte header in front): a reused one when a
+   * reply of that size was written before, so a steady stream of reads allocates nothing. It is
+   * the caller's until passed to `data()`, which takes it back once the socket has written it.
+   */
+  replyBuffer(length: number): Buffer {
+    const n = SIMPLE_REPLY_SIZE + length;
+    const b = this.pool.get(n)?.pop();
+    if (b !== undefined) {
+      this.pooledBytes -= n;
+      return b;
+    }
+    return Buffer.allocUnsafe(n);
+  }
+
+  private recycle(b: Buffer): void {
+    if (b.length > MAX_POOLED || this.pooledBytes + b.length > POOL_BYTES) return;
+    let free = this.pool.get(b.length);
+    if (free === undefined) this.pool.set(b.length, (free = []));
+    free.push(b);
+    this.pooledBytes += b.length;
+  }
+
+  /**
+   * Send a complete message that carries data (a read reply from `replyBuffer`). The socket is
+   * corked until the end of this event-loop turn, so the data replies and the batched simple replies
+   * of one turn leave in a single writev(2). Writes complete in order, so a FIFO knows which buffer
+   * a completion is for; a buffer is reused only after the socket says it was written.
    */
   data(message: Buffer): void {
     const s = this.socket;
@@ -58,7 +93,8 @@ export class ReplyWriter {
       this.corked = true;
       s.cork();
     }
-    s.write(message);
+    this.dataSent.push(message);
+    s.write(message, this.dataWrittenBound);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flushBound);

@@ -96,6 +96,33 @@ t('pipelined requests: all reach the device before any completes; replies follow
   c.destroy();
 });
 
+t('4000 pipelined reads of distinct blocks through reused reply buffers: every one right', async () => {
+  const c = await RawClient.connect(sock);
+  await c.open('mem');
+  const blocks = 64;
+  for (let b = 0; b < blocks; b++) assert.is(await c.writeAt(b, 8 * MiB + b * 4096, pattern(4096, 100 + b)), 0);
+  // Several rounds of 32 reads in flight, each round sent in one go, replies checked by handle
+  // (reply-writer.test.ts checks the reuse rule itself with a socket that holds its writes).
+  let handle = 1000, wrong = 0, n = 0;
+  for (let round = 0; round < 125; round++) {
+    const want = new Map<number, number>();
+    for (let i = 0; i < 32; i++) {
+      const b = (round * 7 + i * 13) % blocks;
+      want.set(handle, b);
+      c.request(P.NBD_CMD_READ, handle++, 8 * MiB + b * 4096, 4096);
+    }
+    for (let i = 0; i < 32; i++) {
+      const r = await c.reply(() => 4096);
+      assert.is(r.error, 0);
+      if (!r.data.equals(pattern(4096, 100 + want.get(r.handle)!))) wrong++;
+      n++;
+    }
+  }
+  assert.is(n, 4000);
+  assert.is(wrong, 0);
+  c.destroy();
+});
+
 t('a write is acknowledged only after the device completes it', async () => {
   gated.gate = true;
   const c = await RawClient.connect(sock);
