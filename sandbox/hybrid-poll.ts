@@ -3,20 +3,22 @@
  * completions, and for a simulated device its register mailbox, where the driver's doorbells
  * arrive): while requests are in flight, and for an idle window after the last one, the manager
  * looks at the queues on every event-loop turn instead of sleeping until the container kicks an
- * eventfd; the window restarts with every request posted and every entry found, so polling lasts
- * while work flows and stops `idleMs` after it stopped (also when requests stay in flight: a slow
- * or hung container costs no more than the window; its kicks, or hang detection, take over); the queues' POLLED words tell the container to leave those kicks out. This is NAPI
- * busy-polling or SPDK's poller in the event loop's terms: no wake-up per batch (on the 2-core VM
- * of bench/RESULTS.md a sleeping process takes ~50 us to wake, more than a request's work) and no
- * eventfd write per completion, for CPU spent looking while the client is active. After the window
- * the manager sleeps as before, so an idle sandbox costs nothing.
+ * eventfd; the queues' POLLED words tell the container to leave those kicks out. The window
+ * restarts with every request posted and every entry found, so polling lasts while work flows and
+ * stops `idleMs` after it stopped, also when requests stay in flight: a slow or hung container
+ * costs no more than the window, then its kicks, or hang detection, take over.
+ *
+ * This is NAPI busy-polling or SPDK's poller in the event loop's terms: no wake-up per batch (on
+ * the 2-core VM of bench/RESULTS.md a sleeping process takes ~50 us to wake, more than a request's
+ * work) and no eventfd write per completion, for CPU spent looking while a client is active. After
+ * the window the manager sleeps as before, so an idle sandbox costs nothing.
  *
  * Each turn goes through `setImmediate`, so sockets and timers are served between looks (libuv
  * polls them with a zero timeout while an immediate is pending). A turn that found nothing yields
- * the CPU: the manager and a polling container put on one CPU by the scheduler would otherwise
- * each spin out a time slice waiting for the other (measured: ~3k instead of ~50k IOPS over NBD). Ending a polling period is the
- * protocol of sandbox/block/layout.ts ("Polling"): POLLED words to 0, a full fence, one more look;
- * if that found work, polling goes on.
+ * the CPU: the manager and a polling container put on one CPU by the scheduler would otherwise each
+ * spin out a time slice waiting for the other (measured: ~3k instead of ~50k IOPS over NBD).
+ * Ending a polling period is the protocol of sandbox/block/layout.ts ("Polling"): POLLED words to
+ * 0, a full fence, one more look; if that found work, polling goes on.
  */
 import { fence } from './block/fence.js';
 
