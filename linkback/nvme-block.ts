@@ -5,8 +5,8 @@
  *
  * - flush: VWC.present (NVMe 1.4 §5.15.2.2, Identify Controller byte 525 bit 0). Without a
  *   volatile write cache a completed write is already durable, so nothing is advertised.
- * - fua: false. The namespace API has no FUA bit yet; the NBD server then follows a FUA write with a
- *   Flush (correct, one more command). With a `fua` option on Namespace.write this becomes exact.
+ * - fua: true. Every NVM Write takes the FUA bit (NVMe 1.4 §6.15, CDW12 bit 30): a FUA write is one
+ *   command, durable past a volatile cache when it completes.
  * - trim: ONCS bit 2, Dataset Management (§6.7, deallocate); writeZeroes: ONCS bit 3 (§6.16), with
  *   DEAC set unless the client asked for no holes.
  * - multiConn: true. Every connection reaches the same controller, whose cache (if any) is shared
@@ -67,7 +67,7 @@ export class NvmeBlockDevice implements BlockDevice {
     const id = controller.identify;
     this.capabilities = Object.freeze({
       flush: (id.vwc & 1) !== 0,
-      fua: false,
+      fua: true,
       trim: (id.oncs & ONCS_DSM) !== 0,
       writeZeroes: (id.oncs & ONCS_WRITE_ZEROES) !== 0,
       multiConn: true,
@@ -85,12 +85,12 @@ export class NvmeBlockDevice implements BlockDevice {
     }
   }
 
-  async write(offset: number, data: Uint8Array, _fua: boolean): Promise<void> {
+  async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     if (this.readOnly) throw new BlockDeviceError('EPERM', `NVMe namespace ${this.ns.nsid} is served read-only`);
     if (data.length === 0) return;
     const [lba] = this.lbas('write', offset, data.length);
     try {
-      await this.ns.write(lba, data);
+      await this.ns.write(lba, data, { fua });
     } catch (e) {
       throw wrap(`write of ${data.length} bytes at ${offset}`, e);
     }

@@ -161,8 +161,9 @@ export class IoQueue {
   }
 
   /** Write `blocks` blocks at `lba` from the slot's write buffer at byte `offset`. */
-  write(slot: number, nsid: number, lba: number, blocks: number, blockShift: number, offset: number, done: SlotHandler): void {
-    this.rw(slot, NvmOpcode.WRITE, nsid, lba, blocks, blockShift, offset, done, this.writeIova, this.writeList);
+  /** `fua`: Force Unit Access (CDW12 bit 30, §6.15): durable when it completes, past any volatile cache. */
+  write(slot: number, nsid: number, lba: number, blocks: number, blockShift: number, offset: number, done: SlotHandler, fua = false): void {
+    this.rw(slot, NvmOpcode.WRITE, nsid, lba, blocks, blockShift, offset, done, this.writeIova, this.writeList, fua ? RW_FUA : 0);
   }
 
   /** Flush (§6.8): commit the volatile write cache of the namespace. */
@@ -305,6 +306,7 @@ export class IoQueue {
     done: SlotHandler,
     bufIova: Float64Array,
     lists: Float64Array,
+    cdw12Flags = 0,
   ): void {
     checkNlb(blocks);
     const bytes = blocks << blockShift;
@@ -332,7 +334,7 @@ export class IoQueue {
       hi32(p2),
       lba >>> 0,
       hi32(lba),
-      blocks - 1,
+      ((blocks - 1) | cdw12Flags) >>> 0,
       0,
     );
   }

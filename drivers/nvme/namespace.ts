@@ -65,8 +65,8 @@ export class Namespace {
     return out;
   }
 
-  /** Write `data` (a whole number of blocks) at `lba`. */
-  async write(lba: number, data: Uint8Array, options: { bufferOffset?: number } = {}): Promise<void> {
+  /** Write `data` (a whole number of blocks) at `lba`; `fua`: each command with Force Unit Access (§6.15). */
+  async write(lba: number, data: Uint8Array, options: { bufferOffset?: number; fua?: boolean } = {}): Promise<void> {
     if (data.length === 0 || data.length % this.blockSize !== 0) {
       throw new NvmeArgumentError(`write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, 'pad the data to the block size');
     }
@@ -80,7 +80,7 @@ export class Namespace {
       parts.push(
         this.io(`write of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => {
           q.writeData(slot).set(data.subarray(done << this.blockShift, (done + n) << this.blockShift), off);
-          q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h);
+          q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h, options.fua === true);
         }),
       );
     }

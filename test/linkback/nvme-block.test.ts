@@ -35,9 +35,12 @@ function run(cmd: string, args: string[]): Promise<{ code: number; out: string }
   });
 }
 
+let model: SimNvme;
+
 t.before(async () => {
   const machine = new SimMachine();
-  machine.attach(new SimNvme({ serial: 'nbd0', namespaces: [{ blocks: (32 * MiB) / 512 }] }), { address: '0000:00:01.0', workMode: 'deferred' });
+  model = new SimNvme({ serial: 'nbd0', namespaces: [{ blocks: (32 * MiB) / 512 }] });
+  machine.attach(model, { address: '0000:00:01.0', workMode: 'deferred' });
   platform = machine.platform('0000:00:01.0');
   ctrl = await NvmeController.open(platform, { queues: 2 });
   dev = new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!);
@@ -55,11 +58,11 @@ t.after(async () => {
 t('the device reports the namespace geometry and the controller\'s capabilities', async () => {
   assert.is(dev.size, 32 * MiB);
   assert.is(dev.blockSize, 512);
-  assert.equal({ ...dev.capabilities }, { flush: true, fua: false, trim: true, writeZeroes: true, multiConn: true });
+  assert.equal({ ...dev.capabilities }, { flush: true, fua: true, trim: true, writeZeroes: true, multiConn: true });
   const info = JSON.parse((await run('nbdinfo', ['--json', `nbd+unix:///nvme0?socket=${sock}`])).out) as { exports: Record<string, unknown>[] };
   const e = info.exports[0]!;
   assert.is(e['export-size'], 32 * MiB);
-  assert.is(e['can_fua'], true, 'FUA advertised, served by a flush after the write');
+  assert.is(e['can_fua'], true, 'FUA advertised: the Write command\'s FUA bit');
   assert.is(e['can_trim'], true);
   assert.is(e['can_zero'], true);
 });
@@ -83,6 +86,15 @@ t('fio verify at queue depth 16 through the driver', async () => {
   const r = await run('fio', ['--name=nvme', '--ioengine=nbd', '--verify_state_save=0', `--uri=nbd+unix:///nvme0?socket=${sock}`, '--rw=randwrite', '--bs=4k',
     '--iodepth=16', '--size=8M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1']);
   assert.is(r.code, 0, r.out);
+});
+
+t('a FUA write is NVMe Writes with the FUA bit; a plain one is not', async () => {
+  const before = model.stats.fuaWrites;
+  await dev.write(0, new Uint8Array(8192).fill(3), true);
+  const fua = model.stats.fuaWrites - before;
+  assert.ok(fua >= 1, 'the FUA write reached the controller with FUA set');
+  await dev.write(0, new Uint8Array(8192).fill(4), false);
+  assert.is(model.stats.fuaWrites - before, fua);
 });
 
 t('trim and write-zeroes reach the namespace', async () => {
