@@ -8,20 +8,13 @@
  * check; (6) E1000e.open on the container's Platform, then the ring server; (7) READY, heartbeats
  * carrying the frames moved. SHUTDOWN stops the server, closes the driver and exits.
  */
-import { closeSync, openSync } from 'node:fs';
-import { Socket } from 'node:net';
-import { defaultSys, Device, MAP_SHARED, PROT_READ, PROT_WRITE } from 'vfio-bindings';
-import type { Platform } from '../../drivers/platform.js';
+import { defaultSys } from 'vfio-bindings';
 import type { E1000e } from '../../drivers/e1000e/device.js';
-import { GuestEndpoint, LogLevel, type HelloResult } from '../hypercall/index.js';
-import { confine } from '../seccomp/confine.js';
+import { LogLevel, type GuestEndpoint } from '../hypercall/index.js';
 import { mapShared } from '../shm.js';
-import { GuestMailbox } from '../sim-bar/guest.js';
 import { NicServer } from '../net/server.js';
 import type { ContainerBoot } from './boot.js';
-import { GrantAllocator, type Grant } from './dma.js';
-import { ContainerPlatform } from './platform.js';
-import { VfioContainerPlatform } from './vfio-platform.js';
+import { confineChecked, devicePlatform, grantAllocator, mapGrants, msixFds, openEndpoint, startFailed } from './bootstrap.js';
 
 /** The attachments the manager announced (incarnation.ts). */
 type BootWithAttachments = ContainerBoot & { attachments?: Record<string, { fdSlot: number; fds: number; bytes: number }> };
@@ -39,63 +32,27 @@ export interface RunningNicContainer {
 
 export function runNicContainer(boot: BootWithAttachments, afterReady?: (c: RunningNicContainer) => void): void {
   const sys = defaultSys();
-  const sock = new Socket({ fd: boot.fds.hypercall, readable: true, writable: true });
   let server: NicServer | undefined;
   let closeDriver: (() => Promise<void>) | undefined;
-
-  const guest = new GuestEndpoint(sock, {
-    name: boot.driver.name,
-    timeoutMs: 10_000,
-    handler: {
-      shutdown: async () => {
-        await server?.stop();
-        await closeDriver?.();
-        setImmediate(() => process.exit(0));
-      },
-      quiesce: async () => {
-        await server?.stop();
-        return 0;
-      },
+  const { guest, log } = openEndpoint(boot, () => ({
+    quiesce: async () => {
+      await server?.stop();
+      return 0;
     },
-    onViolation: (e) => {
-      if (e.decision === 'kill') {
-        process.stderr.write(`container ${boot.name}: hypercall channel lost (${e.code}): exiting\n`);
-        process.exit(3);
-      }
+    shutdown: async () => {
+      await server?.stop();
+      await closeDriver?.();
     },
-  });
-
-  const log = (level: LogLevel, text: string): void => {
-    try { guest.log(level, text); } catch { process.stderr.write(`${text}\n`); }
-  };
+  }));
 
   async function start(): Promise<void> {
-    const session: HelloResult = await guest.hello();
-    // (2) the windows, each from its inherited memfd; the MSI-X eventfds.
-    const grants: Grant[] = [];
-    for (let id = 0; id < session.windowCount; id++) {
-      const m = await guest.mapWindow(id);
-      const length = Number(m.length);
-      const addr = sys.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_SHARED, m.fdSlot, m.offset);
-      grants.push({ id, iova: m.iova, size: length, perm: { read: m.deviceRead, write: m.deviceWrite }, bytes: new Uint8Array(sys.view(addr, length)) });
-    }
-    let irqFds: number[] = [];
-    if (boot.driver.interrupts === 'msix' && boot.irq.msix > 0) {
-      const g = await guest.irqSetup('msix', 1);
-      irqFds = Array.from({ length: g.granted }, (_, i) => g.firstFdSlot + i);
-    }
-    // (3) registers, and the packet rings.
-    const bd = boot.blockData;
-    // The manager reserved the (unused) block ring areas; keep them out of the driver's allocations all the same.
-    const dma = new GrantAllocator(grants, [{ grant: bd.readGrant, bytes: bd.bytes }, { grant: bd.writeGrant, bytes: bd.bytes }]);
-    let platform: Platform;
-    if (boot.device === 'vfio') {
-      platform = new VfioContainerPlatform(`sandbox:${boot.name}`, Device.fromFd(boot.fds.device, { sys, name: boot.name }), dma, sys, irqFds);
-      platform.config.read16(0);
-    } else {
-      const mailbox = new GuestMailbox(sys, mapShared(sys, boot.fds.mailbox, boot.mailboxBytes), boot.fds.mailboxKick, { timeoutMs: boot.registerTimeoutMs });
-      platform = new ContainerPlatform({ name: `sandbox:${boot.name}`, sys, mailbox, bars: boot.bars, irqCounts: boot.irq, irqFds, dma });
-    }
+    // (2) the windows, each from its inherited memfd; the MSI-X eventfd (one vector).
+    const grants = await mapGrants(guest, sys);
+    const irqFds = await msixFds(guest, boot, 1);
+    // (3) registers, and the packet rings. The manager reserved the (unused) block ring areas;
+    // they stay out of the driver's allocations all the same.
+    const dma = grantAllocator(boot, grants);
+    const platform = devicePlatform(boot, sys, dma, irqFds);
     const net = boot.attachments?.net;
     if (!net || net.fds !== 3 || !Number.isInteger(net.fdSlot) || !Number.isInteger(net.bytes)) {
       throw new Error('no packet ring was handed to this container (boot.attachments.net): the manager must make the NIC port before spawning');
@@ -105,17 +62,7 @@ export function runNicContainer(boot: BootWithAttachments, afterReady?: (c: Runn
     // (4) the driver module, loaded before confinement.
     const { E1000e } = await import('../../drivers/e1000e/device.js');
     // (5) confinement, checked.
-    if (boot.seccomp !== 'none') {
-      confine(boot.seccomp, sys);
-      try {
-        closeSync(openSync('/dev/vfio/vfio', 'r'));
-        throw new Error('confinement check failed: /dev/vfio/vfio could be opened after confine()');
-      } catch (e) {
-        const code = (e as { code?: string }).code;
-        if (code !== 'EPERM' && code !== 'EACCES') throw e;
-        log(LogLevel.INFO, `confined (seccomp '${boot.seccomp}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`);
-      }
-    }
+    confineChecked(boot, sys, log);
     // (6) the driver: rings of the policy's depth, twice as many buffers; open with the link down
     // rather than fail (an unplugged simulated cable must not make the container crash-loop).
     // Pools of twice the ring, or what the policy's windows hold (at least a ring's worth for RX).
@@ -150,10 +97,5 @@ export function runNicContainer(boot: BootWithAttachments, afterReady?: (c: Runn
     afterReady?.({ nic, server: s, ring: { u32: ring.u32, bytes: ring.bytes }, notifyFd, guest, log });
   }
 
-  start().catch((e: unknown) => {
-    const err = e as Error & { code?: string };
-    log(LogLevel.ERROR, `start failed: ${err.code ?? ''} ${err.message}`);
-    process.stderr.write(`container ${boot.name}: ${err.stack ?? err.message}\n`);
-    setTimeout(() => process.exit(2), 50);
-  });
+  start().catch(startFailed(boot, log));
 }
