@@ -12,7 +12,7 @@ import type { DmaWindow } from '../platform.js';
 import type { NvmeController } from './controller.js';
 import type { IdentifyNamespace } from './identify.js';
 import type { IoQueue } from './ioqueue.js';
-import { NvmOpcode } from './commands.js';
+import { NvmOpcode, RW_FUA } from './commands.js';
 import { NvmeArgumentError, NvmeStatusError } from './status.js';
 import { STATUS_ABANDONED, STATUS_TIMED_OUT } from './queue.js';
 
@@ -168,6 +168,61 @@ export class Namespace {
       },
     );
     return status;
+  }
+
+  /**
+   * Read or write `blocks` at `lba` with PRPs the caller built (§4.3) over memory of its own that
+   * the device may reach (a DMA window): for data paths that DMA straight into shared buffers (the
+   * sandbox's block ring). One command: at most MDTS (`controller.mdtsBytes`). `fua` sets Force
+   * Unit Access on a write (§6.15). When a slot is free this is one Promise and no async frame.
+   */
+  transferPrps(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, lba: number, blocks: number, prp1: number, prp2: number, fua = false): Promise<void> {
+    try {
+      this.checkRange(opcode === NvmOpcode.READ ? 'read' : 'write', lba, blocks);
+      // The caller's memory, not a slot buffer: bounded by MDTS (and NLB's 16 bits) only.
+      const max = Math.min(0x10000, Math.floor(this.ctrl.mdtsBytes / this.blockSize));
+      if (blocks > max) throw new NvmeArgumentError(`${blocks} blocks in one command: at most ${max} (MDTS)`, 'split the transfer');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const flags = fua && opcode === NvmOpcode.WRITE ? RW_FUA : 0;
+    const q = this.ctrl.pickQueue(); // undefined unless the controller is ready
+    const slot = q ? q.acquire() : -1;
+    if (q && slot >= 0) return this.postPrps(q, slot, opcode, lba, blocks, prp1, prp2, flags);
+    return this.transferPrpsWhenFree(opcode, lba, blocks, prp1, prp2, flags);
+  }
+
+  private async transferPrpsWhenFree(opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
+    const ctrl = this.ctrl;
+    for (;;) {
+      ctrl.assertUsable(this.rwWhat(opcode, lba, blocks));
+      const q = ctrl.pickQueue();
+      const slot = q ? q.acquire() : -1;
+      if (q && slot >= 0) return this.postPrps(q, slot, opcode, lba, blocks, prp1, prp2, flags);
+      await ctrl.waitForSlot();
+    }
+  }
+
+  private rwWhat(opcode: number, lba: number, blocks: number): string {
+    return `${opcode === NvmOpcode.READ ? 'read' : 'write'} of ${blocks} blocks at LBA ${lba}`;
+  }
+
+  private postPrps(q: IoQueue, slot: number, opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
+    const ctrl = this.ctrl;
+    return new Promise<void>((resolve, reject) => {
+      try {
+        q.rwWithPrps(slot, opcode, this.nsid, lba, blocks, BigInt(prp1), BigInt(prp2), (_s, status) => {
+          if (status === 0) resolve();
+          else if (status === STATUS_ABANDONED) reject(ctrl.abandonError(this.rwWhat(opcode, lba, blocks)));
+          else if (status === STATUS_TIMED_OUT) reject(ctrl.abortedError(this.rwWhat(opcode, lba, blocks)));
+          else reject(new NvmeStatusError(`namespace ${this.nsid}: ${this.rwWhat(opcode, lba, blocks)}`, status));
+        }, flags);
+      } catch (e) {
+        q.release(slot);
+        throw e;
+      }
+      ctrl.track();
+    });
   }
 
   private perCommand(offset: number): number {

@@ -3,13 +3,13 @@
  * areas in the DMA windows: each command's PRPs point into the tag's buffer (NVMe 1.4 §4.3), so
  * the device reads write data from, and writes read data into, memory the manager shares; nobody
  * copies in between. Each tag has two PRP lists (one per direction), filled once at start in a
- * device-read-only window, so nothing is built per I/O. Submission, completion, timeouts, aborts
- * and resets are the controller's (the same plumbing as Namespace).
+ * device-read-only window, so nothing is built per I/O. Each command goes through
+ * Namespace.transferPrps: submission, completion, timeouts, aborts and resets are the driver's.
  */
 import { DEVICE_READS, type DmaAllocator } from '../../drivers/platform.js';
-import { NvmOpcode, RW_FUA } from '../../drivers/nvme/commands.js';
+import { NvmOpcode } from '../../drivers/nvme/commands.js';
 import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../drivers/nvme/identify.js';
-import { STATUS_ABANDONED, STATUS_TIMED_OUT, NvmeStatusError, type IoQueue, type NvmeController, type Namespace } from '../../drivers/nvme/index.js';
+import type { NvmeController, Namespace } from '../../drivers/nvme/index.js';
 import type { DataAreas, RingGeometry } from '../block/layout.js';
 import type { DirectBlockDevice } from '../block/server.js';
 
@@ -23,7 +23,7 @@ export class NvmeDirect implements DirectBlockDevice {
   private readonly listBase: number;
   private readonly area: { read: number; write: number };
 
-  constructor(private readonly ctrl: NvmeController, private readonly ns: Namespace, areas: DataAreas<bigint>, private readonly g: RingGeometry, dma: DmaAllocator) {
+  constructor(ctrl: NvmeController, private readonly ns: Namespace, areas: DataAreas<bigint>, private readonly g: RingGeometry, dma: DmaAllocator) {
     this.blockSize = ns.blockSize;
     this.blockCount = ns.blockCount;
     this.chunkBytes = Math.floor(Math.min(ctrl.mdtsBytes, g.slotBytes) / PAGE) * PAGE;
@@ -54,7 +54,7 @@ export class NvmeDirect implements DirectBlockDevice {
   readonly fua = true;
 
   write(tag: number, lba: number, blocks: number, fua: boolean): Promise<void> {
-    return this.transfer(NvmOpcode.WRITE, this.area.write, 2 * tag + 1, tag, lba, blocks, fua ? RW_FUA : 0);
+    return this.transfer(NvmOpcode.WRITE, this.area.write, 2 * tag + 1, tag, lba, blocks, fua);
   }
 
   flush(): Promise<void> {
@@ -66,7 +66,7 @@ export class NvmeDirect implements DirectBlockDevice {
   /** Write Zeroes (§6.16), deallocating unless `noHole`, when ONCS offers it; undefined otherwise. */
   readonly writeZeroes: ((lba: number, blocks: number, noHole: boolean) => Promise<void>) | undefined;
 
-  private transfer(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, area: number, listPage: number, tag: number, lba: number, blocks: number, flags = 0): Promise<void> {
+  private transfer(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, area: number, listPage: number, tag: number, lba: number, blocks: number, fua = false): Promise<void> {
     const bs = this.blockSize, per = this.chunkBytes / bs;
     const base = area + tag * this.g.slotBytes;
     const parts: Promise<void>[] = [];
@@ -76,50 +76,8 @@ export class NvmeDirect implements DirectBlockDevice {
       const pages = Math.ceil((n * bs) / PAGE);
       const prp1 = base + off;
       const prp2 = pages === 1 ? 0 : pages === 2 ? prp1 + PAGE : this.listBase + listPage * PAGE + 8 * (off / PAGE);
-      parts.push(this.submit(opcode, lba + done, n, prp1, prp2, flags));
+      parts.push(this.ns.transferPrps(opcode, lba + done, n, prp1, prp2, fua));
     }
     return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => undefined);
-  }
-
-  private submit(opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
-    const ctrl = this.ctrl;
-    const q = ctrl.pickQueue(); // undefined unless the controller is ready
-    const slot = q ? q.acquire() : -1;
-    // The common case, a free slot now: one Promise, no async frame.
-    if (q && slot >= 0) return this.post(q, slot, opcode, lba, blocks, prp1, prp2, flags);
-    return this.submitWhenFree(opcode, lba, blocks, prp1, prp2, flags);
-  }
-
-  private async submitWhenFree(opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
-    const ctrl = this.ctrl;
-    for (;;) {
-      ctrl.assertUsable(this.what(opcode, lba, blocks));
-      const q = ctrl.pickQueue();
-      const slot = q ? q.acquire() : -1;
-      if (q && slot >= 0) return this.post(q, slot, opcode, lba, blocks, prp1, prp2, flags);
-      await ctrl.waitForSlot();
-    }
-  }
-
-  private what(opcode: number, lba: number, blocks: number): string {
-    return `${opcode === NvmOpcode.READ ? 'read' : 'write'} of ${blocks} blocks at LBA ${lba}`;
-  }
-
-  private post(q: IoQueue, slot: number, opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
-    const ctrl = this.ctrl;
-    return new Promise<void>((resolve, reject) => {
-      try {
-        q.rwWithPrps(slot, opcode, this.ns.nsid, lba, blocks, BigInt(prp1), BigInt(prp2), (_s, status) => {
-          if (status === 0) resolve();
-          else if (status === STATUS_ABANDONED) reject(ctrl.abandonError(this.what(opcode, lba, blocks)));
-          else if (status === STATUS_TIMED_OUT) reject(ctrl.abortedError(this.what(opcode, lba, blocks)));
-          else reject(new NvmeStatusError(`namespace ${this.ns.nsid}: ${this.what(opcode, lba, blocks)}`, status));
-        }, flags);
-      } catch (e) {
-        q.release(slot);
-        throw e;
-      }
-      ctrl.track();
-    });
   }
 }

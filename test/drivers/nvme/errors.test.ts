@@ -184,4 +184,31 @@ test('least privilege: SQs and PRP lists device-read-only, CQs and read data dev
   assert.is(page(q.writeIovaOf(0)) & 3, 1, 'write data: read only');
 });
 
+test('transferPrps: reads and writes with the caller\'s PRPs, FUA on writes only, bounded by MDTS and the namespace', async () => {
+  await open({ mdts: 2 }, { bufferBytes: 4096 }); // MDTS 16 KiB; slot buffers of one page
+  const ns = c.namespaces[0]!;
+  const out = c.platform.dma.alloc(16384, DEVICE_READS);
+  const back = c.platform.dma.alloc(16384, DEVICE_WRITES);
+  const list = c.platform.dma.alloc(4096, DEVICE_READS);
+  for (let k = 1; k < 4; k++) list.view.setBigUint64(8 * (k - 1), out.iova + BigInt(k * 4096), true);
+  const data = pattern(16384, 9);
+  out.bytes.set(data);
+  // 32 blocks, beyond the 4 KiB slot buffers but within MDTS: PRP1 and a PRP list.
+  const fua0 = rig.model.stats.fuaWrites;
+  await ns.transferPrps(NvmOpcode.WRITE, 100, 32, Number(out.iova), Number(list.iova), true);
+  assert.is(rig.model.stats.fuaWrites - fua0, 1, 'the write carried FUA');
+  const list2 = c.platform.dma.alloc(4096, DEVICE_READS);
+  for (let k = 1; k < 4; k++) list2.view.setBigUint64(8 * (k - 1), back.iova + BigInt(k * 4096), true);
+  await ns.transferPrps(NvmOpcode.READ, 100, 32, Number(back.iova), Number(list2.iova), true);
+  assert.equal(back.bytes.subarray(0, 16384), data);
+  assert.is(rig.model.stats.fuaWrites - fua0, 1, 'FUA is for writes only');
+  const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code);
+  assert.is(await code(ns.transferPrps(NvmOpcode.READ, 0, 33, Number(back.iova), Number(list2.iova))), 'ERR_NVME_ARGUMENT', 'more than MDTS in one command');
+  assert.is(await code(ns.transferPrps(NvmOpcode.READ, ns.blockCount - 1, 2, Number(back.iova), 0)), 'ERR_NVME_ARGUMENT', 'past the namespace');
+  // PRPs the device may not use: the IOMMU refuses, the caller gets the data transfer error.
+  const e = await ns.transferPrps(NvmOpcode.WRITE, 0, 1, 0x7000_0000_0000, 0).then(() => undefined, (x: { code?: string; sc?: number }) => x);
+  assert.is(e?.code, 'ERR_NVME_STATUS');
+  assert.is(e?.sc, GenericSc.DATA_TRANSFER_ERROR);
+});
+
 test.run();
