@@ -23,12 +23,12 @@ import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
 import { machineSummary } from './machine.js';
 import { E1000e } from '../drivers/e1000e/device.js';
-import { PacketBatch } from '../drivers/e1000e/batch.js';
-import { REG, CTRL, STATUS, EERD } from '../drivers/e1000e/regs.js';
+import { PacketBatch } from '../drivers/kit/packet-batch.js';
+import { REG, CTRL, STATUS, EERD } from '../spec/e1000e/registers.js';
 import { SimMachine } from '../sim/machine.js';
 import { E1000eModel } from '../sim/e1000e/model.js';
 import { backToBack } from '../sim/wire.js';
-import type { Platform, RegisterSpace, DmaWindow, DmaPerm, DmaAllocator, IrqVector } from '../drivers/platform.js';
+import type { Platform, RegisterSpace, DmaWindow, DmaPerm, DmaAllocator, IrqVector } from '../drivers/contract/platform.js';
 
 const BATCH = 32;
 const FRAME = 60; // 64 bytes on the wire with the FCS the device appends

@@ -9,7 +9,7 @@
  * Mappings are counted against the backend's DMA_AVAIL and pinned bytes against RLIMIT_MEMLOCK,
  * and both refuse with a clear error before the kernel would.
  */
-import type { DmaAllocator, DmaAllocOptions, DmaPerm, DmaWindow } from '../drivers/platform.js';
+import type { DmaAllocator, DmaAllocOptions, DmaPerm, DmaWindow } from '../drivers/contract/platform.js';
 import { minPageSize, type IommuBackend, type IommuInfo } from './backend.js';
 import { DmaError } from './errors.js';
 import { IovaAllocator } from './iova.js';

@@ -3,7 +3,7 @@
  * VFIO type1 (dma/vfio-backend.ts, over vfio-bindings' Container) and the simulator
  * (sim/backend.ts, over one device's domain in the simulated IOMMU).
  */
-import type { DmaPerm } from '../drivers/platform.js';
+import type { DmaPerm } from '../drivers/contract/platform.js';
 import type { DmaMemory } from './memory.js';
 
 /** An inclusive IOVA range, as VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE reports it. */

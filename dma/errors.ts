@@ -6,9 +6,6 @@
  * ERR_DMA_MAPPINGS         the container's mapping budget (VFIO type1 DMA_AVAIL) would run out
  * ERR_DMA_MEMLOCK          pinning would exceed RLIMIT_MEMLOCK
  * ERR_DMA_WINDOW_STATE     a window used after free, freed twice, or not from this allocator
- * ERR_DMA_POOL_EXHAUSTED   no free buffer in a pool
- * ERR_DMA_POOL_FREE        a buffer freed twice, or an index that is not the pool's
- * ERR_DMA_PRP              a transfer the PRP rules cannot describe (too long for the list space)
  * ERR_DMA_MEMORY           the memory provider could not allocate or map DMA memory
  * ERR_DMA_MAP              the IOMMU backend refused a map or unmap
  */

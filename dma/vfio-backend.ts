@@ -7,7 +7,7 @@
  * map() needs memory with a process address (memfd memory, not heap memory).
  */
 import type { Container } from 'vfio-bindings';
-import type { DmaPerm } from '../drivers/platform.js';
+import type { DmaPerm } from '../drivers/contract/platform.js';
 import type { IommuBackend, IommuInfo, IovaRange } from './backend.js';
 import { DmaError } from './errors.js';
 import type { DmaMemory } from './memory.js';

@@ -5,7 +5,7 @@
  * stays reserved: the device then faults on it, and the CPU can still check that nothing arrived
  * (tests of "RX into a buffer whose window was revoked"). Freeing releases everything.
  */
-import type { DmaPerm, DmaWindow } from '../drivers/platform.js';
+import type { DmaPerm, DmaWindow } from '../drivers/contract/platform.js';
 import type { DmaMemory } from './memory.js';
 
 export type WindowState = 'mapped' | 'revoked' | 'freed';

@@ -16,7 +16,7 @@
  * path would need the server's reply buffers to live in a DMA window (Namespace.readInto).
  */
 import type { Namespace, NvmeController } from '../drivers/nvme/index.js';
-import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../drivers/nvme/identify.js';
+import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../spec/nvme/identify.js';
 import { GenericSc, Sct } from '../drivers/nvme/status.js';
 import { BlockDeviceError, validateBlockDevice, type BlockCapabilities, type BlockDevice, type BlockErrorKind } from './block-device.js';
 

@@ -14,22 +14,9 @@
  *
  * All syscalls go through vfio-bindings' seam; pass `sys` to run over a fake.
  */
-import {
-  Container,
-  defaultSys,
-  Group,
-  pciFunction,
-  bindToVfio,
-  releaseFromVfio,
-  RLIMIT_MEMLOCK,
-  VfioError,
-  VfioCode,
-  type BindReceipt,
-  type Device,
-  type Mmio,
-  type Sys,
-} from 'vfio-bindings';
-import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../drivers/platform.js';
+import { Container, Group, pciFunction, bindToVfio, releaseFromVfio, VfioError, VfioCode, type BindReceipt, type Device, type Mmio } from 'vfio-bindings';
+import { defaultSys, RLIMIT_MEMLOCK, type Sys } from 'linux-sys';
+import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../drivers/contract/platform.js';
 import { IommuDmaAllocator } from '../dma/allocator.js';
 import { MemlockAccount } from '../dma/memlock.js';
 import { MemfdMemoryProvider } from '../dma/memfd.js';

@@ -3,9 +3,9 @@
  * the windows mapped in its IOMMU domain with the policy's device access, the block ring's data
  * areas reserved in them, the interrupt eventfds of the current container, and quarantine.
  */
-import type { Sys } from 'vfio-bindings';
-import { EFD_CLOEXEC, EFD_NONBLOCK } from 'vfio-bindings';
-import type { DmaPerm } from '../drivers/platform.js';
+import type { Sys } from 'linux-sys';
+import { EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
+import type { DmaPerm } from '../drivers/contract/platform.js';
 import type { IommuDmaAllocator } from '../dma/allocator.js';
 import type { Window } from '../dma/window.js';
 import { DmaboxError } from '../common/errors.js';

@@ -13,7 +13,7 @@
  * lines (LAB-NOTES: about 3 per 5 s), so counts from kmsg are lower bounds.
  */
 import { closeSync, constants as fsConstants, openSync, readSync, statSync } from 'node:fs';
-import { defaultSys, type PollHandle, type Sys } from 'vfio-bindings';
+import { defaultSys, type PollHandle, type Sys } from 'linux-sys';
 import { DmaboxError } from '../common/errors.js';
 
 export interface FaultEvent {

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Duplex } from 'node:stream';
-import { EFD_CLOEXEC, EFD_NONBLOCK, type Sys } from 'vfio-bindings';
+import { EFD_CLOEXEC, EFD_NONBLOCK, type Sys } from 'linux-sys';
 import { HcStatus, HostEndpoint, LogLevel, type FaultReport, type Heartbeat, type HypercallError } from './hypercall/index.js';
 import { createShared, type Shared } from './shm.js';
 import { HostMailbox } from './sim-bar/host.js';

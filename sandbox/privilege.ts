@@ -26,7 +26,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { DmaboxError } from '../common/errors.js';
-import { defaultSys, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS, type Sys } from 'vfio-bindings';
+import { defaultSys, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS, type Sys } from 'linux-sys';
 
 /** Capability numbers (linux/capability.h); index = number. */
 export const CAP_NAMES: readonly string[] = Object.freeze([

@@ -4,7 +4,7 @@
  * a Uint32Array for ring indices (read with Atomics.load: never narrowed, never torn) and a
  * DataView for fields.
  */
-import { MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE, type Sys } from 'vfio-bindings';
+import { MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE, type Sys } from 'linux-sys';
 import { DmaboxError } from '../common/errors.js';
 
 export interface Shared {

@@ -5,8 +5,8 @@
  * device access, and the interrupt eventfds the container polls. It is the `MailboxTarget` the
  * container's register accesses are applied to, and it quarantines the device between containers.
  */
-import type { Sys } from 'vfio-bindings';
-import type { IrqVector } from '../drivers/platform.js';
+import type { Sys } from 'linux-sys';
+import type { IrqVector } from '../drivers/contract/platform.js';
 import { MemfdMemoryProvider } from '../dma/memfd.js';
 import { SimMachine } from '../sim/machine.js';
 import { SimNvme } from '../sim/nvme/controller.js';

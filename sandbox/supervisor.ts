@@ -14,7 +14,7 @@
  *   keeps them), so callers see latency, not errors.
  */
 import { EventEmitter } from 'node:events';
-import { defaultSys, type Sys } from 'vfio-bindings';
+import { defaultSys, type Sys } from 'linux-sys';
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
 import { SandboxBlockClient } from './block/client.js';

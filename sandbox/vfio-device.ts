@@ -5,7 +5,7 @@
  * the window memfds: no container or group fd, so it can neither map more DMA nor open another
  * device of the group.
  */
-import type { Sys } from 'vfio-bindings';
+import type { Sys } from 'linux-sys';
 import { encodeIrqSetNone, findPciFunctions, IOCTL, iommuStatus, VFIO, type IommuStatus } from 'vfio-bindings';
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';

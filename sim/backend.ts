@@ -6,7 +6,7 @@
  * (4 KiB, 2 MiB, 1 GiB), a 39-bit address width, the x86 MSI window 0xfee00000..0xfeefffff cut out
  * of the IOVA ranges, and 65535 mappings (type1's default dma_entry_limit) less those in use.
  */
-import type { DmaPerm } from '../drivers/platform.js';
+import type { DmaPerm } from '../drivers/contract/platform.js';
 import type { IommuBackend, IommuInfo, IovaRange } from '../dma/backend.js';
 import { DmaError } from '../dma/errors.js';
 import type { DmaMemory, DmaMemoryOptions, DmaMemoryProvider } from '../dma/memory.js';

@@ -8,7 +8,7 @@
  * model declares it), PCI Express (0x60, Device Capabilities with Function Level Reset Capability).
  */
 import { EventEmitter } from 'node:events';
-import type { IrqKind } from '../drivers/platform.js';
+import type { IrqKind } from '../drivers/contract/platform.js';
 import { DeviceDma } from './dma.js';
 import { SimError } from './errors.js';
 import type { IommuDomain, SimIommu } from './iommu.js';

@@ -14,7 +14,7 @@
  * Opening a platform sets Memory Space Enable, like vfio-pci's open (pci_enable_device); bus
  * mastering stays off until the driver (or `options.busMaster`) sets it.
  */
-import type { Clock, ConfigSpace, DmaAllocator, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../drivers/platform.js';
+import type { Clock, ConfigSpace, DmaAllocator, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../drivers/contract/platform.js';
 import { IommuDmaAllocator } from '../dma/allocator.js';
 import type { MemlockAccount } from '../dma/memlock.js';
 import type { DmaMemoryProvider } from '../dma/memory.js';

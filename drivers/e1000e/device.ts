@@ -14,17 +14,17 @@
  * Imports: drivers/platform.ts, this folder, and dma/pool.ts (pure code over a DmaWindow: a free
  * stack of buffer indices; it touches no hardware).
  */
-import type { Platform, RegisterSpace, DmaWindow, DmaPerm, IrqVector } from '../platform.js';
-import { DEVICE_READS, DEVICE_WRITES, DEVICE_READS_WRITES } from '../platform.js';
+import type { Platform, RegisterSpace, DmaWindow, DmaPerm, IrqVector } from '../contract/platform.js';
+import { DEVICE_READS, DEVICE_WRITES, DEVICE_READS_WRITES } from '../contract/platform.js';
 import { REG, CTRL, STATUS, EERD, CTRL_EXT, ICR, IVAR, RCTL, TCTL, TXDCTL, RAH, TIPG_COPPER, STAT, STAT32, STAT64,
-  MTA_DWORDS, BAR0_SIZE, PCI_VENDOR_INTEL, PCI_DEVICE_82574L, statusSpeed } from './regs.js';
-import { DESC_SIZE, ETH } from './descriptors.js';
+  MTA_DWORDS, BAR0_SIZE, PCI_VENDOR_INTEL, PCI_DEVICE_82574L, statusSpeed } from '../../spec/e1000e/registers.js';
+import { DESC_SIZE, ETH } from '../../spec/e1000e/descriptors.js';
 import { E1000eError } from './errors.js';
 import { RxRing } from './rx-ring.js';
 import { TxRing } from './tx-ring.js';
-import { PacketBatch } from './batch.js';
+import { PacketBatch } from '../kit/packet-batch.js';
 import { checkOptions, type E1000eOptions, type E1000eInterruptMode } from './options.js';
-import { BufferPool } from '../../dma/pool.js';
+import { BufferPool } from '../kit/pool.js';
 
 export type { E1000eOptions, E1000eInterruptMode } from './options.js';
 

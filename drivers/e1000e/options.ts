@@ -2,7 +2,7 @@
  * Options of the e1000e driver, checked up front: a bad value is an ERR_E1000E_OPTION naming the
  * option, the rule and a value that works.
  */
-import { RING_ALIGN_DESCS } from './descriptors.js';
+import { RING_ALIGN_DESCS } from '../../spec/e1000e/descriptors.js';
 import { E1000eError } from './errors.js';
 
 export type E1000eInterruptMode = 'poll' | 'msix' | 'intx';

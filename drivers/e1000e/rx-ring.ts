@@ -11,11 +11,11 @@
  * Hot path: status, length and the refill are typed-array accesses at computed offsets; one RDT
  * write per batch; nothing allocated.
  */
-import type { DmaWindow, RegisterSpace } from '../platform.js';
-import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS_FRAME } from './descriptors.js';
-import { REG } from './regs.js';
-import type { PacketBatch } from './batch.js';
-import type { PacketPool } from './pool.js';
+import type { DmaWindow, RegisterSpace } from '../contract/platform.js';
+import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS_FRAME } from '../../spec/e1000e/descriptors.js';
+import { REG } from '../../spec/e1000e/registers.js';
+import type { PacketBatch } from '../kit/packet-batch.js';
+import type { PacketPool } from '../kit/packet-pool.js';
 
 export interface RxRingCounters {
   /** Frames handed to the caller. */

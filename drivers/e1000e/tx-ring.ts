@@ -12,11 +12,11 @@
  * TDH..TDT-1. `clean` is the oldest descriptor whose buffer software has not yet taken back. At
  * most N-1 descriptors are in flight (TDH == TDT means empty).
  */
-import type { DmaWindow, RegisterSpace } from '../platform.js';
-import { DESC_SIZE, TXD_CMD } from './descriptors.js';
-import { REG } from './regs.js';
-import type { PacketBatch } from './batch.js';
-import type { PacketPool } from './pool.js';
+import type { DmaWindow, RegisterSpace } from '../contract/platform.js';
+import { DESC_SIZE, TXD_CMD } from '../../spec/e1000e/descriptors.js';
+import { REG } from '../../spec/e1000e/registers.js';
+import type { PacketBatch } from '../kit/packet-batch.js';
+import type { PacketPool } from '../kit/packet-pool.js';
 
 export interface TxRingCounters {
   /** Frames handed to the device. */

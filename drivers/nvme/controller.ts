@@ -7,9 +7,9 @@
  * by `shutdownTimeoutMs`, commands by `adminTimeoutMs` / `ioTimeoutMs` with escalation
  * (poll again, Abort §5.1, controller reset, then fail with ERR_NVME_TIMEOUT).
  */
-import type { DmaWindow, IrqVector, Platform, RegisterSpace } from '../platform.js';
-import { DEVICE_WRITES } from '../platform.js';
-import { AdminOpcode, Cns, CREATE_CQ_IEN, CREATE_CQ_PC, CREATE_SQ_PC, FeatureId } from './commands.js';
+import type { DmaWindow, IrqVector, Platform, RegisterSpace } from '../contract/platform.js';
+import { DEVICE_WRITES } from '../contract/platform.js';
+import { AdminOpcode, Cns, CREATE_CQ_IEN, CREATE_CQ_PC, CREATE_SQ_PC, FeatureId } from '../../spec/nvme/commands.js';
 import {
   IDENTIFY_SIZE,
   parseIdentifyController,
@@ -17,7 +17,7 @@ import {
   parseNamespaceList,
   type IdentifyController,
   type IdentifyNamespace,
-} from './identify.js';
+} from '../../spec/nvme/identify.js';
 import { IoQueue, MEM_PAGE } from './ioqueue.js';
 import { QueuePair, STATUS_ABANDONED } from './queue.js';
 import {
@@ -33,7 +33,7 @@ import {
   SHN_NORMAL,
   SHST_COMPLETE,
   type Cap,
-} from './registers.js';
+} from '../../spec/nvme/registers.js';
 import { NvmeControllerError, NvmeStatusError, NvmeTimeoutError } from './status.js';
 import { Namespace } from './namespace.js';
 

@@ -4,4 +4,4 @@ export { Namespace } from './namespace.js';
 export { IoQueue, type SlotHandler } from './ioqueue.js';
 export { STATUS_ABANDONED, STATUS_TIMED_OUT } from './queue.js';
 export { NvmeStatusError, NvmeTimeoutError, NvmeControllerError, NvmeArgumentError, statusName } from './status.js';
-export type { IdentifyController, IdentifyNamespace } from './identify.js';
+export type { IdentifyController, IdentifyNamespace } from '../../spec/nvme/identify.js';

@@ -15,12 +15,12 @@
  * The handler runs with the slot already free; a read's data is in `readData(slot)` until that
  * slot is submitted again.
  */
-import type { DmaAllocator, DmaWindow, RegisterSpace } from '../platform.js';
-import { DEVICE_READS, DEVICE_WRITES } from '../platform.js';
-import { DSM_AD, DSM_RANGE, NvmOpcode, RW_FUA, WZ_DEAC } from './commands.js';
+import type { DmaAllocator, DmaWindow, RegisterSpace } from '../contract/platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../contract/platform.js';
+import { DSM_AD, DSM_RANGE, NvmOpcode, RW_FUA, WZ_DEAC } from '../../spec/nvme/commands.js';
 import { QueuePair } from './queue.js';
 import { NvmeArgumentError } from './status.js';
-import { fillPrp, PrpListSpace } from '../../dma/prp.js';
+import { fillPrp, PrpListSpace } from '../kit/prp.js';
 
 /** Memory page size the driver programs (CC.MPS = 0: 4 KiB, §3.1.5). */
 export const MEM_PAGE = 4096;

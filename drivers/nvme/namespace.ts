@@ -8,11 +8,11 @@
  * LBAs are `number`s (exact below 2^53 blocks, far beyond any namespace); sizes come from
  * Identify Namespace (§5.15.2.1: NSZE, FLBAS, LBAF).
  */
-import type { DmaWindow } from '../platform.js';
+import type { DmaWindow } from '../contract/platform.js';
 import type { NvmeController } from './controller.js';
-import type { IdentifyNamespace } from './identify.js';
+import type { IdentifyNamespace } from '../../spec/nvme/identify.js';
 import type { IoQueue } from './ioqueue.js';
-import { NvmOpcode, RW_FUA } from './commands.js';
+import { NvmOpcode, RW_FUA } from '../../spec/nvme/commands.js';
 import { NvmeArgumentError, NvmeStatusError } from './status.js';
 import { STATUS_ABANDONED, STATUS_TIMED_OUT } from './queue.js';
 

@@ -12,10 +12,10 @@
  * new when its Phase Tag equals the phase we expect; read the phase first, then the entry; flip
  * the expected phase each time the head wraps; ring the CQ head doorbell once per batch.
  */
-import type { DmaAllocator, DmaWindow, RegisterSpace } from '../platform.js';
-import { DEVICE_READS, DEVICE_WRITES } from '../platform.js';
-import { CQE_DW, CQE_DW3, CQE_SIZE, SQE_DW, SQE_SIZE } from './commands.js';
-import { cqHeadDoorbell, sqTailDoorbell } from './registers.js';
+import type { DmaAllocator, DmaWindow, RegisterSpace } from '../contract/platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../contract/platform.js';
+import { CQE_DW, CQE_DW3, CQE_SIZE, SQE_DW, SQE_SIZE } from '../../spec/nvme/commands.js';
+import { cqHeadDoorbell, sqTailDoorbell } from '../../spec/nvme/registers.js';
 
 /** Receives every completion of a queue: the slot it belongs to, the 15-bit status, and DW0. */
 export type CompletionHandler = (slot: number, status: number, dw0: number) => void;

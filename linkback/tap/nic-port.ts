@@ -13,12 +13,12 @@
  * - `txBytes` / `rxBytes` are read again on every turn, so a port may swap its memory (a new
  *   container after a restart) between turns.
  */
-import type { PacketBatch } from '../../drivers/e1000e/batch.js';
+import type { PacketBatch } from '../../drivers/kit/packet-batch.js';
 import type { E1000e } from '../../drivers/e1000e/device.js';
 import { BUFFER_SIZE } from '../../drivers/e1000e/device.js';
-import { ETH } from '../../drivers/e1000e/descriptors.js';
+import { ETH } from '../../spec/e1000e/descriptors.js';
 
-export { PacketBatch } from '../../drivers/e1000e/batch.js';
+export { PacketBatch } from '../../drivers/kit/packet-batch.js';
 
 export interface NicPort {
   /** For logs and errors. */

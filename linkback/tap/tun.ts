@@ -14,7 +14,7 @@
  * calls koffi), and readability is waited on with the seam's poll (inside Node's event loop).
  */
 import fs from 'node:fs';
-import { defaultSys, type PollHandle, type Sys } from 'vfio-bindings';
+import { defaultSys, type PollHandle, type Sys } from 'linux-sys';
 import { TapError } from './errors.js';
 import { ARPHRD_ETHER, IFNAMSIZ, IFREQ, TUN_FLAGS, TUN_IOCTL } from './uapi.js';
 

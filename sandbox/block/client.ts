@@ -18,7 +18,7 @@
  * A container that polls SQ_TAIL says so in SQ_POLLED and gets no kicks; while the manager polls
  * (`setPolled`), it leaves out its completion kicks (layout.ts, "Polling").
  */
-import type { PollHandle, Sys } from 'vfio-bindings';
+import type { PollHandle, Sys } from 'linux-sys';
 import { DmaboxError } from '../../common/errors.js';
 import type { Shared } from '../shm.js';
 import type { Pollable } from '../hybrid-poll.js';

@@ -10,7 +10,7 @@
  * A completion kicks the completion eventfd only when the manager has taken every completion
  * before it (it may be asleep); while it is still taking, no kick; while it polls (CQ_POLLED), none.
  */
-import type { PollHandle, Sys } from 'vfio-bindings';
+import type { PollHandle, Sys } from 'linux-sys';
 import type { Shared } from '../shm.js';
 import { fence } from './fence.js';
 import { B, BLOCK_MAGIC, BlockCap, BlockFlag, BlockOp, BlockStatus, cqOffset, CQE_BYTES, ringBytes, SQ_OFFSET, SQE_BYTES, type RingGeometry } from './layout.js';

@@ -8,8 +8,9 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { Device, MAP_SHARED, PROT_READ, PROT_WRITE, type Sys } from 'vfio-bindings';
-import type { Platform } from '../../drivers/platform.js';
+import { Device } from 'vfio-bindings';
+import { MAP_SHARED, PROT_READ, PROT_WRITE, type Sys } from 'linux-sys';
+import type { Platform } from '../../drivers/contract/platform.js';
 import { GuestEndpoint, LogLevel } from '../hypercall/index.js';
 import { confine } from '../seccomp/confine.js';
 import { mapShared } from '../shm.js';

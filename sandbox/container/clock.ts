@@ -5,8 +5,8 @@
  * scheduler puts both on one CPU, each would otherwise spin a whole time slice waiting for the
  * other (measured on 2 cores: about 3k IOPS over NBD instead of 50k; with the yield, 30k-40k).
  */
-import type { Sys } from 'vfio-bindings';
-import type { Clock } from '../../drivers/platform.js';
+import type { Sys } from 'linux-sys';
+import type { Clock } from '../../drivers/contract/platform.js';
 
 export function containerClock(sys: Sys): Clock {
   return {

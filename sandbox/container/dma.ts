@@ -8,7 +8,7 @@
  * never reach memory outside the grants whatever the driver does. Allocation happens at set-up,
  * not per I/O: a first-fit free list per window is enough.
  */
-import type { DmaAllocOptions, DmaAllocator, DmaPerm, DmaWindow } from '../../drivers/platform.js';
+import type { DmaAllocOptions, DmaAllocator, DmaPerm, DmaWindow } from '../../drivers/contract/platform.js';
 import { DmaboxError } from '../../common/errors.js';
 
 export interface Grant {

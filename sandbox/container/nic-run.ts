@@ -8,7 +8,7 @@
  * check; (6) E1000e.open on the container's Platform, then the ring server; (7) READY, heartbeats
  * carrying the frames moved. SHUTDOWN stops the server, closes the driver and exits.
  */
-import { defaultSys } from 'vfio-bindings';
+import { defaultSys } from 'linux-sys';
 import type { E1000e } from '../../drivers/e1000e/device.js';
 import { LogLevel, type GuestEndpoint } from '../hypercall/index.js';
 import { mapShared } from '../shm.js';

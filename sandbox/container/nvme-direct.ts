@@ -6,9 +6,9 @@
  * device-read-only window, so nothing is built per I/O. Each command goes through
  * Namespace.transferPrps: submission, completion, timeouts, aborts and resets are the driver's.
  */
-import { DEVICE_READS, type DmaAllocator } from '../../drivers/platform.js';
-import { NvmOpcode } from '../../drivers/nvme/commands.js';
-import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../drivers/nvme/identify.js';
+import { DEVICE_READS, type DmaAllocator } from '../../drivers/contract/platform.js';
+import { NvmOpcode } from '../../spec/nvme/commands.js';
+import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../spec/nvme/identify.js';
 import type { NvmeController, Namespace } from '../../drivers/nvme/index.js';
 import type { DataAreas, RingGeometry } from '../block/layout.js';
 import type { DirectBlockDevice } from '../block/server.js';

@@ -4,8 +4,8 @@
  * the manager), DMA windows the manager mapped (sub-allocated by permission, dma.ts), and
  * interrupt vectors as inherited eventfds the manager's simulated machine signals.
  */
-import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../../drivers/platform.js';
-import type { PollHandle, Sys } from 'vfio-bindings';
+import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../../drivers/contract/platform.js';
+import type { PollHandle, Sys } from 'linux-sys';
 import { DmaboxError } from '../../common/errors.js';
 import { GuestMailbox, MailboxBar, MailboxConfig } from '../sim-bar/guest.js';
 import { IRQ_KIND_CODE } from '../sim-bar/layout.js';

@@ -8,7 +8,7 @@
  * (6) the driver starts on the Platform built from what was handed over; (7) READY and heartbeats
  * carrying the block server's progress counters. SHUTDOWN quiesces, closes the driver and exits.
  */
-import { defaultSys } from 'vfio-bindings';
+import { defaultSys } from 'linux-sys';
 import type { Namespace, NvmeController } from '../../drivers/nvme/index.js';
 import { FaultKind, LogLevel, type GuestEndpoint } from '../hypercall/index.js';
 import { mapShared } from '../shm.js';

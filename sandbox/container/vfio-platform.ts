@@ -6,8 +6,9 @@
  * them and hands them over (IRQ_SETUP); the container routes them to the device's MSI-X vectors
  * with VFIO_DEVICE_SET_IRQS on its device fd (an ioctl, allowed after confinement).
  */
-import type { Clock, ConfigSpace, Interrupts, Platform, RegisterSpace } from '../../drivers/platform.js';
-import { encodeIrqSetEventfds, encodeIrqSetNone, IOCTL, VFIO, type Device, type Mmio, type Sys } from 'vfio-bindings';
+import type { Clock, ConfigSpace, Interrupts, Platform, RegisterSpace } from '../../drivers/contract/platform.js';
+import { encodeIrqSetEventfds, encodeIrqSetNone, IOCTL, VFIO, type Device, type Mmio } from 'vfio-bindings';
+import { type Sys } from 'linux-sys';
 import { containerClock } from './clock.js';
 import type { GrantAllocator } from './dma.js';
 import { EventfdInterrupts, type IrqRouter } from './platform.js';

@@ -17,9 +17,9 @@
  * once and kills the container (the supervisor then quarantines and restarts it), as the block
  * ring does.
  */
-import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from 'vfio-bindings';
+import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from 'linux-sys';
 import { DmaboxError } from '../../common/errors.js';
-import type { PacketBatch } from '../../drivers/e1000e/batch.js';
+import type { PacketBatch } from '../../drivers/kit/packet-batch.js';
 import { createShared, type Shared } from '../shm.js';
 import { attachToContainers } from '../incarnation.js';
 import type { SandboxEvent, Supervisor } from '../supervisor.js';

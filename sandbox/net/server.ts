@@ -20,9 +20,9 @@
  * driver's `waitRx` (its MSI-X vector, or its 1 ms poll) in a loop. A turn with frames left in
  * the TX batch (driver ring full) retries after 1 ms.
  */
-import type { PollHandle, Sys } from 'vfio-bindings';
+import type { PollHandle, Sys } from 'linux-sys';
 import type { E1000e } from '../../drivers/e1000e/device.js';
-import { PacketBatch } from '../../drivers/e1000e/batch.js';
+import { PacketBatch } from '../../drivers/kit/packet-batch.js';
 import type { Shared } from '../shm.js';
 import { N, NET_BATCH, NET_MAGIC, NET_MAX_FRAME, NET_MIN_FRAME, NET_SLOT_BYTES, NET_VERSION, entry, netLayout, type NetLayout } from './layout.js';
 

@@ -6,7 +6,7 @@
  * must be installed with SECCOMP_FILTER_FLAG_TSYNC (LAB-NOTES): prctl(PR_SET_SECCOMP) would filter
  * only the calling thread of Node's eleven.
  */
-import { defaultSys, PR_GET_NO_NEW_PRIVS, PR_SET_NO_NEW_PRIVS, SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_SET_MODE_FILTER, type Sys } from 'vfio-bindings';
+import { defaultSys, PR_GET_NO_NEW_PRIVS, PR_SET_NO_NEW_PRIVS, SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_SET_MODE_FILTER, type Sys } from 'linux-sys';
 import { compile, profile } from './profiles.js';
 import { DmaboxError } from '../../common/errors.js';
 

@@ -9,8 +9,8 @@
  * entry before it (it may be asleep); while it is still taking, no kick: it reads REQ_TAIL again
  * after publishing REQ_HEAD (host.ts `drain`). While the manager polls the ring (HOST_POLLED), no kick.
  */
-import type { ConfigSpace, RegisterSpace } from '../../drivers/platform.js';
-import type { Sys } from 'vfio-bindings';
+import type { ConfigSpace, RegisterSpace } from '../../drivers/contract/platform.js';
+import type { Sys } from 'linux-sys';
 import { DmaboxError } from '../../common/errors.js';
 import type { Shared } from '../shm.js';
 import { fence } from '../block/fence.js';

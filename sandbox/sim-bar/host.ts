@@ -8,7 +8,7 @@
  * at most one ring's worth, so a flooding container cannot starve the manager's event loop; the
  * rest waits for the next turn.
  */
-import type { PollHandle, Sys } from 'vfio-bindings';
+import type { PollHandle, Sys } from 'linux-sys';
 import type { Shared } from '../shm.js';
 import { fence } from '../block/fence.js';
 import type { Pollable } from '../hybrid-poll.js';

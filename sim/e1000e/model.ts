@@ -35,8 +35,8 @@
  * (offset 0x2000), 5 MSI-X vectors, an INTA# pin.
  */
 import { REG, CTRL, STATUS, EERD, CTRL_EXT, ICR, IVAR, RCTL, TCTL, RAH, STAT, STAT_FIRST, STAT_LAST, BAR0_SIZE,
-  RAR_ENTRIES, MTA_DWORDS, PCI_VENDOR_INTEL, PCI_DEVICE_82574L, rctlBufferSize } from '../../drivers/e1000e/regs.js';
-import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS, TXD, TXD_CMD, TXD_STA, ETH } from '../../drivers/e1000e/descriptors.js';
+  RAR_ENTRIES, MTA_DWORDS, PCI_VENDOR_INTEL, PCI_DEVICE_82574L, rctlBufferSize } from '../../spec/e1000e/registers.js';
+import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS, TXD, TXD_CMD, TXD_STA, ETH } from '../../spec/e1000e/descriptors.js';
 import type { FrameSink, WirePort } from '../wire.js';
 import type { BarDecl, DeviceModel, MsixDecl, PciIds } from '../model.js';
 import type { PciFunction } from '../pci.js';

@@ -5,7 +5,7 @@
  * through the PRP walker, which goes through the IOMMU: a refused page is a Data Transfer Error.
  */
 import type { DeviceDma } from '../dma.js';
-import { DSM_AD, DSM_RANGE, NvmOpcode } from '../../drivers/nvme/commands.js';
+import { DSM_AD, DSM_RANGE, NvmOpcode } from '../../spec/nvme/commands.js';
 import { GenericSc, Sct, statusOf } from '../../drivers/nvme/status.js';
 import { PrpResult, type PrpWalker } from './prp.js';
 import type { SimNamespace } from './controller.js';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../drivers/platform.js';
+import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../drivers/contract/platform.js';
 import { IommuDmaAllocator } from '../../dma/allocator.js';
 import { MemlockAccount } from '../../dma/memlock.js';
 import { HeapMemoryProvider } from '../../dma/memory.js';

@@ -1,5 +1,5 @@
 /** An IommuBackend that records calls, for allocator tests independent of the simulator. */
-import type { DmaPerm } from '../../drivers/platform.js';
+import type { DmaPerm } from '../../drivers/contract/platform.js';
 import type { IommuBackend, IommuInfo, IovaRange } from '../../dma/backend.js';
 import type { DmaMemory } from '../../dma/memory.js';
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { defaultSys } from 'vfio-bindings';
+import { defaultSys } from 'linux-sys';
 import { hugePages, MemfdMemoryProvider, MFD_HUGETLB, type MemfdSys } from '../../dma/memfd.js';
 
 const MEMINFO_HUGE = 'MemTotal: 2000000 kB\nHugePages_Total:      16\nHugePages_Free:        8\nHugepagesize:       2048 kB\n';
@@ -34,7 +34,7 @@ test('another process handed the fd maps the same pages: it sees our bytes and w
     m.bytes[10] = 0x7b;
     // The child gets the memfd as its fd 3 and maps it through the same seam.
     const child = [
-      "import { defaultSys, PROT_READ, PROT_WRITE, MAP_SHARED } from 'vfio-bindings';",
+      "import { defaultSys, PROT_READ, PROT_WRITE, MAP_SHARED } from 'linux-sys';",
       'const sys = defaultSys();',
       'const a = sys.mmap(0n, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0n);',
       'const b = new Uint8Array(sys.view(a, 4096));',

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Platform } from '../../drivers/platform.js';
+import type { Platform } from '../../drivers/contract/platform.js';
 import { NvmeController } from '../../drivers/nvme/controller.js';
 import { GenericSc, NvmeArgumentError, NvmeControllerError, NvmeStatusError, NvmeTimeoutError, Sct, statusOf } from '../../drivers/nvme/status.js';
 import { BlockDeviceError } from '../../linkback/block-device.js';

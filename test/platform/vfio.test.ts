@@ -1,15 +1,16 @@
 /**
- * VfioPlatform over vfio-bindings' fake seam (test/vfio/fake-sys.ts): the open sequence, DMA
+ * VfioPlatform over vfio-bindings' fake seam (test/sys/fake-sys.ts): the open sequence, DMA
  * windows mapped with least privilege, memlock refused before the kernel, interrupts, close order.
  * The same platform runs on real VFIO in the lab: test/lab/platform/.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RLIMIT_MEMLOCK, VFIO } from 'vfio-bindings';
+import { VFIO } from 'vfio-bindings';
+import { RLIMIT_MEMLOCK } from 'linux-sys';
 import { MemlockAccount } from '../../dma/memlock.js';
-import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/contract/platform.js';
 import { VfioPlatform } from '../../platform/vfio.js';
-import { FakeSys } from '../vfio/fake-sys.js';
+import { FakeSys } from '../sys/fake-sys.js';
 import { SysfsTree } from '../vfio/sysfs-tree.js';
 
 const ADDR = '0000:00:01.0';

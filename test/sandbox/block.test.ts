@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'vfio-bindings';
+import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import { SandboxBlockClient } from '../../sandbox/block/client.js';
 import { BlockServer, type DirectBlockDevice } from '../../sandbox/block/server.js';
 import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../sandbox/block/layout.js';

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { defaultSys } from 'vfio-bindings';
+import { defaultSys } from 'linux-sys';
 import { parsePolicies } from '../../policies/index.js';
 import { SimDevice } from '../../sandbox/sim-device.js';
 import { VfioDevice } from '../../sandbox/vfio-device.js';

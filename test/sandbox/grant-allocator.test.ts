@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GrantAllocator, type Grant } from '../../sandbox/container/dma.js';
-import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../drivers/platform.js';
+import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../drivers/contract/platform.js';
 
 function grant(id: number, iova: bigint, size: number, read: boolean, write: boolean): Grant {
   return { id, iova, size, perm: { read, write }, bytes: new Uint8Array(size).fill(0xee) };

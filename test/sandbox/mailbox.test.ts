@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'vfio-bindings';
+import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import { HostMailbox, type MailboxTarget } from '../../sandbox/sim-bar/host.js';
 import { MAILBOX_BYTES, MailboxOp, MailboxStatus, RING_OFFSET, SPACE_CONFIG, W, word0 } from '../../sandbox/sim-bar/layout.js';
 import { createShared } from '../../sandbox/shm.js';

@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS } from 'vfio-bindings';
+import { PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS } from 'linux-sys';
 import { capMask, capNames, CAP_KILL, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, dropPrivileges, parseStatusCaps, PrivilegeError } from '../../sandbox/privilege.js';
-import { FakeSys } from '../vfio/fake-sys.js';
+import { FakeSys } from '../sys/fake-sys.js';
 import { until } from './helpers.js';
 
 const KEPT = capMask([CAP_SETUID, CAP_SETGID, CAP_KILL]);

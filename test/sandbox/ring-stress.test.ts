@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'vfio-bindings';
+import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import { SandboxBlockClient } from '../../sandbox/block/client.js';
 import { ringBytes } from '../../sandbox/block/layout.js';
 import { HybridPoller } from '../../sandbox/hybrid-poll.js';

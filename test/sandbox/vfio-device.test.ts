@@ -1,5 +1,5 @@
 /**
- * The VFIO side of the sandbox over vfio-bindings' fake seam (test/vfio/fake-sys.ts), without
+ * The VFIO side of the sandbox over vfio-bindings' fake seam (test/sys/fake-sys.ts), without
  * hardware: windows mapped with exactly their access, the container's platform routing MSI-X to
  * the eventfds the manager made, and quarantine turning bus mastering off and unrouting vectors
  * BEFORE the reset. The same code runs on QEMU's NVMe in the lab (test/lab/sandbox/).
@@ -11,7 +11,7 @@ import { parsePolicies } from '../../policies/index.js';
 import { GrantAllocator } from '../../sandbox/container/dma.js';
 import { VfioContainerPlatform } from '../../sandbox/container/vfio-platform.js';
 import { VfioDevice } from '../../sandbox/vfio-device.js';
-import { FakeSys } from '../vfio/fake-sys.js';
+import { FakeSys } from '../sys/fake-sys.js';
 
 const OK = { iommus: [{ name: 'dmar0', kind: 'intel-vt-d' as const }], groups: [], interruptRemapping: { state: 'enabled' as const, evidence: '' }, vfio: true, noIommuMode: false, unsafeInterrupts: false, summary: '' };
 

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/contract/platform.js';
 import { SimMachine } from '../../sim/machine.js';
 import { CopyEngine, REG } from './toy-model.js';
 

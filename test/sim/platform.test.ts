@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/platform.js';
-import { defaultSys } from 'vfio-bindings';
+import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/contract/platform.js';
+import { defaultSys } from 'linux-sys';
 import { MemfdMemoryProvider } from '../../dma/memfd.js';
 import type { Window } from '../../dma/window.js';
 import { SimMachine } from '../../sim/machine.js';

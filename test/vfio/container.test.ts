@@ -1,7 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Container, Group, IOCTL, VFIO, VfioCode, VfioError, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from 'vfio-bindings';
-import { FakeSys, IOVA_RANGES, PAGE_SIZES } from './fake-sys.js';
+import { Container, Group, IOCTL, VFIO, VfioCode, VfioError } from 'vfio-bindings';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from 'linux-sys';
+import { FakeSys, IOVA_RANGES, PAGE_SIZES } from '../sys/fake-sys.js';
 
 function throwsCode(fn: () => unknown, code: string, also?: RegExp): VfioError {
   try {

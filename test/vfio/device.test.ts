@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Container, Device, Group, IOCTL, VFIO, VfioCode, VfioError } from 'vfio-bindings';
-import { FakeSys, nvmeLikeDevice, regionOffset } from './fake-sys.js';
+import { FakeSys, nvmeLikeDevice, regionOffset } from '../sys/fake-sys.js';
 
 const BDF = '0000:00:01.0';
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Container, Group, VfioCode, VfioError } from 'vfio-bindings';
-import { FakeSys, nvmeLikeDevice } from './fake-sys.js';
+import { FakeSys, nvmeLikeDevice } from '../sys/fake-sys.js';
 import { SysfsTree } from './sysfs-tree.js';
 
 function throwsCode(fn: () => unknown, code: string, also?: RegExp): VfioError {

@@ -12,12 +12,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as vb from 'vfio-bindings';
-import { _IO, ERRNO, IOCTL, LAYOUT, SOCK_FPROG, SYS_SECCOMP, VFIO, VFIO_BASE, VFIO_TYPE } from 'vfio-bindings';
+import { _IO, IOCTL, LAYOUT, VFIO, VFIO_BASE, VFIO_TYPE } from 'vfio-bindings';
+import * as ls from 'linux-sys';
+import { ERRNO, SOCK_FPROG, SYS_SECCOMP } from 'linux-sys';
 
 const INSTALL = 'install them: apt-get install gcc linux-libc-dev';
 
-/** The seam's constants (vfio-bindings' sys.ts), by their C names. */
+/** The seam's constants (linux-sys), by their C names. */
 const SEAM_CONSTANTS = [
   'O_RDONLY', 'O_RDWR', 'O_CLOEXEC', 'PROT_READ', 'PROT_WRITE', 'MAP_SHARED', 'MAP_PRIVATE', 'MAP_ANONYMOUS',
   'MFD_CLOEXEC', 'EFD_CLOEXEC', 'EFD_NONBLOCK', 'PR_SET_NO_NEW_PRIVS', 'PR_GET_NO_NEW_PRIVS',
@@ -115,7 +116,7 @@ test('every struct size and field offset matches', () => {
 });
 
 test('the seam\'s constants, seccomp\'s syscall number, struct sock_fprog, and every errno name match libc and the kernel', () => {
-  for (const name of SEAM_CONSTANTS) check(name, (vb as unknown as Record<string, number>)[name]!);
+  for (const name of SEAM_CONSTANTS) check(name, (ls as unknown as Record<string, number>)[name]!);
   check('SYS_seccomp', SYS_SECCOMP[process.arch]!);
   check('sizeof(sock_fprog)', SOCK_FPROG.size);
   check('offsetof(sock_fprog.len)', SOCK_FPROG.len);

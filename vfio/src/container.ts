@@ -7,7 +7,7 @@
  * container fd; closing twice is a no-op. See Group for the order within a group.
  */
 import { explain, FIX, VfioArgError, VfioCode, VfioError, errnoOf } from './errors.js';
-import { defaultSys, O_CLOEXEC, O_RDWR, RLIMIT_MEMLOCK, type Sys } from './sys.js';
+import { defaultSys, O_CLOEXEC, O_RDWR, RLIMIT_MEMLOCK, type Sys } from 'linux-sys';
 import {
   argszOf,
   decodeDmaUnmap,

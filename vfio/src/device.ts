@@ -12,7 +12,7 @@
 import { explain, VfioArgError, VfioCode, VfioError } from './errors.js';
 import { EventfdVector, type IrqKind } from './irq.js';
 import { Mmio, SEGMENT_BYTES, type MmioSegment } from './mmio.js';
-import { defaultSys, MAP_SHARED, PROT_READ, PROT_WRITE, type Sys } from './sys.js';
+import { defaultSys, MAP_SHARED, PROT_READ, PROT_WRITE, type Sys } from 'linux-sys';
 import {
   argszOf,
   decodeDeviceInfo,

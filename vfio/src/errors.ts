@@ -3,15 +3,15 @@
  * (never reworded, programs match on it), the operation that failed (`op`), the errno when a
  * syscall failed, and, for the known pitfalls of VFIO, a `fix` telling the user what to do.
  *
- * The seam raises `SyscallError` (code ERR_VFIO_SYSCALL) with the errno read right after the call;
- * the classes above it turn the errnos they can explain into the specific codes below, keeping the
- * syscall error as `cause`.
+ * The seam (linux-sys) raises `SyscallError` (code ERR_SYSCALL) with the errno read right after
+ * the call; the classes here turn the errnos they can explain into the specific codes below,
+ * keeping the syscall error as `cause`.
  */
-import { errnoName as nameOf } from './errno.js';
+import { errnoName as nameOf, SyscallError } from 'linux-sys';
 
 /** The stable codes. */
 export const VfioCode = Object.freeze({
-  /** A syscall failed and nothing more specific is known. */
+  /** A syscall failed and nothing more specific is known (the seam's SyscallError is its cause). */
   SYSCALL: 'ERR_VFIO_SYSCALL',
   /** Bad input from the caller (wrong type, range, alignment, unknown name). */
   ARG: 'ERR_VFIO_ARG',
@@ -90,13 +90,6 @@ export class VfioError extends Error {
   }
 }
 
-/** Raised by the seam: a syscall returned -1; `errno` was read immediately after it. */
-export class SyscallError extends VfioError {
-  constructor(op: string, errno: number) {
-    super(VfioCode.SYSCALL, 'failed', { op, errno });
-  }
-}
-
 /** Bad input: says what is wrong and what is expected. */
 export class VfioArgError extends VfioError {
   constructor(message: string, op?: string) {
@@ -117,17 +110,14 @@ export class MmioBoundsError extends VfioError {
 
 /** Re-raise a syscall error under a specific code, keeping its errno and the original as cause. */
 export function explain(e: unknown, code: string, message: string, op: string, fix?: string): VfioError {
-  const errno = e instanceof VfioError ? e.errno : undefined;
+  const errno = e instanceof VfioError || e instanceof SyscallError ? e.errno : undefined;
   const opts: VfioErrorOptions = { op, cause: e };
   if (errno !== undefined) opts.errno = errno;
   if (fix !== undefined) opts.fix = fix;
   return new VfioError(code, message, opts);
 }
 
-/** The errno name of a syscall error, or undefined for anything else. */
-export function errnoOf(e: unknown): string | undefined {
-  return e instanceof SyscallError ? e.errnoName : undefined;
-}
+export { errnoOf } from 'linux-sys';
 
 /** Known pitfall fixes, shared by the classes and the README. */
 export const FIX = Object.freeze({

@@ -12,7 +12,7 @@ import type { Container } from './container.js';
 import { Device } from './device.js';
 import { explain, FIX, VfioArgError, VfioCode, VfioError, errnoOf } from './errors.js';
 import { iommuGroupDevices, type GroupMember } from './sysfs.js';
-import { defaultSys, O_CLOEXEC, O_RDWR, type Sys } from './sys.js';
+import { defaultSys, O_CLOEXEC, O_RDWR, type Sys } from 'linux-sys';
 import { decodeGroupStatus, IOCTL, LAYOUT, withArgsz } from './uapi.js';
 
 export interface GroupOptions {

@@ -2,13 +2,11 @@
  * vfio-bindings: Linux VFIO (type1) from Node.js. See README.md.
  *
  * Container -> Group -> Device, DMA mapping on the container, BARs through Mmio, interrupts to
- * eventfds, sysfs helpers; every syscall through one seam (`Sys`) that tests replace.
+ * eventfds, sysfs helpers; every syscall through the linux-sys seam (`Sys`), which tests replace.
  */
 export const VERSION = '0.1.0';
 
 export * from './errors.js';
-export { errnoName, ERRNO } from './errno.js';
-export * from './sys.js';
 export * from './uapi.js';
 export { Mmio, SEGMENT_BYTES, type MmioSegment, type MmioFallback } from './mmio.js';
 export { Container, type ContainerOptions, type MapPerm } from './container.js';

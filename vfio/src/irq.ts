@@ -5,7 +5,7 @@
  * seam); several interrupts between two wake-ups coalesce into one call.
  */
 import { VfioCode, VfioError } from './errors.js';
-import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from './sys.js';
+import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from 'linux-sys';
 
 export type IrqKind = 'msix' | 'msi' | 'intx';
 

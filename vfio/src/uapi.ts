@@ -4,6 +4,7 @@
  * header by test/vfio/uapi-layout.test.ts (gcc compiles a probe): the tables below are what that
  * test walks, so anything used here must be in them.
  */
+import { registerIoctlNames } from 'linux-sys';
 
 /** `VFIO_TYPE` (';') and `VFIO_BASE`: every VFIO ioctl is `_IO(VFIO_TYPE, VFIO_BASE + n)`. */
 export const VFIO_TYPE = 0x3b;
@@ -33,12 +34,11 @@ export const IOCTL = Object.freeze({
   VFIO_IOMMU_UNMAP_DMA: _IO(VFIO_TYPE, VFIO_BASE + 14),
 } as const);
 
-const IOCTL_NAMES = new Map<number, string>(Object.entries(IOCTL).map(([k, v]) => [v, k]));
+// Error messages of the seam name these ioctls (`ioctl VFIO_IOMMU_MAP_DMA on fd 7`).
+registerIoctlNames(IOCTL);
 
-/** `VFIO_IOMMU_MAP_DMA` for 0x3b71; hex for a number we do not know. */
-export function ioctlName(request: number): string {
-  return IOCTL_NAMES.get(request) ?? `0x${request.toString(16)}`;
-}
+/** `VFIO_IOMMU_MAP_DMA` for 0x3b71; hex for a number nobody registered. */
+export { ioctlName } from 'linux-sys';
 
 /** Constants, by their header names (flags, extension ids, indexes, capability ids). */
 export const VFIO = Object.freeze({

@@ -5,8 +5,8 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Platform, RegisterSpace } from '../../../drivers/platform.js';
-import { REG, CTRL, STATUS, EERD, ICR, RCTL, RAH, STAT } from '../../../drivers/e1000e/regs.js';
+import type { Platform, RegisterSpace } from '../../../drivers/contract/platform.js';
+import { REG, CTRL, STATUS, EERD, ICR, RCTL, RAH, STAT } from '../../../spec/e1000e/registers.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
 import { arpRequest, GUEST_IP, GATEWAY_IP } from './packets.js';
 

@@ -6,9 +6,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
-import { AdminOpcode, Cns, CREATE_CQ_IEN, CREATE_CQ_PC, CREATE_SQ_PC, FeatureId, NvmOpcode } from '../../../drivers/nvme/commands.js';
+import { AdminOpcode, Cns, CREATE_CQ_IEN, CREATE_CQ_PC, CREATE_SQ_PC, FeatureId, NvmOpcode } from '../../../spec/nvme/commands.js';
 import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../../drivers/nvme/status.js';
-import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { ADDRESS, simRig, type SimRig } from './sim-target.js';
 import { lowLevel, pattern } from './suite.js';
 

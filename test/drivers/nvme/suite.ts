@@ -6,10 +6,10 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Platform } from '../../../drivers/platform.js';
-import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/platform.js';
+import type { Platform } from '../../../drivers/contract/platform.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { NvmeController, type NvmeOptions } from '../../../drivers/nvme/controller.js';
-import { NvmOpcode } from '../../../drivers/nvme/commands.js';
+import { NvmOpcode } from '../../../spec/nvme/commands.js';
 import { GenericSc, Sct, statusOf } from '../../../drivers/nvme/status.js';
 import type { IoQueue } from '../../../drivers/nvme/ioqueue.js';
 

@@ -8,8 +8,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
-import type { Platform, RegisterSpace } from '../../../drivers/platform.js';
-import { REG } from '../../../drivers/nvme/registers.js';
+import type { Platform, RegisterSpace } from '../../../drivers/contract/platform.js';
+import { REG } from '../../../spec/nvme/registers.js';
 import { ADDRESS, simRig, type SimRig } from './sim-target.js';
 import { pattern } from './suite.js';
 

@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { VfioPlatform } from '../../../platform/vfio.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
-import { DEVICE_WRITES, DEVICE_READS_WRITES } from '../../../drivers/platform.js';
+import { DEVICE_WRITES, DEVICE_READS_WRITES } from '../../../drivers/contract/platform.js';
 import { parseDmarTrace } from '../../../appliance/lab/dmar.js';
 import { gatewaySuite, receiveUntil } from '../../drivers/e1000e/suite.js';
 import { arpRequest, parseArpReply, GUEST_IP, GATEWAY_IP } from '../../drivers/e1000e/packets.js';

@@ -15,8 +15,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseDmarTrace } from '../../../appliance/lab/dmar.js';
-import { DEVICE_READS, DEVICE_WRITES, type DmaWindow, type RegisterSpace } from '../../../drivers/platform.js';
-import { fillPrp, PrpListSpace, SQE_PRP1 } from '../../../dma/prp.js';
+import { DEVICE_READS, DEVICE_WRITES, type DmaWindow, type RegisterSpace } from '../../../drivers/contract/platform.js';
+import { fillPrp, PrpListSpace, SQE_PRP1 } from '../../../drivers/kit/prp.js';
 import { VfioPlatform } from '../../../platform/vfio.js';
 
 function inLab(): void {

@@ -4,18 +4,8 @@
  * stack, DMA memory from a memfd, the guest kernel log, and QEMU's DMAR trace.
  */
 import { closeSync, constants, openSync, readFileSync, readSync } from 'node:fs';
-import {
-  Container,
-  defaultSys,
-  Device,
-  findPciFunctions,
-  Group,
-  MAP_SHARED,
-  MFD_CLOEXEC,
-  PROT_READ,
-  PROT_WRITE,
-  type PciFunction,
-} from 'vfio-bindings';
+import { Container, Device, findPciFunctions, Group, type PciFunction } from 'vfio-bindings';
+import { defaultSys, MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE } from 'linux-sys';
 import { parseDmarTrace, type DmarFault } from '../../../appliance/lab/dmar.js';
 
 export function inLab(): void {

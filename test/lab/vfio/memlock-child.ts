@@ -5,7 +5,8 @@
  *
  * argv[2]: the IOMMU group number.
  */
-import { Container, defaultSys, Group, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, RLIMIT_MEMLOCK, VfioError } from 'vfio-bindings';
+import { Container, Group, VfioError } from 'vfio-bindings';
+import { defaultSys, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, RLIMIT_MEMLOCK } from 'linux-sys';
 
 const sys = defaultSys();
 const group = Number(process.argv[2]);

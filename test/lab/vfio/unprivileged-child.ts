@@ -6,7 +6,8 @@
  *
  * argv[2]: JSON { sqIova, cqIova, dataIova, sqOff, cqOff, dataOff, size, group } (bigints as hex strings).
  */
-import { Container, defaultSys, Device, Group, MAP_SHARED, PROT_READ, PROT_WRITE, VfioError } from 'vfio-bindings';
+import { Container, Device, Group, VfioError } from 'vfio-bindings';
+import { defaultSys, MAP_SHARED, PROT_READ, PROT_WRITE } from 'linux-sys';
 import { identifyStrings, RawNvme } from './nvme-raw.js';
 
 interface Plan {

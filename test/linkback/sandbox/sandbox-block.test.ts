@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'vfio-bindings';
+import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import { BlockDeviceError } from '../../../linkback/block-device.js';
 import { SandboxBlockDevice, sandboxErrorKind } from '../../../linkback/sandbox-block.js';
 import { BlockIoError, SandboxBlockClient } from '../../../sandbox/block/client.js';

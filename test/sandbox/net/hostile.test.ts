@@ -11,7 +11,7 @@ import { extname } from 'node:path';
 import { Supervisor } from '../../../sandbox/supervisor.js';
 import { arpFrame, arpReplyFrom, ipv4 } from '../../../sandbox/net/packets.js';
 import type { SandboxNicPort } from '../../../sandbox/net/port.js';
-import { PacketBatch } from '../../../drivers/e1000e/batch.js';
+import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
 import { until } from '../helpers.js';
 import { nicPolicy, receive, sendFrame } from './helpers.js';
 

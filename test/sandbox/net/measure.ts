@@ -13,7 +13,7 @@ import { SimMachine } from '../../../sim/machine.js';
 import { E1000eModel } from '../../../sim/e1000e/model.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
 import { E1000ePort, type NicPort } from '../../../linkback/tap/nic-port.js';
-import { PacketBatch } from '../../../drivers/e1000e/batch.js';
+import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
 import type { WirePort } from '../../../sim/wire.js';
 import { nicPolicy } from './helpers.js';
 

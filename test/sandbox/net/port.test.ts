@@ -7,8 +7,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EventEmitter } from 'node:events';
-import { defaultSys } from 'vfio-bindings';
-import { PacketBatch } from '../../../drivers/e1000e/batch.js';
+import { defaultSys } from 'linux-sys';
+import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
 import { SandboxNicPort, type SuspendableBridge } from '../../../sandbox/net/port.js';
 import { N, entry } from '../../../sandbox/net/layout.js';
 import type { Supervisor } from '../../../sandbox/supervisor.js';

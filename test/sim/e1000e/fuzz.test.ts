@@ -9,8 +9,8 @@ import * as assert from 'uvu/assert';
 import { SimMachine } from '../../../sim/machine.js';
 import { E1000eModel } from '../../../sim/e1000e/model.js';
 import { loopback } from '../../../sim/wire.js';
-import { REG, CTRL, RCTL, TCTL } from '../../../drivers/e1000e/regs.js';
-import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../../drivers/platform.js';
+import { REG, CTRL, RCTL, TCTL } from '../../../spec/e1000e/registers.js';
+import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 
 function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;

@@ -12,8 +12,8 @@ import { SimMachine } from '../../../sim/machine.js';
 import { SimNvme } from '../../../sim/nvme/controller.js';
 import { PrpResult, PrpWalker } from '../../../sim/nvme/prp.js';
 import { FileStore, MemoryStore } from '../../../sim/nvme/store.js';
-import { CC, CSTS, decodeCap, encodeCc, getField, REG, sqTailDoorbell } from '../../../drivers/nvme/registers.js';
-import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/platform.js';
+import { CC, CSTS, decodeCap, encodeCc, getField, REG, sqTailDoorbell } from '../../../spec/nvme/registers.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
 
 const ADDRESS = '0000:00:01.0';

@@ -1,8 +1,8 @@
 /** Layouts against the spec: register offsets and fields, command/completion offsets, Identify offsets, status codes. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CC, CSTS, cqHeadDoorbell, decodeCap, encodeCap, encodeCc, getField, REG, setField, sqTailDoorbell, decodeVs } from '../../../drivers/nvme/registers.js';
-import { AdminOpcode, CQE, CQE_SIZE, NvmOpcode, SQE, SQE_DW, SQE_SIZE } from '../../../drivers/nvme/commands.js';
+import { CC, CSTS, cqHeadDoorbell, decodeCap, encodeCap, encodeCc, getField, REG, setField, sqTailDoorbell, decodeVs } from '../../../spec/nvme/registers.js';
+import { AdminOpcode, CQE, CQE_SIZE, NvmOpcode, SQE, SQE_DW, SQE_SIZE } from '../../../spec/nvme/commands.js';
 import {
   encodeIdentifyController,
   encodeIdentifyNamespace,
@@ -12,7 +12,7 @@ import {
   parseIdentifyController,
   parseIdentifyNamespace,
   parseNamespaceList,
-} from '../../../drivers/nvme/identify.js';
+} from '../../../spec/nvme/identify.js';
 import { GenericSc, NvmeStatusError, statusName, statusOf, sctOf, scOf, dnrOf, CommandSpecificSc, Sct } from '../../../drivers/nvme/status.js';
 
 test('register offsets (NVMe 1.4 §3.1, Figure 78)', () => {

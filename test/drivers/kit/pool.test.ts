@@ -1,10 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEVICE_READS_WRITES } from '../../drivers/platform.js';
-import { IommuDmaAllocator } from '../../dma/allocator.js';
-import { HeapMemoryProvider } from '../../dma/memory.js';
-import { BufferPool } from '../../dma/pool.js';
-import { RecordingBackend } from './fake-backend.js';
+import { DEVICE_READS_WRITES } from '../../../drivers/contract/platform.js';
+import { IommuDmaAllocator } from '../../../dma/allocator.js';
+import { HeapMemoryProvider } from '../../../dma/memory.js';
+import { BufferPool } from '../../../drivers/kit/pool.js';
+import { RecordingBackend } from '../../dma/fake-backend.js';
 
 const code = (fn: () => unknown): string => {
   try { fn(); } catch (e) { return (e as { code: string }).code; }
@@ -40,7 +40,7 @@ test('exhaustion returns -1 on the hot path, throws from allocOrThrow', () => {
   assert.is(pool.alloc(), 1);
   assert.is(pool.alloc(), -1);
   assert.is(pool.available, 0);
-  assert.is(code(() => pool.allocOrThrow()), 'ERR_DMA_POOL_EXHAUSTED');
+  assert.is(code(() => pool.allocOrThrow()), 'ERR_KIT_POOL_EXHAUSTED');
   pool.free(0);
   assert.is(pool.allocOrThrow(), 0);
 });
@@ -49,10 +49,10 @@ test('double free and foreign indices are detected', () => {
   const pool = new BufferPool(window(8192), 1024);
   const i = pool.alloc();
   pool.free(i);
-  assert.is(code(() => pool.free(i)), 'ERR_DMA_POOL_FREE');
-  assert.is(code(() => pool.free(8)), 'ERR_DMA_POOL_FREE');
-  assert.is(code(() => pool.free(-1)), 'ERR_DMA_POOL_FREE');
-  assert.is(code(() => pool.free(1.5)), 'ERR_DMA_POOL_FREE');
+  assert.is(code(() => pool.free(i)), 'ERR_KIT_POOL_FREE');
+  assert.is(code(() => pool.free(8)), 'ERR_KIT_POOL_FREE');
+  assert.is(code(() => pool.free(-1)), 'ERR_KIT_POOL_FREE');
+  assert.is(code(() => pool.free(1.5)), 'ERR_KIT_POOL_FREE');
   assert.is(pool.available, 8);
 });
 
@@ -67,9 +67,9 @@ test('LIFO reuse: the buffer freed last comes back first (cache-warm)', () => {
 
 test('geometry errors are explained', () => {
   const w = window(8192);
-  assert.is(code(() => new BufferPool(w, 0)), 'ERR_DMA_ARG');
-  assert.is(code(() => new BufferPool(w, 4096, { count: 3 })), 'ERR_DMA_ARG');
-  assert.is(code(() => new BufferPool(w, 4096, { offset: 8192 })), 'ERR_DMA_ARG');
+  assert.is(code(() => new BufferPool(w, 0)), 'ERR_KIT_ARG');
+  assert.is(code(() => new BufferPool(w, 4096, { count: 3 })), 'ERR_KIT_ARG');
+  assert.is(code(() => new BufferPool(w, 4096, { offset: 8192 })), 'ERR_KIT_ARG');
 });
 
 test('alloc/free allocate nothing on the heap', () => {

@@ -14,8 +14,8 @@
  * with a free stack, so building a command's PRPs allocates nothing and writes no bigint.
  * IOVAs are handled as numbers (exact below 2^53) and written as two 32-bit halves.
  */
-import type { DmaWindow } from '../drivers/platform.js';
-import { DmaError } from './errors.js';
+import type { DmaWindow } from '../contract/platform.js';
+import { KitError } from './errors.js';
 
 export const PRP_ENTRY = 8;
 /** Offsets of PRP1/PRP2 in a 64-byte submission queue entry (NVMe 1.4 §4.2, Figure 105: DPTR). */
@@ -62,17 +62,17 @@ export class PrpListSpace {
     const pageSize = options.pageSize ?? 4096;
     const slotPages = options.slotPages ?? 1;
     if (!Number.isInteger(pageSize) || pageSize < 4096 || 2 ** Math.round(Math.log2(pageSize)) !== pageSize) {
-      throw new DmaError('ERR_DMA_ARG', `PRP list space: page size ${pageSize} is not a power of two >= 4096 (CC.MPS)`);
+      throw new KitError('ERR_KIT_ARG', `PRP list space: page size ${pageSize} is not a power of two >= 4096 (CC.MPS)`);
     }
-    if (!Number.isInteger(slotPages) || slotPages < 1) throw new DmaError('ERR_DMA_ARG', `PRP list space: slotPages ${slotPages} must be >= 1`);
+    if (!Number.isInteger(slotPages) || slotPages < 1) throw new KitError('ERR_KIT_ARG', `PRP list space: slotPages ${slotPages} must be >= 1`);
     if (window.perm.write) {
-      throw new DmaError('ERR_DMA_ARG', 'PRP list space: the window lets the device write; PRP lists are only read by the device', {
+      throw new KitError('ERR_KIT_ARG', 'PRP list space: the window lets the device write; PRP lists are only read by the device', {
         fix: 'allocate it with DEVICE_READS (least privilege)',
       });
     }
-    if (window.iova % BigInt(pageSize) !== 0n) throw new DmaError('ERR_DMA_ARG', `PRP list space: window IOVA is not ${pageSize}-aligned`);
+    if (window.iova % BigInt(pageSize) !== 0n) throw new KitError('ERR_KIT_ARG', `PRP list space: window IOVA is not ${pageSize}-aligned`);
     const slots = Math.floor(window.size / (pageSize * slotPages));
-    if (slots < 1) throw new DmaError('ERR_DMA_ARG', `PRP list space: a ${window.size}-byte window holds no ${slotPages}-page slot`);
+    if (slots < 1) throw new KitError('ERR_KIT_ARG', `PRP list space: a ${window.size}-byte window holds no ${slotPages}-page slot`);
     this.window = window;
     this.pageSize = pageSize;
     this.slotPages = slotPages;
@@ -101,7 +101,7 @@ export class PrpListSpace {
 
   free(slot: number): void {
     if ((slot >>> 0) !== slot || slot >= this.slots || this.out[slot] === 0) {
-      throw new DmaError('ERR_DMA_POOL_FREE', `PRP list slot ${slot}: not allocated (freed twice?)`);
+      throw new KitError('ERR_KIT_POOL_FREE', `PRP list slot ${slot}: not allocated (freed twice?)`);
     }
     this.out[slot] = 0;
     this.stack[this.top++] = slot;
@@ -125,7 +125,7 @@ export class PrpListSpace {
 export function fillPrp(dst: DataView, at: number, data: DmaWindow, offset: number, length: number,
   lists?: PrpListSpace, slot = -1, pageSize = lists?.pageSize ?? 4096): number {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > data.size) {
-    throw new DmaError('ERR_DMA_PRP', `PRP: ${length} bytes at offset ${offset} are not inside the ${data.size}-byte window`);
+    throw new KitError('ERR_KIT_PRP', `PRP: ${length} bytes at offset ${offset} are not inside the ${data.size}-byte window`);
   }
   const first = Number(data.iova) + offset;
   const inPage = first % pageSize;
@@ -141,16 +141,16 @@ export function fillPrp(dst: DataView, at: number, data: DmaWindow, offset: numb
     return 0;
   }
   if (lists === undefined || slot < 0) {
-    throw new DmaError('ERR_DMA_PRP', `PRP: ${length} bytes over ${pages} pages need a PRP list, and no list slot was given`, {
+    throw new KitError('ERR_KIT_PRP', `PRP: ${length} bytes over ${pages} pages need a PRP list, and no list slot was given`, {
       fix: 'pass a PrpListSpace and a slot from its alloc()',
     });
   }
-  if (lists.pageSize !== pageSize) throw new DmaError('ERR_DMA_ARG', `PRP: page size ${pageSize} differs from the list space's ${lists.pageSize}`);
+  if (lists.pageSize !== pageSize) throw new KitError('ERR_KIT_ARG', `PRP: page size ${pageSize} differs from the list space's ${lists.pageSize}`);
   const perPage = pageSize / PRP_ENTRY;
   const needed = prpListEntries(pages, pageSize);
   const capacity = lists.slotPages * perPage;
   if (needed > capacity) {
-    throw new DmaError('ERR_DMA_PRP', `PRP: ${length} bytes need ${needed} list entries; a slot holds ${capacity}`, {
+    throw new KitError('ERR_KIT_PRP', `PRP: ${length} bytes need ${needed} list entries; a slot holds ${capacity}`, {
       fix: `split the transfer (at most ${lists.maxTransfer} bytes per command) or use more pages per slot`,
     });
   }

@@ -1,10 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/platform.js';
-import { IommuDmaAllocator } from '../../dma/allocator.js';
-import { HeapMemoryProvider } from '../../dma/memory.js';
-import { fillPrp, prpListEntries, PrpListSpace, SQE_PRP1, SQE_PRP2 } from '../../dma/prp.js';
-import { RecordingBackend } from './fake-backend.js';
+import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
+import { IommuDmaAllocator } from '../../../dma/allocator.js';
+import { HeapMemoryProvider } from '../../../dma/memory.js';
+import { fillPrp, prpListEntries, PrpListSpace, SQE_PRP1, SQE_PRP2 } from '../../../drivers/kit/prp.js';
+import { RecordingBackend } from '../../dma/fake-backend.js';
 
 const PAGE = 4096;
 const code = (fn: () => unknown): string => {
@@ -115,23 +115,23 @@ test('a list that exactly fills a page needs no chain pointer', () => {
   assert.is(walk(sqe, 513 * PAGE, lists).length, 513);
 });
 
-test('too long for a slot, or a list needed but none given: ERR_DMA_PRP', () => {
+test('too long for a slot, or a list needed but none given: ERR_KIT_PRP', () => {
   const { data, sqe, lists } = setup();
   assert.is(lists.maxTransfer, 513 * PAGE);
-  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, 0, 514 * PAGE, lists, 0)), 'ERR_DMA_PRP');
-  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, 0, 3 * PAGE)), 'ERR_DMA_PRP');
-  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, data.size - 10, 20)), 'ERR_DMA_PRP');
+  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, 0, 514 * PAGE, lists, 0)), 'ERR_KIT_PRP');
+  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, 0, 3 * PAGE)), 'ERR_KIT_PRP');
+  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, data.size - 10, 20)), 'ERR_KIT_PRP');
 });
 
 test('list space must be device-read-only; slots are a free stack', () => {
   const dma = new IommuDmaAllocator({ backend: new RecordingBackend(), memory: new HeapMemoryProvider() });
-  assert.is(code(() => new PrpListSpace(dma.alloc(PAGE, DEVICE_WRITES))), 'ERR_DMA_ARG');
+  assert.is(code(() => new PrpListSpace(dma.alloc(PAGE, DEVICE_WRITES))), 'ERR_KIT_ARG');
   const lists = new PrpListSpace(dma.alloc(2 * PAGE, DEVICE_READS));
   assert.is(lists.slots, 2);
   const a = lists.alloc(), b = lists.alloc();
   assert.is(lists.alloc(), -1);
   lists.free(a);
-  assert.is(code(() => lists.free(a)), 'ERR_DMA_POOL_FREE');
+  assert.is(code(() => lists.free(a)), 'ERR_KIT_POOL_FREE');
   assert.is(lists.slotIova(b), Number(lists.window.iova) + PAGE);
 });
 

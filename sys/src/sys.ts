@@ -1,5 +1,5 @@
 /**
- * The syscall seam: the whole host interface of dmabox in one place, like NetBSD's rumpuser.h.
+ * The syscall seam: every Linux call dmabox makes, in one interface, like NetBSD's rumpuser.h.
  * Nothing else in the project calls koffi. Every class of this package takes an optional `sys`, so
  * tests hand in a fake; everything else gets the real one from `defaultSys()`, which loads koffi on
  * first use only (importing this package never loads it).
@@ -8,7 +8,7 @@
  * and its name; results come back as return values. Addresses and 64-bit quantities are bigint;
  * file descriptors and small sizes are numbers.
  */
-import { createKoffiSys } from './sys-koffi.js';
+import { createKoffiSys } from './koffi.js';
 
 /** Open flags (asm-generic/fcntl.h). */
 export const O_RDONLY = 0;

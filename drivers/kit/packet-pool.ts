@@ -4,7 +4,7 @@
  * dma/pool.ts's BufferPool (a free stack of indices) has this shape; the rings depend only on it,
  * so a test can hand them a pool of its own.
  */
-import type { DmaWindow } from '../platform.js';
+import type { DmaWindow } from '../contract/platform.js';
 
 export interface PacketPool {
   /** The window holding every buffer: buffer i starts at `window.bytes[offset(i)]`. */

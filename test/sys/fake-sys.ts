@@ -6,7 +6,8 @@
  * group and interrupt remapping (EPERM), group viability (EPERM) and busy (EBUSY), eventfds that
  * wake pollers, and mmap of BARs and memfds into fake addresses.
  */
-import { ERRNO, IOCTL, LAYOUT, PR_CAPBSET_DROP, PR_CAPBSET_READ, RLIMIT_MEMLOCK, SyscallError, VFIO, type CapSets, type PollHandle, type Rlimit, type Sys } from 'vfio-bindings';
+import { IOCTL, LAYOUT, VFIO } from 'vfio-bindings';
+import { ERRNO, PR_CAPBSET_DROP, PR_CAPBSET_READ, RLIMIT_MEMLOCK, SyscallError, type CapSets, type PollHandle, type Rlimit, type Sys } from 'linux-sys';
 
 const E = ERRNO as Record<string, number>;
 

@@ -5,11 +5,11 @@
  * in objects. One window means one IOMMU mapping for thousands of buffers.
  *
  * Empty pool: `alloc()` returns -1 ("should wait", the caller decides), it does not throw.
- * Freeing a buffer twice, or an index the pool never had, throws ERR_DMA_POOL_FREE: that is a
+ * Freeing a buffer twice, or an index the pool never had, throws ERR_KIT_POOL_FREE: that is a
  * driver bug that would otherwise hand one buffer to two owners.
  */
-import type { DmaWindow } from '../drivers/platform.js';
-import { DmaError } from './errors.js';
+import type { DmaWindow } from '../contract/platform.js';
+import { KitError } from './errors.js';
 
 export interface BufferPoolOptions {
   /** Bytes of the window before the first buffer (default 0). */
@@ -32,20 +32,20 @@ export class BufferPool {
   constructor(window: DmaWindow, bufferSize: number, options: BufferPoolOptions = {}) {
     const base = options.offset ?? 0;
     if (!Number.isSafeInteger(bufferSize) || bufferSize <= 0) {
-      throw new DmaError('ERR_DMA_ARG', `buffer pool: buffer size ${bufferSize} is not a positive integer`);
+      throw new KitError('ERR_KIT_ARG', `buffer pool: buffer size ${bufferSize} is not a positive integer`);
     }
     if (!Number.isSafeInteger(base) || base < 0 || base >= window.size) {
-      throw new DmaError('ERR_DMA_ARG', `buffer pool: offset ${base} is outside the ${window.size}-byte window`);
+      throw new KitError('ERR_KIT_ARG', `buffer pool: offset ${base} is outside the ${window.size}-byte window`);
     }
     const fit = Math.floor((window.size - base) / bufferSize);
     const count = options.count ?? fit;
     if (!Number.isSafeInteger(count) || count < 1 || count > fit) {
-      throw new DmaError('ERR_DMA_ARG', `buffer pool: ${count} buffers of ${bufferSize} bytes do not fit (room for ${fit})`, {
+      throw new KitError('ERR_KIT_ARG', `buffer pool: ${count} buffers of ${bufferSize} bytes do not fit (room for ${fit})`, {
         fix: 'allocate a larger window or ask for fewer buffers',
       });
     }
     if (window.iova + BigInt(window.size) > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new DmaError('ERR_DMA_ARG', `buffer pool: window IOVA 0x${window.iova.toString(16)} is above 2^53`);
+      throw new KitError('ERR_KIT_ARG', `buffer pool: window IOVA 0x${window.iova.toString(16)} is above 2^53`);
     }
     this.window = window;
     this.bufferSize = bufferSize;
@@ -76,7 +76,7 @@ export class BufferPool {
   allocOrThrow(): number {
     const i = this.alloc();
     if (i < 0) {
-      throw new DmaError('ERR_DMA_POOL_EXHAUSTED', `buffer pool of ${this.count} x ${this.bufferSize} bytes is empty`, {
+      throw new KitError('ERR_KIT_POOL_EXHAUSTED', `buffer pool of ${this.count} x ${this.bufferSize} bytes is empty`, {
         fix: 'free buffers when the device is done with them, or make the pool larger',
       });
     }
@@ -85,10 +85,10 @@ export class BufferPool {
 
   free(index: number): void {
     if ((index >>> 0) !== index || index >= this.count) {
-      throw new DmaError('ERR_DMA_POOL_FREE', `buffer pool: index ${index} is not a buffer of this pool (0..${this.count - 1})`);
+      throw new KitError('ERR_KIT_POOL_FREE', `buffer pool: index ${index} is not a buffer of this pool (0..${this.count - 1})`);
     }
     if (this.out[index] === 0) {
-      throw new DmaError('ERR_DMA_POOL_FREE', `buffer pool: buffer ${index} freed twice`, { fix: 'free each buffer once, when the device has finished with it' });
+      throw new KitError('ERR_KIT_POOL_FREE', `buffer pool: buffer ${index} freed twice`, { fix: 'free each buffer once, when the device has finished with it' });
     }
     this.out[index] = 0;
     this.stack[this.top++] = index;

@@ -6,8 +6,8 @@
  * (even Node's own I/O) would overwrite it (LAB-NOTES).
  */
 import { createRequire } from 'node:module';
-import { SyscallError, VfioArgError, VfioCode, VfioError } from './errors.js';
-import { ioctlName } from './uapi.js';
+import { SysArgError, SyscallError } from './errors.js';
+import { ioctlName } from './ioctl-names.js';
 import { LINUX_CAPABILITY_VERSION_3, MAX_VIEW_BYTES, SOCK_FPROG, SYS_SECCOMP, type CapSets, type PollHandle, type Rlimit, type Sys } from './sys.js';
 
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
@@ -71,7 +71,7 @@ export function createKoffiSys(): Sys {
   }
 
   function checkLength(op: string, n: number): void {
-    if (!Number.isSafeInteger(n) || n < 0) throw new VfioArgError(`length ${n} must be a non-negative integer`, op);
+    if (!Number.isSafeInteger(n) || n < 0) throw new SysArgError(`length ${n} must be a non-negative integer`, op);
   }
 
   const sys: Sys = {
@@ -163,10 +163,10 @@ export function createKoffiSys(): Sys {
     },
     seccomp(operation, flags, program) {
       const nr = SYS_SECCOMP[process.arch];
-      if (nr === undefined) throw new VfioArgError(`seccomp: no syscall number known for architecture ${process.arch}`, 'seccomp');
+      if (nr === undefined) throw new SysArgError(`seccomp: no syscall number known for architecture ${process.arch}`, 'seccomp');
       const n = program.byteLength / SOCK_FPROG.filterSize;
       if (!Number.isInteger(n) || n < 1 || n > 4096) {
-        throw new VfioArgError(`a BPF program is 1 to 4096 instructions of 8 bytes; got ${program.byteLength} bytes`, 'seccomp');
+        throw new SysArgError(`a BPF program is 1 to 4096 instructions of 8 bytes; got ${program.byteLength} bytes`, 'seccomp');
       }
       const filter = Buffer.from(program); // a copy that stays alive across the call
       const fprog = Buffer.alloc(SOCK_FPROG.size);
@@ -175,7 +175,7 @@ export function createKoffiSys(): Sys {
       const r = c.syscall(nr, 'long', operation, 'long', flags, 'void *', fprog) as number;
       if (r < 0) fail('seccomp');
       // With TSYNC a positive result is the id of a thread that could not be synchronised.
-      if (r > 0) throw new VfioError(VfioCode.SYSCALL, `thread ${r} could not be synchronised (TSYNC)`, { op: 'seccomp' });
+      if (r > 0) throw new SyscallError('seccomp', 0, `thread ${r} could not be synchronised (TSYNC)`);
       void filter.length;
     },
     capget(): CapSets {
@@ -184,7 +184,7 @@ export function createKoffiSys(): Sys {
     },
     capset(sets: CapSets) {
       for (const [i, v] of [sets.effective, sets.permitted, sets.inheritable].entries()) {
-        if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new VfioArgError(`capability sets are 64-bit masks; got ${v}`, 'capset');
+        if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new SysArgError(`capability sets are 64-bit masks; got ${v}`, 'capset');
         capData.writeUInt32LE(low(v), i * 4);
         capData.writeUInt32LE(high(v), 12 + i * 4);
       }
@@ -205,9 +205,9 @@ export function createKoffiSys(): Sys {
     },
     view(addr, length) {
       if (!Number.isSafeInteger(length) || length <= 0 || length > MAX_VIEW_BYTES) {
-        throw new VfioArgError(`a view is 1 byte to 4 GiB - 1 (koffi.view aborts above); got ${length}: map in pieces`, 'view');
+        throw new SysArgError(`a view is 1 byte to 4 GiB - 1 (koffi.view aborts above); got ${length}: map in pieces`, 'view');
       }
-      if (addr === 0n) throw new VfioArgError('a view of address 0', 'view');
+      if (addr === 0n) throw new SysArgError('a view of address 0', 'view');
       return koffi.view(addr, length);
     },
   };
