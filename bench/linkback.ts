@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { NvmeController } from '../drivers/nvme/controller.js';
 import { MemoryBlockDevice } from '../linkback/memory-block-device.js';
 import { NbdServer } from '../linkback/nbd/server.js';
-import { NvmeBlockDevice } from '../linkback/nvme-block.js';
+import { NvmeBlockDevice } from '../linkback/in-process/nvme.js';
 import { startService } from '../linkback/service.js';
 import { VfioPlatform } from '../platform/vfio.js';
 import { parsePolicies } from '../policies/index.js';

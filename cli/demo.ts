@@ -10,7 +10,7 @@
  * What cannot run (a device the sandbox has no container for yet, a linkback kind not built yet, a
  * sandbox that failed) is printed as NOT AVAILABLE YET or FAILED with the reason; the rest serves.
  * As root the manager drops to CAP_SETUID, CAP_SETGID and CAP_KILL once everything is up
- * (sandbox/privilege.ts), unless --keep-privileges.
+ * (sandbox/manager/privilege.ts), unless --keep-privileges.
  * Exit status: 0 after an orderly stop; 1 when no linkback could be started; 2 for bad arguments.
  */
 import { existsSync } from 'node:fs';
@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { startService, type Service } from '../linkback/service.js';
 import { loadPoliciesOrReport } from './load-policies.js';
 import type { Policy } from '../policies/types.js';
-import type { SandboxEvent } from '../sandbox/supervisor.js';
+import type { SandboxEvent } from '../sandbox/manager/supervisor.js';
 import { dropByDefault, endSetup, formatEvent } from './up.js';
 
 const USAGE = 'usage: dmabox demo [POLICY...] [--socket PATH] [--control PATH] [--keep-privileges]\n';

@@ -3,7 +3,7 @@
  * socket: per sandbox its state, container pid and uid, uptime, restarts, faults, windows and I/O
  * counters. Every line of an unconfined sandbox says UNCONFINED.
  */
-import { queryStatus, defaultControlPath } from '../sandbox/manager.js';
+import { queryStatus, defaultControlPath } from '../sandbox/manager/manager.js';
 
 const USAGE = `usage: dmabox status [--json] [--control PATH]\n`;
 

@@ -5,15 +5,15 @@
  * is asked to stop (bounded, then SIGKILL), its device quarantined (bus mastering off, FLR), its
  * windows unmapped, and with --bind each real device given back to its driver. Exit status 0
  * after an orderly stop, 1 when a policy is invalid. As root, once the sandboxes and linkbacks
- * are up the manager drops to CAP_SETUID, CAP_SETGID and CAP_KILL (sandbox/privilege.ts) unless
+ * are up the manager drops to CAP_SETUID, CAP_SETGID and CAP_KILL (sandbox/manager/privilege.ts) unless
  * --keep-privileges.
  */
 import { loadPoliciesOrReport } from './load-policies.js';
 import type { Linkback } from '../linkback/registry.js';
-import type { Manager as ManagerType } from '../sandbox/manager.js';
+import type { Manager as ManagerType } from '../sandbox/manager/manager.js';
 import { startLinkbacks } from '../linkback/service.js';
-import { Manager } from '../sandbox/manager.js';
-import type { SandboxEvent } from '../sandbox/supervisor.js';
+import { Manager } from '../sandbox/manager/manager.js';
+import type { SandboxEvent } from '../sandbox/manager/supervisor.js';
 
 const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind] [--keep-privileges]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n          (as if every policy said device.bind: true)\n  --keep-privileges  as root, keep every capability after set-up (default: keep only\n          CAP_SETUID, CAP_SETGID, CAP_KILL; sandbox/README.md)\n`;
 

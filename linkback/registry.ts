@@ -6,7 +6,7 @@
  * starting (a socket path in use, a device that cannot be exported).
  */
 import type { Policy } from '../policies/types.js';
-import type { Supervisor } from '../sandbox/supervisor.js';
+import type { Supervisor } from '../sandbox/manager/supervisor.js';
 
 export interface LinkbackContext {
   /** The sandbox, ready (its first container said READY). */

@@ -1,11 +1,11 @@
 /**
  * A sandboxed NVMe driver as a `BlockDevice`: the NBD server's requests go to the supervisor's
- * `SandboxBlockClient` (sandbox/block/client.ts), which posts them on the block ring of whichever
+ * `SandboxBlockClient` (sandbox/manager/services/block.ts), which posts them on the block ring of whichever
  * container is alive. The client keeps every request until it completes and replays those in flight
  * on the next container after a crash, so a restart is latency here, never an error: the export
  * keeps its device object across restarts (no `replaceDevice`).
  *
- * What the ring can carry decides the capabilities (sandbox/block/layout.ts: READ, WRITE, FLUSH):
+ * What the ring can carry decides the capabilities (sandbox/abi/block.ts: READ, WRITE, FLUSH):
  * - flush: true. The ring does not publish the controller's VWC bit, so a flush is always offered;
  *   it reaches the driver as an NVMe Flush, which is valid (and cheap) without a volatile cache.
  * - fua: what the container published in CAPS (NVMe: always; the FUA bit of Write, §6.15), so a
@@ -22,10 +22,10 @@
  * Reads: `SandboxBlockClient.readInto` copies the data from the ring's data area straight into
  * the server's buffer (one copy, no allocation per read).
  */
-import type { SandboxBlockClient } from '../sandbox/block/client.js';
+import type { SandboxBlockClient } from '../sandbox/manager/services/block.js';
 import { BlockDeviceError, validateBlockDevice, type BlockCapabilities, type BlockDevice, type BlockErrorKind } from './block-device.js';
 
-/** sandbox/block/layout.ts BlockStatus (a const enum there; the values are the ring's ABI). */
+/** sandbox/abi/block.ts BlockStatus (a const enum there; the values are the ring's ABI). */
 const STATUS_BAD_REQUEST = 1;
 const STATUS_RANGE = 2;
 

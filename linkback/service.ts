@@ -9,8 +9,8 @@
  */
 import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
-import { Manager, type ManagerOptions } from '../sandbox/manager.js';
-import type { Supervisor } from '../sandbox/supervisor.js';
+import { Manager, type ManagerOptions } from '../sandbox/manager/manager.js';
+import type { Supervisor } from '../sandbox/manager/supervisor.js';
 import { LINKBACK_KINDS, linkbackKind, type Linkback } from './registry.js';
 
 export interface Unavailable {

@@ -14,6 +14,7 @@
  *
  * All syscalls go through vfio-bindings' seam; pass `sys` to run over a fake.
  */
+import { setBusMaster } from '../spec/pci/config.js';
 import { Container, Group, pciFunction, bindToVfio, releaseFromVfio, VfioError, VfioCode, type BindReceipt, type Device, type Mmio } from 'vfio-bindings';
 import { defaultSys, RLIMIT_MEMLOCK, type Sys } from 'linux-sys';
 import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../drivers/contract/platform.js';
@@ -43,8 +44,6 @@ export interface VfioPlatformOptions {
   hugePages?: 'auto' | 'never' | 'always';
 }
 
-const PCI_COMMAND = 0x04;
-const CMD_BUS_MASTER = 0x4;
 
 const clock: Clock = {
   now: () => performance.now(),
@@ -147,7 +146,7 @@ export class VfioPlatform implements Platform {
         name: `vfio:${address}`,
       });
       const p = new VfioPlatform(address, container, group, device, dma, receipt, options.sysfsRoot);
-      if (options.busMaster) device.enableBusMaster();
+      if (options.busMaster) setBusMaster(device.config, true);
       return p;
     } catch (e) {
       container?.close();
@@ -189,7 +188,7 @@ export class VfioPlatform implements Platform {
       }
     };
     step(() => this.device.disableInterrupts());
-    step(() => this.config.write16(PCI_COMMAND, this.config.read16(PCI_COMMAND) & ~CMD_BUS_MASTER));
+    step(() => setBusMaster(this.config, false));
     step(() => this.dma.close());
     step(() => this.container.close()); // closes the group, which closes the device (and its BARs)
     if (this.receipt) step(() => releaseFromVfio(this.receipt!, this.sysfsRoot !== undefined ? { root: this.sysfsRoot } : {}));

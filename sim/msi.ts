@@ -12,18 +12,12 @@
  * A function granted fewer vectors than it raises folds the vector number into the granted ones
  * (it may only modify the low MME bits of the data, §6.8.1.6): vector & (granted - 1).
  */
-export const MSI_CAP_SIZE = 0x18;
-export const MSI_MC = 0x02;
-export const MSI_ADDR_LO = 0x04;
-export const MSI_ADDR_HI = 0x08;
-export const MSI_DATA = 0x0c;
-export const MSI_MASK = 0x10;
-export const MSI_PENDING = 0x14;
-/** Message Control bits (§6.8.1.3). */
-export const MSI_MC_ENABLE = 1 << 0;
-export const MSI_MC_MME_SHIFT = 4;
-export const MSI_MC_64BIT = 1 << 7;
-export const MSI_MC_PVM = 1 << 8;
+import { getField, setField } from '../spec/field.js';
+import { MSI } from '../spec/pci/capabilities.js';
+
+const MC = MSI.MC.offset, ADDR_LO = MSI.ADDR_LO.offset, ADDR_HI = MSI.ADDR_HI.offset, DATA = MSI.DATA.offset;
+const MASK = MSI.MASK.offset, PENDING = MSI.PENDING.offset;
+const ENABLE = MSI.MC.ENABLE.mask;
 
 export class Msi {
   readonly vectors: number;
@@ -43,36 +37,36 @@ export class Msi {
 
   /** The read-only part of Message Control: what the function can do. */
   get capabilities(): number {
-    return (Math.log2(this.vectors) << 1) | MSI_MC_64BIT | MSI_MC_PVM;
+    return setField(0, MSI.MC.MMC, Math.log2(this.vectors)) | MSI.MC.ADDR64.mask | MSI.MC.PVM.mask;
   }
 
   /** Writable bits per register, for the function's config-space write mask. */
   static readonly WRITABLE: readonly [number, number, number][] = [
-    [MSI_MC, 2, MSI_MC_ENABLE | (7 << MSI_MC_MME_SHIFT)],
-    [MSI_ADDR_LO, 4, 0xfffffffc],
-    [MSI_ADDR_HI, 4, 0xffffffff],
-    [MSI_DATA, 2, 0xffff],
+    [MC, 2, ENABLE | MSI.MC.MME.mask],
+    [ADDR_LO, 4, 0xfffffffc],
+    [ADDR_HI, 4, 0xffffffff],
+    [DATA, 2, 0xffff],
   ];
 
   get enabled(): boolean {
-    return (this.cfg.getUint16(this.offset + MSI_MC, true) & MSI_MC_ENABLE) !== 0;
+    return (this.cfg.getUint16(this.offset + MC, true) & ENABLE) !== 0;
   }
 
   /** Vectors software granted (Multiple Message Enable), never more than the function has. */
   get granted(): number {
-    const mme = (this.cfg.getUint16(this.offset + MSI_MC, true) >> MSI_MC_MME_SHIFT) & 7;
+    const mme = getField(this.cfg.getUint16(this.offset + MC, true), MSI.MC.MME);
     return Math.min(1 << mme, this.vectors);
   }
 
   isPending(vector: number): boolean {
-    return ((this.cfg.getUint32(this.offset + MSI_PENDING, true) >>> vector) & 1) === 1;
+    return ((this.cfg.getUint32(this.offset + PENDING, true) >>> vector) & 1) === 1;
   }
 
   raise(vector: number): 'delivered' | 'pending' | 'disabled' {
     if (!this.enabled) return 'disabled';
     const v = vector & (this.granted - 1);
-    if (((this.cfg.getUint32(this.offset + MSI_MASK, true) >>> v) & 1) === 1) {
-      this.cfg.setUint32(this.offset + MSI_PENDING, (this.cfg.getUint32(this.offset + MSI_PENDING, true) | (1 << v)) >>> 0, true);
+    if (((this.cfg.getUint32(this.offset + MASK, true) >>> v) & 1) === 1) {
+      this.cfg.setUint32(this.offset + PENDING, (this.cfg.getUint32(this.offset + PENDING, true) | (1 << v)) >>> 0, true);
       return 'pending';
     }
     this.deliver(v);
@@ -82,14 +76,14 @@ export class Msi {
   /** After a config write to the capability: deliver pending vectors that are now unmasked. */
   configWritten(): void {
     if (!this.enabled) return;
-    let pending = this.cfg.getUint32(this.offset + MSI_PENDING, true);
+    let pending = this.cfg.getUint32(this.offset + PENDING, true);
     if (pending === 0) return;
-    const mask = this.cfg.getUint32(this.offset + MSI_MASK, true);
+    const mask = this.cfg.getUint32(this.offset + MASK, true);
     for (let v = 0; v < this.vectors; v++) {
       const bit = 1 << v;
       if ((pending & bit) !== 0 && (mask & bit) === 0) {
         pending &= ~bit;
-        this.cfg.setUint32(this.offset + MSI_PENDING, pending >>> 0, true);
+        this.cfg.setUint32(this.offset + PENDING, pending >>> 0, true);
         this.deliver(v);
       }
     }
@@ -97,12 +91,12 @@ export class Msi {
 
   /** Power-on / FLR: disabled, one vector granted, nothing masked or pending. */
   reset(): void {
-    this.cfg.setUint16(this.offset + MSI_MC, this.capabilities, true);
-    this.cfg.setUint32(this.offset + MSI_ADDR_LO, 0, true);
-    this.cfg.setUint32(this.offset + MSI_ADDR_HI, 0, true);
-    this.cfg.setUint16(this.offset + MSI_DATA, 0, true);
-    this.cfg.setUint32(this.offset + MSI_MASK, 0, true);
-    this.cfg.setUint32(this.offset + MSI_PENDING, 0, true);
+    this.cfg.setUint16(this.offset + MC, this.capabilities, true);
+    this.cfg.setUint32(this.offset + ADDR_LO, 0, true);
+    this.cfg.setUint32(this.offset + ADDR_HI, 0, true);
+    this.cfg.setUint16(this.offset + DATA, 0, true);
+    this.cfg.setUint32(this.offset + MASK, 0, true);
+    this.cfg.setUint32(this.offset + PENDING, 0, true);
   }
 
   private deliver(v: number): void {

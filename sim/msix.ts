@@ -11,12 +11,9 @@
  * sink (the platform's IrqVector handlers). Unmasking a vector with its pending bit set delivers it
  * and clears the bit.
  */
-export const MSIX_ENTRY_SIZE = 16;
-/** Vector Control bit 0: Mask Bit (§6.8.2.9). */
-export const MSIX_VC_MASK = 1;
-/** Message Control bit 15: MSI-X Enable; bit 14: Function Mask (§6.8.2.3). */
-export const MSIX_MC_ENABLE = 0x8000;
-export const MSIX_MC_FMASK = 0x4000;
+import { MSIX, MSIX_ENTRY, MSIX_VECTOR_MASKED } from '../spec/pci/capabilities.js';
+
+const VC_MASKED = MSIX_VECTOR_MASKED.mask;
 
 export type MsixOutcome = 'delivered' | 'pending' | 'disabled';
 
@@ -35,7 +32,7 @@ export class Msix {
 
   constructor(vectors: number) {
     this.vectors = vectors;
-    this.tableSize = vectors * MSIX_ENTRY_SIZE;
+    this.tableSize = vectors * MSIX_ENTRY.size;
     // The PBA is made of QWORDs (§6.8.2.10).
     this.pbaSize = Math.ceil(vectors / 64) * 8;
     this.table = new Uint32Array(vectors * 4);
@@ -46,7 +43,7 @@ export class Msix {
   /** Power-on / FLR state: every vector masked, nothing pending, MSI-X disabled. */
   reset(): void {
     this.table.fill(0);
-    for (let v = 0; v < this.vectors; v++) this.table[v * 4 + 3] = MSIX_VC_MASK;
+    for (let v = 0; v < this.vectors; v++) this.table[v * 4 + 3] = VC_MASKED;
     this.pba.fill(0);
     this.enabled = false;
     this.functionMask = false;
@@ -57,7 +54,7 @@ export class Msix {
       throw new RangeError(`MSI-X vector ${vector} does not exist (the function has ${this.vectors})`);
     }
     if (!this.enabled) return 'disabled';
-    if (this.functionMask || (this.table[vector * 4 + 3]! & MSIX_VC_MASK) !== 0) {
+    if (this.functionMask || (this.table[vector * 4 + 3]! & VC_MASKED) !== 0) {
       this.pba[vector >>> 5]! |= 1 << (vector & 31);
       return 'pending';
     }
@@ -66,7 +63,7 @@ export class Msix {
   }
 
   isMasked(vector: number): boolean {
-    return (this.table[vector * 4 + 3]! & MSIX_VC_MASK) !== 0;
+    return (this.table[vector * 4 + 3]! & VC_MASKED) !== 0;
   }
 
   isPending(vector: number): boolean {
@@ -75,8 +72,8 @@ export class Msix {
 
   /** A write to the capability's Message Control. */
   setControl(messageControl: number): void {
-    this.enabled = (messageControl & MSIX_MC_ENABLE) !== 0;
-    this.functionMask = (messageControl & MSIX_MC_FMASK) !== 0;
+    this.enabled = (messageControl & MSIX.MC.ENABLE.mask) !== 0;
+    this.functionMask = (messageControl & MSIX.MC.FMASK.mask) !== 0;
     this.flushPending();
   }
 

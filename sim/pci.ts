@@ -14,55 +14,28 @@ import { SimError } from './errors.js';
 import type { IommuDomain, SimIommu } from './iommu.js';
 import type { PhysicalMemory } from './memory.js';
 import type { BarDecl, DeviceModel } from './model.js';
-import { Msi, MSI_CAP_SIZE, MSI_MASK } from './msi.js';
-import { Msix, MSIX_MC_ENABLE, MSIX_MC_FMASK } from './msix.js';
+import { Msi } from './msi.js';
+import { Msix } from './msix.js';
+import { barOffset, CAP_ID, CONFIG_SPACE_BYTES, PCI } from '../spec/pci/config.js';
+import { MSI, MSIX, MSIX_MAX_VECTORS, PCIE } from '../spec/pci/capabilities.js';
 import { DeviceWork, type WorkMode, type WorkOwner } from './sched.js';
 
-export const CONFIG_SIZE = 4096;
+export const CONFIG_SIZE = CONFIG_SPACE_BYTES;
 
-/** Type 0 header offsets (PCI Local Bus 3.0 §6.1). */
-export const PCI_VENDOR_ID = 0x00;
-export const PCI_DEVICE_ID = 0x02;
-export const PCI_COMMAND = 0x04;
-export const PCI_STATUS = 0x06;
-export const PCI_REVISION_ID = 0x08;
-export const PCI_CLASS_CODE = 0x09;
-export const PCI_HEADER_TYPE = 0x0e;
-export const PCI_BAR0 = 0x10;
-export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
-export const PCI_SUBSYSTEM_ID = 0x2e;
-export const PCI_CAPABILITIES_POINTER = 0x34;
-export const PCI_INTERRUPT_LINE = 0x3c;
-export const PCI_INTERRUPT_PIN = 0x3d;
-
-/** Command register bits (§6.2.2). */
-export const CMD_MEMORY_SPACE = 1 << 1;
-export const CMD_BUS_MASTER = 1 << 2;
-export const CMD_INTX_DISABLE = 1 << 10;
-/** Status register bits (§6.2.3): Interrupt Status, Capabilities List. */
-export const STATUS_INTX = 1 << 3;
-export const STATUS_CAP_LIST = 1 << 4;
-
-/** Capability IDs (PCI Code and ID Assignment §2). */
-export const CAP_ID_PM = 0x01;
-export const CAP_ID_MSI = 0x05;
-export const CAP_ID_PCIE = 0x10;
-export const CAP_ID_MSIX = 0x11;
-
-/** Where this simulator places its capabilities. */
+/** Where this simulator places its capabilities (its choice: any offset in the list would do). */
 export const CAP_PM_OFFSET = 0x40;
 export const CAP_MSIX_OFFSET = 0x50;
 export const CAP_PCIE_OFFSET = 0x60;
 /** After the PCIe capability (0x60..0x9b, v2 is 0x3c bytes). */
 export const CAP_MSI_OFFSET = 0xa0;
 
-/** PCIe capability (PCIe Base 4.0 §7.5.3): Device Capabilities at +4, Device Control at +8. */
-export const PCIE_DEVCAP = 4;
-export const PCIE_DEVCTL = 8;
-/** DevCap bit 28: Function Level Reset Capability (§7.5.3.3). */
-export const PCIE_DEVCAP_FLR = 1 << 28;
-/** DevCtl bit 15: Initiate Function Level Reset (§7.5.3.4); always reads 0. */
-export const PCIE_DEVCTL_BCR_FLR = 1 << 15;
+const COMMAND = PCI.COMMAND.offset;
+const BUS_MASTER = PCI.COMMAND.BUS_MASTER.mask;
+const MEMORY_SPACE = PCI.COMMAND.MEMORY_SPACE.mask;
+const INTX_DISABLE = PCI.COMMAND.INTX_DISABLE.mask;
+const STATUS = PCI.STATUS.offset;
+const MSIX_MC = CAP_MSIX_OFFSET + MSIX.MC.offset;
+const DEVCTL = CAP_PCIE_OFFSET + PCIE.DEVCTL.offset;
 
 const ALL_ONES = 0xffffffff;
 
@@ -119,11 +92,11 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   }
 
   get busMasterEnabled(): boolean {
-    return (this.cfg.getUint16(PCI_COMMAND, true) & CMD_BUS_MASTER) !== 0;
+    return (this.cfg.getUint16(COMMAND, true) & BUS_MASTER) !== 0;
   }
 
   get memoryEnabled(): boolean {
-    return (this.cfg.getUint16(PCI_COMMAND, true) & CMD_MEMORY_SPACE) !== 0;
+    return (this.cfg.getUint16(COMMAND, true) & MEMORY_SPACE) !== 0;
   }
 
   /** Wrap a model routine so doorbells can kick it (see sim/sched.ts). */
@@ -161,8 +134,8 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     if (this.msix !== undefined && this.msix.enabled) return this.msix.raise(vector);
     if (this.msi !== undefined && this.msi.enabled) return this.msi.raise(vector);
     if (this.intx) {
-      this.cfg.setUint16(PCI_STATUS, this.cfg.getUint16(PCI_STATUS, true) | STATUS_INTX, true);
-      if ((this.cfg.getUint16(PCI_COMMAND, true) & CMD_INTX_DISABLE) !== 0 || this.irqSink === undefined) {
+      this.cfg.setUint16(STATUS, this.cfg.getUint16(STATUS, true) | PCI.STATUS.INTX.mask, true);
+      if ((this.cfg.getUint16(COMMAND, true) & INTX_DISABLE) !== 0 || this.irqSink === undefined) {
         this.intxSuppressed++;
         return 'suppressed';
       }
@@ -174,7 +147,7 @@ export class PciFunction extends EventEmitter implements WorkOwner {
 
   /** The model deasserts INTx (its interrupt cause register was read or cleared). */
   lowerIntx(): void {
-    this.cfg.setUint16(PCI_STATUS, this.cfg.getUint16(PCI_STATUS, true) & ~STATUS_INTX, true);
+    this.cfg.setUint16(STATUS, this.cfg.getUint16(STATUS, true) & ~PCI.STATUS.INTX.mask, true);
   }
 
   // ---- config space ----
@@ -193,14 +166,14 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     }
     const end = offset + size;
     const touches = (at: number, len: number): boolean => offset < at + len && at < end;
-    if (this.msix !== undefined && touches(CAP_MSIX_OFFSET + 2, 2)) {
-      this.msix.setControl(this.cfg.getUint16(CAP_MSIX_OFFSET + 2, true));
+    if (this.msix !== undefined && touches(MSIX_MC, 2)) {
+      this.msix.setControl(this.cfg.getUint16(MSIX_MC, true));
     }
-    if (this.msi !== undefined && touches(CAP_MSI_OFFSET, MSI_CAP_SIZE)) this.msi.configWritten();
-    if (touches(CAP_PCIE_OFFSET + PCIE_DEVCTL, 2)) {
-      const ctl = this.cfg.getUint16(CAP_PCIE_OFFSET + PCIE_DEVCTL, true);
-      if ((ctl & PCIE_DEVCTL_BCR_FLR) !== 0) {
-        this.cfg.setUint16(CAP_PCIE_OFFSET + PCIE_DEVCTL, ctl & ~PCIE_DEVCTL_BCR_FLR, true);
+    if (this.msi !== undefined && touches(CAP_MSI_OFFSET, MSI.SIZE)) this.msi.configWritten();
+    if (touches(DEVCTL, 2)) {
+      const ctl = this.cfg.getUint16(DEVCTL, true);
+      if ((ctl & PCIE.DEVCTL.INITIATE_FLR.mask) !== 0) {
+        this.cfg.setUint16(DEVCTL, ctl & ~PCIE.DEVCTL.INITIATE_FLR.mask, true);
         this.flr();
       }
     }
@@ -244,12 +217,12 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   flr(): void {
     this.resets++;
     for (const w of this.works) w.cancel();
-    const cmd = this.cfg.getUint16(PCI_COMMAND, true);
-    this.cfg.setUint16(PCI_COMMAND, cmd & ~(CMD_BUS_MASTER | CMD_INTX_DISABLE), true);
+    const cmd = this.cfg.getUint16(COMMAND, true);
+    this.cfg.setUint16(COMMAND, cmd & ~(BUS_MASTER | INTX_DISABLE), true);
     this.lowerIntx();
     if (this.msix !== undefined) {
       this.msix.reset();
-      this.cfg.setUint16(CAP_MSIX_OFFSET + 2, this.cfg.getUint16(CAP_MSIX_OFFSET + 2, true) & ~(MSIX_MC_ENABLE | MSIX_MC_FMASK), true);
+      this.cfg.setUint16(MSIX_MC, this.cfg.getUint16(MSIX_MC, true) & ~(MSIX.MC.ENABLE.mask | MSIX.MC.FMASK.mask), true);
     }
     this.msi?.reset();
     this.model.reset();
@@ -263,19 +236,19 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     const c = this.cfg;
     const w16 = (off: number, mask: number): void => { this.writable[off] = mask & 0xff; this.writable[off + 1] = (mask >>> 8) & 0xff; };
     const w32 = (off: number, mask: number): void => { w16(off, mask & 0xffff); w16(off + 2, mask >>> 16); };
-    c.setUint16(PCI_VENDOR_ID, ids.vendor, true);
-    c.setUint16(PCI_DEVICE_ID, ids.device, true);
-    c.setUint8(PCI_REVISION_ID, ids.revision);
-    c.setUint8(PCI_CLASS_CODE, ids.classCode & 0xff);
-    c.setUint8(PCI_CLASS_CODE + 1, (ids.classCode >>> 8) & 0xff);
-    c.setUint8(PCI_CLASS_CODE + 2, (ids.classCode >>> 16) & 0xff);
-    c.setUint8(PCI_HEADER_TYPE, 0);
-    c.setUint16(PCI_SUBSYSTEM_VENDOR_ID, ids.subsystemVendor ?? ids.vendor, true);
-    c.setUint16(PCI_SUBSYSTEM_ID, ids.subsystemDevice ?? ids.device, true);
-    c.setUint16(PCI_STATUS, STATUS_CAP_LIST, true);
-    w16(PCI_COMMAND, CMD_MEMORY_SPACE | CMD_BUS_MASTER | CMD_INTX_DISABLE);
-    this.writable[PCI_INTERRUPT_LINE] = 0xff;
-    c.setUint8(PCI_INTERRUPT_PIN, this.intx ? 1 : 0);
+    c.setUint16(PCI.VENDOR_ID.offset, ids.vendor, true);
+    c.setUint16(PCI.DEVICE_ID.offset, ids.device, true);
+    c.setUint8(PCI.REVISION_ID.offset, ids.revision);
+    c.setUint8(PCI.CLASS_CODE.offset, ids.classCode & 0xff);
+    c.setUint8(PCI.CLASS_CODE.offset + 1, (ids.classCode >>> 8) & 0xff);
+    c.setUint8(PCI.CLASS_CODE.offset + 2, (ids.classCode >>> 16) & 0xff);
+    c.setUint8(PCI.HEADER_TYPE.offset, 0);
+    c.setUint16(PCI.SUBSYSTEM_VENDOR_ID.offset, ids.subsystemVendor ?? ids.vendor, true);
+    c.setUint16(PCI.SUBSYSTEM_ID.offset, ids.subsystemDevice ?? ids.device, true);
+    c.setUint16(STATUS, PCI.STATUS.CAP_LIST.mask, true);
+    w16(COMMAND, MEMORY_SPACE | BUS_MASTER | INTX_DISABLE);
+    this.writable[PCI.INTERRUPT_LINE.offset] = 0xff;
+    c.setUint8(PCI.INTERRUPT_PIN.offset, this.intx ? 1 : 0);
 
     // Memory BARs (§6.2.5.1): bit 0 = 0 memory, bits 2:1 = 10b for 64-bit; the low bits below the
     // size read as zero, so writing all ones and reading back gives the size.
@@ -288,7 +261,7 @@ export class PciFunction extends EventEmitter implements WorkOwner {
         throw new SimError('ERR_SIM_ARG', `${this.model.name}: BAR ${bar.index} size ${bar.size} is not a power of two >= 4096`);
       }
       this.bars[bar.index] = bar;
-      const off = PCI_BAR0 + 4 * bar.index;
+      const off = barOffset(bar.index);
       c.setUint32(off, is64 ? 0b100 : 0, true);
       w32(off, ~(bar.size - 1) & ~0xf);
       if (is64) w32(off + 4, ALL_ONES);
@@ -299,11 +272,11 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     if (this.msix !== undefined) caps.push(CAP_MSIX_OFFSET);
     caps.push(CAP_PCIE_OFFSET);
     if (this.msi !== undefined) caps.push(CAP_MSI_OFFSET);
-    c.setUint8(PCI_CAPABILITIES_POINTER, caps[0]!);
+    c.setUint8(PCI.CAPABILITIES_POINTER.offset, caps[0]!);
     const next = (at: number): number => caps[caps.indexOf(at) + 1] ?? 0;
 
     // PCI Power Management (PCI PM 1.2 §3.2): PMC version 3, PMCSR PowerState (bits 1:0) writable.
-    c.setUint8(CAP_PM_OFFSET, CAP_ID_PM);
+    c.setUint8(CAP_PM_OFFSET, CAP_ID.PM);
     c.setUint8(CAP_PM_OFFSET + 1, next(CAP_PM_OFFSET));
     c.setUint16(CAP_PM_OFFSET + 2, 0x0003, true);
     w16(CAP_PM_OFFSET + 4, 0x0003);
@@ -311,35 +284,35 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     const d = this.model.msix;
     if (this.msix !== undefined && d !== undefined) {
       const bar = this.bars[d.bar];
-      if (bar === undefined || d.vectors < 1 || d.vectors > 2048 || d.tableOffset % 8 !== 0 || d.pbaOffset % 8 !== 0 ||
+      if (bar === undefined || d.vectors < 1 || d.vectors > MSIX_MAX_VECTORS || d.tableOffset % 8 !== 0 || d.pbaOffset % 8 !== 0 ||
           d.tableOffset + this.msix.tableSize > bar.size || d.pbaOffset + this.msix.pbaSize > bar.size ||
           (d.tableOffset < d.pbaOffset + this.msix.pbaSize && d.pbaOffset < d.tableOffset + this.msix.tableSize)) {
         throw new SimError('ERR_SIM_ARG', `${this.model.name}: MSI-X table/PBA (BAR ${d.bar}, table 0x${d.tableOffset.toString(16)}, PBA 0x${d.pbaOffset.toString(16)}, ${d.vectors} vectors) do not fit the BAR or overlap`);
       }
       // MSI-X capability (§6.8.2): Message Control (Table Size N-1, Function Mask, Enable),
       // Table Offset/BIR, PBA Offset/BIR.
-      c.setUint8(CAP_MSIX_OFFSET, CAP_ID_MSIX);
+      c.setUint8(CAP_MSIX_OFFSET, CAP_ID.MSIX);
       c.setUint8(CAP_MSIX_OFFSET + 1, next(CAP_MSIX_OFFSET));
-      c.setUint16(CAP_MSIX_OFFSET + 2, d.vectors - 1, true);
-      w16(CAP_MSIX_OFFSET + 2, MSIX_MC_ENABLE | MSIX_MC_FMASK);
+      c.setUint16(MSIX_MC, d.vectors - 1, true);
+      w16(MSIX_MC, MSIX.MC.ENABLE.mask | MSIX.MC.FMASK.mask);
       c.setUint32(CAP_MSIX_OFFSET + 4, d.tableOffset | d.bar, true);
       c.setUint32(CAP_MSIX_OFFSET + 8, d.pbaOffset | d.bar, true);
     }
 
     // PCI Express capability v2, endpoint (§7.5.3): FLR capable; Initiate FLR writable.
-    c.setUint8(CAP_PCIE_OFFSET, CAP_ID_PCIE);
+    c.setUint8(CAP_PCIE_OFFSET, CAP_ID.PCIE);
     c.setUint8(CAP_PCIE_OFFSET + 1, next(CAP_PCIE_OFFSET));
     c.setUint16(CAP_PCIE_OFFSET + 2, 0x0002, true);
-    c.setUint32(CAP_PCIE_OFFSET + PCIE_DEVCAP, PCIE_DEVCAP_FLR, true);
-    w16(CAP_PCIE_OFFSET + PCIE_DEVCTL, 0xffff);
+    c.setUint32(CAP_PCIE_OFFSET + PCIE.DEVCAP.offset, PCIE.DEVCAP.FLR.mask, true);
+    w16(DEVCTL, 0xffff);
 
     // MSI (§6.8.1), 64-bit with per-vector masking.
     if (this.msi !== undefined) {
-      c.setUint8(CAP_MSI_OFFSET, CAP_ID_MSI);
+      c.setUint8(CAP_MSI_OFFSET, CAP_ID.MSI);
       c.setUint8(CAP_MSI_OFFSET + 1, next(CAP_MSI_OFFSET));
       this.msi.reset();
       for (const [off, size, mask] of Msi.WRITABLE) (size === 2 ? w16 : w32)(CAP_MSI_OFFSET + off, mask);
-      w32(CAP_MSI_OFFSET + MSI_MASK, this.msi.vectors === 32 ? 0xffffffff : (1 << this.msi.vectors) - 1);
+      w32(CAP_MSI_OFFSET + MSI.MASK.offset, this.msi.vectors === 32 ? 0xffffffff : (1 << this.msi.vectors) - 1);
     }
   }
 
@@ -347,7 +320,7 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   assignBarAddresses(base: number): void {
     for (const bar of this.bars) {
       if (bar === undefined) continue;
-      const off = PCI_BAR0 + 4 * bar.index;
+      const off = barOffset(bar.index);
       const lo = this.cfg.getUint32(off, true) & 0xf;
       this.cfg.setUint32(off, (lo | (base & ~0xf)) >>> 0, true);
       if (bar.is64 !== false) this.cfg.setUint32(off + 4, Math.floor(base / 0x1_0000_0000), true);

@@ -21,9 +21,13 @@ import type { DmaMemoryProvider } from '../dma/memory.js';
 import { SimIommuBackend } from './backend.js';
 import { SimError } from './errors.js';
 import type { PhysicalMemory } from './memory.js';
-import { MSI_ADDR_HI, MSI_ADDR_LO, MSI_DATA, MSI_MC, MSI_MC_ENABLE, MSI_MC_MME_SHIFT } from './msi.js';
-import { MSIX_MC_ENABLE } from './msix.js';
-import { CAP_MSI_OFFSET, CAP_MSIX_OFFSET, CMD_BUS_MASTER, CMD_INTX_DISABLE, CMD_MEMORY_SPACE, CONFIG_SIZE, PCI_COMMAND, type PciFunction } from './pci.js';
+import { CAP_MSI_OFFSET, CAP_MSIX_OFFSET, CONFIG_SIZE, type PciFunction } from './pci.js';
+import { setField } from '../spec/field.js';
+import { PCI } from '../spec/pci/config.js';
+import { MSI, MSIX } from '../spec/pci/capabilities.js';
+
+const PCI_COMMAND = PCI.COMMAND.offset;
+const { BUS_MASTER, INTX_DISABLE, MEMORY_SPACE } = PCI.COMMAND;
 
 export interface SimPlatformOptions {
   /** Where window memory comes from (already registering simulated RAM). */
@@ -140,20 +144,20 @@ class SimInterrupts implements Interrupts {
         this.fn.barWrite32(d.bar, e + 8, v);
         this.fn.barWrite32(d.bar, e + 12, 0);
       }
-      this.fn.cfgWrite(PCI_COMMAND, 2, cmd | CMD_INTX_DISABLE);
-      const mc = this.fn.cfgRead(CAP_MSIX_OFFSET + 2, 2);
-      this.fn.cfgWrite(CAP_MSIX_OFFSET + 2, 2, mc | MSIX_MC_ENABLE);
+      this.fn.cfgWrite(PCI_COMMAND, 2, cmd | INTX_DISABLE.mask);
+      const mc = this.fn.cfgRead(CAP_MSIX_OFFSET + MSIX.MC.offset, 2);
+      this.fn.cfgWrite(CAP_MSIX_OFFSET + MSIX.MC.offset, 2, mc | MSIX.MC.ENABLE.mask);
     } else if (kind === 'msi') {
       // MSI grants powers of two (§6.8.1.3): grant the smallest that covers n.
       const mme = Math.ceil(Math.log2(n));
       const at = CAP_MSI_OFFSET;
-      this.fn.cfgWrite(at + MSI_ADDR_LO, 4, MSI_ADDRESS);
-      this.fn.cfgWrite(at + MSI_ADDR_HI, 4, 0);
-      this.fn.cfgWrite(at + MSI_DATA, 2, 0);
-      this.fn.cfgWrite(PCI_COMMAND, 2, cmd | CMD_INTX_DISABLE);
-      this.fn.cfgWrite(at + MSI_MC, 2, (mme << MSI_MC_MME_SHIFT) | MSI_MC_ENABLE);
+      this.fn.cfgWrite(at + MSI.ADDR_LO.offset, 4, MSI_ADDRESS);
+      this.fn.cfgWrite(at + MSI.ADDR_HI.offset, 4, 0);
+      this.fn.cfgWrite(at + MSI.DATA.offset, 2, 0);
+      this.fn.cfgWrite(PCI_COMMAND, 2, cmd | INTX_DISABLE.mask);
+      this.fn.cfgWrite(at + MSI.MC.offset, 2, setField(MSI.MC.ENABLE.mask, MSI.MC.MME, mme));
     } else {
-      this.fn.cfgWrite(PCI_COMMAND, 2, cmd & ~CMD_INTX_DISABLE);
+      this.fn.cfgWrite(PCI_COMMAND, 2, cmd & ~INTX_DISABLE.mask);
     }
     return this.vectors.slice();
   }
@@ -162,13 +166,13 @@ class SimInterrupts implements Interrupts {
     if (this.kind === 'msix') {
       const d = this.fn.model.msix!;
       for (let v = 0; v < this.vectors.length; v++) this.fn.barWrite32(d.bar, d.tableOffset + v * 16 + 12, 1);
-      const mc = this.fn.cfgRead(CAP_MSIX_OFFSET + 2, 2);
-      this.fn.cfgWrite(CAP_MSIX_OFFSET + 2, 2, mc & ~MSIX_MC_ENABLE);
+      const mc = this.fn.cfgRead(CAP_MSIX_OFFSET + MSIX.MC.offset, 2);
+      this.fn.cfgWrite(CAP_MSIX_OFFSET + MSIX.MC.offset, 2, mc & ~MSIX.MC.ENABLE.mask);
     } else if (this.kind === 'msi') {
-      const at = CAP_MSI_OFFSET + MSI_MC;
-      this.fn.cfgWrite(at, 2, this.fn.cfgRead(at, 2) & ~MSI_MC_ENABLE);
+      const at = CAP_MSI_OFFSET + MSI.MC.offset;
+      this.fn.cfgWrite(at, 2, this.fn.cfgRead(at, 2) & ~MSI.MC.ENABLE.mask);
     } else if (this.kind === 'intx') {
-      this.fn.cfgWrite(PCI_COMMAND, 2, this.fn.cfgRead(PCI_COMMAND, 2) | CMD_INTX_DISABLE);
+      this.fn.cfgWrite(PCI_COMMAND, 2, this.fn.cfgRead(PCI_COMMAND, 2) | INTX_DISABLE.mask);
     }
     this.kind = undefined;
     this.vectors = [];
@@ -230,7 +234,7 @@ export class SimPlatform implements Platform {
       name: this.name,
     });
     this.onClose = options.onClose;
-    const cmd = fn.cfgRead(PCI_COMMAND, 2) | CMD_MEMORY_SPACE | (options.busMaster ? CMD_BUS_MASTER : 0);
+    const cmd = fn.cfgRead(PCI_COMMAND, 2) | MEMORY_SPACE.mask | (options.busMaster ? BUS_MASTER.mask : 0);
     fn.cfgWrite(PCI_COMMAND, 2, cmd);
   }
 
@@ -282,7 +286,7 @@ export class SimPlatform implements Platform {
     if (this.closed) return;
     this.irq.disable();
     // Stop the device before its memory goes away: no DMA into freed windows.
-    this.fn.cfgWrite(PCI_COMMAND, 2, this.fn.cfgRead(PCI_COMMAND, 2) & ~CMD_BUS_MASTER);
+    this.fn.cfgWrite(PCI_COMMAND, 2, this.fn.cfgRead(PCI_COMMAND, 2) & ~BUS_MASTER.mask);
     this.dma.close();
     this.closed = true;
     this.onClose?.();

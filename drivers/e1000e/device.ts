@@ -14,6 +14,7 @@
  * Imports: drivers/platform.ts, this folder, and dma/pool.ts (pure code over a DmaWindow: a free
  * stack of buffer indices; it touches no hardware).
  */
+import { PCI } from '../../spec/pci/config.js';
 import type { Platform, RegisterSpace, DmaWindow, DmaPerm, IrqVector } from '../contract/platform.js';
 import { DEVICE_READS, DEVICE_WRITES, DEVICE_READS_WRITES } from '../contract/platform.js';
 import { REG, CTRL, STATUS, EERD, CTRL_EXT, ICR, IVAR, RCTL, TCTL, TXDCTL, RAH, TIPG_COPPER, STAT, STAT32, STAT64,
@@ -44,10 +45,10 @@ export interface E1000eStats {
 
 /** Every RX buffer is 2048 bytes: RCTL.BSIZE = 00b, BSEX = 0 (§10.2.5.1); a 1514-byte frame fits. */
 export const BUFFER_SIZE = 2048;
-const PCI_COMMAND = 0x04;
-/** PCI command register: Memory Space Enable (bit 1), Bus Master Enable (bit 2) (PCI Local Bus 3.0 §6.2.2). */
-const PCI_COMMAND_MEMORY = 1 << 1;
-const PCI_COMMAND_MASTER = 1 << 2;
+/** PCI command register: Memory Space Enable, Bus Master Enable (PCI Local Bus 3.0 §6.2.2). */
+const PCI_COMMAND = PCI.COMMAND.offset;
+const PCI_COMMAND_MEMORY = PCI.COMMAND.MEMORY_SPACE.mask;
+const PCI_COMMAND_MASTER = PCI.COMMAND.BUS_MASTER.mask;
 const ALL_CAUSES = 0xffffffff;
 /**
  * Causes unmasked in MSI-X mode: RX and link. Each message auto-masks its queue cause (EIAC,

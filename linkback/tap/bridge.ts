@@ -24,7 +24,8 @@
  * and the NIC is the caller's.
  */
 import { TapError } from './errors.js';
-import { PacketBatch, type NicPort } from './nic-port.js';
+import { PacketBatch } from '../../drivers/kit/packet-batch.js';
+import type { NicPort } from './nic-port.js';
 import type { FrameIo } from './tun.js';
 
 export interface TapBridgeOptions {

@@ -5,8 +5,9 @@
  * straight from its RX buffer. Buffers are indices; their bytes are at `txBytes[txOffset(i)]` and
  * `rxBytes[rxOffset(i)]`, so the hot path makes no subarray per frame.
  *
- * Two implementations: `E1000ePort` (below, the in-process driver) and, later, the manager's end of
- * a driver container's shared-memory rings. For the second the contract is deliberately loose:
+ * Two implementations: the manager's end of a NIC container's packet rings
+ * (sandbox/manager/services/net.ts), and `E1000ePort` (linkback/in-process/e1000e.ts), the driver
+ * running in this process (benchmarks, the lab). For the second the contract is deliberately loose:
  * - `tx` may accept fewer frames than offered (none while a ring is full or a driver restarts); the
  *   rest stay at the batch's front, still the bridge's, and are offered again;
  * - `rx` may return 0 frames even after `waitRx` said true;
@@ -14,11 +15,7 @@
  *   container after a restart) between turns.
  */
 import type { PacketBatch } from '../../drivers/kit/packet-batch.js';
-import type { E1000e } from '../../drivers/e1000e/device.js';
-import { BUFFER_SIZE } from '../../drivers/e1000e/device.js';
-import { ETH } from '../../spec/e1000e/descriptors.js';
 
-export { PacketBatch } from '../../drivers/kit/packet-batch.js';
 
 export interface NicPort {
   /** For logs and errors. */
@@ -53,63 +50,4 @@ export interface NicPort {
   rxFree(batch: PacketBatch): void;
   /** Resolve true when frames are (probably) waiting, false after `timeoutMs`. Bounded. */
   waitRx(timeoutMs: number): Promise<boolean>;
-}
-
-/** The in-process e1000e driver as a NicPort. */
-export class E1000ePort implements NicPort {
-  readonly name: string;
-  readonly mac: Uint8Array;
-  readonly maxFrame = ETH.MAX_FRAME;
-  readonly bufferSize = BUFFER_SIZE;
-  private readonly nic: E1000e;
-
-  constructor(nic: E1000e) {
-    this.nic = nic;
-    this.name = nic.platform.name;
-    this.mac = nic.mac;
-  }
-
-  linkUp(): boolean {
-    return this.nic.link().up;
-  }
-
-  get txBytes(): Uint8Array {
-    return this.nic.txPool.window.bytes;
-  }
-
-  txOffset(buf: number): number {
-    return this.nic.txPool.offset(buf);
-  }
-
-  txAlloc(): number {
-    return this.nic.txAlloc();
-  }
-
-  txFree(buf: number): void {
-    this.nic.txPool.free(buf);
-  }
-
-  tx(batch: PacketBatch): number {
-    return this.nic.tx(batch);
-  }
-
-  get rxBytes(): Uint8Array {
-    return this.nic.rxPool.window.bytes;
-  }
-
-  rxOffset(buf: number): number {
-    return this.nic.rxPool.offset(buf);
-  }
-
-  rx(batch: PacketBatch): number {
-    return this.nic.rx(batch);
-  }
-
-  rxFree(batch: PacketBatch): void {
-    this.nic.rxFree(batch);
-  }
-
-  waitRx(timeoutMs: number): Promise<boolean> {
-    return this.nic.waitRx(timeoutMs);
-  }
 }

@@ -13,8 +13,8 @@
  */
 import { DmaboxError } from '../../common/errors.js';
 import type { Linkback, LinkbackContext } from '../registry.js';
-import { pingThroughPort } from '../../sandbox/net/selfcheck.js';
-import { ECHO_PEER_IP } from '../../sandbox/net/peer.js';
+import { pingThroughPort } from '../../sandbox/manager/services/net-selfcheck.js';
+import { ECHO_PEER_IP } from '../../sim/net/peer.js';
 import { formatMac, linkTap, type TapLink } from './index.js';
 import { TapError } from './errors.js';
 

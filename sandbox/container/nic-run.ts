@@ -10,10 +10,11 @@
  */
 import { defaultSys } from 'linux-sys';
 import type { E1000e } from '../../drivers/e1000e/device.js';
-import { LogLevel, type GuestEndpoint } from '../hypercall/index.js';
-import { mapShared } from '../shm.js';
-import { NicServer } from '../net/server.js';
-import type { ContainerBoot } from './boot.js';
+import { LogLevel } from '../abi/hypercall/index.js';
+import { type GuestEndpoint } from './hypercall/guest.js';
+import { mapShared } from '../abi/shm.js';
+import { NicServer } from './services/net.js';
+import type { ContainerBoot } from '../abi/boot.js';
 import { confineChecked, devicePlatform, grantAllocator, mapGrants, msixFds, openEndpoint, startFailed } from './bootstrap.js';
 
 /** The attachments the manager announced (incarnation.ts). */

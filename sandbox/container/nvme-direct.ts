@@ -10,8 +10,8 @@ import { DEVICE_READS, type DmaAllocator } from '../../drivers/contract/platform
 import { NvmOpcode } from '../../spec/nvme/commands.js';
 import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../spec/nvme/identify.js';
 import type { NvmeController, Namespace } from '../../drivers/nvme/index.js';
-import type { DataAreas, RingGeometry } from '../block/layout.js';
-import type { DirectBlockDevice } from '../block/server.js';
+import type { DataAreas, RingGeometry } from '../abi/block.js';
+import type { DirectBlockDevice } from './services/block.js';
 
 const PAGE = 4096;
 

@@ -7,8 +7,8 @@
 import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../../drivers/contract/platform.js';
 import type { PollHandle, Sys } from 'linux-sys';
 import { DmaboxError } from '../../common/errors.js';
-import { GuestMailbox, MailboxBar, MailboxConfig } from '../sim-bar/guest.js';
-import { IRQ_KIND_CODE } from '../sim-bar/layout.js';
+import { GuestMailbox, MailboxBar, MailboxConfig } from './mailbox.js';
+import { IRQ_KIND_CODE } from '../abi/mailbox.js';
 import { containerClock } from './clock.js';
 import { GrantAllocator } from './dma.js';
 

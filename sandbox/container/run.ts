@@ -10,10 +10,11 @@
  */
 import { defaultSys } from 'linux-sys';
 import type { Namespace, NvmeController } from '../../drivers/nvme/index.js';
-import { FaultKind, LogLevel, type GuestEndpoint } from '../hypercall/index.js';
-import { mapShared } from '../shm.js';
-import { BlockServer } from '../block/server.js';
-import { parseBoot } from './boot.js';
+import { FaultKind, LogLevel } from '../abi/hypercall/index.js';
+import { type GuestEndpoint } from './hypercall/guest.js';
+import { mapShared } from '../abi/shm.js';
+import { BlockServer } from './services/block.js';
+import { parseBoot } from '../abi/boot.js';
 import { confineChecked, devicePlatform, grantAllocator, mapGrants, msixFds, openEndpoint, startFailed } from './bootstrap.js';
 import { NvmeDirect } from './nvme-direct.js';
 import { runNicContainer } from './nic-run.js';

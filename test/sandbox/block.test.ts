@@ -6,10 +6,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
-import { SandboxBlockClient } from '../../sandbox/block/client.js';
-import { BlockServer, type DirectBlockDevice } from '../../sandbox/block/server.js';
-import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../sandbox/block/layout.js';
-import { createShared } from '../../sandbox/shm.js';
+import { SandboxBlockClient } from '../../sandbox/manager/services/block.js';
+import { BlockServer, type DirectBlockDevice } from '../../sandbox/container/services/block.js';
+import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../sandbox/abi/block.js';
+import { createShared } from '../../sandbox/abi/shm.js';
 import { pattern, until } from './helpers.js';
 
 const sys = defaultSys();

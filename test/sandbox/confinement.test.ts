@@ -8,9 +8,9 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { defaultSys } from 'linux-sys';
 import { parsePolicies } from '../../policies/index.js';
-import { SimDevice } from '../../sandbox/sim-device.js';
-import { VfioDevice } from '../../sandbox/vfio-device.js';
-import { Supervisor } from '../../sandbox/supervisor.js';
+import { SimDevice } from '../../sandbox/manager/sim-device.js';
+import { VfioDevice } from '../../sandbox/manager/vfio-device.js';
+import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { simPolicy, until } from './helpers.js';
 
 const root = process.getuid?.() === 0;

@@ -9,8 +9,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KmsgFaultMonitor, parseFaultLine, type FaultEvent, type FaultSink } from '../../sandbox/faults.js';
-import { Supervisor } from '../../sandbox/supervisor.js';
+import { KmsgFaultMonitor, parseFaultLine, type FaultEvent, type FaultSink } from '../../sandbox/manager/faults.js';
+import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { simPolicy, until } from './helpers.js';
 
 test('VT-d lines as the lab guest prints them (reason 5 write, 6 read), with and without the kmsg prefix', () => {

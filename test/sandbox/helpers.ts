@@ -1,7 +1,7 @@
 /** Shared helpers of the sandbox tests: a small simulated NVMe policy and bounded waits. */
 import { parsePolicies } from '../../policies/index.js';
 import type { Policy } from '../../policies/types.js';
-import type { SandboxEvent, Supervisor } from '../../sandbox/supervisor.js';
+import type { SandboxEvent, Supervisor } from '../../sandbox/manager/supervisor.js';
 
 export function simPolicy(name = 'sim-test', extra = '', restart = '{ maxRestarts: 2, window: 60s, backoff: { initial: 50ms, max: 1s } }'): Policy {
   const yaml = `

@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
-import { Supervisor } from '../../sandbox/supervisor.js';
+import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { simPolicy, until } from './helpers.js';
 
 const here = fileURLToPath(import.meta.url);

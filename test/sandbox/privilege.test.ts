@@ -1,5 +1,5 @@
 /**
- * The manager's privilege drop (sandbox/privilege.ts). Over the fake seam: the order (no_new_privs,
+ * The manager's privilege drop (sandbox/manager/privilege.ts). Over the fake seam: the order (no_new_privs,
  * ambient, bounding set while CAP_SETPCAP is held, then capset) and the refusals. As root, in a
  * child process (the drop cannot be undone, and this test process must keep its privileges): the
  * child's /proc/self/status shows exactly the kept set; mount and reading another user's 0600 file
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS } from 'linux-sys';
-import { capMask, capNames, CAP_KILL, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, dropPrivileges, parseStatusCaps, PrivilegeError } from '../../sandbox/privilege.js';
+import { capMask, capNames, CAP_KILL, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, dropPrivileges, parseStatusCaps, PrivilegeError } from '../../sandbox/manager/privilege.js';
 import { FakeSys } from '../sys/fake-sys.js';
 import { until } from './helpers.js';
 
@@ -24,7 +24,7 @@ const root = process.getuid?.() === 0;
 const dir = mkdtempSync(join(tmpdir(), 'dmabox-priv-'));
 const fromSource = import.meta.url.endsWith('.ts');
 const cliMain = new URL(`../../cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url).pathname;
-const privilegeModule = new URL(`../../sandbox/privilege.${fromSource ? 'ts' : 'js'}`, import.meta.url).pathname;
+const privilegeModule = new URL(`../../sandbox/manager/privilege.${fromSource ? 'ts' : 'js'}`, import.meta.url).pathname;
 
 test('fake seam: no_new_privs, ambient cleared, bounding dropped while CAP_SETPCAP is held, then capset to the kept set', () => {
   const sys = new FakeSys();

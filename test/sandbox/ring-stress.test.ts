@@ -4,7 +4,7 @@
  * the container's side in a child process (fixtures/ring-server.ts: polling while busy, completing
  * after random delays). Bursts of reads and writes of every size the slot allows, more at once than
  * the ring holds, for a few seconds. A lost wake-up (a kick left out when the other side was about
- * to sleep: "Kicks" and "Polling" in sandbox/block/layout.ts) shows as a request that never
+ * to sleep: "Kicks" and "Polling" in sandbox/abi/block.ts) shows as a request that never
  * completes; every read must return what was last written.
  */
 import { spawn } from 'node:child_process';
@@ -12,10 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
-import { SandboxBlockClient } from '../../sandbox/block/client.js';
-import { ringBytes } from '../../sandbox/block/layout.js';
-import { HybridPoller } from '../../sandbox/hybrid-poll.js';
-import { createShared } from '../../sandbox/shm.js';
+import { SandboxBlockClient } from '../../sandbox/manager/services/block.js';
+import { ringBytes } from '../../sandbox/abi/block.js';
+import { HybridPoller } from '../../sandbox/manager/hybrid-poll.js';
+import { createShared } from '../../sandbox/abi/shm.js';
 
 const sys = defaultSys();
 const G = { entries: 8, slotBytes: 8192 };

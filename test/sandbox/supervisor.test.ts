@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Supervisor } from '../../sandbox/supervisor.js';
+import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { kinds, pattern, simPolicy, until } from './helpers.js';
 
 test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, hang, limit, failed', async () => {

@@ -10,7 +10,7 @@ import { Device, IOCTL, VFIO } from 'vfio-bindings';
 import { parsePolicies } from '../../policies/index.js';
 import { GrantAllocator } from '../../sandbox/container/dma.js';
 import { VfioContainerPlatform } from '../../sandbox/container/vfio-platform.js';
-import { VfioDevice } from '../../sandbox/vfio-device.js';
+import { VfioDevice } from '../../sandbox/manager/vfio-device.js';
 import { FakeSys } from '../sys/fake-sys.js';
 
 const OK = { iommus: [{ name: 'dmar0', kind: 'intel-vt-d' as const }], groups: [], interruptRemapping: { state: 'enabled' as const, evidence: '' }, vfio: true, noIommuMode: false, unsafeInterrupts: false, summary: '' };

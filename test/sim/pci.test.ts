@@ -1,7 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SimMachine } from '../../sim/machine.js';
-import { CAP_ID_MSIX, CAP_ID_PCIE, CAP_ID_PM, PCIE_DEVCAP_FLR } from '../../sim/pci.js';
+import { CAP_ID } from '../../spec/pci/config.js';
+import { PCIE } from '../../spec/pci/capabilities.js';
 import { CopyEngine, REG } from './toy-model.js';
 
 const ADDR = '0000:00:04.0';
@@ -35,13 +36,13 @@ test('capability walk finds PM, MSI-X and PCIe (with FLR) and ends', () => {
     found.push([p.config.read8(at), at]);
     at = p.config.read8(at + 1);
   }
-  assert.equal(found.map(([id]) => id), [CAP_ID_PM, CAP_ID_MSIX, CAP_ID_PCIE]);
+  assert.equal(found.map(([id]) => id), [CAP_ID.PM, CAP_ID.MSIX, CAP_ID.PCIE]);
   const msix = found[1]![1];
   assert.is(p.config.read16(msix + 2) & 0x7ff, 3, 'table size N-1');
   assert.is(p.config.read32(msix + 4), 0x2000 | 0, 'table offset / BIR 0');
   assert.is(p.config.read32(msix + 8), 0x3000 | 0);
   const pcie = found[2]![1];
-  assert.ok((p.config.read32(pcie + 4) & PCIE_DEVCAP_FLR) !== 0);
+  assert.ok((p.config.read32(pcie + 4) & PCIE.DEVCAP.FLR.mask) !== 0);
 });
 
 test('BAR sizing: write all ones, read back the size mask (64-bit memory BAR)', () => {
@@ -188,7 +189,7 @@ test('MSI: capability in the list, power-of-two grant, per-vector mask and pendi
   const p = machine.platform(ADDR, { busMaster: true });
   const ids: number[] = [];
   for (let at = p.config.read8(0x34); at !== 0; at = p.config.read8(at + 1)) ids.push(p.config.read8(at));
-  assert.equal(ids, [CAP_ID_PM, CAP_ID_MSIX, CAP_ID_PCIE, 0x05]);
+  assert.equal(ids, [CAP_ID.PM, CAP_ID.MSIX, CAP_ID.PCIE, 0x05]);
   assert.is(p.irq.count('msi'), 4);
   assert.is((p.config.read16(0xa2) >> 1) & 7, 2, 'Multiple Message Capable: 4 vectors');
   assert.throws(() => p.irq.enable('msi', 5), (e: { code: string }) => e.code === 'ERR_SIM_IRQ');

@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Container, Device, Group, IOCTL, VFIO, VfioCode, VfioError } from 'vfio-bindings';
 import { FakeSys, nvmeLikeDevice, regionOffset } from '../sys/fake-sys.js';
+import { setBusMaster } from '../../spec/pci/config.js';
 
 const BDF = '0000:00:01.0';
 
@@ -82,7 +83,7 @@ test('config space: 8/16/32-bit reads and writes through the config region; boun
   assert.is(cfg.read32(0), 0x00101b36);
   assert.is(cfg.read8(1), 0x1b);
   assert.is(cfg.size, 4096);
-  d.enableBusMaster();
+  setBusMaster(d.config, true);
   assert.is(cfg.read16(4), 0x0006);
   cfg.write32(0x40, 0xdeadbeef);
   cfg.write8(0x44, 0xab);

@@ -45,10 +45,6 @@ const IRQ_INDEX: Readonly<Record<IrqKind, number>> = Object.freeze({
   msix: VFIO.VFIO_PCI_MSIX_IRQ_INDEX,
 });
 
-/** PCI command register and its bus-master bit (PCI Local Bus 3.0 §6.2.2). */
-const PCI_COMMAND = 0x04;
-const PCI_COMMAND_MASTER = 0x4;
-
 /** PCI configuration space through the config region (vfio-pci region 7), 8/16/32-bit accesses. */
 export class ConfigSpace {
   private readonly scratch = new Uint8Array(4);
@@ -159,12 +155,6 @@ export class Device {
       this.configSpace = new ConfigSpace(this, r.offset, Number(r.size));
     }
     return this.configSpace;
-  }
-
-  /** Set PCI COMMAND.BME (bus master enable): the device may not start any DMA without it. */
-  enableBusMaster(): void {
-    const c = this.config;
-    c.write16(PCI_COMMAND, c.read16(PCI_COMMAND) | PCI_COMMAND_MASTER);
   }
 
   /**

@@ -16,7 +16,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startService, type Service } from '../../../linkback/service.js';
 import { loadPolicyFiles } from '../../../policies/index.js';
-import type { SandboxEvent } from '../../../sandbox/supervisor.js';
+import type { SandboxEvent } from '../../../sandbox/manager/supervisor.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // test/lab/linkback (sources) or dist/test/lab/linkback (build) -> the checkout.

@@ -11,8 +11,8 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parsePolicies } from '../../../policies/index.js';
-import { KmsgFaultMonitor } from '../../../sandbox/faults.js';
-import { Supervisor } from '../../../sandbox/supervisor.js';
+import { KmsgFaultMonitor } from '../../../sandbox/manager/faults.js';
+import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 
 function inLab(): void {
   if (process.env.DMABOX_LAB !== '1') {

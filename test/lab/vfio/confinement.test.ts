@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DmaMemory, faultsInPage, findOne, inLab, KernelLog, NVME_IDS, openStack, sleepMs, waitDmarFaults } from './lab-env.js';
 import { RawNvme } from './nvme-raw.js';
+import { setBusMaster } from '../../../spec/pci/config.js';
 
 const SQ = { off: 0x0000, iova: 0x1100_0000n };
 const CQ = { off: 0x1000, iova: 0x1100_1000n };
@@ -30,7 +31,7 @@ function setup(): { s: ReturnType<typeof openStack>; mem: DmaMemory; nvme: RawNv
   const mem = new DmaMemory(0x3000);
   s.container.map(mem.vaddr + BigInt(SQ.off), SQ.iova, 0x1000, { read: true, write: false });
   s.container.map(mem.vaddr + BigInt(CQ.off), CQ.iova, 0x1000, { read: true, write: true });
-  s.device.enableBusMaster();
+  setBusMaster(s.device.config, true);
   const nvme = new RawNvme(s.device.mapBar(0), { bytes: mem.at(SQ.off, 0x1000), iova: SQ.iova }, { bytes: mem.at(CQ.off, 0x1000), iova: CQ.iova });
   nvme.enable();
   return { s, mem, nvme, bdf: fn.address };

@@ -8,6 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { VFIO } from 'vfio-bindings';
 import { E1000E_IDS, findOne, inLab, openStack } from './lab-env.js';
+import { setBusMaster } from '../../../spec/pci/config.js';
 
 const ICR = 0xc0;
 const ICS = 0xc8;
@@ -24,7 +25,7 @@ for (const kind of ['msi', 'intx'] as const) {
       const info = s.device.irqInfo(index);
       assert.ok(info.eventfd && info.count >= 1, `${kind}: ${JSON.stringify(info)}`);
       if (kind === 'intx') assert.ok(info.automasked, 'INTx is automasked by vfio-pci');
-      s.device.enableBusMaster();
+      setBusMaster(s.device.config, true);
       const bar = s.device.mapBar(0);
       bar.write32(IMC, 0xffffffff);
       bar.read32(ICR);

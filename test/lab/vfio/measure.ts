@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { DmaMemory, findOne, inLab, NVME_IDS, openStack } from './lab-env.js';
 import { RawNvme, REG } from './nvme-raw.js';
+import { setBusMaster } from '../../../spec/pci/config.js';
 
 inLab();
 
@@ -36,7 +37,7 @@ try {
   });
   s.container.map(mem.vaddr, 0x1000_0000n, 0x1000, { read: true, write: false });
   s.container.map(mem.vaddr + 0x1000n, 0x1000_1000n, 0x2000, { read: true, write: true });
-  s.device.enableBusMaster();
+  setBusMaster(s.device.config, true);
   const nvme = new RawNvme(bar, { bytes: mem.at(0, 0x1000), iova: 0x1000_0000n }, { bytes: mem.at(0x1000, 0x1000), iova: 0x1000_1000n });
   nvme.enable();
   out.identifyPolledNs = perOp(50, () => void nvme.identify(0x1000_2000n));

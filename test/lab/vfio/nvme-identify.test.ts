@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DmaMemory, findOne, inLab, NVME_IDS, openStack } from './lab-env.js';
 import { identifyStrings, RawNvme } from './nvme-raw.js';
+import { setBusMaster } from '../../../spec/pci/config.js';
 
 /** Window layout in one memfd: SQ (device reads), CQ (device writes), Identify data (device writes). */
 const SQ = { off: 0x0000, iova: 0x1000_0000n };
@@ -21,7 +22,7 @@ test('Identify through least-privilege windows, with MSI-X vector 0 delivered to
     c.map(mem.vaddr + BigInt(SQ.off), SQ.iova, 0x1000, { read: true, write: false });
     c.map(mem.vaddr + BigInt(CQ.off), CQ.iova, 0x1000, { read: true, write: true });
     c.map(mem.vaddr + BigInt(DATA.off), DATA.iova, 0x1000, { read: false, write: true });
-    s.device.enableBusMaster();
+    setBusMaster(s.device.config, true);
     const bar = s.device.mapBar(0);
     const nvme = new RawNvme(bar, { bytes: mem.at(SQ.off, 0x1000), iova: SQ.iova }, { bytes: mem.at(CQ.off, 0x1000), iova: CQ.iova });
     const [vec] = s.device.enableInterrupts('msix', 1);

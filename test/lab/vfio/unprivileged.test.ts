@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { DmaMemory, findOne, inLab, NVME_IDS, openStack } from './lab-env.js';
 import { identifyStrings } from './nvme-raw.js';
+import { setBusMaster } from '../../../spec/pci/config.js';
 
 const SQ = { off: 0x0000, iova: 0x1200_0000n };
 const CQ = { off: 0x1000, iova: 0x1200_1000n };
@@ -23,7 +24,7 @@ test('uid 65534 with only the device fd and a memfd drives the NVMe, and cannot 
     s.container.map(mem.vaddr + BigInt(SQ.off), SQ.iova, 0x1000, { read: true, write: false });
     s.container.map(mem.vaddr + BigInt(CQ.off), CQ.iova, 0x1000, { read: true, write: true });
     s.container.map(mem.vaddr + BigInt(DATA.off), DATA.iova, 0x1000, { read: false, write: true });
-    s.device.enableBusMaster();
+    setBusMaster(s.device.config, true);
     const plan = {
       sqIova: `0x${SQ.iova.toString(16)}`,
       cqIova: `0x${CQ.iova.toString(16)}`,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startService, type Service } from '../../../linkback/service.js';
-import type { Supervisor } from '../../../sandbox/supervisor.js';
+import type { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { MiB, must, nbdPolicy, needTools, run, tempDir, until } from './helpers.js';
 
 const t = suite('sandboxed NVMe over NBD with real clients');

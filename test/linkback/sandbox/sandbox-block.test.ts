@@ -8,10 +8,10 @@ import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import { BlockDeviceError } from '../../../linkback/block-device.js';
 import { SandboxBlockDevice, sandboxErrorKind } from '../../../linkback/sandbox-block.js';
-import { BlockIoError, SandboxBlockClient } from '../../../sandbox/block/client.js';
-import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../../sandbox/block/layout.js';
-import { BlockServer, type DirectBlockDevice } from '../../../sandbox/block/server.js';
-import { createShared } from '../../../sandbox/shm.js';
+import { BlockIoError, SandboxBlockClient } from '../../../sandbox/manager/services/block.js';
+import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../../sandbox/abi/block.js';
+import { BlockServer, type DirectBlockDevice } from '../../../sandbox/container/services/block.js';
+import { createShared } from '../../../sandbox/abi/shm.js';
 import { DmaboxError } from '../../../common/errors.js';
 import { until } from './helpers.js';
 

@@ -6,11 +6,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Supervisor } from '../../../sandbox/supervisor.js';
+import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { TapBridge } from '../../../linkback/tap/bridge.js';
-import { pingThroughPort } from '../../../sandbox/net/selfcheck.js';
-import { ECHO_PEER_MAC } from '../../../sandbox/net/peer.js';
-import { arpFrame, arpReplyFrom, icmpEcho, icmpEchoTo, ipv4 } from '../../../sandbox/net/packets.js';
+import { pingThroughPort } from '../../../sandbox/manager/services/net-selfcheck.js';
+import { ECHO_PEER_MAC } from '../../../sim/net/peer.js';
+import { arpFrame, arpReplyFrom, icmpEcho, icmpEchoTo, ipv4 } from '../../../sim/net/packets.js';
 import { FakeTap } from '../tap/fakes.js';
 import { nicPolicy } from '../../sandbox/net/helpers.js';
 import { until } from '../../sandbox/helpers.js';

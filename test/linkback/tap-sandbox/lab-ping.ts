@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { parsePolicies } from '../../../policies/index.js';
-import { Supervisor } from '../../../sandbox/supervisor.js';
+import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { startTapLinkback } from '../../../linkback/tap/sandbox-link.js';
 
 function run(argv: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {

@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { Supervisor } from '../../../sandbox/supervisor.js';
+import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { backToBack } from '../../../sim/wire.js';
 import { startTapLinkback } from '../../../linkback/tap/sandbox-link.js';
 import type { Linkback } from '../../../linkback/registry.js';

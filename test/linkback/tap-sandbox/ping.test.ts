@@ -9,7 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { Supervisor } from '../../../sandbox/supervisor.js';
+import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { backToBack } from '../../../sim/wire.js';
 import { startTapLinkback } from '../../../linkback/tap/sandbox-link.js';
 import type { Linkback } from '../../../linkback/registry.js';

@@ -12,7 +12,8 @@
 import { spawn } from 'node:child_process';
 import { VfioPlatform } from '../../../platform/vfio.js';
 import { E1000e, type E1000eInterruptMode } from '../../../drivers/e1000e/device.js';
-import { linkTap, E1000ePort } from '../../../linkback/tap/index.js';
+import { linkTap } from '../../../linkback/tap/index.js';
+import { E1000ePort } from '../../../linkback/in-process/e1000e.js';
 
 function run(argv: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {

@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import type { TapBridge } from '../../../linkback/tap/bridge.js';
 import { backToBack } from '../../../sim/wire.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
-import { E1000ePort } from '../../../linkback/tap/nic-port.js';
+import { E1000ePort } from '../../../linkback/in-process/e1000e.js';
 import { makeRig, ADDR2 } from './rig.js';
 import { leftovers, requireProgram, rootTestsBlocked } from './netns.js';
 import { until } from './fakes.js';

@@ -6,7 +6,8 @@
  * before the namespaces are removed.
  */
 import { E1000e, type E1000eInterruptMode } from '../../../drivers/e1000e/device.js';
-import { linkTap, E1000ePort, type TapDevice, type TapBridge, type TapBridgeOptions, type TapLink } from '../../../linkback/tap/index.js';
+import { E1000ePort } from '../../../linkback/in-process/e1000e.js';
+import { linkTap, type TapDevice, type TapBridge, type TapBridgeOptions, type TapLink } from '../../../linkback/tap/index.js';
 import { pair, type Pair } from '../../drivers/e1000e/harness.js';
 import type { WorkMode } from '../../../sim/sched.js';
 import { NetnsLab } from './netns.js';

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as P from '../../../sandbox/hypercall/protocol.js';
-import { FrameDecoder, HypercallError, encodeFrame, type FrameHeader } from '../../../sandbox/hypercall/index.js';
+import * as P from '../../../sandbox/abi/hypercall/protocol.js';
+import { FrameDecoder, HypercallError, encodeFrame, type FrameHeader } from '../../../sandbox/abi/hypercall/index.js';
 
 function collect(maxPayload = 1024) {
   const frames: Array<FrameHeader & { payload: number[] }> = [];

@@ -4,10 +4,9 @@ import { createServer, connect, type Socket } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  FaultKind, GuestEndpoint, HcStatus, HostEndpoint, HypercallError, HypercallRefused, LogLevel, ShutdownReason,
-  type FaultReport, type Heartbeat, type HostHandler, type LogRecord, type WindowMapping,
-} from '../../../sandbox/hypercall/index.js';
+import { FaultKind, HcStatus, HypercallError, HypercallRefused, LogLevel, ShutdownReason, type FaultReport, type Heartbeat, type LogRecord, type WindowMapping } from '../../../sandbox/abi/hypercall/index.js';
+import { GuestEndpoint } from '../../../sandbox/container/hypercall/guest.js';
+import { HostEndpoint, type HostHandler } from '../../../sandbox/manager/hypercall/host.js';
 import { duplexPair, sleep, tick } from './helpers.js';
 
 const WINDOWS: WindowMapping[] = [

@@ -1,6 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FrameDecoder, HC_VERSION, HEADER_SIZE, HcStatus, HcType, HostEndpoint, GuestEndpoint, HypercallError, encodeFrame } from '../../../sandbox/hypercall/index.js';
+import { FrameDecoder, HC_VERSION, HEADER_SIZE, HcStatus, HcType, HypercallError, encodeFrame } from '../../../sandbox/abi/hypercall/index.js';
+import { HostEndpoint } from '../../../sandbox/manager/hypercall/host.js';
+import { GuestEndpoint } from '../../../sandbox/container/hypercall/guest.js';
 import { duplexPair, prng, tick } from './helpers.js';
 
 const CODES = new Set([

@@ -1,8 +1,8 @@
 /** Test helpers: an in-process byte-stream pair, and a raw peer that writes hand-made frames. */
 import { Duplex } from 'node:stream';
-import { FrameDecoder, encodeFrame, type FrameHeader } from '../../../sandbox/hypercall/codec.js';
-import { HC_VERSION, HEADER_SIZE } from '../../../sandbox/hypercall/protocol.js';
-import type { HypercallError } from '../../../sandbox/hypercall/errors.js';
+import { FrameDecoder, encodeFrame, type FrameHeader } from '../../../sandbox/abi/hypercall/codec.js';
+import { HC_VERSION, HEADER_SIZE } from '../../../sandbox/abi/hypercall/protocol.js';
+import type { HypercallError } from '../../../sandbox/abi/hypercall/errors.js';
 
 /** Two connected Duplex streams: what one writes, the other reads (like a socketpair). */
 export function duplexPair(): [Duplex, Duplex] {

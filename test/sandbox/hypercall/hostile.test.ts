@@ -1,8 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  HELLO, HEARTBEAT, HcStatus, HcType, HostEndpoint, IRQ_SETUP, LOG, MAP_WINDOW, REPLY, type HypercallError, type HostOptions,
-} from '../../../sandbox/hypercall/index.js';
+import { HELLO, HEARTBEAT, HcStatus, HcType, IRQ_SETUP, LOG, MAP_WINDOW, REPLY, type HypercallError } from '../../../sandbox/abi/hypercall/index.js';
+import { HostEndpoint, type HostOptions } from '../../../sandbox/manager/hypercall/host.js';
 import { RawPeer, duplexPair, payload, tick } from './helpers.js';
 
 function hello(min = 1, max = 1, name = 'evil'): Buffer {

@@ -3,14 +3,18 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { HcStatus, HostEndpoint, LogLevel, ShutdownReason, type HypercallError, type LogRecord } from '../../../sandbox/hypercall/index.js';
+import { HcStatus, LogLevel, ShutdownReason, type HypercallError, type LogRecord } from '../../../sandbox/abi/hypercall/index.js';
+import { HostEndpoint } from '../../../sandbox/manager/hypercall/host.js';
 
 // The guest runs in a child process over its stdin/stdout pipes, as a driver container would.
 // The child imports the same build this test runs from (sources under tsx, or dist).
-const index = fileURLToPath(new URL(`../../../sandbox/hypercall/index.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
+const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+const guestModule = fileURLToPath(new URL(`../../../sandbox/container/hypercall/guest.${ext}`, import.meta.url));
+const abiModule = fileURLToPath(new URL(`../../../sandbox/abi/hypercall/index.${ext}`, import.meta.url));
 const GUEST = `
 import { Duplex } from 'node:stream';
-const { GuestEndpoint, LogLevel } = await import(${JSON.stringify(index)});
+const { GuestEndpoint } = await import(${JSON.stringify(guestModule)});
+const { LogLevel } = await import(${JSON.stringify(abiModule)});
 const stream = Duplex.from({ readable: process.stdin, writable: process.stdout });
 let completed = 0n;
 const guest = new GuestEndpoint(stream, {

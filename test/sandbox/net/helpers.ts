@@ -2,7 +2,7 @@
 import { parsePolicies } from '../../../policies/index.js';
 import type { Policy } from '../../../policies/types.js';
 import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
-import type { SandboxNicPort } from '../../../sandbox/net/port.js';
+import type { SandboxNicPort } from '../../../sandbox/manager/services/net.js';
 
 export function nicPolicy(name: string, opts: { peer?: 'echo' | 'none'; mac?: string; interrupts?: 'polling' | 'msix'; extra?: string } = {}): Policy {
   const yaml = `

@@ -1,7 +1,7 @@
 /** The packet rings' layout: offsets, alignment, no overlap, geometry checks, entry packing. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HEADER_BYTES, N, NET_BATCH, NET_SLOT_BYTES, entry, netLayout } from '../../../sandbox/net/layout.js';
+import { HEADER_BYTES, N, NET_BATCH, NET_SLOT_BYTES, entry, netLayout } from '../../../sandbox/abi/net.js';
 
 test('header words are distinct and inside the header', () => {
   const words = Object.values(N);

@@ -8,11 +8,12 @@
  * - RX: the wire offers a burst of 32 frames whenever the port has drained the last; counted out of rx().
  */
 import { cpus } from 'node:os';
-import { Supervisor } from '../../../sandbox/supervisor.js';
+import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { SimMachine } from '../../../sim/machine.js';
 import { E1000eModel } from '../../../sim/e1000e/model.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
-import { E1000ePort, type NicPort } from '../../../linkback/tap/nic-port.js';
+import type { NicPort } from '../../../linkback/tap/nic-port.js';
+import { E1000ePort } from '../../../linkback/in-process/e1000e.js';
 import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
 import type { WirePort } from '../../../sim/wire.js';
 import { nicPolicy } from './helpers.js';

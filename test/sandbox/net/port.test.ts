@@ -9,9 +9,9 @@ import * as assert from 'uvu/assert';
 import { EventEmitter } from 'node:events';
 import { defaultSys } from 'linux-sys';
 import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
-import { SandboxNicPort, type SuspendableBridge } from '../../../sandbox/net/port.js';
-import { N, entry } from '../../../sandbox/net/layout.js';
-import type { Supervisor } from '../../../sandbox/supervisor.js';
+import { SandboxNicPort, type SuspendableBridge } from '../../../sandbox/manager/services/net.js';
+import { N, entry } from '../../../sandbox/abi/net.js';
+import type { Supervisor } from '../../../sandbox/manager/supervisor.js';
 
 const sys = defaultSys();
 

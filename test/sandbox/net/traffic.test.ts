@@ -6,10 +6,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Supervisor } from '../../../sandbox/supervisor.js';
+import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { endpoint } from '../../../sim/wire.js';
-import { ECHO_PEER_MAC } from '../../../sandbox/net/peer.js';
-import { arpFrame, arpReplyFrom, icmpEcho, icmpEchoTo, ipv4 } from '../../../sandbox/net/packets.js';
+import { ECHO_PEER_MAC } from '../../../sim/net/peer.js';
+import { arpFrame, arpReplyFrom, icmpEcho, icmpEchoTo, ipv4 } from '../../../sim/net/packets.js';
 import { checkFrame, nicPolicy, receive, sendFrame, testFrame } from './helpers.js';
 
 const HOST_IP = ipv4('10.0.2.15'), PEER_IP = ipv4('10.0.2.2');

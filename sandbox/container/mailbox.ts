@@ -1,0 +1,169 @@
+/**
+ * The container's end of the register mailbox (layout.ts): RegisterSpace and ConfigSpace for a
+ * device the manager simulates. Posted writes go into the ring and kick the manager's eventfd; a
+ * read goes into the same ring (ordered after earlier writes) and spins on RESP_SEQ with
+ * Atomics.load for at most `timeoutMs` (then ERR_SIM_BAR_TIMEOUT). Nothing here allocates per
+ * access.
+ *
+ * Kicks (layout.ts): an entry kicks the manager's eventfd only when the manager has taken every
+ * entry before it (it may be asleep); while it is still taking, no kick: it reads REQ_TAIL again
+ * after publishing REQ_HEAD (host.ts `drain`). While the manager polls the ring (HOST_POLLED), no kick.
+ */
+import type { ConfigSpace, RegisterSpace } from '../../drivers/contract/platform.js';
+import type { Sys } from 'linux-sys';
+import { DmaboxError } from '../../common/errors.js';
+import type { Shared } from '../abi/shm.js';
+import { fence } from '../abi/fence.js';
+import { ENTRY_BYTES, MailboxOp, MailboxStatus, RING_ENTRIES, RING_OFFSET, SPACE_CONFIG, W, word0 } from '../abi/mailbox.js';
+
+const STATUS_TEXT: Record<number, string> = {
+  [MailboxStatus.BAD_ACCESS]: 'refused as a bad access (space, offset, width or alignment)',
+  [MailboxStatus.BAD_OP]: 'an operation the manager does not know',
+  [MailboxStatus.DENIED]: 'denied by the manager',
+  [MailboxStatus.DEVICE]: 'failed by the device',
+};
+
+export class GuestMailbox {
+  private readonly u32: Uint32Array;
+  private readonly ring: Uint32Array;
+  private tail: number;
+  private readonly timeoutMs: number;
+  /** Accesses made (reads and writes), for the container's counters. */
+  accesses = 0;
+  /** Kicks sent, and left out because the manager was still taking earlier entries. */
+  kicks = 0;
+  kicksSaved = 0;
+
+  constructor(private readonly sys: Sys, shm: Shared, private readonly kickFd: number, options: { timeoutMs?: number } = {}) {
+    this.u32 = shm.u32;
+    this.ring = new Uint32Array(shm.bytes.buffer, shm.bytes.byteOffset + RING_OFFSET, RING_ENTRIES * (ENTRY_BYTES / 4));
+    this.tail = Atomics.load(this.u32, W.REQ_TAIL);
+    this.timeoutMs = options.timeoutMs ?? 2000;
+  }
+
+  private timeout(what: string): DmaboxError {
+    const gone = Atomics.load(this.u32, W.HOST_GONE) === 1;
+    return new DmaboxError('ERR_SIM_BAR_TIMEOUT', gone
+      ? `${what}: the manager has released the device`
+      : `${what}: no answer from the manager within ${this.timeoutMs} ms`, { fix: 'the manager may be overloaded or gone; the supervisor restarts the container' });
+  }
+
+  /** Put one entry in the ring (waiting, bounded, while it is full) and kick the manager. */
+  private post(w0: number, offset: number, value: number): number {
+    const u32 = this.u32;
+    if ((this.tail - Atomics.load(u32, W.REQ_HEAD)) >>> 0 >= RING_ENTRIES) {
+      const deadline = performance.now() + this.timeoutMs;
+      let spins = 0;
+      while ((this.tail - Atomics.load(u32, W.REQ_HEAD)) >>> 0 >= RING_ENTRIES) {
+        if ((++spins & 1023) === 0 && (performance.now() > deadline || Atomics.load(u32, W.HOST_GONE) === 1)) throw this.timeout('register ring full');
+      }
+    }
+    const e = (this.tail % RING_ENTRIES) * 4;
+    this.ring[e] = w0;
+    this.ring[e + 1] = offset;
+    this.ring[e + 2] = value;
+    this.ring[e + 3] = 0;
+    const base = this.tail;
+    this.tail = (this.tail + 1) >>> 0;
+    Atomics.store(u32, W.REQ_TAIL, this.tail);
+    this.accesses++;
+    this.kick(base);
+    return this.tail;
+  }
+
+  /**
+   * Kick the manager for the entry at `base`, unless it has not yet taken the ones before it
+   * (REQ_HEAD behind `base`): it will read REQ_TAIL again after publishing REQ_HEAD, which our
+   * store precedes.
+   */
+  private kick(base: number): void {
+    fence();
+    if (Atomics.load(this.u32, W.HOST_POLLED) === 1) {
+      this.kicksSaved++;
+      return;
+    }
+    const behind = (base - Atomics.load(this.u32, W.REQ_HEAD)) >>> 0;
+    if (behind !== 0 && behind <= RING_ENTRIES) {
+      this.kicksSaved++;
+      return;
+    }
+    this.kicks++;
+    this.sys.eventfdWrite(this.kickFd, 1n);
+  }
+
+  /** Post and wait for the answer. */
+  private call(w0: number, offset: number, value: number, what: string): number {
+    const seq = this.post(w0, offset, value);
+    const u32 = this.u32;
+    if (Atomics.load(u32, W.RESP_SEQ) !== seq) {
+      const deadline = performance.now() + this.timeoutMs;
+      let spins = 0;
+      while (Atomics.load(u32, W.RESP_SEQ) !== seq) {
+        if ((++spins & 1023) === 0 && (performance.now() > deadline || Atomics.load(u32, W.HOST_GONE) === 1)) throw this.timeout(what);
+      }
+    }
+    const status = Atomics.load(u32, W.RESP_STATUS);
+    if (status !== MailboxStatus.OK) {
+      throw new DmaboxError('ERR_SIM_BAR_ACCESS', `${what}: ${STATUS_TEXT[status] ?? `status ${status}`}`);
+    }
+    return Atomics.load(u32, W.RESP_VALUE);
+  }
+
+  write(space: number, width: number, offset: number, value: number): void {
+    this.post(word0(MailboxOp.WRITE, width, space), offset, value >>> 0);
+  }
+
+  read(space: number, width: number, offset: number): number {
+    return this.call(word0(MailboxOp.READ, width, space), offset, 0, `read${width * 8} of space ${space} at 0x${offset.toString(16)}`) >>> 0;
+  }
+
+  irqEnable(kindCode: number, vectors: number): number {
+    return this.call(word0(MailboxOp.IRQ_ENABLE, 0, 0), kindCode, vectors, `enable ${vectors} interrupt vector(s)`);
+  }
+
+  irqDisable(): void {
+    this.call(word0(MailboxOp.IRQ_DISABLE, 0, 0), 0, 0, 'disable interrupts');
+  }
+
+  reset(): void {
+    this.call(word0(MailboxOp.RESET, 0, 0), 0, 0, 'function-level reset');
+  }
+}
+
+/** A BAR through the mailbox. Offsets are checked here too, so a driver bug is reported locally. */
+export class MailboxBar implements RegisterSpace {
+  private readonly last32: number;
+  constructor(private readonly mb: GuestMailbox, private readonly index: number, readonly size: number) {
+    this.last32 = size - 4;
+  }
+  private bad(offset: number): DmaboxError {
+    return new DmaboxError('ERR_SIM_BAR', `BAR${this.index}: access at ${offset}: must be a 4-byte-aligned offset inside 0..${this.size - 1}`, { fix: 'check the register offset against the register map' });
+  }
+  read32(offset: number): number {
+    if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset);
+    return this.mb.read(this.index, 4, offset);
+  }
+  write32(offset: number, value: number): void {
+    if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset);
+    this.mb.write(this.index, 4, offset, value);
+  }
+  read64(offset: number): bigint {
+    const lo = this.read32(offset);
+    const hi = this.read32(offset + 4);
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
+  write64(offset: number, value: bigint): void {
+    this.write32(offset, Number(value & 0xffffffffn));
+    this.write32(offset + 4, Number((value >> 32n) & 0xffffffffn));
+  }
+}
+
+/** PCI configuration space through the mailbox (the manager checks bounds and alignment). */
+export class MailboxConfig implements ConfigSpace {
+  constructor(private readonly mb: GuestMailbox) {}
+  read8(offset: number): number { return this.mb.read(SPACE_CONFIG, 1, offset); }
+  read16(offset: number): number { return this.mb.read(SPACE_CONFIG, 2, offset); }
+  read32(offset: number): number { return this.mb.read(SPACE_CONFIG, 4, offset); }
+  write16(offset: number, value: number): void { this.mb.write(SPACE_CONFIG, 2, offset, value & 0xffff); }
+  write32(offset: number, value: number): void { this.mb.write(SPACE_CONFIG, 4, offset, value); }
+}

@@ -1,0 +1,268 @@
+/**
+ * The manager's end of a container's hypercall channel. Every frame is hostile until checked:
+ * sequence ids, type and direction, the token bucket of its type, the state (HELLO first), the
+ * exact layout and every field. Violations go to `onViolation` with a decision; on 'kill' the
+ * endpoint has stopped and the manager must kill the container. Every wait is bounded: HELLO must
+ * come within `helloTimeoutMs`, heartbeats at least every `heartbeatMs * missedHeartbeats`, replies
+ * to SHUTDOWN and QUIESCE within their deadline plus `replyGraceMs`.
+ */
+import type { Duplex } from 'node:stream';
+import { Channel, type ChannelOptions } from '../../abi/hypercall/channel.js';
+import type { FrameHeader } from '../../abi/hypercall/codec.js';
+import { HypercallError } from '../../abi/hypercall/errors.js';
+import {
+  readFault, readHeartbeat, readHello, readIrqSetup, readLog, readMapWindow, readQuiesceResult, readReady,
+  writeClockResult, writeHelloResult, writeIrqGrant, writeQuiesce, writeShutdown, writeWindowMapping,
+  type FaultReport, type Heartbeat, type Hello, type IrqGrant, type IrqRequest, type LogRecord, type QuiesceResult, type Ready, type WindowMapping,
+} from '../../abi/hypercall/messages.js';
+import {
+  GUEST_NOTIFICATIONS, GUEST_REQUESTS, HC_MAX_PAYLOAD, HC_MIN_VERSION, HC_VERSION, HcStatus, HcType, QUIESCE, SHUTDOWN, ShutdownReason, typeName,
+} from '../../abi/hypercall/protocol.js';
+import { TokenBuckets, type RateLimit } from './rate.js';
+
+type Answer<T> = T | HcStatus | Promise<T | HcStatus>;
+
+/** What the manager does with each call; results may be returned or promised. */
+export interface HostHandler {
+  /** Map window `windowId` (0-based, below the policy's window count, checked already). */
+  mapWindow(windowId: number): Answer<WindowMapping>;
+  irqSetup(request: IrqRequest): Answer<IrqGrant>;
+  hello?(hello: Hello): void;
+  log?(record: LogRecord): void;
+  heartbeat?(heartbeat: Heartbeat): void;
+  fault?(fault: FaultReport): void;
+  ready?(ready: Ready): void;
+}
+
+export interface HostOptions extends ChannelOptions {
+  handler: HostHandler;
+  /** How many windows the policy grants (ids 0..windowCount-1). */
+  windowCount: number;
+  /** The heartbeat period the container is told to keep (default 1000 ms). */
+  heartbeatMs?: number;
+  /** Heartbeat periods that may pass without one before the container is declared dead (default 3). */
+  missedHeartbeats?: number;
+  /** How long the container has to say HELLO (default 5000 ms). */
+  helloTimeoutMs?: number;
+  /** Added to a SHUTDOWN or QUIESCE deadline to bound the wait for its reply (default 1000 ms). */
+  replyGraceMs?: number;
+  /** Token buckets per call type; merged over DEFAULT_RATES. */
+  rates?: Partial<Record<HcType, RateLimit>>;
+  /** Rate-limited frames tolerated per second before the flood is a kill (default 256). */
+  floodLimit?: number;
+  /** Milliseconds, monotonic (default performance.now): for the token buckets. */
+  now?: () => number;
+  /** A handler threw or rejected: the call was answered INTERNAL. Not the container's fault. */
+  onHandlerError?: (error: unknown, call: HcType) => void;
+}
+
+export const DEFAULT_RATES: Readonly<Partial<Record<HcType, RateLimit>>> = {
+  [HcType.HELLO]: { perSecond: 1, burst: 2 },
+  [HcType.MAP_WINDOW]: { perSecond: 64, burst: 64 },
+  [HcType.IRQ_SETUP]: { perSecond: 4, burst: 8 },
+  [HcType.CLOCK]: { perSecond: 1000, burst: 1000 },
+  [HcType.LOG]: { perSecond: 100, burst: 200 },
+  [HcType.HEARTBEAT]: { perSecond: 20, burst: 20 },
+  [HcType.FAULT]: { perSecond: 50, burst: 100 },
+  [HcType.READY]: { perSecond: 1, burst: 2 },
+  [HcType.REPLY]: { perSecond: 16, burst: 16 },
+};
+
+export type HostState = 'hello' | 'running' | 'ready' | 'stopped';
+
+const ACCEPTS = new Set<number>([...GUEST_REQUESTS, ...GUEST_NOTIFICATIONS, HcType.REPLY]);
+
+export class HostEndpoint extends Channel {
+  private readonly options: HostOptions;
+  private readonly buckets: TokenBuckets;
+  private readonly now: () => number;
+  private readonly heartbeatMs: number;
+  private stateValue: HostState = 'hello';
+  private helloTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private floodWindowStart = 0;
+  private floodCount = 0;
+  /** The last heartbeat's counters (they may never go down). */
+  lastHeartbeat: Heartbeat | undefined;
+  /** Who said HELLO. */
+  peer: Hello | undefined;
+
+  constructor(stream: Duplex, options: HostOptions) {
+    super(stream, ACCEPTS, options);
+    if (!Number.isInteger(options.windowCount) || options.windowCount < 0 || options.windowCount > 64) throw new RangeError('windowCount must be an integer from 0 to 64');
+    this.options = options;
+    this.now = options.now ?? (() => performance.now());
+    this.heartbeatMs = options.heartbeatMs ?? 1000;
+    this.buckets = new TokenBuckets({ ...DEFAULT_RATES, ...options.rates }, this.now());
+    this.helloTimer = setTimeout(() => {
+      this.violation(new HypercallError('ERR_HC_TIMEOUT', 'kill', `no HELLO within ${options.helloTimeoutMs ?? 5000} ms of start`));
+    }, options.helloTimeoutMs ?? 5000);
+    this.helloTimer.unref(); // a bound, not a reason to keep the process alive
+  }
+
+  get state(): HostState { return this.stateValue; }
+
+  /** Ask the container to stop within `deadlineMs`; resolves when it acknowledged. */
+  shutdown(deadlineMs: number, reason: ShutdownReason = ShutdownReason.STOP): Promise<void> {
+    checkDeadline(deadlineMs);
+    return this.request(HcType.SHUTDOWN, SHUTDOWN.size, (v) => writeShutdown(v, { deadlineMs, reason }), deadlineMs + (this.options.replyGraceMs ?? 1000), 'kill', () => undefined);
+  }
+
+  /** Ask the container to finish in-flight I/O and start none; resolves with what is still in flight. */
+  quiesce(deadlineMs: number): Promise<QuiesceResult> {
+    checkDeadline(deadlineMs);
+    return this.request(HcType.QUIESCE, QUIESCE.size, (v) => writeQuiesce(v, { deadlineMs }), deadlineMs + (this.options.replyGraceMs ?? 1000), 'kill', readQuiesceResult);
+  }
+
+  protected override onStop(): void {
+    this.stateValue = 'stopped';
+    clearTimeout(this.helloTimer);
+    clearTimeout(this.watchdog);
+  }
+
+  protected override admit(h: FrameHeader): boolean {
+    const t = h.type as HcType;
+    if (!this.buckets.take(t, this.now())) {
+      this.rateDrop(t, h.seq);
+      return false;
+    }
+    if (this.stateValue === 'hello' && t !== HcType.HELLO) {
+      throw new HypercallError('ERR_HC_STATE', 'kill', `${typeName(t)} seq ${h.seq} before HELLO: the first frame must be HELLO`);
+    }
+    return true;
+  }
+
+  protected handle(h: FrameHeader, v: DataView): void {
+    const t = h.type as HcType;
+    try {
+      this.dispatch(t, h, v);
+    } catch (e) {
+      // A malformed request still gets an answer, so a buggy (not hostile) container does not hang.
+      if (e instanceof HypercallError && GUEST_REQUESTS.includes(t) && this.lastReplyRef !== h.seq) this.sendReply(t, h.seq, HcStatus.BAD_REQUEST);
+      throw e;
+    }
+  }
+
+  private dispatch(t: HcType, h: FrameHeader, v: DataView): void {
+    const handler = this.options.handler;
+    switch (t) {
+      case HcType.HELLO: return this.hello(h, v);
+      case HcType.MAP_WINDOW: {
+        const id = readMapWindow(v, h.length);
+        if (id >= this.options.windowCount) {
+          this.sendReply(t, h.seq, HcStatus.DENIED);
+          throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `MAP_WINDOW seq ${h.seq} asks for window ${id}; the policy grants ${this.options.windowCount} (ids 0..${this.options.windowCount - 1}); denied`);
+        }
+        return this.answer(t, h.seq, () => handler.mapWindow(id), writeWindowMapping);
+      }
+      case HcType.IRQ_SETUP: {
+        const req = readIrqSetup(v, h.length);
+        return this.answer(t, h.seq, () => handler.irqSetup(req), writeIrqGrant);
+      }
+      case HcType.CLOCK: {
+        if (h.length !== 0) throw new HypercallError('ERR_HC_BAD_LENGTH', 'drop', `CLOCK payload is ${h.length} bytes; its layout is 0; dropped`);
+        const c = { monotonicNs: process.hrtime.bigint(), realtimeNs: BigInt(Date.now()) * 1_000_000n };
+        return this.sendReply(t, h.seq, HcStatus.OK, (w, o) => writeClockResult(w, o, c));
+      }
+      case HcType.LOG: {
+        const r = readLog(v, h.length);
+        return this.notify(t, () => handler.log?.(r));
+      }
+      case HcType.HEARTBEAT: {
+        const hb = readHeartbeat(v, h.length);
+        const last = this.lastHeartbeat;
+        if (last && (hb.completed < last.completed || hb.errors < last.errors || hb.bytes < last.bytes)) {
+          throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `HEARTBEAT seq ${h.seq}: counters went down (completed ${last.completed} -> ${hb.completed}, errors ${last.errors} -> ${hb.errors}, bytes ${last.bytes} -> ${hb.bytes}); dropped`);
+        }
+        this.lastHeartbeat = hb;
+        this.watchdog?.refresh();
+        return this.notify(t, () => handler.heartbeat?.(hb));
+      }
+      case HcType.FAULT: {
+        const f = readFault(v, h.length);
+        return this.notify(t, () => handler.fault?.(f));
+      }
+      case HcType.READY: {
+        const r = readReady(v, h.length);
+        if (this.stateValue !== 'running') throw new HypercallError('ERR_HC_STATE', 'drop', `READY seq ${h.seq} in state '${this.stateValue}'; dropped`);
+        this.stateValue = 'ready';
+        return this.notify(t, () => handler.ready?.(r));
+      }
+      default:
+        throw new HypercallError('ERR_HC_BAD_TYPE', 'drop', `${typeName(t)} is not handled by the host; dropped`);
+    }
+  }
+
+  private hello(h: FrameHeader, v: DataView): void {
+    const hello = readHello(v, h.length);
+    if (this.stateValue !== 'hello') {
+      this.sendReply(HcType.HELLO, h.seq, HcStatus.STATE);
+      throw new HypercallError('ERR_HC_STATE', 'drop', `a second HELLO (seq ${h.seq}); dropped`);
+    }
+    const version = Math.min(HC_VERSION, hello.maxVersion);
+    if (version < Math.max(HC_MIN_VERSION, hello.minVersion)) {
+      this.sendReply(HcType.HELLO, h.seq, HcStatus.UNSUPPORTED);
+      throw new HypercallError('ERR_HC_VERSION_MISMATCH', 'kill', `container '${hello.name}' speaks versions ${hello.minVersion}..${hello.maxVersion}; this manager ${HC_MIN_VERSION}..${HC_VERSION}`, {
+        fix: 'rebuild the driver container image against this version of dmabox',
+      });
+    }
+    this.version = version;
+    this.decoder.version = version;
+    this.peer = hello;
+    this.stateValue = 'running';
+    clearTimeout(this.helloTimer);
+    const limit = this.heartbeatMs * (this.options.missedHeartbeats ?? 3);
+    this.watchdog = setTimeout(() => {
+      this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${hello.name}' (pid ${hello.pid}) for ${limit} ms`));
+    }, limit);
+    this.watchdog.unref();
+    const result = { version, windowCount: this.options.windowCount, maxPayload: this.options.maxPayload ?? HC_MAX_PAYLOAD, heartbeatMs: this.heartbeatMs };
+    this.sendReply(HcType.HELLO, h.seq, HcStatus.OK, (w, o) => writeHelloResult(w, o, result));
+    this.notify(HcType.HELLO, () => this.options.handler.hello?.(hello));
+  }
+
+  /** Run a request handler, sync or async, and reply with its result or status. */
+  private answer<T>(call: HcType, ref: number, run: () => Answer<T>, write: (v: DataView, o: number, value: T) => void): void {
+    const reply = (r: T | HcStatus) => {
+      if (typeof r === 'number') this.sendReply(call, ref, r === HcStatus.OK ? HcStatus.INTERNAL : r);
+      else this.sendReply(call, ref, HcStatus.OK, (v, o) => write(v, o, r));
+    };
+    const failed = (e: unknown) => {
+      this.sendReply(call, ref, HcStatus.INTERNAL);
+      this.options.onHandlerError?.(e, call);
+    };
+    try {
+      const r = run();
+      if (r instanceof Promise) r.then(reply, failed);
+      else reply(r);
+    } catch (e) {
+      failed(e);
+    }
+  }
+
+  private notify(call: HcType, run: () => void): void {
+    try {
+      run();
+    } catch (e) {
+      this.options.onHandlerError?.(e, call);
+    }
+  }
+
+  private rateDrop(t: HcType, seq: number): void {
+    const now = this.now();
+    if (now - this.floodWindowStart >= 1000) {
+      this.floodWindowStart = now;
+      this.floodCount = 0;
+    }
+    const limit = this.options.floodLimit ?? 256;
+    if (++this.floodCount > limit) {
+      this.violation(new HypercallError('ERR_HC_FLOOD', 'kill', `more than ${limit} rate-limited frames within a second (last: ${typeName(t)} seq ${seq})`));
+      return;
+    }
+    this.violation(new HypercallError('ERR_HC_RATE', 'drop', `${typeName(t)} seq ${seq} is over its rate limit; dropped`));
+  }
+}
+
+function checkDeadline(ms: number): void {
+  if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new RangeError(`deadline ${ms} ms: expected a whole number of milliseconds from 1 to 600000`);
+}

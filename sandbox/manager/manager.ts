@@ -1,0 +1,167 @@
+/**
+ * The manager: one supervisor per policy, a control socket for `dmabox status`, and an orderly
+ * shutdown. It is the trusted side: it holds the (simulated) devices and their IOMMU mappings;
+ * containers hold only what they were handed (sandbox/README.md, "What the manager keeps").
+ *
+ * Control socket: a unix stream socket, mode 0600; a client writes one line (`status`) and reads
+ * one JSON line back. Nothing else is accepted; a line longer than 64 bytes closes the connection.
+ */
+import { EventEmitter } from 'node:events';
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DmaboxError } from '../../common/errors.js';
+import { claimSocketPath } from '../../common/unix-socket.js';
+import type { Policy } from '../../policies/types.js';
+import { KmsgFaultMonitor } from './faults.js';
+import { capsStatus, dropPrivileges, type PrivilegeReport } from './privilege.js';
+import { Supervisor, type SandboxEvent, type SupervisorOptions } from './supervisor.js';
+
+/** Where the control socket lives: $DMABOX_CONTROL, /run/dmabox (root), or a per-user folder. */
+export function defaultControlPath(): string {
+  if (process.env.DMABOX_CONTROL) return process.env.DMABOX_CONTROL;
+  const uid = process.getuid?.() ?? 0;
+  if (uid === 0) return '/run/dmabox/control.sock';
+  return join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `dmabox-${uid}`, 'control.sock');
+}
+
+export interface ManagerOptions {
+  /** Control socket path; null for none. Default: defaultControlPath(). */
+  controlPath?: string | null;
+  supervisor?: SupervisorOptions;
+  /** Kernel log to follow for IOMMU faults of real devices (default /dev/kmsg). */
+  kmsgPath?: string;
+  /**
+   * At `endSetup()`, drop to the capabilities the manager still needs (sandbox/manager/privilege.ts):
+   * CAP_SETUID, CAP_SETGID, CAP_KILL; bounding set likewise; no_new_privs. Needs root. Default false;
+   * `dmabox up` and `dmabox demo` turn it on when root unless --keep-privileges.
+   */
+  dropPrivileges?: boolean;
+}
+
+export class Manager extends EventEmitter {
+  readonly sandboxes: Supervisor[] = [];
+  readonly startedAt = Date.now();
+  readonly controlPath: string | null;
+  private server: Server | undefined;
+  private stopping: Promise<void> | undefined;
+  /** The kernel-log fault monitor, when any sandbox has a real device. */
+  kmsg: KmsgFaultMonitor | undefined;
+  /** What `endSetup()` kept and dropped, once it dropped. */
+  privilege: PrivilegeReport | undefined;
+
+  constructor(policies: readonly Policy[], private readonly options: ManagerOptions = {}) {
+    super();
+    this.controlPath = options.controlPath === undefined ? defaultControlPath() : options.controlPath;
+    try {
+      for (const p of policies) {
+        const s = new Supervisor(p, options.supervisor);
+        s.on('event', (e: SandboxEvent) => this.emit('event', e));
+        this.sandboxes.push(s);
+        if (s.device.kind === 'vfio') {
+          // Real IOMMU faults arrive in the kernel log (needs root or CAP_SYSLOG).
+          this.kmsg ??= new KmsgFaultMonitor(options.kmsgPath ?? '/dev/kmsg');
+          this.kmsg.add(s);
+        }
+      }
+    } catch (e) {
+      for (const s of this.sandboxes) s.device.release();
+      throw e;
+    }
+  }
+
+  /** Open the control socket, start every sandbox; resolves when each is ready or failed. */
+  async start(): Promise<void> {
+    if (this.controlPath !== null) await this.listen(this.controlPath);
+    this.kmsg?.start();
+    await Promise.all(this.sandboxes.map((s) => s.start().catch(() => undefined)));
+  }
+
+  /**
+   * Set-up is over (sandboxes started, their linkbacks up): with `dropPrivileges`, drop to the
+   * kept set now. Idempotent; returns the report, or undefined when the option is off. Throws
+   * PrivilegeError (ERR_SANDBOX_PRIVILEGE) when the drop fails; the manager then runs on unchanged.
+   */
+  endSetup(): PrivilegeReport | undefined {
+    if (!this.options.dropPrivileges) return undefined;
+    this.privilege ??= dropPrivileges();
+    return this.privilege;
+  }
+
+  private async listen(path: string): Promise<void> {
+    // Never delete a live manager's socket: only a stale one is taken over.
+    await claimSocketPath(path, {
+      code: 'ERR_SANDBOX_CONTROL',
+      what: 'the control socket',
+      busyFix: 'another dmabox manager is running (`dmabox status`); stop it, or give this one --control PATH',
+      notSocketFix: `remove ${path}, or give this manager --control PATH`,
+    });
+    const server = createServer((conn) => {
+      let buf = '';
+      conn.setTimeout(2000, () => conn.destroy());
+      conn.on('error', () => undefined);
+      conn.on('data', (d) => {
+        buf += d.toString('utf8');
+        if (buf.length > 64) return conn.destroy();
+        const nl = buf.indexOf('\n');
+        if (nl < 0) return;
+        const cmd = buf.slice(0, nl).trim();
+        if (cmd === 'status') conn.end(`${JSON.stringify(this.status())}\n`);
+        else conn.end(`${JSON.stringify({ error: `unknown command '${cmd.slice(0, 32)}': the control socket answers 'status'` })}\n`);
+      });
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e) => reject(new DmaboxError('ERR_SANDBOX_CONTROL', `cannot listen on ${path}: ${e.message}`, { fix: 'is another dmabox up running? set DMABOX_CONTROL to another path' })));
+      server.listen(path, () => {
+        chmodSync(path, 0o600);
+        resolve();
+      });
+    });
+  }
+
+  status(): Record<string, unknown> {
+    const root = process.getuid?.() === 0;
+    return {
+      manager: { pid: process.pid, uid: process.getuid?.() ?? null, root, uptimeMs: Date.now() - this.startedAt, control: this.controlPath, caps: capsStatus(this.privilege !== undefined) },
+      sandboxes: this.sandboxes.map((s) => s.status()),
+    };
+  }
+
+  /** Stop every container (SHUTDOWN, bounded), quarantine and release every device, close the socket. */
+  stop(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        await Promise.all(this.sandboxes.map((s) => s.stop()));
+        this.kmsg?.close();
+        if (this.server) {
+          await new Promise<void>((r) => this.server!.close(() => r()));
+          if (this.controlPath) rmSync(this.controlPath, { force: true });
+        }
+      })();
+    }
+    return this.stopping;
+  }
+}
+
+/** Ask a running manager for its status over the control socket (bounded wait). */
+export function queryStatus(path = defaultControlPath(), timeoutMs = 3000): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    import('node:net').then(({ createConnection }) => {
+      const c = createConnection(path);
+      let buf = '';
+      const t = setTimeout(() => { c.destroy(); reject(new DmaboxError('ERR_SANDBOX_CONTROL', `no answer from ${path} within ${timeoutMs} ms`)); }, timeoutMs);
+      c.on('connect', () => c.write('status\n'));
+      c.on('data', (d) => { buf += d.toString('utf8'); });
+      c.on('end', () => {
+        clearTimeout(t);
+        try { resolve(JSON.parse(buf) as Record<string, unknown>); } catch { reject(new DmaboxError('ERR_SANDBOX_CONTROL', `malformed answer from ${path}`)); }
+      });
+      c.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(t);
+        reject(new DmaboxError('ERR_SANDBOX_CONTROL', `cannot reach the manager at ${path} (${e.code ?? e.message})`, { fix: "start it with 'dmabox up POLICY...', or point DMABOX_CONTROL / --control at its socket" }));
+      });
+    }, reject);
+  });
+}

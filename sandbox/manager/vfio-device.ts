@@ -1,0 +1,125 @@
+/**
+ * The device of a sandbox on real VFIO, held by the manager: the container, group and device fds
+ * (platform/vfio.ts's VfioPlatform), the policy's windows mapped with their device access. The
+ * container gets only a duplicate of the device fd (config space, BAR mmap, reset through it) and
+ * the window memfds: no container or group fd, so it can neither map more DMA nor open another
+ * device of the group.
+ */
+import type { Sys } from 'linux-sys';
+import { encodeIrqSetNone, findPciFunctions, IOCTL, iommuStatus, VFIO, type IommuStatus } from 'vfio-bindings';
+import { DmaboxError } from '../../common/errors.js';
+import type { Policy } from '../../policies/types.js';
+import { VfioPlatform, type VfioPlatformOptions } from '../../platform/vfio.js';
+import { SandboxDevice } from './device.js';
+import { setBusMaster } from '../../spec/pci/config.js';
+
+
+export function vfioAddress(policy: Policy): string {
+  const d = policy.device;
+  if ('pci' in d) return d.pci;
+  if ('id' in d) {
+    const [vendor, device] = d.id.split(':').map((x) => parseInt(x, 16)) as [number, number];
+    const found = findPciFunctions(vendor, device);
+    const f = found[d.index];
+    if (!f) throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: no PCI function ${d.id} number ${d.index} (found ${found.length})`, { fix: "check 'dmabox devices' and the policy's device" });
+    return f.address;
+  }
+  throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: not a PCI device`);
+}
+
+export class VfioDevice extends SandboxDevice {
+  readonly kind = 'vfio' as const;
+  readonly address: string;
+  readonly description: string;
+  readonly platform: VfioPlatform;
+  private released = false;
+
+  /** `bind`: bind the function to vfio-pci first and give it back to its driver at release. */
+  /**
+   * `iommu`: the host's IOMMU status (default: read now); `platform`: where to find the group and
+   * sysfs (tests over vfio-bindings' fake seam).
+   */
+  constructor(policy: Policy, sys: Sys, options: { bind?: boolean; iommu?: IommuStatus; platform?: Pick<VfioPlatformOptions, 'group' | 'sysfsRoot' | 'devDir'> } = {}) {
+    super(policy, sys);
+    this.address = vfioAddress(policy);
+    this.description = `vfio:${this.address}`;
+    this.checkConfinement(options.iommu ?? iommuStatus());
+    this.platform = VfioPlatform.open(this.address, { ...options.platform, sys, bind: options.bind === true, hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never' });
+    try {
+      this.mapWindows(this.platform.dma);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+  }
+
+  /**
+   * Refuse a device the IOMMU would not confine: no IOMMU at all, or vfio's no-IOMMU mode (DMA to
+   * anywhere), unless the policy says `unconfined: true`. A group whose default domain is identity
+   * (iommu=pt) is fine: VFIO attaches its own translated domain when the manager takes the group.
+   */
+  private checkConfinement(st: IommuStatus): void {
+    const why: string[] = [];
+    if (st.iommus.length === 0) why.push('no IOMMU is active on this host');
+    if (st.noIommuMode) why.push("vfio's enable_unsafe_noiommu_mode is on");
+    const group = st.groups.find((g) => g.devices.some((d) => d.address === this.address));
+    if (group?.domain === 'blocked') why.push(`group ${group.group} blocks all DMA`);
+    if (why.length === 0) return;
+    if (this.policy.unconfined) {
+      this.warnings.push(`UNCONFINED: ${why.join('; ')}: the device's DMA is not confined`);
+      return;
+    }
+    throw new DmaboxError('ERR_SANDBOX_NOT_CONFINED', `policy ${this.policy.name}: ${this.address} would not be confined: ${why.join('; ')}`, {
+      fix: "boot with the IOMMU on (intel_iommu=on / amd_iommu=on) and vfio's no-IOMMU mode off; 'dmabox doctor' says what is missing; or, for debugging only, unconfined: true",
+    });
+  }
+
+  /** Said at start (an unconfined policy on a host that cannot confine). */
+  readonly warnings: string[] = [];
+
+  deviceFd(): number {
+    return this.platform.device.fd;
+  }
+
+  get irqCounts(): { msix: number; intx: number } {
+    return { msix: this.platform.device.irqCount('msix'), intx: this.platform.device.irqCount('intx') };
+  }
+
+  barSizes(): number[] {
+    return [0, 1, 2, 3, 4, 5].map((i) => {
+      try {
+        const r = this.platform.device.regionInfo(i);
+        return r.mmap ? Number(r.size) : 0;
+      } catch {
+        return 0;
+      }
+    });
+  }
+
+  quarantine(): void {
+    setBusMaster(this.platform.config, false);
+    this.quarantineLog.push('bme-off');
+    this.platform.device.disableInterrupts();
+    // The container routed vectors on its own dup of the device fd: stop them here too
+    // (DATA_NONE | ACTION_TRIGGER, count 0), before the reset.
+    for (const index of [VFIO.VFIO_PCI_MSIX_IRQ_INDEX, VFIO.VFIO_PCI_INTX_IRQ_INDEX]) {
+      try {
+        this.sys.ioctl(this.platform.device.fd, IOCTL.VFIO_DEVICE_SET_IRQS, encodeIrqSetNone(index, VFIO.VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0));
+      } catch { /* nothing routed on that index */ }
+    }
+    this.platform.device.reset();
+    this.quarantineLog.push('flr');
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    try {
+      this.quarantine();
+    } finally {
+      this.quarantineLog.push('unmap');
+      this.closeIrqFds();
+      this.platform.close();
+    }
+  }
+}
