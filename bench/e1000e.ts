@@ -23,7 +23,7 @@ import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
 import { machineSummary } from './machine.js';
 import { E1000e } from '../drivers/e1000e/device.js';
-import { PacketBatch } from '../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../drivers/contract/packet-batch.js';
 import { REG, CTRL, STATUS, EERD } from '../spec/e1000e/registers.js';
 import { SimMachine } from '../sim/machine.js';
 import { E1000eModel } from '../sim/e1000e/model.js';

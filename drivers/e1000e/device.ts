@@ -23,7 +23,7 @@ import { DESC_SIZE, ETH } from '../../spec/e1000e/descriptors.js';
 import { E1000eError } from './errors.js';
 import { RxRing } from './rx-ring.js';
 import { TxRing } from './tx-ring.js';
-import { PacketBatch } from '../kit/packet-batch.js';
+import { PacketBatch } from '../contract/packet-batch.js';
 import { checkOptions, type E1000eOptions, type E1000eInterruptMode } from './options.js';
 import { BufferPool } from '../kit/pool.js';
 

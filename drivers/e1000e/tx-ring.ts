@@ -15,7 +15,7 @@
 import type { DmaWindow, RegisterSpace } from '../contract/platform.js';
 import { DESC_SIZE, TXD_CMD } from '../../spec/e1000e/descriptors.js';
 import { REG } from '../../spec/e1000e/registers.js';
-import type { PacketBatch } from '../kit/packet-batch.js';
+import type { PacketBatch } from '../contract/packet-batch.js';
 import type { PacketPool } from '../kit/packet-pool.js';
 
 export interface TxRingCounters {

@@ -3,7 +3,7 @@
  * lab, where a driver runs without a sandbox. `dmabox up` never loads it: a sandboxed NIC reaches
  * the bridge through its container's packet rings (sandbox/manager/services/net.ts).
  */
-import type { PacketBatch } from '../../drivers/kit/packet-batch.js';
+import type { PacketBatch } from '../../drivers/contract/packet-batch.js';
 import type { E1000e } from '../../drivers/e1000e/device.js';
 import { BUFFER_SIZE } from '../../drivers/e1000e/device.js';
 import { ETH } from '../../spec/e1000e/descriptors.js';

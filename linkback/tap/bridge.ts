@@ -24,7 +24,7 @@
  * and the NIC is the caller's.
  */
 import { TapError } from './errors.js';
-import { PacketBatch } from '../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../drivers/contract/packet-batch.js';
 import type { NicPort } from './nic-port.js';
 import type { FrameIo } from './tun.js';
 

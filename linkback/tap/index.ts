@@ -14,7 +14,7 @@ import { TapDevice, type TapSys } from './tun.js';
 export { TapDevice, checkTapName, checkMac, formatMac, tapOpenError, TUN_PATH, type FrameIo, type TapOptions, type TapSys } from './tun.js';
 export { TapBridge, frameClass, type TapBridgeOptions, type TapBridgeCounters, type DirectionCounters, type ClassCounters } from './bridge.js';
 export { type NicPort } from './nic-port.js';
-export { PacketBatch } from '../../drivers/kit/packet-batch.js';
+export { PacketBatch } from '../../drivers/contract/packet-batch.js';
 export { TapError, type TapErrorCode } from './errors.js';
 
 export interface TapLinkOptions extends TapBridgeOptions {

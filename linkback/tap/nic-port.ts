@@ -14,7 +14,7 @@
  * - `txBytes` / `rxBytes` are read again on every turn, so a port may swap its memory (a new
  *   container after a restart) between turns.
  */
-import type { PacketBatch } from '../../drivers/kit/packet-batch.js';
+import type { PacketBatch } from '../../drivers/contract/packet-batch.js';
 
 
 export interface NicPort {

@@ -22,7 +22,7 @@
  */
 import type { PollHandle, Sys } from 'linux-sys';
 import type { E1000e } from '../../../drivers/e1000e/device.js';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import type { Shared } from '../../abi/shm.js';
 import { N, NET_BATCH, NET_MAGIC, NET_MAX_FRAME, NET_MIN_FRAME, NET_SLOT_BYTES, NET_VERSION, entry, netLayout, type NetLayout } from '../../abi/net.js';
 

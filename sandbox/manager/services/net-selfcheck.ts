@@ -5,7 +5,7 @@
  * ring -> container -> driver -> simulated NIC -> wire -> peer, and back. Control path: bounded,
  * allocates freely. Not to be run while a bridge drives the same port.
  */
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { DmaboxError } from '../../../common/errors.js';
 import { arpFrame, arpReplyFrom, icmpEcho, icmpEchoTo, ipv4 } from '../../../sim/net/packets.js';
 import type { SandboxNicPort } from './net.js';

@@ -19,7 +19,7 @@
  */
 import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from 'linux-sys';
 import { DmaboxError } from '../../../common/errors.js';
-import type { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import type { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { createShared, type Shared } from '../../abi/shm.js';
 import { attachToContainers } from '../incarnation.js';
 import type { SandboxEvent, Supervisor } from '../supervisor.js';

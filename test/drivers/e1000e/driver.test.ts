@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { E1000e } from '../../../drivers/e1000e/device.js';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { REG, CTRL, EERD } from '../../../spec/e1000e/registers.js';
 import type { Platform, RegisterSpace } from '../../../drivers/contract/platform.js';
 import { pair, single, frame, MAC_A, MAC_B, ADDR_A, ADDR_B } from './harness.js';

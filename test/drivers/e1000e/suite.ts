@@ -7,7 +7,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { E1000e } from '../../../drivers/e1000e/device.js';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { arpRequest, parseArpReply, icmpEchoRequest, parseIcmpEcho, GUEST_IP, GATEWAY_IP } from './packets.js';
 
 export interface NicUnderTest {

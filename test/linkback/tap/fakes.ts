@@ -5,7 +5,7 @@
  */
 import type { FrameIo } from '../../../linkback/tap/tun.js';
 import type { NicPort } from '../../../linkback/tap/nic-port.js';
-import type { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import type { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 
 export class FakeTap implements FrameIo {
   readonly name = 'faketap0';

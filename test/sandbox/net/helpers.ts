@@ -1,7 +1,7 @@
 /** Shared helpers of the packet-ring tests: a small simulated e1000e policy, frames through a SandboxNicPort. */
 import { parsePolicies } from '../../../policies/index.js';
 import type { Policy } from '../../../policies/types.js';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import type { SandboxNicPort } from '../../../sandbox/manager/services/net.js';
 
 export function nicPolicy(name: string, opts: { peer?: 'echo' | 'none'; mac?: string; interrupts?: 'polling' | 'msix'; extra?: string } = {}): Policy {

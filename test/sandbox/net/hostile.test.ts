@@ -11,7 +11,7 @@ import { extname } from 'node:path';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { arpFrame, arpReplyFrom, ipv4 } from '../../../sim/net/packets.js';
 import type { SandboxNicPort } from '../../../sandbox/manager/services/net.js';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { until } from '../helpers.js';
 import { nicPolicy, receive, sendFrame } from './helpers.js';
 

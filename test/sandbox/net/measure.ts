@@ -14,7 +14,7 @@ import { E1000eModel } from '../../../sim/e1000e/model.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
 import type { NicPort } from '../../../linkback/tap/nic-port.js';
 import { E1000ePort } from '../../../linkback/in-process/e1000e.js';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import type { WirePort } from '../../../sim/wire.js';
 import { nicPolicy } from './helpers.js';
 

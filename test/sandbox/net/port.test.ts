@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EventEmitter } from 'node:events';
 import { defaultSys } from 'linux-sys';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { SandboxNicPort, type SuspendableBridge } from '../../../sandbox/manager/services/net.js';
 import { N, entry } from '../../../sandbox/abi/net.js';
 import type { Supervisor } from '../../../sandbox/manager/supervisor.js';

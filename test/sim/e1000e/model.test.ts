@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { crc32 } from 'node:zlib';
 import { REG, CTRL, STATUS, EERD, ICR, IVAR, RCTL, RAH, STAT } from '../../../spec/e1000e/registers.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { pair, single, frame, MAC_A, MAC_B, ADDR_A } from '../../drivers/e1000e/harness.js';
 import { loopback, endpoint } from '../../../sim/wire.js';
 

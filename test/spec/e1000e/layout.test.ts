@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { REG, STAT, STAT32, STAT64, STAT_FIRST, STAT_LAST, BAR0_SIZE, CTRL, STATUS, RCTL, ICR, RAH, EERD,
   rctlBufferSize, statusSpeed } from '../../../spec/e1000e/registers.js';
 import { DESC_SIZE, RXD, TXD, RXD_STATUS, TXD_CMD, TXD_STA } from '../../../spec/e1000e/descriptors.js';
-import { PacketBatch } from '../../../drivers/kit/packet-batch.js';
+import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 
 /** Field widths in bytes, per the datasheet's descriptor tables. */
 const RXD_WIDTH: Record<keyof typeof RXD, number> = { BUFFER_ADDR: 8, LENGTH: 2, CSUM: 2, STATUS: 1, ERRORS: 1, SPECIAL: 2 };

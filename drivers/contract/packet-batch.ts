@@ -1,7 +1,8 @@
 /**
- * A batch of packets: buffer indices and lengths in preallocated typed arrays, reused for every
- * call (nothing is allocated per packet). The indices refer to a driver's RX or TX buffer pool;
- * `E1000e.rxData(index)` / `txData(index)` give a packet's bytes.
+ * A batch of packets, the currency of the net driver contract: a NIC driver fills and drains
+ * batches, the net service and the TAP bridge pass them. Buffer indices and lengths live in
+ * preallocated typed arrays reused for every call (nothing is allocated per packet); the indices
+ * refer to a driver's RX or TX buffer pool.
  */
 export class PacketBatch {
   readonly capacity: number;
