@@ -3,10 +3,14 @@ import * as assert from 'uvu/assert';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { IommuDmaAllocator } from '../../../dma/allocator.js';
 import { HeapMemoryProvider } from '../../../dma/memory.js';
-import { fillPrp, prpListEntries, PrpListSpace, SQE_PRP1, SQE_PRP2 } from '../../../drivers/kit/prp.js';
+import { fillPrp, PrpListSpace } from '../../../drivers/kit/prp.js';
+import { prpListEntries } from '../../../spec/nvme/prp.js';
+import { SQE } from '../../../spec/nvme/queue.js';
 import { RecordingBackend } from '../../dma/fake-backend.js';
 
 const PAGE = 4096;
+const SQE_PRP1 = SQE.PRP1.offset;
+const SQE_PRP2 = SQE.PRP2.offset;
 const code = (fn: () => unknown): string => {
   try { fn(); } catch (e) { return (e as { code: string }).code; }
   return 'no error';
@@ -96,7 +100,7 @@ test('lists longer than a page chain through their last entry', () => {
   const slot = lists.alloc();
   const len = 3 << 20; // 768 pages: 767 listed entries, more than 512 per list page
   const n = fillPrp(sqe, SQE_PRP1, data, 0, len, lists, slot);
-  assert.is(n, prpListEntries(768));
+  assert.is(n, prpListEntries(768, PAGE));
   assert.is(n, 768, '767 data entries + 1 chain pointer');
   const base = lists.slotOffset(slot);
   const chain = lists.window.view.getBigUint64(base + 511 * 8, true);
@@ -107,8 +111,8 @@ test('lists longer than a page chain through their last entry', () => {
 });
 
 test('a list that exactly fills a page needs no chain pointer', () => {
-  assert.is(prpListEntries(513), 512);
-  assert.is(prpListEntries(514), 514);
+  assert.is(prpListEntries(513, PAGE), 512);
+  assert.is(prpListEntries(514, PAGE), 514);
   const { data, sqe, lists } = setup(4 << 20, 2);
   const slot = lists.alloc();
   assert.is(fillPrp(sqe, SQE_PRP1, data, 0, 513 * PAGE, lists, slot), 512);
