@@ -6,13 +6,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
-import { AdminOpcode, Cns, CREATE_CQ_IEN, CREATE_CQ_PC, CREATE_SQ_PC, FeatureId, NvmOpcode } from '../../../spec/nvme/commands.js';
-import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../../drivers/nvme/status.js';
+import { AdminOpcode, Cns, CREATE_IO_CQ_CDW11, CREATE_IO_SQ_CDW11, FeatureId, NvmOpcode } from '../../../spec/nvme/commands.js';
+import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../../spec/nvme/status.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { ADDRESS, simRig, type SimRig } from './sim-target.js';
 import { lowLevel, pattern } from './suite.js';
 
 const dnr = (sct: number, sc: number): number => statusOf(sct, sc, true);
+const CREATE_CQ_PC = CREATE_IO_CQ_CDW11.PC.mask;
+const CREATE_CQ_IEN = CREATE_IO_CQ_CDW11.IEN.mask;
+const CREATE_SQ_PC = CREATE_IO_SQ_CDW11.PC.mask;
 
 let rig: SimRig;
 let c: NvmeController;

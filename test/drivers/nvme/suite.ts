@@ -10,7 +10,7 @@ import type { Platform } from '../../../drivers/contract/platform.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { NvmeController, type NvmeOptions } from '../../../drivers/nvme/controller.js';
 import { NvmOpcode } from '../../../spec/nvme/commands.js';
-import { GenericSc, Sct, statusOf } from '../../../drivers/nvme/status.js';
+import { GenericSc, Sct, statusOf } from '../../../spec/nvme/status.js';
 import type { IoQueue } from '../../../drivers/nvme/ioqueue.js';
 
 export interface NvmeTarget {

@@ -12,7 +12,8 @@ import { SimMachine } from '../../../sim/machine.js';
 import { SimNvme } from '../../../sim/nvme/controller.js';
 import { PrpResult, PrpWalker } from '../../../sim/nvme/prp.js';
 import { FileStore, MemoryStore } from '../../../sim/nvme/store.js';
-import { CC, CSTS, decodeCap, encodeCc, getField, REG, sqTailDoorbell } from '../../../spec/nvme/registers.js';
+import { decodeCap, encodeCc, REG, sqTailDoorbell } from '../../../spec/nvme/registers.js';
+import { getField } from '../../../spec/field.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
 
@@ -28,46 +29,46 @@ function rig(options = {}) {
 
 test('power-on registers: CAP as configured, VS 1.4.0, CC and CSTS zero', () => {
   const { bar, p } = rig({ maxQueueEntries: 256, dstrd: 2, timeout: 7 });
-  const cap = decodeCap(bar.read64(REG.CAP));
+  const cap = decodeCap(bar.read64(REG.CAP.offset));
   assert.is(cap.MQES, 255);
-  assert.is(cap.CQR, true);
+  assert.is(cap.CQR, 1);
   assert.is(cap.DSTRD, 2);
   assert.is(cap.TO, 7);
   assert.is(cap.CSS & 1, 1);
   assert.is(cap.MPSMIN, 0);
-  assert.is(bar.read32(REG.VS), 0x00010400);
-  assert.is(bar.read32(REG.CC), 0);
-  assert.is(bar.read32(REG.CSTS), 0);
+  assert.is(bar.read32(REG.VS.offset), 0x00010400);
+  assert.is(bar.read32(REG.CC.offset), 0);
+  assert.is(bar.read32(REG.CSTS.offset), 0);
   p.close();
 });
 
-test('CC.EN with a bad configuration leaves CSTS.RDY clear and says why; a good one sets it; EN=0 clears it', () => {
+test('CC.EN with a bad configuration leaves REG.CSTS.RDY clear and says why; a good one sets it; EN=0 clears it', () => {
   const { bar, model, p } = rig();
   const asq = p.dma.alloc(4096, DEVICE_READS);
   const acq = p.dma.alloc(4096, DEVICE_WRITES);
-  bar.write32(REG.AQA, (15 << 16) | 15);
-  bar.write64(REG.ASQ, asq.iova);
-  bar.write64(REG.ACQ, acq.iova);
-  bar.write32(REG.CC, encodeCc({ EN: 1, IOSQES: 5, IOCQES: 4 }));
-  assert.is(getField(bar.read32(REG.CSTS), CSTS.RDY), 0);
+  bar.write32(REG.AQA.offset, (15 << 16) | 15);
+  bar.write64(REG.ASQ.offset, asq.iova);
+  bar.write64(REG.ACQ.offset, acq.iova);
+  bar.write32(REG.CC.offset, encodeCc({ EN: 1, IOSQES: 5, IOCQES: 4 }));
+  assert.is(getField(bar.read32(REG.CSTS.offset), REG.CSTS.RDY), 0);
   assert.match(model.lastError, /IOSQES/);
-  bar.write32(REG.CC, 0);
-  bar.write32(REG.CC, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 }));
-  assert.is(getField(bar.read32(REG.CSTS), CSTS.RDY), 1);
-  assert.is(bar.read64(REG.ASQ), asq.iova);
+  bar.write32(REG.CC.offset, 0);
+  bar.write32(REG.CC.offset, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 }));
+  assert.is(getField(bar.read32(REG.CSTS.offset), REG.CSTS.RDY), 1);
+  assert.is(bar.read64(REG.ASQ.offset), asq.iova);
   // Shutdown notification (§7.6.2): SHST reports complete.
-  bar.write32(REG.CC, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4, SHN: 1 }));
-  assert.is(getField(bar.read32(REG.CSTS), CSTS.SHST), 2);
-  bar.write32(REG.CC, 0);
-  assert.is(bar.read32(REG.CSTS), 0);
+  bar.write32(REG.CC.offset, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4, SHN: 1 }));
+  assert.is(getField(bar.read32(REG.CSTS.offset), REG.CSTS.SHST), 2);
+  bar.write32(REG.CC.offset, 0);
+  assert.is(bar.read32(REG.CSTS.offset), 0);
   // A doorbell for a queue that does not exist, or past the queue's end, is counted and ignored.
   bar.write32(sqTailDoorbell(5, 0), 1);
   assert.is(model.stats.badDoorbells, 1);
   // FLR puts CC back to its power-on value.
-  bar.write32(REG.CC, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 }));
+  bar.write32(REG.CC.offset, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 }));
   p.reset();
-  assert.is(bar.read32(REG.CC), 0);
-  assert.is(getField(bar.read32(REG.CC), CC.EN), 0);
+  assert.is(bar.read32(REG.CC.offset), 0);
+  assert.is(getField(bar.read32(REG.CC.offset), REG.CC.EN), 0);
   p.close();
 });
 
