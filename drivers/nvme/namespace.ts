@@ -54,19 +54,13 @@ export class Namespace {
     this.checkRange('read', lba, blocks);
     const out = new Uint8Array(blocks * this.blockSize);
     const off = options.bufferOffset ?? 0;
-    const per = this.perCommand(off);
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += per) {
-      const n = Math.min(per, blocks - done);
-      parts.push(
-        this.host.execute(
-          () => this.describe('read', lba + done, n),
-          (q, slot, h) => q.read(slot, this.nsid, lba + done, n, this.blockShift, off, h),
-          (q, slot) => out.set(q.readData(slot).subarray(off, off + (n << this.blockShift)), done << this.blockShift),
-        ),
-      );
-    }
-    await Promise.all(parts);
+    await this.split(blocks, this.perCommand(off), (done, n) =>
+      this.host.execute(
+        () => this.describe('read', lba + done, n),
+        (q, slot, h) => q.read(slot, this.nsid, lba + done, n, this.blockShift, off, h),
+        (q, slot) => out.set(q.readData(slot).subarray(off, off + (n << this.blockShift)), done << this.blockShift),
+      ),
+    );
     return out;
   }
 
@@ -78,21 +72,15 @@ export class Namespace {
     const blocks = data.length / this.blockSize;
     this.checkRange('write', lba, blocks);
     const off = options.bufferOffset ?? 0;
-    const per = this.perCommand(off);
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += per) {
-      const n = Math.min(per, blocks - done);
-      parts.push(
-        this.host.execute(
-          () => this.describe('write', lba + done, n),
-          (q, slot, h) => {
-            q.writeData(slot).set(data.subarray(done << this.blockShift, (done + n) << this.blockShift), off);
-            q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h, options.fua === true);
-          },
-        ),
-      );
-    }
-    await Promise.all(parts);
+    await this.split(blocks, this.perCommand(off), (done, n) =>
+      this.host.execute(
+        () => this.describe('write', lba + done, n),
+        (q, slot, h) => {
+          q.writeData(slot).set(data.subarray(done << this.blockShift, (done + n) << this.blockShift), off);
+          q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h, options.fua === true);
+        },
+      ),
+    );
   }
 
   /**
@@ -114,19 +102,13 @@ export class Namespace {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset + blocks * this.blockSize > win.size) {
       throw new NvmeArgumentError(`${what} of ${blocks} blocks at window offset ${offset}: beyond the ${win.size}-byte window`);
     }
-    const per = this.maxBlocksOverCallerMemory;
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += per) {
-      const n = Math.min(per, blocks - done);
+    await this.split(blocks, this.maxBlocksOverCallerMemory, (done, n) => {
       const off = offset + (done << this.blockShift);
-      parts.push(
-        this.host.execute(
-          () => `${this.describe(what, lba + done, n)} (zero copy)`,
-          (q, slot, h) => q.rwWindow(slot, opcode, this.nsid, lba + done, n, this.blockShift, win, off, h),
-        ),
+      return this.host.execute(
+        () => `${this.describe(what, lba + done, n)} (zero copy)`,
+        (q, slot, h) => q.rwWindow(slot, opcode, this.nsid, lba + done, n, this.blockShift, win, off, h),
       );
-    }
-    await Promise.all(parts);
+    });
   }
 
   /** Flush the volatile write cache (§6.8). */
@@ -137,28 +119,20 @@ export class Namespace {
   /** Write Zeroes (§6.17) over `blocks` blocks at `lba`, split at 65536 blocks per command. */
   async writeZeroes(lba: number, blocks: number, options: { deallocate?: boolean } = {}): Promise<void> {
     this.checkRange('write zeroes', lba, blocks);
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += MAX_BLOCKS_PER_COMMAND) {
-      const n = Math.min(MAX_BLOCKS_PER_COMMAND, blocks - done);
-      parts.push(
-        this.host.execute(
-          () => this.describe('write zeroes', lba + done, n),
-          (q, slot, h) => q.writeZeroes(slot, this.nsid, lba + done, n, options.deallocate ?? false, h),
-        ),
-      );
-    }
-    await Promise.all(parts);
+    await this.split(blocks, MAX_BLOCKS_PER_COMMAND, (done, n) =>
+      this.host.execute(
+        () => this.describe('write zeroes', lba + done, n),
+        (q, slot, h) => q.writeZeroes(slot, this.nsid, lba + done, n, options.deallocate ?? false, h),
+      ),
+    );
   }
 
   /** Deallocate `blocks` blocks at `lba` (Dataset Management, AD, §6.7); reads of them then return zeroes on this project's model. */
   async discard(lba: number, blocks: number): Promise<void> {
     this.checkRange('discard', lba, blocks);
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += MAX_DISCARD_BLOCKS) {
-      const n = Math.min(MAX_DISCARD_BLOCKS, blocks - done);
-      parts.push(this.host.execute(() => this.describe('discard', lba + done, n), (q, slot, h) => q.discard(slot, this.nsid, lba + done, n, h)));
-    }
-    await Promise.all(parts);
+    await this.split(blocks, MAX_DISCARD_BLOCKS, (done, n) =>
+      this.host.execute(() => this.describe('discard', lba + done, n), (q, slot, h) => q.discard(slot, this.nsid, lba + done, n, h)),
+    );
   }
 
   /**
@@ -207,6 +181,13 @@ export class Namespace {
   /** Blocks one command may move over the caller's own memory (MDTS and NLB's 16 bits). */
   private get maxBlocksOverCallerMemory(): number {
     return Math.min(MAX_BLOCKS_PER_COMMAND, Math.floor(this.host.mdtsBytes / this.blockSize));
+  }
+
+  /** Issue one command per piece of at most `per` blocks, all in flight together; `command(done, n)` is the piece `done` blocks in. */
+  private async split(blocks: number, per: number, command: (done: number, n: number) => Promise<void>): Promise<void> {
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += per) parts.push(command(done, Math.min(per, blocks - done)));
+    await Promise.all(parts);
   }
 
   /** `namespace 1: read of 8 blocks at LBA 0`, for error messages. */
