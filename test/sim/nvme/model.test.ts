@@ -16,6 +16,8 @@ import { decodeCap, encodeCc, REG, sqTailDoorbell } from '../../../spec/nvme/reg
 import { getField } from '../../../spec/field.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
+import { AdminOpcode, FeatureId } from '../../../spec/nvme/commands.js';
+import { GenericSc, Sct, statusOf } from '../../../spec/nvme/status.js';
 
 const ADDRESS = '0000:00:01.0';
 
@@ -141,10 +143,41 @@ test('file-backed namespace: data written through the driver is in the file and 
   }
 });
 
-test('memory store bounds and argument errors', () => {
+test('memory store bounds and argument errors: ERR_SIM_ARG for every option out of its field', () => {
   assert.throws(() => new MemoryStore(0), /must be 1 byte/);
   assert.throws(() => new SimNvme({ namespaces: [{ blocks: 8, blockSize: 1000 }] }), /power of two/);
   assert.throws(() => new SimNvme({ dstrd: 16 }), /dstrd/);
+  const code = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (e) {
+      return (e as { code: string }).code;
+    }
+    return 'no error';
+  };
+  for (const bad of [{ maxQueueEntries: 1 }, { maxQueueEntries: 65537 }, { timeout: 256 }, { mdts: 13 }, { maxIoQueues: 0 }, { msixVectors: 0 }, { namespaces: [{ blocks: 0 }] }]) {
+    assert.is(code(() => new SimNvme(bad)), 'ERR_SIM_ARG', JSON.stringify(bad));
+  }
+  const { model, p } = rig();
+  assert.is(code(() => model.injectCompletion(3, 1)), 'ERR_SIM_ARG', 'no SQ 3');
+  p.close();
+});
+
+test('Get and Set Features: Number of Queues reports the grant, Volatile Write Cache round-trips, others are Invalid Field (§5.13, §5.21)', async () => {
+  const { p } = rig({ maxIoQueues: 4 });
+  const c = await NvmeController.open(p, { queues: 3, log: () => undefined });
+  const get = (fid: number) => c.adminRaw('get features', AdminOpcode.GET_FEATURES, 0, 0n, 0n, fid, 0);
+  const set = (fid: number, cdw11: number) => c.adminRaw('set features', AdminOpcode.SET_FEATURES, 0, 0n, 0n, fid, cdw11);
+  assert.equal(await get(FeatureId.NUMBER_OF_QUEUES), { status: 0, dw0: 0x0002_0002 }, '3 SQs and 3 CQs, 0\'s based');
+  assert.equal(await get(FeatureId.VOLATILE_WRITE_CACHE), { status: 0, dw0: 1 });
+  assert.is((await set(FeatureId.VOLATILE_WRITE_CACHE, 0)).status, 0);
+  assert.equal(await get(FeatureId.VOLATILE_WRITE_CACHE), { status: 0, dw0: 0 });
+  const invalid = statusOf(Sct.GENERIC, GenericSc.INVALID_FIELD, true);
+  assert.is((await get(FeatureId.ARBITRATION)).status, invalid);
+  assert.is((await set(FeatureId.ARBITRATION, 0)).status, invalid);
+  assert.is((await set(FeatureId.NUMBER_OF_QUEUES, 0xffff)).status, invalid, 'NSQR FFFFh');
+  await c.close();
+  p.close();
 });
 
 test.run();
