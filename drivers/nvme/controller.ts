@@ -13,7 +13,7 @@
  * reset, then fail with ERR_NVME_TIMEOUT).
  */
 import type { IrqVector, Platform, RegisterSpace } from '../contract/platform.js';
-import { Cns } from '../../spec/nvme/commands.js';
+import { Cns, NUMBER_OF_QUEUES } from '../../spec/nvme/commands.js';
 import { NS_LIST_MAX, parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, type IdentifyController } from '../../spec/nvme/identify.js';
 import type { Cap } from '../../spec/nvme/registers.js';
 import { AdminQueue, type AdminResult } from './admin.js';
@@ -33,6 +33,8 @@ export type { NvmeOptions } from './options.js';
 const MAX_TRANSFER_CAP = 2 * 1024 * 1024;
 /** The driver's bound on queue entries (CAP.MQES allows up to 65536). */
 const MAX_QUEUE_ENTRIES = 4096;
+/** The most I/O queue pairs Number of Queues can ask for: its 0's based fields stop below FFFFh (§5.21.1.7). */
+const MAX_IO_QUEUES = NUMBER_OF_QUEUES.NSQ.max - 1;
 
 export class NvmeController {
   readonly platform: Platform;
@@ -166,8 +168,8 @@ export class NvmeController {
     this.io.maxTransferBytes = Math.min(this.io.mdtsBytes, this.opts.bufferBytes);
 
     // Number of Queues: ask, then use what is granted (and no more than the vectors carry).
-    const vectorCap = this.vectors.length ? this.vectors.length - 1 : 0xfffe;
-    const wanted = Math.max(1, Math.min(this.opts.queues, 0xfffe, vectorCap));
+    const vectorCap = this.vectors.length ? this.vectors.length - 1 : MAX_IO_QUEUES;
+    const wanted = Math.max(1, Math.min(this.opts.queues, MAX_IO_QUEUES, vectorCap));
     const count = Math.min(wanted, await admin.setNumberOfQueues(wanted));
 
     await this.discoverNamespaces(admin);
