@@ -97,7 +97,7 @@ export function fillPrp(dst: DataView, at: number, data: DmaWindow, offset: numb
   const pages = prpPageCount(inPage, length, pageSize);
   const firstPage = first - inPage;
   putU64(dst, at, first);
-  const use = prp2Use(pages);
+  const use = prp2Use(inPage, length, pageSize);
   if (use === Prp2.UNUSED) {
     putU64(dst, at + PRP_ENTRY_BYTES, 0);
     return 0;

@@ -10,6 +10,14 @@ import { PRP1_ALIGN, PRP_ENTRY_BYTES, PRP_LIST_ALIGN, prp2Use, Prp2, prpEntryCha
 
 /** The memory page the model supports (CC.MPS = 0). */
 export const PAGE = memoryPageBytes(0);
+/**
+ * Offsets and alignments are taken with bit masks, not `%`: an IOVA is an integer below 2^53
+ * held as a double, and `x & m` (on the low 32 bits) is exact for these masks where `x % m` on a
+ * double costs a floating-point remainder.
+ */
+const IN_PAGE = PAGE - 1;
+const PRP1_MISALIGNED = PRP1_ALIGN - 1;
+const LIST_MISALIGNED = PRP_LIST_ALIGN - 1;
 
 /** Why a walk failed; `ok` otherwise. */
 export const PrpResult = Object.freeze({
@@ -38,35 +46,37 @@ export class PrpWalker {
   /** Describe `bytes` bytes (at most the constructor's maxBytes) given PRP1 and PRP2. */
   walk(prp1: number, prp2: number, bytes: number): number {
     this.count = 0;
-    if (prp1 % PRP1_ALIGN !== 0) return PrpResult.BAD_OFFSET;
-    const inPage = prp1 % PAGE;
+    if ((prp1 & PRP1_MISALIGNED) !== 0) return PrpResult.BAD_OFFSET;
+    const inPage = prp1 & IN_PAGE;
     const first = Math.min(bytes, PAGE - inPage);
     this.push(prp1, first);
     let left = bytes - first;
-    const use = prp2Use(prpPageCount(inPage, bytes, PAGE));
+    const use = prp2Use(inPage, bytes, PAGE);
     if (use === Prp2.UNUSED) return PrpResult.OK;
     if (use === Prp2.PAGE) {
       // PRP2 is the second (and last) page: it must have no offset.
-      if (prp2 % PAGE !== 0) return PrpResult.BAD_OFFSET;
+      if ((prp2 & IN_PAGE) !== 0) return PrpResult.BAD_OFFSET;
       this.push(prp2, left);
       return PrpResult.OK;
     }
     // PRP2 points into a PRP list (qword aligned, may start mid-page); the last entry of a list
-    // page chains to the next list page when more entries follow.
-    if (prp2 % PRP_LIST_ALIGN !== 0) return PrpResult.BAD_OFFSET;
+    // page chains to the next list page when more than one page is still to come.
+    if ((prp2 & LIST_MISALIGNED) !== 0) return PrpResult.BAD_OFFSET;
     let entry = prp2;
-    while (left > 0) {
+    let pagesLeft = prpPageCount(inPage, bytes, PAGE) - 1;
+    while (pagesLeft > 0) {
       const e = this.dma.readU64(entry);
       if (e < 0) return PrpResult.LIST_FAULT;
-      if (prpEntryChains(entry % PAGE, Math.ceil(left / PAGE), PAGE)) {
-        if (e % PRP_LIST_ALIGN !== 0) return PrpResult.BAD_OFFSET;
+      if (prpEntryChains(entry & IN_PAGE, pagesLeft, PAGE)) {
+        if ((e & LIST_MISALIGNED) !== 0) return PrpResult.BAD_OFFSET;
         entry = e;
         continue;
       }
-      if (e % PAGE !== 0) return PrpResult.BAD_OFFSET;
+      if ((e & IN_PAGE) !== 0) return PrpResult.BAD_OFFSET;
       const n = Math.min(left, PAGE);
       this.push(e, n);
       left -= n;
+      pagesLeft--;
       entry += PRP_ENTRY_BYTES;
     }
     return PrpResult.OK;

@@ -37,9 +37,10 @@ export function prpPageCount(offsetInPage: number, length: number, pageSize: num
   return Math.ceil((offsetInPage + length) / pageSize);
 }
 
-/** What PRP2 holds for a transfer touching `pages` memory pages. */
-export function prp2Use(pages: number): number {
-  return pages <= 1 ? Prp2.UNUSED : pages === 2 ? Prp2.PAGE : Prp2.LIST;
+/** What PRP2 holds for `length` bytes whose first byte is `offsetInPage` into its memory page. */
+export function prp2Use(offsetInPage: number, length: number, pageSize: number): number {
+  const end = offsetInPage + length;
+  return end <= pageSize ? Prp2.UNUSED : end <= 2 * pageSize ? Prp2.PAGE : Prp2.LIST;
 }
 
 /** List entries that fit in one list page. */
@@ -62,7 +63,8 @@ export function prpEntryChains(entryOffsetInPage: number, pagesLeft: number, pag
  */
 export function prpListEntries(dataPages: number, pageSize: number): number {
   const listed = dataPages - 1;
-  if (prp2Use(dataPages) !== Prp2.LIST) return 0;
+  // One page: PRP1 alone; two: PRP1 and PRP2 (§4.3). Only beyond that is there a list.
+  if (listed <= 1) return 0;
   const perPage = prpEntriesPerPage(pageSize);
   // Every full list page but the last gives its last entry to the chain pointer.
   let entries = 0;

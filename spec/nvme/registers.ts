@@ -127,9 +127,12 @@ export const SHN = Object.freeze({ NONE: 0, NORMAL: 1, ABRUPT: 2 });
 /** CSTS.SHST values (§3.1.6). */
 export const SHST = Object.freeze({ NORMAL: 0, OCCURRING: 1, COMPLETE: 2 });
 
-/** Bytes of a memory page for a CC.MPS or CAP.MPSMIN/MPSMAX value: 2 ^ (12 + v) (§3.1.1, §3.1.5). */
+/**
+ * Bytes of a memory page for a CC.MPS or CAP.MPSMIN/MPSMAX value (4 bits): 2 ^ (12 + v)
+ * (§3.1.1, §3.1.5). A shift, so the result is a small integer the hot paths can divide by cheaply.
+ */
 export function memoryPageBytes(mps: number): number {
-  return 2 ** (12 + mps);
+  return 1 << (12 + mps);
 }
 
 /** The bound on a CSTS.RDY transition: CAP.TO in 500 ms units (§3.1.1). */

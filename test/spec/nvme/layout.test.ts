@@ -190,7 +190,7 @@ test('PRP rules (§4.3): pages, what PRP2 holds, chain entries, list lengths', (
   assert.is(prpPageCount(0, P, P), 1);
   assert.is(prpPageCount(4092, 8, P), 2);
   assert.is(prpPageCount(100, 8192, P), 3);
-  assert.equal([prp2Use(1), prp2Use(2), prp2Use(3)], [Prp2.UNUSED, Prp2.PAGE, Prp2.LIST]);
+  assert.equal([prp2Use(0, P, P), prp2Use(8, P - 8, P), prp2Use(8, P, P), prp2Use(0, 2 * P, P), prp2Use(4, 2 * P, P)], [Prp2.UNUSED, Prp2.UNUSED, Prp2.PAGE, Prp2.PAGE, Prp2.LIST]);
   assert.ok(prpEntryChains(P - 8, 2, P), 'last entry of a list page, two pages to go: a chain pointer');
   assert.not.ok(prpEntryChains(P - 8, 1, P), 'the last data page fits in the last entry');
   assert.not.ok(prpEntryChains(P - 16, 5, P));
