@@ -10,8 +10,10 @@
  *
  * `checkErrorCodes(root)` returns what does not agree: codes in the source that no table
  * documents, documented codes the source no longer has, codes documented twice, rows with an empty
- * meaning or fix or the wrong shape, codes built at run time, and codes that two declared code sets
- * (type unions, or frozen const objects of codes) both claim. test/common/error-codes.test.ts fails
+ * meaning or fix or the wrong shape, codes built at run time, codes that two declared code sets
+ * (type unions, or frozen const objects of codes) both claim, and errors constructed without a code
+ * of their own class in library code (`new DmaboxError(`, the base; `new Error(`, `new RangeError(`,
+ * `new TypeError(`; bench/ and scripts/ may). test/common/error-codes.test.ts fails
  * on any of them; `node dist/scripts/error-codes.js` prints the same report (exit status 1 when
  * anything disagrees).
  */
@@ -175,7 +177,11 @@ export interface SourceScan {
   codes: CodeSite[];
   dynamic: Problem[];
   sets: CodeSet[];
+  /** `new DmaboxError(`, `new Error(`, `new RangeError(`, `new TypeError(` outside comments and strings. */
+  bare: Problem[];
 }
+
+const BARE = /\bnew\s+(DmaboxError|Error|RangeError|TypeError)\s*[<(]/g;
 
 /** The codes one source file can produce, the code sets it declares, and any codes built at run time. */
 export function scanSource(text: string, file: string): SourceScan {
@@ -203,7 +209,11 @@ export function scanSource(text: string, file: string): SourceScan {
     const isSet = m[1] === 'type' ? /^[\s|'"`\w$]*$/.test(rhs) : /^\s*(Object\.freeze\(\s*)?\{/.test(rhs);
     if (isSet) sets.push({ name: m[2]!, codes: [...new Set(inside.map((l) => l.value))], file, line: lineOf(text, m.index) });
   }
-  return { codes, dynamic: dynamic.map((d) => ({ file, line: d.line, problem: `a code built at run time (\`${d.text}...\`): write each code as a literal, in a union` })), sets };
+  const bare: Problem[] = [];
+  for (let m = BARE.exec(masked); m; m = BARE.exec(masked)) {
+    bare.push({ file, line: lineOf(text, m.index), problem: m[1] === 'DmaboxError' ? 'new DmaboxError(: the base class, with a code no class owns' : `new ${m[1]}(: an error without a code` });
+  }
+  return { codes, dynamic: dynamic.map((d) => ({ file, line: d.line, problem: `a code built at run time (\`${d.text}...\`): write each code as a literal, in a union` })), sets, bare };
 }
 
 function lineOf(text: string, offset: number): number {
@@ -307,17 +317,24 @@ export interface ErrorCodeReport {
   dynamic: Problem[];
   /** Codes that two code sets both declare. */
   shared: { code: string; sets: CodeSet[] }[];
+  /** Library code constructing the base class or an error without a code (bench/ and scripts/ left out). */
+  bare: Problem[];
 }
+
+/** Folders whose code may throw plain errors: tools, not the library. */
+const MAY_THROW_PLAIN = /^(bench|scripts)\//;
 
 export function checkErrorCodes(root: string): ErrorCodeReport {
   const source = new Map<string, CodeSite[]>();
   const dynamic: Problem[] = [];
   const sets: CodeSet[] = [];
+  const bare: Problem[] = [];
   for (const file of sourceFiles(root)) {
     const scan = scanSource(readFileSync(join(root, file), 'utf8'), file);
     for (const c of scan.codes) source.set(c.code, [...(source.get(c.code) ?? []), c]);
     dynamic.push(...scan.dynamic);
     sets.push(...scan.sets);
+    if (!MAY_THROW_PLAIN.test(file)) bare.push(...scan.bare);
   }
   const rows: DocRow[] = [];
   const malformed: Problem[] = [];
@@ -344,6 +361,7 @@ export function checkErrorCodes(root: string): ErrorCodeReport {
     malformed,
     dynamic,
     shared: [...bySet.entries()].filter(([, s]) => s.length > 1).map(([code, s]) => ({ code, sets: s })),
+    bare,
   };
 }
 
@@ -360,6 +378,18 @@ export function formatUndocumented(sites: readonly CodeSite[]): string {
   return [...byDir.entries()].map(([d, ss]) => `  ${d}/ (${ss.length}): ${ss.map((s) => `${s.code} (${s.file.slice(d.length + 1)}:${s.line})`).join(', ')}`).join('\n');
 }
 
+/** Bare constructions as lines per file: `  sandbox/container/dma.ts: new DmaboxError( at 41, 54; new Error( at 90`. */
+export function formatBare(problems: readonly Problem[]): string {
+  const byFile = new Map<string, Map<string, number[]>>();
+  for (const p of problems) {
+    const what = p.problem.slice(0, p.problem.indexOf(':'));
+    const kinds = byFile.get(p.file) ?? new Map<string, number[]>();
+    kinds.set(what, [...(kinds.get(what) ?? []), p.line]);
+    byFile.set(p.file, kinds);
+  }
+  return [...byFile.entries()].map(([f, kinds]) => `  ${f}: ${[...kinds.entries()].map(([k, lines]) => `${k} at ${lines.join(', ')}`).join('; ')}`).join('\n');
+}
+
 /** Each disagreement kind as a titled block; the empty string when everything agrees. */
 export function formatReport(r: ErrorCodeReport): string {
   const blocks: string[] = [];
@@ -374,6 +404,7 @@ export function formatReport(r: ErrorCodeReport): string {
   block('malformed code table rows', r.malformed.map((p) => `  ${at(p)}: ${p.problem}`));
   block('codes built at run time', r.dynamic.map((p) => `  ${at(p)}: ${p.problem}`));
   block('codes declared by two code sets', r.shared.map((s) => `  ${s.code}: ${s.sets.map((x) => `${x.name} (${at(x)})`).join(', ')}`));
+  if (r.bare.length > 0) blocks.push(`errors without a code of their own class, in library code: ${r.bare.length}\n${formatBare(r.bare)}`);
   return blocks.join('\n\n');
 }
 

@@ -55,6 +55,17 @@ const SKIP = new Set(['ERR_A2']);
   assert.equal(sets, ['ACode@2: ERR_A1 ERR_A2', 'Mixed@5: ERR_M1', 'VCode@7: ERR_V1']);
 });
 
+test('source: constructions of the base class and of code-less errors are found, outside comments and strings', () => {
+  const src = `throw new DmaboxError('ERR_X', 'm');\n// throw new Error('in a comment')\nconst s = 'new RangeError(';\nreject(new Error(\`late\`));\nthrow new RangeError ('r'); throw new TypeError('t'); new DmaboxError<C>('ERR_Y', 'g');\nclass E extends DmaboxError<C> {} new MyError('ERR_Z', 'fine');`;
+  assert.equal(scanSource(src, 'f.ts').bare.map((p) => `${p.line}: ${p.problem}`), [
+    '1: new DmaboxError(: the base class, with a code no class owns',
+    '4: new Error(: an error without a code',
+    '5: new RangeError(: an error without a code',
+    '5: new TypeError(: an error without a code',
+    '5: new DmaboxError(: the base class, with a code no class owns',
+  ]);
+});
+
 test('tables: rows of | code | meaning | fix | tables only, cells split on unescaped pipes', () => {
   assert.equal(cells('| `ERR_A` | a \\| b | `x` |'), ['`ERR_A`', 'a | b', '`x`']);
   const md = [
@@ -100,7 +111,10 @@ test('the repository check: undocumented, stale, twice documented, run-time code
     put('b/errors.ts', `export type BCode = 'ERR_B_ONE' | 'ERR_SHARED';\nconst c = \`ERR_B_\${k}\`;\n`);
     put('a/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_A_ONE` | one | fix one |\n| `ERR_A_GONE` | gone | - |\n| `ERR_SHARED` | s | s |\n');
     put('b/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_B_ONE` | one | fix |\n| `ERR_A_ONE` | again | again |\n| `ERR_SHARED` | s |  |\n');
-    put('test/a.test.ts', `assert.is(code, 'ERR_ONLY_IN_TESTS');\n`);
+    put('test/a.test.ts', `assert.is(code, 'ERR_ONLY_IN_TESTS'); throw new Error('tests may');\n`);
+    put('bench/b.ts', `throw new Error('bench may');\n`);
+    put('scripts/s.ts', `throw new RangeError('scripts may');\n`);
+    put('a/lib.ts', `export const f = () => { throw new RangeError('no code'); };\n`);
     put('dist/a/errors.js', `const x = 'ERR_ONLY_IN_BUILD';\n`);
     put('node_modules/p/index.ts', `const x = 'ERR_ONLY_IN_DEPS';\n`);
     put('node_modules/p/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_DEP` | d | d |\n');
@@ -113,14 +127,17 @@ test('the repository check: undocumented, stale, twice documented, run-time code
     assert.equal(r.malformed.map((p) => `${p.file}:${p.line}`), ['b/README.md:5']);
     assert.equal(r.dynamic.map((p) => `${p.file}:${p.line}`), ['b/errors.ts:2']);
     assert.equal(r.shared.map((s) => `${s.code}: ${s.sets.map((x) => x.name).join(', ')}`), ['ERR_SHARED: ACode, BCode']);
+    assert.equal(r.bare.map((p) => `${p.file}:${p.line}`), ['a/lib.ts:1']);
     assert.is(r.tables, 2);
     const text = formatReport(r);
     assert.match(text, /^undocumented \(in the source, in no `\| code \| meaning \| fix \|` table\): 1\n {2}a\/ \(1\): ERR_A_TWO \(errors\.ts:1\)/);
     assert.match(text, /documented but no longer in the source: 1\n {2}ERR_A_GONE \(a\/README\.md:4\)/);
     assert.match(text, /codes declared by two code sets: 1\n {2}ERR_SHARED: ACode \(a\/errors\.ts:1\), BCode \(b\/errors\.ts:1\)/);
+    assert.match(text, /errors without a code of their own class, in library code: 1\n {2}a\/lib\.ts: new RangeError\( at 1$/);
     put('a/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_A_ONE` | one | fix one |\n| `ERR_A_TWO` | two | fix two |\n| `ERR_SHARED` | s | s |\n');
     put('b/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_B_ONE` | one | fix |\n');
     put('b/errors.ts', `export type BCode = 'ERR_B_ONE';\n`);
+    put('a/lib.ts', `export const f = () => { throw new AError('ERR_A_ONE', 'coded'); };\n`);
     assert.is(formatReport(checkErrorCodes(root)), '');
   } finally {
     rmSync(root, { recursive: true, force: true });
