@@ -206,7 +206,7 @@ export function scanSource(text: string, file: string): SourceScan {
     const rhs = masked.slice(from, end);
     const inside = literals.filter((l) => l.start >= from && l.start < end);
     if (inside.length === 0 || !inside.every((l) => CODE.test(l.value))) continue;
-    const isSet = m[1] === 'type' ? /^[\s|'"`\w$]*$/.test(rhs) : /^\s*(Object\.freeze\(\s*)?\{/.test(rhs);
+    const isSet = m[1] === 'type' ? /^[\s|'"`\w$]*$/.test(rhs) : /^\s*Object\.freeze\(\s*\{/.test(rhs) || /^\s*\{[\s\S]*\}\s*as\s+const\s*$/.test(rhs);
     if (isSet) sets.push({ name: m[2]!, codes: [...new Set(inside.map((l) => l.value))], file, line: lineOf(text, m.index) });
   }
   const bare: Problem[] = [];

@@ -50,9 +50,11 @@ export const VCode = Object.freeze({
 const FIX = Object.freeze({ a: 'not a code', b: 'ERR_V1' });
 const bad = (m: string) => new E('ERR_A1', m);
 const SKIP = new Set(['ERR_A2']);
+const options = { code: 'ERR_A2' };
+const Plain = { P: 'ERR_P1' } as const;
 `;
   const sets = scanSource(src, 's.ts').sets.map((s) => `${s.name}@${s.line}: ${s.codes.join(' ')}`);
-  assert.equal(sets, ['ACode@2: ERR_A1 ERR_A2', 'Mixed@5: ERR_M1', 'VCode@7: ERR_V1']);
+  assert.equal(sets, ['ACode@2: ERR_A1 ERR_A2', 'Mixed@5: ERR_M1', 'VCode@7: ERR_V1', 'Plain@15: ERR_P1']);
 });
 
 test('source: constructions of the base class and of code-less errors are found, outside comments and strings', () => {
