@@ -13,7 +13,8 @@
  * meaning or fix or the wrong shape, codes built at run time, codes that two declared code sets
  * (type unions, or frozen const objects of codes) both claim, and errors constructed without a code
  * of their own class in library code (`new DmaboxError(`, the base; `new Error(`, `new RangeError(`,
- * `new TypeError(`; bench/ and scripts/ may). test/common/error-codes.test.ts fails
+ * `new TypeError(`; bench/ and scripts/ may) or classes over the base without a closed code set
+ * (`extends DmaboxError {`). test/common/error-codes.test.ts fails
  * on any of them; `node dist/scripts/error-codes.js` prints the same report (exit status 1 when
  * anything disagrees).
  */
@@ -177,11 +178,16 @@ export interface SourceScan {
   codes: CodeSite[];
   dynamic: Problem[];
   sets: CodeSet[];
-  /** `new DmaboxError(`, `new Error(`, `new RangeError(`, `new TypeError(` outside comments and strings. */
+  /**
+   * `new DmaboxError(`, `new Error(`, `new RangeError(`, `new TypeError(` outside comments and
+   * strings, and classes over the base without their closed code set (`extends DmaboxError {`).
+   */
   bare: Problem[];
 }
 
 const BARE = /\bnew\s+(DmaboxError|Error|RangeError|TypeError)\s*[<(]/g;
+/** `extends DmaboxError` with no type argument, or with `<string>`: any code would do. */
+const OPEN_CLASS = /\bextends\s+DmaboxError\b(?!\s*<(?!\s*string\s*>))/g;
 
 /** The codes one source file can produce, the code sets it declares, and any codes built at run time. */
 export function scanSource(text: string, file: string): SourceScan {
@@ -212,6 +218,9 @@ export function scanSource(text: string, file: string): SourceScan {
   const bare: Problem[] = [];
   for (let m = BARE.exec(masked); m; m = BARE.exec(masked)) {
     bare.push({ file, line: lineOf(text, m.index), problem: m[1] === 'DmaboxError' ? 'new DmaboxError(: the base class, with a code no class owns' : `new ${m[1]}(: an error without a code` });
+  }
+  for (let m = OPEN_CLASS.exec(masked); m; m = OPEN_CLASS.exec(masked)) {
+    bare.push({ file, line: lineOf(text, m.index), problem: 'extends DmaboxError: a class without its closed code set (extends DmaboxError<AreaCode>)' });
   }
   return { codes, dynamic: dynamic.map((d) => ({ file, line: d.line, problem: `a code built at run time (\`${d.text}...\`): write each code as a literal, in a union` })), sets, bare };
 }
@@ -317,7 +326,7 @@ export interface ErrorCodeReport {
   dynamic: Problem[];
   /** Codes that two code sets both declare. */
   shared: { code: string; sets: CodeSet[] }[];
-  /** Library code constructing the base class or an error without a code (bench/ and scripts/ left out). */
+  /** Library code constructing the base class or an error without a code, or declaring a class with an open code set (bench/ and scripts/ left out). */
   bare: Problem[];
 }
 
@@ -378,7 +387,7 @@ export function formatUndocumented(sites: readonly CodeSite[]): string {
   return [...byDir.entries()].map(([d, ss]) => `  ${d}/ (${ss.length}): ${ss.map((s) => `${s.code} (${s.file.slice(d.length + 1)}:${s.line})`).join(', ')}`).join('\n');
 }
 
-/** Bare constructions as lines per file: `  sandbox/container/dma.ts: new DmaboxError( at 41, 54; new Error( at 90`. */
+/** Bare constructions and open classes as lines per file: `  sandbox/container/dma.ts: new DmaboxError( at 41, 54; new Error( at 90`. */
 export function formatBare(problems: readonly Problem[]): string {
   const byFile = new Map<string, Map<string, number[]>>();
   for (const p of problems) {
@@ -404,7 +413,7 @@ export function formatReport(r: ErrorCodeReport): string {
   block('malformed code table rows', r.malformed.map((p) => `  ${at(p)}: ${p.problem}`));
   block('codes built at run time', r.dynamic.map((p) => `  ${at(p)}: ${p.problem}`));
   block('codes declared by two code sets', r.shared.map((s) => `  ${s.code}: ${s.sets.map((x) => `${x.name} (${at(x)})`).join(', ')}`));
-  if (r.bare.length > 0) blocks.push(`errors without a code of their own class, in library code: ${r.bare.length}\n${formatBare(r.bare)}`);
+  if (r.bare.length > 0) blocks.push(`errors without a code of their own class, and classes without a closed code set, in library code: ${r.bare.length}\n${formatBare(r.bare)}`);
   return blocks.join('\n\n');
 }
 

@@ -58,13 +58,15 @@ const Plain = { P: 'ERR_P1' } as const;
 });
 
 test('source: constructions of the base class and of code-less errors are found, outside comments and strings', () => {
-  const src = `throw new DmaboxError('ERR_X', 'm');\n// throw new Error('in a comment')\nconst s = 'new RangeError(';\nreject(new Error(\`late\`));\nthrow new RangeError ('r'); throw new TypeError('t'); new DmaboxError<C>('ERR_Y', 'g');\nclass E extends DmaboxError<C> {} new MyError('ERR_Z', 'fine');`;
+  const src = `throw new DmaboxError('ERR_X', 'm');\n// throw new Error('in a comment')\nconst s = 'new RangeError(';\nreject(new Error(\`late\`));\nthrow new RangeError ('r'); throw new TypeError('t'); new DmaboxError<C>('ERR_Y', 'g');\nclass E extends DmaboxError<C> {} new MyError('ERR_Z', 'fine');\nclass O extends DmaboxError {}\nclass S extends DmaboxError<string> {}\nclass U extends DmaboxError<'ERR_U1' | 'ERR_U2'> {}`;
   assert.equal(scanSource(src, 'f.ts').bare.map((p) => `${p.line}: ${p.problem}`), [
     '1: new DmaboxError(: the base class, with a code no class owns',
     '4: new Error(: an error without a code',
     '5: new RangeError(: an error without a code',
     '5: new TypeError(: an error without a code',
     '5: new DmaboxError(: the base class, with a code no class owns',
+    '7: extends DmaboxError: a class without its closed code set (extends DmaboxError<AreaCode>)',
+    '8: extends DmaboxError: a class without its closed code set (extends DmaboxError<AreaCode>)',
   ]);
 });
 
@@ -135,7 +137,7 @@ test('the repository check: undocumented, stale, twice documented, run-time code
     assert.match(text, /^undocumented \(in the source, in no `\| code \| meaning \| fix \|` table\): 1\n {2}a\/ \(1\): ERR_A_TWO \(errors\.ts:1\)/);
     assert.match(text, /documented but no longer in the source: 1\n {2}ERR_A_GONE \(a\/README\.md:4\)/);
     assert.match(text, /codes declared by two code sets: 1\n {2}ERR_SHARED: ACode \(a\/errors\.ts:1\), BCode \(b\/errors\.ts:1\)/);
-    assert.match(text, /errors without a code of their own class, in library code: 1\n {2}a\/lib\.ts: new RangeError\( at 1$/);
+    assert.match(text, /errors without a code of their own class, and classes without a closed code set, in library code: 1\n {2}a\/lib\.ts: new RangeError\( at 1$/);
     put('a/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_A_ONE` | one | fix one |\n| `ERR_A_TWO` | two | fix two |\n| `ERR_SHARED` | s | s |\n');
     put('b/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_B_ONE` | one | fix |\n');
     put('b/errors.ts', `export type BCode = 'ERR_B_ONE';\n`);
