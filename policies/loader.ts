@@ -18,8 +18,11 @@ export function formatProblem(p: PolicyProblem): string {
   return `${p.file}:${p.line}: ${p.path ? `${p.path}: ` : ''}${p.message}`;
 }
 
+/** The codes a PolicyError carries (policies/README.md documents each). */
+export type PolicyCode = 'ERR_POLICY_INVALID';
+
 /** One or more policy files are invalid; `problems` lists every problem found, in file order. */
-export class PolicyError extends DmaboxError {
+export class PolicyError extends DmaboxError<PolicyCode> {
   readonly problems: readonly PolicyProblem[];
   constructor(problems: PolicyProblem[]) {
     super('ERR_POLICY_INVALID', `${problems.length} problem${problems.length === 1 ? '' : 's'} in policy:\n${problems.map(formatProblem).join('\n')}`, {

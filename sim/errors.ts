@@ -1,13 +1,23 @@
 /**
- * Errors of the simulated machine. Codes are stable.
+ * Errors of the simulated machine: one class, `SimError`, whose code is one of a closed set.
  *
- * ERR_SIM_ARG        bad argument to a simulator API (overlapping region, bad address, bad offset)
- * ERR_SIM_BAR        a BAR access out of bounds or not 4-byte aligned, or a BAR that does not exist
- * ERR_SIM_CONFIG     a config-space access out of bounds or misaligned
- * ERR_SIM_IOMMU      an IOMMU map/unmap the page tables cannot take (overlap, unmapped range)
- * ERR_SIM_IRQ        an interrupt kind or count the function does not offer
- * ERR_SIM_STATE      an operation on a closed platform or detached function
+ * The set is the union of the sim core's codes (sim/*.ts, documented in sim/README.md) and the
+ * codes of the device models (sim/nvme, sim/e1000e, ...): a model that needs codes of its own
+ * declares its union next to `SimCoreCode` below, adds it to `SimCode` on a line of its own, and
+ * documents each code in its folder's README. A code belongs to one union only.
  */
 import { DmaboxError } from '../common/errors.js';
 
-export class SimError extends DmaboxError {}
+/** The sim core: memory, IOMMU, PCI functions, MSI/MSI-X, register tables, platforms, the wire. */
+export type SimCoreCode =
+  | 'ERR_SIM_ARG'
+  | 'ERR_SIM_BAR'
+  | 'ERR_SIM_CONFIG'
+  | 'ERR_SIM_IOMMU'
+  | 'ERR_SIM_IRQ'
+  | 'ERR_SIM_STATE';
+
+export type SimCode =
+  | SimCoreCode;
+
+export class SimError extends DmaboxError<SimCode> {}
