@@ -148,6 +148,14 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
     ],
   },
   {
+    name: 'no layer imports tests or benchmarks',
+    why: 'test/ and bench/ stand above everything; code they hold (fakes, fixtures, harnesses) must not become part of what ships',
+    from: ['**'],
+    notFrom: ['test/', 'bench/', 'scripts/', ...EXAMPLE_TESTS],
+    deny: ['test/', 'bench/'],
+    crossCutting: true,
+  },
+  {
     name: 'tests, benchmarks and scripts may import anything',
     why: 'they exercise and measure every layer',
     from: ['test/', 'bench/', 'scripts/', ...EXAMPLE_TESTS],

@@ -98,6 +98,13 @@ test('the seams: linux-sys imports nothing, vfio-bindings only linux-sys, nobody
   assert.equal(broken('spec/pci/config.ts', file('common/errors.ts')), ['spec imports only spec']);
 });
 
+test('no layer imports tests or benchmarks; tests, benchmarks and scripts import each other', () => {
+  assert.equal(broken('sandbox/manager/manager.ts', file('test/sys/fake-sys.ts')), ['no layer imports tests or benchmarks']);
+  assert.equal(broken('appliance/lab/suite.ts', file('bench/machine.ts')), ['no layer imports tests or benchmarks']);
+  assert.equal(broken('bench/e1000e.ts', file('test/drivers/e1000e/packets.ts')), []);
+  assert.equal(broken('scripts/tcb.ts', file('test/helpers/skip.ts')), []);
+});
+
 test('tests, benchmarks and scripts import anything', () => {
   for (const from of ['test/sim/machine.test.ts', 'bench/nvme.ts', 'scripts/run-tests.ts']) {
     assert.equal(broken(from, file('drivers/nvme/index.ts')), [], from);
