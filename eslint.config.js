@@ -7,9 +7,11 @@ import { defineConfig, globalIgnores } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 /** Code that may throw plain Errors: tests, benchmarks, scripts, and the tests of examples. */
-const NOT_LIBRARY = ['test/**', 'bench/**', 'scripts/**', 'examples/**/test/**', 'examples/**/*.test.ts', 'eslint.config.js'];
+const NOT_LIBRARY = ['test/**', 'bench/**', 'scripts/**', 'examples/**/test/**', 'examples/**/*.test.ts'];
 
-const ERROR_CONSTRUCTORS = ['Error', 'RangeError', 'TypeError', 'DmaboxError'];
+/** Library code throws its area's error class (common/errors.ts: a DmaboxError<Code> subclass with a closed set of codes). */
+const AREA_ERROR = 'library code throws the error class of its area (a DmaboxError<Code> subclass with a code and a fix)';
+const PLAIN_ERRORS = ['Error', 'RangeError', 'TypeError'];
 
 export default defineConfig([
   globalIgnores(['**/dist/', 'coverage/', '.cache/', 'node_modules/']),
@@ -32,13 +34,14 @@ export default defineConfig([
     rules: {
       'no-restricted-syntax': [
         'error',
-        ...ERROR_CONSTRUCTORS.map((name) => ({
-          selector: `NewExpression[callee.name='${name}']`,
-          message:
-            name === 'DmaboxError'
-              ? 'construct the error class of this area (a DmaboxError<Code> subclass with its closed code set), not the base class'
-              : `library code throws the error class of its area (a DmaboxError<Code> subclass with a code and a fix), not ${name}`,
-        })),
+        ...PLAIN_ERRORS.flatMap((name) => [
+          { selector: `NewExpression[callee.name='${name}']`, message: `${AREA_ERROR}, not ${name}` },
+          { selector: `CallExpression[callee.name='${name}']`, message: `${AREA_ERROR}, not ${name} (called without new, it still makes a plain ${name})` },
+        ]),
+        {
+          selector: "NewExpression[callee.name='DmaboxError']",
+          message: 'construct the error class of this area (a DmaboxError<Code> subclass with its closed code set), not the base class',
+        },
       ],
     },
   },
