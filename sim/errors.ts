@@ -1,13 +1,15 @@
 /**
- * Errors of the simulated machine. Codes are stable.
- *
- * ERR_SIM_ARG        bad argument to a simulator API (overlapping region, bad address, bad offset)
- * ERR_SIM_BAR        a BAR access out of bounds or not 4-byte aligned, or a BAR that does not exist
- * ERR_SIM_CONFIG     a config-space access out of bounds or misaligned
- * ERR_SIM_IOMMU      an IOMMU map/unmap the page tables cannot take (overlap, unmapped range)
- * ERR_SIM_IRQ        an interrupt kind or count the function does not offer
- * ERR_SIM_STATE      an operation on a closed platform or detached function
+ * Errors of the simulated machine and its device models: one class, one closed set of codes.
+ * What each code means and how to fix it is in sim/README.md.
  */
 import { DmaboxError } from '../common/errors.js';
 
-export class SimError extends DmaboxError {}
+export type SimCode =
+  | 'ERR_SIM_ARG'
+  | 'ERR_SIM_BAR'
+  | 'ERR_SIM_CONFIG'
+  | 'ERR_SIM_IOMMU'
+  | 'ERR_SIM_IRQ'
+  | 'ERR_SIM_STATE';
+
+export class SimError extends DmaboxError<SimCode> {}
