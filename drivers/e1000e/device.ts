@@ -14,7 +14,7 @@
  * Imports: the driver contract, the driver kit (BufferPool), spec/ (the register map), this folder.
  */
 import { PCI } from '../../spec/pci/config.js';
-import type { Platform, RegisterSpace, DmaWindow, DmaPerm, IrqVector } from '../contract/platform.js';
+import type { Platform, RegisterSpace, DmaWindow, DmaPerm } from '../contract/platform.js';
 import { DEVICE_READS, DEVICE_WRITES, DEVICE_READS_WRITES } from '../contract/platform.js';
 import { getField, setField } from '../../spec/field.js';
 import { REG, BAR0_SIZE, PCI_ID, MTA_DWORDS, RAR_ENTRIES, NVM, TIPG_COPPER, mtaOffset, ralOffset, rahOffset, statusSpeed } from '../../spec/e1000e/registers.js';
@@ -24,6 +24,7 @@ import { E1000eError } from './errors.js';
 import { RxRing } from './rx-ring.js';
 import { TxRing } from './tx-ring.js';
 import { StatTotals, type DeviceStats } from './stats.js';
+import { InterruptWait } from './interrupts.js';
 import { PacketBatch } from '../contract/packet-batch.js';
 import { checkOptions, type E1000eOptions, type E1000eInterruptMode } from './options.js';
 import { BufferPool } from '../kit/pool.js';
@@ -52,20 +53,7 @@ const PCI_COMMAND = PCI.COMMAND.offset;
 const PCI_COMMAND_MEMORY = PCI.COMMAND.MEMORY_SPACE.mask;
 const PCI_COMMAND_MASTER = PCI.COMMAND.BUS_MASTER.mask;
 const ALL_CAUSES = 0xffffffff;
-const { CTRL, STATUS, EERD, CTRL_EXT, ICR, IVAR, RCTL, TCTL, TXDCTL, RAH } = REG;
-/**
- * Causes unmasked in MSI-X mode: RX and link. Each message auto-masks its queue cause (EIAC,
- * §10.2.4.6; QEMU clears it from IMS), so the driver re-arms with this value before each wait, as a
- * NAPI-style driver does after polling.
- */
-const MSIX_IMS = (ICR.RXT0.mask | ICR.RXO.mask | ICR.LSC.mask | ICR.RXQ0.mask | ICR.OTHER.mask) >>> 0;
-/** Causes unmasked in INTx mode: RX and link (no auto-mask there). */
-const INTX_IMS = (ICR.RXT0.mask | ICR.RXO.mask | ICR.LSC.mask) >>> 0;
-/** The causes auto-cleared on their MSI-X message: the three queue causes. */
-const MSIX_EIAC = (REG.EIAC.RXQ0.mask | REG.EIAC.TXQ0.mask | REG.EIAC.OTHER.mask) >>> 0;
-/** IVAR: RX, TX and other causes on MSI-X vector 0, each entry valid (§10.2.4.9). */
-const IVAR_ALL_ON_VECTOR_0 = (IVAR.RXQ0_VALID.mask | IVAR.TXQ0_VALID.mask | IVAR.OTHER_VALID.mask) >>> 0;
-const IMS_AT = REG.IMS.offset;
+const { CTRL, STATUS, EERD, CTRL_EXT, RCTL, TCTL, TXDCTL, RAH } = REG;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -82,9 +70,7 @@ export class E1000e {
   private readonly opts: Required<E1000eOptions>;
   private readonly windows: DmaWindow[] = [];
   private readonly statTotals: StatTotals;
-  private vectors: IrqVector[] = [];
-  private irqCount = 0;
-  private wake: (() => void) | null = null;
+  private readonly irq: InterruptWait;
   private closed = false;
   private readonly sendBatch = new PacketBatch(1);
 
@@ -100,6 +86,7 @@ export class E1000e {
     }
     this.regs = bar;
     this.statTotals = new StatTotals(bar);
+    this.irq = new InterruptWait(platform, bar, opts.interrupts);
   }
 
   /** Open and initialise the NIC behind `platform` (§4.6). */
@@ -162,8 +149,7 @@ export class E1000e {
 
     this.setupRings();
     cfg.write16(PCI_COMMAND, cfg.read16(PCI_COMMAND) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-    if (this.interrupts === 'msix') this.setupMsix();
-    else if (this.interrupts === 'intx') this.setupIntx();
+    this.irq.enable();
 
     // §4.6.5 receive: legacy descriptors (RFCTL.EXSTEN = 0), no checksum offload, 2048-byte buffers, strip CRC.
     // No interrupt moderation or delay. (Every register used is written: QEMU 7.2's CTRL.RST
@@ -222,49 +208,6 @@ export class E1000e {
     const w = this.platform.dma.alloc(Math.ceil(size / page) * page, perm, { label });
     this.windows.push(w);
     return w;
-  }
-
-  /** MSI-X vector 0 for RX, TX and other causes (§10.2.4.9 IVAR), auto-cleared (EIAC), RX and link unmasked. */
-  private setupMsix(): void {
-    const irq = this.platform.irq;
-    if (irq.count('msix') < 1) {
-      throw new E1000eError('ERR_E1000E_IRQ', `${this.platform.name}: MSI-X asked for, but the function offers no MSI-X vector`, {
-        fix: "open with { interrupts: 'poll' }",
-      });
-    }
-    this.vectors = irq.enable('msix', 1);
-    this.vectors[0]!.onFire(() => {
-      this.irqCount++;
-      const w = this.wake;
-      if (w !== null) { this.wake = null; w(); }
-    });
-    const r = this.regs;
-    r.write32(IVAR.offset, IVAR_ALL_ON_VECTOR_0);
-    r.write32(CTRL_EXT.offset, (r.read32(CTRL_EXT.offset) | CTRL_EXT.PBA_CLR.mask) >>> 0);
-    r.write32(REG.EIAC.offset, MSIX_EIAC);
-    r.write32(IMS_AT, MSIX_IMS);
-  }
-
-  /**
-   * INTx (legacy INTA#): RX and link causes unmasked. The line is level-triggered: the handler reads
-   * ICR, which clears the causes and deasserts it (§10.2.4.1), before the platform unmasks it.
-   */
-  private setupIntx(): void {
-    const irq = this.platform.irq;
-    if (irq.count('intx') < 1) {
-      throw new E1000eError('ERR_E1000E_IRQ', `${this.platform.name}: INTx asked for, but the function has no interrupt pin routed`, {
-        fix: "open with { interrupts: 'msix' } or { interrupts: 'poll' }",
-      });
-    }
-    this.vectors = irq.enable('intx', 1);
-    const icr = ICR.offset;
-    this.vectors[0]!.onFire(() => {
-      this.regs.read32(icr);
-      this.irqCount++;
-      const w = this.wake;
-      if (w !== null) { this.wake = null; w(); }
-    });
-    this.regs.write32(IMS_AT, INTX_IMS);
   }
 
   /** The station address from EEPROM words 0..2 (EERD, §10.2.2.4); RAL0/RAH0 when the EEPROM fails or is blank. */
@@ -403,16 +346,13 @@ export class E1000e {
     const clock = this.platform.clock;
     const deadline = clock.now() + timeoutMs;
     // Re-arm first, then look at the ring: a frame that lands in between still raises the vector.
-    if (this.interrupts === 'msix' && !this.closed) this.regs.write32(IMS_AT, MSIX_IMS);
+    if (!this.closed) this.irq.rearm();
     while (!this.rxRing.ready()) {
       const left = deadline - clock.now();
       if (left <= 0) return false;
       if (this.interrupts !== 'poll') {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => { this.wake = null; resolve(); }, left);
-          this.wake = () => { clearTimeout(t); resolve(); };
-        });
-        if (this.interrupts === 'msix' && !this.closed) this.regs.write32(IMS_AT, MSIX_IMS);
+        await this.irq.wait(left);
+        if (!this.closed) this.irq.rearm();
       } else {
         await clock.sleep(1);
       }
@@ -439,7 +379,7 @@ export class E1000e {
   /** Read (and so clear, §10.2) the device's statistics registers and return the totals since open. */
   stats(): E1000eStats {
     this.statTotals.collect(true);
-    return { device: this.statTotals.snapshot(), rx: { ...this.rxRing.counters }, tx: { ...this.txRing.counters }, interrupts: this.irqCount };
+    return { device: this.statTotals.snapshot(), rx: { ...this.rxRing.counters }, tx: { ...this.txRing.counters }, interrupts: this.irq.count };
   }
 
   /** Stop the device (receiver, transmitter, interrupts, DMA, reset) and release every window. */
@@ -459,7 +399,7 @@ export class E1000e {
 
   private releaseAll(): void {
     this.closed = true;
-    if (this.vectors.length) { this.platform.irq.disable(); this.vectors = []; }
+    this.irq.disable();
     const cfg = this.platform.config;
     cfg.write16(PCI_COMMAND, cfg.read16(PCI_COMMAND) & ~PCI_COMMAND_MASTER);
     for (const w of this.windows.splice(0)) this.platform.dma.free(w);
