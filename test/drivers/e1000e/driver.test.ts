@@ -238,11 +238,11 @@ test('statistics are read-to-clear on the device and accumulated by the driver',
   const tb = new PacketBatch(8), rb = new PacketBatch(8);
   fill(A, tb, 5, MAC_B, MAC_A, 0, () => 100);
   A.tx(tb);
-  assert.is(pa.bar(0).read32(0x04080), 5, 'GPTC read straight from the device');
-  assert.is(pa.bar(0).read32(0x04080), 0, 'and cleared by that read');
-  assert.is(pa.bar(0).read32(0x04090), 5 * 104, 'GOTCL');
-  assert.is(pa.bar(0).read32(0x04094), 0, 'GOTCH (clears the pair)');
-  assert.is(pa.bar(0).read32(0x04090), 0, 'GOTCL cleared with its high dword');
+  assert.is(pa.bar(0).read32(REG.GPTC.offset), 5, 'GPTC read straight from the device');
+  assert.is(pa.bar(0).read32(REG.GPTC.offset), 0, 'and cleared by that read');
+  assert.is(pa.bar(0).read32(REG.GOTCL.offset), 5 * 104, 'GOTCL');
+  assert.is(pa.bar(0).read32(REG.GOTCH.offset), 0, 'GOTCH (clears the pair)');
+  assert.is(pa.bar(0).read32(REG.GOTCL.offset), 0, 'GOTCL cleared with its high dword');
   fill(A, tb, 3, MAC_B, MAC_A, 5, () => 100);
   A.tx(tb);
   assert.is(A.stats().device.GPTC, 3, 'the driver counts what it read');

@@ -12,6 +12,8 @@ import { E1000e } from '../../../drivers/e1000e/device.js';
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { pair, single, frame, MAC_A, MAC_B, ADDR_A } from '../../drivers/e1000e/harness.js';
 import { loopback, endpoint } from '../../../sim/wire.js';
+import { writeTxd, txdSta, TXD_CMD } from '../../drivers/e1000e/crafted.js';
+import { TXD } from '../../../spec/e1000e/descriptors.js';
 
 const { CTRL, STATUS, EERD, ICR, IVAR, RCTL, RAH } = REG;
 
@@ -249,19 +251,16 @@ test('a write-back (RS) into a read-only TX ring: refused and logged (no-write),
   const buf = A.txAlloc();
   A.txData(buf).set(frame(MAC_B, MAC_A, 64, 1));
   const ring = A.txRing.window;
-  const iova = A.txPool.iova(buf);
-  ring.view.setUint32(0, iova % 0x1_0000_0000, true);
-  ring.view.setUint32(4, Math.floor(iova / 0x1_0000_0000), true);
-  ring.view.setUint32(8, 64 | ((0x01 | 0x02 | 0x08) << 24), true); // EOP | IFCS | RS
+  writeTxd(ring.view, 0, A.txPool.iova(buf), 64, TXD_CMD.EOP.mask | TXD_CMD.IFCS.mask | TXD_CMD.RS.mask);
   pa.bar(0).write32(REG.TDT.offset, 1);
   assert.is(a.counters.txFrames, 1, 'the frame itself went out');
-  assert.is(ring.bytes[12], 0, 'STA.DD not written');
+  assert.is(txdSta(ring.bytes, 0), 0, 'STA.DD not written');
   const f = machine.iommu.faults(ADDR_A);
   assert.is(f.length, 1);
   assert.is(f[0]!.access, 'write');
   assert.is(f[0]!.reason, 'no-write');
   assert.is(f[0]!.vtdReason, 0x05);
-  assert.is(f[0]!.iova, Number(ring.iova) + 12);
+  assert.is(f[0]!.iova, Number(ring.iova) + TXD.STA.offset);
   assert.is(a.ringFault, 'tx', 'the TX engine stops, as on a completion error');
   await A.close(); await B.close();
   pa.close(); pb.close();
