@@ -79,7 +79,7 @@ export class RxRing {
     for (let i = 0; i < this.size; i++) {
       const buf = this.pool.alloc();
       if (buf < 0) {
-        throw new E1000eError('ERR_E1000E_POOL', `rx ring: the pool has ${this.pool.available} free buffers of ${this.pool.count}, fewer than the ring's ${this.size} descriptors`, {
+        throw new E1000eError('ERR_E1000E_POOL', `rx ring: the pool ran out of buffers after ${i} of the ring's ${this.size} descriptors (it has ${this.pool.count} buffers)`, {
           fix: 'give the RX pool at least one buffer more than the ring has descriptors (option rxBuffers)',
         });
       }

@@ -59,7 +59,7 @@ export class TxEngine {
     this.stats = stats;
   }
 
-  /** Transmit runs as `work` (the function's work routine); without one, inside the kick. */
+  /** Transmit runs as `work`, the function's work routine (before attach there is no DMA engine: nothing to run). */
   attach(work: DeviceWork): void {
     this.work = work;
   }
@@ -87,7 +87,6 @@ export class TxEngine {
 
   private kick(): void {
     if (this.work !== null) this.work.kick();
-    else this.transmit();
   }
 
   /** The work routine: process descriptors from TDH up to TDT. */

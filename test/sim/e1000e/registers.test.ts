@@ -7,6 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { REG, MTA_DWORDS, RAR_ENTRIES, mtaOffset, ralOffset, rahOffset } from '../../../spec/e1000e/registers.js';
 import { E1000eModel } from '../../../sim/e1000e/model.js';
+import { Statistics, I } from '../../../sim/e1000e/statistics.js';
+import { loopback } from '../../../sim/wire.js';
 import { SimError } from '../../../sim/errors.js';
 import { E1000e, type E1000eInterruptMode } from '../../../drivers/e1000e/device.js';
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
@@ -68,6 +70,32 @@ for (const mode of ['poll', 'msix', 'intx'] as E1000eInterruptMode[]) {
     pa.close(); pb.close();
   });
 }
+
+test('statistics: 32-bit counters stick at the maximum; a 64-bit pair carries into its high dword and clears with it', () => {
+  const regs = new Uint32Array(0x20000 / 4);
+  const s = new Statistics(regs);
+  const range = s.range();
+  s.count(I.MPC, 0xfffffffe);
+  s.count(I.MPC, 5);
+  assert.is(regs[I.MPC], 0xffffffff);
+  s.count64(I.GORCL, 0xfffffff0);
+  s.count64(I.GORCL, 0x20);
+  assert.equal([regs[I.GORCL], regs[I.GORCH]], [0x10, 1]);
+  assert.is(range.read!(REG.GORCL.offset), 0x10, 'low first');
+  assert.is(range.read!(REG.GORCH.offset), 1);
+  assert.equal([regs[I.GORCL], regs[I.GORCH]], [0, 0]);
+});
+
+test('link: up with CTRL.SLU and a cable, down without either', () => {
+  const nic = new E1000eModel();
+  assert.not.ok(nic.linkUp());
+  nic.registers.write32(REG.CTRL.offset, REG.CTRL.SLU.mask);
+  assert.not.ok(nic.linkUp(), 'no cable');
+  const cable = loopback(nic);
+  assert.ok(nic.linkUp());
+  cable.unplug();
+  assert.not.ok(nic.linkUp());
+});
 
 test('a MAC address that is not 6 bytes is refused with ERR_SIM_ARG', () => {
   for (const mac of [[1, 2, 3], [1, 2, 3, 4, 5, 6, 7], [0x52, 0x54, 0, 0, 0, 256]]) {
