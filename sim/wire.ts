@@ -43,9 +43,7 @@ export interface Cable {
 
 /** Two NICs back to back. */
 export function backToBack(a: WirePort, b: WirePort): Cable {
-  if (a === b) {
-    throw new SimError('ERR_SIM_ARG', 'wire: backToBack needs two different NICs', { fix: 'use loopback(nic) to cable one NIC to itself' });
-  }
+  if (a === b) throw new SimError('ERR_SIM_ARG', 'wire: backToBack needs two different NICs', { fix: 'use loopback(nic) for one NIC' });
   a.attachWire((frame, len) => { b.receive(frame, len); }, (on) => b.burst?.(on));
   b.attachWire((frame, len) => { a.receive(frame, len); }, (on) => a.burst?.(on));
   return { unplug: () => { a.attachWire(null); b.attachWire(null); } };
@@ -68,9 +66,7 @@ export function endpoint(a: WirePort, onFrame: (frame: Uint8Array) => void): End
   return {
     send(frame: Uint8Array, len = frame.length): boolean {
       if (!Number.isInteger(len) || len < 0 || len > frame.length) {
-        throw new SimError('ERR_SIM_ARG', `wire: send length ${len} is outside the frame's ${frame.length} bytes`, {
-          fix: 'pass a length from 0 to frame.length, or leave it out to send the whole frame',
-        });
+        throw new SimError('ERR_SIM_ARG', `wire: send length ${len} is outside the frame's ${frame.length} bytes`);
       }
       return a.receive(frame, len);
     },
