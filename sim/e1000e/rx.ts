@@ -23,7 +23,6 @@
 import { REG, rctlBufferSize } from '../../spec/e1000e/registers.js';
 import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS } from '../../spec/e1000e/descriptors.js';
 import { ETH } from '../../spec/e1000e/ethernet.js';
-import { getField } from '../../spec/field.js';
 import type { RegisterDef } from '../regs.js';
 import { MAX_IOVA, type E1000eCore } from './core.js';
 import type { Interrupts } from './interrupts.js';
@@ -39,6 +38,7 @@ const RDLEN_I = REG.RDLEN.offset >>> 2;
 const RDH_I = REG.RDH.offset >>> 2;
 const RDT_I = REG.RDT.offset >>> 2;
 const EN = RCTL.EN.mask, LPE = RCTL.LPE.mask, SECRC = RCTL.SECRC.mask;
+const RDMTS_LO = RCTL.RDMTS.lo, RDMTS_MAX = RCTL.RDMTS.max;
 const RXT0 = ICR.RXT0.mask, RXO = ICR.RXO.mask, RXDMT0 = ICR.RXDMT0.mask;
 const DD = RXD_STATUS.DD.mask, EOP = RXD_STATUS.EOP.mask, RXE = RXD_ERRORS.RXE.mask;
 const ADDR_AT = RXD.BUFFER_ADDR.offset, LENGTH_AT = RXD.LENGTH.offset, CSUM_AT = RXD.CSUM.offset;
@@ -193,7 +193,7 @@ export class RxEngine {
       else if (mcast) stats.count(I.MPRC);
     }
     // RXDMT0: free descriptors fell to RCTL.RDMTS's fraction of the ring (1/2, 1/4, 1/8).
-    const rdmts = getField(rctl, RCTL.RDMTS);
+    const rdmts = (rctl >>> RDMTS_LO) & RDMTS_MAX;
     if (rdmts < 3 && (tail - head + n) % n <= n >>> (rdmts + 1)) causes |= RXDMT0;
     this.wbCauses |= causes;
     return !blocked;

@@ -3,7 +3,7 @@
  * receive control, queue 0's descriptor ring, checksum and filter control, and the address
  * filters (receive addresses RAL/RAH, the multicast table).
  */
-import { bit, bits, getField, isSet, reg32 } from '../field.js';
+import { bit, bits, reg32 } from '../field.js';
 
 export const RECEIVE = Object.freeze({
   /** Receive Control (§10.2.5.1). */
@@ -132,10 +132,14 @@ export function rahOffset(n: number): number {
   return RECEIVE.RAH.offset + 8 * n;
 }
 
-/** RX buffer size in bytes from an RCTL value (BSIZE with BSEX, §10.2.5.1); 0 for the reserved encoding. */
+const BSIZE_LO = RECEIVE.RCTL.BSIZE.lo;
+const BSIZE_MAX = RECEIVE.RCTL.BSIZE.max;
+const BSEX = RECEIVE.RCTL.BSEX.mask;
+
+/** RX buffer size in bytes from an RCTL value (BSIZE with BSEX, §10.2.5.1); 0 for the reserved encoding. Per frame in the model: no allocation, constants only. */
 export function rctlBufferSize(rctl: number): number {
-  const bsize = getField(rctl, RECEIVE.RCTL.BSIZE);
+  const bsize = (rctl >>> BSIZE_LO) & BSIZE_MAX;
   const base = 2048 >>> bsize;
-  if (isSet(rctl, RECEIVE.RCTL.BSEX)) return bsize === 0 ? 0 : base * 16;
+  if (rctl & BSEX) return bsize === 0 ? 0 : base * 16;
   return base;
 }
