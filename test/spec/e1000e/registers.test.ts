@@ -11,6 +11,7 @@ import {
   REG, GENERAL, INTERRUPTS, RECEIVE, TRANSMIT, STAT, STAT32, STAT64, STAT_FIRST, STAT_LAST, BAR0_SIZE, PCI_ID, MSIX_LAYOUT,
   CAUSE, NVM, MTA_DWORDS, RAR_ENTRIES, TIPG_COPPER, mtaOffset, ralOffset, rahOffset, rctlBufferSize, statusSpeed,
 } from '../../../spec/e1000e/registers.js';
+import { sources, importsOf } from '../../drivers/e1000e/source.js';
 
 /** Register offsets in BAR0, from the datasheet's register summary. */
 const OFFSETS: Record<string, number> = {
@@ -159,6 +160,12 @@ test('PCI identity, BARs and the NVM map', () => {
   assert.equal([MSIX_LAYOUT.VECTORS, MSIX_LAYOUT.BAR, MSIX_LAYOUT.BAR_SIZE], [5, 3, 0x4000]);
   assert.ok(MSIX_LAYOUT.TABLE_OFFSET + 16 * MSIX_LAYOUT.VECTORS <= MSIX_LAYOUT.PBA_OFFSET, 'the table ends before the PBA');
   assert.equal([NVM.MAC0, NVM.MAC1, NVM.MAC2, NVM.CHECKSUM, NVM.CHECKSUM_SUM], [0, 1, 2, 0x3f, 0xbaba]);
+});
+
+test('spec/e1000e imports spec/field.ts and itself only', () => {
+  const files = sources('spec/e1000e');
+  assert.ok(files.length >= 8);
+  for (const f of files) for (const dep of importsOf(f)) assert.ok(dep === 'spec/field.ts' || dep.startsWith('spec/e1000e/'), `${f} imports ${dep}`);
 });
 
 test.run();
