@@ -52,7 +52,7 @@ export class Interrupts {
     const c = this.core, r = this.regs;
     return [
       c.register('ICR', () => this.readIcr(), (v) => { r[ICR_I] = (r[ICR_I]! & ~v) >>> 0; }),
-      // ICS is write-only in the datasheet; reading it returns ICR without clearing it (as QEMU 7.2).
+      // ICS is write-only in the datasheet; the model reads it back as ICR, without clearing it.
       c.register('ICS', () => r[ICR_I]!, (v) => this.cause(v)),
       c.register('IMS', () => r[IMS_I]!, (v) => { r[IMS_I] = (r[IMS_I]! | v) >>> 0; this.cause(0); }),
       c.register('IMC', () => 0, (v) => { r[IMS_I] = (r[IMS_I]! & ~v) >>> 0; }),
