@@ -6,8 +6,7 @@
  * It has no cache, so flush and FUA are trivially honoured (they are still advertised, so clients
  * exercise those paths) and any number of connections may share it (multiConn).
  */
-import { DmaboxError } from '../common/errors.js';
-import { BlockDeviceError, validateBlockDevice, type BlockCapabilities, type BlockDevice } from './block-device.js';
+import { BlockDeviceError, BlockGeometryError, validateBlockDevice, type BlockCapabilities, type BlockDevice } from './block-device.js';
 
 export interface MemoryBlockDeviceOptions {
   /** Size in bytes, a multiple of blockSize. */
@@ -41,7 +40,7 @@ export class MemoryBlockDevice implements BlockDevice {
     validateBlockDevice(this, 'memory block device');
     const c = this.chunkSize;
     if (!Number.isInteger(c) || c < this.blockSize || (c & (c - 1)) !== 0 || c > 1 << 30) {
-      throw new DmaboxError('ERR_BLOCK_GEOMETRY', `memory block device: chunk size ${c} is not a power of two between the block size (${this.blockSize}) and 1 GiB`,
+      throw new BlockGeometryError(`memory block device: chunk size ${c} is not a power of two between the block size (${this.blockSize}) and 1 GiB`,
         { fix: 'use the default chunk size (65536) or another power of two' });
     }
   }
