@@ -103,7 +103,7 @@ function refusal(state: BridgeState, event: 'start' | 'suspend' | 'resume', name
   const closed = state === 'stopping' || state === 'stopped';
   if (event === 'start') {
     if (state === 'suspending' || state === 'suspended') {
-      return new TapError('ERR_TAP_ARG', `${what}: suspended; carry on with resume(port)`, { fix: 'call resume(port) with the restarted driver\'s port' });
+      return new TapError('ERR_TAP_ARG', `${what}; carry on with resume(port)`, { fix: 'call resume(port) with the restarted driver\'s port' });
     }
     if (state === 'failed') {
       return new TapError('ERR_TAP_CLOSED', `${what}: stopped after its port broke the NicPort contract`, { fix: 'suspend() and resume(port) with a new port, or make a new bridge' });
