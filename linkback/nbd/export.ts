@@ -23,6 +23,14 @@ export interface NbdExportOptions {
   preferredBlockSize?: number;
 }
 
+/** Where a connection finds the server's exports. */
+export interface ExportDirectory {
+  /** Find an export by the name a client sent ("" is the default export). */
+  lookup(name: string): NbdExport | undefined;
+  /** Every export, for NBD_OPT_LIST. */
+  list(): Iterable<NbdExport>;
+}
+
 /** Counters of one export, for `dmabox status`: plain numbers, updated in place. */
 export interface NbdExportStats {
   connectionsActive: number;

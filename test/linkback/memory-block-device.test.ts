@@ -70,6 +70,9 @@ test('out of range, misaligned, read-only and thin-provisioning errors carry the
   await thin.write(0, new Uint8Array(8192).fill(9), false);
   await rejectsWith(thin.write(8192, new Uint8Array(512), false), 'ENOSPC');
   await thin.write(4096, new Uint8Array(512), false); // within an allocated chunk: fine
+  await rejectsWith(thin.writeZeroes(8192, 4096, false, true), 'ENOSPC'); // NO_HOLE needs a chunk
+  await thin.writeZeroes(8192, 4096, false, false); // a hole costs nothing
+  assert.is(thin.allocatedBytes, 8192);
   const keep = new Uint8Array(8192);
   await thin.read(0, keep);
   assert.is(keep[0], 9, 'a failed write changed nothing');
