@@ -237,6 +237,48 @@ test('the NIC link is mirrored to the TAP carrier within waitMs, changes counted
   await stop();
 });
 
+test('link failures: a throwing linkUp is a port error, a failing TUNSETCARRIER a TAP write error tried again at the next look', async () => {
+  const { clock, tap, port, bridge, errors, stop } = setup();
+  bridge.start();
+  assert.equal(tap.carrier, [true]);
+  port.linkUp = () => { throw new Error('link register unreadable'); };
+  await clock.advance(WAIT);
+  assert.is(bridge.counters().portErrors, 1);
+  assert.equal(tap.carrier, [true], 'no change without an answer');
+  port.linkUp = () => false;
+  tap.setCarrier = () => { throw new Error('TUNSETCARRIER failed (EINVAL)'); };
+  await clock.advance(WAIT);
+  assert.is(bridge.counters().tapWriteErrors, 1);
+  await clock.advance(WAIT);
+  assert.is(bridge.counters().tapWriteErrors, 2, 'tried again at the next look');
+  assert.is(bridge.counters().linkChanges, 0);
+  assert.is(errors.length, 3);
+  await stop();
+});
+
+test('RX-side failures: a rejecting waitRx is counted once per waitMs; a frame outside the port\'s memory is refused, not written', async () => {
+  const { clock, tap, port, bridge, stop } = setup();
+  bridge.start();
+  await clock.advance(WAIT); // the first waitRx ends: the next one rejects
+  const waitRx = port.waitRx.bind(port);
+  port.waitRx = () => Promise.reject(new Error('the container is gone'));
+  await clock.advance(WAIT);
+  const n = bridge.counters().portErrors;
+  assert.ok(n >= 1 && n <= 2, `${n} errors`);
+  await clock.advance(5 * WAIT);
+  assert.is(bridge.counters().portErrors - n, 5, 'one per waitMs');
+  port.waitRx = waitRx;
+  await clock.advance(WAIT);
+  const rxOffset = port.rxOffset.bind(port);
+  port.rxOffset = (buf) => (buf === 0 ? port.rxBytes.length - 10 : rxOffset(buf));
+  port.deliver(testFrame(1)); // lands in RX buffer 0, which the port now says ends past its memory
+  port.deliver(testFrame(2));
+  await turns(() => bridge.counters().malformedFromNic === 1 && tap.written.length === 1, 'one refused, one written');
+  assert.is(seqOf(tap.written[0]!), 2);
+  assert.is(port.rxOutstanding, 0, 'the refused frame\'s buffer given back too');
+  await stop();
+});
+
 test('a TAP that refuses writes: counted as tapWriteErrors, RX buffers still given back', async () => {
   const { tap, port, bridge, stop } = setup();
   tap.writable = false;
