@@ -4,7 +4,7 @@
  *   idle --start--> reading <--room-- paused        reading --full--> paused
  *                     |  ^                           reading, paused --fault--> backoff --retry--> reading
  *                     |  '--resume-- suspended       reading, paused, backoff --broke--> failed
- *   running --suspend--> suspending --rxEnded--> suspended
+ *   running, failed --suspend--> suspending --rxEnded--> suspended
  *   running, failed, suspending --stop--> stopping --rxEnded--> stopped;   idle, suspended --stop--> stopped
  *
  * "Running" is reading, paused or backoff: frames move and the RX loop runs. The three differ only
