@@ -18,6 +18,12 @@ ${extra}
   return parsePolicies(yaml, 'test.yaml').policies[0]!.policy;
 }
 
+/** `policy` with its driver named by the module at `path` instead of a built-in name. */
+export function withModule(policy: Policy, path: string): Policy {
+  const { name: _builtin, ...rest } = policy.driver;
+  return { ...policy, driver: { ...rest, module: path } };
+}
+
 /** Resolve when `pred` holds, polling every 10 ms; reject after `ms`. */
 export async function until(what: string, pred: () => boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
