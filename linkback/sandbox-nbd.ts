@@ -35,7 +35,7 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
   const device = new SandboxBlockDevice(s.block, { label: `sandbox ${policy.name}` });
   const name = spec.export;
   const server = new NbdServer({
-    exports: [{ name, device, description: `dmabox sandbox ${policy.name}: ${policy.driver.name} driver in a container, ${s.device.description}` }],
+    exports: [{ name, device, description: `dmabox sandbox ${policy.name}: ${s.driver.label} driver in a container, ${s.device.description}` }],
     onEvent: (e) => {
       if (e.type === 'transmission') ctx.log(`nbd client ${e.conn} attached to export '${e.export}'`);
       else if (e.type === 'close' && e.export !== undefined) ctx.log(`nbd client ${e.conn} left: ${e.reason}`);

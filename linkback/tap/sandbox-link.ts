@@ -25,7 +25,7 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
   const { supervisor, policy } = ctx;
   const port = supervisor.nic;
   if (!port) {
-    throw new DmaboxError('ERR_LINKBACK_ARG', `policy ${policy.name}: a tap linkback needs a NIC driver (driver: e1000e); this sandbox runs ${policy.driver.name}`, { fix: 'use linkback: { nbd: ... } for a disk' });
+    throw new DmaboxError('ERR_LINKBACK_ARG', `policy ${policy.name}: a tap linkback needs a net driver (e1000e, or a module of kind net); this sandbox runs ${supervisor.driver.label}, a ${supervisor.kind} driver`, { fix: 'use linkback: { nbd: ... } for a disk' });
   }
   const lb = policy.linkback;
   if (!lb || !('tap' in lb)) throw new DmaboxError('ERR_LINKBACK_ARG', `policy ${policy.name}: no tap linkback in the policy`);
