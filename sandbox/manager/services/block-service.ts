@@ -24,6 +24,9 @@ export class BlockService implements ManagerService {
   /** Hybrid polling of the ring and, for a simulated device, of its doorbells (hybrid-poll.ts); undefined without a poll window. */
   readonly poller: HybridPoller | undefined;
   private readonly pollIdleMs: number;
+  /** Requests finished when progress was last seen, and when (the sandbox's clock). */
+  private seenDone = -1;
+  private seenAt = 0;
   /** The current container's ring and eventfds (made in prepare, released at detach). */
   private link: { shm: Shared; requestFd: number; completionFd: number } | undefined;
 
@@ -82,6 +85,8 @@ export class BlockService implements ManagerService {
   attach(): string {
     const l = this.link!;
     this.client.attach({ sys: this.host.sys, shm: l.shm, requestFd: l.requestFd, completionFd: l.completionFd });
+    this.seenDone = this.client.completed + this.client.errors;
+    this.seenAt = this.host.clock.now();
     const c = this.client;
     return `serving ${c.blockCount} blocks of ${c.blockSize} bytes${c.pending > 0 ? `; ${c.pending} request(s) replayed` : ''}`;
   }
@@ -92,8 +97,15 @@ export class BlockService implements ManagerService {
     return back > 0 ? `; ${back} request(s) in flight kept for replay` : '';
   }
 
+  /** Progress as the sandbox's clock saw it: when the count of finished requests last moved (sampled at each call). */
   progress(): { pending: number; lastProgress: number } {
-    return { pending: this.client.pending, lastProgress: this.client.lastCompletion };
+    const done = this.client.completed + this.client.errors;
+    if (done !== this.seenDone) {
+      this.seenDone = done;
+      this.seenDone = this.client.completed + this.client.errors;
+    this.seenAt = this.host.clock.now();
+    }
+    return { pending: this.client.pending, lastProgress: this.seenAt };
   }
 
   fail(error: Error): void {
