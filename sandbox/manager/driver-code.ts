@@ -77,13 +77,16 @@ export async function bundleDriver(ref: DriverRef): Promise<Uint8Array> {
   while (queue.length > 0) {
     const file = queue.shift()!;
     if (sources.has(file)) continue;
-    let source: string;
+    let source: string | undefined;
+    let why = 'not a regular file';
     try {
-      if (!statSync(file).isFile()) throw new Error('not a regular file');
-      source = readFileSync(file, 'utf8');
+      if (statSync(file).isFile()) source = readFileSync(file, 'utf8');
     } catch (e) {
+      why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    }
+    if (source === undefined) {
       const from = [...sources.keys()].find((f) => f !== file);
-      throw new SandboxError('ERR_SANDBOX_DRIVER', `driver ${ref.label}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})${file === ref.entry ? '' : `, imported by the driver's code${from ? ` (first from ${from})` : ''}`}`, {
+      throw new SandboxError('ERR_SANDBOX_DRIVER', `driver ${ref.label}: cannot read ${file} (${why})${file === ref.entry ? '' : `, imported by the driver's code${from ? ` (first from ${from})` : ''}`}`, {
         fix: ref.kind ? 'run npm run build' : 'check the module path in the policy and that every file it imports exists',
       });
     }

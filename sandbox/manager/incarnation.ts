@@ -28,6 +28,7 @@ import type { SandboxDevice } from './device.js';
 import { SimDevice } from './sim-device.js';
 import type { ManagerService } from './services/registry.js';
 import type { Policy } from '../../policies/types.js';
+import { SandboxError } from './errors.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
 export function defaultEntry(): string {
@@ -96,7 +97,7 @@ export class Incarnation {
       // fd 4: a fresh copy of the driver's code, so what one container writes into it never reaches the next.
       const code = this.share(`${policy.name}-code`, Math.ceil(o.driver.code.length / 4096) * 4096);
       code.bytes.set(o.driver.code);
-      if (fd(code.fd) !== FD.CODE) throw new RangeError('fd slot 4 must be the driver code');
+      if (fd(code.fd) !== FD.CODE) throw new SandboxError('ERR_SANDBOX_STATE', 'fd slot 4 must be the driver code');
       param(PARAM.SANDBOX_NAME, policy.name);
       param(PARAM.SERVICES, o.services.map((s) => s.kind).join(','));
       param(PARAM.DRIVER_KIND, o.driver.kind);

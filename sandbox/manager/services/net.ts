@@ -19,7 +19,7 @@
  * ring does.
  */
 import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from 'linux-sys';
-import { DmaboxError } from '../../../common/errors.js';
+import { SandboxError } from '../errors.js';
 import type { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { createShared, type Shared } from '../../abi/shm.js';
 import { N, NET_MAGIC, NET_MAX_FRAME, NET_MIN_FRAME, NET_SLOT_BYTES, NET_VERSION, entry, netLayout, type NetGeometry, type NetLayout } from '../../abi/net.js';
@@ -147,7 +147,7 @@ export class SandboxNicPort {
 
   txFree(buf: number): void {
     if (!Number.isInteger(buf) || buf < 0 || buf >= this.layout.txSlots || this.txState[buf] !== TX_BRIDGE) {
-      throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: txFree(${buf}): not a TX slot the bridge holds`);
+      throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: txFree(${buf}): not a TX slot the bridge holds`);
     }
     this.txState[buf] = TX_FREE;
     this.txFreeStack[this.txFreeCount++] = buf;
@@ -160,7 +160,7 @@ export class SandboxNicPort {
     for (let i = 0; i < n; i++) {
       const slot = batch.buf[i]!, len = batch.len[i]!;
       if (slot >= L.txSlots || this.txState[slot] !== TX_BRIDGE || len < NET_MIN_FRAME || len > NET_MAX_FRAME) {
-        throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: tx() of slot ${slot} length ${len}: not a TX slot the bridge holds, or a length outside ${NET_MIN_FRAME}..${NET_MAX_FRAME}`);
+        throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: tx() of slot ${slot} length ${len}: not a TX slot the bridge holds, or a length outside ${NET_MIN_FRAME}..${NET_MAX_FRAME}`);
       }
       u[base + (this.txsTail % L.txSlots)] = entry(slot, len);
       this.txsTail = (this.txsTail + 1) >>> 0;
@@ -217,7 +217,7 @@ export class SandboxNicPort {
     for (let i = 0; i < batch.count; i++) {
       const slot = batch.buf[i]!;
       if (slot >= L.rxSlots || this.rxState[slot] !== RX_BRIDGE) {
-        throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: rxFree of slot ${slot}, which the bridge does not hold`);
+        throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: rxFree of slot ${slot}, which the bridge does not hold`);
       }
       this.rxState[slot] = RX_CONTAINER;
       u[base + (this.rxfTail % L.rxSlots)] = slot;
