@@ -49,7 +49,7 @@ test('up, status (text and --json), SIGTERM stops in order', async () => {
   assert.is(await status(['--control', sock], s.io), 0);
   const lines = s.c.out.trim().split('\n');
   assert.match(lines[0]!, /^manager pid \d+/);
-  assert.ok(lines.some((l) => /^cli-a: running, sim:nvme@0000:00:01\.0 driver nvme, pid \d+ uid \d+/.test(l)), s.c.out);
+  assert.ok(lines.some((l) => /^cli-a: running, sim:nvme@0000:00:01\.0 driver nvme \(block\), pid \d+ uid \d+/.test(l)), s.c.out);
   const bLines = lines.filter((l) => /^\s*cli-b[ :]/.test(l));
   assert.ok(bLines.length >= 3);
   for (const l of bLines) assert.ok(l.includes('cli-b UNCONFINED'), `every line of cli-b says UNCONFINED: ${l}`);

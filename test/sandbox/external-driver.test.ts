@@ -9,11 +9,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fileURLToPath } from 'node:url';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
-import { simPolicy, until, withModule } from './helpers.js';
+import { builtFixture, simPolicy, until, withModule } from './helpers.js';
 
-const fixture = (file: string): string => fileURLToPath(new URL(`./fixtures/drivers/${file}`, import.meta.url));
+const fixture = (file: string): string => builtFixture(`fixtures/drivers/${file}`);
 
 test('from inside start: imports refused by the linker, files, /dev/vfio and sockets by seccomp, DMA beyond the grants by the allocator; the disk still served', async () => {
   const s = new Supervisor(withModule(simPolicy('ext-probe'), fixture('probe.js')));
