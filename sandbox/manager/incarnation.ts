@@ -46,6 +46,8 @@ export interface IncarnationHooks {
   ready(): void;
   /** A hypercall or ring violation; `kill` when the container must go. */
   violation(reason: string, kill: boolean): void;
+  /** The container's hypercall channel closed: it is going (or gone); not a violation. */
+  gone(reason: string): void;
   exit(code: number | null, signal: NodeJS.Signals | null): void;
 }
 
@@ -176,7 +178,10 @@ export class Incarnation {
         fault: (f) => o.hooks.fault(f),
         ready: () => o.hooks.ready(),
       },
-      onViolation: (e: HypercallError) => o.hooks.violation(`${e.code}: ${e.message}`, e.decision === 'kill'),
+      onViolation: (e: HypercallError) => {
+        if (e.code === 'ERR_HC_CLOSED') o.hooks.gone(e.message);
+        else o.hooks.violation(`${e.code}: ${e.message}`, e.decision === 'kill');
+      },
     });
   }
 

@@ -304,6 +304,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
           fault: (f) => this.driverFault(f),
           ready: () => this.onReady(inc),
           violation: (reason, kill) => { if (this.current === inc && !inc.exited && !this.stopRequested) this.violation(reason, kill); },
+          gone: (reason) => { if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`); },
           exit: (code, signal) => this.onExit(inc, code, signal),
         },
       });
