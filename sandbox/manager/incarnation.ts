@@ -28,6 +28,7 @@ import type { SandboxDevice } from './device.js';
 import { SimDevice } from './sim-device.js';
 import type { ManagerService } from './services/registry.js';
 import type { Policy } from '../../policies/types.js';
+import type { ManagerClock } from './clock.js';
 import { SandboxError } from './errors.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
@@ -68,8 +69,8 @@ export interface IncarnationOptions {
   heartbeatMs: number;
   helloTimeoutMs: number;
   registerTimeoutMs: number;
-  /** Wall-clock ms (the start time reported in status). */
-  startedAt: number;
+  /** Time (the stdio rate window, the start time reported in status). */
+  clock: ManagerClock;
 }
 
 export class Incarnation {
@@ -88,7 +89,7 @@ export class Incarnation {
   constructor(o: IncarnationOptions) {
     const sys = (this.sys = o.sys);
     const { policy, device } = o;
-    this.startedAt = o.startedAt;
+    this.startedAt = o.clock.wall();
     const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe'];
     const fd = (n: number): number => { stdio.push(n); return stdio.length - 1; };
     const param = (key: ParamKey, value: string | number | readonly number[]): void => { this.params.set(key, formatParam(value)); };
@@ -207,7 +208,7 @@ export class Incarnation {
     const text = (level: LogLevel) => (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line.trim() === '') continue;
-        const now = performance.now();
+        const now = o.clock.now();
         if (now - windowStart >= 1000) {
           if (dropped > 0) o.hooks.log(LogLevel.WARN, `[stdio] ${dropped} line(s) dropped (more than 50 a second)`);
           windowStart = now;

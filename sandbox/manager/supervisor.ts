@@ -297,7 +297,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         heartbeatMs: this.o.heartbeatMs,
         helloTimeoutMs: this.o.helloTimeoutMs,
         registerTimeoutMs: this.o.registerTimeoutMs,
-        startedAt: this.clock.wall(),
+        clock: this.clock,
         hooks: {
           log: (level, text) => this.event('log', text, LEVEL[level]),
           heartbeat: (h) => this.heartbeat(h),
