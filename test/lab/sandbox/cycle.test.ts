@@ -74,7 +74,9 @@ test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, r
     const b = pattern(16 * 1024, 2);
     const inflight = [s.block.write(lba + 64, b), s.block.read(lba, 32)];
     process.kill(pid, 'SIGKILL');
-    await s.ready();
+    // Not s.ready(): until the exit is seen the sandbox is still 'running', and the requests may
+    // have finished on the old container before the signal landed.
+    await until('the restart', () => s.restarts === 1 && s.state === 'running', 90_000);
     const [, r] = await Promise.all(inflight);
     assert.equal(r, a.subarray(0, 16 * 1024));
     assert.is(s.restarts, 1);
