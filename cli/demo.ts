@@ -100,7 +100,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   endSetup(manager, io);
   let code = 0;
   io.out('\n');
-  for (const s of manager.sandboxes) io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.policy.driver.name} driver on ${s.device.description}\n`);
+  for (const s of manager.sandboxes) io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.driver.label} driver (${s.kind}) on ${s.device.description}\n`);
   for (const l of linkbacks) {
     io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
     for (const u of l.usage()) io.out(`  ${u}\n`);

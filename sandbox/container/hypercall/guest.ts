@@ -8,14 +8,15 @@ import { Channel, type ChannelOptions } from '../../abi/hypercall/channel.js';
 import type { FrameHeader } from '../../abi/hypercall/codec.js';
 import { DmaboxError } from '../../../common/errors.js';
 import { HypercallError } from '../../abi/hypercall/errors.js';
+import { HypercallRefused } from '../../abi/hypercall/channel.js';
 import {
-  logBytes, readClockResult, readHelloResult, readIrqGrant, readQuiesce, readShutdown, readWindowMapping,
+  logBytes, paramKeyBytes, readClockResult, readParamValue, writeGetParam, readHelloResult, readIrqGrant, readQuiesce, readShutdown, readWindowMapping,
   writeFault, writeHeartbeat, writeHello, writeIrqSetup, writeLog, writeMapWindow, writeQuiesceResult, writeReady,
   type ClockResult, type FaultReport, type Heartbeat, type HelloResult, type IrqGrant, type IrqKindName,
   type QuiesceRequest, type ShutdownRequest, type WindowMapping,
 } from '../../abi/hypercall/messages.js';
 import {
-  CLOCK, FAULT, HC_MIN_VERSION, HC_VERSION, HELLO, HEARTBEAT, HOST_REQUESTS, HcStatus, HcType, IRQ_SETUP, LOG, LogLevel, MAP_WINDOW, READY,
+  CLOCK, FAULT, GETPARAM, HC_MIN_VERSION, HC_VERSION, HELLO, HEARTBEAT, HOST_REQUESTS, HcStatus, HcType, IRQ_SETUP, LOG, LogLevel, MAP_WINDOW, READY,
 } from '../../abi/hypercall/protocol.js';
 
 export interface GuestHandler {
@@ -99,6 +100,23 @@ export class GuestEndpoint extends Channel {
     const early = this.startedAsync('clock');
     if (early) return early;
     return this.request(HcType.CLOCK, CLOCK.size, undefined, this.timeout, 'kill', readClockResult);
+  }
+
+  /**
+   * The value of boot parameter `key` (sandbox/abi/boot.ts): a string, or undefined when the
+   * manager has none of that key (NOT_FOUND). Any other refusal rejects (HypercallRefused).
+   */
+  async getParam(key: string): Promise<string | undefined> {
+    const bytes = paramKeyBytes(key);
+    if (bytes === null) throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `parameter key ${JSON.stringify(key.slice(0, 80))}: expected 1 to 64 printable ASCII characters without spaces`);
+    const early = this.startedAsync('getParam');
+    if (early) return early as Promise<never>;
+    try {
+      return await this.request(HcType.GETPARAM, GETPARAM.headerSize + bytes.length, (v, b) => writeGetParam(v, b, bytes), this.timeout, 'kill', readParamValue);
+    } catch (e) {
+      if (e instanceof HypercallRefused && e.status === HcStatus.NOT_FOUND) return undefined;
+      throw e;
+    }
   }
 
   /** A log line; text beyond 512 bytes of UTF-8 is cut. */

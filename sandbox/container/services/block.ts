@@ -11,26 +11,13 @@
  * before it (it may be asleep); while it is still taking, no kick; while it polls (CQ_POLLED), none.
  */
 import type { PollHandle, Sys } from 'linux-sys';
+import type { BlockDevice } from '../../../drivers/contract/block.js';
 import type { Shared } from '../../abi/shm.js';
 import { fence } from '../../abi/fence.js';
 import { B, BLOCK_MAGIC, BlockCap, BlockFlag, BlockOp, BlockStatus, cqOffset, CQE_BYTES, ringBytes, SQ_OFFSET, SQE_BYTES, type RingGeometry } from '../../abi/block.js';
 
-/** A block device that transfers into and out of the ring's per-tag buffers (DMA windows). */
-export interface DirectBlockDevice {
-  readonly blockSize: number;
-  readonly blockCount: number;
-  /** Read `blocks` at `lba` into tag `tag`'s read buffer. */
-  read(tag: number, lba: number, blocks: number): Promise<void>;
-  /** Write `blocks` at `lba` from tag `tag`'s write buffer; `fua` only when `fua` is offered. */
-  write(tag: number, lba: number, blocks: number, fua: boolean): Promise<void>;
-  /** Writes can be Force Unit Access (published in CAPS). */
-  readonly fua?: boolean;
-  flush(): Promise<void>;
-  /** Deallocate `blocks` at `lba` (offered in CAPS when present). */
-  discard?(lba: number, blocks: number): Promise<void>;
-  /** Zero `blocks` at `lba`; `noHole`: keep them allocated (offered in CAPS when present). */
-  writeZeroes?(lba: number, blocks: number, noHole: boolean): Promise<void>;
-}
+/** A block device that transfers into and out of the ring's per-tag buffers: the driver contract's (drivers/contract/block.ts). */
+export type DirectBlockDevice = Pick<BlockDevice, 'blockSize' | 'blockCount' | 'read' | 'write' | 'fua' | 'flush' | 'discard' | 'writeZeroes'>;
 
 export class BlockServer {
   readonly geometry: RingGeometry;

@@ -1,6 +1,6 @@
 /**
  * NicServer: the container's side of the packet rings (layout.ts). It moves frames between the
- * rings and the e1000e driver, up to NET_BATCH per turn each way:
+ * rings and a NIC driver (drivers/contract/net.ts NetDevice), up to NET_BATCH per turn each way:
  *
  * - TX: entries of TXS -> a driver TX buffer each (`txAlloc`, one copy from the slot into the DMA
  *   window), slot returned on TXC at once; then one `tx()` for the batch. Frames the driver's ring
@@ -21,7 +21,7 @@
  * the TX batch (driver ring full) retries after 1 ms.
  */
 import type { PollHandle, Sys } from 'linux-sys';
-import type { E1000e } from '../../../drivers/e1000e/device.js';
+import type { NetDevice } from '../../../drivers/contract/net.js';
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import type { Shared } from '../../abi/shm.js';
 import { N, NET_BATCH, NET_MAGIC, NET_MAX_FRAME, NET_MIN_FRAME, NET_SLOT_BYTES, NET_VERSION, entry, netLayout, type NetLayout } from '../../abi/net.js';
@@ -56,7 +56,7 @@ export class NicServer {
   private retry: NodeJS.Timeout | null = null;
   private readonly onRetry = (): void => { this.retry = null; this.turn(); };
 
-  constructor(private readonly sys: Sys, shm: Shared, private readonly kickFd: number, private readonly notifyFd: number, private readonly nic: E1000e) {
+  constructor(private readonly sys: Sys, shm: Shared, private readonly kickFd: number, private readonly notifyFd: number, private readonly nic: NetDevice) {
     const u = (this.u32 = shm.u32);
     this.ring = Buffer.from(shm.bytes.buffer, shm.bytes.byteOffset, shm.bytes.byteLength);
     const tw = nic.txPool.window.bytes, rw = nic.rxPool.window.bytes;

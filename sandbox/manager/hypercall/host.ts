@@ -11,8 +11,8 @@ import { Channel, type ChannelOptions } from '../../abi/hypercall/channel.js';
 import type { FrameHeader } from '../../abi/hypercall/codec.js';
 import { HypercallError } from '../../abi/hypercall/errors.js';
 import {
-  readFault, readHeartbeat, readHello, readIrqSetup, readLog, readMapWindow, readQuiesceResult, readReady,
-  writeClockResult, writeHelloResult, writeIrqGrant, writeQuiesce, writeShutdown, writeWindowMapping,
+  paramValueBytes, readFault, readGetParam, readHeartbeat, readHello, readIrqSetup, readLog, readMapWindow, readQuiesceResult, readReady,
+  writeClockResult, writeParamValue, writeHelloResult, writeIrqGrant, writeQuiesce, writeShutdown, writeWindowMapping,
   type FaultReport, type Heartbeat, type Hello, type IrqGrant, type IrqRequest, type LogRecord, type QuiesceResult, type Ready, type WindowMapping,
 } from '../../abi/hypercall/messages.js';
 import {
@@ -27,6 +27,8 @@ export interface HostHandler {
   /** Map window `windowId` (0-based, below the policy's window count, checked already). */
   mapWindow(windowId: number): Answer<WindowMapping>;
   irqSetup(request: IrqRequest): Answer<IrqGrant>;
+  /** The value of boot parameter `key` (sandbox/abi/boot.ts), or undefined: answered NOT_FOUND. Absent: UNSUPPORTED. */
+  getParam?(key: string): string | undefined;
   hello?(hello: Hello): void;
   log?(record: LogRecord): void;
   heartbeat?(heartbeat: Heartbeat): void;
@@ -61,6 +63,7 @@ export const DEFAULT_RATES: Readonly<Partial<Record<HcType, RateLimit>>> = {
   [HcType.MAP_WINDOW]: { perSecond: 64, burst: 64 },
   [HcType.IRQ_SETUP]: { perSecond: 4, burst: 8 },
   [HcType.CLOCK]: { perSecond: 1000, burst: 1000 },
+  [HcType.GETPARAM]: { perSecond: 64, burst: 128 },
   [HcType.LOG]: { perSecond: 100, burst: 200 },
   [HcType.HEARTBEAT]: { perSecond: 20, burst: 20 },
   [HcType.FAULT]: { perSecond: 50, burst: 100 },
@@ -82,6 +85,8 @@ export class HostEndpoint extends Channel {
   private watchdog: NodeJS.Timeout | undefined;
   private floodWindowStart = 0;
   private floodCount = 0;
+  /** Heartbeats taken (the watchdog's second look compares it). */
+  private heartbeats = 0;
   /** The last heartbeat's counters (they may never go down). */
   lastHeartbeat: Heartbeat | undefined;
   /** Who said HELLO. */
@@ -164,6 +169,10 @@ export class HostEndpoint extends Channel {
         const c = { monotonicNs: process.hrtime.bigint(), realtimeNs: BigInt(Date.now()) * 1_000_000n };
         return this.sendReply(t, h.seq, HcStatus.OK, (w, o) => writeClockResult(w, o, c));
       }
+      case HcType.GETPARAM: {
+        const key = readGetParam(v, h.length);
+        return this.param(h.seq, key);
+      }
       case HcType.LOG: {
         const r = readLog(v, h.length);
         return this.notify(t, () => handler.log?.(r));
@@ -175,6 +184,7 @@ export class HostEndpoint extends Channel {
           throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `HEARTBEAT seq ${h.seq}: counters went down (completed ${last.completed} -> ${hb.completed}, errors ${last.errors} -> ${hb.errors}, bytes ${last.bytes} -> ${hb.bytes}); dropped`);
         }
         this.lastHeartbeat = hb;
+        this.heartbeats++;
         this.watchdog?.refresh();
         return this.notify(t, () => handler.heartbeat?.(hb));
       }
@@ -213,12 +223,43 @@ export class HostEndpoint extends Channel {
     clearTimeout(this.helloTimer);
     const limit = this.heartbeatMs * (this.options.missedHeartbeats ?? 3);
     this.watchdog = setTimeout(() => {
-      this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${hello.name}' (pid ${hello.pid}) for ${limit} ms`));
+      // A timer runs before the event loop reads pending input: after a stall of the manager's own
+      // loop, heartbeats may be waiting unread. Judge one turn later, when they have been read.
+      const seen = this.heartbeats;
+      setTimeout(() => {
+        if (this.heartbeats !== seen || this.stopped) return;
+        this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${hello.name}' (pid ${hello.pid}) for ${limit} ms`));
+      }, 1).unref();
     }, limit);
     this.watchdog.unref();
     const result = { version, windowCount: this.options.windowCount, maxPayload: this.options.maxPayload ?? HC_MAX_PAYLOAD, heartbeatMs: this.heartbeatMs };
     this.sendReply(HcType.HELLO, h.seq, HcStatus.OK, (w, o) => writeHelloResult(w, o, result));
     this.notify(HcType.HELLO, () => this.options.handler.hello?.(hello));
+  }
+
+  /**
+   * GETPARAM: an unknown key is an answer (NOT_FOUND), not a violation; a value the handler cannot
+   * send (longer than HC_MAX_PARAM_VALUE bytes) is the manager's bug: INTERNAL, and reported.
+   */
+  private param(ref: number, key: string): void {
+    const get = this.options.handler.getParam;
+    if (!get) return this.sendReply(HcType.GETPARAM, ref, HcStatus.UNSUPPORTED);
+    let value: string | undefined;
+    try {
+      value = get(key);
+    } catch (e) {
+      this.sendReply(HcType.GETPARAM, ref, HcStatus.INTERNAL);
+      this.options.onHandlerError?.(e, HcType.GETPARAM);
+      return;
+    }
+    if (value === undefined) return this.sendReply(HcType.GETPARAM, ref, HcStatus.NOT_FOUND);
+    const bytes = paramValueBytes(value);
+    if (bytes === null) {
+      this.sendReply(HcType.GETPARAM, ref, HcStatus.INTERNAL);
+      this.options.onHandlerError?.(new HypercallError('ERR_HC_BAD_FIELD', 'drop', `the value of parameter ${key} is longer than a GETPARAM reply holds`), HcType.GETPARAM);
+      return;
+    }
+    this.sendReply(HcType.GETPARAM, ref, HcStatus.OK, (w, o) => writeParamValue(w, o, bytes));
   }
 
   /** Run a request handler, sync or async, and reply with its result or status. */

@@ -19,7 +19,7 @@
  * (`setPolled`), it leaves out its completion kicks (layout.ts, "Polling").
  */
 import type { PollHandle, Sys } from 'linux-sys';
-import { DmaboxError } from '../../../common/errors.js';
+import { SandboxError } from '../errors.js';
 import type { Shared } from '../../abi/shm.js';
 import type { Pollable } from '../hybrid-poll.js';
 import { fence } from '../../abi/fence.js';
@@ -50,7 +50,7 @@ interface Req {
 
 const OP_NAMES: Record<number, string> = { [BlockOp.READ]: 'read', [BlockOp.WRITE]: 'write', [BlockOp.FLUSH]: 'flush', [BlockOp.DISCARD]: 'discard', [BlockOp.WRITE_ZEROES]: 'write zeroes' };
 
-export class BlockIoError extends DmaboxError {
+export class BlockIoError extends SandboxError {
   constructor(what: string, readonly status: number) {
     super('ERR_SANDBOX_IO', `${what}: the sandboxed driver reports ${status === BlockStatus.RANGE ? 'a range error' : status === BlockStatus.BAD_REQUEST ? 'a malformed request' : 'an I/O error'} (status ${status})`);
   }
@@ -103,7 +103,7 @@ export class SandboxBlockClient implements Pollable {
   constructor(geometry: RingGeometry, data: DataAreas<Uint8Array>) {
     checkGeometry(geometry);
     const need = dataAreaBytes(geometry);
-    if (data.read.length < need || data.write.length < need) throw new RangeError(`block data areas of ${data.read.length} and ${data.write.length} bytes: each needs ${need}`);
+    if (data.read.length < need || data.write.length < need) throw new SandboxError('ERR_SANDBOX_ARG', `block data areas of ${data.read.length} and ${data.write.length} bytes: each needs ${need}`);
     this.geometry = geometry;
     this.data = data;
     this.inflight = new Array<Req | undefined>(geometry.entries).fill(undefined);
@@ -132,24 +132,24 @@ export class SandboxBlockClient implements Pollable {
    * everything waiting (replayed requests first, in their original order).
    */
   attach(link: BlockLink): void {
-    if (this.link) throw new DmaboxError('ERR_SANDBOX_STATE', 'the block client is already attached to a container');
+    if (this.link) throw new SandboxError('ERR_SANDBOX_STATE', 'the block client is already attached to a container');
     const u32 = link.shm.u32;
     const bs = u32[B.BLOCK_SIZE]!, count = u32[B.BLOCKS_LO]! + u32[B.BLOCKS_HI]! * 0x1_0000_0000;
     if (bs < 512 || bs > 65536 || (bs & (bs - 1)) !== 0 || bs > this.geometry.slotBytes || count < 1 || !Number.isSafeInteger(count)) {
       this.onViolation(`the container published block size ${bs} and ${count} blocks: not a device`);
-      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the container published an impossible geometry (block size ${bs}, ${count} blocks)`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the container published an impossible geometry (block size ${bs}, ${count} blocks)`);
     }
     if (this.blockSize !== 0 && (bs !== this.blockSize || count !== this.blockCount)) {
-      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the device changed geometry across a restart (${this.blockSize} x ${this.blockCount} -> ${bs} x ${count})`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the device changed geometry across a restart (${this.blockSize} x ${this.blockCount} -> ${bs} x ${count})`);
     }
     const caps = u32[B.CAPS]!;
     if ((caps & ~BLOCK_CAPS_KNOWN) !== 0) {
       this.onViolation(`the container published capabilities 0x${caps.toString(16)}: unknown bits`);
-      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the container published unknown device capabilities (0x${caps.toString(16)})`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the container published unknown device capabilities (0x${caps.toString(16)})`);
     }
     // Clients were told what the export does; a restarted driver must offer the same.
     if (this.caps !== -1 && caps !== this.caps) {
-      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the device changed capabilities across a restart (0x${this.caps.toString(16)} -> 0x${caps.toString(16)})`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the device changed capabilities across a restart (0x${this.caps.toString(16)} -> 0x${caps.toString(16)})`);
     }
     this.caps = caps;
     this.canDiscard = (caps & BlockCap.DISCARD) !== 0;
@@ -223,7 +223,7 @@ export class SandboxBlockClient implements Pollable {
     try {
       this.checkRange('read', lba, blocks);
       if (into.length < blocks * this.blockSize) {
-        throw new DmaboxError('ERR_SANDBOX_ARG', `read of ${blocks} block(s) into ${into.length} bytes: needs ${blocks * this.blockSize}`, { fix: 'pass a buffer of blocks * blockSize bytes' });
+        throw new SandboxError('ERR_SANDBOX_ARG', `read of ${blocks} block(s) into ${into.length} bytes: needs ${blocks * this.blockSize}`, { fix: 'pass a buffer of blocks * blockSize bytes' });
       }
     } catch (e) {
       return Promise.reject(e);
@@ -244,12 +244,12 @@ export class SandboxBlockClient implements Pollable {
    */
   write(lba: number, data: Uint8Array, fua = false): Promise<void> {
     if (fua && !this.canFua) {
-      return Promise.reject(new DmaboxError('ERR_SANDBOX_UNSUPPORTED', 'a FUA write: the sandboxed device does not offer it', { fix: 'check canFua first, or follow the write with a flush' }));
+      return Promise.reject(new SandboxError('ERR_SANDBOX_UNSUPPORTED', 'a FUA write: the sandboxed device does not offer it', { fix: 'check canFua first, or follow the write with a flush' }));
     }
     const flags = fua ? BlockFlag.FUA : 0;
     if (this.blockSize === 0) return Promise.reject(this.notReady());
     if (data.length === 0 || data.length % this.blockSize !== 0) {
-      return Promise.reject(new DmaboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, { fix: 'pad the data to the block size' }));
+      return Promise.reject(new SandboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, { fix: 'pad the data to the block size' }));
     }
     const blocks = data.length / this.blockSize;
     try {
@@ -284,22 +284,22 @@ export class SandboxBlockClient implements Pollable {
   private noData(op: BlockOp, what: string, offered: boolean, lba: number, blocks: number, flags: number): Promise<void> {
     try {
       this.checkRange(what, lba, blocks);
-      if (!offered) throw new DmaboxError('ERR_SANDBOX_UNSUPPORTED', `${what}: the sandboxed device does not offer it`, { fix: 'check canDiscard / canWriteZeroes first' });
-      if (blocks > 0xffff_ffff) throw new DmaboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} blocks: at most 2^32 - 1 per request`, { fix: 'split the range' });
+      if (!offered) throw new SandboxError('ERR_SANDBOX_UNSUPPORTED', `${what}: the sandboxed device does not offer it`, { fix: 'check canDiscard / canWriteZeroes first' });
+      if (blocks > 0xffff_ffff) throw new SandboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} blocks: at most 2^32 - 1 per request`, { fix: 'split the range' });
     } catch (e) {
       return Promise.reject(e);
     }
     return this.submit(op, lba, blocks, undefined, flags);
   }
 
-  private notReady(): DmaboxError {
-    return new DmaboxError('ERR_SANDBOX_NOT_READY', 'the sandboxed device has not published its geometry yet', { fix: 'wait for the sandbox to be ready (sandbox.ready())' });
+  private notReady(): SandboxError {
+    return new SandboxError('ERR_SANDBOX_NOT_READY', 'the sandboxed device has not published its geometry yet', { fix: 'wait for the sandbox to be ready (sandbox.ready())' });
   }
 
   private checkRange(what: string, lba: number, blocks: number): void {
     if (this.blockSize === 0) throw this.notReady();
     if (!Number.isSafeInteger(lba) || lba < 0 || !Number.isSafeInteger(blocks) || blocks < 1 || lba + blocks > this.blockCount) {
-      throw new DmaboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} block(s) at LBA ${lba}: outside the device (LBAs 0..${this.blockCount - 1})`, {
+      throw new SandboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} block(s) at LBA ${lba}: outside the device (LBAs 0..${this.blockCount - 1})`, {
         fix: 'pass a whole LBA and a count of at least 1 that ends inside the device',
       });
     }

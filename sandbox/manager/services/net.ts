@@ -5,9 +5,10 @@
  * in the manager; the container copies each frame once, between a slot and its driver's buffer.
  *
  * It outlives the containers of its sandbox: the ring memfd and its two eventfds are made once and
- * handed to every container (incarnation.ts attachments); on a container's exit the port detaches
- * (no frame is taken or given), takes back every slot and resets the ring for the next one; on its
- * READY it checks what the container published and attaches. A bridge joined with `join(bridge)`
+ * handed to every container (the net service, net-service.ts, publishes them); on a container's
+ * exit (`onExit`) the port detaches (no frame is taken or given), takes back every slot and resets
+ * the ring for the next one; on its READY (`onReady`) it checks what the container published and
+ * attaches. A bridge joined with `join(bridge)`
  * is suspended at each exit and resumed at each READY (queued frames move to the next container,
  * frames lost with the old one counted in `lostInRestart`).
  *
@@ -18,15 +19,16 @@
  * ring does.
  */
 import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from 'linux-sys';
-import { DmaboxError } from '../../../common/errors.js';
+import { SandboxError } from '../errors.js';
 import type { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { createShared, type Shared } from '../../abi/shm.js';
-import { attachToContainers } from '../incarnation.js';
-import type { SandboxEvent, Supervisor } from '../supervisor.js';
 import { N, NET_MAGIC, NET_MAX_FRAME, NET_MIN_FRAME, NET_SLOT_BYTES, NET_VERSION, entry, netLayout, type NetGeometry, type NetLayout } from '../../abi/net.js';
 
-/** The attachment name containers find the ring under (boot.attachments.net). */
-export const NET_ATTACHMENT = 'net';
+/** Who the port serves: its sandbox's name, and where a violation goes (the container is then killed). */
+export interface NicPortOwner {
+  readonly name: string;
+  violation(reason: string): void;
+}
 
 const TX_FREE = 0, TX_BRIDGE = 1, TX_CONTAINER = 2;
 const RX_CONTAINER = 0, RX_BRIDGE = 1;
@@ -89,17 +91,13 @@ export class SandboxNicPort {
   private bridge: SuspendableBridge | null = null;
   private transition: Promise<void> = Promise.resolve();
   private closed = false;
-  private readonly onEvent = (e: SandboxEvent): void => {
-    if (e.kind === 'ready') this.onReady();
-    else if (e.kind === 'exit') this.onExit();
-  };
 
-  constructor(readonly supervisor: Supervisor, options: SandboxNicPortOptions) {
+  constructor(private readonly owner: NicPortOwner, options: SandboxNicPortOptions) {
     this.sys = options.sys;
-    this.name = `sandbox:${supervisor.name}`;
+    this.name = `sandbox:${owner.name}`;
     this.layout = netLayout(options.geometry ?? { txSlots: 256, rxSlots: 256 });
     const L = this.layout;
-    this.shm = createShared(this.sys, `${supervisor.name}-net`, L.bytes);
+    this.shm = createShared(this.sys, `${owner.name}-net`, L.bytes);
     this.u32 = this.shm.u32;
     this.kickFd = this.sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     this.notifyFd = this.sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -108,8 +106,11 @@ export class SandboxNicPort {
     this.txFreeStack = new Uint16Array(L.txSlots);
     for (let i = L.txSlots - 1; i >= 0; i--) this.txFreeStack[this.txFreeCount++] = i;
     this.resetRing();
-    attachToContainers(supervisor.device, { name: NET_ATTACHMENT, fds: [this.shm.fd, this.kickFd, this.notifyFd], bytes: L.bytes });
-    supervisor.on('event', this.onEvent);
+  }
+
+  /** What every container of the sandbox gets: the ring memfd (and its size), the kick and notify eventfds. */
+  containerFds(): { ring: number; bytes: number; kick: number; notify: number } {
+    return { ring: this.shm.fd, bytes: this.layout.bytes, kick: this.kickFd, notify: this.notifyFd };
   }
 
   /** Suspend `bridge` at every container exit and resume it at every READY (null: no more). */
@@ -146,7 +147,7 @@ export class SandboxNicPort {
 
   txFree(buf: number): void {
     if (!Number.isInteger(buf) || buf < 0 || buf >= this.layout.txSlots || this.txState[buf] !== TX_BRIDGE) {
-      throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: txFree(${buf}): not a TX slot the bridge holds`);
+      throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: txFree(${buf}): not a TX slot the bridge holds`);
     }
     this.txState[buf] = TX_FREE;
     this.txFreeStack[this.txFreeCount++] = buf;
@@ -159,7 +160,7 @@ export class SandboxNicPort {
     for (let i = 0; i < n; i++) {
       const slot = batch.buf[i]!, len = batch.len[i]!;
       if (slot >= L.txSlots || this.txState[slot] !== TX_BRIDGE || len < NET_MIN_FRAME || len > NET_MAX_FRAME) {
-        throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: tx() of slot ${slot} length ${len}: not a TX slot the bridge holds, or a length outside ${NET_MIN_FRAME}..${NET_MAX_FRAME}`);
+        throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: tx() of slot ${slot} length ${len}: not a TX slot the bridge holds, or a length outside ${NET_MIN_FRAME}..${NET_MAX_FRAME}`);
       }
       u[base + (this.txsTail % L.txSlots)] = entry(slot, len);
       this.txsTail = (this.txsTail + 1) >>> 0;
@@ -216,7 +217,7 @@ export class SandboxNicPort {
     for (let i = 0; i < batch.count; i++) {
       const slot = batch.buf[i]!;
       if (slot >= L.rxSlots || this.rxState[slot] !== RX_BRIDGE) {
-        throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: rxFree of slot ${slot}, which the bridge does not hold`);
+        throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: rxFree of slot ${slot}, which the bridge does not hold`);
       }
       this.rxState[slot] = RX_CONTAINER;
       u[base + (this.rxfTail % L.rxSlots)] = slot;
@@ -241,7 +242,8 @@ export class SandboxNicPort {
 
   // ---- container lifecycle ----
 
-  private onReady(): void {
+  /** A container said READY: check what it published and attach; a lie is a violation (the container is killed). */
+  onReady(): void {
     if (this.closed || this.attached) return;
     const u = this.u32;
     if (Atomics.load(u, N.SERVING) !== 1) {
@@ -273,7 +275,8 @@ export class SandboxNicPort {
     }
   }
 
-  private onExit(): void {
+  /** The container is gone: detach, take every slot back, reset the ring for the next one. */
+  onExit(): void {
     this.detach();
     // Every TX slot the dead container held, and every RX frame it handed over that was not yet taken, is lost.
     const handed = (Atomics.load(this.u32, N.RXC_TAIL) - this.rxcHead) >>> 0;
@@ -343,7 +346,7 @@ export class SandboxNicPort {
     this.counters.violations++;
     this.counters.lastViolation = reason;
     this.detach();
-    this.supervisor.kill(`violation: net ring: ${reason}`);
+    this.owner.violation(`net ring: ${reason}`);
     return 0;
   }
 
@@ -353,12 +356,11 @@ export class SandboxNicPort {
     return { txFrames: u[N.TX_FRAMES]!, rxFrames: u[N.RX_FRAMES]!, rxNoSlot: u[N.RX_NO_SLOT]! };
   }
 
-  /** Stop following the supervisor and release the ring (after the sandbox stopped). Idempotent. */
+  /** Release the ring (after the sandbox stopped). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.detach();
-    this.supervisor.off('event', this.onEvent);
     this.shm.close();
     this.sys.close(this.kickFd);
     this.sys.close(this.notifyFd);

@@ -11,18 +11,18 @@ import { defaultSys } from 'linux-sys';
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { SandboxNicPort, type SuspendableBridge } from '../../../sandbox/manager/services/net.js';
 import { N, entry } from '../../../sandbox/abi/net.js';
-import type { Supervisor } from '../../../sandbox/manager/supervisor.js';
 
 const sys = defaultSys();
 
+/** The net service's part: the port's owner (violations), and READY and exit passed on to the port. */
 class FakeSupervisor extends EventEmitter {
   readonly name: string;
-  readonly device = { description: 'fake' };
   readonly kills: string[] = [];
+  port: SandboxNicPort | undefined;
   constructor(name: string) { super(); this.name = name; }
-  kill(why: string): void { this.kills.push(why); }
-  ready(): void { this.emit('event', { kind: 'ready', time: 0, sandbox: this.name, text: '' }); }
-  exit(): void { this.emit('event', { kind: 'exit', time: 0, sandbox: this.name, text: '' }); }
+  violation(reason: string): void { this.kills.push(`violation: ${reason}`); }
+  ready(): void { this.port!.onReady(); }
+  exit(): void { this.port!.onExit(); }
 }
 
 /** The container's part: publish a MAC, link and SERVING (what NicServer.start does). */
@@ -37,7 +37,8 @@ const u32 = (p: SandboxNicPort): Uint32Array => (p as unknown as { u32: Uint32Ar
 
 function setup(name: string): { sup: FakeSupervisor; port: SandboxNicPort } {
   const sup = new FakeSupervisor(name);
-  const port = new SandboxNicPort(sup as unknown as Supervisor, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+  const port = new SandboxNicPort(sup, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+  sup.port = port;
   serve(port);
   sup.ready();
   return { sup, port };
@@ -136,7 +137,8 @@ test('frames after a bad entry are not read; those before it are', () => {
 test('a READY with a multicast or zero MAC, or without SERVING, or with another MAC after a restart, kills', () => {
   for (const [mac, serving, says] of [[[1, 0, 0, 0, 0, 1], 1, 'not a unicast'], [[0, 0, 0, 0, 0, 0], 1, 'not a unicast'], [[0x52, 0, 0, 0, 0, 1], 0, 'SERVING is not 1']] as const) {
     const sup = new FakeSupervisor('p-mac');
-    const port = new SandboxNicPort(sup as unknown as Supervisor, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+    const port = new SandboxNicPort(sup, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+    sup.port = port;
     try {
       serve(port, [...mac]);
       u32(port)[N.SERVING] = serving;
