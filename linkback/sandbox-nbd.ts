@@ -15,7 +15,7 @@ import { SandboxBlockDevice } from './sandbox-block.js';
 
 function prepareSocket(path: string): Promise<void> {
   return claimSocketPath(path, {
-    error: (message, fix) => new DmaboxError('ERR_LINKBACK_SOCKET', message, { fix }),
+    error: (message, fix) => new LinkbackServiceError('ERR_LINKBACK_SOCKET', message, { fix }),
     what: 'NBD',
     busyFix: 'stop it (is another dmabox running?) or set another linkback.nbd.socket in the policy',
     notSocketFix: `remove ${path} or set another linkback.nbd.socket in the policy`,

@@ -92,7 +92,7 @@ export class Manager extends EventEmitter {
   private async listen(path: string): Promise<void> {
     // Never delete a live manager's socket: only a stale one is taken over.
     await claimSocketPath(path, {
-      error: (message, fix) => new DmaboxError('ERR_SANDBOX_CONTROL', message, { fix }),
+      error: (message, fix) => new SandboxError('ERR_SANDBOX_CONTROL', message, { fix }),
       what: 'the control socket',
       busyFix: 'another dmabox manager is running (`dmabox status`); stop it, or give this one --control PATH',
       notSocketFix: `remove ${path}, or give this manager --control PATH`,
