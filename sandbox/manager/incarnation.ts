@@ -13,7 +13,7 @@ import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallErr
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
 import { HostMailbox } from './mailbox.js';
-import { MAILBOX_BYTES } from '../abi/mailbox.js';
+import { MAILBOX_BYTES, initMailbox } from '../abi/mailbox.js';
 import { ringBytes } from '../abi/block.js';
 import type { SandboxBlockClient } from './services/block.js';
 import { BOOT_FDS, FIRST_DYNAMIC_FD, type ContainerBoot } from '../abi/boot.js';
@@ -88,6 +88,7 @@ export class Incarnation {
     const sys = (this.sys = o.sys);
     const { policy, device, block } = o;
     this.mailboxShm = device instanceof SimDevice ? createShared(sys, `${policy.name}-registers`, MAILBOX_BYTES) : undefined;
+    if (this.mailboxShm) initMailbox(this.mailboxShm.u32);
     this.ring = createShared(sys, `${policy.name}-block`, ringBytes(block.geometry));
     block.initRing(this.ring);
     const efd = (): number => { const fd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); this.eventfds.push(fd); return fd; };
