@@ -100,7 +100,8 @@ test('RX: a good handover, then a duplicate kills', () => {
 });
 
 for (const [what, act, says] of [
-  ['an impossible RX index', (p: SandboxNicPort) => Atomics.store(u32(p), N.RXC_TAIL, 1000), 'RX completion index moved by 1000'],
+  ['an impossible RX index', (p: SandboxNicPort) => Atomics.store(u32(p), N.RXC_TAIL, 1000), 'RX completion index moved by 1000 while the container holds 32'],
+  ['an RX index beyond the slots held', (p: SandboxNicPort) => { const b = new PacketBatch(32); handOver(p, [0, 60]); p.rx(b); Atomics.store(u32(p), N.RXC_TAIL, 33); }, 'RX completion index moved by 32 while the container holds 31 RX slots'],
   ['an unknown RX slot', (p: SandboxNicPort) => handOver(p, [32, 60]), 'names slot 32; there are 32'],
   ['a runt', (p: SandboxNicPort) => handOver(p, [1, 13]), 'RX completion of 13 bytes'],
   ['an oversized frame', (p: SandboxNicPort) => handOver(p, [1, 1515]), 'RX completion of 1515 bytes'],
