@@ -6,6 +6,19 @@
  * SimPlatform), both polling and both on the simulated 82574L in this process.
  * - TX: the loop keeps the port fed, 32 frames a turn; counted where the model puts them on the wire.
  * - RX: the wire offers a burst of 32 frames whenever the port has drained the last; counted out of rx().
+ *
+ * Seen so far (2-core VMs shared with other jobs, Node v20.20.2; three runs, range or median):
+ * - 2026-11, AMD EPYC, load 1.6 to 2.5, 2 s per figure, rings kicking after every batch: 60 B TX
+ *   sandboxed 9,400 to 1,440,000/s (in-process 2.2 to 4.7 M), RX 44,000 to 250,000 (2.3 to 3.1 M);
+ *   1514 B TX 136,000 to 665,000 (2.3 to 3.7 M), RX 103,000 to 183,000 (2.7 to 2.9 M).
+ * The sandboxed figures are very uneven: each register access of the container's driver is a
+ * round trip through the register mailbox to the manager (the TX path reads TDH to reclaim
+ * buffers; the container spins for the answer), so both processes must be on a core at once. A
+ * probe of an 8 s TX flood saw 9,000 to 160,000 frames per 250 ms, the slow periods with the
+ * container's event loop stalled for up to 190 ms (not fully explained; a profile of both
+ * processes is the next step). VFIO containers touch BAR0 directly and have no such round trip.
+ * The TAP is slower than either (linkback/tap/README.md), so the rings are not a TAP link's
+ * bottleneck.
  */
 import { cpus } from 'node:os';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';
