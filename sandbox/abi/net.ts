@@ -27,11 +27,12 @@ import type { RingLayout } from './ring.js';
 export const NET_MAGIC = 0x6e657472; // 'netr'
 /**
  * Bump on any change of this layout or of its rings' protocol (the container refuses rings of
- * another version). 2: the rings follow ring.ts (no kick while the consumer is behind; a consumer
- * looks at the tail again after publishing its head), where 1 kicked after every batch.
+ * another version). 2: the rings follow ring.ts (no kick while the consumer is behind or polls; a
+ * consumer looks at the tail again after publishing its head; TXS_POLLED, RXF_POLLED), where 1
+ * kicked after every batch.
  */
 export const NET_VERSION = 2;
-/** Frames per turn each way (issue 7: batching up to 32). */
+/** Frames per turn each way: the TAP bridge and the container move up to 32 at a time. */
 export const NET_BATCH = 32;
 /** Bytes per slot: one untagged frame of up to 2048 bytes (the e1000e driver's buffer size). */
 export const NET_SLOT_BYTES = 2048;
@@ -48,6 +49,9 @@ export const N = {
   RX_SLOTS: 3,
   SLOT_BYTES: 4,
   MAX_FRAME: 5,
+  // 1 while the container looks at TXS / RXF every turn (ring.ts POLLED): the manager's kicks may be left out
+  TXS_POLLED: 6, // container
+  RXF_POLLED: 7, // container
   // ring indices (free-running)
   TXS_TAIL: 8, // manager
   TXS_HEAD: 9, // container
@@ -108,14 +112,14 @@ export function netLayout(g: NetGeometry): NetLayout {
   return { ...g, txs, txc, rxf, rxc, txArea, rxArea, bytes: pageUp(rxArea + g.rxSlots * NET_SLOT_BYTES) };
 }
 
-/** The four rings of a layout (none of their consumers polls: no POLLED words). */
+/** The four rings of a layout: the container may poll the two it consumes; the manager polls none. */
 export function netRings(L: NetLayout): { txs: RingLayout; txc: RingLayout; rxf: RingLayout; rxc: RingLayout } {
-  const ring = (name: string, tail: number, head: number, offset: number, entries: number): RingLayout => ({ name, tail, head, polled: -1, offset, entries, entryBytes: 4 });
+  const ring = (name: string, tail: number, head: number, polled: number, offset: number, entries: number): RingLayout => ({ name, tail, head, polled, offset, entries, entryBytes: 4 });
   return {
-    txs: ring('TX submit ring', N.TXS_TAIL, N.TXS_HEAD, L.txs, L.txSlots),
-    txc: ring('TX completion ring', N.TXC_TAIL, N.TXC_HEAD, L.txc, L.txSlots),
-    rxf: ring('RX free ring', N.RXF_TAIL, N.RXF_HEAD, L.rxf, L.rxSlots),
-    rxc: ring('RX completion ring', N.RXC_TAIL, N.RXC_HEAD, L.rxc, L.rxSlots),
+    txs: ring('TX submit ring', N.TXS_TAIL, N.TXS_HEAD, N.TXS_POLLED, L.txs, L.txSlots),
+    txc: ring('TX completion ring', N.TXC_TAIL, N.TXC_HEAD, -1, L.txc, L.txSlots),
+    rxf: ring('RX free ring', N.RXF_TAIL, N.RXF_HEAD, N.RXF_POLLED, L.rxf, L.rxSlots),
+    rxc: ring('RX completion ring', N.RXC_TAIL, N.RXC_HEAD, -1, L.rxc, L.rxSlots),
   };
 }
 

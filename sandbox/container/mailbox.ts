@@ -47,6 +47,16 @@ export class GuestMailbox {
       : `${what}: no answer from the manager within ${this.timeoutMs} ms`, { fix: 'the manager may be overloaded or gone; the supervisor restarts the container' });
   }
 
+  /**
+   * Every 1024 looks at the manager's answer: give up past the deadline or once the manager let go,
+   * else yield the CPU. The manager answers from its event loop; when the scheduler has put both
+   * processes on one CPU, spinning on would only burn the time slice the manager needs to answer.
+   */
+  private waited(deadline: number, what: string): void {
+    if (performance.now() > deadline || Atomics.load(this.u32, W.HOST_GONE) === 1) throw this.timeout(what);
+    this.sys.schedYield();
+  }
+
   /** Put one entry in the ring (waiting, bounded, while it is full) and kick the manager if it may sleep. */
   private post(w0: number, offset: number, value: number): number {
     const u32 = this.u32, req = this.req;
@@ -54,7 +64,7 @@ export class GuestMailbox {
       const deadline = performance.now() + this.timeoutMs;
       let spins = 0;
       while (req.unconsumed() >= RING_ENTRIES) {
-        if ((++spins & 1023) === 0 && (performance.now() > deadline || Atomics.load(u32, W.HOST_GONE) === 1)) throw this.timeout('register ring full');
+        if ((++spins & 1023) === 0) this.waited(deadline, 'register ring full');
       }
     }
     const i = req.at(0) >>> 2;
@@ -75,7 +85,7 @@ export class GuestMailbox {
       const deadline = performance.now() + this.timeoutMs;
       let spins = 0;
       while (Atomics.load(u32, W.RESP_SEQ) !== seq) {
-        if ((++spins & 1023) === 0 && (performance.now() > deadline || Atomics.load(u32, W.HOST_GONE) === 1)) throw this.timeout(what);
+        if ((++spins & 1023) === 0) this.waited(deadline, what);
       }
     }
     const status = Atomics.load(u32, W.RESP_STATUS);

@@ -1,15 +1,16 @@
 /**
- * NicServer: the container's side of the packet rings (layout.ts). It moves frames between the
+ * NicServer: the container's side of the packet rings (sandbox/abi/net.ts). It moves frames between the
  * rings and the e1000e driver, up to NET_BATCH per turn each way:
  *
  * - TX: entries of TXS -> a driver TX buffer each (`txAlloc`, one copy from the slot into the DMA
  *   window), slot returned on TXC at once; then one `tx()` for the batch. Frames the driver's ring
  *   does not take stay in the batch, first in line next turn.
- * - RX: `rx()` harvests frames into the driver's RX buffers (the device wrote them there); each
- *   is copied into a slot taken from RXF and posted on RXC; the driver's buffer goes back to its
- *   pool. With no RX slot free, harvested frames wait in the batch (the manager's bridge holds
- *   slots only within one of its turns) and nothing more is harvested: the NIC's own ring fills
- *   and the NIC counts its drops (MPC), which is the back-pressure Ethernet has.
+ * - RX: every turn takes the RX slots RXF offers into a free stack of its own; `rx()` harvests
+ *   frames into the driver's RX buffers (the device wrote them there); each is copied into one of
+ *   those slots and posted on RXC; the driver's buffer goes back to its pool. With no RX slot
+ *   free, harvested frames wait in the batch (the manager's bridge holds slots only within one of
+ *   its turns) and nothing more is harvested: the NIC's own ring fills and the NIC counts its
+ *   drops (MPC), which is the back-pressure Ethernet has.
  *
  * One copy each way, in the container (the brief's fallback): the driver's pools are its own free
  * stacks inside the DMA windows, and lending those buffers across the process boundary would let
@@ -17,11 +18,10 @@
  * ring memfd, which no device can reach.
  *
  * The rings follow sandbox/abi/ring.ts. Wake-ups: the manager's kick eventfd (TX or RX slots
- * posted while we had taken all before them) through the seam's poll, and the driver's `waitRx`
- * (its MSI-X vector, or its 1 ms poll) in a loop. The manager leaves its TX kick out while we are
- * behind on TXS, so a turn that leaves TXS entries comes back by itself: on the next event-loop
- * turn when only the batch bound stopped it, after 1 ms when the driver had no TX buffer or ring
- * space. The manager is notified once per turn, when either completion ring says so.
+ * posted while we had taken all before them, and were not polling) through the seam's poll, the
+ * driver's `waitRx` (its MSI-X vector, or its 1 ms poll) in a loop, and, for POLL_WINDOW_MS after
+ * the last frame moved, every event-loop turn (TXS_POLLED and RXF_POLLED say so to the manager).
+ * The manager is notified once per turn, when either completion ring says so.
  */
 import type { PollHandle, Sys } from 'linux-sys';
 import type { E1000e } from '../../../drivers/e1000e/device.js';
@@ -31,6 +31,13 @@ import { AbiError } from '../../abi/errors.js';
 import { checkFormat } from '../../abi/format.js';
 import { RingConsumer, RingProducer, type RingSink } from '../../abi/ring.js';
 import { N, NET_BATCH, NET_FORMAT, NET_MAX_FRAME, NET_MIN_FRAME, NET_SLOT_BYTES, entry, netLayout, netRings, type NetLayout } from '../../abi/net.js';
+
+/**
+ * How long the server goes on looking at the rings and the driver on every event-loop turn after
+ * the last frame moved (NAPI's busy polling): the next burst, or the TX descriptors the device has
+ * just freed, are found at once instead of at the driver's next 1 ms poll or interrupt.
+ */
+const POLL_WINDOW_MS = 0.5;
 
 export interface NicServerCounters {
   txFrames: number;
@@ -59,11 +66,17 @@ export class NicServer {
   private readonly rxf: RingConsumer;
   private readonly rxc: RingProducer;
   private readonly txsSink: RingSink = { take: (at) => this.txTake(at) };
-  private readonly rxfSink: RingSink = { take: (at) => this.rxFill(at) };
-  /** This turn: TXC and RXC entries written, and whether the driver refused a TX buffer. */
+  private readonly rxfSink: RingSink = { take: (at) => this.rxFreeTake(at) };
+  /** RX slots taken from RXF and not yet filled: taken as soon as seen, so a kick on RXF finds us caught up. */
+  private readonly rxFree: Uint16Array;
+  private rxFreeCount = 0;
+  /** This turn: TXC entries written, and whether the driver refused a TX buffer. */
   private txPosted = 0;
-  private rxPosted = 0;
   private txBlocked = false;
+  /** Polling the rings every turn (TXS_POLLED and RXF_POLLED set), and when a frame last moved. */
+  private polling = false;
+  private lastWork = 0;
+  private readonly pollTurnBound = (): void => this.pollTurn();
   private poller: PollHandle | undefined;
   private running = false;
   private loop: Promise<void> | null = null;
@@ -93,6 +106,7 @@ export class NicServer {
     this.rxf.bind(u, Atomics.load(u, N.RXF_HEAD));
     this.rxc = new RingProducer(r.rxc);
     this.rxc.bind(u, Atomics.load(u, N.RXC_TAIL));
+    this.rxFree = new Uint16Array(this.layout.rxSlots);
   }
 
   /** Publish the MAC and link, then serve. */
@@ -143,18 +157,53 @@ export class NicServer {
     }
   }
 
-  /** One turn each way; notify the manager once if a completion ring says so. */
-  turn(): void {
-    if (!this.running) return;
+  /**
+   * One turn each way; notify the manager once if a completion ring says so. A turn that moved a
+   * frame starts (or extends) the polling window. Outside it, what was left is looked at again on
+   * its own: TXS entries on the next event-loop turn, frames the driver's TX ring did not take
+   * after 1 ms (no kick will come for either).
+   */
+  turn(): boolean {
+    if (!this.running) return false;
+    const before = this.counters.txFrames + this.counters.rxFrames + this.txs.head;
     const txNotify = this.txTurn(), rxNotify = this.rxTurn();
     if (txNotify || rxNotify) this.sys.eventfdWrite(this.notifyFd, 1n);
+    const moved = this.counters.txFrames + this.counters.rxFrames + this.txs.head !== before;
+    if (moved) {
+      this.lastWork = performance.now();
+      if (!this.polling) {
+        this.polling = true;
+        this.txs.setPolled(true);
+        this.rxf.setPolled(true);
+        setImmediate(this.pollTurnBound);
+      }
+    }
+    if (this.polling) return moved;
     if (this.txBatch.count > 0 || this.txBlocked) {
-      // the driver's TX ring or pool is full: it frees them as the device sends
       if (this.retry === null) this.retry = setTimeout(this.onRetry, 1);
     } else if (!this.again && this.txs.available() > 0) {
       this.again = true;
       setImmediate(this.onAgain);
     }
+    return moved;
+  }
+
+  /**
+   * A turn of the polling window (ring.ts, "Polling"): a turn that moved nothing gives the CPU
+   * away (the manager, on the same CPU, may be what we wait for); once the window has passed with
+   * nothing moving, POLLED back to 0 and one more look, which starts a new window if it found work.
+   */
+  private pollTurn(): void {
+    const moved = this.turn();
+    if (this.running && performance.now() - this.lastWork < POLL_WINDOW_MS) {
+      if (!moved) this.sys.schedYield();
+      setImmediate(this.pollTurnBound);
+      return;
+    }
+    this.polling = false;
+    this.txs.setPolled(false);
+    this.rxf.setPolled(false);
+    this.turn();
   }
 
   /** TXS -> driver TX buffers -> tx(); slots back on TXC. True when the manager must be notified. */
@@ -191,16 +240,34 @@ export class NicServer {
     return true;
   }
 
-  /** Driver RX buffers -> RX slots from RXF -> RXC. True when the manager must be notified. */
+  /** RXF -> our free RX slots; driver RX buffers -> those slots -> RXC. True when the manager must be notified. */
   private rxTurn(): boolean {
-    const u = this.u32, b = this.rxBatch, nic = this.nic;
+    const u = this.u32, L = this.layout, b = this.rxBatch, nic = this.nic;
+    this.rxf.drain(this.rxfSink, L.rxSlots);
     if (b.count === 0) {
-      if (this.rxf.available() === 0) return false;
+      if (this.rxFreeCount === 0) return false;
       nic.rx(b);
     }
-    this.rxPosted = 0;
-    if (b.count > 0) this.rxf.drain(this.rxfSink, this.layout.rxSlots);
-    const k = this.rxPosted, pool = nic.rxPool;
+    const pool = nic.rxPool, rxc = this.rxc;
+    let k = 0;
+    while (k < b.count && this.rxFreeCount > 0) {
+      const len = b.len[k]!;
+      if (len < NET_MIN_FRAME || len > NET_MAX_FRAME) {
+        // a frame the manager would refuse (tagged or jumbo): dropped here and counted, order kept
+        this.counters.oversized++;
+        pool.free(b.buf[k]!);
+        b.buf.copyWithin(k, k + 1, b.count);
+        b.len.copyWithin(k, k + 1, b.count);
+        b.count--;
+        continue;
+      }
+      const slot = this.rxFree[--this.rxFreeCount]!;
+      const off = pool.offset(b.buf[k]!);
+      this.rxPool.copy(this.ring, L.rxArea + slot * NET_SLOT_BYTES, off, off + len);
+      u[rxc.at(k) >>> 2] = entry(slot, len);
+      this.counters.bytes += len;
+      k++;
+    }
     if (k < b.count) u[N.RX_NO_SLOT] = (u[N.RX_NO_SLOT]! + 1) >>> 0;
     // the driver's buffers of the frames copied go back to its pool; the rest wait in the batch
     for (let i = 0; i < k; i++) pool.free(b.buf[i]!);
@@ -208,34 +275,14 @@ export class NicServer {
     this.counters.rxFrames += k;
     u[N.TX_FRAMES] = this.counters.txFrames >>> 0;
     u[N.RX_FRAMES] = this.counters.rxFrames >>> 0;
-    return this.rxc.post(k);
+    return rxc.post(k);
   }
 
-  /**
-   * One RXF entry (the sink): the next frame of the batch goes into its slot. Frames the manager
-   * would refuse (tagged or jumbo) are dropped here and counted, order kept; false when no frame is left.
-   */
-  private rxFill(at: number): boolean {
-    const b = this.rxBatch, k = this.rxPosted, pool = this.nic.rxPool;
-    while (k < b.count && (b.len[k]! < NET_MIN_FRAME || b.len[k]! > NET_MAX_FRAME)) {
-      this.counters.oversized++;
-      pool.free(b.buf[k]!);
-      b.buf.copyWithin(k, k + 1, b.count);
-      b.len.copyWithin(k, k + 1, b.count);
-      b.count--;
-    }
-    if (k >= b.count) return false;
-    const u = this.u32, L = this.layout;
-    const slot = u[at >>> 2]!;
-    if (slot >= L.rxSlots) { // an impossible free slot: the entry is used up, the frame waits for the next
-      this.counters.badEntries++;
-      return true;
-    }
-    const len = b.len[k]!, off = pool.offset(b.buf[k]!);
-    this.rxPool.copy(this.ring, L.rxArea + slot * NET_SLOT_BYTES, off, off + len);
-    u[this.rxc.at(k) >>> 2] = entry(slot, len);
-    this.counters.bytes += len;
-    this.rxPosted = k + 1;
+  /** One RXF entry (the sink): an empty RX slot is ours to fill. An impossible one is counted and skipped. */
+  private rxFreeTake(at: number): boolean {
+    const slot = this.u32[at >>> 2]!;
+    if (slot >= this.layout.rxSlots || this.rxFreeCount >= this.layout.rxSlots) this.counters.badEntries++;
+    else this.rxFree[this.rxFreeCount++] = slot;
     return true;
   }
 }

@@ -95,7 +95,7 @@ export class SandboxBlockClient implements Pollable {
   private polled = false;
 
   /**
-   * `data`: the manager's views of the two data areas in the DMA windows (layout.ts), each
+   * `data`: the manager's views of the two data areas in the DMA windows (sandbox/abi/block.ts), each
    * `entries * slotBytes`; they outlive containers, so replayed writes are copied in again.
    */
   constructor(geometry: RingGeometry, data: DataAreas<Uint8Array>) {

@@ -1,5 +1,5 @@
 /**
- * SandboxNicPort: the manager's end of a NIC container's packet rings (layout.ts), as the NicPort
+ * SandboxNicPort: the manager's end of a NIC container's packet rings (sandbox/abi/net.ts), as the NicPort
  * the TAP bridge (linkback/tap) drives. The bridge reads a frame from the TAP straight into a TX
  * slot of the ring memfd and writes a received frame to the TAP straight from an RX slot: no copy
  * in the manager; the container copies each frame once, between a slot and its driver's buffer.

@@ -193,6 +193,43 @@ test('exit: TX slots the container held are counted lost and come back; the ring
   } finally { port.close(); }
 });
 
+test('kicks follow the ring rule: none while the container is behind on a ring or polls it, one once it caught up', () => {
+  const { port } = setup('p-kicks');
+  try {
+    const u = u32(port), L = port.layout;
+    sys.eventfdRead(port.kickFd);
+    const kicked = (): boolean => sys.eventfdRead(port.kickFd) > 0n;
+    const send = (n: number): void => {
+      const b = new PacketBatch(32);
+      for (let i = 0; i < n; i++) b.push(port.txAlloc(), 60);
+      port.tx(b);
+    };
+    send(2);
+    assert.ok(kicked(), 'TXS: the container had taken everything before: kick');
+    send(2);
+    assert.not.ok(kicked(), 'TXS: it has not taken the first two yet: no kick');
+    Atomics.store(u, N.TXS_HEAD, 4); // the container takes all four
+    Atomics.store(u, N.TXS_POLLED, 1); // and polls TXS
+    send(1);
+    assert.not.ok(kicked(), 'TXS: polled: no kick');
+    Atomics.store(u, N.TXS_POLLED, 0);
+    Atomics.store(u, N.TXS_HEAD, 5);
+    send(1);
+    assert.ok(kicked(), 'TXS: caught up and not polling: kick');
+    // RXF: the ring starts with every slot offered; the container has taken none of them.
+    handOver(port, [3, 60]);
+    const b = new PacketBatch(32);
+    assert.is(port.rx(b), 1);
+    port.rxFree(b);
+    assert.not.ok(kicked(), 'RXF: the container is behind (it has not taken the slots offered at start)');
+    Atomics.store(u, N.RXF_HEAD, L.rxSlots + 1); // it takes them all
+    handOver(port, [4, 60]);
+    port.rx(b);
+    port.rxFree(b);
+    assert.ok(kicked(), 'RXF: caught up: kick');
+  } finally { port.close(); }
+});
+
 test('waitRx is bounded and wakes on the notify eventfd', async () => {
   const { port } = setup('p-wait');
   try {
