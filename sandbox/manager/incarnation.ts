@@ -21,7 +21,7 @@ import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallErr
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
 import { HostMailbox } from './mailbox.js';
-import { MAILBOX_BYTES } from '../abi/mailbox.js';
+import { MAILBOX_BYTES, initMailbox } from '../abi/mailbox.js';
 import { FD, formatParam, PARAM, type ParamKey } from '../abi/boot.js';
 import type { DriverKind } from '../../drivers/contract/driver.js';
 import type { SandboxDevice } from './device.js';
@@ -117,6 +117,7 @@ export class Incarnation {
       // The device: the register mailbox on the simulator, the VFIO device fd on real hardware.
       if (device instanceof SimDevice) {
         mailboxShm = this.share(`${policy.name}-registers`, MAILBOX_BYTES);
+        initMailbox(mailboxShm.u32);
         param(PARAM.MAILBOX_FD, fd(mailboxShm.fd));
         mailboxKick = efd();
         param(PARAM.MAILBOX_KICK_FD, fd(mailboxKick));

@@ -4,12 +4,13 @@
  * exact layout and every field. Violations go to `onViolation` with a decision; on 'kill' the
  * endpoint has stopped and the manager must kill the container. Every wait is bounded: HELLO must
  * come within `helloTimeoutMs`, heartbeats at least every `heartbeatMs * missedHeartbeats`, replies
- * to SHUTDOWN and QUIESCE within their deadline plus `replyGraceMs`.
+ * to SHUTDOWN and QUIESCE within their deadline plus `replyGraceMs`; all on the `timers` seam.
  */
 import type { Duplex } from 'node:stream';
 import { Channel, type ChannelOptions } from '../../abi/hypercall/channel.js';
 import type { FrameHeader } from '../../abi/hypercall/codec.js';
-import { HypercallError } from '../../abi/hypercall/errors.js';
+import { HypercallError, HypercallUsageError } from '../../abi/hypercall/errors.js';
+import type { TimerHandle } from '../../abi/hypercall/timers.js';
 import {
   paramValueBytes, readFault, readGetParam, readHeartbeat, readHello, readIrqSetup, readLog, readMapWindow, readQuiesceResult, readReady,
   writeClockResult, writeParamValue, writeHelloResult, writeIrqGrant, writeQuiesce, writeShutdown, writeWindowMapping,
@@ -52,8 +53,6 @@ export interface HostOptions extends ChannelOptions {
   rates?: Partial<Record<HcType, RateLimit>>;
   /** Rate-limited frames tolerated per second before the flood is a kill (default 256). */
   floodLimit?: number;
-  /** Milliseconds, monotonic (default performance.now): for the token buckets. */
-  now?: () => number;
   /** A handler threw or rejected: the call was answered INTERNAL. Not the container's fault. */
   onHandlerError?: (error: unknown, call: HcType) => void;
 }
@@ -78,11 +77,24 @@ const ACCEPTS = new Set<number>([...GUEST_REQUESTS, ...GUEST_NOTIFICATIONS, HcTy
 export class HostEndpoint extends Channel {
   private readonly options: HostOptions;
   private readonly buckets: TokenBuckets;
-  private readonly now: () => number;
   private readonly heartbeatMs: number;
   private stateValue: HostState = 'hello';
-  private helloTimer: NodeJS.Timeout | undefined;
-  private watchdog: NodeJS.Timeout | undefined;
+  private helloTimer: TimerHandle | undefined;
+  private watchdog: TimerHandle | undefined;
+  private watchdogMs = 0;
+  /**
+   * A timer runs before the event loop reads pending input: after a stall of the manager's own
+   * loop, heartbeats may be waiting unread in the socket. So the watchdog judges one turn later,
+   * once they have been read, and kills only if none came meanwhile.
+   */
+  private readonly onWatchdog = (): void => {
+    const seen = this.heartbeats;
+    this.timers.setTimeout(() => {
+      if (this.heartbeats !== seen || this.stateValue === 'stopped') return;
+      const p = this.peer!;
+      this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${p.name}' (pid ${p.pid}) for ${this.watchdogMs} ms`));
+    }, 1).unref();
+  };
   private floodWindowStart = 0;
   private floodCount = 0;
   /** Heartbeats taken (the watchdog's second look compares it). */
@@ -94,12 +106,11 @@ export class HostEndpoint extends Channel {
 
   constructor(stream: Duplex, options: HostOptions) {
     super(stream, ACCEPTS, options);
-    if (!Number.isInteger(options.windowCount) || options.windowCount < 0 || options.windowCount > 64) throw new RangeError('windowCount must be an integer from 0 to 64');
+    if (!Number.isInteger(options.windowCount) || options.windowCount < 0 || options.windowCount > 64) throw new HypercallUsageError('ERR_HC_ARG', `windowCount ${options.windowCount}: expected an integer from 0 to 64`);
     this.options = options;
-    this.now = options.now ?? (() => performance.now());
     this.heartbeatMs = options.heartbeatMs ?? 1000;
-    this.buckets = new TokenBuckets({ ...DEFAULT_RATES, ...options.rates }, this.now());
-    this.helloTimer = setTimeout(() => {
+    this.buckets = new TokenBuckets({ ...DEFAULT_RATES, ...options.rates }, this.timers.now());
+    this.helloTimer = this.timers.setTimeout(() => {
       this.violation(new HypercallError('ERR_HC_TIMEOUT', 'kill', `no HELLO within ${options.helloTimeoutMs ?? 5000} ms of start`));
     }, options.helloTimeoutMs ?? 5000);
     this.helloTimer.unref(); // a bound, not a reason to keep the process alive
@@ -121,13 +132,13 @@ export class HostEndpoint extends Channel {
 
   protected override onStop(): void {
     this.stateValue = 'stopped';
-    clearTimeout(this.helloTimer);
-    clearTimeout(this.watchdog);
+    this.timers.clearTimeout(this.helloTimer);
+    this.timers.clearTimeout(this.watchdog);
   }
 
   protected override admit(h: FrameHeader): boolean {
     const t = h.type as HcType;
-    if (!this.buckets.take(t, this.now())) {
+    if (!this.buckets.take(t, this.timers.now())) {
       this.rateDrop(t, h.seq);
       return false;
     }
@@ -185,7 +196,7 @@ export class HostEndpoint extends Channel {
         }
         this.lastHeartbeat = hb;
         this.heartbeats++;
-        this.watchdog?.refresh();
+        this.armWatchdog();
         return this.notify(t, () => handler.heartbeat?.(hb));
       }
       case HcType.FAULT: {
@@ -220,18 +231,9 @@ export class HostEndpoint extends Channel {
     this.decoder.version = version;
     this.peer = hello;
     this.stateValue = 'running';
-    clearTimeout(this.helloTimer);
-    const limit = this.heartbeatMs * (this.options.missedHeartbeats ?? 3);
-    this.watchdog = setTimeout(() => {
-      // A timer runs before the event loop reads pending input: after a stall of the manager's own
-      // loop, heartbeats may be waiting unread. Judge one turn later, when they have been read.
-      const seen = this.heartbeats;
-      setTimeout(() => {
-        if (this.heartbeats !== seen || this.stopped) return;
-        this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${hello.name}' (pid ${hello.pid}) for ${limit} ms`));
-      }, 1).unref();
-    }, limit);
-    this.watchdog.unref();
+    this.timers.clearTimeout(this.helloTimer);
+    this.watchdogMs = this.heartbeatMs * (this.options.missedHeartbeats ?? 3);
+    this.armWatchdog();
     const result = { version, windowCount: this.options.windowCount, maxPayload: this.options.maxPayload ?? HC_MAX_PAYLOAD, heartbeatMs: this.heartbeatMs };
     this.sendReply(HcType.HELLO, h.seq, HcStatus.OK, (w, o) => writeHelloResult(w, o, result));
     this.notify(HcType.HELLO, () => this.options.handler.hello?.(hello));
@@ -262,6 +264,13 @@ export class HostEndpoint extends Channel {
     this.sendReply(HcType.GETPARAM, ref, HcStatus.OK, (w, o) => writeParamValue(w, o, bytes));
   }
 
+  /** (Re)start the heartbeat watchdog: `watchdogMs` from now without a heartbeat is a kill. */
+  private armWatchdog(): void {
+    this.timers.clearTimeout(this.watchdog);
+    this.watchdog = this.timers.setTimeout(this.onWatchdog, this.watchdogMs);
+    this.watchdog.unref();
+  }
+
   /** Run a request handler, sync or async, and reply with its result or status. */
   private answer<T>(call: HcType, ref: number, run: () => Answer<T>, write: (v: DataView, o: number, value: T) => void): void {
     const reply = (r: T | HcStatus) => {
@@ -290,7 +299,7 @@ export class HostEndpoint extends Channel {
   }
 
   private rateDrop(t: HcType, seq: number): void {
-    const now = this.now();
+    const now = this.timers.now();
     if (now - this.floodWindowStart >= 1000) {
       this.floodWindowStart = now;
       this.floodCount = 0;
@@ -305,5 +314,5 @@ export class HostEndpoint extends Channel {
 }
 
 function checkDeadline(ms: number): void {
-  if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new RangeError(`deadline ${ms} ms: expected a whole number of milliseconds from 1 to 600000`);
+  if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new HypercallUsageError('ERR_HC_ARG', `deadline ${ms} ms: expected a whole number of milliseconds from 1 to 600000`);
 }

@@ -101,7 +101,8 @@ test('RX: a good handover, then a duplicate kills', () => {
 });
 
 for (const [what, act, says] of [
-  ['an impossible RX index', (p: SandboxNicPort) => Atomics.store(u32(p), N.RXC_TAIL, 1000), 'RX completion index moved by 1000'],
+  ['an impossible RX index', (p: SandboxNicPort) => Atomics.store(u32(p), N.RXC_TAIL, 1000), 'RX completion index moved by 1000 while the container holds 32'],
+  ['an RX index beyond the slots held', (p: SandboxNicPort) => { const b = new PacketBatch(32); handOver(p, [0, 60]); p.rx(b); Atomics.store(u32(p), N.RXC_TAIL, 33); }, 'RX completion index moved by 32 while the container holds 31 RX slots'],
   ['an unknown RX slot', (p: SandboxNicPort) => handOver(p, [32, 60]), 'names slot 32; there are 32'],
   ['a runt', (p: SandboxNicPort) => handOver(p, [1, 13]), 'RX completion of 13 bytes'],
   ['an oversized frame', (p: SandboxNicPort) => handOver(p, [1, 1515]), 'RX completion of 1515 bytes'],
@@ -191,6 +192,43 @@ test('exit: TX slots the container held are counted lost and come back; the ring
     await new Promise((r) => setImmediate(r));
     assert.equal(calls, ['suspend', 'resume']);
     assert.is(port.counters.attaches, 2);
+  } finally { port.close(); }
+});
+
+test('kicks follow the ring rule: none while the container is behind on a ring or polls it, one once it caught up', () => {
+  const { port } = setup('p-kicks');
+  try {
+    const u = u32(port), L = port.layout;
+    sys.eventfdRead(port.kickFd);
+    const kicked = (): boolean => sys.eventfdRead(port.kickFd) > 0n;
+    const send = (n: number): void => {
+      const b = new PacketBatch(32);
+      for (let i = 0; i < n; i++) b.push(port.txAlloc(), 60);
+      port.tx(b);
+    };
+    send(2);
+    assert.ok(kicked(), 'TXS: the container had taken everything before: kick');
+    send(2);
+    assert.not.ok(kicked(), 'TXS: it has not taken the first two yet: no kick');
+    Atomics.store(u, N.TXS_HEAD, 4); // the container takes all four
+    Atomics.store(u, N.TXS_POLLED, 1); // and polls TXS
+    send(1);
+    assert.not.ok(kicked(), 'TXS: polled: no kick');
+    Atomics.store(u, N.TXS_POLLED, 0);
+    Atomics.store(u, N.TXS_HEAD, 5);
+    send(1);
+    assert.ok(kicked(), 'TXS: caught up and not polling: kick');
+    // RXF: the ring starts with every slot offered; the container has taken none of them.
+    handOver(port, [3, 60]);
+    const b = new PacketBatch(32);
+    assert.is(port.rx(b), 1);
+    port.rxFree(b);
+    assert.not.ok(kicked(), 'RXF: the container is behind (it has not taken the slots offered at start)');
+    Atomics.store(u, N.RXF_HEAD, L.rxSlots + 1); // it takes them all
+    handOver(port, [4, 60]);
+    port.rx(b);
+    port.rxFree(b);
+    assert.ok(kicked(), 'RXF: caught up: kick');
   } finally { port.close(); }
 });
 
