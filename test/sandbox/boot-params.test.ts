@@ -40,7 +40,7 @@ test('GETPARAM between real endpoints: values by key, UTF-8 intact, an unknown k
     await g.getParam('has space');
     assert.unreachable('a key with a space is not sent');
   } catch (e) {
-    assert.is((e as { code?: string }).code, 'ERR_HC_BAD_FIELD');
+    assert.is((e as { code?: string }).code, 'ERR_HC_ARG');
   }
   assert.equal(violations, []);
   g.close();

@@ -96,7 +96,7 @@ test('register mailbox: the container refuses one without the magic or of anothe
 class FakeOwner {
   readonly name = 'format-net';
   readonly kills: string[] = [];
-  violation(reason: string): void { this.kills.push(`violation: net ring: ${reason}`); }
+  violation(reason: string): void { this.kills.push(`violation: ${reason}`); }
 }
 
 test('packet rings: the container refuses another version; the manager kills a container that changed the header', () => {
