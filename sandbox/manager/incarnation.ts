@@ -28,7 +28,7 @@ import type { SandboxDevice } from './device.js';
 import { SimDevice } from './sim-device.js';
 import type { ManagerService } from './services/registry.js';
 import type { Policy } from '../../policies/types.js';
-import type { ManagerClock } from './clock.js';
+import type { Timers } from '../../common/timers.js';
 import { SandboxError } from './errors.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
@@ -70,7 +70,7 @@ export interface IncarnationOptions {
   helloTimeoutMs: number;
   registerTimeoutMs: number;
   /** Time (the stdio rate window, the start time reported in status). */
-  clock: ManagerClock;
+  clock: Timers;
 }
 
 export class Incarnation {

@@ -29,7 +29,7 @@ import { LogLevel, ShutdownReason, type FaultReport, type Heartbeat } from '../a
 import { EXIT } from '../abi/boot.js';
 import type { RingGeometry } from '../abi/block.js';
 import type { NetGeometry } from '../abi/net.js';
-import { realClock, type ClockTimer, type ManagerClock } from './clock.js';
+import { realTimers, type Timer, type Timers } from '../../common/timers.js';
 import { bundleDriver, driverRef, type DriverRef } from './driver-code.js';
 import { SandboxError } from './errors.js';
 import { Incarnation } from './incarnation.js';
@@ -58,7 +58,7 @@ export interface SandboxEvent {
 export interface SupervisorOptions {
   sys?: Sys;
   /** Time and timers (default: Node's). */
-  clock?: ManagerClock;
+  clock?: Timers;
   /** Program run as the container, and its arguments (hostile-container tests). */
   entry?: string;
   entryArgs?: readonly string[];
@@ -100,13 +100,13 @@ export class Supervisor extends EventEmitter implements FaultSink {
   readonly events: SandboxEvent[] = [];
   /** uid/gid containers run as, and whether that is the policy's (root) or the invoking user's. */
   readonly credentials: { uid: number; gid: number; asPolicy: boolean };
-  readonly clock: ManagerClock;
+  readonly clock: Timers;
   private current: Incarnation | undefined;
   private code: Uint8Array | undefined;
   private readonly restartTimes: number[] = [];
-  private backoffTimer: ClockTimer | undefined;
-  private hangTimer: ClockTimer | undefined;
-  private readyTimer: ClockTimer | undefined;
+  private backoffTimer: Timer | undefined;
+  private hangTimer: Timer | undefined;
+  private readyTimer: Timer | undefined;
   private lastProgress = 0;
   private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
@@ -120,7 +120,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
   constructor(policy: Policy, options: SupervisorOptions = {}) {
     super();
     this.policy = policy;
-    this.clock = options.clock ?? realClock;
+    this.clock = options.clock ?? realTimers;
     this.createdAt = this.clock.wall();
     this.o = {
       sys: options.sys ?? defaultSys(),

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { fileURLToPath } from 'node:url';
 import { kinds, pattern, simPolicy, until } from './helpers.js';
-import { FakeClock } from './fake-clock.js';
+import { FakeTimers } from '../helpers/fake-timers.js';
 
 test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, hang, limit, failed', async () => {
   const s = new Supervisor(simPolicy('cycle'), { hangMs: 800, heartbeatMs: 200 });
@@ -128,7 +128,7 @@ function next(s: Supervisor, kind: string, ms = 20_000): Promise<void> {
 }
 
 test('backoff on fake time: restart k waits initial * 2^k capped at max; more than maxRestarts within the window fails the device', async () => {
-  const clock = new FakeClock();
+  const clock = new FakeTimers();
   const s = new Supervisor(simPolicy('fake-backoff', '', '{ maxRestarts: 3, window: 60s, backoff: { initial: 100ms, max: 300ms } }'), { clock });
   try {
     await s.start();
@@ -157,7 +157,7 @@ test('backoff on fake time: restart k waits initial * 2^k capped at max; more th
 });
 
 test('restarts outside the window are forgotten: the limit counts only those within restart.window', async () => {
-  const clock = new FakeClock();
+  const clock = new FakeTimers();
   const s = new Supervisor(simPolicy('fake-window', '', '{ maxRestarts: 1, window: 10s, backoff: { initial: 50ms, max: 50ms } }'), { clock });
   try {
     await s.start();
@@ -178,7 +178,7 @@ test('restarts outside the window are forgotten: the limit counts only those wit
 });
 
 test('ready timeout on fake time: no READY within readyTimeoutMs kills the container (confirmed a turn later)', async () => {
-  const clock = new FakeClock();
+  const clock = new FakeTimers();
   const s = new Supervisor(simPolicy('hostile-silent', '', '{ maxRestarts: 0, window: 60s }'), { clock, entry, entryArgs: ['hostile-silent'], readyTimeoutMs: 5000, helloTimeoutMs: 600_000 });
   try {
     s.start().catch(() => undefined);
@@ -195,7 +195,7 @@ test('ready timeout on fake time: no READY within readyTimeoutMs kills the conta
 });
 
 test('hang on fake time: a request pending and no progress for hangMs kills the container, and the read is replayed on the next', async () => {
-  const clock = new FakeClock();
+  const clock = new FakeTimers();
   const s = new Supervisor(simPolicy('fake-hang', '', '{ maxRestarts: 1, window: 60s, backoff: { initial: 10ms, max: 10ms } }'), { clock, hangMs: 1000, heartbeatMs: 200 });
   const fn = s.sim!.fn;
   try {

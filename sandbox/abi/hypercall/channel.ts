@@ -10,7 +10,7 @@ import { FrameDecoder, encodeFrame, type FrameHeader, type FrameSink } from './c
 import { HypercallError, type HcDecision } from './errors.js';
 import { readReply } from './messages.js';
 import { HC_MAX_PAYLOAD, HC_VERSION, HEADER_SIZE, HcStatus, HcType, REPLY, RESULT_SIZE, typeName } from './protocol.js';
-import { realTimers, type TimerHandle, type Timers } from './timers.js';
+import { realTimers, type Timer, type Timers } from '../../../common/timers.js';
 
 /** A call the peer answered with a status other than OK: not a protocol violation, a refusal. */
 export class HypercallRefused extends DmaboxError<'ERR_HC_REFUSED'> {
@@ -37,7 +37,7 @@ interface Pending {
   read: (v: DataView, offset: number) => unknown;
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
-  timer: TimerHandle;
+  timer: Timer;
 }
 
 export abstract class Channel implements FrameSink {

@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { Channel, type ChannelOptions } from '../../abi/hypercall/channel.js';
 import type { FrameHeader } from '../../abi/hypercall/codec.js';
 import { HypercallError, HypercallUsageError } from '../../abi/hypercall/errors.js';
-import type { TimerHandle } from '../../abi/hypercall/timers.js';
+import type { Timer } from '../../../common/timers.js';
 import {
   paramValueBytes, readFault, readGetParam, readHeartbeat, readHello, readIrqSetup, readLog, readMapWindow, readQuiesceResult, readReady,
   writeClockResult, writeParamValue, writeHelloResult, writeIrqGrant, writeQuiesce, writeShutdown, writeWindowMapping,
@@ -79,8 +79,8 @@ export class HostEndpoint extends Channel {
   private readonly buckets: TokenBuckets;
   private readonly heartbeatMs: number;
   private stateValue: HostState = 'hello';
-  private helloTimer: TimerHandle | undefined;
-  private watchdog: TimerHandle | undefined;
+  private helloTimer: Timer | undefined;
+  private watchdog: Timer | undefined;
   private watchdogMs = 0;
   /**
    * A timer runs before the event loop reads pending input: after a stall of the manager's own

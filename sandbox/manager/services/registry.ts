@@ -23,7 +23,7 @@ import type { Policy } from '../../../policies/types.js';
 import type { ParamKey } from '../../abi/boot.js';
 import type { RingGeometry } from '../../abi/block.js';
 import type { NetGeometry } from '../../abi/net.js';
-import type { ManagerClock } from '../clock.js';
+import type { Timers } from '../../../common/timers.js';
 import type { SandboxDevice } from '../device.js';
 import type { Pollable } from '../hybrid-poll.js';
 import { BlockService } from './block-service.js';
@@ -43,7 +43,7 @@ export interface ServiceHost {
   readonly policy: Policy;
   readonly device: SandboxDevice;
   readonly sys: Sys;
-  readonly clock: ManagerClock;
+  readonly clock: Timers;
   /** The current container's register mailbox (simulated devices), for a poller. */
   readonly mailbox: Pollable | undefined;
   /** Something the container wrote cannot be right: counted, logged, and the container killed. */

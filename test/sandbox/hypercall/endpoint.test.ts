@@ -8,7 +8,7 @@ import { FaultKind, HcStatus, HypercallError, HypercallRefused, LogLevel, Shutdo
 import { GuestEndpoint } from '../../../sandbox/container/hypercall/guest.js';
 import { HostEndpoint, type HostHandler } from '../../../sandbox/manager/hypercall/host.js';
 import { duplexPair, tick } from './helpers.js';
-import { FakeTimers } from './fake-timers.js';
+import { FakeTimers } from '../../helpers/fake-timers.js';
 
 const WINDOWS: WindowMapping[] = [
   { iova: 0x100000n, length: 0x200000n, offset: 0n, fdSlot: 3, deviceRead: true, deviceWrite: true, hugePages: false },

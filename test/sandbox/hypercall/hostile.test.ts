@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { HELLO, HEARTBEAT, HcStatus, HcType, IRQ_SETUP, LOG, MAP_WINDOW, REPLY, type HypercallError } from '../../../sandbox/abi/hypercall/index.js';
 import { HostEndpoint, type HostOptions } from '../../../sandbox/manager/hypercall/host.js';
 import { RawPeer, duplexPair, payload, tick } from './helpers.js';
-import { FakeTimers } from './fake-timers.js';
+import { FakeTimers } from '../../helpers/fake-timers.js';
 
 function hello(min = 1, max = 1, name = 'evil'): Buffer {
   const b = payload(HELLO.size, (v) => {

@@ -5,7 +5,7 @@ import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { HcStatus, LogLevel, ShutdownReason, type HypercallError, type LogRecord } from '../../../sandbox/abi/hypercall/index.js';
 import { HostEndpoint } from '../../../sandbox/manager/hypercall/host.js';
-import { FakeTimers } from './fake-timers.js';
+import { FakeTimers } from '../../helpers/fake-timers.js';
 
 // The guest runs in a child process over its stdin/stdout pipes, as a driver container would.
 // The child imports the same build this test runs from (sources under tsx, or dist).

@@ -1,12 +1,13 @@
 /**
- * Fake time for the hypercall endpoints' seam (sandbox/abi/hypercall/timers.ts): nothing runs
- * until the test moves time with `advance`, which runs every timer that falls due, in time order
- * (timers those callbacks set run too when they fall inside the step). Stream events still flow on
- * the real event loop: a test moves time in small steps and awaits `tick()` between them.
+ * Fake time for the time seam (common/timers.ts): nothing runs until the test moves time with
+ * `advance`, which runs every timer that falls due, earliest first (timers those callbacks set run
+ * too when they fall inside the step). As in Node, a delay below 1 ms is 1 ms. Stream and socket
+ * events still flow on the real event loop: a test moves time in small steps and awaits a turn
+ * between them.
  */
-import type { TimerHandle, Timers } from '../../../sandbox/abi/hypercall/timers.js';
+import type { Timer, Timers } from '../../common/timers.js';
 
-interface Fake extends TimerHandle {
+interface Fake extends Timer {
   readonly id: number;
   at: number;
   readonly every: number;
@@ -22,25 +23,29 @@ export class FakeTimers implements Timers {
     return this.t;
   }
 
-  setTimeout(fn: () => void, ms: number): TimerHandle {
+  wall(): number {
+    return 1_800_000_000_000 + this.t;
+  }
+
+  setTimeout(fn: () => void, ms: number): Timer {
     return this.add(fn, ms, 0);
   }
 
-  setInterval(fn: () => void, ms: number): TimerHandle {
+  setInterval(fn: () => void, ms: number): Timer {
     return this.add(fn, ms, Math.max(1, ms));
   }
 
-  clearTimeout(timer: TimerHandle | undefined): void {
+  clearTimeout(timer: Timer | undefined): void {
     if (timer) this.live.delete((timer as Fake).id);
   }
 
-  clearInterval(timer: TimerHandle | undefined): void {
+  clearInterval(timer: Timer | undefined): void {
     this.clearTimeout(timer);
   }
 
-  /** Timers waiting to fire. */
-  get pending(): number {
-    return this.live.size;
+  /** The times the pending timers are due, earliest first (for assertions). */
+  get pending(): number[] {
+    return [...this.live.values()].map((f) => f.at).sort((a, b) => a - b);
   }
 
   /** Move time forward by `ms`, firing what falls due on the way, earliest first. */
