@@ -24,11 +24,19 @@ import { loadavg } from 'node:os';
 import { machineSummary } from './machine.js';
 import { E1000e } from '../drivers/e1000e/device.js';
 import { PacketBatch } from '../drivers/contract/packet-batch.js';
-import { REG, CTRL, STATUS, EERD } from '../spec/e1000e/registers.js';
+import { REG } from '../spec/e1000e/registers.js';
+import { setField } from '../spec/field.js';
 import { SimMachine } from '../sim/machine.js';
 import { E1000eModel } from '../sim/e1000e/model.js';
 import { backToBack } from '../sim/wire.js';
 import type { Platform, RegisterSpace, DmaWindow, DmaPerm, DmaAllocator, IrqVector } from '../drivers/contract/platform.js';
+
+// The minimal device's register offsets and values, copied once from the spec (its accesses are in the timed loop).
+const CTRL = REG.CTRL.offset, STATUS = REG.STATUS.offset, EERD = REG.EERD.offset;
+const TDLEN = REG.TDLEN.offset, TDH = REG.TDH.offset, TDT = REG.TDT.offset;
+const RDBAL = REG.RDBAL.offset, RDLEN = REG.RDLEN.offset, RDH = REG.RDH.offset, RDT = REG.RDT.offset;
+const STATUS_UP = setField(REG.STATUS.LU.mask | REG.STATUS.FD.mask, REG.STATUS.SPEED, 2);
+const CTRL_RST = REG.CTRL.RST.mask, EERD_DONE = REG.EERD.DONE.mask;
 
 const BATCH = 32;
 const FRAME = 60; // 64 bytes on the wire with the FCS the device appends
@@ -176,14 +184,14 @@ class MinimalLoopback implements Platform {
     this.bar0 = {
       size: 0x20000,
       read32(o: number): number {
-        if (o === REG.STATUS) return STATUS.LU | STATUS.FD | (2 << STATUS.SPEED_SHIFT);
+        if (o === STATUS) return STATUS_UP;
         return r[o >>> 2]!;
       },
       write32(o: number, v: number): void {
-        if (o === REG.CTRL) { r[0] = v & ~CTRL.RST; return; }
-        if (o === REG.EERD) { r[o >>> 2] = (v & 0xfffc) | EERD.DONE | (0x5452 << 16); return; }
+        if (o === CTRL) { r[0] = v & ~CTRL_RST; return; }
+        if (o === EERD) { r[o >>> 2] = (v & 0xfffc) | EERD_DONE | (0x5452 << 16); return; }
         r[o >>> 2] = v >>> 0;
-        if (o === REG.TDT) self.loop();
+        if (o === TDT) self.loop();
       },
       read64: () => 0n,
       write64: () => {},
@@ -196,19 +204,19 @@ class MinimalLoopback implements Platform {
 
   private loop(): void {
     const r = this.regs;
-    const n = r[REG.TDLEN >>> 2]! / 16;
-    const tail = r[REG.TDT >>> 2]!;
-    let sent = (tail - r[REG.TDH >>> 2]! + n) % n;
-    r[REG.TDH >>> 2] = tail;
+    const n = r[TDLEN >>> 2]! / 16;
+    const tail = r[TDT >>> 2]!;
+    let sent = (tail - r[TDH >>> 2]! + n) % n;
+    r[TDH >>> 2] = tail;
     if (this.rxDesc === null) {
-      const base = r[REG.RDBAL >>> 2]!;
+      const base = r[RDBAL >>> 2]!;
       const w = this.windows.find((x) => Number(x.iova) === base)!;
       this.rxDesc = w.bytes;
       this.rxLen = new Uint16Array(w.bytes.buffer);
     }
-    const rn = r[REG.RDLEN >>> 2]! / 16;
-    const rdt = r[REG.RDT >>> 2]!;
-    let h = r[REG.RDH >>> 2]!;
+    const rn = r[RDLEN >>> 2]! / 16;
+    const rdt = r[RDT >>> 2]!;
+    let h = r[RDH >>> 2]!;
     const d = this.rxDesc, l = this.rxLen!;
     while (sent > 0 && h !== rdt) {
       l[h * 8 + 4] = FRAME;
@@ -216,7 +224,7 @@ class MinimalLoopback implements Platform {
       h = h + 1 === rn ? 0 : h + 1;
       sent--;
     }
-    r[REG.RDH >>> 2] = h;
+    r[RDH >>> 2] = h;
   }
 
   reset(): void {}

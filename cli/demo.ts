@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startService, type Service } from '../linkback/service.js';
+import { CliError } from './errors.js';
 import { loadPoliciesOrReport } from './load-policies.js';
 import type { Policy } from '../policies/types.js';
 import type { SandboxEvent } from '../sandbox/manager/supervisor.js';
@@ -32,7 +33,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** policies/examples/demo.yaml from the sources (cli/) or the build (dist/cli/). */
 export function demoPolicyPath(): string {
   for (const p of [join(here, '../policies/examples/demo.yaml'), join(here, '../../policies/examples/demo.yaml')]) if (existsSync(p)) return resolve(p);
-  throw new Error(`policies/examples/demo.yaml not found next to ${here}: run from a dmabox checkout`);
+  throw new CliError('ERR_CLI_DEMO_POLICY', `policies/examples/demo.yaml is not next to ${here}, and no policy was named`, {
+    fix: 'run from a dmabox checkout (npm start), or name the policies: dmabox demo POLICY...',
+  });
 }
 
 /** How to run this CLI again (for the status line): `node /abs/dist/cli/main.js` or `dmabox`. */
@@ -97,7 +100,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   endSetup(manager, io);
   let code = 0;
   io.out('\n');
-  for (const s of manager.sandboxes) io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.policy.driver.name} driver on ${s.device.description}\n`);
+  for (const s of manager.sandboxes) io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.driver.label} driver (${s.kind}) on ${s.device.description}\n`);
   for (const l of linkbacks) {
     io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
     for (const u of l.usage()) io.out(`  ${u}\n`);

@@ -12,7 +12,7 @@ import {
   bindToVfio, groupBlockers, iommuGroupDevices, listPciFunctions, pciFunction, releaseFromVfio,
   type GroupMember, type PciFunction, type SysfsOptions,
 } from 'vfio-bindings';
-import { DmaboxError } from '../common/errors.js';
+import { CliError } from './errors.js';
 
 export interface DeviceRow {
   address: string;
@@ -80,12 +80,12 @@ export function formatDevices(rows: readonly DeviceRow[]): string {
 }
 
 function usage(cmd: string): never {
-  throw new DmaboxError('ERR_CLI_USAGE', `usage: dmabox ${cmd}`);
+  throw new CliError('ERR_CLI_USAGE', `usage: dmabox ${cmd}`);
 }
 
 const BDF = /^([0-9a-f]{4}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i;
 function address(a: string): string {
-  if (!BDF.test(a)) throw new DmaboxError('ERR_CLI_USAGE', `'${a}' is not a PCI address`, { fix: 'give it as 0000:00:01.0 (see `dmabox devices`)' });
+  if (!BDF.test(a)) throw new CliError('ERR_CLI_USAGE', `'${a}' is not a PCI address`, { fix: 'give it as 0000:00:01.0 (see `dmabox devices`)' });
   const lower = a.toLowerCase();
   return lower.length === 7 ? `0000:${lower}` : lower;
 }

@@ -9,7 +9,7 @@
  * it runs) goes to stdout; the whole console, boot included, goes to the log (and to stderr with
  * --verbose); with --trace-dmar the DMAR faults QEMU recorded are listed at the end.
  */
-import { ApplianceError } from '../appliance/image/errors.js';
+import { CliError } from './errors.js';
 
 export interface RunArgs {
   nvme: { sizeMiB: number }[];
@@ -34,16 +34,16 @@ const USAGE = `usage: dmabox lab setup
 /** `64M`, `1G`, `512` (MiB) -> MiB. */
 export function parseSize(text: string): number {
   const m = /^(\d+)([MG]i?B?)?$/i.exec(text.trim());
-  if (!m) throw new ApplianceError('ERR_LAB_OPTIONS', `--nvme size '${text}' is not a size`, { fix: 'write it as 64M, 1G, or a number of MiB' });
+  if (!m) throw new CliError('ERR_CLI_USAGE', `--nvme size '${text}' is not a size`, { fix: 'write it as 64M, 1G, or a number of MiB' });
   const n = Number(m[1]) * (m[2] && /^g/i.test(m[2]) ? 1024 : 1);
-  if (n < 1) throw new ApplianceError('ERR_LAB_OPTIONS', `--nvme size '${text}' must be at least 1 MiB`);
+  if (n < 1) throw new CliError('ERR_CLI_USAGE', `--nvme size '${text}' must be at least 1 MiB`);
   return n;
 }
 
 /** Parse `run`'s arguments. Everything after `--` is the guest command, untouched. */
 export function parseRunArgs(argv: readonly string[]): RunArgs {
   const out: RunArgs = { nvme: [], e1000e: 0, timeoutMs: 600_000, dmarTrace: false, verbose: false, command: [] };
-  const bad = (msg: string) => new ApplianceError('ERR_LAB_OPTIONS', `${msg}\n${USAGE}`);
+  const bad = (msg: string) => new CliError('ERR_CLI_USAGE', `${msg}\n${USAGE}`);
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i]!;

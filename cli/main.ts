@@ -2,9 +2,12 @@
 /**
  * The `dmabox` command. Each subcommand lives in its own module under cli/ and exports
  * `run(argv: string[]): Promise<number>` (the exit status); this file only dispatches, so
- * subcommands load only what they use.
+ * subcommands load only what they use. An error with a code that reaches it is printed as
+ * `dmabox CMD: CODE: message` (the message ends with its fix); the exit status is 2 for a usage
+ * error (`ERR_CLI_USAGE`, as for the usage errors subcommands print themselves) and 1 otherwise.
  */
 import { DmaboxError } from '../common/errors.js';
+import { CliError } from './errors.js';
 
 interface Command { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }
 
@@ -36,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof DmaboxError || (e instanceof Error && typeof (e as { code?: unknown }).code === 'string')) {
       process.stderr.write(`dmabox ${name}: ${(e as Error & { code: string }).code}: ${e.message}\n`);
-      return 1;
+      return e instanceof CliError && e.code === 'ERR_CLI_USAGE' ? 2 : 1;
     }
     throw e;
   }

@@ -1,7 +1,7 @@
 /**
  * `dmabox status [--json] [--control PATH]`: ask the running manager (`dmabox up`) over its control
- * socket: per sandbox its state, container pid and uid, uptime, restarts, faults, windows and I/O
- * counters. Every line of an unconfined sandbox says UNCONFINED.
+ * socket: per sandbox its state, driver and kind, container pid and uid, uptime, restarts, faults,
+ * windows, and its service's counters (block I/O, or frames). Every line of an unconfined sandbox says UNCONFINED.
  */
 import { queryStatus, defaultControlPath } from '../sandbox/manager/manager.js';
 
@@ -14,7 +14,9 @@ interface SandboxStatus {
   name: string; state: string; device: string; driver: string; pid: number | null; uid: number; gid: number; uidFromPolicy: boolean;
   unconfined: boolean; uptimeMs: number; restarts: number; crashes: number; violations: number; faults: number; lastFault: string | null;
   windows: { label: string; iova: string; size: number; access: string }[];
-  io: { completed: number; errors: number; bytes: number; pending: number; replayed: number };
+  kind?: string;
+  io?: { completed: number; errors: number; bytes: number; pending: number; replayed: number };
+  net?: { attached: boolean; link: boolean; txFrames: number; rxFrames: number; lostInRestart: number; violations: number };
 }
 
 function dur(ms: number): string {
@@ -41,8 +43,9 @@ export function formatStatus(st: { manager: { pid: number; uid: number; root: bo
   let out = `manager pid ${m.pid} uid ${m.uid}${m.root ? '' : ' (not root: containers run as this user)'}${capsLine(m.caps)}, up ${dur(m.uptimeMs)}, control ${m.control}\n`;
   for (const s of st.sandboxes) {
     const u = s.unconfined ? ' UNCONFINED' : '';
-    out += `${s.name}${u}: ${s.state}, ${s.device} driver ${s.driver}, pid ${s.pid ?? '-'} uid ${s.uid} gid ${s.gid}${s.uidFromPolicy ? '' : ' (invoking user)'}, up ${dur(s.uptimeMs)}, restarts ${s.restarts}, faults ${s.faults}, violations ${s.violations}\n`;
-    out += `  ${s.name}${u} io: ${s.io.completed} done, ${s.io.errors} errors, ${s.io.bytes} bytes, ${s.io.pending} pending, ${s.io.replayed} replayed\n`;
+    out += `${s.name}${u}: ${s.state}, ${s.device} driver ${s.driver}${s.kind ? ` (${s.kind})` : ''}, pid ${s.pid ?? '-'} uid ${s.uid} gid ${s.gid}${s.uidFromPolicy ? '' : ' (invoking user)'}, up ${dur(s.uptimeMs)}, restarts ${s.restarts}, faults ${s.faults}, violations ${s.violations}\n`;
+    if (s.io) out += `  ${s.name}${u} io: ${s.io.completed} done, ${s.io.errors} errors, ${s.io.bytes} bytes, ${s.io.pending} pending, ${s.io.replayed} replayed\n`;
+    if (s.net) out += `  ${s.name}${u} net: ${s.net.attached ? 'attached' : 'detached'}, link ${s.net.link ? 'up' : 'down'}, ${s.net.txFrames} frames out, ${s.net.rxFrames} in, ${s.net.lostInRestart} lost in restarts, ${s.net.violations} violations\n`;
     out += `  ${s.name}${u} windows: ${s.windows.map((w) => `${w.label} ${w.iova}+${size(w.size)} ${w.access}`).join(', ')}\n`;
     if (s.lastFault) out += `  ${s.name}${u} last fault: ${s.lastFault}\n`;
   }

@@ -9,7 +9,6 @@
 import { lstatSync, mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import { DmaboxError } from './errors.js';
 
 /** Resolves true when something accepts a connection on the unix socket `path` within `ms`. */
 export function socketAnswers(path: string, ms = 1000): Promise<boolean> {
@@ -22,8 +21,11 @@ export function socketAnswers(path: string, ms = 1000): Promise<boolean> {
 }
 
 export interface ClaimOptions {
-  /** The error code to throw (`ERR_LINKBACK_SOCKET`, `ERR_SANDBOX_CONTROL`). */
-  code: string;
+  /**
+   * Makes the error thrown when the path cannot be claimed, of the caller's own class and code:
+   * `(message, fix) => new SandboxError('ERR_SANDBOX_CONTROL', message, { fix })`.
+   */
+  error: (message: string, fix: string) => Error;
   /** What would be served, for messages: `NBD`, `the control socket`. */
   what: string;
   /** The fix when another server is listening there. */
@@ -38,9 +40,8 @@ export async function claimSocketPath(path: string, o: ClaimOptions): Promise<vo
   const d = lstatSync(dir);
   const uid = process.getuid?.();
   if (!d.isDirectory() || (uid !== undefined && d.uid !== uid) || (d.mode & 0o022) !== 0) {
-    throw new DmaboxError(o.code, `cannot serve ${o.what} in ${dir}: it is ${!d.isDirectory() ? 'not a plain directory' : d.uid !== uid ? `owned by uid ${d.uid}, not this user (${uid})` : `writable by others (mode ${(d.mode & 0o777).toString(8)})`}`, {
-      fix: `use a socket in a directory only this user can write (remove ${dir} and let dmabox create it, or chmod go-w it)`,
-    });
+    throw o.error(`cannot serve ${o.what} in ${dir}: it is ${!d.isDirectory() ? 'not a plain directory' : d.uid !== uid ? `owned by uid ${d.uid}, not this user (${uid})` : `writable by others (mode ${(d.mode & 0o777).toString(8)})`}`,
+      `use a socket in a directory only this user can write (remove ${dir} and let dmabox create it, or chmod go-w it)`);
   }
   let st;
   try {
@@ -48,7 +49,7 @@ export async function claimSocketPath(path: string, o: ClaimOptions): Promise<vo
   } catch {
     return;
   }
-  if (!st.isSocket()) throw new DmaboxError(o.code, `cannot serve ${o.what} on ${path}: it exists and is not a socket`, { fix: o.notSocketFix });
-  if (await socketAnswers(path)) throw new DmaboxError(o.code, `cannot serve ${o.what} on ${path}: another server is listening there`, { fix: o.busyFix });
+  if (!st.isSocket()) throw o.error(`cannot serve ${o.what} on ${path}: it exists and is not a socket`, o.notSocketFix);
+  if (await socketAnswers(path)) throw o.error(`cannot serve ${o.what} on ${path}: another server is listening there`, o.busyFix);
   rmSync(path, { force: true });
 }

@@ -1,5 +1,5 @@
 /**
- * The DmaAllocator of drivers/platform.ts, built from an IOMMU backend (VFIO type1 or the
+ * The DmaAllocator of drivers/contract/platform.ts, built from an IOMMU backend (VFIO type1 or the
  * simulator), a memory provider (memfd or heap) and an IOVA allocator over the backend's ranges.
  *
  * Each window is one memory block and one IOMMU mapping, however many pages it spans (VFIO
@@ -102,7 +102,7 @@ export class IommuDmaAllocator implements DmaAllocator {
     const label = groupLabel ?? specs.map((s) => s.label ?? 'dma').join('+');
     if (perm === null || typeof perm !== 'object' || typeof perm.read !== 'boolean' || typeof perm.write !== 'boolean' || (!perm.read && !perm.write)) {
       throw new DmaError('ERR_DMA_ARG', `${this.name}: window "${label}": permission must allow the device to read, write or both`, {
-        fix: 'use DEVICE_READS (data the device only reads), DEVICE_WRITES or DEVICE_READS_WRITES from drivers/platform.ts',
+        fix: 'use DEVICE_READS (data the device only reads), DEVICE_WRITES or DEVICE_READS_WRITES from drivers/contract/platform.ts',
       });
     }
     // Lay the windows out: each rounded to whole pages, each at an offset aligned as asked.

@@ -4,7 +4,7 @@
  * sees the same bytes. Huge pages (MFD_HUGETLB) are used when the machine has enough free in
  * /proc/meminfo and the block is a whole number of them; otherwise 4 KiB pages.
  *
- * Every syscall goes through vfio-bindings' syscall seam (`Sys`); this file only needs the few
+ * Every syscall goes through the syscall seam (linux-sys's `Sys`); this file only needs the few
  * calls below, so any object with them works (a fake in tests, the koffi seam in real use).
  */
 import { readFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 0x01;
 
-/** The part of vfio-bindings' `Sys` seam this provider uses. */
+/** The part of linux-sys's `Sys` seam this provider uses. */
 export interface MemfdSys {
   memfdCreate(name: string, flags: number): number;
   ftruncate(fd: number, length: number): void;

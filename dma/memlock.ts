@@ -69,9 +69,14 @@ export class MemlockAccount {
     this.charged += bytes;
   }
 
+  /** Give back `bytes` charged before; refused (and nothing changed) when more than is charged. */
   release(bytes: number): void {
+    if (!(bytes >= 0) || bytes > this.charged) {
+      throw new DmaError('ERR_DMA_ARG', `memlock release of ${bytes} bytes: only ${this.charged} are charged (a window released twice?)`, {
+        fix: 'release exactly what charge() counted, once',
+      });
+    }
     this.charged -= bytes;
-    if (this.charged < 0) throw new DmaError('ERR_DMA_ARG', `memlock accounting went negative (${this.charged}): a window was released twice`);
   }
 }
 

@@ -32,17 +32,39 @@ export type BlockErrorKind =
   | 'ENOTSUP' // the operation is not supported by this device
   | 'ESHUTDOWN'; // the device is going away (driver stopping or restarting)
 
-const KINDS: ReadonlySet<string> = new Set<BlockErrorKind>([
-  'EPERM', 'EIO', 'ENOMEM', 'EINVAL', 'ENOSPC', 'EDQUOT', 'EFBIG', 'EOVERFLOW', 'ENOTSUP', 'ESHUTDOWN',
-]);
+/** The code of each kind, spelled out so every code is a literal the documentation is checked against. */
+const BLOCK_CODES = {
+  EPERM: 'ERR_BLOCK_EPERM',
+  EIO: 'ERR_BLOCK_EIO',
+  ENOMEM: 'ERR_BLOCK_ENOMEM',
+  EINVAL: 'ERR_BLOCK_EINVAL',
+  ENOSPC: 'ERR_BLOCK_ENOSPC',
+  EDQUOT: 'ERR_BLOCK_EDQUOT',
+  EFBIG: 'ERR_BLOCK_EFBIG',
+  EOVERFLOW: 'ERR_BLOCK_EOVERFLOW',
+  ENOTSUP: 'ERR_BLOCK_ENOTSUP',
+  ESHUTDOWN: 'ERR_BLOCK_ESHUTDOWN',
+} as const satisfies Record<BlockErrorKind, string>;
+
+/** The codes of failed block operations: `ERR_BLOCK_<KIND>`. */
+export type BlockIoCode = (typeof BLOCK_CODES)[BlockErrorKind];
+
+const KINDS: ReadonlySet<string> = new Set(Object.keys(BLOCK_CODES));
 
 /** A failed block operation. `code` is `ERR_BLOCK_<KIND>`; `kind` is what a server maps to its protocol. */
-export class BlockDeviceError extends DmaboxError {
+export class BlockDeviceError extends DmaboxError<BlockIoCode> {
   readonly kind: BlockErrorKind;
 
   constructor(kind: BlockErrorKind, message: string, options: { cause?: unknown; fix?: string } = {}) {
-    super(`ERR_BLOCK_${kind}`, message, options);
+    super(BLOCK_CODES[kind], message, options);
     this.kind = kind;
+  }
+}
+
+/** A device whose shape cannot be served (block size, size, a memory device's chunk size): a start-up error, not an I/O one. */
+export class BlockGeometryError extends DmaboxError<'ERR_BLOCK_GEOMETRY'> {
+  constructor(message: string, options: { fix?: string } = {}) {
+    super('ERR_BLOCK_GEOMETRY', message, options);
   }
 }
 
@@ -98,11 +120,11 @@ export interface BlockDevice {
 export function validateBlockDevice(dev: BlockDevice, label: string): void {
   const bs = dev.blockSize;
   if (!Number.isInteger(bs) || bs < 1 || bs > 65536 || (bs & (bs - 1)) !== 0) {
-    throw new DmaboxError('ERR_BLOCK_GEOMETRY', `${label}: block size ${bs} is not a power of two between 1 and 65536`,
+    throw new BlockGeometryError(`${label}: block size ${bs} is not a power of two between 1 and 65536`,
       { fix: 'report the device\'s logical block size (NVMe: 2^LBADS of the formatted LBA format)' });
   }
   if (!Number.isSafeInteger(dev.size) || dev.size < 0 || dev.size % bs !== 0) {
-    throw new DmaboxError('ERR_BLOCK_GEOMETRY', `${label}: size ${dev.size} is not a whole number of ${bs}-byte blocks below 2^53`,
+    throw new BlockGeometryError(`${label}: size ${dev.size} is not a whole number of ${bs}-byte blocks below 2^53`,
       { fix: 'report the size as blocks * blockSize' });
   }
 }

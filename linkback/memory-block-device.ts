@@ -6,8 +6,7 @@
  * It has no cache, so flush and FUA are trivially honoured (they are still advertised, so clients
  * exercise those paths) and any number of connections may share it (multiConn).
  */
-import { DmaboxError } from '../common/errors.js';
-import { BlockDeviceError, validateBlockDevice, type BlockCapabilities, type BlockDevice } from './block-device.js';
+import { BlockDeviceError, BlockGeometryError, validateBlockDevice, type BlockCapabilities, type BlockDevice } from './block-device.js';
 
 export interface MemoryBlockDeviceOptions {
   /** Size in bytes, a multiple of blockSize. */
@@ -22,6 +21,10 @@ export interface MemoryBlockDeviceOptions {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** What `walk` does to each piece of a range. */
+const READ = 0, WRITE = 1, ZERO = 2, RELEASE = 3;
+type Op = typeof READ | typeof WRITE | typeof ZERO | typeof RELEASE;
 
 export class MemoryBlockDevice implements BlockDevice {
   readonly size: number;
@@ -41,7 +44,7 @@ export class MemoryBlockDevice implements BlockDevice {
     validateBlockDevice(this, 'memory block device');
     const c = this.chunkSize;
     if (!Number.isInteger(c) || c < this.blockSize || (c & (c - 1)) !== 0 || c > 1 << 30) {
-      throw new DmaboxError('ERR_BLOCK_GEOMETRY', `memory block device: chunk size ${c} is not a power of two between the block size (${this.blockSize}) and 1 GiB`,
+      throw new BlockGeometryError(`memory block device: chunk size ${c} is not a power of two between the block size (${this.blockSize}) and 1 GiB`,
         { fix: 'use the default chunk size (65536) or another power of two' });
     }
   }
@@ -54,47 +57,14 @@ export class MemoryBlockDevice implements BlockDevice {
   read(offset: number, into: Uint8Array): Promise<void> {
     const bad = this.check(offset, into.length, false);
     if (bad) return bad;
-    const cs = this.chunkSize;
-    let pos = 0;
-    while (pos < into.length) {
-      const at = offset + pos;
-      const index = Math.floor(at / cs);
-      const within = at - index * cs;
-      const n = Math.min(cs - within, into.length - pos);
-      const chunk = this.chunks.get(index);
-      if (chunk) into.set(chunk.subarray(within, within + n), pos);
-      else into.fill(0, pos, pos + n);
-      pos += n;
-    }
+    this.walk(READ, offset, into.length, into);
     return RESOLVED;
   }
 
   write(offset: number, data: Uint8Array, _fua: boolean): Promise<void> {
-    const bad = this.check(offset, data.length, true);
+    const bad = this.check(offset, data.length, true) ?? this.provision(offset, data.length, 'writing');
     if (bad) return bad;
-    const cs = this.chunkSize;
-    // Allocate first, so a thin device out of space fails before changing anything.
-    const first = Math.floor(offset / cs);
-    const last = data.length === 0 ? first - 1 : Math.floor((offset + data.length - 1) / cs);
-    let missing = 0;
-    for (let i = first; i <= last; i++) if (!this.chunks.has(i)) missing++;
-    if ((this.chunks.size + missing) * cs > this.maxAllocated) {
-      return Promise.reject(new BlockDeviceError('ENOSPC', `memory block device: writing ${data.length} bytes at ${offset} needs ${missing} more ${cs}-byte chunks, past the ${this.maxAllocated}-byte allocation limit`));
-    }
-    let pos = 0;
-    while (pos < data.length) {
-      const at = offset + pos;
-      const index = Math.floor(at / cs);
-      const within = at - index * cs;
-      const n = Math.min(cs - within, data.length - pos);
-      let chunk = this.chunks.get(index);
-      if (!chunk) {
-        chunk = new Uint8Array(cs);
-        this.chunks.set(index, chunk);
-      }
-      chunk.set(data.subarray(pos, pos + n), within);
-      pos += n;
-    }
+    this.walk(WRITE, offset, data.length, data);
     return RESOLVED;
   }
 
@@ -105,31 +75,43 @@ export class MemoryBlockDevice implements BlockDevice {
   trim(offset: number, length: number, _fua: boolean): Promise<void> {
     const bad = this.check(offset, length, true);
     if (bad) return bad;
-    this.zero(offset, length, true);
+    this.walk(RELEASE, offset, length, null);
     return RESOLVED;
   }
 
   writeZeroes(offset: number, length: number, _fua: boolean, noHole: boolean): Promise<void> {
-    const bad = this.check(offset, length, true);
+    // NO_HOLE keeps the range provisioned, as a write of zeroes would.
+    const bad = this.check(offset, length, true) ?? (noHole ? this.provision(offset, length, 'zeroing without holes') : undefined);
     if (bad) return bad;
-    if (noHole) {
-      // Keep the range provisioned: allocate what is missing, like a write of zeroes would.
-      const cs = this.chunkSize;
-      const first = Math.floor(offset / cs);
-      const last = length === 0 ? first - 1 : Math.floor((offset + length - 1) / cs);
-      let missing = 0;
-      for (let i = first; i <= last; i++) if (!this.chunks.has(i)) missing++;
-      if ((this.chunks.size + missing) * cs > this.maxAllocated) {
-        return Promise.reject(new BlockDeviceError('ENOSPC', `memory block device: zeroing ${length} bytes at ${offset} without holes needs ${missing} more chunks, past the allocation limit`));
-      }
-      for (let i = first; i <= last; i++) if (!this.chunks.has(i)) this.chunks.set(i, new Uint8Array(cs));
-    }
-    this.zero(offset, length, !noHole);
+    this.walk(noHole ? ZERO : RELEASE, offset, length, null);
     return RESOLVED;
   }
 
-  /** Zero a range; whole chunks are released when `release`, partial ones are zero-filled. */
-  private zero(offset: number, length: number, release: boolean): void {
+  /**
+   * Allocate every chunk [offset, offset + length) touches, or, when that would pass the allocation
+   * limit, change nothing and return the ENOSPC rejection (a thin device out of space fails before
+   * writing anything).
+   */
+  private provision(offset: number, length: number, what: string): Promise<void> | undefined {
+    if (length === 0) return undefined;
+    const cs = this.chunkSize;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + length - 1) / cs);
+    let missing = 0;
+    for (let i = first; i <= last; i++) if (!this.chunks.has(i)) missing++;
+    if ((this.chunks.size + missing) * cs > this.maxAllocated) {
+      return Promise.reject(new BlockDeviceError('ENOSPC', `memory block device: ${what} ${length} bytes at ${offset} needs ${missing} more ${cs}-byte chunks, past the ${this.maxAllocated}-byte allocation limit`));
+    }
+    for (let i = first; i <= last; i++) if (!this.chunks.has(i)) this.chunks.set(i, new Uint8Array(cs));
+    return undefined;
+  }
+
+  /**
+   * Do `op` on [offset, offset + length), chunk by chunk: READ into `buf` (zeroes where nothing was
+   * written), WRITE from `buf` (its chunks provisioned first), ZERO, or RELEASE (whole chunks let go,
+   * partial ones zeroed).
+   */
+  private walk(op: Op, offset: number, length: number, buf: Uint8Array | null): void {
     const cs = this.chunkSize;
     let pos = 0;
     while (pos < length) {
@@ -138,8 +120,13 @@ export class MemoryBlockDevice implements BlockDevice {
       const within = at - index * cs;
       const n = Math.min(cs - within, length - pos);
       const chunk = this.chunks.get(index);
-      if (chunk) {
-        if (n === cs && release) this.chunks.delete(index);
+      if (op === READ) {
+        if (chunk) buf!.set(chunk.subarray(within, within + n), pos);
+        else buf!.fill(0, pos, pos + n);
+      } else if (op === WRITE) {
+        chunk!.set(buf!.subarray(pos, pos + n), within);
+      } else if (chunk) {
+        if (n === cs && op === RELEASE) this.chunks.delete(index);
         else chunk.fill(0, within, within + n);
       }
       pos += n;

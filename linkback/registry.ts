@@ -5,8 +5,18 @@
  * serves until closed; it must not throw for a client's misbehaviour, only for what stops it from
  * starting (a socket path in use, a device that cannot be exported).
  */
+import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
 import type { Supervisor } from '../sandbox/manager/supervisor.js';
+
+export type LinkbackServiceCode =
+  | 'ERR_LINKBACK_CONFIG' // the policy has no linkback of the kind started
+  | 'ERR_LINKBACK_UNSUPPORTED' // no module serves the linkback kind the policy names
+  | 'ERR_LINKBACK_ARG' // the linkback does not fit the sandbox (a tap on a block driver)
+  | 'ERR_LINKBACK_SOCKET'; // the policy's NBD socket path cannot be claimed
+
+/** Errors of starting a sandbox's linkback (linkback/service.ts and the starters). */
+export class LinkbackServiceError extends DmaboxError<LinkbackServiceCode> {}
 
 export interface LinkbackContext {
   /** The sandbox, ready (its first container said READY). */

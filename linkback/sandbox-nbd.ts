@@ -8,15 +8,14 @@
  * connect); a live one, or a file that is not a socket, stops the start with the reason.
  */
 import { rmSync } from 'node:fs';
-import { DmaboxError } from '../common/errors.js';
 import { claimSocketPath } from '../common/unix-socket.js';
 import { NbdServer } from './nbd/server.js';
-import type { Linkback, LinkbackContext } from './registry.js';
+import { LinkbackServiceError, type Linkback, type LinkbackContext } from './registry.js';
 import { SandboxBlockDevice } from './sandbox-block.js';
 
 function prepareSocket(path: string): Promise<void> {
   return claimSocketPath(path, {
-    code: 'ERR_LINKBACK_SOCKET',
+    error: (message, fix) => new LinkbackServiceError('ERR_LINKBACK_SOCKET', message, { fix }),
     what: 'NBD',
     busyFix: 'stop it (is another dmabox running?) or set another linkback.nbd.socket in the policy',
     notSocketFix: `remove ${path} or set another linkback.nbd.socket in the policy`,
@@ -31,11 +30,11 @@ export function nbdUri(exportName: string, address: string): string {
 export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> {
   const { supervisor: s, policy } = ctx;
   const spec = policy.linkback && 'nbd' in policy.linkback ? policy.linkback.nbd : undefined;
-  if (!spec) throw new DmaboxError('ERR_LINKBACK_CONFIG', `policy ${policy.name} has no nbd linkback`);
+  if (!spec) throw new LinkbackServiceError('ERR_LINKBACK_CONFIG', `policy ${policy.name} has no nbd linkback`);
   const device = new SandboxBlockDevice(s.block, { label: `sandbox ${policy.name}` });
   const name = spec.export;
   const server = new NbdServer({
-    exports: [{ name, device, description: `dmabox sandbox ${policy.name}: ${policy.driver.name} driver in a container, ${s.device.description}` }],
+    exports: [{ name, device, description: `dmabox sandbox ${policy.name}: ${s.driver.label} driver in a container, ${s.device.description}` }],
     onEvent: (e) => {
       if (e.type === 'transmission') ctx.log(`nbd client ${e.conn} attached to export '${e.export}'`);
       else if (e.type === 'close' && e.export !== undefined) ctx.log(`nbd client ${e.conn} left: ${e.reason}`);

@@ -7,11 +7,11 @@
  * for in a container), a sandbox that failed to start, and a linkback kind no module serves yet
  * are each reported in `unavailable` with the reason, and the rest is served.
  */
-import { DmaboxError } from '../common/errors.js';
 import type { Policy } from '../policies/types.js';
 import { Manager, type ManagerOptions } from '../sandbox/manager/manager.js';
+import { SandboxError } from '../sandbox/manager/errors.js';
 import type { Supervisor } from '../sandbox/manager/supervisor.js';
-import { LINKBACK_KINDS, linkbackKind, type Linkback } from './registry.js';
+import { LinkbackServiceError, LINKBACK_KINDS, linkbackKind, type Linkback } from './registry.js';
 
 export interface Unavailable {
   policy: string;
@@ -34,7 +34,7 @@ export function createManager(policies: readonly Policy[], options: ManagerOptio
     try {
       return new Manager(left, options);
     } catch (e) {
-      const m = e instanceof DmaboxError && e.code === 'ERR_SANDBOX_DEVICE' ? /^policy ([a-z0-9-]+):/.exec(e.message) : null;
+      const m = e instanceof SandboxError && e.code === 'ERR_SANDBOX_DEVICE' ? /^policy ([a-z0-9-]+):/.exec(e.message) : null;
       const p = m ? left.find((x) => x.name === m[1]) : undefined;
       if (!p || !('sim' in p.device)) throw e;
       unavailable.push({ policy: p.name, what: 'sandbox', kind: 'unsupported', reason: (e as Error).message.slice(m![0].length).split('\n')[0]!.trim() });
@@ -49,7 +49,7 @@ export async function startLinkback(s: Supervisor, log: ServiceLog): Promise<Lin
   if (kind === undefined) return undefined;
   const load = LINKBACK_KINDS[kind];
   if (!load) {
-    throw new DmaboxError('ERR_LINKBACK_UNSUPPORTED', `the ${kind} linkback is not available yet (this build serves: ${Object.keys(LINKBACK_KINDS).join(', ')})`);
+    throw new LinkbackServiceError('ERR_LINKBACK_UNSUPPORTED', `the ${kind} linkback is not available yet (this build serves: ${Object.keys(LINKBACK_KINDS).join(', ')})`);
   }
   const start = await load();
   return start({ supervisor: s, policy: s.policy, log: (line, level) => log(s.name, line, level) });

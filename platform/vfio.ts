@@ -1,5 +1,5 @@
 /**
- * VfioPlatform: drivers/platform.ts over real VFIO, for in-process use (tests, the lab, benches).
+ * VfioPlatform: drivers/contract/platform.ts over real VFIO, for in-process use (tests, the lab, benches).
  *
  * open(address):
  *   1. the function's IOMMU group from sysfs (optionally binding it to vfio-pci first);
@@ -12,7 +12,7 @@
  * DMA before its windows go), windows unmapped and freed, BARs unmapped, device fd, group,
  * container, and the driver binding given back if open() made it.
  *
- * All syscalls go through vfio-bindings' seam; pass `sys` to run over a fake.
+ * All syscalls go through the linux-sys seam; pass `sys` to run over a fake.
  */
 import { setBusMaster } from '../spec/pci/config.js';
 import { Container, Group, pciFunction, bindToVfio, releaseFromVfio, VfioError, VfioCode, type BindReceipt, type Device, type Mmio } from 'vfio-bindings';

@@ -4,7 +4,8 @@
  * must fit the memory limit, names must be unique). Every problem is reported at once, as
  * `file:line: field.path: what was expected, got what`.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { DmaboxError } from '../common/errors.js';
 import { INVALID, validate, type Context, type PNode } from './schema-dsl.js';
@@ -18,8 +19,11 @@ export function formatProblem(p: PolicyProblem): string {
   return `${p.file}:${p.line}: ${p.path ? `${p.path}: ` : ''}${p.message}`;
 }
 
+/** The codes a PolicyError carries (policies/README.md documents each). */
+export type PolicyCode = 'ERR_POLICY_INVALID';
+
 /** One or more policy files are invalid; `problems` lists every problem found, in file order. */
-export class PolicyError extends DmaboxError {
+export class PolicyError extends DmaboxError<PolicyCode> {
   readonly problems: readonly PolicyProblem[];
   constructor(problems: PolicyProblem[]) {
     super('ERR_POLICY_INVALID', `${problems.length} problem${problems.length === 1 ? '' : 's'} in policy:\n${problems.map(formatProblem).join('\n')}`, {
@@ -36,7 +40,9 @@ export interface LoadResult {
 }
 
 /** Known PCI ids and the driver that serves them (QEMU's NVMe, the 82574L that QEMU's e1000e models). */
-const KNOWN_IDS: Record<string, Policy['driver']['name']> = { '1b36:0010': 'nvme', '8086:10d3': 'e1000e' };
+const KNOWN_IDS: Record<string, 'nvme' | 'e1000e'> = { '1b36:0010': 'nvme', '8086:10d3': 'e1000e' };
+/** The kind (service) of each built-in driver. */
+const BUILTIN_KIND: Record<string, 'block' | 'net'> = { nvme: 'block', e1000e: 'net' };
 
 /** Parse the policies in one YAML source (one policy per document). Throws PolicyError listing every problem. */
 export function parsePolicies(source: string, file: string): LoadResult {
@@ -64,6 +70,7 @@ export function parsePolicies(source: string, file: string): LoadResult {
     const policy = normalize(value as Policy);
     const at = (path: string) => ctx.lines.get(path) ?? docLine;
     const rule = (path: string, message: string) => problems.push({ file, line: at(path), path, message });
+    resolveModule(policy, file, rule);
     checkRules(policy, rule);
     if (policy.unconfined) {
       warnings.push({
@@ -143,11 +150,35 @@ function normalize(p: Policy): Policy {
   return p;
 }
 
+/**
+ * A driver module's path, relative to the policy file's folder, becomes absolute; it must name a
+ * readable regular file. (Its kind is the module's to declare: the container checks it against the
+ * device, as nothing of the module is run here.)
+ */
+function resolveModule(p: Policy, file: string, rule: (path: string, message: string) => void): void {
+  const m = p.driver.module;
+  if (m === undefined) return;
+  const abs = resolve(dirname(file), m);
+  p.driver.module = abs;
+  try {
+    if (!statSync(abs).isFile()) rule('driver.module', `expected a driver module file, got ${abs}, which is not a regular file`);
+  } catch (e) {
+    rule('driver.module', `expected a driver module file, got ${m} (${abs}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+}
+
+/** The kind of driver the device needs, when the device says (a simulated model, a known PCI id). */
+function deviceKind(p: Policy): 'block' | 'net' | undefined {
+  const dev = p.device;
+  const builtin = 'sim' in dev ? dev.sim : 'id' in dev ? KNOWN_IDS[dev.id] : undefined;
+  return builtin ? BUILTIN_KIND[builtin] : undefined;
+}
+
 /** The rules that tie fields together. */
 function checkRules(p: Policy, rule: (path: string, message: string) => void): void {
   const dev = p.device;
   const expectedDriver = 'sim' in dev ? dev.sim : 'id' in dev ? KNOWN_IDS[dev.id] : undefined;
-  if (expectedDriver && expectedDriver !== p.driver.name) {
+  if (expectedDriver && p.driver.name !== undefined && expectedDriver !== p.driver.name) {
     rule('driver.name', `expected '${expectedDriver}' for device ${'sim' in dev ? `sim:${dev.sim}` : 'id' in dev ? dev.id : ''}, got '${p.driver.name}'`);
   }
   if ('sim' in dev && dev.sim === 'nvme' && p.driver.name === 'nvme') {
@@ -176,8 +207,10 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
   }
   if (p.restart.backoff.initial > p.restart.backoff.max) rule('restart.backoff.initial', `expected at most restart.backoff.max (${p.restart.backoff.max}ms), got ${p.restart.backoff.initial}ms`);
   if (p.linkback) {
-    if ('nbd' in p.linkback && p.driver.name !== 'nvme') rule('linkback.nbd', `expected a disk driver (nvme) for an NBD linkback, got '${p.driver.name}': use linkback.tap`);
-    if ('tap' in p.linkback && p.driver.name !== 'e1000e') rule('linkback.tap', `expected a network driver (e1000e) for a TAP linkback, got '${p.driver.name}': use linkback.nbd`);
+    const kind = p.driver.name !== undefined ? BUILTIN_KIND[p.driver.name] : deviceKind(p);
+    const what = p.driver.name !== undefined ? `'${p.driver.name}'` : `a ${kind ?? 'module'} driver`;
+    if ('nbd' in p.linkback && kind === 'net') rule('linkback.nbd', `expected a disk driver (nvme, or a module of kind block) for an NBD linkback, got ${what}: use linkback.tap`);
+    if ('tap' in p.linkback && kind === 'block') rule('linkback.tap', `expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got ${what}: use linkback.nbd`);
   }
 }
 

@@ -93,7 +93,7 @@ export const deviceSchema: VariantSchema = {
 
 export const driverSchema: VariantSchema = {
   t: 'variant',
-  doc: 'The driver and its options.',
+  doc: 'The driver and its options: a built-in driver by `name`, or an external driver `module` (exactly one of the two).',
   variants: [
     {
       key: 'name', equals: 'nvme',
@@ -116,6 +116,18 @@ export const driverSchema: VariantSchema = {
           queues: { schema: { t: 'int', min: 1, max: 2 }, default: 1, doc: 'RX/TX queue pairs (the 82574 has two, datasheet §7.1.1).' },
           depth: { schema: { t: 'int', min: 8, max: 4096, multipleOf: 8 }, default: 256, doc: 'Descriptors per ring, a multiple of 8 (RDLEN/TDLEN are 128-byte multiples, 82574 datasheet §10.2.6.2).' },
           interrupts: { schema: interrupts, default: 'polling', doc: `Completion by 'polling' or by 'msix' interrupts.` },
+        },
+      },
+    },
+    {
+      key: 'module',
+      schema: {
+        t: 'object',
+        fields: {
+          module: { schema: { t: 'string', hint: 'a path to a .js or .mjs driver module, relative to this policy file', pattern: '^[^\\x00]+\\.m?js$', maxLength: 4096 }, required: true, doc: 'An external driver module (drivers/README.md says how to write one): it declares its kind (block or net), which must be the device\'s, and runs under the same confinement, services and supervision as a built-in driver.' },
+          queues: { schema: { t: 'int', min: 1, max: 64 }, default: 1, doc: 'Queue pairs, as the driver reads them (ctx.options.queues).' },
+          depth: { schema: { t: 'int', min: 2, max: 4096 }, default: 128, doc: 'Entries per queue or ring (ctx.options.depth).' },
+          interrupts: { schema: interrupts, default: 'polling', doc: `'polling' or 'msix' (ctx.options.interrupts; MSI-X vectors: queues + 1).` },
         },
       },
     },
@@ -202,14 +214,14 @@ export const policySchema: ObjectSchema = {
                 },
               },
             },
-            doc: 'Serve the disk as an NBD export (NVMe only).',
+            doc: 'Serve the disk as an NBD export (a block driver: nvme, or a module of kind block).',
           },
           tap: {
             schema: {
               t: 'object',
               fields: { interface: { schema: { t: 'string', hint: 'an interface name of at most 15 characters', pattern: '^[A-Za-z0-9_.-]{1,15}$' }, required: true, doc: 'TAP interface name (IFNAMSIZ is 16 with the NUL).' } },
             },
-            doc: 'Plug the NIC into a TAP interface (e1000e only).',
+            doc: 'Plug the NIC into a TAP interface (a net driver: e1000e, or a module of kind net).',
           },
         },
       },

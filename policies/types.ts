@@ -9,8 +9,12 @@ export type DeviceSelector =
   | { sim: 'nvme'; capacity: number; blockSize: 512 | 4096; maxQueues: number; mqes: number; serial: string }
   | { sim: 'e1000e'; mac: string; peer: 'none' | 'echo' };
 
+/** The driver: a built-in one by `name`, or an external driver module by `module` (exactly one of the two). */
 export interface DriverOptions {
-  name: 'nvme' | 'e1000e';
+  /** A built-in driver; absent when `module` names the driver. */
+  name?: 'nvme' | 'e1000e';
+  /** An external driver module (drivers/README.md): its absolute path, resolved against the policy file's folder. */
+  module?: string;
   queues: number;
   depth: number;
   interrupts: 'polling' | 'msix';

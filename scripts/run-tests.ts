@@ -1,20 +1,26 @@
 /**
- * The test command behind `npm test`, `npm run test:unit` and `npm run test:lab`.
+ * The test command behind `npm test`, `npm run test:unit`, `npm run test:lab` and CI (.ci/run).
  *
- * It runs the unit and simulator suites (uvu under c8, over the compiled tests in dist/test) and
- * the lab suites (booted in QEMU by appliance/lab), and ends with the one line CI reads:
- * `N passed, N failed` (', N skipped' after it), summed over the whole run. uvu's own
- * `Total:/Passed:/Skipped:` block is parsed per run, never trusted to be the last word: a suite
- * that crashes before its summary counts as a failure.
+ * It runs the lint checks (eslint, then prettier --check: each counts as one test), the unit and
+ * simulator suites (uvu under c8, over the compiled tests in dist/test; the architecture check,
+ * test/architecture.test.ts, is one of them) and the lab suites (booted in QEMU by appliance/lab),
+ * and ends with the one line CI reads: `N passed, N failed, N skipped`, summed over the whole run.
+ * uvu's own `Total:/Passed:/Skipped:` block is parsed per run, never trusted to be the last word: a
+ * suite that crashes before its summary counts as a failure. Tests a machine cannot run are
+ * registered as skipped (test/helpers/skip.ts), so uvu's `Skipped:` and this line count them.
  *
- * Usage: node dist/scripts/run-tests.js [unit|lab|all]
+ * Usage: node dist/scripts/run-tests.js [all|lint|unit|lab]   (all: lint, unit, lab)
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export interface Counts { passed: number; failed: number; skipped: number }
+export interface Counts {
+  passed: number;
+  failed: number;
+  skipped: number;
+}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -26,7 +32,8 @@ export function parseUvuSummary(output: string): Counts | undefined {
   const passed = /^\s*Passed:\s+(\d+)\s*$/m.exec(text);
   const skipped = /^\s*Skipped:\s+(\d+)\s*$/m.exec(text);
   if (!total || !passed) return undefined;
-  const t = Number(total[1]), p = Number(passed[1]);
+  const t = Number(total[1]),
+    p = Number(passed[1]);
   return { passed: p, failed: t - p, skipped: skipped ? Number(skipped[1]) : 0 };
 }
 
@@ -34,8 +41,14 @@ function run(cmd: string, args: string[]): Promise<{ code: number; output: strin
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: process.env.FORCE_COLOR ?? '0' } });
     let output = '';
-    child.stdout.on('data', (d: Buffer) => { output += d.toString(); process.stdout.write(d); });
-    child.stderr.on('data', (d: Buffer) => { output += d.toString(); process.stderr.write(d); });
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+      process.stdout.write(d);
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+      process.stderr.write(d);
+    });
     child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), output }));
   });
 }
@@ -58,6 +71,22 @@ async function unit(): Promise<Counts> {
   return counts;
 }
 
+/** A check run as one command (a linter): one test, passed when it exits 0. */
+export function checkCounts(name: string, code: number): Counts {
+  if (code === 0) return { passed: 1, failed: 0, skipped: 0 };
+  console.error(`${name}: failed (exit ${code}): counted as one failure`);
+  return { passed: 0, failed: 1, skipped: 0 };
+}
+
+async function lint(): Promise<Counts> {
+  console.log('== lint: eslint (typescript-eslint, eslint.config.js), then prettier --check (.prettierrc.json)');
+  const eslint = await run(process.execPath, [join(root, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.']);
+  const prettier = await run(process.execPath, [join(root, 'node_modules', 'prettier', 'bin', 'prettier.cjs'), '--check', '.']);
+  const a = checkCounts('lint: eslint', eslint.code);
+  const b = checkCounts('lint: prettier --check (npm run format fixes it)', prettier.code);
+  return { passed: a.passed + b.passed, failed: a.failed + b.failed, skipped: 0 };
+}
+
 async function lab(): Promise<Counts> {
   console.log('== lab tests (QEMU with an emulated VT-d IOMMU, NVMe and e1000e; real VFIO inside)');
   const suite = join(root, 'dist', 'appliance', 'lab', 'suite.js');
@@ -71,18 +100,29 @@ async function lab(): Promise<Counts> {
   const r = await mod.runLabSuite({ strict });
   if (r.skippedReason) {
     console.error(`lab: SKIPPED: ${r.skippedReason}`);
-    if (strict) { console.error('lab: CI=true, and in CI a skipped lab is a failure'); return { passed: r.passed, failed: r.failed + 1, skipped: r.skipped }; }
+    if (strict) {
+      console.error('lab: CI=true, and in CI a skipped lab is a failure');
+      return { passed: r.passed, failed: r.failed + 1, skipped: r.skipped };
+    }
   }
   return r;
 }
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'all';
-  if (!['unit', 'lab', 'all'].includes(mode)) { console.error('usage: run-tests [unit|lab|all]'); process.exit(2); }
+  if (!['all', 'lint', 'unit', 'lab'].includes(mode)) {
+    console.error('usage: run-tests [all|lint|unit|lab]');
+    process.exit(2);
+  }
   const total: Counts = { passed: 0, failed: 0, skipped: 0 };
-  const add = (c: Counts) => { total.passed += c.passed; total.failed += c.failed; total.skipped += c.skipped; };
-  if (mode !== 'lab') add(await unit());
-  if (mode !== 'unit') add(await lab());
+  const add = (c: Counts) => {
+    total.passed += c.passed;
+    total.failed += c.failed;
+    total.skipped += c.skipped;
+  };
+  if (mode === 'all' || mode === 'lint') add(await lint());
+  if (mode === 'all' || mode === 'unit') add(await unit());
+  if (mode === 'all' || mode === 'lab') add(await lab());
   console.log(`\n${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped`);
   process.exitCode = total.failed === 0 ? 0 : 1;
 }

@@ -1,16 +1,27 @@
 /**
- * Errors of the simulated machine and its device models. The codes are a closed set; each is
- * explained, with its fix, in sim/README.md.
+ * Errors of the simulated machine: one class, `SimError`, whose code is one of a closed set.
+ *
+ * The set is the union of the sim core's codes (sim/*.ts, documented in sim/README.md) and the
+ * codes of the device models (sim/nvme, sim/e1000e, ...): a model that needs codes of its own
+ * declares its union next to `SimCoreCode` below, adds it to `SimCode` on a line of its own, and
+ * documents each code in its folder's README. A code belongs to one union only.
  */
 import { DmaboxError } from '../common/errors.js';
 
-export type SimErrorCode =
-  | 'ERR_SIM_ARG' // bad argument to a simulator API (overlapping region, bad address, bad offset, a model option out of range)
-  | 'ERR_SIM_BAR' // a BAR access out of bounds or not 4-byte aligned, or a BAR that does not exist
-  | 'ERR_SIM_CONFIG' // a config-space access out of bounds or misaligned
-  | 'ERR_SIM_IOMMU' // an IOMMU map/unmap the page tables cannot take (overlap, unmapped range)
-  | 'ERR_SIM_IRQ' // an interrupt kind or count the function does not offer
-  | 'ERR_SIM_STATE' // an operation on a closed platform or detached function
-  | 'ERR_SIM_UNSUPPORTED'; // a device model that cannot run on this host (the NVMe model on a big-endian CPU)
+/** The sim core: memory, IOMMU, PCI functions, MSI/MSI-X, register tables, platforms, the wire. */
+export type SimCoreCode =
+  | 'ERR_SIM_ARG'
+  | 'ERR_SIM_BAR'
+  | 'ERR_SIM_CONFIG'
+  | 'ERR_SIM_IOMMU'
+  | 'ERR_SIM_IRQ'
+  | 'ERR_SIM_STATE';
 
-export class SimError extends DmaboxError<SimErrorCode> {}
+/** The NVMe model (sim/nvme, documented in sim/nvme/README.md). */
+export type SimNvmeCode = 'ERR_SIM_NVME_UNSUPPORTED';
+
+export type SimCode =
+  | SimCoreCode
+  | SimNvmeCode;
+
+export class SimError extends DmaboxError<SimCode> {}

@@ -12,6 +12,7 @@
  * and clears the bit.
  */
 import { MSIX, MSIX_ENTRY, MSIX_VECTOR_MASKED } from '../spec/pci/capabilities.js';
+import { SimError } from './errors.js';
 
 const VC_MASKED = MSIX_VECTOR_MASKED.mask;
 
@@ -51,7 +52,7 @@ export class Msix {
 
   raise(vector: number): MsixOutcome {
     if (!Number.isInteger(vector) || vector < 0 || vector >= this.vectors) {
-      throw new RangeError(`MSI-X vector ${vector} does not exist (the function has ${this.vectors})`);
+      throw new SimError('ERR_SIM_IRQ', `MSI-X vector ${vector} does not exist (the function has ${this.vectors})`, { fix: `raise vectors 0..${this.vectors - 1}, or declare more in the model's msix.vectors` });
     }
     if (!this.enabled) return 'disabled';
     if (this.functionMask || (this.table[vector * 4 + 3]! & VC_MASKED) !== 0) {

@@ -1,5 +1,5 @@
 /**
- * SimPlatform: drivers/platform.ts over a simulated PCI function. A driver cannot tell it from the
+ * SimPlatform: drivers/contract/platform.ts over a simulated PCI function. A driver cannot tell it from the
  * VFIO platform (platform/vfio.ts); the lab tests on QEMU keep the two honest.
  *
  * - config: bounds-checked (0..4095), naturally aligned accesses to the function's config space.

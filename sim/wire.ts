@@ -13,6 +13,7 @@
  * sender's own scratch buffer: a receiver must copy what it keeps. Frames carry no FCS; a model
  * that stores the CRC (e1000e with RCTL.SECRC clear) computes it.
  */
+import { SimError } from './errors.js';
 
 /** Where a NIC puts the frames it sends. */
 export type FrameSink = (frame: Uint8Array, len: number) => void;
@@ -42,7 +43,7 @@ export interface Cable {
 
 /** Two NICs back to back. */
 export function backToBack(a: WirePort, b: WirePort): Cable {
-  if (a === b) throw new RangeError('wire: backToBack needs two different NICs; use loopback(nic) for one');
+  if (a === b) throw new SimError('ERR_SIM_ARG', 'wire: backToBack needs two different NICs', { fix: 'use loopback(nic) for one NIC' });
   a.attachWire((frame, len) => { b.receive(frame, len); }, (on) => b.burst?.(on));
   b.attachWire((frame, len) => { a.receive(frame, len); }, (on) => a.burst?.(on));
   return { unplug: () => { a.attachWire(null); b.attachWire(null); } };
@@ -65,7 +66,7 @@ export function endpoint(a: WirePort, onFrame: (frame: Uint8Array) => void): End
   return {
     send(frame: Uint8Array, len = frame.length): boolean {
       if (!Number.isInteger(len) || len < 0 || len > frame.length) {
-        throw new RangeError(`wire: send length ${len} is outside the frame's ${frame.length} bytes`);
+        throw new SimError('ERR_SIM_ARG', `wire: send length ${len} is outside the frame's ${frame.length} bytes`);
       }
       return a.receive(frame, len);
     },

@@ -19,6 +19,7 @@
  * Field values are numbers for fields inside one 32-bit dword; a 64-bit register's fields above
  * bit 31 are read with `getField64` from a bigint.
  */
+import { SpecError } from './errors.js';
 
 /** A bit field of a register: bits `hi:lo` inclusive (`bits === 1` for a flag). */
 export interface BitField {
@@ -35,7 +36,11 @@ export interface BitField {
 }
 
 function check(cond: boolean, what: string): void {
-  if (!cond) throw new RangeError(`spec: ${what}`);
+  if (!cond) throw new SpecError('ERR_SPEC_DECLARATION', `spec: ${what}`, { fix: 'correct the declaration against the specification it cites' });
+}
+
+function doesNotFit(v: number, f: BitField): SpecError {
+  return new SpecError('ERR_SPEC_FIELD_VALUE', `spec: value ${v} does not fit in ${f.bits} bit(s) at bit ${f.lo}`, { fix: `write an integer from 0 to ${f.max}` });
 }
 
 /** Bits `hi:lo` of a register (inclusive, as specifications write them), at most 32 wide. */
@@ -59,7 +64,7 @@ export function getField(value: number, f: BitField): number {
 
 /** `value` with field `f` replaced by `v` (checked: `v` must fit the field). */
 export function setField(value: number, f: BitField, v: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > f.max) throw new RangeError(`spec: value ${v} does not fit in ${f.bits} bit(s) at bit ${f.lo}`);
+  if (!Number.isInteger(v) || v < 0 || v > f.max) throw doesNotFit(v, f);
   return ((value & ~f.mask) | (v * 2 ** f.lo)) >>> 0;
 }
 
@@ -75,7 +80,7 @@ export function getField64(value: bigint, f: BitField): number {
 
 /** `value` with field `f` of a 64-bit register replaced by `v` (checked). */
 export function setField64(value: bigint, f: BitField, v: number): bigint {
-  if (!Number.isInteger(v) || v < 0 || v > f.max) throw new RangeError(`spec: value ${v} does not fit in ${f.bits} bit(s) at bit ${f.lo}`);
+  if (!Number.isInteger(v) || v < 0 || v > f.max) throw doesNotFit(v, f);
   const m = BigInt(f.max) << BigInt(f.lo);
   return (value & ~m) | (BigInt(v) << BigInt(f.lo));
 }
@@ -98,16 +103,16 @@ function register<F extends Record<string, BitField>>(offset: number, width: Reg
   return Object.freeze({ ...fields, offset, width, spec });
 }
 
-export function reg8<F extends Record<string, BitField>>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
+export function reg8<F extends Record<string, BitField> = {}>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
   return register(offset, 8, spec, fields);
 }
-export function reg16<F extends Record<string, BitField>>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
+export function reg16<F extends Record<string, BitField> = {}>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
   return register(offset, 16, spec, fields);
 }
-export function reg32<F extends Record<string, BitField>>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
+export function reg32<F extends Record<string, BitField> = {}>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
   return register(offset, 32, spec, fields);
 }
-export function reg64<F extends Record<string, BitField>>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
+export function reg64<F extends Record<string, BitField> = {}>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
   return register(offset, 64, spec, fields);
 }
 

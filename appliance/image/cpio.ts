@@ -10,6 +10,7 @@
  * padded to a multiple of 4, then the data padded to a multiple of 4. The archive ends with an entry
  * named TRAILER!!!.
  */
+import { ApplianceError } from './errors.js';
 
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
@@ -24,8 +25,10 @@ export type CpioEntry =
 
 const HEADER = 110;
 
+const cpioError = (message: string): ApplianceError => new ApplianceError('ERR_IMAGE_CPIO', message);
+
 function hex8(n: number): string {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`cpio field out of range: ${n}`);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw cpioError(`cpio header field ${n} does not fit 8 hex digits (0..0xffffffff)`);
   return n.toString(16).padStart(8, '0');
 }
 
@@ -45,7 +48,7 @@ export function buildCpio(entries: readonly CpioEntry[]): Buffer {
   };
   for (const e of entries) {
     const path = e.path.replace(/^\/+/, '');
-    if (!path) throw new RangeError('cpio entry with an empty path');
+    if (!path) throw cpioError('cpio entry with an empty path (after leading slashes are removed)');
     switch (e.type) {
       case 'dir': add(path, S_IFDIR | (e.mode ?? 0o755), Buffer.alloc(0), 0, 0, 2); break;
       case 'file': add(path, S_IFREG | (e.mode ?? 0o644), typeof e.data === 'string' ? Buffer.from(e.data, 'utf8') : Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength)); break;
@@ -64,9 +67,9 @@ export function readCpio(archive: Uint8Array): { name: string; mode: number; dat
   const out: { name: string; mode: number; data: Buffer; rdevMajor: number; rdevMinor: number }[] = [];
   let off = 0;
   for (;;) {
-    if (off + HEADER > buf.length) throw new RangeError(`cpio truncated at ${off}`);
+    if (off + HEADER > buf.length) throw cpioError(`cpio archive truncated at byte ${off}: no header and no TRAILER!!! entry there`);
     const magic = buf.toString('ascii', off, off + 6);
-    if (magic !== '070701') throw new RangeError(`bad cpio magic '${magic}' at ${off}`);
+    if (magic !== '070701') throw cpioError(`bad cpio magic '${magic}' at byte ${off}: not a newc (070701) archive, or a corrupt one`);
     const field = (i: number): number => parseInt(buf.toString('ascii', off + 6 + i * 8, off + 14 + i * 8), 16);
     const mode = field(1), size = field(6), rdevMajor = field(9), rdevMinor = field(10), nameSize = field(11);
     const nameStart = off + HEADER;

@@ -3,7 +3,7 @@
  * Image building is not a hot path: it runs once per kernel version and is cached.
  */
 import { spawn } from 'node:child_process';
-import { ApplianceError } from './errors.js';
+import { ApplianceError, type ApplianceCode } from './errors.js';
 
 export interface ExecResult { code: number; stdout: string; stderr: string }
 
@@ -30,7 +30,9 @@ export function execTool(cmd: string, args: string[], options: ExecOptions = {})
         reject(new ApplianceError('ERR_IMAGE_TOOL_MISSING', `'${cmd}' is not installed (or not on PATH)`, {
           cause: e, fix: 'run `npm run setup` (scripts/setup-host.sh) as root to install the lab packages',
         }));
-      } else reject(e);
+      } else {
+        reject(new ApplianceError('ERR_IMAGE_COMMAND', `'${cmd}' could not be started: ${e.code ?? e.message}`, { cause: e }));
+      }
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -44,7 +46,7 @@ export function execTool(cmd: string, args: string[], options: ExecOptions = {})
 }
 
 /** Like execTool, but a non-zero exit is an ApplianceError with the tool's own last words. */
-export async function execOk(cmd: string, args: string[], options: ExecOptions & { what: string; code?: string; fix?: string }): Promise<ExecResult> {
+export async function execOk(cmd: string, args: string[], options: ExecOptions & { what: string; code?: ApplianceCode; fix?: string }): Promise<ExecResult> {
   const r = await execTool(cmd, args, options);
   if (r.code !== 0) {
     const tail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-5).join('\n    ');

@@ -58,7 +58,7 @@ export function kernelModules(kernel: KernelTree, wanted: readonly string[]): { 
 function moduleBytes(file: string): Buffer {
   if (file.endsWith('.ko')) return readFileSync(file);
   const tool = file.endsWith('.xz') ? ['xz', '-dc'] : file.endsWith('.zst') ? ['zstd', '-dc'] : file.endsWith('.gz') ? ['gzip', '-dc'] : undefined;
-  if (!tool) throw new ApplianceError('ERR_IMAGE_MODULE_MISSING', `unknown module file type: ${file}`);
+  if (!tool) throw new ApplianceError('ERR_IMAGE_MODULE_INDEX', `module file ${file} is neither .ko nor compressed with xz, zstd or gzip`);
   return execFileSync(tool[0]!, [...tool.slice(1), file], { maxBuffer: 64 << 20 });
 }
 

@@ -31,7 +31,7 @@ export function parseModuleIndex(modulesDep: string, modulesBuiltin = ''): Modul
     const line = raw.trim();
     if (!line) continue;
     const colon = line.indexOf(':');
-    if (colon < 0) throw new ApplianceError('ERR_IMAGE_MODULE_MISSING', `modules.dep line ${i + 1} has no ':': '${line}' (rerun depmod)`);
+    if (colon < 0) throw new ApplianceError('ERR_IMAGE_MODULE_INDEX', `modules.dep line ${i + 1} has no ':': '${line}'`, { fix: 'rerun depmod -b ROOT KVER on the unpacked kernel' });
     const path = line.slice(0, colon).trim();
     const name = moduleName(path);
     paths.set(name, path);
@@ -57,7 +57,7 @@ export function resolveModules(index: ModuleIndex, wanted: readonly string[]): {
         `kernel module '${name}' is neither in modules.dep nor built in${chain.length ? ` (needed by ${chain.join(' <- ')})` : ''}`,
         { fix: 'check the kernel flavour has this driver (CONFIG_... =m or =y), or drop the module from the list' });
     }
-    if (visiting.has(name)) throw new ApplianceError('ERR_IMAGE_MODULE_MISSING', `modules.dep has a dependency cycle through '${name}'`);
+    if (visiting.has(name)) throw new ApplianceError('ERR_IMAGE_MODULE_INDEX', `modules.dep has a dependency cycle through '${name}'`, { fix: 'rerun depmod -b ROOT KVER on the unpacked kernel; a cycle that stays is a broken kernel package' });
     visiting.add(name);
     for (const d of index.deps.get(name) ?? []) visit(d, [name, ...chain]);
     visiting.delete(name);

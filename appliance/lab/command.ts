@@ -3,6 +3,7 @@
  * (/run/dmabox-lab/cmd.sh, written by the launcher into the run channel). Arguments are passed as
  * an argv, never re-split: each is single-quoted.
  */
+import { ApplianceError } from '../image/errors.js';
 
 /** Quote one word for a POSIX shell. */
 export function shellQuote(word: string): string {
@@ -22,11 +23,11 @@ export interface GuestCommand {
 
 /** The cmd.sh text: cd, export, exec. */
 export function commandScript(cmd: GuestCommand): string {
-  if (cmd.argv.length === 0) throw new RangeError('the guest command is empty: give a program and its arguments');
-  if (!cmd.cwd.startsWith('/')) throw new RangeError(`the guest working directory must be absolute, got '${cmd.cwd}'`);
+  if (cmd.argv.length === 0) throw new ApplianceError('ERR_LAB_OPTIONS', 'the guest command is empty', { fix: 'give a program and its arguments' });
+  if (!cmd.cwd.startsWith('/')) throw new ApplianceError('ERR_LAB_OPTIONS', `the guest working directory must be absolute, got '${cmd.cwd}'`);
   const lines = ['# written by dmabox lab (appliance/lab/command.ts)', `cd ${shellQuote(cmd.cwd)} || exit 126`];
   for (const [k, v] of Object.entries(cmd.env)) {
-    if (!ENV_NAME.test(k)) throw new RangeError(`environment variable name '${k}' is not valid in a shell`);
+    if (!ENV_NAME.test(k)) throw new ApplianceError('ERR_LAB_OPTIONS', `environment variable name '${k}' is not valid in a shell`, { fix: 'use letters, digits and _, not starting with a digit' });
     lines.push(`export ${k}=${shellQuote(v)}`);
   }
   lines.push(`exec ${cmd.argv.map(shellQuote).join(' ')}`);

@@ -15,6 +15,7 @@
  * Every step says on the console what it did, with `dmabox-lab:` markers the launcher parses
  * (console.ts). A failing step prints `dmabox-lab: error ...` and exits with status 125.
  */
+import { ApplianceError } from '../image/errors.js';
 
 /** QEMU's NVMe controller (PCI ids 1b36:0010) and the 82574L that QEMU's e1000e models (8086:10d3). */
 export const LAB_VFIO_IDS: readonly string[] = ['1b36:0010', '8086:10d3'];
@@ -48,8 +49,8 @@ const SAFE_PATH = /^[A-Za-z0-9._/+-]+$/;
 /** Generate the /init text. Pure: the same options give the same text (it is part of the cache key). */
 export function labInitScript(options: InitScriptOptions): string {
   const ids = options.vfioIds ?? LAB_VFIO_IDS;
-  for (const id of ids) if (!HEX_ID.test(id)) throw new RangeError(`vfio id '${id}' is not vendor:device in lower-case hex (1b36:0010)`);
-  for (const m of [options.kver, ...options.modules]) if (!SAFE_PATH.test(m)) throw new RangeError(`module path '${m}' has characters /init cannot quote`);
+  for (const id of ids) if (!HEX_ID.test(id)) throw new ApplianceError('ERR_LAB_OPTIONS', `vfio id '${id}' is not vendor:device in lower-case hex (1b36:0010)`);
+  for (const m of [options.kver, ...options.modules]) if (!SAFE_PATH.test(m)) throw new ApplianceError('ERR_LAB_OPTIONS', `module path '${m}' has characters /init cannot quote (letters, digits and ._/+- only)`);
   const cases = ids.map((id) => `0x${id.replace(':', ':0x')}`).join('|');
   const insmods = options.modules.map((m) => `load ${m}`).join('\n');
   return `#!/bin/busybox sh

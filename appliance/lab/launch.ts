@@ -235,7 +235,13 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     const killOnExit = (): void => { child.kill('SIGKILL'); };
     process.once('exit', killOnExit);
     const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
-      child.on('error', (e) => { clearTimeout(timer); process.off('exit', killOnExit); reject(e); });
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        process.off('exit', killOnExit);
+        reject(new ApplianceError('ERR_LAB_QEMU_MISSING', `${qemu} could not be started: ${e.code ?? e.message}`, {
+          cause: e, fix: 'check that it is an executable QEMU (as root: apt-get install qemu-system-x86, or npm run setup)',
+        }));
+      });
       child.on('close', (code, signal) => { clearTimeout(timer); process.off('exit', killOnExit); resolve({ code, signal }); });
     });
     out.flush(); err.flush();

@@ -12,6 +12,7 @@
  * 00:01.0 and 00:02.0. The 9p devices sit at 00:1d.0 and 00:1e.0, out of the way.
  */
 
+import { ApplianceError } from '../image/errors.js';
 import { DMAR_TRACE_EVENT } from './dmar.js';
 
 export type Accel = 'tcg' | 'kvm';
@@ -58,7 +59,7 @@ export function placeDevices(nvme: number, e1000e: number): PlacedDevice[] {
   const out: PlacedDevice[] = [];
   let slot = FIRST_SLOT;
   const take = (kind: 'nvme' | 'e1000e', index: number): void => {
-    if (slot > LAST_DEVICE_SLOT) throw new RangeError(`too many devices: at most ${LAST_DEVICE_SLOT - FIRST_SLOT + 1} NVMe and e1000e together`);
+    if (slot > LAST_DEVICE_SLOT) throw new ApplianceError('ERR_LAB_OPTIONS', `too many devices: at most ${LAST_DEVICE_SLOT - FIRST_SLOT + 1} NVMe and e1000e together`);
     out.push({ kind, index, bdf: `0000:00:${slot.toString(16).padStart(2, '0')}.0` });
     slot++;
   };
@@ -69,7 +70,7 @@ export function placeDevices(nvme: number, e1000e: number): PlacedDevice[] {
 
 /** The default MAC of e1000e i: QEMU's own prefix 52:54:00, then 12:34:56+i (the first is QEMU's usual default). */
 export function labMac(index: number): string {
-  if (!Number.isInteger(index) || index < 0 || index > 0xa9) throw new RangeError(`e1000e index ${index} out of range 0..169`);
+  if (!Number.isInteger(index) || index < 0 || index > 0xa9) throw new ApplianceError('ERR_LAB_OPTIONS', `e1000e index ${index} out of range 0..169`);
   return `52:54:00:12:34:${(0x56 + index).toString(16).padStart(2, '0')}`;
 }
 
@@ -85,15 +86,15 @@ export function kernelCommandLine(extra: readonly string[] = []): string {
 
 function checkOption(value: string, what: string): string {
   // QEMU's option syntax splits on ',' (doubled to escape): refuse instead of guessing.
-  if (value.includes(',')) throw new RangeError(`${what} '${value}' contains a ',', which QEMU's option parser would split`);
+  if (value.includes(',')) throw new ApplianceError('ERR_LAB_OPTIONS', `${what} '${value}' contains a ',', which QEMU's option parser would split`, { fix: 'use a path or name without commas' });
   return value;
 }
 
 /** The qemu-system-x86_64 argument list for `spec` (the program name not included). */
 export function qemuArgs(spec: MachineSpec): string[] {
-  if (!Number.isInteger(spec.cpus) || spec.cpus < 1) throw new RangeError(`cpus must be a positive integer, got ${spec.cpus}`);
-  if (!Number.isInteger(spec.memMiB) || spec.memMiB < 256) throw new RangeError(`memMiB must be an integer >= 256, got ${spec.memMiB}`);
-  if (spec.shares.length > SHARE_SLOTS.length) throw new RangeError(`at most ${SHARE_SLOTS.length} 9p shares`);
+  if (!Number.isInteger(spec.cpus) || spec.cpus < 1) throw new ApplianceError('ERR_LAB_OPTIONS', `cpus must be a positive integer, got ${spec.cpus}`);
+  if (!Number.isInteger(spec.memMiB) || spec.memMiB < 256) throw new ApplianceError('ERR_LAB_OPTIONS', `memMiB must be an integer >= 256, got ${spec.memMiB}`);
+  if (spec.shares.length > SHARE_SLOTS.length) throw new ApplianceError('ERR_LAB_OPTIONS', `at most ${SHARE_SLOTS.length} 9p shares, got ${spec.shares.length}`);
   const placed = placeDevices(spec.nvme.length, spec.e1000e.length);
   const machine = spec.accel === 'kvm' ? 'q35,accel=kvm,kernel-irqchip=split' : 'q35,accel=tcg';
   const args = [
@@ -111,7 +112,7 @@ export function qemuArgs(spec: MachineSpec): string[] {
       const e = spec.e1000e[p.index]!;
       if (e.net === 'slirp') args.push('-netdev', `user,id=net${p.index}`);
       else {
-        if (!Number.isInteger(e.net.fd) || e.net.fd < 3) throw new RangeError(`e1000e ${p.index}: socket fd must be an integer >= 3, got ${e.net.fd}`);
+        if (!Number.isInteger(e.net.fd) || e.net.fd < 3) throw new ApplianceError('ERR_LAB_OPTIONS', `e1000e ${p.index}: socket fd must be an integer >= 3, got ${e.net.fd}`);
         args.push('-netdev', `socket,id=net${p.index},fd=${e.net.fd}`);
       }
       args.push('-device', `e1000e,netdev=net${p.index},romfile=,mac=${checkOption(e.mac, 'MAC')},bus=pcie.0,addr=0x${addr}`);

@@ -21,7 +21,9 @@ export function repoRoot(): string {
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'appliance'))) return dir;
     dir = dirname(dir);
   }
-  throw new ApplianceError('ERR_LAB_OPTIONS', `cannot find the dmabox checkout above ${fileURLToPath(import.meta.url)}`);
+  throw new ApplianceError('ERR_LAB_CHECKOUT', `cannot find the dmabox checkout above ${fileURLToPath(import.meta.url)}`, {
+    fix: 'run the lab from a dmabox checkout (its package.json and appliance/ next to the build), after npm run build',
+  });
 }
 
 export function labCacheDir(): string { return join(repoRoot(), '.cache', 'lab'); }

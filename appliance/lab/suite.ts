@@ -13,7 +13,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseUvuSummary } from '../../scripts/run-tests.js';
-import { ApplianceError } from '../image/errors.js';
+import { ApplianceError, type ApplianceCode } from '../image/errors.js';
 import { launchLab, which, type LabResult } from './launch.js';
 import { isRoot, repoRoot, setupLab } from './setup.js';
 
@@ -25,7 +25,8 @@ export const SUITE_TIMEOUT_MS = 20 * 60_000;
 /** Boots tried when the guest dies before /init (never when anything of ours ran). */
 const BOOT_ATTEMPTS = 2;
 
-const SKIP_CODES = new Set(['ERR_IMAGE_NOT_ROOT', 'ERR_IMAGE_TOOL_MISSING', 'ERR_LAB_QEMU_MISSING']);
+/** Set-up failures that mean "this machine cannot run the lab" (a skip with the reason), not a broken lab. */
+const SKIP_CODES: ReadonlySet<ApplianceCode> = new Set<ApplianceCode>(['ERR_IMAGE_NOT_ROOT', 'ERR_IMAGE_TOOL_MISSING', 'ERR_LAB_QEMU_MISSING']);
 
 function countTests(dir: string): number {
   if (!existsSync(dir)) return 0;

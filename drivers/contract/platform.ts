@@ -66,6 +66,11 @@ export interface DmaAllocator {
   alloc(size: number, perm: DmaPerm, options?: DmaAllocOptions): DmaWindow;
   /** Unmap and release a window. The device must no longer use it. */
   free(window: DmaWindow): void;
+  /**
+   * Bytes still to be had with exactly this permission, where the grant is fixed (a sandbox's
+   * windows), so a driver can size its pools to it; absent where allocation is open-ended.
+   */
+  available?(perm: DmaPerm): number;
 }
 
 /** One interrupt vector routed to the driver. */

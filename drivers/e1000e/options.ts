@@ -43,7 +43,9 @@ export function checkOptions(o: E1000eOptions): Required<E1000eOptions> {
   const positive = (name: string, v: number | undefined, dflt: number, min = 1): number => {
     const n = v ?? dflt;
     if (!Number.isInteger(n) || n < min) {
-      throw new E1000eError('ERR_E1000E_OPTION', `e1000e: ${name} = ${v} must be an integer of at least ${min}`);
+      throw new E1000eError('ERR_E1000E_OPTION', `e1000e: ${name} = ${v} must be an integer of at least ${min}`, {
+        fix: `pass an integer of at least ${min}, or leave ${name} out for its default (${dflt})`,
+      });
     }
     return n;
   };
@@ -51,7 +53,9 @@ export function checkOptions(o: E1000eOptions): Required<E1000eOptions> {
   const txDescriptors = ring('txDescriptors', o.txDescriptors);
   const interrupts = o.interrupts ?? 'poll';
   if (interrupts !== 'poll' && interrupts !== 'msix' && interrupts !== 'intx') {
-    throw new E1000eError('ERR_E1000E_OPTION', `e1000e: interrupts = ${String(interrupts)} must be 'poll', 'msix' or 'intx'`);
+    throw new E1000eError('ERR_E1000E_OPTION', `e1000e: interrupts = ${String(interrupts)} must be 'poll', 'msix' or 'intx'`, {
+      fix: "use 'poll' (no interrupts), 'msix' or 'intx'",
+    });
   }
   return {
     rxDescriptors,

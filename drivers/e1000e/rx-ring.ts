@@ -16,6 +16,22 @@ import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS_FRAME } from '../../spec/e1000e/
 import { REG } from '../../spec/e1000e/registers.js';
 import type { PacketBatch } from '../contract/packet-batch.js';
 import type { PacketPool } from '../kit/packet-pool.js';
+import { E1000eError } from './errors.js';
+
+// Hot-path constants, copied once from the spec.
+const STATUS_AT = RXD.STATUS.offset;
+const ERRORS_AT = RXD.ERRORS.offset;
+/** LENGTH as an index into a Uint16Array view of a descriptor. */
+const LENGTH_U16 = RXD.LENGTH.offset >>> 1;
+const DD = RXD_STATUS.DD.mask;
+const EOP = RXD_STATUS.EOP.mask;
+const RDT = REG.RDT.offset;
+/** Dword indexes in a descriptor: the buffer address (low, high), then the write-back half. */
+const ADDR_LO = RXD.BUFFER_ADDR.offset >>> 2;
+const ADDR_HI = ADDR_LO + 1;
+const WB_LO = RXD.LENGTH.offset >>> 2;
+const WB_HI = RXD.STATUS.offset >>> 2;
+const DESC_DWORDS = DESC_SIZE >>> 2;
 
 export interface RxRingCounters {
   /** Frames handed to the caller. */
@@ -62,33 +78,37 @@ export class RxRing {
   start(): void {
     for (let i = 0; i < this.size; i++) {
       const buf = this.pool.alloc();
-      if (buf < 0) throw new RangeError(`rx ring: the pool has ${this.pool.count} buffers, fewer than the ring's ${this.size}`);
+      if (buf < 0) {
+        throw new E1000eError('ERR_E1000E_POOL', `rx ring: the pool ran out of buffers after ${i} of the ring's ${this.size} descriptors (it has ${this.pool.count} buffers)`, {
+          fix: 'give the RX pool at least one buffer more than the ring has descriptors (option rxBuffers)',
+        });
+      }
       this.bufOf[i] = buf;
       this.arm(i, buf);
     }
     this.next = 0;
     this.dropping = false;
     const iova = this.window.iova;
-    this.regs.write32(REG.RDBAL, Number(iova & 0xffffffffn));
-    this.regs.write32(REG.RDBAH, Number(iova >> 32n));
-    this.regs.write32(REG.RDLEN, this.size * DESC_SIZE);
-    this.regs.write32(REG.RDH, 0);
-    this.regs.write32(REG.RDT, this.size - 1);
+    this.regs.write32(REG.RDBAL.offset, Number(iova & 0xffffffffn));
+    this.regs.write32(REG.RDBAH.offset, Number(iova >> 32n));
+    this.regs.write32(REG.RDLEN.offset, this.size * DESC_SIZE);
+    this.regs.write32(REG.RDH.offset, 0);
+    this.regs.write32(RDT, this.size - 1);
   }
 
   /** Buffer address in, write-back half cleared (DD = 0). */
   private arm(i: number, buf: number): void {
     const iova = this.pool.iova(buf);
-    const d = i * 4;
-    this.d32[d] = iova >>> 0;
-    this.d32[d + 1] = Math.floor(iova / 0x1_0000_0000);
-    this.d32[d + 2] = 0;
-    this.d32[d + 3] = 0;
+    const d = i * DESC_DWORDS;
+    this.d32[d + ADDR_LO] = iova >>> 0;
+    this.d32[d + ADDR_HI] = Math.floor(iova / 0x1_0000_0000);
+    this.d32[d + WB_LO] = 0;
+    this.d32[d + WB_HI] = 0;
   }
 
   /** True when the next descriptor has been written back (a frame is waiting). */
   ready(): boolean {
-    return (this.d8[this.next * DESC_SIZE + RXD.STATUS]! & RXD_STATUS.DD) !== 0;
+    return (this.d8[this.next * DESC_SIZE + STATUS_AT]! & DD) !== 0;
   }
 
   /**
@@ -104,16 +124,16 @@ export class RxRing {
     const room = batch.capacity - batch.count;
     while (taken < room) {
       const base = i * DESC_SIZE;
-      const status = d8[base + RXD.STATUS]!;
-      if ((status & RXD_STATUS.DD) === 0) break;
-      const errors = d8[base + RXD.ERRORS]!;
+      const status = d8[base + STATUS_AT]!;
+      if ((status & DD) === 0) break;
+      const errors = d8[base + ERRORS_AT]!;
       const buf = this.bufOf[i]!;
-      if ((status & RXD_STATUS.EOP) === 0 || this.dropping) {
+      if ((status & EOP) === 0 || this.dropping) {
         // A frame longer than one buffer (LPE is off, so only a misconfigured peer sends one): dropped whole.
         if (!this.dropping) this.counters.fragmented++;
-        this.dropping = (status & RXD_STATUS.EOP) === 0;
+        this.dropping = (status & EOP) === 0;
         this.arm(i, buf);
-      } else if ((errors & RXD_ERRORS_FRAME) !== 0 || d16[(base + RXD.LENGTH) >>> 1]! - 1 >= this.bufferSize) {
+      } else if ((errors & RXD_ERRORS_FRAME) !== 0 || d16[(base >>> 1) + LENGTH_U16]! - 1 >= this.bufferSize) {
         // A flagged frame, or a length of 0 or beyond the buffer (a device that lies must not make
         // the caller read a neighbour's buffer): recycled and counted.
         this.counters.errors++;
@@ -121,7 +141,7 @@ export class RxRing {
       } else {
         const fresh = pool.alloc();
         if (fresh < 0) { this.counters.poolEmpty++; break; }
-        const len = d16[(base + RXD.LENGTH) >>> 1]!;
+        const len = d16[(base >>> 1) + LENGTH_U16]!;
         batch.buf[batch.count] = buf;
         batch.len[batch.count] = len;
         batch.count++;
@@ -137,7 +157,7 @@ export class RxRing {
     if (seen > 0) {
       this.next = i;
       // Give the harvested descriptors back: RDT = the last one harvested.
-      this.regs.write32(REG.RDT, i === 0 ? size - 1 : i - 1);
+      this.regs.write32(RDT, i === 0 ? size - 1 : i - 1);
     }
     return taken;
   }

@@ -13,7 +13,7 @@
  * most N-1 descriptors are in flight (TDH == TDT means empty).
  */
 import type { DmaWindow, RegisterSpace } from '../contract/platform.js';
-import { DESC_SIZE, TXD_CMD } from '../../spec/e1000e/descriptors.js';
+import { DESC_SIZE, TXD, TXD_CMD } from '../../spec/e1000e/descriptors.js';
 import { REG } from '../../spec/e1000e/registers.js';
 import type { PacketBatch } from '../contract/packet-batch.js';
 import type { PacketPool } from '../kit/packet-pool.js';
@@ -28,8 +28,19 @@ export interface TxRingCounters {
   badHead: number;
 }
 
-/** CMD for every frame: one descriptor per frame (EOP), device appends the FCS (IFCS); no RS. */
-const CMD_DWORD = ((TXD_CMD.EOP | TXD_CMD.IFCS) << 24) >>> 0;
+/**
+ * The descriptor's third dword (bytes 8..11: LENGTH, CSO, CMD) for every frame, the length aside:
+ * one descriptor per frame (EOP), the device appends the FCS (IFCS); no RS.
+ */
+const CMD_DWORD = ((TXD_CMD.EOP.mask | TXD_CMD.IFCS.mask) * 2 ** (8 * (TXD.CMD.offset - TXD.LENGTH.offset))) >>> 0;
+/** Dword indexes in a descriptor: the buffer address (low, high), LENGTH/CSO/CMD, STA/CSS/SPECIAL. */
+const ADDR_LO = TXD.BUFFER_ADDR.offset >>> 2;
+const ADDR_HI = ADDR_LO + 1;
+const CMD_DW = TXD.LENGTH.offset >>> 2;
+const STA_DW = TXD.STA.offset >>> 2;
+const DESC_DWORDS = DESC_SIZE >>> 2;
+const TDH = REG.TDH.offset;
+const TDT = REG.TDT.offset;
 
 export class TxRing {
   readonly size: number;
@@ -58,11 +69,11 @@ export class TxRing {
     this.tail = 0;
     this.clean = 0;
     const iova = this.window.iova;
-    this.regs.write32(REG.TDBAL, Number(iova & 0xffffffffn));
-    this.regs.write32(REG.TDBAH, Number(iova >> 32n));
-    this.regs.write32(REG.TDLEN, this.size * DESC_SIZE);
-    this.regs.write32(REG.TDH, 0);
-    this.regs.write32(REG.TDT, 0);
+    this.regs.write32(REG.TDBAL.offset, Number(iova & 0xffffffffn));
+    this.regs.write32(REG.TDBAH.offset, Number(iova >> 32n));
+    this.regs.write32(REG.TDLEN.offset, this.size * DESC_SIZE);
+    this.regs.write32(TDH, 0);
+    this.regs.write32(TDT, 0);
   }
 
   /** Descriptors handed to the device and not yet cleaned. */
@@ -74,7 +85,7 @@ export class TxRing {
   /** Take back the buffers of every descriptor the device has processed (up to TDH). Returns how many. */
   reclaim(): number {
     if (this.tail === this.clean) return 0;
-    const head = this.regs.read32(REG.TDH);
+    const head = this.regs.read32(TDH);
     const size = this.size, pool = this.pool, bufOf = this.bufOf;
     let c = this.clean;
     let n = 0;
@@ -118,17 +129,17 @@ export class TxRing {
       const buf = bufs[k]!;
       const len = lens[k]!;
       const iova = pool.iova(buf);
-      const d = t * 4;
-      d32[d] = iova >>> 0;
-      d32[d + 1] = Math.floor(iova / 0x1_0000_0000);
-      d32[d + 2] = (CMD_DWORD | len) >>> 0;
-      d32[d + 3] = 0;
+      const d = t * DESC_DWORDS;
+      d32[d + ADDR_LO] = iova >>> 0;
+      d32[d + ADDR_HI] = Math.floor(iova / 0x1_0000_0000);
+      d32[d + CMD_DW] = (CMD_DWORD | len) >>> 0;
+      d32[d + STA_DW] = 0;
       bufOf[t] = buf;
       bytes += len;
       t = t + 1 === size ? 0 : t + 1;
     }
     this.tail = t;
-    this.regs.write32(REG.TDT, t);
+    this.regs.write32(TDT, t);
     this.counters.packets += n;
     this.counters.bytes += bytes;
     if (n < batch.count) this.counters.full += batch.count - n;

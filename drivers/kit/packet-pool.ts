@@ -1,7 +1,7 @@
 /**
  * What the rings need from a packet buffer pool: fixed-size buffers in one DMA window, handed
  * out and taken back by index, each buffer's IOVA computed rather than stored in objects.
- * dma/pool.ts's BufferPool (a free stack of indices) has this shape; the rings depend only on it,
+ * drivers/kit/pool.ts's BufferPool (a free stack of indices) has this shape; the rings depend only on it,
  * so a test can hand them a pool of its own.
  */
 import type { DmaWindow } from '../contract/platform.js';

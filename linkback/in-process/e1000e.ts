@@ -6,7 +6,7 @@
 import type { PacketBatch } from '../../drivers/contract/packet-batch.js';
 import type { E1000e } from '../../drivers/e1000e/device.js';
 import { BUFFER_SIZE } from '../../drivers/e1000e/device.js';
-import { ETH } from '../../spec/e1000e/descriptors.js';
+import { ETH } from '../../spec/e1000e/ethernet.js';
 import type { NicPort } from '../tap/nic-port.js';
 
 /** The in-process e1000e driver as a NicPort. */

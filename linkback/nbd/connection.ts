@@ -16,7 +16,7 @@
  */
 import type { Socket } from 'node:net';
 import { blockErrorKind, type BlockDevice, type BlockErrorKind } from '../block-device.js';
-import type { NbdExport } from './export.js';
+import type { ExportDirectory, NbdExport } from './export.js';
 import { handleOption, optionTooBig, type HandshakeContext } from './handshake.js';
 import {
   CLIENT_FLAGS_SIZE, HANDSHAKE_GREETING_SIZE, IHAVEOPT_HI, IHAVEOPT_LO, NBD_CMD_DISC, NBD_CMD_FLAG_FUA,
@@ -30,9 +30,7 @@ import {
 import { ReplyWriter, writeSimpleReplyHeader } from './reply-writer.js';
 
 /** What a connection needs from its server. */
-export interface ConnectionHost {
-  lookup(name: string): NbdExport | undefined;
-  list(): Iterable<NbdExport>;
+export interface ConnectionHost extends ExportDirectory {
   readonly limits: ConnectionLimits;
   event(e: NbdEvent): void;
   /** The connection reached transmission with `exp` (false: the server is shutting down, drop it). */
@@ -117,6 +115,8 @@ class Slot {
 export class NbdConnection implements HandshakeContext {
   readonly id: number;
   readonly peer: string;
+  /** The server's exports, for the handshake. */
+  readonly exports: ExportDirectory;
   private readonly socket: Socket;
   private readonly host: ConnectionHost;
   private readonly limits: ConnectionLimits;
@@ -153,6 +153,7 @@ export class NbdConnection implements HandshakeContext {
     this.id = id;
     this.socket = socket;
     this.host = host;
+    this.exports = host;
     this.limits = host.limits;
     this.peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
     this.dst = this.head;
@@ -182,14 +183,6 @@ export class NbdConnection implements HandshakeContext {
   /** The export in use, once in transmission. */
   get export(): NbdExport | null {
     return this.exp;
-  }
-
-  lookup(name: string): NbdExport | undefined {
-    return this.host.lookup(name);
-  }
-
-  list(): Iterable<NbdExport> {
-    return this.host.list();
   }
 
   send(bytes: Buffer): void {

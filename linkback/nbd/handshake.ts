@@ -8,7 +8,7 @@
  * server is NOTLS, §NOTLS mode), NBD_OPT_STRUCTURED_REPLY (simple replies only), the metadata
  * context options (they need structured replies), NBD_OPT_EXTENDED_HEADERS, and anything unknown.
  */
-import type { NbdExport } from './export.js';
+import type { ExportDirectory, NbdExport } from './export.js';
 import {
   EXPORT_NAME_REPLY_SIZE, EXPORT_NAME_ZEROES, NBD_INFO_BLOCK_SIZE, NBD_INFO_DESCRIPTION, NBD_INFO_EXPORT,
   NBD_INFO_NAME, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST,
@@ -18,10 +18,8 @@ import {
 } from './protocol.js';
 
 export interface HandshakeContext {
-  /** Find an export by the name a client sent ("" is the default export). */
-  lookup(name: string): NbdExport | undefined;
-  /** Every export, for NBD_OPT_LIST. */
-  list(): Iterable<NbdExport>;
+  /** The exports a client may choose from. */
+  readonly exports: ExportDirectory;
   /** The client negotiated NBD_FLAG_C_NO_ZEROES. */
   readonly noZeroes: boolean;
   /** Queue bytes to the client. */
@@ -66,7 +64,7 @@ function decodeName(bytes: Uint8Array): string | undefined {
 }
 
 function unknownExport(ctx: HandshakeContext, name: string): string {
-  const names = [...ctx.list()].map((e) => JSON.stringify(e.name));
+  const names = [...ctx.exports.list()].map((e) => JSON.stringify(e.name));
   return `no export named ${JSON.stringify(name)}; this server has ${names.length ? names.join(', ') : 'none'}`;
 }
 
@@ -89,7 +87,7 @@ export function handleOption(ctx: HandshakeContext, option: number, data: Buffer
   switch (option) {
     case NBD_OPT_EXPORT_NAME: {
       const name = decodeName(data);
-      const exp = name === undefined ? undefined : ctx.lookup(name);
+      const exp = name === undefined ? undefined : ctx.exports.lookup(name);
       // §Option types, NBD_OPT_EXPORT_NAME: an unknown export cannot be refused, only the session ended.
       if (!exp) return { next: 'disconnect', reason: name === undefined ? 'NBD_OPT_EXPORT_NAME with a name that is not UTF-8' : unknownExport(ctx, name) };
       ctx.send(exportNameReply(exp, ctx.noZeroes));
@@ -103,7 +101,7 @@ export function handleOption(ctx: HandshakeContext, option: number, data: Buffer
         ctx.send(optionError(option, NBD_REP_ERR_INVALID, 'NBD_OPT_LIST takes no data'));
         return CONTINUE;
       }
-      for (const exp of ctx.list()) {
+      for (const exp of ctx.exports.list()) {
         const desc = utf8.encode(exp.description);
         const body = Buffer.allocUnsafe(4 + exp.nameBytes.length + desc.length);
         body.writeUInt32BE(exp.nameBytes.length, 0);
@@ -136,6 +134,14 @@ export function optionTooBig(ctx: HandshakeContext, option: number, length: numb
   return CONTINUE;
 }
 
+/** An NBD_REP_INFO reply carrying a string: the info type, then its bytes (§NBD_INFO_NAME, §NBD_INFO_DESCRIPTION). */
+function infoString(option: number, type: number, bytes: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(2 + bytes.length);
+  b.writeUInt16BE(type, 0);
+  b.set(bytes, 2);
+  return optionReply(option, NBD_REP_INFO, b);
+}
+
 /** NBD_OPT_INFO and NBD_OPT_GO (§Option types): name, info requests; NBD_REP_INFO replies then ACK. */
 function infoOrGo(ctx: HandshakeContext, option: number, data: Buffer): OptionOutcome {
   if (data.length < 6) {
@@ -157,7 +163,7 @@ function infoOrGo(ctx: HandshakeContext, option: number, data: Buffer): OptionOu
     ctx.send(optionError(option, NBD_REP_ERR_INVALID, 'the export name is not valid UTF-8 or contains NUL'));
     return CONTINUE;
   }
-  const exp = ctx.lookup(name);
+  const exp = ctx.exports.lookup(name);
   if (!exp) {
     ctx.send(optionError(option, NBD_REP_ERR_UNKNOWN, unknownExport(ctx, name)));
     return CONTINUE;
@@ -175,19 +181,8 @@ function infoOrGo(ctx: HandshakeContext, option: number, data: Buffer): OptionOu
   writeU64(info, 2, exp.size);
   info.writeUInt16BE(exp.flags, 10);
   ctx.send(optionReply(option, NBD_REP_INFO, info));
-  if (wantName) {
-    const b = Buffer.allocUnsafe(2 + exp.nameBytes.length);
-    b.writeUInt16BE(NBD_INFO_NAME, 0);
-    b.set(exp.nameBytes, 2);
-    ctx.send(optionReply(option, NBD_REP_INFO, b));
-  }
-  if (wantDescription && exp.description) {
-    const d = utf8.encode(exp.description);
-    const b = Buffer.allocUnsafe(2 + d.length);
-    b.writeUInt16BE(NBD_INFO_DESCRIPTION, 0);
-    b.set(d, 2);
-    ctx.send(optionReply(option, NBD_REP_INFO, b));
-  }
+  if (wantName) ctx.send(infoString(option, NBD_INFO_NAME, exp.nameBytes));
+  if (wantDescription && exp.description) ctx.send(infoString(option, NBD_INFO_DESCRIPTION, utf8.encode(exp.description)));
   // Our minimum block size is the device's (not the default of 1), so it is always advertised
   // (§Size constraints: a server with non-default constraints MUST advertise them). Clients that
   // did not ask are still let in; misaligned requests from them get EINVAL.

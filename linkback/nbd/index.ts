@@ -2,3 +2,4 @@
 export { NbdServer, DEFAULT_LIMITS, type NbdServerOptions, type NbdServerStats } from './server.js';
 export type { NbdEvent, ConnectionLimits } from './connection.js';
 export type { NbdExportOptions, NbdExportStats } from './export.js';
+export { NbdError, type NbdCode } from './errors.js';

@@ -13,7 +13,7 @@
  */
 import { existsSync, lstatSync } from 'node:fs';
 import net from 'node:net';
-import { DmaboxError } from '../../common/errors.js';
+import { NbdError } from './errors.js';
 import type { BlockDevice } from '../block-device.js';
 import { NbdConnection, type ConnectionHost, type ConnectionLimits, type NbdEvent } from './connection.js';
 import { NbdExport, type NbdExportOptions, type NbdExportStats } from './export.js';
@@ -81,12 +81,13 @@ export class NbdServer {
 
   constructor(options: NbdServerOptions) {
     if (!options.exports.length) {
-      throw new DmaboxError('ERR_NBD_CONFIG', 'an NBD server needs at least one export', { fix: 'pass exports: [{ name, device }]' });
+      throw new NbdError('ERR_NBD_CONFIG', 'an NBD server needs at least one export', { fix: 'pass exports: [{ name, device }]' });
     }
     for (const e of options.exports) this.addExport(e);
     this.defaultName = options.defaultExport ?? options.exports[0]!.name;
     if (!this.exports.has(this.defaultName)) {
-      throw new DmaboxError('ERR_NBD_CONFIG', `default export ${JSON.stringify(this.defaultName)} is not one of the exports`);
+      throw new NbdError('ERR_NBD_CONFIG', `default export ${JSON.stringify(this.defaultName)} is not one of the exports`,
+        { fix: `name one of ${options.exports.map((e) => JSON.stringify(e.name)).join(', ')}, or leave defaultExport unset (the first export)` });
     }
     this.maxConnections = options.maxConnections ?? 64;
     this.allowRemote = options.allowRemote ?? false;
@@ -94,7 +95,9 @@ export class NbdServer {
     this.onEvent = options.onEvent;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     for (const [k, v] of Object.entries(this.limits)) {
-      if (!Number.isSafeInteger(v) || v < 1) throw new DmaboxError('ERR_NBD_CONFIG', `NBD server limit ${k} = ${v} is not a positive integer`);
+      if (!Number.isSafeInteger(v) || v < 1) {
+        throw new NbdError('ERR_NBD_CONFIG', `NBD server limit ${k} = ${v} is not a positive integer`, { fix: `leave ${k} unset (default ${DEFAULT_LIMITS[k as keyof ConnectionLimits]})` });
+      }
     }
     this.host = {
       lookup: (name) => this.exports.get(name === '' ? this.defaultName! : name),
@@ -117,7 +120,7 @@ export class NbdServer {
   /** Serve another device. Names are unique. */
   addExport(options: NbdExportOptions): void {
     if (this.exports.has(options.name)) {
-      throw new DmaboxError('ERR_NBD_CONFIG', `NBD export ${JSON.stringify(options.name)} already exists`);
+      throw new NbdError('ERR_NBD_CONFIG', `NBD export ${JSON.stringify(options.name)} already exists`, { fix: 'give every export its own name' });
     }
     this.exports.set(options.name, new NbdExport(options));
   }
@@ -125,7 +128,7 @@ export class NbdServer {
   /** Serve an export's later requests from another, identical device (a restarted driver's). */
   replaceDevice(name: string, device: BlockDevice): void {
     const exp = this.exports.get(name);
-    if (!exp) throw new DmaboxError('ERR_NBD_CONFIG', `no NBD export named ${JSON.stringify(name)}`);
+    if (!exp) throw new NbdError('ERR_NBD_CONFIG', `no NBD export named ${JSON.stringify(name)}`, { fix: `replace the device of one of ${[...this.exports.keys()].map((n) => JSON.stringify(n)).join(', ')}` });
     exp.replaceDevice(device);
   }
 
@@ -133,7 +136,7 @@ export class NbdServer {
   listenUnix(path: string): Promise<string> {
     if (existsSync(path)) {
       const kind = lstatSync(path).isSocket() ? 'a socket (another server, or a stale one)' : 'a file that is not a socket';
-      return Promise.reject(new DmaboxError('ERR_NBD_LISTEN', `cannot listen on ${path}: it exists and is ${kind}`,
+      return Promise.reject(new NbdError('ERR_NBD_LISTEN', `cannot listen on ${path}: it exists and is ${kind}`,
         { fix: `stop the other server, or remove ${path} if nothing is listening on it` }));
     }
     return this.listen({ path }, `unix:${path}`).then(() => path);
@@ -144,7 +147,7 @@ export class NbdServer {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? NBD_DEFAULT_PORT;
     if (!this.allowRemote && !isLoopback(host)) {
-      return Promise.reject(new DmaboxError('ERR_NBD_NOT_LOOPBACK', `refusing to serve NBD on ${host}: NBD has no authentication and an export is a raw disk`,
+      return Promise.reject(new NbdError('ERR_NBD_NOT_LOOPBACK', `refusing to serve NBD on ${host}: NBD has no authentication and an export is a raw disk`,
         { fix: 'listen on 127.0.0.1 or a unix socket; pass allowRemote: true only on an isolated network' }));
     }
     return this.listen({ host, port }, `tcp:${host}:${port}`).then((srv) => {
@@ -154,11 +157,11 @@ export class NbdServer {
   }
 
   private listen(where: net.ListenOptions, label: string): Promise<net.Server> {
-    if (this.closingDown) return Promise.reject(new DmaboxError('ERR_NBD_CLOSED', 'the NBD server is closed'));
+    if (this.closingDown) return Promise.reject(new NbdError('ERR_NBD_CLOSED', 'the NBD server is closed', { fix: 'make a new NbdServer to listen again' }));
     const srv = net.createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new DmaboxError('ERR_NBD_LISTEN', `cannot listen on ${label}: ${err.code ?? err.message}`, {
+        reject(new NbdError('ERR_NBD_LISTEN', `cannot listen on ${label}: ${err.code ?? err.message}`, {
           cause: err,
           ...(err.code === 'EADDRINUSE' ? { fix: 'another server holds it: pick another port or socket path' } : {}),
         }));

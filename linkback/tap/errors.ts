@@ -21,7 +21,7 @@ export type TapErrorCode =
   /** A NIC port did something the bridge cannot accept (a buffer outside its pool, a bad length). */
   | 'ERR_TAP_PORT';
 
-export class TapError extends DmaboxError {
+export class TapError extends DmaboxError<TapErrorCode> {
   /** The errno name (`EPERM`) when a system call failed. */
   readonly errno: string | undefined;
 

@@ -7,12 +7,17 @@
  *   link.bridge.counters();
  *   await link.close();           // bridge stopped, then the interface removed
  */
-import { TapBridge, type TapBridgeOptions } from './bridge.js';
+import { TapBridge } from './bridge.js';
+import type { TapBridgeOptions } from './options.js';
 import type { NicPort } from './nic-port.js';
 import { TapDevice, type TapSys } from './tun.js';
 
 export { TapDevice, checkTapName, checkMac, formatMac, tapOpenError, TUN_PATH, type FrameIo, type TapOptions, type TapSys } from './tun.js';
-export { TapBridge, frameClass, type TapBridgeOptions, type TapBridgeCounters, type DirectionCounters, type ClassCounters } from './bridge.js';
+export { TapBridge } from './bridge.js';
+export type { TapBridgeOptions } from './options.js';
+export { frameClass, type TapBridgeCounters, type DirectionCounters, type ClassCounters } from './counters.js';
+export { TRANSITIONS, type BridgeState, type BridgeEvent } from './state.js';
+export { realClock, type BridgeClock, type BridgeTimer } from './clock.js';
 export { type NicPort } from './nic-port.js';
 export { PacketBatch } from '../../drivers/contract/packet-batch.js';
 export { TapError, type TapErrorCode } from './errors.js';

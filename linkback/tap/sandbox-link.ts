@@ -11,8 +11,7 @@
  * says so, and proves the path with a self-check (ARP and three pings to 10.0.2.2 from the
  * manager's side of the rings), instead of pretending an interface exists.
  */
-import { DmaboxError } from '../../common/errors.js';
-import type { Linkback, LinkbackContext } from '../registry.js';
+import { LinkbackServiceError, type Linkback, type LinkbackContext } from '../registry.js';
 import { pingThroughPort } from '../../sandbox/manager/services/net-selfcheck.js';
 import { ECHO_PEER_IP } from '../../sim/net/peer.js';
 import { formatMac, linkTap, type TapLink } from './index.js';
@@ -25,10 +24,10 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
   const { supervisor, policy } = ctx;
   const port = supervisor.nic;
   if (!port) {
-    throw new DmaboxError('ERR_LINKBACK_ARG', `policy ${policy.name}: a tap linkback needs a NIC driver (driver: e1000e); this sandbox runs ${policy.driver.name}`, { fix: 'use linkback: { nbd: ... } for a disk' });
+    throw new LinkbackServiceError('ERR_LINKBACK_ARG', `policy ${policy.name}: a tap linkback needs a net driver (e1000e, or a module of kind net); this sandbox runs ${supervisor.driver.label}, a ${supervisor.kind} driver`, { fix: 'use linkback: { nbd: ... } for a disk' });
   }
   const lb = policy.linkback;
-  if (!lb || !('tap' in lb)) throw new DmaboxError('ERR_LINKBACK_ARG', `policy ${policy.name}: no tap linkback in the policy`);
+  if (!lb || !('tap' in lb)) throw new LinkbackServiceError('ERR_LINKBACK_ARG', `policy ${policy.name}: no tap linkback in the policy`);
   const name = lb.tap.interface;
   const peer = 'sim' in policy.device && policy.device.sim === 'e1000e' ? policy.device.peer : undefined;
   let link: TapLink | undefined;

@@ -10,7 +10,7 @@
  *
  * The fd is opened non-blocking with Node's fs and read and written with fs.readSync/writeSync
  * straight into the caller's buffers (the NIC's DMA window, through an offset: no copy, no
- * allocation per frame). The two ioctls go through vfio-bindings' syscall seam (the only code that
+ * allocation per frame). The ioctls go through linux-sys, the syscall seam (the only code that
  * calls koffi), and readability is waited on with the seam's poll (inside Node's event loop).
  */
 import fs from 'node:fs';
@@ -19,6 +19,8 @@ import { TapError } from './errors.js';
 import { ARPHRD_ETHER, IFNAMSIZ, IFREQ, TUN_FLAGS, TUN_IOCTL } from './uapi.js';
 
 export const TUN_PATH = '/dev/net/tun';
+
+const CLOSED_FIX = 'open a new TapDevice (TapDevice.open) to use the interface again';
 
 /** What a TAP needs from the seam (tests hand in a fake). */
 export type TapSys = Pick<Sys, 'ioctl' | 'poll'>;
@@ -36,7 +38,7 @@ export interface TapOptions {
    * earlier run left on an interface of that name. Default: no call (a new interface is not persistent).
    */
   persist?: boolean;
-  /** The seam for ioctl and poll; default vfio-bindings' defaultSys(). */
+  /** The seam for ioctl and poll; default linux-sys' defaultSys(). */
   sys?: TapSys;
   /** For tests: open the TUN clone device at another path. */
   path?: string;
@@ -126,7 +128,9 @@ export function tapOpenError(op: 'open' | 'TUNSETIFF' | 'TUNSETPERSIST' | 'SIOCS
       ...o, fix: `set it down first (ip link set ${name} down), or open without { mac }`,
     });
   }
-  return new TapError('ERR_TAP_IO', `TAP: ${where} failed (${errno})`, o);
+  return new TapError('ERR_TAP_IO', `TAP: ${where} failed (${errno})`, {
+    ...o, fix: `look at the interface (ip -d link show ${name}) and the kernel log for why ${op} failed with ${errno}`,
+  });
 }
 
 function errnoOf(e: unknown): string {
@@ -160,7 +164,9 @@ export class TapDevice implements FrameIo {
     const requested = checkTapName(options?.name);
     const mac = options.mac === undefined ? undefined : checkMac(options.mac);
     if (options.persist !== undefined && typeof options.persist !== 'boolean') {
-      throw new TapError('ERR_TAP_ARG', `TAP: persist = ${String(options.persist)} must be true or false`);
+      throw new TapError('ERR_TAP_ARG', `TAP: persist = ${String(options.persist)} must be true or false`, {
+        fix: 'true keeps the interface after close, false clears a leftover persistence flag; leave it unset for neither',
+      });
     }
     const sys = options.sys ?? defaultSys();
     const path = options.path ?? TUN_PATH;
@@ -207,7 +213,9 @@ export class TapDevice implements FrameIo {
       try {
         sys.ioctl(fd, TUN_IOCTL.SIOCGIFHWADDR, hw);
       } catch (e) {
-        throw new TapError('ERR_TAP_IO', `TAP: SIOCGIFHWADDR ${name} failed (${errnoOf(e)})`, { cause: e, errno: errnoOf(e) });
+        throw new TapError('ERR_TAP_IO', `TAP: SIOCGIFHWADDR ${name} failed (${errnoOf(e)})`, {
+          cause: e, errno: errnoOf(e), fix: 'give the MAC to set ({ mac }) instead of reading the kernel\'s',
+        });
       }
       return new TapDevice(fd, name, hw.slice(IFREQ.sa_data, IFREQ.sa_data + 6), sys);
     } catch (e) {
@@ -221,7 +229,7 @@ export class TapDevice implements FrameIo {
    * waiting. A frame longer than `max` is cut to `max` by the kernel: give room for the MTU + 14.
    */
   read(bytes: Uint8Array, offset: number, max: number): number {
-    if (this.closed) throw new TapError('ERR_TAP_CLOSED', `TAP ${this.name}: read after close`);
+    if (this.closed) throw new TapError('ERR_TAP_CLOSED', `TAP ${this.name}: read after close`, { fix: CLOSED_FIX });
     // An empty queue is EAGAIN, which Node reports by throwing; capturing a stack for it costs
     // more than the read itself (measured: 18 us with, 12 us without, on the 2-core VM), so none
     // is captured. It happens once per drain, not once per frame.
@@ -233,7 +241,9 @@ export class TapDevice implements FrameIo {
       const code = (e as { code?: string }).code;
       if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return 0;
       Error.stackTraceLimit = limit;
-      throw new TapError('ERR_TAP_IO', `TAP ${this.name}: read failed (${code ?? String(e)})`, { cause: e, errno: code });
+      throw new TapError('ERR_TAP_IO', `TAP ${this.name}: read failed (${code ?? String(e)})`, {
+        cause: e, errno: code, fix: `is the interface still there? (ip link show ${this.name}); a bridge backs off and retries`,
+      });
     } finally {
       Error.stackTraceLimit = limit;
     }
@@ -241,7 +251,7 @@ export class TapDevice implements FrameIo {
 
   /** Hand one frame to the host stack. False when the kernel refused it (see lastError); never blocks. */
   write(bytes: Uint8Array, offset: number, len: number): boolean {
-    if (this.closed) throw new TapError('ERR_TAP_CLOSED', `TAP ${this.name}: write after close`);
+    if (this.closed) throw new TapError('ERR_TAP_CLOSED', `TAP ${this.name}: write after close`, { fix: CLOSED_FIX });
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
     try {
@@ -255,7 +265,7 @@ export class TapDevice implements FrameIo {
   }
 
   watch(onReadable: () => void): void {
-    if (this.closed) throw new TapError('ERR_TAP_CLOSED', `TAP ${this.name}: watch after close`);
+    if (this.closed) throw new TapError('ERR_TAP_CLOSED', `TAP ${this.name}: watch after close`, { fix: CLOSED_FIX });
     this.onReadable = onReadable;
     if (this.poll === null) this.poll = this.sys.poll(this.fd, this.fireReadable);
   }
@@ -270,7 +280,7 @@ export class TapDevice implements FrameIo {
 
   /** TUNSETCARRIER: the host sees the cable plugged (true) or not (false). */
   setCarrier(up: boolean): void {
-    if (this.closed) throw new TapError('ERR_TAP_CLOSED', `TAP ${this.name}: setCarrier after close`);
+    if (this.closed) throw new TapError('ERR_TAP_CLOSED', `TAP ${this.name}: setCarrier after close`, { fix: CLOSED_FIX });
     new DataView(this.carrierArg.buffer).setInt32(0, up ? 1 : 0, true);
     try {
       this.sys.ioctl(this.fd, TUN_IOCTL.TUNSETCARRIER, this.carrierArg);

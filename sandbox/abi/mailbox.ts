@@ -1,40 +1,42 @@
 /**
- * The simulated-BAR register mailbox: how a driver container reaches a device the manager
- * simulates. The device model lives in the manager (a container holding the IOMMU model could
- * cheat); the container has only this page of shared memory and an eventfd.
+ * The register mailbox: how a driver container reaches a device the manager simulates. The device
+ * model lives in the manager (a container holding the IOMMU model could cheat); the container has
+ * only this memfd and an eventfd. README.md, "The register mailbox", is its document.
  *
- * One 4 KiB+ memfd, shared. u32 words, little-endian:
+ * Header (u32 words):
  *
  * | word | name | writer | meaning |
  * |---|---|---|---|
- * | 0 | REQ_TAIL | container | requests posted (free-running, mod 2^32) |
- * | 1 | REQ_HEAD | manager | requests consumed |
- * | 2 | RESP_SEQ | manager | REQ_TAIL value of the last request answered (reads, IRQ set-up, reset) |
- * | 3 | RESP_VALUE | manager | the answer |
- * | 4 | RESP_STATUS | manager | 0 ok, else a `MailboxStatus` |
- * | 5 | HOST_GONE | manager | 1 once the manager has let go (the container stops waiting) |
- * | 6 | HOST_POLLED | manager | 1 while it applies the ring every event-loop turn (kicks may be left out) |
+ * | 0 | MAGIC | manager | `0x78626d64` (the bytes "dmbx") |
+ * | 1 | VERSION | manager | `MAILBOX_VERSION` |
+ * | 2 | REQ_TAIL | container | requests posted (ring.ts TAIL) |
+ * | 3 | REQ_HEAD | manager | requests taken (HEAD) |
+ * | 4 | RESP_SEQ | manager | REQ_TAIL value of the last request answered (reads, IRQ set-up, reset) |
+ * | 5 | RESP_VALUE | manager | the answer |
+ * | 6 | RESP_STATUS | manager | 0 ok, else a `MailboxStatus` |
+ * | 7 | HOST_GONE | manager | 1 once the manager has let go (the container stops waiting) |
+ * | 8 | HOST_POLLED | manager | 1 while it applies the ring every event-loop turn (POLLED) |
  *
- * The ring starts at byte 64: RING_ENTRIES entries of 16 bytes: `u32 word0` (op | width << 8 |
- * space << 16), `u32 offset`, `u32 value`, `u32 reserved`. Every access, posted write or read,
- * goes through the ring in program order, so a read is ordered after every earlier write, as
- * on PCI (a read flushes posted writes). After writing an entry the container bumps REQ_TAIL and
- * kicks the eventfd; the manager applies writes and answers each read by setting RESP_VALUE,
- * RESP_STATUS and then RESP_SEQ, on which the container spins (Atomics.load, bounded).
- *
- * Kicks: the container leaves the kick out while REQ_HEAD shows the manager has not yet taken the
- * entries before the new one; the manager, after storing REQ_HEAD, loads REQ_TAIL again (behind a
- * full fence, block/fence.ts) and goes on while it moved.
- * REQ_HEAD is only that hint to the container; the manager never trusts REQ_TAIL beyond the ring.
- * While HOST_POLLED is 1 the container leaves every kick out: the manager polls the ring as a
- * device sees its doorbells, with no wake-up (block/layout.ts, "Polling", for the protocol).
+ * The request ring starts at byte 64: RING_ENTRIES entries of 16 bytes, `u32 word0` (op | width
+ * << 8 | space << 16), `u32 offset`, `u32 value`, `u32 reserved`, in program order, so a read is
+ * ordered after every earlier write, as on PCI. Answers go through RESP_*: the manager stores
+ * RESP_VALUE and RESP_STATUS, then RESP_SEQ, on which the container spins (Atomics.load, bounded).
  */
+import { writeFormat, type SharedFormat } from './format.js';
+import type { RingLayout } from './ring.js';
+
+export const MAILBOX_MAGIC = 0x78626d64;
+/** Bump on any change of this layout or of its ring's protocol: a container refuses a mailbox of another version. */
+export const MAILBOX_VERSION = 1;
 export const MAILBOX_BYTES = 8192;
 export const RING_OFFSET = 64;
 export const RING_ENTRIES = 256;
 export const ENTRY_BYTES = 16;
 /** Word indices in the header. */
-export const W = { REQ_TAIL: 0, REQ_HEAD: 1, RESP_SEQ: 2, RESP_VALUE: 3, RESP_STATUS: 4, HOST_GONE: 5, HOST_POLLED: 6 } as const;
+export const W = { MAGIC: 0, VERSION: 1, REQ_TAIL: 2, REQ_HEAD: 3, RESP_SEQ: 4, RESP_VALUE: 5, RESP_STATUS: 6, HOST_GONE: 7, HOST_POLLED: 8 } as const;
+export const MAILBOX_FORMAT: SharedFormat = { name: 'register mailbox', magic: MAILBOX_MAGIC, version: MAILBOX_VERSION, magicWord: W.MAGIC, versionWord: W.VERSION };
+/** The request ring: the container produces, the manager consumes. */
+export const MAILBOX_RING: RingLayout = { name: 'register ring', tail: W.REQ_TAIL, head: W.REQ_HEAD, polled: W.HOST_POLLED, offset: RING_OFFSET, entries: RING_ENTRIES, entryBytes: ENTRY_BYTES };
 
 export const enum MailboxOp {
   /** Posted register write (no answer). */
@@ -68,4 +70,13 @@ export const IRQ_KIND_CODE = { msix: 1, msi: 2, intx: 3 } as const;
 
 export function word0(op: MailboxOp, width: number, space: number): number {
   return (op | (width << 8) | (space << 16)) >>> 0;
+}
+
+/**
+ * The manager's part of a fresh mailbox, before the container is spawned: the header zeroed but
+ * for MAGIC and VERSION (ring indices 0, no answer yet).
+ */
+export function initMailbox(u32: Uint32Array): void {
+  u32.fill(0, 0, RING_OFFSET / 4);
+  writeFormat(u32, MAILBOX_FORMAT);
 }

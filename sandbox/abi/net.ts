@@ -1,12 +1,13 @@
 /**
  * The packet rings between the manager and a NIC driver container: one memfd the device cannot
- * reach (the manager never maps it in any IOMMU domain), two eventfds.
+ * reach (the manager never maps it in any IOMMU domain), two eventfds (`kick`: manager ->
+ * container, `notify`: container -> manager). README.md, "The packet rings", is its document.
  *
  * Frames live in fixed slots of the memfd: `txSlots` TX slots (the manager writes a frame the
  * host sends, the container copies it into a driver TX buffer inside its DMA window) and
  * `rxSlots` RX slots (the container copies a received frame out of the driver's RX buffer into
- * one). Each slot is, at every moment, owned by exactly one side; four rings of 4-byte entries
- * pass ownership:
+ * one). Each slot is, at every moment, owned by exactly one side; four rings (ring.ts) of 4-byte
+ * entries pass ownership:
  *
  * | ring | producer | consumer | entry | meaning |
  * |---|---|---|---|---|
@@ -16,21 +17,22 @@
  * | RXC (complete) | container | manager | slot \| len << 16 | "a frame of len bytes is in this RX slot" |
  *
  * Every ring has as many entries as its slots, so a producer that only posts slots it owns can
- * never overrun it. Indices are free-running u32 counters (`tail - head`, modulo 2^32, is the fill).
- * The producer writes entries, then its tail with Atomics.store; the consumer reads the tail with
- * Atomics.load, then the entries (release/acquire through the atomics). After a batch the producer
- * writes 1 to the other side's eventfd: `kick` (manager -> container) or `notify` (container ->
- * manager).
- *
- * Header (u32 words): the manager writes MAGIC, VERSION and the geometry before the container
- * starts; the container writes the MAC, LINK and its counters. The manager trusts nothing the
- * container writes: see port.ts.
+ * never overrun it. The header (`N`): the manager writes MAGIC, VERSION and the geometry before
+ * the container starts; the container writes the MAC, LINK and its counters.
  */
+import { AbiError } from './errors.js';
+import type { SharedFormat } from './format.js';
+import type { RingLayout } from './ring.js';
 
 export const NET_MAGIC = 0x6e657472; // 'netr'
-/** Bump on any change of this layout (the container refuses a ring of another version). */
-export const NET_VERSION = 1;
-/** Frames per turn each way (issue 7: batching up to 32). */
+/**
+ * Bump on any change of this layout or of its rings' protocol (the container refuses rings of
+ * another version). 2: the rings follow ring.ts (no kick while the consumer is behind or polls; a
+ * consumer looks at the tail again after publishing its head; TXS_POLLED, RXF_POLLED), where 1
+ * kicked after every batch.
+ */
+export const NET_VERSION = 2;
+/** Frames per turn each way: the TAP bridge and the container move up to 32 at a time. */
 export const NET_BATCH = 32;
 /** Bytes per slot: one untagged frame of up to 2048 bytes (the e1000e driver's buffer size). */
 export const NET_SLOT_BYTES = 2048;
@@ -47,6 +49,9 @@ export const N = {
   RX_SLOTS: 3,
   SLOT_BYTES: 4,
   MAX_FRAME: 5,
+  // 1 while the container looks at TXS / RXF every turn (ring.ts POLLED): the manager's kicks may be left out
+  TXS_POLLED: 6, // container
+  RXF_POLLED: 7, // container
   // ring indices (free-running)
   TXS_TAIL: 8, // manager
   TXS_HEAD: 9, // container
@@ -67,6 +72,8 @@ export const N = {
 } as const;
 
 export const HEADER_BYTES = 128;
+
+export const NET_FORMAT: SharedFormat = { name: 'packet rings', magic: NET_MAGIC, version: NET_VERSION, magicWord: N.MAGIC, versionWord: N.VERSION };
 
 export interface NetGeometry {
   txSlots: number;
@@ -89,7 +96,7 @@ const pageUp = (n: number): number => Math.ceil(n / 4096) * 4096;
 export function checkGeometry(g: NetGeometry): void {
   for (const [k, v] of [['txSlots', g.txSlots], ['rxSlots', g.rxSlots]] as const) {
     if (!Number.isInteger(v) || v < NET_BATCH || v > 4096) {
-      throw new RangeError(`net ring: ${k} ${v} must be an integer from ${NET_BATCH} to 4096`);
+      throw new AbiError('ERR_ABI_GEOMETRY', `packet rings: ${k} ${v} must be an integer from ${NET_BATCH} to 4096`);
     }
   }
 }
@@ -103,6 +110,17 @@ export function netLayout(g: NetGeometry): NetLayout {
   const txArea = pageUp(rxc + 4 * g.rxSlots);
   const rxArea = txArea + g.txSlots * NET_SLOT_BYTES;
   return { ...g, txs, txc, rxf, rxc, txArea, rxArea, bytes: pageUp(rxArea + g.rxSlots * NET_SLOT_BYTES) };
+}
+
+/** The four rings of a layout: the container may poll the two it consumes; the manager polls none. */
+export function netRings(L: NetLayout): { txs: RingLayout; txc: RingLayout; rxf: RingLayout; rxc: RingLayout } {
+  const ring = (name: string, tail: number, head: number, polled: number, offset: number, entries: number): RingLayout => ({ name, tail, head, polled, offset, entries, entryBytes: 4 });
+  return {
+    txs: ring('TX submit ring', N.TXS_TAIL, N.TXS_HEAD, N.TXS_POLLED, L.txs, L.txSlots),
+    txc: ring('TX completion ring', N.TXC_TAIL, N.TXC_HEAD, -1, L.txc, L.txSlots),
+    rxf: ring('RX free ring', N.RXF_TAIL, N.RXF_HEAD, N.RXF_POLLED, L.rxf, L.rxSlots),
+    rxc: ring('RX completion ring', N.RXC_TAIL, N.RXC_HEAD, -1, L.rxc, L.rxSlots),
+  };
 }
 
 /** Pack a ring entry: slot in bits 0..15, frame length in bits 16..31. */

@@ -1,10 +1,9 @@
 /**
- * What every driver container does before and around its driver, whatever the driver (run.ts for
- * NVMe and the block ring, nic-run.ts for e1000e and the packet rings): the hypercall endpoint on
- * fd 3 with SHUTDOWN and QUIESCE wired to the service, HELLO, every granted window mapped from its
- * inherited memfd, the MSI-X eventfds, the device's Platform (the register mailbox for a simulated
- * device, the inherited device fd on VFIO), confinement and its check, and the start-failure
- * report. The order of the steps is the callers' (run.ts lists it).
+ * The steps every driver container takes around its driver, whatever its kind (run.ts puts them in
+ * order): the hypercall endpoint on fd 3 with SHUTDOWN and QUIESCE wired to the service, the boot
+ * parameters fetched by key (GETPARAM), every granted window mapped from its inherited memfd, the
+ * MSI-X eventfds, the device's Platform (the register mailbox for a simulated device, the inherited
+ * device fd on VFIO), confinement and its check, and the start-failure report.
  */
 import { closeSync, openSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -12,17 +11,18 @@ import { Device } from 'vfio-bindings';
 import { MAP_SHARED, PROT_READ, PROT_WRITE, type Sys } from 'linux-sys';
 import type { Platform } from '../../drivers/contract/platform.js';
 import { LogLevel } from '../abi/hypercall/index.js';
+import { BootParams, EXIT, FD, PARAM } from '../abi/boot.js';
 import { GuestEndpoint } from './hypercall/guest.js';
 import { confine } from '../seccomp/confine.js';
 import { mapShared } from '../abi/shm.js';
 import { GuestMailbox } from './mailbox.js';
-import type { ContainerBoot } from '../abi/boot.js';
 import { GrantAllocator, type Grant } from './dma.js';
+import { ContainerError, CONFIG_CODES } from './errors.js';
 import { ContainerPlatform } from './platform.js';
 import { VfioContainerPlatform } from './vfio-platform.js';
 
 /** What the manager may ask of the service the container runs. */
-export interface ContainerService {
+export interface ContainerLifecycle {
   /** Take no more requests; resolve with how many are still in flight (0 when drained). */
   quiesce(): Promise<number>;
   /** Quiesce, then close the driver (the process exits after). */
@@ -35,23 +35,23 @@ export interface Bootstrap {
   log(level: LogLevel, text: string): void;
 }
 
-/** The hypercall endpoint on fd 3; a lost channel ends the process (the manager restarts it). */
-export function openEndpoint(boot: ContainerBoot, service: () => ContainerService | undefined): Bootstrap {
-  const sock = new Socket({ fd: boot.fds.hypercall, readable: true, writable: true });
+/** The hypercall endpoint on fd 3, saying HELLO as `name`; a lost channel ends the process (the manager restarts it). */
+export function openEndpoint(name: string, service: () => ContainerLifecycle | undefined): Bootstrap {
+  const sock = new Socket({ fd: FD.HYPERCALL, readable: true, writable: true });
   const guest = new GuestEndpoint(sock, {
-    name: boot.driver.name,
+    name,
     timeoutMs: 10_000,
     handler: {
       shutdown: async () => {
         await service()?.shutdown();
-        setImmediate(() => process.exit(0));
+        setImmediate(() => process.exit(EXIT.OK));
       },
       quiesce: async () => (await service()?.quiesce()) ?? 0,
     },
     onViolation: (e) => {
       if (e.decision === 'kill') {
-        process.stderr.write(`container ${boot.name}: hypercall channel lost (${e.code}): exiting\n`);
-        process.exit(3);
+        process.stderr.write(`container ${name}: hypercall channel lost (${e.code}): exiting\n`);
+        process.exit(EXIT.CHANNEL_LOST);
       }
     },
   });
@@ -61,11 +61,19 @@ export function openEndpoint(boot: ContainerBoot, service: () => ContainerServic
   return { guest, log };
 }
 
-/** HELLO, then every granted window mapped from its inherited memfd. */
+/** Every boot parameter this container knows, fetched by key (the manager answers NOT_FOUND for those it has none of). */
+export async function fetchParams(guest: GuestEndpoint): Promise<BootParams> {
+  const keys = Object.values(PARAM);
+  const values = await Promise.all(keys.map((k) => guest.getParam(k)));
+  const map = new Map<string, string>();
+  keys.forEach((k, i) => { if (values[i] !== undefined) map.set(k, values[i]!); });
+  return new BootParams(map);
+}
+
+/** Every granted window mapped from its inherited memfd (MAP_WINDOW), after HELLO. */
 export async function mapGrants(guest: GuestEndpoint, sys: Sys): Promise<Grant[]> {
-  const session = await guest.hello();
   const grants: Grant[] = [];
-  for (let id = 0; id < session.windowCount; id++) {
+  for (let id = 0; id < guest.session!.windowCount; id++) {
     const m = await guest.mapWindow(id);
     const length = Number(m.length);
     const addr = sys.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_SHARED, m.fdSlot, m.offset);
@@ -74,58 +82,68 @@ export async function mapGrants(guest: GuestEndpoint, sys: Sys): Promise<Grant[]
   return grants;
 }
 
-/** The MSI-X eventfds (up to `vectors`) when the policy asks for interrupts; none when it polls. */
-export async function msixFds(guest: GuestEndpoint, boot: ContainerBoot, vectors: number): Promise<number[]> {
-  if (boot.driver.interrupts !== 'msix' || boot.irq.msix === 0) return [];
-  const g = await guest.irqSetup('msix', Math.min(boot.irq.msix, vectors));
+/** The MSI-X eventfds the manager made for this container (IRQ_SETUP), none when the driver polls. */
+export async function msixFds(guest: GuestEndpoint, params: BootParams): Promise<number[]> {
+  const vectors = params.int(PARAM.IRQ_VECTORS, 0, 2048);
+  if (params.text(PARAM.DRIVER_INTERRUPTS) !== 'msix' || vectors === 0) return [];
+  const g = await guest.irqSetup('msix', vectors);
   return Array.from({ length: g.granted }, (_, i) => g.firstFdSlot + i);
 }
 
-/**
- * The windows as a DMA allocator, keeping the block ring's data areas (the manager reserved them
- * at the start of two windows) out of the driver's allocations.
- */
-export function grantAllocator(boot: ContainerBoot, grants: Grant[]): GrantAllocator {
-  const bd = boot.blockData;
-  return new GrantAllocator(grants, [{ grant: bd.readGrant, bytes: bd.bytes }, { grant: bd.writeGrant, bytes: bd.bytes }]);
-}
-
 /** The device as the driver sees it: the inherited VFIO device fd, or the register mailbox. */
-export function devicePlatform(boot: ContainerBoot, sys: Sys, dma: GrantAllocator, irqFds: number[]): Platform {
-  if (boot.device === 'vfio') {
+export function devicePlatform(params: BootParams, sys: Sys, dma: GrantAllocator, irqFds: number[]): Platform {
+  const name = `sandbox:${params.text(PARAM.SANDBOX_NAME)}`;
+  if (params.oneOf(PARAM.DEVICE_KIND, ['sim', 'vfio'] as const) === 'vfio') {
     // Real VFIO: the inherited device fd, nothing else (no container, no group).
-    const platform = new VfioContainerPlatform(`sandbox:${boot.name}`, Device.fromFd(boot.fds.device, { sys, name: boot.name }), dma, sys, irqFds);
+    const platform = new VfioContainerPlatform(name, Device.fromFd(params.fd(PARAM.DEVICE_FD), { sys, name }), dma, sys, irqFds);
     platform.config.read16(0); // region info fetched now: an ioctl, fine after confine, but keep set-up first
     return platform;
   }
-  const mailbox = new GuestMailbox(sys, mapShared(sys, boot.fds.mailbox, boot.mailboxBytes), boot.fds.mailboxKick, { timeoutMs: boot.registerTimeoutMs });
-  return new ContainerPlatform({ name: `sandbox:${boot.name}`, sys, mailbox, bars: boot.bars, irqCounts: boot.irq, irqFds, dma });
+  const mailbox = new GuestMailbox(sys, mapShared(sys, params.fd(PARAM.MAILBOX_FD), params.int(PARAM.MAILBOX_BYTES, 4096, 1 << 20)), params.fd(PARAM.MAILBOX_KICK_FD), {
+    timeoutMs: params.int(PARAM.REGISTER_TIMEOUT_MS, 1, 600_000),
+  });
+  return new ContainerPlatform({
+    name,
+    sys,
+    mailbox,
+    bars: params.ints(PARAM.DEVICE_BARS, 6, 0, 2 ** 40),
+    irqCounts: { msix: params.int(PARAM.DEVICE_IRQ_MSIX, 0, 2048), intx: params.int(PARAM.DEVICE_IRQ_INTX, 0, 1) },
+    irqFds,
+    dma,
+  });
 }
 
 /**
  * no_new_privs and the policy's seccomp filter, then the check: opening the VFIO container device
  * must now be refused by the filter (EPERM), not merely fail for lack of the file. A container
- * that could open it refuses to run. Every module the driver needs must be loaded before.
+ * that could open it refuses to run. Every module the container needs must be loaded before; the
+ * driver's code is evaluated after (loader.ts).
  */
-export function confineChecked(boot: ContainerBoot, sys: Sys, log: Bootstrap['log']): void {
-  if (boot.seccomp === 'none') return;
-  confine(boot.seccomp, sys);
+export function confineChecked(params: BootParams, sys: Sys, log: Bootstrap['log']): void {
+  const profile = params.text(PARAM.SECCOMP);
+  if (profile === 'none') return;
+  confine(profile, sys);
   try {
     closeSync(openSync('/dev/vfio/vfio', 'r'));
-    throw new Error('confinement check failed: /dev/vfio/vfio could be opened after confine()');
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code !== 'EPERM' && code !== 'EACCES') throw e;
-    log(LogLevel.INFO, `confined (seccomp '${boot.seccomp}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`);
+    log(LogLevel.INFO, `confined (seccomp '${profile}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`);
+    return;
   }
+  throw new ContainerError('ERR_CONTAINER_CONFINE', 'confinement check failed: /dev/vfio/vfio could be opened after confine()', { fix: 'the kernel must support seccomp filters (CONFIG_SECCOMP_FILTER); the container refuses to run unconfined' });
 }
 
-/** A start that failed: say why to the manager and on stderr, then exit 2 (the supervisor restarts). */
-export function startFailed(boot: ContainerBoot, log: Bootstrap['log']): (e: unknown) => void {
+/**
+ * A start that failed: say why to the manager and on stderr, then exit: EXIT_CONFIG when the
+ * driver cannot start on this device at all (the manager fails it), else START_FAILED (it restarts).
+ */
+export function startFailed(name: string, log: Bootstrap['log']): (e: unknown) => void {
   return (e) => {
     const err = e as Error & { code?: string };
     log(LogLevel.ERROR, `start failed: ${err.code ?? ''} ${err.message}`);
-    process.stderr.write(`container ${boot.name}: ${err.stack ?? err.message}\n`);
-    setTimeout(() => process.exit(2), 50);
+    process.stderr.write(`container ${name}: ${err.stack ?? err.message}\n`);
+    const code = err.code !== undefined && CONFIG_CODES.has(err.code) ? EXIT.CONFIG : EXIT.START_FAILED;
+    setTimeout(() => process.exit(code), 50);
   };
 }

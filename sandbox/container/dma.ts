@@ -9,7 +9,7 @@
  * not per I/O: a first-fit free list per window is enough.
  */
 import type { DmaAllocOptions, DmaAllocator, DmaPerm, DmaWindow } from '../../drivers/contract/platform.js';
-import { DmaboxError } from '../../common/errors.js';
+import { ContainerError } from './errors.js';
 
 export interface Grant {
   readonly id: number;
@@ -38,7 +38,7 @@ export class GrantAllocator implements DmaAllocator {
   constructor(readonly grants: readonly Grant[], reserved: readonly { grant: number; bytes: number }[] = []) {
     for (const g of grants) {
       const r = reserved.filter((x) => x.grant === g.id).reduce((n, x) => n + x.bytes, 0);
-      if (r > g.size) throw new DmaboxError('ERR_SANDBOX_DMA_EXHAUSTED', `window ${g.id}: ${r} reserved bytes do not fit its ${g.size}`);
+      if (r > g.size) throw new ContainerError('ERR_CONTAINER_DMA_EXHAUSTED', `window ${g.id}: ${r} reserved bytes do not fit its ${g.size}`);
       this.freeLists.set(g, r < g.size ? [{ start: r, end: g.size }] : []);
     }
   }
@@ -51,9 +51,9 @@ export class GrantAllocator implements DmaAllocator {
   }
 
   alloc(size: number, perm: DmaPerm, options: DmaAllocOptions = {}): DmaWindow {
-    if (!Number.isSafeInteger(size) || size <= 0) throw new DmaboxError('ERR_DMA_ARG', `DMA window of ${size} bytes: expected a positive byte count`);
+    if (!Number.isSafeInteger(size) || size <= 0) throw new ContainerError('ERR_CONTAINER_DMA_ARG', `DMA window of ${size} bytes: expected a positive byte count`);
     const align = Math.max(PAGE, options.align ?? PAGE);
-    if ((align & (align - 1)) !== 0) throw new DmaboxError('ERR_DMA_ARG', `alignment ${align} is not a power of two`);
+    if ((align & (align - 1)) !== 0) throw new ContainerError('ERR_CONTAINER_DMA_ARG', `alignment ${align} is not a power of two`);
     const rounded = Math.ceil(size / PAGE) * PAGE;
     for (const g of this.grants) {
       if (g.perm.read !== perm.read || g.perm.write !== perm.write) continue;
@@ -81,14 +81,14 @@ export class GrantAllocator implements DmaAllocator {
         return w;
       }
     }
-    throw new DmaboxError('ERR_SANDBOX_DMA_EXHAUSTED', `${options.label ?? 'DMA window'}: no granted window with device access '${permName(perm)}' has ${rounded} free bytes (free: ${this.available(perm)})`, {
+    throw new ContainerError('ERR_CONTAINER_DMA_EXHAUSTED', `${options.label ?? 'DMA window'}: no granted window with device access '${permName(perm)}' has ${rounded} free bytes (free: ${this.available(perm)})`, {
       fix: `give the policy a larger window with access '${permName(perm)}' (or 'split'), or ask the driver for fewer or smaller queues`,
     });
   }
 
   free(window: DmaWindow): void {
     const l = this.live.get(window);
-    if (!l) throw new DmaboxError('ERR_DMA_ARG', `free of a DMA window this allocator did not hand out (iova 0x${window.iova.toString(16)})`);
+    if (!l) throw new ContainerError('ERR_CONTAINER_DMA_ARG', `free of a DMA window this allocator did not hand out (iova 0x${window.iova.toString(16)})`);
     this.live.delete(window);
     const list = this.freeLists.get(l.grant)!;
     list.push({ start: l.start, end: l.start + l.size });

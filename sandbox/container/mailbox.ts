@@ -1,20 +1,17 @@
 /**
- * The container's end of the register mailbox (layout.ts): RegisterSpace and ConfigSpace for a
- * device the manager simulates. Posted writes go into the ring and kick the manager's eventfd; a
- * read goes into the same ring (ordered after earlier writes) and spins on RESP_SEQ with
- * Atomics.load for at most `timeoutMs` (then ERR_SIM_BAR_TIMEOUT). Nothing here allocates per
- * access.
- *
- * Kicks (layout.ts): an entry kicks the manager's eventfd only when the manager has taken every
- * entry before it (it may be asleep); while it is still taking, no kick: it reads REQ_TAIL again
- * after publishing REQ_HEAD (host.ts `drain`). While the manager polls the ring (HOST_POLLED), no kick.
+ * The container's end of the register mailbox (sandbox/abi/mailbox.ts): RegisterSpace and
+ * ConfigSpace for a device the manager simulates. Every access is an entry of the request ring,
+ * produced as sandbox/abi/ring.ts says (a kick only when the manager may be asleep); a read, an
+ * interrupt set-up or a reset then spins on RESP_SEQ with Atomics.load for at most `timeoutMs`
+ * (then ERR_MAILBOX_TIMEOUT). Nothing here allocates per access.
  */
 import type { ConfigSpace, RegisterSpace } from '../../drivers/contract/platform.js';
 import type { Sys } from 'linux-sys';
-import { DmaboxError } from '../../common/errors.js';
 import type { Shared } from '../abi/shm.js';
-import { fence } from '../abi/fence.js';
-import { ENTRY_BYTES, MailboxOp, MailboxStatus, RING_ENTRIES, RING_OFFSET, SPACE_CONFIG, W, word0 } from '../abi/mailbox.js';
+import { MailboxError } from '../abi/errors.js';
+import { checkFormat } from '../abi/format.js';
+import { RingProducer } from '../abi/ring.js';
+import { MAILBOX_FORMAT, MAILBOX_RING, MailboxOp, MailboxStatus, RING_ENTRIES, SPACE_CONFIG, W, word0 } from '../abi/mailbox.js';
 
 const STATUS_TEXT: Record<number, string> = {
   [MailboxStatus.BAD_ACCESS]: 'refused as a bad access (space, offset, width or alignment)',
@@ -25,70 +22,59 @@ const STATUS_TEXT: Record<number, string> = {
 
 export class GuestMailbox {
   private readonly u32: Uint32Array;
-  private readonly ring: Uint32Array;
-  private tail: number;
+  private readonly req: RingProducer;
   private readonly timeoutMs: number;
   /** Accesses made (reads and writes), for the container's counters. */
   accesses = 0;
-  /** Kicks sent, and left out because the manager was still taking earlier entries. */
-  kicks = 0;
-  kicksSaved = 0;
 
+  /** Refuses a mailbox of another format or version (ERR_ABI_MAGIC, ERR_ABI_VERSION). */
   constructor(private readonly sys: Sys, shm: Shared, private readonly kickFd: number, options: { timeoutMs?: number } = {}) {
     this.u32 = shm.u32;
-    this.ring = new Uint32Array(shm.bytes.buffer, shm.bytes.byteOffset + RING_OFFSET, RING_ENTRIES * (ENTRY_BYTES / 4));
-    this.tail = Atomics.load(this.u32, W.REQ_TAIL);
+    checkFormat(shm.u32, MAILBOX_FORMAT);
+    this.req = new RingProducer(MAILBOX_RING);
+    this.req.bind(shm.u32, Atomics.load(this.u32, W.REQ_TAIL));
     this.timeoutMs = options.timeoutMs ?? 2000;
   }
 
-  private timeout(what: string): DmaboxError {
+  /** Kicks sent, and left out (the manager was still taking earlier entries, or polls). */
+  get kicks(): number { return this.req.kicks; }
+  get kicksSaved(): number { return this.req.kicksSaved; }
+
+  private timeout(what: string): MailboxError {
     const gone = Atomics.load(this.u32, W.HOST_GONE) === 1;
-    return new DmaboxError('ERR_SIM_BAR_TIMEOUT', gone
+    return new MailboxError('ERR_MAILBOX_TIMEOUT', gone
       ? `${what}: the manager has released the device`
       : `${what}: no answer from the manager within ${this.timeoutMs} ms`, { fix: 'the manager may be overloaded or gone; the supervisor restarts the container' });
   }
 
-  /** Put one entry in the ring (waiting, bounded, while it is full) and kick the manager. */
-  private post(w0: number, offset: number, value: number): number {
-    const u32 = this.u32;
-    if ((this.tail - Atomics.load(u32, W.REQ_HEAD)) >>> 0 >= RING_ENTRIES) {
-      const deadline = performance.now() + this.timeoutMs;
-      let spins = 0;
-      while ((this.tail - Atomics.load(u32, W.REQ_HEAD)) >>> 0 >= RING_ENTRIES) {
-        if ((++spins & 1023) === 0 && (performance.now() > deadline || Atomics.load(u32, W.HOST_GONE) === 1)) throw this.timeout('register ring full');
-      }
-    }
-    const e = (this.tail % RING_ENTRIES) * 4;
-    this.ring[e] = w0;
-    this.ring[e + 1] = offset;
-    this.ring[e + 2] = value;
-    this.ring[e + 3] = 0;
-    const base = this.tail;
-    this.tail = (this.tail + 1) >>> 0;
-    Atomics.store(u32, W.REQ_TAIL, this.tail);
-    this.accesses++;
-    this.kick(base);
-    return this.tail;
+  /**
+   * Every 1024 looks at the manager's answer: give up past the deadline or once the manager let go,
+   * else yield the CPU. The manager answers from its event loop; when the scheduler has put both
+   * processes on one CPU, spinning on would only burn the time slice the manager needs to answer.
+   */
+  private waited(deadline: number, what: string): void {
+    if (performance.now() > deadline || Atomics.load(this.u32, W.HOST_GONE) === 1) throw this.timeout(what);
+    this.sys.schedYield();
   }
 
-  /**
-   * Kick the manager for the entry at `base`, unless it has not yet taken the ones before it
-   * (REQ_HEAD behind `base`): it will read REQ_TAIL again after publishing REQ_HEAD, which our
-   * store precedes.
-   */
-  private kick(base: number): void {
-    fence();
-    if (Atomics.load(this.u32, W.HOST_POLLED) === 1) {
-      this.kicksSaved++;
-      return;
+  /** Put one entry in the ring (waiting, bounded, while it is full) and kick the manager if it may sleep. */
+  private post(w0: number, offset: number, value: number): number {
+    const u32 = this.u32, req = this.req;
+    if (req.unconsumed() >= RING_ENTRIES) {
+      const deadline = performance.now() + this.timeoutMs;
+      let spins = 0;
+      while (req.unconsumed() >= RING_ENTRIES) {
+        if ((++spins & 1023) === 0) this.waited(deadline, 'register ring full');
+      }
     }
-    const behind = (base - Atomics.load(this.u32, W.REQ_HEAD)) >>> 0;
-    if (behind !== 0 && behind <= RING_ENTRIES) {
-      this.kicksSaved++;
-      return;
-    }
-    this.kicks++;
-    this.sys.eventfdWrite(this.kickFd, 1n);
+    const i = req.at(0) >>> 2;
+    u32[i] = w0;
+    u32[i + 1] = offset;
+    u32[i + 2] = value;
+    u32[i + 3] = 0;
+    this.accesses++;
+    if (req.post(1)) this.sys.eventfdWrite(this.kickFd, 1n);
+    return req.tail;
   }
 
   /** Post and wait for the answer. */
@@ -99,12 +85,12 @@ export class GuestMailbox {
       const deadline = performance.now() + this.timeoutMs;
       let spins = 0;
       while (Atomics.load(u32, W.RESP_SEQ) !== seq) {
-        if ((++spins & 1023) === 0 && (performance.now() > deadline || Atomics.load(u32, W.HOST_GONE) === 1)) throw this.timeout(what);
+        if ((++spins & 1023) === 0) this.waited(deadline, what);
       }
     }
     const status = Atomics.load(u32, W.RESP_STATUS);
     if (status !== MailboxStatus.OK) {
-      throw new DmaboxError('ERR_SIM_BAR_ACCESS', `${what}: ${STATUS_TEXT[status] ?? `status ${status}`}`);
+      throw new MailboxError('ERR_MAILBOX_ACCESS', `${what}: ${STATUS_TEXT[status] ?? `status ${status}`}`, { fix: status === MailboxStatus.DENIED ? 'ask for no more interrupt vectors than the policy grants' : 'check the access against the device\'s register map' });
     }
     return Atomics.load(u32, W.RESP_VALUE);
   }
@@ -136,8 +122,8 @@ export class MailboxBar implements RegisterSpace {
   constructor(private readonly mb: GuestMailbox, private readonly index: number, readonly size: number) {
     this.last32 = size - 4;
   }
-  private bad(offset: number): DmaboxError {
-    return new DmaboxError('ERR_SIM_BAR', `BAR${this.index}: access at ${offset}: must be a 4-byte-aligned offset inside 0..${this.size - 1}`, { fix: 'check the register offset against the register map' });
+  private bad(offset: number): MailboxError {
+    return new MailboxError('ERR_MAILBOX_OFFSET', `BAR${this.index}: access at ${offset}: must be a 4-byte-aligned offset inside 0..${this.size - 1}`, { fix: 'check the register offset against the register map' });
   }
   read32(offset: number): number {
     if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset);

@@ -6,7 +6,7 @@
  */
 import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../../drivers/contract/platform.js';
 import type { PollHandle, Sys } from 'linux-sys';
-import { DmaboxError } from '../../common/errors.js';
+import { ContainerError } from './errors.js';
 import { GuestMailbox, MailboxBar, MailboxConfig } from './mailbox.js';
 import { IRQ_KIND_CODE } from '../abi/mailbox.js';
 import { containerClock } from './clock.js';
@@ -47,12 +47,12 @@ export class EventfdInterrupts implements Interrupts {
   enable(kind: IrqKind, n: number): IrqVector[] {
     const max = this.count(kind);
     if (!Number.isInteger(n) || n < 1 || n > max) {
-      throw new DmaboxError('ERR_SANDBOX_IRQ', `cannot enable ${n} ${kind} vector(s): the sandbox was given ${max}`, { fix: `ask for 1..${max}, or give the container more vectors in the policy (driver.queues)` });
+      throw new ContainerError('ERR_CONTAINER_IRQ', `cannot enable ${n} ${kind} vector(s): the sandbox was given ${max}`, { fix: `ask for 1..${max}, or give the container more vectors in the policy (driver.queues)` });
     }
-    if (kind === 'msi') throw new DmaboxError('ERR_SANDBOX_IRQ', 'MSI is not offered in a sandbox', { fix: "use 'msix'" });
+    if (kind === 'msi') throw new ContainerError('ERR_CONTAINER_IRQ', 'MSI is not offered in a sandbox', { fix: "use 'msix'" });
     this.disable();
     const granted = this.router.route(kind, n);
-    if (granted !== n) throw new DmaboxError('ERR_SANDBOX_IRQ', `the manager routed ${granted} of ${n} ${kind} vectors`);
+    if (granted !== n) throw new ContainerError('ERR_CONTAINER_IRQ', `the manager routed ${granted} of ${n} ${kind} vectors`);
     const vectors: FdVector[] = [];
     for (let i = 0; i < n; i++) {
       const v = new FdVector(i), fd = this.fds[i]!;
@@ -111,7 +111,7 @@ export class ContainerPlatform implements Platform {
 
   bar(index: number): RegisterSpace {
     const size = Number.isInteger(index) && index >= 0 && index <= 5 ? (this.barSizes[index] ?? 0) : 0;
-    if (size === 0) throw new DmaboxError('ERR_SANDBOX_BAR', `${this.name}: BAR ${index} is not a memory BAR of this device`);
+    if (size === 0) throw new ContainerError('ERR_CONTAINER_BAR', `${this.name}: BAR ${index} is not a memory BAR of this device`);
     let b = this.bars[index];
     if (!b) this.bars[index] = b = new MailboxBar(this.mb, index, size);
     return b;

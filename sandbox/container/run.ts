@@ -1,102 +1,94 @@
 /**
- * The driver container: one driver in its own unprivileged process (entrypoint: main.ts).
+ * The driver container: one driver in its own unprivileged process (entrypoint: main.ts). The same
+ * steps for every driver, built-in or external, block or net:
  *
- * Order matters: (1) the hypercall channel on fd 3, HELLO; (2) MAP_WINDOW for every granted window,
- * each mmapped from its inherited memfd; IRQ_SETUP for the interrupt eventfds; (3) the register
- * mailbox and the block ring; (4) every module the driver needs is loaded; (5) confine('driver'):
- * no_new_privs and the seccomp filter, from here on no open, no exec, no new fds of new kinds;
- * (6) the driver starts on the Platform built from what was handed over; (7) READY and heartbeats
- * carrying the block server's progress counters. SHUTDOWN quiesces, closes the driver and exits.
+ *  (1) the driver's code read from fd 4 (not evaluated); the hypercall channel on fd 3, HELLO, and
+ *      heartbeats from then on (zero counters until the service serves: a driver may take its
+ *      time to bring the device up, bounded by the manager's ready timeout, not by its watchdog);
+ *  (2) the boot parameters, by key (GETPARAM);
+ *  (3) MAP_WINDOW for every granted window, each mmapped from its inherited memfd; IRQ_SETUP for
+ *      the interrupt eventfds;
+ *  (4) the service of the driver's kind maps what the manager made for it (its rings); the
+ *      device's Platform (register mailbox or VFIO device fd);
+ *  (5) confine: no_new_privs and the seccomp filter, checked; from here on no open, no exec, no
+ *      new fds of new kinds;
+ *  (6) the driver's code evaluated (loader.ts: it may import only its own files) and checked
+ *      against the contract; its start(ctx) on the Platform; the service serves the device it returns;
+ *  (7) READY; the heartbeats carry the service's progress counters.
+ * SHUTDOWN quiesces the service, closes the device and exits.
  */
 import { defaultSys } from 'linux-sys';
-import type { Namespace, NvmeController } from '../../drivers/nvme/index.js';
-import { FaultKind, LogLevel } from '../abi/hypercall/index.js';
-import { type GuestEndpoint } from './hypercall/guest.js';
-import { mapShared } from '../abi/shm.js';
-import { BlockServer } from './services/block.js';
-import { parseBoot } from '../abi/boot.js';
-import { confineChecked, devicePlatform, grantAllocator, mapGrants, msixFds, openEndpoint, startFailed } from './bootstrap.js';
-import { NvmeDirect } from './nvme-direct.js';
-import { runNicContainer } from './nic-run.js';
+import type { DriverLogLevel } from '../../drivers/contract/driver.js';
+import { LogLevel } from '../abi/hypercall/index.js';
+import { FD, PARAM, SERVICE_NAMES, type BootParams } from '../abi/boot.js';
+import type { GuestEndpoint } from './hypercall/guest.js';
+import { confineChecked, devicePlatform, fetchParams, mapGrants, msixFds, openEndpoint, startFailed } from './bootstrap.js';
+import { GrantAllocator } from './dma.js';
+import { loadDriver, readCodeImage } from './loader.js';
+import { CONTAINER_SERVICES, type ContainerService } from './services/registry.js';
 
 /** What a started container has, for test fixtures that misbehave on purpose after READY. */
 export interface RunningContainer {
-  ctrl: NvmeController;
-  ns: Namespace;
   guest: GuestEndpoint;
+  params: BootParams;
+  service: ContainerService;
+  /** What the driver's start returned. */
+  device: unknown;
   log(level: LogLevel, text: string): void;
 }
 
+const IDLE = { completed: 0n, errors: 0n, bytes: 0n, inflight: 0 };
+const LEVELS: Record<DriverLogLevel, LogLevel> = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG };
+
 export function runContainer(afterReady?: (c: RunningContainer) => void): void {
-const boot = parseBoot(process.argv[2]);
-// A NIC driver serves the packet rings instead of the block ring (nic-run.ts).
-if (boot.driver.name === 'e1000e') return runNicContainer(boot);
-const sys = defaultSys();
-let server: BlockServer | undefined;
-let closeDriver: (() => Promise<void>) | undefined;
-const { guest, log } = openEndpoint(boot, () => ({
-  quiesce: async () => {
-    await server?.quiesce();
-    return server?.inflight ?? 0;
-  },
-  shutdown: async () => {
-    await server?.quiesce();
-    await closeDriver?.();
-  },
-}));
-
-async function start(): Promise<void> {
-  // (2) the windows, each from its inherited memfd; the MSI-X eventfds (one per queue and the admin queue).
-  const grants = await mapGrants(guest, sys);
-  const irqFds = await msixFds(guest, boot, boot.driver.queues + 1);
-  // (3) the register mailbox or the device fd, and the block ring.
-  const ring = mapShared(sys, boot.fds.block, boot.blockBytes);
-  const bd = boot.blockData;
-  if (!grants[bd.readGrant]?.perm.write || grants[bd.readGrant]!.perm.read || !grants[bd.writeGrant]?.perm.read || grants[bd.writeGrant]!.perm.write) {
-    throw new Error('the block data areas are not in a device-write-only and a device-read-only window');
+  const sys = defaultSys();
+  // (1) the code, read now (nothing of it runs before confinement); its name says HELLO.
+  let image: ReturnType<typeof readCodeImage>;
+  try {
+    image = readCodeImage(FD.CODE);
+  } catch (e) {
+    process.stderr.write(`dmabox container: ${(e as Error).message}\n  (this program is started by the dmabox manager, with the driver code on fd 4)\n`);
+    process.exit(78);
   }
-  const dma = grantAllocator(boot, grants);
-  const platform = devicePlatform(boot, sys, dma, irqFds);
-  // (4) everything the driver will need, loaded now: nothing can be opened after (5).
-  if (boot.driver.name !== 'nvme') throw new Error(`driver '${boot.driver.name}' has no block service in a container yet`);
-  const { NvmeController } = await import('../../drivers/nvme/index.js');
-  // (5) confinement, checked.
-  confineChecked(boot, sys, log);
-  // (6) the driver. Block data moves through the ring's areas (NvmeDirect), so the driver's own
-  // per-slot buffers (used only by its Promise API) are one page each.
-  const bufferBytes = 4096;
-  const ctrl = await NvmeController.open(platform, {
-    queues: boot.driver.queues,
-    queueEntries: boot.driver.depth,
-    bufferBytes,
-    interrupts: boot.driver.interrupts === 'msix' ? 'msix' : 'poll',
-    log: (m) => log(LogLevel.WARN, m),
-  });
-  closeDriver = async () => {
-    try { await ctrl.close(); } catch { /* the manager quarantines the device anyway */ }
-    platform.close();
-  };
-  const ns = ctrl.namespaces[0];
-  if (!ns) throw new Error('the controller has no active namespace');
-  // A polling driver turns the event loop while I/O is in flight anyway: the ring is polled on the
-  // same turns and the manager's request kicks are left out (block/layout.ts, "Polling").
-  server = new BlockServer(sys, ring, boot.fds.blockRequest, boot.fds.blockCompletion, { pollWhileBusy: boot.driver.interrupts !== 'msix' });
-  const direct = new NvmeDirect(ctrl, ns, { read: grants[bd.readGrant]!.iova, write: grants[bd.writeGrant]!.iova }, server.geometry, dma);
-  // A data transfer error (NVMe 1.4 §4.6.1.2.1, generic status 0x04: what a device reports when
-  // the IOMMU refused its DMA) or a timeout goes to the manager as FAULT, next to its IOMMU log.
-  server.onError = (e) => {
-    const err = e as { code?: string; sct?: number; sc?: number };
-    if (err.code === 'ERR_NVME_STATUS' && err.sct === 0 && err.sc === 0x04) guest.fault({ kind: FaultKind.DMA, code: 0x04, iova: 0n });
-    else if (err.code === 'ERR_NVME_TIMEOUT') guest.fault({ kind: FaultKind.TIMEOUT, code: 0, iova: 0n });
-  };
-  server.start(direct);
-  const s = server;
-  // (7) serving.
-  log(LogLevel.INFO, `${ctrl.describe()}: ${ns.blockCount} blocks of ${ns.blockSize} bytes, ${boot.driver.queues} queue(s), ${direct.chunkBytes / 1024} KiB per command, data DMA'd in place${boot.seccomp === 'none' ? ', UNCONFINED' : ''}`);
-  guest.ready(boot.driver.queues);
-  guest.startHeartbeats(() => ({ completed: s.completed, errors: s.errors, bytes: s.bytesMoved, inflight: s.inflight }));
-  afterReady?.({ ctrl, ns, guest, log });
-}
+  let service: ContainerService | undefined;
+  let serving = false;
+  const { guest, log } = openEndpoint(image.name, () => service);
 
-start().catch(startFailed(boot, log));
+  async function start(): Promise<void> {
+    await guest.hello();
+    guest.startHeartbeats(() => (serving ? service!.heartbeat() : IDLE));
+    // (2), (3)
+    const params = await fetchParams(guest);
+    const grants = await mapGrants(guest, sys);
+    const irqFds = await msixFds(guest, params);
+    // (4) the service of the driver's kind, and the device.
+    const kind = params.oneOf(PARAM.DRIVER_KIND, SERVICE_NAMES);
+    const s = (service = CONTAINER_SERVICES[kind](sys, params, grants));
+    const dma = new GrantAllocator(grants, s.reserved);
+    const platform = devicePlatform(params, sys, dma, irqFds);
+    // (5) confinement, checked.
+    confineChecked(params, sys, log);
+    // (6) the driver: its code evaluated now, confined, then started.
+    const driver = await loadDriver(image, kind);
+    const options = {
+      queues: params.int(PARAM.DRIVER_QUEUES, 1, 65535),
+      depth: params.int(PARAM.DRIVER_DEPTH, 1, 65536),
+      interrupts: params.oneOf(PARAM.DRIVER_INTERRUPTS, ['polling', 'msix'] as const),
+    };
+    const device = await driver.start({
+      platform,
+      options,
+      service: s.driverParams() as never,
+      log: (level, text) => log(LEVELS[level] ?? LogLevel.INFO, String(text)),
+    });
+    s.serve(device, guest);
+    serving = true;
+    // (7) serving.
+    const describe = (device as { describe(): string }).describe();
+    log(LogLevel.INFO, `${describe}${s.describe()}${params.text(PARAM.SECCOMP) === 'none' ? ', UNCONFINED' : ''}`);
+    guest.ready(options.queues);
+    afterReady?.({ guest, params, service: s, device, log });
+  }
+
+  start().catch(startFailed(image.name, log));
 }

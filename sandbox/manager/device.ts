@@ -1,14 +1,16 @@
 /**
  * What a sandbox's device is to the manager, simulated (sim-device.ts) or real (vfio-device.ts):
- * the windows mapped in its IOMMU domain with the policy's device access, the block ring's data
- * areas reserved in them, the interrupt eventfds of the current container, and quarantine.
+ * the windows mapped in its IOMMU domain with the policy's device access, the block service's data
+ * areas when it reserves them, the interrupt eventfds of the current container, the kind of driver
+ * it needs, and quarantine.
  */
 import type { Sys } from 'linux-sys';
 import { EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import type { DmaPerm } from '../../drivers/contract/platform.js';
 import type { IommuDmaAllocator } from '../../dma/allocator.js';
 import type { Window } from '../../dma/window.js';
-import { DmaboxError } from '../../common/errors.js';
+import type { DriverKind } from '../../drivers/contract/driver.js';
+import { SandboxError } from './errors.js';
 import type { Policy } from '../../policies/types.js';
 
 /** One IOMMU mapping handed to the container (a policy window, or half of a split one). */
@@ -42,6 +44,8 @@ export abstract class SandboxDevice {
   constructor(readonly policy: Policy, protected readonly sys: Sys) {}
 
   abstract get irqCounts(): { msix: number; intx: number };
+  /** The kind of driver the device needs (its service), or undefined when the device does not say. */
+  abstract driverKind(): DriverKind | undefined;
   abstract barSizes(): number[];
   /** The fd to hand the container at slot 4 (VFIO: the device fd), or undefined. */
   abstract deviceFd(): number | undefined;
@@ -61,7 +65,7 @@ export abstract class SandboxDevice {
       };
       if (access === 'split') {
         const half = Math.floor(w.size / 2 / 4096) * 4096;
-        if (half < 4096) throw new DmaboxError('ERR_SANDBOX_WINDOW', `policy ${policy.name}: window ${label} of ${w.size} bytes is too small to split into a device-read and a device-write half`, { fix: 'give it at least 8KiB' });
+        if (half < 4096) throw new SandboxError('ERR_SANDBOX_WINDOW', `policy ${policy.name}: window ${label} of ${w.size} bytes is too small to split into a device-read and a device-write half`, { fix: 'give it at least 8KiB' });
         grant(half, { read: true, write: false }, `${label}.device-reads`);
         grant(half, { read: false, write: true }, `${label}.device-writes`);
       } else {
@@ -82,7 +86,7 @@ export abstract class SandboxDevice {
         if (g.perm.read === read && g.perm.write === write && (best < 0 || g.window.size > this.grants[best]!.window.size)) best = i;
       });
       if (best < 0 || this.grants[best]!.window.size < bytes) {
-        throw new DmaboxError('ERR_SANDBOX_WINDOW', `policy ${this.policy.name}: the block ring needs ${bytes} bytes of device-${write ? 'write' : 'read'}-only window for its data buffers, and no such window is that large`, {
+        throw new SandboxError('ERR_SANDBOX_WINDOW', `policy ${this.policy.name}: the block ring needs ${bytes} bytes of device-${write ? 'write' : 'read'}-only window for its data buffers, and no such window is that large`, {
           fix: `give the policy a window of at least ${2 * bytes} bytes with access 'split' (or one of ${bytes} bytes with access '${write ? 'write' : 'read'}'), on top of what the driver's queues need`,
         });
       }

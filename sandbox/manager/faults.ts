@@ -14,7 +14,7 @@
  */
 import { closeSync, constants as fsConstants, openSync, readSync, statSync } from 'node:fs';
 import { defaultSys, type PollHandle, type Sys } from 'linux-sys';
-import { DmaboxError } from '../../common/errors.js';
+import { SandboxError } from './errors.js';
 
 export interface FaultEvent {
   /** Full PCI address, lower case: `0000:00:01.0`. */
@@ -103,7 +103,7 @@ export class KmsgFaultMonitor {
         this.timer.unref();
       }
     } catch (e) {
-      throw new DmaboxError('ERR_FAULTS_KMSG', `cannot follow the kernel log ${this.path}: ${(e as Error).message}`, { cause: e, fix: 'the manager needs root or CAP_SYSLOG to read /dev/kmsg' });
+      throw new SandboxError('ERR_FAULTS_KMSG', `cannot follow the kernel log ${this.path}: ${(e as Error).message}`, { cause: e, fix: 'the manager needs root or CAP_SYSLOG to read /dev/kmsg' });
     }
     this.drain(this.poller !== undefined);
   }

@@ -17,16 +17,18 @@
  * polls them with a zero timeout while an immediate is pending). A turn that found nothing yields
  * the CPU: the manager and a polling container put on one CPU by the scheduler would otherwise each
  * spin out a time slice waiting for the other (measured: ~3k instead of ~50k IOPS over NBD).
- * Ending a polling period is the protocol of sandbox/abi/block.ts ("Polling"): POLLED words to
- * 0, a full fence, one more look; if that found work, polling goes on.
+ * Ending a polling period is the ring's rule (sandbox/abi/ring.ts, "Polling"): POLLED words to 0
+ * (each queue's ring fences after clearing it), one more look; if that found work, polling goes on.
  */
-import { fence } from '../abi/fence.js';
 
 /** A queue the manager can poll: the block ring client, the register mailbox. */
 export interface Pollable {
   /** Take what the other side posted; returns how many entries were taken. */
   poll(): number;
-  /** Tell the other side whether we poll (its kicks may be left out while `on`). */
+  /**
+   * Tell the other side whether we poll (its kicks may be left out while `on`). Clearing must be
+   * followed by a full fence before the next `poll` (a RingConsumer's setPolled does it).
+   */
   setPolled(on: boolean): void;
 }
 
@@ -98,7 +100,6 @@ export class HybridPoller {
     }
     // The window passed: back to kicks, then one more look for what came without one.
     for (const q of queues) q.setPolled(false);
-    fence();
     found = 0;
     for (const q of queues) found += q.poll();
     if (found > 0) {

@@ -1,8 +1,16 @@
 /**
  * One container process of a sandbox, from spawn to exit: the shared memory and eventfds made for
- * it, the child itself (its own uid and gid when the manager is root), its hypercall endpoint and
- * register mailbox. The supervisor makes a fresh incarnation for every (re)start; the device and
- * its windows outlive incarnations.
+ * it, the child itself (its own uid and gid when the manager is root), its hypercall endpoint, its
+ * boot parameters and register mailbox. The supervisor makes a fresh incarnation for every
+ * (re)start; the device, its windows and the services outlive incarnations.
+ *
+ * What the container inherits (sandbox/abi/README.md, "Boot parameters, fd slots and driver code"):
+ * fd 3 the hypercall socket and fd 4 the driver code image, both fixed by the ABI; then, in this
+ * order and each announced where the container looks for it: the device (VFIO: the device fd,
+ * parameter `device.fd`; simulator: the register mailbox and its kick eventfd, `mailbox.fd` and
+ * `mailbox.kick.fd`), one memfd per granted window (MAP_WINDOW's fdSlot), the interrupt eventfds
+ * (IRQ_SETUP's firstFdSlot), then each service's fds (its parameters). Its argv and environment
+ * carry nothing of the sandbox.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { extname } from 'node:path';
@@ -13,19 +21,24 @@ import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallErr
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
 import { HostMailbox } from './mailbox.js';
-import { MAILBOX_BYTES } from '../abi/mailbox.js';
-import { ringBytes } from '../abi/block.js';
-import type { SandboxBlockClient } from './services/block.js';
-import { BOOT_FDS, FIRST_DYNAMIC_FD, type ContainerBoot } from '../abi/boot.js';
+import { MAILBOX_BYTES, initMailbox } from '../abi/mailbox.js';
+import { FD, formatParam, PARAM, type ParamKey } from '../abi/boot.js';
+import type { DriverKind } from '../../drivers/contract/driver.js';
 import type { SandboxDevice } from './device.js';
 import { SimDevice } from './sim-device.js';
+import type { ManagerService } from './services/registry.js';
 import type { Policy } from '../../policies/types.js';
+import type { Timers } from '../../common/timers.js';
+import { SandboxError } from './errors.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
 export function defaultEntry(): string {
   const here = fileURLToPath(import.meta.url);
   return fileURLToPath(new URL(`../container/main${extname(here)}`, import.meta.url));
 }
+
+/** Node options every container runs with: vm modules for the driver code (sandbox/container/loader.ts), without the warning. */
+export const CONTAINER_NODE_FLAGS = ['--experimental-vm-modules', '--disable-warning=ExperimentalWarning'] as const;
 
 export interface IncarnationHooks {
   log(level: LogLevel, text: string): void;
@@ -34,42 +47,30 @@ export interface IncarnationHooks {
   ready(): void;
   /** A hypercall or ring violation; `kill` when the container must go. */
   violation(reason: string, kill: boolean): void;
+  /** The container's hypercall channel closed: it is going (or gone); not a violation. */
+  gone(reason: string): void;
   exit(code: number | null, signal: NodeJS.Signals | null): void;
-}
-
-/**
- * Shared memory and eventfds a service hands to every container of a device, e.g. a NIC's packet
- * rings (sandbox/net): appended after the interrupt eventfds; the container finds them in
- * `boot.attachments[name]` (first fd slot, fd count, bytes of the first fd's memory).
- */
-export interface ContainerAttachment {
-  name: string;
-  fds: number[];
-  bytes: number;
-}
-const attachments = new WeakMap<SandboxDevice, ContainerAttachment[]>();
-
-/** Hand `a` to every container spawned for `device` from now on. */
-export function attachToContainers(device: SandboxDevice, a: ContainerAttachment): void {
-  const list = attachments.get(device) ?? [];
-  if (list.some((x) => x.name === a.name)) throw new Error(`container attachment '${a.name}' is already registered for ${device.description}`);
-  list.push(a);
-  attachments.set(device, list);
 }
 
 export interface IncarnationOptions {
   policy: Policy;
   device: SandboxDevice;
-  block: SandboxBlockClient;
+  /** The services of the driver's kind (one today); each hands the container its part. */
+  services: readonly ManagerService[];
+  /** The driver: its kind and name as published, and its code image (sandbox/abi/code.ts). */
+  driver: { kind: DriverKind; label: string; code: Uint8Array };
   sys: Sys;
   hooks: IncarnationHooks;
-  /** Program to run instead of the real container (hostile-container tests). */
+  /** Program to run instead of the real container (hostile-container tests), and its arguments. */
   entry?: string;
+  entryArgs?: readonly string[];
   /** Run as this uid/gid (only when the manager is root). */
   credentials?: { uid: number; gid: number };
   heartbeatMs: number;
   helloTimeoutMs: number;
   registerTimeoutMs: number;
+  /** Time (the stdio rate window, the start time reported in status). */
+  clock: Timers;
 }
 
 export class Incarnation {
@@ -77,54 +78,125 @@ export class Incarnation {
   readonly host: HostEndpoint;
   /** The register mailbox (simulated devices only). */
   readonly mailbox: HostMailbox | undefined;
-  readonly ring: Shared;
-  readonly startedAt = Date.now();
+  readonly startedAt: number;
+  /** The boot parameters this container may read (GETPARAM). */
+  readonly params = new Map<string, string>();
   exited = false;
-  private readonly mailboxShm: Shared | undefined;
+  private readonly shared: Shared[] = [];
   private readonly eventfds: number[] = [];
   private readonly sys: Sys;
 
-  constructor(private readonly o: IncarnationOptions) {
+  constructor(o: IncarnationOptions) {
     const sys = (this.sys = o.sys);
-    const { policy, device, block } = o;
-    this.mailboxShm = device instanceof SimDevice ? createShared(sys, `${policy.name}-registers`, MAILBOX_BYTES) : undefined;
-    this.ring = createShared(sys, `${policy.name}-block`, ringBytes(block.geometry));
-    block.initRing(this.ring);
-    const efd = (): number => { const fd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); this.eventfds.push(fd); return fd; };
-    const mailboxKick = this.mailboxShm ? efd() : -1, blockRequest = efd(), blockCompletion = efd();
-    const irqCount = policy.driver.interrupts === 'msix' ? Math.min(device.irqCounts.msix, policy.driver.queues + 1) : 0;
-    const irqFds = device.newIrqFds(irqCount);
-    const boot: ContainerBoot = {
-      name: policy.name,
-      device: device.kind,
-      driver: { ...policy.driver },
-      fds: { ...BOOT_FDS },
-      mailboxBytes: MAILBOX_BYTES,
-      blockBytes: this.ring.size,
-      blockData: device.blockData!,
-      bars: device.barSizes(),
-      irq: device.irqCounts,
-      seccomp: policy.unconfined ? 'none' : policy.container.seccomp,
-      registerTimeoutMs: o.registerTimeoutMs,
-    };
-    // fd 3: hypercalls; 4..8: fixed (boot.ts); then one memfd per granted window; then irq eventfds.
-    const slot4 = this.mailboxShm ? this.mailboxShm.fd : device.deviceFd()!;
-    const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe', slot4, this.mailboxShm ? mailboxKick : 'ignore', this.ring.fd, blockRequest, blockCompletion];
-    for (const g of device.grants) stdio.push(g.window.memory.fd);
-    const firstIrqSlot = stdio.length;
-    stdio.push(...irqFds);
-    const attached: Record<string, { fdSlot: number; fds: number; bytes: number }> = {};
-    for (const a of attachments.get(device) ?? []) {
-      attached[a.name] = { fdSlot: stdio.length, fds: a.fds.length, bytes: a.bytes };
-      stdio.push(...a.fds);
+    const { policy, device } = o;
+    this.startedAt = o.clock.wall();
+    const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe'];
+    const fd = (n: number): number => { stdio.push(n); return stdio.length - 1; };
+    const param = (key: ParamKey, value: string | number | readonly number[]): void => { this.params.set(key, formatParam(value)); };
+    const efd = (): number => { const n = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); this.eventfds.push(n); return n; };
+    let mailboxShm: Shared | undefined;
+    let mailboxKick = -1;
+    try {
+      // fd 4: a fresh copy of the driver's code, so what one container writes into it never reaches the next.
+      const code = this.share(`${policy.name}-code`, Math.ceil(o.driver.code.length / 4096) * 4096);
+      code.bytes.set(o.driver.code);
+      if (fd(code.fd) !== FD.CODE) throw new SandboxError('ERR_SANDBOX_STATE', 'fd slot 4 must be the driver code');
+      param(PARAM.SANDBOX_NAME, policy.name);
+      param(PARAM.SERVICES, o.services.map((s) => s.kind).join(','));
+      param(PARAM.DRIVER_KIND, o.driver.kind);
+      param(PARAM.DRIVER_NAME, o.driver.label);
+      param(PARAM.DRIVER_QUEUES, policy.driver.queues);
+      param(PARAM.DRIVER_DEPTH, policy.driver.depth);
+      param(PARAM.DRIVER_INTERRUPTS, policy.driver.interrupts);
+      param(PARAM.DEVICE_KIND, device.kind);
+      param(PARAM.DEVICE_BARS, device.barSizes());
+      param(PARAM.DEVICE_IRQ_MSIX, device.irqCounts.msix);
+      param(PARAM.DEVICE_IRQ_INTX, device.irqCounts.intx);
+      param(PARAM.SECCOMP, policy.unconfined ? 'none' : policy.container.seccomp);
+      param(PARAM.REGISTER_TIMEOUT_MS, o.registerTimeoutMs);
+      // The device: the register mailbox on the simulator, the VFIO device fd on real hardware.
+      if (device instanceof SimDevice) {
+        mailboxShm = this.share(`${policy.name}-registers`, MAILBOX_BYTES);
+        initMailbox(mailboxShm.u32);
+        param(PARAM.MAILBOX_FD, fd(mailboxShm.fd));
+        mailboxKick = efd();
+        param(PARAM.MAILBOX_KICK_FD, fd(mailboxKick));
+        param(PARAM.MAILBOX_BYTES, MAILBOX_BYTES);
+      } else {
+        param(PARAM.DEVICE_FD, fd(device.deviceFd()!));
+      }
+      // The windows (announced by MAP_WINDOW), the interrupt eventfds (IRQ_SETUP), then the services.
+      const windowSlots = device.grants.map((g) => fd(g.window.memory.fd));
+      const irqCount = policy.driver.interrupts === 'msix' ? Math.min(device.irqCounts.msix, policy.driver.queues + 1) : 0;
+      const irqFds = device.newIrqFds(irqCount);
+      const firstIrqSlot = stdio.length;
+      for (const n of irqFds) fd(n);
+      param(PARAM.IRQ_VECTORS, irqFds.length);
+      for (const s of o.services) s.prepare({ fd, param });
+      this.child = this.spawnChild(o, stdio);
+      this.host = this.endpoint(o, this.child.stdio[3] as Duplex, windowSlots, irqFds, firstIrqSlot);
+    } catch (e) {
+      this.dispose();
+      throw e;
     }
+    if (mailboxShm && device instanceof SimDevice) {
+      this.mailbox = new HostMailbox(sys, mailboxShm, mailboxKick, device, (reason) => o.hooks.violation(`register mailbox: ${reason}`, true));
+      this.mailbox.start();
+    }
+  }
+
+  private share(name: string, bytes: number): Shared {
+    const s = createShared(this.sys, name, bytes);
+    this.shared.push(s);
+    return s;
+  }
+
+  private endpoint(o: IncarnationOptions, stream: Duplex, windowSlots: number[], irqFds: number[], firstIrqSlot: number): HostEndpoint {
+    const grants = o.device.grants;
+    return new HostEndpoint(stream, {
+      windowCount: grants.length,
+      heartbeatMs: o.heartbeatMs,
+      helloTimeoutMs: o.helloTimeoutMs,
+      handler: {
+        mapWindow: (id) => {
+          const g = grants[id]!;
+          return {
+            iova: g.window.iova,
+            length: BigInt(g.window.size),
+            offset: BigInt(g.window.offset),
+            fdSlot: windowSlots[id]!,
+            deviceRead: g.perm.read,
+            deviceWrite: g.perm.write,
+            hugePages: g.hugePages,
+          };
+        },
+        irqSetup: (r) => {
+          if (r.kind !== 'msix' || irqFds.length === 0) return HcStatus.DENIED;
+          return { granted: Math.min(r.vectors, irqFds.length), firstFdSlot: firstIrqSlot };
+        },
+        getParam: (key) => this.params.get(key),
+        log: (r) => o.hooks.log(r.level, r.text),
+        heartbeat: (h) => o.hooks.heartbeat(h),
+        fault: (f) => o.hooks.fault(f),
+        ready: () => o.hooks.ready(),
+      },
+      onViolation: (e: HypercallError) => {
+        if (e.code === 'ERR_HC_CLOSED') o.hooks.gone(e.message);
+        else o.hooks.violation(`${e.code}: ${e.message}`, e.decision === 'kill');
+      },
+    });
+  }
+
+  private spawnChild(o: IncarnationOptions, stdio: (string | number)[]): ChildProcess {
+    const { policy } = o;
     const entry = o.entry ?? defaultEntry();
     // The policy's memory limit, as far as Node can apply it: the JS heap gets what the windows
     // leave (a cgroup would bound the whole process; not done yet).
     const windowBytes = policy.windows.reduce((n, w) => n + w.size, 0);
     const heapMiB = Math.max(64, Math.floor((policy.container.memory - windowBytes) / 2 ** 20));
-    const heapArg = process.execArgv.some((a) => a.startsWith('--max-old-space-size')) ? [] : [`--max-old-space-size=${heapMiB}`];
-    this.child = spawn(process.execPath, [...process.execArgv, ...heapArg, entry, JSON.stringify({ ...boot, attachments: attached })], {
+    const inherited = process.execArgv.filter((a) => !(CONTAINER_NODE_FLAGS as readonly string[]).includes(a));
+    const heapArg = inherited.some((a) => a.startsWith('--max-old-space-size')) ? [] : [`--max-old-space-size=${heapMiB}`];
+    const child = spawn(process.execPath, [...inherited, ...CONTAINER_NODE_FLAGS, ...heapArg, entry, ...(o.entryArgs ?? [])], {
       stdio: stdio as never,
       // Its own process group: a terminal's Ctrl-C goes to the manager, which stops containers in order.
       detached: true,
@@ -137,7 +209,7 @@ export class Incarnation {
     const text = (level: LogLevel) => (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line.trim() === '') continue;
-        const now = performance.now();
+        const now = o.clock.now();
         if (now - windowStart >= 1000) {
           if (dropped > 0) o.hooks.log(LogLevel.WARN, `[stdio] ${dropped} line(s) dropped (more than 50 a second)`);
           windowStart = now;
@@ -148,64 +220,25 @@ export class Incarnation {
         o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(/[\x00-\x1f\x7f]/g, '?')}`);
       }
     };
-    this.child.stdout?.on('data', text(LogLevel.INFO));
-    this.child.stderr?.on('data', text(LogLevel.WARN));
-    this.child.on('exit', (code, signal) => {
+    child.stdout?.on('data', text(LogLevel.INFO));
+    child.stderr?.on('data', text(LogLevel.WARN));
+    child.on('exit', (code, signal) => {
       this.exited = true;
       o.hooks.exit(code, signal);
     });
-    this.child.on('error', (e) => {
+    child.on('error', (e) => {
       o.hooks.log(LogLevel.ERROR, `container process error: ${e.message}`);
       // A spawn that failed has no process and no 'exit': report it as one, so the supervisor goes on.
-      if (this.child.pid === undefined && !this.exited) {
+      if (child.pid === undefined && !this.exited) {
         this.exited = true;
         o.hooks.exit(null, null);
       }
     });
-    const stream = this.child.stdio[3] as Duplex;
-    const grants = device.grants;
-    this.host = new HostEndpoint(stream, {
-      windowCount: grants.length,
-      heartbeatMs: o.heartbeatMs,
-      helloTimeoutMs: o.helloTimeoutMs,
-      handler: {
-        mapWindow: (id) => {
-          const g = grants[id]!;
-          return {
-            iova: g.window.iova,
-            length: BigInt(g.window.size),
-            offset: BigInt(g.window.offset),
-            fdSlot: FIRST_DYNAMIC_FD + id,
-            deviceRead: g.perm.read,
-            deviceWrite: g.perm.write,
-            hugePages: g.hugePages,
-          };
-        },
-        irqSetup: (r) => {
-          if (r.kind !== 'msix' || irqFds.length === 0) return HcStatus.DENIED;
-          return { granted: Math.min(r.vectors, irqFds.length), firstFdSlot: firstIrqSlot };
-        },
-        log: (r) => o.hooks.log(r.level, r.text),
-        heartbeat: (h) => o.hooks.heartbeat(h),
-        fault: (f) => o.hooks.fault(f),
-        ready: () => o.hooks.ready(),
-      },
-      onViolation: (e: HypercallError) => o.hooks.violation(`${e.code}: ${e.message}`, e.decision === 'kill'),
-    });
-    if (this.mailboxShm && device instanceof SimDevice) {
-      this.mailbox = new HostMailbox(sys, this.mailboxShm, mailboxKick, device, (reason) => o.hooks.violation(`register mailbox: ${reason}`, true));
-      this.mailbox.start();
-    }
+    return child;
   }
 
   get pid(): number | undefined {
     return this.child.pid;
-  }
-
-  /** The block client's link to this container's ring. */
-  blockLink(): { sys: Sys; shm: Shared; requestFd: number; completionFd: number } {
-    const n = this.eventfds.length;
-    return { sys: this.sys, shm: this.ring, requestFd: this.eventfds[n - 2]!, completionFd: this.eventfds[n - 1]! };
   }
 
   /** True once a SIGKILL was sent. */
@@ -216,13 +249,13 @@ export class Incarnation {
     if (!this.exited) this.child.kill(signal);
   }
 
-  /** After exit: stop serving and release what was made for this container. */
+  /** After exit: stop serving and release what was made for this container. Idempotent. */
   dispose(): void {
     this.mailbox?.close();
-    (this.child.stdio[3] as Duplex | null)?.destroy();
-    this.mailboxShm?.close();
-    this.ring.close();
-    for (const fd of this.eventfds) this.sys.close(fd);
+    (this.child?.stdio[3] as Duplex | null | undefined)?.destroy();
+    for (const s of this.shared) s.close();
+    this.shared.length = 0;
+    for (const n of this.eventfds) this.sys.close(n);
     this.eventfds.length = 0;
   }
 }

@@ -1,18 +1,17 @@
 /**
- * The manager's end of the register mailbox (layout.ts). It wakes on the container's eventfd,
- * applies the ring's entries in order to the simulated function and answers reads. Everything in
- * the ring is hostile: an index beyond the ring, an unknown op, a bad space, width or offset is
- * answered with a status (never thrown), and a ring index that could not have come from a correct
- * container is a violation (the supervisor kills the container). A wake-up applies entries until
- * REQ_TAIL stops moving (the container leaves out its kick while it sees us behind, guest.ts), but
- * at most one ring's worth, so a flooding container cannot starve the manager's event loop; the
- * rest waits for the next turn.
+ * The manager's end of the register mailbox (sandbox/abi/mailbox.ts). It wakes on the container's
+ * eventfd, applies the request ring's entries in order to the simulated function and answers
+ * reads. Everything in the ring is hostile: an unknown op, a bad space, width or offset is
+ * answered with a status (never thrown), and a ring index no correct container could write is a
+ * violation (the supervisor kills the container). The ring is consumed as sandbox/abi/ring.ts
+ * says, at most one ring's worth per wake-up, so a flooding container cannot starve the manager's
+ * event loop; the rest waits for the next turn.
  */
 import type { PollHandle, Sys } from 'linux-sys';
 import type { Shared } from '../abi/shm.js';
-import { fence } from '../abi/fence.js';
+import { RingConsumer, type RingSink } from '../abi/ring.js';
 import type { Pollable } from './hybrid-poll.js';
-import { ENTRY_BYTES, IRQ_KIND_CODE, MailboxOp, MailboxStatus, RING_ENTRIES, RING_OFFSET, SPACE_CONFIG, W } from '../abi/mailbox.js';
+import { IRQ_KIND_CODE, MAILBOX_RING, MailboxOp, MailboxStatus, RING_ENTRIES, SPACE_CONFIG, W } from '../abi/mailbox.js';
 
 /** What the mailbox drives: the simulated PCI function as the manager holds it. */
 export interface MailboxTarget {
@@ -29,9 +28,10 @@ export interface MailboxTarget {
 
 export class HostMailbox implements Pollable {
   private readonly u32: Uint32Array;
-  private readonly ring: Uint32Array;
+  private readonly req: RingConsumer;
+  private readonly reqSink: RingSink = { take: (at) => this.take(at) };
+  private readonly drainLater = (): void => { this.scheduled = false; this.drain(); };
   private poller: PollHandle | undefined;
-  private head: number;
   private closed = false;
   private scheduled = false;
   private polled = false;
@@ -47,8 +47,11 @@ export class HostMailbox implements Pollable {
     private readonly onViolation: (reason: string) => void,
   ) {
     this.u32 = shm.u32;
-    this.ring = new Uint32Array(shm.bytes.buffer, shm.bytes.byteOffset + RING_OFFSET, RING_ENTRIES * (ENTRY_BYTES / 4));
-    this.head = Atomics.load(this.u32, W.REQ_HEAD);
+    this.req = new RingConsumer(MAILBOX_RING, (reason) => {
+      this.close();
+      this.onViolation(reason);
+    });
+    this.req.bind(shm.u32, Atomics.load(this.u32, W.REQ_HEAD));
   }
 
   start(): void {
@@ -68,37 +71,22 @@ export class HostMailbox implements Pollable {
 
   /** Apply what is in the ring (also called directly by tests); returns how many entries were applied. */
   drain(): number {
-    const u32 = this.u32;
-    let budget = RING_ENTRIES;
-    while (!this.closed) {
-      const tail = Atomics.load(u32, W.REQ_TAIL);
-      const pending = (tail - this.head) >>> 0;
-      if (pending === 0) return RING_ENTRIES - budget;
-      if (pending > RING_ENTRIES) {
-        this.close();
-        this.onViolation(`register ring tail ${tail} is ${pending} entries ahead of head ${this.head} (the ring holds ${RING_ENTRIES})`);
-        return RING_ENTRIES - budget;
-      }
-      if (budget === 0) break;
-      const n = pending < budget ? pending : budget;
-      budget -= n;
-      for (let k = 0; k < n; k++) {
-        const e = (this.head % RING_ENTRIES) * 4;
-        const w0 = this.ring[e]!, offset = this.ring[e + 1]!, value = this.ring[e + 2]!;
-        this.head = (this.head + 1) >>> 0;
-        this.apply(w0, offset, value, this.head);
-        if (this.closed) return RING_ENTRIES - budget;
-      }
-      // Publish, then look at REQ_TAIL again: entries posted meanwhile may have come without a kick.
-      Atomics.store(u32, W.REQ_HEAD, this.head);
-      fence();
-    }
+    if (this.closed) return 0;
+    const n = this.req.drain(this.reqSink, RING_ENTRIES);
     // A ring's worth applied and more is there: the rest on the next turn.
-    if (!this.scheduled) {
+    if (!this.closed && !this.scheduled && this.req.available() > 0) {
       this.scheduled = true;
-      setImmediate(() => { this.scheduled = false; this.drain(); });
+      setImmediate(this.drainLater);
     }
-    return RING_ENTRIES;
+    return n;
+  }
+
+  /** One request (the ring's sink); answered requests carry the REQ_TAIL value that posted them. */
+  private take(e: number): boolean {
+    if (this.closed) return false;
+    const u32 = this.u32, i = e >>> 2;
+    this.apply(u32[i]!, u32[i + 1]!, u32[i + 2]!, (this.req.head + 1) >>> 0);
+    return true;
   }
 
   /** Pollable: apply what the container posted (the manager's hybrid poller, every turn). */
@@ -113,7 +101,7 @@ export class HostMailbox implements Pollable {
   setPolled(on: boolean): void {
     if (this.closed || this.polled === on) return;
     this.polled = on;
-    Atomics.store(this.u32, W.HOST_POLLED, on ? 1 : 0);
+    this.req.setPolled(on);
   }
 
   private answer(seq: number, status: MailboxStatus, value: number): void {

@@ -11,7 +11,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DmaboxError } from '../../common/errors.js';
+import { SandboxError } from './errors.js';
 import { claimSocketPath } from '../../common/unix-socket.js';
 import type { Policy } from '../../policies/types.js';
 import { KmsgFaultMonitor } from './faults.js';
@@ -92,7 +92,7 @@ export class Manager extends EventEmitter {
   private async listen(path: string): Promise<void> {
     // Never delete a live manager's socket: only a stale one is taken over.
     await claimSocketPath(path, {
-      code: 'ERR_SANDBOX_CONTROL',
+      error: (message, fix) => new SandboxError('ERR_SANDBOX_CONTROL', message, { fix }),
       what: 'the control socket',
       busyFix: 'another dmabox manager is running (`dmabox status`); stop it, or give this one --control PATH',
       notSocketFix: `remove ${path}, or give this manager --control PATH`,
@@ -113,7 +113,7 @@ export class Manager extends EventEmitter {
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e) => reject(new DmaboxError('ERR_SANDBOX_CONTROL', `cannot listen on ${path}: ${e.message}`, { fix: 'is another dmabox up running? set DMABOX_CONTROL to another path' })));
+      server.once('error', (e) => reject(new SandboxError('ERR_SANDBOX_CONTROL', `cannot listen on ${path}: ${e.message}`, { fix: 'is another dmabox up running? set DMABOX_CONTROL to another path' })));
       server.listen(path, () => {
         chmodSync(path, 0o600);
         resolve();
@@ -151,16 +151,16 @@ export function queryStatus(path = defaultControlPath(), timeoutMs = 3000): Prom
     import('node:net').then(({ createConnection }) => {
       const c = createConnection(path);
       let buf = '';
-      const t = setTimeout(() => { c.destroy(); reject(new DmaboxError('ERR_SANDBOX_CONTROL', `no answer from ${path} within ${timeoutMs} ms`)); }, timeoutMs);
+      const t = setTimeout(() => { c.destroy(); reject(new SandboxError('ERR_SANDBOX_CONTROL', `no answer from ${path} within ${timeoutMs} ms`)); }, timeoutMs);
       c.on('connect', () => c.write('status\n'));
       c.on('data', (d) => { buf += d.toString('utf8'); });
       c.on('end', () => {
         clearTimeout(t);
-        try { resolve(JSON.parse(buf) as Record<string, unknown>); } catch { reject(new DmaboxError('ERR_SANDBOX_CONTROL', `malformed answer from ${path}`)); }
+        try { resolve(JSON.parse(buf) as Record<string, unknown>); } catch { reject(new SandboxError('ERR_SANDBOX_CONTROL', `malformed answer from ${path}`)); }
       });
       c.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(t);
-        reject(new DmaboxError('ERR_SANDBOX_CONTROL', `cannot reach the manager at ${path} (${e.code ?? e.message})`, { fix: "start it with 'dmabox up POLICY...', or point DMABOX_CONTROL / --control at its socket" }));
+        reject(new SandboxError('ERR_SANDBOX_CONTROL', `cannot reach the manager at ${path} (${e.code ?? e.message})`, { fix: "start it with 'dmabox up POLICY...', or point DMABOX_CONTROL / --control at its socket" }));
       });
     }, reject);
   });

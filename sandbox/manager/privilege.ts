@@ -25,7 +25,7 @@
  * `threadsWithMore` in the report says how many.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { DmaboxError } from '../../common/errors.js';
+import { SandboxError } from './errors.js';
 import { defaultSys, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS, type Sys } from 'linux-sys';
 
 /** Capability numbers (linux/capability.h); index = number. */
@@ -51,7 +51,7 @@ export const KEPT_AFTER_SETUP: Readonly<Record<string, string>> = Object.freeze(
 });
 const KEPT_NUMBERS: readonly number[] = [CAP_SETUID, CAP_SETGID, CAP_KILL];
 
-export class PrivilegeError extends DmaboxError {
+export class PrivilegeError extends SandboxError {
   constructor(message: string, fix: string, cause?: unknown) {
     super('ERR_SANDBOX_PRIVILEGE', message, { fix, cause });
   }

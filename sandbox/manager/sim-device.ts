@@ -16,7 +16,8 @@ import { parseMac } from '../../sim/net/packets.js';
 import type { PciFunction } from '../../sim/pci.js';
 import { PCI } from '../../spec/pci/config.js';
 import type { SimPlatform } from '../../sim/platform.js';
-import { DmaboxError } from '../../common/errors.js';
+import type { DriverKind } from '../../drivers/contract/driver.js';
+import { SandboxError } from './errors.js';
 import type { Policy } from '../../policies/types.js';
 import type { MailboxTarget } from './mailbox.js';
 import { SandboxDevice } from './device.js';
@@ -45,7 +46,7 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
     super(policy, sys);
     const d = policy.device;
     if (!('sim' in d) || (d.sim !== 'nvme' && d.sim !== 'e1000e')) {
-      throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: only simulated NVMe and e1000e devices (device: sim:nvme, sim:e1000e) run in a simulated sandbox; got ${JSON.stringify(d)}`, {
+      throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: only simulated NVMe and e1000e devices (device: sim:nvme, sim:e1000e) run in a simulated sandbox; got ${JSON.stringify(d)}`, {
         fix: 'use a sim:nvme or sim:e1000e device, or a pci: device on a host with VFIO',
       });
     }
@@ -78,6 +79,11 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
     return undefined;
   }
 
+  /** The NVMe model is a disk, the 82574L a NIC. */
+  driverKind(): DriverKind {
+    return this.nic ? 'net' : 'block';
+  }
+
   /** Vectors the device offers of each kind. */
   get irqCounts(): { msix: number; intx: number } {
     return { msix: this.platform.irq.count('msix'), intx: this.platform.irq.count('intx') };
@@ -94,7 +100,7 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
   cfgRead(offset: number, width: 1 | 2 | 4): number { return this.fn.cfgRead(offset, width); }
   cfgWrite(offset: number, width: 1 | 2 | 4, value: number): void { this.fn.cfgWrite(offset, width, value); }
   irqEnable(kind: 'msix' | 'intx', vectors: number): number {
-    if (vectors > this.irqFds.length) throw new DmaboxError('ERR_SANDBOX_IRQ', `${vectors} vectors asked, ${this.irqFds.length} granted`);
+    if (vectors > this.irqFds.length) throw new SandboxError('ERR_SANDBOX_IRQ', `${vectors} vectors asked, ${this.irqFds.length} granted`);
     this.vectors = this.platform.irq.enable(kind, vectors);
     const fds = this.irqFds;
     this.vectors.forEach((v, i) => v.onFire(() => this.sys.eventfdWrite(fds[i]!, 1n)));

@@ -1,37 +1,53 @@
 /**
- * The supervisor of one sandbox: one policy, one device, a succession of containers.
+ * The supervisor of one sandbox: one policy, one device, one service of its driver's kind, a
+ * succession of containers.
  *
- * - Crash: the container exits or is killed (any code, any signal).
- * - Hang: block requests are pending and neither a completion nor a heartbeat counter has moved
+ * - Crash: the container exits or is killed (any code, any signal). A container that exits with
+ *   EXIT_CONFIG (its driver cannot start on this device: a refused import, another kind, another
+ *   contract version) marks the device failed at once: restarting it would fail the same way.
+ * - Hang: the service has work pending and neither its progress nor a heartbeat counter has moved
  *   for `hangMs`; or no READY within `readyTimeoutMs`; or heartbeats stop (the HostEndpoint's
  *   watchdog, a hypercall kill). A hung container is killed with SIGKILL, then handled as a crash.
  * - Quarantine, after every container's end and before anything else: bus mastering off, FLR
- *   (SimDevice.quarantine). Only then may the windows be reused by the next container.
+ *   (SandboxDevice.quarantine). Only then may the windows be reused by the next container.
  * - Restart with exponential backoff from the policy (`restart.backoff.initial` doubling up to
  *   `max`); more than `restart.maxRestarts` restarts within `restart.window` marks the device
  *   failed: every pending and later request rejects with ERR_SANDBOX_FAILED.
- * - Requests in flight when a container dies are posted again on the next one (the block client
- *   keeps them), so callers see latency, not errors.
+ * - What the service keeps (block: requests in flight) is handed to the next container, so
+ *   callers see latency, not errors.
+ *
+ * Time comes from a seam (clock.ts), so every rule above is tested on fake time. A verdict against
+ * a container (hung, no READY) is confirmed one event-loop turn after its timer fired: a manager
+ * whose own loop stalled must first read what the container sent meanwhile, or it would blame the
+ * container for its own stall.
  */
 import { EventEmitter } from 'node:events';
 import { defaultSys, type Sys } from 'linux-sys';
-import { DmaboxError } from '../../common/errors.js';
+import type { DriverKind } from '../../drivers/contract/driver.js';
 import type { Policy } from '../../policies/types.js';
-import { SandboxBlockClient } from './services/block.js';
-import { HybridPoller, type Pollable } from './hybrid-poll.js';
-import { dataAreaBytes } from '../abi/block.js';
 import { LogLevel, ShutdownReason, type FaultReport, type Heartbeat } from '../abi/hypercall/index.js';
+import { EXIT } from '../abi/boot.js';
+import type { RingGeometry } from '../abi/block.js';
+import type { NetGeometry } from '../abi/net.js';
+import { realTimers, type Timer, type Timers } from '../../common/timers.js';
+import { bundleDriver, driverRef, type DriverRef } from './driver-code.js';
+import { SandboxError } from './errors.js';
 import { Incarnation } from './incarnation.js';
 import { SimDevice } from './sim-device.js';
 import { VfioDevice } from './vfio-device.js';
 import type { SandboxDevice } from './device.js';
 import { describeFault, type FaultEvent, type FaultSink } from './faults.js';
-import { SandboxNicPort } from './services/net.js';
+import type { HybridPoller } from './hybrid-poll.js';
+import { SERVICES, type ManagerService, type ServiceHost } from './services/registry.js';
+import { BlockService } from './services/block-service.js';
+import { NetService } from './services/net-service.js';
+import type { SandboxBlockClient } from './services/block.js';
+import type { SandboxNicPort } from './services/net.js';
 
 export type SandboxState = 'starting' | 'running' | 'quarantined' | 'backoff' | 'failed' | 'stopping' | 'stopped';
 
 export interface SandboxEvent {
-  /** Date.now() */
+  /** Wall-clock ms since the epoch. */
   time: number;
   sandbox: string;
   kind: 'spawn' | 'ready' | 'log' | 'exit' | 'hang' | 'violation' | 'quarantine' | 'restart' | 'failed' | 'fault' | 'stop' | 'driver-fault';
@@ -41,15 +57,20 @@ export interface SandboxEvent {
 
 export interface SupervisorOptions {
   sys?: Sys;
-  /** Program run as the container (hostile-container tests). */
+  /** Time and timers (default: Node's). */
+  clock?: Timers;
+  /** Program run as the container, and its arguments (hostile-container tests). */
   entry?: string;
+  entryArgs?: readonly string[];
   heartbeatMs?: number;
   helloTimeoutMs?: number;
   readyTimeoutMs?: number;
   hangMs?: number;
   registerTimeoutMs?: number;
   /** Block ring geometry. */
-  ring?: { entries: number; slotBytes: number };
+  ring?: RingGeometry;
+  /** Packet ring geometry. */
+  net?: NetGeometry;
   /** Hybrid polling window in milliseconds (default: the policy's linkback.nbd.poll; 0 never polls). */
   pollIdleMs?: number;
   /** Real devices: bind to vfio-pci at start, give back to the previous driver at stop. */
@@ -57,48 +78,54 @@ export interface SupervisorOptions {
 }
 
 const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error', [LogLevel.WARN]: 'warn', [LogLevel.INFO]: 'info', [LogLevel.DEBUG]: 'debug' };
+const FAULT_KIND: Record<number, string> = { 1: 'dma', 2: 'device', 3: 'timeout', 4: 'driver' };
 
 export class Supervisor extends EventEmitter implements FaultSink {
   readonly policy: Policy;
   readonly device: SandboxDevice;
   /** The simulated device, when the policy's device is simulated (tests reach the model through it). */
   readonly sim: SimDevice | undefined;
-  readonly block: SandboxBlockClient;
-  /** A NIC driver's packet rings (sandbox/net), made before the first container and handed to each. */
-  readonly nic: SandboxNicPort | undefined;
+  /** The driver the policy names, and the kind (service) it runs under. */
+  readonly driver: DriverRef;
+  readonly kind: DriverKind;
+  /** The service of the driver's kind. */
+  readonly service: ManagerService;
   state: SandboxState = 'starting';
   /** Restarts done (not counting the first start). */
   restarts = 0;
   /** Container deaths (crashes and kills). */
   crashes = 0;
-  /** Violations seen (hypercall, mailbox, block ring). */
+  /** Violations seen (hypercall, mailbox, the service's rings). */
   violations = 0;
   readonly events: SandboxEvent[] = [];
   /** uid/gid containers run as, and whether that is the policy's (root) or the invoking user's. */
   readonly credentials: { uid: number; gid: number; asPolicy: boolean };
+  readonly clock: Timers;
   private current: Incarnation | undefined;
-  /** Hybrid polling of the block ring (nvme with a poll window), else undefined. */
-  readonly poller: HybridPoller | undefined;
-  private readonly pollIdleMs: number;
+  private code: Uint8Array | undefined;
   private readonly restartTimes: number[] = [];
-  private backoffTimer: NodeJS.Timeout | undefined;
-  private hangTimer: NodeJS.Timeout | undefined;
-  private readyTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: Timer | undefined;
+  private hangTimer: Timer | undefined;
+  private readyTimer: Timer | undefined;
   private lastProgress = 0;
+  private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'ring' | 'bind' | 'pollIdleMs'>> & Pick<SupervisorOptions, 'entry'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock'>> & Pick<SupervisorOptions, 'entry' | 'entryArgs'>;
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
-  readonly createdAt = Date.now();
+  readonly createdAt: number;
   startedAt = 0;
 
   constructor(policy: Policy, options: SupervisorOptions = {}) {
     super();
     this.policy = policy;
+    this.clock = options.clock ?? realTimers;
+    this.createdAt = this.clock.wall();
     this.o = {
       sys: options.sys ?? defaultSys(),
       entry: options.entry,
+      entryArgs: options.entryArgs,
       heartbeatMs: options.heartbeatMs ?? 500,
       helloTimeoutMs: options.helloTimeoutMs ?? 20_000,
       readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
@@ -109,40 +136,31 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.credentials = root
       ? { uid: policy.container.uid, gid: policy.container.gid, asPolicy: true }
       : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false };
+    this.driver = driverRef(policy);
     this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys, { bind: options.bind === true || ('bind' in policy.device && policy.device.bind) });
     this.sim = this.device instanceof SimDevice ? this.device : undefined;
     if (this.device instanceof VfioDevice) for (const w of this.device.warnings) this.event('log', w, 'warn');
     try {
-      // A NIC's container serves no block ring: the smallest geometry keeps its windows for the driver.
-      const geometry = options.ring ?? (policy.driver.name === 'nvme' ? { entries: 16, slotBytes: 64 * 1024 } : { entries: 1, slotBytes: 4096 });
-      const areas = this.device.reserveBlockData(dataAreaBytes(geometry));
-      this.block = new SandboxBlockClient(geometry, { read: areas.read.bytes, write: areas.write.bytes });
-      this.nic = policy.driver.name === 'e1000e' ? new SandboxNicPort(this, { sys: this.o.sys }) : undefined;
+      this.kind = this.driverKind();
+      const lb = policy.linkback;
+      const self = this;
+      const host: ServiceHost = {
+        name: policy.name,
+        policy,
+        device: this.device,
+        sys: this.o.sys,
+        clock: this.clock,
+        get mailbox() { return self.current?.mailbox; },
+        violation: (reason) => { if (this.current && !this.current.exited && !this.stopRequested) this.violation(reason, true); },
+      };
+      this.service = SERVICES[this.kind](host, {
+        ...(options.ring ? { ring: options.ring } : {}),
+        ...(options.net ? { net: options.net } : {}),
+        pollIdleMs: options.pollIdleMs ?? (lb && 'nbd' in lb ? lb.nbd.poll : 0),
+      });
     } catch (e) {
       this.device.release();
       throw e;
-    }
-    this.block.onViolation = (reason) => this.violation(`block ring: ${reason}`, true);
-    // Hybrid polling of the block ring and, for a simulated device, of its doorbells (hybrid-poll.ts).
-    const lb = policy.linkback;
-    const pollIdleMs = options.pollIdleMs ?? (lb && 'nbd' in lb ? lb.nbd.poll : 0);
-    this.pollIdleMs = pollIdleMs;
-    if (policy.driver.name === 'nvme' && pollIdleMs > 0) {
-      const block = this.block;
-      const both: Pollable[] = [block, block];
-      const one: Pollable[] = [block];
-      const sys = this.o.sys;
-      this.poller = new HybridPoller({
-        idleMs: pollIdleMs,
-        yield: () => sys.schedYield(),
-        queues: () => {
-          const mb = this.current?.mailbox;
-          if (!mb) return one;
-          both[1] = mb;
-          return both;
-        },
-      });
-      block.onPost = () => this.poller!.wake();
     }
     // The simulator's IOMMU reports its refusals directly; on VFIO a KmsgFaultMonitor calls onFault.
     this.sim?.machine.iommu.on('fault', (f: { device: string; iova: number; access: 'read' | 'write'; reason: string; vtdReason: number | null }) => {
@@ -156,6 +174,40 @@ export class Supervisor extends EventEmitter implements FaultSink {
         iommu: f.vtdReason !== null,
       });
     });
+  }
+
+  /** The kind of the driver, which must be the device's when both say. */
+  private driverKind(): DriverKind {
+    const wanted = this.device.driverKind();
+    const declared = this.driver.kind;
+    if (declared && wanted && declared !== wanted) {
+      throw new SandboxError('ERR_SANDBOX_DRIVER', `policy ${this.policy.name}: driver ${this.driver.label} is a ${declared} driver, and ${this.device.description} needs a ${wanted} driver`, {
+        fix: 'name a driver for this device',
+      });
+    }
+    const kind = declared ?? wanted;
+    if (!kind) {
+      throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${this.policy.name}: ${this.device.description} is neither a storage nor a network device (PCI class), so no driver kind serves it`, {
+        fix: 'sandbox a disk (PCI class 01h) or a NIC (02h)',
+      });
+    }
+    return kind;
+  }
+
+  /** The block service's request client. Throws ERR_SANDBOX_STATE for a sandbox of another kind. */
+  get block(): SandboxBlockClient {
+    if (this.service instanceof BlockService) return this.service.client;
+    throw new SandboxError('ERR_SANDBOX_STATE', `sandbox ${this.policy.name} runs a ${this.kind} driver: it has no block service`);
+  }
+
+  /** The net service's NIC port (a NIC driver's packet rings), or undefined for a sandbox of another kind. */
+  get nic(): SandboxNicPort | undefined {
+    return this.service instanceof NetService ? this.service.port : undefined;
+  }
+
+  /** The block service's hybrid poller, when it polls. */
+  get poller(): HybridPoller | undefined {
+    return this.service instanceof BlockService ? this.service.poller : undefined;
   }
 
   /** Faults seen (IOMMU refusals and others), the last 100 kept. */
@@ -191,14 +243,26 @@ export class Supervisor extends EventEmitter implements FaultSink {
   }
 
   private event(kind: SandboxEvent['kind'], text: string, level: SandboxEvent['level'] = 'info'): void {
-    const e: SandboxEvent = { time: Date.now(), sandbox: this.policy.name, kind, text, level };
+    const e: SandboxEvent = { time: this.clock.wall(), sandbox: this.policy.name, kind, text, level };
     this.events.push(e);
     if (this.events.length > 1000) this.events.shift();
     this.emit('event', e);
   }
 
-  /** Start the first container. Resolves when it is ready; rejects if the sandbox fails first. */
-  start(): Promise<void> {
+  /**
+   * Read the driver's code, then start the first container. Resolves when it is ready; rejects if
+   * the sandbox fails first (a driver whose code cannot be read fails it at once).
+   */
+  async start(): Promise<void> {
+    if (this.code === undefined) {
+      try {
+        this.code = await bundleDriver(this.driver);
+      } catch (e) {
+        this.markFailed((e as Error).message.split('\n')[0]!);
+        throw e;
+      }
+    }
+    if (this.state !== 'starting' || this.current || this.stopRequested) return this.ready();
     this.spawn();
     return this.ready();
   }
@@ -210,8 +274,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
     return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
   }
 
-  private failure(): DmaboxError {
-    return new DmaboxError('ERR_SANDBOX_FAILED', `sandbox ${this.policy.name}: the device is ${this.state} after ${this.restarts} restart(s)`, {
+  private failure(): SandboxError {
+    return new SandboxError('ERR_SANDBOX_FAILED', `sandbox ${this.policy.name}: the device is ${this.state} after ${this.restarts} restart(s)`, {
       fix: 'see the sandbox events (dmabox status) for why its containers died',
     });
   }
@@ -219,49 +283,71 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private spawn(): void {
     this.state = 'starting';
     this.lastBeat = undefined;
-    const inc: Incarnation = new Incarnation({
-      policy: this.policy,
-      device: this.device,
-      block: this.block,
-      sys: this.o.sys,
-      entry: this.o.entry,
-      credentials: this.credentials.asPolicy ? { uid: this.credentials.uid, gid: this.credentials.gid } : undefined,
-      heartbeatMs: this.o.heartbeatMs,
-      helloTimeoutMs: this.o.helloTimeoutMs,
-      registerTimeoutMs: this.o.registerTimeoutMs,
-      hooks: {
-        log: (level, text) => this.event('log', text, LEVEL[level]),
-        heartbeat: (h) => this.heartbeat(h),
-        fault: (f) => this.driverFault(f),
-        ready: () => this.onReady(inc),
-        violation: (reason, kill) => { if (this.current === inc && !inc.exited && !this.stopRequested) this.violation(reason, kill); },
-        exit: (code, signal) => this.onExit(inc, code, signal),
-      },
-    });
+    let inc: Incarnation;
+    try {
+      inc = new Incarnation({
+        policy: this.policy,
+        device: this.device,
+        services: [this.service],
+        driver: { kind: this.kind, label: this.driver.label, code: this.code! },
+        sys: this.o.sys,
+        ...(this.o.entry ? { entry: this.o.entry } : {}),
+        ...(this.o.entryArgs ? { entryArgs: this.o.entryArgs } : {}),
+        credentials: this.credentials.asPolicy ? { uid: this.credentials.uid, gid: this.credentials.gid } : undefined,
+        heartbeatMs: this.o.heartbeatMs,
+        helloTimeoutMs: this.o.helloTimeoutMs,
+        registerTimeoutMs: this.o.registerTimeoutMs,
+        clock: this.clock,
+        hooks: {
+          log: (level, text) => this.event('log', text, LEVEL[level]),
+          heartbeat: (h) => this.heartbeat(h),
+          fault: (f) => this.driverFault(f),
+          ready: () => this.onReady(inc),
+          violation: (reason, kill) => { if (this.current === inc && !inc.exited && !this.stopRequested) this.violation(reason, kill); },
+          gone: (reason) => { if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`); },
+          exit: (code, signal) => this.onExit(inc, code, signal),
+        },
+      });
+    } catch (e) {
+      // Nothing could be made for a container (fds, memory): as a crash, so backoff and the limit apply.
+      this.event('exit', `no container could be made: ${(e as Error).message.split('\n')[0]}`, 'error');
+      this.afterContainer();
+      return;
+    }
     this.current = inc;
-    this.startedAt = Date.now();
-    this.event('spawn', `container pid ${inc.pid} as uid ${this.credentials.uid} gid ${this.credentials.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}${this.policy.unconfined ? ' UNCONFINED' : ''}`);
-    this.readyTimer = setTimeout(() => {
+    this.startedAt = this.clock.wall();
+    this.event('spawn', `container pid ${inc.pid} as uid ${this.credentials.uid} gid ${this.credentials.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}`);
+    this.readyTimer = this.clock.setTimeout(() => this.confirm(() => {
       if (this.current === inc && this.state === 'starting') this.kill(`no READY within ${this.o.readyTimeoutMs} ms`);
-    }, this.o.readyTimeoutMs);
+    }), this.o.readyTimeoutMs);
+  }
+
+  /**
+   * Run a verdict one event-loop turn later: a timer runs before the loop reads pending input, so
+   * after a stall of the manager's own loop the container's READY, heartbeats or completions may be
+   * waiting unread. The verdict re-checks its condition then.
+   */
+  private confirm(verdict: () => void): void {
+    this.clock.setTimeout(verdict, 1);
   }
 
   private onReady(inc: Incarnation): void {
     if (this.current !== inc || this.state !== 'starting') return;
-    clearTimeout(this.readyTimer);
-    if (this.policy.driver.name === 'nvme') {
-      try {
-        this.block.attach(inc.blockLink());
-      } catch (e) {
-        this.kill(`ready with a bad block ring: ${(e as Error).message}`);
-        return;
-      }
+    this.clock.clearTimeout(this.readyTimer);
+    let line: string;
+    try {
+      line = this.service.attach();
+    } catch (e) {
+      this.kill(`ready with a bad ${this.kind} service: ${(e as Error).message.split('\n')[0]}`);
+      return;
     }
+    if (this.current !== inc || inc.killed) return; // the service refused what the container published
     this.state = 'running';
-    this.lastProgress = performance.now();
-    if (this.nic) this.event('ready', 'serving the packet rings');
-    else this.event('ready', `serving ${this.block.blockCount} blocks of ${this.block.blockSize} bytes${this.block.pending > 0 ? `; ${this.block.pending} request(s) replayed` : ''}`);
-    this.hangTimer = setInterval(() => this.checkHang(), Math.max(50, Math.floor(this.o.hangMs / 4)));
+    this.lastProgress = this.clock.now();
+    this.lastHangCheck = this.lastProgress;
+    this.event('ready', line);
+    const period = Math.max(50, Math.floor(this.o.hangMs / 4));
+    this.hangTimer = this.clock.setInterval(() => this.checkHang(period), period);
     this.hangTimer.unref();
     const w = this.readyWaiters;
     this.readyWaiters = [];
@@ -270,22 +356,37 @@ export class Supervisor extends EventEmitter implements FaultSink {
 
   private heartbeat(h: Heartbeat): void {
     const b = this.lastBeat;
-    if (!b || h.completed !== b.completed || h.errors !== b.errors || h.bytes !== b.bytes) this.lastProgress = performance.now();
+    if (!b || h.completed !== b.completed || h.errors !== b.errors || h.bytes !== b.bytes) this.lastProgress = this.clock.now();
     this.lastBeat = h;
     this.lastHeartbeat = h;
   }
 
-  private checkHang(): void {
-    if (this.state !== 'running' || this.block.pending === 0) return;
-    const since = performance.now() - Math.max(this.lastProgress, this.block.lastCompletion);
-    if (since > this.o.hangMs) {
-      this.event('hang', `${this.block.pending} request(s) pending and no progress for ${Math.round(since)} ms`, 'warn');
+  /** Hang: work pending and no progress for hangMs, seen by two checks an event-loop turn apart. */
+  private checkHang(period: number): void {
+    const now = this.clock.now();
+    const late = now - this.lastHangCheck > 2 * period;
+    this.lastHangCheck = now;
+    // A check that ran late found the manager's own loop stalled: the container's progress may be
+    // unread yet. Judge on the next check.
+    if (late) return;
+    const hung = (): number => {
+      const p = this.service.progress();
+      if (this.state !== 'running' || p.pending === 0) return -1;
+      const since = this.clock.now() - Math.max(this.lastProgress, p.lastProgress);
+      return since > this.o.hangMs ? since : -1;
+    };
+    if (hung() < 0) return;
+    const inc = this.current;
+    this.confirm(() => {
+      const since = hung();
+      if (since < 0 || this.current !== inc) return;
+      this.event('hang', `${this.service.progress().pending} request(s) pending and no progress for ${Math.round(since)} ms`, 'warn');
       this.kill('hung');
-    }
+    });
   }
 
   private driverFault(f: FaultReport): void {
-    this.event('driver-fault', `the driver reports fault kind ${f.kind} code ${f.code} iova 0x${f.iova.toString(16)}`, 'warn');
+    this.event('driver-fault', `the driver reports fault kind ${f.kind} code ${f.code} (${FAULT_KIND[f.kind] ?? 'unknown'}) iova 0x${f.iova.toString(16)}`, 'warn');
   }
 
   private violation(reason: string, kill: boolean): void {
@@ -304,19 +405,33 @@ export class Supervisor extends EventEmitter implements FaultSink {
 
   private onExit(inc: Incarnation, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.current !== inc) return;
-    clearTimeout(this.readyTimer);
-    clearInterval(this.hangTimer);
-    const back = this.block.detach();
+    this.clock.clearTimeout(this.readyTimer);
+    this.clock.clearInterval(this.hangTimer);
+    const kept = this.service.detach();
     inc.dispose();
-    this.event('exit', `container pid ${inc.pid} ${signal ? `killed by ${signal}` : `exited with ${code}`}${back > 0 ? `; ${back} request(s) in flight kept for replay` : ''}`, this.stopRequested ? 'info' : 'warn');
-    // Quarantine before anything else touches the windows.
+    this.current = undefined;
+    this.event('exit', `container pid ${inc.pid} ${signal ? `killed by ${signal}` : `exited with ${code}`}${kept}`, this.stopRequested ? 'info' : 'warn');
+    if (code === EXIT.CONFIG && !this.stopRequested) {
+      this.quarantine();
+      this.markFailed('the driver cannot start on this device (its container exited with EXIT_CONFIG; the log above says why)');
+      return;
+    }
+    this.afterContainer();
+  }
+
+  private quarantine(): void {
     this.device.quarantine();
     this.state = 'quarantined';
     this.event('quarantine', 'bus mastering off, function-level reset done');
-    this.current = undefined;
+  }
+
+  /** After a container's end (or a failed spawn): quarantine, then restart with backoff, or fail. */
+  private afterContainer(): void {
+    // Quarantine before anything else touches the windows.
+    this.quarantine();
     if (this.stopRequested) return this.finishStop();
     this.crashes++;
-    const now = Date.now();
+    const now = this.clock.now();
     while (this.restartTimes.length > 0 && now - this.restartTimes[0]! > this.policy.restart.window) this.restartTimes.shift();
     if (this.restartTimes.length >= this.policy.restart.maxRestarts) {
       this.markFailed(`${this.restartTimes.length} restart(s) within ${this.policy.restart.window} ms, the policy allows ${this.policy.restart.maxRestarts}`);
@@ -327,17 +442,21 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.restartTimes.push(now);
     this.state = 'backoff';
     this.event('restart', `restart ${this.restarts + 1} in ${delay} ms`);
-    this.backoffTimer = setTimeout(() => {
+    this.backoffTimer = this.clock.setTimeout(() => {
+      this.backoffTimer = undefined;
+      if (this.stopRequested || this.state !== 'backoff') return;
       this.restarts++;
       this.spawn();
     }, delay);
   }
 
   private markFailed(why: string): void {
+    if (this.state === 'failed' || this.state === 'stopped') return;
     this.state = 'failed';
+    this.clock.clearTimeout(this.backoffTimer);
     this.event('failed', `device marked failed: ${why}`, 'error');
-    const err = new DmaboxError('ERR_SANDBOX_FAILED', `sandbox ${this.policy.name}: device marked failed: ${why}`, { fix: 'see the sandbox events for why its containers died; fix the cause and start the sandbox again' });
-    this.block.fail(err);
+    const err = new SandboxError('ERR_SANDBOX_FAILED', `sandbox ${this.policy.name}: device marked failed: ${why}`, { fix: 'see the sandbox events for why its containers died; fix the cause and start the sandbox again' });
+    this.service.fail(err);
     const w = this.readyWaiters;
     this.readyWaiters = [];
     for (const r of w) r.reject(err);
@@ -350,12 +469,9 @@ export class Supervisor extends EventEmitter implements FaultSink {
     if (action === 'restart') this.kill('IOMMU fault (policy: restart)');
     else if (action === 'stop') {
       this.restartTimes.length = this.policy.restart.maxRestarts; // no restart
-      this.restartTimes.fill(Date.now());
+      this.restartTimes.fill(this.clock.now());
       if (this.current && !this.current.exited) this.kill('IOMMU fault (policy: stop)');
-      else if (this.state !== 'failed' && this.state !== 'stopped') {
-        clearTimeout(this.backoffTimer);
-        this.markFailed('IOMMU fault (policy: stop)');
-      }
+      else if (this.state !== 'failed' && this.state !== 'stopped') this.markFailed('IOMMU fault (policy: stop)');
     }
   }
 
@@ -368,17 +484,17 @@ export class Supervisor extends EventEmitter implements FaultSink {
   async stop(deadlineMs = 3000): Promise<void> {
     if (this.state === 'stopped') return;
     this.stopRequested = true;
-    clearTimeout(this.backoffTimer);
-    clearTimeout(this.readyTimer);
-    clearInterval(this.hangTimer);
+    this.clock.clearTimeout(this.backoffTimer);
+    this.clock.clearTimeout(this.readyTimer);
+    this.clock.clearInterval(this.hangTimer);
     const inc = this.current;
     this.state = 'stopping';
     if (inc && !inc.exited) {
       const done = new Promise<void>((r) => { this.stopResolve = r; });
       inc.host.shutdown(deadlineMs, ShutdownReason.STOP).catch(() => undefined);
-      const t = setTimeout(() => inc.kill('SIGKILL'), deadlineMs + 500);
+      const t = this.clock.setTimeout(() => inc.kill('SIGKILL'), deadlineMs + 500);
       await done;
-      clearTimeout(t);
+      this.clock.clearTimeout(t);
     } else {
       this.finishStop();
     }
@@ -387,10 +503,9 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private finishStop(): void {
     if (this.state === 'stopped') return;
     this.device.release();
-    this.nic?.close();
     this.state = 'stopped';
-    this.poller?.close();
-    this.block.fail(new DmaboxError('ERR_SANDBOX_STOPPED', `sandbox ${this.policy.name} was stopped`));
+    this.service.fail(new SandboxError('ERR_SANDBOX_STOPPED', `sandbox ${this.policy.name} was stopped`));
+    this.service.close();
     this.event('stop', 'stopped: container gone, device quarantined, windows unmapped');
     const w = this.readyWaiters;
     this.readyWaiters = [];
@@ -404,31 +519,22 @@ export class Supervisor extends EventEmitter implements FaultSink {
       name: this.policy.name,
       state: this.state,
       device: this.device.description,
-      driver: this.policy.driver.name,
+      driver: this.driver.label,
+      kind: this.kind,
       pid: this.pid ?? null,
       uid: this.credentials.uid,
       gid: this.credentials.gid,
       uidFromPolicy: this.credentials.asPolicy,
       unconfined: this.policy.unconfined,
-      uptimeMs: inc && !inc.exited ? Date.now() - inc.startedAt : 0,
+      uptimeMs: inc && !inc.exited ? this.clock.wall() - inc.startedAt : 0,
       restarts: this.restarts,
       crashes: this.crashes,
       violations: this.violations,
       faults: this.faultCount,
       lastFault: this.faults.length > 0 ? describeFault(this.faults[this.faults.length - 1]!) : null,
       windows: this.device.grants.map((g) => ({ label: g.label, iova: `0x${g.window.iova.toString(16)}`, size: g.window.size, access: g.perm.read && g.perm.write ? 'read-write' : g.perm.read ? 'read' : 'write' })),
-      io: {
-        completed: this.block.completed,
-        errors: this.block.errors,
-        bytes: this.block.bytes,
-        pending: this.block.pending,
-        replayed: this.block.replayed,
-        // Eventfd kicks sent and left out (the other side was still taking, or polled).
-        requestKicks: { sent: this.block.kicks, leftOut: this.block.kicksSaved },
-        ...(this.poller ? { poll: { windowMs: this.pollIdleMs, polling: this.poller.polling, periods: this.poller.periods, turns: this.poller.turns } } : {}),
-      },
       heartbeat: this.lastHeartbeat ? { completed: Number(this.lastHeartbeat.completed), inflight: this.lastHeartbeat.inflight } : null,
-      ...(this.nic ? { net: { attached: this.nic.isAttached, link: this.nic.linkUp(), ...this.nic.counters } } : {}),
+      ...this.service.status(),
     };
   }
 }

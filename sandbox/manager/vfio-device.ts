@@ -7,11 +7,12 @@
  */
 import type { Sys } from 'linux-sys';
 import { encodeIrqSetNone, findPciFunctions, IOCTL, iommuStatus, VFIO, type IommuStatus } from 'vfio-bindings';
-import { DmaboxError } from '../../common/errors.js';
+import type { DriverKind } from '../../drivers/contract/driver.js';
+import { SandboxError } from './errors.js';
 import type { Policy } from '../../policies/types.js';
 import { VfioPlatform, type VfioPlatformOptions } from '../../platform/vfio.js';
 import { SandboxDevice } from './device.js';
-import { setBusMaster } from '../../spec/pci/config.js';
+import { PCI, setBusMaster } from '../../spec/pci/config.js';
 
 
 export function vfioAddress(policy: Policy): string {
@@ -21,10 +22,10 @@ export function vfioAddress(policy: Policy): string {
     const [vendor, device] = d.id.split(':').map((x) => parseInt(x, 16)) as [number, number];
     const found = findPciFunctions(vendor, device);
     const f = found[d.index];
-    if (!f) throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: no PCI function ${d.id} number ${d.index} (found ${found.length})`, { fix: "check 'dmabox devices' and the policy's device" });
+    if (!f) throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: no PCI function ${d.id} number ${d.index} (found ${found.length})`, { fix: "check 'dmabox devices' and the policy's device" });
     return f.address;
   }
-  throw new DmaboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: not a PCI device`);
+  throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: not a PCI device`);
 }
 
 export class VfioDevice extends SandboxDevice {
@@ -69,7 +70,7 @@ export class VfioDevice extends SandboxDevice {
       this.warnings.push(`UNCONFINED: ${why.join('; ')}: the device's DMA is not confined`);
       return;
     }
-    throw new DmaboxError('ERR_SANDBOX_NOT_CONFINED', `policy ${this.policy.name}: ${this.address} would not be confined: ${why.join('; ')}`, {
+    throw new SandboxError('ERR_SANDBOX_NOT_CONFINED', `policy ${this.policy.name}: ${this.address} would not be confined: ${why.join('; ')}`, {
       fix: "boot with the IOMMU on (intel_iommu=on / amd_iommu=on) and vfio's no-IOMMU mode off; 'dmabox doctor' says what is missing; or, for debugging only, unconfined: true",
     });
   }
@@ -79,6 +80,15 @@ export class VfioDevice extends SandboxDevice {
 
   deviceFd(): number {
     return this.platform.device.fd;
+  }
+
+  /**
+   * From the PCI class code (PCI Local Bus 3.0 §6.2.1: its third byte, offset 0x0b, is the base class): 0x01 mass
+   * storage (NVMe is 01:08:02) needs a block driver, 0x02 network a net driver; others say nothing.
+   */
+  driverKind(): DriverKind | undefined {
+    const base = this.platform.config.read8(PCI.CLASS_CODE.offset + 2);
+    return base === 0x01 ? 'block' : base === 0x02 ? 'net' : undefined;
   }
 
   get irqCounts(): { msix: number; intx: number } {

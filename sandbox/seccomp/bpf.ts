@@ -10,7 +10,7 @@
  * refuse x32 numbers, then one `jeq nr / ret action` pair per rule, then the default action.
  * Pairs keep every jump offset at 0 or 1, so no list length can overflow the 8-bit offsets.
  */
-import { DmaboxError } from '../../common/errors.js';
+import { SeccompError } from './errors.js';
 
 // linux/bpf_common.h
 export const BPF_LD = 0x00, BPF_JMP = 0x05, BPF_RET = 0x06, BPF_ALU = 0x04;
@@ -53,7 +53,7 @@ export function actionValue(a: Action): number {
     case 'allow': return SECCOMP_RET_ALLOW;
     case 'errno':
       if (!Number.isInteger(a.errno) || a.errno < 1 || a.errno > 4095) {
-        throw new DmaboxError('ERR_SECCOMP_ERRNO', `seccomp errno action needs an errno in 1..4095, got ${a.errno}`);
+        throw new SeccompError('ERR_SECCOMP_ERRNO', `seccomp errno action needs an errno in 1..4095, got ${a.errno}`);
       }
       return (SECCOMP_RET_ERRNO | a.errno) >>> 0;
     case 'kill': return SECCOMP_RET_KILL_PROCESS;
@@ -93,7 +93,7 @@ export function assemble(spec: FilterSpec): Insn[] {
   p.push(stmt(BPF_RET | BPF_K, kill));
   for (const r of spec.rules) {
     if (!Number.isInteger(r.nr) || r.nr < 0 || r.nr >= X32_SYSCALL_BIT) {
-      throw new DmaboxError('ERR_SECCOMP_RULE', `seccomp rule names syscall number ${r.nr}, which is not a valid x86_64 number`);
+      throw new SeccompError('ERR_SECCOMP_RULE', `seccomp rule names syscall number ${r.nr}, which is not a valid x86_64 number`);
     }
     const ret = actionValue(r.action);
     if (!r.argIn) {
@@ -103,10 +103,10 @@ export function assemble(spec: FilterSpec): Insn[] {
     }
     const { arg, values } = r.argIn;
     if (!Number.isInteger(arg) || arg < 0 || arg > 5) {
-      throw new DmaboxError('ERR_SECCOMP_RULE', `seccomp rule for syscall ${r.nr} filters argument ${arg}; arguments are 0..5`);
+      throw new SeccompError('ERR_SECCOMP_RULE', `seccomp rule for syscall ${r.nr} filters argument ${arg}; arguments are 0..5`);
     }
     if (values.length === 0 || values.length > 250) {
-      throw new DmaboxError('ERR_SECCOMP_RULE', `seccomp rule for syscall ${r.nr} needs 1..250 argument values, got ${values.length}`);
+      throw new SeccompError('ERR_SECCOMP_RULE', `seccomp rule for syscall ${r.nr} needs 1..250 argument values, got ${values.length}`);
     }
     // if (nr != r.nr) skip the block; else load the argument, compare with each value, and on
     // no match reload nr and fall through to the following rules.
@@ -121,7 +121,7 @@ export function assemble(spec: FilterSpec): Insn[] {
   }
   p.push(stmt(BPF_RET | BPF_K, actionValue(spec.defaultAction)));
   if (p.length > BPF_MAXINSNS) {
-    throw new DmaboxError('ERR_SECCOMP_TOO_LONG', `seccomp filter has ${p.length} instructions; the kernel takes at most ${BPF_MAXINSNS}`);
+    throw new SeccompError('ERR_SECCOMP_TOO_LONG', `seccomp filter has ${p.length} instructions; the kernel takes at most ${BPF_MAXINSNS}`);
   }
   return p;
 }
@@ -158,8 +158,8 @@ export function evaluate(insns: readonly Insn[], data: { nr: number; arch?: numb
       case BPF_JMP | BPF_JEQ | BPF_K: pc += acc === i.k ? i.jt : i.jf; break;
       case BPF_JMP | BPF_JGE | BPF_K: pc += acc >= i.k ? i.jt : i.jf; break;
       case BPF_RET | BPF_K: return i.k;
-      default: throw new DmaboxError('ERR_SECCOMP_INSN', `unknown BPF instruction 0x${i.code.toString(16)} at ${pc}`);
+      default: throw new SeccompError('ERR_SECCOMP_INSN', `unknown BPF instruction 0x${i.code.toString(16)} at ${pc}`);
     }
   }
-  throw new DmaboxError('ERR_SECCOMP_INSN', 'BPF program fell off its end without a return');
+  throw new SeccompError('ERR_SECCOMP_INSN', 'BPF program fell off its end without a return');
 }

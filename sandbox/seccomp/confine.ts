@@ -8,7 +8,7 @@
  */
 import { defaultSys, PR_GET_NO_NEW_PRIVS, PR_SET_NO_NEW_PRIVS, SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_SET_MODE_FILTER, type Sys } from 'linux-sys';
 import { compile, profile } from './profiles.js';
-import { DmaboxError } from '../../common/errors.js';
+import { SeccompError } from './errors.js';
 
 export function confine(profileName: string, sys: Sys = defaultSys()): void {
   const program = compile(profile(profileName));
@@ -19,15 +19,15 @@ export function confine(profileName: string, sys: Sys = defaultSys()): void {
   try {
     sys.prctl(PR_SET_NO_NEW_PRIVS, 1);
   } catch (e) {
-    throw new DmaboxError('ERR_CONFINE_NNP', 'could not set no_new_privs', { cause: e });
+    throw new SeccompError('ERR_CONFINE_NNP', 'could not set no_new_privs', { cause: e });
   }
   if (sys.prctl(PR_GET_NO_NEW_PRIVS, 0) !== 1) {
-    throw new DmaboxError('ERR_CONFINE_NNP', 'no_new_privs did not stick');
+    throw new SeccompError('ERR_CONFINE_NNP', 'no_new_privs did not stick');
   }
   try {
     sys.seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, program);
   } catch (e) {
-    throw new DmaboxError('ERR_CONFINE_SECCOMP', `could not install the '${profileName}' seccomp filter on all threads`, {
+    throw new SeccompError('ERR_CONFINE_SECCOMP', `could not install the '${profileName}' seccomp filter on all threads`, {
       cause: e,
       fix: 'the kernel needs CONFIG_SECCOMP_FILTER; a TSYNC failure names a thread already under another filter',
     });

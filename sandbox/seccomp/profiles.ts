@@ -13,7 +13,7 @@
 import { IOCTL } from 'vfio-bindings';
 import { assemble, encode, type Action, type FilterSpec, type Rule } from './bpf.js';
 import { SYSCALLS_X86_64, type SyscallName } from './syscalls.js';
-import { DmaboxError } from '../../common/errors.js';
+import { SeccompError } from './errors.js';
 
 const EPERM = 1;
 
@@ -62,7 +62,7 @@ export const PROFILES: Readonly<Record<string, Profile>> = { driver: DRIVER };
 export function profile(name: string): Profile {
   const p = PROFILES[name];
   if (!p) {
-    throw new DmaboxError('ERR_SECCOMP_PROFILE', `unknown seccomp profile '${name}'`, {
+    throw new SeccompError('ERR_SECCOMP_PROFILE', `unknown seccomp profile '${name}'`, {
       fix: `use one of: ${Object.keys(PROFILES).join(', ')}`,
     });
   }

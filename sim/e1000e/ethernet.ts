@@ -1,5 +1,5 @@
 /**
- * Ethernet helpers the 82574L model needs: broadcast test and the frame check sequence.
+ * Ethernet helpers the 82574L model needs: the broadcast test and the frame check sequence.
  */
 
 /** True for ff:ff:ff:ff:ff:ff. */

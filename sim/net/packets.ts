@@ -3,8 +3,9 @@
  * over IPv4 (RFC 791). Control path only (a peer answering pings), so plain allocation is fine.
  */
 
-export const ETHERTYPE_IPV4 = 0x0800;
-export const ETHERTYPE_ARP = 0x0806;
+import { ETHERTYPE } from '../../spec/e1000e/ethernet.js';
+import { SimError } from '../errors.js';
+
 const ARP_REQUEST = 1, ARP_REPLY = 2;
 const IPPROTO_ICMP = 1;
 const ICMP_ECHO_REPLY = 0, ICMP_ECHO_REQUEST = 8;
@@ -13,14 +14,14 @@ export const BROADCAST = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 /** `10.0.2.2` -> 4 bytes. */
 export function ipv4(text: string): Uint8Array {
   const p = text.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new RangeError(`not an IPv4 address: ${text}`);
+  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new SimError('ERR_SIM_ARG', `not an IPv4 address: ${text}`, { fix: 'write four decimal bytes with dots, e.g. 10.0.2.2' });
   return Uint8Array.from(p);
 }
 
 /** `52:54:00:12:34:56` -> 6 bytes. */
 export function parseMac(text: string): Uint8Array {
   const p = text.split(':');
-  if (p.length !== 6 || p.some((x) => !/^[0-9a-fA-F]{2}$/.test(x))) throw new RangeError(`not a MAC address: ${text}`);
+  if (p.length !== 6 || p.some((x) => !/^[0-9a-fA-F]{2}$/.test(x))) throw new SimError('ERR_SIM_ARG', `not a MAC address: ${text}`, { fix: 'write six hexadecimal bytes with colons, e.g. 52:54:00:12:34:56' });
   return Uint8Array.from(p.map((x) => parseInt(x, 16)));
 }
 
@@ -35,6 +36,11 @@ export function inetChecksum(b: Uint8Array, off: number, len: number): number {
   return ~sum & 0xffff;
 }
 
+/** The EtherType of frame `f` (bytes 12..13, big-endian). */
+function etherType(f: Uint8Array): number {
+  return (f[12]! << 8) | f[13]!;
+}
+
 function etherHeader(f: Uint8Array, dst: Uint8Array, src: Uint8Array, type: number): void {
   f.set(dst, 0);
   f.set(src, 6);
@@ -45,8 +51,8 @@ function etherHeader(f: Uint8Array, dst: Uint8Array, src: Uint8Array, type: numb
 /** An ARP request or reply (42 bytes; the NIC pads it to 60). */
 export function arpFrame(op: 'request' | 'reply', srcMac: Uint8Array, srcIp: Uint8Array, dstMac: Uint8Array, dstIp: Uint8Array): Uint8Array {
   const f = new Uint8Array(42);
-  etherHeader(f, op === 'request' ? BROADCAST : dstMac, srcMac, ETHERTYPE_ARP);
-  f.set([0, 1, 0x08, 0x00, 6, 4, 0, op === 'request' ? ARP_REQUEST : ARP_REPLY], 14);
+  etherHeader(f, op === 'request' ? BROADCAST : dstMac, srcMac, ETHERTYPE.ARP);
+  f.set([0, 1, ETHERTYPE.IPV4 >>> 8, ETHERTYPE.IPV4 & 0xff, 6, 4, 0, op === 'request' ? ARP_REQUEST : ARP_REPLY], 14); // htype Ethernet, ptype IPv4, hlen, plen, op
   f.set(srcMac, 22);
   f.set(srcIp, 28);
   if (op === 'reply') f.set(dstMac, 32);
@@ -58,7 +64,7 @@ export function arpFrame(op: 'request' | 'reply', srcMac: Uint8Array, srcIp: Uin
 export function icmpEcho(type: 'request' | 'reply', srcMac: Uint8Array, dstMac: Uint8Array, srcIp: Uint8Array, dstIp: Uint8Array, id: number, seq: number, payload: Uint8Array): Uint8Array {
   const ipLen = 20 + 8 + payload.length;
   const f = new Uint8Array(14 + ipLen);
-  etherHeader(f, dstMac, srcMac, ETHERTYPE_IPV4);
+  etherHeader(f, dstMac, srcMac, ETHERTYPE.IPV4);
   const ip = 14;
   f[ip] = 0x45;
   f[ip + 2] = ipLen >>> 8;
@@ -85,13 +91,13 @@ export function icmpEcho(type: 'request' | 'reply', srcMac: Uint8Array, dstMac: 
 
 /** An ARP request for `ip` in `f` (of `len` bytes): the sender's MAC and IP, or null. */
 export function arpRequestFor(f: Uint8Array, len: number, ip: Uint8Array): { mac: Uint8Array; ip: Uint8Array } | null {
-  if (len < 42 || f[12] !== 0x08 || f[13] !== 0x06 || f[20] !== 0 || f[21] !== ARP_REQUEST || !eq(f, 38, ip)) return null;
+  if (len < 42 || etherType(f) !== ETHERTYPE.ARP || f[20] !== 0 || f[21] !== ARP_REQUEST || !eq(f, 38, ip)) return null;
   return { mac: f.slice(22, 28), ip: f.slice(28, 32) };
 }
 
 /** An ARP reply from `ip` in `f`: the sender's MAC, or null. */
 export function arpReplyFrom(f: Uint8Array, len: number, ip: Uint8Array): Uint8Array | null {
-  if (len < 42 || f[12] !== 0x08 || f[13] !== 0x06 || f[20] !== 0 || f[21] !== ARP_REPLY || !eq(f, 28, ip)) return null;
+  if (len < 42 || etherType(f) !== ETHERTYPE.ARP || f[20] !== 0 || f[21] !== ARP_REPLY || !eq(f, 28, ip)) return null;
   return f.slice(22, 28);
 }
 
@@ -106,7 +112,7 @@ export interface IcmpEcho {
 
 /** An ICMP echo (request or reply, as asked) to `ip`, with a correct IPv4 header checksum, or null. */
 export function icmpEchoTo(f: Uint8Array, len: number, ip: Uint8Array, type: 'request' | 'reply'): IcmpEcho | null {
-  if (len < 42 || f[12] !== 0x08 || f[13] !== 0x00 || f[14] !== 0x45 || f[23] !== IPPROTO_ICMP || !eq(f, 30, ip)) return null;
+  if (len < 42 || etherType(f) !== ETHERTYPE.IPV4 || f[14] !== 0x45 || f[23] !== IPPROTO_ICMP || !eq(f, 30, ip)) return null;
   const ipLen = (f[16]! << 8) | f[17]!;
   if (ipLen < 28 || 14 + ipLen > len || inetChecksum(f, 14, 20) !== 0) return null;
   if (f[34] !== (type === 'request' ? ICMP_ECHO_REQUEST : ICMP_ECHO_REPLY)) return null;

@@ -1,128 +1,124 @@
 /**
- * Legacy RX and TX descriptors of the 82574 (16 bytes each, little-endian).
+ * The 82574L's legacy RX and TX descriptors (16 bytes each, little-endian), in the style of
+ * spec/field.ts: the structure with its members, and each status, error or command byte as an
+ * 8-bit field group at its member's offset (declared with `reg8`, so every bit is checked to fit).
  *
- * Source: Intel 82574 GbE Controller Family Datasheet, §7.1.4 "Legacy Receive Descriptor Format"
- * and §7.2.10.1 "Legacy Transmit Descriptor Format". Legacy formats are selected by
- * RFCTL.EXSTEN = 0 (receive) and TDESC.CMD.DEXT = 0 (transmit).
+ * Source: Intel 82574 GbE Controller Family Datasheet (317694), §7.1.4 "Legacy Receive Descriptor
+ * Format" and §7.2.10.1 "Legacy Transmit Descriptor Format". Legacy formats are selected by
+ * RFCTL.EXSTEN = 0 (receive) and TXD.CMD.DEXT = 0 (transmit).
  *
- * Layouts are data: byte offsets of each field inside one descriptor. The ring code reads and
- * writes them through a DataView (or typed arrays at these offsets) with no per-packet objects.
+ * The ring code reads and writes descriptors through typed arrays at these offsets, with no
+ * per-packet objects: hot loops copy `.offset` and `.mask` into module-level constants.
  */
+import { bit, reg8, struct, u16, u64, u8 } from '../field.js';
+import { RECEIVE } from './receive.js';
 
-/** Every legacy descriptor is 16 bytes (§7.1.4, §7.2.10.1). */
-export const DESC_SIZE = 16;
-
-/** Descriptor rings are a multiple of 128 bytes, i.e. of 8 descriptors (RDLEN/TDLEN, §10.2.5, §10.2.6). */
-export const RING_ALIGN_DESCS = 8;
-
-/** Legacy receive descriptor (§7.1.4). Software writes BUFFER_ADDR; hardware writes the rest back. */
-export const RXD = Object.freeze({
-  /** Buffer address, 64 bits, bytes 0..7. */
-  BUFFER_ADDR: 0,
-  /** Length of data written to the buffer, 16 bits (includes CRC unless RCTL.SECRC). */
-  LENGTH: 8,
-  /** Packet checksum, 16 bits. */
-  CSUM: 10,
-  /** Status, 8 bits. */
-  STATUS: 12,
-  /** Errors, 8 bits (valid when STATUS.EOP). */
-  ERRORS: 13,
-  /** VLAN tag (special), 16 bits. */
-  SPECIAL: 14,
+/** Legacy receive descriptor (§7.1.4). Software writes BUFFER_ADDR; the device writes the rest back. */
+export const RXD = struct(16, '82574 §7.1.4', {
+  /** Buffer address, 64 bits. */
+  BUFFER_ADDR: u64(0),
+  /** Bytes written to the buffer (the CRC included unless RCTL.SECRC). */
+  LENGTH: u16(8),
+  /** Packet checksum. */
+  CSUM: u16(10),
+  STATUS: u8(12),
+  /** Errors, valid when STATUS.EOP is set. */
+  ERRORS: u8(13),
+  /** VLAN tag. */
+  SPECIAL: u16(14),
 });
 
 /** RX descriptor STATUS bits (§7.1.4.1). */
-export const RXD_STATUS = Object.freeze({
-  /** Descriptor done: hardware has written this descriptor back. */
-  DD: 1 << 0,
-  /** End of packet: last descriptor of a frame. */
-  EOP: 1 << 1,
-  /** Ignore checksum indication. */
-  IXSM: 1 << 2,
-  /** Packet is 802.1Q tagged. */
-  VP: 1 << 3,
+export const RXD_STATUS = reg8(RXD.STATUS.offset, '82574 §7.1.4.1', {
+  /** Descriptor Done: the device has written this descriptor back. */
+  DD: bit(0),
+  /** End Of Packet: the last descriptor of a frame. */
+  EOP: bit(1),
+  /** Ignore Checksum Indication. */
+  IXSM: bit(2),
+  /** The packet is 802.1Q tagged (VLAN Packet). */
+  VP: bit(3),
+  /** UDP checksum calculated. */
+  UDPCS: bit(4),
   /** TCP checksum calculated. */
-  TCPCS: 1 << 5,
+  TCPCS: bit(5),
   /** IP checksum calculated. */
-  IPCS: 1 << 6,
-  /** Passed in-exact filter. */
-  PIF: 1 << 7,
+  IPCS: bit(6),
+  /** Passed In-exact Filter. */
+  PIF: bit(7),
 });
 
 /** RX descriptor ERRORS bits (§7.1.4.2). */
-export const RXD_ERRORS = Object.freeze({
+export const RXD_ERRORS = reg8(RXD.ERRORS.offset, '82574 §7.1.4.2', {
   /** CRC or alignment error. */
-  CE: 1 << 0,
+  CE: bit(0),
   /** Symbol error. */
-  SE: 1 << 1,
+  SE: bit(1),
   /** Sequence error. */
-  SEQ: 1 << 2,
+  SEQ: bit(2),
   /** Carrier extension error. */
-  CXE: 1 << 4,
+  CXE: bit(4),
   /** TCP/UDP checksum error. */
-  TCPE: 1 << 5,
+  TCPE: bit(5),
   /** IP checksum error. */
-  IPE: 1 << 6,
-  /** RX data error (the simulator also reports a blocked DMA write here). */
-  RXE: 1 << 7,
+  IPE: bit(6),
+  /** RX data error (the simulator also reports a refused DMA write here). */
+  RXE: bit(7),
 });
 
-/** Errors that mean the frame's data cannot be trusted (checksum offload bits excluded). */
-export const RXD_ERRORS_FRAME = RXD_ERRORS.CE | RXD_ERRORS.SE | RXD_ERRORS.SEQ | RXD_ERRORS.CXE | RXD_ERRORS.RXE;
+/** The ERRORS bits that mean a frame's data cannot be trusted (the checksum-offload bits excluded). */
+export const RXD_ERRORS_FRAME = (RXD_ERRORS.CE.mask | RXD_ERRORS.SE.mask | RXD_ERRORS.SEQ.mask | RXD_ERRORS.CXE.mask | RXD_ERRORS.RXE.mask) >>> 0;
 
 /** Legacy transmit descriptor (§7.2.10.1). */
-export const TXD = Object.freeze({
-  /** Buffer address, 64 bits, bytes 0..7. */
-  BUFFER_ADDR: 0,
-  /** Length of the buffer, 16 bits. */
-  LENGTH: 8,
-  /** Checksum offset, 8 bits. */
-  CSO: 10,
-  /** Command, 8 bits. */
-  CMD: 11,
-  /** Status (low nibble) and reserved (high nibble), 8 bits. */
-  STA: 12,
-  /** Checksum start, 8 bits. */
-  CSS: 13,
-  /** VLAN tag (special), 16 bits. */
-  SPECIAL: 14,
+export const TXD = struct(16, '82574 §7.2.10.1', {
+  /** Buffer address, 64 bits. */
+  BUFFER_ADDR: u64(0),
+  /** Bytes in the buffer. */
+  LENGTH: u16(8),
+  /** Checksum Offset: where to insert the checksum (with CMD.IC). */
+  CSO: u8(10),
+  CMD: u8(11),
+  /** Status in the low nibble; the high nibble is reserved. */
+  STA: u8(12),
+  /** Checksum Start. */
+  CSS: u8(13),
+  /** VLAN tag (with CMD.VLE). */
+  SPECIAL: u16(14),
 });
 
 /** TX descriptor CMD bits (§7.2.10.1.1). */
-export const TXD_CMD = Object.freeze({
-  /** End of packet: last descriptor of a frame. */
-  EOP: 1 << 0,
+export const TXD_CMD = reg8(TXD.CMD.offset, '82574 §7.2.10.1.1', {
+  /** End Of Packet: the last descriptor of a frame. */
+  EOP: bit(0),
   /** Insert FCS (the Ethernet CRC). */
-  IFCS: 1 << 1,
-  /** Insert checksum (at CSO, from CSS). */
-  IC: 1 << 2,
-  /** Report status: write back STA.DD when done. */
-  RS: 1 << 3,
-  /** Descriptor extension: 0 selects this legacy format. */
-  DEXT: 1 << 5,
-  /** VLAN packet enable. */
-  VLE: 1 << 6,
-  /** Interrupt delay enable. */
-  IDE: 1 << 7,
+  IFCS: bit(1),
+  /** Insert Checksum at CSO, computed from CSS. */
+  IC: bit(2),
+  /** Report Status: write STA.DD back when done. */
+  RS: bit(3),
+  /** Descriptor Extension: 0 selects this legacy format. */
+  DEXT: bit(5),
+  /** VLAN Packet Enable. */
+  VLE: bit(6),
+  /** Interrupt Delay Enable (TIDV). */
+  IDE: bit(7),
 });
 
 /** TX descriptor STA bits (§7.2.10.1.2). */
-export const TXD_STA = Object.freeze({
-  /** Descriptor done. */
-  DD: 1 << 0,
-  /** Excess collisions. */
-  EC: 1 << 1,
-  /** Late collision. */
-  LC: 1 << 2,
+export const TXD_STA = reg8(TXD.STA.offset, '82574 §7.2.10.1.2', {
+  /** Descriptor Done. */
+  DD: bit(0),
+  /** Excess Collisions. */
+  EC: bit(1),
+  /** Late Collision. */
+  LC: bit(2),
 });
 
-/** Ethernet frame limits the driver and model share (IEEE 802.3 §3.2, §4.4.2). */
-export const ETH = Object.freeze({
-  /** Destination + source + ethertype. */
-  HEADER: 14,
-  /** Smallest frame without FCS: 64 - 4. */
-  MIN_FRAME: 60,
-  /** Largest standard frame without FCS: 1518 - 4. */
-  MAX_FRAME: 1514,
-  FCS: 4,
-});
+/** Every legacy descriptor is 16 bytes (§7.1.4, §7.2.10.1). */
+export const DESC_SIZE = RXD.size;
+
+/**
+ * Rings hold a multiple of 8 descriptors: RDLEN and TDLEN count bytes in units of 128 (their LEN
+ * field starts at bit 7, §10.2.5, §10.2.6).
+ */
+export const RING_ALIGN_DESCS = 2 ** RECEIVE.RDLEN.LEN.lo / DESC_SIZE;

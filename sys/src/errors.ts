@@ -2,12 +2,7 @@
  * Errors of the syscall seam. A failing call throws `SyscallError`, carrying the operation, the
  * errno read right after the call, and its name; the layers above turn the errnos they can explain
  * into errors of their own (keeping this one as `cause`). Bad arguments to the seam itself throw
- * `SysArgError` before any call is made.
- *
- * | code | class | meaning |
- * |---|---|---|
- * | ERR_SYSCALL | SyscallError | a syscall returned -1 (or a TSYNC thread could not be synchronised); `errno`, `errnoName`, `op` say which and why |
- * | ERR_SYS_ARG | SysArgError | a length, address, capability mask or BPF program the seam refuses before calling the kernel |
+ * `SysArgError` before any call is made. The two codes are documented in ../README.md.
  */
 import { errnoName } from './errno.js';
 

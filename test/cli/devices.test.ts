@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { deviceRows, formatDevices, bind, unbind } from '../../cli/devices.js';
+import { CliError } from '../../cli/errors.js';
 import { SysfsTree } from '../vfio/sysfs-tree.js';
 
 function tree(): SysfsTree {
@@ -67,7 +68,7 @@ test('bad addresses and usage are clear errors', async () => {
   const t = tree();
   try {
     for (const argv of [['nvme0'], []]) {
-      try { await bind(argv, { root: t.root }); assert.unreachable(); } catch (e) { assert.is((e as { code: string }).code, 'ERR_CLI_USAGE'); }
+      try { await bind(argv, { root: t.root }); assert.unreachable(); } catch (e) { assert.instance(e, CliError); assert.is((e as CliError).code, 'ERR_CLI_USAGE'); }
     }
     try { await unbind(['0000:00:01.0', '--driver'], { root: t.root }); assert.unreachable(); } catch (e) { assert.is((e as { code: string }).code, 'ERR_CLI_USAGE'); }
   } finally { t.remove(); }

@@ -1,14 +1,18 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { CliError } from '../../cli/errors.js';
 import { parseRunArgs, parseSize } from '../../cli/lab.js';
+
+/** An assert.throws predicate: a CliError ERR_CLI_USAGE whose message matches. */
+const usage = (message: RegExp) => (e: unknown): boolean => e instanceof CliError && e.code === 'ERR_CLI_USAGE' && message.test(e.message);
 
 test('sizes: M, G, MiB, GiB, plain MiB', () => {
   assert.is(parseSize('64M'), 64);
   assert.is(parseSize('1G'), 1024);
   assert.is(parseSize('2GiB'), 2048);
   assert.is(parseSize('512'), 512);
-  assert.throws(() => parseSize('lots'), /not a size/);
-  assert.throws(() => parseSize('0M'), /at least 1 MiB/);
+  assert.throws(() => parseSize('lots'), usage(/not a size/));
+  assert.throws(() => parseSize('0M'), usage(/at least 1 MiB/));
 });
 
 test('run: devices, timeout, trace, log; everything after -- is the command, untouched', () => {
@@ -29,11 +33,11 @@ test('defaults: no devices, 600 s, no trace', () => {
 });
 
 test('mistakes are refused with the usage', () => {
-  assert.throws(() => parseRunArgs(['--nvme']), /needs a value/);
-  assert.throws(() => parseRunArgs(['--timeout', 'soon', '--', 'x']), /not a positive number/);
-  assert.throws(() => parseRunArgs(['--frobnicate', '--', 'x']), /unknown option '--frobnicate'.*\n.*usage/s);
-  assert.throws(() => parseRunArgs(['--e1000e']), /no command/);
-  assert.throws(() => parseRunArgs(['node', 'x.js']), /unknown option 'node'/);
+  assert.throws(() => parseRunArgs(['--nvme']), usage(/needs a value/));
+  assert.throws(() => parseRunArgs(['--timeout', 'soon', '--', 'x']), usage(/not a positive number/));
+  assert.throws(() => parseRunArgs(['--frobnicate', '--', 'x']), usage(/unknown option '--frobnicate'.*\n.*usage/s));
+  assert.throws(() => parseRunArgs(['--e1000e']), usage(/no command/));
+  assert.throws(() => parseRunArgs(['node', 'x.js']), usage(/unknown option 'node'/));
 });
 
 test.run();

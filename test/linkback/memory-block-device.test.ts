@@ -1,8 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BlockDeviceError, blockErrorKind } from '../../linkback/block-device.js';
+import { BlockDeviceError, BlockGeometryError, blockErrorKind, type BlockErrorKind } from '../../linkback/block-device.js';
 import { MemoryBlockDevice } from '../../linkback/memory-block-device.js';
-import { DmaboxError } from '../../common/errors.js';
 
 async function rejectsWith(p: Promise<unknown>, kind: string): Promise<BlockDeviceError> {
   try {
@@ -71,13 +70,16 @@ test('out of range, misaligned, read-only and thin-provisioning errors carry the
   await thin.write(0, new Uint8Array(8192).fill(9), false);
   await rejectsWith(thin.write(8192, new Uint8Array(512), false), 'ENOSPC');
   await thin.write(4096, new Uint8Array(512), false); // within an allocated chunk: fine
+  await rejectsWith(thin.writeZeroes(8192, 4096, false, true), 'ENOSPC'); // NO_HOLE needs a chunk
+  await thin.writeZeroes(8192, 4096, false, false); // a hole costs nothing
+  assert.is(thin.allocatedBytes, 8192);
   const keep = new Uint8Array(8192);
   await thin.read(0, keep);
   assert.is(keep[0], 9, 'a failed write changed nothing');
 });
 
 test('bad geometry is refused with a clear error', () => {
-  assert.throws(() => new MemoryBlockDevice({ size: 1000 }), (e: unknown) => e instanceof DmaboxError && e.code === 'ERR_BLOCK_GEOMETRY' && /1000/.test(e.message));
+  assert.throws(() => new MemoryBlockDevice({ size: 1000 }), (e: unknown) => e instanceof BlockGeometryError && e.code === 'ERR_BLOCK_GEOMETRY' && /1000/.test(e.message));
   assert.throws(() => new MemoryBlockDevice({ size: 4096, blockSize: 768 }), /power of two/);
   assert.throws(() => new MemoryBlockDevice({ size: 4096, chunkSize: 256 }), /chunk size/);
 });
@@ -88,6 +90,16 @@ test('blockErrorKind maps foreign errors to EIO and keeps ours', () => {
   assert.is(blockErrorKind({ kind: 'EPERM' }), 'EPERM');
   assert.is(blockErrorKind({ kind: 'EWHAT' }), 'EIO');
   assert.is(blockErrorKind(undefined), 'EIO');
+});
+
+test('each failure kind has its code ERR_BLOCK_<KIND>, and a foreign error with any kind maps back to it', () => {
+  const kinds: BlockErrorKind[] = ['EPERM', 'EIO', 'ENOMEM', 'EINVAL', 'ENOSPC', 'EDQUOT', 'EFBIG', 'EOVERFLOW', 'ENOTSUP', 'ESHUTDOWN'];
+  for (const k of kinds) {
+    const e = new BlockDeviceError(k, 'x');
+    assert.is(e.code, `ERR_BLOCK_${k}`);
+    assert.is(e.name, 'BlockDeviceError');
+    assert.is(blockErrorKind({ kind: k }), k);
+  }
 });
 
 test.run();

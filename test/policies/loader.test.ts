@@ -111,7 +111,7 @@ const CASES: Array<[string, string, string[]]> = [
   ['poll window in seconds as a fraction', edit(14, '  nbd: { port: 10809, export: e, poll: 0.5ms }'), [`lab-nvme.yaml:14: linkback.nbd.poll: expected a duration like '500us', '100ms' or '30s', or a number of milliseconds, got '0.5ms'`]],
   ['relative socket', edit(14, '  nbd: { socket: x.sock, export: e }'), [`lab-nvme.yaml:14: linkback.nbd.socket: expected an absolute path of at most 107 bytes, got 'x.sock'`]],
   ['socket path too long', edit(14, `  nbd: { socket: /${'a'.repeat(110)}, export: e }`), [`lab-nvme.yaml:14: linkback.nbd.socket: expected at most 107 bytes, got 111`]],
-  ['tap on a disk', edit(14, '  tap: { interface: dmabox0 }'), [`lab-nvme.yaml:14: linkback.tap: expected a network driver (e1000e) for a TAP linkback, got 'nvme': use linkback.nbd`]],
+  ['tap on a disk', edit(14, '  tap: { interface: dmabox0 }'), [`lab-nvme.yaml:14: linkback.tap: expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got 'nvme': use linkback.nbd`]],
   ['interface name too long', edit(14, '  tap: { interface: a-very-long-interface }'), [`lab-nvme.yaml:14: linkback.tap.interface: expected an interface name of at most 15 characters, got 'a-very-long-interface'`]],
   ['driver does not fit the device', edit(3, 'device: "1b36:0010"').replace('  pci: "0000:00:01.0"\n', '').replace('name: nvme', 'name: e1000e').replace('  queues: 2\n', '').replace(/linkback:\n.*\n/, ''), [`lab-nvme.yaml:5: driver.name: expected 'nvme' for device 1b36:0010, got 'e1000e'`]],
   ['e1000e depth not a multiple of 8', 'version: 1\nname: n\ndevice: sim:e1000e\ndriver: { name: e1000e, depth: 100 }\nwindows: [{ size: 1MiB }]\n', [`lab-nvme.yaml:4: driver.depth: expected a multiple of 8, got 100`]],
@@ -189,3 +189,21 @@ test('an unreadable file is a problem, not a crash', () => {
 });
 
 test.run();
+
+test('driver.module: resolved against the policy file, exactly one of name and module, file:line for each problem', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-module-'));
+  writeFileSync(join(dir, 'my-driver.js'), 'export const contract = 1;\n');
+  const file = join(dir, 'ext.yaml');
+  const src = (driver: string, device = 'sim:nvme', linkback = 'linkback: { nbd: { socket: /tmp/x.sock, export: x } }'): string =>
+    `version: 1\nname: ext\ndevice: ${device}\ndriver: ${driver}\nwindows:\n  - { size: 1MiB }\n${linkback}\n`;
+  const p = parsePolicies(src('{ module: ./my-driver.js, queues: 2 }'), file).policies[0]!.policy;
+  assert.equal(p.driver, { module: join(dir, 'my-driver.js'), queues: 2, depth: 128, interrupts: 'polling' });
+  assert.is(p.driver.name, undefined);
+  assert.equal(problems(src('{ name: nvme, module: ./my-driver.js }'), file), [`${file}:4: driver: name and module cannot be used together: choose one`]);
+  assert.equal(problems(src('{ module: ./missing.js }'), file), [`${file}:4: driver.module: expected a driver module file, got ./missing.js (${join(dir, 'missing.js')}: ENOENT)`]);
+  assert.match(problems(src('{ module: ./driver.ts }'), file)[0]!, `${file}:4: driver.module: expected a path to a .js or .mjs driver module`);
+  // The device says what kind of driver it needs: a NIC cannot be an NBD export, whatever the module.
+  assert.equal(problems(src('{ module: ./my-driver.js }', 'sim:e1000e'), file), [
+    `${file}:7: linkback.nbd: expected a disk driver (nvme, or a module of kind block) for an NBD linkback, got a net driver: use linkback.tap`,
+  ]);
+});

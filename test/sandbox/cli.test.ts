@@ -43,43 +43,50 @@ test('up, status (text and --json), SIGTERM stops in order', async () => {
   const signals = new EventEmitter();
   const u = capture();
   const done = up([file, '--control', sock], u.io, signals);
-  await until('both sandboxes up', () => u.c.out.includes('up: cli-a running, cli-b UNCONFINED running'), 30_000);
-  assert.match(u.c.err, /WARNING .*UNCONFINED/);
-  const s = capture();
-  assert.is(await status(['--control', sock], s.io), 0);
-  const lines = s.c.out.trim().split('\n');
-  assert.match(lines[0]!, /^manager pid \d+/);
-  assert.ok(lines.some((l) => /^cli-a: running, sim:nvme@0000:00:01\.0 driver nvme, pid \d+ uid \d+/.test(l)), s.c.out);
-  const bLines = lines.filter((l) => /^\s*cli-b[ :]/.test(l));
-  assert.ok(bLines.length >= 3);
-  for (const l of bLines) assert.ok(l.includes('cli-b UNCONFINED'), `every line of cli-b says UNCONFINED: ${l}`);
-  assert.not.ok(lines.filter((l) => /^\s*cli-a[ :]/.test(l)).some((l) => l.includes('UNCONFINED')));
-  // A client that sends garbage or too much is cut off; the manager goes on answering.
-  const { createConnection } = await import('node:net');
-  const rude = await new Promise<string>((resolve) => {
-    const c = createConnection(sock, () => c.write('x'.repeat(100)));
-    let got = '';
-    c.on('data', (d) => { got += String(d); });
-    c.on('close', () => resolve(got));
-    c.on('error', () => resolve(got));
-  });
-  assert.is(rude, '', 'an over-long line is closed without an answer');
-  const odd = await new Promise<string>((resolve) => {
-    const c = createConnection(sock, () => c.write('reboot\n'));
-    let got = '';
-    c.on('data', (d) => { got += String(d); });
-    c.on('close', () => resolve(got));
-  });
-  assert.match(odd, /unknown command 'reboot'/);
-  const j = capture();
-  await status(['--json', '--control', sock], j.io);
-  const st = JSON.parse(j.c.out) as { sandboxes: { name: string; state: string; windows: unknown[]; unconfined: boolean }[] };
-  assert.equal(st.sandboxes.map((x) => [x.name, x.state, x.windows.length, x.unconfined]), [['cli-a', 'running', 4, false], ['cli-b', 'running', 4, true]]);
-  assert.ok(u.c.out.split('\n').filter((l) => l.includes(' cli-b ')).every((l) => l.includes('cli-b UNCONFINED')), 'event lines of cli-b say UNCONFINED');
-  signals.emit('SIGTERM', 'SIGTERM');
-  assert.is(await done, 0);
-  assert.match(u.c.out, /cli-a quarantine: bus mastering off/);
-  assert.match(u.c.out, /stopped: containers gone, devices quarantined, windows unmapped\n$/);
+  try {
+    await until('both sandboxes up', () => u.c.out.includes('up: cli-a running, cli-b UNCONFINED running'), 30_000);
+    assert.match(u.c.err, /WARNING .*UNCONFINED/);
+    const s = capture();
+    assert.is(await status(['--control', sock], s.io), 0);
+    const lines = s.c.out.trim().split('\n');
+    assert.match(lines[0]!, /^manager pid \d+/);
+    assert.ok(lines.some((l) => /^cli-a: running, sim:nvme@0000:00:01\.0 driver nvme \(block\), pid \d+ uid \d+/.test(l)), s.c.out);
+    const bLines = lines.filter((l) => /^\s*cli-b[ :]/.test(l));
+    assert.ok(bLines.length >= 3);
+    for (const l of bLines) assert.ok(l.includes('cli-b UNCONFINED'), `every line of cli-b says UNCONFINED: ${l}`);
+    assert.not.ok(lines.filter((l) => /^\s*cli-a[ :]/.test(l)).some((l) => l.includes('UNCONFINED')));
+    // A client that sends garbage or too much is cut off; the manager goes on answering.
+    const { createConnection } = await import('node:net');
+    const rude = await new Promise<string>((resolve) => {
+      const c = createConnection(sock, () => c.write('x'.repeat(100)));
+      let got = '';
+      c.on('data', (d) => { got += String(d); });
+      c.on('close', () => resolve(got));
+      c.on('error', () => resolve(got));
+    });
+    assert.is(rude, '', 'an over-long line is closed without an answer');
+    const odd = await new Promise<string>((resolve) => {
+      const c = createConnection(sock, () => c.write('reboot\n'));
+      let got = '';
+      c.on('data', (d) => { got += String(d); });
+      c.on('close', () => resolve(got));
+    });
+    assert.match(odd, /unknown command 'reboot'/);
+    const j = capture();
+    await status(['--json', '--control', sock], j.io);
+    const st = JSON.parse(j.c.out) as { sandboxes: { name: string; state: string; windows: unknown[]; unconfined: boolean }[] };
+    assert.equal(st.sandboxes.map((x) => [x.name, x.state, x.windows.length, x.unconfined]), [['cli-a', 'running', 4, false], ['cli-b', 'running', 4, true]]);
+    assert.ok(u.c.out.split('\n').filter((l) => l.includes(' cli-b ')).every((l) => l.includes('cli-b UNCONFINED')), 'event lines of cli-b say UNCONFINED');
+    signals.emit('SIGTERM', 'SIGTERM');
+    assert.is(await done, 0);
+    assert.match(u.c.out, /cli-a quarantine: bus mastering off/);
+    assert.match(u.c.out, /stopped: containers gone, devices quarantined, windows unmapped\n$/);
+  } catch (e) {
+    // A failed check must not leave the manager and its containers running.
+    signals.emit('SIGTERM', 'SIGTERM');
+    await done.catch(() => undefined);
+    throw e;
+  }
   assert.not.ok(existsSync(sock), 'the control socket is removed');
 });
 

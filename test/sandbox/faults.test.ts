@@ -7,11 +7,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { KmsgFaultMonitor, parseFaultLine, type FaultEvent, type FaultSink } from '../../sandbox/manager/faults.js';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
-import { simPolicy, until } from './helpers.js';
+import { builtFixture, simPolicy, until, withModule } from './helpers.js';
 
 test('VT-d lines as the lab guest prints them (reason 5 write, 6 read), with and without the kmsg prefix', () => {
   const w = parseFaultLine('DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x20000000 [fault reason 0x05] PTE Write access is not set');
@@ -114,8 +113,7 @@ test("onIommuFault 'stop': the device is failed, no restart", async () => {
 });
 
 test("a wild DMA from the container's driver: a fault of this device at that IOVA, policy 'stop' taken", async () => {
-  const entry = fileURLToPath(new URL(`./fixtures/wild-dma-container${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
-  const s = new Supervisor(simPolicy('wild', 'onIommuFault: stop'), { entry });
+  const s = new Supervisor(withModule(simPolicy('wild', 'onIommuFault: stop'), builtFixture('fixtures/wild-dma-driver.js')));
   try {
     const failed = new Promise((r) => s.once('failed', r));
     await s.start();

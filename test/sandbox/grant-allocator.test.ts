@@ -25,7 +25,7 @@ test('each allocation comes from a window with exactly its permission, zeroed', 
     a.alloc(4096, DEVICE_READS_WRITES);
     assert.unreachable('no read-write window: refused, never served from a narrower or wider one');
   } catch (e) {
-    assert.is((e as { code?: string }).code, 'ERR_SANDBOX_DMA_EXHAUSTED');
+    assert.is((e as { code?: string }).code, 'ERR_CONTAINER_DMA_EXHAUSTED');
     assert.match((e as Error).message, /access 'read-write'/);
   }
 });

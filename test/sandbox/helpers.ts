@@ -1,4 +1,6 @@
 /** Shared helpers of the sandbox tests: a small simulated NVMe policy and bounded waits. */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parsePolicies } from '../../policies/index.js';
 import type { Policy } from '../../policies/types.js';
 import type { SandboxEvent, Supervisor } from '../../sandbox/manager/supervisor.js';
@@ -16,6 +18,23 @@ restart: ${restart}
 ${extra}
 `;
   return parsePolicies(yaml, 'test.yaml').policies[0]!.policy;
+}
+
+/**
+ * The built JavaScript of a test fixture module, `path` relative to test/sandbox/ (`fixtures/x.js`):
+ * beside this file when the tests run from dist/, the build's copy when they run from sources under
+ * tsx (a driver module must be JavaScript: npm run build first).
+ */
+export function builtFixture(path: string): string {
+  const here = fileURLToPath(import.meta.url);
+  const dir = dirname(here);
+  return here.endsWith('.ts') ? join(dir, '..', '..', 'dist', 'test', 'sandbox', path) : join(dir, path);
+}
+
+/** `policy` with its driver named by the module at `path` instead of a built-in name. */
+export function withModule(policy: Policy, path: string): Policy {
+  const { name: _builtin, ...rest } = policy.driver;
+  return { ...policy, driver: { ...rest, module: path } };
 }
 
 /** Resolve when `pred` holds, polling every 10 ms; reject after `ms`. */

@@ -15,7 +15,7 @@ const here = fileURLToPath(import.meta.url);
 const entry = fileURLToPath(new URL(`./fixtures/hostile-container${extname(here)}`, import.meta.url));
 
 async function run(mode: string, provoke?: (s: Supervisor) => Promise<unknown>): Promise<{ s: Supervisor; texts: string[]; maxGap: number }> {
-  const s = new Supervisor(simPolicy(mode, '', '{ maxRestarts: 0, window: 60s }'), { entry, helloTimeoutMs: 3000, hangMs: 600, heartbeatMs: 200 });
+  const s = new Supervisor(simPolicy(mode, '', '{ maxRestarts: 0, window: 60s }'), { entry, entryArgs: [mode], helloTimeoutMs: 3000, hangMs: 600, heartbeatMs: 200 });
   let last = performance.now(), maxGap = 0;
   const tick = setInterval(() => { const now = performance.now(); maxGap = Math.max(maxGap, now - last); last = now; }, 10);
   try {

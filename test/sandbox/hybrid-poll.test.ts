@@ -1,6 +1,6 @@
 /**
  * Hybrid polling (sandbox/manager/hybrid-poll.ts) and the POLLED words of the block ring and the register
- * mailbox (block/layout.ts, "Polling"): the poller looks every turn while work flows and stops an
+ * mailbox (sandbox/abi/ring.ts, "Polling"): the poller looks every turn while work flows and stops an
  * idle window later; a poster leaves its kick out while the taker polls and kicks again after;
  * requests posted while polling still complete with no kick at all.
  */
@@ -14,7 +14,7 @@ import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../sandbox/abi/b
 import { W } from '../../sandbox/abi/mailbox.js';
 import { HostMailbox, type MailboxTarget } from '../../sandbox/manager/mailbox.js';
 import { GuestMailbox } from '../../sandbox/container/mailbox.js';
-import { MAILBOX_BYTES } from '../../sandbox/abi/mailbox.js';
+import { MAILBOX_BYTES, initMailbox } from '../../sandbox/abi/mailbox.js';
 import { createShared } from '../../sandbox/abi/shm.js';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { pattern, simPolicy, until } from './helpers.js';
@@ -169,6 +169,7 @@ test('block ring: completion kicks are left out while the manager polls, request
 
 test('register mailbox: no kick while the manager polls, a kick after; every write applied', () => {
   const shm = createShared(sys, 'poll-mailbox', MAILBOX_BYTES);
+  initMailbox(shm.u32);
   const kick = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   const writes: number[] = [];
   const target: MailboxTarget = {

@@ -18,9 +18,10 @@ import { PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS }
 import { capMask, capNames, CAP_KILL, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, dropPrivileges, parseStatusCaps, PrivilegeError } from '../../sandbox/manager/privilege.js';
 import { FakeSys } from '../sys/fake-sys.js';
 import { until } from './helpers.js';
+import { needsRoot, testIf } from '../helpers/skip.js';
 
 const KEPT = capMask([CAP_SETUID, CAP_SETGID, CAP_KILL]);
-const root = process.getuid?.() === 0;
+const rootTest = testIf(needsRoot());
 const dir = mkdtempSync(join(tmpdir(), 'dmabox-priv-'));
 const fromSource = import.meta.url.endsWith('.ts');
 const cliMain = new URL(`../../cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url).pathname;
@@ -91,8 +92,7 @@ ch.on('spawn', () => {
 ch.on('exit', (code, signal) => { out.exit = signal; console.log(JSON.stringify(out)); });
 `;
 
-test('as root, in a child: exactly the kept set; mount and DAC override gone; spawn as 65534 and kill still work', async () => {
-  if (!root) { console.log('  (skipped: needs root)'); return; }
+rootTest('as root, in a child: exactly the kept set; mount and DAC override gone; spawn as 65534 and kill still work', async () => {
   const theirs = join(dir, 'theirs');
   writeFileSync(theirs, 'secret');
   chownSync(theirs, 65534, 65534);
@@ -130,8 +130,7 @@ test('as root, in a child: exactly the kept set; mount and DAC override gone; sp
   assert.is(out.exit, 'SIGKILL');
 });
 
-test('as root, dmabox up drops by default: kill -9, quarantine, restart as the policy uid, status caps, orderly stop', async () => {
-  if (!root) { console.log('  (skipped: needs root)'); return; }
+rootTest('as root, dmabox up drops by default: kill -9, quarantine, restart as the policy uid, status caps, orderly stop', async () => {
   const file = join(dir, 'up.yaml');
   writeFileSync(file, `version: 1
 name: priv-a
@@ -175,8 +174,7 @@ restart: { maxRestarts: 3, window: 60s, backoff: { initial: 50ms, max: 1s } }
   }
 });
 
-test('dmabox up --keep-privileges keeps them', async () => {
-  if (!root) { console.log('  (skipped: needs root)'); return; }
+rootTest('dmabox up --keep-privileges keeps them', async () => {
   const file = join(dir, 'up.yaml');
   const control = join(dir, 'keep.sock');
   const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', control, '--keep-privileges'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -4,7 +4,7 @@
  * the container's side in a child process (fixtures/ring-server.ts: polling while busy, completing
  * after random delays). Bursts of reads and writes of every size the slot allows, more at once than
  * the ring holds, for a few seconds. A lost wake-up (a kick left out when the other side was about
- * to sleep: "Kicks" and "Polling" in sandbox/abi/block.ts) shows as a request that never
+ * to sleep: "Kicks" and "Polling" in sandbox/abi/ring.ts) shows as a request that never
  * completes; every read must return what was last written.
  */
 import { spawn } from 'node:child_process';
@@ -13,7 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import { SandboxBlockClient } from '../../sandbox/manager/services/block.js';
-import { ringBytes } from '../../sandbox/abi/block.js';
+import { B, ringBytes } from '../../sandbox/abi/block.js';
 import { HybridPoller } from '../../sandbox/manager/hybrid-poll.js';
 import { createShared } from '../../sandbox/abi/shm.js';
 
@@ -41,7 +41,7 @@ test('two processes, bursts, polling on and off: every request completes, every 
   try {
     // The child publishes the geometry before serving.
     const t0 = Date.now();
-    while (ring.u32[3] === 0) {
+    while (ring.u32[B.BLOCK_SIZE] === 0) {
       if (exited || Date.now() - t0 > 20_000) throw new Error(exited ?? 'the ring server did not start within 20 s');
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -1,6 +1,6 @@
 /**
  * The one error hierarchy of vfio-bindings. Every error is a `VfioError` with a stable `code`
- * (never reworded, programs match on it), the operation that failed (`op`), the errno when a
+ * from `VfioCode` (never reworded, programs match on it; README.md documents each), the operation that failed (`op`), the errno when a
  * syscall failed, and, for the known pitfalls of VFIO, a `fix` telling the user what to do.
  *
  * The seam (linux-sys) raises `SyscallError` (code ERR_SYSCALL) with the errno read right after
@@ -55,8 +55,11 @@ export const VfioCode = Object.freeze({
   IRQ_TIMEOUT: 'ERR_VFIO_IRQ_TIMEOUT',
   /** A sysfs file is missing or unreadable, or a bind did not take. */
   SYSFS: 'ERR_VFIO_SYSFS',
+  /** An info reply of the kernel (device, region or IOMMU info) whose capability chain does not fit its buffer. */
+  BAD_INFO: 'ERR_VFIO_BAD_INFO',
 } as const);
 
+/** The closed set of codes a `VfioError` carries: `'ERR_VFIO_ARG' | 'ERR_VFIO_NO_VFIO' | ...`. */
 export type VfioCodeValue = (typeof VfioCode)[keyof typeof VfioCode];
 
 export interface VfioErrorOptions {
@@ -67,7 +70,7 @@ export interface VfioErrorOptions {
 }
 
 export class VfioError extends Error {
-  readonly code: string;
+  readonly code: VfioCodeValue;
   /** What was being done: `open /dev/vfio/1`, `VFIO_IOMMU_MAP_DMA`. */
   readonly op: string | undefined;
   readonly errno: number | undefined;
@@ -75,7 +78,7 @@ export class VfioError extends Error {
   readonly errnoName: string | undefined;
   readonly fix: string | undefined;
 
-  constructor(code: string, message: string, options: VfioErrorOptions = {}) {
+  constructor(code: VfioCodeValue, message: string, options: VfioErrorOptions = {}) {
     const errName = options.errno !== undefined ? nameOf(options.errno) : undefined;
     let text = options.op ? `${options.op}: ${message}` : message;
     if (errName) text += ` (${errName})`;
@@ -109,7 +112,7 @@ export class MmioBoundsError extends VfioError {
 }
 
 /** Re-raise a syscall error under a specific code, keeping its errno and the original as cause. */
-export function explain(e: unknown, code: string, message: string, op: string, fix?: string): VfioError {
+export function explain(e: unknown, code: VfioCodeValue, message: string, op: string, fix?: string): VfioError {
   const errno = e instanceof VfioError || e instanceof SyscallError ? e.errno : undefined;
   const opts: VfioErrorOptions = { op, cause: e };
   if (errno !== undefined) opts.errno = errno;

@@ -1,5 +1,5 @@
 /**
- * Mmio: the only code in dmabox that touches a BAR. It has the shape of drivers/platform.ts's
+ * Mmio: the only code in dmabox that touches a BAR. It has the shape of drivers/contract/platform.ts's
  * `RegisterSpace` (size, read32, write32, read64, write64) without importing it: this package
  * stands alone.
  *

@@ -5,6 +5,7 @@
  * test walks, so anything used here must be in them.
  */
 import { registerIoctlNames } from 'linux-sys';
+import { VfioCode, VfioError } from './errors.js';
 
 /** `VFIO_TYPE` (';') and `VFIO_BASE`: every VFIO ioctl is `_IO(VFIO_TYPE, VFIO_BASE + n)`. */
 export const VFIO_TYPE = 0x3b;
@@ -147,6 +148,14 @@ export interface CapHeader {
   offset: number;
 }
 
+/** An info reply whose capability chain does not fit the buffer the kernel filled. */
+function badInfo(message: string): VfioError {
+  return new VfioError(VfioCode.BAD_INFO, message, {
+    op: 'decode VFIO info',
+    fix: 'the kernel and these bindings disagree on an info struct: report it with `uname -r` and the message',
+  });
+}
+
 /** Walk a capability chain starting at `first` (0: none). Bounded: a loop or an out-of-range next stops it with an error. */
 export function walkCaps(buf: Uint8Array, first: number): CapHeader[] {
   const v = dv(buf);
@@ -155,7 +164,7 @@ export function walkCaps(buf: Uint8Array, first: number): CapHeader[] {
   let off = first;
   while (off !== 0) {
     if (off + h.size > buf.byteLength || caps.length >= 64) {
-      throw new RangeError(`capability chain broken at offset ${off} (buffer ${buf.byteLength} bytes, ${caps.length} caps read)`);
+      throw badInfo(`capability chain broken at offset ${off} (buffer ${buf.byteLength} bytes, ${caps.length} caps read)`);
     }
     caps.push({ id: v.getUint16(off + h.fields.id, true), version: v.getUint16(off + h.fields.version, true), offset: off });
     off = v.getUint32(off + h.fields.next, true);
@@ -237,7 +246,7 @@ export function decodeRegionInfo(buf: Uint8Array): RegionInfo {
     sparse = [];
     for (let i = 0; i < n; i++) {
       const at = cap.offset + s.areas + i * a.size;
-      if (at + a.size > buf.byteLength) throw new RangeError(`sparse mmap area ${i} of ${n} lies past the info buffer`);
+      if (at + a.size > buf.byteLength) throw badInfo(`sparse mmap area ${i} of ${n} lies past the region info buffer`);
       sparse.push({ offset: v.getBigUint64(at + a.fields.offset, true), size: v.getBigUint64(at + a.fields.size, true) });
     }
   }
@@ -374,7 +383,7 @@ export function decodeIommuInfo(buf: Uint8Array): IommuInfo {
       iovaRanges = [];
       for (let i = 0; i < n; i++) {
         const at = cap.offset + c.iova_ranges + i * r.size;
-        if (at + r.size > buf.byteLength) throw new RangeError(`IOVA range ${i} of ${n} lies past the info buffer`);
+        if (at + r.size > buf.byteLength) throw badInfo(`IOVA range ${i} of ${n} lies past the IOMMU info buffer`);
         iovaRanges.push({ start: v.getBigUint64(at + r.fields.start, true), end: v.getBigUint64(at + r.fields.end, true) });
       }
     } else if (cap.id === VFIO.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL) {

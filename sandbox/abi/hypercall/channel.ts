@@ -10,9 +10,10 @@ import { FrameDecoder, encodeFrame, type FrameHeader, type FrameSink } from './c
 import { HypercallError, type HcDecision } from './errors.js';
 import { readReply } from './messages.js';
 import { HC_MAX_PAYLOAD, HC_VERSION, HEADER_SIZE, HcStatus, HcType, REPLY, RESULT_SIZE, typeName } from './protocol.js';
+import { realTimers, type Timer, type Timers } from '../../../common/timers.js';
 
 /** A call the peer answered with a status other than OK: not a protocol violation, a refusal. */
-export class HypercallRefused extends DmaboxError {
+export class HypercallRefused extends DmaboxError<'ERR_HC_REFUSED'> {
   readonly status: HcStatus;
   readonly call: HcType;
   constructor(call: HcType, status: HcStatus) {
@@ -27,6 +28,8 @@ export interface ChannelOptions {
   maxPayload?: number;
   /** Every violation, with its decision; on 'kill' the endpoint stops right after. Called from the stream's data handler: must not throw. */
   onViolation?: (error: HypercallError) => void;
+  /** Time and timers for every deadline (default: Node's); tests pass fake time. */
+  timers?: Timers;
 }
 
 interface Pending {
@@ -34,11 +37,12 @@ interface Pending {
   read: (v: DataView, offset: number) => unknown;
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
+  timer: Timer;
 }
 
 export abstract class Channel implements FrameSink {
   protected readonly decoder: FrameDecoder;
+  protected readonly timers: Timers;
   protected version = HC_VERSION;
   private nextSeq = 1;
   private peerSeq = 0;
@@ -50,6 +54,7 @@ export abstract class Channel implements FrameSink {
   readonly counters = { frames: 0, dropped: 0 };
 
   protected constructor(protected readonly stream: Duplex, private readonly accepts: ReadonlySet<number>, protected readonly channelOptions: ChannelOptions) {
+    this.timers = channelOptions.timers ?? realTimers;
     this.decoder = new FrameDecoder(this, { maxPayload: channelOptions.maxPayload ?? HC_MAX_PAYLOAD, version: this.version });
     stream.on('data', (chunk: Buffer) => this.decoder.push(chunk));
     stream.on('end', () => this.peerGone('the peer closed the channel'));
@@ -113,7 +118,7 @@ export abstract class Channel implements FrameSink {
     this.terminated = error;
     this.decoder.stop();
     for (const [seq, p] of this.pending) {
-      clearTimeout(p.timer);
+      this.timers.clearTimeout(p.timer);
       this.pending.delete(seq);
       p.reject(error);
     }
@@ -121,7 +126,7 @@ export abstract class Channel implements FrameSink {
     // Flush what was written (a last REPLY saying why), then drop the stream; bounded either way.
     const destroy = () => this.stream.destroy();
     this.stream.once('finish', destroy);
-    setTimeout(destroy, 100).unref();
+    this.timers.setTimeout(destroy, 100).unref();
     this.stream.end();
   }
 
@@ -156,7 +161,7 @@ export abstract class Channel implements FrameSink {
     return new Promise<T>((resolve, reject) => {
       // Registered before the write: over an in-process stream the reply can arrive inside it.
       const seq = this.nextSeq;
-      const timer = setTimeout(() => {
+      const timer = this.timers.setTimeout(() => {
         this.pending.delete(seq);
         const e = new HypercallError('ERR_HC_TIMEOUT', timeoutDecision, `no reply to ${typeName(call)} seq ${seq} within ${timeoutMs} ms`);
         reject(e);
@@ -188,7 +193,7 @@ export abstract class Channel implements FrameSink {
   }
 
   private settle(seq: number, p: Pending): void {
-    clearTimeout(p.timer);
+    this.timers.clearTimeout(p.timer);
     this.pending.delete(seq);
   }
 

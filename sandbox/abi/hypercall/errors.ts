@@ -27,12 +27,20 @@ export type HcErrorCode =
   | 'ERR_HC_HEARTBEAT' // kill: the container stopped sending heartbeats
   | 'ERR_HC_CLOSED'; // kill: the channel closed (pending requests fail with it)
 
-export class HypercallError extends DmaboxError {
-  override readonly code: HcErrorCode;
+export class HypercallError extends DmaboxError<HcErrorCode> {
   readonly decision: HcDecision;
   constructor(code: HcErrorCode, decision: HcDecision, message: string, options: { fix?: string; cause?: unknown } = {}) {
     super(code, message, options);
-    this.code = code;
     this.decision = decision;
   }
 }
+
+/**
+ * A caller of an endpoint got something wrong on its own side (nothing was sent, nothing is a
+ * violation): an argument out of range, or a call before hello().
+ */
+export type HcUsageCode =
+  | 'ERR_HC_ARG' // an argument out of range (a window id, a vector count, a deadline, a driver name, a rate limit)
+  | 'ERR_HC_NOT_STARTED'; // a guest call before hello()
+
+export class HypercallUsageError extends DmaboxError<HcUsageCode> {}

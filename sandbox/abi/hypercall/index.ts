@@ -4,3 +4,4 @@ export * from './errors.js';
 export * from './messages.js';
 export { FrameDecoder, encodeFrame, type FrameHeader, type FrameSink } from './codec.js';
 export { HypercallRefused, type ChannelOptions } from './channel.js';
+export { realTimers, type Timer, type Timers } from '../../../common/timers.js';

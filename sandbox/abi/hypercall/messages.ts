@@ -5,7 +5,7 @@
  */
 import { HypercallError } from './errors.js';
 import {
-  CLOCK_RESULT, FAULT, FaultKind, FIRST_FD_SLOT, HEARTBEAT, HELLO, HELLO_RESULT, HC_MAX_LOG_TEXT, HcStatus, HcType,
+  CLOCK_RESULT, FAULT, FaultKind, FIRST_FD_SLOT, GETPARAM, GETPARAM_RESULT, HC_MAX_PARAM_KEY, HC_MAX_PARAM_VALUE, HEARTBEAT, HELLO, HELLO_RESULT, HC_MAX_LOG_TEXT, HcStatus, HcType,
   IRQ_SETUP, IRQ_SETUP_RESULT, IrqKindCode, LOG, LogLevel, MAP_WINDOW, MAP_WINDOW_RESULT, MAX_VECTORS, PERM_DEVICE_READ,
   PERM_DEVICE_WRITE, QUIESCE, QUIESCE_RESULT, READY, REPLY, RESULT_SIZE, SHUTDOWN, ShutdownReason, WINDOW_HUGE_PAGES, typeName,
 } from './protocol.js';
@@ -177,6 +177,60 @@ export function readClockResult(v: DataView, o: number): ClockResult {
   return { monotonicNs: v.getBigUint64(o + CLOCK_RESULT.monotonicNs, true), realtimeNs: v.getBigUint64(o + CLOCK_RESULT.realtimeNs, true) };
 }
 
+// ---- GETPARAM
+/** The key's bytes (printable ASCII, 0x21..0x7e, 1..HC_MAX_PARAM_KEY), or null when it is not a key. */
+export function paramKeyBytes(key: string): Buffer | null {
+  if (key.length < 1 || key.length > HC_MAX_PARAM_KEY) return null;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return null;
+  }
+  return Buffer.from(key, 'latin1');
+}
+export function writeGetParam(v: DataView, b: Buffer, key: Buffer): void {
+  v.setUint16(P + GETPARAM.keyLength, key.length, true);
+  key.copy(b, P + GETPARAM.key);
+}
+/** The key asked for: printable ASCII without spaces, 1..HC_MAX_PARAM_KEY bytes, the payload exactly that long. */
+export function readGetParam(v: DataView, length: number): string {
+  const t = HcType.GETPARAM;
+  if (length < GETPARAM.headerSize) throw new HypercallError('ERR_HC_BAD_LENGTH', 'drop', `GETPARAM payload is ${length} bytes; at least ${GETPARAM.headerSize}; dropped`);
+  const n = v.getUint16(P + GETPARAM.keyLength, true);
+  range(t, 'keyLength', n, 1, HC_MAX_PARAM_KEY);
+  checkLength(t, length, GETPARAM.headerSize + n);
+  zero(t, v, GETPARAM.reserved, 2);
+  let key = '';
+  for (let i = 0; i < n; i++) {
+    const c = v.getUint8(P + GETPARAM.key + i);
+    if (c < 0x21 || c > 0x7e) throw bad(t, 'the key must be printable ASCII without spaces');
+    key += String.fromCharCode(c);
+  }
+  return key;
+}
+/** The value's UTF-8 bytes, or null when it is longer than HC_MAX_PARAM_VALUE. */
+export function paramValueBytes(value: string): Buffer | null {
+  const b = Buffer.from(value, 'utf8');
+  return b.length <= HC_MAX_PARAM_VALUE ? b : null;
+}
+export function writeParamValue(v: DataView, o: number, value: Buffer): void {
+  v.setUint16(o + GETPARAM_RESULT.valueLength, value.length, true);
+  new Uint8Array(v.buffer, v.byteOffset + o + GETPARAM_RESULT.value, value.length).set(value);
+}
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+/** The value: at most HC_MAX_PARAM_VALUE bytes of valid UTF-8, the padding after it zero. */
+export function readParamValue(v: DataView, o: number): string {
+  const t = HcType.GETPARAM;
+  const n = v.getUint16(o + GETPARAM_RESULT.valueLength, true);
+  range(t, 'valueLength', n, 0, HC_MAX_PARAM_VALUE);
+  if (v.getUint16(o + GETPARAM_RESULT.reserved, true) !== 0) throw bad(t, 'reserved result field is not zero');
+  for (let i = n; i < HC_MAX_PARAM_VALUE; i++) if (v.getUint8(o + GETPARAM_RESULT.value + i) !== 0) throw bad(t, 'the value\'s padding is not zero');
+  try {
+    return strictUtf8.decode(new Uint8Array(v.buffer, v.byteOffset + o + GETPARAM_RESULT.value, n));
+  } catch {
+    throw bad(t, 'the value is not valid UTF-8');
+  }
+}
+
 // ---- LOG
 /** The UTF-8 bytes of `text`, cut at a character boundary to at most HC_MAX_LOG_TEXT bytes. */
 export function logBytes(text: string): Buffer {
@@ -294,6 +348,6 @@ export function readReply(v: DataView, length: number): Reply {
   checkLength(t, length, REPLY.headerSize + size);
   zero(t, v, REPLY.reserved, 1);
   const status = v.getUint16(P + REPLY.status, true);
-  range(t, 'status', status, HcStatus.OK, HcStatus.INTERNAL);
+  range(t, 'status', status, HcStatus.OK, HcStatus.NOT_FOUND);
   return { call, status };
 }

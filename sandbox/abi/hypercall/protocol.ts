@@ -39,6 +39,7 @@ export enum HcType {
   MAP_WINDOW = 2,
   IRQ_SETUP = 3,
   CLOCK = 4,
+  GETPARAM = 5,
   // guest -> host notifications (no reply)
   LOG = 16,
   HEARTBEAT = 17,
@@ -51,7 +52,7 @@ export enum HcType {
   REPLY = 64,
 }
 
-export const GUEST_REQUESTS: readonly HcType[] = [HcType.HELLO, HcType.MAP_WINDOW, HcType.IRQ_SETUP, HcType.CLOCK];
+export const GUEST_REQUESTS: readonly HcType[] = [HcType.HELLO, HcType.MAP_WINDOW, HcType.IRQ_SETUP, HcType.CLOCK, HcType.GETPARAM];
 export const GUEST_NOTIFICATIONS: readonly HcType[] = [HcType.LOG, HcType.HEARTBEAT, HcType.FAULT, HcType.READY];
 export const HOST_REQUESTS: readonly HcType[] = [HcType.SHUTDOWN, HcType.QUIESCE];
 
@@ -70,6 +71,8 @@ export enum HcStatus {
   STATE = 5,
   /** The peer failed while serving the call (a bug on its side, logged there). */
   INTERNAL = 6,
+  /** GETPARAM: no parameter of that key (an answer, not an error of the caller's). */
+  NOT_FOUND = 7,
 }
 
 /** Payload layouts: byte offsets and sizes (the `size` of each is the exact payload length). */
@@ -81,6 +84,13 @@ export const IRQ_SETUP = { size: 4, kind: 0, reserved: 1, vectors: 2 } as const;
 export const IRQ_SETUP_RESULT = { size: 4, granted: 0, firstFdSlot: 2 } as const;
 export const CLOCK = { size: 0 } as const;
 export const CLOCK_RESULT = { size: 16, monotonicNs: 0, realtimeNs: 8 } as const;
+/** GETPARAM: `u16 keyLength, u16 reserved`, then the key (printable ASCII, 1..HC_MAX_PARAM_KEY bytes). */
+export const GETPARAM = { headerSize: 4, keyLength: 0, reserved: 2, key: 4 } as const;
+/** Longest GETPARAM key in bytes, and longest value in bytes of UTF-8. */
+export const HC_MAX_PARAM_KEY = 64;
+export const HC_MAX_PARAM_VALUE = 256;
+/** GETPARAM's result: `u16 valueLength, u16 reserved`, then the value, zero-padded to HC_MAX_PARAM_VALUE. */
+export const GETPARAM_RESULT = { size: 4 + HC_MAX_PARAM_VALUE, valueLength: 0, reserved: 2, value: 4 } as const;
 export const LOG = { headerSize: 4, level: 0, reserved: 1, textLength: 2, text: 4 } as const;
 export const HEARTBEAT = { size: 32, completed: 0, errors: 8, bytes: 16, inflight: 24, reserved: 28 } as const;
 export const FAULT = { size: 16, kind: 0, reserved: 1, code: 4, iova: 8 } as const;
@@ -97,6 +107,7 @@ export const RESULT_SIZE: Partial<Record<HcType, number>> = {
   [HcType.MAP_WINDOW]: MAP_WINDOW_RESULT.size,
   [HcType.IRQ_SETUP]: IRQ_SETUP_RESULT.size,
   [HcType.CLOCK]: CLOCK_RESULT.size,
+  [HcType.GETPARAM]: GETPARAM_RESULT.size,
   [HcType.SHUTDOWN]: SHUTDOWN_RESULT.size,
   [HcType.QUIESCE]: QUIESCE_RESULT.size,
 };

@@ -6,16 +6,16 @@
 import type { Duplex } from 'node:stream';
 import { Channel, type ChannelOptions } from '../../abi/hypercall/channel.js';
 import type { FrameHeader } from '../../abi/hypercall/codec.js';
-import { DmaboxError } from '../../../common/errors.js';
-import { HypercallError } from '../../abi/hypercall/errors.js';
+import { HypercallError, HypercallUsageError } from '../../abi/hypercall/errors.js';
+import { HypercallRefused } from '../../abi/hypercall/channel.js';
 import {
-  logBytes, readClockResult, readHelloResult, readIrqGrant, readQuiesce, readShutdown, readWindowMapping,
+  logBytes, paramKeyBytes, readClockResult, readParamValue, writeGetParam, readHelloResult, readIrqGrant, readQuiesce, readShutdown, readWindowMapping,
   writeFault, writeHeartbeat, writeHello, writeIrqSetup, writeLog, writeMapWindow, writeQuiesceResult, writeReady,
   type ClockResult, type FaultReport, type Heartbeat, type HelloResult, type IrqGrant, type IrqKindName,
   type QuiesceRequest, type ShutdownRequest, type WindowMapping,
 } from '../../abi/hypercall/messages.js';
 import {
-  CLOCK, FAULT, HC_MIN_VERSION, HC_VERSION, HELLO, HEARTBEAT, HOST_REQUESTS, HcStatus, HcType, IRQ_SETUP, LOG, LogLevel, MAP_WINDOW, READY,
+  CLOCK, FAULT, GETPARAM, HC_MIN_VERSION, HC_VERSION, HELLO, HEARTBEAT, HOST_REQUESTS, HcStatus, HcType, IRQ_SETUP, LOG, LogLevel, MAP_WINDOW, READY,
 } from '../../abi/hypercall/protocol.js';
 
 export interface GuestHandler {
@@ -31,7 +31,7 @@ export interface GuestOptions extends ChannelOptions {
   name: string;
   /** Default: process.pid. */
   pid?: number;
-  /** Bound on every wait for a reply from the manager (default 5000 ms). */
+  /** Bound on every wait for a reply from the manager (default 5000 ms), on the `timers` seam. */
   timeoutMs?: number;
 }
 
@@ -44,7 +44,7 @@ export class GuestEndpoint extends Channel {
 
   constructor(stream: Duplex, options: GuestOptions) {
     super(stream, ACCEPTS, options);
-    if (!/^[ -~]{1,16}$/.test(options.name)) throw new RangeError(`driver name '${options.name}': expected 1 to 16 printable ASCII characters`);
+    if (!/^[ -~]{1,16}$/.test(options.name)) throw new HypercallUsageError('ERR_HC_ARG', `driver name '${options.name}': expected 1 to 16 printable ASCII characters`);
     this.options = options;
   }
 
@@ -52,7 +52,7 @@ export class GuestEndpoint extends Channel {
 
   /** The manager kills a container whose first frame is not HELLO: refuse here, with a clear error, instead. */
   private started(call: string): void {
-    if (!this.session) throw new DmaboxError('ERR_HC_NOT_STARTED', `${call} before hello(): the first call on the channel must be hello()`, { fix: 'await guest.hello() first' });
+    if (!this.session) throw new HypercallUsageError('ERR_HC_NOT_STARTED', `${call} before hello(): the first call on the channel must be hello()`, { fix: 'await guest.hello() first' });
   }
 
   private startedAsync(call: string): Promise<never> | undefined {
@@ -81,7 +81,7 @@ export class GuestEndpoint extends Channel {
 
   /** Map window `windowId` of the policy's grant (never an address: the manager chooses the IOVA). */
   mapWindow(windowId: number): Promise<WindowMapping> {
-    if (!Number.isInteger(windowId) || windowId < 0 || windowId > 0xffffffff) return Promise.reject(new RangeError(`window id ${windowId}: expected a whole number`));
+    if (!Number.isInteger(windowId) || windowId < 0 || windowId > 0xffffffff) return Promise.reject(new HypercallUsageError('ERR_HC_ARG', `window id ${windowId}: expected a whole number from 0 to 2^32 - 1`));
     const early = this.startedAsync('mapWindow');
     if (early) return early;
     return this.request(HcType.MAP_WINDOW, MAP_WINDOW.size, (v) => writeMapWindow(v, windowId), this.timeout, 'kill', readWindowMapping);
@@ -89,7 +89,7 @@ export class GuestEndpoint extends Channel {
 
   /** Ask for `vectors` interrupt vectors of a kind; the grant may be smaller. */
   irqSetup(kind: IrqKindName, vectors: number): Promise<IrqGrant> {
-    if (!Number.isInteger(vectors) || vectors < 1 || vectors > 2048) return Promise.reject(new RangeError(`vectors ${vectors}: expected 1 to 2048`));
+    if (!Number.isInteger(vectors) || vectors < 1 || vectors > 2048) return Promise.reject(new HypercallUsageError('ERR_HC_ARG', `vectors ${vectors}: expected 1 to 2048 (the MSI-X table limit)`));
     const early = this.startedAsync('irqSetup');
     if (early) return early;
     return this.request(HcType.IRQ_SETUP, IRQ_SETUP.size, (v) => writeIrqSetup(v, { kind, vectors }), this.timeout, 'kill', readIrqGrant);
@@ -99,6 +99,23 @@ export class GuestEndpoint extends Channel {
     const early = this.startedAsync('clock');
     if (early) return early;
     return this.request(HcType.CLOCK, CLOCK.size, undefined, this.timeout, 'kill', readClockResult);
+  }
+
+  /**
+   * The value of boot parameter `key` (sandbox/abi/boot.ts): a string, or undefined when the
+   * manager has none of that key (NOT_FOUND). Any other refusal rejects (HypercallRefused).
+   */
+  async getParam(key: string): Promise<string | undefined> {
+    const bytes = paramKeyBytes(key);
+    if (bytes === null) throw new HypercallUsageError('ERR_HC_ARG', `parameter key ${JSON.stringify(key.slice(0, 80))}: expected 1 to 64 printable ASCII characters without spaces`);
+    const early = this.startedAsync('getParam');
+    if (early) return early as Promise<never>;
+    try {
+      return await this.request(HcType.GETPARAM, GETPARAM.headerSize + bytes.length, (v, b) => writeGetParam(v, b, bytes), this.timeout, 'kill', readParamValue);
+    } catch (e) {
+      if (e instanceof HypercallRefused && e.status === HcStatus.NOT_FOUND) return undefined;
+      throw e;
+    }
   }
 
   /** A log line; text beyond 512 bytes of UTF-8 is cut. */
@@ -131,12 +148,13 @@ export class GuestEndpoint extends Channel {
    */
   startHeartbeats(read: () => Heartbeat): () => void {
     this.started('startHeartbeats');
-    const timer = setInterval(() => {
-      if (this.stopped) clearInterval(timer);
+    const timers = this.timers;
+    const timer = timers.setInterval(() => {
+      if (this.stopped) timers.clearInterval(timer);
       else this.heartbeat(read());
     }, Math.max(5, Math.floor(this.session!.heartbeatMs / 2)));
     timer.unref();
-    return () => clearInterval(timer);
+    return () => timers.clearInterval(timer);
   }
 
   protected handle(h: FrameHeader, v: DataView): void {

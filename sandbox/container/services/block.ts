@@ -1,44 +1,32 @@
 /**
- * BlockServer: the container's side of the block ring (layout.ts). It takes requests the manager
- * posted and has the driver move the data between the device and the tag's buffer in the DMA
- * windows directly (a `DirectBlockDevice`): the container never copies block data. It checks what
- * it reads (a confused manager must not make the driver touch blocks outside the device) and keeps
- * the progress counters the container's heartbeats carry.
+ * BlockServer: the container's side of the block ring (sandbox/abi/block.ts). It takes requests the
+ * manager posted and has the driver move the data between the device and the tag's buffer in the
+ * DMA windows directly (a `DirectBlockDevice`): the container never copies block data. It checks
+ * what it reads (a confused manager must not make the driver touch blocks outside the device) and
+ * keeps the progress counters the container's heartbeats carry.
  *
- * Notifications (layout.ts, "Kicks"): one wake-up takes everything posted, and after publishing
- * SQ_HEAD it looks at SQ_TAIL again (the manager leaves out its kick while we have not caught up).
- * A completion kicks the completion eventfd only when the manager has taken every completion
- * before it (it may be asleep); while it is still taking, no kick; while it polls (CQ_POLLED), none.
+ * The request ring's consumer and the completion ring's producer follow sandbox/abi/ring.ts: one
+ * wake-up takes everything posted (looking again after publishing SQ_HEAD), each completion kicks
+ * the manager unless it is still taking or polls. A request index no correct manager could write
+ * is counted in `violations` and the ring is not read again (the manager's hang detection ends it).
  */
 import type { PollHandle, Sys } from 'linux-sys';
+import type { BlockDevice } from '../../../drivers/contract/block.js';
 import type { Shared } from '../../abi/shm.js';
-import { fence } from '../../abi/fence.js';
-import { B, BLOCK_MAGIC, BlockCap, BlockFlag, BlockOp, BlockStatus, cqOffset, CQE_BYTES, ringBytes, SQ_OFFSET, SQE_BYTES, type RingGeometry } from '../../abi/block.js';
+import { checkFormat } from '../../abi/format.js';
+import { RingConsumer, RingProducer, type RingSink } from '../../abi/ring.js';
+import { B, BLOCK_FORMAT, BlockCap, BlockFlag, BlockOp, BlockStatus, checkGeometry, cqLayout, sqLayout, type RingGeometry } from '../../abi/block.js';
 
-/** A block device that transfers into and out of the ring's per-tag buffers (DMA windows). */
-export interface DirectBlockDevice {
-  readonly blockSize: number;
-  readonly blockCount: number;
-  /** Read `blocks` at `lba` into tag `tag`'s read buffer. */
-  read(tag: number, lba: number, blocks: number): Promise<void>;
-  /** Write `blocks` at `lba` from tag `tag`'s write buffer; `fua` only when `fua` is offered. */
-  write(tag: number, lba: number, blocks: number, fua: boolean): Promise<void>;
-  /** Writes can be Force Unit Access (published in CAPS). */
-  readonly fua?: boolean;
-  flush(): Promise<void>;
-  /** Deallocate `blocks` at `lba` (offered in CAPS when present). */
-  discard?(lba: number, blocks: number): Promise<void>;
-  /** Zero `blocks` at `lba`; `noHole`: keep them allocated (offered in CAPS when present). */
-  writeZeroes?(lba: number, blocks: number, noHole: boolean): Promise<void>;
-}
+/** A block device that transfers into and out of the ring's per-tag buffers: the driver contract's (drivers/contract/block.ts). */
+export type DirectBlockDevice = Pick<BlockDevice, 'blockSize' | 'blockCount' | 'read' | 'write' | 'fua' | 'flush' | 'discard' | 'writeZeroes'>;
 
 export class BlockServer {
   readonly geometry: RingGeometry;
   private readonly u32: Uint32Array;
   private readonly view: DataView;
-  private readonly cq: number;
-  private sqHead: number;
-  private cqTail: number;
+  private readonly sq: RingConsumer;
+  private readonly cq: RingProducer;
+  private readonly sqSink: RingSink = { take: (at) => this.request(at) };
   private poller: PollHandle | undefined;
   private stopped = false;
   private quiesceWaiters: (() => void)[] = [];
@@ -47,10 +35,13 @@ export class BlockServer {
   bytesMoved = 0n;
   inflight = 0;
   private dev: DirectBlockDevice | undefined;
-  /** Kicks of the completion eventfd sent, and left out (the manager was still taking). */
-  kicks = 0;
-  kicksSaved = 0;
+  /** Kicks of the completion eventfd sent, and left out (the manager was still taking, or polls). */
+  get kicks(): number { return this.cq.kicks; }
+  get kicksSaved(): number { return this.cq.kicksSaved; }
+  /** Request indices no correct manager could have written (the ring is then not read again). */
+  violations = 0;
   private takeScheduled = false;
+  private readonly takeLater = (): void => { this.takeScheduled = false; this.take(); };
   /** Each request the device failed, with its error (the container reports DMA errors as FAULT). */
   onError: (e: unknown) => void = () => {};
 
@@ -66,15 +57,13 @@ export class BlockServer {
     this.pollWhileBusy = options.pollWhileBusy ?? false;
     this.u32 = shm.u32;
     this.view = shm.view;
-    if (shm.u32[B.MAGIC] !== BLOCK_MAGIC) throw new RangeError('block ring: bad magic (not a dmabox block ring)');
+    checkFormat(shm.u32, BLOCK_FORMAT);
     this.geometry = { entries: shm.u32[B.ENTRIES]!, slotBytes: shm.u32[B.SLOT_BYTES]! };
-    const g = this.geometry;
-    if (g.entries < 1 || g.entries > 1024 || g.slotBytes < 4096 || g.slotBytes % 4096 !== 0 || shm.size < ringBytes(g)) {
-      throw new RangeError(`block ring: geometry ${g.entries} x ${g.slotBytes} does not fit ${shm.size} bytes`);
-    }
-    this.cq = cqOffset(g);
-    this.sqHead = shm.u32[B.SQ_HEAD]!;
-    this.cqTail = shm.u32[B.CQ_TAIL]!;
+    checkGeometry(this.geometry, shm.size);
+    this.sq = new RingConsumer(sqLayout(this.geometry), () => { this.violations++; });
+    this.sq.bind(shm.u32, Atomics.load(shm.u32, B.SQ_HEAD));
+    this.cq = new RingProducer(cqLayout(this.geometry));
+    this.cq.bind(shm.u32, Atomics.load(shm.u32, B.CQ_TAIL));
   }
 
   /** Publish the device's geometry, then serve. */
@@ -99,51 +88,41 @@ export class BlockServer {
     return new Promise((r) => this.quiesceWaiters.push(r));
   }
 
-  /**
-   * Take what the manager posted until SQ_TAIL stops moving, at most a few rings' worth per call
-   * (the rest on the next turn): after publishing SQ_HEAD, SQ_TAIL is read again, because the
-   * manager does not kick while it sees us behind (client.ts `kick`).
-   */
+  /** Take what the manager posted (ring.ts: until SQ_TAIL stops moving, a few rings' worth per call; the rest on the next turn). */
   private take(): void {
-    const g = this.geometry, v = this.view;
-    for (let round = 0; round < 4; round++) {
-      if (this.stopped) return;
-      const tail = Atomics.load(this.u32, B.SQ_TAIL);
-      let n = (tail - this.sqHead) >>> 0;
-      if (n === 0) return;
-      if (n > g.entries) n = g.entries; // a confused manager: take at most one ring's worth
-      for (let i = 0; i < n; i++) {
-        const e = SQ_OFFSET + (this.sqHead % g.entries) * SQE_BYTES;
-        this.sqHead = (this.sqHead + 1) >>> 0;
-        const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), op = v.getUint32(e + 8, true), blocks = v.getUint32(e + 12, true);
-        const lba = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * 0x1_0000_0000;
-        this.run(tag, gen, op, blocks, lba, v.getUint32(e + 24, true));
-      }
-      Atomics.store(this.u32, B.SQ_HEAD, this.sqHead);
-      fence();
-    }
-    if (!this.stopped && !this.takeScheduled && Atomics.load(this.u32, B.SQ_TAIL) !== this.sqHead) {
+    if (this.stopped) return;
+    this.sq.drain(this.sqSink, 4 * this.geometry.entries);
+    if (!this.stopped && !this.takeScheduled && this.sq.available() > 0) {
       this.takeScheduled = true;
-      setImmediate(() => { this.takeScheduled = false; this.take(); });
+      setImmediate(this.takeLater);
     }
   }
 
-  /** One look at SQ_TAIL while polling; when nothing is in flight, back to kicks (layout.ts, "Polling"). */
+  /** One request (the SQ sink). */
+  private request(e: number): boolean {
+    if (this.stopped) return false;
+    const v = this.view;
+    const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), op = v.getUint32(e + 8, true), blocks = v.getUint32(e + 12, true);
+    const lba = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * 0x1_0000_0000;
+    this.run(tag, gen, op, blocks, lba, v.getUint32(e + 24, true));
+    return true;
+  }
+
+  /** One look at SQ_TAIL while polling; when nothing is in flight, back to kicks (ring.ts, "Polling"). */
   private pollTurn(): void {
     if (!this.stopped) this.take();
     if (this.inflight > 0 && !this.stopped) {
       setImmediate(this.pollTurnBound);
       return;
     }
-    Atomics.store(this.u32, B.SQ_POLLED, 0);
-    fence();
+    this.sq.setPolled(false);
     if (this.stopped) {
       this.polling = false;
       return;
     }
     this.take();
     if (this.inflight > 0) {
-      Atomics.store(this.u32, B.SQ_POLLED, 1);
+      this.sq.setPolled(true);
       setImmediate(this.pollTurnBound);
       return;
     }
@@ -164,7 +143,7 @@ export class BlockServer {
     this.inflight++;
     if (this.pollWhileBusy && !this.polling) {
       this.polling = true;
-      Atomics.store(this.u32, B.SQ_POLLED, 1);
+      this.sq.setPolled(true);
       setImmediate(this.pollTurnBound);
     }
     const p = op === BlockOp.READ ? dev.read(tag, lba, blocks)
@@ -189,35 +168,12 @@ export class BlockServer {
   }
 
   private complete(tag: number, gen: number, status: BlockStatus): void {
-    const e = this.cq + (this.cqTail % this.geometry.entries) * CQE_BYTES;
-    this.view.setUint32(e, tag, true);
-    this.view.setUint32(e + 4, gen, true);
-    this.view.setUint32(e + 8, status, true);
-    this.view.setUint32(e + 12, 0, true);
-    const base = this.cqTail;
-    this.cqTail = (this.cqTail + 1) >>> 0;
-    Atomics.store(this.u32, B.CQ_TAIL, this.cqTail);
+    const cq = this.cq, v = this.view, e = cq.at(0);
+    v.setUint32(e, tag, true);
+    v.setUint32(e + 4, gen, true);
+    v.setUint32(e + 8, status, true);
+    v.setUint32(e + 12, 0, true);
     this.completed++;
-    this.kick(base);
-  }
-
-  /**
-   * Kick for the completion at `base`, unless the manager has not yet taken those before it
-   * (CQ_HEAD behind `base`): then it will read CQ_TAIL again after publishing CQ_HEAD (client.ts
-   * `reap`), which our store precedes.
-   */
-  private kick(base: number): void {
-    fence();
-    if (Atomics.load(this.u32, B.CQ_POLLED) === 1) {
-      this.kicksSaved++;
-      return;
-    }
-    const behind = (base - Atomics.load(this.u32, B.CQ_HEAD)) >>> 0;
-    if (behind !== 0 && behind <= this.geometry.entries) {
-      this.kicksSaved++;
-      return;
-    }
-    this.kicks++;
-    this.sys.eventfdWrite(this.completionFd, 1n);
+    if (cq.post(1)) this.sys.eventfdWrite(this.completionFd, 1n);
   }
 }

@@ -4,15 +4,16 @@
  * exact layout and every field. Violations go to `onViolation` with a decision; on 'kill' the
  * endpoint has stopped and the manager must kill the container. Every wait is bounded: HELLO must
  * come within `helloTimeoutMs`, heartbeats at least every `heartbeatMs * missedHeartbeats`, replies
- * to SHUTDOWN and QUIESCE within their deadline plus `replyGraceMs`.
+ * to SHUTDOWN and QUIESCE within their deadline plus `replyGraceMs`; all on the `timers` seam.
  */
 import type { Duplex } from 'node:stream';
 import { Channel, type ChannelOptions } from '../../abi/hypercall/channel.js';
 import type { FrameHeader } from '../../abi/hypercall/codec.js';
-import { HypercallError } from '../../abi/hypercall/errors.js';
+import { HypercallError, HypercallUsageError } from '../../abi/hypercall/errors.js';
+import type { Timer } from '../../../common/timers.js';
 import {
-  readFault, readHeartbeat, readHello, readIrqSetup, readLog, readMapWindow, readQuiesceResult, readReady,
-  writeClockResult, writeHelloResult, writeIrqGrant, writeQuiesce, writeShutdown, writeWindowMapping,
+  paramValueBytes, readFault, readGetParam, readHeartbeat, readHello, readIrqSetup, readLog, readMapWindow, readQuiesceResult, readReady,
+  writeClockResult, writeParamValue, writeHelloResult, writeIrqGrant, writeQuiesce, writeShutdown, writeWindowMapping,
   type FaultReport, type Heartbeat, type Hello, type IrqGrant, type IrqRequest, type LogRecord, type QuiesceResult, type Ready, type WindowMapping,
 } from '../../abi/hypercall/messages.js';
 import {
@@ -27,6 +28,8 @@ export interface HostHandler {
   /** Map window `windowId` (0-based, below the policy's window count, checked already). */
   mapWindow(windowId: number): Answer<WindowMapping>;
   irqSetup(request: IrqRequest): Answer<IrqGrant>;
+  /** The value of boot parameter `key` (sandbox/abi/boot.ts), or undefined: answered NOT_FOUND. Absent: UNSUPPORTED. */
+  getParam?(key: string): string | undefined;
   hello?(hello: Hello): void;
   log?(record: LogRecord): void;
   heartbeat?(heartbeat: Heartbeat): void;
@@ -50,8 +53,6 @@ export interface HostOptions extends ChannelOptions {
   rates?: Partial<Record<HcType, RateLimit>>;
   /** Rate-limited frames tolerated per second before the flood is a kill (default 256). */
   floodLimit?: number;
-  /** Milliseconds, monotonic (default performance.now): for the token buckets. */
-  now?: () => number;
   /** A handler threw or rejected: the call was answered INTERNAL. Not the container's fault. */
   onHandlerError?: (error: unknown, call: HcType) => void;
 }
@@ -61,6 +62,7 @@ export const DEFAULT_RATES: Readonly<Partial<Record<HcType, RateLimit>>> = {
   [HcType.MAP_WINDOW]: { perSecond: 64, burst: 64 },
   [HcType.IRQ_SETUP]: { perSecond: 4, burst: 8 },
   [HcType.CLOCK]: { perSecond: 1000, burst: 1000 },
+  [HcType.GETPARAM]: { perSecond: 64, burst: 128 },
   [HcType.LOG]: { perSecond: 100, burst: 200 },
   [HcType.HEARTBEAT]: { perSecond: 20, burst: 20 },
   [HcType.FAULT]: { perSecond: 50, burst: 100 },
@@ -75,13 +77,28 @@ const ACCEPTS = new Set<number>([...GUEST_REQUESTS, ...GUEST_NOTIFICATIONS, HcTy
 export class HostEndpoint extends Channel {
   private readonly options: HostOptions;
   private readonly buckets: TokenBuckets;
-  private readonly now: () => number;
   private readonly heartbeatMs: number;
   private stateValue: HostState = 'hello';
-  private helloTimer: NodeJS.Timeout | undefined;
-  private watchdog: NodeJS.Timeout | undefined;
+  private helloTimer: Timer | undefined;
+  private watchdog: Timer | undefined;
+  private watchdogMs = 0;
+  /**
+   * A timer runs before the event loop reads pending input: after a stall of the manager's own
+   * loop, heartbeats may be waiting unread in the socket. So the watchdog judges one turn later,
+   * once they have been read, and kills only if none came meanwhile.
+   */
+  private readonly onWatchdog = (): void => {
+    const seen = this.heartbeats;
+    this.timers.setTimeout(() => {
+      if (this.heartbeats !== seen || this.stateValue === 'stopped') return;
+      const p = this.peer!;
+      this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${p.name}' (pid ${p.pid}) for ${this.watchdogMs} ms`));
+    }, 1).unref();
+  };
   private floodWindowStart = 0;
   private floodCount = 0;
+  /** Heartbeats taken (the watchdog's second look compares it). */
+  private heartbeats = 0;
   /** The last heartbeat's counters (they may never go down). */
   lastHeartbeat: Heartbeat | undefined;
   /** Who said HELLO. */
@@ -89,12 +106,11 @@ export class HostEndpoint extends Channel {
 
   constructor(stream: Duplex, options: HostOptions) {
     super(stream, ACCEPTS, options);
-    if (!Number.isInteger(options.windowCount) || options.windowCount < 0 || options.windowCount > 64) throw new RangeError('windowCount must be an integer from 0 to 64');
+    if (!Number.isInteger(options.windowCount) || options.windowCount < 0 || options.windowCount > 64) throw new HypercallUsageError('ERR_HC_ARG', `windowCount ${options.windowCount}: expected an integer from 0 to 64`);
     this.options = options;
-    this.now = options.now ?? (() => performance.now());
     this.heartbeatMs = options.heartbeatMs ?? 1000;
-    this.buckets = new TokenBuckets({ ...DEFAULT_RATES, ...options.rates }, this.now());
-    this.helloTimer = setTimeout(() => {
+    this.buckets = new TokenBuckets({ ...DEFAULT_RATES, ...options.rates }, this.timers.now());
+    this.helloTimer = this.timers.setTimeout(() => {
       this.violation(new HypercallError('ERR_HC_TIMEOUT', 'kill', `no HELLO within ${options.helloTimeoutMs ?? 5000} ms of start`));
     }, options.helloTimeoutMs ?? 5000);
     this.helloTimer.unref(); // a bound, not a reason to keep the process alive
@@ -116,13 +132,13 @@ export class HostEndpoint extends Channel {
 
   protected override onStop(): void {
     this.stateValue = 'stopped';
-    clearTimeout(this.helloTimer);
-    clearTimeout(this.watchdog);
+    this.timers.clearTimeout(this.helloTimer);
+    this.timers.clearTimeout(this.watchdog);
   }
 
   protected override admit(h: FrameHeader): boolean {
     const t = h.type as HcType;
-    if (!this.buckets.take(t, this.now())) {
+    if (!this.buckets.take(t, this.timers.now())) {
       this.rateDrop(t, h.seq);
       return false;
     }
@@ -164,6 +180,10 @@ export class HostEndpoint extends Channel {
         const c = { monotonicNs: process.hrtime.bigint(), realtimeNs: BigInt(Date.now()) * 1_000_000n };
         return this.sendReply(t, h.seq, HcStatus.OK, (w, o) => writeClockResult(w, o, c));
       }
+      case HcType.GETPARAM: {
+        const key = readGetParam(v, h.length);
+        return this.param(h.seq, key);
+      }
       case HcType.LOG: {
         const r = readLog(v, h.length);
         return this.notify(t, () => handler.log?.(r));
@@ -175,7 +195,8 @@ export class HostEndpoint extends Channel {
           throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `HEARTBEAT seq ${h.seq}: counters went down (completed ${last.completed} -> ${hb.completed}, errors ${last.errors} -> ${hb.errors}, bytes ${last.bytes} -> ${hb.bytes}); dropped`);
         }
         this.lastHeartbeat = hb;
-        this.watchdog?.refresh();
+        this.heartbeats++;
+        this.armWatchdog();
         return this.notify(t, () => handler.heartbeat?.(hb));
       }
       case HcType.FAULT: {
@@ -210,15 +231,44 @@ export class HostEndpoint extends Channel {
     this.decoder.version = version;
     this.peer = hello;
     this.stateValue = 'running';
-    clearTimeout(this.helloTimer);
-    const limit = this.heartbeatMs * (this.options.missedHeartbeats ?? 3);
-    this.watchdog = setTimeout(() => {
-      this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${hello.name}' (pid ${hello.pid}) for ${limit} ms`));
-    }, limit);
-    this.watchdog.unref();
+    this.timers.clearTimeout(this.helloTimer);
+    this.watchdogMs = this.heartbeatMs * (this.options.missedHeartbeats ?? 3);
+    this.armWatchdog();
     const result = { version, windowCount: this.options.windowCount, maxPayload: this.options.maxPayload ?? HC_MAX_PAYLOAD, heartbeatMs: this.heartbeatMs };
     this.sendReply(HcType.HELLO, h.seq, HcStatus.OK, (w, o) => writeHelloResult(w, o, result));
     this.notify(HcType.HELLO, () => this.options.handler.hello?.(hello));
+  }
+
+  /**
+   * GETPARAM: an unknown key is an answer (NOT_FOUND), not a violation; a value the handler cannot
+   * send (longer than HC_MAX_PARAM_VALUE bytes) is the manager's bug: INTERNAL, and reported.
+   */
+  private param(ref: number, key: string): void {
+    const get = this.options.handler.getParam;
+    if (!get) return this.sendReply(HcType.GETPARAM, ref, HcStatus.UNSUPPORTED);
+    let value: string | undefined;
+    try {
+      value = get(key);
+    } catch (e) {
+      this.sendReply(HcType.GETPARAM, ref, HcStatus.INTERNAL);
+      this.options.onHandlerError?.(e, HcType.GETPARAM);
+      return;
+    }
+    if (value === undefined) return this.sendReply(HcType.GETPARAM, ref, HcStatus.NOT_FOUND);
+    const bytes = paramValueBytes(value);
+    if (bytes === null) {
+      this.sendReply(HcType.GETPARAM, ref, HcStatus.INTERNAL);
+      this.options.onHandlerError?.(new HypercallError('ERR_HC_BAD_FIELD', 'drop', `the value of parameter ${key} is longer than a GETPARAM reply holds`), HcType.GETPARAM);
+      return;
+    }
+    this.sendReply(HcType.GETPARAM, ref, HcStatus.OK, (w, o) => writeParamValue(w, o, bytes));
+  }
+
+  /** (Re)start the heartbeat watchdog: `watchdogMs` from now without a heartbeat is a kill. */
+  private armWatchdog(): void {
+    this.timers.clearTimeout(this.watchdog);
+    this.watchdog = this.timers.setTimeout(this.onWatchdog, this.watchdogMs);
+    this.watchdog.unref();
   }
 
   /** Run a request handler, sync or async, and reply with its result or status. */
@@ -249,7 +299,7 @@ export class HostEndpoint extends Channel {
   }
 
   private rateDrop(t: HcType, seq: number): void {
-    const now = this.now();
+    const now = this.timers.now();
     if (now - this.floodWindowStart >= 1000) {
       this.floodWindowStart = now;
       this.floodCount = 0;
@@ -264,5 +314,5 @@ export class HostEndpoint extends Channel {
 }
 
 function checkDeadline(ms: number): void {
-  if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new RangeError(`deadline ${ms} ms: expected a whole number of milliseconds from 1 to 600000`);
+  if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new HypercallUsageError('ERR_HC_ARG', `deadline ${ms} ms: expected a whole number of milliseconds from 1 to 600000`);
 }

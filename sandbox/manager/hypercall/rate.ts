@@ -2,6 +2,8 @@
  * Token buckets, one per call type, in preallocated arrays: checking a frame allocates nothing.
  * A bucket holds at most `burst` tokens and refills at `perSecond`; each frame takes one.
  */
+import { HypercallUsageError } from '../../abi/hypercall/errors.js';
+
 export interface RateLimit { perSecond: number; burst: number }
 
 export class TokenBuckets {
@@ -15,7 +17,7 @@ export class TokenBuckets {
     this.rate.fill(Infinity);
     for (const [type, l] of Object.entries(limits)) {
       if (!l) continue;
-      if (!(l.perSecond > 0) || !(l.burst >= 1)) throw new RangeError(`rate limit for type ${type}: perSecond must be > 0 and burst >= 1`);
+      if (!(l.perSecond > 0) || !(l.burst >= 1)) throw new HypercallUsageError('ERR_HC_ARG', `rate limit for type ${type}: perSecond ${l.perSecond} and burst ${l.burst}; perSecond must be > 0 and burst >= 1`);
       const t = Number(type);
       this.rate[t] = l.perSecond / 1000;
       this.burst[t] = l.burst;

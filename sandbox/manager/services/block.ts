@@ -1,29 +1,27 @@
 /**
- * SandboxBlockClient: the manager's side of the block ring (layout.ts). Callers get Promises for
- * read, write and flush; the client owns every request until it completes, so when a container
- * dies the supervisor detaches the ring, and on the fresh container's ring the same requests are
- * posted again (replay): callers see latency, not errors. Writes keep the caller's buffer until
- * they complete, so a replayed write carries the same bytes.
+ * SandboxBlockClient: the manager's side of the block ring (sandbox/abi/block.ts). Callers get
+ * Promises for read, write and flush; the client owns every request until it completes, so when a
+ * container dies the supervisor detaches the ring, and on the fresh container's ring the same
+ * requests are posted again (replay): callers see latency, not errors. Writes keep the caller's
+ * buffer until they complete, so a replayed write carries the same bytes.
  *
- * Nothing the container writes is trusted: the completion index must be within N of ours, every
- * tag must be in flight with the same generation, the status must be known. A violation is
- * dropped, counted and reported (`onViolation`), never thrown.
+ * Nothing the container writes is trusted: the completion index must be within N of ours (the
+ * ring's own check, sandbox/abi/ring.ts), every tag must be in flight with the same generation,
+ * the status must be known. A violation is dropped, counted and reported (`onViolation`), never
+ * thrown.
  *
- * Notifications (layout.ts, "Kicks"): posting kicks the request eventfd only when the container
- * has taken everything posted before (it may be asleep); while it is still taking, no kick (it
- * looks at SQ_TAIL again after publishing SQ_HEAD, so it cannot miss the new requests). SQ_HEAD
- * is read only as that hint, never to decide what is valid: a container that lies about it only
- * stops being kicked, and its requests then time out (hang detection).
- * `reap` takes completions until CQ_TAIL stops moving, for the container's side of the same rule.
- * A container that polls SQ_TAIL says so in SQ_POLLED and gets no kicks; while the manager polls
- * (`setPolled`), it leaves out its completion kicks (layout.ts, "Polling").
+ * The request ring's producer and the completion ring's consumer follow sandbox/abi/ring.ts
+ * (kicks, polling); requests are kicked at once as they are posted, not at the end of the turn:
+ * the container starts on the first while we post the rest (measured: twice the QD16 rate of a
+ * kick per turn). While the manager polls (`setPolled`), the container leaves out its completion kicks.
  */
 import type { PollHandle, Sys } from 'linux-sys';
-import { DmaboxError } from '../../../common/errors.js';
+import { SandboxError } from '../errors.js';
 import type { Shared } from '../../abi/shm.js';
 import type { Pollable } from '../hybrid-poll.js';
-import { fence } from '../../abi/fence.js';
-import { B, BLOCK_CAPS_KNOWN, BLOCK_MAGIC, BlockCap, BlockFlag, BlockOp, BlockStatus, cqOffset, CQE_BYTES, dataAreaBytes, SQ_OFFSET, SQE_BYTES, checkGeometry, type DataAreas, type RingGeometry } from '../../abi/block.js';
+import { formatProblem, writeFormat } from '../../abi/format.js';
+import { RingConsumer, RingProducer, type RingSink } from '../../abi/ring.js';
+import { B, BLOCK_CAPS_KNOWN, BLOCK_FORMAT, BlockCap, BlockFlag, BlockOp, BlockStatus, cqLayout, dataAreaBytes, SQ_OFFSET, sqLayout, checkGeometry, type DataAreas, type RingGeometry } from '../../abi/block.js';
 
 export interface BlockLink {
   sys: Sys;
@@ -50,7 +48,7 @@ interface Req {
 
 const OP_NAMES: Record<number, string> = { [BlockOp.READ]: 'read', [BlockOp.WRITE]: 'write', [BlockOp.FLUSH]: 'flush', [BlockOp.DISCARD]: 'discard', [BlockOp.WRITE_ZEROES]: 'write zeroes' };
 
-export class BlockIoError extends DmaboxError {
+export class BlockIoError extends SandboxError {
   constructor(what: string, readonly status: number) {
     super('ERR_SANDBOX_IO', `${what}: the sandboxed driver reports ${status === BlockStatus.RANGE ? 'a range error' : status === BlockStatus.BAD_REQUEST ? 'a malformed request' : 'an I/O error'} (status ${status})`);
   }
@@ -60,12 +58,11 @@ export class SandboxBlockClient implements Pollable {
   readonly geometry: RingGeometry;
   private link: BlockLink | undefined;
   private poller: PollHandle | undefined;
-  private u32!: Uint32Array;
   private view!: DataView;
   private readonly data: DataAreas<Uint8Array>;
-  private cq = 0;
-  private sqTail = 0;
-  private cqHead = 0;
+  private readonly sq: RingProducer;
+  private readonly cq: RingConsumer;
+  private readonly cqSink: RingSink = { take: (at) => this.complete(at) };
   /** In flight per tag, and each tag's generation. */
   private readonly inflight: (Req | undefined)[];
   private readonly gen: Uint32Array;
@@ -90,25 +87,31 @@ export class SandboxBlockClient implements Pollable {
   lastCompletion = 0;
   /** Called with a description of each thing the container wrote that could not be right. */
   onViolation: (reason: string) => void = () => {};
-  /** Kicks of the request eventfd sent, and those left out because the container was still taking. */
-  kicks = 0;
-  kicksSaved = 0;
+  /** Kicks of the request eventfd sent, and those left out (the container was still taking, or polls). */
+  get kicks(): number { return this.sq.kicks; }
+  get kicksSaved(): number { return this.sq.kicksSaved; }
   private reapScheduled = false;
+  private readonly reapLater = (): void => { this.reapScheduled = false; this.reap(); };
   private polled = false;
 
   /**
-   * `data`: the manager's views of the two data areas in the DMA windows (layout.ts), each
+   * `data`: the manager's views of the two data areas in the DMA windows (sandbox/abi/block.ts), each
    * `entries * slotBytes`; they outlive containers, so replayed writes are copied in again.
    */
   constructor(geometry: RingGeometry, data: DataAreas<Uint8Array>) {
     checkGeometry(geometry);
     const need = dataAreaBytes(geometry);
-    if (data.read.length < need || data.write.length < need) throw new RangeError(`block data areas of ${data.read.length} and ${data.write.length} bytes: each needs ${need}`);
+    if (data.read.length < need || data.write.length < need) throw new SandboxError('ERR_SANDBOX_ARG', `block data areas of ${data.read.length} and ${data.write.length} bytes: each needs ${need}`);
     this.geometry = geometry;
     this.data = data;
     this.inflight = new Array<Req | undefined>(geometry.entries).fill(undefined);
     this.gen = new Uint32Array(geometry.entries);
     for (let t = geometry.entries - 1; t >= 0; t--) this.freeTags.push(t);
+    this.sq = new RingProducer(sqLayout(geometry));
+    this.cq = new RingConsumer(cqLayout(geometry), (reason) => {
+      this.violations++;
+      this.onViolation(reason);
+    });
   }
 
   /** Requests in flight in the container plus those waiting. */
@@ -119,10 +122,10 @@ export class SandboxBlockClient implements Pollable {
     return this.link !== undefined;
   }
 
-  /** Prepare a fresh ring memory for a container (header written, indices zero). */
+  /** Prepare a fresh ring memory for a container, before it is spawned (header written, indices zero). */
   initRing(shm: Shared): void {
     shm.bytes.fill(0, 0, SQ_OFFSET);
-    shm.u32[B.MAGIC] = BLOCK_MAGIC;
+    writeFormat(shm.u32, BLOCK_FORMAT);
     shm.u32[B.ENTRIES] = this.geometry.entries;
     shm.u32[B.SLOT_BYTES] = this.geometry.slotBytes;
   }
@@ -132,24 +135,30 @@ export class SandboxBlockClient implements Pollable {
    * everything waiting (replayed requests first, in their original order).
    */
   attach(link: BlockLink): void {
-    if (this.link) throw new DmaboxError('ERR_SANDBOX_STATE', 'the block client is already attached to a container');
+    if (this.link) throw new SandboxError('ERR_SANDBOX_STATE', 'the block client is already attached to a container');
     const u32 = link.shm.u32;
+    // The header is read back here: the magic and version we wrote must still be there.
+    const header = formatProblem(u32, BLOCK_FORMAT);
+    if (header !== null) {
+      this.onViolation(`the container changed the ring header: ${header}`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the container changed the block ring's header (${header})`);
+    }
     const bs = u32[B.BLOCK_SIZE]!, count = u32[B.BLOCKS_LO]! + u32[B.BLOCKS_HI]! * 0x1_0000_0000;
     if (bs < 512 || bs > 65536 || (bs & (bs - 1)) !== 0 || bs > this.geometry.slotBytes || count < 1 || !Number.isSafeInteger(count)) {
       this.onViolation(`the container published block size ${bs} and ${count} blocks: not a device`);
-      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the container published an impossible geometry (block size ${bs}, ${count} blocks)`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the container published an impossible geometry (block size ${bs}, ${count} blocks)`);
     }
     if (this.blockSize !== 0 && (bs !== this.blockSize || count !== this.blockCount)) {
-      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the device changed geometry across a restart (${this.blockSize} x ${this.blockCount} -> ${bs} x ${count})`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the device changed geometry across a restart (${this.blockSize} x ${this.blockCount} -> ${bs} x ${count})`);
     }
     const caps = u32[B.CAPS]!;
     if ((caps & ~BLOCK_CAPS_KNOWN) !== 0) {
       this.onViolation(`the container published capabilities 0x${caps.toString(16)}: unknown bits`);
-      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the container published unknown device capabilities (0x${caps.toString(16)})`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the container published unknown device capabilities (0x${caps.toString(16)})`);
     }
     // Clients were told what the export does; a restarted driver must offer the same.
     if (this.caps !== -1 && caps !== this.caps) {
-      throw new DmaboxError('ERR_SANDBOX_GEOMETRY', `the device changed capabilities across a restart (0x${this.caps.toString(16)} -> 0x${caps.toString(16)})`);
+      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the device changed capabilities across a restart (0x${this.caps.toString(16)} -> 0x${caps.toString(16)})`);
     }
     this.caps = caps;
     this.canDiscard = (caps & BlockCap.DISCARD) !== 0;
@@ -158,12 +167,11 @@ export class SandboxBlockClient implements Pollable {
     this.blockSize = bs;
     this.blockCount = count;
     this.link = link;
-    this.u32 = u32;
     this.view = link.shm.view;
-    this.cq = cqOffset(this.geometry);
-    this.sqTail = u32[B.SQ_TAIL]!;
-    this.cqHead = u32[B.CQ_HEAD]!;
-    Atomics.store(u32, B.CQ_POLLED, this.polled ? 1 : 0);
+    // initRing left both indices at 0, before the container started.
+    this.sq.bind(u32, 0);
+    this.cq.bind(u32, 0);
+    this.cq.setPolled(this.polled);
     this.poller = link.sys.poll(link.completionFd, () => {
       link.sys.eventfdRead(link.completionFd);
       this.reap();
@@ -223,7 +231,7 @@ export class SandboxBlockClient implements Pollable {
     try {
       this.checkRange('read', lba, blocks);
       if (into.length < blocks * this.blockSize) {
-        throw new DmaboxError('ERR_SANDBOX_ARG', `read of ${blocks} block(s) into ${into.length} bytes: needs ${blocks * this.blockSize}`, { fix: 'pass a buffer of blocks * blockSize bytes' });
+        throw new SandboxError('ERR_SANDBOX_ARG', `read of ${blocks} block(s) into ${into.length} bytes: needs ${blocks * this.blockSize}`, { fix: 'pass a buffer of blocks * blockSize bytes' });
       }
     } catch (e) {
       return Promise.reject(e);
@@ -244,12 +252,12 @@ export class SandboxBlockClient implements Pollable {
    */
   write(lba: number, data: Uint8Array, fua = false): Promise<void> {
     if (fua && !this.canFua) {
-      return Promise.reject(new DmaboxError('ERR_SANDBOX_UNSUPPORTED', 'a FUA write: the sandboxed device does not offer it', { fix: 'check canFua first, or follow the write with a flush' }));
+      return Promise.reject(new SandboxError('ERR_SANDBOX_UNSUPPORTED', 'a FUA write: the sandboxed device does not offer it', { fix: 'check canFua first, or follow the write with a flush' }));
     }
     const flags = fua ? BlockFlag.FUA : 0;
     if (this.blockSize === 0) return Promise.reject(this.notReady());
     if (data.length === 0 || data.length % this.blockSize !== 0) {
-      return Promise.reject(new DmaboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, { fix: 'pad the data to the block size' }));
+      return Promise.reject(new SandboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, { fix: 'pad the data to the block size' }));
     }
     const blocks = data.length / this.blockSize;
     try {
@@ -284,22 +292,22 @@ export class SandboxBlockClient implements Pollable {
   private noData(op: BlockOp, what: string, offered: boolean, lba: number, blocks: number, flags: number): Promise<void> {
     try {
       this.checkRange(what, lba, blocks);
-      if (!offered) throw new DmaboxError('ERR_SANDBOX_UNSUPPORTED', `${what}: the sandboxed device does not offer it`, { fix: 'check canDiscard / canWriteZeroes first' });
-      if (blocks > 0xffff_ffff) throw new DmaboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} blocks: at most 2^32 - 1 per request`, { fix: 'split the range' });
+      if (!offered) throw new SandboxError('ERR_SANDBOX_UNSUPPORTED', `${what}: the sandboxed device does not offer it`, { fix: 'check canDiscard / canWriteZeroes first' });
+      if (blocks > 0xffff_ffff) throw new SandboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} blocks: at most 2^32 - 1 per request`, { fix: 'split the range' });
     } catch (e) {
       return Promise.reject(e);
     }
     return this.submit(op, lba, blocks, undefined, flags);
   }
 
-  private notReady(): DmaboxError {
-    return new DmaboxError('ERR_SANDBOX_NOT_READY', 'the sandboxed device has not published its geometry yet', { fix: 'wait for the sandbox to be ready (sandbox.ready())' });
+  private notReady(): SandboxError {
+    return new SandboxError('ERR_SANDBOX_NOT_READY', 'the sandboxed device has not published its geometry yet', { fix: 'wait for the sandbox to be ready (sandbox.ready())' });
   }
 
   private checkRange(what: string, lba: number, blocks: number): void {
     if (this.blockSize === 0) throw this.notReady();
     if (!Number.isSafeInteger(lba) || lba < 0 || !Number.isSafeInteger(blocks) || blocks < 1 || lba + blocks > this.blockCount) {
-      throw new DmaboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} block(s) at LBA ${lba}: outside the device (LBAs 0..${this.blockCount - 1})`, {
+      throw new SandboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} block(s) at LBA ${lba}: outside the device (LBAs 0..${this.blockCount - 1})`, {
         fix: 'pass a whole LBA and a count of at least 1 that ends inside the device',
       });
     }
@@ -313,19 +321,19 @@ export class SandboxBlockClient implements Pollable {
     });
   }
 
-  /** Post waiting requests while tags are free. */
+  /** Post waiting requests while tags are free, and kick the container for them (ring.ts). */
   private pump(): void {
     const link = this.link;
     if (!link || this.backlog.length === 0) return;
     let posted = 0;
-    const g = this.geometry, v = this.view, base = this.sqTail;
+    const g = this.geometry, v = this.view, sq = this.sq;
     while (this.backlog.length > 0 && this.freeTags.length > 0) {
       const r = this.backlog.shift()!;
       const tag = this.freeTags.pop()!;
       const gen = (this.gen[tag] = (this.gen[tag]! + 1) >>> 0);
       this.inflight[tag] = r;
       if (r.op === BlockOp.WRITE) this.data.write.set(r.buf!, tag * g.slotBytes);
-      const e = SQ_OFFSET + (this.sqTail % g.entries) * SQE_BYTES;
+      const e = sq.at(posted++);
       v.setUint32(e, tag, true);
       v.setUint32(e + 4, gen, true);
       v.setUint32(e + 8, r.op, true);
@@ -333,59 +341,26 @@ export class SandboxBlockClient implements Pollable {
       v.setUint32(e + 16, r.lba >>> 0, true);
       v.setUint32(e + 20, Math.floor(r.lba / 0x1_0000_0000), true);
       v.setUint32(e + 24, r.flags, true);
-      this.sqTail = (this.sqTail + 1) >>> 0;
-      posted++;
     }
     if (posted > 0) {
-      Atomics.store(this.u32, B.SQ_TAIL, this.sqTail);
-      this.kick(link, base);
+      if (sq.post(posted)) link.sys.eventfdWrite(link.requestFd, 1n);
       this.onPost();
     }
   }
 
   /**
-   * Kick for the requests just posted from `base` on, unless the container has not yet taken what
-   * was there before them (SQ_HEAD behind `base`): then it is awake or about to be (kicked for
-   * those), and after publishing SQ_HEAD it reads SQ_TAIL again (server.ts `take`), which our
-   * store precedes. A kick at once, not at the end of the turn: the container starts on the
-   * first requests while we post the rest (measured: twice the QD16 rate of a kick per turn).
-   */
-  private kick(link: BlockLink, base: number): void {
-    fence();
-    if (Atomics.load(this.u32, B.SQ_POLLED) === 1) {
-      this.kicksSaved++;
-      return;
-    }
-    const behind = (base - Atomics.load(this.u32, B.SQ_HEAD)) >>> 0;
-    if (behind !== 0 && behind <= this.geometry.entries) {
-      this.kicksSaved++;
-      return;
-    }
-    this.kicks++;
-    link.sys.eventfdWrite(link.requestFd, 1n);
-  }
-
-  /**
-   * Take completions the container posted, until CQ_TAIL stops moving: the container leaves out
-   * its kick while we have not published CQ_HEAD for what it posted before (server.ts), so after
-   * publishing it we look again. Bounded per call; more waits for the next turn.
+   * Take the completions the container posted (ring.ts: until CQ_TAIL stops moving, a few rings'
+   * worth per call; more waits for the next turn), then post what waited for their tags.
    */
   reap(): number {
-    const before = this.completed + this.errors;
-    for (let round = 0; round < 4; round++) {
-      if (!this.link) break;
-      const tail = Atomics.load(this.u32, B.CQ_TAIL);
-      if (tail === this.cqHead) break;
-      if (!this.reapTo(tail)) break;
-      Atomics.store(this.u32, B.CQ_HEAD, this.cqHead);
-      fence();
-      this.pump();
-    }
-    if (this.link && !this.reapScheduled && Atomics.load(this.u32, B.CQ_TAIL) !== this.cqHead) {
+    if (!this.link) return 0;
+    const n = this.cq.drain(this.cqSink, 4 * this.geometry.entries);
+    if (n > 0) this.pump();
+    if (this.link && !this.reapScheduled && this.cq.available() > 0) {
       this.reapScheduled = true;
-      setImmediate(() => { this.reapScheduled = false; this.reap(); });
+      setImmediate(this.reapLater);
     }
-    return this.completed + this.errors - before;
+    return n;
   }
 
   /**
@@ -396,7 +371,7 @@ export class SandboxBlockClient implements Pollable {
   setPolled(on: boolean): void {
     if (this.polled === on) return;
     this.polled = on;
-    if (this.link) Atomics.store(this.u32, B.CQ_POLLED, on ? 1 : 0);
+    if (this.link) this.cq.setPolled(on);
   }
 
   /** Pollable: take completions (the manager's hybrid poller, every turn). */
@@ -407,40 +382,30 @@ export class SandboxBlockClient implements Pollable {
   /** Called after requests were posted (the manager's poller starts on it). */
   onPost: () => void = () => {};
 
-  /** Take the completions up to `tail`; false on a violation of the ring's index. */
-  private reapTo(tail: number): boolean {
+  /** One completion (the CQ sink): settle its request, or count a violation and go on. */
+  private complete(e: number): boolean {
     const g = this.geometry, v = this.view;
-    const n = (tail - this.cqHead) >>> 0;
-    if (n > g.entries) {
+    const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), status = v.getUint32(e + 8, true);
+    const r = tag < g.entries ? this.inflight[tag] : undefined;
+    if (r === undefined || this.gen[tag] !== gen || status > BlockStatus.IO_ERROR) {
       this.violations++;
-      this.onViolation(`completion index ${tail} is ${n} entries ahead of ours (${this.cqHead}); the ring holds ${g.entries}`);
-      return false;
+      this.onViolation(`completion for tag ${tag} gen ${gen} status ${status}: no such request in flight`);
+      return true;
     }
-    for (let i = 0; i < n; i++) {
-      const e = this.cq + (this.cqHead % g.entries) * CQE_BYTES;
-      this.cqHead = (this.cqHead + 1) >>> 0;
-      const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), status = v.getUint32(e + 8, true);
-      const r = tag < g.entries ? this.inflight[tag] : undefined;
-      if (r === undefined || this.gen[tag] !== gen || status > BlockStatus.IO_ERROR) {
-        this.violations++;
-        this.onViolation(`completion for tag ${tag} gen ${gen} status ${status}: no such request in flight`);
-        continue;
+    this.inflight[tag] = undefined;
+    this.freeTags.push(tag);
+    this.lastCompletion = performance.now();
+    if (status === BlockStatus.OK) {
+      if (r.op === BlockOp.READ || r.op === BlockOp.WRITE) {
+        const len = r.blocks * this.blockSize;
+        if (r.op === BlockOp.READ) r.buf!.set(this.data.read.subarray(tag * g.slotBytes, tag * g.slotBytes + len));
+        this.bytes += len;
       }
-      this.inflight[tag] = undefined;
-      this.freeTags.push(tag);
-      this.lastCompletion = performance.now();
-      if (status === BlockStatus.OK) {
-        if (r.op === BlockOp.READ || r.op === BlockOp.WRITE) {
-          const len = r.blocks * this.blockSize;
-          if (r.op === BlockOp.READ) r.buf!.set(this.data.read.subarray(tag * g.slotBytes, tag * g.slotBytes + len));
-          this.bytes += len;
-        }
-        this.completed++;
-        r.resolve();
-      } else {
-        this.errors++;
-        r.reject(new BlockIoError(`${OP_NAMES[r.op] ?? 'request'} of ${r.blocks} block(s) at LBA ${r.lba}`, status));
-      }
+      this.completed++;
+      r.resolve();
+    } else {
+      this.errors++;
+      r.reject(new BlockIoError(`${OP_NAMES[r.op] ?? 'request'} of ${r.blocks} block(s) at LBA ${r.lba}`, status));
     }
     return true;
   }

@@ -6,7 +6,7 @@
  * allocates freely. Not to be run while a bridge drives the same port.
  */
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
-import { DmaboxError } from '../../../common/errors.js';
+import { SandboxError } from '../errors.js';
 import { arpFrame, arpReplyFrom, icmpEcho, icmpEchoTo, ipv4 } from '../../../sim/net/packets.js';
 import type { SandboxNicPort } from './net.js';
 
@@ -30,7 +30,7 @@ async function post(port: SandboxNicPort, frame: Uint8Array, deadline: number): 
     }
     await new Promise((r) => setTimeout(r, 5));
   }
-  throw new DmaboxError('ERR_SANDBOX_NET_TIMEOUT', `${port.name}: no TX slot taken in time (is the container serving?)`);
+  throw new SandboxError('ERR_SANDBOX_NET_TIMEOUT', `${port.name}: no TX slot taken in time (is the container serving?)`);
 }
 
 /** Wait (bounded) for a frame `match` accepts; frames it does not want are dropped. */
@@ -57,7 +57,7 @@ export async function pingThroughPort(port: SandboxNicPort, o: { hostIp: string;
   await post(port, arpFrame('request', port.mac, host, new Uint8Array(6), peer), end);
   const peerMac = await await1(port, (f, len) => arpReplyFrom(f, len, peer), end);
   if (peerMac === null) {
-    throw new DmaboxError('ERR_SANDBOX_NET_TIMEOUT', `${port.name}: no ARP reply from ${o.peerIp} within ${o.timeoutMs} ms`, {
+    throw new SandboxError('ERR_SANDBOX_NET_TIMEOUT', `${port.name}: no ARP reply from ${o.peerIp} within ${o.timeoutMs} ms`, {
       fix: 'check the simulated peer (policy device.peer: echo answers for 10.0.2.2) and the sandbox events',
     });
   }

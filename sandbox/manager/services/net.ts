@@ -1,32 +1,36 @@
 /**
- * SandboxNicPort: the manager's end of a NIC container's packet rings (layout.ts), as the NicPort
+ * SandboxNicPort: the manager's end of a NIC container's packet rings (sandbox/abi/net.ts), as the NicPort
  * the TAP bridge (linkback/tap) drives. The bridge reads a frame from the TAP straight into a TX
  * slot of the ring memfd and writes a received frame to the TAP straight from an RX slot: no copy
  * in the manager; the container copies each frame once, between a slot and its driver's buffer.
  *
  * It outlives the containers of its sandbox: the ring memfd and its two eventfds are made once and
- * handed to every container (incarnation.ts attachments); on a container's exit the port detaches
- * (no frame is taken or given), takes back every slot and resets the ring for the next one; on its
- * READY it checks what the container published and attaches. A bridge joined with `join(bridge)`
+ * handed to every container (the net service, net-service.ts, publishes them); on a container's
+ * exit (`onExit`) the port detaches (no frame is taken or given), takes back every slot and resets
+ * the ring for the next one; on its READY (`onReady`) it checks what the container published and
+ * attaches. A bridge joined with `join(bridge)`
  * is suspended at each exit and resumed at each READY (queued frames move to the next container,
  * frames lost with the old one counted in `lostInRestart`).
  *
- * Nothing the container writes is trusted. Each index it moves is bounded by the slots it holds;
- * each entry names a slot it owns (a slot it does not own, whether unknown or already returned,
- * is a violation), each length lies in [14, 1514]. A violation stops the port reading the ring at
- * once and kills the container (the supervisor then quarantines and restarts it), as the block
- * ring does.
+ * The four rings follow sandbox/abi/ring.ts (kicks, violations). Nothing the container writes is
+ * trusted. Each index it moves is bounded by the slots it holds; each entry names a slot it owns
+ * (a slot it does not own, whether unknown or already returned, is a violation), each length lies
+ * in [14, 1514]. A violation stops the port reading the ring at once and kills the container (the
+ * supervisor then quarantines and restarts it), as the block ring does.
  */
 import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from 'linux-sys';
-import { DmaboxError } from '../../../common/errors.js';
+import { SandboxError } from '../errors.js';
 import type { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { createShared, type Shared } from '../../abi/shm.js';
-import { attachToContainers } from '../incarnation.js';
-import type { SandboxEvent, Supervisor } from '../supervisor.js';
-import { N, NET_MAGIC, NET_MAX_FRAME, NET_MIN_FRAME, NET_SLOT_BYTES, NET_VERSION, entry, netLayout, type NetGeometry, type NetLayout } from '../../abi/net.js';
+import { formatProblem, writeFormat } from '../../abi/format.js';
+import { RingConsumer, RingProducer, type RingSink } from '../../abi/ring.js';
+import { N, NET_FORMAT, NET_MAX_FRAME, NET_MIN_FRAME, NET_SLOT_BYTES, entry, netLayout, netRings, type NetGeometry, type NetLayout } from '../../abi/net.js';
 
-/** The attachment name containers find the ring under (boot.attachments.net). */
-export const NET_ATTACHMENT = 'net';
+/** Who the port serves: its sandbox's name, and where a violation goes (the container is then killed). */
+export interface NicPortOwner {
+  readonly name: string;
+  violation(reason: string): void;
+}
 
 const TX_FREE = 0, TX_BRIDGE = 1, TX_CONTAINER = 2;
 const RX_CONTAINER = 0, RX_BRIDGE = 1;
@@ -78,10 +82,16 @@ export class SandboxNicPort {
   /** Slots the container holds: TX posted and not returned, RX given and not handed back. */
   private txHeld = 0;
   private rxHeld = 0;
-  private txsTail = 0;
-  private txcHead = 0;
-  private rxfTail = 0;
-  private rxcHead = 0;
+  /** The rings (made with the first resetRing): TXS and RXF produced here, TXC and RXC consumed. */
+  private txs!: RingProducer;
+  private txc!: RingConsumer;
+  private rxf!: RingProducer;
+  private rxc!: RingConsumer;
+  private readonly txcSink: RingSink = { take: (at) => this.txDone(at) };
+  private readonly rxcSink: RingSink = { take: (at) => this.rxTake(at) };
+  /** rx(): the batch being filled, and the first bad entry met (the sink stops there). */
+  private rxInto: PacketBatch | null = null;
+  private rxBad: string | null = null;
   private attached = false;
   private everAttached = false;
   private poller: PollHandle | undefined;
@@ -89,17 +99,13 @@ export class SandboxNicPort {
   private bridge: SuspendableBridge | null = null;
   private transition: Promise<void> = Promise.resolve();
   private closed = false;
-  private readonly onEvent = (e: SandboxEvent): void => {
-    if (e.kind === 'ready') this.onReady();
-    else if (e.kind === 'exit') this.onExit();
-  };
 
-  constructor(readonly supervisor: Supervisor, options: SandboxNicPortOptions) {
+  constructor(private readonly owner: NicPortOwner, options: SandboxNicPortOptions) {
     this.sys = options.sys;
-    this.name = `sandbox:${supervisor.name}`;
+    this.name = `sandbox:${owner.name}`;
     this.layout = netLayout(options.geometry ?? { txSlots: 256, rxSlots: 256 });
     const L = this.layout;
-    this.shm = createShared(this.sys, `${supervisor.name}-net`, L.bytes);
+    this.shm = createShared(this.sys, `${owner.name}-net`, L.bytes);
     this.u32 = this.shm.u32;
     this.kickFd = this.sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     this.notifyFd = this.sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -108,8 +114,11 @@ export class SandboxNicPort {
     this.txFreeStack = new Uint16Array(L.txSlots);
     for (let i = L.txSlots - 1; i >= 0; i--) this.txFreeStack[this.txFreeCount++] = i;
     this.resetRing();
-    attachToContainers(supervisor.device, { name: NET_ATTACHMENT, fds: [this.shm.fd, this.kickFd, this.notifyFd], bytes: L.bytes });
-    supervisor.on('event', this.onEvent);
+  }
+
+  /** What every container of the sandbox gets: the ring memfd (and its size), the kick and notify eventfds. */
+  containerFds(): { ring: number; bytes: number; kick: number; notify: number } {
+    return { ring: this.shm.fd, bytes: this.layout.bytes, kick: this.kickFd, notify: this.notifyFd };
   }
 
   /** Suspend `bridge` at every container exit and resume it at every READY (null: no more). */
@@ -146,7 +155,7 @@ export class SandboxNicPort {
 
   txFree(buf: number): void {
     if (!Number.isInteger(buf) || buf < 0 || buf >= this.layout.txSlots || this.txState[buf] !== TX_BRIDGE) {
-      throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: txFree(${buf}): not a TX slot the bridge holds`);
+      throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: txFree(${buf}): not a TX slot the bridge holds`);
     }
     this.txState[buf] = TX_FREE;
     this.txFreeStack[this.txFreeCount++] = buf;
@@ -154,22 +163,24 @@ export class SandboxNicPort {
 
   tx(batch: PacketBatch): number {
     if (!this.attached) return 0;
-    const u = this.u32, L = this.layout, base = L.txs >>> 2;
-    const n = batch.count;
+    const L = this.layout, n = batch.count;
+    // Checked before anything is written: a bridge's mistake leaves the ring and the batch as they were.
     for (let i = 0; i < n; i++) {
       const slot = batch.buf[i]!, len = batch.len[i]!;
       if (slot >= L.txSlots || this.txState[slot] !== TX_BRIDGE || len < NET_MIN_FRAME || len > NET_MAX_FRAME) {
-        throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: tx() of slot ${slot} length ${len}: not a TX slot the bridge holds, or a length outside ${NET_MIN_FRAME}..${NET_MAX_FRAME}`);
+        throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: tx() of slot ${slot} length ${len}: not a TX slot the bridge holds, or a length outside ${NET_MIN_FRAME}..${NET_MAX_FRAME}`);
       }
-      u[base + (this.txsTail % L.txSlots)] = entry(slot, len);
-      this.txsTail = (this.txsTail + 1) >>> 0;
+    }
+    const u = this.u32, txs = this.txs;
+    for (let i = 0; i < n; i++) {
+      const slot = batch.buf[i]!, len = batch.len[i]!;
+      u[txs.at(i) >>> 2] = entry(slot, len);
       this.txState[slot] = TX_CONTAINER;
       this.counters.txBytes += len;
     }
     this.txHeld += n;
     this.counters.txFrames += n;
-    Atomics.store(u, N.TXS_TAIL, this.txsTail);
-    if (n > 0) this.sys.eventfdWrite(this.kickFd, 1n);
+    if (txs.post(n)) this.sys.eventfdWrite(this.kickFd, 1n);
     batch.count = 0;
     return n;
   }
@@ -186,64 +197,76 @@ export class SandboxNicPort {
     if (!this.attached) return 0;
     this.reapTx();
     if (!this.attached) return 0;
-    const u = this.u32, L = this.layout, base = L.rxc >>> 2;
-    const tail = Atomics.load(u, N.RXC_TAIL);
-    const avail = (tail - this.rxcHead) >>> 0;
+    // Stricter than the ring's own bound: the container can hand over only the slots it holds.
+    const avail = this.rxc.claimed();
     if (avail > this.rxHeld) return this.violation(`RX completion index moved by ${avail} while the container holds ${this.rxHeld} RX slots`);
-    let k = 0, bad: string | null = null;
-    while (k < avail && batch.count < batch.capacity) {
-      const e = u[base + (this.rxcHead % L.rxSlots)]!;
-      const slot = e & 0xffff, len = e >>> 16;
-      if (slot >= L.rxSlots) { bad = `RX completion names slot ${slot}; there are ${L.rxSlots}`; break; }
-      if (this.rxState[slot] !== RX_CONTAINER) { bad = `RX completion names slot ${slot}, which the container does not hold (a duplicate)`; break; }
-      if (len < NET_MIN_FRAME || len > NET_MAX_FRAME) { bad = `RX completion of ${len} bytes in slot ${slot}; a frame is ${NET_MIN_FRAME} to ${NET_MAX_FRAME} bytes`; break; }
-      this.rxState[slot] = RX_BRIDGE;
-      this.rxHeld--;
-      this.rxcHead = (this.rxcHead + 1) >>> 0;
-      batch.push(slot, len);
-      this.counters.rxBytes += len;
-      k++;
-    }
-    Atomics.store(u, N.RXC_HEAD, this.rxcHead);
+    this.rxInto = batch;
+    this.rxBad = null;
+    const k = this.rxc.drain(this.rxcSink, batch.capacity - batch.count);
+    this.rxInto = null;
     this.counters.rxFrames += k;
     // the frames checked so far are good and go out; nothing after a bad entry is read
-    if (bad !== null) this.violation(bad);
+    if (this.rxBad !== null) this.violation(this.rxBad);
     return k;
   }
 
+  /** One RXC entry (the sink): a frame in a slot the container holds, of a frame's length. */
+  private rxTake(at: number): boolean {
+    const e = this.u32[at >>> 2]!, L = this.layout;
+    const slot = e & 0xffff, len = e >>> 16;
+    if (slot >= L.rxSlots) this.rxBad = `RX completion names slot ${slot}; there are ${L.rxSlots}`;
+    else if (this.rxState[slot] !== RX_CONTAINER) this.rxBad = `RX completion names slot ${slot}, which the container does not hold (a duplicate)`;
+    else if (len < NET_MIN_FRAME || len > NET_MAX_FRAME) this.rxBad = `RX completion of ${len} bytes in slot ${slot}; a frame is ${NET_MIN_FRAME} to ${NET_MAX_FRAME} bytes`;
+    if (this.rxBad !== null) return false;
+    this.rxState[slot] = RX_BRIDGE;
+    this.rxHeld--;
+    this.rxInto!.push(slot, len);
+    this.counters.rxBytes += len;
+    return true;
+  }
+
   rxFree(batch: PacketBatch): void {
-    const u = this.u32, L = this.layout, base = L.rxf >>> 2;
-    for (let i = 0; i < batch.count; i++) {
+    const L = this.layout, n = batch.count;
+    for (let i = 0; i < n; i++) {
       const slot = batch.buf[i]!;
       if (slot >= L.rxSlots || this.rxState[slot] !== RX_BRIDGE) {
-        throw new DmaboxError('ERR_SANDBOX_NET_ARG', `${this.name}: rxFree of slot ${slot}, which the bridge does not hold`);
+        throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: rxFree of slot ${slot}, which the bridge does not hold`);
       }
-      this.rxState[slot] = RX_CONTAINER;
-      u[base + (this.rxfTail % L.rxSlots)] = slot;
-      this.rxfTail = (this.rxfTail + 1) >>> 0;
     }
-    this.rxHeld += batch.count;
-    Atomics.store(u, N.RXF_TAIL, this.rxfTail);
-    if (batch.count > 0 && this.attached) this.sys.eventfdWrite(this.kickFd, 1n);
+    const u = this.u32, rxf = this.rxf;
+    for (let i = 0; i < n; i++) {
+      const slot = batch.buf[i]!;
+      this.rxState[slot] = RX_CONTAINER;
+      u[rxf.at(i) >>> 2] = slot;
+    }
+    this.rxHeld += n;
+    // Between containers the ring is reset at the next exit, not read: post without a kick then.
+    if (rxf.post(n) && this.attached) this.sys.eventfdWrite(this.kickFd, 1n);
     batch.count = 0;
   }
 
   waitRx(timeoutMs: number): Promise<boolean> {
-    if (this.attached && Atomics.load(this.u32, N.RXC_TAIL) !== this.rxcHead) return Promise.resolve(true);
+    if (this.attached && this.rxc.claimed() !== 0) return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => { this.waker = null; resolve(false); }, Math.max(0, timeoutMs));
       this.waker = () => {
         clearTimeout(t);
-        resolve(this.attached && Atomics.load(this.u32, N.RXC_TAIL) !== this.rxcHead);
+        resolve(this.attached && this.rxc.claimed() !== 0);
       };
     });
   }
 
   // ---- container lifecycle ----
 
-  private onReady(): void {
+  /** A container said READY: check what it published and attach; a lie is a violation (the container is killed). */
+  onReady(): void {
     if (this.closed || this.attached) return;
     const u = this.u32;
+    const header = formatProblem(u, NET_FORMAT);
+    if (header !== null) {
+      this.violation(`the container changed the ring header: ${header}`);
+      return;
+    }
     if (Atomics.load(u, N.SERVING) !== 1) {
       this.violation('READY without the packet ring served (SERVING is not 1)');
       return;
@@ -273,10 +296,11 @@ export class SandboxNicPort {
     }
   }
 
-  private onExit(): void {
+  /** The container is gone: detach, take every slot back, reset the ring for the next one. */
+  onExit(): void {
     this.detach();
     // Every TX slot the dead container held, and every RX frame it handed over that was not yet taken, is lost.
-    const handed = (Atomics.load(this.u32, N.RXC_TAIL) - this.rxcHead) >>> 0;
+    const handed = this.rxc.claimed();
     this.counters.lostInRestart += this.txHeld + (handed <= this.rxHeld ? handed : 0);
     for (let i = 0; i < this.layout.txSlots; i++) {
       if (this.txState[i] === TX_CONTAINER) { this.txState[i] = TX_FREE; this.txFreeStack[this.txFreeCount++] = i; }
@@ -300,50 +324,58 @@ export class SandboxNicPort {
   /** A fresh ring for the next container: every RX slot offered on RXF, nothing submitted. */
   private resetRing(): void {
     const u = this.u32, L = this.layout;
+    if (this.txs === undefined) {
+      const r = netRings(L), violation = (reason: string): void => { this.violation(reason); };
+      this.txs = new RingProducer(r.txs);
+      this.txc = new RingConsumer(r.txc, violation);
+      this.rxf = new RingProducer(r.rxf);
+      this.rxc = new RingConsumer(r.rxc, violation);
+    }
     this.shm.bytes.fill(0, 0, L.txArea);
-    u[N.MAGIC] = NET_MAGIC;
-    u[N.VERSION] = NET_VERSION;
+    writeFormat(u, NET_FORMAT);
     u[N.TX_SLOTS] = L.txSlots;
     u[N.RX_SLOTS] = L.rxSlots;
     u[N.SLOT_BYTES] = NET_SLOT_BYTES;
     u[N.MAX_FRAME] = NET_MAX_FRAME;
-    this.txsTail = this.txcHead = this.rxcHead = 0;
     this.txHeld = 0;
     for (let i = 0; i < L.rxSlots; i++) {
       this.rxState[i] = RX_CONTAINER;
       u[(L.rxf >>> 2) + i] = i;
     }
-    this.rxfTail = L.rxSlots;
     this.rxHeld = L.rxSlots;
-    Atomics.store(u, N.RXF_TAIL, this.rxfTail);
+    Atomics.store(u, N.RXF_TAIL, L.rxSlots);
+    this.txs.bind(u, 0);
+    this.txc.bind(u, 0);
+    this.rxc.bind(u, 0);
+    this.rxf.bind(u, L.rxSlots);
     this.sys.eventfdRead(this.kickFd);
     this.sys.eventfdRead(this.notifyFd);
   }
 
   /** TXC: slots the container copied out come back to the free stack. */
   private reapTx(): void {
-    const u = this.u32, L = this.layout, base = L.txc >>> 2;
-    const tail = Atomics.load(u, N.TXC_TAIL);
-    const n = (tail - this.txcHead) >>> 0;
+    const n = this.txc.claimed();
     if (n === 0) return;
     if (n > this.txHeld) { this.violation(`TX completion index moved by ${n} while the container holds ${this.txHeld} TX slots`); return; }
-    for (let i = 0; i < n; i++) {
-      const slot = u[base + (this.txcHead % L.txSlots)]!;
-      if (slot >= L.txSlots) { this.violation(`TX completion names slot ${slot}; there are ${L.txSlots}`); return; }
-      if (this.txState[slot] !== TX_CONTAINER) { this.violation(`TX completion names slot ${slot}, which the container does not hold (a duplicate or never posted)`); return; }
-      this.txState[slot] = TX_FREE;
-      this.txFreeStack[this.txFreeCount++] = slot;
-      this.txHeld--;
-      this.txcHead = (this.txcHead + 1) >>> 0;
-    }
-    Atomics.store(u, N.TXC_HEAD, this.txcHead);
+    this.txc.drain(this.txcSink, this.txHeld);
+  }
+
+  /** One TXC entry (the sink): a TX slot the container holds comes back; anything else is a violation. */
+  private txDone(at: number): boolean {
+    const slot = this.u32[at >>> 2]!, L = this.layout;
+    if (slot >= L.txSlots) { this.violation(`TX completion names slot ${slot}; there are ${L.txSlots}`); return false; }
+    if (this.txState[slot] !== TX_CONTAINER) { this.violation(`TX completion names slot ${slot}, which the container does not hold (a duplicate or never posted)`); return false; }
+    this.txState[slot] = TX_FREE;
+    this.txFreeStack[this.txFreeCount++] = slot;
+    this.txHeld--;
+    return true;
   }
 
   private violation(reason: string): 0 {
     this.counters.violations++;
     this.counters.lastViolation = reason;
     this.detach();
-    this.supervisor.kill(`violation: net ring: ${reason}`);
+    this.owner.violation(`net ring: ${reason}`);
     return 0;
   }
 
@@ -353,12 +385,11 @@ export class SandboxNicPort {
     return { txFrames: u[N.TX_FRAMES]!, rxFrames: u[N.RX_FRAMES]!, rxNoSlot: u[N.RX_NO_SLOT]! };
   }
 
-  /** Stop following the supervisor and release the ring (after the sandbox stopped). Idempotent. */
+  /** Release the ring (after the sandbox stopped). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.detach();
-    this.supervisor.off('event', this.onEvent);
     this.shm.close();
     this.sys.close(this.kickFd);
     this.sys.close(this.notifyFd);

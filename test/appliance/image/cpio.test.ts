@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, buildCpio, readCpio } from '../../../appliance/image/cpio.js';
+import { refused } from '../refused.js';
 
 const entries = [
   { type: 'dir' as const, path: 'bin' },
@@ -50,10 +51,11 @@ test('GNU cpio lists the archive the same way', () => {
   assert.equal(listing, ['bin', 'bin/hello', 'odd', 'bin/sh', 'dev', 'dev/console']);
 });
 
-test('bad input is refused', () => {
-  assert.throws(() => buildCpio([{ type: 'file', path: '/', data: '' }]), /empty path/);
-  assert.throws(() => readCpio(Buffer.from('0707019999')), /truncated/);
-  assert.throws(() => readCpio(Buffer.alloc(120, 0x41)), /bad cpio magic/);
+test('bad input is refused with ERR_IMAGE_CPIO', () => {
+  assert.throws(() => buildCpio([{ type: 'file', path: '/', data: '' }]), refused('ERR_IMAGE_CPIO', /empty path/));
+  assert.throws(() => buildCpio([{ type: 'chardev', path: 'dev/x', major: -1, minor: 0 }]), refused('ERR_IMAGE_CPIO', /field -1 does not fit/));
+  assert.throws(() => readCpio(Buffer.from('0707019999')), refused('ERR_IMAGE_CPIO', /truncated at byte 0/));
+  assert.throws(() => readCpio(Buffer.alloc(120, 0x41)), refused('ERR_IMAGE_CPIO', /bad cpio magic 'AAAAAA' at byte 0/));
 });
 
 test.run();

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { readCpio } from '../../../appliance/image/cpio.js';
 import { buildInitramfs } from '../../../appliance/image/initramfs.js';
 import type { KernelTree } from '../../../appliance/image/kernel.js';
+import { refused } from '../refused.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dmabox-initramfs-'));
 const kver = '6.1.0-0-test';
@@ -54,6 +55,15 @@ test('the same inputs reuse the cached image; a different /init builds a new one
 test('a missing module or busybox is an error saying what to do', () => {
   assert.throws(() => buildInitramfs({ ...spec, modules: ['nbd'] }), /'nbd' is neither/);
   assert.throws(() => buildInitramfs({ ...spec, busybox: join(dir, 'nope') }), /busybox-static/);
+});
+
+test('a module file of a type insmod cannot be given is ERR_IMAGE_MODULE_INDEX', () => {
+  const odd: KernelTree = { ...kernel, root: join(dir, 'odd'), modulesDir: join(dir, 'odd', 'lib', 'modules', kver) };
+  mkdirSync(join(odd.modulesDir, 'kernel'), { recursive: true });
+  writeFileSync(join(odd.modulesDir, 'kernel', 'odd.ko.bz2'), 'BZ');
+  writeFileSync(join(odd.modulesDir, 'modules.dep'), 'kernel/odd.ko.bz2:\n');
+  assert.throws(() => buildInitramfs({ ...spec, kernel: odd, modules: ['odd.ko.bz2'], cacheDir: join(dir, 'odd-cache') }),
+    refused('ERR_IMAGE_MODULE_INDEX', /odd\.ko\.bz2 is neither \.ko nor compressed/));
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));

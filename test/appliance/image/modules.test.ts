@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { moduleName, parseModuleIndex, resolveModules } from '../../../appliance/image/modules.js';
+import { refused } from '../refused.js';
 
 // Lines as depmod writes them for Debian's 6.1 kernel (a subset).
 const DEP = `kernel/drivers/vfio/vfio.ko:
@@ -46,8 +47,8 @@ test('built-in modules are left out; unknown ones are an error naming who needed
 });
 
 test('a cycle and a malformed line are reported', () => {
-  assert.throws(() => resolveModules(parseModuleIndex('a.ko: b.ko\nb.ko: a.ko\n'), ['a']), /cycle/);
-  assert.throws(() => parseModuleIndex('kernel/x.ko kernel/y.ko\n'), /line 1 has no ':'/);
+  assert.throws(() => resolveModules(parseModuleIndex('a.ko: b.ko\nb.ko: a.ko\n'), ['a']), refused('ERR_IMAGE_MODULE_INDEX', /cycle/));
+  assert.throws(() => parseModuleIndex('kernel/x.ko kernel/y.ko\n'), refused('ERR_IMAGE_MODULE_INDEX', /line 1 has no ':'/));
 });
 
 test.run();

@@ -5,6 +5,7 @@ import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commandScript, shellQuote } from '../../../appliance/lab/command.js';
+import { refused } from '../refused.js';
 
 test('words are quoted only when needed', () => {
   assert.is(shellQuote('dist/test/lab'), 'dist/test/lab');
@@ -37,9 +38,9 @@ test('a missing working directory exits 126; bad input is refused', () => {
     try { execFileSync('/bin/sh', [file], { stdio: 'ignore' }); } catch (e) { status = (e as { status: number }).status; }
     assert.is(status, 126);
   } finally { rmSync(dir, { recursive: true }); }
-  assert.throws(() => commandScript({ argv: [], cwd: '/', env: {} }), /empty/);
-  assert.throws(() => commandScript({ argv: ['x'], cwd: 'rel', env: {} }), /absolute/);
-  assert.throws(() => commandScript({ argv: ['x'], cwd: '/', env: { 'A-B': '1' } }), /not valid/);
+  assert.throws(() => commandScript({ argv: [], cwd: '/', env: {} }), refused('ERR_LAB_OPTIONS', /empty/));
+  assert.throws(() => commandScript({ argv: ['x'], cwd: 'rel', env: {} }), refused('ERR_LAB_OPTIONS', /absolute/));
+  assert.throws(() => commandScript({ argv: ['x'], cwd: '/', env: { 'A-B': '1' } }), refused('ERR_LAB_OPTIONS', /not valid/));
 });
 
 test.run();

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { INIT_FAILED_STATUS, LAB_VFIO_IDS, labInitScript } from '../../../appliance/lab/init-script.js';
+import { refused } from '../refused.js';
 
 const modules = ['kernel/virt/lib/irqbypass.ko', 'kernel/drivers/vfio/vfio.ko', 'kernel/drivers/vfio/pci/vfio-pci.ko'];
 const script = labInitScript({ kver: '6.1.0-56-amd64', modules });
@@ -69,8 +70,8 @@ test('host folders listed in the run channel\'s keep file are held aside before 
 });
 
 test('bad ids and module paths are refused', () => {
-  assert.throws(() => labInitScript({ kver: 'k', modules: [], vfioIds: ['1B36:10'] }), /vendor:device/);
-  assert.throws(() => labInitScript({ kver: 'k', modules: ['a b.ko'] }), /cannot quote/);
+  assert.throws(() => labInitScript({ kver: 'k', modules: [], vfioIds: ['1B36:10'] }), refused('ERR_LAB_OPTIONS', /vendor:device/));
+  assert.throws(() => labInitScript({ kver: 'k', modules: ['a b.ko'] }), refused('ERR_LAB_OPTIONS', /cannot quote/));
 });
 
 test.run();

@@ -139,6 +139,20 @@ test('DMAR tracing asked of a QEMU without the trace event is refused, not silen
   } finally { process.env.PATH = saved; rmSync(bin2, { recursive: true, force: true }); }
 });
 
+test('a qemu that cannot be started is ERR_LAB_QEMU_MISSING with the reason, not a bare Node error', async () => {
+  const bin3 = mkdtempSync(join(tmpdir(), 'dmabox-fakeqemu3-'));
+  const saved = process.env.PATH;
+  try {
+    writeFileSync(join(bin3, 'qemu-system-x86_64'), '#!/nonexistent/interpreter\n');
+    chmodSync(join(bin3, 'qemu-system-x86_64'), 0o755);
+    process.env.PATH = `${bin3}:${saved}`;
+    try { await launchLab({ image, command: ['true'], logFile: join(bin3, 'l.log') }); assert.unreachable(); } catch (e) {
+      assert.is((e as { code: string }).code, 'ERR_LAB_QEMU_MISSING');
+      assert.match((e as Error).message, /qemu-system-x86_64 could not be started: ENOENT\n {2}fix: /);
+    }
+  } finally { process.env.PATH = saved; rmSync(bin3, { recursive: true, force: true }); }
+});
+
 test('no qemu on PATH: a clear error saying how to install it', async () => {
   const saved = process.env.PATH;
   process.env.PATH = bin + '-none';

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { kernelCommandLine, labMac, placeDevices, qemuArgs, type MachineSpec } from '../../../appliance/lab/machine.js';
+import { refused } from '../refused.js';
 
 const suite: MachineSpec = {
   kernel: '/k/vmlinux', initrd: '/k/initrd.cpio', accel: 'tcg', memMiB: 2048, cpus: 2,
@@ -57,15 +58,16 @@ test('several devices: NVMe first, then NICs, consecutive slots; socket NICs use
   const a = qemuArgs({ ...suite, nvme: [suite.nvme[0]!, { image: '/d1', serial: 'lab1' }], e1000e: [{ net: 'slirp', mac: labMac(0) }, { net: { fd: 3 }, mac: labMac(1) }] });
   assert.equal(values(a, '-netdev'), ['user,id=net0', 'socket,id=net1,fd=3']);
   assert.ok(values(a, '-device').includes('e1000e,netdev=net1,romfile=,mac=52:54:00:12:34:57,bus=pcie.0,addr=0x04'));
-  assert.throws(() => placeDevices(20, 9), /too many devices/);
+  assert.throws(() => placeDevices(20, 9), refused('ERR_LAB_OPTIONS', /too many devices/));
 });
 
 test('bad machine descriptions are refused with the reason', () => {
-  assert.throws(() => qemuArgs({ ...suite, cpus: 0 }), /cpus/);
-  assert.throws(() => qemuArgs({ ...suite, memMiB: 100 }), /memMiB/);
-  assert.throws(() => qemuArgs({ ...suite, nvme: [{ image: '/a,b.img', serial: 'lab0' }] }), /contains a ','/);
-  assert.throws(() => qemuArgs({ ...suite, e1000e: [{ net: { fd: 1 }, mac: labMac(0) }] }), /fd must be an integer >= 3/);
-  assert.throws(() => labMac(-1), /out of range/);
+  assert.throws(() => qemuArgs({ ...suite, cpus: 0 }), refused('ERR_LAB_OPTIONS', /cpus/));
+  assert.throws(() => qemuArgs({ ...suite, memMiB: 100 }), refused('ERR_LAB_OPTIONS', /memMiB/));
+  assert.throws(() => qemuArgs({ ...suite, shares: [...suite.shares, suite.shares[0]!] }), refused('ERR_LAB_OPTIONS', /at most 2 9p shares, got 3/));
+  assert.throws(() => qemuArgs({ ...suite, nvme: [{ image: '/a,b.img', serial: 'lab0' }] }), refused('ERR_LAB_OPTIONS', /contains a ','/));
+  assert.throws(() => qemuArgs({ ...suite, e1000e: [{ net: { fd: 1 }, mac: labMac(0) }] }), refused('ERR_LAB_OPTIONS', /fd must be an integer >= 3/));
+  assert.throws(() => labMac(-1), refused('ERR_LAB_OPTIONS', /out of range/));
 });
 
 test('kernel command line: serial console, panic reboots (QEMU exits), VT-d on, extra words last', () => {

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { E1000e } from '../../../drivers/e1000e/device.js';
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
-import { REG, CTRL, EERD } from '../../../spec/e1000e/registers.js';
+import { REG, mtaOffset } from '../../../spec/e1000e/registers.js';
 import type { Platform, RegisterSpace } from '../../../drivers/contract/platform.js';
 import { pair, single, frame, MAC_A, MAC_B, ADDR_A, ADDR_B } from './harness.js';
 import { SimMachine } from '../../../sim/machine.js';
@@ -44,15 +44,15 @@ test('init: reset, MAC from the EEPROM, link up, MTA cleared, interrupts masked,
   const { pa, pb, a } = pair();
   // Leave junk in the MTA: hardware does not clear it (the model keeps it across CTRL.RST); the driver must.
   const bar = pa.bar(0);
-  for (let i = 0; i < 128; i++) bar.write32(REG.MTA + 4 * i, 0xdeadbeef);
+  for (let i = 0; i < 128; i++) bar.write32(mtaOffset(i), 0xdeadbeef);
   const nic = await E1000e.open(pa);
   assert.equal([...nic.mac], MAC_A);
   assert.equal(nic.link(), { up: true, speedMbps: 1000, fullDuplex: true });
-  for (let i = 0; i < 128; i++) assert.is(bar.read32(REG.MTA + 4 * i), 0, `MTA[${i}] cleared`);
-  assert.is(bar.read32(REG.IMS), 0, 'polling mode: every cause masked');
+  for (let i = 0; i < 128; i++) assert.is(bar.read32(mtaOffset(i)), 0, `MTA[${i}] cleared`);
+  assert.is(bar.read32(REG.IMS.offset), 0, 'polling mode: every cause masked');
   assert.is(pa.config.read16(4) & 4, 4, 'bus master enable set');
-  assert.is(bar.read32(REG.RDLEN), 512 * 16);
-  assert.is(bar.read32(REG.RDT), 511, 'all but one RX descriptor handed over');
+  assert.is(bar.read32(REG.RDLEN.offset), 512 * 16);
+  assert.is(bar.read32(REG.RDT.offset), 511, 'all but one RX descriptor handed over');
   // The windows: RX descriptors rw, RX buffers write-only, TX descriptors and buffers read-only.
   assert.equal(nic.rxRing.window.perm, { read: true, write: true });
   assert.equal(nic.rxPool.window.perm, { read: false, write: true });
@@ -238,11 +238,11 @@ test('statistics are read-to-clear on the device and accumulated by the driver',
   const tb = new PacketBatch(8), rb = new PacketBatch(8);
   fill(A, tb, 5, MAC_B, MAC_A, 0, () => 100);
   A.tx(tb);
-  assert.is(pa.bar(0).read32(0x04080), 5, 'GPTC read straight from the device');
-  assert.is(pa.bar(0).read32(0x04080), 0, 'and cleared by that read');
-  assert.is(pa.bar(0).read32(0x04090), 5 * 104, 'GOTCL');
-  assert.is(pa.bar(0).read32(0x04094), 0, 'GOTCH (clears the pair)');
-  assert.is(pa.bar(0).read32(0x04090), 0, 'GOTCL cleared with its high dword');
+  assert.is(pa.bar(0).read32(REG.GPTC.offset), 5, 'GPTC read straight from the device');
+  assert.is(pa.bar(0).read32(REG.GPTC.offset), 0, 'and cleared by that read');
+  assert.is(pa.bar(0).read32(REG.GOTCL.offset), 5 * 104, 'GOTCL');
+  assert.is(pa.bar(0).read32(REG.GOTCH.offset), 0, 'GOTCH (clears the pair)');
+  assert.is(pa.bar(0).read32(REG.GOTCL.offset), 0, 'GOTCL cleared with its high dword');
   fill(A, tb, 3, MAC_B, MAC_A, 5, () => 100);
   A.tx(tb);
   assert.is(A.stats().device.GPTC, 3, 'the driver counts what it read');
@@ -329,7 +329,7 @@ test('bounded waits: CTRL.RST that never clears and an EEPROM that never answers
   const { p } = single();
   const t0 = Date.now();
   try {
-    await E1000e.open(lying(p, REG.CTRL, CTRL.RST), { resetTimeoutMs: 50 });
+    await E1000e.open(lying(p, REG.CTRL.offset, REG.CTRL.RST.mask), { resetTimeoutMs: 50 });
     assert.unreachable('the reset never completes');
   } catch (e) {
     assert.is((e as { code?: string }).code, 'ERR_E1000E_RESET_TIMEOUT');
@@ -337,7 +337,7 @@ test('bounded waits: CTRL.RST that never clears and an EEPROM that never answers
   }
   assert.ok(Date.now() - t0 < 1000, 'gave up near the bound');
   // EERD.DONE never sets: the MAC comes from RAL0/RAH0, which the reset loaded from the EEPROM.
-  const nic = await E1000e.open(lying(p, REG.EERD, 0, ~EERD.DONE), { eepromTimeoutMs: 20 });
+  const nic = await E1000e.open(lying(p, REG.EERD.offset, 0, ~REG.EERD.DONE.mask), { eepromTimeoutMs: 20 });
   assert.equal([...nic.mac], MAC_A);
   await nic.close();
   p.close();
@@ -367,11 +367,11 @@ test('a device that lies: an RX length beyond the buffer is not handed out, a TD
   fill(C, tb, 2, MAC_B, MAC_A, 0, () => 64);
   assert.is(C.tx(tb), 2);
   const freeBefore = C.txPool.available;
-  qa.bar(0).write32(REG.TDH, 100); // beyond the tail (2)
+  qa.bar(0).write32(REG.TDH.offset, 100); // beyond the tail (2)
   assert.is(C.txRing.reclaim(), 0, 'nothing freed');
   assert.is(C.txPool.available, freeBefore);
   assert.is(C.stats().tx.badHead, 1);
-  qa.bar(0).write32(REG.TDH, 0);
+  qa.bar(0).write32(REG.TDH.offset, 0);
   machine.function(ADDR_A).resume();
   await new Promise((r) => setImmediate(r));
   assert.is(C.txRing.reclaim(), 2, 'the honest head frees both');

@@ -2,8 +2,8 @@
  * Just enough Ethernet, ARP (RFC 826) and IPv4/ICMP (RFC 791, RFC 792) to talk to QEMU's slirp
  * (10.0.2.2, the guest being 10.0.2.15) and to a stand-in for it on the simulated wire.
  */
-export const ETHERTYPE_IPV4 = 0x0800;
-export const ETHERTYPE_ARP = 0x0806;
+import { ETHERTYPE } from '../../../spec/e1000e/ethernet.js';
+
 export const BROADCAST = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff] as const;
 export const GUEST_IP = [10, 0, 2, 15] as const;
 export const GATEWAY_IP = [10, 0, 2, 2] as const;
@@ -25,7 +25,7 @@ function ethHeader(f: Uint8Array, dst: Bytes, src: Bytes, type: number): void {
 /** ARP request (RFC 826): who has `targetIp`? tell `srcIp`. 42 bytes. */
 export function arpRequest(srcMac: Bytes, srcIp: Bytes, targetIp: Bytes): Uint8Array {
   const f = new Uint8Array(42);
-  ethHeader(f, BROADCAST, srcMac, ETHERTYPE_ARP);
+  ethHeader(f, BROADCAST, srcMac, ETHERTYPE.ARP);
   f.set([0, 1, 0x08, 0x00, 6, 4, 0, 1], 14); // htype Ethernet, ptype IPv4, hlen 6, plen 4, op request
   f.set(Array.from(srcMac), 22);
   f.set(Array.from(srcIp), 28);
@@ -55,7 +55,7 @@ export function inetChecksum(f: Uint8Array, from: number, to: number): number {
 export function icmpEchoRequest(srcMac: Bytes, dstMac: Bytes, srcIp: Bytes, dstIp: Bytes, id: number, seq: number, payload: Uint8Array): Uint8Array {
   const ipLen = 20 + 8 + payload.length;
   const f = new Uint8Array(14 + ipLen);
-  ethHeader(f, dstMac, srcMac, ETHERTYPE_IPV4);
+  ethHeader(f, dstMac, srcMac, ETHERTYPE.IPV4);
   const ip = 14;
   f.set([0x45, 0, ipLen >>> 8, ipLen & 0xff, 0, 0, 0x40, 0, 64, 1, 0, 0], ip); // v4, IHL 5, DF, TTL 64, proto ICMP
   f.set(Array.from(srcIp), ip + 12);
@@ -102,7 +102,7 @@ export function parseIcmpEcho(f: Uint8Array): IcmpEcho | null {
 export function gatewayReply(f: Uint8Array, gatewayMac: Bytes): Uint8Array | null {
   if (f.length >= 42 && f[12] === 0x08 && f[13] === 0x06 && f[21] === 1 && eq(f, 38, GATEWAY_IP)) {
     const r = new Uint8Array(42);
-    ethHeader(r, f.subarray(22, 28), gatewayMac, ETHERTYPE_ARP);
+    ethHeader(r, f.subarray(22, 28), gatewayMac, ETHERTYPE.ARP);
     r.set([0, 1, 0x08, 0x00, 6, 4, 0, 2], 14);
     r.set(Array.from(gatewayMac), 22);
     r.set(GATEWAY_IP, 28);

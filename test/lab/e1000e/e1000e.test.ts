@@ -18,6 +18,13 @@ import { DEVICE_WRITES, DEVICE_READS_WRITES } from '../../../drivers/contract/pl
 import { parseDmarTrace } from '../../../appliance/lab/dmar.js';
 import { gatewaySuite, receiveUntil } from '../../drivers/e1000e/suite.js';
 import { arpRequest, parseArpReply, GUEST_IP, GATEWAY_IP } from '../../drivers/e1000e/packets.js';
+import { writeTxd, txdSta, aimRxd, TXD_CMD, TXD_STA } from '../../drivers/e1000e/crafted.js';
+import { REG } from '../../../spec/e1000e/registers.js';
+
+const { TDBAL, TDBAH, TDLEN, TDH, TDT, GPTC } = REG;
+/** A frame with its FCS appended, reporting its status (RS) or not. */
+const SEND_RS = TXD_CMD.EOP.mask | TXD_CMD.IFCS.mask | TXD_CMD.RS.mask;
+const SEND = TXD_CMD.EOP.mask | TXD_CMD.IFCS.mask;
 
 function labNic(): string {
   if (process.env.DMABOX_LAB !== '1') {
@@ -63,10 +70,7 @@ dmar('the device write is blocked by VT-d (fault in the trace) and the memory st
       p.dma.revoke(target);
       // Aim every RX descriptor at the hole (the device is idle: nothing is sent to us yet).
       const ring = nic.rxRing.window.view;
-      for (let i = 0; i < nic.rxRing.size; i++) {
-        ring.setUint32(i * 16, Number(hole & 0xffffffffn), true);
-        ring.setUint32(i * 16 + 4, Number(hole >> 32n), true);
-      }
+      for (let i = 0; i < nic.rxRing.size; i++) aimRxd(ring, i, hole);
       // Provoke a frame: slirp answers an ARP request.
       assert.ok(nic.send(arpRequest(nic.mac, GUEST_IP, GATEWAY_IP)));
       const deadline = Date.now() + REPLY_TIMEOUT_MS;
@@ -103,11 +107,11 @@ dmar('least privilege on TX: a write-back (RS) into the read-only TX ring is ref
     try {
       const r = p.bar(0);
       const useRing = (w: { iova: bigint; size: number }): void => {
-        r.write32(0x03800, Number(w.iova & 0xffffffffn)); // TDBAL
-        r.write32(0x03804, Number(w.iova >> 32n)); // TDBAH
-        r.write32(0x03808, w.size); // TDLEN
-        r.write32(0x03810, 0); // TDH
-        r.write32(0x03818, 0); // TDT
+        r.write32(TDBAL.offset, Number(w.iova & 0xffffffffn));
+        r.write32(TDBAH.offset, Number(w.iova >> 32n));
+        r.write32(TDLEN.offset, w.size);
+        r.write32(TDH.offset, 0);
+        r.write32(TDT.offset, 0);
       };
       // (control) The same crafted descriptor in a ring the device MAY write: DD lands, so QEMU
       // does attempt the write-back that (a) refuses.
@@ -115,28 +119,21 @@ dmar('least privilege on TX: a write-back (RS) into the read-only TX ring is ref
         const rw = p.dma.alloc(p.dma.pageSize, DEVICE_READS_WRITES, { label: 'e1000e lab: writable control ring' });
         const b = nic.txAlloc();
         nic.txData(b).set(arpRequest(nic.mac, GUEST_IP, GATEWAY_IP));
-        const a = nic.txPool.iova(b);
-        rw.view.setUint32(0, a % 0x1_0000_0000, true);
-        rw.view.setUint32(4, Math.floor(a / 0x1_0000_0000), true);
-        rw.view.setUint32(8, 42 | ((0x01 | 0x02 | 0x08) << 24), true); // EOP | IFCS | RS
+        writeTxd(rw.view, 0, nic.txPool.iova(b), 42, SEND_RS);
         useRing(rw);
-        r.write32(0x03818, 1);
+        r.write32(TDT.offset, 1);
         const end = Date.now() + REPLY_TIMEOUT_MS;
-        while (rw.bytes[12] === 0 && Date.now() < end) await new Promise((res) => setTimeout(res, 10));
-        assert.is(rw.bytes[12]! & 1, 1, 'control: STA.DD written back into a writable ring');
-        r.read32(0x04080); // GPTC: clear the control frame's count
+        while (txdSta(rw.bytes, 0) === 0 && Date.now() < end) await new Promise((res) => setTimeout(res, 10));
+        assert.is(txdSta(rw.bytes, 0) & TXD_STA.DD.mask, TXD_STA.DD.mask, 'control: STA.DD written back into a writable ring');
+        r.read32(GPTC.offset); // clear the control frame's count
         useRing(nic.txRing.window);
       }
       // (a) Descriptor 0 of the driver's (read-only) ring, crafted with RS: the device tries to write DD back.
       const buf = nic.txAlloc();
       nic.txData(buf).set(arpRequest(nic.mac, GUEST_IP, GATEWAY_IP));
       const ring = nic.txRing.window;
-      const iova = nic.txPool.iova(buf);
-      ring.view.setUint32(0, iova % 0x1_0000_0000, true);
-      ring.view.setUint32(4, Math.floor(iova / 0x1_0000_0000), true);
-      ring.view.setUint32(8, 42 | ((0x01 | 0x02 | 0x08) << 24), true); // EOP | IFCS | RS
-      ring.view.setUint32(12, 0, true);
-      p.bar(0).write32(0x03818, 1); // TDT
+      writeTxd(ring.view, 0, nic.txPool.iova(buf), 42, SEND_RS);
+      p.bar(0).write32(TDT.offset, 1);
       const waitFault = async (pred: (f: ReturnType<typeof parseDmarTrace>[number]) => boolean): Promise<boolean> => {
         const deadline = Date.now() + REPLY_TIMEOUT_MS;
         while (Date.now() < deadline) {
@@ -147,11 +144,11 @@ dmar('least privilege on TX: a write-back (RS) into the read-only TX ring is ref
       };
       // The device sent the frame (TDH moved, GPTC counted it) and tried to write STA.DD back.
       const deadline = Date.now() + REPLY_TIMEOUT_MS;
-      while (r.read32(0x03810) !== 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
-      assert.is(r.read32(0x03810), 1, 'TDH moved past the crafted descriptor');
-      assert.is(r.read32(0x04080), 1, 'GPTC: the frame was sent');
+      while (r.read32(TDH.offset) !== 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.is(r.read32(TDH.offset), 1, 'TDH moved past the crafted descriptor');
+      assert.is(r.read32(GPTC.offset), 1, 'GPTC: the frame was sent');
       await new Promise((res) => setTimeout(res, 200));
-      assert.is(ring.bytes[12], 0, 'STA.DD never landed in the read-only ring');
+      assert.is(txdSta(ring.bytes, 0), 0, 'STA.DD never landed in the read-only ring');
       // QEMU 7.2 records no DMAR fault for this write: the page was translated (read-only) for the
       // descriptor fetch just before, and the refused write is dropped without a new translation
       // (our reading of it). Memory is the oracle here, as LAB-NOTES.md advises.
@@ -159,11 +156,8 @@ dmar('least privilege on TX: a write-back (RS) into the read-only TX ring is ref
       const buf2 = nic.txAlloc();
       const iova2 = BigInt(nic.txPool.iova(buf2));
       p.dma.revoke(nic.txPool.window);
-      ring.view.setUint32(16, Number(iova2 & 0xffffffffn), true);
-      ring.view.setUint32(20, Number(iova2 >> 32n), true);
-      ring.view.setUint32(24, 60 | ((0x01 | 0x02) << 24), true); // EOP | IFCS, no RS
-      ring.view.setUint32(28, 0, true);
-      p.bar(0).write32(0x03818, 2);
+      writeTxd(ring.view, 1, iova2, 60, SEND);
+      p.bar(0).write32(TDT.offset, 2);
       assert.ok(await waitFault((f) => f.bdf === bdf && !f.write && f.reason === 6 && f.addr >= iova2 && f.addr < iova2 + 2048n),
         'a read fault (reason 6) at the revoked TX buffer');
     } finally {

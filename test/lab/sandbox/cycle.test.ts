@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parsePolicies } from '../../../policies/index.js';
 import { KmsgFaultMonitor } from '../../../sandbox/manager/faults.js';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';
+import { withModule } from '../../sandbox/helpers.js';
 
 function inLab(): void {
   if (process.env.DMABOX_LAB !== '1') {
@@ -73,7 +74,9 @@ test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, r
     const b = pattern(16 * 1024, 2);
     const inflight = [s.block.write(lba + 64, b), s.block.read(lba, 32)];
     process.kill(pid, 'SIGKILL');
-    await s.ready();
+    // Not s.ready(): until the exit is seen the sandbox is still 'running', and the requests may
+    // have finished on the old container before the signal landed.
+    await until('the restart', () => s.restarts === 1 && s.state === 'running', 90_000);
     const [, r] = await Promise.all(inflight);
     assert.equal(r, a.subarray(0, 16 * 1024));
     assert.is(s.restarts, 1);
@@ -106,8 +109,7 @@ test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, r
 
 test("a wild DMA from the container's driver: a DMAR fault for this device, 'stop' taken", async () => {
   inLab();
-  const entry = fileURLToPath(new URL('../../sandbox/fixtures/wild-dma-container.js', import.meta.url));
-  const s = new Supervisor(policy('lab-wild', 'onIommuFault: stop'), { entry, helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 });
+  const s = new Supervisor(withModule(policy('lab-wild', 'onIommuFault: stop'), fileURLToPath(new URL('../../sandbox/fixtures/wild-dma-driver.js', import.meta.url))), { helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 });
   const kmsg = new KmsgFaultMonitor('/dev/kmsg');
   kmsg.add(s);
   kmsg.start();

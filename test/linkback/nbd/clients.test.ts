@@ -10,14 +10,10 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
-import { NbdServer } from '../../../linkback/nbd/server.js';
-import { tempDir } from './helpers.js';
+import { suiteServer } from './helpers.js';
 
 const t = suite('nbd with real clients');
-const tmp = tempDir();
-const sock = join(tmp.dir, 'nbd.sock');
 const MiB = 1 << 20;
-let server: NbdServer;
 let port = 0;
 let active = 0;
 let maxActive = 0;
@@ -47,25 +43,22 @@ t.before(async () => {
     const r = await run('sh', ['-c', `command -v ${tool}`]);
     assert.is(r.code, 0, `${tool} is not installed: run scripts/setup-host.sh (Debian: libnbd-bin, qemu-utils, fio)`);
   }
-  server = new NbdServer({
-    exports: [
-      { name: 'disk0', description: 'dmabox memory disk', device: new MemoryBlockDevice({ size: 128 * MiB }) },
-      { name: 'fio', device: new MemoryBlockDevice({ size: 64 * MiB }) },
-      { name: 'ro', device: new MemoryBlockDevice({ size: 8 * MiB }), readOnly: true },
-    ],
-    onEvent: (e) => {
-      if (e.type === 'transmission') maxActive = Math.max(maxActive, ++active);
-      else if (e.type === 'close' && e.export !== undefined) active--;
-    },
-  });
-  await server.listenUnix(sock);
-  port = (await server.listenTcp({ host: '127.0.0.1', port: 0 })).port;
 });
 
-t.after(async () => {
-  await server?.close();
-  tmp.remove();
+const served = suiteServer(t, () => ({
+  exports: [
+    { name: 'disk0', description: 'dmabox memory disk', device: new MemoryBlockDevice({ size: 128 * MiB }) },
+    { name: 'fio', device: new MemoryBlockDevice({ size: 64 * MiB }) },
+    { name: 'ro', device: new MemoryBlockDevice({ size: 8 * MiB }), readOnly: true },
+  ],
+  onEvent: (e) => {
+    if (e.type === 'transmission') maxActive = Math.max(maxActive, ++active);
+    else if (e.type === 'close' && e.export !== undefined) active--;
+  },
+}), {
+  ready: async (server) => { port = (await server.listenTcp({ host: '127.0.0.1', port: 0 })).port; },
 });
+const { sock, dir } = served;
 
 t('nbdinfo describes the export over a unix socket and over TCP loopback', async () => {
   for (const uri of [unixUri('disk0'), tcpUri('disk0')]) {
@@ -94,27 +87,27 @@ t('nbdinfo describes the export over a unix socket and over TCP loopback', async
 });
 
 t('nbdcopy: 64 MiB of random data in over TCP and back out over the unix socket, unchanged', async () => {
-  const src = join(tmp.dir, 'random.bin');
+  const src = join(dir, 'random.bin');
   const data = randomBytes(64 * MiB);
   writeFileSync(src, data);
   maxActive = 0;
   await must('nbdcopy', ['--flush', src, tcpUri('disk0')]);
   const copiedWith = maxActive;
-  const out = join(tmp.dir, 'out.bin');
+  const out = join(dir, 'out.bin');
   await must('nbdcopy', [unixUri('disk0'), out]);
   const back = readFileSync(out);
   assert.is(back.length, 128 * MiB);
   assert.is(sha256(back.subarray(0, 64 * MiB)), sha256(data));
   assert.ok(back.subarray(64 * MiB).every((x) => x === 0), 'the unwritten half reads as zeroes');
   assert.ok(copiedWith >= 2, `nbdcopy used ${copiedWith} connections at once (CAN_MULTI_CONN)`);
-  const st = server.stats().exports['disk0']!;
+  const st = served.server.stats().exports['disk0']!;
   assert.ok(st.bytesWritten >= 64 * MiB && st.bytesRead >= 128 * MiB && st.flushes >= 1, JSON.stringify(st));
   const refused = await run('nbdcopy', [src, unixUri('ro')]);
   assert.is.not(refused.code, 0, 'copying into a read-only export fails');
 });
 
 t('qemu-img compare agrees with a local file, and notices one changed byte', async () => {
-  const img = join(tmp.dir, 'image.raw');
+  const img = join(dir, 'image.raw');
   const data = randomBytes(8 * MiB);
   writeFileSync(img, data);
   await must('nbdcopy', [img, unixUri('fio')]);
@@ -145,10 +138,10 @@ t('fio --ioengine=nbd: random writes then reads verified with crc32c at queue de
 });
 
 t('several clients at once on several exports over both listeners', async () => {
-  const src = join(tmp.dir, 'r2.bin');
+  const src = join(dir, 'r2.bin');
   const data = randomBytes(32 * MiB);
   writeFileSync(src, data);
-  const before = server.stats().connectionsTotal;
+  const before = served.server.stats().connectionsTotal;
   const jobs = await Promise.all([
     run('nbdcopy', [src, tcpUri('disk0')]),
     // Two fio jobs, two connections, each on its own half of the export.
@@ -158,10 +151,10 @@ t('several clients at once on several exports over both listeners', async () => 
     run('qemu-img', ['info', '-f', 'raw', tcpUri('ro')]),
   ]);
   jobs.forEach((j, i) => assert.is(j.code, 0, `job ${i}: ${j.stderr}`));
-  const out = join(tmp.dir, 'r2.out');
+  const out = join(dir, 'r2.out');
   await must('nbdcopy', [unixUri('disk0'), out]);
   assert.is(sha256(readFileSync(out).subarray(0, 32 * MiB)), sha256(data));
-  assert.ok(server.stats().connectionsTotal - before >= 6);
+  assert.ok(served.server.stats().connectionsTotal - before >= 6);
 });
 
 t.run();

@@ -1,33 +1,19 @@
 /**
  * The fixed newstyle handshake over a real unix socket, option by option (proto.md §Option types).
  */
-import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
-import { NbdServer } from '../../../linkback/nbd/server.js';
 import * as P from '../../../linkback/nbd/protocol.js';
-import { RawClient, infoData, tempDir } from './helpers.js';
+import { RawClient, infoData, suiteServer } from './helpers.js';
 
 const t = suite('nbd handshake');
-const tmp = tempDir();
-const sock = join(tmp.dir, 'nbd.sock');
-let server: NbdServer;
-
-t.before(async () => {
-  server = new NbdServer({
-    exports: [
-      { name: 'disk0', description: 'first disk', device: new MemoryBlockDevice({ size: 8 << 20 }) },
-      { name: 'ro', device: new MemoryBlockDevice({ size: 1 << 20, blockSize: 4096 }), readOnly: true, maxPayload: 1 << 20 },
-    ],
-  });
-  await server.listenUnix(sock);
-});
-
-t.after(async () => {
-  await server.close();
-  tmp.remove();
-});
+const { sock } = suiteServer(t, () => ({
+  exports: [
+    { name: 'disk0', description: 'first disk', device: new MemoryBlockDevice({ size: 8 << 20 }) },
+    { name: 'ro', device: new MemoryBlockDevice({ size: 1 << 20, blockSize: 4096 }), readOnly: true, maxPayload: 1 << 20 },
+  ],
+}));
 
 t('greeting: NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE | NO_ZEROES', async () => {
   const c = await RawClient.connect(sock);

@@ -6,13 +6,56 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Test } from 'uvu';
 import type { BlockCapabilities, BlockDevice } from '../../../linkback/block-device.js';
 import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
 import * as P from '../../../linkback/nbd/protocol.js';
+import { NbdServer, type NbdServerOptions } from '../../../linkback/nbd/server.js';
 
 export function tempDir(): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-nbd-'));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** The server a suite's tests talk to, on a unix socket in a folder of its own. */
+export interface SuiteServer {
+  /** The suite's folder (removed after its last test), and the socket in it. */
+  readonly dir: string;
+  readonly sock: string;
+  /** Made before the suite's first test. */
+  readonly server: NbdServer;
+}
+
+/**
+ * Serve `options()` to a whole suite: the server listens before its first test (then `ready` runs),
+ * and after its last one `closing` runs, then the server closes and the folder is removed.
+ */
+export function suiteServer(t: Test, options: () => NbdServerOptions,
+  hooks: { ready?: (server: NbdServer) => Promise<void>; closing?: () => Promise<void> } = {}): SuiteServer {
+  const tmp = tempDir();
+  let server: NbdServer | undefined;
+  const fixture: SuiteServer = {
+    dir: tmp.dir,
+    sock: join(tmp.dir, 'nbd.sock'),
+    get server(): NbdServer {
+      if (server === undefined) throw new Error('the suite server is made in the suite\'s before hook');
+      return server;
+    },
+  };
+  t.before(async () => {
+    server = new NbdServer(options());
+    await server.listenUnix(fixture.sock);
+    await hooks.ready?.(server);
+  });
+  t.after(async () => {
+    try {
+      await hooks.closing?.();
+    } finally {
+      await server?.close();
+      tmp.remove();
+    }
+  });
+  return fixture;
 }
 
 /** A socket with an exact-length reader. Every wait is bounded. */

@@ -4,21 +4,35 @@
  * reading back what it wrote.
  */
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
-import { NbdServer, type NbdEvent } from '../../../linkback/nbd/server.js';
+import type { NbdEvent } from '../../../linkback/nbd/server.js';
 import * as P from '../../../linkback/nbd/protocol.js';
-import { GatedDevice, RawClient, pattern, tempDir } from './helpers.js';
+import { GatedDevice, RawClient, pattern, suiteServer } from './helpers.js';
 
 const t = suite('nbd hostile clients');
-const tmp = tempDir();
-const sock = join(tmp.dir, 'nbd.sock');
 const MiB = 1 << 20;
-let server: NbdServer;
-let gated: GatedDevice;
+const gated = new GatedDevice(8 * MiB);
 const events: NbdEvent[] = [];
+const served = suiteServer(t, () => ({
+  exports: [
+    { name: 'disk', device: new MemoryBlockDevice({ size: 64 * MiB }) },
+    { name: 'gated', device: gated },
+    { name: 'unread', device: new MemoryBlockDevice({ size: 32 * MiB }) },
+  ],
+  maxConnections: 8,
+  limits: { handshakeTimeoutMs: 300, maxOptions: 8 },
+  onEvent: (e) => events.push(e),
+}), {
+  // The good client runs from before the first test until after the last, and must end clean.
+  ready: () => good.start(),
+  closing: async () => {
+    await good.finish();
+    assert.is(good.error, null);
+  },
+});
+const { sock } = served;
 
 /** A client doing verified write/read cycles in the background the whole time. */
 class GoodClient {
@@ -72,32 +86,10 @@ class GoodClient {
 const good = new GoodClient();
 let mark = 0;
 
-t.before(async () => {
-  gated = new GatedDevice(8 * MiB);
-  server = new NbdServer({
-    exports: [
-      { name: 'disk', device: new MemoryBlockDevice({ size: 64 * MiB }) },
-      { name: 'gated', device: gated },
-      { name: 'unread', device: new MemoryBlockDevice({ size: 32 * MiB }) },
-    ],
-    maxConnections: 8,
-    limits: { handshakeTimeoutMs: 300, maxOptions: 8 },
-    onEvent: (e) => events.push(e),
-  });
-  await server.listenUnix(sock);
-  await good.start();
-});
-
 t.after.each(async () => {
   mark = await good.progressed(mark);
 });
 
-t.after(async () => {
-  await good.finish();
-  assert.is(good.error, null);
-  await server.close();
-  tmp.remove();
-});
 
 t('truncated handshakes: closing at every point before transmission', async () => {
   for (const cut of [0, 2, 4, 10, 16, 20]) {
@@ -125,7 +117,7 @@ t('bad option magic: dropped', async () => {
 });
 
 t('a handshake that stalls is cut after the handshake timeout', async () => {
-  const before = server.stats().handshakeTimeouts;
+  const before = served.server.stats().handshakeTimeouts;
   const silent = await RawClient.connect(sock);
   const half = await RawClient.connect(sock);
   await half.greet();
@@ -138,7 +130,7 @@ t('a handshake that stalls is cut after the handshake timeout', async () => {
   assert.ok(await half.waitClosed(2000));
   assert.ok(await huge.waitClosed(2000));
   assert.ok(Date.now() - t0 < 1500);
-  assert.is(server.stats().handshakeTimeouts - before, 3);
+  assert.is(served.server.stats().handshakeTimeouts - before, 3);
 });
 
 t('too many options: answered up to the limit, then dropped', async () => {
@@ -169,12 +161,12 @@ t('an oversized option is skipped and answered NBD_REP_ERR_TOO_BIG; an oversized
 });
 
 t('bad request magic in transmission: dropped and counted', async () => {
-  const before = server.stats().exports['disk']!.protocolErrors;
+  const before = served.server.stats().exports['disk']!.protocolErrors;
   const c = await RawClient.connect(sock);
   await c.open('disk');
   c.request(P.NBD_CMD_READ, 1, 0, 512, { magic: 0x12345678 });
   assert.ok(await c.waitClosed(1000));
-  assert.is(server.stats().exports['disk']!.protocolErrors - before, 1);
+  assert.is(served.server.stats().exports['disk']!.protocolErrors - before, 1);
 });
 
 t('a write promising more than 32 MiB: dropped without buffering it', async () => {
@@ -259,16 +251,16 @@ t('a client that never reads its replies: input is paused, memory stays bounded'
   }
   c.write(hdrs); // 2000 reads of 1 MiB: 2 GiB of replies
   await new Promise((r) => setTimeout(r, 300));
-  const parsed = server.stats().exports['unread']!.reads;
+  const parsed = served.server.stats().exports['unread']!.reads;
   assert.ok(parsed < 200, `only a bounded number of reads is taken in while replies are unread (took ${parsed})`);
   c.destroy();
 });
 
 t('connections over the limit are closed at once; the counted refusal shows in stats', async () => {
   // Let the server see earlier tests' connections go: only the good client remains.
-  for (let i = 0; i < 100 && server.stats().connectionsActive > 1; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.is(server.stats().connectionsActive, 1);
-  const before = server.stats().connectionsRefused;
+  for (let i = 0; i < 100 && served.server.stats().connectionsActive > 1; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.is(served.server.stats().connectionsActive, 1);
+  const before = served.server.stats().connectionsRefused;
   const open: RawClient[] = [];
   for (let i = 0; i < 12; i++) open.push(await RawClient.connect(sock));
   // Wait (bounded) for the refusals to reach the clients; the machine may be busy.
@@ -277,7 +269,7 @@ t('connections over the limit are closed at once; the counted refusal shows in s
   const closed = open.filter((c) => c.closed).length;
   // 8 allowed, one of them is the good client.
   assert.is(closed, 5);
-  assert.is(server.stats().connectionsRefused - before, 5);
+  assert.is(served.server.stats().connectionsRefused - before, 5);
   for (const c of open) c.destroy();
   await new Promise((r) => setTimeout(r, 50));
 });

@@ -8,14 +8,17 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DmaboxError } from '../../../common/errors.js';
-import type { BlockDevice } from '../../../linkback/block-device.js';
+import { BlockGeometryError, type BlockDevice } from '../../../linkback/block-device.js';
+import { NbdError } from '../../../linkback/nbd/errors.js';
 import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
 import { NbdServer } from '../../../linkback/nbd/server.js';
 import * as P from '../../../linkback/nbd/protocol.js';
 import { GatedDevice, RawClient, tempDir } from './helpers.js';
 
 const dev = (): MemoryBlockDevice => new MemoryBlockDevice({ size: 1 << 20 });
-const code = (c: string) => (e: unknown): boolean => e instanceof DmaboxError && e.code === c;
+/** The error is of the class its code belongs to (NBD codes: NbdError; block device codes: BlockGeometryError). */
+const code = (c: string) => (e: unknown): boolean =>
+  e instanceof (c.startsWith('ERR_NBD_') ? NbdError : c === 'ERR_BLOCK_GEOMETRY' ? BlockGeometryError : DmaboxError) && (e as DmaboxError).code === c;
 
 test('bad configurations are refused with a clear error', () => {
   assert.throws(() => new NbdServer({ exports: [] }), code('ERR_NBD_CONFIG'));

@@ -2,48 +2,33 @@
  * The transmission phase over a real unix socket: commands, pipelining and out-of-order replies,
  * when writes are acknowledged, and the error for every request the protocol says to refuse.
  */
-import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BlockDeviceError } from '../../../linkback/block-device.js';
 import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
-import { NbdServer, type NbdEvent } from '../../../linkback/nbd/server.js';
+import type { NbdEvent } from '../../../linkback/nbd/server.js';
 import * as P from '../../../linkback/nbd/protocol.js';
-import { GatedDevice, RawClient, pattern, tempDir } from './helpers.js';
+import { GatedDevice, RawClient, pattern, suiteServer } from './helpers.js';
 
 const t = suite('nbd transmission');
-const tmp = tempDir();
-const sock = join(tmp.dir, 'nbd.sock');
 const MiB = 1 << 20;
-let server: NbdServer;
-let gated: GatedDevice;
-let noFua: GatedDevice;
-let failing: MemoryBlockDevice;
+const gated = new GatedDevice(4 * MiB);
+const noFua = new GatedDevice(4 * MiB, { fua: false, trim: false, writeZeroes: false, multiConn: false });
+noFua.gate = false;
+const failing = new MemoryBlockDevice({ size: 4 * MiB, chunkSize: 65536, maxAllocatedBytes: 65536 });
 const events: NbdEvent[] = [];
-
-t.before(async () => {
-  gated = new GatedDevice(4 * MiB);
-  noFua = new GatedDevice(4 * MiB, { fua: false, trim: false, writeZeroes: false, multiConn: false });
-  noFua.gate = false;
-  failing = new MemoryBlockDevice({ size: 4 * MiB, chunkSize: 65536, maxAllocatedBytes: 65536 });
-  server = new NbdServer({
-    exports: [
-      { name: 'mem', device: new MemoryBlockDevice({ size: 16 * MiB }) },
-      { name: 'gated', device: gated },
-      { name: 'nofua', device: noFua },
-      { name: 'ro', device: new MemoryBlockDevice({ size: MiB }), readOnly: true },
-      { name: 'small', device: new MemoryBlockDevice({ size: 4 * MiB }), maxPayload: 64 * 1024 },
-      { name: 'thin', device: failing },
-    ],
-    onEvent: (e) => events.push(e),
-  });
-  await server.listenUnix(sock);
-});
-
-t.after(async () => {
-  await server.close();
-  tmp.remove();
-});
+const served = suiteServer(t, () => ({
+  exports: [
+    { name: 'mem', device: new MemoryBlockDevice({ size: 16 * MiB }) },
+    { name: 'gated', device: gated },
+    { name: 'nofua', device: noFua },
+    { name: 'ro', device: new MemoryBlockDevice({ size: MiB }), readOnly: true },
+    { name: 'small', device: new MemoryBlockDevice({ size: 4 * MiB }), maxPayload: 64 * 1024 },
+    { name: 'thin', device: failing },
+  ],
+  onEvent: (e) => events.push(e),
+}));
+const { sock } = served;
 
 t('write then read back, across lengths and offsets; FUA and flush succeed', async () => {
   const c = await RawClient.connect(sock);
@@ -185,7 +170,7 @@ t('refused requests get the protocol\'s error and the stream stays in step', asy
   assert.is(r.error, 0);
   assert.ok(r.data.every((x) => x === 0), 'never-written data reads as zeroes');
   c.destroy();
-  const st = server.stats().exports['mem']!;
+  const st = served.server.stats().exports['mem']!;
   assert.ok(st.errors['EINVAL']! >= 13 && st.errors['ENOSPC']! >= 2, JSON.stringify(st.errors));
 });
 
@@ -239,7 +224,7 @@ t('device failures map to NBD errors and are reported through the hook', async (
   const b = await g.reply();
   assert.equal([a.handle, a.error, a.data.length], [3, P.NBD_EIO, 0], 'a failed read carries no data');
   assert.equal([b.handle, b.error], [4, P.NBD_ESHUTDOWN]);
-  assert.ok(server.stats().exports['gated']!.deviceErrors >= 2);
+  assert.ok(served.server.stats().exports['gated']!.deviceErrors >= 2);
   g.destroy();
 });
 
@@ -261,7 +246,7 @@ t('NBD_CMD_DISC: outstanding requests are answered, then the server closes', asy
 });
 
 t('counters: requests and bytes per export', async () => {
-  const before = server.stats().exports['mem']!;
+  const before = served.server.stats().exports['mem']!;
   const c = await RawClient.connect(sock);
   await c.open('mem');
   await c.writeAt(1, 0, pattern(8192, 1));
@@ -270,7 +255,7 @@ t('counters: requests and bytes per export', async () => {
   c.destroy();
   await c.waitClosed();
   await new Promise((r) => setTimeout(r, 20));
-  const s = server.stats();
+  const s = served.server.stats();
   const after = s.exports['mem']!;
   assert.is(after.writes - before.writes, 1);
   assert.is(after.reads - before.reads, 2);

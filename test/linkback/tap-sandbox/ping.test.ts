@@ -16,8 +16,9 @@ import type { Linkback } from '../../../linkback/registry.js';
 import { NetnsLab, requireProgram, rootTestsBlocked } from '../tap/netns.js';
 import { nicPolicy } from '../../sandbox/net/helpers.js';
 import { until } from '../../sandbox/helpers.js';
+import { testIf } from '../../helpers/skip.js';
 
-const blocked = rootTestsBlocked();
+const rootTest = testIf(rootTestsBlocked());
 
 function ip(args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', timeout: 10_000 });
@@ -36,11 +37,7 @@ function received(out: string): number {
   return m ? Number(m[1]) : -1;
 }
 
-test('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping across a container kill -9', async () => {
-  if (blocked) {
-    console.log(`    skipped: ${blocked}`);
-    return;
-  }
+rootTest('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping across a container kill -9', async () => {
   requireProgram('ping', 'iputils-ping');
   const tag = (process.pid % 100000).toString(36);
   const names = [`h11sb${tag}a`, `h11sb${tag}b`];
@@ -90,11 +87,7 @@ test('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping acr
 });
 
 
-test('a sandbox marked failed pulls the TAP\'s carrier', async () => {
-  if (blocked) {
-    console.log(`    skipped: ${blocked}`);
-    return;
-  }
+rootTest('a sandbox marked failed pulls the TAP\'s carrier', async () => {
   const name = `h11sf${(process.pid % 100000).toString(36)}`;
   const s = new Supervisor(nicPolicy('tapsb-failed', { extra: `linkback: { tap: { interface: ${name} } }` }));
   let link: Linkback | undefined;

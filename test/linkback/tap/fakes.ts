@@ -1,11 +1,13 @@
 /**
  * Fakes for the bridge tests: a TAP (FrameIo) whose readability is level-triggered like the
  * seam's poll, and a NIC (NicPort) with a TX buffer pool, a TX "ring" whose room the test controls,
- * and an RX queue the test fills. Both record what crossed them, as copies.
+ * and an RX queue the test fills. Both record what crossed them, as copies. The port's `waitRx`
+ * times out on the clock it is given (the bridge tests give it their fake one).
  */
 import type { FrameIo } from '../../../linkback/tap/tun.js';
 import type { NicPort } from '../../../linkback/tap/nic-port.js';
 import type { PacketBatch } from '../../../drivers/contract/packet-batch.js';
+import { realClock, type BridgeClock } from '../../../linkback/tap/clock.js';
 
 export class FakeTap implements FrameIo {
   readonly name = 'faketap0';
@@ -85,6 +87,8 @@ export interface FakePortOptions {
   rxBuffers?: number;
   bufferSize?: number;
   maxFrame?: number;
+  /** What `waitRx` times out on (default: real time). */
+  clock?: BridgeClock;
 }
 
 export class FakePort implements NicPort {
@@ -110,8 +114,10 @@ export class FakePort implements NicPort {
   private readonly rxOut = new Set<number>();
   private readonly rxWaiting: Array<{ buf: number; len: number }> = [];
   private wake: (() => void) | null = null;
+  private readonly clock: BridgeClock;
 
   constructor(o: FakePortOptions = {}) {
+    this.clock = o.clock ?? realClock;
     this.bufferSize = o.bufferSize ?? 2048;
     this.maxFrame = o.maxFrame ?? 1514;
     const tx = o.txBuffers ?? 1024, rx = o.rxBuffers ?? 1024;
@@ -201,8 +207,9 @@ export class FakePort implements NicPort {
   waitRx(timeoutMs: number): Promise<boolean> {
     if (this.rxWaiting.length > 0) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const t = setTimeout(() => { this.wake = null; resolve(false); }, timeoutMs);
-      this.wake = () => { clearTimeout(t); resolve(true); };
+      const t = this.clock.timer(() => { this.wake = null; resolve(false); });
+      t.start(timeoutMs);
+      this.wake = () => { t.cancel(); resolve(true); };
     });
   }
 }
@@ -222,15 +229,14 @@ export function seqOf(f: Uint8Array): number {
   return new DataView(f.buffer, f.byteOffset).getUint32(14);
 }
 
-/** Wait (bounded) until `cond` holds, letting timers and immediates run. */
+/**
+ * Wait (bounded) until `cond` holds, letting timers and immediates run: for tests against the real
+ * kernel (TAP interfaces, network namespaces), where what is awaited is not the bridge's timers.
+ */
 export async function until(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 2));
   }
-}
-
-export function settle(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -3,14 +3,15 @@
  * in-process by the e1000e driver on its own SimPlatform, each bridged to a TAP interface that
  * sits in its own network namespace: 10.77.0.1/24 in the first, 10.77.0.2/24 in the second.
  * Used by ping.test.ts and by measure.ts. `close()` undoes everything, in order, and never throws
- * before the namespaces are removed.
+ * before the namespaces are removed; `withRig` runs a test on a rig and checks nothing is left.
  */
 import { E1000e, type E1000eInterruptMode } from '../../../drivers/e1000e/device.js';
 import { E1000ePort } from '../../../linkback/in-process/e1000e.js';
 import { linkTap, type TapDevice, type TapBridge, type TapBridgeOptions, type TapLink } from '../../../linkback/tap/index.js';
 import { pair, type Pair } from '../../drivers/e1000e/harness.js';
 import type { WorkMode } from '../../../sim/sched.js';
-import { NetnsLab } from './netns.js';
+import { leftovers, NetnsLab } from './netns.js';
+import { until } from './fakes.js';
 
 export const ADDR1 = '10.77.0.1';
 export const ADDR2 = '10.77.0.2';
@@ -77,4 +78,25 @@ export async function makeRig(o: RigOptions = {}): Promise<Rig> {
     throw e;
   }
   return rig;
+}
+
+/**
+ * Run `body` on a fresh rig, close it whatever happens, then check that no namespace is left
+ * (the TAPs went with their fds, anything inside a namespace with it).
+ */
+export async function withRig(o: RigOptions, body: (rig: Rig) => Promise<void>): Promise<void> {
+  const rig = await makeRig(o);
+  try {
+    await body(rig);
+  } finally {
+    await rig.close();
+  }
+  const left = leftovers();
+  if (left.length > 0) throw new Error(`namespaces left behind: ${left.join(', ')}`);
+}
+
+/** Wait until each bridge wrote to its TAP every frame the other's NIC took (the simulated wire loses nothing). */
+export function bothWaysSettled(a: TapBridge, b: TapBridge): Promise<void> {
+  return until(() => b.counters().toTap.frames === a.counters().toNic.frames && a.counters().toTap.frames === b.counters().toNic.frames,
+    'both directions to settle', 2000);
 }

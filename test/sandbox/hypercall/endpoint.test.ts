@@ -7,15 +7,18 @@ import { join } from 'node:path';
 import { FaultKind, HcStatus, HypercallError, HypercallRefused, LogLevel, ShutdownReason, type FaultReport, type Heartbeat, type LogRecord, type WindowMapping } from '../../../sandbox/abi/hypercall/index.js';
 import { GuestEndpoint } from '../../../sandbox/container/hypercall/guest.js';
 import { HostEndpoint, type HostHandler } from '../../../sandbox/manager/hypercall/host.js';
-import { duplexPair, sleep, tick } from './helpers.js';
+import { duplexPair, tick } from './helpers.js';
+import { FakeTimers } from '../../helpers/fake-timers.js';
 
 const WINDOWS: WindowMapping[] = [
   { iova: 0x100000n, length: 0x200000n, offset: 0n, fdSlot: 3, deviceRead: true, deviceWrite: true, hugePages: false },
   { iova: 0x40000000n, length: 0x1000000n, offset: 0x200000n, fdSlot: 3, deviceRead: false, deviceWrite: true, hugePages: true },
 ];
 
+/** Host and guest over an in-process pair, both on one fake clock (`timers`). */
 function setup(handler: Partial<HostHandler> = {}, hostExtra: Record<string, unknown> = {}) {
   const [h, g] = duplexPair();
+  const timers = new FakeTimers();
   const violations: HypercallError[] = [];
   const guestViolations: HypercallError[] = [];
   const logs: LogRecord[] = [];
@@ -34,6 +37,7 @@ function setup(handler: Partial<HostHandler> = {}, hostExtra: Record<string, unk
       ...handler,
     },
     onViolation: (e) => violations.push(e),
+    timers,
     ...hostExtra,
   });
   const shutdowns: number[] = [];
@@ -44,8 +48,9 @@ function setup(handler: Partial<HostHandler> = {}, hostExtra: Record<string, unk
       quiesce: (r) => r.deadlineMs === 77 ? 3 : 0,
     },
     onViolation: (e) => guestViolations.push(e),
+    timers,
   });
-  return { host, guest, violations, guestViolations, logs, beats, faults, shutdowns, ready: () => readyQueues };
+  return { host, guest, timers, violations, guestViolations, logs, beats, faults, shutdowns, ready: () => readyQueues };
 }
 
 test('round trip of every call', async () => {
@@ -137,22 +142,43 @@ test('a guest whose handler fails answers INTERNAL; the host sees a refusal', as
 test('a silent guest: no HELLO in time is a kill', async () => {
   const [h] = duplexPair();
   const violations: HypercallError[] = [];
-  const host = new HostEndpoint(h, { windowCount: 1, helloTimeoutMs: 30, handler: { mapWindow: () => HcStatus.DENIED, irqSetup: () => HcStatus.DENIED }, onViolation: (e) => violations.push(e) });
-  await sleep(60);
+  const timers = new FakeTimers();
+  const host = new HostEndpoint(h, { windowCount: 1, helloTimeoutMs: 30, timers, handler: { mapWindow: () => HcStatus.DENIED, irqSetup: () => HcStatus.DENIED }, onViolation: (e) => violations.push(e) });
+  timers.advance(29);
+  assert.equal(violations, [], 'not before the bound');
+  assert.is(host.state, 'hello');
+  timers.advance(1);
   assert.equal(violations.map((v) => [v.code, v.decision]), [['ERR_HC_TIMEOUT', 'kill']]);
   assert.is(host.state, 'stopped');
+});
+
+test('a HELLO in time clears the HELLO bound', async () => {
+  const s = setup({}, { helloTimeoutMs: 30 });
+  s.timers.advance(20);
+  await s.guest.hello();
+  s.timers.advance(100);
+  assert.equal(s.violations, []);
+  s.host.close();
 });
 
 test('a guest that stops its heartbeats is declared dead; one that keeps them is not', async () => {
   const s = setup({}, { heartbeatMs: 20, missedHeartbeats: 2 });
   await s.guest.hello();
   let n = 0n;
-  const beat = setInterval(() => s.guest.heartbeat({ completed: ++n, errors: 0n, bytes: 0n, inflight: 0 }), 10);
-  await sleep(120);
+  for (let i = 0; i < 12; i++) { // 120 ms, a heartbeat every 10
+    s.timers.advance(10);
+    s.guest.heartbeat({ completed: ++n, errors: 0n, bytes: 0n, inflight: 0 });
+    await tick();
+  }
   assert.equal(s.violations, []);
-  clearInterval(beat);
-  await sleep(80);
+  assert.is(s.beats.length, 12);
+  s.timers.advance(39); // the last heartbeat was 0 ms ago: the bound is 2 x 20 ms
+  assert.equal(s.violations, [], 'not before the bound');
+  s.timers.advance(1);
+  assert.equal(s.violations, [], 'the watchdog looks once more a turn later: heartbeats may be waiting unread after a stall');
+  s.timers.advance(1);
   assert.equal(s.violations.map((v) => [v.code, v.decision]), [['ERR_HC_HEARTBEAT', 'kill']]);
+  assert.match(s.violations[0]!.message, /no heartbeat from 'nvme-test' \(pid \d+\) for 40 ms/);
   assert.is(s.host.state, 'stopped');
 });
 
@@ -161,20 +187,29 @@ test('a guest that never answers SHUTDOWN: the wait is bounded and ends in a kil
   await s.guest.hello();
   // Replace the guest's answer with silence by stopping its decoding.
   (s.guest as unknown as { decoder: { stop(): void } }).decoder.stop();
-  const t0 = Date.now();
-  const e = await s.host.shutdown(10).catch((x) => x);
-  assert.is(e.code, 'ERR_HC_TIMEOUT');
-  assert.ok(Date.now() - t0 < 500);
+  let settled: unknown;
+  void s.host.shutdown(10).then((v) => { settled = v; }, (e: unknown) => { settled = e; });
+  await tick();
+  s.timers.advance(29); // the deadline (10 ms) plus the grace (20 ms)
+  await tick();
+  assert.is(settled, undefined, 'still waiting within deadline + grace');
+  s.timers.advance(1);
+  await tick();
+  assert.is((settled as HypercallError).code, 'ERR_HC_TIMEOUT');
   assert.equal(s.violations.map((v) => [v.code, v.decision]), [['ERR_HC_TIMEOUT', 'kill']]);
   assert.is(s.host.state, 'stopped');
 });
 
 test('a silent manager: the guest wait is bounded', async () => {
   const [, g] = duplexPair();
-  const guest = new GuestEndpoint(g, { name: 'x', timeoutMs: 30, handler: { shutdown: () => {}, quiesce: () => 0 } });
-  const e = await guest.hello().catch((x) => x);
+  const timers = new FakeTimers();
+  const guest = new GuestEndpoint(g, { name: 'x', timeoutMs: 30, timers, handler: { shutdown: () => {}, quiesce: () => 0 } });
+  const p = guest.hello().catch((x) => x);
+  timers.advance(30);
+  const e = await p;
   assert.instance(e, HypercallError);
   assert.is(e.code, 'ERR_HC_TIMEOUT');
+  assert.match(e.message, /no reply to HELLO seq 1 within 30 ms/);
   guest.close();
 });
 
@@ -191,11 +226,13 @@ test('pending requests fail with ERR_HC_CLOSED when the peer goes away', async (
 test('works over a real unix socket, whatever the chunking', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-hc-'));
   const path = join(dir, 'hc.sock');
+  let listening!: () => void;
+  const isListening = new Promise<void>((r) => { listening = r; });
   const accepted = new Promise<Socket>((resolve) => {
     const server = createServer((sock) => { server.close(); resolve(sock); });
-    server.listen(path);
+    server.listen(path, listening);
   });
-  await new Promise((r) => setTimeout(r, 10));
+  await isListening;
   const client = connect(path);
   const sock = await accepted;
   const host = new HostEndpoint(sock, { windowCount: 2, handler: { mapWindow: (id) => WINDOWS[id]!, irqSetup: () => HcStatus.DENIED } });
@@ -223,11 +260,17 @@ test('startHeartbeats keeps a short-period watchdog satisfied, and stops', async
   await s.guest.hello();
   let n = 0n;
   const stop = s.guest.startHeartbeats(() => ({ completed: ++n, errors: 0n, bytes: n * 4096n, inflight: 1 }));
-  await sleep(150);
+  for (let i = 0; i < 15; i++) { // 150 ms: a heartbeat every half period (10 ms)
+    s.timers.advance(10);
+    await tick();
+  }
   assert.equal(s.violations, []);
-  assert.ok(s.beats.length >= 8, `beats ${s.beats.length}`);
+  assert.is(s.beats.length, 15);
   stop();
-  await sleep(80);
+  s.timers.advance(39);
+  await tick();
+  assert.equal(s.violations, []);
+  s.timers.advance(2); // the bound, then the watchdog's second look a turn later
   assert.equal(s.violations.map((v) => v.code), ['ERR_HC_HEARTBEAT']);
 });
 

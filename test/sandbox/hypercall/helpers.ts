@@ -61,7 +61,6 @@ export function payload(size: number, fill: (v: DataView) => void = () => {}): B
 
 /** Let queued stream events run. */
 export const tick = () => new Promise<void>((r) => setImmediate(r));
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A seeded PRNG (xorshift32) so fuzz failures can be replayed. */
 export function prng(seed: number): () => number {

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { HELLO, HEARTBEAT, HcStatus, HcType, IRQ_SETUP, LOG, MAP_WINDOW, REPLY, type HypercallError } from '../../../sandbox/abi/hypercall/index.js';
 import { HostEndpoint, type HostOptions } from '../../../sandbox/manager/hypercall/host.js';
 import { RawPeer, duplexPair, payload, tick } from './helpers.js';
+import { FakeTimers } from '../../helpers/fake-timers.js';
 
 function hello(min = 1, max = 1, name = 'evil'): Buffer {
   const b = payload(HELLO.size, (v) => {
@@ -26,7 +27,7 @@ async function hostile(greet = true, extra: Partial<HostOptions> = {}) {
   const [h, g] = duplexPair();
   const violations: HypercallError[] = [];
   const calls: string[] = [];
-  let now = 0;
+  const timers = new FakeTimers();
   const host = new HostEndpoint(h, {
     windowCount: 1,
     handler: {
@@ -36,7 +37,7 @@ async function hostile(greet = true, extra: Partial<HostOptions> = {}) {
       heartbeat: (b) => calls.push(`beat ${b.completed}`),
     },
     onViolation: (e) => violations.push(e),
-    now: () => now,
+    timers,
     ...extra,
   });
   const peer = new RawPeer(g);
@@ -46,7 +47,7 @@ async function hostile(greet = true, extra: Partial<HostOptions> = {}) {
     assert.is(peer.repliesTo(s).length, 1);
   }
   const codes = () => violations.map((v) => `${v.code} ${v.decision}`);
-  return { host, peer, violations, calls, codes, advance: (ms: number) => { now += ms; } };
+  return { host, peer, violations, calls, codes, timers, advance: (ms: number) => timers.advance(ms) };
 }
 
 /** After a 'drop', the endpoint must still serve: a CLOCK gets its reply. */

@@ -6,6 +6,26 @@
  * SimPlatform), both polling and both on the simulated 82574L in this process.
  * - TX: the loop keeps the port fed, 32 frames a turn; counted where the model puts them on the wire.
  * - RX: the wire offers a burst of 32 frames whenever the port has drained the last; counted out of rx().
+ *
+ * Seen so far (2-core VMs shared with other jobs, Node v20.20.2; three runs, range or median):
+ * - 2026-11, AMD EPYC, load 1.6 to 2.5, 2 s per figure, rings kicking after every batch: 60 B TX
+ *   sandboxed 9,400 to 1,440,000/s (in-process 2.2 to 4.7 M), RX 44,000 to 250,000 (2.3 to 3.1 M);
+ *   1514 B TX 136,000 to 665,000 (2.3 to 3.7 M), RX 103,000 to 183,000 (2.7 to 2.9 M).
+ * - 2026-12-04, Intel Xeon, load 1.3 to 2.1, 3 s per figure, the previous build and this one run
+ *   in turns (three pairs), medians: rings kicking after every batch: 60 B TX 1.43 M, RX 73,000;
+ *   1514 B TX 1.25 M, RX 379,000. On the shared ring (sandbox/abi/ring.ts) with the container
+ *   polling for 0.5 ms after the last frame: 60 B TX 1.96 M, RX 915,000; 1514 B TX 1.42 M, RX
+ *   725,000 (in-process: 5.7 to 6.0 M and 3.9 to 4.5 M throughout). The RX figure of the previous
+ *   build swung between 60,000 and 350,000 from run to run: its container looked at the NIC at
+ *   its driver's 1 ms poll, or when a kick the manager sent for other reasons happened to wake it.
+ * The sandboxed figures are very uneven: each register access of the container's driver is a
+ * round trip through the register mailbox to the manager (the TX path reads TDH to reclaim
+ * buffers; the container spins for the answer), so both processes must be on a core at once. A
+ * probe of an 8 s TX flood saw 9,000 to 160,000 frames per 250 ms, the slow periods with the
+ * container's event loop stalled for up to 190 ms (not fully explained; a profile of both
+ * processes is the next step). VFIO containers touch BAR0 directly and have no such round trip.
+ * The TAP is slower than either (linkback/tap/README.md), so the rings are not a TAP link's
+ * bottleneck.
  */
 import { cpus } from 'node:os';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';

@@ -11,18 +11,18 @@ import { defaultSys } from 'linux-sys';
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { SandboxNicPort, type SuspendableBridge } from '../../../sandbox/manager/services/net.js';
 import { N, entry } from '../../../sandbox/abi/net.js';
-import type { Supervisor } from '../../../sandbox/manager/supervisor.js';
 
 const sys = defaultSys();
 
+/** The net service's part: the port's owner (violations), and READY and exit passed on to the port. */
 class FakeSupervisor extends EventEmitter {
   readonly name: string;
-  readonly device = { description: 'fake' };
   readonly kills: string[] = [];
+  port: SandboxNicPort | undefined;
   constructor(name: string) { super(); this.name = name; }
-  kill(why: string): void { this.kills.push(why); }
-  ready(): void { this.emit('event', { kind: 'ready', time: 0, sandbox: this.name, text: '' }); }
-  exit(): void { this.emit('event', { kind: 'exit', time: 0, sandbox: this.name, text: '' }); }
+  violation(reason: string): void { this.kills.push(`violation: ${reason}`); }
+  ready(): void { this.port!.onReady(); }
+  exit(): void { this.port!.onExit(); }
 }
 
 /** The container's part: publish a MAC, link and SERVING (what NicServer.start does). */
@@ -37,7 +37,8 @@ const u32 = (p: SandboxNicPort): Uint32Array => (p as unknown as { u32: Uint32Ar
 
 function setup(name: string): { sup: FakeSupervisor; port: SandboxNicPort } {
   const sup = new FakeSupervisor(name);
-  const port = new SandboxNicPort(sup as unknown as Supervisor, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+  const port = new SandboxNicPort(sup, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+  sup.port = port;
   serve(port);
   sup.ready();
   return { sup, port };
@@ -100,7 +101,8 @@ test('RX: a good handover, then a duplicate kills', () => {
 });
 
 for (const [what, act, says] of [
-  ['an impossible RX index', (p: SandboxNicPort) => Atomics.store(u32(p), N.RXC_TAIL, 1000), 'RX completion index moved by 1000'],
+  ['an impossible RX index', (p: SandboxNicPort) => Atomics.store(u32(p), N.RXC_TAIL, 1000), 'RX completion index moved by 1000 while the container holds 32'],
+  ['an RX index beyond the slots held', (p: SandboxNicPort) => { const b = new PacketBatch(32); handOver(p, [0, 60]); p.rx(b); Atomics.store(u32(p), N.RXC_TAIL, 33); }, 'RX completion index moved by 32 while the container holds 31 RX slots'],
   ['an unknown RX slot', (p: SandboxNicPort) => handOver(p, [32, 60]), 'names slot 32; there are 32'],
   ['a runt', (p: SandboxNicPort) => handOver(p, [1, 13]), 'RX completion of 13 bytes'],
   ['an oversized frame', (p: SandboxNicPort) => handOver(p, [1, 1515]), 'RX completion of 1515 bytes'],
@@ -136,7 +138,8 @@ test('frames after a bad entry are not read; those before it are', () => {
 test('a READY with a multicast or zero MAC, or without SERVING, or with another MAC after a restart, kills', () => {
   for (const [mac, serving, says] of [[[1, 0, 0, 0, 0, 1], 1, 'not a unicast'], [[0, 0, 0, 0, 0, 0], 1, 'not a unicast'], [[0x52, 0, 0, 0, 0, 1], 0, 'SERVING is not 1']] as const) {
     const sup = new FakeSupervisor('p-mac');
-    const port = new SandboxNicPort(sup as unknown as Supervisor, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+    const port = new SandboxNicPort(sup, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
+    sup.port = port;
     try {
       serve(port, [...mac]);
       u32(port)[N.SERVING] = serving;
@@ -189,6 +192,43 @@ test('exit: TX slots the container held are counted lost and come back; the ring
     await new Promise((r) => setImmediate(r));
     assert.equal(calls, ['suspend', 'resume']);
     assert.is(port.counters.attaches, 2);
+  } finally { port.close(); }
+});
+
+test('kicks follow the ring rule: none while the container is behind on a ring or polls it, one once it caught up', () => {
+  const { port } = setup('p-kicks');
+  try {
+    const u = u32(port), L = port.layout;
+    sys.eventfdRead(port.kickFd);
+    const kicked = (): boolean => sys.eventfdRead(port.kickFd) > 0n;
+    const send = (n: number): void => {
+      const b = new PacketBatch(32);
+      for (let i = 0; i < n; i++) b.push(port.txAlloc(), 60);
+      port.tx(b);
+    };
+    send(2);
+    assert.ok(kicked(), 'TXS: the container had taken everything before: kick');
+    send(2);
+    assert.not.ok(kicked(), 'TXS: it has not taken the first two yet: no kick');
+    Atomics.store(u, N.TXS_HEAD, 4); // the container takes all four
+    Atomics.store(u, N.TXS_POLLED, 1); // and polls TXS
+    send(1);
+    assert.not.ok(kicked(), 'TXS: polled: no kick');
+    Atomics.store(u, N.TXS_POLLED, 0);
+    Atomics.store(u, N.TXS_HEAD, 5);
+    send(1);
+    assert.ok(kicked(), 'TXS: caught up and not polling: kick');
+    // RXF: the ring starts with every slot offered; the container has taken none of them.
+    handOver(port, [3, 60]);
+    const b = new PacketBatch(32);
+    assert.is(port.rx(b), 1);
+    port.rxFree(b);
+    assert.not.ok(kicked(), 'RXF: the container is behind (it has not taken the slots offered at start)');
+    Atomics.store(u, N.RXF_HEAD, L.rxSlots + 1); // it takes them all
+    handOver(port, [4, 60]);
+    port.rx(b);
+    port.rxFree(b);
+    assert.ok(kicked(), 'RXF: caught up: kick');
   } finally { port.close(); }
 });
 

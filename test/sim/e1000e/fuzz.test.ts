@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { SimMachine } from '../../../sim/machine.js';
 import { E1000eModel } from '../../../sim/e1000e/model.js';
 import { loopback } from '../../../sim/wire.js';
-import { REG, CTRL, RCTL, TCTL } from '../../../spec/e1000e/registers.js';
+import { REG } from '../../../spec/e1000e/registers.js';
 import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 
 function rng(seed: number): () => number {
@@ -17,9 +17,10 @@ function rng(seed: number): () => number {
   return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
 }
 
-const TARGETS = [REG.CTRL, REG.RCTL, REG.TCTL, REG.RDBAL, REG.RDBAH, REG.RDLEN, REG.RDH, REG.RDT,
-  REG.TDBAL, REG.TDBAH, REG.TDLEN, REG.TDH, REG.TDT, REG.IMS, REG.IMC, REG.ICS, REG.ICR, REG.IVAR, REG.EIAC,
-  REG.EERD, REG.RAL, REG.RAH, REG.MTA, REG.CTRL_EXT, 0x04000, 0x0408c, 0x1fffc];
+const { CTRL, RCTL, TCTL } = REG;
+const TARGETS = [...(['CTRL', 'RCTL', 'TCTL', 'RDBAL', 'RDBAH', 'RDLEN', 'RDH', 'RDT', 'TDBAL', 'TDBAH', 'TDLEN', 'TDH', 'TDT',
+  'IMS', 'IMC', 'ICS', 'ICR', 'IVAR', 'EIAC', 'EERD', 'RAL', 'RAH', 'MTA', 'CTRL_EXT'] as const).map((n) => REG[n].offset), 0x04000, 0x0408c, 0x1fffc];
+const O = Object.fromEntries(Object.entries(REG).map(([n, r]) => [n, r.offset])) as Record<keyof typeof REG, number>;
 
 for (const seed of [1, 2, 3]) {
   test(`seed ${seed}: 20,000 hostile register writes and descriptors; no throw, canary intact, refusals logged`, () => {
@@ -62,19 +63,19 @@ for (const seed of [1, 2, 3]) {
       ring.view.setUint32(d + 4, Math.floor(a / 0x1_0000_0000) >>> 0, true);
       ring.view.setUint32(d + 8, next() % 4 === 0 ? next() : (next() % 2048) | ((next() & 0x2b) << 24), true);
       const k = next() % 10;
-      if (k <= 1) sane(iovas[0]!, REG.TDLEN, REG.TDH, REG.TDT, REG.TCTL, TCTL.EN | TCTL.PSP);
-      else if (k === 2) sane(iovas[0]! + 4096, REG.RDLEN, REG.RDH, REG.RDT, REG.RCTL, RCTL.EN | RCTL.UPE | RCTL.MPE | RCTL.BAM | (next() & (3 << 16)));
-      else if (k === 3) r.write32(REG.CTRL, CTRL.SLU | (next() % 4 === 0 ? CTRL.RST : 0));
+      if (k <= 1) sane(iovas[0]!, O.TDLEN, O.TDH, O.TDT, O.TCTL, TCTL.EN.mask | TCTL.PSP.mask);
+      else if (k === 2) sane(iovas[0]! + 4096, O.RDLEN, O.RDH, O.RDT, O.RCTL, RCTL.EN.mask | RCTL.UPE.mask | RCTL.MPE.mask | RCTL.BAM.mask | (next() & RCTL.BSIZE.mask));
+      else if (k === 3) r.write32(O.CTRL, CTRL.SLU.mask | (next() % 4 === 0 ? CTRL.RST.mask : 0));
       else {
         const reg = TARGETS[next() % TARGETS.length]!;
         let v = next();
-        if (reg === REG.RDBAL || reg === REG.TDBAL) v = addr() >>> 0;
-        if (reg === REG.RDBAH || reg === REG.TDBAH) v = next() % 16 === 0 ? next() : Math.floor(addr() / 0x1_0000_0000);
-        if (reg === REG.CTRL) v = (v & ~CTRL.RST) | CTRL.SLU;
-        if (reg === REG.RCTL) v |= RCTL.EN;
-        if (reg === REG.TCTL) v |= TCTL.EN;
-        if (reg === REG.RDLEN || reg === REG.TDLEN) v = (next() % 4 === 0 ? v : (next() % 64) * 128) >>> 0;
-        if (reg === REG.RDH || reg === REG.RDT || reg === REG.TDH || reg === REG.TDT) v = next() % 4 === 0 ? v : next() % 64;
+        if (reg === O.RDBAL || reg === O.TDBAL) v = addr() >>> 0;
+        if (reg === O.RDBAH || reg === O.TDBAH) v = next() % 16 === 0 ? next() : Math.floor(addr() / 0x1_0000_0000);
+        if (reg === O.CTRL) v = (v & ~CTRL.RST.mask) | CTRL.SLU.mask;
+        if (reg === O.RCTL) v |= RCTL.EN.mask;
+        if (reg === O.TCTL) v |= TCTL.EN.mask;
+        if (reg === O.RDLEN || reg === O.TDLEN) v = (next() % 4 === 0 ? v : (next() % 64) * 128) >>> 0;
+        if (reg === O.RDH || reg === O.RDT || reg === O.TDH || reg === O.TDT) v = next() % 4 === 0 ? v : next() % 64;
         r.write32(reg, v >>> 0);
       }
       r.read32(TARGETS[next() % TARGETS.length]!);

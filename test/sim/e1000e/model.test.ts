@@ -6,11 +6,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { crc32 } from 'node:zlib';
-import { REG, CTRL, STATUS, EERD, ICR, IVAR, RCTL, RAH, STAT } from '../../../spec/e1000e/registers.js';
+import { REG, mtaOffset, ralOffset, rahOffset, statusSpeed } from '../../../spec/e1000e/registers.js';
+import { getField, setField } from '../../../spec/field.js';
 import { E1000e } from '../../../drivers/e1000e/device.js';
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import { pair, single, frame, MAC_A, MAC_B, ADDR_A } from '../../drivers/e1000e/harness.js';
 import { loopback, endpoint } from '../../../sim/wire.js';
+import { writeTxd, txdSta, TXD_CMD } from '../../drivers/e1000e/crafted.js';
+import { TXD } from '../../../spec/e1000e/descriptors.js';
+
+const { CTRL, STATUS, EERD, ICR, IVAR, RCTL, RAH } = REG;
 
 test('PCI identity: 8086:10d3, Ethernet class, BAR0 128 KiB, MSI-X with 5 vectors', () => {
   const { p } = single();
@@ -25,17 +30,17 @@ test('PCI identity: 8086:10d3, Ethernet class, BAR0 128 KiB, MSI-X with 5 vector
 test('CTRL.RST self-clears and restores reset values; RA0 comes back from the EEPROM; the MTA is kept', () => {
   const { p } = single();
   const r = p.bar(0);
-  r.write32(REG.RCTL, RCTL.EN | RCTL.UPE);
-  r.write32(REG.RAL, 0x11223344);
-  r.write32(REG.MTA + 8, 0xabcd);
-  r.write32(REG.CTRL, r.read32(REG.CTRL) | CTRL.RST);
-  assert.is(r.read32(REG.CTRL) & CTRL.RST, 0, 'RST reads back clear');
-  assert.is(r.read32(REG.RCTL), 0);
-  assert.is(r.read32(REG.RAL), 0x12005452);
-  assert.is(r.read32(REG.RAH), (0x5634 | RAH.AV) >>> 0);
-  assert.is(r.read32(REG.MTA + 8), 0xabcd, 'MTA survives a software reset: drivers must clear it');
+  r.write32(REG.RCTL.offset, RCTL.EN.mask | RCTL.UPE.mask);
+  r.write32(ralOffset(0), 0x11223344);
+  r.write32(mtaOffset(2), 0xabcd);
+  r.write32(REG.CTRL.offset, r.read32(REG.CTRL.offset) | CTRL.RST.mask);
+  assert.is(r.read32(REG.CTRL.offset) & CTRL.RST.mask, 0, 'RST reads back clear');
+  assert.is(r.read32(REG.RCTL.offset), 0);
+  assert.is(r.read32(ralOffset(0)), 0x12005452);
+  assert.is(r.read32(rahOffset(0)), (0x5634 | RAH.AV.mask) >>> 0);
+  assert.is(r.read32(mtaOffset(2)), 0xabcd, 'MTA survives a software reset: drivers must clear it');
   p.reset(); // FLR
-  assert.is(r.read32(REG.MTA + 8), 0, 'a function-level reset clears it');
+  assert.is(r.read32(mtaOffset(2)), 0, 'a function-level reset clears it');
   p.close();
 });
 
@@ -43,10 +48,10 @@ test('EERD reads the EEPROM: MAC in words 0..2, words 0..0x3f sum to 0xBABA (the
   const { p } = single();
   const r = p.bar(0);
   const word = (w: number): number => {
-    r.write32(REG.EERD, (w << EERD.ADDR_SHIFT) | EERD.START);
-    const v = r.read32(REG.EERD);
-    assert.ok(v & EERD.DONE, 'DONE');
-    return v >>> EERD.DATA_SHIFT;
+    r.write32(REG.EERD.offset, setField(EERD.START.mask, EERD.ADDR, w));
+    const v = r.read32(REG.EERD.offset);
+    assert.ok(v & EERD.DONE.mask, 'DONE');
+    return getField(v, EERD.DATA);
   };
   assert.equal([word(0), word(1), word(2)], [0x5452, 0x1200, 0x5634]);
   let sum = 0;
@@ -58,38 +63,39 @@ test('EERD reads the EEPROM: MAC in words 0..2, words 0..0x3f sum to 0xBABA (the
 test('STATUS: link up only with CTRL.SLU and a cable; 1000 Mb/s full duplex; LSC raised on change', () => {
   const { p, nic } = single('none');
   const r = p.bar(0);
-  assert.is(r.read32(REG.STATUS) & STATUS.LU, 0);
-  r.write32(REG.CTRL, r.read32(REG.CTRL) | CTRL.SLU);
-  assert.is(r.read32(REG.STATUS) & STATUS.LU, 0, 'no cable');
-  r.read32(REG.ICR);
+  assert.is(r.read32(REG.STATUS.offset) & STATUS.LU.mask, 0);
+  r.write32(REG.CTRL.offset, r.read32(REG.CTRL.offset) | CTRL.SLU.mask);
+  assert.is(r.read32(REG.STATUS.offset) & STATUS.LU.mask, 0, 'no cable');
+  r.read32(REG.ICR.offset);
   const cable = loopback(nic);
-  const s = r.read32(REG.STATUS);
-  assert.ok(s & STATUS.LU);
-  assert.ok(s & STATUS.FD);
-  assert.is((s & STATUS.SPEED_MASK) >>> STATUS.SPEED_SHIFT, 2);
-  assert.ok(r.read32(REG.ICR) & ICR.LSC, 'LSC on plug');
+  const s = r.read32(REG.STATUS.offset);
+  assert.ok(s & STATUS.LU.mask);
+  assert.ok(s & STATUS.FD.mask);
+  assert.is(getField(s, STATUS.SPEED), 2);
+  assert.is(statusSpeed(s), 1000);
+  assert.ok(r.read32(REG.ICR.offset) & ICR.LSC.mask, 'LSC on plug');
   cable.unplug();
-  assert.is(r.read32(REG.STATUS) & STATUS.LU, 0);
-  assert.ok(r.read32(REG.ICR) & ICR.LSC, 'LSC on unplug');
+  assert.is(r.read32(REG.STATUS.offset) & STATUS.LU.mask, 0);
+  assert.ok(r.read32(REG.ICR.offset) & ICR.LSC.mask, 'LSC on unplug');
   p.close();
 });
 
 test('ICR: ICS sets causes, reading clears them (IMS 0), writing 1s clears them; IMS/IMC set and clear the mask', () => {
   const { p } = single();
   const r = p.bar(0);
-  r.read32(REG.ICR);
-  r.write32(REG.ICS, ICR.RXT0 | ICR.TXDW);
-  assert.is(r.read32(REG.ICR), ICR.RXT0 | ICR.TXDW);
-  assert.is(r.read32(REG.ICR), 0, 'read-to-clear');
-  r.write32(REG.IMS, ICR.RXT0);
-  r.write32(REG.IMS, ICR.LSC);
-  assert.is(r.read32(REG.IMS), ICR.RXT0 | ICR.LSC);
-  r.write32(REG.IMC, ICR.RXT0);
-  assert.is(r.read32(REG.IMS), ICR.LSC);
-  r.write32(REG.ICS, ICR.TXDW); // masked: not asserted, so a read with IMS != 0 does not clear
-  assert.is(r.read32(REG.ICR), ICR.TXDW);
-  r.write32(REG.ICR, ICR.TXDW);
-  assert.is(r.read32(REG.ICR), 0, 'write-1-to-clear');
+  r.read32(REG.ICR.offset);
+  r.write32(REG.ICS.offset, ICR.RXT0.mask | ICR.TXDW.mask);
+  assert.is(r.read32(REG.ICR.offset), ICR.RXT0.mask | ICR.TXDW.mask);
+  assert.is(r.read32(REG.ICR.offset), 0, 'read-to-clear');
+  r.write32(REG.IMS.offset, ICR.RXT0.mask);
+  r.write32(REG.IMS.offset, ICR.LSC.mask);
+  assert.is(r.read32(REG.IMS.offset), ICR.RXT0.mask | ICR.LSC.mask);
+  r.write32(REG.IMC.offset, ICR.RXT0.mask);
+  assert.is(r.read32(REG.IMS.offset), ICR.LSC.mask);
+  r.write32(REG.ICS.offset, ICR.TXDW.mask); // masked: not asserted, so a read with IMS != 0 does not clear
+  assert.is(r.read32(REG.ICR.offset), ICR.TXDW.mask);
+  r.write32(REG.ICR.offset, ICR.TXDW.mask);
+  assert.is(r.read32(REG.ICR.offset), 0, 'write-1-to-clear');
   p.close();
 });
 
@@ -99,11 +105,11 @@ test('MSI-X: IVAR routes RX causes to their vector; an invalid entry raises noth
   const fired = [0, 0, 0];
   const vectors = p.irq.enable('msix', 3);
   vectors.forEach((v, i) => v.onFire(() => { fired[i]!++; }));
-  r.write32(REG.IVAR, ((IVAR.VALID | 2) << IVAR.RXQ0_SHIFT) | ((IVAR.VALID | 1) << IVAR.OTHER_SHIFT));
-  r.write32(REG.IMS, ICR.RXQ0 | ICR.OTHER);
-  r.write32(REG.ICS, ICR.RXT0);
-  r.write32(REG.ICS, ICR.LSC);
-  r.write32(REG.ICS, ICR.TXDW); // TXQ0 not in IMS, and its IVAR entry invalid
+  r.write32(REG.IVAR.offset, setField(setField(IVAR.RXQ0_VALID.mask | IVAR.OTHER_VALID.mask, IVAR.RXQ0_VECTOR, 2), IVAR.OTHER_VECTOR, 1));
+  r.write32(REG.IMS.offset, ICR.RXQ0.mask | ICR.OTHER.mask);
+  r.write32(REG.ICS.offset, ICR.RXT0.mask);
+  r.write32(REG.ICS.offset, ICR.LSC.mask);
+  r.write32(REG.ICS.offset, ICR.TXDW.mask); // TXQ0 not in IMS, and its IVAR entry invalid
   await new Promise((res) => setImmediate(res));
   assert.equal(fired, [0, 1, 1]);
   p.close();
@@ -114,17 +120,17 @@ test('MSI-X with EIAC: the message auto-clears the cause in ICR and masks it in 
   const r = p.bar(0);
   let fired = 0;
   p.irq.enable('msix', 1)[0]!.onFire(() => { fired++; });
-  r.write32(REG.IVAR, IVAR.VALID << IVAR.RXQ0_SHIFT);
-  r.write32(REG.EIAC, ICR.RXQ0);
-  r.write32(REG.IMS, ICR.RXQ0);
-  r.write32(REG.ICS, ICR.RXT0);
+  r.write32(REG.IVAR.offset, IVAR.RXQ0_VALID.mask);
+  r.write32(REG.EIAC.offset, ICR.RXQ0.mask);
+  r.write32(REG.IMS.offset, ICR.RXQ0.mask);
+  r.write32(REG.ICS.offset, ICR.RXT0.mask);
   await new Promise((res) => setImmediate(res));
   assert.is(fired, 1);
-  assert.is(r.read32(REG.IMS) & ICR.RXQ0, 0, 'auto-masked');
-  r.write32(REG.ICS, ICR.RXT0);
+  assert.is(r.read32(REG.IMS.offset) & ICR.RXQ0.mask, 0, 'auto-masked');
+  r.write32(REG.ICS.offset, ICR.RXT0.mask);
   await new Promise((res) => setImmediate(res));
   assert.is(fired, 1, 'masked: no second message');
-  r.write32(REG.IMS, ICR.RXQ0); // re-arm: the pending cause is delivered
+  r.write32(REG.IMS.offset, ICR.RXQ0.mask); // re-arm: the pending cause is delivered
   await new Promise((res) => setImmediate(res));
   assert.is(fired, 2);
   p.close();
@@ -138,13 +144,13 @@ test('write-back coalescing: during a sender\'s burst descriptors complete toget
   nic.burst(true);
   nic.receive(f, 64);
   nic.receive(f, 64);
-  assert.is(p.bar(0).read32(REG.RDH), 0, 'RDH not moved yet');
+  assert.is(p.bar(0).read32(REG.RDH.offset), 0, 'RDH not moved yet');
   assert.not.ok(D.rxRing.ready(), 'no DD yet');
   nic.burst(false);
-  assert.is(p.bar(0).read32(REG.RDH), 2);
+  assert.is(p.bar(0).read32(REG.RDH.offset), 2);
   assert.ok(D.rxRing.ready());
   assert.ok(ep.send(f), 'outside a burst');
-  assert.is(p.bar(0).read32(REG.RDH), 3, 'completed within receive');
+  assert.is(p.bar(0).read32(REG.RDH.offset), 3, 'completed within receive');
   const rb = new PacketBatch(8);
   assert.is(D.rx(rb), 3);
   D.rxFree(rb);
@@ -152,11 +158,11 @@ test('write-back coalescing: during a sender\'s burst descriptors complete toget
   p.close();
 });
 
-test('with RCTL.SECRC clear the model stores the Ethernet FCS after the frame (checked against zlib crc32)', async () => {
+test('with RCTL.SECRC.mask clear the model stores the Ethernet FCS after the frame (checked against zlib crc32)', async () => {
   const { pa, pb } = pair();
   const A = await E1000e.open(pa);
   const B = await E1000e.open(pb);
-  pb.bar(0).write32(REG.RCTL, pb.bar(0).read32(REG.RCTL) & ~RCTL.SECRC);
+  pb.bar(0).write32(REG.RCTL.offset, pb.bar(0).read32(REG.RCTL.offset) & ~RCTL.SECRC.mask);
   const f = frame(MAC_B, MAC_A, 100, 42);
   const tb = new PacketBatch(1), rb = new PacketBatch(1);
   const buf = A.txAlloc();
@@ -178,8 +184,8 @@ test('a frame longer than one RX buffer spans descriptors (EOP on the last); the
   const { pa, pb } = pair();
   const A = await E1000e.open(pa);
   const B = await E1000e.open(pb);
-  const rctl = pb.bar(0).read32(REG.RCTL);
-  pb.bar(0).write32(REG.RCTL, (rctl & ~RCTL.BSIZE_MASK) | (3 << RCTL.BSIZE_SHIFT)); // 256-byte buffers
+  const rctl = pb.bar(0).read32(REG.RCTL.offset);
+  pb.bar(0).write32(REG.RCTL.offset, setField(rctl, RCTL.BSIZE, 3)); // 256-byte buffers
   const tb = new PacketBatch(2), rb = new PacketBatch(4);
   for (const len of [600, 200]) {
     const b = A.txAlloc();
@@ -187,7 +193,7 @@ test('a frame longer than one RX buffer spans descriptors (EOP on the last); the
     tb.push(b, len);
   }
   A.tx(tb);
-  assert.is(pb.bar(0).read32(REG.RDH), 4, '600 bytes took 3 descriptors, 200 bytes one');
+  assert.is(pb.bar(0).read32(REG.RDH.offset), 4, '600 bytes took 3 descriptors, 200 bytes one');
   B.rx(rb);
   assert.is(rb.count, 1, 'only the frame that fits one buffer is delivered');
   assert.is(rb.len[0], 200);
@@ -210,9 +216,9 @@ test('no free RX descriptors: the frame is missed (MPC, RNBC) and RXO raised', a
   A.tx(tb);
   assert.is(b.counters.rxNoDescriptor, 3, '7 descriptors were free, 10 frames came');
   const r = pb.bar(0);
-  assert.ok(r.read32(REG.ICR) & ICR.RXO);
-  assert.is(r.read32(STAT.MPC), 3);
-  assert.is(r.read32(STAT.RNBC), 3);
+  assert.ok(r.read32(REG.ICR.offset) & ICR.RXO.mask);
+  assert.is(r.read32(REG.MPC.offset), 3);
+  assert.is(r.read32(REG.RNBC.offset), 3);
   await A.close(); await B.close();
   pa.close(); pb.close();
 });
@@ -233,7 +239,7 @@ test('a TX buffer read the IOMMU refuses: fault logged (read), frame not sent, r
   assert.is(faults[0]!.vtdReason, 0x06);
   assert.is(a.counters.txDmaDropped, 1);
   assert.is(a.counters.txFrames, 0);
-  assert.is(pa.bar(0).read32(REG.TDH), 1, 'the descriptor was consumed');
+  assert.is(pa.bar(0).read32(REG.TDH.offset), 1, 'the descriptor was consumed');
   await A.close(); await B.close();
   pa.close(); pb.close();
 });
@@ -245,19 +251,16 @@ test('a write-back (RS) into a read-only TX ring: refused and logged (no-write),
   const buf = A.txAlloc();
   A.txData(buf).set(frame(MAC_B, MAC_A, 64, 1));
   const ring = A.txRing.window;
-  const iova = A.txPool.iova(buf);
-  ring.view.setUint32(0, iova % 0x1_0000_0000, true);
-  ring.view.setUint32(4, Math.floor(iova / 0x1_0000_0000), true);
-  ring.view.setUint32(8, 64 | ((0x01 | 0x02 | 0x08) << 24), true); // EOP | IFCS | RS
-  pa.bar(0).write32(REG.TDT, 1);
+  writeTxd(ring.view, 0, A.txPool.iova(buf), 64, TXD_CMD.EOP.mask | TXD_CMD.IFCS.mask | TXD_CMD.RS.mask);
+  pa.bar(0).write32(REG.TDT.offset, 1);
   assert.is(a.counters.txFrames, 1, 'the frame itself went out');
-  assert.is(ring.bytes[12], 0, 'STA.DD not written');
+  assert.is(txdSta(ring.bytes, 0), 0, 'STA.DD not written');
   const f = machine.iommu.faults(ADDR_A);
   assert.is(f.length, 1);
   assert.is(f[0]!.access, 'write');
   assert.is(f[0]!.reason, 'no-write');
   assert.is(f[0]!.vtdReason, 0x05);
-  assert.is(f[0]!.iova, Number(ring.iova) + 12);
+  assert.is(f[0]!.iova, Number(ring.iova) + TXD.STA.offset);
   assert.is(a.ringFault, 'tx', 'the TX engine stops, as on a completion error');
   await A.close(); await B.close();
   pa.close(); pb.close();
