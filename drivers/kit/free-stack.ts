@@ -58,7 +58,7 @@ export class FreeIndexStack {
   }
 
   private refuse(index: number): never {
-    if ((index >>> 0) !== index || index >= this.capacity) {
+    if (index >>> 0 !== index || index >= this.capacity) {
       throw new KitError('ERR_KIT_POOL_FREE', `${this.what} ${index}: not an index of this set (0..${this.capacity - 1})`, {
         fix: 'give back only an index that take() returned',
       });

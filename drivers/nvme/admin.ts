@@ -111,7 +111,9 @@ export class AdminQueue {
     }
     const slot = this.qp.acquire();
     if (slot < 0) {
-      return Promise.reject(new NvmeControllerError('ERR_NVME_PROTOCOL', `${what}: the admin queue is full (${this.qp.slots} commands in flight)`, 'wait for admin commands to complete before issuing more'));
+      return Promise.reject(
+        new NvmeControllerError('ERR_NVME_PROTOCOL', `${what}: the admin queue is full (${this.qp.slots} commands in flight)`, 'wait for admin commands to complete before issuing more'),
+      );
     }
     return new Promise((resolve, reject) => {
       this.waiters[slot] = { what, resolve, reject };

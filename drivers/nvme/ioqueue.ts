@@ -327,19 +327,7 @@ export class IoQueue {
     let p2 = 0;
     if (pages === 2) p2 = bufIova[slot]! + (firstPage + 1) * MEM_PAGE;
     else if (pages > 2) p2 = lists[slot]! + firstPage * PRP_ENTRY_BYTES;
-    this.qp.submit(
-      slot,
-      opcode,
-      nsid,
-      p1 >>> 0,
-      hi32(p1),
-      p2 >>> 0,
-      hi32(p2),
-      lba >>> 0,
-      hi32(lba),
-      ((blocks - 1) | cdw12Flags) >>> 0,
-      0,
-    );
+    this.qp.submit(slot, opcode, nsid, p1 >>> 0, hi32(p1), p2 >>> 0, hi32(p2), lba >>> 0, hi32(lba), ((blocks - 1) | cdw12Flags) >>> 0, 0);
   }
 
   private complete(slot: number, status: number, dw0: number): void {

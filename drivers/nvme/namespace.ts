@@ -113,7 +113,10 @@ export class Namespace {
 
   /** Flush the volatile write cache (§6.8). */
   async flush(): Promise<void> {
-    await this.host.execute(() => `namespace ${this.nsid}: flush`, (q, slot, h) => q.flush(slot, this.nsid, h));
+    await this.host.execute(
+      () => `namespace ${this.nsid}: flush`,
+      (q, slot, h) => q.flush(slot, this.nsid, h),
+    );
   }
 
   /** Write Zeroes (§6.17) over `blocks` blocks at `lba`, split at 65536 blocks per command. */
@@ -131,7 +134,10 @@ export class Namespace {
   async discard(lba: number, blocks: number): Promise<void> {
     this.checkRange('discard', lba, blocks);
     await this.split(blocks, MAX_DISCARD_BLOCKS, (done, n) =>
-      this.host.execute(() => this.describe('discard', lba + done, n), (q, slot, h) => q.discard(slot, this.nsid, lba + done, n, h)),
+      this.host.execute(
+        () => this.describe('discard', lba + done, n),
+        (q, slot, h) => q.discard(slot, this.nsid, lba + done, n, h),
+      ),
     );
   }
 
@@ -149,9 +155,7 @@ export class Namespace {
   /** Raw read/write (no range checks), for tests: resolves with the status. */
   async rawRw(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, lba: number, blocks: number): Promise<number> {
     const post: PostCommand =
-      opcode === NvmOpcode.READ
-        ? (q, slot, h) => q.read(slot, this.nsid, lba, blocks, this.blockShift, 0, h)
-        : (q, slot, h) => q.write(slot, this.nsid, lba, blocks, this.blockShift, 0, h);
+      opcode === NvmOpcode.READ ? (q, slot, h) => q.read(slot, this.nsid, lba, blocks, this.blockShift, 0, h) : (q, slot, h) => q.write(slot, this.nsid, lba, blocks, this.blockShift, 0, h);
     return this.host.executeForStatus(() => this.describe('raw rw', lba, blocks), post);
   }
 
@@ -213,5 +217,4 @@ export class Namespace {
       );
     }
   }
-
 }

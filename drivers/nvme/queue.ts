@@ -135,7 +135,11 @@ export class QueuePair {
       throw new NvmeArgumentError(`queue ${o.qid}: ${o.entries} entries is outside 2..4096`, 'ask for 2 to 4096 queue entries');
     }
     if (!LITTLE_ENDIAN_HOST) {
-      throw new NvmeControllerError('ERR_NVME_UNSUPPORTED', `queue ${o.qid}: this host is big-endian; queue entries are written as host-order dwords`, 'run the driver on a little-endian host (x86-64, arm64)');
+      throw new NvmeControllerError(
+        'ERR_NVME_UNSUPPORTED',
+        `queue ${o.qid}: this host is big-endian; queue entries are written as host-order dwords`,
+        'run the driver on a little-endian host (x86-64, arm64)',
+      );
     }
     this.qid = o.qid;
     this.entries = o.entries;
@@ -197,19 +201,7 @@ export class QueuePair {
    * zero. PRPs are given as two 32-bit halves each so nothing is converted to bigint here.
    * The doorbell is not rung: call `ring()` once per batch.
    */
-  submit(
-    slot: number,
-    opcode: number,
-    nsid: number,
-    prp1Lo: number,
-    prp1Hi: number,
-    prp2Lo: number,
-    prp2Hi: number,
-    cdw10: number,
-    cdw11: number,
-    cdw12: number,
-    cdw13: number,
-  ): void {
+  submit(slot: number, opcode: number, nsid: number, prp1Lo: number, prp1Hi: number, prp2Lo: number, prp2Hi: number, cdw10: number, cdw11: number, cdw12: number, cdw13: number): void {
     const base = this.sqTail << SQE_DWORDS_LOG2;
     const q = this.sq32;
     q[base + SQ_CDW0] = ((this.cidOf(slot) << CID_LO) | (opcode & OPC_MASK)) >>> 0;
@@ -242,19 +234,7 @@ export class QueuePair {
    * path). `cdw10..12` are taken as unsigned 32-bit values.
    */
   submitWithPrps(slot: number, opcode: number, nsid: number, prp1: bigint, prp2: bigint, cdw10: number, cdw11: number, cdw12: number): void {
-    this.submit(
-      slot,
-      opcode,
-      nsid,
-      Number(prp1 % BIG_TWO32),
-      Number(prp1 / BIG_TWO32),
-      Number(prp2 % BIG_TWO32),
-      Number(prp2 / BIG_TWO32),
-      cdw10 >>> 0,
-      cdw11 >>> 0,
-      cdw12 >>> 0,
-      0,
-    );
+    this.submit(slot, opcode, nsid, Number(prp1 % BIG_TWO32), Number(prp1 / BIG_TWO32), Number(prp2 % BIG_TWO32), Number(prp2 / BIG_TWO32), cdw10 >>> 0, cdw11 >>> 0, cdw12 >>> 0, 0);
   }
 
   /** Commands written but not yet announced to the device. */
@@ -296,11 +276,9 @@ export class QueuePair {
       const cid = dw3 & CID_MASK;
       const slot = cid & this.slotMask;
       let status = (dw3 >>> STATUS_LO) & STATUS_MAX;
-      if (slot >= this.slots || this.state[slot] !== BUSY || this.cidOf(slot) !== cid || (dw2 >>> SQID_LO) !== this.qid) {
+      if (slot >= this.slots || this.state[slot] !== BUSY || this.cidOf(slot) !== cid || dw2 >>> SQID_LO !== this.qid) {
         this.unknownCids++;
-        this.onProtocolError(
-          `queue ${this.qid}: completion for CID ${cid} (SQID ${dw2 >>> SQID_LO}) matches no command in flight; ignored`,
-        );
+        this.onProtocolError(`queue ${this.qid}: completion for CID ${cid} (SQID ${dw2 >>> SQID_LO}) matches no command in flight; ignored`);
         continue;
       }
       if (this.stage[slot] !== 0 && (status & TYPE_AND_CODE) === ABORTED_BY_REQUEST) status = STATUS_TIMED_OUT;

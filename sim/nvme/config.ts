@@ -82,7 +82,7 @@ export function resolveConfig(options: SimNvmeOptions): SimNvmeConfig {
     copyData: options.copyData ?? true,
   };
   if (!Number.isInteger(o.maxQueueEntries) || o.maxQueueEntries < 2 || o.maxQueueEntries > 65536) {
-    throw new SimError('ERR_SIM_ARG', `maxQueueEntries ${o.maxQueueEntries}: must be 2..65536`, { fix: 'CAP.MQES is 16 bits, 0\'s based' });
+    throw new SimError('ERR_SIM_ARG', `maxQueueEntries ${o.maxQueueEntries}: must be 2..65536`, { fix: "CAP.MQES is 16 bits, 0's based" });
   }
   if (!Number.isInteger(o.dstrd) || o.dstrd < 0 || o.dstrd > 15) throw new SimError('ERR_SIM_ARG', `dstrd ${o.dstrd}: must be 0..15`, { fix: 'CAP.DSTRD is 4 bits' });
   if (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 255) throw new SimError('ERR_SIM_ARG', `timeout ${o.timeout}: must be 0..255`, { fix: 'CAP.TO is 8 bits, in 500 ms units' });

@@ -49,7 +49,9 @@ export class SimNvme implements DeviceModel {
 
   constructor(options: SimNvmeOptions = {}) {
     if (!LITTLE_ENDIAN_HOST) {
-      throw new SimError('ERR_SIM_NVME_UNSUPPORTED', 'the NVMe model handles queue entries as host-order dwords and this host is big-endian', { fix: 'run the simulator on a little-endian host (x86-64, arm64)' });
+      throw new SimError('ERR_SIM_NVME_UNSUPPORTED', 'the NVMe model handles queue entries as host-order dwords and this host is big-endian', {
+        fix: 'run the simulator on a little-endian host (x86-64, arm64)',
+      });
     }
     const o = (this.config = resolveConfig(options));
     this.namespaces = buildNamespaces(options.namespaces ?? [{ blocks: 2048 }]);

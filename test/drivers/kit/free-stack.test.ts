@@ -4,7 +4,11 @@ import * as assert from 'uvu/assert';
 import { FreeIndexStack } from '../../../drivers/kit/free-stack.js';
 
 const code = (fn: () => unknown): string => {
-  try { fn(); } catch (e) { return (e as { code: string }).code; }
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
   return 'no error';
 };
 
@@ -23,9 +27,21 @@ test('giving back twice, or an index never taken or out of range, is ERR_KIT_POO
   const s = new FreeIndexStack(3, 'PRP list slot');
   const i = s.take();
   s.give(i);
-  assert.is(code(() => s.give(i)), 'ERR_KIT_POOL_FREE');
-  assert.is(code(() => s.give(2)), 'ERR_KIT_POOL_FREE', 'never taken');
-  for (const bad of [3, -1, 1.5, NaN]) assert.is(code(() => s.give(bad)), 'ERR_KIT_POOL_FREE', String(bad));
+  assert.is(
+    code(() => s.give(i)),
+    'ERR_KIT_POOL_FREE',
+  );
+  assert.is(
+    code(() => s.give(2)),
+    'ERR_KIT_POOL_FREE',
+    'never taken',
+  );
+  for (const bad of [3, -1, 1.5, NaN])
+    assert.is(
+      code(() => s.give(bad)),
+      'ERR_KIT_POOL_FREE',
+      String(bad),
+    );
   assert.is(s.available, 3);
   try {
     s.give(i);
@@ -35,12 +51,19 @@ test('giving back twice, or an index never taken or out of range, is ERR_KIT_POO
 });
 
 test('capacity must be a positive integer: ERR_KIT_ARG', () => {
-  for (const bad of [0, -1, 2.5, 2 ** 33]) assert.is(code(() => new FreeIndexStack(bad, 'x')), 'ERR_KIT_ARG', String(bad));
+  for (const bad of [0, -1, 2.5, 2 ** 33])
+    assert.is(
+      code(() => new FreeIndexStack(bad, 'x')),
+      'ERR_KIT_ARG',
+      String(bad),
+    );
 });
 
 test('take/give allocate nothing on the heap', () => {
   const s = new FreeIndexStack(1024, 'slot');
-  const run = (n: number) => { for (let k = 0; k < n; k++) s.give(s.take()); };
+  const run = (n: number) => {
+    for (let k = 0; k < n; k++) s.give(s.take());
+  };
   run(100000);
   if (global.gc) global.gc();
   const before = process.memoryUsage().heapUsed;

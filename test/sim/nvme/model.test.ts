@@ -156,10 +156,18 @@ test('memory store bounds and argument errors: ERR_SIM_ARG for every option out 
     return 'no error';
   };
   for (const bad of [{ maxQueueEntries: 1 }, { maxQueueEntries: 65537 }, { timeout: 256 }, { mdts: 13 }, { maxIoQueues: 0 }, { msixVectors: 0 }, { namespaces: [{ blocks: 0 }] }]) {
-    assert.is(code(() => new SimNvme(bad)), 'ERR_SIM_ARG', JSON.stringify(bad));
+    assert.is(
+      code(() => new SimNvme(bad)),
+      'ERR_SIM_ARG',
+      JSON.stringify(bad),
+    );
   }
   const { model, p } = rig();
-  assert.is(code(() => model.injectCompletion(3, 1)), 'ERR_SIM_ARG', 'no SQ 3');
+  assert.is(
+    code(() => model.injectCompletion(3, 1)),
+    'ERR_SIM_ARG',
+    'no SQ 3',
+  );
   p.close();
 });
 
@@ -168,7 +176,7 @@ test('Get and Set Features: Number of Queues reports the grant, Volatile Write C
   const c = await NvmeController.open(p, { queues: 3, log: () => undefined });
   const get = (fid: number) => c.adminRaw('get features', AdminOpcode.GET_FEATURES, 0, 0n, 0n, fid, 0);
   const set = (fid: number, cdw11: number) => c.adminRaw('set features', AdminOpcode.SET_FEATURES, 0, 0n, 0n, fid, cdw11);
-  assert.equal(await get(FeatureId.NUMBER_OF_QUEUES), { status: 0, dw0: 0x0002_0002 }, '3 SQs and 3 CQs, 0\'s based');
+  assert.equal(await get(FeatureId.NUMBER_OF_QUEUES), { status: 0, dw0: 0x0002_0002 }, "3 SQs and 3 CQs, 0's based");
   assert.equal(await get(FeatureId.VOLATILE_WRITE_CACHE), { status: 0, dw0: 1 });
   assert.is((await set(FeatureId.VOLATILE_WRITE_CACHE, 0)).status, 0);
   assert.equal(await get(FeatureId.VOLATILE_WRITE_CACHE), { status: 0, dw0: 0 });
