@@ -17,7 +17,11 @@ export type SimCoreCode =
   | 'ERR_SIM_IRQ'
   | 'ERR_SIM_STATE';
 
+/** The NVMe model (sim/nvme, documented in sim/nvme/README.md). */
+export type SimNvmeCode = 'ERR_SIM_NVME_UNSUPPORTED';
+
 export type SimCode =
-  | SimCoreCode;
+  | SimCoreCode
+  | SimNvmeCode;
 
 export class SimError extends DmaboxError<SimCode> {}

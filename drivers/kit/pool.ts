@@ -1,6 +1,6 @@
 /**
  * A buffer pool: fixed-size buffers inside one DMA window, handed out by index from a free stack
- * (a Uint32Array), in the manner of ixy's mempool. Nothing is allocated on the hot path: a buffer
+ * (free-stack.ts), in the manner of ixy's mempool. Nothing is allocated on the hot path: a buffer
  * is its index, and its offset and IOVA are computed (`offset(i) = base + i * size`), never stored
  * in objects. One window means one IOMMU mapping for thousands of buffers.
  *
@@ -10,6 +10,7 @@
  */
 import type { DmaWindow } from '../contract/platform.js';
 import { KitError } from './errors.js';
+import { FreeIndexStack } from './free-stack.js';
 
 export interface BufferPoolOptions {
   /** Bytes of the window before the first buffer (default 0). */
@@ -25,9 +26,7 @@ export class BufferPool {
   readonly base: number;
   /** The window's IOVA as a number (exact below 2^53), so per-buffer IOVAs need no bigint. */
   private readonly iovaBase: number;
-  private readonly stack: Uint32Array;
-  private readonly out: Uint8Array;
-  private top: number;
+  private readonly freeBuffers: FreeIndexStack;
 
   constructor(window: DmaWindow, bufferSize: number, options: BufferPoolOptions = {}) {
     const base = options.offset ?? 0;
@@ -52,24 +51,18 @@ export class BufferPool {
     this.count = count;
     this.base = base;
     this.iovaBase = Number(window.iova) + base;
-    this.stack = new Uint32Array(count);
-    this.out = new Uint8Array(count);
-    // Lowest index on top: buffers come out in address order on a fresh pool.
-    for (let i = 0; i < count; i++) this.stack[i] = count - 1 - i;
-    this.top = count;
+    // A fresh stack hands out the lowest index first: buffers come out in address order.
+    this.freeBuffers = new FreeIndexStack(count, 'buffer');
   }
 
   /** Free buffers. */
   get available(): number {
-    return this.top;
+    return this.freeBuffers.available;
   }
 
   /** A free buffer's index, or -1 when none is free. */
   alloc(): number {
-    if (this.top === 0) return -1;
-    const i = this.stack[--this.top]!;
-    this.out[i] = 1;
-    return i;
+    return this.freeBuffers.take();
   }
 
   /** Like alloc, but an empty pool is an error (setup code, not hot paths). */
@@ -83,20 +76,14 @@ export class BufferPool {
     return i;
   }
 
+  /** Give buffer `index` back; freeing it twice, or an index the pool does not have, throws ERR_KIT_POOL_FREE. */
   free(index: number): void {
-    if ((index >>> 0) !== index || index >= this.count) {
-      throw new KitError('ERR_KIT_POOL_FREE', `buffer pool: index ${index} is not a buffer of this pool (0..${this.count - 1})`);
-    }
-    if (this.out[index] === 0) {
-      throw new KitError('ERR_KIT_POOL_FREE', `buffer pool: buffer ${index} freed twice`, { fix: 'free each buffer once, when the device has finished with it' });
-    }
-    this.out[index] = 0;
-    this.stack[this.top++] = index;
+    this.freeBuffers.give(index);
   }
 
   /** Whether a buffer is handed out. */
   isAllocated(index: number): boolean {
-    return this.out[index] === 1;
+    return this.freeBuffers.isOut(index);
   }
 
   /** Byte offset of buffer `index` in the window. */

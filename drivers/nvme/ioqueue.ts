@@ -17,14 +17,22 @@
  */
 import type { DmaAllocator, DmaWindow, RegisterSpace } from '../contract/platform.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../contract/platform.js';
-import { DSM_AD, DSM_RANGE, NvmOpcode, RW_FUA, WZ_DEAC } from '../../spec/nvme/commands.js';
+import { DSM, DSM_RANGE, MAX_BLOCKS_PER_COMMAND, NvmOpcode, RW_CDW12, WRITE_ZEROES_CDW12 } from '../../spec/nvme/commands.js';
+import { PRP_ENTRY_BYTES } from '../../spec/nvme/prp.js';
+import { memoryPageBytes } from '../../spec/nvme/registers.js';
 import { QueuePair } from './queue.js';
-import { NvmeArgumentError } from './status.js';
+import { NvmeArgumentError } from './errors.js';
 import { fillPrp, PrpListSpace } from '../kit/prp.js';
 
 /** Memory page size the driver programs (CC.MPS = 0: 4 KiB, §3.1.5). */
-export const MEM_PAGE = 4096;
+export const MEM_PAGE = memoryPageBytes(0);
+const PAGE_SHIFT = Math.log2(MEM_PAGE);
+/** The largest slot buffer: 2 MiB, so one list page (512 entries) covers any transfer in it, unaligned starts included. */
+const MAX_BUFFER_BYTES = 2 * 1024 * 1024;
 const TWO32 = 0x1_0000_0000;
+const FUA = RW_CDW12.FUA.mask;
+const DEAC = WRITE_ZEROES_CDW12.DEAC.mask;
+const AD = DSM.CDW11.AD.mask;
 
 export type SlotHandler = (slot: number, status: number, dw0: number) => void;
 
@@ -48,10 +56,11 @@ export class IoQueue {
   private readonly handlers: (SlotHandler | null)[];
   private readonly readWin: DmaWindow;
   private readonly writeWin: DmaWindow;
-  private readonly listWin: DmaWindow | undefined;
+  /** Two list pages per slot (read buffer, write buffer), prefilled; undefined when a buffer spans at most two pages. */
+  private readonly lists: PrpListSpace | undefined;
   private readonly readViews: Uint8Array[];
   private readonly writeViews: Uint8Array[];
-  /** Per slot: IOVA of the read buffer, write buffer, read list and write list (as numbers, < 2^53). */
+  /** Per slot: IOVA of the read buffer, write buffer, read list and write list (as numbers, < 2^53; a list 0 when there is none). */
   private readonly readIova: Float64Array;
   private readonly writeIova: Float64Array;
   private readonly readList: Float64Array;
@@ -59,10 +68,10 @@ export class IoQueue {
   private readonly dma: DmaAllocator;
   /** PRP lists for caller windows (zero copy): one page per tracker slot, made on first use. */
   private zcLists: PrpListSpace | undefined;
-  private readonly prpOut = new DataView(new ArrayBuffer(16));
+  private readonly prpOut = new DataView(new ArrayBuffer(2 * PRP_ENTRY_BYTES));
 
   constructor(o: IoQueueOptions) {
-    if (o.bufferBytes % MEM_PAGE !== 0 || o.bufferBytes <= 0 || o.bufferBytes > 2 * 1024 * 1024) {
+    if (o.bufferBytes % MEM_PAGE !== 0 || o.bufferBytes <= 0 || o.bufferBytes > MAX_BUFFER_BYTES) {
       throw new NvmeArgumentError(`bufferBytes ${o.bufferBytes} is not a multiple of 4096 between 4096 and 2 MiB`, 'pass e.g. 65536');
     }
     this.qid = o.qid;
@@ -86,10 +95,14 @@ export class IoQueue {
       allocated.push(this.readWin);
       this.writeWin = o.dma.alloc(n * o.bufferBytes, DEVICE_READS, { align: MEM_PAGE, label: `${o.label} q${o.qid} write data` });
       allocated.push(this.writeWin);
+      // A list is needed only when a transfer can span more than two pages (§4.3): one list page
+      // per slot and direction, which holds 512 entries, enough for a 2 MiB buffer with any start.
       const pages = o.bufferBytes / MEM_PAGE;
-      // A list is needed only when a transfer can span more than two pages (§4.3); one 4 KiB list
-      // page holds 512 entries, enough for a 2 MiB buffer plus an unaligned start.
-      this.listWin = pages >= 2 ? o.dma.alloc(2 * n * MEM_PAGE, DEVICE_READS, { align: MEM_PAGE, label: `${o.label} q${o.qid} prp lists` }) : undefined;
+      if (pages > 2) {
+        const w = o.dma.alloc(2 * n * MEM_PAGE, DEVICE_READS, { align: MEM_PAGE, label: `${o.label} q${o.qid} prp lists` });
+        allocated.push(w);
+        this.lists = new PrpListSpace(w, { pageSize: MEM_PAGE });
+      }
     } catch (e) {
       for (const w of allocated) o.dma.free(w);
       this.qp.close();
@@ -102,30 +115,20 @@ export class IoQueue {
     this.writeIova = new Float64Array(n);
     this.readList = new Float64Array(n);
     this.writeList = new Float64Array(n);
-    const rBase = Number(this.readWin.iova);
-    const wBase = Number(this.writeWin.iova);
     const B = o.bufferBytes;
     for (let s = 0; s < n; s++) {
       this.readViews.push(this.readWin.bytes.subarray(s * B, (s + 1) * B));
       this.writeViews.push(this.writeWin.bytes.subarray(s * B, (s + 1) * B));
-      this.readIova[s] = rBase + s * B;
-      this.writeIova[s] = wBase + s * B;
-      if (this.listWin) {
-        const lBase = Number(this.listWin.iova);
-        this.readList[s] = lBase + 2 * s * MEM_PAGE;
-        this.writeList[s] = lBase + (2 * s + 1) * MEM_PAGE;
-        const v = this.listWin.view;
-        // Entry k describes page k + 1 of the buffer (page 0 is always in PRP1); a transfer that
-        // starts in page j uses the list from entry j (PRP2 = list + 8j). B <= 2 MiB: at most 511
-        // entries, so one list page never needs a chain pointer.
-        for (let k = 0; k + 1 < B / MEM_PAGE; k++) {
-          const r = this.readIova[s]! + (k + 1) * MEM_PAGE;
-          const w = this.writeIova[s]! + (k + 1) * MEM_PAGE;
-          v.setUint32(2 * s * MEM_PAGE + 8 * k, r >>> 0, true);
-          v.setUint32(2 * s * MEM_PAGE + 8 * k + 4, hi32(r), true);
-          v.setUint32((2 * s + 1) * MEM_PAGE + 8 * k, w >>> 0, true);
-          v.setUint32((2 * s + 1) * MEM_PAGE + 8 * k + 4, hi32(w), true);
-        }
+      this.readIova[s] = Number(this.readWin.iova) + s * B;
+      this.writeIova[s] = Number(this.writeWin.iova) + s * B;
+      if (this.lists) {
+        // Each list describes the whole buffer: entry k is page k + 1 (page 0 is always in PRP1).
+        // A transfer starting in page j uses the list from entry j (PRP2 = list + 8j); a buffer of
+        // at most 2 MiB needs at most 511 entries, so a list never chains. No PRP is built per I/O.
+        fillPrp(this.prpOut, 0, this.readWin, s * B, B, this.lists, 2 * s);
+        fillPrp(this.prpOut, 0, this.writeWin, s * B, B, this.lists, 2 * s + 1);
+        this.readList[s] = this.lists.slotIova(2 * s);
+        this.writeList[s] = this.lists.slotIova(2 * s + 1);
       }
     }
   }
@@ -163,7 +166,7 @@ export class IoQueue {
   /** Write `blocks` blocks at `lba` from the slot's write buffer at byte `offset`. */
   /** `fua`: Force Unit Access (CDW12 bit 30, §6.15): durable when it completes, past any volatile cache. */
   write(slot: number, nsid: number, lba: number, blocks: number, blockShift: number, offset: number, done: SlotHandler, fua = false): void {
-    this.rw(slot, NvmOpcode.WRITE, nsid, lba, blocks, blockShift, offset, done, this.writeIova, this.writeList, fua ? RW_FUA : 0);
+    this.rw(slot, NvmOpcode.WRITE, nsid, lba, blocks, blockShift, offset, done, this.writeIova, this.writeList, fua ? FUA : 0);
   }
 
   /** Flush (§6.8): commit the volatile write cache of the namespace. */
@@ -172,11 +175,11 @@ export class IoQueue {
     this.qp.submit(slot, NvmOpcode.FLUSH, nsid, 0, 0, 0, 0, 0, 0, 0, 0);
   }
 
-  /** Write Zeroes (§6.16); `deallocate` sets DEAC (the blocks may be deallocated). */
+  /** Write Zeroes (§6.17); `deallocate` sets DEAC (the blocks may be deallocated). */
   writeZeroes(slot: number, nsid: number, lba: number, blocks: number, deallocate: boolean, done: SlotHandler): void {
     checkNlb(blocks);
     this.handlers[slot] = done;
-    const cdw12 = ((blocks - 1) | (deallocate ? WZ_DEAC : 0)) >>> 0;
+    const cdw12 = ((blocks - 1) | (deallocate ? DEAC : 0)) >>> 0;
     this.qp.submit(slot, NvmOpcode.WRITE_ZEROES, nsid, 0, 0, 0, 0, lba % TWO32, Math.floor(lba / TWO32), cdw12, 0);
   }
 
@@ -190,14 +193,14 @@ export class IoQueue {
     }
     const v = this.writeWin.view;
     const at = slot * this.bufferBytes;
-    v.setUint32(at + DSM_RANGE.CATTR, 0, true);
-    v.setUint32(at + DSM_RANGE.NLB, blocks, true);
-    v.setUint32(at + DSM_RANGE.SLBA, lba >>> 0, true);
-    v.setUint32(at + DSM_RANGE.SLBA + 4, hi32(lba), true);
+    v.setUint32(at + DSM_RANGE.CATTR.offset, 0, true);
+    v.setUint32(at + DSM_RANGE.NLB.offset, blocks, true);
+    v.setUint32(at + DSM_RANGE.SLBA.offset, lba >>> 0, true);
+    v.setUint32(at + DSM_RANGE.SLBA.offset + 4, hi32(lba), true);
     this.handlers[slot] = done;
     const a = this.writeIova[slot]!;
     // CDW10 NR = 0 (one range, 0's based); CDW11 AD.
-    this.qp.submit(slot, NvmOpcode.DATASET_MANAGEMENT, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, 0, DSM_AD, 0, 0);
+    this.qp.submit(slot, NvmOpcode.DATASET_MANAGEMENT, nsid, a % TWO32, Math.floor(a / TWO32), 0, 0, 0, AD, 0, 0);
   }
 
   /**
@@ -222,32 +225,31 @@ export class IoQueue {
   /**
    * Read or write with PRPs the caller chose: what a buggy or hostile driver would send. For
    * confinement tests (the IOMMU must stop it) and for callers with their own DMA windows.
-   * `cdw12Flags`: RW_FUA (Force Unit Access, §6.15: the data is durable when the command completes)
+   * `cdw12Flags`: RW_CDW12.FUA.mask (Force Unit Access, §6.15: the data is durable when the command completes)
    * or 0; the NLB field is ours.
    */
   rwWithPrps(slot: number, opcode: number, nsid: number, lba: number, blocks: number, prp1: bigint, prp2: bigint, done: SlotHandler, cdw12Flags = 0): void {
-    if ((cdw12Flags & ~RW_FUA) !== 0) throw new NvmeArgumentError(`CDW12 flags 0x${cdw12Flags.toString(16)}: only FUA (bit 30) is supported here`);
+    checkRwFlags(cdw12Flags);
     checkNlb(blocks);
     this.handlers[slot] = done;
-    this.qp.submit(
-      slot,
-      opcode,
-      nsid,
-      Number(prp1 & 0xffff_ffffn),
-      Number(prp1 >> 32n),
-      Number(prp2 & 0xffff_ffffn),
-      Number(prp2 >> 32n),
-      lba % TWO32,
-      Math.floor(lba / TWO32),
-      ((blocks - 1) | cdw12Flags) >>> 0,
-      0,
-    );
+    this.qp.submitWithPrps(slot, opcode, nsid, prp1, prp2, lba % TWO32, Math.floor(lba / TWO32), ((blocks - 1) | cdw12Flags) >>> 0);
+  }
+
+  /**
+   * As `rwWithPrps`, with the PRPs as numbers (IOVAs below 2^53): the path of callers that DMA
+   * straight into windows of their own (Namespace.transferPrps), with no bigint per I/O.
+   */
+  rwPrps(slot: number, opcode: number, nsid: number, lba: number, blocks: number, prp1: number, prp2: number, done: SlotHandler, cdw12Flags = 0): void {
+    checkRwFlags(cdw12Flags);
+    checkNlb(blocks);
+    this.handlers[slot] = done;
+    this.qp.submit(slot, opcode, nsid, prp1 >>> 0, hi32(prp1), prp2 >>> 0, hi32(prp2), lba >>> 0, hi32(lba), ((blocks - 1) | cdw12Flags) >>> 0, 0);
   }
 
   /**
    * Zero copy: read into, or write from, a window of the caller's at `offset` (dword aligned).
    * The PRPs (and a PRP list when more than two pages are touched, §4.3) are built by
-   * dma/prp.ts's fillPrp into this slot's page of a device-read-only list window. The window's
+   * drivers/kit/prp.ts's fillPrp into this slot's page of a device-read-only list window. The window's
    * permission must match the direction (a read needs a device-writable window, a write a
    * device-readable one); `bytes` must not exceed the controller's MDTS (the caller splits).
    */
@@ -291,7 +293,7 @@ export class IoQueue {
     this.qp.close();
     this.dma.free(this.readWin);
     this.dma.free(this.writeWin);
-    if (this.listWin) this.dma.free(this.listWin);
+    if (this.lists) this.dma.free(this.lists.window);
     if (this.zcLists) this.dma.free(this.zcLists.window);
   }
 
@@ -318,25 +320,14 @@ export class IoQueue {
     }
     this.handlers[slot] = done;
     const p1 = bufIova[slot]! + offset;
-    // Pages touched: from the page holding byte 0 to the page holding the last byte (§4.3).
-    const firstPage = offset >>> 12;
-    const pages = ((offset + bytes - 1) >>> 12) - firstPage + 1;
+    // Pages touched, from the page holding byte 0 to the page holding the last byte; PRP2 is then
+    // unused, the second page, or the slot's prefilled list from the entry of that page (§4.3).
+    const firstPage = offset >>> PAGE_SHIFT;
+    const pages = ((offset + bytes - 1) >>> PAGE_SHIFT) - firstPage + 1;
     let p2 = 0;
     if (pages === 2) p2 = bufIova[slot]! + (firstPage + 1) * MEM_PAGE;
-    else if (pages > 2) p2 = lists[slot]! + firstPage * 8;
-    this.qp.submit(
-      slot,
-      opcode,
-      nsid,
-      p1 >>> 0,
-      hi32(p1),
-      p2 >>> 0,
-      hi32(p2),
-      lba >>> 0,
-      hi32(lba),
-      ((blocks - 1) | cdw12Flags) >>> 0,
-      0,
-    );
+    else if (pages > 2) p2 = lists[slot]! + firstPage * PRP_ENTRY_BYTES;
+    this.qp.submit(slot, opcode, nsid, p1 >>> 0, hi32(p1), p2 >>> 0, hi32(p2), lba >>> 0, hi32(lba), ((blocks - 1) | cdw12Flags) >>> 0, 0);
   }
 
   private complete(slot: number, status: number, dw0: number): void {
@@ -351,8 +342,12 @@ function hi32(x: number): number {
   return (x - (x >>> 0)) / TWO32;
 }
 
+function checkRwFlags(cdw12Flags: number): void {
+  if ((cdw12Flags & ~FUA) !== 0) throw new NvmeArgumentError(`CDW12 flags 0x${cdw12Flags.toString(16)}: only FUA (bit 30) is supported here`);
+}
+
 function checkNlb(blocks: number): void {
-  if (!Number.isInteger(blocks) || blocks < 1 || blocks > 0x10000) {
+  if (!Number.isInteger(blocks) || blocks < 1 || blocks > MAX_BLOCKS_PER_COMMAND) {
     throw new NvmeArgumentError(`${blocks} blocks: one command moves 1 to 65536 blocks (NLB is 16 bits, 0's based)`);
   }
 }

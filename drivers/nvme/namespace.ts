@@ -9,12 +9,14 @@
  * Identify Namespace (§5.15.2.1: NSZE, FLBAS, LBAF).
  */
 import type { DmaWindow } from '../contract/platform.js';
-import type { NvmeController } from './controller.js';
 import type { IdentifyNamespace } from '../../spec/nvme/identify.js';
-import type { IoQueue } from './ioqueue.js';
-import { NvmOpcode, RW_FUA } from '../../spec/nvme/commands.js';
-import { NvmeArgumentError, NvmeStatusError } from './status.js';
-import { STATUS_ABANDONED, STATUS_TIMED_OUT } from './queue.js';
+import { MAX_BLOCKS_PER_COMMAND, NvmOpcode, RW_CDW12 } from '../../spec/nvme/commands.js';
+import type { NamespaceHost, PostCommand } from './dispatch.js';
+import { NvmeArgumentError } from './errors.js';
+
+const FUA = RW_CDW12.FUA.mask;
+/** One Dataset Management range names at most 2^32 - 1 blocks (its NLB is 32 bits, §6.7). */
+const MAX_DISCARD_BLOCKS = 0xffff_ffff;
 
 export class Namespace {
   readonly nsid: number;
@@ -23,10 +25,11 @@ export class Namespace {
   readonly blockShift: number;
   /** NSZE in blocks. */
   readonly blockCount: number;
-  private readonly ctrl: NvmeController;
+  /** What the namespace may ask of its controller: limits, and running one command. */
+  private readonly host: NamespaceHost;
 
-  constructor(ctrl: NvmeController, nsid: number, info: IdentifyNamespace) {
-    this.ctrl = ctrl;
+  constructor(host: NamespaceHost, nsid: number, info: IdentifyNamespace) {
+    this.host = host;
     this.nsid = nsid;
     this.info = info;
     this.blockSize = info.blockSize;
@@ -43,7 +46,7 @@ export class Namespace {
 
   /** Blocks one command may move. */
   get maxBlocksPerCommand(): number {
-    return Math.min(0x10000, Math.floor(this.ctrl.maxTransferBytes / this.blockSize));
+    return Math.min(MAX_BLOCKS_PER_COMMAND, Math.floor(this.host.maxTransferBytes / this.blockSize));
   }
 
   /** Read `blocks` blocks at `lba`. `bufferOffset` (dword aligned) places the data at an offset in the DMA buffer (tests unaligned PRP1). */
@@ -51,17 +54,13 @@ export class Namespace {
     this.checkRange('read', lba, blocks);
     const out = new Uint8Array(blocks * this.blockSize);
     const off = options.bufferOffset ?? 0;
-    const per = this.perCommand(off);
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += per) {
-      const n = Math.min(per, blocks - done);
-      parts.push(
-        this.io(`read of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => q.read(slot, this.nsid, lba + done, n, this.blockShift, off, h), (q, slot) => {
-          out.set(q.readData(slot).subarray(off, off + (n << this.blockShift)), done << this.blockShift);
-        }),
-      );
-    }
-    await Promise.all(parts);
+    await this.split(blocks, this.perCommand(off), (done, n) =>
+      this.host.execute(
+        () => this.describe('read', lba + done, n),
+        (q, slot, h) => q.read(slot, this.nsid, lba + done, n, this.blockShift, off, h),
+        (q, slot) => out.set(q.readData(slot).subarray(off, off + (n << this.blockShift)), done << this.blockShift),
+      ),
+    );
     return out;
   }
 
@@ -73,18 +72,15 @@ export class Namespace {
     const blocks = data.length / this.blockSize;
     this.checkRange('write', lba, blocks);
     const off = options.bufferOffset ?? 0;
-    const per = this.perCommand(off);
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += per) {
-      const n = Math.min(per, blocks - done);
-      parts.push(
-        this.io(`write of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => {
+    await this.split(blocks, this.perCommand(off), (done, n) =>
+      this.host.execute(
+        () => this.describe('write', lba + done, n),
+        (q, slot, h) => {
           q.writeData(slot).set(data.subarray(done << this.blockShift, (done + n) << this.blockShift), off);
           q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h, options.fua === true);
-        }),
-      );
-    }
-    await Promise.all(parts);
+        },
+      ),
+    );
   }
 
   /**
@@ -106,42 +102,43 @@ export class Namespace {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset + blocks * this.blockSize > win.size) {
       throw new NvmeArgumentError(`${what} of ${blocks} blocks at window offset ${offset}: beyond the ${win.size}-byte window`);
     }
-    const per = Math.min(0x10000, Math.floor(this.ctrl.mdtsBytes / this.blockSize));
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += per) {
-      const n = Math.min(per, blocks - done);
+    await this.split(blocks, this.maxBlocksOverCallerMemory, (done, n) => {
       const off = offset + (done << this.blockShift);
-      parts.push(this.io(`${what} of ${n} blocks at LBA ${lba + done} (zero copy)`, (q, slot, h) => q.rwWindow(slot, opcode, this.nsid, lba + done, n, this.blockShift, win, off, h)));
-    }
-    await Promise.all(parts);
+      return this.host.execute(
+        () => `${this.describe(what, lba + done, n)} (zero copy)`,
+        (q, slot, h) => q.rwWindow(slot, opcode, this.nsid, lba + done, n, this.blockShift, win, off, h),
+      );
+    });
   }
 
   /** Flush the volatile write cache (§6.8). */
   async flush(): Promise<void> {
-    await this.io('flush', (q, slot, h) => q.flush(slot, this.nsid, h));
+    await this.host.execute(
+      () => `namespace ${this.nsid}: flush`,
+      (q, slot, h) => q.flush(slot, this.nsid, h),
+    );
   }
 
-  /** Write Zeroes (§6.16) over `blocks` blocks at `lba`, split at 65536 blocks per command. */
+  /** Write Zeroes (§6.17) over `blocks` blocks at `lba`, split at 65536 blocks per command. */
   async writeZeroes(lba: number, blocks: number, options: { deallocate?: boolean } = {}): Promise<void> {
     this.checkRange('write zeroes', lba, blocks);
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += 0x10000) {
-      const n = Math.min(0x10000, blocks - done);
-      parts.push(this.io(`write zeroes of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => q.writeZeroes(slot, this.nsid, lba + done, n, options.deallocate ?? false, h)));
-    }
-    await Promise.all(parts);
+    await this.split(blocks, MAX_BLOCKS_PER_COMMAND, (done, n) =>
+      this.host.execute(
+        () => this.describe('write zeroes', lba + done, n),
+        (q, slot, h) => q.writeZeroes(slot, this.nsid, lba + done, n, options.deallocate ?? false, h),
+      ),
+    );
   }
 
   /** Deallocate `blocks` blocks at `lba` (Dataset Management, AD, §6.7); reads of them then return zeroes on this project's model. */
   async discard(lba: number, blocks: number): Promise<void> {
     this.checkRange('discard', lba, blocks);
-    const max = 0xffff_ffff;
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < blocks; done += max) {
-      const n = Math.min(max, blocks - done);
-      parts.push(this.io(`discard of ${n} blocks at LBA ${lba + done}`, (q, slot, h) => q.discard(slot, this.nsid, lba + done, n, h)));
-    }
-    await Promise.all(parts);
+    await this.split(blocks, MAX_DISCARD_BLOCKS, (done, n) =>
+      this.host.execute(
+        () => this.describe('discard', lba + done, n),
+        (q, slot, h) => q.discard(slot, this.nsid, lba + done, n, h),
+      ),
+    );
   }
 
   /**
@@ -149,25 +146,17 @@ export class Namespace {
    * for tests of the controller's error handling.
    */
   async rawStatus(opcode: number, cdw10: number, cdw11: number, cdw12: number, nsid = this.nsid): Promise<number> {
-    let status = 0;
-    await this.io(`opcode 0x${opcode.toString(16)}`, (q, slot, h) => q.raw(slot, opcode, nsid, cdw10, cdw11, cdw12, h), undefined, (s) => {
-      status = s;
-    });
-    return status;
+    return this.host.executeForStatus(
+      () => `namespace ${this.nsid}: opcode 0x${opcode.toString(16)}`,
+      (q, slot, h) => q.raw(slot, opcode, nsid, cdw10, cdw11, cdw12, h),
+    );
   }
 
   /** Raw read/write (no range checks), for tests: resolves with the status. */
   async rawRw(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, lba: number, blocks: number): Promise<number> {
-    let status = 0;
-    await this.io(
-      `raw rw`,
-      (q, slot, h) => (opcode === NvmOpcode.READ ? q.read : q.write).call(q, slot, this.nsid, lba, blocks, this.blockShift, 0, h),
-      undefined,
-      (s) => {
-        status = s;
-      },
-    );
-    return status;
+    const post: PostCommand =
+      opcode === NvmOpcode.READ ? (q, slot, h) => q.read(slot, this.nsid, lba, blocks, this.blockShift, 0, h) : (q, slot, h) => q.write(slot, this.nsid, lba, blocks, this.blockShift, 0, h);
+    return this.host.executeForStatus(() => this.describe('raw rw', lba, blocks), post);
   }
 
   /**
@@ -177,60 +166,45 @@ export class Namespace {
    * Unit Access on a write (§6.15). When a slot is free this is one Promise and no async frame.
    */
   transferPrps(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, lba: number, blocks: number, prp1: number, prp2: number, fua = false): Promise<void> {
+    const read = opcode === NvmOpcode.READ;
     try {
-      this.checkRange(opcode === NvmOpcode.READ ? 'read' : 'write', lba, blocks);
+      this.checkRange(read ? 'read' : 'write', lba, blocks);
       // The caller's memory, not a slot buffer: bounded by MDTS (and NLB's 16 bits) only.
-      const max = Math.min(0x10000, Math.floor(this.ctrl.mdtsBytes / this.blockSize));
+      const max = this.maxBlocksOverCallerMemory;
       if (blocks > max) throw new NvmeArgumentError(`${blocks} blocks in one command: at most ${max} (MDTS)`, 'split the transfer');
     } catch (e) {
       return Promise.reject(e);
     }
-    const flags = fua && opcode === NvmOpcode.WRITE ? RW_FUA : 0;
-    const q = this.ctrl.pickQueue(); // undefined unless the controller is ready
-    const slot = q ? q.acquire() : -1;
-    if (q && slot >= 0) return this.postPrps(q, slot, opcode, lba, blocks, prp1, prp2, flags);
-    return this.transferPrpsWhenFree(opcode, lba, blocks, prp1, prp2, flags);
+    const flags = fua && !read ? FUA : 0;
+    return this.host.execute(
+      () => this.describe(read ? 'read' : 'write', lba, blocks),
+      (q, slot, h) => q.rwPrps(slot, opcode, this.nsid, lba, blocks, prp1, prp2, h, flags),
+    );
   }
 
-  private async transferPrpsWhenFree(opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
-    const ctrl = this.ctrl;
-    for (;;) {
-      ctrl.assertUsable(this.rwWhat(opcode, lba, blocks));
-      const q = ctrl.pickQueue();
-      const slot = q ? q.acquire() : -1;
-      if (q && slot >= 0) return this.postPrps(q, slot, opcode, lba, blocks, prp1, prp2, flags);
-      await ctrl.waitForSlot();
-    }
+  /** Blocks one command may move over the caller's own memory (MDTS and NLB's 16 bits). */
+  private get maxBlocksOverCallerMemory(): number {
+    return Math.min(MAX_BLOCKS_PER_COMMAND, Math.floor(this.host.mdtsBytes / this.blockSize));
   }
 
-  private rwWhat(opcode: number, lba: number, blocks: number): string {
-    return `${opcode === NvmOpcode.READ ? 'read' : 'write'} of ${blocks} blocks at LBA ${lba}`;
+  /** Issue one command per piece of at most `per` blocks, all in flight together; `command(done, n)` is the piece `done` blocks in. */
+  private async split(blocks: number, per: number, command: (done: number, n: number) => Promise<void>): Promise<void> {
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < blocks; done += per) parts.push(command(done, Math.min(per, blocks - done)));
+    await Promise.all(parts);
   }
 
-  private postPrps(q: IoQueue, slot: number, opcode: number, lba: number, blocks: number, prp1: number, prp2: number, flags: number): Promise<void> {
-    const ctrl = this.ctrl;
-    return new Promise<void>((resolve, reject) => {
-      try {
-        q.rwWithPrps(slot, opcode, this.nsid, lba, blocks, BigInt(prp1), BigInt(prp2), (_s, status) => {
-          if (status === 0) resolve();
-          else if (status === STATUS_ABANDONED) reject(ctrl.abandonError(this.rwWhat(opcode, lba, blocks)));
-          else if (status === STATUS_TIMED_OUT) reject(ctrl.abortedError(this.rwWhat(opcode, lba, blocks)));
-          else reject(new NvmeStatusError(`namespace ${this.nsid}: ${this.rwWhat(opcode, lba, blocks)}`, status));
-        }, flags);
-      } catch (e) {
-        q.release(slot);
-        throw e;
-      }
-      ctrl.track();
-    });
+  /** `namespace 1: read of 8 blocks at LBA 0`, for error messages. */
+  private describe(what: string, lba: number, blocks: number): string {
+    return `namespace ${this.nsid}: ${what} of ${blocks} block(s) at LBA ${lba}`;
   }
 
   private perCommand(offset: number): number {
-    if ((offset & 3) !== 0 || offset < 0 || offset >= this.ctrl.maxTransferBytes) {
-      throw new NvmeArgumentError(`buffer offset ${offset} must be dword aligned and below ${this.ctrl.maxTransferBytes}`);
+    if ((offset & 3) !== 0 || offset < 0 || offset >= this.host.maxTransferBytes) {
+      throw new NvmeArgumentError(`buffer offset ${offset} must be dword aligned and below ${this.host.maxTransferBytes}`);
     }
     // With an offset the transfer must still end inside the slot buffer.
-    const n = Math.min(this.maxBlocksPerCommand, Math.floor((this.ctrl.maxTransferBytes - offset) / this.blockSize));
+    const n = Math.min(this.maxBlocksPerCommand, Math.floor((this.host.maxTransferBytes - offset) / this.blockSize));
     if (n < 1) throw new NvmeArgumentError(`buffer offset ${offset} leaves no room for a ${this.blockSize}-byte block`);
     return n;
   }
@@ -241,49 +215,6 @@ export class Namespace {
         `${what} of ${blocks} block(s) at LBA ${lba}: outside namespace ${this.nsid} (LBAs 0..${this.blockCount - 1})`,
         'pass a whole LBA and a count of at least 1 that ends inside the namespace',
       );
-    }
-  }
-
-  /**
-   * One command: take a slot (waiting while every queue is full), submit, and settle on completion.
-   * `onData` runs on success while the slot buffer still holds the data. With `onStatus`, a
-   * non-zero status resolves instead of rejecting.
-   */
-  private async io(
-    what: string,
-    submit: (q: IoQueue, slot: number, h: (slot: number, status: number) => void) => void,
-    onData?: (q: IoQueue, slot: number) => void,
-    onStatus?: (status: number) => void,
-  ): Promise<void> {
-    const ctrl = this.ctrl;
-    for (;;) {
-      ctrl.assertUsable(what);
-      const q = ctrl.pickQueue();
-      const slot = q ? q.acquire() : -1;
-      if (q && slot >= 0) {
-        return new Promise<void>((resolve, reject) => {
-          const h = (s: number, status: number): void => {
-            if (status === STATUS_ABANDONED) return reject(ctrl.abandonError(what));
-            if (status === STATUS_TIMED_OUT) return reject(ctrl.abortedError(what));
-            if (status !== 0 && !onStatus) return reject(new NvmeStatusError(`namespace ${this.nsid}: ${what}`, status));
-            try {
-              if (status === 0) onData?.(q, s);
-              onStatus?.(status);
-              resolve();
-            } catch (e) {
-              reject(e);
-            }
-          };
-          try {
-            submit(q, slot, h);
-          } catch (e) {
-            q.release(slot);
-            throw e;
-          }
-          ctrl.track();
-        });
-      }
-      await ctrl.waitForSlot();
     }
   }
 }

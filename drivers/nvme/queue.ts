@@ -14,8 +14,11 @@
  */
 import type { DmaAllocator, DmaWindow, RegisterSpace } from '../contract/platform.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../contract/platform.js';
-import { CQE_DW, CQE_DW3, CQE_SIZE, SQE_DW, SQE_SIZE } from '../../spec/nvme/commands.js';
-import { cqHeadDoorbell, sqTailDoorbell } from '../../spec/nvme/registers.js';
+import { CQE, CQE_DW2, CQE_DW3, dword, LITTLE_ENDIAN_HOST, SQE, SQE_CDW0 } from '../../spec/nvme/queue.js';
+import { cqHeadDoorbell, QUEUE_BASE_ALIGN, sqTailDoorbell } from '../../spec/nvme/registers.js';
+import { GenericSc, Sct, STATUS, statusOf } from '../../spec/nvme/status.js';
+import { FreeIndexStack } from '../kit/free-stack.js';
+import { NvmeArgumentError, NvmeControllerError } from './errors.js';
 
 /** Receives every completion of a queue: the slot it belongs to, the 15-bit status, and DW0. */
 export type CompletionHandler = (slot: number, status: number, dw0: number) => void;
@@ -30,8 +33,40 @@ export const STATUS_ABANDONED = 0x10000;
  * after a timeout (the device answered Command Abort Requested, §5.1): the I/O timed out.
  */
 export const STATUS_TIMED_OUT = 0x10001;
-/** Command Abort Requested (SCT 0, SC 07h) as a 15-bit status. */
-const ABORTED_BY_REQUEST = 0x07;
+/** Command Abort Requested (SCT 0, SC 07h), compared on its type and code only. */
+const ABORTED_BY_REQUEST = statusOf(Sct.GENERIC, GenericSc.ABORTED_BY_REQUEST);
+const TYPE_AND_CODE = STATUS.SCT.mask | STATUS.SC.mask;
+
+/** Hot-path constants from the spec's declarations: dword indices and field positions. */
+const SQE_DWORDS_LOG2 = Math.log2(SQE.size / 4);
+const CQE_DWORDS_LOG2 = Math.log2(CQE.size / 4);
+const SQ_CDW0 = dword(SQE.CDW0);
+const SQ_NSID = dword(SQE.NSID);
+const SQ_CDW2 = dword(SQE.CDW2);
+const SQ_CDW3 = dword(SQE.CDW3);
+const SQ_MPTR = dword(SQE.MPTR);
+const SQ_PRP1 = dword(SQE.PRP1);
+const SQ_PRP2 = dword(SQE.PRP2);
+const SQ_CDW10 = dword(SQE.CDW10);
+const SQ_CDW11 = dword(SQE.CDW11);
+const SQ_CDW12 = dword(SQE.CDW12);
+const SQ_CDW13 = dword(SQE.CDW13);
+const SQ_CDW14 = dword(SQE.CDW14);
+const SQ_CDW15 = dword(SQE.CDW15);
+const CID_LO = SQE_CDW0.CID.lo;
+const OPC_MASK = SQE_CDW0.OPC.mask;
+const CID_MAX = SQE_CDW0.CID.max;
+const CID_BITS = SQE_CDW0.CID.bits;
+const CQ_DW0 = dword(CQE.DW0);
+const CQ_DW2 = dword(CQE.DW2);
+const CQ_DW3 = dword(CQE.DW3);
+const P_LO = CQE_DW3.P.lo;
+const STATUS_LO = CQE_DW3.STATUS.lo;
+const STATUS_MAX = CQE_DW3.STATUS.max;
+const CID_MASK = CQE_DW3.CID.mask;
+const SQHD_MASK = CQE_DW2.SQHD.mask;
+const SQID_LO = CQE_DW2.SQID.lo;
+const BIG_TWO32 = 0x1_0000_0000n;
 
 /** Tracker slot states. */
 const FREE = 0;
@@ -47,7 +82,7 @@ export interface QueuePairOptions {
   onComplete: CompletionHandler;
   /** Called with a description when a completion names a CID we did not issue. */
   onProtocolError: (message: string) => void;
-  /** Called to report how much of the SQ the device has consumed (SQHD), for flow control. */
+  /** What the queue's DMA windows are named after (`nvme admin`, `nvme`). */
   label: string;
 }
 
@@ -79,8 +114,8 @@ export class QueuePair {
   private readonly onProtocolError: (message: string) => void;
   private readonly state: Uint8Array;
   private readonly gen: Uint8Array;
-  private readonly free: Uint16Array;
-  private freeTop: number;
+  /** Tracker slots not acquired. */
+  private readonly freeSlots: FreeIndexStack;
   private readonly slotBits: number;
   private readonly slotMask: number;
   private sqTail = 0;
@@ -97,7 +132,14 @@ export class QueuePair {
 
   constructor(o: QueuePairOptions) {
     if (!Number.isInteger(o.entries) || o.entries < 2 || o.entries > 4096) {
-      throw new RangeError(`queue ${o.qid}: ${o.entries} entries is outside 2..4096`);
+      throw new NvmeArgumentError(`queue ${o.qid}: ${o.entries} entries is outside 2..4096`, 'ask for 2 to 4096 queue entries');
+    }
+    if (!LITTLE_ENDIAN_HOST) {
+      throw new NvmeControllerError(
+        'ERR_NVME_UNSUPPORTED',
+        `queue ${o.qid}: this host is big-endian; queue entries are written as host-order dwords`,
+        'run the driver on a little-endian host (x86-64, arm64)',
+      );
     }
     this.qid = o.qid;
     this.entries = o.entries;
@@ -109,15 +151,15 @@ export class QueuePair {
     this.sqDoorbell = sqTailDoorbell(o.qid, o.dstrd);
     this.cqDoorbell = cqHeadDoorbell(o.qid, o.dstrd);
     // Least privilege (§4.1): the device only reads the SQ and only writes the CQ.
-    this.sq = o.dma.alloc(o.entries * SQE_SIZE, DEVICE_READS, { align: 4096, label: `${o.label} sq${o.qid}` });
+    this.sq = o.dma.alloc(o.entries * SQE.size, DEVICE_READS, { align: QUEUE_BASE_ALIGN, label: `${o.label} sq${o.qid}` });
     try {
-      this.cq = o.dma.alloc(o.entries * CQE_SIZE, DEVICE_WRITES, { align: 4096, label: `${o.label} cq${o.qid}` });
+      this.cq = o.dma.alloc(o.entries * CQE.size, DEVICE_WRITES, { align: QUEUE_BASE_ALIGN, label: `${o.label} cq${o.qid}` });
     } catch (e) {
       o.dma.free(this.sq);
       throw e;
     }
-    this.sq32 = new Uint32Array(this.sq.bytes.buffer, this.sq.bytes.byteOffset, (o.entries * SQE_SIZE) >>> 2);
-    this.cq32 = new Uint32Array(this.cq.bytes.buffer, this.cq.bytes.byteOffset, (o.entries * CQE_SIZE) >>> 2);
+    this.sq32 = new Uint32Array(this.sq.bytes.buffer, this.sq.bytes.byteOffset, (o.entries * SQE.size) >>> 2);
+    this.cq32 = new Uint32Array(this.cq.bytes.buffer, this.cq.bytes.byteOffset, (o.entries * CQE.size) >>> 2);
     this.cq32.fill(0);
     this.startedAt = new Float64Array(this.slots);
     this.opcodeOf = new Uint8Array(this.slots);
@@ -127,31 +169,31 @@ export class QueuePair {
     this.slotBits = Math.max(1, Math.ceil(Math.log2(this.slots)));
     this.slotMask = (1 << this.slotBits) - 1;
     this.unrungSlots = new Uint16Array(this.slots);
-    this.free = new Uint16Array(this.slots);
-    for (let i = 0; i < this.slots; i++) this.free[i] = this.slots - 1 - i;
-    this.freeTop = this.slots;
+    this.freeSlots = new FreeIndexStack(this.slots, `queue ${o.qid} slot`);
   }
 
   /** Free tracker slots (commands that may still be submitted). */
   get available(): number {
-    return this.freeTop;
+    return this.freeSlots.available;
   }
 
   /** Take a tracker slot, or -1 when the queue is full (the caller should wait, not fail). */
   acquire(): number {
-    if (this.freeTop === 0 || this.closed) return -1;
-    return this.free[--this.freeTop]!;
+    if (this.closed) return -1;
+    return this.freeSlots.take();
   }
 
   /** Return a slot that was acquired but never submitted. */
   release(slot: number): void {
-    if (this.state[slot] !== FREE) throw new Error(`queue ${this.qid}: slot ${slot} is in flight`);
-    this.free[this.freeTop++] = slot;
+    if (this.state[slot] !== FREE) {
+      throw new NvmeArgumentError(`queue ${this.qid}: slot ${slot} is in flight`, 'release only a slot you acquired and did not submit; a submitted slot frees itself on completion');
+    }
+    this.freeSlots.give(slot);
   }
 
   /** The CID the next submission of `slot` carries (16 bits: generation above the slot number). */
   cidOf(slot: number): number {
-    return ((this.gen[slot]! << this.slotBits) | slot) & 0xffff;
+    return ((this.gen[slot]! << this.slotBits) | slot) & CID_MAX;
   }
 
   /**
@@ -159,37 +201,25 @@ export class QueuePair {
    * zero. PRPs are given as two 32-bit halves each so nothing is converted to bigint here.
    * The doorbell is not rung: call `ring()` once per batch.
    */
-  submit(
-    slot: number,
-    opcode: number,
-    nsid: number,
-    prp1Lo: number,
-    prp1Hi: number,
-    prp2Lo: number,
-    prp2Hi: number,
-    cdw10: number,
-    cdw11: number,
-    cdw12: number,
-    cdw13: number,
-  ): void {
-    const base = this.sqTail << 4;
+  submit(slot: number, opcode: number, nsid: number, prp1Lo: number, prp1Hi: number, prp2Lo: number, prp2Hi: number, cdw10: number, cdw11: number, cdw12: number, cdw13: number): void {
+    const base = this.sqTail << SQE_DWORDS_LOG2;
     const q = this.sq32;
-    q[base + SQE_DW.CDW0] = ((this.cidOf(slot) << 16) | (opcode & 0xff)) >>> 0;
-    q[base + SQE_DW.NSID] = nsid;
-    q[base + 2] = 0;
-    q[base + 3] = 0;
-    q[base + SQE_DW.MPTR_LO] = 0;
-    q[base + SQE_DW.MPTR_HI] = 0;
-    q[base + SQE_DW.PRP1_LO] = prp1Lo;
-    q[base + SQE_DW.PRP1_HI] = prp1Hi;
-    q[base + SQE_DW.PRP2_LO] = prp2Lo;
-    q[base + SQE_DW.PRP2_HI] = prp2Hi;
-    q[base + SQE_DW.CDW10] = cdw10;
-    q[base + SQE_DW.CDW11] = cdw11;
-    q[base + SQE_DW.CDW12] = cdw12;
-    q[base + SQE_DW.CDW13] = cdw13;
-    q[base + SQE_DW.CDW14] = 0;
-    q[base + SQE_DW.CDW15] = 0;
+    q[base + SQ_CDW0] = ((this.cidOf(slot) << CID_LO) | (opcode & OPC_MASK)) >>> 0;
+    q[base + SQ_NSID] = nsid;
+    q[base + SQ_CDW2] = 0;
+    q[base + SQ_CDW3] = 0;
+    q[base + SQ_MPTR] = 0;
+    q[base + SQ_MPTR + 1] = 0;
+    q[base + SQ_PRP1] = prp1Lo;
+    q[base + SQ_PRP1 + 1] = prp1Hi;
+    q[base + SQ_PRP2] = prp2Lo;
+    q[base + SQ_PRP2 + 1] = prp2Hi;
+    q[base + SQ_CDW10] = cdw10;
+    q[base + SQ_CDW11] = cdw11;
+    q[base + SQ_CDW12] = cdw12;
+    q[base + SQ_CDW13] = cdw13;
+    q[base + SQ_CDW14] = 0;
+    q[base + SQ_CDW15] = 0;
     this.state[slot] = BUSY;
     this.startedAt[slot] = Infinity; // not announced yet: no timeout runs until ring()
     this.opcodeOf[slot] = opcode;
@@ -197,6 +227,14 @@ export class QueuePair {
     this.inFlight++;
     this.unrungSlots[this.unrung++] = slot;
     if (++this.sqTail === this.entries) this.sqTail = 0;
+  }
+
+  /**
+   * `submit` with the PRPs as 64-bit bigints (admin commands, caller-chosen PRPs: not the hot
+   * path). `cdw10..12` are taken as unsigned 32-bit values.
+   */
+  submitWithPrps(slot: number, opcode: number, nsid: number, prp1: bigint, prp2: bigint, cdw10: number, cdw11: number, cdw12: number): void {
+    this.submit(slot, opcode, nsid, Number(prp1 % BIG_TWO32), Number(prp1 / BIG_TWO32), Number(prp2 % BIG_TWO32), Number(prp2 / BIG_TWO32), cdw10 >>> 0, cdw11 >>> 0, cdw12 >>> 0, 0);
   }
 
   /** Commands written but not yet announced to the device. */
@@ -223,29 +261,27 @@ export class QueuePair {
     const q = this.cq32;
     let n = 0;
     while (n < max) {
-      const i = this.cqHead << 2;
+      const i = this.cqHead << CQE_DWORDS_LOG2;
       // The Phase Tag first (§4.6: a new entry has P equal to the current phase), then the rest.
-      const dw3 = q[i + CQE_DW.CID_STATUS]!;
-      if (((dw3 >>> CQE_DW3.P) & 1) !== this.phase) break;
-      const dw0 = q[i + CQE_DW.DW0]!;
-      const dw2 = q[i + CQE_DW.SQHD_SQID]!;
+      const dw3 = q[i + CQ_DW3]!;
+      if (((dw3 >>> P_LO) & 1) !== this.phase) break;
+      const dw0 = q[i + CQ_DW0]!;
+      const dw2 = q[i + CQ_DW2]!;
       if (++this.cqHead === this.entries) {
         this.cqHead = 0;
         this.phase ^= 1;
       }
       n++;
-      this.sqHead = dw2 & 0xffff;
-      const cid = dw3 & 0xffff;
+      this.sqHead = dw2 & SQHD_MASK;
+      const cid = dw3 & CID_MASK;
       const slot = cid & this.slotMask;
-      let status = (dw3 >>> 17) & 0x7fff;
-      if (slot >= this.slots || this.state[slot] !== BUSY || this.cidOf(slot) !== cid || (dw2 >>> 16) !== this.qid) {
+      let status = (dw3 >>> STATUS_LO) & STATUS_MAX;
+      if (slot >= this.slots || this.state[slot] !== BUSY || this.cidOf(slot) !== cid || dw2 >>> SQID_LO !== this.qid) {
         this.unknownCids++;
-        this.onProtocolError(
-          `queue ${this.qid}: completion for CID ${cid} (SQID ${dw2 >>> 16}) matches no command in flight; ignored`,
-        );
+        this.onProtocolError(`queue ${this.qid}: completion for CID ${cid} (SQID ${dw2 >>> SQID_LO}) matches no command in flight; ignored`);
         continue;
       }
-      if (this.stage[slot] !== 0 && (status & 0x7ff) === ABORTED_BY_REQUEST) status = STATUS_TIMED_OUT;
+      if (this.stage[slot] !== 0 && (status & TYPE_AND_CODE) === ABORTED_BY_REQUEST) status = STATUS_TIMED_OUT;
       this.finish(slot);
       this.onComplete(slot, status, dw0);
     }
@@ -270,7 +306,9 @@ export class QueuePair {
    * abandoned first.
    */
   resetRing(): void {
-    if (this.inFlight !== 0) throw new Error(`queue ${this.qid}: resetRing with ${this.inFlight} command(s) in flight`);
+    if (this.inFlight !== 0) {
+      throw new NvmeControllerError('ERR_NVME_PROTOCOL', `queue ${this.qid}: ring reset with ${this.inFlight} command(s) in flight`, 'abandon every command before resetting the ring');
+    }
     this.sqTail = 0;
     this.sqHead = 0;
     this.cqHead = 0;
@@ -306,8 +344,8 @@ export class QueuePair {
 
   private finish(slot: number): void {
     this.state[slot] = FREE;
-    this.gen[slot] = (this.gen[slot]! + 1) & ((1 << (16 - this.slotBits)) - 1);
+    this.gen[slot] = (this.gen[slot]! + 1) & ((1 << (CID_BITS - this.slotBits)) - 1);
     this.inFlight--;
-    this.free[this.freeTop++] = slot;
+    this.freeSlots.give(slot);
   }
 }

@@ -13,7 +13,7 @@ import { DRIVER_CONTRACT, type DriverContext, type DriverFault } from '../contra
 import type { BlockDataAreas, BlockDevice, BlockServiceParams } from '../contract/block.js';
 import { NvmOpcode } from '../../spec/nvme/commands.js';
 import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../spec/nvme/identify.js';
-import { PRP_ENTRY } from '../kit/prp.js';
+import { PRP_ENTRY_BYTES as PRP_ENTRY } from '../../spec/nvme/prp.js';
 import { NvmeArgumentError, NvmeController, NvmeControllerError, type Namespace } from './index.js';
 
 export const contract = DRIVER_CONTRACT;

@@ -16,10 +16,14 @@
 import { DRIVER_CONTRACT, type DriverContext, type DriverFault } from '../../drivers/contract/driver.js';
 import type { BlockDevice, BlockServiceParams } from '../../drivers/contract/block.js';
 import { DEVICE_READS, DEVICE_WRITES, type DmaWindow, type Platform, type RegisterSpace } from '../../drivers/contract/platform.js';
-import { PrpListSpace, fillPrp, prpListEntries } from '../../drivers/kit/prp.js';
+import { PrpListSpace, fillPrp } from '../../drivers/kit/prp.js';
+import { getField, setField } from '../../spec/field.js';
 import { PCI } from '../../spec/pci/config.js';
-import { AQA, CC, CSTS, REG, cqHeadDoorbell, decodeCap, encodeCc, getField, setField, sqTailDoorbell } from '../../spec/nvme/registers.js';
-import { AdminOpcode, Cns, CQE, CQE_SIZE, CREATE_CQ_PC, CREATE_SQ_PC, NvmOpcode, RW_FUA, SQE, SQE_SIZE } from '../../spec/nvme/commands.js';
+import { REG, SHN, SHST, cqHeadDoorbell, decodeCap, encodeCc, sqTailDoorbell } from '../../spec/nvme/registers.js';
+import { CQE, CQE_DW3, SQE, SQE_CDW0 } from '../../spec/nvme/queue.js';
+import { AdminOpcode, Cns, CREATE_IO_CQ_CDW11, CREATE_IO_SQ_CDW11, NvmOpcode, RW_CDW12 } from '../../spec/nvme/commands.js';
+import { STATUS } from '../../spec/nvme/status.js';
+import { prpListEntries } from '../../spec/nvme/prp.js';
 import { IDENTIFY_SIZE, parseIdentifyController, parseIdentifyNamespace } from '../../spec/nvme/identify.js';
 import { MinimalNvmeError } from './errors.js';
 
@@ -53,18 +57,17 @@ class QueuePair {
   readonly waiters: (Waiter | undefined)[];
 
   constructor(private readonly platform: Platform, private readonly regs: RegisterSpace, readonly qid: number, readonly entries: number, private readonly dstrd: number) {
-    this.sq = platform.dma.alloc(entries * SQE_SIZE, DEVICE_READS, { label: `minimal-nvme sq${qid}` });
-    this.cq = platform.dma.alloc(entries * CQE_SIZE, DEVICE_WRITES, { label: `minimal-nvme cq${qid}` });
+    this.sq = platform.dma.alloc(entries * SQE.size, DEVICE_READS, { label: `minimal-nvme sq${qid}` });
+    this.cq = platform.dma.alloc(entries * CQE.size, DEVICE_WRITES, { label: `minimal-nvme cq${qid}` });
     this.waiters = new Array<Waiter | undefined>(entries).fill(undefined);
   }
 
   /** Write the command at the tail (`fill` sets everything but CDW0's CID), ring the doorbell. */
   submit(cid: number, opcode: number, fill: (v: DataView, at: number) => void, w: Waiter): void {
     if (this.waiters[cid] !== undefined) throw new MinimalNvmeError('ERR_MINIMAL_NVME_STATE', `queue ${this.qid}: command id ${cid} is already in flight`);
-    const at = this.tail * SQE_SIZE, v = this.sq.view;
-    this.sq.bytes.fill(0, at, at + SQE_SIZE);
-    v.setUint8(at + SQE.OPC, opcode);
-    v.setUint16(at + SQE.CID, cid, true);
+    const at = this.tail * SQE.size, v = this.sq.view;
+    this.sq.bytes.fill(0, at, at + SQE.size);
+    v.setUint32(at + SQE.CDW0.offset, setField(setField(0, SQE_CDW0.OPC, opcode), SQE_CDW0.CID, cid), true);
     fill(v, at);
     this.waiters[cid] = w;
     this.tail = (this.tail + 1) % this.entries;
@@ -76,16 +79,17 @@ class QueuePair {
     const v = this.cq.view;
     let n = 0;
     for (;;) {
-      const at = this.head * CQE_SIZE;
-      const status = v.getUint16(at + CQE.STATUS, true);
-      if ((status & 1) !== this.phase) break;
-      const cid = v.getUint16(at + CQE.CID, true), dw0 = v.getUint32(at + CQE.DW0, true);
+      const at = this.head * CQE.size;
+      const dw3 = v.getUint32(at + CQE.DW3.offset, true);
+      if (getField(dw3, CQE_DW3.P) !== this.phase) break;
+      const cid = getField(dw3, CQE_DW3.CID), dw0 = v.getUint32(at + CQE.DW0.offset, true);
       if (++this.head === this.entries) { this.head = 0; this.phase ^= 1; }
       n++;
       const w = cid < this.entries ? this.waiters[cid] : undefined;
       if (!w) continue; // an unknown or late command id: never trusted, ignored
       this.waiters[cid] = undefined;
-      const sc = (status >>> 1) & 0xff, sct = (status >>> 9) & 0x7;
+      const status = getField(dw3, CQE_DW3.STATUS);
+      const sc = getField(status, STATUS.SC), sct = getField(status, STATUS.SCT);
       if (sc === 0 && sct === 0) { w.dw0?.(dw0); w.resolve(); } else w.reject(MinimalNvmeError.status(w.what, sct, sc));
     }
     if (n > 0) this.regs.write32(cqHeadDoorbell(this.qid, this.dstrd), this.head);
@@ -139,23 +143,23 @@ class MinimalNvme implements BlockDevice {
     const regs = (this.regs = p.bar(0));
     const cmd = PCI.COMMAND;
     p.config.write16(cmd.offset, p.config.read16(cmd.offset) | cmd.MEMORY_SPACE.mask | cmd.BUS_MASTER.mask);
-    const cap = decodeCap(regs.read64(REG.CAP));
+    const cap = decodeCap(regs.read64(REG.CAP.offset));
     const readyMs = Math.max(1, cap.TO) * 500;
     // §7.6.1: disable, admin queues, enable.
-    regs.write32(REG.CC, setField(regs.read32(REG.CC), CC.EN, 0));
+    regs.write32(REG.CC.offset, setField(regs.read32(REG.CC.offset), REG.CC.EN, 0));
     await this.waitReady(0, readyMs);
     this.admin = new QueuePair(p, regs, 0, ADMIN_ENTRIES, cap.DSTRD);
-    regs.write32(REG.AQA, setField(setField(0, AQA.ASQS, ADMIN_ENTRIES - 1), AQA.ACQS, ADMIN_ENTRIES - 1));
-    regs.write64(REG.ASQ, this.admin.sq.iova);
-    regs.write64(REG.ACQ, this.admin.cq.iova);
-    regs.write32(REG.CC, encodeCc({ EN: 1, CSS: 0, MPS: 0, IOSQES: 6, IOCQES: 4 }));
+    regs.write32(REG.AQA.offset, setField(setField(0, REG.AQA.ASQS, ADMIN_ENTRIES - 1), REG.AQA.ACQS, ADMIN_ENTRIES - 1));
+    regs.write64(REG.ASQ.offset, this.admin.sq.iova);
+    regs.write64(REG.ACQ.offset, this.admin.cq.iova);
+    regs.write32(REG.CC.offset, encodeCc({ EN: 1, CSS: 0, MPS: 0, IOSQES: 6, IOCQES: 4 }));
     await this.waitReady(1, readyMs);
     // Identify: the largest transfer, and namespace 1.
     const id = p.dma.alloc(IDENTIFY_SIZE, DEVICE_WRITES, { label: 'minimal-nvme identify' });
-    await this.adminCmd('Identify Controller', AdminOpcode.IDENTIFY, (v, at) => { v.setBigUint64(at + SQE.PRP1, id.iova, true); v.setUint32(at + SQE.CDW10, Cns.CONTROLLER, true); });
+    await this.adminCmd('Identify Controller', AdminOpcode.IDENTIFY, (v, at) => { v.setBigUint64(at + SQE.PRP1.offset, id.iova, true); v.setUint32(at + SQE.CDW10.offset, Cns.CONTROLLER, true); });
     const ctrl = parseIdentifyController(id.bytes);
     const mdts = ctrl.mdts === 0 ? Infinity : PAGE * 2 ** ctrl.mdts;
-    await this.adminCmd('Identify Namespace 1', AdminOpcode.IDENTIFY, (v, at) => { v.setUint32(at + SQE.NSID, 1, true); v.setBigUint64(at + SQE.PRP1, id.iova, true); v.setUint32(at + SQE.CDW10, Cns.NAMESPACE, true); });
+    await this.adminCmd('Identify Namespace 1', AdminOpcode.IDENTIFY, (v, at) => { v.setUint32(at + SQE.NSID.offset, 1, true); v.setBigUint64(at + SQE.PRP1.offset, id.iova, true); v.setUint32(at + SQE.CDW10.offset, Cns.NAMESPACE, true); });
     const ns = parseIdentifyNamespace(id.bytes);
     p.dma.free(id);
     this.blockSize = ns.blockSize;
@@ -167,18 +171,18 @@ class MinimalNvme implements BlockDevice {
     if (entries > cap.MQES + 1) throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${p.name}: the controller's queues hold ${cap.MQES + 1} entries; this driver needs ${entries}`);
     this.io = new QueuePair(p, regs, 1, entries, cap.DSTRD);
     await this.adminCmd('Create I/O CQ', AdminOpcode.CREATE_IO_CQ, (v, at) => {
-      v.setBigUint64(at + SQE.PRP1, this.io.cq.iova, true);
-      v.setUint32(at + SQE.CDW10, ((entries - 1) << 16) | 1, true);
-      v.setUint32(at + SQE.CDW11, CREATE_CQ_PC, true);
+      v.setBigUint64(at + SQE.PRP1.offset, this.io.cq.iova, true);
+      v.setUint32(at + SQE.CDW10.offset, ((entries - 1) << 16) | 1, true);
+      v.setUint32(at + SQE.CDW11.offset, CREATE_IO_CQ_CDW11.PC.mask, true);
     });
     await this.adminCmd('Create I/O SQ', AdminOpcode.CREATE_IO_SQ, (v, at) => {
-      v.setBigUint64(at + SQE.PRP1, this.io.sq.iova, true);
-      v.setUint32(at + SQE.CDW10, ((entries - 1) << 16) | 1, true);
-      v.setUint32(at + SQE.CDW11, (1 << 16) | CREATE_SQ_PC, true);
+      v.setBigUint64(at + SQE.PRP1.offset, this.io.sq.iova, true);
+      v.setUint32(at + SQE.CDW10.offset, ((entries - 1) << 16) | 1, true);
+      v.setUint32(at + SQE.CDW11.offset, (1 << 16) | CREATE_IO_SQ_CDW11.PC.mask, true);
     });
     for (let i = 0; i < FLUSH_IDS; i++) this.flushIds.push(service.areas.entries + i);
     // A PRP list slot per tag and direction, in a window the device only reads (the kit).
-    const listPages = Math.max(1, Math.ceil((prpListEntries(service.areas.slotBytes / PAGE + 1) * 8) / PAGE));
+    const listPages = Math.max(1, Math.ceil((prpListEntries(service.areas.slotBytes / PAGE + 1, PAGE) * 8) / PAGE));
     this.lists = new PrpListSpace(p.dma.alloc(2 * service.areas.entries * listPages * PAGE, DEVICE_READS, { label: 'minimal-nvme prp lists' }), { slotPages: listPages });
     for (let i = 0; i < 2 * service.areas.entries; i++) this.lists.alloc();
   }
@@ -187,9 +191,9 @@ class MinimalNvme implements BlockDevice {
     const { clock } = this.ctx.platform;
     const end = clock.now() + ms;
     for (;;) {
-      const csts = this.regs.read32(REG.CSTS);
-      if (getField(csts, CSTS.CFS) === 1) throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${this.ctx.platform.name}: controller fatal status (CSTS.CFS)`, { fix: 'reset the device; the sandbox restarts the driver' });
-      if (getField(csts, CSTS.RDY) === want) return;
+      const csts = this.regs.read32(REG.CSTS.offset);
+      if (getField(csts, REG.CSTS.CFS) === 1) throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${this.ctx.platform.name}: controller fatal status (CSTS.CFS)`, { fix: 'reset the device; the sandbox restarts the driver' });
+      if (getField(csts, REG.CSTS.RDY) === want) return;
       if (clock.now() > end) throw new MinimalNvmeError('ERR_MINIMAL_NVME_TIMEOUT', `${this.ctx.platform.name}: CSTS.RDY did not become ${want} within CAP.TO (${ms} ms)`, { fix: 'the controller does not respond' });
       await clock.sleep(1);
     }
@@ -216,11 +220,11 @@ class MinimalNvme implements BlockDevice {
     const a = this.ctx.service.areas;
     const what = `${opcode === NvmOpcode.READ ? 'read' : 'write'} of ${blocks} block(s) at LBA ${lba}`;
     return this.io1(what, tag, opcode, (v, at) => {
-      v.setUint32(at + SQE.NSID, 1, true);
-      fillPrp(v, at + SQE.PRP1, area, tag * a.slotBytes, blocks * this.blockSize, this.lists, list);
-      v.setUint32(at + SQE.CDW10, lba >>> 0, true);
-      v.setUint32(at + SQE.CDW11, Math.floor(lba / 0x1_0000_0000), true);
-      v.setUint32(at + SQE.CDW12, ((blocks - 1) & 0xffff) | (fua ? RW_FUA : 0), true);
+      v.setUint32(at + SQE.NSID.offset, 1, true);
+      fillPrp(v, at + SQE.PRP1.offset, area, tag * a.slotBytes, blocks * this.blockSize, this.lists, list);
+      v.setUint32(at + SQE.CDW10.offset, lba >>> 0, true);
+      v.setUint32(at + SQE.CDW11.offset, Math.floor(lba / 0x1_0000_0000), true);
+      v.setUint32(at + SQE.CDW12.offset, ((blocks - 1) & 0xffff) | (fua ? RW_CDW12.FUA.mask : 0), true);
     });
   }
 
@@ -236,7 +240,7 @@ class MinimalNvme implements BlockDevice {
     while (this.flushIds.length === 0) await this.ctx.platform.clock.sleep(1);
     const cid = this.flushIds.pop()!;
     try {
-      await this.io1('flush', cid, NvmOpcode.FLUSH, (v, at) => v.setUint32(at + SQE.NSID, 1, true));
+      await this.io1('flush', cid, NvmOpcode.FLUSH, (v, at) => v.setUint32(at + SQE.NSID.offset, 1, true));
     } finally {
       this.flushIds.push(cid);
     }
@@ -257,9 +261,9 @@ class MinimalNvme implements BlockDevice {
   async close(): Promise<void> {
     // Normal shutdown notification (§7.6.2), bounded; the manager quarantines the device anyway.
     const regs = this.regs, clock = this.ctx.platform.clock;
-    regs.write32(REG.CC, setField(regs.read32(REG.CC), CC.SHN, 1));
+    regs.write32(REG.CC.offset, setField(regs.read32(REG.CC.offset), REG.CC.SHN, SHN.NORMAL));
     const end = clock.now() + 1000;
-    while (getField(regs.read32(REG.CSTS), CSTS.SHST) !== 2 && clock.now() < end) await clock.sleep(1);
+    while (getField(regs.read32(REG.CSTS.offset), REG.CSTS.SHST) !== SHST.COMPLETE && clock.now() < end) await clock.sleep(1);
     this.ctx.platform.close();
   }
 

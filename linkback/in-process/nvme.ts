@@ -17,7 +17,7 @@
  */
 import type { Namespace, NvmeController } from '../../drivers/nvme/index.js';
 import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../spec/nvme/identify.js';
-import { GenericSc, Sct } from '../../drivers/nvme/status.js';
+import { GenericSc, Sct } from '../../spec/nvme/status.js';
 import { BlockDeviceError, validateBlockDevice, type BlockCapabilities, type BlockDevice, type BlockErrorKind } from '../block-device.js';
 
 /** NVMe 1.4 Figure 128 (Command Specific Status): write-protection statuses. */

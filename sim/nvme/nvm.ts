@@ -4,13 +4,26 @@
  * LBA ranges, transfer sizes and PRPs. Data moves between a namespace's store and host memory
  * through the PRP walker, which goes through the IOMMU: a refused page is a Data Transfer Error.
  */
-import type { DeviceDma } from '../dma.js';
-import { DSM_AD, DSM_RANGE, NvmOpcode } from '../../spec/nvme/commands.js';
-import { GenericSc, Sct, statusOf } from '../../drivers/nvme/status.js';
+import { DSM, DSM_MAX_RANGES, DSM_RANGE, NSID_ALL, NvmOpcode, RW_CDW12 } from '../../spec/nvme/commands.js';
+import { dword, SQE } from '../../spec/nvme/queue.js';
+import { GenericSc, Sct, statusOf } from '../../spec/nvme/status.js';
 import { PrpResult, type PrpWalker } from './prp.js';
-import type { SimNamespace } from './controller.js';
+import type { SimNamespace, SimNvmeStats } from './config.js';
+import { opcodeOf } from './queues.js';
 
 const TWO32 = 0x1_0000_0000;
+const NSID = dword(SQE.NSID);
+const PRP1 = dword(SQE.PRP1);
+const PRP2 = dword(SQE.PRP2);
+/** Read, Write and Write Zeroes: Starting LBA in CDW10 (low) and CDW11 (high), NLB in CDW12. */
+const SLBA = dword(SQE.CDW10);
+const CDW10 = dword(SQE.CDW10);
+const CDW11 = dword(SQE.CDW11);
+const CDW12 = dword(SQE.CDW12);
+const NLB_MASK = RW_CDW12.NLB.mask;
+const FUA = RW_CDW12.FUA.mask;
+const NR_MASK = DSM.CDW10.NR.mask;
+const AD = DSM.CDW11.AD.mask;
 const INVALID_OPCODE = statusOf(Sct.GENERIC, GenericSc.INVALID_COMMAND_OPCODE, true);
 const INVALID_FIELD = statusOf(Sct.GENERIC, GenericSc.INVALID_FIELD, true);
 const INVALID_NS = statusOf(Sct.GENERIC, GenericSc.INVALID_NAMESPACE_OR_FORMAT, true);
@@ -19,19 +32,17 @@ const TRANSFER = statusOf(Sct.GENERIC, GenericSc.DATA_TRANSFER_ERROR);
 const PRP_OFFSET = statusOf(Sct.GENERIC, GenericSc.INVALID_PRP_OFFSET, true);
 
 export class NvmEngine {
-  private readonly dma: DeviceDma;
   private readonly prp: PrpWalker;
-  private readonly ns: SimNamespace[];
+  private readonly ns: readonly SimNamespace[];
   private readonly maxTransfer: number;
   /** False: the null data path (commands are checked and completed, no bytes move). */
   copyData: boolean;
   private readonly scratch: Uint8Array;
-  private readonly dsm = new Uint8Array(DSM_RANGE.SIZE * DSM_RANGE.MAX_RANGES);
+  private readonly dsm = new Uint8Array(DSM_RANGE.size * DSM_MAX_RANGES);
   private readonly dsmView = new DataView(this.dsm.buffer);
-  private readonly stats: { dataTransferErrors: number; fuaWrites: number };
+  private readonly stats: SimNvmeStats;
 
-  constructor(dma: DeviceDma, prp: PrpWalker, ns: SimNamespace[], maxTransfer: number, copyData: boolean, stats: { dataTransferErrors: number; fuaWrites: number }) {
-    this.dma = dma;
+  constructor(prp: PrpWalker, ns: readonly SimNamespace[], maxTransfer: number, copyData: boolean, stats: SimNvmeStats) {
     this.prp = prp;
     this.ns = ns;
     this.maxTransfer = maxTransfer;
@@ -42,17 +53,18 @@ export class NvmEngine {
 
   /** Execute one command (the 16 dwords of its SQE); returns the 15-bit status. */
   execute(d: Uint32Array): number {
-    const opc = d[0]! & 0xff;
-    const ns = this.ns[d[1]! - 1];
+    const opc = opcodeOf(d);
+    const nsid = d[NSID]!;
+    const ns = this.ns[nsid - 1];
     if (opc !== NvmOpcode.READ && opc !== NvmOpcode.WRITE && opc !== NvmOpcode.FLUSH && opc !== NvmOpcode.WRITE_ZEROES && opc !== NvmOpcode.DATASET_MANAGEMENT) {
       return INVALID_OPCODE;
     }
     // Flush may name all namespaces (NSID FFFFFFFFh, §6.8).
-    if (opc === NvmOpcode.FLUSH) return ns !== undefined || d[1] === 0xffffffff ? 0 : INVALID_NS;
+    if (opc === NvmOpcode.FLUSH) return ns !== undefined || nsid === NSID_ALL ? 0 : INVALID_NS;
     if (ns === undefined) return INVALID_NS;
     if (opc === NvmOpcode.DATASET_MANAGEMENT) return this.dataset(ns, d);
-    const slba = d[10]! + d[11]! * TWO32;
-    const nlb = (d[12]! & 0xffff) + 1;
+    const slba = d[SLBA]! + d[SLBA + 1]! * TWO32;
+    const nlb = (d[CDW12]! & NLB_MASK) + 1;
     if (slba + nlb > ns.blocks) return LBA_RANGE;
     if (opc === NvmOpcode.WRITE_ZEROES) {
       ns.store.zero(slba * ns.blockSize, nlb * ns.blockSize);
@@ -62,9 +74,9 @@ export class NvmEngine {
     if (bytes > this.maxTransfer) return INVALID_FIELD; // beyond MDTS (§5.15.2.2)
     // FUA (CDW12 bit 30, §6.15): the model has no volatile cache to bypass (Flush is a no-op), so
     // a completed write is durable anyway; counted, so tests can see what the driver asked for.
-    if (opc === NvmOpcode.WRITE && (d[12]! & 0x4000_0000) !== 0) this.stats.fuaWrites++;
+    if (opc === NvmOpcode.WRITE && (d[CDW12]! & FUA) !== 0) this.stats.fuaWrites++;
     if (!this.copyData) return 0;
-    const r = this.prp.walk(d[6]! + d[7]! * TWO32, d[8]! + d[9]! * TWO32, bytes);
+    const r = this.prp.walk(d[PRP1]! + d[PRP1 + 1]! * TWO32, d[PRP2]! + d[PRP2 + 1]! * TWO32, bytes);
     if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
     if (r !== PrpResult.OK) return this.transferError();
     const pos = slba * ns.blockSize;
@@ -82,25 +94,27 @@ export class NvmEngine {
 
   /** Dataset Management (§6.7): NR + 1 ranges read from host memory; AD deallocates (reads return zeroes). */
   private dataset(ns: SimNamespace, d: Uint32Array): number {
-    const nr = (d[10]! & 0xff) + 1;
-    const len = nr * DSM_RANGE.SIZE;
-    const r = this.prp.walk(d[6]! + d[7]! * TWO32, d[8]! + d[9]! * TWO32, len);
+    const nr = (d[CDW10]! & NR_MASK) + 1;
+    const len = nr * DSM_RANGE.size;
+    const r = this.prp.walk(d[PRP1]! + d[PRP1 + 1]! * TWO32, d[PRP2]! + d[PRP2 + 1]! * TWO32, len);
     if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
     if (r !== PrpResult.OK || !this.prp.fromHost(this.dsm, 0)) return this.transferError();
-    const v = this.dsmView;
-    for (let i = 0; i < nr; i++) {
-      const nlb = v.getUint32(i * DSM_RANGE.SIZE + DSM_RANGE.NLB, true);
-      const slba = v.getUint32(i * DSM_RANGE.SIZE + DSM_RANGE.SLBA, true) + v.getUint32(i * DSM_RANGE.SIZE + DSM_RANGE.SLBA + 4, true) * TWO32;
-      if (slba + nlb > ns.blocks) return LBA_RANGE;
-    }
-    if ((d[11]! & DSM_AD) !== 0) {
-      for (let i = 0; i < nr; i++) {
-        const nlb = v.getUint32(i * DSM_RANGE.SIZE + DSM_RANGE.NLB, true);
-        const slba = v.getUint32(i * DSM_RANGE.SIZE + DSM_RANGE.SLBA, true) + v.getUint32(i * DSM_RANGE.SIZE + DSM_RANGE.SLBA + 4, true) * TWO32;
-        ns.store.zero(slba * ns.blockSize, nlb * ns.blockSize);
-      }
+    for (let i = 0; i < nr; i++) if (this.rangeStart(i) + this.rangeBlocks(i) > ns.blocks) return LBA_RANGE;
+    if ((d[CDW11]! & AD) !== 0) {
+      for (let i = 0; i < nr; i++) ns.store.zero(this.rangeStart(i) * ns.blockSize, this.rangeBlocks(i) * ns.blockSize);
     }
     return 0;
+  }
+
+  /** Starting LBA of fetched range `i`. */
+  private rangeStart(i: number): number {
+    const at = i * DSM_RANGE.size + DSM_RANGE.SLBA.offset;
+    return this.dsmView.getUint32(at, true) + this.dsmView.getUint32(at + 4, true) * TWO32;
+  }
+
+  /** Length in blocks of fetched range `i`. */
+  private rangeBlocks(i: number): number {
+    return this.dsmView.getUint32(i * DSM_RANGE.size + DSM_RANGE.NLB.offset, true);
   }
 
   private transferError(): number {

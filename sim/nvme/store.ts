@@ -70,7 +70,7 @@ export class FileStore implements BlockStore {
     while (done < len) done += writeSync(this.fd, src, off + done, len - done, pos + done);
   }
   zero(pos: number, len: number): void {
-    for (let done = 0; done < len; ) {
+    for (let done = 0; done < len;) {
       const n = Math.min(this.zeros.length, len - done);
       this.write(pos + done, this.zeros, 0, n);
       done += n;

@@ -7,7 +7,11 @@ import { BufferPool } from '../../../drivers/kit/pool.js';
 import { RecordingBackend } from '../../dma/fake-backend.js';
 
 const code = (fn: () => unknown): string => {
-  try { fn(); } catch (e) { return (e as { code: string }).code; }
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
   return 'no error';
 };
 
@@ -20,7 +24,8 @@ test('buffers come out in address order, with computed offsets and IOVAs', () =>
   const w = window(64 * 1024);
   const pool = new BufferPool(w, 2048, { offset: 4096 });
   assert.is(pool.count, 30);
-  const a = pool.alloc(), b = pool.alloc();
+  const a = pool.alloc(),
+    b = pool.alloc();
   assert.is(a, 0);
   assert.is(b, 1);
   assert.is(pool.offset(b), 4096 + 2048);
@@ -40,7 +45,10 @@ test('exhaustion returns -1 on the hot path, throws from allocOrThrow', () => {
   assert.is(pool.alloc(), 1);
   assert.is(pool.alloc(), -1);
   assert.is(pool.available, 0);
-  assert.is(code(() => pool.allocOrThrow()), 'ERR_KIT_POOL_EXHAUSTED');
+  assert.is(
+    code(() => pool.allocOrThrow()),
+    'ERR_KIT_POOL_EXHAUSTED',
+  );
   pool.free(0);
   assert.is(pool.allocOrThrow(), 0);
 });
@@ -49,10 +57,22 @@ test('double free and foreign indices are detected', () => {
   const pool = new BufferPool(window(8192), 1024);
   const i = pool.alloc();
   pool.free(i);
-  assert.is(code(() => pool.free(i)), 'ERR_KIT_POOL_FREE');
-  assert.is(code(() => pool.free(8)), 'ERR_KIT_POOL_FREE');
-  assert.is(code(() => pool.free(-1)), 'ERR_KIT_POOL_FREE');
-  assert.is(code(() => pool.free(1.5)), 'ERR_KIT_POOL_FREE');
+  assert.is(
+    code(() => pool.free(i)),
+    'ERR_KIT_POOL_FREE',
+  );
+  assert.is(
+    code(() => pool.free(8)),
+    'ERR_KIT_POOL_FREE',
+  );
+  assert.is(
+    code(() => pool.free(-1)),
+    'ERR_KIT_POOL_FREE',
+  );
+  assert.is(
+    code(() => pool.free(1.5)),
+    'ERR_KIT_POOL_FREE',
+  );
   assert.is(pool.available, 8);
 });
 
@@ -67,14 +87,28 @@ test('LIFO reuse: the buffer freed last comes back first (cache-warm)', () => {
 
 test('geometry errors are explained', () => {
   const w = window(8192);
-  assert.is(code(() => new BufferPool(w, 0)), 'ERR_KIT_ARG');
-  assert.is(code(() => new BufferPool(w, 4096, { count: 3 })), 'ERR_KIT_ARG');
-  assert.is(code(() => new BufferPool(w, 4096, { offset: 8192 })), 'ERR_KIT_ARG');
+  assert.is(
+    code(() => new BufferPool(w, 0)),
+    'ERR_KIT_ARG',
+  );
+  assert.is(
+    code(() => new BufferPool(w, 4096, { count: 3 })),
+    'ERR_KIT_ARG',
+  );
+  assert.is(
+    code(() => new BufferPool(w, 4096, { offset: 8192 })),
+    'ERR_KIT_ARG',
+  );
 });
 
 test('alloc/free allocate nothing on the heap', () => {
   const pool = new BufferPool(window(1 << 20), 2048);
-  const run = (n: number) => { for (let k = 0; k < n; k++) { const i = pool.alloc(); pool.free(i); } };
+  const run = (n: number) => {
+    for (let k = 0; k < n; k++) {
+      const i = pool.alloc();
+      pool.free(i);
+    }
+  };
   run(100000);
   if (global.gc) global.gc();
   const before = process.memoryUsage().heapUsed;

@@ -3,12 +3,20 @@ import * as assert from 'uvu/assert';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { IommuDmaAllocator } from '../../../dma/allocator.js';
 import { HeapMemoryProvider } from '../../../dma/memory.js';
-import { fillPrp, prpListEntries, PrpListSpace, SQE_PRP1, SQE_PRP2 } from '../../../drivers/kit/prp.js';
+import { fillPrp, PrpListSpace } from '../../../drivers/kit/prp.js';
+import { prpListEntries } from '../../../spec/nvme/prp.js';
+import { SQE } from '../../../spec/nvme/queue.js';
 import { RecordingBackend } from '../../dma/fake-backend.js';
 
 const PAGE = 4096;
+const SQE_PRP1 = SQE.PRP1.offset;
+const SQE_PRP2 = SQE.PRP2.offset;
 const code = (fn: () => unknown): string => {
-  try { fn(); } catch (e) { return (e as { code: string }).code; }
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
   return 'no error';
 };
 
@@ -96,19 +104,21 @@ test('lists longer than a page chain through their last entry', () => {
   const slot = lists.alloc();
   const len = 3 << 20; // 768 pages: 767 listed entries, more than 512 per list page
   const n = fillPrp(sqe, SQE_PRP1, data, 0, len, lists, slot);
-  assert.is(n, prpListEntries(768));
+  assert.is(n, prpListEntries(768, PAGE));
   assert.is(n, 768, '767 data entries + 1 chain pointer');
   const base = lists.slotOffset(slot);
   const chain = lists.window.view.getBigUint64(base + 511 * 8, true);
   assert.is(chain, lists.window.iova + BigInt(base + PAGE), 'last entry of the first list page points at the next one');
   const pages = walk(sqe, len, lists);
   assert.is(pages.length, 768);
-  pages.forEach((p, i) => { if (p !== data.iova + BigInt(i * PAGE)) assert.unreachable(`page ${i}`); });
+  pages.forEach((p, i) => {
+    if (p !== data.iova + BigInt(i * PAGE)) assert.unreachable(`page ${i}`);
+  });
 });
 
 test('a list that exactly fills a page needs no chain pointer', () => {
-  assert.is(prpListEntries(513), 512);
-  assert.is(prpListEntries(514), 514);
+  assert.is(prpListEntries(513, PAGE), 512);
+  assert.is(prpListEntries(514, PAGE), 514);
   const { data, sqe, lists } = setup(4 << 20, 2);
   const slot = lists.alloc();
   assert.is(fillPrp(sqe, SQE_PRP1, data, 0, 513 * PAGE, lists, slot), 512);
@@ -118,20 +128,36 @@ test('a list that exactly fills a page needs no chain pointer', () => {
 test('too long for a slot, or a list needed but none given: ERR_KIT_PRP', () => {
   const { data, sqe, lists } = setup();
   assert.is(lists.maxTransfer, 513 * PAGE);
-  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, 0, 514 * PAGE, lists, 0)), 'ERR_KIT_PRP');
-  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, 0, 3 * PAGE)), 'ERR_KIT_PRP');
-  assert.is(code(() => fillPrp(sqe, SQE_PRP1, data, data.size - 10, 20)), 'ERR_KIT_PRP');
+  assert.is(
+    code(() => fillPrp(sqe, SQE_PRP1, data, 0, 514 * PAGE, lists, 0)),
+    'ERR_KIT_PRP',
+  );
+  assert.is(
+    code(() => fillPrp(sqe, SQE_PRP1, data, 0, 3 * PAGE)),
+    'ERR_KIT_PRP',
+  );
+  assert.is(
+    code(() => fillPrp(sqe, SQE_PRP1, data, data.size - 10, 20)),
+    'ERR_KIT_PRP',
+  );
 });
 
 test('list space must be device-read-only; slots are a free stack', () => {
   const dma = new IommuDmaAllocator({ backend: new RecordingBackend(), memory: new HeapMemoryProvider() });
-  assert.is(code(() => new PrpListSpace(dma.alloc(PAGE, DEVICE_WRITES))), 'ERR_KIT_ARG');
+  assert.is(
+    code(() => new PrpListSpace(dma.alloc(PAGE, DEVICE_WRITES))),
+    'ERR_KIT_ARG',
+  );
   const lists = new PrpListSpace(dma.alloc(2 * PAGE, DEVICE_READS));
   assert.is(lists.slots, 2);
-  const a = lists.alloc(), b = lists.alloc();
+  const a = lists.alloc(),
+    b = lists.alloc();
   assert.is(lists.alloc(), -1);
   lists.free(a);
-  assert.is(code(() => lists.free(a)), 'ERR_KIT_POOL_FREE');
+  assert.is(
+    code(() => lists.free(a)),
+    'ERR_KIT_POOL_FREE',
+  );
   assert.is(lists.slotIova(b), Number(lists.window.iova) + PAGE);
 });
 

@@ -6,13 +6,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
-import { AdminOpcode, Cns, CREATE_CQ_IEN, CREATE_CQ_PC, CREATE_SQ_PC, FeatureId, NvmOpcode } from '../../../spec/nvme/commands.js';
-import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../../drivers/nvme/status.js';
+import { AdminOpcode, Cns, CREATE_IO_CQ_CDW11, CREATE_IO_SQ_CDW11, FeatureId, NvmOpcode } from '../../../spec/nvme/commands.js';
+import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../../spec/nvme/status.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { ADDRESS, simRig, type SimRig } from './sim-target.js';
 import { lowLevel, pattern } from './suite.js';
 
 const dnr = (sct: number, sc: number): number => statusOf(sct, sc, true);
+const CREATE_CQ_PC = CREATE_IO_CQ_CDW11.PC.mask;
+const CREATE_CQ_IEN = CREATE_IO_CQ_CDW11.IEN.mask;
+const CREATE_SQ_PC = CREATE_IO_SQ_CDW11.PC.mask;
 
 let rig: SimRig;
 let c: NvmeController;
@@ -67,8 +70,7 @@ test('NVM command errors: invalid opcode, namespace, LBA range, MDTS, PRP offset
 test('admin command errors: queue id, queue size, CQ invalid, vector, deletion order, CNS, feature sequence', async () => {
   await open({ maxQueueEntries: 256, msixVectors: 4 });
   const buf = c.platform.dma.alloc(4096, DEVICE_READS);
-  const cq = (qid: number, size: number, cdw11: number) =>
-    c.adminRaw('create cq', AdminOpcode.CREATE_IO_CQ, 0, buf.iova, 0n, ((size - 1) << 16) | qid, cdw11);
+  const cq = (qid: number, size: number, cdw11: number) => c.adminRaw('create cq', AdminOpcode.CREATE_IO_CQ, 0, buf.iova, 0n, ((size - 1) << 16) | qid, cdw11);
   assert.is((await cq(100, 16, CREATE_CQ_PC)).status, dnr(Sct.COMMAND_SPECIFIC, CommandSpecificSc.INVALID_QUEUE_IDENTIFIER));
   assert.is((await cq(0, 16, CREATE_CQ_PC)).status, dnr(Sct.COMMAND_SPECIFIC, CommandSpecificSc.INVALID_QUEUE_IDENTIFIER));
   assert.is((await cq(1, 16, CREATE_CQ_PC)).status, dnr(Sct.COMMAND_SPECIFIC, CommandSpecificSc.INVALID_QUEUE_IDENTIFIER), 'queue 1 exists');
@@ -135,7 +137,10 @@ test('a completion with an unknown CID is counted, logged and never trusted', as
   rig.model.injectCompletion(1, 0); // slot 0's CID of a past generation: stale, not in flight
   assert.equal(await ns.read(5, 1), pattern(512, 5));
   assert.is(c.unknownCids, 2);
-  assert.ok(logs.some((l) => /CID 48879 .*matches no command in flight/.test(l)), logs.join('\n'));
+  assert.ok(
+    logs.some((l) => /CID 48879 .*matches no command in flight/.test(l)),
+    logs.join('\n'),
+  );
 });
 
 test('MSI-X: every completion arrives by interrupt, none by the timeout poll', async () => {
@@ -151,8 +156,14 @@ test('MSI-X: every completion arrives by interrupt, none by the timeout poll', a
 
 test('namespace discovery: two namespaces with different block sizes, kept apart', async () => {
   await open({ namespaces: [{ blocks: 1000 }, { blocks: 300, blockSize: 4096 }] });
-  assert.equal(c.namespaces.map((n) => [n.nsid, n.blockSize, n.blockCount]), [[1, 512, 1000], [2, 4096, 300]]);
-  const [a, b] = c.namespaces as [typeof c.namespaces[0], typeof c.namespaces[0]];
+  assert.equal(
+    c.namespaces.map((n) => [n.nsid, n.blockSize, n.blockCount]),
+    [
+      [1, 512, 1000],
+      [2, 4096, 300],
+    ],
+  );
+  const [a, b] = c.namespaces as [(typeof c.namespaces)[0], (typeof c.namespaces)[0]];
   await a.write(0, pattern(512, 1));
   await b.write(0, pattern(4096, 2));
   assert.equal(await a.read(0, 1), pattern(512, 1));
@@ -184,7 +195,7 @@ test('least privilege: SQs and PRP lists device-read-only, CQs and read data dev
   assert.is(page(q.writeIovaOf(0)) & 3, 1, 'write data: read only');
 });
 
-test('transferPrps: reads and writes with the caller\'s PRPs, FUA on writes only, bounded by MDTS and the namespace', async () => {
+test("transferPrps: reads and writes with the caller's PRPs, FUA on writes only, bounded by MDTS and the namespace", async () => {
   await open({ mdts: 2 }, { bufferBytes: 4096 }); // MDTS 16 KiB; slot buffers of one page
   const ns = c.namespaces[0]!;
   const out = c.platform.dma.alloc(16384, DEVICE_READS);
@@ -202,11 +213,18 @@ test('transferPrps: reads and writes with the caller\'s PRPs, FUA on writes only
   await ns.transferPrps(NvmOpcode.READ, 100, 32, Number(back.iova), Number(list2.iova), true);
   assert.equal(back.bytes.subarray(0, 16384), data);
   assert.is(rig.model.stats.fuaWrites - fua0, 1, 'FUA is for writes only');
-  const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code);
+  const code = (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (e: { code?: string }) => e.code,
+    );
   assert.is(await code(ns.transferPrps(NvmOpcode.READ, 0, 33, Number(back.iova), Number(list2.iova))), 'ERR_NVME_ARGUMENT', 'more than MDTS in one command');
   assert.is(await code(ns.transferPrps(NvmOpcode.READ, ns.blockCount - 1, 2, Number(back.iova), 0)), 'ERR_NVME_ARGUMENT', 'past the namespace');
   // PRPs the device may not use: the IOMMU refuses, the caller gets the data transfer error.
-  const e = await ns.transferPrps(NvmOpcode.WRITE, 0, 1, 0x7000_0000_0000, 0).then(() => undefined, (x: { code?: string; sc?: number }) => x);
+  const e = await ns.transferPrps(NvmOpcode.WRITE, 0, 1, 0x7000_0000_0000, 0).then(
+    () => undefined,
+    (x: { code?: string; sc?: number }) => x,
+  );
   assert.is(e?.code, 'ERR_NVME_STATUS');
   assert.is(e?.sc, GenericSc.DATA_TRANSFER_ERROR);
 });

@@ -10,7 +10,7 @@ import type { Platform } from '../../../drivers/contract/platform.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { NvmeController, type NvmeOptions } from '../../../drivers/nvme/controller.js';
 import { NvmOpcode } from '../../../spec/nvme/commands.js';
-import { GenericSc, Sct, statusOf } from '../../../drivers/nvme/status.js';
+import { GenericSc, Sct, statusOf } from '../../../spec/nvme/status.js';
 import type { IoQueue } from '../../../drivers/nvme/ioqueue.js';
 
 export interface NvmeTarget {
@@ -177,8 +177,14 @@ export function nvmeDriverSuite(target: NvmeTarget): void {
       dst.bytes.fill(0xee);
       await ns.readInto(lba, blocks, dst, off);
       assert.equal(dst.bytes.subarray(off, off + len), want, `offset ${off}`);
-      assert.ok(dst.bytes.subarray(0, off).every((b) => b === 0xee), 'nothing written before the buffer');
-      assert.ok(dst.bytes.subarray(off + len).every((b) => b === 0xee), 'nothing written after it');
+      assert.ok(
+        dst.bytes.subarray(0, off).every((b) => b === 0xee),
+        'nothing written before the buffer',
+      );
+      assert.ok(
+        dst.bytes.subarray(off + len).every((b) => b === 0xee),
+        'nothing written after it',
+      );
       // The copying API sees the same data.
       assert.equal(await ns.read(lba, blocks), want);
     }
@@ -228,7 +234,10 @@ export function nvmeDriverSuite(target: NvmeTarget): void {
     victim.bytes.fill(0x5a);
     const before = await faults();
     const status = await lowLevel(c, q, (slot, done) => q.rwWithPrps(slot, NvmOpcode.READ, ns.nsid, 64, 1, victim.iova, 0n, done));
-    assert.ok(victim.bytes.every((b) => b === 0x5a), 'target memory unchanged');
+    assert.ok(
+      victim.bytes.every((b) => b === 0x5a),
+      'target memory unchanged',
+    );
     assert.ok(await faultsAbove(before), 'the IOMMU logged a fault');
     if (target.reportsTransferErrors) assert.is(status, statusOf(Sct.GENERIC, GenericSc.DATA_TRANSFER_ERROR));
     c.platform.dma.free(victim);

@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
-import type { Platform, RegisterSpace } from '../../../drivers/contract/platform.js';
+import type { Clock, Platform, RegisterSpace } from '../../../drivers/contract/platform.js';
 import { REG } from '../../../spec/nvme/registers.js';
 import { ADDRESS, simRig, type SimRig } from './sim-target.js';
 import { pattern } from './suite.js';
@@ -55,6 +55,56 @@ for (const interrupts of ['poll', 'msix'] as const) {
     assert.ok(logs.some((l) => /sending Abort/.test(l)));
   });
 }
+
+/** A clock the test moves: `now()` is fake milliseconds; `sleep` advances it and yields one event-loop turn. */
+function fakeClock(): Clock & { advance(ms: number): void } {
+  let t = 0;
+  return {
+    now: () => t,
+    sleep: (ms) => {
+      t += ms;
+      return new Promise((r) => setImmediate(r));
+    },
+    advance: (ms) => {
+      t += ms;
+    },
+  };
+}
+
+/** Let the completion engine and the deferred model run `n` event-loop turns, with no time passing. */
+async function turns(n = 20): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
+test('escalation on fake time: Abort once ioTimeoutMs has passed, a reset once it has passed again, then ERR_NVME_TIMEOUT', async () => {
+  rig = simRig({ timeout: 1 });
+  const clock = fakeClock();
+  const p = rig.machine.platform(ADDRESS);
+  const onFakeTime: Platform = Object.create(p, { clock: { value: clock } });
+  const ctrl = (c = await NvmeController.open(onFakeTime, { ...fast, ioTimeoutMs: 1000, adminTimeoutMs: 1000 }));
+  const ns = ctrl.namespaces[0]!;
+  await ns.write(7, pattern(512, 7));
+  rig.model.unabortable = true;
+  rig.model.swallow(1);
+  let outcome = 'pending';
+  void code(ns.read(7, 1)).then((r) => (outcome = r));
+  await turns();
+  clock.advance(999);
+  await turns();
+  assert.equal([ctrl.aborts, ctrl.resets, outcome], [0, 0, 'pending'], 'nothing before the timeout, however many polls');
+  // The polling engine looks for timeouts every 5 ms of clock time.
+  clock.advance(5);
+  await turns();
+  assert.equal([ctrl.aborts, ctrl.resets, outcome], [1, 0, 'pending'], 'Abort at the timeout');
+  clock.advance(999);
+  await turns();
+  assert.equal([ctrl.resets, outcome], [0, 'pending'], 'the Abort gets its own full timeout');
+  clock.advance(5);
+  await turns();
+  assert.equal([ctrl.resets, outcome], [1, 'ERR_NVME_TIMEOUT'], 'then the reset fails the I/O');
+  assert.is(ctrl.status().state, 'ready');
+  assert.equal(await ns.read(7, 1), pattern(512, 7), 'and the controller works again');
+});
 
 test('an I/O the Abort cannot reach forces a controller reset; I/O works afterwards', async () => {
   const ctrl = await open({}, { queues: 2 });
@@ -111,7 +161,7 @@ test('CSTS.RDY that never comes: open fails with ERR_NVME_TIMEOUT after CAP.TO (
   const deaf: RegisterSpace = {
     size: bar.size,
     read32: (o) => bar.read32(o),
-    write32: (o, v) => (o === REG.CC ? undefined : bar.write32(o, v)),
+    write32: (o, v) => (o === REG.CC.offset ? undefined : bar.write32(o, v)),
     read64: (o) => bar.read64(o),
     write64: (o, v) => bar.write64(o, v),
   };

@@ -16,8 +16,11 @@ import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseDmarTrace } from '../../../appliance/lab/dmar.js';
 import { DEVICE_READS, DEVICE_WRITES, type DmaWindow, type RegisterSpace } from '../../../drivers/contract/platform.js';
-import { fillPrp, PrpListSpace, SQE_PRP1 } from '../../../drivers/kit/prp.js';
+import { fillPrp, PrpListSpace } from '../../../drivers/kit/prp.js';
+import { SQE } from '../../../spec/nvme/queue.js';
 import { VfioPlatform } from '../../../platform/vfio.js';
+
+const SQE_PRP1 = SQE.PRP1.offset;
 
 function inLab(): void {
   if (process.env.DMABOX_LAB !== '1') {

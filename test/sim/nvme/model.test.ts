@@ -12,9 +12,12 @@ import { SimMachine } from '../../../sim/machine.js';
 import { SimNvme } from '../../../sim/nvme/controller.js';
 import { PrpResult, PrpWalker } from '../../../sim/nvme/prp.js';
 import { FileStore, MemoryStore } from '../../../sim/nvme/store.js';
-import { CC, CSTS, decodeCap, encodeCc, getField, REG, sqTailDoorbell } from '../../../spec/nvme/registers.js';
+import { decodeCap, encodeCc, REG, sqTailDoorbell } from '../../../spec/nvme/registers.js';
+import { getField } from '../../../spec/field.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
+import { AdminOpcode, FeatureId } from '../../../spec/nvme/commands.js';
+import { GenericSc, Sct, statusOf } from '../../../spec/nvme/status.js';
 
 const ADDRESS = '0000:00:01.0';
 
@@ -28,46 +31,46 @@ function rig(options = {}) {
 
 test('power-on registers: CAP as configured, VS 1.4.0, CC and CSTS zero', () => {
   const { bar, p } = rig({ maxQueueEntries: 256, dstrd: 2, timeout: 7 });
-  const cap = decodeCap(bar.read64(REG.CAP));
+  const cap = decodeCap(bar.read64(REG.CAP.offset));
   assert.is(cap.MQES, 255);
-  assert.is(cap.CQR, true);
+  assert.is(cap.CQR, 1);
   assert.is(cap.DSTRD, 2);
   assert.is(cap.TO, 7);
   assert.is(cap.CSS & 1, 1);
   assert.is(cap.MPSMIN, 0);
-  assert.is(bar.read32(REG.VS), 0x00010400);
-  assert.is(bar.read32(REG.CC), 0);
-  assert.is(bar.read32(REG.CSTS), 0);
+  assert.is(bar.read32(REG.VS.offset), 0x00010400);
+  assert.is(bar.read32(REG.CC.offset), 0);
+  assert.is(bar.read32(REG.CSTS.offset), 0);
   p.close();
 });
 
-test('CC.EN with a bad configuration leaves CSTS.RDY clear and says why; a good one sets it; EN=0 clears it', () => {
+test('CC.EN with a bad configuration leaves REG.CSTS.RDY clear and says why; a good one sets it; EN=0 clears it', () => {
   const { bar, model, p } = rig();
   const asq = p.dma.alloc(4096, DEVICE_READS);
   const acq = p.dma.alloc(4096, DEVICE_WRITES);
-  bar.write32(REG.AQA, (15 << 16) | 15);
-  bar.write64(REG.ASQ, asq.iova);
-  bar.write64(REG.ACQ, acq.iova);
-  bar.write32(REG.CC, encodeCc({ EN: 1, IOSQES: 5, IOCQES: 4 }));
-  assert.is(getField(bar.read32(REG.CSTS), CSTS.RDY), 0);
+  bar.write32(REG.AQA.offset, (15 << 16) | 15);
+  bar.write64(REG.ASQ.offset, asq.iova);
+  bar.write64(REG.ACQ.offset, acq.iova);
+  bar.write32(REG.CC.offset, encodeCc({ EN: 1, IOSQES: 5, IOCQES: 4 }));
+  assert.is(getField(bar.read32(REG.CSTS.offset), REG.CSTS.RDY), 0);
   assert.match(model.lastError, /IOSQES/);
-  bar.write32(REG.CC, 0);
-  bar.write32(REG.CC, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 }));
-  assert.is(getField(bar.read32(REG.CSTS), CSTS.RDY), 1);
-  assert.is(bar.read64(REG.ASQ), asq.iova);
+  bar.write32(REG.CC.offset, 0);
+  bar.write32(REG.CC.offset, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 }));
+  assert.is(getField(bar.read32(REG.CSTS.offset), REG.CSTS.RDY), 1);
+  assert.is(bar.read64(REG.ASQ.offset), asq.iova);
   // Shutdown notification (§7.6.2): SHST reports complete.
-  bar.write32(REG.CC, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4, SHN: 1 }));
-  assert.is(getField(bar.read32(REG.CSTS), CSTS.SHST), 2);
-  bar.write32(REG.CC, 0);
-  assert.is(bar.read32(REG.CSTS), 0);
+  bar.write32(REG.CC.offset, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4, SHN: 1 }));
+  assert.is(getField(bar.read32(REG.CSTS.offset), REG.CSTS.SHST), 2);
+  bar.write32(REG.CC.offset, 0);
+  assert.is(bar.read32(REG.CSTS.offset), 0);
   // A doorbell for a queue that does not exist, or past the queue's end, is counted and ignored.
   bar.write32(sqTailDoorbell(5, 0), 1);
   assert.is(model.stats.badDoorbells, 1);
   // FLR puts CC back to its power-on value.
-  bar.write32(REG.CC, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 }));
+  bar.write32(REG.CC.offset, encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 }));
   p.reset();
-  assert.is(bar.read32(REG.CC), 0);
-  assert.is(getField(bar.read32(REG.CC), CC.EN), 0);
+  assert.is(bar.read32(REG.CC.offset), 0);
+  assert.is(getField(bar.read32(REG.CC.offset), REG.CC.EN), 0);
   p.close();
 });
 
@@ -140,10 +143,49 @@ test('file-backed namespace: data written through the driver is in the file and 
   }
 });
 
-test('memory store bounds and argument errors', () => {
+test('memory store bounds and argument errors: ERR_SIM_ARG for every option out of its field', () => {
   assert.throws(() => new MemoryStore(0), /must be 1 byte/);
   assert.throws(() => new SimNvme({ namespaces: [{ blocks: 8, blockSize: 1000 }] }), /power of two/);
   assert.throws(() => new SimNvme({ dstrd: 16 }), /dstrd/);
+  const code = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (e) {
+      return (e as { code: string }).code;
+    }
+    return 'no error';
+  };
+  for (const bad of [{ maxQueueEntries: 1 }, { maxQueueEntries: 65537 }, { timeout: 256 }, { mdts: 13 }, { maxIoQueues: 0 }, { msixVectors: 0 }, { namespaces: [{ blocks: 0 }] }]) {
+    assert.is(
+      code(() => new SimNvme(bad)),
+      'ERR_SIM_ARG',
+      JSON.stringify(bad),
+    );
+  }
+  const { model, p } = rig();
+  assert.is(
+    code(() => model.injectCompletion(3, 1)),
+    'ERR_SIM_ARG',
+    'no SQ 3',
+  );
+  p.close();
+});
+
+test('Get and Set Features: Number of Queues reports the grant, Volatile Write Cache round-trips, others are Invalid Field (§5.13, §5.21)', async () => {
+  const { p } = rig({ maxIoQueues: 4 });
+  const c = await NvmeController.open(p, { queues: 3, log: () => undefined });
+  const get = (fid: number) => c.adminRaw('get features', AdminOpcode.GET_FEATURES, 0, 0n, 0n, fid, 0);
+  const set = (fid: number, cdw11: number) => c.adminRaw('set features', AdminOpcode.SET_FEATURES, 0, 0n, 0n, fid, cdw11);
+  assert.equal(await get(FeatureId.NUMBER_OF_QUEUES), { status: 0, dw0: 0x0002_0002 }, "3 SQs and 3 CQs, 0's based");
+  assert.equal(await get(FeatureId.VOLATILE_WRITE_CACHE), { status: 0, dw0: 1 });
+  assert.is((await set(FeatureId.VOLATILE_WRITE_CACHE, 0)).status, 0);
+  assert.equal(await get(FeatureId.VOLATILE_WRITE_CACHE), { status: 0, dw0: 0 });
+  const invalid = statusOf(Sct.GENERIC, GenericSc.INVALID_FIELD, true);
+  assert.is((await get(FeatureId.ARBITRATION)).status, invalid);
+  assert.is((await set(FeatureId.ARBITRATION, 0)).status, invalid);
+  assert.is((await set(FeatureId.NUMBER_OF_QUEUES, 0xffff)).status, invalid, 'NSQR FFFFh');
+  await c.close();
+  p.close();
 });
 
 test.run();
