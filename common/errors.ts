@@ -12,10 +12,9 @@
  *
  * Every code is documented once, in a table of its folder's README with the columns
  * `| code | meaning | fix |` (test/common/error-codes.test.ts holds the source against the docs).
- * Code outside this file never constructs the base itself: it becomes abstract once every area
- * has its class.
+ * The base is abstract: an error is always of its area's class.
  */
-export class DmaboxError<C extends string = string> extends Error {
+export abstract class DmaboxError<C extends string = string> extends Error {
   /** Stable, upper-case, never reworded: `ERR_DMA_WINDOW_STATE`, `ERR_POLICY_INVALID`, ... */
   readonly code: C;
   /** What a user can do about it, when there is something to do. */

@@ -47,8 +47,11 @@ function doesNotFit(v: number, f: BitField): SpecError {
 export function bits(hi: number, lo: number, spec?: string): BitField {
   check(Number.isInteger(hi) && Number.isInteger(lo) && lo >= 0 && hi >= lo && hi < 64 && hi - lo < 32, `bits(${hi}, ${lo}) is not a field of at most 32 bits inside 64`);
   const width = hi - lo + 1;
-  const max = width === 32 ? 0xffff_ffff : 2 ** width - 1;
-  const mask = hi < 32 ? (max * 2 ** lo) >>> 0 : 0;
+  // Integers below 2^31 are kept as such (`| 0`), so hot paths that mix them with other integers
+  // stay in integer arithmetic; only a field reaching bit 31 has a mask or max above it.
+  const max = width >= 31 ? 2 ** width - 1 : ((1 << width) - 1) | 0;
+  const wide = hi < 32 ? (max * 2 ** lo) >>> 0 : 0;
+  const mask = wide < 0x8000_0000 ? wide | 0 : wide;
   return Object.freeze(spec === undefined ? { lo, bits: width, mask, max } : { lo, bits: width, mask, max, spec });
 }
 

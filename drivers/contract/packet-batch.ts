@@ -4,6 +4,8 @@
  * preallocated typed arrays reused for every call (nothing is allocated per packet); the indices
  * refer to a driver's RX or TX buffer pool.
  */
+import { ContractError } from './errors.js';
+
 export class PacketBatch {
   readonly capacity: number;
   /** Packets in the batch: entries 0..count-1 are valid. */
@@ -15,7 +17,7 @@ export class PacketBatch {
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 65536) {
-      throw new RangeError(`PacketBatch: capacity ${capacity} must be an integer from 1 to 65536`);
+      throw new ContractError('ERR_CONTRACT_ARG', `PacketBatch: capacity ${capacity} must be an integer from 1 to 65536`, { fix: 'size a batch for one turn of the driver (32 frames is typical)' });
     }
     this.capacity = capacity;
     this.buf = new Uint32Array(capacity);

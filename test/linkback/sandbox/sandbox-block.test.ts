@@ -12,7 +12,7 @@ import { BlockIoError, SandboxBlockClient } from '../../../sandbox/manager/servi
 import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../../sandbox/abi/block.js';
 import { BlockServer, type DirectBlockDevice } from '../../../sandbox/container/services/block.js';
 import { createShared } from '../../../sandbox/abi/shm.js';
-import { DmaboxError } from '../../../common/errors.js';
+import { SandboxError } from '../../../sandbox/manager/errors.js';
 import { until } from './helpers.js';
 
 const sys = defaultSys();
@@ -88,7 +88,7 @@ test('reads and writes across slots; alignment, range and read-only errors by ki
   assert.is(await kind(d.write(BS * (COUNT - 1), new Uint8Array(BS * 2), false)), 'ENOSPC', 'write past the end');
   assert.is(await kind(d.trim(0, BS, false)), 'ENOTSUP', 'a device without discard');
   assert.is(await kind(d.writeZeroes(0, BS, false, false)), 'ENOTSUP', 'a device without write zeroes');
-  assert.is(await r.client.discard(0, 1).then(() => 'ok', (e: DmaboxError) => e.code), 'ERR_SANDBOX_UNSUPPORTED', 'the client refuses too');
+  assert.is(await r.client.discard(0, 1).then(() => 'ok', (e: SandboxError) => e.code), 'ERR_SANDBOX_UNSUPPORTED', 'the client refuses too');
   r.dev.failNext = true;
   assert.is(await kind(d.read(0, new Uint8Array(BS))), 'EIO', 'the driver reports an I/O error');
   const ro = new SandboxBlockDevice(r.client, { readOnly: true });
@@ -171,9 +171,9 @@ test('errno kinds of the client errors', () => {
   assert.is(sandboxErrorKind(new BlockIoError('x', 2), false), 'EINVAL');
   assert.is(sandboxErrorKind(new BlockIoError('x', 1), false), 'EINVAL');
   assert.is(sandboxErrorKind(new BlockIoError('x', 3), false), 'EIO');
-  assert.is(sandboxErrorKind(new DmaboxError('ERR_SANDBOX_STOPPED', 'stopped'), false), 'ESHUTDOWN');
-  assert.is(sandboxErrorKind(new DmaboxError('ERR_SANDBOX_FAILED', 'failed'), true), 'EIO');
-  assert.is(sandboxErrorKind(new DmaboxError('ERR_SANDBOX_ARG', 'arg'), true), 'EINVAL');
+  assert.is(sandboxErrorKind(new SandboxError('ERR_SANDBOX_STOPPED', 'stopped'), false), 'ESHUTDOWN');
+  assert.is(sandboxErrorKind(new SandboxError('ERR_SANDBOX_FAILED', 'failed'), true), 'EIO');
+  assert.is(sandboxErrorKind(new SandboxError('ERR_SANDBOX_ARG', 'arg'), true), 'EINVAL');
   assert.is(sandboxErrorKind(new Error('?'), true), 'EIO');
 });
 
@@ -200,7 +200,7 @@ test('a failed sandbox: requests reject with EIO and the supervisor\'s reason', 
   const r = rig();
   r.attach();
   const d = new SandboxBlockDevice(r.client);
-  r.client.fail(new DmaboxError('ERR_SANDBOX_FAILED', 'sandbox s: device marked failed: 4 restarts'));
+  r.client.fail(new SandboxError('ERR_SANDBOX_FAILED', 'sandbox s: device marked failed: 4 restarts'));
   const e = await d.read(0, new Uint8Array(BS)).then(() => undefined, (x: BlockDeviceError) => x);
   assert.ok(e instanceof BlockDeviceError);
   assert.is(e.kind, 'EIO');
