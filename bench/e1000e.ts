@@ -102,14 +102,14 @@ async function twoModels(seconds: number): Promise<Result> {
   const B = await E1000e.open(pb);
   prefill(A, template(B.mac, A.mac));
   const tb = new PacketBatch(BATCH), rb = new PacketBatch(BATCH);
-  let seq = 0, received = 0, driverNs = 0;
+  let seq = 0;
   const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
   // Warm-up, then measure.
   for (let phase = 0; phase < 2; phase++) {
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     const until = t0 + (phase === 0 ? 300 : seconds * 1000);
-    received = 0; driverNs = 0;
+    let received = 0, driverNs = 0;
     let now = t0;
     while (now < until) {
       for (let k = 0; k < 8; k++) {
@@ -180,7 +180,7 @@ class MinimalLoopback implements Platform {
 
   constructor() {
     const r = this.regs;
-    const self = this;
+    const loop = (): void => this.loop();
     this.bar0 = {
       size: 0x20000,
       read32(o: number): number {
@@ -191,7 +191,7 @@ class MinimalLoopback implements Platform {
         if (o === CTRL) { r[0] = v & ~CTRL_RST; return; }
         if (o === EERD) { r[o >>> 2] = (v & 0xfffc) | EERD_DONE | (0x5452 << 16); return; }
         r[o >>> 2] = v >>> 0;
-        if (o === TDT) self.loop();
+        if (o === TDT) loop();
       },
       read64: () => 0n,
       write64: () => {},

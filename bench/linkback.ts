@@ -98,7 +98,7 @@ const allTargets: Target[] = [
       const p = policy(sock);
       if (labBdf) {
         // The same driver on the same function through VFIO, in this process.
-        const platform = await VfioPlatform.open(labBdf);
+        const platform = VfioPlatform.open(labBdf);
         const ctrl = await NvmeController.open(platform, { queues: p.driver.queues, queueEntries: p.driver.depth, interrupts: p.driver.interrupts === 'msix' ? 'msix' : 'poll', log: () => undefined });
         const server = new NbdServer({ exports: [{ name: 'bench', device: new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!) }] });
         await server.listenUnix(sock);

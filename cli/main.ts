@@ -45,4 +45,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (e: unknown) => {
+    // Not one of dmabox's errors: a bug. Say so with the stack, and fail.
+    process.stderr.write(`dmabox: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 70; // EX_SOFTWARE
+  },
+);

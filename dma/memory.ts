@@ -71,8 +71,7 @@ export class HeapMemoryProvider implements DmaMemoryProvider {
       });
     }
     const rounded = roundUp(size, SMALL_PAGE);
-    const provider = this;
-    provider.allocated += rounded;
+    this.allocated += rounded;
     let released = false;
     return {
       size: rounded,
@@ -81,10 +80,10 @@ export class HeapMemoryProvider implements DmaMemoryProvider {
       fd: -1,
       address: undefined,
       label: options.label ?? 'heap',
-      release() {
+      release: () => {
         if (released) return;
         released = true;
-        provider.allocated -= rounded;
+        this.allocated -= rounded;
       },
     };
   }

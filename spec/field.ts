@@ -106,16 +106,16 @@ function register<F extends Record<string, BitField>>(offset: number, width: Reg
   return Object.freeze({ ...fields, offset, width, spec });
 }
 
-export function reg8<F extends Record<string, BitField> = {}>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
+export function reg8<F extends Record<string, BitField> = Record<never, BitField>>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
   return register(offset, 8, spec, fields);
 }
-export function reg16<F extends Record<string, BitField> = {}>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
+export function reg16<F extends Record<string, BitField> = Record<never, BitField>>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
   return register(offset, 16, spec, fields);
 }
-export function reg32<F extends Record<string, BitField> = {}>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
+export function reg32<F extends Record<string, BitField> = Record<never, BitField>>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
   return register(offset, 32, spec, fields);
 }
-export function reg64<F extends Record<string, BitField> = {}>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
+export function reg64<F extends Record<string, BitField> = Record<never, BitField>>(offset: number, spec: string, fields: F = {} as F): Register & Readonly<F> {
   return register(offset, 64, spec, fields);
 }
 

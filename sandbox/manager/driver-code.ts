@@ -67,7 +67,7 @@ function isRelative(s: string): boolean {
  * when one cannot be read or lexed.
  */
 export async function bundleDriver(ref: DriverRef): Promise<Uint8Array> {
-  await init;
+  await init();
   if (!ref.entry.endsWith('.js') && !ref.entry.endsWith('.mjs')) {
     throw new SandboxError('ERR_SANDBOX_DRIVER', `driver module ${ref.entry}: not JavaScript`, { fix: 'build the driver (npm run build) and name the .js file' });
   }

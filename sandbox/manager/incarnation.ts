@@ -32,6 +32,10 @@ import type { Timers } from '../../common/timers.js';
 import { SandboxError } from './errors.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
+
+/** Control characters, replaced in a container's output before it reaches the log (no forged lines, no terminal escapes). */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTERS = /[\x00-\x1f\x7f]/g;
 export function defaultEntry(): string {
   const here = fileURLToPath(import.meta.url);
   return fileURLToPath(new URL(`../container/main${extname(here)}`, import.meta.url));
@@ -217,7 +221,7 @@ export class Incarnation {
           dropped = 0;
         }
         if (++lines > 50) { dropped++; continue; }
-        o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(/[\x00-\x1f\x7f]/g, '?')}`);
+        o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(CONTROL_CHARACTERS, '?')}`);
       }
     };
     child.stdout?.on('data', text(LogLevel.INFO));

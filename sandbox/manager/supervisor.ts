@@ -143,14 +143,14 @@ export class Supervisor extends EventEmitter implements FaultSink {
     try {
       this.kind = this.driverKind();
       const lb = policy.linkback;
-      const self = this;
+      const current = (): Incarnation | undefined => this.current;
       const host: ServiceHost = {
         name: policy.name,
         policy,
         device: this.device,
         sys: this.o.sys,
         clock: this.clock,
-        get mailbox() { return self.current?.mailbox; },
+        get mailbox() { return current()?.mailbox; },
         violation: (reason) => { if (this.current && !this.current.exited && !this.stopRequested) this.violation(reason, true); },
       };
       this.service = SERVICES[this.kind](host, {

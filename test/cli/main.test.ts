@@ -17,7 +17,7 @@ test('a usage error thrown by a subcommand is printed with its code and exits 2'
 test('any other coded error exits 1 with its code, message and fix', () => {
   const r = dmabox('bind', 'ffff:ff:1f.7');
   assert.is(r.status, 1, r.stderr);
-  assert.match(r.stderr, /^dmabox bind: ERR_VFIO_SYSFS: sysfs: no PCI function ffff:ff:1f.7 .*\n  fix: /);
+  assert.match(r.stderr, /^dmabox bind: ERR_VFIO_SYSFS: sysfs: no PCI function ffff:ff:1f.7 .*\n {2}fix: /);
 });
 
 test('an unknown command prints the usage and exits 2', () => {

@@ -40,7 +40,7 @@ function pair(client: SandboxBlockClient, dev: DirectBlockDevice) {
   const server = new BlockServer(sys, shm, req, cpl);
   server.start(dev);
   const link = { sys, shm, requestFd: req, completionFd: cpl };
-  return { shm, server, link, close: () => { server.quiesce(); shm.close(); sys.close(req); sys.close(cpl); } };
+  return { shm, server, link, close: () => { void server.quiesce(); shm.close(); sys.close(req); sys.close(cpl); } };
 }
 
 test('round trips, transfers split at the slot size, flush, range errors', async () => {

@@ -52,7 +52,7 @@ test('fake seam: refused without CAP_SETPCAP, without a kept capability, or for 
   try { dropPrivileges({ sys: noSetpcap, lastCap: 40 }); assert.unreachable(); } catch (e) {
     assert.instance(e, PrivilegeError);
     assert.is((e as PrivilegeError).code, 'ERR_SANDBOX_PRIVILEGE');
-    assert.match((e as Error).message, /CAP_SETPCAP.*\n  fix: .*--keep-privileges/s);
+    assert.match((e as Error).message, /CAP_SETPCAP.*\n {2}fix: .*--keep-privileges/s);
   }
   assert.is(noSetpcap.prctls.length, 0, 'nothing was changed');
   const noKill = new FakeSys();

@@ -47,8 +47,7 @@ test('table construction errors: misaligned, outside, overlapping', () => {
 test('work: sync runs inside the kick and never re-enters; a kick during the run runs it again', () => {
   const owner = { hung: false, failed: [] as unknown[], workFailed(e: unknown) { this.failed.push(e); } };
   let runs = 0;
-  let w: DeviceWork;
-  w = new DeviceWork(owner, () => { runs++; if (runs === 1) w.kick(); }, 'sync');
+  const w: DeviceWork = new DeviceWork(owner, () => { runs++; if (runs === 1) w.kick(); }, 'sync');
   w.kick();
   assert.is(runs, 2);
   assert.is(w.runs, 2);

@@ -422,7 +422,7 @@ export class FakeSys implements Sys {
           d.irqFds.set(index, fds);
           return 0;
         }
-        fail(op, 'EINVAL');
+        return fail(op, 'EINVAL');
       }
       case IOCTL.VFIO_DEVICE_RESET:
         d.resets++;

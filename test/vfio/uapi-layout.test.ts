@@ -65,8 +65,8 @@ function runProbe(): Map<string, bigint> {
       execFileSync('gcc', ['-std=gnu11', '-Wall', '-o', bin, src], { stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       const stderr = String((e as { stderr?: Buffer }).stderr ?? '');
-      if (/linux\/vfio\.h: No such file/.test(stderr)) throw new Error(`<linux/vfio.h> is missing: ${INSTALL}`);
-      throw new Error(`the probe did not compile: a name vfio-bindings uses is not in <linux/vfio.h>, or differs:\n${stderr}`);
+      if (/linux\/vfio\.h: No such file/.test(stderr)) throw new Error(`<linux/vfio.h> is missing: ${INSTALL}`, { cause: e });
+      throw new Error(`the probe did not compile: a name vfio-bindings uses is not in <linux/vfio.h>, or differs:\n${stderr}`, { cause: e });
     }
     const out = execFileSync(bin, { encoding: 'utf8' });
     const m = new Map<string, bigint>();

@@ -62,7 +62,7 @@ export class BlockService implements ManagerService {
     const g = this.client.geometry;
     const shm = createShared(sys, `${this.host.name}-block`, ringBytes(g));
     this.client.initRing(shm);
-    let requestFd = -1, completionFd = -1;
+    let requestFd = -1, completionFd: number;
     try {
       requestFd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       completionFd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -256,7 +256,7 @@ export class GatedDevice implements BlockDevice {
     return new Promise((resolve, reject) => {
       this.held.push({
         op, offset,
-        release: () => run().then(() => { this.log.push(`${op}@${offset}:done`); resolve(); }, reject),
+        release: () => { void run().then(() => { this.log.push(`${op}@${offset}:done`); resolve(); }, reject); },
         fail: (err) => reject(err),
       });
     });

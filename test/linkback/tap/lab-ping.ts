@@ -36,7 +36,7 @@ async function main(): Promise<number> {
   if (!bdf) { console.error('lab-ping: DMABOX_LAB_E1000E names no e1000e (boot with --e1000e)'); return 2; }
   const interrupts = (process.argv[2] ?? 'msix') as E1000eInterruptMode;
   const p = VfioPlatform.open(bdf);
-  let ok = false;
+  let ok: boolean;
   try {
     const nic = await E1000e.open(p, { interrupts, linkTimeoutMs: 10_000 });
     try {

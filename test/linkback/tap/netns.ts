@@ -43,7 +43,7 @@ function ip(args: string[]): void {
     execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
   } catch (e) {
     const stderr = String((e as { stderr?: Buffer }).stderr ?? '').trim();
-    throw new Error(`ip ${args.join(' ')} failed: ${stderr || String(e)}`);
+    throw new Error(`ip ${args.join(' ')} failed: ${stderr || String(e)}`, { cause: e });
   }
 }
 

@@ -43,7 +43,7 @@ function probe(): Map<string, bigint> {
     try {
       execFileSync('gcc', ['-std=gnu11', '-Wall', '-o', join(dir, 'probe'), join(dir, 'probe.c')], { stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
-      throw new Error(`the TAP probe did not compile (${INSTALL}):\n${String((e as { stderr?: Buffer }).stderr ?? e)}`);
+      throw new Error(`the TAP probe did not compile (${INSTALL}):\n${String((e as { stderr?: Buffer }).stderr ?? e)}`, { cause: e });
     }
     const m = new Map<string, bigint>();
     for (const line of execFileSync(join(dir, 'probe'), { encoding: 'utf8' }).trim().split('\n')) {

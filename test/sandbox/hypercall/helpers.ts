@@ -6,15 +6,13 @@ import type { HypercallError } from '../../../sandbox/abi/hypercall/errors.js';
 
 /** Two connected Duplex streams: what one writes, the other reads (like a socketpair). */
 export function duplexPair(): [Duplex, Duplex] {
-  let a!: Duplex;
-  let b!: Duplex;
   const make = (other: () => Duplex) => new Duplex({
     read() {},
     write(chunk: Buffer, _enc, cb) { other().push(Buffer.from(chunk)); cb(); },
     final(cb) { other().push(null); cb(); },
   });
-  a = make(() => b);
-  b = make(() => a);
+  const a: Duplex = make(() => b);
+  const b: Duplex = make(() => a);
   return [a, b];
 }
 

@@ -35,7 +35,7 @@ export async function sendFrame(port: SandboxNicPort, frame: Uint8Array, deadlin
       batch.clear();
     } else {
       // TX slots come back as the container copies frames out: reaped on rx()
-      port.rx(new PacketBatch(1)) > 0 && undefined;
+      port.rx(new PacketBatch(1));
     }
     if (Date.now() > end) throw new Error(`no TX slot taken within ${deadlineMs} ms (attached: ${port.isAttached})`);
     await sleep(1);
