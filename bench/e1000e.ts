@@ -32,11 +32,19 @@ import { backToBack } from '../sim/wire.js';
 import type { Platform, RegisterSpace, DmaWindow, DmaPerm, DmaAllocator, IrqVector } from '../drivers/contract/platform.js';
 
 // The minimal device's register offsets and values, copied once from the spec (its accesses are in the timed loop).
-const CTRL = REG.CTRL.offset, STATUS = REG.STATUS.offset, EERD = REG.EERD.offset;
-const TDLEN = REG.TDLEN.offset, TDH = REG.TDH.offset, TDT = REG.TDT.offset;
-const RDBAL = REG.RDBAL.offset, RDLEN = REG.RDLEN.offset, RDH = REG.RDH.offset, RDT = REG.RDT.offset;
+const CTRL = REG.CTRL.offset,
+  STATUS = REG.STATUS.offset,
+  EERD = REG.EERD.offset;
+const TDLEN = REG.TDLEN.offset,
+  TDH = REG.TDH.offset,
+  TDT = REG.TDT.offset;
+const RDBAL = REG.RDBAL.offset,
+  RDLEN = REG.RDLEN.offset,
+  RDH = REG.RDH.offset,
+  RDT = REG.RDT.offset;
 const STATUS_UP = setField(REG.STATUS.LU.mask | REG.STATUS.FD.mask, REG.STATUS.SPEED, 2);
-const CTRL_RST = REG.CTRL.RST.mask, EERD_DONE = REG.EERD.DONE.mask;
+const CTRL_RST = REG.CTRL.RST.mask,
+  EERD_DONE = REG.EERD.DONE.mask;
 
 const BATCH = 32;
 const FRAME = 60; // 64 bytes on the wire with the FCS the device appends
@@ -73,7 +81,10 @@ function fillTx(nic: E1000e, tb: PacketBatch, seq: number): number {
     const b = nic.txAlloc();
     if (b < 0) break;
     const off = pool.offset(b);
-    bytes[off + 14] = seq; bytes[off + 15] = seq >>> 8; bytes[off + 16] = seq >>> 16; bytes[off + 17] = seq >>> 24;
+    bytes[off + 14] = seq;
+    bytes[off + 15] = seq >>> 8;
+    bytes[off + 16] = seq >>> 16;
+    bytes[off + 17] = seq >>> 24;
     seq++;
     tb.buf[tb.count] = b;
     tb.len[tb.count] = FRAME;
@@ -84,7 +95,10 @@ function fillTx(nic: E1000e, tb: PacketBatch, seq: number): number {
 
 function template(dst: Uint8Array, src: Uint8Array): Uint8Array {
   const f = new Uint8Array(FRAME);
-  f.set(dst, 0); f.set(src, 6); f[12] = 0x88; f[13] = 0xb5;
+  f.set(dst, 0);
+  f.set(src, 6);
+  f[12] = 0x88;
+  f[13] = 0xb5;
   return f;
 }
 
@@ -101,7 +115,8 @@ async function twoModels(seconds: number): Promise<Result> {
   const A = await E1000e.open(pa);
   const B = await E1000e.open(pb);
   prefill(A, template(B.mac, A.mac));
-  const tb = new PacketBatch(BATCH), rb = new PacketBatch(BATCH);
+  const tb = new PacketBatch(BATCH),
+    rb = new PacketBatch(BATCH);
   let seq = 0;
   const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
   // Warm-up, then measure.
@@ -109,7 +124,8 @@ async function twoModels(seconds: number): Promise<Result> {
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     const until = t0 + (phase === 0 ? 300 : seconds * 1000);
-    let received = 0, driverNs = 0;
+    let received = 0,
+      driverNs = 0;
     let now = t0;
     while (now < until) {
       for (let k = 0; k < 8; k++) {
@@ -131,12 +147,21 @@ async function twoModels(seconds: number): Promise<Result> {
       const secs = (now - t0) / 1000;
       const cpu = cpuSeconds(cpu0);
       const st = B.stats();
-      await A.close(); await B.close();
-      pa.close(); pb.close();
+      await A.close();
+      await B.close();
+      pa.close();
+      pb.close();
       if (st.device.MPC !== 0) throw new Error(`bench: ${st.device.MPC} frames missed: the pacing is wrong`);
       const totalNs = (now - t0) * 1e6;
       driverNs *= 1e6;
-      return { pps: received / secs, packets: received, seconds: secs, ppsCpu: received / cpu, driverNsPerPacket: driverNs / received, otherNsPerPacket: (totalNs - driverNs) / received };
+      return {
+        pps: received / secs,
+        packets: received,
+        seconds: secs,
+        ppsCpu: received / cpu,
+        driverNsPerPacket: driverNs / received,
+        otherNsPerPacket: (totalNs - driverNs) / received,
+      };
     }
   }
   throw new Error('unreachable');
@@ -188,8 +213,14 @@ class MinimalLoopback implements Platform {
         return r[o >>> 2]!;
       },
       write32(o: number, v: number): void {
-        if (o === CTRL) { r[0] = v & ~CTRL_RST; return; }
-        if (o === EERD) { r[o >>> 2] = (v & 0xfffc) | EERD_DONE | (0x5452 << 16); return; }
+        if (o === CTRL) {
+          r[0] = v & ~CTRL_RST;
+          return;
+        }
+        if (o === EERD) {
+          r[o >>> 2] = (v & 0xfffc) | EERD_DONE | (0x5452 << 16);
+          return;
+        }
         r[o >>> 2] = v >>> 0;
         if (o === TDT) loop();
       },
@@ -217,7 +248,8 @@ class MinimalLoopback implements Platform {
     const rn = r[RDLEN >>> 2]! / 16;
     const rdt = r[RDT >>> 2]!;
     let h = r[RDH >>> 2]!;
-    const d = this.rxDesc, l = this.rxLen!;
+    const d = this.rxDesc,
+      l = this.rxLen!;
     while (sent > 0 && h !== rdt) {
       l[h * 8 + 4] = FRAME;
       d[h * 16 + 12] = 3; // DD | EOP
@@ -236,9 +268,12 @@ async function driverOnly(seconds: number): Promise<Result> {
   const p = new MinimalLoopback();
   const nic = await E1000e.open(p);
   prefill(nic, template(nic.mac, nic.mac));
-  const tb = new PacketBatch(BATCH), rb = new PacketBatch(BATCH);
-  let seq = 0, received = 0;
-  let t0 = 0, now = 0;
+  const tb = new PacketBatch(BATCH),
+    rb = new PacketBatch(BATCH);
+  let seq = 0,
+    received = 0;
+  let t0 = 0,
+    now = 0;
   let cpu0 = process.cpuUsage();
   for (let phase = 0; phase < 2; phase++) {
     t0 = performance.now();
@@ -278,7 +313,8 @@ async function onVfio(bdf: string, seconds: number): Promise<string[]> {
       prefill(nic, template(new Uint8Array([0x02, 0, 0, 0, 0, 0x99]), nic.mac));
       const tb = new PacketBatch(BATCH);
       nic.stats();
-      let seq = 0, taken = 0;
+      let seq = 0,
+        taken = 0;
       const t0 = performance.now();
       const cpu0 = process.cpuUsage();
       const until = t0 + seconds * 1000;
@@ -309,14 +345,24 @@ async function onVfio(bdf: string, seconds: number): Promise<string[]> {
       };
       nic.send(pk.arpRequest(nic.mac, pk.GUEST_IP, pk.GATEWAY_IP));
       let gw: Uint8Array | null = null;
-      await wait((f) => { const a = pk.parseArpReply(f); if (a) gw = a.senderMac; return a !== null; }, 5000);
+      await wait((f) => {
+        const a = pk.parseArpReply(f);
+        if (a) gw = a.senderMac;
+        return a !== null;
+      }, 5000);
       const rtts: number[] = [];
       if (gw !== null) {
         const payload = new Uint8Array(56);
         for (let i = 0; i < 50; i++) {
           const s0 = performance.now();
           nic.send(pk.icmpEchoRequest(nic.mac, gw, pk.GUEST_IP, pk.GATEWAY_IP, 0x1234, i, payload));
-          if (await wait((f) => { const e = pk.parseIcmpEcho(f); return e !== null && e.type === 0 && e.seq === i; }, 2000)) rtts.push(performance.now() - s0);
+          if (
+            await wait((f) => {
+              const e = pk.parseIcmpEcho(f);
+              return e !== null && e.type === 0 && e.seq === i;
+            }, 2000)
+          )
+            rtts.push(performance.now() - s0);
         }
       }
       const us = (x: number) => (x * 1000).toFixed(0);
@@ -324,7 +370,8 @@ async function onVfio(bdf: string, seconds: number): Promise<string[]> {
         `e1000e through VFIO at ${bdf} (driver polling, batch ${BATCH}, 60-byte frames + FCS), ${seconds} s`,
         `- TX: ${(sent / secs / 1e3).toFixed(1)} kpps left the device (GPTC ${sent}; the ring took ${taken});`,
         `  ${(taken / cpu / 1e6).toFixed(2)} Mpps handed to the ring per second of process CPU time`,
-        rtts.length ? `- ICMP echo to 10.0.2.2, ${rtts.length}/50 answered: RTT median ${us(median(rtts))} us, min ${us(Math.min(...rtts))} us, max ${us(Math.max(...rtts))} us`
+        rtts.length
+          ? `- ICMP echo to 10.0.2.2, ${rtts.length}/50 answered: RTT median ${us(median(rtts))} us, min ${us(Math.min(...rtts))} us, max ${us(Math.max(...rtts))} us`
           : '- ICMP echo to 10.0.2.2: no ARP reply from the gateway (not on a slirp network?)',
       ];
     } finally {
@@ -355,14 +402,19 @@ export async function run(argv: string[]): Promise<void> {
   }
   const onlyArg = argv.find((a) => a.startsWith('--only='));
   const only = onlyArg?.slice('--only='.length);
-  if (only !== undefined && only !== 'models' && only !== 'driver') throw new RangeError(`bench e1000e: ${onlyArg} must be --only=models or --only=driver (for profiling one of them)`);
-  const full: Result[] = [], alone: Result[] = [];
+  if (only !== undefined && only !== 'models' && only !== 'driver')
+    throw new RangeError(`bench e1000e: ${onlyArg} must be --only=models or --only=driver (for profiling one of them)`);
+  const full: Result[] = [],
+    alone: Result[] = [];
   for (let i = 0; i < runs; i++) {
     if (only !== 'driver') full.push(await twoModels(seconds));
     if (only !== 'models') alone.push(await driverOnly(seconds));
   }
   if (only !== undefined) {
-    for (const r of [...full, ...alone]) console.log(`${only}: ${(r.pps / 1e6).toFixed(2)} Mpps (${(r.ppsCpu / 1e6).toFixed(2)} per CPU-second), driver ${r.driverNsPerPacket.toFixed(0)} ns/packet`);
+    for (const r of [...full, ...alone])
+      console.log(
+        `${only}: ${(r.pps / 1e6).toFixed(2)} Mpps (${(r.ppsCpu / 1e6).toFixed(2)} per CPU-second), driver ${r.driverNsPerPacket.toFixed(0)} ns/packet`,
+      );
     return;
   }
   const mpps = (x: number) => (x / 1e6).toFixed(2);
@@ -371,7 +423,9 @@ export async function run(argv: string[]): Promise<void> {
   const ns = (x: number) => x.toFixed(0);
   const lines = [
     `e1000e, 64-byte frames (60 + FCS), batch ${BATCH}, one core, ${runs} runs of ${seconds} s each, median first;`,
-    `load average at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine inflates these figures)`,
+    `load average at the end ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} (other work on the machine inflates these figures)`,
     `- two simulated 82574L back to back (IOMMU on, deferred device work): ${range(full, (r) => r.pps, mpps)} Mpps received;`,
     `  per second of process CPU time: ${range(full, (r) => r.ppsCpu, mpps)} Mpps;`,
     `  driver ${range(full, (r) => r.driverNsPerPacket, ns)} ns/packet (txAlloc + sequence number + tx + rx + rxFree, timed per call);`,

@@ -71,14 +71,17 @@ let pollWindow: string | undefined;
 let labBdf: string | undefined;
 
 function policy(sock: string): Policy {
-  return parsePolicies(`
+  return parsePolicies(
+    `
 version: 1
 name: bench-nvme
 device: ${labBdf ? `{ pci: "${labBdf}" }` : '{ sim: nvme, capacity: 128MiB }'}
 driver: { name: nvme, interrupts: ${interrupts} }
 windows: [ { size: 1MiB, label: queues }, { size: 8MiB, label: io-buffers } ]
 linkback: { nbd: { socket: ${sock}, export: bench${pollWindow ? `, poll: ${pollWindow}` : ''} } }
-`, 'bench.yaml').policies[0]!.policy;
+`,
+    'bench.yaml',
+  ).policies[0]!.policy;
 }
 
 const allTargets: Target[] = [
@@ -99,19 +102,53 @@ const allTargets: Target[] = [
       if (labBdf) {
         // The same driver on the same function through VFIO, in this process.
         const platform = VfioPlatform.open(labBdf);
-        const ctrl = await NvmeController.open(platform, { queues: p.driver.queues, queueEntries: p.driver.depth, interrupts: p.driver.interrupts === 'msix' ? 'msix' : 'poll', log: () => undefined });
+        const ctrl = await NvmeController.open(platform, {
+          queues: p.driver.queues,
+          queueEntries: p.driver.depth,
+          interrupts: p.driver.interrupts === 'msix' ? 'msix' : 'poll',
+          log: () => undefined,
+        });
         const server = new NbdServer({ exports: [{ name: 'bench', device: new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!) }] });
         await server.listenUnix(sock);
-        return { stop: async () => { await server.close(); await ctrl.close(); platform.close(); }, pids: () => [], self: true };
+        return {
+          stop: async () => {
+            await server.close();
+            await ctrl.close();
+            platform.close();
+          },
+          pids: () => [],
+          self: true,
+        };
       }
       const d = p.device as Extract<Policy['device'], { sim: 'nvme' }>;
       const machine = new SimMachine();
-      machine.attach(new SimNvme({ serial: d.serial, namespaces: [{ blocks: d.capacity / d.blockSize, blockSize: d.blockSize }], maxQueueEntries: d.mqes, maxIoQueues: d.maxQueues }), { address: '0000:00:01.0' });
+      machine.attach(
+        new SimNvme({
+          serial: d.serial,
+          namespaces: [{ blocks: d.capacity / d.blockSize, blockSize: d.blockSize }],
+          maxQueueEntries: d.mqes,
+          maxIoQueues: d.maxQueues,
+        }),
+        { address: '0000:00:01.0' },
+      );
       const platform = machine.platform('0000:00:01.0');
-      const ctrl = await NvmeController.open(platform, { queues: p.driver.queues, queueEntries: p.driver.depth, interrupts: p.driver.interrupts === 'msix' ? 'msix' : 'poll', log: () => undefined });
+      const ctrl = await NvmeController.open(platform, {
+        queues: p.driver.queues,
+        queueEntries: p.driver.depth,
+        interrupts: p.driver.interrupts === 'msix' ? 'msix' : 'poll',
+        log: () => undefined,
+      });
       const server = new NbdServer({ exports: [{ name: 'bench', device: new NvmeBlockDevice(ctrl, ctrl.namespaces[0]!) }] });
       await server.listenUnix(sock);
-      return { stop: async () => { await server.close(); await ctrl.close(); platform.close(); }, pids: () => [], self: true };
+      return {
+        stop: async () => {
+          await server.close();
+          await ctrl.close();
+          platform.close();
+        },
+        pids: () => [],
+        self: true,
+      };
     },
   },
   {
@@ -131,10 +168,21 @@ const allTargets: Target[] = [
       const child: ChildProcess = spawn('nbdkit', ['-f', '-U', sock, '-e', 'bench', 'memory', '128M'], { stdio: ['ignore', 'ignore', 'inherit'] });
       const end = Date.now() + 10_000;
       while (!existsSync(sock)) {
-        if (Date.now() > end || child.exitCode !== null) { child.kill('SIGKILL'); throw new Error('nbdkit did not create its socket within 10 s'); }
+        if (Date.now() > end || child.exitCode !== null) {
+          child.kill('SIGKILL');
+          throw new Error('nbdkit did not create its socket within 10 s');
+        }
         await new Promise((r) => setTimeout(r, 20));
       }
-      return { stop: () => new Promise<void>((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); }), pids: () => (child.pid ? [child.pid] : []), self: false };
+      return {
+        stop: () =>
+          new Promise<void>((r) => {
+            child.once('exit', () => r());
+            child.kill('SIGTERM');
+          }),
+        pids: () => (child.pid ? [child.pid] : []),
+        self: false,
+      };
     },
   },
 ];
@@ -180,11 +228,35 @@ async function measure(t: Target, dir: string, seconds: number, fill: string): P
     const pids = serving.pids();
     const others0 = pids.reduce((a, p) => a + procCpuUs(p), 0);
     const self0 = process.cpuUsage();
-    const out = await exec('fio', ['--name=linkback', '--ioengine=nbd', `--uri=${uri}`, '--rw=randrw', '--rwmixread=50', '--bs=4k', '--iodepth=16',
-      '--size=64M', '--time_based', `--runtime=${seconds}`, '--verify_state_save=0', '--output-format=json'], dir, (seconds + 60) * 1000);
+    const out = await exec(
+      'fio',
+      [
+        '--name=linkback',
+        '--ioengine=nbd',
+        `--uri=${uri}`,
+        '--rw=randrw',
+        '--rwmixread=50',
+        '--bs=4k',
+        '--iodepth=16',
+        '--size=64M',
+        '--time_based',
+        `--runtime=${seconds}`,
+        '--verify_state_save=0',
+        '--output-format=json',
+      ],
+      dir,
+      (seconds + 60) * 1000,
+    );
     const selfCpu = process.cpuUsage(self0);
     const others = pids.reduce((a, p) => a + procCpuUs(p), 0) - others0;
-    type Job = { error: number; job_runtime: number; usr_cpu: number; sys_cpu: number; read: { iops: number; total_ios: number }; write: { iops: number; total_ios: number } };
+    type Job = {
+      error: number;
+      job_runtime: number;
+      usr_cpu: number;
+      sys_cpu: number;
+      read: { iops: number; total_ios: number };
+      write: { iops: number; total_ios: number };
+    };
     const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Job[] }).jobs[0]!;
     if (job.error !== 0) throw new Error(`fio reported error ${job.error} against ${t.name}`);
     const ios = job.read.total_ios + job.write.total_ios;
@@ -201,11 +273,16 @@ async function measure(t: Target, dir: string, seconds: number, fill: string): P
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const medianCpu = (ms: Measured[]): Measured['cpu'] => ({ self: median(ms.map((m) => m.cpu.self)), others: median(ms.map((m) => m.cpu.others)), fio: median(ms.map((m) => m.cpu.fio)) });
+const medianCpu = (ms: Measured[]): Measured['cpu'] => ({
+  self: median(ms.map((m) => m.cpu.self)),
+  others: median(ms.map((m) => m.cpu.others)),
+  fio: median(ms.map((m) => m.cpu.fio)),
+});
 const us = (n: number): string => `${n.toFixed(1)} us`;
 /** CPU microseconds per request, named for the target: throughput on a 2-core machine is bound by their sum. */
 function cpuText(t: Target, c: Measured['cpu']): string {
-  const server = t.key === 'sandboxed' ? `manager ${us(c.self)} + container ${us(c.others)}` : t.key === 'nbdkit' ? `nbdkit ${us(c.others)}` : `server ${us(c.self)}`;
+  const server =
+    t.key === 'sandboxed' ? `manager ${us(c.self)} + container ${us(c.others)}` : t.key === 'nbdkit' ? `nbdkit ${us(c.others)}` : `server ${us(c.self)}`;
   return `${server}, fio ${us(c.fio)}, total ${us(c.self + c.others + c.fio)}`;
 }
 const k = (n: number): string => `${Math.round(n).toLocaleString('en-US')}`;
@@ -224,16 +301,28 @@ async function runInLab(argv: string[]): Promise<void> {
   if (!existsSync(cli) || !existsSync(bench)) throw new Error('the lab runs the built project: run `npm run build` first (npm run bench does)');
   const pass = argv.filter((a) => a !== '--lab');
   let out = '';
-  const go = (args: string[]): Promise<void> => new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['inherit', 'pipe', 'inherit'], cwd: root });
-    child.stdout!.on('data', (d: Buffer) => { process.stdout.write(d); out += d.toString(); });
-    child.on('error', reject);
-    child.on('exit', (code, sig) => (code === 0 ? resolve() : reject(new Error(`dmabox ${args.slice(0, 2).join(' ')} exited with ${code ?? sig}`))));
-  });
+  const go = (args: string[]): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [cli, ...args], { stdio: ['inherit', 'pipe', 'inherit'], cwd: root });
+      child.stdout!.on('data', (d: Buffer) => {
+        process.stdout.write(d);
+        out += d.toString();
+      });
+      child.on('error', reject);
+      child.on('exit', (code, sig) => (code === 0 ? resolve() : reject(new Error(`dmabox ${args.slice(0, 2).join(' ')} exited with ${code ?? sig}`))));
+    });
   await go(['lab', 'setup']);
   await go(['lab', 'run', '--nvme', '128M', '--timeout', '1500', '--', process.execPath, bench, 'linkback', '--in-lab', ...pass]);
-  const a = out.indexOf(RESULTS_BEGIN), b = out.indexOf(RESULTS_END);
-  if (a >= 0 && b > a) appendResults(out.slice(a + RESULTS_BEGIN.length, b).replace(/\r/g, '').replace(/^\n+/, '\n').replace(/\n+$/, '\n'));
+  const a = out.indexOf(RESULTS_BEGIN),
+    b = out.indexOf(RESULTS_END);
+  if (a >= 0 && b > a)
+    appendResults(
+      out
+        .slice(a + RESULTS_BEGIN.length, b)
+        .replace(/\r/g, '')
+        .replace(/^\n+/, '\n')
+        .replace(/\n+$/, '\n'),
+    );
   else if (!pass.includes('--no-results')) throw new Error('the lab run printed no results section');
 }
 
@@ -250,7 +339,8 @@ export async function run(argv: string[]): Promise<void> {
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${name}: expected a positive integer, got ${a}`);
     return v;
   };
-  const seconds = opt('seconds', 8), repeat = opt('repeat', 1);
+  const seconds = opt('seconds', 8),
+    repeat = opt('repeat', 1);
   pollWindow = argv.find((x) => x.startsWith('--poll='))?.slice(7);
   if (pollWindow !== undefined && !/^[0-9]+ ?(us|ms)$/.test(pollWindow)) throw new Error(`--poll: expected a duration like 500us or 0ms, got ${pollWindow}`);
   const irq = argv.find((x) => x.startsWith('--interrupts='))?.slice(13) ?? 'polling';
@@ -262,7 +352,11 @@ export async function run(argv: string[]): Promise<void> {
   }
   const targets = allTargets.filter((t) => keys.includes(t.key));
   for (const tool of ['fio', 'nbdcopy', 'nbdkit']) {
-    try { await exec('sh', ['-c', `command -v ${tool}`], tmpdir(), 5000); } catch { throw new Error(`${tool} is not installed: run scripts/setup-host.sh (Debian: fio, libnbd-bin, nbdkit)`); }
+    try {
+      await exec('sh', ['-c', `command -v ${tool}`], tmpdir(), 5000);
+    } catch {
+      throw new Error(`${tool} is not installed: run scripts/setup-host.sh (Debian: fio, libnbd-bin, nbdkit)`);
+    }
   }
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-bench-linkback-'));
   const fill = join(dir, 'fill.bin');
@@ -281,18 +375,36 @@ export async function run(argv: string[]): Promise<void> {
   }
   const med = new Map([...runs].map(([n, xs]) => [n, median(xs.map((x) => x.iops))]));
   const [sandboxed, inproc, , nbdkit] = allTargets.map((t) => med.get(t.name));
-  const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+  const load = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   const pollShown = formatDuration((policy('/unused.sock').linkback as { nbd: { poll: number } }).nbd.poll);
   const lines = [
     `fio ${(await exec('fio', ['--version'], tmpdir(), 5000)).trim()} --ioengine=nbd, 4 KiB randrw 50/50, queue depth 16, one job, driver ${interrupts}, manager poll window ${pollShown}, ${seconds} s per run, ${repeat} run(s) per target${repeat > 1 ? ' (median)' : ''}, unix socket, 64 MiB of a 128 MiB export prefilled;`,
     `nproc ${availableParallelism()}, load average at the end ${load} (other work on the machine inflates these figures)`,
-    ...targets.map((t) => `- ${t.name}: ${k(med.get(t.name)!)} IOPS${repeat > 1 ? ` (runs: ${runs.get(t.name)!.map((x) => k(x.iops)).join(', ')})` : ''}; CPU per request (median): ${cpuText(t, medianCpu(runs.get(t.name)!))}`),
+    ...targets.map(
+      (t) =>
+        `- ${t.name}: ${k(med.get(t.name)!)} IOPS${
+          repeat > 1
+            ? ` (runs: ${runs
+                .get(t.name)!
+                .map((x) => k(x.iops))
+                .join(', ')})`
+            : ''
+        }; CPU per request (median): ${cpuText(t, medianCpu(runs.get(t.name)!))}`,
+    ),
   ];
   if (sandboxed !== undefined && inproc !== undefined) {
-    lines.push(`- sandboxed / in-process: ${(sandboxed / inproc).toFixed(3)} (container cost ${((1 - sandboxed / inproc) * 100).toFixed(1)} %; target: within 5 %)`);
-    const cs = medianCpu(runs.get(allTargets[0]!.name)!), ci = medianCpu(runs.get(allTargets[1]!.name)!);
-    const sb = cs.self + cs.others, ip = ci.self;
-    lines.push(`- server CPU per request, sandboxed against in-process: ${us(sb)} against ${us(ip)} (the sandbox adds ${us(sb - ip)}, ${((sb / ip - 1) * 100).toFixed(0)} %)`);
+    lines.push(
+      `- sandboxed / in-process: ${(sandboxed / inproc).toFixed(3)} (container cost ${((1 - sandboxed / inproc) * 100).toFixed(1)} %; target: within 5 %)`,
+    );
+    const cs = medianCpu(runs.get(allTargets[0]!.name)!),
+      ci = medianCpu(runs.get(allTargets[1]!.name)!);
+    const sb = cs.self + cs.others,
+      ip = ci.self;
+    lines.push(
+      `- server CPU per request, sandboxed against in-process: ${us(sb)} against ${us(ip)} (the sandbox adds ${us(sb - ip)}, ${((sb / ip - 1) * 100).toFixed(0)} %)`,
+    );
   }
   if (sandboxed !== undefined && nbdkit !== undefined) lines.push(`- sandboxed / nbdkit memory: ${(sandboxed / nbdkit).toFixed(3)} (target: at least 1)`);
   console.log(lines.join('\n'));

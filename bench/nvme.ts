@@ -194,14 +194,18 @@ export async function run(argv: string[]): Promise<void> {
   for (const [k, v] of Object.entries(prof.share).sort((a, b) => b[1] - a[1])) console.log(`  ${v.toFixed(1).padStart(5)} %  ${k}`);
   const driverShare = (prof.share['driver (drivers/nvme)'] ?? 0) / 100;
   const driverUs = driverShare * results[0]!.usPerIo;
-  console.log(`driver's own cost: ${(driverShare * 100).toFixed(1)} % of ${results[0]!.usPerIo.toFixed(3)} us = ${driverUs.toFixed(3)} us per I/O (${fmt(1 / (driverUs / 1e6))} IOPS per core if the device cost nothing)`);
+  console.log(
+    `driver's own cost: ${(driverShare * 100).toFixed(1)} % of ${results[0]!.usPerIo.toFixed(3)} us = ${driverUs.toFixed(3)} us per I/O (${fmt(1 / (driverUs / 1e6))} IOPS per core if the device cost nothing)`,
+  );
   console.log('hottest functions:');
   for (const t of prof.top) console.log(`  ${t.pct.toFixed(1).padStart(5)} %  ${t.fn}  [${t.where}]`);
 
   if (!argv.includes('--no-results')) {
     // Sources live in bench/; the compiled module runs from dist/bench/: write beside the sources.
     const here = fileURLToPath(new URL('.', import.meta.url));
-    const file = /\/dist\/bench\/?$/.test(here) ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)) : fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+    const file = /\/dist\/bench\/?$/.test(here)
+      ? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url))
+      : fileURLToPath(new URL('./RESULTS.md', import.meta.url));
     if (!existsSync(file)) writeFileSync(file, '# Benchmark results\n\nAppended by `npm run bench`; each section names its machine.\n');
     const lines = [
       '',
@@ -212,7 +216,9 @@ export async function run(argv: string[]): Promise<void> {
       '',
       'No data copy: the model fetches, checks and completes each command (SQ fetch and CQ writes through the simulated IOMMU) but walks no PRPs and moves no data. With data copy: PRPs walked through the IOMMU and 4 KiB moved between the memory store and the window (a write copies twice: window to scratch, scratch to store).',
       '',
-      `Load average when it ended: ${loadavg().map((l) => l.toFixed(2)).join(', ')} (other work shares this machine: read the min..max spread).`,
+      `Load average when it ended: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(', ')} (other work shares this machine: read the min..max spread).`,
       '',
       `| case | IOPS (median of ${repeat} x ${seconds} s) | min .. max | us per I/O (median) |`,
       '|---|---|---|---|',

@@ -25,7 +25,10 @@ import { dropByDefault, endSetup, formatEvent } from './up.js';
 
 const USAGE = 'usage: dmabox demo [POLICY...] [--socket PATH] [--control PATH] [--keep-privileges]\n';
 
-export interface Io { out(s: string): void; err(s: string): void }
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+}
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -59,38 +62,56 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     const a = argv[i]!;
     if (a === '--control' || a === '--socket') {
       const v = argv[++i];
-      if (!v || !v.startsWith('/')) { io.err(`dmabox demo: ${a} needs an absolute path\n${USAGE}`); return 2; }
-      if (a === '--control') control = v; else socket = v;
+      if (!v || !v.startsWith('/')) {
+        io.err(`dmabox demo: ${a} needs an absolute path\n${USAGE}`);
+        return 2;
+      }
+      if (a === '--control') control = v;
+      else socket = v;
     } else if (a === '--keep-privileges') keepPrivileges = true;
-    else if (a === '-h' || a === '--help') { io.out(USAGE); return 0; }
-    else if (a.startsWith('-')) { io.err(`dmabox demo: unknown option ${a}\n${USAGE}`); return 2; }
-    else files.push(a);
+    else if (a === '-h' || a === '--help') {
+      io.out(USAGE);
+      return 0;
+    } else if (a.startsWith('-')) {
+      io.err(`dmabox demo: unknown option ${a}\n${USAGE}`);
+      return 2;
+    } else files.push(a);
   }
   const result = loadPoliciesOrReport(files.length ? files : [demoPolicyPath()], io, 'nothing was started');
   if (!result) return 1;
   let policies = result.policies.map((lp) => lp.policy);
   if (socket) {
     const r = withSocket(policies, socket);
-    if (typeof r === 'string') { io.err(`dmabox demo: ${r}\n`); return 2; }
+    if (typeof r === 'string') {
+      io.err(`dmabox demo: ${r}\n`);
+      return 2;
+    }
     policies = r;
   }
   const unconfined = new Set(policies.filter((p) => p.unconfined).map((p) => p.name));
   const uid = process.getuid?.();
-  io.out(uid === 0
-    ? 'root: containers run as each policy\'s uid/gid (default 65534)\n'
-    : `not root: containers run as the invoking user (uid ${uid}), not the policies' uid/gid; on the simulator nothing else needs root\n`);
+  io.out(
+    uid === 0
+      ? "root: containers run as each policy's uid/gid (default 65534)\n"
+      : `not root: containers run as the invoking user (uid ${uid}), not the policies' uid/gid; on the simulator nothing else needs root\n`,
+  );
 
   // Signals that arrive while starting are honoured once the start is done.
   let signalled: string | undefined;
   let wake: (() => void) | undefined;
-  const onSignal = (sig: string): void => { signalled ??= sig; wake?.(); };
+  const onSignal = (sig: string): void => {
+    signalled ??= sig;
+    wake?.();
+  };
   signals.on('SIGINT', onSignal);
   signals.on('SIGTERM', onSignal);
-  const log = (sandbox: string, line: string, level?: string): void => io.out(`${new Date().toISOString().slice(11, 23)} ${sandbox} linkback${level && level !== 'info' ? ` [${level}]` : ''}: ${line}\n`);
+  const log = (sandbox: string, line: string, level?: string): void =>
+    io.out(`${new Date().toISOString().slice(11, 23)} ${sandbox} linkback${level && level !== 'info' ? ` [${level}]` : ''}: ${line}\n`);
   let service: Service;
   try {
-    service = await startService(policies, { ...(control ? { controlPath: control } : {}), dropPrivileges: dropByDefault(keepPrivileges, signals) }, log,
-      (m) => m.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox)))));
+    service = await startService(policies, { ...(control ? { controlPath: control } : {}), dropPrivileges: dropByDefault(keepPrivileges, signals) }, log, (m) =>
+      m.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox)))),
+    );
   } catch (e) {
     signals.off('SIGINT', onSignal);
     signals.off('SIGTERM', onSignal);
@@ -100,7 +121,8 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   endSetup(manager, io);
   let code = 0;
   io.out('\n');
-  for (const s of manager.sandboxes) io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.driver.label} driver (${s.kind}) on ${s.device.description}\n`);
+  for (const s of manager.sandboxes)
+    io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.driver.label} driver (${s.kind}) on ${s.device.description}\n`);
   for (const l of linkbacks) {
     io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
     for (const u of l.usage()) io.out(`  ${u}\n`);
@@ -116,7 +138,10 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   }
   if (code === 0) {
     io.out(`ready: ${linkbacks.map((l) => `${l.sandbox} ${l.kind} ${l.addresses.join(' ')}`).join('; ')}; Ctrl-C to stop\n`);
-    if (!signalled) await new Promise<void>((r) => { wake = r; });
+    if (!signalled)
+      await new Promise<void>((r) => {
+        wake = r;
+      });
     io.out(`${signalled}: stopping\n`);
   }
   signals.off('SIGINT', onSignal);

@@ -9,8 +9,15 @@
  * Reads sysfs only (no root needed) except bind/unbind, which write it (root).
  */
 import {
-  bindToVfio, groupBlockers, iommuGroupDevices, listPciFunctions, pciFunction, releaseFromVfio,
-  type GroupMember, type PciFunction, type SysfsOptions,
+  bindToVfio,
+  groupBlockers,
+  iommuGroupDevices,
+  listPciFunctions,
+  pciFunction,
+  releaseFromVfio,
+  type GroupMember,
+  type PciFunction,
+  type SysfsOptions,
 } from 'vfio-bindings';
 import { CliError } from './errors.js';
 
@@ -28,7 +35,12 @@ export interface DeviceRow {
 
 /** PCI base classes (PCI Code and ID Assignment Specification §1) worth a name here. */
 const CLASS_NAMES: Record<number, string> = {
-  0x01: 'storage', 0x02: 'network', 0x03: 'display', 0x04: 'multimedia', 0x06: 'bridge', 0x0c: 'serial bus',
+  0x01: 'storage',
+  0x02: 'network',
+  0x03: 'display',
+  0x04: 'multimedia',
+  0x06: 'bridge',
+  0x0c: 'serial bus',
 };
 const NVME_CLASS = 0x010802;
 
@@ -71,11 +83,14 @@ export function formatDevices(rows: readonly DeviceRow[]): string {
   if (rows.length === 0) return 'no PCI functions found\n';
   const lines = rows.map((r) => {
     const group = r.group === null ? 'no IOMMU group' : `group ${r.group}`;
-    const viability = r.viable === null ? 'VFIO unusable (no IOMMU)' : r.viable ? 'viable' : `NOT viable: ${r.blockers.map((b) => `${b.address} on ${b.driver}`).join(', ')}`;
+    const viability =
+      r.viable === null ? 'VFIO unusable (no IOMMU)' : r.viable ? 'viable' : `NOT viable: ${r.blockers.map((b) => `${b.address} on ${b.driver}`).join(', ')}`;
     return `${r.address}  ${r.ids}  ${r.kind.padEnd(8)} driver ${(r.driver ?? '-').padEnd(10)}  ${group.padEnd(14)}   ${viability}`;
   });
   const noGroup = rows.every((r) => r.group === null);
-  const tail = noGroup ? '\nNo function has an IOMMU group: this machine has no IOMMU (see `dmabox doctor`); use the simulator (`npm start`) or the lab (`dmabox lab run`).\n' : '';
+  const tail = noGroup
+    ? '\nNo function has an IOMMU group: this machine has no IOMMU (see `dmabox doctor`); use the simulator (`npm start`) or the lab (`dmabox lab run`).\n'
+    : '';
   return `${lines.join('\n')}\n${tail}`;
 }
 
@@ -105,8 +120,11 @@ export async function bind(argv: string[], options: SysfsOptions = {}): Promise<
   for (const a of argv.map(address)) {
     pciFunction(a, options); // a clear error for a function that does not exist
     const r = bindToVfio(a, options);
-    process.stdout.write(r.alreadyBound ? `${a}: already on vfio-pci\n`
-      : `${a}: bound to vfio-pci (was ${r.originalDriver ?? 'no driver'}; give it back with: dmabox unbind ${a}${r.originalDriver ? ` --driver ${r.originalDriver}` : ''})\n`);
+    process.stdout.write(
+      r.alreadyBound
+        ? `${a}: already on vfio-pci\n`
+        : `${a}: bound to vfio-pci (was ${r.originalDriver ?? 'no driver'}; give it back with: dmabox unbind ${a}${r.originalDriver ? ` --driver ${r.originalDriver}` : ''})\n`,
+    );
   }
   return 0;
 }

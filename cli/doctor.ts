@@ -98,15 +98,23 @@ function kernelCheck(release: string | undefined): Check {
   if (!release) return { id: 'kernel', status: 'WARN', summary: 'kernel version unknown (/proc/sys/kernel/osrelease unreadable)', fix: 'is /proc mounted?' };
   const m = /^(\d+)\.(\d+)/.exec(release);
   const v = m ? Number(m[1]) * 1000 + Number(m[2]) : 0;
-  if (v < 4000) return { id: 'kernel', status: 'FAIL', summary: `Linux ${release}: too old for VFIO type1v2`, fix: 'run Linux 5.11 or newer (Debian 12 ships 6.1)' };
-  if (v < 5011) return { id: 'kernel', status: 'WARN', summary: `Linux ${release}: no IOMMU group type in sysfs before 5.11, so passthrough cannot be detected`, fix: 'run Linux 5.11 or newer (Debian 12 ships 6.1)' };
+  if (v < 4000)
+    return { id: 'kernel', status: 'FAIL', summary: `Linux ${release}: too old for VFIO type1v2`, fix: 'run Linux 5.11 or newer (Debian 12 ships 6.1)' };
+  if (v < 5011)
+    return {
+      id: 'kernel',
+      status: 'WARN',
+      summary: `Linux ${release}: no IOMMU group type in sysfs before 5.11, so passthrough cannot be detected`,
+      fix: 'run Linux 5.11 or newer (Debian 12 ships 6.1)',
+    };
   return { id: 'kernel', status: 'OK', summary: `Linux ${release}` };
 }
 
 function iommuCheck(s: IommuStatus, cmdline: string): Check {
   if (s.noIommuMode) {
     return {
-      id: 'iommu', status: 'FAIL',
+      id: 'iommu',
+      status: 'FAIL',
       summary: 'VFIO is in no-IOMMU mode (enable_unsafe_noiommu_mode=Y): devices can DMA anywhere, nothing is confined',
       fix: 'echo N > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode, and enable a real IOMMU',
     };
@@ -114,7 +122,8 @@ function iommuCheck(s: IommuStatus, cmdline: string): Check {
   if (s.iommus.length === 0) {
     const off = /\b(intel_iommu=off|amd_iommu=off|iommu=off)\b/.exec(cmdline);
     return {
-      id: 'iommu', status: 'FAIL',
+      id: 'iommu',
+      status: 'FAIL',
       summary: 'no IOMMU: /sys/class/iommu is empty, so VFIO cannot confine DMA on this machine',
       fix: off
         ? `the kernel was booted with ${off[1]}: remove it from the kernel command line and reboot`
@@ -127,17 +136,29 @@ function iommuCheck(s: IommuStatus, cmdline: string): Check {
 
 function translationCheck(s: IommuStatus, hasIommu: boolean): Check {
   if (!hasIommu) return { id: 'translation', status: 'SKIP', summary: 'no IOMMU, nothing to translate' };
-  if (s.groups.length === 0) return { id: 'translation', status: 'FAIL', summary: 'an IOMMU is present but there are no IOMMU groups: it is not translating', fix: 'boot with intel_iommu=on (or amd_iommu=on) and check dmesg for DMAR / AMD-Vi errors' };
+  if (s.groups.length === 0)
+    return {
+      id: 'translation',
+      status: 'FAIL',
+      summary: 'an IOMMU is present but there are no IOMMU groups: it is not translating',
+      fix: 'boot with intel_iommu=on (or amd_iommu=on) and check dmesg for DMAR / AMD-Vi errors',
+    };
   const pt = s.groups.filter((g) => g.domain === 'passthrough');
   if (pt.length === s.groups.length) {
     return {
-      id: 'translation', status: 'WARN',
+      id: 'translation',
+      status: 'WARN',
       summary: `all ${pt.length} IOMMU groups are in passthrough (identity): devices on host drivers are not confined; devices bound to vfio-pci still get a translated domain of VFIO's`,
       fix: 'for full translation boot without iommu=pt / iommu.passthrough=1; dmabox sandboxes stay confined either way',
     };
   }
   if (pt.length > 0) {
-    return { id: 'translation', status: 'WARN', summary: `groups ${pt.map((g) => g.group).join(', ')} are in passthrough (identity) while others translate`, fix: 'boot without iommu=pt to translate every group' };
+    return {
+      id: 'translation',
+      status: 'WARN',
+      summary: `groups ${pt.map((g) => g.group).join(', ')} are in passthrough (identity) while others translate`,
+      fix: 'boot without iommu=pt to translate every group',
+    };
   }
   const unknown = s.groups.filter((g) => g.domain === 'unknown').length;
   return { id: 'translation', status: 'OK', summary: `IOMMU translating: ${s.groups.length} group(s)${unknown ? `, ${unknown} of unknown type` : ''}` };
@@ -148,24 +169,46 @@ function interruptCheck(s: IommuStatus, hasIommu: boolean): Check {
   const ir = s.interruptRemapping;
   if (ir.state === 'enabled') return { id: 'interrupt-remapping', status: 'OK', summary: `enabled (${ir.evidence})` };
   if (s.unsafeInterrupts) {
-    return { id: 'interrupt-remapping', status: 'WARN', summary: `not enabled, and vfio_iommu_type1 allow_unsafe_interrupts=Y: a device can forge MSI writes (${ir.evidence})`, fix: 'enable interrupt remapping (drop intremap=off; in QEMU with KVM use -M q35,kernel-irqchip=split) and set allow_unsafe_interrupts=N' };
+    return {
+      id: 'interrupt-remapping',
+      status: 'WARN',
+      summary: `not enabled, and vfio_iommu_type1 allow_unsafe_interrupts=Y: a device can forge MSI writes (${ir.evidence})`,
+      fix: 'enable interrupt remapping (drop intremap=off; in QEMU with KVM use -M q35,kernel-irqchip=split) and set allow_unsafe_interrupts=N',
+    };
   }
   if (ir.state === 'disabled') {
-    return { id: 'interrupt-remapping', status: 'FAIL', summary: `not enabled: VFIO_SET_IOMMU will fail with EPERM ("No interrupt remapping support") (${ir.evidence})`, fix: 'enable interrupt remapping: drop intremap=off from the kernel command line (in QEMU with KVM: -M q35,kernel-irqchip=split)' };
+    return {
+      id: 'interrupt-remapping',
+      status: 'FAIL',
+      summary: `not enabled: VFIO_SET_IOMMU will fail with EPERM ("No interrupt remapping support") (${ir.evidence})`,
+      fix: 'enable interrupt remapping: drop intremap=off from the kernel command line (in QEMU with KVM: -M q35,kernel-irqchip=split)',
+    };
   }
   return { id: 'interrupt-remapping', status: 'WARN', summary: `cannot tell (${ir.evidence})`, fix: 'look for "Enabled IRQ remapping" in dmesg' };
 }
 
 function modulesCheck(sys: string, procModules: string | undefined): Check {
-  const loaded = new Set((procModules ?? '').split('\n').map((l) => l.split(' ')[0]!).filter(Boolean));
+  const loaded = new Set(
+    (procModules ?? '')
+      .split('\n')
+      .map((l) => l.split(' ')[0]!)
+      .filter(Boolean),
+  );
   const missing = MODULES.filter((m) => !loaded.has(m) && !existsSync(join(sys, 'module', m)));
   if (missing.length === 0) return { id: 'vfio-modules', status: 'OK', summary: `${MODULES.join(', ')} loaded` };
-  return { id: 'vfio-modules', status: 'FAIL', summary: `not loaded: ${missing.join(', ')}`, fix: 'modprobe vfio-pci (it loads vfio and vfio_iommu_type1 too)' };
+  return {
+    id: 'vfio-modules',
+    status: 'FAIL',
+    summary: `not loaded: ${missing.join(', ')}`,
+    fix: 'modprobe vfio-pci (it loads vfio and vfio_iommu_type1 too)',
+  };
 }
 
 function devVfioCheck(s: IommuStatus, dev: string): Check {
   if (!s.vfio) return { id: 'dev-vfio', status: 'FAIL', summary: `${join(dev, 'vfio/vfio')} is missing`, fix: 'modprobe vfio-pci' };
-  const groups = list(join(dev, 'vfio')).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(a) - Number(b));
+  const groups = list(join(dev, 'vfio'))
+    .filter((n) => /^\d+$/.test(n))
+    .sort((a, b) => Number(a) - Number(b));
   return { id: 'dev-vfio', status: 'OK', summary: `${join(dev, 'vfio/vfio')} present; group nodes: ${groups.length ? groups.join(', ') : 'none yet'}` };
 }
 
@@ -174,7 +217,9 @@ function groupsCheck(s: IommuStatus, hasIommu: boolean, dev: string): Check {
   const vfioGroups = s.groups.filter((g) => g.devices.some((d) => d.driver === 'vfio-pci'));
   if (vfioGroups.length === 0) {
     return {
-      id: 'vfio-groups', status: 'WARN', summary: 'no device is bound to vfio-pci',
+      id: 'vfio-groups',
+      status: 'WARN',
+      summary: 'no device is bound to vfio-pci',
       fix: 'bind the device a policy names: echo vfio-pci > /sys/bus/pci/devices/BDF/driver_override; echo BDF > /sys/bus/pci/drivers_probe',
     };
   }
@@ -208,7 +253,8 @@ function memlockCheck(limits: string | undefined, euid: number): Check {
   if (euid === 0) return { id: 'memlock', status: 'OK', summary: `${shown}; running as root (CAP_IPC_LOCK), so VFIO pinning is not limited by it` };
   if (soft >= MEMLOCK_WANTED) return { id: 'memlock', status: 'OK', summary: `${shown}` };
   return {
-    id: 'memlock', status: 'WARN',
+    id: 'memlock',
+    status: 'WARN',
     summary: `${shown}: VFIO pins every DMA window, and pinning beyond it fails (vfio_pin_pages_remote: RLIMIT_MEMLOCK exceeded)`,
     fix: `raise it to at least the windows' total: ulimit -l unlimited, LimitMEMLOCK=infinity in the systemd unit, or a memlock line in /etc/security/limits.conf; or run the manager as root`,
   };
@@ -224,7 +270,12 @@ function hugePagesCheck(meminfo: string | undefined): Check {
   const sizeKb = field('Hugepagesize');
   if (total === undefined || free === undefined) return { id: 'huge-pages', status: 'WARN', summary: 'huge pages unknown (/proc/meminfo unreadable)' };
   if (total === 0) {
-    return { id: 'huge-pages', status: 'WARN', summary: `none reserved (${sizeKb ?? '?'} kB pages): windows with hugePages: true will fail`, fix: 'echo 256 > /proc/sys/vm/nr_hugepages (512 MiB of 2 MiB pages), or leave hugePages: false' };
+    return {
+      id: 'huge-pages',
+      status: 'WARN',
+      summary: `none reserved (${sizeKb ?? '?'} kB pages): windows with hugePages: true will fail`,
+      fix: 'echo 256 > /proc/sys/vm/nr_hugepages (512 MiB of 2 MiB pages), or leave hugePages: false',
+    };
   }
   return { id: 'huge-pages', status: 'OK', summary: `${free} of ${total} free (${sizeKb ?? '?'} kB each)` };
 }
@@ -244,7 +295,10 @@ export function formatReport(r: DoctorReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-export interface Io { out(s: string): void; err(s: string): void }
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+}
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
 export async function run(argv: string[], io: Io = stdio, options: DoctorOptions = {}): Promise<number> {

@@ -5,8 +5,6 @@
  */
 import { DmaboxError } from '../common/errors.js';
 
-export type CliCode =
-  | 'ERR_CLI_USAGE'
-  | 'ERR_CLI_DEMO_POLICY';
+export type CliCode = 'ERR_CLI_USAGE' | 'ERR_CLI_DEMO_POLICY';
 
 export class CliError extends DmaboxError<CliCode> {}

@@ -52,8 +52,10 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
       if (v === undefined) throw bad(`${a} needs a value`);
       return v;
     };
-    if (a === '--') { i++; break; }
-    else if (a === '--nvme') out.nvme.push({ sizeMiB: parseSize(value()) });
+    if (a === '--') {
+      i++;
+      break;
+    } else if (a === '--nvme') out.nvme.push({ sizeMiB: parseSize(value()) });
     else if (a.startsWith('--nvme=')) out.nvme.push({ sizeMiB: parseSize(a.slice(7)) });
     else if (a === '--e1000e') out.e1000e++;
     else if (a === '--trace-dmar') out.dmarTrace = true;
@@ -73,21 +75,33 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === '-h' || sub === '--help') { process.stdout.write(USAGE); return sub ? 0 : 2; }
+  if (!sub || sub === '-h' || sub === '--help') {
+    process.stdout.write(USAGE);
+    return sub ? 0 : 2;
+  }
   if (sub === 'setup') {
     const { setupLab } = await import('../appliance/lab/setup.js');
     const image = await setupLab({ log: (m) => process.stderr.write(`lab setup: ${m}\n`) });
-    process.stdout.write(`kernel ${image.kernel.kver}: ${image.bootKernel}\ninitramfs: ${image.initrd}\nmodules: ${image.modules.join(' ')}\n` +
-      `${image.cached ? 'cached' : 'built'} in ${(image.ms / 1000).toFixed(1)} s\n`);
+    process.stdout.write(
+      `kernel ${image.kernel.kver}: ${image.bootKernel}\ninitramfs: ${image.initrd}\nmodules: ${image.modules.join(' ')}\n` +
+        `${image.cached ? 'cached' : 'built'} in ${(image.ms / 1000).toFixed(1)} s\n`,
+    );
     return 0;
   }
-  if (sub !== 'run') { process.stderr.write(`dmabox lab: unknown subcommand '${sub}'\n${USAGE}`); return 2; }
+  if (sub !== 'run') {
+    process.stderr.write(`dmabox lab: unknown subcommand '${sub}'\n${USAGE}`);
+    return 2;
+  }
   const args = parseRunArgs(rest);
   const { launchLab } = await import('../appliance/lab/launch.js');
   let running = false;
   const r = await launchLab({
-    nvme: args.nvme, e1000e: Array.from({ length: args.e1000e }, () => ({ net: 'slirp' as const })),
-    command: args.command, timeoutMs: args.timeoutMs, dmarTrace: args.dmarTrace, echo: args.verbose,
+    nvme: args.nvme,
+    e1000e: Array.from({ length: args.e1000e }, () => ({ net: 'slirp' as const })),
+    command: args.command,
+    timeoutMs: args.timeoutMs,
+    dmarTrace: args.dmarTrace,
+    echo: args.verbose,
     onLine: (line) => {
       if (line.startsWith('dmabox-lab: done')) running = false;
       if (running && !args.verbose) process.stdout.write(`${line}\n`);
@@ -98,7 +112,9 @@ export async function run(argv: string[]): Promise<number> {
   });
   const t = r.timings;
   process.stderr.write(`lab: ${r.devices.map((d) => `${d.kind}${d.index} ${d.bdf} group ${d.group ?? '?'}`).join(', ') || 'no devices'}\n`);
-  process.stderr.write(`lab: exit status ${r.status}; boot ${((t.bootMs ?? 0) / 1000).toFixed(1)} s, command ${((t.commandMs ?? 0) / 1000).toFixed(1)} s, total ${(t.totalMs / 1000).toFixed(1)} s; log ${r.logFile}\n`);
+  process.stderr.write(
+    `lab: exit status ${r.status}; boot ${((t.bootMs ?? 0) / 1000).toFixed(1)} s, command ${((t.commandMs ?? 0) / 1000).toFixed(1)} s, total ${(t.totalMs / 1000).toFixed(1)} s; log ${r.logFile}\n`,
+  );
   if (args.dmarTrace) {
     process.stderr.write(`lab: ${r.dmarFaults.length} DMAR fault(s) traced${r.dmarTraceFile ? ` (${r.dmarTraceFile})` : ''}\n`);
     const { groupDmarFaults } = await import('../appliance/lab/dmar.js');

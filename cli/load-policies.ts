@@ -4,7 +4,9 @@
  */
 import { PolicyError, formatProblem, loadPolicyFiles, type LoadResult } from '../policies/loader.js';
 
-export interface ErrOut { err(s: string): void }
+export interface ErrOut {
+  err(s: string): void;
+}
 
 /** `consequence`: what the problems mean for this command ("nothing was started"). */
 export function loadPoliciesOrReport(files: readonly string[], io: ErrOut, consequence?: string): LoadResult | undefined {

@@ -9,7 +9,10 @@
 import { DmaboxError } from '../common/errors.js';
 import { CliError } from './errors.js';
 
-interface Command { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }
+interface Command {
+  summary: string;
+  load: () => Promise<{ run(argv: string[]): Promise<number> }>;
+}
 
 const commands: Record<string, Command> = {
   // one line per subcommand: name: { summary, load: () => import('./name.js') },
@@ -17,7 +20,10 @@ const commands: Record<string, Command> = {
   policy: { summary: 'check policies, show them resolved, print their JSON Schema', load: () => import('./policy.js') },
   up: { summary: 'run sandboxes from policies in the foreground, supervised; SIGINT/SIGTERM stop them in order', load: () => import('./up.js') },
   status: { summary: 'what the running sandboxes are doing (containers, uid, restarts, faults, windows, I/O) [--json]', load: () => import('./status.js') },
-  demo: { summary: 'npm start: the demo policies (or those named) up on the simulator, each linkback served (NBD...) until Ctrl-C', load: () => import('./demo.js') },
+  demo: {
+    summary: 'npm start: the demo policies (or those named) up on the simulator, each linkback served (NBD...) until Ctrl-C',
+    load: () => import('./demo.js'),
+  },
   devices: { summary: 'PCI functions: ids, driver, IOMMU group and whether VFIO can use it [--json] [--all]', load: () => import('./devices.js') },
   bind: { summary: 'hand PCI functions to vfio-pci (remembers nothing: prints how to give each back)', load: () => import('./bind.js') },
   unbind: { summary: 'take PCI functions off vfio-pci [--driver NAME] and let the kernel re-probe them', load: () => import('./unbind.js') },
@@ -31,9 +37,15 @@ function usage(): string {
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '-h' || name === '--help' || name === 'help') { process.stdout.write(usage()); return name ? 0 : 2; }
+  if (!name || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(usage());
+    return name ? 0 : 2;
+  }
   const cmd = commands[name];
-  if (!cmd) { process.stderr.write(`dmabox: unknown command '${name}'\n\n${usage()}`); return 2; }
+  if (!cmd) {
+    process.stderr.write(`dmabox: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
   try {
     return await (await cmd.load()).run(rest);
   } catch (e) {
@@ -46,7 +58,9 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (e: unknown) => {
     // Not one of dmabox's errors: a bug. Say so with the stack, and fail.
     process.stderr.write(`dmabox: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

@@ -14,7 +14,10 @@ const USAGE = `usage: dmabox policy check FILE...
        dmabox policy schema
 `;
 
-export interface Io { out(s: string): void; err(s: string): void }
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+}
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
 export async function run(argv: string[], io: Io = stdio): Promise<number> {
@@ -22,14 +25,20 @@ export async function run(argv: string[], io: Io = stdio): Promise<number> {
   const json = rest.includes('--json');
   const files = rest.filter((a) => a !== '--json');
   const unknown = files.filter((a) => a.startsWith('-'));
-  if (unknown.length) { io.err(`dmabox policy: unknown option ${unknown.join(', ')}\n${USAGE}`); return 2; }
+  if (unknown.length) {
+    io.err(`dmabox policy: unknown option ${unknown.join(', ')}\n${USAGE}`);
+    return 2;
+  }
   switch (sub) {
     case 'schema':
       io.out(policyJsonSchema());
       return 0;
     case 'check':
     case 'show': {
-      if (files.length === 0) { io.err(`dmabox policy ${sub}: name at least one policy file\n${USAGE}`); return 2; }
+      if (files.length === 0) {
+        io.err(`dmabox policy ${sub}: name at least one policy file\n${USAGE}`);
+        return 2;
+      }
       const result = loadPoliciesOrReport(files, io);
       if (!result) return 1;
       if (sub === 'check') {
@@ -40,7 +49,13 @@ export async function run(argv: string[], io: Io = stdio): Promise<number> {
         return 0;
       }
       if (json) {
-        io.out(`${JSON.stringify(result.policies.map((lp) => lp.policy), null, 2)}\n`);
+        io.out(
+          `${JSON.stringify(
+            result.policies.map((lp) => lp.policy),
+            null,
+            2,
+          )}\n`,
+        );
         return 0;
       }
       result.policies.forEach((lp, i) => {

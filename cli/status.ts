@@ -7,12 +7,28 @@ import { queryStatus, defaultControlPath } from '../sandbox/manager/manager.js';
 
 const USAGE = `usage: dmabox status [--json] [--control PATH]\n`;
 
-export interface Io { out(s: string): void; err(s: string): void }
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+}
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
 interface SandboxStatus {
-  name: string; state: string; device: string; driver: string; pid: number | null; uid: number; gid: number; uidFromPolicy: boolean;
-  unconfined: boolean; uptimeMs: number; restarts: number; crashes: number; violations: number; faults: number; lastFault: string | null;
+  name: string;
+  state: string;
+  device: string;
+  driver: string;
+  pid: number | null;
+  uid: number;
+  gid: number;
+  uidFromPolicy: boolean;
+  unconfined: boolean;
+  uptimeMs: number;
+  restarts: number;
+  crashes: number;
+  violations: number;
+  faults: number;
+  lastFault: string | null;
   windows: { label: string; iova: string; size: number; access: string }[];
   kind?: string;
   io?: { completed: number; errors: number; bytes: number; pending: number; replayed: number };
@@ -38,14 +54,19 @@ function capsLine(c: CapsStatus | undefined): string {
   return `, caps ${list}${c.dropped ? ' (dropped after set-up)' : c.effective.length > 3 ? ' (NOT dropped: --keep-privileges or not root)' : ''}`;
 }
 
-export function formatStatus(st: { manager: { pid: number; uid: number; root: boolean; uptimeMs: number; control: string; caps?: CapsStatus }; sandboxes: SandboxStatus[] }): string {
+export function formatStatus(st: {
+  manager: { pid: number; uid: number; root: boolean; uptimeMs: number; control: string; caps?: CapsStatus };
+  sandboxes: SandboxStatus[];
+}): string {
   const m = st.manager;
   let out = `manager pid ${m.pid} uid ${m.uid}${m.root ? '' : ' (not root: containers run as this user)'}${capsLine(m.caps)}, up ${dur(m.uptimeMs)}, control ${m.control}\n`;
   for (const s of st.sandboxes) {
     const u = s.unconfined ? ' UNCONFINED' : '';
     out += `${s.name}${u}: ${s.state}, ${s.device} driver ${s.driver}${s.kind ? ` (${s.kind})` : ''}, pid ${s.pid ?? '-'} uid ${s.uid} gid ${s.gid}${s.uidFromPolicy ? '' : ' (invoking user)'}, up ${dur(s.uptimeMs)}, restarts ${s.restarts}, faults ${s.faults}, violations ${s.violations}\n`;
-    if (s.io) out += `  ${s.name}${u} io: ${s.io.completed} done, ${s.io.errors} errors, ${s.io.bytes} bytes, ${s.io.pending} pending, ${s.io.replayed} replayed\n`;
-    if (s.net) out += `  ${s.name}${u} net: ${s.net.attached ? 'attached' : 'detached'}, link ${s.net.link ? 'up' : 'down'}, ${s.net.txFrames} frames out, ${s.net.rxFrames} in, ${s.net.lostInRestart} lost in restarts, ${s.net.violations} violations\n`;
+    if (s.io)
+      out += `  ${s.name}${u} io: ${s.io.completed} done, ${s.io.errors} errors, ${s.io.bytes} bytes, ${s.io.pending} pending, ${s.io.replayed} replayed\n`;
+    if (s.net)
+      out += `  ${s.name}${u} net: ${s.net.attached ? 'attached' : 'detached'}, link ${s.net.link ? 'up' : 'down'}, ${s.net.txFrames} frames out, ${s.net.rxFrames} in, ${s.net.lostInRestart} lost in restarts, ${s.net.violations} violations\n`;
     out += `  ${s.name}${u} windows: ${s.windows.map((w) => `${w.label} ${w.iova}+${size(w.size)} ${w.access}`).join(', ')}\n`;
     if (s.lastFault) out += `  ${s.name}${u} last fault: ${s.lastFault}\n`;
   }
@@ -59,7 +80,10 @@ export async function run(argv: string[], io: Io = stdio): Promise<number> {
     const a = argv[i]!;
     if (a === '--json') json = true;
     else if (a === '--control' && argv[i + 1]) control = argv[++i]!;
-    else { io.err(`dmabox status: unknown argument ${a}\n${USAGE}`); return 2; }
+    else {
+      io.err(`dmabox status: unknown argument ${a}\n${USAGE}`);
+      return 2;
+    }
   }
   const st = await queryStatus(control);
   io.out(json ? `${JSON.stringify(st, null, 2)}\n` : formatStatus(st as never));

@@ -17,7 +17,10 @@ import type { SandboxEvent } from '../sandbox/manager/supervisor.js';
 
 const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind] [--keep-privileges]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n          (as if every policy said device.bind: true)\n  --keep-privileges  as root, keep every capability after set-up (default: keep only\n          CAP_SETUID, CAP_SETGID, CAP_KILL; sandbox/README.md)\n`;
 
-export interface Io { out(s: string): void; err(s: string): void }
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+}
 const stdio: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
 export function formatEvent(e: SandboxEvent, unconfined: boolean): string {
@@ -39,7 +42,10 @@ export function dropByDefault(keepPrivileges: boolean, signals: NodeJS.EventEmit
 export function endSetup(manager: ManagerType, io: Io): void {
   try {
     const r = manager.endSetup();
-    if (r) io.out(`privileges: kept ${r.kept.join(', ')} (no_new_privs, bounding set likewise); dropped ${r.dropped.length} others${r.threadsWithMore ? `; ${r.threadsWithMore} thread(s) Node started earlier keep theirs` : ''}\n`);
+    if (r)
+      io.out(
+        `privileges: kept ${r.kept.join(', ')} (no_new_privs, bounding set likewise); dropped ${r.dropped.length} others${r.threadsWithMore ? `; ${r.threadsWithMore} thread(s) Node started earlier keep theirs` : ''}\n`,
+      );
   } catch (e) {
     io.err(`privileges: NOT DROPPED, the manager keeps root's capabilities: ${(e as Error).message}\n`);
   }
@@ -54,20 +60,32 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     const a = argv[i]!;
     if (a === '--control') {
       control = argv[++i];
-      if (!control) { io.err(`dmabox up: --control needs a path\n${USAGE}`); return 2; }
+      if (!control) {
+        io.err(`dmabox up: --control needs a path\n${USAGE}`);
+        return 2;
+      }
     } else if (a === '--bind') {
       bind = true;
     } else if (a === '--keep-privileges') {
       keepPrivileges = true;
-    } else if (a.startsWith('-')) { io.err(`dmabox up: unknown option ${a}\n${USAGE}`); return 2; }
-    else files.push(a);
+    } else if (a.startsWith('-')) {
+      io.err(`dmabox up: unknown option ${a}\n${USAGE}`);
+      return 2;
+    } else files.push(a);
   }
-  if (files.length === 0) { io.err(`dmabox up: name at least one policy file\n${USAGE}`); return 2; }
+  if (files.length === 0) {
+    io.err(`dmabox up: name at least one policy file\n${USAGE}`);
+    return 2;
+  }
   const result = loadPoliciesOrReport(files, io, 'nothing was started');
   if (!result) return 1;
   const policies = result.policies.map((lp) => lp.policy);
   const unconfined = new Set(policies.filter((p) => p.unconfined).map((p) => p.name));
-  const manager = new Manager(policies, { ...(control ? { controlPath: control } : {}), supervisor: { bind }, dropPrivileges: dropByDefault(keepPrivileges, signals) });
+  const manager = new Manager(policies, {
+    ...(control ? { controlPath: control } : {}),
+    supervisor: { bind },
+    dropPrivileges: dropByDefault(keepPrivileges, signals),
+  });
   manager.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox))));
   if (process.getuid?.() !== 0) io.out(`not root: containers run as the invoking user (uid ${process.getuid?.()}), not the policies' uid/gid\n`);
   let linkbacks: Linkback[] = [];
@@ -77,14 +95,20 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
       signals.off('SIGINT', onSignal);
       signals.off('SIGTERM', onSignal);
       // Clients first (answered and disconnected), then containers and devices.
-      Promise.allSettled(linkbacks.map((l) => l.close())).then(() => manager.stop()).then(resolve, resolve);
+      Promise.allSettled(linkbacks.map((l) => l.close()))
+        .then(() => manager.stop())
+        .then(resolve, resolve);
     };
     signals.on('SIGINT', onSignal);
     signals.on('SIGTERM', onSignal);
   });
   await manager.start();
-  io.out(`up: ${manager.sandboxes.map((s) => `${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''} ${s.state}`).join(', ')}; control socket ${manager.controlPath}\n`);
-  const started = await startLinkbacks(manager, (sandbox, line, level) => io.out(`${sandbox} linkback${level && level !== 'info' ? ` [${level}]` : ''}: ${line}\n`));
+  io.out(
+    `up: ${manager.sandboxes.map((s) => `${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''} ${s.state}`).join(', ')}; control socket ${manager.controlPath}\n`,
+  );
+  const started = await startLinkbacks(manager, (sandbox, line, level) =>
+    io.out(`${sandbox} linkback${level && level !== 'info' ? ` [${level}]` : ''}: ${line}\n`),
+  );
   linkbacks = started.linkbacks;
   for (const l of linkbacks) io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
   for (const u of started.unavailable) io.err(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}\n`);

@@ -14,9 +14,19 @@ import { dirname } from 'node:path';
 export function socketAnswers(path: string, ms = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const c = net.connect(path);
-    const t = setTimeout(() => { c.destroy(); resolve(true); }, ms); // a listener too busy to accept is still alive
-    c.once('connect', () => { clearTimeout(t); c.destroy(); resolve(true); });
-    c.once('error', () => { clearTimeout(t); resolve(false); });
+    const t = setTimeout(() => {
+      c.destroy();
+      resolve(true);
+    }, ms); // a listener too busy to accept is still alive
+    c.once('connect', () => {
+      clearTimeout(t);
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
   });
 }
 
@@ -40,8 +50,10 @@ export async function claimSocketPath(path: string, o: ClaimOptions): Promise<vo
   const d = lstatSync(dir);
   const uid = process.getuid?.();
   if (!d.isDirectory() || (uid !== undefined && d.uid !== uid) || (d.mode & 0o022) !== 0) {
-    throw o.error(`cannot serve ${o.what} in ${dir}: it is ${!d.isDirectory() ? 'not a plain directory' : d.uid !== uid ? `owned by uid ${d.uid}, not this user (${uid})` : `writable by others (mode ${(d.mode & 0o777).toString(8)})`}`,
-      `use a socket in a directory only this user can write (remove ${dir} and let dmabox create it, or chmod go-w it)`);
+    throw o.error(
+      `cannot serve ${o.what} in ${dir}: it is ${!d.isDirectory() ? 'not a plain directory' : d.uid !== uid ? `owned by uid ${d.uid}, not this user (${uid})` : `writable by others (mode ${(d.mode & 0o777).toString(8)})`}`,
+      `use a socket in a directory only this user can write (remove ${dir} and let dmabox create it, or chmod go-w it)`,
+    );
   }
   let st;
   try {

@@ -128,9 +128,13 @@ export class IommuDmaAllocator implements DmaAllocator {
       total += rounded;
     }
     if (this.mappings >= this.mappingBudget) {
-      throw new DmaError('ERR_DMA_MAPPINGS', `${this.name}: window "${label}": the IOMMU container accepts no more mappings (${this.mappings} made, ${this.info.mappingsAvailable} were available)`, {
-        fix: 'use fewer, larger windows (allocMerged, or a BufferPool in one window instead of a window per buffer), free windows no longer in use, or raise vfio_iommu_type1 dma_entry_limit',
-      });
+      throw new DmaError(
+        'ERR_DMA_MAPPINGS',
+        `${this.name}: window "${label}": the IOMMU container accepts no more mappings (${this.mappings} made, ${this.info.mappingsAvailable} were available)`,
+        {
+          fix: 'use fewer, larger windows (allocMerged, or a BufferPool in one window instead of a window per buffer), free windows no longer in use, or raise vfio_iommu_type1 dma_entry_limit',
+        },
+      );
     }
     this.memlock.charge(total, `window "${label}"`);
     let iova: bigint | undefined;

@@ -107,9 +107,13 @@ export class IovaAllocator {
       this.allocated += len;
       return at;
     }
-    throw new DmaError('ERR_DMA_IOVA_EXHAUSTED', `no free IOVA run of ${len} bytes aligned to ${A} (free: ${this.freeBytes} bytes, largest run ${this.largestFree})`, {
-      fix: 'free windows no longer in use, ask for smaller windows, or use a buffer pool inside one window',
-    });
+    throw new DmaError(
+      'ERR_DMA_IOVA_EXHAUSTED',
+      `no free IOVA run of ${len} bytes aligned to ${A} (free: ${this.freeBytes} bytes, largest run ${this.largestFree})`,
+      {
+        fix: 'free windows no longer in use, ask for smaller windows, or use a buffer pool inside one window',
+      },
+    );
   }
 
   /** Give back a range `alloc` returned (same size). Freed neighbours merge. */
@@ -122,7 +126,8 @@ export class IovaAllocator {
     }
     let i = 0;
     while (i < this.free.length && this.free[i]!.start < iova) i++;
-    const prev = this.free[i - 1], next = this.free[i];
+    const prev = this.free[i - 1],
+      next = this.free[i];
     if ((prev !== undefined && prev.end > iova) || (next !== undefined && next.start < end)) {
       throw new DmaError('ERR_DMA_ARG', `IOVA release ${hex(iova)} +${len}: part of it is already free (released twice?)`);
     }

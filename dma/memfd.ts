@@ -95,9 +95,13 @@ export class MemfdMemoryProvider implements DmaMemoryProvider {
       pageSize = huge.size;
       flags |= MFD_HUGETLB;
     } else if (this.mode === 'always') {
-      throw new DmaError('ERR_DMA_MEMORY', `memfd DMA memory "${label}": ${size} bytes cannot be backed by huge pages (${huge ? `${huge.free} free of ${huge.size} bytes` : 'none configured'})`, {
-        fix: 'reserve huge pages (echo N > /proc/sys/vm/nr_hugepages), ask for a multiple of the huge page size, or use hugePages: "auto"',
-      });
+      throw new DmaError(
+        'ERR_DMA_MEMORY',
+        `memfd DMA memory "${label}": ${size} bytes cannot be backed by huge pages (${huge ? `${huge.free} free of ${huge.size} bytes` : 'none configured'})`,
+        {
+          fix: 'reserve huge pages (echo N > /proc/sys/vm/nr_hugepages), ask for a multiple of the huge page size, or use hugePages: "auto"',
+        },
+      );
     }
     const rounded = Math.ceil(size / pageSize) * pageSize;
     const sys = this.sys;

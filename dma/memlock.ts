@@ -62,9 +62,13 @@ export class MemlockAccount {
   /** Count `bytes` about to be pinned; throws ERR_DMA_MEMLOCK when that would pass the limit. */
   charge(bytes: number, what: string): void {
     if (this.baseline + this.charged + bytes > this.limit) {
-      throw new DmaError('ERR_DMA_MEMLOCK', `pinning ${kib(bytes)} for ${what} would exceed RLIMIT_MEMLOCK: ${kib(this.baseline + this.charged)} of ${kib(this.limit)} are locked already`, {
-        fix: `raise the limit to at least ${kib(this.baseline + this.charged + bytes)}: \`ulimit -l ${Math.ceil((this.baseline + this.charged + bytes) / 1024)}\` in the shell that starts dmabox (as root), LimitMEMLOCK= in its systemd unit, or a "memlock" line in /etc/security/limits.conf; or ask for less DMA memory`,
-      });
+      throw new DmaError(
+        'ERR_DMA_MEMLOCK',
+        `pinning ${kib(bytes)} for ${what} would exceed RLIMIT_MEMLOCK: ${kib(this.baseline + this.charged)} of ${kib(this.limit)} are locked already`,
+        {
+          fix: `raise the limit to at least ${kib(this.baseline + this.charged + bytes)}: \`ulimit -l ${Math.ceil((this.baseline + this.charged + bytes) / 1024)}\` in the shell that starts dmabox (as root), LimitMEMLOCK= in its systemd unit, or a "memlock" line in /etc/security/limits.conf; or ask for less DMA memory`,
+        },
+      );
     }
     this.charged += bytes;
   }

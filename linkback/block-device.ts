@@ -120,11 +120,13 @@ export interface BlockDevice {
 export function validateBlockDevice(dev: BlockDevice, label: string): void {
   const bs = dev.blockSize;
   if (!Number.isInteger(bs) || bs < 1 || bs > 65536 || (bs & (bs - 1)) !== 0) {
-    throw new BlockGeometryError(`${label}: block size ${bs} is not a power of two between 1 and 65536`,
-      { fix: 'report the device\'s logical block size (NVMe: 2^LBADS of the formatted LBA format)' });
+    throw new BlockGeometryError(`${label}: block size ${bs} is not a power of two between 1 and 65536`, {
+      fix: "report the device's logical block size (NVMe: 2^LBADS of the formatted LBA format)",
+    });
   }
   if (!Number.isSafeInteger(dev.size) || dev.size < 0 || dev.size % bs !== 0) {
-    throw new BlockGeometryError(`${label}: size ${dev.size} is not a whole number of ${bs}-byte blocks below 2^53`,
-      { fix: 'report the size as blocks * blockSize' });
+    throw new BlockGeometryError(`${label}: size ${dev.size} is not a whole number of ${bs}-byte blocks below 2^53`, {
+      fix: 'report the size as blocks * blockSize',
+    });
   }
 }

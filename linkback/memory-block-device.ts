@@ -23,7 +23,10 @@ export interface MemoryBlockDeviceOptions {
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /** What `walk` does to each piece of a range. */
-const READ = 0, WRITE = 1, ZERO = 2, RELEASE = 3;
+const READ = 0,
+  WRITE = 1,
+  ZERO = 2,
+  RELEASE = 3;
 type Op = typeof READ | typeof WRITE | typeof ZERO | typeof RELEASE;
 
 export class MemoryBlockDevice implements BlockDevice {
@@ -44,8 +47,9 @@ export class MemoryBlockDevice implements BlockDevice {
     validateBlockDevice(this, 'memory block device');
     const c = this.chunkSize;
     if (!Number.isInteger(c) || c < this.blockSize || (c & (c - 1)) !== 0 || c > 1 << 30) {
-      throw new BlockGeometryError(`memory block device: chunk size ${c} is not a power of two between the block size (${this.blockSize}) and 1 GiB`,
-        { fix: 'use the default chunk size (65536) or another power of two' });
+      throw new BlockGeometryError(`memory block device: chunk size ${c} is not a power of two between the block size (${this.blockSize}) and 1 GiB`, {
+        fix: 'use the default chunk size (65536) or another power of two',
+      });
     }
   }
 
@@ -100,7 +104,12 @@ export class MemoryBlockDevice implements BlockDevice {
     let missing = 0;
     for (let i = first; i <= last; i++) if (!this.chunks.has(i)) missing++;
     if ((this.chunks.size + missing) * cs > this.maxAllocated) {
-      return Promise.reject(new BlockDeviceError('ENOSPC', `memory block device: ${what} ${length} bytes at ${offset} needs ${missing} more ${cs}-byte chunks, past the ${this.maxAllocated}-byte allocation limit`));
+      return Promise.reject(
+        new BlockDeviceError(
+          'ENOSPC',
+          `memory block device: ${what} ${length} bytes at ${offset} needs ${missing} more ${cs}-byte chunks, past the ${this.maxAllocated}-byte allocation limit`,
+        ),
+      );
     }
     for (let i = first; i <= last; i++) if (!this.chunks.has(i)) this.chunks.set(i, new Uint8Array(cs));
     return undefined;
@@ -138,10 +147,14 @@ export class MemoryBlockDevice implements BlockDevice {
       return Promise.reject(new BlockDeviceError('EPERM', 'memory block device: the device is read-only'));
     }
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
-      return Promise.reject(new BlockDeviceError(writing ? 'ENOSPC' : 'EINVAL', `memory block device: ${length} bytes at ${offset} is outside the ${this.size}-byte device`));
+      return Promise.reject(
+        new BlockDeviceError(writing ? 'ENOSPC' : 'EINVAL', `memory block device: ${length} bytes at ${offset} is outside the ${this.size}-byte device`),
+      );
     }
     if (offset % this.blockSize !== 0 || length % this.blockSize !== 0) {
-      return Promise.reject(new BlockDeviceError('EINVAL', `memory block device: ${length} bytes at ${offset} is not aligned to the ${this.blockSize}-byte block size`));
+      return Promise.reject(
+        new BlockDeviceError('EINVAL', `memory block device: ${length} bytes at ${offset} is not aligned to the ${this.blockSize}-byte block size`),
+      );
     }
     return undefined;
   }

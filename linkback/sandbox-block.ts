@@ -37,10 +37,14 @@ export function sandboxErrorKind(err: unknown, write: boolean): BlockErrorKind {
       if (e.status === STATUS_RANGE) return write ? 'ENOSPC' : 'EINVAL';
       if (e.status === STATUS_BAD_REQUEST) return 'EINVAL';
       return 'EIO';
-    case 'ERR_SANDBOX_ARG': return 'EINVAL';
-    case 'ERR_SANDBOX_UNSUPPORTED': return 'ENOTSUP';
-    case 'ERR_SANDBOX_STOPPED': return 'ESHUTDOWN';
-    default: return 'EIO'; // ERR_SANDBOX_FAILED (restart limit, IOMMU fault policy 'stop'), anything else
+    case 'ERR_SANDBOX_ARG':
+      return 'EINVAL';
+    case 'ERR_SANDBOX_UNSUPPORTED':
+      return 'ENOTSUP';
+    case 'ERR_SANDBOX_STOPPED':
+      return 'ESHUTDOWN';
+    default:
+      return 'EIO'; // ERR_SANDBOX_FAILED (restart limit, IOMMU fault policy 'stop'), anything else
   }
 }
 
@@ -63,7 +67,10 @@ export class SandboxBlockDevice implements BlockDevice {
    * `client` must have served once (a container said READY), so its geometry is known: build this
    * after `supervisor.start()` or `supervisor.ready()` resolved.
    */
-  constructor(private readonly client: SandboxBlockClient, options: SandboxBlockOptions = {}) {
+  constructor(
+    private readonly client: SandboxBlockClient,
+    options: SandboxBlockOptions = {},
+  ) {
     this.label = options.label ?? 'sandboxed device';
     if (client.blockSize === 0) {
       throw new BlockDeviceError('EINVAL', `${this.label}: the sandbox has not published its geometry yet`, {
@@ -140,7 +147,10 @@ export class SandboxBlockDevice implements BlockDevice {
       throw new BlockDeviceError('EINVAL', `${this.label}: ${what} of ${length} bytes at ${offset} is not aligned to its ${this.blockSize}-byte blocks`);
     }
     if (offset + length > this.size) {
-      throw new BlockDeviceError(what === 'write' || what === 'write zeroes' ? 'ENOSPC' : 'EINVAL', `${this.label}: ${what} of ${length} bytes at ${offset} ends past the device (${this.size} bytes)`);
+      throw new BlockDeviceError(
+        what === 'write' || what === 'write zeroes' ? 'ENOSPC' : 'EINVAL',
+        `${this.label}: ${what} of ${length} bytes at ${offset} ends past the device (${this.size} bytes)`,
+      );
     }
     return [Math.floor(offset / this.blockSize), length >>> this.shift];
   }

@@ -38,7 +38,11 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
     onEvent: (e) => {
       if (e.type === 'transmission') ctx.log(`nbd client ${e.conn} attached to export '${e.export}'`);
       else if (e.type === 'close' && e.export !== undefined) ctx.log(`nbd client ${e.conn} left: ${e.reason}`);
-      else if (e.type === 'device-error') ctx.log(`nbd client ${e.conn}: ${e.command} of ${e.length} bytes at ${e.offset} failed (${e.kind}): ${(e.error as Error)?.message ?? e.error}`, 'error');
+      else if (e.type === 'device-error')
+        ctx.log(
+          `nbd client ${e.conn}: ${e.command} of ${e.length} bytes at ${e.offset} failed (${e.kind}): ${(e.error as Error)?.message ?? e.error}`,
+          'error',
+        );
       else if (e.type === 'protocol-error') ctx.log(`nbd client ${e.conn}: protocol error: ${e.message}`, 'warn');
     },
   });
@@ -62,7 +66,9 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
     addresses,
     usage: () => {
       const uri = nbdUri(name, addresses[0]!);
-      const kernel = socketPath ? `nbd-client -unix ${socketPath} /dev/nbd0 -N ${name}` : `nbd-client 127.0.0.1 ${addresses[0]!.split(':').pop()} /dev/nbd0 -N ${name}`;
+      const kernel = socketPath
+        ? `nbd-client -unix ${socketPath} /dev/nbd0 -N ${name}`
+        : `nbd-client 127.0.0.1 ${addresses[0]!.split(':').pop()} /dev/nbd0 -N ${name}`;
       return [
         `nbdinfo '${uri}'`,
         `nbdcopy disk.img '${uri}'   # and back: nbdcopy '${uri}' out.img`,
@@ -72,7 +78,9 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
     },
     status: () => ({ kind: 'nbd', sandbox: policy.name, export: name, addresses, size: device.size, blockSize: device.blockSize, ...server.stats() }),
     close: () => {
-      closing ??= server.close().then(() => { if (socketPath) rmSync(socketPath, { force: true }); });
+      closing ??= server.close().then(() => {
+        if (socketPath) rmSync(socketPath, { force: true });
+      });
       return closing;
     },
   };

@@ -49,7 +49,10 @@ export async function startLinkback(s: Supervisor, log: ServiceLog): Promise<Lin
   if (kind === undefined) return undefined;
   const load = LINKBACK_KINDS[kind];
   if (!load) {
-    throw new LinkbackServiceError('ERR_LINKBACK_UNSUPPORTED', `the ${kind} linkback is not available yet (this build serves: ${Object.keys(LINKBACK_KINDS).join(', ')})`);
+    throw new LinkbackServiceError(
+      'ERR_LINKBACK_UNSUPPORTED',
+      `the ${kind} linkback is not available yet (this build serves: ${Object.keys(LINKBACK_KINDS).join(', ')})`,
+    );
   }
   const start = await load();
   return start({ supervisor: s, policy: s.policy, log: (line, level) => log(s.name, line, level) });
@@ -59,13 +62,22 @@ export async function startLinkback(s: Supervisor, log: ServiceLog): Promise<Lin
  * The linkbacks of every sandbox of a started manager (call after `manager.start()`). Sandboxes
  * that are not running, and linkbacks that fail to start, go to `unavailable`.
  */
-export async function startLinkbacks(manager: Manager, log: ServiceLog, unavailable: Unavailable[] = []): Promise<{ linkbacks: Linkback[]; unavailable: Unavailable[] }> {
+export async function startLinkbacks(
+  manager: Manager,
+  log: ServiceLog,
+  unavailable: Unavailable[] = [],
+): Promise<{ linkbacks: Linkback[]; unavailable: Unavailable[] }> {
   const linkbacks: Linkback[] = [];
   for (const s of manager.sandboxes) {
     const kind = linkbackKind(s.policy);
     if (s.state !== 'running') {
       const last = [...s.events].reverse().find((e) => e.level === 'error' || e.kind === 'failed' || e.kind === 'exit');
-      unavailable.push({ policy: s.name, what: 'sandbox', kind: 'error', reason: `it is ${s.state}${kind ? `, so its ${kind} linkback was not started` : ''}${last ? `; last: ${last.kind}: ${last.text}` : ''}` });
+      unavailable.push({
+        policy: s.name,
+        what: 'sandbox',
+        kind: 'error',
+        reason: `it is ${s.state}${kind ? `, so its ${kind} linkback was not started` : ''}${last ? `; last: ${last.kind}: ${last.text}` : ''}`,
+      });
       continue;
     }
     if (kind === undefined) continue;

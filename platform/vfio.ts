@@ -44,13 +44,13 @@ export interface VfioPlatformOptions {
   hugePages?: 'auto' | 'never' | 'always';
 }
 
-
 const clock: Clock = {
   now: () => performance.now(),
-  sleep: (ms: number) => new Promise<void>((resolve) => {
-    if (ms > 0) setTimeout(resolve, ms);
-    else setImmediate(resolve);
-  }),
+  sleep: (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (ms > 0) setTimeout(resolve, ms);
+      else setImmediate(resolve);
+    }),
 };
 
 /** IrqVector for INTx: the kernel automasks INTx on each interrupt, so unmask after the handlers ran. */
@@ -98,7 +98,15 @@ export class VfioPlatform implements Platform {
   private readonly sysfsRoot: string | undefined;
   private closed = false;
 
-  private constructor(address: string, container: Container, group: Group, device: Device, dma: IommuDmaAllocator, receipt: BindReceipt | undefined, sysfsRoot: string | undefined) {
+  private constructor(
+    address: string,
+    container: Container,
+    group: Group,
+    device: Device,
+    dma: IommuDmaAllocator,
+    receipt: BindReceipt | undefined,
+    sysfsRoot: string | undefined,
+  ) {
     this.address = address;
     this.name = `vfio:${address}`;
     this.container = container;
@@ -129,7 +137,11 @@ export class VfioPlatform implements Platform {
         groupNumber = fn.iommuGroup;
       }
       container = Container.open({ sys });
-      const group = Group.open(groupNumber, { sys, ...(options.devDir ? { devDir: options.devDir } : {}), ...(options.sysfsRoot ? { sysfsRoot: options.sysfsRoot } : {}) });
+      const group = Group.open(groupNumber, {
+        sys,
+        ...(options.devDir ? { devDir: options.devDir } : {}),
+        ...(options.sysfsRoot ? { sysfsRoot: options.sysfsRoot } : {}),
+      });
       try {
         group.setContainer(container);
       } catch (e) {

@@ -13,7 +13,12 @@ import { HUGE_PAGE_SIZE, policySchema } from './schema.js';
 import type { LoadedPolicy, Policy } from './types.js';
 import { formatSize } from './units.js';
 
-export interface PolicyProblem { file: string; line: number; path: string; message: string }
+export interface PolicyProblem {
+  file: string;
+  line: number;
+  path: string;
+  message: string;
+}
 
 export function formatProblem(p: PolicyProblem): string {
   return `${p.file}:${p.line}: ${p.path ? `${p.path}: ` : ''}${p.message}`;
@@ -62,7 +67,10 @@ export function parsePolicies(source: string, file: string): LoadResult {
     const docLine = lineOf(doc.contents.range?.[0] ?? 0);
     const local: PolicyProblem[] = [];
     const root = toPNode(doc.contents as YamlNode, lineOf, (line, message) => local.push({ file, line, path: '', message }));
-    if (local.length) { problems.push(...local); continue; }
+    if (local.length) {
+      problems.push(...local);
+      continue;
+    }
     const ctx: Context = { problems: [], lines: new Map() };
     const value = validate(policySchema, root, '', ctx);
     for (const p of ctx.problems) problems.push({ file, ...p });
@@ -74,13 +82,16 @@ export function parsePolicies(source: string, file: string): LoadResult {
     checkRules(policy, rule);
     if (policy.unconfined) {
       warnings.push({
-        file, line: at('unconfined'), path: 'unconfined',
+        file,
+        line: at('unconfined'),
+        path: 'unconfined',
         message: `UNCONFINED: sandbox '${policy.name}' may run without IOMMU confinement, seccomp or privilege drop; its device may reach all of memory. Debugging only.`,
       });
     }
     policies.push({ policy, file, line: docLine });
   }
-  if (seen === 0 && problems.length === 0) problems.push({ file, line: 1, path: '', message: 'no policy in this file: expected a YAML mapping with version, name, device, driver and windows' });
+  if (seen === 0 && problems.length === 0)
+    problems.push({ file, line: 1, path: '', message: 'no policy in this file: expected a YAML mapping with version, name, device, driver and windows' });
   if (problems.length) throw new PolicyError(problems);
   return { policies, warnings };
 }
@@ -198,19 +209,30 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
     }
   });
   if (total > p.container.memory) {
-    rule('container.memory', `expected at least the windows' total ${formatSize(total)} (the driver maps its windows, so they count against its memory), got ${formatSize(p.container.memory)}`);
+    rule(
+      'container.memory',
+      `expected at least the windows' total ${formatSize(total)} (the driver maps its windows, so they count against its memory), got ${formatSize(p.container.memory)}`,
+    );
   }
   if (!p.unconfined) {
-    if (p.container.uid === 0) rule('container.uid', `expected an unprivileged uid (default 65534), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`);
+    if (p.container.uid === 0)
+      rule(
+        'container.uid',
+        `expected an unprivileged uid (default 65534), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`,
+      );
     if (p.container.gid === 0) rule('container.gid', `expected an unprivileged gid (default 65534), got 0 (allowed only with unconfined: true)`);
-    if (p.container.seccomp === 'none') rule('container.seccomp', `expected a seccomp profile (default 'driver'), got 'none' (allowed only with unconfined: true)`);
+    if (p.container.seccomp === 'none')
+      rule('container.seccomp', `expected a seccomp profile (default 'driver'), got 'none' (allowed only with unconfined: true)`);
   }
-  if (p.restart.backoff.initial > p.restart.backoff.max) rule('restart.backoff.initial', `expected at most restart.backoff.max (${p.restart.backoff.max}ms), got ${p.restart.backoff.initial}ms`);
+  if (p.restart.backoff.initial > p.restart.backoff.max)
+    rule('restart.backoff.initial', `expected at most restart.backoff.max (${p.restart.backoff.max}ms), got ${p.restart.backoff.initial}ms`);
   if (p.linkback) {
     const kind = p.driver.name !== undefined ? BUILTIN_KIND[p.driver.name] : deviceKind(p);
     const what = p.driver.name !== undefined ? `'${p.driver.name}'` : `a ${kind ?? 'module'} driver`;
-    if ('nbd' in p.linkback && kind === 'net') rule('linkback.nbd', `expected a disk driver (nvme, or a module of kind block) for an NBD linkback, got ${what}: use linkback.tap`);
-    if ('tap' in p.linkback && kind === 'block') rule('linkback.tap', `expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got ${what}: use linkback.nbd`);
+    if ('nbd' in p.linkback && kind === 'net')
+      rule('linkback.nbd', `expected a disk driver (nvme, or a module of kind block) for an NBD linkback, got ${what}: use linkback.tap`);
+    if ('tap' in p.linkback && kind === 'block')
+      rule('linkback.tap', `expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got ${what}: use linkback.nbd`);
   }
 }
 
@@ -227,7 +249,8 @@ function checkUnique(all: readonly LoadedPolicy[]): PolicyProblem[] {
   const claim = (key: string | undefined, lp: LoadedPolicy, path: string, what: string) => {
     if (key === undefined) return;
     const prev = seen.get(key);
-    if (prev) problems.push({ file: lp.file, line: lp.line, path, message: `${what} is already used by policy '${prev.policy.name}' (${prev.file}:${prev.line})` });
+    if (prev)
+      problems.push({ file: lp.file, line: lp.line, path, message: `${what} is already used by policy '${prev.policy.name}' (${prev.file}:${prev.line})` });
     else seen.set(key, lp);
   };
   for (const lp of all) {
@@ -235,7 +258,13 @@ function checkUnique(all: readonly LoadedPolicy[]): PolicyProblem[] {
     claim(`name ${p.name}`, lp, 'name', `name '${p.name}'`);
     claim(deviceKey(p), lp, 'device', 'this device');
     const l = p.linkback;
-    if (l && 'nbd' in l) claim('socket' in l.nbd ? `socket ${l.nbd.socket}` : `port ${l.nbd.port}`, lp, 'linkback.nbd', 'socket' in l.nbd ? `socket ${l.nbd.socket}` : `port ${l.nbd.port}`);
+    if (l && 'nbd' in l)
+      claim(
+        'socket' in l.nbd ? `socket ${l.nbd.socket}` : `port ${l.nbd.port}`,
+        lp,
+        'linkback.nbd',
+        'socket' in l.nbd ? `socket ${l.nbd.socket}` : `port ${l.nbd.port}`,
+      );
     if (l && 'tap' in l) claim(`tap ${l.tap.interface}`, lp, 'linkback.tap.interface', `interface ${l.tap.interface}`);
   }
   return problems;

@@ -13,23 +13,78 @@ export type PNode =
   | { kind: 'seq'; line: number; items: PNode[] }
   | { kind: 'scalar'; line: number; value: string | number | boolean | null };
 
-export interface StringSchema { t: 'string'; doc?: string; hint: string; pattern?: string; enum?: readonly string[]; maxLength?: number }
-export interface IntSchema { t: 'int'; doc?: string; min: number; max: number; values?: readonly number[]; multipleOf?: number }
-export interface BoolSchema { t: 'bool'; doc?: string }
-export interface SizeSchema { t: 'size'; doc?: string; min: number; max: number; multipleOf?: number; multipleWhy?: string }
-export interface DurationSchema { t: 'duration'; doc?: string; min: number; max: number }
-export interface ArraySchema { t: 'array'; doc?: string; items: Schema; minItems: number; maxItems: number }
-export interface Field { schema: Schema; required?: boolean; /** As a user would write it; validated like user input. */ default?: unknown; doc: string }
-export interface ObjectSchema { t: 'object'; doc?: string; fields: Record<string, Field>; /** Exactly one of these fields must be present. */ oneOf?: readonly string[] }
-export interface Variant { /** The field whose presence selects this variant. */ key: string; /** ...and the value it must have. */ equals?: string; schema: ObjectSchema }
+export interface StringSchema {
+  t: 'string';
+  doc?: string;
+  hint: string;
+  pattern?: string;
+  enum?: readonly string[];
+  maxLength?: number;
+}
+export interface IntSchema {
+  t: 'int';
+  doc?: string;
+  min: number;
+  max: number;
+  values?: readonly number[];
+  multipleOf?: number;
+}
+export interface BoolSchema {
+  t: 'bool';
+  doc?: string;
+}
+export interface SizeSchema {
+  t: 'size';
+  doc?: string;
+  min: number;
+  max: number;
+  multipleOf?: number;
+  multipleWhy?: string;
+}
+export interface DurationSchema {
+  t: 'duration';
+  doc?: string;
+  min: number;
+  max: number;
+}
+export interface ArraySchema {
+  t: 'array';
+  doc?: string;
+  items: Schema;
+  minItems: number;
+  maxItems: number;
+}
+export interface Field {
+  schema: Schema;
+  required?: boolean;
+  /** As a user would write it; validated like user input. */ default?: unknown;
+  doc: string;
+}
+export interface ObjectSchema {
+  t: 'object';
+  doc?: string;
+  fields: Record<string, Field>;
+  /** Exactly one of these fields must be present. */ oneOf?: readonly string[];
+}
+export interface Variant {
+  /** The field whose presence selects this variant. */ key: string;
+  /** ...and the value it must have. */ equals?: string;
+  schema: ObjectSchema;
+}
 export interface VariantSchema {
-  t: 'variant'; doc?: string; variants: readonly Variant[];
+  t: 'variant';
+  doc?: string;
+  variants: readonly Variant[];
   /** A one-string spelling (`device: sim:nvme`) and how it expands into the mapping form. */
   shorthand?: { pattern: string; hint: string; expand(s: string): Record<string, string> };
 }
 export type Schema = StringSchema | IntSchema | BoolSchema | SizeSchema | DurationSchema | ArraySchema | ObjectSchema | VariantSchema;
 
-export interface Problem { line: number; path: string; message: string }
+export interface Problem {
+  line: number;
+  path: string;
+  message: string;
+}
 
 export interface Context {
   problems: Problem[];
@@ -57,13 +112,20 @@ export function join(path: string, key: string | number): string {
 /** What a schema expects, in the words of an error message. */
 export function expected(s: Schema): string {
   switch (s.t) {
-    case 'string': return s.hint;
-    case 'int': return s.values ? `one of ${s.values.join(', ')}` : `a whole number from ${s.min} to ${s.max}`;
-    case 'bool': return 'true or false';
-    case 'size': return `a size like '64MiB' or a number of bytes`;
-    case 'duration': return `a duration like '500us', '100ms' or '30s', or a number of milliseconds`;
-    case 'array': return `a list of ${expected(s.items)}`;
-    case 'object': return `a mapping with ${s.oneOf ? `one of ${s.oneOf.join(', ')}` : Object.keys(s.fields).join(', ')}`;
+    case 'string':
+      return s.hint;
+    case 'int':
+      return s.values ? `one of ${s.values.join(', ')}` : `a whole number from ${s.min} to ${s.max}`;
+    case 'bool':
+      return 'true or false';
+    case 'size':
+      return `a size like '64MiB' or a number of bytes`;
+    case 'duration':
+      return `a duration like '500us', '100ms' or '30s', or a number of milliseconds`;
+    case 'array':
+      return `a list of ${expected(s.items)}`;
+    case 'object':
+      return `a mapping with ${s.oneOf ? `one of ${s.oneOf.join(', ')}` : Object.keys(s.fields).join(', ')}`;
     case 'variant': {
       const forms = s.variants.map((v) => (v.equals ? `${v.key}: ${v.equals}` : v.key));
       return `a mapping with ${[...new Set(forms)].join(' | ')}${s.shorthand ? ` or ${s.shorthand.hint}` : ''}`;
@@ -71,7 +133,7 @@ export function expected(s: Schema): string {
   }
 }
 
-function scalarAt(node: PNode): PNode & { kind: 'scalar' } | undefined {
+function scalarAt(node: PNode): (PNode & { kind: 'scalar' }) | undefined {
   return node.kind === 'scalar' ? node : undefined;
 }
 
@@ -102,7 +164,8 @@ export function validate(schema: Schema, node: PNode, path: string, ctx: Context
       const v = scalarAt(node)?.value;
       if (typeof v !== 'string') return fail(got);
       if (schema.enum && !schema.enum.includes(v)) return fail(got);
-      if (schema.maxLength !== undefined && Buffer.byteLength(v) > schema.maxLength) return fail(`expected at most ${schema.maxLength} bytes, got ${Buffer.byteLength(v)}`);
+      if (schema.maxLength !== undefined && Buffer.byteLength(v) > schema.maxLength)
+        return fail(`expected at most ${schema.maxLength} bytes, got ${Buffer.byteLength(v)}`);
       if (schema.pattern && !new RegExp(schema.pattern).test(v)) return fail(got);
       return v;
     }
@@ -130,12 +193,14 @@ export function validate(schema: Schema, node: PNode, path: string, ctx: Context
     case 'duration': {
       const n = node.kind === 'scalar' ? parseDuration(node.value) : undefined;
       if (n === undefined) return fail(got);
-      if (n < schema.min || n > schema.max) return fail(`expected a duration from ${formatDuration(schema.min)} to ${formatDuration(schema.max)}, got ${formatDuration(n)}`);
+      if (n < schema.min || n > schema.max)
+        return fail(`expected a duration from ${formatDuration(schema.min)} to ${formatDuration(schema.max)}, got ${formatDuration(n)}`);
       return n;
     }
     case 'array': {
       if (node.kind !== 'seq') return fail(got);
-      if (node.items.length < schema.minItems) return fail(`expected at least ${schema.minItems} ${schema.minItems === 1 ? 'entry' : 'entries'}, got ${node.items.length}`);
+      if (node.items.length < schema.minItems)
+        return fail(`expected at least ${schema.minItems} ${schema.minItems === 1 ? 'entry' : 'entries'}, got ${node.items.length}`);
       if (node.items.length > schema.maxItems) return fail(`expected at most ${schema.maxItems} entries, got ${node.items.length}`);
       const out = node.items.map((item, i) => validate(schema.items, item, join(path, i), ctx));
       return out.includes(INVALID) ? INVALID : out;
@@ -208,7 +273,8 @@ function validateVariant(schema: VariantSchema, node: PNode, path: string, ctx: 
   const present = keys.filter((k) => node.entries.has(k));
   if (present.length !== 1) {
     ctx.problems.push({
-      line: node.line, path,
+      line: node.line,
+      path,
       message: present.length ? `${present.join(' and ')} cannot be used together: choose one` : got,
     });
     return INVALID;
@@ -238,16 +304,21 @@ export function toPNode(value: unknown, line: number): PNode {
 /** A resolved value back in the units people write (sizes as '64MiB', durations as '30s'). */
 export function present(schema: Schema, value: unknown): unknown {
   switch (schema.t) {
-    case 'size': return formatSize(value as number);
-    case 'duration': return formatDuration(value as number);
-    case 'array': return (value as unknown[]).map((v) => present(schema.items, v));
-    case 'object': return presentObject(schema, value as Record<string, unknown>);
+    case 'size':
+      return formatSize(value as number);
+    case 'duration':
+      return formatDuration(value as number);
+    case 'array':
+      return (value as unknown[]).map((v) => present(schema.items, v));
+    case 'object':
+      return presentObject(schema, value as Record<string, unknown>);
     case 'variant': {
       const obj = value as Record<string, unknown>;
       const chosen = schema.variants.find((v) => v.key in obj && (v.equals === undefined || obj[v.key] === v.equals))!;
       return presentObject(chosen.schema, obj);
     }
-    default: return value;
+    default:
+      return value;
   }
 }
 
@@ -263,15 +334,35 @@ export function toJsonSchema(schema: Schema, doc?: string): Record<string, unkno
   const base: Record<string, unknown> = d ? { description: d } : {};
   switch (schema.t) {
     case 'string':
-      return { ...base, type: 'string', ...(schema.enum ? { enum: schema.enum } : {}), ...(schema.pattern ? { pattern: schema.pattern } : {}), ...(schema.maxLength !== undefined ? { maxLength: schema.maxLength } : {}) };
+      return {
+        ...base,
+        type: 'string',
+        ...(schema.enum ? { enum: schema.enum } : {}),
+        ...(schema.pattern ? { pattern: schema.pattern } : {}),
+        ...(schema.maxLength !== undefined ? { maxLength: schema.maxLength } : {}),
+      };
     case 'int':
-      return schema.values ? { ...base, enum: schema.values } : { ...base, type: 'integer', minimum: schema.min, maximum: schema.max, ...(schema.multipleOf ? { multipleOf: schema.multipleOf } : {}) };
+      return schema.values
+        ? { ...base, enum: schema.values }
+        : { ...base, type: 'integer', minimum: schema.min, maximum: schema.max, ...(schema.multipleOf ? { multipleOf: schema.multipleOf } : {}) };
     case 'bool':
       return { ...base, type: 'boolean' };
     case 'size':
-      return { ...base, oneOf: [{ type: 'integer', minimum: schema.min, maximum: schema.max, ...(schema.multipleOf ? { multipleOf: schema.multipleOf } : {}) }, { type: 'string', pattern: SIZE_PATTERN }] };
+      return {
+        ...base,
+        oneOf: [
+          { type: 'integer', minimum: schema.min, maximum: schema.max, ...(schema.multipleOf ? { multipleOf: schema.multipleOf } : {}) },
+          { type: 'string', pattern: SIZE_PATTERN },
+        ],
+      };
     case 'duration':
-      return { ...base, oneOf: [{ type: 'integer', minimum: schema.min, maximum: schema.max }, { type: 'string', pattern: DURATION_PATTERN }] };
+      return {
+        ...base,
+        oneOf: [
+          { type: 'integer', minimum: schema.min, maximum: schema.max },
+          { type: 'string', pattern: DURATION_PATTERN },
+        ],
+      };
     case 'array':
       return { ...base, type: 'array', minItems: schema.minItems, maxItems: schema.maxItems, items: toJsonSchema(schema.items) };
     case 'object':
@@ -296,7 +387,9 @@ function objectJson(schema: ObjectSchema): Record<string, unknown> {
     if (f.required) required.push(k);
   }
   return {
-    type: 'object', additionalProperties: false, properties,
+    type: 'object',
+    additionalProperties: false,
+    properties,
     ...(required.length ? { required } : {}),
     ...(schema.oneOf ? { oneOf: schema.oneOf.map((k) => ({ required: [k] })) } : {}),
   };

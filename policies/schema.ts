@@ -22,7 +22,9 @@ const PCI_ADDRESS = '^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[01][0-9a-fA-F]\\.[0-7]$'
 const PCI_ID = '^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$';
 
 const interrupts: Schema = {
-  t: 'string', enum: ['polling', 'msix'], hint: `'polling' or 'msix'`,
+  t: 'string',
+  enum: ['polling', 'msix'],
+  hint: `'polling' or 'msix'`,
 };
 
 const simNvme: ObjectSchema = {
@@ -30,10 +32,18 @@ const simNvme: ObjectSchema = {
   fields: {
     sim: { schema: { t: 'string', enum: ['nvme'], hint: `'nvme'` }, required: true, doc: 'The simulated device model.' },
     capacity: { schema: { t: 'size', min: MiB, max: 4 * GiB }, default: '64MiB', doc: 'Namespace 1 capacity (held in memory by the simulator).' },
-    blockSize: { schema: { t: 'int', min: 512, max: 4096, values: [512, 4096] }, default: 512, doc: 'Logical block size (NVMe 1.4 §5.15.2.2, LBA Format LBADS).' },
+    blockSize: {
+      schema: { t: 'int', min: 512, max: 4096, values: [512, 4096] },
+      default: 512,
+      doc: 'Logical block size (NVMe 1.4 §5.15.2.2, LBA Format LBADS).',
+    },
     maxQueues: { schema: { t: 'int', min: 1, max: 64 }, default: 8, doc: 'I/O queue pairs the controller grants (NVMe 1.4 §5.21.1.7, Number of Queues).' },
     mqes: { schema: { t: 'int', min: 2, max: 4096 }, default: 1024, doc: 'Maximum entries per queue (NVMe 1.4 §3.1.1, CAP.MQES, here not 0-based).' },
-    serial: { schema: { t: 'string', hint: 'up to 20 printable ASCII characters', pattern: '^[ -~]{1,20}$' }, default: 'sim0', doc: 'Serial number (NVMe 1.4 §5.15.2.1, Identify Controller SN, 20 bytes).' },
+    serial: {
+      schema: { t: 'string', hint: 'up to 20 printable ASCII characters', pattern: '^[ -~]{1,20}$' },
+      default: 'sim0',
+      doc: 'Serial number (NVMe 1.4 §5.15.2.1, Identify Controller SN, 20 bytes).',
+    },
   },
 };
 
@@ -41,8 +51,16 @@ const simE1000e: ObjectSchema = {
   t: 'object',
   fields: {
     sim: { schema: { t: 'string', enum: ['e1000e'], hint: `'e1000e'` }, required: true, doc: 'The simulated device model.' },
-    mac: { schema: { t: 'string', hint: `a MAC address like '52:54:00:12:34:56'`, pattern: '^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$' }, default: '52:54:00:12:34:56', doc: 'Station address (82574 datasheet §10.2.5.1, RAL/RAH).' },
-    peer: { schema: { t: 'string', enum: ['none', 'echo'], hint: `'none' or 'echo'` }, default: 'echo', doc: `The simulated link partner: 'echo' answers ARP and ICMP echo for 10.0.2.2 (like QEMU's slirp); 'none' drops every frame.` },
+    mac: {
+      schema: { t: 'string', hint: `a MAC address like '52:54:00:12:34:56'`, pattern: '^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$' },
+      default: '52:54:00:12:34:56',
+      doc: 'Station address (82574 datasheet §10.2.5.1, RAL/RAH).',
+    },
+    peer: {
+      schema: { t: 'string', enum: ['none', 'echo'], hint: `'none' or 'echo'` },
+      default: 'echo',
+      doc: `The simulated link partner: 'echo' answers ARP and ICMP echo for 10.0.2.2 (like QEMU's slirp); 'none' drops every frame.`,
+    },
   },
 };
 
@@ -62,7 +80,11 @@ export const deviceSchema: VariantSchema = {
       schema: {
         t: 'object',
         fields: {
-          pci: { schema: { t: 'string', hint: `a PCI address like '0000:00:01.0'`, pattern: PCI_ADDRESS }, required: true, doc: 'PCI address (domain:bus:device.function; the domain defaults to 0000).' },
+          pci: {
+            schema: { t: 'string', hint: `a PCI address like '0000:00:01.0'`, pattern: PCI_ADDRESS },
+            required: true,
+            doc: 'PCI address (domain:bus:device.function; the domain defaults to 0000).',
+          },
           bind: BIND_FIELD,
         },
       },
@@ -96,7 +118,8 @@ export const driverSchema: VariantSchema = {
   doc: 'The driver and its options: a built-in driver by `name`, or an external driver `module` (exactly one of the two).',
   variants: [
     {
-      key: 'name', equals: 'nvme',
+      key: 'name',
+      equals: 'nvme',
       schema: {
         t: 'object',
         fields: {
@@ -108,13 +131,18 @@ export const driverSchema: VariantSchema = {
       },
     },
     {
-      key: 'name', equals: 'e1000e',
+      key: 'name',
+      equals: 'e1000e',
       schema: {
         t: 'object',
         fields: {
           name: { schema: { t: 'string', enum: ['e1000e'], hint: `'e1000e'` }, required: true, doc: 'The driver.' },
           queues: { schema: { t: 'int', min: 1, max: 2 }, default: 1, doc: 'RX/TX queue pairs (the 82574 has two, datasheet §7.1.1).' },
-          depth: { schema: { t: 'int', min: 8, max: 4096, multipleOf: 8 }, default: 256, doc: 'Descriptors per ring, a multiple of 8 (RDLEN/TDLEN are 128-byte multiples, 82574 datasheet §10.2.6.2).' },
+          depth: {
+            schema: { t: 'int', min: 8, max: 4096, multipleOf: 8 },
+            default: 256,
+            doc: 'Descriptors per ring, a multiple of 8 (RDLEN/TDLEN are 128-byte multiples, 82574 datasheet §10.2.6.2).',
+          },
           interrupts: { schema: interrupts, default: 'polling', doc: `Completion by 'polling' or by 'msix' interrupts.` },
         },
       },
@@ -124,7 +152,16 @@ export const driverSchema: VariantSchema = {
       schema: {
         t: 'object',
         fields: {
-          module: { schema: { t: 'string', hint: 'a path to a .js or .mjs driver module, relative to this policy file', pattern: '^[^\\x00]+\\.m?js$', maxLength: 4096 }, required: true, doc: 'An external driver module (drivers/README.md says how to write one): it declares its kind (block or net), which must be the device\'s, and runs under the same confinement, services and supervision as a built-in driver.' },
+          module: {
+            schema: {
+              t: 'string',
+              hint: 'a path to a .js or .mjs driver module, relative to this policy file',
+              pattern: '^[^\\x00]+\\.m?js$',
+              maxLength: 4096,
+            },
+            required: true,
+            doc: "An external driver module (drivers/README.md says how to write one): it declares its kind (block or net), which must be the device's, and runs under the same confinement, services and supervision as a built-in driver.",
+          },
           queues: { schema: { t: 'int', min: 1, max: 64 }, default: 1, doc: 'Queue pairs, as the driver reads them (ctx.options.queues).' },
           depth: { schema: { t: 'int', min: 2, max: 4096 }, default: 128, doc: 'Entries per queue or ring (ctx.options.depth).' },
           interrupts: { schema: interrupts, default: 'polling', doc: `'polling' or 'msix' (ctx.options.interrupts; MSI-X vectors: queues + 1).` },
@@ -138,9 +175,16 @@ export const driverSchema: VariantSchema = {
 const windowSchema: ObjectSchema = {
   t: 'object',
   fields: {
-    size: { schema: { t: 'size', min: PAGE_SIZE, max: GiB, multipleOf: PAGE_SIZE, multipleWhy: 'the IOMMU page size' }, required: true, doc: 'Bytes the device may reach through this window (at most 1GiB: split larger grants).' },
+    size: {
+      schema: { t: 'size', min: PAGE_SIZE, max: GiB, multipleOf: PAGE_SIZE, multipleWhy: 'the IOMMU page size' },
+      required: true,
+      doc: 'Bytes the device may reach through this window (at most 1GiB: split larger grants).',
+    },
     hugePages: { schema: { t: 'bool' }, default: false, doc: 'Back the window with 2MiB huge pages (fewer IOTLB misses; needs vm.nr_hugepages).' },
-    label: { schema: { t: 'string', hint: 'a label of letters, digits and dashes', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$' }, doc: 'A name for logs and fault reports.' },
+    label: {
+      schema: { t: 'string', hint: 'a label of letters, digits and dashes', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$' },
+      doc: 'A name for logs and fault reports.',
+    },
     access: {
       schema: { t: 'string', enum: ['split', 'read', 'write', 'read-write'], hint: `'split', 'read', 'write' or 'read-write'` },
       default: 'split',
@@ -156,10 +200,18 @@ export const policySchema: ObjectSchema = {
   doc: 'A dmabox sandbox policy: what one driver sandbox is given and how it is supervised.',
   fields: {
     version: { schema: { t: 'int', min: POLICY_VERSION, max: POLICY_VERSION }, required: true, doc: 'The policy format version (1).' },
-    name: { schema: { t: 'string', hint: 'a name of lower-case letters, digits and dashes (at most 32)', pattern: '^[a-z][a-z0-9-]{0,31}$' }, required: true, doc: 'The sandbox name, unique among the policies loaded together.' },
+    name: {
+      schema: { t: 'string', hint: 'a name of lower-case letters, digits and dashes (at most 32)', pattern: '^[a-z][a-z0-9-]{0,31}$' },
+      required: true,
+      doc: 'The sandbox name, unique among the policies loaded together.',
+    },
     device: { schema: deviceSchema, required: true, doc: deviceSchema.doc! },
     driver: { schema: driverSchema, required: true, doc: driverSchema.doc! },
-    windows: { schema: { t: 'array', items: windowSchema, minItems: 1, maxItems: 64 }, required: true, doc: 'The DMA windows: all the memory the device may ever reach.' },
+    windows: {
+      schema: { t: 'array', items: windowSchema, minItems: 1, maxItems: 64 },
+      required: true,
+      doc: 'The DMA windows: all the memory the device may ever reach.',
+    },
     container: {
       schema: {
         t: 'object',
@@ -167,10 +219,15 @@ export const policySchema: ObjectSchema = {
           uid: { schema: { t: 'int', min: 0, max: 4294967294 }, default: 65534, doc: 'User id the driver runs as (0 only with unconfined: true).' },
           gid: { schema: { t: 'int', min: 0, max: 4294967294 }, default: 65534, doc: 'Group id the driver runs as (0 only with unconfined: true).' },
           memory: { schema: { t: 'size', min: 16 * MiB, max: 64 * GiB }, default: '256MiB', doc: 'Memory limit of the driver process, windows included.' },
-          seccomp: { schema: { t: 'string', hint: 'a profile name of lower-case letters, digits and dashes', pattern: '^[a-z][a-z0-9-]{0,31}$' }, default: 'driver', doc: `Seccomp profile ('none' only with unconfined: true).` },
+          seccomp: {
+            schema: { t: 'string', hint: 'a profile name of lower-case letters, digits and dashes', pattern: '^[a-z][a-z0-9-]{0,31}$' },
+            default: 'driver',
+            doc: `Seccomp profile ('none' only with unconfined: true).`,
+          },
         },
       },
-      default: {}, doc: 'The process the driver runs in.',
+      default: {},
+      doc: 'The process the driver runs in.',
     },
     restart: {
       schema: {
@@ -186,27 +243,39 @@ export const policySchema: ObjectSchema = {
                 max: { schema: durationMs(1, 3_600_000), default: '30s', doc: 'The longest delay between restarts.' },
               },
             },
-            default: {}, doc: 'Exponential backoff between restarts.',
+            default: {},
+            doc: 'Exponential backoff between restarts.',
           },
         },
       },
-      default: {}, doc: 'What to do when the driver dies.',
+      default: {},
+      doc: 'What to do when the driver dies.',
     },
     onIommuFault: {
       schema: { t: 'string', enum: ['log', 'restart', 'stop'], hint: `'log', 'restart' or 'stop'` },
-      default: 'stop', doc: 'What to do when the device touches memory outside its windows.',
+      default: 'stop',
+      doc: 'What to do when the device touches memory outside its windows.',
     },
     linkback: {
       schema: {
-        t: 'object', oneOf: ['nbd', 'tap'],
+        t: 'object',
+        oneOf: ['nbd', 'tap'],
         fields: {
           nbd: {
             schema: {
-              t: 'object', oneOf: ['socket', 'port'],
+              t: 'object',
+              oneOf: ['socket', 'port'],
               fields: {
-                socket: { schema: { t: 'string', hint: 'an absolute path of at most 107 bytes', pattern: '^/', maxLength: 107 }, doc: 'Unix socket path (sun_path holds 108 bytes with the NUL).' },
+                socket: {
+                  schema: { t: 'string', hint: 'an absolute path of at most 107 bytes', pattern: '^/', maxLength: 107 },
+                  doc: 'Unix socket path (sun_path holds 108 bytes with the NUL).',
+                },
                 port: { schema: { t: 'int', min: 1, max: 65535 }, doc: 'TCP port on 127.0.0.1 (loopback only).' },
-                export: { schema: { t: 'string', hint: 'an export name of 1 to 4096 bytes', pattern: '^[^\\x00]+$', maxLength: 4096 }, required: true, doc: 'NBD export name (at most 4096 bytes, NBD protocol, NBD_OPT_GO).' },
+                export: {
+                  schema: { t: 'string', hint: 'an export name of 1 to 4096 bytes', pattern: '^[^\\x00]+$', maxLength: 4096 },
+                  required: true,
+                  doc: 'NBD export name (at most 4096 bytes, NBD protocol, NBD_OPT_GO).',
+                },
                 poll: {
                   schema: durationMs(0, 10),
                   default: '500us',
@@ -219,7 +288,13 @@ export const policySchema: ObjectSchema = {
           tap: {
             schema: {
               t: 'object',
-              fields: { interface: { schema: { t: 'string', hint: 'an interface name of at most 15 characters', pattern: '^[A-Za-z0-9_.-]{1,15}$' }, required: true, doc: 'TAP interface name (IFNAMSIZ is 16 with the NUL).' } },
+              fields: {
+                interface: {
+                  schema: { t: 'string', hint: 'an interface name of at most 15 characters', pattern: '^[A-Za-z0-9_.-]{1,15}$' },
+                  required: true,
+                  doc: 'TAP interface name (IFNAMSIZ is 16 with the NUL).',
+                },
+              },
             },
             doc: 'Plug the NIC into a TAP interface (a net driver: e1000e, or a module of kind net).',
           },

@@ -29,7 +29,12 @@ export interface WindowGrant {
   access: 'split' | 'read' | 'write' | 'read-write';
 }
 
-export interface ContainerOptions { uid: number; gid: number; memory: number; seccomp: string }
+export interface ContainerOptions {
+  uid: number;
+  gid: number;
+  memory: number;
+  seccomp: string;
+}
 
 export interface RestartPolicy {
   maxRestarts: number;
@@ -39,9 +44,7 @@ export interface RestartPolicy {
 }
 
 export type Linkback =
-  | { nbd: { socket: string; export: string; poll: number } }
-  | { nbd: { port: number; export: string; poll: number } }
-  | { tap: { interface: string } };
+  { nbd: { socket: string; export: string; poll: number } } | { nbd: { port: number; export: string; poll: number } } | { tap: { interface: string } };
 
 export interface Policy {
   version: 1;

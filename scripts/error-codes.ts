@@ -27,16 +27,35 @@ export const CODE = /^ERR_[A-Z0-9_]+$/;
 /** The one header a code table has. */
 export const TABLE_HEADER = '| code | meaning | fix |';
 
-export interface Site { file: string; line: number }
-export interface CodeSite extends Site { code: string }
-export interface DocRow extends Site { code: string; meaning: string; fix: string }
-export interface Problem extends Site { problem: string }
+export interface Site {
+  file: string;
+  line: number;
+}
+export interface CodeSite extends Site {
+  code: string;
+}
+export interface DocRow extends Site {
+  code: string;
+  meaning: string;
+  fix: string;
+}
+export interface Problem extends Site {
+  problem: string;
+}
 /** A type alias or const whose value names codes: `type DmaCode = 'ERR_DMA_ARG' | ...`. */
-export interface CodeSet extends Site { name: string; codes: string[] }
+export interface CodeSet extends Site {
+  name: string;
+  codes: string[];
+}
 
 // ---- lexing TypeScript just enough: comments, strings, templates, regular expressions ----------
 
-export interface Literal { value: string; start: number; line: number; template: boolean }
+export interface Literal {
+  value: string;
+  start: number;
+  line: number;
+  template: boolean;
+}
 export interface Lexed {
   /** The text with comments blanked and the insides of strings, templates and regexes blanked (newlines kept). */
   masked: string;
@@ -58,7 +77,10 @@ export function lex(text: string): Lexed {
   };
   let line = 1;
   const lineAt: number[] = [];
-  for (let k = 0; k < text.length; k++) { lineAt.push(line); if (text[k] === '\n') line++; }
+  for (let k = 0; k < text.length; k++) {
+    lineAt.push(line);
+    if (text[k] === '\n') line++;
+  }
   /** Brace depth inside each open `${`, innermost last. */
   const templates: number[] = [];
   let i = 0;
@@ -69,7 +91,11 @@ export function lex(text: string): Lexed {
     let chunk = '';
     while (j < text.length) {
       const c = text[j]!;
-      if (c === '\\') { chunk += text.slice(j, j + 2); j += 2; continue; }
+      if (c === '\\') {
+        chunk += text.slice(j, j + 2);
+        j += 2;
+        continue;
+      }
       if (c === '`') {
         blank(from, j);
         return j + 1;
@@ -103,11 +129,14 @@ export function lex(text: string): Lexed {
       i = stop;
       continue;
     }
-    if (c === '\'' || c === '"') {
+    if (c === "'" || c === '"') {
       let j = i + 1;
       let value = '';
       while (j < text.length && text[j] !== c && text[j] !== '\n') {
-        if (text[j] === '\\') { value += text.slice(j, j + 2); j += 2; } else value += text[j++];
+        if (text[j] === '\\') {
+          value += text.slice(j, j + 2);
+          j += 2;
+        } else value += text[j++];
       }
       literals.push({ value, start: i, line: lineAt[i]!, template: false });
       blank(i + 1, j);
@@ -125,7 +154,12 @@ export function lex(text: string): Lexed {
       last = '`';
       continue;
     }
-    if (templates.length > 0 && c === '{') { templates[templates.length - 1]!++; i++; last = c; continue; }
+    if (templates.length > 0 && c === '{') {
+      templates[templates.length - 1]!++;
+      i++;
+      last = c;
+      continue;
+    }
     if (templates.length > 0 && c === '}') {
       if (templates[templates.length - 1] === 0) {
         templates.pop();
@@ -146,7 +180,10 @@ export function lex(text: string): Lexed {
         let inClass = false;
         while (j < text.length && text[j] !== '\n') {
           const r = text[j]!;
-          if (r === '\\') { j += 2; continue; }
+          if (r === '\\') {
+            j += 2;
+            continue;
+          }
           if (r === '[') inClass = true;
           else if (r === ']') inClass = false;
           else if (r === '/' && !inClass) break;
@@ -217,12 +254,21 @@ export function scanSource(text: string, file: string): SourceScan {
   }
   const bare: Problem[] = [];
   for (let m = BARE.exec(masked); m; m = BARE.exec(masked)) {
-    bare.push({ file, line: lineOf(text, m.index), problem: m[1] === 'DmaboxError' ? 'new DmaboxError(: the base class, with a code no class owns' : `new ${m[1]}(: an error without a code` });
+    bare.push({
+      file,
+      line: lineOf(text, m.index),
+      problem: m[1] === 'DmaboxError' ? 'new DmaboxError(: the base class, with a code no class owns' : `new ${m[1]}(: an error without a code`,
+    });
   }
   for (let m = OPEN_CLASS.exec(masked); m; m = OPEN_CLASS.exec(masked)) {
     bare.push({ file, line: lineOf(text, m.index), problem: 'extends DmaboxError: a class without its closed code set (extends DmaboxError<AreaCode>)' });
   }
-  return { codes, dynamic: dynamic.map((d) => ({ file, line: d.line, problem: `a code built at run time (\`${d.text}...\`): write each code as a literal, in a union` })), sets, bare };
+  return {
+    codes,
+    dynamic: dynamic.map((d) => ({ file, line: d.line, problem: `a code built at run time (\`${d.text}...\`): write each code as a literal, in a union` })),
+    sets,
+    bare,
+  };
 }
 
 function lineOf(text: string, offset: number): number {
@@ -241,8 +287,16 @@ export function cells(row: string): string[] {
   const out: string[] = [];
   let cur = '';
   for (let k = 0; k < inner.length; k++) {
-    if (inner[k] === '\\' && inner[k + 1] === '|') { cur += '|'; k++; continue; }
-    if (inner[k] === '|') { out.push(cur.trim()); cur = ''; continue; }
+    if (inner[k] === '\\' && inner[k + 1] === '|') {
+      cur += '|';
+      k++;
+      continue;
+    }
+    if (inner[k] === '|') {
+      out.push(cur.trim());
+      cur = '';
+      continue;
+    }
     cur += inner[k];
   }
   out.push(cur.trim());
@@ -257,7 +311,10 @@ export function parseCodeTables(text: string, file: string): { rows: DocRow[]; p
   let fenced = false;
   for (let n = 0; n < lines.length; n++) {
     const t = lines[n]!.trim();
-    if (t.startsWith('```')) { fenced = !fenced; continue; }
+    if (t.startsWith('```')) {
+      fenced = !fenced;
+      continue;
+    }
     if (fenced || t !== TABLE_HEADER) continue;
     if (!SEPARATOR.test((lines[n + 1] ?? '').trim())) {
       problems.push({ file, line: n + 2, problem: 'a code table header not followed by its |---|---|---| line' });
@@ -266,9 +323,15 @@ export function parseCodeTables(text: string, file: string): { rows: DocRow[]; p
     for (n += 2; n < lines.length && lines[n]!.trim().startsWith('|'); n++) {
       const at = { file, line: n + 1 };
       const c = cells(lines[n]!);
-      if (c.length !== 3) { problems.push({ ...at, problem: `${c.length} cells, a code row has 3 (code, meaning, fix); escape a | inside a cell as \\|` }); continue; }
+      if (c.length !== 3) {
+        problems.push({ ...at, problem: `${c.length} cells, a code row has 3 (code, meaning, fix); escape a | inside a cell as \\|` });
+        continue;
+      }
       const code = /^`(ERR_[A-Z0-9_]+)`$/.exec(c[0]!);
-      if (!code) { problems.push({ ...at, problem: `first cell ${JSON.stringify(c[0])} is not one code in backticks (\`ERR_...\`)` }); continue; }
+      if (!code) {
+        problems.push({ ...at, problem: `first cell ${JSON.stringify(c[0])} is not one code in backticks (\`ERR_...\`)` });
+        continue;
+      }
       if (!c[1]) problems.push({ ...at, problem: `${code[1]}: empty meaning` });
       if (!c[2]) problems.push({ ...at, problem: `${code[1]}: empty fix (write "-" only when a user can do nothing, and say why in the meaning)` });
       rows.push({ ...at, code: code[1]!, meaning: c[1]!, fix: c[2]! });
@@ -364,7 +427,10 @@ export function checkErrorCodes(root: string): ErrorCodeReport {
     source,
     rows,
     tables,
-    undocumented: [...source.entries()].filter(([c]) => !documented.has(c)).map(([, sites]) => sites[0]!).sort(byPlace),
+    undocumented: [...source.entries()]
+      .filter(([c]) => !documented.has(c))
+      .map(([, sites]) => sites[0]!)
+      .sort(byPlace),
     stale: rows.filter((r) => !source.has(r.code)),
     duplicated: [...documented.values()].filter((rs) => rs.length > 1),
     malformed,
@@ -384,7 +450,9 @@ export function formatUndocumented(sites: readonly CodeSite[]): string {
     const d = dirname(s.file);
     byDir.set(d, [...(byDir.get(d) ?? []), s]);
   }
-  return [...byDir.entries()].map(([d, ss]) => `  ${d}/ (${ss.length}): ${ss.map((s) => `${s.code} (${s.file.slice(d.length + 1)}:${s.line})`).join(', ')}`).join('\n');
+  return [...byDir.entries()]
+    .map(([d, ss]) => `  ${d}/ (${ss.length}): ${ss.map((s) => `${s.code} (${s.file.slice(d.length + 1)}:${s.line})`).join(', ')}`)
+    .join('\n');
 }
 
 /** Bare constructions and open classes as lines per file: `  sandbox/container/dma.ts: new DmaboxError( at 41, 54; new Error( at 90`. */
@@ -408,12 +476,28 @@ export function formatReport(r: ErrorCodeReport): string {
   if (r.undocumented.length > 0) {
     blocks.push(`undocumented (in the source, in no \`${TABLE_HEADER}\` table): ${r.undocumented.length}\n${formatUndocumented(r.undocumented)}`);
   }
-  block('documented but no longer in the source', r.stale.map((d) => `  ${d.code} (${at(d)})`));
-  block('documented more than once', r.duplicated.map((rs) => `  ${rs[0]!.code}: ${rs.map(at).join(', ')}`));
-  block('malformed code table rows', r.malformed.map((p) => `  ${at(p)}: ${p.problem}`));
-  block('codes built at run time', r.dynamic.map((p) => `  ${at(p)}: ${p.problem}`));
-  block('codes declared by two code sets', r.shared.map((s) => `  ${s.code}: ${s.sets.map((x) => `${x.name} (${at(x)})`).join(', ')}`));
-  if (r.bare.length > 0) blocks.push(`errors without a code of their own class, and classes without a closed code set, in library code: ${r.bare.length}\n${formatBare(r.bare)}`);
+  block(
+    'documented but no longer in the source',
+    r.stale.map((d) => `  ${d.code} (${at(d)})`),
+  );
+  block(
+    'documented more than once',
+    r.duplicated.map((rs) => `  ${rs[0]!.code}: ${rs.map(at).join(', ')}`),
+  );
+  block(
+    'malformed code table rows',
+    r.malformed.map((p) => `  ${at(p)}: ${p.problem}`),
+  );
+  block(
+    'codes built at run time',
+    r.dynamic.map((p) => `  ${at(p)}: ${p.problem}`),
+  );
+  block(
+    'codes declared by two code sets',
+    r.shared.map((s) => `  ${s.code}: ${s.sets.map((x) => `${x.name} (${at(x)})`).join(', ')}`),
+  );
+  if (r.bare.length > 0)
+    blocks.push(`errors without a code of their own class, and classes without a closed code set, in library code: ${r.bare.length}\n${formatBare(r.bare)}`);
   return blocks.join('\n\n');
 }
 

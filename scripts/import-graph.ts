@@ -36,7 +36,8 @@ export interface ImportRef {
 }
 
 /** What a specifier resolved to. Paths are repository-relative with forward slashes. */
-export type Target = { type: 'file'; path: string } | { type: 'builtin'; name: string } | { type: 'package'; name: string } | { type: 'unresolved'; specifier: string };
+export type Target =
+  { type: 'file'; path: string } | { type: 'builtin'; name: string } | { type: 'package'; name: string } | { type: 'unresolved'; specifier: string };
 
 export interface Edge {
   from: string;
@@ -188,7 +189,13 @@ export function sourceGraph(files: readonly string[], root: string = REPO_ROOT):
   const edges: Edge[] = [];
   for (const from of files) {
     for (const ref of parseImports(from, readFileSync(join(root, from), 'utf8'))) {
-      edges.push({ from, to: resolveSpecifier(from, ref.specifier, { root, mode: 'source', workspaces }), kind: ref.kind, line: ref.line, specifier: ref.specifier });
+      edges.push({
+        from,
+        to: resolveSpecifier(from, ref.specifier, { root, mode: 'source', workspaces }),
+        kind: ref.kind,
+        line: ref.line,
+        specifier: ref.specifier,
+      });
     }
   }
   return edges;

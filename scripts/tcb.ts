@@ -77,7 +77,8 @@ export function outputDirs(root: string = REPO_ROOT): [string, string][] {
 
 function toSource(dist: string, dirs: [string, string][]): string {
   for (const [out, src] of dirs) {
-    if (dist.startsWith(`${out}/`)) return posix.normalize(posix.join(src, dist.slice(out.length + 1))).replace(/\.(m|c)?js$/, (_m, x: string | undefined) => `.${x ?? ''}ts`);
+    if (dist.startsWith(`${out}/`))
+      return posix.normalize(posix.join(src, dist.slice(out.length + 1))).replace(/\.(m|c)?js$/, (_m, x: string | undefined) => `.${x ?? ''}ts`);
   }
   throw new Error(`tcb: ${dist} is not under any tsconfig outDir (${dirs.map(([o]) => o).join(', ')})`);
 }
@@ -157,7 +158,8 @@ const num = (n: number): string => (n === 0 ? '-' : n.toLocaleString('en-US'));
 /** The table `npm run tcb` prints. */
 export function formatTcb(r: TcbReport): string {
   const w = Math.max(6, ...r.folders.map((f) => f.folder.length));
-  const row = (a: string, b: string, c: string, d: string, e: string): string => `${a.padEnd(w)}  ${b.padStart(12)}  ${c.padStart(8)}  ${d.padStart(9)}  ${e.padStart(11)}`;
+  const row = (a: string, b: string, c: string, d: string, e: string): string =>
+    `${a.padEnd(w)}  ${b.padStart(12)}  ${c.padStart(8)}  ${d.padStart(9)}  ${e.padStart(11)}`;
   const out = [
     `Trusted computing base of \`dmabox up\` (the manager process) beside the untrusted driver code`,
     `lines of code: non-blank, non-comment lines of the TypeScript sources, from the import graph of the emitted JavaScript`,
@@ -168,7 +170,9 @@ export function formatTcb(r: TcbReport): string {
   for (const f of r.folders) out.push(row(f.folder, num(f.manager), num(f.shared), num(f.manager + f.shared), num(f.untrusted)));
   out.push(row('total', num(r.total.managerOnly), num(r.total.shared), num(r.total.trusted), num(r.total.untrusted)));
   out.push('');
-  out.push(`trusted: ${num(r.total.trusted)} lines (${num(r.total.shared)} of them shared with the container: they run in the manager too); untrusted: ${num(r.total.untrusted)} lines`);
+  out.push(
+    `trusted: ${num(r.total.trusted)} lines (${num(r.total.shared)} of them shared with the container: they run in the manager too); untrusted: ${num(r.total.untrusted)} lines`,
+  );
   out.push(`reference: ${r.reference.source}; dmabox's trusted code is ${(r.total.trusted / r.reference.lines).toFixed(1)} times that`);
   const pkgs = (xs: string[]): string => xs.filter((x) => !x.startsWith('node:')).join(', ') || 'none';
   out.push(`packages loaded besides the project (not counted): manager ${pkgs(r.external.trusted)}; container ${pkgs(r.external.untrusted)}`);

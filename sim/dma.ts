@@ -132,7 +132,7 @@ export class DeviceDma {
 
   /** Write a little-endian 32-bit value at `iova`. False when refused. */
   writeU32(iova: number, value: number): boolean {
-    if ((iova % IOMMU_PAGE) > IOMMU_PAGE - 4) {
+    if (iova % IOMMU_PAGE > IOMMU_PAGE - 4) {
       this.bounceView.setUint32(0, value >>> 0, true);
       return this.write(iova, this.bounce, 0, 4);
     }
@@ -144,7 +144,7 @@ export class DeviceDma {
 
   /** Write a 64-bit value given as two 32-bit halves. False when refused. */
   writeU64(iova: number, lo: number, hi: number): boolean {
-    if ((iova % IOMMU_PAGE) > IOMMU_PAGE - 8) {
+    if (iova % IOMMU_PAGE > IOMMU_PAGE - 8) {
       this.bounceView.setUint32(0, lo >>> 0, true);
       this.bounceView.setUint32(4, hi >>> 0, true);
       return this.write(iova, this.bounce, 0, 8);

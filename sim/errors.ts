@@ -9,19 +9,11 @@
 import { DmaboxError } from '../common/errors.js';
 
 /** The sim core: memory, IOMMU, PCI functions, MSI/MSI-X, register tables, platforms, the wire. */
-export type SimCoreCode =
-  | 'ERR_SIM_ARG'
-  | 'ERR_SIM_BAR'
-  | 'ERR_SIM_CONFIG'
-  | 'ERR_SIM_IOMMU'
-  | 'ERR_SIM_IRQ'
-  | 'ERR_SIM_STATE';
+export type SimCoreCode = 'ERR_SIM_ARG' | 'ERR_SIM_BAR' | 'ERR_SIM_CONFIG' | 'ERR_SIM_IOMMU' | 'ERR_SIM_IRQ' | 'ERR_SIM_STATE';
 
 /** The NVMe model (sim/nvme, documented in sim/nvme/README.md). */
 export type SimNvmeCode = 'ERR_SIM_NVME_UNSUPPORTED';
 
-export type SimCode =
-  | SimCoreCode
-  | SimNvmeCode;
+export type SimCode = SimCoreCode | SimNvmeCode;
 
 export class SimError extends DmaboxError<SimCode> {}

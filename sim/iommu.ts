@@ -150,14 +150,28 @@ export class IommuDomain {
 
   /** Map [iova, iova + size) to [phys, phys + size). All pages must be unmapped (VFIO: EEXIST). */
   map(iova: number, phys: number, size: number, perm: number): void {
-    if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(phys) || iova % IOMMU_PAGE !== 0 || phys % IOMMU_PAGE !== 0 ||
-        !Number.isSafeInteger(size) || size <= 0 || size % IOMMU_PAGE !== 0) {
-      throw new SimError('ERR_SIM_IOMMU', `${this.device}: map iova 0x${iova.toString(16)} phys 0x${phys.toString(16)} size 0x${size.toString(16)}: each must be a multiple of ${IOMMU_PAGE}, size > 0`);
+    if (
+      !Number.isSafeInteger(iova) ||
+      !Number.isSafeInteger(phys) ||
+      iova % IOMMU_PAGE !== 0 ||
+      phys % IOMMU_PAGE !== 0 ||
+      !Number.isSafeInteger(size) ||
+      size <= 0 ||
+      size % IOMMU_PAGE !== 0
+    ) {
+      throw new SimError(
+        'ERR_SIM_IOMMU',
+        `${this.device}: map iova 0x${iova.toString(16)} phys 0x${phys.toString(16)} size 0x${size.toString(16)}: each must be a multiple of ${IOMMU_PAGE}, size > 0`,
+      );
     }
     if ((perm & (PERM_READ | PERM_WRITE)) === 0) {
-      throw new SimError('ERR_SIM_IOMMU', `${this.device}: map with neither read nor write permission`, { fix: 'a mapping must allow the device to read, write, or both' });
+      throw new SimError('ERR_SIM_IOMMU', `${this.device}: map with neither read nor write permission`, {
+        fix: 'a mapping must allow the device to read, write, or both',
+      });
     }
-    const first = iova / IOMMU_PAGE, n = size / IOMMU_PAGE, physPage = phys / IOMMU_PAGE;
+    const first = iova / IOMMU_PAGE,
+      n = size / IOMMU_PAGE,
+      physPage = phys / IOMMU_PAGE;
     for (let i = 0; i < n; i++) {
       if (this.pages.has(first + i)) {
         throw new SimError('ERR_SIM_IOMMU', `${this.device}: IOVA 0x${((first + i) * IOMMU_PAGE).toString(16)} is already mapped`, { fix: 'unmap it first' });
@@ -173,7 +187,8 @@ export class IommuDomain {
     if (iova % IOMMU_PAGE !== 0 || size % IOMMU_PAGE !== 0 || size <= 0) {
       throw new SimError('ERR_SIM_IOMMU', `${this.device}: unmap 0x${iova.toString(16)} size 0x${size.toString(16)}: not page-aligned`);
     }
-    const first = iova / IOMMU_PAGE, n = size / IOMMU_PAGE;
+    const first = iova / IOMMU_PAGE,
+      n = size / IOMMU_PAGE;
     for (let i = 0; i < n; i++) {
       if (!this.pages.has(first + i)) {
         throw new SimError('ERR_SIM_IOMMU', `${this.device}: unmap of IOVA 0x${((first + i) * IOMMU_PAGE).toString(16)}, which is not mapped`);

@@ -77,7 +77,9 @@ export class SimMachine {
   platform(address: string, options: { busMaster?: boolean; memlock?: MemlockAccount } = {}): SimPlatform {
     const fn = this.function(address);
     if (this.open.has(address)) {
-      throw new SimError('ERR_SIM_STATE', `${address} is already open (${this.open.get(address)!.name})`, { fix: 'close the first platform before opening another' });
+      throw new SimError('ERR_SIM_STATE', `${address} is already open (${this.open.get(address)!.name})`, {
+        fix: 'close the first platform before opening another',
+      });
     }
     const p = new SimPlatform(fn, {
       memory: this.ram,

@@ -48,9 +48,13 @@ export class PhysicalMemory {
     }
     for (const r of this.regions) {
       if (base < r.base + r.size && r.base < base + size) {
-        throw new SimError('ERR_SIM_ARG', `physical region ${name} [0x${base.toString(16)}, +0x${size.toString(16)}) overlaps ${r.name} at 0x${r.base.toString(16)}`, {
-          fix: 'leave `base` out to get a free address',
-        });
+        throw new SimError(
+          'ERR_SIM_ARG',
+          `physical region ${name} [0x${base.toString(16)}, +0x${size.toString(16)}) overlaps ${r.name} at 0x${r.base.toString(16)}`,
+          {
+            fix: 'leave `base` out to get a free address',
+          },
+        );
       }
     }
     if (base + size > this.nextBase) this.nextBase = Math.ceil((base + size) / PAGE) * PAGE + PAGE;
@@ -99,7 +103,8 @@ export class PhysicalMemory {
     const last = this.last;
     if (last !== undefined && phys >= last.base && phys + len <= last.base + last.size) return last;
     const rs = this.regions;
-    let lo = 0, hi = rs.length - 1;
+    let lo = 0,
+      hi = rs.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const r = rs[mid]!;

@@ -16,8 +16,12 @@ import { getField, setField } from '../spec/field.js';
 import { MSI } from '../spec/pci/capabilities.js';
 import { SimError } from './errors.js';
 
-const MC = MSI.MC.offset, ADDR_LO = MSI.ADDR_LO.offset, ADDR_HI = MSI.ADDR_HI.offset, DATA = MSI.DATA.offset;
-const MASK = MSI.MASK.offset, PENDING = MSI.PENDING.offset;
+const MC = MSI.MC.offset,
+  ADDR_LO = MSI.ADDR_LO.offset,
+  ADDR_HI = MSI.ADDR_HI.offset,
+  DATA = MSI.DATA.offset;
+const MASK = MSI.MASK.offset,
+  PENDING = MSI.PENDING.offset;
 const ENABLE = MSI.MC.ENABLE.mask;
 
 export class Msi {
@@ -30,7 +34,10 @@ export class Msi {
   lost = 0;
 
   constructor(cfg: DataView, offset: number, vectors: number) {
-    if (![1, 2, 4, 8, 16, 32].includes(vectors)) throw new SimError('ERR_SIM_ARG', `MSI vectors ${vectors}: must be 1, 2, 4, 8, 16 or 32 (§6.8.1.3)`, { fix: 'declare the model\'s msi.vectors as a power of two up to 32' });
+    if (![1, 2, 4, 8, 16, 32].includes(vectors))
+      throw new SimError('ERR_SIM_ARG', `MSI vectors ${vectors}: must be 1, 2, 4, 8, 16 or 32 (§6.8.1.3)`, {
+        fix: "declare the model's msi.vectors as a power of two up to 32",
+      });
     this.cfg = cfg;
     this.offset = offset;
     this.vectors = vectors;

@@ -52,7 +52,9 @@ export class Msix {
 
   raise(vector: number): MsixOutcome {
     if (!Number.isInteger(vector) || vector < 0 || vector >= this.vectors) {
-      throw new SimError('ERR_SIM_IRQ', `MSI-X vector ${vector} does not exist (the function has ${this.vectors})`, { fix: `raise vectors 0..${this.vectors - 1}, or declare more in the model's msix.vectors` });
+      throw new SimError('ERR_SIM_IRQ', `MSI-X vector ${vector} does not exist (the function has ${this.vectors})`, {
+        fix: `raise vectors 0..${this.vectors - 1}, or declare more in the model's msix.vectors`,
+      });
     }
     if (!this.enabled) return 'disabled';
     if (this.functionMask || (this.table[vector * 4 + 3]! & VC_MASKED) !== 0) {

@@ -189,7 +189,8 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   /** A 32-bit read inside a BAR (the caller checked bounds and alignment). Memory space disabled: all ones. */
   barRead32(index: number, offset: number): number {
     if (!this.memoryEnabled) return ALL_ONES;
-    const m = this.msix, d = this.model.msix;
+    const m = this.msix,
+      d = this.model.msix;
     if (m !== undefined && d !== undefined && d.bar === index) {
       if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableRead32(offset - d.tableOffset);
       if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaRead32(offset - d.pbaOffset);
@@ -199,7 +200,8 @@ export class PciFunction extends EventEmitter implements WorkOwner {
 
   barWrite32(index: number, offset: number, value: number): void {
     if (!this.memoryEnabled) return;
-    const m = this.msix, d = this.model.msix;
+    const m = this.msix,
+      d = this.model.msix;
     if (m !== undefined && d !== undefined && d.bar === index) {
       if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableWrite32(offset - d.tableOffset, value);
       if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaWrite32(offset - d.pbaOffset, value);
@@ -234,8 +236,14 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   private build(): void {
     const { ids } = this.model;
     const c = this.cfg;
-    const w16 = (off: number, mask: number): void => { this.writable[off] = mask & 0xff; this.writable[off + 1] = (mask >>> 8) & 0xff; };
-    const w32 = (off: number, mask: number): void => { w16(off, mask & 0xffff); w16(off + 2, mask >>> 16); };
+    const w16 = (off: number, mask: number): void => {
+      this.writable[off] = mask & 0xff;
+      this.writable[off + 1] = (mask >>> 8) & 0xff;
+    };
+    const w32 = (off: number, mask: number): void => {
+      w16(off, mask & 0xffff);
+      w16(off + 2, mask >>> 16);
+    };
     c.setUint16(PCI.VENDOR_ID.offset, ids.vendor, true);
     c.setUint16(PCI.DEVICE_ID.offset, ids.device, true);
     c.setUint8(PCI.REVISION_ID.offset, ids.revision);
@@ -254,7 +262,13 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     // size read as zero, so writing all ones and reading back gives the size.
     for (const bar of this.model.bars) {
       const is64 = bar.is64 !== false;
-      if (!Number.isInteger(bar.index) || bar.index < 0 || bar.index > (is64 ? 4 : 5) || this.bars[bar.index] !== undefined || (is64 && this.bars[bar.index + 1] !== undefined)) {
+      if (
+        !Number.isInteger(bar.index) ||
+        bar.index < 0 ||
+        bar.index > (is64 ? 4 : 5) ||
+        this.bars[bar.index] !== undefined ||
+        (is64 && this.bars[bar.index + 1] !== undefined)
+      ) {
         throw new SimError('ERR_SIM_ARG', `${this.model.name}: BAR ${bar.index} is out of range or overlaps another BAR`);
       }
       if (!Number.isInteger(bar.size) || bar.size < 4096 || (bar.size & (bar.size - 1)) !== 0) {
@@ -284,10 +298,20 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     const d = this.model.msix;
     if (this.msix !== undefined && d !== undefined) {
       const bar = this.bars[d.bar];
-      if (bar === undefined || d.vectors < 1 || d.vectors > MSIX_MAX_VECTORS || d.tableOffset % 8 !== 0 || d.pbaOffset % 8 !== 0 ||
-          d.tableOffset + this.msix.tableSize > bar.size || d.pbaOffset + this.msix.pbaSize > bar.size ||
-          (d.tableOffset < d.pbaOffset + this.msix.pbaSize && d.pbaOffset < d.tableOffset + this.msix.tableSize)) {
-        throw new SimError('ERR_SIM_ARG', `${this.model.name}: MSI-X table/PBA (BAR ${d.bar}, table 0x${d.tableOffset.toString(16)}, PBA 0x${d.pbaOffset.toString(16)}, ${d.vectors} vectors) do not fit the BAR or overlap`);
+      if (
+        bar === undefined ||
+        d.vectors < 1 ||
+        d.vectors > MSIX_MAX_VECTORS ||
+        d.tableOffset % 8 !== 0 ||
+        d.pbaOffset % 8 !== 0 ||
+        d.tableOffset + this.msix.tableSize > bar.size ||
+        d.pbaOffset + this.msix.pbaSize > bar.size ||
+        (d.tableOffset < d.pbaOffset + this.msix.pbaSize && d.pbaOffset < d.tableOffset + this.msix.tableSize)
+      ) {
+        throw new SimError(
+          'ERR_SIM_ARG',
+          `${this.model.name}: MSI-X table/PBA (BAR ${d.bar}, table 0x${d.tableOffset.toString(16)}, PBA 0x${d.pbaOffset.toString(16)}, ${d.vectors} vectors) do not fit the BAR or overlap`,
+        );
       }
       // MSI-X capability (§6.8.2): Message Control (Table Size N-1, Function Mask, Enable),
       // Table Offset/BIR, PBA Offset/BIR.

@@ -41,7 +41,10 @@ export interface SimPlatformOptions {
 }
 
 class SimConfig implements ConfigSpace {
-  constructor(private readonly p: SimPlatform, private readonly fn: PciFunction) {}
+  constructor(
+    private readonly p: SimPlatform,
+    private readonly fn: PciFunction,
+  ) {}
   private check(offset: number, size: number, op: string): void {
     this.p.checkOpen();
     if (!Number.isInteger(offset) || offset < 0 || offset + size > CONFIG_SIZE || offset % size !== 0) {
@@ -50,43 +53,66 @@ class SimConfig implements ConfigSpace {
       });
     }
   }
-  read8(offset: number): number { this.check(offset, 1, 'read8'); return this.fn.cfgRead(offset, 1); }
-  read16(offset: number): number { this.check(offset, 2, 'read16'); return this.fn.cfgRead(offset, 2); }
-  read32(offset: number): number { this.check(offset, 4, 'read32'); return this.fn.cfgRead(offset, 4); }
-  write16(offset: number, value: number): void { this.check(offset, 2, 'write16'); this.fn.cfgWrite(offset, 2, value & 0xffff); }
-  write32(offset: number, value: number): void { this.check(offset, 4, 'write32'); this.fn.cfgWrite(offset, 4, value >>> 0); }
+  read8(offset: number): number {
+    this.check(offset, 1, 'read8');
+    return this.fn.cfgRead(offset, 1);
+  }
+  read16(offset: number): number {
+    this.check(offset, 2, 'read16');
+    return this.fn.cfgRead(offset, 2);
+  }
+  read32(offset: number): number {
+    this.check(offset, 4, 'read32');
+    return this.fn.cfgRead(offset, 4);
+  }
+  write16(offset: number, value: number): void {
+    this.check(offset, 2, 'write16');
+    this.fn.cfgWrite(offset, 2, value & 0xffff);
+  }
+  write32(offset: number, value: number): void {
+    this.check(offset, 4, 'write32');
+    this.fn.cfgWrite(offset, 4, value >>> 0);
+  }
 }
 
 class SimBar implements RegisterSpace {
   readonly size: number;
   private readonly last32: number;
-  constructor(private readonly p: SimPlatform, private readonly fn: PciFunction, private readonly index: number) {
+  constructor(
+    private readonly p: SimPlatform,
+    private readonly fn: PciFunction,
+    private readonly index: number,
+  ) {
     this.size = fn.barSize(index);
     this.last32 = this.size - 4;
   }
   private bad(offset: number, width: number): SimError {
-    return new SimError('ERR_SIM_BAR', `${this.p.name}: BAR${this.index} ${width}-bit access at ${offset}: must be a 4-byte-aligned offset with the access inside 0..${this.size - 1}`, {
-      fix: 'check the register offset against the register map',
-    });
+    return new SimError(
+      'ERR_SIM_BAR',
+      `${this.p.name}: BAR${this.index} ${width}-bit access at ${offset}: must be a 4-byte-aligned offset with the access inside 0..${this.size - 1}`,
+      {
+        fix: 'check the register offset against the register map',
+      },
+    );
   }
   read32(offset: number): number {
-    if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset, 32);
+    if (offset >>> 0 !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset, 32);
     if (this.p.closed) this.p.checkOpen();
     return this.fn.barRead32(this.index, offset);
   }
   write32(offset: number, value: number): void {
-    if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset, 32);
+    if (offset >>> 0 !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset, 32);
     if (this.p.closed) this.p.checkOpen();
     this.fn.barWrite32(this.index, offset, value >>> 0);
   }
   read64(offset: number): bigint {
-    if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32 - 4) throw this.bad(offset, 64);
+    if (offset >>> 0 !== offset || (offset & 3) !== 0 || offset > this.last32 - 4) throw this.bad(offset, 64);
     const lo = this.read32(offset);
     const hi = this.read32(offset + 4);
     return (BigInt(hi) << 32n) | BigInt(lo);
   }
   write64(offset: number, value: bigint): void {
-    if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32 - 4) throw this.bad(offset, 64);
+    if (offset >>> 0 !== offset || (offset & 3) !== 0 || offset > this.last32 - 4) throw this.bad(offset, 64);
     this.write32(offset, Number(value & 0xffffffffn));
     this.write32(offset + 4, Number((value >> 32n) & 0xffffffffn));
   }
@@ -111,7 +137,10 @@ class SimInterrupts implements Interrupts {
   /** Interrupts that reached the platform. */
   received = 0;
 
-  constructor(private readonly p: SimPlatform, private readonly fn: PciFunction) {}
+  constructor(
+    private readonly p: SimPlatform,
+    private readonly fn: PciFunction,
+  ) {}
 
   count(kind: IrqKind): number {
     if (kind === 'msix') return this.fn.msix?.vectors ?? 0;
@@ -193,7 +222,8 @@ class SimInterrupts implements Interrupts {
 
   private readonly flush = (): void => {
     this.flushScheduled = false;
-    const fired = this.fired, vectors = this.vectors;
+    const fired = this.fired,
+      vectors = this.vectors;
     for (let v = 0; v < fired.length && v < vectors.length; v++) {
       if (fired[v] === 0) continue;
       fired[v] = 0;
@@ -205,10 +235,11 @@ class SimInterrupts implements Interrupts {
 
 const clock: Clock = {
   now: () => performance.now(),
-  sleep: (ms: number) => new Promise<void>((resolve) => {
-    if (ms > 0) setTimeout(resolve, ms);
-    else setImmediate(resolve);
-  }),
+  sleep: (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (ms > 0) setTimeout(resolve, ms);
+      else setImmediate(resolve);
+    }),
 };
 
 export class SimPlatform implements Platform {
@@ -244,7 +275,16 @@ export class SimPlatform implements Platform {
   }
 
   /** For logs and `dmabox status`: the device, its DMA state and whether it is confined (with the warning if not). */
-  status(): { name: string; confined: boolean; warning: string | undefined; busMaster: boolean; hung: boolean; windows: number; mappings: number; faults: number } {
+  status(): {
+    name: string;
+    confined: boolean;
+    warning: string | undefined;
+    busMaster: boolean;
+    hung: boolean;
+    windows: number;
+    mappings: number;
+    faults: number;
+  } {
     const iommu = this.fn.iommu.status();
     return {
       name: this.name,

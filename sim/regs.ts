@@ -66,15 +66,20 @@ export class RegisterTable implements BarHandler {
     };
     for (const r of registers) {
       const i = claim(r.offset, r.name);
-      const read = r.read, write = r.write;
+      const read = r.read,
+        write = r.write;
       this.readers[i] = read ? () => read.call(r) : undefined;
       this.writers[i] = write ? (_o, v) => write.call(r, v) : undefined;
     }
     for (const g of ranges) {
       if (g.end <= g.start || g.end > size || g.start % 4 !== 0 || g.end % 4 !== 0) {
-        throw new SimError('ERR_SIM_ARG', `register range ${g.name} [0x${g.start.toString(16)}, 0x${g.end.toString(16)}): not a 4-byte-aligned range inside ${size} bytes`);
+        throw new SimError(
+          'ERR_SIM_ARG',
+          `register range ${g.name} [0x${g.start.toString(16)}, 0x${g.end.toString(16)}): not a 4-byte-aligned range inside ${size} bytes`,
+        );
       }
-      const read = g.read, write = g.write;
+      const read = g.read,
+        write = g.write;
       for (let off = g.start; off < g.end; off += 4) {
         const i = claim(off, g.name);
         this.readers[i] = read ? (o) => read.call(g, o) : undefined;

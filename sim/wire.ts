@@ -44,14 +44,34 @@ export interface Cable {
 /** Two NICs back to back. */
 export function backToBack(a: WirePort, b: WirePort): Cable {
   if (a === b) throw new SimError('ERR_SIM_ARG', 'wire: backToBack needs two different NICs', { fix: 'use loopback(nic) for one NIC' });
-  a.attachWire((frame, len) => { b.receive(frame, len); }, (on) => b.burst?.(on));
-  b.attachWire((frame, len) => { a.receive(frame, len); }, (on) => a.burst?.(on));
-  return { unplug: () => { a.attachWire(null); b.attachWire(null); } };
+  a.attachWire(
+    (frame, len) => {
+      b.receive(frame, len);
+    },
+    (on) => b.burst?.(on),
+  );
+  b.attachWire(
+    (frame, len) => {
+      a.receive(frame, len);
+    },
+    (on) => a.burst?.(on),
+  );
+  return {
+    unplug: () => {
+      a.attachWire(null);
+      b.attachWire(null);
+    },
+  };
 }
 
 /** A NIC whose transmitted frames are received by itself. */
 export function loopback(a: WirePort): Cable {
-  a.attachWire((frame, len) => { a.receive(frame, len); }, (on) => a.burst?.(on));
+  a.attachWire(
+    (frame, len) => {
+      a.receive(frame, len);
+    },
+    (on) => a.burst?.(on),
+  );
   return { unplug: () => a.attachWire(null) };
 }
 
@@ -62,7 +82,9 @@ export interface Endpoint extends Cable {
 
 /** A packet endpoint held by the caller: frames out through `onFrame` (copies), frames in through `send`. */
 export function endpoint(a: WirePort, onFrame: (frame: Uint8Array) => void): Endpoint {
-  a.attachWire((frame, len) => { onFrame(frame.slice(0, len)); });
+  a.attachWire((frame, len) => {
+    onFrame(frame.slice(0, len));
+  });
   return {
     send(frame: Uint8Array, len = frame.length): boolean {
       if (!Number.isInteger(len) || len < 0 || len > frame.length) {

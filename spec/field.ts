@@ -40,12 +40,17 @@ function check(cond: boolean, what: string): void {
 }
 
 function doesNotFit(v: number, f: BitField): SpecError {
-  return new SpecError('ERR_SPEC_FIELD_VALUE', `spec: value ${v} does not fit in ${f.bits} bit(s) at bit ${f.lo}`, { fix: `write an integer from 0 to ${f.max}` });
+  return new SpecError('ERR_SPEC_FIELD_VALUE', `spec: value ${v} does not fit in ${f.bits} bit(s) at bit ${f.lo}`, {
+    fix: `write an integer from 0 to ${f.max}`,
+  });
 }
 
 /** Bits `hi:lo` of a register (inclusive, as specifications write them), at most 32 wide. */
 export function bits(hi: number, lo: number, spec?: string): BitField {
-  check(Number.isInteger(hi) && Number.isInteger(lo) && lo >= 0 && hi >= lo && hi < 64 && hi - lo < 32, `bits(${hi}, ${lo}) is not a field of at most 32 bits inside 64`);
+  check(
+    Number.isInteger(hi) && Number.isInteger(lo) && lo >= 0 && hi >= lo && hi < 64 && hi - lo < 32,
+    `bits(${hi}, ${lo}) is not a field of at most 32 bits inside 64`,
+  );
   const width = hi - lo + 1;
   // Integers below 2^31 are kept as such (`| 0`), so hot paths that mix them with other integers
   // stay in integer arithmetic; only a field reaching bit 31 has a mask or max above it.

@@ -15,7 +15,8 @@ const problems = formatReport(report).join('\n');
 
 test('the import graph is the project: the packages, the CLI dispatch, the linkback registry, type imports', () => {
   assert.ok(files.includes('sys/src/index.ts') && files.includes('vfio/src/index.ts') && files.includes('test/architecture.test.ts'));
-  const has = (from: string, to: string, kind: string): boolean => edges.some((e) => e.from === from && e.to.type === 'file' && e.to.path === to && e.kind === kind);
+  const has = (from: string, to: string, kind: string): boolean =>
+    edges.some((e) => e.from === from && e.to.type === 'file' && e.to.path === to && e.kind === kind);
   assert.ok(has('cli/main.ts', 'cli/up.ts', 'dynamic import'), 'cli/main.ts -> cli/up.ts (dynamic import)');
   assert.ok(has('linkback/registry.ts', 'linkback/sandbox-nbd.ts', 'dynamic import'), 'linkback/registry.ts -> linkback/sandbox-nbd.ts (dynamic import)');
   assert.ok(

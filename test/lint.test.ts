@@ -41,7 +41,11 @@ test('library code: no new Error/RangeError/TypeError, no Error() call, no bare 
       found.every((m) => m.startsWith('no-restricted-syntax: ')),
       found.join('\n'),
     );
-    assert.ok(found.some((m) => m.includes('not RangeError')) && found.some((m) => m.includes('not the base class')) && found.some((m) => m.includes('called without new')));
+    assert.ok(
+      found.some((m) => m.includes('not RangeError')) &&
+        found.some((m) => m.includes('not the base class')) &&
+        found.some((m) => m.includes('called without new')),
+    );
   }
 });
 
@@ -54,7 +58,10 @@ test("tests, benchmarks, scripts and examples' tests may throw plain errors", as
 test('the type-aware promise rules are errors for every TypeScript file, with type information from tsconfig.eslint.json', async () => {
   const plain = new ESLint({ cwd: REPO_ROOT });
   for (const file of ['dma/window.ts', 'test/architecture.test.ts']) {
-    const config = (await plain.calculateConfigForFile(file)) as unknown as { rules: Record<string, unknown>; languageOptions: { parserOptions: { project?: string } } };
+    const config = (await plain.calculateConfigForFile(file)) as unknown as {
+      rules: Record<string, unknown>;
+      languageOptions: { parserOptions: { project?: string } };
+    };
     for (const rule of ['@typescript-eslint/no-floating-promises', '@typescript-eslint/no-misused-promises', '@typescript-eslint/await-thenable']) {
       assert.equal(config.rules[rule], [2], `${file}: ${rule}`);
     }

@@ -40,20 +40,47 @@ export function buildCpio(entries: readonly CpioEntry[]): Buffer {
   let ino = 1;
   const add = (name: string, mode: number, data: Buffer, rdevMajor = 0, rdevMinor = 0, nlink = 1): void => {
     const nameBytes = Buffer.from(`${name}\0`, 'utf8');
-    const header = '070701' + [
-      ino++, mode, 0 /* uid */, 0 /* gid */, nlink, 0 /* mtime: fixed, for reproducible bytes */, data.length,
-      0, 0 /* dev */, rdevMajor, rdevMinor, nameBytes.length, 0 /* check */,
-    ].map(hex8).join('');
+    const header =
+      '070701' +
+      [
+        ino++,
+        mode,
+        0 /* uid */,
+        0 /* gid */,
+        nlink,
+        0 /* mtime: fixed, for reproducible bytes */,
+        data.length,
+        0,
+        0 /* dev */,
+        rdevMajor,
+        rdevMinor,
+        nameBytes.length,
+        0 /* check */,
+      ]
+        .map(hex8)
+        .join('');
     parts.push(Buffer.from(header, 'ascii'), nameBytes, Buffer.alloc(pad4(HEADER + nameBytes.length)), data, Buffer.alloc(pad4(data.length)));
   };
   for (const e of entries) {
     const path = e.path.replace(/^\/+/, '');
     if (!path) throw cpioError('cpio entry with an empty path (after leading slashes are removed)');
     switch (e.type) {
-      case 'dir': add(path, S_IFDIR | (e.mode ?? 0o755), Buffer.alloc(0), 0, 0, 2); break;
-      case 'file': add(path, S_IFREG | (e.mode ?? 0o644), typeof e.data === 'string' ? Buffer.from(e.data, 'utf8') : Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength)); break;
-      case 'symlink': add(path, S_IFLNK | 0o777, Buffer.from(e.target, 'utf8')); break;
-      case 'chardev': add(path, S_IFCHR | (e.mode ?? 0o600), Buffer.alloc(0), e.major, e.minor); break;
+      case 'dir':
+        add(path, S_IFDIR | (e.mode ?? 0o755), Buffer.alloc(0), 0, 0, 2);
+        break;
+      case 'file':
+        add(
+          path,
+          S_IFREG | (e.mode ?? 0o644),
+          typeof e.data === 'string' ? Buffer.from(e.data, 'utf8') : Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength),
+        );
+        break;
+      case 'symlink':
+        add(path, S_IFLNK | 0o777, Buffer.from(e.target, 'utf8'));
+        break;
+      case 'chardev':
+        add(path, S_IFCHR | (e.mode ?? 0o600), Buffer.alloc(0), e.major, e.minor);
+        break;
     }
   }
   ino = 0;
@@ -71,7 +98,11 @@ export function readCpio(archive: Uint8Array): { name: string; mode: number; dat
     const magic = buf.toString('ascii', off, off + 6);
     if (magic !== '070701') throw cpioError(`bad cpio magic '${magic}' at byte ${off}: not a newc (070701) archive, or a corrupt one`);
     const field = (i: number): number => parseInt(buf.toString('ascii', off + 6 + i * 8, off + 14 + i * 8), 16);
-    const mode = field(1), size = field(6), rdevMajor = field(9), rdevMinor = field(10), nameSize = field(11);
+    const mode = field(1),
+      size = field(6),
+      rdevMajor = field(9),
+      rdevMinor = field(10),
+      nameSize = field(11);
     const nameStart = off + HEADER;
     const name = buf.toString('utf8', nameStart, nameStart + nameSize - 1);
     const dataStart = nameStart + nameSize + pad4(HEADER + nameSize);

@@ -5,7 +5,11 @@
 import { spawn } from 'node:child_process';
 import { ApplianceError, type ApplianceCode } from './errors.js';
 
-export interface ExecResult { code: number; stdout: string; stderr: string }
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 export interface ExecOptions {
   cwd?: string;
@@ -21,15 +25,22 @@ export function execTool(cmd: string, args: string[], options: ExecOptions = {})
     const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (e.code === 'ENOENT') {
-        reject(new ApplianceError('ERR_IMAGE_TOOL_MISSING', `'${cmd}' is not installed (or not on PATH)`, {
-          cause: e, fix: 'run `npm run setup` (scripts/setup-host.sh) as root to install the lab packages',
-        }));
+        reject(
+          new ApplianceError('ERR_IMAGE_TOOL_MISSING', `'${cmd}' is not installed (or not on PATH)`, {
+            cause: e,
+            fix: 'run `npm run setup` (scripts/setup-host.sh) as root to install the lab packages',
+          }),
+        );
       } else {
         reject(new ApplianceError('ERR_IMAGE_COMMAND', `'${cmd}' could not be started: ${e.code ?? e.message}`, { cause: e }));
       }
@@ -50,8 +61,11 @@ export async function execOk(cmd: string, args: string[], options: ExecOptions &
   const r = await execTool(cmd, args, options);
   if (r.code !== 0) {
     const tail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-5).join('\n    ');
-    throw new ApplianceError(options.code ?? 'ERR_IMAGE_COMMAND', `${options.what} failed: '${cmd} ${args.join(' ')}' exited ${r.code}\n    ${tail}`,
-      options.fix ? { fix: options.fix } : {});
+    throw new ApplianceError(
+      options.code ?? 'ERR_IMAGE_COMMAND',
+      `${options.what} failed: '${cmd} ${args.join(' ')}' exited ${r.code}\n    ${tail}`,
+      options.fix ? { fix: options.fix } : {},
+    );
   }
   return r;
 }

@@ -48,7 +48,8 @@ export interface Initramfs {
 /** The modules in load order (reads modules.dep and modules.builtin of the kernel tree). */
 export function kernelModules(kernel: KernelTree, wanted: readonly string[]): { name: string; path: string }[] {
   const depFile = join(kernel.modulesDir, 'modules.dep');
-  if (!existsSync(depFile)) throw new ApplianceError('ERR_IMAGE_MODULE_MISSING', `${depFile} is missing`, { fix: `run depmod -b ${kernel.root} ${kernel.kver}` });
+  if (!existsSync(depFile))
+    throw new ApplianceError('ERR_IMAGE_MODULE_MISSING', `${depFile} is missing`, { fix: `run depmod -b ${kernel.root} ${kernel.kver}` });
   const builtinFile = join(kernel.modulesDir, 'modules.builtin');
   const index = parseModuleIndex(readFileSync(depFile, 'utf8'), existsSync(builtinFile) ? readFileSync(builtinFile, 'utf8') : '');
   return resolveModules(index, wanted);
@@ -76,7 +77,10 @@ export function buildInitramfs(spec: InitramfsSpec): Initramfs {
   h.update(`layout ${LAYOUT_VERSION}\nkernel ${spec.kernel.kver}\nmodules ${modules.map((m) => m.path).join(' ')}\n`);
   h.update(busyboxBytes);
   h.update(`\ninit\n${spec.init}`);
-  for (const [p, d] of files) { h.update(`\nfile ${p}\n`); h.update(d); }
+  for (const [p, d] of files) {
+    h.update(`\nfile ${p}\n`);
+    h.update(d);
+  }
   const key = h.digest('hex').slice(0, 16);
   mkdirSync(spec.cacheDir, { recursive: true });
   const path = join(spec.cacheDir, `${spec.name}-${spec.kernel.kver}-${key}.cpio`);
@@ -90,7 +94,10 @@ export function buildInitramfs(spec: InitramfsSpec): Initramfs {
     const parts = p.split('/').filter(Boolean);
     for (let i = 1; i <= parts.length; i++) {
       const d = parts.slice(0, i).join('/');
-      if (!dirs.has(d)) { dirs.add(d); entries.push({ type: 'dir', path: d }); }
+      if (!dirs.has(d)) {
+        dirs.add(d);
+        entries.push({ type: 'dir', path: d });
+      }
     }
   };
   for (const d of ['bin', 'sbin', 'dev', 'proc', 'sys', 'run', 'tmp', 'mnt', 'etc', 'root']) dir(d);

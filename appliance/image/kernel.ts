@@ -54,7 +54,9 @@ export interface KernelFetchOptions {
   resolveMaxAgeMs?: number;
 }
 
-function isRoot(): boolean { return typeof process.getuid === 'function' && process.getuid() === 0; }
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
 
 /** Ask apt which kernel package the meta-package currently points at; runs `apt-get update` once if apt knows nothing. */
 export async function resolveKernelPackage(meta = 'linux-image-amd64', log: (m: string) => void = () => {}): Promise<{ pkg: string; kver: string }> {
@@ -62,15 +64,17 @@ export async function resolveKernelPackage(meta = 'linux-image-amd64', log: (m: 
   let found = await ask();
   if (found) return found;
   if (!isRoot()) {
-    throw new ApplianceError('ERR_IMAGE_NOT_ROOT', `apt does not know the package '${meta}' (empty package lists) and only root can run 'apt-get update'`,
-      { fix: 'run `apt-get update` as root once, then retry' });
+    throw new ApplianceError('ERR_IMAGE_NOT_ROOT', `apt does not know the package '${meta}' (empty package lists) and only root can run 'apt-get update'`, {
+      fix: 'run `apt-get update` as root once, then retry',
+    });
   }
   log(`apt-cache knows no '${meta}': running apt-get update`);
   await execOk('apt-get', ['update', '-qq'], { what: 'apt-get update', code: 'ERR_IMAGE_KERNEL_RESOLVE', timeoutMs: 300_000 });
   found = await ask();
   if (!found) {
-    throw new ApplianceError('ERR_IMAGE_KERNEL_RESOLVE', `'apt-cache depends ${meta}' names no linux-image-X.Y.Z-N-FLAVOUR package even after apt-get update`,
-      { fix: 'check /etc/apt/sources.list has Debian main for this release' });
+    throw new ApplianceError('ERR_IMAGE_KERNEL_RESOLVE', `'apt-cache depends ${meta}' names no linux-image-X.Y.Z-N-FLAVOUR package even after apt-get update`, {
+      fix: 'check /etc/apt/sources.list has Debian main for this release',
+    });
   }
   return found;
 }
@@ -78,13 +82,17 @@ export async function resolveKernelPackage(meta = 'linux-image-amd64', log: (m: 
 /** The kernels already unpacked in the cache (complete ones only), newest name last. */
 export function cachedKernels(cacheDir: string): string[] {
   if (!existsSync(cacheDir)) return [];
-  return readdirSync(cacheDir).filter((k) => !k.startsWith('.') && existsSync(join(cacheDir, k, '.complete'))).sort();
+  return readdirSync(cacheDir)
+    .filter((k) => !k.startsWith('.') && existsSync(join(cacheDir, k, '.complete')))
+    .sort();
 }
 
 export function kernelTree(cacheDir: string, kver: string): KernelTree {
   const root = join(cacheDir, kver, 'root');
   return {
-    pkg: `linux-image-${kver}`, kver, root,
+    pkg: `linux-image-${kver}`,
+    kver,
+    root,
     vmlinuz: join(root, 'boot', `vmlinuz-${kver}`),
     modulesDir: join(root, 'lib', 'modules', kver),
   };
@@ -106,7 +114,9 @@ export async function fetchKernel(options: KernelFetchOptions): Promise<KernelTr
   try {
     const m = JSON.parse(readFileSync(memo, 'utf8')) as { meta: string; pkg: string; kver: string; at: number };
     if (m.meta === meta && Date.now() - m.at < maxAge && existsSync(join(options.cacheDir, m.kver, '.complete'))) resolved = { pkg: m.pkg, kver: m.kver };
-  } catch { /* no memo yet, or unreadable: ask apt */ }
+  } catch {
+    /* no memo yet, or unreadable: ask apt */
+  }
   if (resolved) return kernelTree(options.cacheDir, resolved.kver);
   try {
     resolved = await resolveKernelPackage(meta, log);
@@ -132,14 +142,17 @@ export async function fetchKernel(options: KernelFetchOptions): Promise<KernelTr
   try {
     // APT::Sandbox::User=root: apt's _apt user may not write into a root-owned cache folder.
     await execOk('apt-get', ['download', '-q', '-o', 'APT::Sandbox::User=root', resolved.pkg], {
-      cwd: dl, what: `downloading ${resolved.pkg}`, code: 'ERR_IMAGE_KERNEL_DOWNLOAD',
+      cwd: dl,
+      what: `downloading ${resolved.pkg}`,
+      code: 'ERR_IMAGE_KERNEL_DOWNLOAD',
       fix: 'check the network and the apt sources (`apt-get update`), then retry',
     });
     const deb = readdirSync(dl).find((f) => f.startsWith(`${resolved.pkg}_`) && f.endsWith('.deb'));
     if (!deb) throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `apt-get download ${resolved.pkg} succeeded but left no .deb in ${dl}`);
     const root = join(work, 'root');
     await execOk('dpkg-deb', ['-x', join(dl, deb), root], { what: `unpacking ${deb}` });
-    if (!existsSync(join(root, 'boot', `vmlinuz-${resolved.kver}`))) throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `${deb} holds no boot/vmlinuz-${resolved.kver}`);
+    if (!existsSync(join(root, 'boot', `vmlinuz-${resolved.kver}`)))
+      throw new ApplianceError('ERR_IMAGE_KERNEL_DOWNLOAD', `${deb} holds no boot/vmlinuz-${resolved.kver}`);
     await execOk('depmod', ['-b', root, resolved.kver], { what: 'depmod', fix: 'install kmod (`apt-get install kmod`)' });
     rmSync(dl, { recursive: true, force: true });
     writeFileSync(join(work, '.complete'), `${deb}\n`);
@@ -183,7 +196,10 @@ export function extractVmlinux(tree: KernelTree, log: (m: string) => void = () =
   }
   const bz = readFileSync(tree.vmlinuz);
   const at = bz.indexOf(XZ_MAGIC);
-  if (at < 0) { log('no xz stream in the bzImage: booting it as is'); return undefined; }
+  if (at < 0) {
+    log('no xz stream in the bzImage: booting it as is');
+    return undefined;
+  }
   let elf: Buffer;
   try {
     elf = execFileSync('xz', ['-dc', '--single-stream'], { input: bz.subarray(at), maxBuffer: 512 << 20, stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000 });
@@ -191,7 +207,10 @@ export function extractVmlinux(tree: KernelTree, log: (m: string) => void = () =
     log(`cannot unpack vmlinux with xz (${(e as Error).message.split('\n')[0]}): booting the bzImage`);
     return undefined;
   }
-  if (elf.length < 4 || elf.readUInt32BE(0) !== 0x7f454c46) { log('the unpacked kernel is not an ELF file: booting the bzImage'); return undefined; }
+  if (elf.length < 4 || elf.readUInt32BE(0) !== 0x7f454c46) {
+    log('the unpacked kernel is not an ELF file: booting the bzImage');
+    return undefined;
+  }
   const partial = `${out}.partial-${process.pid}`;
   writeFileSync(partial, elf);
   renameSync(partial, out);

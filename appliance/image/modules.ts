@@ -31,13 +31,30 @@ export function parseModuleIndex(modulesDep: string, modulesBuiltin = ''): Modul
     const line = raw.trim();
     if (!line) continue;
     const colon = line.indexOf(':');
-    if (colon < 0) throw new ApplianceError('ERR_IMAGE_MODULE_INDEX', `modules.dep line ${i + 1} has no ':': '${line}'`, { fix: 'rerun depmod -b ROOT KVER on the unpacked kernel' });
+    if (colon < 0)
+      throw new ApplianceError('ERR_IMAGE_MODULE_INDEX', `modules.dep line ${i + 1} has no ':': '${line}'`, {
+        fix: 'rerun depmod -b ROOT KVER on the unpacked kernel',
+      });
     const path = line.slice(0, colon).trim();
     const name = moduleName(path);
     paths.set(name, path);
-    deps.set(name, line.slice(colon + 1).trim().split(/\s+/).filter(Boolean).map(moduleName));
+    deps.set(
+      name,
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(moduleName),
+    );
   }
-  const builtin = new Set(modulesBuiltin.split('\n').map((l) => l.trim()).filter(Boolean).map(moduleName));
+  const builtin = new Set(
+    modulesBuiltin
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .map(moduleName),
+  );
   return { paths, deps, builtin };
 }
 
@@ -53,11 +70,16 @@ export function resolveModules(index: ModuleIndex, wanted: readonly string[]): {
     if (done.has(name) || index.builtin.has(name)) return;
     const path = index.paths.get(name);
     if (path === undefined) {
-      throw new ApplianceError('ERR_IMAGE_MODULE_MISSING',
+      throw new ApplianceError(
+        'ERR_IMAGE_MODULE_MISSING',
         `kernel module '${name}' is neither in modules.dep nor built in${chain.length ? ` (needed by ${chain.join(' <- ')})` : ''}`,
-        { fix: 'check the kernel flavour has this driver (CONFIG_... =m or =y), or drop the module from the list' });
+        { fix: 'check the kernel flavour has this driver (CONFIG_... =m or =y), or drop the module from the list' },
+      );
     }
-    if (visiting.has(name)) throw new ApplianceError('ERR_IMAGE_MODULE_INDEX', `modules.dep has a dependency cycle through '${name}'`, { fix: 'rerun depmod -b ROOT KVER on the unpacked kernel; a cycle that stays is a broken kernel package' });
+    if (visiting.has(name))
+      throw new ApplianceError('ERR_IMAGE_MODULE_INDEX', `modules.dep has a dependency cycle through '${name}'`, {
+        fix: 'rerun depmod -b ROOT KVER on the unpacked kernel; a cycle that stays is a broken kernel package',
+      });
     visiting.add(name);
     for (const d of index.deps.get(name) ?? []) visit(d, [name, ...chain]);
     visiting.delete(name);

@@ -27,7 +27,10 @@ export function commandScript(cmd: GuestCommand): string {
   if (!cmd.cwd.startsWith('/')) throw new ApplianceError('ERR_LAB_OPTIONS', `the guest working directory must be absolute, got '${cmd.cwd}'`);
   const lines = ['# written by dmabox lab (appliance/lab/command.ts)', `cd ${shellQuote(cmd.cwd)} || exit 126`];
   for (const [k, v] of Object.entries(cmd.env)) {
-    if (!ENV_NAME.test(k)) throw new ApplianceError('ERR_LAB_OPTIONS', `environment variable name '${k}' is not valid in a shell`, { fix: 'use letters, digits and _, not starting with a digit' });
+    if (!ENV_NAME.test(k))
+      throw new ApplianceError('ERR_LAB_OPTIONS', `environment variable name '${k}' is not valid in a shell`, {
+        fix: 'use letters, digits and _, not starting with a digit',
+      });
     lines.push(`export ${k}=${shellQuote(v)}`);
   }
   lines.push(`exec ${cmd.argv.map(shellQuote).join(' ')}`);

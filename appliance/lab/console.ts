@@ -24,7 +24,11 @@ export class LineSplitter {
     for (const p of parts) this.onLine(p.replace(/\r+$/, ''));
   }
   flush(): void {
-    if (this.rest) { const r = this.rest; this.rest = ''; this.onLine(r.replace(/\r+$/, '')); }
+    if (this.rest) {
+      const r = this.rest;
+      this.rest = '';
+      this.onLine(r.replace(/\r+$/, ''));
+    }
   }
 }
 
@@ -47,34 +51,50 @@ export interface ConsoleState {
   panic?: string;
 }
 
-export function newConsoleState(): ConsoleState { return { bound: [] }; }
+export function newConsoleState(): ConsoleState {
+  return { bound: [] };
+}
 
 const MARKER = /^dmabox-lab: (\w+)(?: (.*))?$/;
 
 /** Update `state` from one console line seen `ms` after QEMU started. */
 export function readConsoleLine(state: ConsoleState, line: string, ms: number): void {
-  if (line.includes('Kernel panic - not syncing')) { state.panic ??= line.trim(); return; }
+  if (line.includes('Kernel panic - not syncing')) {
+    state.panic ??= line.trim();
+    return;
+  }
   const m = MARKER.exec(line.trim());
   if (!m) return;
   const arg = m[2] ?? '';
   switch (m[1]) {
-    case 'init': state.initAtMs = ms; { const u = Number(arg); if (Number.isFinite(u) && arg) state.initUptime = u; } break;
+    case 'init':
+      state.initAtMs = ms;
+      {
+        const u = Number(arg);
+        if (Number.isFinite(u) && arg) state.initUptime = u;
+      }
+      break;
     case 'bound': {
       const b = /^(\S+) (\S+) group (\d+)$/.exec(arg);
       if (b) state.bound.push({ bdf: b[1]!, id: b[2]!, group: Number(b[3]) });
       break;
     }
-    case 'run': state.runAtMs = ms; break;
-    case 'done': state.doneAtMs = ms; break;
-    case 'error': state.initError ??= arg; break;
-    case 'exit': if (/^\d+$/.test(arg)) state.exitStatus = Number(arg); break;
+    case 'run':
+      state.runAtMs = ms;
+      break;
+    case 'done':
+      state.doneAtMs = ms;
+      break;
+    case 'error':
+      state.initError ??= arg;
+      break;
+    case 'exit':
+      if (/^\d+$/.test(arg)) state.exitStatus = Number(arg);
+      break;
   }
 }
 
-export type GuestOutcome =
-  | { kind: 'exited'; status: number }
-  | { kind: 'init-failed'; reason: string }
-  | { kind: 'died'; reason: string };
+export type GuestOutcome = { kind: 'exited'; status: number } | { kind: 'init-failed'; reason: string } | { kind: 'died'; reason: string };
 
 /**
  * Decide what happened from QEMU's exit and what the guest reported. The guest's own report (the rc
@@ -86,7 +106,8 @@ export function decideOutcome(qemu: { code: number | null; signal: string | null
   if (state.initError !== undefined) return { kind: 'init-failed', reason: state.initError };
   const reported = rcFile ?? state.exitStatus;
   if (reported !== undefined) {
-    if (reported === INIT_FAILED_STATUS && state.runAtMs === undefined) return { kind: 'init-failed', reason: 'the guest /init failed before running the command' };
+    if (reported === INIT_FAILED_STATUS && state.runAtMs === undefined)
+      return { kind: 'init-failed', reason: 'the guest /init failed before running the command' };
     return { kind: 'exited', status: reported };
   }
   if (state.panic) return { kind: 'died', reason: `guest kernel panic: ${state.panic}` };

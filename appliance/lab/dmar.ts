@@ -52,7 +52,9 @@ export const DMAR_FAULT_REASONS: Readonly<Record<number, string>> = {
 
 /** `sid` -> `0000:BB:DD.F` */
 export function sidToBdf(sid: number): string {
-  const bus = (sid >> 8) & 0xff, dev = (sid >> 3) & 0x1f, fn = sid & 7;
+  const bus = (sid >> 8) & 0xff,
+    dev = (sid >> 3) & 0x1f,
+    fn = sid & 7;
   return `0000:${bus.toString(16).padStart(2, '0')}:${dev.toString(16).padStart(2, '0')}.${fn}`;
 }
 
@@ -65,9 +67,13 @@ export function parseDmarLine(line: string): DmarFault | undefined {
   const sid = parseInt(m[2]!, 16);
   const reason = Number(m[3]);
   const fault: DmarFault = {
-    sid, bdf: sidToBdf(sid), reason,
+    sid,
+    bdf: sidToBdf(sid),
+    reason,
     reasonText: DMAR_FAULT_REASONS[reason] ?? `unknown fault reason ${reason}`,
-    addr: BigInt(`0x${m[4]!}`), write: m[5] !== '0', line: line.trim(),
+    addr: BigInt(`0x${m[4]!}`),
+    write: m[5] !== '0',
+    line: line.trim(),
     ...(m[1] !== undefined ? { time: Number(m[1]) } : {}),
   };
   return fault;

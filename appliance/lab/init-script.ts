@@ -22,8 +22,17 @@ export const LAB_VFIO_IDS: readonly string[] = ['1b36:0010', '8086:10d3'];
 
 /** What the lab kernel needs: VFIO type1 + vfio-pci, NBD and TUN for linkback, 9p over virtio for the host root. */
 export const LAB_MODULES: readonly string[] = [
-  'irqbypass', 'vfio', 'vfio_iommu_type1', 'vfio_virqfd', 'vfio_pci_core', 'vfio_pci',
-  'nbd', 'tun', 'virtio_pci', '9pnet_virtio', '9p',
+  'irqbypass',
+  'vfio',
+  'vfio_iommu_type1',
+  'vfio_virqfd',
+  'vfio_pci_core',
+  'vfio_pci',
+  'nbd',
+  'tun',
+  'virtio_pci',
+  '9pnet_virtio',
+  '9p',
 ];
 
 /** The 9p mount tags the machine description and the /init agree on. */
@@ -50,7 +59,9 @@ const SAFE_PATH = /^[A-Za-z0-9._/+-]+$/;
 export function labInitScript(options: InitScriptOptions): string {
   const ids = options.vfioIds ?? LAB_VFIO_IDS;
   for (const id of ids) if (!HEX_ID.test(id)) throw new ApplianceError('ERR_LAB_OPTIONS', `vfio id '${id}' is not vendor:device in lower-case hex (1b36:0010)`);
-  for (const m of [options.kver, ...options.modules]) if (!SAFE_PATH.test(m)) throw new ApplianceError('ERR_LAB_OPTIONS', `module path '${m}' has characters /init cannot quote (letters, digits and ._/+- only)`);
+  for (const m of [options.kver, ...options.modules])
+    if (!SAFE_PATH.test(m))
+      throw new ApplianceError('ERR_LAB_OPTIONS', `module path '${m}' has characters /init cannot quote (letters, digits and ._/+- only)`);
   const cases = ids.map((id) => `0x${id.replace(':', ':0x')}`).join('|');
   const insmods = options.modules.map((m) => `load ${m}`).join('\n');
   return `#!/bin/busybox sh

@@ -8,7 +8,24 @@
  * the DMAR faults QEMU recorded. The run folder is removed afterwards; the log stays.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, closeSync, constants, copyFileSync, createWriteStream, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  copyFileSync,
+  createWriteStream,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { ApplianceError } from '../image/errors.js';
@@ -82,11 +99,18 @@ const KEEP_SAFE_PATH = /^\/[A-Za-z0-9._/+-]+$/;
 export function guestKeepPaths(cwd: string): string[] {
   const hidden = GUEST_TMPFS.find((d) => cwd === d || cwd.startsWith(`${d}/`));
   if (!hidden) return [];
-  const keepable = GUEST_KEEPABLE.includes(hidden) && cwd !== hidden && KEEP_SAFE_PATH.test(cwd) && !cwd.split('/').includes('..')
-    && !(cwd === GUEST_RUN_DIR || cwd.startsWith(`${GUEST_RUN_DIR}/`));
+  const keepable =
+    GUEST_KEEPABLE.includes(hidden) &&
+    cwd !== hidden &&
+    KEEP_SAFE_PATH.test(cwd) &&
+    !cwd.split('/').includes('..') &&
+    !(cwd === GUEST_RUN_DIR || cwd.startsWith(`${GUEST_RUN_DIR}/`));
   if (!keepable) {
-    throw new ApplianceError('ERR_LAB_OPTIONS', `the working directory ${cwd} is under ${hidden}, which the guest covers with its own file system: the command would not find it`,
-      { fix: `run from a checkout outside ${GUEST_TMPFS.join(', ')} (a folder under /tmp or /run works if its path has only letters, digits and ._+-)` });
+    throw new ApplianceError(
+      'ERR_LAB_OPTIONS',
+      `the working directory ${cwd} is under ${hidden}, which the guest covers with its own file system: the command would not find it`,
+      { fix: `run from a checkout outside ${GUEST_TMPFS.join(', ')} (a folder under /tmp or /run works if its path has only letters, digits and ._+-)` },
+    );
   }
   return [cwd];
 }
@@ -97,7 +121,9 @@ const LOGS_KEPT = 50;
 /** Remove all but the newest `keep` lab logs (lab-TIME.log and LOG.dmar) in the default log folder. */
 export function pruneLogs(dir: string, keep = LOGS_KEPT): void {
   if (!existsSync(dir)) return;
-  const logs = readdirSync(dir).filter((f) => /^lab-.*\.log$/.test(f)).sort(); // ISO time names sort by age
+  const logs = readdirSync(dir)
+    .filter((f) => /^lab-.*\.log$/.test(f))
+    .sort(); // ISO time names sort by age
   for (const f of logs.slice(0, Math.max(0, logs.length - keep))) {
     rmSync(join(dir, f), { force: true });
     rmSync(join(dir, `${f}.dmar`), { force: true });
@@ -109,7 +135,12 @@ export function which(program: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (!dir) continue;
     const p = join(dir, program);
-    try { accessSync(p, constants.X_OK); return p; } catch { /* next */ }
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
   }
   return undefined;
 }
@@ -120,14 +151,24 @@ export function qemuTraceEvents(qemu: string): Set<string> {
   let known = traceEvents.get(qemu);
   if (!known) {
     const out = spawnSync(qemu, ['-trace', 'help'], { encoding: 'utf8', timeout: 30_000 });
-    known = new Set(`${out.stdout ?? ''}`.split('\n').map((l) => l.trim()).filter(Boolean));
+    known = new Set(
+      `${out.stdout ?? ''}`
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    );
     traceEvents.set(qemu, known);
   }
   return known;
 }
 
 export function kvmUsable(): boolean {
-  try { accessSync('/dev/kvm', constants.R_OK | constants.W_OK); return true; } catch { return false; }
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function validate(o: LabOptions): void {
@@ -136,10 +177,12 @@ function validate(o: LabOptions): void {
     throw bad('the lab command must be a non-empty array of strings (program, then arguments)', "e.g. command: ['node', '-e', '1']");
   }
   for (const [i, n] of (o.nvme ?? []).entries()) {
-    if (!Number.isInteger(n.sizeMiB) || n.sizeMiB < 1 || n.sizeMiB > 1 << 20) throw bad(`nvme[${i}].sizeMiB must be an integer from 1 to 1048576, got ${n.sizeMiB}`);
+    if (!Number.isInteger(n.sizeMiB) || n.sizeMiB < 1 || n.sizeMiB > 1 << 20)
+      throw bad(`nvme[${i}].sizeMiB must be an integer from 1 to 1048576, got ${n.sizeMiB}`);
   }
   for (const [i, e] of (o.e1000e ?? []).entries()) {
-    if (e.net !== 'slirp' && !(typeof e.net === 'object' && Number.isInteger(e.net.fd) && e.net.fd >= 0)) throw bad(`e1000e[${i}].net must be 'slirp' or { fd: N } with an open socket fd`);
+    if (e.net !== 'slirp' && !(typeof e.net === 'object' && Number.isInteger(e.net.fd) && e.net.fd >= 0))
+      throw bad(`e1000e[${i}].net must be 'slirp' or { fd: N } with an open socket fd`);
   }
   if (o.timeoutMs !== undefined && !(o.timeoutMs > 0)) throw bad(`timeoutMs must be positive, got ${o.timeoutMs}`);
 }
@@ -152,17 +195,24 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
   const t0 = performance.now();
   const qemu = which('qemu-system-x86_64');
   if (!qemu) {
-    throw new ApplianceError('ERR_LAB_QEMU_MISSING', 'qemu-system-x86_64 is not installed (or not on PATH)',
-      { fix: 'as root: apt-get install qemu-system-x86  (or: npm run setup)' });
+    throw new ApplianceError('ERR_LAB_QEMU_MISSING', 'qemu-system-x86_64 is not installed (or not on PATH)', {
+      fix: 'as root: apt-get install qemu-system-x86  (or: npm run setup)',
+    });
   }
   if (options.dmarTrace && !qemuTraceEvents(qemu).has(DMAR_TRACE_EVENT)) {
-    throw new ApplianceError('ERR_LAB_TRACE_UNSUPPORTED', `${qemu} has no trace event '${DMAR_TRACE_EVENT}' (\`${qemu} -trace help\`), so blocked DMA could not be counted`,
-      { fix: 'use QEMU 7.2 or later built with the log trace back-end (Debian 12: qemu-system-x86), or run without DMAR tracing' });
+    throw new ApplianceError(
+      'ERR_LAB_TRACE_UNSUPPORTED',
+      `${qemu} has no trace event '${DMAR_TRACE_EVENT}' (\`${qemu} -trace help\`), so blocked DMA could not be counted`,
+      { fix: 'use QEMU 7.2 or later built with the log trace back-end (Debian 12: qemu-system-x86), or run without DMAR tracing' },
+    );
   }
-  const image = options.image ?? await setupLab();
+  const image = options.image ?? (await setupLab());
   const setupMs = options.image ? 0 : performance.now() - t0;
   const accel: Accel = options.accel ?? 'tcg';
-  if (accel === 'kvm' && !kvmUsable()) throw new ApplianceError('ERR_LAB_OPTIONS', 'accel kvm asked for, but /dev/kvm cannot be opened for read and write', { fix: "use accel 'tcg' (the default)" });
+  if (accel === 'kvm' && !kvmUsable())
+    throw new ApplianceError('ERR_LAB_OPTIONS', 'accel kvm asked for, but /dev/kvm cannot be opened for read and write', {
+      fix: "use accel 'tcg' (the default)",
+    });
 
   const runDir = mkdtempSync(join(tmpdir(), 'dmabox-lab-'));
   const logDir = join(labCacheDir(), 'logs');
@@ -174,7 +224,11 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     const nvme = (options.nvme ?? []).map((n, i) => {
       const image = join(runDir, `nvme${i}.img`);
       const fd = openSync(image, 'w');
-      try { ftruncateSync(fd, n.sizeMiB * 1024 * 1024); } finally { closeSync(fd); }
+      try {
+        ftruncateSync(fd, n.sizeMiB * 1024 * 1024);
+      } finally {
+        closeSync(fd);
+      }
       return { image, serial: `lab${i}` };
     });
     // Socket fds are handed to QEMU as fds 3, 4, ... in the order of the NICs that use them.
@@ -187,20 +241,37 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     const placed = placeDevices(nvme.length, e1000e.length);
     const traceHost = join(runDir, 'dmar.trace');
     const spec: MachineSpec = {
-      kernel: image.bootKernel, initrd: image.initrd, accel,
-      memMiB: options.memMiB ?? 2048, cpus: options.cpus ?? 2, nvme, e1000e, append: options.kernelArgs ?? [],
-      shares: [{ tag: TAG_HOSTROOT, path: '/', readonly: true }, { tag: TAG_RUN, path: runDir, readonly: false }],
+      kernel: image.bootKernel,
+      initrd: image.initrd,
+      accel,
+      memMiB: options.memMiB ?? 2048,
+      cpus: options.cpus ?? 2,
+      nvme,
+      e1000e,
+      append: options.kernelArgs ?? [],
+      shares: [
+        { tag: TAG_HOSTROOT, path: '/', readonly: true },
+        { tag: TAG_RUN, path: runDir, readonly: false },
+      ],
       ...(options.dmarTrace ? { dmarTraceFile: traceHost } : {}),
     };
     const args = qemuArgs(spec);
 
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-      HOME: '/tmp', TERM: 'dumb', LANG: 'C.UTF-8',
+      HOME: '/tmp',
+      TERM: 'dumb',
+      LANG: 'C.UTF-8',
       DMABOX_LAB: '1',
       DMABOX_LAB_RUN: GUEST_RUN_DIR,
-      DMABOX_LAB_NVME: placed.filter((p) => p.kind === 'nvme').map((p) => p.bdf).join(','),
-      DMABOX_LAB_E1000E: placed.filter((p) => p.kind === 'e1000e').map((p) => p.bdf).join(','),
+      DMABOX_LAB_NVME: placed
+        .filter((p) => p.kind === 'nvme')
+        .map((p) => p.bdf)
+        .join(','),
+      DMABOX_LAB_E1000E: placed
+        .filter((p) => p.kind === 'e1000e')
+        .map((p) => p.bdf)
+        .join(','),
       ...(options.dmarTrace ? { DMABOX_LAB_DMAR_TRACE: `${GUEST_RUN_DIR}/dmar.trace` } : {}),
       ...options.env,
     };
@@ -220,7 +291,10 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
       tail.push(text);
       if (tail.length > TAIL_LINES) tail.shift();
       if (options.echo) process.stderr.write(`${prefix}${line}\n`);
-      if (!prefix) { readConsoleLine(state, line, ms); options.onLine?.(line); }
+      if (!prefix) {
+        readConsoleLine(state, line, ms);
+        options.onLine?.(line);
+      }
     };
 
     const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe', ...passFds] });
@@ -230,21 +304,34 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => err.push(d));
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     let timedOut = false;
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     // If this process exits first (an uncaught error, process.exit), QEMU must not outlive it.
-    const killOnExit = (): void => { child.kill('SIGKILL'); };
+    const killOnExit = (): void => {
+      child.kill('SIGKILL');
+    };
     process.once('exit', killOnExit);
     const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
       child.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         process.off('exit', killOnExit);
-        reject(new ApplianceError('ERR_LAB_QEMU_MISSING', `${qemu} could not be started: ${e.code ?? e.message}`, {
-          cause: e, fix: 'check that it is an executable QEMU (as root: apt-get install qemu-system-x86, or npm run setup)',
-        }));
+        reject(
+          new ApplianceError('ERR_LAB_QEMU_MISSING', `${qemu} could not be started: ${e.code ?? e.message}`, {
+            cause: e,
+            fix: 'check that it is an executable QEMU (as root: apt-get install qemu-system-x86, or npm run setup)',
+          }),
+        );
       });
-      child.on('close', (code, signal) => { clearTimeout(timer); process.off('exit', killOnExit); resolve({ code, signal }); });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        process.off('exit', killOnExit);
+        resolve({ code, signal });
+      });
     });
-    out.flush(); err.flush();
+    out.flush();
+    err.flush();
     const totalMs = performance.now() - t0;
     log.write(`# qemu exited code=${exit.code} signal=${exit.signal} after ${((performance.now() - qemuStart) / 1000).toFixed(3)} s\n`);
     await new Promise<void>((r) => log.end(r));
@@ -269,8 +356,9 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
   const { exit, timedOut, timeoutMs, state, tail, dmarFaults, dmarTraceFile, rcText, placed, totalMs } = r;
   const lastLines = `\n  last lines:\n    ${tail.join('\n    ')}`;
   if (timedOut) {
-    throw new ApplianceError('ERR_LAB_TIMEOUT', `the lab did not finish within ${timeoutMs / 1000} s; QEMU was killed. Log: ${logFile}${lastLines}`,
-      { fix: 'read the log; raise the timeout (--timeout S) if the guest was still making progress' });
+    throw new ApplianceError('ERR_LAB_TIMEOUT', `the lab did not finish within ${timeoutMs / 1000} s; QEMU was killed. Log: ${logFile}${lastLines}`, {
+      fix: 'read the log; raise the timeout (--timeout S) if the guest was still making progress',
+    });
   }
   const outcome = decideOutcome(exit, state, /^\d+$/.test(rcText) ? Number(rcText) : undefined);
   if (outcome.kind === 'init-failed') {
@@ -278,15 +366,21 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
   }
   if (outcome.kind === 'died') {
     // Before /init ran nothing of ours ran: a boot failure (kernel panic at boot, QEMU refusing the machine).
-    if (state.initAtMs === undefined) throw new ApplianceError('ERR_LAB_BOOT_FAILED', `the lab guest did not boot to /init: ${outcome.reason}. Log: ${logFile}${lastLines}`);
+    if (state.initAtMs === undefined)
+      throw new ApplianceError('ERR_LAB_BOOT_FAILED', `the lab guest did not boot to /init: ${outcome.reason}. Log: ${logFile}${lastLines}`);
     throw new ApplianceError('ERR_LAB_GUEST_DIED', `the lab guest died: ${outcome.reason}. Log: ${logFile}${lastLines}`);
   }
   const groups = new Map(state.bound.map((b) => [b.bdf, b.group]));
   return {
-    status: outcome.status, logFile, dmarFaults, ...(dmarTraceFile ? { dmarTraceFile } : {}), accel,
+    status: outcome.status,
+    logFile,
+    dmarFaults,
+    ...(dmarTraceFile ? { dmarTraceFile } : {}),
+    accel,
     devices: placed.map((p) => ({ ...p, ...(groups.has(p.bdf) ? { group: groups.get(p.bdf)! } : {}) })),
     timings: {
-      setupMs, totalMs,
+      setupMs,
+      totalMs,
       ...(state.initAtMs !== undefined ? { initMs: state.initAtMs } : {}),
       ...(state.runAtMs !== undefined ? { bootMs: state.runAtMs } : {}),
       ...(state.runAtMs !== undefined && state.doneAtMs !== undefined ? { commandMs: state.doneAtMs - state.runAtMs } : {}),

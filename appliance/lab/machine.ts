@@ -28,9 +28,16 @@ export interface NvmeSpec {
  *  { fd }: a connected socket (stream or datagram) handed to QEMU as that fd (`-netdev socket,fd=N`). */
 export type NicNet = 'slirp' | { fd: number };
 
-export interface E1000eSpec { net: NicNet; mac: string }
+export interface E1000eSpec {
+  net: NicNet;
+  mac: string;
+}
 
-export interface ShareSpec { tag: string; path: string; readonly: boolean }
+export interface ShareSpec {
+  tag: string;
+  path: string;
+  readonly: boolean;
+}
 
 export interface MachineSpec {
   kernel: string;
@@ -48,7 +55,11 @@ export interface MachineSpec {
 }
 
 /** A device of the machine and where the guest sees it. */
-export interface PlacedDevice { kind: 'nvme' | 'e1000e'; index: number; bdf: string }
+export interface PlacedDevice {
+  kind: 'nvme' | 'e1000e';
+  index: number;
+  bdf: string;
+}
 
 /** Slots 0x01.. for the devices under test; 0x1d/0x1e for the 9p shares; 0x1f is the ICH9 LPC bridge. */
 const FIRST_SLOT = 0x01;
@@ -59,7 +70,8 @@ export function placeDevices(nvme: number, e1000e: number): PlacedDevice[] {
   const out: PlacedDevice[] = [];
   let slot = FIRST_SLOT;
   const take = (kind: 'nvme' | 'e1000e', index: number): void => {
-    if (slot > LAST_DEVICE_SLOT) throw new ApplianceError('ERR_LAB_OPTIONS', `too many devices: at most ${LAST_DEVICE_SLOT - FIRST_SLOT + 1} NVMe and e1000e together`);
+    if (slot > LAST_DEVICE_SLOT)
+      throw new ApplianceError('ERR_LAB_OPTIONS', `too many devices: at most ${LAST_DEVICE_SLOT - FIRST_SLOT + 1} NVMe and e1000e together`);
     out.push({ kind, index, bdf: `0000:00:${slot.toString(16).padStart(2, '0')}.0` });
     slot++;
   };
@@ -86,7 +98,10 @@ export function kernelCommandLine(extra: readonly string[] = []): string {
 
 function checkOption(value: string, what: string): string {
   // QEMU's option syntax splits on ',' (doubled to escape): refuse instead of guessing.
-  if (value.includes(',')) throw new ApplianceError('ERR_LAB_OPTIONS', `${what} '${value}' contains a ',', which QEMU's option parser would split`, { fix: 'use a path or name without commas' });
+  if (value.includes(','))
+    throw new ApplianceError('ERR_LAB_OPTIONS', `${what} '${value}' contains a ',', which QEMU's option parser would split`, {
+      fix: 'use a path or name without commas',
+    });
   return value;
 }
 
@@ -94,25 +109,44 @@ function checkOption(value: string, what: string): string {
 export function qemuArgs(spec: MachineSpec): string[] {
   if (!Number.isInteger(spec.cpus) || spec.cpus < 1) throw new ApplianceError('ERR_LAB_OPTIONS', `cpus must be a positive integer, got ${spec.cpus}`);
   if (!Number.isInteger(spec.memMiB) || spec.memMiB < 256) throw new ApplianceError('ERR_LAB_OPTIONS', `memMiB must be an integer >= 256, got ${spec.memMiB}`);
-  if (spec.shares.length > SHARE_SLOTS.length) throw new ApplianceError('ERR_LAB_OPTIONS', `at most ${SHARE_SLOTS.length} 9p shares, got ${spec.shares.length}`);
+  if (spec.shares.length > SHARE_SLOTS.length)
+    throw new ApplianceError('ERR_LAB_OPTIONS', `at most ${SHARE_SLOTS.length} 9p shares, got ${spec.shares.length}`);
   const placed = placeDevices(spec.nvme.length, spec.e1000e.length);
   const machine = spec.accel === 'kvm' ? 'q35,accel=kvm,kernel-irqchip=split' : 'q35,accel=tcg';
   const args = [
-    '-M', machine, '-cpu', spec.accel === 'kvm' ? 'host' : 'max', '-m', `${spec.memMiB}M`, '-smp', String(spec.cpus),
-    '-nodefaults', '-no-reboot', '-display', 'none', '-serial', 'stdio',
-    '-device', spec.accel === 'kvm' ? 'intel-iommu,intremap=on' : 'intel-iommu',
+    '-M',
+    machine,
+    '-cpu',
+    spec.accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    `${spec.memMiB}M`,
+    '-smp',
+    String(spec.cpus),
+    '-nodefaults',
+    '-no-reboot',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-device',
+    spec.accel === 'kvm' ? 'intel-iommu,intremap=on' : 'intel-iommu',
   ];
   for (const p of placed) {
     const addr = p.bdf.slice('0000:00:'.length, -2);
     if (p.kind === 'nvme') {
       const n = spec.nvme[p.index]!;
-      args.push('-drive', `if=none,id=nvme${p.index},file=${checkOption(n.image, 'NVMe image path')},format=raw`,
-        '-device', `nvme,drive=nvme${p.index},serial=${checkOption(n.serial, 'NVMe serial')},bus=pcie.0,addr=0x${addr}`);
+      args.push(
+        '-drive',
+        `if=none,id=nvme${p.index},file=${checkOption(n.image, 'NVMe image path')},format=raw`,
+        '-device',
+        `nvme,drive=nvme${p.index},serial=${checkOption(n.serial, 'NVMe serial')},bus=pcie.0,addr=0x${addr}`,
+      );
     } else {
       const e = spec.e1000e[p.index]!;
       if (e.net === 'slirp') args.push('-netdev', `user,id=net${p.index}`);
       else {
-        if (!Number.isInteger(e.net.fd) || e.net.fd < 3) throw new ApplianceError('ERR_LAB_OPTIONS', `e1000e ${p.index}: socket fd must be an integer >= 3, got ${e.net.fd}`);
+        if (!Number.isInteger(e.net.fd) || e.net.fd < 3)
+          throw new ApplianceError('ERR_LAB_OPTIONS', `e1000e ${p.index}: socket fd must be an integer >= 3, got ${e.net.fd}`);
         args.push('-netdev', `socket,id=net${p.index},fd=${e.net.fd}`);
       }
       args.push('-device', `e1000e,netdev=net${p.index},romfile=,mac=${checkOption(e.mac, 'MAC')},bus=pcie.0,addr=0x${addr}`);
@@ -120,8 +154,12 @@ export function qemuArgs(spec: MachineSpec): string[] {
   }
   args.push('-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04');
   for (const [i, s] of spec.shares.entries()) {
-    args.push('-fsdev', `local,id=fs${i},path=${checkOption(s.path, '9p share path')},security_model=none,multidevs=remap${s.readonly ? ',readonly=on' : ''}`,
-      '-device', `virtio-9p-pci,fsdev=fs${i},mount_tag=${checkOption(s.tag, '9p tag')},bus=pcie.0,addr=0x${SHARE_SLOTS[i]!.toString(16)}`);
+    args.push(
+      '-fsdev',
+      `local,id=fs${i},path=${checkOption(s.path, '9p share path')},security_model=none,multidevs=remap${s.readonly ? ',readonly=on' : ''}`,
+      '-device',
+      `virtio-9p-pci,fsdev=fs${i},mount_tag=${checkOption(s.tag, '9p tag')},bus=pcie.0,addr=0x${SHARE_SLOTS[i]!.toString(16)}`,
+    );
   }
   if (spec.dmarTraceFile !== undefined) args.push('-trace', DMAR_TRACE_EVENT, '-D', checkOption(spec.dmarTraceFile, 'trace file'));
   args.push('-kernel', spec.kernel, '-initrd', spec.initrd, '-append', kernelCommandLine(spec.append));

@@ -26,7 +26,9 @@ export function repoRoot(): string {
   });
 }
 
-export function labCacheDir(): string { return join(repoRoot(), '.cache', 'lab'); }
+export function labCacheDir(): string {
+  return join(repoRoot(), '.cache', 'lab');
+}
 
 /** Debian packages the lab needs, and the file each provides that we check for. */
 export const LAB_PACKAGES: readonly { pkg: string; file: string }[] = [
@@ -37,12 +39,18 @@ export const LAB_PACKAGES: readonly { pkg: string; file: string }[] = [
   { pkg: 'xz-utils', file: '/usr/bin/xz' },
 ];
 
-export function isRoot(): boolean { return typeof process.getuid === 'function' && process.getuid() === 0; }
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
 
 function installed(pkg: string): boolean {
   try {
-    return execFileSync('dpkg-query', ['-W', '-f=${Status}', pkg], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().includes('install ok installed');
-  } catch { return false; }
+    return execFileSync('dpkg-query', ['-W', '-f=${Status}', pkg], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .includes('install ok installed');
+  } catch {
+    return false;
+  }
 }
 
 /** Install the lab's Debian packages that are missing (root only; otherwise a clear error saying what to run). */
@@ -50,15 +58,20 @@ export async function ensurePackages(log: (m: string) => void = () => {}): Promi
   const missing = LAB_PACKAGES.filter((p) => !installed(p.pkg) || !existsSync(p.file)).map((p) => p.pkg);
   if (missing.length === 0) return;
   if (!isRoot()) {
-    throw new ApplianceError('ERR_IMAGE_NOT_ROOT', `the lab needs Debian packages that are not installed: ${missing.join(' ')}; only root can install them`,
-      { fix: `as root: apt-get update && apt-get install -y ${missing.join(' ')}  (or: npm run setup)` });
+    throw new ApplianceError('ERR_IMAGE_NOT_ROOT', `the lab needs Debian packages that are not installed: ${missing.join(' ')}; only root can install them`, {
+      fix: `as root: apt-get update && apt-get install -y ${missing.join(' ')}  (or: npm run setup)`,
+    });
   }
   log(`installing ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const first = await execTool('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env, timeoutMs: 900_000 });
   if (first.code !== 0) {
     await execOk('apt-get', ['update', '-qq'], { what: 'apt-get update', env, timeoutMs: 300_000 });
-    await execOk('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { what: `installing ${missing.join(' ')}`, env, timeoutMs: 900_000 });
+    await execOk('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+      what: `installing ${missing.join(' ')}`,
+      env,
+      timeoutMs: 900_000,
+    });
   }
 }
 

@@ -17,7 +17,12 @@ import { ApplianceError, type ApplianceCode } from '../image/errors.js';
 import { launchLab, which, type LabResult } from './launch.js';
 import { isRoot, repoRoot, setupLab } from './setup.js';
 
-export interface LabSuiteResult { passed: number; failed: number; skipped: number; skippedReason?: string }
+export interface LabSuiteResult {
+  passed: number;
+  failed: number;
+  skipped: number;
+  skippedReason?: string;
+}
 
 /** Generous but bounded: boot and the suite take well under a minute once the cache is warm. */
 export const SUITE_TIMEOUT_MS = 20 * 60_000;
@@ -49,7 +54,12 @@ export async function runLabSuite(options: { strict: boolean; timeoutMs?: number
     // QEMU itself would run, but the guest reads the host's / over 9p with this user's rights, the
     // lab tests expect root's view of it, and the cache may need apt (root) to be filled.
     const qemu = which('qemu-system-x86_64') ? '' : '; qemu-system-x86_64 is not installed either (as root: npm run setup)';
-    return { passed: 0, failed: 0, skipped: 1, skippedReason: `not root (uid ${process.getuid?.()}): the lab needs root for its set-up (apt) and so that the guest, which reads the host's / with the launching user's rights, sees what root sees; run the lab suite as root${qemu}` };
+    return {
+      passed: 0,
+      failed: 0,
+      skipped: 1,
+      skippedReason: `not root (uid ${process.getuid?.()}): the lab needs root for its set-up (apt) and so that the guest, which reads the host's / with the launching user's rights, sees what root sees; run the lab suite as root${qemu}`,
+    };
   }
   const labTests = join(root, 'dist', 'test', 'lab');
   const files = countTests(labTests);
@@ -66,14 +76,20 @@ export async function runLabSuite(options: { strict: boolean; timeoutMs?: number
     console.error(`lab: set-up failed: ${(e as Error).message}`);
     return { passed: 0, failed: 1, skipped: 0 };
   }
-  say(`set-up ${(image.ms / 1000).toFixed(1)} s (${image.cached ? 'cached' : 'built'}), kernel ${image.kernel.kver}; booting with 1 NVMe, 1 e1000e, DMAR trace; ${files} lab test file(s)`);
+  say(
+    `set-up ${(image.ms / 1000).toFixed(1)} s (${image.cached ? 'cached' : 'built'}), kernel ${image.kernel.kver}; booting with 1 NVMe, 1 e1000e, DMAR trace; ${files} lab test file(s)`,
+  );
 
   let output = '';
   const bootOnce = () => {
     let inCommand = false;
     output = '';
     return launchLab({
-      image, nvme: [{ sizeMiB: 64 }], e1000e: [{ net: 'slirp' }], dmarTrace: true, cwd: root,
+      image,
+      nvme: [{ sizeMiB: 64 }],
+      e1000e: [{ net: 'slirp' }],
+      dmarTrace: true,
+      cwd: root,
       command: ['node', 'node_modules/uvu/bin.js', 'dist/test/lab', '\\.test\\.js$'],
       env: { FORCE_COLOR: '0', NODE_OPTIONS: '--enable-source-maps' },
       timeoutMs: options.timeoutMs ?? SUITE_TIMEOUT_MS,
@@ -102,8 +118,10 @@ export async function runLabSuite(options: { strict: boolean; timeoutMs?: number
     }
   }
   const t = result.timings;
-  say(`boot (QEMU start to the command) ${((t.bootMs ?? 0) / 1000).toFixed(1)} s, suite in the guest ${((t.commandMs ?? 0) / 1000).toFixed(1)} s, ` +
-    `QEMU start to power-off ${(t.totalMs / 1000).toFixed(1)} s; DMAR faults traced: ${result.dmarFaults.length}; log: ${result.logFile}`);
+  say(
+    `boot (QEMU start to the command) ${((t.bootMs ?? 0) / 1000).toFixed(1)} s, suite in the guest ${((t.commandMs ?? 0) / 1000).toFixed(1)} s, ` +
+      `QEMU start to power-off ${(t.totalMs / 1000).toFixed(1)} s; DMAR faults traced: ${result.dmarFaults.length}; log: ${result.logFile}`,
+  );
   const counts = parseUvuSummary(output);
   if (!counts) {
     console.error(`lab: the guest command exited ${result.status} before uvu printed its summary: counted as one failure (log: ${result.logFile})`);

@@ -17,7 +17,9 @@ export class PacketBatch {
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 65536) {
-      throw new ContractError('ERR_CONTRACT_ARG', `PacketBatch: capacity ${capacity} must be an integer from 1 to 65536`, { fix: 'size a batch for one turn of the driver (32 frames is typical)' });
+      throw new ContractError('ERR_CONTRACT_ARG', `PacketBatch: capacity ${capacity} must be an integer from 1 to 65536`, {
+        fix: 'size a batch for one turn of the driver (32 frames is typical)',
+      });
     }
     this.capacity = capacity;
     this.buf = new Uint32Array(capacity);
@@ -35,7 +37,10 @@ export class PacketBatch {
 
   /** Drop the first `n` packets, moving the rest to the front (what tx() does with what it took). */
   shift(n: number): void {
-    if (n >= this.count) { this.count = 0; return; }
+    if (n >= this.count) {
+      this.count = 0;
+      return;
+    }
     if (n <= 0) return;
     this.buf.copyWithin(0, n, this.count);
     this.len.copyWithin(0, n, this.count);

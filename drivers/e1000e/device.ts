@@ -17,7 +17,19 @@ import { PCI } from '../../spec/pci/config.js';
 import type { Platform, RegisterSpace, DmaWindow, DmaPerm } from '../contract/platform.js';
 import { DEVICE_READS, DEVICE_WRITES, DEVICE_READS_WRITES } from '../contract/platform.js';
 import { getField, setField } from '../../spec/field.js';
-import { REG, BAR0_SIZE, PCI_ID, MTA_DWORDS, RAR_ENTRIES, NVM, TIPG_COPPER, mtaOffset, ralOffset, rahOffset, statusSpeed } from '../../spec/e1000e/registers.js';
+import {
+  REG,
+  BAR0_SIZE,
+  PCI_ID,
+  MTA_DWORDS,
+  RAR_ENTRIES,
+  NVM,
+  TIPG_COPPER,
+  mtaOffset,
+  ralOffset,
+  rahOffset,
+  statusSpeed,
+} from '../../spec/e1000e/registers.js';
 import { DESC_SIZE } from '../../spec/e1000e/descriptors.js';
 import { ETH } from '../../spec/e1000e/ethernet.js';
 import { E1000eError } from './errors.js';
@@ -130,8 +142,9 @@ export class E1000e {
     r.read32(REG.ICR.offset);
 
     // §4.6.3 link: MAC/PHY link on, no forced speed, no flow control, no VLAN mode.
-    const ctrl = (r.read32(CTRL.offset) | CTRL.SLU.mask | CTRL.ASDE.mask)
-      & ~(CTRL.PHY_RST.mask | CTRL.VME.mask | CTRL.RFCE.mask | CTRL.TFCE.mask | CTRL.GIO_MASTER_DISABLE.mask);
+    const ctrl =
+      (r.read32(CTRL.offset) | CTRL.SLU.mask | CTRL.ASDE.mask) &
+      ~(CTRL.PHY_RST.mask | CTRL.VME.mask | CTRL.RFCE.mask | CTRL.TFCE.mask | CTRL.GIO_MASTER_DISABLE.mask);
     r.write32(CTRL.offset, ctrl >>> 0);
     r.write32(CTRL_EXT.offset, (r.read32(CTRL_EXT.offset) | CTRL_EXT.DRV_LOAD.mask) >>> 0);
 
@@ -140,7 +153,10 @@ export class E1000e {
     const m = this.mac;
     r.write32(ralOffset(0), (m[0]! | (m[1]! << 8) | (m[2]! << 16) | (m[3]! << 24)) >>> 0);
     r.write32(rahOffset(0), (m[4]! | (m[5]! << 8) | RAH.AV.mask) >>> 0);
-    for (let i = 1; i < RAR_ENTRIES; i++) { r.write32(ralOffset(i), 0); r.write32(rahOffset(i), 0); }
+    for (let i = 1; i < RAR_ENTRIES; i++) {
+      r.write32(ralOffset(i), 0);
+      r.write32(rahOffset(i), 0);
+    }
     // The MTA is not initialised by hardware: clear it (§4.6.5).
     for (let i = 0; i < MTA_DWORDS; i++) r.write32(mtaOffset(i), 0);
 
@@ -174,8 +190,14 @@ export class E1000e {
   private async quiesceDma(): Promise<void> {
     const r = this.regs;
     r.write32(CTRL.offset, (r.read32(CTRL.offset) | CTRL.GIO_MASTER_DISABLE.mask) >>> 0);
-    await this.waitReg(STATUS.offset, STATUS.GIO_MASTER_ENABLE.mask, 0, this.opts.resetTimeoutMs, 'ERR_E1000E_RESET_TIMEOUT',
-      'STATUS.GIO_MASTER_ENABLE to clear after CTRL.GIO_MASTER_DISABLE');
+    await this.waitReg(
+      STATUS.offset,
+      STATUS.GIO_MASTER_ENABLE.mask,
+      0,
+      this.opts.resetTimeoutMs,
+      'ERR_E1000E_RESET_TIMEOUT',
+      'STATUS.GIO_MASTER_ENABLE to clear after CTRL.GIO_MASTER_DISABLE',
+    );
   }
 
   /** CTRL.RST, then wait (bounded) for it to self-clear (§4.6.2). */
@@ -219,7 +241,14 @@ export class E1000e {
       for (let i = 0; i < words.length; i++) {
         const w = words[i]!;
         r.write32(EERD.offset, setField(EERD.START.mask, EERD.ADDR, w));
-        const v = await this.waitReg(EERD.offset, EERD.DONE.mask, EERD.DONE.mask, this.opts.eepromTimeoutMs, 'ERR_E1000E_EEPROM_TIMEOUT', `EERD.DONE for EEPROM word ${w}`);
+        const v = await this.waitReg(
+          EERD.offset,
+          EERD.DONE.mask,
+          EERD.DONE.mask,
+          this.opts.eepromTimeoutMs,
+          'ERR_E1000E_EEPROM_TIMEOUT',
+          `EERD.DONE for EEPROM word ${w}`,
+        );
         const data = getField(v, EERD.DATA);
         this.mac[2 * i] = data & 0xff;
         this.mac[2 * i + 1] = data >>> 8;
@@ -262,16 +291,27 @@ export class E1000e {
   }
 
   /** Poll `reg` until `(value & mask) === want`, bounded by `timeoutMs`. Returns the last value read. */
-  private async waitReg(reg: number, mask: number, want: number, timeoutMs: number, code: 'ERR_E1000E_RESET_TIMEOUT' | 'ERR_E1000E_EEPROM_TIMEOUT', what: string): Promise<number> {
+  private async waitReg(
+    reg: number,
+    mask: number,
+    want: number,
+    timeoutMs: number,
+    code: 'ERR_E1000E_RESET_TIMEOUT' | 'ERR_E1000E_EEPROM_TIMEOUT',
+    what: string,
+  ): Promise<number> {
     const clock = this.platform.clock;
     const deadline = clock.now() + timeoutMs;
     for (;;) {
       const v = this.regs.read32(reg);
       if ((v & mask) === want) return v;
       if (clock.now() >= deadline) {
-        throw new E1000eError(code, `${this.platform.name}: timed out after ${timeoutMs} ms waiting for ${what} (register 0x${reg.toString(16)} = 0x${(v >>> 0).toString(16)})`, {
-          fix: 'the device is not responding: reset it (FLR) or check that it is an 82574L',
-        });
+        throw new E1000eError(
+          code,
+          `${this.platform.name}: timed out after ${timeoutMs} ms waiting for ${what} (register 0x${reg.toString(16)} = 0x${(v >>> 0).toString(16)})`,
+          {
+            fix: 'the device is not responding: reset it (FLR) or check that it is an 82574L',
+          },
+        );
       }
       await clock.sleep(1);
     }

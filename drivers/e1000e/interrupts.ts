@@ -38,7 +38,10 @@ export class InterruptWait {
   private readonly fired = (): void => {
     this.count++;
     const w = this.wake;
-    if (w !== null) { this.wake = null; w(); }
+    if (w !== null) {
+      this.wake = null;
+      w();
+    }
   };
 
   constructor(platform: Platform, regs: RegisterSpace, mode: E1000eInterruptMode) {
@@ -93,13 +96,22 @@ export class InterruptWait {
   /** Wait until the vector fires or `ms` passes (MSI-X and INTx modes). */
   wait(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const t = setTimeout(() => { this.wake = null; resolve(); }, ms);
-      this.wake = () => { clearTimeout(t); resolve(); };
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
     });
   }
 
   /** Disable the vector (at close). */
   disable(): void {
-    if (this.vectors.length) { this.platform.irq.disable(); this.vectors = []; }
+    if (this.vectors.length) {
+      this.platform.irq.disable();
+      this.vectors = [];
+    }
   }
 }

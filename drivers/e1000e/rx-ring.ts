@@ -79,9 +79,13 @@ export class RxRing {
     for (let i = 0; i < this.size; i++) {
       const buf = this.pool.alloc();
       if (buf < 0) {
-        throw new E1000eError('ERR_E1000E_POOL', `rx ring: the pool ran out of buffers after ${i} of the ring's ${this.size} descriptors (it has ${this.pool.count} buffers)`, {
-          fix: 'give the RX pool at least one buffer more than the ring has descriptors (option rxBuffers)',
-        });
+        throw new E1000eError(
+          'ERR_E1000E_POOL',
+          `rx ring: the pool ran out of buffers after ${i} of the ring's ${this.size} descriptors (it has ${this.pool.count} buffers)`,
+          {
+            fix: 'give the RX pool at least one buffer more than the ring has descriptors (option rxBuffers)',
+          },
+        );
       }
       this.bufOf[i] = buf;
       this.arm(i, buf);
@@ -117,7 +121,10 @@ export class RxRing {
    * back with `pool.free` (E1000e.rxFree). Returns how many were added.
    */
   harvest(batch: PacketBatch): number {
-    const d8 = this.d8, d16 = this.d16, pool = this.pool, size = this.size;
+    const d8 = this.d8,
+      d16 = this.d16,
+      pool = this.pool,
+      size = this.size;
     let i = this.next;
     let taken = 0;
     let seen = 0;
@@ -140,7 +147,10 @@ export class RxRing {
         this.arm(i, buf);
       } else {
         const fresh = pool.alloc();
-        if (fresh < 0) { this.counters.poolEmpty++; break; }
+        if (fresh < 0) {
+          this.counters.poolEmpty++;
+          break;
+        }
         const len = d16[(base >>> 1) + LENGTH_U16]!;
         batch.buf[batch.count] = buf;
         batch.len[batch.count] = len;

@@ -26,7 +26,8 @@ export class StatTotals {
 
   /** Read (and so clear) every counter; add what was read to the totals when `keep` (not at open: counting starts at zero). */
   collect(keep: boolean): void {
-    const r = this.regs, t = this.totals;
+    const r = this.regs,
+      t = this.totals;
     for (const s of SINGLE) {
       const v = r.read32(s.at);
       if (keep) t[s.name] += v;

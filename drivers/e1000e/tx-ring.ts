@@ -86,14 +86,19 @@ export class TxRing {
   reclaim(): number {
     if (this.tail === this.clean) return 0;
     const head = this.regs.read32(TDH);
-    const size = this.size, pool = this.pool, bufOf = this.bufOf;
+    const size = this.size,
+      pool = this.pool,
+      bufOf = this.bufOf;
     let c = this.clean;
     let n = 0;
     // A head outside the ring, or outside [clean, tail] (descriptors never handed over), is not
     // believed: freeing on its word would hand buffers out twice.
     let done = head - c;
     if (done < 0) done += size;
-    if (head >= size || done > this.inFlight) { this.counters.badHead++; return 0; }
+    if (head >= size || done > this.inFlight) {
+      this.counters.badHead++;
+      return 0;
+    }
     while (c !== head) {
       pool.free(bufOf[c]!);
       c = c + 1 === size ? 0 : c + 1;
@@ -122,7 +127,11 @@ export class TxRing {
       if (batch.count > 0) this.counters.full += batch.count;
       return 0;
     }
-    const d32 = this.d32, pool = this.pool, bufOf = this.bufOf, bufs = batch.buf, lens = batch.len;
+    const d32 = this.d32,
+      pool = this.pool,
+      bufOf = this.bufOf,
+      bufs = batch.buf,
+      lens = batch.len;
     let t = this.tail;
     let bytes = 0;
     for (let k = 0; k < n; k++) {

@@ -87,7 +87,16 @@ export class PrpListSpace {
  * and the PRP list into `lists` slot `slot` when one is needed. Returns the number of list entries
  * written (0: no list; the slot is then untouched and may be freed at once).
  */
-export function fillPrp(dst: DataView, at: number, data: DmaWindow, offset: number, length: number, lists?: PrpListSpace, slot = -1, pageSize = lists?.pageSize ?? 4096): number {
+export function fillPrp(
+  dst: DataView,
+  at: number,
+  data: DmaWindow,
+  offset: number,
+  length: number,
+  lists?: PrpListSpace,
+  slot = -1,
+  pageSize = lists?.pageSize ?? 4096,
+): number {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > data.size) {
     throw new KitError('ERR_KIT_PRP', `PRP: ${length} bytes at offset ${offset} are not inside the ${data.size}-byte window`);
   }

@@ -112,7 +112,11 @@ export class AdminQueue {
     const slot = this.qp.acquire();
     if (slot < 0) {
       return Promise.reject(
-        new NvmeControllerError('ERR_NVME_PROTOCOL', `${what}: the admin queue is full (${this.qp.slots} commands in flight)`, 'wait for admin commands to complete before issuing more'),
+        new NvmeControllerError(
+          'ERR_NVME_PROTOCOL',
+          `${what}: the admin queue is full (${this.qp.slots} commands in flight)`,
+          'wait for admin commands to complete before issuing more',
+        ),
       );
     }
     return new Promise((resolve, reject) => {
@@ -141,7 +145,15 @@ export class AdminQueue {
    */
   async setNumberOfQueues(wanted: number): Promise<number> {
     const ask = setField(setField(0, NUMBER_OF_QUEUES.NSQ, wanted - 1), NUMBER_OF_QUEUES.NCQ, wanted - 1);
-    const r = await this.command('Set Features (Number of Queues)', AdminOpcode.SET_FEATURES, 0, 0n, 0n, setField(0, FEATURES_CDW10.FID, FeatureId.NUMBER_OF_QUEUES), ask);
+    const r = await this.command(
+      'Set Features (Number of Queues)',
+      AdminOpcode.SET_FEATURES,
+      0,
+      0n,
+      0n,
+      setField(0, FEATURES_CDW10.FID, FeatureId.NUMBER_OF_QUEUES),
+      ask,
+    );
     return Math.min(getField(r.dw0, NUMBER_OF_QUEUES.NSQ), getField(r.dw0, NUMBER_OF_QUEUES.NCQ)) + 1;
   }
 

@@ -6,7 +6,19 @@
 import type { Clock, Platform, RegisterSpace } from '../contract/platform.js';
 import { PCI } from '../../spec/pci/config.js';
 import { getField, isSet, setField, type BitField } from '../../spec/field.js';
-import { CAP_CSS_NVM, CAP_TO_UNIT_MS, CC_AMS_ROUND_ROBIN, CC_CSS_NVM, decodeCap, encodeCc, memoryPageBytes, REG, SHN, SHST, type Cap } from '../../spec/nvme/registers.js';
+import {
+  CAP_CSS_NVM,
+  CAP_TO_UNIT_MS,
+  CC_AMS_ROUND_ROBIN,
+  CC_CSS_NVM,
+  decodeCap,
+  encodeCc,
+  memoryPageBytes,
+  REG,
+  SHN,
+  SHST,
+  type Cap,
+} from '../../spec/nvme/registers.js';
 import { CQE_SIZE_LOG2, SQE_SIZE_LOG2 } from '../../spec/nvme/queue.js';
 import { NvmeControllerError, NvmeTimeoutError } from './errors.js';
 
@@ -45,7 +57,10 @@ export class ControllerRegisters {
       throw new NvmeControllerError('ERR_NVME_UNSUPPORTED', `${this.name}: CAP.CSS 0x${cap.CSS.toString(16)} lacks the NVM command set`);
     }
     if (cap.MPSMIN > 0) {
-      throw new NvmeControllerError('ERR_NVME_UNSUPPORTED', `${this.name}: CAP.MPSMIN ${cap.MPSMIN} (${memoryPageBytes(cap.MPSMIN)} bytes) is above the driver's 4 KiB memory page`);
+      throw new NvmeControllerError(
+        'ERR_NVME_UNSUPPORTED',
+        `${this.name}: CAP.MPSMIN ${cap.MPSMIN} (${memoryPageBytes(cap.MPSMIN)} bytes) is above the driver's 4 KiB memory page`,
+      );
     }
   }
 
@@ -117,7 +132,11 @@ export class ControllerRegisters {
       }
       if (getField(csts, field) === value) return;
       if (!tolerateCfs && isSet(csts, REG.CSTS.CFS)) {
-        throw new NvmeControllerError('ERR_NVME_FATAL', `${this.name}: controller fatal status (CSTS.CFS) while waiting for ${what}`, 'reset the device (FLR) and open it again');
+        throw new NvmeControllerError(
+          'ERR_NVME_FATAL',
+          `${this.name}: controller fatal status (CSTS.CFS) while waiting for ${what}`,
+          'reset the device (FLR) and open it again',
+        );
       }
       if (clock.now() >= deadline) {
         throw new NvmeTimeoutError(

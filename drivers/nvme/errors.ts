@@ -21,7 +21,10 @@ export class NvmeStatusError extends DmaboxError<NvmeStatusCode> {
   readonly sc: number;
   readonly dnr: boolean;
   constructor(what: string, status: number) {
-    super('ERR_NVME_STATUS', `${what} failed: ${statusName(status)} (SCT ${sctOf(status)}, SC 0x${scOf(status).toString(16).padStart(2, '0')}${dnrOf(status) ? ', do not retry' : ''})`);
+    super(
+      'ERR_NVME_STATUS',
+      `${what} failed: ${statusName(status)} (SCT ${sctOf(status)}, SC 0x${scOf(status).toString(16).padStart(2, '0')}${dnrOf(status) ? ', do not retry' : ''})`,
+    );
     this.sct = sctOf(status);
     this.sc = scOf(status);
     this.dnr = dnrOf(status);

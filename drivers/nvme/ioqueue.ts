@@ -253,7 +253,17 @@ export class IoQueue {
    * permission must match the direction (a read needs a device-writable window, a write a
    * device-readable one); `bytes` must not exceed the controller's MDTS (the caller splits).
    */
-  rwWindow(slot: number, opcode: number, nsid: number, lba: number, blocks: number, blockShift: number, win: DmaWindow, offset: number, done: SlotHandler): void {
+  rwWindow(
+    slot: number,
+    opcode: number,
+    nsid: number,
+    lba: number,
+    blocks: number,
+    blockShift: number,
+    win: DmaWindow,
+    offset: number,
+    done: SlotHandler,
+  ): void {
     checkNlb(blocks);
     const bytes = blocks << blockShift;
     const read = opcode === NvmOpcode.READ;
@@ -271,7 +281,19 @@ export class IoQueue {
     fillPrp(this.prpOut, 0, win, offset, bytes, this.zcLists, slot);
     const o = this.prpOut;
     this.handlers[slot] = done;
-    this.qp.submit(slot, opcode, nsid, o.getUint32(0, true), o.getUint32(4, true), o.getUint32(8, true), o.getUint32(12, true), lba >>> 0, hi32(lba), blocks - 1, 0);
+    this.qp.submit(
+      slot,
+      opcode,
+      nsid,
+      o.getUint32(0, true),
+      o.getUint32(4, true),
+      o.getUint32(8, true),
+      o.getUint32(12, true),
+      lba >>> 0,
+      hi32(lba),
+      blocks - 1,
+      0,
+    );
   }
 
   /** Ring the SQ doorbell once for the batch. */

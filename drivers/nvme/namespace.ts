@@ -155,7 +155,9 @@ export class Namespace {
   /** Raw read/write (no range checks), for tests: resolves with the status. */
   async rawRw(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, lba: number, blocks: number): Promise<number> {
     const post: PostCommand =
-      opcode === NvmOpcode.READ ? (q, slot, h) => q.read(slot, this.nsid, lba, blocks, this.blockShift, 0, h) : (q, slot, h) => q.write(slot, this.nsid, lba, blocks, this.blockShift, 0, h);
+      opcode === NvmOpcode.READ
+        ? (q, slot, h) => q.read(slot, this.nsid, lba, blocks, this.blockShift, 0, h)
+        : (q, slot, h) => q.write(slot, this.nsid, lba, blocks, this.blockShift, 0, h);
     return this.host.executeForStatus(() => this.describe('raw rw', lba, blocks), post);
   }
 

@@ -186,7 +186,10 @@ export class QueuePair {
   /** Return a slot that was acquired but never submitted. */
   release(slot: number): void {
     if (this.state[slot] !== FREE) {
-      throw new NvmeArgumentError(`queue ${this.qid}: slot ${slot} is in flight`, 'release only a slot you acquired and did not submit; a submitted slot frees itself on completion');
+      throw new NvmeArgumentError(
+        `queue ${this.qid}: slot ${slot} is in flight`,
+        'release only a slot you acquired and did not submit; a submitted slot frees itself on completion',
+      );
     }
     this.freeSlots.give(slot);
   }
@@ -201,7 +204,19 @@ export class QueuePair {
    * zero. PRPs are given as two 32-bit halves each so nothing is converted to bigint here.
    * The doorbell is not rung: call `ring()` once per batch.
    */
-  submit(slot: number, opcode: number, nsid: number, prp1Lo: number, prp1Hi: number, prp2Lo: number, prp2Hi: number, cdw10: number, cdw11: number, cdw12: number, cdw13: number): void {
+  submit(
+    slot: number,
+    opcode: number,
+    nsid: number,
+    prp1Lo: number,
+    prp1Hi: number,
+    prp2Lo: number,
+    prp2Hi: number,
+    cdw10: number,
+    cdw11: number,
+    cdw12: number,
+    cdw13: number,
+  ): void {
     const base = this.sqTail << SQE_DWORDS_LOG2;
     const q = this.sq32;
     q[base + SQ_CDW0] = ((this.cidOf(slot) << CID_LO) | (opcode & OPC_MASK)) >>> 0;
@@ -234,7 +249,19 @@ export class QueuePair {
    * path). `cdw10..12` are taken as unsigned 32-bit values.
    */
   submitWithPrps(slot: number, opcode: number, nsid: number, prp1: bigint, prp2: bigint, cdw10: number, cdw11: number, cdw12: number): void {
-    this.submit(slot, opcode, nsid, Number(prp1 % BIG_TWO32), Number(prp1 / BIG_TWO32), Number(prp2 % BIG_TWO32), Number(prp2 / BIG_TWO32), cdw10 >>> 0, cdw11 >>> 0, cdw12 >>> 0, 0);
+    this.submit(
+      slot,
+      opcode,
+      nsid,
+      Number(prp1 % BIG_TWO32),
+      Number(prp1 / BIG_TWO32),
+      Number(prp2 % BIG_TWO32),
+      Number(prp2 / BIG_TWO32),
+      cdw10 >>> 0,
+      cdw11 >>> 0,
+      cdw12 >>> 0,
+      0,
+    );
   }
 
   /** Commands written but not yet announced to the device. */
@@ -307,7 +334,11 @@ export class QueuePair {
    */
   resetRing(): void {
     if (this.inFlight !== 0) {
-      throw new NvmeControllerError('ERR_NVME_PROTOCOL', `queue ${this.qid}: ring reset with ${this.inFlight} command(s) in flight`, 'abandon every command before resetting the ring');
+      throw new NvmeControllerError(
+        'ERR_NVME_PROTOCOL',
+        `queue ${this.qid}: ring reset with ${this.inFlight} command(s) in flight`,
+        'abandon every command before resetting the ring',
+      );
     }
     this.sqTail = 0;
     this.sqHead = 0;

@@ -38,13 +38,21 @@ export class NvmeBlockDevice implements BlockDevice {
   private readonly area: { read: number; write: number };
   private readonly slotBytes: number;
 
-  constructor(readonly ctrl: NvmeController, readonly ns: Namespace, areas: BlockDataAreas, private readonly queues: number) {
+  constructor(
+    readonly ctrl: NvmeController,
+    readonly ns: Namespace,
+    areas: BlockDataAreas,
+    private readonly queues: number,
+  ) {
     this.blockSize = ns.blockSize;
     this.blockCount = ns.blockCount;
     this.slotBytes = areas.slotBytes;
     this.chunkBytes = Math.floor(Math.min(ctrl.mdtsBytes, areas.slotBytes) / PAGE) * PAGE;
     if (this.chunkBytes < this.blockSize) {
-      throw new NvmeArgumentError(`a ${this.blockSize}-byte block does not fit one command of ${this.chunkBytes} bytes`, 'use a namespace with a smaller LBA format, or larger block ring slots');
+      throw new NvmeArgumentError(
+        `a ${this.blockSize}-byte block does not fit one command of ${this.chunkBytes} bytes`,
+        'use a namespace with a smaller LBA format, or larger block ring slots',
+      );
     }
     this.area = { read: Number(areas.read), write: Number(areas.write) };
     const oncs = ctrl.identify.oncs;
@@ -92,12 +100,25 @@ export class NvmeBlockDevice implements BlockDevice {
   }
 
   async close(): Promise<void> {
-    try { await this.ctrl.close(); } catch { /* the manager quarantines the device anyway */ }
+    try {
+      await this.ctrl.close();
+    } catch {
+      /* the manager quarantines the device anyway */
+    }
     this.ctrl.platform.close();
   }
 
-  private transfer(opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE, area: number, listPage: number, tag: number, lba: number, blocks: number, fua = false): Promise<void> {
-    const bs = this.blockSize, per = this.chunkBytes / bs;
+  private transfer(
+    opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE,
+    area: number,
+    listPage: number,
+    tag: number,
+    lba: number,
+    blocks: number,
+    fua = false,
+  ): Promise<void> {
+    const bs = this.blockSize,
+      per = this.chunkBytes / bs;
     const base = area + tag * this.slotBytes;
     if (blocks <= per) {
       const pages = Math.ceil((blocks * bs) / PAGE);
@@ -131,7 +152,12 @@ export async function openNvme(ctx: DriverContext<BlockServiceParams>): Promise<
   });
   try {
     const ns = ctrl.namespaces[0];
-    if (!ns) throw new NvmeControllerError('ERR_NVME_UNSUPPORTED', `${platform.name}: the controller has no active namespace`, 'create and attach a namespace (NVMe 1.4 §5.22) before sandboxing the controller');
+    if (!ns)
+      throw new NvmeControllerError(
+        'ERR_NVME_UNSUPPORTED',
+        `${platform.name}: the controller has no active namespace`,
+        'create and attach a namespace (NVMe 1.4 §5.22) before sandboxing the controller',
+      );
     return new NvmeBlockDevice(ctrl, ns, ctx.service.areas, options.queues);
   } catch (e) {
     await ctrl.close().catch(() => undefined);

@@ -42,11 +42,17 @@ export class ControllerState {
   /** The error for a command abandoned by a reset after a timeout, or by close. */
   abandoned(what: string): NvmeControllerError | NvmeTimeoutError {
     if (this.phase === 'closed') return new NvmeControllerError('ERR_NVME_CLOSED', `${what}: the controller was closed with the command in flight`);
-    return new NvmeTimeoutError(`${what}: ${this.abandonReason}; the controller was reset and the command failed`, 'retry the I/O; if it keeps timing out, the device is not answering');
+    return new NvmeTimeoutError(
+      `${what}: ${this.abandonReason}; the controller was reset and the command failed`,
+      'retry the I/O; if it keeps timing out, the device is not answering',
+    );
   }
 
   /** The error for an I/O that completed only because the driver aborted it after a timeout. */
   aborted(what: string): NvmeTimeoutError {
-    return new NvmeTimeoutError(`${what}: no completion within ${this.ioTimeoutMs} ms; aborted (Abort, §5.1) and failed`, 'retry the I/O; the controller is still usable');
+    return new NvmeTimeoutError(
+      `${what}: no completion within ${this.ioTimeoutMs} ms; aborted (Abort, §5.1) and failed`,
+      'retry the I/O; the controller is still usable',
+    );
   }
 }

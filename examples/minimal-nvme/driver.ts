@@ -56,7 +56,13 @@ class QueuePair {
   private phase = 1;
   readonly waiters: (Waiter | undefined)[];
 
-  constructor(private readonly platform: Platform, private readonly regs: RegisterSpace, readonly qid: number, readonly entries: number, private readonly dstrd: number) {
+  constructor(
+    private readonly platform: Platform,
+    private readonly regs: RegisterSpace,
+    readonly qid: number,
+    readonly entries: number,
+    private readonly dstrd: number,
+  ) {
     this.sq = platform.dma.alloc(entries * SQE.size, DEVICE_READS, { label: `minimal-nvme sq${qid}` });
     this.cq = platform.dma.alloc(entries * CQE.size, DEVICE_WRITES, { label: `minimal-nvme cq${qid}` });
     this.waiters = new Array<Waiter | undefined>(entries).fill(undefined);
@@ -65,7 +71,8 @@ class QueuePair {
   /** Write the command at the tail (`fill` sets everything but CDW0's CID), ring the doorbell. */
   submit(cid: number, opcode: number, fill: (v: DataView, at: number) => void, w: Waiter): void {
     if (this.waiters[cid] !== undefined) throw new MinimalNvmeError('ERR_MINIMAL_NVME_STATE', `queue ${this.qid}: command id ${cid} is already in flight`);
-    const at = this.tail * SQE.size, v = this.sq.view;
+    const at = this.tail * SQE.size,
+      v = this.sq.view;
     this.sq.bytes.fill(0, at, at + SQE.size);
     v.setUint32(at + SQE.CDW0.offset, setField(setField(0, SQE_CDW0.OPC, opcode), SQE_CDW0.CID, cid), true);
     fill(v, at);
@@ -82,15 +89,23 @@ class QueuePair {
       const at = this.head * CQE.size;
       const dw3 = v.getUint32(at + CQE.DW3.offset, true);
       if (getField(dw3, CQE_DW3.P) !== this.phase) break;
-      const cid = getField(dw3, CQE_DW3.CID), dw0 = v.getUint32(at + CQE.DW0.offset, true);
-      if (++this.head === this.entries) { this.head = 0; this.phase ^= 1; }
+      const cid = getField(dw3, CQE_DW3.CID),
+        dw0 = v.getUint32(at + CQE.DW0.offset, true);
+      if (++this.head === this.entries) {
+        this.head = 0;
+        this.phase ^= 1;
+      }
       n++;
       const w = cid < this.entries ? this.waiters[cid] : undefined;
       if (!w) continue; // an unknown or late command id: never trusted, ignored
       this.waiters[cid] = undefined;
       const status = getField(dw3, CQE_DW3.STATUS);
-      const sc = getField(status, STATUS.SC), sct = getField(status, STATUS.SCT);
-      if (sc === 0 && sct === 0) { w.dw0?.(dw0); w.resolve(); } else w.reject(MinimalNvmeError.status(w.what, sct, sc));
+      const sc = getField(status, STATUS.SC),
+        sct = getField(status, STATUS.SCT);
+      if (sc === 0 && sct === 0) {
+        w.dw0?.(dw0);
+        w.resolve();
+      } else w.reject(MinimalNvmeError.status(w.what, sct, sc));
     }
     if (n > 0) this.regs.write32(cqHeadDoorbell(this.qid, this.dstrd), this.head);
     return n;
@@ -103,7 +118,11 @@ class QueuePair {
       const w = this.waiters[cid];
       if (w && now > w.deadline) {
         this.waiters[cid] = undefined;
-        w.reject(new MinimalNvmeError('ERR_MINIMAL_NVME_TIMEOUT', `${w.what}: no completion within its bound`, { fix: 'the device is stuck; the sandbox restarts the driver' }));
+        w.reject(
+          new MinimalNvmeError('ERR_MINIMAL_NVME_TIMEOUT', `${w.what}: no completion within its bound`, {
+            fix: 'the device is stuck; the sandbox restarts the driver',
+          }),
+        );
         any = true;
       }
     }
@@ -133,7 +152,13 @@ class MinimalNvme implements BlockDevice {
   constructor(private readonly ctx: DriverContext<BlockServiceParams>) {
     const a = ctx.service.areas;
     // The data areas as windows for the kit's PRP builder: only their IOVA and size are used.
-    const area = (iova: bigint, perm: typeof DEVICE_READS): DmaWindow => ({ iova, size: a.entries * a.slotBytes, perm, bytes: new Uint8Array(0), view: new DataView(new ArrayBuffer(0)) });
+    const area = (iova: bigint, perm: typeof DEVICE_READS): DmaWindow => ({
+      iova,
+      size: a.entries * a.slotBytes,
+      perm,
+      bytes: new Uint8Array(0),
+      view: new DataView(new ArrayBuffer(0)),
+    });
     this.readArea = area(a.read, DEVICE_WRITES);
     this.writeArea = area(a.write, DEVICE_READS);
   }
@@ -156,19 +181,33 @@ class MinimalNvme implements BlockDevice {
     await this.waitReady(1, readyMs);
     // Identify: the largest transfer, and namespace 1.
     const id = p.dma.alloc(IDENTIFY_SIZE, DEVICE_WRITES, { label: 'minimal-nvme identify' });
-    await this.adminCmd('Identify Controller', AdminOpcode.IDENTIFY, (v, at) => { v.setBigUint64(at + SQE.PRP1.offset, id.iova, true); v.setUint32(at + SQE.CDW10.offset, Cns.CONTROLLER, true); });
+    await this.adminCmd('Identify Controller', AdminOpcode.IDENTIFY, (v, at) => {
+      v.setBigUint64(at + SQE.PRP1.offset, id.iova, true);
+      v.setUint32(at + SQE.CDW10.offset, Cns.CONTROLLER, true);
+    });
     const ctrl = parseIdentifyController(id.bytes);
     const mdts = ctrl.mdts === 0 ? Infinity : PAGE * 2 ** ctrl.mdts;
-    await this.adminCmd('Identify Namespace 1', AdminOpcode.IDENTIFY, (v, at) => { v.setUint32(at + SQE.NSID.offset, 1, true); v.setBigUint64(at + SQE.PRP1.offset, id.iova, true); v.setUint32(at + SQE.CDW10.offset, Cns.NAMESPACE, true); });
+    await this.adminCmd('Identify Namespace 1', AdminOpcode.IDENTIFY, (v, at) => {
+      v.setUint32(at + SQE.NSID.offset, 1, true);
+      v.setBigUint64(at + SQE.PRP1.offset, id.iova, true);
+      v.setUint32(at + SQE.CDW10.offset, Cns.NAMESPACE, true);
+    });
     const ns = parseIdentifyNamespace(id.bytes);
     p.dma.free(id);
     this.blockSize = ns.blockSize;
     this.blockCount = Number(ns.nsze);
-    if (this.blockCount === 0) throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${p.name}: namespace 1 is not active`, { fix: 'create and attach namespace 1 on the controller' });
-    if (service.areas.slotBytes > mdts) throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${p.name}: one ${service.areas.slotBytes}-byte request does not fit MDTS (${mdts} bytes), and this driver does not split requests`, { fix: 'use the built-in nvme driver, which does' });
+    if (this.blockCount === 0)
+      throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${p.name}: namespace 1 is not active`, { fix: 'create and attach namespace 1 on the controller' });
+    if (service.areas.slotBytes > mdts)
+      throw new MinimalNvmeError(
+        'ERR_MINIMAL_NVME_DEVICE',
+        `${p.name}: one ${service.areas.slotBytes}-byte request does not fit MDTS (${mdts} bytes), and this driver does not split requests`,
+        { fix: 'use the built-in nvme driver, which does' },
+      );
     // One I/O queue pair: a command id per tag, a few more for flushes, one entry always empty (§4.1.2).
     const entries = service.areas.entries + FLUSH_IDS + 1;
-    if (entries > cap.MQES + 1) throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${p.name}: the controller's queues hold ${cap.MQES + 1} entries; this driver needs ${entries}`);
+    if (entries > cap.MQES + 1)
+      throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${p.name}: the controller's queues hold ${cap.MQES + 1} entries; this driver needs ${entries}`);
     this.io = new QueuePair(p, regs, 1, entries, cap.DSTRD);
     await this.adminCmd('Create I/O CQ', AdminOpcode.CREATE_IO_CQ, (v, at) => {
       v.setBigUint64(at + SQE.PRP1.offset, this.io.cq.iova, true);
@@ -183,7 +222,9 @@ class MinimalNvme implements BlockDevice {
     for (let i = 0; i < FLUSH_IDS; i++) this.flushIds.push(service.areas.entries + i);
     // A PRP list slot per tag and direction, in a window the device only reads (the kit).
     const listPages = Math.max(1, Math.ceil((prpListEntries(service.areas.slotBytes / PAGE + 1, PAGE) * 8) / PAGE));
-    this.lists = new PrpListSpace(p.dma.alloc(2 * service.areas.entries * listPages * PAGE, DEVICE_READS, { label: 'minimal-nvme prp lists' }), { slotPages: listPages });
+    this.lists = new PrpListSpace(p.dma.alloc(2 * service.areas.entries * listPages * PAGE, DEVICE_READS, { label: 'minimal-nvme prp lists' }), {
+      slotPages: listPages,
+    });
     for (let i = 0; i < 2 * service.areas.entries; i++) this.lists.alloc();
   }
 
@@ -192,9 +233,15 @@ class MinimalNvme implements BlockDevice {
     const end = clock.now() + ms;
     for (;;) {
       const csts = this.regs.read32(REG.CSTS.offset);
-      if (getField(csts, REG.CSTS.CFS) === 1) throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${this.ctx.platform.name}: controller fatal status (CSTS.CFS)`, { fix: 'reset the device; the sandbox restarts the driver' });
+      if (getField(csts, REG.CSTS.CFS) === 1)
+        throw new MinimalNvmeError('ERR_MINIMAL_NVME_DEVICE', `${this.ctx.platform.name}: controller fatal status (CSTS.CFS)`, {
+          fix: 'reset the device; the sandbox restarts the driver',
+        });
       if (getField(csts, REG.CSTS.RDY) === want) return;
-      if (clock.now() > end) throw new MinimalNvmeError('ERR_MINIMAL_NVME_TIMEOUT', `${this.ctx.platform.name}: CSTS.RDY did not become ${want} within CAP.TO (${ms} ms)`, { fix: 'the controller does not respond' });
+      if (clock.now() > end)
+        throw new MinimalNvmeError('ERR_MINIMAL_NVME_TIMEOUT', `${this.ctx.platform.name}: CSTS.RDY did not become ${want} within CAP.TO (${ms} ms)`, {
+          fix: 'the controller does not respond',
+        });
       await clock.sleep(1);
     }
   }
@@ -260,7 +307,8 @@ class MinimalNvme implements BlockDevice {
 
   async close(): Promise<void> {
     // Normal shutdown notification (§7.6.2), bounded; the manager quarantines the device anyway.
-    const regs = this.regs, clock = this.ctx.platform.clock;
+    const regs = this.regs,
+      clock = this.ctx.platform.clock;
     regs.write32(REG.CC.offset, setField(regs.read32(REG.CC.offset), REG.CC.SHN, SHN.NORMAL));
     const end = clock.now() + 1000;
     while (getField(regs.read32(REG.CSTS.offset), REG.CSTS.SHST) !== SHST.COMPLETE && clock.now() < end) await clock.sleep(1);
@@ -278,7 +326,9 @@ class MinimalNvme implements BlockDevice {
     const n = this.admin.reap() + (this.io ? this.io.reap() : 0);
     const now = this.ctx.platform.clock.now();
     if ((this.admin.expire(now) || (this.io?.expire(now) ?? false)) && !this.failed) {
-      this.failed = new MinimalNvmeError('ERR_MINIMAL_NVME_TIMEOUT', `${this.ctx.platform.name}: a command timed out; this driver does not abort or reset`, { fix: 'the sandbox restarts the driver' });
+      this.failed = new MinimalNvmeError('ERR_MINIMAL_NVME_TIMEOUT', `${this.ctx.platform.name}: a command timed out; this driver does not abort or reset`, {
+        fix: 'the sandbox restarts the driver',
+      });
     }
     if (this.admin.busy || this.io?.busy) {
       if (n === 0) this.ctx.platform.clock.idle?.();

@@ -28,15 +28,18 @@ const SC_WRITE_TO_READ_ONLY_RANGE = 0x82;
 export function nvmeErrorKind(err: unknown): BlockErrorKind {
   const e = err as { code?: unknown; sct?: unknown; sc?: unknown } | null;
   switch (e?.code) {
-    case 'ERR_NVME_ARGUMENT': return 'EINVAL';
-    case 'ERR_NVME_CLOSED': return 'ESHUTDOWN';
+    case 'ERR_NVME_ARGUMENT':
+      return 'EINVAL';
+    case 'ERR_NVME_CLOSED':
+      return 'ESHUTDOWN';
     case 'ERR_NVME_STATUS':
       if (e.sct === Sct.GENERIC && e.sc === GenericSc.LBA_OUT_OF_RANGE) return 'EINVAL';
       if (e.sct === Sct.GENERIC && e.sc === GenericSc.CAPACITY_EXCEEDED) return 'ENOSPC';
       if (e.sct === Sct.GENERIC && (e.sc === GenericSc.INVALID_COMMAND_OPCODE || e.sc === GenericSc.INVALID_FIELD)) return 'EINVAL';
       if (e.sct === Sct.COMMAND_SPECIFIC && (e.sc === SC_NAMESPACE_WRITE_PROTECTED || e.sc === SC_WRITE_TO_READ_ONLY_RANGE)) return 'EPERM';
       return 'EIO';
-    default: return 'EIO'; // ERR_NVME_TIMEOUT, ERR_NVME_FATAL, a data transfer error, anything else
+    default:
+      return 'EIO'; // ERR_NVME_TIMEOUT, ERR_NVME_FATAL, a data transfer error, anything else
   }
 }
 
@@ -128,11 +131,16 @@ export class NvmeBlockDevice implements BlockDevice {
 
   private lbas(what: string, offset: number, length: number): [number, number] {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset % this.blockSize !== 0 || length % this.blockSize !== 0) {
-      throw new BlockDeviceError('EINVAL', `NVMe namespace ${this.ns.nsid}: ${what} of ${length} bytes at ${offset} is not aligned to its ${this.blockSize}-byte blocks`);
+      throw new BlockDeviceError(
+        'EINVAL',
+        `NVMe namespace ${this.ns.nsid}: ${what} of ${length} bytes at ${offset} is not aligned to its ${this.blockSize}-byte blocks`,
+      );
     }
     if (offset + length > this.size) {
-      throw new BlockDeviceError(what === 'write' || what === 'write zeroes' ? 'ENOSPC' : 'EINVAL',
-        `NVMe namespace ${this.ns.nsid}: ${what} of ${length} bytes at ${offset} ends past the namespace (${this.size} bytes)`);
+      throw new BlockDeviceError(
+        what === 'write' || what === 'write zeroes' ? 'ENOSPC' : 'EINVAL',
+        `NVMe namespace ${this.ns.nsid}: ${what} of ${length} bytes at ${offset} ends past the namespace (${this.size} bytes)`,
+      );
     }
     return [Math.floor(offset / this.blockSize), length >>> this.shift];
   }

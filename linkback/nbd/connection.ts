@@ -19,13 +19,43 @@ import { blockErrorKind, type BlockDevice, type BlockErrorKind } from '../block-
 import type { ExportDirectory, NbdExport } from './export.js';
 import { handleOption, optionTooBig, type HandshakeContext } from './handshake.js';
 import {
-  CLIENT_FLAGS_SIZE, HANDSHAKE_GREETING_SIZE, IHAVEOPT_HI, IHAVEOPT_LO, NBD_CMD_DISC, NBD_CMD_FLAG_FUA,
-  NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
-  NBD_EINVAL, NBD_EIO, NBD_ENOMEM, NBD_ENOSPC, NBD_EOVERFLOW, NBD_EPERM, NBD_ESHUTDOWN, NBD_FLAG_C_FIXED_NEWSTYLE,
-  NBD_FLAG_C_NO_ZEROES, NBD_FLAG_FIXED_NEWSTYLE, NBD_FLAG_NO_ZEROES, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA,
-  NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, NBD_OPT_EXPORT_NAME, NBD_PORTABLE_MAX_PAYLOAD,
-  NBD_REQUEST_MAGIC, NBDMAGIC_HI, NBDMAGIC_LO, OPTION_HEADER_SIZE, REQUEST_SIZE, SIMPLE_REPLY_SIZE,
-  commandName, errorName,
+  CLIENT_FLAGS_SIZE,
+  HANDSHAKE_GREETING_SIZE,
+  IHAVEOPT_HI,
+  IHAVEOPT_LO,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_TRIM,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
+  NBD_EINVAL,
+  NBD_EIO,
+  NBD_ENOMEM,
+  NBD_ENOSPC,
+  NBD_EOVERFLOW,
+  NBD_EPERM,
+  NBD_ESHUTDOWN,
+  NBD_FLAG_C_FIXED_NEWSTYLE,
+  NBD_FLAG_C_NO_ZEROES,
+  NBD_FLAG_FIXED_NEWSTYLE,
+  NBD_FLAG_NO_ZEROES,
+  NBD_FLAG_SEND_FLUSH,
+  NBD_FLAG_SEND_FUA,
+  NBD_FLAG_SEND_TRIM,
+  NBD_FLAG_SEND_WRITE_ZEROES,
+  NBD_OPT_EXPORT_NAME,
+  NBD_PORTABLE_MAX_PAYLOAD,
+  NBD_REQUEST_MAGIC,
+  NBDMAGIC_HI,
+  NBDMAGIC_LO,
+  OPTION_HEADER_SIZE,
+  REQUEST_SIZE,
+  SIMPLE_REPLY_SIZE,
+  commandName,
+  errorName,
 } from './protocol.js';
 import { ReplyWriter, writeSimpleReplyHeader } from './reply-writer.js';
 
@@ -66,13 +96,23 @@ export type NbdEvent =
 /** §Error values: how each device failure kind goes on the wire. */
 function nbdError(kind: BlockErrorKind): number {
   switch (kind) {
-    case 'EPERM': return NBD_EPERM;
-    case 'ENOMEM': return NBD_ENOMEM;
-    case 'EINVAL': case 'ENOTSUP': return NBD_EINVAL;
-    case 'ENOSPC': case 'EDQUOT': case 'EFBIG': return NBD_ENOSPC;
-    case 'EOVERFLOW': return NBD_EOVERFLOW;
-    case 'ESHUTDOWN': return NBD_ESHUTDOWN;
-    default: return NBD_EIO;
+    case 'EPERM':
+      return NBD_EPERM;
+    case 'ENOMEM':
+      return NBD_ENOMEM;
+    case 'EINVAL':
+    case 'ENOTSUP':
+      return NBD_EINVAL;
+    case 'ENOSPC':
+    case 'EDQUOT':
+    case 'EFBIG':
+      return NBD_ENOSPC;
+    case 'EOVERFLOW':
+      return NBD_EOVERFLOW;
+    case 'ESHUTDOWN':
+      return NBD_ESHUTDOWN;
+    default:
+      return NBD_EIO;
   }
 }
 
@@ -162,7 +202,9 @@ export class NbdConnection implements HandshakeContext {
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.unblock());
-    socket.on('error', (err: Error) => { this.closeReason = `socket error: ${err.message}`; });
+    socket.on('error', (err: Error) => {
+      this.closeReason = `socket error: ${err.message}`;
+    });
     socket.on('close', () => this.onClose());
     this.handshakeTimer = setTimeout(() => {
       this.handshakeTimer = null;
@@ -228,9 +270,11 @@ export class NbdConnection implements HandshakeContext {
 
   /** Input may no longer be read before the next request header: too much in flight or unread replies. */
   private blocked(): boolean {
-    return this.inFlight >= this.limits.maxInFlight
-      || this.inFlightBytes >= this.limits.maxInFlightBytes
-      || this.socket.writableLength >= this.limits.maxQueuedReplyBytes;
+    return (
+      this.inFlight >= this.limits.maxInFlight ||
+      this.inFlightBytes >= this.limits.maxInFlightBytes ||
+      this.socket.writableLength >= this.limits.maxQueuedReplyBytes
+    );
   }
 
   private consume(): void {
@@ -276,13 +320,20 @@ export class NbdConnection implements HandshakeContext {
   /** The current target is complete. */
   private filled(): void {
     switch (this.state) {
-      case S_CLIENT_FLAGS: return this.clientFlags();
-      case S_OPT_HEADER: return this.optionHeader();
-      case S_OPT_DATA: return this.optionDone(this.optBuf!.subarray(0, this.dstPos));
-      case S_OPT_SKIP: return this.after(optionTooBig(this, this.option, this.dstPos, this.limits.maxOptionLength));
-      case S_REQ_HEADER: return this.request();
-      case S_REQ_PAYLOAD: return this.payloadDone();
-      case S_REQ_SKIP: return this.skipDone();
+      case S_CLIENT_FLAGS:
+        return this.clientFlags();
+      case S_OPT_HEADER:
+        return this.optionHeader();
+      case S_OPT_DATA:
+        return this.optionDone(this.optBuf!.subarray(0, this.dstPos));
+      case S_OPT_SKIP:
+        return this.after(optionTooBig(this, this.option, this.dstPos, this.limits.maxOptionLength));
+      case S_REQ_HEADER:
+        return this.request();
+      case S_REQ_PAYLOAD:
+        return this.payloadDone();
+      case S_REQ_SKIP:
+        return this.skipDone();
     }
   }
 
@@ -440,8 +491,7 @@ export class NbdConnection implements HandshakeContext {
       }
       case NBD_CMD_TRIM: {
         st.trims++;
-        const err = exp.readOnly ? NBD_EPERM
-          : (exp.flags & NBD_FLAG_SEND_TRIM) === 0 || (flags & ~fuaOk) !== 0 || !inRange || !aligned ? NBD_EINVAL : 0;
+        const err = exp.readOnly ? NBD_EPERM : (exp.flags & NBD_FLAG_SEND_TRIM) === 0 || (flags & ~fuaOk) !== 0 || !inRange || !aligned ? NBD_EINVAL : 0;
         if (err) return this.early(s, err);
         const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
         s.flushAfter = fua && exp.fuaViaFlush;
@@ -450,9 +500,13 @@ export class NbdConnection implements HandshakeContext {
       }
       case NBD_CMD_WRITE_ZEROES: {
         st.writeZeroes++;
-        const err = exp.readOnly ? NBD_EPERM
-          : (exp.flags & NBD_FLAG_SEND_WRITE_ZEROES) === 0 || (flags & ~(fuaOk | NBD_CMD_FLAG_NO_HOLE)) !== 0 || !aligned ? NBD_EINVAL
-            : !inRange ? NBD_ENOSPC : 0;
+        const err = exp.readOnly
+          ? NBD_EPERM
+          : (exp.flags & NBD_FLAG_SEND_WRITE_ZEROES) === 0 || (flags & ~(fuaOk | NBD_CMD_FLAG_NO_HOLE)) !== 0 || !aligned
+            ? NBD_EINVAL
+            : !inRange
+              ? NBD_ENOSPC
+              : 0;
         if (err) return this.early(s, err);
         const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
         s.flushAfter = fua && exp.fuaViaFlush;
@@ -518,7 +572,16 @@ export class NbdConnection implements HandshakeContext {
     const exp = this.exp!;
     const kind = blockErrorKind(err);
     exp.stats.deviceErrors++;
-    this.host.event({ type: 'device-error', conn: this.id, export: exp.name, command: commandName(s.type), offset: s.offset, length: s.length, kind, error: err });
+    this.host.event({
+      type: 'device-error',
+      conn: this.id,
+      export: exp.name,
+      command: commandName(s.type),
+      offset: s.offset,
+      length: s.length,
+      kind,
+      error: err,
+    });
     this.reply(s, nbdError(kind));
   }
 
@@ -580,4 +643,3 @@ export class NbdConnection implements HandshakeContext {
     this.host.closed(this);
   }
 }
-

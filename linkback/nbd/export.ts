@@ -5,8 +5,15 @@
 import { NbdError } from './errors.js';
 import { validateBlockDevice, type BlockDevice } from '../block-device.js';
 import {
-  NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA,
-  NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, NBD_MAX_STRING, NBD_PORTABLE_MAX_PAYLOAD,
+  NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_HAS_FLAGS,
+  NBD_FLAG_READ_ONLY,
+  NBD_FLAG_SEND_FLUSH,
+  NBD_FLAG_SEND_FUA,
+  NBD_FLAG_SEND_TRIM,
+  NBD_FLAG_SEND_WRITE_ZEROES,
+  NBD_MAX_STRING,
+  NBD_PORTABLE_MAX_PAYLOAD,
 } from './protocol.js';
 
 export interface NbdExportOptions {
@@ -54,8 +61,19 @@ export interface NbdExportStats {
 
 export function emptyExportStats(): NbdExportStats {
   return {
-    connectionsActive: 0, connectionsTotal: 0, reads: 0, writes: 0, flushes: 0, trims: 0, writeZeroes: 0,
-    otherRequests: 0, bytesRead: 0, bytesWritten: 0, errors: {}, deviceErrors: 0, protocolErrors: 0,
+    connectionsActive: 0,
+    connectionsTotal: 0,
+    reads: 0,
+    writes: 0,
+    flushes: 0,
+    trims: 0,
+    writeZeroes: 0,
+    otherRequests: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    errors: {},
+    deviceErrors: 0,
+    protocolErrors: 0,
   };
 }
 
@@ -83,15 +101,17 @@ export class NbdExport {
     const { name, device } = options;
     this.nameBytes = utf8.encode(name);
     if (this.nameBytes.length > NBD_MAX_STRING || name.includes('\0')) {
-      throw new NbdError('ERR_NBD_EXPORT', `NBD export name ${JSON.stringify(name.slice(0, 40))} is longer than 4096 bytes or contains NUL`,
-        { fix: 'use a short name of printable characters' });
+      throw new NbdError('ERR_NBD_EXPORT', `NBD export name ${JSON.stringify(name.slice(0, 40))} is longer than 4096 bytes or contains NUL`, {
+        fix: 'use a short name of printable characters',
+      });
     }
     validateBlockDevice(device, `NBD export ${JSON.stringify(name)}`);
     this.name = name;
     this.description = options.description ?? '';
     if (utf8.encode(this.description).length > NBD_MAX_STRING) {
-      throw new NbdError('ERR_NBD_EXPORT', `NBD export ${JSON.stringify(name)}: description longer than 4096 bytes`,
-        { fix: 'shorten the description (NBD_OPT_LIST and NBD_INFO_DESCRIPTION carry at most 4096 bytes)' });
+      throw new NbdError('ERR_NBD_EXPORT', `NBD export ${JSON.stringify(name)}: description longer than 4096 bytes`, {
+        fix: 'shorten the description (NBD_OPT_LIST and NBD_INFO_DESCRIPTION carry at most 4096 bytes)',
+      });
     }
     this.device = device;
     this.size = device.size;
@@ -101,13 +121,19 @@ export class NbdExport {
     this.maxPayload = options.maxPayload ?? NBD_PORTABLE_MAX_PAYLOAD;
     const p = this.preferredBlockSize;
     if (!Number.isInteger(p) || (p & (p - 1)) !== 0 || p < Math.max(512, this.minBlockSize) || p > 1 << 30) {
-      throw new NbdError('ERR_NBD_EXPORT', `NBD export ${JSON.stringify(name)}: preferred block size ${p} must be a power of two, at least 512 and at least the device block size (${this.minBlockSize})`,
-        { fix: 'leave preferredBlockSize unset (4096)' });
+      throw new NbdError(
+        'ERR_NBD_EXPORT',
+        `NBD export ${JSON.stringify(name)}: preferred block size ${p} must be a power of two, at least 512 and at least the device block size (${this.minBlockSize})`,
+        { fix: 'leave preferredBlockSize unset (4096)' },
+      );
     }
     const m = this.maxPayload;
     if (!Number.isInteger(m) || m < p || m > NBD_PORTABLE_MAX_PAYLOAD || m % this.minBlockSize !== 0) {
-      throw new NbdError('ERR_NBD_EXPORT', `NBD export ${JSON.stringify(name)}: maximum payload ${m} must be a multiple of the block size between the preferred block size (${p}) and 32 MiB`,
-        { fix: 'leave maxPayload unset (32 MiB)' });
+      throw new NbdError(
+        'ERR_NBD_EXPORT',
+        `NBD export ${JSON.stringify(name)}: maximum payload ${m} must be a multiple of the block size between the preferred block size (${p}) and 32 MiB`,
+        { fix: 'leave maxPayload unset (32 MiB)' },
+      );
     }
     const caps = device.capabilities;
     let flags = NBD_FLAG_HAS_FLAGS;
@@ -131,11 +157,21 @@ export class NbdExport {
     const old = this.device;
     const a = old.capabilities;
     const b = device.capabilities;
-    const same = device.size === old.size && device.blockSize === old.blockSize && device.readOnly === old.readOnly
-      && a.flush === b.flush && a.fua === b.fua && a.trim === b.trim && a.writeZeroes === b.writeZeroes && a.multiConn === b.multiConn;
+    const same =
+      device.size === old.size &&
+      device.blockSize === old.blockSize &&
+      device.readOnly === old.readOnly &&
+      a.flush === b.flush &&
+      a.fua === b.fua &&
+      a.trim === b.trim &&
+      a.writeZeroes === b.writeZeroes &&
+      a.multiConn === b.multiConn;
     if (!same) {
-      throw new NbdError('ERR_NBD_EXPORT', `NBD export ${JSON.stringify(this.name)}: the replacement device differs from the one clients were told about (size, block size, read-only or capabilities)`,
-        { fix: 'serve a different device under a new export name, or reconnect the clients' });
+      throw new NbdError(
+        'ERR_NBD_EXPORT',
+        `NBD export ${JSON.stringify(this.name)}: the replacement device differs from the one clients were told about (size, block size, read-only or capabilities)`,
+        { fix: 'serve a different device under a new export name, or reconnect the clients' },
+      );
     }
     this.device = device;
   }

@@ -10,11 +10,29 @@
  */
 import type { ExportDirectory, NbdExport } from './export.js';
 import {
-  EXPORT_NAME_REPLY_SIZE, EXPORT_NAME_ZEROES, NBD_INFO_BLOCK_SIZE, NBD_INFO_DESCRIPTION, NBD_INFO_EXPORT,
-  NBD_INFO_NAME, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST,
-  NBD_OPT_STARTTLS, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_TOO_BIG,
-  NBD_REP_ERR_UNKNOWN, NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_SERVER, OPT_REPLY_MAGIC_HI,
-  OPT_REPLY_MAGIC_LO, OPTION_REPLY_HEADER_SIZE,
+  EXPORT_NAME_REPLY_SIZE,
+  EXPORT_NAME_ZEROES,
+  NBD_INFO_BLOCK_SIZE,
+  NBD_INFO_DESCRIPTION,
+  NBD_INFO_EXPORT,
+  NBD_INFO_NAME,
+  NBD_OPT_ABORT,
+  NBD_OPT_EXPORT_NAME,
+  NBD_OPT_GO,
+  NBD_OPT_INFO,
+  NBD_OPT_LIST,
+  NBD_OPT_STARTTLS,
+  NBD_OPT_STRUCTURED_REPLY,
+  NBD_REP_ACK,
+  NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_TOO_BIG,
+  NBD_REP_ERR_UNKNOWN,
+  NBD_REP_ERR_UNSUP,
+  NBD_REP_INFO,
+  NBD_REP_SERVER,
+  OPT_REPLY_MAGIC_HI,
+  OPT_REPLY_MAGIC_LO,
+  OPTION_REPLY_HEADER_SIZE,
 } from './protocol.js';
 
 export interface HandshakeContext {
@@ -26,11 +44,7 @@ export interface HandshakeContext {
   send(bytes: Buffer): void;
 }
 
-export type OptionOutcome =
-  | { next: 'continue' }
-  | { next: 'transmission'; export: NbdExport }
-  | { next: 'abort' }
-  | { next: 'disconnect'; reason: string };
+export type OptionOutcome = { next: 'continue' } | { next: 'transmission'; export: NbdExport } | { next: 'abort' } | { next: 'disconnect'; reason: string };
 
 const CONTINUE: OptionOutcome = Object.freeze({ next: 'continue' });
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -155,7 +169,13 @@ function infoOrGo(ctx: HandshakeContext, option: number, data: Buffer): OptionOu
   }
   const nreq = data.readUInt16BE(4 + nameLen);
   if (data.length !== 6 + nameLen + 2 * nreq) {
-    ctx.send(optionError(option, NBD_REP_ERR_INVALID, `option data is ${data.length} bytes, but a ${nameLen}-byte name and ${nreq} info requests make ${6 + nameLen + 2 * nreq}`));
+    ctx.send(
+      optionError(
+        option,
+        NBD_REP_ERR_INVALID,
+        `option data is ${data.length} bytes, but a ${nameLen}-byte name and ${nreq} info requests make ${6 + nameLen + 2 * nreq}`,
+      ),
+    );
     return CONTINUE;
   }
   const name = decodeName(data.subarray(4, 4 + nameLen));

@@ -122,29 +122,47 @@ export const NBD_DEFAULT_PORT = 10809;
 /** Names of the request types, for logs and counters. */
 export function commandName(type: number): string {
   switch (type) {
-    case NBD_CMD_READ: return 'read';
-    case NBD_CMD_WRITE: return 'write';
-    case NBD_CMD_DISC: return 'disc';
-    case NBD_CMD_FLUSH: return 'flush';
-    case NBD_CMD_TRIM: return 'trim';
-    case NBD_CMD_CACHE: return 'cache';
-    case NBD_CMD_WRITE_ZEROES: return 'write-zeroes';
-    case NBD_CMD_BLOCK_STATUS: return 'block-status';
-    default: return `unknown(${type})`;
+    case NBD_CMD_READ:
+      return 'read';
+    case NBD_CMD_WRITE:
+      return 'write';
+    case NBD_CMD_DISC:
+      return 'disc';
+    case NBD_CMD_FLUSH:
+      return 'flush';
+    case NBD_CMD_TRIM:
+      return 'trim';
+    case NBD_CMD_CACHE:
+      return 'cache';
+    case NBD_CMD_WRITE_ZEROES:
+      return 'write-zeroes';
+    case NBD_CMD_BLOCK_STATUS:
+      return 'block-status';
+    default:
+      return `unknown(${type})`;
   }
 }
 
 /** Names of the NBD error values, for logs and counters. */
 export function errorName(err: number): string {
   switch (err) {
-    case NBD_EPERM: return 'EPERM';
-    case NBD_EIO: return 'EIO';
-    case NBD_ENOMEM: return 'ENOMEM';
-    case NBD_EINVAL: return 'EINVAL';
-    case NBD_ENOSPC: return 'ENOSPC';
-    case NBD_EOVERFLOW: return 'EOVERFLOW';
-    case NBD_ENOTSUP: return 'ENOTSUP';
-    case NBD_ESHUTDOWN: return 'ESHUTDOWN';
-    default: return `E${err}`;
+    case NBD_EPERM:
+      return 'EPERM';
+    case NBD_EIO:
+      return 'EIO';
+    case NBD_ENOMEM:
+      return 'ENOMEM';
+    case NBD_EINVAL:
+      return 'EINVAL';
+    case NBD_ENOSPC:
+      return 'ENOSPC';
+    case NBD_EOVERFLOW:
+      return 'EOVERFLOW';
+    case NBD_ENOTSUP:
+      return 'ENOTSUP';
+    case NBD_ESHUTDOWN:
+      return 'ESHUTDOWN';
+    default:
+      return `E${err}`;
   }
 }

@@ -23,7 +23,10 @@ export class ReplyWriter {
   private corked = false;
   private readonly free: Buffer[] = [];
   private readonly sent: Buffer[] = [];
-  private readonly flushBound = (): void => { this.scheduled = false; this.flush(); };
+  private readonly flushBound = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
   private readonly writtenBound = (): void => {
     const b = this.sent.shift();
     if (b && this.free.length < 4) this.free.push(b);

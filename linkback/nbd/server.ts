@@ -86,8 +86,9 @@ export class NbdServer {
     for (const e of options.exports) this.addExport(e);
     this.defaultName = options.defaultExport ?? options.exports[0]!.name;
     if (!this.exports.has(this.defaultName)) {
-      throw new NbdError('ERR_NBD_CONFIG', `default export ${JSON.stringify(this.defaultName)} is not one of the exports`,
-        { fix: `name one of ${options.exports.map((e) => JSON.stringify(e.name)).join(', ')}, or leave defaultExport unset (the first export)` });
+      throw new NbdError('ERR_NBD_CONFIG', `default export ${JSON.stringify(this.defaultName)} is not one of the exports`, {
+        fix: `name one of ${options.exports.map((e) => JSON.stringify(e.name)).join(', ')}, or leave defaultExport unset (the first export)`,
+      });
     }
     this.maxConnections = options.maxConnections ?? 64;
     this.allowRemote = options.allowRemote ?? false;
@@ -96,7 +97,9 @@ export class NbdServer {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     for (const [k, v] of Object.entries(this.limits)) {
       if (!Number.isSafeInteger(v) || v < 1) {
-        throw new NbdError('ERR_NBD_CONFIG', `NBD server limit ${k} = ${v} is not a positive integer`, { fix: `leave ${k} unset (default ${DEFAULT_LIMITS[k as keyof ConnectionLimits]})` });
+        throw new NbdError('ERR_NBD_CONFIG', `NBD server limit ${k} = ${v} is not a positive integer`, {
+          fix: `leave ${k} unset (default ${DEFAULT_LIMITS[k as keyof ConnectionLimits]})`,
+        });
       }
     }
     this.host = {
@@ -128,7 +131,10 @@ export class NbdServer {
   /** Serve an export's later requests from another, identical device (a restarted driver's). */
   replaceDevice(name: string, device: BlockDevice): void {
     const exp = this.exports.get(name);
-    if (!exp) throw new NbdError('ERR_NBD_CONFIG', `no NBD export named ${JSON.stringify(name)}`, { fix: `replace the device of one of ${[...this.exports.keys()].map((n) => JSON.stringify(n)).join(', ')}` });
+    if (!exp)
+      throw new NbdError('ERR_NBD_CONFIG', `no NBD export named ${JSON.stringify(name)}`, {
+        fix: `replace the device of one of ${[...this.exports.keys()].map((n) => JSON.stringify(n)).join(', ')}`,
+      });
     exp.replaceDevice(device);
   }
 
@@ -136,8 +142,11 @@ export class NbdServer {
   listenUnix(path: string): Promise<string> {
     if (existsSync(path)) {
       const kind = lstatSync(path).isSocket() ? 'a socket (another server, or a stale one)' : 'a file that is not a socket';
-      return Promise.reject(new NbdError('ERR_NBD_LISTEN', `cannot listen on ${path}: it exists and is ${kind}`,
-        { fix: `stop the other server, or remove ${path} if nothing is listening on it` }));
+      return Promise.reject(
+        new NbdError('ERR_NBD_LISTEN', `cannot listen on ${path}: it exists and is ${kind}`, {
+          fix: `stop the other server, or remove ${path} if nothing is listening on it`,
+        }),
+      );
     }
     return this.listen({ path }, `unix:${path}`).then(() => path);
   }
@@ -147,8 +156,11 @@ export class NbdServer {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? NBD_DEFAULT_PORT;
     if (!this.allowRemote && !isLoopback(host)) {
-      return Promise.reject(new NbdError('ERR_NBD_NOT_LOOPBACK', `refusing to serve NBD on ${host}: NBD has no authentication and an export is a raw disk`,
-        { fix: 'listen on 127.0.0.1 or a unix socket; pass allowRemote: true only on an isolated network' }));
+      return Promise.reject(
+        new NbdError('ERR_NBD_NOT_LOOPBACK', `refusing to serve NBD on ${host}: NBD has no authentication and an export is a raw disk`, {
+          fix: 'listen on 127.0.0.1 or a unix socket; pass allowRemote: true only on an isolated network',
+        }),
+      );
     }
     return this.listen({ host, port }, `tcp:${host}:${port}`).then((srv) => {
       const a = srv.address() as net.AddressInfo;
@@ -161,15 +173,19 @@ export class NbdServer {
     const srv = net.createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new NbdError('ERR_NBD_LISTEN', `cannot listen on ${label}: ${err.code ?? err.message}`, {
-          cause: err,
-          ...(err.code === 'EADDRINUSE' ? { fix: 'another server holds it: pick another port or socket path' } : {}),
-        }));
+        reject(
+          new NbdError('ERR_NBD_LISTEN', `cannot listen on ${label}: ${err.code ?? err.message}`, {
+            cause: err,
+            ...(err.code === 'EADDRINUSE' ? { fix: 'another server holds it: pick another port or socket path' } : {}),
+          }),
+        );
       };
       srv.once('error', onError);
       srv.listen(where, () => {
         srv.off('error', onError);
-        srv.on('error', () => { /* accept errors (EMFILE) are per connection; the listener stays up */ });
+        srv.on('error', () => {
+          /* accept errors (EMFILE) are per connection; the listener stays up */
+        });
         this.listeners.push(srv);
         resolve(srv);
       });

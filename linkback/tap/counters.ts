@@ -55,10 +55,20 @@ export interface TapBridgeCounters extends BridgeEventCounters {
 }
 
 // Slots of a direction's Float64Array; ARP..OTHER are also what frameClass returns.
-const FRAMES = 0, BYTES = 1, ARP = 2, ICMP = 3, IPV4 = 4, IPV6 = 5, OTHER = 6, SLOTS = 7;
+const FRAMES = 0,
+  BYTES = 1,
+  ARP = 2,
+  ICMP = 3,
+  IPV4 = 4,
+  IPV6 = 5,
+  OTHER = 6,
+  SLOTS = 7;
 
 export const ETH_HEADER = 14;
-const ETHERTYPE_VLAN = 0x8100, ETHERTYPE_ARP = 0x0806, ETHERTYPE_IPV4 = 0x0800, ETHERTYPE_IPV6 = 0x86dd;
+const ETHERTYPE_VLAN = 0x8100,
+  ETHERTYPE_ARP = 0x0806,
+  ETHERTYPE_IPV4 = 0x0800,
+  ETHERTYPE_IPV6 = 0x86dd;
 const IP_PROTO_ICMP = 1;
 
 /** The class slot of a frame (ARP..OTHER, 2 to 6), looking through one 802.1Q tag. Fits in 3 bits. */
@@ -95,8 +105,18 @@ export class BridgeCounters {
   readonly toNic = new Float64Array(SLOTS);
   readonly toTap = new Float64Array(SLOTS);
   readonly events: BridgeEventCounters = {
-    queueDrops: 0, malformedFromTap: 0, malformedFromNic: 0, stopDrops: 0, stalls: 0, queueFull: 0,
-    tapReadErrors: 0, tapWriteErrors: 0, portErrors: 0, linkChanges: 0, portSwaps: 0, swapDrops: 0,
+    queueDrops: 0,
+    malformedFromTap: 0,
+    malformedFromNic: 0,
+    stopDrops: 0,
+    stalls: 0,
+    queueFull: 0,
+    tapReadErrors: 0,
+    tapWriteErrors: 0,
+    portErrors: 0,
+    linkChanges: 0,
+    portSwaps: 0,
+    swapDrops: 0,
   };
 
   /** Hand an error to the owner; a throwing observer must not break the data path. */

@@ -24,42 +24,66 @@ export class HoldArea {
 
   /** Queued frames out of the old port's buffers into the holding area; each buffer given back. */
   hold(tx: TxPump, old: NicPort): void {
-    const q = tx.queue, meta = tx.meta;
+    const q = tx.queue,
+      meta = tx.meta;
     if (this.held === null) {
       this.slot = old.maxFrame;
       this.held = new Uint8Array(q.capacity * this.slot);
     }
-    const held = this.held, slot = this.slot;
+    const held = this.held,
+      slot = this.slot;
     let oldBytes: Uint8Array | null = null;
-    try { oldBytes = old.txBytes; } catch { /* the old port is gone with its memory */ }
+    try {
+      oldBytes = old.txBytes;
+    } catch {
+      /* the old port is gone with its memory */
+    }
     let kept = 0;
     for (let i = 0; i < q.count; i++) {
-      const buf = q.buf[i]!, len = q.len[i]!, m = meta[i]!;
+      const buf = q.buf[i]!,
+        len = q.len[i]!,
+        m = meta[i]!;
       let src = -1;
-      try { src = old.txOffset(buf); } catch { /* as above */ }
+      try {
+        src = old.txOffset(buf);
+      } catch {
+        /* as above */
+      }
       if (oldBytes !== null && src >= 0 && src + len <= oldBytes.length && len <= slot) {
         held.set(oldBytes.subarray(src, src + len), kept * slot);
         kept = keep(tx, kept, kept, len, m);
       } else {
         this.counters.events.swapDrops++;
       }
-      try { old.txFree(buf); } catch { /* a dead port's buffers die with it */ }
+      try {
+        old.txFree(buf);
+      } catch {
+        /* a dead port's buffers die with it */
+      }
     }
     q.count = kept;
   }
 
   /** Held frames into the new port's TX buffers, in order; the queue holds its buffers again. */
   restore(tx: TxPump, next: NicPort): void {
-    const q = tx.queue, meta = tx.meta;
-    const held = this.held, slot = this.slot;
+    const q = tx.queue,
+      meta = tx.meta;
+    const held = this.held,
+      slot = this.slot;
     if (held === null) return; // never suspended with a port: nothing held
-    let kept = 0, i = 0;
+    let kept = 0,
+      i = 0;
     try {
       const bytes = next.txBytes;
       for (; i < q.count; i++) {
-        const len = q.len[i]!, m = meta[i]!, from = q.buf[i]! * slot;
+        const len = q.len[i]!,
+          m = meta[i]!,
+          from = q.buf[i]! * slot;
         const nb = len <= next.maxFrame ? next.txAlloc() : -1;
-        if (nb < 0) { this.counters.events.swapDrops++; continue; }
+        if (nb < 0) {
+          this.counters.events.swapDrops++;
+          continue;
+        }
         bytes.set(held.subarray(from, from + len), next.txOffset(nb));
         kept = keep(tx, kept, nb, len, m);
       }

@@ -16,7 +16,6 @@
  */
 import type { PacketBatch } from '../../drivers/contract/packet-batch.js';
 
-
 export interface NicPort {
   /** For logs and errors. */
   readonly name: string;

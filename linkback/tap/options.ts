@@ -65,8 +65,12 @@ export function bridgeSettings(options: TapBridgeOptions): BridgeSettings {
 /** A port whose buffers cannot hold its own largest frame would have the bridge write past them. */
 export function checkPort(port: NicPort): void {
   if (!Number.isInteger(port.bufferSize) || port.bufferSize < port.maxFrame || port.maxFrame < ETH_HEADER) {
-    throw new TapError('ERR_TAP_PORT', `TAP bridge: port ${port.name} has bufferSize ${port.bufferSize} and maxFrame ${port.maxFrame}; buffers must hold a whole frame`, {
-      fix: `a NicPort's bufferSize must be at least its maxFrame, and maxFrame at least ${ETH_HEADER}`,
-    });
+    throw new TapError(
+      'ERR_TAP_PORT',
+      `TAP bridge: port ${port.name} has bufferSize ${port.bufferSize} and maxFrame ${port.maxFrame}; buffers must hold a whole frame`,
+      {
+        fix: `a NicPort's bufferSize must be at least its maxFrame, and maxFrame at least ${ETH_HEADER}`,
+      },
+    );
   }
 }

@@ -24,7 +24,11 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
   const { supervisor, policy } = ctx;
   const port = supervisor.nic;
   if (!port) {
-    throw new LinkbackServiceError('ERR_LINKBACK_ARG', `policy ${policy.name}: a tap linkback needs a net driver (e1000e, or a module of kind net); this sandbox runs ${supervisor.driver.label}, a ${supervisor.kind} driver`, { fix: 'use linkback: { nbd: ... } for a disk' });
+    throw new LinkbackServiceError(
+      'ERR_LINKBACK_ARG',
+      `policy ${policy.name}: a tap linkback needs a net driver (e1000e, or a module of kind net); this sandbox runs ${supervisor.driver.label}, a ${supervisor.kind} driver`,
+      { fix: 'use linkback: { nbd: ... } for a disk' },
+    );
   }
   const lb = policy.linkback;
   if (!lb || !('tap' in lb)) throw new LinkbackServiceError('ERR_LINKBACK_ARG', `policy ${policy.name}: no tap linkback in the policy`);
@@ -45,7 +49,11 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
     // A device marked failed gets no more containers: the host should see the cable pulled, not a
     // link that swallows frames.
     const onFailed = (): void => {
-      try { l.tap.setCarrier(false); } catch { /* closed already */ }
+      try {
+        l.tap.setCarrier(false);
+      } catch {
+        /* closed already */
+      }
       ctx.log(`TAP ${l.tap.name}: the sandbox failed; carrier off (the interface stays until the linkback closes)`, 'error');
     };
     supervisor.once('failed', onFailed);
@@ -76,7 +84,10 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
       check = `failed: ${(e as Error).message.split('\n')[0]}`;
     }
   }
-  ctx.log(`no TAP interface (${noRoot}); the sandboxed NIC is linked to its simulated peer '${peer}' only; self-check through the packet rings: ${check}`, 'warn');
+  ctx.log(
+    `no TAP interface (${noRoot}); the sandboxed NIC is linked to its simulated peer '${peer}' only; self-check through the packet rings: ${check}`,
+    'warn',
+  );
   return {
     kind: 'tap',
     sandbox: policy.name,

@@ -28,16 +28,7 @@
  */
 import { TapError } from './errors.js';
 
-export type BridgeState =
-  | 'idle'
-  | 'reading'
-  | 'paused'
-  | 'backoff'
-  | 'failed'
-  | 'suspending'
-  | 'suspended'
-  | 'stopping'
-  | 'stopped';
+export type BridgeState = 'idle' | 'reading' | 'paused' | 'backoff' | 'failed' | 'suspending' | 'suspended' | 'stopping' | 'stopped';
 
 export type BridgeEvent =
   /** start(). */
@@ -103,10 +94,12 @@ function refusal(state: BridgeState, event: 'start' | 'suspend' | 'resume', name
   const closed = state === 'stopping' || state === 'stopped';
   if (event === 'start') {
     if (state === 'suspending' || state === 'suspended') {
-      return new TapError('ERR_TAP_ARG', `${what}; carry on with resume(port)`, { fix: 'call resume(port) with the restarted driver\'s port' });
+      return new TapError('ERR_TAP_ARG', `${what}; carry on with resume(port)`, { fix: "call resume(port) with the restarted driver's port" });
     }
     if (state === 'failed') {
-      return new TapError('ERR_TAP_CLOSED', `${what}: stopped after its port broke the NicPort contract`, { fix: 'suspend() and resume(port) with a new port, or make a new bridge' });
+      return new TapError('ERR_TAP_CLOSED', `${what}: stopped after its port broke the NicPort contract`, {
+        fix: 'suspend() and resume(port) with a new port, or make a new bridge',
+      });
     }
     return new TapError('ERR_TAP_CLOSED', `${what}: stopped bridges do not restart`, { fix: 'make a new TapBridge' });
   }

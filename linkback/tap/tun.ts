@@ -100,36 +100,43 @@ export function tapOpenError(op: 'open' | 'TUNSETIFF' | 'TUNSETPERSIST' | 'SIOCS
   const where = op === 'open' ? `open ${TUN_PATH}` : `${op} ${name}`;
   if (op === 'open' && errno === 'ENOENT') {
     return new TapError('ERR_TAP_NO_TUN', `TAP: ${where}: ${TUN_PATH} does not exist`, {
-      ...o, fix: 'load the tun module (modprobe tun) or, in a container, pass the device in (--device /dev/net/tun)',
+      ...o,
+      fix: 'load the tun module (modprobe tun) or, in a container, pass the device in (--device /dev/net/tun)',
     });
   }
   if (op === 'open' && errno === 'ENODEV') {
     return new TapError('ERR_TAP_NO_TUN', `TAP: ${where}: the kernel has no TUN/TAP driver behind ${TUN_PATH} (ENODEV)`, {
-      ...o, fix: 'load the tun module (modprobe tun); a kernel without CONFIG_TUN cannot make TAP interfaces',
+      ...o,
+      fix: 'load the tun module (modprobe tun); a kernel without CONFIG_TUN cannot make TAP interfaces',
     });
   }
   if (errno === 'EPERM' || errno === 'EACCES') {
     return new TapError('ERR_TAP_PERMISSION', `TAP: ${where}: permission denied (${errno})`, {
-      ...o, fix: 'run as root or give the process CAP_NET_ADMIN (setcap cap_net_admin+ep, or a systemd AmbientCapabilities=CAP_NET_ADMIN)',
+      ...o,
+      fix: 'run as root or give the process CAP_NET_ADMIN (setcap cap_net_admin+ep, or a systemd AmbientCapabilities=CAP_NET_ADMIN)',
     });
   }
   if (op === 'TUNSETIFF' && errno === 'EBUSY') {
     return new TapError('ERR_TAP_BUSY', `TAP: ${where}: interface ${name} exists and another process has it open (EBUSY)`, {
-      ...o, fix: `choose another name, or stop the process holding ${name} (ip -d link show ${name})`,
+      ...o,
+      fix: `choose another name, or stop the process holding ${name} (ip -d link show ${name})`,
     });
   }
   if (op === 'TUNSETIFF' && errno === 'EINVAL') {
     return new TapError('ERR_TAP_NAME_TAKEN', `TAP: ${where}: an interface named ${name} exists and is not a TAP with IFF_NO_PI (EINVAL)`, {
-      ...o, fix: `choose another name, or remove the interface (ip link del ${name}) if it is a leftover`,
+      ...o,
+      fix: `choose another name, or remove the interface (ip link del ${name}) if it is a leftover`,
     });
   }
   if (op === 'SIOCSIFHWADDR' && errno === 'EBUSY') {
     return new TapError('ERR_TAP_BUSY', `TAP: ${where}: the MAC of a running interface cannot change (EBUSY)`, {
-      ...o, fix: `set it down first (ip link set ${name} down), or open without { mac }`,
+      ...o,
+      fix: `set it down first (ip link set ${name} down), or open without { mac }`,
     });
   }
   return new TapError('ERR_TAP_IO', `TAP: ${where} failed (${errno})`, {
-    ...o, fix: `look at the interface (ip -d link show ${name}) and the kernel log for why ${op} failed with ${errno}`,
+    ...o,
+    fix: `look at the interface (ip -d link show ${name}) and the kernel log for why ${op} failed with ${errno}`,
   });
 }
 
@@ -148,7 +155,9 @@ export class TapDevice implements FrameIo {
   private readonly sys: TapSys;
   private poll: PollHandle | null = null;
   private onReadable: (() => void) | null = null;
-  private readonly fireReadable = (): void => { if (this.onReadable !== null) this.onReadable(); };
+  private readonly fireReadable = (): void => {
+    if (this.onReadable !== null) this.onReadable();
+  };
   private readonly carrierArg = new Uint8Array(4);
   private closed = false;
 
@@ -214,7 +223,9 @@ export class TapDevice implements FrameIo {
         sys.ioctl(fd, TUN_IOCTL.SIOCGIFHWADDR, hw);
       } catch (e) {
         throw new TapError('ERR_TAP_IO', `TAP: SIOCGIFHWADDR ${name} failed (${errnoOf(e)})`, {
-          cause: e, errno: errnoOf(e), fix: 'give the MAC to set ({ mac }) instead of reading the kernel\'s',
+          cause: e,
+          errno: errnoOf(e),
+          fix: "give the MAC to set ({ mac }) instead of reading the kernel's",
         });
       }
       return new TapDevice(fd, name, hw.slice(IFREQ.sa_data, IFREQ.sa_data + 6), sys);
@@ -242,7 +253,9 @@ export class TapDevice implements FrameIo {
       if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return 0;
       Error.stackTraceLimit = limit;
       throw new TapError('ERR_TAP_IO', `TAP ${this.name}: read failed (${code ?? String(e)})`, {
-        cause: e, errno: code, fix: `is the interface still there? (ip link show ${this.name}); a bridge backs off and retries`,
+        cause: e,
+        errno: code,
+        fix: `is the interface still there? (ip link show ${this.name}); a bridge backs off and retries`,
       });
     } finally {
       Error.stackTraceLimit = limit;
@@ -286,7 +299,9 @@ export class TapDevice implements FrameIo {
       this.sys.ioctl(this.fd, TUN_IOCTL.TUNSETCARRIER, this.carrierArg);
     } catch (e) {
       throw new TapError('ERR_TAP_IO', `TAP ${this.name}: TUNSETCARRIER ${up ? 1 : 0} failed (${errnoOf(e)})`, {
-        cause: e, errno: errnoOf(e), fix: 'TUNSETCARRIER needs Linux 5.0 or later',
+        cause: e,
+        errno: errnoOf(e),
+        fix: 'TUNSETCARRIER needs Linux 5.0 or later',
       });
     }
   }

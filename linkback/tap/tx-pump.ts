@@ -61,7 +61,9 @@ export class TxPump {
   }
 
   private turnOrThrow(port: NicPort, io: FrameIo): TxResult {
-    const q = this.queue, meta = this.meta, c = this.counters.events;
+    const q = this.queue,
+      meta = this.meta,
+      c = this.counters.events;
     if (q.count > 0) {
       const r = this.offer(port);
       if (r !== TX_OK) return r;
@@ -72,9 +74,15 @@ export class TxPump {
     let full = false;
     let fault = false;
     while (read < this.batch) {
-      if (q.count === q.capacity) { full = true; break; }
+      if (q.count === q.capacity) {
+        full = true;
+        break;
+      }
       const buf = port.txAlloc();
-      if (buf < 0) { full = true; break; }
+      if (buf < 0) {
+        full = true;
+        break;
+      }
       const off = port.txOffset(buf);
       let n: number;
       try {
@@ -86,7 +94,10 @@ export class TxPump {
         fault = true;
         break;
       }
-      if (n === 0) { port.txFree(buf); break; }
+      if (n === 0) {
+        port.txFree(buf);
+        break;
+      }
       read++;
       if (n < ETH_HEADER || n > port.maxFrame) {
         port.txFree(buf);
@@ -109,7 +120,8 @@ export class TxPump {
 
   /** Offer the queue to the NIC; account what it took. */
   private offer(port: NicPort): TxResult {
-    const q = this.queue, meta = this.meta;
+    const q = this.queue,
+      meta = this.meta;
     const before = q.count;
     const k = port.tx(q);
     if (!Number.isInteger(k) || k < 0 || k > before || q.count !== before - k) {
@@ -117,7 +129,10 @@ export class TxPump {
       return TX_BROKE;
     }
     const c = this.counters;
-    if (k === 0) { c.events.stalls++; return TX_OK; }
+    if (k === 0) {
+      c.events.stalls++;
+      return TX_OK;
+    }
     for (let i = 0; i < k; i++) {
       const m = meta[i]!;
       countFrame(c.toNic, m & 7, m >>> 3);
@@ -132,7 +147,8 @@ export class TxPump {
   /** whenFull 'drop': read up to `n` frames into scratch and drop them. */
   private dropFromTap(io: FrameIo, n: number): TxResult {
     if (this.scratch === null) this.scratch = new Uint8Array(65536);
-    const s = this.scratch, c = this.counters.events;
+    const s = this.scratch,
+      c = this.counters.events;
     for (let i = 0; i < n; i++) {
       let got: number;
       try {
@@ -152,7 +168,11 @@ export class TxPump {
   release(port: NicPort): void {
     const q = this.queue;
     for (let i = 0; i < q.count; i++) {
-      try { port.txFree(q.buf[i]!); } catch (e) { this.counters.portError(e); }
+      try {
+        port.txFree(q.buf[i]!);
+      } catch (e) {
+        this.counters.portError(e);
+      }
     }
     this.discard();
   }

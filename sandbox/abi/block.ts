@@ -36,7 +36,22 @@ export const BLOCK_MAGIC = 0x6b6c6264;
  * another version. Version 1 is the first with a VERSION word (before it, word 13 was 0).
  */
 export const BLOCK_VERSION = 1;
-export const B = { MAGIC: 0, ENTRIES: 1, SLOT_BYTES: 2, BLOCK_SIZE: 3, BLOCKS_LO: 4, BLOCKS_HI: 5, SQ_TAIL: 6, SQ_HEAD: 7, CQ_TAIL: 8, CQ_HEAD: 9, SQ_POLLED: 10, CQ_POLLED: 11, CAPS: 12, VERSION: 13 } as const;
+export const B = {
+  MAGIC: 0,
+  ENTRIES: 1,
+  SLOT_BYTES: 2,
+  BLOCK_SIZE: 3,
+  BLOCKS_LO: 4,
+  BLOCKS_HI: 5,
+  SQ_TAIL: 6,
+  SQ_HEAD: 7,
+  CQ_TAIL: 8,
+  CQ_HEAD: 9,
+  SQ_POLLED: 10,
+  CQ_POLLED: 11,
+  CAPS: 12,
+  VERSION: 13,
+} as const;
 export const BLOCK_FORMAT: SharedFormat = { name: 'block ring', magic: BLOCK_MAGIC, version: BLOCK_VERSION, magicWord: B.MAGIC, versionWord: B.VERSION };
 export const SQ_OFFSET = 64;
 export const SQE_BYTES = 32;
@@ -118,11 +133,14 @@ export interface DataAreas<T> {
 
 /** A geometry a ring can have (ERR_ABI_GEOMETRY otherwise); `bytes`: also that it fits that much memory. */
 export function checkGeometry(g: RingGeometry, bytes?: number): void {
-  if (!Number.isInteger(g.entries) || g.entries < 1 || g.entries > 1024) throw new AbiError('ERR_ABI_GEOMETRY', `block ring entries ${g.entries}: expected 1 to 1024`);
+  if (!Number.isInteger(g.entries) || g.entries < 1 || g.entries > 1024)
+    throw new AbiError('ERR_ABI_GEOMETRY', `block ring entries ${g.entries}: expected 1 to 1024`);
   if (!Number.isInteger(g.slotBytes) || g.slotBytes < 4096 || g.slotBytes > 1 << 21 || g.slotBytes % 4096 !== 0) {
     throw new AbiError('ERR_ABI_GEOMETRY', `block ring slot size ${g.slotBytes}: expected a multiple of 4096 from 4 KiB to 2 MiB`);
   }
   if (bytes !== undefined && bytes < ringBytes(g)) {
-    throw new AbiError('ERR_ABI_GEOMETRY', `block ring of ${g.entries} entries: needs ${ringBytes(g)} bytes of shared memory, has ${bytes}`, { fix: 'the manager sizes the ring memfd from the same geometry: the two come from different builds' });
+    throw new AbiError('ERR_ABI_GEOMETRY', `block ring of ${g.entries} entries: needs ${ringBytes(g)} bytes of shared memory, has ${bytes}`, {
+      fix: 'the manager sizes the ring memfd from the same geometry: the two come from different builds',
+    });
   }
 }

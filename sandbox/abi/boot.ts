@@ -111,20 +111,23 @@ export class BootParams {
 
   text(key: ParamKey): string {
     const v = this.values.get(key);
-    if (v === undefined) throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key} is missing`, { fix: 'the container and the manager must come from the same build' });
+    if (v === undefined)
+      throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key} is missing`, { fix: 'the container and the manager must come from the same build' });
     return v;
   }
 
   oneOf<T extends string>(key: ParamKey, allowed: readonly T[]): T {
     const v = this.text(key);
-    if (!(allowed as readonly string[]).includes(v)) throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key} is '${v.slice(0, 40)}'; expected one of ${allowed.join(', ')}`);
+    if (!(allowed as readonly string[]).includes(v))
+      throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key} is '${v.slice(0, 40)}'; expected one of ${allowed.join(', ')}`);
     return v as T;
   }
 
   int(key: ParamKey, min: number, max: number): number {
     const v = this.text(key);
     const n = /^(0|[1-9][0-9]{0,15})$/.test(v) ? Number(v) : NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key} is '${v.slice(0, 40)}'; expected a whole number from ${min} to ${max}`);
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+      throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key} is '${v.slice(0, 40)}'; expected a whole number from ${min} to ${max}`);
     return n;
   }
 
@@ -138,7 +141,8 @@ export class BootParams {
     if (parts.length !== count) throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key} has ${parts.length} values; expected ${count}`);
     return parts.map((p) => {
       const n = /^(0|[1-9][0-9]{0,15})$/.test(p) ? Number(p) : NaN;
-      if (!Number.isSafeInteger(n) || n < min || n > max) throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key}: '${p.slice(0, 20)}' is not a whole number from ${min} to ${max}`);
+      if (!Number.isSafeInteger(n) || n < min || n > max)
+        throw new BootError('ERR_BOOT_PARAM', `boot parameter ${key}: '${p.slice(0, 20)}' is not a whole number from ${min} to ${max}`);
       return n;
     });
   }

@@ -89,10 +89,13 @@ export function encodeCode(image: CodeImage): Uint8Array {
 export function decodeCodeHeader(head: Uint8Array): { name: string; bytes: number; files: number; entry: number } {
   if (head.length < CODE_HEADER_BYTES) throw bad(`${head.length} bytes; the header alone has ${CODE_HEADER_BYTES}`);
   const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  const magic = v.getUint32(0, true), version = v.getUint16(4, true);
+  const magic = v.getUint32(0, true),
+    version = v.getUint16(4, true);
   if (magic !== CODE_MAGIC) throw bad(`magic 0x${magic.toString(16)}; expected 0x${CODE_MAGIC.toString(16)}`);
   if (version !== CODE_VERSION) throw bad(`version ${version}; this container reads version ${CODE_VERSION}`);
-  const files = v.getUint16(6, true), bytes = v.getUint32(8, true), entry = v.getUint16(12, true);
+  const files = v.getUint16(6, true),
+    bytes = v.getUint32(8, true),
+    entry = v.getUint16(12, true);
   if (files < 1 || files > CODE_MAX_FILES) throw bad(`${files} files; 1 to ${CODE_MAX_FILES} fit`);
   if (bytes < CODE_HEADER_BYTES || bytes > CODE_MAX_BYTES) throw bad(`${bytes} bytes; ${CODE_HEADER_BYTES} to ${CODE_MAX_BYTES} fit`);
   if (entry >= files) throw bad(`entry ${entry} is not one of the ${files} files`);
@@ -101,7 +104,10 @@ export function decodeCodeHeader(head: Uint8Array): { name: string; bytes: numbe
   let ended = false;
   for (let i = 16; i < 32; i++) {
     const c = head[i]!;
-    if (c === 0) { ended = true; continue; }
+    if (c === 0) {
+      ended = true;
+      continue;
+    }
     if (ended || c < 0x20 || c > 0x7e) throw bad('the driver name is not printable ASCII, NUL-padded');
     name += String.fromCharCode(c);
   }
@@ -121,7 +127,8 @@ export function decodeCode(bytes: Uint8Array): CodeImage {
   let at = CODE_HEADER_BYTES;
   for (let i = 0; i < h.files; i++) {
     if (at + 8 > h.bytes) throw bad(`file ${i} starts beyond the image`);
-    const pn = v.getUint32(at, true), sn = v.getUint32(at + 4, true);
+    const pn = v.getUint32(at, true),
+      sn = v.getUint32(at + 4, true);
     if (pn > CODE_MAX_PATH || at + 8 + pn + sn > h.bytes) throw bad(`file ${i} runs beyond the image`);
     let path: string, source: string;
     try {

@@ -17,7 +17,8 @@ export interface SharedFormat {
   readonly versionWord: number;
 }
 
-const FIX = 'the manager and its containers must come from the same dmabox build: after an upgrade, restart the manager (it spawns containers from the build on disk)';
+const FIX =
+  'the manager and its containers must come from the same dmabox build: after an upgrade, restart the manager (it spawns containers from the build on disk)';
 
 const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
 
@@ -29,8 +30,10 @@ export function writeFormat(u32: Uint32Array, f: SharedFormat): void {
 
 /** What is wrong with the header, or null when magic and version are this build's. */
 export function formatProblem(u32: Uint32Array, f: SharedFormat): string | null {
-  const magic = Atomics.load(u32, f.magicWord), version = Atomics.load(u32, f.versionWord);
-  if (magic !== f.magic) return `${f.name}: magic ${hex(magic)} where ${hex(f.magic)} belongs: not a dmabox ${f.name}, or one from a build before it had a magic`;
+  const magic = Atomics.load(u32, f.magicWord),
+    version = Atomics.load(u32, f.versionWord);
+  if (magic !== f.magic)
+    return `${f.name}: magic ${hex(magic)} where ${hex(f.magic)} belongs: not a dmabox ${f.name}, or one from a build before it had a magic`;
   if (version !== f.version) return `${f.name}: version ${version}, and this build speaks version ${f.version} only`;
   return null;
 }

@@ -34,9 +34,23 @@ export const RING_ENTRIES = 256;
 export const ENTRY_BYTES = 16;
 /** Word indices in the header. */
 export const W = { MAGIC: 0, VERSION: 1, REQ_TAIL: 2, REQ_HEAD: 3, RESP_SEQ: 4, RESP_VALUE: 5, RESP_STATUS: 6, HOST_GONE: 7, HOST_POLLED: 8 } as const;
-export const MAILBOX_FORMAT: SharedFormat = { name: 'register mailbox', magic: MAILBOX_MAGIC, version: MAILBOX_VERSION, magicWord: W.MAGIC, versionWord: W.VERSION };
+export const MAILBOX_FORMAT: SharedFormat = {
+  name: 'register mailbox',
+  magic: MAILBOX_MAGIC,
+  version: MAILBOX_VERSION,
+  magicWord: W.MAGIC,
+  versionWord: W.VERSION,
+};
 /** The request ring: the container produces, the manager consumes. */
-export const MAILBOX_RING: RingLayout = { name: 'register ring', tail: W.REQ_TAIL, head: W.REQ_HEAD, polled: W.HOST_POLLED, offset: RING_OFFSET, entries: RING_ENTRIES, entryBytes: ENTRY_BYTES };
+export const MAILBOX_RING: RingLayout = {
+  name: 'register ring',
+  tail: W.REQ_TAIL,
+  head: W.REQ_HEAD,
+  polled: W.HOST_POLLED,
+  offset: RING_OFFSET,
+  entries: RING_ENTRIES,
+  entryBytes: ENTRY_BYTES,
+};
 
 export const enum MailboxOp {
   /** Posted register write (no answer). */

@@ -94,7 +94,10 @@ export interface NetLayout extends NetGeometry {
 const pageUp = (n: number): number => Math.ceil(n / 4096) * 4096;
 
 export function checkGeometry(g: NetGeometry): void {
-  for (const [k, v] of [['txSlots', g.txSlots], ['rxSlots', g.rxSlots]] as const) {
+  for (const [k, v] of [
+    ['txSlots', g.txSlots],
+    ['rxSlots', g.rxSlots],
+  ] as const) {
     if (!Number.isInteger(v) || v < NET_BATCH || v > 4096) {
       throw new AbiError('ERR_ABI_GEOMETRY', `packet rings: ${k} ${v} must be an integer from ${NET_BATCH} to 4096`);
     }
@@ -114,7 +117,15 @@ export function netLayout(g: NetGeometry): NetLayout {
 
 /** The four rings of a layout: the container may poll the two it consumes; the manager polls none. */
 export function netRings(L: NetLayout): { txs: RingLayout; txc: RingLayout; rxf: RingLayout; rxc: RingLayout } {
-  const ring = (name: string, tail: number, head: number, polled: number, offset: number, entries: number): RingLayout => ({ name, tail, head, polled, offset, entries, entryBytes: 4 });
+  const ring = (name: string, tail: number, head: number, polled: number, offset: number, entries: number): RingLayout => ({
+    name,
+    tail,
+    head,
+    polled,
+    offset,
+    entries,
+    entryBytes: 4,
+  });
   return {
     txs: ring('TX submit ring', N.TXS_TAIL, N.TXS_HEAD, N.TXS_POLLED, L.txs, L.txSlots),
     txc: ring('TX completion ring', N.TXC_TAIL, N.TXC_HEAD, -1, L.txc, L.txSlots),

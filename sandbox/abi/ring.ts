@@ -95,7 +95,8 @@ export class RingProducer {
   /** Post the `n` entries written at `at(0..n-1)`; true when the owner must kick the consumer. */
   post(n: number): boolean {
     if (n === 0) return false;
-    const L = this.layout, u32 = this.u32;
+    const L = this.layout,
+      u32 = this.u32;
     const base = this.tailValue;
     this.tailValue = (base + n) >>> 0;
     Atomics.store(u32, L.tail, this.tailValue);
@@ -121,7 +122,10 @@ export class RingConsumer {
   private broken = false;
 
   /** `onViolation` hears, once per binding, of a TAIL no correct producer could have written. */
-  constructor(readonly layout: RingLayout, private readonly onViolation: (reason: string) => void) {}
+  constructor(
+    readonly layout: RingLayout,
+    private readonly onViolation: (reason: string) => void,
+  ) {}
 
   /** Use the ring in `u32`, taking from `head` on; a past violation is forgotten (fresh memory). */
   bind(u32: Uint32Array, head: number): void {
@@ -165,7 +169,11 @@ export class RingConsumer {
    * turn when `available()` still says more.
    */
   drain(sink: RingSink, budget: number): number {
-    const L = this.layout, u32 = this.u32, entries = L.entries, offset = L.offset, size = L.entryBytes;
+    const L = this.layout,
+      u32 = this.u32,
+      entries = L.entries,
+      offset = L.offset,
+      size = L.entryBytes;
     let taken = 0;
     let n = this.available();
     while (n > 0 && taken < budget) {

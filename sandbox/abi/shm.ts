@@ -23,7 +23,10 @@ function wrap(sys: Sys, fd: number, size: number, ownFd: boolean): Shared {
     addr = sys.mmap(0n, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
   } catch (e) {
     if (ownFd) sys.close(fd);
-    throw new AbiError('ERR_ABI_SHM', `could not map ${size} bytes of shared memory from fd ${fd}`, { cause: e, fix: 'the fd must be a memfd of at least that size (the manager hands each one over with its size)' });
+    throw new AbiError('ERR_ABI_SHM', `could not map ${size} bytes of shared memory from fd ${fd}`, {
+      cause: e,
+      fix: 'the fd must be a memfd of at least that size (the manager hands each one over with its size)',
+    });
   }
   const buf = sys.view(addr, size);
   let closed = false;
@@ -45,14 +48,19 @@ function wrap(sys: Sys, fd: number, size: number, ownFd: boolean): Shared {
 /** A fresh zeroed memfd of `size` bytes (a multiple of 4096), mapped. */
 export function createShared(sys: Sys, name: string, size: number): Shared {
   if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
-    throw new AbiError('ERR_ABI_SHM', `shared memory "${name}": size ${size} is not a positive multiple of 4096`, { fix: 'round the size up to whole 4 KiB pages' });
+    throw new AbiError('ERR_ABI_SHM', `shared memory "${name}": size ${size} is not a positive multiple of 4096`, {
+      fix: 'round the size up to whole 4 KiB pages',
+    });
   }
   const fd = sys.memfdCreate(`dmabox:${name}`, MFD_CLOEXEC);
   try {
     sys.ftruncate(fd, size);
   } catch (e) {
     sys.close(fd);
-    throw new AbiError('ERR_ABI_SHM', `shared memory "${name}": could not size it to ${size} bytes`, { cause: e, fix: 'the machine is short of memory (memfds count against RAM and the memory cgroup): free some, or make the rings smaller' });
+    throw new AbiError('ERR_ABI_SHM', `shared memory "${name}": could not size it to ${size} bytes`, {
+      cause: e,
+      fix: 'the machine is short of memory (memfds count against RAM and the memory cgroup): free some, or make the rings smaller',
+    });
   }
   return wrap(sys, fd, size, true);
 }

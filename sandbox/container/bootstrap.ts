@@ -56,7 +56,11 @@ export function openEndpoint(name: string, service: () => ContainerLifecycle | u
     },
   });
   const log = (level: LogLevel, text: string): void => {
-    try { guest.log(level, text); } catch { process.stderr.write(`${text}\n`); }
+    try {
+      guest.log(level, text);
+    } catch {
+      process.stderr.write(`${text}\n`);
+    }
   };
   return { guest, log };
 }
@@ -66,7 +70,9 @@ export async function fetchParams(guest: GuestEndpoint): Promise<BootParams> {
   const keys = Object.values(PARAM);
   const values = await Promise.all(keys.map((k) => guest.getParam(k)));
   const map = new Map<string, string>();
-  keys.forEach((k, i) => { if (values[i] !== undefined) map.set(k, values[i]!); });
+  keys.forEach((k, i) => {
+    if (values[i] !== undefined) map.set(k, values[i]!);
+  });
   return new BootParams(map);
 }
 
@@ -99,9 +105,14 @@ export function devicePlatform(params: BootParams, sys: Sys, dma: GrantAllocator
     platform.config.read16(0); // region info fetched now: an ioctl, fine after confine, but keep set-up first
     return platform;
   }
-  const mailbox = new GuestMailbox(sys, mapShared(sys, params.fd(PARAM.MAILBOX_FD), params.int(PARAM.MAILBOX_BYTES, 4096, 1 << 20)), params.fd(PARAM.MAILBOX_KICK_FD), {
-    timeoutMs: params.int(PARAM.REGISTER_TIMEOUT_MS, 1, 600_000),
-  });
+  const mailbox = new GuestMailbox(
+    sys,
+    mapShared(sys, params.fd(PARAM.MAILBOX_FD), params.int(PARAM.MAILBOX_BYTES, 4096, 1 << 20)),
+    params.fd(PARAM.MAILBOX_KICK_FD),
+    {
+      timeoutMs: params.int(PARAM.REGISTER_TIMEOUT_MS, 1, 600_000),
+    },
+  );
   return new ContainerPlatform({
     name,
     sys,
@@ -131,7 +142,9 @@ export function confineChecked(params: BootParams, sys: Sys, log: Bootstrap['log
     log(LogLevel.INFO, `confined (seccomp '${profile}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`);
     return;
   }
-  throw new ContainerError('ERR_CONTAINER_CONFINE', 'confinement check failed: /dev/vfio/vfio could be opened after confine()', { fix: 'the kernel must support seccomp filters (CONFIG_SECCOMP_FILTER); the container refuses to run unconfined' });
+  throw new ContainerError('ERR_CONTAINER_CONFINE', 'confinement check failed: /dev/vfio/vfio could be opened after confine()', {
+    fix: 'the kernel must support seccomp filters (CONFIG_SECCOMP_FILTER); the container refuses to run unconfined',
+  });
 }
 
 /**

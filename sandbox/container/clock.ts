@@ -11,10 +11,11 @@ import type { Clock } from '../../drivers/contract/platform.js';
 export function containerClock(sys: Sys): Clock {
   return {
     now: () => performance.now(),
-    sleep: (ms: number) => new Promise<void>((resolve) => {
-      if (ms > 0) setTimeout(resolve, ms);
-      else setImmediate(resolve);
-    }),
+    sleep: (ms: number) =>
+      new Promise<void>((resolve) => {
+        if (ms > 0) setTimeout(resolve, ms);
+        else setImmediate(resolve);
+      }),
     idle: () => sys.schedYield(),
   };
 }

@@ -20,8 +20,15 @@ export interface Grant {
   readonly bytes: Uint8Array;
 }
 
-interface Range { start: number; end: number }
-interface Live { grant: Grant; start: number; size: number }
+interface Range {
+  start: number;
+  end: number;
+}
+interface Live {
+  grant: Grant;
+  start: number;
+  size: number;
+}
 
 const PAGE = 4096;
 
@@ -35,7 +42,10 @@ export class GrantAllocator implements DmaAllocator {
   private readonly live = new Map<DmaWindow, Live>();
 
   /** `reserved`: bytes at the start of a window that are not the driver's (the block ring's data areas). */
-  constructor(readonly grants: readonly Grant[], reserved: readonly { grant: number; bytes: number }[] = []) {
+  constructor(
+    readonly grants: readonly Grant[],
+    reserved: readonly { grant: number; bytes: number }[] = [],
+  ) {
     for (const g of grants) {
       const r = reserved.filter((x) => x.grant === g.id).reduce((n, x) => n + x.bytes, 0);
       if (r > g.size) throw new ContainerError('ERR_CONTAINER_DMA_EXHAUSTED', `window ${g.id}: ${r} reserved bytes do not fit its ${g.size}`);
@@ -51,7 +61,8 @@ export class GrantAllocator implements DmaAllocator {
   }
 
   alloc(size: number, perm: DmaPerm, options: DmaAllocOptions = {}): DmaWindow {
-    if (!Number.isSafeInteger(size) || size <= 0) throw new ContainerError('ERR_CONTAINER_DMA_ARG', `DMA window of ${size} bytes: expected a positive byte count`);
+    if (!Number.isSafeInteger(size) || size <= 0)
+      throw new ContainerError('ERR_CONTAINER_DMA_ARG', `DMA window of ${size} bytes: expected a positive byte count`);
     const align = Math.max(PAGE, options.align ?? PAGE);
     if ((align & (align - 1)) !== 0) throw new ContainerError('ERR_CONTAINER_DMA_ARG', `alignment ${align} is not a power of two`);
     const rounded = Math.ceil(size / PAGE) * PAGE;
@@ -81,9 +92,13 @@ export class GrantAllocator implements DmaAllocator {
         return w;
       }
     }
-    throw new ContainerError('ERR_CONTAINER_DMA_EXHAUSTED', `${options.label ?? 'DMA window'}: no granted window with device access '${permName(perm)}' has ${rounded} free bytes (free: ${this.available(perm)})`, {
-      fix: `give the policy a larger window with access '${permName(perm)}' (or 'split'), or ask the driver for fewer or smaller queues`,
-    });
+    throw new ContainerError(
+      'ERR_CONTAINER_DMA_EXHAUSTED',
+      `${options.label ?? 'DMA window'}: no granted window with device access '${permName(perm)}' has ${rounded} free bytes (free: ${this.available(perm)})`,
+      {
+        fix: `give the policy a larger window with access '${permName(perm)}' (or 'split'), or ask the driver for fewer or smaller queues`,
+      },
+    );
   }
 
   free(window: DmaWindow): void {
@@ -93,8 +108,11 @@ export class GrantAllocator implements DmaAllocator {
     const list = this.freeLists.get(l.grant)!;
     list.push({ start: l.start, end: l.start + l.size });
     list.sort((a, b) => a.start - b.start);
-    for (let i = 0; i + 1 < list.length; ) {
-      if (list[i]!.end === list[i + 1]!.start) { list[i]!.end = list[i + 1]!.end; list.splice(i + 1, 1); } else i++;
+    for (let i = 0; i + 1 < list.length;) {
+      if (list[i]!.end === list[i + 1]!.start) {
+        list[i]!.end = list[i + 1]!.end;
+        list.splice(i + 1, 1);
+      } else i++;
     }
   }
 

@@ -38,7 +38,9 @@ function readFully(fd: number, into: Buffer, position: number): void {
     done += n;
   }
   if (done < into.length) {
-    throw new ContainerError('ERR_CONTAINER_DRIVER', `the driver code on fd ${fd} ends after ${done} of ${into.length} bytes`, { fix: 'the container and the manager must come from the same build' });
+    throw new ContainerError('ERR_CONTAINER_DRIVER', `the driver code on fd ${fd} ends after ${done} of ${into.length} bytes`, {
+      fix: 'the container and the manager must come from the same build',
+    });
   }
 }
 
@@ -55,9 +57,13 @@ interface Loaded {
 }
 
 function refuse(from: string, specifier: string, why: string): ContainerError {
-  return new ContainerError('ERR_CONTAINER_IMPORT', `driver code ${from} imports '${specifier.slice(0, 200)}': ${why}; a driver may import only its own files`, {
-    fix: 'import only the driver contract (drivers/contract), the kit (drivers/kit), spec/ and the driver\'s own files, by relative path; everything else reaches the driver through its start(ctx)',
-  });
+  return new ContainerError(
+    'ERR_CONTAINER_IMPORT',
+    `driver code ${from} imports '${specifier.slice(0, 200)}': ${why}; a driver may import only its own files`,
+    {
+      fix: "import only the driver contract (drivers/contract), the kit (drivers/kit), spec/ and the driver's own files, by relative path; everything else reaches the driver through its start(ctx)",
+    },
+  );
 }
 
 /** The file of the image `specifier` names from `from`, or a refusal. */
@@ -67,7 +73,7 @@ function resolveIn(l: Loaded, from: string, specifier: string): vm.SourceTextMod
   }
   const path = posix.normalize(posix.join(posix.dirname(from), specifier));
   const m = path.startsWith('../') ? undefined : l.modules.get(path);
-  if (!m) throw refuse(from, specifier, 'not a file of the driver\'s code');
+  if (!m) throw refuse(from, specifier, "not a file of the driver's code");
   return m;
 }
 
@@ -87,7 +93,9 @@ export async function loadDriver(image: CodeImage, kind: DriverKind): Promise<Dr
   for (const f of image.files) {
     const m = new vm.SourceTextModule(f.source, {
       identifier: identifier(f.path),
-      initializeImportMeta: (meta) => { meta.url = identifier(f.path); },
+      initializeImportMeta: (meta) => {
+        meta.url = identifier(f.path);
+      },
       importModuleDynamically: dynamicImport as never,
     });
     l.modules.set(f.path, m);
@@ -104,11 +112,17 @@ export async function loadDriver(image: CodeImage, kind: DriverKind): Promise<Dr
 function checkModule(ns: Record<string, unknown>, path: string, kind: DriverKind): DriverModule {
   const bad = (what: string, fix: string): ContainerError => new ContainerError('ERR_CONTAINER_DRIVER', `driver module ${path}: ${what}`, { fix });
   if (ns.contract !== DRIVER_CONTRACT) {
-    throw bad(`contract ${JSON.stringify(ns.contract)}; this container serves driver contract ${DRIVER_CONTRACT}`, `export const contract = ${DRIVER_CONTRACT} and build the driver against this dmabox's drivers/contract`);
+    throw bad(
+      `contract ${JSON.stringify(ns.contract)}; this container serves driver contract ${DRIVER_CONTRACT}`,
+      `export const contract = ${DRIVER_CONTRACT} and build the driver against this dmabox's drivers/contract`,
+    );
   }
-  if (typeof ns.name !== 'string' || !/^[ -~]{1,16}$/.test(ns.name)) throw bad('no name of 1 to 16 printable ASCII characters', "export const name = 'my-driver'");
-  if (typeof ns.kind !== 'string' || !(DRIVER_KINDS as readonly string[]).includes(ns.kind)) throw bad(`kind ${JSON.stringify(ns.kind)} is none of ${DRIVER_KINDS.join(', ')}`, "export const kind = 'block' (a disk) or 'net' (a NIC)");
-  if (ns.kind !== kind) throw bad(`declares kind '${ns.kind}', and this sandbox's device needs a ${kind} driver`, 'name a driver of the device\'s kind in the policy');
+  if (typeof ns.name !== 'string' || !/^[ -~]{1,16}$/.test(ns.name))
+    throw bad('no name of 1 to 16 printable ASCII characters', "export const name = 'my-driver'");
+  if (typeof ns.kind !== 'string' || !(DRIVER_KINDS as readonly string[]).includes(ns.kind))
+    throw bad(`kind ${JSON.stringify(ns.kind)} is none of ${DRIVER_KINDS.join(', ')}`, "export const kind = 'block' (a disk) or 'net' (a NIC)");
+  if (ns.kind !== kind)
+    throw bad(`declares kind '${ns.kind}', and this sandbox's device needs a ${kind} driver`, "name a driver of the device's kind in the policy");
   if (typeof ns.start !== 'function') throw bad('exports no start function', 'export async function start(ctx) { ... return device; }');
   return ns as unknown as DriverModule;
 }

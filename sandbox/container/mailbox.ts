@@ -28,7 +28,12 @@ export class GuestMailbox {
   accesses = 0;
 
   /** Refuses a mailbox of another format or version (ERR_ABI_MAGIC, ERR_ABI_VERSION). */
-  constructor(private readonly sys: Sys, shm: Shared, private readonly kickFd: number, options: { timeoutMs?: number } = {}) {
+  constructor(
+    private readonly sys: Sys,
+    shm: Shared,
+    private readonly kickFd: number,
+    options: { timeoutMs?: number } = {},
+  ) {
     this.u32 = shm.u32;
     checkFormat(shm.u32, MAILBOX_FORMAT);
     this.req = new RingProducer(MAILBOX_RING);
@@ -37,14 +42,20 @@ export class GuestMailbox {
   }
 
   /** Kicks sent, and left out (the manager was still taking earlier entries, or polls). */
-  get kicks(): number { return this.req.kicks; }
-  get kicksSaved(): number { return this.req.kicksSaved; }
+  get kicks(): number {
+    return this.req.kicks;
+  }
+  get kicksSaved(): number {
+    return this.req.kicksSaved;
+  }
 
   private timeout(what: string): MailboxError {
     const gone = Atomics.load(this.u32, W.HOST_GONE) === 1;
-    return new MailboxError('ERR_MAILBOX_TIMEOUT', gone
-      ? `${what}: the manager has released the device`
-      : `${what}: no answer from the manager within ${this.timeoutMs} ms`, { fix: 'the manager may be overloaded or gone; the supervisor restarts the container' });
+    return new MailboxError(
+      'ERR_MAILBOX_TIMEOUT',
+      gone ? `${what}: the manager has released the device` : `${what}: no answer from the manager within ${this.timeoutMs} ms`,
+      { fix: 'the manager may be overloaded or gone; the supervisor restarts the container' },
+    );
   }
 
   /**
@@ -59,7 +70,8 @@ export class GuestMailbox {
 
   /** Put one entry in the ring (waiting, bounded, while it is full) and kick the manager if it may sleep. */
   private post(w0: number, offset: number, value: number): number {
-    const u32 = this.u32, req = this.req;
+    const u32 = this.u32,
+      req = this.req;
     if (req.unconsumed() >= RING_ENTRIES) {
       const deadline = performance.now() + this.timeoutMs;
       let spins = 0;
@@ -90,7 +102,10 @@ export class GuestMailbox {
     }
     const status = Atomics.load(u32, W.RESP_STATUS);
     if (status !== MailboxStatus.OK) {
-      throw new MailboxError('ERR_MAILBOX_ACCESS', `${what}: ${STATUS_TEXT[status] ?? `status ${status}`}`, { fix: status === MailboxStatus.DENIED ? 'ask for no more interrupt vectors than the policy grants' : 'check the access against the device\'s register map' });
+      throw new MailboxError('ERR_MAILBOX_ACCESS', `${what}: ${STATUS_TEXT[status] ?? `status ${status}`}`, {
+        fix:
+          status === MailboxStatus.DENIED ? 'ask for no more interrupt vectors than the policy grants' : "check the access against the device's register map",
+      });
     }
     return Atomics.load(u32, W.RESP_VALUE);
   }
@@ -119,18 +134,24 @@ export class GuestMailbox {
 /** A BAR through the mailbox. Offsets are checked here too, so a driver bug is reported locally. */
 export class MailboxBar implements RegisterSpace {
   private readonly last32: number;
-  constructor(private readonly mb: GuestMailbox, private readonly index: number, readonly size: number) {
+  constructor(
+    private readonly mb: GuestMailbox,
+    private readonly index: number,
+    readonly size: number,
+  ) {
     this.last32 = size - 4;
   }
   private bad(offset: number): MailboxError {
-    return new MailboxError('ERR_MAILBOX_OFFSET', `BAR${this.index}: access at ${offset}: must be a 4-byte-aligned offset inside 0..${this.size - 1}`, { fix: 'check the register offset against the register map' });
+    return new MailboxError('ERR_MAILBOX_OFFSET', `BAR${this.index}: access at ${offset}: must be a 4-byte-aligned offset inside 0..${this.size - 1}`, {
+      fix: 'check the register offset against the register map',
+    });
   }
   read32(offset: number): number {
-    if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset);
+    if (offset >>> 0 !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset);
     return this.mb.read(this.index, 4, offset);
   }
   write32(offset: number, value: number): void {
-    if ((offset >>> 0) !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset);
+    if (offset >>> 0 !== offset || (offset & 3) !== 0 || offset > this.last32) throw this.bad(offset);
     this.mb.write(this.index, 4, offset, value);
   }
   read64(offset: number): bigint {
@@ -147,9 +168,19 @@ export class MailboxBar implements RegisterSpace {
 /** PCI configuration space through the mailbox (the manager checks bounds and alignment). */
 export class MailboxConfig implements ConfigSpace {
   constructor(private readonly mb: GuestMailbox) {}
-  read8(offset: number): number { return this.mb.read(SPACE_CONFIG, 1, offset); }
-  read16(offset: number): number { return this.mb.read(SPACE_CONFIG, 2, offset); }
-  read32(offset: number): number { return this.mb.read(SPACE_CONFIG, 4, offset); }
-  write16(offset: number, value: number): void { this.mb.write(SPACE_CONFIG, 2, offset, value & 0xffff); }
-  write32(offset: number, value: number): void { this.mb.write(SPACE_CONFIG, 4, offset, value); }
+  read8(offset: number): number {
+    return this.mb.read(SPACE_CONFIG, 1, offset);
+  }
+  read16(offset: number): number {
+    return this.mb.read(SPACE_CONFIG, 2, offset);
+  }
+  read32(offset: number): number {
+    return this.mb.read(SPACE_CONFIG, 4, offset);
+  }
+  write16(offset: number, value: number): void {
+    this.mb.write(SPACE_CONFIG, 2, offset, value & 0xffff);
+  }
+  write32(offset: number, value: number): void {
+    this.mb.write(SPACE_CONFIG, 4, offset, value);
+  }
 }

@@ -47,7 +47,9 @@ export class EventfdInterrupts implements Interrupts {
   enable(kind: IrqKind, n: number): IrqVector[] {
     const max = this.count(kind);
     if (!Number.isInteger(n) || n < 1 || n > max) {
-      throw new ContainerError('ERR_CONTAINER_IRQ', `cannot enable ${n} ${kind} vector(s): the sandbox was given ${max}`, { fix: `ask for 1..${max}, or give the container more vectors in the policy (driver.queues)` });
+      throw new ContainerError('ERR_CONTAINER_IRQ', `cannot enable ${n} ${kind} vector(s): the sandbox was given ${max}`, {
+        fix: `ask for 1..${max}, or give the container more vectors in the policy (driver.queues)`,
+      });
     }
     if (kind === 'msi') throw new ContainerError('ERR_CONTAINER_IRQ', 'MSI is not offered in a sandbox', { fix: "use 'msix'" });
     this.disable();
@@ -55,13 +57,16 @@ export class EventfdInterrupts implements Interrupts {
     if (granted !== n) throw new ContainerError('ERR_CONTAINER_IRQ', `the manager routed ${granted} of ${n} ${kind} vectors`);
     const vectors: FdVector[] = [];
     for (let i = 0; i < n; i++) {
-      const v = new FdVector(i), fd = this.fds[i]!;
+      const v = new FdVector(i),
+        fd = this.fds[i]!;
       this.sys.eventfdRead(fd); // drop anything left from an earlier routing
-      this.pollers.push(this.sys.poll(fd, () => {
-        if (this.sys.eventfdRead(fd) === 0n) return;
-        const hs = v.handlers;
-        for (let k = 0; k < hs.length; k++) hs[k]!();
-      }));
+      this.pollers.push(
+        this.sys.poll(fd, () => {
+          if (this.sys.eventfdRead(fd) === 0n) return;
+          const hs = v.handlers;
+          for (let k = 0; k < hs.length; k++) hs[k]!();
+        }),
+      );
       vectors.push(v);
     }
     return vectors;
@@ -74,7 +79,6 @@ export class EventfdInterrupts implements Interrupts {
     this.router.unroute();
   }
 }
-
 
 export interface ContainerPlatformOptions {
   name: string;
@@ -105,7 +109,12 @@ export class ContainerPlatform implements Platform {
     this.config = new MailboxConfig(o.mailbox);
     this.dma = o.dma;
     const mb = o.mailbox;
-    this.irq = new EventfdInterrupts(o.sys, { route: (kind, n) => mb.irqEnable(IRQ_KIND_CODE[kind], n), unroute: () => mb.irqDisable() }, o.irqCounts, o.irqFds);
+    this.irq = new EventfdInterrupts(
+      o.sys,
+      { route: (kind, n) => mb.irqEnable(IRQ_KIND_CODE[kind], n), unroute: () => mb.irqDisable() },
+      o.irqCounts,
+      o.irqFds,
+    );
     this.barSizes = o.bars;
   }
 
@@ -124,6 +133,10 @@ export class ContainerPlatform implements Platform {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try { this.irq.disable(); } catch { /* the manager may be gone: it quarantines the device anyway */ }
+    try {
+      this.irq.disable();
+    } catch {
+      /* the manager may be gone: it quarantines the device anyway */
+    }
   }
 }

@@ -21,7 +21,6 @@ function safeCount(device: Device, kind: 'msix' | 'intx'): number {
   }
 }
 
-
 const IRQ_INDEX = { msix: VFIO.VFIO_PCI_MSIX_IRQ_INDEX, intx: VFIO.VFIO_PCI_INTX_IRQ_INDEX } as const;
 
 export class VfioContainerPlatform implements Platform {
@@ -31,7 +30,13 @@ export class VfioContainerPlatform implements Platform {
   private readonly bars: (Mmio | undefined)[] = [];
 
   /** `irqFds`: the eventfds the manager handed over (IRQ_SETUP), vector i on irqFds[i]. */
-  constructor(readonly name: string, private readonly device: Device, readonly dma: GrantAllocator, sys: Sys, irqFds: readonly number[]) {
+  constructor(
+    readonly name: string,
+    private readonly device: Device,
+    readonly dma: GrantAllocator,
+    sys: Sys,
+    irqFds: readonly number[],
+  ) {
     this.clock = containerClock(sys);
     this.config = device.config;
     let routed: number | undefined;

@@ -41,7 +41,10 @@ export abstract class SandboxDevice {
   /** What quarantine and release did, in order (`bme-off`, `flr`, `unmap`). */
   readonly quarantineLog: string[] = [];
 
-  constructor(readonly policy: Policy, protected readonly sys: Sys) {}
+  constructor(
+    readonly policy: Policy,
+    protected readonly sys: Sys,
+  ) {}
 
   abstract get irqCounts(): { msix: number; intx: number };
   /** The kind of driver the device needs (its service), or undefined when the device does not say. */
@@ -65,7 +68,12 @@ export abstract class SandboxDevice {
       };
       if (access === 'split') {
         const half = Math.floor(w.size / 2 / 4096) * 4096;
-        if (half < 4096) throw new SandboxError('ERR_SANDBOX_WINDOW', `policy ${policy.name}: window ${label} of ${w.size} bytes is too small to split into a device-read and a device-write half`, { fix: 'give it at least 8KiB' });
+        if (half < 4096)
+          throw new SandboxError(
+            'ERR_SANDBOX_WINDOW',
+            `policy ${policy.name}: window ${label} of ${w.size} bytes is too small to split into a device-read and a device-write half`,
+            { fix: 'give it at least 8KiB' },
+          );
         grant(half, { read: true, write: false }, `${label}.device-reads`);
         grant(half, { read: false, write: true }, `${label}.device-writes`);
       } else {
@@ -86,13 +94,18 @@ export abstract class SandboxDevice {
         if (g.perm.read === read && g.perm.write === write && (best < 0 || g.window.size > this.grants[best]!.window.size)) best = i;
       });
       if (best < 0 || this.grants[best]!.window.size < bytes) {
-        throw new SandboxError('ERR_SANDBOX_WINDOW', `policy ${this.policy.name}: the block ring needs ${bytes} bytes of device-${write ? 'write' : 'read'}-only window for its data buffers, and no such window is that large`, {
-          fix: `give the policy a window of at least ${2 * bytes} bytes with access 'split' (or one of ${bytes} bytes with access '${write ? 'write' : 'read'}'), on top of what the driver's queues need`,
-        });
+        throw new SandboxError(
+          'ERR_SANDBOX_WINDOW',
+          `policy ${this.policy.name}: the block ring needs ${bytes} bytes of device-${write ? 'write' : 'read'}-only window for its data buffers, and no such window is that large`,
+          {
+            fix: `give the policy a window of at least ${2 * bytes} bytes with access 'split' (or one of ${bytes} bytes with access '${write ? 'write' : 'read'}'), on top of what the driver's queues need`,
+          },
+        );
       }
       return best;
     };
-    const readGrant = pick(false, true), writeGrant = pick(true, false);
+    const readGrant = pick(false, true),
+      writeGrant = pick(true, false);
     this.blockData = { readGrant, writeGrant, bytes };
     return { read: this.grants[readGrant]!.window, write: this.grants[writeGrant]!.window };
   }

@@ -49,11 +49,18 @@ function buildRoot(): string {
 export function driverRef(policy: Policy): DriverRef {
   const d = policy.driver;
   if (d.module !== undefined) {
-    const file = basename(d.module).replace(/\.m?js$/, '').replace(/[^ -~]/g, '_').slice(0, 16) || 'driver';
+    const file =
+      basename(d.module)
+        .replace(/\.m?js$/, '')
+        .replace(/[^ -~]/g, '_')
+        .slice(0, 16) || 'driver';
     return { name: file, kind: undefined, entry: d.module, label: `module:${d.module}` };
   }
   const b = d.name === undefined ? undefined : BUILTIN_DRIVERS[d.name];
-  if (!b || d.name === undefined) throw new SandboxError('ERR_SANDBOX_DRIVER', `policy ${policy.name}: no built-in driver '${d.name ?? ''}'`, { fix: `name one of ${Object.keys(BUILTIN_DRIVERS).join(', ')}, or a driver module (driver: { module: ./file.js })` });
+  if (!b || d.name === undefined)
+    throw new SandboxError('ERR_SANDBOX_DRIVER', `policy ${policy.name}: no built-in driver '${d.name ?? ''}'`, {
+      fix: `name one of ${Object.keys(BUILTIN_DRIVERS).join(', ')}, or a driver module (driver: { module: ./file.js })`,
+    });
   return { name: d.name, kind: b.kind, entry: join(buildRoot(), b.module), label: d.name };
 }
 
@@ -69,7 +76,9 @@ function isRelative(s: string): boolean {
 export async function bundleDriver(ref: DriverRef): Promise<Uint8Array> {
   await init();
   if (!ref.entry.endsWith('.js') && !ref.entry.endsWith('.mjs')) {
-    throw new SandboxError('ERR_SANDBOX_DRIVER', `driver module ${ref.entry}: not JavaScript`, { fix: 'build the driver (npm run build) and name the .js file' });
+    throw new SandboxError('ERR_SANDBOX_DRIVER', `driver module ${ref.entry}: not JavaScript`, {
+      fix: 'build the driver (npm run build) and name the .js file',
+    });
   }
   const sources = new Map<string, string>();
   const queue = [ref.entry];
@@ -86,20 +95,29 @@ export async function bundleDriver(ref: DriverRef): Promise<Uint8Array> {
     }
     if (source === undefined) {
       const from = [...sources.keys()].find((f) => f !== file);
-      throw new SandboxError('ERR_SANDBOX_DRIVER', `driver ${ref.label}: cannot read ${file} (${why})${file === ref.entry ? '' : `, imported by the driver's code${from ? ` (first from ${from})` : ''}`}`, {
-        fix: ref.kind ? 'run npm run build' : 'check the module path in the policy and that every file it imports exists',
-      });
+      throw new SandboxError(
+        'ERR_SANDBOX_DRIVER',
+        `driver ${ref.label}: cannot read ${file} (${why})${file === ref.entry ? '' : `, imported by the driver's code${from ? ` (first from ${from})` : ''}`}`,
+        {
+          fix: ref.kind ? 'run npm run build' : 'check the module path in the policy and that every file it imports exists',
+        },
+      );
     }
     bytes += source.length;
     if (sources.size >= CODE_MAX_FILES || bytes > CODE_MAX_BYTES) {
-      throw new SandboxError('ERR_SANDBOX_DRIVER', `driver ${ref.label}: more than ${CODE_MAX_FILES} files or ${CODE_MAX_BYTES} bytes of code`, { fix: 'a driver module should reach only the contract, the kit, spec/ and its own files' });
+      throw new SandboxError('ERR_SANDBOX_DRIVER', `driver ${ref.label}: more than ${CODE_MAX_FILES} files or ${CODE_MAX_BYTES} bytes of code`, {
+        fix: 'a driver module should reach only the contract, the kit, spec/ and its own files',
+      });
     }
     sources.set(file, source);
     let imports;
     try {
       [imports] = parse(source, file);
     } catch (e) {
-      throw new SandboxError('ERR_SANDBOX_DRIVER', `driver ${ref.label}: ${file} is not an ES module this manager can read (${(e as Error).message.split('\n')[0]})`);
+      throw new SandboxError(
+        'ERR_SANDBOX_DRIVER',
+        `driver ${ref.label}: ${file} is not an ES module this manager can read (${(e as Error).message.split('\n')[0]})`,
+      );
     }
     for (const imp of imports) {
       if (imp.type !== 'static' && imp.type !== 'reexport-star') continue;
@@ -112,7 +130,10 @@ export async function bundleDriver(ref: DriverRef): Promise<Uint8Array> {
   for (const f of files) while (root !== dirname(root) && !f.startsWith(root + sep)) root = dirname(root);
   const list: CodeFile[] = files.map((f) => ({ path: relative(root, f).split(sep).join('/'), source: sources.get(f)! }));
   const bad = list.find((f) => !validCodePath(f.path));
-  if (bad) throw new SandboxError('ERR_SANDBOX_DRIVER', `driver ${ref.label}: file ${bad.path} has a name the code image cannot carry`, { fix: 'name driver files with letters, digits, . _ - @ + and end them in .js or .mjs' });
+  if (bad)
+    throw new SandboxError('ERR_SANDBOX_DRIVER', `driver ${ref.label}: file ${bad.path} has a name the code image cannot carry`, {
+      fix: 'name driver files with letters, digits, . _ - @ + and end them in .js or .mjs',
+    });
   return encodeCode({ name: ref.name, files: list, entry: 0 });
 }
 

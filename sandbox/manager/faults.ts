@@ -28,9 +28,12 @@ export interface FaultEvent {
   iommu: boolean;
 }
 
-const DMAR = /DMAR: \[DMA (Read|Write)[^\]]*\] Request device \[(?:([0-9a-f]{4}):)?([0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\](?: PASID [0-9a-f]+)? fault addr (?:0x)?([0-9a-f]+)\s*(?:\[fault reason (?:0x)?([0-9a-f]+)\]\s*(.*))?/i;
-const AMD_OLD = /AMD-Vi: Event logged \[IO_PAGE_FAULT device=(?:([0-9a-f]{4}):)?([0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) domain=0x[0-9a-f]+ address=0x([0-9a-f]+) flags=0x([0-9a-f]+)\]/i;
-const AMD_NEW = /([0-9a-f]{4}):([0-9a-f]{2}:[0-9a-f]{2}\.[0-7]): AMD-Vi: Event logged \[IO_PAGE_FAULT domain=0x[0-9a-f]+ address=0x([0-9a-f]+) flags=0x([0-9a-f]+)\]/i;
+const DMAR =
+  /DMAR: \[DMA (Read|Write)[^\]]*\] Request device \[(?:([0-9a-f]{4}):)?([0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\](?: PASID [0-9a-f]+)? fault addr (?:0x)?([0-9a-f]+)\s*(?:\[fault reason (?:0x)?([0-9a-f]+)\]\s*(.*))?/i;
+const AMD_OLD =
+  /AMD-Vi: Event logged \[IO_PAGE_FAULT device=(?:([0-9a-f]{4}):)?([0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) domain=0x[0-9a-f]+ address=0x([0-9a-f]+) flags=0x([0-9a-f]+)\]/i;
+const AMD_NEW =
+  /([0-9a-f]{4}):([0-9a-f]{2}:[0-9a-f]{2}\.[0-7]): AMD-Vi: Event logged \[IO_PAGE_FAULT domain=0x[0-9a-f]+ address=0x([0-9a-f]+) flags=0x([0-9a-f]+)\]/i;
 
 /** Parse one kernel log line (a /dev/kmsg record `pri,seq,usec,flags;text` or plain text); undefined if it is not a fault. */
 export function parseFaultLine(line: string): FaultEvent | undefined {
@@ -38,7 +41,14 @@ export function parseFaultLine(line: string): FaultEvent | undefined {
   let m = DMAR.exec(text);
   if (m) {
     const reason = m[5] ? `VT-d reason 0x${m[5].padStart(2, '0')}${m[6] ? `: ${m[6].trim()}` : ''}` : 'VT-d fault';
-    return { device: `${(m[2] ?? '0000').toLowerCase()}:${m[3]!.toLowerCase()}`, iova: BigInt(`0x${m[4]}`), access: m[1]!.toLowerCase() as 'read' | 'write', reason, source: 'dmar', iommu: true };
+    return {
+      device: `${(m[2] ?? '0000').toLowerCase()}:${m[3]!.toLowerCase()}`,
+      iova: BigInt(`0x${m[4]}`),
+      access: m[1]!.toLowerCase() as 'read' | 'write',
+      reason,
+      source: 'dmar',
+      iommu: true,
+    };
   }
   m = AMD_NEW.exec(text);
   if (m) return amd(m[1], m[2]!, m[3]!, m[4]!);
@@ -49,7 +59,14 @@ export function parseFaultLine(line: string): FaultEvent | undefined {
 
 function amd(domain: string | undefined, bdf: string, addr: string, flags: string): FaultEvent {
   const write = (parseInt(flags, 16) & 0x20) !== 0;
-  return { device: `${(domain ?? '0000').toLowerCase()}:${bdf.toLowerCase()}`, iova: BigInt(`0x${addr}`), access: write ? 'write' : 'read', reason: `IO_PAGE_FAULT flags 0x${flags}`, source: 'amd-vi', iommu: true };
+  return {
+    device: `${(domain ?? '0000').toLowerCase()}:${bdf.toLowerCase()}`,
+    iova: BigInt(`0x${addr}`),
+    access: write ? 'write' : 'read',
+    reason: `IO_PAGE_FAULT flags 0x${flags}`,
+    source: 'amd-vi',
+    iommu: true,
+  };
 }
 
 /** Who a fault goes to: the sandbox owning the device, with its policy action. */
@@ -78,7 +95,10 @@ export class KmsgFaultMonitor {
   faults = 0;
   unowned: FaultEvent[] = [];
 
-  constructor(private readonly path = '/dev/kmsg', options: { includeHistory?: boolean; sys?: Sys } = {}) {
+  constructor(
+    private readonly path = '/dev/kmsg',
+    options: { includeHistory?: boolean; sys?: Sys } = {},
+  ) {
     this.sinceUs = options.includeHistory ? -1n : process.hrtime.bigint() / 1000n;
     this.sys = options.sys;
   }
@@ -103,7 +123,10 @@ export class KmsgFaultMonitor {
         this.timer.unref();
       }
     } catch (e) {
-      throw new SandboxError('ERR_FAULTS_KMSG', `cannot follow the kernel log ${this.path}: ${(e as Error).message}`, { cause: e, fix: 'the manager needs root or CAP_SYSLOG to read /dev/kmsg' });
+      throw new SandboxError('ERR_FAULTS_KMSG', `cannot follow the kernel log ${this.path}: ${(e as Error).message}`, {
+        cause: e,
+        fix: 'the manager needs root or CAP_SYSLOG to read /dev/kmsg',
+      });
     }
     this.drain(this.poller !== undefined);
   }

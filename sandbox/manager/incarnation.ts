@@ -95,9 +95,18 @@ export class Incarnation {
     const { policy, device } = o;
     this.startedAt = o.clock.wall();
     const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe'];
-    const fd = (n: number): number => { stdio.push(n); return stdio.length - 1; };
-    const param = (key: ParamKey, value: string | number | readonly number[]): void => { this.params.set(key, formatParam(value)); };
-    const efd = (): number => { const n = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); this.eventfds.push(n); return n; };
+    const fd = (n: number): number => {
+      stdio.push(n);
+      return stdio.length - 1;
+    };
+    const param = (key: ParamKey, value: string | number | readonly number[]): void => {
+      this.params.set(key, formatParam(value));
+    };
+    const efd = (): number => {
+      const n = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      this.eventfds.push(n);
+      return n;
+    };
     let mailboxShm: Shared | undefined;
     let mailboxKick = -1;
     try {
@@ -209,7 +218,9 @@ export class Incarnation {
     });
     // The container's own stdout/stderr: at most 50 lines a second reach the log (a container
     // printing in a loop must not flood the manager), cut to 512 characters, control characters replaced.
-    let windowStart = 0, lines = 0, dropped = 0;
+    let windowStart = 0,
+      lines = 0,
+      dropped = 0;
     const text = (level: LogLevel) => (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line.trim() === '') continue;
@@ -220,7 +231,10 @@ export class Incarnation {
           lines = 0;
           dropped = 0;
         }
-        if (++lines > 50) { dropped++; continue; }
+        if (++lines > 50) {
+          dropped++;
+          continue;
+        }
         o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(CONTROL_CHARACTERS, '?')}`);
       }
     };

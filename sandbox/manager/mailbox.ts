@@ -30,7 +30,10 @@ export class HostMailbox implements Pollable {
   private readonly u32: Uint32Array;
   private readonly req: RingConsumer;
   private readonly reqSink: RingSink = { take: (at) => this.take(at) };
-  private readonly drainLater = (): void => { this.scheduled = false; this.drain(); };
+  private readonly drainLater = (): void => {
+    this.scheduled = false;
+    this.drain();
+  };
   private poller: PollHandle | undefined;
   private closed = false;
   private scheduled = false;
@@ -84,7 +87,8 @@ export class HostMailbox implements Pollable {
   /** One request (the ring's sink); answered requests carry the REQ_TAIL value that posted them. */
   private take(e: number): boolean {
     if (this.closed) return false;
-    const u32 = this.u32, i = e >>> 2;
+    const u32 = this.u32,
+      i = e >>> 2;
     this.apply(u32[i]!, u32[i + 1]!, u32[i + 2]!, (this.req.head + 1) >>> 0);
     return true;
   }
@@ -113,7 +117,9 @@ export class HostMailbox implements Pollable {
   }
 
   private apply(w0: number, offset: number, value: number, seq: number): void {
-    const op = w0 & 0xff, width = (w0 >>> 8) & 0xff, space = w0 >>> 16;
+    const op = w0 & 0xff,
+      width = (w0 >>> 8) & 0xff,
+      space = w0 >>> 16;
     this.applied++;
     switch (op) {
       case MailboxOp.WRITE:

@@ -51,7 +51,10 @@ export class Manager extends EventEmitter {
   /** What `endSetup()` kept and dropped, once it dropped. */
   privilege: PrivilegeReport | undefined;
 
-  constructor(policies: readonly Policy[], private readonly options: ManagerOptions = {}) {
+  constructor(
+    policies: readonly Policy[],
+    private readonly options: ManagerOptions = {},
+  ) {
     super();
     this.controlPath = options.controlPath === undefined ? defaultControlPath() : options.controlPath;
     try {
@@ -113,7 +116,13 @@ export class Manager extends EventEmitter {
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e) => reject(new SandboxError('ERR_SANDBOX_CONTROL', `cannot listen on ${path}: ${e.message}`, { fix: 'is another dmabox up running? set DMABOX_CONTROL to another path' })));
+      server.once('error', (e) =>
+        reject(
+          new SandboxError('ERR_SANDBOX_CONTROL', `cannot listen on ${path}: ${e.message}`, {
+            fix: 'is another dmabox up running? set DMABOX_CONTROL to another path',
+          }),
+        ),
+      );
       server.listen(path, () => {
         chmodSync(path, 0o600);
         resolve();
@@ -124,7 +133,14 @@ export class Manager extends EventEmitter {
   status(): Record<string, unknown> {
     const root = process.getuid?.() === 0;
     return {
-      manager: { pid: process.pid, uid: process.getuid?.() ?? null, root, uptimeMs: Date.now() - this.startedAt, control: this.controlPath, caps: capsStatus(this.privilege !== undefined) },
+      manager: {
+        pid: process.pid,
+        uid: process.getuid?.() ?? null,
+        root,
+        uptimeMs: Date.now() - this.startedAt,
+        control: this.controlPath,
+        caps: capsStatus(this.privilege !== undefined),
+      },
       sandboxes: this.sandboxes.map((s) => s.status()),
     };
   }
@@ -151,16 +167,29 @@ export function queryStatus(path = defaultControlPath(), timeoutMs = 3000): Prom
     import('node:net').then(({ createConnection }) => {
       const c = createConnection(path);
       let buf = '';
-      const t = setTimeout(() => { c.destroy(); reject(new SandboxError('ERR_SANDBOX_CONTROL', `no answer from ${path} within ${timeoutMs} ms`)); }, timeoutMs);
+      const t = setTimeout(() => {
+        c.destroy();
+        reject(new SandboxError('ERR_SANDBOX_CONTROL', `no answer from ${path} within ${timeoutMs} ms`));
+      }, timeoutMs);
       c.on('connect', () => c.write('status\n'));
-      c.on('data', (d) => { buf += d.toString('utf8'); });
+      c.on('data', (d) => {
+        buf += d.toString('utf8');
+      });
       c.on('end', () => {
         clearTimeout(t);
-        try { resolve(JSON.parse(buf) as Record<string, unknown>); } catch { reject(new SandboxError('ERR_SANDBOX_CONTROL', `malformed answer from ${path}`)); }
+        try {
+          resolve(JSON.parse(buf) as Record<string, unknown>);
+        } catch {
+          reject(new SandboxError('ERR_SANDBOX_CONTROL', `malformed answer from ${path}`));
+        }
       });
       c.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(t);
-        reject(new SandboxError('ERR_SANDBOX_CONTROL', `cannot reach the manager at ${path} (${e.code ?? e.message})`, { fix: "start it with 'dmabox up POLICY...', or point DMABOX_CONTROL / --control at its socket" }));
+        reject(
+          new SandboxError('ERR_SANDBOX_CONTROL', `cannot reach the manager at ${path} (${e.code ?? e.message})`, {
+            fix: "start it with 'dmabox up POLICY...', or point DMABOX_CONTROL / --control at its socket",
+          }),
+        );
       });
     }, reject);
   });

@@ -30,13 +30,47 @@ import { defaultSys, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, 
 
 /** Capability numbers (linux/capability.h); index = number. */
 export const CAP_NAMES: readonly string[] = Object.freeze([
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL',
-  'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE',
-  'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE',
-  'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT',
-  'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE',
-  'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
-  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_DAC_READ_SEARCH',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETPCAP',
+  'CAP_LINUX_IMMUTABLE',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_NET_BROADCAST',
+  'CAP_NET_ADMIN',
+  'CAP_NET_RAW',
+  'CAP_IPC_LOCK',
+  'CAP_IPC_OWNER',
+  'CAP_SYS_MODULE',
+  'CAP_SYS_RAWIO',
+  'CAP_SYS_CHROOT',
+  'CAP_SYS_PTRACE',
+  'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN',
+  'CAP_SYS_BOOT',
+  'CAP_SYS_NICE',
+  'CAP_SYS_RESOURCE',
+  'CAP_SYS_TIME',
+  'CAP_SYS_TTY_CONFIG',
+  'CAP_MKNOD',
+  'CAP_LEASE',
+  'CAP_AUDIT_WRITE',
+  'CAP_AUDIT_CONTROL',
+  'CAP_SETFCAP',
+  'CAP_MAC_OVERRIDE',
+  'CAP_MAC_ADMIN',
+  'CAP_SYSLOG',
+  'CAP_WAKE_ALARM',
+  'CAP_BLOCK_SUSPEND',
+  'CAP_AUDIT_READ',
+  'CAP_PERFMON',
+  'CAP_BPF',
+  'CAP_CHECKPOINT_RESTORE',
 ]);
 export const CAP_KILL = 5;
 export const CAP_SETGID = 6;
@@ -86,7 +120,14 @@ export function parseStatusCaps(text: string): TaskCaps {
     return m[1]!;
   };
   const hex = (name: string): bigint => BigInt(`0x${field(name)}`);
-  return { inheritable: hex('CapInh'), permitted: hex('CapPrm'), effective: hex('CapEff'), bounding: hex('CapBnd'), ambient: hex('CapAmb'), noNewPrivs: field('NoNewPrivs') === '1' };
+  return {
+    inheritable: hex('CapInh'),
+    permitted: hex('CapPrm'),
+    effective: hex('CapEff'),
+    bounding: hex('CapBnd'),
+    ambient: hex('CapAmb'),
+    noNewPrivs: field('NoNewPrivs') === '1',
+  };
 }
 
 /** The calling process's main thread, from /proc/self/status. */
@@ -99,7 +140,11 @@ export function threadsWithMore(allowed: bigint): number {
   let n = 0;
   for (const tid of readdirSync('/proc/self/task')) {
     let c: TaskCaps;
-    try { c = parseStatusCaps(readFileSync(`/proc/self/task/${tid}/status`, 'utf8')); } catch { continue; } // a thread that ended meanwhile
+    try {
+      c = parseStatusCaps(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'));
+    } catch {
+      continue;
+    } // a thread that ended meanwhile
     if (((c.effective | c.permitted | c.bounding) & ~allowed) !== 0n) n++;
   }
   return n;
@@ -147,21 +192,34 @@ export function dropPrivileges(options: DropOptions = {}): PrivilegeReport {
   const keepNumbers = options.keep ?? KEPT_NUMBERS;
   const lastCap = options.lastCap ?? capLastCap();
   for (const n of keepNumbers) {
-    if (!Number.isInteger(n) || n < 0 || n > lastCap) throw new PrivilegeError(`capability ${n} is not one this kernel knows (0..${lastCap})`, 'keep capabilities by their linux/capability.h number');
+    if (!Number.isInteger(n) || n < 0 || n > lastCap)
+      throw new PrivilegeError(`capability ${n} is not one this kernel knows (0..${lastCap})`, 'keep capabilities by their linux/capability.h number');
   }
   const before = sys.capget();
   const keep = capMask(keepNumbers);
   if (!((before.effective >> BigInt(CAP_SETPCAP)) & 1n)) {
-    throw new PrivilegeError(`cannot drop the bounding set without CAP_SETPCAP (effective set: ${capNames(before.effective).join(', ') || 'empty'})`,
-      'drop privileges only in a manager started as root, or pass --keep-privileges');
+    throw new PrivilegeError(
+      `cannot drop the bounding set without CAP_SETPCAP (effective set: ${capNames(before.effective).join(', ') || 'empty'})`,
+      'drop privileges only in a manager started as root, or pass --keep-privileges',
+    );
   }
   const missing = keep & ~before.permitted;
   if (missing !== 0n) {
-    throw new PrivilegeError(`the manager does not hold ${capNames(missing).join(', ')}, which it needs after set-up`,
-      'start dmabox as root (not under a capability-restricted wrapper), or pass --keep-privileges');
+    throw new PrivilegeError(
+      `the manager does not hold ${capNames(missing).join(', ')}, which it needs after set-up`,
+      'start dmabox as root (not under a capability-restricted wrapper), or pass --keep-privileges',
+    );
   }
   const step = <T>(what: string, f: () => T): T => {
-    try { return f(); } catch (e) { throw new PrivilegeError(`dropping privileges: ${what} failed: ${(e as Error).message}`, 'the manager runs on with what the steps before left it (`dmabox status --json` shows manager.caps); report the kernel version, or pass --keep-privileges', e); }
+    try {
+      return f();
+    } catch (e) {
+      throw new PrivilegeError(
+        `dropping privileges: ${what} failed: ${(e as Error).message}`,
+        'the manager runs on with what the steps before left it (`dmabox status --json` shows manager.caps); report the kernel version, or pass --keep-privileges',
+        e,
+      );
+    }
   };
   step('PR_SET_NO_NEW_PRIVS', () => sys.prctl(PR_SET_NO_NEW_PRIVS, 1));
   step('PR_CAP_AMBIENT_CLEAR_ALL', () => sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL));
@@ -172,12 +230,18 @@ export function dropPrivileges(options: DropOptions = {}): PrivilegeReport {
   step('capset', () => sys.capset({ effective: keep, permitted: keep, inheritable: 0n }));
   const after = sys.capget();
   if (after.effective !== keep || after.permitted !== keep || after.inheritable !== 0n) {
-    throw new PrivilegeError(`after capset the sets are effective ${capNames(after.effective).join(',')}, permitted ${capNames(after.permitted).join(',')}, not ${capNames(keep).join(',')}`, 'report the kernel version; pass --keep-privileges meanwhile');
+    throw new PrivilegeError(
+      `after capset the sets are effective ${capNames(after.effective).join(',')}, permitted ${capNames(after.permitted).join(',')}, not ${capNames(keep).join(',')}`,
+      'report the kernel version; pass --keep-privileges meanwhile',
+    );
   }
   for (let n = 0; n <= lastCap; n++) {
     const inBounding = step(`PR_CAPBSET_READ ${n}`, () => sys.prctl(PR_CAPBSET_READ, n)) === 1;
     if (inBounding !== Boolean((keep >> BigInt(n)) & 1n)) {
-      throw new PrivilegeError(`${CAP_NAMES[n] ?? n} is ${inBounding ? 'still' : 'not'} in the bounding set after the drop`, 'report the kernel version; pass --keep-privileges meanwhile');
+      throw new PrivilegeError(
+        `${CAP_NAMES[n] ?? n} is ${inBounding ? 'still' : 'not'} in the bounding set after the drop`,
+        'report the kernel version; pass --keep-privileges meanwhile',
+      );
     }
   }
   const kept = capNames(keep);

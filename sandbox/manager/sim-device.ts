@@ -46,9 +46,13 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
     super(policy, sys);
     const d = policy.device;
     if (!('sim' in d) || (d.sim !== 'nvme' && d.sim !== 'e1000e')) {
-      throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: only simulated NVMe and e1000e devices (device: sim:nvme, sim:e1000e) run in a simulated sandbox; got ${JSON.stringify(d)}`, {
-        fix: 'use a sim:nvme or sim:e1000e device, or a pci: device on a host with VFIO',
-      });
+      throw new SandboxError(
+        'ERR_SANDBOX_DEVICE',
+        `policy ${policy.name}: only simulated NVMe and e1000e devices (device: sim:nvme, sim:e1000e) run in a simulated sandbox; got ${JSON.stringify(d)}`,
+        {
+          fix: 'use a sim:nvme or sim:e1000e device, or a pci: device on a host with VFIO',
+        },
+      );
     }
     this.description = `sim:${d.sim}@${SIM_ADDRESS}`;
     this.machine = new SimMachine({ memory: new MemfdMemoryProvider({ sys, hugePages: 'never', name: `dmabox-${policy.name}` }) });
@@ -58,12 +62,12 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
       this.fn = this.machine.attach(this.nic, { address: SIM_ADDRESS });
       this.peer = attachPeer(this.nic, d.peer);
     } else {
-      const model = this.nvme = new SimNvme({
+      const model = (this.nvme = new SimNvme({
         serial: d.serial,
         namespaces: [{ blocks: Math.floor(d.capacity / d.blockSize), blockSize: d.blockSize }],
         maxQueueEntries: d.mqes,
         maxIoQueues: d.maxQueues,
-      });
+      }));
       this.fn = this.machine.attach(model, { address: SIM_ADDRESS });
     }
     this.platform = this.machine.platform(SIM_ADDRESS);
@@ -94,11 +98,21 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
   }
 
   // ---- MailboxTarget: the container's register accesses ----
-  barSize(index: number): number { return this.fn.barSize(index); }
-  barRead32(index: number, offset: number): number { return this.fn.barRead32(index, offset); }
-  barWrite32(index: number, offset: number, value: number): void { this.fn.barWrite32(index, offset, value); }
-  cfgRead(offset: number, width: 1 | 2 | 4): number { return this.fn.cfgRead(offset, width); }
-  cfgWrite(offset: number, width: 1 | 2 | 4, value: number): void { this.fn.cfgWrite(offset, width, value); }
+  barSize(index: number): number {
+    return this.fn.barSize(index);
+  }
+  barRead32(index: number, offset: number): number {
+    return this.fn.barRead32(index, offset);
+  }
+  barWrite32(index: number, offset: number, value: number): void {
+    this.fn.barWrite32(index, offset, value);
+  }
+  cfgRead(offset: number, width: 1 | 2 | 4): number {
+    return this.fn.cfgRead(offset, width);
+  }
+  cfgWrite(offset: number, width: 1 | 2 | 4, value: number): void {
+    this.fn.cfgWrite(offset, width, value);
+  }
   irqEnable(kind: 'msix' | 'intx', vectors: number): number {
     if (vectors > this.irqFds.length) throw new SandboxError('ERR_SANDBOX_IRQ', `${vectors} vectors asked, ${this.irqFds.length} granted`);
     this.vectors = this.platform.irq.enable(kind, vectors);
@@ -110,7 +124,9 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
     this.platform.irq.disable();
     this.vectors = [];
   }
-  reset(): void { this.platform.reset(); }
+  reset(): void {
+    this.platform.reset();
+  }
 
   /**
    * Between containers: bus mastering off (PCI command bit 2, so no DMA can start), interrupts

@@ -110,7 +110,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private lastProgress = 0;
   private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock'>> & Pick<SupervisorOptions, 'entry' | 'entryArgs'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock'>> &
+    Pick<SupervisorOptions, 'entry' | 'entryArgs'>;
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
@@ -137,7 +138,10 @@ export class Supervisor extends EventEmitter implements FaultSink {
       ? { uid: policy.container.uid, gid: policy.container.gid, asPolicy: true }
       : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false };
     this.driver = driverRef(policy);
-    this.device = 'sim' in policy.device ? new SimDevice(policy, this.o.sys) : new VfioDevice(policy, this.o.sys, { bind: options.bind === true || ('bind' in policy.device && policy.device.bind) });
+    this.device =
+      'sim' in policy.device
+        ? new SimDevice(policy, this.o.sys)
+        : new VfioDevice(policy, this.o.sys, { bind: options.bind === true || ('bind' in policy.device && policy.device.bind) });
     this.sim = this.device instanceof SimDevice ? this.device : undefined;
     if (this.device instanceof VfioDevice) for (const w of this.device.warnings) this.event('log', w, 'warn');
     try {
@@ -150,8 +154,12 @@ export class Supervisor extends EventEmitter implements FaultSink {
         device: this.device,
         sys: this.o.sys,
         clock: this.clock,
-        get mailbox() { return current()?.mailbox; },
-        violation: (reason) => { if (this.current && !this.current.exited && !this.stopRequested) this.violation(reason, true); },
+        get mailbox() {
+          return current()?.mailbox;
+        },
+        violation: (reason) => {
+          if (this.current && !this.current.exited && !this.stopRequested) this.violation(reason, true);
+        },
       };
       this.service = SERVICES[this.kind](host, {
         ...(options.ring ? { ring: options.ring } : {}),
@@ -181,15 +189,23 @@ export class Supervisor extends EventEmitter implements FaultSink {
     const wanted = this.device.driverKind();
     const declared = this.driver.kind;
     if (declared && wanted && declared !== wanted) {
-      throw new SandboxError('ERR_SANDBOX_DRIVER', `policy ${this.policy.name}: driver ${this.driver.label} is a ${declared} driver, and ${this.device.description} needs a ${wanted} driver`, {
-        fix: 'name a driver for this device',
-      });
+      throw new SandboxError(
+        'ERR_SANDBOX_DRIVER',
+        `policy ${this.policy.name}: driver ${this.driver.label} is a ${declared} driver, and ${this.device.description} needs a ${wanted} driver`,
+        {
+          fix: 'name a driver for this device',
+        },
+      );
     }
     const kind = declared ?? wanted;
     if (!kind) {
-      throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${this.policy.name}: ${this.device.description} is neither a storage nor a network device (PCI class), so no driver kind serves it`, {
-        fix: 'sandbox a disk (PCI class 01h) or a NIC (02h)',
-      });
+      throw new SandboxError(
+        'ERR_SANDBOX_DEVICE',
+        `policy ${this.policy.name}: ${this.device.description} is neither a storage nor a network device (PCI class), so no driver kind serves it`,
+        {
+          fix: 'sandbox a disk (PCI class 01h) or a NIC (02h)',
+        },
+      );
     }
     return kind;
   }
@@ -303,8 +319,12 @@ export class Supervisor extends EventEmitter implements FaultSink {
           heartbeat: (h) => this.heartbeat(h),
           fault: (f) => this.driverFault(f),
           ready: () => this.onReady(inc),
-          violation: (reason, kill) => { if (this.current === inc && !inc.exited && !this.stopRequested) this.violation(reason, kill); },
-          gone: (reason) => { if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`); },
+          violation: (reason, kill) => {
+            if (this.current === inc && !inc.exited && !this.stopRequested) this.violation(reason, kill);
+          },
+          gone: (reason) => {
+            if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`);
+          },
           exit: (code, signal) => this.onExit(inc, code, signal),
         },
       });
@@ -316,10 +336,17 @@ export class Supervisor extends EventEmitter implements FaultSink {
     }
     this.current = inc;
     this.startedAt = this.clock.wall();
-    this.event('spawn', `container pid ${inc.pid} as uid ${this.credentials.uid} gid ${this.credentials.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}`);
-    this.readyTimer = this.clock.setTimeout(() => this.confirm(() => {
-      if (this.current === inc && this.state === 'starting') this.kill(`no READY within ${this.o.readyTimeoutMs} ms`);
-    }), this.o.readyTimeoutMs);
+    this.event(
+      'spawn',
+      `container pid ${inc.pid} as uid ${this.credentials.uid} gid ${this.credentials.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}`,
+    );
+    this.readyTimer = this.clock.setTimeout(
+      () =>
+        this.confirm(() => {
+          if (this.current === inc && this.state === 'starting') this.kill(`no READY within ${this.o.readyTimeoutMs} ms`);
+        }),
+      this.o.readyTimeoutMs,
+    );
   }
 
   /**
@@ -386,7 +413,11 @@ export class Supervisor extends EventEmitter implements FaultSink {
   }
 
   private driverFault(f: FaultReport): void {
-    this.event('driver-fault', `the driver reports fault kind ${f.kind} code ${f.code} (${FAULT_KIND[f.kind] ?? 'unknown'}) iova 0x${f.iova.toString(16)}`, 'warn');
+    this.event(
+      'driver-fault',
+      `the driver reports fault kind ${f.kind} code ${f.code} (${FAULT_KIND[f.kind] ?? 'unknown'}) iova 0x${f.iova.toString(16)}`,
+      'warn',
+    );
   }
 
   private violation(reason: string, kill: boolean): void {
@@ -455,7 +486,9 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.state = 'failed';
     this.clock.clearTimeout(this.backoffTimer);
     this.event('failed', `device marked failed: ${why}`, 'error');
-    const err = new SandboxError('ERR_SANDBOX_FAILED', `sandbox ${this.policy.name}: device marked failed: ${why}`, { fix: 'see the sandbox events for why its containers died; fix the cause and start the sandbox again' });
+    const err = new SandboxError('ERR_SANDBOX_FAILED', `sandbox ${this.policy.name}: device marked failed: ${why}`, {
+      fix: 'see the sandbox events for why its containers died; fix the cause and start the sandbox again',
+    });
     this.service.fail(err);
     const w = this.readyWaiters;
     this.readyWaiters = [];
@@ -490,7 +523,9 @@ export class Supervisor extends EventEmitter implements FaultSink {
     const inc = this.current;
     this.state = 'stopping';
     if (inc && !inc.exited) {
-      const done = new Promise<void>((r) => { this.stopResolve = r; });
+      const done = new Promise<void>((r) => {
+        this.stopResolve = r;
+      });
       inc.host.shutdown(deadlineMs, ShutdownReason.STOP).catch(() => undefined);
       const t = this.clock.setTimeout(() => inc.kill('SIGKILL'), deadlineMs + 500);
       await done;
@@ -532,7 +567,12 @@ export class Supervisor extends EventEmitter implements FaultSink {
       violations: this.violations,
       faults: this.faultCount,
       lastFault: this.faults.length > 0 ? describeFault(this.faults[this.faults.length - 1]!) : null,
-      windows: this.device.grants.map((g) => ({ label: g.label, iova: `0x${g.window.iova.toString(16)}`, size: g.window.size, access: g.perm.read && g.perm.write ? 'read-write' : g.perm.read ? 'read' : 'write' })),
+      windows: this.device.grants.map((g) => ({
+        label: g.label,
+        iova: `0x${g.window.iova.toString(16)}`,
+        size: g.window.size,
+        access: g.perm.read && g.perm.write ? 'read-write' : g.perm.read ? 'read' : 'write',
+      })),
       heartbeat: this.lastHeartbeat ? { completed: Number(this.lastHeartbeat.completed), inflight: this.lastHeartbeat.inflight } : null,
       ...this.service.status(),
     };

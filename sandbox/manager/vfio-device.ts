@@ -14,7 +14,6 @@ import { VfioPlatform, type VfioPlatformOptions } from '../../platform/vfio.js';
 import { SandboxDevice } from './device.js';
 import { PCI, setBusMaster } from '../../spec/pci/config.js';
 
-
 export function vfioAddress(policy: Policy): string {
   const d = policy.device;
   if ('pci' in d) return d.pci;
@@ -22,7 +21,10 @@ export function vfioAddress(policy: Policy): string {
     const [vendor, device] = d.id.split(':').map((x) => parseInt(x, 16)) as [number, number];
     const found = findPciFunctions(vendor, device);
     const f = found[d.index];
-    if (!f) throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: no PCI function ${d.id} number ${d.index} (found ${found.length})`, { fix: "check 'dmabox devices' and the policy's device" });
+    if (!f)
+      throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: no PCI function ${d.id} number ${d.index} (found ${found.length})`, {
+        fix: "check 'dmabox devices' and the policy's device",
+      });
     return f.address;
   }
   throw new SandboxError('ERR_SANDBOX_DEVICE', `policy ${policy.name}: not a PCI device`);
@@ -40,12 +42,21 @@ export class VfioDevice extends SandboxDevice {
    * `iommu`: the host's IOMMU status (default: read now); `platform`: where to find the group and
    * sysfs (tests over vfio-bindings' fake seam).
    */
-  constructor(policy: Policy, sys: Sys, options: { bind?: boolean; iommu?: IommuStatus; platform?: Pick<VfioPlatformOptions, 'group' | 'sysfsRoot' | 'devDir'> } = {}) {
+  constructor(
+    policy: Policy,
+    sys: Sys,
+    options: { bind?: boolean; iommu?: IommuStatus; platform?: Pick<VfioPlatformOptions, 'group' | 'sysfsRoot' | 'devDir'> } = {},
+  ) {
     super(policy, sys);
     this.address = vfioAddress(policy);
     this.description = `vfio:${this.address}`;
     this.checkConfinement(options.iommu ?? iommuStatus());
-    this.platform = VfioPlatform.open(this.address, { ...options.platform, sys, bind: options.bind === true, hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never' });
+    this.platform = VfioPlatform.open(this.address, {
+      ...options.platform,
+      sys,
+      bind: options.bind === true,
+      hugePages: policy.windows.some((w) => w.hugePages) ? 'auto' : 'never',
+    });
     try {
       this.mapWindows(this.platform.dma);
     } catch (e) {
@@ -115,7 +126,9 @@ export class VfioDevice extends SandboxDevice {
     for (const index of [VFIO.VFIO_PCI_MSIX_IRQ_INDEX, VFIO.VFIO_PCI_INTX_IRQ_INDEX]) {
       try {
         this.sys.ioctl(this.platform.device.fd, IOCTL.VFIO_DEVICE_SET_IRQS, encodeIrqSetNone(index, VFIO.VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0));
-      } catch { /* nothing routed on that index */ }
+      } catch {
+        /* nothing routed on that index */
+      }
     }
     this.platform.device.reset();
     this.quarantineLog.push('flr');

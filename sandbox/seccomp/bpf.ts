@@ -13,9 +13,16 @@
 import { SeccompError } from './errors.js';
 
 // linux/bpf_common.h
-export const BPF_LD = 0x00, BPF_JMP = 0x05, BPF_RET = 0x06, BPF_ALU = 0x04;
-export const BPF_W = 0x00, BPF_ABS = 0x20, BPF_K = 0x00;
-export const BPF_JEQ = 0x10, BPF_JGE = 0x30, BPF_AND = 0x50;
+export const BPF_LD = 0x00,
+  BPF_JMP = 0x05,
+  BPF_RET = 0x06,
+  BPF_ALU = 0x04;
+export const BPF_W = 0x00,
+  BPF_ABS = 0x20,
+  BPF_K = 0x00;
+export const BPF_JEQ = 0x10,
+  BPF_JGE = 0x30,
+  BPF_AND = 0x50;
 
 // linux/audit.h: EM_X86_64 (62) | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
 export const AUDIT_ARCH_X86_64 = 0xc000003e;
@@ -41,28 +48,32 @@ export const SOCK_FILTER_SIZE = 8;
 /** BPF_MAXINSNS (linux/bpf_common.h): the kernel refuses longer classic programs. */
 export const BPF_MAXINSNS = 4096;
 
-export type Action =
-  | { kind: 'allow' }
-  | { kind: 'errno'; errno: number }
-  | { kind: 'kill' }
-  | { kind: 'log' }
-  | { kind: 'trap' };
+export type Action = { kind: 'allow' } | { kind: 'errno'; errno: number } | { kind: 'kill' } | { kind: 'log' } | { kind: 'trap' };
 
 export function actionValue(a: Action): number {
   switch (a.kind) {
-    case 'allow': return SECCOMP_RET_ALLOW;
+    case 'allow':
+      return SECCOMP_RET_ALLOW;
     case 'errno':
       if (!Number.isInteger(a.errno) || a.errno < 1 || a.errno > 4095) {
         throw new SeccompError('ERR_SECCOMP_ERRNO', `seccomp errno action needs an errno in 1..4095, got ${a.errno}`);
       }
       return (SECCOMP_RET_ERRNO | a.errno) >>> 0;
-    case 'kill': return SECCOMP_RET_KILL_PROCESS;
-    case 'log': return SECCOMP_RET_LOG;
-    case 'trap': return SECCOMP_RET_TRAP;
+    case 'kill':
+      return SECCOMP_RET_KILL_PROCESS;
+    case 'log':
+      return SECCOMP_RET_LOG;
+    case 'trap':
+      return SECCOMP_RET_TRAP;
   }
 }
 
-export interface Insn { code: number; jt: number; jf: number; k: number }
+export interface Insn {
+  code: number;
+  jt: number;
+  jf: number;
+  k: number;
+}
 
 const stmt = (code: number, k: number): Insn => ({ code, jt: 0, jf: 0, k: k >>> 0 });
 const jump = (code: number, k: number, jt: number, jf: number): Insn => ({ code, jt, jf, k: k >>> 0 });
@@ -154,11 +165,19 @@ export function evaluate(insns: readonly Insn[], data: { nr: number; arch?: numb
   for (let pc = 0; pc < insns.length; pc++) {
     const i = insns[pc]!;
     switch (i.code) {
-      case BPF_LD | BPF_W | BPF_ABS: acc = load(i.k); break;
-      case BPF_JMP | BPF_JEQ | BPF_K: pc += acc === i.k ? i.jt : i.jf; break;
-      case BPF_JMP | BPF_JGE | BPF_K: pc += acc >= i.k ? i.jt : i.jf; break;
-      case BPF_RET | BPF_K: return i.k;
-      default: throw new SeccompError('ERR_SECCOMP_INSN', `unknown BPF instruction 0x${i.code.toString(16)} at ${pc}`);
+      case BPF_LD | BPF_W | BPF_ABS:
+        acc = load(i.k);
+        break;
+      case BPF_JMP | BPF_JEQ | BPF_K:
+        pc += acc === i.k ? i.jt : i.jf;
+        break;
+      case BPF_JMP | BPF_JGE | BPF_K:
+        pc += acc >= i.k ? i.jt : i.jf;
+        break;
+      case BPF_RET | BPF_K:
+        return i.k;
+      default:
+        throw new SeccompError('ERR_SECCOMP_INSN', `unknown BPF instruction 0x${i.code.toString(16)} at ${pc}`);
     }
   }
   throw new SeccompError('ERR_SECCOMP_INSN', 'BPF program fell off its end without a return');

@@ -42,7 +42,13 @@ export class E1000eCore {
   /** BAR0 as dwords: `regs[offset >>> 2]`. Registers with side effects keep their value here too. */
   readonly regs = new Uint32Array(BAR0_SIZE / 4);
   readonly counters: E1000eModelCounters = {
-    rxDmaDropped: 0, txDmaDropped: 0, rxNoDescriptor: 0, rxFiltered: 0, rxDisabled: 0, txFrames: 0, txUnsupported: 0,
+    rxDmaDropped: 0,
+    txDmaDropped: 0,
+    rxNoDescriptor: 0,
+    rxFiltered: 0,
+    rxDisabled: 0,
+    txFrames: 0,
+    txUnsupported: 0,
   };
   /** Set when a descriptor fetch or write-back was refused: that ring stops until reset. */
   ringFault: 'rx' | 'tx' | null = null;
@@ -92,6 +98,12 @@ export class E1000eCore {
   stored(name: RegName, writable = 0xffffffff): RegisterDef {
     const r = this.regs;
     const i = REG[name].offset >>> 2;
-    return this.register(name, () => r[i]!, (v) => { r[i] = (v & writable) >>> 0; });
+    return this.register(
+      name,
+      () => r[i]!,
+      (v) => {
+        r[i] = (v & writable) >>> 0;
+      },
+    );
   }
 }

@@ -42,14 +42,18 @@ export class Eeprom {
     const r = core.regs;
     return [
       core.register('EEC', () => EEC_VALUE),
-      core.register('EERD', () => r[EERD_I]!, (v) => {
-        if (v & EERD.START.mask) {
-          const addr = getField(v, EERD.ADDR);
-          r[EERD_I] = setField(setField(EERD.DONE.mask, EERD.ADDR, addr), EERD.DATA, this.read(addr));
-        } else {
-          r[EERD_I] = (v & ~EERD.DONE.mask) >>> 0;
-        }
-      }),
+      core.register(
+        'EERD',
+        () => r[EERD_I]!,
+        (v) => {
+          if (v & EERD.START.mask) {
+            const addr = getField(v, EERD.ADDR);
+            r[EERD_I] = setField(setField(EERD.DONE.mask, EERD.ADDR, addr), EERD.DATA, this.read(addr));
+          } else {
+            r[EERD_I] = (v & ~EERD.DONE.mask) >>> 0;
+          }
+        },
+      ),
     ];
   }
 }

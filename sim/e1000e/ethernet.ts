@@ -22,5 +22,8 @@ export function fcs32(frame: Uint8Array, len: number, out: Uint8Array): void {
   let c = 0xffffffff;
   for (let i = 0; i < len; i++) c = CRC_TABLE[(c ^ frame[i]!) & 0xff]! ^ (c >>> 8);
   c = (c ^ 0xffffffff) >>> 0;
-  out[0] = c & 0xff; out[1] = (c >>> 8) & 0xff; out[2] = (c >>> 16) & 0xff; out[3] = c >>> 24;
+  out[0] = c & 0xff;
+  out[1] = (c >>> 8) & 0xff;
+  out[2] = (c >>> 16) & 0xff;
+  out[3] = c >>> 24;
 }

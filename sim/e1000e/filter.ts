@@ -14,19 +14,22 @@ const RAL_I = REG.RAL.offset >>> 2;
 const RAH_I = REG.RAH.offset >>> 2;
 const AV = RAH.AV.mask;
 const RAH_ADDR = RAH.RAH.mask;
-const UPE = RCTL.UPE.mask, MPE = RCTL.MPE.mask, BAM = RCTL.BAM.mask;
+const UPE = RCTL.UPE.mask,
+  MPE = RCTL.MPE.mask,
+  BAM = RCTL.BAM.mask;
 
 /** RAL/RAH and MTA as register ranges over the register file: plain storage. */
 export function filterRanges(regs: Uint32Array): RegisterRange[] {
   const storage = (start: number, end: number, name: string): RegisterRange => ({
-    start, end, name,
+    start,
+    end,
+    name,
     read: (offset) => regs[offset >>> 2]!,
-    write: (offset, v) => { regs[offset >>> 2] = v; },
+    write: (offset, v) => {
+      regs[offset >>> 2] = v;
+    },
   });
-  return [
-    storage(mtaOffset(0), mtaOffset(MTA_DWORDS), 'MTA'),
-    storage(ralOffset(0), ralOffset(RAR_ENTRIES), 'RAL/RAH'),
-  ];
+  return [storage(mtaOffset(0), mtaOffset(MTA_DWORDS), 'MTA'), storage(ralOffset(0), ralOffset(RAR_ENTRIES), 'RAL/RAH')];
 }
 
 /** Destination filter: unicast exact match or UPE, multicast hash or MPE, broadcast BAM (or MPE). */
@@ -44,7 +47,7 @@ export function accepts(regs: Uint32Array, f: Uint8Array, rctl: number, mcast: b
   const hi = f[4]! | (f[5]! << 8);
   for (let i = 0; i < RAR_ENTRIES; i++) {
     const rah = regs[RAH_I + 2 * i]!;
-    if ((rah & AV) && regs[RAL_I + 2 * i] === lo && (rah & RAH_ADDR) === hi) return true;
+    if (rah & AV && regs[RAL_I + 2 * i] === lo && (rah & RAH_ADDR) === hi) return true;
   }
   return false;
 }

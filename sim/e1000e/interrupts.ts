@@ -26,7 +26,9 @@ const IVAR_I = IVAR.offset >>> 2;
 const CTRL_EXT_I = CTRL_EXT.offset >>> 2;
 const IAME = CTRL_EXT.IAME.mask;
 const INT_ASSERTED = ICR.INT_ASSERTED.mask;
-const RXQ0 = ICR.RXQ0.mask, TXQ0 = ICR.TXQ0.mask, OTHER = ICR.OTHER.mask;
+const RXQ0 = ICR.RXQ0.mask,
+  TXQ0 = ICR.TXQ0.mask,
+  OTHER = ICR.OTHER.mask;
 /** The causes that belong to the receive queue, to the transmit queue, and the queue causes themselves. */
 export const RX_CAUSES = (ICR.RXT0.mask | ICR.RXO.mask | ICR.RXDMT0.mask) >>> 0;
 export const TX_CAUSES = (ICR.TXDW.mask | ICR.TXQE.mask) >>> 0;
@@ -49,13 +51,37 @@ export class Interrupts {
   }
 
   registers(): RegisterDef[] {
-    const c = this.core, r = this.regs;
+    const c = this.core,
+      r = this.regs;
     return [
-      c.register('ICR', () => this.readIcr(), (v) => { r[ICR_I] = (r[ICR_I]! & ~v) >>> 0; }),
+      c.register(
+        'ICR',
+        () => this.readIcr(),
+        (v) => {
+          r[ICR_I] = (r[ICR_I]! & ~v) >>> 0;
+        },
+      ),
       // ICS is write-only in the datasheet; the model reads it back as ICR, without clearing it.
-      c.register('ICS', () => r[ICR_I]!, (v) => this.cause(v)),
-      c.register('IMS', () => r[IMS_I]!, (v) => { r[IMS_I] = (r[IMS_I]! | v) >>> 0; this.cause(0); }),
-      c.register('IMC', () => 0, (v) => { r[IMS_I] = (r[IMS_I]! & ~v) >>> 0; }),
+      c.register(
+        'ICS',
+        () => r[ICR_I]!,
+        (v) => this.cause(v),
+      ),
+      c.register(
+        'IMS',
+        () => r[IMS_I]!,
+        (v) => {
+          r[IMS_I] = (r[IMS_I]! | v) >>> 0;
+          this.cause(0);
+        },
+      ),
+      c.register(
+        'IMC',
+        () => 0,
+        (v) => {
+          r[IMS_I] = (r[IMS_I]! & ~v) >>> 0;
+        },
+      ),
       c.stored('IAM'),
       c.stored('EIAC'),
       c.stored('IVAR'),
@@ -67,10 +93,10 @@ export class Interrupts {
   private readIcr(): number {
     const r = this.regs;
     const icr = r[ICR_I]!;
-    if ((icr & INT_ASSERTED) && (r[CTRL_EXT_I]! & IAME)) {
+    if (icr & INT_ASSERTED && r[CTRL_EXT_I]! & IAME) {
       r[IMS_I] = (r[IMS_I]! & ~r[IAM_I]!) >>> 0;
     }
-    if (r[IMS_I] === 0 || (icr & INT_ASSERTED)) {
+    if (r[IMS_I] === 0 || icr & INT_ASSERTED) {
       r[ICR_I] = 0;
       if (icr & INT_ASSERTED) this.core.fn?.lowerIntx();
     }

@@ -52,7 +52,9 @@ const TXDCTL_I = REG.TXDCTL.offset >>> 2;
 const MTA_I = mtaOffset(0) >>> 2;
 const RAL0_I = ralOffset(0) >>> 2;
 const RAH0_I = rahOffset(0) >>> 2;
-const RST = CTRL.RST.mask, PHY_RST = CTRL.PHY_RST.mask, GIO_MASTER_DISABLE = CTRL.GIO_MASTER_DISABLE.mask;
+const RST = CTRL.RST.mask,
+  PHY_RST = CTRL.PHY_RST.mask,
+  GIO_MASTER_DISABLE = CTRL.GIO_MASTER_DISABLE.mask;
 /** CTRL after reset: full duplex, auto-speed detection. */
 const CTRL_RESET = (CTRL.FD.mask | CTRL.ASDE.mask) >>> 0;
 /** TXDCTL after reset: the reserved bit 22 reads 1. */
@@ -90,13 +92,11 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.stats = new Statistics(core.regs);
     this.rx = new RxEngine(core, this.irq, this.stats);
     this.tx = new TxEngine(core, this.irq, this.stats);
-    this.registers = new RegisterTable(BAR0_SIZE, [
-      ...this.general(),
-      ...this.eeprom.registers(core),
-      ...this.irq.registers(),
-      ...this.rx.registers(),
-      ...this.tx.registers(),
-    ], [...filterRanges(core.regs), this.stats.range()]);
+    this.registers = new RegisterTable(
+      BAR0_SIZE,
+      [...this.general(), ...this.eeprom.registers(core), ...this.irq.registers(), ...this.rx.registers(), ...this.tx.registers()],
+      [...filterRanges(core.regs), this.stats.range()],
+    );
     this.bars = [
       { index: 0, size: BAR0_SIZE, handler: this.registers, is64: false },
       { index: MSIX_LAYOUT.BAR, size: MSIX_LAYOUT.BAR_SIZE, handler: new RegisterTable(MSIX_LAYOUT.BAR_SIZE, []), is64: false },
@@ -121,7 +121,9 @@ export class E1000eModel implements WirePort, DeviceModel {
     core.dma = fn.dma;
     this.irq.attach({
       msixEnabled: () => fn.msix !== undefined && fn.msix.enabled,
-      raise: (v) => { fn.interrupt(v); },
+      raise: (v) => {
+        fn.interrupt(v);
+      },
     });
     this.tx.attach(fn.work(() => this.tx.transmit()));
   }
@@ -142,7 +144,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     const core = this.core;
     const before = core.linkUp();
     core.wire = sink;
-    core.wireBurst = sink === null ? null : burst ?? null;
+    core.wireBurst = sink === null ? null : (burst ?? null);
     if (before !== core.linkUp()) this.irq.cause(ICR.LSC.mask);
   }
 
@@ -166,7 +168,8 @@ export class E1000eModel implements WirePort, DeviceModel {
 
   /** CTRL.RST (§10.2.2.1): the MAC's registers to reset values, RA0 reloaded from the EEPROM. The MTA keeps its contents. */
   private softReset(): void {
-    const r = this.core.regs, m = this.mac;
+    const r = this.core.regs,
+      m = this.mac;
     const mta = r.slice(MTA_I, MTA_I + MTA_DWORDS);
     r.fill(0);
     r.set(mta, MTA_I);
@@ -181,14 +184,19 @@ export class E1000eModel implements WirePort, DeviceModel {
 
   /** CTRL, STATUS and CTRL_EXT (§10.2.2). */
   private general(): RegisterDef[] {
-    const core = this.core, r = core.regs;
+    const core = this.core,
+      r = core.regs;
     return [
-      core.register('CTRL', () => r[CTRL_I]!, (v) => {
-        const wasUp = core.linkUp();
-        if (v & RST) this.softReset();
-        r[CTRL_I] = (v & ~RST & ~PHY_RST) >>> 0; // both self-clear
-        if (wasUp !== core.linkUp()) this.irq.cause(ICR.LSC.mask);
-      }),
+      core.register(
+        'CTRL',
+        () => r[CTRL_I]!,
+        (v) => {
+          const wasUp = core.linkUp();
+          if (v & RST) this.softReset();
+          r[CTRL_I] = (v & ~RST & ~PHY_RST) >>> 0; // both self-clear
+          if (wasUp !== core.linkUp()) this.irq.cause(ICR.LSC.mask);
+        },
+      ),
       core.register('STATUS', () => {
         let s = STATUS_FIXED;
         if (core.linkUp()) s |= STATUS.LU.mask;

@@ -37,12 +37,23 @@ const RDBAH_I = REG.RDBAH.offset >>> 2;
 const RDLEN_I = REG.RDLEN.offset >>> 2;
 const RDH_I = REG.RDH.offset >>> 2;
 const RDT_I = REG.RDT.offset >>> 2;
-const EN = RCTL.EN.mask, LPE = RCTL.LPE.mask, SECRC = RCTL.SECRC.mask;
-const RDMTS_LO = RCTL.RDMTS.lo, RDMTS_MAX = RCTL.RDMTS.max;
-const RXT0 = ICR.RXT0.mask, RXO = ICR.RXO.mask, RXDMT0 = ICR.RXDMT0.mask;
-const DD = RXD_STATUS.DD.mask, EOP = RXD_STATUS.EOP.mask, RXE = RXD_ERRORS.RXE.mask;
-const ADDR_AT = RXD.BUFFER_ADDR.offset, LENGTH_AT = RXD.LENGTH.offset, CSUM_AT = RXD.CSUM.offset;
-const STATUS_AT = RXD.STATUS.offset, ERRORS_AT = RXD.ERRORS.offset, SPECIAL_AT = RXD.SPECIAL.offset;
+const EN = RCTL.EN.mask,
+  LPE = RCTL.LPE.mask,
+  SECRC = RCTL.SECRC.mask;
+const RDMTS_LO = RCTL.RDMTS.lo,
+  RDMTS_MAX = RCTL.RDMTS.max;
+const RXT0 = ICR.RXT0.mask,
+  RXO = ICR.RXO.mask,
+  RXDMT0 = ICR.RXDMT0.mask;
+const DD = RXD_STATUS.DD.mask,
+  EOP = RXD_STATUS.EOP.mask,
+  RXE = RXD_ERRORS.RXE.mask;
+const ADDR_AT = RXD.BUFFER_ADDR.offset,
+  LENGTH_AT = RXD.LENGTH.offset,
+  CSUM_AT = RXD.CSUM.offset;
+const STATUS_AT = RXD.STATUS.offset,
+  ERRORS_AT = RXD.ERRORS.offset,
+  SPECIAL_AT = RXD.SPECIAL.offset;
 /** RX descriptors fetched, and written back, per DMA burst at most. */
 const FETCH_MAX = 64;
 const WB_MAX = 64;
@@ -76,19 +87,29 @@ export class RxEngine {
   }
 
   registers(): RegisterDef[] {
-    const c = this.core, r = this.regs;
-    const dropCache = (i: number, mask: number) => (v: number): void => { r[i] = (v & mask) >>> 0; this.cacheCount = 0; };
+    const c = this.core,
+      r = this.regs;
+    const dropCache =
+      (i: number, mask: number) =>
+      (v: number): void => {
+        r[i] = (v & mask) >>> 0;
+        this.cacheCount = 0;
+      };
     return [
       c.stored('RCTL'),
       c.register('RDBAL', () => r[RDBAL_I]!, dropCache(RDBAL_I, REG.RDBAL.RDBAL.mask)),
       c.register('RDBAH', () => r[RDBAH_I]!, dropCache(RDBAH_I, REG.RDBAH.RDBAH.mask)),
       c.register('RDLEN', () => r[RDLEN_I]!, dropCache(RDLEN_I, REG.RDLEN.LEN.mask)),
-      c.register('RDH', () => r[RDH_I]!, (v) => {
-        this.flushWriteback();
-        r[RDH_I] = v & REG.RDH.RDH.mask;
-        this.head = r[RDH_I]!;
-        this.cacheCount = 0;
-      }),
+      c.register(
+        'RDH',
+        () => r[RDH_I]!,
+        (v) => {
+          this.flushWriteback();
+          r[RDH_I] = v & REG.RDH.RDH.mask;
+          this.head = r[RDH_I]!;
+          this.cacheCount = 0;
+        },
+      ),
       c.stored('RDT', REG.RDT.RDT.mask),
       c.stored('RDTR'),
       c.stored('RXDCTL'),
@@ -119,13 +140,16 @@ export class RxEngine {
   }
 
   private rx(frame: Uint8Array, len: number): boolean {
-    const core = this.core, r = this.regs, stats = this.stats;
+    const core = this.core,
+      r = this.regs,
+      stats = this.stats;
     const rctl = r[RCTL_I]!;
     if (!(rctl & EN) || !core.linkUp() || core.hung || core.ringFault === 'rx' || core.dma === null) {
       core.counters.rxDisabled++;
       return false;
     }
-    if (len < ETH.MIN_FRAME) { // short frames are padded as a wire's minimum frame would be
+    if (len < ETH.MIN_FRAME) {
+      // short frames are padded as a wire's minimum frame would be
       this.pad.fill(0);
       this.pad.set(frame.subarray(0, len));
       frame = this.pad;
@@ -133,22 +157,34 @@ export class RxEngine {
     }
     stats.count(I.TPR);
     stats.count64(I.TORL, len + ETH.FCS);
-    if (len > ETH.MAX_FRAME && !(rctl & LPE)) { stats.count(I.ROC); return false; }
+    if (len > ETH.MAX_FRAME && !(rctl & LPE)) {
+      stats.count(I.ROC);
+      return false;
+    }
     const mcast = (frame[0]! & 1) !== 0;
     const bcast = mcast && isBroadcast(frame);
-    if (!accepts(r, frame, rctl, mcast, bcast)) { core.counters.rxFiltered++; return false; }
+    if (!accepts(r, frame, rctl, mcast, bcast)) {
+      core.counters.rxFiltered++;
+      return false;
+    }
 
     const dma = core.dma;
     const n = r[RDLEN_I]! / DESC_SIZE;
     let head = this.head;
     const tail = r[RDT_I]!;
     const bufSize = rctlBufferSize(rctl);
-    const crc = (rctl & SECRC) ? 0 : ETH.FCS;
+    const crc = rctl & SECRC ? 0 : ETH.FCS;
     const total = len + crc;
-    if (n === 0 || head >= n || tail >= n || bufSize === 0) { this.miss(); return false; }
+    if (n === 0 || head >= n || tail >= n || bufSize === 0) {
+      this.miss();
+      return false;
+    }
     const free = (tail - head + n) % n;
     const needed = Math.ceil(total / bufSize);
-    if (free < needed) { this.miss(); return false; }
+    if (free < needed) {
+      this.miss();
+      return false;
+    }
     if (crc) fcs32(frame, len, this.fcs);
 
     const base = r[RDBAL_I]! + r[RDBAH_I]! * 0x1_0000_0000;
@@ -158,9 +194,14 @@ export class RxEngine {
     let blocked = false;
     while (done < total) {
       const addr = this.bufferAddress(head, tail, n, base);
-      if (addr < 0) { this.flushWriteback(); core.ringFault = 'rx'; return false; }
+      if (addr < 0) {
+        this.flushWriteback();
+        core.ringFault = 'rx';
+        return false;
+      }
       const chunk = Math.min(bufSize, total - done);
-      if (addr !== 0 && !blocked) { // a null buffer address stores nothing (§7.1.7.2)
+      if (addr !== 0 && !blocked) {
+        // a null buffer address stores nothing (§7.1.7.2)
         const dataPart = Math.max(0, Math.min(chunk, len - done));
         if (dataPart > 0 && !(addr + dataPart <= MAX_IOVA ? dma.write(addr, frame, done, dataPart) : core.refuse(addr, dataPart, 'write'))) blocked = true;
         if (!blocked && chunk > dataPart && !core.dmaWrite(addr + dataPart, this.fcs, dataPart + done - len, chunk - dataPart)) blocked = true;
@@ -204,7 +245,8 @@ export class RxEngine {
     const count = this.wbCount;
     if (count === 0) return;
     this.wbCount = 0;
-    const core = this.core, r = this.regs;
+    const core = this.core,
+      r = this.regs;
     const base = r[RDBAL_I]! + r[RDBAH_I]! * 0x1_0000_0000;
     if (!core.dmaWrite(base + this.wbStart * DESC_SIZE, this.wbBuf, 0, count * DESC_SIZE)) core.ringFault = 'rx';
     r[RDH_I] = this.head;

@@ -27,13 +27,20 @@ const TDBAH_I = REG.TDBAH.offset >>> 2;
 const TDLEN_I = REG.TDLEN.offset >>> 2;
 const TDH_I = REG.TDH.offset >>> 2;
 const TDT_I = REG.TDT.offset >>> 2;
-const EN = TCTL.EN.mask, PSP = TCTL.PSP.mask;
-const TXDW = ICR.TXDW.mask, TXQE = ICR.TXQE.mask;
-const EOP = TXD_CMD.EOP.mask, RS = TXD_CMD.RS.mask, DEXT = TXD_CMD.DEXT.mask;
+const EN = TCTL.EN.mask,
+  PSP = TCTL.PSP.mask;
+const TXDW = ICR.TXDW.mask,
+  TXQE = ICR.TXQE.mask;
+const EOP = TXD_CMD.EOP.mask,
+  RS = TXD_CMD.RS.mask,
+  DEXT = TXD_CMD.DEXT.mask;
 const DD = TXD_STA.DD.mask;
 /** STA is the low nibble of its byte; the high nibble is reserved and kept. */
 const STA_RESERVED = 0xf0;
-const ADDR_AT = TXD.BUFFER_ADDR.offset, LENGTH_AT = TXD.LENGTH.offset, CMD_AT = TXD.CMD.offset, STA_AT = TXD.STA.offset;
+const ADDR_AT = TXD.BUFFER_ADDR.offset,
+  LENGTH_AT = TXD.LENGTH.offset,
+  CMD_AT = TXD.CMD.offset,
+  STA_AT = TXD.STA.offset;
 /** Frame assembly limit of the model (16 KiB); longer frames are dropped at EOP. */
 const TX_MAX = 16384;
 /** Descriptors fetched per DMA burst at most. */
@@ -65,15 +72,30 @@ export class TxEngine {
   }
 
   registers(): RegisterDef[] {
-    const c = this.core, r = this.regs;
+    const c = this.core,
+      r = this.regs;
     return [
-      c.register('TCTL', () => r[TCTL_I]!, (v) => { r[TCTL_I] = v; this.kick(); }),
+      c.register(
+        'TCTL',
+        () => r[TCTL_I]!,
+        (v) => {
+          r[TCTL_I] = v;
+          this.kick();
+        },
+      ),
       c.stored('TIPG'),
       c.stored('TDBAL', REG.TDBAL.TDBAL.mask),
       c.stored('TDBAH'),
       c.stored('TDLEN', REG.TDLEN.LEN.mask),
       c.stored('TDH', REG.TDH.TDH.mask),
-      c.register('TDT', () => r[TDT_I]!, (v) => { r[TDT_I] = v & REG.TDT.TDT.mask; this.kick(); }),
+      c.register(
+        'TDT',
+        () => r[TDT_I]!,
+        (v) => {
+          r[TDT_I] = v & REG.TDT.TDT.mask;
+          this.kick();
+        },
+      ),
       c.stored('TIDV'),
       c.stored('TXDCTL'),
     ];
@@ -91,7 +113,8 @@ export class TxEngine {
 
   /** The work routine: process descriptors from TDH up to TDT. */
   transmit(): void {
-    const core = this.core, r = this.regs;
+    const core = this.core,
+      r = this.regs;
     if (!(r[TCTL_I]! & EN) || core.hung || core.ringFault === 'tx' || core.dma === null) return;
     const dma = core.dma;
     const n = r[TDLEN_I]! / DESC_SIZE;
@@ -109,7 +132,10 @@ export class TxEngine {
       // Fetch the descriptors up to the tail (or the ring's end) in one burst: one DMA read per run.
       const run = Math.min(tail > head ? tail - head : n - head, FETCH_MAX);
       const at0 = base + head * DESC_SIZE;
-      if (!(at0 + run * DESC_SIZE <= MAX_IOVA ? dma.read(at0, fetched, 0, run * DESC_SIZE) : core.refuse(at0, run * DESC_SIZE, 'read'))) { core.ringFault = 'tx'; break; }
+      if (!(at0 + run * DESC_SIZE <= MAX_IOVA ? dma.read(at0, fetched, 0, run * DESC_SIZE) : core.refuse(at0, run * DESC_SIZE, 'read'))) {
+        core.ringFault = 'tx';
+        break;
+      }
       let k = 0;
       for (; k < run; k++) {
         const at = k * DESC_SIZE;
@@ -119,14 +145,19 @@ export class TxEngine {
         } else {
           const len = fv.getUint16(at + LENGTH_AT, true);
           const addr = fv.getUint32(at + ADDR_AT, true) + fv.getUint32(at + ADDR_AT + 4, true) * 0x1_0000_0000;
-          if (this.len + len > TX_MAX) this.blocked = true; // oversize: dropped at EOP
+          if (this.len + len > TX_MAX)
+            this.blocked = true; // oversize: dropped at EOP
           else if (len > 0 && !(addr + len <= MAX_IOVA ? dma.read(addr, this.frame, this.len, len) : core.refuse(addr, len, 'read'))) this.blocked = true;
           else this.len += len;
           if (cmd & EOP) this.send();
         }
         if (cmd & RS) {
           fetched[at + STA_AT] = (fetched[at + STA_AT]! & STA_RESERVED) | DD;
-          if (!core.dmaWrite(base + (head + k) * DESC_SIZE + STA_AT, fetched, at + STA_AT, 1)) { core.ringFault = 'tx'; k++; break; }
+          if (!core.dmaWrite(base + (head + k) * DESC_SIZE + STA_AT, fetched, at + STA_AT, 1)) {
+            core.ringFault = 'tx';
+            k++;
+            break;
+          }
           causes |= TXDW;
         }
       }
@@ -141,15 +172,19 @@ export class TxEngine {
 
   /** EOP: count and send the assembled frame, unless it lost a buffer. */
   private send(): void {
-    const core = this.core, stats = this.stats;
+    const core = this.core,
+      stats = this.stats;
     let len = this.len;
     const blocked = this.blocked;
     this.len = 0;
     this.blocked = false;
-    if (blocked) { core.counters.txDmaDropped++; return; }
+    if (blocked) {
+      core.counters.txDmaDropped++;
+      return;
+    }
     if (len === 0) return;
     const f = this.frame;
-    if (len < ETH.MIN_FRAME && (this.regs[TCTL_I]! & PSP)) {
+    if (len < ETH.MIN_FRAME && this.regs[TCTL_I]! & PSP) {
       f.fill(0, len, ETH.MIN_FRAME);
       len = ETH.MIN_FRAME;
     }

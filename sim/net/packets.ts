@@ -6,22 +6,26 @@
 import { ETHERTYPE } from '../../spec/e1000e/ethernet.js';
 import { SimError } from '../errors.js';
 
-const ARP_REQUEST = 1, ARP_REPLY = 2;
+const ARP_REQUEST = 1,
+  ARP_REPLY = 2;
 const IPPROTO_ICMP = 1;
-const ICMP_ECHO_REPLY = 0, ICMP_ECHO_REQUEST = 8;
+const ICMP_ECHO_REPLY = 0,
+  ICMP_ECHO_REQUEST = 8;
 export const BROADCAST = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 
 /** `10.0.2.2` -> 4 bytes. */
 export function ipv4(text: string): Uint8Array {
   const p = text.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new SimError('ERR_SIM_ARG', `not an IPv4 address: ${text}`, { fix: 'write four decimal bytes with dots, e.g. 10.0.2.2' });
+  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255))
+    throw new SimError('ERR_SIM_ARG', `not an IPv4 address: ${text}`, { fix: 'write four decimal bytes with dots, e.g. 10.0.2.2' });
   return Uint8Array.from(p);
 }
 
 /** `52:54:00:12:34:56` -> 6 bytes. */
 export function parseMac(text: string): Uint8Array {
   const p = text.split(':');
-  if (p.length !== 6 || p.some((x) => !/^[0-9a-fA-F]{2}$/.test(x))) throw new SimError('ERR_SIM_ARG', `not a MAC address: ${text}`, { fix: 'write six hexadecimal bytes with colons, e.g. 52:54:00:12:34:56' });
+  if (p.length !== 6 || p.some((x) => !/^[0-9a-fA-F]{2}$/.test(x)))
+    throw new SimError('ERR_SIM_ARG', `not a MAC address: ${text}`, { fix: 'write six hexadecimal bytes with colons, e.g. 52:54:00:12:34:56' });
   return Uint8Array.from(p.map((x) => parseInt(x, 16)));
 }
 
@@ -61,7 +65,16 @@ export function arpFrame(op: 'request' | 'reply', srcMac: Uint8Array, srcIp: Uin
 }
 
 /** An ICMP echo request or reply with `payload`. */
-export function icmpEcho(type: 'request' | 'reply', srcMac: Uint8Array, dstMac: Uint8Array, srcIp: Uint8Array, dstIp: Uint8Array, id: number, seq: number, payload: Uint8Array): Uint8Array {
+export function icmpEcho(
+  type: 'request' | 'reply',
+  srcMac: Uint8Array,
+  dstMac: Uint8Array,
+  srcIp: Uint8Array,
+  dstIp: Uint8Array,
+  id: number,
+  seq: number,
+  payload: Uint8Array,
+): Uint8Array {
   const ipLen = 20 + 8 + payload.length;
   const f = new Uint8Array(14 + ipLen);
   etherHeader(f, dstMac, srcMac, ETHERTYPE.IPV4);

@@ -31,13 +31,17 @@ export function attachPeer(nic: WirePort, kind: 'echo' | 'none', ip = ECHO_PEER_
     const arp = arpRequestFor(f, f.length, addr);
     if (arp !== null) {
       const reply = arpFrame('reply', mac, addr, arp.mac, arp.ip);
-      queueMicrotask(() => { if (ep !== null && ep.send(reply)) counters.arpReplies++; });
+      queueMicrotask(() => {
+        if (ep !== null && ep.send(reply)) counters.arpReplies++;
+      });
       return;
     }
     const echo = icmpEchoTo(f, f.length, addr, 'request');
     if (echo !== null) {
       const reply = icmpEcho('reply', mac, echo.srcMac, addr, echo.srcIp, echo.id, echo.seq, echo.payload);
-      queueMicrotask(() => { if (ep !== null && ep.send(reply)) counters.echoReplies++; });
+      queueMicrotask(() => {
+        if (ep !== null && ep.send(reply)) counters.echoReplies++;
+      });
     }
   };
   ep = endpoint(nic, onFrame);

@@ -84,13 +84,18 @@ export function resolveConfig(options: SimNvmeOptions): SimNvmeConfig {
   if (!Number.isInteger(o.maxQueueEntries) || o.maxQueueEntries < 2 || o.maxQueueEntries > 65536) {
     throw new SimError('ERR_SIM_ARG', `maxQueueEntries ${o.maxQueueEntries}: must be 2..65536`, { fix: "CAP.MQES is 16 bits, 0's based" });
   }
-  if (!Number.isInteger(o.dstrd) || o.dstrd < 0 || o.dstrd > 15) throw new SimError('ERR_SIM_ARG', `dstrd ${o.dstrd}: must be 0..15`, { fix: 'CAP.DSTRD is 4 bits' });
-  if (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 255) throw new SimError('ERR_SIM_ARG', `timeout ${o.timeout}: must be 0..255`, { fix: 'CAP.TO is 8 bits, in 500 ms units' });
+  if (!Number.isInteger(o.dstrd) || o.dstrd < 0 || o.dstrd > 15)
+    throw new SimError('ERR_SIM_ARG', `dstrd ${o.dstrd}: must be 0..15`, { fix: 'CAP.DSTRD is 4 bits' });
+  if (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 255)
+    throw new SimError('ERR_SIM_ARG', `timeout ${o.timeout}: must be 0..255`, { fix: 'CAP.TO is 8 bits, in 500 ms units' });
   if (!Number.isInteger(o.mdts) || o.mdts < 0 || o.mdts > 12) {
-    throw new SimError('ERR_SIM_ARG', `mdts ${o.mdts}: must be 0..12`, { fix: 'the model moves at most 2^12 pages (16 MiB) per command; 0 means no limit (2 MiB here)' });
+    throw new SimError('ERR_SIM_ARG', `mdts ${o.mdts}: must be 0..12`, {
+      fix: 'the model moves at most 2^12 pages (16 MiB) per command; 0 means no limit (2 MiB here)',
+    });
   }
   if (!Number.isInteger(maxIoQueues) || maxIoQueues < 1 || maxIoQueues > 1023) throw new SimError('ERR_SIM_ARG', `maxIoQueues ${maxIoQueues}: must be 1..1023`);
-  if (!Number.isInteger(o.msixVectors) || o.msixVectors < 1 || o.msixVectors > 2048) throw new SimError('ERR_SIM_ARG', `msixVectors ${o.msixVectors}: must be 1..2048`);
+  if (!Number.isInteger(o.msixVectors) || o.msixVectors < 1 || o.msixVectors > 2048)
+    throw new SimError('ERR_SIM_ARG', `msixVectors ${o.msixVectors}: must be 1..2048`);
   return o;
 }
 
@@ -98,8 +103,10 @@ export function resolveConfig(options: SimNvmeOptions): SimNvmeConfig {
 export function buildNamespaces(configs: readonly SimNamespaceConfig[]): SimNamespace[] {
   return configs.map((ns, i) => {
     const bs = ns.blockSize ?? 512;
-    if (!Number.isInteger(bs) || bs < 512 || (bs & (bs - 1)) !== 0) throw new SimError('ERR_SIM_ARG', `namespace ${i + 1}: block size ${bs} is not a power of two >= 512`);
-    if (!Number.isSafeInteger(ns.blocks) || ns.blocks < 1) throw new SimError('ERR_SIM_ARG', `namespace ${i + 1}: ${ns.blocks} blocks is not a positive integer`);
+    if (!Number.isInteger(bs) || bs < 512 || (bs & (bs - 1)) !== 0)
+      throw new SimError('ERR_SIM_ARG', `namespace ${i + 1}: block size ${bs} is not a power of two >= 512`);
+    if (!Number.isSafeInteger(ns.blocks) || ns.blocks < 1)
+      throw new SimError('ERR_SIM_ARG', `namespace ${i + 1}: ${ns.blocks} blocks is not a positive integer`);
     const store = ns.store ?? new MemoryStore(ns.blocks * bs);
     if (store.size < ns.blocks * bs) throw new SimError('ERR_SIM_ARG', `namespace ${i + 1}: store of ${store.size} bytes is smaller than ${ns.blocks} x ${bs}`);
     return { nsid: i + 1, blocks: ns.blocks, blockSize: bs, blockShift: Math.log2(bs), store };

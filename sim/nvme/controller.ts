@@ -57,7 +57,14 @@ export class SimNvme implements DeviceModel {
     this.namespaces = buildNamespaces(options.namespaces ?? [{ blocks: 2048 }]);
     this.maxTransfer = o.mdts === 0 ? 2 * 1024 * 1024 : PAGE * 2 ** o.mdts;
     this.queues = new QueueEngine(o.maxIoQueues, this.stats, this.faults, (reason) => this.fatal(reason));
-    this.admin = new AdminCommandSet({ config: o, vendor: this.ids.vendor, namespaces: this.namespaces, queues: this.queues, faults: this.faults, stats: this.stats });
+    this.admin = new AdminCommandSet({
+      config: o,
+      vendor: this.ids.vendor,
+      namespaces: this.namespaces,
+      queues: this.queues,
+      faults: this.faults,
+      stats: this.stats,
+    });
     this.regs = new NvmeRegisterFile(o, {
       enable: (asq, asqs, acq, acqs) => this.queues.createAdminQueues(asq, asqs, acq, acqs),
       disable: () => {

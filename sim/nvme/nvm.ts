@@ -56,7 +56,13 @@ export class NvmEngine {
     const opc = opcodeOf(d);
     const nsid = d[NSID]!;
     const ns = this.ns[nsid - 1];
-    if (opc !== NvmOpcode.READ && opc !== NvmOpcode.WRITE && opc !== NvmOpcode.FLUSH && opc !== NvmOpcode.WRITE_ZEROES && opc !== NvmOpcode.DATASET_MANAGEMENT) {
+    if (
+      opc !== NvmOpcode.READ &&
+      opc !== NvmOpcode.WRITE &&
+      opc !== NvmOpcode.FLUSH &&
+      opc !== NvmOpcode.WRITE_ZEROES &&
+      opc !== NvmOpcode.DATASET_MANAGEMENT
+    ) {
       return INVALID_OPCODE;
     }
     // Flush may name all namespaces (NSID FFFFFFFFh, §6.8).

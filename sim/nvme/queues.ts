@@ -259,7 +259,9 @@ export class QueueEngine {
     if (cq === undefined || n === 0) return true;
     const first = Math.min(n, cq.size - this.stageStart);
     const dma = this.fn.dma;
-    const ok = dma.write(cq.base + this.stageStart * CQE.size, this.stage, 0, first * CQE.size) && (first === n || dma.write(cq.base, this.stage, first * CQE.size, (n - first) * CQE.size));
+    const ok =
+      dma.write(cq.base + this.stageStart * CQE.size, this.stage, 0, first * CQE.size) &&
+      (first === n || dma.write(cq.base, this.stage, first * CQE.size, (n - first) * CQE.size));
     if (!ok) {
       this.onFatal(`CQ ${cq.id} entries from ${this.stageStart} could not be written (IOMMU refused the write)`);
       return false;

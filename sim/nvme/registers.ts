@@ -137,7 +137,8 @@ export class NvmeRegisterFile {
     if (getField(cc, REG.CC.IOSQES) !== SQE_SIZE_LOG2 || getField(cc, REG.CC.IOCQES) !== CQE_SIZE_LOG2) {
       return `CC.IOSQES/IOCQES are not ${SQE_SIZE_LOG2}/${CQE_SIZE_LOG2} (64-byte SQEs, 16-byte CQEs)`;
     }
-    if (this.asq === 0 || this.acq === 0 || this.asq % QUEUE_BASE_ALIGN !== 0 || this.acq % QUEUE_BASE_ALIGN !== 0) return 'ASQ/ACQ are zero or not 4 KiB aligned';
+    if (this.asq === 0 || this.acq === 0 || this.asq % QUEUE_BASE_ALIGN !== 0 || this.acq % QUEUE_BASE_ALIGN !== 0)
+      return 'ASQ/ACQ are zero or not 4 KiB aligned';
     if (getField(this.aqa, REG.AQA.ASQS) === 0 || getField(this.aqa, REG.AQA.ACQS) === 0) return 'AQA sizes below 2 entries';
     if (isSet(this.csts, REG.CSTS.CFS)) return 'controller fatal status is set';
     return '';

@@ -56,11 +56,12 @@ export const STAT_FIRST = 0x04000;
 export const STAT_LAST = 0x040fc;
 
 /** The 32-bit statistics (not halves of a pair). */
-export const STAT32 = Object.freeze([
-  'CRCERRS', 'RXERRC', 'MPC', 'GPRC', 'BPRC', 'MPRC', 'GPTC', 'RNBC', 'RUC', 'ROC', 'TPR', 'TPT', 'MPTC', 'BPTC',
-] as const);
+export const STAT32 = Object.freeze(['CRCERRS', 'RXERRC', 'MPC', 'GPRC', 'BPRC', 'MPRC', 'GPTC', 'RNBC', 'RUC', 'ROC', 'TPR', 'TPT', 'MPTC', 'BPTC'] as const);
 
 /** The 64-bit counters as [low, high] register names. */
 export const STAT64 = Object.freeze([
-  ['GORCL', 'GORCH'], ['GOTCL', 'GOTCH'], ['TORL', 'TORH'], ['TOTL', 'TOTH'],
+  ['GORCL', 'GORCH'],
+  ['GOTCL', 'GOTCH'],
+  ['TORL', 'TORH'],
+  ['TOTL', 'TOTH'],
 ] as const);

@@ -84,7 +84,9 @@ export function createKoffiSys(): Sys {
       if ((c.close(fd) as number) < 0) fail(`close fd ${fd}`);
     },
     ioctl(fd, request, arg) {
-      const r = (arg === undefined ? c.ioctlInt(fd, request, 0) : typeof arg === 'number' ? c.ioctlInt(fd, request, arg) : c.ioctlPtr(fd, request, arg)) as number;
+      const r = (
+        arg === undefined ? c.ioctlInt(fd, request, 0) : typeof arg === 'number' ? c.ioctlInt(fd, request, arg) : c.ioctlPtr(fd, request, arg)
+      ) as number;
       if (r < 0) fail(`ioctl ${ioctlName(request)} on fd ${fd}`);
       return r;
     },

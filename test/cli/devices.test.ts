@@ -22,15 +22,26 @@ function tree(): SysfsTree {
 async function quiet<T>(fn: () => Promise<T>): Promise<{ value: T; out: string }> {
   const write = process.stdout.write.bind(process.stdout);
   let out = '';
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-  try { return { value: await fn(), out }; } finally { process.stdout.write = write; }
+  process.stdout.write = ((s: string) => {
+    out += s;
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    return { value: await fn(), out };
+  } finally {
+    process.stdout.write = write;
+  }
 }
 
 test('devices: ids, kind, driver, group, and viability naming the member that blocks it', () => {
   const t = tree();
   try {
     const rows = deviceRows({ root: t.root });
-    assert.equal(rows.map((r) => r.address), ['0000:00:01.0', '0000:00:02.0', '0000:00:03.0', '0000:00:03.1'], 'bridges left out without --all');
+    assert.equal(
+      rows.map((r) => r.address),
+      ['0000:00:01.0', '0000:00:02.0', '0000:00:03.0', '0000:00:03.1'],
+      'bridges left out without --all',
+    );
     const nvme = rows[0]!;
     assert.equal([nvme.ids, nvme.kind, nvme.driver, nvme.group, nvme.viable], ['1b36:0010', 'nvme', 'nvme', 1, true]);
     const shared = rows[2]!;
@@ -38,7 +49,9 @@ test('devices: ids, kind, driver, group, and viability naming the member that bl
     assert.equal(shared.blockers, [{ address: '0000:00:03.1', driver: 'snd_hda_intel' }]);
     assert.match(formatDevices(rows), /0000:00:03\.0 .*NOT viable: 0000:00:03\.1 on snd_hda_intel/);
     assert.is(deviceRows({ root: t.root, all: true }).length, 5);
-  } finally { t.remove(); }
+  } finally {
+    t.remove();
+  }
 });
 
 test('devices on a machine with no IOMMU says so and what to use instead', () => {
@@ -47,7 +60,9 @@ test('devices on a machine with no IOMMU says so and what to use instead', () =>
     const rows = deviceRows({ root: t.root });
     assert.is(rows[0]!.viable, null);
     assert.match(formatDevices(rows), /no IOMMU.*simulator.*lab/s);
-  } finally { t.remove(); }
+  } finally {
+    t.remove();
+  }
 });
 
 test('bind hands a function to vfio-pci and says how to give it back; unbind gives it back', async () => {
@@ -61,17 +76,32 @@ test('bind hands a function to vfio-pci and says how to give it back; unbind giv
     const u = await quiet(() => unbind(['0000:00:01.0', '--driver', 'nvme'], options));
     assert.match(u.out, /released from vfio-pci, now on nvme/);
     assert.is(t.driverOf('0000:00:01.0'), 'nvme');
-  } finally { t.remove(); }
+  } finally {
+    t.remove();
+  }
 });
 
 test('bad addresses and usage are clear errors', async () => {
   const t = tree();
   try {
     for (const argv of [['nvme0'], []]) {
-      try { await bind(argv, { root: t.root }); assert.unreachable(); } catch (e) { assert.instance(e, CliError); assert.is((e as CliError).code, 'ERR_CLI_USAGE'); }
+      try {
+        await bind(argv, { root: t.root });
+        assert.unreachable();
+      } catch (e) {
+        assert.instance(e, CliError);
+        assert.is((e as CliError).code, 'ERR_CLI_USAGE');
+      }
     }
-    try { await unbind(['0000:00:01.0', '--driver'], { root: t.root }); assert.unreachable(); } catch (e) { assert.is((e as { code: string }).code, 'ERR_CLI_USAGE'); }
-  } finally { t.remove(); }
+    try {
+      await unbind(['0000:00:01.0', '--driver'], { root: t.root });
+      assert.unreachable();
+    } catch (e) {
+      assert.is((e as { code: string }).code, 'ERR_CLI_USAGE');
+    }
+  } finally {
+    t.remove();
+  }
 });
 
 test.run();

@@ -22,8 +22,10 @@ interface Machine {
   unsafeInterrupts?: boolean;
 }
 
-const IR_INTERRUPTS = '           CPU0       CPU1\n  0:         18          0   IR-IO-APIC    2-edge      timer\n 24:          0          0  IR-PCI-MSI-0000:00:01.0    0-edge      nvme0q0\n';
-const PLAIN_INTERRUPTS = '           CPU0       CPU1\n  0:         18          0   IO-APIC    2-edge      timer\n 24:          0          0  PCI-MSI-0000:00:01.0    0-edge      nvme0q0\n';
+const IR_INTERRUPTS =
+  '           CPU0       CPU1\n  0:         18          0   IR-IO-APIC    2-edge      timer\n 24:          0          0  IR-PCI-MSI-0000:00:01.0    0-edge      nvme0q0\n';
+const PLAIN_INTERRUPTS =
+  '           CPU0       CPU1\n  0:         18          0   IO-APIC    2-edge      timer\n 24:          0          0  PCI-MSI-0000:00:01.0    0-edge      nvme0q0\n';
 
 /** A fake machine: sys, proc and dev trees laid out like the kernel's. */
 function machine(m: Machine): DoctorOptions & { root: string } {
@@ -31,7 +33,10 @@ function machine(m: Machine): DoctorOptions & { root: string } {
   const sys = join(root, 'sys');
   const proc = join(root, 'proc');
   const dev = join(root, 'dev');
-  const file = (p: string, text: string) => { mkdirSync(dirname(p), { recursive: true }); writeFileSync(p, text); };
+  const file = (p: string, text: string) => {
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, text);
+  };
   mkdirSync(join(sys, 'class/iommu'), { recursive: true });
   mkdirSync(join(sys, 'kernel/iommu_groups'), { recursive: true });
   mkdirSync(dev, { recursive: true });
@@ -59,8 +64,14 @@ function machine(m: Machine): DoctorOptions & { root: string } {
   file(join(proc, 'interrupts'), m.interrupts ?? IR_INTERRUPTS);
   file(join(proc, 'modules'), (m.modules ?? []).map((x) => `${x} 45056 2 - Live 0x0000000000000000\n`).join(''));
   file(join(proc, 'cmdline'), `${m.cmdline ?? 'console=ttyS0 intel_iommu=on'}\n`);
-  file(join(proc, 'self/limits'), `Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 4096                 files     \nMax locked memory         ${m.memlock ?? 'unlimited'}              ${m.memlock ?? 'unlimited'}              bytes     \n`);
-  file(join(proc, 'meminfo'), `MemTotal:        2000000 kB\nHugePages_Total:     ${m.hugePagesTotal ?? 0}\nHugePages_Free:      ${m.hugePagesTotal ?? 0}\nHugepagesize:       2048 kB\n`);
+  file(
+    join(proc, 'self/limits'),
+    `Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 4096                 files     \nMax locked memory         ${m.memlock ?? 'unlimited'}              ${m.memlock ?? 'unlimited'}              bytes     \n`,
+  );
+  file(
+    join(proc, 'meminfo'),
+    `MemTotal:        2000000 kB\nHugePages_Total:     ${m.hugePagesTotal ?? 0}\nHugePages_Free:      ${m.hugePagesTotal ?? 0}\nHugepagesize:       2048 kB\n`,
+  );
   if (m.devVfio) file(join(dev, 'vfio/vfio'), '');
   for (const g of m.devGroups ?? []) file(join(dev, 'vfio', String(g)), '');
   return { root, sysRoot: sys, procRoot: proc, devRoot: dev, euid: 1000 };
@@ -68,7 +79,11 @@ function machine(m: Machine): DoctorOptions & { root: string } {
 
 const LAB: Machine = {
   iommus: ['dmar0'],
-  groups: { 0: { type: 'DMA', devices: { '0000:00:00.0': undefined } }, 1: { type: 'DMA', devices: { '0000:00:01.0': 'vfio-pci' } }, 2: { type: 'DMA-FQ', devices: { '0000:00:02.0': 'vfio-pci' } } },
+  groups: {
+    0: { type: 'DMA', devices: { '0000:00:00.0': undefined } },
+    1: { type: 'DMA', devices: { '0000:00:01.0': 'vfio-pci' } },
+    2: { type: 'DMA-FQ', devices: { '0000:00:02.0': 'vfio-pci' } },
+  },
   modules: ['vfio_pci', 'vfio_iommu_type1', 'vfio'],
   devVfio: true,
   devGroups: [1, 2],
@@ -80,9 +95,10 @@ const byId = (checks: Check[]) => Object.fromEntries(checks.map((c) => [c.id, c]
 test('a machine with an IOMMU, interrupt remapping and bound devices: all OK, exit 0', async () => {
   const m = machine(LAB);
   const r = diagnose(m);
-  assert.equal(r.checks.map((c) => `${c.id} ${c.status}`), [
-    'kernel OK', 'iommu OK', 'translation OK', 'interrupt-remapping OK', 'vfio-modules OK', 'dev-vfio OK', 'vfio-groups OK', 'memlock OK', 'huge-pages OK',
-  ]);
+  assert.equal(
+    r.checks.map((c) => `${c.id} ${c.status}`),
+    ['kernel OK', 'iommu OK', 'translation OK', 'interrupt-remapping OK', 'vfio-modules OK', 'dev-vfio OK', 'vfio-groups OK', 'memlock OK', 'huge-pages OK'],
+  );
   assert.is(r.verdict, 'ok');
   assert.is(r.alternatives, undefined);
   const c = byId(r.checks);
@@ -90,7 +106,13 @@ test('a machine with an IOMMU, interrupt remapping and bound devices: all OK, ex
   assert.match(c['interrupt-remapping']!.summary, /IR-IO-APIC/);
   assert.match(c['vfio-groups']!.summary, /1 \(0000:00:01\.0\), 2 \(0000:00:02\.0\)/);
   assert.match(c['dev-vfio']!.summary, /group nodes: 1, 2/);
-  const io = { out: '', err: '', o(s: string) { io.out += s; } };
+  const io = {
+    out: '',
+    err: '',
+    o(s: string) {
+      io.out += s;
+    },
+  };
   assert.is(await run([], { out: (s) => io.o(s), err: () => {} }, m), 0);
   assert.match(io.out, /\n {2}OK {4}iommu/);
   assert.match(io.out, /\nOK: IOMMU on/);
@@ -129,7 +151,11 @@ test('an IOMMU switched off on the kernel command line: the fix names the parame
 });
 
 test('passthrough: a warning that explains what is and is not confined', () => {
-  const m = machine({ ...LAB, groups: { 0: { type: 'identity', devices: { '0000:00:00.0': undefined } }, 1: { type: 'identity', devices: { '0000:00:01.0': 'vfio-pci' } } }, devGroups: [1] });
+  const m = machine({
+    ...LAB,
+    groups: { 0: { type: 'identity', devices: { '0000:00:00.0': undefined } }, 1: { type: 'identity', devices: { '0000:00:01.0': 'vfio-pci' } } },
+    devGroups: [1],
+  });
   const r = diagnose(m);
   const t = byId(r.checks).translation!;
   assert.is(t.status, 'WARN');
@@ -139,7 +165,11 @@ test('passthrough: a warning that explains what is and is not confined', () => {
 });
 
 test('an unviable group: FAIL naming the device, its driver and how to unbind it', async () => {
-  const m = machine({ ...LAB, groups: { 7: { type: 'DMA', devices: { '0000:00:1f.0': 'pcieport', '0000:00:1f.2': 'vfio-pci', '0000:00:1f.3': 'snd_hda_intel' } } }, devGroups: [7] });
+  const m = machine({
+    ...LAB,
+    groups: { 7: { type: 'DMA', devices: { '0000:00:1f.0': 'pcieport', '0000:00:1f.2': 'vfio-pci', '0000:00:1f.3': 'snd_hda_intel' } } },
+    devGroups: [7],
+  });
   const r = diagnose(m);
   const g = byId(r.checks)['vfio-groups']!;
   assert.is(g.status, 'FAIL');

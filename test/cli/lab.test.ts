@@ -4,7 +4,10 @@ import { CliError } from '../../cli/errors.js';
 import { parseRunArgs, parseSize } from '../../cli/lab.js';
 
 /** An assert.throws predicate: a CliError ERR_CLI_USAGE whose message matches. */
-const usage = (message: RegExp) => (e: unknown): boolean => e instanceof CliError && e.code === 'ERR_CLI_USAGE' && message.test(e.message);
+const usage =
+  (message: RegExp) =>
+  (e: unknown): boolean =>
+    e instanceof CliError && e.code === 'ERR_CLI_USAGE' && message.test(e.message);
 
 test('sizes: M, G, MiB, GiB, plain MiB', () => {
   assert.is(parseSize('64M'), 64);
@@ -16,8 +19,24 @@ test('sizes: M, G, MiB, GiB, plain MiB', () => {
 });
 
 test('run: devices, timeout, trace, log; everything after -- is the command, untouched', () => {
-  const a = parseRunArgs(['--nvme', '64M', '--nvme=1G', '--e1000e', '--e1000e', '--timeout', '90', '--trace-dmar', '--log', '/tmp/x.log', '--',
-    'node', '--nvme', '1M', '--', "it's"]);
+  const a = parseRunArgs([
+    '--nvme',
+    '64M',
+    '--nvme=1G',
+    '--e1000e',
+    '--e1000e',
+    '--timeout',
+    '90',
+    '--trace-dmar',
+    '--log',
+    '/tmp/x.log',
+    '--',
+    'node',
+    '--nvme',
+    '1M',
+    '--',
+    "it's",
+  ]);
   assert.equal(a.nvme, [{ sizeMiB: 64 }, { sizeMiB: 1024 }]);
   assert.is(a.e1000e, 2);
   assert.is(a.timeoutMs, 90_000);

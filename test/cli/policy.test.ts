@@ -10,7 +10,16 @@ let root = dirname(fileURLToPath(import.meta.url));
 while (!readdirSync(root).includes('package.json')) root = dirname(root);
 
 function capture(): Io & { stdout: string; stderr: string } {
-  const io = { stdout: '', stderr: '', out: (s: string) => { io.stdout += s; }, err: (s: string) => { io.stderr += s; } };
+  const io = {
+    stdout: '',
+    stderr: '',
+    out: (s: string) => {
+      io.stdout += s;
+    },
+    err: (s: string) => {
+      io.stderr += s;
+    },
+  };
   return io;
 }
 

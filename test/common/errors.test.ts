@@ -6,7 +6,7 @@ type ExampleCode = 'ERR_EXAMPLE_ONE' | 'ERR_EXAMPLE_TWO';
 /** An area's class, as each area declares its own. */
 class ExampleError extends DmaboxError<ExampleCode> {}
 
-test('an area\'s error keeps a stable code, its own name, and appends the fix to the message', () => {
+test("an area's error keeps a stable code, its own name, and appends the fix to the message", () => {
   const e = new ExampleError('ERR_EXAMPLE_ONE', 'the thing is wrong', { fix: 'do the other thing' });
   assert.is(e.code, 'ERR_EXAMPLE_ONE');
   assert.is(e.name, 'ExampleError');

@@ -13,7 +13,10 @@ import * as assert from 'uvu/assert';
 import { claimSocketPath, socketAnswers, type ClaimOptions } from '../../common/unix-socket.js';
 
 class ClaimError extends Error {
-  constructor(message: string, readonly fix: string) {
+  constructor(
+    message: string,
+    readonly fix: string,
+  ) {
     super(message);
   }
 }
@@ -93,7 +96,10 @@ test('a live server keeps its socket; once it is gone, the stale socket is taken
   }
   assert.not.ok(existsSync(path), 'a server closed in order removes its socket');
   // A server killed hard leaves its socket behind: a stale one.
-  const r = spawnSync(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  const r = spawnSync(process.execPath, [
+    '-e',
+    `require('node:net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`,
+  ]);
   assert.is(r.signal, 'SIGKILL');
   assert.ok(existsSync(path), 'a stale socket is there');
   assert.not.ok(await socketAnswers(path));

@@ -8,7 +8,11 @@ import { Window } from '../../dma/window.js';
 import { RecordingBackend } from './fake-backend.js';
 
 const code = (fn: () => unknown): string => {
-  try { fn(); } catch (e) { return (e as { code: string }).code; }
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
   return 'no error';
 };
 
@@ -38,10 +42,22 @@ test('a window is one mapping with exactly the permission asked for', () => {
 
 test('bad sizes, permissions and alignments are refused with ERR_DMA_ARG', () => {
   const { dma } = make();
-  assert.is(code(() => dma.alloc(0, DEVICE_READS)), 'ERR_DMA_ARG');
-  assert.is(code(() => dma.alloc(1.5, DEVICE_READS)), 'ERR_DMA_ARG');
-  assert.is(code(() => dma.alloc(4096, { read: false, write: false })), 'ERR_DMA_ARG');
-  assert.is(code(() => dma.alloc(4096, DEVICE_READS, { align: 12 })), 'ERR_DMA_ARG');
+  assert.is(
+    code(() => dma.alloc(0, DEVICE_READS)),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(() => dma.alloc(1.5, DEVICE_READS)),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(() => dma.alloc(4096, { read: false, write: false })),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(() => dma.alloc(4096, DEVICE_READS, { align: 12 })),
+    'ERR_DMA_ARG',
+  );
 });
 
 test('alignment applies to the IOVA', () => {
@@ -64,10 +80,19 @@ test('revoke unmaps but keeps memory and IOVA; free releases everything once', (
   assert.is.not(other.iova, w.iova, 'a revoked window keeps its IOVA reserved');
   dma.free(w);
   assert.is(memory.allocated, 4096);
-  assert.is(code(() => dma.free(w)), 'ERR_DMA_WINDOW_STATE');
-  assert.is(code(() => dma.revoke(w)), 'ERR_DMA_WINDOW_STATE');
+  assert.is(
+    code(() => dma.free(w)),
+    'ERR_DMA_WINDOW_STATE',
+  );
+  assert.is(
+    code(() => dma.revoke(w)),
+    'ERR_DMA_WINDOW_STATE',
+  );
   const stranger = make().dma.alloc(4096, DEVICE_READS);
-  assert.is(code(() => dma.free(stranger)), 'ERR_DMA_WINDOW_STATE');
+  assert.is(
+    code(() => dma.free(stranger)),
+    'ERR_DMA_WINDOW_STATE',
+  );
 });
 
 test('mappings are counted against DMA_AVAIL and refused before the kernel would', () => {
@@ -75,7 +100,11 @@ test('mappings are counted against DMA_AVAIL and refused before the kernel would
   const ws = [dma.alloc(4096, DEVICE_READS), dma.alloc(4096, DEVICE_READS), dma.alloc(4096, DEVICE_READS)];
   assert.is(dma.mappingsLeft, 0);
   let err: { code: string; message: string } | undefined;
-  try { dma.alloc(4096, DEVICE_READS); } catch (e) { err = e as never; }
+  try {
+    dma.alloc(4096, DEVICE_READS);
+  } catch (e) {
+    err = e as never;
+  }
   assert.is(err?.code, 'ERR_DMA_MAPPINGS');
   assert.match(err!.message, /BufferPool/);
   dma.free(ws[1]!);
@@ -92,7 +121,11 @@ test('memlock: refused with ERR_DMA_MEMLOCK and the way to raise it, before pinn
   dma.alloc(32 * 1024, DEVICE_READS);
   assert.is(memlock.remaining, 16 * 1024);
   let err: { code: string; message: string } | undefined;
-  try { dma.alloc(20 * 1024, DEVICE_READS); } catch (e) { err = e as never; }
+  try {
+    dma.alloc(20 * 1024, DEVICE_READS);
+  } catch (e) {
+    err = e as never;
+  }
   assert.is(err?.code, 'ERR_DMA_MEMLOCK');
   assert.match(err!.message, /ulimit -l 68/);
   assert.match(err!.message, /48 KiB of 64 KiB/);
@@ -143,11 +176,14 @@ test('close frees every window', () => {
 
 test('merged windows: one memory block, one mapping, laid out with their alignments', () => {
   const { dma, backend, memory } = make({ avail: 2 });
-  const [sq, cq, big] = dma.allocMerged([
-    { size: 1024, label: 'sq' },
-    { size: 256, label: 'cq' },
-    { size: 5000, label: 'lists', align: 16384 },
-  ], DEVICE_READS_WRITES);
+  const [sq, cq, big] = dma.allocMerged(
+    [
+      { size: 1024, label: 'sq' },
+      { size: 256, label: 'cq' },
+      { size: 5000, label: 'lists', align: 16384 },
+    ],
+    DEVICE_READS_WRITES,
+  );
   assert.is(backend.maps.size, 1);
   assert.is(dma.mappings, 1);
   assert.is(cq!.iova - sq!.iova, 4096n);
@@ -166,7 +202,10 @@ test('merged windows: one memory block, one mapping, laid out with their alignme
   assert.is(backend.maps.size, 0);
   assert.is(memory.allocated, 0);
   assert.is(dma.mappings, 0);
-  assert.is(code(() => dma.free(cq!)), 'ERR_DMA_WINDOW_STATE');
+  assert.is(
+    code(() => dma.free(cq!)),
+    'ERR_DMA_WINDOW_STATE',
+  );
 });
 
 test('merged windows are revoked together (type1 v2 cannot split a mapping)', () => {
@@ -179,8 +218,14 @@ test('merged windows are revoked together (type1 v2 cannot split a mapping)', ()
   dma.free(a!);
   dma.free(b!);
   assert.is(dma.iova.allocated, 0n);
-  assert.is(code(() => dma.allocMerged([], DEVICE_READS)), 'ERR_DMA_ARG');
-  assert.is(code(() => dma.allocMerged([{ size: -1 }], DEVICE_READS)), 'ERR_DMA_ARG');
+  assert.is(
+    code(() => dma.allocMerged([], DEVICE_READS)),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(() => dma.allocMerged([{ size: -1 }], DEVICE_READS)),
+    'ERR_DMA_ARG',
+  );
 });
 
 test('huge-page memory gets a huge-page-aligned IOVA', () => {

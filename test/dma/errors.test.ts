@@ -22,24 +22,41 @@ test('memlock: releasing more than was charged is refused and leaves the account
   const m = new MemlockAccount({ limit: 1 << 20 });
   m.charge(8192, 'window "a"');
   let err: DmaError | undefined;
-  try { m.release(12288); } catch (e) { err = e as DmaError; }
+  try {
+    m.release(12288);
+  } catch (e) {
+    err = e as DmaError;
+  }
   assert.instance(err, DmaError);
   assert.is(err!.code, 'ERR_DMA_ARG');
   assert.match(err!.message, /only 8192 are charged/);
   assert.is(m.charged, 8192);
-  assert.throws(() => m.release(-1), (e: DmaError) => e.code === 'ERR_DMA_ARG');
+  assert.throws(
+    () => m.release(-1),
+    (e: DmaError) => e.code === 'ERR_DMA_ARG',
+  );
   m.release(8192);
   assert.is(m.charged, 0);
-  assert.throws(() => new MemlockAccount({ limit: Number.NaN }), (e: DmaError) => e instanceof DmaError && e.code === 'ERR_DMA_ARG');
+  assert.throws(
+    () => new MemlockAccount({ limit: Number.NaN }),
+    (e: DmaError) => e instanceof DmaError && e.code === 'ERR_DMA_ARG',
+  );
 });
 
 test('the VFIO backend refuses heap memory (no process address) with ERR_DMA_MAP, before the kernel', () => {
   let mapped = 0;
-  const container = { map: () => { mapped++; }, unmap: () => {} } as unknown as Container;
+  const container = {
+    map: () => {
+      mapped++;
+    },
+    unmap: () => {},
+  } as unknown as Container;
   const memory = new HeapMemoryProvider().allocate(4096, { label: 'ring' });
   const backend = new VfioType1Backend(container);
-  assert.throws(() => backend.map(memory, 0, 0x10000n, 4096, DEVICE_READS),
-    (e: DmaError) => e instanceof DmaError && e.code === 'ERR_DMA_MAP' && /memfd provider/.test(e.message));
+  assert.throws(
+    () => backend.map(memory, 0, 0x10000n, 4096, DEVICE_READS),
+    (e: DmaError) => e instanceof DmaError && e.code === 'ERR_DMA_MAP' && /memfd provider/.test(e.message),
+  );
   assert.is(mapped, 0);
 });
 

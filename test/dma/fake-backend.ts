@@ -7,7 +7,10 @@ export class RecordingBackend implements IommuBackend {
   readonly name = 'recording';
   readonly maps = new Map<bigint, { size: number; perm: DmaPerm; memory: DmaMemory }>();
   failNextMap = false;
-  constructor(private readonly ranges: IovaRange[] = [{ start: 0n, end: (1n << 39n) - 1n }], private readonly avail: number | undefined = 65535) {}
+  constructor(
+    private readonly ranges: IovaRange[] = [{ start: 0n, end: (1n << 39n) - 1n }],
+    private readonly avail: number | undefined = 65535,
+  ) {}
   info(): IommuInfo {
     return { pageSizes: 0x40201000n, ranges: this.ranges, mappingsAvailable: this.avail };
   }

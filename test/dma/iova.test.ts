@@ -5,7 +5,11 @@ import { DmaError } from '../../dma/errors.js';
 
 const PAGE = 4096;
 const code = (fn: () => unknown): string => {
-  try { fn(); } catch (e) { return (e as DmaError).code; }
+  try {
+    fn();
+  } catch (e) {
+    return (e as DmaError).code;
+  }
   return 'no error';
 };
 
@@ -17,12 +21,21 @@ test('never hands out the page at IOVA 0', () => {
 });
 
 test('stays inside the reported ranges, skipping the MSI hole', () => {
-  const a = new IovaAllocator([{ start: 0n, end: 0x2fffn }, { start: 0xfef00000n, end: 0xfef0ffffn }], { pageSize: PAGE });
+  const a = new IovaAllocator(
+    [
+      { start: 0n, end: 0x2fffn },
+      { start: 0xfef00000n, end: 0xfef0ffffn },
+    ],
+    { pageSize: PAGE },
+  );
   assert.is(a.alloc(0x2000), 0x1000n);
   // The first range is full now: 0x3000 must not be used (it is outside every range).
   const b = a.alloc(0x1000);
   assert.is(b, 0xfef00000n);
-  assert.is(code(() => a.alloc(0x10000)), 'ERR_DMA_IOVA_EXHAUSTED');
+  assert.is(
+    code(() => a.alloc(0x10000)),
+    'ERR_DMA_IOVA_EXHAUSTED',
+  );
 });
 
 test('a 39-bit address width clamps a 64-bit range', () => {
@@ -31,8 +44,14 @@ test('a 39-bit address width clamps a 64-bit range', () => {
   const x = a.alloc(0x4000);
   assert.is(x, top - 0x4000n);
   assert.ok(x + 0x4000n <= top);
-  assert.is(code(() => a.alloc(PAGE)), 'ERR_DMA_IOVA_EXHAUSTED');
-  assert.is(code(() => new IovaAllocator([{ start: top, end: top + 0xfffffn }], { pageSize: PAGE, addressWidth: 39 })), 'ERR_DMA_ARG');
+  assert.is(
+    code(() => a.alloc(PAGE)),
+    'ERR_DMA_IOVA_EXHAUSTED',
+  );
+  assert.is(
+    code(() => new IovaAllocator([{ start: top, end: top + 0xfffffn }], { pageSize: PAGE, addressWidth: 39 })),
+    'ERR_DMA_ARG',
+  );
 });
 
 test('alignment: a 2 MiB-aligned request skips to the next 2 MiB boundary', () => {
@@ -43,7 +62,10 @@ test('alignment: a 2 MiB-aligned request skips to the next 2 MiB boundary', () =
   assert.is(big, 2n << 20n);
   // The gap before it is still free and used first by a small request.
   assert.is(a.alloc(PAGE), 0x2000n);
-  assert.is(code(() => a.alloc(PAGE, 3000)), 'ERR_DMA_ARG');
+  assert.is(
+    code(() => a.alloc(PAGE, 3000)),
+    'ERR_DMA_ARG',
+  );
 });
 
 test('sizes round up to whole pages', () => {
@@ -69,9 +91,18 @@ test('double release and foreign ranges are refused', () => {
   const a = new IovaAllocator([{ start: 0n, end: 0xfffffn }], { pageSize: PAGE });
   const x = a.alloc(PAGE);
   a.release(x, PAGE);
-  assert.is(code(() => a.release(x, PAGE)), 'ERR_DMA_ARG');
-  assert.is(code(() => a.release(0x200000n, PAGE)), 'ERR_DMA_ARG');
-  assert.is(code(() => a.release(0x1800n, PAGE)), 'ERR_DMA_ARG');
+  assert.is(
+    code(() => a.release(x, PAGE)),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(() => a.release(0x200000n, PAGE)),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(() => a.release(0x1800n, PAGE)),
+    'ERR_DMA_ARG',
+  );
 });
 
 test('exhaustion says how much is free', () => {
@@ -89,10 +120,31 @@ test('exhaustion says how much is free', () => {
 });
 
 test('bad construction is refused clearly', () => {
-  assert.is(code(() => new IovaAllocator([], { pageSize: PAGE })), 'ERR_DMA_ARG');
-  assert.is(code(() => new IovaAllocator([{ start: 0n, end: 0xfffn }], { pageSize: PAGE })), 'ERR_DMA_ARG');
-  assert.is(code(() => new IovaAllocator([{ start: 0n, end: 0xffffn }], { pageSize: 1000 })), 'ERR_DMA_ARG');
-  assert.is(code(() => new IovaAllocator([{ start: 0n, end: 0xffffn }, { start: 0x8000n, end: 0x1ffffn }], { pageSize: PAGE })), 'ERR_DMA_ARG');
+  assert.is(
+    code(() => new IovaAllocator([], { pageSize: PAGE })),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(() => new IovaAllocator([{ start: 0n, end: 0xfffn }], { pageSize: PAGE })),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(() => new IovaAllocator([{ start: 0n, end: 0xffffn }], { pageSize: 1000 })),
+    'ERR_DMA_ARG',
+  );
+  assert.is(
+    code(
+      () =>
+        new IovaAllocator(
+          [
+            { start: 0n, end: 0xffffn },
+            { start: 0x8000n, end: 0x1ffffn },
+          ],
+          { pageSize: PAGE },
+        ),
+    ),
+    'ERR_DMA_ARG',
+  );
 });
 
 test.run();

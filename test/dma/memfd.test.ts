@@ -14,7 +14,10 @@ test('the same memfd mapped twice shows the same bytes (real syscalls through th
   assert.is(m.pageSize, 4096);
   assert.ok(m.fd >= 0);
   assert.ok(typeof m.address === 'bigint' && m.address > 0n);
-  assert.ok(m.bytes.every((b) => b === 0), 'fresh memory is zeroed');
+  assert.ok(
+    m.bytes.every((b) => b === 0),
+    'fresh memory is zeroed',
+  );
   const again = m.mapAgain();
   assert.is.not(again.bytes.buffer, m.bytes.buffer, 'a second, independent mapping');
   m.bytes[4097] = 0xab;
@@ -60,7 +63,10 @@ test('huge pages from /proc/meminfo: used when free and the size is a multiple, 
   assert.is(hugePages('MemTotal: 1 kB\n'), undefined);
   const flags: number[] = [];
   const fake: MemfdSys = {
-    memfdCreate: (_n, f) => { flags.push(f); return 7; },
+    memfdCreate: (_n, f) => {
+      flags.push(f);
+      return 7;
+    },
     ftruncate: () => {},
     mmap: () => 0x1000n,
     munmap: () => {},
@@ -74,12 +80,18 @@ test('huge pages from /proc/meminfo: used when free and the size is a multiple, 
   assert.is(flags.pop()! & MFD_HUGETLB, 0);
   assert.is(p.allocate(32 << 20).pageSize, 4096, 'more than the free huge pages');
   const none = new MemfdMemoryProvider({ sys: fake, meminfo: MEMINFO_NONE, hugePages: 'always' });
-  assert.throws(() => none.allocate(2 << 20), (e: { code: string; message: string }) => e.code === 'ERR_DMA_MEMORY' && /nr_hugepages/.test(e.message));
+  assert.throws(
+    () => none.allocate(2 << 20),
+    (e: { code: string; message: string }) => e.code === 'ERR_DMA_MEMORY' && /nr_hugepages/.test(e.message),
+  );
 });
 
 test('MFD_HUGETLB refused by the kernel: falls back to 4 KiB pages', () => {
   const fake: MemfdSys = {
-    memfdCreate: (_n, f) => { if (f & MFD_HUGETLB) throw new Error('EINVAL'); return 9; },
+    memfdCreate: (_n, f) => {
+      if (f & MFD_HUGETLB) throw new Error('EINVAL');
+      return 9;
+    },
     ftruncate: () => {},
     mmap: () => 0x2000n,
     munmap: () => {},
@@ -96,14 +108,21 @@ test('a failure part-way closes what was opened', () => {
   const closed: number[] = [];
   const fake: MemfdSys = {
     memfdCreate: () => 11,
-    ftruncate: () => { throw new Error('ENOSPC'); },
+    ftruncate: () => {
+      throw new Error('ENOSPC');
+    },
     mmap: () => 0n,
     munmap: () => {},
     view: (_a, len) => new ArrayBuffer(len),
-    close: (fd) => { closed.push(fd); },
+    close: (fd) => {
+      closed.push(fd);
+    },
   };
   const p = new MemfdMemoryProvider({ sys: fake, hugePages: 'never' });
-  assert.throws(() => p.allocate(4096), (e: { code: string }) => e.code === 'ERR_DMA_MEMORY');
+  assert.throws(
+    () => p.allocate(4096),
+    (e: { code: string }) => e.code === 'ERR_DMA_MEMORY',
+  );
   assert.equal(closed, [11]);
 });
 

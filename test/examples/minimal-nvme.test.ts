@@ -31,8 +31,14 @@ test('the example driver, named by its policy: confined, served by the block ser
     await s.start();
     assert.is(s.kind, 'block');
     assert.match(s.driver.label, 'module:');
-    assert.ok(s.events.some((e) => e.text.startsWith('confined (seccomp')), 'the container confined itself before the driver ran');
-    assert.ok(s.events.some((e) => e.text.startsWith('minimal-nvme on sandbox:minimal-nvme')), 'the example driver serves the device');
+    assert.ok(
+      s.events.some((e) => e.text.startsWith('confined (seccomp')),
+      'the container confined itself before the driver ran',
+    );
+    assert.ok(
+      s.events.some((e) => e.text.startsWith('minimal-nvme on sandbox:minimal-nvme')),
+      'the example driver serves the device',
+    );
     assert.is(s.block.blockSize, 512);
     assert.is(s.block.blockCount, 131072);
     const a = pattern(64 * 1024, 3);
@@ -52,9 +58,10 @@ test('the example driver, named by its policy: confined, served by the block ser
       const uri = nbdUri('minimal-nvme', link.addresses[0]!);
       const info = JSON.parse(await must('nbdinfo', ['--json', uri])) as { exports: { 'export-size': number }[] };
       assert.is(info.exports[0]!['export-size'], 64 * MiB);
-      const src = join(tmp.dir, 'in.img'), out = join(tmp.dir, 'out.img');
+      const src = join(tmp.dir, 'in.img'),
+        out = join(tmp.dir, 'out.img');
       const data = Buffer.alloc(4 * MiB);
-      for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i * 2654435761 >>> 0, i);
+      for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE((i * 2654435761) >>> 0, i);
       (await import('node:fs')).writeFileSync(src, data);
       await must('nbdcopy', ['--flush', src, uri]);
       await must('nbdcopy', [uri, out]);

@@ -14,7 +14,11 @@ test('needsCommand finds executables on PATH, and names the Debian package when 
     writeFileSync(join(dir, 'plain'), '');
     chmodSync(join(dir, 'plain'), 0o644);
     assert.is(needsCommand('tool', 'tool-pkg', `/nonexistent:${dir}`), null);
-    assert.is(needsCommand('plain', 'plain-pkg', dir), 'needs the command plain (Debian package plain-pkg; scripts/setup-host.sh installs it as root)', 'not executable');
+    assert.is(
+      needsCommand('plain', 'plain-pkg', dir),
+      'needs the command plain (Debian package plain-pkg; scripts/setup-host.sh installs it as root)',
+      'not executable',
+    );
     assert.match(needsCommand('absent', 'absent-pkg', dir)!, /needs the command absent \(Debian package absent-pkg/);
     assert.match(needsCommand('tool', 'tool-pkg', '')!, /needs the command tool/, 'an empty PATH finds nothing');
   } finally {
@@ -41,7 +45,9 @@ test('firstBlocker: the first reason, or null when nothing blocks', () => {
 
 test('testIf: the suite itself when nothing blocks; otherwise each test registered with skip, its reason printed', () => {
   const skipped: (string | undefined)[] = [];
-  const fake = Object.assign(() => assert.unreachable('a blocked test must not be registered to run'), { skip: (name?: string) => skipped.push(name) }) as unknown as Test;
+  const fake = Object.assign(() => assert.unreachable('a blocked test must not be registered to run'), {
+    skip: (name?: string) => skipped.push(name),
+  }) as unknown as Test;
   assert.is(testIf(null, fake), fake);
   const lines: string[] = [];
   const before = announce;

@@ -44,7 +44,8 @@ function checkBound(bdf: string, vendor: string, device: string): number {
 
 test('the NVMe (1b36:0010) and the e1000e (8086:10d3) are bound to vfio-pci, each in its own group', () => {
   inLab();
-  const nvme = bdfs('DMABOX_LAB_NVME'), nic = bdfs('DMABOX_LAB_E1000E');
+  const nvme = bdfs('DMABOX_LAB_NVME'),
+    nic = bdfs('DMABOX_LAB_E1000E');
   assert.is(nvme.length, 1, 'the suite machine has one NVMe (DMABOX_LAB_NVME)');
   assert.is(nic.length, 1, 'the suite machine has one e1000e (DMABOX_LAB_E1000E)');
   const g1 = checkBound(nvme[0]!, '0x1b36', '0x0010');
@@ -76,10 +77,19 @@ function bar0(bdf: string): bigint {
   const first = readFileSync(join(sysdev(bdf), 'resource'), 'utf8').split('\n')[0]!;
   return BigInt(first.split(/\s+/)[0]!);
 }
-const rd32 = (addr: bigint): number => Number(execFileSync('busybox', ['devmem', `0x${addr.toString(16)}`, '32']).toString().trim());
-const wr32 = (addr: bigint, v: number): void => { execFileSync('busybox', ['devmem', `0x${addr.toString(16)}`, '32', `0x${(v >>> 0).toString(16)}`]); };
+const rd32 = (addr: bigint): number =>
+  Number(
+    execFileSync('busybox', ['devmem', `0x${addr.toString(16)}`, '32'])
+      .toString()
+      .trim(),
+  );
+const wr32 = (addr: bigint, v: number): void => {
+  execFileSync('busybox', ['devmem', `0x${addr.toString(16)}`, '32', `0x${(v >>> 0).toString(16)}`]);
+};
 
-const sleepMs = (ms: number): void => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); };
+const sleepMs = (ms: number): void => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+};
 
 function waitRdy(bar: bigint, want: 0 | 1, ms: number): void {
   const end = Date.now() + ms;
@@ -99,26 +109,30 @@ function setCommand(bdf: string, bits: number): number {
     b.writeUInt16LE(old | bits, 0);
     writeSync(fd, b, 0, 2, 4);
     return old;
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
 }
 
-test('a DMA read blocked by the IOMMU appears in QEMU\'s DMAR trace (DMABOX_LAB_DMAR_TRACE)', () => {
+test("a DMA read blocked by the IOMMU appears in QEMU's DMAR trace (DMABOX_LAB_DMAR_TRACE)", () => {
   inLab();
   const trace = process.env.DMABOX_LAB_DMAR_TRACE;
   assert.ok(trace && existsSync(trace), `the trace file is given and exists (${trace})`);
   const bdf = bdfs('DMABOX_LAB_NVME')[0]!;
-  const sid = Number.parseInt(bdf.slice(5, 7), 16) << 8 | Number.parseInt(bdf.slice(8, 10), 16) << 3 | Number(bdf.slice(11));
+  const sid = (Number.parseInt(bdf.slice(5, 7), 16) << 8) | (Number.parseInt(bdf.slice(8, 10), 16) << 3) | Number(bdf.slice(11));
   const before = parseDmarTrace(readFileSync(trace!, 'utf8')).filter((f) => f.addr === BLOCKED_IOVA).length;
   const bar = bar0(bdf);
-  assert.is((rd32(bar + 0x08n) >>> 16), 1, 'VS major is 1 (an NVMe controller answers at BAR0)');
+  assert.is(rd32(bar + 0x08n) >>> 16, 1, 'VS major is 1 (an NVMe controller answers at BAR0)');
   const readyMs = Math.max(1, rd32(bar) >>> 24) * 500; // CAP.TO (NVMe 1.4 §3.1.1, bits 31:24): 500 ms units
   setCommand(bdf, 0x6);
   try {
     wr32(bar + 0x14n, 0); // CC.EN = 0: the firmware may have left the controller enabled
     waitRdy(bar, 0, readyMs);
     wr32(bar + 0x24n, 0x000f000f); // AQA: 16-entry admin queues
-    wr32(bar + 0x28n, Number(BLOCKED_IOVA)); wr32(bar + 0x2cn, 0); // ASQ
-    wr32(bar + 0x30n, Number(BLOCKED_IOVA + 0x1000n)); wr32(bar + 0x34n, 0); // ACQ
+    wr32(bar + 0x28n, Number(BLOCKED_IOVA));
+    wr32(bar + 0x2cn, 0); // ASQ
+    wr32(bar + 0x30n, Number(BLOCKED_IOVA + 0x1000n));
+    wr32(bar + 0x34n, 0); // ACQ
     wr32(bar + 0x14n, (4 << 20) | (6 << 16) | 1); // CC: IOCQES 16 B, IOSQES 64 B, EN
     waitRdy(bar, 1, readyMs);
     wr32(bar + 0x1000n, 1); // SQ0TDBL = 1: the controller fetches entry 0 from ASQ

@@ -79,7 +79,10 @@ test('out of range, misaligned, read-only and thin-provisioning errors carry the
 });
 
 test('bad geometry is refused with a clear error', () => {
-  assert.throws(() => new MemoryBlockDevice({ size: 1000 }), (e: unknown) => e instanceof BlockGeometryError && e.code === 'ERR_BLOCK_GEOMETRY' && /1000/.test(e.message));
+  assert.throws(
+    () => new MemoryBlockDevice({ size: 1000 }),
+    (e: unknown) => e instanceof BlockGeometryError && e.code === 'ERR_BLOCK_GEOMETRY' && /1000/.test(e.message),
+  );
   assert.throws(() => new MemoryBlockDevice({ size: 4096, blockSize: 768 }), /power of two/);
   assert.throws(() => new MemoryBlockDevice({ size: 4096, chunkSize: 256 }), /chunk size/);
 });

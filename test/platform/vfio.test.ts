@@ -15,7 +15,11 @@ import { SysfsTree } from '../vfio/sysfs-tree.js';
 
 const ADDR = '0000:00:01.0';
 const code = (fn: () => unknown): string => {
-  try { fn(); } catch (e) { return (e as { code: string }).code; }
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
   return 'no error';
 };
 
@@ -64,7 +68,10 @@ test('memlock, unprivileged: refused with ERR_DMA_MEMLOCK before MAP_DMA would f
   const p = VfioPlatform.open(ADDR, { sys, group: 1, hugePages: 'never', memlock });
   p.dma.alloc(32 * 1024, DEVICE_READS);
   const mappingsBefore = sys.mappings.size;
-  assert.is(code(() => p.dma.alloc(64 * 1024, DEVICE_READS)), 'ERR_DMA_MEMLOCK');
+  assert.is(
+    code(() => p.dma.alloc(64 * 1024, DEVICE_READS)),
+    'ERR_DMA_MEMLOCK',
+  );
   assert.is(sys.mappings.size, mappingsBefore, 'refused before any memory was made');
   assert.is(containerMaps(sys).length, 1);
   p.close();
@@ -75,7 +82,10 @@ test('memlock, with CAP_IPC_LOCK: not counted by us; a kernel refusal is still e
   const root = 'VmLck:\t0 kB\nCapEff:\t000001ffffffffff\n';
   const memlock = MemlockAccount.fromProcess(sys.getrlimit(RLIMIT_MEMLOCK).cur, root);
   const p = VfioPlatform.open(ADDR, { sys, group: 1, hugePages: 'never', memlock });
-  assert.is(code(() => p.dma.alloc(128 * 1024, DEVICE_READS)), 'ERR_VFIO_MEMLOCK');
+  assert.is(
+    code(() => p.dma.alloc(128 * 1024, DEVICE_READS)),
+    'ERR_VFIO_MEMLOCK',
+  );
   assert.is(p.dma.live, 0, 'nothing left behind');
   assert.is(sys.mappings.size, 0, 'the memfd was unmapped again');
   p.close();
@@ -109,19 +119,32 @@ test('reset goes to VFIO_DEVICE_RESET; use after close is refused', () => {
   assert.is(sys.model(ADDR).resets, 1);
   p.close();
   assert.is(new DataView(sys.model(ADDR).regions[7]!.bytes!).getUint16(4, true) & 0x4, 0, 'bus mastering off at close');
-  assert.is(code(() => p.bar(0)), 'ERR_VFIO_CLOSED');
+  assert.is(
+    code(() => p.bar(0)),
+    'ERR_VFIO_CLOSED',
+  );
   p.close();
 });
 
 test('the group comes from sysfs; a function without one is explained (IOMMU off)', () => {
-  const tree = new SysfsTree({ devices: [{ address: ADDR, vendor: 0x1b36, device: 0x10, class: 0x010802, driver: 'vfio-pci', group: 1 }, { address: '0000:00:02.0', vendor: 0x8086, device: 0x10d3, class: 0x020000 }], drivers: ['vfio-pci'] });
+  const tree = new SysfsTree({
+    devices: [
+      { address: ADDR, vendor: 0x1b36, device: 0x10, class: 0x010802, driver: 'vfio-pci', group: 1 },
+      { address: '0000:00:02.0', vendor: 0x8086, device: 0x10d3, class: 0x020000 },
+    ],
+    drivers: ['vfio-pci'],
+  });
   try {
     const sys = new FakeSys();
     const p = VfioPlatform.open(ADDR, { sys, sysfsRoot: tree.root, hugePages: 'never' });
     assert.is(p.group.number, 1);
     p.close();
     let msg = '';
-    try { VfioPlatform.open('0000:00:02.0', { sys, sysfsRoot: tree.root }); } catch (e) { msg = (e as Error).message; }
+    try {
+      VfioPlatform.open('0000:00:02.0', { sys, sysfsRoot: tree.root });
+    } catch (e) {
+      msg = (e as Error).message;
+    }
     assert.match(msg, /no IOMMU group/);
     assert.match(msg, /intel_iommu=on/);
     assert.is(sys.openFdCount(), 0);
@@ -132,7 +155,10 @@ test('the group comes from sysfs; a function without one is explained (IOMMU off
 
 test('a failed open closes what it opened', () => {
   const sys = new FakeSys({ interruptRemapping: false });
-  assert.is(code(() => VfioPlatform.open(ADDR, { sys, group: 1 })), 'ERR_VFIO_NO_INTERRUPT_REMAPPING');
+  assert.is(
+    code(() => VfioPlatform.open(ADDR, { sys, group: 1 })),
+    'ERR_VFIO_NO_INTERRUPT_REMAPPING',
+  );
   assert.is(sys.openFdCount(), 0);
 });
 

@@ -5,7 +5,11 @@ import { PolicyError, parsePolicies, type PolicyCode } from '../../policies/load
 
 test('PolicyError is a DmaboxError with the one policy code, every problem in its message and its list', () => {
   let err: PolicyError | undefined;
-  try { parsePolicies('version: 2\n', 'p.yaml'); } catch (e) { err = e as PolicyError; }
+  try {
+    parsePolicies('version: 2\n', 'p.yaml');
+  } catch (e) {
+    err = e as PolicyError;
+  }
   assert.instance(err, PolicyError);
   assert.instance(err, DmaboxError);
   const code: PolicyCode = err!.code;

@@ -13,7 +13,9 @@ import { policySchema } from '../../policies/schema.js';
 let root = dirname(fileURLToPath(import.meta.url));
 while (!readdirSync(root).includes('package.json')) root = dirname(root);
 const examples = join(root, 'policies', 'examples');
-const files = readdirSync(examples).filter((f) => f.endsWith('.yaml')).sort();
+const files = readdirSync(examples)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort();
 
 test('the examples the brief asks for are all there', () => {
   for (const f of ['demo.yaml', 'lab-e1000e.yaml', 'lab-nvme.yaml', 'sim-e1000e.yaml', 'sim-nvme.yaml']) assert.ok(files.includes(f), f);

@@ -48,7 +48,10 @@ test('a good policy resolves with defaults filled in', () => {
   const p = policies[0]!.policy;
   assert.equal(p.device, { pci: '0000:00:01.0', bind: false });
   assert.equal(p.driver, { name: 'nvme', queues: 2, depth: 128, interrupts: 'polling' });
-  assert.equal(p.windows, [{ size: 2 * 2 ** 20, hugePages: false, label: 'queues', access: 'split' }, { size: 32 * 2 ** 20, hugePages: false, label: 'io-buffers', access: 'split' }]);
+  assert.equal(p.windows, [
+    { size: 2 * 2 ** 20, hugePages: false, label: 'queues', access: 'split' },
+    { size: 32 * 2 ** 20, hugePages: false, label: 'io-buffers', access: 'split' },
+  ]);
   assert.equal(p.container, { uid: 65534, gid: 65534, memory: 256 * 2 ** 20, seccomp: 'driver' });
   assert.equal(p.restart, { maxRestarts: 3, window: 60_000, backoff: { initial: 100, max: 30_000 } });
   assert.is(p.onIommuFault, 'stop');
@@ -57,9 +60,7 @@ test('a good policy resolves with defaults filled in', () => {
 });
 
 test('the message of the brief: a bad size names file, line and field', () => {
-  assert.equal(problems(edit(11, `  - size: big`)), [
-    `lab-nvme.yaml:11: windows[1].size: expected a size like '64MiB' or a number of bytes, got 'big'`,
-  ]);
+  assert.equal(problems(edit(11, `  - size: big`)), [`lab-nvme.yaml:11: windows[1].size: expected a size like '64MiB' or a number of bytes, got 'big'`]);
 });
 
 test('window access: split by default, the device access given, anything else refused with the choices', () => {
@@ -85,44 +86,168 @@ const CASES: Array<[string, string, string[]]> = [
   ['missing version', edit(1, ''), [`lab-nvme.yaml:2: version: required field missing: expected a whole number from 1 to 1`]],
   ['bad name', edit(2, 'name: Lab_NVMe'), [`lab-nvme.yaml:2: name: expected a name of lower-case letters, digits and dashes (at most 32), got 'Lab_NVMe'`]],
   ['unknown field with suggestion', edit(7, '  queus: 2'), [`lab-nvme.yaml:7: driver.queus: unknown field; did you mean 'queues'?`]],
-  ['unknown top-level field', GOOD + 'colour: blue\n', [`lab-nvme.yaml:15: colour: unknown field; known fields: version, name, device, driver, windows, container, restart, onIommuFault, linkback, unconfined`]],
+  [
+    'unknown top-level field',
+    GOOD + 'colour: blue\n',
+    [`lab-nvme.yaml:15: colour: unknown field; known fields: version, name, device, driver, windows, container, restart, onIommuFault, linkback, unconfined`],
+  ],
   ['bad PCI address', edit(4, '  pci: "00:1f.9"'), [`lab-nvme.yaml:4: device.pci: expected a PCI address like '0000:00:01.0', got '00:1f.9'`]],
   ['two device selectors', edit(4, '  pci: "0000:00:01.0"\n  sim: nvme'), [`lab-nvme.yaml:4: device: pci and sim cannot be used together: choose one`]],
-  ['unknown sim model', GOOD.replace('device:\n  pci: "0000:00:01.0"', 'device: { sim: ahci }'), [`lab-nvme.yaml:3: device.sim: expected one of 'nvme', 'e1000e', got 'ahci'`]],
-  ['bad device shorthand', edit(3, 'device: nvme0').replace('  pci: "0000:00:01.0"\n', ''), [`lab-nvme.yaml:3: device: expected a mapping with pci | id | sim: nvme | sim: e1000e or a string like '0000:00:01.0', '1b36:0010' or 'sim:nvme', got 'nvme0'`]],
+  [
+    'unknown sim model',
+    GOOD.replace('device:\n  pci: "0000:00:01.0"', 'device: { sim: ahci }'),
+    [`lab-nvme.yaml:3: device.sim: expected one of 'nvme', 'e1000e', got 'ahci'`],
+  ],
+  [
+    'bad device shorthand',
+    edit(3, 'device: nvme0').replace('  pci: "0000:00:01.0"\n', ''),
+    [
+      `lab-nvme.yaml:3: device: expected a mapping with pci | id | sim: nvme | sim: e1000e or a string like '0000:00:01.0', '1b36:0010' or 'sim:nvme', got 'nvme0'`,
+    ],
+  ],
   ['unknown driver', edit(6, '  name: ahci'), [`lab-nvme.yaml:6: driver.name: expected one of 'nvme', 'e1000e', got 'ahci'`]],
   ['e1000e option on nvme', edit(7, '  queues: 2\n  interrupts: msi'), [`lab-nvme.yaml:8: driver.interrupts: expected 'polling' or 'msix', got 'msi'`]],
-  ['windows not a list', edit(8, 'windows: 64MiB').split('\n').filter((_, i) => i < 8 || i > 11).join('\n'), [`lab-nvme.yaml:8: windows: expected a list of a mapping with size, hugePages, label, access, got '64MiB'`]],
-  ['no windows', edit(8, 'windows: []').split('\n').filter((_, i) => i < 8 || i > 11).join('\n'), [`lab-nvme.yaml:8: windows: expected at least 1 entry, got 0`]],
+  [
+    'windows not a list',
+    edit(8, 'windows: 64MiB')
+      .split('\n')
+      .filter((_, i) => i < 8 || i > 11)
+      .join('\n'),
+    [`lab-nvme.yaml:8: windows: expected a list of a mapping with size, hugePages, label, access, got '64MiB'`],
+  ],
+  [
+    'no windows',
+    edit(8, 'windows: []')
+      .split('\n')
+      .filter((_, i) => i < 8 || i > 11)
+      .join('\n'),
+    [`lab-nvme.yaml:8: windows: expected at least 1 entry, got 0`],
+  ],
   ['window too large', edit(11, '  - size: 2GiB'), [`lab-nvme.yaml:11: windows[1].size: expected at most 1GiB, got 2GiB`]],
-  ['decimal megabytes refused', edit(11, '  - size: 32MB'), [`lab-nvme.yaml:11: windows[1].size: expected a size like '64MiB' or a number of bytes, got '32MB'`]],
+  [
+    'decimal megabytes refused',
+    edit(11, '  - size: 32MB'),
+    [`lab-nvme.yaml:11: windows[1].size: expected a size like '64MiB' or a number of bytes, got '32MB'`],
+  ],
   ['hugePages not a boolean', edit(10, '    label: queues\n    hugePages: yes'), [`lab-nvme.yaml:11: windows[0].hugePages: expected true or false, got 'yes'`]],
-  ['hugePages window not 2MiB-sized', edit(9, '  - size: 4KiB\n    hugePages: true'), [`lab-nvme.yaml:9: windows[0].size: expected a multiple of 2MiB with hugePages: true, got 4KiB`]],
-  ['duplicate labels', edit(12, '    label: queues'), [`lab-nvme.yaml:12: windows[1].label: expected a label not used before, got 'queues' (also windows[0].label)`]],
-  ['windows exceed memory', GOOD + 'container: { memory: 32MiB }\n', [`lab-nvme.yaml:15: container.memory: expected at least the windows' total 34MiB (the driver maps its windows, so they count against its memory), got 32MiB`]],
-  ['root uid', GOOD + 'container:\n  uid: 0\n', [`lab-nvme.yaml:16: container.uid: expected an unprivileged uid (default 65534), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`]],
-  ['seccomp none', GOOD + 'container:\n  seccomp: none\n', [`lab-nvme.yaml:16: container.seccomp: expected a seccomp profile (default 'driver'), got 'none' (allowed only with unconfined: true)`]],
-  ['bad duration', GOOD + 'restart:\n  window: soon\n', [`lab-nvme.yaml:16: restart.window: expected a duration like '500us', '100ms' or '30s', or a number of milliseconds, got 'soon'`]],
-  ['backoff inverted', GOOD + 'restart:\n  backoff: { initial: 1m, max: 1s }\n', [`lab-nvme.yaml:16: restart.backoff.initial: expected at most restart.backoff.max (1000ms), got 60000ms`]],
+  [
+    'hugePages window not 2MiB-sized',
+    edit(9, '  - size: 4KiB\n    hugePages: true'),
+    [`lab-nvme.yaml:9: windows[0].size: expected a multiple of 2MiB with hugePages: true, got 4KiB`],
+  ],
+  [
+    'duplicate labels',
+    edit(12, '    label: queues'),
+    [`lab-nvme.yaml:12: windows[1].label: expected a label not used before, got 'queues' (also windows[0].label)`],
+  ],
+  [
+    'windows exceed memory',
+    GOOD + 'container: { memory: 32MiB }\n',
+    [
+      `lab-nvme.yaml:15: container.memory: expected at least the windows' total 34MiB (the driver maps its windows, so they count against its memory), got 32MiB`,
+    ],
+  ],
+  [
+    'root uid',
+    GOOD + 'container:\n  uid: 0\n',
+    [
+      `lab-nvme.yaml:16: container.uid: expected an unprivileged uid (default 65534), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`,
+    ],
+  ],
+  [
+    'seccomp none',
+    GOOD + 'container:\n  seccomp: none\n',
+    [`lab-nvme.yaml:16: container.seccomp: expected a seccomp profile (default 'driver'), got 'none' (allowed only with unconfined: true)`],
+  ],
+  [
+    'bad duration',
+    GOOD + 'restart:\n  window: soon\n',
+    [`lab-nvme.yaml:16: restart.window: expected a duration like '500us', '100ms' or '30s', or a number of milliseconds, got 'soon'`],
+  ],
+  [
+    'backoff inverted',
+    GOOD + 'restart:\n  backoff: { initial: 1m, max: 1s }\n',
+    [`lab-nvme.yaml:16: restart.backoff.initial: expected at most restart.backoff.max (1000ms), got 60000ms`],
+  ],
   ['fault action', GOOD + 'onIommuFault: ignore\n', [`lab-nvme.yaml:15: onIommuFault: expected 'log', 'restart' or 'stop', got 'ignore'`]],
-  ['nbd socket and port', edit(14, '  nbd: { port: 10809, socket: /tmp/x.sock, export: e }'), [`lab-nvme.yaml:14: linkback.nbd: socket and port cannot be used together: choose one`]],
-  ['nbd without export', edit(14, '  nbd: { port: 10809 }'), [`lab-nvme.yaml:14: linkback.nbd.export: required field missing: expected an export name of 1 to 4096 bytes`]],
-  ['poll window too long', edit(14, '  nbd: { port: 10809, export: e, poll: 20ms }'), [`lab-nvme.yaml:14: linkback.nbd.poll: expected a duration from 0ms to 10ms, got 20ms`]],
-  ['poll window in seconds as a fraction', edit(14, '  nbd: { port: 10809, export: e, poll: 0.5ms }'), [`lab-nvme.yaml:14: linkback.nbd.poll: expected a duration like '500us', '100ms' or '30s', or a number of milliseconds, got '0.5ms'`]],
-  ['relative socket', edit(14, '  nbd: { socket: x.sock, export: e }'), [`lab-nvme.yaml:14: linkback.nbd.socket: expected an absolute path of at most 107 bytes, got 'x.sock'`]],
-  ['socket path too long', edit(14, `  nbd: { socket: /${'a'.repeat(110)}, export: e }`), [`lab-nvme.yaml:14: linkback.nbd.socket: expected at most 107 bytes, got 111`]],
-  ['tap on a disk', edit(14, '  tap: { interface: dmabox0 }'), [`lab-nvme.yaml:14: linkback.tap: expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got 'nvme': use linkback.nbd`]],
-  ['interface name too long', edit(14, '  tap: { interface: a-very-long-interface }'), [`lab-nvme.yaml:14: linkback.tap.interface: expected an interface name of at most 15 characters, got 'a-very-long-interface'`]],
-  ['driver does not fit the device', edit(3, 'device: "1b36:0010"').replace('  pci: "0000:00:01.0"\n', '').replace('name: nvme', 'name: e1000e').replace('  queues: 2\n', '').replace(/linkback:\n.*\n/, ''), [`lab-nvme.yaml:5: driver.name: expected 'nvme' for device 1b36:0010, got 'e1000e'`]],
-  ['e1000e depth not a multiple of 8', 'version: 1\nname: n\ndevice: sim:e1000e\ndriver: { name: e1000e, depth: 100 }\nwindows: [{ size: 1MiB }]\n', [`lab-nvme.yaml:4: driver.depth: expected a multiple of 8, got 100`]],
-  ['sim nvme depth above MQES', 'version: 1\nname: n\ndevice: { sim: nvme, mqes: 64 }\ndriver: { name: nvme, depth: 128 }\nwindows: [{ size: 1MiB }]\n', [`lab-nvme.yaml:4: driver.depth: expected at most 64 (device.mqes), got 128`]],
-  ['sim nvme block size', 'version: 1\nname: n\ndevice: { sim: nvme, blockSize: 1024 }\ndriver: nvme\nwindows: [{ size: 1MiB }]\n', [`lab-nvme.yaml:3: device.blockSize: expected one of 512, 4096, got 1024`]],
+  [
+    'nbd socket and port',
+    edit(14, '  nbd: { port: 10809, socket: /tmp/x.sock, export: e }'),
+    [`lab-nvme.yaml:14: linkback.nbd: socket and port cannot be used together: choose one`],
+  ],
+  [
+    'nbd without export',
+    edit(14, '  nbd: { port: 10809 }'),
+    [`lab-nvme.yaml:14: linkback.nbd.export: required field missing: expected an export name of 1 to 4096 bytes`],
+  ],
+  [
+    'poll window too long',
+    edit(14, '  nbd: { port: 10809, export: e, poll: 20ms }'),
+    [`lab-nvme.yaml:14: linkback.nbd.poll: expected a duration from 0ms to 10ms, got 20ms`],
+  ],
+  [
+    'poll window in seconds as a fraction',
+    edit(14, '  nbd: { port: 10809, export: e, poll: 0.5ms }'),
+    [`lab-nvme.yaml:14: linkback.nbd.poll: expected a duration like '500us', '100ms' or '30s', or a number of milliseconds, got '0.5ms'`],
+  ],
+  [
+    'relative socket',
+    edit(14, '  nbd: { socket: x.sock, export: e }'),
+    [`lab-nvme.yaml:14: linkback.nbd.socket: expected an absolute path of at most 107 bytes, got 'x.sock'`],
+  ],
+  [
+    'socket path too long',
+    edit(14, `  nbd: { socket: /${'a'.repeat(110)}, export: e }`),
+    [`lab-nvme.yaml:14: linkback.nbd.socket: expected at most 107 bytes, got 111`],
+  ],
+  [
+    'tap on a disk',
+    edit(14, '  tap: { interface: dmabox0 }'),
+    [`lab-nvme.yaml:14: linkback.tap: expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got 'nvme': use linkback.nbd`],
+  ],
+  [
+    'interface name too long',
+    edit(14, '  tap: { interface: a-very-long-interface }'),
+    [`lab-nvme.yaml:14: linkback.tap.interface: expected an interface name of at most 15 characters, got 'a-very-long-interface'`],
+  ],
+  [
+    'driver does not fit the device',
+    edit(3, 'device: "1b36:0010"')
+      .replace('  pci: "0000:00:01.0"\n', '')
+      .replace('name: nvme', 'name: e1000e')
+      .replace('  queues: 2\n', '')
+      .replace(/linkback:\n.*\n/, ''),
+    [`lab-nvme.yaml:5: driver.name: expected 'nvme' for device 1b36:0010, got 'e1000e'`],
+  ],
+  [
+    'e1000e depth not a multiple of 8',
+    'version: 1\nname: n\ndevice: sim:e1000e\ndriver: { name: e1000e, depth: 100 }\nwindows: [{ size: 1MiB }]\n',
+    [`lab-nvme.yaml:4: driver.depth: expected a multiple of 8, got 100`],
+  ],
+  [
+    'sim nvme depth above MQES',
+    'version: 1\nname: n\ndevice: { sim: nvme, mqes: 64 }\ndriver: { name: nvme, depth: 128 }\nwindows: [{ size: 1MiB }]\n',
+    [`lab-nvme.yaml:4: driver.depth: expected at most 64 (device.mqes), got 128`],
+  ],
+  [
+    'sim nvme block size',
+    'version: 1\nname: n\ndevice: { sim: nvme, blockSize: 1024 }\ndriver: nvme\nwindows: [{ size: 1MiB }]\n',
+    [`lab-nvme.yaml:3: device.blockSize: expected one of 512, 4096, got 1024`],
+  ],
   ['unconfined must be a boolean', GOOD + 'unconfined: "yes"\n', [`lab-nvme.yaml:15: unconfined: expected true or false, got 'yes'`]],
   ['empty section', GOOD + 'container:\n', [`lab-nvme.yaml:15: container: expected a mapping with uid, gid, memory, seccomp, got nothing (null)`]],
   ['YAML syntax error', GOOD + 'restart: [\n', [`lab-nvme.yaml:16: YAML: `]],
   ['duplicate key', GOOD + 'name: again\n', [`lab-nvme.yaml:15: YAML: Map keys must be unique`]],
-  ['aliases refused', GOOD + 'restart: &r { maxRestarts: 1 }\nx: *r\n', [`lab-nvme.yaml:16: anchors and aliases are not supported in policies: write the value out`]],
-  ['not a mapping', '- 1\n- 2\n', [`lab-nvme.yaml:1: expected a mapping with version, name, device, driver, windows, container, restart, onIommuFault, linkback, unconfined, got a list`]],
+  [
+    'aliases refused',
+    GOOD + 'restart: &r { maxRestarts: 1 }\nx: *r\n',
+    [`lab-nvme.yaml:16: anchors and aliases are not supported in policies: write the value out`],
+  ],
+  [
+    'not a mapping',
+    '- 1\n- 2\n',
+    [`lab-nvme.yaml:1: expected a mapping with version, name, device, driver, windows, container, restart, onIommuFault, linkback, unconfined, got a list`],
+  ],
   ['empty file', '# nothing\n', [`lab-nvme.yaml:1: no policy in this file: expected a YAML mapping with version, name, device, driver and windows`]],
 ];
 
@@ -149,9 +274,19 @@ test('device shorthands expand to the mapping form', () => {
   assert.equal(parsePolicies(base + '"00:1F.2"\n', 'a').policies[0]!.policy.device, { pci: '0000:00:1f.2', bind: false }, 'domain added, lower case');
   assert.equal(parsePolicies(base + '{ pci: "00:01.0", bind: true }\n', 'a').policies[0]!.policy.device, { pci: '0000:00:01.0', bind: true }, 'bind asked for');
   assert.equal(parsePolicies(base + '{ id: "1b36:0010", bind: true }\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0, bind: true });
-  assert.throws(() => parsePolicies(base + '{ pci: "00:01.0", bind: maybe }\n', 'a'), (e: Error) => /device\.bind/.test(e.message));
+  assert.throws(
+    () => parsePolicies(base + '{ pci: "00:01.0", bind: maybe }\n', 'a'),
+    (e: Error) => /device\.bind/.test(e.message),
+  );
   assert.equal(parsePolicies(base + '"1B36:0010"\n', 'a').policies[0]!.policy.device, { id: '1b36:0010', index: 0, bind: false });
-  assert.equal(parsePolicies(base + 'sim:nvme\n', 'a').policies[0]!.policy.device, { sim: 'nvme', capacity: 64 * 2 ** 20, blockSize: 512, maxQueues: 8, mqes: 1024, serial: 'sim0' });
+  assert.equal(parsePolicies(base + 'sim:nvme\n', 'a').policies[0]!.policy.device, {
+    sim: 'nvme',
+    capacity: 64 * 2 ** 20,
+    blockSize: 512,
+    maxQueues: 8,
+    mqes: 1024,
+    serial: 'sim0',
+  });
 });
 
 test('several documents in one file; problems name the right document line', () => {
@@ -200,7 +335,9 @@ test('driver.module: resolved against the policy file, exactly one of name and m
   assert.equal(p.driver, { module: join(dir, 'my-driver.js'), queues: 2, depth: 128, interrupts: 'polling' });
   assert.is(p.driver.name, undefined);
   assert.equal(problems(src('{ name: nvme, module: ./my-driver.js }'), file), [`${file}:4: driver: name and module cannot be used together: choose one`]);
-  assert.equal(problems(src('{ module: ./missing.js }'), file), [`${file}:4: driver.module: expected a driver module file, got ./missing.js (${join(dir, 'missing.js')}: ENOENT)`]);
+  assert.equal(problems(src('{ module: ./missing.js }'), file), [
+    `${file}:4: driver.module: expected a driver module file, got ./missing.js (${join(dir, 'missing.js')}: ENOENT)`,
+  ]);
   assert.match(problems(src('{ module: ./driver.ts }'), file)[0]!, `${file}:4: driver.module: expected a path to a .js or .mjs driver module`);
   // The device says what kind of driver it needs: a NIC cannot be an NBD export, whatever the module.
   assert.equal(problems(src('{ module: ./my-driver.js }', 'sim:e1000e'), file), [

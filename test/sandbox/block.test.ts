@@ -21,11 +21,24 @@ class MemDevice implements DirectBlockDevice {
   readonly store = new Uint8Array(512 * 256);
   hold = false;
   private held: (() => void)[] = [];
-  constructor(private readonly areas: DataAreas<Uint8Array>, private readonly slot: number) {}
-  async read(tag: number, lba: number, blocks: number): Promise<void> { await this.gate(); this.areas.read.set(this.store.subarray(lba * 512, (lba + blocks) * 512), tag * this.slot); }
-  async write(tag: number, lba: number, blocks: number): Promise<void> { await this.gate(); this.store.set(this.areas.write.subarray(tag * this.slot, tag * this.slot + blocks * 512), lba * 512); }
-  async flush(): Promise<void> { await this.gate(); }
-  private gate(): Promise<void> { return this.hold ? new Promise((r) => this.held.push(r)) : Promise.resolve(); }
+  constructor(
+    private readonly areas: DataAreas<Uint8Array>,
+    private readonly slot: number,
+  ) {}
+  async read(tag: number, lba: number, blocks: number): Promise<void> {
+    await this.gate();
+    this.areas.read.set(this.store.subarray(lba * 512, (lba + blocks) * 512), tag * this.slot);
+  }
+  async write(tag: number, lba: number, blocks: number): Promise<void> {
+    await this.gate();
+    this.store.set(this.areas.write.subarray(tag * this.slot, tag * this.slot + blocks * 512), lba * 512);
+  }
+  async flush(): Promise<void> {
+    await this.gate();
+  }
+  private gate(): Promise<void> {
+    return this.hold ? new Promise((r) => this.held.push(r)) : Promise.resolve();
+  }
 }
 
 const G = { entries: 4, slotBytes: 4096 };
@@ -36,11 +49,22 @@ function areas(): DataAreas<Uint8Array> {
 function pair(client: SandboxBlockClient, dev: DirectBlockDevice) {
   const shm = createShared(sys, 'block-test', ringBytes(client.geometry));
   client.initRing(shm);
-  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+    cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   const server = new BlockServer(sys, shm, req, cpl);
   server.start(dev);
   const link = { sys, shm, requestFd: req, completionFd: cpl };
-  return { shm, server, link, close: () => { void server.quiesce(); shm.close(); sys.close(req); sys.close(cpl); } };
+  return {
+    shm,
+    server,
+    link,
+    close: () => {
+      void server.quiesce();
+      shm.close();
+      sys.close(req);
+      sys.close(cpl);
+    },
+  };
 }
 
 test('round trips, transfers split at the slot size, flush, range errors', async () => {
@@ -101,7 +125,14 @@ test('a ring the client cannot trust: forged tags and an impossible index are vi
   client.onViolation = (m) => seen.push(m);
   client.attach(p.link);
   let settled = false;
-  client.read(0, 1).then(() => { settled = true; }, () => { settled = true; });
+  client.read(0, 1).then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   await until('the request to be taken', () => p.server.inflight === 1, 2000);
   // Forge: a completion for tag 3 (not in flight) and one with a wrong generation.
   const cq = 64 + 4 * 32;

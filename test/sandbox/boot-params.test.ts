@@ -13,7 +13,12 @@ import { BootParams, PARAM } from '../../sandbox/abi/boot.js';
 import { CODE_HEADER_BYTES, decodeCode, decodeCodeHeader, encodeCode } from '../../sandbox/abi/code.js';
 import { duplexPair, payload, RawPeer } from './hypercall/helpers.js';
 
-const TABLE = new Map<string, string>([[PARAM.SANDBOX_NAME, 'disk0'], [PARAM.DRIVER_QUEUES, '2'], ['unicode', 'größe ✓'], [PARAM.DEVICE_BARS, '16384,0,0,0,0,0']]);
+const TABLE = new Map<string, string>([
+  [PARAM.SANDBOX_NAME, 'disk0'],
+  [PARAM.DRIVER_QUEUES, '2'],
+  ['unicode', 'größe ✓'],
+  [PARAM.DEVICE_BARS, '16384,0,0,0,0,0'],
+]);
 
 function host(stream: ReturnType<typeof duplexPair>[0], violations: HypercallError[], getParam?: (k: string) => string | undefined): HostEndpoint {
   return new HostEndpoint(stream, {
@@ -53,12 +58,19 @@ test('GETPARAM from a hostile peer: malformed requests are BAD_REQUEST and dropp
   const big = 'x'.repeat(HC_MAX_PARAM_VALUE + 1);
   host(a, violations, (k) => (k === 'big' ? big : TABLE.get(k)));
   const peer = new RawPeer(b);
-  const hello = payload(HELLO.size, (v) => { v.setUint16(0, 1, true); v.setUint16(2, 1, true); v.setUint32(4, 42, true); });
+  const hello = payload(HELLO.size, (v) => {
+    v.setUint16(0, 1, true);
+    v.setUint16(2, 1, true);
+    v.setUint32(4, 42, true);
+  });
   hello.write('hostile', HELLO.name, 'latin1');
   peer.send(HcType.HELLO, hello);
   const key = (k: string, opts: { length?: number; reserved?: number } = {}): Buffer => {
     const kb = Buffer.from(k, 'latin1');
-    const p = payload(GETPARAM.headerSize + kb.length, (v) => { v.setUint16(0, opts.length ?? kb.length, true); v.setUint16(2, opts.reserved ?? 0, true); });
+    const p = payload(GETPARAM.headerSize + kb.length, (v) => {
+      v.setUint16(0, opts.length ?? kb.length, true);
+      v.setUint16(2, opts.reserved ?? 0, true);
+    });
     kb.copy(p, GETPARAM.key);
     return p;
   };
@@ -96,7 +108,11 @@ test('GETPARAM is rate-limited like every call: a burst beyond its bucket is dro
   const violations: HypercallError[] = [];
   host(a, violations, (k) => TABLE.get(k));
   const peer = new RawPeer(b);
-  const hello = payload(HELLO.size, (v) => { v.setUint16(0, 1, true); v.setUint16(2, 1, true); v.setUint32(4, 42, true); });
+  const hello = payload(HELLO.size, (v) => {
+    v.setUint16(0, 1, true);
+    v.setUint16(2, 1, true);
+    v.setUint32(4, 42, true);
+  });
   hello.write('hostile', HELLO.name, 'latin1');
   peer.send(HcType.HELLO, hello);
   const kb = Buffer.from(PARAM.SANDBOX_NAME, 'latin1');
@@ -110,11 +126,26 @@ test('GETPARAM is rate-limited like every call: a burst beyond its bucket is dro
   assert.ok(violations.some((v) => v.code === 'ERR_HC_RATE'));
 });
 
-test('the container\'s typed reads: each value checked for format and range, the key named', () => {
-  const p = new BootParams(new Map([[PARAM.DRIVER_QUEUES, '2'], [PARAM.DRIVER_DEPTH, '02'], [PARAM.BLOCK_RING_FD, '4'], [PARAM.DEVICE_BARS, '1,2,3'], [PARAM.DEVICE_KIND, 'vfio']]));
+test("the container's typed reads: each value checked for format and range, the key named", () => {
+  const p = new BootParams(
+    new Map([
+      [PARAM.DRIVER_QUEUES, '2'],
+      [PARAM.DRIVER_DEPTH, '02'],
+      [PARAM.BLOCK_RING_FD, '4'],
+      [PARAM.DEVICE_BARS, '1,2,3'],
+      [PARAM.DEVICE_KIND, 'vfio'],
+    ]),
+  );
   assert.is(p.int(PARAM.DRIVER_QUEUES, 1, 64), 2);
   assert.is(p.oneOf(PARAM.DEVICE_KIND, ['sim', 'vfio'] as const), 'vfio');
-  for (const bad of [() => p.int(PARAM.DRIVER_DEPTH, 1, 10), () => p.int(PARAM.DRIVER_QUEUES, 3, 4), () => p.fd(PARAM.BLOCK_RING_FD), () => p.ints(PARAM.DEVICE_BARS, 6, 0, 10), () => p.text(PARAM.SANDBOX_NAME), () => p.oneOf(PARAM.DEVICE_KIND, ['sim'] as const)]) {
+  for (const bad of [
+    () => p.int(PARAM.DRIVER_DEPTH, 1, 10),
+    () => p.int(PARAM.DRIVER_QUEUES, 3, 4),
+    () => p.fd(PARAM.BLOCK_RING_FD),
+    () => p.ints(PARAM.DEVICE_BARS, 6, 0, 10),
+    () => p.text(PARAM.SANDBOX_NAME),
+    () => p.oneOf(PARAM.DEVICE_KIND, ['sim'] as const),
+  ]) {
     try {
       bad();
       assert.unreachable('refused');
@@ -125,7 +156,10 @@ test('the container\'s typed reads: each value checked for format and range, the
 });
 
 test('the driver code image: round trip, and every malformed image refused with ERR_BOOT_CODE', () => {
-  const files = [{ path: 'drivers/x/sandbox.js', source: "import './y.js'; export const name = 'x';" }, { path: 'drivers/x/y.js', source: 'export const y = "ü";' }];
+  const files = [
+    { path: 'drivers/x/sandbox.js', source: "import './y.js'; export const name = 'x';" },
+    { path: 'drivers/x/y.js', source: 'export const y = "ü";' },
+  ];
   const img = encodeCode({ name: 'x', files, entry: 0 });
   assert.equal(decodeCode(img), { name: 'x', files, entry: 0 });
   assert.equal(decodeCodeHeader(img.subarray(0, CODE_HEADER_BYTES)), { name: 'x', bytes: img.length, files: 2, entry: 0 });
@@ -137,7 +171,11 @@ test('the driver code image: round trip, and every malformed image refused with 
       assert.is((e as { code?: string }).code, 'ERR_BOOT_CODE', what);
     }
   };
-  const mutate = (at: number, v: number): Uint8Array => { const c = Uint8Array.from(img); c[at] = v; return c; };
+  const mutate = (at: number, v: number): Uint8Array => {
+    const c = Uint8Array.from(img);
+    c[at] = v;
+    return c;
+  };
   refused('bad magic', () => decodeCode(mutate(0, 0)));
   refused('another version', () => decodeCode(mutate(4, 2)));
   refused('entry beyond the files', () => decodeCode(mutate(12, 5)));

@@ -18,7 +18,17 @@ const dir = mkdtempSync(join(tmpdir(), 'dmabox-cli-'));
 
 function capture() {
   const c = { out: '', err: '' };
-  return { c, io: { out: (s: string) => { c.out += s; }, err: (s: string) => { c.err += s; } } };
+  return {
+    c,
+    io: {
+      out: (s: string) => {
+        c.out += s;
+      },
+      err: (s: string) => {
+        c.err += s;
+      },
+    },
+  };
 }
 
 const POLICY = `version: 1
@@ -50,7 +60,10 @@ test('up, status (text and --json), SIGTERM stops in order', async () => {
     assert.is(await status(['--control', sock], s.io), 0);
     const lines = s.c.out.trim().split('\n');
     assert.match(lines[0]!, /^manager pid \d+/);
-    assert.ok(lines.some((l) => /^cli-a: running, sim:nvme@0000:00:01\.0 driver nvme \(block\), pid \d+ uid \d+/.test(l)), s.c.out);
+    assert.ok(
+      lines.some((l) => /^cli-a: running, sim:nvme@0000:00:01\.0 driver nvme \(block\), pid \d+ uid \d+/.test(l)),
+      s.c.out,
+    );
     const bLines = lines.filter((l) => /^\s*cli-b[ :]/.test(l));
     assert.ok(bLines.length >= 3);
     for (const l of bLines) assert.ok(l.includes('cli-b UNCONFINED'), `every line of cli-b says UNCONFINED: ${l}`);
@@ -60,7 +73,9 @@ test('up, status (text and --json), SIGTERM stops in order', async () => {
     const rude = await new Promise<string>((resolve) => {
       const c = createConnection(sock, () => c.write('x'.repeat(100)));
       let got = '';
-      c.on('data', (d) => { got += String(d); });
+      c.on('data', (d) => {
+        got += String(d);
+      });
       c.on('close', () => resolve(got));
       c.on('error', () => resolve(got));
     });
@@ -68,15 +83,29 @@ test('up, status (text and --json), SIGTERM stops in order', async () => {
     const odd = await new Promise<string>((resolve) => {
       const c = createConnection(sock, () => c.write('reboot\n'));
       let got = '';
-      c.on('data', (d) => { got += String(d); });
+      c.on('data', (d) => {
+        got += String(d);
+      });
       c.on('close', () => resolve(got));
     });
     assert.match(odd, /unknown command 'reboot'/);
     const j = capture();
     await status(['--json', '--control', sock], j.io);
     const st = JSON.parse(j.c.out) as { sandboxes: { name: string; state: string; windows: unknown[]; unconfined: boolean }[] };
-    assert.equal(st.sandboxes.map((x) => [x.name, x.state, x.windows.length, x.unconfined]), [['cli-a', 'running', 4, false], ['cli-b', 'running', 4, true]]);
-    assert.ok(u.c.out.split('\n').filter((l) => l.includes(' cli-b ')).every((l) => l.includes('cli-b UNCONFINED')), 'event lines of cli-b say UNCONFINED');
+    assert.equal(
+      st.sandboxes.map((x) => [x.name, x.state, x.windows.length, x.unconfined]),
+      [
+        ['cli-a', 'running', 4, false],
+        ['cli-b', 'running', 4, true],
+      ],
+    );
+    assert.ok(
+      u.c.out
+        .split('\n')
+        .filter((l) => l.includes(' cli-b '))
+        .every((l) => l.includes('cli-b UNCONFINED')),
+      'event lines of cli-b say UNCONFINED',
+    );
     signals.emit('SIGTERM', 'SIGTERM');
     assert.is(await done, 0);
     assert.match(u.c.out, /cli-a quarantine: bus mastering off/);
@@ -93,13 +122,16 @@ test('up, status (text and --json), SIGTERM stops in order', async () => {
 test('up starts the linkback a policy names (NBD here) and closes it before the sandboxes; a second manager on the same control socket is refused', async () => {
   const file = join(dir, 'nbd.yaml');
   const nbdSock = join(dir, 'nbd', 'disk.sock');
-  writeFileSync(file, `version: 1
+  writeFileSync(
+    file,
+    `version: 1
 name: cli-nbd
 device: { sim: nvme, capacity: 1MiB, blockSize: 512 }
 driver: { name: nvme, queues: 1, depth: 16 }
 windows: [ { size: 512KiB }, { size: 2MiB } ]
 linkback: { nbd: { socket: ${nbdSock}, export: disk } }
-`);
+`,
+  );
   const sock = join(dir, 'control-nbd.sock');
   const signals = new EventEmitter();
   const u = capture();
@@ -120,7 +152,7 @@ linkback: { nbd: { socket: ${nbdSock}, export: disk } }
     assert.is((e as { code?: string }).code, 'ERR_SANDBOX_CONTROL');
     assert.match((e as Error).message, /another server is listening there/);
   }
-  assert.ok(existsSync(sock), 'the first manager\'s socket is still there');
+  assert.ok(existsSync(sock), "the first manager's socket is still there");
   signals.emit('SIGINT', 'SIGINT');
   assert.is(await done, 0);
   assert.match(u.c.out, /SIGINT: stopping 1 linkback\(s\), then 1 sandbox\(es\)/);
@@ -150,7 +182,27 @@ test('up with a bad policy starts nothing and says where', async () => {
 test('formatStatus marks the invoking user when not root', () => {
   const text = formatStatus({
     manager: { pid: 1, uid: 1000, root: false, uptimeMs: 61_000, control: '/tmp/c.sock' },
-    sandboxes: [{ name: 'x', state: 'running', device: 'sim:nvme@0000:00:01.0', driver: 'nvme', pid: 2, uid: 1000, gid: 1000, uidFromPolicy: false, unconfined: false, uptimeMs: 5000, restarts: 1, crashes: 1, violations: 0, faults: 0, lastFault: null, windows: [], io: { completed: 1, errors: 0, bytes: 512, pending: 0, replayed: 0 } }],
+    sandboxes: [
+      {
+        name: 'x',
+        state: 'running',
+        device: 'sim:nvme@0000:00:01.0',
+        driver: 'nvme',
+        pid: 2,
+        uid: 1000,
+        gid: 1000,
+        uidFromPolicy: false,
+        unconfined: false,
+        uptimeMs: 5000,
+        restarts: 1,
+        crashes: 1,
+        violations: 0,
+        faults: 0,
+        lastFault: null,
+        windows: [],
+        io: { completed: 1, errors: 0, bytes: 512, pending: 0, replayed: 0 },
+      },
+    ],
   });
   assert.match(text, /not root: containers run as this user/);
   assert.match(text, /uid 1000 gid 1000 \(invoking user\)/);
@@ -158,9 +210,15 @@ test('formatStatus marks the invoking user when not root', () => {
 
 test('formatStatus says which capabilities the manager still holds', () => {
   const base = { pid: 1, uid: 0, root: true, uptimeMs: 1000, control: '/run/dmabox/control.sock' };
-  const dropped = formatStatus({ manager: { ...base, caps: { dropped: true, effective: ['CAP_SETGID', 'CAP_SETUID', 'CAP_KILL'], bounding: 3, noNewPrivs: true } }, sandboxes: [] });
+  const dropped = formatStatus({
+    manager: { ...base, caps: { dropped: true, effective: ['CAP_SETGID', 'CAP_SETUID', 'CAP_KILL'], bounding: 3, noNewPrivs: true } },
+    sandboxes: [],
+  });
   assert.match(dropped, /^manager pid 1 uid 0, caps CAP_SETGID,CAP_SETUID,CAP_KILL \(dropped after set-up\), up/);
-  const kept = formatStatus({ manager: { ...base, caps: { dropped: false, effective: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_KILL', 'CAP_SYS_ADMIN'], bounding: 41, noNewPrivs: false } }, sandboxes: [] });
+  const kept = formatStatus({
+    manager: { ...base, caps: { dropped: false, effective: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_KILL', 'CAP_SYS_ADMIN'], bounding: 41, noNewPrivs: false } },
+    sandboxes: [],
+  });
   assert.match(kept, /NOT dropped/);
 });
 
@@ -171,12 +229,18 @@ test('the manager killed with SIGKILL: its containers notice (hypercall channel 
   const cliMain = fileURLToPath(new URL(`../../cli/main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
   const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', join(dir, 'orphan.sock')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  m.stdout!.on('data', (d) => { out += String(d); });
+  m.stdout!.on('data', (d) => {
+    out += String(d);
+  });
   await until('the sandbox up', () => out.includes('up: orphan running'), 30_000);
   const pid = Number(/container pid (\d+)/.exec(out)![1]);
   assert.ok(existsSync(`/proc/${pid}`));
   m.kill('SIGKILL');
-  await until('the orphaned container to exit', () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z'), 10_000);
+  await until(
+    'the orphaned container to exit',
+    () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z'),
+    10_000,
+  );
 });
 
 test.run();

@@ -40,7 +40,13 @@ test('the container runs as the policy uid/gid, no_new_privs, seccomp mode 2, /d
     assert.ok(s.events.some((e) => e.text.includes('refused with EPERM')));
     // The container holds no fd to /dev/vfio and none it was not given.
     const { readdirSync, readlinkSync } = await import('node:fs');
-    const fds = readdirSync(`/proc/${s.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${s.pid}/fd/${fd}`); } catch { return '?'; } });
+    const fds = readdirSync(`/proc/${s.pid}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${s.pid}/fd/${fd}`);
+      } catch {
+        return '?';
+      }
+    });
     assert.ok(!fds.some((l) => l.startsWith('/dev/vfio')), fds.join(' '));
   } finally {
     await s.stop();
@@ -64,7 +70,8 @@ test('least privilege of the windows: block write data device-read-only, read da
   const s = new Supervisor(simPolicy('windows'));
   try {
     const bd = s.device.blockData!;
-    const wr = s.device.grants[bd.writeGrant]!.window, rd = s.device.grants[bd.readGrant]!.window;
+    const wr = s.device.grants[bd.writeGrant]!.window,
+      rd = s.device.grants[bd.readGrant]!.window;
     assert.equal(s.device.grants[bd.writeGrant]!.perm, { read: true, write: false });
     assert.equal(s.device.grants[bd.readGrant]!.perm, { read: false, write: true });
     s.sim!.fn.cfgWrite(4, 2, s.sim!.fn.cfgRead(4, 2) | 4); // bus mastering on, as a driver would
@@ -79,30 +86,52 @@ test('least privilege of the windows: block write data device-read-only, read da
 });
 
 test("a policy's explicit access: one mapping with exactly that permission", () => {
-  const p = parsePolicies(`version: 1
+  const p = parsePolicies(
+    `version: 1
 name: explicit
 device: sim:nvme
 driver: nvme
 windows: [ { size: 64KiB, access: read, label: a }, { size: 64KiB, access: write, label: b }, { size: 64KiB, access: read-write, label: c }, { size: 2MiB } ]
-`, 'x.yaml').policies[0]!.policy;
+`,
+    'x.yaml',
+  ).policies[0]!.policy;
   const d = new SimDevice(p, defaultSys());
   try {
-    assert.equal(d.grants.map((g) => [g.label, g.perm.read, g.perm.write]), [
-      ['a', true, false], ['b', false, true], ['c', true, true], ['window3.device-reads', true, false], ['window3.device-writes', false, true],
-    ]);
+    assert.equal(
+      d.grants.map((g) => [g.label, g.perm.read, g.perm.write]),
+      [
+        ['a', true, false],
+        ['b', false, true],
+        ['c', true, true],
+        ['window3.device-reads', true, false],
+        ['window3.device-writes', false, true],
+      ],
+    );
   } finally {
     d.release();
   }
 });
 
 test('a real device the IOMMU would not confine is refused before anything is opened, unless unconfined', () => {
-  const lab = (extra: string) => parsePolicies(`version: 1
+  const lab = (extra: string) =>
+    parsePolicies(
+      `version: 1
 name: real
 device: { pci: "0000:00:01.0" }
 driver: nvme
 windows: [ { size: 2MiB } ]
-${extra}`, 'x.yaml').policies[0]!.policy;
-  const none = { iommus: [], groups: [], interruptRemapping: { state: 'unknown' as const, evidence: '' }, vfio: false, noIommuMode: false, unsafeInterrupts: false, summary: '' };
+${extra}`,
+      'x.yaml',
+    ).policies[0]!.policy;
+  const none = {
+    iommus: [],
+    groups: [],
+    interruptRemapping: { state: 'unknown' as const, evidence: '' },
+    vfio: false,
+    noIommuMode: false,
+    unsafeInterrupts: false,
+    summary: '',
+  };
   try {
     new VfioDevice(lab(''), defaultSys(), { iommu: none });
     assert.unreachable('no IOMMU must be refused');

@@ -18,13 +18,20 @@ test('from inside start: imports refused by the linker, files, /dev/vfio and soc
   const s = new Supervisor(withModule(simPolicy('ext-probe'), fixture('probe.js')));
   try {
     await s.start();
-    const probes = new Map(s.events.filter((e) => e.text.startsWith('probe ')).map((e) => {
-      const what = e.text.slice(6, e.text.indexOf(': '));
-      return [what, e.text.slice(6 + what.length + 2)] as [string, string];
-    }));
+    const probes = new Map(
+      s.events
+        .filter((e) => e.text.startsWith('probe '))
+        .map((e) => {
+          const what = e.text.slice(6, e.text.indexOf(': '));
+          return [what, e.text.slice(6 + what.length + 2)] as [string, string];
+        }),
+    );
     assert.match(probes.get('import node:fs')!, /^refused ERR_CONTAINER_IMPORT driver code .*probe\.js imports 'node:fs': a Node module/);
     assert.match(probes.get('import node:child_process')!, /^refused ERR_CONTAINER_IMPORT .*'node:child_process'/);
-    assert.match(probes.get('import a file outside its code')!, /^refused ERR_CONTAINER_IMPORT .*'\.\.\/\.\.\/\.\.\/\.\.\/policies\/index\.js': not a file of the driver's code/);
+    assert.match(
+      probes.get('import a file outside its code')!,
+      /^refused ERR_CONTAINER_IMPORT .*'\.\.\/\.\.\/\.\.\/\.\.\/policies\/index\.js': not a file of the driver's code/,
+    );
     assert.match(probes.get('open /etc/passwd')!, /^refused EPERM/);
     assert.match(probes.get('open /dev/vfio/vfio')!, /^refused EPERM/);
     assert.match(probes.get('socket')!, /^refused EPERM/);
@@ -47,13 +54,18 @@ for (const [file, says] of [
     const s = new Supervisor(withModule(simPolicy(`ext-${file.replace(/\.js$/, '')}`), fixture(file)));
     try {
       let error: unknown;
-      await s.start().catch((e: unknown) => { error = e; });
+      await s.start().catch((e: unknown) => {
+        error = e;
+      });
       assert.is((error as { code?: string })?.code, 'ERR_SANDBOX_FAILED');
       await until('failed', () => s.state === 'failed', 10_000);
       assert.is(s.restarts, 0);
       const log = s.events.map((e) => `${e.kind}: ${e.text}`).join('\n');
       assert.match(log, says);
-      assert.ok(s.events.some((e) => e.kind === 'exit' && e.text.includes('exited with 78')), log);
+      assert.ok(
+        s.events.some((e) => e.kind === 'exit' && e.text.includes('exited with 78')),
+        log,
+      );
       assert.not.ok(log.includes('start ran'), 'the module never ran');
     } finally {
       await s.stop();

@@ -14,8 +14,17 @@ import { builtFixture, simPolicy, until, withModule } from './helpers.js';
 
 test('VT-d lines as the lab guest prints them (reason 5 write, 6 read), with and without the kmsg prefix', () => {
   const w = parseFaultLine('DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x20000000 [fault reason 0x05] PTE Write access is not set');
-  assert.equal(w, { device: '0000:00:01.0', iova: 0x20000000n, access: 'write', reason: 'VT-d reason 0x05: PTE Write access is not set', source: 'dmar', iommu: true });
-  const r = parseFaultLine('3,812,16734521,-;DMAR: [DMA Read NO_PASID] Request device [00:02.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set');
+  assert.equal(w, {
+    device: '0000:00:01.0',
+    iova: 0x20000000n,
+    access: 'write',
+    reason: 'VT-d reason 0x05: PTE Write access is not set',
+    source: 'dmar',
+    iommu: true,
+  });
+  const r = parseFaultLine(
+    '3,812,16734521,-;DMAR: [DMA Read NO_PASID] Request device [00:02.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set',
+  );
   assert.is(r?.device, '0000:00:02.0');
   assert.is(r?.access, 'read');
   assert.is(r?.iova, 0x1000n);
@@ -41,13 +50,16 @@ test('the kmsg monitor attributes faults to the sandbox owning the device, skips
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-kmsg-'));
   const file = join(dir, 'kmsg');
   const now = process.hrtime.bigint() / 1000n;
-  writeFileSync(file, [
-    `3,1,1,-;DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x5000 [fault reason 0x05] PTE Write access is not set`, // before start: history
-    `3,2,${now + 10_000_000n},-;DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x6000 [fault reason 0x05] PTE Write access is not set`,
-    `3,3,${now + 10_000_001n},-;DMAR: [DMA Read NO_PASID] Request device [00:03.0] fault addr 0x7000 [fault reason 0x06] PTE Read access is not set`,
-    `6,4,${now + 10_000_002n},-;e1000e 0000:00:02.0 eth0: NIC Link is Up`,
-    '',
-  ].join('\n'));
+  writeFileSync(
+    file,
+    [
+      `3,1,1,-;DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x5000 [fault reason 0x05] PTE Write access is not set`, // before start: history
+      `3,2,${now + 10_000_000n},-;DMAR: [DMA Write NO_PASID] Request device [00:01.0] fault addr 0x6000 [fault reason 0x05] PTE Write access is not set`,
+      `3,3,${now + 10_000_001n},-;DMAR: [DMA Read NO_PASID] Request device [00:03.0] fault addr 0x7000 [fault reason 0x06] PTE Read access is not set`,
+      `6,4,${now + 10_000_002n},-;e1000e 0000:00:02.0 eth0: NIC Link is Up`,
+      '',
+    ].join('\n'),
+  );
   const got: FaultEvent[] = [];
   const sink: FaultSink = { address: '0000:00:01.0', action: 'log', onFault: (f) => got.push(f) };
   const m = new KmsgFaultMonitor(file);
@@ -72,7 +84,10 @@ test("onIommuFault 'log': the fault is an event, the sandbox keeps serving", asy
     await s.start();
     assert.is(wildWrite(s), false, 'the IOMMU refused it');
     assert.is(s.faultCount, 1);
-    assert.equal({ device: s.faults[0]!.device, iova: s.faults[0]!.iova, access: s.faults[0]!.access }, { device: '0000:00:01.0', iova: 0x7000_0000n, access: 'write' });
+    assert.equal(
+      { device: s.faults[0]!.device, iova: s.faults[0]!.iova, access: s.faults[0]!.access },
+      { device: '0000:00:01.0', iova: 0x7000_0000n, access: 'write' },
+    );
     assert.ok(s.events.some((e) => e.kind === 'fault' && e.text.includes('action log')));
     assert.is(s.state, 'running');
     assert.is(s.restarts, 0);

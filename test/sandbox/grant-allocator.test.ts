@@ -19,7 +19,10 @@ test('each allocation comes from a window with exactly its permission, zeroed', 
   assert.ok(r.iova >= 0x1000n && r.iova < 0x11000n);
   assert.ok(w.iova >= 0x20000n && w.iova < 0x30000n);
   assert.is(r.size, 4096, 'page-rounded');
-  assert.ok(r.bytes.every((b) => b === 0), 'zeroed');
+  assert.ok(
+    r.bytes.every((b) => b === 0),
+    'zeroed',
+  );
   assert.equal(r.perm, { read: true, write: false });
   try {
     a.alloc(4096, DEVICE_READS_WRITES);

@@ -45,7 +45,14 @@ test('the poller looks every turn while entries come, and stops an idle window a
   let now = 0;
   const q = new FakeQueue();
   let yields = 0;
-  const p = new HybridPoller({ idleMs: 1, queues: () => [q], clock: () => now, yield: () => { yields++; } });
+  const p = new HybridPoller({
+    idleMs: 1,
+    queues: () => [q],
+    clock: () => now,
+    yield: () => {
+      yields++;
+    },
+  });
   p.wake();
   assert.ok(p.polling);
   assert.ok(q.polled, 'the queue is told at once, before the first turn');
@@ -118,9 +125,16 @@ class MemDevice implements DirectBlockDevice {
   readonly blockSize = 512;
   readonly blockCount = 64;
   readonly store = new Uint8Array(512 * 64);
-  constructor(private readonly areas: DataAreas<Uint8Array>, private readonly slot: number) {}
-  async read(tag: number, lba: number, blocks: number): Promise<void> { this.areas.read.set(this.store.subarray(lba * 512, (lba + blocks) * 512), tag * this.slot); }
-  async write(tag: number, lba: number, blocks: number): Promise<void> { this.store.set(this.areas.write.subarray(tag * this.slot, tag * this.slot + blocks * 512), lba * 512); }
+  constructor(
+    private readonly areas: DataAreas<Uint8Array>,
+    private readonly slot: number,
+  ) {}
+  async read(tag: number, lba: number, blocks: number): Promise<void> {
+    this.areas.read.set(this.store.subarray(lba * 512, (lba + blocks) * 512), tag * this.slot);
+  }
+  async write(tag: number, lba: number, blocks: number): Promise<void> {
+    this.store.set(this.areas.write.subarray(tag * this.slot, tag * this.slot + blocks * 512), lba * 512);
+  }
   async flush(): Promise<void> {}
 }
 
@@ -130,7 +144,8 @@ test('block ring: completion kicks are left out while the manager polls, request
   const client = new SandboxBlockClient(G, a);
   const shm = createShared(sys, 'poll-test', ringBytes(G));
   client.initRing(shm);
-  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+    cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   const server = new BlockServer(sys, shm, req, cpl, { pollWhileBusy: true });
   server.start(new MemDevice(a, G.slotBytes));
   client.setPolled(true); // before attach: the fresh ring gets it when attached
@@ -139,23 +154,23 @@ test('block ring: completion kicks are left out while the manager polls, request
   const poller = new HybridPoller({ idleMs: 1000, queues: () => [client] });
   client.onPost = () => poller.wake();
   try {
-  const data = pattern(512 * 8, 7);
-  await client.write(0, data);
-  assert.equal(await client.read(0, 8), data);
-  await Promise.all(Array.from({ length: 12 }, (_, i) => client.read(i * 4, 4)));
-  assert.is(server.kicks, 0, 'no completion kick while the manager polls');
-  assert.ok(server.kicksSaved >= 14, `completion kicks left out: ${server.kicksSaved}`);
-  // The container polls SQ_TAIL only while its requests are in flight; idle, it is kicked again.
-  await until('the container stops polling', () => shm.u32[B.SQ_POLLED] === 0, 5000);
-  const kicks = client.kicks;
-  await client.read(0, 1);
-  assert.is(client.kicks, kicks + 1, 'an idle container gets its kick');
-  // The manager stops polling: the container kicks its completions again.
-  poller.close();
-  client.onPost = () => {};
-  assert.is(shm.u32[B.CQ_POLLED], 0);
-  await client.read(0, 1);
-  assert.ok(server.kicks >= 1, 'completion kicks are back when the manager sleeps');
+    const data = pattern(512 * 8, 7);
+    await client.write(0, data);
+    assert.equal(await client.read(0, 8), data);
+    await Promise.all(Array.from({ length: 12 }, (_, i) => client.read(i * 4, 4)));
+    assert.is(server.kicks, 0, 'no completion kick while the manager polls');
+    assert.ok(server.kicksSaved >= 14, `completion kicks left out: ${server.kicksSaved}`);
+    // The container polls SQ_TAIL only while its requests are in flight; idle, it is kicked again.
+    await until('the container stops polling', () => shm.u32[B.SQ_POLLED] === 0, 5000);
+    const kicks = client.kicks;
+    await client.read(0, 1);
+    assert.is(client.kicks, kicks + 1, 'an idle container gets its kick');
+    // The manager stops polling: the container kicks its completions again.
+    poller.close();
+    client.onPost = () => {};
+    assert.is(shm.u32[B.CQ_POLLED], 0);
+    await client.read(0, 1);
+    assert.ok(server.kicks >= 1, 'completion kicks are back when the manager sleeps');
   } finally {
     // A failed assertion must not leave pollers keeping the test process alive.
     poller.close();
@@ -175,7 +190,9 @@ test('register mailbox: no kick while the manager polls, a kick after; every wri
   const target: MailboxTarget = {
     barSize: () => 0x4000,
     barRead32: () => 0,
-    barWrite32: (_b, _o, v) => { writes.push(v); },
+    barWrite32: (_b, _o, v) => {
+      writes.push(v);
+    },
     cfgRead: () => 0,
     cfgWrite: () => {},
     irqEnable: () => 0,

@@ -17,13 +17,29 @@ function target(log: string[]): MailboxTarget {
   const regs = new Uint32Array(1024);
   return {
     barSize: (i) => (i === 0 ? 4096 : 0),
-    barRead32: (_i, off) => { log.push(`r ${off}`); return regs[off / 4]!; },
-    barWrite32: (_i, off, v) => { log.push(`w ${off}=${v}`); regs[off / 4] = v; },
-    cfgRead: (off, w) => { log.push(`cfg r${w} ${off}`); return 0x1b36; },
-    cfgWrite: (off, w, v) => { log.push(`cfg w${w} ${off}=${v}`); },
-    irqEnable: (_k, n) => { if (n > 2) throw new Error('too many'); return n; },
+    barRead32: (_i, off) => {
+      log.push(`r ${off}`);
+      return regs[off / 4]!;
+    },
+    barWrite32: (_i, off, v) => {
+      log.push(`w ${off}=${v}`);
+      regs[off / 4] = v;
+    },
+    cfgRead: (off, w) => {
+      log.push(`cfg r${w} ${off}`);
+      return 0x1b36;
+    },
+    cfgWrite: (off, w, v) => {
+      log.push(`cfg w${w} ${off}=${v}`);
+    },
+    irqEnable: (_k, n) => {
+      if (n > 2) throw new Error('too many');
+      return n;
+    },
     irqDisable: () => {},
-    reset: () => { log.push('flr'); },
+    reset: () => {
+      log.push('flr');
+    },
   };
 }
 
@@ -36,8 +52,24 @@ function setup() {
   const host = new HostMailbox(sys, shm, kick, target(log), (r) => violations.push(r));
   let tail = 0;
   const ring = new Uint32Array(shm.bytes.buffer, RING_OFFSET, 256 * 4);
-  const post = (w0: number, off: number, v: number) => { ring.set([w0, off, v, 0], (tail % 256) * 4); tail++; Atomics.store(shm.u32, W.REQ_TAIL, tail); return tail; };
-  return { shm, host, log, violations, post, close: () => { host.close(); shm.close(); sys.close(kick); } };
+  const post = (w0: number, off: number, v: number) => {
+    ring.set([w0, off, v, 0], (tail % 256) * 4);
+    tail++;
+    Atomics.store(shm.u32, W.REQ_TAIL, tail);
+    return tail;
+  };
+  return {
+    shm,
+    host,
+    log,
+    violations,
+    post,
+    close: () => {
+      host.close();
+      shm.close();
+      sys.close(kick);
+    },
+  };
 }
 
 test('writes then a read, in order; the read sees the write', () => {

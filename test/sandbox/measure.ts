@@ -41,10 +41,17 @@ const secs = (performance.now() - w0) / 1000;
 const reqs = s.block.completed - k0.done;
 const kicks = { perRequest: +((s.block.kicks - k0.kicks) / reqs).toFixed(3), leftOutPerRequest: +((s.block.kicksSaved - k0.saved) / reqs).toFixed(3) };
 await s.stop();
-console.log(JSON.stringify({
-  machine: { nproc: availableParallelism(), node: process.version, loadavg: loadavg().map((l) => l.toFixed(2)) },
-  spawnToReadyMs: Math.round(spawnMs),
-  qd1ReadUs: { median: Math.round(lat[1000]! * 1000), p99: Math.round(lat[1980]! * 1000) },
-  qd16: { iops: Math.round(done / secs), mibPerS: +((done * 4096) / secs / 2 ** 20).toFixed(1), requestKicks: kicks, pollTurnsPerRequest: +(((s.poller?.turns ?? 0) - k0.turns) / reqs).toFixed(2) },
-  pollIdleMs,
-}));
+console.log(
+  JSON.stringify({
+    machine: { nproc: availableParallelism(), node: process.version, loadavg: loadavg().map((l) => l.toFixed(2)) },
+    spawnToReadyMs: Math.round(spawnMs),
+    qd1ReadUs: { median: Math.round(lat[1000]! * 1000), p99: Math.round(lat[1980]! * 1000) },
+    qd16: {
+      iops: Math.round(done / secs),
+      mibPerS: +((done * 4096) / secs / 2 ** 20).toFixed(1),
+      requestKicks: kicks,
+      pollTurnsPerRequest: +(((s.poller?.turns ?? 0) - k0.turns) / reqs).toFixed(2),
+    },
+    pollIdleMs,
+  }),
+);

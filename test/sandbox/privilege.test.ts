@@ -15,7 +15,17 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS } from 'linux-sys';
-import { capMask, capNames, CAP_KILL, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, dropPrivileges, parseStatusCaps, PrivilegeError } from '../../sandbox/manager/privilege.js';
+import {
+  capMask,
+  capNames,
+  CAP_KILL,
+  CAP_SETGID,
+  CAP_SETPCAP,
+  CAP_SETUID,
+  dropPrivileges,
+  parseStatusCaps,
+  PrivilegeError,
+} from '../../sandbox/manager/privilege.js';
 import { FakeSys } from '../sys/fake-sys.js';
 import { until } from './helpers.js';
 import { needsRoot, testIf } from '../helpers/skip.js';
@@ -32,7 +42,7 @@ test('fake seam: no_new_privs, ambient cleared, bounding dropped while CAP_SETPC
   const r = dropPrivileges({ sys, lastCap: 40 });
   assert.equal(r.kept, ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
   assert.is(r.dropped.length, 38);
-  assert.is(r.threadsWithMore, null, 'a seam was handed in: this process\'s threads are not counted');
+  assert.is(r.threadsWithMore, null, "a seam was handed in: this process's threads are not counted");
   assert.ok(r.dropped.includes('CAP_SYS_ADMIN') && r.dropped.includes('CAP_DAC_OVERRIDE') && r.dropped.includes('CAP_SETPCAP'));
   assert.equal(sys.caps, { effective: KEPT, permitted: KEPT, inheritable: 0n });
   assert.is(sys.bounding, KEPT);
@@ -49,7 +59,10 @@ test('fake seam: no_new_privs, ambient cleared, bounding dropped while CAP_SETPC
 test('fake seam: refused without CAP_SETPCAP, without a kept capability, or for a number the kernel does not know', () => {
   const noSetpcap = new FakeSys();
   noSetpcap.caps = { effective: KEPT, permitted: KEPT, inheritable: 0n };
-  try { dropPrivileges({ sys: noSetpcap, lastCap: 40 }); assert.unreachable(); } catch (e) {
+  try {
+    dropPrivileges({ sys: noSetpcap, lastCap: 40 });
+    assert.unreachable();
+  } catch (e) {
     assert.instance(e, PrivilegeError);
     assert.is((e as PrivilegeError).code, 'ERR_SANDBOX_PRIVILEGE');
     assert.match((e as Error).message, /CAP_SETPCAP.*\n {2}fix: .*--keep-privileges/s);
@@ -60,11 +73,16 @@ test('fake seam: refused without CAP_SETPCAP, without a kept capability, or for 
   assert.throws(() => dropPrivileges({ sys: noKill, lastCap: 40 }), /does not hold CAP_KILL/);
   assert.throws(() => dropPrivileges({ sys: new FakeSys(), lastCap: 40, keep: [41] }), /capability 41 is not one this kernel knows/);
   // A step the kernel refuses (the fake knows capabilities 0..40): named, with the errno.
-  assert.throws(() => dropPrivileges({ sys: new FakeSys(), lastCap: 41 }), (e: unknown) => e instanceof PrivilegeError && /PR_CAPBSET_DROP 41 failed: .*EINVAL/.test((e as Error).message));
+  assert.throws(
+    () => dropPrivileges({ sys: new FakeSys(), lastCap: 41 }),
+    (e: unknown) => e instanceof PrivilegeError && /PR_CAPBSET_DROP 41 failed: .*EINVAL/.test((e as Error).message),
+  );
 });
 
 test('parseStatusCaps reads /proc status lines; capNames names a mask', () => {
-  const c = parseStatusCaps('Name:\tnode\nNoNewPrivs:\t1\nCapInh:\t0000000000000000\nCapPrm:\t00000000000000e0\nCapEff:\t00000000000000e0\nCapBnd:\t00000000000000e0\nCapAmb:\t0000000000000000\n');
+  const c = parseStatusCaps(
+    'Name:\tnode\nNoNewPrivs:\t1\nCapInh:\t0000000000000000\nCapPrm:\t00000000000000e0\nCapEff:\t00000000000000e0\nCapBnd:\t00000000000000e0\nCapAmb:\t0000000000000000\n',
+  );
   assert.equal(c, { inheritable: 0n, permitted: 0xe0n, effective: 0xe0n, bounding: 0xe0n, ambient: 0n, noNewPrivs: true });
   assert.equal(capNames(0xe0n), ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
   assert.throws(() => parseStatusCaps('Name:\tnode\n'), /no CapInh line/);
@@ -105,7 +123,13 @@ rootTest('as root, in a child: exactly the kept set; mount and DAC override gone
   writeFileSync(script, CHILD);
   const r = spawnSync(process.execPath, [...process.execArgv, script, theirs, ours, mnt], { encoding: 'utf8', timeout: 30_000 });
   assert.is(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as Record<string, unknown> & { report: { kept: string[]; noNewPrivs: boolean; threadsWithMore: number | null }; status: string; exec: string; spawned: string; mount: { status: number | null } };
+  const out = JSON.parse(r.stdout) as Record<string, unknown> & {
+    report: { kept: string[]; noNewPrivs: boolean; threadsWithMore: number | null };
+    status: string;
+    exec: string;
+    spawned: string;
+    mount: { status: number | null };
+  };
   const c = parseStatusCaps(out.status);
   assert.is(c.effective, KEPT, `CapEff ${c.effective.toString(16)}`);
   assert.is(c.permitted, KEPT);
@@ -115,7 +139,7 @@ rootTest('as root, in a child: exactly the kept set; mount and DAC override gone
   assert.ok(c.noNewPrivs);
   assert.equal(out.report.kept, ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
   assert.type(out.report.threadsWithMore, 'number');
-  assert.is(out.readTheirs, 'EACCES', 'reading uid 65534\'s 0600 file needed CAP_DAC_OVERRIDE');
+  assert.is(out.readTheirs, 'EACCES', "reading uid 65534's 0600 file needed CAP_DAC_OVERRIDE");
   assert.is(out.writeOurs, 'ok', 'a root-owned 0200 file (like sysfs unbind) is written by owner permission');
   assert.is.not(out.mount.status, 0, 'mount needs CAP_SYS_ADMIN');
   assert.not.ok(existsSync(join(mnt, '.')) && spawnSync('mountpoint', ['-q', mnt]).status === 0, 'nothing was mounted');
@@ -132,21 +156,30 @@ rootTest('as root, in a child: exactly the kept set; mount and DAC override gone
 
 rootTest('as root, dmabox up drops by default: kill -9, quarantine, restart as the policy uid, status caps, orderly stop', async () => {
   const file = join(dir, 'up.yaml');
-  writeFileSync(file, `version: 1
+  writeFileSync(
+    file,
+    `version: 1
 name: priv-a
 device: { sim: nvme, capacity: 1MiB, blockSize: 512 }
 driver: { name: nvme, queues: 1, depth: 16 }
 windows: [ { size: 512KiB }, { size: 2MiB } ]
 restart: { maxRestarts: 3, window: 60s, backoff: { initial: 50ms, max: 1s } }
-`);
+`,
+  );
   const control = join(dir, 'up.sock');
   const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', control], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  m.stdout.on('data', (d: Buffer) => { out += d.toString('utf8'); });
-  m.stderr.on('data', (d: Buffer) => { err += d.toString('utf8'); });
+  m.stdout.on('data', (d: Buffer) => {
+    out += d.toString('utf8');
+  });
+  m.stderr.on('data', (d: Buffer) => {
+    err += d.toString('utf8');
+  });
   let exit: { code: number | null } | undefined;
-  m.on('exit', (code) => { exit = { code }; });
+  m.on('exit', (code) => {
+    exit = { code };
+  });
   try {
     await until('the privilege line', () => /^privileges: /m.test(out) || exit !== undefined || err.includes('privileges'), 60_000);
     assert.match(out, /^privileges: kept CAP_KILL, CAP_SETGID, CAP_SETUID \(no_new_privs, bounding set likewise\)/m, `${out}${err}`);
@@ -160,7 +193,12 @@ restart: { maxRestarts: 3, window: 60s, backoff: { initial: 50ms, max: 1s } }
     assert.match(out, /quarantine: bus mastering off/);
     const second = Number([...out.matchAll(/container pid (\d+) as uid 65534 gid 65534/g)][1]?.[1]);
     assert.ok(second > 0 && second !== first, out);
-    const st = JSON.parse(spawnSync(process.execPath, [...process.execArgv, cliMain, 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 }).stdout) as { manager: { caps: { dropped: boolean; effective: string[]; bounding: number; noNewPrivs: boolean } }; sandboxes: { state: string; restarts: number }[] };
+    const st = JSON.parse(
+      spawnSync(process.execPath, [...process.execArgv, cliMain, 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 }).stdout,
+    ) as {
+      manager: { caps: { dropped: boolean; effective: string[]; bounding: number; noNewPrivs: boolean } };
+      sandboxes: { state: string; restarts: number }[];
+    };
     assert.equal(st.manager.caps, { dropped: true, effective: ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID'], bounding: 3, noNewPrivs: true });
     assert.is(st.sandboxes[0]!.state, 'running');
     assert.is(st.sandboxes[0]!.restarts, 1);
@@ -177,14 +215,26 @@ restart: { maxRestarts: 3, window: 60s, backoff: { initial: 50ms, max: 1s } }
 rootTest('dmabox up --keep-privileges keeps them', async () => {
   const file = join(dir, 'up.yaml');
   const control = join(dir, 'keep.sock');
-  const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', control, '--keep-privileges'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', control, '--keep-privileges'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  m.stdout.on('data', (d: Buffer) => { out += d.toString('utf8'); });
+  m.stdout.on('data', (d: Buffer) => {
+    out += d.toString('utf8');
+  });
   let exit: { code: number | null } | undefined;
-  m.on('exit', (code) => { exit = { code }; });
+  m.on('exit', (code) => {
+    exit = { code };
+  });
   try {
     await until('up', () => /^up: /m.test(out) || exit !== undefined, 60_000);
-    await until('the manager to answer', () => spawnSync(process.execPath, [...process.execArgv, cliMain, 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 }).status === 0, 20_000);
+    await until(
+      'the manager to answer',
+      () =>
+        spawnSync(process.execPath, [...process.execArgv, cliMain, 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 }).status ===
+        0,
+      20_000,
+    );
     const mine = parseStatusCaps(spawnSync('cat', [`/proc/${m.pid}/status`], { encoding: 'utf8' }).stdout);
     assert.ok((mine.effective & (1n << 21n)) !== 0n, 'CAP_SYS_ADMIN kept');
     assert.not.match(out, /^privileges: /m);

@@ -19,13 +19,15 @@ import { createShared } from '../../sandbox/abi/shm.js';
 
 const sys = defaultSys();
 const G = { entries: 8, slotBytes: 8192 };
-const BS = 512, COUNT = 4096;
+const BS = 512,
+  COUNT = 4096;
 
 test('two processes, bursts, polling on and off: every request completes, every read sees the last write', async () => {
   const ring = createShared(sys, 'ring-stress', ringBytes(G));
   const dataBytes = 2 * G.entries * G.slotBytes;
   const data = createShared(sys, 'ring-stress-data', dataBytes);
-  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+    cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   const client = new SandboxBlockClient(G, { read: data.bytes.subarray(0, dataBytes / 2), write: data.bytes.subarray(dataBytes / 2) });
   client.initRing(ring);
   const entry = fileURLToPath(new URL('./fixtures/ring-server.js', import.meta.url));
@@ -33,7 +35,9 @@ test('two processes, bursts, polling on and off: every request completes, every 
     stdio: ['pipe', 'inherit', 'inherit', ring.fd, data.fd, req, cpl],
   });
   let exited: string | undefined;
-  child.on('exit', (code, sig) => { exited = `the ring server exited (${code ?? sig})`; });
+  child.on('exit', (code, sig) => {
+    exited = `the ring server exited (${code ?? sig})`;
+  });
   const violations: string[] = [];
   client.onViolation = (v) => violations.push(v);
   let idleMs = 0.05;
@@ -48,8 +52,12 @@ test('two processes, bursts, polling on and off: every request completes, every 
     client.attach({ sys, shm: ring, requestFd: req, completionFd: cpl });
     const shadow = new Uint8Array(BS * COUNT);
     let x = 99;
-    const rand = (n: number): number => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return (x >>> 8) % n; };
-    let done = 0, bad = 0;
+    const rand = (n: number): number => {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      return (x >>> 8) % n;
+    };
+    let done = 0,
+      bad = 0;
     const end = Date.now() + 3000;
     for (let burst = 0; Date.now() < end; burst++) {
       // Polling in bursts of bursts: on with a tiny window (it stops and starts all the time), then off.
@@ -71,13 +79,22 @@ test('two processes, bursts, polling on and off: every request completes, every 
           batch.push(client.write(at, d));
         } else {
           const want = shadow.slice(at * BS, (at + blocks) * BS);
-          batch.push(client.read(at, blocks).then((got) => { if (!got.every((b, k) => b === want[k])) bad++; }));
+          batch.push(
+            client.read(at, blocks).then((got) => {
+              if (!got.every((b, k) => b === want[k])) bad++;
+            }),
+          );
         }
       }
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         Promise.all(batch),
-        new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`burst ${burst}: ${client.pending} request(s) never completed (a lost wake-up), polling ${idleMs > 0 ? 'on' : 'off'}`)), 5000); }),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`burst ${burst}: ${client.pending} request(s) never completed (a lost wake-up), polling ${idleMs > 0 ? 'on' : 'off'}`)),
+            5000,
+          );
+        }),
       ]);
       clearTimeout(timer);
       done += n;

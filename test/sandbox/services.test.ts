@@ -28,9 +28,15 @@ test('a NIC sandbox: the net service only, no block ring, no block data areas in
     assert.is(p.get(PARAM.SERVICES), 'net');
     assert.is(p.get(PARAM.DRIVER_KIND), 'net');
     for (const k of [PARAM.NET_RING_FD, PARAM.NET_RING_BYTES, PARAM.NET_KICK_FD, PARAM.NET_NOTIFY_FD]) assert.ok(p.has(k), k);
-    assert.not.ok([...p.keys()].some((k) => k.startsWith('block.')), 'no block parameter');
+    assert.not.ok(
+      [...p.keys()].some((k) => k.startsWith('block.')),
+      'no block parameter',
+    );
     assert.ok(s.nic);
-    assert.throws(() => s.block, (e: { code?: string }) => e.code === 'ERR_SANDBOX_STATE');
+    assert.throws(
+      () => s.block,
+      (e: { code?: string }) => e.code === 'ERR_SANDBOX_STATE',
+    );
     const st = s.status();
     assert.ok('net' in st && !('io' in st));
   } finally {
@@ -45,8 +51,19 @@ test('a block sandbox: the block service only; its ring is made fresh for every 
     assert.is(s.kind, 'block');
     const p = params(s);
     assert.is(p.get(PARAM.SERVICES), 'block');
-    for (const k of [PARAM.BLOCK_RING_FD, PARAM.BLOCK_REQUEST_FD, PARAM.BLOCK_COMPLETION_FD, PARAM.BLOCK_DATA_READ_WINDOW, PARAM.BLOCK_DATA_WRITE_WINDOW, PARAM.BLOCK_DATA_BYTES]) assert.ok(p.has(k), k);
-    assert.not.ok([...p.keys()].some((k) => k.startsWith('net.')), 'no net parameter');
+    for (const k of [
+      PARAM.BLOCK_RING_FD,
+      PARAM.BLOCK_REQUEST_FD,
+      PARAM.BLOCK_COMPLETION_FD,
+      PARAM.BLOCK_DATA_READ_WINDOW,
+      PARAM.BLOCK_DATA_WRITE_WINDOW,
+      PARAM.BLOCK_DATA_BYTES,
+    ])
+      assert.ok(p.has(k), k);
+    assert.not.ok(
+      [...p.keys()].some((k) => k.startsWith('net.')),
+      'no net parameter',
+    );
     assert.is(s.nic, undefined);
     // fd slots are announced in order after the fixed ones; none is reused within a container
     const slots = [...p.entries()].filter(([k]) => k.endsWith('.fd')).map(([, v]) => Number(v));
@@ -73,7 +90,10 @@ test('no driver-name branch and no driver import in the manager or the container
   walk(join(root, 'sandbox', 'container'));
   // A branch on the driver's name, an import of a driver, or the old side channel.
   const offenders = files.filter((f) => /driver\.name\s*[!=]==|from '[./]*drivers\/(nvme|e1000e)\/|attachToContainers/.test(readFileSync(f, 'utf8')));
-  assert.equal(offenders.map((f) => f.slice(root.length)), []);
+  assert.equal(
+    offenders.map((f) => f.slice(root.length)),
+    [],
+  );
 });
 
 test.run();

@@ -55,7 +55,9 @@ test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, h
     assert.equal(await s.block.read(100, 128), a, 'earlier writes intact after the restart');
     assert.is(s.restarts, 1);
     const k = kinds(s);
-    const exitAt = k.indexOf('exit'), qAt = k.indexOf('quarantine'), spawn2 = k.indexOf('spawn', exitAt);
+    const exitAt = k.indexOf('exit'),
+      qAt = k.indexOf('quarantine'),
+      spawn2 = k.indexOf('spawn', exitAt);
     assert.ok(exitAt >= 0 && exitAt < qAt && qAt < spawn2, `order: ${k.join(' ')}`);
 
     // A hang: the device stops, a request is pending, no progress: killed and restarted.
@@ -104,8 +106,11 @@ test('MSI-X: vectors routed through IRQ_SETUP and the mailbox to inherited event
     const d = pattern(32 * 1024, 9);
     await s.block.write(7, d);
     assert.equal(await s.block.read(7, 64), d);
-    assert.ok(s.events.some((e) => e.text.includes(', msix, ')), 'the driver runs in MSI-X mode');
-    assert.ok((fn.msix!.delivered) > before, 'interrupts were delivered');
+    assert.ok(
+      s.events.some((e) => e.text.includes(', msix, ')),
+      'the driver runs in MSI-X mode',
+    );
+    assert.ok(fn.msix!.delivered > before, 'interrupts were delivered');
     process.kill(s.pid!, 'SIGKILL');
     await until('the restart', () => s.restarts === 1 && s.state === 'running', 20_000);
     assert.equal(await s.block.read(7, 64), d);
@@ -122,7 +127,13 @@ const entry = fileURLToPath(new URL('./fixtures/hostile-container.js', import.me
 function next(s: Supervisor, kind: string, ms = 20_000): Promise<void> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`no '${kind}' event within ${ms} ms: ${kinds(s).join(' ')}`)), ms);
-    const on = (e: { kind: string }): void => { if (e.kind === kind) { clearTimeout(t); s.off('event', on); resolve(); } };
+    const on = (e: { kind: string }): void => {
+      if (e.kind === kind) {
+        clearTimeout(t);
+        s.off('event', on);
+        resolve();
+      }
+    };
     s.on('event', on);
   });
 }
@@ -132,7 +143,11 @@ test('backoff on fake time: restart k waits initial * 2^k capped at max; more th
   const s = new Supervisor(simPolicy('fake-backoff', '', '{ maxRestarts: 3, window: 60s, backoff: { initial: 100ms, max: 300ms } }'), { clock });
   try {
     await s.start();
-    for (const [k, delay] of [[0, 100], [1, 200], [2, 300]] as const) {
+    for (const [k, delay] of [
+      [0, 100],
+      [1, 200],
+      [2, 300],
+    ] as const) {
       const restart = next(s, 'restart');
       process.kill(s.pid!, 'SIGKILL');
       await restart;
@@ -179,7 +194,13 @@ test('restarts outside the window are forgotten: the limit counts only those wit
 
 test('ready timeout on fake time: no READY within readyTimeoutMs kills the container (confirmed a turn later)', async () => {
   const clock = new FakeTimers();
-  const s = new Supervisor(simPolicy('hostile-silent', '', '{ maxRestarts: 0, window: 60s }'), { clock, entry, entryArgs: ['hostile-silent'], readyTimeoutMs: 5000, helloTimeoutMs: 600_000 });
+  const s = new Supervisor(simPolicy('hostile-silent', '', '{ maxRestarts: 0, window: 60s }'), {
+    clock,
+    entry,
+    entryArgs: ['hostile-silent'],
+    readyTimeoutMs: 5000,
+    helloTimeoutMs: 600_000,
+  });
   try {
     s.start().catch(() => undefined);
     await until('the spawn', () => s.pid !== undefined, 10_000);
@@ -187,7 +208,10 @@ test('ready timeout on fake time: no READY within readyTimeoutMs kills the conta
     assert.not.ok(kinds(s).includes('stop'), 'the verdict waits a turn');
     const failed = new Promise((r) => s.once('failed', r));
     clock.advance(1);
-    assert.ok(s.events.some((e) => e.kind === 'stop' && e.text.includes('no READY within 5000 ms')), kinds(s).join(' '));
+    assert.ok(
+      s.events.some((e) => e.kind === 'stop' && e.text.includes('no READY within 5000 ms')),
+      kinds(s).join(' '),
+    );
     await failed;
   } finally {
     await s.stop();
@@ -196,7 +220,11 @@ test('ready timeout on fake time: no READY within readyTimeoutMs kills the conta
 
 test('hang on fake time: a request pending and no progress for hangMs kills the container, and the read is replayed on the next', async () => {
   const clock = new FakeTimers();
-  const s = new Supervisor(simPolicy('fake-hang', '', '{ maxRestarts: 1, window: 60s, backoff: { initial: 10ms, max: 10ms } }'), { clock, hangMs: 1000, heartbeatMs: 200 });
+  const s = new Supervisor(simPolicy('fake-hang', '', '{ maxRestarts: 1, window: 60s, backoff: { initial: 10ms, max: 10ms } }'), {
+    clock,
+    hangMs: 1000,
+    heartbeatMs: 200,
+  });
   const fn = s.sim!.fn;
   try {
     await s.start();
@@ -222,7 +250,7 @@ test('hang on fake time: a request pending and no progress for hangMs kills the 
   }
 });
 
-test('a stall of the manager\'s own event loop is not the container\'s fault: no heartbeat kill, no restart', async () => {
+test("a stall of the manager's own event loop is not the container's fault: no heartbeat kill, no restart", async () => {
   // The double restart seen once in tap-sandbox/ping.test.ts under load: a manager loop blocked for
   // longer than the heartbeat watchdog's bound woke to its timer before it read the heartbeats
   // waiting in the socket, and killed a healthy container.

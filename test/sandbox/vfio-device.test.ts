@@ -13,7 +13,15 @@ import { VfioContainerPlatform } from '../../sandbox/container/vfio-platform.js'
 import { VfioDevice } from '../../sandbox/manager/vfio-device.js';
 import { FakeSys } from '../sys/fake-sys.js';
 
-const OK = { iommus: [{ name: 'dmar0', kind: 'intel-vt-d' as const }], groups: [], interruptRemapping: { state: 'enabled' as const, evidence: '' }, vfio: true, noIommuMode: false, unsafeInterrupts: false, summary: '' };
+const OK = {
+  iommus: [{ name: 'dmar0', kind: 'intel-vt-d' as const }],
+  groups: [],
+  interruptRemapping: { state: 'enabled' as const, evidence: '' },
+  vfio: true,
+  noIommuMode: false,
+  unsafeInterrupts: false,
+  summary: '',
+};
 
 /** FakeSys that notes, at each VFIO_DEVICE_RESET, whether bus mastering and MSI-X routing were still on. */
 class RecordingSys extends FakeSys {
@@ -30,18 +38,28 @@ function deviceModel(sys: FakeSys) {
   throw new Error('no device open');
 }
 
-const policy = parsePolicies(`version: 1
+const policy = parsePolicies(
+  `version: 1
 name: vfio-unit
 device: { pci: "0000:00:01.0" }
 driver: { name: nvme, interrupts: msix }
 windows: [ { size: 64KiB, access: read, label: q }, { size: 2MiB, label: data } ]
-`, 'x.yaml').policies[0]!.policy;
+`,
+  'x.yaml',
+).policies[0]!.policy;
 
 test('windows mapped with their access; the container routes MSI-X to handed-over eventfds; quarantine: BME off and vectors unrouted before the reset', () => {
   const sys = new RecordingSys();
   const d = new VfioDevice(policy, sys, { iommu: OK, platform: { group: 1 } });
   try {
-    assert.equal(d.grants.map((g) => [g.label, g.perm.read, g.perm.write]), [['q', true, false], ['data.device-reads', true, false], ['data.device-writes', false, true]]);
+    assert.equal(
+      d.grants.map((g) => [g.label, g.perm.read, g.perm.write]),
+      [
+        ['q', true, false],
+        ['data.device-reads', true, false],
+        ['data.device-writes', false, true],
+      ],
+    );
     let maps: { iova: bigint; flags: number }[] = [];
     for (const e of sys.fds.values()) if (e.kind === 'container') maps = e.state.maps;
     for (const g of d.grants) {

@@ -78,7 +78,15 @@ test('the container: not the manager, host DMA, platforms, sim, linkback, polici
 });
 
 test('host code never imports a driver, except the in-process adapters, which say why', () => {
-  for (const from of ['dma/window.ts', 'sandbox/manager/manager.ts', 'linkback/nbd/server.ts', 'policies/schema.ts', 'platform/vfio.ts', 'cli/up.ts', 'appliance/lab/suite.ts']) {
+  for (const from of [
+    'dma/window.ts',
+    'sandbox/manager/manager.ts',
+    'linkback/nbd/server.ts',
+    'policies/schema.ts',
+    'platform/vfio.ts',
+    'cli/up.ts',
+    'appliance/lab/suite.ts',
+  ]) {
     assert.equal(broken(from, file('drivers/nvme/index.ts')), ['host code never imports a driver'], from);
     assert.equal(broken(from, file('drivers/kit/pool.ts')), ['host code never imports a driver'], from);
     assert.equal(broken(from, file('drivers/contract/platform.ts')), [], from);

@@ -27,7 +27,12 @@ test('source: a regular expression is not a string, a division is not a regular 
 });
 
 test('source: template literals with substitutions, nested strings, braces and templates', () => {
-  assert.equal(codes(`const m = \`\${f('ERR_INNER')} and \${ {a: 'ERR_OBJ'}.a } \${\`ERR_NESTED\`}\`; g('ERR_AFTER');`), ['ERR_INNER', 'ERR_OBJ', 'ERR_NESTED', 'ERR_AFTER']);
+  assert.equal(codes(`const m = \`\${f('ERR_INNER')} and \${ {a: 'ERR_OBJ'}.a } \${\`ERR_NESTED\`}\`; g('ERR_AFTER');`), [
+    'ERR_INNER',
+    'ERR_OBJ',
+    'ERR_NESTED',
+    'ERR_AFTER',
+  ]);
   assert.equal(codes(`const m = \`a \${b} 'ERR_NOT_A_LITERAL' c\`; g('ERR_AFTER');`), ['ERR_AFTER']);
   const d = scanSource(`super(\`ERR_BLOCK_\${kind}\`, m);`, 'b.ts').dynamic;
   assert.equal(d.length, 1);
@@ -59,57 +64,87 @@ const Plain = { P: 'ERR_P1' } as const;
 
 test('source: constructions of the base class and of code-less errors are found, outside comments and strings', () => {
   const src = `throw new DmaboxError('ERR_X', 'm');\n// throw new Error('in a comment')\nconst s = 'new RangeError(';\nreject(new Error(\`late\`));\nthrow new RangeError ('r'); throw new TypeError('t'); new DmaboxError<C>('ERR_Y', 'g');\nclass E extends DmaboxError<C> {} new MyError('ERR_Z', 'fine');\nclass O extends DmaboxError {}\nclass S extends DmaboxError<string> {}\nclass U extends DmaboxError<'ERR_U1' | 'ERR_U2'> {}`;
-  assert.equal(scanSource(src, 'f.ts').bare.map((p) => `${p.line}: ${p.problem}`), [
-    '1: new DmaboxError(: the base class, with a code no class owns',
-    '4: new Error(: an error without a code',
-    '5: new RangeError(: an error without a code',
-    '5: new TypeError(: an error without a code',
-    '5: new DmaboxError(: the base class, with a code no class owns',
-    '7: extends DmaboxError: a class without its closed code set (extends DmaboxError<AreaCode>)',
-    '8: extends DmaboxError: a class without its closed code set (extends DmaboxError<AreaCode>)',
-  ]);
+  assert.equal(
+    scanSource(src, 'f.ts').bare.map((p) => `${p.line}: ${p.problem}`),
+    [
+      '1: new DmaboxError(: the base class, with a code no class owns',
+      '4: new Error(: an error without a code',
+      '5: new RangeError(: an error without a code',
+      '5: new TypeError(: an error without a code',
+      '5: new DmaboxError(: the base class, with a code no class owns',
+      '7: extends DmaboxError: a class without its closed code set (extends DmaboxError<AreaCode>)',
+      '8: extends DmaboxError: a class without its closed code set (extends DmaboxError<AreaCode>)',
+    ],
+  );
 });
 
 test('tables: rows of | code | meaning | fix | tables only, cells split on unescaped pipes', () => {
   assert.equal(cells('| `ERR_A` | a \\| b | `x` |'), ['`ERR_A`', 'a | b', '`x`']);
   const md = [
-    '# t', '', '| code | meaning | fix |', '|---|---|---|',
+    '# t',
+    '',
+    '| code | meaning | fix |',
+    '|---|---|---|',
     '| `ERR_A` | the a | do a |',
     '| `ERR_B` | nothing to do: the kernel decides | - |',
-    '', '| code | class | meaning | fix |', '|---|---|---|---|', '| `ERR_OTHER` | C | m | f |',
-    '```', '| code | meaning | fix |', '|---|---|---|', '| `ERR_FENCED` | m | f |', '```',
-    '| code | meaning | fix |', '|:---|---|---:|', '| `ERR_C` | c | c |',
+    '',
+    '| code | class | meaning | fix |',
+    '|---|---|---|---|',
+    '| `ERR_OTHER` | C | m | f |',
+    '```',
+    '| code | meaning | fix |',
+    '|---|---|---|',
+    '| `ERR_FENCED` | m | f |',
+    '```',
+    '| code | meaning | fix |',
+    '|:---|---|---:|',
+    '| `ERR_C` | c | c |',
   ].join('\n');
   const t = parseCodeTables(md, 'R.md');
   assert.equal(t.problems, []);
-  assert.equal(t.rows.map((r) => `${r.code}@${r.line}: ${r.meaning} / ${r.fix}`), ['ERR_A@5: the a / do a', 'ERR_B@6: nothing to do: the kernel decides / -', 'ERR_C@18: c / c']);
+  assert.equal(
+    t.rows.map((r) => `${r.code}@${r.line}: ${r.meaning} / ${r.fix}`),
+    ['ERR_A@5: the a / do a', 'ERR_B@6: nothing to do: the kernel decides / -', 'ERR_C@18: c / c'],
+  );
 });
 
 test('tables: empty cells, wrong shapes and a missing separator are problems with their line', () => {
   const md = [
-    '| code | meaning | fix |', '|---|---|---|',
+    '| code | meaning | fix |',
+    '|---|---|---|',
     '| `ERR_A` |  | do a |',
     '| `ERR_B` | b |  |',
     '| `ERR_C` | c |',
     '| ERR_D | d | d |',
     '| `ERR_E` `ERR_F` | e | e |',
-    '', '| code | meaning | fix |', '| `ERR_G` | g | g |',
+    '',
+    '| code | meaning | fix |',
+    '| `ERR_G` | g | g |',
   ].join('\n');
   const t = parseCodeTables(md, 'R.md');
-  assert.equal(t.problems.map((p) => `${p.line}: ${p.problem}`), [
-    '3: ERR_A: empty meaning',
-    '4: ERR_B: empty fix (write "-" only when a user can do nothing, and say why in the meaning)',
-    '5: 2 cells, a code row has 3 (code, meaning, fix); escape a | inside a cell as \\|',
-    '6: first cell "ERR_D" is not one code in backticks (`ERR_...`)',
-    '7: first cell "`ERR_E` `ERR_F`" is not one code in backticks (`ERR_...`)',
-    '10: a code table header not followed by its |---|---|---| line',
-  ]);
-  assert.equal(t.rows.map((r) => r.code), ['ERR_A', 'ERR_B']);
+  assert.equal(
+    t.problems.map((p) => `${p.line}: ${p.problem}`),
+    [
+      '3: ERR_A: empty meaning',
+      '4: ERR_B: empty fix (write "-" only when a user can do nothing, and say why in the meaning)',
+      '5: 2 cells, a code row has 3 (code, meaning, fix); escape a | inside a cell as \\|',
+      '6: first cell "ERR_D" is not one code in backticks (`ERR_...`)',
+      '7: first cell "`ERR_E` `ERR_F`" is not one code in backticks (`ERR_...`)',
+      '10: a code table header not followed by its |---|---|---| line',
+    ],
+  );
+  assert.equal(
+    t.rows.map((r) => r.code),
+    ['ERR_A', 'ERR_B'],
+  );
 });
 
 test('the repository check: undocumented, stale, twice documented, run-time codes and shared sets; tests, builds and dependencies ignored', () => {
   const root = mkdtempSync(join(tmpdir(), 'dmabox-codes-'));
-  const put = (rel: string, text: string): void => { mkdirSync(dirname(join(root, rel)), { recursive: true }); writeFileSync(join(root, rel), text); };
+  const put = (rel: string, text: string): void => {
+    mkdirSync(dirname(join(root, rel)), { recursive: true });
+    writeFileSync(join(root, rel), text);
+  };
   try {
     put('a/errors.ts', `export type ACode = 'ERR_A_ONE' | 'ERR_A_TWO' | 'ERR_SHARED';\n`);
     put('b/errors.ts', `export type BCode = 'ERR_B_ONE' | 'ERR_SHARED';\nconst c = \`ERR_B_\${k}\`;\n`);
@@ -124,20 +159,46 @@ test('the repository check: undocumented, stale, twice documented, run-time code
     put('node_modules/p/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_DEP` | d | d |\n');
     const r = checkErrorCodes(root);
     assert.equal([...r.source.keys()].sort(), ['ERR_A_ONE', 'ERR_A_TWO', 'ERR_B_ONE', 'ERR_SHARED']);
-    assert.equal(r.undocumented.map((s) => `${s.code} ${s.file}:${s.line}`), ['ERR_A_TWO a/errors.ts:1']);
-    assert.equal(r.stale.map((d) => `${d.code} ${d.file}:${d.line}`), ['ERR_A_GONE a/README.md:4']);
-    assert.equal(r.duplicated.map((rs) => rs.map((d) => `${d.code} ${d.file}:${d.line}`)), [
-      ['ERR_A_ONE a/README.md:3', 'ERR_A_ONE b/README.md:4'], ['ERR_SHARED a/README.md:5', 'ERR_SHARED b/README.md:5']]);
-    assert.equal(r.malformed.map((p) => `${p.file}:${p.line}`), ['b/README.md:5']);
-    assert.equal(r.dynamic.map((p) => `${p.file}:${p.line}`), ['b/errors.ts:2']);
-    assert.equal(r.shared.map((s) => `${s.code}: ${s.sets.map((x) => x.name).join(', ')}`), ['ERR_SHARED: ACode, BCode']);
-    assert.equal(r.bare.map((p) => `${p.file}:${p.line}`), ['a/lib.ts:1']);
+    assert.equal(
+      r.undocumented.map((s) => `${s.code} ${s.file}:${s.line}`),
+      ['ERR_A_TWO a/errors.ts:1'],
+    );
+    assert.equal(
+      r.stale.map((d) => `${d.code} ${d.file}:${d.line}`),
+      ['ERR_A_GONE a/README.md:4'],
+    );
+    assert.equal(
+      r.duplicated.map((rs) => rs.map((d) => `${d.code} ${d.file}:${d.line}`)),
+      [
+        ['ERR_A_ONE a/README.md:3', 'ERR_A_ONE b/README.md:4'],
+        ['ERR_SHARED a/README.md:5', 'ERR_SHARED b/README.md:5'],
+      ],
+    );
+    assert.equal(
+      r.malformed.map((p) => `${p.file}:${p.line}`),
+      ['b/README.md:5'],
+    );
+    assert.equal(
+      r.dynamic.map((p) => `${p.file}:${p.line}`),
+      ['b/errors.ts:2'],
+    );
+    assert.equal(
+      r.shared.map((s) => `${s.code}: ${s.sets.map((x) => x.name).join(', ')}`),
+      ['ERR_SHARED: ACode, BCode'],
+    );
+    assert.equal(
+      r.bare.map((p) => `${p.file}:${p.line}`),
+      ['a/lib.ts:1'],
+    );
     assert.is(r.tables, 2);
     const text = formatReport(r);
     assert.match(text, /^undocumented \(in the source, in no `\| code \| meaning \| fix \|` table\): 1\n {2}a\/ \(1\): ERR_A_TWO \(errors\.ts:1\)/);
     assert.match(text, /documented but no longer in the source: 1\n {2}ERR_A_GONE \(a\/README\.md:4\)/);
     assert.match(text, /codes declared by two code sets: 1\n {2}ERR_SHARED: ACode \(a\/errors\.ts:1\), BCode \(b\/errors\.ts:1\)/);
-    assert.match(text, /errors without a code of their own class, and classes without a closed code set, in library code: 1\n {2}a\/lib\.ts: new RangeError\( at 1$/);
+    assert.match(
+      text,
+      /errors without a code of their own class, and classes without a closed code set, in library code: 1\n {2}a\/lib\.ts: new RangeError\( at 1$/,
+    );
     put('a/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_A_ONE` | one | fix one |\n| `ERR_A_TWO` | two | fix two |\n| `ERR_SHARED` | s | s |\n');
     put('b/README.md', '| code | meaning | fix |\n|---|---|---|\n| `ERR_B_ONE` | one | fix |\n');
     put('b/errors.ts', `export type BCode = 'ERR_B_ONE';\n`);
@@ -148,7 +209,7 @@ test('the repository check: undocumented, stale, twice documented, run-time code
   }
 });
 
-test('lex keeps the text\'s length and lines, blanking comments and string contents', () => {
+test("lex keeps the text's length and lines, blanking comments and string contents", () => {
   const src = `a('ERR_X'); // c\n/* d\n e */ b(\`t \${1} u\`)`;
   const l = lex(src);
   assert.is(l.masked.length, src.length);

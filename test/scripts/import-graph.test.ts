@@ -18,7 +18,10 @@ function tree(files: Record<string, string>): { root: string; remove(): void } {
 
 const PACKAGES = {
   'package.json': JSON.stringify({ name: 'x', workspaces: ['sys'] }),
-  'sys/package.json': JSON.stringify({ name: 'linux-sys', exports: { '.': { source: './src/index.ts', types: './dist/index.d.ts', default: './dist/index.js' } } }),
+  'sys/package.json': JSON.stringify({
+    name: 'linux-sys',
+    exports: { '.': { source: './src/index.ts', types: './dist/index.d.ts', default: './dist/index.js' } },
+  }),
   'sys/src/index.ts': 'export const A = 1;\n',
 };
 
@@ -117,7 +120,10 @@ test('reachable: what Node loads, from emitted JavaScript; type imports are not 
       ['./never.js'],
     );
     assert.equal([...all.external].sort(), ['node:fs', 'yaml'], 'require() of a literal is followed; a computed require is not');
-    const upOnly = reachable(['dist/main.js'], { root: t.root, follow: (from, ref) => from !== 'dist/main.js' || ref.kind !== 'dynamic import' || ref.specifier === './up.js' });
+    const upOnly = reachable(['dist/main.js'], {
+      root: t.root,
+      follow: (from, ref) => from !== 'dist/main.js' || ref.kind !== 'dynamic import' || ref.specifier === './up.js',
+    });
     assert.not.ok(upOnly.files.has('dist/lab.js'));
     assert.ok(upOnly.files.has('dist/c.js'));
   } finally {
@@ -126,7 +132,11 @@ test('reachable: what Node loads, from emitted JavaScript; type imports are not 
 });
 
 test('reachable skips type-only imports (they are erased before Node runs)', () => {
-  const t = tree({ ...PACKAGES, 'src/a.ts': "import type { T } from './t.js';\nimport { type U } from './u.js';\nimport { v } from './v.js';\n", 'src/v.ts': '' });
+  const t = tree({
+    ...PACKAGES,
+    'src/a.ts': "import type { T } from './t.js';\nimport { type U } from './u.js';\nimport { v } from './v.js';\n",
+    'src/v.ts': '',
+  });
   try {
     const r = reachable(['src/a.ts'], { root: t.root });
     assert.equal([...r.files].sort(), ['src/a.ts']);

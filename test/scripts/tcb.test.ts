@@ -34,7 +34,11 @@ const fixture = {
   'sys/dist/index.js': "const koffi = require('koffi');\nexport const a = 1;\n",
   ...both('cli/main.ts', "import './common.js';\nconst c = { up: () => import('./up.js'), lab: () => import('./lab.js') };\n"),
   ...both('cli/common.ts', '// comment\nexport const x = 1;\n'),
-  ...both('cli/up.ts', "import type { T } from '../shared/types.js';\nimport { m } from '../manager/m.js';\nexport const u = m;\n", "import { m } from '../manager/m.js';\nexport const u = m;\n"),
+  ...both(
+    'cli/up.ts',
+    "import type { T } from '../shared/types.js';\nimport { m } from '../manager/m.js';\nexport const u = m;\n",
+    "import { m } from '../manager/m.js';\nexport const u = m;\n",
+  ),
   ...both('cli/lab.ts', 'export const lab = 1;\n'),
   ...both('manager/m.ts', "import 'linux-sys';\nimport '../shared/abi.js';\nexport const m = 1;\n\n\nexport const n = 2;\n"),
   ...both('shared/abi.ts', 'export const abi = 1;\n'),

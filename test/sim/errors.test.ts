@@ -6,8 +6,10 @@ import { Msi } from '../../sim/msi.js';
 import { Msix } from '../../sim/msix.js';
 import { backToBack, endpoint, type WirePort } from '../../sim/wire.js';
 
-const refused = (code: SimCode, message: RegExp) => (e: unknown): boolean =>
-  e instanceof SimError && e.code === code && message.test(e.message);
+const refused =
+  (code: SimCode, message: RegExp) =>
+  (e: unknown): boolean =>
+    e instanceof SimError && e.code === code && message.test(e.message);
 
 test('SimError is a DmaboxError whose code is one of the SimCode set', () => {
   const e = new SimError('ERR_SIM_STATE', 'closed');
@@ -36,7 +38,13 @@ test('MSI-X: raising a vector the function does not have is ERR_SIM_IRQ', () => 
 
 test('wire: one NIC back to back with itself, and a send length outside the frame, are ERR_SIM_ARG', () => {
   const received: number[] = [];
-  const nic: WirePort = { attachWire: () => {}, receive: (_f, len) => { received.push(len); return true; } };
+  const nic: WirePort = {
+    attachWire: () => {},
+    receive: (_f, len) => {
+      received.push(len);
+      return true;
+    },
+  };
   assert.throws(() => backToBack(nic, nic), refused('ERR_SIM_ARG', /two different NICs/));
   const ep = endpoint(nic, () => {});
   const frame = new Uint8Array(60);

@@ -19,8 +19,8 @@ function rig(options: { passthrough?: boolean } = {}) {
 test('translation honours read and write permission per page', () => {
   const { mem, domain, dma } = rig();
   const ram = mem.add(new Uint8Array(4 * PAGE), 'ram');
-  domain.map(0x10000, ram.base, PAGE, 1);            // read only
-  domain.map(0x11000, ram.base + PAGE, PAGE, 2);     // write only
+  domain.map(0x10000, ram.base, PAGE, 1); // read only
+  domain.map(0x11000, ram.base + PAGE, PAGE, 2); // write only
   domain.map(0x12000, ram.base + 2 * PAGE, PAGE, 3); // both
   ram.bytes.fill(0x5a, 0, PAGE);
   const buf = new Uint8Array(16);
@@ -45,12 +45,12 @@ test('each fault reason is logged with device, IOVA, access and the VT-d code', 
   domain.map(0x20000, ram.base, PAGE, 1);
   domain.map(0x21000, ram.base + PAGE, PAGE, 2);
   const buf = new Uint8Array(8);
-  dma.write(0x30000, buf, 0, 8);   // not present, write
-  dma.read(0x30000, buf, 0, 8);    // not present, read
-  dma.write(0x20000, buf, 0, 8);   // no-write
-  dma.read(0x21000, buf, 0, 8);    // no-read
+  dma.write(0x30000, buf, 0, 8); // not present, write
+  dma.read(0x30000, buf, 0, 8); // not present, read
+  dma.write(0x20000, buf, 0, 8); // no-write
+  dma.read(0x21000, buf, 0, 8); // no-read
   fn.busMasterEnabled = false;
-  dma.read(0x20000, buf, 0, 8);    // no bus master
+  dma.read(0x20000, buf, 0, 8); // no bus master
   const f = iommu.faults(DEV).map((x) => [x.reason, x.access, x.vtdReason, x.iova, x.device, x.length]);
   assert.equal(f, [
     ['not-present', 'write', 0x05, 0x30000, DEV, 8],
@@ -72,7 +72,10 @@ test('a transfer is checked whole: one bad page refuses it all, nothing is copie
   domain.map(0x42000, ram.base + 2 * PAGE, PAGE, 1); // third page read-only
   const src = new Uint8Array(3 * PAGE).fill(0xee);
   assert.not.ok(dma.write(0x40000, src, 0, 3 * PAGE));
-  assert.ok(ram.bytes.every((b) => b === 0), 'the first two (writable) pages are untouched too');
+  assert.ok(
+    ram.bytes.every((b) => b === 0),
+    'the first two (writable) pages are untouched too',
+  );
   assert.is(iommu.faults()[0]!.reason, 'no-write');
   assert.is(iommu.faults()[0]!.length, 3 * PAGE);
   assert.ok(dma.write(0x40ff0, src, 0, 0x40), 'an unaligned run across two writable pages works');
@@ -122,7 +125,10 @@ test('canary regions stay untouched by a campaign of blocked DMA', () => {
   assert.is(iommu.faults().length, 14);
   canary.bytes[100] = 0;
   assert.not.ok(mem.intact(canary), 'the oracle does notice a change');
-  assert.equal(mem.damagedCanaries().map((r) => r.name), ['host kernel']);
+  assert.equal(
+    mem.damagedCanaries().map((r) => r.name),
+    ['host kernel'],
+  );
 });
 
 test('unmap makes pages fault again; double map and stray unmap are refused', () => {
@@ -130,13 +136,25 @@ test('unmap makes pages fault again; double map and stray unmap are refused', ()
   const ram = mem.add(new Uint8Array(2 * PAGE), 'ram');
   domain.map(0x70000, ram.base, 2 * PAGE, 3);
   assert.is(dma.readU32(0x70000), 0);
-  assert.throws(() => domain.map(0x71000, ram.base, PAGE, 3), (e: { code: string }) => e.code === 'ERR_SIM_IOMMU');
+  assert.throws(
+    () => domain.map(0x71000, ram.base, PAGE, 3),
+    (e: { code: string }) => e.code === 'ERR_SIM_IOMMU',
+  );
   domain.unmap(0x70000, 2 * PAGE);
   assert.is(dma.readU32(0x70000), -1, 'the cached translation was dropped');
   assert.is(iommu.faults()[0]!.reason, 'not-present');
-  assert.throws(() => domain.unmap(0x70000, PAGE), (e: { code: string }) => e.code === 'ERR_SIM_IOMMU');
-  assert.throws(() => domain.map(0x70000, ram.base, PAGE, 0), (e: { code: string }) => e.code === 'ERR_SIM_IOMMU');
-  assert.throws(() => domain.map(0x70001, ram.base, PAGE, 3), (e: { code: string }) => e.code === 'ERR_SIM_IOMMU');
+  assert.throws(
+    () => domain.unmap(0x70000, PAGE),
+    (e: { code: string }) => e.code === 'ERR_SIM_IOMMU',
+  );
+  assert.throws(
+    () => domain.map(0x70000, ram.base, PAGE, 0),
+    (e: { code: string }) => e.code === 'ERR_SIM_IOMMU',
+  );
+  assert.throws(
+    () => domain.map(0x70001, ram.base, PAGE, 3),
+    (e: { code: string }) => e.code === 'ERR_SIM_IOMMU',
+  );
 });
 
 test('translated but unbacked addresses are refused as unbacked', () => {
@@ -179,8 +197,14 @@ test('the fault log keeps the last 4096 entries and counts all', () => {
 test('bad buffer arguments are a model bug: thrown, not logged', () => {
   const { dma, iommu } = rig();
   const buf = new Uint8Array(4);
-  assert.throws(() => dma.read(0, buf, 2, 4), (e: { code: string }) => e.code === 'ERR_SIM_ARG');
-  assert.throws(() => dma.write(0, buf, -1, 2), (e: { code: string }) => e.code === 'ERR_SIM_ARG');
+  assert.throws(
+    () => dma.read(0, buf, 2, 4),
+    (e: { code: string }) => e.code === 'ERR_SIM_ARG',
+  );
+  assert.throws(
+    () => dma.write(0, buf, -1, 2),
+    (e: { code: string }) => e.code === 'ERR_SIM_ARG',
+  );
   assert.ok(dma.read(0, buf, 0, 0), 'zero bytes is a no-op');
   assert.is(iommu.faultCount, 0);
 });

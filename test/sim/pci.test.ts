@@ -19,7 +19,7 @@ test('config header: ids, class, header type, status capability bit', () => {
   const { p } = setup();
   assert.is(p.config.read16(0x00), 0x1234);
   assert.is(p.config.read16(0x02), 0x5678);
-  assert.is(p.config.read32(0x08), (0x088000 << 8 | 2) >>> 0);
+  assert.is(p.config.read32(0x08), ((0x088000 << 8) | 2) >>> 0);
   assert.is(p.config.read8(0x0e), 0);
   assert.ok((p.config.read16(0x06) & 0x10) !== 0);
   assert.is(p.config.read8(0x3d), 1, 'INTA#');
@@ -36,7 +36,10 @@ test('capability walk finds PM, MSI-X and PCIe (with FLR) and ends', () => {
     found.push([p.config.read8(at), at]);
     at = p.config.read8(at + 1);
   }
-  assert.equal(found.map(([id]) => id), [CAP_ID.PM, CAP_ID.MSIX, CAP_ID.PCIE]);
+  assert.equal(
+    found.map(([id]) => id),
+    [CAP_ID.PM, CAP_ID.MSIX, CAP_ID.PCIE],
+  );
   const msix = found[1]![1];
   assert.is(p.config.read16(msix + 2) & 0x7ff, 3, 'table size N-1');
   assert.is(p.config.read32(msix + 4), 0x2000 | 0, 'table offset / BIR 0');
@@ -50,7 +53,7 @@ test('BAR sizing: write all ones, read back the size mask (64-bit memory BAR)', 
   const orig = p.config.read32(0x10);
   assert.is(orig & 0x7, 0b100, 'memory, 64-bit');
   p.config.write32(0x10, 0xffffffff);
-  assert.is(p.config.read32(0x10), (~(0x4000 - 1) & ~0xf | 0b100) >>> 0);
+  assert.is(p.config.read32(0x10), ((~(0x4000 - 1) & ~0xf) | 0b100) >>> 0);
   p.config.write32(0x10, orig);
   assert.is(p.config.read32(0x10), orig);
   assert.is(p.bar(0).size, 0x4000);
@@ -85,7 +88,9 @@ test('MSI-X: masked vectors go pending, unmasking delivers; function mask too', 
   await p.clock.sleep(0);
   assert.equal(fired, [1, 1], 'two raises while masked are one pending message');
   // Coalescing: several deliveries before the handler runs are one call.
-  fn.interrupt(0); fn.interrupt(0); fn.interrupt(0);
+  fn.interrupt(0);
+  fn.interrupt(0);
+  fn.interrupt(0);
   await p.clock.sleep(0);
   assert.equal(fired, [2, 1]);
   // Table entries hold what the platform programmed.
@@ -110,8 +115,14 @@ test('INTx: delivered when routed, suppressed by Interrupt Disable; status bit s
   assert.is(n, 1);
   p.config.write16(0x04, p.config.read16(0x04) | 0x400);
   assert.is(fn.interrupt(0), 'suppressed');
-  assert.throws(() => p.irq.enable('msi', 1), (e: { code: string }) => e.code === 'ERR_SIM_IRQ');
-  assert.throws(() => p.irq.enable('msix', 5), (e: { code: string }) => e.code === 'ERR_SIM_IRQ');
+  assert.throws(
+    () => p.irq.enable('msi', 1),
+    (e: { code: string }) => e.code === 'ERR_SIM_IRQ',
+  );
+  assert.throws(
+    () => p.irq.enable('msix', 5),
+    (e: { code: string }) => e.code === 'ERR_SIM_IRQ',
+  );
 });
 
 test('FLR through PCIe Device Control: model reset, BME and MSI-X enable cleared, vectors masked', () => {
@@ -174,7 +185,9 @@ test('a model that throws in its work emits error on the function', () => {
   const { p, fn, model } = setup();
   const errors: unknown[] = [];
   fn.on('error', (e) => errors.push(e));
-  (model as unknown as { process: () => void }).process = () => { throw new Error('model bug'); };
+  (model as unknown as { process: () => void }).process = () => {
+    throw new Error('model bug');
+  };
   p.bar(0).write32(REG.DOORBELL, 1);
   assert.is(errors.length, 1);
 });
@@ -192,7 +205,10 @@ test('MSI: capability in the list, power-of-two grant, per-vector mask and pendi
   assert.equal(ids, [CAP_ID.PM, CAP_ID.MSIX, CAP_ID.PCIE, 0x05]);
   assert.is(p.irq.count('msi'), 4);
   assert.is((p.config.read16(0xa2) >> 1) & 7, 2, 'Multiple Message Capable: 4 vectors');
-  assert.throws(() => p.irq.enable('msi', 5), (e: { code: string }) => e.code === 'ERR_SIM_IRQ');
+  assert.throws(
+    () => p.irq.enable('msi', 5),
+    (e: { code: string }) => e.code === 'ERR_SIM_IRQ',
+  );
   const vs = p.irq.enable('msi', 3);
   assert.is((p.config.read16(0xa2) >> 4) & 7, 2, 'granted 4 (the power of two covering 3)');
   assert.is(p.config.read32(0xa4), 0xfee00000);

@@ -9,7 +9,11 @@ import { CopyEngine, REG } from './toy-model.js';
 
 const ADDR = '0000:00:06.0';
 const code = (fn: () => unknown): string => {
-  try { fn(); } catch (e) { return (e as { code: string }).code; }
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
   return 'no error';
 };
 
@@ -24,17 +28,48 @@ function setup(options: { passthrough?: boolean } = {}) {
 test('BAR accesses: aligned, in bounds, integers only', () => {
   const { p } = setup();
   const bar = p.bar(0);
-  assert.is(code(() => bar.read32(0x4000)), 'ERR_SIM_BAR');
-  assert.is(code(() => bar.read32(0x3ffd)), 'ERR_SIM_BAR');
-  assert.is(code(() => bar.read32(2)), 'ERR_SIM_BAR');
-  assert.is(code(() => bar.read32(-4)), 'ERR_SIM_BAR');
-  assert.is(code(() => bar.read32(4.5)), 'ERR_SIM_BAR');
-  assert.is(code(() => bar.write32(0x4000, 0)), 'ERR_SIM_BAR');
-  assert.is(code(() => bar.read64(0x3ffc)), 'ERR_SIM_BAR');
-  assert.is(code(() => bar.write64(0x3ffc, 0n)), 'ERR_SIM_BAR');
+  assert.is(
+    code(() => bar.read32(0x4000)),
+    'ERR_SIM_BAR',
+  );
+  assert.is(
+    code(() => bar.read32(0x3ffd)),
+    'ERR_SIM_BAR',
+  );
+  assert.is(
+    code(() => bar.read32(2)),
+    'ERR_SIM_BAR',
+  );
+  assert.is(
+    code(() => bar.read32(-4)),
+    'ERR_SIM_BAR',
+  );
+  assert.is(
+    code(() => bar.read32(4.5)),
+    'ERR_SIM_BAR',
+  );
+  assert.is(
+    code(() => bar.write32(0x4000, 0)),
+    'ERR_SIM_BAR',
+  );
+  assert.is(
+    code(() => bar.read64(0x3ffc)),
+    'ERR_SIM_BAR',
+  );
+  assert.is(
+    code(() => bar.write64(0x3ffc, 0n)),
+    'ERR_SIM_BAR',
+  );
   assert.is(bar.read32(0x3ffc), 0);
-  assert.is(code(() => p.bar(1)), 'ERR_SIM_BAR', 'the upper half of a 64-bit BAR is not a BAR');
-  assert.is(code(() => p.bar(6)), 'ERR_SIM_BAR');
+  assert.is(
+    code(() => p.bar(1)),
+    'ERR_SIM_BAR',
+    'the upper half of a 64-bit BAR is not a BAR',
+  );
+  assert.is(
+    code(() => p.bar(6)),
+    'ERR_SIM_BAR',
+  );
 });
 
 test('64-bit registers: low dword first, then high', () => {
@@ -42,7 +77,10 @@ test('64-bit registers: low dword first, then high', () => {
   const order: string[] = [];
   const h = model.bars[0]!.handler;
   const orig = h.write32.bind(h);
-  h.write32 = (o: number, v: number) => { order.push(`${o}:${v.toString(16)}`); orig(o, v); };
+  h.write32 = (o: number, v: number) => {
+    order.push(`${o}:${v.toString(16)}`);
+    orig(o, v);
+  };
   p.bar(0).write64(REG.SRC_LO, 0x1_2345_6789_abcdn);
   assert.equal(order, ['0:6789abcd', '4:12345']);
   assert.is(p.bar(0).read64(REG.SRC_LO), 0x1_2345_6789_abcdn);
@@ -50,10 +88,22 @@ test('64-bit registers: low dword first, then high', () => {
 
 test('config accesses: natural alignment inside 4 KiB', () => {
   const { p } = setup();
-  assert.is(code(() => p.config.read16(1)), 'ERR_SIM_CONFIG');
-  assert.is(code(() => p.config.read32(4094)), 'ERR_SIM_CONFIG');
-  assert.is(code(() => p.config.read8(4096)), 'ERR_SIM_CONFIG');
-  assert.is(code(() => p.config.write32(-4, 0)), 'ERR_SIM_CONFIG');
+  assert.is(
+    code(() => p.config.read16(1)),
+    'ERR_SIM_CONFIG',
+  );
+  assert.is(
+    code(() => p.config.read32(4094)),
+    'ERR_SIM_CONFIG',
+  );
+  assert.is(
+    code(() => p.config.read8(4096)),
+    'ERR_SIM_CONFIG',
+  );
+  assert.is(
+    code(() => p.config.write32(-4, 0)),
+    'ERR_SIM_CONFIG',
+  );
   assert.is(p.config.read8(4095), 0);
 });
 
@@ -74,7 +124,16 @@ test('RX into a buffer whose window was revoked: the device faults, the memory i
   assert.is(f.length, 1);
   assert.is(f[0]!.reason, 'not-present');
   assert.is(f[0]!.vtdReason, 0x05);
-  assert.equal(p.status(), { name: 'sim:copy@0000:00:06.0', confined: true, warning: undefined, busMaster: true, hung: false, windows: 2, mappings: 1, faults: 1 });
+  assert.equal(p.status(), {
+    name: 'sim:copy@0000:00:06.0',
+    confined: true,
+    warning: undefined,
+    busMaster: true,
+    hung: false,
+    windows: 2,
+    mappings: 1,
+    faults: 1,
+  });
   p.dma.free(rx);
 });
 
@@ -87,20 +146,38 @@ test('close: interrupts off, bus mastering off, windows freed, platform unusable
   assert.is(fn.domain.mappedPages, 0);
   assert.is(machine.memory.list().length, 0, 'window memory left the physical map');
   assert.is(fn.msix!.enabled, false);
-  assert.is(code(() => p.bar(0)), 'ERR_SIM_STATE');
-  assert.is(code(() => p.config.read16(0)), 'ERR_SIM_STATE');
+  assert.is(
+    code(() => p.bar(0)),
+    'ERR_SIM_STATE',
+  );
+  assert.is(
+    code(() => p.config.read16(0)),
+    'ERR_SIM_STATE',
+  );
   p.close();
   const again = machine.platform(ADDR);
   assert.is(again.fn.busMasterEnabled, false);
-  assert.is(code(() => machine.platform(ADDR)), 'ERR_SIM_STATE');
+  assert.is(
+    code(() => machine.platform(ADDR)),
+    'ERR_SIM_STATE',
+  );
 });
 
 test('machine: addresses validated, status shows devices and confinement', () => {
   const machine = new SimMachine();
-  assert.is(code(() => machine.attach(new CopyEngine(), { address: '00:01.0' })), 'ERR_SIM_ARG');
+  assert.is(
+    code(() => machine.attach(new CopyEngine(), { address: '00:01.0' })),
+    'ERR_SIM_ARG',
+  );
   machine.attach(new CopyEngine(), { address: '0000:00:01.0' });
-  assert.is(code(() => machine.attach(new CopyEngine(), { address: '0000:00:01.0' })), 'ERR_SIM_ARG');
-  assert.is(code(() => machine.platform('0000:00:02.0')), 'ERR_SIM_ARG');
+  assert.is(
+    code(() => machine.attach(new CopyEngine(), { address: '0000:00:01.0' })),
+    'ERR_SIM_ARG',
+  );
+  assert.is(
+    code(() => machine.platform('0000:00:02.0')),
+    'ERR_SIM_ARG',
+  );
   const s = machine.status();
   assert.is(s.iommu.confined, true);
   assert.equal(s.devices, [{ address: '0000:00:01.0', model: 'copy', busMaster: false, hung: false, open: false }]);

@@ -16,26 +16,66 @@ export class CopyEngine implements DeviceModel {
   readonly msix = { vectors: 4, bar: 0, tableOffset: 0x2000, pbaOffset: 0x3000 };
   readonly intx = true;
   readonly bars;
-  src = 0; dst = 0; len = 0; status = 0; count = 0; resets = 0;
+  src = 0;
+  dst = 0;
+  len = 0;
+  status = 0;
+  count = 0;
+  resets = 0;
   fn!: PciFunction;
   work!: DeviceWork;
   private buf = new Uint8Array(1 << 20);
 
   constructor() {
-    this.bars = [{
-      index: 0,
-      size: 0x4000,
-      handler: new RegisterTable(0x4000, [
-        { offset: REG.SRC_LO, name: 'SRC_LO', read: () => this.src % 2 ** 32, write: (v) => { this.src = Math.floor(this.src / 2 ** 32) * 2 ** 32 + v; } },
-        { offset: REG.SRC_HI, name: 'SRC_HI', read: () => Math.floor(this.src / 2 ** 32), write: (v) => { this.src = (this.src % 2 ** 32) + v * 2 ** 32; } },
-        { offset: REG.DST_LO, name: 'DST_LO', write: (v) => { this.dst = Math.floor(this.dst / 2 ** 32) * 2 ** 32 + v; } },
-        { offset: REG.DST_HI, name: 'DST_HI', write: (v) => { this.dst = (this.dst % 2 ** 32) + v * 2 ** 32; } },
-        { offset: REG.LEN, name: 'LEN', read: () => this.len, write: (v) => { this.len = v; } },
-        { offset: REG.DOORBELL, name: 'DOORBELL', write: () => this.work.kick() },
-        { offset: REG.STATUS, name: 'STATUS', read: () => this.status },
-        { offset: REG.COUNT, name: 'COUNT', read: () => this.count },
-      ]),
-    }];
+    this.bars = [
+      {
+        index: 0,
+        size: 0x4000,
+        handler: new RegisterTable(0x4000, [
+          {
+            offset: REG.SRC_LO,
+            name: 'SRC_LO',
+            read: () => this.src % 2 ** 32,
+            write: (v) => {
+              this.src = Math.floor(this.src / 2 ** 32) * 2 ** 32 + v;
+            },
+          },
+          {
+            offset: REG.SRC_HI,
+            name: 'SRC_HI',
+            read: () => Math.floor(this.src / 2 ** 32),
+            write: (v) => {
+              this.src = (this.src % 2 ** 32) + v * 2 ** 32;
+            },
+          },
+          {
+            offset: REG.DST_LO,
+            name: 'DST_LO',
+            write: (v) => {
+              this.dst = Math.floor(this.dst / 2 ** 32) * 2 ** 32 + v;
+            },
+          },
+          {
+            offset: REG.DST_HI,
+            name: 'DST_HI',
+            write: (v) => {
+              this.dst = (this.dst % 2 ** 32) + v * 2 ** 32;
+            },
+          },
+          {
+            offset: REG.LEN,
+            name: 'LEN',
+            read: () => this.len,
+            write: (v) => {
+              this.len = v;
+            },
+          },
+          { offset: REG.DOORBELL, name: 'DOORBELL', write: () => this.work.kick() },
+          { offset: REG.STATUS, name: 'STATUS', read: () => this.status },
+          { offset: REG.COUNT, name: 'COUNT', read: () => this.count },
+        ]),
+      },
+    ];
   }
 
   attach(fn: PciFunction): void {

@@ -389,7 +389,9 @@ export class FakeSys implements Sys {
         const index = v.getUint32(f.index, true);
         const count = d.irqCounts[index];
         if (count === undefined) fail(op, 'EINVAL');
-        const flags = VFIO.VFIO_IRQ_INFO_EVENTFD | (index === VFIO.VFIO_PCI_INTX_IRQ_INDEX ? VFIO.VFIO_IRQ_INFO_MASKABLE | VFIO.VFIO_IRQ_INFO_AUTOMASKED : VFIO.VFIO_IRQ_INFO_NORESIZE);
+        const flags =
+          VFIO.VFIO_IRQ_INFO_EVENTFD |
+          (index === VFIO.VFIO_PCI_INTX_IRQ_INDEX ? VFIO.VFIO_IRQ_INFO_MASKABLE | VFIO.VFIO_IRQ_INFO_AUTOMASKED : VFIO.VFIO_IRQ_INFO_NORESIZE);
         v.setUint32(f.flags, flags, true);
         v.setUint32(f.count, count, true);
         return 0;
@@ -542,7 +544,8 @@ export class FakeSys implements Sys {
 
   capset(sets: CapSets): void {
     // As the kernel: permitted may only shrink, effective and inheritable must stay within it.
-    if ((sets.permitted & ~this.caps.permitted) !== 0n || (sets.effective & ~sets.permitted) !== 0n || (sets.inheritable & ~sets.permitted) !== 0n) fail('capset', 'EPERM');
+    if ((sets.permitted & ~this.caps.permitted) !== 0n || (sets.effective & ~sets.permitted) !== 0n || (sets.inheritable & ~sets.permitted) !== 0n)
+      fail('capset', 'EPERM');
     this.caps = { ...sets };
   }
 

@@ -6,7 +6,19 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import 'vfio-bindings'; // registers the VFIO ioctl names the seam's errors use
-import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK, MAP_SHARED, MFD_CLOEXEC, O_RDONLY, PROT_READ, PROT_WRITE, RLIMIT_MEMLOCK, SyscallError, type SysArgError } from 'linux-sys';
+import {
+  defaultSys,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  MAP_SHARED,
+  MFD_CLOEXEC,
+  O_RDONLY,
+  PROT_READ,
+  PROT_WRITE,
+  RLIMIT_MEMLOCK,
+  SyscallError,
+  type SysArgError,
+} from 'linux-sys';
 
 /** Run an ESM snippet in a child node with the same loader flags (tsx in the dev loop, none over dist). */
 function child(code: string): { status: number | null; stdout: string; stderr: string } {

@@ -70,7 +70,10 @@ test('sparse mmap capability: argsz grown, areas decoded, BAR mapped by area wit
   assert.is(areaAt(0x3000n).getUint32(4, true), 77);
   assert.equal(sys.calls, [], 'mapped areas are accessed without syscalls');
   assert.is(bar.read32(0x2000), 0xfeedf00d, 'the hole goes through pread');
-  assert.equal(sys.calls.map((c) => c.op), ['pread 0:8192']);
+  assert.equal(
+    sys.calls.map((c) => c.op),
+    ['pread 0:8192'],
+  );
   bar.write32(0x2004, 0x12345678);
   assert.is(new DataView(model.regions[0]!.bytes!).getUint32(0x2004, true), 0x12345678);
 });
@@ -122,7 +125,10 @@ test('MSI-X to eventfds: the vector fires its handler; take() drains; disable de
   assert.ok(d.irqInfo(VFIO.VFIO_PCI_MSIX_IRQ_INDEX).eventfd);
   const vecs = d.enableInterrupts('msix', 2);
   assert.is(vecs.length, 2);
-  assert.equal(sys.model(BDF).irqFds.get(2), vecs.map((v) => v.fd));
+  assert.equal(
+    sys.model(BDF).irqFds.get(2),
+    vecs.map((v) => v.fd),
+  );
   const fired = new Promise<bigint>((resolve) => vecs[1]!.onFire(resolve));
   sys.fire(BDF, 2, 1);
   sys.fire(BDF, 2, 1);

@@ -4,7 +4,9 @@ import { SyscallError } from 'linux-sys';
 import { decodeIommuInfo, decodeRegionInfo, explain, LAYOUT, VFIO, VfioCode, VfioError, walkCaps, type VfioCodeValue } from 'vfio-bindings';
 
 const badInfo = (fn: () => unknown, message: RegExp): void => {
-  try { fn(); } catch (e) {
+  try {
+    fn();
+  } catch (e) {
     assert.instance(e, VfioError);
     assert.is((e as VfioError).code, VfioCode.BAD_INFO);
     assert.match((e as VfioError).message, message);

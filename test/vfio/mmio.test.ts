@@ -98,7 +98,13 @@ test('construction refuses bad sizes, misaligned or overlapping or oversized seg
   bad(() => new Mmio(6, new ArrayBuffer(8)));
   bad(() => new Mmio(16, [{ offset: 2, bytes: new ArrayBuffer(4) }]));
   bad(() => new Mmio(16, [{ offset: 0, bytes: new ArrayBuffer(32) }]));
-  bad(() => new Mmio(16, [{ offset: 0, bytes: new ArrayBuffer(8) }, { offset: 4, bytes: new ArrayBuffer(8) }]));
+  bad(
+    () =>
+      new Mmio(16, [
+        { offset: 0, bytes: new ArrayBuffer(8) },
+        { offset: 4, bytes: new ArrayBuffer(8) },
+      ]),
+  );
   assert.is(SEGMENT_BYTES, 2 ** 30);
 });
 

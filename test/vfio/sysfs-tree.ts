@@ -108,4 +108,3 @@ export class SysfsTree {
     rmSync(this.root, { recursive: true, force: true });
   }
 }
-

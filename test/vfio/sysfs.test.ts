@@ -49,10 +49,16 @@ test('list PCI functions with ids, class, driver and IOMMU group; find by vendor
   const t = lab();
   try {
     const all = listPciFunctions({ root: t.root });
-    assert.equal(all.map((f) => f.address), ['0000:00:00.0', NVME, NIC]);
+    assert.equal(
+      all.map((f) => f.address),
+      ['0000:00:00.0', NVME, NIC],
+    );
     assert.equal(all[1], { address: NVME, vendor: 0x1b36, device: 0x0010, class: 0x010802, driver: 'nvme', iommuGroup: 1 });
     assert.is(all[0]!.driver, undefined);
-    assert.equal(findPciFunctions(0x8086, 0x10d3, { root: t.root }).map((f) => f.address), [NIC]);
+    assert.equal(
+      findPciFunctions(0x8086, 0x10d3, { root: t.root }).map((f) => f.address),
+      [NIC],
+    );
     assert.equal(findPciFunctions(0x1234, 0x5678, { root: t.root }), []);
     assert.equal(iommuGroupDevices(1, { root: t.root }), [{ address: NVME, driver: 'nvme' }]);
   } finally {
@@ -109,7 +115,17 @@ test('bind refuses without vfio-pci loaded, and reports a probe that did not tak
       t.kernelWriter({})(p, v);
     };
     code(() => bindToVfio(NVME, { root: t.root, write: deaf }), VfioCode.SYSFS, /bound to no driver after the probe/);
-    code(() => bindToVfio(NVME, { root: t.root, write: () => { throw new Error('EACCES'); } }), VfioCode.SYSFS, /needs root/);
+    code(
+      () =>
+        bindToVfio(NVME, {
+          root: t.root,
+          write: () => {
+            throw new Error('EACCES');
+          },
+        }),
+      VfioCode.SYSFS,
+      /needs root/,
+    );
   } finally {
     t.remove();
   }
@@ -123,11 +139,14 @@ test('IOMMU status: Intel DMAR, groups with domain kinds and devices, remapping 
     writeFileSync(join(proc, 'interrupts'), '  24:   0   0  IR-PCI-MSI 65536-edge  nvme0q0\n   9:   0   0  IR-IO-APIC   9-fasteoi   acpi\n');
     const s = iommuStatus({ root: t.root, procRoot: proc, devRoot: join(t.root, 'dev') });
     assert.equal(s.iommus, [{ name: 'dmar0', kind: 'intel-vt-d' }]);
-    assert.equal(s.groups.map((g) => [g.group, g.type, g.domain]), [
-      [0, 'DMA', 'translated'],
-      [1, 'DMA-FQ', 'translated'],
-      [2, 'identity', 'passthrough'],
-    ]);
+    assert.equal(
+      s.groups.map((g) => [g.group, g.type, g.domain]),
+      [
+        [0, 'DMA', 'translated'],
+        [1, 'DMA-FQ', 'translated'],
+        [2, 'identity', 'passthrough'],
+      ],
+    );
     assert.equal(s.groups[1]!.devices, [{ address: NVME, driver: 'nvme' }]);
     assert.is(s.interruptRemapping.state, 'enabled');
     assert.not.ok(s.vfio);

@@ -20,9 +20,22 @@ const INSTALL = 'install them: apt-get install gcc linux-libc-dev';
 
 /** The seam's constants (linux-sys), by their C names. */
 const SEAM_CONSTANTS = [
-  'O_RDONLY', 'O_RDWR', 'O_CLOEXEC', 'PROT_READ', 'PROT_WRITE', 'MAP_SHARED', 'MAP_PRIVATE', 'MAP_ANONYMOUS',
-  'MFD_CLOEXEC', 'EFD_CLOEXEC', 'EFD_NONBLOCK', 'PR_SET_NO_NEW_PRIVS', 'PR_GET_NO_NEW_PRIVS',
-  'SECCOMP_SET_MODE_FILTER', 'SECCOMP_FILTER_FLAG_TSYNC', 'RLIMIT_MEMLOCK',
+  'O_RDONLY',
+  'O_RDWR',
+  'O_CLOEXEC',
+  'PROT_READ',
+  'PROT_WRITE',
+  'MAP_SHARED',
+  'MAP_PRIVATE',
+  'MAP_ANONYMOUS',
+  'MFD_CLOEXEC',
+  'EFD_CLOEXEC',
+  'EFD_NONBLOCK',
+  'PR_SET_NO_NEW_PRIVS',
+  'PR_GET_NO_NEW_PRIVS',
+  'SECCOMP_SET_MODE_FILTER',
+  'SECCOMP_FILTER_FLAG_TSYNC',
+  'RLIMIT_MEMLOCK',
 ] as const;
 
 function probeSource(): string {
@@ -46,7 +59,20 @@ function probeSource(): string {
   emit('offsetof(sock_fprog.filter)', 'offsetof(struct sock_fprog, filter)');
   emit('sizeof(sock_filter)', 'sizeof(struct sock_filter)');
   for (const name of Object.keys(ERRNO)) emit(name, name);
-  const includes = ['stdio.h', 'stddef.h', 'errno.h', 'fcntl.h', 'sys/mman.h', 'sys/eventfd.h', 'sys/prctl.h', 'sys/resource.h', 'sys/syscall.h', 'linux/filter.h', 'linux/seccomp.h', 'linux/vfio.h'];
+  const includes = [
+    'stdio.h',
+    'stddef.h',
+    'errno.h',
+    'fcntl.h',
+    'sys/mman.h',
+    'sys/eventfd.h',
+    'sys/prctl.h',
+    'sys/resource.h',
+    'sys/syscall.h',
+    'linux/filter.h',
+    'linux/seccomp.h',
+    'linux/vfio.h',
+  ];
   return ['#define _GNU_SOURCE', ...includes.map((h) => `#include <${h}>`), 'int main(void) {', ...lines, '  return 0;', '}', ''].join('\n');
 }
 
@@ -115,7 +141,7 @@ test('every struct size and field offset matches', () => {
   assert.ok(n > 40, `only ${n} fields checked`);
 });
 
-test('the seam\'s constants, seccomp\'s syscall number, struct sock_fprog, and every errno name match libc and the kernel', () => {
+test("the seam's constants, seccomp's syscall number, struct sock_fprog, and every errno name match libc and the kernel", () => {
   for (const name of SEAM_CONSTANTS) check(name, (ls as unknown as Record<string, number>)[name]!);
   check('SYS_seccomp', SYS_SECCOMP[process.arch]!);
   check('sizeof(sock_fprog)', SOCK_FPROG.size);

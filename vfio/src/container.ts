@@ -8,18 +8,7 @@
  */
 import { explain, FIX, VfioArgError, VfioCode, VfioError, errnoOf } from './errors.js';
 import { defaultSys, O_CLOEXEC, O_RDWR, RLIMIT_MEMLOCK, type Sys } from 'linux-sys';
-import {
-  argszOf,
-  decodeDmaUnmap,
-  decodeIommuInfo,
-  encodeDmaMap,
-  encodeDmaUnmap,
-  IOCTL,
-  LAYOUT,
-  VFIO,
-  withArgsz,
-  type IommuInfo,
-} from './uapi.js';
+import { argszOf, decodeDmaUnmap, decodeIommuInfo, encodeDmaMap, encodeDmaUnmap, IOCTL, LAYOUT, VFIO, withArgsz, type IommuInfo } from './uapi.js';
 
 export interface ContainerOptions {
   sys?: Sys;
@@ -154,7 +143,8 @@ export class Container {
     this.assertOpen(op);
     const len = this.size(size, op);
     if (typeof vaddr !== 'bigint' || typeof iova !== 'bigint') throw new VfioArgError('vaddr and iova must be bigint', op);
-    if (vaddr < 0n || iova < 0n || vaddr + len > 1n << 64n || iova + len > 1n << 64n) throw new VfioArgError('vaddr and iova must be unsigned 64-bit addresses', op);
+    if (vaddr < 0n || iova < 0n || vaddr + len > 1n << 64n || iova + len > 1n << 64n)
+      throw new VfioArgError('vaddr and iova must be unsigned 64-bit addresses', op);
     if (!perm || (!perm.read && !perm.write)) throw new VfioArgError('a mapping needs read, write or both (the kernel refuses neither)', op);
     const flags = (perm.read ? VFIO.VFIO_DMA_MAP_FLAG_READ : 0) | (perm.write ? VFIO.VFIO_DMA_MAP_FLAG_WRITE : 0);
     encodeDmaMap(this.mapArg, vaddr, iova, len, flags);
@@ -181,16 +171,26 @@ export class Container {
       const err = errnoOf(e);
       if (err === 'EINVAL' && !this.iommuSet) throw explain(e, VfioCode.IOMMU_NOT_SET, 'unmap before SET_IOMMU', op, FIX.iommuNotSet);
       if (err === 'EINVAL') {
-        throw explain(e, VfioCode.UNMAP_SHORT, `cannot unmap 0x${len.toString(16)} bytes at IOVA 0x${iova.toString(16)}: it would split a mapping, or is not page-aligned`, op, 'unmap exactly the ranges that were mapped');
+        throw explain(
+          e,
+          VfioCode.UNMAP_SHORT,
+          `cannot unmap 0x${len.toString(16)} bytes at IOVA 0x${iova.toString(16)}: it would split a mapping, or is not page-aligned`,
+          op,
+          'unmap exactly the ranges that were mapped',
+        );
       }
       throw explain(e, VfioCode.SYSCALL, 'failed', op);
     }
     const done = decodeDmaUnmap(this.unmapArg).size;
     if (done !== len) {
-      throw new VfioError(VfioCode.UNMAP_SHORT, `unmapped 0x${done.toString(16)} of 0x${len.toString(16)} bytes at IOVA 0x${iova.toString(16)}${done === 0n ? ': nothing was mapped there' : ''}`, {
-        op,
-        fix: 'unmap exactly the ranges that were mapped (a window unmapped twice, or a wrong IOVA, is a bug in the caller)',
-      });
+      throw new VfioError(
+        VfioCode.UNMAP_SHORT,
+        `unmapped 0x${done.toString(16)} of 0x${len.toString(16)} bytes at IOVA 0x${iova.toString(16)}${done === 0n ? ': nothing was mapped there' : ''}`,
+        {
+          op,
+          fix: 'unmap exactly the ranges that were mapped (a window unmapped twice, or a wrong IOVA, is a bug in the caller)',
+        },
+      );
     }
   }
 
@@ -247,25 +247,52 @@ export class Container {
       }
       return explain(e, VfioCode.MEMLOCK, `cannot pin ${what}: locked-memory limit reached${limit}`, op, FIX.memlock);
     }
-    if (err === 'EEXIST') return explain(e, VfioCode.MAP_EXISTS, `${what} overlaps an existing mapping`, op, 'unmap the old range first, or allocate IOVAs that do not collide');
+    if (err === 'EEXIST')
+      return explain(e, VfioCode.MAP_EXISTS, `${what} overlaps an existing mapping`, op, 'unmap the old range first, or allocate IOVAs that do not collide');
     if (err === 'EINVAL') {
       if (!this.iommuSet) return explain(e, VfioCode.IOMMU_NOT_SET, 'map before SET_IOMMU', op, FIX.iommuNotSet);
       const info = this.cachedInfo ?? this.tryInfo();
       if (info) {
         const page = info.pageSizes[0] ?? 4096n;
         if (vaddr % page !== 0n || iova % page !== 0n || len % page !== 0n) {
-          return explain(e, VfioCode.MAP_ALIGN, `vaddr 0x${vaddr.toString(16)}, ${what}: not aligned to the IOMMU page (${page} bytes)`, op, `align vaddr, iova and size to ${page} bytes`);
+          return explain(
+            e,
+            VfioCode.MAP_ALIGN,
+            `vaddr 0x${vaddr.toString(16)}, ${what}: not aligned to the IOMMU page (${page} bytes)`,
+            op,
+            `align vaddr, iova and size to ${page} bytes`,
+          );
         }
         const ranges = info.iovaRanges;
         if (ranges && !ranges.some((r) => iova >= r.start && iova + len - 1n <= r.end)) {
           const list = ranges.map((r) => `0x${r.start.toString(16)}-0x${r.end.toString(16)}`).join(', ');
-          return explain(e, VfioCode.IOVA_RANGE, `${what} is outside the valid IOVA ranges (${list})`, op, 'allocate IOVAs inside the ranges container.info() reports (the IOMMU address width may be 39 bits)');
+          return explain(
+            e,
+            VfioCode.IOVA_RANGE,
+            `${what} is outside the valid IOVA ranges (${list})`,
+            op,
+            'allocate IOVAs inside the ranges container.info() reports (the IOMMU address width may be 39 bits)',
+          );
         }
       }
       return explain(e, VfioCode.SYSCALL, `the kernel refused ${what}`, op);
     }
-    if (err === 'EFAULT') return explain(e, VfioCode.ARG, `vaddr 0x${vaddr.toString(16)} is not mapped memory of this process`, op, 'map memory that exists (mmap, memfd) before giving it to the IOMMU');
-    if (err === 'ENOSPC') return explain(e, VfioCode.SYSCALL, 'the container has no mappings left (dma_entry_limit, 65535 by default)', op, 'merge contiguous windows, or raise vfio_iommu_type1 dma_entry_limit');
+    if (err === 'EFAULT')
+      return explain(
+        e,
+        VfioCode.ARG,
+        `vaddr 0x${vaddr.toString(16)} is not mapped memory of this process`,
+        op,
+        'map memory that exists (mmap, memfd) before giving it to the IOMMU',
+      );
+    if (err === 'ENOSPC')
+      return explain(
+        e,
+        VfioCode.SYSCALL,
+        'the container has no mappings left (dma_entry_limit, 65535 by default)',
+        op,
+        'merge contiguous windows, or raise vfio_iommu_type1 dma_entry_limit',
+      );
     return explain(e, VfioCode.SYSCALL, 'failed', op);
   }
 

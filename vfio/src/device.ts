@@ -92,7 +92,8 @@ export class ConfigSpace {
     const buf = width === 1 ? this.b1 : width === 2 ? this.b2 : this.scratch;
     const at = this.regionOffset + BigInt(offset);
     const n = write ? this.dev.sys.pwrite(this.dev.fd, buf, at) : this.dev.sys.pread(this.dev.fd, buf, at);
-    if (n !== width) throw new VfioError(VfioCode.SYSCALL, `config ${write ? 'write' : 'read'} of ${width} bytes at ${offset} moved ${n}`, { op: `config ${this.dev.name}` });
+    if (n !== width)
+      throw new VfioError(VfioCode.SYSCALL, `config ${write ? 'write' : 'read'} of ${width} bytes at ${offset} moved ${n}`, { op: `config ${this.dev.name}` });
   }
 }
 
@@ -168,9 +169,15 @@ export class Device {
       throw new VfioArgError(`BAR index ${index} must be 0 to 5`, op);
     }
     const r = this.regionInfo(index);
-    if (r.size === 0n) throw new VfioError(VfioCode.REGION_MMAP, `BAR${index} is not implemented (size 0)`, { op, fix: 'check the device\'s BAR layout (lspci -v)' });
-    if (!r.mmap) throw new VfioError(VfioCode.REGION_MMAP, `BAR${index} cannot be mmapped (an I/O port BAR, or the kernel forbids it)`, { op, fix: 'use regionRead/regionWrite for this BAR' });
-    if (r.size > BigInt(Number.MAX_SAFE_INTEGER) || r.size % 4n !== 0n) throw new VfioError(VfioCode.REGION_MMAP, `BAR${index} size 0x${r.size.toString(16)} is not usable`, { op });
+    if (r.size === 0n)
+      throw new VfioError(VfioCode.REGION_MMAP, `BAR${index} is not implemented (size 0)`, { op, fix: "check the device's BAR layout (lspci -v)" });
+    if (!r.mmap)
+      throw new VfioError(VfioCode.REGION_MMAP, `BAR${index} cannot be mmapped (an I/O port BAR, or the kernel forbids it)`, {
+        op,
+        fix: 'use regionRead/regionWrite for this BAR',
+      });
+    if (r.size > BigInt(Number.MAX_SAFE_INTEGER) || r.size % 4n !== 0n)
+      throw new VfioError(VfioCode.REGION_MMAP, `BAR${index} size 0x${r.size.toString(16)} is not usable`, { op });
     const size = Number(r.size);
     const areas = r.sparse ?? [{ offset: 0n, size: r.size }];
     const maps: Array<{ addr: bigint; len: number }> = [];
@@ -198,12 +205,14 @@ export class Device {
       ? undefined
       : {
           read32: (off: number): number => {
-            if (this.sys.pread(this.fd, scratch, r.offset + BigInt(off)) !== 4) throw new VfioError(VfioCode.SYSCALL, `short read at BAR${index} offset ${off}`, { op });
+            if (this.sys.pread(this.fd, scratch, r.offset + BigInt(off)) !== 4)
+              throw new VfioError(VfioCode.SYSCALL, `short read at BAR${index} offset ${off}`, { op });
             return sv.getUint32(0, true);
           },
           write32: (off: number, v: number): void => {
             sv.setUint32(0, v, true);
-            if (this.sys.pwrite(this.fd, scratch, r.offset + BigInt(off)) !== 4) throw new VfioError(VfioCode.SYSCALL, `short write at BAR${index} offset ${off}`, { op });
+            if (this.sys.pwrite(this.fd, scratch, r.offset + BigInt(off)) !== 4)
+              throw new VfioError(VfioCode.SYSCALL, `short write at BAR${index} offset ${off}`, { op });
           },
         };
     const mmio: Mmio = new Mmio(size, segments, {
@@ -265,7 +274,15 @@ export class Device {
     const vecs: EventfdVector[] = [];
     try {
       for (let i = 0; i < n; i++) vecs.push(EventfdVector.create(this.sys, i));
-      this.sys.ioctl(this.fd, IOCTL.VFIO_DEVICE_SET_IRQS, encodeIrqSetEventfds(index, 0, vecs.map((v) => v.fd)));
+      this.sys.ioctl(
+        this.fd,
+        IOCTL.VFIO_DEVICE_SET_IRQS,
+        encodeIrqSetEventfds(
+          index,
+          0,
+          vecs.map((v) => v.fd),
+        ),
+      );
     } catch (e) {
       for (const v of vecs) v.close();
       throw explain(e, VfioCode.SYSCALL, `routing ${n} ${kind} vector(s) failed`, op);

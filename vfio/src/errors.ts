@@ -103,11 +103,10 @@ export class VfioArgError extends VfioError {
 /** An MMIO access outside its BAR or misaligned. */
 export class MmioBoundsError extends VfioError {
   constructor(offset: number, size: number, width: number) {
-    super(
-      VfioCode.MMIO_BOUNDS,
-      `${width}-byte access at offset ${offset} is outside the register space of ${size} bytes or not 4-byte aligned`,
-      { op: 'mmio', fix: 'use a 4-byte-aligned offset inside the BAR (check the register map against the BAR size)' },
-    );
+    super(VfioCode.MMIO_BOUNDS, `${width}-byte access at offset ${offset} is outside the register space of ${size} bytes or not 4-byte aligned`, {
+      op: 'mmio',
+      fix: 'use a 4-byte-aligned offset inside the BAR (check the register map against the BAR size)',
+    });
   }
 }
 
@@ -129,8 +128,7 @@ export const FIX = Object.freeze({
   access: 'VFIO group nodes are root-only by default: run as root, or give the user the node (chown user /dev/vfio/N)',
   memlock:
     'MAP_DMA pins the pages and counts them against RLIMIT_MEMLOCK: raise it (`ulimit -l unlimited` as root, or a memlock line in /etc/security/limits.conf, or LimitMEMLOCK= in the systemd unit)',
-  groupBusy:
-    'a legacy VFIO group can be open in one place only: close the other user (another dmabox manager, QEMU, DPDK: `fuser -v /dev/vfio/N`)',
+  groupBusy: 'a legacy VFIO group can be open in one place only: close the other user (another dmabox manager, QEMU, DPDK: `fuser -v /dev/vfio/N`)',
   noIntRemap:
     'the IOMMU has no interrupt remapping, so the kernel refuses VFIO: enable it (intremap=on, or on QEMU q35 `-device intel-iommu,intremap=on` with `kernel-irqchip=split` under KVM), or, knowing a device can then forge interrupts, `modprobe vfio_iommu_type1 allow_unsafe_interrupts=1`',
   iommuNotSet: 'attach a group to the container and call setIommu() before mapping DMA',

@@ -50,7 +50,8 @@ export class Group {
   }
 
   static open(groupNumber: number, options: GroupOptions = {}): Group {
-    if (!Number.isSafeInteger(groupNumber) || groupNumber < 0) throw new VfioArgError(`group number ${groupNumber} must be a non-negative integer`, 'Group.open');
+    if (!Number.isSafeInteger(groupNumber) || groupNumber < 0)
+      throw new VfioArgError(`group number ${groupNumber} must be a non-negative integer`, 'Group.open');
     const sys = options.sys ?? defaultSys();
     const path = `${options.devDir ?? '/dev/vfio'}/${groupNumber}`;
     const op = `open ${path}`;
@@ -59,7 +60,14 @@ export class Group {
       fd = sys.open(path, O_RDWR | O_CLOEXEC);
     } catch (e) {
       const err = errnoOf(e);
-      if (err === 'ENOENT') throw explain(e, VfioCode.GROUP_NOT_FOUND, `there is no VFIO group ${groupNumber}`, op, `${FIX.bindVfio}; if /dev/vfio is missing altogether: ${FIX.noVfio}`);
+      if (err === 'ENOENT')
+        throw explain(
+          e,
+          VfioCode.GROUP_NOT_FOUND,
+          `there is no VFIO group ${groupNumber}`,
+          op,
+          `${FIX.bindVfio}; if /dev/vfio is missing altogether: ${FIX.noVfio}`,
+        );
       if (err === 'EBUSY') throw explain(e, VfioCode.GROUP_BUSY, `group ${groupNumber} is already open`, op, FIX.groupBusy);
       if (err === 'EACCES' || err === 'EPERM') throw explain(e, VfioCode.ACCESS, 'permission denied', op, FIX.access);
       throw e;
@@ -120,7 +128,10 @@ export class Group {
     const c = this.containerRef;
     if (!c) return;
     if (this.devices.size > 0) {
-      throw new VfioError(VfioCode.ARG, `group ${this.number} still has ${this.devices.size} open device(s)`, { op, fix: 'close the devices first (or close() the group, which does it in order)' });
+      throw new VfioError(VfioCode.ARG, `group ${this.number} still has ${this.devices.size} open device(s)`, {
+        op,
+        fix: 'close the devices first (or close() the group, which does it in order)',
+      });
     }
     this.sys.ioctl(this.fd, IOCTL.VFIO_GROUP_UNSET_CONTAINER);
     this.containerRef = undefined;
@@ -133,7 +144,10 @@ export class Group {
     this.assertOpen(op);
     if (!PCI_ADDRESS.test(pciAddress)) throw new VfioArgError(`"${pciAddress}" is not a PCI address of the form 0000:00:01.0 (lower-case hex)`, op);
     if (!this.containerRef || !this.containerRef.iommuSet) {
-      throw new VfioError(VfioCode.IOMMU_NOT_SET, `group ${this.number} has no container with an IOMMU set`, { op, fix: 'group.setContainer(container); container.setIommu(); then group.device(address)' });
+      throw new VfioError(VfioCode.IOMMU_NOT_SET, `group ${this.number} has no container with an IOMMU set`, {
+        op,
+        fix: 'group.setContainer(container); container.setIommu(); then group.device(address)',
+      });
     }
     const name = new TextEncoder().encode(`${pciAddress}\0`);
     let fd: number;
@@ -142,7 +156,13 @@ export class Group {
     } catch (e) {
       const err = errnoOf(e);
       if (err === 'ENODEV' || err === 'EINVAL') {
-        throw explain(e, VfioCode.DEVICE_NOT_FOUND, `group ${this.number} has no device ${pciAddress}`, op, `list the group's devices: ls ${this.sysfsRoot}/kernel/iommu_groups/${this.number}/devices`);
+        throw explain(
+          e,
+          VfioCode.DEVICE_NOT_FOUND,
+          `group ${this.number} has no device ${pciAddress}`,
+          op,
+          `list the group's devices: ls ${this.sysfsRoot}/kernel/iommu_groups/${this.number}/devices`,
+        );
       }
       if (err === 'EBUSY') throw explain(e, VfioCode.GROUP_BUSY, `device ${pciAddress} is in use`, op, 'close the other device fd first');
       throw explain(e, VfioCode.SYSCALL, 'failed', op);

@@ -129,6 +129,7 @@ export function iommuStatus(options: IommuStatusOptions = {}): IommuStatus {
   else if (iommus.length === 0) summary = 'no IOMMU: VFIO cannot confine DMA (use the simulator or the QEMU lab)';
   else if (groups.some((g) => g.domain === 'passthrough' && g.devices.some((d) => d.driver !== 'vfio-pci'))) {
     summary = `IOMMU on (${iommus.map((i) => i.kind).join(', ')}); some groups are in passthrough (iommu.passthrough=1?): their host drivers are unconfined`;
-  } else summary = `IOMMU on (${iommus.map((i) => i.kind).join(', ')}), ${groups.length} group(s), interrupt remapping ${interruptRemapping.state}${vfio ? '' : ', /dev/vfio/vfio missing (modprobe vfio-pci)'}`;
+  } else
+    summary = `IOMMU on (${iommus.map((i) => i.kind).join(', ')}), ${groups.length} group(s), interrupt remapping ${interruptRemapping.state}${vfio ? '' : ', /dev/vfio/vfio missing (modprobe vfio-pci)'}`;
   return { iommus, groups, interruptRemapping, vfio, noIommuMode, unsafeInterrupts, summary };
 }

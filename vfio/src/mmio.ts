@@ -57,14 +57,19 @@ export class Mmio {
    * @param options fallback for unmapped offsets; onClose to unmap the memory behind the views
    */
   constructor(size: number, segments: MmioSegment[] | ArrayBuffer, options: { fallback?: MmioFallback; onClose?: () => void } = {}) {
-    if (!Number.isSafeInteger(size) || size <= 0 || size % 4 !== 0) throw new VfioArgError(`register space size ${size} must be a positive multiple of 4`, 'Mmio');
+    if (!Number.isSafeInteger(size) || size <= 0 || size % 4 !== 0)
+      throw new VfioArgError(`register space size ${size} must be a positive multiple of 4`, 'Mmio');
     const list = segments instanceof ArrayBuffer ? [{ offset: 0, bytes: segments }] : segments;
     this.segs = list
       .map((s) => {
         if (s.offset % 4 !== 0 || s.bytes.byteLength % 4 !== 0 || s.bytes.byteLength > SEGMENT_BYTES) {
-          throw new VfioArgError(`segment at ${s.offset} of ${s.bytes.byteLength} bytes: offset and length must be multiples of 4, length at most 1 GiB`, 'Mmio');
+          throw new VfioArgError(
+            `segment at ${s.offset} of ${s.bytes.byteLength} bytes: offset and length must be multiples of 4, length at most 1 GiB`,
+            'Mmio',
+          );
         }
-        if (s.offset < 0 || s.offset + s.bytes.byteLength > size) throw new VfioArgError(`segment at ${s.offset} of ${s.bytes.byteLength} bytes lies outside the ${size}-byte space`, 'Mmio');
+        if (s.offset < 0 || s.offset + s.bytes.byteLength > size)
+          throw new VfioArgError(`segment at ${s.offset} of ${s.bytes.byteLength} bytes lies outside the ${size}-byte space`, 'Mmio');
         return { start: s.offset, end: s.offset + s.bytes.byteLength, u32: new Uint32Array(s.bytes) };
       })
       .sort((a, b) => a.start - b.start);

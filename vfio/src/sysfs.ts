@@ -79,7 +79,8 @@ function checkAddress(address: string, op: string): void {
 export function pciFunction(address: string, options: SysfsOptions = {}): PciFunction {
   checkAddress(address, 'pciFunction');
   const dir = join(rootOf(options), 'bus/pci/devices', address);
-  if (!existsSync(dir)) throw new VfioError(VfioCode.SYSFS, `no PCI function ${address} (${dir} is missing)`, { op: 'sysfs', fix: 'list the functions with `lspci -D`' });
+  if (!existsSync(dir))
+    throw new VfioError(VfioCode.SYSFS, `no PCI function ${address} (${dir} is missing)`, { op: 'sysfs', fix: 'list the functions with `lspci -D`' });
   const group = linkName(join(dir, 'iommu_group'));
   return {
     address,
@@ -100,7 +101,10 @@ export function listPciFunctions(options: SysfsOptions = {}): PciFunction[] {
   } catch (e) {
     throw new VfioError(VfioCode.SYSFS, `cannot list ${dir}`, { op: 'sysfs', cause: e, fix: 'is sysfs mounted? (mount -t sysfs sysfs /sys)' });
   }
-  return names.filter((n) => PCI_ADDRESS.test(n)).sort().map((a) => pciFunction(a, options));
+  return names
+    .filter((n) => PCI_ADDRESS.test(n))
+    .sort()
+    .map((a) => pciFunction(a, options));
 }
 
 /** The functions with the given vendor and device ids (`findPciFunctions(0x1b36, 0x0010)`). */
@@ -141,7 +145,11 @@ function writeCtl(options: SysfsOptions, path: string, value: string, op: string
   try {
     writer(options)(path, value);
   } catch (e) {
-    throw new VfioError(VfioCode.SYSFS, `writing "${value.trim()}" to ${path} failed`, { op, cause: e, fix: 'binding drivers needs root and a writable sysfs' });
+    throw new VfioError(VfioCode.SYSFS, `writing "${value.trim()}" to ${path} failed`, {
+      op,
+      cause: e,
+      fix: 'binding drivers needs root and a writable sysfs',
+    });
   }
 }
 

@@ -53,7 +53,11 @@ export abstract class Channel implements FrameSink {
   /** Frames received (valid or not) and violations reported: for the manager's status page. */
   readonly counters = { frames: 0, dropped: 0 };
 
-  protected constructor(protected readonly stream: Duplex, private readonly accepts: ReadonlySet<number>, protected readonly channelOptions: ChannelOptions) {
+  protected constructor(
+    protected readonly stream: Duplex,
+    private readonly accepts: ReadonlySet<number>,
+    protected readonly channelOptions: ChannelOptions,
+  ) {
     this.timers = channelOptions.timers ?? realTimers;
     this.decoder = new FrameDecoder(this, { maxPayload: channelOptions.maxPayload ?? HC_MAX_PAYLOAD, version: this.version });
     stream.on('data', (chunk: Buffer) => this.decoder.push(chunk));
@@ -63,7 +67,9 @@ export abstract class Channel implements FrameSink {
   }
 
   /** Why the endpoint stopped, once it has. */
-  get stopped(): HypercallError | undefined { return this.terminated; }
+  get stopped(): HypercallError | undefined {
+    return this.terminated;
+  }
 
   /** Handle a frame of an accepted type other than REPLY. May throw a HypercallError ('drop' or 'kill'). */
   protected abstract handle(header: FrameHeader, payload: DataView): void;
@@ -72,7 +78,9 @@ export abstract class Channel implements FrameSink {
    * A hook for subclasses, run for every accepted frame (REPLY included) before it is read: rate
    * limits and state. False drops the frame (the subclass reported why); a throw is a violation.
    */
-  protected admit(_header: FrameHeader): boolean { return true; }
+  protected admit(_header: FrameHeader): boolean {
+    return true;
+  }
 
   /** A hook for subclasses: the endpoint stopped. */
   protected onStop(_error: HypercallError): void {}
@@ -89,12 +97,17 @@ export abstract class Channel implements FrameSink {
       if (!this.accepts.has(h.type)) {
         throw new HypercallError('ERR_HC_BAD_TYPE', 'drop', `frame type ${h.type} (${typeName(h.type)}) seq ${h.seq} is not one this side accepts; dropped`);
       }
-      if (h.ref !== 0 && h.type !== HcType.REPLY) throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `${typeName(h.type)} seq ${h.seq} has ref ${h.ref}; only REPLY frames carry a ref; dropped`);
+      if (h.ref !== 0 && h.type !== HcType.REPLY)
+        throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `${typeName(h.type)} seq ${h.seq} has ref ${h.ref}; only REPLY frames carry a ref; dropped`);
       if (!this.admit(h)) return;
       if (h.type === HcType.REPLY) this.reply(h, v);
       else this.handle(h, v);
     } catch (e) {
-      this.violation(e instanceof HypercallError ? e : new HypercallError('ERR_HC_BAD_FIELD', 'drop', `${typeName(h.type)} seq ${h.seq}: ${(e as Error).message}`, { cause: e }));
+      this.violation(
+        e instanceof HypercallError
+          ? e
+          : new HypercallError('ERR_HC_BAD_FIELD', 'drop', `${typeName(h.type)} seq ${h.seq}: ${(e as Error).message}`, { cause: e }),
+      );
     }
   }
 
@@ -156,7 +169,14 @@ export abstract class Channel implements FrameSink {
   }
 
   /** Send a request and wait, at most `timeoutMs`, for its REPLY; `read` decodes the result. */
-  protected request<T>(call: HcType, length: number, fill: ((v: DataView, b: Buffer) => void) | undefined, timeoutMs: number, timeoutDecision: HcDecision, read: (v: DataView, offset: number) => T): Promise<T> {
+  protected request<T>(
+    call: HcType,
+    length: number,
+    fill: ((v: DataView, b: Buffer) => void) | undefined,
+    timeoutMs: number,
+    timeoutDecision: HcDecision,
+    read: (v: DataView, offset: number) => T,
+  ): Promise<T> {
     if (this.terminated) return Promise.reject(this.terminated);
     return new Promise<T>((resolve, reject) => {
       // Registered before the write: over an in-process stream the reply can arrive inside it.
@@ -174,9 +194,15 @@ export abstract class Channel implements FrameSink {
 
   private reply(h: FrameHeader, v: DataView): void {
     const p = this.pending.get(h.ref);
-    if (!p) throw new HypercallError('ERR_HC_UNEXPECTED_REPLY', 'drop', `REPLY seq ${h.seq} answers seq ${h.ref}, which is not an outstanding request; dropped`);
+    if (!p)
+      throw new HypercallError('ERR_HC_UNEXPECTED_REPLY', 'drop', `REPLY seq ${h.seq} answers seq ${h.ref}, which is not an outstanding request; dropped`);
     const r = readReply(v, h.length);
-    if (r.call !== p.call) throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `REPLY seq ${h.seq} to seq ${h.ref} is for ${typeName(r.call)}, but that request was ${typeName(p.call)}; dropped`);
+    if (r.call !== p.call)
+      throw new HypercallError(
+        'ERR_HC_BAD_FIELD',
+        'drop',
+        `REPLY seq ${h.seq} to seq ${h.ref} is for ${typeName(r.call)}, but that request was ${typeName(p.call)}; dropped`,
+      );
     let result: unknown;
     if (r.status === HcStatus.OK) {
       try {

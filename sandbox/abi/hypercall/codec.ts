@@ -9,7 +9,13 @@ import { HypercallError } from './errors.js';
 import { HC_MAGIC, HC_MAX_PAYLOAD, HDR, HEADER_SIZE, typeName } from './protocol.js';
 
 /** The header of the frame being delivered. One object, reused for every frame. */
-export interface FrameHeader { version: number; type: number; seq: number; ref: number; length: number }
+export interface FrameHeader {
+  version: number;
+  type: number;
+  seq: number;
+  ref: number;
+  length: number;
+}
 
 export interface FrameSink {
   /** A complete frame. `payload` views the decoder's buffer from offset HEADER_SIZE: valid only during the call. */
@@ -33,17 +39,24 @@ export class FrameDecoder {
   private have = 0;
   private dead = false;
 
-  constructor(private readonly sink: FrameSink, options: DecoderOptions) {
+  constructor(
+    private readonly sink: FrameSink,
+    options: DecoderOptions,
+  ) {
     this.maxPayload = options.maxPayload ?? HC_MAX_PAYLOAD;
     this.version = options.version;
     this.buf = Buffer.alloc(HEADER_SIZE + this.maxPayload);
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
 
-  get stopped(): boolean { return this.dead; }
+  get stopped(): boolean {
+    return this.dead;
+  }
 
   /** Stop decoding for good (the endpoint decided to kill). */
-  stop(): void { this.dead = true; }
+  stop(): void {
+    this.dead = true;
+  }
 
   /** Feed bytes as they arrive, in any chunking. */
   push(chunk: Uint8Array): void {
@@ -91,7 +104,13 @@ export class FrameDecoder {
     h.ref = v.getUint32(HDR.ref, true);
     h.length = v.getUint32(HDR.length, true);
     if (magic !== HC_MAGIC) {
-      this.kill(new HypercallError('ERR_HC_BAD_MAGIC', 'kill', `bad frame magic 0x${magic.toString(16).padStart(4, '0')} (expected 0x${HC_MAGIC.toString(16)}): not a hypercall stream, or it lost its framing`));
+      this.kill(
+        new HypercallError(
+          'ERR_HC_BAD_MAGIC',
+          'kill',
+          `bad frame magic 0x${magic.toString(16).padStart(4, '0')} (expected 0x${HC_MAGIC.toString(16)}): not a hypercall stream, or it lost its framing`,
+        ),
+      );
       return false;
     }
     if (h.version !== this.version) {
@@ -99,7 +118,13 @@ export class FrameDecoder {
       return false;
     }
     if (h.length > this.maxPayload) {
-      this.kill(new HypercallError('ERR_HC_FRAME_TOO_LARGE', 'kill', `frame ${typeName(h.type)} seq ${h.seq} declares ${h.length} payload bytes; the maximum is ${this.maxPayload}`));
+      this.kill(
+        new HypercallError(
+          'ERR_HC_FRAME_TOO_LARGE',
+          'kill',
+          `frame ${typeName(h.type)} seq ${h.seq} declares ${h.length} payload bytes; the maximum is ${this.maxPayload}`,
+        ),
+      );
       return false;
     }
     return true;

@@ -5,27 +5,108 @@
  */
 import { HypercallError } from './errors.js';
 import {
-  CLOCK_RESULT, FAULT, FaultKind, FIRST_FD_SLOT, GETPARAM, GETPARAM_RESULT, HC_MAX_PARAM_KEY, HC_MAX_PARAM_VALUE, HEARTBEAT, HELLO, HELLO_RESULT, HC_MAX_LOG_TEXT, HcStatus, HcType,
-  IRQ_SETUP, IRQ_SETUP_RESULT, IrqKindCode, LOG, LogLevel, MAP_WINDOW, MAP_WINDOW_RESULT, MAX_VECTORS, PERM_DEVICE_READ,
-  PERM_DEVICE_WRITE, QUIESCE, QUIESCE_RESULT, READY, REPLY, RESULT_SIZE, SHUTDOWN, ShutdownReason, WINDOW_HUGE_PAGES, typeName,
+  CLOCK_RESULT,
+  FAULT,
+  FaultKind,
+  FIRST_FD_SLOT,
+  GETPARAM,
+  GETPARAM_RESULT,
+  HC_MAX_PARAM_KEY,
+  HC_MAX_PARAM_VALUE,
+  HEARTBEAT,
+  HELLO,
+  HELLO_RESULT,
+  HC_MAX_LOG_TEXT,
+  HcStatus,
+  HcType,
+  IRQ_SETUP,
+  IRQ_SETUP_RESULT,
+  IrqKindCode,
+  LOG,
+  LogLevel,
+  MAP_WINDOW,
+  MAP_WINDOW_RESULT,
+  MAX_VECTORS,
+  PERM_DEVICE_READ,
+  PERM_DEVICE_WRITE,
+  QUIESCE,
+  QUIESCE_RESULT,
+  READY,
+  REPLY,
+  RESULT_SIZE,
+  SHUTDOWN,
+  ShutdownReason,
+  WINDOW_HUGE_PAGES,
+  typeName,
 } from './protocol.js';
 import { HEADER_SIZE } from './protocol.js';
 
-export interface Hello { minVersion: number; maxVersion: number; pid: number; name: string }
-export interface HelloResult { version: number; windowCount: number; maxPayload: number; heartbeatMs: number }
-export interface WindowMapping { iova: bigint; length: bigint; offset: bigint; fdSlot: number; deviceRead: boolean; deviceWrite: boolean; hugePages: boolean }
+export interface Hello {
+  minVersion: number;
+  maxVersion: number;
+  pid: number;
+  name: string;
+}
+export interface HelloResult {
+  version: number;
+  windowCount: number;
+  maxPayload: number;
+  heartbeatMs: number;
+}
+export interface WindowMapping {
+  iova: bigint;
+  length: bigint;
+  offset: bigint;
+  fdSlot: number;
+  deviceRead: boolean;
+  deviceWrite: boolean;
+  hugePages: boolean;
+}
 export type IrqKindName = 'msix' | 'msi' | 'intx';
-export interface IrqRequest { kind: IrqKindName; vectors: number }
-export interface IrqGrant { granted: number; firstFdSlot: number }
-export interface ClockResult { monotonicNs: bigint; realtimeNs: bigint }
-export interface LogRecord { level: LogLevel; text: string }
-export interface Heartbeat { completed: bigint; errors: bigint; bytes: bigint; inflight: number }
-export interface FaultReport { kind: FaultKind; code: number; iova: bigint }
-export interface Ready { queues: number }
-export interface ShutdownRequest { deadlineMs: number; reason: ShutdownReason }
-export interface QuiesceRequest { deadlineMs: number }
-export interface QuiesceResult { inflight: number }
-export interface Reply { call: HcType; status: HcStatus }
+export interface IrqRequest {
+  kind: IrqKindName;
+  vectors: number;
+}
+export interface IrqGrant {
+  granted: number;
+  firstFdSlot: number;
+}
+export interface ClockResult {
+  monotonicNs: bigint;
+  realtimeNs: bigint;
+}
+export interface LogRecord {
+  level: LogLevel;
+  text: string;
+}
+export interface Heartbeat {
+  completed: bigint;
+  errors: bigint;
+  bytes: bigint;
+  inflight: number;
+}
+export interface FaultReport {
+  kind: FaultKind;
+  code: number;
+  iova: bigint;
+}
+export interface Ready {
+  queues: number;
+}
+export interface ShutdownRequest {
+  deadlineMs: number;
+  reason: ShutdownReason;
+}
+export interface QuiesceRequest {
+  deadlineMs: number;
+}
+export interface QuiesceResult {
+  inflight: number;
+}
+export interface Reply {
+  call: HcType;
+  status: HcStatus;
+}
 
 /** Longest deadline a host request may carry (10 minutes). */
 export const MAX_DEADLINE_MS = 600_000;
@@ -42,7 +123,8 @@ function bad(type: HcType, what: string): HypercallError {
 }
 
 export function checkLength(type: HcType, length: number, expected: number): void {
-  if (length !== expected) throw new HypercallError('ERR_HC_BAD_LENGTH', 'drop', `${typeName(type)} payload is ${length} bytes; its layout is ${expected}; dropped`);
+  if (length !== expected)
+    throw new HypercallError('ERR_HC_BAD_LENGTH', 'drop', `${typeName(type)} payload is ${length} bytes; its layout is ${expected}; dropped`);
 }
 
 function zero(type: HcType, v: DataView, offset: number, bytes: number): void {
@@ -73,7 +155,10 @@ export function readHello(v: DataView, length: number): Hello {
   let ended = false;
   for (let i = 0; i < HELLO.nameLength; i++) {
     const c = v.getUint8(P + HELLO.name + i);
-    if (c === 0) { ended = true; continue; }
+    if (c === 0) {
+      ended = true;
+      continue;
+    }
     if (ended || c < 0x20 || c > 0x7e) throw bad(t, 'name must be printable ASCII, NUL-padded');
     name += String.fromCharCode(c);
   }
@@ -194,7 +279,8 @@ export function writeGetParam(v: DataView, b: Buffer, key: Buffer): void {
 /** The key asked for: printable ASCII without spaces, 1..HC_MAX_PARAM_KEY bytes, the payload exactly that long. */
 export function readGetParam(v: DataView, length: number): string {
   const t = HcType.GETPARAM;
-  if (length < GETPARAM.headerSize) throw new HypercallError('ERR_HC_BAD_LENGTH', 'drop', `GETPARAM payload is ${length} bytes; at least ${GETPARAM.headerSize}; dropped`);
+  if (length < GETPARAM.headerSize)
+    throw new HypercallError('ERR_HC_BAD_LENGTH', 'drop', `GETPARAM payload is ${length} bytes; at least ${GETPARAM.headerSize}; dropped`);
   const n = v.getUint16(P + GETPARAM.keyLength, true);
   range(t, 'keyLength', n, 1, HC_MAX_PARAM_KEY);
   checkLength(t, length, GETPARAM.headerSize + n);
@@ -223,7 +309,7 @@ export function readParamValue(v: DataView, o: number): string {
   const n = v.getUint16(o + GETPARAM_RESULT.valueLength, true);
   range(t, 'valueLength', n, 0, HC_MAX_PARAM_VALUE);
   if (v.getUint16(o + GETPARAM_RESULT.reserved, true) !== 0) throw bad(t, 'reserved result field is not zero');
-  for (let i = n; i < HC_MAX_PARAM_VALUE; i++) if (v.getUint8(o + GETPARAM_RESULT.value + i) !== 0) throw bad(t, 'the value\'s padding is not zero');
+  for (let i = n; i < HC_MAX_PARAM_VALUE; i++) if (v.getUint8(o + GETPARAM_RESULT.value + i) !== 0) throw bad(t, "the value's padding is not zero");
   try {
     return strictUtf8.decode(new Uint8Array(v.buffer, v.byteOffset + o + GETPARAM_RESULT.value, n));
   } catch {
@@ -341,7 +427,8 @@ export function readQuiesceResult(v: DataView, o: number): QuiesceResult {
 /** The reply header; the result starts at payload offset REPLY.result and its size is RESULT_SIZE[call]. */
 export function readReply(v: DataView, length: number): Reply {
   const t = HcType.REPLY;
-  if (length < REPLY.headerSize) throw new HypercallError('ERR_HC_BAD_LENGTH', 'drop', `REPLY payload is ${length} bytes; at least ${REPLY.headerSize}; dropped`);
+  if (length < REPLY.headerSize)
+    throw new HypercallError('ERR_HC_BAD_LENGTH', 'drop', `REPLY payload is ${length} bytes; at least ${REPLY.headerSize}; dropped`);
   const call = v.getUint8(P + REPLY.call);
   const size = RESULT_SIZE[call as HcType];
   if (size === undefined) throw bad(t, `call ${call} (${typeName(call)}) is not a request type`);

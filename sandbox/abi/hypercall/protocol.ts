@@ -112,9 +112,18 @@ export const RESULT_SIZE: Partial<Record<HcType, number>> = {
   [HcType.QUIESCE]: QUIESCE_RESULT.size,
 };
 
-export enum LogLevel { ERROR = 0, WARN = 1, INFO = 2, DEBUG = 3 }
+export enum LogLevel {
+  ERROR = 0,
+  WARN = 1,
+  INFO = 2,
+  DEBUG = 3,
+}
 /** Interrupt kinds, as in drivers/platform.ts IrqKind. */
-export enum IrqKindCode { MSIX = 1, MSI = 2, INTX = 3 }
+export enum IrqKindCode {
+  MSIX = 1,
+  MSI = 2,
+  INTX = 3,
+}
 /** Largest vector count: an MSI-X table holds at most 2048 entries (PCI Local Bus 3.0 §6.8.2.3). */
 export const MAX_VECTORS = 2048;
 export enum FaultKind {
@@ -127,7 +136,12 @@ export enum FaultKind {
   /** The driver caught an error of its own. */
   DRIVER = 4,
 }
-export enum ShutdownReason { STOP = 1, RESTART = 2, POLICY = 3, FAULT = 4 }
+export enum ShutdownReason {
+  STOP = 1,
+  RESTART = 2,
+  POLICY = 3,
+  FAULT = 4,
+}
 /** MAP_WINDOW_RESULT.perm bits: what the device may do (drivers/platform.ts DmaPerm). */
 export const PERM_DEVICE_READ = 1;
 export const PERM_DEVICE_WRITE = 2;

@@ -9,13 +9,50 @@ import type { FrameHeader } from '../../abi/hypercall/codec.js';
 import { HypercallError, HypercallUsageError } from '../../abi/hypercall/errors.js';
 import { HypercallRefused } from '../../abi/hypercall/channel.js';
 import {
-  logBytes, paramKeyBytes, readClockResult, readParamValue, writeGetParam, readHelloResult, readIrqGrant, readQuiesce, readShutdown, readWindowMapping,
-  writeFault, writeHeartbeat, writeHello, writeIrqSetup, writeLog, writeMapWindow, writeQuiesceResult, writeReady,
-  type ClockResult, type FaultReport, type Heartbeat, type HelloResult, type IrqGrant, type IrqKindName,
-  type QuiesceRequest, type ShutdownRequest, type WindowMapping,
+  logBytes,
+  paramKeyBytes,
+  readClockResult,
+  readParamValue,
+  writeGetParam,
+  readHelloResult,
+  readIrqGrant,
+  readQuiesce,
+  readShutdown,
+  readWindowMapping,
+  writeFault,
+  writeHeartbeat,
+  writeHello,
+  writeIrqSetup,
+  writeLog,
+  writeMapWindow,
+  writeQuiesceResult,
+  writeReady,
+  type ClockResult,
+  type FaultReport,
+  type Heartbeat,
+  type HelloResult,
+  type IrqGrant,
+  type IrqKindName,
+  type QuiesceRequest,
+  type ShutdownRequest,
+  type WindowMapping,
 } from '../../abi/hypercall/messages.js';
 import {
-  CLOCK, FAULT, GETPARAM, HC_MIN_VERSION, HC_VERSION, HELLO, HEARTBEAT, HOST_REQUESTS, HcStatus, HcType, IRQ_SETUP, LOG, LogLevel, MAP_WINDOW, READY,
+  CLOCK,
+  FAULT,
+  GETPARAM,
+  HC_MIN_VERSION,
+  HC_VERSION,
+  HELLO,
+  HEARTBEAT,
+  HOST_REQUESTS,
+  HcStatus,
+  HcType,
+  IRQ_SETUP,
+  LOG,
+  LogLevel,
+  MAP_WINDOW,
+  READY,
 } from '../../abi/hypercall/protocol.js';
 
 export interface GuestHandler {
@@ -44,15 +81,21 @@ export class GuestEndpoint extends Channel {
 
   constructor(stream: Duplex, options: GuestOptions) {
     super(stream, ACCEPTS, options);
-    if (!/^[ -~]{1,16}$/.test(options.name)) throw new HypercallUsageError('ERR_HC_ARG', `driver name '${options.name}': expected 1 to 16 printable ASCII characters`);
+    if (!/^[ -~]{1,16}$/.test(options.name))
+      throw new HypercallUsageError('ERR_HC_ARG', `driver name '${options.name}': expected 1 to 16 printable ASCII characters`);
     this.options = options;
   }
 
-  private get timeout(): number { return this.options.timeoutMs ?? 5000; }
+  private get timeout(): number {
+    return this.options.timeoutMs ?? 5000;
+  }
 
   /** The manager kills a container whose first frame is not HELLO: refuse here, with a clear error, instead. */
   private started(call: string): void {
-    if (!this.session) throw new HypercallUsageError('ERR_HC_NOT_STARTED', `${call} before hello(): the first call on the channel must be hello()`, { fix: 'await guest.hello() first' });
+    if (!this.session)
+      throw new HypercallUsageError('ERR_HC_NOT_STARTED', `${call} before hello(): the first call on the channel must be hello()`, {
+        fix: 'await guest.hello() first',
+      });
   }
 
   private startedAsync(call: string): Promise<never> | undefined {
@@ -69,7 +112,11 @@ export class GuestEndpoint extends Channel {
     const hello = { minVersion: HC_MIN_VERSION, maxVersion: HC_VERSION, pid: this.options.pid ?? process.pid, name: this.options.name };
     const r = await this.request(HcType.HELLO, HELLO.size, (v, b) => writeHello(v, b, hello), this.timeout, 'kill', readHelloResult);
     if (r.version < HC_MIN_VERSION || r.version > HC_VERSION) {
-      const e = new HypercallError('ERR_HC_VERSION_MISMATCH', 'kill', `the manager chose version ${r.version}; this driver speaks ${HC_MIN_VERSION}..${HC_VERSION}`);
+      const e = new HypercallError(
+        'ERR_HC_VERSION_MISMATCH',
+        'kill',
+        `the manager chose version ${r.version}; this driver speaks ${HC_MIN_VERSION}..${HC_VERSION}`,
+      );
       this.violation(e);
       throw e;
     }
@@ -81,7 +128,8 @@ export class GuestEndpoint extends Channel {
 
   /** Map window `windowId` of the policy's grant (never an address: the manager chooses the IOVA). */
   mapWindow(windowId: number): Promise<WindowMapping> {
-    if (!Number.isInteger(windowId) || windowId < 0 || windowId > 0xffffffff) return Promise.reject(new HypercallUsageError('ERR_HC_ARG', `window id ${windowId}: expected a whole number from 0 to 2^32 - 1`));
+    if (!Number.isInteger(windowId) || windowId < 0 || windowId > 0xffffffff)
+      return Promise.reject(new HypercallUsageError('ERR_HC_ARG', `window id ${windowId}: expected a whole number from 0 to 2^32 - 1`));
     const early = this.startedAsync('mapWindow');
     if (early) return early;
     return this.request(HcType.MAP_WINDOW, MAP_WINDOW.size, (v) => writeMapWindow(v, windowId), this.timeout, 'kill', readWindowMapping);
@@ -89,7 +137,8 @@ export class GuestEndpoint extends Channel {
 
   /** Ask for `vectors` interrupt vectors of a kind; the grant may be smaller. */
   irqSetup(kind: IrqKindName, vectors: number): Promise<IrqGrant> {
-    if (!Number.isInteger(vectors) || vectors < 1 || vectors > 2048) return Promise.reject(new HypercallUsageError('ERR_HC_ARG', `vectors ${vectors}: expected 1 to 2048 (the MSI-X table limit)`));
+    if (!Number.isInteger(vectors) || vectors < 1 || vectors > 2048)
+      return Promise.reject(new HypercallUsageError('ERR_HC_ARG', `vectors ${vectors}: expected 1 to 2048 (the MSI-X table limit)`));
     const early = this.startedAsync('irqSetup');
     if (early) return early;
     return this.request(HcType.IRQ_SETUP, IRQ_SETUP.size, (v) => writeIrqSetup(v, { kind, vectors }), this.timeout, 'kill', readIrqGrant);
@@ -107,11 +156,22 @@ export class GuestEndpoint extends Channel {
    */
   async getParam(key: string): Promise<string | undefined> {
     const bytes = paramKeyBytes(key);
-    if (bytes === null) throw new HypercallUsageError('ERR_HC_ARG', `parameter key ${JSON.stringify(key.slice(0, 80))}: expected 1 to 64 printable ASCII characters without spaces`);
+    if (bytes === null)
+      throw new HypercallUsageError(
+        'ERR_HC_ARG',
+        `parameter key ${JSON.stringify(key.slice(0, 80))}: expected 1 to 64 printable ASCII characters without spaces`,
+      );
     const early = this.startedAsync('getParam');
     if (early) return early as Promise<never>;
     try {
-      return await this.request(HcType.GETPARAM, GETPARAM.headerSize + bytes.length, (v, b) => writeGetParam(v, b, bytes), this.timeout, 'kill', readParamValue);
+      return await this.request(
+        HcType.GETPARAM,
+        GETPARAM.headerSize + bytes.length,
+        (v, b) => writeGetParam(v, b, bytes),
+        this.timeout,
+        'kill',
+        readParamValue,
+      );
     } catch (e) {
       if (e instanceof HypercallRefused && e.status === HcStatus.NOT_FOUND) return undefined;
       throw e;
@@ -149,10 +209,13 @@ export class GuestEndpoint extends Channel {
   startHeartbeats(read: () => Heartbeat): () => void {
     this.started('startHeartbeats');
     const timers = this.timers;
-    const timer = timers.setInterval(() => {
-      if (this.stopped) timers.clearInterval(timer);
-      else this.heartbeat(read());
-    }, Math.max(5, Math.floor(this.session!.heartbeatMs / 2)));
+    const timer = timers.setInterval(
+      () => {
+        if (this.stopped) timers.clearInterval(timer);
+        else this.heartbeat(read());
+      },
+      Math.max(5, Math.floor(this.session!.heartbeatMs / 2)),
+    );
     timer.unref();
     return () => timers.clearInterval(timer);
   }
@@ -161,12 +224,22 @@ export class GuestEndpoint extends Channel {
     const handler = this.options.handler;
     if (h.type === HcType.SHUTDOWN) {
       const req = readShutdown(v, h.length);
-      this.run(HcType.SHUTDOWN, h.seq, () => handler.shutdown(req), () => this.sendReply(HcType.SHUTDOWN, h.seq, HcStatus.OK));
+      this.run(
+        HcType.SHUTDOWN,
+        h.seq,
+        () => handler.shutdown(req),
+        () => this.sendReply(HcType.SHUTDOWN, h.seq, HcStatus.OK),
+      );
     } else if (h.type === HcType.QUIESCE) {
       const req = readQuiesce(v, h.length);
-      this.run(HcType.QUIESCE, h.seq, () => handler.quiesce(req), (inflight) => {
-        this.sendReply(HcType.QUIESCE, h.seq, HcStatus.OK, (w, o) => writeQuiesceResult(w, o, { inflight: (inflight as number) >>> 0 }));
-      });
+      this.run(
+        HcType.QUIESCE,
+        h.seq,
+        () => handler.quiesce(req),
+        (inflight) => {
+          this.sendReply(HcType.QUIESCE, h.seq, HcStatus.OK, (w, o) => writeQuiesceResult(w, o, { inflight: (inflight as number) >>> 0 }));
+        },
+      );
     }
   }
 

@@ -29,20 +29,30 @@ export class BlockContainerService implements ContainerService {
     const readGrant = params.int(PARAM.BLOCK_DATA_READ_WINDOW, 0, grants.length - 1);
     const writeGrant = params.int(PARAM.BLOCK_DATA_WRITE_WINDOW, 0, grants.length - 1);
     const bytes = params.int(PARAM.BLOCK_DATA_BYTES, 4096, 2 ** 40);
-    const r = grants[readGrant]!, w = grants[writeGrant]!;
+    const r = grants[readGrant]!,
+      w = grants[writeGrant]!;
     if (!r.perm.write || r.perm.read || !w.perm.read || w.perm.write || r.size < bytes || w.size < bytes) {
-      throw new ContainerError('ERR_CONTAINER_WINDOWS', `the block data areas (windows ${readGrant} and ${writeGrant}, ${bytes} bytes each) are not in a device-write-only and a device-read-only window large enough`, {
-        fix: 'the container and the manager must come from the same build',
-      });
+      throw new ContainerError(
+        'ERR_CONTAINER_WINDOWS',
+        `the block data areas (windows ${readGrant} and ${writeGrant}, ${bytes} bytes each) are not in a device-write-only and a device-read-only window large enough`,
+        {
+          fix: 'the container and the manager must come from the same build',
+        },
+      );
     }
-    this.reserved = [{ grant: readGrant, bytes }, { grant: writeGrant, bytes }];
+    this.reserved = [
+      { grant: readGrant, bytes },
+      { grant: writeGrant, bytes },
+    ];
     const ring = mapShared(sys, params.fd(PARAM.BLOCK_RING_FD), params.int(PARAM.BLOCK_RING_BYTES, 4096, 2 ** 30));
     this.server = new BlockServer(sys, ring, params.fd(PARAM.BLOCK_REQUEST_FD), params.fd(PARAM.BLOCK_COMPLETION_FD), {
       pollWhileBusy: params.text(PARAM.DRIVER_INTERRUPTS) !== 'msix',
     });
     const g = this.server.geometry;
     if (g.entries * g.slotBytes > bytes) {
-      throw new ContainerError('ERR_CONTAINER_WINDOWS', `the block ring's ${g.entries} slots of ${g.slotBytes} bytes do not fit data areas of ${bytes} bytes`, { fix: 'the container and the manager must come from the same build' });
+      throw new ContainerError('ERR_CONTAINER_WINDOWS', `the block ring's ${g.entries} slots of ${g.slotBytes} bytes do not fit data areas of ${bytes} bytes`, {
+        fix: 'the container and the manager must come from the same build',
+      });
     }
     this.areas = { entries: g.entries, slotBytes: g.slotBytes, read: r.iova, write: w.iova };
   }
@@ -54,8 +64,22 @@ export class BlockContainerService implements ContainerService {
   serve(device: unknown, guest: GuestEndpoint): void {
     const d = device as BlockDevice | null;
     const n = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) > 0;
-    if (!d || typeof d !== 'object' || !n(d.blockSize) || !n(d.blockCount) || typeof d.read !== 'function' || typeof d.write !== 'function' || typeof d.flush !== 'function' || typeof d.close !== 'function' || typeof d.describe !== 'function') {
-      throw new ContainerError('ERR_CONTAINER_DRIVER', 'the block driver\'s start() returned no BlockDevice (blockSize, blockCount, read, write, flush, describe, close)', { fix: 'return a device implementing drivers/contract/block.ts BlockDevice' });
+    if (
+      !d ||
+      typeof d !== 'object' ||
+      !n(d.blockSize) ||
+      !n(d.blockCount) ||
+      typeof d.read !== 'function' ||
+      typeof d.write !== 'function' ||
+      typeof d.flush !== 'function' ||
+      typeof d.close !== 'function' ||
+      typeof d.describe !== 'function'
+    ) {
+      throw new ContainerError(
+        'ERR_CONTAINER_DRIVER',
+        "the block driver's start() returned no BlockDevice (blockSize, blockCount, read, write, flush, describe, close)",
+        { fix: 'return a device implementing drivers/contract/block.ts BlockDevice' },
+      );
     }
     this.device = d;
     // What the driver says a failed request stands for goes to the manager as FAULT, next to its IOMMU log.

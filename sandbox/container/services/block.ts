@@ -36,12 +36,19 @@ export class BlockServer {
   inflight = 0;
   private dev: DirectBlockDevice | undefined;
   /** Kicks of the completion eventfd sent, and left out (the manager was still taking, or polls). */
-  get kicks(): number { return this.cq.kicks; }
-  get kicksSaved(): number { return this.cq.kicksSaved; }
+  get kicks(): number {
+    return this.cq.kicks;
+  }
+  get kicksSaved(): number {
+    return this.cq.kicksSaved;
+  }
   /** Request indices no correct manager could have written (the ring is then not read again). */
   violations = 0;
   private takeScheduled = false;
-  private readonly takeLater = (): void => { this.takeScheduled = false; this.take(); };
+  private readonly takeLater = (): void => {
+    this.takeScheduled = false;
+    this.take();
+  };
   /** Each request the device failed, with its error (the container reports DMA errors as FAULT). */
   onError: (e: unknown) => void = () => {};
 
@@ -53,14 +60,22 @@ export class BlockServer {
   private polling = false;
   private readonly pollTurnBound = (): void => this.pollTurn();
 
-  constructor(private readonly sys: Sys, shm: Shared, private readonly requestFd: number, private readonly completionFd: number, options: { pollWhileBusy?: boolean } = {}) {
+  constructor(
+    private readonly sys: Sys,
+    shm: Shared,
+    private readonly requestFd: number,
+    private readonly completionFd: number,
+    options: { pollWhileBusy?: boolean } = {},
+  ) {
     this.pollWhileBusy = options.pollWhileBusy ?? false;
     this.u32 = shm.u32;
     this.view = shm.view;
     checkFormat(shm.u32, BLOCK_FORMAT);
     this.geometry = { entries: shm.u32[B.ENTRIES]!, slotBytes: shm.u32[B.SLOT_BYTES]! };
     checkGeometry(this.geometry, shm.size);
-    this.sq = new RingConsumer(sqLayout(this.geometry), () => { this.violations++; });
+    this.sq = new RingConsumer(sqLayout(this.geometry), () => {
+      this.violations++;
+    });
     this.sq.bind(shm.u32, Atomics.load(shm.u32, B.SQ_HEAD));
     this.cq = new RingProducer(cqLayout(this.geometry));
     this.cq.bind(shm.u32, Atomics.load(shm.u32, B.CQ_TAIL));
@@ -102,7 +117,10 @@ export class BlockServer {
   private request(e: number): boolean {
     if (this.stopped) return false;
     const v = this.view;
-    const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), op = v.getUint32(e + 8, true), blocks = v.getUint32(e + 12, true);
+    const tag = v.getUint32(e, true),
+      gen = v.getUint32(e + 4, true),
+      op = v.getUint32(e + 8, true),
+      blocks = v.getUint32(e + 12, true);
     const lba = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * 0x1_0000_0000;
     this.run(tag, gen, op, blocks, lba, v.getUint32(e + 24, true));
     return true;
@@ -130,7 +148,9 @@ export class BlockServer {
   }
 
   private run(tag: number, gen: number, op: number, blocks: number, lba: number, flags: number): void {
-    const g = this.geometry, dev = this.dev!, bs = dev.blockSize;
+    const g = this.geometry,
+      dev = this.dev!,
+      bs = dev.blockSize;
     if (tag >= g.entries) return this.complete(tag, gen, BlockStatus.BAD_REQUEST);
     const data = op === BlockOp.READ || op === BlockOp.WRITE;
     const ranged = data || (op === BlockOp.DISCARD && dev.discard !== undefined) || (op === BlockOp.WRITE_ZEROES && dev.writeZeroes !== undefined);
@@ -146,14 +166,26 @@ export class BlockServer {
       this.sq.setPolled(true);
       setImmediate(this.pollTurnBound);
     }
-    const p = op === BlockOp.READ ? dev.read(tag, lba, blocks)
-      : op === BlockOp.WRITE ? dev.write(tag, lba, blocks, dev.fua === true && (flags & BlockFlag.FUA) !== 0)
-        : op === BlockOp.DISCARD ? dev.discard!(lba, blocks)
-          : op === BlockOp.WRITE_ZEROES ? dev.writeZeroes!(lba, blocks, (flags & BlockFlag.NO_HOLE) !== 0)
-            : dev.flush();
+    const p =
+      op === BlockOp.READ
+        ? dev.read(tag, lba, blocks)
+        : op === BlockOp.WRITE
+          ? dev.write(tag, lba, blocks, dev.fua === true && (flags & BlockFlag.FUA) !== 0)
+          : op === BlockOp.DISCARD
+            ? dev.discard!(lba, blocks)
+            : op === BlockOp.WRITE_ZEROES
+              ? dev.writeZeroes!(lba, blocks, (flags & BlockFlag.NO_HOLE) !== 0)
+              : dev.flush();
     p.then(
-      () => { this.bytesMoved += BigInt(len); this.done(tag, gen, BlockStatus.OK); },
-      (e: unknown) => { this.errors++; this.onError(e); this.done(tag, gen, BlockStatus.IO_ERROR); },
+      () => {
+        this.bytesMoved += BigInt(len);
+        this.done(tag, gen, BlockStatus.OK);
+      },
+      (e: unknown) => {
+        this.errors++;
+        this.onError(e);
+        this.done(tag, gen, BlockStatus.IO_ERROR);
+      },
     );
   }
 
@@ -168,7 +200,9 @@ export class BlockServer {
   }
 
   private complete(tag: number, gen: number, status: BlockStatus): void {
-    const cq = this.cq, v = this.view, e = cq.at(0);
+    const cq = this.cq,
+      v = this.view,
+      e = cq.at(0);
     v.setUint32(e, tag, true);
     v.setUint32(e + 4, gen, true);
     v.setUint32(e + 8, status, true);

@@ -22,7 +22,10 @@ export class NetContainerService implements ContainerService {
   server: NicServer | undefined;
   private device: NetDevice | undefined;
 
-  constructor(private readonly sys: Sys, params: BootParams) {
+  constructor(
+    private readonly sys: Sys,
+    params: BootParams,
+  ) {
     this.ring = mapShared(sys, params.fd(PARAM.NET_RING_FD), params.int(PARAM.NET_RING_BYTES, 4096, 2 ** 30));
     this.kickFd = params.fd(PARAM.NET_KICK_FD);
     this.notifyFd = params.fd(PARAM.NET_NOTIFY_FD);
@@ -34,11 +37,26 @@ export class NetContainerService implements ContainerService {
 
   serve(device: unknown): void {
     const d = device as NetDevice | null;
-    const ok = d && typeof d === 'object' && d.mac instanceof Uint8Array && d.mac.length === 6 && typeof d.link === 'function' && typeof d.tx === 'function' && typeof d.rx === 'function'
-      && typeof d.txAlloc === 'function' && typeof d.waitRx === 'function' && typeof d.close === 'function' && typeof d.describe === 'function'
-      && d.txPool?.window?.bytes instanceof Uint8Array && d.rxPool?.window?.bytes instanceof Uint8Array;
+    const ok =
+      d &&
+      typeof d === 'object' &&
+      d.mac instanceof Uint8Array &&
+      d.mac.length === 6 &&
+      typeof d.link === 'function' &&
+      typeof d.tx === 'function' &&
+      typeof d.rx === 'function' &&
+      typeof d.txAlloc === 'function' &&
+      typeof d.waitRx === 'function' &&
+      typeof d.close === 'function' &&
+      typeof d.describe === 'function' &&
+      d.txPool?.window?.bytes instanceof Uint8Array &&
+      d.rxPool?.window?.bytes instanceof Uint8Array;
     if (!ok) {
-      throw new ContainerError('ERR_CONTAINER_DRIVER', 'the net driver\'s start() returned no NetDevice (mac, link, txPool, rxPool, txAlloc, tx, rx, waitRx, describe, close)', { fix: 'return a device implementing drivers/contract/net.ts NetDevice' });
+      throw new ContainerError(
+        'ERR_CONTAINER_DRIVER',
+        "the net driver's start() returned no NetDevice (mac, link, txPool, rxPool, txAlloc, tx, rx, waitRx, describe, close)",
+        { fix: 'return a device implementing drivers/contract/net.ts NetDevice' },
+      );
     }
     this.device = d;
     this.server = new NicServer(this.sys, this.ring, this.kickFd, this.notifyFd, d);

@@ -82,22 +82,42 @@ export class NicServer {
   private loop: Promise<void> | null = null;
   private retry: NodeJS.Timeout | null = null;
   private again = false;
-  private readonly onRetry = (): void => { this.retry = null; this.turn(); };
-  private readonly onAgain = (): void => { this.again = false; this.turn(); };
+  private readonly onRetry = (): void => {
+    this.retry = null;
+    this.turn();
+  };
+  private readonly onAgain = (): void => {
+    this.again = false;
+    this.turn();
+  };
 
-  constructor(private readonly sys: Sys, shm: Shared, private readonly kickFd: number, private readonly notifyFd: number, private readonly nic: NetDevice) {
+  constructor(
+    private readonly sys: Sys,
+    shm: Shared,
+    private readonly kickFd: number,
+    private readonly notifyFd: number,
+    private readonly nic: NetDevice,
+  ) {
     const u = (this.u32 = shm.u32);
     this.ring = Buffer.from(shm.bytes.buffer, shm.bytes.byteOffset, shm.bytes.byteLength);
-    const tw = nic.txPool.window.bytes, rw = nic.rxPool.window.bytes;
+    const tw = nic.txPool.window.bytes,
+      rw = nic.rxPool.window.bytes;
     this.txPool = Buffer.from(tw.buffer, tw.byteOffset, tw.byteLength);
     this.rxPool = Buffer.from(rw.buffer, rw.byteOffset, rw.byteLength);
     checkFormat(u, NET_FORMAT);
     if (u[N.SLOT_BYTES] !== NET_SLOT_BYTES || u[N.MAX_FRAME] !== NET_MAX_FRAME) {
-      throw new AbiError('ERR_ABI_GEOMETRY', `packet rings: slots of ${u[N.SLOT_BYTES]} bytes and frames up to ${u[N.MAX_FRAME]}, where this build has ${NET_SLOT_BYTES} and ${NET_MAX_FRAME}`);
+      throw new AbiError(
+        'ERR_ABI_GEOMETRY',
+        `packet rings: slots of ${u[N.SLOT_BYTES]} bytes and frames up to ${u[N.MAX_FRAME]}, where this build has ${NET_SLOT_BYTES} and ${NET_MAX_FRAME}`,
+      );
     }
     this.layout = netLayout({ txSlots: u[N.TX_SLOTS]!, rxSlots: u[N.RX_SLOTS]! });
-    if (shm.size < this.layout.bytes) throw new AbiError('ERR_ABI_GEOMETRY', `packet rings: ${shm.size} bytes of shared memory, and the geometry in the header needs ${this.layout.bytes}`);
-    const r = netRings(this.layout), violation = (): void => { this.counters.violations++; };
+    if (shm.size < this.layout.bytes)
+      throw new AbiError('ERR_ABI_GEOMETRY', `packet rings: ${shm.size} bytes of shared memory, and the geometry in the header needs ${this.layout.bytes}`);
+    const r = netRings(this.layout),
+      violation = (): void => {
+        this.counters.violations++;
+      };
     this.txs = new RingConsumer(r.txs, violation);
     this.txs.bind(u, Atomics.load(u, N.TXS_HEAD));
     this.txc = new RingProducer(r.txc);
@@ -111,7 +131,8 @@ export class NicServer {
 
   /** Publish the MAC and link, then serve. */
   start(): void {
-    const u = this.u32, m = this.nic.mac;
+    const u = this.u32,
+      m = this.nic.mac;
     u[N.MAC_LO] = (m[0]! | (m[1]! << 8) | (m[2]! << 16) | (m[3]! << 24)) >>> 0;
     u[N.MAC_HI] = m[4]! | (m[5]! << 8);
     this.publishLink();
@@ -150,7 +171,10 @@ export class NicServer {
       await this.nic.waitRx(50);
       if (!this.running) break;
       const now = performance.now();
-      if (now >= nextLink) { this.publishLink(); nextLink = now + 200; }
+      if (now >= nextLink) {
+        this.publishLink();
+        nextLink = now + 200;
+      }
       this.turn();
       // let the kick poll and timers run between batches
       await new Promise<void>((r) => setImmediate(r));
@@ -166,7 +190,8 @@ export class NicServer {
   turn(): boolean {
     if (!this.running) return false;
     const before = this.counters.txFrames + this.counters.rxFrames + this.txs.head;
-    const txNotify = this.txTurn(), rxNotify = this.rxTurn();
+    const txNotify = this.txTurn(),
+      rxNotify = this.rxTurn();
     if (txNotify || rxNotify) this.sys.eventfdWrite(this.notifyFd, 1n);
     const moved = this.counters.txFrames + this.counters.rxFrames + this.txs.head !== before;
     if (moved) {
@@ -208,7 +233,8 @@ export class NicServer {
 
   /** TXS -> driver TX buffers -> tx(); slots back on TXC. True when the manager must be notified. */
   private txTurn(): boolean {
-    const b = this.txBatch, nic = this.nic;
+    const b = this.txBatch,
+      nic = this.nic;
     if (b.count > 0) this.counters.txFrames += nic.tx(b);
     this.txPosted = 0;
     this.txBlocked = false;
@@ -219,16 +245,21 @@ export class NicServer {
 
   /** One TXS entry (the sink): copy the frame into a driver TX buffer; the slot goes back at once. */
   private txTake(at: number): boolean {
-    const u = this.u32, L = this.layout, b = this.txBatch, nic = this.nic;
+    const u = this.u32,
+      L = this.layout,
+      b = this.txBatch,
+      nic = this.nic;
     if (b.count >= b.capacity) return false;
     const e = u[at >>> 2]!;
-    const slot = e & 0xffff, len = e >>> 16;
+    const slot = e & 0xffff,
+      len = e >>> 16;
     if (slot >= L.txSlots || len < NET_MIN_FRAME || len > NET_MAX_FRAME) {
       this.counters.badEntries++;
       return true;
     }
     const buf = nic.txAlloc();
-    if (buf < 0) { // no driver buffer now: the entry waits for the next turn
+    if (buf < 0) {
+      // no driver buffer now: the entry waits for the next turn
       this.txBlocked = true;
       return false;
     }
@@ -242,13 +273,17 @@ export class NicServer {
 
   /** RXF -> our free RX slots; driver RX buffers -> those slots -> RXC. True when the manager must be notified. */
   private rxTurn(): boolean {
-    const u = this.u32, L = this.layout, b = this.rxBatch, nic = this.nic;
+    const u = this.u32,
+      L = this.layout,
+      b = this.rxBatch,
+      nic = this.nic;
     this.rxf.drain(this.rxfSink, L.rxSlots);
     if (b.count === 0) {
       if (this.rxFreeCount === 0) return false;
       nic.rx(b);
     }
-    const pool = nic.rxPool, rxc = this.rxc;
+    const pool = nic.rxPool,
+      rxc = this.rxc;
     let k = 0;
     while (k < b.count && this.rxFreeCount > 0) {
       const len = b.len[k]!;

@@ -12,12 +12,45 @@ import type { FrameHeader } from '../../abi/hypercall/codec.js';
 import { HypercallError, HypercallUsageError } from '../../abi/hypercall/errors.js';
 import type { Timer } from '../../../common/timers.js';
 import {
-  paramValueBytes, readFault, readGetParam, readHeartbeat, readHello, readIrqSetup, readLog, readMapWindow, readQuiesceResult, readReady,
-  writeClockResult, writeParamValue, writeHelloResult, writeIrqGrant, writeQuiesce, writeShutdown, writeWindowMapping,
-  type FaultReport, type Heartbeat, type Hello, type IrqGrant, type IrqRequest, type LogRecord, type QuiesceResult, type Ready, type WindowMapping,
+  paramValueBytes,
+  readFault,
+  readGetParam,
+  readHeartbeat,
+  readHello,
+  readIrqSetup,
+  readLog,
+  readMapWindow,
+  readQuiesceResult,
+  readReady,
+  writeClockResult,
+  writeParamValue,
+  writeHelloResult,
+  writeIrqGrant,
+  writeQuiesce,
+  writeShutdown,
+  writeWindowMapping,
+  type FaultReport,
+  type Heartbeat,
+  type Hello,
+  type IrqGrant,
+  type IrqRequest,
+  type LogRecord,
+  type QuiesceResult,
+  type Ready,
+  type WindowMapping,
 } from '../../abi/hypercall/messages.js';
 import {
-  GUEST_NOTIFICATIONS, GUEST_REQUESTS, HC_MAX_PAYLOAD, HC_MIN_VERSION, HC_VERSION, HcStatus, HcType, QUIESCE, SHUTDOWN, ShutdownReason, typeName,
+  GUEST_NOTIFICATIONS,
+  GUEST_REQUESTS,
+  HC_MAX_PAYLOAD,
+  HC_MIN_VERSION,
+  HC_VERSION,
+  HcStatus,
+  HcType,
+  QUIESCE,
+  SHUTDOWN,
+  ShutdownReason,
+  typeName,
 } from '../../abi/hypercall/protocol.js';
 import { TokenBuckets, type RateLimit } from './rate.js';
 
@@ -89,11 +122,13 @@ export class HostEndpoint extends Channel {
    */
   private readonly onWatchdog = (): void => {
     const seen = this.heartbeats;
-    this.timers.setTimeout(() => {
-      if (this.heartbeats !== seen || this.stateValue === 'stopped') return;
-      const p = this.peer!;
-      this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${p.name}' (pid ${p.pid}) for ${this.watchdogMs} ms`));
-    }, 1).unref();
+    this.timers
+      .setTimeout(() => {
+        if (this.heartbeats !== seen || this.stateValue === 'stopped') return;
+        const p = this.peer!;
+        this.violation(new HypercallError('ERR_HC_HEARTBEAT', 'kill', `no heartbeat from '${p.name}' (pid ${p.pid}) for ${this.watchdogMs} ms`));
+      }, 1)
+      .unref();
   };
   private floodWindowStart = 0;
   private floodCount = 0;
@@ -106,7 +141,8 @@ export class HostEndpoint extends Channel {
 
   constructor(stream: Duplex, options: HostOptions) {
     super(stream, ACCEPTS, options);
-    if (!Number.isInteger(options.windowCount) || options.windowCount < 0 || options.windowCount > 64) throw new HypercallUsageError('ERR_HC_ARG', `windowCount ${options.windowCount}: expected an integer from 0 to 64`);
+    if (!Number.isInteger(options.windowCount) || options.windowCount < 0 || options.windowCount > 64)
+      throw new HypercallUsageError('ERR_HC_ARG', `windowCount ${options.windowCount}: expected an integer from 0 to 64`);
     this.options = options;
     this.heartbeatMs = options.heartbeatMs ?? 1000;
     this.buckets = new TokenBuckets({ ...DEFAULT_RATES, ...options.rates }, this.timers.now());
@@ -116,18 +152,34 @@ export class HostEndpoint extends Channel {
     this.helloTimer.unref(); // a bound, not a reason to keep the process alive
   }
 
-  get state(): HostState { return this.stateValue; }
+  get state(): HostState {
+    return this.stateValue;
+  }
 
   /** Ask the container to stop within `deadlineMs`; resolves when it acknowledged. */
   shutdown(deadlineMs: number, reason: ShutdownReason = ShutdownReason.STOP): Promise<void> {
     checkDeadline(deadlineMs);
-    return this.request(HcType.SHUTDOWN, SHUTDOWN.size, (v) => writeShutdown(v, { deadlineMs, reason }), deadlineMs + (this.options.replyGraceMs ?? 1000), 'kill', () => undefined);
+    return this.request(
+      HcType.SHUTDOWN,
+      SHUTDOWN.size,
+      (v) => writeShutdown(v, { deadlineMs, reason }),
+      deadlineMs + (this.options.replyGraceMs ?? 1000),
+      'kill',
+      () => undefined,
+    );
   }
 
   /** Ask the container to finish in-flight I/O and start none; resolves with what is still in flight. */
   quiesce(deadlineMs: number): Promise<QuiesceResult> {
     checkDeadline(deadlineMs);
-    return this.request(HcType.QUIESCE, QUIESCE.size, (v) => writeQuiesce(v, { deadlineMs }), deadlineMs + (this.options.replyGraceMs ?? 1000), 'kill', readQuiesceResult);
+    return this.request(
+      HcType.QUIESCE,
+      QUIESCE.size,
+      (v) => writeQuiesce(v, { deadlineMs }),
+      deadlineMs + (this.options.replyGraceMs ?? 1000),
+      'kill',
+      readQuiesceResult,
+    );
   }
 
   protected override onStop(): void {
@@ -162,12 +214,17 @@ export class HostEndpoint extends Channel {
   private dispatch(t: HcType, h: FrameHeader, v: DataView): void {
     const handler = this.options.handler;
     switch (t) {
-      case HcType.HELLO: return this.hello(h, v);
+      case HcType.HELLO:
+        return this.hello(h, v);
       case HcType.MAP_WINDOW: {
         const id = readMapWindow(v, h.length);
         if (id >= this.options.windowCount) {
           this.sendReply(t, h.seq, HcStatus.DENIED);
-          throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `MAP_WINDOW seq ${h.seq} asks for window ${id}; the policy grants ${this.options.windowCount} (ids 0..${this.options.windowCount - 1}); denied`);
+          throw new HypercallError(
+            'ERR_HC_BAD_FIELD',
+            'drop',
+            `MAP_WINDOW seq ${h.seq} asks for window ${id}; the policy grants ${this.options.windowCount} (ids 0..${this.options.windowCount - 1}); denied`,
+          );
         }
         return this.answer(t, h.seq, () => handler.mapWindow(id), writeWindowMapping);
       }
@@ -192,7 +249,11 @@ export class HostEndpoint extends Channel {
         const hb = readHeartbeat(v, h.length);
         const last = this.lastHeartbeat;
         if (last && (hb.completed < last.completed || hb.errors < last.errors || hb.bytes < last.bytes)) {
-          throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `HEARTBEAT seq ${h.seq}: counters went down (completed ${last.completed} -> ${hb.completed}, errors ${last.errors} -> ${hb.errors}, bytes ${last.bytes} -> ${hb.bytes}); dropped`);
+          throw new HypercallError(
+            'ERR_HC_BAD_FIELD',
+            'drop',
+            `HEARTBEAT seq ${h.seq}: counters went down (completed ${last.completed} -> ${hb.completed}, errors ${last.errors} -> ${hb.errors}, bytes ${last.bytes} -> ${hb.bytes}); dropped`,
+          );
         }
         this.lastHeartbeat = hb;
         this.heartbeats++;
@@ -223,9 +284,14 @@ export class HostEndpoint extends Channel {
     const version = Math.min(HC_VERSION, hello.maxVersion);
     if (version < Math.max(HC_MIN_VERSION, hello.minVersion)) {
       this.sendReply(HcType.HELLO, h.seq, HcStatus.UNSUPPORTED);
-      throw new HypercallError('ERR_HC_VERSION_MISMATCH', 'kill', `container '${hello.name}' speaks versions ${hello.minVersion}..${hello.maxVersion}; this manager ${HC_MIN_VERSION}..${HC_VERSION}`, {
-        fix: 'rebuild the driver container image against this version of dmabox',
-      });
+      throw new HypercallError(
+        'ERR_HC_VERSION_MISMATCH',
+        'kill',
+        `container '${hello.name}' speaks versions ${hello.minVersion}..${hello.maxVersion}; this manager ${HC_MIN_VERSION}..${HC_VERSION}`,
+        {
+          fix: 'rebuild the driver container image against this version of dmabox',
+        },
+      );
     }
     this.version = version;
     this.decoder.version = version;
@@ -258,7 +324,10 @@ export class HostEndpoint extends Channel {
     const bytes = paramValueBytes(value);
     if (bytes === null) {
       this.sendReply(HcType.GETPARAM, ref, HcStatus.INTERNAL);
-      this.options.onHandlerError?.(new HypercallError('ERR_HC_BAD_FIELD', 'drop', `the value of parameter ${key} is longer than a GETPARAM reply holds`), HcType.GETPARAM);
+      this.options.onHandlerError?.(
+        new HypercallError('ERR_HC_BAD_FIELD', 'drop', `the value of parameter ${key} is longer than a GETPARAM reply holds`),
+        HcType.GETPARAM,
+      );
       return;
     }
     this.sendReply(HcType.GETPARAM, ref, HcStatus.OK, (w, o) => writeParamValue(w, o, bytes));
@@ -314,5 +383,6 @@ export class HostEndpoint extends Channel {
 }
 
 function checkDeadline(ms: number): void {
-  if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new HypercallUsageError('ERR_HC_ARG', `deadline ${ms} ms: expected a whole number of milliseconds from 1 to 600000`);
+  if (!Number.isInteger(ms) || ms < 1 || ms > 600_000)
+    throw new HypercallUsageError('ERR_HC_ARG', `deadline ${ms} ms: expected a whole number of milliseconds from 1 to 600000`);
 }

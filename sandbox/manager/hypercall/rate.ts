@@ -4,7 +4,10 @@
  */
 import { HypercallUsageError } from '../../abi/hypercall/errors.js';
 
-export interface RateLimit { perSecond: number; burst: number }
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
 
 export class TokenBuckets {
   private readonly tokens = new Float64Array(256);
@@ -17,7 +20,11 @@ export class TokenBuckets {
     this.rate.fill(Infinity);
     for (const [type, l] of Object.entries(limits)) {
       if (!l) continue;
-      if (!(l.perSecond > 0) || !(l.burst >= 1)) throw new HypercallUsageError('ERR_HC_ARG', `rate limit for type ${type}: perSecond ${l.perSecond} and burst ${l.burst}; perSecond must be > 0 and burst >= 1`);
+      if (!(l.perSecond > 0) || !(l.burst >= 1))
+        throw new HypercallUsageError(
+          'ERR_HC_ARG',
+          `rate limit for type ${type}: perSecond ${l.perSecond} and burst ${l.burst}; perSecond must be > 0 and burst >= 1`,
+        );
       const t = Number(type);
       this.rate[t] = l.perSecond / 1000;
       this.burst[t] = l.burst;

@@ -30,7 +30,10 @@ export class BlockService implements ManagerService {
   /** The current container's ring and eventfds (made in prepare, released at detach). */
   private link: { shm: Shared; requestFd: number; completionFd: number } | undefined;
 
-  constructor(private readonly host: ServiceHost, options: ServiceOptions) {
+  constructor(
+    private readonly host: ServiceHost,
+    options: ServiceOptions,
+  ) {
     const geometry = options.ring ?? DEFAULT_RING;
     const areas = host.device.reserveBlockData(dataAreaBytes(geometry));
     this.client = new SandboxBlockClient(geometry, { read: areas.read.bytes, write: areas.write.bytes });
@@ -62,7 +65,8 @@ export class BlockService implements ManagerService {
     const g = this.client.geometry;
     const shm = createShared(sys, `${this.host.name}-block`, ringBytes(g));
     this.client.initRing(shm);
-    let requestFd = -1, completionFd: number;
+    let requestFd = -1,
+      completionFd: number;
     try {
       requestFd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       completionFd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -103,7 +107,7 @@ export class BlockService implements ManagerService {
     if (done !== this.seenDone) {
       this.seenDone = done;
       this.seenDone = this.client.completed + this.client.errors;
-    this.seenAt = this.host.clock.now();
+      this.seenAt = this.host.clock.now();
     }
     return { pending: this.client.pending, lastProgress: this.seenAt };
   }
@@ -118,7 +122,8 @@ export class BlockService implements ManagerService {
   }
 
   status(): Record<string, unknown> {
-    const c = this.client, p = this.poller;
+    const c = this.client,
+      p = this.poller;
     return {
       io: {
         completed: c.completed,

@@ -21,7 +21,22 @@ import type { Shared } from '../../abi/shm.js';
 import type { Pollable } from '../hybrid-poll.js';
 import { formatProblem, writeFormat } from '../../abi/format.js';
 import { RingConsumer, RingProducer, type RingSink } from '../../abi/ring.js';
-import { B, BLOCK_CAPS_KNOWN, BLOCK_FORMAT, BlockCap, BlockFlag, BlockOp, BlockStatus, cqLayout, dataAreaBytes, SQ_OFFSET, sqLayout, checkGeometry, type DataAreas, type RingGeometry } from '../../abi/block.js';
+import {
+  B,
+  BLOCK_CAPS_KNOWN,
+  BLOCK_FORMAT,
+  BlockCap,
+  BlockFlag,
+  BlockOp,
+  BlockStatus,
+  cqLayout,
+  dataAreaBytes,
+  SQ_OFFSET,
+  sqLayout,
+  checkGeometry,
+  type DataAreas,
+  type RingGeometry,
+} from '../../abi/block.js';
 
 export interface BlockLink {
   sys: Sys;
@@ -46,11 +61,23 @@ interface Req {
   order: number;
 }
 
-const OP_NAMES: Record<number, string> = { [BlockOp.READ]: 'read', [BlockOp.WRITE]: 'write', [BlockOp.FLUSH]: 'flush', [BlockOp.DISCARD]: 'discard', [BlockOp.WRITE_ZEROES]: 'write zeroes' };
+const OP_NAMES: Record<number, string> = {
+  [BlockOp.READ]: 'read',
+  [BlockOp.WRITE]: 'write',
+  [BlockOp.FLUSH]: 'flush',
+  [BlockOp.DISCARD]: 'discard',
+  [BlockOp.WRITE_ZEROES]: 'write zeroes',
+};
 
 export class BlockIoError extends SandboxError {
-  constructor(what: string, readonly status: number) {
-    super('ERR_SANDBOX_IO', `${what}: the sandboxed driver reports ${status === BlockStatus.RANGE ? 'a range error' : status === BlockStatus.BAD_REQUEST ? 'a malformed request' : 'an I/O error'} (status ${status})`);
+  constructor(
+    what: string,
+    readonly status: number,
+  ) {
+    super(
+      'ERR_SANDBOX_IO',
+      `${what}: the sandboxed driver reports ${status === BlockStatus.RANGE ? 'a range error' : status === BlockStatus.BAD_REQUEST ? 'a malformed request' : 'an I/O error'} (status ${status})`,
+    );
   }
 }
 
@@ -88,10 +115,17 @@ export class SandboxBlockClient implements Pollable {
   /** Called with a description of each thing the container wrote that could not be right. */
   onViolation: (reason: string) => void = () => {};
   /** Kicks of the request eventfd sent, and those left out (the container was still taking, or polls). */
-  get kicks(): number { return this.sq.kicks; }
-  get kicksSaved(): number { return this.sq.kicksSaved; }
+  get kicks(): number {
+    return this.sq.kicks;
+  }
+  get kicksSaved(): number {
+    return this.sq.kicksSaved;
+  }
   private reapScheduled = false;
-  private readonly reapLater = (): void => { this.reapScheduled = false; this.reap(); };
+  private readonly reapLater = (): void => {
+    this.reapScheduled = false;
+    this.reap();
+  };
   private polled = false;
 
   /**
@@ -101,7 +135,8 @@ export class SandboxBlockClient implements Pollable {
   constructor(geometry: RingGeometry, data: DataAreas<Uint8Array>) {
     checkGeometry(geometry);
     const need = dataAreaBytes(geometry);
-    if (data.read.length < need || data.write.length < need) throw new SandboxError('ERR_SANDBOX_ARG', `block data areas of ${data.read.length} and ${data.write.length} bytes: each needs ${need}`);
+    if (data.read.length < need || data.write.length < need)
+      throw new SandboxError('ERR_SANDBOX_ARG', `block data areas of ${data.read.length} and ${data.write.length} bytes: each needs ${need}`);
     this.geometry = geometry;
     this.data = data;
     this.inflight = new Array<Req | undefined>(geometry.entries).fill(undefined);
@@ -143,13 +178,17 @@ export class SandboxBlockClient implements Pollable {
       this.onViolation(`the container changed the ring header: ${header}`);
       throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the container changed the block ring's header (${header})`);
     }
-    const bs = u32[B.BLOCK_SIZE]!, count = u32[B.BLOCKS_LO]! + u32[B.BLOCKS_HI]! * 0x1_0000_0000;
+    const bs = u32[B.BLOCK_SIZE]!,
+      count = u32[B.BLOCKS_LO]! + u32[B.BLOCKS_HI]! * 0x1_0000_0000;
     if (bs < 512 || bs > 65536 || (bs & (bs - 1)) !== 0 || bs > this.geometry.slotBytes || count < 1 || !Number.isSafeInteger(count)) {
       this.onViolation(`the container published block size ${bs} and ${count} blocks: not a device`);
       throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the container published an impossible geometry (block size ${bs}, ${count} blocks)`);
     }
     if (this.blockSize !== 0 && (bs !== this.blockSize || count !== this.blockCount)) {
-      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the device changed geometry across a restart (${this.blockSize} x ${this.blockCount} -> ${bs} x ${count})`);
+      throw new SandboxError(
+        'ERR_SANDBOX_GEOMETRY',
+        `the device changed geometry across a restart (${this.blockSize} x ${this.blockCount} -> ${bs} x ${count})`,
+      );
     }
     const caps = u32[B.CAPS]!;
     if ((caps & ~BLOCK_CAPS_KNOWN) !== 0) {
@@ -158,7 +197,10 @@ export class SandboxBlockClient implements Pollable {
     }
     // Clients were told what the export does; a restarted driver must offer the same.
     if (this.caps !== -1 && caps !== this.caps) {
-      throw new SandboxError('ERR_SANDBOX_GEOMETRY', `the device changed capabilities across a restart (0x${this.caps.toString(16)} -> 0x${caps.toString(16)})`);
+      throw new SandboxError(
+        'ERR_SANDBOX_GEOMETRY',
+        `the device changed capabilities across a restart (0x${this.caps.toString(16)} -> 0x${caps.toString(16)})`,
+      );
     }
     this.caps = caps;
     this.canDiscard = (caps & BlockCap.DISCARD) !== 0;
@@ -231,12 +273,15 @@ export class SandboxBlockClient implements Pollable {
     try {
       this.checkRange('read', lba, blocks);
       if (into.length < blocks * this.blockSize) {
-        throw new SandboxError('ERR_SANDBOX_ARG', `read of ${blocks} block(s) into ${into.length} bytes: needs ${blocks * this.blockSize}`, { fix: 'pass a buffer of blocks * blockSize bytes' });
+        throw new SandboxError('ERR_SANDBOX_ARG', `read of ${blocks} block(s) into ${into.length} bytes: needs ${blocks * this.blockSize}`, {
+          fix: 'pass a buffer of blocks * blockSize bytes',
+        });
       }
     } catch (e) {
       return Promise.reject(e);
     }
-    const bs = this.blockSize, per = this.geometry.slotBytes / bs;
+    const bs = this.blockSize,
+      per = this.geometry.slotBytes / bs;
     if (blocks <= per) return this.submit(BlockOp.READ, lba, blocks, into);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < blocks; done += per) {
@@ -252,12 +297,20 @@ export class SandboxBlockClient implements Pollable {
    */
   write(lba: number, data: Uint8Array, fua = false): Promise<void> {
     if (fua && !this.canFua) {
-      return Promise.reject(new SandboxError('ERR_SANDBOX_UNSUPPORTED', 'a FUA write: the sandboxed device does not offer it', { fix: 'check canFua first, or follow the write with a flush' }));
+      return Promise.reject(
+        new SandboxError('ERR_SANDBOX_UNSUPPORTED', 'a FUA write: the sandboxed device does not offer it', {
+          fix: 'check canFua first, or follow the write with a flush',
+        }),
+      );
     }
     const flags = fua ? BlockFlag.FUA : 0;
     if (this.blockSize === 0) return Promise.reject(this.notReady());
     if (data.length === 0 || data.length % this.blockSize !== 0) {
-      return Promise.reject(new SandboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, { fix: 'pad the data to the block size' }));
+      return Promise.reject(
+        new SandboxError('ERR_SANDBOX_ARG', `write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, {
+          fix: 'pad the data to the block size',
+        }),
+      );
     }
     const blocks = data.length / this.blockSize;
     try {
@@ -292,8 +345,12 @@ export class SandboxBlockClient implements Pollable {
   private noData(op: BlockOp, what: string, offered: boolean, lba: number, blocks: number, flags: number): Promise<void> {
     try {
       this.checkRange(what, lba, blocks);
-      if (!offered) throw new SandboxError('ERR_SANDBOX_UNSUPPORTED', `${what}: the sandboxed device does not offer it`, { fix: 'check canDiscard / canWriteZeroes first' });
-      if (blocks > 0xffff_ffff) throw new SandboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} blocks: at most 2^32 - 1 per request`, { fix: 'split the range' });
+      if (!offered)
+        throw new SandboxError('ERR_SANDBOX_UNSUPPORTED', `${what}: the sandboxed device does not offer it`, {
+          fix: 'check canDiscard / canWriteZeroes first',
+        });
+      if (blocks > 0xffff_ffff)
+        throw new SandboxError('ERR_SANDBOX_ARG', `${what} of ${blocks} blocks: at most 2^32 - 1 per request`, { fix: 'split the range' });
     } catch (e) {
       return Promise.reject(e);
     }
@@ -301,7 +358,9 @@ export class SandboxBlockClient implements Pollable {
   }
 
   private notReady(): SandboxError {
-    return new SandboxError('ERR_SANDBOX_NOT_READY', 'the sandboxed device has not published its geometry yet', { fix: 'wait for the sandbox to be ready (sandbox.ready())' });
+    return new SandboxError('ERR_SANDBOX_NOT_READY', 'the sandboxed device has not published its geometry yet', {
+      fix: 'wait for the sandbox to be ready (sandbox.ready())',
+    });
   }
 
   private checkRange(what: string, lba: number, blocks: number): void {
@@ -326,7 +385,9 @@ export class SandboxBlockClient implements Pollable {
     const link = this.link;
     if (!link || this.backlog.length === 0) return;
     let posted = 0;
-    const g = this.geometry, v = this.view, sq = this.sq;
+    const g = this.geometry,
+      v = this.view,
+      sq = this.sq;
     while (this.backlog.length > 0 && this.freeTags.length > 0) {
       const r = this.backlog.shift()!;
       const tag = this.freeTags.pop()!;
@@ -384,8 +445,11 @@ export class SandboxBlockClient implements Pollable {
 
   /** One completion (the CQ sink): settle its request, or count a violation and go on. */
   private complete(e: number): boolean {
-    const g = this.geometry, v = this.view;
-    const tag = v.getUint32(e, true), gen = v.getUint32(e + 4, true), status = v.getUint32(e + 8, true);
+    const g = this.geometry,
+      v = this.view;
+    const tag = v.getUint32(e, true),
+      gen = v.getUint32(e + 4, true),
+      status = v.getUint32(e + 8, true);
     const r = tag < g.entries ? this.inflight[tag] : undefined;
     if (r === undefined || this.gen[tag] !== gen || status > BlockStatus.IO_ERROR) {
       this.violations++;

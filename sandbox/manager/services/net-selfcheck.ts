@@ -52,7 +52,8 @@ async function await1<T>(port: SandboxNicPort, match: (f: Uint8Array, len: numbe
 }
 
 export async function pingThroughPort(port: SandboxNicPort, o: { hostIp: string; peerIp: string; count: number; timeoutMs: number }): Promise<SelfCheckResult> {
-  const host = ipv4(o.hostIp), peer = ipv4(o.peerIp);
+  const host = ipv4(o.hostIp),
+    peer = ipv4(o.peerIp);
   const end = performance.now() + o.timeoutMs;
   await post(port, arpFrame('request', port.mac, host, new Uint8Array(6), peer), end);
   const peerMac = await await1(port, (f, len) => arpReplyFrom(f, len, peer), end);
@@ -67,10 +68,14 @@ export async function pingThroughPort(port: SandboxNicPort, o: { hostIp: string;
     const payload = Uint8Array.from({ length: 56 }, (_, i) => (i + seq) & 0xff);
     const t0 = performance.now();
     await post(port, icmpEcho('request', port.mac, peerMac, host, peer, id, seq, payload), end);
-    const got = await await1(port, (f, len) => {
-      const e = icmpEchoTo(f, len, host, 'reply');
-      return e !== null && e.id === id && e.seq === seq && e.payload.every((b, i) => b === payload[i]) ? e : null;
-    }, Math.min(end, performance.now() + 1000));
+    const got = await await1(
+      port,
+      (f, len) => {
+        const e = icmpEchoTo(f, len, host, 'reply');
+        return e !== null && e.id === id && e.seq === seq && e.payload.every((b, i) => b === payload[i]) ? e : null;
+      },
+      Math.min(end, performance.now() + 1000),
+    );
     if (got !== null) rtts.push(performance.now() - t0);
   }
   return { peerMac: [...peerMac].map((b) => b.toString(16).padStart(2, '0')).join(':'), rtts, sent: o.count };

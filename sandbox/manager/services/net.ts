@@ -32,8 +32,11 @@ export interface NicPortOwner {
   violation(reason: string): void;
 }
 
-const TX_FREE = 0, TX_BRIDGE = 1, TX_CONTAINER = 2;
-const RX_CONTAINER = 0, RX_BRIDGE = 1;
+const TX_FREE = 0,
+  TX_BRIDGE = 1,
+  TX_CONTAINER = 2;
+const RX_CONTAINER = 0,
+  RX_BRIDGE = 1;
 
 /** What a bridge joined to the port must offer (TapBridge has it). */
 export interface SuspendableBridge {
@@ -67,7 +70,16 @@ export class SandboxNicPort {
   readonly maxFrame = NET_MAX_FRAME;
   readonly bufferSize = NET_SLOT_BYTES;
   readonly layout: NetLayout;
-  readonly counters: SandboxNicPortCounters = { txFrames: 0, rxFrames: 0, txBytes: 0, rxBytes: 0, lostInRestart: 0, attaches: 0, violations: 0, lastViolation: null };
+  readonly counters: SandboxNicPortCounters = {
+    txFrames: 0,
+    rxFrames: 0,
+    txBytes: 0,
+    rxBytes: 0,
+    lostInRestart: 0,
+    attaches: 0,
+    violations: 0,
+    lastViolation: null,
+  };
   private readonly sys: Sys;
   private readonly shm: Shared;
   private readonly u32: Uint32Array;
@@ -100,7 +112,10 @@ export class SandboxNicPort {
   private transition: Promise<void> = Promise.resolve();
   private closed = false;
 
-  constructor(private readonly owner: NicPortOwner, options: SandboxNicPortOptions) {
+  constructor(
+    private readonly owner: NicPortOwner,
+    options: SandboxNicPortOptions,
+  ) {
     this.sys = options.sys;
     this.name = `sandbox:${owner.name}`;
     this.layout = netLayout(options.geometry ?? { txSlots: 256, rxSlots: 256 });
@@ -163,17 +178,24 @@ export class SandboxNicPort {
 
   tx(batch: PacketBatch): number {
     if (!this.attached) return 0;
-    const L = this.layout, n = batch.count;
+    const L = this.layout,
+      n = batch.count;
     // Checked before anything is written: a bridge's mistake leaves the ring and the batch as they were.
     for (let i = 0; i < n; i++) {
-      const slot = batch.buf[i]!, len = batch.len[i]!;
+      const slot = batch.buf[i]!,
+        len = batch.len[i]!;
       if (slot >= L.txSlots || this.txState[slot] !== TX_BRIDGE || len < NET_MIN_FRAME || len > NET_MAX_FRAME) {
-        throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: tx() of slot ${slot} length ${len}: not a TX slot the bridge holds, or a length outside ${NET_MIN_FRAME}..${NET_MAX_FRAME}`);
+        throw new SandboxError(
+          'ERR_SANDBOX_NET_ARG',
+          `${this.name}: tx() of slot ${slot} length ${len}: not a TX slot the bridge holds, or a length outside ${NET_MIN_FRAME}..${NET_MAX_FRAME}`,
+        );
       }
     }
-    const u = this.u32, txs = this.txs;
+    const u = this.u32,
+      txs = this.txs;
     for (let i = 0; i < n; i++) {
-      const slot = batch.buf[i]!, len = batch.len[i]!;
+      const slot = batch.buf[i]!,
+        len = batch.len[i]!;
       u[txs.at(i) >>> 2] = entry(slot, len);
       this.txState[slot] = TX_CONTAINER;
       this.counters.txBytes += len;
@@ -212,11 +234,14 @@ export class SandboxNicPort {
 
   /** One RXC entry (the sink): a frame in a slot the container holds, of a frame's length. */
   private rxTake(at: number): boolean {
-    const e = this.u32[at >>> 2]!, L = this.layout;
-    const slot = e & 0xffff, len = e >>> 16;
+    const e = this.u32[at >>> 2]!,
+      L = this.layout;
+    const slot = e & 0xffff,
+      len = e >>> 16;
     if (slot >= L.rxSlots) this.rxBad = `RX completion names slot ${slot}; there are ${L.rxSlots}`;
     else if (this.rxState[slot] !== RX_CONTAINER) this.rxBad = `RX completion names slot ${slot}, which the container does not hold (a duplicate)`;
-    else if (len < NET_MIN_FRAME || len > NET_MAX_FRAME) this.rxBad = `RX completion of ${len} bytes in slot ${slot}; a frame is ${NET_MIN_FRAME} to ${NET_MAX_FRAME} bytes`;
+    else if (len < NET_MIN_FRAME || len > NET_MAX_FRAME)
+      this.rxBad = `RX completion of ${len} bytes in slot ${slot}; a frame is ${NET_MIN_FRAME} to ${NET_MAX_FRAME} bytes`;
     if (this.rxBad !== null) return false;
     this.rxState[slot] = RX_BRIDGE;
     this.rxHeld--;
@@ -226,14 +251,16 @@ export class SandboxNicPort {
   }
 
   rxFree(batch: PacketBatch): void {
-    const L = this.layout, n = batch.count;
+    const L = this.layout,
+      n = batch.count;
     for (let i = 0; i < n; i++) {
       const slot = batch.buf[i]!;
       if (slot >= L.rxSlots || this.rxState[slot] !== RX_BRIDGE) {
         throw new SandboxError('ERR_SANDBOX_NET_ARG', `${this.name}: rxFree of slot ${slot}, which the bridge does not hold`);
       }
     }
-    const u = this.u32, rxf = this.rxf;
+    const u = this.u32,
+      rxf = this.rxf;
     for (let i = 0; i < n; i++) {
       const slot = batch.buf[i]!;
       this.rxState[slot] = RX_CONTAINER;
@@ -248,7 +275,13 @@ export class SandboxNicPort {
   waitRx(timeoutMs: number): Promise<boolean> {
     if (this.attached && this.rxc.claimed() !== 0) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const t = setTimeout(() => { this.waker = null; resolve(false); }, Math.max(0, timeoutMs));
+      const t = setTimeout(
+        () => {
+          this.waker = null;
+          resolve(false);
+        },
+        Math.max(0, timeoutMs),
+      );
       this.waker = () => {
         clearTimeout(t);
         resolve(this.attached && this.rxc.claimed() !== 0);
@@ -271,7 +304,8 @@ export class SandboxNicPort {
       this.violation('READY without the packet ring served (SERVING is not 1)');
       return;
     }
-    const lo = u[N.MAC_LO]!, hi = u[N.MAC_HI]!;
+    const lo = u[N.MAC_LO]!,
+      hi = u[N.MAC_HI]!;
     const mac = [lo & 0xff, (lo >>> 8) & 0xff, (lo >>> 16) & 0xff, lo >>> 24, hi & 0xff, (hi >>> 8) & 0xff];
     if ((mac[0]! & 1) !== 0 || mac.every((b) => b === 0) || hi > 0xffff) {
       this.violation(`the container published MAC ${mac.map((b) => b.toString(16).padStart(2, '0')).join(':')}: not a unicast station address`);
@@ -288,11 +322,18 @@ export class SandboxNicPort {
     this.poller = this.sys.poll(this.notifyFd, () => {
       this.sys.eventfdRead(this.notifyFd);
       const w = this.waker;
-      if (w !== null) { this.waker = null; w(); }
+      if (w !== null) {
+        this.waker = null;
+        w();
+      }
     });
     const bridge = this.bridge;
     if (bridge !== null && this.counters.attaches > 1) {
-      this.transition = this.transition.then(() => { if (!this.closed && this.attached) bridge.resume(this); }).catch(() => undefined);
+      this.transition = this.transition
+        .then(() => {
+          if (!this.closed && this.attached) bridge.resume(this);
+        })
+        .catch(() => undefined);
     }
   }
 
@@ -303,7 +344,10 @@ export class SandboxNicPort {
     const handed = this.rxc.claimed();
     this.counters.lostInRestart += this.txHeld + (handed <= this.rxHeld ? handed : 0);
     for (let i = 0; i < this.layout.txSlots; i++) {
-      if (this.txState[i] === TX_CONTAINER) { this.txState[i] = TX_FREE; this.txFreeStack[this.txFreeCount++] = i; }
+      if (this.txState[i] === TX_CONTAINER) {
+        this.txState[i] = TX_FREE;
+        this.txFreeStack[this.txFreeCount++] = i;
+      }
     }
     this.resetRing();
     const bridge = this.bridge;
@@ -318,14 +362,21 @@ export class SandboxNicPort {
     this.poller?.close();
     this.poller = undefined;
     const w = this.waker;
-    if (w !== null) { this.waker = null; w(); }
+    if (w !== null) {
+      this.waker = null;
+      w();
+    }
   }
 
   /** A fresh ring for the next container: every RX slot offered on RXF, nothing submitted. */
   private resetRing(): void {
-    const u = this.u32, L = this.layout;
+    const u = this.u32,
+      L = this.layout;
     if (this.txs === undefined) {
-      const r = netRings(L), violation = (reason: string): void => { this.violation(reason); };
+      const r = netRings(L),
+        violation = (reason: string): void => {
+          this.violation(reason);
+        };
       this.txs = new RingProducer(r.txs);
       this.txc = new RingConsumer(r.txc, violation);
       this.rxf = new RingProducer(r.rxf);
@@ -356,15 +407,25 @@ export class SandboxNicPort {
   private reapTx(): void {
     const n = this.txc.claimed();
     if (n === 0) return;
-    if (n > this.txHeld) { this.violation(`TX completion index moved by ${n} while the container holds ${this.txHeld} TX slots`); return; }
+    if (n > this.txHeld) {
+      this.violation(`TX completion index moved by ${n} while the container holds ${this.txHeld} TX slots`);
+      return;
+    }
     this.txc.drain(this.txcSink, this.txHeld);
   }
 
   /** One TXC entry (the sink): a TX slot the container holds comes back; anything else is a violation. */
   private txDone(at: number): boolean {
-    const slot = this.u32[at >>> 2]!, L = this.layout;
-    if (slot >= L.txSlots) { this.violation(`TX completion names slot ${slot}; there are ${L.txSlots}`); return false; }
-    if (this.txState[slot] !== TX_CONTAINER) { this.violation(`TX completion names slot ${slot}, which the container does not hold (a duplicate or never posted)`); return false; }
+    const slot = this.u32[at >>> 2]!,
+      L = this.layout;
+    if (slot >= L.txSlots) {
+      this.violation(`TX completion names slot ${slot}; there are ${L.txSlots}`);
+      return false;
+    }
+    if (this.txState[slot] !== TX_CONTAINER) {
+      this.violation(`TX completion names slot ${slot}, which the container does not hold (a duplicate or never posted)`);
+      return false;
+    }
     this.txState[slot] = TX_FREE;
     this.txFreeStack[this.txFreeCount++] = slot;
     this.txHeld--;

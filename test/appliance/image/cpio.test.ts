@@ -19,7 +19,10 @@ test('newc archive reads back: names, modes, data, device numbers; trailer ends 
   assert.is(a.toString('ascii', 0, 6), '070701');
   assert.is(a.length % 4, 0, 'archive is 4-byte aligned');
   const r = readCpio(a);
-  assert.equal(r.map((e) => e.name), ['bin', 'bin/hello', 'odd', 'bin/sh', 'dev', 'dev/console']);
+  assert.equal(
+    r.map((e) => e.name),
+    ['bin', 'bin/hello', 'odd', 'bin/sh', 'dev', 'dev/console'],
+  );
   assert.is(r[0]!.mode, S_IFDIR | 0o755);
   assert.is(r[1]!.mode, S_IFREG | 0o755);
   assert.is(r[1]!.data.toString(), 'hello\n');
@@ -38,7 +41,10 @@ test('the same entries give the same bytes (the cache key is the content)', () =
 
 test('every entry starts 4-byte aligned whatever the name and data lengths', () => {
   for (let n = 1; n <= 8; n++) {
-    const a = buildCpio([{ type: 'file', path: 'x'.repeat(n), data: 'y'.repeat(n) }, { type: 'file', path: 'z', data: 'w' }]);
+    const a = buildCpio([
+      { type: 'file', path: 'x'.repeat(n), data: 'y'.repeat(n) },
+      { type: 'file', path: 'z', data: 'w' },
+    ]);
     const r = readCpio(a);
     assert.is(r[1]!.name, 'z', `name length ${n}`);
     assert.is(r[1]!.data.toString(), 'w');
@@ -47,7 +53,10 @@ test('every entry starts 4-byte aligned whatever the name and data lengths', () 
 
 test('GNU cpio lists the archive the same way', () => {
   if (!existsSync('/usr/bin/cpio')) throw new Error('cpio is not installed (npm run setup)');
-  const listing = execFileSync('cpio', ['-t', '--quiet'], { input: buildCpio(entries) }).toString().trim().split('\n');
+  const listing = execFileSync('cpio', ['-t', '--quiet'], { input: buildCpio(entries) })
+    .toString()
+    .trim()
+    .split('\n');
   assert.equal(listing, ['bin', 'bin/hello', 'odd', 'bin/sh', 'dev', 'dev/console']);
 });
 

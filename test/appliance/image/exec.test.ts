@@ -9,7 +9,12 @@ import { execOk, execTool } from '../../../appliance/image/exec.js';
 const dir = mkdtempSync(join(tmpdir(), 'dmabox-exec-'));
 
 async function rejection(p: Promise<unknown>): Promise<ApplianceError> {
-  try { await p; } catch (e) { assert.instance(e, ApplianceError); return e as ApplianceError; }
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, ApplianceError);
+    return e as ApplianceError;
+  }
   assert.unreachable('resolved');
   throw new Error('unreachable');
 }
@@ -31,8 +36,10 @@ test('a tool that exists but cannot be started is ERR_IMAGE_COMMAND with the rea
   assert.is((e.cause as NodeJS.ErrnoException).code, 'EACCES');
 });
 
-test('execOk: a non-zero exit is an error with the tool\'s last words, under the code the caller names', async () => {
-  const e = await rejection(execOk('sh', ['-c', 'echo first >&2; echo last words >&2; exit 3'], { what: 'the probe', code: 'ERR_IMAGE_KERNEL_DOWNLOAD', fix: 'try again' }));
+test("execOk: a non-zero exit is an error with the tool's last words, under the code the caller names", async () => {
+  const e = await rejection(
+    execOk('sh', ['-c', 'echo first >&2; echo last words >&2; exit 3'], { what: 'the probe', code: 'ERR_IMAGE_KERNEL_DOWNLOAD', fix: 'try again' }),
+  );
   assert.is(e.code, 'ERR_IMAGE_KERNEL_DOWNLOAD');
   assert.match(e.message, /the probe failed: 'sh -c .*' exited 3\n {4}first\n {4}last words/);
   assert.is(e.fix, 'try again');

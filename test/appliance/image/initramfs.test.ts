@@ -11,7 +11,13 @@ import { refused } from '../refused.js';
 const dir = mkdtempSync(join(tmpdir(), 'dmabox-initramfs-'));
 const kver = '6.1.0-0-test';
 const root = join(dir, 'k', 'root');
-const kernel: KernelTree = { pkg: `linux-image-${kver}`, kver, root, vmlinuz: join(root, 'boot', `vmlinuz-${kver}`), modulesDir: join(root, 'lib', 'modules', kver) };
+const kernel: KernelTree = {
+  pkg: `linux-image-${kver}`,
+  kver,
+  root,
+  vmlinuz: join(root, 'boot', `vmlinuz-${kver}`),
+  modulesDir: join(root, 'lib', 'modules', kver),
+};
 mkdirSync(join(kernel.modulesDir, 'kernel', 'drivers', 'vfio', 'pci'), { recursive: true });
 writeFileSync(join(kernel.modulesDir, 'kernel', 'drivers', 'vfio', 'vfio.ko'), 'VFIO-MODULE');
 writeFileSync(join(kernel.modulesDir, 'kernel', 'drivers', 'vfio', 'pci', 'vfio-pci.ko'), 'VFIO-PCI-MODULE');
@@ -25,7 +31,11 @@ const spec = { kernel, modules: ['vfio_pci', 'virtio'], init: '#!/bin/busybox sh
 test('the image holds busybox, /dev/console, the modules with their dependencies, extra files and /init', () => {
   const img = buildInitramfs(spec);
   assert.is(img.cached, false);
-  assert.equal(img.modules.map((m) => m.name), ['vfio', 'vfio_pci'], 'dependency first, built-in left out');
+  assert.equal(
+    img.modules.map((m) => m.name),
+    ['vfio', 'vfio_pci'],
+    'dependency first, built-in left out',
+  );
   const entries = readCpio(readFileSync(img.path));
   const byName = new Map(entries.map((e) => [e.name, e]));
   assert.is(byName.get('bin/busybox')!.data.toString(), 'BUSYBOX');
@@ -49,7 +59,10 @@ test('the same inputs reuse the cached image; a different /init builds a new one
   assert.is(b.cached, false);
   assert.is.not(b.key, a.key);
   assert.equal(readdirSync(cacheDir).filter((f) => f.endsWith('.cpio')).length, 2);
-  assert.ok(readdirSync(cacheDir).every((f) => !f.includes('.partial')), 'no half-written files left');
+  assert.ok(
+    readdirSync(cacheDir).every((f) => !f.includes('.partial')),
+    'no half-written files left',
+  );
 });
 
 test('a missing module or busybox is an error saying what to do', () => {
@@ -62,8 +75,10 @@ test('a module file of a type insmod cannot be given is ERR_IMAGE_MODULE_INDEX',
   mkdirSync(join(odd.modulesDir, 'kernel'), { recursive: true });
   writeFileSync(join(odd.modulesDir, 'kernel', 'odd.ko.bz2'), 'BZ');
   writeFileSync(join(odd.modulesDir, 'modules.dep'), 'kernel/odd.ko.bz2:\n');
-  assert.throws(() => buildInitramfs({ ...spec, kernel: odd, modules: ['odd.ko.bz2'], cacheDir: join(dir, 'odd-cache') }),
-    refused('ERR_IMAGE_MODULE_INDEX', /odd\.ko\.bz2 is neither \.ko nor compressed/));
+  assert.throws(
+    () => buildInitramfs({ ...spec, kernel: odd, modules: ['odd.ko.bz2'], cacheDir: join(dir, 'odd-cache') }),
+    refused('ERR_IMAGE_MODULE_INDEX', /odd\.ko\.bz2 is neither \.ko nor compressed/),
+  );
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));

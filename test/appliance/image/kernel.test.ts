@@ -29,7 +29,6 @@ test('apt knowing nothing gives undefined (the caller runs apt-get update)', () 
   assert.is(parseKernelDepends('  Depends: linux-image-6.1-amd64\n'), undefined, 'not a full X.Y.Z-N-FLAVOUR name');
 });
 
-
 // --- the cache (no network: apt is either not asked or not there) -------------------------------
 
 function fakeCache(kver: string): string {
@@ -43,12 +42,18 @@ test('a remembered, still fresh answer from apt is used without asking apt again
   const dir = fakeCache('6.1.0-99-amd64');
   const saved = process.env.PATH;
   try {
-    writeFileSync(join(dir, 'resolved.json'), JSON.stringify({ meta: 'linux-image-amd64', pkg: 'linux-image-6.1.0-99-amd64', kver: '6.1.0-99-amd64', at: Date.now() }));
+    writeFileSync(
+      join(dir, 'resolved.json'),
+      JSON.stringify({ meta: 'linux-image-amd64', pkg: 'linux-image-6.1.0-99-amd64', kver: '6.1.0-99-amd64', at: Date.now() }),
+    );
     process.env.PATH = '/nonexistent'; // apt-cache would not be found: it must not be needed
     const t = await fetchKernel({ cacheDir: dir });
     assert.is(t.kver, '6.1.0-99-amd64');
     assert.is(t.vmlinuz, join(dir, '6.1.0-99-amd64', 'root', 'boot', 'vmlinuz-6.1.0-99-amd64'));
-  } finally { process.env.PATH = saved; rmSync(dir, { recursive: true }); }
+  } finally {
+    process.env.PATH = saved;
+    rmSync(dir, { recursive: true });
+  }
 });
 
 test('apt unreachable: the newest complete cached kernel is used, and said so; with no cache the error stands', async () => {
@@ -63,10 +68,16 @@ test('apt unreachable: the newest complete cached kernel is used, and said so; w
     assert.is(t.kver, '6.1.0-98-amd64', 'half-done folders are never used');
     assert.match(said.join('\n'), /using the cached 6\.1\.0-98-amd64/);
     rmSync(join(dir, '6.1.0-98-amd64'), { recursive: true });
-    try { await fetchKernel({ cacheDir: dir, resolveMaxAgeMs: 0 }); assert.unreachable(); } catch (e) {
+    try {
+      await fetchKernel({ cacheDir: dir, resolveMaxAgeMs: 0 });
+      assert.unreachable();
+    } catch (e) {
       assert.is((e as { code: string }).code, 'ERR_IMAGE_TOOL_MISSING');
     }
-  } finally { process.env.PATH = saved; rmSync(dir, { recursive: true }); }
+  } finally {
+    process.env.PATH = saved;
+    rmSync(dir, { recursive: true });
+  }
 });
 // --- the fetch itself, against stand-in apt tools on PATH (dpkg-deb and depmod are the real ones) --
 function fakeApt(dir: string, download: 'ok' | 'fail'): void {
@@ -74,9 +85,12 @@ function fakeApt(dir: string, download: 'ok' | 'fail'): void {
   mkdirSync(bin, { recursive: true });
   writeFileSync(join(bin, 'apt-cache'), '#!/bin/sh\necho "linux-image-amd64"\necho "  Depends: linux-image-6.1.0-97-amd64"\n');
   const deb = join(dir, 'linux-image-6.1.0-97-amd64_6.1.1-1_amd64.deb');
-  writeFileSync(join(bin, 'apt-get'), download === 'ok'
-    ? `#!/bin/sh\ncp '${deb}' .\n`
-    : '#!/bin/sh\necho "E: Failed to fetch http://deb.debian.org/debian/pool/main/l/linux/x.deb  404  Not Found" >&2\nexit 100\n');
+  writeFileSync(
+    join(bin, 'apt-get'),
+    download === 'ok'
+      ? `#!/bin/sh\ncp '${deb}' .\n`
+      : '#!/bin/sh\necho "E: Failed to fetch http://deb.debian.org/debian/pool/main/l/linux/x.deb  404  Not Found" >&2\nexit 100\n',
+  );
   for (const t of ['apt-cache', 'apt-get']) chmodSync(join(bin, t), 0o755);
   if (download === 'ok') {
     const pkg = join(dir, 'pkg');
@@ -84,7 +98,10 @@ function fakeApt(dir: string, download: 'ok' | 'fail'): void {
     mkdirSync(join(pkg, 'boot'), { recursive: true });
     mkdirSync(join(pkg, 'lib', 'modules', '6.1.0-97-amd64', 'kernel'), { recursive: true });
     writeFileSync(join(pkg, 'boot', 'vmlinuz-6.1.0-97-amd64'), 'not really a kernel');
-    writeFileSync(join(pkg, 'DEBIAN', 'control'), 'Package: linux-image-6.1.0-97-amd64\nVersion: 6.1.1-1\nArchitecture: amd64\nMaintainer: test <t@example.org>\nDescription: stand-in\n');
+    writeFileSync(
+      join(pkg, 'DEBIAN', 'control'),
+      'Package: linux-image-6.1.0-97-amd64\nVersion: 6.1.1-1\nArchitecture: amd64\nMaintainer: test <t@example.org>\nDescription: stand-in\n',
+    );
     execFileSync('dpkg-deb', ['--build', '-Zgzip', pkg, deb], { stdio: 'ignore' });
   }
 }
@@ -105,7 +122,10 @@ test('fetch: apt-get download, dpkg-deb -x into the cache (not installed), depmo
     said.length = 0;
     await fetchKernel({ cacheDir: join(dir, 'cache'), resolveMaxAgeMs: 0, log: (m) => said.push(m) });
     assert.equal(said, [], 'nothing fetched again');
-  } finally { process.env.PATH = saved; rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    process.env.PATH = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('fetch: a failed download is ERR_IMAGE_KERNEL_DOWNLOAD quoting apt, and leaves no half-done kernel', async () => {
@@ -114,13 +134,22 @@ test('fetch: a failed download is ERR_IMAGE_KERNEL_DOWNLOAD quoting apt, and lea
   try {
     fakeApt(dir, 'fail');
     process.env.PATH = `${join(dir, 'bin')}:${saved}`;
-    try { await fetchKernel({ cacheDir: join(dir, 'cache') }); assert.unreachable(); } catch (e) {
+    try {
+      await fetchKernel({ cacheDir: join(dir, 'cache') });
+      assert.unreachable();
+    } catch (e) {
       assert.is((e as { code: string }).code, 'ERR_IMAGE_KERNEL_DOWNLOAD');
       assert.match((e as Error).message, /404 {2}Not Found/);
       assert.match((e as Error).message, /fix: check the network/);
     }
-    assert.equal(readdirSync(join(dir, 'cache')).filter((f) => f !== 'resolved.json'), []);
-  } finally { process.env.PATH = saved; rmSync(dir, { recursive: true, force: true }); }
+    assert.equal(
+      readdirSync(join(dir, 'cache')).filter((f) => f !== 'resolved.json'),
+      [],
+    );
+  } finally {
+    process.env.PATH = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('vmlinux for PVH boot: unpacked from the xz stream inside the bzImage when the config allows, else undefined', () => {
@@ -133,14 +162,20 @@ test('vmlinux for PVH boot: unpacked from the xz stream inside the bzImage when 
     writeFileSync(t.vmlinuz, Buffer.concat([Buffer.alloc(1000, 0x90), xz, Buffer.alloc(64, 0)])); // setup code, payload, trailer
     const said: string[] = [];
     writeFileSync(join(t.root, 'boot', `config-${t.kver}`), 'CONFIG_PVH=y\nCONFIG_KERNEL_GZIP=y\n');
-    assert.is(extractVmlinux(t, (m) => said.push(m)), undefined, 'not xz: the bzImage is booted');
+    assert.is(
+      extractVmlinux(t, (m) => said.push(m)),
+      undefined,
+      'not xz: the bzImage is booted',
+    );
     assert.match(said.join(), /not xz-compressed/);
     writeFileSync(join(t.root, 'boot', `config-${t.kver}`), 'CONFIG_PVH=y\nCONFIG_KERNEL_XZ=y\n');
     const out = extractVmlinux(t);
     assert.is(out, join(t.root, 'boot', `vmlinux-${t.kver}`));
     assert.ok(readFileSync(out!).equals(elf));
     assert.is(extractVmlinux(t), out, 'cached');
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

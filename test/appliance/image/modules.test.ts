@@ -27,14 +27,22 @@ test('dependencies come before the modules that need them, each once', () => {
   const order = resolveModules(parseModuleIndex(DEP, BUILTIN), ['vfio_pci', 'vfio-iommu-type1', '9p']).map((m) => m.name);
   assert.is(new Set(order).size, order.length, 'no duplicates');
   const before = (a: string, b: string) => assert.ok(order.indexOf(a) < order.indexOf(b), `${a} before ${b} in ${order.join(' ')}`);
-  before('vfio', 'vfio_pci_core'); before('vfio_virqfd', 'vfio_pci_core'); before('irqbypass', 'vfio_pci_core');
-  before('vfio_pci_core', 'vfio_pci'); before('vfio', 'vfio_iommu_type1');
-  before('netfs', 'fscache'); before('fscache', '9p'); before('9pnet', '9p');
+  before('vfio', 'vfio_pci_core');
+  before('vfio_virqfd', 'vfio_pci_core');
+  before('irqbypass', 'vfio_pci_core');
+  before('vfio_pci_core', 'vfio_pci');
+  before('vfio', 'vfio_iommu_type1');
+  before('netfs', 'fscache');
+  before('fscache', '9p');
+  before('9pnet', '9p');
   assert.is(order.length, 10);
 });
 
 test('built-in modules are left out; unknown ones are an error naming who needed them', () => {
-  const index = parseModuleIndex(DEP + 'kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_missing.ko\n', BUILTIN);
+  const index = parseModuleIndex(
+    DEP + 'kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_missing.ko\n',
+    BUILTIN,
+  );
   assert.equal(resolveModules(index, ['virtio']), []);
   try {
     resolveModules(index, ['virtio_pci']);

@@ -30,7 +30,13 @@ test('other lines are not faults; unknown reasons are named as such', () => {
   assert.is(parseDmarLine(''), undefined);
   assert.match(parseDmarLine('vtd_dmar_fault sid 0x8 fault 99 addr 0x0 write 0')!.reasonText, /unknown fault reason 99/);
   const text = 'x\nvtd_dmar_fault sid 0x8 fault 6 addr 0x1000 write 0\nvtd_dmar_fault sid 0x10 fault 5 addr 0x2000 write 1\n';
-  assert.equal(parseDmarTrace(text).map((f) => [f.bdf, f.addr]), [['0000:00:01.0', 0x1000n], ['0000:00:02.0', 0x2000n]]);
+  assert.equal(
+    parseDmarTrace(text).map((f) => [f.bdf, f.addr]),
+    [
+      ['0000:00:01.0', 0x1000n],
+      ['0000:00:02.0', 0x2000n],
+    ],
+  );
 });
 
 test('requester id to bus:device.function', () => {
@@ -47,13 +53,16 @@ test('faults group into runs: one blocked 64-byte fetch (16 reads of 4 bytes) is
   lines.push('vtd_dmar_fault sid 0x10 fault 5 addr 0x30000000 write 1'); // far away
   lines.push('vtd_dmar_fault sid 0x10 fault 5 addr 0x30000000 write 1'); // the same address again: a new attempt
   const runs = groupDmarFaults(parseDmarTrace(lines.join('\n')));
-  assert.equal(runs.map((r) => [r.bdf, r.write, r.first, r.last, r.count]), [
-    ['0000:00:01.0', false, 0x20000000n, 0x2000003cn, 16],
-    ['0000:00:01.0', true, 0x20000040n, 0x20000040n, 1],
-    ['0000:00:02.0', true, 0x20000044n, 0x20000044n, 1],
-    ['0000:00:02.0', true, 0x30000000n, 0x30000000n, 1],
-    ['0000:00:02.0', true, 0x30000000n, 0x30000000n, 1],
-  ]);
+  assert.equal(
+    runs.map((r) => [r.bdf, r.write, r.first, r.last, r.count]),
+    [
+      ['0000:00:01.0', false, 0x20000000n, 0x2000003cn, 16],
+      ['0000:00:01.0', true, 0x20000040n, 0x20000040n, 1],
+      ['0000:00:02.0', true, 0x20000044n, 0x20000044n, 1],
+      ['0000:00:02.0', true, 0x30000000n, 0x30000000n, 1],
+      ['0000:00:02.0', true, 0x30000000n, 0x30000000n, 1],
+    ],
+  );
   assert.equal(groupDmarFaults([]), []);
 });
 

@@ -16,22 +16,38 @@ test('the script is valid busybox sh (sh -n)', () => {
   try {
     writeFileSync(join(dir, 'init'), script);
     execFileSync('/bin/busybox', ['sh', '-n', join(dir, 'init')]);
-  } finally { rmSync(dir, { recursive: true }); }
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
 });
 
 test('modules are loaded in the order given, from /lib/modules/KVER', () => {
   assert.ok(script.startsWith('#!/bin/busybox sh\n'));
   assert.ok(script.includes('insmod /lib/modules/6.1.0-56-amd64/$1'));
   const at = modules.map((m) => script.indexOf(`load ${m}\n`));
-  assert.ok(at.every((i) => i > 0), 'each module is loaded');
-  assert.equal([...at].sort((a, b) => a - b), at, 'in order');
+  assert.ok(
+    at.every((i) => i > 0),
+    'each module is loaded',
+  );
+  assert.equal(
+    [...at].sort((a, b) => a - b),
+    at,
+    'in order',
+  );
 });
 
 test('mounts: host root read-only over 9p with the lab options, the run channel, tmpfs where tests write', () => {
   assert.match(script, /mount -t 9p -o ro,trans=virtio,version=9p2000\.L,msize=512000,cache=loose hostroot \/host/);
   assert.match(script, /mount -t 9p -o trans=virtio,version=9p2000\.L,msize=512000 labrun \/labrun/);
-  for (const m of ['mount --bind /dev /host/dev', 'mount --bind /proc /host/proc', 'mount --bind /sys /host/sys',
-    'tmpfs /host/tmp', 'tmpfs /host/run', 'mount --bind /labrun /host/run/dmabox-lab']) assert.ok(script.includes(m), m);
+  for (const m of [
+    'mount --bind /dev /host/dev',
+    'mount --bind /proc /host/proc',
+    'mount --bind /sys /host/sys',
+    'tmpfs /host/tmp',
+    'tmpfs /host/run',
+    'mount --bind /labrun /host/run/dmabox-lab',
+  ])
+    assert.ok(script.includes(m), m);
 });
 
 test('devices with the lab ids are bound to vfio-pci through driver_override and drivers_probe', () => {
@@ -61,7 +77,7 @@ test('the exit byte written to /dev/port is the status, 0 to 255 (octal escape t
   }
 });
 
-test('host folders listed in the run channel\'s keep file are held aside before the tmpfs and bound back after it', () => {
+test("host folders listed in the run channel's keep file are held aside before the tmpfs and bound back after it", () => {
   const hold = script.indexOf('mount --bind "/host$p" /keep/$n');
   const tmpfs = script.indexOf('tmpfs /host/tmp');
   const back = script.indexOf('mount --bind /keep/$n "/host$p"');

@@ -51,7 +51,11 @@ process.env.PATH = `${bin}:${oldPath}`;
 
 const image: LabImage = {
   kernel: { pkg: 'linux-image-0.0.0-0-fake', kver: '0.0.0-0-fake', root: '/nonexistent', vmlinuz: '/nonexistent/vmlinuz', modulesDir: '/nonexistent/m' },
-  bootKernel: '/nonexistent/vmlinux', initrd: '/nonexistent/initrd.cpio', modules: [], cached: true, ms: 0,
+  bootKernel: '/nonexistent/vmlinux',
+  initrd: '/nonexistent/initrd.cpio',
+  modules: [],
+  cached: true,
+  ms: 0,
 };
 
 async function launch(mode: string, extra: Partial<Parameters<typeof launchLab>[0]> = {}) {
@@ -59,7 +63,15 @@ async function launch(mode: string, extra: Partial<Parameters<typeof launchLab>[
   const lines: string[] = [];
   const logFile = join(bin, `${mode}.log`);
   try {
-    const r = await launchLab({ image, nvme: [{ sizeMiB: 4 }], e1000e: [{ net: 'slirp' }], command: ['node', '-e', "console.log('x y')"], logFile, onLine: (l) => lines.push(l), ...extra });
+    const r = await launchLab({
+      image,
+      nvme: [{ sizeMiB: 4 }],
+      e1000e: [{ net: 'slirp' }],
+      command: ['node', '-e', "console.log('x y')"],
+      logFile,
+      onLine: (l) => lines.push(l),
+      ...extra,
+    });
     return { r, lines, logFile };
   } catch (e) {
     return { e: e as Error & { code: string }, lines, logFile };
@@ -70,7 +82,10 @@ test('a guest that reports its exit: status from the rc file, devices with group
   const { r, lines, logFile } = await launch('exit', { dmarTrace: true, env: { EXTRA: 'yes' } });
   assert.ok(r, 'resolved');
   assert.is(r!.status, 5);
-  assert.equal(r!.devices, [{ kind: 'nvme', index: 0, bdf: '0000:00:01.0', group: 1 }, { kind: 'e1000e', index: 0, bdf: '0000:00:02.0', group: 2 }]);
+  assert.equal(r!.devices, [
+    { kind: 'nvme', index: 0, bdf: '0000:00:01.0', group: 1 },
+    { kind: 'e1000e', index: 0, bdf: '0000:00:02.0', group: 2 },
+  ]);
   assert.is(r!.dmarFaults.length, 1);
   assert.is(r!.dmarFaults[0]!.addr, 0x20000000n);
   assert.is(r!.dmarFaults[0]!.write, true);
@@ -119,9 +134,19 @@ test('a panicking guest and a failing /init are errors, not exit statuses; a pan
 });
 
 test('bad options are refused before anything starts', async () => {
-  for (const bad of [{ command: [] }, { command: ['x'], nvme: [{ sizeMiB: 0 }] }, { command: ['x'], timeoutMs: -1 },
-    { command: ['x'], e1000e: [{ net: 'tap' as unknown as 'slirp' }] }, { command: ['x'], cwd: '/tmp' }]) {
-    try { await launchLab({ image, ...bad }); assert.unreachable(JSON.stringify(bad)); } catch (e) { assert.is((e as { code: string }).code, 'ERR_LAB_OPTIONS', JSON.stringify(bad)); }
+  for (const bad of [
+    { command: [] },
+    { command: ['x'], nvme: [{ sizeMiB: 0 }] },
+    { command: ['x'], timeoutMs: -1 },
+    { command: ['x'], e1000e: [{ net: 'tap' as unknown as 'slirp' }] },
+    { command: ['x'], cwd: '/tmp' },
+  ]) {
+    try {
+      await launchLab({ image, ...bad });
+      assert.unreachable(JSON.stringify(bad));
+    } catch (e) {
+      assert.is((e as { code: string }).code, 'ERR_LAB_OPTIONS', JSON.stringify(bad));
+    }
   }
 });
 
@@ -132,11 +157,17 @@ test('DMAR tracing asked of a QEMU without the trace event is refused, not silen
     writeFileSync(join(bin2, 'qemu-system-x86_64'), '#!/bin/sh\necho breakpoint_insert\nexit 0\n');
     chmodSync(join(bin2, 'qemu-system-x86_64'), 0o755);
     process.env.PATH = `${bin2}:${saved}`;
-    try { await launchLab({ image, command: ['true'], dmarTrace: true }); assert.unreachable(); } catch (e) {
+    try {
+      await launchLab({ image, command: ['true'], dmarTrace: true });
+      assert.unreachable();
+    } catch (e) {
       assert.is((e as { code: string }).code, 'ERR_LAB_TRACE_UNSUPPORTED');
       assert.match((e as Error).message, /no trace event 'vtd_dmar_fault'/);
     }
-  } finally { process.env.PATH = saved; rmSync(bin2, { recursive: true, force: true }); }
+  } finally {
+    process.env.PATH = saved;
+    rmSync(bin2, { recursive: true, force: true });
+  }
 });
 
 test('a qemu that cannot be started is ERR_LAB_QEMU_MISSING with the reason, not a bare Node error', async () => {
@@ -146,39 +177,60 @@ test('a qemu that cannot be started is ERR_LAB_QEMU_MISSING with the reason, not
     writeFileSync(join(bin3, 'qemu-system-x86_64'), '#!/nonexistent/interpreter\n');
     chmodSync(join(bin3, 'qemu-system-x86_64'), 0o755);
     process.env.PATH = `${bin3}:${saved}`;
-    try { await launchLab({ image, command: ['true'], logFile: join(bin3, 'l.log') }); assert.unreachable(); } catch (e) {
+    try {
+      await launchLab({ image, command: ['true'], logFile: join(bin3, 'l.log') });
+      assert.unreachable();
+    } catch (e) {
       assert.is((e as { code: string }).code, 'ERR_LAB_QEMU_MISSING');
       assert.match((e as Error).message, /qemu-system-x86_64 could not be started: ENOENT\n {2}fix: /);
     }
-  } finally { process.env.PATH = saved; rmSync(bin3, { recursive: true, force: true }); }
+  } finally {
+    process.env.PATH = saved;
+    rmSync(bin3, { recursive: true, force: true });
+  }
 });
 
 test('no qemu on PATH: a clear error saying how to install it', async () => {
   const saved = process.env.PATH;
   process.env.PATH = bin + '-none';
-  try { await launchLab({ image, command: ['true'] }); assert.unreachable(); } catch (e) {
+  try {
+    await launchLab({ image, command: ['true'] });
+    assert.unreachable();
+  } catch (e) {
     assert.is((e as { code: string }).code, 'ERR_LAB_QEMU_MISSING');
     assert.match((e as Error).message, /apt-get install qemu-system-x86/);
-  } finally { process.env.PATH = saved; }
+  } finally {
+    process.env.PATH = saved;
+  }
 });
 
 test('old logs are pruned, newest kept, with their traces; other files untouched', () => {
   const d = join(bin, 'logs');
   mkdirSync(d);
-  for (const t of ['2026-01-01', '2026-01-03', '2026-01-02']) { writeFileSync(join(d, `lab-${t}.log`), ''); writeFileSync(join(d, `lab-${t}.log.dmar`), ''); }
+  for (const t of ['2026-01-01', '2026-01-03', '2026-01-02']) {
+    writeFileSync(join(d, `lab-${t}.log`), '');
+    writeFileSync(join(d, `lab-${t}.log.dmar`), '');
+  }
   writeFileSync(join(d, 'notes.txt'), '');
   pruneLogs(d, 2);
   assert.equal(readdirSync(d).sort(), ['lab-2026-01-02.log', 'lab-2026-01-02.log.dmar', 'lab-2026-01-03.log', 'lab-2026-01-03.log.dmar', 'notes.txt']);
 });
 
-test.after(() => { process.env.PATH = oldPath; rmSync(bin, { recursive: true, force: true }); });
+test.after(() => {
+  process.env.PATH = oldPath;
+  rmSync(bin, { recursive: true, force: true });
+});
 
 test('a checkout under /tmp or /run is kept over the guest tmpfs; one under /proc, /dev or with odd characters is refused', () => {
   assert.equal(guestKeepPaths('/work/main'), []);
   assert.equal(guestKeepPaths('/tmp/ci-clone'), ['/tmp/ci-clone']);
   assert.equal(guestKeepPaths('/run/ci/x'), ['/run/ci/x']);
   for (const bad of ['/tmp', '/proc/1', '/dev/shm/x', '/tmp/a b', '/run/dmabox-lab/x', '/tmp/../etc']) {
-    assert.throws(() => guestKeepPaths(bad), (e: { code: string }) => e.code === 'ERR_LAB_OPTIONS', bad);
+    assert.throws(
+      () => guestKeepPaths(bad),
+      (e: { code: string }) => e.code === 'ERR_LAB_OPTIONS',
+      bad,
+    );
   }
 });
 

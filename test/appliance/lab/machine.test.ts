@@ -4,10 +4,17 @@ import { kernelCommandLine, labMac, placeDevices, qemuArgs, type MachineSpec } f
 import { refused } from '../refused.js';
 
 const suite: MachineSpec = {
-  kernel: '/k/vmlinux', initrd: '/k/initrd.cpio', accel: 'tcg', memMiB: 2048, cpus: 2,
+  kernel: '/k/vmlinux',
+  initrd: '/k/initrd.cpio',
+  accel: 'tcg',
+  memMiB: 2048,
+  cpus: 2,
   nvme: [{ image: '/run/x/nvme0.img', serial: 'lab0' }],
   e1000e: [{ net: 'slirp', mac: labMac(0) }],
-  shares: [{ tag: 'hostroot', path: '/', readonly: true }, { tag: 'labrun', path: '/tmp/run', readonly: false }],
+  shares: [
+    { tag: 'hostroot', path: '/', readonly: true },
+    { tag: 'labrun', path: '/tmp/run', readonly: false },
+  ],
   dmarTraceFile: '/tmp/run/dmar.trace',
 };
 
@@ -53,9 +60,18 @@ test('no trace flags without a trace file; KVM gets the split irqchip VT-d inter
 });
 
 test('several devices: NVMe first, then NICs, consecutive slots; socket NICs use the given fd', () => {
-  assert.equal(placeDevices(2, 2).map((d) => `${d.kind}${d.index}@${d.bdf}`),
-    ['nvme0@0000:00:01.0', 'nvme1@0000:00:02.0', 'e1000e0@0000:00:03.0', 'e1000e1@0000:00:04.0']);
-  const a = qemuArgs({ ...suite, nvme: [suite.nvme[0]!, { image: '/d1', serial: 'lab1' }], e1000e: [{ net: 'slirp', mac: labMac(0) }, { net: { fd: 3 }, mac: labMac(1) }] });
+  assert.equal(
+    placeDevices(2, 2).map((d) => `${d.kind}${d.index}@${d.bdf}`),
+    ['nvme0@0000:00:01.0', 'nvme1@0000:00:02.0', 'e1000e0@0000:00:03.0', 'e1000e1@0000:00:04.0'],
+  );
+  const a = qemuArgs({
+    ...suite,
+    nvme: [suite.nvme[0]!, { image: '/d1', serial: 'lab1' }],
+    e1000e: [
+      { net: 'slirp', mac: labMac(0) },
+      { net: { fd: 3 }, mac: labMac(1) },
+    ],
+  });
   assert.equal(values(a, '-netdev'), ['user,id=net0', 'socket,id=net1,fd=3']);
   assert.ok(values(a, '-device').includes('e1000e,netdev=net1,romfile=,mac=52:54:00:12:34:57,bus=pcie.0,addr=0x04'));
   assert.throws(() => placeDevices(20, 9), refused('ERR_LAB_OPTIONS', /too many devices/));

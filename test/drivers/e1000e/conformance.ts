@@ -42,8 +42,12 @@ function eerd(r: RegisterSpace, word: number): number {
 
 export function conformanceSuite(name: string, open: () => Promise<DeviceUnderTest>) {
   const s = suite<{ d?: DeviceUnderTest }>(name);
-  s.before(async (ctx) => { ctx.d = await open(); });
-  s.after((ctx) => { ctx.d?.done(); });
+  s.before(async (ctx) => {
+    ctx.d = await open();
+  });
+  s.after((ctx) => {
+    ctx.d?.done();
+  });
 
   s('PCI identity 8086:10d3, class 02 (network), BAR0 128 KiB, 5 MSI-X vectors', (ctx) => {
     const p = ctx.d!.platform;

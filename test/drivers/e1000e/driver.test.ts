@@ -22,7 +22,9 @@ function fill(nic: E1000e, batch: PacketBatch, n: number, dst: readonly number[]
     const l = len(i);
     const f = frame(dst, src, l, seed + i);
     // The sequence number sits in the payload too, so order and content are both checked.
-    f[14] = (seed + i) & 0xff; f[15] = ((seed + i) >>> 8) & 0xff; f[16] = ((seed + i) >>> 16) & 0xff;
+    f[14] = (seed + i) & 0xff;
+    f[15] = ((seed + i) >>> 8) & 0xff;
+    f[16] = ((seed + i) >>> 16) & 0xff;
     nic.txData(buf).set(f);
     batch.push(buf, l);
     bytes += l;
@@ -36,7 +38,9 @@ function seqOf(f: Uint8Array): number {
 
 function expected(seq: number, len: number, dst: readonly number[], src: readonly number[]): Uint8Array {
   const f = frame(dst, src, len, seq);
-  f[14] = seq & 0xff; f[15] = (seq >>> 8) & 0xff; f[16] = (seq >>> 16) & 0xff;
+  f[14] = seq & 0xff;
+  f[15] = (seq >>> 8) & 0xff;
+  f[16] = (seq >>> 16) & 0xff;
   return f;
 }
 
@@ -61,15 +65,18 @@ test('init: reset, MAC from the EEPROM, link up, MTA cleared, interrupts masked,
   await nic.close();
   assert.is(pa.config.read16(4) & 4, 0, 'close turns bus mastering off');
   assert.is(a.counters.txFrames, 0);
-  pa.close(); pb.close();
+  pa.close();
+  pb.close();
 });
 
 test('frames survive many ring wrap-arounds (8-descriptor rings, 1000 frames, odd batch sizes)', async () => {
   const { pa, pb } = pair();
   const A = await E1000e.open(pa, { rxDescriptors: 8, txDescriptors: 8 });
   const B = await E1000e.open(pb, { rxDescriptors: 8, txDescriptors: 8 });
-  const tb = new PacketBatch(5), rb = new PacketBatch(5);
-  let sent = 0, got = 0;
+  const tb = new PacketBatch(5),
+    rb = new PacketBatch(5);
+  let sent = 0,
+    got = 0;
   while (got < 1000) {
     if (sent < 1000) {
       fill(A, tb, Math.min(5, 1000 - sent), MAC_B, MAC_A, sent, (i) => 60 + ((sent + i) % 200));
@@ -90,8 +97,10 @@ test('frames survive many ring wrap-arounds (8-descriptor rings, 1000 frames, od
   }
   assert.is(sent, 1000);
   assert.is(B.stats().device.MPC, 0, 'nothing missed');
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('a full TX ring: tx() takes what fits, returns at once, and takes more once the device catches up', async () => {
@@ -116,8 +125,10 @@ test('a full TX ring: tx() takes what fits, returns at once, and takes more once
   for (let i = 0; i < rb.count; i++) assert.is(seqOf(B.rxData(rb.buf[i]!, rb.len[i]!)), i);
   B.rxFree(rb);
   for (let i = 0; i < tb.count; i++) A.txPool.free(tb.buf[i]!);
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('RX into a revoked buffer window: IOMMU fault logged, frame dropped and counted, memory untouched', async () => {
@@ -139,7 +150,10 @@ test('RX into a revoked buffer window: IOMMU fault logged, frame dropped and cou
     assert.is(f.vtdReason, 0x05);
     assert.ok(f.iova >= Number(rxWindow.iova) && f.iova < Number(rxWindow.iova) + rxWindow.size, 'inside the revoked window');
   }
-  assert.ok(rxWindow.bytes.every((x) => x === 0x5a), 'the revoked window memory is unchanged');
+  assert.ok(
+    rxWindow.bytes.every((x) => x === 0x5a),
+    'the revoked window memory is unchanged',
+  );
   assert.ok(machine.memory.intact(canary), 'host canary intact');
   assert.is(b.counters.rxDmaDropped, 3, 'the model dropped and counted them');
   const rb = new PacketBatch(8);
@@ -148,8 +162,10 @@ test('RX into a revoked buffer window: IOMMU fault logged, frame dropped and cou
   assert.is(st.rx.errors, 3, 'the driver saw three descriptors with ERRORS.RXE and recycled them');
   assert.is(st.device.RXERRC, 3);
   assert.is(st.device.GPRC, 0);
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('two NICs exchange 40,000 frames both ways, 60..1514 bytes, none lost, every payload checked', async () => {
@@ -159,20 +175,26 @@ test('two NICs exchange 40,000 frames both ways, 60..1514 bytes, none lost, ever
   const N = 20000;
   const nics = [A, B];
   const macs = [MAC_A, MAC_B];
-  const sent = [0, 0], got = [0, 0], bytes = [0, 0];
-  const tbs = [new PacketBatch(32), new PacketBatch(32)], rbs = [new PacketBatch(32), new PacketBatch(32)];
+  const sent = [0, 0],
+    got = [0, 0],
+    bytes = [0, 0];
+  const tbs = [new PacketBatch(32), new PacketBatch(32)],
+    rbs = [new PacketBatch(32), new PacketBatch(32)];
   const lenOf = (seq: number) => 60 + ((seq * 7919) % (1514 - 60 + 1));
   const deadline = Date.now() + 60_000;
   while ((got[0]! < N || got[1]! < N) && Date.now() < deadline) {
     for (let s = 0; s < 2; s++) {
-      const nic = nics[s]!, tb = tbs[s]!;
+      const nic = nics[s]!,
+        tb = tbs[s]!;
       // Send no more than the peer can hold: 32 per round, the peer drains each round.
       if (sent[s]! < N && tb.count === 0) bytes[s]! += fill(nic, tb, Math.min(32, N - sent[s]!), macs[1 - s]!, macs[s]!, sent[s]!, (i) => lenOf(sent[s]! + i));
       sent[s]! += nic.tx(tb);
     }
     await new Promise((r) => setImmediate(r)); // deferred work: the devices run between driver batches
     for (let r = 0; r < 2; r++) {
-      const nic = nics[r]!, rb = rbs[r]!, from = 1 - r;
+      const nic = nics[r]!,
+        rb = rbs[r]!,
+        from = 1 - r;
       nic.rx(rb);
       for (let i = 0; i < rb.count; i++) {
         const f = nic.rxData(rb.buf[i]!, rb.len[i]!);
@@ -186,16 +208,21 @@ test('two NICs exchange 40,000 frames both ways, 60..1514 bytes, none lost, ever
     }
   }
   assert.equal(got, [N, N], 'every frame arrived');
-  const sa = A.stats(), sb = B.stats();
-  assert.is(sa.device.GPTC, N); assert.is(sb.device.GPTC, N);
-  assert.is(sa.device.GPRC, N); assert.is(sb.device.GPRC, N);
+  const sa = A.stats(),
+    sb = B.stats();
+  assert.is(sa.device.GPTC, N);
+  assert.is(sb.device.GPTC, N);
+  assert.is(sa.device.GPRC, N);
+  assert.is(sb.device.GPRC, N);
   assert.is(sa.device.GOTC, bytes[0]! + 4 * N, 'GOTC counts the FCS too');
   assert.is(sb.device.GORC, bytes[0]! + 4 * N);
   assert.is(sb.device.GOTC, bytes[1]! + 4 * N);
   assert.is(sa.device.MPC + sb.device.MPC, 0, 'no missed frames');
   assert.is(sa.rx.errors + sb.rx.errors, 0);
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('address filter: our MAC and broadcast pass; other unicast and multicast only in promiscuous mode', async () => {
@@ -205,7 +232,8 @@ test('address filter: our MAC and broadcast pass; other unicast and multicast on
   const other = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc];
   const mcast = [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb];
   const bcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-  const tb = new PacketBatch(4), rb = new PacketBatch(8);
+  const tb = new PacketBatch(4),
+    rb = new PacketBatch(8);
   const sendTo = (dst: number[]): number => {
     fill(A, tb, 1, dst, MAC_A, 0, () => 64);
     A.tx(tb);
@@ -225,17 +253,22 @@ test('address filter: our MAC and broadcast pass; other unicast and multicast on
   B.setPromiscuous(false);
   assert.is(sendTo(other), 0, 'filter back on');
   const st = B.stats().device;
-  assert.is(st.BPRC, 1); assert.is(st.MPRC, 1); assert.is(st.GPRC, 4);
+  assert.is(st.BPRC, 1);
+  assert.is(st.MPRC, 1);
+  assert.is(st.GPRC, 4);
   assert.is(st.TPR, 7, 'TPR counts every frame seen, filtered or not');
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('statistics are read-to-clear on the device and accumulated by the driver', async () => {
   const { pa, pb } = pair();
   const A = await E1000e.open(pa);
   const B = await E1000e.open(pb);
-  const tb = new PacketBatch(8), rb = new PacketBatch(8);
+  const tb = new PacketBatch(8),
+    rb = new PacketBatch(8);
   fill(A, tb, 5, MAC_B, MAC_A, 0, () => 100);
   A.tx(tb);
   assert.is(pa.bar(0).read32(REG.GPTC.offset), 5, 'GPTC read straight from the device');
@@ -249,11 +282,14 @@ test('statistics are read-to-clear on the device and accumulated by the driver',
   fill(A, tb, 2, MAC_B, MAC_A, 8, () => 100);
   A.tx(tb);
   assert.is(A.stats().device.GPTC, 5, 'totals accumulate across reads');
-  B.rx(rb); B.rxFree(rb);
+  B.rx(rb);
+  B.rxFree(rb);
   assert.is(B.stats().device.GPRC, 10);
   assert.is(B.stats().rx.packets, 8, 'driver-side count (batch of 8)');
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('MSI-X: frames raise vector 0 (IVAR) and waitRx wakes on it; polling mode raises none', async () => {
@@ -272,8 +308,10 @@ test('MSI-X: frames raise vector 0 (IVAR) and waitRx wakes on it; polling mode r
   assert.is(rb.count, 2);
   B.rxFree(rb);
   assert.is(A.stats().interrupts, 0);
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('errors: wrong device, bad ring size, link that never comes up', async () => {
@@ -347,7 +385,8 @@ test('a device that lies: an RX length beyond the buffer is not handed out, a TD
   const { pa, pb } = pair();
   const A = await E1000e.open(pa);
   const B = await E1000e.open(pb);
-  const tb = new PacketBatch(4), rb = new PacketBatch(4);
+  const tb = new PacketBatch(4),
+    rb = new PacketBatch(4);
   fill(A, tb, 2, MAC_B, MAC_A, 0, () => 64);
   A.tx(tb);
   // Rewrite the first written-back RX descriptor's length as a hostile device could.
@@ -356,8 +395,10 @@ test('a device that lies: an RX length beyond the buffer is not handed out, a TD
   assert.is(rb.len[0], 64);
   assert.is(B.stats().rx.errors, 1);
   B.rxFree(rb);
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 
   // TX: two frames in flight on a hung device, then TDH claims the device went past the tail.
   const { pa: qa, pb: qb, machine } = pair();
@@ -375,8 +416,10 @@ test('a device that lies: an RX length beyond the buffer is not handed out, a TD
   machine.function(ADDR_A).resume();
   await new Promise((r) => setImmediate(r));
   assert.is(C.txRing.reclaim(), 2, 'the honest head frees both');
-  await C.close(); await D.close();
-  qa.close(); qb.close();
+  await C.close();
+  await D.close();
+  qa.close();
+  qb.close();
 });
 
 test.run();

@@ -18,7 +18,10 @@ function lying(p: Platform, lies: Record<number, (v: number) => number>, noIrq =
   const bar = p.bar(0);
   const fake: RegisterSpace = {
     size: bar.size,
-    read32: (o) => { const f = lies[o]; return f ? f(bar.read32(o)) >>> 0 : bar.read32(o); },
+    read32: (o) => {
+      const f = lies[o];
+      return f ? f(bar.read32(o)) >>> 0 : bar.read32(o);
+    },
     write32: (o, v) => bar.write32(o, v),
     read64: (o) => bar.read64(o),
     write64: (o, v) => bar.write64(o, v),
@@ -77,7 +80,10 @@ test('ERR_E1000E_FRAME: send() of fewer than 14 or more than 1514 bytes', async 
   const { p } = single();
   const nic = await E1000e.open(p);
   for (const n of [13, 1515]) {
-    assert.throws(() => nic.send(new Uint8Array(n)), (e: unknown) => e instanceof E1000eError && e.code === 'ERR_E1000E_FRAME' && e.fix !== undefined);
+    assert.throws(
+      () => nic.send(new Uint8Array(n)),
+      (e: unknown) => e instanceof E1000eError && e.code === 'ERR_E1000E_FRAME' && e.fix !== undefined,
+    );
   }
   assert.ok(nic.send(new Uint8Array(14)), 'a bare header is a frame');
   await nic.close();
@@ -90,7 +96,10 @@ test('ERR_E1000E_POOL: an RX ring started over a pool with fewer free buffers th
   const bufs = p.dma.alloc(8 * 2048, DEVICE_WRITES);
   const pool = new BufferPool(bufs, 2048);
   const rx = new RxRing(p.bar(0), ring, 4096 / DESC_SIZE, pool);
-  assert.throws(() => rx.start(), (e: unknown) => e instanceof E1000eError && e.code === 'ERR_E1000E_POOL' && /ran out of buffers after 8 of the ring's 256 descriptors/.test(e.message));
+  assert.throws(
+    () => rx.start(),
+    (e: unknown) => e instanceof E1000eError && e.code === 'ERR_E1000E_POOL' && /ran out of buffers after 8 of the ring's 256 descriptors/.test(e.message),
+  );
   p.close();
 });
 

@@ -11,20 +11,24 @@ import { E1000e } from '../../../drivers/e1000e/device.js';
 const GATEWAY_MAC = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 
 for (const interrupts of ['poll', 'msix', 'intx'] as const) {
-  gatewaySuite(`e1000e on the simulator (${interrupts})`, async () => {
-    let send: (f: Uint8Array) => boolean = () => false;
-    const s = withEndpoint((f) => {
-      const r = gatewayReply(f, GATEWAY_MAC);
-      if (r !== null) setImmediate(() => send(r));
-    });
-    send = (f) => s.ep.send(f);
-    const nic = await E1000e.open(s.p, { interrupts });
-    return {
-      nic,
-      done: async () => {
-        await nic.close();
-        s.p.close();
-      },
-    };
-  }, 2000).run();
+  gatewaySuite(
+    `e1000e on the simulator (${interrupts})`,
+    async () => {
+      let send: (f: Uint8Array) => boolean = () => false;
+      const s = withEndpoint((f) => {
+        const r = gatewayReply(f, GATEWAY_MAC);
+        if (r !== null) setImmediate(() => send(r));
+      });
+      send = (f) => s.ep.send(f);
+      const nic = await E1000e.open(s.p, { interrupts });
+      return {
+        nic,
+        done: async () => {
+          await nic.close();
+          s.p.close();
+        },
+      };
+    },
+    2000,
+  ).run();
 }

@@ -56,8 +56,16 @@ export function frame(dst: readonly number[], src: readonly number[], len: numbe
   const f = new Uint8Array(len);
   f.set(dst, 0);
   f.set(src, 6);
-  f[12] = 0x88; f[13] = 0xb5;
+  f[12] = 0x88;
+  f[13] = 0xb5;
   let x = seed >>> 0 || 1;
-  for (let i = 14; i < len; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; f[i] = x & 0xff; }
+  for (let i = 14; i < len; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    f[i] = x & 0xff;
+  }
   return f;
 }

@@ -11,10 +11,13 @@ const FILES = [...sources('drivers/e1000e'), 'drivers/kit/packet-pool.ts'];
 const ALLOWED = [/^drivers\/contract\//, /^drivers\/kit\//, /^drivers\/e1000e\//, /^spec\//, /^common\/errors\.ts$/];
 
 test('the driver imports only the driver contract, the driver kit, spec/ and common/errors', () => {
-  assert.ok(FILES.length >= 7, 'found the driver\'s sources');
+  assert.ok(FILES.length >= 7, "found the driver's sources");
   for (const f of FILES) {
     for (const dep of importsOf(f)) {
-      assert.ok(ALLOWED.some((r) => r.test(dep)), `${f} imports ${dep}`);
+      assert.ok(
+        ALLOWED.some((r) => r.test(dep)),
+        `${f} imports ${dep}`,
+      );
     }
   }
 });
@@ -30,7 +33,10 @@ test('library code throws no bare Error, RangeError or DmaboxError', () => {
 test('E1000eCode: every code is used, and documented once in the README with its meaning and fix', () => {
   const union = unionOf('drivers/e1000e/errors.ts', 'E1000eCode');
   assert.ok(union.length > 0, 'found the union');
-  const used = usedCodes(FILES.filter((f) => !f.endsWith('errors.ts')), 'ERR_E1000E_');
+  const used = usedCodes(
+    FILES.filter((f) => !f.endsWith('errors.ts')),
+    'ERR_E1000E_',
+  );
   assert.equal([...used].sort(), union.slice().sort(), 'the codes the driver uses are exactly the union');
   const table = codeTable('drivers/e1000e/README.md');
   assert.equal([...table.keys()].sort(), union.slice().sort(), 'the README table lists exactly the union');

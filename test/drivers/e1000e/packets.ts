@@ -33,7 +33,12 @@ export function arpRequest(srcMac: Bytes, srcIp: Bytes, targetIp: Bytes): Uint8A
   return f;
 }
 
-export interface ArpReply { senderMac: Uint8Array; senderIp: Uint8Array; targetMac: Uint8Array; targetIp: Uint8Array }
+export interface ArpReply {
+  senderMac: Uint8Array;
+  senderIp: Uint8Array;
+  targetMac: Uint8Array;
+  targetIp: Uint8Array;
+}
 
 /** Parse an ARP reply (op 2); null for anything else. */
 export function parseArpReply(f: Uint8Array): ArpReply | null {
@@ -61,16 +66,26 @@ export function icmpEchoRequest(srcMac: Bytes, dstMac: Bytes, srcIp: Bytes, dstI
   f.set(Array.from(srcIp), ip + 12);
   f.set(Array.from(dstIp), ip + 16);
   const ipSum = inetChecksum(f, ip, ip + 20);
-  f[ip + 10] = ipSum >>> 8; f[ip + 11] = ipSum & 0xff;
+  f[ip + 10] = ipSum >>> 8;
+  f[ip + 11] = ipSum & 0xff;
   const icmp = ip + 20;
   f.set([8, 0, 0, 0, id >>> 8, id & 0xff, seq >>> 8, seq & 0xff], icmp);
   f.set(payload, icmp + 8);
   const sum = inetChecksum(f, icmp, f.length);
-  f[icmp + 2] = sum >>> 8; f[icmp + 3] = sum & 0xff;
+  f[icmp + 2] = sum >>> 8;
+  f[icmp + 3] = sum & 0xff;
   return f;
 }
 
-export interface IcmpEcho { type: number; srcIp: Uint8Array; dstIp: Uint8Array; id: number; seq: number; payload: Uint8Array; checksumOk: boolean }
+export interface IcmpEcho {
+  type: number;
+  srcIp: Uint8Array;
+  dstIp: Uint8Array;
+  id: number;
+  seq: number;
+  payload: Uint8Array;
+  checksumOk: boolean;
+}
 
 /** Parse an IPv4 ICMP echo request or reply; null for anything else. */
 export function parseIcmpEcho(f: Uint8Array): IcmpEcho | null {
@@ -114,9 +129,12 @@ export function gatewayReply(f: Uint8Array, gatewayMac: Bytes): Uint8Array | nul
     const r = icmpEchoRequest(gatewayMac, f.subarray(6, 12), GATEWAY_IP, echo.srcIp, echo.id, echo.seq, echo.payload);
     // Turn the request into a reply: type 0, checksum again.
     const icmp = 14 + 20;
-    r[icmp] = 0; r[icmp + 2] = 0; r[icmp + 3] = 0;
+    r[icmp] = 0;
+    r[icmp + 2] = 0;
+    r[icmp + 3] = 0;
     const sum = inetChecksum(r, icmp, r.length);
-    r[icmp + 2] = sum >>> 8; r[icmp + 3] = sum & 0xff;
+    r[icmp + 2] = sum >>> 8;
+    r[icmp + 3] = sum & 0xff;
     return r;
   }
   return null;

@@ -13,7 +13,9 @@ export const ROOT = dir;
 
 /** The .ts files of a folder (relative to the root), not descending. */
 export function sources(folder: string): string[] {
-  return readdirSync(join(ROOT, folder)).filter((f) => f.endsWith('.ts')).map((f) => join(folder, f));
+  return readdirSync(join(ROOT, folder))
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => join(folder, f));
 }
 
 export function read(file: string): string {

@@ -46,7 +46,10 @@ export function gatewaySuite(name: string, open: () => Promise<NicUnderTest>, ti
     const { nic } = ctx.t!;
     assert.equal(nic.link(), { up: true, speedMbps: 1000, fullDuplex: true });
     assert.is(nic.mac[0]! & 1, 0, 'unicast');
-    assert.ok(nic.mac.some((b) => b !== 0), 'not all zeros');
+    assert.ok(
+      nic.mac.some((b) => b !== 0),
+      'not all zeros',
+    );
   });
 
   s('an ARP request for 10.0.2.2 is answered with the gateway MAC, addressed to us', async (ctx) => {
@@ -71,7 +74,8 @@ export function gatewaySuite(name: string, open: () => Promise<NicUnderTest>, ti
     const { nic } = ctx.t!;
     assert.ok(ctx.gatewayMac, 'the ARP test found the gateway MAC');
     const payload = new Uint8Array(56).map((_, i) => (i * 37 + 11) & 0xff);
-    const id = 0x4d35, seq = 7;
+    const id = 0x4d35,
+      seq = 7;
     assert.ok(nic.send(icmpEchoRequest(nic.mac, ctx.gatewayMac!, GUEST_IP, GATEWAY_IP, id, seq, payload)));
     const reply = await receiveUntil(nic, timeoutMs, (f) => {
       const e = parseIcmpEcho(f);

@@ -56,7 +56,15 @@ function fakeHost(limits: { maxTransferBytes: number; mdtsBytes: number }, statu
   return { host, posted, buffer };
 }
 
-const info = (blocks: number, lbads = 9) => ({ nsze: BigInt(blocks), ncap: BigInt(blocks), nuse: 0n, nlbaf: 0, flbas: 0, lbaf: [{ ms: 0, lbads, rp: 0 }], blockSize: 2 ** lbads });
+const info = (blocks: number, lbads = 9) => ({
+  nsze: BigInt(blocks),
+  ncap: BigInt(blocks),
+  nuse: 0n,
+  nlbaf: 0,
+  flbas: 0,
+  lbaf: [{ ms: 0, lbads, rp: 0 }],
+  blockSize: 2 ** lbads,
+});
 
 test('reads and writes are split at the slot buffer; each piece at its own LBA', async () => {
   const { host, posted, buffer } = fakeHost({ maxTransferBytes: 8192, mdtsBytes: 65536 });

@@ -7,7 +7,9 @@ import { VfioPlatform } from '../../../platform/vfio.js';
 
 conformanceSuite('82574L conformance: QEMU e1000e through VFIO', async () => {
   if (process.env.DMABOX_LAB !== '1') {
-    throw new Error('this test runs only inside the lab guest (DMABOX_LAB=1): use `npm run test:lab` or `dmabox lab run --e1000e -- ...` (appliance/lab/README.md)');
+    throw new Error(
+      'this test runs only inside the lab guest (DMABOX_LAB=1): use `npm run test:lab` or `dmabox lab run --e1000e -- ...` (appliance/lab/README.md)',
+    );
   }
   const bdf = (process.env.DMABOX_LAB_E1000E ?? '').split(',').filter(Boolean)[0];
   if (!bdf) throw new Error('DMABOX_LAB_E1000E names no e1000e: boot the lab with --e1000e');

@@ -28,7 +28,9 @@ const SEND = TXD_CMD.EOP.mask | TXD_CMD.IFCS.mask;
 
 function labNic(): string {
   if (process.env.DMABOX_LAB !== '1') {
-    throw new Error('this test runs only inside the lab guest (DMABOX_LAB=1): use `npm run test:lab` or `dmabox lab run --e1000e -- ...` (appliance/lab/README.md)');
+    throw new Error(
+      'this test runs only inside the lab guest (DMABOX_LAB=1): use `npm run test:lab` or `dmabox lab run --e1000e -- ...` (appliance/lab/README.md)',
+    );
   }
   const bdf = (process.env.DMABOX_LAB_E1000E ?? '').split(',').filter(Boolean)[0];
   if (!bdf) throw new Error('DMABOX_LAB_E1000E names no e1000e: boot the lab with --e1000e');
@@ -39,16 +41,29 @@ function labNic(): string {
 const REPLY_TIMEOUT_MS = 10_000;
 
 for (const interrupts of ['poll', 'msix', 'intx'] as const) {
-  gatewaySuite(`e1000e on QEMU through VFIO (${interrupts})`, async () => {
-    const p = VfioPlatform.open(labNic());
-    try {
-      const nic = await E1000e.open(p, { interrupts, linkTimeoutMs: 10_000 });
-      return { nic, done: async () => { try { await nic.close(); } finally { p.close(); } } };
-    } catch (e) {
-      p.close();
-      throw e;
-    }
-  }, REPLY_TIMEOUT_MS).run();
+  gatewaySuite(
+    `e1000e on QEMU through VFIO (${interrupts})`,
+    async () => {
+      const p = VfioPlatform.open(labNic());
+      try {
+        const nic = await E1000e.open(p, { interrupts, linkTimeoutMs: 10_000 });
+        return {
+          nic,
+          done: async () => {
+            try {
+              await nic.close();
+            } finally {
+              p.close();
+            }
+          },
+        };
+      } catch (e) {
+        p.close();
+        throw e;
+      }
+    },
+    REPLY_TIMEOUT_MS,
+  ).run();
 }
 
 const dmar = suite('e1000e on QEMU: RX aimed at an unmapped IOVA');
@@ -76,17 +91,28 @@ dmar('the device write is blocked by VT-d (fault in the trace) and the memory st
       const deadline = Date.now() + REPLY_TIMEOUT_MS;
       let ours: ReturnType<typeof parseDmarTrace> = [];
       while (Date.now() < deadline) {
-        ours = parseDmarTrace(readFileSync(traceFile!, 'utf8')).slice(faultsBefore).filter((f) => f.bdf === bdf && f.addr >= hole && f.addr < hole + 4096n);
+        ours = parseDmarTrace(readFileSync(traceFile!, 'utf8'))
+          .slice(faultsBefore)
+          .filter((f) => f.bdf === bdf && f.addr >= hole && f.addr < hole + 4096n);
         if (ours.length > 0) break;
         await new Promise((r) => setTimeout(r, 100));
       }
       assert.ok(ours.length > 0, `a DMAR fault from ${bdf} at 0x${hole.toString(16)} within ${REPLY_TIMEOUT_MS} ms`);
-      assert.ok(ours.every((f) => f.write), 'the blocked access is a write');
-      assert.ok(ours.every((f) => f.reason === 5), 'VT-d reason 5: write not permitted / not present');
-      assert.ok(target.bytes.every((b) => b === 0x5a), 'the memory behind the revoked IOVA is untouched');
+      assert.ok(
+        ours.every((f) => f.write),
+        'the blocked access is a write',
+      );
+      assert.ok(
+        ours.every((f) => f.reason === 5),
+        'VT-d reason 5: write not permitted / not present',
+      );
+      assert.ok(
+        target.bytes.every((b) => b === 0x5a),
+        'the memory behind the revoked IOVA is untouched',
+      );
       // The ARP reply never reached any buffer of ours with content: parse what the ring says.
       const seen = await receiveUntil(nic, 500, (f) => parseArpReply(f));
-      assert.is(seen, null, 'no ARP reply readable from the driver\'s buffers');
+      assert.is(seen, null, "no ARP reply readable from the driver's buffers");
       p.dma.free(target);
     } finally {
       await nic.close();
@@ -158,8 +184,10 @@ dmar('least privilege on TX: a write-back (RS) into the read-only TX ring is ref
       p.dma.revoke(nic.txPool.window);
       writeTxd(ring.view, 1, iova2, 60, SEND);
       p.bar(0).write32(TDT.offset, 2);
-      assert.ok(await waitFault((f) => f.bdf === bdf && !f.write && f.reason === 6 && f.addr >= iova2 && f.addr < iova2 + 2048n),
-        'a read fault (reason 6) at the revoked TX buffer');
+      assert.ok(
+        await waitFault((f) => f.bdf === bdf && !f.write && f.reason === 6 && f.addr >= iova2 && f.addr < iova2 + 2048n),
+        'a read fault (reason 6) at the revoked TX buffer',
+      );
     } finally {
       await nic.close();
     }

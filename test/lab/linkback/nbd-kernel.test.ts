@@ -65,7 +65,8 @@ async function detach(nbdClient: string): Promise<void> {
 
 test('the kernel nbd driver on the sandboxed NVMe: ext4, a container SIGKILL mid-writeback, fsck clean, checksums match', async () => {
   assert.is(process.env.DMABOX_LAB, '1', 'this test runs only inside the lab guest (DMABOX_LAB=1): npm run test:lab');
-  for (const tool of ['mkfs.ext4', 'e2fsck', 'mount', 'umount', 'sync']) assert.is((await sh('sh', ['-c', `command -v ${tool}`])).code, 0, `${tool} is missing in the guest`);
+  for (const tool of ['mkfs.ext4', 'e2fsck', 'mount', 'umount', 'sync'])
+    assert.is((await sh('sh', ['-c', `command -v ${tool}`])).code, 0, `${tool} is missing in the guest`);
   const which = await sh('sh', ['-c', 'command -v nbd-client || ls /usr/sbin/nbd-client /sbin/nbd-client 2>/dev/null | head -1']);
   const nbdClient = which.out.trim().split('\n')[0]!;
   assert.ok(nbdClient, 'nbd-client is missing: install Debian nbd-client on the host (scripts/setup-host.sh PACKAGES); the guest runs the host root');
@@ -82,13 +83,24 @@ test('the kernel nbd driver on the sandboxed NVMe: ext4, a container SIGKILL mid
   let attached = false;
   let mounted = false;
   try {
-    service = await startService(policies, { controlPath: null, supervisor: { helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 } },
-      (s, line, level) => { log.push(`${s} ${level ?? 'info'} ${line}`); console.log(`  [${s}] linkback: ${line}`); });
+    service = await startService(
+      policies,
+      { controlPath: null, supervisor: { helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 } },
+      (s, line, level) => {
+        log.push(`${s} ${level ?? 'info'} ${line}`);
+        console.log(`  [${s}] linkback: ${line}`);
+      },
+    );
     const s = service.manager.sandboxes[0]!;
     // Sandbox events on the lab console as they happen (the log is what explains a hang).
-    s.on('event', (e: SandboxEvent) => { if (e.kind !== 'log' || e.level === 'warn' || e.level === 'error') console.log(`  [${e.sandbox}] ${e.kind}: ${e.text}`); });
+    s.on('event', (e: SandboxEvent) => {
+      if (e.kind !== 'log' || e.level === 'warn' || e.level === 'error') console.log(`  [${e.sandbox}] ${e.kind}: ${e.text}`);
+    });
     assert.is(s.state, 'running', JSON.stringify(service.unavailable));
-    assert.equal(service.linkbacks.map((l) => l.addresses[0]), ['tcp:127.0.0.1:10809']);
+    assert.equal(
+      service.linkbacks.map((l) => l.addresses[0]),
+      ['tcp:127.0.0.1:10809'],
+    );
 
     await attach(nbdClient);
     attached = true;
@@ -141,8 +153,20 @@ test('the kernel nbd driver on the sandboxed NVMe: ext4, a container SIGKILL mid
     assert.is(fsck.code, 0, `e2fsck -fn is not clean:\n${fsck.out}`);
     await must('mount', ['-t', 'ext4', '-o', 'ro', DEV, MNT]);
     mounted = true;
-    const listed = await must('sha256sum', [...sums.keys()].map((n) => join(MNT, n)), 120_000);
-    const got = new Map(listed.trim().split('\n').map((l) => { const [h, f] = l.split(/\s+/); return [f!.slice(MNT.length + 1), h!]; }));
+    const listed = await must(
+      'sha256sum',
+      [...sums.keys()].map((n) => join(MNT, n)),
+      120_000,
+    );
+    const got = new Map(
+      listed
+        .trim()
+        .split('\n')
+        .map((l) => {
+          const [h, f] = l.split(/\s+/);
+          return [f!.slice(MNT.length + 1), h!];
+        }),
+    );
     for (const [name, sum] of sums) assert.is(got.get(name), sum, `${name} as written`);
     await must('umount', [MNT]);
     mounted = false;

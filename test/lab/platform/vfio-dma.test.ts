@@ -73,13 +73,15 @@ class MiniNvme {
   async createIoQueue(): Promise<void> {
     this.sq[1] = this.p.dma.alloc(QDEPTH * 64, DEVICE_READS, { label: 'io sq' });
     this.cq[1] = this.p.dma.alloc(QDEPTH * 16, DEVICE_WRITES, { label: 'io cq' });
-    let s = await this.admin(0x05, (v, o) => { // Create I/O CQ: QID 1, physically contiguous, no interrupts
+    let s = await this.admin(0x05, (v, o) => {
+      // Create I/O CQ: QID 1, physically contiguous, no interrupts
       this.putU64(v, o + 24, this.cq[1]!.iova);
       v.setUint32(o + 40, ((QDEPTH - 1) << 16) | 1, true);
       v.setUint32(o + 44, 1, true);
     });
     assert.is(s, 0, 'Create I/O CQ succeeded');
-    s = await this.admin(0x01, (v, o) => { // Create I/O SQ: QID 1 on CQ 1
+    s = await this.admin(0x01, (v, o) => {
+      // Create I/O SQ: QID 1 on CQ 1
       this.putU64(v, o + 24, this.sq[1]!.iova);
       v.setUint32(o + 40, ((QDEPTH - 1) << 16) | 1, true);
       v.setUint32(o + 44, (1 << 16) | 1, true);
@@ -98,7 +100,8 @@ class MiniNvme {
 
   /** Submit one command and poll its completion; returns the status field (0 = success). */
   async submit(q: number, opcode: number, nsid: number, fill: (v: DataView, o: number) => void): Promise<number> {
-    const sq = this.sq[q]!, cq = this.cq[q]!;
+    const sq = this.sq[q]!,
+      cq = this.cq[q]!;
     const o = this.tail[q]! * 64;
     sq.bytes.fill(0, o, o + 64);
     const cid = ++this.cid & 0xffff;
@@ -168,7 +171,10 @@ test('open: the IOMMU as the kernel reports it (4 KiB pages, MSI window cut out,
   assert.is(p.dma.pageSize, 4096);
   const top = info.ranges.reduce((m, r) => (r.end > m ? r.end : m), 0n);
   assert.ok(top < 1n << 48n, `IOVA ranges end at 0x${top.toString(16)}`);
-  assert.ok(info.ranges.every((r) => !(r.start <= 0xfee00000n && 0xfee00000n <= r.end)), 'the MSI window is not usable IOVA');
+  assert.ok(
+    info.ranges.every((r) => !(r.start <= 0xfee00000n && 0xfee00000n <= r.end)),
+    'the MSI window is not usable IOVA',
+  );
   assert.ok(info.mappingsAvailable === undefined || info.mappingsAvailable > 1000);
   assert.is(p.config.read16(4) & 0x4, 0x4, 'bus mastering on');
 });
@@ -196,12 +202,25 @@ test('Identify Controller through PRP1+PRP2 (window offset 2048), completion rai
 test('merged windows: one MAP_DMA for three windows, Identify lands in the third at its own IOVA', async () => {
   inLab();
   const before = p.dma.mappings;
-  const [a, b, c] = p.dma.allocMerged([{ size: 4096, label: 'a' }, { size: 8192, label: 'b' }, { size: 4096, label: 'c', align: 65536 }], DEVICE_WRITES);
+  const [a, b, c] = p.dma.allocMerged(
+    [
+      { size: 4096, label: 'a' },
+      { size: 8192, label: 'b' },
+      { size: 4096, label: 'c', align: 65536 },
+    ],
+    DEVICE_WRITES,
+  );
   assert.is(p.dma.mappings, before + 1, 'one mapping');
   assert.is(c!.iova % 65536n, 0n);
   a!.bytes.fill(0x11);
   b!.bytes.fill(0x22);
-  assert.is(await nvme.admin(0x06, (v, o) => { fillPrp(v, o + SQE_PRP1, c!, 0, 4096); v.setUint32(o + 40, 1, true); }), 0);
+  assert.is(
+    await nvme.admin(0x06, (v, o) => {
+      fillPrp(v, o + SQE_PRP1, c!, 0, 4096);
+      v.setUint32(o + 40, 1, true);
+    }),
+    0,
+  );
   assert.is(text(c!.bytes, 4, 24), 'lab0');
   assert.ok(a!.bytes.every((x) => x === 0x11) && b!.bytes.every((x) => x === 0x22), 'the neighbours are untouched');
   for (const w of [a!, b!, c!]) p.dma.free(w);
@@ -213,8 +232,14 @@ test('least privilege: a device write into a device-read-only window is blocked 
   const ro = p.dma.alloc(4096, DEVICE_READS, { label: 'read-only target' });
   ro.bytes.fill(0xee);
   const before = faultsIn(ro, true);
-  await nvme.admin(0x06, (v, o) => { fillPrp(v, o + SQE_PRP1, ro, 0, 4096); v.setUint32(o + 40, 1, true); });
-  assert.ok(ro.bytes.every((b) => b === 0xee), 'a device-read-only window keeps its bytes');
+  await nvme.admin(0x06, (v, o) => {
+    fillPrp(v, o + SQE_PRP1, ro, 0, 4096);
+    v.setUint32(o + 40, 1, true);
+  });
+  assert.ok(
+    ro.bytes.every((b) => b === 0xee),
+    'a device-read-only window keeps its bytes',
+  );
   if (before >= 0) assert.ok((await waitFaults(ro, true, before, 3000)) > before, 'the DMAR trace shows the blocked write');
   p.dma.free(ro);
 });
@@ -225,8 +250,14 @@ test('revoke: the mapping goes, the memory stays, the device write is blocked', 
   rx.bytes.fill(0x5a);
   p.dma.revoke(rx);
   const before = faultsIn(rx, true);
-  await nvme.admin(0x06, (v, o) => { fillPrp(v, o + SQE_PRP1, rx, 0, 4096); v.setUint32(o + 40, 1, true); });
-  assert.ok(rx.bytes.every((b) => b === 0x5a), 'a revoked window keeps its bytes');
+  await nvme.admin(0x06, (v, o) => {
+    fillPrp(v, o + SQE_PRP1, rx, 0, 4096);
+    v.setUint32(o + 40, 1, true);
+  });
+  assert.ok(
+    rx.bytes.every((b) => b === 0x5a),
+    'a revoked window keeps its bytes',
+  );
   if (before >= 0) assert.ok((await waitFaults(rx, true, before, 3000)) > before, 'the DMAR trace shows the blocked write');
   p.dma.free(rx);
 });
@@ -234,7 +265,18 @@ test('revoke: the mapping goes, the memory stays, the device write is blocked', 
 test('PRP lists on a real controller: 128 KiB written and read back through lists (33 pages each)', async () => {
   inLab();
   const ns = p.dma.alloc(4096, DEVICE_WRITES, { label: 'identify ns' });
-  assert.is(await nvme.admin(0x06, (v, o) => { fillPrp(v, o + SQE_PRP1, ns, 0, 4096); v.setUint32(o + 40, 0, true); }, 1), 0, 'Identify Namespace 1');
+  assert.is(
+    await nvme.admin(
+      0x06,
+      (v, o) => {
+        fillPrp(v, o + SQE_PRP1, ns, 0, 4096);
+        v.setUint32(o + 40, 0, true);
+      },
+      1,
+    ),
+    0,
+    'Identify Namespace 1',
+  );
   const flbas = ns.bytes[26]! & 0xf;
   const lbaSize = 1 << ns.bytes[128 + 4 * flbas + 2]!;
   await nvme.createIoQueue();
@@ -261,7 +303,11 @@ test('PRP lists on a real controller: 128 KiB written and read back through list
   assert.is(await io(0x01, out, 512), 0, 'Write 128 KiB');
   assert.is(await io(0x02, back, 1024), 0, 'Read 128 KiB');
   let diff = -1;
-  for (let i = 0; i < LEN; i++) if (back.bytes[1024 + i] !== out.bytes[512 + i]) { diff = i; break; }
+  for (let i = 0; i < LEN; i++)
+    if (back.bytes[1024 + i] !== out.bytes[512 + i]) {
+      diff = i;
+      break;
+    }
   assert.is(diff, -1, 'the bytes read back through a PRP list are the bytes written through one');
   out.bytes.fill(0);
   assert.is(await io(0x01, out, 512), 0, 'restore zeros for the next test');

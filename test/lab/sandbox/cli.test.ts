@@ -22,15 +22,24 @@ test('dmabox up on the lab NVMe, status over the control socket, SIGTERM stops i
   inLab();
   const up = spawn(process.execPath, [cli, 'up', policy, '--control', control], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  up.stdout.on('data', (d) => { out += String(d); });
-  up.stderr.on('data', (d) => { out += String(d); });
+  up.stdout.on('data', (d) => {
+    out += String(d);
+  });
+  up.stderr.on('data', (d) => {
+    out += String(d);
+  });
   const exited = new Promise<number | null>((r) => up.on('exit', (code) => r(code)));
   const end = Date.now() + 90_000;
   while (!out.includes('up: lab-nvme running')) {
-    if (Date.now() > end) { up.kill('SIGKILL'); throw new Error(`not up within 90 s:\n${out}`); }
+    if (Date.now() > end) {
+      up.kill('SIGKILL');
+      throw new Error(`not up within 90 s:\n${out}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
-  const status = await new Promise<string>((resolve, reject) => execFile(process.execPath, [cli, 'status', '--json', '--control', control], (e, stdout) => (e ? reject(e) : resolve(stdout))));
+  const status = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [cli, 'status', '--json', '--control', control], (e, stdout) => (e ? reject(e) : resolve(stdout))),
+  );
   const st = JSON.parse(status) as { sandboxes: { name: string; state: string; device: string; uid: number; windows: unknown[] }[] };
   assert.is(st.sandboxes[0]!.name, 'lab-nvme');
   assert.is(st.sandboxes[0]!.state, 'running');

@@ -24,14 +24,17 @@ function inLab(): void {
 const NVME = (process.env.DMABOX_LAB_NVME ?? '0000:00:01.0').split(',')[0]!;
 
 function policy(name: string, extra = '', interrupts = 'polling') {
-  return parsePolicies(`version: 1
+  return parsePolicies(
+    `version: 1
 name: ${name}
 device: { pci: "${NVME}" }
 driver: { name: nvme, queues: 1, depth: 16, interrupts: ${interrupts} }
 windows: [ { size: 512KiB, label: queues }, { size: 2MiB, label: data } ]
 restart: { maxRestarts: 2, window: 60s, backoff: { initial: 50ms, max: 1s } }
 ${extra}
-`, 'lab.yaml').policies[0]!.policy;
+`,
+    'lab.yaml',
+  ).policies[0]!.policy;
 }
 
 function pattern(n: number, seed: number): Uint8Array {
@@ -49,7 +52,9 @@ async function until(what: string, pred: () => boolean, ms: number): Promise<voi
 }
 
 function field(pid: number, name: string): string {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${name}:`))!;
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`))!;
   return line.slice(name.length + 1).trim();
 }
 
@@ -65,7 +70,10 @@ test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, r
     assert.is(field(pid, 'NoNewPrivs'), '1');
     assert.is(field(pid, 'Seccomp'), '2');
     assert.ok(s.events.some((e) => e.text.includes('open of /dev/vfio/vfio refused with EPERM')));
-    assert.ok(s.events.some((e) => e.text.includes(', msix, ')), 'the driver runs on MSI-X through the eventfds the manager handed over');
+    assert.ok(
+      s.events.some((e) => e.text.includes(', msix, ')),
+      'the driver runs on MSI-X through the eventfds the manager handed over',
+    );
     saved = await s.block.read(lba, 256);
     const a = pattern(128 * 1024, 1);
     await s.block.write(lba, a);
@@ -109,7 +117,10 @@ test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, r
 
 test("a wild DMA from the container's driver: a DMAR fault for this device, 'stop' taken", async () => {
   inLab();
-  const s = new Supervisor(withModule(policy('lab-wild', 'onIommuFault: stop'), fileURLToPath(new URL('../../sandbox/fixtures/wild-dma-driver.js', import.meta.url))), { helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 });
+  const s = new Supervisor(
+    withModule(policy('lab-wild', 'onIommuFault: stop'), fileURLToPath(new URL('../../sandbox/fixtures/wild-dma-driver.js', import.meta.url))),
+    { helloTimeoutMs: 60_000, readyTimeoutMs: 90_000, hangMs: 30_000, heartbeatMs: 1000 },
+  );
   const kmsg = new KmsgFaultMonitor('/dev/kmsg');
   kmsg.add(s);
   kmsg.start();
@@ -117,7 +128,12 @@ test("a wild DMA from the container's driver: a DMAR fault for this device, 'sto
     const failed = new Promise((r) => s.once('failed', r));
     await s.start();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([failed, new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`no fault handled within 30 s: ${s.events.map((e) => `${e.kind}: ${e.text}`).join('\n')}`)), 30_000); })]);
+    await Promise.race([
+      failed,
+      new Promise((_, rej) => {
+        timer = setTimeout(() => rej(new Error(`no fault handled within 30 s: ${s.events.map((e) => `${e.kind}: ${e.text}`).join('\n')}`)), 30_000);
+      }),
+    ]);
     clearTimeout(timer);
     const f = s.faults.find((x) => x.iommu)!;
     assert.ok(f);

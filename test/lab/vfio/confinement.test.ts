@@ -49,7 +49,10 @@ function provoke(label: string, page: bigint, arm: (t: ReturnType<typeof setup>)
     log.drain();
     t.nvme.identify(page); // the controller writes 4 KiB of Identify data at `page`
     const faults = waitDmarFaults(page, before, 5000);
-    assert.ok(target.every((b) => b === PATTERN), `${label}: the target memory is unchanged`);
+    assert.ok(
+      target.every((b) => b === PATTERN),
+      `${label}: the target memory is unchanged`,
+    );
     assert.ok(faults.length > before, `${label}: QEMU traced a DMAR fault at 0x${page.toString(16)}`);
     const f = faults.at(-1)!;
     assert.is(f.bdf, t.bdf, `${label}: the fault is the NVMe's`);

@@ -38,7 +38,7 @@ test('map and unmap: DMA mappings available goes down by one and back', () => {
   }
 });
 
-test('the kernel\'s refusals: overlap (EEXIST), unmap of nothing (size 0 back), split (EINVAL), outside the ranges, misaligned', () => {
+test("the kernel's refusals: overlap (EEXIST), unmap of nothing (size 0 back), split (EINVAL), outside the ranges, misaligned", () => {
   inLab();
   const s = openStack(findOne(NVME_IDS));
   const mem = new DmaMemory(0x10000);
@@ -77,7 +77,7 @@ test('map before SET_IOMMU: the kernel says EINVAL, explained as ERR_VFIO_IOMMU_
   }
 });
 
-test('read-only and write-only windows are accepted by the IOMMU (the permission is the device\'s)', () => {
+test("read-only and write-only windows are accepted by the IOMMU (the permission is the device's)", () => {
   inLab();
   const s = openStack(findOne(NVME_IDS));
   const mem = new DmaMemory(0x2000);

@@ -60,7 +60,10 @@ test('IOMMU info as the kernel reports it: 4K/2M/1G pages, IOVA ranges around th
     const info = s.container.info();
     assert.is(info.pageSizeMask, 0x40201000n);
     assert.equal(info.pageSizes, [0x1000n, 0x200000n, 0x40000000n]);
-    assert.ok(info.iovaRanges && info.iovaRanges.length >= 2, `IOVA ranges reported: ${JSON.stringify(info.iovaRanges, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
+    assert.ok(
+      info.iovaRanges && info.iovaRanges.length >= 2,
+      `IOVA ranges reported: ${JSON.stringify(info.iovaRanges, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`,
+    );
     // The x86 MSI window 0xfee00000-0xfeefffff is reserved: no range may cover it.
     assert.not.ok(info.iovaRanges!.some((r) => r.start <= 0xfee00000n && r.end >= 0xfee00000n));
     assert.is(info.iovaRanges![0]!.start, 0n);
@@ -72,10 +75,13 @@ test('IOMMU info as the kernel reports it: 4K/2M/1G pages, IOVA ranges around th
   }
 });
 
-test('IOMMU status: Intel VT-d, the devices\' groups translated by VFIO, interrupt remapping on', () => {
+test("IOMMU status: Intel VT-d, the devices' groups translated by VFIO, interrupt remapping on", () => {
   inLab();
   const st = iommuStatus();
-  assert.ok(st.iommus.some((i) => i.kind === 'intel-vt-d'), JSON.stringify(st.iommus));
+  assert.ok(
+    st.iommus.some((i) => i.kind === 'intel-vt-d'),
+    JSON.stringify(st.iommus),
+  );
   assert.ok(st.vfio);
   assert.not.ok(st.noIommuMode);
   assert.is(st.interruptRemapping.state, 'enabled', st.interruptRemapping.evidence);

@@ -27,7 +27,11 @@ try {
   const bar = s.device.mapBar(0);
   const cfg = s.device.config;
   let sink = 0;
-  const out: Record<string, unknown> = { where: 'lab guest (QEMU TCG q35 + intel-iommu), host: 2-core VM', nproc: availableParallelism(), node: process.version };
+  const out: Record<string, unknown> = {
+    where: 'lab guest (QEMU TCG q35 + intel-iommu), host: 2-core VM',
+    nproc: availableParallelism(),
+    node: process.version,
+  };
   out.ioctlGroupStatusNs = perOp(2000, () => void s.group.status());
   out.configRead16Ns = perOp(2000, () => (sink ^= cfg.read16(0)));
   out.mmioRead32Ns = perOp(20000, () => (sink ^= bar.read32(REG.VS)));

@@ -19,7 +19,14 @@ test('past RLIMIT_MEMLOCK, MAP_DMA fails with ENOMEM: ERR_VFIO_MEMLOCK naming th
   chmodSync(node, 0o666);
   try {
     const script = fileURLToPath(new URL('./memlock-child.js', import.meta.url));
-    const r = spawnSync(process.execPath, [script, String(fn.iommuGroup)], { uid: 65534, gid: 65534, cwd: '/tmp', encoding: 'utf8', timeout: 60_000, env: { ...process.env, HOME: '/tmp' } });
+    const r = spawnSync(process.execPath, [script, String(fn.iommuGroup)], {
+      uid: 65534,
+      gid: 65534,
+      cwd: '/tmp',
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, HOME: '/tmp' },
+    });
     assert.is(r.status, 0, `child failed:\n${r.stderr}`);
     const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, string | number>;
     assert.is(out.uid, 65534);

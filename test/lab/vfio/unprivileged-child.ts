@@ -39,7 +39,11 @@ const addr = sys.mmap(0n, plan.size, PROT_READ | PROT_WRITE, MAP_SHARED, 4, 0n);
 const mem = new Uint8Array(sys.view(addr, plan.size));
 const bar = dev.mapBar(0);
 result.vendor = dev.config.read16(0);
-const nvme = new RawNvme(bar, { bytes: mem.subarray(plan.sqOff, plan.sqOff + 0x1000), iova: BigInt(plan.sqIova) }, { bytes: mem.subarray(plan.cqOff, plan.cqOff + 0x1000), iova: BigInt(plan.cqIova) });
+const nvme = new RawNvme(
+  bar,
+  { bytes: mem.subarray(plan.sqOff, plan.sqOff + 0x1000), iova: BigInt(plan.sqIova) },
+  { bytes: mem.subarray(plan.cqOff, plan.cqOff + 0x1000), iova: BigInt(plan.cqIova) },
+);
 nvme.enable();
 const cqe = nvme.identify(BigInt(plan.dataIova));
 result.status = cqe.status;

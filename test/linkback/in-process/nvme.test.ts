@@ -31,7 +31,7 @@ let server: NbdServer;
 function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: 120_000, encoding: 'utf8' }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: unknown }).code as number) ?? -1 : 0, out: `${stdout}${stderr}` });
+      resolve({ code: err ? (((err as { code?: unknown }).code as number) ?? -1) : 0, out: `${stdout}${stderr}` });
     });
   });
 }
@@ -56,14 +56,14 @@ t.after(async () => {
   tmp.remove();
 });
 
-t('the device reports the namespace geometry and the controller\'s capabilities', async () => {
+t("the device reports the namespace geometry and the controller's capabilities", async () => {
   assert.is(dev.size, 32 * MiB);
   assert.is(dev.blockSize, 512);
   assert.equal({ ...dev.capabilities }, { flush: true, fua: true, trim: true, writeZeroes: true, multiConn: true });
   const info = JSON.parse((await run('nbdinfo', ['--json', `nbd+unix:///nvme0?socket=${sock}`])).out) as { exports: Record<string, unknown>[] };
   const e = info.exports[0]!;
   assert.is(e['export-size'], 32 * MiB);
-  assert.is(e['can_fua'], true, 'FUA advertised: the Write command\'s FUA bit');
+  assert.is(e['can_fua'], true, "FUA advertised: the Write command's FUA bit");
   assert.is(e['can_trim'], true);
   assert.is(e['can_zero'], true);
 });
@@ -84,8 +84,19 @@ t('nbdcopy in and out through the driver; qemu-img compare agrees', async () => 
 });
 
 t('fio verify at queue depth 16 through the driver', async () => {
-  const r = await run('fio', ['--name=nvme', '--ioengine=nbd', '--verify_state_save=0', `--uri=nbd+unix:///nvme0?socket=${sock}`, '--rw=randwrite', '--bs=4k',
-    '--iodepth=16', '--size=8M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1']);
+  const r = await run('fio', [
+    '--name=nvme',
+    '--ioengine=nbd',
+    '--verify_state_save=0',
+    `--uri=nbd+unix:///nvme0?socket=${sock}`,
+    '--rw=randwrite',
+    '--bs=4k',
+    '--iodepth=16',
+    '--size=8M',
+    '--verify=crc32c',
+    '--do_verify=1',
+    '--verify_fatal=1',
+  ]);
   assert.is(r.code, 0, r.out);
 });
 

@@ -45,19 +45,25 @@ t.before(async () => {
   }
 });
 
-const served = suiteServer(t, () => ({
-  exports: [
-    { name: 'disk0', description: 'dmabox memory disk', device: new MemoryBlockDevice({ size: 128 * MiB }) },
-    { name: 'fio', device: new MemoryBlockDevice({ size: 64 * MiB }) },
-    { name: 'ro', device: new MemoryBlockDevice({ size: 8 * MiB }), readOnly: true },
-  ],
-  onEvent: (e) => {
-    if (e.type === 'transmission') maxActive = Math.max(maxActive, ++active);
-    else if (e.type === 'close' && e.export !== undefined) active--;
+const served = suiteServer(
+  t,
+  () => ({
+    exports: [
+      { name: 'disk0', description: 'dmabox memory disk', device: new MemoryBlockDevice({ size: 128 * MiB }) },
+      { name: 'fio', device: new MemoryBlockDevice({ size: 64 * MiB }) },
+      { name: 'ro', device: new MemoryBlockDevice({ size: 8 * MiB }), readOnly: true },
+    ],
+    onEvent: (e) => {
+      if (e.type === 'transmission') maxActive = Math.max(maxActive, ++active);
+      else if (e.type === 'close' && e.export !== undefined) active--;
+    },
+  }),
+  {
+    ready: async (server) => {
+      port = (await server.listenTcp({ host: '127.0.0.1', port: 0 })).port;
+    },
   },
-}), {
-  ready: async (server) => { port = (await server.listenTcp({ host: '127.0.0.1', port: 0 })).port; },
-});
+);
 const { sock, dir } = served;
 
 t('nbdinfo describes the export over a unix socket and over TCP loopback', async () => {
@@ -98,7 +104,10 @@ t('nbdcopy: 64 MiB of random data in over TCP and back out over the unix socket,
   const back = readFileSync(out);
   assert.is(back.length, 128 * MiB);
   assert.is(sha256(back.subarray(0, 64 * MiB)), sha256(data));
-  assert.ok(back.subarray(64 * MiB).every((x) => x === 0), 'the unwritten half reads as zeroes');
+  assert.ok(
+    back.subarray(64 * MiB).every((x) => x === 0),
+    'the unwritten half reads as zeroes',
+  );
   assert.ok(copiedWith >= 2, `nbdcopy used ${copiedWith} connections at once (CAN_MULTI_CONN)`);
   const st = served.server.stats().exports['disk0']!;
   assert.ok(st.bytesWritten >= 64 * MiB && st.bytesRead >= 128 * MiB && st.flushes >= 1, JSON.stringify(st));
@@ -128,8 +137,18 @@ t('fio --ioengine=nbd: random writes then reads verified with crc32c at queue de
   const help = await must('fio', ['--enghelp']);
   assert.ok(/^\s*nbd$/m.test(help), 'this fio build lists the nbd engine');
   const out = await must('fio', [
-    '--name=verify', '--ioengine=nbd', '--verify_state_save=0', `--uri=${unixUri('fio')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
-    '--size=32M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--output-format=json',
+    '--name=verify',
+    '--ioengine=nbd',
+    '--verify_state_save=0',
+    `--uri=${unixUri('fio')}`,
+    '--rw=randwrite',
+    '--bs=4k',
+    '--iodepth=16',
+    '--size=32M',
+    '--verify=crc32c',
+    '--do_verify=1',
+    '--verify_fatal=1',
+    '--output-format=json',
   ]);
   const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0]!;
   assert.is(job.error, 0);
@@ -145,8 +164,22 @@ t('several clients at once on several exports over both listeners', async () => 
   const jobs = await Promise.all([
     run('nbdcopy', [src, tcpUri('disk0')]),
     // Two fio jobs, two connections, each on its own half of the export.
-    run('fio', ['--name=two', '--ioengine=nbd', '--verify_state_save=0', `--uri=${unixUri('fio')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=16M',
-      '--offset_increment=16M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--numjobs=2', '--group_reporting']),
+    run('fio', [
+      '--name=two',
+      '--ioengine=nbd',
+      '--verify_state_save=0',
+      `--uri=${unixUri('fio')}`,
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=16',
+      '--size=16M',
+      '--offset_increment=16M',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--verify_fatal=1',
+      '--numjobs=2',
+      '--group_reporting',
+    ]),
     run('nbdinfo', ['--json', unixUri('ro')]),
     run('qemu-img', ['info', '-f', 'raw', tcpUri('ro')]),
   ]);

@@ -30,15 +30,18 @@ export interface SuiteServer {
  * Serve `options()` to a whole suite: the server listens before its first test (then `ready` runs),
  * and after its last one `closing` runs, then the server closes and the folder is removed.
  */
-export function suiteServer(t: Test, options: () => NbdServerOptions,
-  hooks: { ready?: (server: NbdServer) => Promise<void>; closing?: () => Promise<void> } = {}): SuiteServer {
+export function suiteServer(
+  t: Test,
+  options: () => NbdServerOptions,
+  hooks: { ready?: (server: NbdServer) => Promise<void>; closing?: () => Promise<void> } = {},
+): SuiteServer {
   const tmp = tempDir();
   let server: NbdServer | undefined;
   const fixture: SuiteServer = {
     dir: tmp.dir,
     sock: join(tmp.dir, 'nbd.sock'),
     get server(): NbdServer {
-      if (server === undefined) throw new Error('the suite server is made in the suite\'s before hook');
+      if (server === undefined) throw new Error("the suite server is made in the suite's before hook");
       return server;
     },
   };
@@ -68,16 +71,28 @@ export class RawClient {
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
-    socket.on('data', (d: Buffer) => { this.buf = Buffer.concat([this.buf, d]); this.waiter?.(); });
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.waiter?.();
+    });
     socket.on('error', () => {});
-    this.closedP = new Promise((r) => socket.on('close', () => { this.closed = true; this.waiter?.(); r(); }));
+    this.closedP = new Promise((r) =>
+      socket.on('close', () => {
+        this.closed = true;
+        this.waiter?.();
+        r();
+      }),
+    );
   }
 
   static connect(where: string | number): Promise<RawClient> {
     return new Promise((resolve, reject) => {
       const s = typeof where === 'string' ? net.connect(where) : net.connect(where, '127.0.0.1');
       s.once('error', reject);
-      s.once('connect', () => { s.off('error', reject); resolve(new RawClient(s)); });
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(new RawClient(s));
+      });
     });
   }
 
@@ -98,7 +113,11 @@ export class RawClient {
       if (left <= 0) throw new Error(`timed out waiting for ${n} bytes (have ${this.buf.length})`);
       await new Promise<void>((r) => {
         const t = setTimeout(r, left);
-        this.waiter = () => { clearTimeout(t); this.waiter = null; r(); };
+        this.waiter = () => {
+          clearTimeout(t);
+          this.waiter = null;
+          r();
+        };
       });
     }
     const out = this.buf.subarray(0, n);
@@ -109,7 +128,9 @@ export class RawClient {
   /** Resolves true when the server closes the connection within `ms`, false otherwise. */
   async waitClosed(ms = 3000): Promise<boolean> {
     let t: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((r) => { t = setTimeout(() => r(false), ms); });
+    const timeout = new Promise<boolean>((r) => {
+      t = setTimeout(() => r(false), ms);
+    });
     const r = await Promise.race([this.closedP.then(() => true), timeout]);
     clearTimeout(t);
     return r;
@@ -222,7 +243,11 @@ export function pattern(length: number, seed: number): Buffer {
   const b = Buffer.alloc(length);
   let x = (seed * 2654435761) >>> 0 || 1;
   for (let i = 0; i < length; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
     b[i] = x & 0xff;
   }
   return b;
@@ -252,11 +277,20 @@ export class GatedDevice implements BlockDevice {
 
   private hold(op: string, offset: number, run: () => Promise<void>): Promise<void> {
     this.log.push(`${op}@${offset}:start`);
-    if (!this.gate) return run().then(() => { this.log.push(`${op}@${offset}:done`); });
+    if (!this.gate)
+      return run().then(() => {
+        this.log.push(`${op}@${offset}:done`);
+      });
     return new Promise((resolve, reject) => {
       this.held.push({
-        op, offset,
-        release: () => { void run().then(() => { this.log.push(`${op}@${offset}:done`); resolve(); }, reject); },
+        op,
+        offset,
+        release: () => {
+          void run().then(() => {
+            this.log.push(`${op}@${offset}:done`);
+            resolve();
+          }, reject);
+        },
         fail: (err) => reject(err),
       });
     });
@@ -270,13 +304,19 @@ export class GatedDevice implements BlockDevice {
     }
   }
 
-  read(offset: number, into: Uint8Array): Promise<void> { return this.hold('read', offset, () => this.inner.read(offset, into)); }
+  read(offset: number, into: Uint8Array): Promise<void> {
+    return this.hold('read', offset, () => this.inner.read(offset, into));
+  }
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     const copy = Uint8Array.from(data);
     return this.hold(fua ? 'write-fua' : 'write', offset, () => this.inner.write(offset, copy, fua));
   }
-  flush(): Promise<void> { return this.hold('flush', 0, () => this.inner.flush()); }
-  trim(offset: number, length: number, fua: boolean): Promise<void> { return this.hold('trim', offset, () => this.inner.trim(offset, length, fua)); }
+  flush(): Promise<void> {
+    return this.hold('flush', 0, () => this.inner.flush());
+  }
+  trim(offset: number, length: number, fua: boolean): Promise<void> {
+    return this.hold('trim', offset, () => this.inner.trim(offset, length, fua));
+  }
   writeZeroes(offset: number, length: number, fua: boolean, noHole: boolean): Promise<void> {
     return this.hold('zero', offset, () => this.inner.writeZeroes(offset, length, fua, noHole));
   }

@@ -15,23 +15,27 @@ const t = suite('nbd hostile clients');
 const MiB = 1 << 20;
 const gated = new GatedDevice(8 * MiB);
 const events: NbdEvent[] = [];
-const served = suiteServer(t, () => ({
-  exports: [
-    { name: 'disk', device: new MemoryBlockDevice({ size: 64 * MiB }) },
-    { name: 'gated', device: gated },
-    { name: 'unread', device: new MemoryBlockDevice({ size: 32 * MiB }) },
-  ],
-  maxConnections: 8,
-  limits: { handshakeTimeoutMs: 300, maxOptions: 8 },
-  onEvent: (e) => events.push(e),
-}), {
-  // The good client runs from before the first test until after the last, and must end clean.
-  ready: () => good.start(),
-  closing: async () => {
-    await good.finish();
-    assert.is(good.error, null);
+const served = suiteServer(
+  t,
+  () => ({
+    exports: [
+      { name: 'disk', device: new MemoryBlockDevice({ size: 64 * MiB }) },
+      { name: 'gated', device: gated },
+      { name: 'unread', device: new MemoryBlockDevice({ size: 32 * MiB }) },
+    ],
+    maxConnections: 8,
+    limits: { handshakeTimeoutMs: 300, maxOptions: 8 },
+    onEvent: (e) => events.push(e),
+  }),
+  {
+    // The good client runs from before the first test until after the last, and must end clean.
+    ready: () => good.start(),
+    closing: async () => {
+      await good.finish();
+      assert.is(good.error, null);
+    },
   },
-});
+);
 const { sock } = served;
 
 /** A client doing verified write/read cycles in the background the whole time. */
@@ -90,7 +94,6 @@ t.after.each(async () => {
   mark = await good.progressed(mark);
 });
 
-
 t('truncated handshakes: closing at every point before transmission', async () => {
   for (const cut of [0, 2, 4, 10, 16, 20]) {
     const c = await RawClient.connect(sock);
@@ -143,7 +146,9 @@ t('too many options: answered up to the limit, then dropped', async () => {
       assert.is((await c.optionReply()).type, P.NBD_REP_ERR_UNSUP);
       answered++;
     }
-  } catch { /* closed */ }
+  } catch {
+    /* closed */
+  }
   assert.is(answered, 8);
   assert.ok(await c.waitClosed(1000));
 });
@@ -209,13 +214,16 @@ t('a client that disconnects with requests in flight: the device finishes them, 
 t('garbage after the greeting and after GO: the server answers or hangs up, and carries on', async () => {
   for (let round = 0; round < 6; round++) {
     const cs = await Promise.all([0, 1, 2, 3].map(() => RawClient.connect(sock)));
-    await Promise.all(cs.map(async (c, i) => {
-      if (i % 2 === 0) await c.greet(); else await c.open('disk');
-      for (let k = 0; k < 5; k++) c.write(randomBytes(1 + Math.floor(Math.random() * 3000)));
-      // Either the server hangs up (bad magic) or it waits for more; both are fine, crashing is not.
-      await c.waitClosed(400);
-      c.destroy();
-    }));
+    await Promise.all(
+      cs.map(async (c, i) => {
+        if (i % 2 === 0) await c.greet();
+        else await c.open('disk');
+        for (let k = 0; k < 5; k++) c.write(randomBytes(1 + Math.floor(Math.random() * 3000)));
+        // Either the server hangs up (bad magic) or it waits for more; both are fine, crashing is not.
+        await c.waitClosed(400);
+        c.destroy();
+      }),
+    );
   }
   // Garbage that looks like requests: valid magic, random everything else.
   const c = await RawClient.connect(sock);

@@ -113,7 +113,10 @@ test('every fragmentation of one session gives the same replies and the same dis
   const input = session();
   const base = await runSplit(input, input.length);
   const expect = replies(base.out);
-  assert.equal(expect.map((l) => l.split(':').slice(0, 2).join(':')), ['1:0', '2:0', '3:22', '4:0', '5:0', '6:0', '7:0']);
+  assert.equal(
+    expect.map((l) => l.split(':').slice(0, 2).join(':')),
+    ['1:0', '2:0', '3:22', '4:0', '5:0', '6:0', '7:0'],
+  );
   assert.ok(base.disk.subarray(0, 1024).every((x, i) => x === pattern(4096, 1)[i]));
   for (const chunk of [1, 2, 3, 7, 13, 27, 28, 29, 500, 65536]) {
     const r = await runSplit(input, chunk);

@@ -17,12 +17,23 @@ import { GatedDevice, RawClient, tempDir } from './helpers.js';
 
 const dev = (): MemoryBlockDevice => new MemoryBlockDevice({ size: 1 << 20 });
 /** The error is of the class its code belongs to (NBD codes: NbdError; block device codes: BlockGeometryError). */
-const code = (c: string) => (e: unknown): boolean =>
-  e instanceof (c.startsWith('ERR_NBD_') ? NbdError : c === 'ERR_BLOCK_GEOMETRY' ? BlockGeometryError : DmaboxError) && (e as DmaboxError).code === c;
+const code =
+  (c: string) =>
+  (e: unknown): boolean =>
+    e instanceof (c.startsWith('ERR_NBD_') ? NbdError : c === 'ERR_BLOCK_GEOMETRY' ? BlockGeometryError : DmaboxError) && (e as DmaboxError).code === c;
 
 test('bad configurations are refused with a clear error', () => {
   assert.throws(() => new NbdServer({ exports: [] }), code('ERR_NBD_CONFIG'));
-  assert.throws(() => new NbdServer({ exports: [{ name: 'a', device: dev() }, { name: 'a', device: dev() }] }), /already exists/);
+  assert.throws(
+    () =>
+      new NbdServer({
+        exports: [
+          { name: 'a', device: dev() },
+          { name: 'a', device: dev() },
+        ],
+      }),
+    /already exists/,
+  );
   assert.throws(() => new NbdServer({ exports: [{ name: 'a', device: dev() }], defaultExport: 'b' }), /default export "b"/);
   assert.throws(() => new NbdServer({ exports: [{ name: 'x'.repeat(5000), device: dev() }] }), code('ERR_NBD_EXPORT'));
   assert.throws(() => new NbdServer({ exports: [{ name: 'a', device: dev(), maxPayload: 1000 }] }), /maximum payload/);
@@ -37,8 +48,14 @@ test('TCP is loopback only unless allowRemote; an address in use and an existing
   const tmp = tempDir();
   const s = new NbdServer({ exports: [{ name: 'a', device: dev() }] });
   try {
-    await s.listenTcp({ host: '0.0.0.0', port: 0 }).then(() => assert.unreachable('listened on 0.0.0.0'), (e: unknown) => assert.ok(code('ERR_NBD_NOT_LOOPBACK')(e)));
-    await s.listenTcp({ host: '10.1.2.3', port: 0 }).then(() => assert.unreachable('listened on 10.1.2.3'), (e: unknown) => assert.ok(code('ERR_NBD_NOT_LOOPBACK')(e)));
+    await s.listenTcp({ host: '0.0.0.0', port: 0 }).then(
+      () => assert.unreachable('listened on 0.0.0.0'),
+      (e: unknown) => assert.ok(code('ERR_NBD_NOT_LOOPBACK')(e)),
+    );
+    await s.listenTcp({ host: '10.1.2.3', port: 0 }).then(
+      () => assert.unreachable('listened on 10.1.2.3'),
+      (e: unknown) => assert.ok(code('ERR_NBD_NOT_LOOPBACK')(e)),
+    );
     const a = await s.listenTcp({ port: 0 });
     assert.is(a.host, '127.0.0.1');
     const err = await s.listenTcp({ port: a.port }).catch((e: unknown) => e);
@@ -81,7 +98,10 @@ test('close(): in-flight requests are answered, then connections close; new conn
   const refused = await new Promise<boolean>((resolve) => {
     const sock = net.connect(path);
     sock.on('error', () => resolve(true));
-    sock.on('connect', () => { sock.destroy(); resolve(false); });
+    sock.on('connect', () => {
+      sock.destroy();
+      resolve(false);
+    });
   });
   assert.ok(refused, 'nothing listens after close');
   tmp.remove();
@@ -108,7 +128,12 @@ test('close() cuts requests the device never finishes, after closeTimeoutMs', as
 
 test('a throwing logging hook does not take the server down', async () => {
   const tmp = tempDir();
-  const s = new NbdServer({ exports: [{ name: 'a', device: dev() }], onEvent: () => { throw new Error('bad hook'); } });
+  const s = new NbdServer({
+    exports: [{ name: 'a', device: dev() }],
+    onEvent: () => {
+      throw new Error('bad hook');
+    },
+  });
   const path = join(tmp.dir, 'a.sock');
   await s.listenUnix(path);
   const c = await RawClient.connect(path);

@@ -88,7 +88,9 @@ t('4000 pipelined reads of distinct blocks through reused reply buffers: every o
   for (let b = 0; b < blocks; b++) assert.is(await c.writeAt(b, 8 * MiB + b * 4096, pattern(4096, 100 + b)), 0);
   // Several rounds of 32 reads in flight, each round sent in one go, replies checked by handle
   // (reply-writer.test.ts checks the reuse rule itself with a socket that holds its writes).
-  let handle = 1000, wrong = 0, n = 0;
+  let handle = 1000,
+    wrong = 0,
+    n = 0;
   for (let round = 0; round < 125; round++) {
     const want = new Map<number, number>();
     for (let i = 0; i < 32; i++) {
@@ -138,7 +140,7 @@ t('FUA on a device without FUA: the server flushes before it replies; no TRIM/ZE
   c.destroy();
 });
 
-t('refused requests get the protocol\'s error and the stream stays in step', async () => {
+t("refused requests get the protocol's error and the stream stays in step", async () => {
   const c = await RawClient.connect(sock);
   const { size } = await c.open('mem');
   const cases: [string, () => void, number][] = [
@@ -168,7 +170,10 @@ t('refused requests get the protocol\'s error and the stream stays in step', asy
   // The stream is still in step: a plain read after all the refusals works.
   const r = await c.readAt(2, 14 * MiB, 1024);
   assert.is(r.error, 0);
-  assert.ok(r.data.every((x) => x === 0), 'never-written data reads as zeroes');
+  assert.ok(
+    r.data.every((x) => x === 0),
+    'never-written data reads as zeroes',
+  );
   c.destroy();
   const st = served.server.stats().exports['mem']!;
   assert.ok(st.errors['EINVAL']! >= 13 && st.errors['ENOSPC']! >= 2, JSON.stringify(st.errors));
@@ -185,7 +190,10 @@ t('read-only export: write, trim and write-zeroes get EPERM; reads work', async 
   assert.is((await c.reply()).error, P.NBD_EPERM);
   const r = await c.readAt(4, 0, 4096);
   assert.is(r.error, 0);
-  assert.ok(r.data.every((x) => x === 0), 'the refused write changed nothing');
+  assert.ok(
+    r.data.every((x) => x === 0),
+    'the refused write changed nothing',
+  );
   c.destroy();
 });
 
@@ -197,7 +205,10 @@ t('a write over the maximum payload (but under 32 MiB) is skipped and refused; t
   assert.is((await c.reply()).error, P.NBD_EINVAL, 'read over 64 KiB refused too');
   const r = await c.readAt(3, 0, 64 * 1024);
   assert.is(r.error, 0);
-  assert.ok(r.data.every((x) => x === 0), 'the refused write changed nothing');
+  assert.ok(
+    r.data.every((x) => x === 0),
+    'the refused write changed nothing',
+  );
   assert.is(await c.writeAt(4, 0, pattern(64 * 1024, 6)), 0);
   c.destroy();
 });
@@ -240,7 +251,10 @@ t('NBD_CMD_DISC: outstanding requests are answered, then the server closes', asy
   assert.not.ok(c.closed, 'still open while requests are in flight');
   for (const h of gated.held.splice(0)) h.release();
   const got = [await c.reply((h) => (h === 2 ? 4096 : 0)), await c.reply((h) => (h === 2 ? 4096 : 0))].map((r) => [r.handle, r.error]);
-  assert.equal(got.sort(), [[1, 0], [2, 0]]);
+  assert.equal(got.sort(), [
+    [1, 0],
+    [2, 0],
+  ]);
   assert.ok(await c.waitClosed());
   gated.gate = false;
 });

@@ -64,7 +64,10 @@ t('nbdcopy: 64 MiB of random data in and back out unchanged; qemu-img compare ag
   const back = readFileSync(out);
   assert.is(back.length, 128 * MiB);
   assert.is(sha256(back.subarray(0, 64 * MiB)), sha256(data));
-  assert.ok(back.subarray(64 * MiB).every((x) => x === 0), 'the unwritten half reads as zeroes');
+  assert.ok(
+    back.subarray(64 * MiB).every((x) => x === 0),
+    'the unwritten half reads as zeroes',
+  );
   // qemu-img compare against a local image of the export's size.
   const full = Buffer.alloc(128 * MiB);
   data.copy(full);
@@ -82,7 +85,8 @@ t('nbdcopy: 64 MiB of random data in and back out unchanged; qemu-img compare ag
 
 t('qemu-io: FUA writes, trim and write zeroes reach the sandboxed controller; the ranges read back as zeroes', async () => {
   // In the half nbdcopy left unwritten, then written here: 100 MiB + 64 KiB and 110 MiB + 1 MiB.
-  const at = 100 * MiB, zat = 110 * MiB;
+  const at = 100 * MiB,
+    zat = 110 * MiB;
   const io = (...cmds: string[]) => must('qemu-io', ['-f', 'raw', uri, ...cmds.flatMap((c) => ['-c', c])]);
   const fua0 = sandbox.sim!.nvme!.stats.fuaWrites;
   await io(`write -P 0x5a ${at} 64k`, `write -f -P 0xa5 ${zat} 1M`, 'flush');
@@ -102,17 +106,37 @@ t('fio verify=crc32c at queue depth 16 while the driver container is SIGKILLed 3
   const cwd = tempDir();
   const before = { restarts: sandbox.restarts, replayed: sandbox.block.replayed };
   const st0 = (service.linkbacks[0]!.status() as { exports: Record<string, { deviceErrors: number; errors: Record<string, number> }> }).exports['disk']!;
-  const fio = run('fio', [
-    '--name=kill3', '--ioengine=nbd', '--verify_state_save=0', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
-    '--size=64M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--output-format=json',
-  ], { cwd: cwd.dir, timeoutMs: 240_000 });
+  const fio = run(
+    'fio',
+    [
+      '--name=kill3',
+      '--ioengine=nbd',
+      '--verify_state_save=0',
+      `--uri=${uri}`,
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=16',
+      '--size=64M',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--verify_fatal=1',
+      '--output-format=json',
+    ],
+    { cwd: cwd.dir, timeoutMs: 240_000 },
+  );
   let finished = false;
-  void fio.then(() => { finished = true; });
+  void fio.then(() => {
+    finished = true;
+  });
   const kills: number[] = [];
   try {
     for (let k = 0; k < 3; k++) {
       // Kill only with requests in flight: the point is the replay.
-      await until(`kill ${k + 1}: I/O in flight`, () => finished || (sandbox.state === 'running' && sandbox.block.pending > 0 && sandbox.pid !== undefined), 60_000);
+      await until(
+        `kill ${k + 1}: I/O in flight`,
+        () => finished || (sandbox.state === 'running' && sandbox.block.pending > 0 && sandbox.pid !== undefined),
+        60_000,
+      );
       assert.not.ok(finished, `fio finished after only ${k} kill(s): make its job longer`);
       await new Promise((r) => setTimeout(r, 150));
       const pid = sandbox.pid!;
@@ -122,7 +146,8 @@ t('fio verify=crc32c at queue depth 16 while the driver container is SIGKILLed 3
     }
     const r = await fio;
     assert.is(r.code, 0, `fio exited ${r.code}: ${r.stderr.trim()}`);
-    const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0]!;
+    const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] })
+      .jobs[0]!;
     assert.is(job.error, 0);
     assert.is(job.write.io_bytes, 64 * MiB);
     assert.is(job.read.io_bytes, 64 * MiB, 'every block written was read back and verified');

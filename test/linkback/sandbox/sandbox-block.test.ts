@@ -17,7 +17,8 @@ import { until } from './helpers.js';
 
 const sys = defaultSys();
 const G = { entries: 4, slotBytes: 8192 };
-const BS = 512, COUNT = 1024;
+const BS = 512,
+  COUNT = 1024;
 
 class MemDevice implements DirectBlockDevice {
   readonly blockSize = BS;
@@ -27,11 +28,22 @@ class MemDevice implements DirectBlockDevice {
   failNext = false;
   private held: (() => void)[] = [];
   constructor(private readonly areas: DataAreas<Uint8Array>) {}
-  async read(tag: number, lba: number, blocks: number): Promise<void> { await this.gate(); this.areas.read.set(this.store.subarray(lba * BS, (lba + blocks) * BS), tag * G.slotBytes); }
-  async write(tag: number, lba: number, blocks: number): Promise<void> { await this.gate(); this.store.set(this.areas.write.subarray(tag * G.slotBytes, tag * G.slotBytes + blocks * BS), lba * BS); }
-  async flush(): Promise<void> { await this.gate(); }
+  async read(tag: number, lba: number, blocks: number): Promise<void> {
+    await this.gate();
+    this.areas.read.set(this.store.subarray(lba * BS, (lba + blocks) * BS), tag * G.slotBytes);
+  }
+  async write(tag: number, lba: number, blocks: number): Promise<void> {
+    await this.gate();
+    this.store.set(this.areas.write.subarray(tag * G.slotBytes, tag * G.slotBytes + blocks * BS), lba * BS);
+  }
+  async flush(): Promise<void> {
+    await this.gate();
+  }
   private async gate(): Promise<void> {
-    if (this.failNext) { this.failNext = false; throw new Error('media error'); }
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('media error');
+    }
     if (this.hold) await new Promise<void>((r) => this.held.push(r));
   }
 }
@@ -44,16 +56,35 @@ function rig() {
   const attach = () => {
     const shm = createShared(sys, 'sb-test', ringBytes(G));
     client.initRing(shm);
-    const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+      cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     const server = new BlockServer(sys, shm, req, cpl);
     server.start(dev);
     client.attach({ sys, shm, requestFd: req, completionFd: cpl });
     let open = true;
-    const r = { server, close: () => { if (!open) return; open = false; void server.quiesce(); shm.close(); sys.close(req); sys.close(cpl); } };
+    const r = {
+      server,
+      close: () => {
+        if (!open) return;
+        open = false;
+        void server.quiesce();
+        shm.close();
+        sys.close(req);
+        sys.close(cpl);
+      },
+    };
     rings.push(r);
     return r;
   };
-  return { client, dev, attach, close: () => { client.detach(); for (const r of rings) r.close(); } };
+  return {
+    client,
+    dev,
+    attach,
+    close: () => {
+      client.detach();
+      for (const r of rings) r.close();
+    },
+  };
 }
 
 const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
@@ -81,14 +112,25 @@ test('reads and writes across slots; alignment, range and read-only errors by ki
   await d.read(BS * 7, back);
   assert.equal(back, data);
   await d.flush();
-  const kind = async (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: BlockDeviceError) => e.kind);
+  const kind = async (p: Promise<unknown>): Promise<string> =>
+    p.then(
+      () => 'ok',
+      (e: BlockDeviceError) => e.kind,
+    );
   assert.is(await kind(d.read(100, new Uint8Array(BS))), 'EINVAL', 'misaligned offset');
   assert.is(await kind(d.write(0, new Uint8Array(100), false)), 'EINVAL', 'misaligned length');
   assert.is(await kind(d.read(BS * COUNT, new Uint8Array(BS))), 'EINVAL', 'read past the end');
   assert.is(await kind(d.write(BS * (COUNT - 1), new Uint8Array(BS * 2), false)), 'ENOSPC', 'write past the end');
   assert.is(await kind(d.trim(0, BS, false)), 'ENOTSUP', 'a device without discard');
   assert.is(await kind(d.writeZeroes(0, BS, false, false)), 'ENOTSUP', 'a device without write zeroes');
-  assert.is(await r.client.discard(0, 1).then(() => 'ok', (e: SandboxError) => e.code), 'ERR_SANDBOX_UNSUPPORTED', 'the client refuses too');
+  assert.is(
+    await r.client.discard(0, 1).then(
+      () => 'ok',
+      (e: SandboxError) => e.code,
+    ),
+    'ERR_SANDBOX_UNSUPPORTED',
+    'the client refuses too',
+  );
   r.dev.failNext = true;
   assert.is(await kind(d.read(0, new Uint8Array(BS))), 'EIO', 'the driver reports an I/O error');
   const ro = new SandboxBlockDevice(r.client, { readOnly: true });
@@ -105,7 +147,9 @@ class TrimDevice extends MemDevice {
     if (fua) this.fuaWrites++;
     return super.write(tag, lba, blocks);
   }
-  async discard(lba: number, blocks: number): Promise<void> { this.store.fill(0, lba * BS, (lba + blocks) * BS); }
+  async discard(lba: number, blocks: number): Promise<void> {
+    this.store.fill(0, lba * BS, (lba + blocks) * BS);
+  }
   async writeZeroes(lba: number, blocks: number, noHole: boolean): Promise<void> {
     this.zeroed.push({ lba, blocks, noHole });
     this.store.fill(0, lba * BS, (lba + blocks) * BS);
@@ -119,11 +163,17 @@ test('trim and write zeroes through the ring when the container offers them; ran
   const attach = (dev: DirectBlockDevice, poke?: (u32: Uint32Array) => void) => {
     const shm = createShared(sys, 'sb-trim', ringBytes(G));
     client.initRing(shm);
-    const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+      cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     const server = new BlockServer(sys, shm, req, cpl);
     server.start(dev);
     poke?.(shm.u32);
-    rings.push(() => { void server.quiesce(); shm.close(); sys.close(req); sys.close(cpl); });
+    rings.push(() => {
+      void server.quiesce();
+      shm.close();
+      sys.close(req);
+      sys.close(cpl);
+    });
     client.attach({ sys, shm, requestFd: req, completionFd: cpl });
   };
   const dev = new TrimDevice(areas);
@@ -146,9 +196,16 @@ test('trim and write zeroes through the ring when the container offers them; ran
     assert.is(dev.store[BS * 110], 0xaa);
     await d.writeZeroes(BS * 200, BS * 300, false, true);
     await d.writeZeroes(BS * 600, BS * 8, false, false);
-    assert.equal(dev.zeroed, [{ lba: 200, blocks: 300, noHole: true }, { lba: 600, blocks: 8, noHole: false }]);
+    assert.equal(dev.zeroed, [
+      { lba: 200, blocks: 300, noHole: true },
+      { lba: 600, blocks: 8, noHole: false },
+    ]);
     assert.ok(dev.store.subarray(BS * 200, BS * 500).every((b) => b === 0));
-    const kind = async (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: BlockDeviceError) => e.kind);
+    const kind = async (p: Promise<unknown>): Promise<string> =>
+      p.then(
+        () => 'ok',
+        (e: BlockDeviceError) => e.kind,
+      );
     assert.is(await kind(d.trim(BS * (COUNT - 1), BS * 2, false)), 'EINVAL', 'trim past the end');
     assert.is(await kind(d.writeZeroes(BS * (COUNT - 1), BS * 2, false, false)), 'ENOSPC', 'write zeroes past the end');
     assert.is(await kind(new SandboxBlockDevice(client, { readOnly: true }).trim(0, BS, false)), 'EPERM');
@@ -156,7 +213,13 @@ test('trim and write zeroes through the ring when the container offers them; ran
     client.detach();
     assert.throws(() => attach(new MemDevice(areas)), /changed capabilities across a restart/);
     // Unknown bits in CAPS: not a device this manager understands.
-    assert.throws(() => attach(dev, (u32) => { u32[B.CAPS] = 0x80; }), /unknown device capabilities/);
+    assert.throws(
+      () =>
+        attach(dev, (u32) => {
+          u32[B.CAPS] = 0x80;
+        }),
+      /unknown device capabilities/,
+    );
     assert.match(violations.join('\n'), /capabilities 0x80/);
     attach(dev);
     await d.trim(0, BS, false);
@@ -196,12 +259,15 @@ test('a container death mid-request: the device resolves after the replay, no er
   r.close();
 });
 
-test('a failed sandbox: requests reject with EIO and the supervisor\'s reason', async () => {
+test("a failed sandbox: requests reject with EIO and the supervisor's reason", async () => {
   const r = rig();
   r.attach();
   const d = new SandboxBlockDevice(r.client);
   r.client.fail(new SandboxError('ERR_SANDBOX_FAILED', 'sandbox s: device marked failed: 4 restarts'));
-  const e = await d.read(0, new Uint8Array(BS)).then(() => undefined, (x: BlockDeviceError) => x);
+  const e = await d.read(0, new Uint8Array(BS)).then(
+    () => undefined,
+    (x: BlockDeviceError) => x,
+  );
   assert.ok(e instanceof BlockDeviceError);
   assert.is(e.kind, 'EIO');
   assert.match(e.message, /device marked failed/);

@@ -17,7 +17,11 @@ test('a stale socket is taken over; stop closes the linkback, then the sandbox',
   const tmp = tempDir();
   const sock = join(tmp.dir, 'stale.sock');
   // A socket file nothing listens on: a server killed before it could clean up.
-  const child = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => process.kill(process.pid, 'SIGKILL'))`], { stdio: 'ignore', timeout: 10_000 });
+  const child = spawnSync(
+    process.execPath,
+    ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => process.kill(process.pid, 'SIGKILL'))`],
+    { stdio: 'ignore', timeout: 10_000 },
+  );
   assert.is(child.signal, 'SIGKILL');
   assert.ok(existsSync(sock), 'a stale socket file is left behind');
   const svc = await startService([nbdPolicy('stale', sock, { capacity: '4MiB' })], { controlPath: null }, () => undefined);
@@ -41,7 +45,11 @@ test('a live socket or a plain file at the path: that linkback is FAILED with th
   await new Promise<void>((r) => other.listen(live, r));
   const file = join(tmp.dir, 'file.sock');
   writeFileSync(file, 'not a socket');
-  const svc = await startService([nbdPolicy('live', live, { capacity: '4MiB' }), nbdPolicy('file', file, { capacity: '4MiB' })], { controlPath: null }, () => undefined);
+  const svc = await startService(
+    [nbdPolicy('live', live, { capacity: '4MiB' }), nbdPolicy('file', file, { capacity: '4MiB' })],
+    { controlPath: null },
+    () => undefined,
+  );
   try {
     assert.is(svc.linkbacks.length, 0);
     const by = Object.fromEntries(svc.unavailable.map((u) => [u.policy, u]));
@@ -49,7 +57,10 @@ test('a live socket or a plain file at the path: that linkback is FAILED with th
     assert.match(by['live']!.reason, /another server is listening there/);
     assert.is(by['file']!.kind, 'error');
     assert.match(by['file']!.reason, /exists and is not a socket/);
-    assert.ok(svc.manager.sandboxes.every((s) => s.state === 'running'), 'the sandboxes themselves run');
+    assert.ok(
+      svc.manager.sandboxes.every((s) => s.state === 'running'),
+      'the sandboxes themselves run',
+    );
   } finally {
     await svc.stop();
     await new Promise<void>((r) => other.close(() => r()));

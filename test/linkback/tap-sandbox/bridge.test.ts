@@ -15,7 +15,8 @@ import { FakeTap } from '../tap/fakes.js';
 import { nicPolicy } from '../../sandbox/net/helpers.js';
 import { until } from '../../sandbox/helpers.js';
 
-const HOST = ipv4('10.0.2.15'), PEER = ipv4('10.0.2.2');
+const HOST = ipv4('10.0.2.15'),
+  PEER = ipv4('10.0.2.2');
 
 function echoes(tap: FakeTap): Set<number> {
   const seqs = new Set<number>();
@@ -38,7 +39,17 @@ test('bridge over the rings: ARP and pings answered; pings sent while the contai
     bridge.start();
     tap.push(arpFrame('request', port.mac, HOST, new Uint8Array(6), PEER));
     await until('the ARP reply', () => tap.written.some((f) => arpReplyFrom(f, f.length, PEER) !== null), 5000);
-    const ping = (seq: number): Uint8Array => icmpEcho('request', port.mac, ECHO_PEER_MAC, HOST, PEER, 7, seq, Uint8Array.from({ length: 56 }, (_, i) => (i * seq) & 0xff));
+    const ping = (seq: number): Uint8Array =>
+      icmpEcho(
+        'request',
+        port.mac,
+        ECHO_PEER_MAC,
+        HOST,
+        PEER,
+        7,
+        seq,
+        Uint8Array.from({ length: 56 }, (_, i) => (i * seq) & 0xff),
+      );
     for (let seq = 1; seq <= 10; seq++) tap.push(ping(seq));
     await until('10 echo replies', () => echoes(tap).size === 10, 5000);
 
@@ -55,7 +66,11 @@ test('bridge over the rings: ARP and pings answered; pings sent while the contai
     // each reply intact: the payload is the request's
     for (const f of tap.written) {
       const e = icmpEchoTo(f, f.length, HOST, 'reply');
-      if (e) assert.ok(e.payload.every((b, i) => b === ((i * e.seq) & 0xff)), `reply ${e.seq} intact`);
+      if (e)
+        assert.ok(
+          e.payload.every((b, i) => b === ((i * e.seq) & 0xff)),
+          `reply ${e.seq} intact`,
+        );
     }
   } finally {
     await bridge?.stop();

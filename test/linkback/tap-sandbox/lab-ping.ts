@@ -20,11 +20,21 @@ function run(argv: string[], timeoutMs: number): Promise<{ code: number | null; 
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => { clearTimeout(t); reject(e); });
-    child.on('close', (code) => { clearTimeout(t); resolve({ code, out }); });
+    child.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, out });
+    });
   });
 }
 
@@ -42,9 +52,13 @@ async function main(): Promise<number> {
     return 2;
   }
   const bdf = (process.env.DMABOX_LAB_E1000E ?? '').split(',').filter(Boolean)[0];
-  if (!bdf) { console.error('lab-ping: DMABOX_LAB_E1000E names no e1000e (boot with --e1000e)'); return 2; }
+  if (!bdf) {
+    console.error('lab-ping: DMABOX_LAB_E1000E names no e1000e (boot with --e1000e)');
+    return 2;
+  }
   const interrupts = process.argv[2] === 'msix' ? 'msix' : 'polling';
-  const policy = parsePolicies(`
+  const policy = parsePolicies(
+    `
 version: 1
 name: lab-sandboxed-e1000e
 device: { pci: '${bdf}' }
@@ -54,7 +68,9 @@ windows:
   - { size: 2MiB, label: buffers }
 restart: { maxRestarts: 3, window: 5m, backoff: { initial: 100ms, max: 1s } }
 linkback: { tap: { interface: dmxsb0 } }
-`, 'lab-ping.yaml').policies[0]!.policy;
+`,
+    'lab-ping.yaml',
+  ).policies[0]!.policy;
   const s = new Supervisor(policy, { readyTimeoutMs: 60_000, helloTimeoutMs: 60_000, heartbeatMs: 2000 });
   s.on('event', (e: { kind: string; text: string }) => console.log(`lab-ping: event ${e.kind}: ${e.text}`));
   let ok = false;
@@ -63,7 +79,10 @@ linkback: { tap: { interface: dmxsb0 } }
     const link = await startTapLinkback({ supervisor: s, policy, log: (l) => console.log(`lab-ping: linkback: ${l}`) });
     try {
       const ifname = link.addresses[0]!.replace(/^tap:/, '');
-      for (const argv of [['ip', 'addr', 'add', '10.0.2.15/24', 'dev', ifname], ['ip', 'link', 'set', ifname, 'up']]) {
+      for (const argv of [
+        ['ip', 'addr', 'add', '10.0.2.15/24', 'dev', ifname],
+        ['ip', 'link', 'set', ifname, 'up'],
+      ]) {
         const r = await run(argv, 10_000);
         if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.out}`);
       }
@@ -89,4 +108,10 @@ linkback: { tap: { interface: dmxsb0 } }
   return ok ? 0 : 1;
 }
 
-main().then((code) => process.exit(code), (e) => { console.error(e); process.exit(1); });
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -21,7 +21,10 @@ function ip(args: string[]): void {
 async function once(mode: 'msix' | 'polling'): Promise<void> {
   const tag = (process.pid % 100000).toString(36);
   const names = [`h11m${tag}a`, `h11m${tag}b`];
-  const sups = [0, 1].map((i) => new Supervisor(nicPolicy(`tapm-${i}`, { mac: `52:54:00:78:01:0${i + 1}`, interrupts: mode, extra: `linkback: { tap: { interface: ${names[i]} } }` })));
+  const sups = [0, 1].map(
+    (i) =>
+      new Supervisor(nicPolicy(`tapm-${i}`, { mac: `52:54:00:78:01:0${i + 1}`, interrupts: mode, extra: `linkback: { tap: { interface: ${names[i]} } }` })),
+  );
   const links: Linkback[] = [];
   let lab: NetnsLab | undefined;
   try {
@@ -31,7 +34,10 @@ async function once(mode: 'msix' | 'polling'): Promise<void> {
     for (const s of sups) links.push(await startTapLinkback({ supervisor: s, policy: s.policy, log: () => undefined }));
     lab = NetnsLab.create(2);
     const [ns1, ns2] = lab.names as [string, string];
-    [[ns1, names[0]!, '10.78.0.1/24'], [ns2, names[1]!, '10.78.0.2/24']].forEach(([ns, n, a]) => {
+    [
+      [ns1, names[0]!, '10.78.0.1/24'],
+      [ns2, names[1]!, '10.78.0.2/24'],
+    ].forEach(([ns, n, a]) => {
       ip(['link', 'set', n!, 'netns', ns!]);
       ip(['-n', ns!, 'addr', 'add', a!, 'dev', n!]);
       ip(['-n', ns!, 'link', 'set', n!, 'up']);
@@ -54,6 +60,10 @@ if (blocked) {
   console.error(`measure: ${blocked}`);
   process.exit(2);
 }
-console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model}), node ${process.version}, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(
+  `machine: ${cpus().length} CPUs (${cpus()[0]?.model}), node ${process.version}, load ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
 await once('msix');
 await once('polling');

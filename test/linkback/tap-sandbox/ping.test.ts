@@ -50,14 +50,27 @@ rootTest('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping
     a.sim!.peer!.unplug();
     b.sim!.peer!.unplug();
     backToBack(a.sim!.nic!, b.sim!.nic!);
-    const log = (line: string): void => { if (/warn|error/.test(line)) console.log(`    ${line}`); };
+    const log = (line: string): void => {
+      if (/warn|error/.test(line)) console.log(`    ${line}`);
+    };
     for (const s of [a, b]) links.push(await startTapLinkback({ supervisor: s, policy: s.policy, log }));
-    assert.equal(links.map((l) => l.addresses[0]), names.map((n) => `tap:${n}`));
+    assert.equal(
+      links.map((l) => l.addresses[0]),
+      names.map((n) => `tap:${n}`),
+    );
     lab = NetnsLab.create(2);
     const [ns1, ns2] = lab.names as [string, string];
     place(ns1, names[0]!, '10.78.0.1/24');
     place(ns2, names[1]!, '10.78.0.2/24');
-    await until('carrier on both TAPs', () => [[ns1, names[0]!], [ns2, names[1]!]].every(([ns, n]) => !ip(['-n', ns!, 'link', 'show', n!]).includes('NO-CARRIER')), 5000);
+    await until(
+      'carrier on both TAPs',
+      () =>
+        [
+          [ns1, names[0]!],
+          [ns2, names[1]!],
+        ].every(([ns, n]) => !ip(['-n', ns!, 'link', 'show', n!]).includes('NO-CARRIER')),
+      5000,
+    );
 
     const r = await lab.run(ns1, ['ping', '-c', '3', '-W', '2', '10.78.0.2'], 15_000);
     assert.is(received(r.stdout), 3, `ping -c 3: ${r.stdout}${r.stderr}`);
@@ -71,7 +84,9 @@ rootTest('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping
     process.kill(pid, 'SIGKILL');
     const p = await pinging;
     const got = received(p.stdout);
-    console.log(`    ping -c 20 across a kill -9 of pid ${pid}: ${got}/20 answered; restarts ${b.restarts}; lost in the restart ${b.nic!.counters.lostInRestart}`);
+    console.log(
+      `    ping -c 20 across a kill -9 of pid ${pid}: ${got}/20 answered; restarts ${b.restarts}; lost in the restart ${b.nic!.counters.lostInRestart}`,
+    );
     assert.is(b.restarts, 1);
     assert.ok(got >= 14, `most pings answered across the restart (${got}/20): ${p.stdout}`);
     assert.ok(ip(['-n', ns2, 'addr', 'show', names[1]!]).includes('10.78.0.2/24'), 'the TAP kept its address');
@@ -86,8 +101,7 @@ rootTest('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping
   }
 });
 
-
-rootTest('a sandbox marked failed pulls the TAP\'s carrier', async () => {
+rootTest("a sandbox marked failed pulls the TAP's carrier", async () => {
   const name = `h11sf${(process.pid % 100000).toString(36)}`;
   const s = new Supervisor(nicPolicy('tapsb-failed', { extra: `linkback: { tap: { interface: ${name} } }` }));
   let link: Linkback | undefined;

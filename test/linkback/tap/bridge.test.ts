@@ -56,7 +56,10 @@ test('TAP -> NIC: every frame, in order, byte for byte, in batches of at most 32
   assert.ok(port.txOffered.length <= 10, `${port.txOffered.length} tx calls for 100 frames: not batched`);
   const c = bridge.counters();
   assert.is(c.toNic.frames, 100);
-  assert.is(c.toNic.bytes, sent.reduce((s, f) => s + f.length, 0));
+  assert.is(
+    c.toNic.bytes,
+    sent.reduce((s, f) => s + f.length, 0),
+  );
   assert.is(c.toNic.other, 100);
   assert.is(c.queued, 0);
   await stop();
@@ -88,7 +91,8 @@ test("back-pressure, whenFull 'wait': a full NIC ring loses nothing; the TAP is 
   assert.is(c.queued, 64, 'queue bounded');
   assert.is(tap.inbound.length, 300 - 64, 'the rest stays in the host queue, unread');
   assert.not.ok(tap.watching, 'TAP paused');
-  const full = c.queueFull, stalls = c.stalls;
+  const full = c.queueFull,
+    stalls = c.stalls;
   await clock.advance(30);
   c = bridge.counters();
   // One look per millisecond (retryMs 1): the queue offered again (a stall), found full again.
@@ -146,7 +150,10 @@ test('a NIC that takes five frames per call: order kept, bytes counted once, sta
   for (let i = 0; i < 200; i++) assert.equal(port.sent[i], sent[i]);
   const c = bridge.counters();
   assert.is(c.toNic.frames, 200);
-  assert.is(c.toNic.bytes, sent.reduce((s, f) => s + f.length, 0));
+  assert.is(
+    c.toNic.bytes,
+    sent.reduce((s, f) => s + f.length, 0),
+  );
   assert.ok(c.stalls >= 39);
   await stop();
   assert.is(port.txAvailable, 1024);
@@ -165,7 +172,10 @@ test('a NIC out of TX buffers pauses reading, and the bridge picks up again when
   // Each look (one per retryMs) sends what the four buffers hold, then finds the pool dry again.
   for (let ms = 0; ms < 10 && port.sent.length < 20; ms++) await clock.advance(1);
   assert.is(port.sent.length, 20, 'all 20 frames, four per millisecond');
-  assert.equal(port.sent.map(seqOf), Array.from({ length: 20 }, (_, i) => i));
+  assert.equal(
+    port.sent.map(seqOf),
+    Array.from({ length: 20 }, (_, i) => i),
+  );
   await stop();
 });
 
@@ -186,7 +196,8 @@ test('runts and oversized frames from the TAP are counted and not sent; their bu
 function ethernet(type: number, payload: number[] = [], len = 60): Uint8Array {
   const f = new Uint8Array(len);
   f.fill(0xff, 0, 6);
-  f[12] = type >> 8; f[13] = type & 0xff;
+  f[12] = type >> 8;
+  f[13] = type & 0xff;
   f.set(payload, 14);
   return f;
 }
@@ -241,12 +252,16 @@ test('link failures: a throwing linkUp is a port error, a failing TUNSETCARRIER 
   const { clock, tap, port, bridge, errors, stop } = setup();
   bridge.start();
   assert.equal(tap.carrier, [true]);
-  port.linkUp = () => { throw new Error('link register unreadable'); };
+  port.linkUp = () => {
+    throw new Error('link register unreadable');
+  };
   await clock.advance(WAIT);
   assert.is(bridge.counters().portErrors, 1);
   assert.equal(tap.carrier, [true], 'no change without an answer');
   port.linkUp = () => false;
-  tap.setCarrier = () => { throw new Error('TUNSETCARRIER failed (EINVAL)'); };
+  tap.setCarrier = () => {
+    throw new Error('TUNSETCARRIER failed (EINVAL)');
+  };
   await clock.advance(WAIT);
   assert.is(bridge.counters().tapWriteErrors, 1);
   await clock.advance(WAIT);
@@ -256,7 +271,7 @@ test('link failures: a throwing linkUp is a port error, a failing TUNSETCARRIER 
   await stop();
 });
 
-test('RX-side failures: a rejecting waitRx is counted once per waitMs; a frame outside the port\'s memory is refused, not written', async () => {
+test("RX-side failures: a rejecting waitRx is counted once per waitMs; a frame outside the port's memory is refused, not written", async () => {
   const { clock, tap, port, bridge, stop } = setup();
   bridge.start();
   await clock.advance(WAIT); // the first waitRx ends: the next one rejects
@@ -275,7 +290,7 @@ test('RX-side failures: a rejecting waitRx is counted once per waitMs; a frame o
   port.deliver(testFrame(2));
   await turns(() => bridge.counters().malformedFromNic === 1 && tap.written.length === 1, 'one refused, one written');
   assert.is(seqOf(tap.written[0]!), 2);
-  assert.is(port.rxOutstanding, 0, 'the refused frame\'s buffer given back too');
+  assert.is(port.rxOutstanding, 0, "the refused frame's buffer given back too");
   await stop();
 });
 
@@ -297,7 +312,9 @@ test('stop(): orderly, bounded by one waitMs; queued frames go back to the NIC a
   tap.push(...frames(40));
   await turns(() => bridge.counters().queued === 40, 'a full queue');
   let done = false;
-  const stopping = bridge.stop().then(() => { done = true; });
+  const stopping = bridge.stop().then(() => {
+    done = true;
+  });
   assert.is(bridge.state, 'stopping');
   assert.not.ok(tap.watching);
   await clock.advance(19);
@@ -311,7 +328,8 @@ test('stop(): orderly, bounded by one waitMs; queued frames go back to the NIC a
   assert.is(c.stopDrops, 40);
   assert.is(c.queued, 0);
   assert.is(port.txAvailable, 1024, 'every queued buffer returned');
-  const writes = tap.written.length, offered = port.txOffered.length;
+  const writes = tap.written.length,
+    offered = port.txOffered.length;
   port.txRoom = Infinity;
   port.deliver(testFrame(9));
   tap.push(testFrame(10));
@@ -319,7 +337,10 @@ test('stop(): orderly, bounded by one waitMs; queued frames go back to the NIC a
   assert.is(tap.written.length, writes, 'no write after stop');
   assert.is(port.txOffered.length, offered, 'no tx after stop');
   await bridge.stop(); // idempotent
-  assert.throws(() => bridge.start(), (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_CLOSED');
+  assert.throws(
+    () => bridge.start(),
+    (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_CLOSED',
+  );
 });
 
 test('a port whose tx() claims more than it was offered: the bridge fails with ERR_TAP_PORT; suspend and resume recover it', async () => {
@@ -368,7 +389,8 @@ test('a failing TAP read is backed off: exactly one attempt per waitMs, nothing 
   await turns(() => bridge.state === 'backoff', 'the read error');
   assert.is(bridge.counters().tapReadErrors, 1);
   assert.not.ok(tap.watching);
-  const reads = tap.reads, offers = port.txOffered.length;
+  const reads = tap.reads,
+    offers = port.txOffered.length;
   await clock.advance(29);
   assert.is(tap.reads, reads, 'no read while backing off');
   assert.is(port.txOffered.length, offers, 'no offer while backing off');
@@ -419,7 +441,10 @@ test('replacePort (a driver restart): the TAP stays, queued frames move to the n
   tap.push(...frames(5, 10));
   next.deliver(testFrame(500));
   await turns(() => next.sent.length === 15 && tap.written.length === 1, 'traffic both ways on the new port');
-  assert.equal(next.sent.map(seqOf), Array.from({ length: 15 }, (_, i) => i));
+  assert.equal(
+    next.sent.map(seqOf),
+    Array.from({ length: 15 }, (_, i) => i),
+  );
   const oldCalls = oldPort.txOffered.length;
   oldPort.deliver(testFrame(600));
   await clock.advance(30);
@@ -441,8 +466,14 @@ test('replacePort from a dead port: frames whose memory is gone are counted as s
   bridge.start();
   tap.push(...frames(4));
   await turns(() => bridge.counters().queued === 4, 'four frames queued');
-  Object.defineProperty(oldPort, 'txBytes', { get() { throw new Error('the container is gone'); } });
-  oldPort.txFree = () => { throw new Error('the container is gone'); };
+  Object.defineProperty(oldPort, 'txBytes', {
+    get() {
+      throw new Error('the container is gone');
+    },
+  });
+  oldPort.txFree = () => {
+    throw new Error('the container is gone');
+  };
   const next = port2();
   await clock.within(bridge.replacePort(next), 20);
   const c = bridge.counters();
@@ -462,7 +493,9 @@ test('resume onto a port that throws at once: the held frames are counted as swa
   await turns(() => bridge.counters().queued === 3, 'three frames queued');
   await clock.within(bridge.suspend(), WAIT);
   const next = port2();
-  next.txAlloc = () => { throw new Error('the new container died too'); };
+  next.txAlloc = () => {
+    throw new Error('the new container died too');
+  };
   bridge.resume(next);
   const c = bridge.counters();
   assert.is(c.swapDrops, 3);
@@ -528,9 +561,15 @@ test('suspend() then resume(): the bridge keeps no view of the old port, so its 
   assert.is(seqOf(next.sent[6]!), 6);
   assert.is(bridge.counters().portSwaps, 1);
   assert.is(errors.length, 0);
-  assert.throws(() => bridge.resume(port2()), (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_ARG');
+  assert.throws(
+    () => bridge.resume(port2()),
+    (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_ARG',
+  );
   await stop();
-  assert.throws(() => bridge.resume(port2()), (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_CLOSED');
+  assert.throws(
+    () => bridge.resume(port2()),
+    (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_CLOSED',
+  );
 });
 
 test('stop() while suspended: held frames counted in stopDrops, no port touched', async () => {
@@ -540,7 +579,9 @@ test('stop() while suspended: held frames counted in stopDrops, no port touched'
   tap.push(...frames(5));
   await turns(() => bridge.counters().queued === 5, 'five frames queued');
   await clock.within(bridge.suspend(), WAIT);
-  oldPort.txFree = () => { throw new Error('must not be called'); };
+  oldPort.txFree = () => {
+    throw new Error('must not be called');
+  };
   await bridge.stop();
   assert.is(bridge.state, 'stopped');
   assert.is(bridge.counters().stopDrops, 5);
@@ -552,8 +593,13 @@ test('a dead driver (every port call throws): no uncaught exception, at most one
   bridge.start();
   tap.push(testFrame(0));
   await turns(() => oldPort.sent.length === 1, 'traffic before the crash');
-  const dead = (): never => { throw new Error('driver container died'); };
-  oldPort.txAlloc = dead; oldPort.tx = dead; oldPort.rx = dead; oldPort.waitRx = () => Promise.resolve(true);
+  const dead = (): never => {
+    throw new Error('driver container died');
+  };
+  oldPort.txAlloc = dead;
+  oldPort.tx = dead;
+  oldPort.rx = dead;
+  oldPort.waitRx = () => Promise.resolve(true);
   tap.push(testFrame(1));
   await turns(() => bridge.state === 'backoff', 'the TX side backing off');
   await clock.advance(100);
@@ -575,7 +621,13 @@ test('a throwing onError observer does not break the data path', async () => {
   const clock = new FakeClock();
   const tap = new FakeTap();
   const port = new FakePort({ clock });
-  const bridge = new TapBridge(tap, port, { waitMs: WAIT, clock, onError: () => { throw new Error('observer'); } });
+  const bridge = new TapBridge(tap, port, {
+    waitMs: WAIT,
+    clock,
+    onError: () => {
+      throw new Error('observer');
+    },
+  });
   bridge.start();
   tap.writable = false;
   port.deliver(testFrame(1));
@@ -586,7 +638,8 @@ test('a throwing onError observer does not break the data path', async () => {
 });
 
 test('options are checked, with what is allowed', () => {
-  const tap = new FakeTap(), port = new FakePort();
+  const tap = new FakeTap(),
+    port = new FakePort();
   const code = (e: unknown): boolean => e instanceof TapError && e.code === 'ERR_TAP_ARG';
   assert.throws(() => new TapBridge(tap, port, { batch: 0 }), code);
   assert.throws(() => new TapBridge(tap, port, { batch: 1.5 }), code);
@@ -594,7 +647,10 @@ test('options are checked, with what is allowed', () => {
   assert.throws(() => new TapBridge(tap, port, { retryMs: 0 }), code);
   assert.throws(() => new TapBridge(tap, port, { waitMs: 5000 }), code);
   assert.throws(() => new TapBridge(tap, port, { whenFull: 'block' as 'wait' }), /'wait' or 'drop'/);
-  assert.throws(() => new TapBridge(tap, new FakePort({ bufferSize: 1000 })), (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_PORT');
+  assert.throws(
+    () => new TapBridge(tap, new FakePort({ bufferSize: 1000 })),
+    (e: unknown) => e instanceof TapError && e.code === 'ERR_TAP_PORT',
+  );
 });
 
 test.run();

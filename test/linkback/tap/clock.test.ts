@@ -14,9 +14,14 @@ function fence(ms: number): Promise<void> {
 test('a timer fires once per start; restarting an armed timer moves it rather than adding a second firing', async () => {
   let fired = 0;
   let wake: () => void = () => undefined;
-  const t = realClock.timer(() => { fired++; wake(); });
+  const t = realClock.timer(() => {
+    fired++;
+    wake();
+  });
   assert.not.ok(t.pending);
-  const first = new Promise<void>((r) => { wake = r; });
+  const first = new Promise<void>((r) => {
+    wake = r;
+  });
   t.start(2);
   t.start(2); // refresh: still one firing
   assert.ok(t.pending);
@@ -25,7 +30,9 @@ test('a timer fires once per start; restarting an armed timer moves it rather th
   await fence(10);
   assert.is(fired, 1);
   // Re-armed after firing (the same Node timer, refreshed).
-  const second = new Promise<void>((r) => { wake = r; });
+  const second = new Promise<void>((r) => {
+    wake = r;
+  });
   t.start(2);
   await second;
   assert.is(fired, 2);
@@ -34,14 +41,19 @@ test('a timer fires once per start; restarting an armed timer moves it rather th
 test('cancel disarms; a cancelled timer can be started again, also with another duration', async () => {
   let fired = 0;
   let wake: () => void = () => undefined;
-  const t = realClock.timer(() => { fired++; wake(); });
+  const t = realClock.timer(() => {
+    fired++;
+    wake();
+  });
   t.start(1);
   t.cancel();
   assert.not.ok(t.pending);
   t.cancel(); // no effect when not armed
   await fence(10);
   assert.is(fired, 0, 'a cancelled timer does not fire');
-  const again = new Promise<void>((r) => { wake = r; });
+  const again = new Promise<void>((r) => {
+    wake = r;
+  });
   t.start(3);
   t.start(1); // another duration: moved to 1 ms
   await again;

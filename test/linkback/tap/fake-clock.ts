@@ -62,7 +62,9 @@ export class FakeClock implements BridgeClock {
   }
 
   sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => { this.schedule(ms, resolve); });
+    return new Promise((resolve) => {
+      this.schedule(ms, resolve);
+    });
   }
 
   nextTurn(): Promise<void> {
@@ -94,7 +96,14 @@ export class FakeClock implements BridgeClock {
    */
   async within<T>(p: Promise<T>, ms: number): Promise<T> {
     let settled = false;
-    p.then(() => { settled = true; }, () => { settled = true; });
+    p.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
     await this.advance(ms);
     if (!settled) throw new Error(`not settled within ${ms} ms of fake time`);
     return p;

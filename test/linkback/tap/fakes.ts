@@ -49,7 +49,10 @@ export class FakeTap implements FrameIo {
   }
 
   write(bytes: Uint8Array, offset: number, len: number): boolean {
-    if (!this.writable) { this.lastError = 'EIO'; return false; }
+    if (!this.writable) {
+      this.lastError = 'EIO';
+      return false;
+    }
     this.written.push(bytes.slice(offset, offset + len));
     return true;
   }
@@ -120,7 +123,8 @@ export class FakePort implements NicPort {
     this.clock = o.clock ?? realClock;
     this.bufferSize = o.bufferSize ?? 2048;
     this.maxFrame = o.maxFrame ?? 1514;
-    const tx = o.txBuffers ?? 1024, rx = o.rxBuffers ?? 1024;
+    const tx = o.txBuffers ?? 1024,
+      rx = o.rxBuffers ?? 1024;
     this.txBytes = new Uint8Array(tx * this.bufferSize);
     this.rxBytes = new Uint8Array(rx * this.bufferSize);
     for (let i = tx - 1; i >= 0; i--) this.txFreeStack.push(i);
@@ -176,7 +180,10 @@ export class FakePort implements NicPort {
     this.rxBytes.set(frame, buf * this.bufferSize);
     this.rxWaiting.push({ buf, len: frame.length });
     const w = this.wake;
-    if (w !== null) { this.wake = null; w(); }
+    if (w !== null) {
+      this.wake = null;
+      w();
+    }
   }
 
   rxOffset(buf: number): number {
@@ -207,9 +214,15 @@ export class FakePort implements NicPort {
   waitRx(timeoutMs: number): Promise<boolean> {
     if (this.rxWaiting.length > 0) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const t = this.clock.timer(() => { this.wake = null; resolve(false); });
+      const t = this.clock.timer(() => {
+        this.wake = null;
+        resolve(false);
+      });
       t.start(timeoutMs);
-      this.wake = () => { t.cancel(); resolve(true); };
+      this.wake = () => {
+        t.cancel();
+        resolve(true);
+      };
     });
   }
 }
@@ -219,7 +232,8 @@ export function testFrame(seq: number, len = 64, ethertype = 0x88b5): Uint8Array
   const f = new Uint8Array(len);
   f.fill(0xff, 0, 6);
   f.set([0x52, 0x54, 0x00, 0x01, 0x02, 0x03], 6);
-  f[12] = ethertype >> 8; f[13] = ethertype & 0xff;
+  f[12] = ethertype >> 8;
+  f[13] = ethertype & 0xff;
   for (let i = 14; i < len; i++) f[i] = (seq + i) & 0xff;
   if (len >= 18) new DataView(f.buffer).setUint32(14, seq);
   return f;

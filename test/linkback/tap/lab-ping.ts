@@ -19,11 +19,21 @@ function run(argv: string[], timeoutMs: number): Promise<{ code: number | null; 
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => { clearTimeout(t); reject(e); });
-    child.on('close', (code) => { clearTimeout(t); resolve({ code, out }); });
+    child.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, out });
+    });
   });
 }
 
@@ -33,7 +43,10 @@ async function main(): Promise<number> {
     return 2;
   }
   const bdf = (process.env.DMABOX_LAB_E1000E ?? '').split(',').filter(Boolean)[0];
-  if (!bdf) { console.error('lab-ping: DMABOX_LAB_E1000E names no e1000e (boot with --e1000e)'); return 2; }
+  if (!bdf) {
+    console.error('lab-ping: DMABOX_LAB_E1000E names no e1000e (boot with --e1000e)');
+    return 2;
+  }
   const interrupts = (process.argv[2] ?? 'msix') as E1000eInterruptMode;
   const p = VfioPlatform.open(bdf);
   let ok: boolean;
@@ -44,7 +57,10 @@ async function main(): Promise<number> {
       const link = linkTap(new E1000ePort(nic), { name: 'dmabox%d', onError: (e) => errors.push(e) });
       try {
         const ifname = link.tap.name;
-        for (const argv of [['ip', 'addr', 'add', '10.0.2.15/24', 'dev', ifname], ['ip', 'link', 'set', ifname, 'up']]) {
+        for (const argv of [
+          ['ip', 'addr', 'add', '10.0.2.15/24', 'dev', ifname],
+          ['ip', 'link', 'set', ifname, 'up'],
+        ]) {
           const r = await run(argv, 10_000);
           if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.out}`);
         }
@@ -55,7 +71,14 @@ async function main(): Promise<number> {
         console.log(rtt.out.trim().split('\n').slice(-2).join('\n'));
         const c = link.bridge.counters();
         console.log(`lab-ping: counters ${JSON.stringify(c)}`);
-        ok = r.code === 0 && /3 packets transmitted, 3 received/.test(r.out) && c.toNic.icmp >= 3 && c.toTap.icmp >= 3 && c.toNic.arp >= 1 && c.toTap.arp >= 1 && errors.length === 0;
+        ok =
+          r.code === 0 &&
+          /3 packets transmitted, 3 received/.test(r.out) &&
+          c.toNic.icmp >= 3 &&
+          c.toTap.icmp >= 3 &&
+          c.toNic.arp >= 1 &&
+          c.toTap.arp >= 1 &&
+          errors.length === 0;
         if (errors.length) console.log(`lab-ping: bridge errors: ${errors.map(String).join('; ')}`);
       } finally {
         await link.close();
@@ -70,4 +93,12 @@ async function main(): Promise<number> {
   return ok ? 0 : 1;
 }
 
-main().then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    console.error(e);
+    process.exitCode = 1;
+  },
+);

@@ -42,7 +42,8 @@ async function vethBaseline(): Promise<string> {
   const lab = NetnsLab.create(2);
   const [n1, n2] = lab.names as [string, string];
   try {
-    const v1 = `dmbxv${process.pid % 10000}a`, v2 = `dmbxv${process.pid % 10000}b`;
+    const v1 = `dmbxv${process.pid % 10000}a`,
+      v2 = `dmbxv${process.pid % 10000}b`;
     spawnSync('ip', ['link', 'add', v1, 'type', 'veth', 'peer', 'name', v2]);
     lab.attach(n1, v1, '10.77.2.1/24');
     lab.attach(n2, v2, '10.77.2.2/24');
@@ -77,9 +78,11 @@ async function flood(rig: Rig, frames: number, size: number): Promise<string> {
   const missed = (dev.MPC ?? 0) - (devBefore.MPC ?? 0);
   const noBuf = (dev.RNBC ?? 0) - (devBefore.RNBC ?? 0);
   const hostDropped = tapDropped(rig) - tapDroppedBefore;
-  return `${size} B frames: offered ${sent} in ${(pySec * 1000).toFixed(0)} ms (${refused} refused by the socket); ` +
+  return (
+    `${size} B frames: offered ${sent} in ${(pySec * 1000).toFixed(0)} ms (${refused} refused by the socket); ` +
     `into NIC 1 ${intoNic}, out of TAP 2 ${delivered} in ${ms.toFixed(0)} ms = ${(delivered / (ms / 1000)).toFixed(0)} frames/s, ` +
-    `${((delivered * size * 8) / (ms / 1000) / 1e6).toFixed(1)} Mbit/s; lost: in TAP 1's host queue (tx_dropped) ${hostDropped}, NIC 2 MPC ${missed}, RNBC ${noBuf}`;
+    `${((delivered * size * 8) / (ms / 1000) / 1e6).toFixed(1)} Mbit/s; lost: in TAP 1's host queue (tx_dropped) ${hostDropped}, NIC 2 MPC ${missed}, RNBC ${noBuf}`
+  );
 }
 
 /** The TAP's tx_dropped: frames the host's queue for it overflowed (read in its namespace). */
@@ -95,7 +98,10 @@ async function main(): Promise<void> {
   requireProgram('python3', 'python3');
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, ${process.platform} ${process.arch}`);
   console.log(`veth baseline, ping -c 200 -i 0.01: ${await vethBaseline()}`);
-  for (const interrupts of [['msix', 'msix'], ['poll', 'poll']] as const) {
+  for (const interrupts of [
+    ['msix', 'msix'],
+    ['poll', 'poll'],
+  ] as const) {
     const rig = await makeRig({ interrupts: [...interrupts] });
     try {
       const warm = await rig.lab.run(rig.ns[0], ['ping', '-c', '3', '-i', '0.05', '-q', ADDR2], 10_000);

@@ -49,7 +49,10 @@ function ip(args: string[]): void {
 
 function listNamespaces(): string[] {
   const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 });
-  return out.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.length > 0);
+  return out
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.length > 0);
 }
 
 function alive(pid: number): boolean {
@@ -68,7 +71,12 @@ export function sweepStale(): string[] {
     if (!name.startsWith(NS_PREFIX)) continue;
     const pid = Number(name.slice(NS_PREFIX.length).split('-')[0]);
     if (Number.isInteger(pid) && pid !== process.pid && !alive(pid)) {
-      try { ip(['netns', 'del', name]); removed.push(name); } catch { /* another sweeper got it */ }
+      try {
+        ip(['netns', 'del', name]);
+        removed.push(name);
+      } catch {
+        /* another sweeper got it */
+      }
     }
   }
   return removed;
@@ -89,7 +97,9 @@ export class NetnsLab {
     live.add(lab);
     if (!exitHook) {
       exitHook = true;
-      process.on('exit', () => { for (const l of live) l.cleanup(); });
+      process.on('exit', () => {
+        for (const l of live) l.cleanup();
+      });
     }
     try {
       for (let i = 1; i <= count; i++) {
@@ -100,7 +110,9 @@ export class NetnsLab {
         for (const key of ['all', 'default']) {
           try {
             execFileSync('ip', ['netns', 'exec', name, 'sysctl', '-qw', `net.ipv6.conf.${key}.disable_ipv6=1`], { stdio: 'ignore', timeout: 10_000 });
-          } catch { /* a kernel without IPv6: nothing to quiet */ }
+          } catch {
+            /* a kernel without IPv6: nothing to quiet */
+          }
         }
       }
     } catch (e) {
@@ -130,11 +142,21 @@ export class NetnsLab {
     const t0 = performance.now();
     return new Promise((resolve, reject) => {
       const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '', stderr = '';
-      child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-      child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-      const timer = setTimeout(() => { child.kill('SIGKILL'); }, timeoutMs);
-      child.on('error', (e) => { clearTimeout(timer); reject(e); });
+      let stdout = '',
+        stderr = '';
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+      }, timeoutMs);
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       child.on('close', (code) => {
         clearTimeout(timer);
         resolve({ code, stdout, stderr, ms: performance.now() - t0 });
@@ -149,7 +171,11 @@ export class NetnsLab {
     this.cleaned = true;
     live.delete(this);
     for (const name of this.names) {
-      try { ip(['netns', 'del', name]); } catch { failed.push(name); }
+      try {
+        ip(['netns', 'del', name]);
+      } catch {
+        failed.push(name);
+      }
     }
     return failed;
   }

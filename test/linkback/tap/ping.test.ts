@@ -33,7 +33,8 @@ rootTest('ping between two namespaces through two simulated e1000e NICs and two 
     const [a, b] = bridges as [TapBridge, TapBridge];
     // Everything one NIC sent, the other received and wrote to its TAP (the wire is lossless).
     await bothWaysSettled(a, b);
-    const ca = a.counters(), cb = b.counters();
+    const ca = a.counters(),
+      cb = b.counters();
     const seen = JSON.stringify({ a: ca, b: cb });
     assert.is(ca.toNic.icmp, 3, `3 echo requests into NIC A: ${seen}`);
     assert.is(cb.toTap.icmp, 3, `3 echo requests out of TAP B: ${seen}`);
@@ -91,9 +92,10 @@ rootTest('flood ping (both drivers MSI-X): 1000 round trips, none lost, every co
     assert.match(r.stdout, /1000 packets transmitted, 1000 received/);
     const [a, b] = rig.bridges as [TapBridge, TapBridge];
     await bothWaysSettled(a, b);
-    const ca = a.counters(), cb = b.counters();
+    const ca = a.counters(),
+      cb = b.counters();
     for (const n of [ca.toNic.icmp, cb.toTap.icmp, cb.toNic.icmp, ca.toTap.icmp]) assert.is(n, 1000, JSON.stringify({ a: ca, b: cb }));
-    assert.is(ca.toNic.bytes, cb.toTap.bytes - 18 * (cb.toTap.arp), 'bytes match, ARP frames padded to 60 by the NIC');
+    assert.is(ca.toNic.bytes, cb.toTap.bytes - 18 * cb.toTap.arp, 'bytes match, ARP frames padded to 60 by the NIC');
     assert.is(rig.errors.length, 0, String(rig.errors[0]));
   });
 });

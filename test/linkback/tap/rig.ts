@@ -97,6 +97,9 @@ export async function withRig(o: RigOptions, body: (rig: Rig) => Promise<void>):
 
 /** Wait until each bridge wrote to its TAP every frame the other's NIC took (the simulated wire loses nothing). */
 export function bothWaysSettled(a: TapBridge, b: TapBridge): Promise<void> {
-  return until(() => b.counters().toTap.frames === a.counters().toNic.frames && a.counters().toTap.frames === b.counters().toNic.frames,
-    'both directions to settle', 2000);
+  return until(
+    () => b.counters().toTap.frames === a.counters().toNic.frames && a.counters().toTap.frames === b.counters().toNic.frames,
+    'both directions to settle',
+    2000,
+  );
 }

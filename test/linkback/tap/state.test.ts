@@ -18,7 +18,10 @@ function reachable(from: BridgeState, events: readonly BridgeEvent[]): Set<Bridg
     const s = todo.pop()!;
     for (const e of events) {
       const to = TRANSITIONS[s][e];
-      if (to !== undefined && to !== 'same' && !seen.has(to)) { seen.add(to); todo.push(to); }
+      if (to !== undefined && to !== 'same' && !seen.has(to)) {
+        seen.add(to);
+        todo.push(to);
+      }
     }
   }
   return seen;

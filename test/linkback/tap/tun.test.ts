@@ -14,7 +14,10 @@ import { IFREQ, TUN_IOCTL } from '../../../linkback/tap/uapi.js';
 import { NetnsLab, rootTestsBlocked } from './netns.js';
 import { until } from './fakes.js';
 
-const isCode = (code: string) => (e: unknown): boolean => e instanceof TapError && e.code === code;
+const isCode =
+  (code: string) =>
+  (e: unknown): boolean =>
+    e instanceof TapError && e.code === code;
 
 test('interface names: 1 to 15 safe characters, at most one %d', () => {
   for (const ok of ['dmabox0', 'dmabox%d', 'a.b-c_d', 'x', 'abcdefghijklmno']) assert.is(checkTapName(ok), ok);
@@ -28,7 +31,13 @@ test('interface names: 1 to 15 safe characters, at most one %d', () => {
 test('MAC addresses: 6 bytes, unicast, not zero', () => {
   assert.equal(checkMac([0x52, 0x54, 0, 1, 2, 3]), Uint8Array.from([0x52, 0x54, 0, 1, 2, 3]));
   assert.is(formatMac(Uint8Array.from([0x52, 0x54, 0, 0xa, 0xbc, 3])), '52:54:00:0a:bc:03');
-  for (const bad of [[1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0], [2, 0, 0, 0, 0, 256], [2, 0, 0, 0, 0, 1.5]]) {
+  for (const bad of [
+    [1, 2, 3, 4, 5, 6],
+    [0, 0, 0, 0, 0, 0],
+    [2, 0, 0, 0, 0],
+    [2, 0, 0, 0, 0, 256],
+    [2, 0, 0, 0, 0, 1.5],
+  ]) {
     assert.throws(() => checkMac(bad), isCode('ERR_TAP_ARG'), JSON.stringify(bad));
   }
 });
@@ -57,7 +66,10 @@ test('no /dev/net/tun: ERR_TAP_NO_TUN', () => {
 });
 
 /** A seam that records ioctls and answers as the test says; the fd is /dev/null's. */
-function fakeSys(answer: (request: number, arg: Uint8Array | number | undefined) => void): { sys: TapSys; calls: Array<{ request: number; arg: Uint8Array | number | undefined }> } {
+function fakeSys(answer: (request: number, arg: Uint8Array | number | undefined) => void): {
+  sys: TapSys;
+  calls: Array<{ request: number; arg: Uint8Array | number | undefined }>;
+} {
   const calls: Array<{ request: number; arg: Uint8Array | number | undefined }> = [];
   return {
     calls,
@@ -67,7 +79,9 @@ function fakeSys(answer: (request: number, arg: Uint8Array | number | undefined)
         answer(request, arg);
         return 0;
       },
-      poll() { throw new Error('not used'); },
+      poll() {
+        throw new Error('not used');
+      },
     },
   };
 }
@@ -76,7 +90,7 @@ function openFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
-test('TUNSETIFF gets the name and IFF_TAP | IFF_NO_PI; the kernel\'s name is read back; MAC and persist follow', () => {
+test("TUNSETIFF gets the name and IFF_TAP | IFF_NO_PI; the kernel's name is read back; MAC and persist follow", () => {
   const { sys, calls } = fakeSys((request, arg) => {
     if (request === TUN_IOCTL.TUNSETIFF && arg instanceof Uint8Array) arg.set(Buffer.from('fake7\0\0\0', 'ascii'), 0);
   });
@@ -84,7 +98,10 @@ test('TUNSETIFF gets the name and IFF_TAP | IFF_NO_PI; the kernel\'s name is rea
   try {
     assert.is(tap.name, 'fake7');
     assert.equal(Array.from(tap.mac), [0x52, 0x54, 0, 9, 8, 7]);
-    assert.equal(calls.map((c) => c.request), [TUN_IOCTL.TUNSETIFF, TUN_IOCTL.TUNSETPERSIST, TUN_IOCTL.SIOCSIFHWADDR]);
+    assert.equal(
+      calls.map((c) => c.request),
+      [TUN_IOCTL.TUNSETIFF, TUN_IOCTL.TUNSETPERSIST, TUN_IOCTL.SIOCSIFHWADDR],
+    );
     const ifr = calls[0]!.arg as Uint8Array;
     assert.is(ifr.length, IFREQ.size);
     assert.is(Buffer.from(ifr.subarray(0, 7)).toString('ascii'), 'fake%d\0');
@@ -102,9 +119,14 @@ test('TUNSETIFF gets the name and IFF_TAP | IFF_NO_PI; the kernel\'s name is rea
 });
 
 test('a refused TUNSETIFF closes the fd and says why (EPERM, EBUSY)', () => {
-  for (const [errnoName, code] of [['EPERM', 'ERR_TAP_PERMISSION'], ['EBUSY', 'ERR_TAP_BUSY']] as const) {
+  for (const [errnoName, code] of [
+    ['EPERM', 'ERR_TAP_PERMISSION'],
+    ['EBUSY', 'ERR_TAP_BUSY'],
+  ] as const) {
     const before = openFds();
-    const { sys } = fakeSys(() => { throw Object.assign(new Error('ioctl failed'), { errnoName }); });
+    const { sys } = fakeSys(() => {
+      throw Object.assign(new Error('ioctl failed'), { errnoName });
+    });
     assert.throws(() => TapDevice.open({ name: 'tap0', path: '/dev/null', sys }), isCode(code));
     assert.is(openFds(), before, 'no fd leaked');
   }
@@ -119,7 +141,12 @@ function linkShow(name: string): string {
 }
 
 function exists(name: string): boolean {
-  try { linkShow(name); return true; } catch { return false; }
+  try {
+    linkShow(name);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 rootTest('as root: a real TAP with a numbered name and our MAC; EBUSY and EINVAL from the kernel; gone after close', () => {

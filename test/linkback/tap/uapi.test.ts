@@ -29,9 +29,21 @@ function probe(): Map<string, bigint> {
   emit('ifr_hwaddr', 'offsetof(struct ifreq, ifr_hwaddr)');
   emit('sa_data', 'offsetof(struct ifreq, ifr_hwaddr) + offsetof(struct sockaddr, sa_data)');
   emit('sizeof(ifr_flags)', 'sizeof(((struct ifreq *)0)->ifr_flags)');
-  const src = ['#include <stdio.h>', '#include <stddef.h>', '#include <sys/ioctl.h>', '#include <sys/socket.h>', '#include <net/if.h>',
-    '#include <linux/if_tun.h>', '#include <linux/sockios.h>', '#include <linux/if_arp.h>',
-    'int main(void) {', ...lines, '  return 0;', '}', ''].join('\n');
+  const src = [
+    '#include <stdio.h>',
+    '#include <stddef.h>',
+    '#include <sys/ioctl.h>',
+    '#include <sys/socket.h>',
+    '#include <net/if.h>',
+    '#include <linux/if_tun.h>',
+    '#include <linux/sockios.h>',
+    '#include <linux/if_arp.h>',
+    'int main(void) {',
+    ...lines,
+    '  return 0;',
+    '}',
+    '',
+  ].join('\n');
   try {
     execFileSync('gcc', ['--version'], { stdio: 'ignore' });
   } catch {
@@ -64,7 +76,7 @@ function check(key: string, ours: number): void {
   assert.is(BigInt(ours), theirs, `${key}: ours ${ours}, header ${theirs}`);
 }
 
-test('TUNSETIFF is _IOW(\'T\', 202, int) = 0x400454ca, and every ioctl number matches the header', () => {
+test("TUNSETIFF is _IOW('T', 202, int) = 0x400454ca, and every ioctl number matches the header", () => {
   assert.is(TUN_IOCTL.TUNSETIFF, 0x400454ca);
   assert.is(_IOW('T', 202, 4), 0x400454ca);
   for (const [name, value] of Object.entries(TUN_IOCTL)) check(name, value);

@@ -40,19 +40,26 @@ function refused(make: () => unknown, f: SharedFormat, got: number): void {
 test('checkFormat: a foreign magic is ERR_ABI_MAGIC, another version ERR_ABI_VERSION, this build passes', () => {
   const f: SharedFormat = { name: 'test page', magic: 0x74736574, version: 3, magicWord: 0, versionWord: 5 };
   const u32 = new Uint32Array(8);
-  assert.throws(() => checkFormat(u32, f), (e: AbiError) => e.code === 'ERR_ABI_MAGIC' && /test page: magic 0x00000000 where 0x74736574 belongs/.test(e.message));
+  assert.throws(
+    () => checkFormat(u32, f),
+    (e: AbiError) => e.code === 'ERR_ABI_MAGIC' && /test page: magic 0x00000000 where 0x74736574 belongs/.test(e.message),
+  );
   writeFormat(u32, f);
   assert.is(formatProblem(u32, f), null);
   checkFormat(u32, f);
   u32[5] = 4;
-  assert.throws(() => checkFormat(u32, f), (e: AbiError) => e.code === 'ERR_ABI_VERSION' && e.message.includes('version 4, and this build speaks version 3'));
+  assert.throws(
+    () => checkFormat(u32, f),
+    (e: AbiError) => e.code === 'ERR_ABI_VERSION' && e.message.includes('version 4, and this build speaks version 3'),
+  );
 });
 
 test('block ring: the container refuses another version; the manager refuses a header the container changed', () => {
   const G = { entries: 4, slotBytes: 4096 };
   const client = new SandboxBlockClient(G, { read: new Uint8Array(dataAreaBytes(G)), write: new Uint8Array(dataAreaBytes(G)) });
   const shm = createShared(sys, 'format-block', ringBytes(G));
-  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+    cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   try {
     client.initRing(shm);
     assert.is(shm.u32[B.VERSION], BLOCK_VERSION);
@@ -80,7 +87,10 @@ test('register mailbox: the container refuses one without the magic or of anothe
   const shm = createShared(sys, 'format-mailbox', MAILBOX_BYTES);
   const kick = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   try {
-    assert.throws(() => new GuestMailbox(sys, shm, kick), (e: AbiError) => e.code === 'ERR_ABI_MAGIC' && e.message.startsWith('register mailbox: magic 0x00000000'));
+    assert.throws(
+      () => new GuestMailbox(sys, shm, kick),
+      (e: AbiError) => e.code === 'ERR_ABI_MAGIC' && e.message.startsWith('register mailbox: magic 0x00000000'),
+    );
     initMailbox(shm.u32);
     assert.is(shm.u32[W.VERSION], MAILBOX_VERSION);
     new GuestMailbox(sys, shm, kick);
@@ -96,7 +106,9 @@ test('register mailbox: the container refuses one without the magic or of anothe
 class FakeOwner {
   readonly name = 'format-net';
   readonly kills: string[] = [];
-  violation(reason: string): void { this.kills.push(`violation: ${reason}`); }
+  violation(reason: string): void {
+    this.kills.push(`violation: ${reason}`);
+  }
 }
 
 test('packet rings: the container refuses another version; the manager kills a container that changed the header', () => {

@@ -98,7 +98,10 @@ test('the consumer looks at TAIL again after publishing HEAD, and goes on while 
       const ok = s.take(at);
       // The producer posts while the consumer is still taking: it sees the consumer behind and
       // leaves the kick out; the consumer must find the entry on its own.
-      if (!posted) { posted = true; assert.not.ok(put(u32, p, 3)); }
+      if (!posted) {
+        posted = true;
+        assert.not.ok(put(u32, p, 3));
+      }
       return ok;
     },
   };

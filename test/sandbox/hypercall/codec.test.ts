@@ -6,10 +6,13 @@ import { FrameDecoder, HypercallError, encodeFrame, type FrameHeader } from '../
 function collect(maxPayload = 1024) {
   const frames: Array<FrameHeader & { payload: number[] }> = [];
   const problems: HypercallError[] = [];
-  const d = new FrameDecoder({
-    frame: (h, v) => frames.push({ ...h, payload: [...new Uint8Array(v.buffer, v.byteOffset + P.HEADER_SIZE, h.length)] }),
-    problem: (e) => problems.push(e),
-  }, { version: P.HC_VERSION, maxPayload });
+  const d = new FrameDecoder(
+    {
+      frame: (h, v) => frames.push({ ...h, payload: [...new Uint8Array(v.buffer, v.byteOffset + P.HEADER_SIZE, h.length)] }),
+      problem: (e) => problems.push(e),
+    },
+    { version: P.HC_VERSION, maxPayload },
+  );
   return { d, frames, problems };
 }
 
@@ -43,20 +46,70 @@ test('a length of exactly the maximum is accepted; one more byte is a kill', () 
   assert.is(ok.frames.length, 1);
   const big = collect(32);
   big.d.push(encodeFrame(1, 99, 1, 0, 33));
-  assert.equal(big.problems.map((p) => p.code), ['ERR_HC_FRAME_TOO_LARGE']);
+  assert.equal(
+    big.problems.map((p) => p.code),
+    ['ERR_HC_FRAME_TOO_LARGE'],
+  );
   assert.ok(big.d.stopped);
 });
 
 test('payload layouts: every field fits its layout, and no two fields overlap', () => {
   const widths: Record<string, number> = {
-    minVersion: 2, maxVersion: 2, pid: 4, name: 16, version: 2, windowCount: 2, maxPayload: 4, heartbeatMs: 4, windowId: 4,
-    iova: 8, length: 8, offset: 8, fdSlot: 4, perm: 1, flags: 1, kind: 1, vectors: 2, granted: 2, firstFdSlot: 2,
-    monotonicNs: 8, realtimeNs: 8, completed: 8, errors: 8, bytes: 8, inflight: 4, code: 4, queues: 2, deadlineMs: 4, reason: 1,
+    minVersion: 2,
+    maxVersion: 2,
+    pid: 4,
+    name: 16,
+    version: 2,
+    windowCount: 2,
+    maxPayload: 4,
+    heartbeatMs: 4,
+    windowId: 4,
+    iova: 8,
+    length: 8,
+    offset: 8,
+    fdSlot: 4,
+    perm: 1,
+    flags: 1,
+    kind: 1,
+    vectors: 2,
+    granted: 2,
+    firstFdSlot: 2,
+    monotonicNs: 8,
+    realtimeNs: 8,
+    completed: 8,
+    errors: 8,
+    bytes: 8,
+    inflight: 4,
+    code: 4,
+    queues: 2,
+    deadlineMs: 4,
+    reason: 1,
   };
   const reserved: Record<string, number> = {
-    HELLO_RESULT: 4, MAP_WINDOW: 4, MAP_WINDOW_RESULT: 2, IRQ_SETUP: 1, HEARTBEAT: 4, FAULT: 3, READY: 2, SHUTDOWN: 3,
+    HELLO_RESULT: 4,
+    MAP_WINDOW: 4,
+    MAP_WINDOW_RESULT: 2,
+    IRQ_SETUP: 1,
+    HEARTBEAT: 4,
+    FAULT: 3,
+    READY: 2,
+    SHUTDOWN: 3,
   };
-  const layouts = { HELLO: P.HELLO, HELLO_RESULT: P.HELLO_RESULT, MAP_WINDOW: P.MAP_WINDOW, MAP_WINDOW_RESULT: P.MAP_WINDOW_RESULT, IRQ_SETUP: P.IRQ_SETUP, IRQ_SETUP_RESULT: P.IRQ_SETUP_RESULT, CLOCK_RESULT: P.CLOCK_RESULT, HEARTBEAT: P.HEARTBEAT, FAULT: P.FAULT, READY: P.READY, SHUTDOWN: P.SHUTDOWN, QUIESCE: P.QUIESCE, QUIESCE_RESULT: P.QUIESCE_RESULT };
+  const layouts = {
+    HELLO: P.HELLO,
+    HELLO_RESULT: P.HELLO_RESULT,
+    MAP_WINDOW: P.MAP_WINDOW,
+    MAP_WINDOW_RESULT: P.MAP_WINDOW_RESULT,
+    IRQ_SETUP: P.IRQ_SETUP,
+    IRQ_SETUP_RESULT: P.IRQ_SETUP_RESULT,
+    CLOCK_RESULT: P.CLOCK_RESULT,
+    HEARTBEAT: P.HEARTBEAT,
+    FAULT: P.FAULT,
+    READY: P.READY,
+    SHUTDOWN: P.SHUTDOWN,
+    QUIESCE: P.QUIESCE,
+    QUIESCE_RESULT: P.QUIESCE_RESULT,
+  };
   for (const [name, layout] of Object.entries(layouts)) {
     const used = new Uint8Array(layout.size);
     for (const [field, offset] of Object.entries(layout)) {
@@ -69,7 +122,10 @@ test('payload layouts: every field fits its layout, and no two fields overlap', 
         used[i] = 1;
       }
     }
-    assert.ok(used.every((u) => u === 1), `${name} has bytes no field covers`);
+    assert.ok(
+      used.every((u) => u === 1),
+      `${name} has bytes no field covers`,
+    );
   }
   assert.ok(P.LOG.headerSize + P.HC_MAX_LOG_TEXT <= P.HC_MAX_PAYLOAD);
 });

@@ -4,7 +4,18 @@ import { createServer, connect, type Socket } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FaultKind, HcStatus, HypercallError, HypercallRefused, LogLevel, ShutdownReason, type FaultReport, type Heartbeat, type LogRecord, type WindowMapping } from '../../../sandbox/abi/hypercall/index.js';
+import {
+  FaultKind,
+  HcStatus,
+  HypercallError,
+  HypercallRefused,
+  LogLevel,
+  ShutdownReason,
+  type FaultReport,
+  type Heartbeat,
+  type LogRecord,
+  type WindowMapping,
+} from '../../../sandbox/abi/hypercall/index.js';
 import { GuestEndpoint } from '../../../sandbox/container/hypercall/guest.js';
 import { HostEndpoint, type HostHandler } from '../../../sandbox/manager/hypercall/host.js';
 import { duplexPair, tick } from './helpers.js';
@@ -33,7 +44,9 @@ function setup(handler: Partial<HostHandler> = {}, hostExtra: Record<string, unk
       log: (r) => logs.push(r),
       heartbeat: (b) => beats.push(b),
       fault: (f) => faults.push(f),
-      ready: (r) => { readyQueues = r.queues; },
+      ready: (r) => {
+        readyQueues = r.queues;
+      },
       ...handler,
     },
     onViolation: (e) => violations.push(e),
@@ -44,8 +57,10 @@ function setup(handler: Partial<HostHandler> = {}, hostExtra: Record<string, unk
   const guest = new GuestEndpoint(g, {
     name: 'nvme-test',
     handler: {
-      shutdown: async (r) => { shutdowns.push(r.deadlineMs); },
-      quiesce: (r) => r.deadlineMs === 77 ? 3 : 0,
+      shutdown: async (r) => {
+        shutdowns.push(r.deadlineMs);
+      },
+      quiesce: (r) => (r.deadlineMs === 77 ? 3 : 0),
     },
     onViolation: (e) => guestViolations.push(e),
     timers,
@@ -116,10 +131,15 @@ test('a window outside the grant is denied and reported; the channel keeps worki
 
 test('handler answers: a status is passed on; a throw or rejection becomes INTERNAL, not a crash', async () => {
   const errors: unknown[] = [];
-  const s = setup({
-    mapWindow: (id) => (id === 0 ? HcStatus.EXHAUSTED : Promise.reject(new Error('manager bug'))),
-    irqSetup: () => { throw new Error('also a bug'); },
-  }, { onHandlerError: (e: unknown) => errors.push(e) });
+  const s = setup(
+    {
+      mapWindow: (id) => (id === 0 ? HcStatus.EXHAUSTED : Promise.reject(new Error('manager bug'))),
+      irqSetup: () => {
+        throw new Error('also a bug');
+      },
+    },
+    { onHandlerError: (e: unknown) => errors.push(e) },
+  );
   await s.guest.hello();
   assert.is((await s.guest.mapWindow(0).catch((x) => x)).status, HcStatus.EXHAUSTED);
   assert.is((await s.guest.mapWindow(1).catch((x) => x)).status, HcStatus.INTERNAL);
@@ -132,7 +152,15 @@ test('handler answers: a status is passed on; a throw or rejection becomes INTER
 test('a guest whose handler fails answers INTERNAL; the host sees a refusal', async () => {
   const [h, g] = duplexPair();
   const host = new HostEndpoint(h, { windowCount: 0, handler: { mapWindow: () => HcStatus.DENIED, irqSetup: () => HcStatus.DENIED } });
-  const guest = new GuestEndpoint(g, { name: 'x', handler: { shutdown: () => { throw new Error('boom'); }, quiesce: () => Promise.reject(new Error('no')) } });
+  const guest = new GuestEndpoint(g, {
+    name: 'x',
+    handler: {
+      shutdown: () => {
+        throw new Error('boom');
+      },
+      quiesce: () => Promise.reject(new Error('no')),
+    },
+  });
   await guest.hello();
   assert.is((await host.shutdown(10).catch((x) => x)).status, HcStatus.INTERNAL);
   assert.is((await host.quiesce(10).catch((x) => x)).status, HcStatus.INTERNAL);
@@ -143,12 +171,21 @@ test('a silent guest: no HELLO in time is a kill', async () => {
   const [h] = duplexPair();
   const violations: HypercallError[] = [];
   const timers = new FakeTimers();
-  const host = new HostEndpoint(h, { windowCount: 1, helloTimeoutMs: 30, timers, handler: { mapWindow: () => HcStatus.DENIED, irqSetup: () => HcStatus.DENIED }, onViolation: (e) => violations.push(e) });
+  const host = new HostEndpoint(h, {
+    windowCount: 1,
+    helloTimeoutMs: 30,
+    timers,
+    handler: { mapWindow: () => HcStatus.DENIED, irqSetup: () => HcStatus.DENIED },
+    onViolation: (e) => violations.push(e),
+  });
   timers.advance(29);
   assert.equal(violations, [], 'not before the bound');
   assert.is(host.state, 'hello');
   timers.advance(1);
-  assert.equal(violations.map((v) => [v.code, v.decision]), [['ERR_HC_TIMEOUT', 'kill']]);
+  assert.equal(
+    violations.map((v) => [v.code, v.decision]),
+    [['ERR_HC_TIMEOUT', 'kill']],
+  );
   assert.is(host.state, 'stopped');
 });
 
@@ -165,7 +202,8 @@ test('a guest that stops its heartbeats is declared dead; one that keeps them is
   const s = setup({}, { heartbeatMs: 20, missedHeartbeats: 2 });
   await s.guest.hello();
   let n = 0n;
-  for (let i = 0; i < 12; i++) { // 120 ms, a heartbeat every 10
+  for (let i = 0; i < 12; i++) {
+    // 120 ms, a heartbeat every 10
     s.timers.advance(10);
     s.guest.heartbeat({ completed: ++n, errors: 0n, bytes: 0n, inflight: 0 });
     await tick();
@@ -177,7 +215,10 @@ test('a guest that stops its heartbeats is declared dead; one that keeps them is
   s.timers.advance(1);
   assert.equal(s.violations, [], 'the watchdog looks once more a turn later: heartbeats may be waiting unread after a stall');
   s.timers.advance(1);
-  assert.equal(s.violations.map((v) => [v.code, v.decision]), [['ERR_HC_HEARTBEAT', 'kill']]);
+  assert.equal(
+    s.violations.map((v) => [v.code, v.decision]),
+    [['ERR_HC_HEARTBEAT', 'kill']],
+  );
   assert.match(s.violations[0]!.message, /no heartbeat from 'nvme-test' \(pid \d+\) for 40 ms/);
   assert.is(s.host.state, 'stopped');
 });
@@ -188,7 +229,14 @@ test('a guest that never answers SHUTDOWN: the wait is bounded and ends in a kil
   // Replace the guest's answer with silence by stopping its decoding.
   (s.guest as unknown as { decoder: { stop(): void } }).decoder.stop();
   let settled: unknown;
-  void s.host.shutdown(10).then((v) => { settled = v; }, (e: unknown) => { settled = e; });
+  void s.host.shutdown(10).then(
+    (v) => {
+      settled = v;
+    },
+    (e: unknown) => {
+      settled = e;
+    },
+  );
   await tick();
   s.timers.advance(29); // the deadline (10 ms) plus the grace (20 ms)
   await tick();
@@ -196,7 +244,10 @@ test('a guest that never answers SHUTDOWN: the wait is bounded and ends in a kil
   s.timers.advance(1);
   await tick();
   assert.is((settled as HypercallError).code, 'ERR_HC_TIMEOUT');
-  assert.equal(s.violations.map((v) => [v.code, v.decision]), [['ERR_HC_TIMEOUT', 'kill']]);
+  assert.equal(
+    s.violations.map((v) => [v.code, v.decision]),
+    [['ERR_HC_TIMEOUT', 'kill']],
+  );
   assert.is(s.host.state, 'stopped');
 });
 
@@ -227,9 +278,14 @@ test('works over a real unix socket, whatever the chunking', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-hc-'));
   const path = join(dir, 'hc.sock');
   let listening!: () => void;
-  const isListening = new Promise<void>((r) => { listening = r; });
+  const isListening = new Promise<void>((r) => {
+    listening = r;
+  });
   const accepted = new Promise<Socket>((resolve) => {
-    const server = createServer((sock) => { server.close(); resolve(sock); });
+    const server = createServer((sock) => {
+      server.close();
+      resolve(sock);
+    });
     server.listen(path, listening);
   });
   await isListening;
@@ -260,7 +316,8 @@ test('startHeartbeats keeps a short-period watchdog satisfied, and stops', async
   await s.guest.hello();
   let n = 0n;
   const stop = s.guest.startHeartbeats(() => ({ completed: ++n, errors: 0n, bytes: n * 4096n, inflight: 1 }));
-  for (let i = 0; i < 15; i++) { // 150 ms: a heartbeat every half period (10 ms)
+  for (let i = 0; i < 15; i++) {
+    // 150 ms: a heartbeat every half period (10 ms)
     s.timers.advance(10);
     await tick();
   }
@@ -271,7 +328,10 @@ test('startHeartbeats keeps a short-period watchdog satisfied, and stops', async
   await tick();
   assert.equal(s.violations, []);
   s.timers.advance(2); // the bound, then the watchdog's second look a turn later
-  assert.equal(s.violations.map((v) => v.code), ['ERR_HC_HEARTBEAT']);
+  assert.equal(
+    s.violations.map((v) => v.code),
+    ['ERR_HC_HEARTBEAT'],
+  );
 });
 
 test.run();

@@ -6,29 +6,44 @@ import type { HypercallError } from '../../../sandbox/abi/hypercall/errors.js';
 
 /** Two connected Duplex streams: what one writes, the other reads (like a socketpair). */
 export function duplexPair(): [Duplex, Duplex] {
-  const make = (other: () => Duplex) => new Duplex({
-    read() {},
-    write(chunk: Buffer, _enc, cb) { other().push(Buffer.from(chunk)); cb(); },
-    final(cb) { other().push(null); cb(); },
-  });
+  const make = (other: () => Duplex) =>
+    new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        other().push(Buffer.from(chunk));
+        cb();
+      },
+      final(cb) {
+        other().push(null);
+        cb();
+      },
+    });
   const a: Duplex = make(() => b);
   const b: Duplex = make(() => a);
   return [a, b];
 }
 
-export interface Received { type: number; seq: number; ref: number; payload: Buffer }
+export interface Received {
+  type: number;
+  seq: number;
+  ref: number;
+  payload: Buffer;
+}
 
 /** The far end of a pair, speaking raw frames: writes what a test makes, records what comes back. */
 export class RawPeer {
   seq = 1;
   readonly received: Received[] = [];
   readonly problems: HypercallError[] = [];
-  private readonly decoder = new FrameDecoder({
-    frame: (h: FrameHeader, v: DataView) => {
-      this.received.push({ type: h.type, seq: h.seq, ref: h.ref, payload: Buffer.from(new Uint8Array(v.buffer, v.byteOffset + HEADER_SIZE, h.length)) });
+  private readonly decoder = new FrameDecoder(
+    {
+      frame: (h: FrameHeader, v: DataView) => {
+        this.received.push({ type: h.type, seq: h.seq, ref: h.ref, payload: Buffer.from(new Uint8Array(v.buffer, v.byteOffset + HEADER_SIZE, h.length)) });
+      },
+      problem: (e) => this.problems.push(e),
     },
-    problem: (e) => this.problems.push(e),
-  }, { version: HC_VERSION, maxPayload: 65536 });
+    { version: HC_VERSION, maxPayload: 65536 },
+  );
 
   constructor(readonly stream: Duplex) {
     stream.on('data', (c: Buffer) => this.decoder.push(c));
@@ -64,9 +79,11 @@ export const tick = () => new Promise<void>((r) => setImmediate(r));
 export function prng(seed: number): () => number {
   let x = seed >>> 0 || 1;
   return () => {
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     return x;
   };
 }

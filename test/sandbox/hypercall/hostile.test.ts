@@ -17,7 +17,10 @@ function hello(min = 1, max = 1, name = 'evil'): Buffer {
 const heartbeat = (completed: bigint) => payload(HEARTBEAT.size, (v) => v.setBigUint64(HEARTBEAT.completed, completed, true));
 const log = (text: string, level = 2) => {
   const t = Buffer.from(text);
-  const b = payload(LOG.headerSize + t.length, (v) => { v.setUint8(LOG.level, level); v.setUint16(LOG.textLength, t.length, true); });
+  const b = payload(LOG.headerSize + t.length, (v) => {
+    v.setUint8(LOG.level, level);
+    v.setUint16(LOG.textLength, t.length, true);
+  });
   t.copy(b, LOG.text);
   return b;
 };
@@ -88,9 +91,21 @@ test('wrong payload length: dropped, and a request still gets an answer (BAD_REQ
 test('out-of-range and reserved fields are dropped with the field named', async () => {
   const t = await hostile();
   t.peer.send(HcType.LOG, log('x', 9));
-  t.peer.send(HcType.MAP_WINDOW, payload(MAP_WINDOW.size, (v) => v.setUint32(MAP_WINDOW.reserved, 1, true)));
-  const irq = t.peer.send(HcType.IRQ_SETUP, payload(IRQ_SETUP.size, (v) => { v.setUint8(IRQ_SETUP.kind, 1); v.setUint16(IRQ_SETUP.vectors, 0, true); }));
-  t.peer.send(HcType.LOG, payload(LOG.headerSize + 2, (v) => v.setUint16(LOG.textLength, 600, true)));
+  t.peer.send(
+    HcType.MAP_WINDOW,
+    payload(MAP_WINDOW.size, (v) => v.setUint32(MAP_WINDOW.reserved, 1, true)),
+  );
+  const irq = t.peer.send(
+    HcType.IRQ_SETUP,
+    payload(IRQ_SETUP.size, (v) => {
+      v.setUint8(IRQ_SETUP.kind, 1);
+      v.setUint16(IRQ_SETUP.vectors, 0, true);
+    }),
+  );
+  t.peer.send(
+    HcType.LOG,
+    payload(LOG.headerSize + 2, (v) => v.setUint16(LOG.textLength, 600, true)),
+  );
   t.peer.send(HcType.CLOCK, Buffer.alloc(0), { ref: 5 });
   await tick();
   assert.equal(t.codes(), Array(5).fill('ERR_HC_BAD_FIELD drop'));
@@ -115,7 +130,11 @@ test('heartbeat counters may not go down', async () => {
 
 test('a REPLY to nothing is dropped', async () => {
   const t = await hostile();
-  t.peer.send(HcType.REPLY, payload(REPLY.headerSize + 4, (v) => v.setUint8(REPLY.call, HcType.QUIESCE)), { ref: 77 });
+  t.peer.send(
+    HcType.REPLY,
+    payload(REPLY.headerSize + 4, (v) => v.setUint8(REPLY.call, HcType.QUIESCE)),
+    { ref: 77 },
+  );
   await tick();
   assert.equal(t.codes(), ['ERR_HC_UNEXPECTED_REPLY drop']);
   await stillServes(t);
@@ -134,7 +153,11 @@ test('unsolicited REPLY frames are rate-limited like any other, and flooding wit
 
 test('a REPLY before HELLO is a kill too', async () => {
   const t = await hostile(false);
-  t.peer.send(HcType.REPLY, payload(REPLY.headerSize + 4, (v) => v.setUint8(REPLY.call, HcType.QUIESCE)), { ref: 1 });
+  t.peer.send(
+    HcType.REPLY,
+    payload(REPLY.headerSize + 4, (v) => v.setUint8(REPLY.call, HcType.QUIESCE)),
+    { ref: 1 },
+  );
   await tick();
   assert.equal(t.codes(), ['ERR_HC_STATE kill']);
 });
@@ -199,10 +222,15 @@ test('bad magic and bad header version are kills', async () => {
 test('a truncated frame at end of stream is reported as such', async () => {
   const t = await hostile();
   const frame = Buffer.alloc(16 + 8);
-  frame.writeUInt16LE(0x6368, 0); frame[2] = 1; frame[3] = HcType.MAP_WINDOW; frame.writeUInt32LE(2, 4); frame.writeUInt32LE(8, 12);
+  frame.writeUInt16LE(0x6368, 0);
+  frame[2] = 1;
+  frame[3] = HcType.MAP_WINDOW;
+  frame.writeUInt32LE(2, 4);
+  frame.writeUInt32LE(8, 12);
   t.peer.stream.write(frame.subarray(0, 20));
   t.peer.stream.end();
-  await tick(); await tick();
+  await tick();
+  await tick();
   assert.equal(t.codes(), ['ERR_HC_TRUNCATED kill']);
 });
 

@@ -35,7 +35,9 @@ guest.ready(1);
 /** `event`, or a failure naming `what` when it has not come within `ms` of real time (a bound, not a wait). */
 function within<T>(event: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms); });
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
   return Promise.race([event, bound]).finally(() => clearTimeout(timer));
 }
 
@@ -46,9 +48,13 @@ test('a guest in a child process, over pipes: hello, map, log, heartbeats, ready
   const violations: HypercallError[] = [];
   let beats = 0;
   let ready!: () => void;
-  const isReady = new Promise<void>((r) => { ready = r; });
+  const isReady = new Promise<void>((r) => {
+    ready = r;
+  });
   let threeBeats!: () => void;
-  const hadThreeBeats = new Promise<void>((r) => { threeBeats = r; });
+  const hadThreeBeats = new Promise<void>((r) => {
+    threeBeats = r;
+  });
   // The host's bounds (HELLO, heartbeat watchdog) on fake time: a slow child start on a loaded
   // machine cannot trip them; the child keeps its own real-time heartbeats.
   const timers = new FakeTimers();
@@ -60,7 +66,9 @@ test('a guest in a child process, over pipes: hello, map, log, heartbeats, ready
       mapWindow: () => ({ iova: 0x100000n, length: 0x200000n, offset: 0n, fdSlot: 3, deviceRead: true, deviceWrite: true, hugePages: false }),
       irqSetup: () => HcStatus.DENIED,
       log: (r) => logs.push(r),
-      heartbeat: () => { if (++beats === 3) threeBeats(); },
+      heartbeat: () => {
+        if (++beats === 3) threeBeats();
+      },
       ready: () => ready(),
     },
     onViolation: (e) => violations.push(e),
@@ -72,8 +80,11 @@ test('a guest in a child process, over pipes: hello, map, log, heartbeats, ready
   assert.is(host.peer?.name, 'child-driver');
   assert.is(host.peer?.pid, child.pid);
   await within(host.shutdown(2000, ShutdownReason.STOP), 60_000, 'the answer to SHUTDOWN');
-  assert.is(await within(exited, 60_000, 'the child\'s exit'), 0);
-  assert.equal(violations.filter((v) => v.code !== 'ERR_HC_CLOSED'), []);
+  assert.is(await within(exited, 60_000, "the child's exit"), 0);
+  assert.equal(
+    violations.filter((v) => v.code !== 'ERR_HC_CLOSED'),
+    [],
+  );
   host.close();
 });
 

@@ -64,7 +64,8 @@ export function testFrame(dst: Uint8Array, src: Uint8Array, seq: number, len: nu
   const f = new Uint8Array(len);
   f.set(dst, 0);
   f.set(src, 6);
-  f[12] = 0x88; f[13] = 0xb5;
+  f[12] = 0x88;
+  f[13] = 0xb5;
   new DataView(f.buffer).setUint32(14, seq);
   for (let i = 18; i < len; i++) f[i] = (seq * 7 + i * 13) & 0xff;
   return f;

@@ -17,7 +17,8 @@ import { nicPolicy, receive, sendFrame } from './helpers.js';
 
 const here = fileURLToPath(import.meta.url);
 const FIXTURE = fileURLToPath(new URL(`./fixtures/hostile-nic${extname(here)}`, import.meta.url));
-const HOST_IP = ipv4('10.0.2.15'), PEER_IP = ipv4('10.0.2.2');
+const HOST_IP = ipv4('10.0.2.15'),
+  PEER_IP = ipv4('10.0.2.2');
 
 async function arpWorks(port: SandboxNicPort): Promise<void> {
   await sendFrame(port, arpFrame('request', port.mac, HOST_IP, new Uint8Array(6), PEER_IP));
@@ -58,7 +59,10 @@ for (const [mode, says] of [
       await until('the kill', () => bad.events.some((e) => e.kind === 'exit' && /SIGKILL/.test(e.text)), 10_000);
       assert.ok(port.counters.violations >= 1);
       assert.ok(port.counters.lastViolation!.includes(says), `violation says '${says}': ${port.counters.lastViolation}`);
-      assert.ok(bad.events.some((e) => e.kind === 'stop' && e.text.includes('violation: net ring')), 'the kill says why');
+      assert.ok(
+        bad.events.some((e) => e.kind === 'stop' && e.text.includes('violation: net ring')),
+        'the kill says why',
+      );
       if (mode === 'dup') assert.ok(port.counters.rxFrames <= 1, 'at most the first, valid, entry was taken');
       // it is restarted per policy (and misbehaves again), while the good one serves
       await until('a restart', () => bad.restarts >= 1, 10_000);
@@ -76,7 +80,8 @@ test('kill -9 of the container mid-stream: it restarts and traffic resumes, noth
   const s = new Supervisor(nicPolicy('net-kill9'));
   try {
     await s.start();
-    const port = s.nic!, sim = s.sim!;
+    const port = s.nic!,
+      sim = s.sim!;
     sim.peer!.unplug();
     const wire: Uint8Array[] = [];
     const ep = endpoint(sim.nic!, (f) => wire.push(f));
@@ -103,8 +108,13 @@ test('kill -9 of the container mid-stream: it restarts and traffic resumes, noth
     const missing = total - wire.length;
     // lost: what the dead container held (counted), plus what its driver had taken and not sent (the old device's)
     assert.ok(missing <= port.counters.lostInRestart + 2 * 64, `${missing} missing, ${port.counters.lostInRestart} counted lost`);
-    assert.ok(wire.some((f) => checkFrame(f, 200).seq > killedAt), 'frames after the kill went out');
-    console.log(`    kill -9 at frame ${killedAt}: ${wire.length}/${total} on the wire, ${missing} missing, ${port.counters.lostInRestart} counted lost in the restart`);
+    assert.ok(
+      wire.some((f) => checkFrame(f, 200).seq > killedAt),
+      'frames after the kill went out',
+    );
+    console.log(
+      `    kill -9 at frame ${killedAt}: ${wire.length}/${total} on the wire, ${missing} missing, ${port.counters.lostInRestart} counted lost in the restart`,
+    );
     // and RX works on the new container: 100 frames from the wire, intact and in order
     const got: Uint8Array[] = [];
     for (let i = 0; i < 100; i++) {

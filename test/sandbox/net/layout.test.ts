@@ -10,7 +10,11 @@ test('header words are distinct and inside the header', () => {
 });
 
 test('rings and slot areas follow each other without overlap; slot areas page aligned', () => {
-  for (const g of [{ txSlots: 32, rxSlots: 32 }, { txSlots: 256, rxSlots: 512 }, { txSlots: 4096, rxSlots: 4096 }]) {
+  for (const g of [
+    { txSlots: 32, rxSlots: 32 },
+    { txSlots: 256, rxSlots: 512 },
+    { txSlots: 4096, rxSlots: 4096 },
+  ]) {
     const L = netLayout(g);
     assert.is(L.txs, HEADER_BYTES);
     assert.is(L.txc, L.txs + 4 * g.txSlots);

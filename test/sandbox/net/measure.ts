@@ -43,11 +43,14 @@ const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 async function txRate(port: NicPort, wire: WirePort, len: number): Promise<number> {
   let onWire = 0;
-  wire.attachWire(() => { onWire++; });
+  wire.attachWire(() => {
+    onWire++;
+  });
   const frame = new Uint8Array(len);
   frame.set([2, 0, 0, 0, 0, 1], 0);
   frame.set(port.mac, 6);
-  frame[12] = 0x88; frame[13] = 0xb5;
+  frame[12] = 0x88;
+  frame[13] = 0xb5;
   const b = new PacketBatch(32);
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
@@ -74,9 +77,11 @@ async function rxRate(port: NicPort, wire: WirePort, len: number): Promise<numbe
   const frame = new Uint8Array(len);
   frame.set(port.mac, 0);
   frame.set([2, 0, 0, 0, 0, 1], 6);
-  frame[12] = 0x88; frame[13] = 0xb5;
+  frame[12] = 0x88;
+  frame[13] = 0xb5;
   const b = new PacketBatch(32);
-  let got = 0, outstanding = 0;
+  let got = 0,
+    outstanding = 0;
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
   while (performance.now() < end) {
@@ -102,7 +107,9 @@ async function rxRate(port: NicPort, wire: WirePort, len: number): Promise<numbe
 async function main(): Promise<void> {
   console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model}), node ${process.version}; ${seconds} s per figure`);
   const s = new Supervisor(nicPolicy('measure-net'));
-  s.on('event', (e: { kind: string; text: string }) => { if (e.kind !== 'log' && e.kind !== 'spawn' && e.kind !== 'ready') console.log(`  sandbox event ${e.kind}: ${e.text}`); });
+  s.on('event', (e: { kind: string; text: string }) => {
+    if (e.kind !== 'log' && e.kind !== 'spawn' && e.kind !== 'ready') console.log(`  sandbox event ${e.kind}: ${e.text}`);
+  });
   await s.start();
   s.sim!.peer!.unplug();
   const machine = new SimMachine();
@@ -117,9 +124,13 @@ async function main(): Promise<void> {
       const ipTx = await txRate(inproc, model, len);
       const sbRx = await rxRate(s.nic!, s.sim!.nic!, len);
       const ipRx = await rxRate(inproc, model, len);
-      console.log(`${len} B frames: TX sandboxed ${Math.round(sbTx)}/s, in-process ${Math.round(ipTx)}/s (${(sbTx / ipTx).toFixed(2)}x); RX sandboxed ${Math.round(sbRx)}/s, in-process ${Math.round(ipRx)}/s (${(sbRx / ipRx).toFixed(2)}x)`);
+      console.log(
+        `${len} B frames: TX sandboxed ${Math.round(sbTx)}/s, in-process ${Math.round(ipTx)}/s (${(sbTx / ipTx).toFixed(2)}x); RX sandboxed ${Math.round(sbRx)}/s, in-process ${Math.round(ipRx)}/s (${(sbRx / ipRx).toFixed(2)}x)`,
+      );
     }
-    console.log(`sandbox: ${s.restarts} restart(s) during the run (a figure measured across one is not comparable); port counters ${JSON.stringify(s.nic!.counters)}`);
+    console.log(
+      `sandbox: ${s.restarts} restart(s) during the run (a figure measured across one is not comparable); port counters ${JSON.stringify(s.nic!.counters)}`,
+    );
   } finally {
     await nic.close();
     await s.stop();

@@ -19,10 +19,19 @@ class FakeSupervisor extends EventEmitter {
   readonly name: string;
   readonly kills: string[] = [];
   port: SandboxNicPort | undefined;
-  constructor(name: string) { super(); this.name = name; }
-  violation(reason: string): void { this.kills.push(`violation: ${reason}`); }
-  ready(): void { this.port!.onReady(); }
-  exit(): void { this.port!.onExit(); }
+  constructor(name: string) {
+    super();
+    this.name = name;
+  }
+  violation(reason: string): void {
+    this.kills.push(`violation: ${reason}`);
+  }
+  ready(): void {
+    this.port!.onReady();
+  }
+  exit(): void {
+    this.port!.onExit();
+  }
 }
 
 /** The container's part: publish a MAC, link and SERVING (what NicServer.start does). */
@@ -46,9 +55,13 @@ function setup(name: string): { sup: FakeSupervisor; port: SandboxNicPort } {
 
 /** The container hands over RX slot `slot` with `len` bytes. */
 function handOver(port: SandboxNicPort, ...entries: [number, number][]): void {
-  const u = u32(port), L = port.layout;
+  const u = u32(port),
+    L = port.layout;
   let t = u[N.RXC_TAIL]!;
-  for (const [slot, len] of entries) { u[(L.rxc >>> 2) + (t % L.rxSlots)] = entry(slot, len); t++; }
+  for (const [slot, len] of entries) {
+    u[(L.rxc >>> 2) + (t % L.rxSlots)] = entry(slot, len);
+    t++;
+  }
   Atomics.store(u, N.RXC_TAIL, t);
 }
 
@@ -58,7 +71,9 @@ test('attach at READY: MAC and link taken from the ring', () => {
     assert.ok(port.isAttached);
     assert.ok(port.linkUp());
     assert.equal([...port.mac], [0x52, 0x54, 0, 1, 2, 3]);
-  } finally { port.close(); }
+  } finally {
+    port.close();
+  }
 });
 
 test('TX: slots go bridge -> container -> back; a slot not held is refused', () => {
@@ -66,13 +81,19 @@ test('TX: slots go bridge -> container -> back; a slot not held is refused', () 
   try {
     const b = new PacketBatch(32);
     const got: number[] = [];
-    for (let i = 0; i < 32; i++) { const s = port.txAlloc(); assert.ok(s >= 0); got.push(s); b.push(s, 60); }
+    for (let i = 0; i < 32; i++) {
+      const s = port.txAlloc();
+      assert.ok(s >= 0);
+      got.push(s);
+      b.push(s, 60);
+    }
     assert.is(port.txAlloc(), -1, 'all 32 slots out');
     assert.is(port.tx(b), 32);
     assert.is(b.count, 0);
-    const u = u32(port), L = port.layout;
+    const u = u32(port),
+      L = port.layout;
     assert.is(u[N.TXS_TAIL], 32);
-    assert.is(u[(L.txs >>> 2)]! >>> 16, 60);
+    assert.is(u[L.txs >>> 2]! >>> 16, 60);
     assert.throws(() => port.txFree(got[0]!), /not a TX slot the bridge holds/);
     // the container copies 3 out and returns them
     for (let i = 0; i < 3; i++) u[(L.txc >>> 2) + i] = got[i]!;
@@ -80,7 +101,9 @@ test('TX: slots go bridge -> container -> back; a slot not held is refused', () 
     const s = port.txAlloc();
     assert.ok(got.slice(0, 3).includes(s), 'a returned slot is reused');
     port.txFree(s);
-  } finally { port.close(); }
+  } finally {
+    port.close();
+  }
 });
 
 test('RX: a good handover, then a duplicate kills', () => {
@@ -97,12 +120,23 @@ test('RX: a good handover, then a duplicate kills', () => {
     assert.match(sup.kills[0]!, 'a duplicate');
     assert.is(port.isAttached, false);
     port.rxFree(b); // the bridge can still give back what it holds
-  } finally { port.close(); }
+  } finally {
+    port.close();
+  }
 });
 
 for (const [what, act, says] of [
   ['an impossible RX index', (p: SandboxNicPort) => Atomics.store(u32(p), N.RXC_TAIL, 1000), 'RX completion index moved by 1000 while the container holds 32'],
-  ['an RX index beyond the slots held', (p: SandboxNicPort) => { const b = new PacketBatch(32); handOver(p, [0, 60]); p.rx(b); Atomics.store(u32(p), N.RXC_TAIL, 33); }, 'RX completion index moved by 32 while the container holds 31 RX slots'],
+  [
+    'an RX index beyond the slots held',
+    (p: SandboxNicPort) => {
+      const b = new PacketBatch(32);
+      handOver(p, [0, 60]);
+      p.rx(b);
+      Atomics.store(u32(p), N.RXC_TAIL, 33);
+    },
+    'RX completion index moved by 32 while the container holds 31 RX slots',
+  ],
   ['an unknown RX slot', (p: SandboxNicPort) => handOver(p, [32, 60]), 'names slot 32; there are 32'],
   ['a runt', (p: SandboxNicPort) => handOver(p, [1, 13]), 'RX completion of 13 bytes'],
   ['an oversized frame', (p: SandboxNicPort) => handOver(p, [1, 1515]), 'RX completion of 1515 bytes'],
@@ -120,7 +154,9 @@ for (const [what, act, says] of [
       assert.is(port.counters.violations, 1);
       assert.is(port.rx(b), 0, 'nothing more is read');
       assert.is(port.tx(b), 0);
-    } finally { port.close(); }
+    } finally {
+      port.close();
+    }
   });
 }
 
@@ -132,11 +168,17 @@ test('frames after a bad entry are not read; those before it are', () => {
     assert.is(port.rx(b), 2);
     assert.is(b.count, 2, 'count and batch agree (the bridge checks that)');
     assert.is(sup.kills.length, 1);
-  } finally { port.close(); }
+  } finally {
+    port.close();
+  }
 });
 
 test('a READY with a multicast or zero MAC, or without SERVING, or with another MAC after a restart, kills', () => {
-  for (const [mac, serving, says] of [[[1, 0, 0, 0, 0, 1], 1, 'not a unicast'], [[0, 0, 0, 0, 0, 0], 1, 'not a unicast'], [[0x52, 0, 0, 0, 0, 1], 0, 'SERVING is not 1']] as const) {
+  for (const [mac, serving, says] of [
+    [[1, 0, 0, 0, 0, 1], 1, 'not a unicast'],
+    [[0, 0, 0, 0, 0, 0], 1, 'not a unicast'],
+    [[0x52, 0, 0, 0, 0, 1], 0, 'SERVING is not 1'],
+  ] as const) {
     const sup = new FakeSupervisor('p-mac');
     const port = new SandboxNicPort(sup, { sys, geometry: { txSlots: 32, rxSlots: 32 } });
     sup.port = port;
@@ -146,7 +188,9 @@ test('a READY with a multicast or zero MAC, or without SERVING, or with another 
       sup.ready();
       assert.is(port.isAttached, false);
       assert.ok(sup.kills[0]?.includes(says), `${sup.kills[0]} says ${says}`);
-    } finally { port.close(); }
+    } finally {
+      port.close();
+    }
   }
   const { sup, port } = setup('p-mac2');
   try {
@@ -155,7 +199,9 @@ test('a READY with a multicast or zero MAC, or without SERVING, or with another 
     sup.ready();
     assert.is(port.isAttached, false);
     assert.match(sup.kills[0]!, 'another MAC');
-  } finally { port.close(); }
+  } finally {
+    port.close();
+  }
 });
 
 test('exit: TX slots the container held are counted lost and come back; the ring is fresh; the bridge is suspended, then resumed at READY', async () => {
@@ -163,8 +209,12 @@ test('exit: TX slots the container held are counted lost and come back; the ring
   const calls: string[] = [];
   const bridge: SuspendableBridge = {
     isRunning: true,
-    suspend: async () => { calls.push('suspend'); },
-    resume: (p) => { calls.push(p === port ? 'resume' : 'resume-other'); },
+    suspend: async () => {
+      calls.push('suspend');
+    },
+    resume: (p) => {
+      calls.push(p === port ? 'resume' : 'resume-other');
+    },
   };
   try {
     port.join(bridge);
@@ -192,13 +242,16 @@ test('exit: TX slots the container held are counted lost and come back; the ring
     await new Promise((r) => setImmediate(r));
     assert.equal(calls, ['suspend', 'resume']);
     assert.is(port.counters.attaches, 2);
-  } finally { port.close(); }
+  } finally {
+    port.close();
+  }
 });
 
 test('kicks follow the ring rule: none while the container is behind on a ring or polls it, one once it caught up', () => {
   const { port } = setup('p-kicks');
   try {
-    const u = u32(port), L = port.layout;
+    const u = u32(port),
+      L = port.layout;
     sys.eventfdRead(port.kickFd);
     const kicked = (): boolean => sys.eventfdRead(port.kickFd) > 0n;
     const send = (n: number): void => {
@@ -229,7 +282,9 @@ test('kicks follow the ring rule: none while the container is behind on a ring o
     port.rx(b);
     port.rxFree(b);
     assert.ok(kicked(), 'RXF: caught up: kick');
-  } finally { port.close(); }
+  } finally {
+    port.close();
+  }
 });
 
 test('waitRx is bounded and wakes on the notify eventfd', async () => {
@@ -242,7 +297,9 @@ test('waitRx is bounded and wakes on the notify eventfd', async () => {
     handOver(port, [2, 60]);
     sys.eventfdWrite(port.notifyFd, 1n);
     assert.is(await w, true);
-  } finally { port.close(); }
+  } finally {
+    port.close();
+  }
 });
 
 test.run();

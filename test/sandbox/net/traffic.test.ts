@@ -12,7 +12,8 @@ import { ECHO_PEER_MAC } from '../../../sim/net/peer.js';
 import { arpFrame, arpReplyFrom, icmpEcho, icmpEchoTo, ipv4 } from '../../../sim/net/packets.js';
 import { checkFrame, nicPolicy, receive, sendFrame, testFrame } from './helpers.js';
 
-const HOST_IP = ipv4('10.0.2.15'), PEER_IP = ipv4('10.0.2.2');
+const HOST_IP = ipv4('10.0.2.15'),
+  PEER_IP = ipv4('10.0.2.2');
 
 test('ARP and ping to the echo peer (10.0.2.2) through the container', async () => {
   const s = new Supervisor(nicPolicy('net-echo'));

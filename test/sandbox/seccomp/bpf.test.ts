@@ -1,8 +1,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  assemble, encode, evaluate, AUDIT_ARCH_X86_64, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO,
-  SECCOMP_RET_KILL_PROCESS, SOCK_FILTER_SIZE, X32_SYSCALL_BIT,
+  assemble,
+  encode,
+  evaluate,
+  AUDIT_ARCH_X86_64,
+  SECCOMP_RET_ALLOW,
+  SECCOMP_RET_ERRNO,
+  SECCOMP_RET_KILL_PROCESS,
+  SOCK_FILTER_SIZE,
+  X32_SYSCALL_BIT,
 } from '../../../sandbox/seccomp/bpf.js';
 
 const EPERM = 1;
@@ -55,11 +62,23 @@ test('encode writes struct sock_filter: u16 code, u8 jt, u8 jf, u32 k, little-en
 });
 
 test('bad rules are refused with a stable code', () => {
-  assert.throws(() => assemble({ rules: [{ nr: -1, action: { kind: 'allow' } }], defaultAction: { kind: 'kill' } }), (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE');
-  assert.throws(() => assemble({ rules: [{ nr: 16, action: { kind: 'allow' }, argIn: { arg: 7, values: [1] } }], defaultAction: { kind: 'kill' } }), (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE');
-  assert.throws(() => assemble({ rules: [], defaultAction: { kind: 'errno', errno: 0 } }), (e: { code: string }) => e.code === 'ERR_SECCOMP_ERRNO');
+  assert.throws(
+    () => assemble({ rules: [{ nr: -1, action: { kind: 'allow' } }], defaultAction: { kind: 'kill' } }),
+    (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE',
+  );
+  assert.throws(
+    () => assemble({ rules: [{ nr: 16, action: { kind: 'allow' }, argIn: { arg: 7, values: [1] } }], defaultAction: { kind: 'kill' } }),
+    (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE',
+  );
+  assert.throws(
+    () => assemble({ rules: [], defaultAction: { kind: 'errno', errno: 0 } }),
+    (e: { code: string }) => e.code === 'ERR_SECCOMP_ERRNO',
+  );
   const huge = Array.from({ length: 2100 }, (_, i) => ({ nr: i, action: { kind: 'allow' as const } }));
-  assert.throws(() => assemble({ rules: huge, defaultAction: { kind: 'kill' } }), (e: { code: string }) => e.code === 'ERR_SECCOMP_TOO_LONG');
+  assert.throws(
+    () => assemble({ rules: huge, defaultAction: { kind: 'kill' } }),
+    (e: { code: string }) => e.code === 'ERR_SECCOMP_TOO_LONG',
+  );
 });
 
 test.run();

@@ -26,9 +26,17 @@ function runChild(mode: string): Promise<{ code: number | null; signal: string |
         p.stdin.write('go\n');
       }
     });
-    p.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`child timed out: ${out}`)); }, 20000);
-    p.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out, status }); });
+    p.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`child timed out: ${out}`));
+    }, 20000);
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, out, status });
+    });
   });
 }
 

@@ -8,7 +8,7 @@ import { SYSCALLS_X86_64 } from '../../../sandbox/seccomp/syscalls.js';
 
 const HEADER = '/usr/include/x86_64-linux-gnu/asm/unistd_64.h';
 
-test('every syscall number we name matches the machine\'s asm/unistd_64.h', () => {
+test("every syscall number we name matches the machine's asm/unistd_64.h", () => {
   assert.ok(existsSync(HEADER), `${HEADER} is missing: apt-get install linux-libc-dev`);
   const text = readFileSync(HEADER, 'utf8');
   const fromHeader = new Map<string, number>();
@@ -38,7 +38,10 @@ test('the driver profile: event loop allowed, files refused, exec and ptrace kil
 });
 
 test('an unknown profile is a clear error', () => {
-  assert.throws(() => profile('nope'), (e: { code: string; message: string }) => e.code === 'ERR_SECCOMP_PROFILE' && e.message.includes('driver'));
+  assert.throws(
+    () => profile('nope'),
+    (e: { code: string; message: string }) => e.code === 'ERR_SECCOMP_PROFILE' && e.message.includes('driver'),
+  );
 });
 
 test('compile gives whole struct sock_filter records', () => {

@@ -14,12 +14,50 @@ import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../../drive
 
 function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;
-  return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
 }
 
 const { CTRL, RCTL, TCTL } = REG;
-const TARGETS = [...(['CTRL', 'RCTL', 'TCTL', 'RDBAL', 'RDBAH', 'RDLEN', 'RDH', 'RDT', 'TDBAL', 'TDBAH', 'TDLEN', 'TDH', 'TDT',
-  'IMS', 'IMC', 'ICS', 'ICR', 'IVAR', 'EIAC', 'EERD', 'RAL', 'RAH', 'MTA', 'CTRL_EXT'] as const).map((n) => REG[n].offset), 0x04000, 0x0408c, 0x1fffc];
+const TARGETS = [
+  ...(
+    [
+      'CTRL',
+      'RCTL',
+      'TCTL',
+      'RDBAL',
+      'RDBAH',
+      'RDLEN',
+      'RDH',
+      'RDT',
+      'TDBAL',
+      'TDBAH',
+      'TDLEN',
+      'TDH',
+      'TDT',
+      'IMS',
+      'IMC',
+      'ICS',
+      'ICR',
+      'IVAR',
+      'EIAC',
+      'EERD',
+      'RAL',
+      'RAH',
+      'MTA',
+      'CTRL_EXT',
+    ] as const
+  ).map((n) => REG[n].offset),
+  0x04000,
+  0x0408c,
+  0x1fffc,
+];
 const O = Object.fromEntries(Object.entries(REG).map(([n, r]) => [n, r.offset])) as Record<keyof typeof REG, number>;
 
 for (const seed of [1, 2, 3]) {
@@ -64,7 +102,8 @@ for (const seed of [1, 2, 3]) {
       ring.view.setUint32(d + 8, next() % 4 === 0 ? next() : (next() % 2048) | ((next() & 0x2b) << 24), true);
       const k = next() % 10;
       if (k <= 1) sane(iovas[0]!, O.TDLEN, O.TDH, O.TDT, O.TCTL, TCTL.EN.mask | TCTL.PSP.mask);
-      else if (k === 2) sane(iovas[0]! + 4096, O.RDLEN, O.RDH, O.RDT, O.RCTL, RCTL.EN.mask | RCTL.UPE.mask | RCTL.MPE.mask | RCTL.BAM.mask | (next() & RCTL.BSIZE.mask));
+      else if (k === 2)
+        sane(iovas[0]! + 4096, O.RDLEN, O.RDH, O.RDT, O.RCTL, RCTL.EN.mask | RCTL.UPE.mask | RCTL.MPE.mask | RCTL.BAM.mask | (next() & RCTL.BSIZE.mask));
       else if (k === 3) r.write32(O.CTRL, CTRL.SLU.mask | (next() % 4 === 0 ? CTRL.RST.mask : 0));
       else {
         const reg = TARGETS[next() % TARGETS.length]!;
@@ -88,7 +127,11 @@ for (const seed of [1, 2, 3]) {
     for (const f of machine.iommu.faults()) {
       // A transfer wholly inside a mapped window can only be refused for its direction.
       const inside = windows.some((w) => f.iova >= Number(w.iova) && f.iova + f.length <= Number(w.iova) + w.size);
-      if (inside) assert.ok(f.reason === 'no-write' || f.reason === 'no-read', `a fault inside a window is a permission fault (${f.reason} at 0x${f.iova.toString(16)} +${f.length})`);
+      if (inside)
+        assert.ok(
+          f.reason === 'no-write' || f.reason === 'no-read',
+          `a fault inside a window is a permission fault (${f.reason} at 0x${f.iova.toString(16)} +${f.length})`,
+        );
     }
     if (process.env.FUZZ_VERBOSE) console.log(seed, JSON.stringify(c), machine.iommu.faultCount);
     p.close();

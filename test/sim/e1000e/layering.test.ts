@@ -10,7 +10,7 @@ import { sources, importsOf, codeTable, usedCodes, read } from '../../drivers/e1
 const FILES = [...sources('sim/e1000e'), ...sources('sim/net'), 'sim/wire.ts'];
 
 test('the model, the wire and the peer import spec/ and sim/ only', () => {
-  assert.ok(FILES.length >= 10, 'found the model\'s sources');
+  assert.ok(FILES.length >= 10, "found the model's sources");
   for (const f of FILES) {
     for (const dep of importsOf(f)) assert.ok(/^(spec|sim)\//.test(dep), `${f} imports ${dep}`);
   }

@@ -104,7 +104,11 @@ test('MSI-X: IVAR routes RX causes to their vector; an invalid entry raises noth
   const r = p.bar(0);
   const fired = [0, 0, 0];
   const vectors = p.irq.enable('msix', 3);
-  vectors.forEach((v, i) => v.onFire(() => { fired[i]!++; }));
+  vectors.forEach((v, i) =>
+    v.onFire(() => {
+      fired[i]!++;
+    }),
+  );
   r.write32(REG.IVAR.offset, setField(setField(IVAR.RXQ0_VALID.mask | IVAR.OTHER_VALID.mask, IVAR.RXQ0_VECTOR, 2), IVAR.OTHER_VECTOR, 1));
   r.write32(REG.IMS.offset, ICR.RXQ0.mask | ICR.OTHER.mask);
   r.write32(REG.ICS.offset, ICR.RXT0.mask);
@@ -119,7 +123,9 @@ test('MSI-X with EIAC: the message auto-clears the cause in ICR and masks it in 
   const { p } = single();
   const r = p.bar(0);
   let fired = 0;
-  p.irq.enable('msix', 1)[0]!.onFire(() => { fired++; });
+  p.irq.enable('msix', 1)[0]!.onFire(() => {
+    fired++;
+  });
   r.write32(REG.IVAR.offset, IVAR.RXQ0_VALID.mask);
   r.write32(REG.EIAC.offset, ICR.RXQ0.mask);
   r.write32(REG.IMS.offset, ICR.RXQ0.mask);
@@ -136,7 +142,7 @@ test('MSI-X with EIAC: the message auto-clears the cause in ICR and masks it in 
   p.close();
 });
 
-test('write-back coalescing: during a sender\'s burst descriptors complete together at its end; outside one at once', async () => {
+test("write-back coalescing: during a sender's burst descriptors complete together at its end; outside one at once", async () => {
   const { p, nic } = single('none');
   const ep = endpoint(nic, () => {});
   const D = await E1000e.open(p);
@@ -164,7 +170,8 @@ test('with RCTL.SECRC.mask clear the model stores the Ethernet FCS after the fra
   const B = await E1000e.open(pb);
   pb.bar(0).write32(REG.RCTL.offset, pb.bar(0).read32(REG.RCTL.offset) & ~RCTL.SECRC.mask);
   const f = frame(MAC_B, MAC_A, 100, 42);
-  const tb = new PacketBatch(1), rb = new PacketBatch(1);
+  const tb = new PacketBatch(1),
+    rb = new PacketBatch(1);
   const buf = A.txAlloc();
   A.txData(buf).set(f);
   tb.push(buf, f.length);
@@ -176,8 +183,10 @@ test('with RCTL.SECRC.mask clear the model stores the Ethernet FCS after the fra
   const want = crc32(f) >>> 0;
   assert.is(new DataView(got.buffer, got.byteOffset + 100, 4).getUint32(0, true), want);
   B.rxFree(rb);
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('a frame longer than one RX buffer spans descriptors (EOP on the last); the driver drops it whole and goes on', async () => {
@@ -186,7 +195,8 @@ test('a frame longer than one RX buffer spans descriptors (EOP on the last); the
   const B = await E1000e.open(pb);
   const rctl = pb.bar(0).read32(REG.RCTL.offset);
   pb.bar(0).write32(REG.RCTL.offset, setField(rctl, RCTL.BSIZE, 3)); // 256-byte buffers
-  const tb = new PacketBatch(2), rb = new PacketBatch(4);
+  const tb = new PacketBatch(2),
+    rb = new PacketBatch(4);
   for (const len of [600, 200]) {
     const b = A.txAlloc();
     A.txData(b).set(frame(MAC_B, MAC_A, len, len));
@@ -199,8 +209,10 @@ test('a frame longer than one RX buffer spans descriptors (EOP on the last); the
   assert.is(rb.len[0], 200);
   assert.is(B.stats().rx.fragmented, 1);
   B.rxFree(rb);
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('no free RX descriptors: the frame is missed (MPC, RNBC) and RXO raised', async () => {
@@ -219,8 +231,10 @@ test('no free RX descriptors: the frame is missed (MPC, RNBC) and RXO raised', a
   assert.ok(r.read32(REG.ICR.offset) & ICR.RXO.mask);
   assert.is(r.read32(REG.MPC.offset), 3);
   assert.is(r.read32(REG.RNBC.offset), 3);
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('a TX buffer read the IOMMU refuses: fault logged (read), frame not sent, ring keeps going', async () => {
@@ -240,8 +254,10 @@ test('a TX buffer read the IOMMU refuses: fault logged (read), frame not sent, r
   assert.is(a.counters.txDmaDropped, 1);
   assert.is(a.counters.txFrames, 0);
   assert.is(pa.bar(0).read32(REG.TDH.offset), 1, 'the descriptor was consumed');
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test('a write-back (RS) into a read-only TX ring: refused and logged (no-write), the ring unchanged, the TX ring stops', async () => {
@@ -262,8 +278,10 @@ test('a write-back (RS) into a read-only TX ring: refused and logged (no-write),
   assert.is(f[0]!.vtdReason, 0x05);
   assert.is(f[0]!.iova, Number(ring.iova) + TXD.STA.offset);
   assert.is(a.ringFault, 'tx', 'the TX engine stops, as on a completion error');
-  await A.close(); await B.close();
-  pa.close(); pb.close();
+  await A.close();
+  await B.close();
+  pa.close();
+  pb.close();
 });
 
 test.run();

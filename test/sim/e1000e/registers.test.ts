@@ -20,10 +20,22 @@ const NOT_MODELLED = new Set(['MDIC']);
 test('every register of the spec has a row named by its mnemonic (the PHY aside); arrays and statistics are ranges', () => {
   const t = new E1000eModel().registers;
   for (const [name, r] of Object.entries(REG)) {
-    if (NOT_MODELLED.has(name)) { assert.is(t.nameAt(r.offset), undefined, `${name} is not modelled`); continue; }
-    if (r.offset >= REG.CRCERRS.offset && r.offset <= REG.BPTC.offset) { assert.is(t.nameAt(r.offset), 'statistics', name); continue; }
-    if (name === 'MTA') { assert.is(t.nameAt(r.offset), 'MTA'); continue; }
-    if (name === 'RAL' || name === 'RAH') { assert.is(t.nameAt(r.offset), 'RAL/RAH'); continue; }
+    if (NOT_MODELLED.has(name)) {
+      assert.is(t.nameAt(r.offset), undefined, `${name} is not modelled`);
+      continue;
+    }
+    if (r.offset >= REG.CRCERRS.offset && r.offset <= REG.BPTC.offset) {
+      assert.is(t.nameAt(r.offset), 'statistics', name);
+      continue;
+    }
+    if (name === 'MTA') {
+      assert.is(t.nameAt(r.offset), 'MTA');
+      continue;
+    }
+    if (name === 'RAL' || name === 'RAH') {
+      assert.is(t.nameAt(r.offset), 'RAL/RAH');
+      continue;
+    }
     assert.is(t.nameAt(r.offset), name, `the row at 0x${r.offset.toString(16)} is ${name}`);
   }
   assert.is(t.nameAt(mtaOffset(MTA_DWORDS - 1)), 'MTA');
@@ -51,7 +63,8 @@ for (const mode of ['poll', 'msix', 'intx'] as E1000eInterruptMode[]) {
     const { pa, pb, a, b } = pair();
     const A = await E1000e.open(pa, { interrupts: mode, rxDescriptors: 8, txDescriptors: 8 });
     const B = await E1000e.open(pb, { interrupts: mode, rxDescriptors: 8, txDescriptors: 8 });
-    const tb = new PacketBatch(4), rb = new PacketBatch(4);
+    const tb = new PacketBatch(4),
+      rb = new PacketBatch(4);
     for (let i = 0; i < 4; i++) {
       const x = A.txAlloc();
       A.txData(x).set(frame(MAC_B, MAC_A, 64, i));
@@ -64,10 +77,12 @@ for (const mode of ['poll', 'msix', 'intx'] as E1000eInterruptMode[]) {
     assert.is(A.stats().device.GPTC, 4);
     A.setPromiscuous(true);
     A.link();
-    await A.close(); await B.close();
+    await A.close();
+    await B.close();
     assert.is(a.registers.unclaimed, 0, 'A');
     assert.is(b.registers.unclaimed, 0, 'B');
-    pa.close(); pb.close();
+    pa.close();
+    pb.close();
   });
 }
 
@@ -99,8 +114,15 @@ test('link: up with CTRL.SLU and a cable, down without either', () => {
 });
 
 test('a MAC address that is not 6 bytes is refused with ERR_SIM_ARG', () => {
-  for (const mac of [[1, 2, 3], [1, 2, 3, 4, 5, 6, 7], [0x52, 0x54, 0, 0, 0, 256]]) {
-    assert.throws(() => new E1000eModel({ mac }), (e: unknown) => e instanceof SimError && e.code === 'ERR_SIM_ARG' && e.fix !== undefined);
+  for (const mac of [
+    [1, 2, 3],
+    [1, 2, 3, 4, 5, 6, 7],
+    [0x52, 0x54, 0, 0, 0, 256],
+  ]) {
+    assert.throws(
+      () => new E1000eModel({ mac }),
+      (e: unknown) => e instanceof SimError && e.code === 'ERR_SIM_ARG' && e.fix !== undefined,
+    );
   }
 });
 

@@ -7,19 +7,32 @@ import * as assert from 'uvu/assert';
 import { backToBack, loopback, endpoint, type WirePort, type FrameSink } from '../../../sim/wire.js';
 import { SimError } from '../../../sim/errors.js';
 
-const simArg = (pattern: RegExp) => (e: unknown): boolean => e instanceof SimError && e.code === 'ERR_SIM_ARG' && pattern.test(e.message);
+const simArg =
+  (pattern: RegExp) =>
+  (e: unknown): boolean =>
+    e instanceof SimError && e.code === 'ERR_SIM_ARG' && pattern.test(e.message);
 
 /** A NIC stand-in that records what it receives and can transmit through its cable. */
 class Port implements WirePort {
   sink: FrameSink | null = null;
   got: number[][] = [];
-  attachWire(sink: FrameSink | null): void { this.sink = sink; }
-  receive(frame: Uint8Array, len: number): boolean { this.got.push([...frame.subarray(0, len)]); return true; }
-  send(bytes: number[]): void { const f = new Uint8Array(64); f.set(bytes); this.sink!(f, bytes.length); }
+  attachWire(sink: FrameSink | null): void {
+    this.sink = sink;
+  }
+  receive(frame: Uint8Array, len: number): boolean {
+    this.got.push([...frame.subarray(0, len)]);
+    return true;
+  }
+  send(bytes: number[]): void {
+    const f = new Uint8Array(64);
+    f.set(bytes);
+    this.sink!(f, bytes.length);
+  }
 }
 
 test('back to back: each side receives what the other sends, with the length given; unplug cuts both', () => {
-  const a = new Port(), b = new Port();
+  const a = new Port(),
+    b = new Port();
   const cable = backToBack(a, b);
   a.send([1, 2, 3]);
   b.send([9]);

@@ -44,10 +44,16 @@ test('ICMP echo: built with valid checksums, parsed back; a corrupted IPv4 heade
 
 test('malformed MAC and IPv4 addresses: ERR_SIM_ARG with a fix', () => {
   for (const bad of ['52:54:00:12:34', '52:54:00:12:34:5g', '', '52-54-00-12-34-56']) {
-    assert.throws(() => parseMac(bad), (e: unknown) => e instanceof SimError && e.code === 'ERR_SIM_ARG' && e.fix !== undefined);
+    assert.throws(
+      () => parseMac(bad),
+      (e: unknown) => e instanceof SimError && e.code === 'ERR_SIM_ARG' && e.fix !== undefined,
+    );
   }
   for (const bad of ['10.0.2', '10.0.2.256', 'a.b.c.d', '10.0.2.2.1']) {
-    assert.throws(() => ipv4(bad), (e: unknown) => e instanceof SimError && e.code === 'ERR_SIM_ARG' && e.fix !== undefined);
+    assert.throws(
+      () => ipv4(bad),
+      (e: unknown) => e instanceof SimError && e.code === 'ERR_SIM_ARG' && e.fix !== undefined,
+    );
   }
 });
 

@@ -155,7 +155,15 @@ test('memory store bounds and argument errors: ERR_SIM_ARG for every option out 
     }
     return 'no error';
   };
-  for (const bad of [{ maxQueueEntries: 1 }, { maxQueueEntries: 65537 }, { timeout: 256 }, { mdts: 13 }, { maxIoQueues: 0 }, { msixVectors: 0 }, { namespaces: [{ blocks: 0 }] }]) {
+  for (const bad of [
+    { maxQueueEntries: 1 },
+    { maxQueueEntries: 65537 },
+    { timeout: 256 },
+    { mdts: 13 },
+    { maxIoQueues: 0 },
+    { msixVectors: 0 },
+    { namespaces: [{ blocks: 0 }] },
+  ]) {
     assert.is(
       code(() => new SimNvme(bad)),
       'ERR_SIM_ARG',

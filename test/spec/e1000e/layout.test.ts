@@ -26,7 +26,10 @@ function bitsOf(group: object): Record<string, number> {
 function tiles(s: Struct): void {
   const covered = new Uint8Array(s.size);
   for (const [, [off, size]] of Object.entries(members(s))) for (let i = off; i < off + size; i++) covered[i]!++;
-  assert.ok(covered.every((c) => c === 1), 'the members cover every byte once');
+  assert.ok(
+    covered.every((c) => c === 1),
+    'the members cover every byte once',
+  );
 }
 
 test('legacy RX descriptor (§7.1.4): 16 bytes; address 0, length 8, checksum 10, status 12, errors 13, special 14', () => {
@@ -36,7 +39,7 @@ test('legacy RX descriptor (§7.1.4): 16 bytes; address 0, length 8, checksum 10
   assert.match(RXD.spec, /§7\.1\.4/);
 });
 
-test('RX STATUS (§7.1.4.1) and ERRORS (§7.1.4.2) bits, at their members\' offsets', () => {
+test("RX STATUS (§7.1.4.1) and ERRORS (§7.1.4.2) bits, at their members' offsets", () => {
   assert.equal(bitsOf(RXD_STATUS), { DD: 0, EOP: 1, IXSM: 2, VP: 3, UDPCS: 4, TCPCS: 5, IPCS: 6, PIF: 7 });
   assert.equal(bitsOf(RXD_ERRORS), { CE: 0, SE: 1, SEQ: 2, CXE: 4, TCPE: 5, IPE: 6, RXE: 7 });
   assert.is(RXD_STATUS.offset, RXD.STATUS.offset);

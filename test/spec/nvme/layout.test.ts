@@ -131,7 +131,10 @@ test('submission queue entry: 64 bytes of dwords, CDW0 fields (§4.2)', () => {
   assert.is(SQE.size, 64);
   assert.is(2 ** SQE_SIZE_LOG2, 64);
   assert.equal(
-    [SQE.CDW0, SQE.NSID, SQE.CDW2, SQE.CDW3, SQE.MPTR, SQE.PRP1, SQE.PRP2, SQE.CDW10, SQE.CDW11, SQE.CDW12, SQE.CDW13, SQE.CDW14, SQE.CDW15].map((m) => [m.offset, m.size]),
+    [SQE.CDW0, SQE.NSID, SQE.CDW2, SQE.CDW3, SQE.MPTR, SQE.PRP1, SQE.PRP2, SQE.CDW10, SQE.CDW11, SQE.CDW12, SQE.CDW13, SQE.CDW14, SQE.CDW15].map((m) => [
+      m.offset,
+      m.size,
+    ]),
     [
       [0, 4],
       [4, 4],
@@ -361,7 +364,10 @@ test('status field and codes (§4.6.1)', () => {
   assert.is(statusName(statusOf(0, GenericSc.COMMAND_SEQUENCE_ERROR)), 'COMMAND_SEQUENCE_ERROR');
   assert.is(statusName(statusOf(3, 0x99)), 'SCT 3 SC 0x99');
   assert.is(statusName(setField(statusOf(0, GenericSc.INVALID_FIELD), STATUS.CRD, 2)), 'INVALID_FIELD', 'CRD and M do not change the name');
-  assert.equal([GenericSc.DATA_TRANSFER_ERROR, GenericSc.ABORTED_BY_REQUEST, GenericSc.INVALID_PRP_OFFSET, GenericSc.LBA_OUT_OF_RANGE], [0x04, 0x07, 0x13, 0x80]);
+  assert.equal(
+    [GenericSc.DATA_TRANSFER_ERROR, GenericSc.ABORTED_BY_REQUEST, GenericSc.INVALID_PRP_OFFSET, GenericSc.LBA_OUT_OF_RANGE],
+    [0x04, 0x07, 0x13, 0x80],
+  );
 });
 
 test('PRP rules (§4.3): pages, what PRP2 holds, chain entries, list lengths', () => {
@@ -369,7 +375,10 @@ test('PRP rules (§4.3): pages, what PRP2 holds, chain entries, list lengths', (
   assert.is(prpPageCount(0, P, P), 1);
   assert.is(prpPageCount(4092, 8, P), 2);
   assert.is(prpPageCount(100, 8192, P), 3);
-  assert.equal([prp2Use(0, P, P), prp2Use(8, P - 8, P), prp2Use(8, P, P), prp2Use(0, 2 * P, P), prp2Use(4, 2 * P, P)], [Prp2.UNUSED, Prp2.UNUSED, Prp2.PAGE, Prp2.PAGE, Prp2.LIST]);
+  assert.equal(
+    [prp2Use(0, P, P), prp2Use(8, P - 8, P), prp2Use(8, P, P), prp2Use(0, 2 * P, P), prp2Use(4, 2 * P, P)],
+    [Prp2.UNUSED, Prp2.UNUSED, Prp2.PAGE, Prp2.PAGE, Prp2.LIST],
+  );
   assert.ok(prpEntryChains(P - 8, 2, P), 'last entry of a list page, two pages to go: a chain pointer');
   assert.not.ok(prpEntryChains(P - 8, 1, P), 'the last data page fits in the last entry');
   assert.not.ok(prpEntryChains(P - 16, 5, P));

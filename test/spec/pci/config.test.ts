@@ -6,7 +6,21 @@ import { MSI, MSIX, MSIX_ENTRY, PCIE } from '../../../spec/pci/capabilities.js';
 
 test('type 0 header offsets (PCI 3.0 Figure 6-1)', () => {
   assert.equal(
-    [PCI.VENDOR_ID.offset, PCI.DEVICE_ID.offset, PCI.COMMAND.offset, PCI.STATUS.offset, PCI.REVISION_ID.offset, PCI.CLASS_CODE.offset, PCI.HEADER_TYPE.offset, PCI.BAR0.offset, PCI.SUBSYSTEM_VENDOR_ID.offset, PCI.SUBSYSTEM_ID.offset, PCI.CAPABILITIES_POINTER.offset, PCI.INTERRUPT_LINE.offset, PCI.INTERRUPT_PIN.offset],
+    [
+      PCI.VENDOR_ID.offset,
+      PCI.DEVICE_ID.offset,
+      PCI.COMMAND.offset,
+      PCI.STATUS.offset,
+      PCI.REVISION_ID.offset,
+      PCI.CLASS_CODE.offset,
+      PCI.HEADER_TYPE.offset,
+      PCI.BAR0.offset,
+      PCI.SUBSYSTEM_VENDOR_ID.offset,
+      PCI.SUBSYSTEM_ID.offset,
+      PCI.CAPABILITIES_POINTER.offset,
+      PCI.INTERRUPT_LINE.offset,
+      PCI.INTERRUPT_PIN.offset,
+    ],
     [0x00, 0x02, 0x04, 0x06, 0x08, 0x09, 0x0e, 0x10, 0x2c, 0x2e, 0x34, 0x3c, 0x3d],
   );
   assert.equal([0, 1, 5].map(barOffset), [0x10, 0x14, 0x24]);
@@ -24,7 +38,12 @@ test('Command and Status bits (§6.2.2, §6.2.3); capability IDs; MSI, MSI-X and
 
 test('setBusMaster sets and clears only Bus Master Enable', () => {
   let cmd = 0x0402;
-  const cfg = { read16: (o: number) => (o === 4 ? cmd : 0), write16: (o: number, v: number) => { if (o === 4) cmd = v; } };
+  const cfg = {
+    read16: (o: number) => (o === 4 ? cmd : 0),
+    write16: (o: number, v: number) => {
+      if (o === 4) cmd = v;
+    },
+  };
   setBusMaster(cfg, true);
   assert.is(cmd, 0x0406);
   setBusMaster(cfg, false);
