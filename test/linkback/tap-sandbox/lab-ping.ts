@@ -11,32 +11,10 @@
  *
  * Exit 0 when both `ping -c 3` got their replies; prints the sandbox events, RTTs and counters.
  */
-import { spawn } from 'node:child_process';
 import { parsePolicies } from '../../../policies/index.js';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { startTapLinkback } from '../../../linkback/tap/sandbox-link.js';
-
-function run(argv: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, out });
-    });
-  });
-}
+import { run } from '../../helpers/run.js';
 
 async function until(what: string, pred: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + ms;

@@ -9,33 +9,11 @@
  *
  * Exit 0 when `ping -c 3` got its replies and the bridge counted them; prints RTTs and counters.
  */
-import { spawn } from 'node:child_process';
 import { VfioPlatform } from '../../../platform/vfio.js';
 import { E1000e, type E1000eInterruptMode } from '../../../drivers/e1000e/device.js';
 import { linkTap } from '../../../linkback/tap/index.js';
 import { E1000ePort } from '../../../linkback/in-process/e1000e.js';
-
-function run(argv: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, out });
-    });
-  });
-}
+import { run } from '../../helpers/run.js';
 
 async function main(): Promise<number> {
   if (process.env.DMABOX_LAB !== '1') {
