@@ -1,5 +1,5 @@
 /**
- * The TAP bridge over a sandboxed NIC without root: H9's TapBridge on a fake TAP (FrameIo) and the
+ * The TAP bridge over a sandboxed NIC without root: the TapBridge on a fake TAP (FrameIo) and the
  * SandboxNicPort of a real container, joined so the port suspends and resumes the bridge. ARP and
  * pings to the echo peer come back through the TAP; frames the host sends while the container is
  * dead (kill -9) wait in the bridge and go out on the next container. Also the no-root self-check.
