@@ -43,6 +43,8 @@ export interface SuspendableBridge {
   suspend(): Promise<void>;
   resume(port: SandboxNicPort): void;
   readonly isRunning: boolean;
+  /** `failed`: it stopped moving frames after a port broke its contract; a suspend and a resume with a working port revive it. */
+  readonly state: string;
 }
 
 export interface SandboxNicPortCounters {
@@ -351,7 +353,8 @@ export class SandboxNicPort {
     }
     this.resetRing();
     const bridge = this.bridge;
-    if (bridge !== null && bridge.isRunning) {
+    // A failed bridge is suspended too: the next container's port is a working one, and resume revives it.
+    if (bridge !== null && (bridge.isRunning || bridge.state === 'failed')) {
       this.transition = this.transition.then(() => bridge.suspend()).catch(() => undefined);
     }
   }

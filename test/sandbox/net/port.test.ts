@@ -209,6 +209,7 @@ test('exit: TX slots the container held are counted lost and come back; the ring
   const calls: string[] = [];
   const bridge: SuspendableBridge = {
     isRunning: true,
+    state: 'reading',
     suspend: async () => {
       calls.push('suspend');
     },
@@ -242,6 +243,33 @@ test('exit: TX slots the container held are counted lost and come back; the ring
     await new Promise((r) => setImmediate(r));
     assert.equal(calls, ['suspend', 'resume']);
     assert.is(port.counters.attaches, 2);
+  } finally {
+    port.close();
+  }
+});
+
+test('a bridge that failed (a port broke its contract) is suspended at the exit and resumed with the next container', async () => {
+  const { sup, port } = setup('p-failed');
+  const calls: string[] = [];
+  const bridge: SuspendableBridge = {
+    isRunning: false,
+    state: 'failed',
+    suspend: async () => {
+      calls.push('suspend');
+    },
+    resume: () => {
+      calls.push('resume');
+    },
+  };
+  try {
+    port.join(bridge);
+    sup.exit();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls, ['suspend']);
+    serve(port);
+    sup.ready();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls, ['suspend', 'resume'], 'the failed bridge is revived with the new container');
   } finally {
     port.close();
   }
