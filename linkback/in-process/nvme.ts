@@ -17,12 +17,8 @@
  */
 import type { Namespace, NvmeController } from '../../drivers/nvme/index.js';
 import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../spec/nvme/identify.js';
-import { GenericSc, Sct } from '../../spec/nvme/status.js';
+import { CommandSpecificSc, GenericSc, Sct } from '../../spec/nvme/status.js';
 import { BlockDeviceError, validateBlockDevice, type BlockCapabilities, type BlockDevice, type BlockErrorKind } from '../block-device.js';
-
-/** NVMe 1.4 Figure 128 (Command Specific Status): write-protection statuses. */
-const SC_NAMESPACE_WRITE_PROTECTED = 0x20;
-const SC_WRITE_TO_READ_ONLY_RANGE = 0x82;
 
 /** The errno kind of an error thrown by drivers/nvme. */
 export function nvmeErrorKind(err: unknown): BlockErrorKind {
@@ -36,7 +32,8 @@ export function nvmeErrorKind(err: unknown): BlockErrorKind {
       if (e.sct === Sct.GENERIC && e.sc === GenericSc.LBA_OUT_OF_RANGE) return 'EINVAL';
       if (e.sct === Sct.GENERIC && e.sc === GenericSc.CAPACITY_EXCEEDED) return 'ENOSPC';
       if (e.sct === Sct.GENERIC && (e.sc === GenericSc.INVALID_COMMAND_OPCODE || e.sc === GenericSc.INVALID_FIELD)) return 'EINVAL';
-      if (e.sct === Sct.COMMAND_SPECIFIC && (e.sc === SC_NAMESPACE_WRITE_PROTECTED || e.sc === SC_WRITE_TO_READ_ONLY_RANGE)) return 'EPERM';
+      if (e.sct === Sct.GENERIC && e.sc === GenericSc.NAMESPACE_WRITE_PROTECTED) return 'EPERM';
+      if (e.sct === Sct.COMMAND_SPECIFIC && e.sc === CommandSpecificSc.ATTEMPTED_WRITE_TO_READ_ONLY_RANGE) return 'EPERM';
       return 'EIO';
     default:
       return 'EIO'; // ERR_NVME_TIMEOUT, ERR_NVME_FATAL, a data transfer error, anything else

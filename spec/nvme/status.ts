@@ -43,6 +43,8 @@ export const GenericSc = Object.freeze({
   INVALID_NAMESPACE_OR_FORMAT: 0x0b,
   COMMAND_SEQUENCE_ERROR: 0x0c,
   INVALID_PRP_OFFSET: 0x13,
+  /** The namespace is write protected (Namespace Write Protection, §8.16). */
+  NAMESPACE_WRITE_PROTECTED: 0x20,
   LBA_OUT_OF_RANGE: 0x80,
   CAPACITY_EXCEEDED: 0x81,
   NAMESPACE_NOT_READY: 0x82,
@@ -58,6 +60,8 @@ export const CommandSpecificSc = Object.freeze({
   INVALID_INTERRUPT_VECTOR: 0x08,
   INVALID_QUEUE_DELETION: 0x0c,
   FEATURE_NOT_SAVEABLE: 0x0d,
+  /** NVM command set specific: Attempted Write to Read Only Range (§4.6.1.2.2, Figure 130). */
+  ATTEMPTED_WRITE_TO_READ_ONLY_RANGE: 0x82,
 });
 
 /** Media and Data Integrity Errors, SCT 2 (§4.6.1.2.3). */

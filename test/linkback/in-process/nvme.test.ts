@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import type { Platform } from '../../../drivers/contract/platform.js';
 import { NvmeController } from '../../../drivers/nvme/controller.js';
 import { NvmeArgumentError, NvmeControllerError, NvmeStatusError, NvmeTimeoutError } from '../../../drivers/nvme/errors.js';
-import { GenericSc, Sct, statusOf } from '../../../spec/nvme/status.js';
+import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../../spec/nvme/status.js';
 import { BlockDeviceError } from '../../../linkback/block-device.js';
 import { NvmeBlockDevice, nvmeErrorKind } from '../../../linkback/in-process/nvme.js';
 import { NbdServer } from '../../../linkback/nbd/server.js';
@@ -125,7 +125,11 @@ t('driver errors become errno kinds', async () => {
   assert.is(nvmeErrorKind(new NvmeTimeoutError('x')), 'EIO');
   assert.is(nvmeErrorKind(new NvmeStatusError('x', statusOf(Sct.GENERIC, GenericSc.CAPACITY_EXCEEDED))), 'ENOSPC');
   assert.is(nvmeErrorKind(new NvmeStatusError('x', statusOf(Sct.GENERIC, GenericSc.DATA_TRANSFER_ERROR))), 'EIO');
-  assert.is(nvmeErrorKind(new NvmeStatusError('x', statusOf(Sct.COMMAND_SPECIFIC, 0x20))), 'EPERM');
+  // Namespace is Write Protected is a generic status (SCT 0, 20h); Attempted Write to Read Only
+  // Range is the NVM command set's (SCT 1, 82h); SCT 1 20h is another thing (not a protection).
+  assert.is(nvmeErrorKind(new NvmeStatusError('x', statusOf(Sct.GENERIC, GenericSc.NAMESPACE_WRITE_PROTECTED))), 'EPERM');
+  assert.is(nvmeErrorKind(new NvmeStatusError('x', statusOf(Sct.COMMAND_SPECIFIC, CommandSpecificSc.ATTEMPTED_WRITE_TO_READ_ONLY_RANGE))), 'EPERM');
+  assert.is(nvmeErrorKind(new NvmeStatusError('x', statusOf(Sct.COMMAND_SPECIFIC, 0x20))), 'EIO');
   const err = await dev.read(100, new Uint8Array(512)).catch((e: unknown) => e);
   assert.instance(err, BlockDeviceError);
   assert.is((err as BlockDeviceError).kind, 'EINVAL');
