@@ -34,7 +34,7 @@ try {
   };
   out.ioctlGroupStatusNs = perOp(2000, () => void s.group.status());
   out.configRead16Ns = perOp(2000, () => (sink ^= cfg.read16(0)));
-  out.mmioRead32Ns = perOp(20000, () => (sink ^= bar.read32(REG.VS)));
+  out.mmioRead32Ns = perOp(20000, () => (sink ^= bar.read32(REG.VS.offset)));
   out.mapUnmap4KiBNs = perOp(500, () => {
     s.container.map(mem.vaddr + 0x3000n, 0x2000_0000n, 0x1000, { read: true, write: true });
     s.container.unmap(0x2000_0000n, 0x1000n);

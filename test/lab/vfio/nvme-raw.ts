@@ -2,8 +2,12 @@
  * The smallest raw NVMe command sequence the VFIO lab tests need to make the controller do DMA:
  * reset, admin queues, one Identify. Not a driver (drivers/nvme is): no I/O queues, no error
  * recovery; every wait bounded by CAP.TO. Registers per NVMe 1.4 §3.1, commands per §4.2 and
- * §5.15, completions per §4.6.
+ * §5.15, completions per §4.6, every register, field and entry from spec/nvme.
  */
+import { getField64, isSet, setField } from '../../../spec/field.js';
+import { AdminOpcode, Cns, IDENTIFY_CDW10 } from '../../../spec/nvme/commands.js';
+import { SQE, SQE_CDW0 } from '../../../spec/nvme/queue.js';
+import { CAP_TO_UNIT_MS, cqHeadDoorbell, encodeCc, REG } from '../../../spec/nvme/registers.js';
 
 /** What the helper needs of a BAR: the shape of vfio-bindings' Mmio (and drivers/platform.ts's RegisterSpace). */
 export interface Regs {
@@ -13,33 +17,10 @@ export interface Regs {
   write64(offset: number, value: bigint): void;
 }
 
-/** Controller registers (NVMe 1.4 §3.1, figure 78). */
-export const REG = {
-  /** Controller Capabilities, 64-bit: MQES 15:0, TO 31:24 (500 ms units), DSTRD 35:32. */
-  CAP: 0x00,
-  /** Version: MJR 31:16, MNR 15:8, TER 7:0. */
-  VS: 0x08,
-  /** Controller Configuration: EN bit 0, CSS 6:4, MPS 10:7, IOSQES 19:16, IOCQES 23:20. */
-  CC: 0x14,
-  /** Controller Status: RDY bit 0, CFS bit 1. */
-  CSTS: 0x1c,
-  /** Admin Queue Attributes: ASQS 11:0, ACQS 27:16 (0's based). */
-  AQA: 0x24,
-  /** Admin Submission Queue base, 64-bit. */
-  ASQ: 0x28,
-  /** Admin Completion Queue base, 64-bit. */
-  ACQ: 0x30,
-  /** SQ0TDBL: admin SQ tail doorbell (§3.1.24; CQ0HDBL follows at 4 << DSTRD). */
-  SQ0TDBL: 0x1000,
-} as const;
+export { REG };
 
-const CC_EN = 1;
-/** IOSQES = 6 (64-byte entries), IOCQES = 4 (16-byte entries), MPS 0 (4 KiB), CSS 0 (NVM). */
-const CC_QUEUE_SIZES = (6 << 16) | (4 << 20);
-const CSTS_RDY = 1;
-const CSTS_CFS = 2;
-/** Admin opcode Identify (§5.15); CNS 1 = the controller data structure. */
-export const OPC_IDENTIFY = 0x06;
+/** IOSQES = 6 (64-byte entries), IOCQES = 4 (16-byte entries), MPS 0 (4 KiB), CSS 0 (NVM), EN 1. */
+const CC_ENABLED = encodeCc({ EN: 1, IOSQES: 6, IOCQES: 4 });
 
 export const sleep = (ms: number): void => {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -72,15 +53,14 @@ export class RawNvme {
     private readonly cq: Queue,
     private readonly depth = 16,
   ) {
-    const cap = regs.read64(REG.CAP);
-    this.timeoutMs = Math.max(500, Number((cap >> 24n) & 0xffn) * 500);
-    const dstrd = Number((cap >> 32n) & 0xfn);
-    this.cqDoorbell = REG.SQ0TDBL + (4 << dstrd);
+    const cap = regs.read64(REG.CAP.offset);
+    this.timeoutMs = Math.max(CAP_TO_UNIT_MS, getField64(cap, REG.CAP.TO) * CAP_TO_UNIT_MS);
+    this.cqDoorbell = cqHeadDoorbell(0, getField64(cap, REG.CAP.DSTRD));
   }
 
   /** CC.EN = 0 and wait for CSTS.RDY = 0 (the firmware may have left the controller enabled). */
   disable(): void {
-    this.regs.write32(REG.CC, 0);
+    this.regs.write32(REG.CC.offset, 0);
     this.waitReady(0);
   }
 
@@ -92,10 +72,10 @@ export class RawNvme {
     this.sqTail = 0;
     this.cqHead = 0;
     this.phase = 1;
-    this.regs.write32(REG.AQA, ((this.depth - 1) << 16) | (this.depth - 1));
-    this.regs.write64(REG.ASQ, this.sq.iova);
-    this.regs.write64(REG.ACQ, this.cq.iova);
-    this.regs.write32(REG.CC, CC_QUEUE_SIZES | CC_EN);
+    this.regs.write32(REG.AQA.offset, setField(setField(0, REG.AQA.ASQS, this.depth - 1), REG.AQA.ACQS, this.depth - 1));
+    this.regs.write64(REG.ASQ.offset, this.sq.iova);
+    this.regs.write64(REG.ACQ.offset, this.cq.iova);
+    this.regs.write32(REG.CC.offset, CC_ENABLED);
     this.waitReady(1);
   }
 
@@ -104,11 +84,11 @@ export class RawNvme {
     const cid = this.nextCid++ & 0xffff;
     const e = new DataView(this.sq.bytes.buffer, this.sq.bytes.byteOffset + this.sqTail * 64, 64);
     for (let i = 0; i < 64; i += 4) e.setUint32(i, 0, true);
-    e.setUint32(0, OPC_IDENTIFY | (cid << 16), true); // CDW0: OPC 7:0, CID 31:16
-    e.setBigUint64(24, prp1, true); // DPTR.PRP1
-    e.setUint32(40, 1, true); // CDW10.CNS = 1
+    e.setUint32(SQE.CDW0.offset, setField(setField(0, SQE_CDW0.OPC, AdminOpcode.IDENTIFY), SQE_CDW0.CID, cid), true);
+    e.setBigUint64(SQE.PRP1.offset, prp1, true);
+    e.setUint32(SQE.CDW10.offset, setField(0, IDENTIFY_CDW10.CNS, Cns.CONTROLLER), true);
     if (++this.sqTail === this.depth) this.sqTail = 0;
-    this.regs.write32(REG.SQ0TDBL, this.sqTail);
+    this.regs.write32(REG.SQ0TDBL.offset, this.sqTail);
     return cid;
   }
 
@@ -135,7 +115,7 @@ export class RawNvme {
         if (c.cid !== cid) throw new Error(`completion for unknown CID ${c.cid} (waiting for ${cid})`);
         return c;
       }
-      if (Date.now() > end) throw new Error(`no completion for CID ${cid} within ${ms} ms (CSTS 0x${this.regs.read32(REG.CSTS).toString(16)})`);
+      if (Date.now() > end) throw new Error(`no completion for CID ${cid} within ${ms} ms (CSTS 0x${this.regs.read32(REG.CSTS.offset).toString(16)})`);
       sleep(1);
     }
   }
@@ -148,9 +128,9 @@ export class RawNvme {
   private waitReady(want: 0 | 1): void {
     const end = Date.now() + this.timeoutMs;
     for (;;) {
-      const csts = this.regs.read32(REG.CSTS);
-      if ((csts & CSTS_RDY) === want) return;
-      if (csts & CSTS_CFS) throw new Error('controller fatal status (CSTS.CFS)');
+      const csts = this.regs.read32(REG.CSTS.offset);
+      if ((isSet(csts, REG.CSTS.RDY) ? 1 : 0) === want) return;
+      if (isSet(csts, REG.CSTS.CFS)) throw new Error('controller fatal status (CSTS.CFS)');
       if (Date.now() > end) throw new Error(`CSTS.RDY did not become ${want} within CAP.TO = ${this.timeoutMs} ms`);
       sleep(1);
     }
