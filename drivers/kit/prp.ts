@@ -15,10 +15,15 @@ import { FreeIndexStack } from './free-stack.js';
 const TWO32 = 0x1_0000_0000;
 
 /** Write `value` (an integer below 2^53) as a little-endian 64-bit field. */
-function putU64(view: DataView, at: number, value: number): void {
+/**
+ * Write one PRP entry (an IOVA below 2^53, as a number) at `view[at]`: two 32-bit little-endian
+ * halves, so filling lists builds no bigint.
+ */
+export function putPrpEntry(view: DataView, at: number, value: number): void {
   view.setUint32(at, value % TWO32, true);
   view.setUint32(at + 4, Math.floor(value / TWO32), true);
 }
+const putU64 = putPrpEntry;
 
 /** Slots of PRP list pages in one device-read-only window, each slot `slotPages` pages. */
 export class PrpListSpace {

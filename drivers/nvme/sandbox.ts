@@ -13,7 +13,9 @@ import { DRIVER_CONTRACT, type DriverContext, type DriverFault } from '../contra
 import type { BlockDataAreas, BlockDevice, BlockServiceParams } from '../contract/block.js';
 import { NvmOpcode } from '../../spec/nvme/commands.js';
 import { ONCS_DSM, ONCS_WRITE_ZEROES } from '../../spec/nvme/identify.js';
-import { PRP_ENTRY_BYTES as PRP_ENTRY } from '../../spec/nvme/prp.js';
+import { Prp2, prp2Use, PRP_ENTRY_BYTES as PRP_ENTRY } from '../../spec/nvme/prp.js';
+import { GenericSc, Sct } from '../../spec/nvme/status.js';
+import { putPrpEntry } from '../kit/prp.js';
 import { NvmeArgumentError, NvmeController, NvmeControllerError, type Namespace } from './index.js';
 
 export const contract = DRIVER_CONTRACT;
@@ -66,8 +68,8 @@ export class NvmeBlockDevice implements BlockDevice {
       for (let k = 0; k + 1 < pages; k++) {
         const r = this.area.read + t * areas.slotBytes + (k + 1) * PAGE;
         const w = this.area.write + t * areas.slotBytes + (k + 1) * PAGE;
-        lists.view.setBigUint64(2 * t * PAGE + PRP_ENTRY * k, BigInt(r), true);
-        lists.view.setBigUint64((2 * t + 1) * PAGE + PRP_ENTRY * k, BigInt(w), true);
+        putPrpEntry(lists.view, 2 * t * PAGE + PRP_ENTRY * k, r);
+        putPrpEntry(lists.view, (2 * t + 1) * PAGE + PRP_ENTRY * k, w);
       }
     }
   }
@@ -90,7 +92,8 @@ export class NvmeBlockDevice implements BlockDevice {
    */
   faultOf(error: unknown): DriverFault | undefined {
     const e = error as { code?: string; sct?: number; sc?: number } | null;
-    if (e?.code === 'ERR_NVME_STATUS' && e.sct === 0 && e.sc === 0x04) return { kind: 'dma', code: 0x04, iova: 0n };
+    if (e?.code === 'ERR_NVME_STATUS' && e.sct === Sct.GENERIC && e.sc === GenericSc.DATA_TRANSFER_ERROR)
+      return { kind: 'dma', code: GenericSc.DATA_TRANSFER_ERROR, iova: 0n };
     if (e?.code === 'ERR_NVME_TIMEOUT') return { kind: 'timeout', code: 0, iova: 0n };
     return undefined;
   }
@@ -108,6 +111,17 @@ export class NvmeBlockDevice implements BlockDevice {
     this.ctrl.platform.close();
   }
 
+  /**
+   * PRP2 for `length` bytes from the page-aligned `prp1` (NVMe 1.4 §4.3): unused, the next page,
+   * or the tag's list from the entry of the page after `prp1` (the list was filled at start).
+   */
+  private prp2(prp1: number, length: number, listPage: number, offsetInSlot: number): number {
+    const use = prp2Use(0, length, PAGE);
+    if (use === Prp2.UNUSED) return 0;
+    if (use === Prp2.PAGE) return prp1 + PAGE;
+    return this.listBase + listPage * PAGE + PRP_ENTRY * (offsetInSlot / PAGE);
+  }
+
   private transfer(
     opcode: typeof NvmOpcode.READ | typeof NvmOpcode.WRITE,
     area: number,
@@ -120,19 +134,14 @@ export class NvmeBlockDevice implements BlockDevice {
     const bs = this.blockSize,
       per = this.chunkBytes / bs;
     const base = area + tag * this.slotBytes;
-    if (blocks <= per) {
-      const pages = Math.ceil((blocks * bs) / PAGE);
-      const prp2 = pages === 1 ? 0 : pages === 2 ? base + PAGE : this.listBase + listPage * PAGE;
-      return this.ns.transferPrps(opcode, lba, blocks, base, prp2, fua);
-    }
+    // Each chunk starts page-aligned in the tag's buffer; its list entries are the buffer's later pages.
+    if (blocks <= per) return this.ns.transferPrps(opcode, lba, blocks, base, this.prp2(base, blocks * bs, listPage, 0), fua);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < blocks; done += per) {
       const n = Math.min(per, blocks - done);
       const off = done * bs;
-      const pages = Math.ceil((n * bs) / PAGE);
       const prp1 = base + off;
-      const prp2 = pages === 1 ? 0 : pages === 2 ? prp1 + PAGE : this.listBase + listPage * PAGE + PRP_ENTRY * (off / PAGE);
-      parts.push(this.ns.transferPrps(opcode, lba + done, n, prp1, prp2, fua));
+      parts.push(this.ns.transferPrps(opcode, lba + done, n, prp1, this.prp2(prp1, n * bs, listPage, off), fua));
     }
     return Promise.all(parts).then(() => undefined);
   }
