@@ -23,7 +23,7 @@ import { SimError } from './errors.js';
 import type { PhysicalMemory } from './memory.js';
 import { CAP_MSI_OFFSET, CAP_MSIX_OFFSET, CONFIG_SIZE, type PciFunction } from './pci.js';
 import { setField } from '../spec/field.js';
-import { PCI } from '../spec/pci/config.js';
+import { PCI, setBusMaster } from '../spec/pci/config.js';
 import { MSI, MSIX } from '../spec/pci/capabilities.js';
 
 const PCI_COMMAND = PCI.COMMAND.offset;
@@ -326,7 +326,7 @@ export class SimPlatform implements Platform {
     if (this.closed) return;
     this.irq.disable();
     // Stop the device before its memory goes away: no DMA into freed windows.
-    this.fn.cfgWrite(PCI_COMMAND, 2, this.fn.cfgRead(PCI_COMMAND, 2) & ~BUS_MASTER.mask);
+    setBusMaster(this.config, false);
     this.dma.close();
     this.closed = true;
     this.onClose?.();

@@ -57,7 +57,7 @@ class QueuePair {
   readonly waiters: (Waiter | undefined)[];
 
   constructor(
-    private readonly platform: Platform,
+    platform: Platform,
     private readonly regs: RegisterSpace,
     readonly qid: number,
     readonly entries: number,

@@ -14,7 +14,7 @@ import { E1000eModel } from '../../sim/e1000e/model.js';
 import { attachPeer, type SimPeer } from '../../sim/net/peer.js';
 import { parseMac } from '../../sim/net/packets.js';
 import type { PciFunction } from '../../sim/pci.js';
-import { PCI } from '../../spec/pci/config.js';
+import { setBusMaster } from '../../spec/pci/config.js';
 import type { SimPlatform } from '../../sim/platform.js';
 import type { DriverKind } from '../../drivers/contract/driver.js';
 import { SandboxError } from './errors.js';
@@ -134,7 +134,7 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
    * window be reused by the next container or unmapped.
    */
   quarantine(): void {
-    this.fn.cfgWrite(PCI.COMMAND.offset, 2, this.fn.cfgRead(PCI.COMMAND.offset, 2) & ~PCI.COMMAND.BUS_MASTER.mask);
+    setBusMaster(this.platform.config, false);
     this.quarantineLog.push('bme-off');
     this.platform.irq.disable();
     this.vectors = [];

@@ -106,7 +106,6 @@ export class BlockService implements ManagerService {
     const done = this.client.completed + this.client.errors;
     if (done !== this.seenDone) {
       this.seenDone = done;
-      this.seenDone = this.client.completed + this.client.errors;
       this.seenAt = this.host.clock.now();
     }
     return { pending: this.client.pending, lastProgress: this.seenAt };

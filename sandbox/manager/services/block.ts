@@ -110,8 +110,6 @@ export class SandboxBlockClient implements Pollable {
   bytes = 0;
   violations = 0;
   replayed = 0;
-  /** performance.now() of the last completion (hang detection). */
-  lastCompletion = 0;
   /** Called with a description of each thing the container wrote that could not be right. */
   onViolation: (reason: string) => void = () => {};
   /** Kicks of the request eventfd sent, and those left out (the container was still taking, or polls). */
@@ -218,7 +216,6 @@ export class SandboxBlockClient implements Pollable {
       link.sys.eventfdRead(link.completionFd);
       this.reap();
     });
-    this.lastCompletion = performance.now();
     this.pump();
   }
 
@@ -458,7 +455,6 @@ export class SandboxBlockClient implements Pollable {
     }
     this.inflight[tag] = undefined;
     this.freeTags.push(tag);
-    this.lastCompletion = performance.now();
     if (status === BlockStatus.OK) {
       if (r.op === BlockOp.READ || r.op === BlockOp.WRITE) {
         const len = r.blocks * this.blockSize;
