@@ -8,7 +8,17 @@
 import { createRequire } from 'node:module';
 import { SysArgError, SyscallError } from './errors.js';
 import { ioctlName } from './ioctl-names.js';
-import { LINUX_CAPABILITY_VERSION_3, MAX_VIEW_BYTES, SOCK_FPROG, SYS_SECCOMP, type CapSets, type PollHandle, type Rlimit, type Sys } from './sys.js';
+import {
+  MAX_PASSED_FDS,
+  LINUX_CAPABILITY_VERSION_3,
+  MAX_VIEW_BYTES,
+  SOCK_FPROG,
+  SYS_SECCOMP,
+  type CapSets,
+  type PollHandle,
+  type Rlimit,
+  type Sys,
+} from './sys.js';
 
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
@@ -21,6 +31,19 @@ interface KoffiModule {
   address(value: unknown): bigint;
   node: { poll(fd: number, opts: { readable: boolean }, cb: (...args: unknown[]) => void): { close(): void } };
 }
+
+/**
+ * struct msghdr, struct iovec and struct cmsghdr on 64-bit Linux (sys/socket.h, bits/socket.h):
+ * msghdr { void *name; socklen_t namelen; struct iovec *iov; size_t iovlen; void *control;
+ * size_t controllen; int flags; }, cmsghdr { size_t len; int level; int type; data[] }.
+ */
+const MSGHDR = Object.freeze({ size: 56, iov: 16, iovlen: 24, control: 32, controllen: 40, flags: 48 });
+const IOVEC = Object.freeze({ size: 16, base: 0, len: 8 });
+const CMSG = Object.freeze({ len: 0, level: 8, type: 12, data: 16 });
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+const MSG_CTRUNC = 0x8;
+const MSG_CMSG_CLOEXEC = 0x4000_0000;
 
 export function createKoffiSys(): Sys {
   const require = createRequire(import.meta.url);
@@ -48,7 +71,13 @@ export function createKoffiSys(): Sys {
     schedYield: libc.func('int sched_yield(void)'),
     getrlimit: libc.func('getrlimit', 'int', ['int', 'void *']),
     setrlimit: libc.func('setrlimit', 'int', ['int', 'void *']),
+    fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
+    pipe2: libc.func('pipe2', 'int', ['void *', 'int']),
+    socketpair: libc.func('socketpair', 'int', ['int', 'int', 'int', 'void *']),
+    sendmsg: libc.func('sendmsg', 'long', ['int', 'void *', 'int']),
+    recvmsg: libc.func('recvmsg', 'long', ['int', 'void *', 'int']),
   };
+  const fdPair = Buffer.alloc(8);
 
   // Preallocated scratch for the eventfd counter and rlimits: no allocation per interrupt.
   const counter = Buffer.alloc(8);
@@ -65,6 +94,24 @@ export function createKoffiSys(): Sys {
   const low = (v: bigint): number => Number(v & 0xffff_ffffn);
   const high = (v: bigint): number => Number((v >> 32n) & 0xffff_ffffn);
   const join64 = (at: number): bigint => BigInt(capData.readUInt32LE(at)) | (BigInt(capData.readUInt32LE(at + 12)) << 32n);
+
+  /** A msghdr over `body` with room for `nfds` fds of SCM_RIGHTS (the buffers stay referenced by the result). */
+  function msg(body: Buffer, nfds: number): { header: Buffer; iov: Buffer; control: Buffer } {
+    const iov = Buffer.alloc(IOVEC.size);
+    iov.writeBigUInt64LE(koffi.address(body), IOVEC.base);
+    iov.writeBigUInt64LE(BigInt(body.byteLength), IOVEC.len);
+    const space = CMSG.data + Math.ceil((4 * Math.max(nfds, 1)) / 8) * 8; // CMSG_SPACE
+    const control = Buffer.alloc(space);
+    control.writeBigUInt64LE(BigInt(CMSG.data + 4 * nfds), CMSG.len); // CMSG_LEN
+    control.writeInt32LE(SOL_SOCKET, CMSG.level);
+    control.writeInt32LE(SCM_RIGHTS, CMSG.type);
+    const header = Buffer.alloc(MSGHDR.size);
+    header.writeBigUInt64LE(koffi.address(iov), MSGHDR.iov);
+    header.writeBigUInt64LE(1n, MSGHDR.iovlen);
+    header.writeBigUInt64LE(koffi.address(control), MSGHDR.control);
+    header.writeBigUInt64LE(BigInt(space), MSGHDR.controllen);
+    return { header, iov, control };
+  }
 
   function fail(op: string): never {
     throw new SyscallError(op, koffi.errno());
@@ -157,6 +204,55 @@ export function createKoffiSys(): Sys {
           h.close();
         },
       };
+    },
+    fcntl(fd, cmd, arg) {
+      const r = c.fcntl(fd, cmd, 'int', arg) as number;
+      if (r < 0) fail(`fcntl ${cmd} on fd ${fd}`);
+      return r;
+    },
+    pipe2(flags) {
+      if ((c.pipe2(fdPair, flags) as number) < 0) fail('pipe2');
+      return [fdPair.readInt32LE(0), fdPair.readInt32LE(4)];
+    },
+    socketpair(domain, type, protocol) {
+      if ((c.socketpair(domain, type, protocol, fdPair) as number) < 0) fail('socketpair');
+      return [fdPair.readInt32LE(0), fdPair.readInt32LE(4)];
+    },
+    sendFds(fd, data, fds, flags) {
+      if (data.byteLength < 1) throw new SysArgError('sendmsg with fds needs at least one byte of data', 'sendmsg');
+      if (fds.length > MAX_PASSED_FDS) throw new SysArgError(`at most ${MAX_PASSED_FDS} fds in one message; got ${fds.length}`, 'sendmsg');
+      for (const f of fds) if (!Number.isInteger(f) || f < 0) throw new SysArgError(`fd ${f} is not a file descriptor`, 'sendmsg');
+      const body = Buffer.from(data);
+      const m = msg(body, fds.length);
+      fds.forEach((f, i) => m.control.writeInt32LE(f, CMSG.data + 4 * i));
+      if (fds.length === 0) m.header.writeBigUInt64LE(0n, MSGHDR.controllen);
+      const r = c.sendmsg(fd, m.header, flags) as number;
+      if (r < 0) fail(`sendmsg on fd ${fd}`);
+      void body.length;
+      return r;
+    },
+    recvFds(fd, data, maxFds, flags) {
+      if (!Number.isInteger(maxFds) || maxFds < 0 || maxFds > MAX_PASSED_FDS) throw new SysArgError(`maxFds ${maxFds}: 0 to ${MAX_PASSED_FDS}`, 'recvmsg');
+      const body = Buffer.alloc(data.byteLength);
+      const m = msg(body, maxFds);
+      const r = c.recvmsg(fd, m.header, flags | MSG_CMSG_CLOEXEC) as number;
+      if (r < 0) fail(`recvmsg on fd ${fd}`);
+      data.set(body.subarray(0, r));
+      const fds: number[] = [];
+      let extra = false;
+      const controllen = Number(m.header.readBigUInt64LE(MSGHDR.controllen));
+      if (controllen >= CMSG.data && m.control.readInt32LE(CMSG.level) === SOL_SOCKET && m.control.readInt32LE(CMSG.type) === SCM_RIGHTS) {
+        const n = (Number(m.control.readBigUInt64LE(CMSG.len)) - CMSG.data) / 4;
+        // The control buffer is rounded up to 8 bytes, so one fd more than asked may fit: closed, and reported as truncated.
+        for (let i = 0; i < n; i++) {
+          const f = m.control.readInt32LE(CMSG.data + 4 * i);
+          if (i < maxFds) fds.push(f);
+          else c.close(f);
+        }
+        extra = n > maxFds;
+      }
+      const truncated = extra || (m.header.readInt32LE(MSGHDR.flags) & MSG_CTRUNC) !== 0;
+      return { bytes: r, fds, truncated };
     },
     prctl(option, arg2) {
       const r = c.prctl(option, 'unsigned long', arg2, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0) as number;

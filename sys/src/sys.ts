@@ -39,6 +39,24 @@ export const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 /** seccomp(2) operation and flag (linux/seccomp.h). */
 export const SECCOMP_SET_MODE_FILTER = 1;
 export const SECCOMP_FILTER_FLAG_TSYNC = 1;
+/** fcntl commands and fd flags (asm-generic/fcntl.h). */
+export const F_GETFD = 1;
+export const F_SETFD = 2;
+export const FD_CLOEXEC = 1;
+/** pipe2 flags (same values as open's). */
+export const O_NONBLOCK = 0o4000;
+/** socket domain, types and flags (linux/socket.h, asm-generic/socket.h, linux/net.h). */
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_SEQPACKET = 5;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+/** At most this many fds in one SCM_RIGHTS message (the kernel's SCM_MAX_FD is 253). */
+export const MAX_PASSED_FDS = 253;
+/** send/recv flags (linux/socket.h). */
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
 /** Resource numbers (asm-generic/resource.h). */
 export const RLIMIT_MEMLOCK = 8;
 /** RLIM_INFINITY as the kernel reports it. */
@@ -97,6 +115,23 @@ export interface Sys {
   /** Call `onReadable` (in Node's event loop) each time `fd` becomes readable, until closed. */
   poll(fd: number, onReadable: () => void): PollHandle;
   prctl(option: number, arg2: number): number;
+  /** fcntl(2) with an integer argument (F_GETFD, F_SETFD, ...); returns its non-negative result. */
+  fcntl(fd: number, cmd: number, arg: number): number;
+  /** pipe2(2): [read end, write end]. */
+  pipe2(flags: number): [number, number];
+  /** socketpair(2). */
+  socketpair(domain: number, type: number, protocol: number): [number, number];
+  /**
+   * sendmsg(2) of `data` (at least one byte) with `fds` as SCM_RIGHTS (at most MAX_PASSED_FDS).
+   * Returns the bytes sent. `flags` are sendmsg's (MSG_DONTWAIT, MSG_NOSIGNAL).
+   */
+  sendFds(fd: number, data: Uint8Array, fds: readonly number[], flags: number): number;
+  /**
+   * recvmsg(2) into `data`, taking up to `maxFds` passed fds (received close-on-exec). Returns the
+   * bytes read (0 at end of stream) and the fds; `truncated` when the sender passed more fds than
+   * fit (the kernel closes the rest). `flags` are recvmsg's (MSG_DONTWAIT).
+   */
+  recvFds(fd: number, data: Uint8Array, maxFds: number, flags: number): { bytes: number; fds: number[]; truncated: boolean };
   /** seccomp(2) with a classic BPF program given as bytes: 8 bytes per `struct sock_filter`. */
   seccomp(operation: number, flags: number, program: Uint8Array): void;
   /** capget(2) of the calling thread. */

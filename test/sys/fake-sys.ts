@@ -559,6 +559,23 @@ export class FakeSys implements Sys {
     this.yields++;
   }
 
+  // fd plumbing is not modelled: the fake fails loudly, so a test that needs it uses the real seam.
+  fcntl(_fd: number, _cmd: number, _arg: number): number {
+    fail('fcntl', 'ENOSYS');
+  }
+  pipe2(_flags: number): [number, number] {
+    fail('pipe2', 'ENOSYS');
+  }
+  socketpair(_domain: number, _type: number, _protocol: number): [number, number] {
+    fail('socketpair', 'ENOSYS');
+  }
+  sendFds(_fd: number, _data: Uint8Array, _fds: readonly number[], _flags: number): number {
+    fail('sendmsg', 'ENOSYS');
+  }
+  recvFds(_fd: number, _data: Uint8Array, _maxFds: number, _flags: number): { bytes: number; fds: number[]; truncated: boolean } {
+    fail('recvmsg', 'ENOSYS');
+  }
+
   getrlimit(resource: number): Rlimit {
     if (resource !== RLIMIT_MEMLOCK) fail('getrlimit', 'EINVAL');
     return { ...this.memlock };

@@ -18,6 +18,15 @@ import {
   RLIMIT_MEMLOCK,
   SyscallError,
   type SysArgError,
+  AF_UNIX,
+  F_GETFD,
+  F_SETFD,
+  FD_CLOEXEC,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  O_CLOEXEC,
+  SOCK_CLOEXEC,
+  SOCK_STREAM,
 } from 'linux-sys';
 
 /** Run an ESM snippet in a child node with the same loader flags (tsx in the dev loop, none over dist). */
@@ -163,6 +172,41 @@ test('prctl(PR_SET_NO_NEW_PRIVS) and a TSYNC seccomp filter (getppid -> EPERM) t
   assert.is(out.nnp, 1);
   assert.ok(out.after !== out.before, `getppid still answered ${out.after} under the filter`);
   assert.is(out.bad, 'ERR_SYS_ARG');
+});
+
+test('fcntl, pipe2, socketpair, and fds passed with SCM_RIGHTS arrive as working, close-on-exec fds', () => {
+  const sys = defaultSys();
+  const [r, w] = sys.pipe2(O_CLOEXEC);
+  assert.is(sys.fcntl(r, F_GETFD, 0) & FD_CLOEXEC, FD_CLOEXEC);
+  sys.fcntl(r, F_SETFD, 0);
+  assert.is(sys.fcntl(r, F_GETFD, 0) & FD_CLOEXEC, 0);
+  const [a, b] = sys.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const efd = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  assert.is(sys.sendFds(a, new Uint8Array([7, 8]), [efd, w], MSG_NOSIGNAL), 2);
+  const data = new Uint8Array(16);
+  const got = sys.recvFds(b, data, 4, MSG_DONTWAIT);
+  assert.is(got.bytes, 2);
+  assert.equal([...data.subarray(0, 2)], [7, 8]);
+  assert.is(got.fds.length, 2);
+  assert.is(got.truncated, false);
+  for (const f of got.fds) assert.is(sys.fcntl(f, F_GETFD, 0) & FD_CLOEXEC, FD_CLOEXEC, 'received fds are close-on-exec');
+  // The received eventfd is the same object: a write through it is read through the original.
+  sys.eventfdWrite(got.fds[0]!, 5n);
+  assert.is(sys.eventfdRead(efd), 5n);
+  // More fds than room: the rest are closed by the kernel and the result says so.
+  sys.sendFds(a, new Uint8Array([1]), [efd, efd, efd], 0);
+  const cut = sys.recvFds(b, data, 1, MSG_DONTWAIT);
+  assert.is(cut.fds.length, 1);
+  assert.is(cut.truncated, true);
+  // Nothing waiting: EAGAIN, as a SyscallError.
+  try {
+    sys.recvFds(b, data, 1, MSG_DONTWAIT);
+    assert.unreachable('recvmsg on an empty socket returned');
+  } catch (e) {
+    assert.instance(e, SyscallError);
+    assert.is((e as SyscallError).errno, 11);
+  }
+  for (const f of [r, w, a, b, efd, ...got.fds, ...cut.fds]) sys.close(f);
 });
 
 test.run();
