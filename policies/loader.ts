@@ -160,6 +160,8 @@ function normalize(p: Policy): Policy {
   if ('pci' in d) d.pci = (d.pci.length === 7 ? `0000:${d.pci}` : d.pci).toLowerCase();
   if ('id' in d) d.id = d.id.toLowerCase();
   if ('mac' in d) d.mac = d.mac.toLowerCase();
+  // An identity is one number: a uid alone is its gid too.
+  if (p.container.uid !== undefined && p.container.gid === undefined) p.container.gid = p.container.uid;
   return p;
 }
 
@@ -216,8 +218,8 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
       `expected at least the windows' total ${formatSize(total)} (the driver maps its windows, so they count against its memory), got ${formatSize(p.container.memory)}`,
     );
   }
-  if ((p.container.uid === undefined) !== (p.container.gid === undefined))
-    rule(p.container.uid === undefined ? 'container.gid' : 'container.uid', 'expected container.uid and container.gid together, or neither (then the sandbox gets an identity of its own)');
+  if (p.container.uid === undefined && p.container.gid !== undefined)
+    rule('container.gid', 'expected container.uid with container.gid, or neither (then the sandbox gets an identity of its own)');
   if (p.container.uid === NOBODY || p.container.gid === NOBODY)
     rule(
       p.container.uid === NOBODY ? 'container.uid' : 'container.gid',
@@ -229,7 +231,7 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
         'container.uid',
         `expected an unprivileged uid (or none: an identity of its own is allocated), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`,
       );
-    if (p.container.gid === 0) rule('container.gid', `expected an unprivileged gid (or none), got 0 (allowed only with unconfined: true)`);
+    if (p.container.gid === 0 && p.container.uid !== 0) rule('container.gid', `expected an unprivileged gid (or none), got 0 (allowed only with unconfined: true)`);
     if (p.container.seccomp === 'none')
       rule('container.seccomp', `expected a seccomp profile (default 'driver'), got 'none' (allowed only with unconfined: true)`);
   }

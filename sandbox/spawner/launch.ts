@@ -24,6 +24,7 @@ import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { defaultSys, O_CLOEXEC, type Sys } from 'linux-sys';
 import { Cgroup } from './cgroup.js';
+import { closeOnExecAll } from './fds.js';
 import { SpawnerError } from './errors.js';
 import { launchHost, NAMESPACE_ARGS, type LaunchHost } from './host.js';
 import type { Role } from './identity.js';
@@ -90,6 +91,8 @@ export async function launch(spec: LaunchSpec, host: LaunchHost = launchHost(), 
   const useBwrap = spec.confined && host.namespaces.bwrap !== undefined;
   if (spec.confined && !useBwrap) missing.push(`no namespaces (${host.namespaces.why}): it sees the host's processes, files and network (seccomp still holds)`);
 
+  // Nothing this process inherited reaches the child: only what the spec names is dup'ed into place.
+  closeOnExecAll(sys);
   const stdio: ('ignore' | number)[] = ['ignore', spec.stdout, spec.stderr, ...spec.fds];
   let info: [number, number] | undefined;
   const argv: string[] = [];
