@@ -231,7 +231,8 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
         'container.uid',
         `expected an unprivileged uid (or none: an identity of its own is allocated), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`,
       );
-    if (p.container.gid === 0 && p.container.uid !== 0) rule('container.gid', `expected an unprivileged gid (or none), got 0 (allowed only with unconfined: true)`);
+    if (p.container.gid === 0 && p.container.uid !== 0)
+      rule('container.gid', `expected an unprivileged gid (or none), got 0 (allowed only with unconfined: true)`);
     if (p.container.seccomp === 'none')
       rule('container.seccomp', `expected a seccomp profile (default 'driver'), got 'none' (allowed only with unconfined: true)`);
   }
@@ -269,7 +270,8 @@ function checkUnique(all: readonly LoadedPolicy[]): PolicyProblem[] {
     claim(`name ${p.name}`, lp, 'name', `name '${p.name}'`);
     claim(deviceKey(p), lp, 'device', 'this device');
     // One identity per sandbox: two sandboxes (confined or not) never share a uid or a gid.
-    if (p.container.uid !== undefined) claim(`id ${p.container.uid}`, lp, 'container.uid', `uid ${p.container.uid} (one identity per sandbox: leave container.uid out to get one allocated)`);
+    if (p.container.uid !== undefined)
+      claim(`id ${p.container.uid}`, lp, 'container.uid', `uid ${p.container.uid} (one identity per sandbox: leave container.uid out to get one allocated)`);
     if (p.container.gid !== undefined && p.container.gid !== p.container.uid)
       claim(`id ${p.container.gid}`, lp, 'container.gid', `gid ${p.container.gid} (one identity per sandbox: leave container.gid out to get one allocated)`);
     const l = p.linkback;

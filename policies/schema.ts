@@ -229,8 +229,16 @@ export const policySchema: ObjectSchema = {
             default: '256MiB',
             doc: "Memory limit of the driver process, windows included: its cgroup's memory limit (the whole process) where cgroups are available.",
           },
-          pids: { schema: { t: 'int', min: 16, max: 4096 }, default: 64, doc: "Tasks (processes and threads) the driver's cgroup may hold; Node needs about a dozen." },
-          cpuWeight: { schema: { t: 'int', min: 1, max: 10000 }, default: 100, doc: "CPU weight of the driver's cgroup (cgroup v2 cpu.weight; v1 cpu.shares = weight * 1024 / 100); 100 is an equal share." },
+          pids: {
+            schema: { t: 'int', min: 16, max: 4096 },
+            default: 64,
+            doc: "Tasks (processes and threads) the driver's cgroup may hold; Node needs about a dozen.",
+          },
+          cpuWeight: {
+            schema: { t: 'int', min: 1, max: 10000 },
+            default: 100,
+            doc: "CPU weight of the driver's cgroup (cgroup v2 cpu.weight; v1 cpu.shares = weight * 1024 / 100); 100 is an equal share.",
+          },
           seccomp: {
             schema: { t: 'string', hint: 'a profile name of lower-case letters, digits and dashes', pattern: '^[a-z][a-z0-9-]{0,31}$' },
             default: 'driver',

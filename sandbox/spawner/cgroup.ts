@@ -37,7 +37,7 @@ interface Mount {
 }
 
 function mounts(proc: string): Mount[] {
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(join(proc, 'self/mountinfo'), 'utf8');
   } catch {
@@ -58,7 +58,7 @@ function mounts(proc: string): Mount[] {
 function ownCgroups(proc: string): { v2: string | undefined; v1: Map<string, string> } {
   const v1 = new Map<string, string>();
   let v2: string | undefined;
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(join(proc, 'self/cgroup'), 'utf8');
   } catch {
@@ -147,7 +147,9 @@ export class Cgroup {
   static create(host: CgroupHost, name: string, limits: CgroupLimits): Cgroup {
     if (host.version === 0) throw new SpawnerError('ERR_SPAWNER_CGROUP', `no cgroups: ${host.why}`, { fix: 'run `dmabox doctor`' });
     if (!(limits.memoryBytes > 0 && limits.pids > 0 && limits.cpuWeight >= 1 && limits.cpuWeight <= 10000))
-      throw new SpawnerError('ERR_SPAWNER_ARG', `cgroup limits out of range: ${JSON.stringify(limits)}`, { fix: 'memory and pids above 0, cpuWeight 1..10000' });
+      throw new SpawnerError('ERR_SPAWNER_ARG', `cgroup limits out of range: ${JSON.stringify(limits)}`, {
+        fix: 'memory and pids above 0, cpuWeight 1..10000',
+      });
     const made: string[] = [];
     const write = (dir: string, file: string, value: string | number): void => writeFileSync(join(dir, file), String(value));
     try {

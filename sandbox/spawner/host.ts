@@ -5,7 +5,7 @@
  * confined process sees. `dmabox doctor` prints the same facts.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { detectCgroups, type CgroupHost } from './cgroup.js';
@@ -73,7 +73,7 @@ export function confinedTree(root = projectRoot()): string[] {
   for (const f of ['package.json', 'dist', 'node_modules']) bind(join(root, f));
   // Workspace packages are symlinks out of node_modules: bind what they point at.
   const links = (dir: string): void => {
-    let names: string[] = [];
+    let names: string[];
     try {
       names = readdirSync(dir);
     } catch {
@@ -96,7 +96,16 @@ export function confinedTree(root = projectRoot()): string[] {
 }
 
 /** Namespaces the tree is built in. */
-export const NAMESPACE_ARGS = ['--unshare-user', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--die-with-parent', '--new-session'] as const;
+export const NAMESPACE_ARGS = [
+  '--unshare-user',
+  '--unshare-pid',
+  '--unshare-net',
+  '--unshare-ipc',
+  '--unshare-uts',
+  '--unshare-cgroup-try',
+  '--die-with-parent',
+  '--new-session',
+] as const;
 
 /** Try bwrap once as an unprivileged identity (nobody: what a container is) and say why it does not work. */
 function probeNamespaces(bwrap: string | undefined, setpriv: string | undefined, root: boolean): LaunchHost['namespaces'] {
@@ -106,7 +115,9 @@ function probeNamespaces(bwrap: string | undefined, setpriv: string | undefined,
   const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', timeout: 10_000 });
   if (r.status === 0) return { bwrap };
   const said = `${r.stderr ?? ''}`.trim().split('\n')[0] ?? '';
-  return { why: `bwrap could not build user, PID, mount, network, IPC and UTS namespaces as an unprivileged user (${said || r.error?.message || `exit ${r.status}`}); check kernel.unprivileged_userns_clone and user.max_user_namespaces` };
+  return {
+    why: `bwrap could not build user, PID, mount, network, IPC and UTS namespaces as an unprivileged user (${said || r.error?.message || `exit ${r.status}`}); check kernel.unprivileged_userns_clone and user.max_user_namespaces`,
+  };
 }
 
 let detected: LaunchHost | undefined;
@@ -125,13 +136,4 @@ export function launchHost(fresh = false): LaunchHost {
     setpriv,
   };
   return detected;
-}
-
-/** Whether a path is a folder (for the doctor's report). */
-export function isDir(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
 }

@@ -111,7 +111,10 @@ export class Identities {
     const key = `${sandbox}/${role}`;
     const held = this.byKey.get(key);
     if (held && held.uid === id.uid && held.gid === id.gid) return held;
-    if (held) throw new SpawnerError('ERR_SPAWNER_IDENTITY', `${key} already runs as uid ${held.uid}, cannot pin uid ${id.uid}`, { fix: 'pin an identity before the first launch of that sandbox' });
+    if (held)
+      throw new SpawnerError('ERR_SPAWNER_IDENTITY', `${key} already runs as uid ${held.uid}, cannot pin uid ${id.uid}`, {
+        fix: 'pin an identity before the first launch of that sandbox',
+      });
     for (const n of [id.uid, id.gid]) {
       const other = this.byId.get(n);
       if (other !== undefined && other !== key)

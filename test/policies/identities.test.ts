@@ -43,13 +43,22 @@ test('two sandboxes naming the same uid are refused, an unconfined and a confine
     loadPolicyFiles([policy('tight', '{ uid: 5002, gid: 5002 }'), policy('loose', '{ uid: 5003, gid: 5002, seccomp: none }', 'unconfined: true\n')]),
   );
   assert.match(mixed, /container\.gid: gid 5002 .* is already used by policy 'tight'/);
-  assert.is(problems(() => loadPolicyFiles([policy('p1', '{ uid: 5004, gid: 5004 }'), policy('p2', '{}')])), '');
+  assert.is(
+    problems(() => loadPolicyFiles([policy('p1', '{ uid: 5004, gid: 5004 }'), policy('p2', '{}')])),
+    '',
+  );
 });
 
 test('65534 (nobody) is refused; a uid alone is its gid too; a gid alone is refused', () => {
-  assert.match(problems(() => loadPolicyFiles([policy('nob', '{ uid: 65534, gid: 65534 }')])), /65534 \(nobody/);
+  assert.match(
+    problems(() => loadPolicyFiles([policy('nob', '{ uid: 65534, gid: 65534 }')])),
+    /65534 \(nobody/,
+  );
   assert.is(loadPolicyFiles([policy('half', '{ uid: 5005 }')]).policies[0]!.policy.container.gid, 5005);
-  assert.match(problems(() => loadPolicyFiles([policy('gidonly', '{ gid: 5006 }')])), /container\.uid with container\.gid, or neither/);
+  assert.match(
+    problems(() => loadPolicyFiles([policy('gidonly', '{ gid: 5006 }')])),
+    /container\.uid with container\.gid, or neither/,
+  );
 });
 
 test.run();

@@ -236,7 +236,11 @@ const CASES: Array<[string, string, string[]]> = [
     [`lab-nvme.yaml:3: device.blockSize: expected one of 512, 4096, got 1024`],
   ],
   ['unconfined must be a boolean', GOOD + 'unconfined: "yes"\n', [`lab-nvme.yaml:15: unconfined: expected true or false, got 'yes'`]],
-  ['empty section', GOOD + 'container:\n', [`lab-nvme.yaml:15: container: expected a mapping with uid, gid, memory, pids, cpuWeight, seccomp, got nothing (null)`]],
+  [
+    'empty section',
+    GOOD + 'container:\n',
+    [`lab-nvme.yaml:15: container: expected a mapping with uid, gid, memory, pids, cpuWeight, seccomp, got nothing (null)`],
+  ],
   ['YAML syntax error', GOOD + 'restart: [\n', [`lab-nvme.yaml:16: YAML: `]],
   ['duplicate key', GOOD + 'name: again\n', [`lab-nvme.yaml:15: YAML: Map keys must be unique`]],
   [

@@ -19,7 +19,10 @@ rootTest('a container allocating past its memory limit is OOM-killed by its cgro
     await until('an OOM exit', () => s.events.some((e) => e.kind === 'exit' && e.text.includes('OOM')), 30_000);
     const exit = s.events.find((e) => e.kind === 'exit' && e.text.includes('OOM'))!;
     assert.match(exit.text, /killed by SIGKILL \(OOM: its cgroup's memory limit of 100663296 bytes was reached\)/);
-    assert.not.ok(s.events.some((e) => e.text.includes('was not stopped')), 'the allocation was stopped');
+    assert.not.ok(
+      s.events.some((e) => e.text.includes('was not stopped')),
+      'the allocation was stopped',
+    );
     await until('a restart', () => s.events.some((e) => e.kind === 'restart'), 10_000);
     assert.ok(s.events.findIndex((e) => e.kind === 'quarantine') > s.events.indexOf(exit), 'quarantined after the OOM kill');
   } finally {

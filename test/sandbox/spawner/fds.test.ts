@@ -79,7 +79,8 @@ rootTest('an fd the manager inherited without CLOEXEC never reaches a container;
     // the container opened itself, as Node does at start.)
     for (const [n, k] of theirs) {
       const link = readlinkSync(`/proc/${pid}/fd/${n}`);
-      if (n >= 3 + given.length && !link.startsWith('anon_inode:') && link !== '/dev/null') assert.not.ok(mine.has(k), `container fd ${n} (${link}) is one of the manager's`);
+      if (n >= 3 + given.length && !link.startsWith('anon_inode:') && link !== '/dev/null')
+        assert.not.ok(mine.has(k), `container fd ${n} (${link}) is one of the manager's`);
     }
   } finally {
     await s.stop();

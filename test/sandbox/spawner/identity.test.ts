@@ -23,7 +23,10 @@ test('ids of accounts, groups and running processes are skipped; the caller and 
   // A range of four: 10 is an account, 11 a group, 12 the caller, 13 free.
   const ids = new Identities(used([10], [11]), { uid: 12, gid: 12 }, { first: 10, last: 13 });
   assert.equal(ids.get('x', 'driver'), { uid: 13, gid: 13 });
-  assert.throws(() => ids.get('y', 'driver'), (e: Error & { code?: string }) => e.code === 'ERR_SPAWNER_IDENTITY');
+  assert.throws(
+    () => ids.get('y', 'driver'),
+    (e: Error & { code?: string }) => e.code === 'ERR_SPAWNER_IDENTITY',
+  );
   const nobody = new Identities(used([]), { uid: 0, gid: 0 }, { first: 65534, last: 65534 });
   assert.throws(() => nobody.get('z', 'driver'), /no free id/);
 });

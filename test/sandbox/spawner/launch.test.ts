@@ -56,9 +56,16 @@ rootTest('the fd table is exactly 0, 1, 2 and the fds given: an inherited fd wit
     for (const confined of [true, false]) {
       // `; true`: the shell stays (no exec of ls), so /proc/$$/fd is the shell's table, with no pipe of its own open.
       const { l, out, fds } = await run(['/bin/sh', '-c', 'ls -l /proc/$$/fd; true'], { confined });
-      const text = (await out).split('\n').filter((x) => x.includes(' -> ')).map((x) => x.replace(/^.* (\d+) -> /, '$1 ')).join('\n');
+      const text = (await out)
+        .split('\n')
+        .filter((x) => x.includes(' -> '))
+        .map((x) => x.replace(/^.* (\d+) -> /, '$1 '))
+        .join('\n');
       assert.equal(await l.exit, { code: 0, signal: null, oom: false });
-      const table = text.trim().split('\n').map((line) => line.split(' ')[0]);
+      const table = text
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' ')[0]);
       assert.equal(table.sort(), ['0', '1', '2', '3', '4'], text);
       assert.match(text, /^3 anon_inode:\[eventfd\]$/m);
       assert.match(text, /^4 \/memfd:launch-test/m);
@@ -70,7 +77,11 @@ rootTest('the fd table is exactly 0, 1, 2 and the fds given: an inherited fd wit
 });
 
 rootTest('confined: own identity and namespaces, the minimal tree, the program own pid; its cgroup holds it and is gone after', async () => {
-  const { l, out, fds, so } = await run(['/bin/sh', '-c', 'id -u; echo pid $$; ls /; ls /dev; cat /proc/net/dev | tail -n +3 | cut -d: -f1; echo end; sleep 30']);
+  const { l, out, fds, so } = await run([
+    '/bin/sh',
+    '-c',
+    'id -u; echo pid $$; ls /; ls /dev; cat /proc/net/dev | tail -n +3 | cut -d: -f1; echo end; sleep 30',
+  ]);
   // The reported pid is the program (sh), not bwrap: its command line is ours.
   assert.is(readFileSync(`/proc/${l.pid}/cmdline`, 'utf8').split('\0')[0], '/bin/sh');
   for (const ns of ['pid', 'mnt', 'net', 'ipc', 'uts', 'user']) assert.is.not(readlinkSync(`/proc/${l.pid}/ns/${ns}`), readlinkSync(`/proc/self/ns/${ns}`), ns);
