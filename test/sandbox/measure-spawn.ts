@@ -16,7 +16,10 @@ const ms: number[] = [];
 for (let i = 0; i < n; i++) {
   const s = new Supervisor(simPolicy(`measure-spawn-${i}`, extra));
   const t0 = performance.now();
-  await s.start();
+  await s.start().catch((e: unknown) => {
+    console.error(s.events.map((x) => `${x.kind}: ${x.text}`).join('\n'));
+    throw e;
+  });
   ms.push(Math.round(performance.now() - t0));
   await s.stop();
 }
