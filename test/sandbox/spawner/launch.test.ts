@@ -128,4 +128,33 @@ rootTest('past its memory limit the process is killed by its cgroup OOM killer, 
   for (const n of fds) sys.close(n);
 });
 
+rootTest('where bwrap cannot build namespaces the process still runs, under its identity and cgroup, and says what is missing', async () => {
+  const host = { ...launchHost(), namespaces: { why: 'bubblewrap (bwrap) is not installed' } };
+  const [r, w] = sys.pipe2(O_CLOEXEC);
+  const l = await launch(
+    {
+      sandbox: 'launch-test-nons',
+      role: 'driver',
+      argv: ['/bin/sh', '-c', 'id -u'],
+      env: { PATH: '/usr/bin:/bin' },
+      stdout: w,
+      stderr: w,
+      fds: [],
+      limits: { memoryBytes: 64 << 20, pids: 16, cpuWeight: 100 },
+      confined: true,
+    },
+    host,
+  );
+  sys.close(w);
+  assert.equal(l.missing.length, 1);
+  assert.match(l.missing[0]!, /^no namespaces \(bubblewrap \(bwrap\) is not installed\): it sees the host's processes, files and network/);
+  assert.ok(l.cgroup);
+  assert.equal(await l.exit, { code: 0, signal: null, oom: false });
+  const s = new Socket({ fd: r, readable: true, writable: false });
+  let text = '';
+  s.on('data', (b: Buffer) => (text += b.toString('utf8')));
+  await new Promise((resolve) => s.on('close', resolve));
+  assert.is(Number(text.trim()), l.uid);
+});
+
 test.run();
