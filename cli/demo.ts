@@ -92,8 +92,8 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   const uid = process.getuid?.();
   io.out(
     uid === 0
-      ? "root: containers run as each policy's uid/gid (default 65534)\n"
-      : `not root: containers run as the invoking user (uid ${uid}), not the policies' uid/gid; on the simulator nothing else needs root\n`,
+      ? 'root: each sandbox runs as an identity of its own (61184-65519, or the uid its policy pins)\n'
+      : `not root: containers run as the invoking user (uid ${uid}), with no identity or cgroup of their own; on the simulator nothing else needs root\n`,
   );
 
   // Signals that arrive while starting are honoured once the start is done.

@@ -10,6 +10,9 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { groupBlockers, iommuStatus, type IommuStatus } from 'vfio-bindings';
+import type { CgroupHost } from '../sandbox/spawner/cgroup.js';
+import { IDENTITY_RANGE } from '../sandbox/spawner/identity.js';
+import { launchHost, type LaunchHost } from '../sandbox/spawner/host.js';
 
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL' | 'SKIP';
 
@@ -31,6 +34,12 @@ export interface DoctorOptions {
   devRoot?: string;
   /** Effective uid (default process.geteuid()). */
   euid?: number;
+  /**
+   * What the host offers sandboxed processes (identities, namespaces, cgroups). Default: detected
+   * (sandbox/spawner/host.ts) when no fake root is given; with fake roots and none given, those
+   * checks are left out.
+   */
+  isolation?: Pick<LaunchHost, 'root' | 'namespaces' | 'cgroups'>;
 }
 
 export interface DoctorReport {
@@ -83,6 +92,8 @@ export function diagnose(options: DoctorOptions = {}): DoctorReport {
     memlockCheck(read(join(proc, 'self/limits')), euid),
     hugePagesCheck(read(join(proc, 'meminfo'))),
   ];
+  const isolation = options.isolation ?? (options.sysRoot || options.procRoot || options.devRoot ? undefined : launchHost());
+  if (isolation) checks.push(identityCheck(isolation.root), namespaceCheck(isolation.namespaces), cgroupCheck(isolation.cgroups));
   const verdict = checks.some((c) => c.status === 'FAIL') ? 'fail' : checks.some((c) => c.status === 'WARN') ? 'warn' : 'ok';
   const report: DoctorReport = { verdict, summary: status.summary, checks };
   if (!hasIommu) {
@@ -310,4 +321,53 @@ export async function run(argv: string[], io: Io = stdio, options: DoctorOptions
   const report = diagnose(options);
   io.out(argv.includes('--json') ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return report.verdict === 'fail' ? 1 : 0;
+}
+
+/** Each sandbox under its own uid needs root to switch to it. */
+function identityCheck(root: boolean): Check {
+  if (root)
+    return {
+      id: 'identities',
+      status: 'OK',
+      summary: `each sandbox runs as an identity of its own (uid = gid, from ${IDENTITY_RANGE.first}-${IDENTITY_RANGE.last})`,
+    };
+  return {
+    id: 'identities',
+    status: 'WARN',
+    summary: 'not root: every container runs as the invoking user, so one container can signal another and open its /proc/PID/mem and window memfds',
+    fix: 'run dmabox as root (it switches each container to an identity of its own)',
+  };
+}
+
+function namespaceCheck(ns: LaunchHost['namespaces']): Check {
+  if (ns.bwrap !== undefined)
+    return {
+      id: 'namespaces',
+      status: 'OK',
+      summary: `${ns.bwrap} builds user, PID, mount, network, IPC and UTS namespaces: each confined container sees a minimal read-only root, only its own processes, no network`,
+    };
+  return {
+    id: 'namespaces',
+    status: 'WARN',
+    summary: `no namespaces for containers: ${ns.why}. Containers still run under their own identity with seccomp, but see the host's processes, its files (as far as their uid may read them) and its network namespace`,
+    fix: 'apt-get install bubblewrap; allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); a chroot (not a pivot_root) also forbids them',
+  };
+}
+
+function cgroupCheck(cg: CgroupHost): Check {
+  if (cg.version !== 0) {
+    const where = cg.version === 2 ? cg.base : Object.values(cg.bases).join(', ');
+    const noCpu = cg.controllers.includes('cpu') ? '' : ' (no cpu controller: the CPU weight is not applied)';
+    return {
+      id: 'cgroups',
+      status: 'OK',
+      summary: `cgroup v${cg.version} with ${cg.controllers.join(', ')} at ${where}: each container gets its memory and pids limits and CPU weight${noCpu}`,
+    };
+  }
+  return {
+    id: 'cgroups',
+    status: 'WARN',
+    summary: `no cgroups for containers: ${cg.why}. A container's memory is bounded only by Node's heap limit (not its native memory), its tasks and CPU not at all`,
+    fix: 'run as root on a host with cgroup v2 (memory and pids controllers) or the v1 memory and pids hierarchies mounted',
+  };
 }

@@ -22,6 +22,9 @@ interface SandboxStatus {
   uid: number;
   gid: number;
   uidFromPolicy: boolean;
+  cgroup?: string | null;
+  /** The confinement its container lacks (no namespaces, no cgroup, no identity of its own), in words. */
+  confinementMissing?: string[];
   unconfined: boolean;
   uptimeMs: number;
   restarts: number;
@@ -69,6 +72,8 @@ export function formatStatus(st: {
       out += `  ${s.name}${u} net: ${s.net.attached ? 'attached' : 'detached'}, link ${s.net.link ? 'up' : 'down'}, ${s.net.txFrames} frames out, ${s.net.rxFrames} in, ${s.net.lostInRestart} lost in restarts, ${s.net.violations} violations\n`;
     out += `  ${s.name}${u} windows: ${s.windows.map((w) => `${w.label} ${w.iova}+${size(w.size)} ${w.access}`).join(', ')}\n`;
     if (s.lastFault) out += `  ${s.name}${u} last fault: ${s.lastFault}\n`;
+    if (s.cgroup) out += `  ${s.name}${u} cgroup: ${s.cgroup}\n`;
+    for (const m of s.confinementMissing ?? []) out += `  ${s.name}${u} CONFINEMENT MISSING: ${m}\n`;
   }
   return out;
 }

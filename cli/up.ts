@@ -87,7 +87,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     dropPrivileges: dropByDefault(keepPrivileges, signals),
   });
   manager.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox))));
-  if (process.getuid?.() !== 0) io.out(`not root: containers run as the invoking user (uid ${process.getuid?.()}), not the policies' uid/gid\n`);
+  if (process.getuid?.() !== 0) io.out(`not root: containers run as the invoking user (uid ${process.getuid?.()}), with no identity or cgroup of their own\n`);
   let linkbacks: Linkback[] = [];
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: string): void => {

@@ -48,6 +48,8 @@ export interface LoadResult {
 const KNOWN_IDS: Record<string, 'nvme' | 'e1000e'> = { '1b36:0010': 'nvme', '8086:10d3': 'e1000e' };
 /** The kind (service) of each built-in driver. */
 const BUILTIN_KIND: Record<string, 'block' | 'net'> = { nvme: 'block', e1000e: 'net' };
+/** uid and gid 65534: nobody, shared by everything on the host that runs as nobody. */
+const NOBODY = 65534;
 
 /** Parse the policies in one YAML source (one policy per document). Throws PolicyError listing every problem. */
 export function parsePolicies(source: string, file: string): LoadResult {
@@ -158,6 +160,8 @@ function normalize(p: Policy): Policy {
   if ('pci' in d) d.pci = (d.pci.length === 7 ? `0000:${d.pci}` : d.pci).toLowerCase();
   if ('id' in d) d.id = d.id.toLowerCase();
   if ('mac' in d) d.mac = d.mac.toLowerCase();
+  // An identity is one number: a uid alone is its gid too.
+  if (p.container.uid !== undefined && p.container.gid === undefined) p.container.gid = p.container.uid;
   return p;
 }
 
@@ -214,13 +218,21 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
       `expected at least the windows' total ${formatSize(total)} (the driver maps its windows, so they count against its memory), got ${formatSize(p.container.memory)}`,
     );
   }
+  if (p.container.uid === undefined && p.container.gid !== undefined)
+    rule('container.gid', 'expected container.uid with container.gid, or neither (then the sandbox gets an identity of its own)');
+  if (p.container.uid === NOBODY || p.container.gid === NOBODY)
+    rule(
+      p.container.uid === NOBODY ? 'container.uid' : 'container.gid',
+      'expected an identity of its own, got 65534 (nobody, shared with everything on the host that runs as nobody): leave container.uid and gid out',
+    );
   if (!p.unconfined) {
     if (p.container.uid === 0)
       rule(
         'container.uid',
-        `expected an unprivileged uid (default 65534), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`,
+        `expected an unprivileged uid (or none: an identity of its own is allocated), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`,
       );
-    if (p.container.gid === 0) rule('container.gid', `expected an unprivileged gid (default 65534), got 0 (allowed only with unconfined: true)`);
+    if (p.container.gid === 0 && p.container.uid !== 0)
+      rule('container.gid', `expected an unprivileged gid (or none), got 0 (allowed only with unconfined: true)`);
     if (p.container.seccomp === 'none')
       rule('container.seccomp', `expected a seccomp profile (default 'driver'), got 'none' (allowed only with unconfined: true)`);
   }
@@ -257,6 +269,11 @@ function checkUnique(all: readonly LoadedPolicy[]): PolicyProblem[] {
     const p = lp.policy;
     claim(`name ${p.name}`, lp, 'name', `name '${p.name}'`);
     claim(deviceKey(p), lp, 'device', 'this device');
+    // One identity per sandbox: two sandboxes (confined or not) never share a uid or a gid.
+    if (p.container.uid !== undefined)
+      claim(`id ${p.container.uid}`, lp, 'container.uid', `uid ${p.container.uid} (one identity per sandbox: leave container.uid out to get one allocated)`);
+    if (p.container.gid !== undefined && p.container.gid !== p.container.uid)
+      claim(`id ${p.container.gid}`, lp, 'container.gid', `gid ${p.container.gid} (one identity per sandbox: leave container.gid out to get one allocated)`);
     const l = p.linkback;
     if (l && 'nbd' in l)
       claim(

@@ -216,9 +216,29 @@ export const policySchema: ObjectSchema = {
       schema: {
         t: 'object',
         fields: {
-          uid: { schema: { t: 'int', min: 0, max: 4294967294 }, default: 65534, doc: 'User id the driver runs as (0 only with unconfined: true).' },
-          gid: { schema: { t: 'int', min: 0, max: 4294967294 }, default: 65534, doc: 'Group id the driver runs as (0 only with unconfined: true).' },
-          memory: { schema: { t: 'size', min: 16 * MiB, max: 64 * GiB }, default: '256MiB', doc: 'Memory limit of the driver process, windows included.' },
+          uid: {
+            schema: { t: 'int', min: 0, max: 4294967294 },
+            doc: "User id the driver runs as. Leave it out: each sandbox gets an identity of its own from the dynamic range (sandbox/README.md, 'Identities'). Given, it must be no other sandbox's, not 65534 (nobody), and 0 only with unconfined: true.",
+          },
+          gid: {
+            schema: { t: 'int', min: 0, max: 4294967294 },
+            doc: 'Group id the driver runs as: given together with uid, with the same rules.',
+          },
+          memory: {
+            schema: { t: 'size', min: 16 * MiB, max: 64 * GiB },
+            default: '256MiB',
+            doc: "Memory limit of the driver process, windows included: its cgroup's memory limit (the whole process) where cgroups are available.",
+          },
+          pids: {
+            schema: { t: 'int', min: 16, max: 4096 },
+            default: 64,
+            doc: "Tasks (processes and threads) the driver's cgroup may hold; Node needs about a dozen.",
+          },
+          cpuWeight: {
+            schema: { t: 'int', min: 1, max: 10000 },
+            default: 100,
+            doc: "CPU weight of the driver's cgroup (cgroup v2 cpu.weight; v1 cpu.shares = weight * 1024 / 100); 100 is an equal share.",
+          },
           seccomp: {
             schema: { t: 'string', hint: 'a profile name of lower-case letters, digits and dashes', pattern: '^[a-z][a-z0-9-]{0,31}$' },
             default: 'driver',

@@ -30,9 +30,15 @@ export interface WindowGrant {
 }
 
 export interface ContainerOptions {
-  uid: number;
-  gid: number;
+  /** Set by the policy only when it pins an identity; absent: allocated per sandbox (sandbox/spawner/identity.ts). */
+  uid?: number;
+  gid?: number;
+  /** Bytes: the cgroup memory limit of the whole process. */
   memory: number;
+  /** Tasks the cgroup may hold. */
+  pids: number;
+  /** CPU weight, 1..10000 (100: an equal share). */
+  cpuWeight: number;
   seccomp: string;
 }
 

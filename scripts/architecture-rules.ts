@@ -129,6 +129,12 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
     allow: ['common/', 'sys/', 'vfio/'],
   },
   {
+    name: 'the spawner stands on common, linux-sys, the ABI and the policy types',
+    why: 'sandbox/spawner launches processes under their identities, namespaces and cgroups; it stays privileged, so it stays small: no manager, no device, no container code',
+    from: ['sandbox/spawner/'],
+    allow: ['common/', 'sys/', 'sandbox/abi/', 'policies/types.ts'],
+  },
+  {
     name: 'the manager never imports the container',
     why: 'sandbox/manager is trusted; the container is the code it does not trust',
     from: ['sandbox/manager/'],

@@ -4,12 +4,14 @@
  *   1. mounts proc, sys, devtmpfs and loads the modules (dependencies first);
  *   2. mounts the host's / read-only over 9p (tag `hostroot`) and the run channel (tag `labrun`,
  *      a host temp folder, writable, uncached) that carries the command and brings back its status;
- *   3. binds /dev, /proc, /sys into the host root, puts tmpfs on /tmp, /run and /dev/shm (the host
+ *   3. binds /dev, /proc, /sys into the host root (with cgroup v2 mounted on its /sys/fs/cgroup), puts tmpfs on /tmp, /run and /dev/shm (the host
  *      root is read-only; tests write there), and the run channel at /run/dmabox-lab; host folders
  *      listed in the run channel's `keep` file (a checkout under /tmp) are bound back on top;
  *   4. binds every PCI function whose vendor:device is in the list to vfio-pci
  *      (driver_override, then drivers_probe) and checks /dev/vfio/GROUP appeared;
- *   5. chroots into the host root and runs /run/dmabox-lab/cmd.sh (written by the launcher);
+ *   5. runs /run/dmabox-lab/cmd.sh (written by the launcher) in the host root: in a mount namespace
+ *      of its own, the host root moved over / and chrooted into (so not chrooted in the kernel's
+ *      sense, and bubblewrap may build user namespaces there);
  *   6. writes the exit status to /run/dmabox-lab/rc and to I/O port 0xf4 (isa-debug-exit: QEMU
  *      exits with (rc << 1) | 1), and powers off.
  * Every step says on the console what it did, with `dmabox-lab:` markers the launcher parses
@@ -106,6 +108,8 @@ fi
 mount --bind /dev /host/dev || fail "bind /dev"
 mount --bind /proc /host/proc || fail "bind /proc"
 mount --bind /sys /host/sys || fail "bind /sys"
+# cgroup v2, so each sandboxed process gets a cgroup of its own (memory, pids, cpu); not fatal when absent.
+mount -t cgroup2 cgroup2 /host/sys/fs/cgroup 2>/dev/null
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /host/dev/pts || fail "mount devpts"
 mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm || fail "mount /dev/shm"
@@ -146,7 +150,10 @@ done
 
 [ -f /labrun/cmd.sh ] || fail "no command: /labrun/cmd.sh is missing"
 say "run $(cut -d' ' -f1 /proc/uptime)"
-chroot /host /bin/sh ${GUEST_RUN_DIR}/cmd.sh < /dev/null
+# In a mount namespace of its own, the host root is moved over / before the chroot: the command's
+# root is then the namespace's root, not a chroot (the kernel refuses unprivileged user namespaces,
+# which bubblewrap builds for every container, to a chrooted process). /init's own view is unchanged.
+unshare -m --propagation private sh -c 'cd /host && mount --move . / && exec chroot . /bin/sh ${GUEST_RUN_DIR}/cmd.sh' < /dev/null
 rc=$?
 say "done $(cut -d' ' -f1 /proc/uptime)"
 finish $rc

@@ -10,13 +10,15 @@
  * parameter `device.fd`; simulator: the register mailbox and its kick eventfd, `mailbox.fd` and
  * `mailbox.kick.fd`), one memfd per granted window (MAP_WINDOW's fdSlot), the interrupt eventfds
  * (IRQ_SETUP's firstFdSlot), then each service's fds (its parameters). Its argv and environment
- * carry nothing of the sandbox.
+ * carry nothing of the sandbox. It is started through sandbox/spawner/launch.ts (its sandbox's own
+ * identity, namespaces, a cgroup): the hypercall socketpair and the stdout/stderr pipes are made
+ * here, the child's ends handed over in the launch spec and closed once it is launched.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { Socket } from 'node:net';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Duplex } from 'node:stream';
-import { EFD_CLOEXEC, EFD_NONBLOCK, type Sys } from 'linux-sys';
+import { AF_UNIX, EFD_CLOEXEC, EFD_NONBLOCK, O_CLOEXEC, SOCK_CLOEXEC, SOCK_STREAM, type Sys } from 'linux-sys';
+import { launch as launchProcess, type LaunchExit, type Launched, type LaunchSpec } from '../spawner/launch.js';
 import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallError } from '../abi/hypercall/index.js';
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
@@ -53,8 +55,14 @@ export interface IncarnationHooks {
   violation(reason: string, kill: boolean): void;
   /** The container's hypercall channel closed: it is going (or gone); not a violation. */
   gone(reason: string): void;
-  exit(code: number | null, signal: NodeJS.Signals | null): void;
+  /** The process runs: its pid, identity, cgroup and the confinement it lacks. */
+  launched(l: Launched): void;
+  /** It is gone; `oom`: its cgroup's OOM killer killed it. */
+  exit(code: number | null, signal: NodeJS.Signals | null, oom: boolean): void;
 }
+
+/** What starts a container: the launch library in this process, or a privileged spawner's client. */
+export type Launch = (spec: LaunchSpec) => Promise<Launched>;
 
 export interface IncarnationOptions {
   policy: Policy;
@@ -68,8 +76,8 @@ export interface IncarnationOptions {
   /** Program to run instead of the real container (hostile-container tests), and its arguments. */
   entry?: string;
   entryArgs?: readonly string[];
-  /** Run as this uid/gid (only when the manager is root). */
-  credentials?: { uid: number; gid: number };
+  /** How the process is started (default: sandbox/spawner/launch.ts in this process). */
+  launch?: Launch;
   heartbeatMs: number;
   helloTimeoutMs: number;
   registerTimeoutMs: number;
@@ -78,7 +86,8 @@ export interface IncarnationOptions {
 }
 
 export class Incarnation {
-  readonly child: ChildProcess;
+  /** The running process, once launched. */
+  launched: Launched | undefined;
   readonly host: HostEndpoint;
   /** The register mailbox (simulated devices only). */
   readonly mailbox: HostMailbox | undefined;
@@ -89,15 +98,20 @@ export class Incarnation {
   private readonly shared: Shared[] = [];
   private readonly eventfds: number[] = [];
   private readonly sys: Sys;
+  /** The manager's ends: the hypercall socket, the container's stdout and stderr. */
+  private readonly sockets: Socket[] = [];
+  /** The child's ends, closed once it is launched. */
+  private readonly theirs: number[] = [];
 
   constructor(o: IncarnationOptions) {
     const sys = (this.sys = o.sys);
     const { policy, device } = o;
     this.startedAt = o.clock.wall();
-    const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe'];
+    // The child's fds from 3 on, in order: fd 3 is the hypercall socket (pushed below).
+    const fds: number[] = [];
     const fd = (n: number): number => {
-      stdio.push(n);
-      return stdio.length - 1;
+      fds.push(n);
+      return fds.length + 2;
     };
     const param = (key: ParamKey, value: string | number | readonly number[]): void => {
       this.params.set(key, formatParam(value));
@@ -110,6 +124,10 @@ export class Incarnation {
     let mailboxShm: Shared | undefined;
     let mailboxKick = -1;
     try {
+      const [mine, theirs] = sys.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      this.theirs.push(theirs);
+      const hypercall = this.socket(mine, true);
+      if (fd(theirs) !== FD.HYPERCALL) throw new SandboxError('ERR_SANDBOX_STATE', 'fd slot 3 must be the hypercall socket');
       // fd 4: a fresh copy of the driver's code, so what one container writes into it never reaches the next.
       const code = this.share(`${policy.name}-code`, Math.ceil(o.driver.code.length / 4096) * 4096);
       code.bytes.set(o.driver.code);
@@ -142,12 +160,12 @@ export class Incarnation {
       const windowSlots = device.grants.map((g) => fd(g.window.memory.fd));
       const irqCount = policy.driver.interrupts === 'msix' ? Math.min(device.irqCounts.msix, policy.driver.queues + 1) : 0;
       const irqFds = device.newIrqFds(irqCount);
-      const firstIrqSlot = stdio.length;
+      const firstIrqSlot = fds.length + 3;
       for (const n of irqFds) fd(n);
       param(PARAM.IRQ_VECTORS, irqFds.length);
       for (const s of o.services) s.prepare({ fd, param });
-      this.child = this.spawnChild(o, stdio);
-      this.host = this.endpoint(o, this.child.stdio[3] as Duplex, windowSlots, irqFds, firstIrqSlot);
+      this.host = this.endpoint(o, hypercall, windowSlots, irqFds, firstIrqSlot);
+      this.spawnChild(o, fds);
     } catch (e) {
       this.dispose();
       throw e;
@@ -164,7 +182,14 @@ export class Incarnation {
     return s;
   }
 
-  private endpoint(o: IncarnationOptions, stream: Duplex, windowSlots: number[], irqFds: number[], firstIrqSlot: number): HostEndpoint {
+  /** Our end of a socketpair or pipe as a stream (`duplex`: the hypercall socket; otherwise a read end). */
+  private socket(fd: number, duplex: boolean): Socket {
+    const s = new Socket({ fd, readable: true, writable: duplex });
+    this.sockets.push(s);
+    return s;
+  }
+
+  private endpoint(o: IncarnationOptions, stream: Socket, windowSlots: number[], irqFds: number[], firstIrqSlot: number): HostEndpoint {
     const grants = o.device.grants;
     return new HostEndpoint(stream, {
       windowCount: grants.length,
@@ -200,22 +225,19 @@ export class Incarnation {
     });
   }
 
-  private spawnChild(o: IncarnationOptions, stdio: (string | number)[]): ChildProcess {
-    const { policy } = o;
+  private spawnChild(o: IncarnationOptions, fds: number[]): void {
+    const { policy, sys } = o;
     const entry = o.entry ?? defaultEntry();
-    // The policy's memory limit, as far as Node can apply it: the JS heap gets what the windows
-    // leave (a cgroup would bound the whole process; not done yet).
+    // The JS heap gets what the windows leave of the memory limit; the cgroup bounds the whole process.
     const windowBytes = policy.windows.reduce((n, w) => n + w.size, 0);
     const heapMiB = Math.max(64, Math.floor((policy.container.memory - windowBytes) / 2 ** 20));
     const inherited = process.execArgv.filter((a) => !(CONTAINER_NODE_FLAGS as readonly string[]).includes(a));
     const heapArg = inherited.some((a) => a.startsWith('--max-old-space-size')) ? [] : [`--max-old-space-size=${heapMiB}`];
-    const child = spawn(process.execPath, [...inherited, ...CONTAINER_NODE_FLAGS, ...heapArg, entry, ...(o.entryArgs ?? [])], {
-      stdio: stdio as never,
-      // Its own process group: a terminal's Ctrl-C goes to the manager, which stops containers in order.
-      detached: true,
-      ...(o.credentials ? { uid: o.credentials.uid, gid: o.credentials.gid } : {}),
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
-    });
+    const [outR, outW] = sys.pipe2(O_CLOEXEC);
+    const [errR, errW] = sys.pipe2(O_CLOEXEC);
+    this.theirs.push(outW, errW);
+    const stdout = this.socket(outR, false);
+    const stderr = this.socket(errR, false);
     // The container's own stdout/stderr: at most 50 lines a second reach the log (a container
     // printing in a loop must not flood the manager), cut to 512 characters, control characters replaced.
     let windowStart = 0,
@@ -238,25 +260,57 @@ export class Incarnation {
         o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(CONTROL_CHARACTERS, '?')}`);
       }
     };
-    child.stdout?.on('data', text(LogLevel.INFO));
-    child.stderr?.on('data', text(LogLevel.WARN));
-    child.on('exit', (code, signal) => {
+    stdout.on('data', text(LogLevel.INFO));
+    stderr.on('data', text(LogLevel.WARN));
+    const spec: LaunchSpec = {
+      sandbox: policy.name,
+      role: 'driver',
+      argv: [process.execPath, ...inherited, ...CONTAINER_NODE_FLAGS, ...heapArg, entry, ...(o.entryArgs ?? [])],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
+      stdout: outW,
+      stderr: errW,
+      fds,
+      limits: { memoryBytes: policy.container.memory, pids: policy.container.pids, cpuWeight: policy.container.cpuWeight },
+      confined: !policy.unconfined,
+    };
+    const gone = (e: LaunchExit): void => {
+      if (this.exited) return;
       this.exited = true;
-      o.hooks.exit(code, signal);
-    });
-    child.on('error', (e) => {
-      o.hooks.log(LogLevel.ERROR, `container process error: ${e.message}`);
-      // A spawn that failed has no process and no 'exit': report it as one, so the supervisor goes on.
-      if (child.pid === undefined && !this.exited) {
-        this.exited = true;
-        o.hooks.exit(null, null);
-      }
-    });
-    return child;
+      o.hooks.exit(e.code, e.signal, e.oom);
+    };
+    let started: Promise<Launched>;
+    try {
+      started = (o.launch ?? launchProcess)(spec);
+    } catch (e) {
+      started = Promise.reject(e);
+    }
+    started.then(
+      (l) => {
+        this.closeTheirs();
+        this.launched = l;
+        o.hooks.launched(l);
+        if (this.killed) l.kill('SIGKILL');
+        void l.exit.then(gone, (e: unknown) => {
+          o.hooks.log(LogLevel.ERROR, `container process: ${(e as Error).message}`);
+          gone({ code: null, signal: null, oom: false });
+        });
+      },
+      (e: unknown) => {
+        this.closeTheirs();
+        // A launch that failed has no process and no exit: report it as one, so the supervisor goes on.
+        o.hooks.log(LogLevel.ERROR, `container process error: ${(e as Error).message}`);
+        gone({ code: null, signal: null, oom: false });
+      },
+    );
+  }
+
+  private closeTheirs(): void {
+    for (const n of this.theirs) this.sys.close(n);
+    this.theirs.length = 0;
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.launched?.pid;
   }
 
   /** True once a SIGKILL was sent. */
@@ -264,13 +318,15 @@ export class Incarnation {
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (signal === 'SIGKILL') this.killed = true;
-    if (!this.exited) this.child.kill(signal);
+    if (!this.exited) this.launched?.kill(signal);
   }
 
   /** After exit: stop serving and release what was made for this container. Idempotent. */
   dispose(): void {
     this.mailbox?.close();
-    (this.child?.stdio[3] as Duplex | null | undefined)?.destroy();
+    for (const s of this.sockets) s.destroy();
+    this.sockets.length = 0;
+    this.closeTheirs();
     for (const s of this.shared) s.close();
     this.shared.length = 0;
     for (const n of this.eventfds) this.sys.close(n);

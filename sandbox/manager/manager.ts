@@ -17,6 +17,8 @@ import type { Policy } from '../../policies/types.js';
 import { KmsgFaultMonitor } from './faults.js';
 import { capsStatus, dropPrivileges, type PrivilegeReport } from './privilege.js';
 import { Supervisor, type SandboxEvent, type SupervisorOptions } from './supervisor.js';
+import { defaultSys } from 'linux-sys';
+import { closeOnExecAll } from '../spawner/fds.js';
 
 /** Where the control socket lives: $DMABOX_CONTROL, /run/dmabox (root), or a per-user folder. */
 export function defaultControlPath(): string {
@@ -57,6 +59,8 @@ export class Manager extends EventEmitter {
   ) {
     super();
     this.controlPath = options.controlPath === undefined ? defaultControlPath() : options.controlPath;
+    // fd hygiene: nothing this process inherited (a log file, the invoking shell's pipes) reaches a container.
+    closeOnExecAll(options.supervisor?.sys ?? defaultSys());
     try {
       for (const p of policies) {
         const s = new Supervisor(p, options.supervisor);

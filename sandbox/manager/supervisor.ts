@@ -32,7 +32,10 @@ import type { NetGeometry } from '../abi/net.js';
 import { realTimers, type Timer, type Timers } from '../../common/timers.js';
 import { bundleDriver, driverRef, type DriverRef } from './driver-code.js';
 import { SandboxError } from './errors.js';
-import { Incarnation } from './incarnation.js';
+import { Incarnation, type Launch } from './incarnation.js';
+import type { Launched } from '../spawner/launch.js';
+import { launchHost } from '../spawner/host.js';
+import { closeOnExecAll } from '../spawner/fds.js';
 import { SimDevice } from './sim-device.js';
 import { VfioDevice } from './vfio-device.js';
 import type { SandboxDevice } from './device.js';
@@ -75,6 +78,8 @@ export interface SupervisorOptions {
   pollIdleMs?: number;
   /** Real devices: bind to vfio-pci at start, give back to the previous driver at stop. */
   bind?: boolean;
+  /** How containers are started (default: sandbox/spawner/launch.ts in this process). */
+  launch?: Launch;
 }
 
 const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error', [LogLevel.WARN]: 'warn', [LogLevel.INFO]: 'info', [LogLevel.DEBUG]: 'debug' };
@@ -98,8 +103,11 @@ export class Supervisor extends EventEmitter implements FaultSink {
   /** Violations seen (hypercall, mailbox, the service's rings). */
   violations = 0;
   readonly events: SandboxEvent[] = [];
-  /** uid/gid containers run as, and whether that is the policy's (root) or the invoking user's. */
-  readonly credentials: { uid: number; gid: number; asPolicy: boolean };
+  /**
+   * uid/gid the container runs as (its sandbox's own identity when the manager is root, the
+   * invoking user's otherwise; -1 before the first launch), and the confinement it lacks.
+   */
+  readonly credentials: { uid: number; gid: number; asPolicy: boolean; missing: readonly string[] };
   readonly clock: Timers;
   private current: Incarnation | undefined;
   private code: Uint8Array | undefined;
@@ -110,8 +118,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private lastProgress = 0;
   private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock'>> &
-    Pick<SupervisorOptions, 'entry' | 'entryArgs'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launch'>> &
+    Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'launch'>;
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
@@ -127,6 +135,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
       sys: options.sys ?? defaultSys(),
       entry: options.entry,
       entryArgs: options.entryArgs,
+      launch: options.launch,
       heartbeatMs: options.heartbeatMs ?? 500,
       helloTimeoutMs: options.helloTimeoutMs ?? 20_000,
       readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
@@ -134,9 +143,14 @@ export class Supervisor extends EventEmitter implements FaultSink {
       registerTimeoutMs: options.registerTimeoutMs ?? 2_000,
     };
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
+    // Inherited fds (a log file, the invoking shell's pipes) never reach a container.
+    closeOnExecAll(this.o.sys);
+    // A policy that names its identity keeps it, if no other sandbox holds it.
+    if (root && policy.container.uid !== undefined && policy.container.gid !== undefined)
+      launchHost().identities.pin(policy.name, 'driver', { uid: policy.container.uid, gid: policy.container.gid });
     this.credentials = root
-      ? { uid: policy.container.uid, gid: policy.container.gid, asPolicy: true }
-      : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false };
+      ? { uid: policy.container.uid ?? -1, gid: policy.container.gid ?? -1, asPolicy: true, missing: [] }
+      : { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, asPolicy: false, missing: [] };
     this.driver = driverRef(policy);
     this.device =
       'sim' in policy.device
@@ -309,7 +323,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         sys: this.o.sys,
         ...(this.o.entry ? { entry: this.o.entry } : {}),
         ...(this.o.entryArgs ? { entryArgs: this.o.entryArgs } : {}),
-        credentials: this.credentials.asPolicy ? { uid: this.credentials.uid, gid: this.credentials.gid } : undefined,
+        ...(this.o.launch ? { launch: this.o.launch } : {}),
         heartbeatMs: this.o.heartbeatMs,
         helloTimeoutMs: this.o.helloTimeoutMs,
         registerTimeoutMs: this.o.registerTimeoutMs,
@@ -325,7 +339,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
           gone: (reason) => {
             if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`);
           },
-          exit: (code, signal) => this.onExit(inc, code, signal),
+          launched: (l) => this.onLaunched(inc, l),
+          exit: (code, signal, oom) => this.onExit(inc, code, signal, oom),
         },
       });
     } catch (e) {
@@ -336,10 +351,6 @@ export class Supervisor extends EventEmitter implements FaultSink {
     }
     this.current = inc;
     this.startedAt = this.clock.wall();
-    this.event(
-      'spawn',
-      `container pid ${inc.pid} as uid ${this.credentials.uid} gid ${this.credentials.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}`,
-    );
     this.readyTimer = this.clock.setTimeout(
       () =>
         this.confirm(() => {
@@ -347,6 +358,16 @@ export class Supervisor extends EventEmitter implements FaultSink {
         }),
       this.o.readyTimeoutMs,
     );
+  }
+
+  private onLaunched(inc: Incarnation, l: Launched): void {
+    if (this.current !== inc) return;
+    Object.assign(this.credentials, { uid: l.uid, gid: l.gid, missing: l.missing });
+    this.event(
+      'spawn',
+      `container pid ${l.pid} as uid ${l.uid} gid ${l.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}${l.cgroup ? `, cgroup ${l.cgroup}` : ''}`,
+    );
+    for (const m of l.missing) this.event('log', `CONFINEMENT MISSING: ${m}`, 'warn');
   }
 
   /**
@@ -434,14 +455,16 @@ export class Supervisor extends EventEmitter implements FaultSink {
     inc.kill('SIGKILL');
   }
 
-  private onExit(inc: Incarnation, code: number | null, signal: NodeJS.Signals | null): void {
+  private onExit(inc: Incarnation, code: number | null, signal: NodeJS.Signals | null, oom = false): void {
     if (this.current !== inc) return;
     this.clock.clearTimeout(this.readyTimer);
     this.clock.clearInterval(this.hangTimer);
     const kept = this.service.detach();
     inc.dispose();
     this.current = undefined;
-    this.event('exit', `container pid ${inc.pid} ${signal ? `killed by ${signal}` : `exited with ${code}`}${kept}`, this.stopRequested ? 'info' : 'warn');
+    const how = signal ? `killed by ${signal}` : `exited with ${code}`;
+    const oomText = oom ? ` (OOM: its cgroup's memory limit of ${this.policy.container.memory} bytes was reached)` : '';
+    this.event('exit', `container pid ${inc.pid} ${how}${oomText}${kept}`, this.stopRequested ? 'info' : 'warn');
     if (code === EXIT.CONFIG && !this.stopRequested) {
       this.quarantine();
       this.markFailed('the driver cannot start on this device (its container exited with EXIT_CONFIG; the log above says why)');
@@ -560,6 +583,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
       uid: this.credentials.uid,
       gid: this.credentials.gid,
       uidFromPolicy: this.credentials.asPolicy,
+      cgroup: this.current?.launched?.cgroup ?? null,
+      confinementMissing: this.credentials.missing,
       unconfined: this.policy.unconfined,
       uptimeMs: inc && !inc.exited ? this.clock.wall() - inc.startedAt : 0,
       restarts: this.restarts,

@@ -223,4 +223,30 @@ test('unknown arguments exit 2', async () => {
   assert.is(await run(['--verbose'], { out: () => {}, err: () => {} }), 2);
 });
 
+test('isolation: identities, namespaces and cgroups OK when there, WARN with what it costs when not', () => {
+  const ok = byId(
+    diagnose({
+      ...machine(LAB),
+      isolation: {
+        root: true,
+        namespaces: { bwrap: '/usr/bin/bwrap' },
+        cgroups: { version: 2, base: '/sys/fs/cgroup/dmabox', controllers: ['memory', 'pids', 'cpu'] },
+      },
+    }).checks,
+  );
+  assert.is(ok.identities!.status, 'OK');
+  assert.is(ok.namespaces!.status, 'OK');
+  assert.match(ok.cgroups!.summary, /cgroup v2 with memory, pids, cpu at \/sys\/fs\/cgroup\/dmabox/);
+  const r = diagnose({
+    ...machine(LAB),
+    isolation: { root: false, namespaces: { why: 'bubblewrap (bwrap) is not installed' }, cgroups: { version: 0, why: 'not root' } },
+  });
+  const bad = byId(r.checks);
+  assert.is(r.verdict, 'warn', 'the sandbox still runs (identity and seccomp), loudly');
+  assert.match(bad.identities!.summary, /every container runs as the invoking user/);
+  assert.match(bad.namespaces!.summary, /no namespaces for containers: bubblewrap \(bwrap\) is not installed\. .*see the host's processes/);
+  assert.match(bad.cgroups!.summary, /no cgroups for containers: not root\. A container's memory is bounded only by Node's heap limit/);
+  assert.match(bad.namespaces!.fix!, /apt-get install bubblewrap/);
+});
+
 test.run();

@@ -52,7 +52,8 @@ test('a good policy resolves with defaults filled in', () => {
     { size: 2 * 2 ** 20, hugePages: false, label: 'queues', access: 'split' },
     { size: 32 * 2 ** 20, hugePages: false, label: 'io-buffers', access: 'split' },
   ]);
-  assert.equal(p.container, { uid: 65534, gid: 65534, memory: 256 * 2 ** 20, seccomp: 'driver' });
+  // No uid or gid: each sandbox gets an identity of its own when it is launched.
+  assert.equal(p.container, { memory: 256 * 2 ** 20, pids: 64, cpuWeight: 100, seccomp: 'driver' });
   assert.equal(p.restart, { maxRestarts: 3, window: 60_000, backoff: { initial: 100, max: 30_000 } });
   assert.is(p.onIommuFault, 'stop');
   assert.equal(p.linkback, { nbd: { port: 10809, export: 'lab-nvme', poll: 0.5 } });
@@ -151,7 +152,7 @@ const CASES: Array<[string, string, string[]]> = [
     'root uid',
     GOOD + 'container:\n  uid: 0\n',
     [
-      `lab-nvme.yaml:16: container.uid: expected an unprivileged uid (default 65534), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`,
+      `lab-nvme.yaml:16: container.uid: expected an unprivileged uid (or none: an identity of its own is allocated), got 0: a driver running as root is not sandboxed (allowed only with unconfined: true)`,
     ],
   ],
   [
@@ -235,7 +236,11 @@ const CASES: Array<[string, string, string[]]> = [
     [`lab-nvme.yaml:3: device.blockSize: expected one of 512, 4096, got 1024`],
   ],
   ['unconfined must be a boolean', GOOD + 'unconfined: "yes"\n', [`lab-nvme.yaml:15: unconfined: expected true or false, got 'yes'`]],
-  ['empty section', GOOD + 'container:\n', [`lab-nvme.yaml:15: container: expected a mapping with uid, gid, memory, seccomp, got nothing (null)`]],
+  [
+    'empty section',
+    GOOD + 'container:\n',
+    [`lab-nvme.yaml:15: container: expected a mapping with uid, gid, memory, pids, cpuWeight, seccomp, got nothing (null)`],
+  ],
   ['YAML syntax error', GOOD + 'restart: [\n', [`lab-nvme.yaml:16: YAML: `]],
   ['duplicate key', GOOD + 'name: again\n', [`lab-nvme.yaml:15: YAML: Map keys must be unique`]],
   [

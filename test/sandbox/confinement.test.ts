@@ -1,5 +1,5 @@
 /**
- * The container really is unprivileged: its uid and gid (the policy's when the manager is root),
+ * The container really is unprivileged: its uid and gid (its sandbox's own when the manager is root),
  * NoNewPrivs 1 and Seccomp 2 in /proc/PID/status, and /dev/vfio out of reach (the filter refuses
  * the open itself: EPERM, whether or not the file exists). An unconfined policy says so.
  */
@@ -11,6 +11,7 @@ import { parsePolicies } from '../../policies/index.js';
 import { SimDevice } from '../../sandbox/manager/sim-device.js';
 import { VfioDevice } from '../../sandbox/manager/vfio-device.js';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
+import { IDENTITY_RANGE } from '../../sandbox/spawner/identity.js';
 import { simPolicy, until } from './helpers.js';
 
 const root = process.getuid?.() === 0;
@@ -27,8 +28,12 @@ test('the container runs as the policy uid/gid, no_new_privs, seccomp mode 2, /d
     await s.start();
     const status = readFileSync(`/proc/${s.pid}/status`, 'utf8');
     if (root) {
-      assert.is(field(status, 'Uid').split(/\s+/)[0], '65534');
-      assert.is(field(status, 'Gid').split(/\s+/)[0], '65534');
+      // Its sandbox's own identity, from the dynamic range, as status says.
+      const uid = Number(field(status, 'Uid').split(/\s+/)[0]);
+      assert.ok(uid >= IDENTITY_RANGE.first && uid <= IDENTITY_RANGE.last && uid !== 65534, `uid ${uid}`);
+      assert.is(Number(field(status, 'Gid').split(/\s+/)[0]), uid);
+      assert.is(s.status().uid, uid);
+      assert.is(s.status().gid, uid);
       assert.is(s.status().uidFromPolicy, true);
     } else {
       assert.is(field(status, 'Uid').split(/\s+/)[0], String(process.getuid!()));

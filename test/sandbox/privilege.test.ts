@@ -186,12 +186,15 @@ restart: { maxRestarts: 3, window: 60s, backoff: { initial: 50ms, max: 1s } }
     const mine = parseStatusCaps(spawnSync('cat', [`/proc/${m.pid}/status`], { encoding: 'utf8' }).stdout);
     assert.is(mine.effective, KEPT);
     assert.is(mine.bounding, KEPT);
-    const first = Number(/container pid (\d+) as uid 65534/.exec(out)?.[1]);
+    const first = Number(/container pid (\d+) as uid \d+/.exec(out)?.[1]);
     assert.ok(first > 0, out);
     process.kill(first, 'SIGKILL');
     await until('the restarted container', () => /restart: restart 1/.test(out) && /priv-a ready: /.test(out.slice(out.indexOf('restart: restart 1'))), 30_000);
     assert.match(out, /quarantine: bus mastering off/);
-    const second = Number([...out.matchAll(/container pid (\d+) as uid 65534 gid 65534/g)][1]?.[1]);
+    // The restarted container gets its sandbox's identity again.
+    const spawns = [...out.matchAll(/container pid (\d+) as uid (\d+) gid (\d+)/g)];
+    assert.is(spawns[1]?.[2], spawns[0]?.[2], out);
+    const second = Number(spawns[1]?.[1]);
     assert.ok(second > 0 && second !== first, out);
     const st = JSON.parse(
       spawnSync(process.execPath, [...process.execArgv, cliMain, 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 }).stdout,

@@ -60,8 +60,10 @@ test('devices with the lab ids are bound to vfio-pci through driver_override and
   assert.ok(custom.includes('    0x8086:0x10d3)'));
 });
 
-test('the command runs chrooted; its status goes to the rc file and to port 0xf4', () => {
-  assert.ok(script.includes('chroot /host /bin/sh /run/dmabox-lab/cmd.sh < /dev/null'));
+test('the command runs in the host root (moved over / in its own mount namespace); its status goes to the rc file and to port 0xf4', () => {
+  assert.ok(
+    script.includes(`unshare -m --propagation private sh -c 'cd /host && mount --move . / && exec chroot . /bin/sh /run/dmabox-lab/cmd.sh' < /dev/null`),
+  );
   assert.ok(script.includes('echo "$rc" > /labrun/rc'));
   assert.ok(script.includes('dd of=/dev/port bs=1 seek=244 count=1'));
   assert.ok(script.includes(`finish ${INIT_FAILED_STATUS}`));

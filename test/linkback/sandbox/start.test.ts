@@ -42,7 +42,7 @@ test('npm start: ready line, nbdinfo on the printed socket, SIGINT stops in orde
   try {
     await until('the ready line', () => /^ready: /m.test(out) || exit !== undefined, 60_000);
     assert.is(exit, undefined, `demo exited early: ${out}${err}`);
-    assert.match(out, /^(root: containers run as each policy's uid\/gid|not root: containers run as the invoking user)/m);
+    assert.match(out, /^(root: each sandbox runs as an identity of its own|not root: containers run as the invoking user)/m);
     const uri = /^ {2}nbdinfo '([^']+)'$/m.exec(out)?.[1];
     assert.is(uri, `nbd+unix:///demo?socket=${sock}`, out);
     assert.match(out, /^ {2}nbdcopy disk\.img '/m);
