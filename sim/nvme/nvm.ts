@@ -83,8 +83,7 @@ export class NvmEngine {
     if (opc === NvmOpcode.WRITE && (d[CDW12]! & FUA) !== 0) this.stats.fuaWrites++;
     if (!this.copyData) return 0;
     const r = this.prp.walk(d[PRP1]! + d[PRP1 + 1]! * TWO32, d[PRP2]! + d[PRP2 + 1]! * TWO32, bytes);
-    if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
-    if (r !== PrpResult.OK) return this.transferError();
+    if (r !== PrpResult.OK) return this.prpError(r);
     const pos = slba * ns.blockSize;
     const store = ns.store;
     if (opc === NvmOpcode.READ) {
@@ -103,8 +102,8 @@ export class NvmEngine {
     const nr = (d[CDW10]! & NR_MASK) + 1;
     const len = nr * DSM_RANGE.size;
     const r = this.prp.walk(d[PRP1]! + d[PRP1 + 1]! * TWO32, d[PRP2]! + d[PRP2 + 1]! * TWO32, len);
-    if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
-    if (r !== PrpResult.OK || !this.prp.fromHost(this.dsm, 0)) return this.transferError();
+    if (r !== PrpResult.OK) return this.prpError(r);
+    if (!this.prp.fromHost(this.dsm, 0)) return this.transferError();
     for (let i = 0; i < nr; i++) if (this.rangeStart(i) + this.rangeBlocks(i) > ns.blocks) return LBA_RANGE;
     if ((d[CDW11]! & AD) !== 0) {
       for (let i = 0; i < nr; i++) ns.store.zero(this.rangeStart(i) * ns.blockSize, this.rangeBlocks(i) * ns.blockSize);
@@ -121,6 +120,16 @@ export class NvmEngine {
   /** Length in blocks of fetched range `i`. */
   private rangeBlocks(i: number): number {
     return this.dsmView.getUint32(i * DSM_RANGE.size + DSM_RANGE.NLB.offset, true);
+  }
+
+  /** The status of a failed PRP walk (§4.3, §4.6.1.2.1). */
+  private prpError(r: number): number {
+    if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
+    if (r === PrpResult.BAD_LIST) {
+      this.stats.badPrpLists++;
+      return INVALID_FIELD;
+    }
+    return this.transferError();
   }
 
   private transferError(): number {

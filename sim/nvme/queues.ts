@@ -48,6 +48,12 @@ export interface AdminExecutor {
 
 /** Entries fetched per DMA read, and completions staged per DMA write, at most. */
 const BATCH = 64;
+/**
+ * Commands executed per run of the work routine at most (four batches): a driver that keeps its
+ * queues full gets the rest done in the next deferred step (sim/sched.ts), so one run is bounded
+ * by this many commands of at most MDTS bytes each, whatever the queue sizes and doorbells say.
+ */
+export const COMMAND_BUDGET = 256;
 const SQE_DWORDS = SQE.size / 4;
 const CQE_DWORDS = CQE.size / 4;
 const CDW0 = dword(SQE.CDW0);
@@ -148,24 +154,26 @@ export class QueueEngine {
   process(): void {
     if (!this.running) return;
     const sqs = this.sqs;
+    let budget = COMMAND_BUDGET;
     let progress = true;
-    while (progress && this.running) {
+    while (progress && this.running && budget > 0) {
       progress = false;
-      for (let q = 0; q < sqs.length; q++) {
+      for (let q = 0; q < sqs.length && budget > 0; q++) {
         const sq = sqs[q];
         if (sq === undefined) continue;
-        while (sq.head !== sq.tail && this.running) {
+        while (sq.head !== sq.tail && this.running && budget > 0) {
           // Fetch as many entries as are submitted, contiguous (up to the wrap), and fit in the CQ.
           const cq = sq.cq;
           const submitted = sq.tail >= sq.head ? sq.tail - sq.head : sq.size - sq.head;
           const cqRoom = (cq.head - cq.tail - 1 + cq.size) % cq.size;
-          const n = Math.min(submitted, cqRoom, BATCH);
+          const n = Math.min(submitted, cqRoom, BATCH, budget);
           if (n === 0) break; // CQ full: wait for its head doorbell
           if (!this.fn.dma.read(sq.base + sq.head * SQE.size, this.fetched, 0, n * SQE.size)) {
             this.onFatal(`SQ ${sq.id} entries ${sq.head}..${sq.head + n - 1} could not be fetched (IOMMU refused the read)`);
             return;
           }
           progress = true;
+          budget -= n;
           const e = this.sqe;
           const f = this.fetched32;
           this.stageCq = cq;
@@ -182,6 +190,11 @@ export class QueueEngine {
       }
     }
     this.signal();
+    if (budget === 0 && this.running) {
+      // Budget spent: whatever is still submitted is fetched in the next step.
+      this.stats.budgetYields++;
+      this.work.kick();
+    }
   }
 
   /**
