@@ -68,7 +68,19 @@ export interface SimNvmeStats {
 }
 
 export function newStats(): SimNvmeStats {
-  return { commands: 0, adminCommands: 0, dataTransferErrors: 0, badDoorbells: 0, cqOverflows: 0, interrupts: 0, fatal: 0, fuaWrites: 0, badPrpLists: 0, deviceFaults: 0, budgetYields: 0 };
+  return {
+    commands: 0,
+    adminCommands: 0,
+    dataTransferErrors: 0,
+    badDoorbells: 0,
+    cqOverflows: 0,
+    interrupts: 0,
+    fatal: 0,
+    fuaWrites: 0,
+    badPrpLists: 0,
+    deviceFaults: 0,
+    budgetYields: 0,
+  };
 }
 
 /** The options with their defaults, checked. */

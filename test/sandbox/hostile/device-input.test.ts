@@ -155,7 +155,10 @@ test('msix-vector: IVAR naming MSI-X vector 7 of 5, then a TX kick: dropped and 
     const s = await m.attackDone();
     const lines = s.reports.join('\n');
     assert.ok(!lines.includes('threw'), lines);
-    assert.ok(s.reports.some((l) => l.startsWith('kicked')), lines);
+    assert.ok(
+      s.reports.some((l) => l.startsWith('kicked')),
+      lines,
+    );
     const after = await responsive(m);
     assert.is(after.attacked.state, 'running', 'the attacked sandbox still serves');
     assert.is(after.bystander.state, 'running');
@@ -164,7 +167,10 @@ test('msix-vector: IVAR naming MSI-X vector 7 of 5, then a TX kick: dropped and 
       assert.is(after.model.faultCount, 0);
     } else {
       // A device model in a process of its own: what the driver sees is all there is to check here.
-      assert.ok(s.reports.some((l) => l.startsWith('after:')), lines);
+      assert.ok(
+        s.reports.some((l) => l.startsWith('after:')),
+        lines,
+      );
     }
     assert.match(await m.ask<string>('probe', 10_000), /^read 4096 bytes$/);
   } finally {

@@ -117,8 +117,7 @@ for (const seed of [1, 2, 3]) {
         // vector fields then route to vectors 0..7 of the 5 the function has).
         p.config.write16(MSIX_MC, next() & (MSIX.MC.ENABLE.mask | MSIX.MC.FMASK.mask));
         p.config.write16(0x04, p.config.read16(0x04) | 0x6);
-      }
-      else {
+      } else {
         const reg = TARGETS[next() % TARGETS.length]!;
         let v = next();
         if (reg === O.RDBAL || reg === O.TDBAL) v = addr() >>> 0;

@@ -140,7 +140,15 @@ for (const seed of [1, 2, 3]) {
       // Random PRP list entries: data pages, chains to list pages (themselves included), offsets.
       const e = (next() % (4 * 512)) * 8;
       const kind = next() % 4;
-      put64(lists.view, e, kind === 0 ? Number(lists.iova) + (next() % 4) * PAGE + (next() % 4 === 0 ? (next() % 512) * 8 : 0) : kind === 1 ? addr() : Number(data.iova) + (next() % 16) * PAGE);
+      put64(
+        lists.view,
+        e,
+        kind === 0
+          ? Number(lists.iova) + (next() % 4) * PAGE + (next() % 4 === 0 ? (next() % 512) * 8 : 0)
+          : kind === 1
+            ? addr()
+            : Number(data.iova) + (next() % 16) * PAGE,
+      );
       const k = next() % 16;
       timed(() => {
         if (k < 8) randomCommand();
