@@ -182,7 +182,7 @@ test('deferred work runs after the doorbell write, coalesced', async () => {
 });
 
 test('a model that throws in its work: a device fault (event, count, DEVSTA.FED), the function hung, nothing thrown at the doorbell', () => {
-  const { p, fn, model } = setup();
+  const { p, fn, model, machine } = setup();
   const faults: { source: string; message: string }[] = [];
   fn.on('fault', (f: { source: string; message: string }) => faults.push(f));
   (model as unknown as { process: () => void }).process = () => {
@@ -198,6 +198,9 @@ test('a model that throws in its work: a device fault (event, count, DEVSTA.FED)
   assert.ok(fn.fatal);
   assert.ok((p.config.read16(0x60 + PCIE.DEVSTA.offset) & PCIE.DEVSTA.FED.mask) !== 0, 'PCIe Device Status: Fatal Error Detected');
   assert.ok(fn.hung, 'a model without fail() is hung');
+  const d = machine.status().devices[0]!;
+  assert.equal([d.faults, d.fatal, d.lastFault], [1, true, 'work: model bug'], 'the machine status shows it');
+  assert.equal([p.status().deviceFaults, p.status().fatal], [1, true]);
   p.reset();
   assert.not.ok(fn.fatal, 'FLR clears it');
   assert.not.ok(fn.hung);
