@@ -54,6 +54,12 @@ const BATCH = 64;
  * by this many commands of at most MDTS bytes each, whatever the queue sizes and doorbells say.
  */
 export const COMMAND_BUDGET = 256;
+/**
+ * Bytes moved or zeroed per run at most (checked after each command, so one command of any size
+ * still runs): a run of 256 maximum-size transfers, Write Zeroes or deallocations would otherwise
+ * hold the event loop for gigabytes of copying. 8 MiB is a few milliseconds of memcpy.
+ */
+export const BYTE_BUDGET = 8 * 1024 * 1024;
 const SQE_DWORDS = SQE.size / 4;
 const CQE_DWORDS = CQE.size / 4;
 const CDW0 = dword(SQE.CDW0);
@@ -90,6 +96,8 @@ export class QueueEngine {
   /** Completions of the current batch, written to the CQ in one DMA write (two at a wrap). */
   private readonly stage = new Uint8Array(BATCH * CQE.size);
   private readonly stage32 = new Uint32Array(this.stage.buffer);
+  /** Bytes moved or zeroed in the current run (against BYTE_BUDGET). */
+  private spent = 0;
   private stageCq: Cq | undefined;
   private stageStart = 0;
   private staged = 0;
@@ -155,13 +163,14 @@ export class QueueEngine {
     if (!this.running) return;
     const sqs = this.sqs;
     let budget = COMMAND_BUDGET;
+    this.spent = 0;
     let progress = true;
-    while (progress && this.running && budget > 0) {
+    while (progress && this.running && budget > 0 && this.spent < BYTE_BUDGET) {
       progress = false;
-      for (let q = 0; q < sqs.length && budget > 0; q++) {
+      for (let q = 0; q < sqs.length && budget > 0 && this.spent < BYTE_BUDGET; q++) {
         const sq = sqs[q];
         if (sq === undefined) continue;
-        while (sq.head !== sq.tail && this.running && budget > 0) {
+        while (sq.head !== sq.tail && this.running && budget > 0 && this.spent < BYTE_BUDGET) {
           // Fetch as many entries as are submitted, contiguous (up to the wrap), and fit in the CQ.
           const cq = sq.cq;
           const submitted = sq.tail >= sq.head ? sq.tail - sq.head : sq.size - sq.head;
@@ -179,7 +188,8 @@ export class QueueEngine {
           this.stageCq = cq;
           this.stageStart = cq.tail;
           this.staged = 0;
-          for (let i = 0; i < n && this.running; i++) {
+          // Entries fetched past the byte budget stay in the SQ (head stops short): fetched again next run.
+          for (let i = 0; i < n && this.running && this.spent < BYTE_BUDGET; i++) {
             const b = i * SQE_DWORDS;
             for (let k = 0; k < SQE_DWORDS; k++) e[k] = f[b + k]!;
             if (++sq.head === sq.size) sq.head = 0;
@@ -190,7 +200,7 @@ export class QueueEngine {
       }
     }
     this.signal();
-    if (budget === 0 && this.running) {
+    if ((budget === 0 || this.spent >= BYTE_BUDGET) && this.running) {
       // Budget spent: whatever is still submitted is fetched in the next step.
       this.stats.budgetYields++;
       this.work.kick();
@@ -261,6 +271,7 @@ export class QueueEngine {
     }
     if (this.faults.hold(sq.id, cid)) return;
     this.complete(sq, cid, this.nvm.execute(d), 0);
+    this.spent += this.nvm.cost;
   }
 
   /** Write the batch's staged completions (§4.6) to their CQ: one DMA write, two at a wrap. */

@@ -8,10 +8,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SimMachine } from '../../../sim/machine.js';
 import { SimNvme } from '../../../sim/nvme/controller.js';
-import { COMMAND_BUDGET } from '../../../sim/nvme/queues.js';
+import { BYTE_BUDGET, COMMAND_BUDGET } from '../../../sim/nvme/queues.js';
 import { encodeCc, REG, sqTailDoorbell } from '../../../spec/nvme/registers.js';
 import { getField } from '../../../spec/field.js';
-import { AdminOpcode, FeatureId } from '../../../spec/nvme/commands.js';
+import { AdminOpcode, DSM, DSM_RANGE, FeatureId, NvmOpcode } from '../../../spec/nvme/commands.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
 import type { WorkMode } from '../../../sim/sched.js';
 
@@ -19,9 +19,9 @@ const ADDRESS = '0000:00:01.0';
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** A controller enabled by hand with an admin queue pair of `entries` entries; `submit(n)` queues n Get Features commands. */
-function adminRig(entries: number, workMode: WorkMode) {
+function adminRig(entries: number, workMode: WorkMode, blocks = 2048) {
   const machine = new SimMachine();
-  const model = new SimNvme({ maxQueueEntries: 4096 });
+  const model = new SimNvme({ maxQueueEntries: 4096, namespaces: [{ blocks }] });
   const fn = machine.attach(model, { address: ADDRESS, workMode });
   const p = machine.platform(ADDRESS, { busMaster: true });
   const bar = p.bar(0);
@@ -45,7 +45,40 @@ function adminRig(entries: number, workMode: WorkMode) {
     bar.write32(sqTailDoorbell(0, 0), tail);
   };
   const csts = (): number => bar.read32(REG.CSTS.offset);
-  return { machine, model, fn, p, bar, submit, enable, csts, resetTail: () => (tail = 0) };
+  // I/O queue pair 1 (64 entries), created on demand; `io(entries)` queues NVM commands on it and rings once.
+  const iosq = p.dma.alloc(64 * 64, DEVICE_READS);
+  const iocq = p.dma.alloc(64 * 16, DEVICE_WRITES);
+  let ioTail = 0;
+  const admin = (opc: number, cdw10: number, cdw11: number, prp1: bigint): void => {
+    const at = tail * 64;
+    for (let k = 0; k < 64; k += 4) asq.view.setUint32(at + k, 0, true);
+    asq.view.setUint32(at, opc | (tail << 16), true);
+    asq.view.setBigUint64(at + 24, prp1, true);
+    asq.view.setUint32(at + 40, cdw10, true);
+    asq.view.setUint32(at + 44, cdw11, true);
+    tail = (tail + 1) % entries;
+    bar.write32(sqTailDoorbell(0, 0), tail);
+  };
+  const ioQueues = (): void => {
+    admin(AdminOpcode.CREATE_IO_CQ, (63 << 16) | 1, 1, iocq.iova); // PC, no interrupts
+    admin(AdminOpcode.CREATE_IO_SQ, (63 << 16) | 1, (1 << 16) | 1, iosq.iova);
+  };
+  const io = (cmds: { opc: number; cdw10: number; cdw11?: number; cdw12: number; prp1?: bigint }[]): void => {
+    for (const c of cmds) {
+      const at = ioTail * 64;
+      for (let k = 0; k < 64; k += 4) iosq.view.setUint32(at + k, 0, true);
+      iosq.view.setUint32(at, c.opc | (ioTail << 16), true);
+      iosq.view.setUint32(at + 4, 1, true);
+      iosq.view.setBigUint64(at + 24, c.prp1 ?? 0n, true);
+      iosq.view.setUint32(at + 40, c.cdw10, true);
+      iosq.view.setUint32(at + 44, c.cdw11 ?? 0, true);
+      iosq.view.setUint32(at + 48, c.cdw12, true);
+      ioTail = (ioTail + 1) % 64;
+    }
+    bar.write32(sqTailDoorbell(1, 0), ioTail);
+  };
+  const ioDone = (): number => model.stats.commands - model.stats.adminCommands;
+  return { machine, model, fn, p, bar, submit, enable, csts, resetTail: () => (tail = 0), ioQueues, io, ioDone };
 }
 
 test(`a thousand admin commands behind one doorbell: at most ${COMMAND_BUDGET} per deferred step, all completed in the end`, async () => {
@@ -56,6 +89,33 @@ test(`a thousand admin commands behind one doorbell: at most ${COMMAND_BUDGET} p
   for (let i = 0; i < 20 && model.stats.adminCommands < 1000; i++) await turn();
   assert.is(model.stats.adminCommands, 1000);
   assert.ok(model.stats.budgetYields >= 3);
+  p.close();
+});
+
+test(`Write Zeroes of 32 MiB each: one per deferred step (the ${BYTE_BUDGET / 1048576} MiB byte budget), all done in the end`, async () => {
+  const { p, ioQueues, io, ioDone, model } = adminRig(64, 'deferred', 65536);
+  ioQueues();
+  await turn();
+  io(Array.from({ length: 6 }, () => ({ opc: NvmOpcode.WRITE_ZEROES, cdw10: 0, cdw12: 0xffff })));
+  await turn();
+  assert.is(ioDone(), 1, 'one 32 MiB command per step');
+  for (let i = 0; i < 20 && ioDone() < 6; i++) await turn();
+  assert.is(ioDone(), 6);
+  assert.ok(model.stats.budgetYields >= 5);
+  p.close();
+});
+
+test('Dataset Management with 256 overlapping ranges over the whole namespace zeroes it once, not 256 times', async () => {
+  const { p, ioQueues, io, ioDone, model } = adminRig(64, 'sync', 65536);
+  ioQueues();
+  const ranges = p.dma.alloc(4096, DEVICE_READS);
+  for (let i = 0; i < 256; i++) {
+    ranges.view.setUint32(i * DSM_RANGE.size + DSM_RANGE.NLB.offset, 65536 - i, true);
+    ranges.view.setBigUint64(i * DSM_RANGE.size + DSM_RANGE.SLBA.offset, BigInt(i), true);
+  }
+  io([{ opc: NvmOpcode.DATASET_MANAGEMENT, cdw10: 255, cdw11: DSM.CDW11.AD.mask, cdw12: 0, prp1: ranges.iova }]);
+  assert.is(ioDone(), 1);
+  assert.is(model.nvm.cost, 65536 * 512, 'the merged ranges cover the namespace once');
   p.close();
 });
 
