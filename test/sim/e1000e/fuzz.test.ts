@@ -133,7 +133,7 @@ for (const seed of [1, 2, 3]) {
       worst = Math.max(worst, performance.now() - t0);
     }
     // A step moves at most TX_BUDGET descriptors: far below this even on a loaded machine.
-    assert.ok(worst < 250, `the slowest step took ${worst.toFixed(1)} ms`);
+    assert.ok(worst < 500, `the slowest step took ${worst.toFixed(1)} ms`);
     const c = nic.counters;
     assert.ok(c.txFrames > 0 && c.txDmaDropped > 0, `the TX path ran, both ways (${JSON.stringify(c)})`);
     assert.ok(c.rxDmaDropped + machine.function('0000:00:02.0').dma.refused > 0, 'refusals happened');
