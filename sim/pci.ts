@@ -274,11 +274,12 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     if (!this.memoryEnabled) return;
     const m = this.msix,
       d = this.model.msix;
-    if (m !== undefined && d !== undefined && d.bar === index) {
-      if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableWrite32(offset - d.tableOffset, value);
-      if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaWrite32(offset - d.pbaOffset, value);
-    }
     try {
+      if (m !== undefined && d !== undefined && d.bar === index) {
+        // An unmasking write delivers pending messages: to the platform's handlers, inside this write.
+        if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableWrite32(offset - d.tableOffset, value);
+        if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaWrite32(offset - d.pbaOffset, value);
+      }
       this.bars[index]!.handler.write32(offset, value >>> 0);
     } catch (e) {
       this.deviceFault('register', e);
