@@ -98,6 +98,8 @@ export class QueueEngine {
   private readonly stage32 = new Uint32Array(this.stage.buffer);
   /** Bytes moved or zeroed in the current run (against BYTE_BUDGET). */
   private spent = 0;
+  /** The SQ the next run starts with (round robin across runs). */
+  private first = 0;
   private stageCq: Cq | undefined;
   private stageStart = 0;
   private staged = 0;
@@ -167,8 +169,10 @@ export class QueueEngine {
     let progress = true;
     while (progress && this.running && budget > 0 && this.spent < BYTE_BUDGET) {
       progress = false;
-      for (let q = 0; q < sqs.length && budget > 0 && this.spent < BYTE_BUDGET; q++) {
-        const sq = sqs[q];
+      // Round robin (CC.AMS 000b): each run starts one queue further, so a budget spent on one SQ
+      // never starves the ones after it.
+      for (let i = 0; i < sqs.length && budget > 0 && this.spent < BYTE_BUDGET; i++) {
+        const sq = sqs[(this.first + i) % sqs.length];
         if (sq === undefined) continue;
         while (sq.head !== sq.tail && this.running && budget > 0 && this.spent < BYTE_BUDGET) {
           // Fetch as many entries as are submitted, contiguous (up to the wrap), and fit in the CQ.
@@ -199,6 +203,7 @@ export class QueueEngine {
         }
       }
     }
+    this.first = (this.first + 1) % sqs.length;
     this.signal();
     if ((budget === 0 || this.spent >= BYTE_BUDGET) && this.running) {
       // Budget spent: whatever is still submitted is fetched in the next step.

@@ -46,9 +46,9 @@ function adminRig(entries: number, workMode: WorkMode, blocks = 2048) {
   };
   const csts = (): number => bar.read32(REG.CSTS.offset);
   // I/O queue pair 1 (64 entries), created on demand; `io(entries)` queues NVM commands on it and rings once.
-  const iosq = p.dma.alloc(64 * 64, DEVICE_READS);
+  const iosqs = [p.dma.alloc(64 * 64, DEVICE_READS), p.dma.alloc(64 * 64, DEVICE_READS)];
   const iocq = p.dma.alloc(64 * 16, DEVICE_WRITES);
-  let ioTail = 0;
+  const ioTails = [0, 0];
   const admin = (opc: number, cdw10: number, cdw11: number, prp1: bigint): void => {
     const at = tail * 64;
     for (let k = 0; k < 64; k += 4) asq.view.setUint32(at + k, 0, true);
@@ -61,10 +61,14 @@ function adminRig(entries: number, workMode: WorkMode, blocks = 2048) {
   };
   const ioQueues = (): void => {
     admin(AdminOpcode.CREATE_IO_CQ, (63 << 16) | 1, 1, iocq.iova); // PC, no interrupts
-    admin(AdminOpcode.CREATE_IO_SQ, (63 << 16) | 1, (1 << 16) | 1, iosq.iova);
+    admin(AdminOpcode.CREATE_IO_SQ, (63 << 16) | 1, (1 << 16) | 1, iosqs[0]!.iova);
+    admin(AdminOpcode.CREATE_IO_SQ, (63 << 16) | 2, (1 << 16) | 1, iosqs[1]!.iova);
   };
-  const io = (cmds: { opc: number; cdw10: number; cdw11?: number; cdw12: number; prp1?: bigint }[]): void => {
+  /** Queue NVM commands on I/O SQ `qid` (1 or 2, both on CQ 1) and ring its doorbell once. */
+  const io = (cmds: { opc: number; cdw10: number; cdw11?: number; cdw12: number; prp1?: bigint }[], qid = 1): void => {
+    const iosq = iosqs[qid - 1]!;
     for (const c of cmds) {
+      const ioTail = ioTails[qid - 1]!;
       const at = ioTail * 64;
       for (let k = 0; k < 64; k += 4) iosq.view.setUint32(at + k, 0, true);
       iosq.view.setUint32(at, c.opc | (ioTail << 16), true);
@@ -73,9 +77,9 @@ function adminRig(entries: number, workMode: WorkMode, blocks = 2048) {
       iosq.view.setUint32(at + 40, c.cdw10, true);
       iosq.view.setUint32(at + 44, c.cdw11 ?? 0, true);
       iosq.view.setUint32(at + 48, c.cdw12, true);
-      ioTail = (ioTail + 1) % 64;
+      ioTails[qid - 1] = (ioTail + 1) % 64;
     }
-    bar.write32(sqTailDoorbell(1, 0), ioTail);
+    bar.write32(sqTailDoorbell(qid, 0), ioTails[qid - 1]!);
   };
   const ioDone = (): number => model.stats.commands - model.stats.adminCommands;
   return { machine, model, fn, p, bar, submit, enable, csts, resetTail: () => (tail = 0), ioQueues, io, ioDone };
@@ -102,6 +106,25 @@ test(`Write Zeroes of 32 MiB each: one per deferred step (the ${BYTE_BUDGET / 10
   for (let i = 0; i < 20 && ioDone() < 6; i++) await turn();
   assert.is(ioDone(), 6);
   assert.ok(model.stats.budgetYields >= 5);
+  p.close();
+});
+
+test('round robin across runs: a queue full of 32 MiB commands does not starve the next queue', async () => {
+  const { p, ioQueues, io, ioDone, model } = adminRig(64, 'deferred', 65536);
+  ioQueues();
+  await turn();
+  io(
+    Array.from({ length: 20 }, () => ({ opc: NvmOpcode.WRITE_ZEROES, cdw10: 0, cdw12: 0xffff })),
+    1,
+  );
+  io([{ opc: NvmOpcode.FLUSH, cdw10: 0, cdw12: 0 }], 2);
+  const before = model.stats.commands;
+  for (let i = 0; i < 4; i++) await turn();
+  // Four runs: SQ 2's flush went within them, while SQ 1 still has most of its 20 commands.
+  assert.ok(ioDone() < 20, `${ioDone()} I/O commands done`);
+  const sq2 = (model as unknown as { queues: { sqs: { head: number }[] } }).queues.sqs[2]!;
+  assert.is(sq2.head, 1, "SQ 2's command was fetched");
+  assert.ok(model.stats.commands - before <= 5);
   p.close();
 });
 
