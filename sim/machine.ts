@@ -31,7 +31,19 @@ const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/;
 
 export interface MachineStatus {
   readonly iommu: IommuStatus;
-  readonly devices: readonly { address: string; model: string; busMaster: boolean; hung: boolean; open: boolean }[];
+  readonly devices: readonly {
+    address: string;
+    model: string;
+    busMaster: boolean;
+    hung: boolean;
+    open: boolean;
+    /** Device faults (exceptions caught inside the model), PCIe DEVSTA.FED, the last fault's text. */
+    faults: number;
+    fatal: boolean;
+    lastFault: string | null;
+    /** MSI-X messages for vectors the function does not have, dropped. */
+    msixDropped: number;
+  }[];
 }
 
 export class SimMachine {
@@ -101,7 +113,16 @@ export class SimMachine {
         busMaster: fn.busMasterEnabled,
         hung: fn.hung,
         open: this.open.has(fn.address),
+        faults: fn.faultCount,
+        fatal: fn.fatal,
+        lastFault: lastFault(fn),
+        msixDropped: fn.msix?.dropped ?? 0,
       })),
     };
   }
+}
+
+function lastFault(fn: PciFunction): string | null {
+  const f = fn.deviceFaults[fn.deviceFaults.length - 1];
+  return f === undefined ? null : `${f.source}: ${f.message}`;
 }

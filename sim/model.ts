@@ -60,4 +60,10 @@ export interface DeviceModel {
   attach(fn: PciFunction): void;
   /** Function-level reset (PCIe Base 4.0 §6.6.2): back to power-on state. */
   reset(): void;
+  /**
+   * An exception escaped the model and its PciFunction caught it (`PciFunction.deviceFault`):
+   * enter the fatal state the driver can see (NVMe CSTS.CFS; a NIC stops its rings) until a reset.
+   * Without it the function is hung instead.
+   */
+  fail?(reason: string): void;
 }

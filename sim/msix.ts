@@ -6,17 +6,18 @@
  * accesses in those ranges here. The capability's Message Control holds MSI-X Enable (bit 15) and
  * Function Mask (bit 14); each entry's Vector Control bit 0 masks one vector.
  *
- * `raise(v)`: disabled -> not signalled (the function may fall back to INTx); function or vector
+ * `raise(v)`: a vector the table does not have -> dropped and counted (never an exception: the
+ * number may come from a driver-written register); disabled -> not signalled (the function may fall back to INTx); function or vector
  * masked -> the vector's pending bit is set (§6.8.2.9); otherwise the message is delivered to the
  * sink (the platform's IrqVector handlers). Unmasking a vector with its pending bit set delivers it
  * and clears the bit.
  */
 import { MSIX, MSIX_ENTRY, MSIX_VECTOR_MASKED } from '../spec/pci/capabilities.js';
-import { SimError } from './errors.js';
 
 const VC_MASKED = MSIX_VECTOR_MASKED.mask;
 
-export type MsixOutcome = 'delivered' | 'pending' | 'disabled';
+/** `dropped`: the vector does not exist; the message goes nowhere (counted in `dropped`). */
+export type MsixOutcome = 'delivered' | 'pending' | 'disabled' | 'dropped';
 
 export class Msix {
   readonly vectors: number;
@@ -30,6 +31,12 @@ export class Msix {
   sink: ((vector: number) => void) | undefined;
   delivered = 0;
   lost = 0;
+  /**
+   * Messages for a vector the table does not have (a driver-written vector number, such as an
+   * e1000e IVAR entry, naming vector 7 of 5): dropped, as a write to a table entry that does not
+   * exist goes nowhere on real hardware, and counted here.
+   */
+  dropped = 0;
 
   constructor(vectors: number) {
     this.vectors = vectors;
@@ -51,10 +58,10 @@ export class Msix {
   }
 
   raise(vector: number): MsixOutcome {
-    if (!Number.isInteger(vector) || vector < 0 || vector >= this.vectors) {
-      throw new SimError('ERR_SIM_IRQ', `MSI-X vector ${vector} does not exist (the function has ${this.vectors})`, {
-        fix: `raise vectors 0..${this.vectors - 1}, or declare more in the model's msix.vectors`,
-      });
+    // The vector is often driver-written data: out of range is a lost message, never an exception.
+    if (!(vector >= 0 && vector < this.vectors) || (vector | 0) !== vector) {
+      this.dropped++;
+      return 'dropped';
     }
     if (!this.enabled) return 'disabled';
     if (this.functionMask || (this.table[vector * 4 + 3]! & VC_MASKED) !== 0) {

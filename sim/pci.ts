@@ -36,6 +36,24 @@ const INTX_DISABLE = PCI.COMMAND.INTX_DISABLE.mask;
 const STATUS = PCI.STATUS.offset;
 const MSIX_MC = CAP_MSIX_OFFSET + MSIX.MC.offset;
 const DEVCTL = CAP_PCIE_OFFSET + PCIE.DEVCTL.offset;
+const DEVSTA = CAP_PCIE_OFFSET + PCIE.DEVSTA.offset;
+const DEVSTA_FED = PCIE.DEVSTA.FED.mask;
+const DEVSTA_RW1C = PCIE.DEVSTA.CED.mask | PCIE.DEVSTA.NFED.mask | PCIE.DEVSTA.FED.mask | PCIE.DEVSTA.URD.mask;
+/** Device faults kept per function (the count goes on). */
+const FAULTS_KEPT = 16;
+
+/**
+ * An exception caught inside a device model (a bug the driver's input reached): where it came
+ * from, its message, and the exception itself. The function is in its fatal state afterwards.
+ */
+export interface DeviceFault {
+  readonly address: string;
+  readonly model: string;
+  /** 'work': a deferred or sync work routine; 'register': a BAR access; 'config': a config-space write's side effects; 'wire': a frame delivered to the model. */
+  readonly source: 'work' | 'register' | 'config' | 'wire';
+  readonly message: string;
+  readonly error: unknown;
+}
 
 const ALL_ONES = 0xffffffff;
 
@@ -63,6 +81,11 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   resets = 0;
   /** Interrupts raised while INTx was the mode and Interrupt Disable was set, or nothing was routed. */
   intxSuppressed = 0;
+  /** Exceptions caught inside the model (see `deviceFault`), and the last few of them. */
+  faultCount = 0;
+  readonly deviceFaults: DeviceFault[] = [];
+  /** The function was hung by a device fault (not by the test switch): a function-level reset releases it. */
+  private faultHung = false;
 
   constructor(address: string, model: DeviceModel, iommu: SimIommu, mem: PhysicalMemory) {
     super();
@@ -121,16 +144,49 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     for (const w of this.works) w.resumed();
   }
 
+  /** WorkOwner: a work routine threw. */
   workFailed(error: unknown): void {
-    // With no 'error' listener this throws, as a model bug should.
-    this.emit('error', error);
+    this.deviceFault('work', error);
+  }
+
+  /** True once a device fault happened and no function-level reset has cleared it (PCIe DEVSTA.FED). */
+  get fatal(): boolean {
+    return (this.cfg.getUint16(DEVSTA, true) & DEVSTA_FED) !== 0;
+  }
+
+  /**
+   * An exception escaped the model (its work, a register handler, a config write's side effect, a
+   * frame from the wire): never let it reach whoever drove the access or scheduled the work.
+   * The function records it, sets Fatal Error Detected in the PCIe Device Status register
+   * (PCIe 4.0 §7.5.3.5, what a driver or AER sees), asks the model to enter its own fatal state
+   * (NVMe CSTS.CFS, the 82574L stops; a model without `fail` is hung: it processes nothing more
+   * until a function-level reset) and emits 'fault' with the DeviceFault for the owner.
+   */
+  deviceFault(source: DeviceFault['source'], error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    const f: DeviceFault = { address: this.address, model: this.model.name, source, message, error };
+    this.faultCount++;
+    this.deviceFaults.push(f);
+    if (this.deviceFaults.length > FAULTS_KEPT) this.deviceFaults.shift();
+    this.cfg.setUint16(DEVSTA, this.cfg.getUint16(DEVSTA, true) | DEVSTA_FED, true);
+    try {
+      if (this.model.fail !== undefined) this.model.fail(`${source}: ${message}`);
+      else this.faultHung = this.hung = true;
+    } catch {
+      this.faultHung = this.hung = true;
+    }
+    try {
+      this.emit('fault', f);
+    } catch {
+      // A listener's own failure is the owner's; the device is already stopped.
+    }
   }
 
   /**
    * Signal interrupt `vector`: through MSI-X when it is enabled, else MSI when it is enabled, else
    * INTx when the function has a pin and Interrupt Disable is clear. Returns what happened.
    */
-  interrupt(vector: number): 'delivered' | 'pending' | 'disabled' | 'intx' | 'suppressed' {
+  interrupt(vector: number): 'delivered' | 'pending' | 'disabled' | 'dropped' | 'intx' | 'suppressed' {
     if (this.msix !== undefined && this.msix.enabled) return this.msix.raise(vector);
     if (this.msi !== undefined && this.msi.enabled) return this.msi.raise(vector);
     if (this.intx) {
@@ -166,6 +222,17 @@ export class PciFunction extends EventEmitter implements WorkOwner {
     }
     const end = offset + size;
     const touches = (at: number, len: number): boolean => offset < at + len && at < end;
+    // Device Status error bits are RW1C (§7.5.3.5), all in its low byte: written 1s clear them.
+    if (offset <= DEVSTA && DEVSTA < end) this.config[DEVSTA] = this.config[DEVSTA]! & ~((value >>> (8 * (DEVSTA - offset))) & DEVSTA_RW1C);
+    try {
+      this.configEffects(touches);
+    } catch (e) {
+      this.deviceFault('config', e);
+    }
+  }
+
+  /** The side effects of a config write: MSI-X and MSI control, Initiate FLR. */
+  private configEffects(touches: (at: number, len: number) => boolean): void {
     if (this.msix !== undefined && touches(MSIX_MC, 2)) {
       this.msix.setControl(this.cfg.getUint16(MSIX_MC, true));
     }
@@ -195,18 +262,28 @@ export class PciFunction extends EventEmitter implements WorkOwner {
       if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableRead32(offset - d.tableOffset);
       if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaRead32(offset - d.pbaOffset);
     }
-    return this.bars[index]!.handler.read32(offset) >>> 0;
+    try {
+      return this.bars[index]!.handler.read32(offset) >>> 0;
+    } catch (e) {
+      this.deviceFault('register', e);
+      return ALL_ONES;
+    }
   }
 
   barWrite32(index: number, offset: number, value: number): void {
     if (!this.memoryEnabled) return;
     const m = this.msix,
       d = this.model.msix;
-    if (m !== undefined && d !== undefined && d.bar === index) {
-      if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableWrite32(offset - d.tableOffset, value);
-      if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaWrite32(offset - d.pbaOffset, value);
+    try {
+      if (m !== undefined && d !== undefined && d.bar === index) {
+        // An unmasking write delivers pending messages: to the platform's handlers, inside this write.
+        if (offset >= d.tableOffset && offset < d.tableOffset + m.tableSize) return m.tableWrite32(offset - d.tableOffset, value);
+        if (offset >= d.pbaOffset && offset < d.pbaOffset + m.pbaSize) return m.pbaWrite32(offset - d.pbaOffset, value);
+      }
+      this.bars[index]!.handler.write32(offset, value >>> 0);
+    } catch (e) {
+      this.deviceFault('register', e);
     }
-    this.bars[index]!.handler.write32(offset, value >>> 0);
   }
 
   // ---- reset ----
@@ -227,7 +304,13 @@ export class PciFunction extends EventEmitter implements WorkOwner {
       this.cfg.setUint16(MSIX_MC, this.cfg.getUint16(MSIX_MC, true) & ~(MSIX.MC.ENABLE.mask | MSIX.MC.FMASK.mask), true);
     }
     this.msi?.reset();
-    this.model.reset();
+    this.cfg.setUint16(DEVSTA, 0, true);
+    if (this.faultHung) this.faultHung = this.hung = false;
+    try {
+      this.model.reset();
+    } catch (e) {
+      this.deviceFault('config', e);
+    }
     this.emit('reset');
   }
 

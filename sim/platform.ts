@@ -284,6 +284,8 @@ export class SimPlatform implements Platform {
     windows: number;
     mappings: number;
     faults: number;
+    deviceFaults: number;
+    fatal: boolean;
   } {
     const iommu = this.fn.iommu.status();
     return {
@@ -295,6 +297,9 @@ export class SimPlatform implements Platform {
       windows: this.dma.live,
       mappings: this.dma.mappings,
       faults: this.fn.iommu.faults(this.fn.address).length,
+      /** Exceptions caught inside the model (sim/pci.ts deviceFault), and whether DEVSTA.FED is set. */
+      deviceFaults: this.fn.faultCount,
+      fatal: this.fn.fatal,
     };
   }
 

@@ -13,7 +13,7 @@ export type WorkMode = 'sync' | 'deferred';
 
 export interface WorkOwner {
   readonly hung: boolean;
-  /** Called with an exception the work threw; the owner decides (the PciFunction re-emits it). */
+  /** Called with an exception the work threw; the owner decides (the PciFunction makes it a device fault). */
   workFailed(error: unknown): void;
 }
 

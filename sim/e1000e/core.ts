@@ -30,6 +30,12 @@ export interface E1000eModelCounters {
   txFrames: number;
   /** Extended (DEXT) TX descriptors: not modelled, skipped. */
   txUnsupported: number;
+  /** Interrupt messages an IVAR entry routed to an MSI-X vector the function does not have: dropped. */
+  irqBadVector: number;
+  /** Exceptions inside the model caught by its PCI function: each stopped the device until a reset. */
+  deviceFaults: number;
+  /** TX runs that stopped at their descriptor budget and went on in a later step. */
+  txYields: number;
 }
 
 /** The sim's IOVAs are exact numbers below 2^53; anything beyond is refused before the DMA engine. */
@@ -49,7 +55,15 @@ export class E1000eCore {
     rxDisabled: 0,
     txFrames: 0,
     txUnsupported: 0,
+    irqBadVector: 0,
+    deviceFaults: 0,
+    txYields: 0,
   };
+  /**
+   * Why the device stopped after an internal error (PciFunction.deviceFault), or null: no transmit,
+   * no receive, STATUS.GIO_MASTER_ENABLE reads 0, until CTRL.RST or a function-level reset.
+   */
+  fatal: string | null = null;
   /** Set when a descriptor fetch or write-back was refused: that ring stops until reset. */
   ringFault: 'rx' | 'tx' | null = null;
   fn: PciFunction | null = null;
@@ -58,9 +72,9 @@ export class E1000eCore {
   wire: FrameSink | null = null;
   wireBurst: ((on: boolean) => void) | null = null;
 
-  /** The function's hang switch: no transmit, no receive. */
+  /** The function's hang switch, or the device stopped by an internal error: no transmit, no receive. */
   get hung(): boolean {
-    return this.fn !== null && this.fn.hung;
+    return this.fatal !== null || (this.fn !== null && this.fn.hung);
   }
 
   /** STATUS.LU: CTRL.SLU is set and a cable is plugged in. */

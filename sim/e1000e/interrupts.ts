@@ -6,7 +6,7 @@
  * MSI-X, vector 0 of whatever the host function delivers (MSI/INTx). No moderation: ITR is stored,
  * not timed.
  */
-import { REG } from '../../spec/e1000e/registers.js';
+import { MSIX_LAYOUT, REG } from '../../spec/e1000e/registers.js';
 import type { RegisterDef } from '../regs.js';
 import type { E1000eCore } from './core.js';
 
@@ -134,8 +134,15 @@ export class Interrupts {
     }
   }
 
-  /** Raise the MSI-X vector an IVAR entry names, when the entry is valid. */
+  /**
+   * Raise the MSI-X vector an IVAR entry names, when the entry is valid. IVAR is driver-written and
+   * its vector fields are 3 bits for 5 vectors (§10.2.4.9): a vector the function does not have
+   * sends no message (counted in `irqBadVector`).
+   */
   private route(irq: SimIrqLine, ivar: number, valid: number, lo: number, max: number): void {
-    if (ivar & valid) irq.raise((ivar >>> lo) & max);
+    if (!(ivar & valid)) return;
+    const v = (ivar >>> lo) & max;
+    if (v >= MSIX_LAYOUT.VECTORS) this.core.counters.irqBadVector++;
+    else irq.raise(v);
   }
 }

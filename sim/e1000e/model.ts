@@ -133,6 +133,22 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.powerOn();
   }
 
+  /**
+   * DeviceModel: an exception escaped the model (caught by its PciFunction). The device stops (no
+   * transmit, no receive), counts it, and STATUS.GIO_MASTER_ENABLE reads 0 (§10.2.2.2: the device
+   * issues no more master requests) beside the function's PCIe Device Status Fatal Error Detected;
+   * CTRL.RST or a function-level reset brings it back.
+   */
+  fail(reason: string): void {
+    this.core.counters.deviceFaults++;
+    this.core.fatal = reason;
+  }
+
+  /** Why the device stopped after an internal error, or null. */
+  get fatal(): string | null {
+    return this.core.fatal;
+  }
+
   /** STATUS.LU: CTRL.SLU set and a cable plugged in. */
   linkUp(): boolean {
     return this.core.linkUp();
@@ -150,7 +166,15 @@ export class E1000eModel implements WirePort, DeviceModel {
 
   /** A frame arrives from the wire. True when it was written to host memory. */
   receive(frame: Uint8Array, len: number): boolean {
-    return this.rx.receive(frame, len);
+    // Frames arrive from the wire's side (a peer's microtask), outside any work routine: an
+    // exception here is the device's fault, never the sender's.
+    try {
+      return this.rx.receive(frame, len);
+    } catch (e) {
+      if (this.core.fn === null) throw e;
+      this.core.fn.deviceFault('wire', e);
+      return false;
+    }
   }
 
   /** The peer starts (true) or ends (false) a burst of frames: write-backs wait for its end. */
@@ -178,6 +202,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     r[RAL0_I] = (m[0]! | (m[1]! << 8) | (m[2]! << 16) | (m[3]! << 24)) >>> 0;
     r[RAH0_I] = (m[4]! | (m[5]! << 8) | REG.RAH.AV.mask) >>> 0;
     this.core.ringFault = null;
+    this.core.fatal = null;
     this.rx.reset();
     this.tx.reset();
   }
@@ -200,7 +225,7 @@ export class E1000eModel implements WirePort, DeviceModel {
       core.register('STATUS', () => {
         let s = STATUS_FIXED;
         if (core.linkUp()) s |= STATUS.LU.mask;
-        if (!(r[CTRL_I]! & GIO_MASTER_DISABLE)) s |= STATUS.GIO_MASTER_ENABLE.mask;
+        if (!(r[CTRL_I]! & GIO_MASTER_DISABLE) && core.fatal === null) s |= STATUS.GIO_MASTER_ENABLE.mask;
         return s >>> 0;
       }),
       core.stored('CTRL_EXT'),

@@ -45,6 +45,12 @@ const ADDR_AT = TXD.BUFFER_ADDR.offset,
 const TX_MAX = 16384;
 /** Descriptors fetched per DMA burst at most. */
 const FETCH_MAX = 64;
+/**
+ * Descriptors processed per run of the work routine at most (four bursts): a ring of 64K
+ * descriptors goes out in steps, the rest in the next deferred step (sim/sched.ts), so one
+ * driver's ring never holds the event loop for more than this many frames.
+ */
+export const TX_BUDGET = 256;
 
 export class TxEngine {
   private readonly core: E1000eCore;
@@ -128,9 +134,11 @@ export class TxEngine {
     let causes = 0;
     const burst = core.wireBurst;
     if (burst !== null) burst(true);
-    while (head !== tail) {
+    let budget = TX_BUDGET;
+    while (head !== tail && budget > 0) {
       // Fetch the descriptors up to the tail (or the ring's end) in one burst: one DMA read per run.
-      const run = Math.min(tail > head ? tail - head : n - head, FETCH_MAX);
+      const run = Math.min(tail > head ? tail - head : n - head, FETCH_MAX, budget);
+      budget -= run;
       const at0 = base + head * DESC_SIZE;
       if (!(at0 + run * DESC_SIZE <= MAX_IOVA ? dma.read(at0, fetched, 0, run * DESC_SIZE) : core.refuse(at0, run * DESC_SIZE, 'read'))) {
         core.ringFault = 'tx';
@@ -168,6 +176,11 @@ export class TxEngine {
     r[TDH_I] = head;
     if (head === tail) causes |= TXQE;
     if (causes) this.irq.cause(causes);
+    if (head !== tail && core.ringFault !== 'tx' && budget === 0) {
+      // Budget spent with descriptors left: go on in the next step.
+      core.counters.txYields++;
+      this.kick();
+    }
   }
 
   /** EOP: count and send the assembled frame, unless it lost a buffer. */

@@ -158,6 +158,10 @@ export class AdminCommandSet implements AdminExecutor {
     }
     const r = this.prp.walk(prp1, prp2, IDENTIFY_SIZE);
     if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
+    if (r === PrpResult.BAD_LIST) {
+      this.o.stats.badPrpLists++;
+      return INVALID_FIELD;
+    }
     if (r !== PrpResult.OK || !this.prp.toHost(b, 0)) {
       this.o.stats.dataTransferErrors++;
       return TRANSFER;

@@ -59,10 +59,28 @@ export interface SimNvmeStats {
   interrupts: number;
   fatal: number;
   fuaWrites: number;
+  /** Commands refused because their PRP list looped, revisited a list page or needed more chains than their length (Invalid Field). */
+  badPrpLists: number;
+  /** Exceptions inside the model caught by its PCI function: each put the controller in CSTS.CFS. */
+  deviceFaults: number;
+  /** Processing runs that stopped at their command budget and went on in a later step. */
+  budgetYields: number;
 }
 
 export function newStats(): SimNvmeStats {
-  return { commands: 0, adminCommands: 0, dataTransferErrors: 0, badDoorbells: 0, cqOverflows: 0, interrupts: 0, fatal: 0, fuaWrites: 0 };
+  return {
+    commands: 0,
+    adminCommands: 0,
+    dataTransferErrors: 0,
+    badDoorbells: 0,
+    cqOverflows: 0,
+    interrupts: 0,
+    fatal: 0,
+    fuaWrites: 0,
+    badPrpLists: 0,
+    deviceFaults: 0,
+    budgetYields: 0,
+  };
 }
 
 /** The options with their defaults, checked. */

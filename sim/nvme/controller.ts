@@ -106,6 +106,15 @@ export class SimNvme implements DeviceModel {
     this.regs.fatal(reason);
   }
 
+  /**
+   * DeviceModel: an exception escaped the model (caught by its PciFunction). The controller goes to
+   * Controller Fatal Status (§3.1.6, CSTS.CFS): the driver sees it and resets the controller.
+   */
+  fail(reason: string): void {
+    this.stats.deviceFaults++;
+    this.fatal(`internal error: ${reason}`);
+  }
+
   /** Fetch the next `n` I/O commands and never complete them (an Abort completes them). */
   swallow(n: number): void {
     this.faults.swallow(n);

@@ -41,6 +41,14 @@ export class NvmEngine {
   private readonly dsm = new Uint8Array(DSM_RANGE.size * DSM_MAX_RANGES);
   private readonly dsmView = new DataView(this.dsm.buffer);
   private readonly stats: SimNvmeStats;
+  /** Dataset Management ranges to deallocate, sorted and merged (preallocated: at most 256). */
+  private readonly mergeStart = new Float64Array(DSM_MAX_RANGES);
+  private readonly mergeEnd = new Float64Array(DSM_MAX_RANGES);
+  /**
+   * Bytes the last command moved or zeroed: what the queue engine charges against its per-run
+   * byte budget (sim/nvme/queues.ts), so a run of large commands ends early.
+   */
+  cost = 0;
 
   constructor(prp: PrpWalker, ns: readonly SimNamespace[], maxTransfer: number, copyData: boolean, stats: SimNvmeStats) {
     this.prp = prp;
@@ -53,6 +61,7 @@ export class NvmEngine {
 
   /** Execute one command (the 16 dwords of its SQE); returns the 15-bit status. */
   execute(d: Uint32Array): number {
+    this.cost = 0;
     const opc = opcodeOf(d);
     const nsid = d[NSID]!;
     const ns = this.ns[nsid - 1];
@@ -73,7 +82,8 @@ export class NvmEngine {
     const nlb = (d[CDW12]! & NLB_MASK) + 1;
     if (slba + nlb > ns.blocks) return LBA_RANGE;
     if (opc === NvmOpcode.WRITE_ZEROES) {
-      ns.store.zero(slba * ns.blockSize, nlb * ns.blockSize);
+      this.cost = nlb * ns.blockSize;
+      ns.store.zero(slba * ns.blockSize, this.cost);
       return 0;
     }
     const bytes = nlb << ns.blockShift;
@@ -82,9 +92,9 @@ export class NvmEngine {
     // a completed write is durable anyway; counted, so tests can see what the driver asked for.
     if (opc === NvmOpcode.WRITE && (d[CDW12]! & FUA) !== 0) this.stats.fuaWrites++;
     if (!this.copyData) return 0;
+    this.cost = bytes;
     const r = this.prp.walk(d[PRP1]! + d[PRP1 + 1]! * TWO32, d[PRP2]! + d[PRP2 + 1]! * TWO32, bytes);
-    if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
-    if (r !== PrpResult.OK) return this.transferError();
+    if (r !== PrpResult.OK) return this.prpError(r);
     const pos = slba * ns.blockSize;
     const store = ns.store;
     if (opc === NvmOpcode.READ) {
@@ -103,13 +113,50 @@ export class NvmEngine {
     const nr = (d[CDW10]! & NR_MASK) + 1;
     const len = nr * DSM_RANGE.size;
     const r = this.prp.walk(d[PRP1]! + d[PRP1 + 1]! * TWO32, d[PRP2]! + d[PRP2 + 1]! * TWO32, len);
-    if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
-    if (r !== PrpResult.OK || !this.prp.fromHost(this.dsm, 0)) return this.transferError();
+    if (r !== PrpResult.OK) return this.prpError(r);
+    if (!this.prp.fromHost(this.dsm, 0)) return this.transferError();
     for (let i = 0; i < nr; i++) if (this.rangeStart(i) + this.rangeBlocks(i) > ns.blocks) return LBA_RANGE;
     if ((d[CDW11]! & AD) !== 0) {
-      for (let i = 0; i < nr; i++) ns.store.zero(this.rangeStart(i) * ns.blockSize, this.rangeBlocks(i) * ns.blockSize);
+      // Overlapping ranges are zeroed once: the work is bounded by the namespace, not by 256 x its size.
+      const n = this.mergeRanges(nr);
+      for (let i = 0; i < n; i++) {
+        const len = (this.mergeEnd[i]! - this.mergeStart[i]!) * ns.blockSize;
+        ns.store.zero(this.mergeStart[i]! * ns.blockSize, len);
+        this.cost += len;
+      }
     }
     return 0;
+  }
+
+  /** Sort the fetched ranges by start (insertion sort: at most 256) and merge overlapping ones; returns how many remain. */
+  private mergeRanges(nr: number): number {
+    const s = this.mergeStart,
+      e = this.mergeEnd;
+    let n = 0;
+    for (let i = 0; i < nr; i++) {
+      const blocks = this.rangeBlocks(i);
+      if (blocks === 0) continue;
+      const start = this.rangeStart(i);
+      let j = n++;
+      while (j > 0 && s[j - 1]! > start) {
+        s[j] = s[j - 1]!;
+        e[j] = e[j - 1]!;
+        j--;
+      }
+      s[j] = start;
+      e[j] = start + blocks;
+    }
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      if (m > 0 && s[i]! <= e[m - 1]!) {
+        if (e[i]! > e[m - 1]!) e[m - 1] = e[i]!;
+      } else {
+        s[m] = s[i]!;
+        e[m] = e[i]!;
+        m++;
+      }
+    }
+    return m;
   }
 
   /** Starting LBA of fetched range `i`. */
@@ -121,6 +168,16 @@ export class NvmEngine {
   /** Length in blocks of fetched range `i`. */
   private rangeBlocks(i: number): number {
     return this.dsmView.getUint32(i * DSM_RANGE.size + DSM_RANGE.NLB.offset, true);
+  }
+
+  /** The status of a failed PRP walk (§4.3, §4.6.1.2.1). */
+  private prpError(r: number): number {
+    if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
+    if (r === PrpResult.BAD_LIST) {
+      this.stats.badPrpLists++;
+      return INVALID_FIELD;
+    }
+    return this.transferError();
   }
 
   private transferError(): number {

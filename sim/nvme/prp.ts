@@ -24,9 +24,31 @@ export const PrpResult = Object.freeze({
   OK: 0,
   /** A list page could not be read through the IOMMU: Data Transfer Error. */
   LIST_FAULT: 1,
-  /** An entry after PRP1 had a non-zero offset, or PRP1 was not dword aligned: PRP Offset Invalid. */
+  /**
+   * An entry after PRP1 (data or chain pointer) had a non-zero offset, PRP1 was not dword aligned,
+   * or PRP2 as a list pointer was not qword aligned: Invalid PRP Offset.
+   */
   BAD_OFFSET: 2,
+  /**
+   * The list is not one the transfer can have: a chain pointer to a list page already walked, more
+   * chain pointers than the transfer's length needs, or a length beyond what the walker was built
+   * for. Invalid Field in Command (PRP2 names an unusable list).
+   */
+  BAD_LIST: 3,
 });
+
+/**
+ * Chain pointers a PRP list needs (§4.3) when its first entry is `entryOffset` bytes into a list
+ * page and `entries` data entries are to come: the first page holds (page - offset) / 8 entries,
+ * every later page 511 data entries and a chain pointer, the last one up to 512.
+ */
+export function prpChainsNeeded(entryOffset: number, entries: number, pageSize: number): number {
+  const perPage = pageSize / PRP_ENTRY_BYTES;
+  const first = (pageSize - entryOffset) / PRP_ENTRY_BYTES;
+  if (entries <= first) return 0;
+  const left = entries - (first - 1);
+  return left <= perPage ? 1 : 1 + Math.ceil((left - perPage) / (perPage - 1));
+}
 
 export class PrpWalker {
   /** Segment IOVAs and lengths of the last walk. */
@@ -34,18 +56,29 @@ export class PrpWalker {
   readonly len: Uint32Array;
   count = 0;
   private readonly dma: DeviceDma;
+  private readonly maxBytes: number;
   private readonly maxSegments: number;
+  /** List pages walked by the current walk (page addresses), to refuse a chain that revisits one. */
+  private readonly listPages: Float64Array;
 
   constructor(dma: DeviceDma, maxBytes: number) {
     this.dma = dma;
+    this.maxBytes = maxBytes;
     this.maxSegments = Math.ceil(maxBytes / PAGE) + 1;
     this.addr = new Float64Array(this.maxSegments);
     this.len = new Uint32Array(this.maxSegments);
+    // The most list pages any walk may touch: the first (PRP2 at its last entry) plus the chains.
+    this.listPages = new Float64Array(1 + prpChainsNeeded(PAGE - PRP_ENTRY_BYTES, this.maxSegments, PAGE));
   }
 
-  /** Describe `bytes` bytes (at most the constructor's maxBytes) given PRP1 and PRP2. */
+  /**
+   * Describe `bytes` bytes (at most the constructor's maxBytes) given PRP1 and PRP2. Bounded: the
+   * list entries read are at most the pages the length needs plus the chain pointers that many
+   * pages need (§4.3: the length fixes the number of entries), whatever the list holds.
+   */
   walk(prp1: number, prp2: number, bytes: number): number {
     this.count = 0;
+    if (!(bytes > 0 && bytes <= this.maxBytes)) return PrpResult.BAD_LIST;
     if ((prp1 & PRP1_MISALIGNED) !== 0) return PrpResult.BAD_OFFSET;
     const inPage = prp1 & IN_PAGE;
     const first = Math.min(bytes, PAGE - inPage);
@@ -64,11 +97,19 @@ export class PrpWalker {
     if ((prp2 & LIST_MISALIGNED) !== 0) return PrpResult.BAD_OFFSET;
     let entry = prp2;
     let pagesLeft = prpPageCount(inPage, bytes, PAGE) - 1;
+    const maxChains = prpChainsNeeded(prp2 & IN_PAGE, pagesLeft, PAGE);
+    const pages = this.listPages;
+    pages[0] = prp2 - (prp2 & IN_PAGE);
+    let chains = 0;
     while (pagesLeft > 0) {
       const e = this.dma.readU64(entry);
       if (e < 0) return PrpResult.LIST_FAULT;
       if (prpEntryChains(entry & IN_PAGE, pagesLeft, PAGE)) {
-        if ((e & LIST_MISALIGNED) !== 0) return PrpResult.BAD_OFFSET;
+        // A chain pointer is an entry of the list: page offset 0, like every entry after PRP1.
+        if ((e & IN_PAGE) !== 0) return PrpResult.BAD_OFFSET;
+        if (chains === maxChains) return PrpResult.BAD_LIST;
+        for (let i = 0; i <= chains; i++) if (pages[i] === e) return PrpResult.BAD_LIST;
+        pages[++chains] = e;
         entry = e;
         continue;
       }

@@ -48,6 +48,18 @@ export interface AdminExecutor {
 
 /** Entries fetched per DMA read, and completions staged per DMA write, at most. */
 const BATCH = 64;
+/**
+ * Commands executed per run of the work routine at most (four batches): a driver that keeps its
+ * queues full gets the rest done in the next deferred step (sim/sched.ts), so one run is bounded
+ * by this many commands of at most MDTS bytes each, whatever the queue sizes and doorbells say.
+ */
+export const COMMAND_BUDGET = 256;
+/**
+ * Bytes moved or zeroed per run at most (checked after each command, so one command of any size
+ * still runs): a run of 256 maximum-size transfers, Write Zeroes or deallocations would otherwise
+ * hold the event loop for gigabytes of copying. 8 MiB is a few milliseconds of memcpy.
+ */
+export const BYTE_BUDGET = 8 * 1024 * 1024;
 const SQE_DWORDS = SQE.size / 4;
 const CQE_DWORDS = CQE.size / 4;
 const CDW0 = dword(SQE.CDW0);
@@ -84,6 +96,10 @@ export class QueueEngine {
   /** Completions of the current batch, written to the CQ in one DMA write (two at a wrap). */
   private readonly stage = new Uint8Array(BATCH * CQE.size);
   private readonly stage32 = new Uint32Array(this.stage.buffer);
+  /** Bytes moved or zeroed in the current run (against BYTE_BUDGET). */
+  private spent = 0;
+  /** The SQ the next run starts with (round robin across runs). */
+  private first = 0;
   private stageCq: Cq | undefined;
   private stageStart = 0;
   private staged = 0;
@@ -148,30 +164,36 @@ export class QueueEngine {
   process(): void {
     if (!this.running) return;
     const sqs = this.sqs;
+    let budget = COMMAND_BUDGET;
+    this.spent = 0;
     let progress = true;
-    while (progress && this.running) {
+    while (progress && this.running && budget > 0 && this.spent < BYTE_BUDGET) {
       progress = false;
-      for (let q = 0; q < sqs.length; q++) {
-        const sq = sqs[q];
+      // Round robin (CC.AMS 000b): each run starts one queue further, so a budget spent on one SQ
+      // never starves the ones after it.
+      for (let i = 0; i < sqs.length && budget > 0 && this.spent < BYTE_BUDGET; i++) {
+        const sq = sqs[(this.first + i) % sqs.length];
         if (sq === undefined) continue;
-        while (sq.head !== sq.tail && this.running) {
+        while (sq.head !== sq.tail && this.running && budget > 0 && this.spent < BYTE_BUDGET) {
           // Fetch as many entries as are submitted, contiguous (up to the wrap), and fit in the CQ.
           const cq = sq.cq;
           const submitted = sq.tail >= sq.head ? sq.tail - sq.head : sq.size - sq.head;
           const cqRoom = (cq.head - cq.tail - 1 + cq.size) % cq.size;
-          const n = Math.min(submitted, cqRoom, BATCH);
+          const n = Math.min(submitted, cqRoom, BATCH, budget);
           if (n === 0) break; // CQ full: wait for its head doorbell
           if (!this.fn.dma.read(sq.base + sq.head * SQE.size, this.fetched, 0, n * SQE.size)) {
             this.onFatal(`SQ ${sq.id} entries ${sq.head}..${sq.head + n - 1} could not be fetched (IOMMU refused the read)`);
             return;
           }
           progress = true;
+          budget -= n;
           const e = this.sqe;
           const f = this.fetched32;
           this.stageCq = cq;
           this.stageStart = cq.tail;
           this.staged = 0;
-          for (let i = 0; i < n && this.running; i++) {
+          // Entries fetched past the byte budget stay in the SQ (head stops short): fetched again next run.
+          for (let i = 0; i < n && this.running && this.spent < BYTE_BUDGET; i++) {
             const b = i * SQE_DWORDS;
             for (let k = 0; k < SQE_DWORDS; k++) e[k] = f[b + k]!;
             if (++sq.head === sq.size) sq.head = 0;
@@ -181,7 +203,13 @@ export class QueueEngine {
         }
       }
     }
+    this.first = (this.first + 1) % sqs.length;
     this.signal();
+    if ((budget === 0 || this.spent >= BYTE_BUDGET) && this.running) {
+      // Budget spent: whatever is still submitted is fetched in the next step.
+      this.stats.budgetYields++;
+      this.work.kick();
+    }
   }
 
   /**
@@ -248,6 +276,7 @@ export class QueueEngine {
     }
     if (this.faults.hold(sq.id, cid)) return;
     this.complete(sq, cid, this.nvm.execute(d), 0);
+    this.spent += this.nvm.cost;
   }
 
   /** Write the batch's staged completions (§4.6) to their CQ: one DMA write, two at a wrap. */

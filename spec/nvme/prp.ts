@@ -19,7 +19,11 @@ export const PRP_ENTRY_BYTES = 8;
 /** PRP1's offset must be dword aligned: its bits 1:0 are 0. */
 export const PRP1_ALIGN = 4;
 
-/** A PRP list pointer (PRP2 when it points to a list, and a chain entry) is qword aligned. */
+/**
+ * A PRP list pointer in PRP2 is qword aligned and may start inside a page; a chain entry (the last
+ * entry of a list page pointing to the next one) is a PRP entry inside a list, so like every such
+ * entry it has a page offset of 0 (§4.3; QEMU's controller answers Invalid PRP Offset otherwise).
+ */
 export const PRP_LIST_ALIGN = PRP_ENTRY_BYTES;
 
 /** What PRP2 holds for a transfer (see `prp2Use`). */

@@ -62,7 +62,7 @@ export const MSIX_VECTOR_MASKED = bit(0, 'PCI 3.0 §6.8.2.9');
 /** The MSI-X table holds at most 2048 vectors (Table Size is 11 bits, N - 1). */
 export const MSIX_MAX_VECTORS = 2048;
 
-/** The PCI Express capability's device registers (PCIe Base 4.0 §7.5.3.3, §7.5.3.4). */
+/** The PCI Express capability's device registers (PCIe Base 4.0 §7.5.3.3 to §7.5.3.5). */
 export const PCIE = Object.freeze({
   DEVCAP: reg32(0x04, 'PCIe 4.0 §7.5.3.3', {
     /** Function Level Reset Capability. */
@@ -71,6 +71,17 @@ export const PCIE = Object.freeze({
   DEVCTL: reg16(0x08, 'PCIe 4.0 §7.5.3.4', {
     /** Initiate Function Level Reset (Bridge Configuration Retry Enable on bridges); reads 0. */
     INITIATE_FLR: bit(15),
+  }),
+  /** Device Status (§7.5.3.5): error-detected bits are RW1C (write 1 to clear). */
+  DEVSTA: reg16(0x0a, 'PCIe 4.0 §7.5.3.5', {
+    /** Correctable Error Detected. */
+    CED: bit(0),
+    /** Non-Fatal Error Detected. */
+    NFED: bit(1),
+    /** Fatal Error Detected: the function hit an uncorrectable internal error. */
+    FED: bit(2),
+    /** Unsupported Request Detected. */
+    URD: bit(3),
   }),
   /** Bytes of a version 2 PCI Express capability. */
   SIZE: 0x3c,

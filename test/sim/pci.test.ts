@@ -181,15 +181,59 @@ test('deferred work runs after the doorbell write, coalesced', async () => {
   assert.is(model.count, 0, 'reset cleared the counter and the run never happened');
 });
 
-test('a model that throws in its work emits error on the function', () => {
-  const { p, fn, model } = setup();
-  const errors: unknown[] = [];
-  fn.on('error', (e) => errors.push(e));
+test('a model that throws in its work: a device fault (event, count, DEVSTA.FED), the function hung, nothing thrown at the doorbell', () => {
+  const { p, fn, model, machine } = setup();
+  const faults: { source: string; message: string }[] = [];
+  fn.on('fault', (f: { source: string; message: string }) => faults.push(f));
   (model as unknown as { process: () => void }).process = () => {
     throw new Error('model bug');
   };
+  fn.setWorkMode('sync');
   p.bar(0).write32(REG.DOORBELL, 1);
-  assert.is(errors.length, 1);
+  assert.equal(
+    faults.map((f) => `${f.source}: ${f.message}`),
+    ['work: model bug'],
+  );
+  assert.is(fn.faultCount, 1);
+  assert.ok(fn.fatal);
+  assert.ok((p.config.read16(0x60 + PCIE.DEVSTA.offset) & PCIE.DEVSTA.FED.mask) !== 0, 'PCIe Device Status: Fatal Error Detected');
+  assert.ok(fn.hung, 'a model without fail() is hung');
+  const d = machine.status().devices[0]!;
+  assert.equal([d.faults, d.fatal, d.lastFault], [1, true, 'work: model bug'], 'the machine status shows it');
+  assert.equal([p.status().deviceFaults, p.status().fatal], [1, true]);
+  p.reset();
+  assert.not.ok(fn.fatal, 'FLR clears it');
+  assert.not.ok(fn.hung);
+});
+
+test('deferred work that throws, a register handler that throws: no exception escapes to the process or the caller', async () => {
+  const { p, fn, model } = setup();
+  const escaped: unknown[] = [];
+  const grab = (e: unknown): void => {
+    escaped.push(e);
+  };
+  process.on('uncaughtException', grab);
+  fn.setWorkMode('deferred');
+  try {
+    (model as unknown as { process: () => void }).process = () => {
+      throw new Error('deferred model bug');
+    };
+    p.bar(0).write32(REG.DOORBELL, 1);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off('uncaughtException', grab);
+  }
+  assert.equal(escaped, []);
+  assert.is(fn.faultCount, 1);
+  assert.is(fn.deviceFaults[0]!.source, 'work');
+  // A register handler that throws: the access completes (a read returns all ones), the fault is recorded.
+  const bar = fn.model.bars[0]!.handler as { read32: (o: number) => number };
+  bar.read32 = () => {
+    throw new Error('register bug');
+  };
+  assert.is(p.bar(0).read32(REG.DOORBELL), 0xffffffff);
+  assert.is(fn.deviceFaults[1]!.source, 'register');
 });
 
 class MsiCopyEngine extends CopyEngine {

@@ -133,6 +133,8 @@ test('RX into a buffer whose window was revoked: the device faults, the memory i
     windows: 2,
     mappings: 1,
     faults: 1,
+    deviceFaults: 0,
+    fatal: false,
   });
   p.dma.free(rx);
 });
@@ -180,7 +182,9 @@ test('machine: addresses validated, status shows devices and confinement', () =>
   );
   const s = machine.status();
   assert.is(s.iommu.confined, true);
-  assert.equal(s.devices, [{ address: '0000:00:01.0', model: 'copy', busMaster: false, hung: false, open: false }]);
+  assert.equal(s.devices, [
+    { address: '0000:00:01.0', model: 'copy', busMaster: false, hung: false, open: false, faults: 0, fatal: false, lastFault: null, msixDropped: 0 },
+  ]);
 });
 
 test('passthrough machine: windows get physical addresses and the status says unconfined', () => {
