@@ -75,10 +75,11 @@ export abstract class Channel implements FrameSink {
   protected abstract handle(header: FrameHeader, payload: DataView): void;
 
   /**
-   * A hook for subclasses, run for every accepted frame (REPLY included) before it is read: rate
-   * limits and state. False drops the frame (the subclass reported why); a throw is a violation.
+   * A hook for subclasses, run for every frame in sequence (REPLY, and types this side does not
+   * accept, included: `accepted` says which) before anything else is checked or read: rate limits
+   * and state. False drops the frame (the subclass reported why); a throw is a violation.
    */
-  protected admit(_header: FrameHeader): boolean {
+  protected admit(_header: FrameHeader, _accepted: boolean): boolean {
     return true;
   }
 
@@ -94,12 +95,14 @@ export abstract class Channel implements FrameSink {
     }
     this.peerSeq = h.seq;
     try {
+      // Charged first: a frame dropped below (an unknown type, a request with a ref) costs its
+      // sender a token like any other, so a flood of them meets the same limits.
+      if (!this.admit(h, this.accepts.has(h.type))) return;
       if (!this.accepts.has(h.type)) {
         throw new HypercallError('ERR_HC_BAD_TYPE', 'drop', `frame type ${h.type} (${typeName(h.type)}) seq ${h.seq} is not one this side accepts; dropped`);
       }
       if (h.ref !== 0 && h.type !== HcType.REPLY)
         throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `${typeName(h.type)} seq ${h.seq} has ref ${h.ref}; only REPLY frames carry a ref; dropped`);
-      if (!this.admit(h)) return;
       if (h.type === HcType.REPLY) this.reply(h, v);
       else this.handle(h, v);
     } catch (e) {
