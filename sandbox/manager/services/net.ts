@@ -42,6 +42,12 @@ export interface NicPortOwner {
   violation(reason: string): void;
 }
 
+/**
+ * TX completions taken per call (rx() and txAlloc() reap them): one sandbox's ring, however large,
+ * takes a bounded share of the manager's turn; RX is bounded by the bridge's batch.
+ */
+const TX_REAP_PER_CALL = 256;
+
 const TX_FREE = 0,
   TX_BRIDGE = 1,
   TX_CONTAINER = 2;
@@ -484,7 +490,7 @@ export class SandboxNicPort {
       this.violation(`TX completion index moved by ${n} while the container holds ${this.txHeld} TX slots`);
       return;
     }
-    this.txc.drain(this.txcSink, this.txHeld);
+    this.txc.drain(this.txcSink, Math.min(this.txHeld, TX_REAP_PER_CALL));
   }
 
   /** One TXC entry (the sink): a TX slot the container holds comes back; anything else is a violation. */

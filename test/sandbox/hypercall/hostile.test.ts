@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HELLO, HEARTBEAT, HcStatus, HcType, IRQ_SETUP, LOG, MAP_WINDOW, REPLY, type HypercallError } from '../../../sandbox/abi/hypercall/index.js';
 import { HostEndpoint, type HostOptions } from '../../../sandbox/manager/hypercall/host.js';
+import { FRAMES_PER_TURN } from '../../../sandbox/abi/hypercall/channel.js';
 import { RawPeer, duplexPair, payload, tick } from './helpers.js';
 import { FakeTimers } from '../../helpers/fake-timers.js';
 
@@ -289,6 +290,19 @@ test('out-of-order, duplicate and replayed sequence ids are kills', async () => 
     await tick();
     assert.equal(t.codes(), ['ERR_HC_SEQUENCE kill'], `seq ${seq}`);
   }
+});
+
+test('a peer keeping the socket full gets FRAMES_PER_TURN frames a turn; the rest wait, in order, for the next turns', async () => {
+  const t = await hostile(true);
+  const seqs: number[] = [];
+  for (let i = 0; i < 5 * FRAMES_PER_TURN + 5; i++) seqs.push(t.peer.send(HcType.CLOCK));
+  const answered = () => seqs.filter((s) => t.peer.repliesTo(s).length === 1).length;
+  // one loop iteration: the data event's share, and at most one more from the check phase
+  await tick(1);
+  assert.ok(answered() > 0 && answered() <= 2 * FRAMES_PER_TURN, `${answered()} answered in one turn`);
+  await tick();
+  assert.is(answered(), seqs.length);
+  assert.equal(t.codes(), [], 'in order: no sequence violation');
 });
 
 test('flooding: the token bucket drops, sustained flooding kills', async () => {
