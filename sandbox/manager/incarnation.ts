@@ -214,7 +214,10 @@ export class Incarnation {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     });
     // The container's own stdout/stderr: bounded lines a second, bounded work a turn (stdio-lines.ts).
-    const output = new StdioLines((level, text) => o.hooks.log(level, text), () => o.clock.now());
+    const output = new StdioLines(
+      (level, text) => o.hooks.log(level, text),
+      () => o.clock.now(),
+    );
     output.attach(child.stdout, LogLevel.INFO);
     output.attach(child.stderr, LogLevel.WARN);
     child.on('exit', (code, signal) => {

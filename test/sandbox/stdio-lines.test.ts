@@ -6,7 +6,10 @@ import { LogLevel } from '../../sandbox/abi/hypercall/index.js';
 
 function lines(now: { t: number }) {
   const logged: string[] = [];
-  const s = new StdioLines((_level, text) => logged.push(text), () => now.t);
+  const s = new StdioLines(
+    (_level, text) => logged.push(text),
+    () => now.t,
+  );
   return { s, logged };
 }
 

@@ -410,7 +410,11 @@ export class HostEndpoint extends Channel {
       const more = this.unreportedText();
       this.unreported.clear();
       super.violation(
-        new HypercallError('ERR_HC_FLOOD', 'kill', `${this.dropsInWindow} dropped frames within a second, over the limit of ${limit}${more}; the last: ${error.message}`),
+        new HypercallError(
+          'ERR_HC_FLOOD',
+          'kill',
+          `${this.dropsInWindow} dropped frames within a second, over the limit of ${limit}${more}; the last: ${error.message}`,
+        ),
       );
       return;
     }

@@ -56,7 +56,7 @@ rootTest('tgkill/tkill at another container are refused, the bystander keeps run
   });
 });
 
-rootTest("prlimit64 on another container is refused; on itself it is not", async () => {
+rootTest('prlimit64 on another container is refused; on itself it is not', async () => {
   await withBystander('prlimit', (lines, pid) => {
     refused(lines, `prlimit64(${pid}, RLIMIT_NOFILE, NULL, old)`);
     refused(lines, `prlimit64(${pid}, RLIMIT_NOFILE, {1, 1}, NULL)`);

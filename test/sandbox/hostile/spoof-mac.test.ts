@@ -61,7 +61,10 @@ test('a flood of forged frames is a violation: the container is killed', async (
     const frames = await got;
     assert.equal(frames, [], 'no forged frame got through');
     assert.ok(port.counters.spoofed > 64);
-    assert.ok(s.events.some((e) => e.kind === 'violation' && /forged/.test(e.text)), s.events.map((e) => e.text).join('\n'));
+    assert.ok(
+      s.events.some((e) => e.kind === 'violation' && /forged/.test(e.text)),
+      s.events.map((e) => e.text).join('\n'),
+    );
   } finally {
     await s.stop();
   }

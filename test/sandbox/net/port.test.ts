@@ -126,7 +126,10 @@ test('RX: frames with forged addresses are dropped, counted and their slots offe
     handOverFrames(port, true, [9, 60], [9, 60]);
     b.clear();
     port.rx(b);
-    assert.ok(sup.kills.some((k) => /does not hold \(a duplicate\)/.test(k)), sup.kills.join('\n'));
+    assert.ok(
+      sup.kills.some((k) => /does not hold \(a duplicate\)/.test(k)),
+      sup.kills.join('\n'),
+    );
   } finally {
     port.close();
   }

@@ -63,8 +63,14 @@ test('eq64 returns only when both halves of the argument match, and falls throug
   assert.is(evaluate(neg, { nr: 0, args: [0xffff_ffff_ffff_ff9cn] }), RET);
   assert.is(evaluate(neg, { nr: 0, args: [0xffff_ff9c] }), FALL);
   assert.is(u64(-1), 0xffff_ffff_ffff_ffffn);
-  assert.throws(() => u64(2 ** 64), (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE');
-  assert.throws(() => u64(1.5), (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE');
+  assert.throws(
+    () => u64(2 ** 64),
+    (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE',
+  );
+  assert.throws(
+    () => u64(1.5),
+    (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE',
+  );
 });
 
 test('a 64-bit argument rule matches whole values; a 32-bit one reads the low half as the kernel does', () => {
@@ -92,7 +98,11 @@ test('a 64-bit argument rule matches whole values; a 32-bit one reads the low ha
   // rules after a 64-bit block still see the syscall number
   assert.is(evaluate(p, { nr: 59 }), SECCOMP_RET_KILL_PROCESS);
   assert.throws(
-    () => assemble({ rules: [{ nr: 1, action: { kind: 'allow' }, argIn: { arg: 0, values: Array.from({ length: 51 }, (_, i) => i), width: 64 } }], defaultAction: { kind: 'kill' } }),
+    () =>
+      assemble({
+        rules: [{ nr: 1, action: { kind: 'allow' }, argIn: { arg: 0, values: Array.from({ length: 51 }, (_, i) => i), width: 64 } }],
+        defaultAction: { kind: 'kill' },
+      }),
     (e: { code: string }) => e.code === 'ERR_SECCOMP_RULE',
   );
 });
