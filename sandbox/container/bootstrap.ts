@@ -21,6 +21,30 @@ import { ContainerError, CONFIG_CODES } from './errors.js';
 import { ContainerPlatform } from './platform.js';
 import { VfioContainerPlatform } from './vfio-platform.js';
 
+// linux/prctl.h
+const PR_GET_DUMPABLE = 3;
+const PR_SET_DUMPABLE = 4;
+
+/**
+ * Not dumpable, first of all, before anything is mapped: /proc/PID/{mem,fd,maps,environ} then
+ * belong to root, so no other process of the container's uid (another container sharing it, a
+ * debug sandbox, anything running as that user) can open its memory or its window memfds, and it
+ * leaves no core. Checked like no_new_privs: read back with PR_GET_DUMPABLE (/proc/self/status has
+ * no line for it). An exec resets the flag; the container never execs (its filter kills execve).
+ */
+export function undumpable(sys: Sys): void {
+  try {
+    sys.prctl(PR_SET_DUMPABLE, 0);
+  } catch (e) {
+    throw new ContainerError('ERR_CONTAINER_DUMPABLE', 'could not clear the dumpable flag (prctl PR_SET_DUMPABLE 0)', { cause: e });
+  }
+  if (sys.prctl(PR_GET_DUMPABLE, 0) !== 0) {
+    throw new ContainerError('ERR_CONTAINER_DUMPABLE', 'the dumpable flag did not stay cleared: the container refuses to run with its memory open to its uid', {
+      fix: 'a kernel without prctl(PR_SET_DUMPABLE) cannot host a container',
+    });
+  }
+}
+
 /** What the manager may ask of the service the container runs. */
 export interface ContainerLifecycle {
   /** Take no more requests; resolve with how many are still in flight (0 when drained). */

@@ -6,6 +6,7 @@ import { DmaboxError } from '../../common/errors.js';
 
 export type ContainerCode =
   | 'ERR_CONTAINER_CONFINE' // confinement did not hold: /dev/vfio/vfio could still be opened
+  | 'ERR_CONTAINER_DUMPABLE' // the dumpable flag could not be cleared
   | 'ERR_CONTAINER_IMPORT' // the driver's code imports something outside its code image
   | 'ERR_CONTAINER_DRIVER' // the driver module does not meet the driver contract
   | 'ERR_CONTAINER_WINDOWS' // the windows handed over do not fit what the service expects

@@ -22,7 +22,7 @@ import type { DriverLogLevel } from '../../drivers/contract/driver.js';
 import { LogLevel } from '../abi/hypercall/index.js';
 import { FD, PARAM, SERVICE_NAMES, type BootParams } from '../abi/boot.js';
 import type { GuestEndpoint } from './hypercall/guest.js';
-import { confineChecked, devicePlatform, fetchParams, mapGrants, msixFds, openEndpoint, startFailed } from './bootstrap.js';
+import { confineChecked, devicePlatform, fetchParams, mapGrants, msixFds, openEndpoint, startFailed, undumpable } from './bootstrap.js';
 import { GrantAllocator } from './dma.js';
 import { loadDriver, readCodeImage } from './loader.js';
 import { CONTAINER_SERVICES, type ContainerService } from './services/registry.js';
@@ -42,6 +42,8 @@ const LEVELS: Record<DriverLogLevel, LogLevel> = { error: LogLevel.ERROR, warn: 
 
 export function runContainer(afterReady?: (c: RunningContainer) => void): void {
   const sys = defaultSys();
+  // (0) not dumpable, before anything is mapped: its memory is not open to its uid.
+  undumpable(sys);
   // (1) the code, read now (nothing of it runs before confinement); its name says HELLO.
   let image: ReturnType<typeof readCodeImage>;
   try {

@@ -32,12 +32,9 @@ import type { ManagerService } from './services/registry.js';
 import type { Policy } from '../../policies/types.js';
 import type { Timers } from '../../common/timers.js';
 import { SandboxError } from './errors.js';
+import { StdioLines } from './stdio-lines.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
-
-/** Control characters, replaced in a container's output before it reaches the log (no forged lines, no terminal escapes). */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL_CHARACTERS = /[\x00-\x1f\x7f]/g;
 export function defaultEntry(): string {
   const here = fileURLToPath(import.meta.url);
   return fileURLToPath(new URL(`../container/main${extname(here)}`, import.meta.url));
@@ -238,30 +235,13 @@ export class Incarnation {
     this.theirs.push(outW, errW);
     const stdout = this.socket(outR, false);
     const stderr = this.socket(errR, false);
-    // The container's own stdout/stderr: at most 50 lines a second reach the log (a container
-    // printing in a loop must not flood the manager), cut to 512 characters, control characters replaced.
-    let windowStart = 0,
-      lines = 0,
-      dropped = 0;
-    const text = (level: LogLevel) => (chunk: Buffer) => {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line.trim() === '') continue;
-        const now = o.clock.now();
-        if (now - windowStart >= 1000) {
-          if (dropped > 0) o.hooks.log(LogLevel.WARN, `[stdio] ${dropped} line(s) dropped (more than 50 a second)`);
-          windowStart = now;
-          lines = 0;
-          dropped = 0;
-        }
-        if (++lines > 50) {
-          dropped++;
-          continue;
-        }
-        o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(CONTROL_CHARACTERS, '?')}`);
-      }
-    };
-    stdout.on('data', text(LogLevel.INFO));
-    stderr.on('data', text(LogLevel.WARN));
+    // The container's own stdout/stderr: bounded lines a second, bounded work a turn (stdio-lines.ts).
+    const output = new StdioLines(
+      (level, text) => o.hooks.log(level, text),
+      () => o.clock.now(),
+    );
+    output.attach(stdout, LogLevel.INFO);
+    output.attach(stderr, LogLevel.WARN);
     const spec: LaunchSpec = {
       sandbox: policy.name,
       role: 'driver',

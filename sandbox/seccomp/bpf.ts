@@ -9,6 +9,13 @@
  * so the x32 and i386 syscall tables cannot be used to slip past the list), load the syscall number,
  * refuse x32 numbers, then one `jeq nr / ret action` pair per rule, then the default action.
  * Pairs keep every jump offset at 0 or 1, so no list length can overflow the 8-bit offsets.
+ *
+ * A rule may also test one argument against a set of values. Classic BPF loads 32 bits at a time,
+ * and an argument is 64 bits: a 64-bit compare (`eq64`) needs both halves. Which width is right
+ * depends on what the kernel reads: for an argument the kernel takes as an int (a pid, an fcntl or
+ * ioctl command), only the low half matters to it, so a *refusal* must compare the low half alone
+ * (`F_SETOWN | 1 << 32` is F_SETOWN to the kernel), while an *allowance* may compare all 64 bits
+ * (stricter: a value with the upper half set is simply not allowed).
  */
 import { SeccompError } from './errors.js';
 
@@ -43,6 +50,8 @@ export const SECCOMP_DATA_NR = 0;
 export const SECCOMP_DATA_ARCH = 4;
 /** Low 32 bits of args[i] on a little-endian machine. */
 export const seccompDataArgLo = (i: number): number => 16 + 8 * i;
+/** High 32 bits of args[i] on a little-endian machine. */
+export const seccompDataArgHi = (i: number): number => 20 + 8 * i;
 
 export const SOCK_FILTER_SIZE = 8;
 /** BPF_MAXINSNS (linux/bpf_common.h): the kernel refuses longer classic programs. */
@@ -78,12 +87,53 @@ export interface Insn {
 const stmt = (code: number, k: number): Insn => ({ code, jt: 0, jf: 0, k: k >>> 0 });
 const jump = (code: number, k: number, jt: number, jf: number): Insn => ({ code, jt, jf, k: k >>> 0 });
 
-/** One rule: a syscall number, optionally only when the low 32 bits of one argument are in a set. */
+/**
+ * The rule applies only when argument `arg` is one of `values`. `width` 32 (the default) compares
+ * the low half only (what the kernel reads of an int argument); 64 compares both halves. A value
+ * is a 64-bit pattern: a negative number stands for its two's complement (-100 is AT_FDCWD).
+ */
+export interface ArgIn {
+  arg: number;
+  values: readonly (number | bigint)[];
+  width?: 32 | 64;
+}
+
+/** One rule: a syscall number, optionally only when one argument is in a set. */
 export interface Rule {
   nr: number;
   action: Action;
-  /** Restrict the rule to calls whose argument `arg` (low 32 bits) is one of `values`. */
-  argIn?: { arg: number; values: readonly number[] };
+  argIn?: ArgIn;
+}
+
+/** Instructions per value of a 64-bit argument set (see `eq64`). */
+export const EQ64_LENGTH = 5;
+
+/** A 64-bit pattern from a number (two's complement when negative) or a bigint. */
+export function u64(v: number | bigint): bigint {
+  if (typeof v === 'number' && !Number.isSafeInteger(v)) {
+    throw new SeccompError('ERR_SECCOMP_RULE', `seccomp argument value ${v} is not an exact integer; pass a bigint`);
+  }
+  const b = BigInt(v);
+  if (b < -(1n << 63n) || b >= 1n << 64n) throw new SeccompError('ERR_SECCOMP_RULE', `seccomp argument value ${v} does not fit in 64 bits`);
+  return BigInt.asUintN(64, b);
+}
+
+/**
+ * `return ret` when args[arg] equals `value` in all 64 bits, else fall through to the next
+ * instruction (the accumulator then holds a half of the argument, not the syscall number):
+ *   ld hi(arg); jeq hi(value) ? next : +3; ld lo(arg); jeq lo(value) ? next : +1; ret
+ */
+export function eq64(arg: number, value: number | bigint, ret: number): Insn[] {
+  const v = u64(value);
+  const hi = Number(v >> 32n);
+  const lo = Number(v & 0xffff_ffffn);
+  return [
+    stmt(BPF_LD | BPF_W | BPF_ABS, seccompDataArgHi(arg)),
+    jump(BPF_JMP | BPF_JEQ | BPF_K, hi, 0, 3),
+    stmt(BPF_LD | BPF_W | BPF_ABS, seccompDataArgLo(arg)),
+    jump(BPF_JMP | BPF_JEQ | BPF_K, lo, 0, 1),
+    stmt(BPF_RET | BPF_K, ret),
+  ];
 }
 
 export interface FilterSpec {
@@ -112,21 +162,31 @@ export function assemble(spec: FilterSpec): Insn[] {
       p.push(stmt(BPF_RET | BPF_K, ret));
       continue;
     }
-    const { arg, values } = r.argIn;
+    const { arg, values, width = 32 } = r.argIn;
     if (!Number.isInteger(arg) || arg < 0 || arg > 5) {
       throw new SeccompError('ERR_SECCOMP_RULE', `seccomp rule for syscall ${r.nr} filters argument ${arg}; arguments are 0..5`);
     }
-    if (values.length === 0 || values.length > 250) {
-      throw new SeccompError('ERR_SECCOMP_RULE', `seccomp rule for syscall ${r.nr} needs 1..250 argument values, got ${values.length}`);
+    if (width !== 32 && width !== 64) {
+      throw new SeccompError('ERR_SECCOMP_RULE', `seccomp rule for syscall ${r.nr} compares ${String(width)} bits; 32 or 64`);
     }
-    // if (nr != r.nr) skip the block; else load the argument, compare with each value, and on
-    // no match reload nr and fall through to the following rules.
-    const block = 1 + values.length * 2 + 1;
+    // 8-bit jump offsets: the skip over the block must stay below 256 instructions.
+    const perValue = width === 64 ? EQ64_LENGTH : 2;
+    const most = Math.floor((255 - 2) / perValue);
+    if (values.length === 0 || values.length > most) {
+      throw new SeccompError('ERR_SECCOMP_RULE', `seccomp rule for syscall ${r.nr} needs 1..${most} argument values, got ${values.length}`);
+    }
+    // if (nr != r.nr) skip the block; else compare the argument with each value, and on no match
+    // reload nr and fall through to the following rules.
+    const block = (width === 64 ? 0 : 1) + values.length * perValue + 1;
     p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, r.nr, 0, block));
-    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, seccompDataArgLo(arg)));
-    for (const v of values) {
-      p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, v, 0, 1));
-      p.push(stmt(BPF_RET | BPF_K, ret));
+    if (width === 64) {
+      for (const v of values) p.push(...eq64(arg, v, ret));
+    } else {
+      p.push(stmt(BPF_LD | BPF_W | BPF_ABS, seccompDataArgLo(arg)));
+      for (const v of values) {
+        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, Number(u64(v) & 0xffff_ffffn), 0, 1));
+        p.push(stmt(BPF_RET | BPF_K, ret));
+      }
     }
     p.push(stmt(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_NR));
   }
@@ -154,13 +214,16 @@ export function encode(insns: readonly Insn[]): Buffer {
  * Run a program on one seccomp_data, as the kernel would (only the instructions `assemble` emits).
  * Used by tests and by `dmabox policy show` to explain what a profile does to a given call.
  */
-export function evaluate(insns: readonly Insn[], data: { nr: number; arch?: number; args?: readonly number[] }): number {
+export function evaluate(insns: readonly Insn[], data: { nr: number; arch?: number; args?: readonly (number | bigint)[] }): number {
   let acc = 0;
   const load = (off: number): number => {
     if (off === SECCOMP_DATA_NR) return data.nr >>> 0;
     if (off === SECCOMP_DATA_ARCH) return (data.arch ?? AUDIT_ARCH_X86_64) >>> 0;
-    const i = (off - 16) / 8;
-    return (data.args?.[i] ?? 0) >>> 0;
+    if (off < 16 || off >= 64 || off % 4 !== 0) {
+      throw new SeccompError('ERR_SECCOMP_INSN', `load from offset ${off} of struct seccomp_data, which the interpreter does not model`);
+    }
+    const v = u64(data.args?.[Math.floor((off - 16) / 8)] ?? 0);
+    return Number((off - 16) % 8 === 0 ? v & 0xffff_ffffn : v >> 32n);
   };
   for (let pc = 0; pc < insns.length; pc++) {
     const i = insns[pc]!;

@@ -11,7 +11,8 @@ import { compile, profile } from './profiles.js';
 import { SeccompError } from './errors.js';
 
 export function confine(profileName: string, sys: Sys = defaultSys()): void {
-  const program = compile(profile(profileName));
+  // Built here, in the process being confined: the filter names its own pid (tgkill, prlimit64).
+  const program = compile(profile(profileName), { pid: process.pid });
   // Node creates process.stdout and process.stderr on first use (a pipe or socket handle): create
   // them now, or logging after confinement would fail silently.
   void process.stdout.fd;

@@ -57,6 +57,7 @@ export const SYSCALLS_X86_64 = {
   mount: 165,
   ptrace: 101,
   gettid: 186,
+  tkill: 200,
   futex: 202,
   clock_gettime: 228,
   clock_nanosleep: 230,

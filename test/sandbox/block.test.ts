@@ -6,9 +6,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
-import { SandboxBlockClient } from '../../sandbox/manager/services/block.js';
+import { REAP_PER_TURN, SandboxBlockClient } from '../../sandbox/manager/services/block.js';
 import { BlockServer, type DirectBlockDevice } from '../../sandbox/container/services/block.js';
-import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../sandbox/abi/block.js';
+import { B, CQE_BYTES, cqOffset, dataAreaBytes, ringBytes, type DataAreas } from '../../sandbox/abi/block.js';
 import { createShared } from '../../sandbox/abi/shm.js';
 import { pattern, until } from './helpers.js';
 
@@ -150,6 +150,24 @@ test('a ring the client cannot trust: forged tags and an impossible index are vi
   client.reap();
   assert.is(client.violations, 3, 'reported once: the ring is not read again');
   assert.is(settled, false);
+  client.fail(new Error('done'));
+  p.close();
+});
+
+test('a full completion ring is taken REAP_PER_TURN entries a turn, the rest on later turns', async () => {
+  const g = { entries: 1024, slotBytes: 4096 };
+  const a = { read: new Uint8Array(dataAreaBytes(g)), write: new Uint8Array(dataAreaBytes(g)) };
+  const client = new SandboxBlockClient(g, a);
+  const p = pair(client, new MemDevice(a, g.slotBytes));
+  let seen = 0;
+  client.onViolation = () => seen++;
+  client.attach(p.link);
+  // 1000 completions for no request: each one is looked at (and is a violation), none trusted
+  for (let i = 0; i < 1000; i++) p.shm.view.setUint32(cqOffset(g) + i * CQE_BYTES, 5000, true);
+  Atomics.store(p.shm.u32, B.CQ_TAIL, 1000);
+  assert.is(client.reap(), REAP_PER_TURN);
+  assert.is(seen, REAP_PER_TURN);
+  await until('the rest, on later turns', () => seen === 1000, 2000);
   client.fail(new Error('done'));
   p.close();
 });

@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream';
 import { DmaboxError } from '../../../common/errors.js';
 import { FrameDecoder, encodeFrame, type FrameHeader, type FrameSink } from './codec.js';
-import { HypercallError, type HcDecision } from './errors.js';
+import { HypercallError, HypercallUsageError, type HcDecision } from './errors.js';
 import { readReply } from './messages.js';
 import { HC_MAX_PAYLOAD, HC_VERSION, HEADER_SIZE, HcStatus, HcType, REPLY, RESULT_SIZE, typeName } from './protocol.js';
 import { realTimers, type Timer, type Timers } from '../../../common/timers.js';
@@ -23,9 +23,18 @@ export class HypercallRefused extends DmaboxError<'ERR_HC_REFUSED'> {
   }
 }
 
+/**
+ * Frames handled per event-loop turn, at most (default of `framesPerTurn`): one event loop may
+ * serve many channels (the manager's, one per sandbox), so a peer that keeps its socket full gets
+ * this share of a turn and the rest of its input waits, the stream paused, for the next.
+ */
+export const FRAMES_PER_TURN = 64;
+
 export interface ChannelOptions {
   /** Largest payload accepted (default HC_MAX_PAYLOAD). */
   maxPayload?: number;
+  /** Frames handled per event-loop turn (default FRAMES_PER_TURN). */
+  framesPerTurn?: number;
   /** Every violation, with its decision; on 'kill' the endpoint stops right after. Called from the stream's data handler: must not throw. */
   onViolation?: (error: HypercallError) => void;
   /** Time and timers for every deadline (default: Node's); tests pass fake time. */
@@ -52,6 +61,21 @@ export abstract class Channel implements FrameSink {
   protected lastReplyRef = 0;
   /** Frames received (valid or not) and violations reported: for the manager's status page. */
   readonly counters = { frames: 0, dropped: 0 };
+  /** The per-turn budget: frames left this turn, input held back for the next, and its reset. */
+  private readonly framesPerTurn: number;
+  private turnLeft: number;
+  private turnReset = false;
+  private held: Buffer | undefined;
+  private heldAt = 0;
+  private readonly nextTurn = (): void => {
+    this.turnReset = false;
+    this.turnLeft = this.framesPerTurn;
+    const chunk = this.held;
+    if (chunk === undefined) return;
+    this.held = undefined;
+    this.input(chunk, this.heldAt);
+    if (this.held === undefined && !this.stream.destroyed) this.stream.resume();
+  };
 
   protected constructor(
     protected readonly stream: Duplex,
@@ -60,10 +84,39 @@ export abstract class Channel implements FrameSink {
   ) {
     this.timers = channelOptions.timers ?? realTimers;
     this.decoder = new FrameDecoder(this, { maxPayload: channelOptions.maxPayload ?? HC_MAX_PAYLOAD, version: this.version });
-    stream.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    this.framesPerTurn = channelOptions.framesPerTurn ?? FRAMES_PER_TURN;
+    if (!Number.isInteger(this.framesPerTurn) || this.framesPerTurn < 1)
+      throw new HypercallUsageError('ERR_HC_ARG', `framesPerTurn ${channelOptions.framesPerTurn}: expected a whole number of frames, 1 or more`);
+    this.turnLeft = this.framesPerTurn;
+    stream.on('data', (chunk: Buffer) => this.input(chunk, 0));
     stream.on('end', () => this.peerGone('the peer closed the channel'));
     stream.on('close', () => this.peerGone('the channel closed'));
     stream.on('error', (e: Error) => this.peerGone(`the channel failed: ${e.message}`, e));
+  }
+
+  /**
+   * Decode `chunk` from `from` within this turn's frame budget; what is left is held, the stream
+   * paused, until the next turn.
+   */
+  private input(chunk: Buffer, from: number): void {
+    if (this.held !== undefined) {
+      // Data the stream had already read when it was paused: after what is held, in order.
+      this.held = Buffer.concat([this.held.subarray(this.heldAt), chunk.subarray(from)]);
+      this.heldAt = 0;
+      return;
+    }
+    const frames = this.counters.frames;
+    const at = this.decoder.push(chunk, from, this.turnLeft);
+    this.turnLeft -= this.counters.frames - frames;
+    if (!this.turnReset) {
+      this.turnReset = true;
+      setImmediate(this.nextTurn);
+    }
+    if (at < chunk.length && !this.decoder.stopped) {
+      this.held = chunk;
+      this.heldAt = at;
+      this.stream.pause();
+    }
   }
 
   /** Why the endpoint stopped, once it has. */
@@ -75,10 +128,11 @@ export abstract class Channel implements FrameSink {
   protected abstract handle(header: FrameHeader, payload: DataView): void;
 
   /**
-   * A hook for subclasses, run for every accepted frame (REPLY included) before it is read: rate
-   * limits and state. False drops the frame (the subclass reported why); a throw is a violation.
+   * A hook for subclasses, run for every frame in sequence (REPLY, and types this side does not
+   * accept, included: `accepted` says which) before anything else is checked or read: rate limits
+   * and state. False drops the frame (the subclass reported why); a throw is a violation.
    */
-  protected admit(_header: FrameHeader): boolean {
+  protected admit(_header: FrameHeader, _accepted: boolean): boolean {
     return true;
   }
 
@@ -94,12 +148,14 @@ export abstract class Channel implements FrameSink {
     }
     this.peerSeq = h.seq;
     try {
+      // Charged first: a frame dropped below (an unknown type, a request with a ref) costs its
+      // sender a token like any other, so a flood of them meets the same limits.
+      if (!this.admit(h, this.accepts.has(h.type))) return;
       if (!this.accepts.has(h.type)) {
         throw new HypercallError('ERR_HC_BAD_TYPE', 'drop', `frame type ${h.type} (${typeName(h.type)}) seq ${h.seq} is not one this side accepts; dropped`);
       }
       if (h.ref !== 0 && h.type !== HcType.REPLY)
         throw new HypercallError('ERR_HC_BAD_FIELD', 'drop', `${typeName(h.type)} seq ${h.seq} has ref ${h.ref}; only REPLY frames carry a ref; dropped`);
-      if (!this.admit(h)) return;
       if (h.type === HcType.REPLY) this.reply(h, v);
       else this.handle(h, v);
     } catch (e) {

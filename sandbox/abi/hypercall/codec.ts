@@ -58,18 +58,24 @@ export class FrameDecoder {
     this.dead = true;
   }
 
-  /** Feed bytes as they arrive, in any chunking. */
-  push(chunk: Uint8Array): void {
-    let i = 0;
+  /**
+   * Feed bytes as they arrive, in any chunking, from `chunk[from]`; deliver at most `maxFrames`
+   * frames. Returns where it stopped: `chunk.length` once every byte is taken (or the decoder
+   * died), less when `maxFrames` frames were delivered first (feed the rest later).
+   */
+  push(chunk: Uint8Array, from = 0, maxFrames = Infinity): number {
+    let i = from;
     const n = chunk.length;
+    let frames = 0;
     while (i < n && !this.dead) {
+      if (frames >= maxFrames) return i;
       if (this.have < HEADER_SIZE) {
         const k = Math.min(HEADER_SIZE - this.have, n - i);
         copy(chunk, this.buf, this.have, i, i + k);
         this.have += k;
         i += k;
-        if (this.have < HEADER_SIZE) return;
-        if (!this.readHeader()) return;
+        if (this.have < HEADER_SIZE) return n;
+        if (!this.readHeader()) return n;
       }
       const total = HEADER_SIZE + this.header.length;
       if (this.have < total) {
@@ -80,9 +86,11 @@ export class FrameDecoder {
       }
       if (this.have === total) {
         this.have = 0;
+        frames++;
         this.sink.frame(this.header, this.view);
       }
     }
+    return n;
   }
 
   /** The stream ended: a partial frame is a truncation. */

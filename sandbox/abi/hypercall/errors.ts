@@ -21,7 +21,8 @@ export type HcErrorCode =
   | 'ERR_HC_STATE' // drop (kill before HELLO): a call not valid now
   | 'ERR_HC_UNEXPECTED_REPLY' // drop: a REPLY to nothing outstanding
   | 'ERR_HC_RATE' // drop: over the token bucket of its call type
-  | 'ERR_HC_FLOOD' // kill: sustained rate violations
+  | 'ERR_HC_FLOOD' // kill: too many dropped frames within a second, whatever the reason
+  | 'ERR_HC_DROPPED' // drop: a summary of dropped frames not reported one by one
   | 'ERR_HC_VERSION_MISMATCH' // kill: no protocol version both sides speak
   | 'ERR_HC_TIMEOUT' // kill on the host: a reply, HELLO or heartbeat did not come in time
   | 'ERR_HC_HEARTBEAT' // kill: the container stopped sending heartbeats

@@ -52,7 +52,7 @@ import {
   ShutdownReason,
   typeName,
 } from '../../abi/hypercall/protocol.js';
-import { TokenBuckets, type RateLimit } from './rate.js';
+import { INVALID_BUCKET, TokenBuckets, type RateLimit } from './rate.js';
 
 type Answer<T> = T | HcStatus | Promise<T | HcStatus>;
 
@@ -84,8 +84,19 @@ export interface HostOptions extends ChannelOptions {
   replyGraceMs?: number;
   /** Token buckets per call type; merged over DEFAULT_RATES. */
   rates?: Partial<Record<HcType, RateLimit>>;
-  /** Rate-limited frames tolerated per second before the flood is a kill (default 256). */
+  /** The bucket for frames of a type the host does not accept (default 4/s, burst 8): charged, then dropped. */
+  invalidRate?: RateLimit;
+  /**
+   * Dropped frames tolerated within a second, whatever made each a drop (over its rate, an unknown
+   * type, a request with a ref, a bad field): one more is a kill (ERR_HC_FLOOD). Default 256.
+   */
   floodLimit?: number;
+  /**
+   * Dropped frames per second passed to `onViolation` one by one (default 16); the rest of that
+   * second's are counted and summarised in one ERR_HC_DROPPED, so a flood costs the manager no
+   * memory per frame.
+   */
+  reportLimit?: number;
   /** A handler threw or rejected: the call was answered INTERNAL. Not the container's fault. */
   onHandlerError?: (error: unknown, call: HcType) => void;
 }
@@ -130,8 +141,12 @@ export class HostEndpoint extends Channel {
       }, 1)
       .unref();
   };
-  private floodWindowStart = 0;
-  private floodCount = 0;
+  /** Drop accounting over the current one-second window (flood limit, bounded reporting). */
+  private dropWindowStart = -Infinity;
+  private dropsInWindow = 0;
+  /** Drops of this window not reported one by one, by code (a closed set of codes: bounded). */
+  private readonly unreported = new Map<string, number>();
+  private unreportedTimer: Timer | undefined;
   /** Heartbeats taken (the watchdog's second look compares it). */
   private heartbeats = 0;
   /** The last heartbeat's counters (they may never go down). */
@@ -145,7 +160,10 @@ export class HostEndpoint extends Channel {
       throw new HypercallUsageError('ERR_HC_ARG', `windowCount ${options.windowCount}: expected an integer from 0 to 64`);
     this.options = options;
     this.heartbeatMs = options.heartbeatMs ?? 1000;
-    this.buckets = new TokenBuckets({ ...DEFAULT_RATES, ...options.rates }, this.timers.now());
+    this.buckets = new TokenBuckets(
+      { ...DEFAULT_RATES, ...options.rates, [INVALID_BUCKET]: options.invalidRate ?? { perSecond: 4, burst: 8 } },
+      this.timers.now(),
+    );
     this.helloTimer = this.timers.setTimeout(() => {
       this.violation(new HypercallError('ERR_HC_TIMEOUT', 'kill', `no HELLO within ${options.helloTimeoutMs ?? 5000} ms of start`));
     }, options.helloTimeoutMs ?? 5000);
@@ -186,11 +204,13 @@ export class HostEndpoint extends Channel {
     this.stateValue = 'stopped';
     this.timers.clearTimeout(this.helloTimer);
     this.timers.clearTimeout(this.watchdog);
+    this.timers.clearTimeout(this.unreportedTimer);
+    this.unreported.clear();
   }
 
-  protected override admit(h: FrameHeader): boolean {
+  protected override admit(h: FrameHeader, accepted: boolean): boolean {
     const t = h.type as HcType;
-    if (!this.buckets.take(t, this.timers.now())) {
+    if (!this.buckets.take(accepted ? t : INVALID_BUCKET, this.timers.now())) {
       this.rateDrop(t, h.seq);
       return false;
     }
@@ -368,17 +388,68 @@ export class HostEndpoint extends Channel {
   }
 
   private rateDrop(t: HcType, seq: number): void {
+    this.violation(new HypercallError('ERR_HC_RATE', 'drop', `${typeName(t)} seq ${seq} is over its rate limit; dropped`));
+  }
+
+  /**
+   * Every dropped frame passes here, whatever dropped it: counted against the flood limit first
+   * (one too many is a kill), then reported one by one up to `reportLimit` a second, and only
+   * counted beyond that (one ERR_HC_DROPPED summary per second says how many, by code).
+   */
+  protected override violation(error: HypercallError): void {
+    if (error.decision !== 'drop' || this.stopped) return super.violation(error);
     const now = this.timers.now();
-    if (now - this.floodWindowStart >= 1000) {
-      this.floodWindowStart = now;
-      this.floodCount = 0;
+    if (now - this.dropWindowStart >= 1000) {
+      this.reportUnreported();
+      this.dropWindowStart = now;
+      this.dropsInWindow = 0;
     }
     const limit = this.options.floodLimit ?? 256;
-    if (++this.floodCount > limit) {
-      this.violation(new HypercallError('ERR_HC_FLOOD', 'kill', `more than ${limit} rate-limited frames within a second (last: ${typeName(t)} seq ${seq})`));
+    if (++this.dropsInWindow > limit) {
+      this.counters.dropped++;
+      const more = this.unreportedText();
+      this.unreported.clear();
+      super.violation(
+        new HypercallError(
+          'ERR_HC_FLOOD',
+          'kill',
+          `${this.dropsInWindow} dropped frames within a second, over the limit of ${limit}${more}; the last: ${error.message}`,
+        ),
+      );
       return;
     }
-    this.violation(new HypercallError('ERR_HC_RATE', 'drop', `${typeName(t)} seq ${seq} is over its rate limit; dropped`));
+    if (this.dropsInWindow <= (this.options.reportLimit ?? 16)) return super.violation(error);
+    this.counters.dropped++;
+    this.unreported.set(error.code, (this.unreported.get(error.code) ?? 0) + 1);
+    if (!this.unreportedTimer) {
+      this.unreportedTimer = this.timers.setTimeout(() => this.reportUnreported(), Math.max(1, this.dropWindowStart + 1000 - now));
+      this.unreportedTimer.unref();
+    }
+  }
+
+  /** One summary of the drops not reported one by one, if any. */
+  private reportUnreported(): void {
+    this.timers.clearTimeout(this.unreportedTimer);
+    this.unreportedTimer = undefined;
+    if (this.unreported.size === 0 || this.stopped) return;
+    const text = this.unreportedText();
+    this.unreported.clear();
+    try {
+      this.channelOptions.onViolation?.(new HypercallError('ERR_HC_DROPPED', 'drop', `dropped frames not reported one by one${text}`));
+    } catch {
+      // onViolation must not throw; a summary is not worth stopping for
+    }
+  }
+
+  private unreportedText(): string {
+    if (this.unreported.size === 0) return '';
+    let n = 0;
+    const parts: string[] = [];
+    for (const [code, k] of this.unreported) {
+      n += k;
+      parts.push(`${code} ${k}`);
+    }
+    return ` (${n} not reported one by one: ${parts.join(', ')})`;
   }
 }
 

@@ -1,6 +1,7 @@
 /**
- * Token buckets, one per call type, in preallocated arrays: checking a frame allocates nothing.
- * A bucket holds at most `burst` tokens and refills at `perSecond`; each frame takes one.
+ * Token buckets, one per call type and one (`INVALID_BUCKET`) for frames of a type the endpoint
+ * does not accept, in preallocated arrays: checking a frame allocates nothing. A bucket holds at
+ * most `burst` tokens and refills at `perSecond`; each frame takes one.
  */
 import { HypercallUsageError } from '../../abi/hypercall/errors.js';
 
@@ -9,13 +10,16 @@ export interface RateLimit {
   burst: number;
 }
 
-export class TokenBuckets {
-  private readonly tokens = new Float64Array(256);
-  private readonly stamp = new Float64Array(256);
-  private readonly rate = new Float64Array(256);
-  private readonly burst = new Float64Array(256);
+/** The bucket of frames whose type the endpoint does not accept (types are 0..255). */
+export const INVALID_BUCKET = 256;
 
-  /** `limits[type]`; a type without a limit gets none (it is refused elsewhere or unlimited by design). */
+export class TokenBuckets {
+  private readonly tokens = new Float64Array(257);
+  private readonly stamp = new Float64Array(257);
+  private readonly rate = new Float64Array(257);
+  private readonly burst = new Float64Array(257);
+
+  /** `limits[type]` (or `limits[INVALID_BUCKET]`); a type without a limit gets none (it is refused elsewhere or unlimited by design). */
   constructor(limits: Partial<Record<number, RateLimit>>, now: number) {
     this.rate.fill(Infinity);
     for (const [type, l] of Object.entries(limits)) {

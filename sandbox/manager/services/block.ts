@@ -61,6 +61,9 @@ interface Req {
   order: number;
 }
 
+/** Completions taken per call of `reap` (the poller calls it once a turn); the rest on the next turn. */
+export const REAP_PER_TURN = 256;
+
 const OP_NAMES: Record<number, string> = {
   [BlockOp.READ]: 'read',
   [BlockOp.WRITE]: 'write',
@@ -407,12 +410,13 @@ export class SandboxBlockClient implements Pollable {
   }
 
   /**
-   * Take the completions the container posted (ring.ts: until CQ_TAIL stops moving, a few rings'
-   * worth per call; more waits for the next turn), then post what waited for their tags.
+   * Take the completions the container posted (ring.ts: until CQ_TAIL stops moving, at most
+   * REAP_PER_TURN per call, so one sandbox's ring takes a bounded share of the manager's turn;
+   * more waits for the next turn), then post what waited for their tags.
    */
   reap(): number {
     if (!this.link) return 0;
-    const n = this.cq.drain(this.cqSink, 4 * this.geometry.entries);
+    const n = this.cq.drain(this.cqSink, REAP_PER_TURN);
     if (n > 0) this.pump();
     if (this.link && !this.reapScheduled && this.cq.available() > 0) {
       this.reapScheduled = true;

@@ -17,6 +17,16 @@
  * (a slot it does not own, whether unknown or already returned, is a violation), each length lies
  * in [14, 1514]. A violation stops the port reading the ring at once and kills the container (the
  * supervisor then quarantines and restarts it), as the block ring does.
+ *
+ * Addresses. To the host the TAP *is* the NIC (it carries the NIC's MAC, `mac`), so a frame the
+ * container hands over for the TAP is one the NIC received from its wire: it must come from another
+ * station and be addressed to this one. A frame whose source is the sandbox's own MAC (the host
+ * would see its own address sending to it: a spoof of the host, and of a bridge's forwarding
+ * table), whose source is a group address (no station sends from one), or whose destination is
+ * another station's unicast address (a NIC delivers only its own, broadcast and multicast) is
+ * dropped and counted (`spoofed`), its slot offered back to the container at once. More than
+ * `spoofLimit` of them within a second is a violation: a NIC does not receive such frames by
+ * accident.
  */
 import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle, type Sys } from 'linux-sys';
 import { SandboxError } from '../errors.js';
@@ -32,11 +42,19 @@ export interface NicPortOwner {
   violation(reason: string): void;
 }
 
+/**
+ * TX completions taken per call (rx() and txAlloc() reap them): one sandbox's ring, however large,
+ * takes a bounded share of the manager's turn; RX is bounded by the bridge's batch.
+ */
+const TX_REAP_PER_CALL = 256;
+
 const TX_FREE = 0,
   TX_BRIDGE = 1,
   TX_CONTAINER = 2;
 const RX_CONTAINER = 0,
-  RX_BRIDGE = 1;
+  RX_BRIDGE = 1,
+  /** Handed over with a forged frame, to be offered back once the drain ends (a second entry naming it is a duplicate). */
+  RX_REFUSED = 2;
 
 /** What a bridge joined to the port must offer (TapBridge has it). */
 export interface SuspendableBridge {
@@ -59,11 +77,15 @@ export interface SandboxNicPortCounters {
   /** Ring violations (each one killed its container). */
   violations: number;
   lastViolation: string | null;
+  /** Frames dropped for their addresses (the sandbox's MAC or a group address as source, another station as destination). */
+  spoofed: number;
 }
 
 export interface SandboxNicPortOptions {
   sys: Sys;
   geometry?: NetGeometry;
+  /** Frames with forged addresses tolerated within a second (default 64); one more is a violation. */
+  spoofLimit?: number;
 }
 
 export class SandboxNicPort {
@@ -81,6 +103,7 @@ export class SandboxNicPort {
     attaches: 0,
     violations: 0,
     lastViolation: null,
+    spoofed: 0,
   };
   private readonly sys: Sys;
   private readonly shm: Shared;
@@ -106,6 +129,12 @@ export class SandboxNicPort {
   /** rx(): the batch being filled, and the first bad entry met (the sink stops there). */
   private rxInto: PacketBatch | null = null;
   private rxBad: string | null = null;
+  /** rx(): slots of frames refused for their addresses, offered back on RXF after the drain. */
+  private rxRefused = 0;
+  /** Forged frames in the current one-second window, and when it began (performance.now()). */
+  private spoofWindow = -Infinity;
+  private spoofInWindow = 0;
+  private readonly spoofLimit: number;
   private attached = false;
   private everAttached = false;
   private poller: PollHandle | undefined;
@@ -120,6 +149,10 @@ export class SandboxNicPort {
   ) {
     this.sys = options.sys;
     this.name = `sandbox:${owner.name}`;
+    this.spoofLimit = options.spoofLimit ?? 64;
+    if (!Number.isInteger(this.spoofLimit) || this.spoofLimit < 0) {
+      throw new SandboxError('ERR_SANDBOX_NET_ARG', `spoofLimit ${options.spoofLimit}: expected a whole number of frames per second, 0 or more`);
+    }
     this.layout = netLayout(options.geometry ?? { txSlots: 256, rxSlots: 256 });
     const L = this.layout;
     this.shm = createShared(this.sys, `${owner.name}-net`, L.bytes);
@@ -226,12 +259,49 @@ export class SandboxNicPort {
     if (avail > this.rxHeld) return this.violation(`RX completion index moved by ${avail} while the container holds ${this.rxHeld} RX slots`);
     this.rxInto = batch;
     this.rxBad = null;
-    const k = this.rxc.drain(this.rxcSink, batch.capacity - batch.count);
+    this.rxRefused = 0;
+    const before = batch.count;
+    this.rxc.drain(this.rxcSink, batch.capacity - batch.count);
     this.rxInto = null;
+    const k = batch.count - before;
     this.counters.rxFrames += k;
+    if (this.rxRefused > 0) this.refused(this.rxRefused);
     // the frames checked so far are good and go out; nothing after a bad entry is read
     if (this.rxBad !== null) this.violation(this.rxBad);
     return k;
+  }
+
+  /**
+   * Whether a received frame's addresses are ones a NIC can deliver to its host (see the top of
+   * this file): not the sandbox's own MAC nor a group address as source; its own MAC, or a group
+   * address, as destination.
+   */
+  private addressed(off: number): boolean {
+    const b = this.shm.bytes,
+      m = this.mac;
+    if ((b[off + 6]! & 1) !== 0) return false;
+    if (b[off + 6] === m[0] && b[off + 7] === m[1] && b[off + 8] === m[2] && b[off + 9] === m[3] && b[off + 10] === m[4] && b[off + 11] === m[5]) return false;
+    if ((b[off]! & 1) !== 0) return true;
+    return b[off] === m[0] && b[off + 1] === m[1] && b[off + 2] === m[2] && b[off + 3] === m[3] && b[off + 4] === m[4] && b[off + 5] === m[5];
+  }
+
+  /** `n` RX slots refused for their frames' addresses (written at RXF from 0): offered back, counted, a flood is a violation. */
+  private refused(n: number): void {
+    const u = this.u32,
+      rxf = this.rxf;
+    for (let i = 0; i < n; i++) this.rxState[u[rxf.at(i) >>> 2]!] = RX_CONTAINER;
+    this.rxHeld += n;
+    if (this.rxf.post(n) && this.attached) this.sys.eventfdWrite(this.kickFd, 1n);
+    this.counters.spoofed += n;
+    const now = performance.now();
+    if (now - this.spoofWindow >= 1000) {
+      this.spoofWindow = now;
+      this.spoofInWindow = 0;
+    }
+    this.spoofInWindow += n;
+    if (this.spoofInWindow > this.spoofLimit && this.rxBad === null) {
+      this.rxBad = `${this.spoofInWindow} received frames with forged addresses within a second (the sandbox's own MAC or a group address as source, or another station's as destination); the limit is ${this.spoofLimit}`;
+    }
   }
 
   /** One RXC entry (the sink): a frame in a slot the container holds, of a frame's length. */
@@ -245,8 +315,14 @@ export class SandboxNicPort {
     else if (len < NET_MIN_FRAME || len > NET_MAX_FRAME)
       this.rxBad = `RX completion of ${len} bytes in slot ${slot}; a frame is ${NET_MIN_FRAME} to ${NET_MAX_FRAME} bytes`;
     if (this.rxBad !== null) return false;
-    this.rxState[slot] = RX_BRIDGE;
     this.rxHeld--;
+    if (!this.addressed(this.layout.rxArea + slot * NET_SLOT_BYTES)) {
+      // Dropped: the slot goes straight back to the container (posted after the drain).
+      this.rxState[slot] = RX_REFUSED;
+      this.u32[this.rxf.at(this.rxRefused++) >>> 2] = slot;
+      return true;
+    }
+    this.rxState[slot] = RX_BRIDGE;
     this.rxInto!.push(slot, len);
     this.counters.rxBytes += len;
     return true;
@@ -414,7 +490,7 @@ export class SandboxNicPort {
       this.violation(`TX completion index moved by ${n} while the container holds ${this.txHeld} TX slots`);
       return;
     }
-    this.txc.drain(this.txcSink, this.txHeld);
+    this.txc.drain(this.txcSink, Math.min(this.txHeld, TX_REAP_PER_CALL));
   }
 
   /** One TXC entry (the sink): a TX slot the container holds comes back; anything else is a violation. */

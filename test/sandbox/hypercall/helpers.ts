@@ -73,7 +73,10 @@ export function payload(size: number, fill: (v: DataView) => void = () => {}): B
 }
 
 /** Let queued stream events run. */
-export const tick = () => new Promise<void>((r) => setImmediate(r));
+/** Let the endpoints run: a few event-loop turns (a channel handles at most FRAMES_PER_TURN frames a turn). */
+export const tick = async (turns = 20): Promise<void> => {
+  for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r));
+};
 
 /** A seeded PRNG (xorshift32) so fuzz failures can be replayed. */
 export function prng(seed: number): () => number {

@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HELLO, HEARTBEAT, HcStatus, HcType, IRQ_SETUP, LOG, MAP_WINDOW, REPLY, type HypercallError } from '../../../sandbox/abi/hypercall/index.js';
 import { HostEndpoint, type HostOptions } from '../../../sandbox/manager/hypercall/host.js';
+import { FRAMES_PER_TURN } from '../../../sandbox/abi/hypercall/channel.js';
 import { RawPeer, duplexPair, payload, tick } from './helpers.js';
 import { FakeTimers } from '../../helpers/fake-timers.js';
 
@@ -141,14 +142,57 @@ test('a REPLY to nothing is dropped', async () => {
 });
 
 test('unsolicited REPLY frames are rate-limited like any other, and flooding with them kills', async () => {
-  const t = await hostile(true, { floodLimit: 10 });
+  const t = await hostile(true, { floodLimit: 30 });
   const reply = payload(REPLY.headerSize + 4, (v) => v.setUint8(REPLY.call, HcType.QUIESCE));
   for (let i = 0; i < 40; i++) t.peer.send(HcType.REPLY, reply, { ref: 1000 + i });
   await tick();
   const codes = t.codes();
-  assert.is(codes.filter((c) => c === 'ERR_HC_UNEXPECTED_REPLY drop').length, 16, 'the REPLY burst is 16');
-  assert.is(codes.filter((c) => c === 'ERR_HC_RATE drop').length, 10);
+  assert.is(codes.filter((c) => c === 'ERR_HC_UNEXPECTED_REPLY drop').length, 16, 'the REPLY burst is 16, each one a drop');
+  // every drop counts against the flood limit, whatever dropped it: 16 + 14 = 30, then the kill
+  assert.is(t.host.counters.dropped, 31);
   assert.equal(codes.slice(-1), ['ERR_HC_FLOOD kill']);
+  assert.match(t.violations.at(-1)!.message, /31 dropped frames within a second/);
+});
+
+test('a flood of unknown types and of requests with a ref is charged, counted and killed, and reported in bounded form', async () => {
+  const t = await hostile(true, { floodLimit: 100, reportLimit: 5 });
+  for (let i = 0; i < 200; i++) {
+    if (i % 2 === 0) t.peer.send(0x7e, Buffer.alloc(0));
+    else t.peer.send(HcType.CLOCK, Buffer.alloc(0), { ref: 9 });
+  }
+  await tick();
+  const codes = t.codes();
+  // five reported one by one, the rest counted: the kill's message summarises them
+  assert.is(codes.length, 6, codes.join('\n'));
+  assert.equal(codes.slice(-1), ['ERR_HC_FLOOD kill']);
+  const flood = t.violations.at(-1)!.message;
+  assert.match(flood, /101 dropped frames within a second, over the limit of 100 \(95 not reported one by one: /);
+  // unknown types spent their own bucket (burst 8) and then went over it
+  assert.match(flood, /ERR_HC_RATE \d+/);
+  assert.match(flood, /ERR_HC_BAD_FIELD \d+/);
+  assert.is(t.host.counters.dropped, 101);
+  assert.is(t.host.state, 'stopped');
+  // frames after the kill are not even read
+  t.peer.send(0x7e, Buffer.alloc(0));
+  await tick();
+  assert.is(t.violations.length, 6);
+});
+
+test('drops under the flood limit: the first of each second one by one, the rest in one summary when the second ends', async () => {
+  const t = await hostile(true, { floodLimit: 100, reportLimit: 3 });
+  for (let i = 0; i < 20; i++) t.peer.send(0x7e, Buffer.alloc(0));
+  await tick();
+  assert.equal(t.codes(), Array(3).fill('ERR_HC_BAD_TYPE drop'));
+  t.advance(1000);
+  await tick();
+  assert.equal(t.codes().slice(3), ['ERR_HC_DROPPED drop']);
+  assert.match(t.violations.at(-1)!.message, /17 not reported one by one: ERR_HC_BAD_TYPE 5, ERR_HC_RATE 12/);
+  assert.is(t.host.counters.dropped, 20);
+  await stillServes(t);
+  // a new second (the bucket refilled 4 tokens meanwhile): reported one by one again
+  t.peer.send(0x7e, Buffer.alloc(0));
+  await tick();
+  assert.equal(t.codes().slice(-1), ['ERR_HC_BAD_TYPE drop']);
 });
 
 test('a REPLY before HELLO is a kill too', async () => {
@@ -248,8 +292,21 @@ test('out-of-order, duplicate and replayed sequence ids are kills', async () => 
   }
 });
 
+test('a peer keeping the socket full gets FRAMES_PER_TURN frames a turn; the rest wait, in order, for the next turns', async () => {
+  const t = await hostile(true);
+  const seqs: number[] = [];
+  for (let i = 0; i < 5 * FRAMES_PER_TURN + 5; i++) seqs.push(t.peer.send(HcType.CLOCK));
+  const answered = () => seqs.filter((s) => t.peer.repliesTo(s).length === 1).length;
+  // one loop iteration: the data event's share, and at most one more from the check phase
+  await tick(1);
+  assert.ok(answered() > 0 && answered() <= 2 * FRAMES_PER_TURN, `${answered()} answered in one turn`);
+  await tick();
+  assert.is(answered(), seqs.length);
+  assert.equal(t.codes(), [], 'in order: no sequence violation');
+});
+
 test('flooding: the token bucket drops, sustained flooding kills', async () => {
-  const t = await hostile(true, { floodLimit: 50 });
+  const t = await hostile(true, { floodLimit: 50, reportLimit: 100 });
   for (let i = 0; i < 230; i++) t.peer.send(HcType.LOG, log(`m${i}`));
   await tick();
   assert.is(t.calls.length, 200, 'the LOG burst is 200');

@@ -53,12 +53,25 @@ function setup(name: string): { sup: FakeSupervisor; port: SandboxNicPort } {
   return { sup, port };
 }
 
-/** The container hands over RX slot `slot` with `len` bytes. */
+const PEER_MAC = [0x52, 0x55, 0x0a, 0, 2, 2];
+
+/**
+ * The container hands over RX slot `slot` with `len` bytes, a frame from a peer to the port's MAC
+ * (the addresses a NIC delivers); `forged` writes the port's own MAC as the source instead.
+ */
 function handOver(port: SandboxNicPort, ...entries: [number, number][]): void {
+  handOverFrames(port, false, ...entries);
+}
+function handOverFrames(port: SandboxNicPort, forged: boolean, ...entries: [number, number][]): void {
   const u = u32(port),
     L = port.layout;
   let t = u[N.RXC_TAIL]!;
   for (const [slot, len] of entries) {
+    if (slot < L.rxSlots) {
+      const off = port.rxOffset(slot);
+      port.rxBytes.set(port.mac, off);
+      port.rxBytes.set(forged ? port.mac : PEER_MAC, off + 6);
+    }
     u[(L.rxc >>> 2) + (t % L.rxSlots)] = entry(slot, len);
     t++;
   }
@@ -71,6 +84,72 @@ test('attach at READY: MAC and link taken from the ring', () => {
     assert.ok(port.isAttached);
     assert.ok(port.linkUp());
     assert.equal([...port.mac], [0x52, 0x54, 0, 1, 2, 3]);
+  } finally {
+    port.close();
+  }
+});
+
+test('RX: frames with forged addresses are dropped, counted and their slots offered back; one named twice is still a duplicate', () => {
+  const { sup, port } = setup('p-forged');
+  try {
+    const u = u32(port),
+      L = port.layout;
+    const rxfTail = u[N.RXF_TAIL]!;
+    handOverFrames(port, true, [3, 60], [4, 60]);
+    handOver(port, [5, 60]);
+    const b = new PacketBatch(8);
+    assert.is(port.rx(b), 1);
+    assert.is(b.buf[0], 5, 'only the honest frame');
+    assert.is(port.counters.spoofed, 2);
+    assert.is(port.counters.rxFrames, 1);
+    // the refused slots are the container's again, on RXF at once
+    assert.is(u[N.RXF_TAIL], rxfTail + 2);
+    assert.equal([u[(L.rxf >>> 2) + (rxfTail % L.rxSlots)], u[(L.rxf >>> 2) + ((rxfTail + 1) % L.rxSlots)]], [3, 4]);
+    port.rxFree(b);
+    // a multicast source, another station as destination: dropped too; a broadcast destination is fine
+    const put = (slot: number, dst: number[], src: number[]) => {
+      port.rxBytes.set(dst, port.rxOffset(slot));
+      port.rxBytes.set(src, port.rxOffset(slot) + 6);
+      const t = u[N.RXC_TAIL]!;
+      u[(L.rxc >>> 2) + (t % L.rxSlots)] = entry(slot, 60);
+      Atomics.store(u, N.RXC_TAIL, t + 1);
+    };
+    put(6, [...port.mac], [0x01, 0, 0x5e, 0, 0, 1]);
+    put(7, [0x52, 0x54, 0, 9, 9, 9], PEER_MAC);
+    put(8, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], PEER_MAC);
+    b.clear();
+    assert.is(port.rx(b), 1);
+    assert.is(b.buf[0], 8);
+    assert.is(port.counters.spoofed, 4);
+    port.rxFree(b);
+    // the same slot named twice in one drain: the first is refused, the second is a duplicate
+    handOverFrames(port, true, [9, 60], [9, 60]);
+    b.clear();
+    port.rx(b);
+    assert.ok(
+      sup.kills.some((k) => /does not hold \(a duplicate\)/.test(k)),
+      sup.kills.join('\n'),
+    );
+  } finally {
+    port.close();
+  }
+});
+
+test('RX: more forged frames within a second than the limit is a violation', () => {
+  const sup = new FakeSupervisor('p-forged-flood');
+  const port = new SandboxNicPort(sup, { sys, geometry: { txSlots: 32, rxSlots: 32 }, spoofLimit: 4 });
+  sup.port = port;
+  serve(port);
+  sup.ready();
+  try {
+    handOverFrames(port, true, [0, 60], [1, 60], [2, 60], [3, 60]);
+    port.rx(new PacketBatch(8));
+    assert.equal(sup.kills, []);
+    handOverFrames(port, true, [4, 60]);
+    port.rx(new PacketBatch(8));
+    assert.is(sup.kills.length, 1);
+    assert.match(sup.kills[0]!, /5 received frames with forged addresses within a second/);
+    assert.is(port.isAttached, false);
   } finally {
     port.close();
   }
