@@ -129,6 +129,12 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
     allow: ['common/', 'sys/', 'vfio/'],
   },
   {
+    name: 'the spawner stands on common, linux-sys and the ABI',
+    why: 'sandbox/spawner is the privileged process left after set-up (and the launch library it runs): it must stay small, and never load the manager, the container, drivers or device models',
+    from: ['sandbox/spawner/'],
+    allow: ['common/', 'sys/', 'sandbox/abi/', 'policies/types.ts'],
+  },
+  {
     name: 'the manager never imports the container',
     why: 'sandbox/manager is trusted; the container is the code it does not trust',
     from: ['sandbox/manager/'],
