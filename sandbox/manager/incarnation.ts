@@ -12,11 +12,13 @@
  * (IRQ_SETUP's firstFdSlot), then each service's fds (its parameters). Its argv and environment
  * carry nothing of the sandbox.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Duplex } from 'node:stream';
-import { EFD_CLOEXEC, EFD_NONBLOCK, type Sys } from 'linux-sys';
+import { AF_UNIX, EFD_CLOEXEC, EFD_NONBLOCK, O_CLOEXEC, SOCK_CLOEXEC, SOCK_STREAM, type Sys } from 'linux-sys';
+import type { Launched } from '../spawner/launch.js';
+import { directLauncher, type Launcher } from './launcher.js';
 import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallError } from '../abi/hypercall/index.js';
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
@@ -54,6 +56,8 @@ export interface IncarnationHooks {
   /** The container's hypercall channel closed: it is going (or gone); not a violation. */
   gone(reason: string): void;
   exit(code: number | null, signal: NodeJS.Signals | null): void;
+  /** The process runs: its pid and the identity the launcher gave it. */
+  spawned?(pid: number, uid: number, gid: number): void;
 }
 
 export interface IncarnationOptions {
@@ -68,8 +72,8 @@ export interface IncarnationOptions {
   /** Program to run instead of the real container (hostile-container tests), and its arguments. */
   entry?: string;
   entryArgs?: readonly string[];
-  /** Run as this uid/gid (only when the manager is root). */
-  credentials?: { uid: number; gid: number };
+  /** Who starts the process (default: the launch library in this process). */
+  launcher?: Launcher;
   heartbeatMs: number;
   helloTimeoutMs: number;
   registerTimeoutMs: number;
@@ -78,7 +82,8 @@ export interface IncarnationOptions {
 }
 
 export class Incarnation {
-  readonly child: ChildProcess;
+  /** The process, once the launcher has started it. */
+  launched: Launched | undefined;
   readonly host: HostEndpoint;
   /** The register mailbox (simulated devices only). */
   readonly mailbox: HostMailbox | undefined;
@@ -89,16 +94,22 @@ export class Incarnation {
   private readonly shared: Shared[] = [];
   private readonly eventfds: number[] = [];
   private readonly sys: Sys;
+  /** The manager's end of the hypercall socket, and the read ends of the container's stdout and stderr. */
+  private readonly streams: Socket[] = [];
+  private pendingKill: NodeJS.Signals | undefined;
 
   constructor(o: IncarnationOptions) {
     const sys = (this.sys = o.sys);
     const { policy, device } = o;
     this.startedAt = o.clock.wall();
-    const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe', 'pipe'];
+    // The child's fds from 3 on, in order: fds[i] becomes its fd 3 + i.
+    const fds: number[] = [];
     const fd = (n: number): number => {
-      stdio.push(n);
-      return stdio.length - 1;
+      fds.push(n);
+      return 2 + fds.length;
     };
+    /** The child's ends: closed here once the launcher has passed them on. */
+    const theirs: number[] = [];
     const param = (key: ParamKey, value: string | number | readonly number[]): void => {
       this.params.set(key, formatParam(value));
     };
@@ -110,6 +121,12 @@ export class Incarnation {
     let mailboxShm: Shared | undefined;
     let mailboxKick = -1;
     try {
+      // fd 3: the hypercall socket.
+      const [hcMine, hcTheirs] = sys.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      theirs.push(hcTheirs);
+      const hc = new Socket({ fd: hcMine, readable: true, writable: true });
+      this.streams.push(hc);
+      if (fd(hcTheirs) !== FD.HYPERCALL) throw new SandboxError('ERR_SANDBOX_STATE', 'fd slot 3 must be the hypercall socket');
       // fd 4: a fresh copy of the driver's code, so what one container writes into it never reaches the next.
       const code = this.share(`${policy.name}-code`, Math.ceil(o.driver.code.length / 4096) * 4096);
       code.bytes.set(o.driver.code);
@@ -142,13 +159,14 @@ export class Incarnation {
       const windowSlots = device.grants.map((g) => fd(g.window.memory.fd));
       const irqCount = policy.driver.interrupts === 'msix' ? Math.min(device.irqCounts.msix, policy.driver.queues + 1) : 0;
       const irqFds = device.newIrqFds(irqCount);
-      const firstIrqSlot = stdio.length;
+      const firstIrqSlot = 3 + fds.length;
       for (const n of irqFds) fd(n);
       param(PARAM.IRQ_VECTORS, irqFds.length);
       for (const s of o.services) s.prepare({ fd, param });
-      this.child = this.spawnChild(o, stdio);
-      this.host = this.endpoint(o, this.child.stdio[3] as Duplex, windowSlots, irqFds, firstIrqSlot);
+      this.host = this.endpoint(o, hc, windowSlots, irqFds, firstIrqSlot);
+      this.launch(o, fds, theirs);
     } catch (e) {
+      for (const n of theirs) sys.close(n);
       this.dispose();
       throw e;
     }
@@ -200,22 +218,26 @@ export class Incarnation {
     });
   }
 
-  private spawnChild(o: IncarnationOptions, stdio: (string | number)[]): ChildProcess {
+  /** The container's stdout and stderr: pipes whose read ends the manager keeps. */
+  private pipe(): [Socket, number] {
+    const [r, w] = this.sys.pipe2(O_CLOEXEC);
+    const s = new Socket({ fd: r, readable: true, writable: false });
+    this.streams.push(s);
+    return [s, w];
+  }
+
+  private launch(o: IncarnationOptions, fds: number[], theirs: number[]): void {
     const { policy } = o;
     const entry = o.entry ?? defaultEntry();
-    // The policy's memory limit, as far as Node can apply it: the JS heap gets what the windows
-    // leave (a cgroup would bound the whole process; not done yet).
+    // The policy's memory limit, as far as Node can apply it: the JS heap gets what the windows leave.
     const windowBytes = policy.windows.reduce((n, w) => n + w.size, 0);
     const heapMiB = Math.max(64, Math.floor((policy.container.memory - windowBytes) / 2 ** 20));
     const inherited = process.execArgv.filter((a) => !(CONTAINER_NODE_FLAGS as readonly string[]).includes(a));
     const heapArg = inherited.some((a) => a.startsWith('--max-old-space-size')) ? [] : [`--max-old-space-size=${heapMiB}`];
-    const child = spawn(process.execPath, [...inherited, ...CONTAINER_NODE_FLAGS, ...heapArg, entry, ...(o.entryArgs ?? [])], {
-      stdio: stdio as never,
-      // Its own process group: a terminal's Ctrl-C goes to the manager, which stops containers in order.
-      detached: true,
-      ...(o.credentials ? { uid: o.credentials.uid, gid: o.credentials.gid } : {}),
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
-    });
+    const [out, outW] = this.pipe();
+    theirs.push(outW);
+    const [err, errW] = this.pipe();
+    theirs.push(errW);
     // The container's own stdout/stderr: at most 50 lines a second reach the log (a container
     // printing in a loop must not flood the manager), cut to 512 characters, control characters replaced.
     let windowStart = 0,
@@ -238,25 +260,48 @@ export class Incarnation {
         o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(CONTROL_CHARACTERS, '?')}`);
       }
     };
-    child.stdout?.on('data', text(LogLevel.INFO));
-    child.stderr?.on('data', text(LogLevel.WARN));
-    child.on('exit', (code, signal) => {
-      this.exited = true;
-      o.hooks.exit(code, signal);
-    });
-    child.on('error', (e) => {
-      o.hooks.log(LogLevel.ERROR, `container process error: ${e.message}`);
-      // A spawn that failed has no process and no 'exit': report it as one, so the supervisor goes on.
-      if (child.pid === undefined && !this.exited) {
-        this.exited = true;
-        o.hooks.exit(null, null);
-      }
-    });
-    return child;
+    out.on('data', text(LogLevel.INFO));
+    err.on('data', text(LogLevel.WARN));
+    out.on('error', () => undefined);
+    err.on('error', () => undefined);
+    const launcher = o.launcher ?? directLauncher;
+    launcher
+      .launch({
+        sandbox: policy.name,
+        role: 'driver',
+        argv: [process.execPath, ...inherited, ...CONTAINER_NODE_FLAGS, ...heapArg, entry, ...(o.entryArgs ?? [])],
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
+        stdout: outW,
+        stderr: errW,
+        fds,
+        limits: { memoryBytes: policy.container.memory, pids: 64, cpuWeight: 100 },
+        confined: !policy.unconfined,
+      })
+      .finally(() => {
+        // The child has its copies: without closing ours, the hypercall socket and the pipes never see it go.
+        for (const n of theirs) this.sys.close(n);
+      })
+      .then(
+        (l) => {
+          this.launched = l;
+          o.hooks.spawned?.(l.pid, l.uid, l.gid);
+          if (this.pendingKill) l.kill(this.pendingKill);
+          void l.exit.then((x) => {
+            this.exited = true;
+            o.hooks.exit(x.code, x.signal);
+          });
+        },
+        (e: unknown) => {
+          o.hooks.log(LogLevel.ERROR, `container process error: ${(e as Error).message.split('\n')[0]}`);
+          // A launch that failed has no process and no exit: report it as one, so the supervisor goes on.
+          this.exited = true;
+          o.hooks.exit(null, null);
+        },
+      );
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.launched?.pid;
   }
 
   /** True once a SIGKILL was sent. */
@@ -264,13 +309,16 @@ export class Incarnation {
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (signal === 'SIGKILL') this.killed = true;
-    if (!this.exited) this.child.kill(signal);
+    if (this.exited) return;
+    if (this.launched) this.launched.kill(signal);
+    else this.pendingKill = signal;
   }
 
   /** After exit: stop serving and release what was made for this container. Idempotent. */
   dispose(): void {
     this.mailbox?.close();
-    (this.child?.stdio[3] as Duplex | null | undefined)?.destroy();
+    // The hypercall socket; stdout and stderr end by themselves once the process has gone.
+    this.streams[0]?.destroy();
     for (const s of this.shared) s.close();
     this.shared.length = 0;
     for (const n of this.eventfds) this.sys.close(n);

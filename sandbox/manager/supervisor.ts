@@ -43,6 +43,7 @@ import { BlockService } from './services/block-service.js';
 import { NetService } from './services/net-service.js';
 import type { SandboxBlockClient } from './services/block.js';
 import type { SandboxNicPort } from './services/net.js';
+import type { Launcher } from './launcher.js';
 
 export type SandboxState = 'starting' | 'running' | 'quarantined' | 'backoff' | 'failed' | 'stopping' | 'stopped';
 
@@ -75,6 +76,8 @@ export interface SupervisorOptions {
   pollIdleMs?: number;
   /** Real devices: bind to vfio-pci at start, give back to the previous driver at stop. */
   bind?: boolean;
+  /** Who starts containers (default: the launch library in this process; the manager's spawner after set-up). */
+  launcher?: Launcher;
 }
 
 const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error', [LogLevel.WARN]: 'warn', [LogLevel.INFO]: 'info', [LogLevel.DEBUG]: 'debug' };
@@ -110,8 +113,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private lastProgress = 0;
   private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock'>> &
-    Pick<SupervisorOptions, 'entry' | 'entryArgs'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launcher'>> &
+    Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'launcher'>;
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
@@ -127,6 +130,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
       sys: options.sys ?? defaultSys(),
       entry: options.entry,
       entryArgs: options.entryArgs,
+      launcher: options.launcher,
       heartbeatMs: options.heartbeatMs ?? 500,
       helloTimeoutMs: options.helloTimeoutMs ?? 20_000,
       readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
@@ -309,7 +313,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         sys: this.o.sys,
         ...(this.o.entry ? { entry: this.o.entry } : {}),
         ...(this.o.entryArgs ? { entryArgs: this.o.entryArgs } : {}),
-        credentials: this.credentials.asPolicy ? { uid: this.credentials.uid, gid: this.credentials.gid } : undefined,
+        ...(this.o.launcher ? { launcher: this.o.launcher } : {}),
         heartbeatMs: this.o.heartbeatMs,
         helloTimeoutMs: this.o.helloTimeoutMs,
         registerTimeoutMs: this.o.registerTimeoutMs,
@@ -326,6 +330,11 @@ export class Supervisor extends EventEmitter implements FaultSink {
             if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`);
           },
           exit: (code, signal) => this.onExit(inc, code, signal),
+          spawned: (pid, uid, gid) =>
+            this.event(
+              'spawn',
+              `container pid ${pid} as uid ${uid} gid ${gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}`,
+            ),
         },
       });
     } catch (e) {
@@ -336,10 +345,6 @@ export class Supervisor extends EventEmitter implements FaultSink {
     }
     this.current = inc;
     this.startedAt = this.clock.wall();
-    this.event(
-      'spawn',
-      `container pid ${inc.pid} as uid ${this.credentials.uid} gid ${this.credentials.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}`,
-    );
     this.readyTimer = this.clock.setTimeout(
       () =>
         this.confirm(() => {
