@@ -39,6 +39,8 @@ export interface SpawnerOptions {
   flags: readonly string[];
   /** uids and gids no launched process may have (the manager's). */
   forbid: readonly number[];
+  /** A socket the spawner removes when it exits (the control socket, in a folder only root can write). */
+  removeAtExit?: string;
   /** Bound on the spawner's start (default 10 s). */
   helloTimeoutMs?: number;
 }
@@ -74,6 +76,7 @@ export class SpawnerClient extends EventEmitter implements Launcher {
       ...o.entries.flatMap((e) => ['--entry', e]),
       ...o.flags.flatMap((f) => ['--flag', f]),
       ...o.forbid.flatMap((n) => ['--forbid', String(n)]),
+      ...(o.removeAtExit ? ['--remove', o.removeAtExit] : []),
     ];
     let child;
     try {
