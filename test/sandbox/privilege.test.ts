@@ -292,6 +292,23 @@ rootTest('a manager killed with SIGKILL takes the spawner and its containers wit
   }
 });
 
+rootTest('the spawner killed: the manager says so loudly, stops in order and exits 1', async () => {
+  const control = join(dir, 'spawner-gone.sock');
+  const u = up(control);
+  try {
+    await until('the privilege line', () => /^privileges: /m.test(u.out) || u.exit !== undefined, 60_000);
+    const spawner = status(control).spawner!.pid;
+    process.kill(spawner, 'SIGKILL');
+    await until('up to exit', () => u.exit !== undefined, 20_000);
+    assert.is(u.exit!.code, 1, `${u.out}${u.err}`);
+    assert.match(u.err, /^FATAL: the spawner is gone \(.*\): containers can no longer be started or killed; stopping$/m);
+    assert.match(u.out, /priv-a failed \[error\]: the spawner is gone/);
+    assert.match(u.out, /stopped: containers gone/);
+  } finally {
+    if (u.exit === undefined) u.m.kill('SIGKILL');
+  }
+});
+
 rootTest('dmabox up --keep-privileges stays root, without a spawner', async () => {
   const control = join(dir, 'keep.sock');
   const u = up(control, ['--keep-privileges']);
