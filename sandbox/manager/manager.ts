@@ -1,7 +1,7 @@
 /**
  * The manager: one supervisor per policy, a control socket for `dmabox status`, and an orderly
  * shutdown. It is the trusted side: it holds the (simulated) devices and their IOMMU mappings;
- * containers hold only what they were handed (sandbox/README.md, "What the manager keeps").
+ * containers hold only what they were handed (sandbox/README.md, "No root left after set-up").
  *
  * Control socket: a unix stream socket, mode 0600; a client writes one line (`status`) and reads
  * one JSON line back. Nothing else is accepted; a line longer than 64 bytes closes the connection.
