@@ -118,7 +118,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     throw e;
   }
   const { manager, linkbacks, unavailable } = service;
-  endSetup(manager, io);
+  endSetup(manager, io, linkbacks);
   let code = 0;
   io.out('\n');
   for (const s of manager.sandboxes)

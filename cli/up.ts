@@ -39,9 +39,11 @@ export function dropByDefault(keepPrivileges: boolean, signals: NodeJS.EventEmit
 }
 
 /** After set-up: the privilege drop `manager` was asked for, one line saying what it kept, or why it failed. */
-export function endSetup(manager: ManagerType, io: Io): void {
+export function endSetup(manager: ManagerType, io: Io, linkbacks: readonly Linkback[] = []): void {
   try {
-    const r = manager.endSetup();
+    // The linkbacks' unix sockets: the spawner removes them once the manager cannot.
+    const sockets = linkbacks.flatMap((l) => l.addresses.filter((a) => a.startsWith('unix:')).map((a) => a.slice('unix:'.length)));
+    const r = manager.endSetup(sockets);
     if (r)
       io.out(
         `privileges: the manager is uid ${r.uid} gid ${r.gid} with no capability on any of its ${r.threads} threads (no_new_privs on all); the spawner (pid ${manager.spawner?.pid}) starts and kills containers\n`,
@@ -119,7 +121,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   linkbacks = started.linkbacks;
   for (const l of linkbacks) io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
   for (const u of started.unavailable) io.err(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}\n`);
-  endSetup(manager, io);
+  endSetup(manager, io, linkbacks);
   await stopped;
   io.out('stopped: containers gone, devices quarantined, windows unmapped\n');
   return exitCode;

@@ -51,6 +51,10 @@ export enum SpType {
   ERROR = 6,
   /** spawner -> manager, id 0: { pid, code, signal, oom } when a launched process has gone */
   EXIT = 7,
+  /** manager -> spawner, only before SEAL: { path } a unix socket the manager serves, removed when the spawner exits */
+  REMOVE_AT_EXIT = 8,
+  /** manager -> spawner: {} set-up is over (the manager leaves root next): no more REMOVE_AT_EXIT */
+  SEAL = 9,
 }
 
 /** Signals the manager may have sent to a process the spawner launched. */
@@ -114,7 +118,7 @@ export function decodeFrame(data: Uint8Array, bytes: number): Frame {
   const version = v.getUint16(HDR.version, true);
   if (version !== SPAWNER_VERSION) throw bad(`a frame of protocol version ${version}; this end speaks ${SPAWNER_VERSION}`);
   const type = v.getUint16(HDR.type, true);
-  if (type < SpType.HELLO || type > SpType.EXIT) throw bad(`a frame of unknown type ${type}`);
+  if (type < SpType.HELLO || type > SpType.SEAL) throw bad(`a frame of unknown type ${type}`);
   const length = v.getUint32(HDR.length, true);
   if (length !== bytes - HEADER_BYTES) throw bad(`a frame whose header says ${length} body bytes and carries ${bytes - HEADER_BYTES}`);
   let body: unknown;
@@ -179,6 +183,14 @@ export function readKill(body: unknown): KillRequest {
   const o = body as Obj;
   only(o, ['pid', 'signal'], 'KILL');
   return { pid: int(o, 'pid', 1, 2 ** 22), signal: signalOf(o.signal, 'signal') };
+}
+
+export function readRemoveAtExit(body: unknown): { path: string } {
+  const o = body as Obj;
+  only(o, ['path'], 'REMOVE_AT_EXIT');
+  const path = str(o, 'path', 4096);
+  if (!path.startsWith('/') || path.includes('\0')) throw bad('path: expected an absolute path');
+  return { path };
 }
 
 export function readLaunched(body: unknown): LaunchedReply {

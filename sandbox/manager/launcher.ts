@@ -39,8 +39,6 @@ export interface SpawnerOptions {
   flags: readonly string[];
   /** uids and gids no launched process may have (the manager's). */
   forbid: readonly number[];
-  /** A socket the spawner removes when it exits (the control socket, in a folder only root can write). */
-  removeAtExit?: string;
   /** Bound on the spawner's start (default 10 s). */
   helloTimeoutMs?: number;
 }
@@ -55,6 +53,8 @@ export class SpawnerClient extends EventEmitter implements Launcher {
   private readonly pending = new Map<number, { resolve(l: Launched): void; reject(e: Error): void }>();
   private readonly exits = new Map<number, (x: Exit) => void>();
   private goneReason: string | undefined;
+  /** Settles when the spawner process has exited. */
+  private exited: Promise<void> = Promise.resolve();
 
   private constructor(pid: number) {
     super();
@@ -76,7 +76,6 @@ export class SpawnerClient extends EventEmitter implements Launcher {
       ...o.entries.flatMap((e) => ['--entry', e]),
       ...o.flags.flatMap((f) => ['--flag', f]),
       ...o.forbid.flatMap((n) => ['--forbid', String(n)]),
-      ...(o.removeAtExit ? ['--remove', o.removeAtExit] : []),
     ];
     let child;
     try {
@@ -100,7 +99,7 @@ export class SpawnerClient extends EventEmitter implements Launcher {
     return new Promise((resolve, reject) => {
       const fail = (why: string): void => {
         clearTimeout(timer);
-        client.close();
+        void client.close();
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -113,9 +112,12 @@ export class SpawnerClient extends EventEmitter implements Launcher {
         );
       };
       const timer = setTimeout(() => fail(`no hello within ${timeoutMs} ms`), timeoutMs);
-      child.once('exit', (code, signal) => {
-        if (!client.goneReason) client.onGone(`the spawner exited (${signal ?? `code ${code}`})`);
-      });
+      client.exited = new Promise((done) =>
+        child.once('exit', (code, signal) => {
+          if (!client.goneReason) client.onGone(`the spawner exited (${signal ?? `code ${code}`})`);
+          done();
+        }),
+      );
       let hello = false;
       client.channel = openChannel(o.sys, mine, {
         frame: (f, fds) => {
@@ -150,10 +152,24 @@ export class SpawnerClient extends EventEmitter implements Launcher {
     });
   }
 
-  /** Close the socket: the spawner kills what it launched and exits. */
-  close(): void {
+  /**
+   * Set-up is over: the unix sockets the manager serves (in folders only root can write) are
+   * removed by the spawner when it exits, and then no more can be named. Call while still root.
+   */
+  seal(sockets: readonly string[]): void {
+    for (const path of sockets) this.channel.send(SpType.REMOVE_AT_EXIT, this.nextId++, { path });
+    this.channel.send(SpType.SEAL, this.nextId++, {});
+  }
+
+  /**
+   * Close the socket: the spawner kills what it launched, removes the sockets it was told of, and
+   * exits. Resolves when it has (at most `waitMs`, default 7 s: its own bound is 5 s).
+   */
+  close(waitMs = 7000): Promise<void> {
     this.goneReason ??= 'closed by the manager';
     this.channel?.close();
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([this.exited, new Promise<void>((r) => (timer = setTimeout(r, waitMs)))]).finally(() => clearTimeout(timer));
   }
 
   private goneError(): SpawnerError {

@@ -97,14 +97,17 @@ export class Manager extends EventEmitter {
   }
 
   /**
-   * Set-up is over (sandboxes started, their linkbacks up): with `dropPrivileges`, drop to the
-   * kept set now. Idempotent; returns the report, or undefined when the option is off. Throws
-   * PrivilegeError (ERR_SANDBOX_PRIVILEGE) when the drop fails; the manager then runs on unchanged.
+   * Set-up is over (sandboxes started, their linkbacks up): with `dropPrivileges`, the spawner is
+   * told the unix sockets to remove when it exits (the control socket and `sockets`, the
+   * linkbacks'), and the manager leaves root. Idempotent; returns the report, or undefined when the
+   * option is off. Throws PrivilegeError (ERR_SANDBOX_PRIVILEGE) when a step fails.
    */
-  endSetup(): DropRootReport | undefined {
+  endSetup(sockets: readonly string[] = []): DropRootReport | undefined {
     if (!this.options.dropPrivileges) return undefined;
     if (this.privilege) return this.privilege;
     const id = (this.identity ??= managerIdentity());
+    // The sockets the manager serves sit in root's folders: the spawner removes them when it exits.
+    this.spawner?.seal([...(this.controlPath !== null && this.server ? [this.controlPath] : []), ...sockets]);
     // The control socket: the manager's own from now on (root, who ran dmabox, still reaches it), so it can remove it at stop.
     this.privilege = dropRoot({ uid: id.uid, gid: id.gid });
     return this.privilege;
@@ -119,7 +122,6 @@ export class Manager extends EventEmitter {
       entries: [...entries],
       flags: CONTAINER_NODE_FLAGS,
       forbid: [id.uid, id.gid],
-      ...(this.controlPath !== null ? { removeAtExit: this.controlPath } : {}),
     });
     this.spawner.on('gone', (reason: string) => {
       if (this.stopping) return;
@@ -194,7 +196,7 @@ export class Manager extends EventEmitter {
         await Promise.all(this.sandboxes.map((s) => s.stop()));
         this.kmsg?.close();
         // The spawner ends with its socket, after killing whatever is left.
-        this.spawner?.close();
+        await this.spawner?.close();
         if (this.server) {
           await new Promise<void>((r) => this.server!.close(() => r()));
           try {

@@ -159,7 +159,7 @@ export function accountsWithId(text: string, id: number): string[] {
 /** MANAGER_ID as uid and gid, refused when another account has either number. */
 export function managerIdentity(etc = '/etc'): { uid: number; gid: number } {
   for (const file of ['passwd', 'group']) {
-    let text = '';
+    let text: string;
     try {
       text = readFileSync(`${etc}/${file}`, 'utf8');
     } catch {

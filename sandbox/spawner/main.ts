@@ -5,11 +5,9 @@
  * and exits.
  *
  * argv: --entry PATH (repeated: the only entries it starts), --flag FLAG (repeated: node flags a
- * launch may carry), --forbid ID (repeated: uids and gids no launched process may have), --remove
- * PATH (the manager's control socket, which the manager cannot remove once it has left root). The
+ * launch may carry), --forbid ID (repeated: uids and gids no launched process may have). The
  * environment it was started with is the only one a launch may ask for.
  */
-import { lstatSync, rmSync } from 'node:fs';
 import { defaultSys } from 'linux-sys';
 import { launch } from './launch.js';
 import { SpawnerServer } from './server.js';
@@ -21,14 +19,12 @@ const EXIT_WAIT_MS = 5000;
 const entries: string[] = [];
 const flags: string[] = [...process.execArgv];
 const forbid: number[] = [0];
-let remove: string | undefined;
 const argv = process.argv.slice(2);
 for (let i = 0; i + 1 < argv.length; i += 2) {
   const v = argv[i + 1]!;
   if (argv[i] === '--entry') entries.push(v);
   else if (argv[i] === '--flag') flags.push(v);
   else if (argv[i] === '--forbid') forbid.push(Number(v));
-  else if (argv[i] === '--remove') remove = v;
 }
 // Signals from a terminal belong to the manager, which stops in order; the spawner ends with it.
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => undefined);
@@ -47,11 +43,7 @@ const server = new SpawnerServer({
     const deadline = Date.now() + EXIT_WAIT_MS;
     const check = (): void => {
       if (server.running.size === 0 || Date.now() > deadline) {
-        try {
-          if (remove && lstatSync(remove).isSocket()) rmSync(remove);
-        } catch {
-          // gone already
-        }
+        server.removeSockets();
         process.exit(0);
       }
       server.killAll();

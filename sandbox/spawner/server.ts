@@ -9,16 +9,19 @@
  * - the environment holds only allowed variables, each with the value the spawner was given;
  * - the fds are of the kinds the container ABI passes (memfd, eventfd, AF_UNIX socket, pipe, VFIO
  *   device), at most MAX_LAUNCH_FDS;
- * - a KILL reaches only a process it launched that has not exited, with SIGKILL, SIGTERM or SIGINT.
+ * - a KILL reaches only a process it launched that has not exited, with SIGKILL, SIGTERM or SIGINT;
+ * - the sockets it removes when it exits (the manager's, in folders only root can write) are named
+ *   before SEAL, that is while the manager is still root; afterwards none is taken.
  * Everything refused is answered with ERROR (ERR_SPAWNER_REFUSED or ERR_SPAWNER_FRAME).
  */
-import { fstatSync, readFileSync, readlinkSync } from 'node:fs';
+import { fstatSync, lstatSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { MFD_CLOEXEC, type Sys } from 'linux-sys';
 import {
   MAX_LAUNCH_FDS,
   openChannel,
   readKill,
   readLaunch,
+  readRemoveAtExit,
   SpawnerError,
   SpType,
   type Frame,
@@ -64,6 +67,9 @@ export class SpawnerServer {
   private readonly channel: SpawnerChannel;
   private readonly memfdDev: number;
   private launching = 0;
+  /** Unix sockets to remove at exit, named before SEAL. */
+  readonly removeAtExit: string[] = [];
+  private sealed = false;
 
   constructor(private readonly c: ServerConfig) {
     // A memfd of our own: every memfd lives on the kernel's internal shmem mount, whose device this is.
@@ -96,6 +102,17 @@ export class SpawnerServer {
     this.channel.close();
   }
 
+  /** Remove the sockets named before SEAL (those that are still sockets). */
+  removeSockets(): void {
+    for (const p of this.removeAtExit) {
+      try {
+        if (lstatSync(p).isSocket()) rmSync(p);
+      } catch {
+        // gone already
+      }
+    }
+  }
+
   private reply(type: SpType, id: number, body: unknown): void {
     if (this.channel.closed) return;
     try {
@@ -115,6 +132,20 @@ export class SpawnerServer {
         return;
       }
       for (const n of fds) this.c.sys.close(n);
+      if (f.type === SpType.REMOVE_AT_EXIT) {
+        const { path } = readRemoveAtExit(f.body);
+        if (this.sealed) throw refused('REMOVE_AT_EXIT after SEAL: the manager has left root');
+        if (this.removeAtExit.length >= 64) throw refused('at most 64 sockets to remove');
+        if (!lstatSync(path, { throwIfNoEntry: false })?.isSocket()) throw refused(`${path} is not a socket`);
+        this.removeAtExit.push(path);
+        this.reply(SpType.OK, f.id, {});
+        return;
+      }
+      if (f.type === SpType.SEAL) {
+        this.sealed = true;
+        this.reply(SpType.OK, f.id, {});
+        return;
+      }
       if (f.type === SpType.KILL) {
         const k = readKill(f.body);
         const l = this.running.get(k.pid);

@@ -110,7 +110,7 @@ testIf(needsRoot())('through the spawner: the same cycle, I/O in flight at the k
   try {
     await cycle(spawner);
   } finally {
-    spawner.close();
+    await spawner.close();
   }
 });
 

@@ -3,7 +3,10 @@
  * fake manager on the other end of a real SOCK_SEQPACKET socketpair, the launch library replaced by
  * a recorder. Every refusal is answered with ERROR and launches nothing.
  */
-import { openSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AF_UNIX, EFD_CLOEXEC, MFD_CLOEXEC, O_CLOEXEC, SOCK_CLOEXEC, SOCK_SEQPACKET, SOCK_STREAM, defaultSys } from 'linux-sys';
@@ -229,6 +232,30 @@ test('a launch that comes back as root or as the manager is killed and refused',
       f.close();
       h.channel.close();
     }
+  }
+});
+
+test('sockets to remove at exit: only sockets, only before SEAL', async () => {
+  const h = harness();
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-spawner-'));
+  const sock = join(dir, 'c.sock');
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(sock, r));
+  const file = join(dir, 'not-a-socket');
+  writeFileSync(file, 'x');
+  try {
+    assert.is((await h.ask(SpType.REMOVE_AT_EXIT, { path: sock })).type, SpType.OK);
+    assert.match(errorOf(await h.ask(SpType.REMOVE_AT_EXIT, { path: file })), /is not a socket/);
+    assert.match(errorOf(await h.ask(SpType.REMOVE_AT_EXIT, { path: 'relative.sock' })), /absolute path/);
+    assert.is((await h.ask(SpType.SEAL, {})).type, SpType.OK);
+    assert.match(errorOf(await h.ask(SpType.REMOVE_AT_EXIT, { path: sock })), /after SEAL: the manager has left root/);
+    assert.equal(h.server.removeAtExit, [sock]);
+    h.server.removeSockets();
+    assert.not.ok(existsSync(sock), 'the socket named before SEAL is removed');
+    assert.ok(existsSync(file));
+  } finally {
+    server.close();
+    h.channel.close();
   }
 });
 
