@@ -120,6 +120,12 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   const { manager, linkbacks, unavailable } = service;
   endSetup(manager, io, linkbacks);
   let code = 0;
+  // The spawner died: nothing can start or kill containers any more; stop, and exit with an error.
+  manager.once('fatal', (why: string) => {
+    io.err(`FATAL: ${why}; stopping\n`);
+    code = 1;
+    onSignal('spawner gone');
+  });
   io.out('\n');
   for (const s of manager.sandboxes)
     io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.driver.label} driver (${s.kind}) on ${s.device.description}\n`);

@@ -27,8 +27,12 @@ export const HEADER_BYTES = 16;
 /** Largest JSON body; a LAUNCH with its argv and env fits in a few hundred bytes. */
 export const MAX_BODY = 8192;
 export const MAX_FRAME = HEADER_BYTES + MAX_BODY;
-/** At most this many fds in one LAUNCH: stdout, stderr and the child's fds from 3 on. */
-export const MAX_LAUNCH_FDS = 64;
+/**
+ * At most this many fds in one LAUNCH: stdout, stderr and the child's fds from 3 on. The most a
+ * policy can need: 2 + hypercall and code 2 + the device 2 + 64 windows + 65 interrupt eventfds +
+ * a service's few = about 140.
+ */
+export const MAX_LAUNCH_FDS = 160;
 /** Bounds on a LAUNCH's strings. */
 export const MAX_ARGS = 32;
 export const MAX_ARG_BYTES = 1024;
