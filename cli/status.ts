@@ -3,6 +3,7 @@
  * socket: per sandbox its state, driver and kind, container pid and uid, uptime, restarts, faults,
  * windows, and its service's counters (block I/O, or frames). Every line of an unconfined sandbox says UNCONFINED.
  */
+import { capNames } from '../sandbox/manager/privilege.js';
 import { queryStatus, defaultControlPath } from '../sandbox/manager/manager.js';
 
 const USAGE = `usage: dmabox status [--json] [--control PATH]\n`;
@@ -53,7 +54,8 @@ function capsLines(who: string, c: CapsStatus | undefined): string {
   if ('error' in c) return `  ${who} capabilities unknown (${c.error})\n`;
   const zero = (h: string): boolean => /^0+$/.test(h);
   const holding = c.threads.filter((t) => !zero(t.prm) || !zero(t.eff) || !zero(t.amb)).length;
-  let out = `  ${who} threads ${c.threads.length}: ${holding === 0 ? 'no capability on any thread' : `${holding} hold capabilities`}, no_new_privs on ${c.threads.filter((t) => t.noNewPrivs).length}\n`;
+  const held = [...new Set(c.threads.map((t) => capNames(BigInt(`0x${t.prm}`) | BigInt(`0x${t.eff}`)).join(',')))].filter((x) => x !== '');
+  let out = `  ${who} threads ${c.threads.length}: ${holding === 0 ? 'no capability on any thread' : `${holding} hold ${held.join(' or ')}`}, no_new_privs on ${c.threads.filter((t) => t.noNewPrivs).length}\n`;
   for (const t of c.threads)
     out += `    ${who} tid ${t.tid} ${t.name} uid ${t.uid} CapInh ${t.inh} CapPrm ${t.prm} CapEff ${t.eff} CapBnd ${t.bnd} CapAmb ${t.amb}${t.noNewPrivs ? ' no_new_privs' : ''}\n`;
   return out;
