@@ -9,7 +9,7 @@
  * `--socket PATH` moves the one NBD unix socket of the policies to PATH (tests, a second demo).
  * What cannot run (a device the sandbox has no container for yet, a linkback kind not built yet, a
  * sandbox that failed) is printed as NOT AVAILABLE YET or FAILED with the reason; the rest serves.
- * As root the manager drops to CAP_SETUID, CAP_SETGID and CAP_KILL once everything is up
+ * As root the manager leaves root for its own uid (a privileged spawner starts containers) once everything is up
  * (sandbox/manager/privilege.ts), unless --keep-privileges.
  * Exit status: 0 after an orderly stop; 1 when no linkback could be started; 2 for bad arguments.
  */
@@ -118,8 +118,14 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     throw e;
   }
   const { manager, linkbacks, unavailable } = service;
-  endSetup(manager, io);
+  endSetup(manager, io, linkbacks);
   let code = 0;
+  // The spawner died: nothing can start or kill containers any more; stop, and exit with an error.
+  manager.once('fatal', (why: string) => {
+    io.err(`FATAL: ${why}; stopping\n`);
+    code = 1;
+    onSignal('spawner gone');
+  });
   io.out('\n');
   for (const s of manager.sandboxes)
     io.out(`sandbox ${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''}: ${s.state}, ${s.driver.label} driver (${s.kind}) on ${s.device.description}\n`);

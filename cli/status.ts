@@ -3,6 +3,7 @@
  * socket: per sandbox its state, driver and kind, container pid and uid, uptime, restarts, faults,
  * windows, and its service's counters (block I/O, or frames). Every line of an unconfined sandbox says UNCONFINED.
  */
+import { capNames } from '../sandbox/manager/privilege.js';
 import { queryStatus, defaultControlPath } from '../sandbox/manager/manager.js';
 
 const USAGE = `usage: dmabox status [--json] [--control PATH]\n`;
@@ -47,22 +48,34 @@ function size(n: number): string {
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(n % (1 << 20) ? 1 : 0)}MiB` : `${n / 1024}KiB`;
 }
 
-type CapsStatus = { dropped: boolean; effective: string[]; bounding: number; noNewPrivs: boolean } | { error: string };
+type ThreadCaps = { tid: number; name: string; uid: number; inh: string; prm: string; eff: string; bnd: string; amb: string; noNewPrivs: boolean };
+type CapsStatus = { threads: ThreadCaps[] } | { error: string };
 
-/** What the manager still holds: `caps CAP_SETUID,CAP_SETGID,CAP_KILL (dropped after set-up)`. */
-function capsLine(c: CapsStatus | undefined): string {
+/** One process's threads: a summary line, then each thread's uid and capability sets (hex, as /proc shows them). */
+function capsLines(who: string, c: CapsStatus | undefined): string {
   if (!c) return '';
-  if ('error' in c) return `, caps unknown (${c.error})`;
-  const list = c.effective.length ? c.effective.join(',') : 'none';
-  return `, caps ${list}${c.dropped ? ' (dropped after set-up)' : c.effective.length > 3 ? ' (NOT dropped: --keep-privileges or not root)' : ''}`;
+  if ('error' in c) return `  ${who} capabilities unknown (${c.error})\n`;
+  const zero = (h: string): boolean => /^0+$/.test(h);
+  const holding = c.threads.filter((t) => !zero(t.prm) || !zero(t.eff) || !zero(t.amb)).length;
+  const held = [...new Set(c.threads.map((t) => capNames(BigInt(`0x${t.prm}`) | BigInt(`0x${t.eff}`)).join(',')))].filter((x) => x !== '');
+  let out = `  ${who} threads ${c.threads.length}: ${holding === 0 ? 'no capability on any thread' : `${holding} hold ${held.join(' or ')}`}, no_new_privs on ${c.threads.filter((t) => t.noNewPrivs).length}\n`;
+  for (const t of c.threads)
+    out += `    ${who} tid ${t.tid} ${t.name} uid ${t.uid} CapInh ${t.inh} CapPrm ${t.prm} CapEff ${t.eff} CapBnd ${t.bnd} CapAmb ${t.amb}${t.noNewPrivs ? ' no_new_privs' : ''}\n`;
+  return out;
 }
 
 export function formatStatus(st: {
-  manager: { pid: number; uid: number; root: boolean; uptimeMs: number; control: string; caps?: CapsStatus };
+  manager: { pid: number; uid: number; gid?: number; root: boolean; dropped?: boolean; uptimeMs: number; control: string; caps?: CapsStatus };
+  spawner?: { pid: number; caps: CapsStatus } | null;
+  fatal?: string;
   sandboxes: SandboxStatus[];
 }): string {
   const m = st.manager;
-  let out = `manager pid ${m.pid} uid ${m.uid}${m.root ? '' : ' (not root: containers run as this user)'}${capsLine(m.caps)}, up ${dur(m.uptimeMs)}, control ${m.control}\n`;
+  const how = m.dropped ? ' (left root after set-up)' : m.root ? ' (ROOT: --keep-privileges)' : ' (not root: containers run as this user)';
+  let out = `manager pid ${m.pid} uid ${m.uid}${m.gid !== undefined ? ` gid ${m.gid}` : ''}${how}, up ${dur(m.uptimeMs)}, control ${m.control}\n`;
+  if (st.fatal) out += `  FATAL: ${st.fatal}\n`;
+  out += capsLines('manager', m.caps);
+  if (st.spawner) out += `spawner pid ${st.spawner.pid}\n${capsLines('spawner', st.spawner.caps)}`;
   for (const s of st.sandboxes) {
     const u = s.unconfined ? ' UNCONFINED' : '';
     out += `${s.name}${u}: ${s.state}, ${s.device} driver ${s.driver}${s.kind ? ` (${s.kind})` : ''}, pid ${s.pid ?? '-'} uid ${s.uid} gid ${s.gid}${s.uidFromPolicy ? '' : ' (invoking user)'}, up ${dur(s.uptimeMs)}, restarts ${s.restarts}, faults ${s.faults}, violations ${s.violations}\n`;

@@ -5,7 +5,7 @@
  * is asked to stop (bounded, then SIGKILL), its device quarantined (bus mastering off, FLR), its
  * windows unmapped, and with --bind each real device given back to its driver. Exit status 0
  * after an orderly stop, 1 when a policy is invalid. As root, once the sandboxes and linkbacks
- * are up the manager drops to CAP_SETUID, CAP_SETGID and CAP_KILL (sandbox/manager/privilege.ts) unless
+ * are up the manager leaves root for its own uid, with no capability, and a small privileged spawner starts and kills containers (sandbox/manager/privilege.ts) unless
  * --keep-privileges.
  */
 import { loadPoliciesOrReport } from './load-policies.js';
@@ -15,7 +15,7 @@ import { startLinkbacks } from '../linkback/service.js';
 import { Manager } from '../sandbox/manager/manager.js';
 import type { SandboxEvent } from '../sandbox/manager/supervisor.js';
 
-const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind] [--keep-privileges]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n          (as if every policy said device.bind: true)\n  --keep-privileges  as root, keep every capability after set-up (default: keep only\n          CAP_SETUID, CAP_SETGID, CAP_KILL; sandbox/README.md)\n`;
+const USAGE = `usage: dmabox up POLICY... [--control PATH] [--bind] [--keep-privileges]\n  --bind  bind real devices to vfio-pci at start and give them back to their drivers at stop\n          (as if every policy said device.bind: true)\n  --keep-privileges  as root, stay root after set-up (default: the manager switches to its\n          own uid with no capability and a spawner starts containers; sandbox/README.md)\n`;
 
 export interface Io {
   out(s: string): void;
@@ -39,15 +39,17 @@ export function dropByDefault(keepPrivileges: boolean, signals: NodeJS.EventEmit
 }
 
 /** After set-up: the privilege drop `manager` was asked for, one line saying what it kept, or why it failed. */
-export function endSetup(manager: ManagerType, io: Io): void {
+export function endSetup(manager: ManagerType, io: Io, linkbacks: readonly Linkback[] = []): void {
   try {
-    const r = manager.endSetup();
+    // The linkbacks' unix sockets: the spawner removes them once the manager cannot.
+    const sockets = linkbacks.flatMap((l) => l.addresses.filter((a) => a.startsWith('unix:')).map((a) => a.slice('unix:'.length)));
+    const r = manager.endSetup(sockets);
     if (r)
       io.out(
-        `privileges: kept ${r.kept.join(', ')} (no_new_privs, bounding set likewise); dropped ${r.dropped.length} others${r.threadsWithMore ? `; ${r.threadsWithMore} thread(s) Node started earlier keep theirs` : ''}\n`,
+        `privileges: the manager is uid ${r.uid} gid ${r.gid} with no capability on any of its ${r.threads} threads (no_new_privs on all); the spawner (pid ${manager.spawner?.pid}) starts and kills containers\n`,
       );
   } catch (e) {
-    io.err(`privileges: NOT DROPPED, the manager keeps root's capabilities: ${(e as Error).message}\n`);
+    io.err(`privileges: NOT DROPPED, the manager may still be root: ${(e as Error).message}\n`);
   }
 }
 
@@ -89,6 +91,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   manager.on('event', (e: SandboxEvent) => io.out(formatEvent(e, unconfined.has(e.sandbox))));
   if (process.getuid?.() !== 0) io.out(`not root: containers run as the invoking user (uid ${process.getuid?.()}), with no identity or cgroup of their own\n`);
   let linkbacks: Linkback[] = [];
+  let exitCode = 0;
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: string): void => {
       io.out(`${sig}: stopping ${linkbacks.length} linkback(s), then ${manager.sandboxes.length} sandbox(es)\n`);
@@ -101,6 +104,12 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     };
     signals.on('SIGINT', onSignal);
     signals.on('SIGTERM', onSignal);
+    // The spawner died: nothing can start or kill containers any more; stop, and exit with an error.
+    manager.once('fatal', (why: string) => {
+      io.err(`FATAL: ${why}; stopping\n`);
+      exitCode = 1;
+      onSignal('spawner gone');
+    });
   });
   await manager.start();
   io.out(
@@ -112,8 +121,8 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   linkbacks = started.linkbacks;
   for (const l of linkbacks) io.out(`${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}\n`);
   for (const u of started.unavailable) io.err(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}\n`);
-  endSetup(manager, io);
+  endSetup(manager, io, linkbacks);
   await stopped;
   io.out('stopped: containers gone, devices quarantined, windows unmapped\n');
-  return 0;
+  return exitCode;
 }

@@ -79,7 +79,11 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
     status: () => ({ kind: 'nbd', sandbox: policy.name, export: name, addresses, size: device.size, blockSize: device.blockSize, ...server.stats() }),
     close: () => {
       closing ??= server.close().then(() => {
-        if (socketPath) rmSync(socketPath, { force: true });
+        try {
+          if (socketPath) rmSync(socketPath, { force: true });
+        } catch {
+          // In root's folder after the manager left root: the spawner removes it when it exits.
+        }
       });
       return closing;
     },

@@ -17,6 +17,8 @@
 import { setBusMaster } from '../spec/pci/config.js';
 import { Container, Group, pciFunction, bindToVfio, releaseFromVfio, VfioError, VfioCode, type BindReceipt, type Device, type Mmio } from 'vfio-bindings';
 import { defaultSys, RLIMIT_MEMLOCK, type Sys } from 'linux-sys';
+import { closeSync, constants as fsConstants, ftruncateSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Clock, ConfigSpace, Interrupts, IrqKind, IrqVector, Platform, RegisterSpace } from '../drivers/contract/platform.js';
 import { IommuDmaAllocator } from '../dma/allocator.js';
 import { MemlockAccount } from '../dma/memlock.js';
@@ -96,6 +98,8 @@ export class VfioPlatform implements Platform {
   private readonly bars: (Mmio | undefined)[] = [];
   private readonly receipt: BindReceipt | undefined;
   private readonly sysfsRoot: string | undefined;
+  /** The sysfs files that give the function back, opened at bind (see releaseFiles). */
+  private readonly release: ReleaseFiles | undefined;
   private closed = false;
 
   private constructor(
@@ -106,7 +110,9 @@ export class VfioPlatform implements Platform {
     dma: IommuDmaAllocator,
     receipt: BindReceipt | undefined,
     sysfsRoot: string | undefined,
+    release: ReleaseFiles | undefined,
   ) {
+    this.release = release;
     this.address = address;
     this.name = `vfio:${address}`;
     this.container = container;
@@ -157,7 +163,16 @@ export class VfioPlatform implements Platform {
         memlock: options.memlock ?? MemlockAccount.fromProcess(sys.getrlimit(RLIMIT_MEMLOCK).cur),
         name: `vfio:${address}`,
       });
-      const p = new VfioPlatform(address, container, group, device, dma, receipt, options.sysfsRoot);
+      const p = new VfioPlatform(
+        address,
+        container,
+        group,
+        device,
+        dma,
+        receipt,
+        options.sysfsRoot,
+        receipt ? releaseFiles(receipt, options.sysfsRoot ?? '/sys') : undefined,
+      );
       if (options.busMaster) setBusMaster(device.config, true);
       return p;
     } catch (e) {
@@ -203,11 +218,61 @@ export class VfioPlatform implements Platform {
     step(() => setBusMaster(this.config, false));
     step(() => this.dma.close());
     step(() => this.container.close()); // closes the group, which closes the device (and its BARs)
-    if (this.receipt) step(() => releaseFromVfio(this.receipt!, this.sysfsRoot !== undefined ? { root: this.sysfsRoot } : {}));
+    if (this.receipt)
+      step(() =>
+        releaseFromVfio(this.receipt!, {
+          ...(this.sysfsRoot !== undefined ? { root: this.sysfsRoot } : {}),
+          ...(this.release ? { write: this.release.write } : {}),
+        }),
+      );
+    this.release?.close();
     if (errors.length > 0) throw errors[0];
   }
 
   private checkOpen(): void {
     if (this.closed) throw new VfioError(VfioCode.CLOSED, `${this.name} is closed`, { op: 'platform' });
   }
+}
+
+export interface ReleaseFiles {
+  write(path: string, value: string): void;
+  close(): void;
+}
+
+/**
+ * The sysfs files releaseFromVfio writes to give a function back (its driver_override, vfio-pci's
+ * unbind, drivers_probe), opened now, while the manager is root: they belong to root, and the manager
+ * leaves root after set-up (sandbox/manager/privilege.ts). A file that cannot be opened now is
+ * written by path at release, as before.
+ */
+export function releaseFiles(receipt: BindReceipt, root: string): ReleaseFiles | undefined {
+  if (receipt.alreadyBound) return undefined;
+  const fds = new Map<string, number>();
+  for (const path of [
+    join(root, 'bus/pci/devices', receipt.address, 'driver_override'),
+    join(root, 'bus/pci/drivers/vfio-pci/unbind'),
+    join(root, 'bus/pci/drivers_probe'),
+  ]) {
+    try {
+      fds.set(path, openSync(path, fsConstants.O_WRONLY));
+    } catch {
+      // written by path at release
+    }
+  }
+  return {
+    write: (path, value) => {
+      const fd = fds.get(path);
+      if (fd === undefined) return void writeFileSync(path, value);
+      try {
+        ftruncateSync(fd, 0); // a regular file (a test's sysfs tree); sysfs attributes take each write whole
+      } catch {
+        // sysfs
+      }
+      writeSync(fd, value, 0);
+    },
+    close: () => {
+      for (const fd of fds.values()) closeSync(fd);
+      fds.clear();
+    },
+  };
 }

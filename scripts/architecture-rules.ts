@@ -130,7 +130,7 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
   },
   {
     name: 'the spawner stands on common, linux-sys, the ABI and the policy types',
-    why: 'sandbox/spawner launches processes under their identities, namespaces and cgroups; it stays privileged, so it stays small: no manager, no device, no container code',
+    why: 'sandbox/spawner is the privileged process left after set-up and the launch library it runs (identities, namespaces, cgroups): it must stay small, and never load the manager, the container, drivers or device models',
     from: ['sandbox/spawner/'],
     allow: ['common/', 'sys/', 'sandbox/abi/', 'policies/types.ts'],
   },

@@ -29,6 +29,8 @@ export const SUD_REFERENCE = { lines: 4000, source: 'SUD (Boyd-Wickizer and Zeld
 
 /** The manager process's entry and the one dispatch branch `dmabox up` takes. */
 export const MANAGER_ENTRY = { file: 'cli/main.ts', command: './up.js' };
+/** The privileged spawner's entry: what stays privileged after set-up, counted on a line of its own. */
+export const SPAWNER_ENTRY = 'sandbox/spawner/main.ts';
 /** The container's entry; driver modules are found as drivers/NAME/sandbox.ts. */
 export const CONTAINER_ENTRY = 'sandbox/container/main.ts';
 
@@ -58,6 +60,8 @@ export interface TcbReport {
   external: { trusted: string[]; untrusted: string[] };
   unresolved: Edge[];
   reference: typeof SUD_REFERENCE;
+  /** The spawner process (privileged after set-up): every project file it loads, and their lines; absent without a spawner. */
+  spawner?: { files: string[]; lines: number };
 }
 
 /** Where tsc puts each compiled folder: [emitted dir, source dir], from the tsconfig files. */
@@ -121,6 +125,9 @@ export function computeTcb(root: string = REPO_ROOT): TcbReport {
     { root },
   );
 
+  const spawnerDist = toDist(SPAWNER_ENTRY, dirs);
+  const spawnerFiles = existsSync(join(root, spawnerDist)) ? [...reachable([spawnerDist], { root }).files].map((f) => toSource(f, dirs)).sort() : undefined;
+
   const files: TcbFile[] = [];
   const all = new Set([...manager.files, ...container.files]);
   for (const dist of [...all].sort()) {
@@ -150,6 +157,9 @@ export function computeTcb(root: string = REPO_ROOT): TcbReport {
     external: { trusted: [...manager.external].sort(), untrusted: [...container.external].sort() },
     unresolved: [...manager.unresolved, ...container.unresolved],
     reference: SUD_REFERENCE,
+    ...(spawnerFiles
+      ? { spawner: { files: spawnerFiles, lines: spawnerFiles.reduce((n, f) => n + countLoc(f, readFileSync(join(root, f), 'utf8')), 0) } }
+      : {}),
   };
 }
 
@@ -174,6 +184,10 @@ export function formatTcb(r: TcbReport): string {
     `trusted: ${num(r.total.trusted)} lines (${num(r.total.shared)} of them shared with the container: they run in the manager too); untrusted: ${num(r.total.untrusted)} lines`,
   );
   out.push(`reference: ${r.reference.source}; dmabox's trusted code is ${(r.total.trusted / r.reference.lines).toFixed(1)} times that`);
+  if (r.spawner)
+    out.push(
+      `privileged after set-up: the spawner process (${SPAWNER_ENTRY}), ${num(r.spawner.lines)} lines in ${r.spawner.files.length} files (${[...new Set(r.spawner.files.map(folderOf))].join(', ')}); the manager itself then runs without root`,
+    );
   const pkgs = (xs: string[]): string => xs.filter((x) => !x.startsWith('node:')).join(', ') || 'none';
   out.push(`packages loaded besides the project (not counted): manager ${pkgs(r.external.trusted)}; container ${pkgs(r.external.untrusted)}`);
   for (const u of r.unresolved) out.push(`unresolved: ${u.from}:${u.line} imports ${u.specifier} (not followed)`);

@@ -21,7 +21,7 @@ export type SandboxCode =
   | 'ERR_SANDBOX_CONTROL' // the control socket
   | 'ERR_SANDBOX_NET_ARG' // a bridge broke the NicPort contract
   | 'ERR_SANDBOX_NET_TIMEOUT' // the NIC self-check got no answer
-  | 'ERR_SANDBOX_PRIVILEGE' // the capability drop failed (PrivilegeError)
+  | 'ERR_SANDBOX_PRIVILEGE' // leaving root failed (PrivilegeError)
   | 'ERR_FAULTS_KMSG'; // the kernel log cannot be followed for IOMMU faults
 
 export class SandboxError extends DmaboxError<SandboxCode> {}

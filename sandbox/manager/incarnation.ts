@@ -18,7 +18,8 @@ import { Socket } from 'node:net';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AF_UNIX, EFD_CLOEXEC, EFD_NONBLOCK, O_CLOEXEC, SOCK_CLOEXEC, SOCK_STREAM, type Sys } from 'linux-sys';
-import { launch as launchProcess, type LaunchExit, type Launched, type LaunchSpec } from '../spawner/launch.js';
+import type { LaunchExit, Launched, LaunchSpec } from '../spawner/launch.js';
+import { directLauncher, type Launcher } from './launcher.js';
 import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallError } from '../abi/hypercall/index.js';
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
@@ -58,9 +59,6 @@ export interface IncarnationHooks {
   exit(code: number | null, signal: NodeJS.Signals | null, oom: boolean): void;
 }
 
-/** What starts a container: the launch library in this process, or a privileged spawner's client. */
-export type Launch = (spec: LaunchSpec) => Promise<Launched>;
-
 export interface IncarnationOptions {
   policy: Policy;
   device: SandboxDevice;
@@ -73,8 +71,8 @@ export interface IncarnationOptions {
   /** Program to run instead of the real container (hostile-container tests), and its arguments. */
   entry?: string;
   entryArgs?: readonly string[];
-  /** How the process is started (default: sandbox/spawner/launch.ts in this process). */
-  launch?: Launch;
+  /** Who starts the process (default: the launch library in this process; the manager's spawner after set-up). */
+  launcher?: Launcher;
   heartbeatMs: number;
   helloTimeoutMs: number;
   registerTimeoutMs: number;
@@ -260,7 +258,7 @@ export class Incarnation {
     };
     let started: Promise<Launched>;
     try {
-      started = (o.launch ?? launchProcess)(spec);
+      started = (o.launcher ?? directLauncher).launch(spec);
     } catch (e) {
       started = Promise.reject(e);
     }

@@ -1,7 +1,7 @@
 /**
  * The manager: one supervisor per policy, a control socket for `dmabox status`, and an orderly
  * shutdown. It is the trusted side: it holds the (simulated) devices and their IOMMU mappings;
- * containers hold only what they were handed (sandbox/README.md, "What the manager keeps").
+ * containers hold only what they were handed (sandbox/README.md, "No root left after set-up").
  *
  * Control socket: a unix stream socket, mode 0600; a client writes one line (`status`) and reads
  * one JSON line back. Nothing else is accepted; a line longer than 64 bytes closes the connection.
@@ -15,16 +15,21 @@ import { SandboxError } from './errors.js';
 import { claimSocketPath } from '../../common/unix-socket.js';
 import type { Policy } from '../../policies/types.js';
 import { KmsgFaultMonitor } from './faults.js';
-import { capsStatus, dropPrivileges, type PrivilegeReport } from './privilege.js';
+import { capsStatus, dropRoot, managerIdentity, type DropRootReport } from './privilege.js';
+import { CONTAINER_NODE_FLAGS, defaultEntry } from './incarnation.js';
+import { directLauncher, SpawnerClient, type Launcher } from './launcher.js';
 import { Supervisor, type SandboxEvent, type SupervisorOptions } from './supervisor.js';
 import { defaultSys } from 'linux-sys';
 import { closeOnExecAll } from '../spawner/fds.js';
+import { launchHost } from '../spawner/host.js';
+
+const ROOT_CONTROL_PATH = '/run/dmabox/control.sock';
 
 /** Where the control socket lives: $DMABOX_CONTROL, /run/dmabox (root), or a per-user folder. */
 export function defaultControlPath(): string {
   if (process.env.DMABOX_CONTROL) return process.env.DMABOX_CONTROL;
   const uid = process.getuid?.() ?? 0;
-  if (uid === 0) return '/run/dmabox/control.sock';
+  if (uid === 0) return ROOT_CONTROL_PATH;
   return join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `dmabox-${uid}`, 'control.sock');
 }
 
@@ -35,9 +40,10 @@ export interface ManagerOptions {
   /** Kernel log to follow for IOMMU faults of real devices (default /dev/kmsg). */
   kmsgPath?: string;
   /**
-   * At `endSetup()`, drop to the capabilities the manager still needs (sandbox/manager/privilege.ts):
-   * CAP_SETUID, CAP_SETGID, CAP_KILL; bounding set likewise; no_new_privs. Needs root. Default false;
-   * `dmabox up` and `dmabox demo` turn it on when root unless --keep-privileges.
+   * Leave root after set-up (sandbox/manager/privilege.ts): `start()` first starts the privileged
+   * spawner, which from then on starts and kills every container; `endSetup()` switches the manager
+   * to its own unprivileged uid and gid, with no capability on any thread. Needs root. Default
+   * false; `dmabox up` and `dmabox demo` turn it on when root unless --keep-privileges.
    */
   dropPrivileges?: boolean;
 }
@@ -50,8 +56,13 @@ export class Manager extends EventEmitter {
   private stopping: Promise<void> | undefined;
   /** The kernel-log fault monitor, when any sandbox has a real device. */
   kmsg: KmsgFaultMonitor | undefined;
-  /** What `endSetup()` kept and dropped, once it dropped. */
-  privilege: PrivilegeReport | undefined;
+  /** What `endSetup()` did, once it dropped root. */
+  privilege: DropRootReport | undefined;
+  /** The privileged spawner (with `dropPrivileges`), once started. */
+  spawner: SpawnerClient | undefined;
+  /** Why the manager cannot go on (its spawner died), once it happened. */
+  fatal: string | undefined;
+  private identity: { uid: number; gid: number } | undefined;
 
   constructor(
     policies: readonly Policy[],
@@ -61,9 +72,12 @@ export class Manager extends EventEmitter {
     this.controlPath = options.controlPath === undefined ? defaultControlPath() : options.controlPath;
     // fd hygiene: nothing this process inherited (a log file, the invoking shell's pipes) reaches a container.
     closeOnExecAll(options.supervisor?.sys ?? defaultSys());
+    // With the spawner, every container is started through it, from the first one on.
+    const launcher: Launcher = { launch: (spec) => (this.spawner ?? directLauncher).launch(spec) };
+    const supervisorOptions = options.dropPrivileges ? { ...options.supervisor, launcher } : options.supervisor;
     try {
       for (const p of policies) {
-        const s = new Supervisor(p, options.supervisor);
+        const s = new Supervisor(p, supervisorOptions);
         s.on('event', (e: SandboxEvent) => this.emit('event', e));
         this.sandboxes.push(s);
         if (s.device.kind === 'vfio') {
@@ -81,19 +95,55 @@ export class Manager extends EventEmitter {
   /** Open the control socket, start every sandbox; resolves when each is ready or failed. */
   async start(): Promise<void> {
     if (this.controlPath !== null) await this.listen(this.controlPath);
+    if (this.options.dropPrivileges) await this.startSpawner();
     this.kmsg?.start();
     await Promise.all(this.sandboxes.map((s) => s.start().catch(() => undefined)));
   }
 
   /**
-   * Set-up is over (sandboxes started, their linkbacks up): with `dropPrivileges`, drop to the
-   * kept set now. Idempotent; returns the report, or undefined when the option is off. Throws
-   * PrivilegeError (ERR_SANDBOX_PRIVILEGE) when the drop fails; the manager then runs on unchanged.
+   * Set-up is over (sandboxes started, their linkbacks up): with `dropPrivileges`, the spawner is
+   * told the unix sockets to remove when it exits (the control socket and `sockets`, the
+   * linkbacks'), and the manager leaves root. Idempotent; returns the report, or undefined when the
+   * option is off. Throws PrivilegeError (ERR_SANDBOX_PRIVILEGE) when a step fails.
    */
-  endSetup(): PrivilegeReport | undefined {
+  endSetup(sockets: readonly string[] = []): DropRootReport | undefined {
     if (!this.options.dropPrivileges) return undefined;
-    this.privilege ??= dropPrivileges();
+    if (this.privilege) return this.privilege;
+    const id = (this.identity ??= managerIdentity());
+    // The sockets the manager serves sit in root's folders: the spawner removes them when it exits.
+    this.spawner?.seal([...(this.controlPath !== null && this.server ? [this.controlPath] : []), ...sockets]);
+    // The control socket: the manager's own from now on (root, who ran dmabox, still reaches it), so it can remove it at stop.
+    this.privilege = dropRoot({ uid: id.uid, gid: id.gid });
     return this.privilege;
+  }
+
+  /** Start the spawner while root; containers are started through it from now on. */
+  private async startSpawner(): Promise<void> {
+    const id = (this.identity ??= managerIdentity());
+    // While still root with every capability: the sandboxes' parent cgroups (the v1 controller
+    // roots are 0555, so the spawner, without CAP_DAC_OVERRIDE, could not make them).
+    launchHost();
+    // Identities the policies name: fixed now, so no request to the spawner ever carries one.
+    const pins = this.sandboxes.flatMap((s) =>
+      s.policy.container.uid !== undefined && s.policy.container.gid !== undefined
+        ? [{ sandbox: s.policy.name, role: 'driver' as const, uid: s.policy.container.uid, gid: s.policy.container.gid }]
+        : [],
+    );
+    const entries = new Set([defaultEntry(), ...(this.options.supervisor?.entry ? [this.options.supervisor.entry] : [])]);
+    this.spawner = await SpawnerClient.start({
+      sys: this.options.supervisor?.sys ?? defaultSys(),
+      entries: [...entries],
+      flags: CONTAINER_NODE_FLAGS,
+      forbid: [id.uid, id.gid],
+      pins,
+    });
+    this.spawner.on('gone', (reason: string) => {
+      if (this.stopping) return;
+      this.fatal = `the spawner is gone (${reason}): containers can no longer be started or killed`;
+      for (const s of this.sandboxes)
+        s.emit('event', { time: Date.now(), sandbox: s.name, kind: 'failed', text: this.fatal, level: 'error' } satisfies SandboxEvent);
+      this.emit('fatal', this.fatal);
+    });
   }
 
   private async listen(path: string): Promise<void> {
@@ -140,11 +190,15 @@ export class Manager extends EventEmitter {
       manager: {
         pid: process.pid,
         uid: process.getuid?.() ?? null,
+        gid: process.getgid?.() ?? null,
         root,
+        dropped: this.privilege !== undefined,
         uptimeMs: Date.now() - this.startedAt,
         control: this.controlPath,
-        caps: capsStatus(this.privilege !== undefined),
+        caps: capsStatus('self'),
       },
+      spawner: this.spawner ? { pid: this.spawner.pid, caps: capsStatus(this.spawner.pid) } : null,
+      ...(this.fatal ? { fatal: this.fatal } : {}),
       sandboxes: this.sandboxes.map((s) => s.status()),
     };
   }
@@ -155,9 +209,15 @@ export class Manager extends EventEmitter {
       this.stopping = (async () => {
         await Promise.all(this.sandboxes.map((s) => s.stop()));
         this.kmsg?.close();
+        // The spawner ends with its socket, after killing whatever is left.
+        await this.spawner?.close();
         if (this.server) {
           await new Promise<void>((r) => this.server!.close(() => r()));
-          if (this.controlPath) rmSync(this.controlPath, { force: true });
+          try {
+            if (this.controlPath) rmSync(this.controlPath, { force: true });
+          } catch {
+            // Its folder is root's, and the manager is not root any more: the spawner removes it when it exits.
+          }
         }
       })();
     }

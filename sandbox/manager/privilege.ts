@@ -1,32 +1,37 @@
 /**
- * The manager's privilege after set-up (sandbox/README.md, "What the manager keeps, and why").
+ * The manager gives up root at the end of set-up (sandbox/README.md, "No root left after set-up").
  *
  * Set-up (devices opened and bound, windows mapped and pinned, /dev/kmsg opened, TAP created,
- * sockets bound) needs root. Afterwards the manager still has to:
- * - spawn each restarted container as the policy's uid/gid: libuv's child calls setgroups(0),
- *   setgid and setuid before exec, which need CAP_SETGID and CAP_SETUID;
- * - kill containers, which run under another uid: CAP_KILL.
- * Everything else it does after set-up works on fds it already holds (VFIO device reset, config
- * writes and interrupt set-up on the device fd, unmapping on the container fd, kmsg reads, TAP
- * reads, writes and TUNSETCARRIER, memfds), or on files uid 0 owns (the sysfs files that give a
- * device back at stop, the control socket), which owner permissions allow without
- * CAP_DAC_OVERRIDE. So the kept set is those three capabilities; the rest of the effective,
- * permitted and inheritable sets, the whole bounding set but those three, and the ambient set are
- * dropped, and no_new_privs is set (it does not stop a process holding CAP_SETUID from calling
- * setuid; it stops an exec from gaining capabilities back).
+ * sockets bound, the spawner started) needs root. Afterwards everything the manager does works on
+ * fds it already holds (VFIO resets, config writes and interrupt set-up on the device fd, unmapping
+ * on the container fd, kmsg, TAP, memfds, the sysfs files that give a device back, opened at
+ * set-up), and starting and killing containers is the spawner's (sandbox/spawner/). So the manager
+ * switches to an unprivileged identity of its own: setgroups([]), setgid, setuid. glibc applies
+ * each to every thread of the process, and the kernel clears the permitted, effective and ambient
+ * capability sets of a thread whose uids all leave 0: no thread keeps a capability.
  *
- * The uid stays 0: a uid the manager switched to would either be a container's (which could then
- * signal the manager) or need an account dmabox does not have, and CAP_SETUID could switch back
- * anyway. What uid 0 without capabilities still reaches is named in the README.
+ * Before the switch, while CAP_SETPCAP is still held, the calling thread empties its bounding and
+ * inheritable sets and sets no_new_privs; a seccomp filter that allows everything, installed with
+ * TSYNC, carries no_new_privs to every other thread (the kernel syncs it with the filter). The
+ * bounding sets of Node's other threads cannot be changed from this one; with no_new_privs on every
+ * thread and no capability anywhere, an exec cannot gain one back through them.
  *
- * Capabilities are per thread. The drop covers the main thread, which runs every line of
- * JavaScript, forks every container (a child inherits the forking thread's sets) and sends every
- * signal; threads Node started before the drop (libuv's pool, V8's workers) keep theirs, and
- * `threadsWithMore` in the report says how many.
+ * The manager's identity is reserved, not a container's: MANAGER_ID, checked against /etc/passwd
+ * and /etc/group (an account of that number must be named `dmabox-manager`).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { SandboxError } from './errors.js';
-import { defaultSys, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS, type Sys } from 'linux-sys';
+import {
+  defaultSys,
+  PR_CAP_AMBIENT,
+  PR_CAP_AMBIENT_CLEAR_ALL,
+  PR_CAPBSET_DROP,
+  PR_CAPBSET_READ,
+  PR_SET_NO_NEW_PRIVS,
+  SECCOMP_FILTER_FLAG_TSYNC,
+  SECCOMP_SET_MODE_FILTER,
+  type Sys,
+} from 'linux-sys';
 
 /** Capability numbers (linux/capability.h); index = number. */
 export const CAP_NAMES: readonly string[] = Object.freeze([
@@ -76,14 +81,6 @@ export const CAP_KILL = 5;
 export const CAP_SETGID = 6;
 export const CAP_SETUID = 7;
 export const CAP_SETPCAP = 8;
-
-/** What the manager keeps after set-up, and why (the README repeats this). */
-export const KEPT_AFTER_SETUP: Readonly<Record<string, string>> = Object.freeze({
-  CAP_SETUID: 'spawn restarted containers as the policy uid (setuid in the child before exec)',
-  CAP_SETGID: 'spawn restarted containers as the policy gid (setgroups and setgid in the child)',
-  CAP_KILL: 'signal containers, which run under another uid (SHUTDOWN deadline, hang, violation)',
-});
-const KEPT_NUMBERS: readonly number[] = [CAP_SETUID, CAP_SETGID, CAP_KILL];
 
 export class PrivilegeError extends SandboxError {
   constructor(message: string, fix: string, cause?: unknown) {
@@ -135,21 +132,6 @@ export function processCaps(): TaskCaps {
   return parseStatusCaps(readFileSync('/proc/self/status', 'utf8'));
 }
 
-/** Threads of this process whose effective, permitted or bounding set holds more than `allowed`. */
-export function threadsWithMore(allowed: bigint): number {
-  let n = 0;
-  for (const tid of readdirSync('/proc/self/task')) {
-    let c: TaskCaps;
-    try {
-      c = parseStatusCaps(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'));
-    } catch {
-      continue;
-    } // a thread that ended meanwhile
-    if (((c.effective | c.permitted | c.bounding) & ~allowed) !== 0n) n++;
-  }
-  return n;
-}
-
 /** Highest capability number the running kernel knows (/proc/sys/kernel/cap_last_cap). */
 export function capLastCap(): number {
   const n = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
@@ -157,110 +139,192 @@ export function capLastCap(): number {
   return n;
 }
 
-export interface PrivilegeReport {
-  /** Names of the capabilities kept (effective = permitted = bounding). */
-  kept: string[];
-  /** Why each is kept. */
-  why: Record<string, string>;
-  /** Capabilities that were in the permitted set before and are gone now. */
-  dropped: string[];
-  noNewPrivs: boolean;
-  uid: number;
-  /**
-   * Threads Node started before the drop that still hold more (capabilities are per thread);
-   * null when a seam was handed in (its capabilities are not this process's).
-   */
-  threadsWithMore: number | null;
+/**
+ * The manager's own uid and gid after set-up: one number below systemd's DynamicUser range
+ * (61184-65519), so neither a container identity nor a dynamic user of the host.
+ */
+export const MANAGER_ID = 61183;
+/** The only account name that may hold MANAGER_ID in /etc/passwd or /etc/group. */
+export const MANAGER_ACCOUNT = 'dmabox-manager';
+
+/** Names that hold `id` in an /etc/passwd or /etc/group text (third field). */
+export function accountsWithId(text: string, id: number): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.split(':'))
+    .filter((f) => f.length > 2 && f[2] === String(id))
+    .map((f) => f[0]!);
 }
 
-export interface DropOptions {
+/** MANAGER_ID as uid and gid, refused when another account has either number. */
+export function managerIdentity(etc = '/etc'): { uid: number; gid: number } {
+  for (const file of ['passwd', 'group']) {
+    let text: string;
+    try {
+      text = readFileSync(`${etc}/${file}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const other = accountsWithId(text, MANAGER_ID).filter((n) => n !== MANAGER_ACCOUNT);
+    if (other.length > 0) {
+      throw new PrivilegeError(
+        `${etc}/${file} gives ${MANAGER_ID}, the dmabox manager's id after set-up, to ${other.join(', ')}`,
+        `free ${MANAGER_ID} (or name its account ${MANAGER_ACCOUNT}), or pass --keep-privileges`,
+      );
+    }
+  }
+  return { uid: MANAGER_ID, gid: MANAGER_ID };
+}
+
+/** One thread's identity and capability sets, from /proc/PID/task/TID/status. */
+export interface ThreadStatus {
+  tid: number;
+  name: string;
+  /** Real, effective, saved and filesystem uid. */
+  uids: number[];
+  caps: TaskCaps;
+}
+
+/** Every thread of `pid` (threads that end while read are left out). */
+export function threadStatus(pid: number | 'self' = 'self'): ThreadStatus[] {
+  const out: ThreadStatus[] = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue;
+    }
+    const uids = (/^Uid:\s*(.*)$/m.exec(text)?.[1] ?? '').split(/\s+/).map(Number);
+    out.push({ tid: Number(tid), name: /^Name:\s*(.*)$/m.exec(text)?.[1] ?? '', uids, caps: parseStatusCaps(text) });
+  }
+  return out;
+}
+
+/** What `dmabox status` shows of a process: per thread, its uids and capability sets (hex). */
+export function capsStatus(
+  pid: number | 'self' = 'self',
+):
+  | { threads: { tid: number; name: string; uid: number; inh: string; prm: string; eff: string; bnd: string; amb: string; noNewPrivs: boolean }[] }
+  | { error: string } {
+  try {
+    const hex = (n: bigint): string => n.toString(16).padStart(16, '0');
+    return {
+      threads: threadStatus(pid).map((t) => ({
+        tid: t.tid,
+        name: t.name,
+        uid: t.uids[1] ?? -1,
+        inh: hex(t.caps.inheritable),
+        prm: hex(t.caps.permitted),
+        eff: hex(t.caps.effective),
+        bnd: hex(t.caps.bounding),
+        amb: hex(t.caps.ambient),
+        noNewPrivs: t.caps.noNewPrivs,
+      })),
+    };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+/** The identity calls (process's by default; tests hand in a fake). */
+export interface IdentityCalls {
+  setgroups(groups: number[]): void;
+  setgid(gid: number): void;
+  setuid(uid: number): void;
+}
+
+export interface DropRootOptions {
+  uid: number;
+  gid: number;
   sys?: Sys;
-  /** Capability numbers to keep; default CAP_SETUID, CAP_SETGID, CAP_KILL. */
-  keep?: readonly number[];
+  proc?: IdentityCalls;
   /** Highest capability number (default from /proc/sys/kernel/cap_last_cap). */
   lastCap?: number;
+  /** Read the threads back from /proc/self (default: true unless a seam was handed in). */
+  verify?: boolean;
 }
 
+export interface DropRootReport {
+  uid: number;
+  gid: number;
+  /** Threads read back after the switch. */
+  threads: number;
+  /** Threads other than the calling one whose bounding set is not empty (it cannot be changed from here; inert without capabilities, under no_new_privs). */
+  threadsWithBounding: number;
+}
+
+/** One instruction: return SECCOMP_RET_ALLOW (BPF_RET | BPF_K, k 0x7fff0000). */
+const ALLOW_ALL = Uint8Array.of(0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x7f);
+
 /**
- * Drop the calling thread to the kept set: no_new_privs, ambient set cleared, bounding set
- * reduced (while CAP_SETPCAP is still held), then effective = permitted = kept, inheritable
- * empty. Checked afterwards with capget and PR_CAPBSET_READ; throws PrivilegeError when a step
- * fails or the result is not exactly the kept set. Needs CAP_SETPCAP (root has it).
+ * Leave root for good: no_new_privs, the calling thread's bounding, ambient and inheritable sets
+ * emptied, no_new_privs carried to every thread (an allow-all seccomp filter with TSYNC), then
+ * setgroups([]), setgid, setuid. Then every thread is checked in /proc/self/task: uids all `uid`,
+ * no capability permitted, effective or ambient, no_new_privs. Throws PrivilegeError naming the
+ * step that failed (after setuid there is no way back, so a failed check is an error, not a retry).
  */
-export function dropPrivileges(options: DropOptions = {}): PrivilegeReport {
-  const sys = options.sys ?? defaultSys();
-  const keepNumbers = options.keep ?? KEPT_NUMBERS;
-  const lastCap = options.lastCap ?? capLastCap();
-  for (const n of keepNumbers) {
-    if (!Number.isInteger(n) || n < 0 || n > lastCap)
-      throw new PrivilegeError(`capability ${n} is not one this kernel knows (0..${lastCap})`, 'keep capabilities by their linux/capability.h number');
+export function dropRoot(o: DropRootOptions): DropRootReport {
+  const sys = o.sys ?? defaultSys();
+  const proc: IdentityCalls = o.proc ?? {
+    setgroups: (g) => process.setgroups!(g),
+    setgid: (g) => process.setgid!(g),
+    setuid: (u) => process.setuid!(u),
+  };
+  if (!Number.isInteger(o.uid) || o.uid <= 0 || !Number.isInteger(o.gid) || o.gid <= 0) {
+    throw new PrivilegeError(`uid ${o.uid} gid ${o.gid}: the manager's identity must not be root`, 'give the manager an unprivileged uid and gid');
   }
   const before = sys.capget();
-  const keep = capMask(keepNumbers);
-  if (!((before.effective >> BigInt(CAP_SETPCAP)) & 1n)) {
+  if (!((before.effective >> BigInt(CAP_SETPCAP)) & 1n) || !((before.effective >> BigInt(CAP_SETUID)) & 1n)) {
     throw new PrivilegeError(
-      `cannot drop the bounding set without CAP_SETPCAP (effective set: ${capNames(before.effective).join(', ') || 'empty'})`,
+      `dropping root needs CAP_SETPCAP and CAP_SETUID (effective set: ${capNames(before.effective).join(', ') || 'empty'})`,
       'drop privileges only in a manager started as root, or pass --keep-privileges',
     );
   }
-  const missing = keep & ~before.permitted;
-  if (missing !== 0n) {
-    throw new PrivilegeError(
-      `the manager does not hold ${capNames(missing).join(', ')}, which it needs after set-up`,
-      'start dmabox as root (not under a capability-restricted wrapper), or pass --keep-privileges',
-    );
-  }
+  const lastCap = o.lastCap ?? capLastCap();
   const step = <T>(what: string, f: () => T): T => {
     try {
       return f();
     } catch (e) {
       throw new PrivilegeError(
-        `dropping privileges: ${what} failed: ${(e as Error).message}`,
-        'the manager runs on with what the steps before left it (`dmabox status --json` shows manager.caps); report the kernel version, or pass --keep-privileges',
+        `dropping root: ${what} failed: ${(e as Error).message}`,
+        'the manager stops (it may be half-way); report the kernel version, or pass --keep-privileges',
         e,
       );
     }
   };
   step('PR_SET_NO_NEW_PRIVS', () => sys.prctl(PR_SET_NO_NEW_PRIVS, 1));
   step('PR_CAP_AMBIENT_CLEAR_ALL', () => sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL));
-  for (let n = 0; n <= lastCap; n++) {
-    if ((keep >> BigInt(n)) & 1n) continue;
-    step(`PR_CAPBSET_DROP ${CAP_NAMES[n] ?? n}`, () => sys.prctl(PR_CAPBSET_DROP, n));
-  }
-  step('capset', () => sys.capset({ effective: keep, permitted: keep, inheritable: 0n }));
+  for (let n = 0; n <= lastCap; n++) step(`PR_CAPBSET_DROP ${CAP_NAMES[n] ?? n}`, () => sys.prctl(PR_CAPBSET_DROP, n));
+  step('capset (inheritable set emptied)', () => sys.capset({ effective: before.effective, permitted: before.permitted, inheritable: 0n }));
+  step('seccomp allow-all with TSYNC (no_new_privs to every thread)', () => sys.seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ALLOW_ALL));
+  step('setgroups([])', () => proc.setgroups([]));
+  step(`setgid(${o.gid})`, () => proc.setgid(o.gid));
+  step(`setuid(${o.uid})`, () => proc.setuid(o.uid));
   const after = sys.capget();
-  if (after.effective !== keep || after.permitted !== keep || after.inheritable !== 0n) {
+  if (after.effective !== 0n || after.permitted !== 0n || after.inheritable !== 0n) {
     throw new PrivilegeError(
-      `after capset the sets are effective ${capNames(after.effective).join(',')}, permitted ${capNames(after.permitted).join(',')}, not ${capNames(keep).join(',')}`,
-      'report the kernel version; pass --keep-privileges meanwhile',
+      `after setuid the calling thread still holds ${capNames(after.permitted | after.effective).join(', ')}`,
+      'report the kernel version',
     );
   }
   for (let n = 0; n <= lastCap; n++) {
-    const inBounding = step(`PR_CAPBSET_READ ${n}`, () => sys.prctl(PR_CAPBSET_READ, n)) === 1;
-    if (inBounding !== Boolean((keep >> BigInt(n)) & 1n)) {
-      throw new PrivilegeError(
-        `${CAP_NAMES[n] ?? n} is ${inBounding ? 'still' : 'not'} in the bounding set after the drop`,
-        'report the kernel version; pass --keep-privileges meanwhile',
-      );
+    if (step(`PR_CAPBSET_READ ${n}`, () => sys.prctl(PR_CAPBSET_READ, n)) === 1) {
+      throw new PrivilegeError(`${CAP_NAMES[n] ?? n} is still in the bounding set`, 'report the kernel version');
     }
   }
-  const kept = capNames(keep);
-  return {
-    kept,
-    why: Object.fromEntries(kept.map((k) => [k, KEPT_AFTER_SETUP[k] ?? 'asked for by the caller'])),
-    dropped: capNames(before.permitted & ~keep),
-    noNewPrivs: true,
-    uid: process.getuid?.() ?? -1,
-    threadsWithMore: options.sys ? null : threadsWithMore(keep),
-  };
-}
-
-/** The manager's capabilities for `dmabox status`: its main thread's sets, by name. */
-export function capsStatus(dropped: boolean): { dropped: boolean; effective: string[]; bounding: number; noNewPrivs: boolean } | { error: string } {
-  try {
-    const c = processCaps();
-    return { dropped, effective: capNames(c.effective), bounding: capNames(c.bounding).length, noNewPrivs: c.noNewPrivs };
-  } catch (e) {
-    return { error: (e as Error).message };
+  if (!(o.verify ?? o.sys === undefined)) return { uid: o.uid, gid: o.gid, threads: 0, threadsWithBounding: 0 };
+  const threads = threadStatus('self');
+  let threadsWithBounding = 0;
+  for (const t of threads) {
+    const c = t.caps;
+    if (t.uids.some((u) => u !== o.uid) || c.permitted !== 0n || c.effective !== 0n || c.ambient !== 0n || c.inheritable !== 0n || !c.noNewPrivs) {
+      throw new PrivilegeError(
+        `thread ${t.tid} (${t.name}) after the switch: uids ${t.uids.join(' ')}, permitted ${c.permitted.toString(16)}, effective ${c.effective.toString(16)}, ambient ${c.ambient.toString(16)}, no_new_privs ${c.noNewPrivs}`,
+        'report the kernel and glibc versions (setuid must reach every thread)',
+      );
+    }
+    if (c.bounding !== 0n) threadsWithBounding++;
   }
+  return { uid: o.uid, gid: o.gid, threads: threads.length, threadsWithBounding };
 }

@@ -32,7 +32,8 @@ import type { NetGeometry } from '../abi/net.js';
 import { realTimers, type Timer, type Timers } from '../../common/timers.js';
 import { bundleDriver, driverRef, type DriverRef } from './driver-code.js';
 import { SandboxError } from './errors.js';
-import { Incarnation, type Launch } from './incarnation.js';
+import { Incarnation } from './incarnation.js';
+import type { Launcher } from './launcher.js';
 import type { Launched } from '../spawner/launch.js';
 import { launchHost } from '../spawner/host.js';
 import { closeOnExecAll } from '../spawner/fds.js';
@@ -78,8 +79,8 @@ export interface SupervisorOptions {
   pollIdleMs?: number;
   /** Real devices: bind to vfio-pci at start, give back to the previous driver at stop. */
   bind?: boolean;
-  /** How containers are started (default: sandbox/spawner/launch.ts in this process). */
-  launch?: Launch;
+  /** Who starts containers (default: the launch library in this process; the manager's spawner after set-up). */
+  launcher?: Launcher;
 }
 
 const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error', [LogLevel.WARN]: 'warn', [LogLevel.INFO]: 'info', [LogLevel.DEBUG]: 'debug' };
@@ -118,8 +119,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private lastProgress = 0;
   private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launch'>> &
-    Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'launch'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launcher'>> &
+    Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'launcher'>;
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
@@ -135,7 +136,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
       sys: options.sys ?? defaultSys(),
       entry: options.entry,
       entryArgs: options.entryArgs,
-      launch: options.launch,
+      launcher: options.launcher,
       heartbeatMs: options.heartbeatMs ?? 500,
       helloTimeoutMs: options.helloTimeoutMs ?? 20_000,
       readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
@@ -323,7 +324,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         sys: this.o.sys,
         ...(this.o.entry ? { entry: this.o.entry } : {}),
         ...(this.o.entryArgs ? { entryArgs: this.o.entryArgs } : {}),
-        ...(this.o.launch ? { launch: this.o.launch } : {}),
+        ...(this.o.launcher ? { launcher: this.o.launcher } : {}),
         heartbeatMs: this.o.heartbeatMs,
         helloTimeoutMs: this.o.helloTimeoutMs,
         registerTimeoutMs: this.o.registerTimeoutMs,

@@ -9,7 +9,10 @@ import { VFIO } from 'vfio-bindings';
 import { RLIMIT_MEMLOCK } from 'linux-sys';
 import { MemlockAccount } from '../../dma/memlock.js';
 import { DEVICE_READS, DEVICE_WRITES } from '../../drivers/contract/platform.js';
-import { VfioPlatform } from '../../platform/vfio.js';
+import { releaseFiles, VfioPlatform } from '../../platform/vfio.js';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { FakeSys } from '../sys/fake-sys.js';
 import { SysfsTree } from '../vfio/sysfs-tree.js';
 
@@ -160,6 +163,25 @@ test('a failed open closes what it opened', () => {
     'ERR_VFIO_NO_INTERRUPT_REMAPPING',
   );
   assert.is(sys.openFdCount(), 0);
+});
+
+test('the sysfs files that give a function back are opened at bind and written through those fds at release (the manager has left root by then)', () => {
+  const root = mkdtempSync(join(tmpdir(), 'dmabox-release-'));
+  const addr = '0000:00:01.0';
+  const files = [join(root, 'bus/pci/devices', addr, 'driver_override'), join(root, 'bus/pci/drivers/vfio-pci/unbind'), join(root, 'bus/pci/drivers_probe')];
+  for (const f of files) {
+    mkdirSync(join(f, '..'), { recursive: true });
+    writeFileSync(f, 'vfio-pci');
+  }
+  assert.is(releaseFiles({ address: addr, originalDriver: undefined, alreadyBound: true }, root), undefined, 'nothing to give back');
+  const r = releaseFiles({ address: addr, originalDriver: 'nvme', alreadyBound: false }, root)!;
+  // The paths go out of reach (as root's files do for the manager after set-up): the writes still land.
+  for (const f of files) renameSync(f, `${f}.away`);
+  r.write(files[0]!, '\n');
+  r.write(files[2]!, addr);
+  r.close();
+  assert.is(readFileSync(`${files[0]}.away`, 'utf8'), '\n');
+  assert.is(readFileSync(`${files[2]}.away`, 'utf8'), addr);
 });
 
 test.run();

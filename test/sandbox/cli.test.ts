@@ -208,18 +208,33 @@ test('formatStatus marks the invoking user when not root', () => {
   assert.match(text, /uid 1000 gid 1000 \(invoking user\)/);
 });
 
-test('formatStatus says which capabilities the manager still holds', () => {
-  const base = { pid: 1, uid: 0, root: true, uptimeMs: 1000, control: '/run/dmabox/control.sock' };
-  const dropped = formatStatus({
-    manager: { ...base, caps: { dropped: true, effective: ['CAP_SETGID', 'CAP_SETUID', 'CAP_KILL'], bounding: 3, noNewPrivs: true } },
+test('formatStatus shows every thread of the manager and the spawner, and whether the manager left root', () => {
+  const base = { pid: 1, uid: 61183, gid: 61183, root: false, dropped: true, uptimeMs: 1000, control: '/run/dmabox/control.sock' };
+  const zero = '0000000000000000';
+  const thread = (tid: number, uid: number, caps: string) => ({
+    tid,
+    name: 'node',
+    uid,
+    inh: zero,
+    prm: caps,
+    eff: caps,
+    bnd: caps,
+    amb: zero,
+    noNewPrivs: true,
+  });
+  const text = formatStatus({
+    manager: { ...base, caps: { threads: [thread(1, 61183, zero), thread(2, 61183, zero)] } },
+    spawner: { pid: 9, caps: { threads: [thread(9, 0, '00000000000000e0')] } },
     sandboxes: [],
   });
-  assert.match(dropped, /^manager pid 1 uid 0, caps CAP_SETGID,CAP_SETUID,CAP_KILL \(dropped after set-up\), up/);
-  const kept = formatStatus({
-    manager: { ...base, caps: { dropped: false, effective: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_KILL', 'CAP_SYS_ADMIN'], bounding: 41, noNewPrivs: false } },
-    sandboxes: [],
-  });
-  assert.match(kept, /NOT dropped/);
+  assert.match(text, /^manager pid 1 uid 61183 gid 61183 \(left root after set-up\), up/);
+  assert.match(text, /^ {2}manager threads 2: no capability on any thread, no_new_privs on 2$/m);
+  assert.match(text, /^ {4}manager tid 2 node uid 61183 CapInh 0{16} CapPrm 0{16} CapEff 0{16} CapBnd 0{16} CapAmb 0{16} no_new_privs$/m);
+  assert.match(text, /^spawner pid 9$/m);
+  assert.match(text, /^ {2}spawner threads 1: 1 hold CAP_KILL,CAP_SETGID,CAP_SETUID, no_new_privs on 1$/m);
+  assert.match(text, /^ {4}spawner tid 9 node uid 0 CapInh 0{16} CapPrm 0{14}e0 CapEff 0{14}e0/m);
+  const kept = formatStatus({ manager: { ...base, uid: 0, root: true, dropped: false }, sandboxes: [] });
+  assert.match(kept, /ROOT: --keep-privileges/);
 });
 
 test('the manager killed with SIGKILL: its containers notice (hypercall channel closed) and exit by themselves', async () => {

@@ -1,82 +1,105 @@
 /**
- * The manager's privilege drop (sandbox/manager/privilege.ts). Over the fake seam: the order (no_new_privs,
- * ambient, bounding set while CAP_SETPCAP is held, then capset) and the refusals. As root, in a
- * child process (the drop cannot be undone, and this test process must keep its privileges): the
- * child's /proc/self/status shows exactly the kept set; mount and reading another user's 0600 file
- * fail; a root-owned 0200 file (as sysfs bind/unbind are) is still writable; a child spawned as uid
- * 65534 runs with no capabilities and is killed; an exec as uid 0 gains nothing back. And
- * `dmabox up` with the default drop runs the whole cycle: kill -9, quarantine, restart as the
- * policy's uid, status caps, orderly stop.
+ * The manager leaves root after set-up (sandbox/manager/privilege.ts). Over the fake seam: the order
+ * (no_new_privs, ambient, bounding and inheritable sets emptied while CAP_SETPCAP is held, the
+ * allow-all filter with TSYNC, then setgroups, setgid, setuid) and the refusals. As root, in a
+ * child process (the drop cannot be undone): every thread has the manager's uid, no capability and
+ * no_new_privs; root's files are out of reach but an fd opened before still writes. And `dmabox up`
+ * with the default drop: the manager's every thread at uid MANAGER_ID with no capability, the
+ * spawner with exactly CAP_SETUID, CAP_SETGID, CAP_KILL, kill -9 and a restart through the spawner,
+ * status showing both processes' threads, an orderly stop; and a manager killed with SIGKILL takes
+ * the spawner and its containers with it.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS } from 'linux-sys';
+import { PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, SECCOMP_FILTER_FLAG_TSYNC } from 'linux-sys';
 import {
+  accountsWithId,
   capMask,
   capNames,
   CAP_KILL,
   CAP_SETGID,
-  CAP_SETPCAP,
   CAP_SETUID,
-  dropPrivileges,
+  dropRoot,
+  MANAGER_ID,
+  managerIdentity,
   parseStatusCaps,
   PrivilegeError,
+  type TaskCaps,
 } from '../../sandbox/manager/privilege.js';
 import { FakeSys } from '../sys/fake-sys.js';
 import { until } from './helpers.js';
 import { needsRoot, testIf } from '../helpers/skip.js';
 
-const KEPT = capMask([CAP_SETUID, CAP_SETGID, CAP_KILL]);
+const SPAWNER_KEPT = capMask([CAP_SETUID, CAP_SETGID, CAP_KILL]);
 const rootTest = testIf(needsRoot());
 const dir = mkdtempSync(join(tmpdir(), 'dmabox-priv-'));
 const fromSource = import.meta.url.endsWith('.ts');
 const cliMain = new URL(`../../cli/main.${fromSource ? 'ts' : 'js'}`, import.meta.url).pathname;
 const privilegeModule = new URL(`../../sandbox/manager/privilege.${fromSource ? 'ts' : 'js'}`, import.meta.url).pathname;
 
-test('fake seam: no_new_privs, ambient cleared, bounding dropped while CAP_SETPCAP is held, then capset to the kept set', () => {
+function fakeProc(sys: FakeSys, calls: string[]) {
+  return {
+    setgroups: (g: number[]) => calls.push(`setgroups ${g.length}`),
+    setgid: (g: number) => calls.push(`setgid ${g}`),
+    setuid: (u: number) => {
+      calls.push(`setuid ${u}`);
+      sys.caps = { effective: 0n, permitted: 0n, inheritable: 0n }; // what the kernel does when every uid leaves 0
+    },
+  };
+}
+
+test('fake seam: no_new_privs, ambient, bounding and inheritable emptied, no_new_privs to every thread, then setgroups, setgid, setuid', () => {
   const sys = new FakeSys();
-  const r = dropPrivileges({ sys, lastCap: 40 });
-  assert.equal(r.kept, ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
-  assert.is(r.dropped.length, 38);
-  assert.is(r.threadsWithMore, null, "a seam was handed in: this process's threads are not counted");
-  assert.ok(r.dropped.includes('CAP_SYS_ADMIN') && r.dropped.includes('CAP_DAC_OVERRIDE') && r.dropped.includes('CAP_SETPCAP'));
-  assert.equal(sys.caps, { effective: KEPT, permitted: KEPT, inheritable: 0n });
-  assert.is(sys.bounding, KEPT);
-  const ops = sys.prctls.map(([o]) => o);
+  const calls: string[] = [];
+  const r = dropRoot({ uid: MANAGER_ID, gid: MANAGER_ID, sys, proc: fakeProc(sys, calls), lastCap: 40 });
+  assert.equal(r, { uid: MANAGER_ID, gid: MANAGER_ID, threads: 0, threadsWithBounding: 0 });
   assert.equal(sys.prctls[0], [PR_SET_NO_NEW_PRIVS, 1]);
-  assert.is(ops[1], PR_CAP_AMBIENT);
-  const drops = sys.prctls.filter(([o]) => o === PR_CAPBSET_DROP).map(([, c]) => c);
-  assert.is(drops.length, 38);
-  assert.not.ok(drops.includes(CAP_KILL) || drops.includes(CAP_SETUID) || drops.includes(CAP_SETGID));
-  assert.ok(drops.includes(CAP_SETPCAP), 'CAP_SETPCAP itself leaves the bounding set');
-  assert.is(ops.filter((o) => o === PR_CAPBSET_READ).length, 41, 'every capability is read back');
+  assert.is(sys.prctls[1]![0], PR_CAP_AMBIENT);
+  assert.is(sys.prctls.filter(([o]) => o === PR_CAPBSET_DROP).length, 41, 'every capability leaves the bounding set');
+  assert.is(sys.bounding, 0n);
+  assert.is(sys.seccomps.length, 1);
+  assert.is(sys.seccomps[0]!.flags, SECCOMP_FILTER_FLAG_TSYNC, 'TSYNC: no_new_privs reaches every thread');
+  assert.equal([...sys.seccomps[0]!.program], [0x06, 0, 0, 0, 0, 0, 0xff, 0x7f], 'one instruction: allow');
+  assert.equal(calls, [`setgroups 0`, `setgid ${MANAGER_ID}`, `setuid ${MANAGER_ID}`]);
+  assert.equal(sys.caps, { effective: 0n, permitted: 0n, inheritable: 0n });
 });
 
-test('fake seam: refused without CAP_SETPCAP, without a kept capability, or for a number the kernel does not know', () => {
+test('fake seam: refused without CAP_SETPCAP, for uid 0, and when capabilities survive setuid', () => {
   const noSetpcap = new FakeSys();
-  noSetpcap.caps = { effective: KEPT, permitted: KEPT, inheritable: 0n };
-  try {
-    dropPrivileges({ sys: noSetpcap, lastCap: 40 });
-    assert.unreachable();
-  } catch (e) {
-    assert.instance(e, PrivilegeError);
-    assert.is((e as PrivilegeError).code, 'ERR_SANDBOX_PRIVILEGE');
-    assert.match((e as Error).message, /CAP_SETPCAP.*\n {2}fix: .*--keep-privileges/s);
-  }
-  assert.is(noSetpcap.prctls.length, 0, 'nothing was changed');
-  const noKill = new FakeSys();
-  noKill.caps = { effective: noKill.caps.effective & ~(1n << 5n), permitted: noKill.caps.permitted & ~(1n << 5n), inheritable: 0n };
-  assert.throws(() => dropPrivileges({ sys: noKill, lastCap: 40 }), /does not hold CAP_KILL/);
-  assert.throws(() => dropPrivileges({ sys: new FakeSys(), lastCap: 40, keep: [41] }), /capability 41 is not one this kernel knows/);
-  // A step the kernel refuses (the fake knows capabilities 0..40): named, with the errno.
+  noSetpcap.caps = { effective: SPAWNER_KEPT, permitted: SPAWNER_KEPT, inheritable: 0n };
+  const calls: string[] = [];
   assert.throws(
-    () => dropPrivileges({ sys: new FakeSys(), lastCap: 41 }),
-    (e: unknown) => e instanceof PrivilegeError && /PR_CAPBSET_DROP 41 failed: .*EINVAL/.test((e as Error).message),
+    () => dropRoot({ uid: MANAGER_ID, gid: MANAGER_ID, sys: noSetpcap, proc: fakeProc(noSetpcap, calls), lastCap: 40 }),
+    (e: unknown) => e instanceof PrivilegeError && /CAP_SETPCAP and CAP_SETUID.*\n {2}fix: .*--keep-privileges/s.test((e as Error).message),
   );
+  assert.is(noSetpcap.prctls.length + calls.length, 0, 'nothing was changed');
+  assert.throws(() => dropRoot({ uid: 0, gid: MANAGER_ID, sys: new FakeSys(), proc: fakeProc(new FakeSys(), []), lastCap: 40 }), /must not be root/);
+  const stubborn = new FakeSys();
+  assert.throws(
+    () =>
+      dropRoot({
+        uid: MANAGER_ID,
+        gid: MANAGER_ID,
+        sys: stubborn,
+        proc: { setgroups: () => undefined, setgid: () => undefined, setuid: () => undefined },
+        lastCap: 40,
+      }),
+    /after setuid the calling thread still holds/,
+  );
+});
+
+test('managerIdentity: MANAGER_ID unless another account holds it', () => {
+  const etc = mkdtempSync(join(dir, 'etc-'));
+  writeFileSync(join(etc, 'passwd'), 'root:x:0:0::/root:/bin/sh\ndmabox-manager:x:61183:61183::/:/usr/sbin/nologin\n');
+  writeFileSync(join(etc, 'group'), 'root:x:0:\n');
+  assert.equal(managerIdentity(etc), { uid: MANAGER_ID, gid: MANAGER_ID });
+  writeFileSync(join(etc, 'group'), 'root:x:0:\nsomeone:x:61183:\n');
+  assert.throws(() => managerIdentity(etc), /group gives 61183.*to someone/);
+  assert.equal(accountsWithId('a:x:1:1\nb:x:61183:0\n', 61183), ['b']);
 });
 
 test('parseStatusCaps reads /proc status lines; capNames names a mask', () => {
@@ -88,149 +111,209 @@ test('parseStatusCaps reads /proc status lines; capNames names a mask', () => {
   assert.throws(() => parseStatusCaps('Name:\tnode\n'), /no CapInh line/);
 });
 
-// The child: drops, then reports its own status and what it could and could not do, as JSON.
+// The child: leaves root, then reports every thread and what it could and could not do, as JSON.
 const CHILD = `
-import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { dropPrivileges } from ${JSON.stringify(privilegeModule)};
-const [theirs, ours, mnt] = process.argv.slice(2);
-const report = dropPrivileges();
-const out = { report, status: readFileSync('/proc/self/status', 'utf8') };
+import { openSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { dropRoot, MANAGER_ID } from ${JSON.stringify(privilegeModule)};
+const [theirs, ours] = process.argv.slice(2);
+const kept = openSync(ours, 'w');
+const report = dropRoot({ uid: MANAGER_ID, gid: MANAGER_ID });
+const out = { report, threads: readdirSync('/proc/self/task').map((t) => readFileSync('/proc/self/task/' + t + '/status', 'utf8')) };
 try { readFileSync(theirs); out.readTheirs = 'ok'; } catch (e) { out.readTheirs = e.code; }
 try { writeFileSync(ours, 'x'); out.writeOurs = 'ok'; } catch (e) { out.writeOurs = e.code; }
-const m = spawnSync('mount', ['-t', 'tmpfs', 'none', mnt], { encoding: 'utf8' });
-out.mount = { status: m.status, stderr: m.stderr, error: m.error?.code };
+try { writeSync(kept, 'y'); out.writeKept = 'ok'; } catch (e) { out.writeKept = e.code; }
 out.exec = spawnSync('cat', ['/proc/self/status'], { encoding: 'utf8' }).stdout;
-const ch = spawn('sleep', ['30'], { uid: 65534, gid: 65534, stdio: 'ignore' });
-ch.on('error', (e) => { out.spawn = e.code; console.log(JSON.stringify(out, (k, v) => typeof v === 'bigint' ? v.toString() : v)); });
-ch.on('spawn', () => {
-  out.spawned = readFileSync('/proc/' + ch.pid + '/status', 'utf8');
-  out.killed = ch.kill('SIGKILL');
-});
-ch.on('exit', (code, signal) => { out.exit = signal; console.log(JSON.stringify(out)); });
+console.log(JSON.stringify(out));
 `;
 
-rootTest('as root, in a child: exactly the kept set; mount and DAC override gone; spawn as 65534 and kill still work', async () => {
+rootTest('as root, in a child: every thread at the manager uid, no capability, no_new_privs; root files out of reach, an fd opened before still writes', () => {
   const theirs = join(dir, 'theirs');
   writeFileSync(theirs, 'secret');
-  chownSync(theirs, 65534, 65534);
   chmodSync(theirs, 0o600);
   const ours = join(dir, 'ours');
   writeFileSync(ours, '');
   chmodSync(ours, 0o200);
-  const mnt = mkdtempSync(join(dir, 'mnt-'));
   const script = join(dir, 'child.mjs');
   writeFileSync(script, CHILD);
-  const r = spawnSync(process.execPath, [...process.execArgv, script, theirs, ours, mnt], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [...process.execArgv, script, theirs, ours], { encoding: 'utf8', timeout: 30_000 });
   assert.is(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as Record<string, unknown> & {
-    report: { kept: string[]; noNewPrivs: boolean; threadsWithMore: number | null };
-    status: string;
+  const out = JSON.parse(r.stdout) as {
+    report: { threads: number };
+    threads: string[];
+    readTheirs: string;
+    writeOurs: string;
+    writeKept: string;
     exec: string;
-    spawned: string;
-    mount: { status: number | null };
   };
-  const c = parseStatusCaps(out.status);
-  assert.is(c.effective, KEPT, `CapEff ${c.effective.toString(16)}`);
-  assert.is(c.permitted, KEPT);
-  assert.is(c.bounding, KEPT);
-  assert.is(c.inheritable, 0n);
-  assert.is(c.ambient, 0n);
-  assert.ok(c.noNewPrivs);
-  assert.equal(out.report.kept, ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID']);
-  assert.type(out.report.threadsWithMore, 'number');
-  assert.is(out.readTheirs, 'EACCES', "reading uid 65534's 0600 file needed CAP_DAC_OVERRIDE");
-  assert.is(out.writeOurs, 'ok', 'a root-owned 0200 file (like sysfs unbind) is written by owner permission');
-  assert.is.not(out.mount.status, 0, 'mount needs CAP_SYS_ADMIN');
-  assert.not.ok(existsSync(join(mnt, '.')) && spawnSync('mountpoint', ['-q', mnt]).status === 0, 'nothing was mounted');
+  assert.ok(out.threads.length > 1, 'Node runs several threads');
+  assert.is(out.report.threads, out.threads.length);
+  for (const t of out.threads) {
+    assert.match(t, new RegExp(`^Uid:\\s+${MANAGER_ID}\\s+${MANAGER_ID}\\s+${MANAGER_ID}\\s+${MANAGER_ID}$`, 'm'));
+    assert.match(t, /^Groups:\s*$/m);
+    const c = parseStatusCaps(t);
+    assert.equal([c.effective, c.permitted, c.ambient, c.inheritable], [0n, 0n, 0n, 0n], t);
+    assert.ok(c.noNewPrivs, 'no_new_privs on every thread');
+  }
+  assert.is(out.readTheirs, 'EACCES');
+  assert.is(out.writeOurs, 'EACCES', 'a root-owned 0200 file (like sysfs unbind) is out of reach: open it at set-up');
+  assert.is(out.writeKept, 'ok', 'an fd opened before the switch still writes');
   const exec = parseStatusCaps(out.exec);
-  assert.is(exec.effective, KEPT, 'an exec as uid 0 gains nothing beyond the kept set');
-  assert.is(exec.bounding, KEPT);
-  assert.match(out.spawned, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
-  const spawned = parseStatusCaps(out.spawned);
-  assert.is(spawned.effective, 0n);
-  assert.is(spawned.permitted, 0n);
-  assert.ok(out.killed);
-  assert.is(out.exit, 'SIGKILL');
+  assert.is(exec.effective | exec.permitted, 0n, 'an exec gains nothing');
 });
 
-rootTest('as root, dmabox up drops by default: kill -9, quarantine, restart as the policy uid, status caps, orderly stop', async () => {
-  const file = join(dir, 'up.yaml');
-  writeFileSync(
-    file,
-    `version: 1
+/** Every thread of `pid`: its uids and capability sets. */
+function threads(pid: number): { uids: string; caps: TaskCaps }[] {
+  return readdirSync(`/proc/${pid}/task`).map((t) => {
+    const text = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+    return { uids: /^Uid:\s*(.*)$/m.exec(text)![1]!, caps: parseStatusCaps(text) };
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+const POLICY = `version: 1
 name: priv-a
 device: { sim: nvme, capacity: 1MiB, blockSize: 512 }
 driver: { name: nvme, queues: 1, depth: 16 }
 windows: [ { size: 512KiB }, { size: 2MiB } ]
 restart: { maxRestarts: 3, window: 60s, backoff: { initial: 50ms, max: 1s } }
-`,
-  );
-  const control = join(dir, 'up.sock');
-  const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', control], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
+`;
+
+/** `dmabox up` of POLICY in a child, its output collected. */
+function up(control: string, extra: string[] = []) {
+  const file = join(dir, 'up.yaml');
+  writeFileSync(file, POLICY);
+  const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', control, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = { m, out: '', err: '', exit: undefined as { code: number | null } | undefined };
   m.stdout.on('data', (d: Buffer) => {
-    out += d.toString('utf8');
+    r.out += d.toString('utf8');
   });
   m.stderr.on('data', (d: Buffer) => {
-    err += d.toString('utf8');
+    r.err += d.toString('utf8');
   });
-  let exit: { code: number | null } | undefined;
   m.on('exit', (code) => {
-    exit = { code };
+    r.exit = { code };
   });
+  return r;
+}
+
+interface StatusJson {
+  manager: { uid: number; dropped: boolean; caps: { threads: { uid: number; prm: string; eff: string; amb: string; noNewPrivs: boolean }[] } };
+  spawner: { pid: number; caps: { threads: { uid: number; prm: string; eff: string }[] } } | null;
+  sandboxes: { state: string; restarts: number; pid: number }[];
+}
+function status(control: string): StatusJson {
+  const r = spawnSync(process.execPath, [...process.execArgv, cliMain, 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 });
+  return JSON.parse(r.stdout) as StatusJson;
+}
+
+rootTest(
+  'as root, dmabox up leaves root: no capability on any manager thread, the spawner keeps three, kill -9 and restart through it, status, orderly stop',
+  async () => {
+    const control = join(dir, 'up.sock');
+    const u = up(control);
+    try {
+      await until('the privilege line', () => /^privileges: /m.test(u.out) || u.exit !== undefined || u.err.includes('privileges'), 60_000);
+      assert.match(
+        u.out,
+        new RegExp(`^privileges: the manager is uid ${MANAGER_ID} gid ${MANAGER_ID} with no capability on any of its \\d+ threads`, 'm'),
+        `${u.out}${u.err}`,
+      );
+      const mine = threads(u.m.pid!);
+      assert.ok(mine.length > 1);
+      for (const t of mine) {
+        assert.is(t.uids, `${MANAGER_ID}\t${MANAGER_ID}\t${MANAGER_ID}\t${MANAGER_ID}`);
+        assert.equal([t.caps.effective, t.caps.permitted, t.caps.ambient], [0n, 0n, 0n], `a manager thread holds ${capNames(t.caps.permitted)}`);
+        assert.ok(t.caps.noNewPrivs);
+      }
+      const st = status(control);
+      assert.is(st.manager.uid, MANAGER_ID);
+      assert.ok(st.manager.dropped);
+      assert.is(st.manager.caps.threads.length, mine.length, 'status shows every manager thread');
+      assert.ok(st.spawner && st.spawner.pid > 0, JSON.stringify(st));
+      for (const t of threads(st.spawner.pid)) {
+        assert.equal(
+          [t.caps.effective, t.caps.permitted, t.caps.bounding, t.caps.ambient],
+          [SPAWNER_KEPT, SPAWNER_KEPT, SPAWNER_KEPT, 0n],
+          'every spawner thread: exactly the three',
+        );
+        assert.ok(t.caps.noNewPrivs);
+      }
+      assert.is(st.spawner.caps.threads.length, threads(st.spawner.pid).length);
+      const first = Number(/container pid (\d+) as uid 65534/.exec(u.out)?.[1]);
+      assert.ok(first > 0, u.out);
+      assert.match(readFileSync(`/proc/${first}/status`, 'utf8'), /^PPid:\s+(\d+)$/m);
+      assert.is(Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${first}/status`, 'utf8'))![1]), st.spawner.pid, "the container is the spawner's child");
+      process.kill(first, 'SIGKILL');
+      await until(
+        'the restarted container',
+        () => /restart: restart 1/.test(u.out) && /priv-a ready: /.test(u.out.slice(u.out.indexOf('restart: restart 1'))),
+        30_000,
+      );
+      assert.match(u.out, /quarantine: bus mastering off/);
+      const second = Number([...u.out.matchAll(/container pid (\d+) as uid 65534 gid 65534/g)][1]?.[1]);
+      assert.ok(second > 0 && second !== first, u.out);
+      const st2 = status(control);
+      assert.is(st2.sandboxes[0]!.state, 'running');
+      assert.is(st2.sandboxes[0]!.restarts, 1);
+      u.m.kill('SIGTERM');
+      await until('up to exit', () => u.exit !== undefined, 20_000);
+      assert.is(u.exit!.code, 0, `${u.out}${u.err}`);
+      assert.match(u.out, /stopped: containers gone, devices quarantined, windows unmapped/);
+      assert.not.ok(existsSync(control), 'the control socket, the manager’s own, was removed');
+      await until('the spawner to go', () => !alive(st.spawner!.pid), 10_000);
+    } finally {
+      if (u.exit === undefined) u.m.kill('SIGKILL');
+    }
+  },
+);
+
+rootTest('a manager killed with SIGKILL takes the spawner and its containers with it', async () => {
+  const control = join(dir, 'kill.sock');
+  const u = up(control);
   try {
-    await until('the privilege line', () => /^privileges: /m.test(out) || exit !== undefined || err.includes('privileges'), 60_000);
-    assert.match(out, /^privileges: kept CAP_KILL, CAP_SETGID, CAP_SETUID \(no_new_privs, bounding set likewise\)/m, `${out}${err}`);
-    const mine = parseStatusCaps(spawnSync('cat', [`/proc/${m.pid}/status`], { encoding: 'utf8' }).stdout);
-    assert.is(mine.effective, KEPT);
-    assert.is(mine.bounding, KEPT);
-    const first = Number(/container pid (\d+) as uid \d+/.exec(out)?.[1]);
-    assert.ok(first > 0, out);
-    process.kill(first, 'SIGKILL');
-    await until('the restarted container', () => /restart: restart 1/.test(out) && /priv-a ready: /.test(out.slice(out.indexOf('restart: restart 1'))), 30_000);
-    assert.match(out, /quarantine: bus mastering off/);
-    // The restarted container gets its sandbox's identity again.
-    const spawns = [...out.matchAll(/container pid (\d+) as uid (\d+) gid (\d+)/g)];
-    assert.is(spawns[1]?.[2], spawns[0]?.[2], out);
-    const second = Number(spawns[1]?.[1]);
-    assert.ok(second > 0 && second !== first, out);
-    const st = JSON.parse(
-      spawnSync(process.execPath, [...process.execArgv, cliMain, 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 }).stdout,
-    ) as {
-      manager: { caps: { dropped: boolean; effective: string[]; bounding: number; noNewPrivs: boolean } };
-      sandboxes: { state: string; restarts: number }[];
-    };
-    assert.equal(st.manager.caps, { dropped: true, effective: ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID'], bounding: 3, noNewPrivs: true });
-    assert.is(st.sandboxes[0]!.state, 'running');
-    assert.is(st.sandboxes[0]!.restarts, 1);
-    m.kill('SIGTERM');
-    await until('up to exit', () => exit !== undefined, 20_000);
-    assert.is(exit!.code, 0, `${out}${err}`);
-    assert.match(out, /stopped: containers gone, devices quarantined, windows unmapped/);
-    assert.not.ok(existsSync(control), 'the control socket was removed without CAP_DAC_OVERRIDE');
+    await until('the privilege line', () => /^privileges: /m.test(u.out) || u.exit !== undefined, 60_000);
+    const st = status(control);
+    const spawner = st.spawner!.pid;
+    const container = st.sandboxes[0]!.pid;
+    assert.ok(alive(spawner) && alive(container));
+    u.m.kill('SIGKILL');
+    await until('the spawner and the container to go', () => !alive(spawner) && !alive(container), 10_000);
   } finally {
-    if (exit === undefined) m.kill('SIGKILL');
+    if (u.exit === undefined) u.m.kill('SIGKILL');
   }
 });
 
-rootTest('dmabox up --keep-privileges keeps them', async () => {
-  const file = join(dir, 'up.yaml');
-  const control = join(dir, 'keep.sock');
-  const m = spawn(process.execPath, [...process.execArgv, cliMain, 'up', file, '--control', control, '--keep-privileges'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  m.stdout.on('data', (d: Buffer) => {
-    out += d.toString('utf8');
-  });
-  let exit: { code: number | null } | undefined;
-  m.on('exit', (code) => {
-    exit = { code };
-  });
+rootTest('the spawner killed: the manager says so loudly, stops in order and exits 1', async () => {
+  const control = join(dir, 'spawner-gone.sock');
+  const u = up(control);
   try {
-    await until('up', () => /^up: /m.test(out) || exit !== undefined, 60_000);
+    await until('the privilege line', () => /^privileges: /m.test(u.out) || u.exit !== undefined, 60_000);
+    const spawner = status(control).spawner!.pid;
+    process.kill(spawner, 'SIGKILL');
+    await until('up to exit', () => u.exit !== undefined, 20_000);
+    assert.is(u.exit!.code, 1, `${u.out}${u.err}`);
+    assert.match(u.err, /^FATAL: the spawner is gone \(.*\): containers can no longer be started or killed; stopping$/m);
+    assert.match(u.out, /priv-a failed \[error\]: the spawner is gone/);
+    assert.match(u.out, /stopped: containers gone/);
+  } finally {
+    if (u.exit === undefined) u.m.kill('SIGKILL');
+  }
+});
+
+rootTest('dmabox up --keep-privileges stays root, without a spawner', async () => {
+  const control = join(dir, 'keep.sock');
+  const u = up(control, ['--keep-privileges']);
+  try {
+    await until('up', () => /^up: /m.test(u.out) || u.exit !== undefined, 60_000);
     await until(
       'the manager to answer',
       () =>
@@ -238,14 +321,15 @@ rootTest('dmabox up --keep-privileges keeps them', async () => {
         0,
       20_000,
     );
-    const mine = parseStatusCaps(spawnSync('cat', [`/proc/${m.pid}/status`], { encoding: 'utf8' }).stdout);
+    const mine = parseStatusCaps(readFileSync(`/proc/${u.m.pid}/status`, 'utf8'));
     assert.ok((mine.effective & (1n << 21n)) !== 0n, 'CAP_SYS_ADMIN kept');
-    assert.not.match(out, /^privileges: /m);
-    m.kill('SIGTERM');
-    await until('up to exit', () => exit !== undefined, 20_000);
-    assert.is(exit!.code, 0, out);
+    assert.not.match(u.out, /^privileges: /m);
+    assert.is(status(control).spawner, null);
+    u.m.kill('SIGTERM');
+    await until('up to exit', () => u.exit !== undefined, 20_000);
+    assert.is(u.exit!.code, 0, u.out);
   } finally {
-    if (exit === undefined) m.kill('SIGKILL');
+    if (u.exit === undefined) u.m.kill('SIGKILL');
   }
 });
 

@@ -9,9 +9,15 @@ import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { fileURLToPath } from 'node:url';
 import { kinds, pattern, simPolicy, until } from './helpers.js';
 import { FakeTimers } from '../helpers/fake-timers.js';
+import { defaultSys } from 'linux-sys';
+import { SpawnerClient, type Launcher } from '../../sandbox/manager/launcher.js';
+import { CONTAINER_NODE_FLAGS, defaultEntry } from '../../sandbox/manager/incarnation.js';
+import { MANAGER_ID } from '../../sandbox/manager/privilege.js';
+import { needsRoot, testIf } from '../helpers/skip.js';
 
-test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, hang, limit, failed', async () => {
-  const s = new Supervisor(simPolicy('cycle'), { hangMs: 800, heartbeatMs: 200 });
+/** The whole cycle, with containers started by `launcher` (the launch library in this process by default). */
+async function cycle(launcher?: Launcher): Promise<void> {
+  const s = new Supervisor(simPolicy('cycle'), { hangMs: 800, heartbeatMs: 200, ...(launcher ? { launcher } : {}) });
   const fn = s.sim!.fn;
   // Record, at each quarantine event, what the device looked like: BME must be off and an FLR done
   // before the next container exists.
@@ -93,6 +99,19 @@ test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, h
   }
   assert.is(s.state, 'stopped');
   assert.equal(s.device.quarantineLog.slice(-3), ['bme-off', 'flr', 'unmap']);
+}
+
+test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, hang, limit, failed', () => cycle());
+
+// The same through the privileged spawner (a process of its own, started through setpriv): every
+// start, restart and kill of the cycle crosses the spawner socket.
+testIf(needsRoot())('through the spawner: the same cycle, I/O in flight at the kill, the hang kill sent by the spawner', async () => {
+  const spawner = await SpawnerClient.start({ sys: defaultSys(), entries: [defaultEntry()], flags: CONTAINER_NODE_FLAGS, forbid: [MANAGER_ID] });
+  try {
+    await cycle(spawner);
+  } finally {
+    await spawner.close();
+  }
 });
 
 test('MSI-X: vectors routed through IRQ_SETUP and the mailbox to inherited eventfds; I/O completes by interrupt, again after a restart', async () => {

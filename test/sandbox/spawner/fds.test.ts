@@ -58,11 +58,13 @@ rootTest('an fd the manager inherited without CLOEXEC never reaches a container;
   let spec: LaunchSpec | undefined;
   let given: string[] = [];
   const s = new Supervisor(simPolicy('fd-hygiene'), {
-    launch: (sp) => {
-      spec = sp;
-      // While the incarnation still holds them: what each of the container's fds 3.. must be.
-      given = sp.fds.map((n) => key(fstatSync(n)));
-      return launch(sp);
+    launcher: {
+      launch: (sp) => {
+        spec = sp;
+        // While the incarnation still holds them: what each of the container's fds 3.. must be.
+        given = sp.fds.map((n) => key(fstatSync(n)));
+        return launch(sp);
+      },
     },
   });
   try {
