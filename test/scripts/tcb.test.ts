@@ -124,7 +124,7 @@ test('the repository: the spawner, privileged after set-up, on a line of its own
   assert.ok(r.spawner, 'the spawner is counted');
   assert.ok(r.spawner.files.includes('sandbox/spawner/main.ts') && r.spawner.files.includes('sandbox/spawner/server.ts'));
   for (const f of r.spawner.files) assert.match(f, /^(sandbox\/spawner|sandbox\/abi|common|sys\/src)\//, f);
-  assert.ok(r.spawner.lines > 0 && r.spawner.lines < 1500, `${r.spawner.lines} lines`);
+  assert.ok(r.spawner.lines > 0 && r.spawner.lines < 2000, `${r.spawner.lines} lines`);
   assert.match(formatTcb(r), /^privileged after set-up: the spawner process \(sandbox\/spawner\/main\.ts\), [\d,]+ lines in \d+ files/m);
 });
 

@@ -115,7 +115,7 @@ test('a good LAUNCH: the spec reaches the launch library with its fds; the answe
   try {
     const r = await h.ask(SpType.LAUNCH, GOOD, f.fds);
     assert.is(r.type, SpType.LAUNCHED, errorOf(r));
-    assert.equal(r.body, { pid: 1000, uid: 65534, gid: 65534, cgroup: null });
+    assert.equal(r.body, { pid: 1000, uid: 65534, gid: 65534, cgroup: null, missing: [] });
     assert.is(h.launched.length, 1);
     assert.equal(h.launched[0]!.argv, GOOD.argv);
     assert.is(h.launched[0]!.fds.length, 3, 'stdout and stderr apart, then the child fds');
