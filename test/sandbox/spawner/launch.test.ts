@@ -82,8 +82,11 @@ rootTest('confined: own identity and namespaces, the minimal tree, the program o
     '-c',
     'id -u; echo pid $$; ls /; ls /dev; cat /proc/net/dev | tail -n +3 | cut -d: -f1; echo end; sleep 30',
   ]);
-  // The reported pid is the program (sh), not bwrap: its command line is ours.
-  assert.is(readFileSync(`/proc/${l.pid}/cmdline`, 'utf8').split('\0')[0], '/bin/sh');
+  // The reported pid is the program (sh), not bwrap: its command line is ours (once bwrap's child
+  // has exec'd it: the pid is found as soon as the child exists, which may be just before its exec).
+  const cmd = (): string => readFileSync(`/proc/${l.pid}/cmdline`, 'utf8').split('\0')[0]!;
+  await until("the program to be exec'd", () => cmd() === '/bin/sh', 5000).catch(() => undefined);
+  assert.is(cmd(), '/bin/sh');
   for (const ns of ['pid', 'mnt', 'net', 'ipc', 'uts', 'user']) assert.is.not(readlinkSync(`/proc/${l.pid}/ns/${ns}`), readlinkSync(`/proc/self/ns/${ns}`), ns);
   assert.ok(l.uid >= 61184 && l.uid <= 65519 && l.uid !== 65534, String(l.uid));
   assert.match(readFileSync(`/proc/${l.pid}/status`, 'utf8'), new RegExp(`^Uid:\\s+${l.uid}\\s+${l.uid}\\s+${l.uid}\\s+${l.uid}$`, 'm'));
