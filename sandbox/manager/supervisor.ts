@@ -36,7 +36,6 @@ import { Incarnation } from './incarnation.js';
 import type { Launcher } from './launcher.js';
 import type { Launched } from '../spawner/launch.js';
 import { launchHost } from '../spawner/host.js';
-import { closeOnExecAll } from '../spawner/fds.js';
 import { SimDevice } from './sim-device.js';
 import { VfioDevice } from './vfio-device.js';
 import type { SandboxDevice } from './device.js';
@@ -144,8 +143,6 @@ export class Supervisor extends EventEmitter implements FaultSink {
       registerTimeoutMs: options.registerTimeoutMs ?? 2_000,
     };
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
-    // Inherited fds (a log file, the invoking shell's pipes) never reach a container.
-    closeOnExecAll(this.o.sys);
     // A policy that names its identity keeps it, if no other sandbox holds it.
     if (root && policy.container.uid !== undefined && policy.container.gid !== undefined)
       launchHost().identities.pin(policy.name, 'driver', { uid: policy.container.uid, gid: policy.container.gid });

@@ -78,15 +78,4 @@ export const tick = async (turns = 20): Promise<void> => {
   for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r));
 };
 
-/** A seeded PRNG (xorshift32) so fuzz failures can be replayed. */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+export { prng } from '../../helpers/prng.js';

@@ -16,18 +16,7 @@ import { CAP_MSIX_OFFSET } from '../../../sim/pci.js';
 
 const MSIX_MC = CAP_MSIX_OFFSET + MSIX.MC.offset;
 import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+import { prng } from '../../helpers/prng.js';
 
 const { CTRL, RCTL, TCTL } = REG;
 const TARGETS = [
@@ -80,7 +69,7 @@ for (const seed of [1, 2, 3]) {
       p.dma.alloc(65536, DEVICE_READS, { label: 'tx buffers' }),
     ];
     const iovas = windows.map((w) => Number(w.iova));
-    const next = rng(seed);
+    const next = prng(seed);
     const addr = (): number => {
       // Mostly inside a window, sometimes just outside, sometimes anywhere.
       const k = next() % 8;

@@ -21,23 +21,12 @@ import { MSIX, PCIE } from '../../../spec/pci/capabilities.js';
 import { PCI } from '../../../spec/pci/config.js';
 import { prpPageCount } from '../../../spec/nvme/prp.js';
 import { DEVICE_READS, DEVICE_READS_WRITES, DEVICE_WRITES } from '../../../drivers/contract/platform.js';
+import { prng } from '../../helpers/prng.js';
 
 const ADDRESS = '0000:00:01.0';
 const PAGE = 4096;
 /** A call that takes longer than this is a loop, not a slow machine (the worst legitimate call moves 8 MiB; measured worst about 60 ms on a loaded 2-core machine). */
 const CALL_BOUND_MS = 500;
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 const ADMIN_OPS = [
   AdminOpcode.IDENTIFY,
@@ -63,7 +52,7 @@ for (const seed of [1, 2, 3]) {
     const lists = p.dma.alloc(4 * PAGE, DEVICE_READS, { label: 'prp lists' });
     const data = p.dma.alloc(64 * 1024, DEVICE_WRITES, { label: 'read data' });
     const windows = [queues, lists, data];
-    const next = rng(seed);
+    const next = prng(seed);
     const pick = <T>(a: readonly T[]): T => a[next() % a.length]!;
     const addr = (): number => {
       const k = next() % 10;
@@ -203,7 +192,7 @@ test('PRP walker, seeded: 50,000 walks over random lists end, read at most what 
   const w = new PrpWalker(counted, maxBytes);
   const lists = p.dma.alloc(4 * PAGE, DEVICE_READS);
   const L = Number(lists.iova);
-  const next = rng(7);
+  const next = prng(7);
   const results = [0, 0, 0, 0];
   for (let i = 0; i < 50000; i++) {
     for (let k = 0; k < 8; k++) {
