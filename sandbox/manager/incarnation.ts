@@ -20,7 +20,7 @@ import { EFD_CLOEXEC, EFD_NONBLOCK, type Sys } from 'linux-sys';
 import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallError } from '../abi/hypercall/index.js';
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
-import { HostMailbox } from './mailbox.js';
+import type { DeviceProcess } from './device-process.js';
 import { MAILBOX_BYTES, initMailbox } from '../abi/mailbox.js';
 import { FD, formatParam, PARAM, type ParamKey } from '../abi/boot.js';
 import type { DriverKind } from '../../drivers/contract/driver.js';
@@ -30,12 +30,10 @@ import type { ManagerService } from './services/registry.js';
 import type { Policy } from '../../policies/types.js';
 import type { Timers } from '../../common/timers.js';
 import { SandboxError } from './errors.js';
+import { stdioLines } from './stdio.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
 
-/** Control characters, replaced in a container's output before it reaches the log (no forged lines, no terminal escapes). */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL_CHARACTERS = /[\x00-\x1f\x7f]/g;
 export function defaultEntry(): string {
   const here = fileURLToPath(import.meta.url);
   return fileURLToPath(new URL(`../container/main${extname(here)}`, import.meta.url));
@@ -53,6 +51,8 @@ export interface IncarnationHooks {
   violation(reason: string, kill: boolean): void;
   /** The container's hypercall channel closed: it is going (or gone); not a violation. */
   gone(reason: string): void;
+  /** The simulated device's process failed (died, hung, flooded, broke the protocol): the container goes too. */
+  deviceFailed(reason: string): void;
   exit(code: number | null, signal: NodeJS.Signals | null): void;
 }
 
@@ -70,6 +70,16 @@ export interface IncarnationOptions {
   entryArgs?: readonly string[];
   /** Run as this uid/gid (only when the manager is root). */
   credentials?: { uid: number; gid: number };
+  /** Program to run instead of the real device process (tests), and its arguments. */
+  deviceEntry?: string;
+  deviceEntryArgs?: readonly string[];
+  /** The device process's heartbeat period (it is hung after 4 missed) and READY bound. */
+  deviceHeartbeatMs: number;
+  deviceReadyTimeoutMs: number;
+  /** Time for the device process's bounds. */
+  deviceClock: Timers;
+  /** Hybrid polling window of the device process's register mailbox, ms. */
+  pollMs: number;
   heartbeatMs: number;
   helloTimeoutMs: number;
   registerTimeoutMs: number;
@@ -80,8 +90,8 @@ export interface IncarnationOptions {
 export class Incarnation {
   readonly child: ChildProcess;
   readonly host: HostEndpoint;
-  /** The register mailbox (simulated devices only). */
-  readonly mailbox: HostMailbox | undefined;
+  /** The device process serving this container's register mailbox (simulated devices only). */
+  readonly deviceProcess: DeviceProcess | undefined;
   readonly startedAt: number;
   /** The boot parameters this container may read (GETPARAM). */
   readonly params = new Map<string, string>();
@@ -146,16 +156,41 @@ export class Incarnation {
       for (const n of irqFds) fd(n);
       param(PARAM.IRQ_VECTORS, irqFds.length);
       for (const s of o.services) s.prepare({ fd, param });
+      // The device process first: it serves the mailbox, the container's registers, itself.
+      if (mailboxShm && device instanceof SimDevice) {
+        this.deviceProcess = device.startProcess({
+          mailbox: mailboxShm,
+          kickFd: mailboxKick,
+          irqFds,
+          pollMs: o.pollMs,
+          heartbeatMs: o.deviceHeartbeatMs,
+          readyTimeoutMs: o.deviceReadyTimeoutMs,
+          clock: o.deviceClock,
+          ...(o.credentials ? { credentials: o.credentials } : {}),
+          ...(o.deviceEntry ? { entry: o.deviceEntry } : {}),
+          ...(o.deviceEntryArgs ? { entryArgs: o.deviceEntryArgs } : {}),
+          hooks: {
+            log: (level, text) => o.hooks.log(level, text),
+            violation: (reason) => o.hooks.violation(`register mailbox: ${reason}`, true),
+            failed: (reason) => o.hooks.deviceFailed(reason),
+          },
+        });
+      }
       this.child = this.spawnChild(o, stdio);
       this.host = this.endpoint(o, this.child.stdio[3] as Duplex, windowSlots, irqFds, firstIrqSlot);
     } catch (e) {
       this.dispose();
       throw e;
     }
-    if (mailboxShm && device instanceof SimDevice) {
-      this.mailbox = new HostMailbox(sys, mailboxShm, mailboxKick, device, (reason) => o.hooks.violation(`register mailbox: ${reason}`, true));
-      this.mailbox.start();
-    }
+  }
+
+  /**
+   * The container maps its windows before it builds its Platform, so its first register access
+   * comes after its first MAP_WINDOW: answering that only once the device process is READY means
+   * no access waits on a device process still starting. A device process that fails first: DENIED.
+   */
+  private async deviceReady(): Promise<boolean> {
+    return this.deviceProcess ? this.deviceProcess.whenReady() : true;
   }
 
   private share(name: string, bytes: number): Shared {
@@ -171,7 +206,8 @@ export class Incarnation {
       heartbeatMs: o.heartbeatMs,
       helloTimeoutMs: o.helloTimeoutMs,
       handler: {
-        mapWindow: (id) => {
+        mapWindow: async (id) => {
+          if (!(await this.deviceReady())) return HcStatus.DENIED;
           const g = grants[id]!;
           return {
             iova: g.window.iova,
@@ -216,28 +252,8 @@ export class Incarnation {
       ...(o.credentials ? { uid: o.credentials.uid, gid: o.credentials.gid } : {}),
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
     });
-    // The container's own stdout/stderr: at most 50 lines a second reach the log (a container
-    // printing in a loop must not flood the manager), cut to 512 characters, control characters replaced.
-    let windowStart = 0,
-      lines = 0,
-      dropped = 0;
-    const text = (level: LogLevel) => (chunk: Buffer) => {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line.trim() === '') continue;
-        const now = o.clock.now();
-        if (now - windowStart >= 1000) {
-          if (dropped > 0) o.hooks.log(LogLevel.WARN, `[stdio] ${dropped} line(s) dropped (more than 50 a second)`);
-          windowStart = now;
-          lines = 0;
-          dropped = 0;
-        }
-        if (++lines > 50) {
-          dropped++;
-          continue;
-        }
-        o.hooks.log(level, `[stdio] ${line.slice(0, 512).replace(CONTROL_CHARACTERS, '?')}`);
-      }
-    };
+    // The container's own stdout/stderr: at most 50 lines a second reach the log (stdio.ts).
+    const text = stdioLines(o.clock, (level, line) => o.hooks.log(level, line));
     child.stdout?.on('data', text(LogLevel.INFO));
     child.stderr?.on('data', text(LogLevel.WARN));
     child.on('exit', (code, signal) => {
@@ -269,7 +285,6 @@ export class Incarnation {
 
   /** After exit: stop serving and release what was made for this container. Idempotent. */
   dispose(): void {
-    this.mailbox?.close();
     (this.child?.stdio[3] as Duplex | null | undefined)?.destroy();
     for (const s of this.shared) s.close();
     this.shared.length = 0;

@@ -37,7 +37,7 @@ import { SimDevice } from './sim-device.js';
 import { VfioDevice } from './vfio-device.js';
 import type { SandboxDevice } from './device.js';
 import { describeFault, type FaultEvent, type FaultSink } from './faults.js';
-import type { HybridPoller } from './hybrid-poll.js';
+import type { HybridPoller } from '../abi/hybrid-poll.js';
 import { SERVICES, type ManagerService, type ServiceHost } from './services/registry.js';
 import { BlockService } from './services/block-service.js';
 import { NetService } from './services/net-service.js';
@@ -50,7 +50,7 @@ export interface SandboxEvent {
   /** Wall-clock ms since the epoch. */
   time: number;
   sandbox: string;
-  kind: 'spawn' | 'ready' | 'log' | 'exit' | 'hang' | 'violation' | 'quarantine' | 'restart' | 'failed' | 'fault' | 'stop' | 'driver-fault';
+  kind: 'spawn' | 'ready' | 'log' | 'exit' | 'hang' | 'violation' | 'quarantine' | 'restart' | 'failed' | 'fault' | 'stop' | 'driver-fault' | 'device';
   text: string;
   level?: 'error' | 'warn' | 'info' | 'debug';
 }
@@ -62,6 +62,13 @@ export interface SupervisorOptions {
   /** Program run as the container, and its arguments (hostile-container tests). */
   entry?: string;
   entryArgs?: readonly string[];
+  /** Program run as the device process of a simulated device, and its arguments (tests). */
+  deviceEntry?: string;
+  deviceEntryArgs?: readonly string[];
+  /** The device process's heartbeat period; 4 missed and it is hung (default 250 ms). */
+  deviceHeartbeatMs?: number;
+  /** Time for the device process's bounds (default Node's, also when `clock` is fake: its heartbeats come in real time). */
+  deviceClock?: Timers;
   heartbeatMs?: number;
   helloTimeoutMs?: number;
   readyTimeoutMs?: number;
@@ -83,7 +90,7 @@ const FAULT_KIND: Record<number, string> = { 1: 'dma', 2: 'device', 3: 'timeout'
 export class Supervisor extends EventEmitter implements FaultSink {
   readonly policy: Policy;
   readonly device: SandboxDevice;
-  /** The simulated device, when the policy's device is simulated (tests reach the model through it). */
+  /** The simulated device, when the policy's device is simulated (its model runs in a device process). */
   readonly sim: SimDevice | undefined;
   /** The driver the policy names, and the kind (service) it runs under. */
   readonly driver: DriverRef;
@@ -110,8 +117,10 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private lastProgress = 0;
   private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock'>> &
-    Pick<SupervisorOptions, 'entry' | 'entryArgs'>;
+  private readonly o: Required<
+    Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs' | 'deviceClock' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock'>
+  > &
+    Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs'> & { pollMs: number; deviceClock: Timers };
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
@@ -132,6 +141,11 @@ export class Supervisor extends EventEmitter implements FaultSink {
       readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
       hangMs: options.hangMs ?? 5_000,
       registerTimeoutMs: options.registerTimeoutMs ?? 2_000,
+      deviceEntry: options.deviceEntry,
+      deviceEntryArgs: options.deviceEntryArgs,
+      deviceHeartbeatMs: options.deviceHeartbeatMs ?? 250,
+      deviceClock: options.deviceClock ?? realTimers,
+      pollMs: 0,
     };
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
     this.credentials = root
@@ -147,16 +161,13 @@ export class Supervisor extends EventEmitter implements FaultSink {
     try {
       this.kind = this.driverKind();
       const lb = policy.linkback;
-      const current = (): Incarnation | undefined => this.current;
+      this.o.pollMs = options.pollIdleMs ?? (lb && 'nbd' in lb ? lb.nbd.poll : 0);
       const host: ServiceHost = {
         name: policy.name,
         policy,
         device: this.device,
         sys: this.o.sys,
         clock: this.clock,
-        get mailbox() {
-          return current()?.mailbox;
-        },
         violation: (reason) => {
           if (this.current && !this.current.exited && !this.stopRequested) this.violation(reason, true);
         },
@@ -164,20 +175,20 @@ export class Supervisor extends EventEmitter implements FaultSink {
       this.service = SERVICES[this.kind](host, {
         ...(options.ring ? { ring: options.ring } : {}),
         ...(options.net ? { net: options.net } : {}),
-        pollIdleMs: options.pollIdleMs ?? (lb && 'nbd' in lb ? lb.nbd.poll : 0),
+        pollIdleMs: this.o.pollMs,
       });
     } catch (e) {
       this.device.release();
       throw e;
     }
-    // The simulator's IOMMU reports its refusals directly; on VFIO a KmsgFaultMonitor calls onFault.
-    this.sim?.machine.iommu.on('fault', (f: { device: string; iova: number; access: 'read' | 'write'; reason: string; vtdReason: number | null }) => {
+    // The device process reports the simulated IOMMU's refusals; on VFIO a KmsgFaultMonitor calls onFault.
+    this.sim?.onDeviceFault((f) => {
       if (f.device !== this.device.address) return;
       this.onFault({
         device: f.device,
-        iova: BigInt(f.iova),
+        iova: f.iova,
         access: f.access,
-        reason: f.vtdReason === null ? f.reason : `${f.reason} (VT-d reason 0x${f.vtdReason.toString(16).padStart(2, '0')})`,
+        reason: `${f.vtdReason === null ? f.reason : `${f.reason} (VT-d reason 0x${f.vtdReason.toString(16).padStart(2, '0')})`}${f.suppressed > 0 ? ` (${f.suppressed} more not reported)` : ''}`,
         source: 'sim',
         iommu: f.vtdReason !== null,
       });
@@ -309,6 +320,12 @@ export class Supervisor extends EventEmitter implements FaultSink {
         sys: this.o.sys,
         ...(this.o.entry ? { entry: this.o.entry } : {}),
         ...(this.o.entryArgs ? { entryArgs: this.o.entryArgs } : {}),
+        ...(this.o.deviceEntry ? { deviceEntry: this.o.deviceEntry } : {}),
+        ...(this.o.deviceEntryArgs ? { deviceEntryArgs: this.o.deviceEntryArgs } : {}),
+        deviceHeartbeatMs: this.o.deviceHeartbeatMs,
+        deviceClock: this.o.deviceClock,
+        deviceReadyTimeoutMs: this.o.readyTimeoutMs,
+        pollMs: this.o.pollMs,
         credentials: this.credentials.asPolicy ? { uid: this.credentials.uid, gid: this.credentials.gid } : undefined,
         heartbeatMs: this.o.heartbeatMs,
         helloTimeoutMs: this.o.helloTimeoutMs,
@@ -325,6 +342,11 @@ export class Supervisor extends EventEmitter implements FaultSink {
           gone: (reason) => {
             if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`);
           },
+          deviceFailed: (reason) => {
+            if (this.current !== inc || inc.exited) return;
+            this.event('device', `the device process failed: ${reason}`, 'error');
+            if (!this.stopRequested) this.kill('its device failed');
+          },
           exit: (code, signal) => this.onExit(inc, code, signal),
         },
       });
@@ -338,7 +360,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.startedAt = this.clock.wall();
     this.event(
       'spawn',
-      `container pid ${inc.pid} as uid ${this.credentials.uid} gid ${this.credentials.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}`,
+      `container pid ${inc.pid} as uid ${this.credentials.uid} gid ${this.credentials.gid}${this.credentials.asPolicy ? '' : ' (the invoking user: the manager is not root)'}, driver ${this.driver.label} (${this.kind})${this.policy.unconfined ? ' UNCONFINED' : ''}${inc.deviceProcess ? `; device process pid ${inc.deviceProcess.pid}` : ''}`,
     );
     this.readyTimer = this.clock.setTimeout(
       () =>
@@ -536,6 +558,22 @@ export class Supervisor extends EventEmitter implements FaultSink {
   }
 
   private finishStop(): void {
+    if (this.state === 'stopped' || this.finishing) return;
+    // A simulated device's quarantine is a request to its device process: wait for it (bounded) before the windows go.
+    if (this.sim) {
+      this.finishing = true;
+      void this.sim.settled().then(() => {
+        this.finishing = false;
+        this.finishStopNow();
+      });
+      return;
+    }
+    this.finishStopNow();
+  }
+
+  private finishing = false;
+
+  private finishStopNow(): void {
     if (this.state === 'stopped') return;
     this.device.release();
     this.state = 'stopped';
@@ -573,6 +611,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         size: g.window.size,
         access: g.perm.read && g.perm.write ? 'read-write' : g.perm.read ? 'read' : 'write',
       })),
+      deviceProcess: this.sim?.processStatus(this.clock) ?? null,
       heartbeat: this.lastHeartbeat ? { completed: Number(this.lastHeartbeat.completed), inflight: this.lastHeartbeat.inflight } : null,
       ...this.service.status(),
     };

@@ -111,7 +111,80 @@ const DRIVER: Profile = {
   defaultAction: { kind: 'errno', errno: EPERM },
 };
 
-export const PROFILES: Readonly<Record<string, Profile>> = { driver: DRIVER };
+/** ioctl request numbers a device process may issue: the tty/fd calls libuv makes, nothing else. */
+export const DEVICE_IOCTLS: readonly number[] = [
+  0x5401 /* TCGETS */, 0x5413 /* TIOCGWINSZ */, 0x5421 /* FIONBIO */, 0x5451 /* FIOCLEX */, 0x541b /* FIONREAD */,
+];
+
+/**
+ * 'device': a device process (sandbox/device/) once its memory is mapped: its event loop, its
+ * socket to the manager, eventfd reads and writes, memory for V8. It holds no device fd, so no
+ * VFIO ioctl; it never opens, creates a socket, spawns or signals.
+ */
+const DEVICE: Profile = {
+  name: 'device',
+  summary: 'a simulated device model after start-up: memory, event loop, its inherited fds; no ioctl beyond the tty ones libuv makes',
+  allow: [
+    'read',
+    'write',
+    'readv',
+    'writev',
+    'pread64',
+    'pwrite64',
+    'close',
+    'fstat',
+    'newfstatat',
+    'statx',
+    'lseek',
+    'mmap',
+    'mprotect',
+    'munmap',
+    'mremap',
+    'madvise',
+    'brk',
+    'rt_sigaction',
+    'rt_sigprocmask',
+    'rt_sigreturn',
+    'sigaltstack',
+    'futex',
+    'sched_yield',
+    'nanosleep',
+    'clock_nanosleep',
+    'clock_gettime',
+    'epoll_ctl',
+    'epoll_pwait',
+    'epoll_wait',
+    'poll',
+    'ppoll',
+    'getpid',
+    'gettid',
+    'tgkill',
+    'getrandom',
+    'fcntl',
+    'fsync',
+    'recvmsg',
+    'sendmsg',
+    'recvfrom',
+    'sendto',
+    'shutdown',
+    'getuid',
+    'geteuid',
+    'getgid',
+    'getegid',
+    'getrusage',
+    'set_robust_list',
+    'rseq',
+    'membarrier',
+    'exit',
+    'exit_group',
+  ],
+  allowArgs: [{ name: 'ioctl', arg: 1, values: DEVICE_IOCTLS }],
+  refuse: ['openat', 'openat2', 'socket', 'connect', 'eventfd2', 'epoll_create1', 'pipe2', 'dup', 'memfd_create', 'prctl', 'seccomp', 'kill', 'prlimit64'],
+  kill: ['execve', 'execveat', 'fork', 'vfork', 'clone', 'clone3', 'ptrace', 'process_vm_readv', 'process_vm_writev', 'mount', 'open_tree', 'setuid', 'setgid'],
+  defaultAction: { kind: 'errno', errno: EPERM },
+};
+
+export const PROFILES: Readonly<Record<string, Profile>> = { driver: DRIVER, device: DEVICE };
 
 export function profile(name: string): Profile {
   const p = PROFILES[name];

@@ -1,5 +1,5 @@
 /**
- * Hybrid polling (sandbox/manager/hybrid-poll.ts) and the POLLED words of the block ring and the register
+ * Hybrid polling (sandbox/abi/hybrid-poll.ts) and the POLLED words of the block ring and the register
  * mailbox (sandbox/abi/ring.ts, "Polling"): the poller looks every turn while work flows and stops an
  * idle window later; a poster leaves its kick out while the taker polls and kicks again after;
  * requests posted while polling still complete with no kick at all.
@@ -7,12 +7,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
-import { HybridPoller, type Pollable } from '../../sandbox/manager/hybrid-poll.js';
+import { HybridPoller, type Pollable } from '../../sandbox/abi/hybrid-poll.js';
 import { SandboxBlockClient } from '../../sandbox/manager/services/block.js';
 import { BlockServer, type DirectBlockDevice } from '../../sandbox/container/services/block.js';
 import { B, dataAreaBytes, ringBytes, type DataAreas } from '../../sandbox/abi/block.js';
 import { W } from '../../sandbox/abi/mailbox.js';
-import { HostMailbox, type MailboxTarget } from '../../sandbox/manager/mailbox.js';
+import { HostMailbox, type MailboxTarget } from '../../sandbox/device/mailbox.js';
 import { GuestMailbox } from '../../sandbox/container/mailbox.js';
 import { MAILBOX_BYTES, initMailbox } from '../../sandbox/abi/mailbox.js';
 import { createShared } from '../../sandbox/abi/shm.js';
