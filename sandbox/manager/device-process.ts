@@ -134,8 +134,10 @@ export class DeviceProcess {
     this.readyTimer = clock.setTimeout(() => this.confirm(() => !this.isReady, `no READY within ${o.readyTimeoutMs} ms`), o.readyTimeoutMs);
     const period = o.start.heartbeatMs;
     const bound = period * (o.missedHeartbeats ?? 4);
+    // Heartbeats are owed from READY on (before it, the READY bound applies: Node's start-up is slower than a heartbeat).
+    const late = (): boolean => this.isReady && clock.now() - this.lastFrame > bound;
     this.watchdog = clock.setInterval(() => {
-      if (clock.now() - this.lastFrame > bound) this.confirm(() => clock.now() - this.lastFrame > bound, `no heartbeat for ${bound} ms`);
+      if (late()) this.confirm(late, `no heartbeat for ${bound} ms`);
     }, period);
   }
 
