@@ -298,7 +298,10 @@ export function decodeStart(p: Uint8Array): DeviceStart {
     ) &&
     isCount(s.heartbeatMs, 60_000) &&
     s.heartbeatMs > 0 &&
-    isCount(s.pollMs, 60_000) &&
+    typeof s.pollMs === 'number' &&
+    Number.isFinite(s.pollMs) &&
+    s.pollMs >= 0 &&
+    s.pollMs <= 60_000 &&
     typeof s.seccomp === 'string';
   if (!ok) throw bad('START is missing a field or has one out of range');
   if (s.model.kind === 'nvme') {

@@ -111,6 +111,8 @@ test('START round-trips and refuses what is missing or out of range', () => {
   assert.throws(() => decodeStart(payload({ ...s, irqFdSlots: [2] })), bad, 'fd slots start at 4');
   assert.throws(() => decodeStart(payload({ ...s, mappings: [{ ...s.mappings[0]!, offset: 4096 }] })), bad, 'a mapping past its memfd');
   assert.throws(() => decodeStart(payload({ ...s, heartbeatMs: 0 })), bad);
+  assert.is(decodeStart(payload({ ...s, pollMs: 0.5 })).pollMs, 0.5, 'a poll window below a millisecond (the policies default, 500 us)');
+  assert.throws(() => decodeStart(payload({ ...s, pollMs: -1 })), bad);
   assert.throws(() => decodeStart(payload({ ...s, model: { ...s.model, kind: 'ahci' } })), bad);
   assert.throws(() => decodeStart(new TextEncoder().encode('{')), bad);
 });
