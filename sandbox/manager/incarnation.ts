@@ -21,7 +21,7 @@ import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallErr
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
 import type { DeviceProcess } from './device-process.js';
-import { MAILBOX_BYTES, initMailbox } from '../abi/mailbox.js';
+import { MAILBOX_BYTES, W, initMailbox } from '../abi/mailbox.js';
 import { FD, formatParam, PARAM, type ParamKey } from '../abi/boot.js';
 import type { DriverKind } from '../../drivers/contract/driver.js';
 import type { SandboxDevice } from './device.js';
@@ -172,13 +172,18 @@ export class Incarnation {
           hooks: {
             log: (level, text) => o.hooks.log(level, text),
             violation: (reason) => o.hooks.violation(`register mailbox: ${reason}`, true),
-            failed: (reason) => o.hooks.deviceFailed(reason),
+            failed: (reason) => {
+              // A container spinning on a register read stops at once: the device is gone (while the page is still mapped here).
+              if (!this.disposed) Atomics.store(mailboxShm!.u32, W.HOST_GONE, 1);
+              o.hooks.deviceFailed(reason);
+            },
           },
         });
       }
       this.child = this.spawnChild(o, stdio);
       this.host = this.endpoint(o, this.child.stdio[3] as Duplex, windowSlots, irqFds, firstIrqSlot);
     } catch (e) {
+      this.deviceProcess?.kill();
       this.dispose();
       throw e;
     }
@@ -284,7 +289,10 @@ export class Incarnation {
   }
 
   /** After exit: stop serving and release what was made for this container. Idempotent. */
+  private disposed = false;
+
   dispose(): void {
+    this.disposed = true;
     (this.child?.stdio[3] as Duplex | null | undefined)?.destroy();
     for (const s of this.shared) s.close();
     this.shared.length = 0;
