@@ -8,7 +8,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { deviceFixture, pattern, simPolicy } from './helpers.js';
 
@@ -78,6 +78,8 @@ test('the manager holds no model: the device process pid is in status, confined,
     assert.is(field(status, 'Seccomp'), '2', 'the device process is under seccomp');
     assert.is(field(status, 'NoNewPrivs'), '1');
     if (root) assert.is(field(status, 'Uid').split(/\s+/)[0], '65534', 'and not root');
+    // PR_SET_DUMPABLE 0: the kernel gives its /proc files to root, so no process of its uid reads its memory.
+    assert.is(statSync(`/proc/${st.pid}/mem`).uid, 0, 'not dumpable');
     // Every memfd it holds is one START names: the windows, the register mailbox, the namespace's store.
     const fds = fdTable(st.pid);
     const memfds = [...fds.values()].filter((l) => l.startsWith('/memfd:')).sort();
