@@ -102,6 +102,7 @@ rootTest('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping
   } finally {
     for (const l of links) await l.close().catch(() => undefined);
     await Promise.all([a.stop(), b.stop()]);
+    for (const w of wires) w.close();
     const left = lab?.cleanup() ?? [];
     assert.equal(left, [], 'namespaces removed');
   }
