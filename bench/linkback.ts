@@ -1,8 +1,9 @@
 /**
  * `npm run bench -- linkback`: the block linkback end to end, with fio's nbd engine (4 KiB random
  * read/write 50/50, queue depth 16, one job, time-based) over a unix socket, against:
- *   1. the sandboxed simulated NVMe: the NVMe driver in its container, the simulated controller and
- *      the NBD server in this (the manager's) process (linkback/service.ts, as `npm start` runs it);
+ *   1. the sandboxed simulated NVMe: the NVMe driver in its container, the simulated controller in
+ *      its device process, the NBD server in this (the manager's) process (linkback/service.ts, as
+ *      `npm start` runs it);
  *   2. the same driver and controller in-process, no container (linkback/nvme-block.ts);
  *   3. our NBD server over a memory device (no driver, no device model): what the server costs;
  *   4. `nbdkit memory` (Debian nbdkit), what a user would otherwise run.
@@ -18,8 +19,8 @@
  * memory and nbdkit targets as references in the same guest); see `runInLab`.
  *
  * Besides IOPS, each run reports CPU microseconds per request of every process involved (this
- * process: the manager or the in-process server, from process.cpuUsage(); the container or nbdkit,
- * from /proc/PID/stat; fio, from its own usr_cpu/sys_cpu). On a small machine the client and the
+ * process: the manager or the in-process server, from process.cpuUsage(); the container, the device
+ * process or nbdkit, from /proc/PID/stat; fio, from its own usr_cpu/sys_cpu). On a small machine the client and the
  * server share the cores, so throughput follows the sum, and CPU per request is far steadier
  * from run to run than IOPS (bench/RESULTS.md).
  */
@@ -49,6 +50,8 @@ interface Serving {
   stop(): Promise<void>;
   /** Server processes other than this one: the driver container, nbdkit. */
   pids(): number[];
+  /** The simulated device's processes (the sandboxed target on the simulator). */
+  devicePids?(): number[];
   /** Whether this process serves (the manager, or the in-process server). */
   self: boolean;
 }
@@ -91,7 +94,12 @@ const allTargets: Target[] = [
     async start(sock) {
       const svc = await startService([policy(sock)], { controlPath: null }, () => undefined);
       if (svc.linkbacks.length !== 1) throw new Error(`the sandbox did not come up: ${JSON.stringify(svc.unavailable)}`);
-      return { stop: () => svc.stop(), pids: () => svc.manager.sandboxes.flatMap((s) => (s.pid ? [s.pid] : [])), self: true };
+      return {
+        stop: () => svc.stop(),
+        pids: () => svc.manager.sandboxes.flatMap((s) => (s.pid ? [s.pid] : [])),
+        devicePids: () => svc.manager.sandboxes.flatMap((s) => (s.sim?.process?.alive && s.sim.process.pid ? [s.sim.process.pid] : [])),
+        self: true,
+      };
     },
   },
   {
@@ -214,8 +222,8 @@ interface Measured {
   iops: number;
   read: number;
   write: number;
-  /** CPU microseconds per request: this process (manager or in-process server), other server processes, fio. */
-  cpu: { self: number; others: number; fio: number };
+  /** CPU microseconds per request: this process (manager or in-process server), other server processes, device processes, fio. */
+  cpu: { self: number; others: number; device: number; fio: number };
 }
 
 async function measure(t: Target, dir: string, seconds: number, fill: string): Promise<Measured> {
@@ -227,6 +235,8 @@ async function measure(t: Target, dir: string, seconds: number, fill: string): P
     await exec('nbdcopy', [fill, uri], dir, 120_000);
     const pids = serving.pids();
     const others0 = pids.reduce((a, p) => a + procCpuUs(p), 0);
+    const devicePids = serving.devicePids?.() ?? [];
+    const device0 = devicePids.reduce((a, p) => a + procCpuUs(p), 0);
     const self0 = process.cpuUsage();
     const out = await exec(
       'fio',
@@ -249,6 +259,7 @@ async function measure(t: Target, dir: string, seconds: number, fill: string): P
     );
     const selfCpu = process.cpuUsage(self0);
     const others = pids.reduce((a, p) => a + procCpuUs(p), 0) - others0;
+    const device = devicePids.reduce((a, p) => a + procCpuUs(p), 0) - device0;
     type Job = {
       error: number;
       job_runtime: number;
@@ -265,7 +276,7 @@ async function measure(t: Target, dir: string, seconds: number, fill: string): P
       iops: job.read.iops + job.write.iops,
       read: job.read.iops,
       write: job.write.iops,
-      cpu: { self: serving.self ? (selfCpu.user + selfCpu.system) / ios : 0, others: others / ios, fio: fioUs / ios },
+      cpu: { self: serving.self ? (selfCpu.user + selfCpu.system) / ios : 0, others: others / ios, device: device / ios, fio: fioUs / ios },
     };
   } finally {
     await serving.stop();
@@ -276,14 +287,19 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const medianCpu = (ms: Measured[]): Measured['cpu'] => ({
   self: median(ms.map((m) => m.cpu.self)),
   others: median(ms.map((m) => m.cpu.others)),
+  device: median(ms.map((m) => m.cpu.device)),
   fio: median(ms.map((m) => m.cpu.fio)),
 });
 const us = (n: number): string => `${n.toFixed(1)} us`;
 /** CPU microseconds per request, named for the target: throughput on a 2-core machine is bound by their sum. */
 function cpuText(t: Target, c: Measured['cpu']): string {
   const server =
-    t.key === 'sandboxed' ? `manager ${us(c.self)} + container ${us(c.others)}` : t.key === 'nbdkit' ? `nbdkit ${us(c.others)}` : `server ${us(c.self)}`;
-  return `${server}, fio ${us(c.fio)}, total ${us(c.self + c.others + c.fio)}`;
+    t.key === 'sandboxed'
+      ? `manager ${us(c.self)} + container ${us(c.others)}${c.device > 0 ? ` + device process ${us(c.device)}` : ''}`
+      : t.key === 'nbdkit'
+        ? `nbdkit ${us(c.others)}`
+        : `server ${us(c.self)}`;
+  return `${server}, fio ${us(c.fio)}, total ${us(c.self + c.others + c.device + c.fio)}`;
 }
 const k = (n: number): string => `${Math.round(n).toLocaleString('en-US')}`;
 
@@ -400,7 +416,7 @@ export async function run(argv: string[]): Promise<void> {
     );
     const cs = medianCpu(runs.get(allTargets[0]!.name)!),
       ci = medianCpu(runs.get(allTargets[1]!.name)!);
-    const sb = cs.self + cs.others,
+    const sb = cs.self + cs.others + cs.device,
       ip = ci.self;
     lines.push(
       `- server CPU per request, sandboxed against in-process: ${us(sb)} against ${us(ip)} (the sandbox adds ${us(sb - ip)}, ${((sb / ip - 1) * 100).toFixed(0)} %)`,

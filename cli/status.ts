@@ -1,6 +1,7 @@
 /**
  * `dmabox status [--json] [--control PATH]`: ask the running manager (`dmabox up`) over its control
- * socket: per sandbox its state, driver and kind, container pid and uid, uptime, restarts, faults,
+ * socket: per sandbox its state, driver and kind, container pid and uid, its device process (a
+ * simulated device's model: pid and counters), uptime, restarts, faults,
  * windows, and its service's counters (block I/O, or frames). Every line of an unconfined sandbox says UNCONFINED.
  */
 import { capNames } from '../sandbox/manager/privilege.js';
@@ -37,6 +38,8 @@ interface SandboxStatus {
   kind?: string;
   io?: { completed: number; errors: number; bytes: number; pending: number; replayed: number };
   net?: { attached: boolean; link: boolean; txFrames: number; rxFrames: number; lostInRestart: number; violations: number };
+  /** A simulated device's process (the model runs there, not in the manager). */
+  deviceProcess?: { pid: number | null; ready: boolean; started: number; uptimeMs: number; counters: Record<string, number> } | null;
 }
 
 function dur(ms: number): string {
@@ -84,6 +87,13 @@ export function formatStatus(st: {
     if (s.net)
       out += `  ${s.name}${u} net: ${s.net.attached ? 'attached' : 'detached'}, link ${s.net.link ? 'up' : 'down'}, ${s.net.txFrames} frames out, ${s.net.rxFrames} in, ${s.net.lostInRestart} lost in restarts, ${s.net.violations} violations\n`;
     out += `  ${s.name}${u} windows: ${s.windows.map((w) => `${w.label} ${w.iova}+${size(w.size)} ${w.access}`).join(', ')}\n`;
+    const d = s.deviceProcess;
+    if (d) {
+      const c = Object.entries(d.counters)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ');
+      out += `  ${s.name}${u} device process: pid ${d.pid ?? '-'}, up ${dur(d.uptimeMs)}, ${d.started} started${c ? `; ${c}` : ''}\n`;
+    }
     if (s.lastFault) out += `  ${s.name}${u} last fault: ${s.lastFault}\n`;
     if (s.cgroup) out += `  ${s.name}${u} cgroup: ${s.cgroup}\n`;
     for (const m of s.confinementMissing ?? []) out += `  ${s.name}${u} CONFINEMENT MISSING: ${m}\n`;

@@ -299,7 +299,7 @@ export const policySchema: ObjectSchema = {
                 poll: {
                   schema: durationMs(0, 10),
                   default: '500us',
-                  doc: `Hybrid polling (sandbox/manager/hybrid-poll.ts): how long the manager keeps looking at the sandbox's block ring and device doorbells on every event-loop turn after the last request or completion, instead of sleeping until the container kicks an eventfd. Saves a wake-up per batch of requests for CPU spent while a client is active; '0ms' never polls.`,
+                  doc: `Hybrid polling (sandbox/abi/hybrid-poll.ts): how long the manager keeps looking at the sandbox's block ring and device doorbells on every event-loop turn after the last request or completion, instead of sleeping until the container kicks an eventfd. Saves a wake-up per batch of requests for CPU spent while a client is active; '0ms' never polls.`,
                 },
               },
             },

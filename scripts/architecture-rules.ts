@@ -117,6 +117,12 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
     unlessTo: [...DRIVER_SUPPORT],
   },
   {
+    name: 'the device process never imports the manager',
+    why: "sandbox/device runs a simulated device model in its own unprivileged, confined process: it holds only its device's memory and must not contain the manager's code, host-side DMA, policies, linkbacks or a driver",
+    from: ['sandbox/device/'],
+    allow: ['sim/', 'spec/', 'sandbox/abi/', 'sandbox/seccomp/', 'common/', 'sys/', 'drivers/contract/'],
+  },
+  {
     name: 'the container ABI stands on common, spec and linux-sys',
     why: 'sandbox/abi is the formats crossing the container boundary, shared by both sides: it belongs to neither',
     from: ['sandbox/abi/'],
@@ -135,10 +141,11 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
     allow: ['common/', 'sys/', 'sandbox/abi/', 'policies/types.ts'],
   },
   {
-    name: 'the manager never imports the container',
-    why: 'sandbox/manager is trusted; the container is the code it does not trust',
+    name: 'the manager never imports the container or the device process',
+    why: 'sandbox/manager is trusted; the container and the device process are the code it does not trust (the model runs outside it)',
     from: ['sandbox/manager/'],
-    deny: ['sandbox/container/'],
+    deny: ['sandbox/container/', 'sandbox/device/', 'sim/'],
+    unlessTo: ['sim/net/packets.ts'],
   },
   {
     name: 'host code never imports a driver',

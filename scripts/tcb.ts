@@ -7,8 +7,9 @@
  *             static imports, and of its per-command dynamic imports only `up`), then everything
  *             reachable by static imports, re-exports and `import('literal')` calls, which
  *             include the linkback registry's starters;
- *   untrusted every file only the container loads: from sandbox/container/main.ts and the driver
- *             modules drivers/NAME/sandbox.ts, when they exist;
+ *   untrusted every file only the container or the device process loads: from
+ *             sandbox/container/main.ts, sandbox/device/main.ts (the simulated device models) and
+ *             the driver modules drivers/NAME/sandbox.ts, when they exist;
  *   shared    loaded by both: it runs in the manager too, so it counts as trusted.
  *
  * Lines of code are non-blank, non-comment lines of each file's TypeScript source (scripts/loc.ts),
@@ -33,6 +34,8 @@ export const MANAGER_ENTRY = { file: 'cli/main.ts', command: './up.js' };
 export const SPAWNER_ENTRY = 'sandbox/spawner/main.ts';
 /** The container's entry; driver modules are found as drivers/NAME/sandbox.ts. */
 export const CONTAINER_ENTRY = 'sandbox/container/main.ts';
+/** The device process's entry (simulated device models run there, not in the manager). */
+export const DEVICE_ENTRY = 'sandbox/device/main.ts';
 
 export type Side = 'trusted' | 'shared' | 'untrusted';
 
@@ -113,7 +116,7 @@ const folderOf = (p: string): string => `${posix.dirname(p)}/`;
 export function computeTcb(root: string = REPO_ROOT): TcbReport {
   const dirs = outputDirs(root);
   const managerEntry = toDist(MANAGER_ENTRY.file, dirs);
-  const containerRoots = [CONTAINER_ENTRY, ...driverModules(root)];
+  const containerRoots = [CONTAINER_ENTRY, ...(existsSync(join(root, DEVICE_ENTRY)) ? [DEVICE_ENTRY] : []), ...driverModules(root)];
   for (const f of [managerEntry, ...containerRoots.map((r) => toDist(r, dirs))]) {
     if (!existsSync(join(root, f))) throw new Error(`tcb: ${f} is missing: run \`npm run build\` first`);
   }

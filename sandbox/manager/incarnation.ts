@@ -23,8 +23,8 @@ import { directLauncher, type Launcher } from './launcher.js';
 import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallError } from '../abi/hypercall/index.js';
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
-import { HostMailbox } from './mailbox.js';
-import { MAILBOX_BYTES, initMailbox } from '../abi/mailbox.js';
+import type { DeviceProcess } from './device-process.js';
+import { MAILBOX_BYTES, W, initMailbox } from '../abi/mailbox.js';
 import { FD, formatParam, PARAM, type ParamKey } from '../abi/boot.js';
 import type { DriverKind } from '../../drivers/contract/driver.js';
 import type { SandboxDevice } from './device.js';
@@ -55,6 +55,10 @@ export interface IncarnationHooks {
   gone(reason: string): void;
   /** The process runs: its pid, identity, cgroup and the confinement it lacks. */
   launched(l: Launched): void;
+  /** The simulated device's process runs (its pid, identity, cgroup, missing confinement). */
+  deviceLaunched(l: Launched): void;
+  /** The simulated device's process failed (died, hung, flooded, broke the protocol): the container goes too. */
+  deviceFailed(reason: string): void;
   /** It is gone; `oom`: its cgroup's OOM killer killed it. */
   exit(code: number | null, signal: NodeJS.Signals | null, oom: boolean): void;
 }
@@ -73,6 +77,16 @@ export interface IncarnationOptions {
   entryArgs?: readonly string[];
   /** Who starts the process (default: the launch library in this process; the manager's spawner after set-up). */
   launcher?: Launcher;
+  /** Program to run instead of the real device process (tests), and its arguments. */
+  deviceEntry?: string;
+  deviceEntryArgs?: readonly string[];
+  /** The device process's heartbeat period (it is hung after 4 missed) and READY bound. */
+  deviceHeartbeatMs: number;
+  deviceReadyTimeoutMs: number;
+  /** Time for the device process's bounds. */
+  deviceClock: Timers;
+  /** Hybrid polling window of the device process's register mailbox, ms. */
+  pollMs: number;
   heartbeatMs: number;
   helloTimeoutMs: number;
   registerTimeoutMs: number;
@@ -84,8 +98,8 @@ export class Incarnation {
   /** The running process, once launched. */
   launched: Launched | undefined;
   readonly host: HostEndpoint;
-  /** The register mailbox (simulated devices only). */
-  readonly mailbox: HostMailbox | undefined;
+  /** The device process serving this container's register mailbox (simulated devices only). */
+  readonly deviceProcess: DeviceProcess | undefined;
   readonly startedAt: number;
   /** The boot parameters this container may read (GETPARAM). */
   readonly params = new Map<string, string>();
@@ -159,16 +173,48 @@ export class Incarnation {
       for (const n of irqFds) fd(n);
       param(PARAM.IRQ_VECTORS, irqFds.length);
       for (const s of o.services) s.prepare({ fd, param });
+      // The device process first: it serves the mailbox, the container's registers, itself.
+      if (mailboxShm && device instanceof SimDevice) {
+        const shm = mailboxShm;
+        this.deviceProcess = device.startProcess({
+          mailbox: shm,
+          kickFd: mailboxKick,
+          irqFds,
+          pollMs: o.pollMs,
+          heartbeatMs: o.deviceHeartbeatMs,
+          readyTimeoutMs: o.deviceReadyTimeoutMs,
+          clock: o.deviceClock,
+          launcher: o.launcher ?? directLauncher,
+          ...(o.deviceEntry ? { entry: o.deviceEntry } : {}),
+          ...(o.deviceEntryArgs ? { entryArgs: o.deviceEntryArgs } : {}),
+          hooks: {
+            log: (level, text) => o.hooks.log(level, text),
+            launched: (l) => o.hooks.deviceLaunched(l),
+            violation: (reason) => o.hooks.violation(`register mailbox: ${reason}`, true),
+            failed: (reason) => {
+              // A container spinning on a register read stops at once: the device is gone (while the page is still mapped here).
+              if (!this.disposed) Atomics.store(shm.u32, W.HOST_GONE, 1);
+              o.hooks.deviceFailed(reason);
+            },
+          },
+        });
+      }
       this.host = this.endpoint(o, hypercall, windowSlots, irqFds, firstIrqSlot);
       this.spawnChild(o, fds);
     } catch (e) {
+      this.deviceProcess?.kill();
       this.dispose();
       throw e;
     }
-    if (mailboxShm && device instanceof SimDevice) {
-      this.mailbox = new HostMailbox(sys, mailboxShm, mailboxKick, device, (reason) => o.hooks.violation(`register mailbox: ${reason}`, true));
-      this.mailbox.start();
-    }
+  }
+
+  /**
+   * The container maps its windows before it builds its Platform, so its first register access
+   * comes after its first MAP_WINDOW: answering that only once the device process is READY means
+   * no access waits on a device process still starting. A device process that fails first: DENIED.
+   */
+  private async deviceReady(): Promise<boolean> {
+    return this.deviceProcess ? this.deviceProcess.whenReady() : true;
   }
 
   private share(name: string, bytes: number): Shared {
@@ -191,7 +237,8 @@ export class Incarnation {
       heartbeatMs: o.heartbeatMs,
       helloTimeoutMs: o.helloTimeoutMs,
       handler: {
-        mapWindow: (id) => {
+        mapWindow: async (id) => {
+          if (!(await this.deviceReady())) return HcStatus.DENIED;
           const g = grants[id]!;
           return {
             iova: g.window.iova,
@@ -300,8 +347,10 @@ export class Incarnation {
   }
 
   /** After exit: stop serving and release what was made for this container. Idempotent. */
+  private disposed = false;
+
   dispose(): void {
-    this.mailbox?.close();
+    this.disposed = true;
     for (const s of this.sockets) s.destroy();
     this.sockets.length = 0;
     this.closeTheirs();

@@ -17,6 +17,7 @@ import type { Policy } from '../../policies/types.js';
 import { KmsgFaultMonitor } from './faults.js';
 import { capsStatus, dropRoot, managerIdentity, type DropRootReport } from './privilege.js';
 import { CONTAINER_NODE_FLAGS, defaultEntry } from './incarnation.js';
+import { defaultDeviceEntry } from './device-process.js';
 import { directLauncher, SpawnerClient, type Launcher } from './launcher.js';
 import { Supervisor, type SandboxEvent, type SupervisorOptions } from './supervisor.js';
 import { defaultSys } from 'linux-sys';
@@ -129,7 +130,8 @@ export class Manager extends EventEmitter {
         ? [{ sandbox: s.policy.name, role: 'driver' as const, uid: s.policy.container.uid, gid: s.policy.container.gid }]
         : [],
     );
-    const entries = new Set([defaultEntry(), ...(this.options.supervisor?.entry ? [this.options.supervisor.entry] : [])]);
+    const sup = this.options.supervisor;
+    const entries = new Set([defaultEntry(), defaultDeviceEntry(), ...(sup?.entry ? [sup.entry] : []), ...(sup?.deviceEntry ? [sup.deviceEntry] : [])]);
     this.spawner = await SpawnerClient.start({
       sys: this.options.supervisor?.sys ?? defaultSys(),
       entries: [...entries],

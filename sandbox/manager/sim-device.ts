@@ -1,45 +1,111 @@
 /**
- * The device of a simulated sandbox, held by the manager: a SimMachine with one simulated NVMe
- * controller, window memory from memfds (so the container maps the very bytes the simulated
- * device reads and writes), the windows mapped in the device's IOMMU domain with the policy's
- * device access, and the interrupt eventfds the container polls. It is the `MailboxTarget` the
- * container's register accesses are applied to, and it quarantines the device between containers.
+ * The device of a simulated sandbox, as the manager holds it: NOT the model. The model runs in a
+ * device process (sandbox/device/, one per incarnation, manager's end in device-process.ts), like
+ * real hardware outside the CPU. The manager keeps what a host keeps of a real device: the windows'
+ * memory (memfds, so the container and the device process map the very bytes the manager copies
+ * block data through) and their IOVAs in the device's domain with the policy's device access, the
+ * NVMe namespace's store (a memfd that outlives every device process, as a disk's media outlives a
+ * controller reset), the fault log (FAULT frames, attributed by the supervisor) and quarantine, a
+ * request to the device process with a deadline, past which it is killed.
  */
 import type { Sys } from 'linux-sys';
-import type { IrqVector } from '../../drivers/contract/platform.js';
-import { MemfdMemoryProvider } from '../../dma/memfd.js';
-import { SimMachine } from '../../sim/machine.js';
-import { SimNvme } from '../../sim/nvme/controller.js';
-import { E1000eModel } from '../../sim/e1000e/model.js';
-import { attachPeer, type SimPeer } from '../../sim/net/peer.js';
-import { parseMac } from '../../sim/net/packets.js';
-import type { PciFunction } from '../../sim/pci.js';
-import { setBusMaster } from '../../spec/pci/config.js';
-import type { SimPlatform } from '../../sim/platform.js';
+import { MFD_CLOEXEC } from 'linux-sys';
+import type { DmaPerm } from '../../drivers/contract/platform.js';
+import { IommuDmaAllocator } from '../../dma/allocator.js';
+import type { IommuBackend, IommuInfo, IovaRange } from '../../dma/backend.js';
+import type { DmaMemory } from '../../dma/memory.js';
+import { MemfdMemoryProvider, type MemfdMemory } from '../../dma/memfd.js';
 import type { DriverKind } from '../../drivers/contract/driver.js';
+import { deviceShape, FIRST_DEVICE_FD, QUARANTINE_DONE, type DeviceFault, type DeviceMapping, type DeviceShape, type DeviceStart } from '../abi/device.js';
+import type { Shared } from '../abi/shm.js';
+import type { LogLevel } from '../abi/hypercall/index.js';
+import type { Timers } from '../../common/timers.js';
 import { SandboxError } from './errors.js';
 import type { Policy } from '../../policies/types.js';
-import type { MailboxTarget } from './mailbox.js';
 import { SandboxDevice } from './device.js';
+import { DeviceProcess, type DeviceProcessHooks } from './device-process.js';
+import type { Launcher } from './launcher.js';
 
 export { windowAccess, type GrantedWindow, type WindowAccess } from './device.js';
 
 /** The PCI address the simulated device gets (one device per sandbox machine). */
 export const SIM_ADDRESS = '0000:00:01.0';
 
-export class SimDevice extends SandboxDevice implements MailboxTarget {
+/**
+ * The simulated IOMMU's address space as QEMU's VT-d reports it (sim/backend.ts: 4 KiB, 2 MiB and
+ * 1 GiB pages, 39 bits, the x86 MSI window cut out, type1's 65535 mappings).
+ */
+const SIM_INFO: IommuInfo = {
+  pageSizes: 0x40201000n,
+  ranges: [
+    { start: 0n, end: 0xfedfffffn },
+    { start: 0xfef00000n, end: (1n << 39n) - 1n },
+  ] as readonly IovaRange[],
+  mappingsAvailable: 65535,
+};
+
+interface Mapping {
+  memory: MemfdMemory;
+  offset: number;
+  iova: bigint;
+  size: number;
+  perm: DmaPerm;
+  label: string;
+}
+
+/** The device's IOMMU domain as the manager keeps it: mappings recorded, to announce to each device process. */
+class AnnouncedDomain implements IommuBackend {
+  readonly name = 'sim-device-process';
+  readonly mappings: Mapping[] = [];
+  info(): IommuInfo {
+    return { ...SIM_INFO, mappingsAvailable: SIM_INFO.mappingsAvailable! - this.mappings.length };
+  }
+  map(memory: DmaMemory, offset: number, iova: bigint, size: number, perm: DmaPerm): void {
+    this.mappings.push({ memory: memory as MemfdMemory, offset, iova, size, perm, label: memory.label });
+  }
+  unmap(iova: bigint, size: number): void {
+    const i = this.mappings.findIndex((m) => m.iova === iova && m.size === size);
+    if (i >= 0) this.mappings.splice(i, 1);
+  }
+}
+
+/** What the incarnation hands a new device process (its container's ends of the mailbox and interrupts). */
+export interface DeviceProcessStart {
+  mailbox: Shared;
+  kickFd: number;
+  irqFds: readonly number[];
+  pollMs: number;
+  heartbeatMs: number;
+  readyTimeoutMs: number;
+  clock: Timers;
+  /** Who starts it (the manager's spawner after set-up). */
+  launcher: Launcher;
+  entry?: string;
+  entryArgs?: readonly string[];
+  hooks: Pick<DeviceProcessHooks, 'log' | 'violation' | 'failed' | 'launched'>;
+}
+
+export type DeviceFaultListener = (f: DeviceFault & { device: string }) => void;
+
+/** How long a device process has to answer QUARANTINE before it is killed. */
+export const QUARANTINE_DEADLINE_MS = 2000;
+
+export class SimDevice extends SandboxDevice {
   readonly kind = 'sim' as const;
-  readonly machine: SimMachine;
-  readonly fn: PciFunction;
-  readonly platform: SimPlatform;
   readonly address = SIM_ADDRESS;
   readonly description: string;
-  /** The simulated 82574L and its link partner (policy `device: { sim: e1000e, peer }`); undefined for NVMe. */
-  readonly nic: E1000eModel | undefined;
-  /** The NVMe model (for its counters), when the device is sim:nvme. */
-  readonly nvme: SimNvme | undefined;
-  peer: SimPeer | undefined;
-  private vectors: IrqVector[] = [];
+  readonly shape: DeviceShape;
+  /** The current (or last) device process. */
+  process: DeviceProcess | undefined;
+  /** Device processes started. */
+  processes = 0;
+  private readonly model: DeviceStart['model'];
+  private readonly domain = new AnnouncedDomain();
+  private readonly dma: IommuDmaAllocator;
+  private readonly storeFd: number | undefined;
+  private readonly storeBytes: number = 0;
+  private readonly faultListeners: DeviceFaultListener[] = [];
+  private settling: Promise<void> = Promise.resolve();
   private released = false;
 
   constructor(policy: Policy, sys: Sys) {
@@ -55,24 +121,30 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
       );
     }
     this.description = `sim:${d.sim}@${SIM_ADDRESS}`;
-    this.machine = new SimMachine({ memory: new MemfdMemoryProvider({ sys, hugePages: 'never', name: `dmabox-${policy.name}` }) });
     if (d.sim === 'e1000e') {
-      // the 82574L model; its link partner on the simulated wire is in the manager too (sim/net/peer.ts)
-      this.nic = new E1000eModel({ mac: parseMac(d.mac) });
-      this.fn = this.machine.attach(this.nic, { address: SIM_ADDRESS });
-      this.peer = attachPeer(this.nic, d.peer);
+      this.model = { kind: 'e1000e', mac: d.mac, peer: d.peer };
     } else {
-      const model = (this.nvme = new SimNvme({
-        serial: d.serial,
-        namespaces: [{ blocks: Math.floor(d.capacity / d.blockSize), blockSize: d.blockSize }],
-        maxQueueEntries: d.mqes,
-        maxIoQueues: d.maxQueues,
-      }));
-      this.fn = this.machine.attach(model, { address: SIM_ADDRESS });
+      const blocks = Math.floor(d.capacity / d.blockSize);
+      this.model = { kind: 'nvme', serial: d.serial, blocks, blockSize: d.blockSize, mqes: d.mqes, maxQueues: d.maxQueues, storeFdSlot: 0 };
+      // The namespace's media: a memfd of the manager's, handed to every device process.
+      const fd = sys.memfdCreate(`dmabox-${policy.name}:namespace`, MFD_CLOEXEC);
+      try {
+        sys.ftruncate(fd, blocks * d.blockSize);
+      } catch (e) {
+        sys.close(fd);
+        throw e;
+      }
+      this.storeFd = fd;
+      this.storeBytes = blocks * d.blockSize;
     }
-    this.platform = this.machine.platform(SIM_ADDRESS);
+    this.shape = deviceShape(this.model);
+    this.dma = new IommuDmaAllocator({
+      backend: this.domain,
+      memory: new MemfdMemoryProvider({ sys, hugePages: 'never', name: `dmabox-${policy.name}` }),
+      name: this.description,
+    });
     try {
-      this.mapWindows(this.platform.dma);
+      this.mapWindows(this.dma);
     } catch (e) {
       this.release();
       throw e;
@@ -85,70 +157,146 @@ export class SimDevice extends SandboxDevice implements MailboxTarget {
 
   /** The NVMe model is a disk, the 82574L a NIC. */
   driverKind(): DriverKind {
-    return this.nic ? 'net' : 'block';
+    return this.model.kind === 'e1000e' ? 'net' : 'block';
   }
 
-  /** Vectors the device offers of each kind. */
   get irqCounts(): { msix: number; intx: number } {
-    return { msix: this.platform.irq.count('msix'), intx: this.platform.irq.count('intx') };
+    return { msix: this.shape.msix, intx: this.shape.intx };
   }
 
   barSizes(): number[] {
-    return [0, 1, 2, 3, 4, 5].map((i) => this.fn.barSize(i));
+    return this.shape.bars.slice();
   }
 
-  // ---- MailboxTarget: the container's register accesses ----
-  barSize(index: number): number {
-    return this.fn.barSize(index);
+  /** IOMMU and device faults the device process reports. */
+  onDeviceFault(listener: DeviceFaultListener): void {
+    this.faultListeners.push(listener);
   }
-  barRead32(index: number, offset: number): number {
-    return this.fn.barRead32(index, offset);
-  }
-  barWrite32(index: number, offset: number, value: number): void {
-    this.fn.barWrite32(index, offset, value);
-  }
-  cfgRead(offset: number, width: 1 | 2 | 4): number {
-    return this.fn.cfgRead(offset, width);
-  }
-  cfgWrite(offset: number, width: 1 | 2 | 4, value: number): void {
-    this.fn.cfgWrite(offset, width, value);
-  }
-  irqEnable(kind: 'msix' | 'intx', vectors: number): number {
-    if (vectors > this.irqFds.length) throw new SandboxError('ERR_SANDBOX_IRQ', `${vectors} vectors asked, ${this.irqFds.length} granted`);
-    this.vectors = this.platform.irq.enable(kind, vectors);
-    const fds = this.irqFds;
-    this.vectors.forEach((v, i) => v.onFire(() => this.sys.eventfdWrite(fds[i]!, 1n)));
-    return vectors;
-  }
-  irqDisable(): void {
-    this.platform.irq.disable();
-    this.vectors = [];
-  }
-  reset(): void {
-    this.platform.reset();
+
+  /** The mappings every device process is told of (tests compare them with what the container got). */
+  get mappings(): readonly { iova: bigint; size: number; perm: DmaPerm; label: string }[] {
+    return this.domain.mappings;
   }
 
   /**
-   * Between containers: bus mastering off (PCI command bit 2, so no DMA can start), interrupts
-   * off, then a function-level reset (the device forgets its queues). Only after this may a
-   * window be reused by the next container or unmapped.
+   * A fresh device process for the next container: the mailbox and interrupt eventfds made for that
+   * container, the window memfds and the store. A previous process still alive (its quarantine
+   * unanswered) is killed first: two models never share the windows.
    */
-  quarantine(): void {
-    setBusMaster(this.platform.config, false);
-    this.quarantineLog.push('bme-off');
-    this.platform.irq.disable();
-    this.vectors = [];
-    this.fn.flr();
-    this.quarantineLog.push('flr');
+  startProcess(o: DeviceProcessStart): DeviceProcess {
+    if (this.released) throw new SandboxError('ERR_SANDBOX_STATE', `${this.description}: the device was released`);
+    this.process?.kill();
+    const fds: number[] = [];
+    const slot = (fd: number): number => {
+      fds.push(fd);
+      return FIRST_DEVICE_FD + fds.length - 1;
+    };
+    const mailbox = { fdSlot: slot(o.mailbox.fd), bytes: o.mailbox.size, kickFdSlot: slot(o.kickFd) };
+    const irqFdSlots = o.irqFds.map(slot);
+    const memSlots = new Map<number, number>();
+    const mappings: DeviceMapping[] = this.domain.mappings.map((m) => {
+      let s = memSlots.get(m.memory.fd);
+      if (s === undefined) memSlots.set(m.memory.fd, (s = slot(m.memory.fd)));
+      return {
+        iova: `0x${m.iova.toString(16)}`,
+        size: m.size,
+        offset: m.offset,
+        memfdSize: m.memory.bytes.length,
+        read: m.perm.read,
+        write: m.perm.write,
+        fdSlot: s,
+        label: m.label,
+      };
+    });
+    const model = this.model.kind === 'nvme' ? { ...this.model, storeFdSlot: slot(this.storeFd!) } : this.model;
+    const start: DeviceStart = {
+      name: this.policy.name,
+      address: this.address,
+      model,
+      mailbox,
+      irqFdSlots,
+      mappings,
+      heartbeatMs: o.heartbeatMs,
+      seccomp: this.policy.unconfined ? 'none' : 'device',
+      pollMs: o.pollMs,
+    };
+    const p = new DeviceProcess({
+      start,
+      fds,
+      clock: o.clock,
+      readyTimeoutMs: o.readyTimeoutMs,
+      sys: this.sys,
+      launcher: o.launcher,
+      sandbox: this.policy.name,
+      // The model's heap as a container's, plus the namespace's media it writes (memfd pages count where first touched).
+      limits: {
+        memoryBytes: this.policy.container.memory + this.storeBytes,
+        pids: this.policy.container.pids,
+        cpuWeight: this.policy.container.cpuWeight,
+      },
+      confined: !this.policy.unconfined,
+      ...(o.entry ? { entry: o.entry } : {}),
+      ...(o.entryArgs ? { entryArgs: o.entryArgs } : {}),
+      hooks: {
+        ready: () => undefined,
+        launched: (l) => o.hooks.launched(l),
+        fault: (f) => {
+          for (const l of this.faultListeners) l({ ...f, device: this.address });
+        },
+        log: (level: LogLevel, text: string) => o.hooks.log(level, text),
+        violation: (reason) => o.hooks.violation(reason),
+        failed: (reason) => o.hooks.failed(reason),
+      },
+    });
+    this.process = p;
+    this.processes++;
+    return p;
   }
 
-  /** Quarantine, unmap and free every window, close the platform. Idempotent. */
+  /**
+   * Between containers: the device process is asked for bus mastering off, interrupts off and a
+   * function-level reset, then released; no answer within QUARANTINE_DEADLINE_MS, or no live
+   * process: it is killed (a dead model does no DMA). `settled()` resolves when that is done.
+   */
+  quarantine(): void {
+    const p = this.process;
+    if (!p) return;
+    this.settling = p.quarantine(QUARANTINE_DEADLINE_MS).then(async (r) => {
+      if (r.killed) this.quarantineLog.push('killed');
+      else {
+        if (r.done & QUARANTINE_DONE.BME_OFF) this.quarantineLog.push('bme-off');
+        if (r.done & QUARANTINE_DONE.FLR) this.quarantineLog.push('flr');
+      }
+      await p.whenExited();
+    });
+  }
+
+  /** Resolves once the last quarantine finished and its device process is gone. */
+  settled(): Promise<void> {
+    return this.settling;
+  }
+
+  /** Status: the device process (pid, uptime, its counters). */
+  processStatus(clock: Timers): Record<string, unknown> | null {
+    const p = this.process;
+    if (!p) return null;
+    return {
+      pid: p.alive ? (p.pid ?? null) : null,
+      ready: p.isReady,
+      started: this.processes,
+      uptimeMs: p.alive ? clock.wall() - p.startedAt : 0,
+      counters: p.counters,
+    };
+  }
+
+  /** Kill any device process, free every window and the store. Idempotent. */
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.quarantine();
+    this.process?.kill();
     this.quarantineLog.push('unmap');
+    this.dma.close();
+    if (this.storeFd !== undefined) this.sys.close(this.storeFd);
     this.closeIrqFds();
-    this.platform.close();
   }
 }

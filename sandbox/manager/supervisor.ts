@@ -40,7 +40,7 @@ import { SimDevice } from './sim-device.js';
 import { VfioDevice } from './vfio-device.js';
 import type { SandboxDevice } from './device.js';
 import { describeFault, type FaultEvent, type FaultSink } from './faults.js';
-import type { HybridPoller } from './hybrid-poll.js';
+import type { HybridPoller } from '../abi/hybrid-poll.js';
 import { SERVICES, type ManagerService, type ServiceHost } from './services/registry.js';
 import { BlockService } from './services/block-service.js';
 import { NetService } from './services/net-service.js';
@@ -53,7 +53,7 @@ export interface SandboxEvent {
   /** Wall-clock ms since the epoch. */
   time: number;
   sandbox: string;
-  kind: 'spawn' | 'ready' | 'log' | 'exit' | 'hang' | 'violation' | 'quarantine' | 'restart' | 'failed' | 'fault' | 'stop' | 'driver-fault';
+  kind: 'spawn' | 'ready' | 'log' | 'exit' | 'hang' | 'violation' | 'quarantine' | 'restart' | 'failed' | 'fault' | 'stop' | 'driver-fault' | 'device';
   text: string;
   level?: 'error' | 'warn' | 'info' | 'debug';
 }
@@ -65,6 +65,13 @@ export interface SupervisorOptions {
   /** Program run as the container, and its arguments (hostile-container tests). */
   entry?: string;
   entryArgs?: readonly string[];
+  /** Program run as the device process of a simulated device, and its arguments (tests). */
+  deviceEntry?: string;
+  deviceEntryArgs?: readonly string[];
+  /** The device process's heartbeat period; 4 missed and it is hung (default 250 ms). */
+  deviceHeartbeatMs?: number;
+  /** Time for the device process's bounds (default Node's, also when `clock` is fake: its heartbeats come in real time). */
+  deviceClock?: Timers;
   heartbeatMs?: number;
   helloTimeoutMs?: number;
   readyTimeoutMs?: number;
@@ -88,7 +95,7 @@ const FAULT_KIND: Record<number, string> = { 1: 'dma', 2: 'device', 3: 'timeout'
 export class Supervisor extends EventEmitter implements FaultSink {
   readonly policy: Policy;
   readonly device: SandboxDevice;
-  /** The simulated device, when the policy's device is simulated (tests reach the model through it). */
+  /** The simulated device, when the policy's device is simulated (its model runs in a device process). */
   readonly sim: SimDevice | undefined;
   /** The driver the policy names, and the kind (service) it runs under. */
   readonly driver: DriverRef;
@@ -118,8 +125,13 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private lastProgress = 0;
   private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
-  private readonly o: Required<Omit<SupervisorOptions, 'entry' | 'entryArgs' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launcher'>> &
-    Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'launcher'>;
+  private readonly o: Required<
+    Omit<
+      SupervisorOptions,
+      'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs' | 'deviceClock' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launcher'
+    >
+  > &
+    Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs' | 'launcher'> & { pollMs: number; deviceClock: Timers };
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
@@ -141,6 +153,11 @@ export class Supervisor extends EventEmitter implements FaultSink {
       readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
       hangMs: options.hangMs ?? 5_000,
       registerTimeoutMs: options.registerTimeoutMs ?? 2_000,
+      deviceEntry: options.deviceEntry,
+      deviceEntryArgs: options.deviceEntryArgs,
+      deviceHeartbeatMs: options.deviceHeartbeatMs ?? 250,
+      deviceClock: options.deviceClock ?? realTimers,
+      pollMs: 0,
     };
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
     // A policy that names its identity keeps it, if no other sandbox holds it.
@@ -159,16 +176,13 @@ export class Supervisor extends EventEmitter implements FaultSink {
     try {
       this.kind = this.driverKind();
       const lb = policy.linkback;
-      const current = (): Incarnation | undefined => this.current;
+      this.o.pollMs = options.pollIdleMs ?? (lb && 'nbd' in lb ? lb.nbd.poll : 0);
       const host: ServiceHost = {
         name: policy.name,
         policy,
         device: this.device,
         sys: this.o.sys,
         clock: this.clock,
-        get mailbox() {
-          return current()?.mailbox;
-        },
         violation: (reason) => {
           if (this.current && !this.current.exited && !this.stopRequested) this.violation(reason, true);
         },
@@ -176,20 +190,20 @@ export class Supervisor extends EventEmitter implements FaultSink {
       this.service = SERVICES[this.kind](host, {
         ...(options.ring ? { ring: options.ring } : {}),
         ...(options.net ? { net: options.net } : {}),
-        pollIdleMs: options.pollIdleMs ?? (lb && 'nbd' in lb ? lb.nbd.poll : 0),
+        pollIdleMs: this.o.pollMs,
       });
     } catch (e) {
       this.device.release();
       throw e;
     }
-    // The simulator's IOMMU reports its refusals directly; on VFIO a KmsgFaultMonitor calls onFault.
-    this.sim?.machine.iommu.on('fault', (f: { device: string; iova: number; access: 'read' | 'write'; reason: string; vtdReason: number | null }) => {
+    // The device process reports the simulated IOMMU's refusals; on VFIO a KmsgFaultMonitor calls onFault.
+    this.sim?.onDeviceFault((f) => {
       if (f.device !== this.device.address) return;
       this.onFault({
         device: f.device,
-        iova: BigInt(f.iova),
+        iova: f.iova,
         access: f.access,
-        reason: f.vtdReason === null ? f.reason : `${f.reason} (VT-d reason 0x${f.vtdReason.toString(16).padStart(2, '0')})`,
+        reason: `${f.vtdReason === null ? f.reason : `${f.reason} (VT-d reason 0x${f.vtdReason.toString(16).padStart(2, '0')})`}${f.suppressed > 0 ? ` (${f.suppressed} more not reported)` : ''}`,
         source: 'sim',
         iommu: f.vtdReason !== null,
       });
@@ -322,6 +336,12 @@ export class Supervisor extends EventEmitter implements FaultSink {
         ...(this.o.entry ? { entry: this.o.entry } : {}),
         ...(this.o.entryArgs ? { entryArgs: this.o.entryArgs } : {}),
         ...(this.o.launcher ? { launcher: this.o.launcher } : {}),
+        ...(this.o.deviceEntry ? { deviceEntry: this.o.deviceEntry } : {}),
+        ...(this.o.deviceEntryArgs ? { deviceEntryArgs: this.o.deviceEntryArgs } : {}),
+        deviceHeartbeatMs: this.o.deviceHeartbeatMs,
+        deviceClock: this.o.deviceClock,
+        deviceReadyTimeoutMs: this.o.readyTimeoutMs,
+        pollMs: this.o.pollMs,
         heartbeatMs: this.o.heartbeatMs,
         helloTimeoutMs: this.o.helloTimeoutMs,
         registerTimeoutMs: this.o.registerTimeoutMs,
@@ -336,6 +356,19 @@ export class Supervisor extends EventEmitter implements FaultSink {
           },
           gone: (reason) => {
             if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`);
+          },
+          deviceLaunched: (l) => {
+            if (this.current !== inc) return;
+            this.event(
+              'device',
+              `device process pid ${l.pid} as uid ${l.uid} gid ${l.gid}${this.policy.unconfined ? ' UNCONFINED' : ''}${l.cgroup ? `, cgroup ${l.cgroup}` : ''}`,
+            );
+            for (const m of l.missing) this.event('log', `DEVICE PROCESS CONFINEMENT MISSING: ${m}`, 'warn');
+          },
+          deviceFailed: (reason) => {
+            if (this.current !== inc || inc.exited) return;
+            this.event('device', `the device process failed: ${reason}`, 'error');
+            if (!this.stopRequested) this.kill('its device failed');
           },
           launched: (l) => this.onLaunched(inc, l),
           exit: (code, signal, oom) => this.onExit(inc, code, signal, oom),
@@ -557,6 +590,22 @@ export class Supervisor extends EventEmitter implements FaultSink {
   }
 
   private finishStop(): void {
+    if (this.state === 'stopped' || this.finishing) return;
+    // A simulated device's quarantine is a request to its device process: wait for it (bounded) before the windows go.
+    if (this.sim) {
+      this.finishing = true;
+      void this.sim.settled().then(() => {
+        this.finishing = false;
+        this.finishStopNow();
+      });
+      return;
+    }
+    this.finishStopNow();
+  }
+
+  private finishing = false;
+
+  private finishStopNow(): void {
     if (this.state === 'stopped') return;
     this.device.release();
     this.state = 'stopped';
@@ -596,6 +645,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         size: g.window.size,
         access: g.perm.read && g.perm.write ? 'read-write' : g.perm.read ? 'read' : 'write',
       })),
+      deviceProcess: this.sim?.processStatus(this.clock) ?? null,
       heartbeat: this.lastHeartbeat ? { completed: Number(this.lastHeartbeat.completed), inflight: this.lastHeartbeat.inflight } : null,
       ...this.service.status(),
     };

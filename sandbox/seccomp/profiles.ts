@@ -188,7 +188,107 @@ const DRIVER: Profile = {
   defaultAction: { kind: 'errno', errno: EPERM },
 };
 
-export const PROFILES: Readonly<Record<string, Profile>> = { driver: DRIVER };
+/** ioctl request numbers a device process may issue: the tty/fd calls libuv makes, nothing else. */
+export const DEVICE_IOCTLS: readonly number[] = [
+  0x5401 /* TCGETS */, 0x5413 /* TIOCGWINSZ */, 0x5421 /* FIONBIO */, 0x5451 /* FIOCLEX */, 0x541b /* FIONREAD */,
+];
+
+/**
+ * 'device': a device process (sandbox/device/) once its memory is mapped: its event loop, its
+ * socket to the manager, eventfd reads and writes, memory for V8. It holds no device fd, so no
+ * VFIO ioctl; it never opens, creates a socket, spawns or signals.
+ */
+const DEVICE: Profile = {
+  name: 'device',
+  summary:
+    'a simulated device model after start-up: memory, event loop, its inherited fds; signals and limits on itself only; no ioctl beyond the tty ones libuv makes',
+  allow: {
+    read: 'the kick eventfd, the protocol socket',
+    write: 'interrupt eventfds, the protocol socket, stdout/stderr',
+    readv: 'libuv stream reads (the protocol socket)',
+    writev: 'libuv stream writes (the protocol socket, stdio)',
+    pread64: 'libuv file handles (stdio redirected to a file)',
+    pwrite64: 'libuv file handles (stdio redirected to a file)',
+    close: 'closing its own fds',
+    fstat: 'libuv checks the kind of an fd',
+    lseek: 'libuv file handles (stdio redirected to a file)',
+    mmap: 'V8 heap and code space, glibc malloc',
+    mprotect: 'V8 heap and JIT code pages',
+    munmap: 'V8 heap, glibc malloc',
+    mremap: 'glibc realloc of large blocks',
+    madvise: 'V8 and glibc give memory back',
+    brk: 'glibc malloc',
+    rt_sigaction: 'Node and V8 install signal handlers',
+    rt_sigprocmask: 'libuv and V8 threads block signals',
+    rt_sigreturn: 'return from a signal handler',
+    sigaltstack: 'V8 stack-overflow handling',
+    futex: "V8's platform threads; Atomics.wait on the mailbox",
+    sched_yield: 'the mailbox poller yields when it finds nothing',
+    nanosleep: 'sleeps in V8 and libuv threads',
+    clock_nanosleep: 'sleeps in V8 and libuv threads',
+    clock_gettime: 'time (the vDSO usually answers; the syscall is the fallback)',
+    epoll_ctl: "libuv's event loop: watching its fds",
+    epoll_pwait: "libuv's event loop",
+    epoll_wait: "libuv's event loop (older libuv)",
+    poll: 'libuv waits on one fd',
+    ppoll: 'libuv waits on one fd',
+    getpid: 'libuv and V8 (its own pid)',
+    gettid: 'V8 and glibc (its own thread ids)',
+    getrandom: "V8's hash seeds and Math.random",
+    fcntl: 'libuv sets O_NONBLOCK and FD_CLOEXEC on its fds (the signalling commands are refused: refuseIf)',
+    fsync: 'libuv flushes stdio at exit',
+    recvmsg: 'the protocol socket',
+    sendmsg: 'the protocol socket',
+    recvfrom: 'the protocol socket',
+    sendto: 'the protocol socket',
+    shutdown: 'closing the protocol socket at RELEASE',
+    getuid: 'Node (its own identity)',
+    geteuid: 'Node (its own identity)',
+    getgid: 'Node (its own identity)',
+    getegid: 'Node (its own identity)',
+    getrusage: 'heartbeat counters (its own usage)',
+    set_robust_list: 'glibc thread start',
+    rseq: 'glibc thread start',
+    membarrier: "V8's code patching across threads",
+    exit: 'a thread ends',
+    exit_group: 'the process ends',
+  },
+  allowIf: [
+    { name: 'ioctl', arg: 1, values: DEVICE_IOCTLS, width: 32, why: 'the tty/fd calls libuv makes (DEVICE_IOCTLS); it holds no device fd' },
+    { name: 'tgkill', arg: 0, values: [SELF], width: 64, why: 'abort() and V8 signal its own threads; never another process' },
+  ],
+  refuseIf: [
+    {
+      name: 'fcntl',
+      arg: 1,
+      values: [F_SETOWN, F_SETOWN_EX, F_SETSIG, F_SETLEASE, F_NOTIFY],
+      width: 32,
+      why: 'these name a process (or a signal) the kernel later signals',
+    },
+  ],
+  refuse: {
+    openat: 'no files after confinement (glibc may try /proc files on its own)',
+    openat2: 'no files after confinement',
+    newfstatat: 'no path lookups after confinement',
+    statx: 'no path lookups; libuv falls back to fstat when statx is refused with EPERM',
+    socket: 'no new sockets',
+    connect: 'no new connections',
+    eventfd2: 'no new eventfds: the manager hands over every one it may use',
+    epoll_create1: 'no new epoll instances (libuv has its one)',
+    pipe2: 'no new pipes',
+    dup: 'no copies of fds',
+    memfd_create: 'no new shared memory: the manager hands over the windows and the store',
+    prctl: 'no changes to its own process attributes (no_new_privs and dumpable are set already)',
+    seccomp: 'no further filters',
+    kill: 'a model signals nobody',
+    tkill: 'tkill names a thread of any process',
+    prlimit64: 'no resource limits read or changed after start-up',
+  },
+  kill: ['execve', 'execveat', 'fork', 'vfork', 'clone', 'clone3', 'ptrace', 'process_vm_readv', 'process_vm_writev', 'mount', 'open_tree', 'setuid', 'setgid'],
+  defaultAction: { kind: 'errno', errno: EPERM },
+};
+
+export const PROFILES: Readonly<Record<string, Profile>> = { driver: DRIVER, device: DEVICE };
 
 export function profile(name: string): Profile {
   const p = PROFILES[name];

@@ -1,6 +1,6 @@
 /**
  * The simulated link partner of a sandboxed NIC (policy `device: { sim: e1000e, peer }`), on the
- * simulated wire (sim/wire.ts), in the manager:
+ * simulated wire (sim/wire.ts), in the sandbox's device process with the NIC model:
  * - `echo`: answers ARP for 10.0.2.2 and ICMP echo requests to it, as QEMU's slirp does for its
  *   gateway, so a host on 10.0.2.15/24 behind the NIC can ping 10.0.2.2;
  * - `none`: a cable to nothing: the link is up, every frame is dropped.

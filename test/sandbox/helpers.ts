@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parsePolicies } from '../../policies/index.js';
 import type { Policy } from '../../policies/types.js';
 import type { SandboxEvent, Supervisor } from '../../sandbox/manager/supervisor.js';
+import type { CounterName } from '../../sandbox/abi/device.js';
 
 export function simPolicy(name = 'sim-test', extra = '', restart = '{ maxRestarts: 2, window: 60s, backoff: { initial: 50ms, max: 1s } }'): Policy {
   const yaml = `
@@ -54,4 +55,25 @@ export function pattern(n: number, seed: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7 + (i >> 9)) & 0xff;
   return b;
+}
+
+/** Supervisor options that run the device-process fixture (fixtures/device.ts) with `mode`. */
+export function deviceFixture(mode = 'control'): { deviceEntry: string; deviceEntryArgs: string[] } {
+  return { deviceEntry: builtFixture('fixtures/device.js'), deviceEntryArgs: [mode] };
+}
+
+const DEVICE_SIGNAL = { hang: 'SIGUSR2', resume: 'SIGHUP', wild: 'SIGWINCH', revoke: 'SIGTTIN' } as const;
+const DEVICE_ACK = { hang: 'fixture: hung', resume: 'fixture: resumed', wild: 'fixture: wild write', revoke: 'fixture: revoked' } as const;
+
+/** Work a control of the device-process fixture and wait for its acknowledgement in the sandbox's log. */
+export async function deviceCtl(s: Supervisor, what: keyof typeof DEVICE_SIGNAL): Promise<void> {
+  const p = s.sim!.process!;
+  const before = s.events.length;
+  process.kill(p.pid!, DEVICE_SIGNAL[what]);
+  await until(`the device fixture to ${what}`, () => s.events.slice(before).some((e) => e.text.includes(DEVICE_ACK[what])), 10_000);
+}
+
+/** A counter of the current device process's last heartbeat (0 when it has not reported it). */
+export function deviceCounter(s: Supervisor, name: CounterName): number {
+  return s.sim?.process?.counters[name] ?? 0;
 }

@@ -4,7 +4,7 @@
  * container spawn to READY, QD1 4 KiB read latency through the block ring and the container's
  * driver, and QD16 4 KiB random-read throughput with the request kicks the manager sent (and left
  * out, the container still taking) per request. Prints the machine (nproc, node, load average).
- * DMABOX_POLL_MS=N sets the manager's hybrid polling window (sandbox/manager/hybrid-poll.ts; default 0,
+ * DMABOX_POLL_MS=N sets the manager's hybrid polling window (sandbox/abi/hybrid-poll.ts; default 0,
  * as a policy without an NBD linkback).
  */
 import { availableParallelism, loadavg } from 'node:os';

@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import { SandboxBlockClient } from '../../sandbox/manager/services/block.js';
 import { B, ringBytes } from '../../sandbox/abi/block.js';
-import { HybridPoller } from '../../sandbox/manager/hybrid-poll.js';
+import { HybridPoller } from '../../sandbox/abi/hybrid-poll.js';
 import { createShared } from '../../sandbox/abi/shm.js';
 
 const sys = defaultSys();

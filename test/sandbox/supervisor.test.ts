@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { fileURLToPath } from 'node:url';
-import { kinds, pattern, simPolicy, until } from './helpers.js';
+import { deviceCounter, deviceCtl, deviceFixture, kinds, pattern, simPolicy, until } from './helpers.js';
 import { FakeTimers } from '../helpers/fake-timers.js';
 import { defaultSys } from 'linux-sys';
 import { SpawnerClient, type Launcher } from '../../sandbox/manager/launcher.js';
@@ -15,25 +15,23 @@ import { CONTAINER_NODE_FLAGS, defaultEntry } from '../../sandbox/manager/incarn
 import { MANAGER_ID } from '../../sandbox/manager/privilege.js';
 import { needsRoot, testIf } from '../helpers/skip.js';
 
-/** The whole cycle, with containers started by `launcher` (the launch library in this process by default). */
+/** The whole cycle, with containers and device processes started by `launcher` (the launch library in this process by default). */
 async function cycle(launcher?: Launcher): Promise<void> {
-  const s = new Supervisor(simPolicy('cycle'), { hangMs: 800, heartbeatMs: 200, ...(launcher ? { launcher } : {}) });
-  const fn = s.sim!.fn;
-  // Record, at each quarantine event, what the device looked like: BME must be off and an FLR done
-  // before the next container exists.
-  const atQuarantine: { bme: boolean; resets: number; pid: number | undefined }[] = [];
+  const s = new Supervisor(simPolicy('cycle'), { hangMs: 800, heartbeatMs: 200, ...deviceFixture(), ...(launcher ? { launcher } : {}) });
+  // Record, at each quarantine event, whether a container existed; the device process answers the
+  // quarantine (BME off, FLR) before the next container and device process exist.
+  const atQuarantine: { pid: number | undefined; log: number }[] = [];
   s.on('event', (e) => {
-    if (e.kind === 'quarantine') {
-      atQuarantine.push({ bme: fn.busMasterEnabled, resets: fn.resets, pid: s.pid });
-      if (fn.hung) fn.resume();
-    }
+    if (e.kind === 'quarantine') atQuarantine.push({ pid: s.pid, log: s.device.quarantineLog.length });
+    if (e.kind === 'spawn' && atQuarantine.length > 0) spawnedAfter.push(s.device.quarantineLog.slice());
   });
+  const spawnedAfter: string[][] = [];
   try {
     await s.start();
     assert.is(s.state, 'running');
     assert.is(s.block.blockSize, 512);
     assert.is(s.block.blockCount, 8192);
-    assert.ok(fn.busMasterEnabled, 'the driver enabled bus mastering through the mailbox');
+    await until('the device process to report bus mastering', () => deviceCounter(s, 'pci.busMaster') === 1, 5000);
 
     // The driver works: writes then reads back through the container.
     const a = pattern(64 * 1024, 1);
@@ -43,7 +41,7 @@ async function cycle(launcher?: Launcher): Promise<void> {
     const pid1 = s.pid!;
 
     // kill -9 while requests are in flight (the device is held so they cannot finish).
-    fn.hang();
+    await deviceCtl(s, 'hang');
     const b = pattern(8192, 2);
     const inflight = [s.block.write(1000, b), s.block.read(100, 16)];
     await until('requests to reach the container', () => s.lastHeartbeat !== undefined && s.block.pending === 2 && s.lastHeartbeat.inflight > 0, 10_000);
@@ -54,8 +52,7 @@ async function cycle(launcher?: Launcher): Promise<void> {
     assert.ok(s.block.replayed >= 2, `replayed ${s.block.replayed}`);
     assert.is.not(s.pid, pid1);
     assert.is(atQuarantine.length, 1);
-    assert.is(atQuarantine[0]!.bme, false, 'BME off at quarantine');
-    assert.ok(atQuarantine[0]!.resets >= 1, 'FLR at quarantine');
+    assert.equal(spawnedAfter[0], ['bme-off', 'flr'], 'the device process answered BME off and FLR before the next container was spawned');
     assert.is(atQuarantine[0]!.pid, undefined, 'no container while quarantined');
     assert.equal(await s.block.read(1000, 16), b, 'the replayed write landed');
     assert.equal(await s.block.read(100, 128), a, 'earlier writes intact after the restart');
@@ -67,7 +64,7 @@ async function cycle(launcher?: Launcher): Promise<void> {
     assert.ok(exitAt >= 0 && exitAt < qAt && qAt < spawn2, `order: ${k.join(' ')}`);
 
     // A hang: the device stops, a request is pending, no progress: killed and restarted.
-    fn.hang();
+    await deviceCtl(s, 'hang');
     const pendingRead = s.block.read(100, 8);
     await until('the hang to be detected', () => s.events.some((e) => e.kind === 'hang'), 15_000);
     assert.equal(await pendingRead, a.subarray(0, 4096));
@@ -76,7 +73,7 @@ async function cycle(launcher?: Launcher): Promise<void> {
     // The restart limit (2 in 60 s): the next death marks the device failed.
     await s.ready();
     const failed = new Promise((r) => s.once('failed', r));
-    fn.hang();
+    await deviceCtl(s, 'hang');
     const doomed = s.block.read(0, 1);
     process.kill(s.pid!, 'SIGKILL');
     await failed;
@@ -93,7 +90,8 @@ async function cycle(launcher?: Launcher): Promise<void> {
     } catch (e) {
       assert.is((e as { code?: string }).code, 'ERR_SANDBOX_FAILED');
     }
-    assert.is(fn.busMasterEnabled, false);
+    await s.sim!.settled();
+    assert.equal(s.device.quarantineLog.slice(-2), ['bme-off', 'flr'], 'quarantined: BME off, FLR');
   } finally {
     await s.stop();
   }
@@ -104,9 +102,14 @@ async function cycle(launcher?: Launcher): Promise<void> {
 test('up, I/O, kill -9, quarantine before reuse, restart, data intact, replay, hang, limit, failed', () => cycle());
 
 // The same through the privileged spawner (a process of its own, started through setpriv): every
-// start, restart and kill of the cycle crosses the spawner socket.
+// start, restart and kill of the cycle, containers and device processes, crosses the spawner socket.
 testIf(needsRoot())('through the spawner: the same cycle, I/O in flight at the kill, the hang kill sent by the spawner', async () => {
-  const spawner = await SpawnerClient.start({ sys: defaultSys(), entries: [defaultEntry()], flags: CONTAINER_NODE_FLAGS, forbid: [MANAGER_ID] });
+  const spawner = await SpawnerClient.start({
+    sys: defaultSys(),
+    entries: [defaultEntry(), deviceFixture().deviceEntry],
+    flags: CONTAINER_NODE_FLAGS,
+    forbid: [MANAGER_ID],
+  });
   try {
     await cycle(spawner);
   } finally {
@@ -120,8 +123,7 @@ test('MSI-X: vectors routed through IRQ_SETUP and the mailbox to inherited event
   const s = new Supervisor(policy);
   try {
     await s.start();
-    const fn = s.sim!.fn;
-    const before = fn.msix!.delivered;
+    const before = deviceCounter(s, 'msix.delivered');
     const d = pattern(32 * 1024, 9);
     await s.block.write(7, d);
     assert.equal(await s.block.read(7, 64), d);
@@ -129,7 +131,7 @@ test('MSI-X: vectors routed through IRQ_SETUP and the mailbox to inherited event
       s.events.some((e) => e.text.includes(', msix, ')),
       'the driver runs in MSI-X mode',
     );
-    assert.ok(fn.msix!.delivered > before, 'interrupts were delivered');
+    await until('the device process to count delivered interrupts', () => deviceCounter(s, 'msix.delivered') > before, 5000);
     process.kill(s.pid!, 'SIGKILL');
     await until('the restart', () => s.restarts === 1 && s.state === 'running', 20_000);
     assert.equal(await s.block.read(7, 64), d);
@@ -243,11 +245,11 @@ test('hang on fake time: a request pending and no progress for hangMs kills the 
     clock,
     hangMs: 1000,
     heartbeatMs: 200,
+    ...deviceFixture(),
   });
-  const fn = s.sim!.fn;
   try {
     await s.start();
-    fn.hang();
+    await deviceCtl(s, 'hang');
     const pending = s.block.read(0, 1);
     pending.catch(() => undefined); // asserted below; a failed test must not leave it unhandled
     await until('the request to reach the container', () => (s.lastHeartbeat?.inflight ?? 0) > 0, 10_000);
@@ -258,7 +260,6 @@ test('hang on fake time: a request pending and no progress for hangMs kills the 
     clock.advance(1);
     assert.ok(kinds(s).includes('hang'), kinds(s).join(' '));
     await restart;
-    fn.resume();
     const ready = next(s, 'ready');
     clock.advance(10);
     await ready;

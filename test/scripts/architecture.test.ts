@@ -72,9 +72,23 @@ test('the container: not the manager, host DMA, platforms, sim, linkback, polici
   assert.equal(broken('sandbox/container/run.ts', file('drivers/nvme/index.ts')), ['the container never names a driver']);
   assert.equal(broken('sandbox/container/run.ts', file('drivers/kit/prp.ts')), []);
   assert.equal(broken('sandbox/container/run.ts', file('sandbox/abi/block.ts')), []);
-  assert.equal(broken('sandbox/manager/supervisor.ts', file('sandbox/container/main.ts')), ['the manager never imports the container']);
+  assert.equal(broken('sandbox/manager/supervisor.ts', file('sandbox/container/main.ts')), ['the manager never imports the container or the device process']);
   assert.equal(broken('sandbox/abi/block.ts', file('sandbox/manager/device.ts')), ['the container ABI stands on common, spec and linux-sys']);
   assert.equal(broken('sandbox/abi/block.ts', file('sys/src/index.ts')), []);
+});
+
+test('the device process: only the models, spec, the ABI, seccomp and the seams; the manager holds no model', () => {
+  assert.equal(broken('sandbox/device/run.ts', file('sandbox/manager/supervisor.ts')), ['the device process never imports the manager']);
+  for (const to of ['dma/memfd.ts', 'policies/types.ts', 'linkback/registry.ts', 'drivers/nvme/index.ts', 'sandbox/container/run.ts']) {
+    assert.equal(broken('sandbox/device/run.ts', file(to)), ['the device process never imports the manager'], to);
+  }
+  for (const to of ['sim/machine.ts', 'spec/field.ts', 'sandbox/abi/device.ts', 'sandbox/seccomp/confine.ts', 'sys/src/index.ts']) {
+    assert.equal(broken('sandbox/device/run.ts', file(to)), [], to);
+  }
+  for (const to of ['sandbox/device/run.ts', 'sim/machine.ts', 'sim/nvme/controller.ts']) {
+    assert.equal(broken('sandbox/manager/sim-device.ts', file(to)), ['the manager never imports the container or the device process'], to);
+  }
+  assert.equal(broken('sandbox/manager/services/net-selfcheck.ts', file('sim/net/packets.ts')), []);
 });
 
 test('host code never imports a driver, except the in-process adapters, which say why', () => {

@@ -4,7 +4,8 @@
  * Made once per sandbox: the data areas (reserved at the start of the largest device-write-only
  * and device-read-only windows, so they outlive containers and a replayed write is copied in
  * again), the request client (SandboxBlockClient: Promises for callers, replay across restarts)
- * and, with a poll window, the hybrid poller of the ring and of the device's doorbells.
+ * and, with a poll window, the hybrid poller of the ring (a simulated device's doorbells are polled
+ * by its device process).
  * Made fresh for every container: the ring memfd and its request and completion eventfds, so
  * nothing a dead container wrote reaches the next one.
  */
@@ -12,7 +13,7 @@ import { EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
 import { PARAM } from '../../abi/boot.js';
 import { dataAreaBytes, ringBytes, type RingGeometry } from '../../abi/block.js';
 import { createShared, type Shared } from '../../abi/shm.js';
-import { HybridPoller, type Pollable } from '../hybrid-poll.js';
+import { HybridPoller, type Pollable } from '../../abi/hybrid-poll.js';
 import { SandboxBlockClient } from './block.js';
 import type { Handout, ManagerService, ServiceHost, ServiceOptions } from './registry.js';
 
@@ -21,7 +22,7 @@ const DEFAULT_RING: RingGeometry = { entries: 16, slotBytes: 64 * 1024 };
 export class BlockService implements ManagerService {
   readonly kind = 'block' as const;
   readonly client: SandboxBlockClient;
-  /** Hybrid polling of the ring and, for a simulated device, of its doorbells (hybrid-poll.ts); undefined without a poll window. */
+  /** Hybrid polling of the ring (hybrid-poll.ts); undefined without a poll window. */
   readonly poller: HybridPoller | undefined;
   private readonly pollIdleMs: number;
   /** Requests finished when progress was last seen, and when (the sandbox's clock). */
@@ -41,18 +42,12 @@ export class BlockService implements ManagerService {
     this.pollIdleMs = options.pollIdleMs;
     if (options.pollIdleMs > 0) {
       const client = this.client;
-      const both: Pollable[] = [client, client];
       const one: Pollable[] = [client];
       const sys = host.sys;
       const poller = new HybridPoller({
         idleMs: options.pollIdleMs,
         yield: () => sys.schedYield(),
-        queues: () => {
-          const mb = host.mailbox;
-          if (!mb) return one;
-          both[1] = mb;
-          return both;
-        },
+        queues: () => one,
       });
       this.poller = poller;
       client.onPost = () => poller.wake();

@@ -18,7 +18,7 @@
 import type { PollHandle, Sys } from 'linux-sys';
 import { SandboxError } from '../errors.js';
 import type { Shared } from '../../abi/shm.js';
-import type { Pollable } from '../hybrid-poll.js';
+import type { Pollable } from '../../abi/hybrid-poll.js';
 import { formatProblem, writeFormat } from '../../abi/format.js';
 import { RingConsumer, RingProducer, type RingSink } from '../../abi/ring.js';
 import {
@@ -426,7 +426,7 @@ export class SandboxBlockClient implements Pollable {
   }
 
   /**
-   * The manager polls (sandbox/manager/hybrid-poll.ts): while `on`, CQ_POLLED tells the container to leave
+   * The manager polls (sandbox/abi/hybrid-poll.ts): while `on`, CQ_POLLED tells the container to leave
    * its completion kicks out, and `reap` is called every turn. Kept across containers: a fresh
    * ring gets the current value when it is attached.
    */

@@ -25,7 +25,6 @@ import type { RingGeometry } from '../../abi/block.js';
 import type { NetGeometry } from '../../abi/net.js';
 import type { Timers } from '../../../common/timers.js';
 import type { SandboxDevice } from '../device.js';
-import type { Pollable } from '../hybrid-poll.js';
 import { BlockService } from './block-service.js';
 import { NetService } from './net-service.js';
 
@@ -44,8 +43,6 @@ export interface ServiceHost {
   readonly device: SandboxDevice;
   readonly sys: Sys;
   readonly clock: Timers;
-  /** The current container's register mailbox (simulated devices), for a poller. */
-  readonly mailbox: Pollable | undefined;
   /** Something the container wrote cannot be right: counted, logged, and the container killed. */
   violation(reason: string): void;
 }

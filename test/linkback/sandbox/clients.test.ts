@@ -88,10 +88,15 @@ t('qemu-io: FUA writes, trim and write zeroes reach the sandboxed controller; th
   const at = 100 * MiB,
     zat = 110 * MiB;
   const io = (...cmds: string[]) => must('qemu-io', ['-f', 'raw', uri, ...cmds.flatMap((c) => ['-c', c])]);
-  const fua0 = sandbox.sim!.nvme!.stats.fuaWrites;
+  // The controller's counter, as its device process reports it in its heartbeats.
+  const fua = (): number => sandbox.sim!.process!.counters['nvme.fuaWrites'] ?? 0;
+  const beats = sandbox.sim!.process!.frames;
+  await until('a device heartbeat', () => sandbox.sim!.process!.frames > beats, 5000);
+  const fua0 = fua();
   await io(`write -P 0x5a ${at} 64k`, `write -f -P 0xa5 ${zat} 1M`, 'flush');
   // 1 MiB with FUA: the slot size splits it into 64 KiB ring requests, each an NVMe Write with FUA.
-  assert.ok(sandbox.sim!.nvme!.stats.fuaWrites - fua0 >= 16, `FUA writes seen by the controller: ${sandbox.sim!.nvme!.stats.fuaWrites - fua0}`);
+  await until('the FUA writes in a heartbeat', () => fua() - fua0 >= 16, 5000).catch(() => undefined);
+  assert.ok(fua() - fua0 >= 16, `FUA writes seen by the controller: ${fua() - fua0}`);
   await io(`read -P 0x5a ${at} 64k`, `read -P 0xa5 ${zat} 1M`);
   const st0 = (service.linkbacks[0]!.status() as { exports: Record<string, { trims: number; writeZeroes: number; deviceErrors: number }> }).exports['disk']!;
   await io(`discard ${at} 64k`, `write -z ${zat} 512k`, `write -z -u ${zat + 512 * 1024} 512k`);

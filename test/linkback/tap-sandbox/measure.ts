@@ -1,6 +1,6 @@
 /**
  * Ping through two SANDBOXED e1000e NICs (not a test; root): each driver in its own container,
- * the two simulated NICs back to back in the manager, each linked by startTapLinkback to a TAP in
+ * the two simulated NICs (each in its device process) back to back through the test's relay, each linked by startTapLinkback to a TAP in
  * its own namespace (10.78.0.1/24, 10.78.0.2/24). Prints ping's summary for 200 pings 10 ms apart
  * and for a flood of 2000, per interrupt mode, to set beside linkback/tap/README.md's in-process
  * figures. `npm run build && node dist/test/linkback/tap-sandbox/measure.js`
@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';
-import { backToBack } from '../../../sim/wire.js';
+import { relay, TestWire } from '../../sandbox/net/wire.js';
 import { startTapLinkback } from '../../../linkback/tap/sandbox-link.js';
 import type { Linkback } from '../../../linkback/registry.js';
 import { NetnsLab, rootTestsBlocked } from '../tap/netns.js';
@@ -21,16 +21,19 @@ function ip(args: string[]): void {
 async function once(mode: 'msix' | 'polling'): Promise<void> {
   const tag = (process.pid % 100000).toString(36);
   const names = [`h11m${tag}a`, `h11m${tag}b`];
+  const wires = [await TestWire.open(), await TestWire.open()];
+  relay(wires[0]!, wires[1]!);
   const sups = [0, 1].map(
     (i) =>
-      new Supervisor(nicPolicy(`tapm-${i}`, { mac: `52:54:00:78:01:0${i + 1}`, interrupts: mode, extra: `linkback: { tap: { interface: ${names[i]} } }` })),
+      new Supervisor(
+        nicPolicy(`tapm-${i}`, { mac: `52:54:00:78:01:0${i + 1}`, interrupts: mode, extra: `linkback: { tap: { interface: ${names[i]} } }` }),
+        wires[i]!.options(),
+      ),
   );
   const links: Linkback[] = [];
   let lab: NetnsLab | undefined;
   try {
     await Promise.all(sups.map((s) => s.start()));
-    for (const s of sups) s.sim!.peer!.unplug();
-    backToBack(sups[0]!.sim!.nic!, sups[1]!.sim!.nic!);
     for (const s of sups) links.push(await startTapLinkback({ supervisor: s, policy: s.policy, log: () => undefined }));
     lab = NetnsLab.create(2);
     const [ns1, ns2] = lab.names as [string, string];
@@ -51,6 +54,7 @@ async function once(mode: 'msix' | 'polling'): Promise<void> {
   } finally {
     for (const l of links) await l.close().catch(() => undefined);
     await Promise.all(sups.map((s) => s.stop()));
+    for (const w of wires) w.close();
     lab?.cleanup();
   }
 }

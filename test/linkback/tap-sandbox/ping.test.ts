@@ -1,6 +1,6 @@
 /**
  * With root: two sandboxed simulated e1000e NICs (each driver in its own container) on one
- * simulated wire, each linked to a TAP interface by the tap linkback (startTapLinkback), each TAP
+ * wire (each NIC model in its device process, their cables relayed by the test: net/wire.ts), each linked to a TAP interface by the tap linkback (startTapLinkback), each TAP
  * in its own network namespace (10.78.0.1/24, 10.78.0.2/24): `ping` between the namespaces, and
  * again while one driver container is killed with SIGKILL and restarted (the TAP, its address
  * and the ping survive). Namespaces and interfaces are removed afterwards, whatever happens.
@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';
-import { backToBack } from '../../../sim/wire.js';
+import { relay, TestWire } from '../../sandbox/net/wire.js';
 import { startTapLinkback } from '../../../linkback/tap/sandbox-link.js';
 import type { Linkback } from '../../../linkback/registry.js';
 import { NetnsLab, requireProgram, rootTestsBlocked } from '../tap/netns.js';
@@ -41,15 +41,21 @@ rootTest('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping
   requireProgram('ping', 'iputils-ping');
   const tag = (process.pid % 100000).toString(36);
   const names = [`h11sb${tag}a`, `h11sb${tag}b`];
-  const a = new Supervisor(nicPolicy('tapsb-a', { mac: '52:54:00:78:00:01', interrupts: 'msix', extra: `linkback: { tap: { interface: ${names[0]} } }` }));
-  const b = new Supervisor(nicPolicy('tapsb-b', { mac: '52:54:00:78:00:02', interrupts: 'polling', extra: `linkback: { tap: { interface: ${names[1]} } }` }));
+  const wires = [await TestWire.open(), await TestWire.open()];
+  relay(wires[0]!, wires[1]!);
+  const a = new Supervisor(
+    nicPolicy('tapsb-a', { mac: '52:54:00:78:00:01', interrupts: 'msix', extra: `linkback: { tap: { interface: ${names[0]} } }` }),
+    wires[0]!.options(),
+  );
+  const b = new Supervisor(
+    nicPolicy('tapsb-b', { mac: '52:54:00:78:00:02', interrupts: 'polling', extra: `linkback: { tap: { interface: ${names[1]} } }` }),
+    wires[1]!.options(),
+  );
   const links: Linkback[] = [];
   let lab: NetnsLab | undefined;
   try {
     await Promise.all([a.start(), b.start()]);
-    a.sim!.peer!.unplug();
-    b.sim!.peer!.unplug();
-    backToBack(a.sim!.nic!, b.sim!.nic!);
+    await until('both device processes on the wire', () => wires.every((w) => w.connected), 5000);
     const log = (line: string): void => {
       if (/warn|error/.test(line)) console.log(`    ${line}`);
     };
@@ -96,6 +102,7 @@ rootTest('two sandboxed NICs on one wire, TAPs in two namespaces: ping, and ping
   } finally {
     for (const l of links) await l.close().catch(() => undefined);
     await Promise.all([a.stop(), b.stop()]);
+    for (const w of wires) w.close();
     const left = lab?.cleanup() ?? [];
     assert.equal(left, [], 'namespaces removed');
   }

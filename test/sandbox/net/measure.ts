@@ -3,7 +3,8 @@
  * dist/test/sandbox/net/measure.js [seconds]`): the same NicPort loop as the TAP bridge's, against
  * (a) the SandboxNicPort of a container (driver in its own process, registers through the mailbox,
  * one copy per frame in the container) and (b) the same driver in-process (E1000ePort on a
- * SimPlatform), both polling and both on the simulated 82574L in this process.
+ * SimPlatform), both polling; the sandboxed NIC's model runs in its device process, its cable to a
+ * socket of this process (wire.ts), the in-process one's model in this process.
  * - TX: the loop keeps the port fed, 32 frames a turn; counted where the model puts them on the wire.
  * - RX: the wire offers a burst of 32 frames whenever the port has drained the last; counted out of rx().
  *
@@ -37,15 +38,58 @@ import { E1000ePort } from '../../../linkback/in-process/e1000e.js';
 import { PacketBatch } from '../../../drivers/contract/packet-batch.js';
 import type { WirePort } from '../../../sim/wire.js';
 import { nicPolicy } from './helpers.js';
+import { TestWire } from './wire.js';
+import { until } from '../helpers.js';
+
+/** Where frames are counted and offered: a model in this process, or a device process's cable. */
+interface MeasureWire {
+  /** Frames put on the wire so far. */
+  sent(): number;
+  /** Offer `n` frames to the NIC's RX side; returns how many are on their way. */
+  offer(frame: Uint8Array, len: number, n: number): number;
+  close(): void;
+}
+
+function modelWire(model: WirePort): MeasureWire {
+  let onWire = 0;
+  model.attachWire(() => {
+    onWire++;
+  });
+  return {
+    sent: () => onWire,
+    offer(frame, len, n) {
+      let k = 0;
+      model.burst?.(true);
+      for (let i = 0; i < n; i++) if (model.receive(frame, len)) k++;
+      model.burst?.(false);
+      return k;
+    },
+    close: () => model.attachWire(null),
+  };
+}
+
+function socketWire(w: TestWire): MeasureWire {
+  let onWire = 0;
+  w.keep = false;
+  w.onFrame = () => {
+    onWire++;
+  };
+  return {
+    sent: () => onWire,
+    offer(frame, len, n) {
+      for (let i = 0; i < n; i++) w.send(frame.subarray(0, len));
+      return n;
+    },
+    close: () => {
+      w.onFrame = undefined;
+    },
+  };
+}
 
 const seconds = Number(process.argv[2] ?? 3);
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-async function txRate(port: NicPort, wire: WirePort, len: number): Promise<number> {
-  let onWire = 0;
-  wire.attachWire(() => {
-    onWire++;
-  });
+async function txRate(port: NicPort, wire: MeasureWire, len: number): Promise<number> {
   const frame = new Uint8Array(len);
   frame.set([2, 0, 0, 0, 0, 1], 0);
   frame.set(port.mac, 6);
@@ -54,7 +98,7 @@ async function txRate(port: NicPort, wire: WirePort, len: number): Promise<numbe
   const b = new PacketBatch(32);
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
-  const start = onWire;
+  const start = wire.sent();
   while (performance.now() < end) {
     while (b.count < 32) {
       const s = port.txAlloc();
@@ -66,14 +110,12 @@ async function txRate(port: NicPort, wire: WirePort, len: number): Promise<numbe
     if (port.rx(new PacketBatch(1)) < 0) break; // reaps TX completions on the sandbox port
     await turn();
   }
-  const rate = (onWire - start) / ((performance.now() - t0) / 1000);
+  const rate = (wire.sent() - start) / ((performance.now() - t0) / 1000);
   for (let i = 0; i < b.count; i++) port.txFree(b.buf[i]!);
-  wire.attachWire(null);
   return rate;
 }
 
-async function rxRate(port: NicPort, wire: WirePort, len: number): Promise<number> {
-  wire.attachWire(() => undefined);
+async function rxRate(port: NicPort, wire: MeasureWire, len: number): Promise<number> {
   const frame = new Uint8Array(len);
   frame.set(port.mac, 0);
   frame.set([2, 0, 0, 0, 0, 1], 6);
@@ -85,11 +127,7 @@ async function rxRate(port: NicPort, wire: WirePort, len: number): Promise<numbe
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
   while (performance.now() < end) {
-    if (outstanding === 0) {
-      wire.burst?.(true);
-      for (let i = 0; i < 32; i++) if (wire.receive(frame, len)) outstanding++;
-      wire.burst?.(false);
-    }
+    if (outstanding === 0) outstanding += wire.offer(frame, len, 32);
     await port.waitRx(5);
     b.clear();
     const k = port.rx(b);
@@ -100,18 +138,20 @@ async function rxRate(port: NicPort, wire: WirePort, len: number): Promise<numbe
     // microtasks only, and a loop of those would starve this process's I/O (the container's heartbeats)
     await turn();
   }
-  wire.attachWire(null);
   return got / ((performance.now() - t0) / 1000);
 }
 
 async function main(): Promise<void> {
   console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model}), node ${process.version}; ${seconds} s per figure`);
-  const s = new Supervisor(nicPolicy('measure-net'));
+  const tw = await TestWire.open();
+  const s = new Supervisor(nicPolicy('measure-net'), tw.options());
   s.on('event', (e: { kind: string; text: string }) => {
     if (e.kind !== 'log' && e.kind !== 'spawn' && e.kind !== 'ready') console.log(`  sandbox event ${e.kind}: ${e.text}`);
   });
   await s.start();
-  s.sim!.peer!.unplug();
+  await until('the device process on the wire', () => tw.connected, 5000);
+  const sandboxWire = socketWire(tw);
+  const inprocWire = (): MeasureWire => modelWire(model);
   const machine = new SimMachine();
   const model = new E1000eModel();
   machine.attach(model, { address: '0000:00:02.0' });
@@ -120,10 +160,10 @@ async function main(): Promise<void> {
   const inproc = new E1000ePort(nic);
   try {
     for (const len of [60, 1514]) {
-      const sbTx = await txRate(s.nic!, s.sim!.nic!, len);
-      const ipTx = await txRate(inproc, model, len);
-      const sbRx = await rxRate(s.nic!, s.sim!.nic!, len);
-      const ipRx = await rxRate(inproc, model, len);
+      const sbTx = await txRate(s.nic!, sandboxWire, len);
+      const ipTx = await txRate(inproc, inprocWire(), len);
+      const sbRx = await rxRate(s.nic!, sandboxWire, len);
+      const ipRx = await rxRate(inproc, inprocWire(), len);
       console.log(
         `${len} B frames: TX sandboxed ${Math.round(sbTx)}/s, in-process ${Math.round(ipTx)}/s (${(sbTx / ipTx).toFixed(2)}x); RX sandboxed ${Math.round(sbRx)}/s, in-process ${Math.round(ipRx)}/s (${(sbRx / ipRx).toFixed(2)}x)`,
       );
@@ -134,6 +174,8 @@ async function main(): Promise<void> {
   } finally {
     await nic.close();
     await s.stop();
+    sandboxWire.close();
+    tw.close();
   }
 }
 

@@ -1,19 +1,20 @@
 /**
- * The manager's end of the register mailbox (sandbox/abi/mailbox.ts). It wakes on the container's
+ * The device process's end of the register mailbox (sandbox/abi/mailbox.ts): the container's MMIO
+ * reaches the simulated device here, never through the manager. It wakes on the container's
  * eventfd, applies the request ring's entries in order to the simulated function and answers
  * reads. Everything in the ring is hostile: an unknown op, a bad space, width or offset is
  * answered with a status (never thrown), and a ring index no correct container could write is a
  * violation (the supervisor kills the container). The ring is consumed as sandbox/abi/ring.ts
- * says, at most one ring's worth per wake-up, so a flooding container cannot starve the manager's
- * event loop; the rest waits for the next turn.
+ * says, at most one ring's worth per wake-up, so a flooding container cannot starve the device
+ * process's event loop; the rest waits for the next turn.
  */
 import type { PollHandle, Sys } from 'linux-sys';
 import type { Shared } from '../abi/shm.js';
 import { RingConsumer, type RingSink } from '../abi/ring.js';
-import type { Pollable } from './hybrid-poll.js';
+import type { Pollable } from '../abi/hybrid-poll.js';
 import { IRQ_KIND_CODE, MAILBOX_RING, MailboxOp, MailboxStatus, RING_ENTRIES, SPACE_CONFIG, W } from '../abi/mailbox.js';
 
-/** What the mailbox drives: the simulated PCI function as the manager holds it. */
+/** What the mailbox drives: the simulated PCI function as the device process holds it. */
 export interface MailboxTarget {
   barSize(index: number): number;
   barRead32(index: number, offset: number): number;
@@ -57,10 +58,12 @@ export class HostMailbox implements Pollable {
     this.req.bind(shm.u32, Atomics.load(this.u32, W.REQ_HEAD));
   }
 
-  start(): void {
+  /** Serve kicks; `onKick` after each (the device process starts its hybrid poller there). */
+  start(onKick?: () => void): void {
     this.poller = this.sys.poll(this.kickFd, () => {
       this.sys.eventfdRead(this.kickFd);
       this.drain();
+      onKick?.();
     });
   }
 
@@ -93,13 +96,13 @@ export class HostMailbox implements Pollable {
     return true;
   }
 
-  /** Pollable: apply what the container posted (the manager's hybrid poller, every turn). */
+  /** Pollable: apply what the container posted (the device process's hybrid poller, every turn). */
   poll(): number {
     return this.drain();
   }
 
   /**
-   * The manager polls the ring every turn (sandbox/manager/hybrid-poll.ts): while `on`, HOST_POLLED tells
+   * The device process polls the ring every turn (sandbox/abi/hybrid-poll.ts): while `on`, HOST_POLLED tells
    * the container to leave its kicks out.
    */
   setPolled(on: boolean): void {

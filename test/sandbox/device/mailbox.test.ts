@@ -7,9 +7,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultSys, EFD_CLOEXEC, EFD_NONBLOCK } from 'linux-sys';
-import { HostMailbox, type MailboxTarget } from '../../sandbox/manager/mailbox.js';
-import { MAILBOX_BYTES, MailboxOp, MailboxStatus, RING_OFFSET, SPACE_CONFIG, W, initMailbox, word0 } from '../../sandbox/abi/mailbox.js';
-import { createShared } from '../../sandbox/abi/shm.js';
+import { HostMailbox, type MailboxTarget } from '../../../sandbox/device/mailbox.js';
+import { MAILBOX_BYTES, MailboxOp, MailboxStatus, RING_OFFSET, SPACE_CONFIG, W, initMailbox, word0 } from '../../../sandbox/abi/mailbox.js';
+import { createShared } from '../../../sandbox/abi/shm.js';
 
 const sys = defaultSys();
 
