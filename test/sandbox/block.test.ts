@@ -154,6 +154,35 @@ test('a ring the client cannot trust: forged tags and an impossible index are vi
   p.close();
 });
 
+test('quiesce while polling: SQ_POLLED is cleared at once and the ring is not touched afterwards (it may be unmapped by then)', async () => {
+  const a = areas();
+  const client = new SandboxBlockClient(G, a);
+  const shm = createShared(sys, 'block-quiesce', ringBytes(client.geometry));
+  client.initRing(shm);
+  const req = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+    cpl = sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const dev = new MemDevice(a, G.slotBytes);
+  const server = new BlockServer(sys, shm, req, cpl, { pollWhileBusy: true });
+  try {
+    server.start(dev);
+    client.attach({ sys, shm, requestFd: req, completionFd: cpl });
+    dev.hold = true;
+    void client.read(0, 1).catch(() => undefined); // held by the device: in flight throughout
+    await until('the server to poll', () => Atomics.load(shm.u32, B.SQ_POLLED) === 1, 2000);
+    void server.quiesce();
+    assert.is(Atomics.load(shm.u32, B.SQ_POLLED), 0, 'back to kicks at quiesce');
+    // A sentinel: any write the server makes to the ring from now on would change it.
+    Atomics.store(shm.u32, B.SQ_POLLED, 7);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.is(Atomics.load(shm.u32, B.SQ_POLLED), 7, 'no poll turn touched the ring after quiesce');
+    client.detach();
+  } finally {
+    shm.close();
+    sys.close(req);
+    sys.close(cpl);
+  }
+});
+
 test('a full completion ring is taken REAP_PER_TURN entries a turn, the rest on later turns', async () => {
   const g = { entries: 1024, slotBytes: 4096 };
   const a = { read: new Uint8Array(dataAreaBytes(g)), write: new Uint8Array(dataAreaBytes(g)) };

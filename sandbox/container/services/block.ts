@@ -99,6 +99,9 @@ export class BlockServer {
   quiesce(): Promise<void> {
     this.stopped = true;
     this.poller?.close();
+    // Back to kicks now, while the ring is surely mapped: a poll turn still queued must not touch
+    // it (the ring may be unmapped by the time it runs).
+    if (this.polling) this.sq.setPolled(false);
     if (this.inflight === 0) return Promise.resolve();
     return new Promise((r) => this.quiesceWaiters.push(r));
   }
@@ -128,7 +131,11 @@ export class BlockServer {
 
   /** One look at SQ_TAIL while polling; when nothing is in flight, back to kicks (ring.ts, "Polling"). */
   private pollTurn(): void {
-    if (!this.stopped) this.take();
+    if (this.stopped) {
+      this.polling = false; // quiesce cleared SQ_POLLED
+      return;
+    }
+    this.take();
     if (this.inflight > 0 && !this.stopped) {
       setImmediate(this.pollTurnBound);
       return;
