@@ -46,7 +46,7 @@ export function endSetup(manager: ManagerType, io: Io, linkbacks: readonly Linkb
     const r = manager.endSetup(sockets);
     if (r)
       io.out(
-        `privileges: the manager is uid ${r.uid} gid ${r.gid} with no capability on any of its ${r.threads} threads (no_new_privs on all); the spawner (pid ${manager.spawner?.pid}) starts and kills containers\n`,
+        `privileges: the manager is uid ${r.uid} gid ${r.gid} with no capability on any of its ${r.threads} threads (no_new_privs on all); the spawner (pid ${manager.spawner?.pid}) starts and kills containers and device processes\n`,
       );
   } catch (e) {
     io.err(`privileges: NOT DROPPED, the manager may still be root: ${(e as Error).message}\n`);
