@@ -1,6 +1,7 @@
 /**
  * One NBD client connection: a streaming parser over reusable buffers for the handshake and the
- * transmission phase, pipelined requests served out of order, and simple replies.
+ * transmission phase, pipelined requests served out of order, and simple or structured replies
+ * (reads split around known zeroes, block status, error chunks).
  *
  * Input arrives in chunks of any size. The parser has one target at a time (`want` bytes into `dst`
  * at `dstPos`, or discarded when `dst` is null) and a state saying what the target is. Headers and
