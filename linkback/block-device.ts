@@ -91,6 +91,58 @@ export interface BlockCapabilities {
    * or none (NBD: NBD_FLAG_CAN_MULTI_CONN).
    */
   readonly multiConn: boolean;
+  /**
+   * A trimmed range reads back as zeroes until written again (a memory disk that frees or zeroes
+   * what is trimmed). Absent or false: a trimmed range reads as zeroes or as the old data, and is
+   * only known to be a hole.
+   */
+  readonly trimReadsZeroes?: boolean;
+}
+
+// Status flags of an extent (the same bits as NBD's `base:allocation` context).
+/** Not allocated: a write there may need new space (a thin device may fail it with ENOSPC). */
+export const EXTENT_HOLE = 1;
+/** Reads as all zeroes. */
+export const EXTENT_ZERO = 2;
+
+/**
+ * A list of consecutive extents, filled by `describe`-style calls: `count` entries of `lengths[i]`
+ * bytes with `flags[i]` (EXTENT_HOLE | EXTENT_ZERO, or 0 for data / not known), starting at the
+ * offset asked about. Preallocated with a fixed capacity so that describing a range allocates
+ * nothing; a filler stops at `max` extents (the rest of the range is then simply not described).
+ */
+export class ExtentList {
+  count = 0;
+  readonly max: number;
+  readonly lengths: Float64Array;
+  readonly flags: Uint8Array;
+
+  constructor(max: number) {
+    this.max = max;
+    this.lengths = new Float64Array(max);
+    this.flags = new Uint8Array(max);
+  }
+
+  /** Bytes the extents cover. */
+  covered(): number {
+    let n = 0;
+    for (let i = 0; i < this.count; i++) n += this.lengths[i]!;
+    return n;
+  }
+
+  /** Append `length` bytes of `flags`, merged into the last extent when its flags are the same. False when full. */
+  push(length: number, flags: number): boolean {
+    const c = this.count;
+    if (c > 0 && this.flags[c - 1] === flags) {
+      this.lengths[c - 1]! += length;
+      return true;
+    }
+    if (c === this.max) return false;
+    this.lengths[c] = length;
+    this.flags[c] = flags;
+    this.count = c + 1;
+    return true;
+  }
 }
 
 export interface BlockDevice {
@@ -111,6 +163,14 @@ export interface BlockDevice {
   trim(offset: number, length: number, fua: boolean): Promise<void>;
   /** Zero the range. With `noHole`, keep it provisioned (a later write there cannot fail with ENOSPC). */
   writeZeroes(offset: number, length: number, fua: boolean, noHole: boolean): Promise<void>;
+  /**
+   * Optional: what the device itself knows of [offset, offset + length): fill `out` (reset to
+   * empty by the caller) with extents from `offset` on, marking ranges known to be holes or to
+   * read as zeroes, 0 elsewhere. It may describe less than the range (at least one extent when
+   * `length` > 0). Synchronous and cheap: a server calls it on every block status query and on
+   * reads. A device without it is described by what the server saw trimmed and zeroed.
+   */
+  blockStatus?(offset: number, length: number, out: ExtentList): void;
 }
 
 /**

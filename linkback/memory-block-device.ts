@@ -3,10 +3,21 @@
  * first write that touches them, so a 1 GiB export costs nothing until written. Unallocated chunks
  * read as zeroes; trim and write-zeroes release whole chunks. For tests and the demo.
  *
+ * It knows its holes: `blockStatus` reports chunks never written as holes that read as zeroes.
+ *
  * It has no cache, so flush and FUA are trivially honoured (they are still advertised, so clients
  * exercise those paths) and any number of connections may share it (multiConn).
  */
-import { BlockDeviceError, BlockGeometryError, validateBlockDevice, type BlockCapabilities, type BlockDevice } from './block-device.js';
+import {
+  BlockDeviceError,
+  BlockGeometryError,
+  EXTENT_HOLE,
+  EXTENT_ZERO,
+  validateBlockDevice,
+  type BlockCapabilities,
+  type BlockDevice,
+  type ExtentList,
+} from './block-device.js';
 
 export interface MemoryBlockDeviceOptions {
   /** Size in bytes, a multiple of blockSize. */
@@ -21,6 +32,8 @@ export interface MemoryBlockDeviceOptions {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+/** Chunks `blockStatus` looks at per call (4 GiB of 64 KiB chunks). */
+const MAX_STATUS_CHUNKS = 65536;
 
 /** What `walk` does to each piece of a range. */
 const READ = 0,
@@ -33,7 +46,7 @@ export class MemoryBlockDevice implements BlockDevice {
   readonly size: number;
   readonly blockSize: number;
   readonly readOnly: boolean;
-  readonly capabilities: BlockCapabilities = Object.freeze({ flush: true, fua: true, trim: true, writeZeroes: true, multiConn: true });
+  readonly capabilities: BlockCapabilities = Object.freeze({ flush: true, fua: true, trim: true, writeZeroes: true, multiConn: true, trimReadsZeroes: true });
   readonly chunkSize: number;
   private readonly maxAllocated: number;
   private readonly chunks = new Map<number, Uint8Array>();
@@ -89,6 +102,24 @@ export class MemoryBlockDevice implements BlockDevice {
     if (bad) return bad;
     this.walk(noHole ? ZERO : RELEASE, offset, length, null);
     return RESOLVED;
+  }
+
+  /**
+   * Chunks never written (or released whole) are holes that read as zeroes; written chunks are
+   * data, even where they hold zeroes (the server's own map knows the ranges zeroed inside them).
+   * Walks at most MAX_STATUS_CHUNKS chunks per call, so a huge query costs a bounded amount and
+   * describes a prefix.
+   */
+  blockStatus(offset: number, length: number, out: ExtentList): void {
+    const cs = this.chunkSize;
+    const end = Math.min(offset + length, this.size);
+    let pos = offset;
+    for (let walked = 0; pos < end && walked < MAX_STATUS_CHUNKS; walked++) {
+      const index = Math.floor(pos / cs);
+      const to = Math.min((index + 1) * cs, end);
+      if (!out.push(to - pos, this.chunks.has(index) ? 0 : EXTENT_HOLE | EXTENT_ZERO)) return;
+      pos = to;
+    }
   }
 
   /**

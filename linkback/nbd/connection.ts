@@ -1,6 +1,7 @@
 /**
  * One NBD client connection: a streaming parser over reusable buffers for the handshake and the
- * transmission phase, pipelined requests served out of order, and simple replies.
+ * transmission phase, pipelined requests served out of order, and simple or structured replies
+ * (reads split around known zeroes, block status, error chunks).
  *
  * Input arrives in chunks of any size. The parser has one target at a time (`want` bytes into `dst`
  * at `dstPos`, or discarded when `dst` is null) and a state saying what the target is. Headers and
@@ -15,10 +16,27 @@
  * payload beyond what a server must accept).
  */
 import type { Socket } from 'node:net';
-import { blockErrorKind, type BlockDevice, type BlockErrorKind } from '../block-device.js';
-import type { ExportDirectory, NbdExport } from './export.js';
-import { handleOption, optionTooBig, type HandshakeContext } from './handshake.js';
+import type { TrackedRange } from '../allocation-map.js';
+import { blockErrorKind, EXTENT_ZERO, ExtentList, type BlockDevice, type BlockErrorKind } from '../block-device.js';
+import { MAX_EXTENTS, type ExportDirectory, type NbdExport } from './export.js';
+import { handleOption, optionTooBig, transmissionFlags, type HandshakeContext } from './handshake.js';
+import { ALLOCATION_CONTEXT_ID } from './meta-context.js';
 import {
+  BLOCK_DESCRIPTOR_SIZE,
+  NBD_CMD_BLOCK_STATUS,
+  NBD_CMD_CACHE,
+  NBD_CMD_FLAG_DF,
+  NBD_CMD_FLAG_FAST_ZERO,
+  NBD_CMD_FLAG_REQ_ONE,
+  NBD_ENOTSUP,
+  NBD_FLAG_SEND_FAST_ZERO,
+  NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_BLOCK_STATUS,
+  NBD_REPLY_TYPE_OFFSET_DATA,
+  NBD_REPLY_TYPE_OFFSET_HOLE,
+  OFFSET_DATA_HEADER_SIZE,
+  OFFSET_HOLE_CHUNK_SIZE,
+  STRUCTURED_REPLY_SIZE,
   CLIENT_FLAGS_SIZE,
   HANDSHAKE_GREETING_SIZE,
   IHAVEOPT_HI,
@@ -57,7 +75,7 @@ import {
   commandName,
   errorName,
 } from './protocol.js';
-import { ReplyWriter, writeSimpleReplyHeader } from './reply-writer.js';
+import { ReplyWriter, writeChunkHeader, writeSimpleReplyHeader } from './reply-writer.js';
 
 /** What a connection needs from its server. */
 export interface ConnectionHost extends ExportDirectory {
@@ -127,9 +145,15 @@ const S_REQ_SKIP = 6;
 const S_DONE = 7; // no more input is read (DISC, ABORT, closed)
 
 const TWO32 = 0x100000000;
+const RESOLVED: Promise<void> = Promise.resolve();
+
+// What a slot's request is to the export's allocation tracker.
+const UNTRACKED = 0;
+const TRACKED_WRITE = 1;
+const TRACKED_ZERO = 2;
 
 /** One request from header to reply. Pooled; `onDone`/`onFail` are bound once. */
-class Slot {
+class Slot implements TrackedRange {
   type = 0;
   flags = 0;
   handleHi = 0;
@@ -144,6 +168,13 @@ class Slot {
   flushAfter = false;
   /** The device the request went to (the export's device may be replaced meanwhile). */
   device: BlockDevice | null = null;
+  /** Followed by the export's allocation tracker: UNTRACKED, TRACKED_WRITE or TRACKED_ZERO. */
+  tracked = UNTRACKED;
+  /** What a successful trim or write-zeroes leaves (EXTENT_HOLE | EXTENT_ZERO). */
+  zeroFlags = 0;
+  tainted = false;
+  prevTracked: TrackedRange | null = null;
+  nextTracked: TrackedRange | null = null;
   readonly onDone: () => void;
   readonly onFail: (err: unknown) => void;
   constructor(conn: NbdConnection) {
@@ -173,6 +204,14 @@ export class NbdConnection implements HandshakeContext {
   private optBuf: Buffer | null;
 
   noZeroes = false;
+  structured = false;
+  metaExport: NbdExport | null = null;
+  /** Transmission flags this client was told (the export's, plus SEND_DF with structured replies). */
+  private tflags = 0;
+  /** `base:allocation` was selected for the export in use: NBD_CMD_BLOCK_STATUS is served. */
+  private blockStatusOk = false;
+  /** Extents of one block status reply or sparse read (allocated once structured replies are in use). */
+  private extents: ExtentList | null = null;
   private fixedNewstyle = false;
   private options = 0;
   private option = 0;
@@ -395,6 +434,9 @@ export class NbdConnection implements HandshakeContext {
         this.handshakeTimer = null;
         this.exp = exp;
         this.optBuf = null;
+        this.tflags = transmissionFlags(exp, this.structured);
+        this.blockStatusOk = this.structured && this.metaExport === exp;
+        if (this.structured) this.extents = new ExtentList(MAX_EXTENTS);
         this.host.event({ type: 'transmission', conn: this.id, export: exp.name, via: this.option === NBD_OPT_EXPORT_NAME ? 'export-name' : 'go' });
         return this.expect(S_REQ_HEADER, REQUEST_SIZE, this.head);
       }
@@ -411,6 +453,7 @@ export class NbdConnection implements HandshakeContext {
     s.data = null;
     s.device = null;
     s.early = 0;
+    s.tracked = UNTRACKED;
     s.flushAfter = false;
     if (this.freeSlots.length < this.limits.maxInFlight) this.freeSlots.push(s);
   }
@@ -434,17 +477,19 @@ export class NbdConnection implements HandshakeContext {
     s.offset = offset;
     s.length = length;
     const st = exp.stats;
-    const fuaOk = (exp.flags & NBD_FLAG_SEND_FUA) !== 0 ? NBD_CMD_FLAG_FUA : 0;
+    const fuaOk = (this.tflags & NBD_FLAG_SEND_FUA) !== 0 ? NBD_CMD_FLAG_FUA : 0;
     const inRange = offset + length <= exp.size;
     const aligned = offset % exp.minBlockSize === 0 && length % exp.minBlockSize === 0;
     switch (type) {
       case NBD_CMD_READ: {
         st.reads++;
-        const err = (flags & ~fuaOk) !== 0 || length > exp.maxPayload || !inRange || !aligned ? NBD_EINVAL : 0;
+        const dfOk = this.structured ? NBD_CMD_FLAG_DF : 0;
+        const err = (flags & ~(fuaOk | dfOk)) !== 0 || length > exp.maxPayload || !inRange || !aligned ? NBD_EINVAL : 0;
         if (err) return this.early(s, err);
-        const b = this.replies.replyBuffer(length);
+        const header = this.structured ? OFFSET_DATA_HEADER_SIZE : SIMPLE_REPLY_SIZE;
+        const b = this.replies.replyBuffer(length, header);
         s.data = b;
-        this.submit(s, exp.device.read(offset, b.subarray(SIMPLE_REPLY_SIZE)));
+        this.submit(s, exp.device.read(offset, b.subarray(header)));
         return this.next();
       }
       case NBD_CMD_WRITE: {
@@ -495,14 +540,18 @@ export class NbdConnection implements HandshakeContext {
         if (err) return this.early(s, err);
         const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
         s.flushAfter = fua && exp.fuaViaFlush;
+        this.trackZero(s, exp.trimFlags);
         this.submit(s, exp.device.trim(offset, length, fua && !exp.fuaViaFlush));
         return this.next();
       }
       case NBD_CMD_WRITE_ZEROES: {
         st.writeZeroes++;
+        // §NBD_CMD_WRITE_ZEROES, fast zero: the device zeroes without a data transfer (that is
+        // when the export advertises it), so the request proceeds as it would without the flag.
+        const fastZeroOk = (exp.flags & NBD_FLAG_SEND_FAST_ZERO) !== 0 ? NBD_CMD_FLAG_FAST_ZERO : 0;
         const err = exp.readOnly
           ? NBD_EPERM
-          : (exp.flags & NBD_FLAG_SEND_WRITE_ZEROES) === 0 || (flags & ~(fuaOk | NBD_CMD_FLAG_NO_HOLE)) !== 0 || !aligned
+          : (exp.flags & NBD_FLAG_SEND_WRITE_ZEROES) === 0 || (flags & ~(fuaOk | NBD_CMD_FLAG_NO_HOLE | fastZeroOk)) !== 0 || !aligned
             ? NBD_EINVAL
             : !inRange
               ? NBD_ENOSPC
@@ -510,11 +559,29 @@ export class NbdConnection implements HandshakeContext {
         if (err) return this.early(s, err);
         const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
         s.flushAfter = fua && exp.fuaViaFlush;
-        this.submit(s, exp.device.writeZeroes(offset, length, fua && !exp.fuaViaFlush, (flags & NBD_CMD_FLAG_NO_HOLE) !== 0));
+        const noHole = (flags & NBD_CMD_FLAG_NO_HOLE) !== 0;
+        this.trackZero(s, noHole ? EXTENT_ZERO : exp.trimFlags | EXTENT_ZERO);
+        this.submit(s, exp.device.writeZeroes(offset, length, fua && !exp.fuaViaFlush, noHole));
+        return this.next();
+      }
+      case NBD_CMD_CACHE: {
+        // §NBD_CMD_CACHE: a hint. The devices here have nothing to prefetch into, so a valid request
+        // succeeds at once; flags other than FUA are refused since the command is advertised.
+        st.caches++;
+        return this.early(s, (flags & ~fuaOk) !== 0 || !inRange || !aligned ? NBD_EINVAL : 0);
+      }
+      case NBD_CMD_BLOCK_STATUS: {
+        st.blockStatus++;
+        // §NBD_CMD_BLOCK_STATUS: only after a metadata context was selected for this export; a
+        // length of 0 is refused (the client SHOULD NOT send it; EINVAL keeps the connection).
+        const err = !this.blockStatusOk || (flags & ~(fuaOk | NBD_CMD_FLAG_REQ_ONE)) !== 0 || length === 0 || !inRange || !aligned ? NBD_EINVAL : 0;
+        if (err) return this.early(s, err);
+        s.data = this.blockStatusReply(s);
+        this.submit(s, RESOLVED);
         return this.next();
       }
       default:
-        // §Error values: an unknown command SHOULD get EINVAL (CACHE and BLOCK_STATUS are not offered).
+        // §Error values: an unknown command SHOULD get EINVAL.
         st.otherRequests++;
         return this.early(s, NBD_EINVAL);
     }
@@ -537,8 +604,112 @@ export class NbdConnection implements HandshakeContext {
     const exp = this.exp!;
     const fua = (s.flags & NBD_CMD_FLAG_FUA) !== 0;
     s.flushAfter = fua && exp.fuaViaFlush;
+    s.tracked = TRACKED_WRITE;
+    exp.allocation.writeStarted(s);
     this.submit(s, exp.device.write(s.offset, s.data!, fua && !exp.fuaViaFlush));
     this.next();
+  }
+
+  /** A trim or write-zeroes is about to reach the device; on success its range will have `flags`. */
+  private trackZero(s: Slot, flags: number): void {
+    s.tracked = TRACKED_ZERO;
+    s.zeroFlags = flags;
+    this.exp!.allocation.zeroStarted(s);
+  }
+
+  /** The device is done with a tracked request (first completion: a flush may still follow). */
+  private untrack(s: Slot, ok: boolean): void {
+    if (s.tracked === TRACKED_WRITE) this.exp!.allocation.writeEnded(s);
+    else if (s.tracked === TRACKED_ZERO) this.exp!.allocation.zeroEnded(s, ok, s.zeroFlags);
+    s.tracked = UNTRACKED;
+  }
+
+  /**
+   * The whole NBD_REPLY_TYPE_BLOCK_STATUS reply for a checked request: one chunk for the one
+   * context, at most MAX_EXTENTS descriptors (one with REQ_ONE), never past the request's end.
+   */
+  private blockStatusReply(s: Slot): Buffer {
+    const ext = this.extents!;
+    this.exp!.describe(s.offset, s.length, ext);
+    let n = ext.count;
+    if (n === 0) {
+      // Nothing known: the whole range as data (status 0 is always a correct answer).
+      ext.lengths[0] = s.length;
+      ext.flags[0] = 0;
+      n = 1;
+    }
+    if ((s.flags & NBD_CMD_FLAG_REQ_ONE) !== 0) n = 1;
+    const payload = 4 + n * BLOCK_DESCRIPTOR_SIZE;
+    const b = this.replies.replyBuffer(payload, STRUCTURED_REPLY_SIZE);
+    writeChunkHeader(b, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, s.handleHi, s.handleLo, payload);
+    b.writeUInt32BE(ALLOCATION_CONTEXT_ID, STRUCTURED_REPLY_SIZE);
+    let at = STRUCTURED_REPLY_SIZE + 4;
+    for (let i = 0; i < n; i++, at += BLOCK_DESCRIPTOR_SIZE) {
+      b.writeUInt32BE(ext.lengths[i]!, at);
+      b.writeUInt32BE(ext.flags[i]!, at + 4);
+    }
+    return b;
+  }
+
+  /**
+   * A structured read reply once the data is in `s.data` (28 bytes of chunk header room in front).
+   * Where the export knows ranges that read as zeroes and the client did not ask for one chunk
+   * (NBD_CMD_FLAG_DF), they go as NBD_REPLY_TYPE_OFFSET_HOLE chunks and the data around them as
+   * NBD_REPLY_TYPE_OFFSET_DATA chunks; otherwise one OFFSET_DATA chunk, in place, with DONE.
+   */
+  private structuredRead(s: Slot): void {
+    const data = s.data!;
+    if (s.length === 0) return this.replies.structuredDone(s.handleHi, s.handleLo);
+    const ext = this.extents!;
+    let holes = false;
+    if ((s.flags & NBD_CMD_FLAG_DF) === 0) {
+      this.exp!.describe(s.offset, s.length, ext);
+      for (let i = 0; i < ext.count && !holes; i++) holes = (ext.flags[i]! & EXTENT_ZERO) !== 0;
+    }
+    if (!holes) {
+      writeChunkHeader(data, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, s.handleHi, s.handleLo, 8 + s.length);
+      writeU64(data, STRUCTURED_REPLY_SIZE, s.offset);
+      this.replies.data(data);
+      return;
+    }
+    // Runs of zeroes and of anything else (extents past what was described are data).
+    let runs = 0;
+    let prevZero = -1;
+    for (let i = 0; i < ext.count; i++) {
+      const z = ext.flags[i]! & EXTENT_ZERO;
+      if (z !== prevZero) runs++;
+      prevZero = z;
+    }
+    const covered = ext.covered();
+    if (covered < s.length && prevZero !== 0) runs++;
+    const heads = Buffer.allocUnsafe(runs * OFFSET_HOLE_CHUNK_SIZE);
+    let run = 0;
+    let pos = 0; // bytes of the request sent so far
+    let i = 0;
+    while (pos < s.length) {
+      let zero = false;
+      let len = s.length - pos;
+      if (i < ext.count) {
+        zero = (ext.flags[i]! & EXTENT_ZERO) !== 0;
+        len = 0;
+        while (i < ext.count && ((ext.flags[i]! & EXTENT_ZERO) !== 0) === zero) len += ext.lengths[i++]!;
+        if (!zero && i === ext.count) len = s.length - pos; // data up to the end
+      }
+      const flags = ++run === runs ? NBD_REPLY_FLAG_DONE : 0;
+      const at = (run - 1) * OFFSET_HOLE_CHUNK_SIZE;
+      if (zero) {
+        writeChunkHeader(heads, at, flags, NBD_REPLY_TYPE_OFFSET_HOLE, s.handleHi, s.handleLo, 12);
+        writeU64(heads, at + STRUCTURED_REPLY_SIZE, s.offset + pos);
+        heads.writeUInt32BE(len, at + STRUCTURED_REPLY_SIZE + 8);
+        this.replies.raw(heads.subarray(at, at + OFFSET_HOLE_CHUNK_SIZE));
+      } else {
+        writeChunkHeader(heads, at, flags, NBD_REPLY_TYPE_OFFSET_DATA, s.handleHi, s.handleLo, 8 + len);
+        writeU64(heads, at + STRUCTURED_REPLY_SIZE, s.offset + pos);
+        this.replies.raw(heads.subarray(at, at + OFFSET_DATA_HEADER_SIZE));
+        this.replies.raw(data.subarray(OFFSET_DATA_HEADER_SIZE + pos, OFFSET_DATA_HEADER_SIZE + pos + len));
+      }
+      pos += len;
+    }
   }
 
   private skipDone(): void {
@@ -556,6 +727,7 @@ export class NbdConnection implements HandshakeContext {
 
   /** The device finished a request. */
   completed(s: Slot): void {
+    if (s.tracked !== UNTRACKED) this.untrack(s, true);
     if (s.flushAfter) {
       s.flushAfter = false;
       s.device!.flush().then(s.onDone, s.onFail);
@@ -570,6 +742,7 @@ export class NbdConnection implements HandshakeContext {
   /** The device failed a request. */
   failed(s: Slot, err: unknown): void {
     const exp = this.exp!;
+    if (s.tracked !== UNTRACKED) this.untrack(s, false);
     const kind = blockErrorKind(err);
     exp.stats.deviceErrors++;
     this.host.event({
@@ -582,7 +755,9 @@ export class NbdConnection implements HandshakeContext {
       kind,
       error: err,
     });
-    this.reply(s, nbdError(kind));
+    // §NBD_CMD_FLAG_FAST_ZERO: a device that cannot zero fast says ENOTSUP, and the client is told so.
+    const fastZero = s.type === NBD_CMD_WRITE_ZEROES && (s.flags & NBD_CMD_FLAG_FAST_ZERO) !== 0;
+    this.reply(s, fastZero && kind === 'ENOTSUP' ? NBD_ENOTSUP : nbdError(kind));
   }
 
   /** Send the reply for a slot, release it, and let input flow again if it was held back. */
@@ -595,12 +770,22 @@ export class NbdConnection implements HandshakeContext {
       errs[name] = (errs[name] ?? 0) + 1;
     }
     if (!this.dead) {
-      if (err === 0 && s.type === NBD_CMD_READ) {
-        writeSimpleReplyHeader(s.data!, 0, s.handleHi, s.handleLo);
+      if (err !== 0) {
+        // §Structured reply chunk message: with structured replies a read's error MUST be a chunk,
+        // and errors of every command go as chunks (the server SHOULD prefer them). A simple error
+        // reply to a read carries no data.
+        if (this.structured) this.replies.structuredError(err, s.handleHi, s.handleLo);
+        else this.replies.simple(err, s.handleHi, s.handleLo);
+      } else if (s.type === NBD_CMD_READ) {
+        if (this.structured) this.structuredRead(s);
+        else {
+          writeSimpleReplyHeader(s.data!, 0, s.handleHi, s.handleLo);
+          this.replies.data(s.data!);
+        }
+      } else if (s.type === NBD_CMD_BLOCK_STATUS) {
         this.replies.data(s.data!);
       } else {
-        // §Simple reply message: an error reply to a read carries no data.
-        this.replies.simple(err, s.handleHi, s.handleLo);
+        this.replies.simple(0, s.handleHi, s.handleLo);
       }
     }
     this.release(s);
@@ -642,4 +827,10 @@ export class NbdConnection implements HandshakeContext {
     this.host.event({ type: 'close', conn: this.id, ...(this.exp ? { export: this.exp.name } : {}), reason: this.closeReason });
     this.host.closed(this);
   }
+}
+
+function writeU64(b: Buffer, at: number, v: number): void {
+  const hi = Math.floor(v / TWO32);
+  b.writeUInt32BE(hi, at);
+  b.writeUInt32BE(v - hi * TWO32, at + 4);
 }

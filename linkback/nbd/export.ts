@@ -3,9 +3,12 @@
  * server advertises for it, and its counters.
  */
 import { NbdError } from './errors.js';
-import { validateBlockDevice, type BlockDevice } from '../block-device.js';
+import { AllocationMap, AllocationTracker } from '../allocation-map.js';
+import { EXTENT_HOLE, EXTENT_ZERO, ExtentList, validateBlockDevice, type BlockDevice } from '../block-device.js';
 import {
   NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_SEND_CACHE,
+  NBD_FLAG_SEND_FAST_ZERO,
   NBD_FLAG_HAS_FLAGS,
   NBD_FLAG_READ_ONLY,
   NBD_FLAG_SEND_FLUSH,
@@ -28,7 +31,15 @@ export interface NbdExportOptions {
   maxPayload?: number;
   /** Preferred block size advertised (default: the larger of 4096 and the device block size). */
   preferredBlockSize?: number;
+  /**
+   * Ranges the export remembers as trimmed or zeroed, for block status and sparse reads (default
+   * 4096, about 100 KiB; at most 2^20). When full, the smallest are forgotten (reported as data).
+   */
+  allocationMapRanges?: number;
 }
+
+/** Extents one block status reply or one sparse read describes at most. */
+export const MAX_EXTENTS = 1024;
 
 /** Where a connection finds the server's exports. */
 export interface ExportDirectory {
@@ -47,6 +58,8 @@ export interface NbdExportStats {
   flushes: number;
   trims: number;
   writeZeroes: number;
+  caches: number;
+  blockStatus: number;
   /** Requests of a type the server does not serve (answered EINVAL). */
   otherRequests: number;
   bytesRead: number;
@@ -68,6 +81,8 @@ export function emptyExportStats(): NbdExportStats {
     flushes: 0,
     trims: 0,
     writeZeroes: 0,
+    caches: 0,
+    blockStatus: 0,
     otherRequests: 0,
     bytesRead: 0,
     bytesWritten: 0,
@@ -96,6 +111,13 @@ export class NbdExport {
   /** FUA is advertised but the device has none: the server follows each FUA write with a flush. */
   readonly fuaViaFlush: boolean;
   readonly stats: NbdExportStats = emptyExportStats();
+  /** What was trimmed and zeroed through this export (every write to the device goes through it). */
+  readonly allocation: AllocationTracker;
+  /** Flags a successful trim leaves: a hole, and zeroes when the device says trimmed ranges read so. */
+  readonly trimFlags: number;
+  // Scratch lists for describe(): it is synchronous, so one set per export serves every connection.
+  private readonly fromDevice = new ExtentList(MAX_EXTENTS);
+  private readonly fromMap = new ExtentList(MAX_EXTENTS);
 
   constructor(options: NbdExportOptions) {
     const { name, device } = options;
@@ -135,13 +157,23 @@ export class NbdExport {
         { fix: 'leave maxPayload unset (32 MiB)' },
       );
     }
+    const r = options.allocationMapRanges ?? 4096;
+    if (!Number.isInteger(r) || r < 1 || r > 1 << 20) {
+      throw new NbdError('ERR_NBD_EXPORT', `NBD export ${JSON.stringify(name)}: allocationMapRanges ${r} must be an integer from 1 to 1048576`, {
+        fix: 'leave allocationMapRanges unset (4096)',
+      });
+    }
+    this.allocation = new AllocationTracker(new AllocationMap(r));
     const caps = device.capabilities;
-    let flags = NBD_FLAG_HAS_FLAGS;
+    this.trimFlags = caps.trimReadsZeroes === true ? EXTENT_HOLE | EXTENT_ZERO : EXTENT_HOLE;
+    let flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_CACHE;
     if (this.readOnly) flags |= NBD_FLAG_READ_ONLY;
     if (caps.flush) flags |= NBD_FLAG_SEND_FLUSH;
     if (caps.fua || caps.flush) flags |= NBD_FLAG_SEND_FUA;
     if (caps.trim && !this.readOnly) flags |= NBD_FLAG_SEND_TRIM;
-    if (caps.writeZeroes && !this.readOnly) flags |= NBD_FLAG_SEND_WRITE_ZEROES;
+    // Fast zero: the device zeroes without a data transfer, so a zeroing request is never slower
+    // than the write it replaces.
+    if (caps.writeZeroes && !this.readOnly) flags |= NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
     if (caps.multiConn) flags |= NBD_FLAG_CAN_MULTI_CONN;
     this.flags = flags;
     this.fuaViaFlush = !caps.fua && caps.flush;
@@ -165,7 +197,8 @@ export class NbdExport {
       a.fua === b.fua &&
       a.trim === b.trim &&
       a.writeZeroes === b.writeZeroes &&
-      a.multiConn === b.multiConn;
+      a.multiConn === b.multiConn &&
+      (a.trimReadsZeroes === true) === (b.trimReadsZeroes === true);
     if (!same) {
       throw new NbdError(
         'ERR_NBD_EXPORT',
@@ -174,6 +207,41 @@ export class NbdExport {
       );
     }
     this.device = device;
+  }
+
+  /**
+   * Describe [offset, offset + length) into `out` (emptied first): what the device knows
+   * (`blockStatus`) and what this export saw trimmed and zeroed, together: a flag holds where
+   * either source says so (each is only ever true). May describe less than the range, never
+   * nothing when `length` > 0. Allocates nothing.
+   */
+  describe(offset: number, length: number, out: ExtentList): void {
+    out.count = 0;
+    const device = this.device;
+    if (length <= 0) return;
+    const m = this.fromMap;
+    m.count = 0;
+    this.allocation.map.describe(offset, length, m);
+    if (device.blockStatus === undefined) {
+      for (let i = 0; i < m.count; i++) if (!out.push(m.lengths[i]!, m.flags[i]!)) return;
+      return;
+    }
+    const d = this.fromDevice;
+    d.count = 0;
+    device.blockStatus(offset, length, d);
+    // Walk both lists at once; each output piece ends where either source's extent ends.
+    let i = 0;
+    let j = 0;
+    let leftI = d.count > 0 ? d.lengths[0]! : 0;
+    let leftJ = m.count > 0 ? m.lengths[0]! : 0;
+    while (i < d.count && j < m.count) {
+      const n = Math.min(leftI, leftJ);
+      if (!out.push(n, (d.flags[i]! | m.flags[j]!) & (EXTENT_HOLE | EXTENT_ZERO))) return;
+      leftI -= n;
+      leftJ -= n;
+      if (leftI === 0 && ++i < d.count) leftI = d.lengths[i]!;
+      if (leftJ === 0 && ++j < m.count) leftJ = m.lengths[j]!;
+    }
   }
 
   /** A copy of the counters. */

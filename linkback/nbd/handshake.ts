@@ -4,12 +4,15 @@
  * Pure apart from `send`, so every branch is testable without a socket.
  *
  * Served: NBD_OPT_EXPORT_NAME, NBD_OPT_ABORT, NBD_OPT_LIST, NBD_OPT_INFO, NBD_OPT_GO (info types
- * EXPORT, NAME, DESCRIPTION, BLOCK_SIZE). Refused with NBD_REP_ERR_UNSUP: NBD_OPT_STARTTLS (this
- * server is NOTLS, §NOTLS mode), NBD_OPT_STRUCTURED_REPLY (simple replies only), the metadata
- * context options (they need structured replies), NBD_OPT_EXTENDED_HEADERS, and anything unknown.
+ * EXPORT, NAME, DESCRIPTION, BLOCK_SIZE), NBD_OPT_STRUCTURED_REPLY (once, without data), and
+ * NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT (`base:allocation`, after structured
+ * replies: meta-context.ts). Refused with NBD_REP_ERR_UNSUP: NBD_OPT_STARTTLS (this server is
+ * NOTLS, §NOTLS mode), NBD_OPT_EXTENDED_HEADERS (no client here speaks them), and anything unknown.
  */
 import type { ExportDirectory, NbdExport } from './export.js';
+import { META_OPTIONS, metaContextOption, type MetaContextHost } from './meta-context.js';
 import {
+  NBD_FLAG_SEND_DF,
   EXPORT_NAME_REPLY_SIZE,
   EXPORT_NAME_ZEROES,
   NBD_INFO_BLOCK_SIZE,
@@ -42,6 +45,18 @@ export interface HandshakeContext {
   readonly noZeroes: boolean;
   /** Queue bytes to the client. */
   send(bytes: Buffer): void;
+  /** NBD_OPT_STRUCTURED_REPLY was acknowledged. */
+  structured: boolean;
+  /** The export `base:allocation` was selected for by the last NBD_OPT_SET_META_CONTEXT (null: none). */
+  metaExport: NbdExport | null;
+}
+
+/**
+ * §Transmission flags as this client sees them: the export's, plus NBD_FLAG_SEND_DF once structured
+ * replies were negotiated (it MUST be clear otherwise).
+ */
+export function transmissionFlags(exp: NbdExport, structured: boolean): number {
+  return structured ? exp.flags | NBD_FLAG_SEND_DF : exp.flags;
 }
 
 export type OptionOutcome = { next: 'continue' } | { next: 'transmission'; export: NbdExport } | { next: 'abort' } | { next: 'disconnect'; reason: string };
@@ -83,10 +98,10 @@ function unknownExport(ctx: HandshakeContext, name: string): string {
 }
 
 /** The reply to NBD_OPT_EXPORT_NAME: size, flags, and 124 zeroes unless NO_ZEROES (§Newstyle negotiation). */
-export function exportNameReply(exp: NbdExport, noZeroes: boolean): Buffer {
+export function exportNameReply(exp: NbdExport, noZeroes: boolean, flags: number = exp.flags): Buffer {
   const b = Buffer.alloc(EXPORT_NAME_REPLY_SIZE + (noZeroes ? 0 : EXPORT_NAME_ZEROES));
   writeU64(b, 0, exp.size);
-  b.writeUInt16BE(exp.flags, 8);
+  b.writeUInt16BE(flags, 8);
   return b;
 }
 
@@ -104,7 +119,7 @@ export function handleOption(ctx: HandshakeContext, option: number, data: Buffer
       const exp = name === undefined ? undefined : ctx.exports.lookup(name);
       // §Option types, NBD_OPT_EXPORT_NAME: an unknown export cannot be refused, only the session ended.
       if (!exp) return { next: 'disconnect', reason: name === undefined ? 'NBD_OPT_EXPORT_NAME with a name that is not UTF-8' : unknownExport(ctx, name) };
-      ctx.send(exportNameReply(exp, ctx.noZeroes));
+      ctx.send(exportNameReply(exp, ctx.noZeroes, transmissionFlags(exp, ctx.structured)));
       return { next: 'transmission', export: exp };
     }
     case NBD_OPT_ABORT:
@@ -133,12 +148,44 @@ export function handleOption(ctx: HandshakeContext, option: number, data: Buffer
       ctx.send(optionError(option, NBD_REP_ERR_UNSUP, 'this server does not offer TLS (it listens on loopback and unix sockets only)'));
       return CONTINUE;
     case NBD_OPT_STRUCTURED_REPLY:
-      ctx.send(optionError(option, NBD_REP_ERR_UNSUP, 'structured replies are not supported: this server sends simple replies only'));
+      // §NBD_OPT_STRUCTURED_REPLY: no data (SHOULD be refused with NBD_REP_ERR_INVALID); a second
+      // one is refused the same way (the state it asks for is already there).
+      if (data.length !== 0) ctx.send(optionError(option, NBD_REP_ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data'));
+      else if (ctx.structured) ctx.send(optionError(option, NBD_REP_ERR_INVALID, 'structured replies are already negotiated'));
+      else {
+        ctx.structured = true;
+        ctx.send(optionReply(option, NBD_REP_ACK));
+      }
       return CONTINUE;
     default:
+      if (META_OPTIONS.has(option)) {
+        metaContextOption(metaHost(ctx), option, data);
+        return CONTINUE;
+      }
       ctx.send(optionError(option, NBD_REP_ERR_UNSUP, `option ${option} is not supported by this server`));
       return CONTINUE;
   }
+}
+
+/** The handshake's side of the metadata-context options. */
+function metaHost(ctx: HandshakeContext): MetaContextHost {
+  return {
+    lookup: (name) => ctx.exports.lookup(name),
+    send: (bytes) => ctx.send(bytes),
+    reply: optionReply,
+    error: optionError,
+    decodeName,
+    unknownExport: (name) => unknownExport(ctx, name),
+    get structured() {
+      return ctx.structured;
+    },
+    get metaExport() {
+      return ctx.metaExport;
+    },
+    set metaExport(exp: NbdExport | null) {
+      ctx.metaExport = exp;
+    },
+  };
 }
 
 /** An option whose data was longer than the server accepts: its data was skipped, not read. */
@@ -199,7 +246,7 @@ function infoOrGo(ctx: HandshakeContext, option: number, data: Buffer): OptionOu
   const info = Buffer.allocUnsafe(12);
   info.writeUInt16BE(NBD_INFO_EXPORT, 0);
   writeU64(info, 2, exp.size);
-  info.writeUInt16BE(exp.flags, 10);
+  info.writeUInt16BE(transmissionFlags(exp, ctx.structured), 10);
   ctx.send(optionReply(option, NBD_REP_INFO, info));
   if (wantName) ctx.send(infoString(option, NBD_INFO_NAME, exp.nameBytes));
   if (wantDescription && exp.description) ctx.send(infoString(option, NBD_INFO_DESCRIPTION, utf8.encode(exp.description)));

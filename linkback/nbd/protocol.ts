@@ -18,6 +18,8 @@ export const OPT_REPLY_MAGIC_LO = 0x045565a9;
 export const NBD_REQUEST_MAGIC = 0x25609513;
 /** §Simple reply message: NBD_SIMPLE_REPLY_MAGIC. */
 export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
+/** §Structured reply chunk message: NBD_STRUCTURED_REPLY_MAGIC. */
+export const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 
 /** Wire sizes in bytes. */
 export const HANDSHAKE_GREETING_SIZE = 18; // NBDMAGIC + IHAVEOPT + 16-bit handshake flags
@@ -26,6 +28,15 @@ export const OPTION_HEADER_SIZE = 16; // IHAVEOPT + option + length
 export const OPTION_REPLY_HEADER_SIZE = 20; // magic + option + reply type + length
 export const REQUEST_SIZE = 28; // §Request message
 export const SIMPLE_REPLY_SIZE = 16; // §Simple reply message
+export const STRUCTURED_REPLY_SIZE = 20; // §Structured reply chunk message: magic, flags, type, cookie, length
+/** An NBD_REPLY_TYPE_OFFSET_DATA chunk's header and its 64-bit offset, in front of the data. */
+export const OFFSET_DATA_HEADER_SIZE = STRUCTURED_REPLY_SIZE + 8;
+/** An NBD_REPLY_TYPE_OFFSET_HOLE chunk: header, 64-bit offset, 32-bit hole size. */
+export const OFFSET_HOLE_CHUNK_SIZE = STRUCTURED_REPLY_SIZE + 12;
+/** An NBD_REPLY_TYPE_ERROR chunk without a message: header, 32-bit error, 16-bit message length. */
+export const ERROR_CHUNK_SIZE = STRUCTURED_REPLY_SIZE + 6;
+/** One NBD_REPLY_TYPE_BLOCK_STATUS descriptor: 32-bit length, 32-bit status flags. */
+export const BLOCK_DESCRIPTOR_SIZE = 8;
 export const EXPORT_NAME_REPLY_SIZE = 10; // size + transmission flags (then 124 zeroes unless NO_ZEROES)
 export const EXPORT_NAME_ZEROES = 124;
 
@@ -47,6 +58,8 @@ export const NBD_FLAG_SEND_TRIM = 1 << 5;
 export const NBD_FLAG_SEND_WRITE_ZEROES = 1 << 6;
 export const NBD_FLAG_SEND_DF = 1 << 7;
 export const NBD_FLAG_CAN_MULTI_CONN = 1 << 8;
+export const NBD_FLAG_SEND_CACHE = 1 << 10;
+export const NBD_FLAG_SEND_FAST_ZERO = 1 << 11;
 
 /** §Option types. */
 export const NBD_OPT_EXPORT_NAME = 1;
@@ -64,6 +77,7 @@ export const NBD_OPT_EXTENDED_HEADERS = 11;
 export const NBD_REP_ACK = 1;
 export const NBD_REP_SERVER = 2;
 export const NBD_REP_INFO = 3;
+export const NBD_REP_META_CONTEXT = 4;
 export const NBD_REP_ERR_UNSUP = 0x80000001;
 export const NBD_REP_ERR_POLICY = 0x80000002;
 export const NBD_REP_ERR_INVALID = 0x80000003;
@@ -79,6 +93,22 @@ export const NBD_INFO_EXPORT = 0;
 export const NBD_INFO_NAME = 1;
 export const NBD_INFO_DESCRIPTION = 2;
 export const NBD_INFO_BLOCK_SIZE = 3;
+
+/** §Structured reply flags. */
+export const NBD_REPLY_FLAG_DONE = 1 << 0;
+
+/** §Structured reply types; error chunks have bit 15 set. */
+export const NBD_REPLY_TYPE_NONE = 0;
+export const NBD_REPLY_TYPE_OFFSET_DATA = 1;
+export const NBD_REPLY_TYPE_OFFSET_HOLE = 2;
+export const NBD_REPLY_TYPE_BLOCK_STATUS = 5;
+export const NBD_REPLY_TYPE_ERROR = (1 << 15) + 1;
+export const NBD_REPLY_TYPE_ERROR_OFFSET = (1 << 15) + 2;
+
+/** §`base:allocation` metadata context: its name and its status flags. */
+export const BASE_ALLOCATION = 'base:allocation';
+export const NBD_STATE_HOLE = 1 << 0;
+export const NBD_STATE_ZERO = 1 << 1;
 
 /** §Request types. */
 export const NBD_CMD_READ = 0;

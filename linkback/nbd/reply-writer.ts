@@ -1,6 +1,7 @@
 /**
- * Simple replies without data (write, flush, trim acknowledgements and every error) are 16 bytes
- * each. Instead of one Buffer and one write(2) per reply, they are packed into reusable batch
+ * Replies without data (write, flush, trim acknowledgements as simple replies; errors as simple
+ * replies or, with structured replies, 26-byte error chunks; empty reads' NBD_REPLY_TYPE_NONE) are
+ * small and of fixed size. Instead of one Buffer and one write(2) per reply, they are packed into reusable batch
  * buffers and sent once per event-loop turn: at queue depth 16 that is one system call for up to 16
  * replies, and nothing allocated per reply. A batch buffer goes back to the free list when the
  * socket reports it written (writes complete in order, so a FIFO knows which one).
@@ -9,7 +10,16 @@
  * each message stays contiguous on the wire; replies may interleave in any order (§Transmission).
  */
 import type { Socket } from 'node:net';
-import { NBD_SIMPLE_REPLY_MAGIC, SIMPLE_REPLY_SIZE } from './protocol.js';
+import {
+  ERROR_CHUNK_SIZE,
+  NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_ERROR,
+  NBD_REPLY_TYPE_NONE,
+  NBD_SIMPLE_REPLY_MAGIC,
+  NBD_STRUCTURED_REPLY_MAGIC,
+  SIMPLE_REPLY_SIZE,
+  STRUCTURED_REPLY_SIZE,
+} from './protocol.js';
 
 const BATCH_BYTES = SIMPLE_REPLY_SIZE * 256;
 /** Read-reply buffers kept for reuse: up to this many bytes per connection, of at most MAX_POOLED each. */
@@ -44,29 +54,50 @@ export class ReplyWriter {
     this.cur = Buffer.allocUnsafe(BATCH_BYTES);
   }
 
-  /** Queue a simple reply with no data: error 0 for success. The handle is echoed as two 32-bit halves. */
-  simple(error: number, handleHi: number, handleLo: number): void {
-    if (this.len === BATCH_BYTES) this.flush();
-    const b = this.cur;
+  /** Room for `n` bytes in the batch; returns where they go in `this.cur`. */
+  private reserve(n: number): number {
+    if (this.len + n > BATCH_BYTES) this.flush();
     const at = this.len;
-    b.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, at);
-    b.writeUInt32BE(error, at + 4);
-    b.writeUInt32BE(handleHi, at + 8);
-    b.writeUInt32BE(handleLo, at + 12);
-    this.len = at + SIMPLE_REPLY_SIZE;
+    this.len = at + n;
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flushBound);
     }
+    return at;
+  }
+
+  /** Queue a simple reply with no data: error 0 for success. The handle is echoed as two 32-bit halves. */
+  simple(error: number, handleHi: number, handleLo: number): void {
+    const at = this.reserve(SIMPLE_REPLY_SIZE);
+    const b = this.cur;
+    b.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, at);
+    b.writeUInt32BE(error, at + 4);
+    b.writeUInt32BE(handleHi, at + 8);
+    b.writeUInt32BE(handleLo, at + 12);
+  }
+
+  /** Queue the final chunk of a structured reply that failed: NBD_REPLY_TYPE_ERROR, no message. */
+  structuredError(error: number, handleHi: number, handleLo: number): void {
+    const at = this.reserve(ERROR_CHUNK_SIZE);
+    const b = this.cur;
+    writeChunkHeader(b, at, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, handleHi, handleLo, 6);
+    b.writeUInt32BE(error, at + STRUCTURED_REPLY_SIZE);
+    b.writeUInt16BE(0, at + STRUCTURED_REPLY_SIZE + 4);
+  }
+
+  /** Queue NBD_REPLY_TYPE_NONE with NBD_REPLY_FLAG_DONE: a structured success without content. */
+  structuredDone(handleHi: number, handleLo: number): void {
+    writeChunkHeader(this.cur, this.reserve(STRUCTURED_REPLY_SIZE), NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handleHi, handleLo, 0);
   }
 
   /**
-   * A buffer for a read reply of `length` data bytes (16-byte header in front): a reused one when a
-   * reply of that size was written before, so a steady stream of reads allocates nothing. It is
-   * the caller's until passed to `data()`, which takes it back once the socket has written it.
+   * A buffer for a reply of `length` data bytes with a `header`-byte header in front (16 for a
+   * simple read reply, 28 for an OFFSET_DATA chunk): a reused one when a reply of that size was
+   * written before, so a steady stream of reads allocates nothing. It is the caller's until passed
+   * to `data()`, which takes it back once the socket has written it.
    */
-  replyBuffer(length: number): Buffer {
-    const n = SIMPLE_REPLY_SIZE + length;
+  replyBuffer(length: number, header: number = SIMPLE_REPLY_SIZE): Buffer {
+    const n = header + length;
     const b = this.pool.get(n)?.pop();
     if (b !== undefined) {
       this.pooledBytes -= n;
@@ -104,6 +135,24 @@ export class ReplyWriter {
     }
   }
 
+  /**
+   * Send bytes that are not to be reused (the pieces of a reply split around holes: chunk headers
+   * and views of a read's data). Corked like `data()`; pieces leave in the order given.
+   */
+  raw(bytes: Buffer): void {
+    const s = this.socket;
+    if (s.destroyed || !s.writable) return;
+    if (!this.corked) {
+      this.corked = true;
+      s.cork();
+    }
+    s.write(bytes);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
   /** Write the queued replies now (before closing the connection, or when the batch is full). */
   flush(): void {
     const s = this.socket;
@@ -135,4 +184,14 @@ export function writeSimpleReplyHeader(b: Buffer, error: number, handleHi: numbe
   b.writeUInt32BE(error, 4);
   b.writeUInt32BE(handleHi, 8);
   b.writeUInt32BE(handleLo, 12);
+}
+
+/** Fill a 20-byte structured reply chunk header at `at` (§Structured reply chunk message). */
+export function writeChunkHeader(b: Buffer, at: number, flags: number, type: number, handleHi: number, handleLo: number, length: number): void {
+  b.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, at);
+  b.writeUInt16BE(flags, at + 4);
+  b.writeUInt16BE(type, at + 6);
+  b.writeUInt32BE(handleHi, at + 8);
+  b.writeUInt32BE(handleLo, at + 12);
+  b.writeUInt32BE(length, at + 16);
 }

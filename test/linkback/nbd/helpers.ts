@@ -226,6 +226,136 @@ export class RawClient {
     if (r.handle !== handle) throw new Error(`reply handle ${r.handle}, expected ${handle}`);
     return r.error;
   }
+
+  // ---- structured replies ----
+
+  /** Greet, negotiate structured replies (and `base:allocation` when asked), GO. */
+  async openStructured(name: string, meta = true): Promise<{ size: number; flags: number }> {
+    await this.greet();
+    this.sendOption(P.NBD_OPT_STRUCTURED_REPLY);
+    const sr = await this.optionReply();
+    if (sr.type !== P.NBD_REP_ACK) throw new Error(`STRUCTURED_REPLY: reply ${sr.type.toString(16)} ${sr.data.toString()}`);
+    if (meta) {
+      this.sendOption(P.NBD_OPT_SET_META_CONTEXT, metaData(name, ['base:allocation']));
+      const ctx = await this.optionReply();
+      if (ctx.type !== P.NBD_REP_META_CONTEXT) throw new Error(`SET_META_CONTEXT: reply ${ctx.type.toString(16)} ${ctx.data.toString()}`);
+      if ((await this.optionReply()).type !== P.NBD_REP_ACK) throw new Error('SET_META_CONTEXT: no ACK');
+    }
+    const r = await this.infoOrGo(P.NBD_OPT_GO, name, [P.NBD_INFO_BLOCK_SIZE]);
+    if (r.final !== P.NBD_REP_ACK) throw new Error(`GO ${name}: reply ${r.final.toString(16)} ${r.message}`);
+    const e = r.infos.get(P.NBD_INFO_EXPORT)!;
+    return { size: Number(e.readBigUInt64BE(0)), flags: e.readUInt16BE(8) };
+  }
+
+  /** The replies to one option: every reply up to and including the first that is not META_CONTEXT. */
+  async optionReplies(): Promise<{ option: number; type: number; data: Buffer }[]> {
+    const all = [];
+    for (;;) {
+      const r = await this.optionReply();
+      all.push(r);
+      if (r.type !== P.NBD_REP_META_CONTEXT) return all;
+    }
+  }
+
+  /** One reply message: a simple reply (no data read) or one structured chunk with its payload. */
+  async message(): Promise<Chunk> {
+    const magic = (await this.read(4)).readUInt32BE(0);
+    if (magic === P.NBD_SIMPLE_REPLY_MAGIC) {
+      const h = await this.read(12);
+      return { simple: true, flags: P.NBD_REPLY_FLAG_DONE, type: -1, handle: Number(h.readBigUInt64BE(4)), error: h.readUInt32BE(0), payload: Buffer.alloc(0) };
+    }
+    if (magic !== P.NBD_STRUCTURED_REPLY_MAGIC) throw new Error(`bad reply magic 0x${magic.toString(16)}`);
+    const h = await this.read(16);
+    const type = h.readUInt16BE(2);
+    const payload = Buffer.from(await this.read(h.readUInt32BE(12)));
+    const error = type & 0x8000 ? payload.readUInt32BE(0) : 0;
+    return { simple: false, flags: h.readUInt16BE(0), type, handle: Number(h.readBigUInt64BE(4)), error, payload };
+  }
+
+  /** Every chunk of one reply (one request outstanding), up to the one flagged DONE. */
+  async chunks(): Promise<Chunk[]> {
+    const all: Chunk[] = [];
+    for (;;) {
+      const m = await this.message();
+      all.push(m);
+      if (m.simple || (m.flags & P.NBD_REPLY_FLAG_DONE) !== 0) return all;
+    }
+  }
+
+  /**
+   * A structured read of [offset, offset + length): its chunks, and the data they describe put
+   * together (throws on a chunk outside the request, an overlap, or a gap on success).
+   */
+  async readStructured(handle: number, offset: number, length: number, flags = 0): Promise<{ chunks: Chunk[]; error: number; data: Buffer }> {
+    this.request(P.NBD_CMD_READ, handle, offset, length, { flags });
+    const chunks = await this.chunks();
+    const data = Buffer.alloc(length);
+    const seen = new Uint8Array(length);
+    let error = 0;
+    for (const c of chunks) {
+      if (c.handle !== handle) throw new Error(`chunk for handle ${c.handle}, expected ${handle}`);
+      if (c.simple) throw new Error('a simple reply to a structured read');
+      if (c.error) error = c.error;
+      let at: number;
+      let n: number;
+      if (c.type === P.NBD_REPLY_TYPE_OFFSET_DATA) {
+        at = Number(c.payload.readBigUInt64BE(0)) - offset;
+        n = c.payload.length - 8;
+        if (at >= 0 && at + n <= length) c.payload.copy(data, at, 8);
+      } else if (c.type === P.NBD_REPLY_TYPE_OFFSET_HOLE) {
+        at = Number(c.payload.readBigUInt64BE(0)) - offset;
+        n = c.payload.readUInt32BE(8);
+        if (n === 0) throw new Error('a hole of 0 bytes');
+      } else continue;
+      if (at < 0 || at + n > length) throw new Error(`chunk [${at}, +${n}) outside the request`);
+      for (let i = at; i < at + n; i++) {
+        if (seen[i]) throw new Error(`chunks overlap at ${offset + i}`);
+        seen[i] = 1;
+      }
+    }
+    if (error === 0 && !seen.every((x) => x === 1)) throw new Error('a successful read whose chunks do not cover the request');
+    return { chunks, error, data };
+  }
+
+  /** NBD_CMD_BLOCK_STATUS: the error, or the context id and its extents. */
+  async blockStatus(handle: number, offset: number, length: number, flags = 0): Promise<{ error: number; id: number; extents: [number, number][] }> {
+    this.request(P.NBD_CMD_BLOCK_STATUS, handle, offset, length, { flags });
+    const chunks = await this.chunks();
+    const extents: [number, number][] = [];
+    let id = -1;
+    let error = 0;
+    for (const c of chunks) {
+      if (c.handle !== handle) throw new Error(`chunk for handle ${c.handle}, expected ${handle}`);
+      if (c.error) error = c.error;
+      if (c.type !== P.NBD_REPLY_TYPE_BLOCK_STATUS) continue;
+      id = c.payload.readUInt32BE(0);
+      for (let at = 4; at < c.payload.length; at += 8) extents.push([c.payload.readUInt32BE(at), c.payload.readUInt32BE(at + 4)]);
+    }
+    return { error, id, extents };
+  }
+}
+
+/** One reply message as `RawClient.message` reads it (`type` -1 for a simple reply). */
+export interface Chunk {
+  simple: boolean;
+  flags: number;
+  type: number;
+  handle: number;
+  error: number;
+  payload: Buffer;
+}
+
+/** Option data of NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT. */
+export function metaData(name: string, queries: string[]): Buffer {
+  const parts = [Buffer.alloc(4), Buffer.from(name), Buffer.alloc(4)];
+  parts[0]!.writeUInt32BE(parts[1]!.length);
+  parts[2]!.writeUInt32BE(queries.length);
+  for (const q of queries) {
+    const l = Buffer.alloc(4);
+    l.writeUInt32BE(Buffer.byteLength(q));
+    parts.push(l, Buffer.from(q));
+  }
+  return Buffer.concat(parts);
 }
 
 export function infoData(name: string, infos: number[]): Buffer {

@@ -9,7 +9,9 @@ import * as assert from 'uvu/assert';
 import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
 import type { NbdEvent } from '../../../linkback/nbd/server.js';
 import * as P from '../../../linkback/nbd/protocol.js';
-import { GatedDevice, RawClient, pattern, suiteServer } from './helpers.js';
+import { MAX_EXTENTS } from '../../../linkback/nbd/export.js';
+import { MAX_META_QUERIES } from '../../../linkback/nbd/meta-context.js';
+import { GatedDevice, RawClient, metaData, pattern, suiteServer } from './helpers.js';
 
 const t = suite('nbd hostile clients');
 const MiB = 1 << 20;
@@ -139,7 +141,7 @@ t('a handshake that stalls is cut after the handshake timeout', async () => {
 t('too many options: answered up to the limit, then dropped', async () => {
   const c = await RawClient.connect(sock);
   await c.greet();
-  for (let i = 0; i < 20; i++) c.sendOption(P.NBD_OPT_STRUCTURED_REPLY);
+  for (let i = 0; i < 20; i++) c.sendOption(0x4321);
   let answered = 0;
   try {
     for (;;) {
@@ -240,6 +242,152 @@ t('garbage after the greeting and after GO: the server answers or hangs up, and 
   for (let i = 0; i < 200; i++) {
     const r = await c.reply();
     assert.ok(r.error === P.NBD_EINVAL || r.error === P.NBD_ENOSPC, `error ${r.error}`);
+  }
+  c.destroy();
+});
+
+/** A fixed-newstyle client that negotiated structured replies (one option of the 8 allowed). */
+async function structuredClient(): Promise<RawClient> {
+  const c = await RawClient.connect(sock);
+  await c.greet();
+  c.sendOption(P.NBD_OPT_STRUCTURED_REPLY);
+  assert.is((await c.optionReply()).type, P.NBD_REP_ACK);
+  return c;
+}
+
+/** Meta-context option data with raw fields: name length, name, query count, then raw bytes. */
+function rawMeta(nameLen: number, name: string | Buffer, count: number, rest: Buffer = Buffer.alloc(0)): Buffer {
+  const n = typeof name === 'string' ? Buffer.from(name) : name;
+  const b = Buffer.alloc(8 + n.length);
+  b.writeUInt32BE(nameLen >>> 0, 0);
+  n.copy(b, 4);
+  b.writeUInt32BE(count >>> 0, 4 + n.length);
+  return Buffer.concat([b, rest]);
+}
+
+function query(q: Buffer | string, declared?: number): Buffer {
+  const body = typeof q === 'string' ? Buffer.from(q) : q;
+  const l = Buffer.alloc(4);
+  l.writeUInt32BE((declared ?? body.length) >>> 0);
+  return Buffer.concat([l, body]);
+}
+
+t('malformed LIST/SET_META_CONTEXT: each answered with its error, the handshake stays in step', async () => {
+  const cases: [string, Buffer, number][] = [
+    ['empty', Buffer.alloc(0), P.NBD_REP_ERR_INVALID],
+    ['7 bytes', Buffer.alloc(7), P.NBD_REP_ERR_INVALID],
+    ['name length 2^32-1', rawMeta(0xffffffff, 'disk', 0), P.NBD_REP_ERR_INVALID],
+    ['name length past the data', rawMeta(5, 'disk', 0), P.NBD_REP_ERR_INVALID],
+    ['query count 2^32-1', rawMeta(4, 'disk', 0xffffffff), P.NBD_REP_ERR_TOO_BIG],
+    [
+      `${MAX_META_QUERIES + 1} queries`,
+      metaData(
+        'disk',
+        Array.from({ length: MAX_META_QUERIES + 1 }, () => 'base:allocation'),
+      ),
+      P.NBD_REP_ERR_TOO_BIG,
+    ],
+    ['3 queries announced, 1 sent', rawMeta(4, 'disk', 3, query('base:allocation')), P.NBD_REP_ERR_INVALID],
+    ['query length 2^32-1', rawMeta(4, 'disk', 1, query('base:allocation', 0xffffffff)), P.NBD_REP_ERR_INVALID],
+    ['query longer than a string', rawMeta(4, 'disk', 1, query(`base:${'a'.repeat(5000)}`)), P.NBD_REP_ERR_INVALID],
+    ['query with NUL', rawMeta(4, 'disk', 1, query('base:alloc\0ation')), P.NBD_REP_ERR_INVALID],
+    ['query not UTF-8', rawMeta(4, 'disk', 1, query(Buffer.from([0x62, 0x3a, 0xff, 0xfe]))), P.NBD_REP_ERR_INVALID],
+    ['query without namespace', rawMeta(4, 'disk', 1, query(':allocation')), P.NBD_REP_ERR_INVALID],
+    ['bytes after the last query', Buffer.concat([metaData('disk', ['base:allocation']), Buffer.from('xx')]), P.NBD_REP_ERR_INVALID],
+    ['name not UTF-8', rawMeta(1, Buffer.from([0xff]), 0), P.NBD_REP_ERR_INVALID],
+    ['unknown export', metaData('nope', ['base:allocation']), P.NBD_REP_ERR_UNKNOWN],
+  ];
+  let c = await structuredClient();
+  let used = 1;
+  for (const [what, data, err] of cases) {
+    for (const opt of [P.NBD_OPT_LIST_META_CONTEXT, P.NBD_OPT_SET_META_CONTEXT]) {
+      if (used >= 7) {
+        c.destroy();
+        c = await structuredClient();
+        used = 1;
+      }
+      c.sendOption(opt, data);
+      const r = await c.optionReply();
+      used++;
+      assert.equal([r.option, r.type], [opt, err], what);
+    }
+  }
+  // In step: a GO still works, and the failed SET left no context selected.
+  const go = await c.infoOrGo(P.NBD_OPT_GO, 'disk', []);
+  assert.is(go.final, P.NBD_REP_ACK);
+  assert.is((await c.blockStatus(1, 0, 4096)).error, P.NBD_EINVAL);
+  c.destroy();
+});
+
+t('random metadata-context option data: one final reply each, in step, never a crash', async () => {
+  let seed = 7;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed % n;
+  };
+  for (let conn = 0; conn < 20; conn++) {
+    const c = await structuredClient();
+    for (let k = 0; k < 6; k++) {
+      // Mostly well-formed heads with random counts and lengths, sometimes pure noise.
+      const data =
+        rnd(4) === 0
+          ? randomBytes(rnd(64))
+          : rawMeta(
+              rnd(3) === 0 ? rnd(0x10000) : 4,
+              'disk',
+              rnd(3) === 0 ? rnd(1000) : rnd(4),
+              Buffer.concat([query('base:allocation', rnd(2) ? undefined : rnd(100)), randomBytes(rnd(20))]),
+            );
+      const opt = rnd(2) ? P.NBD_OPT_LIST_META_CONTEXT : P.NBD_OPT_SET_META_CONTEXT;
+      c.sendOption(opt, data);
+      const rs = await c.optionReplies();
+      assert.ok(rs.every((r) => r.option === opt));
+      const last = rs.at(-1)!.type;
+      assert.ok(last === P.NBD_REP_ACK || last >= 0x80000000, `final reply ${last.toString(16)}`);
+    }
+    c.destroy();
+  }
+});
+
+t('a structured client sending an option after GO: bad request magic, dropped', async () => {
+  const c = await RawClient.connect(sock);
+  await c.openStructured('disk');
+  const before = served.server.stats().exports['disk']!.protocolErrors;
+  c.sendOption(P.NBD_OPT_SET_META_CONTEXT, metaData('disk', ['base:allocation']));
+  assert.ok(await c.waitClosed(1000));
+  assert.is(served.server.stats().exports['disk']!.protocolErrors - before, 1);
+});
+
+t('block status floods with hostile offsets, lengths and flags: every reply bounded and in step', async () => {
+  const c = await RawClient.connect(sock);
+  const { size } = await c.openStructured('disk');
+  const N = 400;
+  const asked: { offset: number; length: number; flags: number }[] = [];
+  for (let i = 0; i < N; i++) {
+    const kind = i % 5;
+    const length = kind === 0 ? 0xffffffff : kind === 1 ? 0 : 512 * (1 + Math.floor(Math.random() * 65536));
+    const offset = kind === 2 ? 2 ** 62 : 512 * Math.floor(Math.random() * (size / 512));
+    const flags = kind === 3 ? P.NBD_CMD_FLAG_REQ_ONE : kind === 4 ? Math.floor(Math.random() * 0x10000) & ~P.NBD_CMD_FLAG_FUA : 0;
+    asked.push({ offset, length, flags });
+    c.request(P.NBD_CMD_BLOCK_STATUS, i, offset, length, { flags });
+  }
+  for (let i = 0; i < N; i++) {
+    const ch = await c.chunks();
+    const m = ch.at(-1)!;
+    const q = asked[m.handle]!;
+    assert.ok(m.flags & P.NBD_REPLY_FLAG_DONE);
+    const valid = q.length > 0 && q.offset + q.length <= size && (q.flags & ~P.NBD_CMD_FLAG_REQ_ONE) === 0;
+    if (!valid) {
+      assert.is(m.error, P.NBD_EINVAL, JSON.stringify(q));
+      continue;
+    }
+    assert.is(m.type, P.NBD_REPLY_TYPE_BLOCK_STATUS, JSON.stringify(q));
+    const n = (m.payload.length - 4) / 8;
+    assert.ok(n >= 1 && n <= MAX_EXTENTS);
+    if (q.flags & P.NBD_CMD_FLAG_REQ_ONE) assert.is(n, 1);
+    let sum = 0;
+    for (let k = 0; k < n; k++) sum += m.payload.readUInt32BE(4 + 8 * k);
+    assert.ok(sum > 0 && sum <= q.length, `extents cover ${sum} of ${q.length}`);
   }
   c.destroy();
 });

@@ -129,7 +129,7 @@ t('a write is acknowledged only after the device completes it', async () => {
 t('FUA on a device without FUA: the server flushes before it replies; no TRIM/ZERO/MULTI_CONN advertised', async () => {
   const c = await RawClient.connect(sock);
   const { flags } = await c.open('nofua');
-  assert.is(flags, P.NBD_FLAG_HAS_FLAGS | P.NBD_FLAG_SEND_FLUSH | P.NBD_FLAG_SEND_FUA);
+  assert.is(flags, P.NBD_FLAG_HAS_FLAGS | P.NBD_FLAG_SEND_FLUSH | P.NBD_FLAG_SEND_FUA | P.NBD_FLAG_SEND_CACHE);
   noFua.log.length = 0;
   assert.is(await c.writeAt(1, 0, pattern(4096, 1), P.NBD_CMD_FLAG_FUA), 0);
   assert.equal(noFua.log, ['write@0:start', 'write@0:done', 'flush@0:start', 'flush@0:done']);
@@ -153,12 +153,15 @@ t("refused requests get the protocol's error and the stream stays in step", asyn
     ['misaligned write', () => c.request(P.NBD_CMD_WRITE, 1, 0, 100, { data: Buffer.alloc(100, 1) }), P.NBD_EINVAL],
     ['read over the maximum payload', () => c.request(P.NBD_CMD_READ, 1, 0, 32 * MiB + 512), P.NBD_EINVAL],
     ['unknown command 9', () => c.request(9, 1, 0, 512), P.NBD_EINVAL],
-    ['NBD_CMD_CACHE (not offered)', () => c.request(P.NBD_CMD_CACHE, 1, 0, 512), P.NBD_EINVAL],
+    ['NBD_CMD_CACHE past the end', () => c.request(P.NBD_CMD_CACHE, 1, size - 512, 1024), P.NBD_EINVAL],
+    ['NBD_CMD_CACHE with NO_HOLE', () => c.request(P.NBD_CMD_CACHE, 1, 0, 512, { flags: P.NBD_CMD_FLAG_NO_HOLE }), P.NBD_EINVAL],
+    ['misaligned NBD_CMD_CACHE', () => c.request(P.NBD_CMD_CACHE, 1, 100, 512), P.NBD_EINVAL],
     ['NBD_CMD_BLOCK_STATUS (not negotiated)', () => c.request(P.NBD_CMD_BLOCK_STATUS, 1, 0, 512), P.NBD_EINVAL],
     ['unknown flag on read', () => c.request(P.NBD_CMD_READ, 1, 0, 512, { flags: 1 << 9 }), P.NBD_EINVAL],
     ['DF without structured replies', () => c.request(P.NBD_CMD_READ, 1, 0, 512, { flags: P.NBD_CMD_FLAG_DF }), P.NBD_EINVAL],
     ['NO_HOLE on a write', () => c.request(P.NBD_CMD_WRITE, 1, 0, 512, { flags: P.NBD_CMD_FLAG_NO_HOLE, data: Buffer.alloc(512, 1) }), P.NBD_EINVAL],
-    ['FAST_ZERO (not advertised)', () => c.request(P.NBD_CMD_WRITE_ZEROES, 1, 0, 512, { flags: P.NBD_CMD_FLAG_FAST_ZERO }), P.NBD_EINVAL],
+    ['FAST_ZERO on a trim', () => c.request(P.NBD_CMD_TRIM, 1, 0, 512, { flags: P.NBD_CMD_FLAG_FAST_ZERO }), P.NBD_EINVAL],
+    ['REQ_ONE on a read', () => c.request(P.NBD_CMD_READ, 1, 0, 512, { flags: P.NBD_CMD_FLAG_REQ_ONE }), P.NBD_EINVAL],
     ['flush with a length', () => c.request(P.NBD_CMD_FLUSH, 1, 0, 512), P.NBD_EINVAL],
   ];
   for (const [what, send, err] of cases) {
