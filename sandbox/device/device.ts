@@ -11,7 +11,7 @@ import { MAP_SHARED, PROT_READ, PROT_WRITE } from 'linux-sys';
 import type { IrqVector } from '../../drivers/contract/platform.js';
 import { SimMachine } from '../../sim/machine.js';
 import { SimNvme } from '../../sim/nvme/controller.js';
-import type { BlockStore } from '../../sim/nvme/store.js';
+import { MemoryStore } from '../../sim/nvme/store.js';
 import { E1000eModel } from '../../sim/e1000e/model.js';
 import { attachPeer, type SimPeer } from '../../sim/net/peer.js';
 import { parseMac } from '../../sim/net/packets.js';
@@ -28,24 +28,6 @@ interface Mapped {
   addr: bigint;
   size: number;
   bytes: Uint8Array;
-}
-
-/** A namespace's backing store: the manager's memfd, mapped (a disk's media outlives its controller). */
-class MappedStore implements BlockStore {
-  readonly size: number;
-  constructor(readonly bytes: Uint8Array) {
-    this.size = bytes.length;
-  }
-  read(pos: number, dst: Uint8Array, off: number, len: number): void {
-    dst.set(this.bytes.subarray(pos, pos + len), off);
-  }
-  write(pos: number, src: Uint8Array, off: number, len: number): void {
-    this.bytes.set(src.subarray(off, off + len), pos);
-  }
-  zero(pos: number, len: number): void {
-    this.bytes.fill(0, pos, pos + len);
-  }
-  close(): void {}
 }
 
 /** koffi.view aborts the process above 4 GiB (LAB-NOTES): one mapping per memfd stays below that. */
@@ -73,7 +55,8 @@ export class DeviceHost implements MailboxTarget {
       this.peer = attachPeer(this.nic, m.peer);
     } else {
       const bytes = m.blocks * m.blockSize;
-      const store = new MappedStore(this.map(m.storeFdSlot, bytes, 'namespace store').bytes.subarray(0, bytes));
+      // The namespace's media: the manager's memfd, mapped (a disk's media outlives its controller).
+      const store = new MemoryStore(this.map(m.storeFdSlot, bytes, 'namespace store').bytes.subarray(0, bytes));
       this.nvme = new SimNvme({
         serial: m.serial,
         namespaces: [{ blocks: m.blocks, blockSize: m.blockSize, store }],

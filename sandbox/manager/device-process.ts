@@ -35,8 +35,8 @@ import {
 } from '../abi/device.js';
 import { LogLevel } from '../abi/hypercall/index.js';
 import type { Timer, Timers } from '../../common/timers.js';
-import type { Launched, LaunchExit, LaunchSpec } from '../spawner/launch.js';
-import type { Launcher } from './launcher.js';
+import type { Launched, LaunchSpec } from '../spawner/launch.js';
+import { follow, type Launcher } from './launcher.js';
 import { StdioLines } from './stdio-lines.js';
 
 export interface DeviceProcessHooks {
@@ -150,28 +150,19 @@ export class DeviceProcess {
       limits: o.limits,
       confined: o.confined,
     };
-    let started: Promise<Launched>;
-    try {
-      started = o.launcher.launch(spec);
-    } catch (e) {
-      started = Promise.reject(e);
-    }
-    started.then(
-      (l) => {
+    follow(o.launcher, spec, {
+      launched: (l) => {
         this.closeTheirs();
         this.launched = l;
         o.hooks.launched(l);
         if (this.killed) l.kill('SIGKILL');
-        void l.exit.then(
-          (x: LaunchExit) => this.onExit(x.code, x.signal, x.oom ? 'its cgroup ran out of memory (OOM kill)' : undefined),
-          (e: unknown) => this.onExit(null, null, `its exit could not be read: ${(e as Error).message}`),
-        );
       },
-      (e: unknown) => {
+      exited: (x, why) => this.onExit(x.code, x.signal, why ?? (x.oom ? 'its cgroup ran out of memory (OOM kill)' : undefined)),
+      failed: (e) => {
         this.closeTheirs();
-        this.onExit(null, null, `could not be started: ${(e as Error).message.split('\n')[0]}`);
+        this.onExit(null, null, `could not be started: ${e.message.split('\n')[0]}`);
       },
-    );
+    });
     this.readyTimer = clock.setTimeout(() => this.confirm(() => !this.isReady, `no READY within ${o.readyTimeoutMs} ms`), o.readyTimeoutMs);
     const period = o.start.heartbeatMs;
     const bound = period * (o.missedHeartbeats ?? 4);
@@ -340,6 +331,12 @@ export class DeviceProcess {
     if (this.failedReason !== undefined) return;
     this.failedReason = reason;
     this.kill();
+    this.abandonWaiters();
+    this.o.hooks.failed(reason);
+  }
+
+  /** It failed: whoever waits for READY or a quarantine's answer gets none. */
+  private abandonWaiters(): void {
     for (const r of this.readyWaiters.splice(0)) r(false);
     const p = this.pendingQuarantine;
     if (p) {
@@ -347,7 +344,6 @@ export class DeviceProcess {
       this.o.clock.clearTimeout(p.timer);
       p.resolve({ done: 0, killed: true });
     }
-    this.o.hooks.failed(reason);
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null, why?: string): void {
@@ -360,13 +356,7 @@ export class DeviceProcess {
     const released = code === 0 && this.failedReason === undefined && !this.pendingQuarantine;
     if (!released && this.failedReason === undefined) {
       this.failedReason = why ?? `the device process ${signal ? `was killed by ${signal}` : `exited with ${code}`}`;
-      for (const r of this.readyWaiters.splice(0)) r(false);
-      const p = this.pendingQuarantine;
-      if (p) {
-        this.pendingQuarantine = undefined;
-        this.o.clock.clearTimeout(p.timer);
-        p.resolve({ done: 0, killed: true });
-      }
+      this.abandonWaiters();
       this.o.hooks.failed(this.failedReason);
     }
     for (const r of this.exitWaiters.splice(0)) r();

@@ -19,7 +19,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AF_UNIX, EFD_CLOEXEC, EFD_NONBLOCK, O_CLOEXEC, SOCK_CLOEXEC, SOCK_STREAM, type Sys } from 'linux-sys';
 import type { LaunchExit, Launched, LaunchSpec } from '../spawner/launch.js';
-import { directLauncher, type Launcher } from './launcher.js';
+import { directLauncher, follow, type Launcher } from './launcher.js';
 import { HcStatus, LogLevel, type FaultReport, type Heartbeat, type HypercallError } from '../abi/hypercall/index.js';
 import { HostEndpoint } from './hypercall/host.js';
 import { createShared, type Shared } from '../abi/shm.js';
@@ -303,30 +303,24 @@ export class Incarnation {
       this.exited = true;
       o.hooks.exit(e.code, e.signal, e.oom);
     };
-    let started: Promise<Launched>;
-    try {
-      started = (o.launcher ?? directLauncher).launch(spec);
-    } catch (e) {
-      started = Promise.reject(e);
-    }
-    started.then(
-      (l) => {
+    follow(o.launcher ?? directLauncher, spec, {
+      launched: (l) => {
         this.closeTheirs();
         this.launched = l;
         o.hooks.launched(l);
         if (this.killed) l.kill('SIGKILL');
-        void l.exit.then(gone, (e: unknown) => {
-          o.hooks.log(LogLevel.ERROR, `container process: ${(e as Error).message}`);
-          gone({ code: null, signal: null, oom: false });
-        });
       },
-      (e: unknown) => {
+      exited: (x, why) => {
+        if (why) o.hooks.log(LogLevel.ERROR, `container process: ${why}`);
+        gone(x);
+      },
+      failed: (e) => {
         this.closeTheirs();
         // A launch that failed has no process and no exit: report it as one, so the supervisor goes on.
-        o.hooks.log(LogLevel.ERROR, `container process error: ${(e as Error).message}`);
+        o.hooks.log(LogLevel.ERROR, `container process error: ${e.message}`);
         gone({ code: null, signal: null, oom: false });
       },
-    );
+    });
   }
 
   private closeTheirs(): void {

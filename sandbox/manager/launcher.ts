@@ -14,10 +14,39 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AF_UNIX, SOCK_CLOEXEC, SOCK_SEQPACKET, type Sys } from 'linux-sys';
 import { openChannel, readError, readExit, readLaunched, SpawnerProtocolError, SpType, type Frame, type SpawnerChannel } from '../abi/spawner.js';
-import { launch, type Launched, type LaunchSpec } from '../spawner/launch.js';
+import { launch, type Launched, type LaunchExit, type LaunchSpec } from '../spawner/launch.js';
 
 export interface Launcher {
   launch(spec: LaunchSpec): Promise<Launched>;
+}
+
+export interface Followed {
+  /** It runs. */
+  launched(l: Launched): void;
+  /** It is gone (`why`: its exit could not be read, reported as no code and no signal). */
+  exited(x: LaunchExit, why?: string): void;
+  /** No process was started. */
+  failed(e: Error): void;
+}
+
+/** Launch `spec` through `launcher` and follow the process to its exit; every outcome through `h`, once. */
+export function follow(launcher: Launcher, spec: LaunchSpec, h: Followed): void {
+  let started: Promise<Launched>;
+  try {
+    started = launcher.launch(spec);
+  } catch (e) {
+    started = Promise.reject(e);
+  }
+  started.then(
+    (l) => {
+      h.launched(l);
+      void l.exit.then(
+        (x) => h.exited(x),
+        (e: unknown) => h.exited({ code: null, signal: null, oom: false }, `its exit could not be read: ${(e as Error).message}`),
+      );
+    },
+    (e: unknown) => h.failed(e as Error),
+  );
 }
 
 /** The launch library, in this process. */

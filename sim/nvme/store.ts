@@ -20,12 +20,14 @@ export interface BlockStore {
 export class MemoryStore implements BlockStore {
   readonly size: number;
   readonly bytes: Uint8Array;
-  constructor(size: number) {
-    if (!Number.isSafeInteger(size) || size <= 0 || size > 2 ** 32) {
-      throw new SimError('ERR_SIM_ARG', `memory store of ${size} bytes: must be 1 byte to 4 GiB`, { fix: 'use a FileStore for larger namespaces' });
+  /** `size` bytes of its own, or over `bytes` someone else holds (a mapped memfd: the device process's namespace). */
+  constructor(size: number | Uint8Array) {
+    const n = typeof size === 'number' ? size : size.length;
+    if (!Number.isSafeInteger(n) || n <= 0 || n > 2 ** 32) {
+      throw new SimError('ERR_SIM_ARG', `memory store of ${n} bytes: must be 1 byte to 4 GiB`, { fix: 'use a FileStore for larger namespaces' });
     }
-    this.size = size;
-    this.bytes = new Uint8Array(size);
+    this.size = n;
+    this.bytes = typeof size === 'number' ? new Uint8Array(n) : size;
   }
   read(pos: number, dst: Uint8Array, off: number, len: number): void {
     dst.set(this.bytes.subarray(pos, pos + len), off);

@@ -77,3 +77,20 @@ export async function deviceCtl(s: Supervisor, what: keyof typeof DEVICE_SIGNAL)
 export function deviceCounter(s: Supervisor, name: CounterName): number {
   return s.sim?.process?.counters[name] ?? 0;
 }
+
+/** The longest stall of this process's event loop since the meter started (a 10 ms interval's largest gap), until `stop()`. */
+export function loopGapMeter(): { readonly maxGap: number; stop(): void } {
+  let last = performance.now(),
+    maxGap = 0;
+  const tick = setInterval(() => {
+    const now = performance.now();
+    maxGap = Math.max(maxGap, now - last);
+    last = now;
+  }, 10);
+  return {
+    get maxGap() {
+      return maxGap;
+    },
+    stop: () => clearInterval(tick),
+  };
+}

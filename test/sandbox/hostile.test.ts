@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
-import { simPolicy, until } from './helpers.js';
+import { loopGapMeter, simPolicy, until } from './helpers.js';
 
 const here = fileURLToPath(import.meta.url);
 const entry = fileURLToPath(new URL(`./fixtures/hostile-container${extname(here)}`, import.meta.url));
@@ -22,13 +22,7 @@ async function run(mode: string, provoke?: (s: Supervisor) => Promise<unknown>):
     hangMs: 600,
     heartbeatMs: 200,
   });
-  let last = performance.now(),
-    maxGap = 0;
-  const tick = setInterval(() => {
-    const now = performance.now();
-    maxGap = Math.max(maxGap, now - last);
-    last = now;
-  }, 10);
+  const gap = loopGapMeter();
   try {
     const failed = new Promise((r) => s.once('failed', r));
     if (provoke) {
@@ -50,10 +44,10 @@ async function run(mode: string, provoke?: (s: Supervisor) => Promise<unknown>):
     const q = s.device.quarantineLog;
     assert.ok(q.includes('flr') || q.includes('killed'), `quarantined (BME off and FLR answered, or the device process killed): ${q.join(' ')}`);
   } finally {
-    clearInterval(tick);
+    gap.stop();
     await s.stop();
   }
-  return { s, texts: s.events.map((e) => `${e.kind}: ${e.text}`), maxGap };
+  return { s, texts: s.events.map((e) => `${e.kind}: ${e.text}`), maxGap: gap.maxGap };
 }
 
 const GAP_MS = 1000; // a stall of the manager's loop would be seconds; a loaded 2-core VM adds jitter

@@ -5,12 +5,13 @@
  * contents; and the same operations on `nbdkit memory` give the same zero / data answers.
  * Tools missing here: each test is skipped and says which.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { firstBlocker, needsCommand, testIf } from '../../helpers/skip.js';
 import { MemoryBlockDevice } from '../../../linkback/memory-block-device.js';
 import { suiteServer } from './helpers.js';
 import { OPS, expected, flagsAt, nbdinfoMap } from './maps.js';
@@ -18,21 +19,19 @@ import { MiB, must, until } from '../sandbox/helpers.js';
 
 const t = suite('nbd holes with real clients');
 const SIZE = 64 * MiB;
-const missing = ['nbdinfo', 'nbdcopy', 'qemu-img', 'qemu-io', 'nbdkit'].filter((tool) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return true;
-  }
-});
-const test = missing.length === 0 ? t : t.skip;
-const skipped = missing.length ? ` (skipped: ${missing.join(', ')} not installed; scripts/setup-host.sh installs them)` : '';
+const blocker = firstBlocker(
+  needsCommand('nbdinfo', 'libnbd-bin'),
+  needsCommand('nbdcopy', 'libnbd-bin'),
+  needsCommand('qemu-img', 'qemu-utils'),
+  needsCommand('qemu-io', 'qemu-utils'),
+  needsCommand('nbdkit', 'nbdkit'),
+);
+const test = testIf(blocker, t);
 
 const served = suiteServer(t, () => ({ exports: [{ name: 'mem', device: new MemoryBlockDevice({ size: SIZE }) }] }));
 const uri = (): string => `nbd+unix:///mem?socket=${served.sock}`;
 
-test(`nbdinfo --map and qemu-img map: hole before, data after writes, zero after write-zeroes, hole after trim${skipped}`, async () => {
+test(`nbdinfo --map and qemu-img map: hole before, data after writes, zero after write-zeroes, hole after trim`, async () => {
   assert.equal(await nbdinfoMap(uri()), [{ offset: 0, length: SIZE, type: 3, description: 'hole,zero' }]);
   await must('qemu-io', ['-f', 'raw', ...OPS.flatMap((c) => ['-c', c]), uri()]);
   const map = await nbdinfoMap(uri());
@@ -58,7 +57,7 @@ test(`nbdinfo --map and qemu-img map: hole before, data after writes, zero after
   assert.equal([at(32 * MiB).data, at(32 * MiB).zero], [false, true]);
 });
 
-test(`nbdcopy and qemu-img convert copy out sparsely, contents equal${skipped}`, async () => {
+test(`nbdcopy and qemu-img convert copy out sparsely, contents equal`, async () => {
   const want = expected(SIZE);
   for (const [tool, args] of [
     ['nbdcopy', (out: string) => [uri(), out]],
@@ -79,7 +78,7 @@ test(`nbdcopy and qemu-img convert copy out sparsely, contents equal${skipped}`,
   }
 });
 
-test(`nbdcopy from a sparse file into the export keeps the holes${skipped}`, async () => {
+test(`nbdcopy from a sparse file into the export keeps the holes`, async () => {
   const src = join(served.dir, 'nbdcopy.raw'); // the copy of the previous test: 16 MiB data, holes after
   const dst = `nbd+unix:///mem?socket=${served.sock}`;
   await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 32M 8M', dst]); // data the copy must zero
@@ -93,7 +92,7 @@ test(`nbdcopy from a sparse file into the export keeps the holes${skipped}`, asy
   assert.ok(readFileSync(back).equals(expected(SIZE)));
 });
 
-test(`the same operations on nbdkit memory: the same zero / data answers${skipped}`, async () => {
+test(`the same operations on nbdkit memory: the same zero / data answers`, async () => {
   const sock = join(served.dir, 'nbdkit.sock');
   const kitProc = spawn('nbdkit', ['-f', '-U', sock, 'memory', String(SIZE)], { stdio: 'ignore' });
   const kit = `nbd+unix:///?socket=${sock}`;

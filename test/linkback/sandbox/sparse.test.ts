@@ -6,11 +6,11 @@
  * and `qemu-img convert` then copy out sparsely with the same contents as a full read.
  * Tools missing here: each test is skipped and says which.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { firstBlocker, needsCommand, testIf } from '../../helpers/skip.js';
 import { startService, type Service } from '../../../linkback/service.js';
 import type { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { OPS, flagsAt, nbdinfoMap } from '../nbd/maps.js';
@@ -18,16 +18,13 @@ import { MiB, must, nbdPolicy, tempDir, until } from './helpers.js';
 
 const t = suite('sandboxed NVMe over NBD: holes');
 const SIZE = 64 * MiB;
-const missing = ['nbdinfo', 'nbdcopy', 'qemu-img', 'qemu-io'].filter((tool) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return true;
-  }
-});
-const test = missing.length === 0 ? t : t.skip;
-const skipped = missing.length ? ` (skipped: ${missing.join(', ')} not installed; scripts/setup-host.sh installs them)` : '';
+const blocker = firstBlocker(
+  needsCommand('nbdinfo', 'libnbd-bin'),
+  needsCommand('nbdcopy', 'libnbd-bin'),
+  needsCommand('qemu-img', 'qemu-utils'),
+  needsCommand('qemu-io', 'qemu-utils'),
+);
+const test = testIf(blocker, t);
 const tmp = tempDir();
 const sock = join(tmp.dir, 'disk.sock');
 const uri = `nbd+unix:///disk?socket=${sock}`;
@@ -35,7 +32,7 @@ let service: Service | undefined;
 let sandbox: Supervisor;
 
 t.before(async () => {
-  if (missing.length) return;
+  if (blocker) return;
   service = await startService([nbdPolicy('disk', sock, { capacity: '64MiB' })], { controlPath: null }, () => {});
   sandbox = service.manager.sandboxes[0]!;
   assert.is(sandbox.state, 'running');
@@ -48,7 +45,7 @@ t.after(async () => {
 
 const exportStats = () => (service!.linkbacks[0]!.status() as { exports: Record<string, { bytesRead: number; blockStatus: number }> }).exports['disk']!;
 
-test(`nbdinfo --map: data while nothing is known, holes and zeroes after write-zeroes and trim${skipped}`, async () => {
+test(`nbdinfo --map: data while nothing is known, holes and zeroes after write-zeroes and trim`, async () => {
   assert.equal(await nbdinfoMap(uri), [{ offset: 0, length: SIZE, type: 0, description: 'data' }], 'the driver reports nothing: all data');
   await must('qemu-io', ['-f', 'raw', '-c', `write -z -u 0 ${SIZE}`, ...OPS.flatMap((c) => ['-c', c]), uri]);
   const map = await nbdinfoMap(uri);
@@ -60,7 +57,7 @@ test(`nbdinfo --map: data while nothing is known, holes and zeroes after write-z
   assert.is(flagsAt(map, 32 * MiB), 3, 'zeroed at the start, never written since');
 });
 
-test(`a SIGKILLed driver container restarts; the map is the same${skipped}`, async () => {
+test(`a SIGKILLed driver container restarts; the map is the same`, async () => {
   const before = await nbdinfoMap(uri);
   const restarts = sandbox.restarts;
   process.kill(sandbox.pid!, 'SIGKILL');
@@ -68,7 +65,7 @@ test(`a SIGKILLed driver container restarts; the map is the same${skipped}`, asy
   assert.equal(await nbdinfoMap(uri), before);
 });
 
-test(`nbdcopy and qemu-img convert copy sparsely; contents equal a full read${skipped}`, async () => {
+test(`nbdcopy and qemu-img convert copy sparsely; contents equal a full read`, async () => {
   const full = join(tmp.dir, 'full.raw');
   await must('nbdcopy', ['--no-extents', uri, full]);
   const want = readFileSync(full);

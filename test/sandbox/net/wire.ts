@@ -8,6 +8,7 @@ import { AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM, defaultSys } from 'linux-sys';
 import type { Launcher } from '../../../sandbox/manager/launcher.js';
 import { deviceFixture } from '../helpers.js';
 import { fixtureLauncher } from '../fixtures/device-launcher.js';
+import { encodeWireFrame, WireFrameReader } from './wire-frames.js';
 
 export class TestWire {
   /** Frames the NIC sent, in order (kept while `keep`). */
@@ -50,31 +51,17 @@ export class TestWire {
     this.conn?.destroy();
     this.conn = c;
     this.connections++;
-    let buf = new Uint8Array(0);
-    c.on('data', (chunk: Buffer) => {
-      const joined = new Uint8Array(buf.length + chunk.length);
-      joined.set(buf);
-      joined.set(chunk, buf.length);
-      let at = 0;
-      while (joined.length - at >= 2) {
-        const len = joined[at]! | (joined[at + 1]! << 8);
-        if (joined.length - at - 2 < len) break;
-        const f = joined.slice(at + 2, at + 2 + len);
-        if (this.keep) this.frames.push(f);
-        this.onFrame?.(f);
-        at += 2 + len;
-      }
-      buf = joined.slice(at);
+    const reader = new WireFrameReader((f) => {
+      if (this.keep) this.frames.push(f);
+      this.onFrame?.(f);
     });
+    c.on('data', (chunk: Buffer) => reader.push(chunk));
     c.on('error', () => undefined);
   }
 
   /** Put a frame on the NIC's receive side (the device process offers it until the NIC takes it). */
   send(frame: Uint8Array): void {
-    const out = new Uint8Array(2 + frame.length);
-    new DataView(out.buffer).setUint16(0, frame.length, true);
-    out.set(frame, 2);
-    this.conn?.write(out);
+    this.conn?.write(encodeWireFrame(frame));
   }
 
   close(): void {
