@@ -1,12 +1,2 @@
-/** A seeded PRNG (xorshift32) for fuzz tests, so a failure can be replayed from its seed. */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+/** The project's seeded PRNG (common/prng.ts), for fuzz tests that must replay from their seed. */
+export { prng, mixSeed, Rng } from '../../common/prng.js';
