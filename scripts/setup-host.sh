@@ -9,9 +9,10 @@ set -euo pipefail
 # kernel's vmlinux from the xz bzImage to boot it through PVH (seconds faster under TCG).
 # libnbd-bin, nbdkit, qemu-utils, fio, nbd-client: real NBD clients and peers for linkback tests and benches.
 # iproute2, iputils-ping: network namespaces and ping for the TAP tests; e2fsprogs: mkfs.ext4 and e2fsck for the lab NBD test.
+# openssl: the NBD TLS tests make a CA and a server certificate with it.
 # bubblewrap: each confined container in its own namespaces with a minimal read-only root; util-linux
 # (setpriv, essential on Debian) switches it to its sandbox's identity (sandbox/spawner/launch.ts).
-PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio nbd-client iproute2 iputils-ping e2fsprogs bubblewrap util-linux)
+PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio nbd-client iproute2 iputils-ping e2fsprogs bubblewrap util-linux openssl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -76,10 +76,13 @@ import {
   errorName,
 } from './protocol.js';
 import { ReplyWriter, writeChunkHeader, writeSimpleReplyHeader } from './reply-writer.js';
+import { pskIdentity, tlsFailure, type NbdTls, type NbdTlsMode } from './tls.js';
 
 /** What a connection needs from its server. */
 export interface ConnectionHost extends ExportDirectory {
   readonly limits: ConnectionLimits;
+  /** TLS keys when the server offers STARTTLS (undefined: NOTLS). */
+  readonly tls: NbdTls | undefined;
   event(e: NbdEvent): void;
   /** The connection reached transmission with `exp` (false: the server is shutting down, drop it). */
   attached(conn: NbdConnection, exp: NbdExport): boolean;
@@ -108,6 +111,8 @@ export type NbdEvent =
   | { type: 'transmission'; conn: number; export: string; via: 'go' | 'export-name' }
   | { type: 'protocol-error'; conn: number; export?: string; message: string }
   | { type: 'handshake-timeout'; conn: number; peer: string }
+  | { type: 'tls'; conn: number; protocol: string; cipher: string; identity?: string }
+  | { type: 'tls-error'; conn: number; peer: string; message: string }
   | { type: 'device-error'; conn: number; export: string; command: string; offset: number; length: number; kind: BlockErrorKind; error: unknown }
   | { type: 'close'; conn: number; export?: string; reason: string };
 
@@ -188,7 +193,17 @@ export class NbdConnection implements HandshakeContext {
   readonly peer: string;
   /** The server's exports, for the handshake. */
   readonly exports: ExportDirectory;
-  private readonly socket: Socket;
+  /** The client's socket; after STARTTLS the TLS socket over it. */
+  private socket: Socket;
+  private tlsOn = false;
+  /** The TLS handshake finished (its failures before that are reported as such). */
+  private tlsReady = false;
+  private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
+  private readonly unblockBound = (): void => this.unblock();
+  private readonly onErrorBound = (err: Error): void => {
+    this.closeReason = `socket error: ${err.message}`;
+  };
+  private readonly onCloseBound = (): void => this.onClose();
   private readonly host: ConnectionHost;
   private readonly limits: ConnectionLimits;
   private readonly replies: ReplyWriter;
@@ -239,12 +254,7 @@ export class NbdConnection implements HandshakeContext {
     this.optBuf = Buffer.allocUnsafe(this.limits.maxOptionLength);
     this.replies = new ReplyWriter(socket);
     socket.setNoDelay?.(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.unblock());
-    socket.on('error', (err: Error) => {
-      this.closeReason = `socket error: ${err.message}`;
-    });
-    socket.on('close', () => this.onClose());
+    this.listen(socket);
     this.handshakeTimer = setTimeout(() => {
       this.handshakeTimer = null;
       host.event({ type: 'handshake-timeout', conn: id, peer: this.peer });
@@ -264,6 +274,60 @@ export class NbdConnection implements HandshakeContext {
   /** The export in use, once in transmission. */
   get export(): NbdExport | null {
     return this.exp;
+  }
+
+  get tlsMode(): NbdTlsMode {
+    return this.host.tls?.mode ?? 'off';
+  }
+
+  get secure(): boolean {
+    return this.tlsOn;
+  }
+
+  private listen(socket: Socket): void {
+    socket.on('data', this.onDataBound);
+    socket.on('drain', this.unblockBound);
+    socket.on('error', this.onErrorBound);
+    socket.on('close', this.onCloseBound);
+  }
+
+  /**
+   * STARTTLS was acknowledged on the plain socket: from here every byte is TLS (§TLS support). State
+   * negotiated before it is forgotten (structured replies, meta contexts), as the protocol requires.
+   */
+  private startTls(): void {
+    if (this.pending !== null) {
+      // §TLS support: the client MUST wait for the reply before its TLS handshake.
+      return this.violation('data after NBD_OPT_STARTTLS before the server acknowledged it');
+    }
+    const raw = this.socket;
+    raw.off('data', this.onDataBound);
+    raw.off('drain', this.unblockBound);
+    raw.off('error', this.onErrorBound);
+    raw.off('close', this.onCloseBound);
+    const secure = this.host.tls!.upgrade(raw);
+    this.socket = secure;
+    this.replies.rebind(secure);
+    this.tlsOn = true;
+    this.structured = false;
+    this.metaExport = null;
+    this.listen(secure);
+    // A handshake that fails (a wrong key, a plain-text client) ends in 'error', then 'close'.
+    secure.on('error', (err: Error) => {
+      const why = tlsFailure(err);
+      this.closeReason = this.tlsReady ? `TLS: ${why}` : `TLS handshake failed: ${why}`;
+      if (!this.tlsReady) this.host.event({ type: 'tls-error', conn: this.id, peer: this.peer, message: why });
+    });
+    raw.on('error', () => {
+      /* reported through the TLS socket */
+    });
+    secure.once('secure', () => {
+      this.tlsReady = true;
+      const c = secure.getCipher();
+      const identity = pskIdentity(secure);
+      this.host.event({ type: 'tls', conn: this.id, protocol: secure.getProtocol() ?? '?', cipher: c?.name ?? '?', ...(identity ? { identity } : {}) });
+    });
+    this.expect(S_OPT_HEADER, OPTION_HEADER_SIZE, this.head);
   }
 
   send(bytes: Buffer): void {
@@ -417,6 +481,8 @@ export class NbdConnection implements HandshakeContext {
     switch (outcome.next) {
       case 'continue':
         return this.expect(S_OPT_HEADER, OPTION_HEADER_SIZE, this.head);
+      case 'starttls':
+        return this.startTls();
       case 'abort':
         this.state = S_DONE;
         this.closeReason = 'client sent NBD_OPT_ABORT';

@@ -14,6 +14,8 @@ export type NbdCode =
   | 'ERR_NBD_LISTEN'
   /** TCP on a non-loopback address without `allowRemote`. */
   | 'ERR_NBD_NOT_LOOPBACK'
+  /** TLS configuration: a key file unreadable, malformed or open to others, certificates refused, keys without TLS. */
+  | 'ERR_NBD_TLS'
   /** listen after close(). */
   | 'ERR_NBD_CLOSED';
 

@@ -6,11 +6,14 @@
  * Served: NBD_OPT_EXPORT_NAME, NBD_OPT_ABORT, NBD_OPT_LIST, NBD_OPT_INFO, NBD_OPT_GO (info types
  * EXPORT, NAME, DESCRIPTION, BLOCK_SIZE), NBD_OPT_STRUCTURED_REPLY (once, without data), and
  * NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT (`base:allocation`, after structured
- * replies: meta-context.ts). Refused with NBD_REP_ERR_UNSUP: NBD_OPT_STARTTLS (this server is
- * NOTLS, §NOTLS mode), NBD_OPT_EXTENDED_HEADERS (no client here speaks them), and anything unknown.
+ * replies: meta-context.ts), NBD_OPT_STARTTLS when the server has TLS (tls.ts; §TLS support: with
+ * TLS required every other option but NBD_OPT_ABORT is answered NBD_REP_ERR_TLS_REQD until it is on,
+ * NBD_OPT_EXPORT_NAME ends the session). Refused with NBD_REP_ERR_UNSUP: NBD_OPT_STARTTLS on a NOTLS
+ * server, NBD_OPT_EXTENDED_HEADERS (no client here speaks them), and anything unknown.
  */
 import type { ExportDirectory, NbdExport } from './export.js';
 import { META_OPTIONS, metaContextOption, type MetaContextHost } from './meta-context.js';
+import type { NbdTlsMode } from './tls.js';
 import {
   NBD_FLAG_SEND_DF,
   EXPORT_NAME_REPLY_SIZE,
@@ -28,6 +31,7 @@ import {
   NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_TLS_REQD,
   NBD_REP_ERR_TOO_BIG,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
@@ -49,6 +53,10 @@ export interface HandshakeContext {
   structured: boolean;
   /** The export `base:allocation` was selected for by the last NBD_OPT_SET_META_CONTEXT (null: none). */
   metaExport: NbdExport | null;
+  /** The server's TLS mode: 'off' refuses STARTTLS, 'require' refuses everything else until TLS is on. */
+  readonly tlsMode: NbdTlsMode;
+  /** The session already runs inside TLS. */
+  readonly secure: boolean;
 }
 
 /**
@@ -59,7 +67,8 @@ export function transmissionFlags(exp: NbdExport, structured: boolean): number {
   return structured ? exp.flags | NBD_FLAG_SEND_DF : exp.flags;
 }
 
-export type OptionOutcome = { next: 'continue' } | { next: 'transmission'; export: NbdExport } | { next: 'abort' } | { next: 'disconnect'; reason: string };
+export type OptionOutcome =
+  { next: 'continue' } | { next: 'transmission'; export: NbdExport } | { next: 'abort' } | { next: 'disconnect'; reason: string } | { next: 'starttls' };
 
 const CONTINUE: OptionOutcome = Object.freeze({ next: 'continue' });
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -113,6 +122,12 @@ function writeU64(b: Buffer, at: number, v: number): void {
 
 /** Handle one option. `data` holds exactly the option's data (its length is the option's length). */
 export function handleOption(ctx: HandshakeContext, option: number, data: Buffer): OptionOutcome {
+  if (ctx.tlsMode === 'require' && !ctx.secure && option !== NBD_OPT_STARTTLS && option !== NBD_OPT_ABORT) {
+    // §FORCEDTLS mode: nothing but STARTTLS and ABORT before TLS; EXPORT_NAME cannot be refused, only the session ended.
+    if (option === NBD_OPT_EXPORT_NAME) return { next: 'disconnect', reason: 'NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS on a server that requires TLS' };
+    ctx.send(optionError(option, NBD_REP_ERR_TLS_REQD, 'this server requires TLS: send NBD_OPT_STARTTLS first'));
+    return CONTINUE;
+  }
   switch (option) {
     case NBD_OPT_EXPORT_NAME: {
       const name = decodeName(data);
@@ -145,7 +160,13 @@ export function handleOption(ctx: HandshakeContext, option: number, data: Buffer
     case NBD_OPT_GO:
       return infoOrGo(ctx, option, data);
     case NBD_OPT_STARTTLS:
-      ctx.send(optionError(option, NBD_REP_ERR_UNSUP, 'this server does not offer TLS (it listens on loopback and unix sockets only)'));
+      if (ctx.tlsMode === 'off') ctx.send(optionError(option, NBD_REP_ERR_UNSUP, 'this server does not offer TLS (its policy has tls: off)'));
+      else if (data.length !== 0) ctx.send(optionError(option, NBD_REP_ERR_INVALID, 'NBD_OPT_STARTTLS takes no data'));
+      else if (ctx.secure) ctx.send(optionError(option, NBD_REP_ERR_INVALID, 'TLS is already on'));
+      else {
+        ctx.send(optionReply(option, NBD_REP_ACK));
+        return { next: 'starttls' };
+      }
       return CONTINUE;
     case NBD_OPT_STRUCTURED_REPLY:
       // §NBD_OPT_STRUCTURED_REPLY: no data (SHOULD be refused with NBD_REP_ERR_INVALID); a second

@@ -50,8 +50,14 @@ export class ReplyWriter {
     if (b && !err) this.recycle(b);
   };
 
-  constructor(private readonly socket: Socket) {
+  constructor(private socket: Socket) {
     this.cur = Buffer.allocUnsafe(BATCH_BYTES);
+  }
+
+  /** Write to another socket from now on (the TLS socket after STARTTLS; nothing is queued then). */
+  rebind(socket: Socket): void {
+    this.flush();
+    this.socket = socket;
   }
 
   /** Room for `n` bytes in the batch; returns where they go in `this.cur`. */

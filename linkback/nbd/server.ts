@@ -2,8 +2,9 @@
  * The NBD linkback server: serves block devices as NBD exports to host clients (the kernel's nbd
  * driver, qemu, libnbd tools, fio), on unix sockets and on TCP bound to loopback.
  *
- * Remote TCP is refused unless `allowRemote` is set: the protocol has no authentication here, and an
- * export is a raw disk.
+ * Remote TCP is refused unless the server requires TLS (`tls: { mode: 'require', ... }`: a PSK or
+ * client certificates authenticate the client; tls.ts) or `allowRemote` is set: without TLS the
+ * protocol has no authentication, and an export is a raw disk.
  *
  *   const server = new NbdServer({ exports: [{ name: 'disk0', device }] });
  *   await server.listenUnix('/run/dmabox/disk0.sock');
@@ -18,9 +19,11 @@ import type { BlockDevice } from '../block-device.js';
 import { NbdConnection, type ConnectionHost, type ConnectionLimits, type NbdEvent } from './connection.js';
 import { NbdExport, type NbdExportOptions, type NbdExportStats } from './export.js';
 import { NBD_DEFAULT_PORT } from './protocol.js';
+import { loadNbdTls, type NbdTls, type NbdTlsOptions } from './tls.js';
 
 export type { NbdEvent } from './connection.js';
 export type { NbdExportOptions, NbdExportStats } from './export.js';
+export type { NbdTlsMode, NbdTlsOptions } from './tls.js';
 
 export interface NbdServerOptions {
   exports: NbdExportOptions[];
@@ -28,8 +31,10 @@ export interface NbdServerOptions {
   defaultExport?: string;
   /** Connections at once over all listeners; more are closed at once (default 64). */
   maxConnections?: number;
-  /** Allow TCP listeners on non-loopback addresses (default false). */
+  /** Allow TCP listeners on non-loopback addresses without TLS (default false). */
   allowRemote?: boolean;
+  /** STARTTLS (default off). With mode 'require', TCP may listen on any address. */
+  tls?: NbdTlsOptions;
   /** Milliseconds to finish in-flight requests on close() before cutting connections (default 5000). */
   closeTimeoutMs?: number;
   /** Logging hook: every connection event, protocol error and device error. Must not throw. */
@@ -45,6 +50,9 @@ export interface NbdServerStats {
   handshakeTimeouts: number;
   /** Connections dropped during the handshake for breaking the protocol. */
   handshakeProtocolErrors: number;
+  /** TLS sessions set up, and TLS handshakes that failed (wrong key, plain text after STARTTLS). */
+  tlsSessions: number;
+  tlsFailures: number;
   exports: Record<string, NbdExportStats>;
 }
 
@@ -76,7 +84,8 @@ export class NbdServer {
   private readonly connections = new Set<NbdConnection>();
   private nextId = 1;
   private closingDown = false;
-  private readonly counters = { connectionsTotal: 0, connectionsRefused: 0, handshakeTimeouts: 0, handshakeProtocolErrors: 0 };
+  private readonly counters = { connectionsTotal: 0, connectionsRefused: 0, handshakeTimeouts: 0, handshakeProtocolErrors: 0, tlsSessions: 0, tlsFailures: 0 };
+  private readonly tls: NbdTls | undefined;
   private readonly host: ConnectionHost;
 
   constructor(options: NbdServerOptions) {
@@ -92,6 +101,7 @@ export class NbdServer {
     }
     this.maxConnections = options.maxConnections ?? 64;
     this.allowRemote = options.allowRemote ?? false;
+    this.tls = loadNbdTls(options.tls ?? { mode: 'off' });
     this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
     this.onEvent = options.onEvent;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -106,6 +116,7 @@ export class NbdServer {
       lookup: (name) => this.exports.get(name === '' ? this.defaultName! : name),
       list: () => this.exports.values(),
       limits: this.limits,
+      tls: this.tls,
       event: (e) => this.event(e),
       attached: (conn, exp) => {
         if (this.closingDown || this.exports.get(exp.name) !== exp) return false;
@@ -151,15 +162,19 @@ export class NbdServer {
     return this.listen({ path }, `unix:${path}`).then(() => path);
   }
 
-  /** Listen on TCP; loopback only unless the server was made with `allowRemote`. */
+  /** Listen on TCP; loopback only unless the server requires TLS or was made with `allowRemote`. */
   listenTcp(options: { host?: string; port?: number } = {}): Promise<{ host: string; port: number }> {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? NBD_DEFAULT_PORT;
-    if (!this.allowRemote && !isLoopback(host)) {
+    if (!this.allowRemote && this.tls?.mode !== 'require' && !isLoopback(host)) {
       return Promise.reject(
-        new NbdError('ERR_NBD_NOT_LOOPBACK', `refusing to serve NBD on ${host}: NBD has no authentication and an export is a raw disk`, {
-          fix: 'listen on 127.0.0.1 or a unix socket; pass allowRemote: true only on an isolated network',
-        }),
+        new NbdError(
+          'ERR_NBD_NOT_LOOPBACK',
+          `refusing to serve NBD on ${host} without TLS required: NBD has no other authentication and an export is a raw disk`,
+          {
+            fix: 'require TLS (tls: require with tls-psk or tls-certificates), or listen on 127.0.0.1 or a unix socket',
+          },
+        ),
       );
     }
     return this.listen({ host, port }, `tcp:${host}:${port}`).then((srv) => {
@@ -209,6 +224,8 @@ export class NbdServer {
 
   private event(e: NbdEvent): void {
     if (e.type === 'handshake-timeout') this.counters.handshakeTimeouts++;
+    else if (e.type === 'tls') this.counters.tlsSessions++;
+    else if (e.type === 'tls-error') this.counters.tlsFailures++;
     else if (e.type === 'protocol-error' && e.export === undefined) this.counters.handshakeProtocolErrors++;
     if (this.onEvent) {
       try {

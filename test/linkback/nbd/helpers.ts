@@ -4,6 +4,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'uvu';
@@ -63,18 +64,20 @@ export function suiteServer(
 
 /** A socket with an exact-length reader. Every wait is bounded. */
 export class RawClient {
-  readonly socket: net.Socket;
+  socket: net.Socket;
   private buf = Buffer.alloc(0);
   private waiter: (() => void) | null = null;
   closed = false;
   readonly closedP: Promise<void>;
 
+  private readonly onData = (d: Buffer): void => {
+    this.buf = Buffer.concat([this.buf, d]);
+    this.waiter?.();
+  };
+
   private constructor(socket: net.Socket) {
     this.socket = socket;
-    socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.waiter?.();
-    });
+    socket.on('data', this.onData);
     socket.on('error', () => {});
     this.closedP = new Promise((r) =>
       socket.on('close', () => {
@@ -94,6 +97,21 @@ export class RawClient {
         resolve(new RawClient(s));
       });
     });
+  }
+
+  /** After the server acknowledged NBD_OPT_STARTTLS: run TLS on this socket; rejects if the handshake fails. */
+  async startTls(options: tls.ConnectionOptions): Promise<tls.TLSSocket> {
+    const raw = this.socket;
+    raw.off('data', this.onData);
+    const s = tls.connect({ socket: raw, ...options });
+    s.on('data', this.onData);
+    await new Promise<void>((resolve, reject) => {
+      s.once('secureConnect', () => resolve());
+      s.once('error', reject);
+    });
+    s.on('error', () => {});
+    this.socket = s;
+    return s;
   }
 
   get buffered(): number {

@@ -73,6 +73,7 @@ async function runSplit(input: Buffer, chunk: number): Promise<{ out: Buffer; di
     lookup: (n) => (n === 'd' || n === '' ? exp : undefined),
     list: () => [exp],
     limits: DEFAULT_LIMITS,
+    tls: undefined,
     event: () => {},
     attached: () => true,
     closed: () => {},
