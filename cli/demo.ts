@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { startService, type Service } from '../linkback/service.js';
 import { CliError } from './errors.js';
 import { loadPoliciesOrReport } from './load-policies.js';
-import type { Policy } from '../policies/types.js';
+import type { NbdLinkbackOptions, Policy } from '../policies/types.js';
 import type { SandboxEvent } from '../sandbox/manager/supervisor.js';
 import { dropByDefault, endSetup, formatEvent } from './up.js';
 
@@ -50,7 +50,7 @@ function self(): string {
 function withSocket(policies: Policy[], socket: string): Policy[] | string {
   const nbd = policies.filter((p) => p.linkback && 'nbd' in p.linkback && 'socket' in p.linkback.nbd);
   if (nbd.length !== 1) return `--socket needs exactly one policy with an NBD unix socket linkback; these have ${nbd.length}`;
-  return policies.map((p) => (p === nbd[0] ? { ...p, linkback: { nbd: { ...(p.linkback as { nbd: { export: string; poll: number } }).nbd, socket } } } : p));
+  return policies.map((p) => (p === nbd[0] ? { ...p, linkback: { nbd: { ...(p.linkback as { nbd: NbdLinkbackOptions }).nbd, socket } } } : p));
 }
 
 export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventEmitter = process): Promise<number> {

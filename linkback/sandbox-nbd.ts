@@ -22,9 +22,17 @@ function prepareSocket(path: string): Promise<void> {
   });
 }
 
-export function nbdUri(exportName: string, address: string): string {
-  if (address.startsWith('unix:')) return `nbd+unix:///${exportName}?socket=${address.slice(5)}`;
-  return `nbd://${address.slice(4)}/${exportName}`;
+/** A client's URI for an export at `unix:/path` or `tcp:HOST:PORT` (libnbd's syntax; TLS: nbds, with the key file to name). */
+export function nbdUri(exportName: string, address: string, tls?: { psk?: string; certificates?: string }): string {
+  const query: string[] = [];
+  if (tls?.psk) query.push(`tls-psk-file=${tls.psk}`);
+  if (tls?.certificates) query.push('tls-certificates=DIR-WITH-ca-cert.pem');
+  const user = tls?.psk ? 'IDENTITY@' : '';
+  if (address.startsWith('unix:')) return `nbd${tls ? 's' : ''}+unix://${user}/${exportName}?${['socket=' + address.slice(5), ...query].join('&')}`;
+  const hostPort = address.slice(4);
+  const host = hostPort.slice(0, hostPort.lastIndexOf(':'));
+  const shown = host.includes(':') ? `[${host}]${hostPort.slice(host.length)}` : hostPort;
+  return `nbd${tls ? 's' : ''}://${user}${shown}/${exportName}${query.length ? '?' + query.join('&') : ''}`;
 }
 
 export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> {
@@ -33,7 +41,14 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
   if (!spec) throw new LinkbackServiceError('ERR_LINKBACK_CONFIG', `policy ${policy.name} has no nbd linkback`);
   const device = new SandboxBlockDevice(s.block, { label: `sandbox ${policy.name}` });
   const name = spec.export;
+  const tls = spec.tls === 'off' ? undefined : { psk: spec['tls-psk'], certificates: spec['tls-certificates'] };
   const server = new NbdServer({
+    tls: {
+      mode: spec.tls,
+      ...(spec['tls-psk'] !== undefined ? { pskFile: spec['tls-psk'] } : {}),
+      ...(spec['tls-certificates'] !== undefined ? { certificates: spec['tls-certificates'] } : {}),
+      verifyPeer: spec['tls-verify-peer'],
+    },
     exports: [{ name, device, description: `dmabox sandbox ${policy.name}: ${s.driver.label} driver in a container, ${s.device.description}` }],
     onEvent: (e) => {
       if (e.type === 'transmission') ctx.log(`nbd client ${e.conn} attached to export '${e.export}'`);
@@ -44,6 +59,8 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
           'error',
         );
       else if (e.type === 'protocol-error') ctx.log(`nbd client ${e.conn}: protocol error: ${e.message}`, 'warn');
+      else if (e.type === 'tls') ctx.log(`nbd client ${e.conn}: ${e.protocol} ${e.cipher}${e.identity !== undefined ? ` as '${e.identity}'` : ''}`);
+      else if (e.type === 'tls-error') ctx.log(`nbd client ${e.conn} from ${e.peer}: TLS handshake failed: ${e.message}`, 'warn');
     },
   });
   let socketPath: string | undefined;
@@ -51,8 +68,11 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
     if ('socket' in spec) {
       await prepareSocket(spec.socket);
       socketPath = await server.listenUnix(spec.socket);
-    } else {
+    } else if ('port' in spec) {
       await server.listenTcp({ host: '127.0.0.1', port: spec.port });
+    } else {
+      const at = spec.address.lastIndexOf(':');
+      await server.listenTcp({ host: spec.address.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(spec.address.slice(at + 1)) });
     }
   } catch (e) {
     await server.close();
@@ -65,10 +85,17 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
     sandbox: policy.name,
     addresses,
     usage: () => {
-      const uri = nbdUri(name, addresses[0]!);
-      const kernel = socketPath
-        ? `nbd-client -unix ${socketPath} /dev/nbd0 -N ${name}`
-        : `nbd-client 127.0.0.1 ${addresses[0]!.split(':').pop()} /dev/nbd0 -N ${name}`;
+      const uri = nbdUri(name, addresses[0]!, tls);
+      const port = addresses[0]!.split(':').pop();
+      const kernel = socketPath ? `nbd-client -unix ${socketPath} /dev/nbd0 -N ${name}` : `nbd-client 127.0.0.1 ${port} /dev/nbd0 -N ${name}`;
+      if (tls)
+        return [
+          `nbdinfo '${uri}'`,
+          `nbdcopy disk.img '${uri}'   # and back: nbdcopy '${uri}' out.img`,
+          tls.psk
+            ? `kernel (root): nbd-client's TLS takes X.509 certificates only; with a PSK use libnbd's nbdfuse '${uri}' DIR`
+            : `kernel (root): modprobe nbd && nbd-client ${socketPath ? `-unix ${socketPath}` : `HOST ${port}`} /dev/nbd0 -N ${name} -cacertfile CA.pem`,
+        ];
       return [
         `nbdinfo '${uri}'`,
         `nbdcopy disk.img '${uri}'   # and back: nbdcopy '${uri}' out.img`,

@@ -5,12 +5,13 @@
  * `file:line: field.path: what was expected, got what`.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { isIP, isIPv4 } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { DmaboxError } from '../common/errors.js';
 import { INVALID, validate, type Context, type PNode } from './schema-dsl.js';
 import { HUGE_PAGE_SIZE, policySchema } from './schema.js';
-import type { LoadedPolicy, Policy } from './types.js';
+import type { LoadedPolicy, NbdLinkbackOptions, NbdListen, Policy } from './types.js';
 import { formatSize } from './units.js';
 
 export interface PolicyProblem {
@@ -245,7 +246,41 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
       rule('linkback.nbd', `expected a disk driver (nvme, or a module of kind block) for an NBD linkback, got ${what}: use linkback.tap`);
     if ('tap' in p.linkback && kind === 'block')
       rule('linkback.tap', `expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got ${what}: use linkback.nbd`);
+    if ('nbd' in p.linkback) checkNbdTls(p.linkback.nbd, rule);
   }
+}
+
+/** TLS keys go with TLS, and an NBD export reachable from elsewhere must authenticate its clients. */
+function checkNbdTls(n: NbdListen & NbdLinkbackOptions, rule: (path: string, message: string) => void): void {
+  const keys = (n['tls-psk'] !== undefined ? 1 : 0) + (n['tls-certificates'] !== undefined ? 1 : 0);
+  if (n.tls === 'off' && keys > 0)
+    rule(n['tls-psk'] !== undefined ? 'linkback.nbd.tls-psk' : 'linkback.nbd.tls-certificates', `expected tls: on or require with TLS keys, got tls: off`);
+  if (n.tls !== 'off' && keys !== 1)
+    rule('linkback.nbd.tls', `expected exactly one of tls-psk and tls-certificates with tls: ${n.tls}, got ${keys === 0 ? 'neither' : 'both'}`);
+  if (n['tls-verify-peer'] && n['tls-certificates'] === undefined)
+    rule('linkback.nbd.tls-verify-peer', 'expected tls-certificates with tls-verify-peer (a PSK already authenticates the client)');
+  if ('address' in n) {
+    const port = Number(/:(\d+)$/.exec(n.address)![1]);
+    if (port < 1 || port > 65535) rule('linkback.nbd.address', `expected a port from 1 to 65535, got ${port}`);
+    const host = n.address.slice(0, n.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+    if (!isIP(host)) rule('linkback.nbd.address', `expected an IP address, got '${host}'`);
+    else if (!isLoopbackAddress(host) && n.tls !== 'require')
+      rule(
+        'linkback.nbd.address',
+        `expected tls: require on ${n.address}, got tls: ${n.tls}: an NBD export on an address other than loopback is a raw disk for anyone who reaches it; require TLS with tls-psk or tls-certificates`,
+      );
+  }
+}
+
+function isLoopbackAddress(host: string): boolean {
+  return host === '::1' || (isIPv4(host) && host.startsWith('127.'));
+}
+
+/** The TCP endpoint an NBD linkback claims (`tcp HOST:PORT`), or its socket path. */
+export function nbdEndpoint(n: NbdListen): string {
+  if ('socket' in n) return `socket ${n.socket}`;
+  if ('port' in n) return `tcp 127.0.0.1:${n.port}`;
+  return `tcp ${n.address}`;
 }
 
 function deviceKey(p: Policy): string | undefined {
@@ -275,13 +310,7 @@ function checkUnique(all: readonly LoadedPolicy[]): PolicyProblem[] {
     if (p.container.gid !== undefined && p.container.gid !== p.container.uid)
       claim(`id ${p.container.gid}`, lp, 'container.gid', `gid ${p.container.gid} (one identity per sandbox: leave container.gid out to get one allocated)`);
     const l = p.linkback;
-    if (l && 'nbd' in l)
-      claim(
-        'socket' in l.nbd ? `socket ${l.nbd.socket}` : `port ${l.nbd.port}`,
-        lp,
-        'linkback.nbd',
-        'socket' in l.nbd ? `socket ${l.nbd.socket}` : `port ${l.nbd.port}`,
-      );
+    if (l && 'nbd' in l) claim(nbdEndpoint(l.nbd), lp, 'linkback.nbd', nbdEndpoint(l.nbd));
     if (l && 'tap' in l) claim(`tap ${l.tap.interface}`, lp, 'linkback.tap.interface', `interface ${l.tap.interface}`);
   }
   return problems;

@@ -284,13 +284,39 @@ export const policySchema: ObjectSchema = {
           nbd: {
             schema: {
               t: 'object',
-              oneOf: ['socket', 'port'],
+              oneOf: ['socket', 'port', 'address'],
               fields: {
                 socket: {
                   schema: { t: 'string', hint: 'an absolute path of at most 107 bytes', pattern: '^/', maxLength: 107 },
                   doc: 'Unix socket path (sun_path holds 108 bytes with the NUL).',
                 },
                 port: { schema: { t: 'int', min: 1, max: 65535 }, doc: 'TCP port on 127.0.0.1 (loopback only).' },
+                address: {
+                  schema: {
+                    t: 'string',
+                    hint: "'HOST:PORT' (an IPv4 address, or an IPv6 one in brackets: '[::]:10809')",
+                    pattern: '^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9A-Fa-f:.]+\\]):\\d{1,5}$',
+                  },
+                  doc: 'TCP address to listen on, e.g. 0.0.0.0:10809 (the NBD port). An address other than loopback needs tls: require: NBD has no other authentication.',
+                },
+                tls: {
+                  schema: { t: 'string', enum: ['off', 'on', 'require'], hint: `'off', 'on' or 'require'` },
+                  default: 'off',
+                  doc: "TLS through the protocol's STARTTLS, as nbdkit's --tls: 'on' lets a client upgrade, 'require' refuses every client that does not (needs tls-psk or tls-certificates).",
+                },
+                'tls-psk': {
+                  schema: { t: 'string', hint: 'an absolute path', pattern: '^/' },
+                  doc: "Pre-shared keys in GnuTLS psktool's format (identity:hexkey lines; make one with psktool -u NAME -p FILE), mode 0600. Clients: nbds://NAME@host/export?tls-psk-file=FILE.",
+                },
+                'tls-certificates': {
+                  schema: { t: 'string', hint: 'an absolute path', pattern: '^/' },
+                  doc: 'A directory with server-cert.pem and server-key.pem (mode 0600), and ca-cert.pem for tls-verify-peer, as for nbdkit --tls-certificates.',
+                },
+                'tls-verify-peer': {
+                  schema: { t: 'bool' },
+                  default: false,
+                  doc: "With tls-certificates: clients must present a certificate signed by the directory's ca-cert.pem.",
+                },
                 export: {
                   schema: { t: 'string', hint: 'an export name of 1 to 4096 bytes', pattern: '^[^\\x00]+$', maxLength: 4096 },
                   required: true,

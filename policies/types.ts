@@ -49,8 +49,19 @@ export interface RestartPolicy {
   backoff: { initial: number; max: number };
 }
 
-export type Linkback =
-  { nbd: { socket: string; export: string; poll: number } } | { nbd: { port: number; export: string; poll: number } } | { tap: { interface: string } };
+/** What every NBD linkback has besides where it listens. */
+export interface NbdLinkbackOptions {
+  export: string;
+  poll: number;
+  tls: 'off' | 'on' | 'require';
+  'tls-psk'?: string;
+  'tls-certificates'?: string;
+  'tls-verify-peer': boolean;
+}
+
+export type NbdListen = { socket: string } | { port: number } | { address: string };
+
+export type Linkback = { nbd: NbdListen & NbdLinkbackOptions } | { tap: { interface: string } };
 
 export interface Policy {
   version: 1;

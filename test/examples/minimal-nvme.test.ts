@@ -20,7 +20,7 @@ const policyFile = join(root, 'examples', 'minimal-nvme', 'policy.yaml');
 
 function policy(socket: string) {
   const p = parsePolicies(readFileSync(policyFile, 'utf8'), policyFile).policies[0]!.policy;
-  return { ...p, linkback: { nbd: { socket, export: 'minimal-nvme', poll: 0.5 } } };
+  return { ...p, linkback: { nbd: { socket, export: 'minimal-nvme', poll: 0.5, tls: 'off' as const, 'tls-verify-peer': false } } };
 }
 
 test('the example driver, named by its policy: confined, served by the block service, restarted with replay, exported over NBD', async () => {

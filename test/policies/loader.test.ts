@@ -56,7 +56,7 @@ test('a good policy resolves with defaults filled in', () => {
   assert.equal(p.container, { memory: 256 * 2 ** 20, pids: 64, cpuWeight: 100, seccomp: 'driver' });
   assert.equal(p.restart, { maxRestarts: 3, window: 60_000, backoff: { initial: 100, max: 30_000 } });
   assert.is(p.onIommuFault, 'stop');
-  assert.equal(p.linkback, { nbd: { port: 10809, export: 'lab-nvme', poll: 0.5 } });
+  assert.equal(p.linkback, { nbd: { port: 10809, export: 'lab-nvme', poll: 0.5, tls: 'off', 'tls-verify-peer': false } });
   assert.is(p.unconfined, false);
 });
 
@@ -202,6 +202,32 @@ const CASES: Array<[string, string, string[]]> = [
     [`lab-nvme.yaml:14: linkback.nbd.socket: expected at most 107 bytes, got 111`],
   ],
   [
+    'nbd on every interface without TLS',
+    edit(14, '  nbd: { address: "0.0.0.0:10809", export: e }'),
+    [
+      `lab-nvme.yaml:14: linkback.nbd.address: expected tls: require on 0.0.0.0:10809, got tls: off: an NBD export on an address other than loopback is a raw disk for anyone who reaches it; require TLS with tls-psk or tls-certificates`,
+    ],
+  ],
+  [
+    'nbd TLS without keys, keys without TLS, verify-peer with a PSK',
+    edit(14, '  nbd: { address: "[::]:10809", export: e, tls: require }') +
+      '---\n' +
+      edit(14, '  nbd: { port: 1, export: e, tls-psk: /etc/k.psk, tls-verify-peer: true }'),
+    [
+      `lab-nvme.yaml:14: linkback.nbd.tls: expected exactly one of tls-psk and tls-certificates with tls: require, got neither`,
+      `lab-nvme.yaml:29: linkback.nbd.tls-psk: expected tls: on or require with TLS keys, got tls: off`,
+      `lab-nvme.yaml:29: linkback.nbd.tls-verify-peer: expected tls-certificates with tls-verify-peer (a PSK already authenticates the client)`,
+    ],
+  ],
+  [
+    'nbd address that is not an address',
+    edit(14, '  nbd: { address: "999.1.1.1:99999", export: e, tls: require, tls-psk: /k }'),
+    [
+      `lab-nvme.yaml:14: linkback.nbd.address: expected a port from 1 to 65535, got 99999`,
+      `lab-nvme.yaml:14: linkback.nbd.address: expected an IP address, got '999.1.1.1'`,
+    ],
+  ],
+  [
     'tap on a disk',
     edit(14, '  tap: { interface: dmabox0 }'),
     [`lab-nvme.yaml:14: linkback.tap: expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got 'nvme': use linkback.nbd`],
@@ -314,7 +340,7 @@ test('names, devices and linkback endpoints must be unique across files', () => 
     assert.equal((e as PolicyError).problems.map(formatProblem), [
       `${b}:1: name: name 'lab-nvme' is already used by policy 'lab-nvme' (${a}:1)`,
       `${b}:1: device: this device is already used by policy 'lab-nvme' (${a}:1)`,
-      `${b}:1: linkback.nbd: port 10809 is already used by policy 'lab-nvme' (${a}:1)`,
+      `${b}:1: linkback.nbd: tcp 127.0.0.1:10809 is already used by policy 'lab-nvme' (${a}:1)`,
     ]);
   }
 });
