@@ -8,11 +8,13 @@
  * may be the root (exempt) or must accept `+memory +pids` in its subtree_control; if it does not,
  * v2 is reported unavailable with the reason.
  *
- * The process joins before it runs the program: the launch wrapper writes its own pid into every
- * `cgroup.procs` (procsFiles) and then execs (launch.ts).
+ * The process is in its cgroup before it runs anything: the caller moves itself into the cgroup,
+ * forks the child there (it inherits the cgroup), and moves itself back, all in one synchronous
+ * step (`forkInside`, used by launch.ts). No shell or helper is needed, so it works where there is
+ * none (an appliance image).
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SpawnerError } from './errors.js';
 
 export type Controller = 'memory' | 'pids' | 'cpu';
@@ -178,6 +180,21 @@ export class Cgroup {
     } catch (e) {
       for (const d of made.reverse()) tryRmdir(d);
       throw new SpawnerError('ERR_SPAWNER_CGROUP', `cgroup ${name}: ${(e as Error).message}`, { cause: e, fix: 'run `dmabox doctor`' });
+    }
+  }
+
+  /**
+   * Run `fork` (a synchronous spawn) with this process inside the cgroup, so the child starts in it
+   * and never runs outside; then move this process back where it was (the folder above `dmabox/`).
+   * Nothing else runs in between: the event loop is not entered.
+   */
+  forkInside<T>(fork: () => T): T {
+    const pid = String(process.pid);
+    for (const f of this.procsFiles) writeFileSync(f, pid);
+    try {
+      return fork();
+    } finally {
+      for (const d of this.dirs) writeFileSync(join(dirname(dirname(d)), 'cgroup.procs'), pid);
     }
   }
 

@@ -110,7 +110,9 @@ export const NAMESPACE_ARGS = [
 /** Try bwrap once as an unprivileged identity (nobody: what a container is) and say why it does not work. */
 function probeNamespaces(bwrap: string | undefined, setpriv: string | undefined, root: boolean): LaunchHost['namespaces'] {
   if (!bwrap) return { why: 'bubblewrap (bwrap) is not installed: apt-get install bubblewrap' };
-  const argv = [bwrap, ...NAMESPACE_ARGS, '--ro-bind', '/', '/', '--', '/bin/true'];
+  // The probe's program is bwrap itself (`--version`): present wherever bwrap is, with no shell or
+  // coreutils needed (an appliance image has neither).
+  const argv = [bwrap, ...NAMESPACE_ARGS, '--ro-bind', '/', '/', '--', bwrap, '--version'];
   const cmd = root && setpriv ? [setpriv, '--reuid', '65534', '--regid', '65534', '--clear-groups', '--', ...argv] : argv;
   const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', timeout: 10_000 });
   if (r.status === 0) return { bwrap };

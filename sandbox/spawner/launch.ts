@@ -3,7 +3,8 @@
  * before the program runs, and (confined) inside bubblewrap's namespaces and minimal read-only
  * root. The chain, each step exec'ing the next so no wrapper stays but bwrap's:
  *
- *   /bin/sh (as the caller, root)  writes its pid into each cgroup.procs, then execs
+ *   (the caller, root)             forks inside the cgroup (Cgroup.forkInside: it moves itself in,
+ *                                  spawns, moves back), so the child never runs outside it
  *   setpriv (util-linux)           switches to the identity (setgroups([]), gid, uid, no_new_privs)
  *   bwrap (as that identity)       builds user, PID, mount, network, IPC and UTS namespaces and
  *                                  the tree; its init is pid 1 there, the program its child
@@ -18,7 +19,7 @@
  * decoded back to the signal (so a program exiting 137 by itself reads as SIGKILL: harmless, both
  * are a crash).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -69,7 +70,6 @@ export interface Launched {
 }
 
 /** The wrapper: join every cgroup named before `--`, then exec the rest. */
-const JOIN = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"';
 const SIGNAL_BY_NUMBER = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 /** How long bwrap may take to say where its child is, and the child to appear under its init. */
 const INFO_TIMEOUT_MS = 10_000;
@@ -105,12 +105,27 @@ export async function launch(spec: LaunchSpec, host: LaunchHost = launchHost(), 
     argv.push(host.namespaces.bwrap!, ...NAMESPACE_ARGS, ...host.tree, '--info-fd', String(infoSlot), '--');
   }
   argv.push(...spec.argv);
-  const child = spawn('/bin/sh', ['-c', JOIN, 'dmabox-launch', ...(cgroup?.procsFiles ?? []), '--', ...argv], {
-    stdio,
-    // Its own process group: a terminal's Ctrl-C goes to the caller, which stops its processes in order.
-    detached: true,
-    env: { ...spec.env },
-  });
+  const fork = (): ChildProcess =>
+    spawn(argv[0]!, argv.slice(1), {
+      stdio,
+      // Its own process group: a terminal's Ctrl-C goes to the caller, which stops its processes in order.
+      detached: true,
+      env: { ...spec.env },
+    });
+  let child: ChildProcess;
+  try {
+    child = cgroup ? cgroup.forkInside(fork) : fork();
+  } catch (e) {
+    if (info) {
+      sys.close(info[0]);
+      sys.close(info[1]);
+    }
+    await cgroup?.remove();
+    throw new SpawnerError('ERR_SPAWNER_LAUNCH', `launch of ${spec.sandbox}/${spec.role}: cannot start it in its cgroup ${cgroup?.path}: ${(e as Error).message}`, {
+      cause: e,
+      fix: 'run `dmabox doctor`',
+    });
+  }
   if (info) sys.close(info[1]);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));

@@ -77,6 +77,7 @@ rootTest('the fd table is exactly 0, 1, 2 and the fds given: an inherited fd wit
 });
 
 rootTest('confined: own identity and namespaces, the minimal tree, the program own pid; its cgroup holds it and is gone after', async () => {
+  const ownBefore = readFileSync('/proc/self/cgroup', 'utf8');
   const { l, out, fds, so } = await run([
     '/bin/sh',
     '-c',
@@ -94,6 +95,8 @@ rootTest('confined: own identity and namespaces, the minimal tree, the program o
   assert.ok(l.cgroup && existsSync(l.cgroup), String(l.cgroup));
   const name = l.cgroup!.split('/').pop()!;
   assert.ok(readFileSync(`/proc/${l.pid}/cgroup`, 'utf8').includes(name), 'the program is in its cgroup');
+  // The launcher forked inside the cgroup (Cgroup.forkInside) and is back where it was.
+  assert.is(readFileSync('/proc/self/cgroup', 'utf8'), ownBefore, 'the launcher left the cgroup again');
   assert.equal(l.missing, []);
   await until('its output', () => so().includes('end\n'), 10_000);
   l.kill('SIGTERM');
