@@ -28,6 +28,7 @@ const commands: Record<string, Command> = {
   bind: { summary: 'hand PCI functions to vfio-pci (remembers nothing: prints how to give each back)', load: () => import('./bind.js') },
   unbind: { summary: 'take PCI functions off vfio-pci [--driver NAME] and let the kernel re-probe them', load: () => import('./unbind.js') },
   lab: { summary: 'the QEMU lab: set it up, boot it and run a command on real VFIO', load: () => import('./lab.js') },
+  appliance: { summary: 'secure appliance images: build a verified, bootable image that runs policies', load: () => import('./appliance.js') },
 };
 
 function usage(): string {

@@ -10,9 +10,10 @@ set -euo pipefail
 # libnbd-bin, nbdkit, qemu-utils, fio, nbd-client: real NBD clients and peers for linkback tests and benches.
 # iproute2, iputils-ping: network namespaces and ping for the TAP tests; e2fsprogs: mkfs.ext4 and e2fsck for the lab NBD test.
 # openssl: the NBD TLS tests make a CA and a server certificate with it.
+# squashfs-tools, cryptsetup-bin: appliance images (a SquashFS root, dm-verity: mksquashfs, veritysetup).
 # bubblewrap: each confined container in its own namespaces with a minimal read-only root; util-linux
 # (setpriv, essential on Debian) switches it to its sandbox's identity (sandbox/spawner/launch.ts).
-PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio nbd-client iproute2 iputils-ping e2fsprogs bubblewrap util-linux openssl)
+PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio nbd-client iproute2 iputils-ping e2fsprogs bubblewrap util-linux openssl squashfs-tools cryptsetup-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

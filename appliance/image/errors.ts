@@ -26,6 +26,9 @@ export type LabCode =
   | 'ERR_LAB_GUEST_SETUP'
   | 'ERR_LAB_GUEST_DIED';
 
-export type ApplianceCode = ImageCode | LabCode;
+/** Building a secure appliance image (appliance/build): its spec, its pinned inputs, its tools' output. */
+export type BuildCode = 'ERR_APPLIANCE_SPEC' | 'ERR_APPLIANCE_LOCK' | 'ERR_APPLIANCE_INPUT' | 'ERR_APPLIANCE_VERITY';
+
+export type ApplianceCode = ImageCode | LabCode | BuildCode;
 
 export class ApplianceError extends DmaboxError<ApplianceCode> {}

@@ -28,8 +28,8 @@ export interface InitramfsSpec {
   init: string;
   /** The static busybox binary (default /bin/busybox from Debian's busybox-static). */
   busybox?: string;
-  /** Extra regular files: path in the image -> contents. */
-  files?: Record<string, string | Uint8Array>;
+  /** Extra regular files: path in the image -> contents (mode 0644), or contents and mode. */
+  files?: Record<string, string | Uint8Array | { data: Uint8Array; mode: number }>;
   /** Where images are cached. */
   cacheDir: string;
   /** A short name for the image file (`lab`). */
@@ -78,8 +78,8 @@ export function buildInitramfs(spec: InitramfsSpec): Initramfs {
   h.update(busyboxBytes);
   h.update(`\ninit\n${spec.init}`);
   for (const [p, d] of files) {
-    h.update(`\nfile ${p}\n`);
-    h.update(d);
+    h.update(`\nfile ${p}${typeof d === 'object' && 'mode' in d ? ` ${d.mode.toString(8)}` : ''}\n`);
+    h.update(typeof d === 'object' && 'mode' in d ? d.data : d);
   }
   const key = h.digest('hex').slice(0, 16);
   mkdirSync(spec.cacheDir, { recursive: true });
@@ -113,7 +113,8 @@ export function buildInitramfs(spec: InitramfsSpec): Initramfs {
   for (const [p, d] of files) {
     const rel = p.replace(/^\/+/, '');
     if (rel.includes('/')) dir(rel.slice(0, rel.lastIndexOf('/')));
-    entries.push({ type: 'file', path: rel, data: d, mode: 0o644 });
+    if (typeof d === 'object' && 'mode' in d) entries.push({ type: 'file', path: rel, data: d.data, mode: d.mode });
+    else entries.push({ type: 'file', path: rel, data: d, mode: 0o644 });
   }
   entries.push({ type: 'file', path: 'init', data: spec.init, mode: 0o755 });
 

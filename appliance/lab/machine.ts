@@ -31,6 +31,8 @@ export type NicNet = 'slirp' | { fd: number };
 export interface E1000eSpec {
   net: NicNet;
   mac: string;
+  /** slirp only: host TCP ports forwarded to guest ports (QEMU's hostfwd, host side bound to 127.0.0.1). */
+  hostForward?: readonly { hostPort: number; guestAddress: string; guestPort: number }[];
 }
 
 export interface ShareSpec {
@@ -52,6 +54,10 @@ export interface MachineSpec {
   shares: readonly ShareSpec[];
   /** When set, QEMU's vtd_dmar_fault trace events go to this file (`-trace vtd_dmar_fault -D FILE`). */
   dmarTraceFile?: string;
+  /** The whole kernel command line (an appliance image's own), instead of the lab's plus `append`. */
+  cmdline?: string;
+  /** Read-only virtio block disks (an appliance's root image is the first: /dev/vda). */
+  disks?: readonly { image: string }[];
 }
 
 /** A device of the machine and where the guest sees it. */
@@ -143,8 +149,14 @@ export function qemuArgs(spec: MachineSpec): string[] {
       );
     } else {
       const e = spec.e1000e[p.index]!;
-      if (e.net === 'slirp') args.push('-netdev', `user,id=net${p.index}`);
-      else {
+      if (e.net === 'slirp') {
+        const fwd = (e.hostForward ?? []).map((f) => {
+          if (!Number.isInteger(f.hostPort) || f.hostPort < 1 || f.hostPort > 65535 || !Number.isInteger(f.guestPort) || f.guestPort < 1 || f.guestPort > 65535)
+            throw new ApplianceError('ERR_LAB_OPTIONS', `e1000e ${p.index}: forwarded ports must be 1..65535, got ${f.hostPort} -> ${f.guestPort}`);
+          return `,hostfwd=tcp:127.0.0.1:${f.hostPort}-${checkOption(f.guestAddress, 'guest address')}:${f.guestPort}`;
+        });
+        args.push('-netdev', `user,id=net${p.index}${fwd.join('')}`);
+      } else {
         if (!Number.isInteger(e.net.fd) || e.net.fd < 3)
           throw new ApplianceError('ERR_LAB_OPTIONS', `e1000e ${p.index}: socket fd must be an integer >= 3, got ${e.net.fd}`);
         args.push('-netdev', `socket,id=net${p.index},fd=${e.net.fd}`);
@@ -162,6 +174,17 @@ export function qemuArgs(spec: MachineSpec): string[] {
     );
   }
   if (spec.dmarTraceFile !== undefined) args.push('-trace', DMAR_TRACE_EVENT, '-D', checkOption(spec.dmarTraceFile, 'trace file'));
-  args.push('-kernel', spec.kernel, '-initrd', spec.initrd, '-append', kernelCommandLine(spec.append));
+  if ((spec.disks?.length ?? 0) > 0 && spec.shares.length > 0)
+    throw new ApplianceError('ERR_LAB_OPTIONS', 'virtio disks and 9p shares use the same slots: one or the other');
+  for (const [i, d] of (spec.disks ?? []).entries()) {
+    if (i >= SHARE_SLOTS.length) throw new ApplianceError('ERR_LAB_OPTIONS', `at most ${SHARE_SLOTS.length} virtio disks`);
+    args.push(
+      '-drive',
+      `if=none,id=disk${i},file=${checkOption(d.image, 'disk image path')},format=raw,readonly=on`,
+      '-device',
+      `virtio-blk-pci,drive=disk${i},bus=pcie.0,addr=0x${SHARE_SLOTS[i]!.toString(16)}`,
+    );
+  }
+  args.push('-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.cmdline ?? kernelCommandLine(spec.append));
   return args;
 }

@@ -121,10 +121,14 @@ export async function launch(spec: LaunchSpec, host: LaunchHost = launchHost(), 
       sys.close(info[1]);
     }
     await cgroup?.remove();
-    throw new SpawnerError('ERR_SPAWNER_LAUNCH', `launch of ${spec.sandbox}/${spec.role}: cannot start it in its cgroup ${cgroup?.path}: ${(e as Error).message}`, {
-      cause: e,
-      fix: 'run `dmabox doctor`',
-    });
+    throw new SpawnerError(
+      'ERR_SPAWNER_LAUNCH',
+      `launch of ${spec.sandbox}/${spec.role}: cannot start it in its cgroup ${cgroup?.path}: ${(e as Error).message}`,
+      {
+        cause: e,
+        fix: 'run `dmabox doctor`',
+      },
+    );
   }
   if (info) sys.close(info[1]);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {

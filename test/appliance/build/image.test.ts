@@ -1,0 +1,119 @@
+/**
+ * `dmabox appliance build` for real, twice, as a reproducibility check (other folders, umask, TZ and
+ * locale; the same SOURCE_DATE_EPOCH from the commit), then the image booted in QEMU: stage 1
+ * verifies the root with dm-verity, PID 1 starts the manager and both sandboxed drivers on real
+ * VFIO; a copy with one byte changed in its root filesystem is refused before anything runs from it.
+ * A lock naming other inputs is refused before anything is built.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { bootAppliance } from '../../../appliance/build/boot.js';
+import type { Manifest } from '../../../appliance/build/build.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const checkout = join(here, '..', '..', '..', '..'); // dist/test/appliance/build -> the checkout
+const cli = join(checkout, 'dist', 'cli', 'main.js');
+const spec = join(checkout, 'appliance', 'examples', 'storage.yaml');
+const t = suite('appliance image');
+const tmp = mkdtempSync(join(tmpdir(), 'dmabox-appliance-test-'));
+const outA = join(tmp, 'a');
+const outB = join(tmp, 'elsewhere', 'b');
+
+function build(out: string, env: Record<string, string>, umask: string, extra: string[] = []): { code: number | null; out: string } {
+  const r = spawnSync('sh', ['-c', `umask ${umask}; exec "$@"`, 'sh', process.execPath, cli, 'appliance', 'build', spec, '--out', out, ...extra], {
+    cwd: env['CWD'] ?? checkout,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 900_000,
+  });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+t.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+t('two builds in other folders, with other umask, TZ and locale, are bit-identical', () => {
+  const a = build(outA, { TZ: 'UTC', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' }, '022');
+  assert.is(a.code, 0, a.out);
+  const b = build(outB, { TZ: 'Pacific/Kiritimati', LANG: 'de_DE.UTF-8', LC_ALL: 'C', CWD: tmp }, '077');
+  assert.is(b.code, 0, b.out);
+  const ma = JSON.parse(readFileSync(join(outA, 'manifest.json'), 'utf8')) as Manifest;
+  const mb = JSON.parse(readFileSync(join(outB, 'manifest.json'), 'utf8')) as Manifest;
+  for (const name of Object.keys(ma.outputs)) assert.is(mb.outputs[name]?.sha256, ma.outputs[name]!.sha256, `${name} differs between the two builds`);
+  assert.is(readFileSync(join(outB, 'manifest.json'), 'utf8'), readFileSync(join(outA, 'manifest.json'), 'utf8'));
+  // What the manifest pins: the kernel package, the Debian packages of every binary, the npm packages.
+  assert.match(ma.inputs.kernel.package, /^linux-image-/);
+  for (const p of ['nodejs', 'bubblewrap', 'util-linux', 'libc6', 'cryptsetup-bin', 'busybox-static'])
+    assert.ok(
+      ma.inputs.debian.some((d) => d.package.startsWith(p)),
+      `${p} pinned`,
+    );
+  assert.ok(ma.inputs.npm.some((n) => n.name === 'yaml' && n.integrity.startsWith('sha512-')));
+  assert.match(ma.cmdline, new RegExp(`dmabox\\.roothash=${ma.verity.rootHash}`));
+  const total = Object.values(ma.outputs).reduce((s, o) => s + o.bytes, 0);
+  console.log(
+    `  appliance image: ${(total / 2 ** 20).toFixed(1)} MiB (${Object.entries(ma.outputs)
+      .map(([k, v]) => `${k} ${(v.bytes / 2 ** 20).toFixed(1)}`)
+      .join(', ')})`,
+  );
+});
+
+t('a lock naming other inputs is refused, with each difference named', () => {
+  const lock = JSON.parse(readFileSync(join(outA, 'appliance.lock'), 'utf8')) as { inputs: { debian: { package: string; version: string }[] } };
+  const libc = lock.inputs.debian.find((d) => d.package.startsWith('libc6'))!;
+  libc.version = '0.0-locked';
+  const lockFile = join(tmp, 'old.lock');
+  writeFileSync(lockFile, JSON.stringify(lock));
+  const r = build(join(tmp, 'c'), {}, '022', ['--lock', lockFile]);
+  assert.is(r.code, 1, r.out);
+  assert.match(r.out, /ERR_APPLIANCE_LOCK: the build's inputs differ from .*old\.lock/);
+  assert.match(r.out, new RegExp(`debian ${libc.package.replace(/[+.]/g, '\\$&')}: 0\\.0-locked( \\(sha256 [0-9a-f]+\\))? locked, \\S+`));
+});
+
+t('booted: dm-verity checks the root, PID 1 starts both sandboxed drivers on real VFIO, the manager leaves root', async () => {
+  const booted = await bootAppliance({ dir: outA });
+  try {
+    await booted.waitFor(/dmabox-appliance: verified /, 120_000);
+    await booted.waitFor(/^up: storage-nvme running, storage-e1000e running/, 240_000);
+    await booted.waitFor(/^privileges: the manager is uid \d+ gid \d+ with no capability/, 60_000);
+    const text = booted.console.join('\n');
+    assert.match(text, /storage-nvme: nbd linkback at tcp:0\.0\.0\.0:10809/);
+    assert.match(text, /storage-nvme spawn: container pid \d+ as uid \d+/);
+    assert.not.match(text, /UNCONFINED|NOT DROPPED/);
+  } finally {
+    await booted.stop();
+  }
+});
+
+t('one byte changed in the root filesystem: stage 1 refuses it and the machine reboots (QEMU exits)', async () => {
+  const bad = join(tmp, 'tampered.img');
+  copyFileSync(join(outA, 'root.img'), bad);
+  const m = JSON.parse(readFileSync(join(outA, 'manifest.json'), 'utf8')) as Manifest;
+  // A byte inside the filesystem (not the hash tree), in the middle of it.
+  const at = Math.floor(m.verity.hashOffset / 2);
+  const fd = openSync(bad, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, at);
+  b[0] = b[0]! ^ 0x01;
+  writeSync(fd, b, 0, 1, at);
+  closeSync(fd);
+  const booted = await bootAppliance({ dir: outA, rootImage: bad });
+  try {
+    const line = await booted.waitFor(/dmabox-appliance: fatal: /, 120_000);
+    assert.match(line, /does not match its root hash/);
+    const code = await Promise.race([booted.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 30_000))]);
+    assert.is.not(code, 'running', 'onFatal: reboot ends the machine (QEMU runs with -no-reboot)');
+    assert.not.ok(
+      booted.console.some((l) => /manager starting/.test(l)),
+      'nothing ran from the tampered root',
+    );
+  } finally {
+    await booted.stop();
+  }
+});
+
+t.run();
