@@ -129,7 +129,14 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   });
   const stateLine = (): string => manager.sandboxes.map((s) => `${s.name} ${s.state}`).join(', ');
   manager.on('event', (e: SandboxEvent) => {
-    log.log({ time: e.time, level: e.level ?? 'info', sandbox: e.sandbox, event: e.kind, message: e.text, fields: unconfined.has(e.sandbox) ? { unconfined: true } : {} });
+    log.log({
+      time: e.time,
+      level: e.level ?? 'info',
+      sandbox: e.sandbox,
+      event: e.kind,
+      message: e.text,
+      fields: unconfined.has(e.sandbox) ? { unconfined: true } : {},
+    });
     // The service manager sees every state change on one line (systemctl status).
     if (STATE_EVENTS.has(e.kind)) notifier?.status(stateLine());
   });
@@ -141,22 +148,24 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   const linkbackLog = (sandbox: string, line: string, level?: 'info' | 'warn' | 'error'): void =>
     log.log({ sandbox, event: 'linkback', message: line, level: level ?? 'info', fields: unconfined.has(sandbox) ? { unconfined: true } : {} });
   const onReload = (): void => {
-    reloading = reloading.then(async () => {
-      notifier?.reloading();
-      say(`SIGHUP: reading ${files.join(' ')} again`);
-      const next = loadPoliciesOrReport(expandPolicyArgs(files), io, 'nothing was changed');
-      if (next) {
-        const nextPolicies = next.policies.map((lp) => lp.policy);
-        unconfined.clear();
-        for (const p of nextPolicies) if (p.unconfined) unconfined.add(p.name);
-        const d = await applyPolicies(manager, linkbacks, nextPolicies, linkbackLog);
-        say(
-          `reloaded: ${d.added.length} added, ${d.changed.length} restarted, ${d.removed.length} removed, ${d.unchanged.length} unchanged${d.unchanged.length ? ` (${d.unchanged.join(', ')})` : ''}`,
-          { added: d.added.map((p) => p.name), changed: d.changed.map((p) => p.name), removed: d.removed, unchanged: d.unchanged },
-        );
-      }
-      notifier?.ready(stateLine());
-    }).catch((e: unknown) => complain(`reload failed: ${(e as Error).message}`));
+    reloading = reloading
+      .then(async () => {
+        notifier?.reloading();
+        say(`SIGHUP: reading ${files.join(' ')} again`);
+        const next = loadPoliciesOrReport(expandPolicyArgs(files), io, 'nothing was changed');
+        if (next) {
+          const nextPolicies = next.policies.map((lp) => lp.policy);
+          unconfined.clear();
+          for (const p of nextPolicies) if (p.unconfined) unconfined.add(p.name);
+          const d = await applyPolicies(manager, linkbacks, nextPolicies, linkbackLog);
+          say(
+            `reloaded: ${d.added.length} added, ${d.changed.length} restarted, ${d.removed.length} removed, ${d.unchanged.length} unchanged${d.unchanged.length ? ` (${d.unchanged.join(', ')})` : ''}`,
+            { added: d.added.map((p) => p.name), changed: d.changed.map((p) => p.name), removed: d.removed, unchanged: d.unchanged },
+          );
+        }
+        notifier?.ready(stateLine());
+      })
+      .catch((e: unknown) => complain(`reload failed: ${(e as Error).message}`));
   };
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: string): void => {
@@ -181,11 +190,15 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     });
   });
   await manager.start();
-  say(`up: ${manager.sandboxes.map((s) => `${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''} ${s.state}`).join(', ')}; control socket ${manager.controlPath}`);
+  say(
+    `up: ${manager.sandboxes.map((s) => `${s.name}${unconfined.has(s.name) ? ' UNCONFINED' : ''} ${s.state}`).join(', ')}; control socket ${manager.controlPath}`,
+  );
   const started = await startLinkbacks(manager, linkbackLog);
   linkbacks = started.linkbacks;
-  for (const l of linkbacks) log.log({ sandbox: l.sandbox, event: 'linkback', message: `${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}`, bare: true });
-  for (const u of started.unavailable) complain(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}`, 'error', u.policy);
+  for (const l of linkbacks)
+    log.log({ sandbox: l.sandbox, event: 'linkback', message: `${l.sandbox}: ${l.kind} linkback at ${l.addresses.join(', ')}`, bare: true });
+  for (const u of started.unavailable)
+    complain(`${u.policy}: ${u.what} ${u.kind === 'unsupported' ? 'NOT AVAILABLE YET' : 'FAILED'}: ${u.reason}`, 'error', u.policy);
   if (metricsAddress) {
     try {
       metricsServer = await MetricsServer.listen(metricsAddress, () => collect({ manager: () => manager, linkbacks: () => linkbacks }));

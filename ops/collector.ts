@@ -62,7 +62,8 @@ export function collect(src: MetricsSource): string {
   x.family('dmabox_sandbox_state', 'gauge', 'The state of each sandbox: 1 for the state it is in, 0 for the others.');
   for (const s of sandboxes) for (const st of SANDBOX_STATES) x.sample({ sandbox: s.name, state: st }, s.state === st ? 1 : 0);
   x.family('dmabox_sandbox_info', 'gauge', 'Always 1: the driver, its kind and the device of each sandbox.');
-  for (const s of sandboxes) x.sample({ sandbox: s.name, driver: s.driver.label, kind: s.kind, device: s.device.description, unconfined: String(s.policy.unconfined) }, 1);
+  for (const s of sandboxes)
+    x.sample({ sandbox: s.name, driver: s.driver.label, kind: s.kind, device: s.device.description, unconfined: String(s.policy.unconfined) }, 1);
   per('dmabox_sandbox_restarts_total', 'counter', 'Containers restarted by the supervisor (the first start not counted).', (s) => s.restarts);
   per('dmabox_sandbox_container_deaths_total', 'counter', 'Containers that crashed or were killed.', (s) => s.crashes);
   per('dmabox_sandbox_violations_total', 'counter', 'Violations seen: hypercalls, mailbox and ring entries that could not be right.', (s) => s.violations);
@@ -81,7 +82,12 @@ export function collect(src: MetricsSource): string {
     'CPU time (user and system) of the live container process tree; starts again from 0 with each new container.',
     (s) => use.get(s)?.cpuSeconds,
   );
-  per('dmabox_container_memory_bytes', 'gauge', 'Memory of the live container: its cgroup memory use, or the resident set of its processes.', (s) => use.get(s)?.memoryBytes);
+  per(
+    'dmabox_container_memory_bytes',
+    'gauge',
+    'Memory of the live container: its cgroup memory use, or the resident set of its processes.',
+    (s) => use.get(s)?.memoryBytes,
+  );
 
   const blocks = sandboxes.flatMap((s) => {
     const b = blockOf(s);
@@ -95,7 +101,11 @@ export function collect(src: MetricsSource): string {
   opFamily('dmabox_block_requests_total', 'Requests the sandbox block ring completed, by operation (replays counted once).', (c) => c.opStats.requests, allOps);
   opFamily('dmabox_block_request_errors_total', 'Requests the sandboxed driver answered with an error, by operation.', (c) => c.opStats.errors, allOps);
   opFamily('dmabox_block_bytes_total', 'Bytes read and written through the sandbox block ring.', (c) => c.opStats.bytes, [0, 1]);
-  x.family('dmabox_block_request_duration_seconds', 'histogram', 'Latency of block requests from when the manager took them to their completion, by operation.');
+  x.family(
+    'dmabox_block_request_duration_seconds',
+    'histogram',
+    'Latency of block requests from when the manager took them to their completion, by operation.',
+  );
   const cum = new Float64Array(LATENCY_SLOTS);
   for (const [s, c] of blocks)
     for (const i of allOps) x.histogram({ sandbox: s.name, op: BLOCK_OPS[i]! }, LATENCY_BOUNDS_SECONDS, c.opStats.cumulative(i, cum), c.opStats.latencySum[i]!);
@@ -126,7 +136,9 @@ export function collect(src: MetricsSource): string {
     x.sample({ sandbox: n.sandbox, export: n.export, op: 'write' }, n.e.bytesWritten);
   }
   x.family('dmabox_nbd_errors_total', 'counter', 'NBD replies that carried an error, by NBD errno name.');
-  for (const n of nbd) for (const [err, v] of Object.entries(n.e.errors).sort((a, b) => a[0].localeCompare(b[0]))) x.sample({ sandbox: n.sandbox, export: n.export, error: err }, v);
+  for (const n of nbd)
+    for (const [err, v] of Object.entries(n.e.errors).sort((a, b) => a[0].localeCompare(b[0])))
+      x.sample({ sandbox: n.sandbox, export: n.export, error: err }, v);
   nbdFamily('dmabox_nbd_device_errors_total', 'counter', 'NBD requests the device itself failed.', (n) => n.e.deviceErrors);
   nbdFamily('dmabox_nbd_protocol_errors_total', 'counter', 'NBD connections dropped for breaking the protocol in transmission.', (n) => n.e.protocolErrors);
   return x.text();

@@ -74,7 +74,8 @@ export class Exposition {
   histogram(labels: Labels, bounds: readonly number[], cumulative: ArrayLike<number>, sum: number): this {
     const c = this.need('histogram');
     if (c.type !== 'histogram') throw new OpsError('ERR_OPS_METRIC', `'${c.name}' is a ${c.type}, not a histogram`);
-    for (let i = 0; i < bounds.length; i++) this.lines.push(`${c.name}_bucket${labelText(labels, ['le', formatValue(bounds[i]!)])} ${formatValue(cumulative[i]!)}`);
+    for (let i = 0; i < bounds.length; i++)
+      this.lines.push(`${c.name}_bucket${labelText(labels, ['le', formatValue(bounds[i]!)])} ${formatValue(cumulative[i]!)}`);
     const count = cumulative[bounds.length]!;
     this.lines.push(`${c.name}_bucket${labelText(labels, ['le', '+Inf'])} ${formatValue(count)}`);
     this.lines.push(`${c.name}_sum${labelText(labels)} ${formatValue(sum)}`, `${c.name}_count${labelText(labels)} ${formatValue(count)}`);

@@ -32,7 +32,8 @@ export function parseMetricsAddress(addr: string): MetricsAddress {
   }
   const host = m[1] ?? m[2]!;
   const port = Number(m[3]);
-  if (port < 1 || port > 65535) throw new OpsError('ERR_OPS_METRICS_ADDRESS', `--metrics port ${port} is not 1..65535`, { fix: 'pick a port such as 9464' });
+  if (port > 65535)
+    throw new OpsError('ERR_OPS_METRICS_ADDRESS', `--metrics port ${port} is not 0..65535 (0: any free port)`, { fix: 'pick a port such as 9464' });
   const loopback = host === 'localhost' || host === '::1' || (net.isIPv4(host) && host.startsWith('127.'));
   if (!loopback) {
     throw new OpsError('ERR_OPS_METRICS_ADDRESS', `--metrics ${addr}: ${host} is not a loopback address; the metrics endpoint has no authentication`, {
@@ -84,9 +85,13 @@ export class MetricsServer {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
         reject(
-          new OpsError('ERR_OPS_METRICS_LISTEN', `the metrics endpoint cannot listen on ${addr.kind === 'unix' ? addr.path : `${addr.host}:${addr.port}`}: ${e.message}`, {
-            fix: 'the port is taken or the folder is not writable: pick another --metrics address',
-          }),
+          new OpsError(
+            'ERR_OPS_METRICS_LISTEN',
+            `the metrics endpoint cannot listen on ${addr.kind === 'unix' ? addr.path : `${addr.host}:${addr.port}`}: ${e.message}`,
+            {
+              fix: 'the port is taken or the folder is not writable: pick another --metrics address',
+            },
+          ),
         ),
       );
       if (addr.kind === 'unix') server.listen(addr.path, () => resolve());

@@ -49,7 +49,8 @@ export class Notifier {
     let watchdogMs: number | undefined;
     if (env.WATCHDOG_USEC && (!env.WATCHDOG_PID || Number(env.WATCHDOG_PID) === pid)) {
       const us = Number(env.WATCHDOG_USEC);
-      if (!Number.isSafeInteger(us) || us <= 0) throw new OpsError('ERR_OPS_NOTIFY', `WATCHDOG_USEC=${env.WATCHDOG_USEC} is not a positive number of microseconds`);
+      if (!Number.isSafeInteger(us) || us <= 0)
+        throw new OpsError('ERR_OPS_NOTIFY', `WATCHDOG_USEC=${env.WATCHDOG_USEC} is not a positive number of microseconds`);
       watchdogMs = Math.max(1, Math.floor(us / 2000));
     }
     return new Notifier(socket, sys, watchdogMs);

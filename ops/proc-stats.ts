@@ -29,7 +29,7 @@ export function processTree(pid: number, proc = '/proc'): number[] {
   while (queue.length > 0 && out.length < MAX_PROCS) {
     const p = queue.shift()!;
     out.push(p);
-    let tasks: string[] = [];
+    let tasks: string[];
     try {
       tasks = readdirSync(join(proc, String(p), 'task'));
     } catch {

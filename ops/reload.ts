@@ -40,7 +40,8 @@ export function expandPolicyArgs(args: readonly string[]): string[] {
       throw new OpsError('ERR_OPS_POLICY_DIR', `cannot read the policy folder ${a}: ${(e as Error).message}`, { fix: 'check its permissions' });
     }
     const files = names.filter((n) => /\.ya?ml$/.test(n)).sort();
-    if (files.length === 0) throw new OpsError('ERR_OPS_POLICY_DIR', `the policy folder ${a} holds no *.yaml or *.yml file`, { fix: 'put the policies there, one per file' });
+    if (files.length === 0)
+      throw new OpsError('ERR_OPS_POLICY_DIR', `the policy folder ${a} holds no *.yaml or *.yml file`, { fix: 'put the policies there, one per file' });
     for (const f of files) out.push(join(a, f));
   }
   return out;
@@ -52,7 +53,11 @@ export function policyKey(p: Policy): string {
     if (typeof v === 'bigint') return `${v}n`;
     if (v && typeof v === 'object' && !Array.isArray(v)) {
       const o = v as Record<string, unknown>;
-      return Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]]));
+      return Object.fromEntries(
+        Object.keys(o)
+          .sort()
+          .map((k) => [k, o[k]]),
+      );
     }
     return v;
   });

@@ -115,7 +115,7 @@ test('up: READY, STATUS, WATCHDOG; a scrape promtool accepts with the right valu
     assert.is(sampleValue(scrape, 'dmabox_nbd_bytes_total{sandbox="ops-a",export="a",op="read"}'), 4 * 1024 * 1024);
     assert.is(sampleValue(scrape, 'dmabox_block_bytes_total{sandbox="ops-a",op="read"}'), 4 * 1024 * 1024);
     const reads = sampleValue(scrape, 'dmabox_block_requests_total{sandbox="ops-a",op="read"}')!;
-    assert.ok(reads >= 4 * 1024 * 1024 / 65536, `reads ${reads}`);
+    assert.ok(reads >= (4 * 1024 * 1024) / 65536, `reads ${reads}`);
     assert.is(sampleValue(scrape, 'dmabox_block_request_duration_seconds_count{sandbox="ops-a",op="read"}'), reads);
     assert.is(sampleValue(scrape, 'dmabox_block_request_duration_seconds_bucket{sandbox="ops-a",op="read",le="+Inf"}'), reads);
     assert.ok(sampleValue(scrape, 'dmabox_block_request_duration_seconds_sum{sandbox="ops-a",op="read"}')! > 0);
@@ -124,8 +124,12 @@ test('up: READY, STATUS, WATCHDOG; a scrape promtool accepts with the right valu
     assert.is(sampleValue(scrape, 'dmabox_block_ring_entries{sandbox="ops-a"}'), sampleValue(scrape, 'dmabox_block_ring_entries{sandbox="ops-b"}'));
 
     // The dashboard uses only names this scrape has.
-    const families = new Set([...scrape.matchAll(/^# TYPE (\S+) (\S+)$/gm)].flatMap((m) => (m[2] === 'histogram' ? [`${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : [m[1]!])));
-    const dash = JSON.parse(readFileSync(join(root, 'packaging', 'grafana', 'dmabox-dashboard.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const families = new Set(
+      [...scrape.matchAll(/^# TYPE (\S+) (\S+)$/gm)].flatMap((m) => (m[2] === 'histogram' ? [`${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : [m[1]!])),
+    );
+    const dash = JSON.parse(readFileSync(join(root, 'packaging', 'grafana', 'dmabox-dashboard.json'), 'utf8')) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
     let exprs = 0;
     for (const p of dash.panels)
       for (const t of p.targets) {
@@ -175,7 +179,10 @@ test('up: READY, STATUS, WATCHDOG; a scrape promtool accepts with the right valu
 });
 
 test('metricNames takes the metric names out of PromQL, not functions, labels or strings', () => {
-  assert.equal(metricNames('histogram_quantile(0.5, sum by (le) (rate(dmabox_x_bucket{sandbox=~"dmabox_no"}[5m]))) / dmabox_y'), ['dmabox_x_bucket', 'dmabox_y']);
+  assert.equal(metricNames('histogram_quantile(0.5, sum by (le) (rate(dmabox_x_bucket{sandbox=~"dmabox_no"}[5m]))) / dmabox_y'), [
+    'dmabox_x_bucket',
+    'dmabox_y',
+  ]);
 });
 
 test.run();
