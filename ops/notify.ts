@@ -7,14 +7,18 @@
  * `STOPPING=1` when it stops. WATCHDOG_PID, when set, must be this process or the watchdog is not ours.
  *
  * Node has no datagram unix socket, so the socket is the syscall seam's (linux-sys: socket,
- * sendto). It is opened at construction: before the manager leaves root, so a notify socket only
- * root may write to is still reachable afterwards (the fd keeps the right; sendto needs no more).
+ * connect, send, sendto). It is opened and connected at construction, before the manager leaves
+ * root: writing to a unix socket is checked against the socket file's permissions at connect (or
+ * at each sendto by path), so the connected socket keeps reaching a notify socket only root may
+ * write to. If the service manager re-executes itself (its socket is a new one), a send on the old
+ * connection fails and the message goes by path instead (sendto), as sd_notify(3) does each time.
  */
 import { AF_UNIX, MSG_DONTWAIT, MSG_NOSIGNAL, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, defaultSys, type Sys } from 'linux-sys';
 import { OpsError } from './errors.js';
 
 export class Notifier {
   private fd: number;
+  private connected = false;
   private readonly sys: Sys;
   readonly socket: string;
   /** WATCHDOG_USEC / 2 in ms, when the service manager asked for a watchdog for this process. */
@@ -31,6 +35,12 @@ export class Notifier {
       this.fd = sys.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     } catch (e) {
       throw new OpsError('ERR_OPS_NOTIFY', `cannot open a datagram socket for NOTIFY_SOCKET ${socket}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      sys.connectUnix(this.fd, socket);
+      this.connected = true;
+    } catch {
+      // Nobody there yet (or not allowed): every message goes by path.
     }
   }
 
@@ -59,8 +69,17 @@ export class Notifier {
   /** Send one message (`KEY=VALUE` lines); false when it could not be sent. */
   send(message: string): boolean {
     if (this.fd < 0) return false;
+    const data = Buffer.from(message, 'utf8');
+    if (this.connected) {
+      try {
+        this.sys.send(this.fd, data, MSG_DONTWAIT | MSG_NOSIGNAL);
+        return true;
+      } catch {
+        // The peer is gone (a re-executed service manager): try its path.
+      }
+    }
     try {
-      this.sys.sendToUnix(this.fd, Buffer.from(message, 'utf8'), this.socket, MSG_DONTWAIT | MSG_NOSIGNAL);
+      this.sys.sendToUnix(this.fd, data, this.socket, MSG_DONTWAIT | MSG_NOSIGNAL);
       return true;
     } catch {
       this.failures++;

@@ -103,6 +103,8 @@ export function createKoffiSys(): Sys {
     bind: libc.func('bind', 'int', ['int', 'void *', 'uint32_t']),
     sendto: libc.func('sendto', 'long', ['int', 'void *', 'size_t', 'int', 'void *', 'uint32_t']),
     recv: libc.func('recv', 'long', ['int', 'void *', 'size_t', 'int']),
+    connect: libc.func('connect', 'int', ['int', 'void *', 'uint32_t']),
+    send: libc.func('send', 'long', ['int', 'void *', 'size_t', 'int']),
   };
   const fdPair = Buffer.alloc(8);
 
@@ -289,6 +291,16 @@ export function createKoffiSys(): Sys {
     bindUnix(fd, path) {
       const [addr, len] = sockaddrUn(path, 'bind');
       if ((c.bind(fd, addr, len) as number) < 0) fail(`bind fd ${fd} to ${path}`);
+    },
+    connectUnix(fd, path) {
+      const [addr, len] = sockaddrUn(path, 'connect');
+      if ((c.connect(fd, addr, len) as number) < 0) fail(`connect fd ${fd} to ${path}`);
+    },
+    send(fd, data, flags) {
+      const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const r = c.send(fd, body, body.length, flags) as number;
+      if (r < 0) fail(`send on fd ${fd}`);
+      return r;
     },
     sendToUnix(fd, data, path, flags) {
       const [addr, len] = sockaddrUn(path, 'sendto');

@@ -141,6 +141,10 @@ export interface Sys {
    * leading '@' (the kernel's leading NUL). Paths are at most UNIX_PATH_MAX - 1 bytes.
    */
   bindUnix(fd: number, path: string): void;
+  /** connect(2) of an AF_UNIX socket to `path` ('@' for an abstract name): a datagram socket then sends there with `send`. */
+  connectUnix(fd: number, path: string): void;
+  /** send(2) on a connected socket. Returns the bytes sent. */
+  send(fd: number, data: Uint8Array, flags: number): number;
   /** sendto(2) of one datagram to the AF_UNIX socket at `path` ('@' for an abstract name). Returns the bytes sent. */
   sendToUnix(fd: number, data: Uint8Array, path: string, flags: number): number;
   /** recv(2) into `data`: the bytes of one datagram (cut to `data`'s length). `flags`: MSG_DONTWAIT. */

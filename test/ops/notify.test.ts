@@ -49,6 +49,32 @@ test('to a path; the service manager gone: counted, not thrown', () => {
   }
 });
 
+test('a re-executed service manager (a new socket at the same path) still gets the messages; so does one that came late', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-notify-'));
+  const path = join(dir, 'notify');
+  const late = Notifier.fromEnv({ NOTIFY_SOCKET: path })!; // nobody there yet: not connected
+  let l = new NotifyListener(path);
+  const n = Notifier.fromEnv({ NOTIFY_SOCKET: path })!;
+  try {
+    assert.ok(n.status('one'));
+    assert.ok(late.status('late'));
+    l.drain();
+    assert.equal(l.messages, ['STATUS=one', 'STATUS=late']);
+    l.close();
+    rmSync(path);
+    l = new NotifyListener(path);
+    assert.ok(n.status('two'), 'the old connection fails, the path works');
+    l.drain();
+    assert.equal(l.messages, ['STATUS=two']);
+    assert.is(n.failures, 0);
+  } finally {
+    n.close();
+    late.close();
+    l.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the watchdog: WATCHDOG=1 every WATCHDOG_USEC/2 while alive() says so, nothing when it does not', async () => {
   const l = new NotifyListener(`@dmabox-notify-wd-${process.pid}`);
   const n = Notifier.fromEnv({ NOTIFY_SOCKET: l.name, WATCHDOG_USEC: '40000', WATCHDOG_PID: String(process.pid) })!;

@@ -572,6 +572,12 @@ export class FakeSys implements Sys {
   bindUnix(_fd: number, _path: string): void {
     fail('bind', 'ENOSYS');
   }
+  connectUnix(_fd: number, _path: string): void {
+    fail('connect', 'ENOSYS');
+  }
+  send(_fd: number, _data: Uint8Array, _flags: number): number {
+    fail('send', 'ENOSYS');
+  }
   sendToUnix(_fd: number, _data: Uint8Array, _path: string, _flags: number): number {
     fail('sendto', 'ENOSYS');
   }

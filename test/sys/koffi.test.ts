@@ -232,6 +232,24 @@ test('datagram unix sockets: bind and sendto a path and an abstract name, recv, 
     assert.is(Buffer.from(buf.subarray(0, n)).toString(), 'READY=1');
     n = sys.recv(rx2, buf, MSG_DONTWAIT);
     assert.is(Buffer.from(buf.subarray(0, n)).toString(), 'STATUS=abstract');
+    // Connected: send without an address.
+    const tx2 = sys.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    try {
+      sys.connectUnix(tx2, abstract);
+      assert.is(sys.send(tx2, Buffer.from('WATCHDOG=1'), MSG_NOSIGNAL), 10);
+      n = sys.recv(rx2, buf, MSG_DONTWAIT);
+      assert.is(Buffer.from(buf.subarray(0, n)).toString(), 'WATCHDOG=1');
+      assert.throws(
+        () => sys.connectUnix(tx2, join(dir, 'none')),
+        (e: SyscallError) => e.errnoName === 'ENOENT',
+      );
+      assert.throws(
+        () => sys.send(tx, Buffer.from('x'), MSG_NOSIGNAL),
+        (e: SyscallError) => /send on fd/.test(e.message),
+      );
+    } finally {
+      sys.close(tx2);
+    }
     // Nothing left: EAGAIN. Nobody at the name: ECONNREFUSED or ENOENT, with the call named.
     assert.throws(
       () => sys.recv(rx, buf, MSG_DONTWAIT),
