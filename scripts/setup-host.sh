@@ -24,7 +24,7 @@ promtool_missing() { ! command -v promtool >/dev/null 2>&1 && [ ! -x "$PROMTOOL_
 fetch_promtool() {
   local tmp
   tmp="$(mktemp -d)"
-  (cd "$tmp" && apt-get download -qq prometheus >/dev/null) || { echo "setup-host: apt-get download prometheus failed" >&2; rm -rf "$tmp"; return 0; }
+  (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root prometheus >/dev/null) || { echo "setup-host: apt-get download prometheus failed" >&2; rm -rf "$tmp"; return 0; }
   mkdir -p "$PROMTOOL_DIR"
   dpkg-deb -x "$tmp"/prometheus_*.deb "$PROMTOOL_DIR"
   rm -rf "$tmp"
