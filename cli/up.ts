@@ -112,7 +112,12 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
     io.err(`dmabox up: ${e.code}: ${e.message}\n`);
     return 2;
   }
-  const result = loadPoliciesOrReport(policyFiles, io, 'nothing was started');
+  // Policy problems through the logger too (journal priorities: a WARNING line is a warning).
+  const problems = {
+    err: (line: string): void =>
+      log.log({ event: 'policy', message: line.replace(/\n$/, ''), level: line.startsWith('WARNING') ? 'warn' : 'error', stderr: true }),
+  };
+  const result = loadPoliciesOrReport(policyFiles, problems, 'nothing was started');
   if (!result) {
     notifier?.close();
     return 1;
@@ -152,7 +157,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
       .then(async () => {
         notifier?.reloading();
         say(`SIGHUP: reading ${files.join(' ')} again`);
-        const next = loadPoliciesOrReport(expandPolicyArgs(files), io, 'nothing was changed');
+        const next = loadPoliciesOrReport(expandPolicyArgs(files), problems, 'nothing was changed');
         if (next) {
           const nextPolicies = next.policies.map((lp) => lp.policy);
           unconfined.clear();
@@ -163,9 +168,10 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
             { added: d.added.map((p) => p.name), changed: d.changed.map((p) => p.name), removed: d.removed, unchanged: d.unchanged },
           );
         }
-        notifier?.ready(stateLine());
       })
-      .catch((e: unknown) => complain(`reload failed: ${(e as Error).message}`));
+      .catch((e: unknown) => complain(`reload failed: ${(e as Error).message}`))
+      // Whatever happened, the service manager waits for READY=1 after RELOADING=1.
+      .finally(() => notifier?.ready(stateLine()));
   };
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: string): void => {

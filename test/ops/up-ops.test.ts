@@ -158,6 +158,15 @@ test('up: READY, STATUS, WATCHDOG; a scrape promtool accepts with the right valu
     // The NBD export of the unchanged sandbox still serves.
     await run('nbdinfo', ['--size', `nbd+unix:///a?socket=${nbdSock}`], { timeout: 30_000 });
 
+    // A broken policy: reported, nothing changed, READY=1 all the same.
+    writeFileSync(join(policies, 'c.yml'), 'version: 1\nname: ops-c\ndevice: { sim: nvme, capacity: lots }\n');
+    const beforeBroken = notify.messages.length;
+    signals.emit('SIGHUP');
+    await until('READY=1 after the failed reload', () => notify.messages.slice(beforeBroken).some((m) => m.startsWith('READY=1')), 30_000);
+    assert.match(out.err, /nothing was changed/);
+    assert.match(out.err, /"level":"error","sandbox":null,"event":"policy","message":".*c\.yml/);
+    assert.is(out.text.split('\n').filter((l) => l.includes('"message":"reloaded:')).length, 1);
+
     rmSync(join(policies, 'c.yml'));
     signals.emit('SIGHUP');
     await until('second reload', () => out.text.split('\n').filter((l) => l.includes('"message":"reloaded:')).length === 2, 60_000);
@@ -176,6 +185,27 @@ test('up: READY, STATUS, WATCHDOG; a scrape promtool accepts with the right valu
     assert.equal(Object.keys(o), ['time', 'level', 'sandbox', 'event', 'message', 'fields'], l);
   }
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('under journald (JOURNAL_STREAM set, no --log-format): every line carries its syslog priority, no time', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'dmabox-ops-journal-'));
+  writeFileSync(join(d, 'j.yaml'), policy('ops-j', '1MiB'));
+  const signals = new EventEmitter();
+  const out = { text: '', err: '' };
+  const done = up([join(d, 'j.yaml'), '--control', join(d, 'control.sock')], { out: (s) => void (out.text += s), err: (s) => void (out.err += s) }, signals, {
+    JOURNAL_STREAM: '8:12345',
+  });
+  try {
+    await until('up', () => out.text.includes('<6>up: ops-j running'), 60_000);
+  } finally {
+    signals.emit('SIGTERM');
+    assert.is(await done, 0);
+  }
+  const lines = out.text.trim().split('\n');
+  assert.ok(lines.length >= 4);
+  for (const l of lines) assert.match(l, /^<[3467]>(?!\d\d:\d\d:)/, l);
+  assert.ok(lines.includes('<6>ops-j ready: serving 2048 blocks of 512 bytes'), out.text);
+  rmSync(d, { recursive: true, force: true });
 });
 
 test('metricNames takes the metric names out of PromQL, not functions, labels or strings', () => {
