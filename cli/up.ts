@@ -52,10 +52,10 @@ export function dropByDefault(keepPrivileges: boolean, signals: NodeJS.EventEmit
 }
 
 /** After set-up: the privilege drop `manager` was asked for, one line saying what it kept, or why it failed. */
-export function endSetup(manager: ManagerType, io: Io, linkbacks: readonly Linkback[] = []): void {
+export function endSetup(manager: ManagerType, io: Io, linkbacks: readonly Linkback[] = [], otherSockets: readonly string[] = []): void {
   try {
-    // The linkbacks' unix sockets: the spawner removes them once the manager cannot.
-    const sockets = linkbacks.flatMap((l) => l.addresses.filter((a) => a.startsWith('unix:')).map((a) => a.slice('unix:'.length)));
+    // The linkbacks' unix sockets (and others the manager serves, the metrics'): the spawner removes them once the manager cannot.
+    const sockets = [...linkbacks.flatMap((l) => l.addresses.filter((a) => a.startsWith('unix:')).map((a) => a.slice('unix:'.length))), ...otherSockets];
     const r = manager.endSetup(sockets);
     if (r)
       io.out(
@@ -127,11 +127,17 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   const say = (message: string, fields?: Record<string, unknown>): void => log.log({ event: 'manager', message, ...(fields ? { fields } : {}) });
   const complain = (message: string, level: 'error' | 'warn' = 'error', sandbox?: string): void =>
     log.log({ event: 'manager', message, level, stderr: true, ...(sandbox ? { sandbox, bare: true } : {}) });
-  const manager = new Manager(policies, {
-    ...(control ? { controlPath: control } : {}),
-    supervisor: { bind },
-    dropPrivileges: dropByDefault(keepPrivileges, signals),
-  });
+  let manager: Manager;
+  try {
+    manager = new Manager(policies, {
+      ...(control ? { controlPath: control } : {}),
+      supervisor: { bind },
+      dropPrivileges: dropByDefault(keepPrivileges, signals),
+    });
+  } catch (e) {
+    notifier?.close();
+    throw e;
+  }
   const stateLine = (): string => manager.sandboxes.map((s) => `${s.name} ${s.state}`).join(', ');
   manager.on('event', (e: SandboxEvent) => {
     log.log({
@@ -213,7 +219,12 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
       complain(`metrics: NOT SERVED: ${(e as Error).message}`);
     }
   }
-  endSetup(manager, { out: (s) => say(s.trimEnd()), err: (s) => complain(s.trimEnd()) }, linkbacks);
+  endSetup(
+    manager,
+    { out: (s) => say(s.trimEnd()), err: (s) => complain(s.trimEnd()) },
+    linkbacks,
+    metricsAddress?.kind === 'unix' && metricsServer ? [metricsAddress.path] : [],
+  );
   signals.on('SIGHUP', onReload);
   notifier?.ready(stateLine());
   // WATCHDOG=1 only while the manager can still do its work (its spawner alive, not stopping).
