@@ -6,6 +6,8 @@
  *   violations, IOMMU faults by kind, container CPU seconds and memory bytes, the container's pid;
  * - per block sandbox (its ring, replays included): requests, errors and bytes by operation, a
  *   latency histogram by operation, ring occupancy and entries, requests waiting, requests replayed;
+ * - per NIC sandbox (its packet rings): frames and bytes by direction, frames lost in a restart,
+ *   frames refused for a spoofed source;
  * - per NBD export: connections open and made, requests by command, bytes read and written,
  *   error replies by errno, protocol errors.
  *
@@ -15,6 +17,7 @@ import type { Linkback } from '../linkback/registry.js';
 import type { Manager } from '../sandbox/manager/manager.js';
 import type { SandboxState, Supervisor } from '../sandbox/manager/supervisor.js';
 import { BlockService } from '../sandbox/manager/services/block-service.js';
+import { NetService } from '../sandbox/manager/services/net-service.js';
 import { BLOCK_OPS, LATENCY_BOUNDS_SECONDS, LATENCY_SLOTS } from '../sandbox/manager/services/op-stats.js';
 import { Exposition } from './exposition.js';
 import { containerUsage, type ContainerUsage } from './proc-stats.js';
@@ -117,6 +120,26 @@ export function collect(src: MetricsSource): string {
   blockGauge('dmabox_block_ring_inflight', 'gauge', 'Requests posted on the block ring and not yet completed.', (c) => c.inflightCount);
   blockGauge('dmabox_block_backlog', 'gauge', 'Requests waiting for a ring entry or for a container.', (c) => c.backlogCount);
   blockGauge('dmabox_block_replayed_total', 'counter', 'Requests posted again on a new container after the one holding them died.', (c) => c.replayed);
+
+  const nics = sandboxes.flatMap((s) => (s.service instanceof NetService ? [[s, s.service.port.counters] as const] : []));
+  x.family('dmabox_net_frames_total', 'counter', 'Frames through the sandbox packet rings, by direction (tx: host to device).');
+  for (const [s, c] of nics) {
+    x.sample({ sandbox: s.name, direction: 'tx' }, c.txFrames);
+    x.sample({ sandbox: s.name, direction: 'rx' }, c.rxFrames);
+  }
+  x.family('dmabox_net_bytes_total', 'counter', 'Bytes through the sandbox packet rings, by direction.');
+  for (const [s, c] of nics) {
+    x.sample({ sandbox: s.name, direction: 'tx' }, c.txBytes);
+    x.sample({ sandbox: s.name, direction: 'rx' }, c.rxBytes);
+  }
+  x.family('dmabox_net_lost_in_restart_total', 'counter', 'Frames in flight lost when a NIC container died (a NIC, unlike a disk, does not replay).');
+  for (const [s, c] of nics) x.sample({ sandbox: s.name }, c.lostInRestart);
+  x.family(
+    'dmabox_net_spoofed_total',
+    'counter',
+    'Frames from the driver dropped as spoofs: from the sandbox NIC own MAC or a group address, or to another station.',
+  );
+  for (const [s, c] of nics) x.sample({ sandbox: s.name }, c.spoofed);
 
   const nbd = src.linkbacks().flatMap((l) => {
     const st = l.nbdStats?.();

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { collect, SANDBOX_STATES } from '../../ops/collector.js';
 import { faultKind, type FaultEvent } from '../../sandbox/manager/faults.js';
 import type { Manager } from '../../sandbox/manager/manager.js';
+import { NetService } from '../../sandbox/manager/services/net-service.js';
 import { findPromtool, sampleValue } from './helpers.js';
 
 function sandbox(name: string, state: string, pid: number | undefined, faults: [string, number][]) {
@@ -24,11 +25,14 @@ function sandbox(name: string, state: string, pid: number | undefined, faults: [
     crashes: 3,
     violations: 1,
     faultsByKind: new Map(faults),
-    service: {},
+    // A NetService as the collector sees it: its port's counters.
+    service: Object.assign(Object.create(NetService.prototype) as object, {
+      port: { counters: { txFrames: 5, rxFrames: 7, txBytes: 500, rxBytes: 700, lostInRestart: 1, spoofed: 2 } },
+    }),
   };
 }
 
-test('sandboxes without a block ring: state, faults by kind, usage only with a container; promtool accepts it', () => {
+test('NIC sandboxes: state, packet counters, faults by kind, usage only with a container; promtool accepts it', () => {
   const m = {
     startedAt: 1_700_000_000_000,
     sandboxes: [
@@ -58,6 +62,11 @@ test('sandboxes without a block ring: state, faults by kind, usage only with a c
   assert.is(sampleValue(text, 'dmabox_container_pid{sandbox="nic-b"}'), undefined, 'no container: no sample');
   assert.ok(text.includes('device="sim:e1000e@0000:00:02.0 \\"lab\\\\1\\"",unconfined="true"} 1'), text);
   assert.not.match(text, /^dmabox_block_requests_total\{/m);
+  assert.is(sampleValue(text, 'dmabox_net_frames_total{sandbox="nic-a",direction="tx"}'), 5);
+  assert.is(sampleValue(text, 'dmabox_net_frames_total{sandbox="nic-b",direction="rx"}'), 7);
+  assert.is(sampleValue(text, 'dmabox_net_bytes_total{sandbox="nic-a",direction="rx"}'), 700);
+  assert.is(sampleValue(text, 'dmabox_net_lost_in_restart_total{sandbox="nic-a"}'), 1);
+  assert.is(sampleValue(text, 'dmabox_net_spoofed_total{sandbox="nic-a"}'), 2);
   const promtool = findPromtool();
   assert.ok(promtool, 'promtool is missing: scripts/setup-host.sh unpacks it into .cache/prometheus (as root)');
   const r = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 30_000 });
