@@ -123,6 +123,12 @@ export class KmsgFaultMonitor {
     this.sinks.set(sink.address.toLowerCase(), sink);
   }
 
+  /** Stop attributing faults to `sink` (its sandbox was removed), unless another took its device since. */
+  remove(sink: FaultSink): void {
+    const key = sink.address.toLowerCase();
+    if (this.sinks.get(key) === sink) this.sinks.delete(key);
+  }
+
   /**
    * /dev/kmsg (a character device): opened non-blocking and polled in the event loop, one record
    * per read, so no thread ever blocks on it. A plain file (tests): read as it grows, every 50 ms.

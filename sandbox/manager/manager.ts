@@ -66,6 +66,7 @@ export class Manager extends EventEmitter {
   private identity: { uid: number; gid: number } | undefined;
 
   private readonly supervisorOptions: SupervisorOptions | undefined;
+  private started = false;
 
   constructor(
     policies: readonly Policy[],
@@ -93,7 +94,11 @@ export class Manager extends EventEmitter {
     this.sandboxes.push(s);
     if (s.device.kind === 'vfio') {
       // Real IOMMU faults arrive in the kernel log (needs root or CAP_SYSLOG).
-      this.kmsg ??= new KmsgFaultMonitor(this.options.kmsgPath ?? '/dev/kmsg');
+      if (!this.kmsg) {
+        this.kmsg = new KmsgFaultMonitor(this.options.kmsgPath ?? '/dev/kmsg');
+        // The first real device came with a reload: the monitor starts now (start() has run).
+        if (this.started) this.kmsg.start();
+      }
       this.kmsg.add(s);
     }
     return s;
@@ -118,11 +123,13 @@ export class Manager extends EventEmitter {
     const s = this.sandboxes.find((x) => x.name === name);
     if (!s) return;
     await s.stop();
+    this.kmsg?.remove(s);
     this.sandboxes.splice(this.sandboxes.indexOf(s), 1);
   }
 
   /** Open the control socket, start every sandbox; resolves when each is ready or failed. */
   async start(): Promise<void> {
+    this.started = true;
     if (this.controlPath !== null) await this.listen(this.controlPath);
     if (this.options.dropPrivileges) await this.startSpawner();
     this.kmsg?.start();
