@@ -11,10 +11,11 @@ set -euo pipefail
 # iproute2, iputils-ping: network namespaces and ping for the TAP tests; e2fsprogs: mkfs.ext4 and e2fsck for the lab NBD test.
 # bubblewrap: each confined container in its own namespaces with a minimal read-only root; util-linux
 # (setpriv, essential on Debian) switches it to its sandbox's identity (sandbox/spawner/launch.ts).
+PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio nbd-client iproute2 iputils-ping e2fsprogs bubblewrap util-linux)
+
 # systemd: systemd-analyze verifies packaging/systemd/dmabox.service (test/packaging/systemd.test.ts); installing
 # the package does not make systemd PID 1.
-PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod xz-utils libnbd-bin nbdkit qemu-utils fio nbd-client iproute2 iputils-ping e2fsprogs bubblewrap util-linux systemd)
-
+PACKAGES+=(systemd)
 # promtool (`promtool check metrics`, test/ops/up-ops.test.ts) ships in Debian's `prometheus` package, whose
 # postinst enables and starts a Prometheus server. A test host needs the checker, not a server listening on
 # :9090, so the package is downloaded and unpacked into .cache/prometheus (never installed, nothing started);
