@@ -16,6 +16,7 @@ PACKAGES=(gcc libc6-dev linux-libc-dev qemu-system-x86 busybox-static cpio kmod 
 # systemd: systemd-analyze verifies packaging/systemd/dmabox.service (test/packaging/systemd.test.ts); installing
 # the package does not make systemd PID 1.
 PACKAGES+=(systemd)
+
 # promtool (`promtool check metrics`, test/ops/up-ops.test.ts) ships in Debian's `prometheus` package, whose
 # postinst enables and starts a Prometheus server. A test host needs the checker, not a server listening on
 # :9090, so the package is downloaded and unpacked into .cache/prometheus (never installed, nothing started);
