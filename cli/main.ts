@@ -18,7 +18,10 @@ const commands: Record<string, Command> = {
   // one line per subcommand: name: { summary, load: () => import('./name.js') },
   doctor: { summary: 'check IOMMU, interrupt remapping, VFIO, groups, memlock and huge pages', load: () => import('./doctor.js') },
   policy: { summary: 'check policies, show them resolved, print their JSON Schema', load: () => import('./policy.js') },
-  up: { summary: 'run sandboxes from policies in the foreground, supervised; SIGINT/SIGTERM stop them in order', load: () => import('./up.js') },
+  up: {
+    summary: 'run sandboxes from policies (files or folders) in the foreground, supervised; SIGINT/SIGTERM stop them in order, SIGHUP reloads',
+    load: () => import('./up.js'),
+  },
   status: { summary: 'what the running sandboxes are doing (containers, uid, restarts, faults, windows, I/O) [--json]', load: () => import('./status.js') },
   demo: {
     summary: 'npm start: the demo policies (or those named) up on the simulator, each linkback served (NBD...) until Ctrl-C',

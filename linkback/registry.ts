@@ -6,6 +6,7 @@
  * starting (a socket path in use, a device that cannot be exported).
  */
 import { DmaboxError } from '../common/errors.js';
+import type { NbdServerStats } from './nbd/server.js';
 import type { Policy } from '../policies/types.js';
 import type { Supervisor } from '../sandbox/manager/supervisor.js';
 
@@ -36,6 +37,8 @@ export interface Linkback {
   usage(): string[];
   /** Counters, for status output. */
   status(): Record<string, unknown>;
+  /** An NBD linkback's server counters (the metrics endpoint, ops/). */
+  nbdStats?(): NbdServerStats;
   /** Stop serving: clients answered and disconnected first, then the listener, then anything it made. */
   close(): Promise<void>;
 }

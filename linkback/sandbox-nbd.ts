@@ -103,6 +103,7 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
         `kernel (root): modprobe nbd && ${kernel}   # detach: nbd-client -d /dev/nbd0`,
       ];
     },
+    nbdStats: () => server.stats(),
     status: () => ({ kind: 'nbd', sandbox: policy.name, export: name, addresses, size: device.size, blockSize: device.blockSize, ...server.stats() }),
     close: () => {
       closing ??= server.close().then(() => {

@@ -41,7 +41,7 @@ const DRIVER_SUPPORT = ['drivers/contract/', 'drivers/kit/'];
 /** An example's own tests, which may use anything a test may. */
 const EXAMPLE_TESTS = ['examples/**/test/', 'examples/**/*.test.ts'];
 /** Code that runs on the host side: the manager process, its tools, and the lab. */
-const HOST = ['dma/', 'sandbox/manager/', 'linkback/', 'policies/', 'platform/', 'cli/', 'appliance/'];
+const HOST = ['dma/', 'sandbox/manager/', 'linkback/', 'policies/', 'platform/', 'cli/', 'appliance/', 'ops/'];
 
 export const ARCHITECTURE_RULES: ArchitectureRule[] = [
   {
@@ -146,6 +146,20 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
     from: ['sandbox/manager/'],
     deny: ['sandbox/container/', 'sandbox/device/', 'sim/'],
     unlessTo: ['sim/net/packets.ts'],
+  },
+  {
+    name: 'ops reads the manager, never the other way',
+    why: 'ops/ (metrics, the notify protocol, logs, reload) is trusted manager-side code that reads the manager, its services and the linkbacks; the manager and linkbacks must not depend on how they are watched',
+    from: ['ops/'],
+    allow: ['common/', 'sys/', 'sandbox/manager/', 'linkback/', 'policies/'],
+  },
+  {
+    name: 'nothing below the CLI imports ops',
+    why: 'ops/ is wired in by `dmabox up` (cli/); the manager, linkbacks and everything under them stay unaware of it',
+    from: ['**'],
+    notFrom: ['ops/', 'cli/', 'test/', 'bench/', 'scripts/', ...EXAMPLE_TESTS],
+    deny: ['ops/'],
+    crossCutting: true,
   },
   {
     name: 'host code never imports a driver',

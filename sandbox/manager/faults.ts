@@ -69,6 +69,21 @@ function amd(domain: string | undefined, bdf: string, addr: string, flags: strin
   };
 }
 
+/**
+ * A fault's kind, a short stable label for counting (the metrics' `kind`): the simulated IOMMU's
+ * reason (`not-present`, `no-write`, `no-read`, `no-bus-master`, `unbacked`), `vtd-0x05` for an
+ * Intel VT-d fault reason, `io-page-fault` for AMD-Vi, `other` when the reason names none of these.
+ */
+export function faultKind(f: FaultEvent): string {
+  if (f.source === 'amd-vi') return 'io-page-fault';
+  if (f.source === 'dmar') {
+    const m = /VT-d reason (0x[0-9a-f]{2})/.exec(f.reason);
+    return m ? `vtd-${m[1]}` : 'vtd';
+  }
+  const m = /^(not-present|no-read|no-write|no-bus-master|unbacked)\b/.exec(f.reason);
+  return m ? m[1]! : 'other';
+}
+
 /** Who a fault goes to: the sandbox owning the device, with its policy action. */
 export interface FaultSink {
   /** PCI address of the sandbox's device. */
@@ -106,6 +121,12 @@ export class KmsgFaultMonitor {
 
   add(sink: FaultSink): void {
     this.sinks.set(sink.address.toLowerCase(), sink);
+  }
+
+  /** Stop attributing faults to `sink` (its sandbox was removed), unless another took its device since. */
+  remove(sink: FaultSink): void {
+    const key = sink.address.toLowerCase();
+    if (this.sinks.get(key) === sink) this.sinks.delete(key);
   }
 
   /**

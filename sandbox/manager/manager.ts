@@ -65,6 +65,9 @@ export class Manager extends EventEmitter {
   fatal: string | undefined;
   private identity: { uid: number; gid: number } | undefined;
 
+  private readonly supervisorOptions: SupervisorOptions | undefined;
+  private started = false;
+
   constructor(
     policies: readonly Policy[],
     private readonly options: ManagerOptions = {},
@@ -75,26 +78,58 @@ export class Manager extends EventEmitter {
     closeOnExecAll(options.supervisor?.sys ?? defaultSys());
     // With the spawner, every container is started through it, from the first one on.
     const launcher: Launcher = { launch: (spec) => (this.spawner ?? directLauncher).launch(spec) };
-    const supervisorOptions = options.dropPrivileges ? { ...options.supervisor, launcher } : options.supervisor;
+    this.supervisorOptions = options.dropPrivileges ? { ...options.supervisor, launcher } : options.supervisor;
     try {
-      for (const p of policies) {
-        const s = new Supervisor(p, supervisorOptions);
-        s.on('event', (e: SandboxEvent) => this.emit('event', e));
-        this.sandboxes.push(s);
-        if (s.device.kind === 'vfio') {
-          // Real IOMMU faults arrive in the kernel log (needs root or CAP_SYSLOG).
-          this.kmsg ??= new KmsgFaultMonitor(options.kmsgPath ?? '/dev/kmsg');
-          this.kmsg.add(s);
-        }
-      }
+      for (const p of policies) this.adopt(p);
     } catch (e) {
       for (const s of this.sandboxes) s.device.release();
       throw e;
     }
   }
 
+  /** Make the supervisor of one policy (its device taken, nothing started) and add it. */
+  private adopt(p: Policy): Supervisor {
+    const s = new Supervisor(p, this.supervisorOptions);
+    s.on('event', (e: SandboxEvent) => this.emit('event', e));
+    this.sandboxes.push(s);
+    if (s.device.kind === 'vfio') {
+      // Real IOMMU faults arrive in the kernel log (needs root or CAP_SYSLOG).
+      if (!this.kmsg) {
+        this.kmsg = new KmsgFaultMonitor(this.options.kmsgPath ?? '/dev/kmsg');
+        // The first real device came with a reload: the monitor starts now (start() has run).
+        if (this.started) this.kmsg.start();
+      }
+      this.kmsg.add(s);
+    }
+    return s;
+  }
+
+  /**
+   * Reload: add a sandbox for a policy the manager does not run yet, and start it (resolves when it
+   * is ready or failed). Containers go through the spawner once there is one, which only knows the
+   * identities pinned at start: a new policy's own uid is refused after privileges were dropped.
+   */
+  async add(policy: Policy): Promise<Supervisor> {
+    if (this.sandboxes.some((s) => s.name === policy.name)) {
+      throw new SandboxError('ERR_SANDBOX_STATE', `a sandbox named ${policy.name} runs already`, { fix: 'remove it first (a reload does)' });
+    }
+    const s = this.adopt(policy);
+    await s.start().catch(() => undefined);
+    return s;
+  }
+
+  /** Reload: stop one sandbox (its container, quarantine, device released) and forget it. */
+  async remove(name: string): Promise<void> {
+    const s = this.sandboxes.find((x) => x.name === name);
+    if (!s) return;
+    await s.stop();
+    this.kmsg?.remove(s);
+    this.sandboxes.splice(this.sandboxes.indexOf(s), 1);
+  }
+
   /** Open the control socket, start every sandbox; resolves when each is ready or failed. */
   async start(): Promise<void> {
+    this.started = true;
     if (this.controlPath !== null) await this.listen(this.controlPath);
     if (this.options.dropPrivileges) await this.startSpawner();
     this.kmsg?.start();

@@ -39,7 +39,7 @@ import { launchHost } from '../spawner/host.js';
 import { SimDevice } from './sim-device.js';
 import { VfioDevice } from './vfio-device.js';
 import type { SandboxDevice } from './device.js';
-import { describeFault, type FaultEvent, type FaultSink } from './faults.js';
+import { describeFault, faultKind, type FaultEvent, type FaultSink } from './faults.js';
 import type { HybridPoller } from '../abi/hybrid-poll.js';
 import { SERVICES, type ManagerService, type ServiceHost } from './services/registry.js';
 import { BlockService } from './services/block-service.js';
@@ -254,6 +254,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
 
   /** Faults seen (IOMMU refusals and others), the last 100 kept. */
   faultCount = 0;
+  /** Faults by kind since the sandbox was made (faults.ts faultKind), for the metrics endpoint. */
+  readonly faultsByKind = new Map<string, number>();
   readonly faults: FaultEvent[] = [];
 
   /** PCI address of the device (for fault attribution). */
@@ -268,6 +270,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
   /** A fault attributed to this sandbox's device: recorded, and the policy's action applied to IOMMU refusals. */
   onFault(f: FaultEvent): void {
     this.faultCount++;
+    const kind = faultKind(f);
+    this.faultsByKind.set(kind, (this.faultsByKind.get(kind) ?? 0) + 1);
     this.faults.push(f);
     if (this.faults.length > 100) this.faults.shift();
     if (!f.iommu) {
@@ -282,6 +286,10 @@ export class Supervisor extends EventEmitter implements FaultSink {
   }
   get pid(): number | undefined {
     return this.current?.exited === false ? this.current.pid : undefined;
+  }
+  /** The live container's cgroup folder, when it has one. */
+  get cgroup(): string | undefined {
+    return this.current?.exited === false ? this.current.launched?.cgroup : undefined;
   }
 
   private event(kind: SandboxEvent['kind'], text: string, level: SandboxEvent['level'] = 'info'): void {

@@ -41,8 +41,10 @@ const NAMES: Readonly<Record<number, string>> = Object.freeze({
   38: 'ENOSYS',
   61: 'ENODATA',
   75: 'EOVERFLOW',
+  88: 'ENOTSOCK',
   95: 'EOPNOTSUPP',
   110: 'ETIMEDOUT',
+  111: 'ECONNREFUSED',
   121: 'EREMOTEIO',
 });
 

@@ -13,6 +13,7 @@ import {
   LINUX_CAPABILITY_VERSION_3,
   MAX_VIEW_BYTES,
   SOCK_FPROG,
+  SOCKADDR_UN,
   SYS_SECCOMP,
   type CapSets,
   type PollHandle,
@@ -45,6 +46,28 @@ const SCM_RIGHTS = 1;
 const MSG_CTRUNC = 0x8;
 const MSG_CMSG_CLOEXEC = 0x4000_0000;
 
+const AF_UNIX = 1;
+
+/**
+ * A struct sockaddr_un for `path` and the length to pass: a path is NUL-terminated; an abstract
+ * name ('@name') starts with a NUL and its length counts only the bytes of the name (unix(7)).
+ */
+function sockaddrUn(path: string, op: string): [Buffer, number] {
+  const name = Buffer.from(path, 'utf8');
+  const abstract = path.startsWith('@');
+  if (name.length < 2 && abstract) throw new SysArgError(`an abstract unix socket name needs at least one byte after '@'`, op);
+  if (name.length === 0 || name.length > SOCKADDR_UN.pathBytes - 1) {
+    throw new SysArgError(`a unix socket path is 1 to ${SOCKADDR_UN.pathBytes - 1} bytes; got ${name.length}`, op);
+  }
+  if (name.includes(0)) throw new SysArgError('a unix socket path has no NUL byte', op);
+  const addr = Buffer.alloc(SOCKADDR_UN.size);
+  addr.writeUInt16LE(AF_UNIX, SOCKADDR_UN.family);
+  name.copy(addr, SOCKADDR_UN.path);
+  if (abstract) addr[SOCKADDR_UN.path] = 0;
+  // Abstract: family + the name's bytes exactly; a path: family + path + its NUL.
+  return [addr, SOCKADDR_UN.path + name.length + (abstract ? 0 : 1)];
+}
+
 export function createKoffiSys(): Sys {
   const require = createRequire(import.meta.url);
   const koffi = require('koffi') as KoffiModule;
@@ -76,6 +99,12 @@ export function createKoffiSys(): Sys {
     socketpair: libc.func('socketpair', 'int', ['int', 'int', 'int', 'void *']),
     sendmsg: libc.func('sendmsg', 'long', ['int', 'void *', 'int']),
     recvmsg: libc.func('recvmsg', 'long', ['int', 'void *', 'int']),
+    socket: libc.func('int socket(int domain, int type, int protocol)'),
+    bind: libc.func('bind', 'int', ['int', 'void *', 'uint32_t']),
+    sendto: libc.func('sendto', 'long', ['int', 'void *', 'size_t', 'int', 'void *', 'uint32_t']),
+    recv: libc.func('recv', 'long', ['int', 'void *', 'size_t', 'int']),
+    connect: libc.func('connect', 'int', ['int', 'void *', 'uint32_t']),
+    send: libc.func('send', 'long', ['int', 'void *', 'size_t', 'int']),
   };
   const fdPair = Buffer.alloc(8);
 
@@ -253,6 +282,38 @@ export function createKoffiSys(): Sys {
       }
       const truncated = extra || (m.header.readInt32LE(MSGHDR.flags) & MSG_CTRUNC) !== 0;
       return { bytes: r, fds, truncated };
+    },
+    socket(domain, type, protocol) {
+      const r = c.socket(domain, type, protocol) as number;
+      if (r < 0) fail(`socket ${domain} ${type}`);
+      return r;
+    },
+    bindUnix(fd, path) {
+      const [addr, len] = sockaddrUn(path, 'bind');
+      if ((c.bind(fd, addr, len) as number) < 0) fail(`bind fd ${fd} to ${path}`);
+    },
+    connectUnix(fd, path) {
+      const [addr, len] = sockaddrUn(path, 'connect');
+      if ((c.connect(fd, addr, len) as number) < 0) fail(`connect fd ${fd} to ${path}`);
+    },
+    send(fd, data, flags) {
+      const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const r = c.send(fd, body, body.length, flags) as number;
+      if (r < 0) fail(`send on fd ${fd}`);
+      return r;
+    },
+    sendToUnix(fd, data, path, flags) {
+      const [addr, len] = sockaddrUn(path, 'sendto');
+      const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const r = c.sendto(fd, body, body.length, flags, addr, len) as number;
+      if (r < 0) fail(`sendto ${path} on fd ${fd}`);
+      return r;
+    },
+    recv(fd, data, flags) {
+      const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const r = c.recv(fd, body, body.length, flags) as number;
+      if (r < 0) fail(`recv on fd ${fd}`);
+      return r;
     },
     prctl(option, arg2) {
       const r = c.prctl(option, 'unsigned long', arg2, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0) as number;

@@ -52,6 +52,8 @@ export const SOCK_DGRAM = 2;
 export const SOCK_SEQPACKET = 5;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
+/** struct sockaddr_un (sys/un.h): sa_family_t sun_family (2 bytes), char sun_path[108]. */
+export const SOCKADDR_UN = Object.freeze({ size: 110, family: 0, path: 2, pathBytes: 108 });
 /** At most this many fds in one SCM_RIGHTS message (the kernel's SCM_MAX_FD is 253). */
 export const MAX_PASSED_FDS = 253;
 /** send/recv flags (linux/socket.h). */
@@ -132,6 +134,21 @@ export interface Sys {
    * fit (the kernel closes the rest). `flags` are recvmsg's (MSG_DONTWAIT).
    */
   recvFds(fd: number, data: Uint8Array, maxFds: number, flags: number): { bytes: number; fds: number[]; truncated: boolean };
+  /** socket(2). Node has no AF_UNIX datagram socket of its own: systemd's notify socket is one. */
+  socket(domain: number, type: number, protocol: number): number;
+  /**
+   * bind(2) of an AF_UNIX socket to `path`: a file system path, or an abstract name written with a
+   * leading '@' (the kernel's leading NUL). Paths are at most UNIX_PATH_MAX - 1 bytes.
+   */
+  bindUnix(fd: number, path: string): void;
+  /** connect(2) of an AF_UNIX socket to `path` ('@' for an abstract name): a datagram socket then sends there with `send`. */
+  connectUnix(fd: number, path: string): void;
+  /** send(2) on a connected socket. Returns the bytes sent. */
+  send(fd: number, data: Uint8Array, flags: number): number;
+  /** sendto(2) of one datagram to the AF_UNIX socket at `path` ('@' for an abstract name). Returns the bytes sent. */
+  sendToUnix(fd: number, data: Uint8Array, path: string, flags: number): number;
+  /** recv(2) into `data`: the bytes of one datagram (cut to `data`'s length). `flags`: MSG_DONTWAIT. */
+  recv(fd: number, data: Uint8Array, flags: number): number;
   /** seccomp(2) with a classic BPF program given as bytes: 8 bytes per `struct sock_filter`. */
   seccomp(operation: number, flags: number, program: Uint8Array): void;
   /** capget(2) of the calling thread. */

@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KmsgFaultMonitor, parseFaultLine, type FaultEvent, type FaultSink } from '../../sandbox/manager/faults.js';
@@ -73,6 +73,32 @@ test('the kmsg monitor attributes faults to the sandbox owning the device, skips
   assert.is(m.unowned[0]!.device, '0000:00:03.0');
 });
 
+test('kmsg: a removed sink gets no more faults; removing a sink another replaced leaves the new one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-kmsg-'));
+  const file = join(dir, 'kmsg');
+  const now = process.hrtime.bigint() / 1000n;
+  const line = (seq: number, dev: string): string =>
+    `3,${seq},${now + 10_000_000n + BigInt(seq)},-;DMAR: [DMA Write NO_PASID] Request device [${dev}] fault addr 0x6000 [fault reason 0x05] PTE Write access is not set`;
+  writeFileSync(file, [line(1, '00:01.0'), line(2, '00:02.0'), ''].join('\n'));
+  const got: string[] = [];
+  const sink = (address: string, tag: string): FaultSink => ({ address, action: 'log', onFault: () => got.push(tag) });
+  const m = new KmsgFaultMonitor(file);
+  const a = sink('0000:00:01.0', 'a'),
+    old = sink('0000:00:02.0', 'old'),
+    replacement = sink('0000:00:02.0', 'new');
+  m.add(a);
+  m.add(old);
+  m.add(replacement); // a reload: the changed policy's new sandbox has the same device
+  m.remove(old); // then the old one is removed: the new one stays
+  m.remove(a);
+  m.start();
+  await until('the file to be read', () => m.faults === 2, 5000);
+  m.close();
+  assert.equal(got, ['new']);
+  assert.is(m.unowned.length, 1);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 /** A wild DMA by the sandbox's device (in its device process): a write to an IOVA no window maps; true when the IOMMU refused it. */
 async function wildWrite(s: Supervisor): Promise<boolean> {
   await deviceCtl(s, 'wild');
@@ -89,6 +115,8 @@ test("onIommuFault 'log': the fault is an event, the sandbox keeps serving", asy
       { device: s.faults[0]!.device, iova: s.faults[0]!.iova, access: s.faults[0]!.access },
       { device: '0000:00:01.0', iova: 0x7000_0000n, access: 'write' },
     );
+    // Counted by kind for the metrics (ops/collector.ts): an IOVA no window maps.
+    assert.equal([...s.faultsByKind], [['not-present', 1]]);
     assert.ok(s.events.some((e) => e.kind === 'fault' && e.text.includes('action log')));
     assert.is(s.state, 'running');
     assert.is(s.restarts, 0);

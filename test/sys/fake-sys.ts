@@ -566,6 +566,24 @@ export class FakeSys implements Sys {
   pipe2(_flags: number): [number, number] {
     fail('pipe2', 'ENOSYS');
   }
+  socket(_domain: number, _type: number, _protocol: number): number {
+    fail('socket', 'ENOSYS');
+  }
+  bindUnix(_fd: number, _path: string): void {
+    fail('bind', 'ENOSYS');
+  }
+  connectUnix(_fd: number, _path: string): void {
+    fail('connect', 'ENOSYS');
+  }
+  send(_fd: number, _data: Uint8Array, _flags: number): number {
+    fail('send', 'ENOSYS');
+  }
+  sendToUnix(_fd: number, _data: Uint8Array, _path: string, _flags: number): number {
+    fail('sendto', 'ENOSYS');
+  }
+  recv(_fd: number, _data: Uint8Array, _flags: number): number {
+    fail('recv', 'ENOSYS');
+  }
   socketpair(_domain: number, _type: number, _protocol: number): [number, number] {
     fail('socketpair', 'ENOSYS');
   }

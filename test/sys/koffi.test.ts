@@ -26,6 +26,8 @@ import {
   MSG_NOSIGNAL,
   O_CLOEXEC,
   SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
   SOCK_STREAM,
 } from 'linux-sys';
 
@@ -207,6 +209,81 @@ test('fcntl, pipe2, socketpair, and fds passed with SCM_RIGHTS arrive as working
     assert.is((e as SyscallError).errno, 11);
   }
   for (const f of [r, w, a, b, efd, ...got.fds, ...cut.fds]) sys.close(f);
+});
+
+test('datagram unix sockets: bind and sendto a path and an abstract name, recv, and the errors', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const sys = defaultSys();
+  const dir = mkdtempSync(join(tmpdir(), 'dmabox-dgram-'));
+  const rx = sys.socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const rx2 = sys.socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const tx = sys.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  try {
+    const path = join(dir, 'rx.sock');
+    const abstract = `@dmabox-test-${process.pid}`;
+    sys.bindUnix(rx, path);
+    sys.bindUnix(rx2, abstract);
+    assert.is(sys.sendToUnix(tx, Buffer.from('READY=1'), path, MSG_NOSIGNAL), 7);
+    assert.is(sys.sendToUnix(tx, Buffer.from('STATUS=abstract'), abstract, MSG_NOSIGNAL), 15);
+    const buf = new Uint8Array(64);
+    let n = sys.recv(rx, buf, MSG_DONTWAIT);
+    assert.is(Buffer.from(buf.subarray(0, n)).toString(), 'READY=1');
+    n = sys.recv(rx2, buf, MSG_DONTWAIT);
+    assert.is(Buffer.from(buf.subarray(0, n)).toString(), 'STATUS=abstract');
+    // Connected: send without an address.
+    const tx2 = sys.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    try {
+      sys.connectUnix(tx2, abstract);
+      assert.is(sys.send(tx2, Buffer.from('WATCHDOG=1'), MSG_NOSIGNAL), 10);
+      n = sys.recv(rx2, buf, MSG_DONTWAIT);
+      assert.is(Buffer.from(buf.subarray(0, n)).toString(), 'WATCHDOG=1');
+      assert.throws(
+        () => sys.connectUnix(tx2, join(dir, 'none')),
+        (e: SyscallError) => e.errnoName === 'ENOENT',
+      );
+      assert.throws(
+        () => sys.send(tx, Buffer.from('x'), MSG_NOSIGNAL),
+        (e: SyscallError) => /send on fd/.test(e.message),
+      );
+    } finally {
+      sys.close(tx2);
+    }
+    // Nothing left: EAGAIN. Nobody at the name: ECONNREFUSED or ENOENT, with the call named.
+    assert.throws(
+      () => sys.recv(rx, buf, MSG_DONTWAIT),
+      (e: SyscallError) => e instanceof SyscallError && e.errnoName === 'EAGAIN',
+    );
+    assert.throws(
+      () => sys.sendToUnix(tx, Buffer.from('x'), `@dmabox-nobody-${process.pid}`, MSG_NOSIGNAL),
+      (e: SyscallError) => e.errnoName === 'ECONNREFUSED',
+    );
+    assert.throws(
+      () => sys.sendToUnix(tx, Buffer.from('x'), join(dir, 'none'), MSG_NOSIGNAL),
+      (e: SyscallError) => /sendto .*none/.test(e.message) && e.errnoName === 'ENOENT',
+    );
+    // Refused before the kernel: too long, empty abstract, a NUL.
+    assert.throws(
+      () => sys.bindUnix(tx, `/${'x'.repeat(200)}`),
+      (e: SysArgError) => e.code === 'ERR_SYS_ARG',
+    );
+    assert.throws(
+      () => sys.sendToUnix(tx, Buffer.from('x'), '@', 0),
+      (e: SysArgError) => e.code === 'ERR_SYS_ARG',
+    );
+    assert.throws(
+      () => sys.bindUnix(tx, '/a\0b'),
+      (e: SysArgError) => e.code === 'ERR_SYS_ARG',
+    );
+    assert.throws(
+      () => sys.socket(AF_UNIX, 999, 0),
+      (e: SyscallError) => e.errnoName === 'EINVAL',
+    );
+  } finally {
+    for (const fd of [rx, rx2, tx]) sys.close(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

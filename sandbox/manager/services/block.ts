@@ -15,6 +15,7 @@
  * the container starts on the first while we post the rest (measured: twice the QD16 rate of a
  * kick per turn). While the manager polls (`setPolled`), the container leaves out its completion kicks.
  */
+import { OpStats } from './op-stats.js';
 import type { PollHandle, Sys } from 'linux-sys';
 import { SandboxError } from '../errors.js';
 import type { Shared } from '../../abi/shm.js';
@@ -59,6 +60,8 @@ interface Req {
   reject: (e: Error) => void;
   /** Submission order, to replay in order. */
   order: number;
+  /** performance.now() when the client took it (latency counts its wait for a tag and any replay). */
+  t0: number;
 }
 
 /** Completions taken per call of `reap` (the poller calls it once a turn); the rest on the next turn. */
@@ -113,6 +116,16 @@ export class SandboxBlockClient implements Pollable {
   bytes = 0;
   violations = 0;
   replayed = 0;
+  /** Requests, errors, bytes and latency by operation (the metrics endpoint reads them; op-stats.ts). */
+  readonly opStats = new OpStats();
+  /** Ring occupancy: requests posted to the container and not yet completed. */
+  get inflightCount(): number {
+    return this.geometry.entries - this.freeTags.length;
+  }
+  /** Requests waiting for a free tag or for a container. */
+  get backlogCount(): number {
+    return this.backlog.length;
+  }
   /** Called with a description of each thing the container wrote that could not be right. */
   onViolation: (reason: string) => void = () => {};
   /** Kicks of the request eventfd sent, and those left out (the container was still taking, or polls). */
@@ -375,7 +388,7 @@ export class SandboxBlockClient implements Pollable {
   private submit(op: BlockOp, lba: number, blocks: number, buf: Uint8Array | undefined, flags = 0): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise<void>((resolve, reject) => {
-      this.backlog.push({ op, lba, blocks, flags, buf, resolve, reject, order: this.order++ });
+      this.backlog.push({ op, lba, blocks, flags, buf, resolve, reject, order: this.order++, t0: performance.now() });
       this.pump();
     });
   }
@@ -459,15 +472,19 @@ export class SandboxBlockClient implements Pollable {
     }
     this.inflight[tag] = undefined;
     this.freeTags.push(tag);
+    const seconds = (performance.now() - r.t0) / 1000;
     if (status === BlockStatus.OK) {
+      let len = 0;
       if (r.op === BlockOp.READ || r.op === BlockOp.WRITE) {
-        const len = r.blocks * this.blockSize;
+        len = r.blocks * this.blockSize;
         if (r.op === BlockOp.READ) r.buf!.set(this.data.read.subarray(tag * g.slotBytes, tag * g.slotBytes + len));
         this.bytes += len;
       }
+      this.opStats.record(r.op - 1, true, len, seconds);
       this.completed++;
       r.resolve();
     } else {
+      this.opStats.record(r.op - 1, false, 0, seconds);
       this.errors++;
       r.reject(new BlockIoError(`${OP_NAMES[r.op] ?? 'request'} of ${r.blocks} block(s) at LBA ${r.lba}`, status));
     }
