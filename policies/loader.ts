@@ -247,6 +247,7 @@ function checkRules(p: Policy, rule: (path: string, message: string) => void): v
     if ('tap' in p.linkback && kind === 'block')
       rule('linkback.tap', `expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got ${what}: use linkback.nbd`);
     if ('nbd' in p.linkback) checkNbdTls(p.linkback.nbd, rule);
+    if ('tap' in p.linkback) checkTapAddress(p.linkback.tap, rule);
   }
 }
 
@@ -269,6 +270,26 @@ function checkNbdTls(n: NbdListen & NbdLinkbackOptions, rule: (path: string, mes
         'linkback.nbd.address',
         `expected tls: require on ${n.address}, got tls: ${n.tls}: an NBD export on an address other than loopback is a raw disk for anyone who reaches it; require TLS with tls-psk or tls-certificates`,
       );
+  }
+}
+
+/** The TAP side's address: a real IPv4 address and prefix; a gateway on its subnet, only with an address. */
+function checkTapAddress(t: { address?: string; gateway?: string }, rule: (path: string, message: string) => void): void {
+  const v4 = (s: string): number | undefined => (isIPv4(s) ? s.split('.').reduce((a, b) => a * 256 + Number(b), 0) : undefined);
+  let net: { ip: number; prefix: number } | undefined;
+  if (t.address !== undefined) {
+    const [ip, prefix] = t.address.split('/');
+    const n = v4(ip!);
+    if (n === undefined || Number(prefix) > 32) rule('linkback.tap.address', `expected an IPv4 address and a prefix length up to 32, got '${t.address}'`);
+    else net = { ip: n, prefix: Number(prefix) };
+  }
+  if (t.gateway === undefined) return;
+  const g = v4(t.gateway);
+  if (t.address === undefined) rule('linkback.tap.gateway', 'expected linkback.tap.address with a gateway (the route goes through the interface)');
+  else if (g === undefined) rule('linkback.tap.gateway', `expected an IPv4 address, got '${t.gateway}'`);
+  else if (net) {
+    const size = 2 ** (32 - net.prefix);
+    if (Math.floor(g / size) !== Math.floor(net.ip / size)) rule('linkback.tap.gateway', `expected an address on ${t.address}'s subnet, got ${t.gateway}`);
   }
 }
 

@@ -340,6 +340,14 @@ export const policySchema: ObjectSchema = {
                   required: true,
                   doc: 'TAP interface name (IFNAMSIZ is 16 with the NUL).',
                 },
+                address: {
+                  schema: { t: 'string', hint: "an IPv4 address with its prefix length, e.g. '10.0.2.15/24'", pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' },
+                  doc: "The interface's address on the host side, set and brought up by the manager at start (as `ip addr add` and `ip link set up`); absent: left to the host.",
+                },
+                gateway: {
+                  schema: { t: 'string', hint: "an IPv4 address, e.g. '10.0.2.2'", pattern: '^\\d{1,3}(\\.\\d{1,3}){3}$' },
+                  doc: "A default route through this address, on the interface's subnet (needs address): for an appliance whose network is this NIC.",
+                },
               },
             },
             doc: 'Plug the NIC into a TAP interface (a net driver: e1000e, or a module of kind net).',

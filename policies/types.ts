@@ -61,7 +61,7 @@ export interface NbdLinkbackOptions {
 
 export type NbdListen = { socket: string } | { port: number } | { address: string };
 
-export type Linkback = { nbd: NbdListen & NbdLinkbackOptions } | { tap: { interface: string } };
+export type Linkback = { nbd: NbdListen & NbdLinkbackOptions } | { tap: { interface: string; address?: string; gateway?: string } };
 
 export interface Policy {
   version: 1;

@@ -16,6 +16,7 @@ import { pingThroughPort } from '../../sandbox/manager/services/net-selfcheck.js
 import { ECHO_PEER_IP } from '../../sim/net/peer.js';
 import { formatMac, linkTap, type TapLink } from './index.js';
 import { TapError } from './errors.js';
+import { configureInterface } from './address.js';
 
 /** The host side of slirp's 10.0.2.0/24, for the usage lines. */
 const HOST_CIDR = '10.0.2.15/24';
@@ -43,6 +44,15 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
     if (peer === undefined) throw e; // a real NIC with no TAP has nothing to link to: say why
     noRoot = e.message.split('\n')[0]!;
   }
+  if (link && lb.tap.address !== undefined) {
+    try {
+      configureInterface(link.tap.name, { address: lb.tap.address, ...(lb.tap.gateway !== undefined ? { gateway: lb.tap.gateway } : {}) });
+    } catch (e) {
+      await link.close();
+      throw e;
+    }
+    ctx.log(`TAP ${link.tap.name}: address ${lb.tap.address}${lb.tap.gateway !== undefined ? `, default route via ${lb.tap.gateway}` : ''}, up`);
+  }
   if (link) {
     const l = link;
     port.join(l.bridge);
@@ -63,7 +73,7 @@ export async function startTapLinkback(ctx: LinkbackContext): Promise<Linkback> 
       sandbox: policy.name,
       addresses: [`tap:${l.tap.name}`],
       usage: () => [
-        `ip addr add ${HOST_CIDR} dev ${l.tap.name} && ip link set ${l.tap.name} up`,
+        ...(lb.tap.address === undefined ? [`ip addr add ${HOST_CIDR} dev ${l.tap.name} && ip link set ${l.tap.name} up`] : []),
         ...(peer === 'echo' ? [`ping -c 3 ${ECHO_PEER_IP}        # answered by the simulated peer behind the sandboxed NIC`] : []),
       ],
       status: () => ({ interface: l.tap.name, bridge: l.bridge.counters(), port: { ...port.counters } }),

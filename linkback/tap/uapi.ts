@@ -56,3 +56,26 @@ export const IFREQ = Object.freeze({
   /** sa_data inside ifr_hwaddr: 2 bytes after sa_family. */
   sa_data: 18,
 });
+
+/** Interface configuration through an AF_INET socket (linux/sockios.h), for an interface's address and the default route. */
+export const INET_IOCTL = Object.freeze({
+  SIOCGIFFLAGS: 0x8913,
+  SIOCSIFFLAGS: 0x8914,
+  SIOCSIFADDR: 0x8916,
+  SIOCSIFNETMASK: 0x891c,
+  SIOCADDRT: 0x890b,
+});
+
+/** ifr_flags IFF_UP (linux/if.h); rt_flags RTF_UP, RTF_GATEWAY (linux/route.h). */
+export const IFF_UP = 0x1;
+export const RTF_UP = 0x0001;
+export const RTF_GATEWAY = 0x0002;
+export const AF_INET = 2;
+
+/** struct sockaddr_in (netinet/in.h): sin_family u16, sin_port u16 (big-endian), sin_addr 4 bytes, zero padding to 16. */
+export const SOCKADDR_IN = Object.freeze({ size: 16, sin_family: 0, sin_port: 2, sin_addr: 4 });
+/** ifr_addr / ifr_netmask: the sockaddr in ifreq's union, at the same offset as ifr_flags. */
+export const IFR_ADDR = 16;
+
+/** struct rtentry (linux/route.h) on 64-bit Linux: the fields SIOCADDRT reads for a default route. */
+export const RTENTRY = Object.freeze({ size: 120, rt_dst: 8, rt_gateway: 24, rt_genmask: 40, rt_flags: 56, rt_dev: 88 });

@@ -233,6 +233,22 @@ const CASES: Array<[string, string, string[]]> = [
     [`lab-nvme.yaml:14: linkback.tap: expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got 'nvme': use linkback.nbd`],
   ],
   [
+    'tap gateway without an address, off the subnet, a bad address',
+    edit(14, '  tap: { interface: eth0, gateway: 10.0.2.2 }') +
+      '---\n' +
+      edit(14, '  tap: { interface: eth0, address: 10.0.2.15/24, gateway: 10.0.3.2 }') +
+      '---\n' +
+      edit(14, '  tap: { interface: eth0, address: 10.0.2.300/24 }'),
+    [
+      `lab-nvme.yaml:14: linkback.tap: expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got 'nvme': use linkback.nbd`,
+      `lab-nvme.yaml:14: linkback.tap.gateway: expected linkback.tap.address with a gateway (the route goes through the interface)`,
+      `lab-nvme.yaml:29: linkback.tap: expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got 'nvme': use linkback.nbd`,
+      `lab-nvme.yaml:29: linkback.tap.gateway: expected an address on 10.0.2.15/24's subnet, got 10.0.3.2`,
+      `lab-nvme.yaml:44: linkback.tap: expected a network driver (e1000e, or a module of kind net) for a TAP linkback, got 'nvme': use linkback.nbd`,
+      `lab-nvme.yaml:44: linkback.tap.address: expected an IPv4 address and a prefix length up to 32, got '10.0.2.300/24'`,
+    ],
+  ],
+  [
     'interface name too long',
     edit(14, '  tap: { interface: a-very-long-interface }'),
     [`lab-nvme.yaml:14: linkback.tap.interface: expected an interface name of at most 15 characters, got 'a-very-long-interface'`],

@@ -10,7 +10,22 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { _IOW, ARPHRD_ETHER, IFNAMSIZ, IFREQ, TUN_FLAGS, TUN_IOCTL } from '../../../linkback/tap/uapi.js';
+import {
+  _IOW,
+  AF_INET,
+  ARPHRD_ETHER,
+  IFF_UP,
+  IFNAMSIZ,
+  IFR_ADDR,
+  IFREQ,
+  INET_IOCTL,
+  RTENTRY,
+  RTF_GATEWAY,
+  RTF_UP,
+  SOCKADDR_IN,
+  TUN_FLAGS,
+  TUN_IOCTL,
+} from '../../../linkback/tap/uapi.js';
 
 const INSTALL = 'install them: apt-get install gcc linux-libc-dev libc6-dev';
 
@@ -29,6 +44,23 @@ function probe(): Map<string, bigint> {
   emit('ifr_hwaddr', 'offsetof(struct ifreq, ifr_hwaddr)');
   emit('sa_data', 'offsetof(struct ifreq, ifr_hwaddr) + offsetof(struct sockaddr, sa_data)');
   emit('sizeof(ifr_flags)', 'sizeof(((struct ifreq *)0)->ifr_flags)');
+  for (const name of Object.keys(INET_IOCTL)) emit(name, name);
+  emit('IFF_UP', 'IFF_UP');
+  emit('RTF_UP', 'RTF_UP');
+  emit('RTF_GATEWAY', 'RTF_GATEWAY');
+  emit('AF_INET', 'AF_INET');
+  emit('ifr_addr', 'offsetof(struct ifreq, ifr_addr)');
+  emit('ifr_netmask', 'offsetof(struct ifreq, ifr_netmask)');
+  emit('sizeof(sockaddr_in)', 'sizeof(struct sockaddr_in)');
+  emit('sin_family', 'offsetof(struct sockaddr_in, sin_family)');
+  emit('sin_port', 'offsetof(struct sockaddr_in, sin_port)');
+  emit('sin_addr', 'offsetof(struct sockaddr_in, sin_addr)');
+  emit('sizeof(rtentry)', 'sizeof(struct rtentry)');
+  emit('rt_dst', 'offsetof(struct rtentry, rt_dst)');
+  emit('rt_gateway', 'offsetof(struct rtentry, rt_gateway)');
+  emit('rt_genmask', 'offsetof(struct rtentry, rt_genmask)');
+  emit('rt_flags', 'offsetof(struct rtentry, rt_flags)');
+  emit('rt_dev', 'offsetof(struct rtentry, rt_dev)');
   const src = [
     '#include <stdio.h>',
     '#include <stddef.h>',
@@ -38,6 +70,8 @@ function probe(): Map<string, bigint> {
     '#include <linux/if_tun.h>',
     '#include <linux/sockios.h>',
     '#include <linux/if_arp.h>',
+    '#include <netinet/in.h>',
+    '#include <net/route.h>',
     'int main(void) {',
     ...lines,
     '  return 0;',
@@ -96,6 +130,22 @@ test('struct ifreq: 40 bytes, name @0, flags (a short) @16, hwaddr @16 with sa_d
   check('sa_data', IFREQ.sa_data);
   check('sizeof(ifr_flags)', 2);
   assert.is(IFREQ.size, 40);
+});
+
+test('interface address and route numbers (SIOCSIFADDR, SIOCADDRT, sockaddr_in, rtentry) match the headers', () => {
+  for (const [name, v] of Object.entries(INET_IOCTL)) check(name, v);
+  check('IFF_UP', IFF_UP);
+  check('RTF_UP', RTF_UP);
+  check('RTF_GATEWAY', RTF_GATEWAY);
+  check('AF_INET', AF_INET);
+  check('ifr_addr', IFR_ADDR);
+  check('ifr_netmask', IFR_ADDR);
+  check('sizeof(sockaddr_in)', SOCKADDR_IN.size);
+  check('sin_family', SOCKADDR_IN.sin_family);
+  check('sin_port', SOCKADDR_IN.sin_port);
+  check('sin_addr', SOCKADDR_IN.sin_addr);
+  check('sizeof(rtentry)', RTENTRY.size);
+  for (const k of ['rt_dst', 'rt_gateway', 'rt_genmask', 'rt_flags', 'rt_dev'] as const) check(k, RTENTRY[k]);
 });
 
 test.run();
