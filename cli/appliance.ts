@@ -3,6 +3,7 @@
  *
  *   dmabox appliance build SPEC --out DIR [--lock FILE]   build a bootable, verified image of SPEC's policies
  *   dmabox appliance run DIR [--port P]                   boot it in the lab's QEMU machine, console on stdout
+ *   dmabox appliance test DIR --psk FILE [--identity N]   check it from the host as a user would (check.ts)
  *   dmabox appliance init                                 PID 1 inside an image (stage 1 switches root to it)
  *
  * `init` runs `doctor`'s checks and refuses to start drivers on a machine that cannot confine DMA
@@ -15,14 +16,19 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CliError } from './errors.js';
 
-const USAGE = `usage: dmabox appliance build SPEC --out DIR [--lock FILE]
+const USAGE = `usage: dmabox appliance build SPEC --out DIR [--lock FILE] [--test]
        dmabox appliance run DIR [--port P]
+       dmabox appliance test DIR --psk FILE [--identity NAME] [--verbose]
        dmabox appliance init        (PID 1 inside an appliance image; not for a host)
   build   a kernel, a stage-1 initramfs, a SquashFS root protected by dm-verity, the command line
           and manifest.json (every input pinned, every output hashed) in DIR
   --lock FILE   hold the build's inputs to FILE (written when absent); a changed input is refused
+  --test        a test image: it also serves a test-only control (kill a sandbox's container) on
+                port 10810, and says so at every boot; never ship one
   run     boot DIR in QEMU (the lab's machine: VT-d, an NVMe with a fresh 64 MiB disk, an e1000e on
           QEMU's user network) until Ctrl-C; the NBD port 10809 is forwarded to 127.0.0.1:P
+  test    boot DIR and check it from the host: nbdinfo and nbdcopy over TLS through both sandboxed
+          drivers, containers killed under the client (a --test image), a tampered root refused
 `;
 
 const MARKER = 'dmabox-appliance:';
@@ -36,9 +42,11 @@ async function build(argv: string[]): Promise<number> {
   let spec: string | undefined;
   let out: string | undefined;
   let lock: string | undefined;
+  let test = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--out') out = argv[++i];
+    if (a === '--test') test = true;
+    else if (a === '--out') out = argv[++i];
     else if (a === '--lock') lock = argv[++i];
     else if (a.startsWith('-')) throw new CliError('ERR_CLI_USAGE', `unknown option ${a}\n${USAGE}`);
     else if (spec === undefined) spec = a;
@@ -52,6 +60,7 @@ async function build(argv: string[]): Promise<number> {
     out,
     checkout: root,
     kernelCache: join(root, '.cache', 'lab', 'kernel'),
+    test,
     ...(lock ? { lock } : {}),
     log: (m) => process.stdout.write(`appliance: ${m}\n`),
   });
@@ -72,7 +81,36 @@ interface ApplianceConfig {
   name: string;
   onFatal: 'reboot' | 'halt';
   allowUnconfinedDma: boolean;
+  testControl: boolean;
   policies: string[];
+}
+
+/**
+ * The test-only control of a --test image: one line `kill SANDBOX` per connection kills that
+ * sandbox's container (as a crash would), answered `killed SANDBOX` or `no sandbox SANDBOX`.
+ * Only in images built with --test, which say so at every boot.
+ */
+async function serveTestControl(manager: import('../sandbox/manager/manager.js').Manager, port: number, say: (s: string) => void): Promise<void> {
+  const net = await import('node:net');
+  const server = net.createServer((sock) => {
+    let line = '';
+    sock.setTimeout(5000, () => sock.destroy());
+    sock.on('error', () => {});
+    sock.on('data', (d: Buffer) => {
+      line += d.toString('utf8');
+      if (line.length > 256) return void sock.destroy();
+      const nl = line.indexOf('\n');
+      if (nl < 0) return;
+      const m = /^kill ([A-Za-z0-9_.-]{1,64})$/.exec(line.slice(0, nl).trim());
+      const s = m ? manager.sandboxes.find((x) => x.name === m[1]) : undefined;
+      if (s) {
+        say(`test control: killing ${s.name}'s container`);
+        s.kill('test control');
+      }
+      sock.end(s ? `killed ${s.name}\n` : `no sandbox ${m?.[1] ?? '?'}\n`);
+    });
+  });
+  server.listen(port, '0.0.0.0', () => say(`TEST IMAGE: the test-only control listens on port ${port}; never ship this image`));
 }
 
 /** PID 1 of an image: check the machine can confine DMA, then run the manager until it stops. */
@@ -98,8 +136,13 @@ async function init(): Promise<number> {
     );
   }
   const up = await import('./up.js');
+  const { TEST_CONTROL_PORT } = await import('../appliance/build/build.js');
   say('manager starting');
-  const rc = await up.run([...config.policies, '--bind']);
+  const rc = await up.run([...config.policies, '--bind'], undefined, process, process.env, {
+    started: (manager) => {
+      if (config.testControl) void serveTestControl(manager, TEST_CONTROL_PORT, say);
+    },
+  });
   say(`fatal: the manager stopped (exit ${rc}); ${config.onFatal === 'reboot' ? 'rebooting' : 'halting'}`);
   return rc === 0 ? 1 : rc;
 }
@@ -126,8 +169,36 @@ async function runImage(argv: string[]): Promise<number> {
   return code === 0 ? 0 : 1;
 }
 
+async function testImage(argv: string[]): Promise<number> {
+  let dir: string | undefined;
+  let psk: string | undefined;
+  let identity: string | undefined;
+  let verbose = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--psk') psk = argv[++i];
+    else if (a === '--identity') identity = argv[++i];
+    else if (a === '--verbose') verbose = true;
+    else if (a.startsWith('-')) throw new CliError('ERR_CLI_USAGE', `unknown option ${a}\n${USAGE}`);
+    else dir = a;
+  }
+  if (!dir || !psk) throw new CliError('ERR_CLI_USAGE', `test needs the image folder and --psk FILE\n${USAGE}`);
+  const { checkAppliance } = await import('../appliance/build/check.js');
+  const steps = await checkAppliance({
+    dir,
+    psk,
+    ...(identity ? { identity } : {}),
+    say: (l) => process.stdout.write(`${l}\n`),
+    ...(verbose ? { onConsole: (l: string) => process.stderr.write(`  | ${l}\n`) } : {}),
+  });
+  const failed = steps.filter((s) => !s.ok).length;
+  process.stdout.write(`appliance test: ${steps.length - failed} passed, ${failed} failed\n`);
+  return failed === 0 ? 0 : 1;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === 'test') return testImage(rest);
   if (sub === 'build') return build(rest);
   if (sub === 'run') return runImage(rest);
   if (sub === 'init') return init();

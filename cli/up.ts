@@ -66,7 +66,18 @@ export function endSetup(manager: ManagerType, io: Io, linkbacks: readonly Linkb
   }
 }
 
-export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventEmitter = process, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+/** For a caller embedding `up` (an appliance's PID 1): told once the manager is up and set up. */
+export interface UpHooks {
+  started?(manager: Manager): void;
+}
+
+export async function run(
+  argv: string[],
+  io: Io = stdio,
+  signals: NodeJS.EventEmitter = process,
+  env: NodeJS.ProcessEnv = process.env,
+  hooks: UpHooks = {},
+): Promise<number> {
   const files: string[] = [];
   let control: string | undefined;
   let bind = false;
@@ -229,6 +240,7 @@ export async function run(argv: string[], io: Io = stdio, signals: NodeJS.EventE
   notifier?.ready(stateLine());
   // WATCHDOG=1 only while the manager can still do its work (its spawner alive, not stopping).
   notifier?.startWatchdog(() => manager.fatal === undefined);
+  hooks.started?.(manager);
   await stopped;
   notifier?.close();
   say('stopped: containers gone, devices quarantined, windows unmapped');

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplianceError } from '../image/errors.js';
 import { labMac, qemuArgs } from '../lab/machine.js';
+import { TEST_CONTROL_PORT } from './build.js';
 
 /** Where the appliance's network puts it on QEMU's user network, and its NBD port. */
 export const GUEST_ADDRESS = '10.0.2.15';
@@ -24,15 +25,19 @@ export interface BootOptions {
   nvmeMiB?: number;
   /** Host port forwarded to the guest's NBD port (default: a free one). */
   hostPort?: number;
+  /** Forward the test-only control's port too (a --test image), to a free host port. */
+  testControl?: boolean;
   memMiB?: number;
   onLine?: (line: string) => void;
 }
 
 export interface BootedAppliance {
   readonly hostPort: number;
+  /** The host port of the test-only control (with `testControl`). */
+  readonly controlPort: number | undefined;
   readonly console: string[];
-  /** Resolves with the first console line matching `re` (rejects after `ms` or when QEMU ends first). */
-  waitFor(re: RegExp, ms: number): Promise<string>;
+  /** Resolves with the first console line from index `since` on matching `re` (rejects after `ms` or when QEMU ends first). */
+  waitFor(re: RegExp, ms: number, since?: number): Promise<string>;
   readonly exited: Promise<number | null>;
   stop(): Promise<void>;
 }
@@ -59,6 +64,9 @@ export async function bootAppliance(o: BootOptions): Promise<BootedAppliance> {
   writeFileSync(nvme, '');
   truncateSync(nvme, (o.nvmeMiB ?? 64) * 2 ** 20);
   const hostPort = o.hostPort ?? (await freePort());
+  const controlPort = o.testControl ? await freePort() : undefined;
+  const forward = [{ hostPort, guestAddress: GUEST_ADDRESS, guestPort: NBD_PORT }];
+  if (controlPort !== undefined) forward.push({ hostPort: controlPort, guestAddress: GUEST_ADDRESS, guestPort: TEST_CONTROL_PORT });
   const args = qemuArgs({
     kernel: join(o.dir, 'kernel'),
     initrd: join(o.dir, 'initrd'),
@@ -67,7 +75,7 @@ export async function bootAppliance(o: BootOptions): Promise<BootedAppliance> {
     memMiB: o.memMiB ?? 1024,
     cpus: 2,
     nvme: [{ image: nvme, serial: 'appliance0' }],
-    e1000e: [{ net: 'slirp', mac: labMac(0), hostForward: [{ hostPort, guestAddress: GUEST_ADDRESS, guestPort: NBD_PORT }] }],
+    e1000e: [{ net: 'slirp', mac: labMac(0), hostForward: forward }],
     shares: [],
     disks: [{ image: o.rootImage ?? join(o.dir, 'root.img') }],
   });
@@ -104,9 +112,10 @@ export async function bootAppliance(o: BootOptions): Promise<BootedAppliance> {
   });
   return {
     hostPort,
+    controlPort,
     console: lines,
-    waitFor(re, ms) {
-      const seen = lines.find((l) => re.test(l));
+    waitFor(re, ms, since = 0) {
+      const seen = lines.slice(since).find((l) => re.test(l));
       if (seen !== undefined) return Promise.resolve(seen);
       return new Promise<string>((resolve, reject) => {
         const w = { re, resolve };

@@ -28,6 +28,8 @@ import { APPLIANCE_MODULES, CMDLINE_HASHOFFSET, CMDLINE_ROOT, CMDLINE_ROOTHASH, 
 import { stageRootfs } from './image.js';
 
 export const MANIFEST_FORMAT = 'dmabox-appliance/1';
+/** The test-only control's TCP port in a --test image (`kill SANDBOX` kills that sandbox's container). */
+export const TEST_CONTROL_PORT = 10810;
 export const LOCK_FORMAT = 'dmabox-appliance-lock/1';
 /** The root device the image's QEMU machine and stage 1 agree on (virtio block, first disk). */
 export const ROOT_DEVICE = '/dev/vda';
@@ -57,6 +59,8 @@ export interface BuildOptions {
   lock?: string;
   /** Where the kernel is cached (the lab's cache). */
   kernelCache: string;
+  /** Build a test image: PID 1 also serves the test-only control (kill a container) on TEST_CONTROL_PORT. */
+  test?: boolean;
   log?: (m: string) => void;
 }
 
@@ -69,11 +73,17 @@ export interface BuildResult {
 export interface Manifest {
   format: string;
   name: string;
+  /** Built with --test: the image serves the test-only control. Never ship one. */
+  test: boolean;
   dmabox: { commit: string; dirty: boolean };
   sourceDateEpoch: number;
   inputs: LockedInputs & { spec: string; policies: Record<string, string>; files: Record<string, string> };
   verity: Verity;
   cmdline: string;
+  /** Every sandbox the image runs, with its linkback. */
+  sandboxes: { name: string; linkback: string }[];
+  /** The NBD exports the image serves on TCP, for clients (and `dmabox appliance test`). */
+  exports: { sandbox: string; export: string; port: number; tls: string }[];
   outputs: Record<string, { sha256: string; bytes: number }>;
 }
 
@@ -202,6 +212,7 @@ export async function buildAppliance(options: BuildOptions): Promise<BuildResult
     name: spec.name,
     onFatal: spec.onFatal,
     allowUnconfinedDma: spec.allowUnconfinedDma,
+    testControl: options.test === true,
     policies: policies.map((p) => `/etc/dmabox/${p.name}`),
   };
   const files = spec.files.map((f) => ({ path: f.path, mode: f.mode, data: readFileSync(f.from) }));
@@ -285,6 +296,7 @@ export async function buildAppliance(options: BuildOptions): Promise<BuildResult
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       name: spec.name,
+      test: options.test === true,
       dmabox: { commit, dirty },
       sourceDateEpoch: epoch,
       inputs: {
@@ -295,6 +307,12 @@ export async function buildAppliance(options: BuildOptions): Promise<BuildResult
       },
       verity,
       cmdline,
+      sandboxes: loaded.map((lp) => ({ name: lp.policy.name, linkback: lp.policy.linkback ? Object.keys(lp.policy.linkback)[0]! : 'none' })),
+      exports: loaded.flatMap((lp) => {
+        const l = lp.policy.linkback;
+        if (!l || !('nbd' in l) || !('address' in l.nbd)) return [];
+        return [{ sandbox: lp.policy.name, export: l.nbd.export, port: Number(l.nbd.address.slice(l.nbd.address.lastIndexOf(':') + 1)), tls: l.nbd.tls }];
+      }),
       outputs,
     };
     writeFileSync(join(options.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
