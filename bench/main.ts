@@ -10,6 +10,7 @@ const benches: Record<string, () => Promise<{ run(argv: string[]): Promise<void>
   e1000e: () => import('./e1000e.js'),
   nvme: () => import('./nvme.js'),
   linkback: () => import('./linkback.js'),
+  appliance: () => import('./appliance.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -5,11 +5,13 @@
  * kept (and mirrored to `onLine`); `waitFor` resolves on a console line, `exited` when QEMU ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplianceError } from '../image/errors.js';
+import { vmlinuxFromBzImage } from '../image/kernel.js';
 import { labMac, qemuArgs } from '../lab/machine.js';
 import { TEST_CONTROL_PORT } from './build.js';
 
@@ -27,6 +29,8 @@ export interface BootOptions {
   hostPort?: number;
   /** Forward the test-only control's port too (a --test image), to a free host port. */
   testControl?: boolean;
+  /** A machine without the VT-d IOMMU: one that cannot confine DMA. */
+  noIommu?: boolean;
   memMiB?: number;
   onLine?: (line: string) => void;
 }
@@ -53,6 +57,22 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * What QEMU boots: the image's own kernel, entered through PVH from its unpacked ELF (the same
+ * kernel: under TCG this skips seconds of firmware loading and in-guest decompression), cached by
+ * the bzImage's hash; the bzImage itself when it cannot be unpacked.
+ */
+function bootKernel(bzImage: string): string {
+  const bz = readFileSync(bzImage);
+  const cached = join(tmpdir(), `dmabox-appliance-vmlinux-${createHash('sha256').update(bz).digest('hex').slice(0, 16)}`);
+  if (existsSync(cached)) return cached;
+  const elf = vmlinuxFromBzImage(bz);
+  if (typeof elf === 'string') return bzImage;
+  writeFileSync(`${cached}.partial-${process.pid}`, elf);
+  renameSync(`${cached}.partial-${process.pid}`, cached);
+  return cached;
+}
+
 export async function bootAppliance(o: BootOptions): Promise<BootedAppliance> {
   for (const f of ['kernel', 'initrd', 'root.img', 'cmdline'])
     if (!existsSync(join(o.dir, f)))
@@ -68,7 +88,8 @@ export async function bootAppliance(o: BootOptions): Promise<BootedAppliance> {
   const forward = [{ hostPort, guestAddress: GUEST_ADDRESS, guestPort: NBD_PORT }];
   if (controlPort !== undefined) forward.push({ hostPort: controlPort, guestAddress: GUEST_ADDRESS, guestPort: TEST_CONTROL_PORT });
   const args = qemuArgs({
-    kernel: join(o.dir, 'kernel'),
+    kernel: bootKernel(join(o.dir, 'kernel')),
+    ...(o.noIommu ? { noIommu: true } : {}),
     initrd: join(o.dir, 'initrd'),
     cmdline: readFileSync(join(o.dir, 'cmdline'), 'utf8').trim(),
     accel: 'tcg',

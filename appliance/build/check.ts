@@ -6,7 +6,8 @@
  *   2. nbdcopy writes random data and reads it back unchanged;
  *   3. (a --test image) while nbdcopy writes, the NVMe driver's container is killed, then the
  *      NIC driver's: the copy still succeeds and reads back unchanged (the client noticed nothing);
- *   4. a copy of the root image with one byte changed is refused at boot (dm-verity).
+ *   4. on a machine without an IOMMU, PID 1 refuses to start drivers (doctor's checks at boot);
+ *   5. a copy of the root image with one byte changed is refused at boot (dm-verity).
  * Each step prints one line; the result is the list of steps with their outcome.
  */
 import { execFile } from 'node:child_process';
@@ -148,6 +149,16 @@ export async function checkAppliance(o: CheckOptions): Promise<CheckStep[]> {
   } finally {
     await booted?.stop();
   }
+  await step('a machine without an IOMMU: drivers refused (doctor at boot)', async () => {
+    const t = await bootAppliance({ dir: o.dir, noIommu: true });
+    try {
+      const line = await t.waitFor(/dmabox-appliance: (fatal|manager starting|WARNING: DMA IS NOT CONFINED)/, 180_000);
+      if (!/fatal: this machine cannot confine DMA/.test(line)) throw new ApplianceError('ERR_APPLIANCE_INPUT', `expected a refusal, got: ${line}`);
+      return line.replace(/^.*fatal: /, '');
+    } finally {
+      await t.stop();
+    }
+  });
   await step('one byte changed in the root filesystem: refused at boot', async () => {
     const bad = join(work, 'tampered.img');
     copyFileSync(join(o.dir, 'root.img'), bad);

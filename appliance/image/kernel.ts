@@ -186,6 +186,20 @@ const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
  * and the in-guest xz decompression, which under TCG costs seconds. Returns undefined (and the
  * caller boots the bzImage) when the kernel lacks CONFIG_PVH, is not xz-compressed, or `xz` is missing.
  */
+/** The ELF kernel inside an xz-compressed bzImage, or why there is none. */
+export function vmlinuxFromBzImage(bz: Buffer): Buffer | string {
+  const at = bz.indexOf(XZ_MAGIC);
+  if (at < 0) return 'no xz stream in the bzImage';
+  let elf: Buffer;
+  try {
+    elf = execFileSync('xz', ['-dc', '--single-stream'], { input: bz.subarray(at), maxBuffer: 512 << 20, stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000 });
+  } catch (e) {
+    return `cannot unpack vmlinux with xz (${(e as Error).message.split('\n')[0]})`;
+  }
+  if (elf.length < 4 || elf.readUInt32BE(0) !== 0x7f454c46) return 'the unpacked kernel is not an ELF file';
+  return elf;
+}
+
 export function extractVmlinux(tree: KernelTree, log: (m: string) => void = () => {}): string | undefined {
   const out = join(tree.root, 'boot', `vmlinux-${tree.kver}`);
   if (existsSync(out)) return out;
@@ -194,21 +208,9 @@ export function extractVmlinux(tree: KernelTree, log: (m: string) => void = () =
     log('kernel has no PVH entry or is not xz-compressed: booting the bzImage');
     return undefined;
   }
-  const bz = readFileSync(tree.vmlinuz);
-  const at = bz.indexOf(XZ_MAGIC);
-  if (at < 0) {
-    log('no xz stream in the bzImage: booting it as is');
-    return undefined;
-  }
-  let elf: Buffer;
-  try {
-    elf = execFileSync('xz', ['-dc', '--single-stream'], { input: bz.subarray(at), maxBuffer: 512 << 20, stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000 });
-  } catch (e) {
-    log(`cannot unpack vmlinux with xz (${(e as Error).message.split('\n')[0]}): booting the bzImage`);
-    return undefined;
-  }
-  if (elf.length < 4 || elf.readUInt32BE(0) !== 0x7f454c46) {
-    log('the unpacked kernel is not an ELF file: booting the bzImage');
+  const elf = vmlinuxFromBzImage(readFileSync(tree.vmlinuz));
+  if (typeof elf === 'string') {
+    log(`${elf}: booting the bzImage`);
     return undefined;
   }
   const partial = `${out}.partial-${process.pid}`;

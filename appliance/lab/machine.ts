@@ -56,6 +56,8 @@ export interface MachineSpec {
   dmarTraceFile?: string;
   /** The whole kernel command line (an appliance image's own), instead of the lab's plus `append`. */
   cmdline?: string;
+  /** Without the emulated VT-d IOMMU (default: with): a machine that cannot confine DMA. */
+  noIommu?: boolean;
   /** Read-only virtio block disks (an appliance's root image is the first: /dev/vda). */
   disks?: readonly { image: string }[];
 }
@@ -134,8 +136,7 @@ export function qemuArgs(spec: MachineSpec): string[] {
     'none',
     '-serial',
     'stdio',
-    '-device',
-    spec.accel === 'kvm' ? 'intel-iommu,intremap=on' : 'intel-iommu',
+    ...(spec.noIommu ? [] : ['-device', spec.accel === 'kvm' ? 'intel-iommu,intremap=on' : 'intel-iommu']),
   ];
   for (const p of placed) {
     const addr = p.bdf.slice('0000:00:'.length, -2);
