@@ -4,7 +4,8 @@
  * inputs refused before anything is built; then `dmabox appliance test`'s checks on the image in
  * QEMU: stage 1 verifies the root with dm-verity, PID 1 starts the manager and both sandboxed
  * drivers on real VFIO, nbdinfo and nbdcopy over TLS reach the disk through the sandboxed NIC,
- * both containers killed under a client go unnoticed, and a root with one byte changed is refused.
+ * both containers killed under a client go unnoticed, a machine without an IOMMU gets no drivers,
+ * and a root with one byte changed is refused.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -76,7 +77,7 @@ t('a lock naming other inputs is refused, with each difference named', () => {
   assert.match(r.out, new RegExp(`debian ${libc.package.replace(/[+.]/g, '\\$&')}: 0\\.0-locked( \\(sha256 [0-9a-f]+\\))? locked, \\S+`));
 });
 
-t('dmabox appliance test: boot, TLS through both sandboxed drivers, containers killed under a client, a tampered root refused', async () => {
+t('dmabox appliance test: boot, TLS through both sandboxed drivers, containers killed under a client, no IOMMU refused, a tampered root refused', async () => {
   const steps = await checkAppliance({ dir: outA, psk, say: (l) => console.log(`  ${l}`) });
   assert.equal(
     steps.map((s) => s.name),
@@ -85,6 +86,7 @@ t('dmabox appliance test: boot, TLS through both sandboxed drivers, containers k
       'nbdinfo over TLS through both sandboxed drivers',
       'nbdcopy round trip',
       'containers killed under the client (the disk driver, then the NIC driver): nothing noticed',
+      'a machine without an IOMMU: drivers refused (doctor at boot)',
       'one byte changed in the root filesystem: refused at boot',
     ],
   );
