@@ -4,6 +4,7 @@
  *   dmabox appliance build SPEC --out DIR [--lock FILE]   build a bootable, verified image of SPEC's policies
  *   dmabox appliance run DIR [--port P]                   boot it in the lab's QEMU machine, console on stdout
  *   dmabox appliance test DIR --psk FILE [--identity N]   check it from the host as a user would (check.ts)
+ *   dmabox appliance compare A B                          two builds: the same bytes, or what differs
  *   dmabox appliance init                                 PID 1 inside an image (stage 1 switches root to it)
  *
  * `init` runs `doctor`'s checks and refuses to start drivers on a machine that cannot confine DMA
@@ -19,6 +20,7 @@ import { CliError } from './errors.js';
 const USAGE = `usage: dmabox appliance build SPEC --out DIR [--lock FILE] [--test]
        dmabox appliance run DIR [--port P]
        dmabox appliance test DIR --psk FILE [--identity NAME] [--verbose]
+       dmabox appliance compare A B
        dmabox appliance init        (PID 1 inside an appliance image; not for a host)
   build   a kernel, a stage-1 initramfs, a SquashFS root protected by dm-verity, the command line
           and manifest.json (every input pinned, every output hashed) in DIR
@@ -29,6 +31,7 @@ const USAGE = `usage: dmabox appliance build SPEC --out DIR [--lock FILE] [--tes
           QEMU's user network) until Ctrl-C; the NBD port 10809 is forwarded to 127.0.0.1:P
   test    boot DIR and check it from the host: nbdinfo and nbdcopy over TLS through both sandboxed
           drivers, containers killed under the client (a --test image), a tampered root refused
+  compare two builds' outputs: exit 0 when bit-identical, else what differs (diffoscope when installed)
 `;
 
 const MARKER = 'dmabox-appliance:';
@@ -196,8 +199,21 @@ async function testImage(argv: string[]): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
+async function compare(argv: string[]): Promise<number> {
+  if (argv.length !== 2 || argv.some((a) => a.startsWith('-'))) throw new CliError('ERR_CLI_USAGE', `compare needs two image folders\n${USAGE}`);
+  const { explainDifference } = await import('../appliance/build/build.js');
+  const d = explainDifference(argv[0]!, argv[1]!);
+  if (d.length === 0) {
+    process.stdout.write(`${argv[0]} and ${argv[1]}: every output bit-identical\n`);
+    return 0;
+  }
+  process.stdout.write(`${d.join('\n')}\n`);
+  return 1;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === 'compare') return compare(rest);
   if (sub === 'test') return testImage(rest);
   if (sub === 'build') return build(rest);
   if (sub === 'run') return runImage(rest);

@@ -328,3 +328,67 @@ export async function buildAppliance(options: BuildOptions): Promise<BuildResult
     rmSync(work, { recursive: true, force: true });
   }
 }
+
+/**
+ * What differs between two builds, for a reproducibility check: one entry per output whose SHA-256
+ * differs, explained by diffoscope when it is installed (its text report, cut to `maxLines`), else
+ * by the sizes and the first differing byte, and for root.img the files whose listing differs
+ * (unsquashfs -lln on both, up to the data's start).
+ */
+export function explainDifference(a: string, b: string, maxLines = 80): string[] {
+  const ma = JSON.parse(readFileSync(join(a, 'manifest.json'), 'utf8')) as Manifest;
+  const mb = JSON.parse(readFileSync(join(b, 'manifest.json'), 'utf8')) as Manifest;
+  const out: string[] = [];
+  const names = [...new Set([...Object.keys(ma.outputs), ...Object.keys(mb.outputs)])].sort();
+  const diffoscope = (() => {
+    try {
+      execFileSync('sh', ['-c', 'command -v diffoscope'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  for (const name of names) {
+    if (ma.outputs[name]?.sha256 === mb.outputs[name]?.sha256) continue;
+    const pa = join(a, name);
+    const pb = join(b, name);
+    if (!existsSync(pa) || !existsSync(pb)) {
+      out.push(`${name}: only in ${existsSync(pa) ? a : b}`);
+      continue;
+    }
+    if (diffoscope) {
+      let text: string;
+      try {
+        text = execFileSync('diffoscope', ['--text', '-', pa, pb], {
+          encoding: 'utf8',
+          maxBuffer: 64 << 20,
+          timeout: 600_000,
+          stdio: ['ignore', 'pipe', 'ignore'],
+        });
+      } catch (e) {
+        text = String((e as { stdout?: unknown }).stdout ?? ''); // diffoscope exits 1 when it found differences
+      }
+      out.push(`${name} (diffoscope):\n${text.split('\n').slice(0, maxLines).join('\n')}`);
+      continue;
+    }
+    const da = readFileSync(pa);
+    const db = readFileSync(pb);
+    let at = 0;
+    while (at < da.length && at < db.length && da[at] === db[at]) at++;
+    out.push(`${name}: ${da.length} and ${db.length} bytes, first difference at byte ${at} (install diffoscope for a full report)`);
+    if (name === 'root.img') {
+      const list = (p: string, m: Manifest): string[] => {
+        try {
+          return execFileSync('unsquashfs', ['-lln', '-o', '0', p], { encoding: 'utf8', maxBuffer: 64 << 20 }).split('\n');
+        } catch {
+          return [`(unsquashfs could not list ${p}; hash tree at ${m.verity.hashOffset})`];
+        }
+      };
+      const la = new Set(list(pa, ma));
+      const lb = list(pb, mb);
+      const changed = lb.filter((l) => !la.has(l)).slice(0, maxLines);
+      if (changed.length) out.push(`root.img entries that differ (as in ${b}):\n  ${changed.join('\n  ')}`);
+    }
+  }
+  return out;
+}

@@ -8,14 +8,14 @@
  * and a root with one byte changed is refused.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkAppliance } from '../../../appliance/build/check.js';
-import type { Manifest } from '../../../appliance/build/build.js';
+import { buildAppliance, explainDifference, type Manifest } from '../../../appliance/build/build.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const checkout = join(here, '..', '..', '..', '..'); // dist/test/appliance/build -> the checkout
@@ -39,13 +39,26 @@ function build(out: string, env: Record<string, string>, umask: string, extra: s
 
 t.after(() => rmSync(tmp, { recursive: true, force: true }));
 
-t('two builds in other folders, with other umask, TZ and locale, are bit-identical', () => {
-  const a = build(outA, { TZ: 'UTC', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' }, '022');
-  assert.is(a.code, 0, a.out);
+t('two builds in other folders, with other umask, TZ and locale, are bit-identical', async () => {
+  // One build in this process (umask 022, UTC, C.UTF-8), the other as the command, elsewhere.
+  const saved = { TZ: process.env['TZ'], LANG: process.env['LANG'], LC_ALL: process.env['LC_ALL'] };
+  const umask = process.umask(0o022);
+  Object.assign(process.env, { TZ: 'UTC', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' });
+  try {
+    await buildAppliance({ spec, out: outA, checkout, kernelCache: join(checkout, '.cache', 'lab', 'kernel'), test: true });
+  } finally {
+    process.umask(umask);
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
   const b = build(outB, { TZ: 'Pacific/Kiritimati', LANG: 'de_DE.UTF-8', LC_ALL: 'C', CWD: tmp }, '077');
   assert.is(b.code, 0, b.out);
   const ma = JSON.parse(readFileSync(join(outA, 'manifest.json'), 'utf8')) as Manifest;
   const mb = JSON.parse(readFileSync(join(outB, 'manifest.json'), 'utf8')) as Manifest;
+  const differences = explainDifference(outA, outB);
+  assert.equal(differences, [], `the two builds differ:\n${differences.join('\n')}`);
   for (const name of Object.keys(ma.outputs)) assert.is(mb.outputs[name]?.sha256, ma.outputs[name]!.sha256, `${name} differs between the two builds`);
   assert.is(readFileSync(join(outB, 'manifest.json'), 'utf8'), readFileSync(join(outA, 'manifest.json'), 'utf8'));
   // What the manifest pins: the kernel package, the Debian packages of every binary, the npm packages.
@@ -63,6 +76,19 @@ t('two builds in other folders, with other umask, TZ and locale, are bit-identic
       .map(([k, v]) => `${k} ${(v.bytes / 2 ** 20).toFixed(1)}`)
       .join(', ')})`,
   );
+});
+
+t('a difference between builds is explained: the output, its sizes, the first byte, the root entries that differ', () => {
+  const c = join(tmp, 'changed');
+  rmSync(c, { recursive: true, force: true });
+  cpSync(outA, c, { recursive: true });
+  const m = JSON.parse(readFileSync(join(c, 'manifest.json'), 'utf8')) as Manifest;
+  writeFileSync(join(c, 'cmdline'), 'console=ttyS0 something-else\n');
+  m.outputs['cmdline']!.sha256 = '0'.repeat(64);
+  writeFileSync(join(c, 'manifest.json'), JSON.stringify(m));
+  const d = explainDifference(outA, c);
+  assert.is(d.length, 1, d.join('\n'));
+  assert.match(d[0]!, /^cmdline/);
 });
 
 t('a lock naming other inputs is refused, with each difference named', () => {
