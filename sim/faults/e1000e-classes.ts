@@ -1,0 +1,1 @@
+export const E1000E_CLASSES: readonly import('./classes.js').FaultClass[] = [];
