@@ -14,7 +14,14 @@
  */
 import type { IrqVector, Platform, RegisterSpace } from '../contract/platform.js';
 import { Cns, NUMBER_OF_QUEUES } from '../../spec/nvme/commands.js';
-import { NS_LIST_MAX, parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, type IdentifyController, type IdentifyNamespace } from '../../spec/nvme/identify.js';
+import {
+  NS_LIST_MAX,
+  parseIdentifyController,
+  parseIdentifyNamespace,
+  parseNamespaceList,
+  type IdentifyController,
+  type IdentifyNamespace,
+} from '../../spec/nvme/identify.js';
 import type { Cap } from '../../spec/nvme/registers.js';
 import { AdminQueue, type AdminResult } from './admin.js';
 import { ControllerRegisters } from './bringup.js';

@@ -15,7 +15,13 @@ export const NVME_CLASSES: readonly FaultClass[] = [
       { name: 'dnr', kind: 'int', min: 0, max: 1, default: 0, doc: 'set Do Not Retry' },
     ],
   },
-  { name: 'nvme.drop-completion', device: 'nvme', event: IO, doc: 'the command is executed but its completion is never posted (the driver must time out)', params: [ON_PARAM] },
+  {
+    name: 'nvme.drop-completion',
+    device: 'nvme',
+    event: IO,
+    doc: 'the command is executed but its completion is never posted (the driver must time out)',
+    params: [ON_PARAM],
+  },
   { name: 'nvme.duplicate-completion', device: 'nvme', event: IO, doc: 'the completion is posted twice', params: [ON_PARAM] },
   {
     name: 'nvme.reorder-completions',
@@ -24,7 +30,13 @@ export const NVME_CLASSES: readonly FaultClass[] = [
     doc: 'the first two completions of the batch swap places (legal: NVMe completes out of order)',
     params: [],
   },
-  { name: 'nvme.wrong-cid', device: 'nvme', event: IO, doc: 'the completion carries a CID no command has (the real one is never completed)', params: [ON_PARAM] },
+  {
+    name: 'nvme.wrong-cid',
+    device: 'nvme',
+    event: IO,
+    doc: 'the completion carries a CID no command has (the real one is never completed)',
+    params: [ON_PARAM],
+  },
   {
     name: 'nvme.wrong-phase',
     device: 'nvme',
@@ -54,7 +66,13 @@ export const NVME_CLASSES: readonly FaultClass[] = [
       },
     ],
   },
-  { name: 'nvme.fatal', device: 'nvme', event: IO, doc: 'the controller sets CSTS.CFS (Controller Fatal Status) instead of executing the command', params: [ON_PARAM] },
+  {
+    name: 'nvme.fatal',
+    device: 'nvme',
+    event: IO,
+    doc: 'the controller sets CSTS.CFS (Controller Fatal Status) instead of executing the command',
+    params: [ON_PARAM],
+  },
   { name: 'nvme.never-ready', device: 'nvme', event: 'CC.EN written 0 -> 1', doc: 'the controller never sets CSTS.RDY', params: [] },
   {
     name: 'nvme.reset-fails',

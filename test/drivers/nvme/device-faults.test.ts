@@ -281,7 +281,11 @@ for (const field of ['mdts-zero', 'mdts-huge', 'nsze-zero', 'nsze-huge', 'lbads-
       await works(ctrl);
     } else {
       assert.is(ctrl.namespaces.length, 0, 'the namespace the Identify data garbled is not used');
-      if (field === 'nsze-huge' || field === 'lbads-huge') assert.ok(logs.some((l) => /namespace 1 left out: .*implausible/.test(l)), logs.join('\n'));
+      if (field === 'nsze-huge' || field === 'lbads-huge')
+        assert.ok(
+          logs.some((l) => /namespace 1 left out: .*implausible/.test(l)),
+          logs.join('\n'),
+        );
     }
     // (c) the device behaves now: opening again on the same function sees the real namespace.
     await ctrl.close();

@@ -46,25 +46,82 @@ test('every class round-trips through its text form with every parameter set off
 });
 
 test('refusals: syntax, unknown classes and parameters, values out of range, bad seeds', () => {
-  assert.is(codeOf(() => parsePlan('')), 'ERR_FAULT_SYNTAX');
-  assert.is(codeOf(() => parsePlan('wrong-phase')), 'ERR_FAULT_SYNTAX');
-  assert.is(codeOf(() => parsePlan('nvme.status:type')), 'ERR_FAULT_SYNTAX');
-  assert.is(codeOf(() => parsePlan('nvme.status:times=1,times=2')), 'ERR_FAULT_SYNTAX');
-  assert.is(codeOf(() => parsePlan('nvme.status@-1')), 'ERR_FAULT_SYNTAX');
-  assert.is(codeOf(() => parsePlan('nvme.status@4294967296')), 'ERR_FAULT_SYNTAX');
-  assert.is(codeOf(() => parsePlan('nvme.status@x')), 'ERR_FAULT_SYNTAX');
-  assert.is(codeOf(() => parsePlan('nvme.nonesuch')), 'ERR_FAULT_CLASS');
-  assert.is(codeOf(() => parsePlan('nvme.status:colour=red')), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => parsePlan('nvme.status:type=cosmic')), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => parsePlan('nvme.status:probability=1.5')), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => parsePlan('nvme.status:probability=')), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => parsePlan('nvme.status:times=1.5')), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => parsePlan('nvme.status:interval=0')), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => makePlan('nvme.status', { times: 'many' })), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => makePlan('nvme.status', { type: 3 })), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => makePlan('nvme.status', { nope: 1 })), 'ERR_FAULT_PARAM');
-  assert.is(codeOf(() => makePlan('nvme.status', {}, 1.5)), 'ERR_FAULT_SYNTAX');
-  assert.is(codeOf(() => trialPlan([], 1, 0)), 'ERR_FAULT_CLASS');
+  assert.is(
+    codeOf(() => parsePlan('')),
+    'ERR_FAULT_SYNTAX',
+  );
+  assert.is(
+    codeOf(() => parsePlan('wrong-phase')),
+    'ERR_FAULT_SYNTAX',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status:type')),
+    'ERR_FAULT_SYNTAX',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status:times=1,times=2')),
+    'ERR_FAULT_SYNTAX',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status@-1')),
+    'ERR_FAULT_SYNTAX',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status@4294967296')),
+    'ERR_FAULT_SYNTAX',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status@x')),
+    'ERR_FAULT_SYNTAX',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.nonesuch')),
+    'ERR_FAULT_CLASS',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status:colour=red')),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status:type=cosmic')),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status:probability=1.5')),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status:probability=')),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status:times=1.5')),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => parsePlan('nvme.status:interval=0')),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => makePlan('nvme.status', { times: 'many' })),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => makePlan('nvme.status', { type: 3 })),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => makePlan('nvme.status', { nope: 1 })),
+    'ERR_FAULT_PARAM',
+  );
+  assert.is(
+    codeOf(() => makePlan('nvme.status', {}, 1.5)),
+    'ERR_FAULT_SYNTAX',
+  );
+  assert.is(
+    codeOf(() => trialPlan([], 1, 0)),
+    'ERR_FAULT_CLASS',
+  );
   assert.equal(makePlan('nvme.status', { times: '4', probability: 0.25 }).params['times'], 4);
 });
 
