@@ -9,6 +9,8 @@ import { FaultError } from '../faults/errors.js';
 import { FaultInjector } from '../faults/injector.js';
 import type { FaultPlan } from '../faults/plan.js';
 import { MSIX_LAYOUT, NVM } from '../../spec/e1000e/registers.js';
+import type { E1000eCore } from './core.js';
+import { Thunderclap } from './thunderclap.js';
 
 /** What the RX engine does with a frame the plan fired on. */
 export const RxFault = Object.freeze({ NONE: 0, WRITEBACK: 1, DD_UNOWNED: 2, FREED: 3 });
@@ -34,9 +36,11 @@ export class E1000eFaultPlan {
   removed = false;
   /** Transmit runs left with the link down (e1000e.link-flap). */
   linkDownRuns = 0;
+  /** The hostile device of e1000e.thunderclap, or null: told of every TX descriptor. */
+  readonly thunderclap: Thunderclap | null;
   private readonly name: string;
 
-  constructor(plan: FaultPlan) {
+  constructor(plan: FaultPlan, core: E1000eCore) {
     if (plan.cls.device !== 'e1000e') {
       throw new FaultError('ERR_FAULT_CLASS', `fault ${plan.cls.name} is for the ${plan.cls.device} model, not the 82574L model`, {
         fix: 'give the e1000e model an e1000e.* fault plan',
@@ -46,6 +50,7 @@ export class E1000eFaultPlan {
     this.name = plan.cls.name;
     this.rx = RX_KINDS[this.name] ?? RxFault.NONE;
     this.tx = TX_KINDS[this.name] ?? TxFault.NONE;
+    this.thunderclap = this.name === 'e1000e.thunderclap' ? new Thunderclap(this.injector, core) : null;
   }
 
   /** A received frame (of one descriptor when `single`): the RxFault to apply (NONE mostly). */

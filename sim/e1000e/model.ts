@@ -96,7 +96,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.stats = new Statistics(core.regs);
     this.rx = new RxEngine(core, this.irq, this.stats);
     this.tx = new TxEngine(core, this.irq, this.stats);
-    const plan = (core.plan = options.faultPlan === undefined ? null : new E1000eFaultPlan(options.faultPlan));
+    const plan = (core.plan = options.faultPlan === undefined ? null : new E1000eFaultPlan(options.faultPlan, core));
     this.registers = new RegisterTable(
       BAR0_SIZE,
       [...this.general(), ...this.eeprom.registers(core), ...this.irq.registers(), ...this.rx.registers(), ...this.tx.registers()],

@@ -164,6 +164,7 @@ export class TxEngine {
         } else {
           const len = fv.getUint16(at + LENGTH_AT, true);
           const addr = fv.getUint32(at + ADDR_AT, true) + fv.getUint32(at + ADDR_AT + 4, true) * 0x1_0000_0000;
+          if (core.plan !== null && core.plan.thunderclap !== null) core.plan.thunderclap.txDescriptor(addr, len);
           if (this.len + len > TX_MAX)
             this.blocked = true; // oversize: dropped at EOP
           else if (len > 0 && !(addr + len <= MAX_IOVA ? dma.read(addr, this.frame, this.len, len) : core.refuse(addr, len, 'read'))) this.blocked = true;

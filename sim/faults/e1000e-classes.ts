@@ -70,6 +70,17 @@ export const E1000E_CLASSES: readonly FaultClass[] = [
     params: [],
   },
   {
+    name: 'e1000e.thunderclap',
+    device: 'e1000e',
+    event: 'a TX descriptor with a buffer',
+    doc: 'a hostile device (sim/e1000e/thunderclap.ts): reads every page from `span` pages before the buffer to `span` after it, with write=1 writes into the neighbouring pages, and reads (and writes) the last `reuse` buffer addresses again after the driver reclaimed them; each access is checked against the IOMMU fault log',
+    params: [
+      { name: 'span', kind: 'int', min: 0, max: 16, default: 1, doc: 'pages read on each side of the buffer' },
+      { name: 'write', kind: 'int', min: 0, max: 1, default: 1, doc: 'write into neighbouring pages and reclaimed buffers' },
+      { name: 'reuse', kind: 'int', min: 0, max: 64, default: 8, doc: 'reclaimed buffer addresses remembered and used again' },
+    ],
+  },
+  {
     name: 'e1000e.removal',
     device: 'e1000e',
     event: TX,

@@ -228,6 +228,15 @@ test('e1000e.removal: all-ones reads: the driver sees the device gone, every cal
   assert.ok(performance.now() - t0 < BOUND_MS);
 });
 
+test('e1000e.thunderclap: the driver goes on under a hostile device (its report: thunderclap.test.ts)', async () => {
+  const n = await open('e1000e.thunderclap:times=-1');
+  for (let k = 0; k < 20; k++) assert.ok(n.send(frame(PEER, MAC_A, 120, k)));
+  assert.is(rig.out.length, 20);
+  assert.ok(rig.model.faultPlan!.thunderclap!.refused > 0);
+  assert.is(rig.model.faultPlan!.thunderclap!.unlogged, 0);
+  flows(n);
+});
+
 test('every e1000e fault class is exercised above', () => {
   const missing = faultClasses('e1000e')
     .map((k) => k.name)
