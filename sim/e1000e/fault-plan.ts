@@ -5,9 +5,8 @@
  * eeprom.ts (EERD), and model.ts (MSI-X messages, the all-ones BAR after removal, the link). A
  * model built without a plan holds none: each hook is one `null` compare per frame or run.
  */
-import { FaultError } from '../faults/errors.js';
 import { FaultInjector } from '../faults/injector.js';
-import type { FaultPlan } from '../faults/plan.js';
+import { requireDevice, type FaultPlan } from '../faults/plan.js';
 import { MSIX_LAYOUT, NVM } from '../../spec/e1000e/registers.js';
 import type { E1000eCore } from './core.js';
 import { Thunderclap } from './thunderclap.js';
@@ -41,11 +40,7 @@ export class E1000eFaultPlan {
   private readonly name: string;
 
   constructor(plan: FaultPlan, core: E1000eCore) {
-    if (plan.cls.device !== 'e1000e') {
-      throw new FaultError('ERR_FAULT_CLASS', `fault ${plan.cls.name} is for the ${plan.cls.device} model, not the 82574L model`, {
-        fix: 'give the e1000e model an e1000e.* fault plan',
-      });
-    }
+    requireDevice(plan, 'e1000e', '82574L model');
     this.injector = new FaultInjector(plan);
     this.name = plan.cls.name;
     this.rx = RX_KINDS[this.name] ?? RxFault.NONE;

@@ -22,6 +22,15 @@ export interface FaultPlan {
   readonly seed: number;
 }
 
+/** A plan given to a device model: ERR_FAULT_CLASS unless its class is for `device` (the model's). */
+export function requireDevice(plan: FaultPlan, device: FaultClass['device'], model: string): void {
+  if (plan.cls.device !== device) {
+    throw new FaultError('ERR_FAULT_CLASS', `fault ${plan.cls.name} is for the ${plan.cls.device} model, not the ${model}`, {
+      fix: `give the ${model} a ${device}.* fault plan`,
+    });
+  }
+}
+
 /** The parameters of `cls`: the common ones, then its own. */
 export function paramsOf(cls: FaultClass): readonly ParamSpec[] {
   return [...COMMON_PARAMS, ...cls.params];

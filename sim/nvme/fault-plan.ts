@@ -6,9 +6,8 @@
  * controller.ts (surprise removal's all-ones BAR). A model built without a plan holds none, and
  * each hook is one `undefined` compare, off the per-command path where it can be.
  */
-import { FaultError } from '../faults/errors.js';
 import { FaultInjector } from '../faults/injector.js';
-import type { FaultPlan } from '../faults/plan.js';
+import { requireDevice, type FaultPlan } from '../faults/plan.js';
 import { NvmOpcode } from '../../spec/nvme/commands.js';
 import { ID_CTRL, ID_NS } from '../../spec/nvme/identify.js';
 import { GenericSc, MediaSc, Sct, statusOf } from '../../spec/nvme/status.js';
@@ -54,11 +53,7 @@ export class NvmeFaultPlan {
   private readonly on: string;
 
   constructor(plan: FaultPlan) {
-    if (plan.cls.device !== 'nvme') {
-      throw new FaultError('ERR_FAULT_CLASS', `fault ${plan.cls.name} is for the ${plan.cls.device} model, not the NVMe model`, {
-        fix: 'give the NVMe model an nvme.* fault plan',
-      });
-    }
+    requireDevice(plan, 'nvme', 'NVMe model');
     this.injector = new FaultInjector(plan);
     this.name = plan.cls.name;
     this.io = IO_KINDS[this.name] ?? IoFault.NONE;

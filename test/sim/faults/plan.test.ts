@@ -4,6 +4,8 @@ import * as assert from 'uvu/assert';
 import { FaultError } from '../../../sim/faults/errors.js';
 import { formatPlan, makePlan, paramsOf, parsePlan, trialPlan } from '../../../sim/faults/plan.js';
 import { describeFaultClasses, faultClass, faultClasses } from '../../../sim/faults/registry.js';
+import { SimNvme } from '../../../sim/nvme/controller.js';
+import { E1000eModel } from '../../../sim/e1000e/model.js';
 
 function codeOf(f: () => unknown): string {
   try {
@@ -155,6 +157,15 @@ test('trialPlan: a pure function of (seed, trial), every plan chosen over many t
     a.map((p) => p.cls.name),
     Array.from({ length: 300 }, (_, t) => trialPlan(plans, 100, t).cls.name),
   );
+});
+
+test('a model refuses a plan for the other model; takes its own', () => {
+  assert.is(codeOf(() => new SimNvme({ faultPlan: parsePlan('e1000e.link-flap') })), 'ERR_FAULT_CLASS');
+  assert.is(codeOf(() => new E1000eModel({ faultPlan: parsePlan('nvme.status') })), 'ERR_FAULT_CLASS');
+  assert.is(new SimNvme({ faultPlan: parsePlan('nvme.status') }).faultPlan!.injector.events, 0);
+  assert.is(new E1000eModel({ faultPlan: parsePlan('e1000e.link-flap') }).faultPlan!.injector.events, 0);
+  assert.is(new SimNvme().faultPlan, undefined);
+  assert.is(new E1000eModel().faultPlan, null);
 });
 
 test.run();
