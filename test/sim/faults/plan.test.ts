@@ -160,8 +160,14 @@ test('trialPlan: a pure function of (seed, trial), every plan chosen over many t
 });
 
 test('a model refuses a plan for the other model; takes its own', () => {
-  assert.is(codeOf(() => new SimNvme({ faultPlan: parsePlan('e1000e.link-flap') })), 'ERR_FAULT_CLASS');
-  assert.is(codeOf(() => new E1000eModel({ faultPlan: parsePlan('nvme.status') })), 'ERR_FAULT_CLASS');
+  assert.is(
+    codeOf(() => new SimNvme({ faultPlan: parsePlan('e1000e.link-flap') })),
+    'ERR_FAULT_CLASS',
+  );
+  assert.is(
+    codeOf(() => new E1000eModel({ faultPlan: parsePlan('nvme.status') })),
+    'ERR_FAULT_CLASS',
+  );
   assert.is(new SimNvme({ faultPlan: parsePlan('nvme.status') }).faultPlan!.injector.events, 0);
   assert.is(new E1000eModel({ faultPlan: parsePlan('e1000e.link-flap') }).faultPlan!.injector.events, 0);
   assert.is(new SimNvme().faultPlan, undefined);
