@@ -48,6 +48,8 @@ export interface LinkStatus {
   up: boolean;
   speedMbps: 10 | 100 | 1000;
   fullDuplex: boolean;
+  /** Set when STATUS reads all ones: the device has left the bus (surprise removal); `up` is then false. */
+  gone?: true;
 }
 
 /** Device statistics (datasheet mnemonics) accumulated since open, plus the driver's own counters. */
@@ -65,6 +67,8 @@ const PCI_COMMAND = PCI.COMMAND.offset;
 const PCI_COMMAND_MEMORY = PCI.COMMAND.MEMORY_SPACE.mask;
 const PCI_COMMAND_MASTER = PCI.COMMAND.BUS_MASTER.mask;
 const ALL_CAUSES = 0xffffffff;
+/** What every register reads once the device has left the bus. */
+const DEVICE_GONE = 0xffffffff;
 const { CTRL, STATUS, EERD, CTRL_EXT, RCTL, TCTL, TXDCTL, RAH } = REG;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -253,7 +257,9 @@ export class E1000e {
         this.mac[2 * i] = data & 0xff;
         this.mac[2 * i + 1] = data >>> 8;
       }
-      if (!this.mac.every((b) => b === 0xff) && !this.mac.every((b) => b === 0)) return;
+      // A station address is unicast (I/G bit 0 of the first byte clear) and not all zeros: an
+      // EEPROM that says otherwise is garbage, and RAL0/RAH0 (loaded by the device) is used instead.
+      if ((this.mac[0]! & 1) === 0 && !this.mac.every((b) => b === 0)) return;
     } catch (e) {
       failed = e;
     }
@@ -404,6 +410,8 @@ export class E1000e {
 
   link(): LinkStatus {
     const s = this.regs.read32(STATUS.offset);
+    // All ones: the device is gone (surprise removal, a failed link to it), not a link that is up.
+    if (s === DEVICE_GONE) return { up: false, speedMbps: 10, fullDuplex: false, gone: true };
     return { up: (s & STATUS.LU.mask) !== 0, speedMbps: statusSpeed(s), fullDuplex: (s & STATUS.FD.mask) !== 0 };
   }
 
@@ -430,8 +438,11 @@ export class E1000e {
     r.write32(TCTL.offset, 0);
     r.write32(REG.IMC.offset, ALL_CAUSES);
     try {
-      await this.quiesceDma();
-      await this.reset();
+      // A device that is gone (every read all ones) has no DMA to stop and no reset to wait for.
+      if (r.read32(STATUS.offset) !== DEVICE_GONE) {
+        await this.quiesceDma();
+        await this.reset();
+      }
     } finally {
       this.releaseAll();
     }

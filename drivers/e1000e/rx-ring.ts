@@ -129,7 +129,9 @@ export class RxRing {
     let taken = 0;
     let seen = 0;
     const room = batch.capacity - batch.count;
-    while (taken < room) {
+    // At most size - 1 descriptors per harvest: the one software holds back (RDT, behind `next`)
+    // is never looked at in the harvest that would reach it (a device may have set DD there).
+    while (taken < room && seen < size - 1) {
       const base = i * DESC_SIZE;
       const status = d8[base + STATUS_AT]!;
       if ((status & DD) === 0) break;
@@ -140,7 +142,7 @@ export class RxRing {
         if (!this.dropping) this.counters.fragmented++;
         this.dropping = (status & EOP) === 0;
         this.arm(i, buf);
-      } else if ((errors & RXD_ERRORS_FRAME) !== 0 || d16[(base >>> 1) + LENGTH_U16]! - 1 >= this.bufferSize) {
+      } else if ((errors & RXD_ERRORS_FRAME) !== 0 || (d16[(base >>> 1) + LENGTH_U16]! - 1) >>> 0 >= this.bufferSize) {
         // A flagged frame, or a length of 0 or beyond the buffer (a device that lies must not make
         // the caller read a neighbour's buffer): recycled and counted.
         this.counters.errors++;
@@ -165,6 +167,10 @@ export class RxRing {
       i = i + 1 === size ? 0 : i + 1;
     }
     if (seen > 0) {
+      // The held-back descriptor goes to the device with this RDT write: clear its write-back half
+      // first, so a DD the device wrote there while it was not its own is never taken for a frame.
+      const held = this.next === 0 ? size - 1 : this.next - 1;
+      this.arm(held, this.bufOf[held]!);
       this.next = i;
       // Give the harvested descriptors back: RDT = the last one harvested.
       this.regs.write32(RDT, i === 0 ? size - 1 : i - 1);

@@ -14,7 +14,14 @@
  */
 import type { IrqVector, Platform, RegisterSpace } from '../contract/platform.js';
 import { Cns, NUMBER_OF_QUEUES } from '../../spec/nvme/commands.js';
-import { NS_LIST_MAX, parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, type IdentifyController } from '../../spec/nvme/identify.js';
+import {
+  NS_LIST_MAX,
+  parseIdentifyController,
+  parseIdentifyNamespace,
+  parseNamespaceList,
+  type IdentifyController,
+  type IdentifyNamespace,
+} from '../../spec/nvme/identify.js';
 import type { Cap } from '../../spec/nvme/registers.js';
 import { AdminQueue, type AdminResult } from './admin.js';
 import { ControllerRegisters } from './bringup.js';
@@ -208,6 +215,13 @@ export class NvmeController {
     for (const nsid of ids) {
       const ns = parseIdentifyNamespace(await admin.identify(Cns.NAMESPACE, nsid));
       if (ns.ncap === 0n || ns.blockSize === 0) continue;
+      // Identify data is device input: a namespace it describes impossibly is left out, not trusted
+      // (and not allowed to fail the controller's other namespaces).
+      const why = implausibleNamespace(ns, this.io.maxTransferBytes);
+      if (why !== '') {
+        this.opts.log(`namespace ${nsid} left out: its Identify Namespace data is implausible (${why})`);
+        continue;
+      }
       this.namespaces.push(new Namespace(this.io, nsid, ns));
     }
   }
@@ -303,4 +317,16 @@ export class NvmeController {
     const id = this.identify;
     return `${this.platform.name}: ${id.model} (serial ${id.serial}, firmware ${id.firmware}), ${this.namespaces.length} namespace(s), ${this.ioQueues.length} I/O queue(s), ${this.opts.interrupts}, max transfer ${this.maxTransferBytes} bytes`;
   }
+}
+
+/**
+ * Why Identify Namespace data (§5.15.2.1) cannot describe a namespace the driver can use, or ''.
+ * NSZE beyond 2^53 blocks (LBAs are numbers here), NCAP or NUSE above NSZE, and a logical block
+ * larger than one command may move (no block could ever be read) are device garbage.
+ */
+export function implausibleNamespace(ns: IdentifyNamespace, maxTransferBytes: number): string {
+  if (ns.nsze > BigInt(Number.MAX_SAFE_INTEGER)) return `NSZE ${ns.nsze} blocks is beyond 2^53`;
+  if (ns.ncap > ns.nsze || ns.nuse > ns.ncap) return `NCAP ${ns.ncap} / NUSE ${ns.nuse} exceed NSZE ${ns.nsze}`;
+  if (ns.blockSize > maxTransferBytes) return `a ${ns.blockSize}-byte logical block is larger than one command may move (${maxTransferBytes} bytes)`;
+  return '';
 }

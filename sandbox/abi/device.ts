@@ -147,7 +147,16 @@ export interface DeviceStart {
   seccomp: string;
   /** Hybrid polling window for the register mailbox, in milliseconds (0: kicks only). */
   pollMs: number;
+  /**
+   * A device fault plan for the model, in sim/faults' text form (`nvme.wrong-phase:on=read@7`):
+   * the campaign runner's per-trial choice. Absent: the device behaves. The device process parses
+   * it and refuses one that does not parse or is for the other model (ERR_DEVICE_START).
+   */
+  faultPlan?: string;
 }
+
+/** The longest fault plan text START may carry. */
+export const MAX_FAULT_PLAN_TEXT = 512;
 
 /** BAR sizes 0..5 and interrupt vectors of a simulated device. */
 export interface DeviceShape {
@@ -306,7 +315,8 @@ export function decodeStart(p: Uint8Array): DeviceStart {
     Number.isFinite(s.pollMs) &&
     s.pollMs >= 0 &&
     s.pollMs <= 60_000 &&
-    typeof s.seccomp === 'string';
+    typeof s.seccomp === 'string' &&
+    (s.faultPlan === undefined || (typeof s.faultPlan === 'string' && s.faultPlan.length <= MAX_FAULT_PLAN_TEXT));
   if (!ok) throw bad('START is missing a field or has one out of range');
   if (s.model.kind === 'nvme') {
     const m = s.model;

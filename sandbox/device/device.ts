@@ -19,6 +19,7 @@ import { PERM_READ, PERM_WRITE } from '../../sim/iommu.js';
 import type { PciFunction } from '../../sim/pci.js';
 import type { SimPlatform } from '../../sim/platform.js';
 import { setBusMaster } from '../../spec/pci/config.js';
+import { parsePlan, type FaultPlan } from '../../sim/faults/plan.js';
 import { deviceShape, QUARANTINE_DONE, type CounterName, type DeviceStart } from '../abi/device.js';
 import type { MailboxTarget } from './mailbox.js';
 import { DeviceProcessError } from './errors.js';
@@ -49,8 +50,9 @@ export class DeviceHost implements MailboxTarget {
   ) {
     this.machine = new SimMachine();
     const m = start.model;
+    const faultPlan = devicePlan(start);
     if (m.kind === 'e1000e') {
-      this.nic = new E1000eModel({ mac: parseMac(m.mac) });
+      this.nic = new E1000eModel({ mac: parseMac(m.mac), ...(faultPlan === undefined ? {} : { faultPlan }) });
       this.fn = this.machine.attach(this.nic, { address: start.address });
       this.peer = attachPeer(this.nic, m.peer);
     } else {
@@ -62,6 +64,7 @@ export class DeviceHost implements MailboxTarget {
         namespaces: [{ blocks: m.blocks, blockSize: m.blockSize, store }],
         maxQueueEntries: m.mqes,
         maxIoQueues: m.maxQueues,
+        ...(faultPlan === undefined ? {} : { faultPlan }),
       });
       this.fn = this.machine.attach(this.nvme, { address: start.address });
     }
@@ -185,4 +188,31 @@ export class DeviceHost implements MailboxTarget {
     }
     return c;
   }
+}
+
+/**
+ * START's fault plan (sim/faults' text form), parsed and held to the model START names: a plan
+ * that does not parse, or one for the other model, refuses the start (ERR_DEVICE_START).
+ */
+export function devicePlan(start: DeviceStart): FaultPlan | undefined {
+  if (start.faultPlan === undefined) return undefined;
+  let plan: FaultPlan;
+  try {
+    plan = parsePlan(start.faultPlan);
+  } catch (e) {
+    throw new DeviceProcessError('ERR_DEVICE_START', `START's fault plan ${JSON.stringify(start.faultPlan)} does not parse: ${(e as Error).message}`, {
+      cause: e,
+      fix: 'give a plan in sim/faults text form, e.g. nvme.wrong-phase:on=read@7 (describeFaultClasses() lists the classes)',
+    });
+  }
+  if (plan.cls.device !== start.model.kind) {
+    throw new DeviceProcessError(
+      'ERR_DEVICE_START',
+      `START's fault plan ${plan.cls.name} is for the ${plan.cls.device} model, and this device is ${start.model.kind}`,
+      {
+        fix: `give a ${start.model.kind}.* fault plan`,
+      },
+    );
+  }
+  return plan;
 }

@@ -87,6 +87,8 @@ export interface IncarnationOptions {
   deviceClock: Timers;
   /** Hybrid polling window of the device process's register mailbox, ms. */
   pollMs: number;
+  /** A device fault plan for this incarnation's device (sim/faults text form), e.g. a campaign trial's. */
+  deviceFaultPlan?: string;
   heartbeatMs: number;
   helloTimeoutMs: number;
   registerTimeoutMs: number;
@@ -187,6 +189,7 @@ export class Incarnation {
           launcher: o.launcher ?? directLauncher,
           ...(o.deviceEntry ? { entry: o.deviceEntry } : {}),
           ...(o.deviceEntryArgs ? { entryArgs: o.deviceEntryArgs } : {}),
+          ...(o.deviceFaultPlan === undefined ? {} : { faultPlan: o.deviceFaultPlan }),
           hooks: {
             log: (level, text) => o.hooks.log(level, text),
             launched: (l) => o.hooks.deviceLaunched(l),

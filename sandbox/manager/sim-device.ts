@@ -83,6 +83,8 @@ export interface DeviceProcessStart {
   entry?: string;
   entryArgs?: readonly string[];
   hooks: Pick<DeviceProcessHooks, 'log' | 'violation' | 'failed' | 'launched'>;
+  /** A device fault plan in sim/faults' text form, passed in START (the device process checks it). */
+  faultPlan?: string;
 }
 
 export type DeviceFaultListener = (f: DeviceFault & { device: string }) => void;
@@ -219,6 +221,7 @@ export class SimDevice extends SandboxDevice {
       heartbeatMs: o.heartbeatMs,
       seccomp: this.policy.unconfined ? 'none' : 'device',
       pollMs: o.pollMs,
+      ...(o.faultPlan === undefined ? {} : { faultPlan: o.faultPlan }),
     };
     const p = new DeviceProcess({
       start,

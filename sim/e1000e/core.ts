@@ -8,6 +8,7 @@ import { REG, BAR0_SIZE, type RegName } from '../../spec/e1000e/registers.js';
 import type { RegisterDef } from '../regs.js';
 import type { PciFunction } from '../pci.js';
 import type { FrameSink } from '../wire.js';
+import type { E1000eFaultPlan } from './fault-plan.js';
 
 /** The DMA calls the model makes (sim/dma.ts DeviceDma has these): all-or-nothing, false when refused. */
 export interface SimDeviceDma {
@@ -71,15 +72,17 @@ export class E1000eCore {
   /** Where transmitted frames go (null: no cable), and the peer's burst signal. */
   wire: FrameSink | null = null;
   wireBurst: ((on: boolean) => void) | null = null;
+  /** A device fault plan (sim/faults): consulted per frame and per transmit run only when set. */
+  plan: E1000eFaultPlan | null = null;
 
   /** The function's hang switch, or the device stopped by an internal error: no transmit, no receive. */
   get hung(): boolean {
-    return this.fatal !== null || (this.fn !== null && this.fn.hung);
+    return this.fatal !== null || (this.fn !== null && this.fn.hung) || (this.plan !== null && this.plan.removed);
   }
 
   /** STATUS.LU: CTRL.SLU is set and a cable is plugged in. */
   linkUp(): boolean {
-    return (this.regs[CTRL_I]! & SLU) !== 0 && this.wire !== null;
+    return (this.regs[CTRL_I]! & SLU) !== 0 && this.wire !== null && (this.plan === null || this.plan.linkDownRuns === 0);
   }
 
   /**

@@ -48,7 +48,9 @@ export class Eeprom {
         (v) => {
           if (v & EERD.START.mask) {
             const addr = getField(v, EERD.ADDR);
-            r[EERD_I] = setField(setField(EERD.DONE.mask, EERD.ADDR, addr), EERD.DATA, this.read(addr));
+            const data = core.plan === null ? this.read(addr) : core.plan.eeprom(addr, this.read(addr));
+            // A fault plan's "no-done": the read never completes (DONE stays clear).
+            r[EERD_I] = data < 0 ? setField(0, EERD.ADDR, addr) : setField(setField(EERD.DONE.mask, EERD.ADDR, addr), EERD.DATA, data);
           } else {
             r[EERD_I] = (v & ~EERD.DONE.mask) >>> 0;
           }

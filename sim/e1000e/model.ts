@@ -28,6 +28,8 @@ import { setField } from '../../spec/field.js';
 import type { FrameSink, WirePort } from '../wire.js';
 import type { BarDecl, DeviceModel, MsixDecl, PciIds } from '../model.js';
 import type { PciFunction } from '../pci.js';
+import type { FaultPlan } from '../faults/plan.js';
+import { E1000eFaultPlan } from './fault-plan.js';
 import { RegisterTable, type RegisterDef } from '../regs.js';
 import { SimError } from '../errors.js';
 import { E1000eCore, type E1000eModelCounters } from './core.js';
@@ -44,6 +46,8 @@ export type { SimIrqLine } from './interrupts.js';
 export interface E1000eModelOptions {
   /** The MAC address stored in the EEPROM; default 52:54:00:12:34:56 (QEMU's default). */
   mac?: Uint8Array | readonly number[];
+  /** A device fault plan (sim/faults, an e1000e.* class): the device misbehaves as it says. None by default. */
+  faultPlan?: FaultPlan;
 }
 
 const { CTRL, STATUS, ICR } = REG;
@@ -92,16 +96,33 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.stats = new Statistics(core.regs);
     this.rx = new RxEngine(core, this.irq, this.stats);
     this.tx = new TxEngine(core, this.irq, this.stats);
+    const plan = (core.plan = options.faultPlan === undefined ? null : new E1000eFaultPlan(options.faultPlan, core));
     this.registers = new RegisterTable(
       BAR0_SIZE,
       [...this.general(), ...this.eeprom.registers(core), ...this.irq.registers(), ...this.rx.registers(), ...this.tx.registers()],
       [...filterRanges(core.regs), this.stats.range()],
     );
+    // Surprise removal (e1000e.removal): once removed, BAR0 reads all ones and writes go nowhere.
+    const table = this.registers;
+    const bar0 =
+      plan === null
+        ? table
+        : {
+            read32: (off: number) => (plan.removed ? 0xffffffff : table.read32(off)),
+            write32: (off: number, v: number) => {
+              if (!plan.removed) table.write32(off, v);
+            },
+          };
     this.bars = [
-      { index: 0, size: BAR0_SIZE, handler: this.registers, is64: false },
+      { index: 0, size: BAR0_SIZE, handler: bar0, is64: false },
       { index: MSIX_LAYOUT.BAR, size: MSIX_LAYOUT.BAR_SIZE, handler: new RegisterTable(MSIX_LAYOUT.BAR_SIZE, []), is64: false },
     ];
     this.powerOn();
+  }
+
+  /** The device fault plan the model was built with, or null (its injector counts events and firings). */
+  get faultPlan(): E1000eFaultPlan | null {
+    return this.core.plan;
   }
 
   /** Counters kept by the model itself (not device registers). */
@@ -122,7 +143,7 @@ export class E1000eModel implements WirePort, DeviceModel {
     this.irq.attach({
       msixEnabled: () => fn.msix !== undefined && fn.msix.enabled,
       raise: (v) => {
-        fn.interrupt(v);
+        fn.interrupt(core.plan === null ? v : core.plan.vector(v));
       },
     });
     this.tx.attach(fn.work(() => this.tx.transmit()));

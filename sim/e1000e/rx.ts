@@ -25,6 +25,7 @@ import { DESC_SIZE, RXD, RXD_STATUS, RXD_ERRORS } from '../../spec/e1000e/descri
 import { ETH } from '../../spec/e1000e/ethernet.js';
 import type { RegisterDef } from '../regs.js';
 import { MAX_IOVA, type E1000eCore } from './core.js';
+import { RxFault } from './fault-plan.js';
 import type { Interrupts } from './interrupts.js';
 import { I, type Statistics } from './statistics.js';
 import { accepts } from './filter.js';
@@ -76,6 +77,8 @@ export class RxEngine {
   private wbCauses = 0;
   private head = 0;
   private inBurst = false;
+  /** With a fault plan: the buffer address of the last descriptor filled (e1000e.rx-freed writes there again). */
+  private lastAddr = 0;
   private readonly pad = new Uint8Array(ETH.MIN_FRAME + ETH.FCS);
   private readonly fcs = new Uint8Array(ETH.FCS);
 
@@ -124,6 +127,7 @@ export class RxEngine {
     this.wbCount = 0;
     this.wbCauses = 0;
     this.head = 0;
+    this.lastAddr = 0;
   }
 
   /** A frame arrives from the wire. True when it was written to host memory. */
@@ -192,6 +196,7 @@ export class RxEngine {
     const wv = this.wbView;
     let done = 0;
     let blocked = false;
+    const fault = core.plan === null ? RxFault.NONE : core.plan.rxFrame(needed === 1 && this.lastAddr > 0);
     while (done < total) {
       const addr = this.bufferAddress(head, tail, n, base);
       if (addr < 0) {
@@ -200,12 +205,15 @@ export class RxEngine {
         return false;
       }
       const chunk = Math.min(bufSize, total - done);
-      if (addr !== 0 && !blocked) {
+      // e1000e.rx-freed: the data goes to the previous frame's buffer, reclaimed by the driver since.
+      const to = fault === RxFault.FREED ? this.lastAddr : addr;
+      if (to !== 0 && !blocked) {
         // a null buffer address stores nothing (§7.1.7.2)
         const dataPart = Math.max(0, Math.min(chunk, len - done));
-        if (dataPart > 0 && !(addr + dataPart <= MAX_IOVA ? dma.write(addr, frame, done, dataPart) : core.refuse(addr, dataPart, 'write'))) blocked = true;
-        if (!blocked && chunk > dataPart && !core.dmaWrite(addr + dataPart, this.fcs, dataPart + done - len, chunk - dataPart)) blocked = true;
+        if (dataPart > 0 && !(to + dataPart <= MAX_IOVA ? dma.write(to, frame, done, dataPart) : core.refuse(to, dataPart, 'write'))) blocked = true;
+        if (!blocked && chunk > dataPart && !core.dmaWrite(to + dataPart, this.fcs, dataPart + done - len, chunk - dataPart)) blocked = true;
       }
+      if (core.plan !== null) this.lastAddr = addr;
       done += chunk;
       const last = done >= total;
       // Queue this descriptor's write-back (contiguous, non-wrapping runs only).
@@ -219,10 +227,12 @@ export class RxEngine {
       wb[o + STATUS_AT] = DD | (last ? EOP : 0);
       wb[o + ERRORS_AT] = blocked && last ? RXE : 0;
       wv.setUint16(o + SPECIAL_AT, 0, true);
+      if (fault === RxFault.WRITEBACK && last) core.plan!.garbleWriteback(wv, o, bufSize);
       this.wbCount++;
       head = head + 1 === n ? 0 : head + 1;
     }
     this.head = head;
+    if (fault === RxFault.DD_UNOWNED) this.ddUnowned(base, tail);
     let causes = RXT0;
     if (blocked) {
       stats.count(I.RXERRC);
@@ -266,6 +276,15 @@ export class RxEngine {
     this.cacheStart = head;
     this.cacheCount = run;
     return this.cache[0]!;
+  }
+
+  /** e1000e.rx-dd-unowned: DD and EOP with a 60-byte length into descriptor `tail`, which software holds. */
+  private ddUnowned(base: number, tail: number): void {
+    const b = this.pad;
+    b.fill(0, 0, 8);
+    b[0] = ETH.MIN_FRAME;
+    b[4] = DD | EOP;
+    this.core.dmaWrite(base + tail * DESC_SIZE + LENGTH_AT, b, 0, 8);
   }
 
   /** No room for a frame: missed (MPC, RNBC) and RXO raised. */

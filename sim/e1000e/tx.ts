@@ -16,6 +16,7 @@ import { ETH } from '../../spec/e1000e/ethernet.js';
 import type { RegisterDef } from '../regs.js';
 import type { DeviceWork } from '../sched.js';
 import { MAX_IOVA, type E1000eCore } from './core.js';
+import { TxFault } from './fault-plan.js';
 import type { Interrupts } from './interrupts.js';
 import { I, type Statistics } from './statistics.js';
 import { isBroadcast } from './ethernet.js';
@@ -93,7 +94,16 @@ export class TxEngine {
       c.stored('TDBAL', REG.TDBAL.TDBAL.mask),
       c.stored('TDBAH'),
       c.stored('TDLEN', REG.TDLEN.LEN.mask),
-      c.stored('TDH', REG.TDH.TDH.mask),
+      c.plan === null
+        ? c.stored('TDH', REG.TDH.TDH.mask)
+        : c.register(
+            'TDH',
+            // e1000e.head-range: a read of TDH may answer a head outside the ring.
+            () => c.plan!.tdh(r[TDH_I]!, r[TDLEN_I]! / DESC_SIZE),
+            (v) => {
+              r[TDH_I] = v & REG.TDH.TDH.mask;
+            },
+          ),
       c.register(
         'TDT',
         () => r[TDT_I]!,
@@ -135,6 +145,7 @@ export class TxEngine {
     const burst = core.wireBurst;
     if (burst !== null) burst(true);
     let budget = TX_BUDGET;
+    const start = head;
     while (head !== tail && budget > 0) {
       // Fetch the descriptors up to the tail (or the ring's end) in one burst: one DMA read per run.
       const run = Math.min(tail > head ? tail - head : n - head, FETCH_MAX, budget);
@@ -153,6 +164,7 @@ export class TxEngine {
         } else {
           const len = fv.getUint16(at + LENGTH_AT, true);
           const addr = fv.getUint32(at + ADDR_AT, true) + fv.getUint32(at + ADDR_AT + 4, true) * 0x1_0000_0000;
+          if (core.plan !== null && core.plan.thunderclap !== null) core.plan.thunderclap.txDescriptor(addr, len);
           if (this.len + len > TX_MAX)
             this.blocked = true; // oversize: dropped at EOP
           else if (len > 0 && !(addr + len <= MAX_IOVA ? dma.read(addr, this.frame, this.len, len) : core.refuse(addr, len, 'read'))) this.blocked = true;
@@ -174,12 +186,35 @@ export class TxEngine {
     }
     if (burst !== null) burst(false);
     r[TDH_I] = head;
+    if (core.plan !== null && head !== start) causes |= this.faultyRun(base, tail);
     if (head === tail) causes |= TXQE;
     if (causes) this.irq.cause(causes);
     if (head !== tail && core.ringFault !== 'tx' && budget === 0) {
       // Budget spent with descriptors left: go on in the next step.
       core.counters.txYields++;
       this.kick();
+    }
+  }
+
+  /** The end of a run with a fault plan (sim/e1000e/fault-plan.ts): what the device does wrong; returns causes to raise. */
+  private faultyRun(base: number, tail: number): number {
+    const core = this.core,
+      plan = core.plan!;
+    if (plan.linkDownRuns > 0 && --plan.linkDownRuns === 0) return ICR.LSC.mask; // the link comes back
+    switch (plan.txRun()) {
+      case TxFault.DD_UNOWNED:
+        // STA.DD into the descriptor at TDT: software never handed it over.
+        this.fetched[0] = DD;
+        core.dmaWrite(base + tail * DESC_SIZE + STA_AT, this.fetched, 0, 1);
+        return 0;
+      case TxFault.LINK_FLAP:
+        plan.linkDownRuns = plan.flapRuns;
+        return ICR.LSC.mask;
+      case TxFault.REMOVAL:
+        plan.removed = true;
+        return 0;
+      default:
+        return 0;
     }
   }
 

@@ -26,6 +26,7 @@ import { QUEUE_BASE_ALIGN, VS_1_4_0 } from '../../spec/nvme/registers.js';
 import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../spec/nvme/status.js';
 import type { SimNamespace, SimNvmeConfig, SimNvmeStats } from './config.js';
 import type { FaultSwitches } from './faults.js';
+import type { NvmeFaultPlan } from './fault-plan.js';
 import { PrpResult, type PrpWalker } from './prp.js';
 import { opcodeOf, type AdminExecutor, type QueueEngine } from './queues.js';
 
@@ -60,6 +61,8 @@ export interface AdminCommandSetOptions {
   queues: QueueEngine;
   faults: FaultSwitches;
   stats: SimNvmeStats;
+  /** A device fault plan (sim/faults): nvme.identify garbles the Identify data. */
+  plan?: NvmeFaultPlan | undefined;
 }
 
 export class AdminCommandSet implements AdminExecutor {
@@ -156,6 +159,7 @@ export class AdminCommandSet implements AdminExecutor {
     } else {
       return INVALID_FIELD;
     }
+    if (this.o.plan !== undefined && cns !== Cns.ACTIVE_NAMESPACE_LIST) this.o.plan.identify(cns === Cns.CONTROLLER, b);
     const r = this.prp.walk(prp1, prp2, IDENTIFY_SIZE);
     if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
     if (r === PrpResult.BAD_LIST) {

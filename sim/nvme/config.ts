@@ -2,6 +2,7 @@
  * What a simulated NVMe controller is built from: its options, their defaults and checks, its
  * namespaces, and the counters tests and benchmarks read.
  */
+import type { FaultPlan } from '../faults/plan.js';
 import type { WorkMode } from '../sched.js';
 import { SimError } from '../errors.js';
 import type { BlockStore } from './store.js';
@@ -37,9 +38,11 @@ export interface SimNvmeOptions {
   workMode?: WorkMode;
   /** Move data between the store and host memory (default true). False: a null data path, for the driver's own cost. */
   copyData?: boolean;
+  /** A device fault plan (sim/faults, an nvme.* class): the controller misbehaves as it says. None by default. */
+  faultPlan?: FaultPlan;
 }
 
-export type SimNvmeConfig = Required<Omit<SimNvmeOptions, 'namespaces'>>;
+export type SimNvmeConfig = Required<Omit<SimNvmeOptions, 'namespaces' | 'faultPlan'>>;
 
 export interface SimNamespace {
   readonly nsid: number;

@@ -11,7 +11,9 @@
  *   Data Transfer Error (SCT 0, SC 04h), unlike QEMU 7.2 which reports success, and the IOMMU
  *   logs the fault;
  * - faults.ts and `fatal()` / `injectCompletion()` here: the fault switches for tests, beside the
- *   function's own `hang()`.
+ *   function's own `hang()`;
+ * - fault-plan.ts: a device fault plan (sim/faults, `options.faultPlan`): the controller
+ *   misbehaves on purpose, deterministically from the plan's seed.
  */
 import type { BarDecl, DeviceModel, MsixDecl, PciIds } from '../model.js';
 import type { PciFunction } from '../pci.js';
@@ -21,6 +23,7 @@ import { LITTLE_ENDIAN_HOST } from '../../spec/nvme/queue.js';
 import { AdminCommandSet } from './admin.js';
 import { buildNamespaces, newStats, resolveConfig, type SimNamespace, type SimNvmeConfig, type SimNvmeOptions } from './config.js';
 import { FaultSwitches } from './faults.js';
+import { NvmeFaultPlan } from './fault-plan.js';
 import { NvmEngine } from './nvm.js';
 import { PAGE, PrpWalker } from './prp.js';
 import { QueueEngine } from './queues.js';
@@ -45,6 +48,8 @@ export class SimNvme implements DeviceModel {
   private readonly queues: QueueEngine;
   private readonly admin: AdminCommandSet;
   private readonly faults = new FaultSwitches();
+  /** The device fault plan the controller was built with, if any (its injector counts events and firings). */
+  readonly faultPlan: NvmeFaultPlan | undefined;
   private workItem: DeviceWork | undefined;
 
   constructor(options: SimNvmeOptions = {}) {
@@ -56,7 +61,9 @@ export class SimNvme implements DeviceModel {
     const o = (this.config = resolveConfig(options));
     this.namespaces = buildNamespaces(options.namespaces ?? [{ blocks: 2048 }]);
     this.maxTransfer = o.mdts === 0 ? 2 * 1024 * 1024 : PAGE * 2 ** o.mdts;
+    const plan = (this.faultPlan = options.faultPlan === undefined ? undefined : new NvmeFaultPlan(options.faultPlan));
     this.queues = new QueueEngine(o.maxIoQueues, this.stats, this.faults, (reason) => this.fatal(reason));
+    this.queues.plan = plan;
     this.admin = new AdminCommandSet({
       config: o,
       vendor: this.ids.vendor,
@@ -64,6 +71,7 @@ export class SimNvme implements DeviceModel {
       queues: this.queues,
       faults: this.faults,
       stats: this.stats,
+      plan,
     });
     this.regs = new NvmeRegisterFile(o, {
       enable: (asq, asqs, acq, acqs) => this.queues.createAdminQueues(asq, asqs, acq, acqs),
@@ -74,10 +82,22 @@ export class SimNvme implements DeviceModel {
       },
       doorbell: (qid, cq, value) => this.queues.doorbell(qid, cq, value),
       running: (on) => {
-        this.queues.running = on;
+        this.queues.running = on && plan?.removed !== true;
       },
+      ...(plan === undefined ? {} : { refuseEnable: () => plan.refuseEnable(), refuseDisable: () => plan.refuseDisable() }),
     });
-    this.bars = [{ index: 0, size: this.regs.size, handler: this.regs.table }];
+    // Surprise removal (nvme.removal): once removed, reads are all ones and writes go nowhere.
+    const table = this.regs.table;
+    const handler =
+      plan === undefined
+        ? table
+        : {
+            read32: (off: number) => (plan.removed ? 0xffffffff : table.read32(off)),
+            write32: (off: number, v: number) => {
+              if (!plan.removed) table.write32(off, v);
+            },
+          };
+    this.bars = [{ index: 0, size: this.regs.size, handler }];
     this.msix = { vectors: o.msixVectors, bar: 0, tableOffset: this.regs.msixTableOffset, pbaOffset: this.regs.msixPbaOffset };
   }
 

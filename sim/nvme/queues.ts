@@ -14,6 +14,7 @@ import { CQE, CQE_DW2, CQE_DW3, dword, SQE, SQE_CDW0 } from '../../spec/nvme/que
 import { GenericSc, Sct, statusOf } from '../../spec/nvme/status.js';
 import type { SimNvmeStats } from './config.js';
 import type { FaultSwitches } from './faults.js';
+import { CORRUPTION, IoFault, type NvmeFaultPlan } from './fault-plan.js';
 import type { NvmEngine } from './nvm.js';
 
 export interface Sq {
@@ -71,6 +72,11 @@ const DW1 = dword(CQE.DW1);
 const DW2 = dword(CQE.DW2);
 const DW3 = dword(CQE.DW3);
 const SQID_LO = CQE_DW2.SQID.lo;
+const SQHD_MASK = CQE_DW2.SQHD.mask;
+const P_MASK = CQE_DW3.P.mask;
+const PRP1 = dword(SQE.PRP1);
+/** Data Transfer Error (SCT 0, SC 04h): what a corrupted read reports when the plan says the device admits it. */
+const TRANSFER = statusOf(Sct.GENERIC, GenericSc.DATA_TRANSFER_ERROR);
 const P_LO = CQE_DW3.P.lo;
 const STATUS_LO = CQE_DW3.STATUS.lo;
 /** Fused operations and SGLs (PSDT != 0) are not supported. */
@@ -82,6 +88,8 @@ export class QueueEngine {
   readonly cqs: (Cq | undefined)[];
   /** Whether the controller processes commands (the register file says). */
   running = false;
+  /** A device fault plan (sim/faults): consulted per I/O command, batch and interrupt only when set. */
+  plan: NvmeFaultPlan | undefined;
   private readonly stats: SimNvmeStats;
   private readonly faults: FaultSwitches;
   private readonly onFatal: (reason: string) => void;
@@ -256,6 +264,7 @@ export class QueueEngine {
       if (cq === undefined || cq.posted === 0) continue;
       cq.posted = 0;
       if (cq.ien && this.fn.msix?.enabled) {
+        if (this.plan !== undefined && !this.faultyInterrupt()) continue;
         this.stats.interrupts++;
         this.fn.interrupt(cq.iv);
       }
@@ -275,8 +284,51 @@ export class QueueEngine {
       return;
     }
     if (this.faults.hold(sq.id, cid)) return;
+    if (this.plan !== undefined && this.plan.io !== IoFault.NONE) {
+      const fault = this.plan.ioCommand(cdw0 & OPC_MASK);
+      if (fault !== IoFault.NONE) return this.faultyCommand(sq, cid, fault);
+    }
     this.complete(sq, cid, this.nvm.execute(d), 0);
     this.spent += this.nvm.cost;
+  }
+
+  /** An I/O command the fault plan fired on (sim/nvme/fault-plan.ts): what the device does instead. */
+  private faultyCommand(sq: Sq, cid: number, fault: number): void {
+    const plan = this.plan!;
+    const d = this.sqe;
+    const opc = d[CDW0]! & OPC_MASK;
+    if (fault === IoFault.STATUS) return this.complete(sq, cid, plan.status(opc), 0);
+    if (fault === IoFault.FATAL) return this.onFatal(`fault plan nvme.fatal fired on SQ ${sq.id} CID ${cid}`);
+    if (fault === IoFault.REMOVAL) {
+      plan.removed = true;
+      this.running = false;
+      return;
+    }
+    let status = this.nvm.execute(d);
+    this.spent += this.nvm.cost;
+    if (fault === IoFault.DROP) return;
+    if (fault === IoFault.CORRUPT_READ && status === 0) {
+      this.fn.dma.writeU64(d[PRP1]! + d[PRP1 + 1]! * 0x1_0000_0000, CORRUPTION, CORRUPTION);
+      if (plan.corruptionReported) status = TRANSFER;
+    }
+    const posted = this.staged;
+    this.complete(sq, fault === IoFault.WRONG_CID ? (cid ^ (1 + plan.injector.rng.below(0xfffe))) & 0xffff : cid, status, 0);
+    if (fault === IoFault.DUPLICATE) this.complete(sq, cid, status, 0);
+    if (this.staged === posted || this.stageCq !== sq.cq) return;
+    const i = (posted * CQE_DWORDS) | 0;
+    if (fault === IoFault.WRONG_PHASE) this.stage32[i + DW3] = (this.stage32[i + DW3]! ^ P_MASK) >>> 0;
+    if (fault === IoFault.SQ_HEAD) {
+      this.stage32[i + DW2] = ((this.stage32[i + DW2]! & ~SQHD_MASK) | plan.sqHead(sq.head, sq.tail, sq.size)) >>> 0;
+    }
+  }
+
+  /** The fault plan's say on an interrupt due: false to lose it; a storm sends extra messages on every vector first. */
+  private faultyInterrupt(): boolean {
+    const f = this.plan!.interrupt();
+    if (f < 0) return false;
+    const vectors = this.fn.msix?.vectors ?? 0;
+    for (let n = 0; n < f; n++) for (let v = 0; v < vectors; v++) this.fn.interrupt(v);
+    return true;
   }
 
   /** Write the batch's staged completions (§4.6) to their CQ: one DMA write, two at a wrap. */
@@ -286,6 +338,7 @@ export class QueueEngine {
     this.stageCq = undefined;
     this.staged = 0;
     if (cq === undefined || n === 0) return true;
+    if (this.plan !== undefined && this.plan.reorder(n)) this.swapFirstTwo();
     const first = Math.min(n, cq.size - this.stageStart);
     const dma = this.fn.dma;
     const ok =
@@ -296,6 +349,20 @@ export class QueueEngine {
       return false;
     }
     return true;
+  }
+
+  /** nvme.reorder-completions: the batch's first two entries swap places, each keeping its position's phase tag. */
+  private swapFirstTwo(): void {
+    const st = this.stage32;
+    for (let k = 0; k < CQE_DWORDS; k++) {
+      const a = st[k]!;
+      st[k] = st[CQE_DWORDS + k]!;
+      st[CQE_DWORDS + k] = a;
+    }
+    const p0 = st[CQE_DWORDS + DW3]! & P_MASK;
+    const p1 = st[DW3]! & P_MASK;
+    st[DW3] = ((st[DW3]! & ~P_MASK) | p0) >>> 0;
+    st[CQE_DWORDS + DW3] = ((st[CQE_DWORDS + DW3]! & ~P_MASK) | p1) >>> 0;
   }
 }
 

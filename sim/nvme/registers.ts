@@ -23,6 +23,9 @@ export interface RegisterHooks {
   doorbell(qid: number, cq: boolean, value: number): void;
   /** Whether the controller processes commands now (CSTS.RDY set, CFS clear, no shutdown) changed. */
   running(on: boolean): void;
+  /** A device fault plan's say on CC.EN 0 -> 1 (true: never become ready) and 1 -> 0 (true: ignore the reset). */
+  refuseEnable?: () => boolean;
+  refuseDisable?: () => boolean;
 }
 
 const TWO32 = 0x1_0000_0000;
@@ -118,9 +121,19 @@ export class NvmeRegisterFile {
         this.lastError = why;
         return;
       }
+      if (this.hooks.refuseEnable?.() === true) {
+        this.lastError = 'fault plan nvme.never-ready: CSTS.RDY is never set';
+        return;
+      }
       this.hooks.enable(this.asq, getField(this.aqa, REG.AQA.ASQS) + 1, this.acq, getField(this.aqa, REG.AQA.ACQS) + 1);
       this.csts = setField(setField(this.csts, REG.CSTS.SHST, SHST.NORMAL), REG.CSTS.RDY, 1);
     } else if (wasEn && !en) {
+      if (this.hooks.refuseDisable?.() === true) {
+        // The write is lost: CC.EN still reads 1, CSTS.RDY stays set and every queue stays.
+        this.cc = setField(this.cc, REG.CC.EN, 1);
+        this.lastError = 'fault plan nvme.reset-fails: CC.EN 1 -> 0 ignored';
+        return;
+      }
       this.controllerReset();
     }
     if (en && getField(v, REG.CC.SHN) !== SHN.NONE) {

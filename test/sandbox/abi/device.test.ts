@@ -115,6 +115,10 @@ test('START round-trips and refuses what is missing or out of range', () => {
   assert.throws(() => decodeStart(payload({ ...s, pollMs: -1 })), bad);
   assert.throws(() => decodeStart(payload({ ...s, model: { ...s.model, kind: 'ahci' } })), bad);
   assert.throws(() => decodeStart(new TextEncoder().encode('{')), bad);
+  // The fault plan seam: a string of bounded length when present (the device process parses it).
+  assert.is(decodeStart(payload({ ...s, faultPlan: 'nvme.wrong-phase@7' })).faultPlan, 'nvme.wrong-phase@7');
+  assert.throws(() => decodeStart(payload({ ...s, faultPlan: 7 })), bad);
+  assert.throws(() => decodeStart(payload({ ...s, faultPlan: 'x'.repeat(513) })), bad);
 });
 
 test.run();

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { defaultSys } from 'linux-sys';
 import { createShared, type Shared } from '../../../sandbox/abi/shm.js';
 import { deviceShape, QUARANTINE_ALL, type DeviceStart } from '../../../sandbox/abi/device.js';
-import { DeviceHost } from '../../../sandbox/device/device.js';
+import { DeviceHost, devicePlan } from '../../../sandbox/device/device.js';
 import { PCI } from '../../../spec/pci/config.js';
 
 const sys = defaultSys();
@@ -151,6 +151,36 @@ test('a memfd that START says is larger than it is cannot be mapped past the lim
     );
   } finally {
     mb.close();
+  }
+});
+
+test("START's fault plan reaches the model; one that does not parse or is for the other model refuses the start", () => {
+  const mb = createShared(sys, 'dev-test-mb5', 8192),
+    store = createShared(sys, 'dev-test-store5', 512 * 64);
+  try {
+    const nvme: DeviceStart['model'] = { kind: 'nvme', serial: 's', blocks: 64, blockSize: 512, mqes: 64, maxQueues: 1, storeFdSlot: store.fd };
+    const nic: DeviceStart['model'] = { kind: 'e1000e', mac: '52:54:00:12:34:56', peer: 'none' };
+    assert.is(new DeviceHost(sys, start(nvme, [], mb)).nvme!.faultPlan, undefined, 'no plan: the device behaves');
+    const host = new DeviceHost(sys, { ...start(nvme, [], mb), faultPlan: 'nvme.status:type=media,on=read@9' });
+    assert.is(host.nvme!.faultPlan!.injector.plan.cls.name, 'nvme.status');
+    assert.is(host.nvme!.faultPlan!.injector.plan.seed, 9);
+    assert.is(new DeviceHost(sys, { ...start(nic, [], mb), faultPlan: 'e1000e.link-flap' }).nic!.faultPlan!.injector.plan.cls.name, 'e1000e.link-flap');
+    const refused = (e: { code?: string; message?: string }, what: RegExp): boolean => e.code === 'ERR_DEVICE_START' && what.test(e.message ?? '');
+    assert.throws(
+      () => devicePlan({ ...start(nvme, [], mb), faultPlan: 'nvme.nonesuch' }),
+      (e: { code?: string; message?: string }) => refused(e, /does not parse/),
+    );
+    assert.throws(
+      () => devicePlan({ ...start(nvme, [], mb), faultPlan: 'nvme.status:type=cosmic' }),
+      (e: { code?: string; message?: string }) => refused(e, /does not parse/),
+    );
+    assert.throws(
+      () => devicePlan({ ...start(nic, [], mb), faultPlan: 'nvme.status' }),
+      (e: { code?: string; message?: string }) => refused(e, /for the nvme model/),
+    );
+  } finally {
+    mb.close();
+    store.close();
   }
 });
 
