@@ -34,7 +34,7 @@ export interface CampaignSpec {
   /** Milliseconds. */
   readonly budget: number;
   readonly workload: { blocks: number; operations: number; writePercent: number; maxBlocks: number; depth: number };
-  readonly recovery: { hangMs: number; liveness: number };
+  readonly recovery: { hangMs: number; startMs: number; liveness: number };
   /** Classes with weight > 0, in registry order. */
   readonly faults: Readonly<Record<string, FaultParams>>;
 }

@@ -122,7 +122,7 @@ export async function runTrial(spec: CampaignSpec, policy: Policy, driver: Block
     me.kill = kill;
     const areas = { entries: w.depth, slotBytes, read: read.iova, write: write.iova };
     const ctx = { platform: me.inc.platform, options: { queues: policy.driver.queues, depth: policy.driver.depth, interrupts: 'polling' as const }, service: { areas }, log: (_l: string, t: string) => log(`driver: ${t}`) };
-    const bound = timeout(spec.recovery.liveness);
+    const bound = timeout(spec.recovery.startMs);
     const started = driver.start(ctx).then(
       (d) => d,
       (e: unknown) => {
