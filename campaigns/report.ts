@@ -23,14 +23,20 @@ function outcomeBars(s: Summary): string {
       let x = 140;
       const segs = OUTCOMES.map((o) => {
         const w = (counts[o] / total) * (width - 150);
-        const r = w > 0 ? `<rect x="${x.toFixed(1)}" y="${i * (h + 6)}" width="${w.toFixed(1)}" height="${h}" fill="${COLOURS[o]}"><title>${o}: ${counts[o]}</title></rect>` : '';
+        const r =
+          w > 0
+            ? `<rect x="${x.toFixed(1)}" y="${i * (h + 6)}" width="${w.toFixed(1)}" height="${h}" fill="${COLOURS[o]}"><title>${o}: ${counts[o]}</title></rect>`
+            : '';
         x += w;
         return r;
       }).join('');
       return `<text x="0" y="${i * (h + 6) + 15}" font-size="12">${esc(name)} (${total})</text>${segs}`;
     })
     .join('');
-  const legend = OUTCOMES.map((o, i) => `<rect x="${i * 130}" y="${rows.length * (h + 6) + 6}" width="10" height="10" fill="${COLOURS[o]}"/><text x="${i * 130 + 14}" y="${rows.length * (h + 6) + 15}" font-size="11">${o}</text>`).join('');
+  const legend = OUTCOMES.map(
+    (o, i) =>
+      `<rect x="${i * 130}" y="${rows.length * (h + 6) + 6}" width="10" height="10" fill="${COLOURS[o]}"/><text x="${i * 130 + 14}" y="${rows.length * (h + 6) + 15}" font-size="11">${o}</text>`,
+  ).join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${rows.length * (h + 6) + 26}">${bars}${legend}</svg>`;
 }
 
@@ -66,7 +72,10 @@ export function renderReport(summary: Summary, records: readonly TrialRecord[], 
   const rows = records
     .filter((r) => r.outcome === 'violation')
     .slice(0, 200)
-    .map((r) => `<tr><td>${r.index}</td><td>${r.seed}</td><td>${esc(r.fault)}</td><td>${esc(r.firings.map((f) => f.detail).join('; '))}</td><td>${esc(r.violations.join('; '))}</td></tr>`)
+    .map(
+      (r) =>
+        `<tr><td>${r.index}</td><td>${r.seed}</td><td>${esc(r.fault)}</td><td>${esc(r.firings.map((f) => f.detail).join('; '))}</td><td>${esc(r.violations.join('; '))}</td></tr>`,
+    )
     .join('');
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>dmabox campaign ${esc(summary.name)}</title>

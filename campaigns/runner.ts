@@ -62,7 +62,15 @@ function containInjectedCrashes(): void {
 }
 
 /** Run the given trial indices in this process, one after the other, until `deadline`. */
-export async function runIndices(spec: CampaignSpec, indices: readonly number[], seed: number, iommuOff: boolean, deadline: number, each: (r: TrialRecord) => void, options: TrialOptions = {}): Promise<void> {
+export async function runIndices(
+  spec: CampaignSpec,
+  indices: readonly number[],
+  seed: number,
+  iommuOff: boolean,
+  deadline: number,
+  each: (r: TrialRecord) => void,
+  options: TrialOptions = {},
+): Promise<void> {
   containInjectedCrashes();
   const policy = targetPolicy(spec);
   const driver = await loadDriver(policy);
@@ -76,15 +84,25 @@ export async function runIndices(spec: CampaignSpec, indices: readonly number[],
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
-function runWorker(msg: { spec: string; seed: number; iommuOff: boolean; indices: number[]; deadline: number; ackBeforeDurable: boolean }, each: (r: TrialRecord) => void): Promise<void> {
+function runWorker(
+  msg: { spec: string; seed: number; iommuOff: boolean; indices: number[]; deadline: number; ackBeforeDurable: boolean },
+  each: (r: TrialRecord) => void,
+): Promise<void> {
   return new Promise((done, fail) => {
     const child = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: ['--no-warnings'] });
     child.on('message', (m: { record?: TrialRecord; error?: string }) => {
       if (m.record) each(m.record);
-      if (m.error) fail(new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker failed: ${m.error}`, { fix: 'rerun with --jobs 1 to see the error in this process' }));
+      if (m.error)
+        fail(new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker failed: ${m.error}`, { fix: 'rerun with --jobs 1 to see the error in this process' }));
     });
     child.on('exit', (code, signal) =>
-      code === 0 ? done() : fail(new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker exited with ${signal ?? code}`, { fix: 'rerun with --jobs 1 to see the error in this process' })),
+      code === 0
+        ? done()
+        : fail(
+            new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker exited with ${signal ?? code}`, {
+              fix: 'rerun with --jobs 1 to see the error in this process',
+            }),
+          ),
     );
     child.send(msg);
   });
@@ -107,7 +125,9 @@ export async function runCampaign(specFile: string, options: RunOptions = {}): P
       writeFileSync(join(out, 'campaign.json'), `${JSON.stringify(meta, null, 2)}\n`);
       writeFileSync(join(out, 'trials.jsonl'), '');
     } catch (e) {
-      throw new CampaignError('ERR_CAMPAIGN_OUT', `cannot write the campaign's output in ${out}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { fix: 'name a writable directory with --out' });
+      throw new CampaignError('ERR_CAMPAIGN_OUT', `cannot write the campaign's output in ${out}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+        fix: 'name a writable directory with --out',
+      });
     }
   }
   const records: TrialRecord[] = [];
@@ -121,7 +141,9 @@ export async function runCampaign(specFile: string, options: RunOptions = {}): P
   if (jobs === 1) await runIndices(spec, indices, seed, iommuOff, deadline, each, { ackBeforeDurable: options.ackBeforeDurable });
   else {
     const parts = Array.from({ length: jobs }, (_, j) => indices.filter((_, k) => k % jobs === j)).filter((p) => p.length);
-    await Promise.all(parts.map((p) => runWorker({ spec: resolve(specFile), seed, iommuOff, indices: p, deadline, ackBeforeDurable: options.ackBeforeDurable === true }, each)));
+    await Promise.all(
+      parts.map((p) => runWorker({ spec: resolve(specFile), seed, iommuOff, indices: p, deadline, ackBeforeDurable: options.ackBeforeDurable === true }, each)),
+    );
   }
   records.sort((a, b) => a.index - b.index);
   const summary = summarize(spec.name, seed, !iommuOff, records, (performance.now() - t0) / 1000);
@@ -158,7 +180,9 @@ export function readRecords(dir: string): TrialRecord[] {
 export async function replayTrial(dir: string, index: number, log: (line: string) => void): Promise<{ record: TrialRecord; saved: TrialRecord | undefined }> {
   const meta = readMeta(dir);
   if (!Number.isInteger(index) || index < 0 || index >= meta.trials)
-    throw new CampaignError('ERR_CAMPAIGN_REPLAY', `trial ${index}: the campaign in ${dir} has trials 0..${meta.trials - 1}`, { fix: 'name a trial index from trials.jsonl' });
+    throw new CampaignError('ERR_CAMPAIGN_REPLAY', `trial ${index}: the campaign in ${dir} has trials 0..${meta.trials - 1}`, {
+      fix: 'name a trial index from trials.jsonl',
+    });
   const spec = loadCampaign(meta.spec);
   const saved = readRecords(dir).find((r) => r.index === index);
   let record: TrialRecord | undefined;
@@ -173,9 +197,13 @@ export function mergeDirs(dirs: readonly string[]): Summary {
   if (!first) throw new CampaignError('ERR_CAMPAIGN_ARG', 'merge: name at least one campaign directory', { fix: 'dmabox campaign merge DIR...' });
   for (const [i, m] of metas.entries())
     if (m.spec !== first.spec || m.seed !== first.seed || m.iommuOff !== first.iommuOff)
-      throw new CampaignError('ERR_CAMPAIGN_ARG', `merge: ${dirs[i]} is another campaign (spec ${m.spec}, seed ${m.seed}, iommu ${m.iommuOff ? 'off' : 'on'}) than ${dirs[0]}`, {
-        fix: 'merge only the shards of one run: same spec, seed and --iommu',
-      });
+      throw new CampaignError(
+        'ERR_CAMPAIGN_ARG',
+        `merge: ${dirs[i]} is another campaign (spec ${m.spec}, seed ${m.seed}, iommu ${m.iommuOff ? 'off' : 'on'}) than ${dirs[0]}`,
+        {
+          fix: 'merge only the shards of one run: same spec, seed and --iommu',
+        },
+      );
   const byIndex = new Map<number, TrialRecord>();
   for (const d of dirs) for (const r of readRecords(d)) byIndex.set(r.index, r);
   const records = [...byIndex.values()].sort((a, b) => a.index - b.index);

@@ -93,9 +93,21 @@ export const campaignSchema: ObjectSchema = {
       schema: {
         t: 'object',
         fields: {
-          hangMs: { schema: { t: 'duration', min: 5, max: 60_000 }, default: '100ms', doc: 'No completion for this long with requests pending: the driver hangs, it is killed and restarted.' },
-          startMs: { schema: { t: 'duration', min: 5, max: 600_000 }, default: '500ms', doc: 'A driver that has not started serving this long after its launch is killed and restarted (the READY deadline).' },
-          liveness: { schema: { t: 'duration', min: 10, max: 600_000 }, default: '2s', doc: 'After a fault, the device must serve again within this bound (oracle 3).' },
+          hangMs: {
+            schema: { t: 'duration', min: 5, max: 60_000 },
+            default: '100ms',
+            doc: 'No completion for this long with requests pending: the driver hangs, it is killed and restarted.',
+          },
+          startMs: {
+            schema: { t: 'duration', min: 5, max: 600_000 },
+            default: '500ms',
+            doc: 'A driver that has not started serving this long after its launch is killed and restarted (the READY deadline).',
+          },
+          liveness: {
+            schema: { t: 'duration', min: 10, max: 600_000 },
+            default: '2s',
+            doc: 'After a fault, the device must serve again within this bound (oracle 3).',
+          },
         },
       },
       default: {},

@@ -40,9 +40,13 @@ export interface CampaignSpec {
 }
 
 function problemsError(problems: PolicyProblem[]): CampaignError {
-  return new CampaignError('ERR_CAMPAIGN_SPEC', `${problems.length} problem${problems.length === 1 ? '' : 's'} in campaign:\n${problems.map(formatProblem).join('\n')}`, {
-    fix: 'correct the fields named above (campaigns/README.md lists every field)',
-  });
+  return new CampaignError(
+    'ERR_CAMPAIGN_SPEC',
+    `${problems.length} problem${problems.length === 1 ? '' : 's'} in campaign:\n${problems.map(formatProblem).join('\n')}`,
+    {
+      fix: 'correct the fields named above (campaigns/README.md lists every field)',
+    },
+  );
 }
 
 /** Parse one campaign spec; throws CampaignError (ERR_CAMPAIGN_SPEC) listing every problem. */
@@ -75,7 +79,12 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
     };
   }
   if (Object.keys(faults).length === 0)
-    problems.push({ file, line: ctx.lines.get('faults') ?? 1, path: 'faults', message: `expected at least one class with weight > 0 (${DRIVER_FAULT_CLASSES.map((c) => c.name).join(', ')})` });
+    problems.push({
+      file,
+      line: ctx.lines.get('faults') ?? 1,
+      path: 'faults',
+      message: `expected at least one class with weight > 0 (${DRIVER_FAULT_CLASSES.map((c) => c.name).join(', ')})`,
+    });
   if (problems.length) throw problemsError(problems);
   return {
     version: 1,
@@ -112,7 +121,8 @@ export function targetPolicy(spec: CampaignSpec): Policy {
   try {
     policies = loadPolicyFiles([spec.policy]).policies;
   } catch (e) {
-    if (e instanceof PolicyError) throw new CampaignError('ERR_CAMPAIGN_TARGET', `campaign ${spec.name}: its target policy is invalid:\n${e.message}`, { cause: e });
+    if (e instanceof PolicyError)
+      throw new CampaignError('ERR_CAMPAIGN_TARGET', `campaign ${spec.name}: its target policy is invalid:\n${e.message}`, { cause: e });
     throw e;
   }
   const lp = spec.policyName === undefined ? policies[0] : policies.find((p) => p.policy.name === spec.policyName);
@@ -122,8 +132,12 @@ export function targetPolicy(spec: CampaignSpec): Policy {
     });
   const d = lp.policy.device;
   if (!('sim' in d) || d.sim !== 'nvme')
-    throw new CampaignError('ERR_CAMPAIGN_TARGET', `campaign ${spec.name}: policy ${lp.policy.name} drives ${JSON.stringify(d)}; campaigns run on a simulated NVMe device (sim: nvme) only`, {
-      fix: 'target a policy with `device: { sim: nvme }` (the NIC and lab targets are not built yet: campaigns/README.md)',
-    });
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `campaign ${spec.name}: policy ${lp.policy.name} drives ${JSON.stringify(d)}; campaigns run on a simulated NVMe device (sim: nvme) only`,
+      {
+        fix: 'target a policy with `device: { sim: nvme }` (the NIC and lab targets are not built yet: campaigns/README.md)',
+      },
+    );
   return lp.policy;
 }

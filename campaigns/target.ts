@@ -21,8 +21,12 @@ export async function loadDriver(policy: Policy): Promise<BlockDriverModule> {
     });
   }
   if (mod.contract !== DRIVER_CONTRACT || mod.kind !== 'block' || typeof mod.start !== 'function')
-    throw new CampaignError('ERR_CAMPAIGN_TARGET', `driver ${ref.label}: not a block driver module of contract ${DRIVER_CONTRACT} (contract ${String(mod.contract)}, kind ${String(mod.kind)})`, {
-      fix: 'export contract = 1, kind = "block" and start(ctx) (drivers/README.md)',
-    });
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `driver ${ref.label}: not a block driver module of contract ${DRIVER_CONTRACT} (contract ${String(mod.contract)}, kind ${String(mod.kind)})`,
+      {
+        fix: 'export contract = 1, kind = "block" and start(ctx) (drivers/README.md)',
+      },
+    );
   return mod as BlockDriverModule;
 }

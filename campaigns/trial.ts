@@ -80,7 +80,14 @@ function timeout(ms: number): { promise: Promise<'timeout'>; cancel(): void } {
   return { promise, cancel: () => clearTimeout(t) };
 }
 
-export async function runTrial(spec: CampaignSpec, policy: Policy, driver: BlockDriverModule, rig: Rig, plan: TrialPlan, options: TrialOptions = {}): Promise<TrialRecord> {
+export async function runTrial(
+  spec: CampaignSpec,
+  policy: Policy,
+  driver: BlockDriverModule,
+  rig: Rig,
+  plan: TrialPlan,
+  options: TrialOptions = {},
+): Promise<TrialRecord> {
   const t0 = performance.now();
   const log = options.log ?? (() => undefined);
   const fds0 = fdCount();
@@ -88,12 +95,28 @@ export async function runTrial(spec: CampaignSpec, policy: Policy, driver: Block
   const w = spec.workload;
   const bs = dev.blockSize;
   const address = rig.nextAddress();
-  const model = new SimNvme({ serial: dev.serial, namespaces: [{ blocks: w.blocks, blockSize: bs }], maxIoQueues: dev.maxQueues, maxQueueEntries: dev.mqes, timeout: 2 });
+  const model = new SimNvme({
+    serial: dev.serial,
+    namespaces: [{ blocks: w.blocks, blockSize: bs }],
+    maxIoQueues: dev.maxQueues,
+    maxQueueEntries: dev.mqes,
+    timeout: 2,
+  });
   rig.machine.attach(model, { address });
   const iommuFaults0 = rig.machine.iommu.faultCount;
   const params = spec.faults[plan.fault]!;
   const injector = new Injector(
-    { fault: plan.fault, seed: plan.injectorSeed, first: plan.first, probability: params.probability, interval: params.interval, times: params.times, variants: params.variants, canary: rig.canary.base, neighbour: rig.neighbourPhys },
+    {
+      fault: plan.fault,
+      seed: plan.injectorSeed,
+      first: plan.first,
+      probability: params.probability,
+      interval: params.interval,
+      times: params.times,
+      variants: params.variants,
+      canary: rig.canary.base,
+      neighbour: rig.neighbourPhys,
+    },
     () => performance.now(),
   );
   const slotBytes = Math.ceil((w.maxBlocks * bs) / PAGE) * PAGE;
@@ -114,14 +137,28 @@ export async function runTrial(spec: CampaignSpec, policy: Policy, driver: Block
     const write = raw.dma.alloc(w.depth * slotBytes, DEVICE_READS, { label: 'block service write area' });
     let kill!: () => void;
     const killed = new Promise<'dead'>((r) => (kill = () => r('dead')));
-    const me: Inc = { inc: undefined as unknown as Incarnation, raw, device: undefined, read, write, killed, kill: () => undefined, startedAt: performance.now() };
+    const me: Inc = {
+      inc: undefined as unknown as Incarnation,
+      raw,
+      device: undefined,
+      read,
+      write,
+      killed,
+      kill: () => undefined,
+      startedAt: performance.now(),
+    };
     me.inc = inj.wrap(raw, (why) => {
       log(`driver exited: ${why}`);
       stop(me);
     });
     me.kill = kill;
     const areas = { entries: w.depth, slotBytes, read: read.iova, write: write.iova };
-    const ctx = { platform: me.inc.platform, options: { queues: policy.driver.queues, depth: policy.driver.depth, interrupts: 'polling' as const }, service: { areas }, log: (_l: string, t: string) => log(`driver: ${t}`) };
+    const ctx = {
+      platform: me.inc.platform,
+      options: { queues: policy.driver.queues, depth: policy.driver.depth, interrupts: 'polling' as const },
+      service: { areas },
+      log: (_l: string, t: string) => log(`driver: ${t}`),
+    };
     const bound = timeout(spec.recovery.startMs);
     const started = driver.start(ctx).then(
       (d) => d,
@@ -290,13 +327,15 @@ export async function runTrial(spec: CampaignSpec, policy: Policy, driver: Block
   }
 
   // Oracle (2) and (3): a fault-free incarnation reads back every acknowledged write.
-  const verifier = new Injector({ fault: 'none', seed: 1, first: 0, probability: 100, interval: 1, times: 0, variants: [], canary: 0, neighbour: 0 }, () => performance.now());
+  const verifier = new Injector({ fault: 'none', seed: 1, first: 0, probability: 100, interval: 1, times: 0, variants: [], canary: 0, neighbour: 0 }, () =>
+    performance.now(),
+  );
   const v = await start(verifier);
   if (!v) violations.push('recovery: a fault-free driver could not start on the reset device');
   else {
     const blocks = [...shadow.keys()].sort((a, b) => a - b);
     let lost = 0;
-    for (let i = 0; i < blocks.length; ) {
+    for (let i = 0; i < blocks.length;) {
       const lba = blocks[i]!;
       let n = 1;
       while (n < w.maxBlocks && blocks[i + n] === lba + n) n++;
@@ -322,7 +361,8 @@ export async function runTrial(spec: CampaignSpec, policy: Policy, driver: Block
   if (foreign.length) violations.push(`${foreign.length} IOMMU fault(s) attributed to ${foreign[0]!.device}, not the trial's ${address}`);
   // Oracle (3): liveness.
   const ttr = injector.firedAt !== undefined && recoveredAt !== undefined ? recoveredAt - injector.firedAt : null;
-  if (ttr !== null && ttr > spec.recovery.liveness && !failed) violations.push(`liveness: served again after ${ttr.toFixed(0)} ms, bound ${spec.recovery.liveness} ms`);
+  if (ttr !== null && ttr > spec.recovery.liveness && !failed)
+    violations.push(`liveness: served again after ${ttr.toFixed(0)} ms, bound ${spec.recovery.liveness} ms`);
   // Oracle (4): no fd left behind.
   const fds = fdCount();
   if (fds > fds0 + FD_SLACK) violations.push(`fds: ${fds0} before the trial, ${fds} after`);

@@ -87,11 +87,15 @@ export async function run(argv: string[]): Promise<number> {
           if (tty) {
             const w = 30;
             const fill = Math.round((done / total) * w);
-            process.stderr.write(`\r[${'#'.repeat(fill)}${'.'.repeat(w - fill)}] ${done}/${total} ${rate.toFixed(1)}/s ETA ${eta.toFixed(0)}s ${r.outcome === 'violation' ? `VIOLATION in trial ${r.index}` : ''}   `);
+            process.stderr.write(
+              `\r[${'#'.repeat(fill)}${'.'.repeat(w - fill)}] ${done}/${total} ${rate.toFixed(1)}/s ETA ${eta.toFixed(0)}s ${r.outcome === 'violation' ? `VIOLATION in trial ${r.index}` : ''}   `,
+            );
             if (done === total) process.stderr.write('\n');
           } else if (now - lastLine > 5000 || done === total || r.outcome === 'violation') {
             lastLine = now;
-            process.stderr.write(`campaign: ${done}/${total} trials, ${rate.toFixed(1)}/s${r.outcome === 'violation' ? `, violation in trial ${r.index}: ${r.violations.join('; ')}` : ''}\n`);
+            process.stderr.write(
+              `campaign: ${done}/${total} trials, ${rate.toFixed(1)}/s${r.outcome === 'violation' ? `, violation in trial ${r.index}: ${r.violations.join('; ')}` : ''}\n`,
+            );
           }
         },
       });
@@ -106,7 +110,11 @@ export async function run(argv: string[]): Promise<number> {
       out(`${JSON.stringify(record, null, 2)}\n`);
       if (saved) {
         const same = saved.outcome === record.outcome && saved.fault === record.fault && JSON.stringify(saved.firings) === JSON.stringify(record.firings);
-        out(same ? `replayed: same fault, firings and outcome (${record.outcome}) as the saved trial\n` : `replayed: DIFFERS from the saved trial (saved: ${saved.outcome}, ${JSON.stringify(saved.firings)})\n`);
+        out(
+          same
+            ? `replayed: same fault, firings and outcome (${record.outcome}) as the saved trial\n`
+            : `replayed: DIFFERS from the saved trial (saved: ${saved.outcome}, ${JSON.stringify(saved.firings)})\n`,
+        );
         return same ? 0 : 1;
       }
       return 0;

@@ -162,7 +162,7 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
   },
   {
     name: 'the campaign injector is driver code',
-    why: 'campaigns/inject/ wraps the driver\'s Platform and is written to run where the driver runs (a container): it may see only what a driver sees, plus the seeded generator',
+    why: "campaigns/inject/ wraps the driver's Platform and is written to run where the driver runs (a container): it may see only what a driver sees, plus the seeded generator",
     from: ['campaigns/inject/'],
     allow: [...DRIVER_SUPPORT, 'spec/', 'common/errors.ts', 'common/prng.ts'],
     external: { builtins: false, packages: false },

@@ -68,7 +68,8 @@ export class Injector {
     const eligible =
       ((f === 'crash' || f === 'hang') && kind === 'doorbell') ||
       ((f === 'wild-dma' || f === 'corrupt-work') && kind === 'read-submission') ||
-      (f === 'error-return' && ((kind === 'alloc' && this.plan.variants.includes('dma-alloc')) || (kind === 'register-read' && this.plan.variants.includes('register-read'))));
+      (f === 'error-return' &&
+        ((kind === 'alloc' && this.plan.variants.includes('dma-alloc')) || (kind === 'register-read' && this.plan.variants.includes('register-read'))));
     if (!eligible || !this.fire()) return undefined;
     if (f === 'error-return') return kind === 'alloc' ? 'dma-alloc' : 'register-read';
     return this.variant();
@@ -99,29 +100,30 @@ export class Incarnation {
   ) {
     const dstrd = Number((inner.bar(0).read64(REG.CAP.offset) >> 32n) & 0xfn);
     this.queues = new NvmeQueues(dstrd);
-    const self = this;
     const dma: DmaAllocator = {
       pageSize: inner.dma.pageSize,
-      alloc(size: number, perm: DmaPerm, options) {
-        self.alive();
+      alloc: (size: number, perm: DmaPerm, options) => {
+        this.alive();
         const site = injector.decide('alloc');
         if (site) {
           injector.fired({ point: injector.points - 1, variant: site, detail: `dma.alloc(${size}) failed` });
-          throw new InjectError('ERR_INJECTED_ERROR', `injected: DMA allocation of ${size} bytes failed`, { fix: 'a campaign injected this failure; the driver must handle it' });
+          throw new InjectError('ERR_INJECTED_ERROR', `injected: DMA allocation of ${size} bytes failed`, {
+            fix: 'a campaign injected this failure; the driver must handle it',
+          });
         }
         const w = inner.dma.alloc(size, perm, options);
-        self.queues.windows.push(w);
+        this.queues.windows.push(w);
         return w;
       },
-      free(w: DmaWindow) {
-        self.alive();
+      free: (w: DmaWindow) => {
+        this.alive();
         inner.dma.free(w);
       },
       available: inner.dma.available ? (perm: DmaPerm) => inner.dma.available!(perm) : undefined,
     };
     const clock = {
       now: () => inner.clock.now(),
-      sleep: (ms: number) => (self.state === 'running' ? inner.clock.sleep(ms) : NEVER),
+      sleep: (ms: number) => (this.state === 'running' ? inner.clock.sleep(ms) : NEVER),
       idle: inner.clock.idle ? () => inner.clock.idle!() : undefined,
     };
     this.platform = {
@@ -147,42 +149,43 @@ export class Incarnation {
   }
 
   private alive(): void {
-    if (this.state === 'crashed' || this.state === 'killed') throw new InjectError('ERR_INJECTED_KILLED', 'this driver incarnation is dead: no platform call reaches the device');
+    if (this.state === 'crashed' || this.state === 'killed')
+      throw new InjectError('ERR_INJECTED_KILLED', 'this driver incarnation is dead: no platform call reaches the device');
   }
 
   private bar(index: number): RegisterSpace {
     const regs = this.inner.bar(index);
     if (index !== 0) return regs;
     if (this.bar0) return this.bar0;
-    const self = this;
-    this.bar0 = {
+    const bar0: RegisterSpace = {
       size: regs.size,
-      read32(offset: number): number {
-        self.alive();
-        if (self.state === 'hung') return 0;
-        const site = self.injector.decide('register-read');
+      read32: (offset: number): number => {
+        this.alive();
+        if (this.state === 'hung') return 0;
+        const site = this.injector.decide('register-read');
         if (site) {
-          self.injector.fired({ point: self.injector.points - 1, variant: site, detail: `read32(0x${offset.toString(16)}) answered all-ones` });
+          this.injector.fired({ point: this.injector.points - 1, variant: site, detail: `read32(0x${offset.toString(16)}) answered all-ones` });
           return 0xffffffff;
         }
         return regs.read32(offset);
       },
-      write32(offset: number, value: number): void {
-        self.alive();
-        if (self.state === 'hung') return;
-        self.write(regs, offset, value);
+      write32: (offset: number, value: number): void => {
+        this.alive();
+        if (this.state === 'hung') return;
+        this.write(regs, offset, value);
       },
-      read64(offset: number): bigint {
-        const lo = this.read32(offset);
-        const hi = this.read32(offset + 4);
+      read64: (offset: number): bigint => {
+        const lo = bar0.read32(offset);
+        const hi = bar0.read32(offset + 4);
         return BigInt(lo) | (BigInt(hi) << 32n);
       },
-      write64(offset: number, value: bigint): void {
-        this.write32(offset, Number(value & 0xffffffffn));
-        this.write32(offset + 4, Number(value >> 32n));
+      write64: (offset: number, value: bigint): void => {
+        bar0.write32(offset, Number(value & 0xffffffffn));
+        bar0.write32(offset + 4, Number(value >> 32n));
       },
     };
-    return this.bar0;
+    this.bar0 = bar0;
+    return bar0;
   }
 
   private write(regs: RegisterSpace, offset: number, value: number): void {
