@@ -38,27 +38,25 @@ export interface CampaignMeta {
   shard: { k: number; n: number };
 }
 
-let contained = false;
-
 /**
- * An injected crash is an uncaught exception by design (the NVMe driver rings doorbells from a
- * microtask): in a container it ends the process; here the incarnation is already reported dead
- * (Incarnation's onDeath), so the exception is dropped. Any other uncaught error still ends the run.
+ * A safety net while trials run in this process: an InjectError that escapes the driver's code (a
+ * killed incarnation's background work) is the injected fault, not the runner's; it is dropped.
+ * Anything else ends the run as Node would. The handlers are removed when the trials end.
  */
-function containInjectedCrashes(): void {
-  if (contained) return;
-  contained = true;
-  const injected = (e: unknown) => e instanceof InjectError;
-  process.on('uncaughtException', (e) => {
-    if (injected(e)) return;
+async function containingInjected<T>(body: () => Promise<T>): Promise<T> {
+  const onError = (e: unknown) => {
+    if (e instanceof InjectError) return;
     process.stderr.write(`dmabox campaign: uncaught ${(e as Error).stack ?? String(e)}\n`);
     process.exit(70);
-  });
-  process.on('unhandledRejection', (e) => {
-    if (injected(e)) return;
-    process.stderr.write(`dmabox campaign: unhandled rejection ${(e as Error).stack ?? String(e)}\n`);
-    process.exit(70);
-  });
+  };
+  process.on('uncaughtException', onError);
+  process.on('unhandledRejection', onError);
+  try {
+    return await body();
+  } finally {
+    process.off('uncaughtException', onError);
+    process.off('unhandledRejection', onError);
+  }
 }
 
 /** Run the given trial indices in this process, one after the other, until `deadline`. */
@@ -71,15 +69,16 @@ export async function runIndices(
   each: (r: TrialRecord) => void,
   options: TrialOptions = {},
 ): Promise<void> {
-  containInjectedCrashes();
   const policy = targetPolicy(spec);
   const driver = await loadDriver(policy);
   let rig = new Rig(iommuOff);
-  for (const i of indices) {
-    if (Date.now() > deadline) break;
-    if (!rig.roomy) rig = new Rig(iommuOff);
-    each(await runTrial(spec, policy, driver, rig, trialPlan(spec, seed, i), options));
-  }
+  await containingInjected(async () => {
+    for (const i of indices) {
+      if (Date.now() > deadline) break;
+      if (!rig.roomy) rig = new Rig(iommuOff);
+      each(await runTrial(spec, policy, driver, rig, trialPlan(spec, seed, i), options));
+    }
+  });
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));

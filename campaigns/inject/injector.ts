@@ -22,6 +22,13 @@ import type { Firing, InjectionPlan } from './plan.js';
 export type DriverState = 'running' | 'crashed' | 'hung' | 'killed';
 
 const NEVER = new Promise<void>(() => undefined);
+
+/** The endless loop of a hung driver in its own process: nothing else of it runs again. */
+function spin(): never {
+  for (;;) {
+    /* hung */
+  }
+}
 const PAGE = 4096;
 
 export class Injector {
@@ -32,11 +39,16 @@ export class Injector {
   firedAt: number | undefined;
   private readonly rng: Rng;
 
+  /** In a process of its own (a container): a hang is an endless loop that stops everything, heartbeats too. */
+  readonly ownProcess: boolean;
+
   constructor(
     readonly plan: InjectionPlan,
     private readonly now: () => number,
+    options: { process?: boolean } = {},
   ) {
     this.rng = new Rng(plan.seed);
+    this.ownProcess = options.process === true;
   }
 
   /** A point of the class's kind passed: does it fire? */
@@ -160,8 +172,7 @@ export class Incarnation {
     const bar0: RegisterSpace = {
       size: regs.size,
       read32: (offset: number): number => {
-        this.alive();
-        if (this.state === 'hung') return 0;
+        if (this.state !== 'running') return this.state === 'hung' ? 0 : 0xffffffff;
         const site = this.injector.decide('register-read');
         if (site) {
           this.injector.fired({ point: this.injector.points - 1, variant: site, detail: `read32(0x${offset.toString(16)}) answered all-ones` });
@@ -170,8 +181,7 @@ export class Incarnation {
         return regs.read32(offset);
       },
       write32: (offset: number, value: number): void => {
-        this.alive();
-        if (this.state === 'hung') return;
+        if (this.state !== 'running') return;
         this.write(regs, offset, value);
       },
       read64: (offset: number): bigint => {
@@ -202,10 +212,14 @@ export class Incarnation {
           this.state = 'crashed';
           inj.fired({ point, variant: 'exception', detail: `uncaught exception at the doorbell of SQ ${qid}` });
           this.onDeath('crash: uncaught exception');
-          throw new InjectError('ERR_INJECTED_CRASH', `injected crash at the doorbell of SQ ${qid}`);
+          // In a container the exception ends the process. In the runner's process the incarnation
+          // is reported dead instead, and from now on its platform answers like a vanished device.
+          if (inj.ownProcess) throw new InjectError('ERR_INJECTED_CRASH', `injected crash at the doorbell of SQ ${qid}`);
+          return;
         }
         this.state = 'hung';
         inj.fired({ point, variant: 'loop', detail: `hung before the doorbell of SQ ${qid}` });
+        if (inj.ownProcess) spin();
         return;
       }
       const sqe = this.queues.submitted(qid, value & 0xffff);
