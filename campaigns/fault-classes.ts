@@ -59,7 +59,3 @@ export const DRIVER_FAULT_CLASSES: readonly FaultClassInfo[] = [
     variants: { key: 'sites', values: ERROR_SITES, doc: 'Which contract calls fail.' },
   },
 ];
-
-export function faultClass(name: string): FaultClassInfo | undefined {
-  return DRIVER_FAULT_CLASSES.find((c) => c.name === name);
-}

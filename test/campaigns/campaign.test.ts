@@ -142,4 +142,39 @@ test('the CLI refuses bad arguments with usage', async () => {
   );
 });
 
+/** Run the CLI with its stdout captured. */
+async function captured(argv: string[]): Promise<{ code: number; out: string }> {
+  const write = process.stdout.write.bind(process.stdout);
+  const err = process.stderr.write.bind(process.stderr);
+  let out = '';
+  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    return { code: await cli(argv), out };
+  } finally {
+    process.stdout.write = write;
+    process.stderr.write = err;
+  }
+}
+
+test('the CLI: run --json (last line one object), replay, merge, report', async () => {
+  const file = spec('cli-run', ALL);
+  const a = join(dir, 'cli-a');
+  const b = join(dir, 'cli-b');
+  const r = await captured(['run', file, '--trials', '6', '--jobs', '1', '--shard', '1/2', '--out', a, '--json']);
+  assert.is(r.code, 0);
+  const summary = JSON.parse(r.out.trim().split('\n').pop()!) as Record<string, unknown>;
+  for (const k of ['trials', 'outcomes', 'violations', 'byFault', 'trialsPerSecond', 'seed']) assert.ok(k in summary, k);
+  assert.is(summary.trials, 3);
+  assert.is((await captured(['run', file, '--trials', '6', '--jobs', '1', '--shard', '2/2', '--out', b])).code, 0);
+  const m = await captured(['merge', a, b, '--json']);
+  assert.is((JSON.parse(m.out) as { trials: number }).trials, 6);
+  const rp = await captured(['replay', a, '--trial', '2']);
+  assert.is(rp.code, 0);
+  assert.match(rp.out, /replayed: same fault, firings and outcome/);
+  const rep = await captured(['report', a, '--compare', b]);
+  assert.is(rep.code, 0);
+  assert.match(readFileSync(join(a, 'report.html'), 'utf8'), /Violations with and without the IOMMU/);
+});
+
 test.run();
