@@ -9,7 +9,7 @@ import { OUTCOMES, type TrialRecord } from './trial.js';
 const COLOURS: Record<string, string> = { recovered: '#2e7d32', 'failed-as-policy-says': '#f9a825', 'client-saw-error': '#1565c0', violation: '#c62828' };
 
 function esc(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 /** Stacked horizontal bars: one row per fault class, one segment per outcome. */

@@ -84,8 +84,10 @@ test('20 trials of every class with the IOMMU on: faults fire, the oracle holds'
 
 test('--iommu off: wild DMA at the canary and the neighbour lands, and the oracle says so', async () => {
   const wild = '  wild-dma: { within: 2, targets: [canary, neighbour] }\n';
-  const off = await runCampaign(spec('wild', wild), { iommuOff: true, trials: 10 });
+  const offDir = join(dir, 'wild-off');
+  const off = await runCampaign(spec('wild', wild), { iommuOff: true, trials: 10, out: offDir });
   assert.ok(off.violations >= 5, `${off.violations} violations of 10`);
+  assert.match(renderReport(off, readRecords(offDir)), /neighbour sandbox&#39;s window|canary at/);
   const on = await runCampaign(spec('wild', wild), { trials: 10 });
   assert.is(on.violations, 0);
 });
