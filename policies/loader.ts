@@ -69,7 +69,7 @@ export function parsePolicies(source: string, file: string): LoadResult {
     seen++;
     const docLine = lineOf(doc.contents.range?.[0] ?? 0);
     const local: PolicyProblem[] = [];
-    const root = toPNode(doc.contents as YamlNode, lineOf, (line, message) => local.push({ file, line, path: '', message }));
+    const root = yamlToPNode(doc.contents as YamlNode, lineOf, (line, message) => local.push({ file, line, path: '', message }));
     if (local.length) {
       problems.push(...local);
       continue;
@@ -125,7 +125,8 @@ export function loadPolicyFiles(paths: readonly string[]): LoadResult {
   return result;
 }
 
-function toPNode(node: YamlNode, lineOf: (offset: number) => number, bad: (line: number, message: string) => void): PNode {
+/** A YAML node as a positional tree (campaigns/spec.ts reads its files the same way). */
+export function yamlToPNode(node: YamlNode, lineOf: (offset: number) => number, bad: (line: number, message: string) => void): PNode {
   const line = lineOf(node.range?.[0] ?? 0);
   if (isAlias(node)) {
     bad(line, 'anchors and aliases are not supported in policies: write the value out');
@@ -141,11 +142,11 @@ function toPNode(node: YamlNode, lineOf: (offset: number) => number, bad: (line:
         continue;
       }
       const v = pair.value as YamlNode | null;
-      entries.set(key.value, { keyLine, value: v ? toPNode(v, lineOf, bad) : { kind: 'scalar', line: keyLine, value: null } });
+      entries.set(key.value, { keyLine, value: v ? yamlToPNode(v, lineOf, bad) : { kind: 'scalar', line: keyLine, value: null } });
     }
     return { kind: 'map', line, entries };
   }
-  if (isSeq(node)) return { kind: 'seq', line, items: node.items.map((n) => toPNode(n as YamlNode, lineOf, bad)) };
+  if (isSeq(node)) return { kind: 'seq', line, items: node.items.map((n) => yamlToPNode(n as YamlNode, lineOf, bad)) };
   if (isScalar(node)) {
     const v = node.value;
     const value = v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : String(v);

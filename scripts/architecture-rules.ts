@@ -175,6 +175,21 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
     ],
   },
   {
+    name: 'the campaign injector is driver code',
+    why: "campaigns/inject/ wraps the driver's Platform and is written to run where the driver runs (a container): it may see only what a driver sees, plus the seeded generator",
+    from: ['campaigns/inject/'],
+    allow: [...DRIVER_SUPPORT, 'spec/', 'common/errors.ts', 'common/prng.ts'],
+    external: { builtins: false, packages: false },
+  },
+  {
+    name: 'campaigns are trusted tooling on the simulator',
+    why: 'the campaign runner loads the target driver into its own process on the simulator (like linkback/in-process) and is never part of `dmabox up`; it must not reach the container, the device process or VFIO',
+    from: ['campaigns/'],
+    notFrom: ['campaigns/inject/'],
+    deny: ['sandbox/container/', 'sandbox/device/', 'sandbox/spawner/', 'vfio/', 'drivers/', 'examples/', 'linkback/', 'cli/'],
+    unlessTo: ['drivers/contract/'],
+  },
+  {
     name: 'no layer imports tests or benchmarks',
     why: 'test/ and bench/ stand above everything; code they hold (fakes, fixtures, harnesses) must not become part of what ships',
     from: ['**'],

@@ -39,6 +39,18 @@ export interface DriverRef {
   label: string;
 }
 
+/** The injector's container entry, relative to the build's root (campaigns/README.md). */
+export const CAMPAIGN_INJECTOR = 'campaigns/inject/container.js';
+
+/**
+ * A fault-injection campaign's plan for one sandbox (campaigns/inject/plan.ts, as data): given to a
+ * Supervisor by the campaign runner only; the manager of `dmabox up` never passes one (manager.ts
+ * strips it), and no policy field can ask for it.
+ */
+export interface CampaignInjection {
+  readonly plan: Readonly<Record<string, number | string | readonly string[]>>;
+}
+
 /** The root of the build this module runs from (dist/ when built; the sources' dist/ under tsx). */
 function buildRoot(): string {
   const here = fileURLToPath(import.meta.url);
@@ -73,15 +85,39 @@ function isRelative(s: string): boolean {
  * paths relative to their common folder. Throws SandboxError (ERR_SANDBOX_DRIVER) naming the file
  * when one cannot be read or lexed.
  */
-export async function bundleDriver(ref: DriverRef): Promise<Uint8Array> {
+export async function bundleDriver(ref: DriverRef, campaign?: CampaignInjection): Promise<Uint8Array> {
   await init();
+  // A campaign's image: a generated entry module that starts the driver through the fault
+  // injector (campaigns/inject/container.js). Only a supervisor given `campaign` asks for it.
+  const virtual = new Map<string, string>();
+  let entry = ref.entry;
+  if (campaign) {
+    entry = join(buildRoot(), 'campaign-entry.js');
+    const rel = (to: string) => {
+      const r = relative(dirname(entry), to).split(sep).join('/');
+      return r.startsWith('.') ? r : `./${r}`;
+    };
+    virtual.set(
+      entry,
+      [
+        `import * as driver from '${rel(ref.entry)}';`,
+        `import { startInjected } from '${rel(join(buildRoot(), CAMPAIGN_INJECTOR))}';`,
+        'export const contract = driver.contract;',
+        'export const name = driver.name;',
+        'export const kind = driver.kind;',
+        `const plan = ${JSON.stringify(campaign.plan)};`,
+        'export function start(ctx) { return startInjected(driver, ctx, plan); }',
+        '',
+      ].join('\n'),
+    );
+  }
   if (!ref.entry.endsWith('.js') && !ref.entry.endsWith('.mjs')) {
     throw new SandboxError('ERR_SANDBOX_DRIVER', `driver module ${ref.entry}: not JavaScript`, {
       fix: 'build the driver (npm run build) and name the .js file',
     });
   }
   const sources = new Map<string, string>();
-  const queue = [ref.entry];
+  const queue = [entry];
   let bytes = 0;
   while (queue.length > 0) {
     const file = queue.shift()!;
@@ -89,7 +125,8 @@ export async function bundleDriver(ref: DriverRef): Promise<Uint8Array> {
     let source: string | undefined;
     let why = 'not a regular file';
     try {
-      if (statSync(file).isFile()) source = readFileSync(file, 'utf8');
+      source = virtual.get(file);
+      if (source === undefined && statSync(file).isFile()) source = readFileSync(file, 'utf8');
     } catch (e) {
       why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     }

@@ -37,7 +37,8 @@ export function defaultControlPath(): string {
 export interface ManagerOptions {
   /** Control socket path; null for none. Default: defaultControlPath(). */
   controlPath?: string | null;
-  supervisor?: SupervisorOptions;
+  /** Options of every supervisor; never a campaign (campaigns build their own Supervisor). */
+  supervisor?: Omit<SupervisorOptions, 'campaign'>;
   /** Kernel log to follow for IOMMU faults of real devices (default /dev/kmsg). */
   kmsgPath?: string;
   /**
@@ -78,7 +79,9 @@ export class Manager extends EventEmitter {
     closeOnExecAll(options.supervisor?.sys ?? defaultSys());
     // With the spawner, every container is started through it, from the first one on.
     const launcher: Launcher = { launch: (spec) => (this.spawner ?? directLauncher).launch(spec) };
-    this.supervisorOptions = options.dropPrivileges ? { ...options.supervisor, launcher } : options.supervisor;
+    // A fault-injection campaign is never armed here, whatever a caller passes (campaigns/README.md).
+    const { campaign: _never, ...base } = (options.supervisor ?? {}) as SupervisorOptions;
+    this.supervisorOptions = options.dropPrivileges ? { ...base, launcher } : base;
     try {
       for (const p of policies) this.adopt(p);
     } catch (e) {

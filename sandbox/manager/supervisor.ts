@@ -30,7 +30,7 @@ import { EXIT } from '../abi/boot.js';
 import type { RingGeometry } from '../abi/block.js';
 import type { NetGeometry } from '../abi/net.js';
 import { realTimers, type Timer, type Timers } from '../../common/timers.js';
-import { bundleDriver, driverRef, type DriverRef } from './driver-code.js';
+import { bundleDriver, driverRef, type CampaignInjection, type DriverRef } from './driver-code.js';
 import { SandboxError } from './errors.js';
 import { Incarnation } from './incarnation.js';
 import type { Launcher } from './launcher.js';
@@ -65,6 +65,11 @@ export interface SupervisorOptions {
   /** Program run as the container, and its arguments (hostile-container tests). */
   entry?: string;
   entryArgs?: readonly string[];
+  /**
+   * A fault-injection campaign (campaigns/): the first container gets a code image built with the
+   * injector around the driver; later ones the plain driver. The Manager never passes this.
+   */
+  campaign?: CampaignInjection;
   /** Program run as the device process of a simulated device, and its arguments (tests). */
   deviceEntry?: string;
   deviceEntryArgs?: readonly string[];
@@ -118,6 +123,12 @@ export class Supervisor extends EventEmitter implements FaultSink {
   readonly clock: Timers;
   private current: Incarnation | undefined;
   private code: Uint8Array | undefined;
+  /** The first container's code image when a campaign armed this sandbox. */
+  private campaignCode: Uint8Array | undefined;
+  private spawns = 0;
+  /** True when a campaign armed this sandbox's first container with the fault injector. */
+  readonly campaign: boolean;
+  private readonly campaignInjection: CampaignInjection | undefined;
   private readonly restartTimes: number[] = [];
   private backoffTimer: Timer | undefined;
   private hangTimer: Timer | undefined;
@@ -128,7 +139,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private readonly o: Required<
     Omit<
       SupervisorOptions,
-      'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs' | 'deviceClock' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launcher'
+      'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs' | 'deviceClock' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launcher' | 'campaign'
     >
   > &
     Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs' | 'launcher'> & { pollMs: number; deviceClock: Timers };
@@ -140,6 +151,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
 
   constructor(policy: Policy, options: SupervisorOptions = {}) {
     super();
+    this.campaignInjection = options.campaign;
+    this.campaign = options.campaign !== undefined;
     this.policy = policy;
     this.clock = options.clock ?? realTimers;
     this.createdAt = this.clock.wall();
@@ -307,6 +320,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     if (this.code === undefined) {
       try {
         this.code = await bundleDriver(this.driver);
+        if (this.campaignInjection) this.campaignCode = await bundleDriver(this.driver, this.campaignInjection);
       } catch (e) {
         this.markFailed((e as Error).message.split('\n')[0]!);
         throw e;
@@ -339,7 +353,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
         policy: this.policy,
         device: this.device,
         services: [this.service],
-        driver: { kind: this.kind, label: this.driver.label, code: this.code! },
+        driver: { kind: this.kind, label: this.driver.label, code: this.spawns++ === 0 && this.campaignCode ? this.campaignCode : this.code! },
         sys: this.o.sys,
         ...(this.o.entry ? { entry: this.o.entry } : {}),
         ...(this.o.entryArgs ? { entryArgs: this.o.entryArgs } : {}),

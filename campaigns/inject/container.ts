@@ -1,0 +1,17 @@
+/**
+ * The injector's entry in a driver container: a campaign's code image (built by the manager only
+ * for a Supervisor given `campaign`, sandbox/manager/driver-code.ts) has a generated entry module
+ * that calls `startInjected` with the driver module and the plan. Here a crash is a real one (the
+ * exception is uncaught: the container exits and the supervisor restarts it) and a hang is an
+ * endless loop (heartbeats stop).
+ */
+import type { DriverContext, DriverModule } from '../../drivers/contract/driver.js';
+import { Injector } from './injector.js';
+import type { InjectionPlan } from './plan.js';
+
+export function startInjected<P, D>(driver: DriverModule<'block' | 'net', P, D>, ctx: DriverContext<P>, plan: InjectionPlan): Promise<D> {
+  const injector = new Injector(plan, () => ctx.platform.clock.now(), { process: true });
+  const inc = injector.wrap(ctx.platform, (why) => ctx.log('error', `campaign: ${why}`));
+  ctx.log('warn', `campaign: fault injector armed (${plan.fault}, first point ${plan.first})`);
+  return driver.start({ ...ctx, platform: inc.platform });
+}

@@ -1,0 +1,6 @@
+/** Errors the driver-side injector raises into the driver (campaigns/README.md, "Errors"). */
+import { DmaboxError } from '../../common/errors.js';
+
+export type InjectCode = 'ERR_INJECTED_CRASH' | 'ERR_INJECTED_ERROR' | 'ERR_INJECTED_KILLED';
+
+export class InjectError extends DmaboxError<InjectCode> {}

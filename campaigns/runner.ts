@@ -1,0 +1,217 @@
+/**
+ * Running a campaign: the trials of this shard, in this process or in `jobs` worker processes
+ * (campaigns/worker.ts), within the spec's time budget; each record appended to DIR/trials.jsonl
+ * as it arrives, the summary in DIR/summary.json, and DIR/campaign.json saying how to replay.
+ */
+import { fork } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { CampaignError } from './errors.js';
+import { InjectError } from './inject/errors.js';
+import { shardIndices, trialPlan } from './plan.js';
+import { Rig } from './rig.js';
+import { loadCampaign, targetPolicy, type CampaignSpec } from './spec.js';
+import { summarize, type Summary } from './summary.js';
+import { loadDriver } from './target.js';
+import { runTrial, type TrialOptions, type TrialRecord } from './trial.js';
+
+export interface RunOptions {
+  trials?: number;
+  seed?: number;
+  jobs?: number;
+  shard?: { k: number; n: number };
+  out?: string;
+  iommuOff?: boolean;
+  /** Called after each trial with the count done and the total. */
+  progress?: (done: number, total: number, record: TrialRecord) => void;
+  /** The oracle's own test: a broken recovery (trial.ts). */
+  ackBeforeDurable?: boolean;
+}
+
+export interface CampaignMeta {
+  spec: string;
+  name: string;
+  seed: number;
+  trials: number;
+  iommuOff: boolean;
+  shard: { k: number; n: number };
+}
+
+/**
+ * A safety net while trials run in this process: an InjectError that escapes the driver's code (a
+ * killed incarnation's background work) is the injected fault, not the runner's; it is dropped.
+ * Anything else ends the run as Node would. The handlers are removed when the trials end.
+ */
+async function containingInjected<T>(body: () => Promise<T>): Promise<T> {
+  const onError = (e: unknown) => {
+    if (e instanceof InjectError) return;
+    process.stderr.write(`dmabox campaign: uncaught ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(70);
+  };
+  process.on('uncaughtException', onError);
+  process.on('unhandledRejection', onError);
+  try {
+    return await body();
+  } finally {
+    process.off('uncaughtException', onError);
+    process.off('unhandledRejection', onError);
+  }
+}
+
+/** Run the given trial indices in this process, one after the other, until `deadline`. */
+export async function runIndices(
+  spec: CampaignSpec,
+  indices: readonly number[],
+  seed: number,
+  iommuOff: boolean,
+  deadline: number,
+  each: (r: TrialRecord) => void,
+  options: TrialOptions = {},
+): Promise<void> {
+  const policy = targetPolicy(spec);
+  const driver = await loadDriver(policy);
+  let rig = new Rig(iommuOff);
+  await containingInjected(async () => {
+    for (const i of indices) {
+      if (Date.now() > deadline) break;
+      if (!rig.roomy) rig = new Rig(iommuOff);
+      each(await runTrial(spec, policy, driver, rig, trialPlan(spec, seed, i), options));
+    }
+  });
+}
+
+const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
+
+function runWorker(
+  msg: { spec: string; seed: number; iommuOff: boolean; indices: number[]; deadline: number; ackBeforeDurable: boolean },
+  each: (r: TrialRecord) => void,
+): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: ['--no-warnings'] });
+    child.on('message', (m: { record?: TrialRecord; error?: string }) => {
+      if (m.record) each(m.record);
+      if (m.error)
+        fail(new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker failed: ${m.error}`, { fix: 'rerun with --jobs 1 to see the error in this process' }));
+    });
+    child.on('exit', (code, signal) =>
+      code === 0
+        ? done()
+        : fail(
+            new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker exited with ${signal ?? code}`, {
+              fix: 'rerun with --jobs 1 to see the error in this process',
+            }),
+          ),
+    );
+    child.send(msg);
+  });
+}
+
+export async function runCampaign(specFile: string, options: RunOptions = {}): Promise<Summary> {
+  const spec = loadCampaign(specFile);
+  targetPolicy(spec); // refuse a bad target before anything starts
+  const seed = options.seed ?? spec.seed;
+  const trials = options.trials ?? spec.trials;
+  const shard = options.shard ?? { k: 1, n: 1 };
+  const iommuOff = options.iommuOff === true;
+  const jobs = Math.max(1, options.jobs ?? 1);
+  const indices = shardIndices(trials, shard);
+  const out = options.out;
+  if (out) {
+    try {
+      mkdirSync(out, { recursive: true });
+      const meta: CampaignMeta = { spec: resolve(specFile), name: spec.name, seed, trials, iommuOff, shard };
+      writeFileSync(join(out, 'campaign.json'), `${JSON.stringify(meta, null, 2)}\n`);
+      writeFileSync(join(out, 'trials.jsonl'), '');
+    } catch (e) {
+      throw new CampaignError('ERR_CAMPAIGN_OUT', `cannot write the campaign's output in ${out}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+        fix: 'name a writable directory with --out',
+      });
+    }
+  }
+  const records: TrialRecord[] = [];
+  const each = (r: TrialRecord) => {
+    records.push(r);
+    if (out) appendFileSync(join(out, 'trials.jsonl'), `${JSON.stringify(r)}\n`);
+    options.progress?.(records.length, indices.length, r);
+  };
+  const t0 = performance.now();
+  const deadline = Date.now() + spec.budget;
+  if (jobs === 1) await runIndices(spec, indices, seed, iommuOff, deadline, each, { ackBeforeDurable: options.ackBeforeDurable });
+  else {
+    const parts = Array.from({ length: jobs }, (_, j) => indices.filter((_, k) => k % jobs === j)).filter((p) => p.length);
+    await Promise.all(
+      parts.map((p) => runWorker({ spec: resolve(specFile), seed, iommuOff, indices: p, deadline, ackBeforeDurable: options.ackBeforeDurable === true }, each)),
+    );
+  }
+  records.sort((a, b) => a.index - b.index);
+  const summary = summarize(spec.name, seed, !iommuOff, records, (performance.now() - t0) / 1000);
+  if (out) writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  return summary;
+}
+
+export function readMeta(dir: string): CampaignMeta {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'campaign.json'), 'utf8')) as CampaignMeta;
+  } catch (e) {
+    throw new CampaignError('ERR_CAMPAIGN_REPLAY', `${dir}: no readable campaign.json (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
+      fix: 'name a directory written by `dmabox campaign run ... --out DIR`',
+    });
+  }
+}
+
+export function readRecords(dir: string): TrialRecord[] {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, 'trials.jsonl'), 'utf8');
+  } catch (e) {
+    throw new CampaignError('ERR_CAMPAIGN_REPLAY', `${dir}: no readable trials.jsonl (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
+      fix: 'name a directory written by `dmabox campaign run ... --out DIR`',
+    });
+  }
+  return text
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as TrialRecord);
+}
+
+/** Rerun trial `index` of the campaign in `dir` exactly, with its log; returns the new record and the saved one. */
+export async function replayTrial(dir: string, index: number, log: (line: string) => void): Promise<{ record: TrialRecord; saved: TrialRecord | undefined }> {
+  const meta = readMeta(dir);
+  if (!Number.isInteger(index) || index < 0 || index >= meta.trials)
+    throw new CampaignError('ERR_CAMPAIGN_REPLAY', `trial ${index}: the campaign in ${dir} has trials 0..${meta.trials - 1}`, {
+      fix: 'name a trial index from trials.jsonl',
+    });
+  const spec = loadCampaign(meta.spec);
+  const saved = readRecords(dir).find((r) => r.index === index);
+  let record: TrialRecord | undefined;
+  await runIndices(spec, [index], meta.seed, meta.iommuOff, Number.POSITIVE_INFINITY, (r) => (record = r), { log });
+  return { record: record!, saved };
+}
+
+/** Merge shard directories: records by index (one per index: the shards must be of one campaign). */
+export function mergeDirs(dirs: readonly string[]): Summary {
+  const metas = dirs.map(readMeta);
+  const first = metas[0];
+  if (!first) throw new CampaignError('ERR_CAMPAIGN_ARG', 'merge: name at least one campaign directory', { fix: 'dmabox campaign merge DIR...' });
+  for (const [i, m] of metas.entries())
+    if (m.spec !== first.spec || m.seed !== first.seed || m.iommuOff !== first.iommuOff)
+      throw new CampaignError(
+        'ERR_CAMPAIGN_ARG',
+        `merge: ${dirs[i]} is another campaign (spec ${m.spec}, seed ${m.seed}, iommu ${m.iommuOff ? 'off' : 'on'}) than ${dirs[0]}`,
+        {
+          fix: 'merge only the shards of one run: same spec, seed and --iommu',
+        },
+      );
+  const byIndex = new Map<number, TrialRecord>();
+  for (const d of dirs) for (const r of readRecords(d)) byIndex.set(r.index, r);
+  const records = [...byIndex.values()].sort((a, b) => a.index - b.index);
+  const seconds = dirs.reduce((s, d) => {
+    try {
+      return Math.max(s, (JSON.parse(readFileSync(join(d, 'summary.json'), 'utf8')) as Summary).seconds);
+    } catch {
+      return s;
+    }
+  }, 0);
+  return summarize(first.name, first.seed, !first.iommuOff, records, seconds);
+}

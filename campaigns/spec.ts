@@ -1,0 +1,143 @@
+/**
+ * Reading a campaign spec: YAML with source positions (the policies' reader), checked against
+ * campaigns/schema.ts, then the rules one field cannot say alone (at least one class with weight, a
+ * target policy this runner can drive). Every problem at once, as `file:line: field: message`.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { loadPolicyFiles, PolicyError, yamlToPNode, formatProblem, type PolicyProblem } from '../policies/loader.js';
+import { INVALID, validate, type Context } from '../policies/schema-dsl.js';
+import type { Policy } from '../policies/types.js';
+import { CampaignError } from './errors.js';
+import { DRIVER_FAULT_CLASSES } from './fault-classes.js';
+import { campaignSchema } from './schema.js';
+
+export interface FaultParams {
+  readonly weight: number;
+  readonly probability: number;
+  readonly interval: number;
+  readonly times: number;
+  readonly within: number;
+  /** The class's variant list (targets, mutations, sites), when it has one. */
+  readonly variants: readonly string[];
+}
+
+export interface CampaignSpec {
+  readonly version: 1;
+  readonly name: string;
+  /** Absolute path of the target policy file. */
+  readonly policy: string;
+  readonly policyName: string | undefined;
+  readonly seed: number;
+  readonly trials: number;
+  /** Milliseconds. */
+  readonly budget: number;
+  readonly workload: { blocks: number; operations: number; writePercent: number; maxBlocks: number; depth: number };
+  readonly recovery: { hangMs: number; startMs: number; liveness: number };
+  /** Classes with weight > 0, in registry order. */
+  readonly faults: Readonly<Record<string, FaultParams>>;
+}
+
+function problemsError(problems: PolicyProblem[]): CampaignError {
+  return new CampaignError(
+    'ERR_CAMPAIGN_SPEC',
+    `${problems.length} problem${problems.length === 1 ? '' : 's'} in campaign:\n${problems.map(formatProblem).join('\n')}`,
+    {
+      fix: 'correct the fields named above (campaigns/README.md lists every field)',
+    },
+  );
+}
+
+/** Parse one campaign spec; throws CampaignError (ERR_CAMPAIGN_SPEC) listing every problem. */
+export function parseCampaign(source: string, file: string): CampaignSpec {
+  const problems: PolicyProblem[] = [];
+  const lc = new LineCounter();
+  const doc = parseDocument(source, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const lineOf = (offset: number) => Math.max(1, lc.linePos(offset).line);
+  for (const e of doc.errors) problems.push({ file, line: lineOf(e.pos[0]), path: '', message: `YAML: ${e.message.split('\n')[0]}` });
+  if (problems.length) throw problemsError(problems);
+  if (doc.contents === null) throw problemsError([{ file, line: 1, path: '', message: 'empty: expected a mapping with version, name, policy and faults' }]);
+  const root = yamlToPNode(doc.contents as YamlNode, lineOf, (line, message) => problems.push({ file, line, path: '', message }));
+  if (problems.length) throw problemsError(problems);
+  const ctx: Context = { problems: [], lines: new Map() };
+  const value = validate(campaignSchema, root, '', ctx);
+  for (const p of ctx.problems) problems.push({ file, ...p });
+  if (value === INVALID || problems.length) throw problemsError(problems);
+  const raw = value as Record<string, unknown> & { faults: Record<string, Record<string, unknown> | undefined> };
+  const faults: Record<string, FaultParams> = {};
+  for (const c of DRIVER_FAULT_CLASSES) {
+    const f = raw.faults[c.name];
+    if (!f || (f.weight as number) === 0) continue;
+    faults[c.name] = {
+      weight: f.weight as number,
+      probability: f.probability as number,
+      interval: f.interval as number,
+      times: f.times as number,
+      within: f.within as number,
+      variants: c.variants ? (f[c.variants.key] as string[]) : [],
+    };
+  }
+  if (Object.keys(faults).length === 0)
+    problems.push({
+      file,
+      line: ctx.lines.get('faults') ?? 1,
+      path: 'faults',
+      message: `expected at least one class with weight > 0 (${DRIVER_FAULT_CLASSES.map((c) => c.name).join(', ')})`,
+    });
+  if (problems.length) throw problemsError(problems);
+  return {
+    version: 1,
+    name: raw.name as string,
+    policy: resolve(dirname(file), raw.policy as string),
+    policyName: raw.policyName as string | undefined,
+    seed: raw.seed as number,
+    trials: raw.trials as number,
+    budget: raw.budget as number,
+    workload: raw.workload as CampaignSpec['workload'],
+    recovery: raw.recovery as CampaignSpec['recovery'],
+    faults,
+  };
+}
+
+export function loadCampaign(file: string): CampaignSpec {
+  let source: string;
+  try {
+    source = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CampaignError('ERR_CAMPAIGN_SPEC', `campaign ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
+      fix: 'name a campaign YAML file, e.g. campaigns/examples/sim-nvme.yaml',
+    });
+  }
+  return parseCampaign(source, file);
+}
+
+/**
+ * The target policy: loaded and checked like `dmabox policy check`, then held to what this runner
+ * drives: a simulated NVMe device (the simulator's IOMMU and memory make the oracle exact).
+ */
+export function targetPolicy(spec: CampaignSpec): Policy {
+  let policies;
+  try {
+    policies = loadPolicyFiles([spec.policy]).policies;
+  } catch (e) {
+    if (e instanceof PolicyError)
+      throw new CampaignError('ERR_CAMPAIGN_TARGET', `campaign ${spec.name}: its target policy is invalid:\n${e.message}`, { cause: e });
+    throw e;
+  }
+  const lp = spec.policyName === undefined ? policies[0] : policies.find((p) => p.policy.name === spec.policyName);
+  if (!lp)
+    throw new CampaignError('ERR_CAMPAIGN_TARGET', `campaign ${spec.name}: no policy '${spec.policyName ?? ''}' in ${spec.policy}`, {
+      fix: `name one of: ${policies.map((p) => p.policy.name).join(', ')}`,
+    });
+  const d = lp.policy.device;
+  if (!('sim' in d) || d.sim !== 'nvme')
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `campaign ${spec.name}: policy ${lp.policy.name} drives ${JSON.stringify(d)}; campaigns run on a simulated NVMe device (sim: nvme) only`,
+      {
+        fix: 'target a policy with `device: { sim: nvme }` (the NIC and lab targets are not built yet: campaigns/README.md)',
+      },
+    );
+  return lp.policy;
+}

@@ -1,0 +1,32 @@
+/**
+ * The target's driver module, loaded into this process (the campaign runner is trusted tooling that
+ * runs a driver in-process on the simulator, like linkback/in-process; `dmabox up` never loads it).
+ */
+import { pathToFileURL } from 'node:url';
+import { DRIVER_CONTRACT } from '../drivers/contract/driver.js';
+import type { Policy } from '../policies/types.js';
+import { driverRef } from '../sandbox/manager/driver-code.js';
+import { CampaignError } from './errors.js';
+import type { BlockDriverModule } from './trial.js';
+
+export async function loadDriver(policy: Policy): Promise<BlockDriverModule> {
+  const ref = driverRef(policy);
+  let mod: Partial<BlockDriverModule>;
+  try {
+    mod = (await import(pathToFileURL(ref.entry).href)) as Partial<BlockDriverModule>;
+  } catch (e) {
+    throw new CampaignError('ERR_CAMPAIGN_TARGET', `driver ${ref.label}: cannot load ${ref.entry}: ${(e as Error).message.split('\n')[0]}`, {
+      fix: 'run npm run build; an external module must be JavaScript',
+      cause: e,
+    });
+  }
+  if (mod.contract !== DRIVER_CONTRACT || mod.kind !== 'block' || typeof mod.start !== 'function')
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `driver ${ref.label}: not a block driver module of contract ${DRIVER_CONTRACT} (contract ${String(mod.contract)}, kind ${String(mod.kind)})`,
+      {
+        fix: 'export contract = 1, kind = "block" and start(ctx) (drivers/README.md)',
+      },
+    );
+  return mod as BlockDriverModule;
+}

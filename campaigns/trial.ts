@@ -1,0 +1,388 @@
+/**
+ * One trial: a fresh simulated NVMe controller on the worker's machine, the target's driver module
+ * started on it through the injector, a client with a shadow of every acknowledged write, a small
+ * supervisor (exit and hang detection, restart up to the policy's limit, requests replayed), and
+ * the oracle: (1) memory outside the windows unchanged, (2) every acknowledged write read back
+ * intact by a fault-free incarnation after recovery, (3) service again within the liveness bound,
+ * (4) this process's fds bounded, (5) every IOMMU fault attributed to the trial's device.
+ */
+import { readdirSync } from 'node:fs';
+import { DEVICE_READS, DEVICE_WRITES, type DmaWindow } from '../drivers/contract/platform.js';
+import type { BlockDevice, BlockServiceParams } from '../drivers/contract/block.js';
+import type { DriverModule } from '../drivers/contract/driver.js';
+import { mixSeed, Rng } from '../common/prng.js';
+import type { Policy } from '../policies/types.js';
+import { SimNvme } from '../sim/nvme/controller.js';
+import type { SimPlatform } from '../sim/platform.js';
+import { digest } from './digest.js';
+import { Injector, type Incarnation } from './inject/injector.js';
+import type { Firing } from './inject/plan.js';
+import type { TrialPlan } from './plan.js';
+import type { Rig } from './rig.js';
+import type { CampaignSpec } from './spec.js';
+
+export type Outcome = 'recovered' | 'failed-as-policy-says' | 'client-saw-error' | 'violation';
+export const OUTCOMES: readonly Outcome[] = ['recovered', 'failed-as-policy-says', 'client-saw-error', 'violation'];
+
+export type BlockDriverModule = DriverModule<'block', BlockServiceParams, BlockDevice>;
+
+export interface TrialRecord {
+  index: number;
+  seed: number;
+  fault: string;
+  iommu: boolean;
+  outcome: Outcome;
+  violations: string[];
+  firings: Firing[];
+  restarts: number;
+  clientErrors: number;
+  /** Reads that returned data other than the shadow's (the driver's own fault: not an oracle failure). */
+  badReads: number;
+  writesAcked: number;
+  iommuFaults: number;
+  /** From the first firing to the first request served after it, ms; null when nothing fired or nothing was served. */
+  timeToRecoverMs: number | null;
+  ms: number;
+}
+
+export interface TrialOptions {
+  /** A broken recovery for the oracle's own test: writes are acknowledged before the driver finishes them. */
+  ackBeforeDurable?: boolean;
+  /** Lines of what happened, for `replay`. */
+  log?: (line: string) => void;
+}
+
+interface Inc {
+  inc: Incarnation;
+  raw: SimPlatform;
+  device: BlockDevice | undefined;
+  read: DmaWindow;
+  write: DmaWindow;
+  killed: Promise<'dead'>;
+  kill: () => void;
+  startedAt: number;
+}
+
+const PAGE = 4096;
+const FD_SLACK = 8;
+
+function fdCount(): number {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return 0;
+  }
+}
+
+function timeout(ms: number): { promise: Promise<'timeout'>; cancel(): void } {
+  let t: NodeJS.Timeout | undefined;
+  const promise = new Promise<'timeout'>((r) => (t = setTimeout(() => r('timeout'), ms)));
+  return { promise, cancel: () => clearTimeout(t) };
+}
+
+export async function runTrial(
+  spec: CampaignSpec,
+  policy: Policy,
+  driver: BlockDriverModule,
+  rig: Rig,
+  plan: TrialPlan,
+  options: TrialOptions = {},
+): Promise<TrialRecord> {
+  const t0 = performance.now();
+  const log = options.log ?? (() => undefined);
+  const fds0 = fdCount();
+  const dev = policy.device as Extract<Policy['device'], { sim: 'nvme' }>;
+  const w = spec.workload;
+  const bs = dev.blockSize;
+  const address = rig.nextAddress();
+  const model = new SimNvme({
+    serial: dev.serial,
+    namespaces: [{ blocks: w.blocks, blockSize: bs }],
+    maxIoQueues: dev.maxQueues,
+    maxQueueEntries: dev.mqes,
+    timeout: 2,
+  });
+  rig.machine.attach(model, { address });
+  const iommuFaults0 = rig.machine.iommu.faultCount;
+  const params = spec.faults[plan.fault]!;
+  const injector = new Injector(
+    {
+      fault: plan.fault,
+      seed: plan.injectorSeed,
+      first: plan.first,
+      probability: params.probability,
+      interval: params.interval,
+      times: params.times,
+      variants: params.variants,
+      canary: rig.canary.base,
+      neighbour: rig.neighbourPhys,
+    },
+    () => performance.now(),
+  );
+  const slotBytes = Math.ceil((w.maxBlocks * bs) / PAGE) * PAGE;
+  const maxRestarts = policy.restart.maxRestarts;
+  const violations: string[] = [];
+  let restarts = 0;
+  let failed = false;
+  let clientErrors = 0;
+  let badReads = 0;
+  let writesAcked = 0;
+  let recoveredAt: number | undefined;
+  let lastProgress = performance.now();
+
+  /** Start one incarnation; undefined when it could not start (the caller restarts or gives up). */
+  async function start(inj: Injector): Promise<Inc | undefined> {
+    const raw = rig.machine.platform(address);
+    const read = raw.dma.alloc(w.depth * slotBytes, DEVICE_WRITES, { label: 'block service read area' });
+    const write = raw.dma.alloc(w.depth * slotBytes, DEVICE_READS, { label: 'block service write area' });
+    let kill!: () => void;
+    const killed = new Promise<'dead'>((r) => (kill = () => r('dead')));
+    const me: Inc = {
+      inc: undefined as unknown as Incarnation,
+      raw,
+      device: undefined,
+      read,
+      write,
+      killed,
+      kill: () => undefined,
+      startedAt: performance.now(),
+    };
+    me.inc = inj.wrap(raw, (why) => {
+      log(`driver exited: ${why}`);
+      stop(me);
+    });
+    me.kill = kill;
+    const areas = { entries: w.depth, slotBytes, read: read.iova, write: write.iova };
+    const ctx = {
+      platform: me.inc.platform,
+      options: { queues: policy.driver.queues, depth: policy.driver.depth, interrupts: 'polling' as const },
+      service: { areas },
+      log: (_l: string, t: string) => log(`driver: ${t}`),
+    };
+    const bound = timeout(spec.recovery.startMs);
+    const started = driver.start(ctx).then(
+      (d) => d,
+      (e: unknown) => {
+        log(`driver start failed: ${(e as Error).message.split('\n')[0]}`);
+        return undefined;
+      },
+    );
+    const r = await Promise.race([started, bound.promise, killed]);
+    bound.cancel();
+    if (r === 'timeout' || r === 'dead' || r === undefined) {
+      if (r === 'timeout') log('driver start timed out');
+      stop(me);
+      return undefined;
+    }
+    me.device = r;
+    return me;
+  }
+
+  function stop(x: Inc): void {
+    x.inc.kill();
+    x.kill();
+    try {
+      x.raw.reset();
+    } catch {
+      /* closed already */
+    }
+    x.raw.close();
+  }
+
+  let cur: Inc | undefined;
+  let ready: Promise<Inc | undefined> = Promise.resolve(undefined);
+  let recovering = false;
+
+  async function bringUp(): Promise<Inc | undefined> {
+    for (;;) {
+      const x = await start(injector);
+      if (x) {
+        cur = x;
+        lastProgress = performance.now();
+        return x;
+      }
+      restarts++;
+      if (restarts > maxRestarts) {
+        failed = true;
+        log(`restart limit ${maxRestarts} reached: failed, as the policy says`);
+        return undefined;
+      }
+    }
+  }
+
+  function restart(from: Inc, why: string): void {
+    if (cur !== from || recovering) return;
+    recovering = true;
+    log(`supervisor: ${why}; restarting`);
+    stop(from);
+    cur = undefined;
+    restarts++;
+    if (restarts > maxRestarts) {
+      failed = true;
+      log(`restart limit ${maxRestarts} reached: failed, as the policy says`);
+      ready = Promise.resolve(undefined);
+      recovering = false;
+      return;
+    }
+    ready = bringUp().finally(() => (recovering = false));
+  }
+
+  // The shadow: block -> checksum of what the last acknowledged write put there; absent: unknown.
+  const shadow = new Map<number, number>();
+  const rng = new Rng(plan.workloadSeed);
+  const ops = Array.from({ length: w.operations }, (_, i) => {
+    const n = 1 + rng.below(w.maxBlocks);
+    return { i, write: rng.below(100) < w.writePercent, lba: rng.below(w.blocks - n + 1), n };
+  });
+  const inflight = new Map<number, { lba: number; n: number; done: Promise<void> }>();
+
+  async function issue(x: Inc, op: (typeof ops)[number], tag: number): Promise<'ok' | 'error' | 'dead'> {
+    const d = x.device!;
+    const base = tag * slotBytes;
+    let sums: number[] = [];
+    if (op.write) {
+      const data = new Rng(mixSeed(plan.workloadSeed, 1000 + op.i));
+      for (let k = 0; k < op.n * bs; k += 4) x.write.view.setUint32(base + k, data.u32(), true);
+      sums = Array.from({ length: op.n }, (_, k) => digest(x.write.bytes, base + k * bs, base + (k + 1) * bs));
+      for (let k = 0; k < op.n; k++) shadow.delete(op.lba + k);
+      if (options.ackBeforeDurable) {
+        // The broken recovery: acknowledged now, durable maybe later.
+        for (let k = 0; k < op.n; k++) shadow.set(op.lba + k, sums[k]!);
+        writesAcked++;
+        void d.write(tag, op.lba, op.n, true).catch(() => undefined);
+        return 'ok';
+      }
+    }
+    const p = (op.write ? d.write(tag, op.lba, op.n, true) : d.read(tag, op.lba, op.n)).then(
+      () => 'ok' as const,
+      () => 'error' as const,
+    );
+    let r = await Promise.race([p, x.killed]);
+    if (r !== 'dead' && x.inc.state === 'hung') r = await x.killed; // a hung process delivers nothing
+    if (r === 'dead' || cur !== x || x.inc.state !== 'running') return 'dead';
+    lastProgress = performance.now();
+    if (r === 'error') return 'error';
+    if (injector.firedAt !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
+    if (op.write) {
+      for (let k = 0; k < op.n; k++) shadow.set(op.lba + k, sums[k]!);
+      writesAcked++;
+    } else {
+      for (let k = 0; k < op.n; k++) {
+        const want = shadow.get(op.lba + k);
+        if (want !== undefined && digest(x.read.bytes, base + k * bs, base + (k + 1) * bs) !== want) badReads++;
+      }
+    }
+    return 'ok';
+  }
+
+  async function perform(op: (typeof ops)[number], tag: number): Promise<void> {
+    for (const o of [...inflight.values()]) if (o.lba < op.lba + op.n && op.lba < o.lba + o.n) await o.done;
+    for (let attempt = 0; attempt <= maxRestarts + 1; attempt++) {
+      const x = cur ?? (await ready);
+      if (!x || failed) return;
+      const r = await issue(x, op, tag);
+      if (r === 'ok') return;
+      if (r === 'error') {
+        clientErrors++;
+        if (x.inc.state === 'crashed') restart(x, 'the driver died');
+        return;
+      }
+      restart(x, 'the driver died'); // replay the request on the next incarnation
+    }
+  }
+
+  const watchdog = setInterval(
+    () => {
+      if (cur && inflight.size > 0 && performance.now() - lastProgress > spec.recovery.hangMs) restart(cur, `no progress for ${spec.recovery.hangMs} ms`);
+    },
+    Math.max(2, spec.recovery.hangMs / 4),
+  );
+  try {
+    ready = bringUp();
+    await ready;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: w.depth }, async (_, tag) => {
+        while (next < ops.length && !failed) {
+          const op = ops[next++]!;
+          let done!: () => void;
+          const entry = { lba: op.lba, n: op.n, done: new Promise<void>((r) => (done = r)) };
+          const running = perform(op, tag);
+          inflight.set(op.i, entry);
+          await running.finally(() => {
+            inflight.delete(op.i);
+            done();
+          });
+        }
+      }),
+    );
+  } finally {
+    clearInterval(watchdog);
+  }
+  if (cur) {
+    const x = cur;
+    await Promise.race([x.device?.close().catch(() => undefined), timeout(200).promise]);
+    stop(x);
+    cur = undefined;
+  }
+
+  // Oracle (2) and (3): a fault-free incarnation reads back every acknowledged write.
+  const verifier = new Injector({ fault: 'none', seed: 1, first: 0, probability: 100, interval: 1, times: 0, variants: [], canary: 0, neighbour: 0 }, () =>
+    performance.now(),
+  );
+  const v = await start(verifier);
+  if (!v) violations.push('recovery: a fault-free driver could not start on the reset device');
+  else {
+    const blocks = [...shadow.keys()].sort((a, b) => a - b);
+    let lost = 0;
+    for (let i = 0; i < blocks.length;) {
+      const lba = blocks[i]!;
+      let n = 1;
+      while (n < w.maxBlocks && blocks[i + n] === lba + n) n++;
+      try {
+        await v.device!.read(0, lba, n);
+        if (injector.firedAt !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
+        for (let k = 0; k < n; k++) if (digest(v.read.bytes, k * bs, (k + 1) * bs) !== shadow.get(lba + k)) lost++;
+      } catch (e) {
+        violations.push(`read-back of LBA ${lba} failed: ${(e as Error).message.split('\n')[0]}`);
+        break;
+      }
+      i += n;
+    }
+    if (lost) violations.push(`${lost} acknowledged block(s) lost or changed`);
+    await Promise.race([v.device!.close().catch(() => undefined), timeout(200).promise]);
+    stop(v);
+  }
+  // Oracle (1): nothing outside the windows changed.
+  violations.push(...rig.damageOutsideWindows());
+  // Oracle (5): every IOMMU fault is this device's.
+  const faults = rig.machine.iommu.faults().filter((f) => f.seq > iommuFaults0);
+  const foreign = faults.filter((f) => f.device !== address);
+  if (foreign.length) violations.push(`${foreign.length} IOMMU fault(s) attributed to ${foreign[0]!.device}, not the trial's ${address}`);
+  // Oracle (3): liveness.
+  const ttr = injector.firedAt !== undefined && recoveredAt !== undefined ? recoveredAt - injector.firedAt : null;
+  if (ttr !== null && ttr > spec.recovery.liveness && !failed)
+    violations.push(`liveness: served again after ${ttr.toFixed(0)} ms, bound ${spec.recovery.liveness} ms`);
+  // Oracle (4): no fd left behind.
+  const fds = fdCount();
+  if (fds > fds0 + FD_SLACK) violations.push(`fds: ${fds0} before the trial, ${fds} after`);
+  const outcome: Outcome = violations.length ? 'violation' : failed ? 'failed-as-policy-says' : clientErrors ? 'client-saw-error' : 'recovered';
+  for (const f of injector.firings) log(`fired at point ${f.point}: ${f.variant}: ${f.detail}`);
+  for (const x of violations) log(`VIOLATION: ${x}`);
+  return {
+    index: plan.index,
+    seed: plan.seed,
+    fault: plan.fault,
+    iommu: !rig.iommuOff,
+    outcome,
+    violations,
+    firings: injector.firings,
+    restarts,
+    clientErrors,
+    badReads,
+    writesAcked,
+    iommuFaults: faults.length,
+    timeToRecoverMs: ttr === null ? null : Math.round(ttr * 100) / 100,
+    ms: Math.round((performance.now() - t0) * 100) / 100,
+  };
+}
