@@ -15,22 +15,10 @@
  * onFatal says; so does the kernel when PID 1 exits (panic=1 or panic=0 on the command line).
  */
 import { ApplianceError } from '../image/errors.js';
+import { VFIO_MODULES } from '../image/modules.js';
 
 /** Modules the appliance kernel loads at stage 1 (dependencies are added by the image builder). */
-export const APPLIANCE_MODULES: readonly string[] = [
-  'virtio_pci',
-  'virtio_blk',
-  'dm_mod',
-  'dm_verity',
-  'squashfs',
-  'irqbypass',
-  'vfio',
-  'vfio_iommu_type1',
-  'vfio_virqfd',
-  'vfio_pci_core',
-  'vfio_pci',
-  'tun',
-];
+export const APPLIANCE_MODULES: readonly string[] = ['virtio_pci', 'virtio_blk', 'dm_mod', 'dm_verity', 'squashfs', ...VFIO_MODULES, 'tun'];
 
 /** Sysctls set before PID 1 starts; `kernel.modules_disabled` last (one way: it cannot be turned back). */
 export const APPLIANCE_SYSCTLS: readonly [string, string][] = [

@@ -8,6 +8,9 @@
  */
 import { ApplianceError } from './errors.js';
 
+/** VFIO type1 and vfio-pci with what they need, in load order: what the lab and an appliance both load. */
+export const VFIO_MODULES: readonly string[] = ['irqbypass', 'vfio', 'vfio_iommu_type1', 'vfio_virqfd', 'vfio_pci_core', 'vfio_pci'];
+
 export interface ModuleIndex {
   /** Normalised name -> path relative to /lib/modules/KVER (`kernel/drivers/vfio/vfio.ko`). */
   readonly paths: Map<string, string>;

@@ -18,24 +18,13 @@
  * (console.ts). A failing step prints `dmabox-lab: error ...` and exits with status 125.
  */
 import { ApplianceError } from '../image/errors.js';
+import { VFIO_MODULES } from '../image/modules.js';
 
 /** QEMU's NVMe controller (PCI ids 1b36:0010) and the 82574L that QEMU's e1000e models (8086:10d3). */
 export const LAB_VFIO_IDS: readonly string[] = ['1b36:0010', '8086:10d3'];
 
 /** What the lab kernel needs: VFIO type1 + vfio-pci, NBD and TUN for linkback, 9p over virtio for the host root. */
-export const LAB_MODULES: readonly string[] = [
-  'irqbypass',
-  'vfio',
-  'vfio_iommu_type1',
-  'vfio_virqfd',
-  'vfio_pci_core',
-  'vfio_pci',
-  'nbd',
-  'tun',
-  'virtio_pci',
-  '9pnet_virtio',
-  '9p',
-];
+export const LAB_MODULES: readonly string[] = [...VFIO_MODULES, 'nbd', 'tun', 'virtio_pci', '9pnet_virtio', '9p'];
 
 /** The 9p mount tags the machine description and the /init agree on. */
 export const TAG_HOSTROOT = 'hostroot';
