@@ -57,7 +57,7 @@ async function unit(): Promise<Counts> {
   console.log('== unit and simulator tests (uvu under c8, dist/test, lab excluded)');
   const c8 = join(root, 'node_modules', 'c8', 'bin', 'c8.js');
   const uvu = join(root, 'node_modules', 'uvu', 'bin.js');
-  const r = await run(process.execPath, [c8, process.execPath, uvu, 'dist/test', '\\.test\\.js$', '-i', '(^|/)lab/']);
+  const r = await run(process.execPath, [c8, process.execPath, uvu, 'dist/test', '\\.test\\.js$', '-i', '^lab/']);
   const counts = parseUvuSummary(r.output);
   if (!counts) {
     console.error(`unit tests: the run ended (exit ${r.code}) before uvu printed its summary: counted as one failure`);

@@ -8,10 +8,10 @@
  * may be the root (exempt) or must accept `+memory +pids` in its subtree_control; if it does not,
  * v2 is reported unavailable with the reason.
  *
- * The process is in its cgroup before it runs anything: the caller moves itself into the cgroup,
- * forks the child there (it inherits the cgroup), and moves itself back, all in one synchronous
- * step (`forkInside`, used by launch.ts). No shell or helper is needed, so it works where there is
- * none (an appliance image).
+ * The process is in its cgroup before it runs anything: a /bin/sh wrapper writes its own pid into
+ * every `cgroup.procs` (procsFiles) and then execs (launch.ts); where there is no shell (an
+ * appliance image), the caller moves itself into the cgroup, forks the child there (it inherits the
+ * cgroup) and moves itself back, in one synchronous step (`forkInside`).
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

@@ -3,8 +3,10 @@
  * before the program runs, and (confined) inside bubblewrap's namespaces and minimal read-only
  * root. The chain, each step exec'ing the next so no wrapper stays but bwrap's:
  *
- *   (the caller, root)             forks inside the cgroup (Cgroup.forkInside: it moves itself in,
- *                                  spawns, moves back), so the child never runs outside it
+ *   /bin/sh (as the caller, root)  writes its pid into each cgroup.procs, then execs; where there
+ *                                  is no shell (an appliance image) the caller instead forks inside
+ *                                  the cgroup (Cgroup.forkInside: it moves itself in, spawns, moves
+ *                                  back). Either way the child never runs outside its cgroup.
  *   setpriv (util-linux)           switches to the identity (setgroups([]), gid, uid, no_new_privs)
  *   bwrap (as that identity)       builds user, PID, mount, network, IPC and UTS namespaces and
  *                                  the tree; its init is pid 1 there, the program its child
@@ -21,7 +23,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { defaultSys, O_CLOEXEC, type Sys } from 'linux-sys';
 import { Cgroup } from './cgroup.js';
@@ -70,6 +72,9 @@ export interface Launched {
 }
 
 /** The wrapper: join every cgroup named before `--`, then exec the rest. */
+const JOIN = 'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"';
+/** The shell that joins a child to its cgroup before it execs; absent in an appliance image. */
+const SHELL = existsSync('/bin/sh') ? '/bin/sh' : undefined;
 const SIGNAL_BY_NUMBER = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 /** How long bwrap may take to say where its child is, and the child to appear under its init. */
 const INFO_TIMEOUT_MS = 10_000;
@@ -105,8 +110,13 @@ export async function launch(spec: LaunchSpec, host: LaunchHost = launchHost(), 
     argv.push(host.namespaces.bwrap!, ...NAMESPACE_ARGS, ...host.tree, '--info-fd', String(infoSlot), '--');
   }
   argv.push(...spec.argv);
+  // The shell wrapper moves only the child. forkInside moves the whole caller, all its threads,
+  // for the length of a fork: while there, a thread the caller starts counts against the child's
+  // pids limit and its allocations against the child's memory limit (a large manager or test
+  // process running the launch in-process crashed so in the lab), so it is the fallback only.
+  const viaShell = cgroup !== undefined && SHELL !== undefined;
   const fork = (): ChildProcess =>
-    spawn(argv[0]!, argv.slice(1), {
+    spawn(viaShell ? SHELL! : argv[0]!, viaShell ? ['-c', JOIN, 'dmabox-launch', ...cgroup!.procsFiles, '--', ...argv] : argv.slice(1), {
       stdio,
       // Its own process group: a terminal's Ctrl-C goes to the caller, which stops its processes in order.
       detached: true,
@@ -114,7 +124,7 @@ export async function launch(spec: LaunchSpec, host: LaunchHost = launchHost(), 
     });
   let child: ChildProcess;
   try {
-    child = cgroup ? cgroup.forkInside(fork) : fork();
+    child = cgroup && !viaShell ? cgroup.forkInside(fork) : fork();
   } catch (e) {
     if (info) {
       sys.close(info[0]);

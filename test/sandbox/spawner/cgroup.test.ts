@@ -3,12 +3,14 @@
  * files the kernel would make are written as ordinary files): v2 preferred when it has memory
  * and pids, the v1 hybrid otherwise, the limits and the OOM counter read back.
  */
+import { spawn } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cgroup, detectCgroups } from '../../../sandbox/spawner/cgroup.js';
+import { needsRoot, testIf } from '../../helpers/skip.js';
 
 function fakeProc(mountinfo: string[], cgroup: string[]): string {
   const proc = mkdtempSync(join(tmpdir(), 'dmabox-proc-'));
@@ -70,6 +72,30 @@ test('not root, or neither layout: no cgroups, with the reason', () => {
   assert.is(host.version, 0);
   if (host.version === 0) assert.match(host.why, /no cgroup v2 mounted; no cgroup v1 hierarchy with both memory and pids/);
   assert.throws(() => Cgroup.create(host, 'x', { memoryBytes: 1, pids: 1, cpuWeight: 1 }), /no cgroups/);
+});
+
+testIf(needsRoot())('forkInside (the no-shell launch): the child starts in the cgroup, the caller is back where it was', async () => {
+  const host = detectCgroups();
+  assert.is.not(host.version, 0, host.version === 0 ? host.why : '');
+  const cg = Cgroup.create(host, `fork-inside-test.${process.pid}`, { memoryBytes: 256 << 20, pids: 64, cpuWeight: 100 });
+  const before = readFileSync('/proc/self/cgroup', 'utf8');
+  const child = cg.forkInside(() => spawn('/bin/sleep', ['30'], { stdio: 'ignore' }));
+  try {
+    assert.is(readFileSync('/proc/self/cgroup', 'utf8'), before, 'the caller moved back');
+    assert.ok(readFileSync(`/proc/${child.pid}/cgroup`, 'utf8').includes(`fork-inside-test.${process.pid}`), 'the child is in the cgroup');
+    assert.throws(
+      () =>
+        cg.forkInside(() => {
+          throw new TypeError('spawn failed');
+        }),
+      /spawn failed/,
+    );
+    assert.is(readFileSync('/proc/self/cgroup', 'utf8'), before, 'back after a failed fork too');
+  } finally {
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    await cg.remove();
+  }
 });
 
 test.run();
