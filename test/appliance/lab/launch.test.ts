@@ -46,8 +46,12 @@ exit 1
 const bin = mkdtempSync(join(tmpdir(), 'dmabox-fakeqemu-'));
 writeFileSync(join(bin, 'qemu-system-x86_64'), FAKE);
 chmodSync(join(bin, 'qemu-system-x86_64'), 0o755);
+// On PATH only while this file's tests run: uvu imports every test file before it runs any suite,
+// so a PATH set here at import would reach other files' tests (the appliance boots real QEMU).
 const oldPath = process.env.PATH;
-process.env.PATH = `${bin}:${oldPath}`;
+test.before(() => {
+  process.env.PATH = `${bin}:${oldPath}`;
+});
 
 const image: LabImage = {
   kernel: { pkg: 'linux-image-0.0.0-0-fake', kver: '0.0.0-0-fake', root: '/nonexistent', vmlinuz: '/nonexistent/vmlinuz', modulesDir: '/nonexistent/m' },
