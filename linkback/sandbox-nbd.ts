@@ -9,6 +9,7 @@
  */
 import { rmSync } from 'node:fs';
 import { claimSocketPath } from '../common/unix-socket.js';
+import { splitHostPort } from '../policies/addresses.js';
 import { NbdServer } from './nbd/server.js';
 import { LinkbackServiceError, type Linkback, type LinkbackContext } from './registry.js';
 import { SandboxBlockDevice } from './sandbox-block.js';
@@ -71,8 +72,7 @@ export async function startNbdLinkback(ctx: LinkbackContext): Promise<Linkback> 
     } else if ('port' in spec) {
       await server.listenTcp({ host: '127.0.0.1', port: spec.port });
     } else {
-      const at = spec.address.lastIndexOf(':');
-      await server.listenTcp({ host: spec.address.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(spec.address.slice(at + 1)) });
+      await server.listenTcp(splitHostPort(spec.address));
     }
   } catch (e) {
     await server.close();

@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { DmaboxError } from '../common/errors.js';
 import { INVALID, validate, type Context, type PNode } from './schema-dsl.js';
+import { isLoopbackAddress, onSubnet, parseCidr, splitHostPort } from './addresses.js';
 import { HUGE_PAGE_SIZE, policySchema } from './schema.js';
 import type { LoadedPolicy, NbdLinkbackOptions, NbdListen, Policy } from './types.js';
 import { formatSize } from './units.js';
@@ -262,9 +263,8 @@ function checkNbdTls(n: NbdListen & NbdLinkbackOptions, rule: (path: string, mes
   if (n['tls-verify-peer'] && n['tls-certificates'] === undefined)
     rule('linkback.nbd.tls-verify-peer', 'expected tls-certificates with tls-verify-peer (a PSK already authenticates the client)');
   if ('address' in n) {
-    const port = Number(/:(\d+)$/.exec(n.address)![1]);
+    const { host, port } = splitHostPort(n.address);
     if (port < 1 || port > 65535) rule('linkback.nbd.address', `expected a port from 1 to 65535, got ${port}`);
-    const host = n.address.slice(0, n.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
     if (!isIP(host)) rule('linkback.nbd.address', `expected an IP address, got '${host}'`);
     else if (!isLoopbackAddress(host) && n.tls !== 'require')
       rule(
@@ -276,26 +276,12 @@ function checkNbdTls(n: NbdListen & NbdLinkbackOptions, rule: (path: string, mes
 
 /** The TAP side's address: a real IPv4 address and prefix; a gateway on its subnet, only with an address. */
 function checkTapAddress(t: { address?: string; gateway?: string }, rule: (path: string, message: string) => void): void {
-  const v4 = (s: string): number | undefined => (isIPv4(s) ? s.split('.').reduce((a, b) => a * 256 + Number(b), 0) : undefined);
-  let net: { ip: number; prefix: number } | undefined;
-  if (t.address !== undefined) {
-    const [ip, prefix] = t.address.split('/');
-    const n = v4(ip!);
-    if (n === undefined || Number(prefix) > 32) rule('linkback.tap.address', `expected an IPv4 address and a prefix length up to 32, got '${t.address}'`);
-    else net = { ip: n, prefix: Number(prefix) };
-  }
+  const cidr = t.address === undefined ? undefined : parseCidr(t.address);
+  if (t.address !== undefined && !cidr) rule('linkback.tap.address', `expected an IPv4 address and a prefix length up to 32, got '${t.address}'`);
   if (t.gateway === undefined) return;
-  const g = v4(t.gateway);
   if (t.address === undefined) rule('linkback.tap.gateway', 'expected linkback.tap.address with a gateway (the route goes through the interface)');
-  else if (g === undefined) rule('linkback.tap.gateway', `expected an IPv4 address, got '${t.gateway}'`);
-  else if (net) {
-    const size = 2 ** (32 - net.prefix);
-    if (Math.floor(g / size) !== Math.floor(net.ip / size)) rule('linkback.tap.gateway', `expected an address on ${t.address}'s subnet, got ${t.gateway}`);
-  }
-}
-
-function isLoopbackAddress(host: string): boolean {
-  return host === '::1' || (isIPv4(host) && host.startsWith('127.'));
+  else if (!isIPv4(t.gateway)) rule('linkback.tap.gateway', `expected an IPv4 address, got '${t.gateway}'`);
+  else if (cidr && !onSubnet(cidr, t.gateway)) rule('linkback.tap.gateway', `expected an address on ${t.address}'s subnet, got ${t.gateway}`);
 }
 
 /** The TCP endpoint an NBD linkback claims (`tcp HOST:PORT`), or its socket path. */

@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { splitHostPort } from '../../policies/addresses.js';
 import { loadPolicyFiles } from '../../policies/loader.js';
 import { ApplianceError } from '../image/errors.js';
 import { buildInitramfs, kernelModules } from '../image/initramfs.js';
@@ -311,7 +312,7 @@ export async function buildAppliance(options: BuildOptions): Promise<BuildResult
       exports: loaded.flatMap((lp) => {
         const l = lp.policy.linkback;
         if (!l || !('nbd' in l) || !('address' in l.nbd)) return [];
-        return [{ sandbox: lp.policy.name, export: l.nbd.export, port: Number(l.nbd.address.slice(l.nbd.address.lastIndexOf(':') + 1)), tls: l.nbd.tls }];
+        return [{ sandbox: lp.policy.name, export: l.nbd.export, port: splitHostPort(l.nbd.address).port, tls: l.nbd.tls }];
       }),
       outputs,
     };

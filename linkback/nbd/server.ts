@@ -14,6 +14,7 @@
  */
 import { existsSync, lstatSync } from 'node:fs';
 import net from 'node:net';
+import { isLoopbackAddress } from '../../policies/addresses.js';
 import { NbdError } from './errors.js';
 import type { BlockDevice } from '../block-device.js';
 import { NbdConnection, type ConnectionHost, type ConnectionLimits, type NbdEvent } from './connection.js';
@@ -64,13 +65,6 @@ export const DEFAULT_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
   maxInFlightBytes: 32 * 1024 * 1024,
   maxQueuedReplyBytes: 8 * 1024 * 1024,
 });
-
-function isLoopback(host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true;
-  if (net.isIPv4(host)) return host.startsWith('127.');
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
-  return m !== null && m[1]!.startsWith('127.');
-}
 
 export class NbdServer {
   readonly limits: ConnectionLimits;
@@ -166,7 +160,7 @@ export class NbdServer {
   listenTcp(options: { host?: string; port?: number } = {}): Promise<{ host: string; port: number }> {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? NBD_DEFAULT_PORT;
-    if (!this.allowRemote && this.tls?.mode !== 'require' && !isLoopback(host)) {
+    if (!this.allowRemote && this.tls?.mode !== 'require' && !isLoopbackAddress(host)) {
       return Promise.reject(
         new NbdError(
           'ERR_NBD_NOT_LOOPBACK',

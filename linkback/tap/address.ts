@@ -6,6 +6,7 @@
  * CAP_NET_ADMIN; done while the manager is still root, before it drops privileges.
  */
 import { isIPv4 } from 'node:net';
+import { ipv4Bytes, maskBytes, onSubnet, parseCidr } from '../../policies/addresses.js';
 import { defaultSys, errnoOf, SOCK_CLOEXEC, SOCK_DGRAM, type Sys } from 'linux-sys';
 import { TapError } from './errors.js';
 import { AF_INET, IFF_UP, IFNAMSIZ, IFR_ADDR, IFREQ, INET_IOCTL, RTENTRY, RTF_GATEWAY, RTF_UP, SOCKADDR_IN } from './uapi.js';
@@ -18,31 +19,6 @@ export interface InterfaceAddress {
 }
 
 export type AddressSys = Pick<Sys, 'socket' | 'ioctl' | 'close'>;
-
-/** `10.0.2.15/24` -> [address, prefix]; undefined when malformed. */
-export function parseCidr(text: string): { ip: string; prefix: number } | undefined {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text);
-  if (!m || !isIPv4(m[1]!) || Number(m[2]) > 32) return undefined;
-  return { ip: m[1]!, prefix: Number(m[2]) };
-}
-
-function ipBytes(ip: string): number[] {
-  return ip.split('.').map(Number);
-}
-
-/** The netmask of a prefix length, as 4 bytes. */
-export function maskBytes(prefix: number): number[] {
-  const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return [m >>> 24, (m >>> 16) & 0xff, (m >>> 8) & 0xff, m & 0xff];
-}
-
-/** Whether `ip` is on `cidr`'s subnet. */
-export function onSubnet(cidr: { ip: string; prefix: number }, ip: string): boolean {
-  const mask = maskBytes(cidr.prefix);
-  const a = ipBytes(cidr.ip);
-  const b = ipBytes(ip);
-  return mask.every((m, i) => (a[i]! & m) === (b[i]! & m));
-}
 
 function sockaddrIn(into: Uint8Array, at: number, bytes: readonly number[]): void {
   into.fill(0, at, at + SOCKADDR_IN.size);
@@ -78,7 +54,7 @@ export function configureInterface(name: string, want: InterfaceAddress, sys: Ad
   };
   try {
     const addr = ifreq(name);
-    sockaddrIn(addr, IFR_ADDR, ipBytes(cidr.ip));
+    sockaddrIn(addr, IFR_ADDR, ipv4Bytes(cidr.ip));
     step(`setting address ${cidr.ip}`, INET_IOCTL.SIOCSIFADDR, addr);
     const mask = ifreq(name);
     sockaddrIn(mask, IFR_ADDR, maskBytes(cidr.prefix));
@@ -91,7 +67,7 @@ export function configureInterface(name: string, want: InterfaceAddress, sys: Ad
     if (want.gateway !== undefined) {
       const rt = new Uint8Array(RTENTRY.size);
       sockaddrIn(rt, RTENTRY.rt_dst, [0, 0, 0, 0]);
-      sockaddrIn(rt, RTENTRY.rt_gateway, ipBytes(want.gateway));
+      sockaddrIn(rt, RTENTRY.rt_gateway, ipv4Bytes(want.gateway));
       sockaddrIn(rt, RTENTRY.rt_genmask, [0, 0, 0, 0]);
       new DataView(rt.buffer).setUint16(RTENTRY.rt_flags, RTF_UP | RTF_GATEWAY, true);
       step(`adding the default route via ${want.gateway}`, INET_IOCTL.SIOCADDRT, rt);

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { maskBytes, onSubnet, parseCidr } from '../../../linkback/tap/address.js';
+import { maskBytes, onSubnet, parseCidr } from '../../../policies/addresses.js';
 import { testIf } from '../../helpers/skip.js';
 import { NetnsLab, rootTestsBlocked } from './netns.js';
 
