@@ -16,6 +16,21 @@ export interface BarHandler {
   write32(offset: number, value: number): void;
 }
 
+/**
+ * A BAR's handler that a surprise removal can pull (the fault plans' `removal` classes): once
+ * `state.removed`, reads are all ones and writes go nowhere, as on a bus with nothing behind it.
+ * Without a plan, the handler itself (no cost).
+ */
+export function removableBar(handler: BarHandler, state: { readonly removed: boolean } | null | undefined): BarHandler {
+  if (!state) return handler;
+  return {
+    read32: (off: number) => (state.removed ? 0xffffffff : handler.read32(off)),
+    write32: (off: number, v: number) => {
+      if (!state.removed) handler.write32(off, v);
+    },
+  };
+}
+
 export interface RegisterDef {
   /** Byte offset, a multiple of 4. */
   readonly offset: number;

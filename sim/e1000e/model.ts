@@ -30,7 +30,7 @@ import type { BarDecl, DeviceModel, MsixDecl, PciIds } from '../model.js';
 import type { PciFunction } from '../pci.js';
 import type { FaultPlan } from '../faults/plan.js';
 import { E1000eFaultPlan } from './fault-plan.js';
-import { RegisterTable, type RegisterDef } from '../regs.js';
+import { RegisterTable, removableBar, type RegisterDef } from '../regs.js';
 import { SimError } from '../errors.js';
 import { E1000eCore, type E1000eModelCounters } from './core.js';
 import { Eeprom } from './eeprom.js';
@@ -103,16 +103,7 @@ export class E1000eModel implements WirePort, DeviceModel {
       [...filterRanges(core.regs), this.stats.range()],
     );
     // Surprise removal (e1000e.removal): once removed, BAR0 reads all ones and writes go nowhere.
-    const table = this.registers;
-    const bar0 =
-      plan === null
-        ? table
-        : {
-            read32: (off: number) => (plan.removed ? 0xffffffff : table.read32(off)),
-            write32: (off: number, v: number) => {
-              if (!plan.removed) table.write32(off, v);
-            },
-          };
+    const bar0 = removableBar(this.registers, plan);
     this.bars = [
       { index: 0, size: BAR0_SIZE, handler: bar0, is64: false },
       { index: MSIX_LAYOUT.BAR, size: MSIX_LAYOUT.BAR_SIZE, handler: new RegisterTable(MSIX_LAYOUT.BAR_SIZE, []), is64: false },

@@ -19,6 +19,7 @@ import type { BarDecl, DeviceModel, MsixDecl, PciIds } from '../model.js';
 import type { PciFunction } from '../pci.js';
 import type { DeviceWork } from '../sched.js';
 import { SimError } from '../errors.js';
+import { removableBar } from '../regs.js';
 import { LITTLE_ENDIAN_HOST } from '../../spec/nvme/queue.js';
 import { AdminCommandSet } from './admin.js';
 import { buildNamespaces, newStats, resolveConfig, type SimNamespace, type SimNvmeConfig, type SimNvmeOptions } from './config.js';
@@ -87,16 +88,7 @@ export class SimNvme implements DeviceModel {
       ...(plan === undefined ? {} : { refuseEnable: () => plan.refuseEnable(), refuseDisable: () => plan.refuseDisable() }),
     });
     // Surprise removal (nvme.removal): once removed, reads are all ones and writes go nowhere.
-    const table = this.regs.table;
-    const handler =
-      plan === undefined
-        ? table
-        : {
-            read32: (off: number) => (plan.removed ? 0xffffffff : table.read32(off)),
-            write32: (off: number, v: number) => {
-              if (!plan.removed) table.write32(off, v);
-            },
-          };
+    const handler = removableBar(this.regs.table, plan);
     this.bars = [{ index: 0, size: this.regs.size, handler }];
     this.msix = { vectors: o.msixVectors, bar: 0, tableOffset: this.regs.msixTableOffset, pbaOffset: this.regs.msixPbaOffset };
   }
