@@ -8,14 +8,11 @@
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { bootAppliance } from '../appliance/build/boot.js';
 import { buildAppliance } from '../appliance/build/build.js';
+import { labCacheDir, repoRoot } from '../appliance/lab/setup.js';
 import { machineSummary } from './machine.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const checkout = here.includes(join('dist', 'bench')) ? join(here, '..', '..') : join(here, '..');
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -26,12 +23,13 @@ export async function run(argv: string[]): Promise<void> {
   const repeat = Number(argv.find((a) => a.startsWith('--repeat='))?.slice(9) ?? 3);
   const out = mkdtempSync(join(tmpdir(), 'dmabox-bench-appliance-'));
   try {
+    const checkout = repoRoot();
     const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
     const built = await buildAppliance({
       spec: join(checkout, 'appliance', 'examples', 'storage.yaml'),
       out,
       checkout,
-      kernelCache: join(checkout, '.cache', 'lab', 'kernel'),
+      kernelCache: join(labCacheDir(), 'kernel'),
     });
     const sizes = Object.entries(built.manifest.outputs).map(([name, o]) => {
       const xz = name === 'cmdline' ? o.bytes : execFileSync('xz', ['-9', '-T1', '-c', join(out, name)], { maxBuffer: 256 << 20 }).length;

@@ -13,8 +13,8 @@
  * kernel reboots or halts as the spec's onFatal put on the command line (panic=1 / panic=0).
  */
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { MARKER } from '../appliance/build/stage1.js';
 import { CliError } from './errors.js';
 
 const USAGE = `usage: dmabox appliance build SPEC --out DIR [--lock FILE] [--test]
@@ -34,13 +34,6 @@ const USAGE = `usage: dmabox appliance build SPEC --out DIR [--lock FILE] [--tes
   compare two builds' outputs: exit 0 when bit-identical, else what differs (diffoscope when installed)
 `;
 
-const MARKER = 'dmabox-appliance:';
-
-function checkout(): string {
-  // dist/cli/appliance.js -> the checkout.
-  return join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-}
-
 async function build(argv: string[]): Promise<number> {
   let spec: string | undefined;
   let out: string | undefined;
@@ -57,12 +50,12 @@ async function build(argv: string[]): Promise<number> {
   }
   if (!spec || !out) throw new CliError('ERR_CLI_USAGE', `build needs SPEC and --out DIR\n${USAGE}`);
   const { buildAppliance } = await import('../appliance/build/build.js');
-  const root = checkout();
+  const { labCacheDir, repoRoot } = await import('../appliance/lab/setup.js');
   const r = await buildAppliance({
     spec,
     out,
-    checkout: root,
-    kernelCache: join(root, '.cache', 'lab', 'kernel'),
+    checkout: repoRoot(),
+    kernelCache: join(labCacheDir(), 'kernel'),
     test,
     ...(lock ? { lock } : {}),
     log: (m) => process.stdout.write(`appliance: ${m}\n`),

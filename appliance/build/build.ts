@@ -22,6 +22,7 @@ import { loadPolicyFiles } from '../../policies/loader.js';
 import { ApplianceError } from '../image/errors.js';
 import { buildInitramfs, kernelModules } from '../image/initramfs.js';
 import { fetchKernel, type KernelTree } from '../image/kernel.js';
+import { which } from '../lab/launch.js';
 import { addVerity, makeSquashfs, type Verity } from './image.js';
 import { IMAGE_DMABOX, rootfsEntries, sharedLibraries } from './rootfs.js';
 import { loadApplianceSpec, type ApplianceSpec } from './spec.js';
@@ -341,14 +342,7 @@ export function explainDifference(a: string, b: string, maxLines = 80): string[]
   const mb = JSON.parse(readFileSync(join(b, 'manifest.json'), 'utf8')) as Manifest;
   const out: string[] = [];
   const names = [...new Set([...Object.keys(ma.outputs), ...Object.keys(mb.outputs)])].sort();
-  const diffoscope = (() => {
-    try {
-      execFileSync('sh', ['-c', 'command -v diffoscope'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
+  const diffoscope = which('diffoscope') !== undefined;
   for (const name of names) {
     if (ma.outputs[name]?.sha256 === mb.outputs[name]?.sha256) continue;
     const pa = join(a, name);

@@ -10,13 +10,13 @@
  *   5. a copy of the root image with one byte changed is refused at boot (dm-verity).
  * Each step prints one line; the result is the list of steps with their outcome.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplianceError } from '../image/errors.js';
+import { execTool } from '../image/exec.js';
 import { bootAppliance, type BootedAppliance } from './boot.js';
 import type { Manifest } from './build.js';
 
@@ -39,13 +39,12 @@ export interface CheckStep {
   ms: number;
 }
 
+/** A client run with a time bound: its exit status and output, never a rejection (a failure is a status). */
 function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      resolve({ code, out: `${stdout}${stderr}${err && code === -1 ? err.message : ''}` });
-    });
-  });
+  return execTool(cmd, args, { timeoutMs }).then(
+    (r) => ({ code: r.code, out: `${r.stdout}${r.stderr}` }),
+    (e: Error) => ({ code: -1, out: e.message }),
+  );
 }
 
 function control(port: number, line: string): Promise<string> {

@@ -147,18 +147,9 @@ export function rootfsEntries(inputs: RootfsInputs): Rootfs {
 function distFiles(checkout: string): { rel: string; source: string }[] {
   const dist = join(checkout, 'dist');
   if (!existsSync(join(dist, 'cli', 'main.js'))) throw new ApplianceError('ERR_APPLIANCE_INPUT', `${dist} holds no build`, { fix: 'run npm run build first' });
-  const out: { rel: string; source: string }[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const p = join(d, name);
-      const rel = relative(checkout, p);
-      if (d === dist && DIST_SKIPPED.has(name)) continue;
-      if (statSync(p).isDirectory()) walk(p);
-      else if (name.endsWith('.js')) out.push({ rel, source: p });
-    }
-  };
-  walk(dist);
-  return out;
+  return walkFiles(dist)
+    .filter((f) => f.endsWith('.js') && !DIST_SKIPPED.has(relative(dist, f).split('/')[0]!))
+    .map((f) => ({ rel: relative(checkout, f), source: f }));
 }
 
 interface LockEntry {
