@@ -1,6 +1,8 @@
 /**
  * The appliance spec: a YAML file naming the policies an image runs and how it behaves when
- * something is wrong. Errors point at the file and line, like policies do.
+ * something is wrong. Read with the policies' YAML reader and checked against a schema in the
+ * policies' schema language (policies/schema-dsl.ts), so errors point at the file, line and field
+ * as policies and campaign specs do.
  *
  *   version: 1
  *   name: storage
@@ -13,7 +15,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
+import { LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { formatProblem, yamlToPNode, type PolicyProblem } from '../../policies/loader.js';
+import { INVALID, validate, type Context, type ObjectSchema } from '../../policies/schema-dsl.js';
 import { ApplianceError } from '../image/errors.js';
 
 export interface ApplianceSpec {
@@ -28,10 +32,78 @@ export interface ApplianceSpec {
   files: { path: string; from: string; mode: number }[];
 }
 
-const KNOWN = ['version', 'name', 'policies', 'onFatal', 'allowUnconfinedDma', 'kernelArgs', 'files'];
-const IMAGE_FILE = /^\/etc\/dmabox\/[A-Za-z0-9._-]+$/;
-const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-const KERNEL_WORD = /^[A-Za-z0-9_.,:=/+-]+$/;
+const MAX_POLICIES = 64;
+
+export const applianceSchema: ObjectSchema = {
+  t: 'object',
+  fields: {
+    version: { schema: { t: 'int', min: 1, max: 1, values: [1] }, required: true, doc: 'The appliance spec format version: 1.' },
+    name: {
+      schema: { t: 'string', hint: 'a name of lower-case letters, digits and dashes (at most 63), e.g. storage', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
+      required: true,
+      doc: 'The image name (in the manifest and the output file names).',
+    },
+    policies: {
+      schema: {
+        t: 'array',
+        items: { t: 'string', hint: 'a policy file name ending in .yaml, relative to this file', pattern: '^.+\\.yaml$' },
+        minItems: 1,
+        maxItems: MAX_POLICIES,
+      },
+      required: true,
+      doc: 'The policy files the image runs, relative to this file.',
+    },
+    onFatal: {
+      schema: { t: 'string', hint: "'reboot' or 'halt'", enum: ['reboot', 'halt'] },
+      default: 'reboot',
+      doc: 'What the machine does when the manager stops or cannot start.',
+    },
+    allowUnconfinedDma: {
+      schema: { t: 'bool' },
+      default: false,
+      doc: 'Boot on a machine without a working IOMMU (drivers then confine nothing: never for production).',
+    },
+    kernelArgs: {
+      schema: {
+        t: 'array',
+        items: { t: 'string', hint: 'one word of letters, digits and _.,:=/+- (no spaces or quotes)', pattern: '^[A-Za-z0-9_.,:=/+-]+$' },
+        minItems: 0,
+        maxItems: 64,
+      },
+      default: [],
+      doc: 'Extra kernel command-line words.',
+    },
+    files: {
+      schema: {
+        t: 'array',
+        items: {
+          t: 'object',
+          fields: {
+            path: {
+              schema: { t: 'string', hint: 'a file directly under /etc/dmabox/ (what a policy can name)', pattern: '^/etc/dmabox/[A-Za-z0-9._-]+$' },
+              required: true,
+              doc: 'Where the file goes in the image.',
+            },
+            from: {
+              schema: { t: 'string', hint: 'the file to copy, relative to this spec', pattern: '.' },
+              required: true,
+              doc: 'The file to copy, relative to this spec.',
+            },
+            mode: {
+              schema: { t: 'string', hint: 'an octal mode in quotes, e.g. "0600"', pattern: '^0?[0-7]{3}$' },
+              default: '0644',
+              doc: 'Its mode in the image (octal, quoted).',
+            },
+          },
+        },
+        minItems: 0,
+        maxItems: 256,
+      },
+      default: [],
+      doc: 'Files put into the image (keys a policy names).',
+    },
+  },
+};
 
 /** Read and check a spec file. Every problem is reported at once, each with its line. */
 export function loadApplianceSpec(file: string): ApplianceSpec {
@@ -48,90 +120,41 @@ export function loadApplianceSpec(file: string): ApplianceSpec {
   return parseApplianceSpec(text, path);
 }
 
+function specError(problems: PolicyProblem[]): ApplianceError {
+  return new ApplianceError('ERR_APPLIANCE_SPEC', `the appliance spec has ${problems.length} problem(s):\n  ${problems.map(formatProblem).join('\n  ')}`, {
+    fix: 'correct the lines named; appliance/examples/storage.yaml is a complete example',
+  });
+}
+
 export function parseApplianceSpec(text: string, path: string): ApplianceSpec {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
-  const problems: string[] = [];
-  const lineOf = (n: YamlNode | null | undefined): number => (n?.range ? lines.linePos(n.range[0]).line : 1);
-  const bad = (n: YamlNode | null | undefined, field: string, message: string): void => {
-    problems.push(`${path}:${lineOf(n)}: ${field}: ${message}`);
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const lineOf = (offset: number): number => Math.max(1, lines.linePos(offset).line);
+  const problems: PolicyProblem[] = doc.errors.map((e) => ({ file: path, line: lineOf(e.pos[0]), path: '', message: `YAML: ${e.message.split('\n')[0]}` }));
+  if (problems.length) throw specError(problems);
+  if (doc.contents === null) throw specError([{ file: path, line: 1, path: '', message: 'empty: expected a mapping with version, name and policies' }]);
+  const root = yamlToPNode(doc.contents as YamlNode, lineOf, (line, message) => problems.push({ file: path, line, path: '', message }));
+  if (problems.length) throw specError(problems);
+  const ctx: Context = { problems: [], lines: new Map() };
+  const value = validate(applianceSchema, root, '', ctx);
+  for (const p of ctx.problems) problems.push({ file: path, ...p });
+  if (value === INVALID || problems.length) throw specError(problems);
+  const raw = value as {
+    name: string;
+    policies: string[];
+    onFatal: 'reboot' | 'halt';
+    allowUnconfinedDma: boolean;
+    kernelArgs: string[];
+    files: { path: string; from: string; mode: string }[];
   };
-  for (const e of doc.errors) problems.push(`${path}:${e.linePos?.[0]?.line ?? 1}: ${e.message.split('\n')[0]}`);
-  const root = doc.contents;
-  if (problems.length === 0 && !isMap(root)) problems.push(`${path}:1: expected a mapping with ${KNOWN.join(', ')}`);
-  const spec: ApplianceSpec = { file: path, name: '', policies: [], onFatal: 'reboot', allowUnconfinedDma: false, kernelArgs: [], files: [] };
-  if (problems.length === 0 && isMap(root)) {
-    const get = (key: string): YamlNode | undefined => {
-      const pair = root.items.find((p) => isScalar(p.key) && p.key.value === key);
-      return (pair?.value as YamlNode | null | undefined) ?? undefined;
-    };
-    for (const p of root.items) {
-      const k = isScalar(p.key) ? String(p.key.value) : '?';
-      if (!KNOWN.includes(k)) bad(p.key as YamlNode, k, `unknown field; known fields: ${KNOWN.join(', ')}`);
-    }
-    const version = get('version');
-    if (!isScalar(version) || version.value !== 1)
-      bad(version ?? root, 'version', `expected 1, got ${isScalar(version) ? JSON.stringify(version.value) : 'nothing'}`);
-    const name = get('name');
-    if (isScalar(name) && typeof name.value === 'string' && NAME.test(name.value)) spec.name = name.value;
-    else bad(name ?? root, 'name', 'expected a name of lower-case letters, digits and dashes (at most 63), e.g. storage');
-    const policies = get('policies');
-    if (isSeq(policies) && policies.items.length > 0) {
-      for (const item of policies.items) {
-        const n = item as YamlNode;
-        if (isScalar(n) && typeof n.value === 'string' && n.value.endsWith('.yaml')) spec.policies.push(resolve(dirname(path), n.value));
-        else bad(n, 'policies', 'expected a policy file name ending in .yaml, relative to this file');
-      }
-    } else bad(policies ?? root, 'policies', 'expected a non-empty list of policy files');
-    const onFatal = get('onFatal');
-    if (onFatal !== undefined) {
-      if (isScalar(onFatal) && (onFatal.value === 'reboot' || onFatal.value === 'halt')) spec.onFatal = onFatal.value;
-      else bad(onFatal, 'onFatal', `expected 'reboot' or 'halt'`);
-    }
-    const unconfined = get('allowUnconfinedDma');
-    if (unconfined !== undefined) {
-      if (isScalar(unconfined) && typeof unconfined.value === 'boolean') spec.allowUnconfinedDma = unconfined.value;
-      else bad(unconfined, 'allowUnconfinedDma', 'expected true or false');
-    }
-    const args = get('kernelArgs');
-    if (args !== undefined) {
-      if (!isSeq(args)) bad(args, 'kernelArgs', 'expected a list of kernel command-line words');
-      else
-        for (const item of args.items) {
-          const n = item as YamlNode;
-          if (isScalar(n) && typeof n.value === 'string' && KERNEL_WORD.test(n.value)) spec.kernelArgs.push(n.value);
-          else bad(n, 'kernelArgs', 'expected one word of letters, digits and _.,:=/+- (no spaces or quotes)');
-        }
-    }
-    const files = get('files');
-    if (files !== undefined) {
-      if (!isSeq(files)) bad(files, 'files', 'expected a list of { path, from, mode }');
-      else
-        for (const item of files.items) {
-          const n = item as YamlNode;
-          if (!isMap(n)) {
-            bad(n, 'files', 'expected { path: /etc/dmabox/NAME, from: FILE, mode: "0600" }');
-            continue;
-          }
-          const field = (k: string): unknown => {
-            const v = n.items.find((p) => isScalar(p.key) && p.key.value === k)?.value;
-            return isScalar(v) ? v.value : undefined;
-          };
-          const target = field('path');
-          const from = field('from');
-          const mode = field('mode') ?? '0644';
-          if (typeof target !== 'string' || !IMAGE_FILE.test(target))
-            bad(n, 'files.path', 'expected a file directly under /etc/dmabox/ (what a policy can name)');
-          else if (typeof from !== 'string' || from === '') bad(n, 'files.from', 'expected the file to copy, relative to this spec');
-          else if (typeof mode !== 'string' || !/^0?[0-7]{3}$/.test(mode)) bad(n, 'files.mode', `expected an octal mode in quotes, e.g. "0600"`);
-          else spec.files.push({ path: target, from: resolve(dirname(path), from), mode: parseInt(mode, 8) });
-        }
-    }
-  }
-  if (problems.length > 0) {
-    throw new ApplianceError('ERR_APPLIANCE_SPEC', `the appliance spec has ${problems.length} problem(s):\n  ${problems.join('\n  ')}`, {
-      fix: 'correct the lines named; appliance/examples/storage.yaml is a complete example',
-    });
-  }
-  return spec;
+  const here = dirname(path);
+  return {
+    file: path,
+    name: raw.name,
+    policies: raw.policies.map((p) => resolve(here, p)),
+    onFatal: raw.onFatal,
+    allowUnconfinedDma: raw.allowUnconfinedDma,
+    kernelArgs: raw.kernelArgs,
+    files: raw.files.map((f) => ({ path: f.path, from: resolve(here, f.from), mode: parseInt(f.mode, 8) })),
+  };
 }

@@ -39,15 +39,25 @@ test('spec: every problem at once, each with its line', () => {
     'version: 2\nname: Bad Name\npolicies: []\nonFatal: explode\nkernelArgs: ["a b"]\ncolour: red\nfiles:\n  - { path: /etc/passwd, from: x }\n',
   );
   for (const want of [
-    '/x/a.yaml:1: version: expected 1, got 2',
-    '/x/a.yaml:2: name: expected a name',
-    '/x/a.yaml:3: policies: expected a non-empty list',
-    "/x/a.yaml:4: onFatal: expected 'reboot' or 'halt'",
-    '/x/a.yaml:5: kernelArgs: expected one word',
+    '/x/a.yaml:1: version: expected one of 1, got 2',
+    "/x/a.yaml:2: name: expected a name of lower-case letters, digits and dashes (at most 63), e.g. storage, got 'Bad Name'",
+    '/x/a.yaml:3: policies: expected at least 1 entry, got 0',
+    "/x/a.yaml:4: onFatal: expected 'reboot' or 'halt', got 'explode'",
+    "/x/a.yaml:5: kernelArgs[0]: expected one word of letters, digits and _.,:=/+- (no spaces or quotes), got 'a b'",
     '/x/a.yaml:6: colour: unknown field',
-    '/x/a.yaml:8: files.path: expected a file directly under /etc/dmabox/',
+    "/x/a.yaml:8: files[0].path: expected a file directly under /etc/dmabox/ (what a policy can name), got '/etc/passwd'",
   ])
     assert.ok(m.includes(want), `${want}\nin:\n${m}`);
+});
+
+test('spec: a misspelt field is named with its likely meaning; YAML errors and an empty file point at their line', () => {
+  assert.match(problems('version: 1\nname: box\npolicies: [a.yaml]\nonFatl: halt\n'), "/x/a.yaml:4: onFatl: unknown field; did you mean 'onFatal'?");
+  assert.match(problems('version: 1\nname: [\n'), '/x/a.yaml:3: YAML: Flow sequence');
+  assert.match(problems(''), '/x/a.yaml:1: empty');
+  assert.match(
+    problems('version: 1\nname: box\npolicies: [a.yaml]\nfiles:\n  - { path: /etc/dmabox/k, from: k, mode: 999 }\n'),
+    '/x/a.yaml:5: files[0].mode: expected an octal mode in quotes',
+  );
 });
 
 test('ldd output: libraries and the loader, vdso skipped, a missing library refused', () => {
