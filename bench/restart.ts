@@ -27,7 +27,7 @@ import type { Supervisor, SandboxEvent } from '../sandbox/manager/supervisor.js'
 import { machineSummary } from './machine.js';
 import { summarize, type KillTimes, type RestartSummary } from './restart-summary.js';
 
-function policy(sock: string, backoff: string): Policy {
+function policy(sock: string, backoff: string, spare: boolean): Policy {
   return parsePolicies(
     `
 version: 1
@@ -35,7 +35,7 @@ name: bench-restart
 device: { sim: nvme, capacity: 128MiB }
 driver: { name: nvme, interrupts: polling }
 windows: [ { size: 1MiB, label: queues }, { size: 8MiB, label: io-buffers } ]
-restart: { maxRestarts: 1000, window: 1s, backoff: { initial: ${backoff}, max: ${backoff} } }
+restart: { maxRestarts: 1000, window: 1s, backoff: { initial: ${backoff}, max: ${backoff} }, spare: ${spare} }
 linkback: { nbd: { socket: ${sock}, export: bench } }
 `,
     'bench-restart.yaml',
@@ -154,7 +154,7 @@ interface Measured {
 async function measure(spares: boolean, kills: number, interval: number, backoff: string, quiet: boolean): Promise<Measured> {
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-bench-restart-'));
   const sock = join(dir, 'bench.sock');
-  const svc = await startService([policy(sock, backoff)], { controlPath: null, supervisor: { spares } }, () => undefined);
+  const svc = await startService([policy(sock, backoff, spares)], { controlPath: null }, () => undefined);
   try {
     if (svc.linkbacks.length !== 1) throw new Error(`the sandbox did not come up: ${JSON.stringify(svc.unavailable)}`);
     const s = svc.manager.sandboxes[0]!;

@@ -96,7 +96,8 @@ export interface SupervisorOptions {
   /**
    * Keep a spare container (and, on the simulator, a spare device process) started ahead of need,
    * so a restart skips a process launch and Node's start-up (spare.ts). Launched once the sandbox
-   * is READY, taken by the next restart. Not with `entry` or `deviceEntry` (test programs). Default off.
+   * is READY, taken by the next restart. Not with `entry` or `deviceEntry` (test programs). Default:
+   * the policy's `restart.spare`.
    */
   spares?: boolean;
 }
@@ -200,7 +201,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
       deviceClock: options.deviceClock ?? realTimers,
       pollMs: 0,
     };
-    this.spares = options.spares === true;
+    this.spares = options.spares ?? policy.restart.spare;
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
     // A policy that names its identity keeps it, if no other sandbox holds it.
     if (root && policy.container.uid !== undefined && policy.container.gid !== undefined)
