@@ -273,14 +273,30 @@ export class SimDevice extends SandboxDevice {
   quarantine(): void {
     const p = this.process;
     if (!p) return;
+    let quiet!: () => void;
+    this.quieting = new Promise<void>((r) => (quiet = r));
     this.settling = p.quarantine(QUARANTINE_DEADLINE_MS).then(async (r) => {
       if (r.killed) this.quarantineLog.push('killed');
       else {
         if (r.done & QUARANTINE_DONE.BME_OFF) this.quarantineLog.push('bme-off');
         if (r.done & QUARANTINE_DONE.FLR) this.quarantineLog.push('flr');
+        // Bus mastering off and reset, as answered: the model does no more DMA.
+        if (r.done & QUARANTINE_DONE.BME_OFF) quiet();
       }
       await p.whenExited();
+      quiet();
     });
+  }
+
+  private quieting: Promise<void> = Promise.resolve();
+
+  /**
+   * Resolves once the last quarantine's device process does no more DMA: it answered with bus
+   * mastering off, or it is gone. A new device process may map the windows from then on (starting
+   * one kills the old process if it has not exited yet).
+   */
+  quiesced(): Promise<void> {
+    return this.quieting;
   }
 
   /** Resolves once the last quarantine finished and its device process is gone. */

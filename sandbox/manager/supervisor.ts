@@ -641,9 +641,10 @@ export class Supervisor extends EventEmitter implements FaultSink {
       const go = (): void => {
         if (!this.stopRequested && this.state === 'backoff') this.spawn();
       };
-      // A simulated device: the old device process answered its quarantine and is gone (bounded by
-      // its deadline) before a new one maps the windows; with a short backoff that is not yet so.
-      if (this.sim) void this.sim.settled().then(go);
+      // A simulated device: the old device process answered its quarantine (bus mastering off) or
+      // is gone (bounded by its deadline) before a new one maps the windows; with a short backoff
+      // that is not yet so.
+      if (this.sim) void this.sim.quiesced().then(go);
       else go();
     }, delay);
   }
