@@ -12,6 +12,7 @@ const benches: Record<string, () => Promise<{ run(argv: string[]): Promise<void>
   linkback: () => import('./linkback.js'),
   appliance: () => import('./appliance.js'),
   restart: () => import('./restart.js'),
+  nic: () => import('./nic.js'),
 };
 
 async function main(argv: string[]): Promise<void> {
