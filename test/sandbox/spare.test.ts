@@ -8,7 +8,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { defaultSys } from 'linux-sys';
-import { decodeHandover, encodeHandover, HANDOVER_BYTES, SPARE_ARG, SPARE_SLOTS } from '../../sandbox/abi/handover.js';
+import { decodeHandover, encodeHandover, HANDOVER_BYTES, receiveHandover, SPARE_ARG, SPARE_SLOTS } from '../../sandbox/abi/handover.js';
+import { warmUp } from '../../sandbox/device/warm.js';
 import { Spare } from '../../sandbox/manager/spare.js';
 import { containerSpec } from '../../sandbox/manager/incarnation.js';
 import { directLauncher, type Launcher } from '../../sandbox/manager/launcher.js';
@@ -60,6 +61,39 @@ test('handover: encoded and decoded; a foreign message, another version, a reser
     code(() => decodeHandover(reserved, reserved.length)),
     'ERR_ABI_HANDOVER',
   );
+});
+
+test("the spare's side: slots 4 and up dropped, then the fds must land on 4, 5, ...; elsewhere, truncated or the socket closed is ERR_ABI_HANDOVER", () => {
+  const fake = (fds: number[], o: { bytes?: number; truncated?: boolean } = {}) => {
+    const closed: number[] = [];
+    const sys = {
+      close: (fd: number) => closed.push(fd),
+      recvFds: (fd: number, data: Uint8Array, maxFds: number) => {
+        assert.is(fd, 3);
+        assert.is(maxFds, SPARE_SLOTS - 1);
+        data.set(encodeHandover(fds.length));
+        return { bytes: o.bytes ?? HANDOVER_BYTES, fds, truncated: o.truncated ?? false };
+      },
+    };
+    return { sys, closed };
+  };
+  const ok = fake([4, 5, 6]);
+  assert.is(receiveHandover(ok.sys), 3);
+  assert.equal(
+    ok.closed,
+    Array.from({ length: SPARE_SLOTS - 1 }, (_, i) => 4 + i),
+    'every placeholder slot is closed before the receive',
+  );
+  assert.throws(() => receiveHandover(fake([4, 9, 6]).sys), /landed on 4,9,6/);
+  assert.throws(() => receiveHandover(fake([4, 5], { truncated: true }).sys), /truncated/);
+  assert.throws(() => receiveHandover(fake([], { bytes: 0 }).sys), /not needed/);
+});
+
+test("a spare device process's warm-up builds throwaway models over plain memory and opens no fd", () => {
+  const before = readdirSync('/proc/self/fd').length;
+  warmUp();
+  warmUp();
+  assert.is(readdirSync('/proc/self/fd').length, before);
 });
 
 /** A launcher that starts nothing: it records the spec and answers with a process of `uid` whose exit the test decides. */
