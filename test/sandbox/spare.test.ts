@@ -6,7 +6,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { needsRoot, testIf } from '../helpers/skip.js';
 import { defaultSys } from 'linux-sys';
 import { decodeHandover, encodeHandover, HANDOVER_BYTES, receiveHandover, SPARE_ARG, SPARE_SLOTS } from '../../sandbox/abi/handover.js';
 import { warmUp } from '../../sandbox/device/warm.js';
@@ -235,6 +239,30 @@ test("spares of two sandboxes: sandbox A's spare is never taken for sandbox B, n
     assert.ok(sa.usable, 'refusals leave it waiting for its own sandbox');
   } finally {
     await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+const rootTest = testIf(needsRoot());
+const here = fileURLToPath(import.meta.url);
+const SPARE_MANAGER = fileURLToPath(new URL(`./fixtures/spare-manager${extname(here)}`, import.meta.url));
+
+rootTest('as dmabox up runs: the manager has left root, the spawner launches the spares, and they take over restarts', async () => {
+  const m = spawn(process.execPath, [...process.execArgv, SPARE_MANAGER, 'spare-spawner'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  m.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  m.stderr.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  try {
+    await until('the manager to finish', () => /^(done|error: .*)$/m.test(out), 60_000);
+    assert.match(out, /^setup over: uid \d+$/m, out);
+    for (const k of [1, 2]) {
+      const t = new RegExp(`^takeover ${k}: pid (\\d+) spare (\\d+) takeovers (\\d+)$`, 'm').exec(out);
+      assert.ok(t, out);
+      assert.is(t[1], t[2], `restart ${k} was taken over by the spare: ${out}`);
+      assert.is(t[3], String(k));
+    }
+    assert.match(out, /^data same$/m, out);
+  } finally {
+    m.kill('SIGKILL');
   }
 });
 
