@@ -762,6 +762,13 @@ export class Supervisor extends EventEmitter implements FaultSink {
         access: g.perm.read && g.perm.write ? 'read-write' : g.perm.read ? 'read' : 'write',
       })),
       deviceProcess: this.sim?.processStatus(this.clock) ?? null,
+      spares: this.spares
+        ? {
+            container: this.spareDriver?.usable ? this.spareDriver.launched!.pid : null,
+            deviceProcess: this.spareDevice?.usable ? this.spareDevice.launched!.pid : null,
+            takeovers: this.spareTakeovers,
+          }
+        : null,
       heartbeat: this.lastHeartbeat ? { completed: Number(this.lastHeartbeat.completed), inflight: this.lastHeartbeat.inflight } : null,
       ...this.service.status(),
     };

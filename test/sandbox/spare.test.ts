@@ -193,6 +193,7 @@ test('a restart is taken over by a spare container and a spare device process, w
     const spares = s as unknown as { spareDriver?: Spare; spareDevice?: Spare };
     await until('both spares launched', () => spares.spareDriver?.usable === true && spares.spareDevice?.usable === true, 20_000);
     const driver = spares.spareDriver!;
+    assert.equal(s.status().spares, { container: driver.launched!.pid, deviceProcess: spares.spareDevice!.launched!.pid, takeovers: 0 });
     const device = spares.spareDevice!;
     const pid = driver.launched!.pid;
     const devicePid = device.launched!.pid;
