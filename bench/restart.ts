@@ -3,8 +3,9 @@
  * container dies under load. The sandboxed simulated NVMe is served over NBD as `npm start` serves
  * it (linkback/service.ts, in this process); fio's nbd engine writes 4 KiB blocks at random at
  * queue depth 16 and verifies every block it wrote (crc32c, `--verify_backlog`, fatal on the first
- * mismatch) while this process kills the driver container (SIGKILL, the supervisor's own kill) every
- * `--interval` once its successor has completed a request. A restart is timed from the kill to the
+ * mismatch) while this process kills the driver container (SIGKILL, the supervisor's own kill)
+ * `--interval` after its successor has completed a request and, with spares, once both new spares
+ * wait for their fds (the steady case: the wait past the interval is reported). A restart is timed from the kill to the
  * first client request the successor completed (replayed requests come first), and split into the
  * steps between (restart-summary.ts: death detection, the old device process's quarantine, the
  * backoff and launch, the device process's start, the container up to confinement, the driver up
@@ -16,7 +17,7 @@
  * object, printed last), --no-results (do not append to bench/RESULTS.md).
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +26,8 @@ import { parsePolicies } from '../policies/index.js';
 import type { Policy } from '../policies/types.js';
 import type { Supervisor, SandboxEvent } from '../sandbox/manager/supervisor.js';
 import { machineSummary } from './machine.js';
-import { summarize, type KillTimes, type RestartSummary } from './restart-summary.js';
+import { SPARE_SLOTS } from '../sandbox/abi/handover.js';
+import { percentile, summarize, type KillTimes, type RestartSummary } from './restart-summary.js';
 
 function policy(sock: string, backoff: string, spare: boolean): Policy {
   return parsePolicies(
@@ -134,6 +136,31 @@ function killOnce(s: Supervisor, timeoutMs: number): Promise<KillTimes> {
   });
 }
 
+/** Open fds of a process (0 when it is gone). */
+function fdCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Whether the sandbox's spares wait for their fds, within `ms`: a spare closes its placeholder
+ * slots just before it blocks in the handover (sandbox/abi/handover.ts), so its fd count drops
+ * below SPARE_SLOTS then.
+ */
+async function sparesWaiting(s: Supervisor, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    const sp = s.status().spares as { container: number | null; deviceProcess: number | null } | null;
+    const parked = (pid: number | null | undefined): boolean => pid !== null && pid !== undefined && fdCount(pid) > 0 && fdCount(pid) < SPARE_SLOTS;
+    if (sp && parked(sp.container) && parked(sp.deviceProcess)) return true;
+    await sleep(5);
+  }
+  return false;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -148,6 +175,8 @@ interface Measured {
   managerCpuMs: number;
   /** Restarts a spare container took over. */
   takeovers: number;
+  /** How long the kills waited, past the interval, for both spares to wait for their fds (p50, ms; NaN cold). */
+  spareWaitP50Ms: number;
 }
 
 /** One service, `kills` kills under fio; spares on or off. */
@@ -163,7 +192,14 @@ async function measure(spares: boolean, kills: number, interval: number, backoff
     const times: KillTimes[] = [];
     await sleep(Math.max(1000, interval)); // fio connected and writing; a spare launched
     const cpu0 = process.cpuUsage();
+    const parkMs: number[] = [];
     for (let i = 0; i < kills && s.state === 'running'; i++) {
+      // With spares: the kill waits until both are waiting for their fds (the steady case; a crash
+      // that comes while the spares still start takes over a spare still starting).
+      if (spares) {
+        const t = performance.now();
+        if (await sparesWaiting(s, 10_000)) parkMs.push(performance.now() - t);
+      }
       const k = await killOnce(s, 10_000);
       times.push(k);
       if (!quiet) {
@@ -184,6 +220,7 @@ async function measure(spares: boolean, kills: number, interval: number, backoff
       fioText: f.text,
       managerCpuMs: (cpu.user + cpu.system) / 1000,
       takeovers: s.spareTakeovers,
+      spareWaitP50Ms: Math.round(percentile(parkMs, 50)),
     };
   } finally {
     await svc.stop();
@@ -222,7 +259,7 @@ export async function run(argv: string[]): Promise<void> {
       .map(([n, p]) => `${n} ${p.p50Ms}/${p.p99Ms}`)
       .join(', ');
     lines.push(
-      `- ${m === 'spare' ? 'with spares' : 'cold (no spares)'}: kill to the first request completed by the successor p50 ${x.restartP50Ms} ms, p99 ${x.restartP99Ms} ms, max ${x.restartMaxMs} ms over ${x.kills} kill(s) (${x.unfinished} unfinished${m === 'spare' ? `, ${r.takeovers} taken over by a spare` : ''}); client errors ${x.clientErrors} (fio ${r.fioIos} writes, ${r.fioVerified} read back and verified); manager CPU ${r.managerCpuMs.toFixed(0)} ms`,
+      `- ${m === 'spare' ? 'with spares' : 'cold (no spares)'}: kill to the first request completed by the successor p50 ${x.restartP50Ms} ms, p99 ${x.restartP99Ms} ms, max ${x.restartMaxMs} ms over ${x.kills} kill(s) (${x.unfinished} unfinished${m === 'spare' ? `, ${r.takeovers} taken over by a spare; each kill waited ${r.spareWaitP50Ms} ms (p50) past the interval for both spares to wait` : ''}); client errors ${x.clientErrors} (fio ${r.fioIos} writes, ${r.fioVerified} read back and verified); manager CPU ${r.managerCpuMs.toFixed(0)} ms`,
       `  phases p50/p99 ms: ${ph}${x.clientErrors && r.fioText ? `; fio: ${r.fioText.split('\n').slice(-2).join(' | ')}` : ''}`,
     );
   }
@@ -235,7 +272,9 @@ export async function run(argv: string[]): Promise<void> {
   }
   if (json) {
     const first = results.get(modes[0]!)!;
-    const byMode = Object.fromEntries([...results].map(([m, r]) => [m, { ...r.summary, takeovers: r.takeovers, managerCpuMs: r.managerCpuMs }]));
+    const byMode = Object.fromEntries(
+      [...results].map(([m, r]) => [m, { ...r.summary, takeovers: r.takeovers, spareWaitP50Ms: r.spareWaitP50Ms, managerCpuMs: r.managerCpuMs }]),
+    );
     console.log(JSON.stringify({ ...first.summary, mode: modes[0], modes: byMode, loadAverage: loadavg(), backoff, intervalMs: interval }));
   }
 }
