@@ -11,6 +11,8 @@ const benches: Record<string, () => Promise<{ run(argv: string[]): Promise<void>
   nvme: () => import('./nvme.js'),
   linkback: () => import('./linkback.js'),
   appliance: () => import('./appliance.js'),
+  restart: () => import('./restart.js'),
+  nic: () => import('./nic.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -40,6 +40,8 @@ interface SandboxStatus {
   net?: { attached: boolean; link: boolean; txFrames: number; rxFrames: number; lostInRestart: number; violations: number };
   /** A simulated device's process (the model runs there, not in the manager). */
   deviceProcess?: { pid: number | null; ready: boolean; started: number; uptimeMs: number; counters: Record<string, number> } | null;
+  /** The spares waiting (restart.spare), and the restarts they took over. */
+  spares?: { container: number | null; deviceProcess: number | null; takeovers: number } | null;
 }
 
 function dur(ms: number): string {
@@ -94,6 +96,9 @@ export function formatStatus(st: {
         .join(', ');
       out += `  ${s.name}${u} device process: pid ${d.pid ?? '-'}, up ${dur(d.uptimeMs)}, ${d.started} started${c ? `; ${c}` : ''}\n`;
     }
+    const sp = s.spares;
+    if (sp)
+      out += `  ${s.name}${u} spares: container pid ${sp.container ?? '-'}, device process pid ${sp.deviceProcess ?? '-'}, ${sp.takeovers} restart(s) taken over\n`;
     if (s.lastFault) out += `  ${s.name}${u} last fault: ${s.lastFault}\n`;
     if (s.cgroup) out += `  ${s.name}${u} cgroup: ${s.cgroup}\n`;
     for (const m of s.confinementMissing ?? []) out += `  ${s.name}${u} CONFINEMENT MISSING: ${m}\n`;

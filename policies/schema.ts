@@ -266,6 +266,11 @@ export const policySchema: ObjectSchema = {
             default: {},
             doc: 'Exponential backoff between restarts.',
           },
+          spare: {
+            schema: { t: 'bool' },
+            default: false,
+            doc: 'Keep a spare container (and, on the simulator, a spare device process) started and waiting, under the sandbox identity and holding nothing of it, so a restart skips the process launch and Node start-up (costs two idle processes).',
+          },
         },
       },
       default: {},

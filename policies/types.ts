@@ -47,6 +47,8 @@ export interface RestartPolicy {
   /** Milliseconds. */
   window: number;
   backoff: { initial: number; max: number };
+  /** Keep a spare container (and device process on the simulator) started ahead of need (sandbox/manager/spare.ts). */
+  spare: boolean;
 }
 
 /** What every NBD linkback has besides where it listens. */

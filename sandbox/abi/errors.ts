@@ -14,7 +14,9 @@ export type AbiCode =
   /** A geometry (entries, slot sizes) out of range, or larger than the memory holding it. */
   | 'ERR_ABI_GEOMETRY'
   /** Shared memory could not be made, sized or mapped. */
-  | 'ERR_ABI_SHM';
+  | 'ERR_ABI_SHM'
+  /** A spare's handover (handover.ts): a foreign or short message, too many fds, fds not on their slots. */
+  | 'ERR_ABI_HANDOVER';
 
 export class AbiError extends DmaboxError<AbiCode> {}
 

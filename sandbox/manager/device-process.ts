@@ -35,9 +35,10 @@ import {
 } from '../abi/device.js';
 import { LogLevel } from '../abi/hypercall/index.js';
 import type { Timer, Timers } from '../../common/timers.js';
-import type { Launched, LaunchSpec } from '../spawner/launch.js';
+import type { Launched, LaunchExit, LaunchSpec } from '../spawner/launch.js';
 import { follow, type Launcher } from './launcher.js';
 import { StdioLines } from './stdio-lines.js';
+import { followTaken, handOver, type SpareSpec, type TakenSpare } from './spare.js';
 
 export interface DeviceProcessHooks {
   ready(): void;
@@ -68,6 +69,8 @@ export interface DeviceProcessOptions {
   /** Program to run instead of the real device process (tests), and its arguments. */
   entry?: string;
   entryArgs?: readonly string[];
+  /** A spare device process taken for this one (spare.ts): it is handed the fds instead of a launch. */
+  spare?: TakenSpare;
   readyTimeoutMs: number;
   /** Heartbeats missed before the process counts as hung (default 4). */
   missedHeartbeats?: number;
@@ -81,6 +84,23 @@ export interface DeviceProcessOptions {
 export function defaultDeviceEntry(): string {
   const here = fileURLToPath(import.meta.url);
   return fileURLToPath(new URL(`../device/main${extname(here)}`, import.meta.url));
+}
+
+/** How a device process of `sandbox` is launched, without its fds and pipes: the same cold and for a spare (spare.ts). */
+export function deviceSpec(sandbox: string, limits: LaunchSpec['limits'], confined: boolean, entry?: string, entryArgs?: readonly string[]): SpareSpec {
+  return {
+    sandbox,
+    role: 'device',
+    argv: [
+      process.execPath,
+      ...process.execArgv.filter((a) => !a.startsWith('--experimental-vm-modules')),
+      entry ?? defaultDeviceEntry(),
+      ...(entryArgs ?? []),
+    ],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
+    limits,
+    confined,
+  };
 }
 
 export class DeviceProcess {
@@ -118,13 +138,15 @@ export class DeviceProcess {
     this.lastFrame = this.rateStart = clock.now();
     const sys = o.sys;
     // fd 3: the protocol's stream socket; stdout and stderr: pipes read at a bounded rate (stdio-lines.ts).
-    const [mine, theirs] = sys.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    this.theirs.push(theirs);
+    // A spare already holds its ends: it is handed the fds first, before START on the same socket.
+    const spare = o.spare;
+    if (spare) handOver(sys, spare, o.fds);
+    const [mine, theirs] = spare ? [spare.channel, -1] : sys.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (!spare) this.theirs.push(theirs);
     this.channel = this.socket(mine, true);
-    const [outR, outW] = sys.pipe2(O_CLOEXEC);
-    this.theirs.push(outW);
-    const [errR, errW] = sys.pipe2(O_CLOEXEC);
-    this.theirs.push(errW);
+    const [outR, outW] = spare ? [spare.stdout, -1] : sys.pipe2(O_CLOEXEC);
+    const [errR, errW] = spare ? [spare.stderr, -1] : sys.pipe2(O_CLOEXEC);
+    if (!spare) this.theirs.push(outW, errW);
     const output = new StdioLines(
       (level, text) => o.hooks.log(level, `[device] ${text}`),
       () => clock.now(),
@@ -134,35 +156,26 @@ export class DeviceProcess {
     this.channel.on('data', (chunk: Buffer) => this.take(chunk));
     this.channel.on('error', () => undefined);
     this.channel.write(encodeStart(o.start));
-    const spec: LaunchSpec = {
-      sandbox: o.sandbox,
-      role: 'device',
-      argv: [
-        process.execPath,
-        ...process.execArgv.filter((a) => !a.startsWith('--experimental-vm-modules')),
-        o.entry ?? defaultDeviceEntry(),
-        ...(o.entryArgs ?? []),
-      ],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
-      stdout: outW,
-      stderr: errW,
-      fds: [theirs, ...o.fds],
-      limits: o.limits,
-      confined: o.confined,
-    };
-    follow(o.launcher, spec, {
-      launched: (l) => {
+    const followed = {
+      launched: (l: Launched) => {
         this.closeTheirs();
         this.launched = l;
         o.hooks.launched(l);
         if (this.killed) l.kill('SIGKILL');
       },
-      exited: (x, why) => this.onExit(x.code, x.signal, why ?? (x.oom ? 'its cgroup ran out of memory (OOM kill)' : undefined)),
-      failed: (e) => {
+      exited: (x: LaunchExit, why?: string) => this.onExit(x.code, x.signal, why ?? (x.oom ? 'its cgroup ran out of memory (OOM kill)' : undefined)),
+      failed: (e: Error) => {
         this.closeTheirs();
         this.onExit(null, null, `could not be started: ${e.message.split('\n')[0]}`);
       },
-    });
+    };
+    if (spare) followTaken(spare, followed);
+    else
+      follow(
+        o.launcher,
+        { ...deviceSpec(o.sandbox, o.limits, o.confined, o.entry, o.entryArgs), stdout: outW, stderr: errW, fds: [theirs, ...o.fds] },
+        followed,
+      );
     this.readyTimer = clock.setTimeout(() => this.confirm(() => !this.isReady, `no READY within ${o.readyTimeoutMs} ms`), o.readyTimeoutMs);
     const period = o.start.heartbeatMs;
     const bound = period * (o.missedHeartbeats ?? 4);

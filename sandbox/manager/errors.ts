@@ -22,6 +22,7 @@ export type SandboxCode =
   | 'ERR_SANDBOX_NET_ARG' // a bridge broke the NicPort contract
   | 'ERR_SANDBOX_NET_TIMEOUT' // the NIC self-check got no answer
   | 'ERR_SANDBOX_PRIVILEGE' // leaving root failed (PrivilegeError)
+  | 'ERR_SANDBOX_SPARE' // a spare process asked to take over another sandbox's or role's process, or one not running (spare.ts)
   | 'ERR_FAULTS_KMSG'; // the kernel log cannot be followed for IOMMU faults
 
 export class SandboxError extends DmaboxError<SandboxCode> {}

@@ -34,6 +34,7 @@ import type { Policy } from '../../policies/types.js';
 import type { Timers } from '../../common/timers.js';
 import { SandboxError } from './errors.js';
 import { StdioLines } from './stdio-lines.js';
+import { followTaken, handOver, type SpareSpec, type TakenSpare } from './spare.js';
 
 /** The container entrypoint next to this module (main.ts under tsx, main.js when built). */
 export function defaultEntry(): string {
@@ -94,6 +95,28 @@ export interface IncarnationOptions {
   registerTimeoutMs: number;
   /** Time (the stdio rate window, the start time reported in status). */
   clock: Timers;
+  /** Spares taken for this incarnation (spare.ts): the container, the device process; either may be absent (started cold). */
+  spare?: { driver?: TakenSpare; device?: TakenSpare };
+}
+
+/**
+ * How a container of `policy` is launched, without its fds and pipes: the same for a container
+ * started cold and for a spare (spare.ts), so a spare is exactly the process it will become.
+ */
+export function containerSpec(policy: Policy, entry?: string, entryArgs?: readonly string[]): SpareSpec {
+  // The JS heap gets what the windows leave of the memory limit; the cgroup bounds the whole process.
+  const windowBytes = policy.windows.reduce((n, w) => n + w.size, 0);
+  const heapMiB = Math.max(64, Math.floor((policy.container.memory - windowBytes) / 2 ** 20));
+  const inherited = process.execArgv.filter((a) => !(CONTAINER_NODE_FLAGS as readonly string[]).includes(a));
+  const heapArg = inherited.some((a) => a.startsWith('--max-old-space-size')) ? [] : [`--max-old-space-size=${heapMiB}`];
+  return {
+    sandbox: policy.name,
+    role: 'driver',
+    argv: [process.execPath, ...inherited, ...CONTAINER_NODE_FLAGS, ...heapArg, entry ?? defaultEntry(), ...(entryArgs ?? [])],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
+    limits: { memoryBytes: policy.container.memory, pids: policy.container.pids, cpuWeight: policy.container.cpuWeight },
+    confined: !policy.unconfined,
+  };
 }
 
 export class Incarnation {
@@ -135,8 +158,10 @@ export class Incarnation {
     let mailboxShm: Shared | undefined;
     let mailboxKick = -1;
     try {
-      const [mine, theirs] = sys.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      this.theirs.push(theirs);
+      // A spare container already holds its end of the hypercall socketpair on fd 3.
+      const spare = o.spare?.driver;
+      const [mine, theirs] = spare ? [spare.channel, -1] : sys.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (!spare) this.theirs.push(theirs);
       const hypercall = this.socket(mine, true);
       if (fd(theirs) !== FD.HYPERCALL) throw new SandboxError('ERR_SANDBOX_STATE', 'fd slot 3 must be the hypercall socket');
       // fd 4: a fresh copy of the driver's code, so what one container writes into it never reaches the next.
@@ -179,6 +204,7 @@ export class Incarnation {
       if (mailboxShm && device instanceof SimDevice) {
         const shm = mailboxShm;
         this.deviceProcess = device.startProcess({
+          ...(o.spare?.device ? { spare: o.spare.device } : {}),
           mailbox: shm,
           kickFd: mailboxKick,
           irqFds,
@@ -271,16 +297,11 @@ export class Incarnation {
   }
 
   private spawnChild(o: IncarnationOptions, fds: number[]): void {
-    const { policy, sys } = o;
-    const entry = o.entry ?? defaultEntry();
-    // The JS heap gets what the windows leave of the memory limit; the cgroup bounds the whole process.
-    const windowBytes = policy.windows.reduce((n, w) => n + w.size, 0);
-    const heapMiB = Math.max(64, Math.floor((policy.container.memory - windowBytes) / 2 ** 20));
-    const inherited = process.execArgv.filter((a) => !(CONTAINER_NODE_FLAGS as readonly string[]).includes(a));
-    const heapArg = inherited.some((a) => a.startsWith('--max-old-space-size')) ? [] : [`--max-old-space-size=${heapMiB}`];
-    const [outR, outW] = sys.pipe2(O_CLOEXEC);
-    const [errR, errW] = sys.pipe2(O_CLOEXEC);
-    this.theirs.push(outW, errW);
+    const { sys } = o;
+    const spare = o.spare?.driver;
+    const [outR, outW] = spare ? [spare.stdout, -1] : sys.pipe2(O_CLOEXEC);
+    const [errR, errW] = spare ? [spare.stderr, -1] : sys.pipe2(O_CLOEXEC);
+    if (!spare) this.theirs.push(outW, errW);
     const stdout = this.socket(outR, false);
     const stderr = this.socket(errR, false);
     // The container's own stdout/stderr: bounded lines a second, bounded work a turn (stdio-lines.ts).
@@ -290,40 +311,37 @@ export class Incarnation {
     );
     output.attach(stdout, LogLevel.INFO);
     output.attach(stderr, LogLevel.WARN);
-    const spec: LaunchSpec = {
-      sandbox: policy.name,
-      role: 'driver',
-      argv: [process.execPath, ...inherited, ...CONTAINER_NODE_FLAGS, ...heapArg, entry, ...(o.entryArgs ?? [])],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '' },
-      stdout: outW,
-      stderr: errW,
-      fds,
-      limits: { memoryBytes: policy.container.memory, pids: policy.container.pids, cpuWeight: policy.container.cpuWeight },
-      confined: !policy.unconfined,
-    };
     const gone = (e: LaunchExit): void => {
       if (this.exited) return;
       this.exited = true;
       o.hooks.exit(e.code, e.signal, e.oom);
     };
-    follow(o.launcher ?? directLauncher, spec, {
-      launched: (l) => {
+    const followed = {
+      launched: (l: Launched) => {
         this.closeTheirs();
         this.launched = l;
         o.hooks.launched(l);
         if (this.killed) l.kill('SIGKILL');
       },
-      exited: (x, why) => {
+      exited: (x: LaunchExit, why?: string) => {
         if (why) o.hooks.log(LogLevel.ERROR, `container process: ${why}`);
         gone(x);
       },
-      failed: (e) => {
+      failed: (e: Error) => {
         this.closeTheirs();
         // A launch that failed has no process and no exit: report it as one, so the supervisor goes on.
         o.hooks.log(LogLevel.ERROR, `container process error: ${e.message}`);
         gone({ code: null, signal: null, oom: false });
       },
-    });
+    };
+    if (spare) {
+      // Slot 3 is the spare's own socket: it receives the rest (sandbox/abi/handover.ts).
+      handOver(sys, spare, fds.slice(1));
+      followTaken(spare, followed);
+      return;
+    }
+    const spec: LaunchSpec = { ...containerSpec(o.policy, o.entry, o.entryArgs), stdout: outW, stderr: errW, fds };
+    follow(o.launcher ?? directLauncher, spec, followed);
   }
 
   private closeTheirs(): void {

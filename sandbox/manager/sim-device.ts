@@ -23,7 +23,8 @@ import type { Timers } from '../../common/timers.js';
 import { SandboxError } from './errors.js';
 import type { Policy } from '../../policies/types.js';
 import { SandboxDevice } from './device.js';
-import { DeviceProcess, type DeviceProcessHooks } from './device-process.js';
+import { DeviceProcess, deviceSpec, type DeviceProcessHooks } from './device-process.js';
+import type { SpareSpec, TakenSpare } from './spare.js';
 import type { Launcher } from './launcher.js';
 
 export { windowAccess, type GrantedWindow, type WindowAccess } from './device.js';
@@ -82,6 +83,8 @@ export interface DeviceProcessStart {
   launcher: Launcher;
   entry?: string;
   entryArgs?: readonly string[];
+  /** A spare device process taken for this one (spare.ts). */
+  spare?: TakenSpare;
   hooks: Pick<DeviceProcessHooks, 'log' | 'violation' | 'failed' | 'launched'>;
   /** A device fault plan in sim/faults' text form, passed in START (the device process checks it). */
   faultPlan?: string;
@@ -180,6 +183,16 @@ export class SimDevice extends SandboxDevice {
     return this.domain.mappings;
   }
 
+  /** The model's heap as a container's, plus the namespace's media it writes (memfd pages count where first touched). */
+  private limits(): { memoryBytes: number; pids: number; cpuWeight: number } {
+    return { memoryBytes: this.policy.container.memory + this.storeBytes, pids: this.policy.container.pids, cpuWeight: this.policy.container.cpuWeight };
+  }
+
+  /** How this device's process is launched (without fds): a spare device process is launched so (spare.ts). */
+  spareSpec(entry?: string, entryArgs?: readonly string[]): SpareSpec {
+    return deviceSpec(this.policy.name, this.limits(), !this.policy.unconfined, entry, entryArgs);
+  }
+
   /**
    * A fresh device process for the next container: the mailbox and interrupt eventfds made for that
    * container, the window memfds and the store. A previous process still alive (its quarantine
@@ -231,15 +244,11 @@ export class SimDevice extends SandboxDevice {
       sys: this.sys,
       launcher: o.launcher,
       sandbox: this.policy.name,
-      // The model's heap as a container's, plus the namespace's media it writes (memfd pages count where first touched).
-      limits: {
-        memoryBytes: this.policy.container.memory + this.storeBytes,
-        pids: this.policy.container.pids,
-        cpuWeight: this.policy.container.cpuWeight,
-      },
+      limits: this.limits(),
       confined: !this.policy.unconfined,
       ...(o.entry ? { entry: o.entry } : {}),
       ...(o.entryArgs ? { entryArgs: o.entryArgs } : {}),
+      ...(o.spare ? { spare: o.spare } : {}),
       hooks: {
         ready: () => undefined,
         launched: (l) => o.hooks.launched(l),
@@ -264,14 +273,30 @@ export class SimDevice extends SandboxDevice {
   quarantine(): void {
     const p = this.process;
     if (!p) return;
+    let quiet!: () => void;
+    this.quieting = new Promise<void>((r) => (quiet = r));
     this.settling = p.quarantine(QUARANTINE_DEADLINE_MS).then(async (r) => {
       if (r.killed) this.quarantineLog.push('killed');
       else {
         if (r.done & QUARANTINE_DONE.BME_OFF) this.quarantineLog.push('bme-off');
         if (r.done & QUARANTINE_DONE.FLR) this.quarantineLog.push('flr');
+        // Bus mastering off and reset, as answered: the model does no more DMA.
+        if (r.done & QUARANTINE_DONE.BME_OFF) quiet();
       }
       await p.whenExited();
+      quiet();
     });
+  }
+
+  private quieting: Promise<void> = Promise.resolve();
+
+  /**
+   * Resolves once the last quarantine's device process does no more DMA: it answered with bus
+   * mastering off, or it is gone. A new device process may map the windows from then on (starting
+   * one kills the old process if it has not exited yet).
+   */
+  quiesced(): Promise<void> {
+    return this.quieting;
   }
 
   /** Resolves once the last quarantine finished and its device process is gone. */

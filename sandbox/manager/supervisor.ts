@@ -32,8 +32,9 @@ import type { NetGeometry } from '../abi/net.js';
 import { realTimers, type Timer, type Timers } from '../../common/timers.js';
 import { bundleDriver, driverRef, type CampaignInjection, type DriverRef } from './driver-code.js';
 import { SandboxError } from './errors.js';
-import { Incarnation } from './incarnation.js';
-import type { Launcher } from './launcher.js';
+import { containerSpec, Incarnation } from './incarnation.js';
+import { directLauncher, type Launcher } from './launcher.js';
+import { Spare, type TakenSpare } from './spare.js';
 import type { Launched } from '../spawner/launch.js';
 import { launchHost } from '../spawner/host.js';
 import { SimDevice } from './sim-device.js';
@@ -92,6 +93,13 @@ export interface SupervisorOptions {
   bind?: boolean;
   /** Who starts containers (default: the launch library in this process; the manager's spawner after set-up). */
   launcher?: Launcher;
+  /**
+   * Keep a spare container (and, on the simulator, a spare device process) started ahead of need,
+   * so a restart skips a process launch and Node's start-up (spare.ts). Launched once the sandbox
+   * is READY, taken by the next restart. Not with `entry` or `deviceEntry` (test programs). Default:
+   * the policy's `restart.spare`.
+   */
+  spares?: boolean;
 }
 
 const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error', [LogLevel.WARN]: 'warn', [LogLevel.INFO]: 'info', [LogLevel.DEBUG]: 'debug' };
@@ -139,13 +147,34 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private readonly o: Required<
     Omit<
       SupervisorOptions,
-      'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs' | 'deviceClock' | 'ring' | 'net' | 'bind' | 'pollIdleMs' | 'clock' | 'launcher' | 'campaign'
+      | 'entry'
+      | 'entryArgs'
+      | 'deviceEntry'
+      | 'deviceEntryArgs'
+      | 'deviceClock'
+      | 'ring'
+      | 'net'
+      | 'bind'
+      | 'pollIdleMs'
+      | 'clock'
+      | 'launcher'
+      | 'campaign'
+      | 'spares'
     >
   > &
     Pick<SupervisorOptions, 'entry' | 'entryArgs' | 'deviceEntry' | 'deviceEntryArgs' | 'launcher'> & { pollMs: number; deviceClock: Timers };
   private stopRequested = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   lastHeartbeat: Heartbeat | undefined;
+  /** Whether spares are kept (SupervisorOptions.spares). */
+  readonly spares: boolean;
+  /** The spare container and device process waiting, if any (spare.ts). */
+  private spareDriver: Spare | undefined;
+  private spareDevice: Spare | undefined;
+  /** Restarts that a spare container took over. */
+  spareTakeovers = 0;
+  /** uid the device processes run as (-1 before the first). */
+  private deviceUid = -1;
   readonly createdAt: number;
   startedAt = 0;
 
@@ -172,6 +201,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
       deviceClock: options.deviceClock ?? realTimers,
       pollMs: 0,
     };
+    this.spares = options.spares ?? policy.restart.spare;
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
     // A policy that names its identity keeps it, if no other sandbox holds it.
     if (root && policy.container.uid !== undefined && policy.container.gid !== undefined)
@@ -344,12 +374,63 @@ export class Supervisor extends EventEmitter implements FaultSink {
     });
   }
 
+  /**
+   * Spares for the next restart, launched once this sandbox serves (so they never compete with a
+   * bring-up): a container, and a device process on the simulator. One of each at most; one that
+   * died is replaced. Test programs (`entry`, `deviceEntry`) get none.
+   */
+  private prepareSpares(): void {
+    if (!this.spares || this.stopRequested) return;
+    const launcher = this.o.launcher ?? directLauncher;
+    const fresh = (s: Spare | undefined): boolean => s === undefined || s.exited || s.taken;
+    try {
+      if (!this.o.entry && fresh(this.spareDriver)) this.spareDriver = new Spare(this.o.sys, launcher, containerSpec(this.policy));
+      if (this.sim && !this.o.deviceEntry && fresh(this.spareDevice)) this.spareDevice = new Spare(this.o.sys, launcher, this.sim.spareSpec());
+    } catch (e) {
+      this.event('log', `no spare: ${(e as Error).message.split('\n')[0]}`, 'warn');
+    }
+  }
+
+  /** The spares that can take over now, taken (checked for this sandbox, role and identity); the others are left or killed. */
+  private takeSpares(): { driver?: TakenSpare; device?: TakenSpare } | undefined {
+    if (!this.spares) return undefined;
+    const take = (s: Spare | undefined, role: 'driver' | 'device', uid: number): TakenSpare | undefined => {
+      if (!s?.usable) return undefined;
+      try {
+        return s.take(this.policy.name, role, uid);
+      } catch (e) {
+        s.kill();
+        this.event('log', `spare ${role} not used: ${(e as Error).message}`, 'warn');
+        return undefined;
+      }
+    };
+    const driver = take(this.spareDriver, 'driver', this.credentials.asPolicy ? this.credentials.uid : -1);
+    const device = take(this.spareDevice, 'device', this.deviceUid);
+    if (driver) this.spareDriver = undefined;
+    if (device) this.spareDevice = undefined;
+    if (!driver && !device) return undefined;
+    if (driver) this.spareTakeovers++;
+    this.event(
+      'log',
+      `spare ${[driver ? `container pid ${driver.launched.pid}` : '', device ? `device process pid ${device.launched.pid}` : ''].filter(Boolean).join(' and ')} taking over`,
+    );
+    return { ...(driver ? { driver } : {}), ...(device ? { device } : {}) };
+  }
+
+  private killSpares(): void {
+    this.spareDriver?.kill();
+    this.spareDevice?.kill();
+    this.spareDriver = this.spareDevice = undefined;
+  }
+
   private spawn(): void {
     this.state = 'starting';
     this.lastBeat = undefined;
     let inc: Incarnation;
+    const spare = this.takeSpares();
     try {
       inc = new Incarnation({
+        ...(spare ? { spare } : {}),
         policy: this.policy,
         device: this.device,
         services: [this.service],
@@ -380,6 +461,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
             if (this.current === inc && !inc.exited && !this.stopRequested) this.kill(`its hypercall channel closed (${reason})`);
           },
           deviceLaunched: (l) => {
+            this.deviceUid = l.uid;
             if (this.current !== inc) return;
             this.event(
               'device',
@@ -397,6 +479,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
         },
       });
     } catch (e) {
+      spare?.driver?.launched.kill('SIGKILL');
+      spare?.device?.launched.kill('SIGKILL');
       // Nothing could be made for a container (fds, memory): as a crash, so backoff and the limit apply.
       this.event('exit', `no container could be made: ${(e as Error).message.split('\n')[0]}`, 'error');
       this.afterContainer();
@@ -447,6 +531,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.lastProgress = this.clock.now();
     this.lastHangCheck = this.lastProgress;
     this.event('ready', line);
+    this.prepareSpares();
     const period = Math.max(50, Math.floor(this.o.hangMs / 4));
     this.hangTimer = this.clock.setInterval(() => this.checkHang(period), period);
     this.hangTimer.unref();
@@ -553,7 +638,14 @@ export class Supervisor extends EventEmitter implements FaultSink {
       this.backoffTimer = undefined;
       if (this.stopRequested || this.state !== 'backoff') return;
       this.restarts++;
-      this.spawn();
+      const go = (): void => {
+        if (!this.stopRequested && this.state === 'backoff') this.spawn();
+      };
+      // A simulated device: the old device process answered its quarantine (bus mastering off) or
+      // is gone (bounded by its deadline) before a new one maps the windows; with a short backoff
+      // that is not yet so.
+      if (this.sim) void this.sim.quiesced().then(go);
+      else go();
     }, delay);
   }
 
@@ -561,6 +653,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     if (this.state === 'failed' || this.state === 'stopped') return;
     this.state = 'failed';
     this.clock.clearTimeout(this.backoffTimer);
+    this.killSpares();
     this.event('failed', `device marked failed: ${why}`, 'error');
     const err = new SandboxError('ERR_SANDBOX_FAILED', `sandbox ${this.policy.name}: device marked failed: ${why}`, {
       fix: 'see the sandbox events for why its containers died; fix the cause and start the sandbox again',
@@ -593,6 +686,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
   async stop(deadlineMs = 3000): Promise<void> {
     if (this.state === 'stopped') return;
     this.stopRequested = true;
+    this.killSpares();
     this.clock.clearTimeout(this.backoffTimer);
     this.clock.clearTimeout(this.readyTimer);
     this.clock.clearInterval(this.hangTimer);
@@ -668,6 +762,13 @@ export class Supervisor extends EventEmitter implements FaultSink {
         access: g.perm.read && g.perm.write ? 'read-write' : g.perm.read ? 'read' : 'write',
       })),
       deviceProcess: this.sim?.processStatus(this.clock) ?? null,
+      spares: this.spares
+        ? {
+            container: this.spareDriver?.usable ? this.spareDriver.launched!.pid : null,
+            deviceProcess: this.spareDevice?.usable ? this.spareDevice.launched!.pid : null,
+            takeovers: this.spareTakeovers,
+          }
+        : null,
       heartbeat: this.lastHeartbeat ? { completed: Number(this.lastHeartbeat.completed), inflight: this.lastHeartbeat.inflight } : null,
       ...this.service.status(),
     };

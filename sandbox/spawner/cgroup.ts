@@ -208,8 +208,14 @@ export class Cgroup {
   /** Remove it (every folder); a folder still busy (a process not yet reaped) is tried again for up to `ms`. */
   async remove(ms = 2000): Promise<void> {
     const deadline = Date.now() + ms;
+    // The kernel empties a cgroup a moment after its last process is reaped: retry soon, then less
+    // often (1, 2, 4 .. 32 ms), as a caller (the supervisor's death detection) waits on this.
     for (const d of this.dirs) {
-      while (!tryRmdir(d) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      let wait = 1;
+      while (!tryRmdir(d) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(32, wait * 2);
+      }
     }
   }
 }

@@ -54,7 +54,7 @@ test('a good policy resolves with defaults filled in', () => {
   ]);
   // No uid or gid: each sandbox gets an identity of its own when it is launched.
   assert.equal(p.container, { memory: 256 * 2 ** 20, pids: 64, cpuWeight: 100, seccomp: 'driver' });
-  assert.equal(p.restart, { maxRestarts: 3, window: 60_000, backoff: { initial: 100, max: 30_000 } });
+  assert.equal(p.restart, { maxRestarts: 3, window: 60_000, backoff: { initial: 100, max: 30_000 }, spare: false });
   assert.is(p.onIommuFault, 'stop');
   assert.equal(p.linkback, { nbd: { port: 10809, export: 'lab-nvme', poll: 0.5, tls: 'off', 'tls-verify-peer': false } });
   assert.is(p.unconfined, false);

@@ -201,11 +201,13 @@ test('formatStatus marks the invoking user when not root', () => {
         lastFault: null,
         windows: [],
         io: { completed: 1, errors: 0, bytes: 512, pending: 0, replayed: 0 },
+        spares: { container: 7, deviceProcess: null, takeovers: 3 },
       },
     ],
   });
   assert.match(text, /not root: containers run as this user/);
   assert.match(text, /uid 1000 gid 1000 \(invoking user\)/);
+  assert.match(text, /x spares: container pid 7, device process pid -, 3 restart\(s\) taken over/);
 });
 
 test('formatStatus shows every thread of the manager and the spawner, and whether the manager left root', () => {
