@@ -1,10 +1,14 @@
 /**
  * The fault classes a campaign can inject, as data: the spec's schema (schema.ts), the trial plan
  * (plan.ts) and the reports all read this one list. Each class says on which side it is injected:
- * `driver` (campaigns/inject/, wrapped around the driver's Platform) — the only side here; device-
- * side fault models (sim/nvme/faults.ts and its successors) can be registered as `side: 'device'`
- * classes later without changing the spec format (a class is a key of `faults:`).
+ * `driver` (campaigns/inject/, wrapped around the driver's Platform) or `device` (the simulated
+ * device models' fault plans, sim/faults, registered by campaigns/device-classes.ts; a class is a
+ * key of `faults:` either way).
  */
+
+import type { FaultDevice } from '../sim/faults/classes.js';
+import type { ParamSpec } from '../sim/faults/params.js';
+import { DEVICE_FAULT_CLASSES } from './device-classes.js';
 
 export type FaultSide = 'driver' | 'device';
 
@@ -12,6 +16,10 @@ export interface FaultClassInfo {
   readonly name: string;
   readonly side: FaultSide;
   readonly doc: string;
+  /** Device classes: the simulated model they apply to (sim/faults). */
+  readonly device?: FaultDevice;
+  /** Device classes: the class's own typed parameters, from the sim/faults registry. */
+  readonly params?: readonly ParamSpec[];
   /** A class-specific list parameter: which variants a trial may draw from. */
   readonly variants?: { readonly key: string; readonly values: readonly string[]; readonly doc: string };
 }
@@ -59,3 +67,6 @@ export const DRIVER_FAULT_CLASSES: readonly FaultClassInfo[] = [
     variants: { key: 'sites', values: ERROR_SITES, doc: 'Which contract calls fail.' },
   },
 ];
+
+/** Every class a spec may name: the driver side's, then the device models' (campaigns/device-classes.ts). */
+export const FAULT_CLASSES: readonly FaultClassInfo[] = [...DRIVER_FAULT_CLASSES, ...DEVICE_FAULT_CLASSES];

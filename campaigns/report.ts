@@ -68,6 +68,19 @@ function sideBySide(a: Summary, b: Summary): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="480" height="64">${bars}</svg>`;
 }
 
+/** The findings as a table, like a fuzzer's crash list: fault class, symptom, trials, the replay command. */
+function findingsTable(s: Summary): string {
+  const list = s.findings ?? [];
+  if (list.length === 0) return '<p>None: the driver survived every device fault (it reported it, or recovered).</p>';
+  const rows = list
+    .map(
+      (f) =>
+        `<tr><td>${esc(f.fault)}</td><td>${esc(f.symptom)}</td><td>${f.trials.length}: ${esc(f.trials.slice(0, 20).join(', '))}${f.trials.length > 20 ? ', ...' : ''}</td><td><code>${esc(f.replay)}</code></td></tr>`,
+    )
+    .join('');
+  return `<p>Device faults the driver did not survive (it threw, hung or never finished starting): bugs in the driver, not violations of the sandbox.</p><table><tr><th>fault</th><th>symptom</th><th>trials</th><th>replay</th></tr>${rows}</table>`;
+}
+
 export function renderReport(summary: Summary, records: readonly TrialRecord[], other?: Summary): string {
   const rows = records
     .filter((r) => r.outcome === 'violation')
@@ -87,6 +100,7 @@ Outcomes: ${OUTCOMES.map((o) => `${o} ${summary.outcomes[o]}`).join(', ')}.</p>
 <h2>Outcomes by fault class</h2>${outcomeBars(summary)}
 <h2>Time to recover</h2><p>${summary.timeToRecoverMs.count} trials; median ${summary.timeToRecoverMs.p50 ?? '-'} ms, 90th percentile ${summary.timeToRecoverMs.p90 ?? '-'} ms, max ${summary.timeToRecoverMs.max ?? '-'} ms.</p>${recoveryHistogram(records)}
 ${other ? `<h2>Violations with and without the IOMMU</h2>${sideBySide(summary, other)}` : ''}
+<h2>Findings</h2>${findingsTable(summary)}
 <h2>Violations</h2>${rows ? `<p>Each reruns with <code>dmabox campaign replay DIR --trial N</code>.</p><table><tr><th>trial</th><th>seed</th><th>fault</th><th>what fired</th><th>oracle</th></tr>${rows}</table>` : '<p>None.</p>'}
 </body></html>
 `;

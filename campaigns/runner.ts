@@ -14,7 +14,8 @@ import { Rig } from './rig.js';
 import { loadCampaign, targetPolicy, type CampaignSpec } from './spec.js';
 import { summarize, type Summary } from './summary.js';
 import { loadDriver } from './target.js';
-import { runTrial, type TrialOptions, type TrialRecord } from './trial.js';
+import { runTrial, uncaughtSink, type TrialOptions, type TrialRecord } from './trial.js';
+import { checkDeviceClasses } from './device-classes.js';
 
 export interface RunOptions {
   trials?: number;
@@ -46,6 +47,7 @@ export interface CampaignMeta {
 async function containingInjected<T>(body: () => Promise<T>): Promise<T> {
   const onError = (e: unknown) => {
     if (e instanceof InjectError) return;
+    if (uncaughtSink.current) return uncaughtSink.current(e); // a device-fault trial's finding
     process.stderr.write(`dmabox campaign: uncaught ${(e as Error).stack ?? String(e)}\n`);
     process.exit(70);
   };
@@ -70,6 +72,7 @@ export async function runIndices(
   options: TrialOptions = {},
 ): Promise<void> {
   const policy = targetPolicy(spec);
+  checkDeviceClasses(spec.name, spec.faults, policy);
   const driver = await loadDriver(policy);
   let rig = new Rig(iommuOff);
   await containingInjected(async () => {
@@ -109,7 +112,7 @@ function runWorker(
 
 export async function runCampaign(specFile: string, options: RunOptions = {}): Promise<Summary> {
   const spec = loadCampaign(specFile);
-  targetPolicy(spec); // refuse a bad target before anything starts
+  checkDeviceClasses(spec.name, spec.faults, targetPolicy(spec)); // refuse a bad target before anything starts
   const seed = options.seed ?? spec.seed;
   const trials = options.trials ?? spec.trials;
   const shard = options.shard ?? { k: 1, n: 1 };
@@ -145,7 +148,7 @@ export async function runCampaign(specFile: string, options: RunOptions = {}): P
     );
   }
   records.sort((a, b) => a.index - b.index);
-  const summary = summarize(spec.name, seed, !iommuOff, records, (performance.now() - t0) / 1000);
+  const summary = summarize(spec.name, seed, !iommuOff, records, (performance.now() - t0) / 1000, out);
   if (out) writeFileSync(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
 }
@@ -204,7 +207,12 @@ export function mergeDirs(dirs: readonly string[]): Summary {
         },
       );
   const byIndex = new Map<number, TrialRecord>();
-  for (const d of dirs) for (const r of readRecords(d)) byIndex.set(r.index, r);
+  const dirOf = new Map<number, string>();
+  for (const d of dirs)
+    for (const r of readRecords(d)) {
+      byIndex.set(r.index, r);
+      dirOf.set(r.index, d);
+    }
   const records = [...byIndex.values()].sort((a, b) => a.index - b.index);
   const seconds = dirs.reduce((s, d) => {
     try {
@@ -213,5 +221,8 @@ export function mergeDirs(dirs: readonly string[]): Summary {
       return s;
     }
   }, 0);
-  return summarize(first.name, first.seed, !first.iommuOff, records, seconds);
+  const summary = summarize(first.name, first.seed, !first.iommuOff, records, seconds);
+  // A finding replays from the shard directory that holds its first trial.
+  for (const f of summary.findings) f.replay = `dmabox campaign replay ${dirOf.get(f.trials[0]!) ?? 'DIR'} --trial ${f.trials[0]!}`;
+  return summary;
 }

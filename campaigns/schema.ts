@@ -5,7 +5,8 @@
  * `probability` in percent, `interval` (only every Nth eligible point), `times` (at most this many).
  */
 import type { Field, ObjectSchema, Schema } from '../policies/schema-dsl.js';
-import { DRIVER_FAULT_CLASSES, type FaultClassInfo } from './fault-classes.js';
+import type { ParamSpec } from '../sim/faults/params.js';
+import { FAULT_CLASSES, type FaultClassInfo } from './fault-classes.js';
 
 export const CAMPAIGN_VERSION = 1;
 
@@ -24,7 +25,7 @@ const common: Record<string, Field> = {
   within: {
     schema: int(1, 100_000),
     default: 24,
-    doc: 'The first eligible point is drawn uniformly from the first `within` driver operations (doorbells, register reads, allocations): a random point of the work.',
+    doc: 'The first eligible point is drawn uniformly from the first `within` driver operations (doorbells, register reads, allocations) or, for a device class, of its events (`after` in sim/faults): a random point of the work.',
   },
 };
 
@@ -42,12 +43,23 @@ function classSchema(info: FaultClassInfo): Field {
       doc: info.variants.doc,
     };
   }
+  for (const p of info.params ?? []) fields[p.name] = deviceParam(p);
   return { schema: { t: 'object', fields }, doc: info.doc };
+}
+
+/**
+ * A device class's own parameter (sim/faults/params.ts), in this schema language: enums and
+ * integers as they are declared; a fraction as text the registry checks (`makePlan`, spec.ts).
+ */
+function deviceParam(p: ParamSpec): Field {
+  if (p.kind === 'enum') return { schema: { t: 'string', enum: p.values, hint: p.values.map((v) => `'${v}'`).join(', ') }, default: p.default, doc: p.doc };
+  if (p.kind === 'int') return { schema: int(p.min, p.max), default: p.default, doc: p.doc };
+  return { schema: { t: 'string', hint: `a number from ${p.min} to ${p.max}`, pattern: '^[0-9.eE+-]+$' }, default: String(p.default), doc: p.doc };
 }
 
 const faults: ObjectSchema = {
   t: 'object',
-  fields: Object.fromEntries(DRIVER_FAULT_CLASSES.map((c) => [c.name, classSchema(c)])),
+  fields: Object.fromEntries(FAULT_CLASSES.map((c) => [c.name, classSchema(c)])),
 };
 
 export const campaignSchema: ObjectSchema = {

@@ -10,7 +10,8 @@ import { loadPolicyFiles, PolicyError, yamlToPNode, formatProblem, type PolicyPr
 import { INVALID, validate, type Context } from '../policies/schema-dsl.js';
 import type { Policy } from '../policies/types.js';
 import { CampaignError } from './errors.js';
-import { DRIVER_FAULT_CLASSES } from './fault-classes.js';
+import { ownParams, refusal } from './device-classes.js';
+import { FAULT_CLASSES, type FaultSide } from './fault-classes.js';
 import { campaignSchema } from './schema.js';
 
 export interface FaultParams {
@@ -21,6 +22,10 @@ export interface FaultParams {
   readonly within: number;
   /** The class's variant list (targets, mutations, sites), when it has one. */
   readonly variants: readonly string[];
+  /** Which side the class is injected on (absent: driver). */
+  readonly side?: FaultSide;
+  /** A device class's own parameter values (sim/faults registry), checked by the registry. */
+  readonly own?: Readonly<Record<string, number | string>>;
 }
 
 export interface CampaignSpec {
@@ -66,7 +71,7 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
   if (value === INVALID || problems.length) throw problemsError(problems);
   const raw = value as Record<string, unknown> & { faults: Record<string, Record<string, unknown> | undefined> };
   const faults: Record<string, FaultParams> = {};
-  for (const c of DRIVER_FAULT_CLASSES) {
+  for (const c of FAULT_CLASSES) {
     const f = raw.faults[c.name];
     if (!f || (f.weight as number) === 0) continue;
     faults[c.name] = {
@@ -76,14 +81,25 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
       times: f.times as number,
       within: f.within as number,
       variants: c.variants ? (f[c.variants.key] as string[]) : [],
+      ...(c.side === 'device' ? { side: c.side, own: ownParams(c.params ?? [], f) } : {}),
     };
+    if (c.side === 'device') {
+      const why = refusal({
+        fault: c.name,
+        probability: f.probability as number,
+        interval: f.interval as number,
+        times: f.times as number,
+        own: faults[c.name]!.own!,
+      });
+      if (why) problems.push({ file, line: ctx.lines.get(`faults.${c.name}`) ?? 1, path: `faults.${c.name}`, message: why });
+    }
   }
   if (Object.keys(faults).length === 0)
     problems.push({
       file,
       line: ctx.lines.get('faults') ?? 1,
       path: 'faults',
-      message: `expected at least one class with weight > 0 (${DRIVER_FAULT_CLASSES.map((c) => c.name).join(', ')})`,
+      message: `expected at least one class with weight > 0 (${FAULT_CLASSES.map((c) => c.name).join(', ')})`,
     });
   if (problems.length) throw problemsError(problems);
   return {

@@ -16,6 +16,44 @@ export interface Summary {
   timeToRecoverMs: { count: number; p50: number | null; p90: number | null; max: number | null };
   /** Indices of the violating trials (each replays with `dmabox campaign replay DIR --trial N`). */
   violating: number[];
+  /**
+   * Device faults the driver did not survive, like a fuzzer's crash list: one entry per fault class
+   * and symptom, the trials that showed it, and the command that reruns the first of them.
+   */
+  findings: Finding[];
+}
+
+export interface Finding {
+  fault: string;
+  symptom: string;
+  trials: number[];
+  replay: string;
+}
+
+/**
+ * A symptom with the numbers that differ between trials of one bug (CIDs, LBAs, addresses, times)
+ * replaced by N, so that one bug is one finding.
+ */
+export function symptomKey(symptom: string): string {
+  return symptom.replace(/0x[0-9a-f]+/gi, '0xN').replace(/[0-9]+/g, 'N');
+}
+
+/** Group the records' findings by (fault class, symptom); the replay command names `dir` (DIR when unknown). */
+export function findingsOf(records: readonly TrialRecord[], dir = 'DIR'): Finding[] {
+  const byKey = new Map<string, Finding>();
+  for (const r of records) {
+    if (!r.finding) continue;
+    const key = `${r.fault}\0${symptomKey(r.finding.symptom)}`;
+    let f = byKey.get(key);
+    if (!f) byKey.set(key, (f = { fault: r.fault, symptom: r.finding.symptom, trials: [], replay: '' }));
+    f.trials.push(r.index);
+  }
+  return [...byKey.values()]
+    .map(({ fault, symptom, trials }) => {
+      trials.sort((a, b) => a - b);
+      return { fault, symptom, trials, replay: `dmabox campaign replay ${dir} --trial ${trials[0]!}` };
+    })
+    .sort((a, b) => a.fault.localeCompare(b.fault) || b.trials.length - a.trials.length);
 }
 
 function zero(): Record<Outcome, number> {
@@ -27,7 +65,7 @@ function quantile(sorted: number[], q: number): number | null {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-export function summarize(name: string, seed: number, iommu: boolean, records: readonly TrialRecord[], seconds: number): Summary {
+export function summarize(name: string, seed: number, iommu: boolean, records: readonly TrialRecord[], seconds: number, dir?: string): Summary {
   const outcomes = zero();
   const byFault: Record<string, Record<Outcome, number>> = {};
   const ttr: number[] = [];
@@ -54,5 +92,6 @@ export function summarize(name: string, seed: number, iommu: boolean, records: r
     seconds: Math.round(seconds * 100) / 100,
     timeToRecoverMs: { count: ttr.length, p50: quantile(ttr, 0.5), p90: quantile(ttr, 0.9), max: ttr.length ? ttr[ttr.length - 1]! : null },
     violating: violating.sort((a, b) => a - b),
+    findings: findingsOf(records, dir),
   };
 }

@@ -14,6 +14,7 @@ import { mixSeed, Rng } from '../common/prng.js';
 import type { Policy } from '../policies/types.js';
 import { SimNvme } from '../sim/nvme/controller.js';
 import type { SimPlatform } from '../sim/platform.js';
+import { describePlan, devicePlan } from './device-classes.js';
 import { digest } from './digest.js';
 import { Injector, type Incarnation } from './inject/injector.js';
 import type { Firing } from './inject/plan.js';
@@ -43,7 +44,18 @@ export interface TrialRecord {
   /** From the first firing to the first request served after it, ms; null when nothing fired or nothing was served. */
   timeToRecoverMs: number | null;
   ms: number;
+  /**
+   * A device fault the driver did not survive (it threw something other than its own error, hung,
+   * or never finished starting): not a violation of the sandbox, a bug to fix in the driver. One line.
+   */
+  finding?: { symptom: string };
 }
+
+/**
+ * Where an exception that escaped the driver's code during a trial goes (the runner's process-wide
+ * handler calls it while a trial runs): the trial records a finding and replaces the incarnation.
+ */
+export const uncaughtSink: { current: ((e: unknown) => void) | undefined } = { current: undefined };
 
 export interface TrialOptions {
   /** A broken recovery for the oracle's own test: writes are acknowledged before the driver finishes them. */
@@ -95,7 +107,18 @@ export async function runTrial(
   const w = spec.workload;
   const bs = dev.blockSize;
   const address = rig.nextAddress();
+  const params = spec.faults[plan.fault]!;
+  // A device class: the controller misbehaves by the registry's plan, seeded from (seed, index).
+  const device = params.side === 'device';
+  const devPlan = device
+    ? devicePlan(
+        { fault: plan.fault, probability: params.probability, interval: params.interval, times: params.times, own: params.own ?? {} },
+        plan.first,
+        plan.injectorSeed,
+      )
+    : undefined;
   const model = new SimNvme({
+    ...(devPlan ? { faultPlan: devPlan } : {}),
     serial: dev.serial,
     namespaces: [{ blocks: w.blocks, blockSize: bs }],
     maxIoQueues: dev.maxQueues,
@@ -104,10 +127,9 @@ export async function runTrial(
   });
   rig.machine.attach(model, { address });
   const iommuFaults0 = rig.machine.iommu.faultCount;
-  const params = spec.faults[plan.fault]!;
   const injector = new Injector(
     {
-      fault: plan.fault,
+      fault: device ? 'none' : plan.fault,
       seed: plan.injectorSeed,
       first: plan.first,
       probability: params.probability,
@@ -129,6 +151,28 @@ export async function runTrial(
   let writesAcked = 0;
   let recoveredAt: number | undefined;
   let lastProgress = performance.now();
+  // Device faults: their firings (the first few recorded), and what the driver did not survive.
+  const deviceFirings: Firing[] = [];
+  let deviceFiredAt: number | undefined;
+  let deviceFired = 0;
+  let finding: string | undefined;
+  const firedAt = (): number | undefined => injector.firedAt ?? deviceFiredAt;
+  const found = (symptom: string): void => {
+    if (!device || finding !== undefined) return;
+    finding = symptom.split('\n')[0]!.slice(0, 300);
+    log(`FINDING: ${finding}`);
+  };
+  if (devPlan && model.faultPlan) {
+    const text = describePlan(devPlan);
+    log(`device fault plan: ${text}`);
+    model.faultPlan.injector.onFire = (event) => {
+      deviceFired++;
+      deviceFiredAt ??= performance.now();
+      if (deviceFirings.length < 16) deviceFirings.push({ point: event, variant: plan.fault, detail: `${text} fired at event ${event}` });
+    };
+  }
+  /** A driver error is its own report when it carries a code (ERR_*); anything else escaped its code. */
+  const reported = (e: unknown): boolean => typeof (e as { code?: unknown } | null)?.code === 'string';
 
   /** Start one incarnation; undefined when it could not start (the caller restarts or gives up). */
   async function start(inj: Injector): Promise<Inc | undefined> {
@@ -155,7 +199,13 @@ export async function runTrial(
     const areas = { entries: w.depth, slotBytes, read: read.iova, write: write.iova };
     const ctx = {
       platform: me.inc.platform,
-      options: { queues: policy.driver.queues, depth: policy.driver.depth, interrupts: 'polling' as const },
+      options: {
+        queues: policy.driver.queues,
+        depth: policy.driver.depth,
+        interrupts: device ? policy.driver.interrupts : ('polling' as const),
+        // A device fault must be detected by the driver (its own escalation) before the watchdog calls it a hang.
+        ...(device ? { timeoutMs: Math.max(10, Math.floor(spec.recovery.hangMs / 4)) } : {}),
+      },
       service: { areas },
       log: (_l: string, t: string) => log(`driver: ${t}`),
     };
@@ -164,13 +214,17 @@ export async function runTrial(
       (d) => d,
       (e: unknown) => {
         log(`driver start failed: ${(e as Error).message.split('\n')[0]}`);
+        if (inj === injector && !reported(e)) found(`start threw ${(e as Error).name}: ${(e as Error).message}`);
         return undefined;
       },
     );
     const r = await Promise.race([started, bound.promise, killed]);
     bound.cancel();
     if (r === 'timeout' || r === 'dead' || r === undefined) {
-      if (r === 'timeout') log('driver start timed out');
+      if (r === 'timeout') {
+        log('driver start timed out');
+        if (inj === injector) found(`start neither finished nor failed within ${spec.recovery.startMs} ms`);
+      }
       stop(me);
       return undefined;
     }
@@ -255,14 +309,17 @@ export async function runTrial(
     }
     const p = (op.write ? d.write(tag, op.lba, op.n, true) : d.read(tag, op.lba, op.n)).then(
       () => 'ok' as const,
-      () => 'error' as const,
+      (e: unknown) => {
+        if (!reported(e)) found(`a ${op.write ? 'write' : 'read'} failed with ${(e as Error).name}: ${(e as Error).message}`);
+        return 'error' as const;
+      },
     );
     let r = await Promise.race([p, x.killed]);
     if (r !== 'dead' && x.inc.state === 'hung') r = await x.killed; // a hung process delivers nothing
     if (r === 'dead' || cur !== x || x.inc.state !== 'running') return 'dead';
     lastProgress = performance.now();
     if (r === 'error') return 'error';
-    if (injector.firedAt !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
+    if (firedAt() !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
     if (op.write) {
       for (let k = 0; k < op.n; k++) shadow.set(op.lba + k, sums[k]!);
       writesAcked++;
@@ -293,10 +350,17 @@ export async function runTrial(
 
   const watchdog = setInterval(
     () => {
-      if (cur && inflight.size > 0 && performance.now() - lastProgress > spec.recovery.hangMs) restart(cur, `no progress for ${spec.recovery.hangMs} ms`);
+      if (cur && inflight.size > 0 && performance.now() - lastProgress > spec.recovery.hangMs) {
+        found(`no progress for ${spec.recovery.hangMs} ms: the driver neither completed nor failed its requests`);
+        restart(cur, `no progress for ${spec.recovery.hangMs} ms`);
+      }
     },
     Math.max(2, spec.recovery.hangMs / 4),
   );
+  uncaughtSink.current = (e: unknown) => {
+    found(`uncaught ${(e as Error).name}: ${(e as Error).message}`);
+    if (cur) restart(cur, 'an exception escaped the driver');
+  };
   try {
     ready = bringUp();
     await ready;
@@ -325,6 +389,8 @@ export async function runTrial(
     stop(x);
     cur = undefined;
   }
+  // (d): the device behaves again (a removed one is back on the bus); what follows checks the driver recovers.
+  model.faultPlan?.behave();
 
   // Oracle (2) and (3): a fault-free incarnation reads back every acknowledged write.
   const verifier = new Injector({ fault: 'none', seed: 1, first: 0, probability: 100, interval: 1, times: 0, variants: [], canary: 0, neighbour: 0 }, () =>
@@ -341,7 +407,7 @@ export async function runTrial(
       while (n < w.maxBlocks && blocks[i + n] === lba + n) n++;
       try {
         await v.device!.read(0, lba, n);
-        if (injector.firedAt !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
+        if (firedAt() !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
         for (let k = 0; k < n; k++) if (digest(v.read.bytes, k * bs, (k + 1) * bs) !== shadow.get(lba + k)) lost++;
       } catch (e) {
         violations.push(`read-back of LBA ${lba} failed: ${(e as Error).message.split('\n')[0]}`);
@@ -359,15 +425,28 @@ export async function runTrial(
   const faults = rig.machine.iommu.faults().filter((f) => f.seq > iommuFaults0);
   const foreign = faults.filter((f) => f.device !== address);
   if (foreign.length) violations.push(`${foreign.length} IOMMU fault(s) attributed to ${foreign[0]!.device}, not the trial's ${address}`);
+  uncaughtSink.current = undefined;
+  // Device oracle (b): no read succeeded with data the device did not deliver. A read the device
+  // corrupted silently (nvme.corrupt-read report=silent) is the one exception: it said success, and
+  // without end-to-end protection no driver can tell; those are counted, never more.
+  if (device) {
+    const silent = plan.fault === 'nvme.corrupt-read' && params.own?.['report'] === 'silent' ? deviceFired : 0;
+    if (badReads > silent)
+      violations.push(
+        `${badReads - silent} read(s) succeeded with data the device did not deliver${silent ? ` (${silent} silent corruption(s) excepted)` : ''}`,
+      );
+  }
   // Oracle (3): liveness.
-  const ttr = injector.firedAt !== undefined && recoveredAt !== undefined ? recoveredAt - injector.firedAt : null;
+  const t1 = firedAt();
+  const ttr = t1 !== undefined && recoveredAt !== undefined ? recoveredAt - t1 : null;
   if (ttr !== null && ttr > spec.recovery.liveness && !failed)
     violations.push(`liveness: served again after ${ttr.toFixed(0)} ms, bound ${spec.recovery.liveness} ms`);
   // Oracle (4): no fd left behind.
   const fds = fdCount();
   if (fds > fds0 + FD_SLACK) violations.push(`fds: ${fds0} before the trial, ${fds} after`);
   const outcome: Outcome = violations.length ? 'violation' : failed ? 'failed-as-policy-says' : clientErrors ? 'client-saw-error' : 'recovered';
-  for (const f of injector.firings) log(`fired at point ${f.point}: ${f.variant}: ${f.detail}`);
+  const firings = device ? deviceFirings : injector.firings;
+  for (const f of firings) log(`fired at point ${f.point}: ${f.variant}: ${f.detail}`);
   for (const x of violations) log(`VIOLATION: ${x}`);
   return {
     index: plan.index,
@@ -376,7 +455,7 @@ export async function runTrial(
     iommu: !rig.iommuOff,
     outcome,
     violations,
-    firings: injector.firings,
+    firings,
     restarts,
     clientErrors,
     badReads,
@@ -384,5 +463,6 @@ export async function runTrial(
     iommuFaults: faults.length,
     timeToRecoverMs: ttr === null ? null : Math.round(ttr * 100) / 100,
     ms: Math.round((performance.now() - t0) * 100) / 100,
+    ...(finding === undefined ? {} : { finding: { symptom: finding } }),
   };
 }

@@ -50,7 +50,18 @@ function count(opts: Map<string, string>, name: string, min: number, max = 2 ** 
 function line(s: Summary): string {
   return `${s.name}: ${s.trials} trials (fired ${s.fired}), IOMMU ${s.iommu ? 'on' : 'off'}: ${Object.entries(s.outcomes)
     .map(([o, n]) => `${o} ${n}`)
-    .join(', ')}; ${s.violations} violation(s); ${s.trialsPerSecond} trials/s\n`;
+    .join(', ')}; ${s.violations} violation(s); ${s.trialsPerSecond} trials/s\n${findingLines(s)}`;
+}
+
+/** The findings after the summary line: one line each, with its trial count and replay command. */
+export function findingLines(s: { findings?: Summary['findings'] }, max = 20): string {
+  const list = s.findings ?? [];
+  if (list.length === 0) return '';
+  const shown = list
+    .slice(0, max)
+    .map((f) => `  ${f.fault}: ${f.symptom} (${f.trials.length} trial${f.trials.length === 1 ? '' : 's'}; ${f.replay})\n`)
+    .join('');
+  return `findings (device faults the driver did not survive): ${list.length}\n${shown}${list.length > max ? `  ... ${list.length - max} more in summary.json\n` : ''}`;
 }
 
 export async function run(argv: string[]): Promise<number> {

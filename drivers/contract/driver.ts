@@ -36,6 +36,12 @@ export interface DriverOptions {
   readonly depth: number;
   /** Completion by polling, or by MSI-X interrupts (vectors granted: `platform.irq.count('msix')`). */
   readonly interrupts: 'polling' | 'msix';
+  /**
+   * A bound on each device command the host asks for: the driver escalates a command that has not
+   * completed after it (its own default when absent). A campaign sets it so that a device that drops
+   * a completion is detected by the driver before the trial's supervisor takes it for a hang.
+   */
+  readonly timeoutMs?: number;
 }
 
 export type DriverLogLevel = 'error' | 'warn' | 'info' | 'debug';

@@ -157,6 +157,7 @@ export async function openNvme(ctx: DriverContext<BlockServiceParams>): Promise<
     queueEntries: options.depth,
     bufferBytes: PAGE,
     interrupts: options.interrupts === 'msix' ? 'msix' : 'poll',
+    ...(options.timeoutMs === undefined ? {} : { ioTimeoutMs: options.timeoutMs, adminTimeoutMs: options.timeoutMs }),
     log: (m) => ctx.log('warn', m),
   });
   try {

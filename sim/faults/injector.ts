@@ -11,12 +11,15 @@ export class FaultInjector {
   /** Eligible events seen, and how many fired. */
   events = 0;
   fired = 0;
+  /** Told of each firing (the event's number), e.g. a campaign timing its recovery; one compare per firing. */
+  onFire: ((event: number) => void) | undefined = undefined;
   /** The plan's random stream, for class-specific choices (which byte, which value). */
   readonly rng: Rng;
   private readonly probability: number;
   private readonly interval: number;
   private readonly times: number;
   private readonly after: number;
+  private disarmed = false;
 
   constructor(readonly plan: FaultPlan) {
     this.rng = new Rng(plan.seed);
@@ -32,12 +35,18 @@ export class FaultInjector {
     if (n <= 0 || this.spent || n % this.interval !== 0) return false;
     if (this.probability < 1 && !this.rng.chance(this.probability)) return false;
     this.fired++;
+    this.onFire?.(this.events);
     return true;
   }
 
-  /** No firing is left (`times` reached): the device behaves from now on. */
+  /** No firing is left (`times` reached, or disarmed): the device behaves from now on. */
   get spent(): boolean {
-    return this.times >= 0 && this.fired >= this.times;
+    return this.disarmed || (this.times >= 0 && this.fired >= this.times);
+  }
+
+  /** The device behaves from now on, whatever `times` says (a campaign's check that the driver recovers). */
+  disarm(): void {
+    this.disarmed = true;
   }
 
   /** A string parameter of the plan (an enum's value). */

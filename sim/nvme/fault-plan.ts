@@ -60,6 +60,16 @@ export class NvmeFaultPlan {
     this.on = plan.params['on'] === undefined ? 'any' : String(plan.params['on']);
   }
 
+  /**
+   * The device behaves again from now on: the plan never fires again and a removed controller is
+   * back on the bus (re-plugged; the driver still has to reset it). A campaign calls this before
+   * checking that the driver recovers.
+   */
+  behave(): void {
+    this.injector.disarm();
+    this.removed = false;
+  }
+
   /** An I/O command with opcode `opc` was fetched: the IoFault to apply to it (NONE mostly). */
   ioCommand(opc: number): number {
     if (this.io === IoFault.NONE) return IoFault.NONE;
