@@ -10,6 +10,7 @@ import {
   CAP_CSS_NVM,
   CAP_TO_UNIT_MS,
   CC_AMS_ROUND_ROBIN,
+  cqHeadDoorbell,
   CC_CSS_NVM,
   decodeCap,
   encodeCc,
@@ -56,12 +57,31 @@ export class ControllerRegisters {
     if ((cap.CSS & CAP_CSS_NVM) === 0) {
       throw new NvmeControllerError('ERR_NVME_UNSUPPORTED', `${this.name}: CAP.CSS 0x${cap.CSS.toString(16)} lacks the NVM command set`);
     }
+    if (this.doorbellQueues() < 0) {
+      // A controller whose doorbell stride puts even the admin doorbells beyond BAR0 (a hostile or
+      // broken device): every ring would be a write outside the register space.
+      throw new NvmeControllerError(
+        'ERR_NVME_UNSUPPORTED',
+        `${this.name}: CAP.DSTRD ${cap.DSTRD} (a ${4 << cap.DSTRD}-byte doorbell stride) puts the admin completion doorbell at 0x${cqHeadDoorbell(0, cap.DSTRD).toString(16)}, outside BAR0's ${this.regs.size} bytes`,
+        'the device reports a doorbell stride its BAR cannot hold: check the device (firmware, BAR sizing) or pass through another controller',
+      );
+    }
     if (cap.MPSMIN > 0) {
       throw new NvmeControllerError(
         'ERR_NVME_UNSUPPORTED',
         `${this.name}: CAP.MPSMIN ${cap.MPSMIN} (${memoryPageBytes(cap.MPSMIN)} bytes) is above the driver's 4 KiB memory page`,
       );
     }
+  }
+
+  /**
+   * The highest queue id whose doorbells (SQ tail and CQ head, §3.1.24-25, spaced by CAP.DSTRD) lie
+   * inside BAR0; -1 when not even the admin queue's do. I/O queues are created only up to it.
+   */
+  doorbellQueues(): number {
+    const stride = 4 << this.cap.DSTRD;
+    // cqHeadDoorbell(y) + 4 <= size  <=>  y <= (size - 4 - 1000h - stride) / (2 * stride)
+    return Math.floor((this.regs.size - 4 - REG.SQ0TDBL.offset - stride) / (2 * stride));
   }
 
   /** PCI command register (PCI Local Bus 3.0 §6.2.2): memory space and bus master on, before any DMA. */

@@ -177,7 +177,16 @@ export class NvmeController {
     // Number of Queues: ask, then use what is granted (and no more than the vectors carry).
     const vectorCap = this.vectors.length ? this.vectors.length - 1 : MAX_IO_QUEUES;
     const wanted = Math.max(1, Math.min(this.opts.queues, MAX_IO_QUEUES, vectorCap));
-    const count = Math.min(wanted, await admin.setNumberOfQueues(wanted));
+    const granted = Math.min(wanted, await admin.setNumberOfQueues(wanted));
+    // Only queues whose doorbells lie inside BAR0 (CAP.DSTRD may space them past its end).
+    const count = Math.min(granted, hw.doorbellQueues());
+    if (count < 1)
+      throw new NvmeControllerError(
+        'ERR_NVME_UNSUPPORTED',
+        `${this.platform.name}: CAP.DSTRD ${cap.DSTRD} leaves no room in BAR0 (${this.regs.size} bytes) for an I/O queue's doorbells`,
+        'the device reports a doorbell stride its BAR cannot hold: check the device or pass through another controller',
+      );
+    if (count < granted) this.opts.log(`${granted - count} I/O queue(s) left out: their doorbells would lie outside BAR0 (CAP.DSTRD ${cap.DSTRD})`);
 
     await this.discoverNamespaces(admin);
     const entries = Math.min(this.opts.queueEntries, cap.MQES + 1, MAX_QUEUE_ENTRIES);
