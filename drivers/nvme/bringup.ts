@@ -126,6 +126,16 @@ export class ControllerRegisters {
     return false;
   }
 
+  /**
+   * CSTS read once, for a command that timed out (§9.5: check CSTS.CFS before aborting): 'gone'
+   * when it reads all ones (surprise removal), 'fatal' when CSTS.CFS is set, '' otherwise.
+   */
+  failure(): '' | 'fatal' | 'gone' {
+    const csts = this.regs.read32(REG.CSTS.offset);
+    if (csts === GONE) return 'gone';
+    return isSet(csts, REG.CSTS.CFS) ? 'fatal' : '';
+  }
+
   /** CC.EN = 0 without waiting, so the controller stops using queue memory; a device that is gone is not an error here. */
   stop(): void {
     try {

@@ -2,8 +2,9 @@
  * Timeout escalation and controller reset, every step bounded.
  *
  * For each command past its deadline (the completion engine calls `checkTimeouts`):
- * - I/O: reap its queue again (a lost interrupt), then Abort it (§5.1) and wait once more, then
- *   reset the controller, which fails the command with ERR_NVME_TIMEOUT.
+ * - I/O: reap its queue again (a lost interrupt); if CSTS says the controller is in fatal status
+ *   or gone (all ones), reset at once (§9.5: it would answer no Abort); otherwise Abort it (§5.1)
+ *   and wait once more, then reset the controller, which fails the command with ERR_NVME_TIMEOUT.
  * - Admin: reap again, then reset (an admin queue that does not answer cannot carry an Abort).
  *   During initialisation or a reset, an admin command that times out is abandoned at once.
  *
@@ -75,6 +76,14 @@ export class Recovery {
         if (!qp.isBusy(s) || now - qp.startedAt[s]! < ioTimeoutMs) continue;
         q.poll();
         if (!qp.isBusy(s)) continue;
+        // A controller in fatal status, or gone, answers no Abort (§9.5): reset at once.
+        const failure = this.o.hw.failure();
+        if (failure !== '') {
+          const why = failure === 'gone' ? 'CSTS reads all ones (the device is gone)' : 'CSTS.CFS is set (controller fatal status)';
+          log(`I/O queue ${q.qid} CID ${qp.cidOf(s)}: no completion after ${ioTimeoutMs} ms and ${why}; resetting the controller without an Abort`);
+          void this.reset(`an I/O on queue ${q.qid} got no completion within ${ioTimeoutMs} ms and ${why}`);
+          return;
+        }
         if (qp.stage[s] === WAITING) {
           qp.stage[s] = ABORT_SENT;
           qp.startedAt[s] = now;
