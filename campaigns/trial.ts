@@ -4,7 +4,10 @@
  * supervisor (exit and hang detection, restart up to the policy's limit, requests replayed), and
  * the oracle: (1) memory outside the windows unchanged, (2) every acknowledged write read back
  * intact by a fault-free incarnation after recovery, (3) service again within the liveness bound,
- * (4) this process's fds bounded, (5) every IOMMU fault attributed to the trial's device.
+ * (4) this process's fds bounded, (5) every IOMMU fault attributed to the trial's device. A device
+ * class (campaigns/device-classes.ts) builds the controller with the trial's fault plan and adds
+ * the device oracle: no read succeeds with data the device did not deliver, the device behaves
+ * again before the read-back, and a driver that throws, hangs or never starts is a finding.
  */
 import { readdirSync } from 'node:fs';
 import { DEVICE_READS, DEVICE_WRITES, type DmaWindow } from '../drivers/contract/platform.js';
@@ -362,10 +365,12 @@ export async function runTrial(
       restart(cur, `no progress for ${spec.recovery.hangMs} ms`);
     }
   }, tick);
-  uncaughtSink.current = (e: unknown) => {
-    found(`uncaught ${(e as Error).name}: ${(e as Error).message}`);
-    if (cur) restart(cur, 'an exception escaped the driver');
-  };
+  // Device trials only: an exception escaping the driver is a finding (driver-side trials keep the runner's rule: it ends the run).
+  if (device)
+    uncaughtSink.current = (e: unknown) => {
+      found(`uncaught ${(e as Error).name}: ${(e as Error).message}`);
+      if (cur) restart(cur, 'an exception escaped the driver');
+    };
   try {
     ready = bringUp();
     await ready;
