@@ -202,6 +202,28 @@ test('a driver that throws on a device fault is a finding, not a violation; find
   assert.is(s.findings[0]!.replay, `dmabox campaign replay /tmp/c --trial ${found[0]!.index}`);
 });
 
+test('an exception escaping the driver during a device trial is a finding and the run goes on', async () => {
+  const policy = join(dir, 'stray-policy.yaml');
+  const fixture = join(root, 'dist/test/campaigns/fixtures/stray-throw-driver.js');
+  writeFileSync(
+    policy,
+    readFileSync(POLICY, 'utf8').replace('driver:\n  name: nvme\n', `driver:\n  module: ${fixture}\n`).replace('name: hostile-nvme\n', 'name: stray\n'),
+  );
+  const file = join(dir, 'stray.yaml');
+  writeFileSync(
+    file,
+    `version: 1\nname: stray\npolicy: ${policy}\nworkload: { blocks: 64, operations: 24, writePercent: 50, depth: 4 }\nrecovery: { hangMs: 400ms, startMs: 1500ms, liveness: 3s }\nfaults:\n  nvme.status: { within: 3, on: read }\n`,
+  );
+  const out = join(dir, 'stray-out');
+  const s = await runCampaign(file, { trials: 4, out });
+  assert.is(s.trials, 4);
+  assert.is(s.violations, 0, JSON.stringify(readRecords(out).map((r) => r.violations)));
+  const f = s.findings.find((x) => /uncaught RangeError: stray: status/.test(x.symptom));
+  assert.ok(f, JSON.stringify(s.findings));
+  assert.is(f.fault, 'nvme.status');
+  assert.is(f.replay, `dmabox campaign replay ${out} --trial ${f.trials[0]!}`);
+});
+
 test('findings: grouped by class and symptom (numbers aside), sorted, listed by the CLI and tabled in the report', () => {
   const rec = (index: number, fault: string, symptom?: string): TrialRecord => ({
     index,
