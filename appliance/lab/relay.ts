@@ -90,7 +90,10 @@ export class MonitorRelay {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.tick(), this.intervalMs);
+    // A pass that fails (the run folder going away as QEMU ends) is dropped: the next one, if any, retries.
+    this.timer = setInterval(() => {
+      this.tick().catch(() => undefined);
+    }, this.intervalMs);
   }
 
   stop(): void {
