@@ -2,7 +2,7 @@
  * `dmabox lab`: the QEMU lab (appliance/lab/README.md).
  *
  *   dmabox lab setup                      fetch the kernel and build the initramfs (cached)
- *   dmabox lab run [--nvme SIZE]... [--e1000e]... [--timeout S] [--trace-dmar] [--verbose] [--log FILE] -- CMD ARGS...
+ *   dmabox lab run [--nvme SIZE]... [--e1000e]... [--timeout S] [--trace-dmar] [--device-errors] [--verbose] [--log FILE] -- CMD ARGS...
  *
  * `run` boots the lab with the devices asked for, runs CMD in the guest (as root, in this directory,
  * the host's / read-only), and exits with CMD's exit status. CMD's output (the console lines while
@@ -14,6 +14,7 @@ import { CliError } from './errors.js';
 export interface RunArgs {
   nvme: { sizeMiB: number }[];
   e1000e: number;
+  deviceErrors: boolean;
   timeoutMs: number;
   dmarTrace: boolean;
   verbose: boolean;
@@ -22,11 +23,13 @@ export interface RunArgs {
 }
 
 const USAGE = `usage: dmabox lab setup
-       dmabox lab run [--nvme SIZE]... [--e1000e]... [--timeout S] [--trace-dmar] [--verbose] [--log FILE] -- CMD [ARGS...]
+       dmabox lab run [--nvme SIZE]... [--e1000e]... [--timeout S] [--trace-dmar] [--device-errors] [--verbose] [--log FILE] -- CMD [ARGS...]
   --nvme SIZE     add an NVMe controller with a fresh raw disk of SIZE (64M, 1G, or MiB as a number); repeatable
   --e1000e        add an e1000e NIC on QEMU's user network (slirp); repeatable
   --timeout S     kill the lab after S seconds (default 600)
   --trace-dmar    record QEMU's DMAR fault trace and list the faults
+  --device-errors add the device-error extras: an NVMe over blkdebug (EIO on fixed sectors) at 00:1b.0, an
+                  e1000e behind a PCIe root port at 01:00.0, and the monitor relay for AER injection
   --verbose       copy the whole console (kernel boot included) to stderr; it is always in the log
   --log FILE      where the console log goes (default .cache/lab/logs/lab-TIME.log)
 `;
@@ -42,7 +45,7 @@ export function parseSize(text: string): number {
 
 /** Parse `run`'s arguments. Everything after `--` is the guest command, untouched. */
 export function parseRunArgs(argv: readonly string[]): RunArgs {
-  const out: RunArgs = { nvme: [], e1000e: 0, timeoutMs: 600_000, dmarTrace: false, verbose: false, command: [] };
+  const out: RunArgs = { nvme: [], e1000e: 0, deviceErrors: false, timeoutMs: 600_000, dmarTrace: false, verbose: false, command: [] };
   const bad = (msg: string) => new CliError('ERR_CLI_USAGE', `${msg}\n${USAGE}`);
   let i = 0;
   for (; i < argv.length; i++) {
@@ -59,6 +62,7 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
     else if (a.startsWith('--nvme=')) out.nvme.push({ sizeMiB: parseSize(a.slice(7)) });
     else if (a === '--e1000e') out.e1000e++;
     else if (a === '--trace-dmar') out.dmarTrace = true;
+    else if (a === '--device-errors') out.deviceErrors = true;
     else if (a === '--verbose') out.verbose = true;
     else if (a === '--log') out.logFile = value();
     else if (a === '--timeout') {
@@ -101,6 +105,7 @@ export async function run(argv: string[]): Promise<number> {
     command: args.command,
     timeoutMs: args.timeoutMs,
     dmarTrace: args.dmarTrace,
+    deviceErrors: args.deviceErrors,
     echo: args.verbose,
     onLine: (line) => {
       if (line.startsWith('dmabox-lab: done')) running = false;

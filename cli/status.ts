@@ -31,6 +31,8 @@ interface SandboxStatus {
   uptimeMs: number;
   restarts: number;
   crashes: number;
+  /** Errors the device signalled (AER); absent from a manager before the field existed. */
+  deviceErrors?: number;
   violations: number;
   faults: number;
   lastFault: string | null;
@@ -83,7 +85,7 @@ export function formatStatus(st: {
   if (st.spawner) out += `spawner pid ${st.spawner.pid}\n${capsLines('spawner', st.spawner.caps)}`;
   for (const s of st.sandboxes) {
     const u = s.unconfined ? ' UNCONFINED' : '';
-    out += `${s.name}${u}: ${s.state}, ${s.device} driver ${s.driver}${s.kind ? ` (${s.kind})` : ''}, pid ${s.pid ?? '-'} uid ${s.uid} gid ${s.gid}${s.uidFromPolicy ? '' : ' (invoking user)'}, up ${dur(s.uptimeMs)}, restarts ${s.restarts}, faults ${s.faults}, violations ${s.violations}\n`;
+    out += `${s.name}${u}: ${s.state}, ${s.device} driver ${s.driver}${s.kind ? ` (${s.kind})` : ''}, pid ${s.pid ?? '-'} uid ${s.uid} gid ${s.gid}${s.uidFromPolicy ? '' : ' (invoking user)'}, up ${dur(s.uptimeMs)}, restarts ${s.restarts}, faults ${s.faults}, violations ${s.violations}${s.deviceErrors ? `, device errors ${s.deviceErrors}` : ''}\n`;
     if (s.io)
       out += `  ${s.name}${u} io: ${s.io.completed} done, ${s.io.errors} errors, ${s.io.bytes} bytes, ${s.io.pending} pending, ${s.io.replayed} replayed\n`;
     if (s.net)

@@ -69,6 +69,12 @@ export function collect(src: MetricsSource): string {
     x.sample({ sandbox: s.name, driver: s.driver.label, kind: s.kind, device: s.device.description, unconfined: String(s.policy.unconfined) }, 1);
   per('dmabox_sandbox_restarts_total', 'counter', 'Containers restarted by the supervisor (the first start not counted).', (s) => s.restarts);
   per('dmabox_sandbox_container_deaths_total', 'counter', 'Containers that crashed or were killed.', (s) => s.crashes);
+  per(
+    'dmabox_sandbox_device_errors_total',
+    'counter',
+    'Errors the device signalled on its error interrupt (AER), each a reset and restart.',
+    (s) => s.deviceErrors,
+  );
   per('dmabox_sandbox_violations_total', 'counter', 'Violations seen: hypercalls, mailbox and ring entries that could not be right.', (s) => s.violations);
   x.family('dmabox_sandbox_iommu_faults_total', 'counter', 'Faults attributed to the sandbox device, by kind (IOMMU refusals and bus-master faults).');
   for (const s of sandboxes) for (const [kind, n] of [...s.faultsByKind].sort((a, b) => a[0].localeCompare(b[0]))) x.sample({ sandbox: s.name, kind }, n);

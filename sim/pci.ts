@@ -77,6 +77,14 @@ export class PciFunction extends EventEmitter implements WorkOwner {
   hung = false;
   /** Where interrupts go: set by the platform. */
   irqSink: ((kind: IrqKind, vector: number) => void) | undefined;
+  /**
+   * Where the function's error signal goes (PCIe AER: an uncorrectable error reported to the root
+   * port, which the host kernel recovers and vfio-pci turns into its error interrupt): set by the
+   * device process, which tells the manager.
+   */
+  errorSink: ((cause: string) => void) | undefined;
+  /** Errors signalled while nothing listened. */
+  errorsLost = 0;
   /** Function-level resets done. */
   resets = 0;
   /** Interrupts raised while INTx was the mode and Interrupt Disable was set, or nothing was routed. */
@@ -112,6 +120,12 @@ export class PciFunction extends EventEmitter implements WorkOwner {
       };
     }
     this.build();
+  }
+
+  /** Signal an uncorrectable error (the simulator's AER): to the error sink, or counted as lost. */
+  raiseError(cause: string): void {
+    if (this.errorSink === undefined) this.errorsLost++;
+    else this.errorSink(cause);
   }
 
   get busMasterEnabled(): boolean {

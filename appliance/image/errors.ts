@@ -24,7 +24,8 @@ export type LabCode =
   | 'ERR_LAB_TIMEOUT'
   | 'ERR_LAB_BOOT_FAILED'
   | 'ERR_LAB_GUEST_SETUP'
-  | 'ERR_LAB_GUEST_DIED';
+  | 'ERR_LAB_GUEST_DIED'
+  | 'ERR_LAB_RELAY';
 
 /** Building a secure appliance image (appliance/build): its spec, its pinned inputs, its tools' output. */
 export type BuildCode = 'ERR_APPLIANCE_SPEC' | 'ERR_APPLIANCE_LOCK' | 'ERR_APPLIANCE_INPUT' | 'ERR_APPLIANCE_VERITY';

@@ -33,7 +33,9 @@ import { commandScript } from './command.js';
 import { LineSplitter, decideOutcome, newConsoleState, readConsoleLine, stamp, type ConsoleState } from './console.js';
 import { DMAR_TRACE_EVENT, parseDmarTrace, type DmarFault } from './dmar.js';
 import { GUEST_RUN_DIR, TAG_HOSTROOT, TAG_RUN } from './init-script.js';
-import { labMac, placeDevices, qemuArgs, type Accel, type MachineSpec, type NicNet } from './machine.js';
+import { DEVICE_ERROR_SLOTS, labMac, placeDevices, qemuArgs, type Accel, type MachineSpec, type NicNet } from './machine.js';
+import { QmpClient } from './qmp.js';
+import { MonitorRelay, RELAY_DIR } from './relay.js';
 import { labCacheDir, setupLab, type LabImage } from './setup.js';
 
 export interface LabOptions {
@@ -68,6 +70,33 @@ export interface LabOptions {
   image?: LabImage;
   /** Keep the run folder (disk images, trace) for inspection. */
   keepRunDir?: boolean;
+  /**
+   * The device-error extras (machine.ts DeviceErrorSpec): a blkdebug NVMe with EIO at
+   * BLKDEBUG_EIO's sectors, an e1000e behind a root port, and the monitor relay (relay.ts).
+   */
+  deviceErrors?: boolean;
+}
+
+/**
+ * The blkdebug NVMe's disk and where its reads and writes fail with EIO (byte offsets: QEMU's
+ * blkdebug counts 512-byte sectors; a request that covers the sector fails, every time).
+ */
+export const BLKDEBUG_DISK = { sizeMiB: 16, readErrorAt: 1 << 20, writeErrorAt: 2 << 20, serial: 'labeio' } as const;
+
+/** The blkdebug rules (QEMU docs/devel/blkdebug.txt): read_aio/write_aio are the raw format's events. */
+export function blkdebugConfig(): string {
+  return [
+    '[inject-error]',
+    'event = "read_aio"',
+    `sector = "${BLKDEBUG_DISK.readErrorAt / 512}"`,
+    'errno = "5"',
+    '',
+    '[inject-error]',
+    'event = "write_aio"',
+    `sector = "${BLKDEBUG_DISK.writeErrorAt / 512}"`,
+    'errno = "5"',
+    '',
+  ].join('\n');
 }
 
 export interface LabResult {
@@ -238,8 +267,22 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
       passFds.push(e.net.fd);
       return { net: { fd: 2 + passFds.length }, mac: labMac(i) };
     });
-    const placed = placeDevices(nvme.length, e1000e.length);
+    const placed = placeDevices(nvme.length, e1000e.length, options.deviceErrors === true);
     const traceHost = join(runDir, 'dmar.trace');
+    const qmpSocket = join(runDir, 'qmp.sock');
+    let relay: MonitorRelay | undefined;
+    if (options.deviceErrors) {
+      const img = join(runDir, 'blkdebug.img');
+      const fd = openSync(img, 'w');
+      try {
+        ftruncateSync(fd, BLKDEBUG_DISK.sizeMiB * 1024 * 1024);
+      } finally {
+        closeSync(fd);
+      }
+      writeFileSync(join(runDir, 'blkdebug.conf'), blkdebugConfig());
+      mkdirSync(join(runDir, RELAY_DIR));
+      relay = new MonitorRelay(join(runDir, RELAY_DIR), () => QmpClient.connect(qmpSocket));
+    }
     const spec: MachineSpec = {
       kernel: image.bootKernel,
       initrd: image.initrd,
@@ -254,6 +297,15 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
         { tag: TAG_RUN, path: runDir, readonly: false },
       ],
       ...(options.dmarTrace ? { dmarTraceFile: traceHost } : {}),
+      ...(options.deviceErrors
+        ? {
+            deviceErrors: {
+              blkdebugNvme: { image: join(runDir, 'blkdebug.img'), config: join(runDir, 'blkdebug.conf'), serial: BLKDEBUG_DISK.serial },
+              aerE1000e: { net: 'slirp' as const, mac: labMac(0x20) },
+              qmpSocket,
+            },
+          }
+        : {}),
     };
     const args = qemuArgs(spec);
 
@@ -273,6 +325,14 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
         .map((p) => p.bdf)
         .join(','),
       ...(options.dmarTrace ? { DMABOX_LAB_DMAR_TRACE: `${GUEST_RUN_DIR}/dmar.trace` } : {}),
+      ...(options.deviceErrors
+        ? {
+            DMABOX_LAB_BLKDEBUG_NVME: DEVICE_ERROR_SLOTS.blkdebugNvme.bdf,
+            DMABOX_LAB_BLKDEBUG_EIO: `read@${BLKDEBUG_DISK.readErrorAt},write@${BLKDEBUG_DISK.writeErrorAt}`,
+            DMABOX_LAB_AER_E1000E: DEVICE_ERROR_SLOTS.aerE1000e.bdf,
+            DMABOX_LAB_RELAY: `${GUEST_RUN_DIR}/${RELAY_DIR}`,
+          }
+        : {}),
       ...options.env,
     };
     writeFileSync(join(runDir, 'cmd.sh'), commandScript({ argv: options.command, cwd, env }));
@@ -298,6 +358,7 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     };
 
     const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe', ...passFds] });
+    relay?.start();
     const out = new LineSplitter((l) => emit(l));
     const err = new LineSplitter((l) => emit(l, 'qemu: '));
     child.stdout!.setEncoding('utf8').on('data', (d: string) => out.push(d));
@@ -316,6 +377,7 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
       child.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
+        relay?.stop();
         process.off('exit', killOnExit);
         reject(
           new ApplianceError('ERR_LAB_QEMU_MISSING', `${qemu} could not be started: ${e.code ?? e.message}`, {
@@ -330,6 +392,8 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
         resolve({ code, signal });
       });
     });
+    relay?.stop();
+    if (relay) log.write(`# monitor relay: ${relay.handled} request(s) answered\n`);
     out.flush();
     err.flush();
     const totalMs = performance.now() - t0;

@@ -9,7 +9,9 @@
  * `kernel-irqchip=split`.
  *
  * PCI slots: NVMe i at 00:(1+i).0, then the e1000e NICs; so the suite's one NVMe and one e1000e are
- * 00:01.0 and 00:02.0. The 9p devices sit at 00:1d.0 and 00:1e.0, out of the way.
+ * 00:01.0 and 00:02.0. The 9p devices sit at 00:1d.0 and 00:1e.0, out of the way. The device-error
+ * extras (`deviceErrors`) take the slots below them: the blkdebug NVMe at 00:1b.0 and a PCIe root
+ * port at 00:1c.0 with an e1000e behind it at 01:00.0, so the devices above keep their addresses.
  */
 
 import { ApplianceError } from '../image/errors.js';
@@ -41,6 +43,28 @@ export interface ShareSpec {
   readonly: boolean;
 }
 
+/**
+ * The devices of the device-error tests (issue 14), added beside the others:
+ * - an NVMe whose disk goes through QEMU's blkdebug driver (`raw` over `blkdebug` over the file, so
+ *   the raw format's read_aio/write_aio events fire the config's `[inject-error]` rules: EIO on the
+ *   sectors they name, which the NVMe model completes with a media error);
+ * - an e1000e behind a `pcie-root-port` (hotplug off), where `pcie_aer_inject_error` on it reaches
+ *   the guest's AER driver through the port (on the root complex's own bus it has no port to report to);
+ * - QEMU's QMP monitor on a unix socket, for the host's relay (relay.ts).
+ */
+export interface DeviceErrorSpec {
+  blkdebugNvme: { image: string; config: string; serial: string };
+  aerE1000e: E1000eSpec;
+  qmpSocket: string;
+}
+
+/** Where the device-error extras sit, and the QEMU ids the relay may name. */
+export const DEVICE_ERROR_SLOTS = {
+  blkdebugNvme: { slot: 0x1b, bdf: '0000:00:1b.0' },
+  rootPort: { slot: 0x1c, bdf: '0000:00:1c.0', id: 'labrp0' },
+  aerE1000e: { bdf: '0000:01:00.0', id: 'labaer0' },
+} as const;
+
 export interface MachineSpec {
   kernel: string;
   initrd: string;
@@ -60,6 +84,8 @@ export interface MachineSpec {
   noIommu?: boolean;
   /** Read-only virtio block disks (an appliance's root image is the first: /dev/vda). */
   disks?: readonly { image: string }[];
+  /** The device-error extras (DeviceErrorSpec). */
+  deviceErrors?: DeviceErrorSpec;
 }
 
 /** A device of the machine and where the guest sees it. */
@@ -74,12 +100,17 @@ const FIRST_SLOT = 0x01;
 const SHARE_SLOTS = [0x1e, 0x1d];
 const LAST_DEVICE_SLOT = 0x1c;
 
-export function placeDevices(nvme: number, e1000e: number): PlacedDevice[] {
+/** `deviceErrors`: the extras take 00:1b and 00:1c, so fewer slots are left for the others. */
+export function placeDevices(nvme: number, e1000e: number, deviceErrors = false): PlacedDevice[] {
   const out: PlacedDevice[] = [];
   let slot = FIRST_SLOT;
+  const last = deviceErrors ? DEVICE_ERROR_SLOTS.blkdebugNvme.slot - 1 : LAST_DEVICE_SLOT;
   const take = (kind: 'nvme' | 'e1000e', index: number): void => {
-    if (slot > LAST_DEVICE_SLOT)
-      throw new ApplianceError('ERR_LAB_OPTIONS', `too many devices: at most ${LAST_DEVICE_SLOT - FIRST_SLOT + 1} NVMe and e1000e together`);
+    if (slot > last)
+      throw new ApplianceError(
+        'ERR_LAB_OPTIONS',
+        `too many devices: at most ${last - FIRST_SLOT + 1} NVMe and e1000e together${deviceErrors ? ' beside the device-error extras' : ''}`,
+      );
     out.push({ kind, index, bdf: `0000:00:${slot.toString(16).padStart(2, '0')}.0` });
     slot++;
   };
@@ -119,7 +150,7 @@ export function qemuArgs(spec: MachineSpec): string[] {
   if (!Number.isInteger(spec.memMiB) || spec.memMiB < 256) throw new ApplianceError('ERR_LAB_OPTIONS', `memMiB must be an integer >= 256, got ${spec.memMiB}`);
   if (spec.shares.length > SHARE_SLOTS.length)
     throw new ApplianceError('ERR_LAB_OPTIONS', `at most ${SHARE_SLOTS.length} 9p shares, got ${spec.shares.length}`);
-  const placed = placeDevices(spec.nvme.length, spec.e1000e.length);
+  const placed = placeDevices(spec.nvme.length, spec.e1000e.length, spec.deviceErrors !== undefined);
   const machine = spec.accel === 'kvm' ? 'q35,accel=kvm,kernel-irqchip=split' : 'q35,accel=tcg';
   const args = [
     '-M',
@@ -150,21 +181,11 @@ export function qemuArgs(spec: MachineSpec): string[] {
       );
     } else {
       const e = spec.e1000e[p.index]!;
-      if (e.net === 'slirp') {
-        const fwd = (e.hostForward ?? []).map((f) => {
-          if (!Number.isInteger(f.hostPort) || f.hostPort < 1 || f.hostPort > 65535 || !Number.isInteger(f.guestPort) || f.guestPort < 1 || f.guestPort > 65535)
-            throw new ApplianceError('ERR_LAB_OPTIONS', `e1000e ${p.index}: forwarded ports must be 1..65535, got ${f.hostPort} -> ${f.guestPort}`);
-          return `,hostfwd=tcp:127.0.0.1:${f.hostPort}-${checkOption(f.guestAddress, 'guest address')}:${f.guestPort}`;
-        });
-        args.push('-netdev', `user,id=net${p.index}${fwd.join('')}`);
-      } else {
-        if (!Number.isInteger(e.net.fd) || e.net.fd < 3)
-          throw new ApplianceError('ERR_LAB_OPTIONS', `e1000e ${p.index}: socket fd must be an integer >= 3, got ${e.net.fd}`);
-        args.push('-netdev', `socket,id=net${p.index},fd=${e.net.fd}`);
-      }
+      args.push('-netdev', netdev(`net${p.index}`, `e1000e ${p.index}`, e));
       args.push('-device', `e1000e,netdev=net${p.index},romfile=,mac=${checkOption(e.mac, 'MAC')},bus=pcie.0,addr=0x${addr}`);
     }
   }
+  if (spec.deviceErrors) args.push(...deviceErrorArgs(spec.deviceErrors));
   args.push('-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04');
   for (const [i, s] of spec.shares.entries()) {
     args.push(
@@ -188,4 +209,38 @@ export function qemuArgs(spec: MachineSpec): string[] {
   }
   args.push('-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.cmdline ?? kernelCommandLine(spec.append));
   return args;
+}
+
+/** The -netdev value of one e1000e: slirp (with its forwarded ports) or a socket fd of QEMU's. */
+function netdev(id: string, what: string, e: E1000eSpec): string {
+  if (e.net === 'slirp') {
+    const fwd = (e.hostForward ?? []).map((f) => {
+      if (!Number.isInteger(f.hostPort) || f.hostPort < 1 || f.hostPort > 65535 || !Number.isInteger(f.guestPort) || f.guestPort < 1 || f.guestPort > 65535)
+        throw new ApplianceError('ERR_LAB_OPTIONS', `${what}: forwarded ports must be 1..65535, got ${f.hostPort} -> ${f.guestPort}`);
+      return `,hostfwd=tcp:127.0.0.1:${f.hostPort}-${checkOption(f.guestAddress, 'guest address')}:${f.guestPort}`;
+    });
+    return `user,id=${id}${fwd.join('')}`;
+  }
+  if (!Number.isInteger(e.net.fd) || e.net.fd < 3) throw new ApplianceError('ERR_LAB_OPTIONS', `${what}: socket fd must be an integer >= 3, got ${e.net.fd}`);
+  return `socket,id=${id},fd=${e.net.fd}`;
+}
+
+/** QEMU arguments of the device-error extras (DeviceErrorSpec, DEVICE_ERROR_SLOTS). */
+function deviceErrorArgs(d: DeviceErrorSpec): string[] {
+  const { blkdebugNvme: slotN, rootPort, aerE1000e } = DEVICE_ERROR_SLOTS;
+  const n = d.blkdebugNvme;
+  return [
+    '-drive',
+    `if=none,id=nvmebd,format=raw,file.driver=blkdebug,file.config=${checkOption(n.config, 'blkdebug config path')},file.image.filename=${checkOption(n.image, 'NVMe image path')}`,
+    '-device',
+    `nvme,drive=nvmebd,serial=${checkOption(n.serial, 'NVMe serial')},bus=pcie.0,addr=0x${slotN.slot.toString(16)}`,
+    '-device',
+    `pcie-root-port,id=${rootPort.id},chassis=1,slot=1,hotplug=off,bus=pcie.0,addr=0x${rootPort.slot.toString(16)}`,
+    '-netdev',
+    netdev('netaer', 'the AER e1000e', d.aerE1000e),
+    '-device',
+    `e1000e,netdev=netaer,romfile=,mac=${checkOption(d.aerE1000e.mac, 'MAC')},bus=${rootPort.id},addr=0x0,id=${aerE1000e.id}`,
+    '-qmp',
+    `unix:${checkOption(d.qmpSocket, 'QMP socket path')},server=on,wait=off`,
+  ];
 }

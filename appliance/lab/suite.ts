@@ -77,7 +77,7 @@ export async function runLabSuite(options: { strict: boolean; timeoutMs?: number
     return { passed: 0, failed: 1, skipped: 0 };
   }
   say(
-    `set-up ${(image.ms / 1000).toFixed(1)} s (${image.cached ? 'cached' : 'built'}), kernel ${image.kernel.kver}; booting with 1 NVMe, 1 e1000e, DMAR trace; ${files} lab test file(s)`,
+    `set-up ${(image.ms / 1000).toFixed(1)} s (${image.cached ? 'cached' : 'built'}), kernel ${image.kernel.kver}; booting with 1 NVMe, 1 e1000e, the device-error extras (blkdebug NVMe, AER e1000e, monitor relay), DMAR trace; ${files} lab test file(s)`,
   );
 
   let output = '';
@@ -88,6 +88,7 @@ export async function runLabSuite(options: { strict: boolean; timeoutMs?: number
       image,
       nvme: [{ sizeMiB: 64 }],
       e1000e: [{ net: 'slirp' }],
+      deviceErrors: true,
       dmarTrace: true,
       cwd: root,
       command: ['node', 'node_modules/uvu/bin.js', 'dist/test/lab', '\\.test\\.js$'],

@@ -59,6 +59,12 @@ export const enum DeviceMsg {
   LOG = 8,
   /** device -> manager: the container broke the register mailbox's ring (UTF-8 reason, at most MAX_LOG_BYTES): the manager kills the container. */
   VIOLATION = 9,
+  /**
+   * device -> manager: the function signalled an uncorrectable error (the simulator's AER, what
+   * vfio-pci's error interrupt says on real hardware); UTF-8 cause, at most MAX_LOG_BYTES. The
+   * supervisor treats it as a device error: kill, quarantine, reset, restart, replay.
+   */
+  ERROR = 10,
 }
 
 /** QUARANTINED flags: what the device process did. */
@@ -424,6 +430,17 @@ export function decodeLog(p: Uint8Array): { level: number; text: string } {
   if (p.length < 1 || p.length > 1 + MAX_LOG_BYTES) throw bad(`LOG: ${p.length} bytes`);
   if (p[0]! > 3) throw bad(`LOG: level ${p[0]}`);
   return { level: p[0]!, text: new TextDecoder('utf-8', { fatal: false }).decode(p.subarray(1)) };
+}
+
+export function encodeDeviceError(cause: string): Uint8Array {
+  let bytes = new TextEncoder().encode(cause);
+  if (bytes.length > MAX_LOG_BYTES) bytes = bytes.subarray(0, MAX_LOG_BYTES);
+  return frame(DeviceMsg.ERROR, bytes);
+}
+
+export function decodeDeviceError(p: Uint8Array): string {
+  if (p.length > MAX_LOG_BYTES) throw bad(`ERROR: ${p.length} bytes`);
+  return new TextDecoder('utf-8', { fatal: false }).decode(p);
 }
 
 export function decodeViolation(p: Uint8Array): string {

@@ -23,6 +23,7 @@ import {
   DeviceMsg,
   decodeQuarantine,
   decodeStart,
+  encodeDeviceError,
   encodeFault,
   encodeHeartbeat,
   encodeLog,
@@ -39,6 +40,8 @@ import { HostMailbox } from './mailbox.js';
 const PR_SET_DUMPABLE = 4;
 /** Faults sent per second at most; the others are counted in the next one sent. */
 export const FAULTS_PER_SECOND = 50;
+/** Device-error frames a device process sends per second at most (the first one already resets the function). */
+export const ERRORS_PER_SECOND = 10;
 /** Exit codes: START refused, the channel lost. */
 export const DEVICE_EXIT = { OK: 0, START: 2, CHANNEL: 3 } as const;
 
@@ -121,6 +124,18 @@ function serve(
     send(encodeFault({ iova: BigInt(f.iova), length: f.length, access: f.access, reason: f.reason as never, vtdReason: f.vtdReason, suppressed }));
     suppressed = 0;
   });
+  // Device errors (the function's AER signal): at most ERRORS_PER_SECOND a second, the rest dropped
+  // (the first already makes the supervisor reset the function).
+  let errorWindow = 0,
+    errorsSent = 0;
+  host.fn.errorSink = (cause) => {
+    const now = performance.now();
+    if (now - errorWindow >= 1000) {
+      errorWindow = now;
+      errorsSent = 0;
+    }
+    if (++errorsSent <= ERRORS_PER_SECOND) send(encodeDeviceError(cause));
+  };
   const shm = mapShared(sys, start.mailbox.fdSlot, start.mailbox.bytes);
   const mailbox = new HostMailbox(sys, shm, start.mailbox.kickFdSlot, host, (reason) =>
     send(frame(DeviceMsg.VIOLATION, new TextEncoder().encode(reason.slice(0, 256)))),

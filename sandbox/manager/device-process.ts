@@ -22,6 +22,7 @@ import {
   decodeHeartbeat,
   decodeLog,
   decodeQuarantined,
+  decodeDeviceError,
   decodeViolation,
   encodeQuarantine,
   encodeStart,
@@ -48,6 +49,8 @@ export interface DeviceProcessHooks {
   log(level: LogLevel, text: string): void;
   /** The container broke its register mailbox (the device process stopped serving it). */
   violation(reason: string): void;
+  /** The function signalled an uncorrectable error (the simulator's AER): a device error. */
+  deviceError(cause: string): void;
   /** The device failed: the process died, hung, flooded or spoke out of protocol (it is killed). Called once. */
   failed(reason: string): void;
 }
@@ -294,6 +297,9 @@ export class DeviceProcess {
         p.resolve({ done: q.done, killed: false });
         return;
       }
+      case DeviceMsg.ERROR:
+        this.o.hooks.deviceError(decodeDeviceError(payload).replace(/[\x00-\x1f\x7f]/g, '?')); // eslint-disable-line no-control-regex
+        return;
       case DeviceMsg.VIOLATION:
         this.o.hooks.violation(decodeViolation(payload).replace(/[\x00-\x1f\x7f]/g, '?')); // eslint-disable-line no-control-regex
         return;

@@ -40,6 +40,13 @@ export abstract class SandboxDevice {
   irqFds: number[] = [];
   /** What quarantine and release did, in order (`bme-off`, `flr`, `unmap`). */
   readonly quarantineLog: string[] = [];
+  /**
+   * Errors the device signalled on its error interrupt (on VFIO: vfio-pci's error eventfd, which
+   * the kernel's AER recovery signals; on the simulator: the model's PCI function, through its
+   * device process), counted whether or not anyone listens.
+   */
+  deviceErrors = 0;
+  private errorListener: ((cause: string) => void) | undefined;
 
   constructor(
     readonly policy: Policy,
@@ -108,6 +115,17 @@ export abstract class SandboxDevice {
       writeGrant = pick(true, false);
     this.blockData = { readGrant, writeGrant, bytes };
     return { read: this.grants[readGrant]!.window, write: this.grants[writeGrant]!.window };
+  }
+
+  /** Who hears of device errors (the supervisor). One listener: a later call replaces it. */
+  onDeviceError(listener: (cause: string) => void): void {
+    this.errorListener = listener;
+  }
+
+  /** The device signalled an error: counted, then told to the listener. */
+  protected deviceErrorRaised(cause: string): void {
+    this.deviceErrors++;
+    this.errorListener?.(cause);
   }
 
   /** Fresh interrupt eventfds for the next container (the previous ones are closed). */

@@ -257,6 +257,10 @@ export class SimDevice extends SandboxDevice {
         },
         log: (level: LogLevel, text: string) => o.hooks.log(level, text),
         violation: (reason) => o.hooks.violation(reason),
+        // Only the current device process speaks for the function: an error from one being quarantined is old news.
+        deviceError: (cause) => {
+          if (this.process === p) this.deviceErrorRaised(cause);
+        },
         failed: (reason) => o.hooks.failed(reason),
       },
     });

@@ -54,7 +54,21 @@ export interface SandboxEvent {
   /** Wall-clock ms since the epoch. */
   time: number;
   sandbox: string;
-  kind: 'spawn' | 'ready' | 'log' | 'exit' | 'hang' | 'violation' | 'quarantine' | 'restart' | 'failed' | 'fault' | 'stop' | 'driver-fault' | 'device';
+  kind:
+    | 'spawn'
+    | 'ready'
+    | 'log'
+    | 'exit'
+    | 'hang'
+    | 'violation'
+    | 'quarantine'
+    | 'restart'
+    | 'failed'
+    | 'fault'
+    | 'stop'
+    | 'driver-fault'
+    | 'device'
+    | 'device-error';
   text: string;
   level?: 'error' | 'warn' | 'info' | 'debug';
 }
@@ -251,6 +265,27 @@ export class Supervisor extends EventEmitter implements FaultSink {
         iommu: f.vtdReason !== null,
       });
     });
+    this.device.onDeviceError((cause) => this.onDeviceError(cause));
+  }
+
+  /** Errors the device signalled on its error interrupt (AER on VFIO, the simulated function's on the simulator). */
+  get deviceErrors(): number {
+    return this.device.deviceErrors;
+  }
+
+  /**
+   * The device signalled an error (vfio-pci's error interrupt after the kernel's AER recovery, or
+   * the simulated function's): what the device did since its last reset can no longer be trusted,
+   * and neither can the driver's view of it. The container is killed; its exit quarantines (bus
+   * mastering off, function-level reset), restarts with the policy's backoff and replays the I/O in
+   * flight, as after a crash, and counts against restart.maxRestarts, so a device that keeps
+   * failing ends as failed rather than in a restart loop. With no container running (backoff,
+   * quarantine, stop) the error is counted and logged only: the next start follows a reset anyway.
+   */
+  private onDeviceError(cause: string): void {
+    const running = this.current !== undefined && !this.current.exited && !this.stopRequested;
+    this.event('device-error', `device error: ${cause}${running ? '' : ` (state ${this.state}: counted only)`}`, 'error');
+    if (running) this.kill(`device error (${cause})`);
   }
 
   /** The kind of the driver, which must be the device's when both say. */
@@ -753,6 +788,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
       restarts: this.restarts,
       crashes: this.crashes,
       violations: this.violations,
+      deviceErrors: this.deviceErrors,
       faults: this.faultCount,
       lastFault: this.faults.length > 0 ? describeFault(this.faults[this.faults.length - 1]!) : null,
       windows: this.device.grants.map((g) => ({

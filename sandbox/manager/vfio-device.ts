@@ -6,13 +6,14 @@
  * device of the group.
  */
 import type { Sys } from 'linux-sys';
-import { encodeIrqSetNone, findPciFunctions, IOCTL, iommuStatus, VFIO, type IommuStatus } from 'vfio-bindings';
+import { EFD_CLOEXEC, EFD_NONBLOCK, type PollHandle } from 'linux-sys';
+import { encodeIrqSetEventfds, encodeIrqSetNone, findPciFunctions, IOCTL, iommuStatus, VFIO, type IommuStatus } from 'vfio-bindings';
 import type { DriverKind } from '../../drivers/contract/driver.js';
 import { SandboxError } from './errors.js';
 import type { Policy } from '../../policies/types.js';
 import { VfioPlatform, type VfioPlatformOptions } from '../../platform/vfio.js';
 import { SandboxDevice } from './device.js';
-import { PCI, setBusMaster } from '../../spec/pci/config.js';
+import { enableErrorReporting, PCI, setBusMaster } from '../../spec/pci/config.js';
 
 export function vfioAddress(policy: Policy): string {
   const d = policy.device;
@@ -59,10 +60,75 @@ export class VfioDevice extends SandboxDevice {
     });
     try {
       this.mapWindows(this.platform.dma);
+      this.armErrorIrq();
     } catch (e) {
       this.release();
       throw e;
     }
+  }
+
+  /** The manager's eventfd on the device's error interrupt, and its poller (undefined: the device has none). */
+  private errorFd: number | undefined;
+  private errorPoll: PollHandle | undefined;
+  /** Whether the device's error interrupt is armed (vfio-pci offers it for PCI Express functions only). */
+  get errorIrqArmed(): boolean {
+    return this.errorFd !== undefined;
+  }
+
+  /**
+   * Route VFIO_PCI_ERR_IRQ_INDEX to an eventfd the manager polls. vfio-pci signals it from its AER
+   * error_detected callback, when the kernel's AER driver recovers the function or the bus above it
+   * (uncorrectable errors; correctable ones are only logged). The container never sees this eventfd,
+   * and the routing outlives every container and reset: only release() undoes it. Also turns on the
+   * function's own error reporting (Device Control), which some devices ignore (QEMU's e1000e does).
+   */
+  private armErrorIrq(): void {
+    const dev = this.platform.device;
+    let count: number;
+    try {
+      const info = dev.irqInfo(VFIO.VFIO_PCI_ERR_IRQ_INDEX);
+      count = info.eventfd ? info.count : 0;
+    } catch {
+      count = 0; // an older vfio-pci, or not PCI Express: no error interrupt
+    }
+    if (count < 1) return;
+    const fd = this.sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    try {
+      this.sys.ioctl(dev.fd, IOCTL.VFIO_DEVICE_SET_IRQS, encodeIrqSetEventfds(VFIO.VFIO_PCI_ERR_IRQ_INDEX, 0, [fd]));
+    } catch (e) {
+      this.sys.close(fd);
+      throw new SandboxError(
+        'ERR_SANDBOX_DEVICE',
+        `policy ${this.policy.name}: ${this.address}: its error interrupt could not be routed: ${(e as Error).message}`,
+        {
+          cause: e,
+          fix: 'check the kernel log; another user of the device may hold its error interrupt',
+        },
+      );
+    }
+    this.errorFd = fd;
+    this.errorPoll = this.sys.poll(fd, () => {
+      const n = this.sys.eventfdRead(fd);
+      if (n > 0n) this.deviceErrorRaised(`the device signalled ${n} error(s) on its VFIO error interrupt (AER)`);
+    });
+    enableErrorReporting(this.platform.config);
+  }
+
+  private disarmErrorIrq(): void {
+    if (this.errorFd === undefined) return;
+    this.errorPoll?.close();
+    this.errorPoll = undefined;
+    try {
+      this.sys.ioctl(
+        this.platform.device.fd,
+        IOCTL.VFIO_DEVICE_SET_IRQS,
+        encodeIrqSetNone(VFIO.VFIO_PCI_ERR_IRQ_INDEX, VFIO.VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0),
+      );
+    } catch {
+      /* closing the device fd below releases it in the kernel anyway */
+    }
+    this.sys.close(this.errorFd);
+    this.errorFd = undefined;
   }
 
   /**
@@ -132,6 +198,8 @@ export class VfioDevice extends SandboxDevice {
     }
     this.platform.device.reset();
     this.quarantineLog.push('flr');
+    // The reset cleared Device Control: error reporting on again (the eventfd's routing survives it).
+    if (this.errorFd !== undefined) enableErrorReporting(this.platform.config);
   }
 
   release(): void {
@@ -141,6 +209,7 @@ export class VfioDevice extends SandboxDevice {
       this.quarantine();
     } finally {
       this.quarantineLog.push('unmap');
+      this.disarmErrorIrq();
       this.closeIrqFds();
       this.platform.close();
     }

@@ -69,6 +69,14 @@ export const PCIE = Object.freeze({
     FLR: bit(28),
   }),
   DEVCTL: reg16(0x08, 'PCIe 4.0 §7.5.3.4', {
+    /** Correctable Error Reporting Enable: the function may send ERR_COR. */
+    CERE: bit(0),
+    /** Non-Fatal Error Reporting Enable: ERR_NONFATAL. */
+    NFERE: bit(1),
+    /** Fatal Error Reporting Enable: ERR_FATAL. */
+    FERE: bit(2),
+    /** Unsupported Request Reporting Enable. */
+    URRE: bit(3),
     /** Initiate Function Level Reset (Bridge Configuration Retry Enable on bridges); reads 0. */
     INITIATE_FLR: bit(15),
   }),

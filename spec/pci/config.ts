@@ -5,6 +5,7 @@
  * platform (spec/field.ts explains the style).
  */
 import { bit, bits, reg16, reg32, reg8 } from '../field.js';
+import { PCIE } from './capabilities.js';
 
 /** Bytes of a PCI Express function's configuration space (the first 256 are PCI-compatible). */
 export const CONFIG_SPACE_BYTES = 4096;
@@ -89,4 +90,39 @@ export function setBusMaster(config: CommandAccess, on: boolean): void {
   const at = PCI.COMMAND.offset;
   const v = config.read16(at);
   config.write16(at, on ? v | PCI.COMMAND.BUS_MASTER.mask : v & ~PCI.COMMAND.BUS_MASTER.mask);
+}
+
+/** Configuration space with byte reads too (the capability list is walked a byte at a time). */
+export interface ConfigAccess extends CommandAccess {
+  read8(offset: number): number;
+}
+
+/**
+ * Offset of the first capability with this ID in the list (§6.7), or 0. Bounded: at most 48
+ * entries (the 192 bytes after the header hold no more), so a looping list ends.
+ */
+export function findCapability(config: ConfigAccess, id: number): number {
+  if ((config.read16(PCI.STATUS.offset) & PCI.STATUS.CAP_LIST.mask) === 0) return 0;
+  let at = config.read8(PCI.CAPABILITIES_POINTER.offset) & 0xfc;
+  for (let i = 0; i < 48 && at >= 0x40; i++) {
+    if (config.read8(at + CAP.ID.offset) === id) return at;
+    at = config.read8(at + CAP.NEXT.offset) & 0xfc;
+  }
+  return 0;
+}
+
+/**
+ * Turn on the PCI Express function's error reporting (Device Control CERE, NFERE, FERE, URRE; PCIe
+ * 4.0 §7.5.3.4), so its errors reach the root port's AER and the kernel's recovery. Returns whether
+ * the bits stuck (a device may give them no write mask, as QEMU's e1000e does); false as well for a
+ * function without the PCI Express capability.
+ */
+export function enableErrorReporting(config: ConfigAccess): boolean {
+  const cap = findCapability(config, CAP_ID.PCIE);
+  if (cap === 0) return false;
+  const at = cap + PCIE.DEVCTL.offset;
+  const want = PCIE.DEVCTL.CERE.mask | PCIE.DEVCTL.NFERE.mask | PCIE.DEVCTL.FERE.mask | PCIE.DEVCTL.URRE.mask;
+  // Never write Initiate FLR back (it reads 0 anyway).
+  config.write16(at, (config.read16(at) | want) & ~PCIE.DEVCTL.INITIATE_FLR.mask);
+  return (config.read16(at) & want) === want;
 }

@@ -28,6 +28,7 @@ test('run: devices, timeout, trace, log; everything after -- is the command, unt
     '--timeout',
     '90',
     '--trace-dmar',
+    '--device-errors',
     '--log',
     '/tmp/x.log',
     '--',
@@ -41,6 +42,7 @@ test('run: devices, timeout, trace, log; everything after -- is the command, unt
   assert.is(a.e1000e, 2);
   assert.is(a.timeoutMs, 90_000);
   assert.is(a.dmarTrace, true);
+  assert.is(a.deviceErrors, true);
   assert.is(a.verbose, false);
   assert.is(a.logFile, '/tmp/x.log');
   assert.equal(a.command, ['node', '--nvme', '1M', '--', "it's"]);
@@ -48,7 +50,7 @@ test('run: devices, timeout, trace, log; everything after -- is the command, unt
 
 test('defaults: no devices, 600 s, no trace', () => {
   const a = parseRunArgs(['--', 'true']);
-  assert.equal([a.nvme, a.e1000e, a.timeoutMs, a.dmarTrace], [[], 0, 600_000, false]);
+  assert.equal([a.nvme, a.e1000e, a.timeoutMs, a.dmarTrace, a.deviceErrors], [[], 0, 600_000, false, false]);
 });
 
 test('mistakes are refused with the usage', () => {

@@ -103,6 +103,7 @@ test('up: READY, STATUS, WATCHDOG; a scrape promtool accepts with the right valu
     assert.is(sampleValue(scrape, 'dmabox_sandbox_restarts_total{sandbox="ops-b"}'), 1);
     assert.is(sampleValue(scrape, 'dmabox_sandbox_restarts_total{sandbox="ops-a"}'), 0);
     assert.is(sampleValue(scrape, 'dmabox_sandbox_container_deaths_total{sandbox="ops-b"}'), 1);
+    assert.is(sampleValue(scrape, 'dmabox_sandbox_device_errors_total{sandbox="ops-b"}'), 0, 'a kill is not a device error');
     for (const s of ['ops-a', 'ops-b']) {
       assert.is(sampleValue(scrape, `dmabox_sandbox_state{sandbox="${s}",state="running"}`), 1);
       assert.is(sampleValue(scrape, `dmabox_sandbox_state{sandbox="${s}",state="failed"}`), 0);

@@ -62,8 +62,14 @@ export function deviceFixture(mode = 'control'): { deviceEntry: string; deviceEn
   return { deviceEntry: builtFixture('fixtures/device.js'), deviceEntryArgs: [mode] };
 }
 
-const DEVICE_SIGNAL = { hang: 'SIGUSR2', resume: 'SIGHUP', wild: 'SIGWINCH', revoke: 'SIGTTIN' } as const;
-const DEVICE_ACK = { hang: 'fixture: hung', resume: 'fixture: resumed', wild: 'fixture: wild write', revoke: 'fixture: revoked' } as const;
+const DEVICE_SIGNAL = { hang: 'SIGUSR2', resume: 'SIGHUP', wild: 'SIGWINCH', revoke: 'SIGTTIN', error: 'SIGTTOU' } as const;
+const DEVICE_ACK = {
+  hang: 'fixture: hung',
+  resume: 'fixture: resumed',
+  wild: 'fixture: wild write',
+  revoke: 'fixture: revoked',
+  error: 'fixture: error raised',
+} as const;
 
 /** Work a control of the device-process fixture and wait for its acknowledgement in the sandbox's log. */
 export async function deviceCtl(s: Supervisor, what: keyof typeof DEVICE_SIGNAL): Promise<void> {

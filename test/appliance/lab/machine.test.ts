@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { kernelCommandLine, labMac, placeDevices, qemuArgs, type MachineSpec } from '../../../appliance/lab/machine.js';
+import { DEVICE_ERROR_SLOTS, kernelCommandLine, labMac, placeDevices, qemuArgs, type MachineSpec } from '../../../appliance/lab/machine.js';
 import { refused } from '../refused.js';
 
 const suite: MachineSpec = {
@@ -75,6 +75,46 @@ test('several devices: NVMe first, then NICs, consecutive slots; socket NICs use
   assert.equal(values(a, '-netdev'), ['user,id=net0', 'socket,id=net1,fd=3']);
   assert.ok(values(a, '-device').includes('e1000e,netdev=net1,romfile=,mac=52:54:00:12:34:57,bus=pcie.0,addr=0x04'));
   assert.throws(() => placeDevices(20, 9), refused('ERR_LAB_OPTIONS', /too many devices/));
+});
+
+test('device-error extras: blkdebug NVMe at 00:1b.0, root port at 00:1c.0 with an e1000e behind it, QMP socket; the others keep their slots', () => {
+  const a = qemuArgs({
+    ...suite,
+    deviceErrors: {
+      blkdebugNvme: { image: '/tmp/run/bd.img', config: '/tmp/run/bd.conf', serial: 'labeio' },
+      aerE1000e: { net: 'slirp', mac: labMac(0x20) },
+      qmpSocket: '/tmp/run/qmp.sock',
+    },
+  });
+  const devices = values(a, '-device');
+  assert.ok(devices.includes('nvme,drive=nvme0,serial=lab0,bus=pcie.0,addr=0x01'), devices.join('\n'));
+  assert.ok(devices.includes('e1000e,netdev=net0,romfile=,mac=52:54:00:12:34:56,bus=pcie.0,addr=0x02'), devices.join('\n'));
+  assert.ok(devices.includes('nvme,drive=nvmebd,serial=labeio,bus=pcie.0,addr=0x1b'), devices.join('\n'));
+  assert.ok(devices.includes('pcie-root-port,id=labrp0,chassis=1,slot=1,hotplug=off,bus=pcie.0,addr=0x1c'), devices.join('\n'));
+  assert.ok(devices.includes('e1000e,netdev=netaer,romfile=,mac=52:54:00:12:34:76,bus=labrp0,addr=0x0,id=labaer0'), devices.join('\n'));
+  assert.ok(
+    devices.indexOf('pcie-root-port,id=labrp0,chassis=1,slot=1,hotplug=off,bus=pcie.0,addr=0x1c') < devices.findIndex((d) => d.includes('bus=labrp0')),
+    'the port before the device on its bus',
+  );
+  assert.ok(
+    values(a, '-drive').includes('if=none,id=nvmebd,format=raw,file.driver=blkdebug,file.config=/tmp/run/bd.conf,file.image.filename=/tmp/run/bd.img'),
+    'raw over blkdebug, so the raw format fires read_aio/write_aio',
+  );
+  assert.equal(values(a, '-netdev'), ['user,id=net0', 'user,id=netaer']);
+  assert.equal(values(a, '-qmp'), ['unix:/tmp/run/qmp.sock,server=on,wait=off']);
+  assert.is(DEVICE_ERROR_SLOTS.aerE1000e.bdf, '0000:01:00.0');
+  // The extras take 00:1b and 00:1c: 26 slots are left for the others, not 28.
+  assert.is(placeDevices(26, 0, true).length, 26);
+  assert.throws(() => placeDevices(27, 0, true), refused('ERR_LAB_OPTIONS', /at most 26 NVMe and e1000e together beside the device-error extras/));
+  assert.is(placeDevices(28, 0).length, 28);
+  assert.throws(
+    () =>
+      qemuArgs({
+        ...suite,
+        deviceErrors: { blkdebugNvme: { image: '/a', config: '/b,c', serial: 's' }, aerE1000e: { net: 'slirp', mac: labMac(1) }, qmpSocket: '/q' },
+      }),
+    refused('ERR_LAB_OPTIONS', /blkdebug config path '\/b,c' contains a ','/),
+  );
 });
 
 test('bad machine descriptions are refused with the reason', () => {
