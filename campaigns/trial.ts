@@ -14,6 +14,7 @@ import { mixSeed, Rng } from '../common/prng.js';
 import type { Policy } from '../policies/types.js';
 import { SimNvme } from '../sim/nvme/controller.js';
 import type { SimPlatform } from '../sim/platform.js';
+import type { NvmeMutator } from '../sim/nvme/mutator.js';
 import { digest } from './digest.js';
 import { Injector, type Incarnation } from './inject/injector.js';
 import type { Firing } from './inject/plan.js';
@@ -50,7 +51,16 @@ export interface TrialOptions {
   ackBeforeDurable?: boolean;
   /** Lines of what happened, for `replay`. */
   log?: (line: string) => void;
+  /** The fuzzer's device input (sim/nvme/mutator.ts): the trial's controller is built with it. */
+  mutator?: NvmeMutator;
+  /** Called when the workload is over, before the fault-free verifier starts (the fuzzer turns its mutator off). */
+  beforeVerify?: () => void;
+  /** Every error the driver's start, read or write rejected with (the fuzzer tells reported errors from crashes). */
+  onDriverError?: (e: unknown) => void;
 }
+
+/** A plan whose fault the spec does not name (the fuzzer's `none`) injects nothing. */
+const NO_FAULT = { probability: 100, interval: 1, times: 0, variants: [] as string[] };
 
 interface Inc {
   inc: Incarnation;
@@ -101,10 +111,11 @@ export async function runTrial(
     maxIoQueues: dev.maxQueues,
     maxQueueEntries: dev.mqes,
     timeout: 2,
+    ...(options.mutator === undefined ? {} : { mutator: options.mutator }),
   });
   rig.machine.attach(model, { address });
   const iommuFaults0 = rig.machine.iommu.faultCount;
-  const params = spec.faults[plan.fault]!;
+  const params = spec.faults[plan.fault] ?? NO_FAULT;
   const injector = new Injector(
     {
       fault: plan.fault,
@@ -163,6 +174,7 @@ export async function runTrial(
     const started = driver.start(ctx).then(
       (d) => d,
       (e: unknown) => {
+        options.onDriverError?.(e);
         log(`driver start failed: ${(e as Error).message.split('\n')[0]}`);
         return undefined;
       },
@@ -255,7 +267,10 @@ export async function runTrial(
     }
     const p = (op.write ? d.write(tag, op.lba, op.n, true) : d.read(tag, op.lba, op.n)).then(
       () => 'ok' as const,
-      () => 'error' as const,
+      (e: unknown) => {
+        options.onDriverError?.(e);
+        return 'error' as const;
+      },
     );
     let r = await Promise.race([p, x.killed]);
     if (r !== 'dead' && x.inc.state === 'hung') r = await x.killed; // a hung process delivers nothing
@@ -327,6 +342,7 @@ export async function runTrial(
   }
 
   // Oracle (2) and (3): a fault-free incarnation reads back every acknowledged write.
+  options.beforeVerify?.();
   const verifier = new Injector({ fault: 'none', seed: 1, first: 0, probability: 100, interval: 1, times: 0, variants: [], canary: 0, neighbour: 0 }, () =>
     performance.now(),
   );
