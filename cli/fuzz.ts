@@ -38,7 +38,8 @@ const VALUED = ['--seconds', '--execs', '--seed', '--jobs', '--corpus', '--out',
 
 function num(name: string, v: string, min: number, max: number, whole: boolean): number {
   const n = Number(v);
-  if (!(whole ? /^[0-9]+$/ : /^[0-9]+(\.[0-9]+)?$/).test(v) || n < min || n > max) throw usage(`${name} ${v}: expected ${whole ? 'a whole number' : 'a number'} from ${min} to ${max}`);
+  if (!(whole ? /^[0-9]+$/ : /^[0-9]+(\.[0-9]+)?$/).test(v) || n < min || n > max)
+    throw usage(`${name} ${v}: expected ${whole ? 'a whole number' : 'a number'} from ${min} to ${max}`);
   return n;
 }
 
@@ -84,7 +85,11 @@ function summaryLine(s: FuzzSummary): string {
   return `fuzz: ${s.execs} executions in ${s.seconds.toFixed(1)} s (${s.execsPerSecond}/s, ${s.execsPerCpuSecond}/CPU-s, ${s.jobs} job(s)); coverage ${s.coverage} blocks; corpus ${s.corpus}; ${s.findings} finding(s)\n`;
 }
 
-export async function runFuzz(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s), err: (s: string) => void = (s) => process.stderr.write(s)): Promise<number> {
+export async function runFuzz(
+  argv: readonly string[],
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  err: (s: string) => void = (s) => process.stderr.write(s),
+): Promise<number> {
   const p = parseFuzzArgs(argv);
   if (p.reproduce !== undefined) {
     const r = await reproduce(p.spec, p.reproduce, p.seed, p.timeoutMs, (l) => out(`  ${l}\n`));

@@ -78,6 +78,8 @@ export function readFinding(file: string): FindingFile {
     });
   }
   if (typeof v.input !== 'string' || !/^([0-9a-f]{2})*$/.test(v.input) || typeof v.kind !== 'string')
-    throw new FuzzError('ERR_FUZZ_REPRODUCE', `${file}: no input (hex) and kind in it`, { fix: 'name a findings/*.json file written by dmabox campaign fuzz --out' });
+    throw new FuzzError('ERR_FUZZ_REPRODUCE', `${file}: no input (hex) and kind in it`, {
+      fix: 'name a findings/*.json file written by dmabox campaign fuzz --out',
+    });
   return v as FindingFile;
 }

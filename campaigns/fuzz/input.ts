@@ -49,7 +49,13 @@ export function decode(input: Uint8Array): Directive[] {
   const out: Directive[] = [];
   const v = new DataView(input.buffer, input.byteOffset, input.byteLength);
   for (let at = 0; at + DIRECTIVE_BYTES <= input.length && out.length < MAX_DIRECTIVES; at += DIRECTIVE_BYTES) {
-    out.push({ kind: input[at]! % KINDS, nth: v.getUint16(at + 1, true), sel: v.getUint16(at + 3, true), op: input[at + 5]! % OPS, value: v.getUint32(at + 6, true) });
+    out.push({
+      kind: input[at]! % KINDS,
+      nth: v.getUint16(at + 1, true),
+      sel: v.getUint16(at + 3, true),
+      op: input[at + 5]! % OPS,
+      value: v.getUint32(at + 6, true),
+    });
   }
   return out;
 }
@@ -72,7 +78,11 @@ export function encode(directives: readonly Directive[]): Uint8Array {
 export function describe(d: Directive): string {
   const which = d.nth === EVERY ? 'every' : `#${d.nth}`;
   const where =
-    d.kind === Kind.REGISTER ? `register 0x${(d.sel * 4).toString(16)}` : d.kind === Kind.COMPLETION ? `completion dword ${d.sel % 4}` : `identify byte ${(d.sel % IDENTIFY_BYTES) & ~3}`;
+    d.kind === Kind.REGISTER
+      ? `register 0x${(d.sel * 4).toString(16)}`
+      : d.kind === Kind.COMPLETION
+        ? `completion dword ${d.sel % 4}`
+        : `identify byte ${(d.sel % IDENTIFY_BYTES) & ~3}`;
   return `${KIND_NAMES[d.kind]} ${which}: ${where} ${OP_NAMES[d.op]}${d.op < Op.ONES ? ` 0x${(d.value >>> 0).toString(16)}` : ''}`;
 }
 

@@ -75,7 +75,9 @@ export async function fuzz(o: FuzzOptions): Promise<FuzzSummary> {
   const timeoutMs = o.timeoutMs ?? 3000;
   if (o.seconds === undefined && o.execs === undefined) o = { ...o, seconds: 60 };
   if ((o.seconds !== undefined && !(o.seconds > 0)) || (o.execs !== undefined && !(o.execs >= 1)))
-    throw new FuzzError('ERR_FUZZ_ARG', `budget: --seconds ${o.seconds} / --execs ${o.execs}: expected a positive number`, { fix: 'give --seconds S > 0 or --execs N >= 1' });
+    throw new FuzzError('ERR_FUZZ_ARG', `budget: --seconds ${o.seconds} / --execs ${o.execs}: expected a positive number`, {
+      fix: 'give --seconds S > 0 or --execs N >= 1',
+    });
   const rng = new Rng(seed);
   const map = new CoverageMap();
   const corpus: Entry[] = [];
@@ -135,7 +137,8 @@ export async function fuzz(o: FuzzOptions): Promise<FuzzSummary> {
       started++;
       record(input, await executor.run(input));
     }
-    if (corpus.length === 0) throw new FuzzError('ERR_FUZZ_ARG', 'no execution ran: the budget is spent before the first', { fix: 'give a larger --seconds or --execs' });
+    if (corpus.length === 0)
+      throw new FuzzError('ERR_FUZZ_ARG', 'no execution ran: the budget is spent before the first', { fix: 'give a larger --seconds or --execs' });
     await Promise.all(
       Array.from({ length: executor.slots }, async () => {
         while (more()) {
@@ -155,5 +158,13 @@ export async function fuzz(o: FuzzOptions): Promise<FuzzSummary> {
   const c = cpuUsage(cpu0);
   const cpuSeconds = (c.user + c.system) / 1e6;
   if (timeline.length === 0 || timeline[timeline.length - 1]!.execs !== execs) timeline.push(p);
-  return { ...p, execsPerCpuSecond: round(execs / Math.max(cpuSeconds, 0.001)), features: map.features, seed, jobs: o.executor ? o.executor.slots : jobs, timeline, found };
+  return {
+    ...p,
+    execsPerCpuSecond: round(execs / Math.max(cpuSeconds, 0.001)),
+    features: map.features,
+    seed,
+    jobs: o.executor ? o.executor.slots : jobs,
+    timeline,
+    found,
+  };
 }

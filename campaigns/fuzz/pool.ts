@@ -95,7 +95,8 @@ export class WorkerPool implements Executor {
 
   async run(input: Uint8Array): Promise<ExecResult> {
     const slot = this.workers.find((s) => !s.busy);
-    if (!slot || this.closed) throw new FuzzError('ERR_FUZZ_WORKER', 'no idle fuzzing worker', { fix: 'a bug in campaigns/fuzz/loop.ts: more executions in flight than workers' });
+    if (!slot || this.closed)
+      throw new FuzzError('ERR_FUZZ_WORKER', 'no idle fuzzing worker', { fix: 'a bug in campaigns/fuzz/loop.ts: more executions in flight than workers' });
     slot.busy = true;
     const id = ++this.id;
     const w = slot.worker;

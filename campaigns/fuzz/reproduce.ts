@@ -24,7 +24,10 @@ export async function reproduce(spec: string, file: string, seed: number | undef
     try {
       input = new Uint8Array(readFileSync(file));
     } catch (e) {
-      throw new FuzzError('ERR_FUZZ_REPRODUCE', `${file}: cannot be read: ${(e as Error).message}`, { fix: 'name a corpus .input file or a findings/*.json file', cause: e });
+      throw new FuzzError('ERR_FUZZ_REPRODUCE', `${file}: cannot be read: ${(e as Error).message}`, {
+        fix: 'name a corpus .input file or a findings/*.json file',
+        cause: e,
+      });
     }
   } else {
     const f = readFinding(file);
