@@ -13,6 +13,7 @@ const benches: Record<string, () => Promise<{ run(argv: string[]): Promise<void>
   appliance: () => import('./appliance.js'),
   restart: () => import('./restart.js'),
   nic: () => import('./nic.js'),
+  fuzz: () => import('./fuzz.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

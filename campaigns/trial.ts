@@ -17,13 +17,14 @@ import { mixSeed, Rng } from '../common/prng.js';
 import type { Policy } from '../policies/types.js';
 import { SimNvme } from '../sim/nvme/controller.js';
 import type { SimPlatform } from '../sim/platform.js';
+import type { NvmeMutator } from '../sim/nvme/mutator.js';
 import { describePlan, devicePlan } from './device-classes.js';
 import { digest } from './digest.js';
 import { Injector, type Incarnation } from './inject/injector.js';
 import type { Firing } from './inject/plan.js';
 import type { TrialPlan } from './plan.js';
 import type { Rig } from './rig.js';
-import type { CampaignSpec } from './spec.js';
+import type { CampaignSpec, FaultParams } from './spec.js';
 
 export type Outcome = 'recovered' | 'failed-as-policy-says' | 'client-saw-error' | 'violation';
 export const OUTCOMES: readonly Outcome[] = ['recovered', 'failed-as-policy-says', 'client-saw-error', 'violation'];
@@ -65,7 +66,16 @@ export interface TrialOptions {
   ackBeforeDurable?: boolean;
   /** Lines of what happened, for `replay`. */
   log?: (line: string) => void;
+  /** The fuzzer's device input (sim/nvme/mutator.ts): the trial's controller is built with it. */
+  mutator?: NvmeMutator;
+  /** Called when the workload is over, before the fault-free verifier starts (the fuzzer turns its mutator off). */
+  beforeVerify?: () => void;
+  /** Every error the driver's start, read or write rejected with (the fuzzer tells reported errors from crashes). */
+  onDriverError?: (e: unknown) => void;
 }
+
+/** A plan whose fault the spec does not name (the fuzzer's `none`) injects nothing. */
+const NO_FAULT: FaultParams = { weight: 0, probability: 100, interval: 1, times: 0, within: 1, variants: [] };
 
 interface Inc {
   inc: Incarnation;
@@ -110,7 +120,8 @@ export async function runTrial(
   const w = spec.workload;
   const bs = dev.blockSize;
   const address = rig.nextAddress();
-  const params = spec.faults[plan.fault]!;
+  // A fault the spec does not list (the fuzzer's executions) injects nothing.
+  const params: FaultParams = spec.faults[plan.fault] ?? NO_FAULT;
   // A device class: the controller misbehaves by the registry's plan, seeded from (seed, index).
   const device = params.side === 'device';
   const devPlan = device
@@ -127,6 +138,7 @@ export async function runTrial(
     maxIoQueues: dev.maxQueues,
     maxQueueEntries: dev.mqes,
     timeout: 2,
+    ...(options.mutator === undefined ? {} : { mutator: options.mutator }),
   });
   rig.machine.attach(model, { address });
   const iommuFaults0 = rig.machine.iommu.faultCount;
@@ -217,6 +229,7 @@ export async function runTrial(
     const started = driver.start(ctx).then(
       (d) => d,
       (e: unknown) => {
+        options.onDriverError?.(e);
         log(`driver start failed: ${(e as Error).message.split('\n')[0]}`);
         if (inj === injector && !reported(e)) found(`start threw ${(e as Error).name}: ${(e as Error).message}`);
         return undefined;
@@ -314,6 +327,7 @@ export async function runTrial(
     const p = (op.write ? d.write(tag, op.lba, op.n, true) : d.read(tag, op.lba, op.n)).then(
       () => 'ok' as const,
       (e: unknown) => {
+        options.onDriverError?.(e);
         if (!reported(e)) found(`a ${op.write ? 'write' : 'read'} failed with ${(e as Error).name}: ${(e as Error).message}`);
         return 'error' as const;
       },
@@ -403,6 +417,7 @@ export async function runTrial(
   model.faultPlan?.behave();
 
   // Oracle (2) and (3): a fault-free incarnation reads back every acknowledged write.
+  options.beforeVerify?.();
   const verifier = new Injector({ fault: 'none', seed: 1, first: 0, probability: 100, interval: 1, times: 0, variants: [], canary: 0, neighbour: 0 }, () =>
     performance.now(),
   );

@@ -1,7 +1,8 @@
 /**
  * `dmabox campaign run SPEC.yaml [--trials N] [--seed S] [--jobs J] [--shard K/N] [--out DIR] [--iommu off] [--json]`
  * `dmabox campaign replay DIR --trial N`, `dmabox campaign merge DIR... [--out DIR] [--json]`,
- * `dmabox campaign report DIR [--compare DIR] [--out FILE]`. campaigns/README.md says what each does.
+ * `dmabox campaign report DIR [--compare DIR] [--out FILE]`, `dmabox campaign fuzz SPEC.yaml ...` (cli/fuzz.ts).
+ * campaigns/README.md says what each does.
  */
 import { availableParallelism } from 'node:os';
 import { writeFileSync } from 'node:fs';
@@ -10,13 +11,14 @@ import { mergeDirs, readRecords, replayTrial, runCampaign } from '../campaigns/r
 import { renderReport } from '../campaigns/report.js';
 import type { Summary } from '../campaigns/summary.js';
 import { CliError } from './errors.js';
+import { FUZZ_USAGE, runFuzz } from './fuzz.js';
 import { readFileSync } from 'node:fs';
 
 const USAGE = `usage: dmabox campaign run SPEC.yaml [--trials N] [--seed S] [--jobs J] [--shard K/N] [--out DIR] [--iommu off] [--json]
        dmabox campaign replay DIR --trial N
        dmabox campaign merge DIR... [--out DIR] [--json]
        dmabox campaign report DIR [--compare DIR] [--out FILE]
-`;
+${FUZZ_USAGE.replace('usage: ', '       ')}`;
 
 function usage(message: string): CliError {
   return new CliError('ERR_CLI_USAGE', `${message}\n${USAGE}`, { fix: 'see campaigns/README.md' });
@@ -151,6 +153,8 @@ export async function run(argv: string[]): Promise<number> {
       out(`${file}\n`);
       return 0;
     }
+    case 'fuzz':
+      return runFuzz(rest);
     default:
       throw usage(sub ? `unknown subcommand '${sub}'` : 'name a subcommand');
   }

@@ -30,7 +30,7 @@ const commands: Record<string, Command> = {
   devices: { summary: 'PCI functions: ids, driver, IOMMU group and whether VFIO can use it [--json] [--all]', load: () => import('./devices.js') },
   bind: { summary: 'hand PCI functions to vfio-pci (remembers nothing: prints how to give each back)', load: () => import('./bind.js') },
   unbind: { summary: 'take PCI functions off vfio-pci [--driver NAME] and let the kernel re-probe them', load: () => import('./unbind.js') },
-  campaign: { summary: 'fault-injection campaigns: run SPEC, replay DIR --trial N, merge DIR..., report DIR', load: () => import('./campaign.js') },
+  campaign: { summary: 'fault-injection campaigns: run SPEC, replay DIR --trial N, merge DIR..., report DIR, fuzz SPEC', load: () => import('./campaign.js') },
   lab: { summary: 'the QEMU lab: set it up, boot it and run a command on real VFIO', load: () => import('./lab.js') },
   appliance: { summary: 'secure appliance images: build a verified, bootable image that runs policies', load: () => import('./appliance.js') },
 };

@@ -27,6 +27,7 @@ import { CommandSpecificSc, GenericSc, Sct, statusOf } from '../../spec/nvme/sta
 import type { SimNamespace, SimNvmeConfig, SimNvmeStats } from './config.js';
 import type { FaultSwitches } from './faults.js';
 import type { NvmeFaultPlan } from './fault-plan.js';
+import type { NvmeMutator } from './mutator.js';
 import { PrpResult, type PrpWalker } from './prp.js';
 import { opcodeOf, type AdminExecutor, type QueueEngine } from './queues.js';
 
@@ -63,6 +64,8 @@ export interface AdminCommandSetOptions {
   stats: SimNvmeStats;
   /** A device fault plan (sim/faults): nvme.identify garbles the Identify data. */
   plan?: NvmeFaultPlan | undefined;
+  /** The fuzzer's hook (mutator.ts): sees the Identify data before its DMA. */
+  mutator?: NvmeMutator | undefined;
 }
 
 export class AdminCommandSet implements AdminExecutor {
@@ -160,6 +163,7 @@ export class AdminCommandSet implements AdminExecutor {
       return INVALID_FIELD;
     }
     if (this.o.plan !== undefined && cns !== Cns.ACTIVE_NAMESPACE_LIST) this.o.plan.identify(cns === Cns.CONTROLLER, b);
+    if (this.o.mutator !== undefined) this.o.mutator.identify(cns, b);
     const r = this.prp.walk(prp1, prp2, IDENTIFY_SIZE);
     if (r === PrpResult.BAD_OFFSET) return PRP_OFFSET;
     if (r === PrpResult.BAD_LIST) {

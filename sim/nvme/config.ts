@@ -6,6 +6,7 @@ import type { FaultPlan } from '../faults/plan.js';
 import type { WorkMode } from '../sched.js';
 import { SimError } from '../errors.js';
 import type { BlockStore } from './store.js';
+import type { NvmeMutator } from './mutator.js';
 import { MemoryStore } from './store.js';
 
 export interface SimNamespaceConfig {
@@ -40,9 +41,11 @@ export interface SimNvmeOptions {
   copyData?: boolean;
   /** A device fault plan (sim/faults, an nvme.* class): the controller misbehaves as it says. None by default. */
   faultPlan?: FaultPlan;
+  /** The fuzzer's hook (mutator.ts): register reads, completion entries and Identify data pass through it. None by default. */
+  mutator?: NvmeMutator;
 }
 
-export type SimNvmeConfig = Required<Omit<SimNvmeOptions, 'namespaces' | 'faultPlan'>>;
+export type SimNvmeConfig = Required<Omit<SimNvmeOptions, 'namespaces' | 'faultPlan' | 'mutator'>>;
 
 export interface SimNamespace {
   readonly nsid: number;

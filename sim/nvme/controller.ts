@@ -13,7 +13,9 @@
  * - faults.ts and `fatal()` / `injectCompletion()` here: the fault switches for tests, beside the
  *   function's own `hang()`;
  * - fault-plan.ts: a device fault plan (sim/faults, `options.faultPlan`): the controller
- *   misbehaves on purpose, deterministically from the plan's seed.
+ *   misbehaves on purpose, deterministically from the plan's seed;
+ * - mutator.ts: the fuzzer's hook (`options.mutator`): register reads, completion entries and
+ *   Identify data pass through it.
  */
 import type { BarDecl, DeviceModel, MsixDecl, PciIds } from '../model.js';
 import type { PciFunction } from '../pci.js';
@@ -29,6 +31,7 @@ import { NvmEngine } from './nvm.js';
 import { PAGE, PrpWalker } from './prp.js';
 import { QueueEngine } from './queues.js';
 import { NvmeRegisterFile } from './registers.js';
+import { mutableBar } from './mutator.js';
 
 export type { SimNamespace, SimNamespaceConfig, SimNvmeOptions, SimNvmeStats } from './config.js';
 
@@ -65,6 +68,7 @@ export class SimNvme implements DeviceModel {
     const plan = (this.faultPlan = options.faultPlan === undefined ? undefined : new NvmeFaultPlan(options.faultPlan));
     this.queues = new QueueEngine(o.maxIoQueues, this.stats, this.faults, (reason) => this.fatal(reason));
     this.queues.plan = plan;
+    this.queues.mutator = options.mutator;
     this.admin = new AdminCommandSet({
       config: o,
       vendor: this.ids.vendor,
@@ -73,6 +77,7 @@ export class SimNvme implements DeviceModel {
       faults: this.faults,
       stats: this.stats,
       plan,
+      mutator: options.mutator,
     });
     this.regs = new NvmeRegisterFile(o, {
       enable: (asq, asqs, acq, acqs) => this.queues.createAdminQueues(asq, asqs, acq, acqs),
@@ -88,7 +93,7 @@ export class SimNvme implements DeviceModel {
       ...(plan === undefined ? {} : { refuseEnable: () => plan.refuseEnable(), refuseDisable: () => plan.refuseDisable() }),
     });
     // Surprise removal (nvme.removal): once removed, reads are all ones and writes go nowhere.
-    const handler = removableBar(this.regs.table, plan);
+    const handler = mutableBar(removableBar(this.regs.table, plan), options.mutator);
     this.bars = [{ index: 0, size: this.regs.size, handler }];
     this.msix = { vectors: o.msixVectors, bar: 0, tableOffset: this.regs.msixTableOffset, pbaOffset: this.regs.msixPbaOffset };
   }

@@ -16,6 +16,7 @@ import type { SimNvmeStats } from './config.js';
 import type { FaultSwitches } from './faults.js';
 import { CORRUPTION, IoFault, type NvmeFaultPlan } from './fault-plan.js';
 import type { NvmEngine } from './nvm.js';
+import type { NvmeMutator } from './mutator.js';
 
 export interface Sq {
   readonly id: number;
@@ -90,6 +91,8 @@ export class QueueEngine {
   running = false;
   /** A device fault plan (sim/faults): consulted per I/O command, batch and interrupt only when set. */
   plan: NvmeFaultPlan | undefined;
+  /** The fuzzer's hook (mutator.ts): sees each completion entry as it is built, only when set. */
+  mutator: NvmeMutator | undefined;
   private readonly stats: SimNvmeStats;
   private readonly faults: FaultSwitches;
   private readonly onFatal: (reason: string) => void;
@@ -104,6 +107,8 @@ export class QueueEngine {
   /** Completions of the current batch, written to the CQ in one DMA write (two at a wrap). */
   private readonly stage = new Uint8Array(BATCH * CQE.size);
   private readonly stage32 = new Uint32Array(this.stage.buffer);
+  /** One entry built outside a batch (an Abort's second completion, an injected one), for the mutator. */
+  private readonly single = new Uint32Array(CQE_DWORDS);
   /** Bytes moved or zeroed in the current run (against BYTE_BUDGET). */
   private spent = 0;
   /** The SQ the next run starts with (round robin across runs). */
@@ -242,10 +247,17 @@ export class QueueEngine {
       st[i + DW1] = 0;
       st[i + DW2] = dw2;
       st[i + DW3] = dw3;
+      if (this.mutator !== undefined) this.mutator.completion(st, i);
     } else {
       const at = cq.base + cq.tail * CQE.size;
       const dma = this.fn.dma;
-      if (!(dma.writeU64(at + CQE.DW0.offset, dw0 >>> 0, 0) && dma.writeU64(at + CQE.DW2.offset, dw2, dw3))) {
+      const e = this.single;
+      e[DW0] = dw0 >>> 0;
+      e[DW1] = 0;
+      e[DW2] = dw2;
+      e[DW3] = dw3;
+      if (this.mutator !== undefined) this.mutator.completion(e, 0);
+      if (!(dma.writeU64(at + CQE.DW0.offset, e[DW0]!, e[DW1]!) && dma.writeU64(at + CQE.DW2.offset, e[DW2]!, e[DW3]!))) {
         this.onFatal(`CQ ${cq.id} entry ${cq.tail} could not be written (IOMMU refused the write)`);
         return;
       }
