@@ -472,6 +472,7 @@ async function runInLab(argv: string[]): Promise<void> {
     b = out.indexOf(RESULTS_END);
   if (a >= 0 && b > a)
     appendResults(
+      pass.includes('--json'),
       out
         .slice(a + RESULTS_BEGIN.length, b)
         .replace(/\r/g, '')
@@ -582,7 +583,7 @@ export async function run(argv: string[]): Promise<void> {
     const section = `\n## ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: linkback${where}\n${machineSummary()}\n\n${lines.join('\n')}\n`;
     // The guest sees the checkout read-only: it hands the section to the host side (runInLab).
     if (labBdf) console.log(`${RESULTS_BEGIN}\n${section}\n${RESULTS_END}`);
-    else appendResults(section);
+    else appendResults(false, section);
   }
   if (json) {
     const extra = { loadAverage: loadavg(), seconds, repeat, qd1Seconds, interrupts, ...(profileDir !== undefined ? { profileDir } : {}) };
@@ -597,8 +598,9 @@ const qd1Text = (q: Qd1): string => `read ${q.randreadUs.toFixed(1)} us, write $
 const RESULTS_BEGIN = '--- bench/RESULTS.md section begins ---';
 const RESULTS_END = '--- bench/RESULTS.md section ends ---';
 
-function appendResults(section: string): void {
+/** Append a section to bench/RESULTS.md; `quiet` (--json in the lab): say nothing, the guest's JSON line stays last. */
+function appendResults(quiet: boolean, section: string): void {
   const file = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './RESULTS.md' : '../../bench/RESULTS.md', import.meta.url));
   appendFileSync(file, section);
-  console.log(`appended to ${file}`);
+  if (!quiet) console.log(`appended to ${file}`);
 }
