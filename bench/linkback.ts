@@ -33,7 +33,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
@@ -329,6 +329,7 @@ async function measure(t: Target, dir: string, o: RunOptions): Promise<Measured>
 async function profileRun(t: Target, dir: string, seconds: number, fill: string, out: string): Promise<string[]> {
   const sock = join(dir, 'bench.sock');
   rmSync(sock, { force: true });
+  const startedAt = Date.now() - 1000;
   const nodeOptions = process.env.NODE_OPTIONS;
   process.env.NODE_OPTIONS = `${nodeOptions ?? ''} --perf-basic-prof`.trim();
   let serving: Serving;
@@ -344,15 +345,15 @@ async function profileRun(t: Target, dir: string, seconds: number, fill: string,
     new Promise((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
   const perfData = join(out, `${t.key}-perf.data`);
   let perf: ChildProcess | undefined;
-  let pids: { pid: number; what: string }[] = [];
+  const pids: { pid: number; what: string }[] = [];
   try {
     const uri = `nbd+unix:///bench?socket=${sock}`;
     await exec('nbdcopy', [fill, uri], dir, 120_000);
-    pids = [
+    pids.push(
       ...(serving.self ? [{ pid: process.pid, what: t.key === 'sandboxed' ? 'manager' : 'server' }] : []),
       ...serving.pids().map((pid) => ({ pid, what: t.key === 'nbdkit' ? 'nbdkit' : 'container' })),
       ...(serving.devicePids?.() ?? []).map((pid) => ({ pid, what: 'device process' })),
-    ];
+    );
     if (hasPerf()) {
       perf = spawn('perf', ['record', '-F', '999', '-o', perfData, '-p', pids.map((p) => p.pid).join(',')], { stdio: ['ignore', 'ignore', 'pipe'] });
       await new Promise((r) => setTimeout(r, 300)); // perf attaches
@@ -375,13 +376,29 @@ async function profileRun(t: Target, dir: string, seconds: number, fill: string,
     if (perf) {
       await stopPerf(perf);
       perf = undefined;
+      // perf reads a JIT map only when its owner is perf's user: the children's are theirs.
+      for (const p of pids) ownMap(p.pid);
       const report = join(out, `${t.key}-perf.txt`);
       let text = '';
       for (const p of pids) {
         // Each process's own symbols, self time, above 0.5 % of its samples.
         const r = await exec(
           'perf',
-          ['report', '-i', perfData, '--stdio', '--no-children', '--sort', 'dso,sym', '--pid', String(p.pid), '--percent-limit', '0.5'],
+          [
+            'report',
+            '-i',
+            perfData,
+            '--stdio',
+            '--no-children',
+            '--sort',
+            'dso,sym',
+            '--pid',
+            String(p.pid),
+            '--percentage',
+            'relative',
+            '--percent-limit',
+            '0.5',
+          ],
           dir,
           120_000,
         ).catch((e: Error) => `perf report failed: ${e.message}\n`);
@@ -400,9 +417,26 @@ async function profileRun(t: Target, dir: string, seconds: number, fill: string,
     if (perf) await stopPerf(perf);
     session.disconnect();
     await serving.stop();
-    for (const p of pids) if (p.pid !== process.pid) rmSync(`/tmp/perf-${p.pid}.map`, { force: true });
+    // The JIT maps of the processes this run started (the launch chain's too), once they are gone.
+    for (const f of readdirSync('/tmp')) {
+      const pid = Number(/^perf-([0-9]+)\.map$/.exec(f)?.[1]);
+      if (pid && pid !== process.pid && statSync(join('/tmp', f)).mtimeMs >= startedAt && !existsSync(`/proc/${pid}`)) rmSync(join('/tmp', f), { force: true });
+    }
   }
   return lines;
+}
+
+/** Make /tmp/perf-PID.map this process's own (perf ignores a map its user does not own). */
+function ownMap(pid: number): void {
+  const f = `/tmp/perf-${pid}.map`;
+  if (pid === process.pid || !existsSync(f)) return;
+  try {
+    const text = readFileSync(f);
+    rmSync(f);
+    writeFileSync(f, text);
+  } catch {
+    // left as it is: its JavaScript frames stay unnamed in the report
+  }
 }
 
 let perfFound: boolean | undefined;
