@@ -33,7 +33,21 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  constants as fsConstants,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  lstatSync,
+  writeFileSync,
+} from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
@@ -420,22 +434,40 @@ async function profileRun(t: Target, dir: string, seconds: number, fill: string,
     // The JIT maps of the processes this run started (the launch chain's too), once they are gone.
     for (const f of readdirSync('/tmp')) {
       const pid = Number(/^perf-([0-9]+)\.map$/.exec(f)?.[1]);
-      if (pid && pid !== process.pid && statSync(join('/tmp', f)).mtimeMs >= startedAt && !existsSync(`/proc/${pid}`)) rmSync(join('/tmp', f), { force: true });
+      try {
+        if (pid && pid !== process.pid && lstatSync(join('/tmp', f)).mtimeMs >= startedAt && !existsSync(`/proc/${pid}`))
+          rmSync(join('/tmp', f), { force: true });
+      } catch {
+        // gone meanwhile
+      }
     }
   }
   return lines;
 }
 
-/** Make /tmp/perf-PID.map this process's own (perf ignores a map its user does not own). */
+/**
+ * Make /tmp/perf-PID.map this process's own (perf ignores a map its user does not own). The file
+ * was written by a container's uid in a shared /tmp, so it is read without following a link, only
+ * when it is a regular file of at most 64 MiB, and the copy is created exclusively (O_EXCL: a link
+ * put there meanwhile fails it) and readable by this user only.
+ */
 function ownMap(pid: number): void {
   const f = `/tmp/perf-${pid}.map`;
-  if (pid === process.pid || !existsSync(f)) return;
+  if (pid === process.pid) return;
+  let text: Buffer;
   try {
-    const text = readFileSync(f);
+    const fd = openSync(f, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile() || st.size > 64 * MiB) return;
+      text = readFileSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     rmSync(f);
-    writeFileSync(f, text);
+    writeFileSync(f, text, { flag: 'wx', mode: 0o600 });
   } catch {
-    // left as it is: its JavaScript frames stay unnamed in the report
+    // absent, or left as it is: its JavaScript frames stay unnamed in the report
   }
 }
 
