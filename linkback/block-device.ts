@@ -145,6 +145,16 @@ export class ExtentList {
   }
 }
 
+/**
+ * How a device ends a `readTo` or `writeFrom`: exactly one call, `complete()` or `fail(err)`,
+ * possibly before `readTo`/`writeFrom` returns (a device in memory). A server keeps one per request
+ * slot and reuses it, so a request allocates neither a Promise nor a closure.
+ */
+export interface BlockCompletion {
+  complete(): void;
+  fail(err: unknown): void;
+}
+
 export interface BlockDevice {
   /** Size in bytes, a multiple of `blockSize`. */
   readonly size: number;
@@ -155,6 +165,13 @@ export interface BlockDevice {
   readonly capabilities: BlockCapabilities;
   /** Fill `into` with `into.length` bytes starting at byte `offset`. */
   read(offset: number, into: Uint8Array): Promise<void>;
+  /**
+   * Optional, the allocation-free `read`: fill `into[at, at + length)` with the bytes at `offset`,
+   * then end through `done` (a failure there too, never a throw). A server uses it when present.
+   */
+  readTo?(offset: number, into: Uint8Array, at: number, length: number, done: BlockCompletion): void;
+  /** Optional, the allocation-free `write`: `data[at, at + length)` at `offset`, ended through `done`; `data` is not kept after. */
+  writeFrom?(offset: number, data: Uint8Array, at: number, length: number, fua: boolean, done: BlockCompletion): void;
   /** Write `data` at byte `offset`; with `fua`, resolve only once it is durable. `data` is not kept after. */
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void>;
   /** Make every write completed before this call durable. */

@@ -15,6 +15,7 @@ import {
   EXTENT_ZERO,
   validateBlockDevice,
   type BlockCapabilities,
+  type BlockCompletion,
   type BlockDevice,
   type ExtentList,
 } from './block-device.js';
@@ -74,15 +75,31 @@ export class MemoryBlockDevice implements BlockDevice {
   read(offset: number, into: Uint8Array): Promise<void> {
     const bad = this.check(offset, into.length, false);
     if (bad) return bad;
-    this.walk(READ, offset, into.length, into);
+    this.walk(READ, offset, into.length, into, 0);
     return RESOLVED;
   }
 
   write(offset: number, data: Uint8Array, _fua: boolean): Promise<void> {
     const bad = this.check(offset, data.length, true) ?? this.provision(offset, data.length, 'writing');
     if (bad) return bad;
-    this.walk(WRITE, offset, data.length, data);
+    this.walk(WRITE, offset, data.length, data, 0);
     return RESOLVED;
+  }
+
+  /** `read` without a Promise: done at once, through `done`. */
+  readTo(offset: number, into: Uint8Array, at: number, length: number, done: BlockCompletion): void {
+    const bad = this.problem(offset, length, false) ?? this.arrayProblem(into, at, length);
+    if (bad) return done.fail(bad);
+    this.walk(READ, offset, length, into, at);
+    done.complete();
+  }
+
+  /** `write` without a Promise: done at once, through `done`. */
+  writeFrom(offset: number, data: Uint8Array, at: number, length: number, _fua: boolean, done: BlockCompletion): void {
+    const bad = this.problem(offset, length, true) ?? this.arrayProblem(data, at, length) ?? this.provisionProblem(offset, length, 'writing');
+    if (bad) return done.fail(bad);
+    this.walk(WRITE, offset, length, data, at);
+    done.complete();
   }
 
   flush(): Promise<void> {
@@ -92,7 +109,7 @@ export class MemoryBlockDevice implements BlockDevice {
   trim(offset: number, length: number, _fua: boolean): Promise<void> {
     const bad = this.check(offset, length, true);
     if (bad) return bad;
-    this.walk(RELEASE, offset, length, null);
+    this.walk(RELEASE, offset, length, null, 0);
     return RESOLVED;
   }
 
@@ -100,7 +117,7 @@ export class MemoryBlockDevice implements BlockDevice {
     // NO_HOLE keeps the range provisioned, as a write of zeroes would.
     const bad = this.check(offset, length, true) ?? (noHole ? this.provision(offset, length, 'zeroing without holes') : undefined);
     if (bad) return bad;
-    this.walk(noHole ? ZERO : RELEASE, offset, length, null);
+    this.walk(noHole ? ZERO : RELEASE, offset, length, null, 0);
     return RESOLVED;
   }
 
@@ -128,6 +145,11 @@ export class MemoryBlockDevice implements BlockDevice {
    * writing anything).
    */
   private provision(offset: number, length: number, what: string): Promise<void> | undefined {
+    const bad = this.provisionProblem(offset, length, what);
+    return bad ? Promise.reject(bad) : undefined;
+  }
+
+  private provisionProblem(offset: number, length: number, what: string): BlockDeviceError | undefined {
     if (length === 0) return undefined;
     const cs = this.chunkSize;
     const first = Math.floor(offset / cs);
@@ -135,11 +157,9 @@ export class MemoryBlockDevice implements BlockDevice {
     let missing = 0;
     for (let i = first; i <= last; i++) if (!this.chunks.has(i)) missing++;
     if ((this.chunks.size + missing) * cs > this.maxAllocated) {
-      return Promise.reject(
-        new BlockDeviceError(
-          'ENOSPC',
-          `memory block device: ${what} ${length} bytes at ${offset} needs ${missing} more ${cs}-byte chunks, past the ${this.maxAllocated}-byte allocation limit`,
-        ),
+      return new BlockDeviceError(
+        'ENOSPC',
+        `memory block device: ${what} ${length} bytes at ${offset} needs ${missing} more ${cs}-byte chunks, past the ${this.maxAllocated}-byte allocation limit`,
       );
     }
     for (let i = first; i <= last; i++) if (!this.chunks.has(i)) this.chunks.set(i, new Uint8Array(cs));
@@ -147,11 +167,11 @@ export class MemoryBlockDevice implements BlockDevice {
   }
 
   /**
-   * Do `op` on [offset, offset + length), chunk by chunk: READ into `buf` (zeroes where nothing was
-   * written), WRITE from `buf` (its chunks provisioned first), ZERO, or RELEASE (whole chunks let go,
-   * partial ones zeroed).
+   * Do `op` on [offset, offset + length), chunk by chunk: READ into `buf` from `bufAt` on (zeroes
+   * where nothing was written), WRITE from `buf` at `bufAt` (its chunks provisioned first), ZERO, or
+   * RELEASE (whole chunks let go, partial ones zeroed).
    */
-  private walk(op: Op, offset: number, length: number, buf: Uint8Array | null): void {
+  private walk(op: Op, offset: number, length: number, buf: Uint8Array | null, bufAt: number): void {
     const cs = this.chunkSize;
     let pos = 0;
     while (pos < length) {
@@ -161,10 +181,10 @@ export class MemoryBlockDevice implements BlockDevice {
       const n = Math.min(cs - within, length - pos);
       const chunk = this.chunks.get(index);
       if (op === READ) {
-        if (chunk) buf!.set(chunk.subarray(within, within + n), pos);
-        else buf!.fill(0, pos, pos + n);
+        if (chunk) buf!.set(chunk.subarray(within, within + n), bufAt + pos);
+        else buf!.fill(0, bufAt + pos, bufAt + pos + n);
       } else if (op === WRITE) {
-        chunk!.set(buf!.subarray(pos, pos + n), within);
+        chunk!.set(buf!.subarray(bufAt + pos, bufAt + pos + n), within);
       } else if (chunk) {
         if (n === cs && op === RELEASE) this.chunks.delete(index);
         else chunk.fill(0, within, within + n);
@@ -174,19 +194,24 @@ export class MemoryBlockDevice implements BlockDevice {
   }
 
   private check(offset: number, length: number, writing: boolean): Promise<void> | undefined {
-    if (writing && this.readOnly) {
-      return Promise.reject(new BlockDeviceError('EPERM', 'memory block device: the device is read-only'));
-    }
+    const bad = this.problem(offset, length, writing);
+    return bad ? Promise.reject(bad) : undefined;
+  }
+
+  private problem(offset: number, length: number, writing: boolean): BlockDeviceError | undefined {
+    if (writing && this.readOnly) return new BlockDeviceError('EPERM', 'memory block device: the device is read-only');
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
-      return Promise.reject(
-        new BlockDeviceError(writing ? 'ENOSPC' : 'EINVAL', `memory block device: ${length} bytes at ${offset} is outside the ${this.size}-byte device`),
-      );
+      return new BlockDeviceError(writing ? 'ENOSPC' : 'EINVAL', `memory block device: ${length} bytes at ${offset} is outside the ${this.size}-byte device`);
     }
     if (offset % this.blockSize !== 0 || length % this.blockSize !== 0) {
-      return Promise.reject(
-        new BlockDeviceError('EINVAL', `memory block device: ${length} bytes at ${offset} is not aligned to the ${this.blockSize}-byte block size`),
-      );
+      return new BlockDeviceError('EINVAL', `memory block device: ${length} bytes at ${offset} is not aligned to the ${this.blockSize}-byte block size`);
     }
     return undefined;
+  }
+
+  /** `[at, at + length)` must lie inside `buf`. */
+  private arrayProblem(buf: Uint8Array, at: number, length: number): BlockDeviceError | undefined {
+    if (Number.isSafeInteger(at) && at >= 0 && at + length <= buf.length) return undefined;
+    return new BlockDeviceError('EINVAL', `memory block device: ${length} bytes at index ${at} do not fit the caller's ${buf.length}-byte array`);
   }
 }

@@ -53,34 +53,72 @@ export class Namespace {
   async read(lba: number, blocks: number, options: { bufferOffset?: number } = {}): Promise<Uint8Array> {
     this.checkRange('read', lba, blocks);
     const out = new Uint8Array(blocks * this.blockSize);
-    const off = options.bufferOffset ?? 0;
-    await this.split(blocks, this.perCommand(off), (done, n) =>
+    await this.readSlots(lba, blocks, out, options.bufferOffset ?? 0);
+    return out;
+  }
+
+  /**
+   * Read `blocks` blocks at `lba` into `into` (at least `blocks * blockSize` bytes): each command's
+   * data is copied from its slot buffer straight into the caller's array, with no array of its own
+   * and, for a read one command carries, no split (what a block server needs per request).
+   */
+  readTo(lba: number, blocks: number, into: Uint8Array): Promise<void> {
+    try {
+      this.checkRange('read', lba, blocks);
+      if (into.length < blocks * this.blockSize) {
+        throw new NvmeArgumentError(
+          `read of ${blocks} block(s) into ${into.length} bytes: the array is too small`,
+          'pass an array of blocks * blockSize bytes',
+        );
+      }
+      return this.readSlots(lba, blocks, into, 0);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private readSlots(lba: number, blocks: number, out: Uint8Array, off: number): Promise<void> {
+    const per = this.perCommand(off);
+    const one = (done: number, n: number): Promise<void> =>
       this.host.execute(
         () => this.describe('read', lba + done, n),
         (q, slot, h) => q.read(slot, this.nsid, lba + done, n, this.blockShift, off, h),
         (q, slot) => out.set(q.readData(slot).subarray(off, off + (n << this.blockShift)), done << this.blockShift),
-      ),
-    );
-    return out;
+      );
+    return blocks <= per ? one(0, blocks) : this.split(blocks, per, one);
   }
 
   /** Write `data` (a whole number of blocks) at `lba`; `fua`: each command with Force Unit Access (§6.15). */
-  async write(lba: number, data: Uint8Array, options: { bufferOffset?: number; fua?: boolean } = {}): Promise<void> {
+  write(lba: number, data: Uint8Array, options: { bufferOffset?: number; fua?: boolean } = {}): Promise<void> {
     if (data.length === 0 || data.length % this.blockSize !== 0) {
-      throw new NvmeArgumentError(`write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, 'pad the data to the block size');
+      return Promise.reject(
+        new NvmeArgumentError(`write of ${data.length} bytes: not a whole number of ${this.blockSize}-byte blocks`, 'pad the data to the block size'),
+      );
     }
     const blocks = data.length / this.blockSize;
-    this.checkRange('write', lba, blocks);
+    try {
+      this.checkRange('write', lba, blocks);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const off = options.bufferOffset ?? 0;
-    await this.split(blocks, this.perCommand(off), (done, n) =>
+    const fua = options.fua === true;
+    let per: number;
+    try {
+      per = this.perCommand(off);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const one = (done: number, n: number): Promise<void> =>
       this.host.execute(
         () => this.describe('write', lba + done, n),
         (q, slot, h) => {
           q.writeData(slot).set(data.subarray(done << this.blockShift, (done + n) << this.blockShift), off);
-          q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h, options.fua === true);
+          q.write(slot, this.nsid, lba + done, n, this.blockShift, off, h, fua);
         },
-      ),
-    );
+      );
+    // One command: no split (no array of parts, no Promise.all).
+    return blocks <= per ? one(0, blocks) : this.split(blocks, per, one);
   }
 
   /**

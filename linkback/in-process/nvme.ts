@@ -12,7 +12,7 @@
  * - multiConn: true. Every connection reaches the same controller, whose cache (if any) is shared
  *   and whose Flush covers the whole namespace.
  *
- * Reads copy from the driver's slot buffers into the caller's array (Namespace.read); a zero-copy
+ * Reads copy from the driver's slot buffers straight into the caller's array (Namespace.readTo); a zero-copy
  * path would need the server's reply buffers to live in a DMA window (Namespace.readInto).
  */
 import type { Namespace, NvmeController } from '../../drivers/nvme/index.js';
@@ -79,7 +79,7 @@ export class NvmeBlockDevice implements BlockDevice {
     if (into.length === 0) return;
     const [lba, blocks] = this.lbas('read', offset, into.length);
     try {
-      into.set(await this.ns.read(lba, blocks));
+      await this.ns.readTo(lba, blocks, into);
     } catch (e) {
       throw wrap(`read of ${into.length} bytes at ${offset}`, e);
     }

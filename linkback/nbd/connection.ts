@@ -17,7 +17,7 @@
  */
 import type { Socket } from 'node:net';
 import type { TrackedRange } from '../allocation-map.js';
-import { blockErrorKind, EXTENT_ZERO, ExtentList, type BlockDevice, type BlockErrorKind } from '../block-device.js';
+import { blockErrorKind, EXTENT_ZERO, ExtentList, type BlockCompletion, type BlockDevice, type BlockErrorKind } from '../block-device.js';
 import { MAX_EXTENTS, type ExportDirectory, type NbdExport } from './export.js';
 import { handleOption, optionTooBig, transmissionFlags, type HandshakeContext } from './handshake.js';
 import { ALLOCATION_CONTEXT_ID } from './meta-context.js';
@@ -158,7 +158,7 @@ const TRACKED_WRITE = 1;
 const TRACKED_ZERO = 2;
 
 /** One request from header to reply. Pooled; `onDone`/`onFail` are bound once. */
-class Slot implements TrackedRange {
+class Slot implements TrackedRange, BlockCompletion {
   type = 0;
   flags = 0;
   handleHi = 0;
@@ -182,9 +182,16 @@ class Slot implements TrackedRange {
   nextTracked: TrackedRange | null = null;
   readonly onDone: () => void;
   readonly onFail: (err: unknown) => void;
-  constructor(conn: NbdConnection) {
+  constructor(private readonly conn: NbdConnection) {
     this.onDone = () => conn.completed(this);
     this.onFail = (err: unknown) => conn.failed(this, err);
+  }
+  /** BlockCompletion: a device's `readTo`/`writeFrom` ended. */
+  complete(): void {
+    this.conn.completed(this);
+  }
+  fail(err: unknown): void {
+    this.conn.failed(this, err);
   }
 }
 
@@ -555,7 +562,12 @@ export class NbdConnection implements HandshakeContext {
         const header = this.structured ? OFFSET_DATA_HEADER_SIZE : SIMPLE_REPLY_SIZE;
         const b = this.replies.replyBuffer(length, header);
         s.data = b;
-        this.submit(s, exp.device.read(offset, b.subarray(header)));
+        const dev = exp.device;
+        if (dev.readTo !== undefined) {
+          // No Promise, no view: the device fills the reply buffer after its header and ends through the slot.
+          this.started(s);
+          dev.readTo(offset, b, header, length, s);
+        } else this.submit(s, dev.read(offset, b.subarray(header)));
         return this.next();
       }
       case NBD_CMD_WRITE: {
@@ -672,7 +684,11 @@ export class NbdConnection implements HandshakeContext {
     s.flushAfter = fua && exp.fuaViaFlush;
     s.tracked = TRACKED_WRITE;
     exp.allocation.writeStarted(s);
-    this.submit(s, exp.device.write(s.offset, s.data!, fua && !exp.fuaViaFlush));
+    const dev = exp.device;
+    if (dev.writeFrom !== undefined) {
+      this.started(s);
+      dev.writeFrom(s.offset, s.data!, 0, s.length, fua && !exp.fuaViaFlush, s);
+    } else this.submit(s, dev.write(s.offset, s.data!, fua && !exp.fuaViaFlush));
     this.next();
   }
 
@@ -785,10 +801,15 @@ export class NbdConnection implements HandshakeContext {
   }
 
   private submit(s: Slot, p: Promise<void>): void {
+    this.started(s);
+    p.then(s.onDone, s.onFail);
+  }
+
+  /** A request goes to the device: counted in flight until its reply (which may come before this returns). */
+  private started(s: Slot): void {
     s.device = this.exp!.device;
     this.inFlight++;
     if (s.data) this.inFlightBytes += s.data.length;
-    p.then(s.onDone, s.onFail);
   }
 
   /** The device finished a request. */

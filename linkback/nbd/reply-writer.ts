@@ -6,8 +6,12 @@
  * replies, and nothing allocated per reply. A batch buffer goes back to the free list when the
  * socket reports it written (writes complete in order, so a FIFO knows which one).
  *
- * Read replies carry their data and are written by the caller as one Buffer (header in front), so
- * each message stays contiguous on the wire; replies may interleave in any order (§Transmission).
+ * Read replies carry their data and are handed over as one Buffer (header in front), so each
+ * message stays contiguous on the wire; replies may interleave in any order (§Transmission). A small
+ * one (up to COPY_MAX bytes, a 4 KiB read and more) is copied into the batch and its buffer is free
+ * again at once: one socket write per turn for all replies instead of one stream write (and its
+ * bookkeeping objects) per read; the copy costs less than that (bench/RESULTS.md, issue 16). A
+ * larger one is written as it is, corked with the batch, and its buffer reused once written.
  */
 import type { Socket } from 'node:net';
 import {
@@ -21,7 +25,10 @@ import {
   STRUCTURED_REPLY_SIZE,
 } from './protocol.js';
 
-const BATCH_BYTES = SIMPLE_REPLY_SIZE * 256;
+/** A batch holds the replies of one turn at queue depth 16 with 4 KiB reads and some room. */
+const BATCH_BYTES = 128 << 10;
+/** Read replies up to this size (header included) are copied into the batch. */
+const COPY_MAX = 16 << 10;
 /** Read-reply buffers kept for reuse: up to this many bytes per connection, of at most MAX_POOLED each. */
 const POOL_BYTES = 1 << 20;
 const MAX_POOLED = SIMPLE_REPLY_SIZE + (128 << 10);
@@ -93,7 +100,8 @@ export class ReplyWriter {
 
   /** Queue NBD_REPLY_TYPE_NONE with NBD_REPLY_FLAG_DONE: a structured success without content. */
   structuredDone(handleHi: number, handleLo: number): void {
-    writeChunkHeader(this.cur, this.reserve(STRUCTURED_REPLY_SIZE), NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handleHi, handleLo, 0);
+    const at = this.reserve(STRUCTURED_REPLY_SIZE); // may flush and change this.cur: first
+    writeChunkHeader(this.cur, at, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handleHi, handleLo, 0);
   }
 
   /**
@@ -121,14 +129,21 @@ export class ReplyWriter {
   }
 
   /**
-   * Send a complete message that carries data (a read reply from `replyBuffer`). The socket is
-   * corked until the end of this event-loop turn, so the data replies and the batched simple replies
-   * of one turn leave in a single writev(2). Writes complete in order, so a FIFO knows which buffer
-   * a completion is for; a buffer is reused only after the socket says it was written.
+   * Send a complete message that carries data (a read reply from `replyBuffer`). Small ones are
+   * copied into the batch (their buffer is reusable at once). Larger ones go to the socket, which is
+   * corked until the end of this event-loop turn, so the data replies and the batch of one turn
+   * leave in a single writev(2). Writes complete in order, so a FIFO knows which buffer a
+   * completion is for; such a buffer is reused only after the socket says it was written.
    */
   data(message: Buffer): void {
     const s = this.socket;
     if (s.destroyed || !s.writable) return;
+    if (message.length <= COPY_MAX) {
+      const at = this.reserve(message.length); // may flush and change this.cur: first
+      message.copy(this.cur, at);
+      this.recycle(message);
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       s.cork();

@@ -78,6 +78,70 @@ test('out of range, misaligned, read-only and thin-provisioning errors carry the
   assert.is(keep[0], 9, 'a failed write changed nothing');
 });
 
+/** A completion that records how it ended, and checks it ends once. */
+function completion() {
+  const c = {
+    ends: 0,
+    error: undefined as unknown,
+    complete(): void {
+      c.ends++;
+    },
+    fail(err: unknown): void {
+      c.ends++;
+      c.error = err;
+    },
+  };
+  return c;
+}
+
+test("readTo and writeFrom: at an index of the caller's array, across chunks, ended once and at once; errors through the completion", async () => {
+  const d = new MemoryBlockDevice({ size: 1 << 20, chunkSize: 4096, maxAllocatedBytes: 3 * 4096 });
+  const src = new Uint8Array(100 + 8192).fill(0x11);
+  src.fill(0x22, 100 + 4096);
+  const w = completion();
+  d.writeFrom(2048, src, 100, 8192, false, w);
+  assert.is(w.ends, 1, 'ended before writeFrom returned');
+  assert.is(w.error, undefined);
+  assert.is(d.allocatedBytes, 3 * 4096, 'the three chunks the range touches');
+  const back = new Uint8Array(8192);
+  await d.read(2048, back);
+  assert.ok(back.subarray(0, 4096).every((x) => x === 0x11) && back.subarray(4096).every((x) => x === 0x22));
+  const into = new Uint8Array(28 + 4096 + 512).fill(0xee);
+  const r = completion();
+  d.readTo(6144, into, 28, 4096 + 512, r);
+  assert.is(r.ends, 1);
+  assert.ok(
+    into.subarray(28, 28 + 4096).every((x) => x === 0x22),
+    'written data (device bytes 6144 to 10240)',
+  );
+  assert.ok(
+    into.subarray(28 + 4096, 28 + 4096 + 512).every((x) => x === 0),
+    'past the write: zeroes',
+  );
+  assert.ok(
+    into.subarray(0, 28).every((x) => x === 0xee),
+    'nothing before the index',
+  );
+  const fails: [string, (c: ReturnType<typeof completion>) => void][] = [
+    ['EINVAL', (c) => d.readTo(1 << 20, into, 0, 512, c)],
+    ['EINVAL', (c) => d.readTo(0, into, into.length - 100, 512, c)],
+    ['ENOSPC', (c) => d.writeFrom(1 << 20, src, 0, 512, false, c)],
+    ['ENOSPC', (c) => d.writeFrom(64 * 4096, src, 0, 4096, false, c)], // a fourth chunk: past the allocation limit
+    ['EINVAL', (c) => d.writeFrom(0, src, 0, 100, false, c)],
+  ];
+  for (const [kind, call] of fails) {
+    const c = completion();
+    call(c);
+    assert.is(c.ends, 1);
+    assert.instance(c.error, BlockDeviceError);
+    assert.is((c.error as BlockDeviceError).kind, kind);
+  }
+  const ro = new MemoryBlockDevice({ size: 1 << 20, readOnly: true });
+  const c = completion();
+  ro.writeFrom(0, src, 0, 512, false, c);
+  assert.is((c.error as BlockDeviceError).kind, 'EPERM');
+});
+
 test('bad geometry is refused with a clear error', () => {
   assert.throws(
     () => new MemoryBlockDevice({ size: 1000 }),

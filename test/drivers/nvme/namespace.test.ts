@@ -92,6 +92,47 @@ test('reads and writes are split at the slot buffer; each piece at its own LBA',
   );
 });
 
+test("readTo: into the caller's array at its start, split like read; one command for a small read; bad ranges and short arrays rejected, nothing posted", async () => {
+  const { host, posted, buffer } = fakeHost({ maxTransferBytes: 8192, mdtsBytes: 65536 });
+  const ns = new Namespace(host, 1, info(1000));
+  for (let i = 0; i < 8192; i++) buffer[i] = i & 0xff;
+  const into = new Uint8Array(40 * 512 + 100).fill(0xee);
+  await ns.readTo(10, 40, into);
+  assert.equal(
+    posted.map((p) => [p.op, p.args[1], p.args[2]]),
+    [
+      ['read', 10, 16],
+      ['read', 26, 16],
+      ['read', 42, 8],
+    ],
+  );
+  assert.is(into[8192 + 3], 3, 'the second piece lands 16 blocks in');
+  assert.is(into[40 * 512 - 1], 0xff);
+  assert.is(into[40 * 512], 0xee, 'nothing written past the blocks read');
+  posted.length = 0;
+  const small = new Uint8Array(4096);
+  await ns.readTo(7, 8, small);
+  assert.equal(
+    posted.map((p) => [p.op, p.args[1], p.args[2]]),
+    [['read', 7, 8]],
+  );
+  assert.is(small[4095], 4095 & 0xff);
+  const code = (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (e: { code?: string }) => e.code,
+    );
+  posted.length = 0;
+  assert.is(await code(ns.readTo(999, 2, new Uint8Array(1024))), 'ERR_NVME_ARGUMENT', 'past the end');
+  assert.is(await code(ns.readTo(0, 2, new Uint8Array(1000))), 'ERR_NVME_ARGUMENT', 'array too small');
+  assert.is(posted.length, 0);
+  assert.equal(
+    await ns.write(0, new Uint8Array(8 * 512)).then(() => posted.map((p) => [p.op, p.args[1], p.args[2]])),
+    [['write', 0, 8]],
+    'a small write is one command',
+  );
+});
+
 test("transferPrps: one command over the caller's memory, bounded by MDTS only; FUA on writes", async () => {
   const { host, posted } = fakeHost({ maxTransferBytes: 4096, mdtsBytes: 16384 });
   const ns = new Namespace(host, 3, info(1000));

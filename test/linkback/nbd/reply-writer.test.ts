@@ -28,31 +28,82 @@ class HeldSocket {
   }
 }
 
-test('a read reply buffer comes back for reuse only after its write completed', () => {
+const K64 = 64 << 10;
+
+test('a read reply buffer written as it is (over 16 KiB) comes back for reuse only after its write completed', () => {
   const sock = new HeldSocket();
   const w = new ReplyWriter(sock as unknown as Socket);
-  const a = w.replyBuffer(4096);
-  assert.is(a.length, 16 + 4096);
+  const a = w.replyBuffer(K64);
+  assert.is(a.length, 16 + K64);
   w.data(a);
-  const b = w.replyBuffer(4096);
+  assert.is(sock.writes[0]!.buf, a, 'written as it is, not copied');
+  const b = w.replyBuffer(K64);
   assert.is.not(b, a, 'not reused while the socket still holds it');
   w.data(b);
   sock.complete(); // a written
-  const c = w.replyBuffer(4096);
+  const c = w.replyBuffer(K64);
   assert.is(c, a, 'reused once written');
-  assert.is.not(w.replyBuffer(4096), b, 'b is still being written');
+  assert.is.not(w.replyBuffer(K64), b, 'b is still being written');
   sock.complete(); // b written
-  assert.is(w.replyBuffer(4096), b);
-  assert.is.not(w.replyBuffer(512), b, 'sizes are kept apart');
+  assert.is(w.replyBuffer(K64), b);
+  assert.is.not(w.replyBuffer(32 << 10), b, 'sizes are kept apart');
+});
+
+test('small read replies are copied into the batch with the simple replies: one socket write, bytes in order, buffers free at once', () => {
+  const sock = new HeldSocket();
+  const w = new ReplyWriter(sock as unknown as Socket);
+  const a = w.replyBuffer(4096);
+  a.fill(0xaa);
+  w.data(a);
+  w.simple(0, 1, 2);
+  const b = w.replyBuffer(4096);
+  assert.is(b, a, 'the first buffer was copied, so it is free again');
+  b.fill(0xbb);
+  w.data(b);
+  assert.is(sock.writes.length, 0, 'nothing written before the turn ends');
+  w.flush();
+  assert.is(sock.writes.length, 1);
+  const out = sock.writes[0]!.buf;
+  assert.is(out.length, 4112 + 16 + 4112);
+  assert.ok(out.subarray(0, 4112).every((x) => x === 0xaa));
+  assert.is(out.readUInt32BE(4112 + 8), 1);
+  assert.is(out.readUInt32BE(4112 + 12), 2);
+  assert.ok(out.subarray(4128).every((x) => x === 0xbb));
+});
+
+test('a full batch is written before more is queued: many small replies in one turn are all sent, in order', () => {
+  const sock = new HeldSocket();
+  const w = new ReplyWriter(sock as unknown as Socket);
+  for (let i = 0; i < 100; i++) {
+    const r = w.replyBuffer(4096);
+    r.fill(i);
+    w.data(r);
+  }
+  w.flush();
+  const all = Buffer.concat(sock.writes.map((x) => x.buf));
+  assert.ok(sock.writes.length > 1, 'more than one batch');
+  assert.is(all.length, 100 * 4112);
+  for (let i = 0; i < 100; i++) assert.is(all[i * 4112 + 100], i);
+});
+
+test('structured NONE replies past a full batch land in the next batch, not in the one already handed to the socket', () => {
+  const sock = new HeldSocket();
+  const w = new ReplyWriter(sock as unknown as Socket);
+  const n = Math.ceil((128 << 10) / 20) + 10;
+  for (let i = 0; i < n; i++) w.structuredDone(0, i);
+  w.flush();
+  const all = Buffer.concat(sock.writes.map((x) => x.buf));
+  assert.is(all.length, n * 20);
+  for (let i = 0; i < n; i++) assert.is(all.readUInt32BE(i * 20 + 12), i, `reply ${i}`);
 });
 
 test('a failed write does not return its buffer; large replies are not kept', () => {
   const sock = new HeldSocket();
   const w = new ReplyWriter(sock as unknown as Socket);
-  const a = w.replyBuffer(4096);
+  const a = w.replyBuffer(K64);
   w.data(a);
   sock.complete(new Error('EPIPE'));
-  assert.is.not(w.replyBuffer(4096), a);
+  assert.is.not(w.replyBuffer(K64), a);
   const big = w.replyBuffer(1 << 20);
   w.data(big);
   sock.complete();
