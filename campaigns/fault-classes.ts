@@ -6,7 +6,18 @@
  * classes later without changing the spec format (a class is a key of `faults:`).
  */
 
+import type { Schema } from '../policies/schema-dsl.js';
+import { E1000E_DEVICE_CLASSES } from './device-e1000e.js';
+
 export type FaultSide = 'driver' | 'device';
+
+/** A device class's own parameter (sim/faults), as the spec's schema checks it. */
+export interface DeviceParamInfo {
+  readonly name: string;
+  readonly schema: Schema;
+  readonly default: number | string;
+  readonly doc: string;
+}
 
 export interface FaultClassInfo {
   readonly name: string;
@@ -14,6 +25,8 @@ export interface FaultClassInfo {
   readonly doc: string;
   /** A class-specific list parameter: which variants a trial may draw from. */
   readonly variants?: { readonly key: string; readonly values: readonly string[]; readonly doc: string };
+  /** A device class's own parameters (sim/faults), beside the common ones. */
+  readonly params?: readonly DeviceParamInfo[];
 }
 
 export const WILD_TARGETS = ['unmapped', 'read-only', 'rings', 'neighbour', 'canary'] as const;
@@ -58,4 +71,5 @@ export const DRIVER_FAULT_CLASSES: readonly FaultClassInfo[] = [
     doc: 'LFI-style error returns at the driver contract: a DMA allocation fails, or a register read answers all-ones (a device that fell off the bus).',
     variants: { key: 'sites', values: ERROR_SITES, doc: 'Which contract calls fail.' },
   },
+  ...E1000E_DEVICE_CLASSES,
 ];

@@ -42,6 +42,7 @@ function classSchema(info: FaultClassInfo): Field {
       doc: info.variants.doc,
     };
   }
+  for (const p of info.params ?? []) fields[p.name] = { schema: p.schema, default: p.default, doc: p.doc };
   return { schema: { t: 'object', fields }, doc: info.doc };
 }
 

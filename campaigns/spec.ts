@@ -21,6 +21,8 @@ export interface FaultParams {
   readonly within: number;
   /** The class's variant list (targets, mutations, sites), when it has one. */
   readonly variants: readonly string[];
+  /** A device class's own parameters (sim/faults), by name. */
+  readonly device?: Readonly<Record<string, number | string>>;
 }
 
 export interface CampaignSpec {
@@ -76,6 +78,7 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
       times: f.times as number,
       within: f.within as number,
       variants: c.variants ? (f[c.variants.key] as string[]) : [],
+      ...(c.params ? { device: Object.fromEntries(c.params.map((p) => [p.name, f[p.name] as number | string])) } : {}),
     };
   }
   if (Object.keys(faults).length === 0)
@@ -131,12 +134,30 @@ export function targetPolicy(spec: CampaignSpec): Policy {
       fix: `name one of: ${policies.map((p) => p.policy.name).join(', ')}`,
     });
   const d = lp.policy.device;
-  if (!('sim' in d) || d.sim !== 'nvme')
+  const nic = 'sim' in d && d.sim === 'e1000e';
+  if (!('sim' in d) || (d.sim !== 'nvme' && !nic))
     throw new CampaignError(
       'ERR_CAMPAIGN_TARGET',
-      `campaign ${spec.name}: policy ${lp.policy.name} drives ${JSON.stringify(d)}; campaigns run on a simulated NVMe device (sim: nvme) only`,
+      `campaign ${spec.name}: policy ${lp.policy.name} drives ${JSON.stringify(d)}; campaigns run on a simulated NVMe device (sim: nvme) or 82574L (sim: e1000e) only`,
       {
-        fix: 'target a policy with `device: { sim: nvme }` (the NIC and lab targets are not built yet: campaigns/README.md)',
+        fix: 'target a policy with `device: { sim: nvme }` or `device: { sim: e1000e }` (the lab target is not built yet: campaigns/README.md)',
+      },
+    );
+  if (nic && d.peer !== 'echo')
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `campaign ${spec.name}: policy ${lp.policy.name} has the peer '${d.peer}'; a NIC campaign's frames come back from the echo peer`,
+      {
+        fix: 'target a policy with `device: { sim: e1000e, peer: echo }` (the default peer)',
+      },
+    );
+  const devSide = Object.keys(spec.faults).filter((f) => f.includes('.') && !f.startsWith(`${nic ? 'e1000e' : 'nvme'}.`));
+  if (devSide.length)
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `campaign ${spec.name}: device fault class(es) ${devSide.join(', ')} are not for the ${nic ? '82574L' : 'NVMe'} target`,
+      {
+        fix: `name only ${nic ? 'e1000e' : 'nvme'}.* device classes for this target`,
       },
     );
   return lp.policy;

@@ -43,6 +43,19 @@ export interface TrialRecord {
   /** From the first firing to the first request served after it, ms; null when nothing fired or nothing was served. */
   timeToRecoverMs: number | null;
   ms: number;
+  /** A device fault the driver did not survive (it threw, looped or died): what it did, in one line. Not a violation. */
+  finding?: { symptom: string };
+  /** e1000e.thunderclap trials: what the hostile device reached (campaigns/targets/e1000e.ts, summed by summary.ts). */
+  thunderclap?: TrialThunderclap;
+}
+
+export interface TrialThunderclap {
+  accesses: number;
+  refused: number;
+  refusedUnlogged: number;
+  outsideWindowsAllowed: number;
+  reuseHits: number;
+  inside: { window: string; holds: string; bytesRead: number; bytesWritten: number; nonZeroBytesSeen: number }[];
 }
 
 export interface TrialOptions {

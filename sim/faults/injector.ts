@@ -17,6 +17,7 @@ export class FaultInjector {
   private readonly interval: number;
   private readonly times: number;
   private readonly after: number;
+  private disarmed = false;
 
   constructor(readonly plan: FaultPlan) {
     this.rng = new Rng(plan.seed);
@@ -35,9 +36,14 @@ export class FaultInjector {
     return true;
   }
 
-  /** No firing is left (`times` reached): the device behaves from now on. */
+  /** No firing is left (`times` reached, or disarmed): the device behaves from now on. */
   get spent(): boolean {
-    return this.times >= 0 && this.fired >= this.times;
+    return this.disarmed || (this.times >= 0 && this.fired >= this.times);
+  }
+
+  /** Fire no more, whatever `times` says (a campaign's check that the driver recovers once the device behaves). */
+  disarm(): void {
+    this.disarmed = true;
   }
 
   /** A string parameter of the plan (an enum's value). */
