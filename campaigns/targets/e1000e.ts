@@ -39,6 +39,10 @@ import type { CampaignSpec } from '../spec.js';
 import type { Outcome, TrialOptions, TrialRecord } from '../trial.js';
 import { fdCount, timeout } from './common.js';
 
+function isDmaboxError(e: unknown): boolean {
+  return typeof (e as { code?: unknown }).code === 'string' && (e as { code: string }).code.startsWith('ERR_');
+}
+
 export type NetDriverModule = DriverModule<'net', NetServiceParams, NetDevice>;
 
 const HOST_IP = ipv4('10.0.2.15');
@@ -91,6 +95,22 @@ export async function runNetTrial(
       : undefined,
   });
   rig.machine.attach(model, { address });
+  // Oracle (b) for device classes: which replies the device flagged bad (an RX write-back with an
+  // error, or a length the buffer cannot hold) as it stored them; none of them may reach the client.
+  const flagged = new Set<number>();
+  const devicePlan0 = model.faultPlan;
+  if (devicePlan0 && plan.fault === 'e1000e.rx-writeback' && params.device?.['kind'] !== 'reserved-bits') {
+    const receive = model.receive.bind(model);
+    model.receive = (frame: Uint8Array, len: number): boolean => {
+      const before = devicePlan0.injector.fired;
+      const stored = receive(frame, len);
+      if (devicePlan0.injector.fired > before) {
+        const e = icmpEchoTo(frame, len, HOST_IP, 'reply');
+        if (e) flagged.add(e.seq);
+      }
+      return stored;
+    };
+  }
   const peer = attachPeer(model, 'echo');
   const iommuFaults0 = rig.machine.iommu.faultCount;
   const injector = new Injector(
@@ -148,7 +168,12 @@ export async function runNetTrial(
     me.kill = kill;
     const ctx = {
       platform: me.inc.platform,
-      options: { queues: policy.driver.queues, depth: policy.driver.depth, interrupts: 'polling' as const },
+      // MSI-X only where the class is about its messages (e1000e.msix-unconfigured); polling otherwise, as trial.ts.
+      options: {
+        queues: policy.driver.queues,
+        depth: policy.driver.depth,
+        interrupts: plan.fault === 'e1000e.msix-unconfigured' ? ('msix' as const) : ('polling' as const),
+      },
       service: {} as NetServiceParams,
       log: (_l: string, t: string) => log(`driver: ${t}`),
     };
@@ -158,7 +183,7 @@ export async function runNetTrial(
       (e: unknown) => {
         const m = (e as Error).message.split('\n')[0]!;
         log(`driver start failed: ${m}`);
-        if (deviceSide && !/^injected/.test(m)) finding ??= `start threw: ${m}`;
+        if (deviceSide && !isDmaboxError(e)) finding ??= `start threw: ${m}`;
         return undefined;
       },
     );
@@ -272,6 +297,7 @@ export async function runNetTrial(
         badFrame(checking, `the reply to sequence ${echo.seq} corrupted`);
         continue;
       }
+      if (flagged.has(echo.seq)) violations.push(`delivered the reply to sequence ${echo.seq}, which the device flagged bad`);
       seen.add(echo.seq);
       outstanding.delete(echo.seq);
       delivered++;
@@ -289,12 +315,13 @@ export async function runNetTrial(
   /** A delivered frame that does not match the shadow: the driver's own doing for classes that garble its frames, else a violation. */
   function badFrame(checking: boolean, what: string): void {
     badFrames++;
-    if (checking || !OWN_FRAMES.has(plan.fault)) violations.push(`delivered ${what}`);
+    // A device that lies about data without flagging it cannot be caught by a driver: counted, not a violation.
+    if (checking || !(OWN_FRAMES.has(plan.fault) || deviceSide)) violations.push(`delivered ${what}`);
   }
 
   function driverThrew(x: Inc, where: string, e: unknown): void {
     const m = (e as Error).message.split('\n')[0]!;
-    if (deviceSide) finding ??= `${where} threw: ${m}`;
+    if (deviceSide) finding ??= `${where} threw ${isDmaboxError(e) ? '' : 'an unexpected '}${m}`;
     log(`driver ${where} threw: ${m}`);
     restart(x, `the driver threw in ${where}`);
   }
@@ -341,7 +368,11 @@ export async function runNetTrial(
   const peerMac = new Uint8Array([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
   const watchdog = setInterval(
     () => {
-      if (cur && working && performance.now() - lastProgress > spec.recovery.hangMs) restart(cur, `no frame for ${spec.recovery.hangMs} ms`);
+      if (cur && working && performance.now() - lastProgress > spec.recovery.hangMs) {
+        // A device fault the driver neither reported nor survived: frames stopped and nothing said why.
+        if (deviceSide && cur.inc.state === 'running') finding ??= `no frame for ${spec.recovery.hangMs} ms and no error from the driver (stalled undetected)`;
+        restart(cur, `no frame for ${spec.recovery.hangMs} ms`);
+      }
     },
     Math.max(2, spec.recovery.hangMs / 4),
   );
@@ -418,8 +449,8 @@ export async function runNetTrial(
     const got = delivered;
     const until = performance.now() + spec.recovery.liveness;
     send(v, VERIFY_FRAMES);
-    while (delivered === got && performance.now() < until) {
-      await v.device!.waitRx(2).catch(() => false);
+    for (let turns = 0; delivered === got && performance.now() < until; turns++) {
+      await (turns < IMMEDIATE_TURNS ? immediate() : v.device!.waitRx(2).catch(() => false));
       harvest(v, true);
     }
     if (delivered === got) violations.push('recovery: no frame passed through a fault-free driver once the device behaved');
