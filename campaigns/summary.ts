@@ -1,5 +1,6 @@
 /** The summary of a campaign (or of merged shards): counts by outcome and by fault class, and the recovery times. */
 import { OUTCOMES, type Outcome, type TrialRecord } from './trial.js';
+import { aggregateThunderclap, type CampaignThunderclap } from './thunderclap.js';
 
 export interface Summary {
   name: string;
@@ -16,6 +17,8 @@ export interface Summary {
   timeToRecoverMs: { count: number; p50: number | null; p90: number | null; max: number | null };
   /** Indices of the violating trials (each replays with `dmabox campaign replay DIR --trial N`). */
   violating: number[];
+  /** e1000e.thunderclap trials summed (thunderclap.ts); absent when the campaign had none. */
+  thunderclap?: CampaignThunderclap;
 }
 
 function zero(): Record<Outcome, number> {
@@ -41,7 +44,9 @@ export function summarize(name: string, seed: number, iommu: boolean, records: r
     if (r.outcome === 'violation') violating.push(r.index);
   }
   ttr.sort((a, b) => a - b);
+  const thunderclap = aggregateThunderclap(records);
   return {
+    ...(thunderclap ? { thunderclap } : {}),
     name,
     seed,
     iommu,
