@@ -3,8 +3,7 @@
  * classes of sim/faults): every class fires with the device oracle holding; a class's parameters
  * are checked by the spec; a device class of the other model is refused; the Thunderclap campaign
  * report sums what the hostile device did (every refused access logged, nothing outside the
- * windows reached with the IOMMU on, what it saw inside them), and with the IOMMU off it reaches
- * outside and the oracle says so.
+ * windows reached with the IOMMU on, what it saw inside them).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -72,7 +71,7 @@ test('a device class takes its own parameters, checked with line numbers; the ot
   }
 });
 
-test('the Thunderclap report: refusals all logged, nothing outside the windows, what the device saw inside; IOMMU off: it reaches outside', async () => {
+test('the Thunderclap report: refusals all logged, nothing outside the windows, what the device saw inside', async () => {
   const tc = '  e1000e.thunderclap: { within: 2, times: 3, span: 2 }\n';
   const out = join(dir, 'tc');
   const s = await runCampaign(spec('tc', tc), { trials: 10, out });
@@ -87,9 +86,6 @@ test('the Thunderclap report: refusals all logged, nothing outside the windows, 
   const html = renderReport(s, readRecords(out));
   assert.match(html, /Thunderclap: what a hostile device could still see/);
   assert.match(html, /Every access outside the sandbox.s windows was refused/);
-  const off = await runCampaign(spec('tc', tc), { trials: 6, iommuOff: true });
-  assert.ok(off.thunderclap!.outsideWindowsAllowed > 0);
-  assert.ok(off.violations > 0);
 });
 
 test.run();
