@@ -4,6 +4,7 @@
  * the same campaign with the other IOMMU setting, violations with and without the IOMMU side by side.
  */
 import type { Summary } from './summary.js';
+import { thunderclapSection } from './thunderclap.js';
 import { OUTCOMES, type TrialRecord } from './trial.js';
 
 const COLOURS: Record<string, string> = { recovered: '#2e7d32', 'failed-as-policy-says': '#f9a825', 'client-saw-error': '#1565c0', violation: '#c62828' };
@@ -101,6 +102,7 @@ Outcomes: ${OUTCOMES.map((o) => `${o} ${summary.outcomes[o]}`).join(', ')}.</p>
 <h2>Time to recover</h2><p>${summary.timeToRecoverMs.count} trials; median ${summary.timeToRecoverMs.p50 ?? '-'} ms, 90th percentile ${summary.timeToRecoverMs.p90 ?? '-'} ms, max ${summary.timeToRecoverMs.max ?? '-'} ms.</p>${recoveryHistogram(records)}
 ${other ? `<h2>Violations with and without the IOMMU</h2>${sideBySide(summary, other)}` : ''}
 <h2>Findings</h2>${findingsTable(summary)}
+${summary.thunderclap ? thunderclapSection(summary.thunderclap, summary.iommu) : ''}
 <h2>Violations</h2>${rows ? `<p>Each reruns with <code>dmabox campaign replay DIR --trial N</code>.</p><table><tr><th>trial</th><th>seed</th><th>fault</th><th>what fired</th><th>oracle</th></tr>${rows}</table>` : '<p>None.</p>'}
 </body></html>
 `;

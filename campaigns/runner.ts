@@ -16,6 +16,7 @@ import { summarize, type Summary } from './summary.js';
 import { loadDriver } from './target.js';
 import { runTrial, uncaughtSink, type TrialOptions, type TrialRecord } from './trial.js';
 import { checkDeviceClasses } from './device-classes.js';
+import { runNetTrial } from './targets/e1000e.js';
 
 export interface RunOptions {
   trials?: number;
@@ -79,7 +80,9 @@ export async function runIndices(
     for (const i of indices) {
       if (Date.now() > deadline) break;
       if (!rig.roomy) rig = new Rig(iommuOff);
-      each(await runTrial(spec, policy, driver, rig, trialPlan(spec, seed, i), options));
+      const plan = trialPlan(spec, seed, i);
+      // The target policy's driver kind picks the trial: block (trial.ts) or net (targets/e1000e.ts).
+      each(await (driver.kind === 'net' ? runNetTrial(spec, policy, driver, rig, plan, options) : runTrial(spec, policy, driver, rig, plan, options)));
     }
   });
 }

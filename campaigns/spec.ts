@@ -147,12 +147,21 @@ export function targetPolicy(spec: CampaignSpec): Policy {
       fix: `name one of: ${policies.map((p) => p.policy.name).join(', ')}`,
     });
   const d = lp.policy.device;
-  if (!('sim' in d) || d.sim !== 'nvme')
+  const nic = 'sim' in d && d.sim === 'e1000e';
+  if (!('sim' in d) || (d.sim !== 'nvme' && !nic))
     throw new CampaignError(
       'ERR_CAMPAIGN_TARGET',
-      `campaign ${spec.name}: policy ${lp.policy.name} drives ${JSON.stringify(d)}; campaigns run on a simulated NVMe device (sim: nvme) only`,
+      `campaign ${spec.name}: policy ${lp.policy.name} drives ${JSON.stringify(d)}; campaigns run on a simulated NVMe device (sim: nvme) or 82574L (sim: e1000e) only`,
       {
-        fix: 'target a policy with `device: { sim: nvme }` (the NIC and lab targets are not built yet: campaigns/README.md)',
+        fix: 'target a policy with `device: { sim: nvme }` or `device: { sim: e1000e }` (the lab target is not built yet: campaigns/README.md)',
+      },
+    );
+  if (nic && d.peer !== 'echo')
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `campaign ${spec.name}: policy ${lp.policy.name} has the peer '${d.peer}'; a NIC campaign's frames come back from the echo peer`,
+      {
+        fix: 'target a policy with `device: { sim: e1000e, peer: echo }` (the default peer)',
       },
     );
   return lp.policy;

@@ -1,5 +1,6 @@
 /** The summary of a campaign (or of merged shards): counts by outcome and by fault class, and the recovery times. */
 import { OUTCOMES, type Outcome, type TrialRecord } from './trial.js';
+import { aggregateThunderclap, type CampaignThunderclap } from './thunderclap.js';
 
 export interface Summary {
   name: string;
@@ -21,6 +22,8 @@ export interface Summary {
    * and symptom, the trials that showed it, and the command that reruns the first of them.
    */
   findings: Finding[];
+  /** e1000e.thunderclap trials summed (thunderclap.ts); absent when the campaign had none. */
+  thunderclap?: CampaignThunderclap;
 }
 
 export interface Finding {
@@ -79,7 +82,9 @@ export function summarize(name: string, seed: number, iommu: boolean, records: r
     if (r.outcome === 'violation') violating.push(r.index);
   }
   ttr.sort((a, b) => a - b);
+  const thunderclap = aggregateThunderclap(records);
   return {
+    ...(thunderclap ? { thunderclap } : {}),
     name,
     seed,
     iommu,

@@ -53,6 +53,17 @@ export interface TrialRecord {
    * or never finished starting): not a violation of the sandbox, a bug to fix in the driver. One line.
    */
   finding?: { symptom: string };
+  /** e1000e.thunderclap trials: what the hostile device reached (campaigns/targets/e1000e.ts, summed by summary.ts). */
+  thunderclap?: TrialThunderclap;
+}
+
+export interface TrialThunderclap {
+  accesses: number;
+  refused: number;
+  refusedUnlogged: number;
+  outsideWindowsAllowed: number;
+  reuseHits: number;
+  inside: { window: string; holds: string; bytesRead: number; bytesWritten: number; nonZeroBytesSeen: number }[];
 }
 
 /**

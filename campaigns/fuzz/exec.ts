@@ -19,7 +19,7 @@ import type { Policy } from '../../policies/types.js';
 import { driverRef } from '../../sandbox/manager/driver-code.js';
 import { Rig } from '../rig.js';
 import { loadCampaign, targetPolicy, type CampaignSpec } from '../spec.js';
-import { loadDriver } from '../target.js';
+import { loadBlockDriver } from '../target.js';
 import { runTrial, type BlockDriverModule, type TrialRecord } from '../trial.js';
 import { features, type CoverageSession } from './coverage.js';
 import { InputMutator, type Observed } from './input.js';
@@ -56,7 +56,7 @@ export interface Target {
 export async function loadTarget(specFile: string, seed: number): Promise<Target> {
   const spec = loadCampaign(specFile);
   const policy = targetPolicy(spec);
-  const driver = await loadDriver(policy);
+  const driver = await loadBlockDriver(policy);
   const prefix = `${pathToFileURL(dirname(driverRef(policy).entry)).href}/`;
   return { specFile, spec, policy, driver, prefix, seed, rig: new Rig(false) };
 }

@@ -17,6 +17,8 @@ import { REG } from '../../spec/nvme/registers.js';
 import { Rng } from '../../common/prng.js';
 import { InjectError } from './errors.js';
 import { NvmeQueues } from './nvme-sq.js';
+import { E1000E_TAILS, E1000eRings } from './e1000e-tx.js';
+import { e1000eCorrupt } from './e1000e-corrupt.js';
 import type { Firing, InjectionPlan } from './plan.js';
 
 export type DriverState = 'running' | 'crashed' | 'hung' | 'killed';
@@ -92,6 +94,11 @@ export class Injector {
     this.record(f);
   }
 
+  /** The plan's fault class. */
+  get fault(): string {
+    return this.plan.fault;
+  }
+
   /** @internal a random draw for a firing's details */
   draw(n: number): number {
     return this.rng.below(n);
@@ -102,6 +109,8 @@ export class Incarnation {
   state: DriverState = 'running';
   readonly platform: Platform;
   private readonly queues: NvmeQueues;
+  /** The 82574L's rings, when the plan's device is an e1000e (then `queues` is unused). */
+  private readonly nic: E1000eRings | undefined;
   private bar0: RegisterSpace | undefined;
   private asqLo = 0;
 
@@ -110,7 +119,8 @@ export class Incarnation {
     private readonly inner: Platform,
     private readonly onDeath: (why: string) => void,
   ) {
-    const dstrd = Number((inner.bar(0).read64(REG.CAP.offset) >> 32n) & 0xfn);
+    this.nic = injector.plan.device === 'e1000e' ? new E1000eRings() : undefined;
+    const dstrd = this.nic ? 0 : Number((inner.bar(0).read64(REG.CAP.offset) >> 32n) & 0xfn);
     this.queues = new NvmeQueues(dstrd);
     const dma: DmaAllocator = {
       pageSize: inner.dma.pageSize,
@@ -124,7 +134,7 @@ export class Incarnation {
           });
         }
         const w = inner.dma.alloc(size, perm, options);
-        this.queues.windows.push(w);
+        (this.nic ?? this.queues).windows.push(w);
         return w;
       },
       free: (w: DmaWindow) => {
@@ -199,6 +209,10 @@ export class Incarnation {
   }
 
   private write(regs: RegisterSpace, offset: number, value: number): void {
+    if (this.nic) {
+      this.writeNic(this.nic, regs, offset, value);
+      return;
+    }
     if (offset === REG.ASQ.offset) this.asqLo = value >>> 0;
     else if (offset === REG.ASQ.offset + 4) this.queues.adminBase(this.asqLo, value >>> 0);
     else if (offset === REG.AQA.offset) this.queues.adminEntries(value);
@@ -228,6 +242,47 @@ export class Incarnation {
         if (v !== undefined) this.corrupt(sqe.view, sqe.at, v, inj.points - 1);
       }
       if (sqe) this.queues.noteCid(sqe.view, sqe.at);
+    }
+    regs.write32(offset, value);
+  }
+
+  /**
+   * The 82574L: a tail write (TDT or RDT) is the doorbell (crash, hang); a TDT write hands over TX
+   * descriptors, the last of which wild-dma (the device reads there) and corrupt-work rewrite; an
+   * RDT write lets wild-dma rewrite the RX descriptor at RDH (the device writes the next frame there).
+   */
+  private writeNic(nic: E1000eRings, regs: RegisterSpace, offset: number, value: number): void {
+    nic.noteWrite(offset, value);
+    const isTx = offset === E1000E_TAILS.TDT;
+    if (isTx || offset === E1000E_TAILS.RDT) {
+      const inj = this.injector;
+      if (inj.decide('doorbell') !== undefined) {
+        const point = inj.points - 1;
+        const ring = isTx ? 'TDT' : 'RDT';
+        if (inj.plan.fault === 'crash') {
+          this.state = 'crashed';
+          inj.fired({ point, variant: 'exception', detail: `uncaught exception at the ${ring} write` });
+          this.onDeath('crash: uncaught exception');
+          if (inj.ownProcess) throw new InjectError('ERR_INJECTED_CRASH', `injected crash at the ${ring} write`);
+          return;
+        }
+        this.state = 'hung';
+        inj.fired({ point, variant: 'loop', detail: `hung before the ${ring} write` });
+        if (inj.ownProcess) spin();
+        return;
+      }
+      const rdh = isTx ? 0 : regs.read32(E1000E_TAILS.RDH) & 0xffff;
+      const d = isTx ? nic.txSubmitted(value & 0xffff) : nic.rxAt(rdh);
+      if (d) {
+        const v = inj.fault === 'corrupt-work' && !isTx ? undefined : inj.decide('read-submission');
+        if (v !== undefined) {
+          inj.fired({ point: inj.points - 1, variant: v, ...e1000eCorrupt(nic, d, v, isTx, inj) });
+          // The device may hold the descriptor's old address (§7.1.4: descriptors are prefetched);
+          // the wild driver rewrites RDH with its own value, which makes the device fetch again.
+          if (!isTx) regs.write32(E1000E_TAILS.RDH, rdh);
+        }
+        if (isTx) nic.noteTx(d);
+      }
     }
     regs.write32(offset, value);
   }

@@ -19,6 +19,8 @@ export interface InjectionPlan {
   /** Host-chosen addresses: outside every window of this device. */
   readonly canary: number;
   readonly neighbour: number;
+  /** The device the driver drives: how its work is found (NVMe submission queues by default, the 82574L's rings). */
+  readonly device?: 'nvme' | 'e1000e';
 }
 
 /** What one firing did, for the trial record and replay. */

@@ -48,6 +48,16 @@ export class E1000eFaultPlan {
     this.thunderclap = this.name === 'e1000e.thunderclap' ? new Thunderclap(this.injector, core) : null;
   }
 
+  /**
+   * The device behaves from now on: no more firings, a removed device is back (plugged in again),
+   * the link is up. A campaign calls it before checking that the driver recovers.
+   */
+  behave(): void {
+    this.injector.disarm();
+    this.removed = false;
+    this.linkDownRuns = 0;
+  }
+
   /** A received frame (of one descriptor when `single`): the RxFault to apply (NONE mostly). */
   rxFrame(single: boolean): number {
     if (this.rx === RxFault.NONE || (this.rx === RxFault.FREED && !single)) return RxFault.NONE;

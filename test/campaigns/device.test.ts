@@ -19,7 +19,7 @@ import { Rig } from '../../campaigns/rig.js';
 import { runTrial, type BlockDriverModule, type TrialRecord } from '../../campaigns/trial.js';
 import { findingsOf, summarize } from '../../campaigns/summary.js';
 import { renderReport } from '../../campaigns/report.js';
-import { loadDriver } from '../../campaigns/target.js';
+import { loadBlockDriver } from '../../campaigns/target.js';
 import { CampaignError } from '../../campaigns/errors.js';
 import { DEVICE_FAULT_CLASSES } from '../../campaigns/device-classes.js';
 import { findingLines } from '../../cli/campaign.js';
@@ -148,7 +148,7 @@ function throwingOnDeviceErrors(inner: BlockDriverModule): BlockDriverModule {
 
 async function trials(spec: CampaignSpec, driver: BlockDriverModule | undefined, n: number): Promise<TrialRecord[]> {
   const policy = targetPolicy(spec);
-  const d = driver ?? (await loadDriver(policy));
+  const d = driver ?? (await loadBlockDriver(policy));
   const rig = new Rig(false);
   const out: TrialRecord[] = [];
   for (let i = 0; i < n; i++) out.push(await runTrial(spec, policy, d, rig, trialPlan(spec, spec.seed, i)));
@@ -166,7 +166,7 @@ test('the device oracle: a driver that acknowledges success on a read the device
     honest.some((r) => r.outcome === 'client-saw-error'),
     'the real driver reports the failed reads',
   );
-  const driver = swallowingReadErrors(await loadDriver(targetPolicy(spec)));
+  const driver = swallowingReadErrors(await loadBlockDriver(targetPolicy(spec)));
   const lied = await trials(spec, driver, 6);
   const caught = lied.filter((r) => r.violations.some((v) => /read\(s\) succeeded with data the device did not deliver/.test(v)));
   assert.ok(caught.length >= 1, JSON.stringify(lied.map((r) => [r.outcome, r.badReads])));
@@ -184,7 +184,7 @@ test('silent read corruption is excepted (no driver can tell) but only as often 
 
 test('a driver that throws on a device fault is a finding, not a violation; findings are grouped with their replay command', async () => {
   const spec = load(specFile('throws', '  nvme.status: { within: 3, on: read }\n'));
-  const driver = throwingOnDeviceErrors(await loadDriver(targetPolicy(spec)));
+  const driver = throwingOnDeviceErrors(await loadBlockDriver(targetPolicy(spec)));
   const records = await trials(spec, driver, 5);
   const found = records.filter((r) => r.finding);
   assert.ok(found.length >= 1, JSON.stringify(records.map((r) => [r.outcome, r.clientErrors])));
