@@ -38,8 +38,12 @@ export async function loadDriver(policy: Policy): Promise<BlockDriverModule | Ne
 export async function loadBlockDriver(policy: Policy): Promise<BlockDriverModule> {
   const mod = await loadDriver(policy);
   if (mod.kind !== 'block')
-    throw new CampaignError('ERR_CAMPAIGN_TARGET', `policy ${policy.name}: its driver is a ${mod.kind} driver; this needs a block driver (a simulated NVMe target)`, {
-      fix: 'target a policy with `device: { sim: nvme }`',
-    });
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `policy ${policy.name}: its driver is a ${mod.kind} driver; this needs a block driver (a simulated NVMe target)`,
+      {
+        fix: 'target a policy with `device: { sim: nvme }`',
+      },
+    );
   return mod;
 }
