@@ -13,6 +13,8 @@ import { shardIndices, trialPlan } from './plan.js';
 import { Rig } from './rig.js';
 import { loadCampaign, targetPolicy, type CampaignSpec } from './spec.js';
 import { summarize, type Summary } from './summary.js';
+import { Mutator } from './mutate/mutator.js';
+import { driverRef } from '../sandbox/manager/driver-code.js';
 import { loadDriver } from './target.js';
 import { runTrial, type TrialOptions, type TrialRecord } from './trial.js';
 
@@ -41,11 +43,12 @@ export interface CampaignMeta {
 /**
  * A safety net while trials run in this process: an InjectError that escapes the driver's code (a
  * killed incarnation's background work) is the injected fault, not the runner's; it is dropped.
+ * So is an error `driverFault` claims (a mutant's own exception: its incarnation is crashed).
  * Anything else ends the run as Node would. The handlers are removed when the trials end.
  */
-async function containingInjected<T>(body: () => Promise<T>): Promise<T> {
+async function containingInjected<T>(body: () => Promise<T>, driverFault: (e: unknown) => boolean = () => false): Promise<T> {
   const onError = (e: unknown) => {
-    if (e instanceof InjectError) return;
+    if (e instanceof InjectError || driverFault(e)) return;
     process.stderr.write(`dmabox campaign: uncaught ${(e as Error).stack ?? String(e)}\n`);
     process.exit(70);
   };
@@ -71,14 +74,33 @@ export async function runIndices(
 ): Promise<void> {
   const policy = targetPolicy(spec);
   const driver = await loadDriver(policy);
+  // The mutation class: mutants of the target's own module graph (campaigns/mutate/).
+  const m = spec.faults.mutation;
+  const mutator = m
+    ? await Mutator.create(driverRef(policy).entry, { operators: m.variants, files: (m.extra?.files as string[] | undefined) ?? ['*.js'] })
+    : undefined;
+  const uncaught: { crash?: (why: string) => void } = {};
+  const mutantFault = (e: unknown): boolean => {
+    if (!mutator?.owns(e)) return false;
+    uncaught.crash?.(((e as Error).message ?? String(e)).split('\n')[0]!);
+    return true;
+  };
   let rig = new Rig(iommuOff);
-  await containingInjected(async () => {
-    for (const i of indices) {
-      if (Date.now() > deadline) break;
-      if (!rig.roomy) rig = new Rig(iommuOff);
-      each(await runTrial(spec, policy, driver, rig, trialPlan(spec, seed, i), options));
-    }
-  });
+  try {
+    await containingInjected(async () => {
+      for (const i of indices) {
+        if (Date.now() > deadline) break;
+        if (!rig.roomy) rig = new Rig(iommuOff);
+        const plan = trialPlan(spec, seed, i);
+        if (plan.fault === 'mutation' && mutator) {
+          const mutant = await mutator.load(plan.injectorSeed);
+          each(await runTrial(spec, policy, mutant.module, rig, plan, { ...options, mutation: { verifier: driver, mutation: mutant.mutation, uncaught } }));
+        } else each(await runTrial(spec, policy, driver, rig, plan, options));
+      }
+    }, mutantFault);
+  } finally {
+    mutator?.close();
+  }
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));

@@ -29,7 +29,7 @@ const common: Record<string, Field> = {
 };
 
 function classSchema(info: FaultClassInfo): Field {
-  const fields: Record<string, Field> = { ...common };
+  const fields: Record<string, Field> = { ...common, ...info.params };
   if (info.variants) {
     fields[info.variants.key] = {
       schema: {

@@ -21,6 +21,8 @@ export interface FaultParams {
   readonly within: number;
   /** The class's variant list (targets, mutations, sites), when it has one. */
   readonly variants: readonly string[];
+  /** The class's own parameters (`params` in fault-classes.ts), by name. */
+  readonly extra?: Readonly<Record<string, unknown>>;
 }
 
 export interface CampaignSpec {
@@ -76,6 +78,7 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
       times: f.times as number,
       within: f.within as number,
       variants: c.variants ? (f[c.variants.key] as string[]) : [],
+      ...(c.params ? { extra: Object.fromEntries(Object.keys(c.params).map((k) => [k, f[k]])) } : {}),
     };
   }
   if (Object.keys(faults).length === 0)

@@ -17,6 +17,8 @@ import type { SimPlatform } from '../sim/platform.js';
 import { digest } from './digest.js';
 import { Injector, type Incarnation } from './inject/injector.js';
 import type { Firing } from './inject/plan.js';
+import { mortal, mortalLog } from './mutate/mortal.js';
+import type { Mutation } from './mutate/mutator.js';
 import type { TrialPlan } from './plan.js';
 import type { Rig } from './rig.js';
 import type { CampaignSpec } from './spec.js';
@@ -43,6 +45,10 @@ export interface TrialRecord {
   /** From the first firing to the first request served after it, ms; null when nothing fired or nothing was served. */
   timeToRecoverMs: number | null;
   ms: number;
+  /** The mutant this trial ran (fault class `mutation`): file:line, operator, before -> after. */
+  mutation?: Mutation;
+  /** What the driver did that no sandbox prevents (shared-campaign.md): one line. */
+  finding?: { symptom: string };
 }
 
 export interface TrialOptions {
@@ -50,6 +56,12 @@ export interface TrialOptions {
   ackBeforeDurable?: boolean;
   /** Lines of what happened, for `replay`. */
   log?: (line: string) => void;
+  /**
+   * A mutation trial: `driver` is the mutant (every incarnation runs it), `verifier` the unmutated
+   * driver that reads back the acknowledged writes, `mutation` what was changed. The mutant's own
+   * data and its liveness are its own (campaigns/README.md, "Mutations and the oracle").
+   */
+  mutation?: { verifier: BlockDriverModule; mutation: Mutation; uncaught: { crash?: (why: string) => void } };
 }
 
 interface Inc {
@@ -129,9 +141,21 @@ export async function runTrial(
   let writesAcked = 0;
   let recoveredAt: number | undefined;
   let lastProgress = performance.now();
+  const mutation = options.mutation;
+  /** A mutant's fault shows when the supervisor first restarts it or a request first fails. */
+  let mutantFailedAt: number | undefined;
+  const faultAt = (): number | undefined => injector.firedAt ?? mutantFailedAt;
+  const ownFindings: string[] = [];
+  if (mutation) {
+    const m = mutation.mutation;
+    log(
+      `mutant: ${m.file}:${m.line}:${m.col} ${m.operator}: ${m.before} -> ${m.after}${m.redrawn ? ` (${m.redrawn} mutant(s) that did not parse re-drawn)` : ''}`,
+    );
+    if (m.loadError) log(`mutant: its module throws when evaluated: ${m.loadError}`);
+  }
 
   /** Start one incarnation; undefined when it could not start (the caller restarts or gives up). */
-  async function start(inj: Injector): Promise<Inc | undefined> {
+  async function start(inj: Injector, mod: BlockDriverModule = driver): Promise<Inc | undefined> {
     const raw = rig.machine.platform(address);
     const read = raw.dma.alloc(w.depth * slotBytes, DEVICE_WRITES, { label: 'block service read area' });
     const write = raw.dma.alloc(w.depth * slotBytes, DEVICE_READS, { label: 'block service write area' });
@@ -152,15 +176,18 @@ export async function runTrial(
       stop(me);
     });
     me.kill = kill;
+    // A mutant's incarnation stops for good when it is dead (mutate/mortal.ts); the verifier is the unmutated driver.
+    const mutant = mutation !== undefined && mod === driver;
+    const dead = () => me.inc.state === 'killed' || me.inc.state === 'crashed';
     const areas = { entries: w.depth, slotBytes, read: read.iova, write: write.iova };
     const ctx = {
-      platform: me.inc.platform,
+      platform: mutant ? mortal(me.inc.platform, dead) : me.inc.platform,
       options: { queues: policy.driver.queues, depth: policy.driver.depth, interrupts: 'polling' as const },
       service: { areas },
-      log: (_l: string, t: string) => log(`driver: ${t}`),
+      log: mutant ? mortalLog((_l, t) => log(`driver: ${t}`), dead) : (_l: string, t: string) => log(`driver: ${t}`),
     };
     const bound = timeout(spec.recovery.startMs);
-    const started = driver.start(ctx).then(
+    const started = mod.start(ctx).then(
       (d) => d,
       (e: unknown) => {
         log(`driver start failed: ${(e as Error).message.split('\n')[0]}`);
@@ -190,6 +217,15 @@ export async function runTrial(
   }
 
   let cur: Inc | undefined;
+  // An exception out of the mutant's own timers or promises (the runner sees it uncaught) is what
+  // kills a container: the running incarnation dies, and the supervisor restarts it.
+  if (mutation)
+    mutation.uncaught.crash = (why) => {
+      const x = cur;
+      if (!x || x.inc.state !== 'running') return;
+      log(`driver exited: uncaught ${why}`);
+      stop(x);
+    };
   let ready: Promise<Inc | undefined> = Promise.resolve(undefined);
   let recovering = false;
 
@@ -213,6 +249,7 @@ export async function runTrial(
   function restart(from: Inc, why: string): void {
     if (cur !== from || recovering) return;
     recovering = true;
+    mutantFailedAt ??= mutation ? performance.now() : undefined;
     log(`supervisor: ${why}; restarting`);
     stop(from);
     cur = undefined;
@@ -262,7 +299,7 @@ export async function runTrial(
     if (r === 'dead' || cur !== x || x.inc.state !== 'running') return 'dead';
     lastProgress = performance.now();
     if (r === 'error') return 'error';
-    if (injector.firedAt !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
+    if (faultAt() !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
     if (op.write) {
       for (let k = 0; k < op.n; k++) shadow.set(op.lba + k, sums[k]!);
       writesAcked++;
@@ -284,6 +321,7 @@ export async function runTrial(
       if (r === 'ok') return;
       if (r === 'error') {
         clientErrors++;
+        mutantFailedAt ??= mutation ? performance.now() : undefined;
         if (x.inc.state === 'crashed') restart(x, 'the driver died');
         return;
       }
@@ -318,6 +356,7 @@ export async function runTrial(
     );
   } finally {
     clearInterval(watchdog);
+    if (mutation) mutation.uncaught.crash = undefined;
   }
   if (cur) {
     const x = cur;
@@ -330,7 +369,7 @@ export async function runTrial(
   const verifier = new Injector({ fault: 'none', seed: 1, first: 0, probability: 100, interval: 1, times: 0, variants: [], canary: 0, neighbour: 0 }, () =>
     performance.now(),
   );
-  const v = await start(verifier);
+  const v = await start(verifier, mutation?.verifier);
   if (!v) violations.push('recovery: a fault-free driver could not start on the reset device');
   else {
     const blocks = [...shadow.keys()].sort((a, b) => a - b);
@@ -341,7 +380,7 @@ export async function runTrial(
       while (n < w.maxBlocks && blocks[i + n] === lba + n) n++;
       try {
         await v.device!.read(0, lba, n);
-        if (injector.firedAt !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
+        if (faultAt() !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
         for (let k = 0; k < n; k++) if (digest(v.read.bytes, k * bs, (k + 1) * bs) !== shadow.get(lba + k)) lost++;
       } catch (e) {
         violations.push(`read-back of LBA ${lba} failed: ${(e as Error).message.split('\n')[0]}`);
@@ -349,7 +388,9 @@ export async function runTrial(
       }
       i += n;
     }
-    if (lost) violations.push(`${lost} acknowledged block(s) lost or changed`);
+    // A mutant that writes wrong data to its own disk misbehaves on its own data, which no sandbox
+    // prevents: a finding. Every other class holds recovery to its acknowledged writes.
+    if (lost) (mutation ? ownFindings : violations).push(`${lost} acknowledged block(s) lost or changed`);
     await Promise.race([v.device!.close().catch(() => undefined), timeout(200).promise]);
     stop(v);
   }
@@ -360,15 +401,26 @@ export async function runTrial(
   const foreign = faults.filter((f) => f.device !== address);
   if (foreign.length) violations.push(`${foreign.length} IOMMU fault(s) attributed to ${foreign[0]!.device}, not the trial's ${address}`);
   // Oracle (3): liveness.
-  const ttr = injector.firedAt !== undefined && recoveredAt !== undefined ? recoveredAt - injector.firedAt : null;
+  const fault0 = faultAt();
+  const ttr = fault0 !== undefined && recoveredAt !== undefined ? recoveredAt - fault0 : null;
   if (ttr !== null && ttr > spec.recovery.liveness && !failed)
-    violations.push(`liveness: served again after ${ttr.toFixed(0)} ms, bound ${spec.recovery.liveness} ms`);
+    (mutation ? ownFindings : violations).push(`liveness: served again after ${ttr.toFixed(0)} ms, bound ${spec.recovery.liveness} ms`);
   // Oracle (4): no fd left behind.
   const fds = fdCount();
   if (fds > fds0 + FD_SLACK) violations.push(`fds: ${fds0} before the trial, ${fds} after`);
   const outcome: Outcome = violations.length ? 'violation' : failed ? 'failed-as-policy-says' : clientErrors ? 'client-saw-error' : 'recovered';
   for (const f of injector.firings) log(`fired at point ${f.point}: ${f.variant}: ${f.detail}`);
   for (const x of violations) log(`VIOLATION: ${x}`);
+  for (const x of ownFindings) log(`finding (the mutant's own doing): ${x}`);
+  const firings = mutation
+    ? [
+        {
+          point: 0,
+          variant: mutation.mutation.operator,
+          detail: `${mutation.mutation.file}:${mutation.mutation.line}: ${mutation.mutation.before} -> ${mutation.mutation.after}`,
+        },
+      ]
+    : injector.firings;
   return {
     index: plan.index,
     seed: plan.seed,
@@ -376,7 +428,7 @@ export async function runTrial(
     iommu: !rig.iommuOff,
     outcome,
     violations,
-    firings: injector.firings,
+    firings,
     restarts,
     clientErrors,
     badReads,
@@ -384,5 +436,7 @@ export async function runTrial(
     iommuFaults: faults.length,
     timeToRecoverMs: ttr === null ? null : Math.round(ttr * 100) / 100,
     ms: Math.round((performance.now() - t0) * 100) / 100,
+    ...(mutation ? { mutation: mutation.mutation } : {}),
+    ...(ownFindings.length ? { finding: { symptom: `${ownFindings.join('; ')} (the mutant's own doing: not a sandbox violation)` } } : {}),
   };
 }
