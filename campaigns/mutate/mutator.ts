@@ -180,47 +180,75 @@ export class Mutator {
     return pathToFileURL(join(mdir, this.graph.files.get(this.graph.entry)!.rel)).href;
   }
 
+  /** Build and import one candidate's mutant; undefined when it does not parse. */
+  private async build(c: Candidate): Promise<{ module: BlockDriverModule; loadError?: string } | undefined> {
+    const key = `${c.file.path}:${c.site.start}:${c.site.after}`;
+    let got = this.cache.get(key);
+    if (got) return got;
+    const url = await this.write(c);
+    if (url === undefined) return undefined;
+    try {
+      const mod = (await import(url)) as Partial<BlockDriverModule>;
+      got =
+        mod.contract === DRIVER_CONTRACT && mod.kind === 'block' && typeof mod.start === 'function'
+          ? { module: mod as BlockDriverModule }
+          : { module: failing('not a block driver module any more'), loadError: 'not a block driver module any more' };
+    } catch (e) {
+      if (e instanceof SyntaxError) return undefined;
+      const msg = (e as Error).message?.split('\n')[0] ?? String(e);
+      got = { module: failing(msg), loadError: msg };
+    }
+    this.cache.set(key, got);
+    return got;
+  }
+
+  /** The mutant at one named site (tests, and anyone reproducing a record by hand); undefined when there is no such site or it does not parse. */
+  async loadAt(where: {
+    file: string;
+    line: number;
+    operator: MutationOperator;
+    before?: string;
+    after?: string;
+  }): Promise<{ module: BlockDriverModule; mutation: Mutation } | undefined> {
+    const c = this.sites
+      .get(where.operator)
+      ?.find(
+        (x) =>
+          x.file.rel === where.file &&
+          x.site.line === where.line &&
+          (where.before === undefined || x.file.source.slice(x.site.start, x.site.end) === where.before) &&
+          (where.after === undefined || x.site.after === where.after),
+      );
+    if (!c) return undefined;
+    const got = await this.build(c);
+    return got && { module: got.module, mutation: this.describe(c, 0, got.loadError) };
+  }
+
+  private describe(c: Candidate, redrawn: number, loadError: string | undefined): Mutation {
+    const s = c.site;
+    return {
+      file: c.file.rel,
+      line: s.line,
+      col: s.col,
+      operator: s.operator,
+      before: snippet(c.file.source.slice(s.start, s.end)),
+      after: snippet(s.after) || '(removed)',
+      redrawn,
+      ...(loadError ? { loadError } : {}),
+    };
+  }
+
   /** The mutant of a trial (`seed`: the trial's injector seed), loaded; the same seed always gives the same mutant. */
   async load(seed: number): Promise<{ module: BlockDriverModule; mutation: Mutation }> {
     let redrawn = 0;
     for (const c of this.draws(seed)) {
       if (redrawn >= MAX_DRAWS) break;
-      const key = `${c.file.path}:${c.site.start}:${c.site.after}`;
-      let got = this.cache.get(key);
+      const got = await this.build(c);
       if (!got) {
-        const url = await this.write(c);
-        if (url === undefined) {
-          redrawn++;
-          continue;
-        }
-        try {
-          const mod = (await import(url)) as Partial<BlockDriverModule>;
-          got =
-            mod.contract === DRIVER_CONTRACT && mod.kind === 'block' && typeof mod.start === 'function'
-              ? { module: mod as BlockDriverModule }
-              : { module: failing('not a block driver module any more'), loadError: 'not a block driver module any more' };
-        } catch (e) {
-          if (e instanceof SyntaxError) {
-            redrawn++;
-            continue;
-          }
-          const msg = (e as Error).message?.split('\n')[0] ?? String(e);
-          got = { module: failing(msg), loadError: msg };
-        }
-        this.cache.set(key, got);
+        redrawn++;
+        continue;
       }
-      const s = c.site;
-      const mutation: Mutation = {
-        file: c.file.rel,
-        line: s.line,
-        col: s.col,
-        operator: s.operator,
-        before: snippet(c.file.source.slice(s.start, s.end)),
-        after: snippet(s.after) || '(removed)',
-        redrawn,
-        ...(got.loadError ? { loadError: got.loadError } : {}),
-      };
-      return { module: got.module, mutation };
+      return { module: got.module, mutation: this.describe(c, redrawn, got.loadError) };
     }
     throw new MutateError('ERR_MUTATE_SITES', `mutation: ${MAX_DRAWS} mutants drawn from seed ${seed} and none parsed`, {
       fix: 'choose other operators or files',
