@@ -15,6 +15,7 @@ import type { Policy } from '../policies/types.js';
 import { SimNvme } from '../sim/nvme/controller.js';
 import type { SimPlatform } from '../sim/platform.js';
 import { digest } from './digest.js';
+import { CampaignError } from './errors.js';
 import { Injector, type Incarnation } from './inject/injector.js';
 import type { Firing } from './inject/plan.js';
 import { mortal, mortalLog } from './mutate/mortal.js';
@@ -83,6 +84,20 @@ function fdCount(): number {
     return readdirSync('/proc/self/fd').length;
   } catch {
     return 0;
+  }
+}
+
+/**
+ * A call into the driver's device, held to the contract: a method that throws, is missing, or
+ * returns something other than a promise (a mutant that lost its `return`) fails the request.
+ */
+function settle<T>(call: () => Promise<T> | undefined): Promise<T> {
+  try {
+    const p = call();
+    if (p && typeof (p as Promise<T>).then === 'function') return p;
+    return Promise.reject(new CampaignError('ERR_CAMPAIGN_TARGET', 'the driver broke its contract: a BlockDevice call returned no promise'));
+  } catch (e) {
+    return Promise.reject(e);
   }
 }
 
@@ -187,7 +202,7 @@ export async function runTrial(
       log: mutant ? mortalLog((_l, t) => log(`driver: ${t}`), dead) : (_l: string, t: string) => log(`driver: ${t}`),
     };
     const bound = timeout(spec.recovery.startMs);
-    const started = mod.start(ctx).then(
+    const started = settle(() => mod.start(ctx)).then(
       (d) => d,
       (e: unknown) => {
         log(`driver start failed: ${(e as Error).message.split('\n')[0]}`);
@@ -286,11 +301,11 @@ export async function runTrial(
         // The broken recovery: acknowledged now, durable maybe later.
         for (let k = 0; k < op.n; k++) shadow.set(op.lba + k, sums[k]!);
         writesAcked++;
-        void d.write(tag, op.lba, op.n, true).catch(() => undefined);
+        void settle(() => d.write(tag, op.lba, op.n, true)).catch(() => undefined);
         return 'ok';
       }
     }
-    const p = (op.write ? d.write(tag, op.lba, op.n, true) : d.read(tag, op.lba, op.n)).then(
+    const p = settle(() => (op.write ? d.write(tag, op.lba, op.n, true) : d.read(tag, op.lba, op.n))).then(
       () => 'ok' as const,
       () => 'error' as const,
     );
@@ -360,7 +375,7 @@ export async function runTrial(
   }
   if (cur) {
     const x = cur;
-    await Promise.race([x.device?.close().catch(() => undefined), timeout(200).promise]);
+    await Promise.race([settle(() => x.device?.close()).catch(() => undefined), timeout(200).promise]);
     stop(x);
     cur = undefined;
   }
@@ -391,7 +406,7 @@ export async function runTrial(
     // A mutant that writes wrong data to its own disk misbehaves on its own data, which no sandbox
     // prevents: a finding. Every other class holds recovery to its acknowledged writes.
     if (lost) (mutation ? ownFindings : violations).push(`${lost} acknowledged block(s) lost or changed`);
-    await Promise.race([v.device!.close().catch(() => undefined), timeout(200).promise]);
+    await Promise.race([settle(() => v.device!.close()).catch(() => undefined), timeout(200).promise]);
     stop(v);
   }
   // Oracle (1): nothing outside the windows changed.

@@ -147,7 +147,12 @@ export class Mutator {
   private affected(path: string): Set<string> {
     const out = new Set<string>([path]);
     const queue = [path];
-    while (queue.length) for (const by of this.importers.get(queue.shift()!) ?? []) if (!out.has(by)) (out.add(by), queue.push(by));
+    while (queue.length)
+      for (const by of this.importers.get(queue.shift()!) ?? [])
+        if (!out.has(by)) {
+          out.add(by);
+          queue.push(by);
+        }
     return out;
   }
 
