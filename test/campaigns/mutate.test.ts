@@ -34,11 +34,12 @@ const EXTERNAL = join(root, 'examples/minimal-nvme/policy.yaml');
 const NVME = join(root, 'dist/drivers/nvme/sandbox.js');
 const dir = mkdtempSync(join(tmpdir(), 'dmabox-mutate-'));
 
+// Bounds wide enough that a loaded machine (load 16 seen) does not decide a trial's outcome: replay must agree.
 function specFile(name: string, mutation: string, policy = POLICY, trials = 6): string {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(
     file,
-    `version: 1\nname: ${name}\npolicy: ${policy}\ntrials: ${trials}\nworkload: { blocks: 128, operations: 24, depth: 4 }\nrecovery: { hangMs: 40ms, startMs: 300ms }\nfaults:\n  mutation: ${mutation}\n`,
+    `version: 1\nname: ${name}\npolicy: ${policy}\ntrials: ${trials}\nworkload: { blocks: 128, operations: 24, depth: 4 }\nrecovery: { hangMs: 500ms, startMs: 1500ms, liveness: 20s }\nfaults:\n  mutation: ${mutation}\n`,
   );
   return file;
 }
