@@ -9,6 +9,8 @@
 import type { FaultDevice } from '../sim/faults/classes.js';
 import type { ParamSpec } from '../sim/faults/params.js';
 import { DEVICE_FAULT_CLASSES } from './device-classes.js';
+import type { Field } from '../policies/schema-dsl.js';
+import { MUTATION_OPERATORS } from './mutate/operators.js';
 
 export type FaultSide = 'driver' | 'device';
 
@@ -22,6 +24,8 @@ export interface FaultClassInfo {
   readonly params?: readonly ParamSpec[];
   /** A class-specific list parameter: which variants a trial may draw from. */
   readonly variants?: { readonly key: string; readonly values: readonly string[]; readonly doc: string };
+  /** Driver classes: parameters of this class alone (beside the common ones and `variants`), in the spec's schema language. */
+  readonly fields?: Readonly<Record<string, Field>>;
 }
 
 export const WILD_TARGETS = ['unmapped', 'read-only', 'rings', 'neighbour', 'canary'] as const;
@@ -65,6 +69,24 @@ export const DRIVER_FAULT_CLASSES: readonly FaultClassInfo[] = [
     side: 'driver',
     doc: 'LFI-style error returns at the driver contract: a DMA allocation fails, or a register read answers all-ones (a device that fell off the bus).',
     variants: { key: 'sites', values: ERROR_SITES, doc: 'Which contract calls fail.' },
+  },
+  {
+    name: 'mutation',
+    side: 'driver',
+    doc: 'SWIFI for a JavaScript driver: one mutant of the driver’s own code per trial (a comparison or check flipped, a constant or an index shifted, a statement, return or break dropped), built from the target’s module (built-in or external), loops guarded, and run in place of the driver; restarts run the same mutant (campaigns/mutate/). `within`, `probability`, `interval` and `times` do not apply.',
+    variants: { key: 'operators', values: MUTATION_OPERATORS, doc: 'Which mutation operators a trial may draw (campaigns/mutate/operators.ts).' },
+    fields: {
+      files: {
+        schema: {
+          t: 'array',
+          items: { t: 'string', hint: 'a path relative to the driver module’s folder; * and ** allowed', pattern: '^[^\\s]+\\.m?js$' },
+          minItems: 1,
+          maxItems: 64,
+        },
+        default: ['*.js'],
+        doc: 'Which of the driver’s modules are mutated, relative to the folder of the module the policy names (default: that folder’s files, the driver’s own code).',
+      },
+    },
   },
 ];
 

@@ -13,6 +13,8 @@ import { shardIndices, trialPlan } from './plan.js';
 import { Rig } from './rig.js';
 import { loadCampaign, targetPolicy, type CampaignSpec } from './spec.js';
 import { summarize, type Summary } from './summary.js';
+import { Mutator } from './mutate/mutator.js';
+import { driverRef } from '../sandbox/manager/driver-code.js';
 import { loadDriver } from './target.js';
 import { runTrial, uncaughtSink, type TrialOptions, type TrialRecord } from './trial.js';
 import { checkDeviceClasses } from './device-classes.js';
@@ -43,11 +45,12 @@ export interface CampaignMeta {
 /**
  * A safety net while trials run in this process: an InjectError that escapes the driver's code (a
  * killed incarnation's background work) is the injected fault, not the runner's; it is dropped.
+ * So is an error `driverFault` claims (a mutant's own exception: its incarnation is crashed).
  * Anything else ends the run as Node would. The handlers are removed when the trials end.
  */
-async function containingInjected<T>(body: () => Promise<T>): Promise<T> {
+async function containingInjected<T>(body: () => Promise<T>, driverFault: (e: unknown) => boolean = () => false): Promise<T> {
   const onError = (e: unknown) => {
-    if (e instanceof InjectError) return;
+    if (e instanceof InjectError || driverFault(e)) return;
     if (uncaughtSink.current) return uncaughtSink.current(e); // a device-fault trial's finding
     process.stderr.write(`dmabox campaign: uncaught ${(e as Error).stack ?? String(e)}\n`);
     process.exit(70);
@@ -75,16 +78,43 @@ export async function runIndices(
   const policy = targetPolicy(spec);
   checkDeviceClasses(spec.name, spec.faults, policy);
   const driver = await loadDriver(policy);
+  // The mutation class: mutants of the target's own module graph (campaigns/mutate/).
+  const m = spec.faults.mutation;
+  if (m && driver.kind !== 'block')
+    throw new CampaignError(
+      'ERR_CAMPAIGN_TARGET',
+      `campaign ${spec.name}: the mutation class mutates block drivers only; policy ${policy.name} names a ${driver.kind} driver`,
+      {
+        fix: 'drop `mutation` from this spec, or target a `device: { sim: nvme }` policy',
+      },
+    );
+  const mutator = m
+    ? await Mutator.create(driverRef(policy).entry, { operators: m.variants, files: (m.extra?.files as string[] | undefined) ?? ['*.js'] })
+    : undefined;
+  const uncaught: { crash?: (why: string) => void } = {};
+  const mutantFault = (e: unknown): boolean => {
+    if (!mutator?.owns(e)) return false;
+    uncaught.crash?.(((e as Error).message ?? String(e)).split('\n')[0]!);
+    return true;
+  };
   let rig = new Rig(iommuOff);
-  await containingInjected(async () => {
-    for (const i of indices) {
-      if (Date.now() > deadline) break;
-      if (!rig.roomy) rig = new Rig(iommuOff);
-      const plan = trialPlan(spec, seed, i);
-      // The target policy's driver kind picks the trial: block (trial.ts) or net (targets/e1000e.ts).
-      each(await (driver.kind === 'net' ? runNetTrial(spec, policy, driver, rig, plan, options) : runTrial(spec, policy, driver, rig, plan, options)));
-    }
-  });
+  try {
+    await containingInjected(async () => {
+      for (const i of indices) {
+        if (Date.now() > deadline) break;
+        if (!rig.roomy) rig = new Rig(iommuOff);
+        const plan = trialPlan(spec, seed, i);
+        if (plan.fault === 'mutation' && mutator && driver.kind === 'block') {
+          const mutant = await mutator.load(plan.injectorSeed);
+          each(await runTrial(spec, policy, mutant.module, rig, plan, { ...options, mutation: { verifier: driver, mutation: mutant.mutation, uncaught } }));
+        } else if (driver.kind === 'net') each(await runNetTrial(spec, policy, driver, rig, plan, options));
+        // The target policy's driver kind picks the trial: block (trial.ts) or net (targets/e1000e.ts).
+        else each(await runTrial(spec, policy, driver, rig, plan, options));
+      }
+    }, mutantFault);
+  } finally {
+    mutator?.close();
+  }
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));

@@ -30,7 +30,7 @@ const common: Record<string, Field> = {
 };
 
 function classSchema(info: FaultClassInfo): Field {
-  const fields: Record<string, Field> = { ...common };
+  const fields: Record<string, Field> = { ...common, ...info.fields };
   if (info.variants) {
     fields[info.variants.key] = {
       schema: {

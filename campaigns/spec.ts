@@ -26,6 +26,8 @@ export interface FaultParams {
   readonly side?: FaultSide;
   /** A device class's own parameter values (sim/faults registry), checked by the registry. */
   readonly own?: Readonly<Record<string, number | string>>;
+  /** The class's own parameters (`params` in fault-classes.ts), by name. */
+  readonly extra?: Readonly<Record<string, unknown>>;
 }
 
 export interface CampaignSpec {
@@ -82,6 +84,7 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
       within: f.within as number,
       variants: c.variants ? (f[c.variants.key] as string[]) : [],
       ...(c.side === 'device' ? { side: c.side, own: ownParams(c.params ?? [], f) } : {}),
+      ...(c.fields ? { extra: Object.fromEntries(Object.keys(c.fields).map((k) => [k, f[k]])) } : {}),
     };
     if (c.side === 'device') {
       const why = refusal({

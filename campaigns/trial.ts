@@ -20,8 +20,11 @@ import type { SimPlatform } from '../sim/platform.js';
 import type { NvmeMutator } from '../sim/nvme/mutator.js';
 import { describePlan, devicePlan } from './device-classes.js';
 import { digest } from './digest.js';
+import { CampaignError } from './errors.js';
 import { Injector, type Incarnation } from './inject/injector.js';
 import type { Firing } from './inject/plan.js';
+import { mortal, mortalLog } from './mutate/mortal.js';
+import type { Mutation } from './mutate/mutator.js';
 import type { TrialPlan } from './plan.js';
 import type { Rig } from './rig.js';
 import type { CampaignSpec, FaultParams } from './spec.js';
@@ -55,6 +58,8 @@ export interface TrialRecord {
   finding?: { symptom: string };
   /** e1000e.thunderclap trials: what the hostile device reached (campaigns/targets/e1000e.ts, summed by summary.ts). */
   thunderclap?: TrialThunderclap;
+  /** The mutant this trial ran (fault class `mutation`): file:line, operator, before -> after. */
+  mutation?: Mutation;
 }
 
 export interface TrialThunderclap {
@@ -83,6 +88,12 @@ export interface TrialOptions {
   beforeVerify?: () => void;
   /** Every error the driver's start, read or write rejected with (the fuzzer tells reported errors from crashes). */
   onDriverError?: (e: unknown) => void;
+  /**
+   * A mutation trial: `driver` is the mutant (every incarnation runs it), `verifier` the unmutated
+   * driver that reads back the acknowledged writes, `mutation` what was changed. The mutant's own
+   * data and its liveness are its own (campaigns/README.md, "Mutations and the oracle").
+   */
+  mutation?: { verifier: BlockDriverModule; mutation: Mutation; uncaught: { crash?: (why: string) => void } };
 }
 
 /** A plan whose fault the spec does not name (the fuzzer's `none`) injects nothing. */
@@ -107,6 +118,20 @@ function fdCount(): number {
     return readdirSync('/proc/self/fd').length;
   } catch {
     return 0;
+  }
+}
+
+/**
+ * A call into the driver's device, held to the contract: a method that throws, is missing, or
+ * returns something other than a promise (a mutant that lost its `return`) fails the request.
+ */
+function settle<T>(call: () => Promise<T> | undefined): Promise<T> {
+  try {
+    const p = call();
+    if (p && typeof (p as Promise<T>).then === 'function') return p;
+    return Promise.reject(new CampaignError('ERR_CAMPAIGN_TARGET', 'the driver broke its contract: a BlockDevice call returned no promise'));
+  } catch (e) {
+    return Promise.reject(e);
   }
 }
 
@@ -182,7 +207,6 @@ export async function runTrial(
   let deviceFiredAt: number | undefined;
   let deviceFired = 0;
   let finding: string | undefined;
-  const firedAt = (): number | undefined => injector.firedAt ?? deviceFiredAt;
   const found = (symptom: string): void => {
     if (!device || finding !== undefined) return;
     finding = symptom.split('\n')[0]!.slice(0, 300);
@@ -199,9 +223,21 @@ export async function runTrial(
   }
   /** A driver error is its own report when it carries a code (ERR_*); anything else escaped its code. */
   const reported = (e: unknown): boolean => typeof (e as { code?: unknown } | null)?.code === 'string';
+  const mutation = options.mutation;
+  /** A mutant's fault shows when the supervisor first restarts it or a request first fails. */
+  let mutantFailedAt: number | undefined;
+  const faultAt = (): number | undefined => injector.firedAt ?? deviceFiredAt ?? mutantFailedAt;
+  const ownFindings: string[] = [];
+  if (mutation) {
+    const m = mutation.mutation;
+    log(
+      `mutant: ${m.file}:${m.line}:${m.col} ${m.operator}: ${m.before} -> ${m.after}${m.redrawn ? ` (${m.redrawn} mutant(s) that did not parse re-drawn)` : ''}`,
+    );
+    if (m.loadError) log(`mutant: its module throws when evaluated: ${m.loadError}`);
+  }
 
   /** Start one incarnation; undefined when it could not start (the caller restarts or gives up). */
-  async function start(inj: Injector): Promise<Inc | undefined> {
+  async function start(inj: Injector, mod: BlockDriverModule = driver): Promise<Inc | undefined> {
     const raw = rig.machine.platform(address);
     const read = raw.dma.alloc(w.depth * slotBytes, DEVICE_WRITES, { label: 'block service read area' });
     const write = raw.dma.alloc(w.depth * slotBytes, DEVICE_READS, { label: 'block service write area' });
@@ -222,9 +258,12 @@ export async function runTrial(
       stop(me);
     });
     me.kill = kill;
+    // A mutant's incarnation stops for good when it is dead (mutate/mortal.ts); the verifier is the unmutated driver.
+    const mutant = mutation !== undefined && mod === driver;
+    const dead = () => me.inc.state === 'killed' || me.inc.state === 'crashed';
     const areas = { entries: w.depth, slotBytes, read: read.iova, write: write.iova };
     const ctx = {
-      platform: me.inc.platform,
+      platform: mutant ? mortal(me.inc.platform, dead) : me.inc.platform,
       options: {
         queues: policy.driver.queues,
         depth: policy.driver.depth,
@@ -234,10 +273,10 @@ export async function runTrial(
         ...(device && inj === injector ? { timeoutMs: Math.max(10, Math.floor(spec.recovery.hangMs / 4)) } : {}),
       },
       service: { areas },
-      log: (_l: string, t: string) => log(`driver: ${t}`),
+      log: mutant ? mortalLog((_l, t) => log(`driver: ${t}`), dead) : (_l: string, t: string) => log(`driver: ${t}`),
     };
     const bound = timeout(spec.recovery.startMs);
-    const started = driver.start(ctx).then(
+    const started = settle(() => mod.start(ctx)).then(
       (d) => d,
       (e: unknown) => {
         options.onDriverError?.(e);
@@ -272,6 +311,15 @@ export async function runTrial(
   }
 
   let cur: Inc | undefined;
+  // An exception out of the mutant's own timers or promises (the runner sees it uncaught) is what
+  // kills a container: the running incarnation dies, and the supervisor restarts it.
+  if (mutation)
+    mutation.uncaught.crash = (why) => {
+      const x = cur;
+      if (!x || x.inc.state !== 'running') return;
+      log(`driver exited: uncaught ${why}`);
+      stop(x);
+    };
   let ready: Promise<Inc | undefined> = Promise.resolve(undefined);
   let recovering = false;
 
@@ -295,6 +343,7 @@ export async function runTrial(
   function restart(from: Inc, why: string): void {
     if (cur !== from || recovering) return;
     recovering = true;
+    mutantFailedAt ??= mutation ? performance.now() : undefined;
     log(`supervisor: ${why}; restarting`);
     stop(from);
     cur = undefined;
@@ -331,11 +380,11 @@ export async function runTrial(
         // The broken recovery: acknowledged now, durable maybe later.
         for (let k = 0; k < op.n; k++) shadow.set(op.lba + k, sums[k]!);
         writesAcked++;
-        void d.write(tag, op.lba, op.n, true).catch(() => undefined);
+        void settle(() => d.write(tag, op.lba, op.n, true)).catch(() => undefined);
         return 'ok';
       }
     }
-    const p = (op.write ? d.write(tag, op.lba, op.n, true) : d.read(tag, op.lba, op.n)).then(
+    const p = settle(() => (op.write ? d.write(tag, op.lba, op.n, true) : d.read(tag, op.lba, op.n))).then(
       () => 'ok' as const,
       (e: unknown) => {
         options.onDriverError?.(e);
@@ -348,7 +397,7 @@ export async function runTrial(
     if (r === 'dead' || cur !== x || x.inc.state !== 'running') return 'dead';
     lastProgress = performance.now();
     if (r === 'error') return 'error';
-    if (firedAt() !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
+    if (faultAt() !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
     if (op.write) {
       for (let k = 0; k < op.n; k++) shadow.set(op.lba + k, sums[k]!);
       writesAcked++;
@@ -370,6 +419,7 @@ export async function runTrial(
       if (r === 'ok') return;
       if (r === 'error') {
         clientErrors++;
+        mutantFailedAt ??= mutation ? performance.now() : undefined;
         if (x.inc.state === 'crashed') restart(x, 'the driver died');
         return;
       }
@@ -417,10 +467,11 @@ export async function runTrial(
     );
   } finally {
     clearInterval(watchdog);
+    if (mutation) mutation.uncaught.crash = undefined;
   }
   if (cur) {
     const x = cur;
-    await Promise.race([x.device?.close().catch(() => undefined), timeout(200).promise]);
+    await Promise.race([settle(() => x.device?.close()).catch(() => undefined), timeout(200).promise]);
     stop(x);
     cur = undefined;
   }
@@ -432,7 +483,7 @@ export async function runTrial(
   const verifier = new Injector({ fault: 'none', seed: 1, first: 0, probability: 100, interval: 1, times: 0, variants: [], canary: 0, neighbour: 0 }, () =>
     performance.now(),
   );
-  const v = await start(verifier);
+  const v = await start(verifier, mutation?.verifier);
   if (!v) violations.push('recovery: a fault-free driver could not start on the reset device');
   else {
     const blocks = [...shadow.keys()].sort((a, b) => a - b);
@@ -443,7 +494,7 @@ export async function runTrial(
       while (n < w.maxBlocks && blocks[i + n] === lba + n) n++;
       try {
         await v.device!.read(0, lba, n);
-        if (firedAt() !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
+        if (faultAt() !== undefined && recoveredAt === undefined) recoveredAt = performance.now();
         for (let k = 0; k < n; k++) if (digest(v.read.bytes, k * bs, (k + 1) * bs) !== shadow.get(lba + k)) lost++;
       } catch (e) {
         violations.push(`read-back of LBA ${lba} failed: ${(e as Error).message.split('\n')[0]}`);
@@ -451,8 +502,10 @@ export async function runTrial(
       }
       i += n;
     }
-    if (lost) violations.push(`${lost} acknowledged block(s) lost or changed`);
-    await Promise.race([v.device!.close().catch(() => undefined), timeout(200).promise]);
+    // A mutant that writes wrong data to its own disk misbehaves on its own data, which no sandbox
+    // prevents: a finding. Every other class holds recovery to its acknowledged writes.
+    if (lost) (mutation ? ownFindings : violations).push(`${lost} acknowledged block(s) lost or changed`);
+    await Promise.race([settle(() => v.device!.close()).catch(() => undefined), timeout(200).promise]);
     stop(v);
   }
   // Oracle (1): nothing outside the windows changed.
@@ -473,17 +526,29 @@ export async function runTrial(
       );
   }
   // Oracle (3): liveness.
-  const t1 = firedAt();
-  const ttr = t1 !== undefined && recoveredAt !== undefined ? recoveredAt - t1 : null;
+  const fault0 = faultAt();
+  const ttr = fault0 !== undefined && recoveredAt !== undefined ? recoveredAt - fault0 : null;
   if (ttr !== null && ttr > spec.recovery.liveness && !failed)
-    violations.push(`liveness: served again after ${ttr.toFixed(0)} ms, bound ${spec.recovery.liveness} ms`);
+    (mutation ? ownFindings : violations).push(`liveness: served again after ${ttr.toFixed(0)} ms, bound ${spec.recovery.liveness} ms`);
   // Oracle (4): no fd left behind.
   const fds = fdCount();
   if (fds > fds0 + FD_SLACK) violations.push(`fds: ${fds0} before the trial, ${fds} after`);
   const outcome: Outcome = violations.length ? 'violation' : failed ? 'failed-as-policy-says' : clientErrors ? 'client-saw-error' : 'recovered';
-  const firings = device ? deviceFirings : injector.firings;
+  const firings = device ? deviceFirings : mutationFirings();
   for (const f of firings) log(`fired at point ${f.point}: ${f.variant}: ${f.detail}`);
   for (const x of violations) log(`VIOLATION: ${x}`);
+  for (const x of ownFindings) log(`finding (the mutant's own doing): ${x}`);
+  function mutationFirings(): Firing[] {
+    return mutation
+      ? [
+          {
+            point: 0,
+            variant: mutation.mutation.operator,
+            detail: `${mutation.mutation.file}:${mutation.mutation.line}: ${mutation.mutation.before} -> ${mutation.mutation.after}`,
+          },
+        ]
+      : injector.firings;
+  }
   return {
     index: plan.index,
     seed: plan.seed,
@@ -499,6 +564,11 @@ export async function runTrial(
     iommuFaults: faults.length,
     timeToRecoverMs: ttr === null ? null : Math.round(ttr * 100) / 100,
     ms: Math.round((performance.now() - t0) * 100) / 100,
-    ...(finding === undefined ? {} : { finding: { symptom: finding } }),
+    ...(mutation ? { mutation: mutation.mutation } : {}),
+    ...(finding !== undefined
+      ? { finding: { symptom: finding } }
+      : ownFindings.length
+        ? { finding: { symptom: `${ownFindings.join('; ')} (the mutant's own doing: not a sandbox violation)` } }
+        : {}),
   };
 }
