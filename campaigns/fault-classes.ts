@@ -12,9 +12,17 @@ export interface FaultClassInfo {
   readonly name: string;
   readonly side: FaultSide;
   readonly doc: string;
+  /** The campaign modes it means something in (spec `mode`); default: every mode. */
+  readonly modes?: readonly CampaignMode[];
   /** A class-specific list parameter: which variants a trial may draw from. */
   readonly variants?: { readonly key: string; readonly values: readonly string[]; readonly doc: string };
 }
+
+/** Where a trial runs its target: in the runner's process, or through the real sandbox (campaigns/container/). */
+export const CAMPAIGN_MODES = ['in-process', 'container'] as const;
+export type CampaignMode = (typeof CAMPAIGN_MODES)[number];
+
+export const SIGNALS = ['sigkill', 'sigsegv'] as const;
 
 export const WILD_TARGETS = ['unmapped', 'read-only', 'rings', 'neighbour', 'canary'] as const;
 export type WildTarget = (typeof WILD_TARGETS)[number];
@@ -57,5 +65,12 @@ export const DRIVER_FAULT_CLASSES: readonly FaultClassInfo[] = [
     side: 'driver',
     doc: 'LFI-style error returns at the driver contract: a DMA allocation fails, or a register read answers all-ones (a device that fell off the bus).',
     variants: { key: 'sites', values: ERROR_SITES, doc: 'Which contract calls fail.' },
+  },
+  {
+    name: 'signal',
+    side: 'driver',
+    modes: ['container'],
+    doc: 'The host signals the driver container while requests are in flight (SIGKILL, or SIGSEGV: a segfault as the process sees it): a real process death the supervisor must see, quarantine and restart from, replaying what was in flight.',
+    variants: { key: 'signals', values: SIGNALS, doc: 'Which signals a trial may draw.' },
   },
 ];

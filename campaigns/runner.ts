@@ -7,6 +7,7 @@ import { fork } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
+import { runContainerTrial } from './container/trial.js';
 import { CampaignError } from './errors.js';
 import { InjectError } from './inject/errors.js';
 import { shardIndices, trialPlan } from './plan.js';
@@ -70,6 +71,15 @@ export async function runIndices(
   options: TrialOptions = {},
 ): Promise<void> {
   const policy = targetPolicy(spec);
+  if (spec.mode === 'container') {
+    // Each trial through the real sandbox (campaigns/container/); in the lab, QEMU's DMAR trace is the IOMMU's log.
+    const dmarTrace = process.env.DMABOX_LAB_DMAR_TRACE || undefined;
+    for (const i of indices) {
+      if (Date.now() > deadline) break;
+      each(await runContainerTrial(spec, policy, trialPlan(spec, seed, i), { log: options.log, dmarTrace }));
+    }
+    return;
+  }
   const driver = await loadDriver(policy);
   let rig = new Rig(iommuOff);
   await containingInjected(async () => {

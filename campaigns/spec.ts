@@ -10,7 +10,7 @@ import { loadPolicyFiles, PolicyError, yamlToPNode, formatProblem, type PolicyPr
 import { INVALID, validate, type Context } from '../policies/schema-dsl.js';
 import type { Policy } from '../policies/types.js';
 import { CampaignError } from './errors.js';
-import { DRIVER_FAULT_CLASSES } from './fault-classes.js';
+import { DRIVER_FAULT_CLASSES, type CampaignMode } from './fault-classes.js';
 import { campaignSchema } from './schema.js';
 
 export interface FaultParams {
@@ -26,6 +26,8 @@ export interface FaultParams {
 export interface CampaignSpec {
   readonly version: 1;
   readonly name: string;
+  /** Where trials run (default in-process). */
+  readonly mode: CampaignMode;
   /** Absolute path of the target policy file. */
   readonly policy: string;
   readonly policyName: string | undefined;
@@ -66,9 +68,19 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
   if (value === INVALID || problems.length) throw problemsError(problems);
   const raw = value as Record<string, unknown> & { faults: Record<string, Record<string, unknown> | undefined> };
   const faults: Record<string, FaultParams> = {};
+  const mode = (raw.mode as CampaignMode | undefined) ?? 'in-process';
   for (const c of DRIVER_FAULT_CLASSES) {
     const f = raw.faults[c.name];
     if (!f || (f.weight as number) === 0) continue;
+    if (c.modes && !c.modes.includes(mode)) {
+      problems.push({
+        file,
+        line: ctx.lines.get(`faults.${c.name}`) ?? ctx.lines.get('faults') ?? 1,
+        path: `faults.${c.name}`,
+        message: `means nothing in mode '${mode}': it runs only in mode ${c.modes.map((m) => `'${m}'`).join(' or ')} (set \`mode: ${c.modes[0]}\`, or give it weight 0)`,
+      });
+      continue;
+    }
     faults[c.name] = {
       weight: f.weight as number,
       probability: f.probability as number,
@@ -89,6 +101,7 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
   return {
     version: 1,
     name: raw.name as string,
+    mode,
     policy: resolve(dirname(file), raw.policy as string),
     policyName: raw.policyName as string | undefined,
     seed: raw.seed as number,
@@ -131,6 +144,16 @@ export function targetPolicy(spec: CampaignSpec): Policy {
       fix: `name one of: ${policies.map((p) => p.policy.name).join(', ')}`,
     });
   const d = lp.policy.device;
+  if (spec.mode === 'container') {
+    // The real sandbox: a simulated NVMe or a PCI device on VFIO (the lab), exported over NBD.
+    if (('sim' in d && d.sim !== 'nvme') || !lp.policy.linkback || !('nbd' in lp.policy.linkback))
+      throw new CampaignError(
+        'ERR_CAMPAIGN_TARGET',
+        `campaign ${spec.name}: policy ${lp.policy.name} must drive a disk (sim: nvme, or an NVMe on VFIO) with an nbd linkback: container mode's workload is an NBD client`,
+        { fix: 'target a block policy with `linkback: { nbd: { socket: ..., export: ... } }` (campaigns/examples/container-nvme.yaml)' },
+      );
+    return lp.policy;
+  }
   if (!('sim' in d) || d.sim !== 'nvme')
     throw new CampaignError(
       'ERR_CAMPAIGN_TARGET',

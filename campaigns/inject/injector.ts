@@ -45,11 +45,15 @@ export class Injector {
   constructor(
     readonly plan: InjectionPlan,
     private readonly now: () => number,
-    options: { process?: boolean } = {},
+    options: { process?: boolean; onFire?: (f: Firing) => void } = {},
   ) {
     this.rng = new Rng(plan.seed);
     this.ownProcess = options.process === true;
+    this.onFire = options.onFire;
   }
+
+  /** Told of each firing as it happens (in a container: logged, so the campaign outside learns what fired). */
+  private readonly onFire: ((f: Firing) => void) | undefined;
 
   /** A point of the class's kind passed: does it fire? */
   private fire(): boolean {
@@ -63,6 +67,7 @@ export class Injector {
   private record(f: Firing): void {
     this.firings.push(f);
     this.firedAt ??= this.now();
+    this.onFire?.(f);
   }
 
   private variant(): string {
