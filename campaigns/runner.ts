@@ -119,12 +119,13 @@ function runWorker(
 
 export async function runCampaign(specFile: string, options: RunOptions = {}): Promise<Summary> {
   const spec = loadCampaign(specFile);
-  targetPolicy(spec); // refuse a bad target before anything starts
+  const target = targetPolicy(spec); // refuse a bad target before anything starts
   const seed = options.seed ?? spec.seed;
   const trials = options.trials ?? spec.trials;
   const shard = options.shard ?? { k: 1, n: 1 };
   const iommuOff = options.iommuOff === true;
-  const jobs = Math.max(1, options.jobs ?? 1);
+  // One real device takes one trial at a time (a VFIO group opens in one place only).
+  const jobs = 'sim' in target.device ? Math.max(1, options.jobs ?? 1) : 1;
   const indices = shardIndices(trials, shard);
   const out = options.out;
   if (out) {

@@ -44,11 +44,13 @@ export interface ContainerTrialOptions {
 }
 
 /**
- * IOVAs a wild DMA aims at for the `canary` and `neighbour` targets: above every window the
- * manager allocates (its IOVA allocator starts low), so unmapped in the device's domain.
+ * IOVAs a wild DMA aims at for the `canary`, `neighbour` and `unmapped` targets: above every
+ * window the manager allocates (its IOVA allocator starts low; the trial checks that no window of
+ * the device reaches them), so unmapped in the device's domain.
  */
 export const CANARY_IOVA = 0x7f00_0000;
 export const NEIGHBOUR_IOVA = 0x7e00_0000;
+export const UNMAPPED_IOVA = 0x7d00_0000;
 
 const PAGE = 4096;
 const FD_SLACK = 8;
@@ -135,6 +137,7 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
     variants: params.variants,
     canary: CANARY_IOVA,
     neighbour: NEIGHBOUR_IOVA,
+    unmapped: UNMAPPED_IOVA,
   } satisfies InjectionPlan;
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-campaign-'));
   const pol = trialPolicy(policy, join(dir, 'nbd.sock'), `${policy.name}-t${plan.index}`.slice(0, 63));
@@ -216,6 +219,9 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
       log(`sandbox did not start: ${(e as Error).message.split('\n')[0]}`);
     }
     log(`sandbox ${s.state}`);
+    for (const g of s.device.grants)
+      if (Number(g.window.iova) + g.window.size > UNMAPPED_IOVA)
+        violations.push(`the trial's wild targets are inside window ${g.label} at 0x${g.window.iova.toString(16)}: a campaign bug`);
     if (s.state !== 'failed') {
       lb = await startNbdLinkback({ supervisor: s, policy: pol, log: (l) => log(`nbd: ${l}`) });
       await connect();

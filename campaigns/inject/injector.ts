@@ -255,11 +255,11 @@ export class Incarnation {
       case 'canary': {
         address =
           variant === 'unmapped'
-            ? this.queues.unmapped()
+            ? (this.injector.plan.unmapped ?? this.queues.unmapped())
             : variant === 'read-only'
-              ? this.queues.readOnly() || this.queues.unmapped()
+              ? this.queues.readOnly() || (this.injector.plan.unmapped ?? this.queues.unmapped())
               : variant === 'rings'
-                ? this.queues.cqIova || this.queues.unmapped()
+                ? this.queues.cqIova || (this.injector.plan.unmapped ?? this.queues.unmapped())
                 : variant === 'neighbour'
                   ? this.injector.plan.neighbour
                   : this.injector.plan.canary;

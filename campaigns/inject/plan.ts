@@ -19,6 +19,12 @@ export interface InjectionPlan {
   /** Host-chosen addresses: outside every window of this device. */
   readonly canary: number;
   readonly neighbour: number;
+  /**
+   * An IOVA the host knows is mapped for no window of this device. Without it the `unmapped`
+   * target is a guess past the driver's own allocations, which in a container (its whole windows
+   * mapped, the block service's data areas among them) is mapped memory: a wild DMA that never was.
+   */
+  readonly unmapped?: number;
 }
 
 /** What one firing did, for the trial record and replay. */
