@@ -39,7 +39,10 @@ test('mode: the default is in-process; a class that means nothing in a mode is r
   const head = 'version: 1\nname: m\npolicy: p.yaml\n';
   assert.is(parseCampaign(`${head}faults:\n  crash: {}\n`, 'c.yaml').mode, 'in-process');
   assert.is(parseCampaign(`${head}mode: container\nfaults:\n  signal: {}\n`, 'c.yaml').mode, 'container');
-  expectSpecError(`${head}faults:\n  crash: {}\n  signal: { signals: [sigkill] }\n`, /c\.yaml:6: faults\.signal: means nothing in mode 'in-process'.*mode: container/);
+  expectSpecError(
+    `${head}faults:\n  crash: {}\n  signal: { signals: [sigkill] }\n`,
+    /c\.yaml:6: faults\.signal: means nothing in mode 'in-process'.*mode: container/,
+  );
   expectSpecError(`${head}mode: vm\nfaults:\n  crash: {}\n`, /c\.yaml:4: mode: .*'in-process', 'container'/);
   expectSpecError(`${head}mode: container\nfaults:\n  signal: { signals: [sighup] }\n`, /signals/);
 });
@@ -112,11 +115,13 @@ test('the NBD client bounds every wait: a server that greets and then says nothi
 
 test('a container campaign on the simulator: every class fires in real containers, the oracle holds', async () => {
   const out = join(dir, 'ok');
-  const s = await runCampaign(EXAMPLE, { trials: 14, seed: 3, out });
-  assert.is(s.trials, 14);
+  // Seed 9: its first 12 trials draw every class of the example (a pure function of seed and index).
+  const s = await runCampaign(EXAMPLE, { trials: 12, seed: 9, out });
+  assert.is(s.trials, 12);
   assert.is(s.violations, 0, JSON.stringify(s));
-  assert.ok(s.fired >= 7, `fired ${s.fired}`);
-  for (const c of ['crash', 'wild-dma', 'signal']) assert.ok(s.byFault[c], `no ${c} trial: ${JSON.stringify(s.byFault)}`);
+  assert.ok(s.fired >= 6, `fired ${s.fired}`);
+  for (const c of ['crash', 'hang', 'wild-dma', 'corrupt-work', 'error-return', 'signal'])
+    assert.ok(s.byFault[c], `no ${c} trial: ${JSON.stringify(s.byFault)}`);
 });
 
 test('the oracle fails in container mode: a driver that acknowledges writes before they are done', async () => {
@@ -124,7 +129,7 @@ test('the oracle fails in container mode: a driver that acknowledges writes befo
   const module = join(root, 'dist/test/campaigns/fixtures/ack-early-driver.js');
   writeFileSync(
     pol,
-    `version: 1\nname: ack-early\ndevice: { sim: nvme, capacity: 4MiB }\ndriver: { module: ${module} }\nwindows: [{ size: 512KiB, label: queues }, { size: 2MiB, label: data }]\nrestart: { maxRestarts: 4, window: 60s, backoff: { initial: 10ms, max: 100ms } }\nlinkback: { nbd: { socket: /tmp/dmabox/ack-early.sock, export: ack-early } }\n`,
+    `version: 1\nname: ack-early\ndevice: { sim: nvme, capacity: 4MiB }\ndriver: { module: ${module}, queues: 1, depth: 16 }\nwindows: [{ size: 512KiB, label: queues }, { size: 2MiB, label: data }]\nrestart: { maxRestarts: 4, window: 60s, backoff: { initial: 10ms, max: 100ms } }\nlinkback: { nbd: { socket: /tmp/dmabox/ack-early.sock, export: ack-early } }\n`,
   );
   const spec = join(dir, 'ack-early-c.yaml');
   writeFileSync(

@@ -22,7 +22,9 @@ const TRIALS = 10;
 
 function inLab(): void {
   if (process.env.DMABOX_LAB !== '1') {
-    throw new Error('this test runs only inside the lab guest (DMABOX_LAB=1): use `npm run test:lab` or `dmabox lab run --trace-dmar -- ...` (appliance/lab/README.md)');
+    throw new Error(
+      'this test runs only inside the lab guest (DMABOX_LAB=1): use `npm run test:lab` or `dmabox lab run --trace-dmar -- ...` (appliance/lab/README.md)',
+    );
   }
   if (!process.env.DMABOX_LAB_DMAR_TRACE) throw new Error('the DMAR trace is off: run with `dmabox lab run --trace-dmar` (the lab suite always has it)');
 }
@@ -47,7 +49,10 @@ test(`lab campaign on real VFIO: ${TRIALS} trials against QEMU's NVMe, violation
     }
   }
   const seconds = (performance.now() - t0) / 1000;
-  const lines = records.map((r) => `${r.index} ${r.fault} ${r.outcome} restarts ${r.restarts} dmar ${r.iommuFaults} ${r.violations.join('; ')} ${r.firings.map((f) => f.detail).join('; ')}`);
+  const lines = records.map(
+    (r) =>
+      `${r.index} ${r.fault} ${r.outcome} restarts ${r.restarts} dmar ${r.iommuFaults} ${r.violations.join('; ')} ${r.firings.map((f) => f.detail).join('; ')}`,
+  );
   console.log(`  lab campaign: ${summary.trials} trials in ${seconds.toFixed(1)} s (${summary.trialsPerSecond}/s), ${JSON.stringify(summary.outcomes)}`);
   assert.is(summary.trials, TRIALS, lines.join('\n'));
   assert.is(summary.violations, 0, lines.join('\n'));
