@@ -68,7 +68,7 @@ test(`lab campaign on real VFIO: ${TRIALS} trials against QEMU's NVMe, violation
   }
   // Faults traced only in trials that aimed a DMA outside the windows (attribution: nothing else faulted).
   for (const r of records) if (r.iommuFaults > 0) assert.ok(wild.includes(r), `trial ${r.index} (${r.fault}) traced ${r.iommuFaults} DMAR fault(s)`);
-  assert.ok(seconds < 170, `the lab campaign took ${seconds.toFixed(0)} s`);
+  assert.ok(seconds < 600, `the lab campaign took ${seconds.toFixed(0)} s`);
 });
 
 test.run();
