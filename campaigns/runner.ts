@@ -124,6 +124,10 @@ export async function runCampaign(specFile: string, options: RunOptions = {}): P
   const trials = options.trials ?? spec.trials;
   const shard = options.shard ?? { k: 1, n: 1 };
   const iommuOff = options.iommuOff === true;
+  if (iommuOff && spec.mode === 'container')
+    throw new CampaignError('ERR_CAMPAIGN_ARG', `campaign ${spec.name}: --iommu off runs only in-process on the simulator; this campaign's mode is container`, {
+      fix: 'drop --iommu off, or run an in-process campaign (mode: in-process) with it',
+    });
   // One real device takes one trial at a time (a VFIO group opens in one place only).
   const jobs = 'sim' in target.device ? Math.max(1, options.jobs ?? 1) : 1;
   const indices = shardIndices(trials, shard);

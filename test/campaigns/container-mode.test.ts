@@ -61,6 +61,16 @@ test('container mode refuses a target it cannot drive: no nbd linkback', async (
   }
 });
 
+test('--iommu off is refused in container mode', async () => {
+  try {
+    await runCampaign(EXAMPLE, { trials: 1, iommuOff: true });
+    assert.unreachable('ran');
+  } catch (e) {
+    assert.is((e as CampaignError).code, 'ERR_CAMPAIGN_ARG');
+    assert.match((e as Error).message, /--iommu off runs only in-process/);
+  }
+});
+
 test("the campaign's NBD client against nbdkit: handshake, writes, reads, flush, disconnect", async () => {
   const which = spawnSync('sh', ['-c', 'command -v nbdkit']);
   assert.is(which.status, 0, 'nbdkit is missing: scripts/setup-host.sh installs it (apt-get install nbdkit)');
