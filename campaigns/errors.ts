@@ -5,6 +5,6 @@
 import { DmaboxError } from '../common/errors.js';
 
 export type CampaignCode =
-  'ERR_CAMPAIGN_SPEC' | 'ERR_CAMPAIGN_TARGET' | 'ERR_CAMPAIGN_ARG' | 'ERR_CAMPAIGN_OUT' | 'ERR_CAMPAIGN_REPLAY' | 'ERR_CAMPAIGN_WORKER';
+  'ERR_CAMPAIGN_SPEC' | 'ERR_CAMPAIGN_TARGET' | 'ERR_CAMPAIGN_ARG' | 'ERR_CAMPAIGN_OUT' | 'ERR_CAMPAIGN_REPLAY' | 'ERR_CAMPAIGN_WORKER' | 'ERR_CAMPAIGN_NBD';
 
 export class CampaignError extends DmaboxError<CampaignCode> {}

@@ -22,11 +22,19 @@ export interface FaultClassInfo {
   readonly device?: FaultDevice;
   /** Device classes: the class's own typed parameters, from the sim/faults registry. */
   readonly params?: readonly ParamSpec[];
+  /** The campaign modes it means something in (spec `mode`); default: every mode. */
+  readonly modes?: readonly CampaignMode[];
   /** A class-specific list parameter: which variants a trial may draw from. */
   readonly variants?: { readonly key: string; readonly values: readonly string[]; readonly doc: string };
   /** Driver classes: parameters of this class alone (beside the common ones and `variants`), in the spec's schema language. */
   readonly fields?: Readonly<Record<string, Field>>;
 }
+
+/** Where a trial runs its target: in the runner's process, or through the real sandbox (campaigns/container/). */
+export const CAMPAIGN_MODES = ['in-process', 'container'] as const;
+export type CampaignMode = (typeof CAMPAIGN_MODES)[number];
+
+export const SIGNALS = ['sigkill', 'sigsegv'] as const;
 
 export const WILD_TARGETS = ['unmapped', 'read-only', 'rings', 'neighbour', 'canary'] as const;
 export type WildTarget = (typeof WILD_TARGETS)[number];
@@ -73,6 +81,7 @@ export const DRIVER_FAULT_CLASSES: readonly FaultClassInfo[] = [
   {
     name: 'mutation',
     side: 'driver',
+    modes: ['in-process'],
     doc: 'SWIFI for a JavaScript driver: one mutant of the driver’s own code per trial (a comparison or check flipped, a constant or an index shifted, a statement, return or break dropped), built from the target’s module (built-in or external), loops guarded, and run in place of the driver; restarts run the same mutant (campaigns/mutate/). `within`, `probability`, `interval` and `times` do not apply.',
     variants: { key: 'operators', values: MUTATION_OPERATORS, doc: 'Which mutation operators a trial may draw (campaigns/mutate/operators.ts).' },
     fields: {
@@ -87,6 +96,13 @@ export const DRIVER_FAULT_CLASSES: readonly FaultClassInfo[] = [
         doc: 'Which of the driver’s modules are mutated, relative to the folder of the module the policy names (default: that folder’s files, the driver’s own code).',
       },
     },
+  },
+  {
+    name: 'signal',
+    side: 'driver',
+    modes: ['container'],
+    doc: 'The host signals the driver container while requests are in flight (SIGKILL, or SIGSEGV: a segfault as the process sees it): a real process death the supervisor must see, quarantine and restart from, replaying what was in flight.',
+    variants: { key: 'signals', values: SIGNALS, doc: 'Which signals a trial may draw.' },
   },
 ];
 

@@ -7,6 +7,7 @@ import { fork } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
+import { runContainerTrial } from './container/trial.js';
 import { CampaignError } from './errors.js';
 import { InjectError } from './inject/errors.js';
 import { shardIndices, trialPlan } from './plan.js';
@@ -77,6 +78,15 @@ export async function runIndices(
 ): Promise<void> {
   const policy = targetPolicy(spec);
   checkDeviceClasses(spec.name, spec.faults, policy);
+  if (spec.mode === 'container') {
+    // Each trial through the real sandbox (campaigns/container/); in the lab, QEMU's DMAR trace is the IOMMU's log.
+    const dmarTrace = process.env.DMABOX_LAB_DMAR_TRACE || undefined;
+    for (const i of indices) {
+      if (Date.now() > deadline) break;
+      each(await runContainerTrial(spec, policy, trialPlan(spec, seed, i), { log: options.log, dmarTrace }));
+    }
+    return;
+  }
   const driver = await loadDriver(policy);
   // The mutation class: mutants of the target's own module graph (campaigns/mutate/).
   const m = spec.faults.mutation;
@@ -145,12 +155,18 @@ function runWorker(
 
 export async function runCampaign(specFile: string, options: RunOptions = {}): Promise<Summary> {
   const spec = loadCampaign(specFile);
-  checkDeviceClasses(spec.name, spec.faults, targetPolicy(spec)); // refuse a bad target before anything starts
+  const target = targetPolicy(spec); // refuse a bad target before anything starts
+  checkDeviceClasses(spec.name, spec.faults, target);
   const seed = options.seed ?? spec.seed;
   const trials = options.trials ?? spec.trials;
   const shard = options.shard ?? { k: 1, n: 1 };
   const iommuOff = options.iommuOff === true;
-  const jobs = Math.max(1, options.jobs ?? 1);
+  if (iommuOff && spec.mode === 'container')
+    throw new CampaignError('ERR_CAMPAIGN_ARG', `campaign ${spec.name}: --iommu off runs only in-process on the simulator; this campaign's mode is container`, {
+      fix: 'drop --iommu off, or run an in-process campaign (mode: in-process) with it',
+    });
+  // One real device takes one trial at a time (a VFIO group opens in one place only).
+  const jobs = 'sim' in target.device ? Math.max(1, options.jobs ?? 1) : 1;
   const indices = shardIndices(trials, shard);
   const out = options.out;
   if (out) {

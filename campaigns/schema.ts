@@ -6,7 +6,7 @@
  */
 import type { Field, ObjectSchema, Schema } from '../policies/schema-dsl.js';
 import type { ParamSpec } from '../sim/faults/params.js';
-import { FAULT_CLASSES, type FaultClassInfo } from './fault-classes.js';
+import { CAMPAIGN_MODES, FAULT_CLASSES, type FaultClassInfo } from './fault-classes.js';
 
 export const CAMPAIGN_VERSION = 1;
 
@@ -79,6 +79,11 @@ export const campaignSchema: ObjectSchema = {
     policyName: {
       schema: { t: 'string', hint: 'the name of a policy in that file', pattern: '^[a-z0-9][a-z0-9-]*$' },
       doc: 'Which policy of the file (default: the first).',
+    },
+    mode: {
+      schema: { t: 'string', enum: CAMPAIGN_MODES, hint: CAMPAIGN_MODES.map((m) => `'${m}'`).join(', ') },
+      default: 'in-process',
+      doc: "Where each trial runs the target: 'in-process' (the runner's process, on the simulator) or 'container' (the real sandbox: a supervisor, its container and device, the NBD linkback and an NBD client; campaigns/container/).",
     },
     seed: { schema: int(0, 0xffffffff), default: 1, doc: 'The campaign seed: trial N is a pure function of (seed, N). `--seed` overrides it.' },
     trials: { schema: int(1, MAX_TRIALS), default: 100, doc: 'How many trials. `--trials` overrides it.' },

@@ -11,7 +11,7 @@ import { INVALID, validate, type Context } from '../policies/schema-dsl.js';
 import type { Policy } from '../policies/types.js';
 import { CampaignError } from './errors.js';
 import { ownParams, refusal } from './device-classes.js';
-import { FAULT_CLASSES, type FaultSide } from './fault-classes.js';
+import { FAULT_CLASSES, type CampaignMode, type FaultSide } from './fault-classes.js';
 import { campaignSchema } from './schema.js';
 
 export interface FaultParams {
@@ -33,6 +33,8 @@ export interface FaultParams {
 export interface CampaignSpec {
   readonly version: 1;
   readonly name: string;
+  /** Where trials run (default in-process). */
+  readonly mode: CampaignMode;
   /** Absolute path of the target policy file. */
   readonly policy: string;
   readonly policyName: string | undefined;
@@ -73,9 +75,21 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
   if (value === INVALID || problems.length) throw problemsError(problems);
   const raw = value as Record<string, unknown> & { faults: Record<string, Record<string, unknown> | undefined> };
   const faults: Record<string, FaultParams> = {};
+  const mode = (raw.mode as CampaignMode | undefined) ?? 'in-process';
   for (const c of FAULT_CLASSES) {
     const f = raw.faults[c.name];
     if (!f || (f.weight as number) === 0) continue;
+    // Device classes live in the simulated models the runner's own process drives.
+    const modes = c.modes ?? (c.side === 'device' ? (['in-process'] as const) : undefined);
+    if (modes && !modes.includes(mode)) {
+      problems.push({
+        file,
+        line: ctx.lines.get(`faults.${c.name}`) ?? ctx.lines.get('faults') ?? 1,
+        path: `faults.${c.name}`,
+        message: `means nothing in mode '${mode}': it runs only in mode ${modes.map((m) => `'${m}'`).join(' or ')} (set \`mode: ${modes[0]}\`, or give it weight 0)`,
+      });
+      continue;
+    }
     faults[c.name] = {
       weight: f.weight as number,
       probability: f.probability as number,
@@ -108,6 +122,7 @@ export function parseCampaign(source: string, file: string): CampaignSpec {
   return {
     version: 1,
     name: raw.name as string,
+    mode,
     policy: resolve(dirname(file), raw.policy as string),
     policyName: raw.policyName as string | undefined,
     seed: raw.seed as number,
@@ -150,13 +165,23 @@ export function targetPolicy(spec: CampaignSpec): Policy {
       fix: `name one of: ${policies.map((p) => p.policy.name).join(', ')}`,
     });
   const d = lp.policy.device;
+  if (spec.mode === 'container') {
+    // The real sandbox: a simulated NVMe or a PCI device on VFIO (the lab), exported over NBD.
+    if (('sim' in d && d.sim !== 'nvme') || !lp.policy.linkback || !('nbd' in lp.policy.linkback))
+      throw new CampaignError(
+        'ERR_CAMPAIGN_TARGET',
+        `campaign ${spec.name}: policy ${lp.policy.name} must drive a disk (sim: nvme, or an NVMe on VFIO) with an nbd linkback: container mode's workload is an NBD client`,
+        { fix: 'target a block policy with `linkback: { nbd: { socket: ..., export: ... } }` (campaigns/examples/container-nvme.yaml)' },
+      );
+    return lp.policy;
+  }
   const nic = 'sim' in d && d.sim === 'e1000e';
   if (!('sim' in d) || (d.sim !== 'nvme' && !nic))
     throw new CampaignError(
       'ERR_CAMPAIGN_TARGET',
       `campaign ${spec.name}: policy ${lp.policy.name} drives ${JSON.stringify(d)}; campaigns run on a simulated NVMe device (sim: nvme) or 82574L (sim: e1000e) only`,
       {
-        fix: 'target a policy with `device: { sim: nvme }` or `device: { sim: e1000e }` (the lab target is not built yet: campaigns/README.md)',
+        fix: 'target a policy with `device: { sim: nvme }` or `device: { sim: e1000e }` (the lab, an NVMe on VFIO, runs with `mode: container`: campaigns/README.md)',
       },
     );
   if (nic && d.peer !== 'echo')

@@ -185,8 +185,15 @@ export const ARCHITECTURE_RULES: ArchitectureRule[] = [
     name: 'campaigns are trusted tooling on the simulator',
     why: 'the campaign runner loads the target driver into its own process on the simulator (like linkback/in-process) and is never part of `dmabox up`; it must not reach the container, the device process or VFIO',
     from: ['campaigns/'],
-    notFrom: ['campaigns/inject/'],
+    notFrom: ['campaigns/inject/', 'campaigns/container/'],
     deny: ['sandbox/container/', 'sandbox/device/', 'sandbox/spawner/', 'vfio/', 'drivers/', 'examples/', 'linkback/', 'cli/'],
+    unlessTo: ['drivers/contract/'],
+  },
+  {
+    name: 'container-mode campaigns drive the real sandbox from outside',
+    why: "campaigns/container/ runs each trial through a Supervisor (the manager's side) and the real NBD linkback, as `dmabox up` does; what runs in the container it reaches only through the manager, never by import",
+    from: ['campaigns/container/'],
+    deny: ['sandbox/container/', 'sandbox/device/', 'sandbox/spawner/', 'vfio/', 'drivers/', 'examples/', 'cli/'],
     unlessTo: ['drivers/contract/'],
   },
   {

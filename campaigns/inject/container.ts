@@ -9,8 +9,13 @@ import type { DriverContext, DriverModule } from '../../drivers/contract/driver.
 import { Injector } from './injector.js';
 import type { InjectionPlan } from './plan.js';
 
+/** The log line of a firing in a container: this prefix, then the Firing as JSON. */
+export const FIRED_PREFIX = 'campaign: fired ';
+
 export function startInjected<P, D>(driver: DriverModule<'block' | 'net', P, D>, ctx: DriverContext<P>, plan: InjectionPlan): Promise<D> {
-  const injector = new Injector(plan, () => ctx.platform.clock.now(), { process: true });
+  // Each firing is logged before it takes effect (a hang spins right after): `campaign: fired {json}`,
+  // which the campaign reads back from the sandbox's events (campaigns/container/trial.ts).
+  const injector = new Injector(plan, () => ctx.platform.clock.now(), { process: true, onFire: (f) => ctx.log('warn', `${FIRED_PREFIX}${JSON.stringify(f)}`) });
   const inc = injector.wrap(ctx.platform, (why) => ctx.log('error', `campaign: ${why}`));
   ctx.log('warn', `campaign: fault injector armed (${plan.fault}, first point ${plan.first})`);
   return driver.start({ ...ctx, platform: inc.platform });

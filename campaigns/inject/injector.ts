@@ -47,11 +47,15 @@ export class Injector {
   constructor(
     readonly plan: InjectionPlan,
     private readonly now: () => number,
-    options: { process?: boolean } = {},
+    options: { process?: boolean; onFire?: (f: Firing) => void } = {},
   ) {
     this.rng = new Rng(plan.seed);
     this.ownProcess = options.process === true;
+    this.onFire = options.onFire;
   }
+
+  /** Told of each firing as it happens (in a container: logged, so the campaign outside learns what fired). */
+  private readonly onFire: ((f: Firing) => void) | undefined;
 
   /** A point of the class's kind passed: does it fire? */
   private fire(): boolean {
@@ -65,6 +69,7 @@ export class Injector {
   private record(f: Firing): void {
     this.firings.push(f);
     this.firedAt ??= this.now();
+    this.onFire?.(f);
   }
 
   private variant(): string {
@@ -305,11 +310,11 @@ export class Incarnation {
       case 'canary': {
         address =
           variant === 'unmapped'
-            ? this.queues.unmapped()
+            ? (this.injector.plan.unmapped ?? this.queues.unmapped())
             : variant === 'read-only'
-              ? this.queues.readOnly() || this.queues.unmapped()
+              ? this.queues.readOnly() || (this.injector.plan.unmapped ?? this.queues.unmapped())
               : variant === 'rings'
-                ? this.queues.cqIova || this.queues.unmapped()
+                ? this.queues.cqIova || (this.injector.plan.unmapped ?? this.queues.unmapped())
                 : variant === 'neighbour'
                   ? this.injector.plan.neighbour
                   : this.injector.plan.canary;

@@ -21,6 +21,12 @@ export interface InjectionPlan {
   readonly neighbour: number;
   /** The device the driver drives: how its work is found (NVMe submission queues by default, the 82574L's rings). */
   readonly device?: 'nvme' | 'e1000e';
+  /**
+   * An IOVA the host knows is mapped for no window of this device. Without it the `unmapped`
+   * target is a guess past the driver's own allocations, which in a container (its whole windows
+   * mapped, the block service's data areas among them) is mapped memory: a wild DMA that never was.
+   */
+  readonly unmapped?: number;
 }
 
 /** What one firing did, for the trial record and replay. */

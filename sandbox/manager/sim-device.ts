@@ -8,6 +8,7 @@
  * controller reset), the fault log (FAULT frames, attributed by the supervisor) and quarantine, a
  * request to the device process with a deadline, past which it is killed.
  */
+import { readSync } from 'node:fs';
 import type { Sys } from 'linux-sys';
 import { MFD_CLOEXEC } from 'linux-sys';
 import type { DmaPerm } from '../../drivers/contract/platform.js';
@@ -319,6 +320,23 @@ export class SimDevice extends SandboxDevice {
       uptimeMs: p.alive ? clock.wall() - p.startedAt : 0,
       counters: p.counters,
     };
+  }
+
+  /**
+   * Bytes of the NVMe namespace's media as they are now (what any later device process would
+   * read): a campaign's oracle reads acknowledged writes back here when the device has failed and
+   * no container is left to ask. Undefined for a NIC or once released.
+   */
+  readMedia(offset: number, length: number): Uint8Array | undefined {
+    if (this.storeFd === undefined || this.released || offset < 0 || offset + length > this.storeBytes) return undefined;
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.storeFd, out, done, length - done, offset + done);
+      if (n <= 0) break;
+      done += n;
+    }
+    return out;
   }
 
   /** Kill any device process, free every window and the store. Idempotent. */
