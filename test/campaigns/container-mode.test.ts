@@ -146,7 +146,7 @@ test('the oracle fails in container mode: a driver that acknowledges writes befo
     spec,
     `version: 1\nname: ack-early\nmode: container\npolicy: ${pol}\nworkload: { blocks: 128, operations: 24, writePercent: 80, depth: 8 }\nrecovery: { hangMs: 400ms, startMs: 10s, liveness: 10s }\nfaults:\n  signal: { within: 6, signals: [sigkill] }\n`,
   );
-  const s = await runCampaign(spec, { trials: 3, out: join(dir, 'bad') });
+  const s = await runCampaign(spec, { trials: 8, out: join(dir, 'bad') });
   assert.ok(s.violations >= 1, JSON.stringify(s));
 });
 
