@@ -127,6 +127,15 @@ export async function runIndices(
   }
 }
 
+/** The line of a dead worker's stderr that says why (V8's fatal error, else the last non-empty line). */
+export function workerDeath(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  return lines.find((l) => /FATAL ERROR|out of memory|Segmentation|Aborted/i.test(l)) ?? lines.at(-1) ?? '';
+}
+
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 function runWorker(
@@ -134,21 +143,30 @@ function runWorker(
   each: (r: TrialRecord) => void,
 ): Promise<void> {
   return new Promise((done, fail) => {
-    const child = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: ['--no-warnings'] });
+    const child = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: ['--no-warnings'] });
+    // The worker's stderr goes on to ours, and its last lines name a death's cause (V8 out of heap, a native crash).
+    let tail = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (d: string) => {
+      process.stderr.write(d);
+      tail = (tail + d).slice(-4000);
+    });
     child.on('message', (m: { record?: TrialRecord; error?: string }) => {
       if (m.record) each(m.record);
       if (m.error)
         fail(new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker failed: ${m.error}`, { fix: 'rerun with --jobs 1 to see the error in this process' }));
     });
-    child.on('exit', (code, signal) =>
-      code === 0
-        ? done()
-        : fail(
-            new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker exited with ${signal ?? code}`, {
-              fix: 'rerun with --jobs 1 to see the error in this process',
-            }),
-          ),
-    );
+    child.on('exit', (code, signal) => {
+      if (code === 0) return done();
+      const last = workerDeath(tail);
+      fail(
+        new CampaignError('ERR_CAMPAIGN_WORKER', `a campaign worker exited with ${signal ?? code}${last ? `: ${last}` : ''}`, {
+          fix: /heap/i.test(last)
+            ? 'the worker ran out of memory: run fewer trials per worker (more --jobs, or --shard), and report it: a trial should not keep memory'
+            : 'rerun with --jobs 1 to see the error in this process',
+        }),
+      );
+    });
     child.send(msg);
   });
 }

@@ -8,6 +8,9 @@ import { SimNvme } from '../../sim/nvme/controller.js';
 import { Injector } from '../../campaigns/inject/injector.js';
 import { startInjected } from '../../campaigns/inject/container.js';
 import type { InjectionPlan } from '../../campaigns/inject/plan.js';
+import { workerDeath } from '../../campaigns/runner.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 const plan = (fault: string, first = 0, variants: string[] = []): InjectionPlan => ({
   fault,
@@ -66,6 +69,40 @@ test('startInjected starts the driver on the wrapped platform, and says the inje
   assert.ok(seen !== raw);
   assert.match(lines.join('\n'), /fault injector armed \(crash, first point 5\)/);
   raw.close();
+});
+
+test("a dead incarnation's sleep never resolves, and keeps nothing: the driver awaiting it and its machine are collected", async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  let machineRef: WeakRef<object> | undefined;
+  let resumed = false;
+  (() => {
+    const m = new SimMachine();
+    m.attach(new SimNvme({ namespaces: [{ blocks: 64 }] }), { address: '0000:00:01.0' });
+    machineRef = new WeakRef(m);
+    const inj = new Injector(plan('none'), () => 0);
+    const inc = inj.wrap(m.platform('0000:00:01.0'), () => undefined);
+    inc.kill();
+    // a driver's loop, suspended in a sleep of the dead incarnation (what a killed or hung driver leaves)
+    void (async () => {
+      await inc.platform.clock.sleep(1);
+      resumed = true;
+    })();
+  })();
+  for (let i = 0; i < 10 && machineRef!.deref() !== undefined; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    gc();
+  }
+  assert.is(resumed, false, 'the sleep of a dead incarnation never ends');
+  assert.is(machineRef!.deref(), undefined, 'the simulated machine was collected');
+});
+
+test("a campaign worker's death is told by its stderr: V8's fatal error first, else the last line", () => {
+  const oom =
+    '<--- Last few GCs --->\n[123:0x1]  5000 ms: Mark-Compact\nFATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n 1: 0xb7 node::Abort()\n';
+  assert.is(workerDeath(oom), 'FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory');
+  assert.is(workerDeath('some warning\nError: boom\n\n'), 'Error: boom');
+  assert.is(workerDeath(''), '');
 });
 
 test.run();
