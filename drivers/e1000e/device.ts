@@ -346,7 +346,11 @@ export class E1000e {
   /** Take a TX buffer to fill (-1 when none is free: call tx() to reclaim sent ones). */
   txAlloc(): number {
     let b = this.txPool.alloc();
-    if (b < 0 && this.txRing.reclaim() > 0) b = this.txPool.alloc();
+    if (b < 0) {
+      const bad = this.txRing.counters.badHead;
+      if (this.txRing.reclaim() > 0) b = this.txPool.alloc();
+      else if (this.txRing.counters.badHead !== bad) this.checkPresent();
+    }
     return b;
   }
 
@@ -361,7 +365,11 @@ export class E1000e {
    * the batch and their buffers go back to the pool once sent; the rest stay, at the batch's front.
    */
   tx(batch: PacketBatch): number {
-    return this.txRing.send(batch);
+    const bad = this.txRing.counters.badHead;
+    const n = this.txRing.send(batch);
+    // TDH outside the ring: all ones from a vanished device, or a device lying about its head.
+    if (this.txRing.counters.badHead !== bad) this.checkPresent();
+    return n;
   }
 
   /** Copy one frame into a TX buffer and send it (control path: ARP, ICMP). False when no buffer or ring slot is free. */
@@ -395,7 +403,11 @@ export class E1000e {
     if (!this.closed) this.irq.rearm();
     while (!this.rxRing.ready()) {
       const left = deadline - clock.now();
-      if (left <= 0) return false;
+      if (left <= 0) {
+        // Nothing came: one register read tells a quiet wire from a device that left the bus.
+        if (!this.closed) this.checkPresent();
+        return false;
+      }
       if (this.interrupts !== 'poll') {
         await this.irq.wait(left);
         if (!this.closed) this.irq.rearm();
@@ -404,6 +416,19 @@ export class E1000e {
       }
     }
     return true;
+  }
+
+  /**
+   * Throw ERR_E1000E_GONE when STATUS reads all ones (the device has left the bus). Called off the
+   * per-frame path: when a wait for frames times out and when TDH is not believable, so a removed
+   * NIC is reported to whoever runs the driver (the supervisor resets the function and restarts)
+   * rather than seen as frames that stopped for no reason.
+   */
+  private checkPresent(): void {
+    if (this.regs.read32(STATUS.offset) !== DEVICE_GONE) return;
+    throw new E1000eError('ERR_E1000E_GONE', `${this.platform.name}: every register reads all ones: the device has left the bus`, {
+      fix: 'reset or re-attach the function and start the driver again (the supervisor does this); on real hardware check the slot, the link and dmesg',
+    });
   }
 
   // ---- control ----

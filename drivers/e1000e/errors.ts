@@ -13,6 +13,7 @@ export type E1000eCode =
   | 'ERR_E1000E_LINK_TIMEOUT'
   | 'ERR_E1000E_IRQ'
   | 'ERR_E1000E_POOL'
-  | 'ERR_E1000E_FRAME';
+  | 'ERR_E1000E_FRAME'
+  | 'ERR_E1000E_GONE';
 
 export class E1000eError extends DmaboxError<E1000eCode> {}

@@ -211,14 +211,29 @@ test('e1000e.msix-unconfigured: a message on a vector never configured is lost: 
   flows(n);
 });
 
-test('e1000e.removal: all-ones reads: the driver sees the device gone, every call returns, close is bounded', async () => {
+test('e1000e.removal: all-ones reads: the driver reports the device gone (ERR_E1000E_GONE) from its data path, and close is bounded', async () => {
   const n = await open('e1000e.removal:after=1');
   assert.ok(n.send(frame(PEER, MAC_A, 80, 1)));
   n.send(frame(PEER, MAC_A, 80, 2)); // the device goes away after this run
   const t0 = performance.now();
-  for (let k = 0; k < 40; k++) n.send(frame(PEER, MAC_A, 80, 10 + k));
+  let thrown: { code?: string; message?: string } | undefined;
+  let sent = 0;
+  for (let k = 0; k < 64 && !thrown; k++) {
+    try {
+      n.send(frame(PEER, MAC_A, 80, 10 + k));
+      sent++;
+    } catch (e) {
+      thrown = e as { code?: string };
+    }
+  }
+  assert.is(thrown?.code, 'ERR_E1000E_GONE', `sending on: once the ring needs TDH back, all ones says the device is gone (${sent} sent first)`);
+  assert.match(thrown!.message!, /left the bus/);
   assert.equal(n.link(), { up: false, speedMbps: 10, fullDuplex: false, gone: true }, 'STATUS all ones is not a link');
-  assert.is(await n.waitRx(50), false);
+  const waited = await n.waitRx(50).then(
+    (r) => String(r),
+    (e: { code?: string }) => e.code ?? 'error',
+  );
+  assert.is(waited, 'ERR_E1000E_GONE', 'a wait for frames that times out looks at the device once and says it is gone');
   const closed = await n.close().then(
     () => 'closed',
     (e: { code?: string }) => e.code ?? 'error',
@@ -226,6 +241,12 @@ test('e1000e.removal: all-ones reads: the driver sees the device gone, every cal
   nic = undefined;
   assert.is(closed, 'closed', 'a device that is gone has nothing to quiesce: close does not wait for it');
   assert.ok(performance.now() - t0 < BOUND_MS);
+});
+
+test('a quiet wire is not a removed device: waitRx times out with false and no error', async () => {
+  const n = await open('e1000e.link-flap:times=0');
+  assert.is(await n.waitRx(20), false);
+  flows(n);
 });
 
 test('e1000e.thunderclap: the driver goes on under a hostile device (its report: thunderclap.test.ts)', async () => {
