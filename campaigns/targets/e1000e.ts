@@ -321,9 +321,19 @@ export async function runNetTrial(
 
   function driverThrew(x: Inc, where: string, e: unknown): void {
     const m = (e as Error).message.split('\n')[0]!;
-    if (deviceSide) finding ??= `${where} threw ${isDmaboxError(e) ? '' : 'an unexpected '}${m}`;
+    // A typed error (ERR_...) is the driver reporting the device's fault (a net driver has no other
+    // channel: its container dies and is restarted); anything else escaping it is a finding.
+    if (deviceSide && !isDmaboxError(e)) finding ??= `${where} threw an unexpected ${m}`;
     log(`driver ${where} threw: ${m}`);
     restart(x, `the driver threw in ${where}`);
+  }
+
+  /** The driver's bounded wait for frames; an error from it (a device it found gone) is handled as any throw of the driver. */
+  function waitRx(x: Inc, ms: number): Promise<boolean> {
+    return x.device!.waitRx(ms).catch((e: unknown) => {
+      if (x.inc.state === 'running' && cur === x) driverThrew(x, 'waitRx', e);
+      return false;
+    });
   }
 
   /** Send up to `count` requests; returns how many the driver took. */
@@ -396,7 +406,7 @@ export async function runNetTrial(
       if (cur !== x) continue;
       if (outstanding.size === before && outstanding.size === 0) {
         // The ring took nothing and nothing is outstanding: give the device a moment.
-        await Promise.race([x.device!.waitRx(1), x.killed]);
+        await Promise.race([waitRx(x, 1), x.killed]);
         if (performance.now() - lastProgress > spec.recovery.hangMs) restart(x, 'the driver takes no frame');
         continue;
       }
@@ -404,7 +414,7 @@ export async function runNetTrial(
       let turns = 0;
       while (outstanding.size > 0 && cur === x && x.inc.state === 'running' && performance.now() < until) {
         // First a few turns of the event loop (the device's transmit run and the peer's reply), then the driver's bounded wait.
-        const r = await Promise.race([turns++ < IMMEDIATE_TURNS ? immediate() : x.device!.waitRx(2).catch(() => false), x.killed]);
+        const r = await Promise.race([turns++ < IMMEDIATE_TURNS ? immediate() : waitRx(x, 2), x.killed]);
         if (r === 'dead' || cur !== x || x.inc.state !== 'running') break;
         harvest(x, false);
       }
@@ -450,7 +460,7 @@ export async function runNetTrial(
     const until = performance.now() + spec.recovery.liveness;
     send(v, VERIFY_FRAMES);
     for (let turns = 0; delivered === got && performance.now() < until; turns++) {
-      await (turns < IMMEDIATE_TURNS ? immediate() : v.device!.waitRx(2).catch(() => false));
+      await (turns < IMMEDIATE_TURNS ? immediate() : waitRx(v, 2));
       harvest(v, true);
     }
     if (delivered === got) violations.push('recovery: no frame passed through a fault-free driver once the device behaved');
