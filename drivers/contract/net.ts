@@ -21,6 +21,12 @@ export interface NetLink {
   readonly speedMbps?: number;
 }
 
+/**
+ * A NIC driver's device. The data path (txAlloc, tx, rx, waitRx) does not report per-frame errors;
+ * a device fault the driver detects there (e.g. a device that left the bus) is thrown as a typed
+ * error (ERR_...): the net service lets it end the container, and the supervisor resets the device
+ * and restarts the driver.
+ */
 export interface NetDevice {
   /** The station address (6 bytes). */
   readonly mac: Uint8Array;
