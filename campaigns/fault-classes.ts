@@ -11,6 +11,7 @@ import type { ParamSpec } from '../sim/faults/params.js';
 import { DEVICE_FAULT_CLASSES } from './device-classes.js';
 import type { Field } from '../policies/schema-dsl.js';
 import { MUTATION_OPERATORS } from './mutate/operators.js';
+import { EXHAUSTION_RESOURCES, HOSTILE_ABI_ATTACKS } from './inject/hostile.js';
 
 export type FaultSide = 'driver' | 'device';
 
@@ -103,6 +104,20 @@ export const DRIVER_FAULT_CLASSES: readonly FaultClassInfo[] = [
     modes: ['container'],
     doc: 'The host signals the driver container while requests are in flight (SIGKILL, or SIGSEGV: a segfault as the process sees it): a real process death the supervisor must see, quarantine and restart from, replaying what was in flight.',
     variants: { key: 'signals', values: SIGNALS, doc: 'Which signals a trial may draw.' },
+  },
+  {
+    name: 'hostile-abi',
+    side: 'driver',
+    modes: ['container'],
+    doc: 'Container mode only: at a block request in flight the driver’s code turns on the manager’s ABI, once (campaigns/inject/hostile.ts): bytes that are no hypercall frame on its hypercall socket, the register ring’s tail forged far beyond the ring, or a flood of LOG hypercalls. The manager must see a violation and kill it; the supervisor restarts it and replays what was in flight.',
+    variants: { key: 'attacks', values: HOSTILE_ABI_ATTACKS, doc: 'Which attacks a trial may draw.' },
+  },
+  {
+    name: 'exhaustion',
+    side: 'driver',
+    modes: ['container'],
+    doc: 'Container mode only: at a block request in flight the driver’s code exhausts a resource (campaigns/inject/hostile.ts): it holds JavaScript heap until the container’s heap limit or its cgroup’s memory limit ends it, or spins forever so that its heartbeats stop and the supervisor’s hang detection kills it. The manager’s own memory must stay bounded.',
+    variants: { key: 'resources', values: EXHAUSTION_RESOURCES, doc: 'Which resource a trial may exhaust.' },
   },
 ];
 

@@ -26,6 +26,7 @@ import { startNbdLinkback } from '../../linkback/sandbox-nbd.js';
 import type { Linkback } from '../../linkback/registry.js';
 import type { Policy } from '../../policies/types.js';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
+import { FD } from '../../sandbox/abi/boot.js';
 import type { DmarFault } from '../../appliance/lab/dmar.js';
 import { digest } from '../digest.js';
 import { FIRED_PREFIX } from '../inject/container.js';
@@ -138,6 +139,7 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
     canary: CANARY_IOVA,
     neighbour: NEIGHBOUR_IOVA,
     unmapped: UNMAPPED_IOVA,
+    hypercallFd: FD.HYPERCALL,
   } satisfies InjectionPlan;
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-campaign-'));
   const pol = trialPolicy(policy, join(dir, 'nbd.sock'), `${policy.name}-t${plan.index}`.slice(0, 63));

@@ -27,6 +27,8 @@ export interface InjectionPlan {
    * mapped, the block service's data areas among them) is mapped memory: a wild DMA that never was.
    */
   readonly unmapped?: number;
+  /** Container mode: the hypercall socket's fd in the container (sandbox/abi/boot.ts), for `hostile-abi`'s garbage. */
+  readonly hypercallFd?: number;
 }
 
 /** What one firing did, for the trial record and replay. */
