@@ -88,10 +88,19 @@ function garbage(rng: Rng, n: number): Uint8Array {
 
 /** The held allocations of a memory attack: module scope, so nothing can collect them. */
 const hoard: number[][] = [];
+/** Arrays of 128 Ki doubles (about 1 MiB of heap each) taken per turn of the event loop. */
+const MIB_PER_TURN = 8;
 
-function exhaustMemory(): never {
-  // 128 Ki doubles per array (about 1 MiB of heap each), every element written, all kept.
-  for (let i = 0; ; i++) hoard.push(new Array<number>(131072).fill(i + 0.5));
+/**
+ * Hold heap, every element written, a few MiB per turn of the event loop: the container stays
+ * responsive (heartbeats, requests) while it grows, so what ends it is the memory limit, not the
+ * hang detection.
+ */
+async function exhaustMemory(sleep: (ms: number) => Promise<void>): Promise<void> {
+  for (let i = 0; ; i++) {
+    for (let k = 0; k < MIB_PER_TURN; k++) hoard.push(new Array<number>(131072).fill(i + k + 0.5));
+    await sleep(0);
+  }
 }
 
 function spin(): never {
@@ -131,13 +140,15 @@ export interface HostileOptions {
 export function armHostile<P>(device: BlockDevice, ctx: DriverContext<P>, plan: InjectionPlan, options: HostileOptions): void {
   const rng = new Rng(plan.seed);
   const points = new Points(plan, rng);
+  /** The request that met a memory attack waits for it (the container dies first): it stays in flight until then. */
+  let hoarding: Promise<void> | undefined;
   const attack = (point: number): void => {
     const variant = plan.variants.length ? rng.pick(plan.variants) : plan.fault === 'exhaustion' ? 'cpu' : 'garbage-hypercall';
     const fire = (detail: string) => options.onFire({ point, variant, detail });
     switch (variant) {
       case 'memory':
-        fire('holding JavaScript heap until the container dies');
-        exhaustMemory();
+        fire(`holding JavaScript heap, ${MIB_PER_TURN} MiB a turn, until the container dies`);
+        hoarding = exhaustMemory((ms) => ctx.platform.clock.sleep(ms));
         break;
       case 'cpu':
         fire('spinning forever at a block request');
@@ -181,11 +192,11 @@ export function armHostile<P>(device: BlockDevice, ctx: DriverContext<P>, plan: 
   dev.read = (tag, lba, blocks) => {
     const k = points.next();
     if (k !== undefined) attack(k);
-    return read(tag, lba, blocks);
+    return hoarding ? hoarding.then(() => read(tag, lba, blocks)) : read(tag, lba, blocks);
   };
   dev.write = (tag, lba, blocks, fua) => {
     const k = points.next();
     if (k !== undefined) attack(k);
-    return write(tag, lba, blocks, fua);
+    return hoarding ? hoarding.then(() => write(tag, lba, blocks, fua)) : write(tag, lba, blocks, fua);
   };
 }
