@@ -130,7 +130,7 @@ test('a container campaign on the simulator: every class fires in real container
   assert.is(s.trials, 12);
   assert.is(s.violations, 0, JSON.stringify(s));
   assert.ok(s.fired >= 6, `fired ${s.fired}`);
-  for (const c of ['crash', 'hang', 'wild-dma', 'corrupt-work', 'error-return', 'signal'])
+  for (const c of ['crash', 'hang', 'wild-dma', 'corrupt-work', 'error-return', 'signal', 'hostile-abi', 'exhaustion'])
     assert.ok(s.byFault[c], `no ${c} trial: ${JSON.stringify(s.byFault)}`);
 });
 
