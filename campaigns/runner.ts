@@ -8,6 +8,7 @@ import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
 import { runContainerTrial } from './container/trial.js';
+import { runNetContainerTrial } from './container/net-trial.js';
 import { CampaignError } from './errors.js';
 import { InjectError } from './inject/errors.js';
 import { shardIndices, trialPlan } from './plan.js';
@@ -81,9 +82,25 @@ export async function runIndices(
   if (spec.mode === 'container') {
     // Each trial through the real sandbox (campaigns/container/); in the lab, QEMU's DMAR trace is the IOMMU's log.
     const dmarTrace = process.env.DMABOX_LAB_DMAR_TRACE || undefined;
+    // A NIC target: frames through the packet rings and the TAP linkback's bridge (container/net-trial.ts).
+    const net = 'sim' in policy.device && policy.device.sim === 'e1000e';
+    const blockOnly = Object.keys(spec.faults).filter((k) => k === 'hostile-abi' || k === 'exhaustion');
+    if (net && blockOnly.length)
+      throw new CampaignError(
+        'ERR_CAMPAIGN_SPEC',
+        `campaign ${spec.name}: ${blockOnly.join(' and ')} attack at a block driver's requests; policy ${policy.name} is a NIC`,
+        {
+          fix: `drop ${blockOnly.join(' and ')} from this spec, or target a block (NVMe) policy`,
+        },
+      );
     for (const i of indices) {
       if (Date.now() > deadline) break;
-      each(await runContainerTrial(spec, policy, trialPlan(spec, seed, i), { log: options.log, dmarTrace }));
+      const plan = trialPlan(spec, seed, i);
+      each(
+        net
+          ? await runNetContainerTrial(spec, policy, plan, { log: options.log })
+          : await runContainerTrial(spec, policy, plan, { log: options.log, dmarTrace }),
+      );
     }
     return;
   }

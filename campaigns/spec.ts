@@ -166,12 +166,24 @@ export function targetPolicy(spec: CampaignSpec): Policy {
     });
   const d = lp.policy.device;
   if (spec.mode === 'container') {
-    // The real sandbox: a simulated NVMe or a PCI device on VFIO (the lab), exported over NBD.
+    // The real sandbox: a simulated NVMe or a PCI device on VFIO (the lab), exported over NBD; or a
+    // simulated 82574L with its echo peer, its frames through the TAP linkback's bridge.
+    if ('sim' in d && d.sim === 'e1000e') {
+      if (d.peer !== 'echo')
+        throw new CampaignError(
+          'ERR_CAMPAIGN_TARGET',
+          `campaign ${spec.name}: policy ${lp.policy.name} has the peer '${d.peer}'; a NIC campaign's frames come back from the echo peer`,
+          { fix: 'set `device: { sim: e1000e, peer: echo }`' },
+        );
+      return lp.policy;
+    }
     if (('sim' in d && d.sim !== 'nvme') || !lp.policy.linkback || !('nbd' in lp.policy.linkback))
       throw new CampaignError(
         'ERR_CAMPAIGN_TARGET',
-        `campaign ${spec.name}: policy ${lp.policy.name} must drive a disk (sim: nvme, or an NVMe on VFIO) with an nbd linkback: container mode's workload is an NBD client`,
-        { fix: 'target a block policy with `linkback: { nbd: { socket: ..., export: ... } }` (campaigns/examples/container-nvme.yaml)' },
+        `campaign ${spec.name}: policy ${lp.policy.name} must drive a disk (sim: nvme, or an NVMe on VFIO) with an nbd linkback, or a simulated 82574L (sim: e1000e, peer: echo): container mode's workload is an NBD client or frames through the TAP bridge`,
+        {
+          fix: 'target a block policy with `linkback: { nbd: { socket: ..., export: ... } }` (campaigns/examples/container-nvme.yaml), or a NIC one (container-e1000e.yaml)',
+        },
       );
     return lp.policy;
   }

@@ -59,7 +59,7 @@ const FD_SLACK = 8;
 const RSS_SLACK = 64 * 1024 * 1024;
 const POLL_MS = 20;
 
-function fdCount(): number {
+export function fdCount(): number {
   try {
     return readdirSync('/proc/self/fd').length;
   } catch {
@@ -67,11 +67,11 @@ function fdCount(): number {
   }
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-async function until(pred: () => boolean, ms: number): Promise<boolean> {
+export async function until(pred: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (!pred()) {
     if (Date.now() > end) return false;
