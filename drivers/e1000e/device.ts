@@ -253,6 +253,10 @@ export class E1000e {
           'ERR_E1000E_EEPROM_TIMEOUT',
           `EERD.DONE for EEPROM word ${w}`,
         );
+        // All ones is no EEPROM answer (DONE and the data both read as set): a read that failed
+        // on its way, or a device that left the bus. Taking its FFFFh as a word of the address
+        // gives a MAC the device does not have (a campaign's injected register-read error did).
+        if (v === DEVICE_GONE) throw new E1000eError('ERR_E1000E_GONE', `${this.platform.name}: EERD read all ones for EEPROM word ${w}`);
         const data = getField(v, EERD.DATA);
         this.mac[2 * i] = data & 0xff;
         this.mac[2 * i + 1] = data >>> 8;
@@ -266,6 +270,17 @@ export class E1000e {
     // §10.2.5: after reset RAL0/RAH0 hold the address loaded from the EEPROM; use it if valid.
     const ral = r.read32(ralOffset(0));
     const rah = r.read32(rahOffset(0));
+    if (rah === DEVICE_GONE && ral === DEVICE_GONE) {
+      if (r.read32(STATUS.offset) === DEVICE_GONE)
+        throw new E1000eError('ERR_E1000E_GONE', `${this.platform.name}: no MAC address: every register reads all ones: the device has left the bus`, {
+          cause: failed ?? undefined,
+          fix: 'reset or re-attach the function and open it again; on real hardware check the slot, the link and dmesg',
+        });
+      throw new E1000eError('ERR_E1000E_NO_MAC', `${this.platform.name}: no MAC address: the EEPROM gave none and RAL0/RAH0 read all ones`, {
+        cause: failed ?? undefined,
+        fix: 'reset the device (FLR) and open it again; a device whose address registers read all ones is faulty',
+      });
+    }
     if (!(rah & RAH.AV.mask)) {
       if (failed !== null) {
         throw new E1000eError('ERR_E1000E_EEPROM_TIMEOUT', `${this.platform.name}: no MAC address: the EEPROM did not answer and RAH0.AV is clear`, {

@@ -9,7 +9,7 @@ import { E1000eError, type E1000eCode } from '../../../drivers/e1000e/errors.js'
 import { RxRing } from '../../../drivers/e1000e/rx-ring.js';
 import { BufferPool } from '../../../drivers/kit/pool.js';
 import { DEVICE_READS_WRITES, DEVICE_WRITES, type Platform, type RegisterSpace } from '../../../drivers/contract/platform.js';
-import { REG, rahOffset } from '../../../spec/e1000e/registers.js';
+import { REG, ralOffset, rahOffset } from '../../../spec/e1000e/registers.js';
 import { DESC_SIZE } from '../../../spec/e1000e/descriptors.js';
 import { single, ADDR_A } from './harness.js';
 
@@ -73,6 +73,20 @@ test('ERR_E1000E_NO_MAC and ERR_E1000E_EEPROM_TIMEOUT: no address from the EEPRO
   const nic = await E1000e.open(lying(p, { [REG.EERD.offset]: (v: number) => v | REG.EERD.DATA.mask }));
   assert.equal([...nic.mac], [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
   await nic.close();
+  p.close();
+});
+
+test('an EEPROM word read as all ones is no answer: the address comes from RAL0/RAH0, not with FFFFh in it', async () => {
+  const { p } = single();
+  // The second EERD read of the address comes back all ones (a failed read; a campaign's register-read error).
+  let reads = 0;
+  const once = { [REG.EERD.offset]: (v: number) => ((v & REG.EERD.DONE.mask) !== 0 && ++reads === 2 ? 0xffffffff : v) };
+  const nic = await E1000e.open(lying(p, once));
+  assert.equal([...nic.mac], [0x52, 0x54, 0x00, 0x12, 0x34, 0x56], "the device's own address");
+  await nic.close();
+  // The EEPROM and the address registers all ones: no address (not ff:ff:ff:ff:ff:ff).
+  const ones = Object.fromEntries([REG.EERD.offset, rahOffset(0), ralOffset(0)].map((o) => [o, () => 0xffffffff]));
+  await openFails(lying(p, ones), { eepromTimeoutMs: 5 }, 'ERR_E1000E_NO_MAC', /RAL0\/RAH0 read all ones/);
   p.close();
 });
 
