@@ -22,22 +22,30 @@ import { mixSeed, Rng } from '../../common/prng.js';
 import { TapBridge } from '../../linkback/tap/bridge.js';
 import type { FrameIo } from '../../linkback/tap/tun.js';
 import type { Policy } from '../../policies/types.js';
-import { Supervisor } from '../../sandbox/manager/supervisor.js';
 import { ECHO_PEER_IP, ECHO_PEER_MAC } from '../../sim/net/peer.js';
 import { icmpEcho, icmpEchoTo, ipv4 } from '../../sim/net/packets.js';
 import { digest } from '../digest.js';
-import { FIRED_PREFIX } from '../inject/container.js';
-import type { Firing, InjectionPlan } from '../inject/plan.js';
 import type { TrialPlan } from '../plan.js';
 import type { CampaignSpec } from '../spec.js';
 import type { TrialRecord } from '../trial.js';
-import { CANARY_IOVA, NEIGHBOUR_IOVA, UNMAPPED_IOVA, fdCount, sleep, until, type ContainerTrialOptions } from './trial.js';
+import {
+  FiredLog,
+  POLL_MS,
+  canary as makeCanary,
+  containerInjection,
+  containerOutcome,
+  containerRecord,
+  hostSide as isHostSide,
+  managerBounds,
+  sleep,
+  trialSupervisor,
+  until,
+  type ContainerTrialOptions,
+} from './common.js';
 
 const HOST_IP = ipv4('10.0.2.15');
 const PEER_IP = ipv4(ECHO_PEER_IP);
 const PAYLOAD = 56;
-const FD_SLACK = 8;
-const RSS_SLACK = 64 * 1024 * 1024;
 /** Frames the fault-free container must pass at the end. */
 const VERIFY_FRAMES = 4;
 /** Driver-side classes that change the driver's own frames on their way out. */
@@ -105,39 +113,19 @@ export async function runNetContainerTrial(spec: CampaignSpec, policy: Policy, p
   const t0 = performance.now();
   const say = options.log ?? (() => undefined);
   const log = (line: string) => say(`+${Math.round(performance.now() - t0)} ms ${line}`);
-  const fds0 = fdCount();
-  const rss0 = process.memoryUsage().rss;
-  const params = spec.faults[plan.fault]!;
-  const hostSide = plan.fault === 'signal';
-  const injection = {
-    fault: plan.fault,
-    seed: plan.injectorSeed,
-    first: plan.first,
-    probability: params.probability,
-    interval: params.interval,
-    times: params.times,
-    variants: params.variants,
-    canary: CANARY_IOVA,
-    neighbour: NEIGHBOUR_IOVA,
-    unmapped: UNMAPPED_IOVA,
-    device: 'e1000e',
-  } satisfies InjectionPlan;
+  const bounds = managerBounds();
+  const hostSide = isHostSide(plan);
   const pol: Policy = { ...policy, name: `${policy.name}-t${plan.index}`.slice(0, 63), linkback: undefined };
   const rec = spec.recovery;
   const w = spec.workload;
   const violations: string[] = [];
-  const firings: Firing[] = [];
-  let firedAt: number | undefined;
   let recoveredAt: number | undefined;
   let lost = 0;
   let badFrames = 0;
   let framesSent = 0;
   let delivered = 0;
 
-  const canary = new Uint8Array(4 * 4096);
-  const crng = new Rng(plan.seed);
-  for (let i = 0; i < canary.length; i++) canary[i] = crng.below(256);
-  const canarySum = digest(canary);
+  const canary = makeCanary(plan.seed);
 
   // The shadow: sequence number -> digest of the request's payload; what was delivered.
   const shadow = new Map<number, number>();
@@ -159,32 +147,13 @@ export async function runNetContainerTrial(spec: CampaignSpec, policy: Policy, p
     seen.add(echo.seq);
     outstanding.delete(echo.seq);
     delivered++;
-    if (firedAt !== undefined && recoveredAt === undefined && Date.now() >= firedAt) recoveredAt = Date.now();
+    if (fired.firedAt !== undefined && recoveredAt === undefined && Date.now() >= fired.firedAt) recoveredAt = Date.now();
   });
 
-  const s = new Supervisor(pol, {
-    ...(hostSide ? {} : { campaign: { plan: injection } }),
-    hangMs: rec.hangMs,
-    heartbeatMs: Math.max(50, Math.min(1000, Math.floor(rec.hangMs / 4))),
-    helloTimeoutMs: rec.startMs,
-    readyTimeoutMs: rec.startMs,
-    spares: false,
-  });
-  let scanned = 0;
-  const scan = () => {
-    for (; scanned < s.events.length; scanned++) {
-      const e = s.events[scanned]!;
-      const at = e.text.indexOf(FIRED_PREFIX);
-      if (at < 0) continue;
-      try {
-        firings.push(JSON.parse(e.text.slice(at + FIRED_PREFIX.length)) as Firing);
-      } catch {
-        firings.push({ point: -1, variant: 'unparsed', detail: e.text.slice(at, at + 200) });
-      }
-      firedAt ??= e.time;
-    }
-  };
-  const poller = setInterval(scan, 20);
+  const s = trialSupervisor(pol, spec, plan, containerInjection(spec, plan, 'e1000e'));
+  const fired = new FiredLog(s);
+  const scan = () => fired.scan();
+  const poller = setInterval(scan, POLL_MS);
   let seq = 0;
   let mac: Uint8Array | undefined;
   const sendOne = (): number => {
@@ -222,13 +191,7 @@ export async function runNetContainerTrial(spec: CampaignSpec, policy: Policy, p
       // Rounds of `depth` requests; each round waits for its replies up to the hang bound.
       for (let i = 0; i < w.operations;) {
         for (let k = 0; k < w.depth && i < w.operations; k++, i++) {
-          if (hostSide && i === plan.first && s.pid !== undefined) {
-            const variant = params.variants.length ? sig.pick(params.variants) : 'sigkill';
-            const signal = variant === 'sigsegv' ? 'SIGSEGV' : 'SIGKILL';
-            firings.push({ point: i, variant, detail: `${signal} to container pid ${s.pid} from the host` });
-            firedAt ??= Date.now();
-            process.kill(s.pid, signal);
-          }
+          if (hostSide && i === plan.first) fired.signal(spec, plan, i, sig);
           sendOne();
         }
         await settle(rec.hangMs);
@@ -266,36 +229,24 @@ export async function runNetContainerTrial(spec: CampaignSpec, policy: Policy, p
   await sleep(0);
 
   // (1) and (5): outside the windows, attribution.
-  if (digest(canary) !== canarySum) violations.push('the canary (memory no device has mapped) changed');
+  if (!canary.intact()) violations.push('the canary (memory no device has mapped) changed');
   const foreign = s.faults.filter((f) => f.device !== s.address);
   if (foreign.length) violations.push(`${foreign.length} IOMMU fault(s) reported for ${foreign[0]!.device}, not the sandbox's ${s.address}`);
   // (3) liveness after the fault.
+  const firedAt = fired.firedAt;
   const ttr = firedAt !== undefined && recoveredAt !== undefined ? recoveredAt - firedAt : null;
   if (ttr !== null && ttr > rec.liveness) violations.push(`liveness: frames flowed again ${ttr} ms after the first firing, bound ${rec.liveness} ms`);
   // (4) this process bounded.
-  const fds = fdCount();
-  if (fds > fds0 + FD_SLACK) violations.push(`fds: ${fds0} before the trial, ${fds} after`);
-  const rss = process.memoryUsage().rss;
-  if (rss > rss0 + RSS_SLACK) violations.push(`memory: resident ${rss0 >> 20} MiB before the trial, ${rss >> 20} MiB after`);
+  violations.push(...bounds.check());
 
-  const failed = s.events.some((e) => e.kind === 'failed');
-  const outcome = violations.length ? 'violation' : failed ? 'failed-as-policy-says' : lost ? 'client-saw-error' : 'recovered';
-  for (const e of s.events) if (e.kind !== 'log' || e.level !== 'debug') log(`${e.kind}: ${e.text}`);
-  for (const v of violations) log(`VIOLATION: ${v}`);
-  return {
-    index: plan.index,
-    seed: plan.seed,
-    fault: plan.fault,
-    iommu: true,
-    outcome,
+  return containerRecord(plan, s, fired, {
+    outcome: containerOutcome(s, violations, lost, log),
     violations,
-    firings,
-    restarts: s.restarts,
     clientErrors: lost,
     badReads: badFrames,
     writesAcked: framesSent,
     iommuFaults: s.faultCount,
     timeToRecoverMs: ttr,
     ms: Math.round(performance.now() - t0),
-  };
+  });
 }

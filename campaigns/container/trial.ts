@@ -18,7 +18,7 @@
  * (4) this process (the manager's side) keeps its fd count and memory bounded across the trial;
  * (5) attribution: each traced DMAR fault's source-id is the sandbox's device.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mixSeed, Rng } from '../../common/prng.js';
@@ -26,59 +26,30 @@ import { startNbdLinkback } from '../../linkback/sandbox-nbd.js';
 import type { Linkback } from '../../linkback/registry.js';
 import type { Policy } from '../../policies/types.js';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
-import { FD } from '../../sandbox/abi/boot.js';
 import type { DmarFault } from '../../appliance/lab/dmar.js';
 import { digest } from '../digest.js';
-import { FIRED_PREFIX } from '../inject/container.js';
-import type { Firing, InjectionPlan } from '../inject/plan.js';
 import type { TrialPlan } from '../plan.js';
 import type { CampaignSpec } from '../spec.js';
 import type { TrialRecord } from '../trial.js';
 import { DmarTraceTail } from './dmar.js';
 import { NbdClient } from './nbd-client.js';
+import {
+  FiredLog,
+  POLL_MS,
+  UNMAPPED_IOVA,
+  canary as makeCanary,
+  containerInjection,
+  containerOutcome,
+  containerRecord,
+  hostSide as isHostSide,
+  managerBounds,
+  sleep,
+  trialSupervisor,
+  until,
+  type ContainerTrialOptions,
+} from './common.js';
 
-export interface ContainerTrialOptions {
-  /** Lines of what happened, for `replay`. */
-  log?: (line: string) => void;
-  /** QEMU's DMAR trace file (the lab: DMABOX_LAB_DMAR_TRACE). */
-  dmarTrace?: string;
-}
-
-/**
- * IOVAs a wild DMA aims at for the `canary`, `neighbour` and `unmapped` targets: above every
- * window the manager allocates (its IOVA allocator starts low; the trial checks that no window of
- * the device reaches them), so unmapped in the device's domain.
- */
-export const CANARY_IOVA = 0x7f00_0000;
-export const NEIGHBOUR_IOVA = 0x7e00_0000;
-export const UNMAPPED_IOVA = 0x7d00_0000;
-
-const PAGE = 4096;
-const FD_SLACK = 8;
-/** The manager's resident memory may grow this much in one trial (a leak per trial shows as a violation). */
-const RSS_SLACK = 64 * 1024 * 1024;
-const POLL_MS = 20;
-
-export function fdCount(): number {
-  try {
-    return readdirSync('/proc/self/fd').length;
-  } catch {
-    return 0;
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-export async function until(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) return false;
-    await sleep(POLL_MS);
-  }
-  return true;
-}
+export type { ContainerTrialOptions } from './common.js';
 
 /** The target policy with its NBD linkback moved to this trial's own socket (plain, no TLS). */
 function trialPolicy(policy: Policy, socket: string, name: string): Policy {
@@ -124,23 +95,8 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
   const t0 = performance.now();
   const say = options.log ?? (() => undefined);
   const log = (line: string) => say(`+${Math.round(performance.now() - t0)} ms ${line}`);
-  const fds0 = fdCount();
-  const rss0 = process.memoryUsage().rss;
-  const params = spec.faults[plan.fault]!;
-  const hostSide = plan.fault === 'signal';
-  const injection = {
-    fault: plan.fault,
-    seed: plan.injectorSeed,
-    first: plan.first,
-    probability: params.probability,
-    interval: params.interval,
-    times: params.times,
-    variants: params.variants,
-    canary: CANARY_IOVA,
-    neighbour: NEIGHBOUR_IOVA,
-    unmapped: UNMAPPED_IOVA,
-    hypercallFd: FD.HYPERCALL,
-  } satisfies InjectionPlan;
+  const bounds = managerBounds();
+  const hostSide = isHostSide(plan);
   const dir = mkdtempSync(join(tmpdir(), 'dmabox-campaign-'));
   const pol = trialPolicy(policy, join(dir, 'nbd.sock'), `${policy.name}-t${plan.index}`.slice(0, 63));
   const exportName = (pol.linkback as { nbd: { export: string } }).nbd.export;
@@ -148,8 +104,6 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
   const rec = spec.recovery;
   const opTimeout = rec.liveness + rec.hangMs + rec.startMs * (pol.restart.maxRestarts + 1) + 5000;
   const violations: string[] = [];
-  const firings: Firing[] = [];
-  let firedAt: number | undefined;
   let recoveredAt: number | undefined;
   let clientErrors = 0;
   let badReads = 0;
@@ -158,34 +112,14 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
   const unknown = new Set<number>();
   const traced: DmarFault[] = [];
 
-  // The canary: memory of this process no device ever has mapped.
-  const canary = new Uint8Array(4 * PAGE);
-  fill(canary, plan.seed);
-  const canarySum = digest(canary);
+  const canary = makeCanary(plan.seed);
 
   const tail = options.dmarTrace ? new DmarTraceTail(options.dmarTrace) : undefined;
   tail?.skip();
-  const s = new Supervisor(pol, {
-    ...(hostSide ? {} : { campaign: { plan: injection } }),
-    hangMs: rec.hangMs,
-    heartbeatMs: Math.max(50, Math.min(1000, Math.floor(rec.hangMs / 4))),
-    helloTimeoutMs: rec.startMs,
-    readyTimeoutMs: rec.startMs,
-    spares: false,
-  });
-  let seen = 0;
+  const s = trialSupervisor(pol, spec, plan, containerInjection(spec, plan));
+  const fired = new FiredLog(s);
   const scan = () => {
-    for (; seen < s.events.length; seen++) {
-      const e = s.events[seen]!;
-      const at = e.text.indexOf(FIRED_PREFIX);
-      if (at < 0) continue;
-      try {
-        firings.push(JSON.parse(e.text.slice(at + FIRED_PREFIX.length)) as Firing);
-      } catch {
-        firings.push({ point: -1, variant: 'unparsed', detail: e.text.slice(at, at + 200) });
-      }
-      firedAt ??= e.time;
-    }
+    fired.scan();
     if (!tail) return;
     const fresh = tail.next();
     if (!fresh.length) return;
@@ -211,7 +145,7 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
     return client;
   };
   const served = () => {
-    if (firedAt !== undefined && recoveredAt === undefined && Date.now() >= firedAt) recoveredAt = Date.now();
+    if (fired.firedAt !== undefined && recoveredAt === undefined && Date.now() >= fired.firedAt) recoveredAt = Date.now();
   };
   let plain: Supervisor | undefined;
   try {
@@ -242,13 +176,7 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
           if (!op) return;
           while (overlaps(op)) await sleep(1);
           for (let k = 0; k < op.n; k++) busy.add(op.lba + k);
-          if (hostSide && i === plan.first && s.pid !== undefined) {
-            const variant = params.variants.length ? sig.pick(params.variants) : 'sigkill';
-            const signal = variant === 'sigsegv' ? 'SIGSEGV' : 'SIGKILL';
-            firings.push({ point: i, variant, detail: `${signal} to container pid ${s.pid} from the host` });
-            firedAt ??= Date.now();
-            process.kill(s.pid, signal);
-          }
+          if (hostSide && i === plan.first) fired.signal(spec, plan, i, sig);
           try {
             const c = client!;
             if (op.write) {
@@ -354,41 +282,29 @@ export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan
   }
 
   // (1) outside the windows.
-  if (digest(canary) !== canarySum) violations.push('the canary (memory no device has mapped) changed');
+  if (!canary.intact()) violations.push('the canary (memory no device has mapped) changed');
   const foreignSim = s.faults.filter((f) => f.device !== s.address);
   if (foreignSim.length) violations.push(`${foreignSim.length} IOMMU fault(s) reported for ${foreignSim[0]!.device}, not the sandbox's ${s.address}`);
   // (5) attribution of every traced DMAR fault (the lab runs only this sandbox's device during the trial).
   const foreign = traced.filter((f) => f.bdf !== s.address);
   if (foreign.length) violations.push(`${foreign.length} DMAR fault(s) from ${foreign[0]!.bdf}, not the sandbox's ${s.address}`);
   // (3) liveness.
+  const firedAt = fired.firedAt;
   const ttr = firedAt !== undefined && recoveredAt !== undefined ? recoveredAt - firedAt : null;
   if (ttr !== null && ttr > rec.liveness) violations.push(`liveness: served again ${ttr} ms after the first firing, bound ${rec.liveness} ms`);
   if (firedAt !== undefined && recoveredAt === undefined && s.restarts < pol.restart.maxRestarts && clientErrors === 0)
     violations.push('liveness: nothing served after the first firing');
   // (4) the manager's side bounded.
-  const fds = fdCount();
-  if (fds > fds0 + FD_SLACK) violations.push(`fds: ${fds0} before the trial, ${fds} after`);
-  const rss = process.memoryUsage().rss;
-  if (rss > rss0 + RSS_SLACK) violations.push(`memory: resident ${rss0 >> 20} MiB before the trial, ${rss >> 20} MiB after`);
+  violations.push(...bounds.check());
 
-  const failed = s.events.some((e) => e.kind === 'failed');
-  const outcome = violations.length ? 'violation' : failed ? 'failed-as-policy-says' : clientErrors ? 'client-saw-error' : 'recovered';
-  for (const e of s.events) if (e.kind !== 'log' || e.level !== 'debug') log(`${e.kind}: ${e.text}`);
-  for (const v of violations) log(`VIOLATION: ${v}`);
-  return {
-    index: plan.index,
-    seed: plan.seed,
-    fault: plan.fault,
-    iommu: true,
-    outcome,
+  return containerRecord(plan, s, fired, {
+    outcome: containerOutcome(s, violations, clientErrors, log),
     violations,
-    firings,
-    restarts: s.restarts,
     clientErrors,
     badReads,
     writesAcked,
     iommuFaults: tail ? traced.length : s.faultCount,
     timeToRecoverMs: ttr,
     ms: Math.round(performance.now() - t0),
-  };
+  });
 }

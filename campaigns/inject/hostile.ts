@@ -167,6 +167,10 @@ export function armHostile<P>(device: BlockDevice, ctx: DriverContext<P>, plan: 
         const forged = (mb.req.tail + RING_AHEAD * mb.req.layout.entries) >>> 0;
         fire(`register ring TAIL forged from ${mb.req.tail} to ${forged} (${mb.req.layout.entries} entries), kicked`);
         Atomics.store(mb.u32, mb.req.layout.tail, forged);
+        // The producer's own copy of the tail too: the driver's next posts go on from the forged
+        // index. Without it the next post stored the real tail back, and a device process that had
+        // not drained in between never saw the forgery (1 trial in ~10 ended with no violation).
+        if (typeof (mb.req as { tailValue?: unknown }).tailValue === 'number') (mb.req as unknown as { tailValue: number }).tailValue = forged;
         mb.sys.eventfdWrite(mb.kickFd, 1n);
         break;
       }

@@ -118,7 +118,7 @@ for (const c of CASES) {
       assert.ok(r.restarts >= 1, `no restart\n${text}`);
       assert.ok(r.writesAcked > 0, 'nothing was written: the read-back checked nothing');
     }
-    assert.match(text, c.evidence);
+    assert.match(text, c.evidence, text);
     if (c.variant === 'memory') {
       // It died of its memory: the manager did not kill it for a violation or a hang first.
       assert.not.match(text, /stop: killing container pid \d+: (violation|hang)/);
