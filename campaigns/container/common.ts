@@ -132,9 +132,8 @@ export class FiredLog {
   }
 }
 
-/** Memory of this process no device ever has mapped, filled from the trial's seed; `intact()` after the trial. */
-export function canary(seed: number): { intact(): boolean } {
-  const bytes = new Uint8Array(4 * PAGE);
+/** Fill `bytes` with the pseudo-random stream of `seed` (the workload's data, the canary). */
+export function fill(bytes: Uint8Array, seed: number): void {
   const r = new Rng(seed);
   for (let i = 0; i < bytes.length; i += 4) {
     const v = Math.floor(r.float() * 0x1_0000_0000);
@@ -143,6 +142,12 @@ export function canary(seed: number): { intact(): boolean } {
     bytes[i + 2] = (v >>> 16) & 0xff;
     bytes[i + 3] = v >>> 24;
   }
+}
+
+/** Memory of this process no device ever has mapped, filled from the trial's seed; `intact()` after the trial. */
+export function canary(seed: number): { intact(): boolean } {
+  const bytes = new Uint8Array(4 * PAGE);
+  fill(bytes, seed);
   const sum = digest(bytes);
   return { intact: () => digest(bytes) === sum };
 }

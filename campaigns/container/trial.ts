@@ -41,6 +41,7 @@ import {
   containerInjection,
   containerOutcome,
   containerRecord,
+  fill,
   hostSide as isHostSide,
   managerBounds,
   sleep,
@@ -78,17 +79,6 @@ function drawOps(spec: CampaignSpec, seed: number): Op[] {
     ops.push({ write: rng.below(100) < w.writePercent, lba: rng.below(w.blocks - n + 1), n, seed: mixSeed(seed, i + 1) });
   }
   return ops;
-}
-
-function fill(bytes: Uint8Array, seed: number): void {
-  const r = new Rng(seed);
-  for (let i = 0; i < bytes.length; i += 4) {
-    const v = Math.floor(r.float() * 0x1_0000_0000);
-    bytes[i] = v & 0xff;
-    bytes[i + 1] = (v >>> 8) & 0xff;
-    bytes[i + 2] = (v >>> 16) & 0xff;
-    bytes[i + 3] = v >>> 24;
-  }
 }
 
 export async function runContainerTrial(spec: CampaignSpec, policy: Policy, plan: TrialPlan, options: ContainerTrialOptions = {}): Promise<TrialRecord> {
