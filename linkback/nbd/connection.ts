@@ -5,8 +5,9 @@
  *
  * Input arrives in chunks of any size. The parser has one target at a time (`want` bytes into `dst`
  * at `dstPos`, or discarded when `dst` is null) and a state saying what the target is. Headers and
- * option data go into buffers owned by the connection; only a write's payload and a read's reply get
- * a Buffer of their own ("the data"). Request state lives in pooled slots whose completion callbacks
+ * option data go into buffers owned by the connection; a write's payload and a read's reply get a
+ * pooled Buffer of their own ("the data"); socket input itself is read into one reused buffer
+ * (reused-read.ts), so nothing may keep a view of it past the read. Request state lives in pooled slots whose completion callbacks
  * are bound once, so a request allocates no closure.
  *
  * Limits, each answering a hostile or broken client without hurting others: a handshake deadline,
@@ -76,6 +77,7 @@ import {
   errorName,
 } from './protocol.js';
 import { ReplyWriter, writeChunkHeader, writeSimpleReplyHeader } from './reply-writer.js';
+import { READ_BUFFER_BYTES, readIntoReusedBuffer } from './reused-read.js';
 import { pskIdentity, tlsFailure, type NbdTls, type NbdTlsMode } from './tls.js';
 
 /** What a connection needs from its server. */
@@ -150,6 +152,9 @@ const S_REQ_SKIP = 6;
 const S_DONE = 7; // no more input is read (DISC, ABORT, closed)
 
 const TWO32 = 0x100000000;
+/** Write payload buffers kept for reuse per connection, and the largest one kept. */
+const POOLED_PAYLOAD_BYTES = 1 << 20;
+const MAX_POOLED_PAYLOAD = 128 << 10;
 const RESOLVED: Promise<void> = Promise.resolve();
 
 // What a slot's request is to the export's allocation tracker.
@@ -222,6 +227,11 @@ export class NbdConnection implements HandshakeContext {
   /** Input not yet consumed while paused. */
   private pending: Buffer | null = null;
   private pendingPos = 0;
+  /** Input comes through `onread` into a reused buffer (reused-read.ts), not 'data' events. */
+  private reusedInput = false;
+  /** Released write payload buffers by size, up to POOLED_PAYLOAD_BYTES in all. */
+  private readonly payloads = new Map<number, Buffer[]>();
+  private pooledPayloadBytes = 0;
   private readonly head = Buffer.allocUnsafe(REQUEST_SIZE);
   private optBuf: Buffer | null;
 
@@ -252,16 +262,23 @@ export class NbdConnection implements HandshakeContext {
 
   constructor(id: number, socket: Socket, host: ConnectionHost) {
     this.id = id;
-    this.socket = socket;
+    // Input into one buffer reused for every read (reused-read.ts); a socket without a handle to
+    // move (a test's) is read through its 'data' events instead.
+    const moved = readIntoReusedBuffer(socket, Buffer.allocUnsafe(READ_BUFFER_BYTES), this.onDataBound);
+    this.reusedInput = moved !== null;
+    this.socket = moved ?? socket;
     this.host = host;
     this.exports = host;
     this.limits = host.limits;
     this.peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
     this.dst = this.head;
     this.optBuf = Buffer.allocUnsafe(this.limits.maxOptionLength);
-    this.replies = new ReplyWriter(socket);
-    socket.setNoDelay?.(true);
-    this.listen(socket);
+    this.replies = new ReplyWriter(this.socket);
+    this.socket.setNoDelay?.(true);
+    this.listen(this.socket);
+    // Accepted paused; flowing from here (a socket reading through `onread` must flow too, or its
+    // end of input is never seen).
+    this.socket.resume();
     this.handshakeTimer = setTimeout(() => {
       this.handshakeTimer = null;
       host.event({ type: 'handshake-timeout', conn: id, peer: this.peer });
@@ -275,7 +292,7 @@ export class NbdConnection implements HandshakeContext {
     g.writeUInt32BE(IHAVEOPT_HI, 8);
     g.writeUInt32BE(IHAVEOPT_LO, 12);
     g.writeUInt16BE(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES, 16);
-    socket.write(g);
+    this.socket.write(g);
   }
 
   /** The export in use, once in transmission. */
@@ -292,7 +309,7 @@ export class NbdConnection implements HandshakeContext {
   }
 
   private listen(socket: Socket): void {
-    socket.on('data', this.onDataBound);
+    if (!this.reusedInput) socket.on('data', this.onDataBound);
     socket.on('drain', this.unblockBound);
     socket.on('error', this.onErrorBound);
     socket.on('close', this.onCloseBound);
@@ -313,6 +330,7 @@ export class NbdConnection implements HandshakeContext {
     raw.off('error', this.onErrorBound);
     raw.off('close', this.onCloseBound);
     const secure = this.host.tls!.upgrade(raw);
+    this.reusedInput = false; // TLS records are read by the TLS socket, into its own buffers
     this.socket = secure;
     this.replies.rebind(secure);
     this.tlsOn = true;
@@ -373,6 +391,8 @@ export class NbdConnection implements HandshakeContext {
     this.pendingPos = 0;
     this.consume();
     if (this.pending !== null && !this.paused && this.state !== S_DONE) {
+      // Input held back stays where it was read: a socket reading into a reused buffer stops reading
+      // here (readStop), and is resumed only once nothing is held (unblock), so the bytes are intact.
       this.paused = true;
       this.socket.pause();
     }
@@ -522,7 +542,25 @@ export class NbdConnection implements HandshakeContext {
     return this.freeSlots.pop() ?? new Slot(this);
   }
 
+  /** A buffer of `n` bytes for a write payload: a reused one when a payload of that size was released. */
+  private payloadBuffer(n: number): Buffer {
+    const b = this.payloads.get(n)?.pop();
+    if (b !== undefined) {
+      this.pooledPayloadBytes -= n;
+      return b;
+    }
+    return Buffer.allocUnsafe(n);
+  }
+
   private release(s: Slot): void {
+    const d = s.data;
+    if (d !== null && s.type === NBD_CMD_WRITE && d.length <= MAX_POOLED_PAYLOAD && this.pooledPayloadBytes + d.length <= POOLED_PAYLOAD_BYTES) {
+      // The device is done with it (the reply is being sent): the next write of this size takes it.
+      let free = this.payloads.get(d.length);
+      if (free === undefined) this.payloads.set(d.length, (free = []));
+      free.push(d);
+      this.pooledPayloadBytes += d.length;
+    }
     s.data = null;
     s.device = null;
     s.early = 0;
@@ -587,17 +625,19 @@ export class NbdConnection implements HandshakeContext {
           this.current = s;
           return this.expect(S_REQ_SKIP, length, null);
         }
+        // The payload goes into a pooled buffer of the connection's: the device may hold it until the
+        // write completes, and the bytes it came in are overwritten by the next socket read.
+        const data = this.payloadBuffer(length);
+        s.data = data;
         const chunk = this.pending;
         if (chunk !== null && chunk.length - this.pendingPos >= length) {
-          // The whole payload is in the chunk at hand: hand the device a view of it, no copy. Node
-          // gives every socket read a fresh buffer, so the view stays valid until the write is done.
-          s.data = chunk.subarray(this.pendingPos, this.pendingPos + length);
+          // The whole payload is in the chunk at hand: one copy, no parser turn.
+          chunk.copy(data, 0, this.pendingPos, this.pendingPos + length);
           this.pendingPos += length;
           if (this.pendingPos === chunk.length) this.pending = null;
           this.current = s;
           return this.payloadDone();
         }
-        s.data = Buffer.allocUnsafe(length);
         this.current = s;
         return this.expect(S_REQ_PAYLOAD, length, s.data);
       }
@@ -887,7 +927,9 @@ export class NbdConnection implements HandshakeContext {
     this.state = S_DONE;
     this.pending = null;
     this.closing = true;
-    this.socket.pause();
+    // Input from here is dropped (S_DONE). A socket reading through `onread` keeps reading, or it
+    // would never see the client's end of input after ours.
+    if (!this.reusedInput) this.socket.pause();
     this.maybeFinishClosing();
   }
 

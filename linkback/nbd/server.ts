@@ -179,7 +179,7 @@ export class NbdServer {
 
   private listen(where: net.ListenOptions, label: string): Promise<net.Server> {
     if (this.closingDown) return Promise.reject(new NbdError('ERR_NBD_CLOSED', 'the NBD server is closed', { fix: 'make a new NbdServer to listen again' }));
-    const srv = net.createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
+    const srv = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(
