@@ -317,6 +317,13 @@ export class NvmeController {
     this.engine?.stop();
     this.hw.stop();
     if (this.vectors.length) this.platform.irq.disable();
+    if (this.state.disableIgnored) {
+      // Freed memory would be handed out again while the controller may still write into it.
+      this.opts.log(
+        'close: the controller ignored CC.EN = 0 during a reset, so its queues and data buffers are kept, not freed: reset the function (FLR) before this memory is used again',
+      );
+      return;
+    }
     for (const q of this.ioQueues) q.close();
     this.admin?.close();
   }

@@ -116,8 +116,10 @@ export class Recovery {
     this.resets++;
     state.abandonReason = reason;
     this.abandonAll();
+    let disabled = false;
     try {
       await hw.disable('reset');
+      disabled = true;
       if (closed()) return;
       admin.qp.resetRing();
       for (const q of queues) q.qp.resetRing();
@@ -126,6 +128,8 @@ export class Recovery {
       state.phase = 'ready';
       log(`controller reset done (${reason})`);
     } catch (e) {
+      // A controller that never cleared CSTS.RDY may still DMA to its queues: close() must not free them.
+      if (!disabled) state.disableIgnored = true;
       if (closed()) return;
       state.phase = 'failed';
       this.abandonAll();

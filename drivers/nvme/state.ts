@@ -17,6 +17,12 @@ export class ControllerState {
   phase: Phase = 'init';
   /** Why commands are being abandoned right now (the timeout behind a reset), for their errors. */
   abandonReason = '';
+  /**
+   * The controller ignored CC.EN = 0 (CSTS.RDY stayed set through CAP.TO): it may still read and
+   * write the queues and data buffers it was given, so close() keeps that memory instead of
+   * freeing it for reuse; only a function reset (FLR) makes it safe again.
+   */
+  disableIgnored = false;
   private readonly ioTimeoutMs: number;
 
   constructor(ioTimeoutMs: number) {

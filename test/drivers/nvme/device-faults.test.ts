@@ -184,7 +184,7 @@ test('nvme.never-ready: open fails with ERR_NVME_TIMEOUT within CAP.TO; opening 
 });
 
 /** A reset that never completes: the timed-out read escalates to a reset, which fails; the controller is failed within a bound, and a reopen (the device behaving again) works. */
-async function resetFailsThenRecovers(planText: string, failsAfter: boolean): Promise<void> {
+async function resetFailsThenRecovers(planText: string, failsAfter: boolean, disableIgnored: boolean): Promise<void> {
   const p = build(planText);
   let ctrl = (c = await NvmeController.open(p, fast));
   await seed(ctrl);
@@ -194,16 +194,28 @@ async function resetFailsThenRecovers(planText: string, failsAfter: boolean): Pr
   for (let i = 0; i < 300 && ctrl.status().state !== 'failed'; i++) await new Promise((r) => setTimeout(r, 10));
   assert.is(ctrl.status().state, 'failed');
   if (failsAfter) assert.is(await code(ctrl.namespaces[0]!.read(0, 1)), 'ERR_NVME_FATAL');
+  const free = p.dma.free.bind(p.dma);
+  let freed = 0;
+  p.dma.free = (w) => {
+    freed++;
+    free(w);
+  };
   await ctrl.close();
+  p.dma.free = free;
+  if (disableIgnored) {
+    // The controller may still write its queues and buffers: none of that memory may be reused.
+    assert.is(freed, 0, 'no DMA memory freed after the controller ignored CC.EN = 0');
+    assert.ok(logs.some((l) => l.includes('ignored CC.EN = 0')));
+  } else assert.ok(freed > 0, 'a controller that disabled gives its memory back');
   ctrl = c = await NvmeController.open(p, fast);
   await works(ctrl);
 }
 
 test('nvme.never-ready after the first enable: a reset that never completes marks the controller failed, bounded; reopening recovers', () =>
-  resetFailsThenRecovers('nvme.never-ready:after=1', true));
+  resetFailsThenRecovers('nvme.never-ready:after=1', true, false));
 
-test('nvme.reset-fails: a controller that ignores CC.EN = 0 marks the controller failed, bounded; reopening recovers', () =>
-  resetFailsThenRecovers('nvme.reset-fails', false));
+test('nvme.reset-fails: a controller that ignores CC.EN = 0 marks the controller failed, bounded; close keeps its DMA memory; reopening recovers', () =>
+  resetFailsThenRecovers('nvme.reset-fails', false, true));
 
 for (const interrupts of ['poll', 'msix'] as const) {
   test(`nvme.removal (${interrupts}): all-ones reads: the read fails, the controller is failed, everything after fails fast; close is bounded`, async () => {
