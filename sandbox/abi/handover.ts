@@ -24,6 +24,11 @@ export const HANDOVER_VERSION = 1;
 export const HANDOVER_BYTES = 16;
 /** The argument after the entry that makes a process a spare. */
 export const SPARE_ARG = 'spare';
+/**
+ * A spare device process's environment may name its sandbox's namespace store size in bytes: it
+ * reserves that address range before it waits (sandbox/device/store-reservation.ts).
+ */
+export const SPARE_STORE_ENV = 'DMABOX_SPARE_STORE_BYTES';
 /** The socket a spare receives on, and the first slot after it. */
 export const HANDOVER_FD = 3;
 /** Slots a spare holds from fd 3 (its socket and the repeats): at most SPARE_SLOTS - 1 fds can be handed over. */

@@ -23,6 +23,7 @@ import { parsePlan, type FaultPlan } from '../../sim/faults/plan.js';
 import { deviceShape, QUARANTINE_DONE, type CounterName, type DeviceStart } from '../abi/device.js';
 import type { MailboxTarget } from './mailbox.js';
 import { DeviceProcessError } from './errors.js';
+import { mapOverReservation, MAX_RESERVED } from './store-reservation.js';
 
 /** An inherited memfd mapped whole, shared with the manager and the container. */
 interface Mapped {
@@ -32,7 +33,7 @@ interface Mapped {
 }
 
 /** koffi.view aborts the process above 4 GiB (LAB-NOTES): one mapping per memfd stays below that. */
-const MAX_MAPPED = 2 ** 31;
+const MAX_MAPPED = MAX_RESERVED;
 
 export class DeviceHost implements MailboxTarget {
   readonly machine: SimMachine;
@@ -58,7 +59,7 @@ export class DeviceHost implements MailboxTarget {
     } else {
       const bytes = m.blocks * m.blockSize;
       // The namespace's media: the manager's memfd, mapped (a disk's media outlives its controller).
-      const store = new MemoryStore(this.map(m.storeFdSlot, bytes, 'namespace store').bytes.subarray(0, bytes));
+      const store = new MemoryStore(this.map(m.storeFdSlot, bytes, 'namespace store', true).bytes.subarray(0, bytes));
       this.nvme = new SimNvme({
         serial: m.serial,
         namespaces: [{ blocks: m.blocks, blockSize: m.blockSize, store }],
@@ -79,8 +80,8 @@ export class DeviceHost implements MailboxTarget {
     }
   }
 
-  /** Map an inherited memfd whole (once per fd slot). */
-  private map(slot: number, size: number, what: string): Mapped {
+  /** Map an inherited memfd whole (once per fd slot); the store over a spare's reservation when there is one (store-reservation.ts). */
+  private map(slot: number, size: number, what: string, store = false): Mapped {
     const have = this.maps.get(slot);
     if (have) {
       if (have.size < size) throw new DeviceProcessError('ERR_DEVICE_START', `${what}: fd ${slot} is mapped with ${have.size} bytes, ${size} asked`);
@@ -88,8 +89,13 @@ export class DeviceHost implements MailboxTarget {
     }
     if (size <= 0 || size > MAX_MAPPED)
       throw new DeviceProcessError('ERR_DEVICE_START', `${what}: ${size} bytes on fd ${slot}`, { fix: `a memfd of 1 byte to ${MAX_MAPPED} bytes` });
-    const addr = this.sys.mmap(0n, size, PROT_READ | PROT_WRITE, MAP_SHARED, slot, 0n);
-    const m = { addr, size, bytes: new Uint8Array(this.sys.view(addr, size)) };
+    const over = store ? mapOverReservation(this.sys, slot, size) : undefined;
+    let m: Mapped;
+    if (over !== undefined) m = { addr: over.addr, size, bytes: over.bytes };
+    else {
+      const addr = this.sys.mmap(0n, size, PROT_READ | PROT_WRITE, MAP_SHARED, slot, 0n);
+      m = { addr, size, bytes: new Uint8Array(this.sys.view(addr, size)) };
+    }
     this.maps.set(slot, m);
     return m;
   }

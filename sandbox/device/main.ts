@@ -6,12 +6,14 @@
 import { defaultSys } from 'linux-sys';
 import { HANDOVER_EXIT, receiveHandover, SPARE_ARG } from '../abi/handover.js';
 import { runDevice } from './run.js';
+import { reservedSizeFromEnv } from './store-reservation.js';
 import { warmUp } from './warm.js';
 
 if (process.argv[2] === SPARE_ARG) {
   try {
-    warmUp();
-    receiveHandover(defaultSys());
+    const sys = defaultSys();
+    warmUp(sys, reservedSizeFromEnv(process.env));
+    receiveHandover(sys);
   } catch (e) {
     process.stderr.write(`dmabox spare device process: ${(e as Error).message}\n`);
     process.exit(HANDOVER_EXIT);

@@ -18,6 +18,7 @@ import type { DmaMemory } from '../../dma/memory.js';
 import { MemfdMemoryProvider, type MemfdMemory } from '../../dma/memfd.js';
 import type { DriverKind } from '../../drivers/contract/driver.js';
 import { deviceShape, FIRST_DEVICE_FD, QUARANTINE_DONE, type DeviceFault, type DeviceMapping, type DeviceShape, type DeviceStart } from '../abi/device.js';
+import { SPARE_STORE_ENV } from '../abi/handover.js';
 import type { Shared } from '../abi/shm.js';
 import type { LogLevel } from '../abi/hypercall/index.js';
 import type { Timers } from '../../common/timers.js';
@@ -191,7 +192,10 @@ export class SimDevice extends SandboxDevice {
 
   /** How this device's process is launched (without fds): a spare device process is launched so (spare.ts). */
   spareSpec(entry?: string, entryArgs?: readonly string[]): SpareSpec {
-    return deviceSpec(this.policy.name, this.limits(), !this.policy.unconfined, entry, entryArgs);
+    const spec = deviceSpec(this.policy.name, this.limits(), !this.policy.unconfined, entry, entryArgs);
+    // The spare reserves the store's address range before it waits (sandbox/device/store-reservation.ts).
+    if (this.storeBytes > 0) spec.env = { ...spec.env, [SPARE_STORE_ENV]: String(this.storeBytes) };
+    return spec;
   }
 
   /**

@@ -19,7 +19,9 @@ export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
+export const MAP_FIXED = 0x10;
 export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
 /** memfd_create flags (linux/memfd.h). */
 export const MFD_CLOEXEC = 1;
 /** eventfd flags (sys/eventfd.h). */
