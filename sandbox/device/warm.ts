@@ -7,9 +7,8 @@
  * of it is kept, and it touches no fd. The namespace store's address range is reserved here too.
  */
 import type { Sys } from 'linux-sys';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { DeviceStart } from '../abi/device.js';
+import { collectBeforeWaiting } from '../abi/handover.js';
 import { compile, profile } from '../seccomp/profiles.js';
 import { DeviceHost } from './device.js';
 import { reserveStore } from './store-reservation.js';
@@ -55,11 +54,5 @@ export function warmUp(sys?: Sys, storeBytes?: number): void {
   }
   compile(profile('device'), { pid: process.pid });
   if (sys !== undefined && storeBytes !== undefined) reserveStore(sys, storeBytes);
-  fullCollection();
-}
-
-/** A full garbage collection now, without --expose-gc on the command line. */
-function fullCollection(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
+  collectBeforeWaiting();
 }

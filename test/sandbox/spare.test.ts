@@ -14,6 +14,7 @@ import { needsRoot, testIf } from '../helpers/skip.js';
 import { defaultSys } from 'linux-sys';
 import { decodeHandover, encodeHandover, HANDOVER_BYTES, receiveHandover, SPARE_ARG, SPARE_SLOTS } from '../../sandbox/abi/handover.js';
 import { warmUp } from '../../sandbox/device/warm.js';
+import { warmUp as containerWarmUp } from '../../sandbox/container/warm.js';
 import { Spare } from '../../sandbox/manager/spare.js';
 import { containerSpec } from '../../sandbox/manager/incarnation.js';
 import { directLauncher, type Launcher } from '../../sandbox/manager/launcher.js';
@@ -98,6 +99,13 @@ test("a spare device process's warm-up builds throwaway models over plain memory
   warmUp();
   warmUp();
   assert.is(readdirSync('/proc/self/fd').length, before);
+});
+
+test("a spare container's warm-up compiles its filter and collects, opening no fd and installing nothing", () => {
+  const before = readdirSync('/proc/self/fd').length;
+  containerWarmUp();
+  assert.is(readdirSync('/proc/self/fd').length, before);
+  assert.match(readFileSync('/proc/self/status', 'utf8'), /Seccomp:\s+0/, 'no filter installed');
 });
 
 /** A launcher that starts nothing: it records the spec and answers with a process of `uid` whose exit the test decides. */
