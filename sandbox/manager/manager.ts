@@ -17,6 +17,7 @@ import type { Policy } from '../../policies/types.js';
 import { KmsgFaultMonitor } from './faults.js';
 import { capsStatus, dropRoot, managerIdentity, type DropRootReport } from './privilege.js';
 import { CONTAINER_NODE_FLAGS, defaultEntry } from './incarnation.js';
+import { EAGER_COMPILE } from './spare.js';
 import { defaultDeviceEntry } from './device-process.js';
 import { directLauncher, SpawnerClient, type Launcher } from './launcher.js';
 import { Supervisor, type SandboxEvent, type SupervisorOptions } from './supervisor.js';
@@ -173,7 +174,8 @@ export class Manager extends EventEmitter {
     this.spawner = await SpawnerClient.start({
       sys: this.options.supervisor?.sys ?? defaultSys(),
       entries: [...entries],
-      flags: CONTAINER_NODE_FLAGS,
+      // Spares run with V8's eager compilation (spare.ts).
+      flags: [...CONTAINER_NODE_FLAGS, EAGER_COMPILE],
       forbid: [id.uid, id.gid],
       pins,
     });

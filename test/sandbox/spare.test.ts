@@ -15,7 +15,7 @@ import { defaultSys } from 'linux-sys';
 import { decodeHandover, encodeHandover, HANDOVER_BYTES, receiveHandover, SPARE_ARG, SPARE_SLOTS } from '../../sandbox/abi/handover.js';
 import { warmUp } from '../../sandbox/device/warm.js';
 import { warmUp as containerWarmUp } from '../../sandbox/container/warm.js';
-import { Spare } from '../../sandbox/manager/spare.js';
+import { EAGER_COMPILE, Spare } from '../../sandbox/manager/spare.js';
 import { containerSpec } from '../../sandbox/manager/incarnation.js';
 import { directLauncher, type Launcher } from '../../sandbox/manager/launcher.js';
 import { Supervisor } from '../../sandbox/manager/supervisor.js';
@@ -131,7 +131,7 @@ test('a spare is launched as the process it will become, with only its socket on
   await until('launched', () => s.launched !== undefined, 5000);
   const spec = f.specs[0]!;
   const cold = containerSpec(policy);
-  assert.equal(spec.argv, [...cold.argv, SPARE_ARG]);
+  assert.equal(spec.argv, [cold.argv[0], EAGER_COMPILE, ...cold.argv.slice(1), SPARE_ARG]);
   assert.equal(spec.limits, cold.limits);
   assert.is(spec.sandbox, 'spare-a');
   assert.is(spec.role, 'driver');
