@@ -6,9 +6,9 @@
  * Input arrives in chunks of any size. The parser has one target at a time (`want` bytes into `dst`
  * at `dstPos`, or discarded when `dst` is null) and a state saying what the target is. Headers and
  * option data go into buffers owned by the connection; a write's payload and a read's reply get a
- * pooled Buffer of their own ("the data"); socket input itself is read into one reused buffer
- * (reused-read.ts), so nothing may keep a view of it past the read. Request state lives in pooled slots whose completion callbacks
- * are bound once, so a request allocates no closure.
+ * pooled Buffer of their own ("the data", buffer-pool.ts); socket input itself is read into one
+ * reused buffer (reused-read.ts), so nothing may keep a view of it past the read. Request state
+ * lives in pooled slots whose completion callbacks are bound once, so a request allocates no closure.
  *
  * Limits, each answering a hostile or broken client without hurting others: a handshake deadline,
  * a cap on options per handshake and on option size, a cap on requests and bytes in flight (input is
@@ -77,6 +77,7 @@ import {
   errorName,
 } from './protocol.js';
 import { ReplyWriter, writeChunkHeader, writeSimpleReplyHeader } from './reply-writer.js';
+import { BufferPool } from './buffer-pool.js';
 import { READ_BUFFER_BYTES, readIntoReusedBuffer } from './reused-read.js';
 import { pskIdentity, tlsFailure, type NbdTls, type NbdTlsMode } from './tls.js';
 
@@ -229,9 +230,8 @@ export class NbdConnection implements HandshakeContext {
   private pendingPos = 0;
   /** Input comes through `onread` into a reused buffer (reused-read.ts), not 'data' events. */
   private reusedInput = false;
-  /** Released write payload buffers by size, up to POOLED_PAYLOAD_BYTES in all. */
-  private readonly payloads = new Map<number, Buffer[]>();
-  private pooledPayloadBytes = 0;
+  /** Write payload buffers, back once their write completed. */
+  private readonly payloads = new BufferPool(POOLED_PAYLOAD_BYTES, MAX_POOLED_PAYLOAD);
   private readonly head = Buffer.allocUnsafe(REQUEST_SIZE);
   private optBuf: Buffer | null;
 
@@ -542,25 +542,9 @@ export class NbdConnection implements HandshakeContext {
     return this.freeSlots.pop() ?? new Slot(this);
   }
 
-  /** A buffer of `n` bytes for a write payload: a reused one when a payload of that size was released. */
-  private payloadBuffer(n: number): Buffer {
-    const b = this.payloads.get(n)?.pop();
-    if (b !== undefined) {
-      this.pooledPayloadBytes -= n;
-      return b;
-    }
-    return Buffer.allocUnsafe(n);
-  }
-
   private release(s: Slot): void {
-    const d = s.data;
-    if (d !== null && s.type === NBD_CMD_WRITE && d.length <= MAX_POOLED_PAYLOAD && this.pooledPayloadBytes + d.length <= POOLED_PAYLOAD_BYTES) {
-      // The device is done with it (the reply is being sent): the next write of this size takes it.
-      let free = this.payloads.get(d.length);
-      if (free === undefined) this.payloads.set(d.length, (free = []));
-      free.push(d);
-      this.pooledPayloadBytes += d.length;
-    }
+    // A write's payload: the device is done with it (the reply is being sent), the next write of its size takes it.
+    if (s.data !== null && s.type === NBD_CMD_WRITE) this.payloads.give(s.data);
     s.data = null;
     s.device = null;
     s.early = 0;
@@ -627,7 +611,7 @@ export class NbdConnection implements HandshakeContext {
         }
         // The payload goes into a pooled buffer of the connection's: the device may hold it until the
         // write completes, and the bytes it came in are overwritten by the next socket read.
-        const data = this.payloadBuffer(length);
+        const data = this.payloads.take(length);
         s.data = data;
         const chunk = this.pending;
         if (chunk !== null && chunk.length - this.pendingPos >= length) {

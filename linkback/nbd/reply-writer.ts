@@ -24,6 +24,7 @@ import {
   SIMPLE_REPLY_SIZE,
   STRUCTURED_REPLY_SIZE,
 } from './protocol.js';
+import { BufferPool } from './buffer-pool.js';
 
 /** A batch holds the replies of one turn at queue depth 16 with 4 KiB reads and some room. */
 const BATCH_BYTES = 128 << 10;
@@ -50,11 +51,10 @@ export class ReplyWriter {
   };
   /** Read replies handed to the socket, in order; each goes back to `pool` once written. */
   private readonly dataSent: Buffer[] = [];
-  private readonly pool = new Map<number, Buffer[]>();
-  private pooledBytes = 0;
+  private readonly pool = new BufferPool(POOL_BYTES, MAX_POOLED);
   private readonly dataWrittenBound = (err?: Error | null): void => {
     const b = this.dataSent.shift();
-    if (b && !err) this.recycle(b);
+    if (b && !err) this.pool.give(b);
   };
 
   constructor(private socket: Socket) {
@@ -111,21 +111,7 @@ export class ReplyWriter {
    * to `data()`, which takes it back once the socket has written it.
    */
   replyBuffer(length: number, header: number = SIMPLE_REPLY_SIZE): Buffer {
-    const n = header + length;
-    const b = this.pool.get(n)?.pop();
-    if (b !== undefined) {
-      this.pooledBytes -= n;
-      return b;
-    }
-    return Buffer.allocUnsafe(n);
-  }
-
-  private recycle(b: Buffer): void {
-    if (b.length > MAX_POOLED || this.pooledBytes + b.length > POOL_BYTES) return;
-    let free = this.pool.get(b.length);
-    if (free === undefined) this.pool.set(b.length, (free = []));
-    free.push(b);
-    this.pooledBytes += b.length;
+    return this.pool.take(header + length);
   }
 
   /**
@@ -141,7 +127,7 @@ export class ReplyWriter {
     if (message.length <= COPY_MAX) {
       const at = this.reserve(message.length); // may flush and change this.cur: first
       message.copy(this.cur, at);
-      this.recycle(message);
+      this.pool.give(message);
       return;
     }
     if (!this.corked) {

@@ -10,8 +10,9 @@
  * handle (it never read, the server accepts paused) and is destroyed when the new one closes, which
  * keeps the server's connection count right for `close()`.
  *
- * The bytes handed to `onChunk` are valid only during the call: the next read overwrites them. A
- * consumer that keeps input past the call (a write payload in flight, bytes held while paused) copies it.
+ * The bytes handed to `onChunk` are valid only until the next read overwrites them. A consumer that
+ * keeps input past the call copies it (a write payload in flight), or pauses the socket (Node then
+ * stops reading it) and resumes only once it is done with those bytes (input held back).
  *
  * This uses two fields Node does not document (`_handle`, read and cleared), so it checks what it
  * finds and returns null when the socket is not as expected: the caller then reads as before.

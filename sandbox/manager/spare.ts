@@ -3,14 +3,15 @@
  * not wait for a process launch and Node's start-up (sandbox/abi/handover.ts has the protocol).
  *
  * A spare is launched exactly as the process it will become (its sandbox's own identity for its
- * role, a cgroup of its own with the policy's limits, the namespaces, the same program and flags)
- * (Node with V8's --no-lazy before the rest) with the single argument `spare` and, on fds 3 .. 3 + SPARE_SLOTS - 1, only its end of a fresh
- * socketpair: before it takes over it holds nothing of its sandbox (no device fd, no register
- * mailbox, no window, no eventfd, no driver code) and is not confined yet, as a freshly launched
- * process is not before its own confinement step. It takes over when the supervisor makes the next
- * incarnation: `take()` checks it was made for this sandbox, this role and (once the supervisor has
- * seen one) the identity this sandbox's processes of that role run as, then `handOver()` passes the
- * fds that incarnation made, and the spare's socket, pipes and process become the incarnation's.
+ * role, a cgroup of its own with the policy's limits, the namespaces, the same program and flags,
+ * and V8's --no-lazy after the Node binary) with the single argument `spare` and, on fds
+ * 3 .. 3 + SPARE_SLOTS - 1, only its end of a fresh socketpair: before it takes over it holds
+ * nothing of its sandbox (no device fd, no register mailbox, no window, no eventfd, no driver
+ * code) and is not confined yet, as a freshly launched process is not before its own
+ * confinement step. It takes over when the supervisor makes the next incarnation: `take()`
+ * checks it was made for this sandbox, this role and (once the supervisor has seen one) the
+ * identity this sandbox's processes of that role run as, then `handOver()` passes the fds that
+ * incarnation made, and the spare's socket, pipes and process become the incarnation's.
  * A spare that dies, or is not launched yet when it is wanted, is not used: the process starts cold.
  */
 import { AF_UNIX, O_CLOEXEC, SOCK_CLOEXEC, SOCK_STREAM, type Sys } from 'linux-sys';
