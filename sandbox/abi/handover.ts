@@ -15,6 +15,16 @@
  * free numbers, puts them at 4, 5, ...: the slots a freshly launched process would have inherited.
  * The spare checks they did (any other numbers, a short or foreign message, the socket closed:
  * it exits with HANDOVER_EXIT and is never used). Then it runs as any process of its role.
+ *
+ * A spare container may first be sent one PREPARE message (the manager sends it at launch):
+ *
+ *   u32 magic PREPARE_MAGIC, u16 version HANDOVER_VERSION, u16 count (1), u64 reserved (zero),
+ *   char profile[16] (the seccomp profile, printable ASCII, NUL-padded)
+ *
+ * with one fd, a memfd holding its sandbox's driver code image (code.ts). The spare reads the code,
+ * closes the fd, confines itself with that profile, evaluates the code confined (as a container
+ * launched cold does after its own confinement), then waits for HANDOVER as above
+ * (sandbox/container/prepare.ts). A device process spare is never sent one and refuses it.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -22,8 +32,11 @@ import { MSG_DONTWAIT, MSG_NOSIGNAL, type Sys } from 'linux-sys';
 import { AbiError } from './errors.js';
 
 export const HANDOVER_MAGIC = 0x766f6448; // 'Hdov' little-endian
+export const PREPARE_MAGIC = 0x70726448; // 'Hdrp' little-endian
 export const HANDOVER_VERSION = 1;
 export const HANDOVER_BYTES = 16;
+/** A PREPARE message: the HANDOVER layout, then the profile's name in 16 bytes. */
+export const PREPARE_BYTES = HANDOVER_BYTES + 16;
 /** The argument after the entry that makes a process a spare. */
 export const SPARE_ARG = 'spare';
 /**
@@ -52,19 +65,64 @@ export function encodeHandover(count: number): Uint8Array {
   return b;
 }
 
+const SAME_BUILD = { fix: 'the manager and its spares must come from the same build' };
+
+/** A PREPARE message naming seccomp profile `profile` (1 to 16 printable ASCII characters; its one fd travels beside it). */
+export function encodePrepare(profile: string): Uint8Array {
+  if (!/^[!-~]{1,16}$/.test(profile)) {
+    throw new AbiError(
+      'ERR_ABI_HANDOVER',
+      `a spare's seccomp profile name must be 1 to 16 printable ASCII characters, not ${JSON.stringify(profile.slice(0, 40))}`,
+      {
+        fix: 'name a profile of sandbox/seccomp/profiles.ts',
+      },
+    );
+  }
+  const b = new Uint8Array(PREPARE_BYTES);
+  b.set(encodeHandover(1));
+  new DataView(b.buffer).setUint32(0, PREPARE_MAGIC, true);
+  for (let i = 0; i < profile.length; i++) b[HANDOVER_BYTES + i] = profile.charCodeAt(i);
+  return b;
+}
+
+/** The profile a PREPARE message names; throws ERR_ABI_HANDOVER for anything else. */
+export function decodePrepare(b: Uint8Array, bytes: number): string {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (bytes !== PREPARE_BYTES || v.getUint32(0, true) !== PREPARE_MAGIC) {
+    throw new AbiError('ERR_ABI_HANDOVER', `not a prepare message (${bytes} bytes)`, SAME_BUILD);
+  }
+  checkHeader(v);
+  if (v.getUint16(6, true) !== 1) throw new AbiError('ERR_ABI_HANDOVER', `a prepare message passes 1 fd, not ${v.getUint16(6, true)}`, SAME_BUILD);
+  let profile = '';
+  let ended = false;
+  for (let i = HANDOVER_BYTES; i < PREPARE_BYTES; i++) {
+    const c = b[i]!;
+    if (c === 0) {
+      ended = true;
+      continue;
+    }
+    if (ended || c < 0x21 || c > 0x7e)
+      throw new AbiError('ERR_ABI_HANDOVER', "a prepare message's profile name is not printable ASCII, NUL-padded", SAME_BUILD);
+    profile += String.fromCharCode(c);
+  }
+  if (!profile) throw new AbiError('ERR_ABI_HANDOVER', "a prepare message's profile name is empty", SAME_BUILD);
+  return profile;
+}
+
+function checkHeader(v: DataView): void {
+  if (v.getUint16(4, true) !== HANDOVER_VERSION) {
+    throw new AbiError('ERR_ABI_HANDOVER', `handover version ${v.getUint16(4, true)}, this build speaks ${HANDOVER_VERSION}`, SAME_BUILD);
+  }
+  if (v.getBigUint64(8, true) !== 0n) throw new AbiError('ERR_ABI_HANDOVER', 'handover reserved field not zero', SAME_BUILD);
+}
+
 /** The fd count a HANDOVER message announces; throws ERR_ABI_HANDOVER for anything else. */
 export function decodeHandover(b: Uint8Array, bytes: number): number {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   if (bytes !== HANDOVER_BYTES || v.getUint32(0, true) !== HANDOVER_MAGIC) {
-    throw new AbiError('ERR_ABI_HANDOVER', `not a handover message (${bytes} bytes)`, { fix: 'the manager and its spares must come from the same build' });
+    throw new AbiError('ERR_ABI_HANDOVER', `not a handover message (${bytes} bytes)`, SAME_BUILD);
   }
-  if (v.getUint16(4, true) !== HANDOVER_VERSION) {
-    throw new AbiError('ERR_ABI_HANDOVER', `handover version ${v.getUint16(4, true)}, this build speaks ${HANDOVER_VERSION}`, {
-      fix: 'the manager and its spares must come from the same build',
-    });
-  }
-  if (v.getBigUint64(8, true) !== 0n)
-    throw new AbiError('ERR_ABI_HANDOVER', 'handover reserved field not zero', { fix: 'the manager and its spares must come from the same build' });
+  checkHeader(v);
   return v.getUint16(6, true);
 }
 
@@ -86,21 +144,25 @@ export function collectBeforeWaiting(): void {
   (runInNewContext('gc') as () => void)();
 }
 
-/**
- * The spare's side: drop the placeholder slots, wait for HANDOVER, check its fds landed on slots
- * 4, 5, ... Returns how many there are; throws ERR_ABI_HANDOVER otherwise (the caller exits).
- */
-export function receiveHandover(sys: Pick<Sys, 'close' | 'recvFds'>): number {
+type SpareSys = Pick<Sys, 'close' | 'recvFds'>;
+
+/** Close slots 4 .. 3 + SPARE_SLOTS - 1 (the placeholders; a slot already closed is skipped), so received fds land on 4, 5, ... */
+function dropSlots(sys: SpareSys): void {
   for (let fd = HANDOVER_FD + 1; fd < HANDOVER_FD + SPARE_SLOTS; fd++) {
     try {
       sys.close(fd);
     } catch {
-      // a slot the launch did not fill
+      // a slot the launch did not fill, or closed already
     }
   }
-  const buf = new Uint8Array(HANDOVER_BYTES);
-  const r = sys.recvFds(HANDOVER_FD, buf, SPARE_SLOTS - 1, 0);
-  if (r.bytes === 0) throw new AbiError('ERR_ABI_HANDOVER', 'the manager closed the handover socket: the spare was not needed', { fix: '-' });
+}
+
+function notNeeded(): AbiError {
+  return new AbiError('ERR_ABI_HANDOVER', 'the manager closed the handover socket: the spare was not needed', { fix: '-' });
+}
+
+/** The fd count of a received HANDOVER, its fds checked to be on slots 4, 5, ... */
+function landed(buf: Uint8Array, r: ReturnType<Sys['recvFds']>): number {
   const count = decodeHandover(buf, r.bytes);
   const expected = r.fds.every((fd, i) => fd === HANDOVER_FD + 1 + i);
   if (r.truncated || r.fds.length !== count || !expected) {
@@ -113,4 +175,59 @@ export function receiveHandover(sys: Pick<Sys, 'close' | 'recvFds'>): number {
     );
   }
   return count;
+}
+
+/**
+ * The spare's side: drop the placeholder slots, wait for HANDOVER, check its fds landed on slots
+ * 4, 5, ... Returns how many there are; throws ERR_ABI_HANDOVER otherwise (the caller exits).
+ */
+export function receiveHandover(sys: SpareSys): number {
+  dropSlots(sys);
+  const buf = new Uint8Array(HANDOVER_BYTES);
+  const r = sys.recvFds(HANDOVER_FD, buf, SPARE_SLOTS - 1, 0);
+  if (r.bytes === 0) throw notNeeded();
+  return landed(buf, r);
+}
+
+/** What a spare container receives first: PREPARE (its code memfd on slot 4) or HANDOVER. */
+export type SpareMessage = { kind: 'prepare'; profile: string; fd: number } | { kind: 'handover'; count: number };
+
+/**
+ * A spare container's first receive: drop the placeholder slots, then one PREPARE, with its fd on
+ * slot 4, or one HANDOVER (a spare the manager did not prepare). Throws ERR_ABI_HANDOVER for
+ * anything else (the caller exits).
+ */
+export function receiveSpareMessage(sys: SpareSys): SpareMessage {
+  dropSlots(sys);
+  const head = new Uint8Array(HANDOVER_BYTES);
+  const r = sys.recvFds(HANDOVER_FD, head, SPARE_SLOTS - 1, 0);
+  if (r.bytes === 0) throw notNeeded();
+  if (r.bytes !== HANDOVER_BYTES || new DataView(head.buffer).getUint32(0, true) !== PREPARE_MAGIC) return { kind: 'handover', count: landed(head, r) };
+  const whole = new Uint8Array(PREPARE_BYTES);
+  whole.set(head);
+  let got = HANDOVER_BYTES;
+  try {
+    while (got < PREPARE_BYTES) {
+      const part = new Uint8Array(PREPARE_BYTES - got);
+      const q = sys.recvFds(HANDOVER_FD, part, 0, 0);
+      if (q.bytes === 0) throw notNeeded();
+      whole.set(part.subarray(0, q.bytes), got);
+      got += q.bytes;
+    }
+    const profile = decodePrepare(whole, got);
+    if (r.truncated || r.fds.length !== 1 || r.fds[0] !== HANDOVER_FD + 1) {
+      throw new AbiError('ERR_ABI_HANDOVER', `a prepare message's fd landed on ${r.fds.join(',') || 'none'}, not on slot 4`, SAME_BUILD);
+    }
+    return { kind: 'prepare', profile, fd: r.fds[0] };
+  } catch (e) {
+    for (const fd of r.fds) sys.close(fd);
+    throw e;
+  }
+}
+
+/** The manager's side: PREPARE for the spare container behind `socket`, with its driver code memfd `codeFd`. */
+export function sendPrepare(sys: Pick<Sys, 'sendFds'>, socket: number, profile: string, codeFd: number): void {
+  const msg = encodePrepare(profile);
+  const sent = sys.sendFds(socket, msg, [codeFd], MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (sent !== msg.length) throw new AbiError('ERR_ABI_HANDOVER', `prepare sent ${sent} of ${msg.length} bytes`, { fix: 'the spare is gone: start cold' });
 }

@@ -157,14 +157,18 @@ export function devicePlatform(params: BootParams, sys: Sys, dma: GrantAllocator
 export function confineChecked(params: BootParams, sys: Sys, log: Bootstrap['log']): void {
   const profile = params.text(PARAM.SECCOMP);
   if (profile === 'none') return;
+  log(LogLevel.INFO, confineWith(profile, sys));
+}
+
+/** confineChecked's work for a named profile: confined and checked, or a throw. Returns the line that says so. */
+export function confineWith(profile: string, sys: Sys): string {
   confine(profile, sys);
   try {
     closeSync(openSync('/dev/vfio/vfio', 'r'));
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code !== 'EPERM' && code !== 'EACCES') throw e;
-    log(LogLevel.INFO, `confined (seccomp '${profile}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`);
-    return;
+    return `confined (seccomp '${profile}', no_new_privs): open of /dev/vfio/vfio refused with ${code}`;
   }
   throw new ContainerError('ERR_CONTAINER_CONFINE', 'confinement check failed: /dev/vfio/vfio could be opened after confine()', {
     fix: 'the kernel must support seccomp filters (CONFIG_SECCOMP_FILTER); the container refuses to run unconfined',

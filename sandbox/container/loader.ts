@@ -20,14 +20,19 @@ import { DRIVER_CONTRACT, DRIVER_KINDS, type DriverKind, type DriverModule } fro
 import { CODE_HEADER_BYTES, decodeCode, decodeCodeHeader, type CodeImage } from '../abi/code.js';
 import { ContainerError } from './errors.js';
 
-/** Read the code image from its inherited fd (pread: the fd's offset is not used). */
-export function readCodeImage(fd: number): CodeImage {
+/** The code image's bytes, exactly as many as its header says, from an inherited fd (pread: the fd's offset is not used). */
+export function readCodeBytes(fd: number): Buffer {
   const head = Buffer.alloc(CODE_HEADER_BYTES);
   readFully(fd, head, 0);
   const h = decodeCodeHeader(head);
   const all = Buffer.alloc(h.bytes);
   readFully(fd, all, 0);
-  return decodeCode(all);
+  return all;
+}
+
+/** Read the code image from its inherited fd, every field checked. */
+export function readCodeImage(fd: number): CodeImage {
+  return decodeCode(readCodeBytes(fd));
 }
 
 function readFully(fd: number, into: Buffer, position: number): void {
@@ -77,11 +82,22 @@ function resolveIn(l: Loaded, from: string, specifier: string): vm.SourceTextMod
   return m;
 }
 
+/** An image's entry module, evaluated, not yet checked against the contract. */
+export interface EvaluatedDriver {
+  readonly namespace: Record<string, unknown>;
+  readonly path: string;
+}
+
 /**
  * Evaluate the image's entry module (after confinement) and check it against the driver contract:
  * its contract version, its name, its kind (it must be `kind`, the device's) and `start`.
  */
 export async function loadDriver(image: CodeImage, kind: DriverKind): Promise<DriverModule> {
+  return checkDriver(await evaluateDriver(image), kind);
+}
+
+/** Evaluate the image's entry module and every file it imports (after confinement): link errors are ERR_CONTAINER_IMPORT. */
+export async function evaluateDriver(image: CodeImage): Promise<EvaluatedDriver> {
   const l: Loaded = { modules: new Map(), pathOf: new Map() };
   const dynamicImport = async (specifier: string, referrer: vm.Module | vm.Script): Promise<vm.Module> => {
     const from = l.pathOf.get(referrer as vm.Module) ?? '(driver code)';
@@ -106,10 +122,12 @@ export async function loadDriver(image: CodeImage, kind: DriverKind): Promise<Dr
   const entry = l.modules.get(entryPath)!;
   await entry.link(linker);
   await entry.evaluate();
-  return checkModule(entry.namespace as Record<string, unknown>, entryPath, kind);
+  return { namespace: entry.namespace as Record<string, unknown>, path: entryPath };
 }
 
-function checkModule(ns: Record<string, unknown>, path: string, kind: DriverKind): DriverModule {
+/** An evaluated driver checked against the contract and the device's kind (ERR_CONTAINER_DRIVER). */
+export function checkDriver(evaluated: EvaluatedDriver, kind: DriverKind): DriverModule {
+  const { namespace: ns, path } = evaluated;
   const bad = (what: string, fix: string): ContainerError => new ContainerError('ERR_CONTAINER_DRIVER', `driver module ${path}: ${what}`, { fix });
   if (ns.contract !== DRIVER_CONTRACT) {
     throw bad(

@@ -16,15 +16,22 @@
  *      against the contract; its start(ctx) on the Platform; the service serves the device it returns;
  *  (7) READY; the heartbeats carry the service's progress counters.
  * SHUTDOWN quiesces the service, closes the device and exits.
+ *
+ * A spare prepared ahead of need (prepare.ts) did (0), (5) and (6)'s evaluation before the takeover:
+ * here it checks that the code handed on fd 4 is the code it evaluated (else evaluates the handed
+ * code now) and that the sandbox still asks for the profile it is confined with.
  */
 import { defaultSys } from 'linux-sys';
-import type { DriverLogLevel } from '../../drivers/contract/driver.js';
+import type { DriverLogLevel, DriverModule } from '../../drivers/contract/driver.js';
 import { LogLevel } from '../abi/hypercall/index.js';
 import { FD, PARAM, SERVICE_NAMES, type BootParams } from '../abi/boot.js';
 import type { GuestEndpoint } from './hypercall/guest.js';
 import { confineChecked, devicePlatform, fetchParams, mapGrants, msixFds, openEndpoint, startFailed, undumpable } from './bootstrap.js';
 import { GrantAllocator } from './dma.js';
-import { loadDriver, readCodeImage } from './loader.js';
+import { checkDriver, loadDriver, readCodeBytes } from './loader.js';
+import type { Prepared } from './prepare.js';
+import { ContainerError } from './errors.js';
+import { decodeCode, type CodeImage } from '../abi/code.js';
 import { CONTAINER_SERVICES, type ContainerService } from './services/registry.js';
 
 /** What a started container has, for test fixtures that misbehave on purpose after READY. */
@@ -40,14 +47,17 @@ export interface RunningContainer {
 const IDLE = { completed: 0n, errors: 0n, bytes: 0n, inflight: 0 };
 const LEVELS: Record<DriverLogLevel, LogLevel> = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG };
 
-export function runContainer(afterReady?: (c: RunningContainer) => void): void {
+export function runContainer(afterReady?: (c: RunningContainer) => void, prepared?: Prepared): void {
   const sys = defaultSys();
   // (0) not dumpable, before anything is mapped: its memory is not open to its uid.
-  undumpable(sys);
+  if (!prepared) undumpable(sys);
   // (1) the code, read now (nothing of it runs before confinement); its name says HELLO.
-  let image: ReturnType<typeof readCodeImage>;
+  let image: CodeImage;
+  let same = false;
   try {
-    image = readCodeImage(FD.CODE);
+    const bytes = readCodeBytes(FD.CODE);
+    image = decodeCode(bytes);
+    same = prepared !== undefined && Buffer.compare(bytes, prepared.bytes) === 0;
   } catch (e) {
     process.stderr.write(`dmabox container: ${(e as Error).message}\n  (this program is started by the dmabox manager, with the driver code on fd 4)\n`);
     process.exit(78);
@@ -68,10 +78,29 @@ export function runContainer(afterReady?: (c: RunningContainer) => void): void {
     const s = (service = CONTAINER_SERVICES[kind](sys, params, grants));
     const dma = new GrantAllocator(grants, s.reserved);
     const platform = devicePlatform(params, sys, dma, irqFds);
-    // (5) confinement, checked.
-    confineChecked(params, sys, log);
-    // (6) the driver: its code evaluated now, confined, then started.
-    const driver = await loadDriver(image, kind);
+    // (5) confinement, checked (a prepared spare is confined already: with the profile asked for, or it stops here).
+    if (prepared) {
+      const wanted = params.text(PARAM.SECCOMP);
+      if (wanted !== prepared.profile) {
+        throw new ContainerError(
+          'ERR_CONTAINER_CONFINE',
+          `this spare was confined with seccomp profile '${prepared.profile}' and the sandbox asks for '${wanted}'`,
+          {
+            fix: 'nothing to do: the next container starts with the profile asked for',
+          },
+        );
+      }
+      log(LogLevel.INFO, `${prepared.confined} (a spare, before the takeover)`);
+    } else confineChecked(params, sys, log);
+    // (6) the driver: its code evaluated now (or by the prepared spare, when it is the same code), confined, then started.
+    let driver: DriverModule;
+    if (prepared && same) {
+      if (!prepared.evaluated.ok) throw prepared.evaluated.error;
+      driver = checkDriver(prepared.evaluated.driver, kind);
+    } else {
+      if (prepared) log(LogLevel.INFO, 'the driver code handed over is not the code this spare evaluated: evaluating it now');
+      driver = await loadDriver(image, kind);
+    }
     const options = {
       queues: params.int(PARAM.DRIVER_QUEUES, 1, 65535),
       depth: params.int(PARAM.DRIVER_DEPTH, 1, 65536),

@@ -6,16 +6,20 @@
  * role, a cgroup of its own with the policy's limits, the namespaces, the same program and flags,
  * and V8's --no-lazy after the Node binary) with the single argument `spare` and, on fds
  * 3 .. 3 + SPARE_SLOTS - 1, only its end of a fresh socketpair: before it takes over it holds
- * nothing of its sandbox (no device fd, no register mailbox, no window, no eventfd, no driver
- * code) and is not confined yet, as a freshly launched process is not before its own
- * confinement step. It takes over when the supervisor makes the next incarnation: `take()`
+ * nothing of its sandbox (no device fd, no register mailbox, no window, no eventfd) and is not
+ * confined yet, as a freshly launched process is not before its own confinement step. A spare
+ * container may be prepared: sent, at its launch, its sandbox's driver code and seccomp profile
+ * (PREPARE), it confines itself and evaluates the code, confined, before it is needed
+ * (sandbox/container/prepare.ts), so the restart's path no longer evaluates it; it still holds no
+ * device fd, mailbox, window or eventfd. It takes over when the supervisor makes the next incarnation: `take()`
  * checks it was made for this sandbox, this role and (once the supervisor has seen one) the
  * identity this sandbox's processes of that role run as, then `handOver()` passes the fds that
  * incarnation made, and the spare's socket, pipes and process become the incarnation's.
  * A spare that dies, or is not launched yet when it is wanted, is not used: the process starts cold.
  */
 import { AF_UNIX, O_CLOEXEC, SOCK_CLOEXEC, SOCK_STREAM, type Sys } from 'linux-sys';
-import { sendHandover, SPARE_ARG, SPARE_SLOTS } from '../abi/handover.js';
+import { sendHandover, sendPrepare, SPARE_ARG, SPARE_SLOTS } from '../abi/handover.js';
+import { createShared } from '../abi/shm.js';
 import type { Role } from '../spawner/identity.js';
 import type { Launched, LaunchSpec } from '../spawner/launch.js';
 import { SandboxError } from './errors.js';
@@ -26,6 +30,12 @@ export const EAGER_COMPILE = '--no-lazy';
 
 /** What a spare is launched with: the launch spec of the process it will become, without the fds. */
 export type SpareSpec = Omit<LaunchSpec, 'stdout' | 'stderr' | 'fds'>;
+
+/** What a spare container is prepared with (PREPARE): its sandbox's driver code image and the seccomp profile to confine itself with. */
+export interface SparePreparation {
+  readonly profile: string;
+  readonly code: Uint8Array;
+}
 
 /** What an incarnation (or device process) takes of a spare: the manager's ends and the process. */
 export interface TakenSpare {
@@ -49,10 +59,14 @@ export class Spare {
   private readonly mine: number[] = [];
   private killed = false;
 
-  constructor(sys: Sys, launcher: Launcher, spec: SpareSpec) {
+  /** Whether it was sent PREPARE. */
+  readonly prepared: boolean;
+
+  constructor(sys: Sys, launcher: Launcher, spec: SpareSpec, prepare?: SparePreparation) {
     this.sys = sys;
     this.sandbox = spec.sandbox;
     this.role = spec.role;
+    this.prepared = prepare !== undefined;
     const theirs: number[] = [];
     try {
       const [channel, child] = sys.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -64,6 +78,17 @@ export class Spare {
       const [errR, errW] = sys.pipe2(O_CLOEXEC);
       this.mine.push(errR);
       theirs.push(errW);
+      if (prepare) {
+        // Queued on the socket before the launch: a fresh copy of the code (what the spare could
+        // write into it reaches nobody), its fd held by the message until the spare receives it.
+        const code = createShared(sys, `${spec.sandbox}-code`, Math.ceil(prepare.code.length / 4096) * 4096);
+        try {
+          code.bytes.set(prepare.code);
+          sendPrepare(sys, channel, prepare.profile, code.fd);
+        } finally {
+          code.close();
+        }
+      }
       const full: LaunchSpec = {
         ...spec,
         // Node, told to compile every function when its script loads (V8's --no-lazy): a spare pays

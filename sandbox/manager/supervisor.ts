@@ -419,7 +419,12 @@ export class Supervisor extends EventEmitter implements FaultSink {
     const launcher = this.o.launcher ?? directLauncher;
     const fresh = (s: Spare | undefined): boolean => s === undefined || s.exited || s.taken;
     try {
-      if (!this.o.entry && fresh(this.spareDriver)) this.spareDriver = new Spare(this.o.sys, launcher, containerSpec(this.policy));
+      if (!this.o.entry && fresh(this.spareDriver)) {
+        // Prepared (confined, the driver's code evaluated) unless the policy runs its containers unconfined.
+        const profile = this.policy.unconfined ? 'none' : this.policy.container.seccomp;
+        const prepare = profile !== 'none' && this.code !== undefined ? { profile, code: this.code } : undefined;
+        this.spareDriver = new Spare(this.o.sys, launcher, containerSpec(this.policy), prepare);
+      }
       if (this.sim && !this.o.deviceEntry && fresh(this.spareDevice)) this.spareDevice = new Spare(this.o.sys, launcher, this.sim.spareSpec());
     } catch (e) {
       this.event('log', `no spare: ${(e as Error).message.split('\n')[0]}`, 'warn');

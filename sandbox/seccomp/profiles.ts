@@ -34,6 +34,8 @@ const F_SETSIG = 10;
 const F_SETOWN_EX = 15;
 const F_SETLEASE = 1024;
 const F_NOTIFY = 1026;
+// asm-generic/socket.h
+const SO_TYPE = 3;
 
 /**
  * ioctl request numbers a driver container may issue (asm-generic/ioctls.h, linux/vfio.h): the VFIO
@@ -162,9 +164,18 @@ const DRIVER: Profile = {
     getrusage: 'process.resourceUsage, heartbeat statistics (its own usage)',
     uname: 'os.release/os.type in Node and V8 (the kernel version, no secret)',
     getcwd: "process.cwd() (path.resolve of a relative path in the loader's module names)",
+    getsockname:
+      "libuv's uv_guess_handle, when a prepared spare (confined before its takeover) opens its hypercall socket; the address of its own socket, an unnamed socketpair end",
   },
   allowIf: [
     { name: 'ioctl', arg: 1, values: DRIVER_IOCTLS, width: 32, why: 'the VFIO device calls and tty/fd calls listed in DRIVER_IOCTLS' },
+    {
+      name: 'getsockopt',
+      arg: 2,
+      values: [SO_TYPE],
+      width: 32,
+      why: "libuv's uv_guess_handle asks a socket's type (SOL_SOCKET, SO_TYPE) when a prepared spare, confined before its takeover, opens its hypercall socket; no other option (SO_PEERCRED, ...) is read",
+    },
     {
       name: 'tgkill',
       arg: 0,

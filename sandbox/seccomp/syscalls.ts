@@ -34,6 +34,8 @@ export const SYSCALLS_X86_64 = {
   sendmsg: 46,
   recvmsg: 47,
   shutdown: 48,
+  getsockname: 51,
+  getsockopt: 55,
   clone: 56,
   fork: 57,
   vfork: 58,

@@ -12,7 +12,19 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { needsRoot, testIf } from '../helpers/skip.js';
 import { defaultSys } from 'linux-sys';
-import { decodeHandover, encodeHandover, HANDOVER_BYTES, receiveHandover, SPARE_ARG, SPARE_SLOTS } from '../../sandbox/abi/handover.js';
+import {
+  decodeHandover,
+  decodePrepare,
+  encodeHandover,
+  encodePrepare,
+  HANDOVER_BYTES,
+  PREPARE_BYTES,
+  receiveHandover,
+  receiveSpareMessage,
+  SPARE_ARG,
+  SPARE_SLOTS,
+} from '../../sandbox/abi/handover.js';
+import { decodeCode, encodeCode } from '../../sandbox/abi/code.js';
 import { warmUp } from '../../sandbox/device/warm.js';
 import { warmUp as containerWarmUp } from '../../sandbox/container/warm.js';
 import { EAGER_COMPILE, Spare } from '../../sandbox/manager/spare.js';
@@ -92,6 +104,87 @@ test("the spare's side: slots 4 and up dropped, then the fds must land on 4, 5, 
   assert.throws(() => receiveHandover(fake([4, 9, 6]).sys), /landed on 4,9,6/);
   assert.throws(() => receiveHandover(fake([4, 5], { truncated: true }).sys), /truncated/);
   assert.throws(() => receiveHandover(fake([], { bytes: 0 }).sys), /not needed/);
+});
+
+test('prepare: encoded and decoded with its profile; a handover, another version, no profile, an unprintable one or another fd count is ERR_ABI_HANDOVER', () => {
+  const m = encodePrepare('driver');
+  assert.is(m.length, PREPARE_BYTES);
+  assert.is(decodePrepare(m, m.length), 'driver');
+  const code = (f: () => unknown): string | undefined => {
+    try {
+      f();
+    } catch (e) {
+      return (e as { code?: string }).code;
+    }
+    return undefined;
+  };
+  assert.is(
+    code(() => encodePrepare('')),
+    'ERR_ABI_HANDOVER',
+  );
+  assert.is(
+    code(() => encodePrepare('a-profile-name-too-long')),
+    'ERR_ABI_HANDOVER',
+  );
+  assert.is(
+    code(() => decodePrepare(encodeHandover(1), HANDOVER_BYTES)),
+    'ERR_ABI_HANDOVER',
+  );
+  assert.is(
+    code(() => decodeHandover(m, m.length)),
+    'ERR_ABI_HANDOVER',
+    'a spare waiting for HANDOVER (a device process) refuses PREPARE',
+  );
+  const mutate = (at: number, v: number): Uint8Array => {
+    const b = m.slice();
+    b[at] = v;
+    return b;
+  };
+  for (const [at, v, why] of [
+    [4, 9, 'version'],
+    [6, 2, 'fd count'],
+    [12, 1, 'reserved'],
+    [HANDOVER_BYTES, 0, 'empty profile'],
+    [HANDOVER_BYTES + 1, 0x0a, 'unprintable profile'],
+    [HANDOVER_BYTES + 8, 0x41, 'a character after the NUL padding began'],
+  ] as const) {
+    assert.is(
+      code(() => decodePrepare(mutate(at, v), PREPARE_BYTES)),
+      'ERR_ABI_HANDOVER',
+      why,
+    );
+  }
+});
+
+test("a spare container's first receive: PREPARE with its fd on slot 4 (the message read whole even when it comes in two parts), or HANDOVER; a PREPARE fd elsewhere is ERR_ABI_HANDOVER and closed", () => {
+  const fake = (chunks: { data: Uint8Array; fds: number[] }[]) => {
+    const closed: number[] = [];
+    const sys = {
+      close: (fd: number) => closed.push(fd),
+      recvFds: (fd: number, data: Uint8Array) => {
+        assert.is(fd, 3);
+        const c = chunks.shift()!;
+        const n = Math.min(data.length, c.data.length);
+        data.set(c.data.subarray(0, n));
+        if (n < c.data.length) chunks.unshift({ data: c.data.subarray(n), fds: [] });
+        return { bytes: n, fds: c.fds, truncated: false };
+      },
+    };
+    return { sys, closed };
+  };
+  const m = encodePrepare('driver');
+  const whole = fake([{ data: m, fds: [4] }]);
+  assert.equal(receiveSpareMessage(whole.sys), { kind: 'prepare', profile: 'driver', fd: 4 });
+  const split = fake([
+    { data: m.subarray(0, 20), fds: [4] },
+    { data: m.subarray(20), fds: [] },
+  ]);
+  assert.equal(receiveSpareMessage(split.sys), { kind: 'prepare', profile: 'driver', fd: 4 });
+  assert.equal(receiveSpareMessage(fake([{ data: encodeHandover(2), fds: [4, 5] }]).sys), { kind: 'handover', count: 2 });
+  const elsewhere = fake([{ data: m, fds: [9] }]);
+  assert.throws(() => receiveSpareMessage(elsewhere.sys), /landed on 9/);
+  assert.ok(elsewhere.closed.includes(9), 'the stray fd is closed');
+  assert.throws(() => receiveSpareMessage(fake([{ data: new Uint8Array(0), fds: [] }]).sys), /not needed/);
 });
 
 test("a spare device process's warm-up builds throwaway models over plain memory and opens no fd", () => {
@@ -207,6 +300,10 @@ test('a restart is taken over by a spare container and a spare device process, w
     const devicePid = device.launched!.pid;
     // Give each a moment to load its modules and block in the handover, then look at what it holds.
     await new Promise((r) => setTimeout(r, 300));
+    assert.ok(driver.prepared, 'the spare container was prepared (PREPARE)');
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    assert.match(status, /^Seccomp:\s+2$/m, 'the prepared spare container is confined by its seccomp filter before the takeover');
+    assert.match(status, /^NoNewPrivs:\s+1$/m);
     for (const p of [pid, devicePid]) {
       const h = holdings(p);
       assert.not.ok(h.memfdMapped, `spare ${p} maps no window`);
@@ -227,6 +324,34 @@ test('a restart is taken over by a spare container and a spare device process, w
     assert.equal(await s.block.read(8, 8), data);
     await s.block.write(16, pattern(4096, 6));
     assert.equal(await s.block.read(16, 8), pattern(4096, 6));
+  } finally {
+    await s.stop();
+  }
+});
+
+test('a prepared spare handed other code than it evaluated evaluates the code handed over, and serves', async () => {
+  const policy = simPolicy('spare-code', '', '{ maxRestarts: 5, window: 60s, backoff: { initial: 1ms, max: 1ms } }');
+  const s = new Supervisor(policy, { spares: true, launcher: directLauncher });
+  const logs: string[] = [];
+  s.on('event', (e: { text: string }) => logs.push(e.text));
+  try {
+    await s.start();
+    const spares = s as unknown as { spareDriver?: Spare; code: Uint8Array };
+    await until('the spare launched', () => spares.spareDriver?.usable === true, 20_000);
+    const pid = spares.spareDriver!.launched!.pid;
+    // The sandbox's code changes after the spare was prepared with the old: a comment more in one file.
+    const image = decodeCode(spares.code);
+    spares.code = encodeCode({ ...image, files: image.files.map((f, i) => (i === 0 ? { ...f, source: `${f.source}\n// changed\n` } : f)) });
+    const old = s.pid!;
+    s.kill('test');
+    await until('serving again', () => s.state === 'running' && s.pid !== undefined && s.pid !== old, 20_000);
+    assert.is(s.pid, pid, 'the spare took over');
+    assert.ok(
+      logs.some((l) => l.includes('not the code this spare evaluated: evaluating it now')),
+      logs.join('\n'),
+    );
+    await s.block.write(0, pattern(4096, 7));
+    assert.equal(await s.block.read(0, 8), pattern(4096, 7));
   } finally {
     await s.stop();
   }
