@@ -117,6 +117,11 @@ export interface SupervisorOptions {
 }
 
 const LEVEL: Record<number, SandboxEvent['level']> = { [LogLevel.ERROR]: 'error', [LogLevel.WARN]: 'warn', [LogLevel.INFO]: 'info', [LogLevel.DEBUG]: 'debug' };
+/**
+ * How long after READY the spares are launched (restart.spare): after the replay and the first
+ * requests of the container that became ready, which a spare's start-up would slow.
+ */
+export const SPARE_DELAY_MS = 100;
 const FAULT_KIND: Record<number, string> = { 1: 'dma', 2: 'device', 3: 'timeout', 4: 'driver' };
 
 export class Supervisor extends EventEmitter implements FaultSink {
@@ -155,6 +160,8 @@ export class Supervisor extends EventEmitter implements FaultSink {
   private backoffTimer: Timer | undefined;
   private hangTimer: Timer | undefined;
   private readyTimer: Timer | undefined;
+  /** The spares' launch, SPARE_DELAY_MS after READY. */
+  private spareTimer: Timer | undefined;
   private lastProgress = 0;
   private lastHangCheck = 0;
   private lastBeat: Heartbeat | undefined;
@@ -458,6 +465,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
   }
 
   private killSpares(): void {
+    this.clock.clearTimeout(this.spareTimer);
     this.spareDriver?.kill();
     this.spareDevice?.kill();
     this.spareDriver = this.spareDevice = undefined;
@@ -571,7 +579,11 @@ export class Supervisor extends EventEmitter implements FaultSink {
     this.lastProgress = this.clock.now();
     this.lastHangCheck = this.lastProgress;
     this.event('ready', line);
-    this.prepareSpares();
+    // The spares a little after READY, not at it: a spare's launch and start-up (a Node process
+    // evaluating the driver's code) would otherwise take the two cores from the replay and the
+    // first requests of the container that just became ready.
+    this.clock.clearTimeout(this.spareTimer);
+    this.spareTimer = this.spares ? this.clock.setTimeout(() => this.prepareSpares(), SPARE_DELAY_MS) : undefined;
     const period = Math.max(50, Math.floor(this.o.hangMs / 4));
     this.hangTimer = this.clock.setInterval(() => this.checkHang(period), period);
     this.hangTimer.unref();
