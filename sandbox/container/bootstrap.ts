@@ -92,7 +92,7 @@ export function openEndpoint(name: string, service: () => ContainerLifecycle | u
 /** Every boot parameter this container knows, fetched by key (the manager answers NOT_FOUND for those it has none of). */
 export async function fetchParams(guest: GuestEndpoint): Promise<BootParams> {
   const keys = Object.values(PARAM);
-  const values = await Promise.all(keys.map((k) => guest.getParam(k)));
+  const values = await Promise.all(guest.batch(() => keys.map((k) => guest.getParam(k))));
   const map = new Map<string, string>();
   keys.forEach((k, i) => {
     if (values[i] !== undefined) map.set(k, values[i]!);
@@ -103,8 +103,10 @@ export async function fetchParams(guest: GuestEndpoint): Promise<BootParams> {
 /** Every granted window mapped from its inherited memfd (MAP_WINDOW), after HELLO. */
 export async function mapGrants(guest: GuestEndpoint, sys: Sys): Promise<Grant[]> {
   const grants: Grant[] = [];
-  for (let id = 0; id < guest.session!.windowCount; id++) {
-    const m = await guest.mapWindow(id);
+  // Asked all at once (one write, one round trip), mapped in order.
+  const ids = Array.from({ length: guest.session!.windowCount }, (_, id) => id);
+  const mappings = await Promise.all(guest.batch(() => ids.map((id) => guest.mapWindow(id))));
+  for (const [id, m] of mappings.entries()) {
     const length = Number(m.length);
     const addr = sys.mmap(0n, length, PROT_READ | PROT_WRITE, MAP_SHARED, m.fdSlot, m.offset);
     grants.push({ id, iova: m.iova, size: length, perm: { read: m.deviceRead, write: m.deviceWrite }, bytes: new Uint8Array(sys.view(addr, length)) });

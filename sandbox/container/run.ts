@@ -70,8 +70,8 @@ export function runContainer(afterReady?: (c: RunningContainer) => void, prepare
     await guest.hello();
     guest.startHeartbeats(() => (serving ? service!.heartbeat() : IDLE));
     // (2), (3)
-    const params = await fetchParams(guest);
-    const grants = await mapGrants(guest, sys);
+    // Asked together: the parameters and the windows in one write, one round trip.
+    const [params, grants] = await guest.batch(() => Promise.all([fetchParams(guest), mapGrants(guest, sys)]));
     const irqFds = await msixFds(guest, params);
     // (4) the service of the driver's kind, and the device.
     const kind = params.oneOf(PARAM.DRIVER_KIND, SERVICE_NAMES);

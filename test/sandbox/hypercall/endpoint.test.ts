@@ -18,7 +18,7 @@ import {
 } from '../../../sandbox/abi/hypercall/index.js';
 import { GuestEndpoint } from '../../../sandbox/container/hypercall/guest.js';
 import { HostEndpoint, type HostHandler } from '../../../sandbox/manager/hypercall/host.js';
-import { duplexPair, tick } from './helpers.js';
+import { duplexPair, tick, type WriteCounts } from './helpers.js';
 import { FakeTimers } from '../../helpers/fake-timers.js';
 
 const WINDOWS: WindowMapping[] = [
@@ -27,8 +27,8 @@ const WINDOWS: WindowMapping[] = [
 ];
 
 /** Host and guest over an in-process pair, both on one fake clock (`timers`). */
-function setup(handler: Partial<HostHandler> = {}, hostExtra: Record<string, unknown> = {}) {
-  const [h, g] = duplexPair();
+function setup(handler: Partial<HostHandler> = {}, hostExtra: Record<string, unknown> = {}, writes: WriteCounts = { a: 0, b: 0 }) {
+  const [h, g] = duplexPair(writes);
   const timers = new FakeTimers();
   const violations: HypercallError[] = [];
   const guestViolations: HypercallError[] = [];
@@ -101,6 +101,21 @@ test('round trip of every call', async () => {
   s.host.close();
   await tick();
   assert.is(s.guest.stopped?.code, 'ERR_HC_CLOSED');
+});
+
+test('requests made in a batch leave in one write, and the replies to one chunk of frames in one write back', async () => {
+  const writes = { a: 0, b: 0 };
+  const s = setup({}, {}, writes);
+  await s.guest.hello();
+  writes.a = writes.b = 0;
+  const both = await Promise.all(s.guest.batch(() => [s.guest.mapWindow(0), s.guest.mapWindow(1), s.guest.clock()]));
+  assert.equal(both.slice(0, 2), WINDOWS);
+  assert.is(writes.b, 1, 'the guest sent its three requests in one write');
+  assert.is(writes.a, 1, 'the host answered the three in one write');
+  writes.a = writes.b = 0;
+  await Promise.all([s.guest.mapWindow(0), s.guest.mapWindow(1)]);
+  assert.is(writes.b, 2, 'outside a batch, a write per request');
+  s.host.close();
 });
 
 test('log text is bounded to 512 bytes at a character boundary and control characters are neutralised', async () => {

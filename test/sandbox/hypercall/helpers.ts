@@ -4,13 +4,25 @@ import { FrameDecoder, encodeFrame, type FrameHeader } from '../../../sandbox/ab
 import { HC_VERSION, HEADER_SIZE } from '../../../sandbox/abi/hypercall/protocol.js';
 import type { HypercallError } from '../../../sandbox/abi/hypercall/errors.js';
 
+/** Write calls made on each side of a duplexPair (a corked run of writes is one `writev`, as on a socket). */
+export interface WriteCounts {
+  a: number;
+  b: number;
+}
+
 /** Two connected Duplex streams: what one writes, the other reads (like a socketpair). */
-export function duplexPair(): [Duplex, Duplex] {
-  const make = (other: () => Duplex) =>
+export function duplexPair(counts: WriteCounts = { a: 0, b: 0 }): [Duplex, Duplex] {
+  const make = (other: () => Duplex, side: keyof WriteCounts) =>
     new Duplex({
       read() {},
       write(chunk: Buffer, _enc, cb) {
+        counts[side]++;
         other().push(Buffer.from(chunk));
+        cb();
+      },
+      writev(chunks, cb) {
+        counts[side]++;
+        other().push(Buffer.concat(chunks.map((c) => c.chunk as Buffer)));
         cb();
       },
       final(cb) {
@@ -18,8 +30,8 @@ export function duplexPair(): [Duplex, Duplex] {
         cb();
       },
     });
-  const a: Duplex = make(() => b);
-  const b: Duplex = make(() => a);
+  const a: Duplex = make(() => b, 'a');
+  const b: Duplex = make(() => a, 'b');
   return [a, b];
 }
 
