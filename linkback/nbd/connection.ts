@@ -273,7 +273,7 @@ export class NbdConnection implements HandshakeContext {
     this.peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
     this.dst = this.head;
     this.optBuf = Buffer.allocUnsafe(this.limits.maxOptionLength);
-    this.replies = new ReplyWriter(this.socket);
+    this.replies = new ReplyWriter(this.socket, () => this.inFlight);
     this.socket.setNoDelay?.(true);
     this.listen(this.socket);
     // Accepted paused; flowing from here (a socket reading through `onread` must flow too, or its

@@ -12,6 +12,13 @@
  * again at once: one socket write per turn for all replies instead of one stream write (and its
  * bookkeeping objects) per read; the copy costs less than that (bench/RESULTS.md, issue 16). A
  * larger one is written as it is, corked with the batch, and its buffer reused once written.
+ *
+ * Coalescing (as a NIC's interrupt moderation or NVMe's aggregation threshold): when a turn ends
+ * with fewer replies queued than requests still unanswered, the batch waits for the next turn, up
+ * to COALESCE_TURNS turns, so that completions arriving a few at a time (a sandboxed driver's ring,
+ * a polled queue) leave in one write instead of one write, and one client wake-up, each. A client
+ * waiting for everything it asked (queue depth 1, or its last requests) is answered at the end of
+ * the turn as before: nothing unanswered, nothing to wait for.
  */
 import type { Socket } from 'node:net';
 import {
@@ -30,6 +37,8 @@ import { BufferPool } from './buffer-pool.js';
 const BATCH_BYTES = 128 << 10;
 /** Read replies up to this size (header included) are copied into the batch. */
 const COPY_MAX = 16 << 10;
+/** Turns a batch may wait for more replies while requests are still unanswered (see Coalescing). */
+export const COALESCE_TURNS = 8;
 /** Read-reply buffers kept for reuse: up to this many bytes per connection, of at most MAX_POOLED each. */
 const POOL_BYTES = 1 << 20;
 const MAX_POOLED = SIMPLE_REPLY_SIZE + (128 << 10);
@@ -41,8 +50,18 @@ export class ReplyWriter {
   private corked = false;
   private readonly free: Buffer[] = [];
   private readonly sent: Buffer[] = [];
+  /** Replies queued since the last flush, and turns the batch has waited. */
+  private queued = 0;
+  private waited = 0;
   private readonly flushBound = (): void => {
     this.scheduled = false;
+    const unanswered = this.unanswered();
+    if (this.len > 0 && unanswered > this.queued && this.waited < COALESCE_TURNS && !this.corked) {
+      this.waited++;
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+      return;
+    }
     this.flush();
   };
   private readonly writtenBound = (): void => {
@@ -57,7 +76,14 @@ export class ReplyWriter {
     if (b && !err) this.pool.give(b);
   };
 
-  constructor(private socket: Socket) {
+  /**
+   * `unanswered`: how many requests the client still waits for (after the replies queued here);
+   * none by default, so every turn's replies leave at its end.
+   */
+  constructor(
+    private socket: Socket,
+    private readonly unanswered: () => number = () => 0,
+  ) {
     this.cur = Buffer.allocUnsafe(BATCH_BYTES);
   }
 
@@ -72,6 +98,7 @@ export class ReplyWriter {
     if (this.len + n > BATCH_BYTES) this.flush();
     const at = this.len;
     this.len = at + n;
+    this.queued++;
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flushBound);
@@ -164,12 +191,13 @@ export class ReplyWriter {
   flush(): void {
     const s = this.socket;
     if (this.len === 0 || s.destroyed || !s.writable) {
-      this.len = 0;
+      this.len = this.queued = this.waited = 0;
       this.uncork();
       return;
     }
     const full = this.cur;
     const n = this.len;
+    this.queued = this.waited = 0;
     this.sent.push(full);
     this.cur = this.free.pop() ?? Buffer.allocUnsafe(BATCH_BYTES);
     this.len = 0;

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ReplyWriter } from '../../../linkback/nbd/reply-writer.js';
+import { COALESCE_TURNS, ReplyWriter } from '../../../linkback/nbd/reply-writer.js';
 
 class HeldSocket {
   destroyed = false;
@@ -119,6 +119,38 @@ test('the pool is bounded: at most 1 MiB of buffers kept per connection', () => 
   const again = Array.from({ length: 20 }, () => w.replyBuffer(128 << 10));
   const reused = again.filter((b) => bufs.includes(b)).length;
   assert.ok(reused >= 6 && reused <= 8, `reused ${reused} of 20 (1 MiB / 128 KiB)`);
+});
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('coalescing: replies wait while more requests are unanswered than replies queued, at most COALESCE_TURNS turns; a client waiting for nothing more is answered at the turn end', async () => {
+  const sock = new HeldSocket();
+  let unanswered = 6;
+  const w = new ReplyWriter(sock as unknown as Socket, () => unanswered);
+  w.simple(0, 0, 1);
+  w.simple(0, 0, 2);
+  await turn();
+  await turn();
+  assert.is(sock.writes.length, 0, '2 queued, 6 unanswered: the batch waits');
+  for (let i = 3; i <= 6; i++) w.simple(0, 0, i);
+  await turn();
+  await turn();
+  assert.is(sock.writes.length, 1, '6 queued, 6 unanswered: written');
+  assert.is(sock.writes[0]!.buf.length, 6 * 16, 'all six in the one write');
+  // A request that never completes holds the others back no more than COALESCE_TURNS turns.
+  unanswered = 100;
+  w.simple(0, 0, 7);
+  for (let t = 0; t < COALESCE_TURNS; t++) await turn();
+  assert.is(sock.writes.length, 1, 'still waiting within the bound');
+  await turn();
+  await turn();
+  assert.is(sock.writes.length, 2, 'written once the bound passed');
+  // Nothing unanswered (queue depth 1): at the end of the turn.
+  unanswered = 0;
+  w.simple(0, 0, 8);
+  await turn();
+  await turn();
+  assert.is(sock.writes.length, 3);
 });
 
 test.run();
