@@ -36,18 +36,20 @@ import { pattern, simPolicy, until } from './helpers.js';
 
 const sys = defaultSys();
 
+/** The code of the error `f` throws, or undefined when it does not throw. */
+function code(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+}
+
 test('handover: encoded and decoded; a foreign message, another version, a reserved field or too many fds is ERR_ABI_HANDOVER', () => {
   const m = encodeHandover(7);
   assert.is(m.length, HANDOVER_BYTES);
   assert.is(decodeHandover(m, m.length), 7);
-  const code = (f: () => unknown): string | undefined => {
-    try {
-      f();
-    } catch (e) {
-      return (e as { code?: string }).code;
-    }
-    return undefined;
-  };
   assert.is(
     code(() => encodeHandover(SPARE_SLOTS)),
     'ERR_ABI_HANDOVER',
@@ -110,14 +112,6 @@ test('prepare: encoded and decoded with its profile; a handover, another version
   const m = encodePrepare('driver');
   assert.is(m.length, PREPARE_BYTES);
   assert.is(decodePrepare(m, m.length), 'driver');
-  const code = (f: () => unknown): string | undefined => {
-    try {
-      f();
-    } catch (e) {
-      return (e as { code?: string }).code;
-    }
-    return undefined;
-  };
   assert.is(
     code(() => encodePrepare('')),
     'ERR_ABI_HANDOVER',

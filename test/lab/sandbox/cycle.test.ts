@@ -8,12 +8,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parsePolicies } from '../../../policies/index.js';
 import { KmsgFaultMonitor } from '../../../sandbox/manager/faults.js';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';
 import { withModule } from '../../sandbox/helpers.js';
+import { field, until } from './helpers.js';
 
 function inLab(): void {
   if (process.env.DMABOX_LAB !== '1') {
@@ -41,21 +41,6 @@ function pattern(n: number, seed: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = (i * 13 + seed * 101 + (i >> 9)) & 0xff;
   return b;
-}
-
-async function until(what: string, pred: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function field(pid: number, name: string): string {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${name}:`))!;
-  return line.slice(name.length + 1).trim();
 }
 
 test('up on VFIO with MSI-X, I/O, kill -9 with requests in flight, quarantine, restart, data intact, the restart limit, failed', async () => {

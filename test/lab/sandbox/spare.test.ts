@@ -8,27 +8,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
 import { parsePolicies } from '../../../policies/index.js';
 import type { Spare } from '../../../sandbox/manager/spare.js';
 import { Supervisor } from '../../../sandbox/manager/supervisor.js';
+import { field, until } from './helpers.js';
 
 const NVME = (process.env.DMABOX_LAB_NVME ?? '0000:00:01.0').split(',')[0]!;
-
-async function until(what: string, pred: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function field(pid: number, name: string): string {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${name}:`))!;
-  return line.slice(name.length + 1).trim();
-}
 
 test('a prepared spare container, confined before the takeover, takes over a kill -9 on VFIO with MSI-X and serves the same data', async () => {
   if (process.env.DMABOX_LAB !== '1') throw new Error('this test runs only inside the lab guest (DMABOX_LAB=1): use `npm run test:lab`');
