@@ -5,9 +5,9 @@
  *  (1) the driver's code read from fd 4 (not evaluated); the hypercall channel on fd 3, HELLO, and
  *      heartbeats from then on (zero counters until the service serves: a driver may take its
  *      time to bring the device up, bounded by the manager's ready timeout, not by its watchdog);
- *  (2) the boot parameters, by key (GETPARAM);
- *  (3) MAP_WINDOW for every granted window, each mmapped from its inherited memfd; IRQ_SETUP for
- *      the interrupt eventfds;
+ *  (2) the boot parameters, by key (GETPARAM), and
+ *  (3) MAP_WINDOW for every granted window, asked together with (2) in one write (one round trip),
+ *      each window mmapped from its inherited memfd; then IRQ_SETUP for the interrupt eventfds;
  *  (4) the service of the driver's kind maps what the manager made for it (its rings); the
  *      device's Platform (register mailbox or VFIO device fd);
  *  (5) confine: no_new_privs and the seccomp filter, checked; from here on no open, no exec, no
@@ -17,7 +17,7 @@
  *  (7) READY; the heartbeats carry the service's progress counters.
  * SHUTDOWN quiesces the service, closes the device and exits.
  *
- * A spare prepared ahead of need (prepare.ts) did (0), (5) and (6)'s evaluation before the takeover:
+ * A spare prepared ahead of need (prepare.ts) did (0), (5) and the evaluation of (6) before the takeover:
  * here it checks that the code handed on fd 4 is the code it evaluated (else evaluates the handed
  * code now) and that the sandbox still asks for the profile it is confined with.
  */
