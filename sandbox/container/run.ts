@@ -90,7 +90,7 @@ export function runContainer(afterReady?: (c: RunningContainer) => void, prepare
           },
         );
       }
-      log(LogLevel.INFO, `${prepared.confined} (a spare, before the takeover)`);
+      log(LogLevel.INFO, `${prepared.confined} (a spare, before the takeover, where it evaluated the driver's code in ${prepared.evaluateMs.toFixed(1)} ms)`);
     } else confineChecked(params, sys, log);
     // (6) the driver: its code evaluated now (or by the prepared spare, when it is the same code), confined, then started.
     let driver: DriverModule;

@@ -50,7 +50,7 @@ restart: { maxRestarts: 3, window: 60s, backoff: { initial: 1ms, max: 1s }, spar
     assert.is(s.spareTakeovers, 1);
     const after = s.events.slice(before);
     assert.ok(
-      after.some((e) => e.text.includes('(a spare, before the takeover)')),
+      after.some((e) => e.text.includes('(a spare, before the takeover, where it evaluated the driver')),
       after.map((e) => e.text).join('\n'),
     );
     assert.ok(

@@ -42,7 +42,7 @@ test("a prepared spare evaluates the driver's code before it takes over, confine
     assert.is(s.pid, pid, 'the spare took over');
     const after = s.events.slice(before).map((e) => e.text);
     assert.ok(
-      after.some((t) => t.includes('(a spare, before the takeover)')),
+      after.some((t) => t.includes('(a spare, before the takeover, where it evaluated the driver')),
       after.join('\n'),
     );
     const line = after.find((t) => t.includes('top-level open /etc/passwd: '));
