@@ -63,8 +63,13 @@ export interface RestartSummary {
   restartMs: number[];
   /** Each phase's p50 and p99 over the counted kills (a phase a kill lacks is left out of it). */
   phases: Record<Phase, { p50Ms: number; p99Ms: number }>;
+  /** The SLOWEST kills, slowest first, with every step's time: what a p99 outlier was made of. */
+  slowest: { kill: number; steps: KillTimes }[];
   clientErrors: number;
 }
+
+/** How many of the slowest kills the summary shows step by step. */
+export const SLOWEST = 3;
 
 export function summarize(kills: readonly KillTimes[], clientErrors: number): RestartSummary {
   const done = kills.filter((k) => k.firstCompletion !== undefined);
@@ -87,6 +92,19 @@ export function summarize(kills: readonly KillTimes[], clientErrors: number): Re
     restartMaxMs: round(total.length ? Math.max(...total) : NaN),
     restartMs: total.map(round),
     phases,
+    slowest: kills
+      .map((steps, i) => ({ kill: i + 1, steps }))
+      .filter((k) => k.steps.firstCompletion !== undefined)
+      .sort((a, b) => b.steps.firstCompletion! - a.steps.firstCompletion!)
+      .slice(0, SLOWEST)
+      .map(({ kill, steps }) => ({
+        kill,
+        steps: Object.fromEntries(
+          Object.entries(steps)
+            .filter(([, v]) => v !== undefined)
+            .map(([k, v]) => [k, round(v as number)]),
+        ) as KillTimes,
+      })),
     clientErrors,
   };
 }

@@ -261,6 +261,14 @@ export async function run(argv: string[]): Promise<void> {
     lines.push(
       `- ${m === 'spare' ? 'with spares' : 'cold (no spares)'}: kill to the first request completed by the successor p50 ${x.restartP50Ms} ms, p99 ${x.restartP99Ms} ms, max ${x.restartMaxMs} ms over ${x.kills} kill(s) (${x.unfinished} unfinished${m === 'spare' ? `, ${r.takeovers} taken over by a spare; each kill waited ${r.spareWaitP50Ms} ms (p50) past the interval for both spares to wait` : ''}); client errors ${x.clientErrors} (fio ${r.fioIos} writes, ${r.fioVerified} read back and verified); manager CPU ${r.managerCpuMs.toFixed(0)} ms`,
       `  phases p50/p99 ms: ${ph}${x.clientErrors && r.fioText ? `; fio: ${r.fioText.split('\n').slice(-2).join(' | ')}` : ''}`,
+      `  slowest, ms after the kill: ${x.slowest
+        .map(
+          (k) =>
+            `kill ${k.kill} (${Object.entries(k.steps)
+              .map(([n, v]) => `${n} ${v}`)
+              .join(', ')})`,
+        )
+        .join('; ')}`,
     );
   }
   lines.push('- target: p50 <= 50 ms, p99 <= 100 ms');

@@ -41,6 +41,16 @@ test('summary: restarts are kill to first completion; unfinished kills are left 
   assert.equal(s.phases.readyToFirstCompletion, { p50Ms: 5, p99Ms: 5 });
   // ready - confined: 25, 5, 15, 165 (ready is 5 before each first completion)
   assert.equal(s.phases.driverToReady, { p50Ms: 15, p99Ms: 165 });
+  // The slowest kills, slowest first, numbered as they came (the unfinished 3rd kill is not among them).
+  assert.equal(
+    s.slowest.map((x) => [x.kill, x.steps.firstCompletion]),
+    [
+      [5, 200],
+      [1, 60],
+      [4, 50],
+    ],
+  );
+  assert.equal(s.slowest[0]!.steps, k(200), 'every step of the outlier');
 });
 
 test('summary: a phase whose steps a kill lacks leaves that kill out of the phase only; no kill at all gives NaN figures', () => {
