@@ -25,6 +25,7 @@ export type LabCode =
   | 'ERR_LAB_BOOT_FAILED'
   | 'ERR_LAB_GUEST_SETUP'
   | 'ERR_LAB_GUEST_DIED'
+  | 'ERR_LAB_QEMU_CRASHED'
   | 'ERR_LAB_RELAY';
 
 /** Building a secure appliance image (appliance/build): its spec, its pinned inputs, its tools' output. */

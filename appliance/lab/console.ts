@@ -94,7 +94,14 @@ export function readConsoleLine(state: ConsoleState, line: string, ms: number): 
   }
 }
 
-export type GuestOutcome = { kind: 'exited'; status: number } | { kind: 'init-failed'; reason: string } | { kind: 'died'; reason: string };
+export type GuestOutcome =
+  | { kind: 'exited'; status: number }
+  | { kind: 'init-failed'; reason: string }
+  /** `emulatorCrash`: QEMU itself died of a fault signal (SIGSEGV, ...), not the guest. */
+  | { kind: 'died'; reason: string; emulatorCrash?: true };
+
+/** Signals that mean QEMU itself crashed (a fault in the emulator), not that something killed it. */
+export const EMULATOR_CRASH_SIGNALS: ReadonlySet<string> = new Set(['SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGABRT']);
 
 /**
  * Decide what happened from QEMU's exit and what the guest reported. The guest's own report (the rc
@@ -111,7 +118,10 @@ export function decideOutcome(qemu: { code: number | null; signal: string | null
     return { kind: 'exited', status: reported };
   }
   if (state.panic) return { kind: 'died', reason: `guest kernel panic: ${state.panic}` };
-  if (qemu.signal) return { kind: 'died', reason: `QEMU was killed by ${qemu.signal}` };
+  if (qemu.signal) {
+    if (EMULATOR_CRASH_SIGNALS.has(qemu.signal)) return { kind: 'died', reason: `QEMU itself crashed (${qemu.signal})`, emulatorCrash: true };
+    return { kind: 'died', reason: `QEMU was killed by ${qemu.signal}` };
+  }
   if (qemu.code === 0) return { kind: 'died', reason: 'the guest shut down without reporting an exit status' };
   if (qemu.code !== null && (qemu.code & 1) === 1 && qemu.code > 1) return { kind: 'exited', status: qemu.code >> 1 };
   return { kind: 'died', reason: `QEMU exited with status ${qemu.code} and the guest reported nothing (QEMU error? see its messages in the log)` };

@@ -432,6 +432,11 @@ export async function launchLab(options: LabOptions): Promise<LabResult> {
     // Before /init ran nothing of ours ran: a boot failure (kernel panic at boot, QEMU refusing the machine).
     if (state.initAtMs === undefined)
       throw new ApplianceError('ERR_LAB_BOOT_FAILED', `the lab guest did not boot to /init: ${outcome.reason}. Log: ${logFile}${lastLines}`);
+    if (outcome.emulatorCrash) {
+      throw new ApplianceError('ERR_LAB_QEMU_CRASHED', `the lab's QEMU crashed under the guest: ${outcome.reason}. Log: ${logFile}${lastLines}`, {
+        fix: "a fault of the emulator, not a verdict of the guest's tests: run again; if it recurs at the same step, read the log's tail for what the guest was doing",
+      });
+    }
     throw new ApplianceError('ERR_LAB_GUEST_DIED', `the lab guest died: ${outcome.reason}. Log: ${logFile}${lastLines}`);
   }
   const groups = new Map(state.bound.map((b) => [b.bdf, b.group]));

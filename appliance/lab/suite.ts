@@ -104,6 +104,7 @@ export async function runLabSuite(options: { strict: boolean; timeoutMs?: number
     });
   };
   let result: LabResult | undefined;
+  let crashedOnce = false;
   for (let attempt = 1; !result; attempt++) {
     try {
       result = await bootOnce();
@@ -112,6 +113,14 @@ export async function runLabSuite(options: { strict: boolean; timeoutMs?: number
       // over its own timing): boot once more, and say so. Anything later is a failure at once.
       if (e instanceof ApplianceError && e.code === 'ERR_LAB_BOOT_FAILED' && attempt < BOOT_ATTEMPTS) {
         console.error(`lab: boot attempt ${attempt} failed, booting again: ${e.message.split('\n')[0]}`);
+        continue;
+      }
+      // QEMU itself crashing (a fault signal in the emulator: QEMU 7.2's NVMe model has been seen to,
+      // rarely, under the FLR-under-load test) is not a verdict of any test: the whole suite runs
+      // once more, on a fresh QEMU, and only that run's results count; a second crash fails.
+      if (e instanceof ApplianceError && e.code === 'ERR_LAB_QEMU_CRASHED' && !crashedOnce) {
+        crashedOnce = true;
+        console.error(`lab: ${e.message.split('\n')[0]}; running the whole suite again on a fresh QEMU (only that run counts)`);
         continue;
       }
       console.error(`lab: FAILED: ${(e as Error).message}`);

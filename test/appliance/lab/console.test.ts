@@ -57,7 +57,12 @@ test("only QEMU's status: isa-debug-exit (rc << 1) | 1 is decoded; 1 and 0 are n
   assert.is(decideOutcome({ code: 0, signal: null }, st).kind, 'died');
   assert.is(decideOutcome({ code: 1, signal: null }, st).kind, 'died');
   assert.is(decideOutcome({ code: 2, signal: null }, st).kind, 'died');
-  assert.is(decideOutcome({ code: null, signal: 'SIGKILL' }, st).kind, 'died');
+  assert.equal(decideOutcome({ code: null, signal: 'SIGKILL' }, st), { kind: 'died', reason: 'QEMU was killed by SIGKILL' });
+  assert.equal(
+    decideOutcome({ code: null, signal: 'SIGSEGV' }, st),
+    { kind: 'died', reason: 'QEMU itself crashed (SIGSEGV)', emulatorCrash: true },
+    'a fault signal is the emulator crashing, told apart from a kill',
+  );
   assert.is(decodeDebugExit(1), 0);
   assert.is(decodeDebugExit(0x55), 0x2a);
   assert.is(decodeDebugExit(4), undefined);
