@@ -19,6 +19,7 @@
  * Paths are relative, `/`-separated, without `.` or `..` segments, end in `.js` or `.mjs`, and
  * are unique; a module's relative import specifiers resolve against its own path.
  */
+import { paddedAscii } from './ascii.js';
 import { BootError } from './boot.js';
 
 export const CODE_MAGIC = 0x43424d44;
@@ -100,17 +101,8 @@ export function decodeCodeHeader(head: Uint8Array): { name: string; bytes: numbe
   if (bytes < CODE_HEADER_BYTES || bytes > CODE_MAX_BYTES) throw bad(`${bytes} bytes; ${CODE_HEADER_BYTES} to ${CODE_MAX_BYTES} fit`);
   if (entry >= files) throw bad(`entry ${entry} is not one of the ${files} files`);
   if (v.getUint16(14, true) !== 0) throw bad('the reserved header field is not zero');
-  let name = '';
-  let ended = false;
-  for (let i = 16; i < 32; i++) {
-    const c = head[i]!;
-    if (c === 0) {
-      ended = true;
-      continue;
-    }
-    if (ended || c < 0x20 || c > 0x7e) throw bad('the driver name is not printable ASCII, NUL-padded');
-    name += String.fromCharCode(c);
-  }
+  const name = paddedAscii(head.subarray(16, 32));
+  if (name === undefined) throw bad('the driver name is not printable ASCII, NUL-padded');
   if (!name) throw bad('the driver name is empty');
   return { name, bytes, files, entry };
 }

@@ -29,6 +29,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { MSG_DONTWAIT, MSG_NOSIGNAL, type Sys } from 'linux-sys';
+import { paddedAscii } from './ascii.js';
 import { AbiError } from './errors.js';
 
 export const HANDOVER_MAGIC = 0x766f6448; // 'Hdov' little-endian
@@ -93,18 +94,9 @@ export function decodePrepare(b: Uint8Array, bytes: number): string {
   }
   checkHeader(v);
   if (v.getUint16(6, true) !== 1) throw new AbiError('ERR_ABI_HANDOVER', `a prepare message passes 1 fd, not ${v.getUint16(6, true)}`, SAME_BUILD);
-  let profile = '';
-  let ended = false;
-  for (let i = HANDOVER_BYTES; i < PREPARE_BYTES; i++) {
-    const c = b[i]!;
-    if (c === 0) {
-      ended = true;
-      continue;
-    }
-    if (ended || c < 0x21 || c > 0x7e)
-      throw new AbiError('ERR_ABI_HANDOVER', "a prepare message's profile name is not printable ASCII, NUL-padded", SAME_BUILD);
-    profile += String.fromCharCode(c);
-  }
+  // No spaces in a profile's name: printable from 0x21.
+  const profile = paddedAscii(b.subarray(HANDOVER_BYTES, PREPARE_BYTES), 0x21);
+  if (profile === undefined) throw new AbiError('ERR_ABI_HANDOVER', "a prepare message's profile name is not printable ASCII, NUL-padded", SAME_BUILD);
   if (!profile) throw new AbiError('ERR_ABI_HANDOVER', "a prepare message's profile name is empty", SAME_BUILD);
   return profile;
 }

@@ -3,6 +3,7 @@
  * each checks the exact length, every range and that reserved fields are zero, and throws a
  * HypercallError ('drop') the endpoint turns into a violation report.
  */
+import { paddedAscii } from '../ascii.js';
 import { HypercallError } from './errors.js';
 import {
   CLOCK_RESULT,
@@ -151,17 +152,8 @@ export function readHello(v: DataView, length: number): Hello {
   range(t, 'minVersion', minVersion, 1, 255);
   range(t, 'maxVersion', maxVersion, minVersion, 255);
   range(t, 'pid', pid, 1, MAX_PID);
-  let name = '';
-  let ended = false;
-  for (let i = 0; i < HELLO.nameLength; i++) {
-    const c = v.getUint8(P + HELLO.name + i);
-    if (c === 0) {
-      ended = true;
-      continue;
-    }
-    if (ended || c < 0x20 || c > 0x7e) throw bad(t, 'name must be printable ASCII, NUL-padded');
-    name += String.fromCharCode(c);
-  }
+  const name = paddedAscii(new Uint8Array(v.buffer, v.byteOffset + P + HELLO.name, HELLO.nameLength));
+  if (name === undefined) throw bad(t, 'name must be printable ASCII, NUL-padded');
   if (!name) throw bad(t, 'name is empty');
   return { minVersion, maxVersion, pid, name };
 }
