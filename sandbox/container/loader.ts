@@ -1,8 +1,8 @@
 /**
  * Loading the driver's code inside the container: the image the manager handed over on fd 4
- * (sandbox/abi/code.ts) is read before confinement (`readCodeImage`) and evaluated only after
- * (`loadDriver`), so no driver code, built-in or external, runs unconfined, and the container
- * opens no file to get it.
+ * (sandbox/abi/code.ts) is read before confinement (`readCodeBytes`, then `decodeCode`) and
+ * evaluated only after (`loadDriver`), so no driver code, built-in or external, runs unconfined,
+ * and the container opens no file to get it.
  *
  * Each file becomes a `vm.SourceTextModule` (node --experimental-vm-modules) whose imports
  * resolve only within the image: a relative specifier resolved against the importing file's path
@@ -17,7 +17,7 @@ import { readSync } from 'node:fs';
 import vm from 'node:vm';
 import { posix } from 'node:path';
 import { DRIVER_CONTRACT, DRIVER_KINDS, type DriverKind, type DriverModule } from '../../drivers/contract/driver.js';
-import { CODE_HEADER_BYTES, decodeCode, decodeCodeHeader, type CodeImage } from '../abi/code.js';
+import { CODE_HEADER_BYTES, decodeCodeHeader, type CodeImage } from '../abi/code.js';
 import { ContainerError } from './errors.js';
 
 /** The code image's bytes, exactly as many as its header says, from an inherited fd (pread: the fd's offset is not used). */
@@ -28,11 +28,6 @@ export function readCodeBytes(fd: number): Buffer {
   const all = Buffer.alloc(h.bytes);
   readFully(fd, all, 0);
   return all;
-}
-
-/** Read the code image from its inherited fd, every field checked. */
-export function readCodeImage(fd: number): CodeImage {
-  return decodeCode(readCodeBytes(fd));
 }
 
 function readFully(fd: number, into: Buffer, position: number): void {

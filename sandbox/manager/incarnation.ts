@@ -99,6 +99,11 @@ export interface IncarnationOptions {
   spare?: { driver?: TakenSpare; device?: TakenSpare };
 }
 
+/** The seccomp profile a container of `policy` confines itself with ('none': the policy runs it unconfined). */
+export function containerProfile(policy: Policy): string {
+  return policy.unconfined ? 'none' : policy.container.seccomp;
+}
+
 /**
  * How a container of `policy` is launched, without its fds and pipes: the same for a container
  * started cold and for a spare (spare.ts), so a spare is exactly the process it will become.
@@ -179,7 +184,7 @@ export class Incarnation {
       param(PARAM.DEVICE_BARS, device.barSizes());
       param(PARAM.DEVICE_IRQ_MSIX, device.irqCounts.msix);
       param(PARAM.DEVICE_IRQ_INTX, device.irqCounts.intx);
-      param(PARAM.SECCOMP, policy.unconfined ? 'none' : policy.container.seccomp);
+      param(PARAM.SECCOMP, containerProfile(policy));
       param(PARAM.REGISTER_TIMEOUT_MS, o.registerTimeoutMs);
       // The device: the register mailbox on the simulator, the VFIO device fd on real hardware.
       if (device instanceof SimDevice) {

@@ -32,7 +32,7 @@ import type { NetGeometry } from '../abi/net.js';
 import { realTimers, type Timer, type Timers } from '../../common/timers.js';
 import { bundleDriver, driverRef, type CampaignInjection, type DriverRef } from './driver-code.js';
 import { SandboxError } from './errors.js';
-import { containerSpec, Incarnation } from './incarnation.js';
+import { containerProfile, containerSpec, Incarnation } from './incarnation.js';
 import { directLauncher, type Launcher } from './launcher.js';
 import { Spare, type TakenSpare } from './spare.js';
 import type { Launched } from '../spawner/launch.js';
@@ -428,7 +428,7 @@ export class Supervisor extends EventEmitter implements FaultSink {
     try {
       if (!this.o.entry && fresh(this.spareDriver)) {
         // Prepared (confined, the driver's code evaluated) unless the policy runs its containers unconfined.
-        const profile = this.policy.unconfined ? 'none' : this.policy.container.seccomp;
+        const profile = containerProfile(this.policy);
         const prepare = profile !== 'none' && this.code !== undefined ? { profile, code: this.code } : undefined;
         this.spareDriver = new Spare(this.o.sys, launcher, containerSpec(this.policy), prepare);
       }

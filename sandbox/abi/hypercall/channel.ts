@@ -107,13 +107,7 @@ export abstract class Channel implements FrameSink {
     }
     const frames = this.counters.frames;
     // The replies and frames this chunk's frames make leave in one write (writev), not one each.
-    this.stream.cork();
-    let at: number;
-    try {
-      at = this.decoder.push(chunk, from, this.turnLeft);
-    } finally {
-      this.stream.uncork();
-    }
+    const at = this.batch(() => this.decoder.push(chunk, from, this.turnLeft));
     this.turnLeft -= this.counters.frames - frames;
     if (!this.turnReset) {
       this.turnReset = true;
